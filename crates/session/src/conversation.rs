@@ -1,0 +1,79 @@
+//! The (business number, customer) pair that owns a window.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PhoneNumber;
+
+/// One business number talking to one customer.
+///
+/// WhatsApp keeps one customer service window per pair: a customer may be inside the
+/// window with one business number and outside it with another.
+///
+/// ```
+/// use lipachat_session::Conversation;
+///
+/// let conversation = Conversation::parse("254110090747", "+254 712 345 678")?;
+/// assert_eq!(conversation.to_string(), "254110090747→254712345678");
+/// # Ok::<(), lipachat_session::PhoneError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The business's WhatsApp number (the gateway's `from` on a send).
+    pub business: PhoneNumber,
+    /// The customer's number (the gateway's `to` on a send).
+    pub customer: PhoneNumber,
+}
+
+impl Conversation {
+    /// The conversation between `business` and `customer`.
+    pub fn new(business: PhoneNumber, customer: PhoneNumber) -> Self {
+        Self { business, customer }
+    }
+
+    /// Parses both numbers in international form.
+    pub fn parse(business: &str, customer: &str) -> Result<Self, crate::PhoneError> {
+        Ok(Self::new(business.parse()?, customer.parse()?))
+    }
+
+    /// The 16-byte binary key: business then customer, each a big-endian `u64`, so keys
+    /// sort by business number and one business's conversations are contiguous.
+    pub fn to_key(self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.business.as_u64().to_be_bytes());
+        key[8..].copy_from_slice(&self.customer.as_u64().to_be_bytes());
+        key
+    }
+
+    /// Reads a key made by [`Conversation::to_key`]; `None` when it is not one.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        let key: &[u8; 16] = key.get(..16)?.try_into().ok()?;
+        let (business, customer) = key.split_at(8);
+        let business = PhoneNumber::from_u64(u64::from_be_bytes(business.try_into().ok()?))?;
+        let customer = PhoneNumber::from_u64(u64::from_be_bytes(customer.try_into().ok()?))?;
+        Some(Self::new(business, customer))
+    }
+}
+
+impl fmt::Display for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}→{}", self.business, self.customer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_round_trip_and_order() {
+        let a = Conversation::parse("254110090747", "254712345678").unwrap();
+        let b = Conversation::parse("254110090747", "254799999999").unwrap();
+        let c = Conversation::parse("254110090748", "12345678").unwrap();
+        assert_eq!(Conversation::from_key(&a.to_key()), Some(a));
+        assert!(a.to_key() < b.to_key() && b.to_key() < c.to_key());
+        assert_eq!(Conversation::from_key(&[0u8; 16]), None);
+        assert_eq!(Conversation::from_key(&[1u8; 3]), None);
+    }
+}
