@@ -27,6 +27,17 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// The smallest conversation in key order (for range bounds).
+    pub const MIN: Self = Self {
+        business: PhoneNumber::MIN,
+        customer: PhoneNumber::MIN,
+    };
+    /// The largest conversation in key order (for range bounds).
+    pub const MAX: Self = Self {
+        business: PhoneNumber::MAX,
+        customer: PhoneNumber::MAX,
+    };
+
     /// The conversation between `business` and `customer`.
     pub fn new(business: PhoneNumber, customer: PhoneNumber) -> Self {
         Self { business, customer }

@@ -1,18 +1,65 @@
-//! Durable 24-hour WhatsApp customer service windows.
+//! Durable 24-hour WhatsApp customer service windows, per (business number, customer).
 //!
-//! WhatsApp lets a business send free-form messages to a customer only within 24 hours of
-//! that customer's last inbound message to that business number. This crate records each
-//! (business number, customer) pair's last inbound time and decides whether a free-form
-//! send is allowed now.
+//! WhatsApp lets a business send free-form messages (a contact card, text, media) to a
+//! customer only within 24 hours of that customer's last inbound message to that business
+//! number; outside that window only an approved template may go. This crate records each
+//! conversation's last inbound time durably in [sled] and decides whether a free-form send
+//! is allowed now, with a safety margin.
+//!
+//! ```
+//! use chrono::TimeDelta;
+//! use lipachat_session::{Conversation, ManualClock, RefusalReason, SendDecision, Sessions, SledStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let clock = ManualClock::at("2026-11-23T10:00:00Z".parse()?);
+//! let sessions = Sessions::new(SledStore::open(dir.path().join("sessions.db"))?)
+//!     .with_clock(clock.clone());
+//! let chat = Conversation::parse("254110090747", "+254 712 345 678")?;
+//!
+//! // The customer writes: the window opens for 24 hours.
+//! sessions.record_inbound_now(chat).await?;
+//! assert!(sessions.decide(chat).await?.is_allowed());
+//!
+//! // 23 h 59 m 30 s later the window is still open, but inside the 60 s safety margin.
+//! clock.advance(TimeDelta::hours(24) - TimeDelta::seconds(30));
+//! assert!(matches!(
+//!     sessions.decide(chat).await?,
+//!     SendDecision::Refused { reason: RefusalReason::ClosingWithinMargin, .. }
+//! ));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces:
+//! - [`PhoneNumber`], [`Conversation`]: validated identities; the window belongs to the pair.
+//! - [`WindowRule`], [`WindowState`], [`SendDecision`]: the rule, pure and in one place.
+//! - [`WindowStore`], [`OutboxStore`]: what a store persists; [`SledStore`] is the embedded
+//!   default (durable with group commit, or periodic flushing).
+//! - [`Sessions`]: store + clock + rule, the engine callers use.
+//! - [`export`](export::export) / [`import`](export::import): JSON lines.
+//!
+//! [sled]: https://docs.rs/sled/0.34
 
 mod clock;
 mod conversation;
+mod engine;
+pub mod export;
 mod phone;
+mod sled_store;
+pub mod store;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
+pub use engine::{Recorded, SessionError, Sessions};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
+pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
+pub use store::{
+    InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError, WindowEntry,
+    WindowStore,
+};
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,
 };

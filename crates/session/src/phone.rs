@@ -79,6 +79,11 @@ pub enum PhoneError {
 pub struct PhoneNumber(u64);
 
 impl PhoneNumber {
+    /// The smallest valid number (`10000000`).
+    pub const MIN: Self = Self(10u64.pow(MIN_DIGITS as u32 - 1));
+    /// The largest valid number (fifteen 9s).
+    pub const MAX: Self = Self(10u64.pow(MAX_DIGITS as u32) - 1);
+
     /// Parses an international number; a leading 0 (a national number) is an error.
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
         PhoneParser::international().parse(input)

@@ -1,0 +1,238 @@
+//! The session engine: a store, a clock and the window rule, answering "may I send?".
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::store::{InboundUpdate, WindowStore};
+use crate::{Clock, Conversation, SendDecision, StoreError, SystemClock, WindowRule, WindowState};
+
+/// A failure of the session engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// An inbound time too far ahead of the clock; nothing was stored.
+    #[error(
+        "inbound time {at} is more than {max_skew_secs} s ahead of the clock ({now}); nothing was stored"
+    )]
+    FutureTimestamp {
+        /// The time given.
+        at: DateTime<Utc>,
+        /// The clock's time.
+        now: DateTime<Utc>,
+        /// The tolerated skew, in seconds.
+        max_skew_secs: i64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What recording an inbound message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The stored records before and after.
+    pub update: InboundUpdate,
+    /// The window's state now.
+    pub state: WindowState,
+    /// Whether this message opened a window that was not open (never messaged, expired or
+    /// closed by the gateway): messages waiting for the customer's reply may now go.
+    pub opened: bool,
+}
+
+/// The session engine over a store.
+///
+/// ```
+/// use chrono::TimeDelta;
+/// use lipachat_session::{Conversation, ManualClock, Sessions, SledStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let clock = ManualClock::at("2026-11-23T10:00:00Z".parse()?);
+/// let sessions = Sessions::new(SledStore::open(dir.path().join("db"))?).with_clock(clock.clone());
+/// let chat = Conversation::parse("254110090747", "254712345678")?;
+///
+/// assert!(!sessions.decide(chat).await?.is_allowed()); // never messaged
+/// let recorded = sessions.record_inbound_now(chat).await?;
+/// assert!(recorded.opened);
+/// assert!(sessions.decide(chat).await?.is_allowed());
+/// clock.advance(TimeDelta::hours(24));
+/// assert_eq!(sessions.state(chat).await?.name(), "closed");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sessions<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    rule: WindowRule,
+    max_skew: TimeDelta,
+}
+
+impl<S: WindowStore> Sessions<S> {
+    /// The default tolerated clock skew for inbound times: 5 minutes.
+    pub const DEFAULT_MAX_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+    /// An engine over `store` with the system clock, the default rule (24 h window, 60 s
+    /// margin) and a 5-minute skew tolerance.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            rule: WindowRule::default(),
+            max_skew: Self::DEFAULT_MAX_SKEW,
+        }
+    }
+
+    /// Uses another clock.
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses another window rule (length and margin).
+    pub fn with_rule(mut self, rule: WindowRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// Sets how far ahead of the clock an inbound time may be.
+    pub fn with_max_skew(mut self, max_skew: TimeDelta) -> Self {
+        self.max_skew = max_skew;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The window rule.
+    pub fn rule(&self) -> WindowRule {
+        self.rule
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Records an inbound message sent (or received) at `at`.
+    ///
+    /// The stored time only moves forward. A time more than the skew tolerance ahead of
+    /// the clock is refused and nothing is stored.
+    pub async fn record_inbound(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<Recorded, SessionError> {
+        let now = self.now();
+        if at > now + self.max_skew {
+            return Err(SessionError::FutureTimestamp {
+                at,
+                now,
+                max_skew_secs: self.max_skew.num_seconds(),
+            });
+        }
+        let update = self.store.record_inbound(conversation, at).await?;
+        let before = self.rule.state(update.previous.as_ref(), now);
+        let state = self.rule.state(Some(&update.current), now);
+        Ok(Recorded {
+            update,
+            state,
+            opened: !before.is_open() && state.is_open(),
+        })
+    }
+
+    /// Records an inbound message received now.
+    pub async fn record_inbound_now(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Recorded, SessionError> {
+        self.record_inbound(conversation, self.now()).await
+    }
+
+    /// Records that the gateway refused a free-form send as outside the window, now.
+    /// Returns the window's state afterwards.
+    pub async fn record_gateway_closure(
+        &self,
+        conversation: Conversation,
+    ) -> Result<WindowState, SessionError> {
+        let now = self.now();
+        let record = self.store.record_gateway_closure(conversation, now).await?;
+        Ok(self.rule.state(record.as_ref(), now))
+    }
+
+    /// The window's state now.
+    pub async fn state(&self, conversation: Conversation) -> Result<WindowState, SessionError> {
+        self.state_at(conversation, self.now()).await
+    }
+
+    /// The window's state at `at`.
+    pub async fn state_at(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<WindowState, SessionError> {
+        let record = self.store.window(conversation).await?;
+        Ok(self.rule.state(record.as_ref(), at))
+    }
+
+    /// Whether a free-form message may be sent now, keeping the safety margin.
+    pub async fn decide(&self, conversation: Conversation) -> Result<SendDecision, SessionError> {
+        self.decide_at(conversation, self.now()).await
+    }
+
+    /// Whether a free-form message may be sent at `at`, keeping the safety margin.
+    pub async fn decide_at(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<SendDecision, SessionError> {
+        let record = self.store.window(conversation).await?;
+        Ok(self.rule.decide(record.as_ref(), at))
+    }
+
+    /// The open windows that close within `span` from now (`now < expiry <= now + span`),
+    /// soonest first, answered from the store's index.
+    pub async fn closing_within(
+        &self,
+        span: TimeDelta,
+    ) -> Result<Vec<(Conversation, WindowState)>, SessionError> {
+        self.closing_within_at(span, self.now()).await
+    }
+
+    /// Like [`Sessions::closing_within`], at a given instant.
+    pub async fn closing_within_at(
+        &self,
+        span: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Conversation, WindowState)>, SessionError> {
+        let window = self.rule.window();
+        let found = self
+            .store
+            .inbound_between(now - window, now + span - window)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(conversation, record)| (conversation, self.rule.state(Some(&record), now)))
+            .filter(|(_, state)| state.is_open())
+            .collect())
+    }
+
+    /// How many conversations the store knows.
+    pub async fn count(&self) -> Result<u64, SessionError> {
+        Ok(self.store.count().await?)
+    }
+
+    /// Erases everything stored for the conversation.
+    pub async fn forget(&self, conversation: Conversation) -> Result<bool, SessionError> {
+        Ok(self.store.forget(conversation).await?)
+    }
+}

@@ -1,0 +1,284 @@
+//! Export to and import from JSON lines: backups, and moving between versions or stores.
+//!
+//! The first line is a header naming the format and its version; each further line is one
+//! fact: a window, a queued message or an invitation. Send outcomes (the idempotency
+//! cache) are not exported.
+
+use std::io::{BufRead, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::store::{Invitation, QueuedMessage, Store};
+use crate::{Conversation, PhoneNumber, StoreError, WindowRecord};
+
+/// The format name in the header line.
+pub const FORMAT: &str = "lipachat-session-export";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+mod rfc3339_millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One line of an export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExportLine {
+    /// The first line.
+    Header {
+        /// Always [`FORMAT`].
+        format: String,
+        /// The format version.
+        version: u32,
+    },
+    /// A conversation's window record.
+    Window {
+        /// The business number.
+        business: PhoneNumber,
+        /// The customer.
+        customer: PhoneNumber,
+        /// The last inbound message.
+        #[serde(with = "rfc3339_millis")]
+        last_inbound: DateTime<Utc>,
+        /// The gateway closure in force, if any.
+        gateway_closed_at: Option<String>,
+    },
+    /// A message waiting in the outbox.
+    Queued {
+        /// The business number.
+        business: PhoneNumber,
+        /// The customer.
+        customer: PhoneNumber,
+        /// Its `messageId`.
+        message_id: Uuid,
+        /// When it was queued.
+        #[serde(with = "rfc3339_millis")]
+        queued_at: DateTime<Utc>,
+        /// The message, as JSON text.
+        payload: String,
+    },
+    /// An invitation template sent for a closed window.
+    Invitation {
+        /// The business number.
+        business: PhoneNumber,
+        /// The customer.
+        customer: PhoneNumber,
+        /// The template's `messageId`.
+        message_id: Uuid,
+        /// When it was sent.
+        #[serde(with = "rfc3339_millis")]
+        sent_at: DateTime<Utc>,
+    },
+}
+
+/// Counts of what an export wrote or an import read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Window records.
+    pub windows: u64,
+    /// Queued messages.
+    pub queued: u64,
+    /// Invitations.
+    pub invitations: u64,
+    /// Corrupt records skipped (export only).
+    pub skipped_corrupt: u64,
+}
+
+fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: "<export output>".into(),
+        source,
+    };
+    serde_json::to_writer(&mut *out, line).map_err(|e| io(e.into()))?;
+    out.write_all(b"\n").map_err(io)
+}
+
+/// Writes every window, queued message and invitation in `store` as JSON lines.
+pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer, StoreError> {
+    let mut transfer = Transfer::default();
+    write_line(
+        &mut out,
+        &ExportLine::Header {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+        },
+    )?;
+    for (conversation, record) in store.windows().await? {
+        let Ok(record) = record else {
+            transfer.skipped_corrupt += 1;
+            continue;
+        };
+        write_line(
+            &mut out,
+            &ExportLine::Window {
+                business: conversation.business,
+                customer: conversation.customer,
+                last_inbound: record.last_inbound,
+                gateway_closed_at: record
+                    .gateway_closed_at
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            },
+        )?;
+        transfer.windows += 1;
+    }
+    for conversation in store.conversations_with_queued().await? {
+        for message in store.queued(conversation).await? {
+            write_line(
+                &mut out,
+                &ExportLine::Queued {
+                    business: conversation.business,
+                    customer: conversation.customer,
+                    message_id: message.message_id,
+                    queued_at: message.queued_at,
+                    payload: message.payload,
+                },
+            )?;
+            transfer.queued += 1;
+        }
+    }
+    for (conversation, invitation) in store.invitations().await? {
+        write_line(
+            &mut out,
+            &ExportLine::Invitation {
+                business: conversation.business,
+                customer: conversation.customer,
+                message_id: invitation.message_id,
+                sent_at: invitation.sent_at,
+            },
+        )?;
+        transfer.invitations += 1;
+    }
+    out.flush().map_err(|source| StoreError::Io {
+        path: "<export output>".into(),
+        source,
+    })?;
+    Ok(transfer)
+}
+
+fn parse_time(text: &str, line: usize) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Import {
+            line,
+            detail: format!("time {text:?}: {e}"),
+        })
+}
+
+/// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
+/// times keep the maximum). Every line is checked before anything is written: a bad line
+/// is reported with its number and nothing is imported.
+pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
+    let mut lines = Vec::new();
+    for (number, text) in input.lines().enumerate() {
+        let number = number + 1;
+        let text = text.map_err(|source| StoreError::Io {
+            path: "<import input>".into(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let line: ExportLine = serde_json::from_str(&text).map_err(|e| StoreError::Import {
+            line: number,
+            detail: e.to_string(),
+        })?;
+        match &line {
+            ExportLine::Header { format, version }
+                if format != FORMAT || *version > FORMAT_VERSION =>
+            {
+                return Err(StoreError::Import {
+                    line: number,
+                    detail: format!(
+                        "format {format:?} version {version}; this build reads {FORMAT:?} up to version {FORMAT_VERSION}"
+                    ),
+                });
+            }
+            ExportLine::Window {
+                gateway_closed_at: Some(closed),
+                ..
+            } => {
+                parse_time(closed, number)?;
+            }
+            _ => {}
+        }
+        lines.push((number, line));
+    }
+    if !matches!(lines.first(), Some((_, ExportLine::Header { .. }))) {
+        return Err(StoreError::Import {
+            line: 1,
+            detail: format!("the first line must be the {FORMAT:?} header"),
+        });
+    }
+    let mut transfer = Transfer::default();
+    for (number, line) in lines {
+        match line {
+            ExportLine::Header { .. } => {}
+            ExportLine::Window {
+                business,
+                customer,
+                last_inbound,
+                gateway_closed_at,
+            } => {
+                let conversation = Conversation::new(business, customer);
+                store.record_inbound(conversation, last_inbound).await?;
+                if let Some(closed) = gateway_closed_at {
+                    let record = WindowRecord::inbound(last_inbound)
+                        .with_gateway_closure(parse_time(&closed, number)?);
+                    if let Some(at) = record.effective_gateway_closure() {
+                        store.record_gateway_closure(conversation, at).await?;
+                    }
+                }
+                transfer.windows += 1;
+            }
+            ExportLine::Queued {
+                business,
+                customer,
+                message_id,
+                queued_at,
+                payload,
+            } => {
+                let message = QueuedMessage {
+                    message_id,
+                    queued_at,
+                    payload,
+                };
+                store
+                    .enqueue(Conversation::new(business, customer), message, usize::MAX)
+                    .await?;
+                transfer.queued += 1;
+            }
+            ExportLine::Invitation {
+                business,
+                customer,
+                message_id,
+                sent_at,
+            } => {
+                let invitation = Invitation {
+                    message_id,
+                    sent_at,
+                };
+                store
+                    .set_invitation(Conversation::new(business, customer), Some(invitation))
+                    .await?;
+                transfer.invitations += 1;
+            }
+        }
+    }
+    store.flush().await?;
+    Ok(transfer)
+}

@@ -1,0 +1,151 @@
+//! Group commit: concurrent durable writers share one `flush`.
+//!
+//! A writer first applies its change to sled (memory and sled's log buffers), then takes
+//! a ticket and waits. One committer thread repeatedly reads the newest ticket, flushes,
+//! and wakes every writer whose ticket is older than the flush's start: their writes
+//! happened before the flush began, so the flush covers them. Under load, one flush
+//! acknowledges as many writers as arrived while the previous flush ran.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+
+type FlushResult = Result<(), sled::Error>;
+
+enum Waiter {
+    Async(oneshot::Sender<FlushResult>),
+    Blocking(mpsc::Sender<FlushResult>),
+}
+
+impl Waiter {
+    fn wake(self, result: FlushResult) {
+        // A waiter that stopped waiting (its task was cancelled) is not an error.
+        let _ = match self {
+            Self::Async(tx) => tx.send(result).map_err(drop),
+            Self::Blocking(tx) => tx.send(result).map_err(drop),
+        };
+    }
+}
+
+#[derive(Default)]
+struct State {
+    next_ticket: u64,
+    waiters: Vec<(u64, Waiter)>,
+    shutdown: bool,
+    flushes: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is one step.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The committer thread and the queue of writers waiting for it.
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GroupCommit {
+    /// Starts the committer thread for `db`.
+    pub fn start(db: sled::Db) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("lipachat-group-commit".into())
+            .spawn(move || run(&for_thread, &db))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn enqueue(&self, waiter: Waiter) -> Result<(), StoreError> {
+        let mut state = self.shared.lock();
+        if state.shutdown {
+            return Err(StoreError::Closed);
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiters.push((ticket, waiter));
+        drop(state);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Waits, without blocking the async runtime, until a flush that started after this
+    /// call has completed.
+    pub async fn wait(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Waiter::Async(tx))?;
+        rx.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::from)
+    }
+
+    /// Like [`GroupCommit::wait`], blocking the calling thread.
+    pub fn wait_blocking(&self) -> Result<(), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        self.enqueue(Waiter::Blocking(tx))?;
+        rx.recv()
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::from)
+    }
+
+    /// How many flushes the committer has made (for tests and benchmarks).
+    pub fn flushes(&self) -> u64 {
+        self.shared.lock().flushes
+    }
+}
+
+fn run(shared: &Shared, db: &sled::Db) {
+    loop {
+        let mut state = shared.lock();
+        while state.waiters.is_empty() && !state.shutdown {
+            state = shared
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.waiters.is_empty() && state.shutdown {
+            return;
+        }
+        let covered = state.next_ticket;
+        drop(state);
+        let result = db.flush().map(drop);
+        let mut state = shared.lock();
+        state.flushes += 1;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.waiters)
+            .into_iter()
+            .partition(|(t, _)| *t < covered);
+        state.waiters = waiting;
+        drop(state);
+        for (_, waiter) in done {
+            waiter.wake(result.clone());
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

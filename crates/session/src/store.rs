@@ -1,0 +1,264 @@
+//! What a store keeps, and the traits every store (sled, Redis) implements.
+//!
+//! The traits are deliberately small and dumb: they persist facts (inbound times, gateway
+//! closures, queued messages, invitations, send outcomes) and never apply the window rule,
+//! which lives in one place, [`crate::WindowRule`], and is applied by [`crate::Sessions`].
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Conversation, WindowRecord};
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another process (or another handle in this one) has the database open.
+    #[error(
+        "database {path} is in use by another process; stop it, or use a shared store such as Redis"
+    )]
+    InUse {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// The database was written by a newer version of this library.
+    #[error(
+        "database {path} has schema version {found}, but this build understands up to {supported}; upgrade lipachat, or export with the newer version and import here"
+    )]
+    SchemaTooNew {
+        /// The database directory.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// A stored value for one conversation cannot be decoded; other conversations work.
+    #[error(
+        "stored value for {conversation} is corrupt: {detail}; `forget` it or record a new inbound message to replace it"
+    )]
+    Corrupt {
+        /// The conversation whose value is unreadable.
+        conversation: Conversation,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A conversation's outbox already holds as many messages as allowed.
+    #[error(
+        "outbox for {conversation} is full ({limit} messages waiting for the customer's reply)"
+    )]
+    OutboxFull {
+        /// The conversation.
+        conversation: Conversation,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A line of an import is not a valid record.
+    #[error("import line {line}: {detail}")]
+    Import {
+        /// The 1-based line number.
+        line: usize,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// The embedded database failed.
+    #[error("sled database error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A file-system operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A shared store (for example Redis) failed or could not be reached.
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// The store is closed (its background committer stopped).
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// The result of recording an inbound message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundUpdate {
+    /// The record before this inbound message (`None`: never messaged).
+    pub previous: Option<WindowRecord>,
+    /// The record now stored (the inbound time only moves forward).
+    pub current: WindowRecord,
+}
+
+/// A message waiting in a conversation's outbox for the customer's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    /// The gateway `messageId` given when queued; every delivery attempt reuses it.
+    pub message_id: Uuid,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// The message itself, as JSON text written by the layer that queued it.
+    pub payload: String,
+}
+
+/// The template sent to invite a reply while the window was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// The template send's `messageId`.
+    pub message_id: Uuid,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+}
+
+/// One conversation's record as listed by [`WindowStore::windows`]: a corrupt record is
+/// its error, so one bad value does not hide the rest.
+pub type WindowEntry = (Conversation, Result<WindowRecord, StoreError>);
+
+/// Persistence of windows: last inbound times, gateway closures and the closing-soon
+/// index.
+pub trait WindowStore: Send + Sync + 'static {
+    /// Records an inbound message at `at`, keeping the maximum; atomic for concurrent
+    /// callers. Returns the record before and after. Durable when the store's durability
+    /// mode says so.
+    fn record_inbound(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<InboundUpdate, StoreError>> + Send;
+
+    /// Records that the gateway reported the window closed at `at` (WhatsApp 131047).
+    /// Returns the record now stored, or `None` when nothing is known of the
+    /// conversation (there is no window to close).
+    fn record_gateway_closure(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<WindowRecord>, StoreError>> + Send;
+
+    /// The stored record (`None`: never messaged).
+    fn window(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<Option<WindowRecord>, StoreError>> + Send;
+
+    /// The conversations whose last inbound time `t` satisfies `after < t <= up_to`,
+    /// answered from an index, without scanning every conversation.
+    fn inbound_between(
+        &self,
+        after: DateTime<Utc>,
+        up_to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(Conversation, WindowRecord)>, StoreError>> + Send;
+
+    /// How many conversations have a record.
+    fn count(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Every conversation with its record, in key order (business, then customer). A
+    /// corrupt record is returned as its error, so one bad value does not hide the rest.
+    fn windows(&self) -> impl Future<Output = Result<Vec<WindowEntry>, StoreError>> + Send;
+
+    /// Erases everything stored for the conversation: window, outbox, invitation, send
+    /// outcomes (a customer's right to erasure). Returns whether anything was there.
+    fn forget(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Persistence of what the send path must remember: the outbox, invitations, delivery
+/// claims and send outcomes (for idempotent retries).
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Appends a message to the conversation's outbox, unless it already holds `limit`
+    /// messages ([`StoreError::OutboxFull`]) or already holds this `message_id` (then it
+    /// is left as it is and `false` is returned).
+    fn enqueue(
+        &self,
+        conversation: Conversation,
+        message: QueuedMessage,
+        limit: usize,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The conversation's queued messages, oldest first.
+    fn queued(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<Vec<QueuedMessage>, StoreError>> + Send;
+
+    /// Removes one queued message; returns whether it was there.
+    fn dequeue(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a queued message a new `messageId`, keeping its place in the queue (after the
+    /// gateway definitely refused the old id, which it may deduplicate). Returns whether
+    /// the old id was queued.
+    fn reassign(
+        &self,
+        conversation: Conversation,
+        old: Uuid,
+        new: Uuid,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The conversations that have queued messages.
+    fn conversations_with_queued(
+        &self,
+    ) -> impl Future<Output = Result<Vec<Conversation>, StoreError>> + Send;
+
+    /// Claims a queued message for delivery until `now + lease`, so two replicas never
+    /// deliver it at the same time. `false` when another live claim holds it.
+    fn claim(
+        &self,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Releases a claim taken with [`OutboxStore::claim`].
+    fn release(&self, message_id: Uuid) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The invitation sent for the conversation's current closed window, if any.
+    fn invitation(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<Option<Invitation>, StoreError>> + Send;
+
+    /// Every stored invitation, in conversation order.
+    fn invitations(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(Conversation, Invitation)>, StoreError>> + Send;
+
+    /// Stores (or, with `None`, clears) the conversation's invitation.
+    fn set_invitation(
+        &self,
+        conversation: Conversation,
+        invitation: Option<Invitation>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The outcome stored for a `messageId` by [`OutboxStore::put_outcome`].
+    fn outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Stores the outcome of a logical send (JSON text), so a retried call with the same
+    /// `messageId` returns it instead of sending again.
+    fn put_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: String,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A store that keeps both windows and the outbox, as the send path needs.
+pub trait Store: WindowStore + OutboxStore {}
+
+impl<T: WindowStore + OutboxStore> Store for T {}

@@ -1,0 +1,494 @@
+//! The sled store on a real disk: reopen, schema, in-use, corruption, concurrency,
+//! closing soon, erasure, export and import.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::export::{export, import};
+use lipachat_session::{
+    Conversation, Durability, Invitation, ManualClock, OutboxStore, QueuedMessage, SessionError,
+    Sessions, SledConfig, SledStore, StoreError, WindowStore,
+};
+use uuid::Uuid;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn chat(customer: u64) -> Conversation {
+    Conversation::parse("254110090747", &customer.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn records_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let at = t("2026-11-23T10:00:00.250Z");
+    {
+        let store = SledStore::open(&path).unwrap();
+        store.record_inbound(chat(254712345678), at).await.unwrap();
+        store
+            .record_gateway_closure(chat(254712345678), at + TimeDelta::hours(1))
+            .await
+            .unwrap();
+        store.record_inbound(chat(254700000001), at).await.unwrap();
+    }
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.count().await.unwrap(), 2);
+    let record = store.window(chat(254712345678)).await.unwrap().unwrap();
+    assert_eq!(record.last_inbound, at);
+    assert_eq!(record.gateway_closed_at, Some(at + TimeDelta::hours(1)));
+    assert_eq!(store.window(chat(254799999999)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn second_open_is_refused_as_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let first = SledStore::open(&path).unwrap();
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(matches!(&err, StoreError::InUse { path: p } if *p == path));
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    SledStore::open(&path).expect("reopens once the first handle is gone");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(SledStore::open(&path).unwrap());
+    {
+        let db = sled::open(&path).unwrap();
+        db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(&path) {
+        Err(StoreError::SchemaTooNew {
+            found: 99,
+            supported: 1,
+            ..
+        }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_value_is_a_typed_error_for_that_pair_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let at = Utc::now();
+    {
+        let store = SledStore::open(&path).unwrap();
+        store.record_inbound(chat(254700000001), at).await.unwrap();
+        store.record_inbound(chat(254700000002), at).await.unwrap();
+    }
+    {
+        let db = sled::open(&path).unwrap();
+        let windows = db.open_tree("windows").unwrap();
+        windows
+            .insert(chat(254700000001).to_key(), &b"garbage"[..])
+            .unwrap();
+        windows
+            .insert(b"not a conversation key", &b"x"[..])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.skipped_keys(), 1);
+    let err = store.window(chat(254700000001)).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { conversation, .. } if conversation == chat(254700000001))
+    );
+    assert!(err.to_string().contains("found 7"), "{err}");
+    assert!(store.window(chat(254700000002)).await.unwrap().is_some());
+    let all = store.windows().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].1.is_err() && all[1].1.is_ok());
+    // A new inbound message replaces the unreadable value.
+    store.record_inbound(chat(254700000001), at).await.unwrap();
+    assert_eq!(
+        store
+            .window(chat(254700000001))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_inbound
+            .timestamp_millis(),
+        at.timestamp_millis()
+    );
+}
+
+#[test]
+fn many_threads_keep_the_maximum() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let base = t("2026-11-23T00:00:00Z");
+    let threads: Vec<_> = (0..8)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..200i64 {
+                    // Every thread writes the shared pair and one of its own, out of order.
+                    let offset = (i * 7919 + thread * 31) % 1000;
+                    store
+                        .record_inbound_blocking(
+                            chat(254700000000),
+                            base + TimeDelta::seconds(offset),
+                        )
+                        .unwrap();
+                    store
+                        .record_inbound_blocking(
+                            chat(254711000000 + thread as u64),
+                            base + TimeDelta::seconds(offset),
+                        )
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let expected_max = (0..8i64)
+        .flat_map(|thread| (0..200i64).map(move |i| (i * 7919 + thread * 31) % 1000))
+        .max()
+        .unwrap();
+    let shared = store.window_blocking(chat(254700000000)).unwrap().unwrap();
+    assert_eq!(shared.last_inbound, base + TimeDelta::seconds(expected_max));
+    for thread in 0..8i64 {
+        let own_max = (0..200i64)
+            .map(|i| (i * 7919 + thread * 31) % 1000)
+            .max()
+            .unwrap();
+        let own = store
+            .window_blocking(chat(254711000000 + thread as u64))
+            .unwrap()
+            .unwrap();
+        assert_eq!(own.last_inbound, base + TimeDelta::seconds(own_max));
+    }
+    // Durable writers shared flushes: far fewer flushes than the 3,200 records.
+    assert!(
+        store.group_commit_flushes() < 3200,
+        "{} flushes",
+        store.group_commit_flushes()
+    );
+}
+
+#[tokio::test]
+async fn future_times_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(t("2026-11-23T10:00:00Z"));
+    let sessions =
+        Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(clock.clone());
+    let ahead = clock.now_for_test() + TimeDelta::minutes(5) + TimeDelta::milliseconds(1);
+    match sessions.record_inbound(chat(254712345678), ahead).await {
+        Err(SessionError::FutureTimestamp {
+            max_skew_secs: 300, ..
+        }) => {}
+        other => panic!("expected FutureTimestamp, got {other:?}"),
+    }
+    assert_eq!(sessions.count().await.unwrap(), 0);
+    let at_limit = clock.now_for_test() + TimeDelta::minutes(5);
+    assert!(
+        sessions
+            .record_inbound(chat(254712345678), at_limit)
+            .await
+            .is_ok()
+    );
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> DateTime<Utc>;
+}
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> DateTime<Utc> {
+        lipachat_session::Clock::now(self)
+    }
+}
+
+#[tokio::test]
+async fn opened_reports_a_window_that_was_not_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(t("2026-11-23T10:00:00Z"));
+    let sessions =
+        Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(clock.clone());
+    let c = chat(254712345678);
+    assert!(sessions.record_inbound_now(c).await.unwrap().opened);
+    clock.advance(TimeDelta::hours(1));
+    assert!(
+        !sessions.record_inbound_now(c).await.unwrap().opened,
+        "already open"
+    );
+    clock.advance(TimeDelta::hours(30));
+    // A late webhook for a message older than the window opens nothing.
+    let stale = clock.now_for_test() - TimeDelta::hours(25);
+    assert!(!sessions.record_inbound(c, stale).await.unwrap().opened);
+    assert!(sessions.record_inbound_now(c).await.unwrap().opened);
+    // Closed by the gateway, then a reply opens it again.
+    sessions.record_gateway_closure(c).await.unwrap();
+    assert_eq!(sessions.state(c).await.unwrap().name(), "closed");
+    clock.advance(TimeDelta::seconds(1));
+    assert!(sessions.record_inbound_now(c).await.unwrap().opened);
+}
+
+#[tokio::test]
+async fn closing_soon_uses_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(t("2026-11-24T10:00:00Z"));
+    let sessions =
+        Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(clock.clone());
+    let now = clock.now_for_test();
+    // Last inbound 23h30m ago: closes in 30 min. 22h ago: closes in 2h. 25h ago: closed.
+    sessions
+        .record_inbound(chat(254700000001), now - TimeDelta::minutes(23 * 60 + 30))
+        .await
+        .unwrap();
+    sessions
+        .record_inbound(chat(254700000002), now - TimeDelta::hours(22))
+        .await
+        .unwrap();
+    sessions
+        .record_inbound(chat(254700000003), now - TimeDelta::hours(25))
+        .await
+        .unwrap();
+    sessions
+        .record_inbound(
+            chat(254700000004),
+            now - TimeDelta::hours(23) - TimeDelta::minutes(50),
+        )
+        .await
+        .unwrap();
+    sessions
+        .store()
+        .record_gateway_closure(chat(254700000004), now - TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    let soon = sessions.closing_within(TimeDelta::hours(1)).await.unwrap();
+    assert_eq!(
+        soon.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        vec![chat(254700000001)]
+    );
+    let later = sessions.closing_within(TimeDelta::hours(3)).await.unwrap();
+    assert_eq!(later.len(), 2);
+    // Exactly at the boundary: expiry == now + span is included.
+    let exact = sessions
+        .closing_within(TimeDelta::minutes(30))
+        .await
+        .unwrap();
+    assert_eq!(exact.len(), 1);
+    let before = sessions
+        .closing_within(TimeDelta::minutes(30) - TimeDelta::milliseconds(1))
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+}
+
+fn queued(payload: &str) -> QueuedMessage {
+    QueuedMessage {
+        message_id: Uuid::new_v4(),
+        queued_at: t("2026-11-23T10:00:00Z"),
+        payload: payload.into(),
+    }
+}
+
+#[tokio::test]
+async fn outbox_order_limit_and_reassign() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let c = chat(254712345678);
+    let (a, b, d) = (queued("1"), queued("2"), queued("3"));
+    assert!(store.enqueue(c, a.clone(), 2).await.unwrap());
+    assert!(
+        !store.enqueue(c, a.clone(), 2).await.unwrap(),
+        "same id is not queued twice"
+    );
+    assert!(store.enqueue(c, b.clone(), 2).await.unwrap());
+    assert!(matches!(
+        store.enqueue(c, d, 2).await,
+        Err(StoreError::OutboxFull { limit: 2, .. })
+    ));
+    let fresh = Uuid::new_v4();
+    assert!(store.reassign(c, a.message_id, fresh).await.unwrap());
+    let ids: Vec<_> = store
+        .queued(c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.message_id)
+        .collect();
+    assert_eq!(ids, vec![fresh, b.message_id]);
+    assert!(store.dequeue(c, fresh).await.unwrap());
+    assert!(!store.dequeue(c, fresh).await.unwrap());
+    assert_eq!(store.conversations_with_queued().await.unwrap(), vec![c]);
+    let now = Utc::now();
+    assert!(
+        store
+            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim(
+                b.message_id,
+                now + TimeDelta::seconds(31),
+                TimeDelta::seconds(30)
+            )
+            .await
+            .unwrap()
+    );
+    store.release(b.message_id).await.unwrap();
+    assert!(
+        store
+            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn forget_erases_everything_for_the_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let (c, other) = (chat(254712345678), chat(254712345679));
+    for conversation in [c, other] {
+        store
+            .record_inbound(conversation, Utc::now())
+            .await
+            .unwrap();
+        store.enqueue(conversation, queued("{}"), 20).await.unwrap();
+        store
+            .set_invitation(
+                conversation,
+                Some(Invitation {
+                    message_id: Uuid::new_v4(),
+                    sent_at: Utc::now(),
+                }),
+            )
+            .await
+            .unwrap();
+        store
+            .put_outcome(conversation, Uuid::nil(), "{}".into())
+            .await
+            .unwrap();
+    }
+    assert!(store.forget(c).await.unwrap());
+    assert!(!store.forget(c).await.unwrap());
+    assert_eq!(store.window(c).await.unwrap(), None);
+    assert!(store.queued(c).await.unwrap().is_empty());
+    assert_eq!(store.invitation(c).await.unwrap(), None);
+    assert_eq!(store.outcome(c, Uuid::nil()).await.unwrap(), None);
+    assert!(store.window(other).await.unwrap().is_some());
+    assert_eq!(store.queued(other).await.unwrap().len(), 1);
+    assert!(store.outcome(other, Uuid::nil()).await.unwrap().is_some());
+    assert!(
+        store
+            .inbound_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(x, _)| *x == other)
+    );
+}
+
+#[tokio::test]
+async fn export_import_round_trip_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = SledStore::open(dir.path().join("a")).unwrap();
+    let at = t("2026-11-23T10:00:00.123Z");
+    source.record_inbound(chat(254700000001), at).await.unwrap();
+    source.record_inbound(chat(254700000002), at).await.unwrap();
+    source
+        .record_gateway_closure(chat(254700000002), at + TimeDelta::minutes(5))
+        .await
+        .unwrap();
+    source
+        .enqueue(chat(254700000001), queued("{\"kind\":\"text\"}"), 20)
+        .await
+        .unwrap();
+    source
+        .set_invitation(
+            chat(254700000003),
+            Some(Invitation {
+                message_id: Uuid::new_v4(),
+                sent_at: at,
+            }),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let written = export(&source, &mut out).await.unwrap();
+    assert_eq!(
+        (written.windows, written.queued, written.invitations),
+        (2, 1, 1)
+    );
+
+    let target = SledConfig::new(dir.path().join("b"))
+        .durability(Durability::Periodic {
+            interval: std::time::Duration::from_millis(100),
+        })
+        .open()
+        .unwrap();
+    let read = import(&target, out.as_slice()).await.unwrap();
+    assert_eq!(read, written);
+    let mut again = Vec::new();
+    export(&target, &mut again).await.unwrap();
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        String::from_utf8(out.clone()).unwrap()
+    );
+
+    // A bad line anywhere: a typed error with its number, and nothing imported.
+    let empty = SledStore::open(dir.path().join("c")).unwrap();
+    let mut bad = out.clone();
+    bad.extend_from_slice(b"{\"kind\":\"window\",\"business\":\"12\",\"customer\":\"254700000009\",\"last_inbound\":\"2026-11-23T10:00:00Z\",\"gateway_closed_at\":null}\n");
+    match import(&empty, bad.as_slice()).await {
+        Err(StoreError::Import { line: 6, detail }) => {
+            assert!(detail.contains("digits"), "{detail}")
+        }
+        other => panic!("expected an import error on line 6, got {other:?}"),
+    }
+    assert_eq!(empty.count().await.unwrap(), 0);
+    assert!(matches!(
+        import(
+            &empty,
+            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":2}\n"[..]
+        )
+        .await,
+        Err(StoreError::Import { line: 1, .. })
+    ));
+    assert!(matches!(
+        import(&empty, &b"not json\n"[..]).await,
+        Err(StoreError::Import { line: 1, .. })
+    ));
+}
+
+#[tokio::test]
+async fn periodic_mode_writes_reach_disk_by_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledConfig::new(&path)
+        .durability(Durability::Periodic {
+            interval: std::time::Duration::from_millis(50),
+        })
+        .open()
+        .unwrap();
+    store
+        .record_inbound(chat(254712345678), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(store.group_commit_flushes(), 0);
+    drop(store);
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.count().await.unwrap(), 1, "clean shutdown flushes");
+    let _ = Arc::new(store);
+}
