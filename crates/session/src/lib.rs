@@ -43,6 +43,8 @@
 //! [sled]: https://docs.rs/sled/0.34
 
 mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod conversation;
 mod engine;
 pub mod export;

@@ -1,0 +1,1195 @@
+//! The store conformance suite: what every [`Store`] must do, written once and run
+//! against each implementation (sled here, Redis in `lipachat-redis`).
+//!
+//! Enabled by the cargo feature `conformance`. Each function exercises one part of the
+//! contract documented on [`WindowStore`](crate::WindowStore) and
+//! [`OutboxStore`](crate::OutboxStore) and panics with a message naming the violated rule.
+//! Each uses its own business numbers and looks only at them, so the functions may share
+//! one store and run in any order; they must not run concurrently on one store, because
+//! [`count_windows_and_forget`] counts. Some spawn tasks, so call them inside a
+//! multi-threaded Tokio runtime.
+//!
+//! ```
+//! use lipachat_session::{SledStore, conformance};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SledStore::open(dir.path().join("db"))?;
+//! conformance::keep_max(&store).await;
+//! conformance::outbox(&store).await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use uuid::Uuid;
+
+use crate::store::{Invitation, QueuedMessage, Store};
+use crate::window::truncate_to_millis;
+use crate::{Conversation, PhoneNumber, StoreError, WindowRecord};
+
+/// The names of the suite's checks, in the order [`run_all`] runs them.
+pub const CHECKS: &[&str] = &[
+    "keep_max",
+    "concurrent_keep_max",
+    "gateway_closure",
+    "window_model",
+    "inbound_between",
+    "count_windows_and_forget",
+    "outbox",
+    "concurrent_outbox",
+    "invitations",
+    "outcomes",
+    "claims",
+];
+
+/// Runs every check of the suite, one after the other, on `store`.
+pub async fn run_all<S: Store + Clone>(store: &S) {
+    keep_max(store).await;
+    concurrent_keep_max(store).await;
+    gateway_closure(store).await;
+    window_model(store).await;
+    inbound_between(store).await;
+    count_windows_and_forget(store).await;
+    outbox(store).await;
+    concurrent_outbox(store).await;
+    invitations(store).await;
+    outcomes(store).await;
+    claims(store).await;
+}
+
+/// Unwraps a store result, panicking with what was being done.
+#[track_caller]
+fn ok<T>(result: Result<T, StoreError>, doing: impl std::fmt::Display) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("store conformance: {doing} failed: {error}"),
+    }
+}
+
+#[track_caller]
+fn check_eq<T: PartialEq + Debug>(found: T, expected: T, rule: impl std::fmt::Display) {
+    assert!(
+        found == expected,
+        "store conformance: {rule}\n  expected: {expected:?}\n     found: {found:?}"
+    );
+}
+
+fn phone(digits: u64) -> PhoneNumber {
+    match PhoneNumber::from_u64(digits) {
+        Some(phone) => phone,
+        None => panic!("store conformance: {digits} is not a phone number"),
+    }
+}
+
+/// The business numbers used by one check: `254100000000 + 100 * check + n`.
+fn business(check: u64, n: u64) -> PhoneNumber {
+    phone(254_100_000_000 + 100 * check + n)
+}
+
+fn chat(business: PhoneNumber, customer: u64) -> Conversation {
+    Conversation::new(business, phone(254_700_000_000 + customer))
+}
+
+fn base() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_795_435_200_000).unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn ms(n: i64) -> TimeDelta {
+    TimeDelta::milliseconds(n)
+}
+
+fn message(payload: &str, queued_at: DateTime<Utc>) -> QueuedMessage {
+    QueuedMessage {
+        message_id: Uuid::new_v4(),
+        queued_at,
+        payload: payload.to_owned(),
+    }
+}
+
+async fn ids<S: Store>(store: &S, conversation: Conversation) -> Vec<Uuid> {
+    ok(store.queued(conversation).await, "queued")
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect()
+}
+
+/// A tiny deterministic generator (xorshift), so failures replay exactly.
+struct Sequence(u64);
+
+impl Sequence {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Recording keeps the maximum inbound time, reports the record before and after, keeps
+/// millisecond precision, and keeps conversations apart.
+pub async fn keep_max<S: Store + Clone>(store: &S) {
+    let b = business(1, 0);
+    let c = chat(b, 1);
+    let t0 = base() + TimeDelta::nanoseconds(123_456_789);
+    let t0_ms = truncate_to_millis(t0);
+
+    check_eq(
+        ok(store.window(c).await, "window").is_none(),
+        true,
+        "a new conversation has no record",
+    );
+    let first = ok(store.record_inbound(c, t0).await, "record_inbound");
+    check_eq(
+        first.previous,
+        None,
+        "the first inbound message has no previous record",
+    );
+    check_eq(
+        first.current,
+        WindowRecord::inbound(t0_ms),
+        "the stored time is truncated to the millisecond",
+    );
+
+    let older = ok(
+        store.record_inbound(c, t0 - TimeDelta::hours(1)).await,
+        "record_inbound",
+    );
+    check_eq(
+        older.previous,
+        Some(WindowRecord::inbound(t0_ms)),
+        "previous record",
+    );
+    check_eq(
+        older.current,
+        WindowRecord::inbound(t0_ms),
+        "an older inbound time does not move the record back",
+    );
+
+    let same = ok(store.record_inbound(c, t0_ms).await, "record_inbound");
+    check_eq(
+        same.current,
+        WindowRecord::inbound(t0_ms),
+        "recording the same time changes nothing",
+    );
+
+    let newer = t0_ms + ms(1);
+    let update = ok(store.record_inbound(c, newer).await, "record_inbound");
+    check_eq(
+        update.previous,
+        Some(WindowRecord::inbound(t0_ms)),
+        "previous record",
+    );
+    check_eq(
+        update.current,
+        WindowRecord::inbound(newer),
+        "a newer inbound time moves the record forward by 1 ms",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        Some(WindowRecord::inbound(newer)),
+        "window() returns what record_inbound stored",
+    );
+
+    // The same customer with another business number is another window.
+    let other = Conversation::new(business(1, 1), c.customer);
+    check_eq(
+        ok(store.window(other).await, "window"),
+        None,
+        "windows are per (business, customer)",
+    );
+    ok(
+        store
+            .record_inbound(other, base() - TimeDelta::days(3))
+            .await,
+        "record_inbound",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        Some(WindowRecord::inbound(newer)),
+        "another business's record does not touch this one",
+    );
+
+    // Times far from now (before the epoch, far in the future) are kept exactly.
+    let early = chat(b, 2);
+    let epochless = DateTime::from_timestamp_millis(-86_400_123).unwrap_or(base());
+    ok(
+        store.record_inbound(early, epochless).await,
+        "record_inbound",
+    );
+    check_eq(
+        ok(store.window(early).await, "window"),
+        Some(WindowRecord::inbound(epochless)),
+        "a time before 1970 is kept exactly",
+    );
+    let late = DateTime::from_timestamp_millis(253_402_300_799_999).unwrap_or(base());
+    ok(store.record_inbound(early, late).await, "record_inbound");
+    check_eq(
+        ok(store.window(early).await, "window"),
+        Some(WindowRecord::inbound(late)),
+        "a time in the year 9999 is kept exactly",
+    );
+}
+
+/// Concurrent writers, out of order, on one shared conversation and one each: every
+/// stored time is the maximum written, and no update ever goes backwards.
+pub async fn concurrent_keep_max<S: Store + Clone>(store: &S) {
+    const TASKS: u64 = 8;
+    const WRITES: i64 = 40;
+    let b = business(2, 0);
+    let shared = chat(b, 0);
+    let offset = |task: u64, i: i64| (i * 7919 + task as i64 * 31) % 1000;
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let own = chat(b, 1 + task);
+            for i in 0..WRITES {
+                let at = base() + ms(offset(task, i));
+                for conversation in [shared, own] {
+                    let update = ok(store.record_inbound(conversation, at).await, "record_inbound");
+                    assert!(
+                        update.current.last_inbound >= at,
+                        "store conformance: record_inbound returned {:?}, earlier than the time just written ({at})",
+                        update.current
+                    );
+                    if let Some(previous) = update.previous {
+                        assert!(
+                            previous.last_inbound <= update.current.last_inbound,
+                            "store conformance: an update went backwards: {previous:?} -> {:?}",
+                            update.current
+                        );
+                    }
+                }
+            }
+        }));
+    }
+    for handle in handles {
+        if let Err(error) = handle.await {
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+    let overall = (0..TASKS)
+        .flat_map(|t| (0..WRITES).map(move |i| offset(t, i)))
+        .max();
+    check_eq(
+        ok(store.window(shared).await, "window").map(|r| r.last_inbound),
+        overall.map(|o| base() + ms(o)),
+        "concurrent writers: the shared conversation holds the maximum",
+    );
+    for task in 0..TASKS {
+        let own = (0..WRITES).map(|i| offset(task, i)).max();
+        check_eq(
+            ok(store.window(chat(b, 1 + task)).await, "window").map(|r| r.last_inbound),
+            own.map(|o| base() + ms(o)),
+            "concurrent writers: each task's own conversation holds its maximum",
+        );
+    }
+}
+
+/// Gateway closures: none for an unknown conversation, kept as the latest, in force
+/// until an inbound message timed after it, untouched by a late webhook for an earlier
+/// message.
+pub async fn gateway_closure<S: Store + Clone>(store: &S) {
+    let b = business(3, 0);
+    let c = chat(b, 1);
+    let t0 = base();
+    let before = ok(store.count().await, "count");
+    check_eq(
+        ok(
+            store.record_gateway_closure(c, t0).await,
+            "record_gateway_closure",
+        ),
+        None,
+        "a closure for a conversation never messaged stores nothing",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        None,
+        "a closure alone creates no record",
+    );
+    check_eq(
+        ok(store.count().await, "count"),
+        before,
+        "a closure alone creates no record",
+    );
+
+    ok(store.record_inbound(c, t0).await, "record_inbound");
+    let closed_at = t0 + TimeDelta::hours(2) + TimeDelta::nanoseconds(999_999);
+    let closed = ok(
+        store.record_gateway_closure(c, closed_at).await,
+        "record_gateway_closure",
+    );
+    let expected = WindowRecord::inbound(t0).with_gateway_closure(truncate_to_millis(closed_at));
+    check_eq(
+        closed,
+        Some(expected),
+        "the closure is stored, truncated to the millisecond",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        Some(expected),
+        "window() shows the closure",
+    );
+
+    // An earlier report does not move the closure back.
+    let earlier = ok(
+        store
+            .record_gateway_closure(c, t0 + TimeDelta::hours(1))
+            .await,
+        "record_gateway_closure",
+    );
+    check_eq(earlier, Some(expected), "a closure keeps the latest report");
+
+    // A late webhook for a message before the closure keeps it in force.
+    let late = ok(
+        store.record_inbound(c, t0 + TimeDelta::hours(1)).await,
+        "record_inbound",
+    );
+    let expected = expected.with_inbound(t0 + TimeDelta::hours(1));
+    check_eq(
+        late.current,
+        expected,
+        "an inbound message timed before the closure keeps it",
+    );
+    check_eq(
+        late.current.effective_gateway_closure(),
+        Some(truncate_to_millis(closed_at)),
+        "the closure is still in force",
+    );
+
+    // An inbound message at exactly the closure instant keeps it (closed_at >= last).
+    let at_closure = truncate_to_millis(closed_at);
+    let exact = ok(store.record_inbound(c, at_closure).await, "record_inbound");
+    check_eq(
+        exact.current,
+        WindowRecord {
+            last_inbound: at_closure,
+            gateway_closed_at: Some(at_closure),
+        },
+        "an inbound message at the closure instant keeps the closure",
+    );
+
+    // A reply after the closure reopens the window and drops it.
+    let reply = ok(
+        store.record_inbound(c, at_closure + ms(1)).await,
+        "record_inbound",
+    );
+    check_eq(
+        reply.previous,
+        Some(exact.current),
+        "previous record includes the closure",
+    );
+    check_eq(
+        reply.current,
+        WindowRecord::inbound(at_closure + ms(1)),
+        "a later inbound message drops the closure",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        Some(WindowRecord::inbound(at_closure + ms(1))),
+        "the dropped closure is gone from the store",
+    );
+
+    // A closure reported as earlier than the last inbound message is stored, not in force.
+    let stale = ok(
+        store.record_gateway_closure(c, t0).await,
+        "record_gateway_closure",
+    );
+    let expected = WindowRecord::inbound(at_closure + ms(1)).with_gateway_closure(t0);
+    check_eq(
+        stale,
+        Some(expected),
+        "a stale closure is stored as reported",
+    );
+    check_eq(
+        ok(store.window(c).await, "window").and_then(|r| r.effective_gateway_closure()),
+        None,
+        "a closure earlier than the last inbound message is not in force",
+    );
+}
+
+/// A long deterministic random sequence of inbound messages and closures over a few
+/// conversations, compared after every step with [`WindowRecord`]'s own rules.
+pub async fn window_model<S: Store + Clone>(store: &S) {
+    let b = business(4, 0);
+    let conversations: Vec<_> = (0..4).map(|i| chat(b, i)).collect();
+    let mut model: Vec<Option<WindowRecord>> = vec![None; conversations.len()];
+    let mut random = Sequence(0x2545_f491_4f6c_dd1d);
+    for step in 0..300 {
+        let i = random.below(conversations.len() as u64) as usize;
+        let c = conversations[i];
+        let at = base()
+            + ms(random.below(5_000) as i64)
+            + TimeDelta::nanoseconds(random.below(1_000_000) as i64);
+        let at_ms = truncate_to_millis(at);
+        if random.below(3) == 0 {
+            let expected = model[i].map(|r| r.with_gateway_closure(at_ms));
+            let found = ok(
+                store.record_gateway_closure(c, at).await,
+                "record_gateway_closure",
+            );
+            check_eq(
+                found,
+                expected,
+                format!("step {step}: closure at {at_ms} on {c}"),
+            );
+            model[i] = expected;
+        } else {
+            let expected = model[i].map_or(WindowRecord::inbound(at_ms), |r| r.with_inbound(at_ms));
+            let found = ok(store.record_inbound(c, at).await, "record_inbound");
+            check_eq(
+                found.previous,
+                model[i],
+                format!("step {step}: previous record of {c}"),
+            );
+            check_eq(
+                found.current,
+                expected,
+                format!("step {step}: inbound at {at_ms} on {c}"),
+            );
+            model[i] = Some(expected);
+        }
+        check_eq(
+            ok(store.window(c).await, "window"),
+            model[i],
+            format!("step {step}: window of {c}"),
+        );
+    }
+}
+
+/// `inbound_between(after, up_to)` lists exactly `after < t <= up_to`, across business
+/// numbers, oldest first, with each record's closure.
+pub async fn inbound_between<S: Store + Clone>(store: &S) {
+    let (b1, b2) = (business(5, 0), business(5, 1));
+    let t0 = base() + TimeDelta::days(400);
+    let records = [
+        (chat(b1, 1), t0),
+        (chat(b1, 2), t0 + ms(1)),
+        (chat(b2, 1), t0 + ms(1)),
+        (chat(b2, 2), t0 + ms(2)),
+        (chat(b1, 3), t0 + ms(3)),
+    ];
+    for (c, at) in records {
+        ok(store.record_inbound(c, at).await, "record_inbound");
+    }
+    let closure = t0 + ms(10);
+    ok(
+        store.record_gateway_closure(chat(b2, 2), closure).await,
+        "record_gateway_closure",
+    );
+    let mine = |found: Vec<(Conversation, WindowRecord)>| -> Vec<(Conversation, DateTime<Utc>)> {
+        found
+            .into_iter()
+            .filter(|(c, _)| c.business == b1 || c.business == b2)
+            .map(|(c, r)| (c, r.last_inbound))
+            .collect()
+    };
+    let between = |after: DateTime<Utc>, up_to: DateTime<Utc>| async move {
+        ok(
+            store.inbound_between(after, up_to).await,
+            format!("inbound_between({after}, {up_to})"),
+        )
+    };
+
+    check_eq(
+        mine(between(t0, t0 + ms(2)).await),
+        vec![
+            (chat(b1, 2), t0 + ms(1)),
+            (chat(b2, 1), t0 + ms(1)),
+            (chat(b2, 2), t0 + ms(2)),
+        ],
+        "after is exclusive, up_to inclusive, ordered by time then conversation",
+    );
+    check_eq(
+        mine(between(t0 - ms(1), t0).await),
+        vec![(chat(b1, 1), t0)],
+        "a range of one millisecond",
+    );
+    check_eq(
+        mine(between(t0, t0).await),
+        vec![],
+        "after == up_to is empty",
+    );
+    check_eq(
+        mine(between(t0 + ms(3), t0).await),
+        vec![],
+        "after > up_to is empty",
+    );
+    check_eq(
+        mine(between(t0 + ms(3), t0 + TimeDelta::days(1)).await),
+        vec![],
+        "after the newest is empty",
+    );
+    check_eq(
+        mine(between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await).len(),
+        records.len(),
+        "the whole time range lists every record",
+    );
+    let with_closure = between(t0 + ms(1), t0 + ms(2)).await;
+    let found = with_closure
+        .iter()
+        .find(|(c, _)| *c == chat(b2, 2))
+        .map(|(_, r)| *r);
+    check_eq(
+        found,
+        Some(WindowRecord::inbound(t0 + ms(2)).with_gateway_closure(closure)),
+        "inbound_between returns the whole record, closure included",
+    );
+    // Moving a record forward moves it in the index.
+    ok(
+        store.record_inbound(chat(b1, 1), t0 + ms(5)).await,
+        "record_inbound",
+    );
+    check_eq(
+        mine(between(t0 - ms(1), t0).await),
+        vec![],
+        "a record moved forward leaves its old place in the index",
+    );
+    check_eq(
+        mine(between(t0 + ms(4), t0 + ms(5)).await),
+        vec![(chat(b1, 1), t0 + ms(5))],
+        "a record moved forward is found at its new time",
+    );
+    // Forgetting removes it from the index.
+    ok(store.forget(chat(b1, 1)).await, "forget");
+    check_eq(
+        mine(between(t0 + ms(4), t0 + ms(5)).await),
+        vec![],
+        "a forgotten record leaves the index",
+    );
+}
+
+/// `count` and `windows` see every record (in business, then customer order), and
+/// `forget` erases window, outbox, invitation and outcomes of one conversation only.
+pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
+    let (b1, b2) = (business(6, 0), business(6, 1));
+    let start = ok(store.count().await, "count");
+    let conversations = [chat(b2, 2), chat(b1, 3), chat(b2, 1), chat(b1, 1)];
+    for (i, c) in conversations.iter().enumerate() {
+        ok(
+            store.record_inbound(*c, base() + ms(i as i64)).await,
+            "record_inbound",
+        );
+    }
+    ok(
+        store.record_inbound(conversations[0], base()).await,
+        "record_inbound",
+    );
+    check_eq(
+        ok(store.count().await, "count"),
+        start + 4,
+        "count includes each conversation once",
+    );
+    let listed: Vec<Conversation> = ok(store.windows().await, "windows")
+        .into_iter()
+        .filter(|(c, _)| c.business == b1 || c.business == b2)
+        .map(|(c, record)| {
+            ok(record, format!("reading {c} from windows()"));
+            c
+        })
+        .collect();
+    check_eq(
+        listed,
+        vec![chat(b1, 1), chat(b1, 3), chat(b2, 1), chat(b2, 2)],
+        "windows() lists by business number, then customer",
+    );
+    let all = ok(store.windows().await, "windows");
+    let mut sorted: Vec<_> = all.iter().map(|(c, _)| *c).collect();
+    sorted.sort();
+    check_eq(
+        all.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        sorted,
+        "windows() is in key order",
+    );
+
+    // Fill everything a conversation can have, for two conversations.
+    let (gone, kept) = (chat(b1, 1), chat(b1, 3));
+    for c in [gone, kept] {
+        ok(
+            store
+                .record_gateway_closure(c, base() + TimeDelta::hours(1))
+                .await,
+            "record_gateway_closure",
+        );
+        ok(store.enqueue(c, message("{}", base()), 10).await, "enqueue");
+        let invitation = Invitation {
+            message_id: Uuid::new_v4(),
+            sent_at: base(),
+        };
+        ok(
+            store.set_invitation(c, Some(invitation)).await,
+            "set_invitation",
+        );
+        ok(
+            store
+                .put_outcome(c, Uuid::nil(), "{\"sent\":true}".into())
+                .await,
+            "put_outcome",
+        );
+    }
+    check_eq(
+        ok(store.forget(gone).await, "forget"),
+        true,
+        "forget reports that something was erased",
+    );
+    check_eq(
+        ok(store.forget(gone).await, "forget"),
+        false,
+        "forget of nothing reports false",
+    );
+    check_eq(
+        ok(store.window(gone).await, "window"),
+        None,
+        "forget erases the window",
+    );
+    check_eq(
+        ok(store.queued(gone).await, "queued"),
+        vec![],
+        "forget erases the outbox",
+    );
+    check_eq(
+        ok(store.invitation(gone).await, "invitation"),
+        None,
+        "forget erases the invitation",
+    );
+    check_eq(
+        ok(store.outcome(gone, Uuid::nil()).await, "outcome"),
+        None,
+        "forget erases outcomes",
+    );
+    check_eq(
+        ok(
+            store.conversations_with_queued().await,
+            "conversations_with_queued",
+        )
+        .contains(&gone),
+        false,
+        "a forgotten conversation has nothing queued",
+    );
+    check_eq(
+        ok(store.invitations().await, "invitations")
+            .iter()
+            .any(|(c, _)| *c == gone),
+        false,
+        "a forgotten conversation has no invitation listed",
+    );
+    check_eq(
+        ok(store.count().await, "count"),
+        start + 3,
+        "count drops by one after forget",
+    );
+    check_eq(
+        ok(store.window(kept).await, "window").is_some(),
+        true,
+        "forget keeps other conversations",
+    );
+    check_eq(
+        ok(store.queued(kept).await, "queued").len(),
+        1,
+        "forget keeps other outboxes",
+    );
+    check_eq(
+        ok(store.invitation(kept).await, "invitation").is_some(),
+        true,
+        "forget keeps other invitations",
+    );
+    check_eq(
+        ok(store.outcome(kept, Uuid::nil()).await, "outcome").is_some(),
+        true,
+        "forget keeps other outcomes",
+    );
+
+    // Forget finds data even where there is no window.
+    let only_outcome = chat(b2, 9);
+    ok(
+        store
+            .put_outcome(only_outcome, Uuid::nil(), "{}".into())
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(store.forget(only_outcome).await, "forget"),
+        true,
+        "forget erases an outcome without a window",
+    );
+    let only_invitation = chat(b2, 8);
+    let invitation = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: base(),
+    };
+    ok(
+        store
+            .set_invitation(only_invitation, Some(invitation))
+            .await,
+        "set_invitation",
+    );
+    check_eq(
+        ok(store.forget(only_invitation).await, "forget"),
+        true,
+        "forget erases an invitation without a window",
+    );
+    let only_queued = chat(b2, 7);
+    ok(
+        store.enqueue(only_queued, message("{}", base()), 10).await,
+        "enqueue",
+    );
+    check_eq(
+        ok(store.forget(only_queued).await, "forget"),
+        true,
+        "forget erases an outbox without a window",
+    );
+    check_eq(
+        ok(store.count().await, "count"),
+        start + 3,
+        "data without a window is not counted as one",
+    );
+    ok(store.flush().await, "flush");
+}
+
+/// The outbox: order, message-id dedup, the limit, reassign in place, dequeue, and the
+/// list of conversations with queued messages.
+pub async fn outbox<S: Store + Clone>(store: &S) {
+    let b = business(7, 0);
+    let (c, other) = (chat(b, 1), chat(b, 2));
+    let queued_at = base() + TimeDelta::nanoseconds(987_654_321);
+    let (a, m2, m3) = (
+        message("{\"text\":\"héllo ✓\"}", queued_at),
+        message("", base()),
+        message("{\"n\":3}", base()),
+    );
+    check_eq(
+        ok(store.queued(c).await, "queued"),
+        vec![],
+        "a new conversation's outbox is empty",
+    );
+    check_eq(
+        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
+        true,
+        "enqueue adds a message",
+    );
+    check_eq(
+        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
+        false,
+        "enqueue of a message id already queued returns false",
+    );
+    let mut changed = a.clone();
+    changed.payload = "{\"other\":1}".into();
+    check_eq(
+        ok(store.enqueue(c, changed, 2).await, "enqueue"),
+        false,
+        "enqueue of a queued id with another payload returns false",
+    );
+    check_eq(
+        ok(store.enqueue(c, m2.clone(), 2).await, "enqueue"),
+        true,
+        "enqueue up to the limit",
+    );
+    match store.enqueue(c, m3.clone(), 2).await {
+        Err(StoreError::OutboxFull {
+            conversation,
+            limit: 2,
+        }) if conversation == c => {}
+        other => panic!(
+            "store conformance: enqueue beyond the limit must be OutboxFull {{ {c}, 2 }}, got {other:?}"
+        ),
+    }
+    check_eq(
+        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
+        false,
+        "a full outbox still answers false for an id already queued",
+    );
+    let expected_a = QueuedMessage {
+        queued_at: truncate_to_millis(queued_at),
+        ..a.clone()
+    };
+    check_eq(
+        ok(store.queued(c).await, "queued"),
+        vec![expected_a.clone(), m2.clone()],
+        "queued() returns messages oldest first, payload intact, time truncated to the millisecond",
+    );
+    check_eq(
+        ok(store.queued(other).await, "queued"),
+        vec![],
+        "outboxes are per conversation",
+    );
+    match store.enqueue(other, m3.clone(), 0).await {
+        Err(StoreError::OutboxFull { limit: 0, .. }) => {}
+        other => panic!("store conformance: a limit of 0 refuses every message, got {other:?}"),
+    }
+
+    // Reassign keeps the place in the queue.
+    let fresh = Uuid::new_v4();
+    check_eq(
+        ok(store.reassign(c, a.message_id, fresh).await, "reassign"),
+        true,
+        "reassign of a queued id",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![fresh, m2.message_id],
+        "reassign keeps the message's place",
+    );
+    check_eq(
+        ok(store.queued(c).await, "queued")
+            .first()
+            .map(|m| (m.payload.clone(), m.queued_at)),
+        Some((a.payload.clone(), truncate_to_millis(queued_at))),
+        "reassign keeps payload and queued time",
+    );
+    check_eq(
+        ok(
+            store.reassign(c, a.message_id, Uuid::new_v4()).await,
+            "reassign",
+        ),
+        false,
+        "reassign of an id no longer queued returns false",
+    );
+    check_eq(
+        ok(store.enqueue(c, a.clone(), 3).await, "enqueue"),
+        true,
+        "the old id may be queued again after reassign",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![fresh, m2.message_id, a.message_id],
+        "a new message goes last",
+    );
+
+    // Dequeue anywhere in the queue.
+    check_eq(
+        ok(store.dequeue(c, m2.message_id).await, "dequeue"),
+        true,
+        "dequeue of a queued id",
+    );
+    check_eq(
+        ok(store.dequeue(c, m2.message_id).await, "dequeue"),
+        false,
+        "dequeue twice returns false",
+    );
+    check_eq(
+        ok(store.dequeue(other, fresh).await, "dequeue"),
+        false,
+        "dequeue from another conversation",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![fresh, a.message_id],
+        "dequeue keeps the others in order",
+    );
+    check_eq(
+        ok(store.enqueue(c, m3.clone(), 3).await, "enqueue"),
+        true,
+        "dequeue frees room",
+    );
+
+    ok(
+        store.enqueue(other, message("{}", base()), 3).await,
+        "enqueue",
+    );
+    let with_queued: Vec<_> = ok(
+        store.conversations_with_queued().await,
+        "conversations_with_queued",
+    )
+    .into_iter()
+    .filter(|x| x.business == b)
+    .collect();
+    check_eq(
+        with_queued,
+        vec![c, other],
+        "conversations_with_queued lists each, in key order",
+    );
+    for id in ids(store, other).await {
+        ok(store.dequeue(other, id).await, "dequeue");
+    }
+    let with_queued: Vec<_> = ok(
+        store.conversations_with_queued().await,
+        "conversations_with_queued",
+    )
+    .into_iter()
+    .filter(|x| x.business == b)
+    .collect();
+    check_eq(
+        with_queued,
+        vec![c],
+        "an emptied outbox is no longer listed",
+    );
+}
+
+/// Concurrent enqueues respect the limit exactly and never queue one id twice.
+pub async fn concurrent_outbox<S: Store + Clone>(store: &S) {
+    const LIMIT: usize = 5;
+    let b = business(8, 0);
+    let c = chat(b, 1);
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .enqueue(c, message(&format!("{{\"n\":{i}}}"), base()), LIMIT)
+                .await
+        }));
+    }
+    let (mut added, mut full) = (0, 0);
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(true)) => added += 1,
+            Ok(Err(StoreError::OutboxFull { .. })) => full += 1,
+            Ok(other) => panic!("store conformance: concurrent enqueue returned {other:?}"),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    check_eq(
+        (added, full),
+        (LIMIT, 16 - LIMIT),
+        "concurrent enqueues: exactly the limit is queued",
+    );
+    check_eq(
+        ok(store.queued(c).await, "queued").len(),
+        LIMIT,
+        "the outbox holds exactly the limit",
+    );
+
+    let d = chat(b, 2);
+    let same = message("{}", base());
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (store, same) = (store.clone(), same.clone());
+        handles.push(tokio::spawn(
+            async move { store.enqueue(d, same, 10).await },
+        ));
+    }
+    let mut trues = 0;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(true)) => trues += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                panic!("store conformance: concurrent enqueue of one id failed: {error}")
+            }
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    check_eq(
+        trues,
+        1,
+        "concurrent enqueues of one id: exactly one adds it",
+    );
+    check_eq(
+        ids(store, d).await,
+        vec![same.message_id],
+        "one id is queued once",
+    );
+}
+
+/// Invitations: stored per conversation (millisecond precision), replaced, cleared, and
+/// listed in conversation order.
+pub async fn invitations<S: Store + Clone>(store: &S) {
+    let (b1, b2) = (business(9, 0), business(9, 1));
+    let (c1, c2, c3) = (chat(b2, 1), chat(b1, 2), chat(b1, 1));
+    check_eq(
+        ok(store.invitation(c1).await, "invitation"),
+        None,
+        "no invitation at first",
+    );
+    let sent = base() + TimeDelta::nanoseconds(5_000_001);
+    let first = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: sent,
+    };
+    ok(
+        store.set_invitation(c1, Some(first)).await,
+        "set_invitation",
+    );
+    check_eq(
+        ok(store.invitation(c1).await, "invitation"),
+        Some(Invitation {
+            sent_at: truncate_to_millis(sent),
+            ..first
+        }),
+        "the invitation is stored, truncated to the millisecond",
+    );
+    let second = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: base() + TimeDelta::hours(1),
+    };
+    ok(
+        store.set_invitation(c1, Some(second)).await,
+        "set_invitation",
+    );
+    check_eq(
+        ok(store.invitation(c1).await, "invitation"),
+        Some(second),
+        "set_invitation replaces",
+    );
+    for c in [c2, c3] {
+        ok(store.set_invitation(c, Some(first)).await, "set_invitation");
+    }
+    let listed: Vec<_> = ok(store.invitations().await, "invitations")
+        .into_iter()
+        .filter(|(c, _)| c.business == b1 || c.business == b2)
+        .map(|(c, _)| c)
+        .collect();
+    check_eq(
+        listed,
+        vec![c3, c2, c1],
+        "invitations() lists in conversation order",
+    );
+    ok(store.set_invitation(c1, None).await, "set_invitation(None)");
+    check_eq(
+        ok(store.invitation(c1).await, "invitation"),
+        None,
+        "set_invitation(None) clears",
+    );
+    ok(
+        store.set_invitation(c1, None).await,
+        "set_invitation(None) twice",
+    );
+    check_eq(
+        ok(store.window(c1).await, "window"),
+        None,
+        "an invitation creates no window",
+    );
+}
+
+/// Send outcomes: stored per (conversation, messageId) as given, replaced on a second put.
+pub async fn outcomes<S: Store + Clone>(store: &S) {
+    let b = business(10, 0);
+    let (c, other) = (chat(b, 1), chat(b, 2));
+    let id = Uuid::new_v4();
+    check_eq(
+        ok(store.outcome(c, id).await, "outcome"),
+        None,
+        "no outcome at first",
+    );
+    let text = "{\"status\":\"sent\",\"waId\":\"wamid.ü\"}".to_owned();
+    ok(store.put_outcome(c, id, text.clone()).await, "put_outcome");
+    check_eq(
+        ok(store.outcome(c, id).await, "outcome"),
+        Some(text),
+        "the outcome is returned as stored",
+    );
+    check_eq(
+        ok(store.outcome(other, id).await, "outcome"),
+        None,
+        "outcomes are per conversation",
+    );
+    check_eq(
+        ok(store.outcome(c, Uuid::new_v4()).await, "outcome"),
+        None,
+        "outcomes are per messageId",
+    );
+    ok(store.put_outcome(c, id, String::new()).await, "put_outcome");
+    check_eq(
+        ok(store.outcome(c, id).await, "outcome"),
+        Some(String::new()),
+        "put_outcome replaces, even with \"\"",
+    );
+}
+
+/// Claims: one holder at a time, until the lease ends (by the caller's clock, and in real
+/// time), or until released; concurrent claimers get exactly one winner.
+pub async fn claims<S: Store + Clone>(store: &S) {
+    let now = truncate_to_millis(Utc::now());
+    let lease = TimeDelta::seconds(30);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    check_eq(
+        ok(store.claim(a, now, lease).await, "claim"),
+        true,
+        "the first claim wins",
+    );
+    check_eq(
+        ok(store.claim(a, now, lease).await, "claim"),
+        false,
+        "a live claim refuses a second claimer",
+    );
+    check_eq(
+        ok(store.claim(a, now + lease - ms(1), lease).await, "claim"),
+        false,
+        "the claim holds until its lease ends",
+    );
+    check_eq(
+        ok(store.claim(b, now, lease).await, "claim"),
+        true,
+        "claims are per message id",
+    );
+    check_eq(
+        ok(store.claim(a, now + lease + ms(1), lease).await, "claim"),
+        true,
+        "after the lease ends (by the caller's clock) another claimer wins",
+    );
+    ok(store.release(a).await, "release");
+    check_eq(
+        ok(store.claim(a, now, lease).await, "claim"),
+        true,
+        "release frees the claim",
+    );
+    ok(store.release(a).await, "release");
+    ok(store.release(a).await, "release of a free claim");
+
+    // A lease of zero holds nothing.
+    let zero = Uuid::new_v4();
+    check_eq(
+        ok(store.claim(zero, now, TimeDelta::zero()).await, "claim"),
+        true,
+        "a zero lease claim succeeds",
+    );
+    check_eq(
+        ok(store.claim(zero, now, lease).await, "claim"),
+        true,
+        "a zero lease ends at once",
+    );
+
+    // A holder that dies leaves the message to another once the lease has passed in real
+    // time, the message id unchanged.
+    let dying = Uuid::new_v4();
+    let short = TimeDelta::milliseconds(200);
+    check_eq(
+        ok(store.claim(dying, Utc::now(), short).await, "claim"),
+        true,
+        "short lease",
+    );
+    check_eq(
+        ok(store.claim(dying, Utc::now(), short).await, "claim"),
+        false,
+        "short lease is held",
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    check_eq(
+        ok(store.claim(dying, Utc::now(), lease).await, "claim"),
+        true,
+        "after a short lease has passed in real time the message can be claimed again",
+    );
+
+    // Concurrent claimers: exactly one wins.
+    let contested = Uuid::new_v4();
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store.claim(contested, now, lease).await
+        }));
+    }
+    let mut winners = 0;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(true)) => winners += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => panic!("store conformance: concurrent claim failed: {error}"),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    check_eq(
+        winners,
+        1,
+        "concurrent claims of one message: exactly one wins",
+    );
+}
