@@ -343,3 +343,32 @@ impl Drop for StandInGateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shareable<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        shareable::<StandInGateway>();
+        shareable::<GatewayBuilder>();
+    }
+
+    #[tokio::test]
+    async fn an_empty_key_is_refused_and_debug_hides_the_key() {
+        let err = StandInGateway::builder()
+            .api_key("")
+            .start()
+            .await
+            .expect_err("an empty key");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let builder = StandInGateway::builder().api_key("secret-key-123");
+        assert!(!format!("{builder:?}").contains("secret-key-123"));
+        let gateway = builder.start().await.expect("starts");
+        assert!(!format!("{gateway:?}").contains("secret-key-123"));
+        assert!(gateway.base_url().starts_with("http://127.0.0.1:"));
+        assert!(gateway.local_addr().ip().is_loopback());
+    }
+}

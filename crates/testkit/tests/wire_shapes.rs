@@ -503,3 +503,34 @@ async fn unknown_paths_get_404_and_other_methods_405() {
     );
     assert!(gateway.delivered().is_empty());
 }
+
+#[tokio::test]
+async fn bodies_can_be_left_unrecorded_for_benchmarks() {
+    let gateway = StandInGateway::builder()
+        .record_bodies(false)
+        .start()
+        .await
+        .expect("the stand-in starts");
+    gateway.customer_writes(fixture::business(), fixture::customer());
+    let first = send(&gateway, MessageKind::Contact, &contact("quiet")).await;
+    let wa_id = assert_success(&first, "quiet");
+    let again = send(&gateway, MessageKind::Contact, &contact("quiet")).await;
+    assert_eq!(again.body, first.body);
+    let delivered = gateway.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        (
+            delivered[0].message_id.as_str(),
+            delivered[0].wa_id.as_str()
+        ),
+        ("quiet", wa_id.as_str())
+    );
+    assert_eq!(delivered[0].body, Value::Null);
+    assert!(
+        gateway
+            .requests()
+            .iter()
+            .all(|r| r.body == RequestBody::NotKept)
+    );
+    assert_eq!(gateway.request_count(), 2);
+}
