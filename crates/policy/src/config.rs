@@ -1,0 +1,156 @@
+//! What the send path does, per business number: the closed-window choice and its limits.
+
+use std::collections::HashMap;
+
+use chrono::TimeDelta;
+use lipachat_api::TemplateMessage;
+use lipachat_session::{PhoneNumber, WindowRule};
+
+/// What to do with a free-form message when the window is closed (or closes within the
+/// safety margin).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum OnClosed {
+    /// Send nothing; the caller gets the reason and the window's state.
+    Reject,
+    /// Send this approved template instead (at most one per closed window and cool-down);
+    /// the free-form message is dropped.
+    Template(TemplateMessage),
+    /// Send this approved template to invite a reply (at most one per closed window and
+    /// cool-down) and keep the free-form message in the durable outbox until the customer
+    /// writes back.
+    Queue(TemplateMessage),
+}
+
+impl OnClosed {
+    /// `reject`, `template` or `queue`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Template(_) => "template",
+            Self::Queue(_) => "queue",
+        }
+    }
+
+    /// The template this choice sends, if any.
+    pub fn template(&self) -> Option<&TemplateMessage> {
+        match self {
+            Self::Reject => None,
+            Self::Template(t) | Self::Queue(t) => Some(t),
+        }
+    }
+}
+
+/// The send path's settings.
+///
+/// ```
+/// use chrono::TimeDelta;
+/// use lipachat_api::TemplateMessage;
+/// use lipachat_policy::{OnClosed, PolicyConfig};
+///
+/// let invite = TemplateMessage::new("contact_share", "en")?;
+/// let config = PolicyConfig::default()
+///     .on_closed(OnClosed::Queue(invite))
+///     .margin(TimeDelta::seconds(90))?
+///     .outbox_limit(50);
+/// assert_eq!(config.outbox_limit_value(), 50);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub(crate) on_closed: OnClosed,
+    pub(crate) per_business: HashMap<PhoneNumber, OnClosed>,
+    pub(crate) rule: WindowRule,
+    pub(crate) invitation_cooldown: TimeDelta,
+    pub(crate) outbox_limit: usize,
+    pub(crate) outbox_ttl: TimeDelta,
+    pub(crate) delivery_lease: TimeDelta,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            on_closed: OnClosed::Reject,
+            per_business: HashMap::new(),
+            rule: WindowRule::default(),
+            invitation_cooldown: Self::DEFAULT_INVITATION_COOLDOWN,
+            outbox_limit: Self::DEFAULT_OUTBOX_LIMIT,
+            outbox_ttl: Self::DEFAULT_OUTBOX_TTL,
+            delivery_lease: Self::DEFAULT_DELIVERY_LEASE,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// A template is sent again to a still-closed conversation only after 24 hours.
+    pub const DEFAULT_INVITATION_COOLDOWN: TimeDelta = TimeDelta::hours(24);
+    /// At most 20 messages wait per conversation.
+    pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
+    /// A queued message expires after 7 days.
+    pub const DEFAULT_OUTBOX_TTL: TimeDelta = TimeDelta::days(7);
+    /// A replica's claim on a queued message lasts 60 seconds.
+    pub const DEFAULT_DELIVERY_LEASE: TimeDelta = TimeDelta::seconds(60);
+
+    /// The closed-window choice for every business number without its own.
+    pub fn on_closed(mut self, on_closed: OnClosed) -> Self {
+        self.on_closed = on_closed;
+        self
+    }
+
+    /// The closed-window choice for one business number.
+    pub fn on_closed_for(mut self, business: PhoneNumber, on_closed: OnClosed) -> Self {
+        self.per_business.insert(business, on_closed);
+        self
+    }
+
+    /// The window rule (length and margin).
+    pub fn rule(mut self, rule: WindowRule) -> Self {
+        self.rule = rule;
+        self
+    }
+
+    /// The safety margin: a free-form send is refused when the window closes within it.
+    pub fn margin(mut self, margin: TimeDelta) -> Result<Self, lipachat_session::RuleError> {
+        self.rule = self.rule.with_margin(margin)?;
+        Ok(self)
+    }
+
+    /// How long after an invitation template another may be sent without a reply.
+    pub fn invitation_cooldown(mut self, cooldown: TimeDelta) -> Self {
+        self.invitation_cooldown = cooldown;
+        self
+    }
+
+    /// How many messages may wait per conversation.
+    pub fn outbox_limit(mut self, limit: usize) -> Self {
+        self.outbox_limit = limit;
+        self
+    }
+
+    /// How long a queued message may wait before it expires.
+    pub fn outbox_ttl(mut self, ttl: TimeDelta) -> Self {
+        self.outbox_ttl = ttl;
+        self
+    }
+
+    /// How long one replica's claim on a queued message lasts.
+    pub fn delivery_lease(mut self, lease: TimeDelta) -> Self {
+        self.delivery_lease = lease;
+        self
+    }
+
+    /// The closed-window choice for `business`.
+    pub fn on_closed_of(&self, business: PhoneNumber) -> &OnClosed {
+        self.per_business.get(&business).unwrap_or(&self.on_closed)
+    }
+
+    /// The window rule in use.
+    pub fn rule_value(&self) -> WindowRule {
+        self.rule
+    }
+
+    /// The outbox limit in use.
+    pub fn outbox_limit_value(&self) -> usize {
+        self.outbox_limit
+    }
+}

@@ -1,0 +1,268 @@
+//! Delivering the outbox when the customer writes back, expiry, and reconciliation with
+//! the gateway's reports.
+
+use chrono::{DateTime, Utc};
+use lipachat_api::MessageId;
+use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
+use tracing::{info, warn};
+
+use crate::error::PolicyError;
+use crate::messenger::{Messenger, QueuedPayload, SendRequest};
+use crate::outcome::{
+    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundReport,
+    OutcomeKind, PreviousOutcome, SendOutcome,
+};
+
+/// What [`Messenger::on_window_closed_report`] did with a late "outside the window" report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reconciliation {
+    /// The closure was recorded and the message it names was handled as if the window had
+    /// been closed when it was sent.
+    Handled {
+        /// The outcome of handling it again (rejected, rerouted or queued).
+        outcome: SendOutcome,
+    },
+    /// The closure was recorded, but no sent message with that id is known here (it may
+    /// have been sent by other software, or its record was erased).
+    ClosureRecorded,
+}
+
+impl<S: Store> Messenger<S> {
+    /// Records an inbound message from the customer at `at` (the sender's timestamp, or
+    /// the receipt time), then delivers that conversation's queued messages, in order,
+    /// while the window is open.
+    pub async fn on_inbound(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<InboundReport, PolicyError> {
+        let recorded = self.sessions().record_inbound(conversation, at).await?;
+        info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
+        let delivery = self.deliver(conversation).await?;
+        Ok(InboundReport { recorded, delivery })
+    }
+
+    /// Delivers the conversation's queued messages, oldest first, while the window is open
+    /// (margin kept). Expired messages are taken out and reported. Each message keeps its
+    /// `messageId` across attempts, so a crash between the gateway's acceptance and our
+    /// bookkeeping can resend it but the gateway deduplicates it.
+    pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
+        let mut report = DeliveryReport::default();
+        let queued = self.store().queued(conversation).await?;
+        let mut remaining = queued.len();
+        for entry in queued {
+            let now = self.now();
+            let message_id = MessageId::from_uuid(entry.message_id);
+            let payload = serde_json::from_str::<QueuedPayload>(&entry.payload);
+            if entry.queued_at + self.config().outbox_ttl <= now {
+                let expired = self
+                    .expire(conversation, &entry, payload.as_ref().ok())
+                    .await?;
+                report.expired.push(expired);
+                remaining -= 1;
+                continue;
+            }
+            let payload = match payload {
+                Ok(payload) => payload,
+                Err(error) => {
+                    warn!(%conversation, %message_id, %error, "queued message unreadable: taking it out");
+                    self.store().dequeue(conversation, entry.message_id).await?;
+                    report.failed.push(FailedMessage {
+                        message_id,
+                        error: format!("stored message unreadable: {error}"),
+                    });
+                    remaining -= 1;
+                    continue;
+                }
+            };
+            let decision = self.sessions().decide(conversation).await?;
+            if let SendDecision::Refused { reason, .. } = decision {
+                report.stopped = Some(DeliveryStop::WindowNotOpen(reason));
+                break;
+            }
+            if !self
+                .store()
+                .claim(entry.message_id, now, self.config().delivery_lease)
+                .await?
+            {
+                report.stopped = Some(DeliveryStop::ClaimedElsewhere(message_id));
+                break;
+            }
+            let step = self
+                .deliver_claimed(conversation, &entry, payload, &mut report)
+                .await;
+            self.store().release(entry.message_id).await?;
+            match step? {
+                true => remaining -= 1,
+                false => break,
+            }
+        }
+        report.remaining = remaining;
+        Ok(report)
+    }
+
+    /// Sends one claimed message; `Ok(true)` when it left the queue, `Ok(false)` to stop.
+    async fn deliver_claimed(
+        &self,
+        conversation: Conversation,
+        entry: &QueuedMessage,
+        payload: QueuedPayload,
+        report: &mut DeliveryReport,
+    ) -> Result<bool, PolicyError> {
+        let message_id = MessageId::from_uuid(entry.message_id);
+        // Another replica may have delivered it between our read and our claim.
+        let still_queued = self
+            .store()
+            .queued(conversation)
+            .await?
+            .iter()
+            .any(|m| m.message_id == entry.message_id);
+        if !still_queued {
+            return Ok(true);
+        }
+        info!(%conversation, %message_id, kind = payload.message.kind(), "delivering queued message");
+        match self
+            .client()
+            .send_free_form(conversation, message_id, &payload.message)
+            .await
+        {
+            Ok(receipt) => {
+                self.remember(
+                    conversation,
+                    payload.origin,
+                    PreviousOutcome {
+                        kind: OutcomeKind::Delivered,
+                        message_id,
+                        wa_id: receipt.wa_id.clone(),
+                        template_message_id: None,
+                        at: self.now(),
+                        message: Some(payload.message),
+                    },
+                )
+                .await?;
+                self.store().dequeue(conversation, entry.message_id).await?;
+                info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
+                report.delivered.push(Delivered {
+                    message_id,
+                    receipt,
+                    queued_at: entry.queued_at,
+                });
+                Ok(true)
+            }
+            Err(error) if Self::is_window_closed(&error) => {
+                warn!(%conversation, %message_id, "gateway refused queued message as outside the window: it stays queued with a fresh messageId");
+                self.sessions().record_gateway_closure(conversation).await?;
+                self.store()
+                    .reassign(conversation, entry.message_id, MessageId::new().as_uuid())
+                    .await?;
+                report.stopped = Some(DeliveryStop::GatewayClosedWindow);
+                Ok(false)
+            }
+            Err(error) if error.retry_later_may_help() => {
+                warn!(%conversation, %message_id, %error, "delivery failed; the message stays queued");
+                report.stopped = Some(DeliveryStop::SendFailed(error));
+                Ok(false)
+            }
+            Err(error) => {
+                warn!(%conversation, %message_id, %error, "gateway refused queued message for good: taking it out");
+                self.store().dequeue(conversation, entry.message_id).await?;
+                report.failed.push(FailedMessage {
+                    message_id,
+                    error: error.to_string(),
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    async fn expire(
+        &self,
+        conversation: Conversation,
+        entry: &QueuedMessage,
+        payload: Option<&QueuedPayload>,
+    ) -> Result<ExpiredMessage, PolicyError> {
+        let message_id = MessageId::from_uuid(entry.message_id);
+        warn!(%conversation, %message_id, queued_at = %entry.queued_at, "queued message expired undelivered");
+        if let Some(payload) = payload {
+            self.remember(
+                conversation,
+                payload.origin,
+                PreviousOutcome {
+                    kind: OutcomeKind::Expired,
+                    message_id,
+                    wa_id: None,
+                    template_message_id: None,
+                    at: self.now(),
+                    message: None,
+                },
+            )
+            .await?;
+        }
+        self.store().dequeue(conversation, entry.message_id).await?;
+        Ok(ExpiredMessage {
+            conversation,
+            message_id,
+            queued_at: entry.queued_at,
+            message: payload.map(|p| p.message.clone()),
+        })
+    }
+
+    /// Takes every expired message out of every outbox and reports them (call it
+    /// periodically; delivery also expires messages as it meets them).
+    pub async fn expire_queued(&self) -> Result<Vec<ExpiredMessage>, PolicyError> {
+        let mut expired = Vec::new();
+        let now = self.now();
+        for conversation in self.store().conversations_with_queued().await? {
+            for entry in self.store().queued(conversation).await? {
+                if entry.queued_at + self.config().outbox_ttl <= now {
+                    let payload = serde_json::from_str::<QueuedPayload>(&entry.payload).ok();
+                    expired.push(self.expire(conversation, &entry, payload.as_ref()).await?);
+                }
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Handles a report, arriving after the send was accepted (a failed status callback),
+    /// that WhatsApp refused a message as outside the window (131047). Records the closure
+    /// and handles the message it names as if the window had been closed at send time:
+    /// rejected, rerouted to the template, or queued again with a fresh `messageId`.
+    ///
+    /// `message_id` is our `messageId` if the report names it; `wa_id` is WhatsApp's.
+    pub async fn on_window_closed_report(
+        &self,
+        conversation: Conversation,
+        message_id: Option<MessageId>,
+        wa_id: Option<&str>,
+    ) -> Result<Reconciliation, PolicyError> {
+        let state = self.sessions().record_gateway_closure(conversation).await?;
+        warn!(%conversation, message_id = ?message_id, wa_id = wa_id.unwrap_or(""), "gateway reported a send as outside the window: closure recorded");
+        let mut found = None;
+        if let Some(id) = message_id {
+            found = self
+                .previous_outcome(conversation, id)
+                .await?
+                .map(|outcome| (id, outcome));
+        }
+        if found.is_none()
+            && let Some(wa_id) = wa_id
+        {
+            found = self.outcome_by_wa_id(conversation, wa_id).await?;
+        }
+        let Some((key, previous)) = found else {
+            return Ok(Reconciliation::ClosureRecorded);
+        };
+        let (Some(message), OutcomeKind::Sent | OutcomeKind::Delivered) =
+            (previous.message.clone(), previous.kind)
+        else {
+            return Ok(Reconciliation::ClosureRecorded);
+        };
+        // Handled again under the caller's own messageId, so a retried call sees the
+        // new outcome; a queued copy gets a fresh id (the gateway may deduplicate the old).
+        let request = SendRequest::new(conversation, message).message_id(key);
+        let reason = lipachat_session::RefusalReason::ClosedByGateway;
+        let outcome = self.closed(&request, key, reason, state, true).await?;
+        Ok(Reconciliation::Handled { outcome })
+    }
+}

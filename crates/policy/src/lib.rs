@@ -1,0 +1,60 @@
+//! The guarded WhatsApp send path: what a chatbot backend calls.
+//!
+//! [`Messenger`] decides at send time, with a safety margin, whether the 24-hour customer
+//! service window is open; sends the free-form message if it is; otherwise rejects it,
+//! reroutes to an approved template, or sends the template once and keeps the message in
+//! a durable outbox until the customer replies ([`Messenger::on_inbound`] delivers it).
+//!
+//! ```
+//! use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage};
+//! use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome};
+//! use lipachat_session::{Conversation, Sessions, SledStore};
+//! use lipachat_testkit::StandInGateway;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let gateway = StandInGateway::start().await?; // a stand-in gateway on loopback
+//! let client = Client::builder(ApiKey::new(gateway.api_key())?)
+//!     .base_url(&gateway.base_url())
+//!     .build()?;
+//! let dir = tempfile::tempdir()?;
+//! let sessions = Sessions::new(SledStore::open(dir.path().join("sessions.db"))?);
+//! let invite = TemplateMessage::new("contact_share", "en")?;
+//! let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+//!
+//! let chat = Conversation::parse("254110090747", "254712345678")?;
+//! let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+//!
+//! // The customer has not written: the card waits, and one template invites a reply.
+//! let outcome = messenger.send_contact(chat, card).await?;
+//! assert!(matches!(outcome, SendOutcome::Queued { template: Some(_), .. }));
+//!
+//! // The customer replies: the card goes out.
+//! gateway.customer_writes(chat.business, chat.customer);
+//! let report = messenger.on_inbound(chat, messenger.sessions().now()).await?;
+//! assert_eq!(report.delivery.delivered.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! "Never twice" rests on the gateway's `messageId` deduplication: every retry of one
+//! logical send, inside the client or across a crash, reuses its `messageId`, and a
+//! template's `messageId` is derived from the free-form message's. The gateway does not
+//! publish how long it remembers ids; a retry after that span could be delivered twice.
+
+mod closing_soon;
+mod config;
+mod delivery;
+mod error;
+mod messenger;
+mod outcome;
+
+pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
+pub use config::{OnClosed, PolicyConfig};
+pub use delivery::Reconciliation;
+pub use error::PolicyError;
+pub use messenger::{DryRun, Messenger, SendRequest, template_message_id};
+pub use outcome::{
+    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundReport,
+    OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
+};

@@ -1,0 +1,610 @@
+//! The guarded send path.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lipachat_api::{
+    ApiError, Client, ContactMessage, FreeFormMessage, MessageId, TemplateMessage, TextMessage,
+};
+use lipachat_session::{
+    Conversation, Invitation, QueuedMessage, RefusalReason, SendDecision, Sessions, Store,
+    WindowState,
+};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::{OnClosed, PolicyConfig};
+use crate::error::PolicyError;
+use crate::outcome::{OutcomeKind, PreviousOutcome, SendOutcome, StoredOutcome, TemplateSent};
+
+/// Namespace of the `messageId`s derived from another id (UUID v5), so retries of one
+/// logical send always derive the same ids.
+const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d70_6f6c_6963_7931);
+
+/// The template `messageId` that goes with a free-form message's `messageId`: the same on
+/// every retry of the logical send, so the gateway deduplicates a retried template.
+pub fn template_message_id(message_id: MessageId) -> MessageId {
+    derived(b"template", message_id.as_uuid().as_bytes())
+}
+
+pub(crate) fn derived(purpose: &[u8], from: &[u8]) -> MessageId {
+    let mut name = Vec::with_capacity(purpose.len() + 1 + from.len());
+    name.extend_from_slice(purpose);
+    name.push(b':');
+    name.extend_from_slice(from);
+    MessageId::from_uuid(Uuid::new_v5(&DERIVED_ID_NAMESPACE, &name))
+}
+
+/// One free-form message to send.
+///
+/// ```
+/// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+/// use lipachat_policy::SendRequest;
+/// use lipachat_session::{Conversation, PhoneNumber};
+///
+/// let chat = Conversation::parse("254110090747", "254712345678")?;
+/// let card = ContactMessage::new("Support desk", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+/// let id = MessageId::new();
+/// let request = SendRequest::contact(chat, card).message_id(id).placeholders(["Jane"]);
+/// assert_eq!(request.id(), Some(id));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    conversation: Conversation,
+    message: FreeFormMessage,
+    message_id: Option<MessageId>,
+    placeholders: Option<Vec<String>>,
+    on_closed: Option<OnClosed>,
+}
+
+impl SendRequest {
+    /// A request to send `message` in `conversation`.
+    pub fn new(conversation: Conversation, message: FreeFormMessage) -> Self {
+        Self {
+            conversation,
+            message,
+            message_id: None,
+            placeholders: None,
+            on_closed: None,
+        }
+    }
+
+    /// A contact card.
+    pub fn contact(conversation: Conversation, contact: ContactMessage) -> Self {
+        Self::new(conversation, FreeFormMessage::Contact(contact))
+    }
+
+    /// A text message.
+    pub fn text(conversation: Conversation, text: TextMessage) -> Self {
+        Self::new(conversation, FreeFormMessage::Text(text))
+    }
+
+    /// Uses this `messageId` (a bot handler that may be retried passes the same one each
+    /// time); otherwise a new UUID v4 is made.
+    pub fn message_id(mut self, id: MessageId) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    /// Body placeholders for the template, should one be sent (for example the customer's
+    /// name), replacing the configured template's own.
+    pub fn placeholders<I, T>(mut self, placeholders: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.placeholders = Some(placeholders.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Overrides the configured closed-window choice for this send.
+    pub fn on_closed(mut self, on_closed: OnClosed) -> Self {
+        self.on_closed = Some(on_closed);
+        self
+    }
+
+    /// The `messageId` given, if any.
+    pub fn id(&self) -> Option<MessageId> {
+        self.message_id
+    }
+
+    /// The conversation.
+    pub fn conversation(&self) -> Conversation {
+        self.conversation
+    }
+
+    /// The message.
+    pub fn message(&self) -> &FreeFormMessage {
+        &self.message
+    }
+}
+
+/// What a queued message's stored payload holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct QueuedPayload {
+    /// The `messageId` the caller's send had (outcomes are stored under it).
+    pub origin: MessageId,
+    /// The message.
+    pub message: FreeFormMessage,
+}
+
+/// What a dry run would do.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// The decision now.
+    pub decision: SendDecision,
+    /// The `messageId` that would be used.
+    pub message_id: MessageId,
+    /// The closed-window choice that would apply if the window is not open.
+    pub on_closed: &'static str,
+    /// The exact JSON body of the free-form send.
+    pub body: serde_json::Value,
+}
+
+pub(crate) struct Inner<S> {
+    pub sessions: Sessions<S>,
+    pub client: Client,
+    pub config: PolicyConfig,
+}
+
+/// The send path a chatbot backend calls: decides at send time with the safety margin,
+/// sends, or rejects / reroutes to a template / queues until the customer replies.
+///
+/// Cheap to clone; clones share the store and the HTTP connection pool.
+pub struct Messenger<S> {
+    pub(crate) inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Messenger<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Messenger<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messenger")
+            .field("client", &self.inner.client)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> Messenger<S> {
+    /// A send path over the session engine (whose store keeps windows and the outbox), the
+    /// gateway client and the policy. The policy's window rule replaces the engine's.
+    pub fn new(sessions: Sessions<S>, client: Client, config: PolicyConfig) -> Self {
+        let sessions = sessions.with_rule(config.rule);
+        Self {
+            inner: Arc::new(Inner {
+                sessions,
+                client,
+                config,
+            }),
+        }
+    }
+
+    /// The session engine.
+    pub fn sessions(&self) -> &Sessions<S> {
+        &self.inner.sessions
+    }
+
+    /// The gateway client.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn store(&self) -> &S {
+        self.inner.sessions.store()
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.inner.sessions.now()
+    }
+
+    /// Sends a contact card (see [`Messenger::send`]).
+    pub async fn send_contact(
+        &self,
+        conversation: Conversation,
+        contact: ContactMessage,
+    ) -> Result<SendOutcome, PolicyError> {
+        self.send(SendRequest::contact(conversation, contact)).await
+    }
+
+    /// Sends a text message (see [`Messenger::send`]).
+    pub async fn send_text(
+        &self,
+        conversation: Conversation,
+        text: TextMessage,
+    ) -> Result<SendOutcome, PolicyError> {
+        self.send(SendRequest::text(conversation, text)).await
+    }
+
+    /// What [`Messenger::send`] would do now, without sending or storing anything.
+    pub async fn dry_run(&self, request: &SendRequest) -> Result<DryRun, PolicyError> {
+        let message_id = request.message_id.unwrap_or_else(MessageId::new);
+        let decision = self.inner.sessions.decide(request.conversation).await?;
+        Ok(DryRun {
+            decision,
+            message_id,
+            on_closed: self.on_closed(request).name(),
+            body: lipachat_api::free_form_body(request.conversation, message_id, &request.message),
+        })
+    }
+
+    fn on_closed<'a>(&'a self, request: &'a SendRequest) -> &'a OnClosed {
+        request.on_closed.as_ref().unwrap_or_else(|| {
+            self.inner
+                .config
+                .on_closed_of(request.conversation.business)
+        })
+    }
+
+    /// Sends one free-form message, keeping WhatsApp's 24-hour rule.
+    ///
+    /// Decides at send time with the safety margin. Open: sends (every retry inside the
+    /// client reuses the `messageId`). Not open: applies the closed-window choice (reject,
+    /// template, or template and queue). A gateway answer of 131047 records the closure
+    /// and is handled as a closed window. A `messageId` already sent, rerouted or queued
+    /// returns [`SendOutcome::Duplicate`] and sends nothing.
+    pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
+        let conversation = request.conversation;
+        let message_id = request.message_id.unwrap_or_else(MessageId::new);
+        if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
+            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
+            return Ok(SendOutcome::Duplicate(previous));
+        }
+        let decision = self.inner.sessions.decide(conversation).await?;
+        match decision {
+            SendDecision::Allowed { expires_at, .. } => {
+                info!(%conversation, %message_id, kind = request.message.kind(), decision = "open", %expires_at, "sending free-form message");
+                match self
+                    .inner
+                    .client
+                    .send_free_form(conversation, message_id, &request.message)
+                    .await
+                {
+                    Ok(receipt) => {
+                        info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), attempts = receipt.attempts, "sent");
+                        self.remember(
+                            conversation,
+                            message_id,
+                            PreviousOutcome {
+                                kind: OutcomeKind::Sent,
+                                message_id,
+                                wa_id: receipt.wa_id.clone(),
+                                template_message_id: None,
+                                at: self.now(),
+                                message: Some(request.message.clone()),
+                            },
+                        )
+                        .await?;
+                        Ok(SendOutcome::Sent {
+                            message_id,
+                            receipt,
+                            expires_at,
+                        })
+                    }
+                    Err(error) if error.is_window_closed() => {
+                        warn!(%conversation, %message_id, "gateway refused the send as outside the window (131047): recording the closure");
+                        let state = self
+                            .inner
+                            .sessions
+                            .record_gateway_closure(conversation)
+                            .await?;
+                        self.closed(
+                            &request,
+                            message_id,
+                            RefusalReason::ClosedByGateway,
+                            state,
+                            true,
+                        )
+                        .await
+                    }
+                    Err(source) => {
+                        warn!(%conversation, %message_id, error = %source, "send failed");
+                        Err(PolicyError::Send { message_id, source })
+                    }
+                }
+            }
+            SendDecision::Refused { reason, state } => {
+                info!(%conversation, %message_id, kind = request.message.kind(), decision = "closed", reason = reason.name(), state = state.name(), "free-form send not allowed now");
+                self.closed(&request, message_id, reason, state, false)
+                    .await
+            }
+            other => {
+                // SendDecision is non_exhaustive: an unknown decision is never a send.
+                warn!(%conversation, %message_id, decision = ?other, "unknown decision: rejecting");
+                Ok(SendOutcome::Rejected {
+                    message_id,
+                    reason: RefusalReason::NeverMessaged,
+                    state: WindowState::Never,
+                })
+            }
+        }
+    }
+
+    /// Applies the closed-window choice. `refused_by_gateway`: the id was already used in
+    /// a send the gateway refused, so a queued copy gets a fresh one.
+    pub(crate) async fn closed(
+        &self,
+        request: &SendRequest,
+        message_id: MessageId,
+        reason: RefusalReason,
+        state: WindowState,
+        refused_by_gateway: bool,
+    ) -> Result<SendOutcome, PolicyError> {
+        let conversation = request.conversation;
+        match self.on_closed(request) {
+            OnClosed::Reject => {
+                info!(%conversation, %message_id, reason = reason.name(), "rejected");
+                if refused_by_gateway {
+                    self.remember(
+                        conversation,
+                        message_id,
+                        PreviousOutcome {
+                            kind: OutcomeKind::Refused,
+                            message_id,
+                            wa_id: None,
+                            template_message_id: None,
+                            at: self.now(),
+                            message: None,
+                        },
+                    )
+                    .await?;
+                }
+                Ok(SendOutcome::Rejected {
+                    message_id,
+                    reason,
+                    state,
+                })
+            }
+            OnClosed::Template(template) => {
+                let template = self.invite(request, message_id, template).await?;
+                self.remember(
+                    conversation,
+                    message_id,
+                    PreviousOutcome {
+                        kind: OutcomeKind::Rerouted,
+                        message_id,
+                        wa_id: template.as_ref().and_then(|t| t.receipt.wa_id.clone()),
+                        template_message_id: template.as_ref().map(|t| t.message_id),
+                        at: self.now(),
+                        message: None,
+                    },
+                )
+                .await?;
+                info!(%conversation, %message_id, template_sent = template.is_some(), "rerouted to a template");
+                Ok(SendOutcome::Rerouted {
+                    message_id,
+                    template,
+                    reason,
+                    state,
+                })
+            }
+            OnClosed::Queue(template) => {
+                let limit = self.inner.config.outbox_limit;
+                if self.store().queued(conversation).await?.len() >= limit {
+                    warn!(%conversation, %message_id, limit, "outbox full");
+                    return Err(PolicyError::OutboxFull {
+                        conversation,
+                        limit,
+                    });
+                }
+                let template = self.invite(request, message_id, template).await?;
+                let queued_id = if refused_by_gateway {
+                    MessageId::new()
+                } else {
+                    message_id
+                };
+                let payload = QueuedPayload {
+                    origin: message_id,
+                    message: request.message.clone(),
+                };
+                self.store()
+                    .enqueue(
+                        conversation,
+                        QueuedMessage {
+                            message_id: queued_id.as_uuid(),
+                            queued_at: self.now(),
+                            payload: to_json(&payload),
+                        },
+                        limit,
+                    )
+                    .await?;
+                self.remember(
+                    conversation,
+                    message_id,
+                    PreviousOutcome {
+                        kind: OutcomeKind::Queued,
+                        message_id: queued_id,
+                        wa_id: None,
+                        template_message_id: template.as_ref().map(|t| t.message_id),
+                        at: self.now(),
+                        message: None,
+                    },
+                )
+                .await?;
+                info!(%conversation, %message_id, queued_id = %queued_id, template_sent = template.is_some(), "queued until the customer replies");
+                Ok(SendOutcome::Queued {
+                    message_id: queued_id,
+                    template,
+                    reason,
+                    state,
+                })
+            }
+        }
+    }
+
+    /// Sends the invitation template unless one already went for this closed window within
+    /// the cool-down (or another replica is sending it right now).
+    async fn invite(
+        &self,
+        request: &SendRequest,
+        message_id: MessageId,
+        template: &TemplateMessage,
+    ) -> Result<Option<TemplateSent>, PolicyError> {
+        let conversation = request.conversation;
+        let now = self.now();
+        let last_inbound = self
+            .store()
+            .window(conversation)
+            .await?
+            .map(|r| r.last_inbound);
+        if let Some(invitation) = self.store().invitation(conversation).await? {
+            let for_this_window = last_inbound.is_none_or(|last| invitation.sent_at >= last);
+            if for_this_window && now < invitation.sent_at + self.inner.config.invitation_cooldown {
+                info!(%conversation, %message_id, invitation = %invitation.message_id, "invitation already sent for this closed window");
+                return Ok(None);
+            }
+        }
+        // One invitation at a time per conversation, across replicas.
+        let lock = derived(b"invitation-lock", &conversation.to_key()).as_uuid();
+        if !self
+            .store()
+            .claim(lock, now, self.inner.config.delivery_lease)
+            .await?
+        {
+            info!(%conversation, %message_id, "another sender is inviting this conversation");
+            return Ok(None);
+        }
+        let result = self
+            .send_invitation(request, message_id, template, now)
+            .await;
+        self.store().release(lock).await?;
+        result.map(Some)
+    }
+
+    async fn send_invitation(
+        &self,
+        request: &SendRequest,
+        message_id: MessageId,
+        template: &TemplateMessage,
+        now: DateTime<Utc>,
+    ) -> Result<TemplateSent, PolicyError> {
+        let conversation = request.conversation;
+        let template = match &request.placeholders {
+            Some(placeholders) => template
+                .clone()
+                .with_body_placeholders(placeholders.iter().cloned())?,
+            None => template.clone(),
+        };
+        let template_id = template_message_id(message_id);
+        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, "sending template");
+        let receipt = self
+            .inner
+            .client
+            .send_template(conversation, template_id, &template)
+            .await
+            .map_err(|source| PolicyError::Template {
+                message_id,
+                template_message_id: template_id,
+                source,
+            })?;
+        self.store()
+            .set_invitation(
+                conversation,
+                Some(Invitation {
+                    message_id: template_id.as_uuid(),
+                    sent_at: now,
+                }),
+            )
+            .await?;
+        Ok(TemplateSent {
+            message_id: template_id,
+            receipt,
+        })
+    }
+
+    /// The outcome remembered for `message_id` in `conversation`.
+    pub async fn previous_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+    ) -> Result<Option<PreviousOutcome>, PolicyError> {
+        match self.stored(conversation, message_id.as_uuid()).await? {
+            Some(StoredOutcome::Outcome(previous)) => Ok(Some(previous)),
+            Some(StoredOutcome::Alias { .. }) | None => Ok(None),
+        }
+    }
+
+    /// Finds the outcome of the send whose WhatsApp message id is `wa_id`, with the
+    /// caller's `messageId` it is stored under.
+    pub async fn outcome_by_wa_id(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> Result<Option<(MessageId, PreviousOutcome)>, PolicyError> {
+        let alias = derived(b"wa-id", wa_id.as_bytes()).as_uuid();
+        match self.stored(conversation, alias).await? {
+            Some(StoredOutcome::Alias { message_id }) => Ok(self
+                .previous_outcome(conversation, message_id)
+                .await?
+                .map(|outcome| (message_id, outcome))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn stored(
+        &self,
+        conversation: Conversation,
+        key: Uuid,
+    ) -> Result<Option<StoredOutcome>, PolicyError> {
+        let Some(text) = self.store().outcome(conversation, key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PolicyError::Corrupt {
+                conversation,
+                detail: format!("outcome of {key}: {e}"),
+            })
+    }
+
+    /// Stores an outcome under the caller's `messageId`, and a pointer to it under the
+    /// WhatsApp message id, which status callbacks name.
+    pub(crate) async fn remember(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        outcome: PreviousOutcome,
+    ) -> Result<(), PolicyError> {
+        if let Some(wa_id) = &outcome.wa_id {
+            let alias = StoredOutcome::Alias { message_id: key };
+            self.store()
+                .put_outcome(
+                    conversation,
+                    derived(b"wa-id", wa_id.as_bytes()).as_uuid(),
+                    to_json(&alias),
+                )
+                .await?;
+        }
+        self.store()
+            .put_outcome(
+                conversation,
+                key.as_uuid(),
+                to_json(&StoredOutcome::Outcome(outcome)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) fn is_window_closed(error: &ApiError) -> bool {
+        error.is_window_closed()
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    // Serialising these plain data types cannot fail: no maps with non-string keys, no
+    // custom serialisers that error.
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"))
+}

@@ -1,0 +1,229 @@
+//! What a send, a delivery or an inbound message did.
+
+use chrono::{DateTime, Utc};
+use lipachat_api::{FreeFormMessage, MessageId, Receipt};
+use lipachat_session::{Conversation, Recorded, RefusalReason, WindowState};
+use serde::{Deserialize, Serialize};
+
+/// A template sent by this call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSent {
+    /// The template send's `messageId`.
+    pub message_id: MessageId,
+    /// The gateway's receipt.
+    pub receipt: Receipt,
+}
+
+/// What [`crate::Messenger::send`] did with one free-form message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// The window was open: the message went out.
+    Sent {
+        /// The message's `messageId`.
+        message_id: MessageId,
+        /// The gateway's receipt.
+        receipt: Receipt,
+        /// When the window closes.
+        expires_at: DateTime<Utc>,
+    },
+    /// The window was closed: the configured template went instead (or, with `template`
+    /// `None`, had already gone for this closed window); the free-form message was dropped.
+    Rerouted {
+        /// The free-form message's `messageId` (not sent).
+        message_id: MessageId,
+        /// The template sent by this call, if any.
+        template: Option<TemplateSent>,
+        /// Why the free-form message could not go.
+        reason: RefusalReason,
+        /// The window's state at the decision.
+        state: WindowState,
+    },
+    /// The window was closed: the message waits in the outbox for the customer's reply
+    /// (the invitation template was sent by this call if `template` is `Some`).
+    Queued {
+        /// The queued message's `messageId`, which its delivery will reuse.
+        message_id: MessageId,
+        /// The template sent by this call, if any.
+        template: Option<TemplateSent>,
+        /// Why the message could not go now.
+        reason: RefusalReason,
+        /// The window's state at the decision.
+        state: WindowState,
+    },
+    /// The window was closed and the policy is to reject: nothing was sent.
+    Rejected {
+        /// The message's `messageId` (not sent).
+        message_id: MessageId,
+        /// Why.
+        reason: RefusalReason,
+        /// The window's state at the decision, including when it closed.
+        state: WindowState,
+    },
+    /// This `messageId` was already sent, rerouted or queued: nothing was sent again.
+    Duplicate(PreviousOutcome),
+}
+
+impl SendOutcome {
+    /// `sent`, `rerouted`, `queued`, `rejected`, or for a duplicate the earlier outcome's
+    /// name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sent { .. } => "sent",
+            Self::Rerouted { .. } => "rerouted",
+            Self::Queued { .. } => "queued",
+            Self::Rejected { .. } => "rejected",
+            Self::Duplicate(previous) => previous.kind.name(),
+        }
+    }
+
+    /// The free-form message's `messageId`.
+    pub fn message_id(&self) -> MessageId {
+        match self {
+            Self::Sent { message_id, .. }
+            | Self::Rerouted { message_id, .. }
+            | Self::Queued { message_id, .. }
+            | Self::Rejected { message_id, .. } => *message_id,
+            Self::Duplicate(previous) => previous.message_id,
+        }
+    }
+
+    /// The template sent by this call, if any.
+    pub fn template(&self) -> Option<&TemplateSent> {
+        match self {
+            Self::Rerouted { template, .. } | Self::Queued { template, .. } => template.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of outcome that are remembered per `messageId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// Sent at once.
+    Sent,
+    /// Replaced by a template.
+    Rerouted,
+    /// Waiting in the outbox.
+    Queued,
+    /// Queued, then delivered after the customer's reply.
+    Delivered,
+    /// Queued, then expired undelivered.
+    Expired,
+    /// Sent, then refused by the gateway as outside the window, with the policy to reject.
+    Refused,
+}
+
+impl OutcomeKind {
+    /// The outcome's name as [`SendOutcome::name`] gives it (`delivered` counts as `sent`,
+    /// `expired` as `rejected`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sent | Self::Delivered => "sent",
+            Self::Rerouted => "rerouted",
+            Self::Queued => "queued",
+            Self::Expired | Self::Refused => "rejected",
+        }
+    }
+}
+
+/// The outcome remembered for a `messageId`, returned for a repeated send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousOutcome {
+    /// What happened.
+    pub kind: OutcomeKind,
+    /// The free-form message's `messageId`.
+    pub message_id: MessageId,
+    /// The WhatsApp id of what was sent, if it was.
+    pub wa_id: Option<String>,
+    /// The template sent with it, if any.
+    pub template_message_id: Option<MessageId>,
+    /// When this outcome was recorded.
+    pub at: DateTime<Utc>,
+    /// The message, kept while a later gateway refusal could still requeue it.
+    pub message: Option<FreeFormMessage>,
+}
+
+/// What is stored under an outcome key: an outcome, or (under a key derived from a
+/// WhatsApp message id) a pointer to the `messageId` it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub(crate) enum StoredOutcome {
+    Outcome(PreviousOutcome),
+    Alias { message_id: MessageId },
+}
+
+/// A queued message that went out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Its `messageId` (the one given when queued, unless a gateway refusal reassigned it).
+    pub message_id: MessageId,
+    /// The gateway's receipt.
+    pub receipt: Receipt,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// A queued message whose time to live ran out before the customer replied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredMessage {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its `messageId`.
+    pub message_id: MessageId,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+    /// The message (`None` if its stored form could not be read).
+    pub message: Option<FreeFormMessage>,
+}
+
+/// A queued message that the gateway refused for a reason other than the window, or
+/// whose stored form could not be read: it was taken out of the outbox.
+#[derive(Debug)]
+pub struct FailedMessage {
+    /// Its `messageId`.
+    pub message_id: MessageId,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// Why a delivery run stopped with messages still queued.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DeliveryStop {
+    /// The window is not open (or closes within the margin).
+    WindowNotOpen(RefusalReason),
+    /// Another replica holds the claim on the next message.
+    ClaimedElsewhere(MessageId),
+    /// The gateway refused the next message as outside the window (131047); it stays
+    /// queued with a fresh `messageId`.
+    GatewayClosedWindow,
+    /// A send failed in a way a later retry may fix; the message stays queued.
+    SendFailed(lipachat_api::ApiError),
+}
+
+/// What one delivery run over a conversation's outbox did.
+#[derive(Debug, Default)]
+pub struct DeliveryReport {
+    /// Messages sent, in order.
+    pub delivered: Vec<Delivered>,
+    /// Messages that expired (reported, never silently dropped).
+    pub expired: Vec<ExpiredMessage>,
+    /// Messages taken out because they can never be sent.
+    pub failed: Vec<FailedMessage>,
+    /// Messages still queued.
+    pub remaining: usize,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<DeliveryStop>,
+}
+
+/// What [`crate::Messenger::on_inbound`] did.
+#[derive(Debug)]
+pub struct InboundReport {
+    /// The recorded inbound message.
+    pub recorded: Recorded,
+    /// The delivery of queued messages it triggered.
+    pub delivery: DeliveryReport,
+}
