@@ -1,0 +1,528 @@
+//! The HTTP client: one connection pool, validated sends, retries that reuse the
+//! `messageId`.
+
+use std::error::Error as _;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use lipachat_session::Conversation;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde_json::Value;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::contact::ContactMessage;
+use crate::endpoint::{BaseUrl, Endpoint};
+use crate::error::ApiError;
+use crate::free_form::FreeFormMessage;
+use crate::key::ApiKey;
+use crate::message_id::MessageId;
+use crate::request::{contact_body, free_form_body, template_body, text_body};
+use crate::response::{Accepted, RawResponse, Receipt, interpret};
+use crate::retry::{RetryPolicy, parse_retry_after};
+use crate::template::TemplateMessage;
+use crate::text::TextMessage;
+
+/// The environment variable holding the API key.
+pub const API_KEY_VAR: &str = "LIPACHAT_API_KEY";
+/// The environment variable holding the base URL (optional).
+pub const BASE_URL_VAR: &str = "LIPACHAT_BASE_URL";
+/// The default time allowed to open a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default time allowed for one attempt (connect, send, and read the answer).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The default limit on a response body; the rest is not read.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Configures a [`Client`]. Made by [`Client::builder`] or [`ClientBuilder::from_env`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    key: ApiKey,
+    base_url: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+}
+
+impl ClientBuilder {
+    /// A builder with the defaults: the production gateway, connect timeout 5 s, 15 s per
+    /// attempt, [`RetryPolicy::default`], 64 KiB response limit.
+    pub fn new(key: ApiKey) -> Self {
+        Self {
+            key,
+            base_url: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// A builder from `LIPACHAT_API_KEY` (required) and `LIPACHAT_BASE_URL` (optional,
+    /// default `https://gateway.lipachat.com`).
+    pub fn from_env() -> Result<Self, ApiError> {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`ClientBuilder::from_env`], reading variables through `lookup` (for tests and
+    /// for configuration that is not the process environment).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+        let key = lookup(API_KEY_VAR)
+            .filter(|k| !k.trim().is_empty())
+            .ok_or(ApiError::MissingApiKey)?;
+        let mut builder = Self::new(ApiKey::new(key)?);
+        if let Some(base) = lookup(BASE_URL_VAR).filter(|b| !b.trim().is_empty()) {
+            builder = builder.base_url(&base);
+        }
+        Ok(builder)
+    }
+
+    /// The gateway's base URL, such as `https://gateway.lipachat.com` (a trailing `/` or
+    /// `/api/v1` is accepted). Checked by [`ClientBuilder::build`]: plain `http://` only to
+    /// a loopback host.
+    pub fn base_url(mut self, url: &str) -> Self {
+        self.base_url = Some(url.to_owned());
+        self
+    }
+
+    /// The time allowed to open a connection (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The time allowed for one attempt, from sending to the end of the answer (default
+    /// 15 s). Each retry gets the full time again.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How failed attempts are retried (default: 3 retries from 250 ms, capped at 5 s).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The most bytes of a response body read (default 64 KiB); a longer body is cut off
+    /// and reported as [`ApiError::UnexpectedResponse`].
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit.max(1);
+        self
+    }
+
+    /// Checks the settings and builds the client (and its connection pool). No connection
+    /// is made and no name is looked up here.
+    pub fn build(self) -> Result<Client, ApiError> {
+        let base = match &self.base_url {
+            Some(url) => BaseUrl::parse(url)?,
+            None => BaseUrl::default(),
+        };
+        let mut key_header = HeaderValue::from_str(self.key.expose_secret()).map_err(|_| {
+            ApiError::Invalid(crate::error::ValidationError::ApiKey {
+                reason: "not a valid header value",
+            })
+        })?;
+        key_header.set_sensitive(true);
+        let mut http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(self.connect_timeout)
+            // A redirect could carry the apiKey header to another host: never follow one.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!base.is_plain_http())
+            .user_agent(concat!("lipachat-api/", env!("CARGO_PKG_VERSION")));
+        if base.is_plain_http() {
+            // A proxy would carry the clear-text key off this machine.
+            http = http.no_proxy();
+        }
+        let http = http.build().map_err(|e| ApiError::HttpClient {
+            detail: describe(&e, &self.key),
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                key: self.key,
+                key_header,
+                base,
+                connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
+                retry: self.retry,
+                max_response_bytes: self.max_response_bytes,
+            }),
+        })
+    }
+}
+
+/// A client for the LipaChat gateway. Build it once and clone it freely: clones share one
+/// connection pool.
+///
+/// Every send takes the [`Conversation`] (its `business` is the gateway's `from`, its
+/// `customer` the `to`) and the [`MessageId`] of the logical send: retries reuse it, and a
+/// caller retrying later should reuse it too, so the gateway deduplicates.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    key: ApiKey,
+    key_header: HeaderValue,
+    base: BaseUrl,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    max_response_bytes: usize,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.inner.base)
+            .field("key", &self.inner.key)
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .field("request_timeout", &self.inner.request_timeout)
+            .field("retry", &self.inner.retry)
+            .field("max_response_bytes", &self.inner.max_response_bytes)
+            .finish()
+    }
+}
+
+/// What one HTTP attempt ended with.
+struct Attempt {
+    result: Result<Accepted, ApiError>,
+    http_status: Option<u16>,
+    retry_after: Option<Duration>,
+}
+
+impl Client {
+    /// A builder for a client using `key`.
+    pub fn builder(key: ApiKey) -> ClientBuilder {
+        ClientBuilder::new(key)
+    }
+
+    /// A client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with default settings.
+    pub fn from_env() -> Result<Self, ApiError> {
+        ClientBuilder::from_env()?.build()
+    }
+
+    /// The normalised base URL.
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.inner.base
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    /// The time allowed per attempt.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// Sends a contact card (`POST /api/v1/whatsapp/contact`).
+    pub async fn send_contact(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+        message: &ContactMessage,
+    ) -> Result<Receipt, ApiError> {
+        self.send_json(
+            Endpoint::Contact,
+            id,
+            contact_body(conversation, id, message),
+        )
+        .await
+    }
+
+    /// Sends a text message (`POST /api/v1/whatsapp/message/text`).
+    pub async fn send_text(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+        message: &TextMessage,
+    ) -> Result<Receipt, ApiError> {
+        self.send_json(Endpoint::Text, id, text_body(conversation, id, message))
+            .await
+    }
+
+    /// Sends an approved template (`POST /api/v1/whatsapp/template`), the one kind allowed
+    /// outside the 24-hour window.
+    pub async fn send_template(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+        message: &TemplateMessage,
+    ) -> Result<Receipt, ApiError> {
+        self.send_json(
+            Endpoint::Template,
+            id,
+            template_body(conversation, id, message),
+        )
+        .await
+    }
+
+    /// Sends a free-form message to its endpoint.
+    pub async fn send_free_form(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+        message: &FreeFormMessage,
+    ) -> Result<Receipt, ApiError> {
+        self.send_json(
+            message.endpoint(),
+            id,
+            free_form_body(conversation, id, message),
+        )
+        .await
+    }
+
+    /// Posts `body` to `endpoint`, retrying transient failures with the same body (so the
+    /// same `messageId`).
+    async fn send_json(
+        &self,
+        endpoint: Endpoint,
+        id: MessageId,
+        body: Value,
+    ) -> Result<Receipt, ApiError> {
+        let url = self.inner.base.endpoint_url(endpoint);
+        let body = body.to_string().into_bytes();
+        let policy = self.inner.retry;
+        let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
+        async move {
+            let mut attempt: u32 = 0;
+            loop {
+                attempt += 1;
+                debug!(attempt, "sending to the gateway");
+                let started = Instant::now();
+                let outcome = self.attempt(&url, body.clone()).await;
+                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                match outcome.result {
+                    Ok(accepted) => {
+                        info!(
+                            attempt,
+                            http_status = outcome.http_status,
+                            elapsed_ms,
+                            gateway_status = %accepted.status,
+                            "gateway accepted the message"
+                        );
+                        if let Some(echoed) = &accepted.echoed_id
+                            && echoed.parse::<MessageId>().ok() != Some(id)
+                        {
+                            warn!(
+                                attempt,
+                                "the gateway echoed a different messageId than was sent"
+                            );
+                        }
+                        return Ok(Receipt {
+                            message_id: id,
+                            wa_id: accepted.wa_id,
+                            status: accepted.status,
+                            attempts: attempt,
+                        });
+                    }
+                    Err(error) if error.is_transient() && attempt <= policy.max_retries => {
+                        let delay = policy.delay(attempt - 1, outcome.retry_after);
+                        warn!(
+                            attempt,
+                            http_status = outcome.http_status,
+                            elapsed_ms,
+                            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                            %error,
+                            "attempt failed; retrying with the same messageId"
+                        );
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(error) => {
+                        info!(
+                            attempt,
+                            http_status = outcome.http_status,
+                            elapsed_ms,
+                            %error,
+                            "send failed"
+                        );
+                        return Err(if attempt > 1 && error.is_transient() {
+                            ApiError::RetriesExhausted {
+                                attempts: attempt,
+                                last: Box::new(error),
+                            }
+                        } else {
+                            error
+                        });
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One HTTP request, bounded by the request timeout from start to the end of the body.
+    async fn attempt(&self, url: &str, body: Vec<u8>) -> Attempt {
+        let inner = &self.inner;
+        let mut http_status = None;
+        let mut retry_after = None;
+        let exchange = async {
+            let mut response = inner
+                .http
+                .post(url)
+                .header("apiKey", inner.key_header.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            http_status = Some(response.status().as_u16());
+            retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            let (bytes, truncated) = read_limited(&mut response, inner.max_response_bytes)
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            Ok::<_, ApiError>((response.status().as_u16(), bytes, truncated))
+        };
+        let timed = tokio::time::timeout(inner.request_timeout, exchange).await;
+        let result = match timed {
+            Err(_elapsed) => Err(ApiError::Timeout {
+                after: inner.request_timeout,
+            }),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok((status, bytes, truncated))) => interpret(
+                &RawResponse {
+                    status,
+                    body: &bytes,
+                    truncated,
+                    retry_after,
+                },
+                &inner.key,
+            ),
+        };
+        Attempt {
+            result,
+            http_status,
+            retry_after,
+        }
+    }
+
+    /// Maps a reqwest error to one of ours, without its URL and with the key redacted.
+    fn transport_error(&self, error: &reqwest::Error) -> ApiError {
+        let detail = describe(error, &self.inner.key);
+        if error.is_connect() {
+            ApiError::Connect { detail }
+        } else if error.is_timeout() {
+            ApiError::Timeout {
+                after: self.inner.request_timeout,
+            }
+        } else {
+            ApiError::Transport { detail }
+        }
+    }
+}
+
+/// An error and its causes on one line, without the URL, with the key redacted.
+fn describe(error: &reqwest::Error, key: &ApiKey) -> String {
+    let mut parts = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    if parts.is_empty() {
+        parts.push(if error.is_connect() {
+            "connection failed".to_owned()
+        } else if error.is_body() || error.is_decode() {
+            "reading the response failed".to_owned()
+        } else {
+            "request failed".to_owned()
+        });
+    }
+    key.redact(&parts.join(": "))
+}
+
+/// Reads at most `limit` bytes of the body; the flag tells whether more was left unread.
+async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.saturating_sub(body.len());
+        if chunk.len() > room {
+            body.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        ApiKey::new("TOPSECRET").unwrap()
+    }
+
+    #[test]
+    fn builder_defaults_and_checks() {
+        let client = Client::builder(key()).build().unwrap();
+        assert_eq!(client.base_url().as_str(), "https://gateway.lipachat.com");
+        assert_eq!(client.request_timeout(), Duration::from_secs(15));
+        assert_eq!(client.retry_policy(), RetryPolicy::default());
+        let debug = format!("{client:?}");
+        assert!(
+            debug.contains("ApiKey(***)") && !debug.contains("TOPSECRET"),
+            "{debug}"
+        );
+        assert!(matches!(
+            Client::builder(key())
+                .base_url("http://example.com")
+                .build(),
+            Err(ApiError::InsecureBaseUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn from_env_reads_both_variables() {
+        let builder = ClientBuilder::from_env_with(|name| match name {
+            API_KEY_VAR => Some("TOPSECRET\n".into()),
+            BASE_URL_VAR => Some("http://127.0.0.1:9/api/v1/".into()),
+            _ => None,
+        })
+        .unwrap();
+        let client = builder.build().unwrap();
+        assert_eq!(client.base_url().as_str(), "http://127.0.0.1:9");
+        let defaulted = ClientBuilder::from_env_with(|name| {
+            (name == API_KEY_VAR).then(|| "TOPSECRET".to_owned())
+        })
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(
+            defaulted.base_url().as_str(),
+            "https://gateway.lipachat.com"
+        );
+        assert!(matches!(
+            ClientBuilder::from_env_with(|_| None),
+            Err(ApiError::MissingApiKey)
+        ));
+        assert!(matches!(
+            ClientBuilder::from_env_with(|_| Some(" ".into())),
+            Err(ApiError::MissingApiKey)
+        ));
+        assert!(matches!(
+            ClientBuilder::from_env_with(|_| Some("two words".into())),
+            Err(ApiError::Invalid(_))
+        ));
+    }
+}

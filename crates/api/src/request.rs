@@ -1,0 +1,473 @@
+//! The exact JSON bodies the gateway receives, as typed structs and as pure functions.
+//!
+//! The client sends what these functions return, so a `--dry-run` that prints
+//! [`free_form_body`] or [`template_body`] shows the very bytes a send would carry (minus
+//! the `apiKey` header). The structs also deserialise, so a fake gateway in tests can read
+//! a request back into the message it came from ([`ContactRequest::into_parts`] and its
+//! siblings re-validate everything).
+
+use lipachat_session::{Conversation, PhoneNumber};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::contact::{ContactMessage, ContactPhone};
+use crate::error::ValidationError;
+use crate::free_form::FreeFormMessage;
+use crate::message_id::MessageId;
+use crate::template::{MediaUrl, TemplateHeader, TemplateMessage};
+use crate::text::TextMessage;
+
+/// Body of `POST /api/v1/whatsapp/contact`, exactly as the gateway's page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactRequest {
+    /// The send's id, reused by every retry.
+    pub message_id: MessageId,
+    /// The customer.
+    pub to: PhoneNumber,
+    /// The business number.
+    pub from: PhoneNumber,
+    /// `{"formattedName": ...}`.
+    pub name: ContactName,
+    /// The card's phone numbers.
+    pub phones: Vec<ContactRequestPhone>,
+}
+
+/// The `name` object of a contact request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactName {
+    /// The name shown in the chat.
+    pub formatted_name: String,
+}
+
+/// One entry of a contact request's `phones`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactRequestPhone {
+    /// The number.
+    pub phone: PhoneNumber,
+    /// Cell, Home, Work, ...
+    #[serde(rename = "type")]
+    pub phone_type: String,
+    /// The WhatsApp id, omitted when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<PhoneNumber>,
+}
+
+impl ContactRequest {
+    /// The request for one send of `message` in `conversation` (`from` is the business,
+    /// `to` the customer).
+    pub fn new(conversation: Conversation, id: MessageId, message: &ContactMessage) -> Self {
+        Self {
+            message_id: id,
+            to: conversation.customer,
+            from: conversation.business,
+            name: ContactName {
+                formatted_name: message.formatted_name().to_owned(),
+            },
+            phones: message
+                .phones()
+                .iter()
+                .map(|p| ContactRequestPhone {
+                    phone: p.phone,
+                    phone_type: p.phone_type.clone(),
+                    wa_id: p.wa_id,
+                })
+                .collect(),
+        }
+    }
+
+    /// The conversation, id and (re-validated) card this request carries.
+    pub fn into_parts(self) -> Result<(Conversation, MessageId, ContactMessage), ValidationError> {
+        let phones = self
+            .phones
+            .into_iter()
+            .map(|p| ContactPhone {
+                phone: p.phone,
+                phone_type: p.phone_type,
+                wa_id: p.wa_id,
+            })
+            .collect();
+        let message = ContactMessage::new(self.name.formatted_name, phones)?;
+        Ok((
+            Conversation::new(self.from, self.to),
+            self.message_id,
+            message,
+        ))
+    }
+}
+
+/// Body of `POST /api/v1/whatsapp/message/text`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TextRequest {
+    /// The send's id, reused by every retry.
+    pub message_id: MessageId,
+    /// The customer.
+    pub to: PhoneNumber,
+    /// The business number.
+    pub from: PhoneNumber,
+    /// The text.
+    pub message: String,
+}
+
+impl TextRequest {
+    /// The request for one send of `message` in `conversation`.
+    pub fn new(conversation: Conversation, id: MessageId, message: &TextMessage) -> Self {
+        Self {
+            message_id: id,
+            to: conversation.customer,
+            from: conversation.business,
+            message: message.body().to_owned(),
+        }
+    }
+
+    /// The conversation, id and (re-validated) text this request carries.
+    pub fn into_parts(self) -> Result<(Conversation, MessageId, TextMessage), ValidationError> {
+        let message = TextMessage::new(self.message)?;
+        Ok((
+            Conversation::new(self.from, self.to),
+            self.message_id,
+            message,
+        ))
+    }
+}
+
+/// Body of `POST /api/v1/whatsapp/template`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRequest {
+    /// The send's id, reused by every retry.
+    pub message_id: MessageId,
+    /// The customer.
+    pub to: PhoneNumber,
+    /// The business number.
+    pub from: PhoneNumber,
+    /// The template and its values.
+    pub template: TemplateSpec,
+}
+
+/// The `template` object of a template request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateSpec {
+    /// The approved template's name.
+    pub name: String,
+    /// Its language.
+    pub language_code: String,
+    /// An object (not WhatsApp's array) with optional `header` and `body`.
+    pub components: TemplateComponents,
+}
+
+/// The `components` object of a template request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateComponents {
+    /// The header value, omitted when the template has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderComponent>,
+    /// The body's placeholders, omitted when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyComponent>,
+}
+
+/// A template request's `header`: `{"type": "IMAGE", "mediaUrl": "https://..."}` for
+/// media, `{"type": "TEXT", "parameter": ["..."]}` for text.
+///
+/// The media form is documented by the gateway and used by public clients; the text form
+/// is what one public client sends and is not confirmed by the gateway's documentation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderComponent {
+    /// `TEXT`, `IMAGE`, `VIDEO` or `DOCUMENT`.
+    #[serde(rename = "type")]
+    pub header_type: String,
+    /// The media's URL, for a media header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
+    /// The text value, for a text header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<Vec<String>>,
+}
+
+/// A template request's `body`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyComponent {
+    /// The values of `{{1}}`, `{{2}}`, ... in order.
+    pub placeholders: Vec<String>,
+}
+
+impl TemplateRequest {
+    /// The request for one send of `message` in `conversation`.
+    pub fn new(conversation: Conversation, id: MessageId, message: &TemplateMessage) -> Self {
+        let header = message.header().map(|header| match header {
+            TemplateHeader::Text { text } => HeaderComponent {
+                header_type: header.wire_type().to_owned(),
+                media_url: None,
+                parameter: Some(vec![text.clone()]),
+            },
+            TemplateHeader::Image { url }
+            | TemplateHeader::Video { url }
+            | TemplateHeader::Document { url } => HeaderComponent {
+                header_type: header.wire_type().to_owned(),
+                media_url: Some(url.as_str().to_owned()),
+                parameter: None,
+            },
+        });
+        let body = (!message.body_placeholders().is_empty()).then(|| BodyComponent {
+            placeholders: message.body_placeholders().to_vec(),
+        });
+        Self {
+            message_id: id,
+            to: conversation.customer,
+            from: conversation.business,
+            template: TemplateSpec {
+                name: message.name().to_owned(),
+                language_code: message.language().to_owned(),
+                components: TemplateComponents { header, body },
+            },
+        }
+    }
+
+    /// The conversation, id and (re-validated) template this request carries.
+    pub fn into_parts(self) -> Result<(Conversation, MessageId, TemplateMessage), ValidationError> {
+        let spec = self.template;
+        let mut message = TemplateMessage::new(spec.name, spec.language_code)?;
+        if let Some(header) = spec.components.header {
+            let media = || -> Result<MediaUrl, ValidationError> {
+                MediaUrl::new(header.media_url.as_deref().unwrap_or_default())
+            };
+            let header = match header.header_type.as_str() {
+                "TEXT" => {
+                    let mut values = header.parameter.clone().unwrap_or_default();
+                    if values.len() != 1 {
+                        return Err(ValidationError::Placeholder {
+                            place: "header".into(),
+                            reason: "a text header takes exactly one value",
+                        });
+                    }
+                    TemplateHeader::Text {
+                        text: values.remove(0),
+                    }
+                }
+                "IMAGE" => TemplateHeader::Image { url: media()? },
+                "VIDEO" => TemplateHeader::Video { url: media()? },
+                "DOCUMENT" => TemplateHeader::Document { url: media()? },
+                _ => {
+                    return Err(ValidationError::Placeholder {
+                        place: "header".into(),
+                        reason: "unknown header type",
+                    });
+                }
+            };
+            message = message.with_header(header)?;
+        }
+        if let Some(body) = spec.components.body {
+            message = message.with_body_placeholders(body.placeholders)?;
+        }
+        Ok((
+            Conversation::new(self.from, self.to),
+            self.message_id,
+            message,
+        ))
+    }
+}
+
+fn to_json<T: Serialize>(request: &T) -> Value {
+    // These structs hold only strings, optional strings and lists of them, and
+    // `PhoneNumber`/`MessageId` serialise as strings: serialising cannot fail.
+    #[allow(clippy::expect_used)]
+    serde_json::to_value(request).expect("request bodies always serialise to JSON")
+}
+
+/// The exact JSON body of a contact send.
+///
+/// ```
+/// use lipachat_api::{request::contact_body, ContactMessage, ContactPhone, MessageId};
+/// use lipachat_session::Conversation;
+///
+/// let conversation = Conversation::parse("254110090747", "254712345678")?;
+/// let id: MessageId = "ca739107-4b0d-4581-acb1-4c4af70555de".parse()?;
+/// let card = ContactMessage::new(
+///     "Test User",
+///     vec![ContactPhone::on_whatsapp("254712345678".parse()?, "Cell")],
+/// )?;
+/// assert_eq!(
+///     contact_body(conversation, id, &card),
+///     serde_json::json!({
+///         "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
+///         "to": "254712345678",
+///         "from": "254110090747",
+///         "name": { "formattedName": "Test User" },
+///         "phones": [ { "phone": "254712345678", "type": "Cell", "waId": "254712345678" } ]
+///     })
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn contact_body(conversation: Conversation, id: MessageId, message: &ContactMessage) -> Value {
+    to_json(&ContactRequest::new(conversation, id, message))
+}
+
+/// The exact JSON body of a text send: `{messageId, to, from, message}`.
+pub fn text_body(conversation: Conversation, id: MessageId, message: &TextMessage) -> Value {
+    to_json(&TextRequest::new(conversation, id, message))
+}
+
+/// The exact JSON body of a template send:
+/// `{messageId, to, from, template: {name, languageCode, components: {header?, body?}}}`.
+pub fn template_body(
+    conversation: Conversation,
+    id: MessageId,
+    message: &TemplateMessage,
+) -> Value {
+    to_json(&TemplateRequest::new(conversation, id, message))
+}
+
+/// The exact JSON body of a free-form send (sent to [`FreeFormMessage::path`]).
+pub fn free_form_body(
+    conversation: Conversation,
+    id: MessageId,
+    message: &FreeFormMessage,
+) -> Value {
+    match message {
+        FreeFormMessage::Contact(card) => contact_body(conversation, id, card),
+        FreeFormMessage::Text(text) => text_body(conversation, id, text),
+    }
+}
+
+/// Reads a free-form request body back into its conversation, id and message (what a fake
+/// gateway needs); the endpoint tells which kind to expect.
+pub fn parse_free_form_body(
+    endpoint: crate::endpoint::Endpoint,
+    body: &Value,
+) -> Result<(Conversation, MessageId, FreeFormMessage), ParseBodyError> {
+    use crate::endpoint::Endpoint;
+    match endpoint {
+        Endpoint::Contact => {
+            let request = ContactRequest::deserialize(body)?;
+            let (c, id, m) = request.into_parts()?;
+            Ok((c, id, FreeFormMessage::Contact(m)))
+        }
+        Endpoint::Text => {
+            let request = TextRequest::deserialize(body)?;
+            let (c, id, m) = request.into_parts()?;
+            Ok((c, id, FreeFormMessage::Text(m)))
+        }
+        Endpoint::Template => Err(ParseBodyError::NotFreeForm),
+    }
+}
+
+/// Why a request body could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseBodyError {
+    /// Not the JSON shape of the endpoint's request.
+    #[error("not a request body of this endpoint: {0}")]
+    Shape(#[from] serde_json::Error),
+    /// The right shape, but a value the client would never send.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The template endpoint takes a template, not a free-form message.
+    #[error("the template endpoint does not take free-form messages")]
+    NotFreeForm,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use serde_json::json;
+
+    fn conversation() -> Conversation {
+        Conversation::parse("254110090747", "254712345678").unwrap()
+    }
+
+    fn id() -> MessageId {
+        "ca739107-4b0d-4581-acb1-4c4af70555de".parse().unwrap()
+    }
+
+    #[test]
+    fn text_body_shape() {
+        let text = TextMessage::new("Hello").unwrap();
+        let body = text_body(conversation(), id(), &text);
+        assert_eq!(
+            body,
+            json!({
+                "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
+                "to": "254712345678",
+                "from": "254110090747",
+                "message": "Hello"
+            })
+        );
+        let (c, i, m) = parse_free_form_body(Endpoint::Text, &body).unwrap();
+        assert_eq!(
+            (c, i, m),
+            (conversation(), id(), FreeFormMessage::Text(text))
+        );
+    }
+
+    #[test]
+    fn template_body_shapes() {
+        let t = TemplateMessage::new("contact_share", "en")
+            .unwrap()
+            .with_header(TemplateHeader::image("https://example.com/a.png").unwrap())
+            .unwrap()
+            .with_body_placeholders(["John", "2000"])
+            .unwrap();
+        let body = template_body(conversation(), id(), &t);
+        assert_eq!(
+            body,
+            json!({
+                "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
+                "to": "254712345678",
+                "from": "254110090747",
+                "template": {
+                    "name": "contact_share",
+                    "languageCode": "en",
+                    "components": {
+                        "header": { "type": "IMAGE", "mediaUrl": "https://example.com/a.png" },
+                        "body": { "placeholders": ["John", "2000"] }
+                    }
+                }
+            })
+        );
+        let back = TemplateRequest::deserialize(&body)
+            .unwrap()
+            .into_parts()
+            .unwrap();
+        assert_eq!(back, (conversation(), id(), t));
+
+        let bare = TemplateMessage::new("hello_world", "en_US").unwrap();
+        assert_eq!(
+            template_body(conversation(), id(), &bare)["template"],
+            json!({"name": "hello_world", "languageCode": "en_US", "components": {}})
+        );
+        let text = bare.with_header(TemplateHeader::text("Jane")).unwrap();
+        assert_eq!(
+            template_body(conversation(), id(), &text)["template"]["components"],
+            json!({"header": {"type": "TEXT", "parameter": ["Jane"]}})
+        );
+    }
+
+    #[test]
+    fn reading_back_revalidates() {
+        let tampered = json!({
+            "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
+            "to": "254712345678", "from": "254110090747",
+            "name": {"formattedName": ""},
+            "phones": [{"phone": "254712345678", "type": "Cell"}]
+        });
+        assert!(matches!(
+            parse_free_form_body(Endpoint::Contact, &tampered),
+            Err(ParseBodyError::Invalid(ValidationError::EmptyName))
+        ));
+        assert!(matches!(
+            parse_free_form_body(Endpoint::Contact, &json!({"message": "hi"})),
+            Err(ParseBodyError::Shape(_))
+        ));
+        assert!(matches!(
+            parse_free_form_body(Endpoint::Template, &json!({})),
+            Err(ParseBodyError::NotFreeForm)
+        ));
+    }
+}

@@ -1,0 +1,411 @@
+//! What the gateway answered: the receipt of an accepted message, or the error it means.
+//!
+//! The rules, in order:
+//!
+//! 1. HTTP 401 is [`ApiError::InvalidCredentials`], whatever the body says (the gateway's
+//!    401 body claims `"status": "success"`).
+//! 2. A body that names WhatsApp's 131047 (see [`crate::reengagement`]) is
+//!    [`ApiError::WindowClosed`], whatever the status.
+//! 3. HTTP 429 is [`ApiError::RateLimited`]; 408 and 5xx are [`ApiError::Unavailable`]
+//!    (both retried by the client).
+//! 4. HTTP 2xx is a success only with a JSON object whose `status` is `"success"`, whose
+//!    `data` is an object, and whose `data.status` is `SENT` (any case). A `status` of
+//!    `"error"`, a null `data` or another `data.status` is [`ApiError::Refused`]; a body that
+//!    is not such an envelope is [`ApiError::UnexpectedResponse`].
+//! 5. HTTP 400 with a JSON object is [`ApiError::BadRequest`] with its `error` (or
+//!    `message`) and `path`.
+//! 6. Anything else, or a body cut off at the size limit, is
+//!    [`ApiError::UnexpectedResponse`] with the status and a short excerpt.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::key::ApiKey;
+use crate::message_id::MessageId;
+use crate::reengagement;
+
+/// The longest excerpt of a body kept in an error, in characters.
+const EXCERPT_CHARS: usize = 300;
+
+/// The gateway accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The `messageId` the message was sent with (the caller's; the gateway echoes it in
+    /// `data.messageId`).
+    pub message_id: MessageId,
+    /// WhatsApp's own message id (`data.waId`, a `wamid.`), which status callbacks name.
+    pub wa_id: Option<String>,
+    /// The gateway's `data.status` (`SENT`).
+    pub status: String,
+    /// How many HTTP requests this send took (1 unless retried).
+    pub attempts: u32,
+}
+
+/// A gateway answer, read within the size limit.
+#[derive(Debug)]
+pub(crate) struct RawResponse<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    /// The body was longer than the limit and was cut off.
+    pub truncated: bool,
+    pub retry_after: Option<Duration>,
+}
+
+/// The accepted message's details, before the attempt count is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub wa_id: Option<String>,
+    pub status: String,
+    pub echoed_id: Option<String>,
+}
+
+/// Interprets one answer. `key` is used only to redact it from anything kept.
+pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted, ApiError> {
+    let status = raw.status;
+    if status == 401 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let json: Option<Value> = if raw.truncated {
+        None
+    } else {
+        serde_json::from_slice(raw.body).ok()
+    };
+    let signal = match &json {
+        Some(value) => reengagement::find_in_json(value),
+        None => reengagement::find_in_text(&String::from_utf8_lossy(raw.body)),
+    };
+    if let Some(signal) = signal {
+        return Err(ApiError::WindowClosed {
+            detail: key.redact(&signal.detail),
+        });
+    }
+    let unexpected = || ApiError::UnexpectedResponse {
+        status,
+        excerpt: excerpt(raw.body, raw.truncated, key),
+    };
+    match status {
+        429 => Err(ApiError::RateLimited {
+            retry_after: raw.retry_after,
+        }),
+        408 | 500..=599 => Err(ApiError::Unavailable {
+            status,
+            excerpt: excerpt(raw.body, raw.truncated, key),
+        }),
+        200..=299 => {
+            let Some(Value::Object(envelope)) = &json else {
+                return Err(unexpected());
+            };
+            match envelope.get("status") {
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("success") => {}
+                Some(Value::String(_)) => return Err(refused(envelope, key)),
+                _ => return Err(unexpected()),
+            }
+            let Some(Value::Object(data)) = envelope.get("data") else {
+                return Err(refused(envelope, key));
+            };
+            let data_status = data.get("status").and_then(Value::as_str).unwrap_or("");
+            if !data_status.eq_ignore_ascii_case("sent") {
+                let message = text_field(data, "statusDesc")
+                    .or_else(|| text_field(envelope, "message"))
+                    .map(|m| format!("{data_status}: {m}"))
+                    .unwrap_or_else(|| {
+                        if data_status.is_empty() {
+                            "the gateway's data has no status".to_owned()
+                        } else {
+                            format!("data.status is {data_status}")
+                        }
+                    });
+                return Err(ApiError::Refused {
+                    message: shorten(&key.redact(&message)),
+                });
+            }
+            Ok(Accepted {
+                wa_id: text_field(data, "waId").map(|s| key.redact(&s)),
+                status: data_status.to_owned(),
+                echoed_id: text_field(data, "messageId"),
+            })
+        }
+        400 => {
+            let Some(Value::Object(body)) = &json else {
+                return Err(unexpected());
+            };
+            let error = text_field(body, "error")
+                .or_else(|| text_field(body, "message"))
+                .unwrap_or_else(|| "Bad Request".to_owned());
+            Err(ApiError::BadRequest {
+                error: shorten(&key.redact(&error)),
+                path: text_field(body, "path").map(|p| shorten(&key.redact(&p))),
+            })
+        }
+        _ => Err(unexpected()),
+    }
+}
+
+/// A refusal's message: the envelope's `message`, else its `errors`, else a fallback.
+fn refused(envelope: &serde_json::Map<String, Value>, key: &ApiKey) -> ApiError {
+    let message = text_field(envelope, "message")
+        .or_else(|| match envelope.get("errors") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        })
+        .unwrap_or_else(|| "no message given".to_owned());
+    ApiError::Refused {
+        message: shorten(&key.redact(&message)),
+    }
+}
+
+/// A non-empty string field.
+fn text_field(map: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    map.get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The start of a body, lossily decoded, control characters blanked, the key redacted.
+pub(crate) fn excerpt(body: &[u8], truncated: bool, key: &ApiKey) -> String {
+    let text = key.redact(&String::from_utf8_lossy(body));
+    let mut out = shorten(&text);
+    if truncated && !out.ends_with('…') {
+        out.push_str(" … (body cut off at the size limit)");
+    }
+    if out.is_empty() {
+        out.push_str("(empty body)");
+    }
+    out
+}
+
+fn shorten(text: &str) -> String {
+    let mut out: String = text
+        .trim()
+        .chars()
+        .take(EXCERPT_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.trim().chars().nth(EXCERPT_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key() -> ApiKey {
+        ApiKey::new("SECRET-KEY-123").unwrap()
+    }
+
+    fn run(status: u16, body: &Value) -> Result<Accepted, ApiError> {
+        let bytes = body.to_string().into_bytes();
+        interpret(
+            &RawResponse {
+                status,
+                body: &bytes,
+                truncated: false,
+                retry_after: None,
+            },
+            &key(),
+        )
+    }
+
+    fn run_text(status: u16, body: &str, truncated: bool) -> Result<Accepted, ApiError> {
+        interpret(
+            &RawResponse {
+                status,
+                body: body.as_bytes(),
+                truncated,
+                retry_after: None,
+            },
+            &key(),
+        )
+    }
+
+    #[test]
+    fn documented_success() {
+        let body = json!({
+            "timestamp": "2023-08-06T01:27:56.825898971",
+            "data": {
+                "messageId": "7addc006-07db-4fae-aac5-b285903b41d4",
+                "waId": "wamid.HBgMMjU0NzE3NzQ2NTY1FQIAEnRgSRjJGRkMzNkQ0QUVENTIxQ0NBAA==",
+                "status": "SENT",
+                "statusDesc": "Message sent successfully"
+            },
+            "status": "success", "message": "", "errors": null
+        });
+        let accepted = run(200, &body).unwrap();
+        assert_eq!(accepted.status, "SENT");
+        assert_eq!(
+            accepted.wa_id.as_deref(),
+            Some("wamid.HBgMMjU0NzE3NzQ2NTY1FQIAEnRgSRjJGRkMzNkQ0QUVENTIxQ0NBAA==")
+        );
+        assert_eq!(
+            accepted.echoed_id.as_deref(),
+            Some("7addc006-07db-4fae-aac5-b285903b41d4")
+        );
+    }
+
+    #[test]
+    fn the_401_quirk() {
+        let body = json!({"timestamp": "x", "data": null, "status": "success", "message": "Invalid credentials", "errors": null});
+        assert_eq!(run(401, &body), Err(ApiError::InvalidCredentials));
+        assert_eq!(run_text(401, "", false), Err(ApiError::InvalidCredentials));
+    }
+
+    #[test]
+    fn refusals() {
+        let generic = json!({"timestamp": "x", "data": null, "status": "error", "message": "Request failed.", "errors": null});
+        assert_eq!(
+            run(200, &generic),
+            Err(ApiError::Refused {
+                message: "Request failed.".into()
+            })
+        );
+        let null_data =
+            json!({"data": null, "status": "success", "message": "", "errors": ["bad number"]});
+        assert_eq!(
+            run(200, &null_data),
+            Err(ApiError::Refused {
+                message: "[\"bad number\"]".into()
+            })
+        );
+        let failed = json!({"data": {"status": "FAILED", "statusDesc": "Number not on WhatsApp"}, "status": "success"});
+        assert_eq!(
+            run(200, &failed),
+            Err(ApiError::Refused {
+                message: "FAILED: Number not on WhatsApp".into()
+            })
+        );
+        let no_status = json!({"data": {"messageId": "x"}, "status": "success"});
+        assert!(matches!(
+            run(200, &no_status),
+            Err(ApiError::Refused { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_request() {
+        let body = json!({"timestamp": "2023-08-06T17:50:35.701+00:00", "status": 400, "error": "Bad Request", "path": "/api/v1/whatsapp/contact"});
+        assert_eq!(
+            run(400, &body),
+            Err(ApiError::BadRequest {
+                error: "Bad Request".into(),
+                path: Some("/api/v1/whatsapp/contact".into())
+            })
+        );
+        assert_eq!(
+            run(
+                400,
+                &json!({"status": "error", "message": "to is required"})
+            ),
+            Err(ApiError::BadRequest {
+                error: "to is required".into(),
+                path: None
+            })
+        );
+    }
+
+    #[test]
+    fn window_closed_wins_over_status() {
+        for (status, body) in [
+            (
+                200,
+                json!({"status": "error", "message": "(#131047) Re-engagement message", "data": null}),
+            ),
+            (
+                400,
+                json!({"status": 400, "error": "131047", "path": "/api/v1/whatsapp/contact"}),
+            ),
+            (500, json!({"errors": [{"code": 131047}]})),
+            (
+                200,
+                json!({"status": "success", "data": {"status": "FAILED", "statusDesc": "Re-engagement message"}}),
+            ),
+        ] {
+            assert!(
+                matches!(run(status, &body), Err(ApiError::WindowClosed { .. })),
+                "{status} {body}"
+            );
+        }
+        assert!(matches!(
+            run_text(502, "upstream said 131047", false),
+            Err(ApiError::WindowClosed { .. })
+        ));
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        assert_eq!(
+            run_text(429, "", false),
+            Err(ApiError::RateLimited { retry_after: None })
+        );
+        assert!(matches!(
+            run_text(503, "<html>busy</html>", false),
+            Err(ApiError::Unavailable { status: 503, .. })
+        ));
+        assert!(matches!(
+            run_text(408, "", false),
+            Err(ApiError::Unavailable { status: 408, .. })
+        ));
+    }
+
+    #[test]
+    fn unexpected_bodies() {
+        match run_text(200, "<html>hello</html>", false) {
+            Err(ApiError::UnexpectedResponse { status, excerpt }) => {
+                assert_eq!(status, 200);
+                assert_eq!(excerpt, "<html>hello</html>");
+            }
+            other => panic!("{other:?}"),
+        }
+        match run_text(
+            200,
+            "{\"status\":\"success\",\"data\":{\"status\":\"SENT\"",
+            true,
+        ) {
+            Err(ApiError::UnexpectedResponse { excerpt, .. }) => {
+                assert!(excerpt.contains("cut off"), "{excerpt}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(200, &json!([1, 2])),
+            Err(ApiError::UnexpectedResponse { .. })
+        ));
+        assert!(matches!(
+            run(404, &json!({"status": 404, "error": "Not Found"})),
+            Err(ApiError::UnexpectedResponse { status: 404, .. })
+        ));
+        assert!(matches!(
+            run_text(302, "", false),
+            Err(ApiError::UnexpectedResponse { status: 302, .. })
+        ));
+        match run_text(200, &"y".repeat(5000), false) {
+            Err(ApiError::UnexpectedResponse { excerpt, .. }) => {
+                assert_eq!(excerpt.chars().count(), EXCERPT_CHARS + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_everything_kept() {
+        let echoed = json!({"status": "error", "message": "bad key SECRET-KEY-123", "data": null});
+        let err = run(200, &echoed).unwrap_err();
+        assert!(!format!("{err:?} {err}").contains("SECRET-KEY-123"));
+        let err = run_text(500, "key=SECRET-KEY-123", false).unwrap_err();
+        assert!(!format!("{err:?} {err}").contains("SECRET-KEY-123"));
+        let err = run(
+            400,
+            &json!({"error": "SECRET-KEY-123", "path": "/SECRET-KEY-123"}),
+        )
+        .unwrap_err();
+        assert!(!format!("{err:?} {err}").contains("SECRET-KEY-123"));
+    }
+}
