@@ -1,0 +1,163 @@
+//! How values are written in Redis, and how they are read back. Every reader returns a
+//! description of what is wrong rather than panicking: the store turns it into
+//! [`lipachat_session::StoreError::Corrupt`] for the one conversation concerned.
+//!
+//! | value             | text                          |
+//! |-------------------|-------------------------------|
+//! | time              | epoch milliseconds, decimal   |
+//! | queued message    | `<queued ms>:<payload>`       |
+//! | invitation        | `<message id>:<sent ms>`      |
+//! | claim             | lease end, epoch milliseconds |
+
+use chrono::{DateTime, Utc};
+use lipachat_session::window::to_millis;
+use lipachat_session::{Invitation, PhoneNumber, QueuedMessage, WindowRecord};
+use uuid::Uuid;
+
+/// A time as stored: epoch milliseconds, as text.
+pub(crate) fn time(at: DateTime<Utc>) -> String {
+    to_millis(at).to_string()
+}
+
+/// Reads a time written by [`time`], or a sorted-set score (which Redis may print in
+/// floating-point notation).
+pub(crate) fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, String> {
+    let millis = match text.parse::<i64>() {
+        Ok(millis) => millis,
+        Err(_) => {
+            let float: f64 = text
+                .parse()
+                .map_err(|_| format!("{what}: {text:?} is not a number"))?;
+            // Exact integers up to 2^53 only: anything else was not written by us.
+            if !float.is_finite() || float.fract() != 0.0 || float.abs() > 9_007_199_254_740_992.0 {
+                return Err(format!(
+                    "{what}: {text:?} is not a whole number of milliseconds"
+                ));
+            }
+            float as i64
+        }
+    };
+    DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| format!("{what}: {millis} ms is out of range"))
+}
+
+/// Reads a window record from its score and optional closure.
+pub(crate) fn parse_window(score: &str, closed: Option<&str>) -> Result<WindowRecord, String> {
+    Ok(WindowRecord {
+        last_inbound: parse_time(score, "last inbound")?,
+        gateway_closed_at: closed
+            .map(|c| parse_time(c, "gateway closure"))
+            .transpose()?,
+    })
+}
+
+/// Reads a customer (or business) number stored as a member or field.
+pub(crate) fn parse_phone(text: &str) -> Option<PhoneNumber> {
+    text.parse::<u64>().ok().and_then(PhoneNumber::from_u64)
+}
+
+/// Encodes a queued message without its id (the id is the hash field).
+pub(crate) fn queued(message: &QueuedMessage) -> String {
+    format!("{}:{}", to_millis(message.queued_at), message.payload)
+}
+
+/// Decodes a queued message stored under `id`.
+pub(crate) fn parse_queued(id: &str, value: &str) -> Result<QueuedMessage, String> {
+    let message_id = Uuid::parse_str(id).map_err(|e| format!("queued message id {id:?}: {e}"))?;
+    let (queued_at, payload) = value
+        .split_once(':')
+        .ok_or_else(|| format!("queued message {id}: no ':' after the queued time"))?;
+    Ok(QueuedMessage {
+        message_id,
+        queued_at: parse_time(queued_at, "queued at")?,
+        payload: payload.to_owned(),
+    })
+}
+
+/// Encodes an invitation.
+pub(crate) fn invitation(invitation: &Invitation) -> String {
+    format!(
+        "{}:{}",
+        invitation.message_id.hyphenated(),
+        to_millis(invitation.sent_at)
+    )
+}
+
+/// Decodes an invitation.
+pub(crate) fn parse_invitation(value: &str) -> Result<Invitation, String> {
+    let (id, sent_at) = value
+        .split_once(':')
+        .ok_or_else(|| format!("invitation {value:?}: expected <message id>:<sent ms>"))?;
+    Ok(Invitation {
+        message_id: Uuid::parse_str(id).map_err(|e| format!("invitation id {id:?}: {e}"))?,
+        sent_at: parse_time(sent_at, "invitation sent at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        let at: DateTime<Utc> = "2026-11-23T10:00:00.123Z".parse().unwrap();
+        assert_eq!(parse_time(&time(at), "t").unwrap(), at);
+        assert_eq!(
+            parse_time("1.795435200123e+12", "t")
+                .unwrap()
+                .timestamp_millis(),
+            1_795_435_200_123
+        );
+        assert_eq!(
+            parse_time("-86400123", "t").unwrap().timestamp_millis(),
+            -86_400_123
+        );
+        for bad in [
+            "",
+            "abc",
+            "1.5",
+            "inf",
+            "nan",
+            "1e300",
+            "9223372036854775807",
+        ] {
+            assert!(parse_time(bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_messages_invitations() {
+        let at: DateTime<Utc> = "2026-11-23T10:00:00.123Z".parse().unwrap();
+        assert_eq!(
+            parse_window(&time(at), Some(&time(at))).unwrap(),
+            WindowRecord::inbound(at).with_gateway_closure(at)
+        );
+        assert!(
+            parse_window(&time(at), Some("x"))
+                .unwrap_err()
+                .contains("gateway closure")
+        );
+        let message = QueuedMessage {
+            message_id: Uuid::new_v4(),
+            queued_at: at,
+            payload: "{\"a\":\"b:c\"}".into(),
+        };
+        let id = message.message_id.to_string();
+        assert_eq!(parse_queued(&id, &queued(&message)).unwrap(), message);
+        assert!(parse_queued("nope", &queued(&message)).is_err());
+        assert!(parse_queued(&id, "no-colon").is_err());
+        let invite = Invitation {
+            message_id: Uuid::new_v4(),
+            sent_at: at,
+        };
+        assert_eq!(parse_invitation(&invitation(&invite)).unwrap(), invite);
+        assert!(parse_invitation("x:1").is_err());
+        assert!(parse_invitation("garbage").is_err());
+        assert_eq!(
+            parse_phone("254712345678").map(|p| p.as_u64()),
+            Some(254_712_345_678)
+        );
+        assert_eq!(parse_phone("12"), None);
+        assert_eq!(parse_phone("abc"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! The connection: redis-rs's `ConnectionManager` (one multiplexed connection shared by
+//! every clone of the store, reconnecting by itself), with every call bounded in time
+//! and every failure turned into a [`StoreError::Backend`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use lipachat_session::StoreError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
+
+use crate::config::{RedisConfig, redact};
+
+/// Whether a call may be sent again after the connection broke under it: only when a
+/// second run cannot change what the first one did (reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// A read: retried once after a broken connection, within the time bound.
+    Once,
+    /// A write: never resent, the caller decides (it may have been applied).
+    Never,
+}
+
+/// One script call: the script, its keys and its arguments.
+pub(crate) struct Eval<'a> {
+    pub(crate) script: &'a Script,
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<String>,
+}
+
+/// The shared connection.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    manager: ConnectionManager,
+    operation: Duration,
+    endpoint: String,
+}
+
+impl Connection {
+    /// Connects, within the operation timeout.
+    pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        let timeouts = config.timeouts();
+        let endpoint = redact(config.url());
+        let client = Client::open(config.url())
+            .map_err(|error| StoreError::Backend(format!("redis at {endpoint}: {error}")))?;
+        // Reconnection: one retry after at most 200 ms; each attempt bounded by the
+        // connect timeout. A call waiting for it is bounded by the operation timeout.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeouts.connect)
+            .set_response_timeout(timeouts.response)
+            .set_number_of_retries(1)
+            .set_max_delay(200);
+        let manager = match tokio::time::timeout(
+            timeouts.operation,
+            ConnectionManager::new_with_config(client, manager_config),
+        )
+        .await
+        {
+            Ok(Ok(manager)) => manager,
+            Ok(Err(error)) => {
+                return Err(StoreError::Backend(format!(
+                    "redis at {endpoint}: cannot connect: {error}"
+                )));
+            }
+            Err(_) => {
+                return Err(StoreError::Backend(format!(
+                    "redis at {endpoint}: cannot connect within {:?}",
+                    timeouts.operation
+                )));
+            }
+        };
+        Ok(Self {
+            manager,
+            operation: timeouts.operation,
+            endpoint,
+        })
+    }
+
+    fn error(&self, what: &str, error: &RedisError) -> StoreError {
+        StoreError::Backend(format!("redis at {}: {what}: {error}", self.endpoint))
+    }
+
+    /// Runs `call` on the connection, bounded by the operation timeout; with
+    /// [`Retry::Once`], runs it a second time if the connection broke under the first.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        retry: Retry,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let attempts = async {
+            let first = call(self.manager.clone()).await;
+            match first {
+                Err(error) if retry == Retry::Once && error.is_unrecoverable_error() => {
+                    tracing::debug!(%error, what, "redis connection broke; retrying the read once");
+                    call(self.manager.clone()).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.operation, attempts).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.error(what, &error)),
+            Err(_) => Err(StoreError::Backend(format!(
+                "redis at {}: {what}: no answer within {:?}",
+                self.endpoint, self.operation
+            ))),
+        }
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        what: &str,
+        retry: Retry,
+        command: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.run(what, retry, |mut connection| async move {
+            command.query_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs a pipeline (atomic with `MULTI`/`EXEC` when built with `.atomic()`).
+    pub(crate) async fn pipeline<T: FromRedisValue>(
+        &self,
+        what: &str,
+        retry: Retry,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.run(what, retry, |mut connection| async move {
+            pipeline.query_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs scripts in one round trip (`EVALSHA`, loading the scripts once if the server
+    /// does not know them, as after a restart), preceded by `before` (for example the
+    /// registry's `SADD`, whose answer is ignored). Returns each script's answer.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        what: &str,
+        retry: Retry,
+        before: Option<redis::Cmd>,
+        evals: &[Eval<'_>],
+    ) -> Result<Vec<T>, StoreError> {
+        if evals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        if let Some(command) = before {
+            pipeline.add_command(command).ignore();
+        }
+        for eval in evals {
+            pipeline
+                .cmd("EVALSHA")
+                .arg(eval.script.get_hash())
+                .arg(eval.keys.len())
+                .arg(&eval.keys)
+                .arg(&eval.args);
+        }
+        let pipeline = &pipeline;
+        self.run(what, retry, |mut connection| async move {
+            match pipeline.query_async(&mut connection).await {
+                Err(error) if error.kind() == ErrorKind::NoScriptError => {
+                    for eval in evals {
+                        eval.script
+                            .prepare_invoke()
+                            .load_async(&mut connection)
+                            .await?;
+                    }
+                    // The scripts were not run (EVALSHA failed), and `before` is
+                    // idempotent: sending the pipeline again is safe.
+                    pipeline.query_async(&mut connection).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// Runs one script; see [`Connection::eval`].
+    pub(crate) async fn eval_one<T: FromRedisValue>(
+        &self,
+        what: &str,
+        retry: Retry,
+        before: Option<redis::Cmd>,
+        eval: Eval<'_>,
+    ) -> Result<T, StoreError> {
+        let mut answers = self.eval(what, retry, before, &[eval]).await?;
+        answers.pop().ok_or_else(|| {
+            StoreError::Backend(format!(
+                "redis at {}: {what}: the script gave no answer",
+                self.endpoint
+            ))
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! The key layout: where each fact lives in Redis.
+//!
+//! Every key of one business number carries the hash tag `{<business>}`, so a Redis
+//! Cluster keeps that business's keys in one slot and each Lua script touches one slot
+//! only. See `docs/redis.md` for the whole layout.
+
+use lipachat_session::{Conversation, PhoneNumber};
+use uuid::Uuid;
+
+/// The names of the store's keys under one prefix.
+///
+/// ```
+/// use lipachat_redis::KeyLayout;
+/// use lipachat_session::Conversation;
+///
+/// let keys = KeyLayout::new("lipachat");
+/// let chat = Conversation::parse("254110090747", "254712345678")?;
+/// assert_eq!(keys.inbound(chat.business), "lipachat:{254110090747}:inbound");
+/// assert_eq!(keys.outbox(chat), "lipachat:{254110090747}:outbox:254712345678");
+/// assert_eq!(keys.businesses(), "lipachat:businesses");
+/// # Ok::<(), lipachat_session::PhoneError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+impl KeyLayout {
+    /// The layout under `prefix` (validated by [`crate::RedisConfig`]).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// SET of every business number with data: the registry for queries across them.
+    pub fn businesses(&self) -> String {
+        format!("{}:businesses", self.prefix)
+    }
+
+    /// STRING: the layout's schema version.
+    pub fn schema(&self) -> String {
+        format!("{}:schema", self.prefix)
+    }
+
+    fn business_key(&self, business: PhoneNumber, what: &str) -> String {
+        format!("{}:{{{business}}}:{what}", self.prefix)
+    }
+
+    /// ZSET: member customer, score the last inbound time in epoch milliseconds.
+    pub fn inbound(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "inbound")
+    }
+
+    /// HASH: customer → gateway closure time in epoch milliseconds.
+    pub fn closed(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "closed")
+    }
+
+    /// SET: the customers of this business with queued messages.
+    pub fn outboxes(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "outboxes")
+    }
+
+    /// LIST: one conversation's queued message ids, oldest first.
+    pub fn outbox(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outbox:{}", conversation.customer),
+        )
+    }
+
+    /// HASH: one conversation's queued messages, message id → `<queued ms>:<payload>`.
+    pub fn outbox_messages(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outbox:{}:messages", conversation.customer),
+        )
+    }
+
+    /// HASH: customer → invitation, `<message id>:<sent ms>`.
+    pub fn invitations(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "invitations")
+    }
+
+    /// HASH: one conversation's send outcomes, message id → outcome JSON.
+    pub fn outcomes(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outcomes:{}", conversation.customer),
+        )
+    }
+
+    /// STRING with an expiry: a delivery claim on a message, valued the lease's end in
+    /// epoch milliseconds by the claimer's clock.
+    pub fn claim(&self, message_id: Uuid) -> String {
+        format!("{}:claim:{message_id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of a key Redis Cluster hashes: the first `{...}` with something inside.
+    fn hash_tag(key: &str) -> &str {
+        match key.find('{') {
+            Some(open) => match key[open + 1..].find('}') {
+                Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+                _ => key,
+            },
+            None => key,
+        }
+    }
+
+    #[test]
+    fn one_business_one_slot() {
+        let keys = KeyLayout::new("bot:a");
+        let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+        let per_business = [
+            keys.inbound(chat.business),
+            keys.closed(chat.business),
+            keys.outboxes(chat.business),
+            keys.outbox(chat),
+            keys.outbox_messages(chat),
+            keys.invitations(chat.business),
+            keys.outcomes(chat),
+        ];
+        for key in &per_business {
+            assert!(key.starts_with("bot:a:"), "{key}");
+            assert_eq!(hash_tag(key), "254110090747", "{key}");
+        }
+        let mut unique = per_business.to_vec();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), per_business.len());
+        assert_eq!(
+            keys.claim(Uuid::nil()),
+            "bot:a:claim:00000000-0000-0000-0000-000000000000"
+        );
+    }
+}

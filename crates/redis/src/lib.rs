@@ -1,0 +1,64 @@
+//! A Redis store for lipachat: the same windows, outbox, invitations, outcomes and
+//! delivery claims as the embedded sled store, shared by every bot replica (and by
+//! `session-check`) that connects to the same server and key prefix.
+//!
+//! ```no_run
+//! use chrono::{TimeDelta, Utc};
+//! use lipachat_redis::{RedisConfig, RedisStore};
+//! use lipachat_session::{Conversation, OutboxStore, Sessions};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: RedisStore = "redis://127.0.0.1:6379/0"
+//!     .parse::<RedisConfig>()?
+//!     .with_key_prefix("support-bot")?
+//!     .connect()
+//!     .await?;
+//! let sessions = Sessions::new(store.clone());
+//! let chat = Conversation::parse("254110090747", "254712345678")?;
+//!
+//! // Any replica records the customer's message; every replica sees the open window.
+//! sessions.record_inbound_now(chat).await?;
+//! assert!(sessions.decide(chat).await?.is_allowed());
+//!
+//! // Only one replica at a time delivers a queued message.
+//! let message_id = uuid::Uuid::new_v4();
+//! if store.claim(message_id, Utc::now(), TimeDelta::seconds(30)).await? {
+//!     // ... deliver it, then dequeue and release.
+//!     store.release(message_id).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces:
+//! - [`RedisConfig`], [`RedisTimeouts`]: server URL (`redis://HOST:PORT/DB`), key
+//!   prefix (several bots may share a server) and the time bounds of every call.
+//! - [`RedisStore`]: implements [`lipachat_session::WindowStore`] and
+//!   [`lipachat_session::OutboxStore`], so it is a [`lipachat_session::Store`] and the
+//!   policy and the CLI work on it unchanged.
+//! - [`KeyLayout`]: where each fact lives; one hash tag per business number, so a Redis
+//!   Cluster keeps a business in one slot.
+//! - [`test_server`] (feature `test-server`): a throwaway `redis-server` for tests.
+//!
+//! Requires Redis 6.2 or newer (checked at connect). For durability run the server with
+//! `appendonly yes` and `appendfsync always`: every acknowledged write is then on disk.
+//! When the server is unreachable, stalled or restarting, calls fail with
+//! [`lipachat_session::StoreError::Backend`] within the operation timeout (4 s by
+//! default) and the connection recovers by itself. `docs/redis.md` describes the key
+//! layout, the scripts and the guarantees.
+
+mod codec;
+mod config;
+mod connection;
+mod keys;
+mod scripts;
+mod server;
+mod store;
+#[cfg(feature = "test-server")]
+pub mod test_server;
+
+pub use config::{ConfigError, RedisConfig, RedisTimeouts};
+pub use keys::KeyLayout;
+pub use server::{RedisVersion, ServerInfo};
+pub use store::{RedisStore, SCHEMA_VERSION};

@@ -1,0 +1,755 @@
+//! [`RedisStore`]: the session traits over Redis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::window::{to_millis, truncate_to_millis};
+use lipachat_session::{
+    Conversation, InboundUpdate, Invitation, OutboxStore, PhoneNumber, QueuedMessage, StoreError,
+    WindowEntry, WindowRecord, WindowStore,
+};
+use uuid::Uuid;
+
+use crate::codec;
+use crate::config::RedisConfig;
+use crate::connection::{Connection, Eval, Retry};
+use crate::keys::KeyLayout;
+use crate::scripts::SCRIPTS;
+use crate::server::{self, ServerInfo};
+
+/// The key layout's schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One business's windows as the `windows` script answers: (customer, score) pairs and
+/// customer → closure.
+type BusinessWindows = (Vec<(String, String)>, HashMap<String, String>);
+
+struct Inner {
+    connection: Connection,
+    config: RedisConfig,
+    keys: KeyLayout,
+    server: ServerInfo,
+}
+
+/// A store on a Redis server (6.2 or newer), shared by every process that connects to it
+/// with the same key prefix.
+///
+/// Implements [`WindowStore`] and [`OutboxStore`] with the same semantics as the sled
+/// store (the conformance suite checks both). Cheap to clone: clones share one
+/// multiplexed connection, which reconnects by itself after a failure. Every call
+/// returns within the operation timeout (4 s by default), with
+/// [`StoreError::Backend`] when the server cannot be reached or does not answer.
+///
+/// Durability is the server's: with `appendonly yes` and `appendfsync always`, every
+/// acknowledged write is on disk before the call returns.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.inner.config)
+            .field("server", &self.inner.server)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(conversation: Conversation, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        conversation,
+        detail,
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server at `url` (`redis://HOST:PORT/DB`) with the default key
+    /// prefix and timeouts.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let config =
+            RedisConfig::new(url).map_err(|error| StoreError::Backend(error.to_string()))?;
+        Self::connect_with(config).await
+    }
+
+    /// Connects with a configuration: checks that the server is Redis 6.2 or newer and
+    /// that the keys under the prefix use a schema this build understands. Warns (through
+    /// `tracing`) when the server's append-only file is off.
+    pub async fn connect_with(config: RedisConfig) -> Result<Self, StoreError> {
+        let connection = Connection::open(&config).await?;
+        let info: (String, String) = connection
+            .pipeline(
+                "INFO",
+                Retry::Once,
+                redis::pipe()
+                    .cmd("INFO")
+                    .arg("server")
+                    .cmd("INFO")
+                    .arg("persistence"),
+            )
+            .await?;
+        let server = server::check(&format!("{}\n{}", info.0, info.1))
+            .map_err(|detail| StoreError::Backend(format!("redis at {config}: {detail}")))?;
+        if !server.aof_enabled {
+            tracing::warn!(
+                redis = %config,
+                "the Redis server's append-only file is off (appendonly no): a server crash loses acknowledged writes; set appendonly yes and appendfsync always"
+            );
+        }
+        let keys = KeyLayout::new(config.key_prefix());
+        let schema: Option<String> = connection
+            .pipeline(
+                "schema version",
+                Retry::Once,
+                redis::pipe()
+                    .cmd("SET")
+                    .arg(keys.schema())
+                    .arg(SCHEMA_VERSION)
+                    .arg("NX")
+                    .ignore()
+                    .cmd("GET")
+                    .arg(keys.schema()),
+            )
+            .await
+            .map(|(schema,): (Option<String>,)| schema)?;
+        match schema.as_deref().map(str::parse::<u32>) {
+            Some(Ok(found)) if found <= SCHEMA_VERSION => {}
+            _ => {
+                return Err(StoreError::Backend(format!(
+                    "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
+                    keys.schema(),
+                    schema.as_deref().unwrap_or("(nothing)")
+                )));
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connection,
+                config,
+                keys,
+                server,
+            }),
+        })
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &KeyLayout {
+        &self.inner.keys
+    }
+
+    /// What was learnt of the server at connect.
+    pub fn server(&self) -> ServerInfo {
+        self.inner.server
+    }
+
+    /// Checks that the server answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .query::<String>("PING", Retry::Once, &redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
+
+    /// The business numbers in the registry, in order. Members that are not phone
+    /// numbers are skipped with a warning.
+    pub async fn businesses(&self) -> Result<Vec<PhoneNumber>, StoreError> {
+        let members: Vec<String> = self
+            .inner
+            .connection
+            .query(
+                "list businesses",
+                Retry::Once,
+                redis::cmd("SMEMBERS").arg(self.inner.keys.businesses()),
+            )
+            .await?;
+        let mut businesses: Vec<PhoneNumber> = members
+            .iter()
+            .filter_map(|member| {
+                let phone = codec::parse_phone(member);
+                if phone.is_none() {
+                    tracing::warn!(
+                        member,
+                        "skipping a registry member that is not a phone number"
+                    );
+                }
+                phone
+            })
+            .collect();
+        businesses.sort();
+        Ok(businesses)
+    }
+
+    fn register(&self, business: PhoneNumber) -> redis::Cmd {
+        let mut command = redis::cmd("SADD");
+        command
+            .arg(self.inner.keys.businesses())
+            .arg(business.as_u64());
+        command
+    }
+
+    fn window_keys(&self, business: PhoneNumber) -> Vec<String> {
+        vec![
+            self.inner.keys.inbound(business),
+            self.inner.keys.closed(business),
+        ]
+    }
+
+    fn outbox_keys(&self, conversation: Conversation) -> Vec<String> {
+        let keys = &self.inner.keys;
+        vec![
+            keys.outbox(conversation),
+            keys.outbox_messages(conversation),
+            keys.outboxes(conversation.business),
+        ]
+    }
+
+    /// Reads `customer` members of one business, skipping (with a warning) those that
+    /// are not phone numbers.
+    fn conversation(business: PhoneNumber, customer: &str) -> Option<Conversation> {
+        let conversation = codec::parse_phone(customer).map(|c| Conversation::new(business, c));
+        if conversation.is_none() {
+            tracing::warn!(%business, customer, "skipping a member that is not a phone number");
+        }
+        conversation
+    }
+}
+
+impl WindowStore for RedisStore {
+    async fn record_inbound(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<InboundUpdate, StoreError> {
+        let at = truncate_to_millis(at);
+        let (previous, closed, current): (Option<String>, Option<String>, String) = self
+            .inner
+            .connection
+            .eval_one(
+                "record_inbound",
+                Retry::Never,
+                Some(self.register(conversation.business)),
+                Eval {
+                    script: &SCRIPTS.record_inbound,
+                    keys: self.window_keys(conversation.business),
+                    args: vec![conversation.customer.to_string(), codec::time(at)],
+                },
+            )
+            .await?;
+        // A corrupt previous value is replaced, as the sled store does: a new fact is
+        // worth more than an unreadable one.
+        let previous = previous.and_then(|score| {
+            codec::parse_window(&score, closed.as_deref())
+                .inspect_err(
+                    |detail| tracing::warn!(%conversation, %detail, "replacing a corrupt window"),
+                )
+                .ok()
+        });
+        let last_inbound = codec::parse_time(&current, "last inbound")
+            .map_err(|detail| corrupt(conversation, detail))?;
+        let closure = closed
+            .as_deref()
+            .and_then(|c| codec::parse_time(c, "gateway closure").ok())
+            .filter(|c| *c >= last_inbound);
+        Ok(InboundUpdate {
+            previous,
+            current: WindowRecord {
+                last_inbound,
+                gateway_closed_at: closure,
+            },
+        })
+    }
+
+    async fn record_gateway_closure(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<Option<WindowRecord>, StoreError> {
+        let stored: Option<(String, String)> = self
+            .inner
+            .connection
+            .eval_one(
+                "record_gateway_closure",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.record_closure,
+                    keys: self.window_keys(conversation.business),
+                    args: vec![conversation.customer.to_string(), codec::time(at)],
+                },
+            )
+            .await?;
+        stored
+            .map(|(score, closed)| {
+                codec::parse_window(&score, Some(&closed))
+                    .map_err(|detail| corrupt(conversation, detail))
+            })
+            .transpose()
+    }
+
+    async fn window(&self, conversation: Conversation) -> Result<Option<WindowRecord>, StoreError> {
+        let customer = conversation.customer.to_string();
+        let (score, closed): (Option<String>, Option<String>) = self
+            .inner
+            .connection
+            .pipeline(
+                "window",
+                Retry::Once,
+                redis::pipe()
+                    .atomic()
+                    .zscore(self.inner.keys.inbound(conversation.business), &customer)
+                    .hget(self.inner.keys.closed(conversation.business), &customer),
+            )
+            .await?;
+        score
+            .map(|score| {
+                codec::parse_window(&score, closed.as_deref())
+                    .map_err(|detail| corrupt(conversation, detail))
+            })
+            .transpose()
+    }
+
+    async fn inbound_between(
+        &self,
+        after: DateTime<Utc>,
+        up_to: DateTime<Utc>,
+    ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
+        let (after, up_to) = (to_millis(after), to_millis(up_to));
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
+        let businesses = self.businesses().await?;
+        let evals: Vec<Eval<'_>> = businesses
+            .iter()
+            .map(|business| Eval {
+                script: &SCRIPTS.inbound_between,
+                keys: self.window_keys(*business),
+                args: vec![format!("({after}"), up_to.to_string()],
+            })
+            .collect();
+        let answers: Vec<Vec<Option<String>>> = self
+            .inner
+            .connection
+            .eval("inbound_between", Retry::Once, None, &evals)
+            .await?;
+        let mut found = Vec::new();
+        for (business, answer) in businesses.iter().zip(answers) {
+            for entry in answer.chunks_exact(3) {
+                let (Some(customer), Some(score)) = (&entry[0], &entry[1]) else {
+                    continue;
+                };
+                let Some(conversation) = Self::conversation(*business, customer) else {
+                    continue;
+                };
+                match codec::parse_window(score, entry[2].as_deref()) {
+                    Ok(record) => found.push((conversation, record)),
+                    // Like the sled index, which holds no corrupt record.
+                    Err(detail) => {
+                        tracing::warn!(%conversation, %detail, "skipping a corrupt window");
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(c, r)| (r.last_inbound, *c));
+        Ok(found)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let businesses = self.businesses().await?;
+        if businesses.is_empty() {
+            return Ok(0);
+        }
+        let mut pipeline = redis::pipe();
+        for business in &businesses {
+            pipeline.zcard(self.inner.keys.inbound(*business));
+        }
+        let counts: Vec<u64> = self
+            .inner
+            .connection
+            .pipeline("count", Retry::Once, &pipeline)
+            .await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn windows(&self) -> Result<Vec<WindowEntry>, StoreError> {
+        let businesses = self.businesses().await?;
+        let evals: Vec<Eval<'_>> = businesses
+            .iter()
+            .map(|business| Eval {
+                script: &SCRIPTS.windows,
+                keys: self.window_keys(*business),
+                args: Vec::new(),
+            })
+            .collect();
+        let answers: Vec<BusinessWindows> = self
+            .inner
+            .connection
+            .eval("windows", Retry::Once, None, &evals)
+            .await?;
+        let mut all = Vec::new();
+        for (business, (scores, closures)) in businesses.iter().zip(answers) {
+            let mut entries: Vec<WindowEntry> = scores
+                .iter()
+                .filter_map(|(customer, score)| {
+                    let conversation = Self::conversation(*business, customer)?;
+                    let record =
+                        codec::parse_window(score, closures.get(customer).map(String::as_str))
+                            .map_err(|detail| corrupt(conversation, detail));
+                    Some((conversation, record))
+                })
+                .collect();
+            entries.sort_by_key(|(c, _)| *c);
+            all.extend(entries);
+        }
+        Ok(all)
+    }
+
+    async fn forget(&self, conversation: Conversation) -> Result<bool, StoreError> {
+        let keys = &self.inner.keys;
+        let removed: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "forget",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.forget,
+                    keys: vec![
+                        keys.inbound(conversation.business),
+                        keys.closed(conversation.business),
+                        keys.outbox(conversation),
+                        keys.outbox_messages(conversation),
+                        keys.outboxes(conversation.business),
+                        keys.invitations(conversation.business),
+                        keys.outcomes(conversation),
+                    ],
+                    args: vec![conversation.customer.to_string()],
+                },
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// Checks that the server answers. Each write was already acknowledged by the
+    /// server, which makes it durable according to its `appendfsync` setting.
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+}
+
+impl OutboxStore for RedisStore {
+    async fn enqueue(
+        &self,
+        conversation: Conversation,
+        message: QueuedMessage,
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        let added: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "enqueue",
+                Retry::Never,
+                Some(self.register(conversation.business)),
+                Eval {
+                    script: &SCRIPTS.enqueue,
+                    keys: self.outbox_keys(conversation),
+                    args: vec![
+                        conversation.customer.to_string(),
+                        message.message_id.to_string(),
+                        codec::queued(&message),
+                        limit.to_string(),
+                    ],
+                },
+            )
+            .await?;
+        match added {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::OutboxFull {
+                conversation,
+                limit,
+            }),
+        }
+    }
+
+    async fn queued(&self, conversation: Conversation) -> Result<Vec<QueuedMessage>, StoreError> {
+        let answer: Vec<Option<String>> = self
+            .inner
+            .connection
+            .eval_one(
+                "queued",
+                Retry::Once,
+                None,
+                Eval {
+                    script: &SCRIPTS.queued,
+                    keys: self.outbox_keys(conversation)[..2].to_vec(),
+                    args: Vec::new(),
+                },
+            )
+            .await?;
+        answer
+            .chunks_exact(2)
+            .map(|entry| {
+                let id = entry[0].as_deref().unwrap_or_default();
+                let value = entry[1].as_deref().ok_or_else(|| {
+                    corrupt(
+                        conversation,
+                        format!("queued message {id} is listed but has no content"),
+                    )
+                })?;
+                codec::parse_queued(id, value).map_err(|detail| corrupt(conversation, detail))
+            })
+            .collect()
+    }
+
+    async fn dequeue(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let removed: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "dequeue",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.dequeue,
+                    keys: self.outbox_keys(conversation),
+                    args: vec![conversation.customer.to_string(), message_id.to_string()],
+                },
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// As the trait says; a `new` id that is already queued for the conversation is
+    /// refused with [`StoreError::Backend`] (two queue entries cannot share an id).
+    async fn reassign(
+        &self,
+        conversation: Conversation,
+        old: Uuid,
+        new: Uuid,
+    ) -> Result<bool, StoreError> {
+        let done: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "reassign",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.reassign,
+                    keys: self.outbox_keys(conversation)[..2].to_vec(),
+                    args: vec![old.to_string(), new.to_string()],
+                },
+            )
+            .await?;
+        match done {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::Backend(format!(
+                "reassign {old} to {new} for {conversation}: {new} is already queued"
+            ))),
+        }
+    }
+
+    async fn conversations_with_queued(&self) -> Result<Vec<Conversation>, StoreError> {
+        let businesses = self.businesses().await?;
+        if businesses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for business in &businesses {
+            pipeline.smembers(self.inner.keys.outboxes(*business));
+        }
+        let answers: Vec<Vec<String>> = self
+            .inner
+            .connection
+            .pipeline("conversations_with_queued", Retry::Once, &pipeline)
+            .await?;
+        let mut found: Vec<Conversation> = businesses
+            .iter()
+            .zip(answers)
+            .flat_map(|(business, customers)| {
+                customers
+                    .iter()
+                    .filter_map(|c| Self::conversation(*business, c))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// As the trait says, to the millisecond. The claim key also expires after `lease`
+    /// in the server's time, so the claim of a replica that died always ends; with
+    /// clocks in step, both ends agree.
+    async fn claim(
+        &self,
+        message_id: Uuid,
+        now: DateTime<Utc>,
+        lease: TimeDelta,
+    ) -> Result<bool, StoreError> {
+        let mut lease_ms = lease.num_milliseconds();
+        if lease > TimeDelta::zero() && lease_ms == 0 {
+            lease_ms = 1;
+        }
+        let now_ms = to_millis(now);
+        let claimed: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "claim",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.claim,
+                    keys: vec![self.inner.keys.claim(message_id)],
+                    args: vec![
+                        now_ms.to_string(),
+                        now_ms.saturating_add(lease_ms.max(0)).to_string(),
+                        lease_ms.max(0).to_string(),
+                    ],
+                },
+            )
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn release(&self, message_id: Uuid) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .query::<i64>(
+                "release",
+                Retry::Once,
+                redis::cmd("DEL").arg(self.inner.keys.claim(message_id)),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn invitation(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<Invitation>, StoreError> {
+        let value: Option<String> = self
+            .inner
+            .connection
+            .query(
+                "invitation",
+                Retry::Once,
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.invitations(conversation.business))
+                    .arg(conversation.customer.as_u64()),
+            )
+            .await?;
+        value
+            .map(|v| codec::parse_invitation(&v).map_err(|detail| corrupt(conversation, detail)))
+            .transpose()
+    }
+
+    async fn invitations(&self) -> Result<Vec<(Conversation, Invitation)>, StoreError> {
+        let businesses = self.businesses().await?;
+        if businesses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for business in &businesses {
+            pipeline.hgetall(self.inner.keys.invitations(*business));
+        }
+        let answers: Vec<HashMap<String, String>> = self
+            .inner
+            .connection
+            .pipeline("invitations", Retry::Once, &pipeline)
+            .await?;
+        let mut all = Vec::new();
+        for (business, invitations) in businesses.iter().zip(answers) {
+            for (customer, value) in invitations {
+                let Some(conversation) = Self::conversation(*business, &customer) else {
+                    continue;
+                };
+                let invitation = codec::parse_invitation(&value)
+                    .map_err(|detail| corrupt(conversation, detail))?;
+                all.push((conversation, invitation));
+            }
+        }
+        all.sort_by_key(|(c, _)| *c);
+        Ok(all)
+    }
+
+    async fn set_invitation(
+        &self,
+        conversation: Conversation,
+        invitation: Option<Invitation>,
+    ) -> Result<(), StoreError> {
+        let key = self.inner.keys.invitations(conversation.business);
+        let customer = conversation.customer.as_u64();
+        let mut pipeline = redis::pipe();
+        match invitation {
+            Some(invitation) => pipeline
+                .add_command(self.register(conversation.business))
+                .ignore()
+                .hset(key, customer, codec::invitation(&invitation))
+                .ignore(),
+            None => pipeline.hdel(key, customer).ignore(),
+        };
+        self.inner
+            .connection
+            .pipeline("set_invitation", Retry::Never, &pipeline)
+            .await
+    }
+
+    async fn outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> Result<Option<String>, StoreError> {
+        let value: Option<Vec<u8>> = self
+            .inner
+            .connection
+            .query(
+                "outcome",
+                Retry::Once,
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.outcomes(conversation))
+                    .arg(message_id.to_string()),
+            )
+            .await?;
+        value
+            .map(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|e| corrupt(conversation, format!("outcome of {message_id}: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn put_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: String,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .query::<i64>(
+                "put_outcome",
+                Retry::Never,
+                redis::cmd("HSET")
+                    .arg(self.inner.keys.outcomes(conversation))
+                    .arg(message_id.to_string())
+                    .arg(outcome),
+            )
+            .await
+            .map(drop)
+    }
+}
