@@ -266,3 +266,69 @@ impl<S: Store> Messenger<S> {
         Ok(Reconciliation::Handled { outcome })
     }
 }
+
+/// What [`Messenger::on_webhook_event`] did with one webhook event.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebhookOutcome {
+    /// A customer's message was recorded and the outbox delivered.
+    Inbound(InboundReport),
+    /// A "window closed" report was reconciled.
+    WindowClosed(Reconciliation),
+    /// Nothing to do: a status update, a message kind that does not open the window, a
+    /// report that names no conversation, or an unreadable item (with why).
+    Ignored(String),
+}
+
+impl<S: Store> Messenger<S> {
+    /// Handles one parsed webhook event: records a customer's message (which may deliver
+    /// queued messages) or reconciles a "window closed" report. Verify the webhook's
+    /// secret token before calling this: a forged inbound message would open a window.
+    pub async fn on_webhook_event(
+        &self,
+        event: &lipachat_api::WebhookEvent,
+    ) -> Result<WebhookOutcome, PolicyError> {
+        use lipachat_api::WebhookEvent;
+        match event {
+            WebhookEvent::Inbound(message) if message.opens_window => {
+                let report = self
+                    .on_inbound(message.conversation, message.inbound_time())
+                    .await?;
+                Ok(WebhookOutcome::Inbound(report))
+            }
+            WebhookEvent::Inbound(message) => Ok(WebhookOutcome::Ignored(format!(
+                "{} messages do not open the window",
+                message.kind.name()
+            ))),
+            WebhookEvent::WindowClosed {
+                conversation: Some(conversation),
+                message_id,
+                wa_id,
+                ..
+            } => {
+                let message_id = message_id.as_deref().and_then(|id| id.parse().ok());
+                let reconciled = self
+                    .on_window_closed_report(*conversation, message_id, wa_id.as_deref())
+                    .await?;
+                Ok(WebhookOutcome::WindowClosed(reconciled))
+            }
+            WebhookEvent::WindowClosed {
+                conversation: None,
+                message_id,
+                wa_id,
+                ..
+            } => {
+                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation; configure the parser's business number");
+                Ok(WebhookOutcome::Ignored(
+                    "window-closed report names no conversation".into(),
+                ))
+            }
+            WebhookEvent::Status(status) => Ok(WebhookOutcome::Ignored(format!(
+                "status {:?}",
+                status.status
+            ))),
+            WebhookEvent::Ignored { reason } => Ok(WebhookOutcome::Ignored(reason.clone())),
+            other => Ok(WebhookOutcome::Ignored(format!("unhandled event {other:?}"))),
+        }
+    }
+}

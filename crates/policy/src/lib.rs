@@ -51,7 +51,7 @@ mod outcome;
 
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
-pub use delivery::Reconciliation;
+pub use delivery::{Reconciliation, WebhookOutcome};
 pub use error::PolicyError;
 pub use messenger::{DryRun, Messenger, SendRequest, template_message_id};
 pub use outcome::{

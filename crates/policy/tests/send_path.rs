@@ -777,3 +777,68 @@ async fn dry_run_sends_nothing_and_gives_the_exact_body() {
     );
     let _ = f.messenger.sessions().store().window(f.chat).await.unwrap();
 }
+
+#[tokio::test]
+async fn webhook_events_drive_delivery_and_reconciliation() {
+    use lipachat_api::WebhookParser;
+    use lipachat_policy::WebhookOutcome;
+    let f = fixture_with(
+        PolicyConfig::default().on_closed(OnClosed::Queue(invite())),
+        WindowRefusal::StatusCallback,
+    )
+    .await;
+    let parser = WebhookParser::new();
+    f.messenger.send_contact(f.chat, card("A")).await.unwrap();
+
+    // A reaction does not open the window; a text does.
+    let reaction =
+        br#"{"messageId":"in-1","from":"254712345678","to":"254110090747","type":"REACTION"}"#;
+    let events = parser.parse(reaction, f.clock.now()).unwrap();
+    let outcome = f.messenger.on_webhook_event(&events[0]).await.unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Ignored(_)), "{outcome:?}");
+    assert_eq!(f.free_form_delivered(), 0);
+
+    f.gateway.customer_writes(f.chat.business, f.chat.customer);
+    let text = br#"{"messageId":"in-2","from":"254712345678","to":"254110090747","profileName":"Jane","type":"TEXT","text":"Hi"}"#;
+    let events = parser.parse(text, f.clock.now()).unwrap();
+    let WebhookOutcome::Inbound(report) = f.messenger.on_webhook_event(&events[0]).await.unwrap()
+    else {
+        panic!("expected an inbound outcome");
+    };
+    assert_eq!(report.delivery.delivered.len(), 1);
+
+    // The gateway's window closes 24 h later while ours is told a later inbound time;
+    // the send is accepted, then failed by a WhatsApp-shaped status callback.
+    f.clock.advance(TimeDelta::hours(25));
+    f.messenger
+        .sessions()
+        .record_inbound_now(f.chat)
+        .await
+        .unwrap();
+    let sent = f.messenger.send_contact(f.chat, card("B")).await.unwrap();
+    assert_eq!(sent.name(), "sent");
+    let callback = f.gateway.take_status_callbacks().pop().unwrap();
+    let events = parser
+        .parse(callback.to_string().as_bytes(), f.clock.now())
+        .unwrap();
+    let outcome = f.messenger.on_webhook_event(&events[0]).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            WebhookOutcome::WindowClosed(Reconciliation::Handled {
+                outcome: SendOutcome::Queued { .. }
+            })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        f.messenger
+            .sessions()
+            .store()
+            .queued(f.chat)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
