@@ -171,8 +171,8 @@ fn text_field(map: &serde_json::Map<String, Value>, name: &str) -> Option<String
 pub(crate) fn excerpt(body: &[u8], truncated: bool, key: &ApiKey) -> String {
     let text = key.redact(&String::from_utf8_lossy(body));
     let mut out = shorten(&text);
-    if truncated && !out.ends_with('…') {
-        out.push_str(" … (body cut off at the size limit)");
+    if truncated {
+        out.push_str(" (body cut off at the size limit)");
     }
     if out.is_empty() {
         out.push_str("(empty body)");
@@ -407,5 +407,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(!format!("{err:?} {err}").contains("SECRET-KEY-123"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn interpret_never_panics_on_bytes(
+            status in 100u16..600,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            truncated in proptest::prelude::any::<bool>(),
+        ) {
+            let raw = RawResponse { status, body: &body, truncated, retry_after: None };
+            if let Ok(accepted) = interpret(&raw, &key()) {
+                proptest::prop_assert!((200..300).contains(&status));
+                proptest::prop_assert!(accepted.status.eq_ignore_ascii_case("sent"));
+            }
+        }
+
+        #[test]
+        fn interpret_never_panics_on_envelopes(
+            status in 100u16..600,
+            top in "[a-z]{0,8}",
+            message in ".{0,40}",
+            data_status in proptest::option::of("[A-Za-z]{0,6}"),
+            wa_id in proptest::option::of(".{0,20}"),
+        ) {
+            let data = data_status.map(|s| json!({"status": s, "waId": wa_id, "statusDesc": message}));
+            let body = json!({"status": top, "message": message, "data": data}).to_string();
+            let raw = RawResponse { status, body: body.as_bytes(), truncated: false, retry_after: None };
+            let result = interpret(&raw, &key());
+            if status == 401 {
+                proptest::prop_assert_eq!(result, Err(ApiError::InvalidCredentials));
+            } else if result.is_ok() {
+                proptest::prop_assert!((200..300).contains(&status) && top == "success");
+            }
+        }
     }
 }

@@ -1,0 +1,344 @@
+//! Properties: request bodies round-trip through serde, stored messages re-validate, and
+//! the webhook parser never panics, whatever it is given.
+
+// Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use chrono::{DateTime, Utc};
+use lipachat_api::request::{
+    ContactRequest, TemplateRequest, TextRequest, parse_free_form_body, template_body,
+};
+use lipachat_api::{
+    ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateHeader, TemplateMessage,
+    TextMessage, WebhookEvent, WebhookParser, free_form_body,
+};
+use lipachat_session::{Conversation, PhoneNumber};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+fn phone() -> impl Strategy<Value = PhoneNumber> {
+    (10_000_000u64..=999_999_999_999_999).prop_map(|n| PhoneNumber::from_u64(n).unwrap())
+}
+
+fn conversation() -> impl Strategy<Value = Conversation> {
+    (phone(), phone()).prop_map(|(b, c)| Conversation::new(b, c))
+}
+
+fn message_id() -> impl Strategy<Value = MessageId> {
+    any::<u128>().prop_map(|n| MessageId::from_uuid(uuid::Uuid::from_u128(n)))
+}
+
+fn contact() -> impl Strategy<Value = ContactMessage> {
+    let phone_entry = (
+        phone(),
+        "[A-Za-z][A-Za-z ]{0,15}",
+        proptest::option::of(phone()),
+    )
+        .prop_map(|(phone, phone_type, wa_id)| ContactPhone {
+            phone,
+            phone_type,
+            wa_id,
+        });
+    ("\\PC{1,60}", proptest::collection::vec(phone_entry, 1..5))
+        .prop_filter_map("valid card", |(name, phones)| {
+            ContactMessage::new(name, phones).ok()
+        })
+}
+
+fn text() -> impl Strategy<Value = TextMessage> {
+    any::<String>().prop_filter_map("valid text", |s| TextMessage::new(s).ok())
+}
+
+fn placeholder() -> impl Strategy<Value = String> {
+    "[\\PC&&[^\\s]]([\\PC&&[^\\t\\n\\r]]{0,30})"
+}
+
+fn header() -> impl Strategy<Value = TemplateHeader> {
+    let url = "https://[a-z]{1,12}\\.example/[a-z0-9/]{0,20}";
+    prop_oneof![
+        "[A-Za-z0-9][A-Za-z0-9 ]{0,20}".prop_map(TemplateHeader::text),
+        url.prop_map(|u| TemplateHeader::image(&u).unwrap()),
+        url.prop_map(|u| TemplateHeader::video(&u).unwrap()),
+        url.prop_map(|u| TemplateHeader::document(&u).unwrap()),
+    ]
+}
+
+fn template() -> impl Strategy<Value = TemplateMessage> {
+    (
+        "[a-z0-9_]{1,40}",
+        prop_oneof![
+            Just("en"),
+            Just("en_US"),
+            Just("pt_BR"),
+            Just("fil"),
+            Just("sw")
+        ],
+        proptest::option::of(header()),
+        proptest::collection::vec(placeholder(), 0..6),
+    )
+        .prop_filter_map(
+            "valid template",
+            |(name, language, header, placeholders)| {
+                let mut template = TemplateMessage::new(name, language).ok()?;
+                if let Some(header) = header {
+                    template = template.with_header(header).ok()?;
+                }
+                template.with_body_placeholders(placeholders).ok()
+            },
+        )
+}
+
+fn free_form() -> impl Strategy<Value = FreeFormMessage> {
+    prop_oneof![
+        contact().prop_map(FreeFormMessage::Contact),
+        text().prop_map(FreeFormMessage::Text),
+    ]
+}
+
+/// Any JSON value, nested a few levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 64, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            proptest::collection::btree_map(any::<String>(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// JSON built from the keys and values webhooks use, so the parser's deeper paths run.
+fn webhook_like() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("messageId"),
+        Just("from"),
+        Just("to"),
+        Just("type"),
+        Just("profileName"),
+        Just("timestamp"),
+        Just("status"),
+        Just("errors"),
+        Just("error"),
+        Just("code"),
+        Just("message"),
+        Just("waId"),
+        Just("id"),
+        Just("entry"),
+        Just("changes"),
+        Just("field"),
+        Just("value"),
+        Just("metadata"),
+        Just("display_phone_number"),
+        Just("messages"),
+        Just("statuses"),
+        Just("contacts"),
+        Just("profile"),
+        Just("name"),
+        Just("wa_id"),
+        Just("recipient_id"),
+    ]
+    .prop_map(str::to_owned);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        Just(json!("254712345678")),
+        Just(json!("15550001111")),
+        Just(json!("0712")),
+        Just(json!("TEXT")),
+        Just(json!("reaction")),
+        Just(json!("failed")),
+        Just(json!("delivered")),
+        Just(json!("messages")),
+        Just(json!("wamid.ABC")),
+        Just(json!(131047)),
+        Just(json!("131047")),
+        Just(json!(470)),
+        Just(json!("1700000000")),
+        Just(json!(1.5e300)),
+        Just(json!(-1)),
+        Just(json!(u64::MAX)),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 128, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            proptest::collection::vec((key.clone(), inner), 0..8)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+fn received() -> DateTime<Utc> {
+    "2026-11-23T10:00:00Z".parse().unwrap()
+}
+
+fn check_events(events: &[WebhookEvent]) {
+    for event in events {
+        if let WebhookEvent::Inbound(message) = event {
+            assert!(message.inbound_time() <= message.received_at);
+        }
+        if let WebhookEvent::WindowClosed { at, code, .. } = event {
+            assert!(*at <= received());
+            assert!(*code == 131047 || *code == 470);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn free_form_bodies_round_trip(c in conversation(), id in message_id(), message in free_form()) {
+        let body = free_form_body(c, id, &message);
+        let text = serde_json::to_string(&body).unwrap();
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&reparsed, &body);
+        // Body -> typed request -> JSON gives the same body.
+        let again = match &message {
+            FreeFormMessage::Contact(_) => {
+                serde_json::to_value(serde_json::from_str::<ContactRequest>(&text).unwrap()).unwrap()
+            }
+            FreeFormMessage::Text(_) => {
+                serde_json::to_value(serde_json::from_str::<TextRequest>(&text).unwrap()).unwrap()
+            }
+            _ => unreachable!("only contact and text are generated"),
+        };
+        prop_assert_eq!(&again, &body);
+        // Body -> message: the same conversation, id and message.
+        let (c2, id2, m2) = parse_free_form_body(message.endpoint(), &reparsed).unwrap();
+        prop_assert_eq!((c2, id2, m2), (c, id, message));
+    }
+
+    #[test]
+    fn template_bodies_round_trip(c in conversation(), id in message_id(), template in template()) {
+        let body = template_body(c, id, &template);
+        let text = serde_json::to_string(&body).unwrap();
+        let request: TemplateRequest = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(&serde_json::to_value(&request).unwrap(), &body);
+        let (c2, id2, t2) = request.into_parts().unwrap();
+        prop_assert_eq!((c2, id2, t2), (c, id, template));
+    }
+
+    #[test]
+    fn stored_messages_round_trip(message in free_form(), template in template()) {
+        let stored = serde_json::to_string(&message).unwrap();
+        prop_assert_eq!(serde_json::from_str::<FreeFormMessage>(&stored).unwrap(), message);
+        let stored = serde_json::to_string(&template).unwrap();
+        prop_assert_eq!(serde_json::from_str::<TemplateMessage>(&stored).unwrap(), template);
+    }
+
+    #[test]
+    fn webhook_parser_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        if let Ok(events) = WebhookParser::default().parse(&bytes, received()) {
+            check_events(&events);
+        }
+    }
+
+    #[test]
+    fn webhook_parser_never_panics_on_json(value in json_value()) {
+        let parser = WebhookParser::default();
+        if let Ok(events) = parser.parse(value.to_string().as_bytes(), received()) {
+            check_events(&events);
+        }
+        let _ = parser.parse_value(&value, received());
+    }
+
+    #[test]
+    fn webhook_parser_never_panics_on_webhook_like_json(value in webhook_like()) {
+        let business = PhoneNumber::from_u64(15_550_001_111).unwrap();
+        for parser in [WebhookParser::default(), WebhookParser::default().with_business_number(business)] {
+            for wrapped in [
+                value.clone(),
+                json!({"entry": [{"changes": [{"field": "messages", "value": value.clone()}]}]}),
+                json!([value.clone()]),
+            ] {
+                if let Ok(events) = parser.parse(wrapped.to_string().as_bytes(), received()) {
+                    check_events(&events);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tampered_storage_never_yields_an_invalid_message(value in stored_like()) {
+        // Whatever deserialises must be valid: re-building it from its parts succeeds.
+        if let Ok(message) = serde_json::from_value::<FreeFormMessage>(value) {
+            match message {
+                FreeFormMessage::Contact(card) => {
+                    prop_assert!(ContactMessage::new(card.formatted_name(), card.phones().to_vec()).is_ok());
+                }
+                FreeFormMessage::Text(text) => prop_assert!(TextMessage::new(text.body()).is_ok()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Stored-message-like JSON: the right tags and keys, arbitrary values.
+fn stored_like() -> impl Strategy<Value = Value> {
+    let string = prop_oneof![
+        Just(String::new()),
+        Just("  ".to_owned()),
+        Just("Cell".to_owned()),
+        Just("254712345678".to_owned()),
+        Just("0712345678".to_owned()),
+        Just("a\nb".to_owned()),
+        Just("x".repeat(5000)),
+        any::<String>(),
+    ];
+    let maybe = |s: BoxedStrategy<String>| {
+        prop_oneof![
+            s.clone().prop_map(Value::String),
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+        ]
+    };
+    let s = string.boxed();
+    let phone = (
+        maybe(s.clone()),
+        maybe(s.clone()),
+        proptest::option::of(maybe(s.clone())),
+    )
+        .prop_map(|(phone, phone_type, wa_id)| {
+            let mut m = Map::new();
+            m.insert("phone".into(), phone);
+            m.insert("phone_type".into(), phone_type);
+            if let Some(wa_id) = wa_id {
+                m.insert("wa_id".into(), wa_id);
+            }
+            Value::Object(m)
+        });
+    let contact = (maybe(s.clone()), proptest::collection::vec(phone, 0..3))
+        .prop_map(|(name, phones)| json!({"kind": "contact", "message": {"formatted_name": name, "phones": phones}}));
+    let text = maybe(s).prop_map(|body| json!({"kind": "text", "message": {"body": body}}));
+    prop_oneof![contact, text]
+}
+
+#[test]
+fn oversized_webhooks_are_refused_before_parsing() {
+    let parser = WebhookParser::default();
+    let big = vec![b' '; 256 * 1024 + 1];
+    assert!(matches!(
+        parser.parse(&big, received()),
+        Err(lipachat_api::WebhookError::TooLarge { .. })
+    ));
+    let deep = "[".repeat(10_000);
+    assert!(matches!(
+        parser.parse(deep.as_bytes(), received()),
+        Err(lipachat_api::WebhookError::NotJson { .. })
+    ));
+    assert!(matches!(
+        parser.parse(b"   ", received()),
+        Err(lipachat_api::WebhookError::Empty)
+    ));
+    assert!(matches!(
+        parser.parse(b"42", received()),
+        Err(lipachat_api::WebhookError::UnknownShape { .. })
+    ));
+}
