@@ -68,6 +68,21 @@
 //! [`WebhookParser`] reads LipaChat's flat payload and WhatsApp's nested one into
 //! [`WebhookEvent`]s; see [`webhook`] for what is accepted. The gateway signs nothing, so
 //! put a [`WebhookToken`] in the webhook URL and check it before parsing.
+//!
+//! # What the gateway does not document (and what this crate assumes)
+//!
+//! * What LipaChat answers to a free-form send outside the window is unpublished: any
+//!   answer naming 131047, "re-engagement" or "24 hours have passed" (outside id fields)
+//!   is taken as [`ApiError::WindowClosed`]; see [`reengagement`].
+//! * A 2xx is a success only if `data.status` is `SENT`, as the reference says; another
+//!   `data.status` is [`ApiError::Refused`] (not retried).
+//! * The text header of a template is sent as `{"type": "TEXT", "parameter": ["..."]}`,
+//!   the form one public client uses; the gateway documents only media headers.
+//! * Status callbacks' shape is unpublished; [`webhook`] lists what is accepted.
+//! * The header is sent as `apiKey`; HTTP/1.1 lower-cases header names on the wire
+//!   (`apikey`), which HTTP treats as the same header.
+//! * [`Receipt::message_id`] is the id the client sent; the gateway's echo in
+//!   `data.messageId` is only compared with it (a mismatch is logged).
 
 pub mod client;
 pub mod contact;
