@@ -9,8 +9,8 @@ use lipachat_api::request::{
     ContactRequest, TemplateRequest, TextRequest, parse_free_form_body, template_body,
 };
 use lipachat_api::{
-    ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateHeader, TemplateMessage,
-    TextMessage, WebhookEvent, WebhookParser, free_form_body,
+    ContactMessage, ContactPhone, FreeFormMessage, InboundKind, MessageId, TemplateHeader,
+    TemplateMessage, TextMessage, WebhookEvent, WebhookParser, free_form_body,
 };
 use lipachat_session::{Conversation, PhoneNumber};
 use proptest::prelude::*;
@@ -263,6 +263,57 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn flat_inbound_payloads_give_one_inbound_event(
+        c in conversation(),
+        kind in proptest::sample::select(InboundKind::ALL.to_vec()),
+        upper in any::<bool>(),
+        id in "[A-Za-z0-9._=-]{1,40}",
+        name in proptest::option::of("\\PC{1,20}"),
+    ) {
+        let wire_type = if upper { kind.name().to_uppercase() } else { kind.name().to_owned() };
+        let body = json!({
+            "messageId": id, "from": c.customer.to_string(), "to": c.business.to_string(),
+            "profileName": name, "type": wire_type, "text": "131047 re-engagement"
+        });
+        let parser = WebhookParser::default();
+        let events = parser.parse(body.to_string().as_bytes(), received()).unwrap();
+        prop_assert_eq!(events.len(), 1);
+        let WebhookEvent::Inbound(message) = &events[0] else {
+            return Err(TestCaseError::fail(format!("not inbound: {events:?}")));
+        };
+        prop_assert_eq!(message.conversation, c);
+        prop_assert_eq!(message.kind, kind);
+        prop_assert_eq!(&message.message_id, &id);
+        prop_assert_eq!(message.opens_window, InboundKind::OPENING_BY_DEFAULT.contains(&kind));
+        prop_assert_eq!(message.inbound_time(), received());
+        let expected_name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+        prop_assert_eq!(message.profile_name.clone(), expected_name);
+    }
+
+    #[test]
+    fn nested_inbound_time_is_the_sender_time_capped_at_receipt(
+        c in conversation(),
+        offset in -200_000i64..200_000,
+    ) {
+        let sent = received().timestamp() + offset;
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"changes": [{
+            "field": "messages",
+            "value": {
+                "metadata": {"display_phone_number": c.business.to_string()},
+                "messages": [{"from": c.customer.to_string(), "id": "wamid.X",
+                              "timestamp": sent.to_string(), "type": "text"}]
+            }
+        }]}]});
+        let events = WebhookParser::default().parse(body.to_string().as_bytes(), received()).unwrap();
+        let WebhookEvent::Inbound(message) = &events[0] else {
+            return Err(TestCaseError::fail(format!("not inbound: {events:?}")));
+        };
+        prop_assert_eq!(message.conversation, c);
+        let expected = DateTime::from_timestamp(sent, 0).unwrap().min(received());
+        prop_assert_eq!(message.inbound_time(), expected);
     }
 
     #[test]
