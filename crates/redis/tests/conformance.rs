@@ -70,7 +70,11 @@ async fn run_all_on_one_server_two_prefixes() {
         .await
         .unwrap();
     use lipachat_session::WindowStore;
-    assert_eq!(second.count().await.unwrap(), 0, "another prefix sees nothing");
+    assert_eq!(
+        second.count().await.unwrap(),
+        0,
+        "another prefix sees nothing"
+    );
     conformance::run_all(&second).await;
     assert_eq!(first.count().await.unwrap(), second.count().await.unwrap());
 }

@@ -1,0 +1,358 @@
+//! What is particular to Redis: the key layout (hash tags, registry, prefix, database),
+//! corrupt values, the schema check, replicas sharing one server, and moving data
+//! between sled and Redis.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_redis::test_server::RedisServer;
+use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
+use lipachat_session::export::{export, import};
+use lipachat_session::{
+    Conversation, Invitation, ManualClock, OutboxStore, QueuedMessage, Sessions, SledStore,
+    StoreError, WindowRecord, WindowStore,
+};
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn chat(business: &str, customer: u64) -> Conversation {
+    Conversation::parse(business, &customer.to_string()).unwrap()
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn all_keys(connection: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = connection.keys("*").await.unwrap();
+    keys.sort();
+    keys
+}
+
+fn message(payload: &str) -> QueuedMessage {
+    QueuedMessage {
+        message_id: Uuid::new_v4(),
+        queued_at: t("2026-11-23T10:00:00Z"),
+        payload: payload.into(),
+    }
+}
+
+#[tokio::test]
+async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisConfig::new(&server.url())
+        .unwrap()
+        .with_key_prefix("bot-a")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert!(store.server().version >= RedisVersion::MINIMUM);
+    assert!(store.server().aof_enabled);
+    let c = chat("254110090747", 254712345678);
+    store.record_inbound(c, Utc::now()).await.unwrap();
+    store
+        .record_gateway_closure(c, Utc::now() + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    store.enqueue(c, message("{}"), 5).await.unwrap();
+    let invitation = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: Utc::now(),
+    };
+    store.set_invitation(c, Some(invitation)).await.unwrap();
+    store
+        .put_outcome(c, Uuid::nil(), "{}".into())
+        .await
+        .unwrap();
+    store
+        .claim(Uuid::nil(), Utc::now(), TimeDelta::seconds(30))
+        .await
+        .unwrap();
+
+    let mut connection = raw(&server).await;
+    assert_eq!(
+        all_keys(&mut connection).await,
+        vec![
+            "bot-a:businesses",
+            "bot-a:claim:00000000-0000-0000-0000-000000000000",
+            "bot-a:schema",
+            "bot-a:{254110090747}:closed",
+            "bot-a:{254110090747}:inbound",
+            "bot-a:{254110090747}:invitations",
+            "bot-a:{254110090747}:outbox:254712345678",
+            "bot-a:{254110090747}:outbox:254712345678:messages",
+            "bot-a:{254110090747}:outboxes",
+            "bot-a:{254110090747}:outcomes:254712345678",
+        ]
+    );
+    let businesses: Vec<String> = connection.smembers("bot-a:businesses").await.unwrap();
+    assert_eq!(businesses, vec!["254110090747"]);
+    assert_eq!(store.businesses().await.unwrap(), vec![c.business]);
+    // The claim expires in server time too.
+    let ttl: i64 = connection
+        .pttl("bot-a:claim:00000000-0000-0000-0000-000000000000")
+        .await
+        .unwrap();
+    assert!(ttl > 25_000 && ttl <= 30_000, "{ttl}");
+    let score: f64 = connection
+        .zscore("bot-a:{254110090747}:inbound", "254712345678")
+        .await
+        .unwrap();
+    assert_eq!(
+        score as i64,
+        store
+            .window(c)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_inbound
+            .timestamp_millis()
+    );
+
+    // Forget leaves only the registry, the schema and the claim (which expires).
+    assert!(store.forget(c).await.unwrap());
+    assert_eq!(
+        all_keys(&mut connection).await,
+        vec![
+            "bot-a:businesses",
+            "bot-a:claim:00000000-0000-0000-0000-000000000000",
+            "bot-a:schema",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn databases_and_prefixes_keep_bots_apart() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let db0 = RedisStore::connect(&server.url()).await.unwrap();
+    let db1 = RedisStore::connect(&format!("redis://127.0.0.1:{}/1", server.port()))
+        .await
+        .unwrap();
+    let other_prefix = RedisConfig::new(&server.url())
+        .unwrap()
+        .with_key_prefix("other")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let c = chat("254110090747", 254712345678);
+    db0.record_inbound(c, Utc::now()).await.unwrap();
+    assert_eq!(db0.count().await.unwrap(), 1);
+    assert_eq!(db1.count().await.unwrap(), 0);
+    assert_eq!(other_prefix.count().await.unwrap(), 0);
+    assert_eq!(db1.window(c).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn corrupt_values_are_typed_errors_for_their_pair_only() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let keys = store.keys().clone();
+    let at = t("2026-11-23T10:00:00Z");
+    let (bad, good) = (
+        chat("254110090747", 254700000001),
+        chat("254110090747", 254700000002),
+    );
+    for c in [bad, good] {
+        store.record_inbound(c, at).await.unwrap();
+        store.enqueue(c, message("{}"), 5).await.unwrap();
+        let invitation = Invitation {
+            message_id: Uuid::new_v4(),
+            sent_at: at,
+        };
+        store.set_invitation(c, Some(invitation)).await.unwrap();
+    }
+    let mut connection = raw(&server).await;
+    let customer = bad.customer.to_string();
+    let _: () = connection
+        .hset(keys.closed(bad.business), &customer, "garbage")
+        .await
+        .unwrap();
+    let _: () = connection
+        .hset(
+            keys.invitations(bad.business),
+            &customer,
+            "not an invitation",
+        )
+        .await
+        .unwrap();
+    let queued_id = store.queued(bad).await.unwrap()[0].message_id.to_string();
+    let _: () = connection
+        .hset(keys.outbox_messages(bad), &queued_id, "no time here")
+        .await
+        .unwrap();
+    let _: () = connection
+        .zadd(keys.inbound(bad.business), "not-a-phone", 1)
+        .await
+        .unwrap();
+
+    let error = store.window(bad).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { conversation, .. } if *conversation == bad),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("gateway closure"), "{error}");
+    assert!(store.window(good).await.unwrap().is_some());
+    let all = store.windows().await.unwrap();
+    assert_eq!(all.len(), 2, "the member that is not a phone is skipped");
+    assert!(all[0].1.is_err() && all[1].1.is_ok());
+    assert!(matches!(
+        store.queued(bad).await,
+        Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
+    ));
+    assert_eq!(store.queued(good).await.unwrap().len(), 1);
+    assert!(matches!(
+        store.invitation(bad).await,
+        Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
+    ));
+    assert!(store.invitation(good).await.unwrap().is_some());
+    assert!(matches!(
+        store.invitations().await,
+        Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
+    ));
+    // The closing-soon query skips the unreadable record, as sled's index does.
+    let soon = store
+        .inbound_between(at - TimeDelta::seconds(1), at)
+        .await
+        .unwrap();
+    assert_eq!(soon.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![good]);
+    // A new inbound message replaces the unreadable closure.
+    let update = store
+        .record_inbound(bad, at + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(update.previous, None);
+    assert_eq!(
+        update.current,
+        WindowRecord::inbound(at + TimeDelta::seconds(1))
+    );
+    assert_eq!(store.window(bad).await.unwrap(), Some(update.current));
+    // Forget clears the rest.
+    assert!(store.forget(bad).await.unwrap());
+    assert_eq!(store.invitation(bad).await.unwrap(), None);
+    assert!(store.queued(bad).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_at_connect() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let mut connection = raw(&server).await;
+    let _: () = connection.set(store.keys().schema(), 99).await.unwrap();
+    let error = RedisStore::connect(&server.url()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("schema version \"99\""),
+        "{error}"
+    );
+    // Another prefix is unaffected.
+    RedisConfig::new(&server.url())
+        .unwrap()
+        .with_key_prefix("fresh")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+}
+
+/// Two replicas on one server: one sees what the other records, and a message claimed by
+/// a replica that then dies goes to the other once the lease ends, with its original id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_windows_and_claims() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = RedisStore::connect(&server.url()).await.unwrap();
+    let b = RedisStore::connect(&server.url()).await.unwrap();
+    let c = chat("254110090747", 254712345678);
+    let clock = ManualClock::at(Utc::now());
+    let sessions_a = Sessions::new(a.clone()).with_clock(clock.clone());
+    let sessions_b = Sessions::new(b.clone()).with_clock(clock.clone());
+    assert!(sessions_a.record_inbound_now(c).await.unwrap().opened);
+    assert!(sessions_b.decide(c).await.unwrap().is_allowed());
+    clock.advance(TimeDelta::hours(23) + TimeDelta::minutes(30));
+    let soon = sessions_b
+        .closing_within(TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(soon.len(), 1);
+
+    let queued = message("{\"text\":\"hi\"}");
+    a.enqueue(c, queued.clone(), 10).await.unwrap();
+    let lease = TimeDelta::milliseconds(400);
+    assert!(a.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    drop(a); // The replica dies mid-delivery, its claim still held.
+    assert!(!b.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(b.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    assert_eq!(b.queued(c).await.unwrap(), vec![queued.clone()]);
+    assert!(b.dequeue(c, queued.message_id).await.unwrap());
+    b.release(queued.message_id).await.unwrap();
+}
+
+/// Export from sled, import into Redis, export again: the same lines. The way to move a
+/// bot from the embedded store to the shared one.
+#[tokio::test]
+async fn export_from_sled_imports_into_redis_unchanged() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path().join("db")).unwrap();
+    let at = t("2026-11-23T10:00:00.123Z");
+    for customer in 0..20u64 {
+        let c = chat(
+            if customer % 2 == 0 {
+                "254110090747"
+            } else {
+                "254110090748"
+            },
+            254_700_000_000 + customer,
+        );
+        sled.record_inbound(c, at + TimeDelta::seconds(customer as i64))
+            .await
+            .unwrap();
+        if customer % 3 == 0 {
+            sled.record_gateway_closure(c, at + TimeDelta::hours(1))
+                .await
+                .unwrap();
+            sled.enqueue(c, message("{\"kind\":\"text\"}"), 20)
+                .await
+                .unwrap();
+        }
+        if customer % 5 == 0 {
+            let invitation = Invitation {
+                message_id: Uuid::new_v4(),
+                sent_at: at,
+            };
+            sled.set_invitation(c, Some(invitation)).await.unwrap();
+        }
+    }
+    let mut from_sled = Vec::new();
+    let written = export(&sled, &mut from_sled).await.unwrap();
+    let redis = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(import(&redis, from_sled.as_slice()).await.unwrap(), written);
+    let mut from_redis = Vec::new();
+    export(&redis, &mut from_redis).await.unwrap();
+    assert_eq!(
+        String::from_utf8(from_redis).unwrap(),
+        String::from_utf8(from_sled).unwrap()
+    );
+}
