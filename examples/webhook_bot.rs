@@ -1,0 +1,169 @@
+//! A minimal bot backend: receives LipaChat's inbound webhooks over HTTP on loopback,
+//! refuses requests without the secret token in the URL, records each customer message
+//! through the policy (which delivers anything queued) and answers with a contact card.
+//!
+//! ```text
+//! cargo run --example webhook_bot            # a scripted demo against the stand-in gateway
+//! cargo run --example webhook_bot -- --serve # keep serving on loopback until Ctrl-C
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use lipachat::api::{
+    ApiKey, Client, ContactMessage, ContactPhone, WebhookEvent, WebhookParser, WebhookToken,
+};
+use lipachat::policy::{Messenger, PolicyConfig, WebhookOutcome};
+use lipachat::session::{Clock, Sessions, SledStore};
+use lipachat_testkit::{MessageKind, StandInGateway};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Bot {
+    messenger: Messenger<SledStore>,
+    parser: WebhookParser,
+    token: WebhookToken,
+}
+
+async fn webhook(
+    State(bot): State<Arc<Bot>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> (StatusCode, String) {
+    // Refuse before touching the store: a forged inbound message would open a window.
+    if !bot.token.verify(&token) {
+        return (StatusCode::UNAUTHORIZED, "unknown webhook token\n".into());
+    }
+    let now = bot.messenger.sessions().now();
+    let events = match bot.parser.parse(&body, now) {
+        Ok(events) => events,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")),
+    };
+    for event in &events {
+        match bot.messenger.on_webhook_event(event).await {
+            Ok(WebhookOutcome::Inbound(report)) => {
+                let WebhookEvent::Inbound(message) = event else {
+                    continue;
+                };
+                println!(
+                    "  bot: {} wrote ({}); {} queued message(s) delivered",
+                    message.profile_name.as_deref().unwrap_or("customer"),
+                    message.kind.name(),
+                    report.delivery.delivered.len()
+                );
+                let card = ContactMessage::new(
+                    "Acme Support",
+                    vec![ContactPhone::on_whatsapp(
+                        "254700123456".parse().expect("a valid number"),
+                        "Work",
+                    )],
+                )
+                .expect("a valid card");
+                match bot.messenger.send_contact(message.conversation, card).await {
+                    Ok(outcome) => {
+                        println!("  bot: answered with a contact card: {}", outcome.name())
+                    }
+                    Err(error) => println!("  bot: could not answer: {error}"),
+                }
+            }
+            Ok(other) => println!("  bot: {other:?}"),
+            Err(error) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
+            }
+        }
+    }
+    (StatusCode::OK, "ok\n".into())
+}
+
+async fn start_bot(bot: Arc<Bot>, addr: SocketAddr) -> Result<SocketAddr> {
+    let app = Router::new()
+        .route("/webhook/{token}", post(webhook))
+        .with_state(bot);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("bot server stopped: {error}");
+        }
+    });
+    Ok(local)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let serve = std::env::args().any(|a| a == "--serve");
+    let gateway = StandInGateway::start().await?;
+    let dir = tempfile::tempdir()?;
+    let client = Client::builder(ApiKey::new(gateway.api_key())?)
+        .base_url(&gateway.base_url())
+        .build()?;
+    let sessions = Sessions::new(SledStore::open(dir.path().join("sessions.db"))?);
+    let bot = Arc::new(Bot {
+        messenger: Messenger::new(sessions, client, PolicyConfig::default()),
+        parser: WebhookParser::new(),
+        token: WebhookToken::generate(),
+    });
+    let addr = start_bot(Arc::clone(&bot), "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{addr}/webhook/{}", bot.token.expose_secret());
+    println!("Bot listening; set this as the inbound webhook URL: {url}");
+    println!(
+        "(replies go to the stand-in gateway at {})\n",
+        gateway.base_url()
+    );
+    if serve {
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+
+    let http = reqwest::Client::new();
+    let inbound = serde_json::json!({
+        "messageId": "ABGGFlA5FpafAgo6EhcSk0OYPpCq",
+        "from": "254712345678",
+        "to": "254110090747",
+        "profileName": "Jane",
+        "type": "TEXT",
+        "text": "Hi, who do I call about my order?"
+    });
+
+    println!("1. A forged POST without the token:");
+    let forged = http
+        .post(format!("http://{addr}/webhook/not-the-token"))
+        .json(&inbound)
+        .send()
+        .await?;
+    println!(
+        "  -> HTTP {} ; conversations stored: {}",
+        forged.status(),
+        bot.messenger.sessions().count().await?
+    );
+
+    println!("2. Jane writes to the business (the gateway posts her message to the bot):");
+    gateway.customer_writes("254110090747".parse()?, "254712345678".parse()?);
+    let response = http.post(&url).json(&inbound).send().await?;
+    println!("  -> HTTP {}", response.status());
+
+    println!("\nDelivered by the gateway:");
+    for message in gateway.delivered() {
+        if message.kind == MessageKind::Contact {
+            println!(
+                "  contact card \"{}\" to {} at {}",
+                message.body["name"]["formattedName"].as_str().unwrap_or(""),
+                message.customer,
+                message.delivered_at.format("%H:%M:%S")
+            );
+        }
+    }
+    let chat = lipachat::session::Conversation::parse("254110090747", "254712345678")?;
+    let state = bot.messenger.sessions().state(chat).await?;
+    println!(
+        "Jane's window is {} at {}",
+        state.name(),
+        bot.messenger.sessions().clock().now().format("%H:%M:%S")
+    );
+    Ok(())
+}
