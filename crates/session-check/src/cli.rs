@@ -1,0 +1,387 @@
+//! The command line: clap types, and the parsers for phones, times and durations.
+//!
+//! Every argument is checked here, before a database is opened or a request is made, so a
+//! bad phone, time or duration is a usage error (exit status 2) naming the argument.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lipachat_api::MessageId;
+use lipachat_session::{Conversation, PhoneNumber};
+
+/// The default database directory when neither `--db` nor `$SESSION_CHECK_DB` is given.
+pub const DEFAULT_DB: &str = "./sessions.db";
+
+/// The environment variable naming the database directory when `--db` is not given.
+pub const DB_VAR: &str = "SESSION_CHECK_DB";
+
+/// The help heading of the options that may come before or after the command.
+const GLOBAL: &str = "Global options (before or after the command)";
+
+/// What `--help` says after the options.
+const AFTER_HELP: &str = "\
+Phones: every form the library accepts, country code first (254712345678, +254 712 345 678,
+(254) 712-345-678).
+Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
+milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
+Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
+
+Output: results go to stdout (with --json, one JSON object per line); errors go to stderr as
+one line. The API key never appears in any output.
+
+Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
+deliver: nothing remains queued), 1 the negative answer (status: closed or none; send-contact:
+rejected because the window is not open; deliver: the window is closed and messages remain),
+2 any error, including usage errors and a database in use by another process.
+
+Commands that only read (status, list, pending, deliver, forget, export, and send-contact
+--dry-run) refuse a database directory that does not exist rather than create an empty one.";
+
+/// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
+///
+/// A debug tool over the session store (a sled database directory) and the policy's send
+/// path. The global options may come before or after the command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "session-check",
+    version,
+    about = "Inspect and drive lipachat's 24-hour WhatsApp customer service windows",
+    after_help = AFTER_HELP,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// The sled database directory [default: $SESSION_CHECK_DB if set and not empty, else
+    /// ./sessions.db].
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
+    pub db: Option<PathBuf>,
+
+    /// Machine output: each result is one JSON object on its own line.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+
+    /// Use this time as the clock instead of the system clock (RFC 3339), to examine a
+    /// past or future situation.
+    #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
+    pub now: Option<DateTime<Utc>>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record an inbound message from the customer and print the new state. Never sends
+    /// anything. Exit 0 once recorded.
+    Record(Record),
+    /// The window's state: open, closed (expired or closed by the gateway) or none (no
+    /// inbound message recorded). Exit 0 open, 1 closed or none.
+    Status(Pair),
+    /// Every conversation in the database with its window's state. Exit 0.
+    List(List),
+    /// Send a contact card through the policy's guarded send path.
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default https://gateway.lipachat.com);
+    /// --dry-run needs no key. A closed window includes never messaged and closing within the
+    /// margin. Exit 0 sent, rerouted, queued or dry-run; 1 rejected (the window is not open);
+    /// 2 any error (bad input, missing key, refused credentials, a gateway refusal, failure
+    /// after retries).
+    SendContact(SendContact),
+    /// Messages queued for the customer's reply, with their message ids and age (every
+    /// conversation's, or one conversation's). Exit 0.
+    Pending(Pending),
+    /// Send a conversation's queued messages if the window is open (the margin kept).
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. Exit 0 when nothing
+    /// remains queued, 1 when the window is closed and messages remain, 2 on an error
+    /// (including a message the gateway refused for good, which leaves the queue).
+    Deliver(Deliver),
+    /// Erase everything stored for a conversation: window, queued messages, invitation and
+    /// send outcomes. Exit 0, whether or not anything was stored.
+    Forget(Pair),
+    /// Write the whole database as JSON lines on stdout (a backup, or to move between
+    /// versions or stores). Exit 2 if corrupt records had to be skipped.
+    Export,
+    /// Read JSON lines written by export from stdin and merge them in. Every line is checked
+    /// before anything is written.
+    Import,
+}
+
+/// A conversation: the business number and the customer.
+#[derive(Debug, Clone, Args)]
+pub struct Pair {
+    /// The business's WhatsApp number.
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
+    pub business: PhoneNumber,
+    /// The customer's number.
+    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
+    pub customer: PhoneNumber,
+}
+
+impl Pair {
+    /// The conversation these two numbers name.
+    pub fn conversation(&self) -> Conversation {
+        Conversation::new(self.business, self.customer)
+    }
+}
+
+/// `record`'s arguments.
+#[derive(Debug, Args)]
+pub struct Record {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// When the customer wrote (default: now). More than 5 minutes ahead of the clock is
+    /// refused and nothing is stored.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// A window state `list` can keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    /// Open windows.
+    Open,
+    /// Closed windows (expired or closed by the gateway).
+    Closed,
+}
+
+/// `list`'s arguments.
+#[derive(Debug, Args)]
+pub struct List {
+    /// Keep only the windows in this state.
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<StateFilter>,
+    /// Keep only the open windows that close within this duration (now < expires_at <=
+    /// now + DURATION), soonest first.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub closing_within: Option<TimeDelta>,
+}
+
+/// What `send-contact` does when the window is not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnClosedChoice {
+    /// Send nothing.
+    Reject,
+    /// Send the template instead; the contact card is dropped.
+    Template,
+    /// Send the template to invite a reply and queue the card until the customer writes.
+    Queue,
+}
+
+/// The settings of the policy's send path, shared by `send-contact` and `deliver`.
+#[derive(Debug, Clone, Args)]
+pub struct SendSettings {
+    /// The safety margin in seconds: a free-form send is refused when the window closes
+    /// within it.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub margin: u32,
+    /// How many times a failed request is retried (connection failures, timeouts, 408, 429
+    /// and 5xx), always with the same messageId.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_retries: u32,
+}
+
+/// `send-contact`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendContact {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The name shown on the contact card.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// The phone number on the card.
+    #[arg(long, value_name = "PHONE", value_parser = parse_phone)]
+    pub phone: PhoneNumber,
+    /// The phone's type (Cell, Mobile, Main, Home, Work, ...).
+    #[arg(long, value_name = "TYPE", default_value = "Cell")]
+    pub phone_type: String,
+    /// The phone's WhatsApp id (its digits), when it is on WhatsApp.
+    #[arg(long, value_name = "ID", value_parser = parse_phone)]
+    pub wa_id: Option<PhoneNumber>,
+    /// What to do when the window is not open.
+    #[arg(long, value_name = "CHOICE", default_value = "reject")]
+    pub on_closed: OnClosedChoice,
+    /// The approved template to send when the window is not open (needed by
+    /// --on-closed template and queue).
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// The template's language code (en, fil, en_US, pt_BR); needed with --template.
+    #[arg(long, value_name = "CODE")]
+    pub language: Option<String>,
+    /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// The policy's settings.
+    #[command(flatten)]
+    pub settings: SendSettings,
+    /// Use this messageId (a UUID) instead of a new one: running the same send again with
+    /// the same id sends nothing twice and prints the earlier outcome.
+    #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
+    pub message_id: Option<MessageId>,
+    /// Print the decision and the exact JSON body that would be sent; send and store
+    /// nothing. Needs no API key.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `pending`'s arguments.
+#[derive(Debug, Args)]
+pub struct Pending {
+    /// The business number (with CUSTOMER: one conversation only).
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone, requires = "customer")]
+    pub business: Option<PhoneNumber>,
+    /// The customer's number.
+    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
+    pub customer: Option<PhoneNumber>,
+}
+
+impl Pending {
+    /// The one conversation asked about, if any.
+    pub fn conversation(&self) -> Option<Conversation> {
+        Some(Conversation::new(self.business?, self.customer?))
+    }
+}
+
+/// `deliver`'s arguments.
+#[derive(Debug, Args)]
+pub struct Deliver {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The policy's settings.
+    #[command(flatten)]
+    pub settings: SendSettings,
+}
+
+impl Cli {
+    /// The database directory: `--db`, else `$SESSION_CHECK_DB` when set and not empty,
+    /// else `./sessions.db`.
+    pub fn database(&self) -> PathBuf {
+        self.db
+            .clone()
+            .or_else(|| {
+                std::env::var_os(DB_VAR)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB))
+    }
+}
+
+impl Command {
+    /// Whether the command may create the database: only those that write something new
+    /// do; the others refuse a directory that does not exist.
+    pub fn creates_database(&self) -> bool {
+        match self {
+            Self::Record(_) | Self::Import => true,
+            Self::SendContact(send) => !send.dry_run,
+            Self::Status(_)
+            | Self::List(_)
+            | Self::Pending(_)
+            | Self::Deliver(_)
+            | Self::Forget(_)
+            | Self::Export => false,
+        }
+    }
+}
+
+/// Parses a phone number in any form the library accepts.
+pub fn parse_phone(input: &str) -> Result<PhoneNumber, String> {
+    PhoneNumber::parse(input).map_err(|e| e.to_string())
+}
+
+/// Parses an RFC 3339 time into UTC.
+pub fn parse_time(input: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(input.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{e}; expected an RFC 3339 time such as 2026-11-23T10:00:00Z"))
+}
+
+/// Parses a duration: a whole number followed by `s`, `m`, `h` or `d` (`90s`, `45m`, `2h`,
+/// `1d`).
+pub fn parse_duration(input: &str) -> Result<TimeDelta, String> {
+    let usage = "expected a whole number and a unit s, m, h or d, such as 90s, 45m, 2h or 1d";
+    let text = input.trim();
+    let Some(unit) = text.chars().last() else {
+        return Err(format!("empty duration; {usage}"));
+    };
+    let number = &text[..text.len() - unit.len_utf8()];
+    let seconds_per_unit: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(format!("{text:?} has no unit; {usage}")),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{text:?} is not a duration; {usage}"));
+    }
+    number
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds_per_unit))
+        .and_then(TimeDelta::try_seconds)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
+}
+
+/// Parses a `messageId` (a UUID).
+pub fn parse_message_id(input: &str) -> Result<MessageId, String> {
+    input
+        .parse()
+        .map_err(|e| format!("{e}; expected a UUID such as ca739107-4b0d-4581-acb1-4c4af70555de"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(TimeDelta::seconds(90)));
+        assert_eq!(parse_duration("45m"), Ok(TimeDelta::minutes(45)));
+        assert_eq!(parse_duration("2h"), Ok(TimeDelta::hours(2)));
+        assert_eq!(parse_duration(" 1d "), Ok(TimeDelta::days(1)));
+        assert_eq!(parse_duration("0s"), Ok(TimeDelta::zero()));
+        for bad in [
+            "",
+            "s",
+            "90",
+            "-5m",
+            "1.5h",
+            "2w",
+            "1h30m",
+            "+3s",
+            "é",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(parse_duration("9223372036854775807d").is_err());
+    }
+
+    #[test]
+    fn times_and_phones() {
+        assert_eq!(
+            parse_time("2026-11-23T13:00:00+03:00").map(|t| t.to_rfc3339()),
+            Ok("2026-11-23T10:00:00+00:00".to_owned())
+        );
+        assert!(parse_time("2026-11-23 10:00").is_err());
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(
+            parse_phone("+254 712 345 678").map(|p| p.to_string()),
+            Ok("254712345678".to_owned())
+        );
+        assert!(parse_phone("0712345678").is_err());
+        assert!(parse_message_id("not-a-uuid").is_err());
+    }
+}

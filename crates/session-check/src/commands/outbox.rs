@@ -1,0 +1,250 @@
+//! `pending` and `deliver`: the outbox of messages waiting for the customer's reply.
+
+use lipachat_api::MessageId;
+use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger};
+use lipachat_session::Store;
+use serde::Serialize;
+
+use super::{Context, Exit, client, policy};
+use crate::cli::{Deliver, Pending};
+use crate::error::CliError;
+use crate::output::{Render, span, time};
+
+/// One queued message, as `pending` prints it. `age_secs` is whole seconds since it was
+/// queued (negative when `--now` is before that).
+#[derive(Debug, Serialize)]
+struct PendingView {
+    business: String,
+    customer: String,
+    message_id: MessageId,
+    queued_at: String,
+    age_secs: i64,
+    #[serde(skip)]
+    age: String,
+}
+
+impl Render for PendingView {
+    fn human(&self) -> String {
+        format!(
+            "{} {} {} queued {} ({})",
+            self.business, self.customer, self.message_id, self.queued_at, self.age
+        )
+    }
+}
+
+/// `pending [BUSINESS CUSTOMER]`: exit 0.
+pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Exit, CliError> {
+    let store = context.sessions.store();
+    let now = context.sessions.now();
+    let conversations = match args.conversation() {
+        Some(conversation) => vec![conversation],
+        None => store.conversations_with_queued().await?,
+    };
+    let mut shown = 0usize;
+    for conversation in conversations {
+        for message in store.queued(conversation).await? {
+            let age = now - message.queued_at;
+            context.printer.emit(&PendingView {
+                business: conversation.business.to_string(),
+                customer: conversation.customer.to_string(),
+                message_id: MessageId::from_uuid(message.message_id),
+                queued_at: time(message.queued_at),
+                age_secs: age.num_seconds(),
+                age: if age < chrono::TimeDelta::zero() {
+                    "queued after the given --now".to_owned()
+                } else {
+                    format!("{} ago", span(age))
+                },
+            })?;
+            shown += 1;
+        }
+    }
+    if shown == 0 {
+        context.printer.note("no messages queued")?;
+    }
+    Ok(Exit::Success)
+}
+
+#[derive(Debug, Serialize)]
+struct DeliveredView {
+    message_id: MessageId,
+    wa_id: Option<String>,
+    queued_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ExpiredView {
+    message_id: MessageId,
+    queued_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedView {
+    message_id: MessageId,
+    error: String,
+}
+
+/// What `deliver` prints: one object for the run.
+///
+/// `stopped`: why the run stopped with messages still queued (`window_not_open`,
+/// `gateway_closed_window`, `send_failed`, `claimed_elsewhere`), else null; `reason`: the
+/// refusal reason or the error that stopped it.
+#[derive(Debug, Serialize)]
+struct DeliveryView {
+    business: String,
+    customer: String,
+    delivered: Vec<DeliveredView>,
+    expired: Vec<ExpiredView>,
+    failed: Vec<FailedView>,
+    remaining: usize,
+    stopped: Option<&'static str>,
+    reason: Option<String>,
+}
+
+impl Render for DeliveryView {
+    fn human(&self) -> String {
+        let mut lines = Vec::new();
+        for d in &self.delivered {
+            let wa_id = d
+                .wa_id
+                .as_deref()
+                .map(|w| format!(" (wa_id {w})"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "delivered {}{wa_id}, queued {}",
+                d.message_id, d.queued_at
+            ));
+        }
+        for e in &self.expired {
+            lines.push(format!(
+                "expired {}, queued {}: never delivered, taken out",
+                e.message_id, e.queued_at
+            ));
+        }
+        for f in &self.failed {
+            lines.push(format!("failed {}: {}, taken out", f.message_id, f.error));
+        }
+        let mut summary = format!(
+            "{} delivered, {} expired, {} failed; {} still queued",
+            self.delivered.len(),
+            self.expired.len(),
+            self.failed.len(),
+            self.remaining
+        );
+        if let Some(stopped) = self.stopped {
+            summary.push_str(&format!(
+                " (stopped: {stopped}{})",
+                self.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ));
+        }
+        lines.push(summary);
+        lines.join("\n")
+    }
+}
+
+/// `deliver BUSINESS CUSTOMER`: exit 0 when nothing remains queued, 1 when the window is
+/// closed and messages remain, 2 when a send failed or a message was refused for good.
+pub async fn deliver<S: Store + Clone>(
+    context: &Context<S>,
+    args: Deliver,
+) -> Result<Exit, CliError> {
+    let conversation = args.pair.conversation();
+    let config = policy(&args.settings)?;
+    let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
+    let report = messenger.deliver(conversation).await?;
+    let (stopped, reason, error) = stop_parts(&report);
+    let view = DeliveryView {
+        business: conversation.business.to_string(),
+        customer: conversation.customer.to_string(),
+        delivered: report
+            .delivered
+            .iter()
+            .map(|d| DeliveredView {
+                message_id: d.message_id,
+                wa_id: d.receipt.wa_id.clone(),
+                queued_at: time(d.queued_at),
+            })
+            .collect(),
+        expired: report
+            .expired
+            .iter()
+            .map(|e| ExpiredView {
+                message_id: e.message_id,
+                queued_at: time(e.queued_at),
+            })
+            .collect(),
+        failed: report
+            .failed
+            .iter()
+            .map(|f| FailedView {
+                message_id: f.message_id,
+                error: f.error.clone(),
+            })
+            .collect(),
+        remaining: report.remaining,
+        stopped,
+        reason,
+    };
+    context.printer.emit(&view)?;
+    if let Some(error) = error {
+        return Err(CliError::Incomplete(error));
+    }
+    if !report.failed.is_empty() {
+        return Err(CliError::Incomplete(format!(
+            "{} queued message(s) were refused by the gateway for good and taken out of the queue: {}",
+            report.failed.len(),
+            report
+                .failed
+                .iter()
+                .map(|f| format!("{}: {}", f.message_id, f.error))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    Ok(if report.remaining == 0 {
+        Exit::Success
+    } else {
+        Exit::Negative
+    })
+}
+
+/// Why the run stopped, the reason to show, and the error to report (exit 2), if any.
+fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>, Option<String>) {
+    match &report.stopped {
+        None => (None, None, None),
+        Some(DeliveryStop::WindowNotOpen(reason)) => (
+            Some("window_not_open"),
+            Some(reason.name().to_owned()),
+            None,
+        ),
+        Some(DeliveryStop::GatewayClosedWindow) => (
+            Some("gateway_closed_window"),
+            Some("closed_by_gateway".to_owned()),
+            None,
+        ),
+        Some(DeliveryStop::SendFailed(error)) => (
+            Some("send_failed"),
+            Some(error.to_string()),
+            Some(format!(
+                "delivery failed; the message stays queued, run deliver again later: {error}"
+            )),
+        ),
+        Some(DeliveryStop::ClaimedElsewhere(id)) => (
+            Some("claimed_elsewhere"),
+            Some(format!(
+                "message {id} is being delivered by another process"
+            )),
+            Some(format!(
+                "message {id} is being delivered by another process; it stays queued, run deliver again in a minute"
+            )),
+        ),
+        Some(other) => (
+            Some("unknown"),
+            Some(format!("{other:?}")),
+            Some(format!("delivery stopped: {other:?}")),
+        ),
+    }
+}

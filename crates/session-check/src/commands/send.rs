@@ -1,0 +1,332 @@
+//! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
+
+use lipachat_api::{
+    ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage, free_form_body,
+    template_body,
+};
+use lipachat_policy::{
+    Messenger, OnClosed, SendOutcome, SendRequest, TemplateSent, template_message_id,
+};
+use lipachat_session::{Conversation, SendDecision, Store};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Context, Exit, client, policy};
+use crate::cli::{OnClosedChoice, SendContact};
+use crate::error::CliError;
+use crate::output::{Render, span, time};
+
+/// What `send-contact` prints for a send.
+///
+/// `message_id`: the contact card's own id when it was sent or queued, else null. `wa_id`:
+/// WhatsApp's id of what this call sent (the card, or the template), else null.
+/// `template_message_id`: the template this call sent, else null. `reason`: why the window
+/// was not open, null for `sent`. A repeated `--message-id` prints the earlier outcome with
+/// its ids and `"duplicate": true`.
+#[derive(Debug, Serialize)]
+struct SendView {
+    outcome: &'static str,
+    message_id: Option<MessageId>,
+    wa_id: Option<String>,
+    template_message_id: Option<MessageId>,
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+    #[serde(skip)]
+    human: String,
+}
+
+impl Render for SendView {
+    fn human(&self) -> String {
+        self.human.clone()
+    }
+}
+
+/// What `send-contact --dry-run` prints.
+#[derive(Debug, Serialize)]
+struct DryRunView {
+    outcome: &'static str,
+    message_id: MessageId,
+    wa_id: Option<String>,
+    template_message_id: Option<MessageId>,
+    reason: Option<&'static str>,
+    decision: &'static str,
+    on_closed: &'static str,
+    /// The exact JSON body of the contact card's send.
+    body: Value,
+    /// The exact JSON body of the template that would go instead (window not open, with
+    /// `template` or `queue`, unless one already went for this closed window).
+    template_body: Option<Value>,
+    #[serde(skip)]
+    human: String,
+}
+
+impl Render for DryRunView {
+    fn human(&self) -> String {
+        self.human.clone()
+    }
+}
+
+/// `send-contact BUSINESS CUSTOMER --name NAME --phone PHONE ...`.
+pub async fn send_contact<S: Store + Clone>(
+    context: &Context<S>,
+    args: SendContact,
+) -> Result<Exit, CliError> {
+    let conversation = args.pair.conversation();
+    let on_closed = on_closed(&args)?;
+    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
+    if let Some(wa_id) = args.wa_id {
+        phone = phone.with_wa_id(wa_id);
+    }
+    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
+    let config = policy(&args.settings)?.on_closed(on_closed.clone());
+    if args.dry_run {
+        let message_id = args.message_id.unwrap_or_else(MessageId::new);
+        // What `Messenger::dry_run` does, without the client it needs and so without a key:
+        // the decision under the policy's rule, and the body.
+        let sessions = context.sessions.clone().with_rule(config.rule_value());
+        let decision = sessions.decide(conversation).await?;
+        let view = dry_run_view(conversation, message_id, &card, decision, &on_closed);
+        context.printer.emit(&view)?;
+        return Ok(Exit::Success);
+    }
+    let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
+    let mut request = SendRequest::contact(conversation, card);
+    if let Some(id) = args.message_id {
+        request = request.message_id(id);
+    }
+    let outcome = messenger.send(request).await?;
+    let view = send_view(&outcome)?;
+    context.printer.emit(&view)?;
+    Ok(if view.outcome == "rejected" {
+        Exit::Negative
+    } else {
+        Exit::Success
+    })
+}
+
+/// The closed-window choice, with its template checked before any request.
+fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
+    let template = match (&args.template, &args.language) {
+        (Some(name), Some(language)) => Some(
+            TemplateMessage::new(name.as_str(), language.as_str())?
+                .with_body_placeholders(args.params.iter().cloned())?,
+        ),
+        (Some(_), None) => return Err(CliError::Usage("--template needs --language".into())),
+        (None, Some(_)) => return Err(CliError::Usage("--language needs --template".into())),
+        (None, None) if !args.params.is_empty() => {
+            return Err(CliError::Usage("--param needs --template".into()));
+        }
+        (None, None) => None,
+    };
+    match (args.on_closed, template) {
+        (OnClosedChoice::Reject, None) => Ok(OnClosed::Reject),
+        (OnClosedChoice::Reject, Some(_)) => Err(CliError::Usage(
+            "--template is sent only with --on-closed template or queue".into(),
+        )),
+        (OnClosedChoice::Template, Some(template)) => Ok(OnClosed::Template(template)),
+        (OnClosedChoice::Queue, Some(template)) => Ok(OnClosed::Queue(template)),
+        (choice @ (OnClosedChoice::Template | OnClosedChoice::Queue), None) => {
+            let name = if choice == OnClosedChoice::Template {
+                "template"
+            } else {
+                "queue"
+            };
+            Err(CliError::Usage(format!(
+                "--on-closed {name} needs --template NAME and --language CODE"
+            )))
+        }
+    }
+}
+
+fn template_parts(template: Option<&TemplateSent>) -> (Option<MessageId>, Option<String>) {
+    match template {
+        Some(sent) => (Some(sent.message_id), sent.receipt.wa_id.clone()),
+        None => (None, None),
+    }
+}
+
+fn template_words(template: Option<&TemplateSent>) -> String {
+    match template {
+        Some(sent) => format!(
+            "template {} sent{}",
+            sent.message_id,
+            sent.receipt
+                .wa_id
+                .as_deref()
+                .map(|w| format!(" (wa_id {w})"))
+                .unwrap_or_default()
+        ),
+        None => "no template sent: an invitation already went for this closed window".into(),
+    }
+}
+
+fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
+    let view = match outcome {
+        SendOutcome::Sent {
+            message_id,
+            receipt,
+            expires_at,
+        } => SendView {
+            outcome: "sent",
+            message_id: Some(*message_id),
+            wa_id: receipt.wa_id.clone(),
+            template_message_id: None,
+            reason: None,
+            duplicate: None,
+            human: format!(
+                "sent: contact card {message_id}{}; the window closes {}",
+                receipt
+                    .wa_id
+                    .as_deref()
+                    .map(|w| format!(" (wa_id {w})"))
+                    .unwrap_or_default(),
+                time(*expires_at)
+            ),
+        },
+        SendOutcome::Rerouted {
+            template, reason, ..
+        } => {
+            let (template_message_id, wa_id) = template_parts(template.as_ref());
+            SendView {
+                outcome: "rerouted",
+                message_id: None,
+                wa_id,
+                template_message_id,
+                reason: Some(reason.name()),
+                duplicate: None,
+                human: format!(
+                    "rerouted: the window is not open ({}); the contact card was dropped; {}",
+                    reason.name(),
+                    template_words(template.as_ref())
+                ),
+            }
+        }
+        SendOutcome::Queued {
+            message_id,
+            template,
+            reason,
+            ..
+        } => {
+            let (template_message_id, wa_id) = template_parts(template.as_ref());
+            SendView {
+                outcome: "queued",
+                message_id: Some(*message_id),
+                wa_id,
+                template_message_id,
+                reason: Some(reason.name()),
+                duplicate: None,
+                human: format!(
+                    "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
+                    reason.name(),
+                    template_words(template.as_ref())
+                ),
+            }
+        }
+        SendOutcome::Rejected { reason, .. } => SendView {
+            outcome: "rejected",
+            message_id: None,
+            wa_id: None,
+            template_message_id: None,
+            reason: Some(reason.name()),
+            duplicate: None,
+            human: format!(
+                "rejected: the window is not open ({}); nothing was sent",
+                reason.name()
+            ),
+        },
+        SendOutcome::Duplicate(previous) => {
+            let name = previous.kind.name();
+            let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
+            SendView {
+                outcome: name,
+                message_id,
+                wa_id: previous.wa_id.clone(),
+                template_message_id: previous.template_message_id,
+                reason: None,
+                duplicate: Some(true),
+                human: format!(
+                    "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
+                    time(previous.at),
+                    previous.message_id
+                ),
+            }
+        }
+        other => {
+            return Err(CliError::Incomplete(format!(
+                "the send ended with an outcome this build does not know: {}",
+                other.name()
+            )));
+        }
+    };
+    Ok(view)
+}
+
+fn dry_run_view(
+    conversation: Conversation,
+    message_id: MessageId,
+    card: &ContactMessage,
+    decision: SendDecision,
+    on_closed: &OnClosed,
+) -> DryRunView {
+    let message = FreeFormMessage::Contact(card.clone());
+    let body = free_form_body(conversation, message_id, &message);
+    let (decision_name, reason, decision_words) = match decision {
+        SendDecision::Allowed {
+            expires_at,
+            remaining,
+        } => (
+            "open",
+            None,
+            format!(
+                "open: the window closes {} (in {}); the contact card would be sent",
+                time(expires_at),
+                span(remaining)
+            ),
+        ),
+        SendDecision::Refused { reason, .. } => (
+            "closed",
+            Some(reason.name()),
+            format!(
+                "closed ({}): on-closed {} would apply",
+                reason.name(),
+                on_closed.name()
+            ),
+        ),
+        _ => ("closed", None, "closed: on-closed would apply".to_owned()),
+    };
+    let template_body = match (decision_name, on_closed.template()) {
+        ("closed", Some(template)) => Some(template_body(
+            conversation,
+            template_message_id(message_id),
+            template,
+        )),
+        _ => None,
+    };
+    let pretty =
+        |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut human = format!(
+        "dry-run: nothing sent\ndecision: {decision_words}\nPOST {} {}",
+        message.path(),
+        pretty(&body)
+    );
+    if let Some(template) = &template_body {
+        human.push_str(&format!(
+            "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
+            lipachat_api::Endpoint::Template.path(),
+            pretty(template)
+        ));
+    }
+    DryRunView {
+        outcome: "dry-run",
+        message_id,
+        wa_id: None,
+        template_message_id: None,
+        reason,
+        decision: decision_name,
+        on_closed: on_closed.name(),
+        body,
+        template_body,
+        human,
+    }
+}

@@ -1,0 +1,60 @@
+//! `export` and `import`: the whole database as JSON lines, for backups and for moving
+//! between versions or stores.
+
+use std::io::{self, BufWriter};
+
+use lipachat_session::Store;
+use lipachat_session::export::{Transfer, export as export_to, import as import_from};
+use serde::Serialize;
+
+use super::{Context, Exit};
+use crate::error::CliError;
+use crate::output::Render;
+
+/// `export`: JSON lines on stdout (in either output mode: they are the data). Exit 2 when
+/// corrupt records had to be skipped, since the backup is then incomplete.
+pub async fn export<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
+    let out = BufWriter::new(io::stdout().lock());
+    let transfer = export_to(context.sessions.store(), out).await?;
+    if transfer.skipped_corrupt > 0 {
+        return Err(CliError::Incomplete(format!(
+            "{} corrupt record(s) could not be read and are missing from the export",
+            transfer.skipped_corrupt
+        )));
+    }
+    Ok(Exit::Success)
+}
+
+/// What `import` prints: how much it read.
+#[derive(Debug, Serialize)]
+struct Imported {
+    windows: u64,
+    queued: u64,
+    invitations: u64,
+}
+
+impl Render for Imported {
+    fn human(&self) -> String {
+        format!(
+            "imported {} window(s), {} queued message(s) and {} invitation(s)",
+            self.windows, self.queued, self.invitations
+        )
+    }
+}
+
+/// `import`: JSON lines from stdin, merged into the database (inbound times keep the
+/// latest). A bad line is reported with its number and nothing is imported.
+pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
+    let Transfer {
+        windows,
+        queued,
+        invitations,
+        ..
+    } = import_from(context.sessions.store(), io::stdin().lock()).await?;
+    context.printer.emit(&Imported {
+        windows,
+        queued,
+        invitations,
+    })?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,69 @@
+//! What can go wrong, as one line on stderr and exit status 2.
+
+use std::path::PathBuf;
+
+use lipachat_api::ApiError;
+use lipachat_policy::PolicyError;
+use lipachat_session::{RuleError, SessionError, StoreError};
+
+/// A failure of a command: printed as `error: …` on one line of stderr, exit status 2.
+///
+/// None of these carry the API key: the library's errors never hold it, and this tool adds
+/// none of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Arguments that parse one by one but do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    /// A command that only reads was pointed at a database that does not exist.
+    #[error(
+        "database {} does not exist; give --db PATH (or set SESSION_CHECK_DB), or create it with record or import",
+        path.display()
+    )]
+    NoDatabase {
+        /// The directory given.
+        path: PathBuf,
+    },
+    /// The store failed (in use by another process, corrupt, I/O, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The session engine failed (for example an inbound time too far in the future).
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The send path failed.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The gateway client could not be configured (missing key, bad base URL, ...).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The window rule refused the margin.
+    #[error("--margin: {0}")]
+    Margin(#[from] RuleError),
+    /// A message or template that does not validate.
+    #[error(transparent)]
+    Invalid(#[from] lipachat_api::ValidationError),
+    /// Some results were printed, but the command did not fully succeed.
+    #[error("{0}")]
+    Incomplete(String),
+    /// Writing the output or reading the input failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The async runtime could not start.
+    #[error("could not start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    /// Wraps an error writing results to stdout.
+    pub fn output(source: std::io::Error) -> Self {
+        Self::Io {
+            context: "writing the output",
+            source,
+        }
+    }
+}

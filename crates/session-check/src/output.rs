@@ -1,0 +1,254 @@
+//! Rendering results: a human line (or a few) or one JSON object per line, on stdout.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use lipachat_session::{ClosedCause, Conversation, WindowState};
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// A result that can be printed both ways.
+pub trait Render: Serialize {
+    /// The human form: one or a few lines, without the final newline.
+    fn human(&self) -> String;
+}
+
+/// Prints results on stdout in the chosen form.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    /// A printer for JSON lines (`json`) or human lines.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Prints one result.
+    pub fn emit(&self, item: &impl Render) -> Result<(), CliError> {
+        let mut out = io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, item).map_err(|e| CliError::output(e.into()))?;
+            out.write_all(b"\n").map_err(CliError::output)?;
+        } else {
+            writeln!(out, "{}", item.human()).map_err(CliError::output)?;
+        }
+        out.flush().map_err(CliError::output)
+    }
+
+    /// Prints a human note (such as "no messages queued"); nothing in JSON mode, where an
+    /// empty answer is no lines at all.
+    pub fn note(&self, text: &str) -> Result<(), CliError> {
+        if self.json {
+            return Ok(());
+        }
+        let mut out = io::stdout().lock();
+        writeln!(out, "{text}").map_err(CliError::output)?;
+        out.flush().map_err(CliError::output)
+    }
+}
+
+/// A time as RFC 3339 UTC with `Z`, to the millisecond the store keeps, with the
+/// milliseconds only when they are not zero.
+pub fn time(at: DateTime<Utc>) -> String {
+    let millis = at.timestamp_subsec_millis();
+    let format = if millis == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Millis
+    };
+    at.to_rfc3339_opts(format, true)
+}
+
+/// [`time`] for an optional time.
+pub fn time_opt(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(time)
+}
+
+/// A span for people: `23h 59m`, `4m 10s`, `42s`; from 48 hours on, `3d 2h` (whole units,
+/// rounded down; a whole window reads `24h 0m`).
+pub fn span(delta: TimeDelta) -> String {
+    let secs = delta.num_seconds().max(0);
+    let (hours, minutes, seconds) = (secs / 3_600, secs % 3_600 / 60, secs % 60);
+    if hours >= 48 {
+        format!("{}d {}h", hours / 24, hours % 24)
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// One conversation's window, as `status`, `list` and `record` print it.
+///
+/// JSON: `{"business", "customer", "state": "open"|"closed"|"none", "last_inbound",
+/// "expires_at", "remaining_secs", "closed_cause"}`. `expires_at` is when the window closes
+/// (open) or closed (closed: the expiry, or the gateway's closure if that came first);
+/// `remaining_secs` is whole seconds left, null unless open; `closed_cause` is `expired` or
+/// `closed_by_gateway` when closed, else null.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowView {
+    /// The business number.
+    pub business: String,
+    /// The customer.
+    pub customer: String,
+    /// `open`, `closed` or `none`.
+    pub state: &'static str,
+    /// The latest inbound message.
+    pub last_inbound: Option<String>,
+    /// When the window closes or closed.
+    pub expires_at: Option<String>,
+    /// Whole seconds left, when open.
+    pub remaining_secs: Option<i64>,
+    /// Why it is closed, when closed.
+    pub closed_cause: Option<&'static str>,
+    #[serde(skip)]
+    human: String,
+}
+
+impl WindowView {
+    /// The view of `state` for `conversation`.
+    pub fn new(conversation: Conversation, state: WindowState) -> Self {
+        let (expires_at, remaining_secs, closed_cause, human) = match state {
+            WindowState::Open {
+                expires_at,
+                remaining,
+                ..
+            } => (
+                Some(expires_at),
+                Some(remaining.num_seconds()),
+                None,
+                format!("open: closes {} (in {})", time(expires_at), span(remaining)),
+            ),
+            WindowState::Closed {
+                closed_since,
+                cause,
+                ..
+            } => {
+                let (name, words) = match cause {
+                    ClosedCause::Gateway => ("closed_by_gateway", "closed by the gateway"),
+                    _ => ("expired", "expired"),
+                };
+                (
+                    Some(closed_since),
+                    None,
+                    Some(name),
+                    format!("closed: since {} ({words})", time(closed_since)),
+                )
+            }
+            WindowState::Never => (None, None, None, "none: no inbound message recorded".into()),
+            _ => (None, None, None, state.name().to_owned()),
+        };
+        Self {
+            business: conversation.business.to_string(),
+            customer: conversation.customer.to_string(),
+            state: state.name(),
+            last_inbound: time_opt(state.last_inbound()),
+            expires_at: time_opt(expires_at),
+            remaining_secs,
+            closed_cause,
+            human,
+        }
+    }
+
+    /// The human line without the conversation (as `status` prints it).
+    pub fn state_line(&self) -> &str {
+        &self.human
+    }
+}
+
+impl Render for WindowView {
+    fn human(&self) -> String {
+        self.human.clone()
+    }
+}
+
+/// A window in a list: the human line names the conversation first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct ListedWindow(pub WindowView);
+
+impl Render for ListedWindow {
+    fn human(&self) -> String {
+        format!("{} {} {}", self.0.business, self.0.customer, self.0.human)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    #[test]
+    fn times_show_milliseconds_only_when_there_are_some() {
+        assert_eq!(time(t("2026-11-24T10:00:00Z")), "2026-11-24T10:00:00Z");
+        assert_eq!(
+            time(t("2026-11-24T10:00:00.250Z")),
+            "2026-11-24T10:00:00.250Z"
+        );
+        assert_eq!(
+            time(t("2026-11-24T13:00:00.000999+03:00")),
+            "2026-11-24T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn spans() {
+        let s = |secs| span(TimeDelta::seconds(secs));
+        assert_eq!(s(24 * 3600 - 1), "23h 59m");
+        assert_eq!(s(250), "4m 10s");
+        assert_eq!(s(42), "42s");
+        assert_eq!(s(0), "0s");
+        assert_eq!(s(-5), "0s");
+        assert_eq!(s(3 * 86_400 + 2 * 3600 + 5), "3d 2h");
+        assert_eq!(s(86_400), "24h 0m");
+        assert_eq!(s(47 * 3600 + 59 * 60), "47h 59m");
+        assert_eq!(span(TimeDelta::milliseconds(86_399_999)), "23h 59m");
+    }
+
+    #[test]
+    fn window_views() {
+        let chat = Conversation::parse("254110090747", "254712345678");
+        let Ok(chat) = chat else {
+            panic!("valid numbers");
+        };
+        let open = WindowView::new(
+            chat,
+            WindowState::Open {
+                last_inbound: t("2026-11-23T10:00:00Z"),
+                expires_at: t("2026-11-24T10:00:00Z"),
+                remaining: TimeDelta::seconds(24 * 3600 - 30),
+            },
+        );
+        assert_eq!(
+            open.state_line(),
+            "open: closes 2026-11-24T10:00:00Z (in 23h 59m)"
+        );
+        assert_eq!(open.remaining_secs, Some(24 * 3600 - 30));
+        let closed = WindowView::new(
+            chat,
+            WindowState::Closed {
+                last_inbound: t("2026-11-23T10:00:00Z"),
+                closed_since: t("2026-11-24T10:00:00Z"),
+                cause: ClosedCause::Expired,
+            },
+        );
+        assert_eq!(
+            closed.state_line(),
+            "closed: since 2026-11-24T10:00:00Z (expired)"
+        );
+        let none = WindowView::new(chat, WindowState::Never);
+        assert_eq!(none.state_line(), "none: no inbound message recorded");
+        assert_eq!(
+            ListedWindow(none).human(),
+            "254110090747 254712345678 none: no inbound message recorded"
+        );
+    }
+}
