@@ -173,7 +173,7 @@ async fn sigkill_and_restart_lose_no_acknowledged_write() {
     restarted.store(true, Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if log.lock().unwrap().after_restart >= 200 {
+        if log.lock().unwrap().after_restart >= 50 {
             break;
         }
         assert!(
