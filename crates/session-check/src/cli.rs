@@ -156,7 +156,7 @@ pub struct List {
     pub state: Option<StateFilter>,
     /// Keep only the open windows that close within this duration (now < expires_at <=
     /// now + DURATION), soonest first.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub closing_within: Option<TimeDelta>,
 }
 
@@ -176,11 +176,21 @@ pub enum OnClosedChoice {
 pub struct SendSettings {
     /// The safety margin in seconds: a free-form send is refused when the window closes
     /// within it.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        allow_hyphen_values = true
+    )]
     pub margin: u32,
     /// How many times a failed request is retried (connection failures, timeouts, 408, 429
     /// and 5xx), always with the same messageId.
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_hyphen_values = true
+    )]
     pub max_retries: u32,
 }
 

@@ -70,6 +70,7 @@ fn execute(cli: Cli) -> Result<Exit, CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
+    commands::check(&cli.command)?;
     runtime.block_on(async {
         let store = open_sled(&cli.database(), cli.command.creates_database())?;
         commands::run(store, cli).await
@@ -95,7 +96,10 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         let _ = error.print();
         return ExitCode::SUCCESS;
     }
-    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+    ) {
         let commands: Vec<String> = Cli::command()
             .get_subcommands()
             .map(|c| c.get_name().to_owned())

@@ -46,6 +46,16 @@ pub struct Context<S> {
     pub printer: Printer,
 }
 
+/// Checks what the arguments cannot check one by one (combinations, the contact card, the
+/// template), before any database is opened or created.
+pub fn check(command: &Command) -> Result<(), CliError> {
+    match command {
+        Command::List(args) => windows::check_list(args),
+        Command::SendContact(args) => send::check(args).map(drop),
+        _ => Ok(()),
+    }
+}
+
 /// Runs the command line's command against `store`, then flushes the store.
 pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError> {
     let clock: Arc<dyn Clock> = match cli.now {

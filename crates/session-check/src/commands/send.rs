@@ -73,12 +73,7 @@ pub async fn send_contact<S: Store + Clone>(
     args: SendContact,
 ) -> Result<Exit, CliError> {
     let conversation = args.pair.conversation();
-    let on_closed = on_closed(&args)?;
-    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
-    if let Some(wa_id) = args.wa_id {
-        phone = phone.with_wa_id(wa_id);
-    }
-    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
+    let (card, on_closed) = check(&args)?;
     let config = policy(&args.settings)?.on_closed(on_closed.clone());
     if args.dry_run {
         let message_id = args.message_id.unwrap_or_else(MessageId::new);
@@ -103,6 +98,18 @@ pub async fn send_contact<S: Store + Clone>(
     } else {
         Exit::Success
     })
+}
+
+/// The contact card and the closed-window choice, checked (before the database is opened,
+/// and again when sending).
+pub fn check(args: &SendContact) -> Result<(ContactMessage, OnClosed), CliError> {
+    let on_closed = on_closed(args)?;
+    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
+    if let Some(wa_id) = args.wa_id {
+        phone = phone.with_wa_id(wa_id);
+    }
+    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
+    Ok((card, on_closed))
 }
 
 /// The closed-window choice, with its template checked before any request.

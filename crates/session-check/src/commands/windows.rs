@@ -61,19 +61,25 @@ pub async fn status<S: Store>(context: &Context<S>, pair: Pair) -> Result<Exit, 
     })
 }
 
+/// Refuses `--closing-within` with `--state closed`, which could never match.
+pub fn check_list(args: &List) -> Result<(), CliError> {
+    if args.closing_within.is_some() && args.state == Some(StateFilter::Closed) {
+        return Err(CliError::Usage(
+            "--closing-within keeps open windows only; it cannot be combined with --state closed"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// `list [--state open|closed] [--closing-within DURATION]`.
 pub async fn list<S: Store>(context: &Context<S>, args: List) -> Result<Exit, CliError> {
     let sessions = &context.sessions;
     let now = sessions.now();
     let mut shown = 0usize;
     let mut unreadable = Vec::new();
+    check_list(&args)?;
     let found: Vec<(Conversation, WindowState)> = match args.closing_within {
-        Some(_) if args.state == Some(StateFilter::Closed) => {
-            return Err(CliError::Usage(
-                "--closing-within keeps open windows only; it cannot be combined with --state closed"
-                    .into(),
-            ));
-        }
         Some(span) => sessions.closing_within_at(span, now).await?,
         None => {
             let mut found = Vec::new();
