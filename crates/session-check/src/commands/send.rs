@@ -295,12 +295,21 @@ fn dry_run_view(
             "closed",
             Some(reason.name()),
             format!(
-                "closed ({}): on-closed {} would apply",
+                "closed ({}): the contact card would not be sent; --on-closed {}: {}",
                 reason.name(),
-                on_closed.name()
+                on_closed.name(),
+                match on_closed {
+                    OnClosed::Reject => "nothing would be sent",
+                    OnClosed::Template(_) => "the template below would be sent instead",
+                    _ => "the card would be queued and the template below would invite a reply",
+                }
             ),
         ),
-        _ => ("closed", None, "closed: on-closed would apply".to_owned()),
+        _ => (
+            "closed",
+            None,
+            "closed: the contact card would not be sent".to_owned(),
+        ),
     };
     let template_body = match (decision_name, on_closed.template()) {
         ("closed", Some(template)) => Some(template_body(

@@ -1,0 +1,651 @@
+//! The send path: send-contact, pending and deliver, run as the built binary against a
+//! temporary database and the stand-in gateway on loopback, both on the same fixed clock.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, t0};
+use lipachat_session::{ManualClock, PhoneNumber};
+use lipachat_testkit::{MessageKind, StandInGateway};
+use serde_json::{Value, json};
+
+/// A gateway on a manual clock and the command line pointed at it.
+struct Setup {
+    clock: ManualClock,
+    gateway: StandInGateway,
+    cli: Cli,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let clock = ManualClock::at(t0());
+        let gateway = StandInGateway::builder()
+            .clock(clock.clone())
+            .start()
+            .await
+            .unwrap();
+        let cli = Cli::with_gateway(&gateway.base_url(), gateway.api_key());
+        Self {
+            clock,
+            gateway,
+            cli,
+        }
+    }
+
+    /// Moves both clocks to `T0 + by` and returns the time for `--now`.
+    fn now(&self, by: TimeDelta) -> String {
+        let t = t0() + by;
+        self.clock.set(t);
+        text(t)
+    }
+
+    /// The customer writes at `T0 + by`: the gateway learns it, and `record` stores it.
+    fn customer_writes(&self, customer: &str, by: TimeDelta) {
+        let now = self.now(by);
+        self.gateway
+            .customer_writes_at(phone(BUSINESS), phone(customer), t0() + by);
+        self.cli
+            .run(&["record", BUSINESS, customer, "--at", &now, "--now", &now])
+            .expect(0);
+    }
+}
+
+fn phone(text: &str) -> PhoneNumber {
+    text.parse().unwrap()
+}
+
+fn text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `send-contact BUSINESS customer --name "Support desk" --phone ...` and `extra`.
+fn send_args<'a>(customer: &'a str, now: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "send-contact",
+        BUSINESS,
+        customer,
+        "--name",
+        "Support desk",
+        "--phone",
+        "+254 700 000 001",
+        "--now",
+        now,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+const QUEUE: [&str; 6] = [
+    "--on-closed",
+    "queue",
+    "--template",
+    "contact_share",
+    "--language",
+    "en",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn an_open_window_sends_the_card() {
+    let s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(1));
+    let run = s
+        .cli
+        .run(&send_args(
+            CUSTOMER,
+            &now,
+            &["--json", "--phone-type", "Work", "--wa-id", "254700000001"],
+        ))
+        .expect(0);
+    let delivered = s.gateway.delivered();
+    assert_eq!(delivered.len(), 1);
+    let card = &delivered[0];
+    assert_eq!(card.kind, MessageKind::Contact);
+    assert_eq!(
+        run.json(),
+        json!({
+            "outcome": "sent", "message_id": card.message_id, "wa_id": card.wa_id,
+            "template_message_id": null, "reason": null
+        })
+    );
+    assert_eq!(
+        card.body,
+        json!({
+            "messageId": card.message_id, "from": BUSINESS, "to": CUSTOMER_DIGITS,
+            "name": {"formattedName": "Support desk"},
+            "phones": [{"phone": "254700000001", "type": "Work", "waId": "254700000001"}]
+        })
+    );
+
+    // Human form; --phone-type defaults to Cell, and no waId without --wa-id.
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &[])).expect(0);
+    let card = &s.gateway.delivered()[1];
+    assert_eq!(
+        run.stdout,
+        format!(
+            "sent: contact card {} (wa_id {}); the window closes 2026-11-24T10:00:00Z\n",
+            card.message_id, card.wa_id
+        )
+    );
+    assert_eq!(
+        card.body["phones"],
+        json!([{"phone": "254700000001", "type": "Cell"}])
+    );
+    assert_eq!(s.gateway.request_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_closed_window_is_rejected_without_a_request() {
+    let s = Setup::start().await;
+    let rejected = |reason: &str| {
+        json!({
+            "outcome": "rejected", "message_id": null, "wa_id": null,
+            "template_message_id": null, "reason": reason
+        })
+    };
+    // Never messaged (the database exists: another conversation is in it).
+    s.customer_writes("254799999999", TimeDelta::zero());
+    let now = s.now(TimeDelta::zero());
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &["--json"])).expect(1);
+    assert_eq!(run.json(), rejected("never_messaged"));
+
+    // Expired.
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(24));
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &["--json"])).expect(1);
+    assert_eq!(run.json(), rejected("expired"));
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &[])).expect(1);
+    assert_eq!(
+        run.stdout,
+        "rejected: the window is not open (expired); nothing was sent\n"
+    );
+
+    // Open, but closing within the 60-second margin.
+    let now = s.now(TimeDelta::hours(24) - TimeDelta::seconds(30));
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &["--json"])).expect(1);
+    assert_eq!(run.json(), rejected("closing_within_margin"));
+    assert_eq!(s.gateway.request_count(), 0);
+    // A smaller margin lets it go.
+    let run = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &["--json", "--margin", "10"]))
+        .expect(0);
+    assert_eq!(run.json()["outcome"], "sent");
+    assert_eq!(s.gateway.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_closed_window_reroutes_to_one_template() {
+    let s = Setup::start().await;
+    s.customer_writes("254799999999", TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(1));
+    let reroute = [
+        "--json",
+        "--on-closed",
+        "template",
+        "--template",
+        "contact_share",
+        "--language",
+        "en",
+        "--param",
+        "Jane",
+        "--param",
+        "2000",
+    ];
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &reroute)).expect(0);
+    let delivered = s.gateway.delivered();
+    assert_eq!(delivered.len(), 1);
+    let template = &delivered[0];
+    assert_eq!(template.kind, MessageKind::Template);
+    assert_eq!(
+        run.json(),
+        json!({
+            "outcome": "rerouted", "message_id": null, "wa_id": template.wa_id,
+            "template_message_id": template.message_id, "reason": "never_messaged"
+        })
+    );
+    assert_eq!(
+        template.body["template"],
+        json!({
+            "name": "contact_share", "languageCode": "en",
+            "components": {"body": {"placeholders": ["Jane", "2000"]}}
+        })
+    );
+    // The invitation already went for this closed window: no second template.
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &reroute)).expect(0);
+    assert_eq!(
+        run.json(),
+        json!({
+            "outcome": "rerouted", "message_id": null, "wa_id": null,
+            "template_message_id": null, "reason": "never_messaged"
+        })
+    );
+    let run = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &reroute[1..]))
+        .expect(0);
+    assert_eq!(
+        run.stdout,
+        "rerouted: the window is not open (never_messaged); the contact card was dropped; \
+         no template sent: an invitation already went for this closed window\n"
+    );
+    assert_eq!(s.gateway.delivered_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
+    let s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(30));
+    let mut queue = QUEUE.to_vec();
+    queue.push("--json");
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &queue)).expect(0);
+    let answer = run.json();
+    let template = &s.gateway.delivered()[0];
+    assert_eq!(template.kind, MessageKind::Template);
+    let queued_id = answer["message_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        answer,
+        json!({
+            "outcome": "queued", "message_id": queued_id, "wa_id": template.wa_id,
+            "template_message_id": template.message_id, "reason": "expired"
+        })
+    );
+
+    // pending, ten minutes later: every conversation, and this one.
+    let later = s.now(TimeDelta::hours(30) + TimeDelta::minutes(10));
+    let expected = json!({
+        "business": BUSINESS, "customer": CUSTOMER_DIGITS, "message_id": queued_id,
+        "queued_at": "2026-11-24T16:00:00Z", "age_secs": 600
+    });
+    let run = s.cli.run(&["pending", "--json", "--now", &later]).expect(0);
+    assert_eq!(run.json(), expected);
+    let run = s
+        .cli
+        .run(&["pending", BUSINESS, CUSTOMER, "--now", &later])
+        .expect(0);
+    assert_eq!(
+        run.stdout,
+        format!("254110090747 254712345678 {queued_id} queued 2026-11-24T16:00:00Z (10m 0s ago)\n")
+    );
+    let run = s
+        .cli
+        .run(&["pending", BUSINESS, "254799999999", "--now", &later])
+        .expect(0);
+    assert_eq!(run.stdout, "no messages queued\n");
+
+    // The window is still closed: deliver leaves it queued, exit 1, nothing sent.
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &later])
+        .expect(1);
+    assert_eq!(
+        run.json(),
+        json!({
+            "business": BUSINESS, "customer": CUSTOMER_DIGITS, "delivered": [],
+            "expired": [], "failed": [], "remaining": 1,
+            "stopped": "window_not_open", "reason": "expired"
+        })
+    );
+    assert_eq!(s.gateway.request_count(), 1);
+
+    // The customer replies: deliver sends the card with the id it was queued under.
+    s.customer_writes(CUSTOMER, TimeDelta::hours(32));
+    let now = s.now(TimeDelta::hours(32) + TimeDelta::minutes(1));
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &now])
+        .expect(0);
+    let card = &s.gateway.delivered()[1];
+    assert_eq!(card.kind, MessageKind::Contact);
+    assert_eq!(card.message_id, queued_id);
+    assert_eq!(
+        run.json(),
+        json!({
+            "business": BUSINESS, "customer": CUSTOMER_DIGITS,
+            "delivered": [{"message_id": queued_id, "wa_id": card.wa_id, "queued_at": "2026-11-24T16:00:00Z"}],
+            "expired": [], "failed": [], "remaining": 0, "stopped": null, "reason": null
+        })
+    );
+    let run = s.cli.run(&["pending", "--now", &now]).expect(0);
+    assert_eq!(run.stdout, "no messages queued\n");
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(0);
+    assert_eq!(
+        run.stdout,
+        "0 delivered, 0 expired, 0 failed; 0 still queued\n"
+    );
+    assert_eq!(s.gateway.delivered_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn deliver_keeps_the_message_when_the_gateway_fails_and_expires_old_ones() {
+    let s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(25));
+    s.cli.run(&send_args(CUSTOMER, &now, &QUEUE)).expect(0);
+    s.customer_writes(CUSTOMER, TimeDelta::hours(26));
+    let now = s.now(TimeDelta::hours(26) + TimeDelta::minutes(1));
+
+    s.gateway.fail_next(1, 500);
+    let run = s
+        .cli
+        .run(&[
+            "deliver",
+            BUSINESS,
+            CUSTOMER,
+            "--json",
+            "--max-retries",
+            "0",
+            "--now",
+            &now,
+        ])
+        .expect_error_line(&["delivery failed", "stays queued", "HTTP 500"]);
+    assert_eq!(run.code, 2);
+    let report = run.json();
+    assert_eq!(report["remaining"], 1);
+    assert_eq!(report["stopped"], "send_failed");
+    s.cli
+        .run(&["pending", "--json", "--now", &now])
+        .expect(0)
+        .json();
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(0);
+    assert!(run.stdout.starts_with("delivered "), "{run:?}");
+    assert!(
+        run.stdout
+            .ends_with("1 delivered, 0 expired, 0 failed; 0 still queued\n")
+    );
+
+    // A message queued more than seven days ago expires instead of going out.
+    let now = s.now(TimeDelta::hours(50));
+    s.cli.run(&send_args(CUSTOMER, &now, &QUEUE)).expect(0);
+    s.customer_writes(CUSTOMER, TimeDelta::days(10));
+    let run = s
+        .cli
+        .run(&[
+            "deliver",
+            BUSINESS,
+            CUSTOMER,
+            "--json",
+            "--now",
+            &s.now(TimeDelta::days(10)),
+        ])
+        .expect(0);
+    let report = run.json();
+    assert_eq!(report["expired"].as_array().unwrap().len(), 1);
+    assert_eq!(report["delivered"], json!([]));
+    assert_eq!(report["remaining"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn dry_run_prints_the_decision_and_body_and_needs_no_key() {
+    let mut s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    s.cli.env_remove("LIPACHAT_API_KEY");
+    let now = s.now(TimeDelta::hours(1));
+    let id = "ca739107-4b0d-4581-acb1-4c4af70555de";
+
+    let run = s
+        .cli
+        .run(&send_args(
+            CUSTOMER,
+            &now,
+            &["--dry-run", "--json", "--message-id", id],
+        ))
+        .expect(0);
+    assert_eq!(
+        run.json(),
+        json!({
+            "outcome": "dry-run", "message_id": id, "wa_id": null,
+            "template_message_id": null, "reason": null, "decision": "open",
+            "on_closed": "reject",
+            "body": {
+                "messageId": id, "from": BUSINESS, "to": CUSTOMER_DIGITS,
+                "name": {"formattedName": "Support desk"},
+                "phones": [{"phone": "254700000001", "type": "Cell"}]
+            },
+            "template_body": null
+        })
+    );
+
+    // Closed, with queue: the template that would go instead is shown too.
+    let mut args = QUEUE.to_vec();
+    args.extend(["--dry-run", "--json", "--param", "Jane"]);
+    let run = s.cli.run(&send_args("254799999999", &now, &args)).expect(0);
+    let answer = run.json();
+    assert_eq!(answer["decision"], "closed");
+    assert_eq!(answer["reason"], "never_messaged");
+    assert_eq!(answer["on_closed"], "queue");
+    assert_eq!(answer["body"]["messageId"], answer["message_id"]);
+    assert_eq!(answer["body"]["to"], "254799999999");
+    assert_eq!(
+        answer["template_body"]["template"],
+        json!({
+            "name": "contact_share", "languageCode": "en",
+            "components": {"body": {"placeholders": ["Jane"]}}
+        })
+    );
+
+    // Human form: the decision and the pretty body.
+    let run = s
+        .cli
+        .run(&send_args(
+            CUSTOMER,
+            &now,
+            &["--dry-run", "--message-id", id],
+        ))
+        .expect(0);
+    assert!(
+        run.stdout.starts_with(
+            "dry-run: nothing sent\n\
+             decision: open: the window closes 2026-11-24T10:00:00Z (in 23h 0m); the contact card would be sent\n\
+             POST /api/v1/whatsapp/contact {\n"
+        ),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("  \"name\": {\n    \"formattedName\": \"Support desk\"\n  },\n")
+    );
+    let body = run
+        .stdout
+        .split_once("/api/v1/whatsapp/contact ")
+        .unwrap()
+        .1;
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["messageId"], id);
+
+    let run = s
+        .cli
+        .run(&send_args("254799999999", &now, &["--dry-run"]))
+        .expect(0);
+    assert!(
+        run.stdout.starts_with(
+            "dry-run: nothing sent\n\
+             decision: closed (never_messaged): the contact card would not be sent; \
+             --on-closed reject: nothing would be sent\n"
+        ),
+        "{run:?}"
+    );
+
+    // Nothing was sent or stored.
+    assert_eq!(s.gateway.request_count(), 0);
+    let run = s.cli.run(&["pending", "--now", &now]).expect(0);
+    assert_eq!(run.stdout, "no messages queued\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn key_and_gateway_errors_exit_2_without_showing_the_key() {
+    let mut s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(1));
+
+    // No key.
+    s.cli.env_remove("LIPACHAT_API_KEY");
+    s.cli
+        .run(&send_args(CUSTOMER, &now, &[]))
+        .expect_error(&["LIPACHAT_API_KEY is not set"]);
+    s.cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--now", &now])
+        .expect_error(&["LIPACHAT_API_KEY is not set"]);
+    // A key the gateway refuses.
+    let wrong = "sk_wrong_0123456789";
+    s.cli.env("LIPACHAT_API_KEY", wrong);
+    let run = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &["--json"]))
+        .expect_error(&["refused the API key"]);
+    assert!(!run.stderr.contains(wrong));
+    // A base URL that would send the key in clear text.
+    s.cli.env("LIPACHAT_API_KEY", s.gateway.api_key());
+    s.cli.env("LIPACHAT_BASE_URL", "http://gateway.example.com");
+    s.cli
+        .run(&send_args(CUSTOMER, &now, &[]))
+        .expect_error(&["refusing plain http://"]);
+    s.cli.env("LIPACHAT_BASE_URL", &s.gateway.base_url());
+
+    // Failure after retries: every attempt reuses one messageId.
+    s.gateway.fail_next(2, 500);
+    s.cli
+        .run(&send_args(CUSTOMER, &now, &["--max-retries", "1"]))
+        .expect_error(&["gave up after 2 attempts", "HTTP 500"]);
+    // A gateway refusal (an HTTP 400) is not retried.
+    s.gateway.fail_next(1, 400);
+    s.cli
+        .run(&send_args(CUSTOMER, &now, &[]))
+        .expect_error(&["HTTP 400"]);
+    let requests = s.gateway.requests();
+    assert_eq!(requests.len(), 4, "{requests:#?}");
+    assert_eq!(requests[1].message_id(), requests[2].message_id());
+    assert_ne!(requests[2].message_id(), requests[3].message_id());
+    // One transient failure is retried through.
+    s.gateway.fail_next(1, 503);
+    let run = s
+        .cli
+        .run(&send_args(
+            CUSTOMER,
+            &now,
+            &["--json", "--max-retries", "1"],
+        ))
+        .expect(0);
+    assert_eq!(run.json()["outcome"], "sent");
+    assert_eq!(s.gateway.delivered_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_window_the_gateway_reports_closed_is_recorded() {
+    let s = Setup::start().await;
+    // Only this side heard of the customer's message: the gateway's window is closed.
+    let now = s.now(TimeDelta::zero());
+    s.cli
+        .run(&["record", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(0);
+    let now = s.now(TimeDelta::hours(1));
+    let run = s.cli.run(&send_args(CUSTOMER, &now, &["--json"])).expect(1);
+    assert_eq!(
+        run.json(),
+        json!({
+            "outcome": "rejected", "message_id": null, "wa_id": null,
+            "template_message_id": null, "reason": "closed_by_gateway"
+        })
+    );
+    assert_eq!(s.gateway.refusal_count(), 1);
+    let run = s
+        .cli
+        .run(&["status", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(1);
+    assert_eq!(
+        run.stdout,
+        "closed: since 2026-11-23T11:00:00Z (closed by the gateway)\n"
+    );
+    let run = s
+        .cli
+        .run(&["status", BUSINESS, CUSTOMER, "--now", &now, "--json"])
+        .expect(1);
+    assert_eq!(run.json()["closed_cause"], "closed_by_gateway");
+    // Now the policy knows: no request at all for the next send.
+    s.cli.run(&send_args(CUSTOMER, &now, &[])).expect(1);
+    assert_eq!(s.gateway.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn repeating_a_message_id_sends_nothing_twice() {
+    let s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(1));
+    let id = "0b6e7a52-33c4-4f61-9a1c-2f0f6f0c1a11";
+    let first = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &["--json", "--message-id", id]))
+        .expect(0)
+        .json();
+    let wa_id = s.gateway.delivered()[0].wa_id.clone();
+    assert_eq!(first["message_id"], id);
+    let again = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &["--json", "--message-id", id]))
+        .expect(0)
+        .json();
+    assert_eq!(
+        again,
+        json!({
+            "outcome": "sent", "message_id": id, "wa_id": wa_id,
+            "template_message_id": null, "reason": null, "duplicate": true
+        })
+    );
+    let run = s
+        .cli
+        .run(&send_args(CUSTOMER, &now, &["--message-id", id]))
+        .expect(0);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "sent (earlier, at 2026-11-23T11:00:00Z): message {id} was already handled; nothing was sent again\n"
+        )
+    );
+    assert_eq!(s.gateway.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn export_and_import_carry_queued_messages_and_invitations() {
+    let s = Setup::start().await;
+    s.customer_writes(CUSTOMER, TimeDelta::zero());
+    let now = s.now(TimeDelta::hours(25));
+    let queued = s
+        .cli
+        .run(&send_args(
+            CUSTOMER,
+            &now,
+            &[&QUEUE[..], &["--json"]].concat(),
+        ))
+        .expect(0)
+        .json();
+    let exported = s.cli.run(&["export"]).expect(0);
+    let kinds: Vec<String> = exported
+        .json_lines()
+        .iter()
+        .map(|line| line["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["header", "window", "queued", "invitation"]);
+
+    let target = Cli::new();
+    let run = target
+        .run_with_stdin(&["import"], &exported.stdout)
+        .expect(0);
+    assert_eq!(
+        run.stdout,
+        "imported 1 window(s), 1 queued message(s) and 1 invitation(s)\n"
+    );
+    let pending = target
+        .run(&["pending", "--json", "--now", &now])
+        .expect(0)
+        .json();
+    assert_eq!(pending["message_id"], queued["message_id"]);
+    assert_eq!(target.run(&["export"]).stdout, exported.stdout);
+}
