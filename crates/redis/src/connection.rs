@@ -28,6 +28,20 @@ pub(crate) struct Eval<'a> {
     pub(crate) args: Vec<String>,
 }
 
+/// How long sent data may stay unacknowledged by the peer's kernel before the
+/// connection counts as dead (Linux `TCP_USER_TIMEOUT`), so a connection to a vanished
+/// host is dropped and replaced instead of timing out call after call. A frozen but
+/// running server's kernel still acknowledges, so this never fires for it.
+pub(crate) const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// No Nagle delay (requests are small), and [`DEAD_PEER_TIMEOUT`] where supported.
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    let settings = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let settings = settings.set_user_timeout(DEAD_PEER_TIMEOUT);
+    settings
+}
+
 /// The shared connection.
 #[derive(Clone)]
 pub(crate) struct Connection {
@@ -49,7 +63,8 @@ impl Connection {
             .set_connection_timeout(timeouts.connect)
             .set_response_timeout(timeouts.response)
             .set_number_of_retries(1)
-            .set_max_delay(200);
+            .set_max_delay(200)
+            .set_tcp_settings(tcp_settings());
         let manager = match tokio::time::timeout(
             timeouts.operation,
             ConnectionManager::new_with_config(client, manager_config),
