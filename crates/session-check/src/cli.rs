@@ -267,18 +267,27 @@ pub struct Deliver {
     pub settings: SendSettings,
 }
 
+/// Which store the command line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// A sled database directory.
+    Sled(PathBuf),
+}
+
 impl Cli {
-    /// The database directory: `--db`, else `$SESSION_CHECK_DB` when set and not empty,
-    /// else `./sessions.db`.
-    pub fn database(&self) -> PathBuf {
-        self.db
+    /// The store to open: the sled database directory `--db`, else `$SESSION_CHECK_DB`
+    /// when set and not empty, else `./sessions.db`.
+    pub fn store(&self) -> StoreChoice {
+        let path = self
+            .db
             .clone()
             .or_else(|| {
                 std::env::var_os(DB_VAR)
                     .filter(|v| !v.is_empty())
                     .map(PathBuf::from)
             })
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
+        StoreChoice::Sled(path)
     }
 }
 

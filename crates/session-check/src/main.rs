@@ -39,7 +39,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use lipachat_session::SledStore;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, StoreChoice};
 use crate::commands::Exit;
 use crate::error::CliError;
 
@@ -71,9 +71,11 @@ fn execute(cli: Cli) -> Result<Exit, CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     commands::check(&cli.command)?;
+    let create = cli.command.creates_database();
     runtime.block_on(async {
-        let store = open_sled(&cli.database(), cli.command.creates_database())?;
-        commands::run(store, cli).await
+        match cli.store() {
+            StoreChoice::Sled(path) => commands::run(open_sled(&path, create)?, cli).await,
+        }
     })
 }
 

@@ -269,6 +269,20 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
         run.stdout,
         format!("254110090747 254712345678 {queued_id} queued 2026-11-24T16:00:00Z (10m 0s ago)\n")
     );
+    // Seen from before it was queued, its age is negative.
+    let run = s
+        .cli
+        .run(&["pending", "--json", "--now", "2026-11-24T15:59:00Z"])
+        .expect(0);
+    assert_eq!(run.json()["age_secs"], -60);
+    let run = s
+        .cli
+        .run(&["pending", "--now", "2026-11-24T15:59:00Z"])
+        .expect(0);
+    assert!(
+        run.stdout.ends_with("(queued after the given --now)\n"),
+        "{run:?}"
+    );
     let run = s
         .cli
         .run(&["pending", BUSINESS, "254799999999", "--now", &later])
@@ -361,6 +375,24 @@ async fn deliver_keeps_the_message_when_the_gateway_fails_and_expires_old_ones()
         run.stdout
             .ends_with("1 delivered, 0 expired, 0 failed; 0 still queued\n")
     );
+
+    // A message the gateway refuses for good (HTTP 400) leaves the queue: exit 2.
+    let other = "254799999999";
+    let now = s.now(TimeDelta::hours(27));
+    s.cli.run(&send_args(other, &now, &QUEUE)).expect(0);
+    s.customer_writes(other, TimeDelta::hours(27) + TimeDelta::minutes(1));
+    let now = s.now(TimeDelta::hours(27) + TimeDelta::minutes(2));
+    s.gateway.fail_next(1, 400);
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, other, "--json", "--now", &now])
+        .expect_error_line(&["refused by the gateway for good", "HTTP 400"]);
+    assert_eq!(run.code, 2);
+    let report = run.json();
+    assert_eq!(report["failed"].as_array().unwrap().len(), 1);
+    assert_eq!(report["remaining"], 0);
+    let run = s.cli.run(&["pending", "--now", &now]).expect(0);
+    assert_eq!(run.stdout, "no messages queued\n");
 
     // A message queued more than seven days ago expires instead of going out.
     let now = s.now(TimeDelta::hours(50));
