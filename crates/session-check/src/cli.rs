@@ -334,7 +334,8 @@ pub fn parse_duration(input: &str) -> Result<TimeDelta, String> {
         'm' => 60,
         'h' => 3_600,
         'd' => 86_400,
-        _ => return Err(format!("{text:?} has no unit; {usage}")),
+        unit if unit.is_ascii_digit() => return Err(format!("{text:?} has no unit; {usage}")),
+        unit => return Err(format!("{text:?} has an unknown unit {unit:?}; {usage}")),
     };
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{text:?} is not a duration; {usage}"));
@@ -386,6 +387,8 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse_duration("9223372036854775807d").is_err());
+        assert!(parse_duration("3w").is_err_and(|e| e.contains("unknown unit 'w'")));
+        assert!(parse_duration("90").is_err_and(|e| e.contains("has no unit")));
     }
 
     #[test]

@@ -366,11 +366,13 @@ fn a_corrupt_record_is_reported_without_hiding_the_others() {
         windows.insert(broken.to_key(), &b"bad"[..]).unwrap();
         db.flush().unwrap();
     }
-    let run = cli.run(&["list", "--now", T0]).expect_error_line(&[
-        "1 stored record(s) could not be read",
-        "254700000002",
-        "corrupt",
-    ]);
+    let run = cli
+        .run_once_released(&["list", "--now", T0])
+        .expect_error_line(&[
+            "1 stored record(s) could not be read",
+            "254700000002",
+            "corrupt",
+        ]);
     assert_eq!(run.code, 2);
     assert_eq!(
         run.stdout,
@@ -463,7 +465,8 @@ fn a_database_held_by_another_process_is_reported_as_in_use() {
             .expect_error(&["is in use by another process"]);
     }
     drop(held);
-    cli.run(&["status", BUSINESS, CUSTOMER]).expect(0);
+    cli.run_once_released(&["status", BUSINESS, CUSTOMER])
+        .expect(0);
 }
 
 #[test]

@@ -148,6 +148,23 @@ impl Cli {
         self.run_raw(&full, None)
     }
 
+    /// Runs like [`Cli::run`], retrying (up to 10 s) while the database this test process
+    /// just closed is still reported in use: a raw `sled::Db`'s flusher thread, or a child
+    /// that a concurrent test is spawning (it holds copies of our descriptors until it
+    /// execs), can keep the lock a moment after the handle is dropped.
+    pub fn run_once_released(&self, args: &[&str]) -> Run {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let run = self.run(args);
+            if !run.stderr.contains("is in use by another process")
+                || std::time::Instant::now() > deadline
+            {
+                return run;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs with `--db`, feeding `stdin`.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
         let db = self.db();
