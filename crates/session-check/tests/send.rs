@@ -604,6 +604,33 @@ async fn a_window_the_gateway_reports_closed_is_recorded() {
     // Now the policy knows: no request at all for the next send.
     s.cli.run(&send_args(CUSTOMER, &now, &[])).expect(1);
     assert_eq!(s.gateway.request_count(), 1);
+
+    // A queued card meets the same closure at delivery: it stays queued, exit 1.
+    s.cli.run(&send_args(CUSTOMER, &now, &QUEUE)).expect(0);
+    let now = s.now(TimeDelta::hours(2));
+    s.cli
+        .run(&["record", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(0);
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &now])
+        .expect(1);
+    let report = run.json();
+    assert_eq!(report["remaining"], 1);
+    assert_eq!(report["stopped"], "gateway_closed_window");
+    assert_eq!(s.gateway.refusal_count(), 2);
+    // Once the gateway hears from the customer too, it goes.
+    s.gateway
+        .customer_writes_at(phone(BUSINESS), phone(CUSTOMER), t0() + TimeDelta::hours(2));
+    let now = s.now(TimeDelta::hours(2) + TimeDelta::seconds(1));
+    s.cli
+        .run(&["record", BUSINESS, CUSTOMER, "--now", &now])
+        .expect(0);
+    let run = s
+        .cli
+        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &now])
+        .expect(0);
+    assert_eq!(run.json()["delivered"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
