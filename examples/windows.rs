@@ -41,7 +41,6 @@ fn decision(decision: &SendDecision) -> String {
         SendDecision::Refused { reason, .. } => {
             format!("free-form REFUSED ({}): template only", reason.name())
         }
-        _ => format!("{decision:?}"),
     }
 }
 

@@ -159,7 +159,10 @@ impl<S: Store> Messenger<S> {
                 report.stopped = Some(DeliveryStop::GatewayClosedWindow);
                 Ok(false)
             }
-            Err(error) if error.retry_later_may_help() => {
+            // Only a message the gateway finds invalid can never be sent; any other failure
+            // (a wrong or rotated key, an outage, an unexplained refusal) leaves it queued:
+            // it is delivered later or reported when it expires, never silently dropped.
+            Err(error) if !message_is_invalid(&error) => {
                 warn!(%conversation, %message_id, %error, "delivery failed; the message stays queued");
                 report.stopped = Some(DeliveryStop::SendFailed(error));
                 Ok(false)
@@ -253,16 +256,39 @@ impl<S: Store> Messenger<S> {
         let Some((key, previous)) = found else {
             return Ok(Reconciliation::ClosureRecorded);
         };
-        let (Some(message), OutcomeKind::Sent | OutcomeKind::Delivered) =
-            (previous.message.clone(), previous.kind)
-        else {
+        if !matches!(previous.kind, OutcomeKind::Sent | OutcomeKind::Delivered) {
             return Ok(Reconciliation::ClosureRecorded);
-        };
-        // Handled again under the caller's own messageId, so a retried call sees the
-        // new outcome; a queued copy gets a fresh id (the gateway may deduplicate the old).
-        let request = SendRequest::new(conversation, message).message_id(key);
+        }
         let reason = lipachat_session::RefusalReason::ClosedByGateway;
-        let outcome = self.closed(&request, key, reason, state, true).await?;
+        let outcome = match previous.message {
+            // Handled again under the caller's own messageId, so a retried call sees the
+            // new outcome; a queued copy gets a fresh id (the gateway may deduplicate the old).
+            Some(message) => {
+                let request = SendRequest::new(conversation, message).message_id(key);
+                self.closed(&request, key, reason, state, true).await?
+            }
+            // No copy was kept: the policy was to reject.
+            None => {
+                self.remember(
+                    conversation,
+                    key,
+                    PreviousOutcome {
+                        kind: OutcomeKind::Refused,
+                        message_id: key,
+                        wa_id: previous.wa_id,
+                        template_message_id: None,
+                        at: self.now(),
+                        message: None,
+                    },
+                )
+                .await?;
+                SendOutcome::Rejected {
+                    message_id: key,
+                    reason,
+                    state,
+                }
+            }
+        };
         Ok(Reconciliation::Handled { outcome })
     }
 }
@@ -328,7 +354,17 @@ impl<S: Store> Messenger<S> {
                 status.status
             ))),
             WebhookEvent::Ignored { reason } => Ok(WebhookOutcome::Ignored(reason.clone())),
-            other => Ok(WebhookOutcome::Ignored(format!("unhandled event {other:?}"))),
+            other => Ok(WebhookOutcome::Ignored(format!(
+                "unhandled event {other:?}"
+            ))),
         }
     }
+}
+
+/// Whether the gateway's answer says the message itself can never be sent.
+fn message_is_invalid(error: &lipachat_api::ApiError) -> bool {
+    matches!(
+        error.root(),
+        lipachat_api::ApiError::BadRequest { .. } | lipachat_api::ApiError::Invalid(_)
+    )
 }

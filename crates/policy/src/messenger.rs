@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::config::{OnClosed, PolicyConfig};
 use crate::error::PolicyError;
-use crate::outcome::{OutcomeKind, PreviousOutcome, SendOutcome, StoredOutcome, TemplateSent};
+use crate::outcome::{OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent};
 
 /// Namespace of the `messageId`s derived from another id (UUID v5), so retries of one
 /// logical send always derive the same ids.
@@ -105,6 +105,13 @@ impl SendRequest {
         self
     }
 
+    /// The closed-window choice that applies to this request under `config`.
+    pub fn on_closed_under<'a>(&'a self, config: &'a PolicyConfig) -> &'a OnClosed {
+        self.on_closed
+            .as_ref()
+            .unwrap_or_else(|| config.on_closed_of(self.conversation.business))
+    }
+
     /// The `messageId` given, if any.
     pub fn id(&self) -> Option<MessageId> {
         self.message_id
@@ -130,7 +137,7 @@ pub(crate) struct QueuedPayload {
     pub message: FreeFormMessage,
 }
 
-/// What a dry run would do.
+/// What a send would do now, computed without sending or storing anything.
 #[derive(Debug, Clone)]
 pub struct DryRun {
     /// The decision now.
@@ -141,6 +148,48 @@ pub struct DryRun {
     pub on_closed: &'static str,
     /// The exact JSON body of the free-form send.
     pub body: serde_json::Value,
+    /// The exact JSON body of the template that would go instead, if the window is not
+    /// open and the policy sends one (an invitation already sent for this closed window
+    /// would make the real send skip it).
+    pub template_body: Option<serde_json::Value>,
+}
+
+impl DryRun {
+    /// Plans a send from the session engine and the policy alone: no client, so no API
+    /// key is needed.
+    pub async fn plan<S: Store>(
+        sessions: &Sessions<S>,
+        config: &PolicyConfig,
+        request: &SendRequest,
+    ) -> Result<Self, PolicyError> {
+        let message_id = request.message_id.unwrap_or_else(MessageId::new);
+        let record = sessions.store().window(request.conversation).await?;
+        let decision = config.rule.decide(record.as_ref(), sessions.now());
+        let on_closed = request.on_closed_under(config);
+        let template_body = match (&decision, on_closed.template()) {
+            (SendDecision::Refused { .. }, Some(template)) => {
+                let template = match &request.placeholders {
+                    Some(placeholders) => template
+                        .clone()
+                        .with_body_placeholders(placeholders.iter().cloned())?,
+                    None => template.clone(),
+                };
+                Some(lipachat_api::template_body(
+                    request.conversation,
+                    template_message_id(message_id),
+                    &template,
+                ))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            decision,
+            message_id,
+            on_closed: on_closed.name(),
+            body: lipachat_api::free_form_body(request.conversation, message_id, &request.message),
+            template_body,
+        })
+    }
 }
 
 pub(crate) struct Inner<S> {
@@ -231,22 +280,11 @@ impl<S: Store> Messenger<S> {
 
     /// What [`Messenger::send`] would do now, without sending or storing anything.
     pub async fn dry_run(&self, request: &SendRequest) -> Result<DryRun, PolicyError> {
-        let message_id = request.message_id.unwrap_or_else(MessageId::new);
-        let decision = self.inner.sessions.decide(request.conversation).await?;
-        Ok(DryRun {
-            decision,
-            message_id,
-            on_closed: self.on_closed(request).name(),
-            body: lipachat_api::free_form_body(request.conversation, message_id, &request.message),
-        })
+        DryRun::plan(self.sessions(), self.config(), request).await
     }
 
     fn on_closed<'a>(&'a self, request: &'a SendRequest) -> &'a OnClosed {
-        request.on_closed.as_ref().unwrap_or_else(|| {
-            self.inner
-                .config
-                .on_closed_of(request.conversation.business)
-        })
+        request.on_closed_under(&self.inner.config)
     }
 
     /// Sends one free-form message, keeping WhatsApp's 24-hour rule.
@@ -284,7 +322,10 @@ impl<S: Store> Messenger<S> {
                                 wa_id: receipt.wa_id.clone(),
                                 template_message_id: None,
                                 at: self.now(),
-                                message: Some(request.message.clone()),
+                                // Kept for a late 131047 report, which re-applies the
+                                // policy; rejecting needs no copy of the message.
+                                message: (!matches!(self.on_closed(&request), OnClosed::Reject))
+                                    .then(|| request.message.clone()),
                             },
                         )
                         .await?;
@@ -320,15 +361,6 @@ impl<S: Store> Messenger<S> {
                 info!(%conversation, %message_id, kind = request.message.kind(), decision = "closed", reason = reason.name(), state = state.name(), "free-form send not allowed now");
                 self.closed(&request, message_id, reason, state, false)
                     .await
-            }
-            other => {
-                // SendDecision is non_exhaustive: an unknown decision is never a send.
-                warn!(%conversation, %message_id, decision = ?other, "unknown decision: rejecting");
-                Ok(SendOutcome::Rejected {
-                    message_id,
-                    reason: RefusalReason::NeverMessaged,
-                    state: WindowState::Never,
-                })
             }
         }
     }
@@ -531,69 +563,43 @@ impl<S: Store> Messenger<S> {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<Option<PreviousOutcome>, PolicyError> {
-        match self.stored(conversation, message_id.as_uuid()).await? {
-            Some(StoredOutcome::Outcome(previous)) => Ok(Some(previous)),
-            Some(StoredOutcome::Alias { .. }) | None => Ok(None),
-        }
+        let Some(text) = self
+            .store()
+            .outcome(conversation, message_id.as_uuid())
+            .await?
+        else {
+            return Ok(None);
+        };
+        parse_outcome(conversation, message_id.as_uuid(), &text).map(Some)
     }
 
     /// Finds the outcome of the send whose WhatsApp message id is `wa_id`, with the
-    /// caller's `messageId` it is stored under.
+    /// caller's `messageId` it is stored under (a scan of the conversation's outcomes:
+    /// status callbacks are rare, sends are not, so the send path writes no index).
     pub async fn outcome_by_wa_id(
         &self,
         conversation: Conversation,
         wa_id: &str,
     ) -> Result<Option<(MessageId, PreviousOutcome)>, PolicyError> {
-        let alias = derived(b"wa-id", wa_id.as_bytes()).as_uuid();
-        match self.stored(conversation, alias).await? {
-            Some(StoredOutcome::Alias { message_id }) => Ok(self
-                .previous_outcome(conversation, message_id)
-                .await?
-                .map(|outcome| (message_id, outcome))),
-            _ => Ok(None),
+        for (key, text) in self.store().outcomes(conversation).await? {
+            let outcome = parse_outcome(conversation, key, &text)?;
+            if outcome.wa_id.as_deref() == Some(wa_id) {
+                return Ok(Some((MessageId::from_uuid(key), outcome)));
+            }
         }
+        Ok(None)
     }
 
-    async fn stored(
-        &self,
-        conversation: Conversation,
-        key: Uuid,
-    ) -> Result<Option<StoredOutcome>, PolicyError> {
-        let Some(text) = self.store().outcome(conversation, key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| PolicyError::Corrupt {
-                conversation,
-                detail: format!("outcome of {key}: {e}"),
-            })
-    }
-
-    /// Stores an outcome under the caller's `messageId`, and a pointer to it under the
-    /// WhatsApp message id, which status callbacks name.
+    /// Stores an outcome under the caller's `messageId`. Status callbacks that name only
+    /// WhatsApp's message id find it through its `wa_id` ([`Messenger::outcome_by_wa_id`]).
     pub(crate) async fn remember(
         &self,
         conversation: Conversation,
         key: MessageId,
         outcome: PreviousOutcome,
     ) -> Result<(), PolicyError> {
-        if let Some(wa_id) = &outcome.wa_id {
-            let alias = StoredOutcome::Alias { message_id: key };
-            self.store()
-                .put_outcome(
-                    conversation,
-                    derived(b"wa-id", wa_id.as_bytes()).as_uuid(),
-                    to_json(&alias),
-                )
-                .await?;
-        }
         self.store()
-            .put_outcome(
-                conversation,
-                key.as_uuid(),
-                to_json(&StoredOutcome::Outcome(outcome)),
-            )
+            .put_outcome(conversation, key.as_uuid(), to_json(&outcome))
             .await?;
         Ok(())
     }
@@ -601,6 +607,17 @@ impl<S: Store> Messenger<S> {
     pub(crate) fn is_window_closed(error: &ApiError) -> bool {
         error.is_window_closed()
     }
+}
+
+fn parse_outcome(
+    conversation: Conversation,
+    key: Uuid,
+    text: &str,
+) -> Result<PreviousOutcome, PolicyError> {
+    serde_json::from_str(text).map_err(|e| PolicyError::Corrupt {
+        conversation,
+        detail: format!("outcome of {key}: {e}"),
+    })
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> String {

@@ -137,22 +137,17 @@ pub struct PreviousOutcome {
     /// The free-form message's `messageId`.
     pub message_id: MessageId,
     /// The WhatsApp id of what was sent, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wa_id: Option<String>,
     /// The template sent with it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_message_id: Option<MessageId>,
     /// When this outcome was recorded.
     pub at: DateTime<Utc>,
-    /// The message, kept while a later gateway refusal could still requeue it.
+    /// The message, kept (unless the policy rejects) so that a later gateway refusal can
+    /// re-apply the policy to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<FreeFormMessage>,
-}
-
-/// What is stored under an outcome key: an outcome, or (under a key derived from a
-/// WhatsApp message id) a pointer to the `messageId` it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "record", rename_all = "snake_case")]
-pub(crate) enum StoredOutcome {
-    Outcome(PreviousOutcome),
-    Alias { message_id: MessageId },
 }
 
 /// A queued message that went out.
@@ -200,7 +195,8 @@ pub enum DeliveryStop {
     /// The gateway refused the next message as outside the window (131047); it stays
     /// queued with a fresh `messageId`.
     GatewayClosedWindow,
-    /// A send failed in a way a later retry may fix; the message stays queued.
+    /// A send failed for a reason other than the message itself (an outage, a wrong key,
+    /// an unexplained refusal); the message stays queued.
     SendFailed(lipachat_api::ApiError),
 }
 

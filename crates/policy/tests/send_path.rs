@@ -842,3 +842,72 @@ async fn webhook_events_drive_delivery_and_reconciliation() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_wrong_key_during_delivery_keeps_every_message_queued() {
+    let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
+    f.messenger.send_contact(f.chat, card("A")).await.unwrap();
+    f.messenger.send_contact(f.chat, card("B")).await.unwrap();
+    f.gateway.customer_writes(f.chat.business, f.chat.customer);
+    f.messenger
+        .sessions()
+        .record_inbound_now(f.chat)
+        .await
+        .unwrap();
+    let rotated = Client::builder(ApiKey::new("sk-rotated-away-key").unwrap())
+        .base_url(&f.gateway.base_url())
+        .build()
+        .unwrap();
+    let stale = Messenger::new(
+        f.messenger.sessions().clone(),
+        rotated,
+        f.messenger.config().clone(),
+    );
+    let report = stale.deliver(f.chat).await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(matches!(report.stopped, Some(DeliveryStop::SendFailed(_))));
+    assert_eq!(report.remaining, 2);
+    assert_eq!(
+        f.messenger
+            .sessions()
+            .store()
+            .queued(f.chat)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // With the right key they go out.
+    assert_eq!(
+        f.messenger.deliver(f.chat).await.unwrap().delivered.len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn dry_run_plans_without_a_client() {
+    let template = invite();
+    let config = PolicyConfig::default().on_closed(OnClosed::Template(template));
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::new(SledStore::open(dir.path().join("db")).unwrap());
+    let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+    let request = SendRequest::contact(chat, card("A")).placeholders(["Jane"]);
+    let plan = lipachat_policy::DryRun::plan(&sessions, &config, &request)
+        .await
+        .unwrap();
+    assert_eq!(plan.on_closed, "template");
+    let template = plan.template_body.unwrap();
+    assert_eq!(
+        template["messageId"],
+        lipachat_policy::template_message_id(plan.message_id).to_string()
+    );
+    assert_eq!(
+        template["template"]["components"]["body"]["placeholders"],
+        serde_json::json!(["Jane"])
+    );
+    sessions.record_inbound_now(chat).await.unwrap();
+    let plan = lipachat_policy::DryRun::plan(&sessions, &config, &request)
+        .await
+        .unwrap();
+    assert!(plan.decision.is_allowed() && plan.template_body.is_none());
+}

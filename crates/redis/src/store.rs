@@ -733,6 +733,31 @@ impl OutboxStore for RedisStore {
             .transpose()
     }
 
+    async fn outcomes(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let entries: Vec<(String, Vec<u8>)> = self
+            .inner
+            .connection
+            .query(
+                "outcomes",
+                Retry::Once,
+                redis::cmd("HGETALL").arg(self.inner.keys.outcomes(conversation)),
+            )
+            .await?;
+        entries
+            .into_iter()
+            .map(|(field, bytes)| {
+                let id = Uuid::parse_str(&field)
+                    .map_err(|e| corrupt(conversation, format!("outcome field {field:?}: {e}")))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|e| corrupt(conversation, format!("outcome of {id}: {e}")))?;
+                Ok((id, text))
+            })
+            .collect()
+    }
+
     async fn put_outcome(
         &self,
         conversation: Conversation,

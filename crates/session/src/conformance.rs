@@ -1072,6 +1072,26 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
     );
     let text = "{\"status\":\"sent\",\"waId\":\"wamid.ü\"}".to_owned();
     ok(store.put_outcome(c, id, text.clone()).await, "put_outcome");
+    let second = Uuid::new_v4();
+    ok(
+        store.put_outcome(c, second, "2".to_owned()).await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(other, Uuid::new_v4(), "x".to_owned())
+            .await,
+        "put_outcome",
+    );
+    let mut listed = ok(store.outcomes(c).await, "outcomes");
+    listed.sort();
+    let mut expected = vec![(id, text.clone()), (second, "2".to_owned())];
+    expected.sort();
+    check_eq(
+        listed,
+        expected,
+        "outcomes lists the conversation's outcomes only",
+    );
     check_eq(
         ok(store.outcome(c, id).await, "outcome"),
         Some(text),

@@ -248,8 +248,20 @@ pub trait OutboxStore: Send + Sync + 'static {
         message_id: Uuid,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
+    /// Every outcome stored for the conversation, by `messageId`, in no particular order
+    /// (for tying a status callback that names only WhatsApp's message id back to a send).
+    fn outcomes(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<Vec<(Uuid, String)>, StoreError>> + Send;
+
     /// Stores the outcome of a logical send (JSON text), so a retried call with the same
     /// `messageId` returns it instead of sending again.
+    ///
+    /// Outcomes are a cache in front of the gateway's own `messageId` deduplication, so a
+    /// store may return before the outcome is on disk (the sled store does, in every
+    /// mode, keeping the send path free of flush waits): an outcome lost in a crash costs
+    /// at most one resend with the same `messageId`, which the gateway deduplicates.
     fn put_outcome(
         &self,
         conversation: Conversation,

@@ -140,9 +140,8 @@ impl RefusalReason {
     }
 }
 
-/// Whether a free-form message may be sent now.
+/// Whether a free-form message may be sent now: allowed or refused, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SendDecision {
     /// Send: the window stays open for longer than the margin.
     Allowed {

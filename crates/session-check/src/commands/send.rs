@@ -1,13 +1,8 @@
 //! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
 
-use lipachat_api::{
-    ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage, free_form_body,
-    template_body,
-};
-use lipachat_policy::{
-    Messenger, OnClosed, SendOutcome, SendRequest, TemplateSent, template_message_id,
-};
-use lipachat_session::{Conversation, SendDecision, Store};
+use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
+use lipachat_policy::{DryRun, Messenger, OnClosed, SendOutcome, SendRequest, TemplateSent};
+use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -76,12 +71,13 @@ pub async fn send_contact<S: Store + Clone>(
     let (card, on_closed) = check(&args)?;
     let config = policy(&args.settings)?.on_closed(on_closed.clone());
     if args.dry_run {
-        let message_id = args.message_id.unwrap_or_else(MessageId::new);
-        // What `Messenger::dry_run` does, without the client it needs and so without a key:
-        // the decision under the policy's rule, and the body.
-        let sessions = context.sessions.clone().with_rule(config.rule_value());
-        let decision = sessions.decide(conversation).await?;
-        let view = dry_run_view(conversation, message_id, &card, decision, &on_closed);
+        // The policy's own plan: no client, so no key is needed.
+        let mut request = SendRequest::contact(conversation, card);
+        if let Some(id) = args.message_id {
+            request = request.message_id(id);
+        }
+        let plan = DryRun::plan(&context.sessions, &config, &request).await?;
+        let view = dry_run_view(&plan, request.message(), &on_closed);
         context.printer.emit(&view)?;
         return Ok(Exit::Success);
     }
@@ -269,16 +265,13 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     Ok(view)
 }
 
-fn dry_run_view(
-    conversation: Conversation,
-    message_id: MessageId,
-    card: &ContactMessage,
-    decision: SendDecision,
-    on_closed: &OnClosed,
-) -> DryRunView {
-    let message = FreeFormMessage::Contact(card.clone());
-    let body = free_form_body(conversation, message_id, &message);
-    let (decision_name, reason, decision_words) = match decision {
+fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) -> DryRunView {
+    let (message_id, body, template_body) = (
+        plan.message_id,
+        plan.body.clone(),
+        plan.template_body.clone(),
+    );
+    let (decision_name, reason, decision_words) = match plan.decision {
         SendDecision::Allowed {
             expires_at,
             remaining,
@@ -305,19 +298,6 @@ fn dry_run_view(
                 }
             ),
         ),
-        _ => (
-            "closed",
-            None,
-            "closed: the contact card would not be sent".to_owned(),
-        ),
-    };
-    let template_body = match (decision_name, on_closed.template()) {
-        ("closed", Some(template)) => Some(template_body(
-            conversation,
-            template_message_id(message_id),
-            template,
-        )),
-        _ => None,
     };
     let pretty =
         |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());

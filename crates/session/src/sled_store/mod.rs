@@ -663,16 +663,38 @@ impl OutboxStore for SledStore {
             .transpose()
     }
 
+    async fn outcomes(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.inner
+            .outcomes
+            .scan_prefix(conversation.to_key())
+            .map(|entry| {
+                let (key, value) = entry?;
+                let id = key
+                    .get(16..32)
+                    .and_then(|bytes| Uuid::from_slice(bytes).ok())
+                    .ok_or_else(|| corrupt(conversation, "outcome key is not 32 bytes".into()))?;
+                let text = String::from_utf8(value.to_vec())
+                    .map_err(|e| corrupt(conversation, format!("outcome of {id}: {e}")))?;
+                Ok((id, text))
+            })
+            .collect()
+    }
+
     async fn put_outcome(
         &self,
         conversation: Conversation,
         message_id: Uuid,
         outcome: String,
     ) -> Result<(), StoreError> {
+        // Not waited on in durable mode: see the trait. The next flush (group commit or
+        // sled's background flush) takes it to disk.
         self.inner.outcomes.insert(
             codec::outcome_key(conversation, message_id),
             outcome.as_bytes(),
         )?;
-        self.durable().await
+        Ok(())
     }
 }
