@@ -1,75 +1,172 @@
-//! The in-memory mirror of the `windows` tree: every conversation's record, and an
-//! ordered index by last inbound time for the closing-soon query.
+//! The in-memory mirror of the `windows` tree: every conversation's last inbound time, its
+//! gateway closure if any, and an ordered index by last inbound time for the closing-soon
+//! query.
 //!
 //! It is rebuilt from sled at open and updated under the same shard lock as each sled
 //! write, so it always equals what sled holds (see `docs/store.md` for why in memory).
+//!
+//! Memory is the constraint (a million conversations must fit in a few tens of MB), so a
+//! conversation is packed into one `u64` inside its shard: a shard-local business number
+//! (14 bits) and the customer (50 bits: 15 digits fit). A shard with more than 16,383
+//! business numbers keeps the rest in a wide table keyed by the whole conversation.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
 use crate::window::{from_millis, to_millis};
-use crate::{Conversation, WindowRecord};
+use crate::{Conversation, PhoneNumber, WindowRecord};
 
 const SHARDS: usize = 64;
-const NO_CLOSURE: i64 = i64::MIN;
+const CUSTOMER_BITS: u32 = 50;
+const BUSINESS_IDS: usize = 1 << (64 - CUSTOMER_BITS);
 
-/// A record packed into 16 bytes.
-#[derive(Clone, Copy)]
-struct Slot {
-    last_inbound: i64,
-    gateway_closed_at: i64,
+/// One table of records under some key type.
+struct Table<K> {
+    last_inbound: HashMap<K, i64>,
+    gateway_closed_at: HashMap<K, i64>,
+    by_inbound: BTreeSet<(i64, K)>,
 }
 
-impl Slot {
-    fn pack(record: &WindowRecord) -> Self {
+impl<K> Default for Table<K> {
+    fn default() -> Self {
         Self {
-            last_inbound: to_millis(record.last_inbound),
-            gateway_closed_at: record.gateway_closed_at.map_or(NO_CLOSURE, to_millis),
+            last_inbound: HashMap::new(),
+            gateway_closed_at: HashMap::new(),
+            by_inbound: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash + Ord> Table<K> {
+    fn get(&self, key: K) -> Option<WindowRecord> {
+        let last = *self.last_inbound.get(&key)?;
+        Some(WindowRecord {
+            last_inbound: from_millis(last),
+            gateway_closed_at: self.gateway_closed_at.get(&key).map(|c| from_millis(*c)),
+        })
+    }
+
+    fn put(&mut self, key: K, record: &WindowRecord) {
+        let last = to_millis(record.last_inbound);
+        match self.last_inbound.insert(key, last) {
+            Some(old) if old == last => {}
+            Some(old) => {
+                self.by_inbound.remove(&(old, key));
+                self.by_inbound.insert((last, key));
+            }
+            None => {
+                self.by_inbound.insert((last, key));
+            }
+        }
+        match record.gateway_closed_at {
+            Some(closed) => {
+                self.gateway_closed_at.insert(key, to_millis(closed));
+            }
+            None => {
+                self.gateway_closed_at.remove(&key);
+            }
         }
     }
 
-    fn unpack(self) -> WindowRecord {
-        WindowRecord {
-            last_inbound: from_millis(self.last_inbound),
-            gateway_closed_at: (self.gateway_closed_at != NO_CLOSURE)
-                .then(|| from_millis(self.gateway_closed_at)),
+    fn remove(&mut self, key: K) -> bool {
+        self.gateway_closed_at.remove(&key);
+        match self.last_inbound.remove(&key) {
+            Some(old) => {
+                self.by_inbound.remove(&(old, key));
+                true
+            }
+            None => false,
         }
     }
+
+    fn between(
+        &self,
+        low: (i64, K),
+        high: (i64, K),
+    ) -> impl Iterator<Item = (K, WindowRecord)> + '_ {
+        self.by_inbound
+            .range(low..=high)
+            .filter_map(|(_, key)| Some((*key, self.get(*key)?)))
+    }
+
+    fn len(&self) -> usize {
+        self.last_inbound.len()
+    }
+}
+
+/// Where a conversation lives in its shard.
+#[derive(Clone, Copy)]
+enum Slot {
+    Packed(u64),
+    Wide(Conversation),
 }
 
 /// One shard of the index.
 #[derive(Default)]
 pub struct Shard {
-    records: HashMap<Conversation, Slot>,
+    /// Shard-local business ids, both ways.
+    business_ids: HashMap<PhoneNumber, u16>,
+    businesses: Vec<PhoneNumber>,
+    packed: Table<u64>,
+    wide: Table<Conversation>,
     corrupt: HashMap<Conversation, String>,
-    by_inbound: BTreeSet<(i64, Conversation)>,
 }
 
 /// What the index knows of one conversation.
 pub type Lookup = Result<Option<WindowRecord>, String>;
 
 impl Shard {
+    fn pack(id: u16, customer: PhoneNumber) -> u64 {
+        (u64::from(id) << CUSTOMER_BITS) | customer.as_u64()
+    }
+
+    fn unpack(&self, packed: u64) -> Option<Conversation> {
+        let business = *self.businesses.get((packed >> CUSTOMER_BITS) as usize)?;
+        let customer = PhoneNumber::from_u64(packed & ((1 << CUSTOMER_BITS) - 1))?;
+        Some(Conversation::new(business, customer))
+    }
+
+    /// The slot of a conversation already known to the shard's business table.
+    fn slot(&self, conversation: &Conversation) -> Slot {
+        match self.business_ids.get(&conversation.business) {
+            Some(id) => Slot::Packed(Self::pack(*id, conversation.customer)),
+            None => Slot::Wide(*conversation),
+        }
+    }
+
+    /// The slot, registering the business number if there is room.
+    fn slot_for_write(&mut self, conversation: &Conversation) -> Slot {
+        if !self.business_ids.contains_key(&conversation.business)
+            && self.businesses.len() < BUSINESS_IDS
+        {
+            let id = self.businesses.len() as u16;
+            self.businesses.push(conversation.business);
+            self.business_ids.insert(conversation.business, id);
+        }
+        self.slot(conversation)
+    }
+
     /// The record, `None` when absent, or the corruption detail.
     pub fn get(&self, conversation: &Conversation) -> Lookup {
         if let Some(detail) = self.corrupt.get(conversation) {
             return Err(detail.clone());
         }
-        Ok(self.records.get(conversation).map(|slot| slot.unpack()))
+        Ok(match self.slot(conversation) {
+            Slot::Packed(key) => self.packed.get(key),
+            Slot::Wide(key) => self.wide.get(key),
+        })
     }
 
     /// Stores a record, replacing any previous one (or corruption mark).
     pub fn put(&mut self, conversation: Conversation, record: &WindowRecord) {
         self.corrupt.remove(&conversation);
-        let slot = Slot::pack(record);
-        if let Some(old) = self.records.insert(conversation, slot) {
-            if old.last_inbound == slot.last_inbound {
-                return;
-            }
-            self.by_inbound.remove(&(old.last_inbound, conversation));
+        match self.slot_for_write(&conversation) {
+            Slot::Packed(key) => self.packed.put(key, record),
+            Slot::Wide(key) => self.wide.put(key, record),
         }
-        self.by_inbound.insert((slot.last_inbound, conversation));
     }
 
     /// Marks a conversation's stored value as unreadable.
@@ -81,13 +178,44 @@ impl Shard {
     /// Removes a conversation; returns whether it was there.
     pub fn remove(&mut self, conversation: &Conversation) -> bool {
         let corrupt = self.corrupt.remove(conversation).is_some();
-        match self.records.remove(conversation) {
-            Some(old) => {
-                self.by_inbound.remove(&(old.last_inbound, *conversation));
-                true
-            }
-            None => corrupt,
-        }
+        let found = match self.slot(conversation) {
+            Slot::Packed(key) => self.packed.remove(key),
+            Slot::Wide(key) => self.wide.remove(key),
+        };
+        found || corrupt
+    }
+
+    fn len(&self) -> usize {
+        self.packed.len() + self.wide.len() + self.corrupt.len()
+    }
+
+    fn between(&self, after: i64, up_to: i64, found: &mut Vec<(Conversation, WindowRecord)>) {
+        let low = after.saturating_add(1);
+        found.extend(
+            self.packed
+                .between((low, 0), (up_to, u64::MAX))
+                .filter_map(|(key, record)| Some((self.unpack(key)?, record))),
+        );
+        found.extend(
+            self.wide
+                .between((low, Conversation::MIN), (up_to, Conversation::MAX)),
+        );
+    }
+
+    fn all(&self, into: &mut Vec<(Conversation, Lookup)>) {
+        into.extend(
+            self.packed
+                .last_inbound
+                .keys()
+                .filter_map(|key| Some((self.unpack(*key)?, Ok(self.packed.get(*key))))),
+        );
+        into.extend(
+            self.wide
+                .last_inbound
+                .keys()
+                .map(|key| (*key, Ok(self.wide.get(*key)))),
+        );
+        into.extend(self.corrupt.iter().map(|(c, d)| (*c, Err(d.clone()))));
     }
 }
 
@@ -145,13 +273,7 @@ impl Index {
         }
         let mut found = Vec::new();
         for shard in self.shards() {
-            let low = (after.saturating_add(1), Conversation::MIN);
-            let high = (up_to, Conversation::MAX);
-            for (_, conversation) in shard.by_inbound.range(low..=high) {
-                if let Some(slot) = shard.records.get(conversation) {
-                    found.push((*conversation, slot.unpack()));
-                }
-            }
+            shard.between(after, up_to, &mut found);
         }
         found.sort_by_key(|(c, r)| (r.last_inbound, *c));
         found
@@ -159,24 +281,76 @@ impl Index {
 
     /// How many conversations are known (corrupt ones included).
     pub fn len(&self) -> usize {
-        self.shards()
-            .map(|s| s.records.len() + s.corrupt.len())
-            .sum()
+        self.shards().map(|s| s.len()).sum()
     }
 
     /// Every conversation with its record or corruption detail, in key order.
     pub fn all(&self) -> Vec<(Conversation, Lookup)> {
         let mut all = Vec::with_capacity(self.len());
         for shard in self.shards() {
-            all.extend(
-                shard
-                    .records
-                    .iter()
-                    .map(|(c, s)| (*c, Ok(Some(s.unpack())))),
-            );
-            all.extend(shard.corrupt.iter().map(|(c, d)| (*c, Err(d.clone()))));
+            shard.all(&mut all);
         }
         all.sort_by_key(|(c, _)| *c);
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(business: u64, customer: u64) -> Conversation {
+        Conversation::new(
+            PhoneNumber::from_u64(business).unwrap(),
+            PhoneNumber::from_u64(customer).unwrap(),
+        )
+    }
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        from_millis(1_800_000_000_000 + ms)
+    }
+
+    #[test]
+    fn packed_and_wide_tables_answer_alike() {
+        let mut shard = Shard::default();
+        // Fill the shard's business ids so later businesses go to the wide table.
+        for id in 0..BUSINESS_IDS as u64 {
+            shard.slot_for_write(&chat(10_000_000 + id, 999_999_999_999_999));
+        }
+        let packed = chat(10_000_000, 999_999_999_999_999); // largest customer packs
+        let wide = chat(99_000_000, 12_345_678);
+        assert!(matches!(shard.slot(&packed), Slot::Packed(_)));
+        assert!(matches!(shard.slot_for_write(&wide), Slot::Wide(_)));
+        for (i, conversation) in [packed, wide].into_iter().enumerate() {
+            let record = WindowRecord::inbound(at(i as i64)).with_gateway_closure(at(100));
+            shard.put(conversation, &record);
+            assert_eq!(shard.get(&conversation), Ok(Some(record)));
+        }
+        let mut found = Vec::new();
+        shard.between(-1_000, 1_800_000_000_000 + 5, &mut found);
+        assert_eq!(
+            found.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            vec![packed, wide]
+        );
+        let mut all = Vec::new();
+        shard.all(&mut all);
+        assert_eq!(all.len(), 2);
+        assert!(shard.remove(&wide) && shard.remove(&packed));
+        assert_eq!(shard.get(&packed), Ok(None));
+        assert_eq!(shard.len(), 0);
+    }
+
+    #[test]
+    fn moving_a_time_moves_the_index_entry() {
+        let index = Index::default();
+        let c = chat(254_110_090_747, 254_712_345_678);
+        index.write(&c).put(c, &WindowRecord::inbound(at(10)));
+        index.write(&c).put(c, &WindowRecord::inbound(at(20)));
+        assert!(index.inbound_between(at(0), at(15)).is_empty());
+        assert_eq!(index.inbound_between(at(15), at(20)).len(), 1);
+        index.write(&c).put_corrupt(c, "bad".into());
+        assert!(index.inbound_between(at(0), at(30)).is_empty());
+        assert_eq!(index.read(&c).get(&c), Err("bad".into()));
+        assert_eq!(index.len(), 1);
     }
 }

@@ -50,10 +50,12 @@ pub struct SledConfig {
 }
 
 impl SledConfig {
-    /// The default sled page cache: 64 MiB (sled's own default is 1 GiB).
-    pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+    /// The default sled page cache: 2 MiB (sled's own default is 1 GiB). Window checks
+    /// are answered from the in-memory index, so sled's cache serves only writes and the
+    /// outbox; a larger one costs memory without making checks faster.
+    pub const DEFAULT_CACHE_CAPACITY: u64 = 2 * 1024 * 1024;
 
-    /// A configuration for the database directory `path`: durable, 64 MiB cache.
+    /// A configuration for the database directory `path`: durable, 2 MiB cache.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),

@@ -1,0 +1,219 @@
+//! One benchmark of the session engine, side by side with the alternatives, on this machine:
+//!
+//! ```text
+//! cargo run --release -p lipachat-bench -- --conversations 1000000
+//! ```
+//!
+//! It prints a readable table and ends with one JSON line of figures (null where a workload
+//! could not run, for example without `redis-server` on PATH). Every workload talks only to
+//! 127.0.0.1. See `docs/performance.md` for the latest figures and what they mean.
+
+mod data;
+mod footprint;
+mod measure;
+mod redis_workloads;
+mod send;
+mod sled_workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::Utc;
+use clap::Parser;
+use serde_json::{Value, json};
+
+/// Benchmark the session engine against a HashMap, a naive Redis TTL gate and raw HTTP.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// How many conversations to load.
+    #[arg(long, default_value_t = 1_000_000)]
+    conversations: usize,
+    /// How many window checks per store (sled and HashMap).
+    #[arg(long, default_value_t = 4_000_000)]
+    checks: usize,
+    /// How many sends each way (guarded and raw).
+    #[arg(long, default_value_t = 20_000)]
+    sends: usize,
+    /// How many conversations to load into Redis (at most --conversations).
+    #[arg(long, default_value_t = 200_000)]
+    redis_conversations: usize,
+    /// How many checks on each Redis gate.
+    #[arg(long, default_value_t = 400_000)]
+    redis_checks: usize,
+    /// Internal: run as the footprint child in this directory.
+    #[arg(long, hide = true)]
+    footprint_child: Option<PathBuf>,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn rounded(value: Option<f64>, places: i32) -> Value {
+    value.map_or(Value::Null, |v| {
+        let scale = 10f64.powi(places);
+        json!((v * scale).round() / scale)
+    })
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(dir) = &args.footprint_child {
+        return footprint::child(dir, args.conversations).await;
+    }
+    let n = args.conversations.max(1_000);
+    let dir = tempfile::tempdir()?;
+    measure::progress(&format!("generating {n} conversations"));
+    let population = Arc::new(data::Population::new(n, Utc::now()));
+
+    let sled = sled_workloads::run(dir.path(), Arc::clone(&population), args.checks).await?;
+    let footprint = footprint::measure(dir.path(), n)?;
+    let send = send::run(dir.path(), args.sends).await?;
+    let redis =
+        redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
+
+    let f = |v: f64| Some(v);
+    let redis_check = redis.map(|r| r.redis_check_per_s);
+    let naive_check = redis.map(|r| r.naive_redis_ttl_check_per_s);
+    let figures = json!({
+        "conversations": n,
+        "check_per_s": rounded(f(sled.check_per_s), 0),
+        "hashmap_check_per_s": rounded(f(sled.hashmap_check_per_s), 0),
+        "check_vs_hashmap": rounded(ratio(f(sled.check_per_s), f(sled.hashmap_check_per_s)), 3),
+        "record_per_s": rounded(f(sled.record_per_s), 0),
+        "durable_record_per_s_1": rounded(f(sled.durable_record_per_s_1), 0),
+        "durable_record_per_s_64": rounded(f(sled.durable_record_per_s_64), 0),
+        "flush_each_record_per_s": rounded(f(sled.flush_each_record_per_s), 0),
+        "group_commit_speedup": rounded(ratio(f(sled.durable_record_per_s_64), f(sled.flush_each_record_per_s)), 2),
+        "closing_soon_query_ms": rounded(f(sled.closing_soon_query_ms), 3),
+        "disk_bytes_per_conversation": rounded(f(footprint.disk_bytes as f64 / n as f64), 1),
+        "rss_bytes_per_conversation": rounded(f(footprint.rss_bytes as f64 / n as f64), 1),
+        "send_per_s": rounded(f(send.send_per_s), 0),
+        "raw_post_per_s": rounded(f(send.raw_post_per_s), 0),
+        "send_vs_raw": rounded(ratio(f(send.send_per_s), f(send.raw_post_per_s)), 3),
+        "redis_check_per_s": rounded(redis_check, 0),
+        "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
+        "check_vs_redis": rounded(ratio(f(sled.check_per_s), naive_check), 2),
+        "redis_engine_vs_naive": rounded(ratio(redis_check, naive_check), 3),
+    });
+
+    let show = |v: &Value| match v {
+        Value::Null => "n/a".to_string(),
+        other => other.to_string(),
+    };
+    let rows: [(&str, &str, &str); 19] = [
+        ("conversations", "conversations loaded", ""),
+        ("check_per_s", "window checks/s, sled store (8 tasks)", ""),
+        (
+            "hashmap_check_per_s",
+            "window checks/s, in-memory HashMap (8 tasks)",
+            "",
+        ),
+        (
+            "check_vs_hashmap",
+            "sled check / HashMap check",
+            "target >= 0.5",
+        ),
+        ("record_per_s", "inbound records/s, periodic flush", ""),
+        ("durable_record_per_s_1", "durable records/s, 1 writer", ""),
+        (
+            "durable_record_per_s_64",
+            "durable records/s, 64 writers (group commit)",
+            "",
+        ),
+        (
+            "flush_each_record_per_s",
+            "records/s with one flush per record",
+            "",
+        ),
+        (
+            "group_commit_speedup",
+            "durable at 64 / flush each",
+            "target >= 5",
+        ),
+        (
+            "closing_soon_query_ms",
+            "closing-soon query (about 1,000 found), ms",
+            "",
+        ),
+        (
+            "disk_bytes_per_conversation",
+            "disk bytes per conversation",
+            "target <= 150",
+        ),
+        (
+            "rss_bytes_per_conversation",
+            "resident bytes per conversation",
+            "target <= 200",
+        ),
+        (
+            "send_per_s",
+            "guarded sends/s (policy + store + client)",
+            "",
+        ),
+        (
+            "raw_post_per_s",
+            "raw reqwest posts/s, same body and gateway",
+            "",
+        ),
+        ("send_vs_raw", "guarded / raw", "target >= 0.9"),
+        (
+            "redis_check_per_s",
+            "window checks/s, Redis store (8 tasks)",
+            "",
+        ),
+        (
+            "naive_redis_ttl_check_per_s",
+            "checks/s, naive Redis TTL key + EXISTS",
+            "",
+        ),
+        (
+            "check_vs_redis",
+            "sled check / naive Redis check",
+            "target >= 10",
+        ),
+        (
+            "redis_engine_vs_naive",
+            "Redis store check / naive check",
+            "target >= 0.8",
+        ),
+    ];
+    println!();
+    println!("{:<48} {:>16}  target", "workload", "figure");
+    println!("{}", "-".repeat(80));
+    for (key, label, target) in rows {
+        println!("{label:<48} {:>16}  {target}", show(&figures[key]));
+    }
+    println!(
+        "(closing-soon query found {} conversations; Redis loaded {} conversations)",
+        sled.closing_soon_found,
+        redis.map_or(0, |r| r.loaded)
+    );
+    println!("{figures}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
