@@ -181,12 +181,7 @@ impl SledStore {
             Durability::Periodic { interval } => sled_config
                 .flush_every_ms(Some(interval.as_millis().clamp(1, u64::MAX.into()) as u64)),
         };
-        let db = sled_config.open().map_err(|e| match e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::InUse { path: path.clone() }
-            }
-            other => StoreError::Sled(other),
-        })?;
+        let db = open_sled(&sled_config, &path)?;
         check_schema(&db, &path)?;
         let windows = db.open_tree("windows")?;
         let index = Index::default();
@@ -361,6 +356,29 @@ impl SledStore {
             .outbox_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Opens sled while holding our advisory lock. sled's own file lock can outlive a handle
+/// of this process dropped a moment ago (its background flusher lets go of the files
+/// asynchronously), so a lock refusal is retried briefly; only after that is it reported
+/// as another user of the directory.
+fn open_sled(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError> {
+    const PATIENCE: Duration = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= PATIENCE {
+                    return Err(StoreError::InUse {
+                        path: path.to_owned(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(other) => return Err(StoreError::Sled(other)),
+        }
     }
 }
 
