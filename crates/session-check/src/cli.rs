@@ -6,15 +6,22 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
+use lipachat_redis::RedisConfig;
 use lipachat_session::{Conversation, PhoneNumber};
 
-/// The default database directory when neither `--db` nor `$SESSION_CHECK_DB` is given.
+/// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
 
-/// The environment variable naming the database directory when `--db` is not given.
+/// The environment variable naming the sled database directory.
 pub const DB_VAR: &str = "SESSION_CHECK_DB";
+
+/// The environment variable naming the store (a Redis URL or a sled directory).
+pub const STORE_VAR: &str = "SESSION_CHECK_STORE";
+
+/// The URL schemes that name a Redis server rather than a sled directory.
+const REDIS_SCHEMES: [&str; 2] = ["redis://", "redis+unix://"];
 
 /// The help heading of the options that may come before or after the command.
 const GLOBAL: &str = "Global options (before or after the command)";
@@ -27,21 +34,31 @@ Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', 
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
 Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
 
+Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB
+or redis+unix:///PATH?db=DB; keys under the prefix 'lipachat', shared with every bot replica
+using it) or a sled database directory (any other value; another URL scheme is refused).
+--db PATH is the sled shorthand. The first of these that is given wins: --store, --db,
+$SESSION_CHECK_STORE, $SESSION_CHECK_DB (empty variables count as unset), else ./sessions.db.
+Giving both --store and --db is a usage error. Every command works the same on either store;
+a Redis server that cannot be reached is an error (exit 2) within about 5 seconds.
+
 Output: results go to stdout (with --json, one JSON object per line); errors go to stderr as
 one line. The API key never appears in any output.
 
 Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
 deliver: nothing remains queued), 1 the negative answer (status: closed or none; send-contact:
 rejected because the window is not open; deliver: the window is closed and messages remain),
-2 any error, including usage errors and a database in use by another process.
+2 any error, including usage errors, a database in use by another process and a Redis server
+that cannot be reached.
 
 Commands that only read (status, list, pending, deliver, forget, export, and send-contact
---dry-run) refuse a database directory that does not exist rather than create an empty one.";
+--dry-run) refuse a sled database directory that does not exist rather than create an empty
+one.";
 
 /// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
 ///
-/// A debug tool over the session store (a sled database directory) and the policy's send
-/// path. The global options may come before or after the command.
+/// A debug tool over the session store (a sled database directory or a Redis server) and
+/// the policy's send path. The global options may come before or after the command.
 #[derive(Debug, Parser)]
 #[command(
     name = "session-check",
@@ -51,8 +68,19 @@ Commands that only read (status, list, pending, deliver, forget, export, and sen
     disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// The sled database directory [default: $SESSION_CHECK_DB if set and not empty, else
-    /// ./sessions.db].
+    /// The store: a Redis URL (redis://HOST:PORT/DB) or a sled database directory. Without
+    /// --store or --db: $SESSION_CHECK_STORE, else $SESSION_CHECK_DB, else ./sessions.db.
+    #[arg(
+        long,
+        global = true,
+        value_name = "STORE",
+        value_parser = parse_store,
+        conflicts_with = "db",
+        help_heading = GLOBAL
+    )]
+    pub store: Option<StoreChoice>,
+
+    /// The sled database directory: the same as --store PATH.
     #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
 
@@ -272,23 +300,74 @@ pub struct Deliver {
 pub enum StoreChoice {
     /// A sled database directory.
     Sled(PathBuf),
+    /// A Redis server (with the default key prefix and timeouts).
+    Redis(RedisConfig),
 }
 
 impl Cli {
-    /// The store to open: the sled database directory `--db`, else `$SESSION_CHECK_DB`
-    /// when set and not empty, else `./sessions.db`.
-    pub fn store(&self) -> StoreChoice {
-        let path = self
-            .db
-            .clone()
-            .or_else(|| {
-                std::env::var_os(DB_VAR)
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB));
-        StoreChoice::Sled(path)
+    /// Checks what clap does not: `--store` and `--db` on either side of the command
+    /// (clap sees the conflict only when both are on the same side).
+    pub fn check_globals(self) -> Result<Self, clap::Error> {
+        if self.store.is_some() && self.db.is_some() {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--store <STORE>' cannot be used with '--db <PATH>'",
+            ));
+        }
+        Ok(self)
     }
+
+    /// The store to open, from the first that is given of `--store`, `--db`,
+    /// `$SESSION_CHECK_STORE`, `$SESSION_CHECK_DB` (an empty variable counts as unset),
+    /// else `./sessions.db`: the command line before the environment, and in each the
+    /// general name before the sled shorthand. A `$SESSION_CHECK_STORE` that is neither a
+    /// Redis URL nor a path is an error naming the variable.
+    pub fn store(&self) -> Result<StoreChoice, String> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        if let Some(path) = &self.db {
+            return Ok(StoreChoice::Sled(path.clone()));
+        }
+        if let Some(value) = std::env::var_os(STORE_VAR).filter(|v| !v.is_empty()) {
+            // A value that is not UTF-8 cannot be a URL: it is a path.
+            return match value.to_str() {
+                Some(text) => parse_store(text).map_err(|error| format!("${STORE_VAR}: {error}")),
+                None => Ok(StoreChoice::Sled(PathBuf::from(value))),
+            };
+        }
+        let path = std::env::var_os(DB_VAR)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from);
+        Ok(StoreChoice::Sled(path))
+    }
+}
+
+/// Parses a store: a Redis URL (`redis://…` or `redis+unix://…`) opens Redis; any other
+/// URL (`scheme://…`) is refused rather than taken for a directory name; anything else is
+/// a sled database directory.
+pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
+    if input.is_empty() {
+        return Err("empty store; expected redis://HOST:PORT/DB or a directory path".to_owned());
+    }
+    let lower = input.to_ascii_lowercase();
+    if REDIS_SCHEMES.iter().any(|scheme| lower.starts_with(scheme)) {
+        return input
+            .parse::<RedisConfig>()
+            .map(StoreChoice::Redis)
+            .map_err(|error| error.to_string());
+    }
+    if let Some((scheme, _)) = input.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Err(format!(
+            "{scheme}:// is not a store this build opens; give redis://HOST:PORT/DB or a sled directory path"
+        ));
+    }
+    Ok(StoreChoice::Sled(PathBuf::from(input)))
 }
 
 impl Command {
@@ -358,7 +437,6 @@ pub fn parse_message_id(input: &str) -> Result<MessageId, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {
@@ -405,5 +483,52 @@ mod tests {
         );
         assert!(parse_phone("0712345678").is_err());
         assert!(parse_message_id("not-a-uuid").is_err());
+    }
+
+    #[test]
+    fn stores() {
+        match parse_store("redis://127.0.0.1:6380/3") {
+            Ok(StoreChoice::Redis(config)) => assert_eq!(config.url(), "redis://127.0.0.1:6380/3"),
+            other => panic!("expected Redis: {other:?}"),
+        }
+        assert!(matches!(
+            parse_store("REDIS://localhost/0"),
+            Ok(StoreChoice::Redis(_))
+        ));
+        assert!(matches!(
+            parse_store("redis+unix:///run/redis.sock?db=1"),
+            Ok(StoreChoice::Redis(_))
+        ));
+        assert_eq!(
+            parse_store("./sessions.db"),
+            Ok(StoreChoice::Sled(PathBuf::from("./sessions.db")))
+        );
+        assert_eq!(
+            parse_store("/var/lib/bot/redis:6379"),
+            Ok(StoreChoice::Sled(PathBuf::from("/var/lib/bot/redis:6379")))
+        );
+        let bad_port = parse_store("redis://host:notaport/0");
+        assert!(
+            bad_port
+                .as_ref()
+                .is_err_and(|e| e.contains("is not a Redis URL")),
+            "{bad_port:?}"
+        );
+        for other in ["rediss://host:6379/0", "http://host/", "postgres://db"] {
+            let refused = parse_store(other);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("is not a store this build opens")),
+                "{other}: {refused:?}"
+            );
+        }
+        assert!(parse_store("").is_err());
+        // A password never shows in the refusal.
+        let secret = parse_store("redis://:hunter2@host:port/0");
+        assert!(
+            secret.as_ref().is_err_and(|e| !e.contains("hunter2")),
+            "{secret:?}"
+        );
     }
 }

@@ -17,13 +17,16 @@ pub enum CliError {
     Usage(String),
     /// A command that only reads was pointed at a database that does not exist.
     #[error(
-        "database {} does not exist; give --db PATH (or set SESSION_CHECK_DB), or create it with record or import",
+        "database {} does not exist; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import",
         path.display()
     )]
     NoDatabase {
         /// The directory given.
         path: PathBuf,
     },
+    /// The Redis server named by `--store` could not be reached or used.
+    #[error("cannot open the Redis store: {0}")]
+    OpenRedis(StoreError),
     /// The store failed (in use by another process, corrupt, I/O, ...).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -2,7 +2,7 @@
 //! windows.
 //!
 //! ```text
-//! session-check [--db PATH] [--json] [--now TIME] <COMMAND> ...
+//! session-check [--store STORE | --db PATH] [--json] [--now TIME] <COMMAND> ...
 //!
 //! record BUSINESS CUSTOMER [--at TIME]      record an inbound message, print the new state
 //! status BUSINESS CUSTOMER                  open / closed / none (exit 0 open, 1 otherwise)
@@ -16,10 +16,12 @@
 //! export / import                           JSON lines on stdout / stdin
 //! ```
 //!
-//! The global options may also follow the command. `--db` defaults to `$SESSION_CHECK_DB`,
-//! else `./sessions.db`; `--now` replaces the clock (for the engine and the send path) to
-//! examine a past or future situation. Results go to stdout (`--json`: one JSON object per
-//! line), errors to stderr as one line with exit status 2; usage errors exit 2 as well.
+//! The global options may also follow the command. `--store` names a Redis server
+//! (`redis://HOST:PORT/DB`) or a sled database directory, `--db` a sled directory; without
+//! either, `$SESSION_CHECK_STORE`, else `$SESSION_CHECK_DB`, else `./sessions.db`. `--now`
+//! replaces the clock (for the engine and the send path) to examine a past or future
+//! situation. Results go to stdout (`--json`: one JSON object per line), errors to stderr
+//! as one line with exit status 2; usage errors exit 2 as well.
 //! `send-contact` and `deliver` read `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`; the key
 //! never appears in any output. `RUST_LOG=info` shows the library's log on stderr.
 //!
@@ -37,6 +39,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
+use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::SledStore;
 
 use crate::cli::{Cli, StoreChoice};
@@ -47,7 +50,7 @@ use crate::error::CliError;
 const ERROR_STATUS: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(Cli::check_globals) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
@@ -71,12 +74,20 @@ fn execute(cli: Cli) -> Result<Exit, CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     commands::check(&cli.command)?;
+    let store = cli.store().map_err(CliError::Usage)?;
     let create = cli.command.creates_database();
     runtime.block_on(async {
-        match cli.store() {
+        match store {
             StoreChoice::Sled(path) => commands::run(open_sled(&path, create)?, cli).await,
+            StoreChoice::Redis(config) => commands::run(open_redis(config).await?, cli).await,
         }
     })
+}
+
+/// Connects to Redis; an unreachable or unsuitable server is one error, within the
+/// store's operation timeout (4 s).
+async fn open_redis(config: RedisConfig) -> Result<RedisStore, CliError> {
+    config.connect().await.map_err(CliError::OpenRedis)
 }
 
 /// Opens the sled database; a command that only reads refuses one that does not exist,
