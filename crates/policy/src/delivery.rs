@@ -28,6 +28,16 @@ pub enum Reconciliation {
     ClosureRecorded,
 }
 
+/// What became of an expired message a replica met.
+enum Expiry {
+    /// This replica took it out and reports it.
+    Expired(ExpiredMessage),
+    /// Another replica took it out (delivered or expired it) after the outbox was read.
+    Gone,
+    /// Another replica holds its claim (delivering or expiring it) right now.
+    ClaimedElsewhere,
+}
+
 impl<S: Store> Messenger<S> {
     /// Records an inbound message from the customer at `at` (the sender's timestamp, or
     /// the receipt time), then delivers that conversation's queued messages, in order,
@@ -44,9 +54,10 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Delivers the conversation's queued messages, oldest first, while the window is open
-    /// (margin kept). Expired messages are taken out and reported. Each message keeps its
-    /// `messageId` across attempts, so a crash between the gateway's acceptance and our
-    /// bookkeeping can resend it but the gateway deduplicates it.
+    /// (margin kept). Expired messages are taken out and reported (under the delivery
+    /// claim, so by one replica only). Each message keeps its `messageId` across attempts,
+    /// so a crash between the gateway's acceptance and our bookkeeping can resend it but
+    /// the gateway deduplicates it.
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         let mut report = DeliveryReport::default();
         let queued = self.store().queued(conversation).await?;
@@ -56,10 +67,17 @@ impl<S: Store> Messenger<S> {
             let message_id = MessageId::from_uuid(entry.message_id);
             let payload = serde_json::from_str::<QueuedPayload>(&entry.payload);
             if entry.queued_at + self.config().outbox_ttl <= now {
-                let expired = self
-                    .expire(conversation, &entry, payload.as_ref().ok())
-                    .await?;
-                report.expired.push(expired);
+                match self
+                    .expire(conversation, &entry, payload.as_ref().ok(), now)
+                    .await?
+                {
+                    Expiry::Expired(expired) => report.expired.push(expired),
+                    Expiry::Gone => {}
+                    Expiry::ClaimedElsewhere => {
+                        report.stopped = Some(DeliveryStop::ClaimedElsewhere(message_id));
+                        break;
+                    }
+                }
                 remaining -= 1;
                 continue;
             }
@@ -112,13 +130,7 @@ impl<S: Store> Messenger<S> {
     ) -> Result<bool, PolicyError> {
         let message_id = MessageId::from_uuid(entry.message_id);
         // Another replica may have delivered it between our read and our claim.
-        let still_queued = self
-            .store()
-            .queued(conversation)
-            .await?
-            .iter()
-            .any(|m| m.message_id == entry.message_id);
-        if !still_queued {
+        if !self.still_queued(conversation, entry.message_id).await? {
             return Ok(true);
         }
         info!(%conversation, %message_id, kind = payload.message.kind(), "delivering queued message");
@@ -179,12 +191,52 @@ impl<S: Store> Messenger<S> {
         }
     }
 
+    /// Whether the message is still in the conversation's outbox.
+    async fn still_queued(
+        &self,
+        conversation: Conversation,
+        message_id: uuid::Uuid,
+    ) -> Result<bool, PolicyError> {
+        Ok(self
+            .store()
+            .queued(conversation)
+            .await?
+            .iter()
+            .any(|m| m.message_id == message_id))
+    }
+
+    /// Takes an expired message out, under the same claim as delivery, so that of several
+    /// replicas that meet it only one reports it expired, and none expires a message
+    /// another is delivering (as a replica whose clock runs ahead could).
     async fn expire(
         &self,
         conversation: Conversation,
         entry: &QueuedMessage,
         payload: Option<&QueuedPayload>,
-    ) -> Result<ExpiredMessage, PolicyError> {
+        now: DateTime<Utc>,
+    ) -> Result<Expiry, PolicyError> {
+        if !self
+            .store()
+            .claim(entry.message_id, now, self.config().delivery_lease)
+            .await?
+        {
+            return Ok(Expiry::ClaimedElsewhere);
+        }
+        let result = self.expire_claimed(conversation, entry, payload).await;
+        self.store().release(entry.message_id).await?;
+        result
+    }
+
+    async fn expire_claimed(
+        &self,
+        conversation: Conversation,
+        entry: &QueuedMessage,
+        payload: Option<&QueuedPayload>,
+    ) -> Result<Expiry, PolicyError> {
+        // Another replica may have delivered or expired it between our read and our claim.
+        if !self.still_queued(conversation, entry.message_id).await? {
+            return Ok(Expiry::Gone);
+        }
         let message_id = MessageId::from_uuid(entry.message_id);
         warn!(%conversation, %message_id, queued_at = %entry.queued_at, "queued message expired undelivered");
         if let Some(payload) = payload {
@@ -203,16 +255,17 @@ impl<S: Store> Messenger<S> {
             .await?;
         }
         self.store().dequeue(conversation, entry.message_id).await?;
-        Ok(ExpiredMessage {
+        Ok(Expiry::Expired(ExpiredMessage {
             conversation,
             message_id,
             queued_at: entry.queued_at,
             message: payload.map(|p| p.message.clone()),
-        })
+        }))
     }
 
     /// Takes every expired message out of every outbox and reports them (call it
-    /// periodically; delivery also expires messages as it meets them).
+    /// periodically; delivery also expires messages as it meets them). A message another
+    /// replica is delivering or expiring right now is left to it and not reported here.
     pub async fn expire_queued(&self) -> Result<Vec<ExpiredMessage>, PolicyError> {
         let mut expired = Vec::new();
         let now = self.now();
@@ -220,7 +273,13 @@ impl<S: Store> Messenger<S> {
             for entry in self.store().queued(conversation).await? {
                 if entry.queued_at + self.config().outbox_ttl <= now {
                     let payload = serde_json::from_str::<QueuedPayload>(&entry.payload).ok();
-                    expired.push(self.expire(conversation, &entry, payload.as_ref()).await?);
+                    // Taken out or held by another replica: it reports it, not us.
+                    if let Expiry::Expired(message) = self
+                        .expire(conversation, &entry, payload.as_ref(), now)
+                        .await?
+                    {
+                        expired.push(message);
+                    }
                 }
             }
         }
