@@ -296,11 +296,17 @@ impl<S: Store> Messenger<S> {
     /// returns [`SendOutcome::Duplicate`] and sends nothing.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
         let conversation = request.conversation;
-        let message_id = request.message_id.unwrap_or_else(MessageId::new);
-        if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
-            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
-            return Ok(SendOutcome::Duplicate(previous));
-        }
+        // Only a caller's own messageId can have been used before; a fresh one has no past.
+        let message_id = match request.message_id {
+            Some(message_id) => {
+                if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
+                    info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
+                    return Ok(SendOutcome::Duplicate(previous));
+                }
+                message_id
+            }
+            None => MessageId::new(),
+        };
         let decision = self.inner.sessions.decide(conversation).await?;
         match decision {
             SendDecision::Allowed { expires_at, .. } => {
