@@ -319,22 +319,28 @@ impl<S: Store> Messenger<S> {
                 {
                     Ok(receipt) => {
                         info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), attempts = receipt.attempts, "sent");
-                        self.remember(
-                            conversation,
-                            message_id,
-                            PreviousOutcome {
-                                kind: OutcomeKind::Sent,
+                        // An outcome serves a retry with the caller's own messageId, or a
+                        // late 131047 report that must requeue or reroute the message
+                        // (which needs its copy). A messageId made here, under a reject
+                        // policy, has neither use: the write is skipped, keeping the common
+                        // send path free of store writes (a late report still records
+                        // the closure).
+                        let keep_copy = !matches!(self.on_closed(&request), OnClosed::Reject);
+                        if request.message_id.is_some() || keep_copy {
+                            self.remember(
+                                conversation,
                                 message_id,
-                                wa_id: receipt.wa_id.clone(),
-                                template_message_id: None,
-                                at: self.now(),
-                                // Kept for a late 131047 report, which re-applies the
-                                // policy; rejecting needs no copy of the message.
-                                message: (!matches!(self.on_closed(&request), OnClosed::Reject))
-                                    .then(|| request.message.clone()),
-                            },
-                        )
-                        .await?;
+                                PreviousOutcome {
+                                    kind: OutcomeKind::Sent,
+                                    message_id,
+                                    wa_id: receipt.wa_id.clone(),
+                                    template_message_id: None,
+                                    at: self.now(),
+                                    message: keep_copy.then(|| request.message.clone()),
+                                },
+                            )
+                            .await?;
+                        }
                         Ok(SendOutcome::Sent {
                             message_id,
                             receipt,
@@ -473,11 +479,28 @@ impl<S: Store> Messenger<S> {
                 )
                 .await?;
                 info!(%conversation, %message_id, queued_id = %queued_id, template_sent = template.is_some(), "queued until the customer replies");
+                // A reply recorded between our decision and the enqueue delivered the
+                // outbox without this message; deliver now rather than wait for the next
+                // reply (a failure here leaves it queued, so it is only logged).
+                let (mut delivered, mut expired) = (Vec::new(), Vec::new());
+                if self.inner.sessions.decide(conversation).await?.is_allowed() {
+                    match self.deliver(conversation).await {
+                        Ok(report) => {
+                            info!(%conversation, delivered = report.delivered.len(), "window reopened while queueing: delivered");
+                            (delivered, expired) = (report.delivered, report.expired);
+                        }
+                        Err(error) => {
+                            warn!(%conversation, %error, "window reopened while queueing; delivery failed, the message stays queued")
+                        }
+                    }
+                }
                 Ok(SendOutcome::Queued {
                     message_id: queued_id,
                     template,
                     reason,
                     state,
+                    delivered,
+                    expired,
                 })
             }
         }

@@ -50,6 +50,12 @@ pub enum SendOutcome {
         reason: RefusalReason,
         /// The window's state at the decision.
         state: WindowState,
+        /// Queued messages of this conversation (this one included) that this call
+        /// delivered because a reply reopened the window while it was queueing; usually
+        /// empty.
+        delivered: Vec<Delivered>,
+        /// Queued messages this call found expired while delivering; usually empty.
+        expired: Vec<ExpiredMessage>,
     },
     /// The window was closed and the policy is to reject: nothing was sent.
     Rejected {
@@ -162,7 +168,7 @@ pub struct Delivered {
 }
 
 /// A queued message whose time to live ran out before the customer replied.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredMessage {
     /// The conversation.
     pub conversation: Conversation,

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_api::{ApiKey, Client, MessageId, RetryPolicy, TemplateMessage, TextMessage};
 use lipachat_policy::{
-    DeliveryReport, DeliveryStop, Messenger, OnClosed, PolicyConfig, SendOutcome,
+    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, Messenger, OnClosed, PolicyConfig,
+    SendOutcome,
 };
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
@@ -93,7 +94,9 @@ async fn replica(
 /// What one call of one replica gave.
 enum Event {
     Sent(MessageId),
-    Queued(MessageId),
+    /// Queued, with what the send delivered or expired because a reply reopened the
+    /// window meanwhile.
+    Queued(MessageId, usize, Vec<Delivered>, Vec<ExpiredMessage>),
     Delivery(usize, DeliveryReport),
 }
 
@@ -114,7 +117,21 @@ impl Tally {
     fn add(&mut self, event: Event) {
         match event {
             Event::Sent(id) => assert!(self.sent.insert(id), "{id} sent twice"),
-            Event::Queued(id) => assert!(self.queued.insert(id), "{id} queued twice"),
+            Event::Queued(id, replica, delivered, expired) => {
+                assert!(self.queued.insert(id), "{id} queued twice");
+                for delivered in delivered {
+                    self.delivered_by
+                        .entry(delivered.message_id)
+                        .or_default()
+                        .push(replica);
+                }
+                for expired in expired {
+                    self.expired_by
+                        .entry(expired.message_id)
+                        .or_default()
+                        .push(replica);
+                }
+            }
             Event::Delivery(replica, report) => {
                 self.deliveries_run += 1;
                 assert!(report.failed.is_empty(), "failed: {:?}", report.failed);
@@ -222,7 +239,12 @@ async fn two_replicas_on_one_redis_keep_the_window_and_deliver_each_queued_messa
                     batch.spawn(async move {
                         match messenger.send_text(chat, text).await.unwrap() {
                             SendOutcome::Sent { message_id, .. } => Event::Sent(message_id),
-                            SendOutcome::Queued { message_id, .. } => Event::Queued(message_id),
+                            SendOutcome::Queued {
+                                message_id,
+                                delivered,
+                                expired,
+                                ..
+                            } => Event::Queued(message_id, r, delivered, expired),
                             other => panic!("unexpected outcome {other:?}"),
                         }
                     });
