@@ -21,7 +21,7 @@ pub enum Reconciliation {
     /// been closed when it was sent.
     Handled {
         /// The outcome of handling it again (rejected, rerouted or queued).
-        outcome: SendOutcome,
+        outcome: Box<SendOutcome>,
     },
     /// The closure was recorded, but no sent message with that id is known here (it may
     /// have been sent by other software, or its record was erased).
@@ -348,7 +348,9 @@ impl<S: Store> Messenger<S> {
                 }
             }
         };
-        Ok(Reconciliation::Handled { outcome })
+        Ok(Reconciliation::Handled {
+            outcome: Box::new(outcome),
+        })
     }
 }
 
@@ -357,7 +359,7 @@ impl<S: Store> Messenger<S> {
 #[non_exhaustive]
 pub enum WebhookOutcome {
     /// A customer's message was recorded and the outbox delivered.
-    Inbound(InboundReport),
+    Inbound(Box<InboundReport>),
     /// A "window closed" report was reconciled.
     WindowClosed(Reconciliation),
     /// Nothing to do: a status update, a message kind that does not open the window, a
@@ -379,7 +381,7 @@ impl<S: Store> Messenger<S> {
                 let report = self
                     .on_inbound(message.conversation, message.inbound_time())
                     .await?;
-                Ok(WebhookOutcome::Inbound(report))
+                Ok(WebhookOutcome::Inbound(Box::new(report)))
             }
             WebhookEvent::Inbound(message) => Ok(WebhookOutcome::Ignored(format!(
                 "{} messages do not open the window",

@@ -506,14 +506,15 @@ async fn status_callback_refusal_is_tied_back_by_wamid() {
         .on_window_closed_report(f.chat, None, Some(wa_id))
         .await
         .unwrap();
-    let Reconciliation::Handled {
-        outcome: SendOutcome::Queued {
-            message_id: queued_id,
-            ..
-        },
-    } = reconciled
-    else {
+    let Reconciliation::Handled { outcome } = reconciled else {
         panic!("expected a requeue, got {reconciled:?}");
+    };
+    let SendOutcome::Queued {
+        message_id: queued_id,
+        ..
+    } = *outcome
+    else {
+        panic!("expected a requeue, got {outcome:?}");
     };
     assert_ne!(queued_id, message_id);
     assert_eq!(
@@ -824,10 +825,9 @@ async fn webhook_events_drive_delivery_and_reconciliation() {
     let outcome = f.messenger.on_webhook_event(&events[0]).await.unwrap();
     assert!(
         matches!(
-            outcome,
-            WebhookOutcome::WindowClosed(Reconciliation::Handled {
-                outcome: SendOutcome::Queued { .. }
-            })
+            &outcome,
+            WebhookOutcome::WindowClosed(Reconciliation::Handled { outcome })
+                if matches!(**outcome, SendOutcome::Queued { .. })
         ),
         "{outcome:?}"
     );
