@@ -95,6 +95,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "send_per_s": rounded(f(send.send_per_s), 0),
         "raw_post_per_s": rounded(f(send.raw_post_per_s), 0),
         "send_vs_raw": rounded(ratio(f(send.send_per_s), f(send.raw_post_per_s)), 3),
+        "send_with_message_id_per_s": rounded(f(send.send_with_id_per_s), 0),
+        "send_with_message_id_vs_raw": rounded(ratio(f(send.send_with_id_per_s), f(send.raw_post_per_s)), 3),
         "redis_check_per_s": rounded(redis_check, 0),
         "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
         "check_vs_redis": rounded(ratio(f(sled.check_per_s), naive_check), 2),
@@ -105,7 +107,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Value::Null => "n/a".to_string(),
         other => other.to_string(),
     };
-    let rows: [(&str, &str, &str); 19] = [
+    let rows: [(&str, &str, &str); 21] = [
         ("conversations", "conversations loaded", ""),
         ("check_per_s", "window checks/s, sled store (8 tasks)", ""),
         (
@@ -161,6 +163,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "",
         ),
         ("send_vs_raw", "guarded / raw", "target >= 0.9"),
+        (
+            "send_with_message_id_per_s",
+            "guarded sends/s naming their messageId",
+            "",
+        ),
+        (
+            "send_with_message_id_vs_raw",
+            "those / raw (each stores its outcome)",
+            "",
+        ),
         (
             "redis_check_per_s",
             "window checks/s, Redis store (8 tasks)",

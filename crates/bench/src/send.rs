@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lipachat_api::{
     ApiKey, Client, ContactMessage, ContactPhone, FreeFormMessage, MessageId, free_form_body,
 };
-use lipachat_policy::{Messenger, PolicyConfig};
+use lipachat_policy::{Messenger, PolicyConfig, SendRequest};
 use lipachat_session::{Conversation, Sessions, SledStore};
 use lipachat_testkit::StandInGateway;
 
@@ -21,6 +21,9 @@ const SENDERS: usize = 32;
 pub struct SendFigures {
     pub send_per_s: f64,
     pub raw_post_per_s: f64,
+    /// Guarded sends that name their own `messageId`, so each stores its outcome for
+    /// idempotent retries.
+    pub send_with_id_per_s: f64,
 }
 
 pub async fn run(dir: &Path, sends: usize) -> Result<SendFigures, Box<dyn std::error::Error>> {
@@ -116,8 +119,33 @@ pub async fn run(dir: &Path, sends: usize) -> Result<SendFigures, Box<dyn std::e
         .await
     };
     let raw_second = raw_run().await;
+    let send_with_id_per_s = {
+        let (messenger, conversations, card) = (
+            Arc::clone(&messenger),
+            Arc::clone(&conversations),
+            card.clone(),
+        );
+        concurrent(SENDERS, per_task, move |task, _| {
+            let (messenger, conversations, card) = (
+                Arc::clone(&messenger),
+                Arc::clone(&conversations),
+                card.clone(),
+            );
+            async move {
+                let request =
+                    SendRequest::contact(conversations[task], card).message_id(MessageId::new());
+                match messenger.send(request).await {
+                    Ok(outcome) if outcome.name() == "sent" => {}
+                    Ok(outcome) => eprintln!("guarded send: {}", outcome.name()),
+                    Err(error) => eprintln!("guarded send failed: {error}"),
+                }
+            }
+        })
+        .await
+    };
     Ok(SendFigures {
         send_per_s,
         raw_post_per_s: raw_first.max(raw_second),
+        send_with_id_per_s,
     })
 }

@@ -301,8 +301,11 @@ impl WindowStore for RedisStore {
             .pipeline(
                 "window",
                 Retry::Once,
+                // One round trip, not a transaction: the only write that changes both
+                // keys is an inbound message newer than the closure, and reading either
+                // side of it gives a state that was true (closed by the gateway, or
+                // reopened by the reply), so MULTI/EXEC would only cost time.
                 redis::pipe()
-                    .atomic()
                     .zscore(self.inner.keys.inbound(conversation.business), &customer)
                     .hget(self.inner.keys.closed(conversation.business), &customer),
             )
