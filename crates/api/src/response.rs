@@ -62,6 +62,19 @@ pub(crate) struct Accepted {
 }
 
 /// Interprets one answer. `key` is used only to redact it from anything kept.
+/// The receipt fields of an accepted message's `data`.
+fn accepted(data: &serde_json::Map<String, Value>, key: &ApiKey) -> Accepted {
+    Accepted {
+        wa_id: text_field(data, "waId").map(|s| key.redact(&s)),
+        status: data
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        echoed_id: text_field(data, "messageId"),
+    }
+}
+
 pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted, ApiError> {
     let status = raw.status;
     if status == 401 {
@@ -72,6 +85,20 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
     } else {
         serde_json::from_slice(raw.body).ok()
     };
+    // A clean success (2xx, "status": "success", a data object whose status is SENT) is
+    // an acceptance whatever else it says: no need to search it for 131047. This is the
+    // common path, so it is checked first.
+    if (200..300).contains(&status)
+        && let Some(Value::Object(envelope)) = &json
+        && matches!(envelope.get("status"), Some(Value::String(s)) if s.eq_ignore_ascii_case("success"))
+        && let Some(Value::Object(data)) = envelope.get("data")
+        && data
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.eq_ignore_ascii_case("sent"))
+    {
+        return Ok(accepted(data, key));
+    }
     let signal = match &json {
         Some(value) => reengagement::find_in_json(value),
         None => reengagement::find_in_text(&String::from_utf8_lossy(raw.body)),
@@ -121,11 +148,7 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
                     message: shorten(&key.redact(&message)),
                 });
             }
-            Ok(Accepted {
-                wa_id: text_field(data, "waId").map(|s| key.redact(&s)),
-                status: data_status.to_owned(),
-                echoed_id: text_field(data, "messageId"),
-            })
+            Ok(accepted(data, key))
         }
         400 => {
             let Some(Value::Object(body)) = &json else {
@@ -213,6 +236,21 @@ mod tests {
             },
             &key(),
         )
+    }
+
+    #[test]
+    fn a_clean_success_is_accepted_before_any_131047_search() {
+        // The gateway said SENT: that decides, whatever text rides along.
+        let body = json!({"status": "success", "message": "131047 re-engagement",
+            "data": {"messageId": "m", "waId": "wamid.X", "status": "SENT"}});
+        assert_eq!(run(200, &body).unwrap().wa_id.as_deref(), Some("wamid.X"));
+        // Not SENT: the search still applies.
+        let body = json!({"status": "success", "message": "(#131047) Re-engagement message",
+            "data": {"status": "FAILED"}});
+        assert!(matches!(
+            run(200, &body),
+            Err(ApiError::WindowClosed { .. })
+        ));
     }
 
     fn run_text(status: u16, body: &str, truncated: bool) -> Result<Accepted, ApiError> {
