@@ -22,6 +22,8 @@ use crate::{Conversation, PhoneNumber, WindowRecord};
 const SHARDS: usize = 64;
 const CUSTOMER_BITS: u32 = 50;
 const BUSINESS_IDS: usize = 1 << (64 - CUSTOMER_BITS);
+/// Up to this many business numbers per shard, an id is found by scanning.
+const SCAN_BUSINESSES: usize = 16;
 
 /// One table of records under some key type.
 struct Table<K> {
@@ -129,18 +131,30 @@ impl Shard {
         Some(Conversation::new(business, customer))
     }
 
+    /// The shard-local id of a business number. Most bots have a handful of numbers, so a
+    /// short list is scanned (no hashing on the check path); a long one is looked up.
+    fn business_id(&self, business: PhoneNumber) -> Option<u16> {
+        if self.businesses.len() <= SCAN_BUSINESSES {
+            self.businesses
+                .iter()
+                .position(|b| *b == business)
+                .map(|i| i as u16)
+        } else {
+            self.business_ids.get(&business).copied()
+        }
+    }
+
     /// The slot of a conversation already known to the shard's business table.
     fn slot(&self, conversation: &Conversation) -> Slot {
-        match self.business_ids.get(&conversation.business) {
-            Some(id) => Slot::Packed(Self::pack(*id, conversation.customer)),
+        match self.business_id(conversation.business) {
+            Some(id) => Slot::Packed(Self::pack(id, conversation.customer)),
             None => Slot::Wide(*conversation),
         }
     }
 
     /// The slot, registering the business number if there is room.
     fn slot_for_write(&mut self, conversation: &Conversation) -> Slot {
-        if !self.business_ids.contains_key(&conversation.business)
-            && self.businesses.len() < BUSINESS_IDS
+        if self.business_id(conversation.business).is_none() && self.businesses.len() < BUSINESS_IDS
         {
             let id = self.businesses.len() as u16;
             self.businesses.push(conversation.business);
