@@ -5,6 +5,7 @@
 //! | value             | text                          |
 //! |-------------------|-------------------------------|
 //! | time              | epoch milliseconds, decimal   |
+//! | window record     | `<last inbound ms>` or `<last inbound ms>:<closure ms>` |
 //! | queued message    | `<queued ms>:<payload>`       |
 //! | invitation        | `<message id>:<sent ms>`      |
 //! | claim             | lease end, epoch milliseconds |
@@ -41,12 +42,37 @@ pub(crate) fn parse_time(text: &str, what: &str) -> Result<DateTime<Utc>, String
         .ok_or_else(|| format!("{what}: {millis} ms is out of range"))
 }
 
-/// Reads a window record from its score and optional closure.
-pub(crate) fn parse_window(score: &str, closed: Option<&str>) -> Result<WindowRecord, String> {
+/// A time in a window record: a decimal integer of milliseconds, at most 16 digits, as
+/// the scripts accept it (`ms` in `scripts.rs`), so both sides agree on what is readable.
+fn parse_record_time(text: &str, what: &str) -> Result<DateTime<Utc>, String> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{what}: {text:?} is not a whole number of milliseconds"
+        ));
+    }
+    parse_time(text, what)
+}
+
+/// Encodes a window record: `<last inbound ms>`, or `<last inbound ms>:<closure ms>`.
+#[cfg(test)]
+pub(crate) fn window(record: &WindowRecord) -> String {
+    match record.gateway_closed_at {
+        Some(closed) => format!("{}:{}", time(record.last_inbound), time(closed)),
+        None => time(record.last_inbound),
+    }
+}
+
+/// Reads a window record written by the scripts (see [`window`]).
+pub(crate) fn parse_window(record: &str) -> Result<WindowRecord, String> {
+    let (last, closed) = match record.split_once(':') {
+        Some((last, closed)) => (last, Some(closed)),
+        None => (record, None),
+    };
     Ok(WindowRecord {
-        last_inbound: parse_time(score, "last inbound")?,
+        last_inbound: parse_record_time(last, "last inbound")?,
         gateway_closed_at: closed
-            .map(|c| parse_time(c, "gateway closure"))
+            .map(|c| parse_record_time(c, "gateway closure"))
             .transpose()?,
     })
 }
@@ -128,15 +154,30 @@ mod tests {
     #[test]
     fn records_messages_invitations() {
         let at: DateTime<Utc> = "2026-11-23T10:00:00.123Z".parse().unwrap();
-        assert_eq!(
-            parse_window(&time(at), Some(&time(at))).unwrap(),
-            WindowRecord::inbound(at).with_gateway_closure(at)
-        );
-        assert!(
-            parse_window(&time(at), Some("x"))
-                .unwrap_err()
-                .contains("gateway closure")
-        );
+        for record in [
+            WindowRecord::inbound(at),
+            WindowRecord::inbound(at).with_gateway_closure(at),
+            WindowRecord::inbound(at).with_gateway_closure(at - chrono::TimeDelta::days(1)),
+            WindowRecord::inbound("1969-12-31T23:59:59.999Z".parse().unwrap()),
+        ] {
+            assert_eq!(parse_window(&window(&record)).unwrap(), record);
+        }
+        assert_eq!(window(&WindowRecord::inbound(at)), "1795428000123");
+        for (bad, what) in [
+            ("1795428000123:x", "gateway closure"),
+            ("1795428000123:", "gateway closure"),
+            ("1795428000123:1:2", "gateway closure"),
+            ("x", "last inbound"),
+            ("", "last inbound"),
+            (":1795428000123", "last inbound"),
+            ("1.795428000123e+12", "last inbound"),
+            ("+1795428000123", "last inbound"),
+            ("12345678901234567", "last inbound"),
+            ("9999999999999999", "last inbound"),
+        ] {
+            let error = parse_window(bad).unwrap_err();
+            assert!(error.contains(what), "{bad}: {error}");
+        }
         let message = QueuedMessage {
             message_id: Uuid::new_v4(),
             queued_at: at,

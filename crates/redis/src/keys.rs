@@ -15,6 +15,7 @@ use uuid::Uuid;
 ///
 /// let keys = KeyLayout::new("lipachat");
 /// let chat = Conversation::parse("254110090747", "254712345678")?;
+/// assert_eq!(keys.window(chat.business), "lipachat:{254110090747}:window");
 /// assert_eq!(keys.inbound(chat.business), "lipachat:{254110090747}:inbound");
 /// assert_eq!(keys.outbox(chat), "lipachat:{254110090747}:outbox:254712345678");
 /// assert_eq!(keys.businesses(), "lipachat:businesses");
@@ -52,14 +53,16 @@ impl KeyLayout {
         format!("{}:{{{business}}}:{what}", self.prefix)
     }
 
-    /// ZSET: member customer, score the last inbound time in epoch milliseconds.
-    pub fn inbound(&self, business: PhoneNumber) -> String {
-        self.business_key(business, "inbound")
+    /// HASH: customer → the whole window record, `<last inbound ms>` or
+    /// `<last inbound ms>:<gateway closure ms>`. A window check is one `HGET` on it.
+    pub fn window(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "window")
     }
 
-    /// HASH: customer → gateway closure time in epoch milliseconds.
-    pub fn closed(&self, business: PhoneNumber) -> String {
-        self.business_key(business, "closed")
+    /// ZSET: member customer, score the last inbound time in epoch milliseconds. The
+    /// closing-soon index (and the count); the records themselves are in [`Self::window`].
+    pub fn inbound(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "inbound")
     }
 
     /// SET: the customers of this business with queued messages.
@@ -123,8 +126,8 @@ mod tests {
         let keys = KeyLayout::new("bot:a");
         let chat = Conversation::parse("254110090747", "254712345678").unwrap();
         let per_business = [
+            keys.window(chat.business),
             keys.inbound(chat.business),
-            keys.closed(chat.business),
             keys.outboxes(chat.business),
             keys.outbox(chat),
             keys.outbox_messages(chat),

@@ -9,67 +9,112 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Keep-max of the inbound time, dropping a gateway closure the new time overrides.
+/// Lua shared by the window scripts: how a record is read.
 ///
-/// KEYS: inbound ZSET, closed HASH. ARGV: customer, time ms.
-/// Returns `{previous score or nil, previous closure or nil, current score}`.
-const RECORD_INBOUND: &str = r"
-local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local closed = redis.call('HGET', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-local current = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if closed then
-  local at = tonumber(closed)
-  if at == nil or at < tonumber(current) then
-    redis.call('HDEL', KEYS[2], ARGV[1])
+/// A record (the value in the window HASH) is `<last inbound ms>` or
+/// `<last inbound ms>:<gateway closure ms>`. `ms` accepts a time as the store writes it
+/// (an integer of at most 16 digits, which a double holds exactly up to 2^53, beyond any
+/// time chrono represents) and answers nil for anything else. `split` answers the two
+/// parts as text (the closure nil when there is none); the scripts compare numbers but
+/// write back the original text, since Lua prints large numbers in exponent notation.
+macro_rules! record_lua {
+    () => {
+        r"
+local function ms(text)
+  if not text then return nil end
+  local digits = string.match(text, '^%-?(%d+)$')
+  if digits and #digits <= 16 then return tonumber(text) end
+  return nil
+end
+local function split(record)
+  local last, closed = string.match(record, '^([^:]*):(.*)$')
+  if last then return last, closed end
+  return record, nil
+end
+"
+    };
+}
+
+/// Keep-max of the inbound time, dropping a gateway closure the new time overrides
+/// (`WindowRecord::with_inbound`), in the record and in the index.
+///
+/// KEYS: window HASH, inbound ZSET. ARGV: customer, time ms.
+/// Returns `{previous record or nil, current record}`. A previous record whose last
+/// inbound time is unreadable is replaced by the new time alone; an unreadable closure is
+/// dropped.
+const RECORD_INBOUND: &str = concat!(
+    record_lua!(),
+    r"
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+local last, closed = ARGV[2], nil
+if previous then
+  local old, old_closed = split(previous)
+  local old_ms = ms(old)
+  if old_ms then
+    if old_ms > tonumber(ARGV[2]) then last = old end
+    local closed_ms = ms(old_closed)
+    if closed_ms and closed_ms >= tonumber(last) then closed = old_closed end
   end
 end
-return {previous, closed, current}
-";
-
-/// Records a gateway closure (keeping the latest) on a known conversation.
-///
-/// KEYS: inbound ZSET, closed HASH. ARGV: customer, time ms.
-/// Returns nil when the conversation has no record, else `{score, closure}`.
-const RECORD_CLOSURE: &str = r"
-local last = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not last then return false end
-local closed = redis.call('HGET', KEYS[2], ARGV[1])
-local keep = false
-if closed then
-  local at = tonumber(closed)
-  keep = at ~= nil and at >= tonumber(ARGV[2])
+local current = last
+if closed then current = last .. ':' .. closed end
+if current ~= previous then
+  redis.call('HSET', KEYS[1], ARGV[1], current)
 end
-if not keep then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  closed = ARGV[2]
-end
-return {last, closed}
-";
+redis.call('ZADD', KEYS[2], last, ARGV[1])
+return {previous, current}
+"
+);
 
-/// One business's conversations with `min <= score <= max` (Redis range syntax, so
-/// `(` makes a bound exclusive), with their closures.
+/// Records a gateway closure, keeping the latest (`WindowRecord::with_gateway_closure`),
+/// on a known conversation. The last inbound time, hence the index, does not change.
 ///
-/// KEYS: inbound ZSET, closed HASH. ARGV: min, max.
-/// Returns a flat list of `customer, score, closure or nil`.
+/// KEYS: window HASH. ARGV: customer, time ms.
+/// Returns nil when the conversation has no record, else the record now stored (left
+/// as it is when its last inbound time is unreadable: the caller reports it corrupt).
+const RECORD_CLOSURE: &str = concat!(
+    record_lua!(),
+    r"
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if not record then return false end
+local last, closed = split(record)
+if not ms(last) then return record end
+local closed_ms = ms(closed)
+if closed_ms and closed_ms >= tonumber(ARGV[2]) then return record end
+local current = last .. ':' .. ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], current)
+return current
+"
+);
+
+/// One business's conversations whose index score is in `min <= score <= max` (Redis
+/// range syntax, so `(` makes a bound exclusive), with their records, as one snapshot.
+/// The records are fetched with `HMGET`, in batches that stay within Lua's `unpack`
+/// limit.
+///
+/// KEYS: inbound ZSET, window HASH. ARGV: min, max.
+/// Returns a flat list of `customer, record or nil`.
 const INBOUND_BETWEEN: &str = r"
-local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
 local out = {}
-for i = 1, #found, 2 do
-  out[#out + 1] = found[i]
-  out[#out + 1] = found[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], found[i])
+for i = 1, #found, 1000 do
+  local last = math.min(i + 999, #found)
+  local records = redis.call('HMGET', KEYS[2], unpack(found, i, last))
+  for j = 1, #records do
+    out[#out + 1] = found[i + j - 1]
+    out[#out + 1] = records[j]
+  end
 end
 return out
 ";
 
-/// Erases one conversation: window, closure, outbox, invitation, outcomes.
+/// Erases one conversation: window record and index entry, outbox, invitation, outcomes.
 ///
-/// KEYS: inbound, closed, outbox LIST, outbox messages HASH, outboxes SET, invitations
-/// HASH, outcomes HASH. ARGV: customer. Returns how many things were removed.
+/// KEYS: window HASH, inbound ZSET, outbox LIST, outbox messages HASH, outboxes SET,
+/// invitations HASH, outcomes HASH. ARGV: customer. Returns how many things were removed.
 const FORGET: &str = r"
-local n = redis.call('ZREM', KEYS[1], ARGV[1])
-n = n + redis.call('HDEL', KEYS[2], ARGV[1])
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
+n = n + redis.call('ZREM', KEYS[2], ARGV[1])
 n = n + redis.call('DEL', KEYS[3], KEYS[4], KEYS[7])
 n = n + redis.call('SREM', KEYS[5], ARGV[1])
 n = n + redis.call('HDEL', KEYS[6], ARGV[1])
@@ -154,13 +199,6 @@ end
 return 1
 ";
 
-/// One business's windows, atomically: ZSET with scores and the closures.
-///
-/// KEYS: inbound ZSET, closed HASH. Returns `{customer, score, ...}, {customer, closure, ...}`.
-const WINDOWS: &str = r"
-return {redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES'), redis.call('HGETALL', KEYS[2])}
-";
-
 /// The compiled scripts (each knows its SHA1; Redis caches them by it).
 pub(crate) struct Scripts {
     pub(crate) record_inbound: Script,
@@ -172,7 +210,6 @@ pub(crate) struct Scripts {
     pub(crate) dequeue: Script,
     pub(crate) reassign: Script,
     pub(crate) claim: Script,
-    pub(crate) windows: Script,
 }
 
 /// The scripts, hashed once per process.
@@ -186,5 +223,4 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     dequeue: Script::new(DEQUEUE),
     reassign: Script::new(REASSIGN),
     claim: Script::new(CLAIM),
-    windows: Script::new(WINDOWS),
 });

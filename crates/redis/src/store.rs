@@ -19,11 +19,12 @@ use crate::scripts::SCRIPTS;
 use crate::server::{self, ServerInfo};
 
 /// The key layout's schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// One business's windows as the `windows` script answers: (customer, score) pairs and
-/// customer → closure.
-type BusinessWindows = (Vec<(String, String)>, HashMap<String, String>);
+///
+/// Version 2 keeps each window record in one hash per business (one `HGET` per check);
+/// version 1 kept the last inbound time in the sorted set and the closure in a second
+/// hash. This build refuses a version 1 prefix: export it with the build that wrote it
+/// and import it here (see `docs/redis.md`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 struct Inner {
     connection: Connection,
@@ -114,7 +115,13 @@ impl RedisStore {
             .await
             .map(|(schema,): (Option<String>,)| schema)?;
         match schema.as_deref().map(str::parse::<u32>) {
-            Some(Ok(found)) if found <= SCHEMA_VERSION => {}
+            Some(Ok(SCHEMA_VERSION)) => {}
+            Some(Ok(found)) if found < SCHEMA_VERSION => {
+                return Err(StoreError::Backend(format!(
+                    "redis at {config}: key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
+                    keys.schema(),
+                )));
+            }
             _ => {
                 return Err(StoreError::Backend(format!(
                     "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
@@ -194,10 +201,11 @@ impl RedisStore {
         command
     }
 
+    /// The window HASH and the inbound ZSET of one business, in that order.
     fn window_keys(&self, business: PhoneNumber) -> Vec<String> {
         vec![
+            self.inner.keys.window(business),
             self.inner.keys.inbound(business),
-            self.inner.keys.closed(business),
         ]
     }
 
@@ -228,7 +236,7 @@ impl WindowStore for RedisStore {
         at: DateTime<Utc>,
     ) -> Result<InboundUpdate, StoreError> {
         let at = truncate_to_millis(at);
-        let (previous, closed, current): (Option<String>, Option<String>, String) = self
+        let (previous, current): (Option<String>, String) = self
             .inner
             .connection
             .eval_one(
@@ -244,26 +252,16 @@ impl WindowStore for RedisStore {
             .await?;
         // A corrupt previous value is replaced, as the sled store does: a new fact is
         // worth more than an unreadable one.
-        let previous = previous.and_then(|score| {
-            codec::parse_window(&score, closed.as_deref())
+        let previous = previous.and_then(|record| {
+            codec::parse_window(&record)
                 .inspect_err(
                     |detail| tracing::warn!(%conversation, %detail, "replacing a corrupt window"),
                 )
                 .ok()
         });
-        let last_inbound = codec::parse_time(&current, "last inbound")
-            .map_err(|detail| corrupt(conversation, detail))?;
-        let closure = closed
-            .as_deref()
-            .and_then(|c| codec::parse_time(c, "gateway closure").ok())
-            .filter(|c| *c >= last_inbound);
-        Ok(InboundUpdate {
-            previous,
-            current: WindowRecord {
-                last_inbound,
-                gateway_closed_at: closure,
-            },
-        })
+        let current =
+            codec::parse_window(&current).map_err(|detail| corrupt(conversation, detail))?;
+        Ok(InboundUpdate { previous, current })
     }
 
     async fn record_gateway_closure(
@@ -271,7 +269,7 @@ impl WindowStore for RedisStore {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<Option<WindowRecord>, StoreError> {
-        let stored: Option<(String, String)> = self
+        let stored: Option<String> = self
             .inner
             .connection
             .eval_one(
@@ -280,40 +278,35 @@ impl WindowStore for RedisStore {
                 None,
                 Eval {
                     script: &SCRIPTS.record_closure,
-                    keys: self.window_keys(conversation.business),
+                    keys: vec![self.inner.keys.window(conversation.business)],
                     args: vec![conversation.customer.to_string(), codec::time(at)],
                 },
             )
             .await?;
         stored
-            .map(|(score, closed)| {
-                codec::parse_window(&score, Some(&closed))
-                    .map_err(|detail| corrupt(conversation, detail))
+            .map(|record| {
+                codec::parse_window(&record).map_err(|detail| corrupt(conversation, detail))
             })
             .transpose()
     }
 
     async fn window(&self, conversation: Conversation) -> Result<Option<WindowRecord>, StoreError> {
-        let customer = conversation.customer.to_string();
-        let (score, closed): (Option<String>, Option<String>) = self
+        // One command on one key: the whole record is one field of the business's
+        // window hash, so a check costs the server what a naive `EXISTS` gate does.
+        let record: Option<String> = self
             .inner
             .connection
-            .pipeline(
+            .query(
                 "window",
                 Retry::Once,
-                // One round trip, not a transaction: the only write that changes both
-                // keys is an inbound message newer than the closure, and reading either
-                // side of it gives a state that was true (closed by the gateway, or
-                // reopened by the reply), so MULTI/EXEC would only cost time.
-                redis::pipe()
-                    .zscore(self.inner.keys.inbound(conversation.business), &customer)
-                    .hget(self.inner.keys.closed(conversation.business), &customer),
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.window(conversation.business))
+                    .arg(conversation.customer.as_u64()),
             )
             .await?;
-        score
-            .map(|score| {
-                codec::parse_window(&score, closed.as_deref())
-                    .map_err(|detail| corrupt(conversation, detail))
+        record
+            .map(|record| {
+                codec::parse_window(&record).map_err(|detail| corrupt(conversation, detail))
             })
             .transpose()
     }
@@ -332,7 +325,10 @@ impl WindowStore for RedisStore {
             .iter()
             .map(|business| Eval {
                 script: &SCRIPTS.inbound_between,
-                keys: self.window_keys(*business),
+                keys: vec![
+                    self.inner.keys.inbound(*business),
+                    self.inner.keys.window(*business),
+                ],
                 args: vec![format!("({after}"), up_to.to_string()],
             })
             .collect();
@@ -343,15 +339,27 @@ impl WindowStore for RedisStore {
             .await?;
         let mut found = Vec::new();
         for (business, answer) in businesses.iter().zip(answers) {
-            for entry in answer.chunks_exact(3) {
-                let (Some(customer), Some(score)) = (&entry[0], &entry[1]) else {
+            for entry in answer.chunks_exact(2) {
+                let Some(customer) = &entry[0] else {
                     continue;
                 };
                 let Some(conversation) = Self::conversation(*business, customer) else {
                     continue;
                 };
-                match codec::parse_window(score, entry[2].as_deref()) {
-                    Ok(record) => found.push((conversation, record)),
+                let Some(record) = &entry[1] else {
+                    // Only a hand-made index entry can lack its record.
+                    tracing::warn!(%conversation, "skipping an index entry without a window record");
+                    continue;
+                };
+                match codec::parse_window(record) {
+                    // The scripts keep the score equal to the record's last inbound time;
+                    // the record is what counts.
+                    Ok(record) => {
+                        let at = to_millis(record.last_inbound);
+                        if after < at && at <= up_to {
+                            found.push((conversation, record));
+                        }
+                    }
                     // Like the sled index, which holds no corrupt record.
                     Err(detail) => {
                         tracing::warn!(%conversation, %detail, "skipping a corrupt window");
@@ -382,28 +390,26 @@ impl WindowStore for RedisStore {
 
     async fn windows(&self) -> Result<Vec<WindowEntry>, StoreError> {
         let businesses = self.businesses().await?;
-        let evals: Vec<Eval<'_>> = businesses
-            .iter()
-            .map(|business| Eval {
-                script: &SCRIPTS.windows,
-                keys: self.window_keys(*business),
-                args: Vec::new(),
-            })
-            .collect();
-        let answers: Vec<BusinessWindows> = self
+        if businesses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for business in &businesses {
+            pipeline.hgetall(self.inner.keys.window(*business));
+        }
+        let answers: Vec<HashMap<String, String>> = self
             .inner
             .connection
-            .eval("windows", Retry::Once, None, &evals)
+            .pipeline("windows", Retry::Once, &pipeline)
             .await?;
         let mut all = Vec::new();
-        for (business, (scores, closures)) in businesses.iter().zip(answers) {
-            let mut entries: Vec<WindowEntry> = scores
+        for (business, records) in businesses.iter().zip(answers) {
+            let mut entries: Vec<WindowEntry> = records
                 .iter()
-                .filter_map(|(customer, score)| {
+                .filter_map(|(customer, record)| {
                     let conversation = Self::conversation(*business, customer)?;
                     let record =
-                        codec::parse_window(score, closures.get(customer).map(String::as_str))
-                            .map_err(|detail| corrupt(conversation, detail));
+                        codec::parse_window(record).map_err(|detail| corrupt(conversation, detail));
                     Some((conversation, record))
                 })
                 .collect();
@@ -425,8 +431,8 @@ impl WindowStore for RedisStore {
                 Eval {
                     script: &SCRIPTS.forget,
                     keys: vec![
+                        keys.window(conversation.business),
                         keys.inbound(conversation.business),
-                        keys.closed(conversation.business),
                         keys.outbox(conversation),
                         keys.outbox_messages(conversation),
                         keys.outboxes(conversation.business),

@@ -87,13 +87,13 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
             "bot-a:businesses",
             "bot-a:claim:00000000-0000-0000-0000-000000000000",
             "bot-a:schema",
-            "bot-a:{254110090747}:closed",
             "bot-a:{254110090747}:inbound",
             "bot-a:{254110090747}:invitations",
             "bot-a:{254110090747}:outbox:254712345678",
             "bot-a:{254110090747}:outbox:254712345678:messages",
             "bot-a:{254110090747}:outboxes",
             "bot-a:{254110090747}:outcomes:254712345678",
+            "bot-a:{254110090747}:window",
         ]
     );
     let businesses: Vec<String> = connection.smembers("bot-a:businesses").await.unwrap();
@@ -105,20 +105,40 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
         .await
         .unwrap();
     assert!(ttl > 25_000 && ttl <= 30_000, "{ttl}");
+    // The whole record in one hash field, `<last inbound ms>:<closure ms>`; the sorted
+    // set indexes the same last inbound time.
+    let record = store.window(c).await.unwrap().unwrap();
+    let (last, closed) = (
+        record.last_inbound.timestamp_millis(),
+        record.gateway_closed_at.unwrap().timestamp_millis(),
+    );
+    let stored: String = connection
+        .hget("bot-a:{254110090747}:window", "254712345678")
+        .await
+        .unwrap();
+    assert_eq!(stored, format!("{last}:{closed}"));
     let score: f64 = connection
         .zscore("bot-a:{254110090747}:inbound", "254712345678")
         .await
         .unwrap();
-    assert_eq!(
-        score as i64,
-        store
-            .window(c)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_inbound
-            .timestamp_millis()
-    );
+    assert_eq!(score as i64, last);
+    let schema: String = connection.get("bot-a:schema").await.unwrap();
+    assert_eq!(schema, "2");
+    // A newer inbound message drops the closure, in the record; the index follows.
+    store
+        .record_inbound(c, record.last_inbound + TimeDelta::seconds(5))
+        .await
+        .unwrap();
+    let stored: String = connection
+        .hget("bot-a:{254110090747}:window", "254712345678")
+        .await
+        .unwrap();
+    assert_eq!(stored, (last + 5_000).to_string());
+    let score: f64 = connection
+        .zscore("bot-a:{254110090747}:inbound", "254712345678")
+        .await
+        .unwrap();
+    assert_eq!(score as i64, last + 5_000);
 
     // Forget leaves only the registry, the schema and the claim (which expires).
     assert!(store.forget(c).await.unwrap());
@@ -180,7 +200,11 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
     let mut connection = raw(&server).await;
     let customer = bad.customer.to_string();
     let _: () = connection
-        .hset(keys.closed(bad.business), &customer, "garbage")
+        .hset(
+            keys.window(bad.business),
+            &customer,
+            format!("{}:garbage", at.timestamp_millis()),
+        )
         .await
         .unwrap();
     let _: () = connection
@@ -198,6 +222,10 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
         .unwrap();
     let _: () = connection
         .zadd(keys.inbound(bad.business), "not-a-phone", 1)
+        .await
+        .unwrap();
+    let _: () = connection
+        .hset(keys.window(bad.business), "not-a-phone", "1")
         .await
         .unwrap();
 
@@ -248,8 +276,112 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
     assert!(store.queued(bad).await.unwrap().is_empty());
 }
 
+/// The closing-soon query fetches one business's records in batches (Lua's `unpack`
+/// has a limit): a range of thousands in one business comes back whole.
 #[tokio::test]
-async fn a_newer_schema_is_refused_at_connect() {
+async fn a_large_range_in_one_business_comes_back_whole() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let at = t("2026-11-23T10:00:00Z");
+    let n = 2_500u64;
+    for i in 0..n {
+        let c = chat("254110090747", 254_700_000_000 + i);
+        store
+            .record_inbound(c, at + TimeDelta::milliseconds(i as i64))
+            .await
+            .unwrap();
+        if i % 7 == 0 {
+            store
+                .record_gateway_closure(c, at + TimeDelta::hours(1))
+                .await
+                .unwrap();
+        }
+    }
+    let found = store
+        .inbound_between(at - TimeDelta::seconds(1), at + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), n as usize);
+    for (i, (c, record)) in found.iter().enumerate() {
+        assert_eq!(*c, chat("254110090747", 254_700_000_000 + i as u64));
+        let mut expected = WindowRecord::inbound(at + TimeDelta::milliseconds(i as i64));
+        if i % 7 == 0 {
+            expected = expected.with_gateway_closure(at + TimeDelta::hours(1));
+        }
+        assert_eq!(*record, expected);
+    }
+    assert_eq!(store.count().await.unwrap(), n);
+}
+
+/// A record whose last inbound time is unreadable: `Corrupt` for its pair only (reads,
+/// closures), skipped by the closing-soon query, replaced by the next inbound message.
+#[tokio::test]
+async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::connect(&server.url()).await.unwrap();
+    let keys = store.keys().clone();
+    let at = t("2026-11-23T10:00:00Z");
+    let (bad, good) = (
+        chat("254110090747", 254700000001),
+        chat("254110090747", 254700000002),
+    );
+    for c in [bad, good] {
+        store.record_inbound(c, at).await.unwrap();
+    }
+    let mut connection = raw(&server).await;
+    for garbage in ["garbage", "1.7e12", ":1795428000000", "12345678901234567:1"] {
+        let _: () = connection
+            .hset(keys.window(bad.business), bad.customer.to_string(), garbage)
+            .await
+            .unwrap();
+        let error = store.window(bad).await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Corrupt { conversation, .. } if *conversation == bad),
+            "{garbage}: {error:?}"
+        );
+        assert!(error.to_string().contains("last inbound"), "{error}");
+        // A closure cannot be applied to it, and leaves it as it is.
+        assert!(matches!(
+            store.record_gateway_closure(bad, at).await,
+            Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
+        ));
+        let stored: String = connection
+            .hget(keys.window(bad.business), bad.customer.to_string())
+            .await
+            .unwrap();
+        assert_eq!(stored, garbage);
+        assert_eq!(
+            store.window(good).await.unwrap(),
+            Some(WindowRecord::inbound(at))
+        );
+        let soon = store
+            .inbound_between(at - TimeDelta::seconds(1), at)
+            .await
+            .unwrap();
+        assert_eq!(soon.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![good]);
+        let all = store.windows().await.unwrap();
+        assert!(all[0].1.is_err() && all[1].1.is_ok());
+    }
+    // Even an older inbound time replaces it: nothing readable was there to keep.
+    let earlier = at - TimeDelta::hours(1);
+    let update = store.record_inbound(bad, earlier).await.unwrap();
+    assert_eq!(update.previous, None);
+    assert_eq!(update.current, WindowRecord::inbound(earlier));
+    assert_eq!(store.window(bad).await.unwrap(), Some(update.current));
+    let score: f64 = connection
+        .zscore(keys.inbound(bad.business), bad.customer.to_string())
+        .await
+        .unwrap();
+    assert_eq!(score as i64, earlier.timestamp_millis());
+    assert_eq!(store.count().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_newer_or_older_schema_is_refused_at_connect() {
     let Some(server) = RedisServer::start() else {
         return;
     };
@@ -260,6 +392,14 @@ async fn a_newer_schema_is_refused_at_connect() {
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
     assert!(
         error.to_string().contains("schema version \"99\""),
+        "{error}"
+    );
+    // So is the older layout (version 1): it must be exported and imported.
+    let _: () = connection.set(store.keys().schema(), 1).await.unwrap();
+    let error = RedisStore::connect(&server.url()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("schema version 1") && error.to_string().contains("export"),
         "{error}"
     );
     // Another prefix is unaffected.
