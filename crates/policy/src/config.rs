@@ -88,8 +88,10 @@ impl PolicyConfig {
     pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
     /// A queued message expires after 7 days.
     pub const DEFAULT_OUTBOX_TTL: TimeDelta = TimeDelta::days(7);
-    /// A replica's claim on a queued message lasts 60 seconds.
-    pub const DEFAULT_DELIVERY_LEASE: TimeDelta = TimeDelta::seconds(60);
+    /// A replica's claim on a queued message (or on sending an invitation) lasts
+    /// 120 seconds: longer than the client's worst case with default settings (four
+    /// attempts of 15 s plus back-off, about 75 s), so a claim does not lapse mid-send.
+    pub const DEFAULT_DELIVERY_LEASE: TimeDelta = TimeDelta::seconds(120);
 
     /// The closed-window choice for every business number without its own.
     pub fn on_closed(mut self, on_closed: OnClosed) -> Self {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use lipachat_api::MessageId;
+use lipachat_session::window::saturating_add;
 use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
 use tracing::{info, warn};
 
@@ -66,7 +67,7 @@ impl<S: Store> Messenger<S> {
             let now = self.now();
             let message_id = MessageId::from_uuid(entry.message_id);
             let payload = serde_json::from_str::<QueuedPayload>(&entry.payload);
-            if entry.queued_at + self.config().outbox_ttl <= now {
+            if saturating_add(entry.queued_at, self.config().outbox_ttl) <= now {
                 match self
                     .expire(conversation, &entry, payload.as_ref().ok(), now)
                     .await?
@@ -271,7 +272,7 @@ impl<S: Store> Messenger<S> {
         let now = self.now();
         for conversation in self.store().conversations_with_queued().await? {
             for entry in self.store().queued(conversation).await? {
-                if entry.queued_at + self.config().outbox_ttl <= now {
+                if saturating_add(entry.queued_at, self.config().outbox_ttl) <= now {
                     let payload = serde_json::from_str::<QueuedPayload>(&entry.payload).ok();
                     // Taken out or held by another replica: it reports it, not us.
                     if let Expiry::Expired(message) = self
@@ -291,20 +292,33 @@ impl<S: Store> Messenger<S> {
     /// and handles the message it names as if the window had been closed at send time:
     /// rejected, rerouted to the template, or queued again with a fresh `messageId`.
     ///
-    /// `message_id` is our `messageId` if the report names it; `wa_id` is WhatsApp's.
+    /// `message_id` is our `messageId` if the report names it; `wa_id` is WhatsApp's; `at`
+    /// is when the failure happened (the closure is recorded then, never later than now,
+    /// so a customer who wrote after the failure keeps the window the reply opened).
+    ///
+    /// A report is acted on once: it re-handles the message only while its stored outcome
+    /// is still the send the report names, so a repeated webhook cannot requeue (and so
+    /// deliver) it twice.
     pub async fn on_window_closed_report(
         &self,
         conversation: Conversation,
         message_id: Option<MessageId>,
         wa_id: Option<&str>,
+        at: DateTime<Utc>,
     ) -> Result<Reconciliation, PolicyError> {
-        let state = self.sessions().record_gateway_closure(conversation).await?;
-        warn!(%conversation, message_id = ?message_id, wa_id = wa_id.unwrap_or(""), "gateway reported a send as outside the window: closure recorded");
+        let state = self
+            .sessions()
+            .record_gateway_closure_at(conversation, at.min(self.now()))
+            .await?;
+        warn!(%conversation, message_id = ?message_id, wa_id = wa_id.unwrap_or(""), %at, "gateway reported a send as outside the window: closure recorded");
         let mut found = None;
         if let Some(id) = message_id {
             found = self
                 .previous_outcome(conversation, id)
                 .await?
+                // Only while the stored outcome is this very send (not a later requeue
+                // or redelivery of it under another id).
+                .filter(|outcome| outcome.message_id == id)
                 .map(|outcome| (id, outcome));
         }
         if found.is_none()
@@ -391,11 +405,12 @@ impl<S: Store> Messenger<S> {
                 conversation: Some(conversation),
                 message_id,
                 wa_id,
+                at,
                 ..
             } => {
                 let message_id = message_id.as_deref().and_then(|id| id.parse().ok());
                 let reconciled = self
-                    .on_window_closed_report(*conversation, message_id, wa_id.as_deref())
+                    .on_window_closed_report(*conversation, message_id, wa_id.as_deref(), *at)
                     .await?;
                 Ok(WebhookOutcome::WindowClosed(reconciled))
             }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use lipachat_api::{
     ApiError, Client, ContactMessage, FreeFormMessage, MessageId, TemplateMessage, TextMessage,
 };
+use lipachat_session::window::saturating_add;
 use lipachat_session::{
     Conversation, Invitation, QueuedMessage, RefusalReason, SendDecision, Sessions, Store,
     WindowState,
@@ -516,17 +517,9 @@ impl<S: Store> Messenger<S> {
     ) -> Result<Option<TemplateSent>, PolicyError> {
         let conversation = request.conversation;
         let now = self.now();
-        let last_inbound = self
-            .store()
-            .window(conversation)
-            .await?
-            .map(|r| r.last_inbound);
-        if let Some(invitation) = self.store().invitation(conversation).await? {
-            let for_this_window = last_inbound.is_none_or(|last| invitation.sent_at >= last);
-            if for_this_window && now < invitation.sent_at + self.inner.config.invitation_cooldown {
-                info!(%conversation, %message_id, invitation = %invitation.message_id, "invitation already sent for this closed window");
-                return Ok(None);
-            }
+        if self.invited_for_this_window(conversation, now).await? {
+            info!(%conversation, %message_id, "invitation already sent for this closed window");
+            return Ok(None);
         }
         // One invitation at a time per conversation, across replicas.
         let lock = derived(b"invitation-lock", &conversation.to_key()).as_uuid();
@@ -538,11 +531,38 @@ impl<S: Store> Messenger<S> {
             info!(%conversation, %message_id, "another sender is inviting this conversation");
             return Ok(None);
         }
-        let result = self
-            .send_invitation(request, message_id, template, now)
-            .await;
+        // Read again under the claim: another sender may have invited between our first
+        // read and the claim.
+        let result = if self.invited_for_this_window(conversation, now).await? {
+            Ok(None)
+        } else {
+            self.send_invitation(request, message_id, template, now)
+                .await
+                .map(Some)
+        };
         self.store().release(lock).await?;
-        result.map(Some)
+        result
+    }
+
+    /// Whether an invitation already went for the current closed window, within the
+    /// cool-down.
+    async fn invited_for_this_window(
+        &self,
+        conversation: Conversation,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PolicyError> {
+        let Some(invitation) = self.store().invitation(conversation).await? else {
+            return Ok(false);
+        };
+        let last_inbound = self
+            .store()
+            .window(conversation)
+            .await?
+            .map(|r| r.last_inbound);
+        let for_this_window = last_inbound.is_none_or(|last| invitation.sent_at >= last);
+        let cooldown_ends =
+            saturating_add(invitation.sent_at, self.inner.config.invitation_cooldown);
+        Ok(for_this_window && now < cooldown_ends)
     }
 
     async fn send_invitation(

@@ -503,7 +503,7 @@ async fn status_callback_refusal_is_tied_back_by_wamid() {
 
     let reconciled = f
         .messenger
-        .on_window_closed_report(f.chat, None, Some(wa_id))
+        .on_window_closed_report(f.chat, None, Some(wa_id), f.clock.now())
         .await
         .unwrap();
     let Reconciliation::Handled { outcome } = reconciled else {
@@ -910,4 +910,67 @@ async fn dry_run_plans_without_a_client() {
         .await
         .unwrap();
     assert!(plan.decision.is_allowed() && plan.template_body.is_none());
+}
+
+#[tokio::test]
+async fn a_repeated_or_late_window_closed_report_is_acted_on_once() {
+    let f = fixture_with(
+        PolicyConfig::default().on_closed(OnClosed::Queue(invite())),
+        WindowRefusal::StatusCallback,
+    )
+    .await;
+    f.messenger
+        .sessions()
+        .record_inbound_now(f.chat)
+        .await
+        .unwrap();
+    let original = MessageId::new();
+    let sent = f
+        .messenger
+        .send(SendRequest::contact(f.chat, card("A")).message_id(original))
+        .await
+        .unwrap();
+    assert_eq!(sent.name(), "sent");
+    let failed_at = f.clock.now();
+    let first = f
+        .messenger
+        .on_window_closed_report(f.chat, Some(original), None, failed_at)
+        .await
+        .unwrap();
+    assert!(matches!(first, Reconciliation::Handled { .. }), "{first:?}");
+    f.clock.advance(TimeDelta::minutes(1));
+    f.customer_writes().await;
+    assert_eq!(f.free_form_delivered(), 1);
+
+    // The webhook is delivered again, by our messageId and by the wamid: nothing requeued,
+    // and the late report does not close the window the customer's reply opened.
+    let wa_id = f.gateway.refusals()[0].wa_id.clone().unwrap();
+    for (id, wamid) in [(Some(original), None), (None, Some(wa_id.as_str()))] {
+        let again = f
+            .messenger
+            .on_window_closed_report(f.chat, id, wamid, failed_at)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, Reconciliation::ClosureRecorded),
+            "{again:?}"
+        );
+    }
+    assert!(
+        f.messenger
+            .sessions()
+            .store()
+            .queued(f.chat)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        f.messenger.sessions().state(f.chat).await.unwrap().name(),
+        "open",
+        "a closure timed before the reply does not close the reopened window"
+    );
+    f.clock.advance(TimeDelta::minutes(1));
+    f.customer_writes().await;
+    assert_eq!(f.free_form_delivered(), 1, "the customer got the card once");
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::store::{InboundUpdate, WindowStore};
+use crate::window::saturating_add;
 use crate::{Clock, Conversation, SendDecision, StoreError, SystemClock, WindowRule, WindowState};
 
 /// A failure of the session engine.
@@ -164,9 +165,20 @@ impl<S: WindowStore> Sessions<S> {
         &self,
         conversation: Conversation,
     ) -> Result<WindowState, SessionError> {
-        let now = self.now();
-        let record = self.store.record_gateway_closure(conversation, now).await?;
-        Ok(self.rule.state(record.as_ref(), now))
+        self.record_gateway_closure_at(conversation, self.now())
+            .await
+    }
+
+    /// Records that the gateway refused a free-form send as outside the window at `at`
+    /// (for a report that arrives later, the time of the failure). Returns the window's
+    /// state now.
+    pub async fn record_gateway_closure_at(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<WindowState, SessionError> {
+        let record = self.store.record_gateway_closure(conversation, at).await?;
+        Ok(self.rule.state(record.as_ref(), self.now()))
     }
 
     /// The window's state now.
@@ -217,7 +229,10 @@ impl<S: WindowStore> Sessions<S> {
         let window = self.rule.window();
         let found = self
             .store
-            .inbound_between(now - window, now + span - window)
+            .inbound_between(
+                saturating_add(now, -window),
+                saturating_add(saturating_add(now, span), -window),
+            )
             .await?;
         Ok(found
             .into_iter()

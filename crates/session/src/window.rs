@@ -253,7 +253,7 @@ impl WindowRule {
             return WindowState::Never;
         };
         let last_inbound = record.last_inbound;
-        let expires_at = last_inbound + self.window;
+        let expires_at = saturating_add(last_inbound, self.window);
         if let Some(closed) = record.effective_gateway_closure()
             && now >= closed
         {
@@ -311,6 +311,17 @@ impl WindowRule {
             },
         }
     }
+}
+
+/// `at + by`, saturating at chrono's range instead of panicking (stored or configured
+/// values can be extreme: a corrupt time, a "never" cool-down).
+pub fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
+    at.checked_add_signed(by)
+        .unwrap_or(if by < TimeDelta::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
@@ -423,6 +434,25 @@ mod tests {
         assert!(WindowRule::new(TimeDelta::hours(1), TimeDelta::hours(1)).is_err());
         assert!(WindowRule::new(TimeDelta::hours(1), TimeDelta::seconds(-1)).is_err());
         assert!(WindowRule::new(TimeDelta::hours(1), TimeDelta::zero()).is_ok());
+    }
+
+    #[test]
+    fn extreme_times_saturate_instead_of_panicking() {
+        let rule = WindowRule::default();
+        let record = WindowRecord::inbound(DateTime::<Utc>::MAX_UTC);
+        assert!(
+            !rule
+                .state(Some(&record), DateTime::<Utc>::MAX_UTC)
+                .is_open()
+        );
+        assert_eq!(
+            saturating_add(DateTime::<Utc>::MAX_UTC, TimeDelta::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
+        assert_eq!(
+            saturating_add(DateTime::<Utc>::MIN_UTC, TimeDelta::MIN),
+            DateTime::<Utc>::MIN_UTC
+        );
     }
 
     #[test]

@@ -94,10 +94,14 @@ async fn corrupt_value_is_a_typed_error_for_that_pair_only() {
         windows
             .insert(b"not a conversation key", &b"x"[..])
             .unwrap();
+        // A longer key that starts like a real one is not a conversation either.
+        let mut long = chat(254700000002).to_key().to_vec();
+        long.extend_from_slice(b"stray");
+        windows.insert(long, &0i64.to_be_bytes()[..]).unwrap();
         db.flush().unwrap();
     }
     let store = SledStore::open(&path).unwrap();
-    assert_eq!(store.skipped_keys(), 1);
+    assert_eq!(store.skipped_keys(), 2);
     let err = store.window(chat(254700000001)).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Corrupt { conversation, .. } if conversation == chat(254700000001))

@@ -188,7 +188,10 @@ impl SledStore {
         let mut skipped_keys = 0;
         for entry in windows.iter() {
             let (key, value) = entry?;
-            let Some(conversation) = Conversation::from_key(&key) else {
+            let conversation = (key.len() == 16)
+                .then(|| Conversation::from_key(&key))
+                .flatten();
+            let Some(conversation) = conversation else {
                 skipped_keys += 1;
                 tracing::warn!(key = ?key, "skipping a windows key that names no conversation");
                 continue;
@@ -611,7 +614,7 @@ impl OutboxStore for SledStore {
         if claims.contains_key(&message_id) {
             return Ok(false);
         }
-        claims.insert(message_id, now + lease);
+        claims.insert(message_id, crate::window::saturating_add(now, lease));
         Ok(true)
     }
 
@@ -639,7 +642,10 @@ impl OutboxStore for SledStore {
         let mut all = Vec::new();
         for entry in self.inner.invitations.iter() {
             let (key, value) = entry?;
-            let Some(conversation) = Conversation::from_key(&key) else {
+            let conversation = (key.len() == 16)
+                .then(|| Conversation::from_key(&key))
+                .flatten();
+            let Some(conversation) = conversation else {
                 continue;
             };
             let invitation =
