@@ -61,6 +61,30 @@ impl<S: Store> Messenger<S> {
     /// the gateway deduplicates it.
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         let mut report = DeliveryReport::default();
+        // Messages queued while a pass runs (a send that raced a reply) would otherwise
+        // wait for the next reply: after a pass that went through everything it saw, look
+        // again, a few times at most.
+        for _ in 0..Self::DELIVERY_PASSES {
+            let before = report.delivered.len() + report.expired.len() + report.failed.len();
+            self.deliver_pass(conversation, &mut report).await?;
+            let progressed =
+                report.delivered.len() + report.expired.len() + report.failed.len() > before;
+            if report.stopped.is_some() || !progressed {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// How many times one delivery run reads the outbox again for late arrivals.
+    const DELIVERY_PASSES: usize = 4;
+
+    /// One pass over the outbox as it is now.
+    async fn deliver_pass(
+        &self,
+        conversation: Conversation,
+        report: &mut DeliveryReport,
+    ) -> Result<(), PolicyError> {
         let queued = self.store().queued(conversation).await?;
         let mut remaining = queued.len();
         for entry in queued {
@@ -109,7 +133,7 @@ impl<S: Store> Messenger<S> {
                 break;
             }
             let step = self
-                .deliver_claimed(conversation, &entry, payload, &mut report)
+                .deliver_claimed(conversation, &entry, payload, report)
                 .await;
             self.store().release(entry.message_id).await?;
             match step? {
@@ -118,7 +142,7 @@ impl<S: Store> Messenger<S> {
             }
         }
         report.remaining = remaining;
-        Ok(report)
+        Ok(())
     }
 
     /// Sends one claimed message; `Ok(true)` when it left the queue, `Ok(false)` to stop.
