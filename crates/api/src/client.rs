@@ -234,6 +234,7 @@ impl Client {
             Endpoint::Contact,
             id,
             contact_body(conversation, id, message),
+            None,
         )
         .await
     }
@@ -245,8 +246,13 @@ impl Client {
         id: MessageId,
         message: &TextMessage,
     ) -> Result<Receipt, ApiError> {
-        self.send_json(Endpoint::Text, id, text_body(conversation, id, message))
-            .await
+        self.send_json(
+            Endpoint::Text,
+            id,
+            text_body(conversation, id, message),
+            None,
+        )
+        .await
     }
 
     /// Sends an approved template (`POST /api/v1/whatsapp/template`), the one kind allowed
@@ -261,6 +267,7 @@ impl Client {
             Endpoint::Template,
             id,
             template_body(conversation, id, message),
+            None,
         )
         .await
     }
@@ -276,6 +283,27 @@ impl Client {
             message.endpoint(),
             id,
             free_form_body(conversation, id, message),
+            None,
+        )
+        .await
+    }
+
+    /// Sends a free-form message, making no attempt after `deadline`: no attempt starts at
+    /// or after it, no retry waits past it, and each attempt's timeout is cut to the time
+    /// left. The send path passes the window's expiry less the safety margin, so retries
+    /// never carry a message past the point where it was allowed.
+    pub async fn send_free_form_before(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+        message: &FreeFormMessage,
+        deadline: Instant,
+    ) -> Result<Receipt, ApiError> {
+        self.send_json(
+            message.endpoint(),
+            id,
+            free_form_body(conversation, id, message),
+            Some(deadline),
         )
         .await
     }
@@ -287,6 +315,7 @@ impl Client {
         endpoint: Endpoint,
         id: MessageId,
         body: Value,
+        deadline: Option<Instant>,
     ) -> Result<Receipt, ApiError> {
         let url = self.inner.base.endpoint_url(endpoint);
         let body = body.to_string().into_bytes();
@@ -294,11 +323,24 @@ impl Client {
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
         async move {
             let mut attempt: u32 = 0;
+            let mut last_error: Option<ApiError> = None;
             loop {
                 attempt += 1;
-                debug!(attempt, "sending to the gateway");
                 let started = Instant::now();
-                let outcome = self.attempt(&url, body.clone()).await;
+                let mut timeout = self.inner.request_timeout;
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(started);
+                    if left.is_zero() {
+                        info!(attempt, "the send's deadline passed; no further attempt");
+                        return Err(ApiError::DeadlineReached {
+                            attempts: attempt - 1,
+                            last: last_error.map(Box::new),
+                        });
+                    }
+                    timeout = timeout.min(left);
+                }
+                debug!(attempt, "sending to the gateway");
+                let outcome = self.attempt(&url, body.clone(), timeout).await;
                 let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 match outcome.result {
                     Ok(accepted) => {
@@ -326,6 +368,15 @@ impl Client {
                     }
                     Err(error) if error.is_transient() && attempt <= policy.max_retries => {
                         let delay = policy.delay(attempt - 1, outcome.retry_after);
+                        if let Some(deadline) = deadline
+                            && Instant::now() + delay >= deadline
+                        {
+                            info!(attempt, %error, "attempt failed and the send's deadline comes before a retry");
+                            return Err(ApiError::DeadlineReached {
+                                attempts: attempt,
+                                last: Some(Box::new(error)),
+                            });
+                        }
                         warn!(
                             attempt,
                             http_status = outcome.http_status,
@@ -335,6 +386,7 @@ impl Client {
                             "attempt failed; retrying with the same messageId"
                         );
                         tokio::time::sleep(delay).await;
+                        last_error = Some(error);
                     }
                     Err(error) => {
                         info!(
@@ -361,7 +413,7 @@ impl Client {
     }
 
     /// One HTTP request, bounded by the request timeout from start to the end of the body.
-    async fn attempt(&self, url: &str, body: Vec<u8>) -> Attempt {
+    async fn attempt(&self, url: &str, body: Vec<u8>, timeout: Duration) -> Attempt {
         let inner = &self.inner;
         let mut http_status = None;
         let mut retry_after = None;
@@ -387,11 +439,9 @@ impl Client {
                 .map_err(|e| self.transport_error(&e))?;
             Ok::<_, ApiError>((response.status().as_u16(), bytes, truncated))
         };
-        let timed = tokio::time::timeout(inner.request_timeout, exchange).await;
+        let timed = tokio::time::timeout(timeout, exchange).await;
         let result = match timed {
-            Err(_elapsed) => Err(ApiError::Timeout {
-                after: inner.request_timeout,
-            }),
+            Err(_elapsed) => Err(ApiError::Timeout { after: timeout }),
             Ok(Err(error)) => Err(error),
             Ok(Ok((status, bytes, truncated))) => interpret(
                 &RawResponse {

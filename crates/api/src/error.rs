@@ -204,6 +204,16 @@ pub enum ApiError {
         /// The cause, without URL or headers.
         detail: String,
     },
+    /// The send's deadline (the window's expiry less the safety margin) came before
+    /// another attempt could start. An earlier attempt may still have reached the gateway:
+    /// a later send must reuse the same `messageId`.
+    #[error("stopped after {attempts} attempt(s): the send's deadline came before another could start{}", last.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    DeadlineReached {
+        /// How many HTTP requests were made.
+        attempts: u32,
+        /// The last attempt's error, if one was made.
+        last: Option<Box<ApiError>>,
+    },
     /// Every attempt failed with a cause worth retrying, and the retries ran out.
     #[error("gave up after {attempts} attempts; last error: {last}")]
     RetriesExhausted {
@@ -223,6 +233,8 @@ impl ApiError {
     pub fn retry_later_may_help(&self) -> bool {
         match self {
             Self::RetriesExhausted { last, .. } => last.retry_later_may_help(),
+            // A later send, decided again against the window, may go (with the same id).
+            Self::DeadlineReached { .. } => true,
             other => other.is_transient(),
         }
     }
@@ -233,6 +245,9 @@ impl ApiError {
         match self {
             Self::WindowClosed { .. } => true,
             Self::RetriesExhausted { last, .. } => last.is_window_closed(),
+            Self::DeadlineReached {
+                last: Some(last), ..
+            } => last.is_window_closed(),
             _ => false,
         }
     }
@@ -242,6 +257,9 @@ impl ApiError {
     pub fn root(&self) -> &ApiError {
         match self {
             Self::RetriesExhausted { last, .. } => last.root(),
+            Self::DeadlineReached {
+                last: Some(last), ..
+            } => last.root(),
             other => other,
         }
     }

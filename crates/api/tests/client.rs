@@ -821,3 +821,92 @@ async fn the_key_never_appears_in_errors_or_the_client() {
     assert!(!shown.contains(KEY), "{shown}");
     assert!(shown.contains("ApiKey(***)"));
 }
+
+#[tokio::test]
+async fn no_attempt_starts_after_the_send_deadline() {
+    let server = MockServer::start().await;
+    always(&server, CONTACT_PATH, ResponseTemplate::new(500)).await;
+    let slow_backoff = Client::builder(key())
+        .base_url(&server.uri())
+        .retry(RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(400),
+            max_backoff: Duration::from_secs(2),
+        })
+        .build()
+        .unwrap();
+    let message = FreeFormMessage::Contact(card());
+    // A deadline that has passed: no request at all.
+    let err = slow_backoff
+        .send_free_form_before(conversation(), id(), &message, Instant::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::DeadlineReached {
+                attempts: 0,
+                last: None
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(requests(&server).await.is_empty());
+    // 150 ms left: one attempt fails, the retry's back-off would pass the deadline.
+    let started = Instant::now();
+    let err = slow_backoff
+        .send_free_form_before(
+            conversation(),
+            id(),
+            &message,
+            started + Duration::from_millis(150),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::DeadlineReached {
+                attempts: 1,
+                last: Some(_)
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.retry_later_may_help());
+    assert_eq!(requests(&server).await.len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "did not wait past the deadline"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_is_cut_short_at_the_send_deadline() {
+    let server = MockServer::start().await;
+    always(
+        &server,
+        CONTACT_PATH,
+        success("x").set_delay(Duration::from_secs(3)),
+    )
+    .await;
+    let message = FreeFormMessage::Contact(card());
+    let started = Instant::now();
+    let err = client(&server)
+        .send_free_form_before(
+            conversation(),
+            id(),
+            &message,
+            started + Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::DeadlineReached { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the attempt's timeout was cut to the deadline"
+    );
+}

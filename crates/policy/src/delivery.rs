@@ -119,11 +119,13 @@ impl<S: Store> Messenger<S> {
                     continue;
                 }
             };
-            let decision = self.sessions().decide(conversation).await?;
-            if let SendDecision::Refused { reason, .. } = decision {
-                report.stopped = Some(DeliveryStop::WindowNotOpen(reason));
-                break;
-            }
+            let expires_at = match self.sessions().decide(conversation).await? {
+                SendDecision::Allowed { expires_at, .. } => expires_at,
+                SendDecision::Refused { reason, .. } => {
+                    report.stopped = Some(DeliveryStop::WindowNotOpen(reason));
+                    break;
+                }
+            };
             if !self
                 .store()
                 .claim(entry.message_id, now, self.config().delivery_lease)
@@ -133,7 +135,7 @@ impl<S: Store> Messenger<S> {
                 break;
             }
             let step = self
-                .deliver_claimed(conversation, &entry, payload, report)
+                .deliver_claimed(conversation, &entry, payload, expires_at, report)
                 .await;
             self.store().release(entry.message_id).await?;
             match step? {
@@ -151,6 +153,7 @@ impl<S: Store> Messenger<S> {
         conversation: Conversation,
         entry: &QueuedMessage,
         payload: QueuedPayload,
+        expires_at: DateTime<Utc>,
         report: &mut DeliveryReport,
     ) -> Result<bool, PolicyError> {
         let message_id = MessageId::from_uuid(entry.message_id);
@@ -161,7 +164,12 @@ impl<S: Store> Messenger<S> {
         info!(%conversation, %message_id, kind = payload.message.kind(), "delivering queued message");
         match self
             .client()
-            .send_free_form(conversation, message_id, &payload.message)
+            .send_free_form_before(
+                conversation,
+                message_id,
+                &payload.message,
+                self.send_deadline(expires_at),
+            )
             .await
         {
             Ok(receipt) => {

@@ -261,6 +261,18 @@ impl<S: Store> Messenger<S> {
         self.inner.sessions.now()
     }
 
+    /// The last instant an attempt of a free-form send may start: the window's expiry
+    /// less the safety margin, as measured on the clock now (retries must not carry a
+    /// message past the point where it was allowed).
+    pub(crate) fn send_deadline(&self, expires_at: DateTime<Utc>) -> std::time::Instant {
+        let left = saturating_add(expires_at, -self.inner.config.rule.margin()) - self.now();
+        let now = std::time::Instant::now();
+        // A window longer than the platform's Instant range is capped at a year.
+        now.checked_add(left.to_std().unwrap_or_default())
+            .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 24 * 3600)))
+            .unwrap_or(now)
+    }
+
     /// Sends a contact card (see [`Messenger::send`]).
     pub async fn send_contact(
         &self,
@@ -315,7 +327,12 @@ impl<S: Store> Messenger<S> {
                 match self
                     .inner
                     .client
-                    .send_free_form(conversation, message_id, &request.message)
+                    .send_free_form_before(
+                        conversation,
+                        message_id,
+                        &request.message,
+                        self.send_deadline(expires_at),
+                    )
                     .await
                 {
                     Ok(receipt) => {

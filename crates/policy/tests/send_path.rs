@@ -974,3 +974,34 @@ async fn a_repeated_or_late_window_closed_report_is_acted_on_once() {
     f.customer_writes().await;
     assert_eq!(f.free_form_delivered(), 1, "the customer got the card once");
 }
+
+#[tokio::test]
+async fn retries_never_run_past_the_margin() {
+    let f = fixture(PolicyConfig::default()).await;
+    f.customer_writes().await;
+    // Half a second of real time left before expiry minus the 60 s margin.
+    f.clock
+        .advance(TimeDelta::hours(24) - TimeDelta::seconds(60) - TimeDelta::milliseconds(500));
+    f.gateway.stall_next(1, Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let err = f
+        .messenger
+        .send_contact(f.chat, card("A"))
+        .await
+        .unwrap_err();
+    let PolicyError::Send { source, .. } = &err else {
+        panic!("expected a send error, got {err:?}");
+    };
+    assert!(
+        matches!(
+            source,
+            lipachat_api::ApiError::DeadlineReached { attempts: 1, .. }
+        ),
+        "{source:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "stopped at the deadline"
+    );
+    assert_eq!(f.gateway.request_count(), 1, "no retry after the deadline");
+}
