@@ -61,7 +61,6 @@ pub(crate) struct Accepted {
     pub echoed_id: Option<String>,
 }
 
-/// Interprets one answer. `key` is used only to redact it from anything kept.
 /// The receipt fields of an accepted message's `data`.
 fn accepted(data: &serde_json::Map<String, Value>, key: &ApiKey) -> Accepted {
     Accepted {
@@ -75,30 +74,64 @@ fn accepted(data: &serde_json::Map<String, Value>, key: &ApiKey) -> Accepted {
     }
 }
 
+/// The success envelope, read without building a JSON tree (the common answer).
+#[derive(serde::Deserialize)]
+struct SuccessEnvelope<'a> {
+    #[serde(borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<SuccessData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct SuccessData<'a> {
+    #[serde(borrow, rename = "messageId")]
+    message_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, rename = "waId")]
+    wa_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A clean success (2xx, `"status": "success"`, a data object whose status is SENT) is an
+/// acceptance whatever else the body says, so it needs no search for 131047. Anything
+/// else (or a body of another shape) goes the general way.
+fn clean_success(raw: &RawResponse<'_>, key: &ApiKey) -> Option<Accepted> {
+    if !(200..300).contains(&raw.status) || raw.truncated {
+        return None;
+    }
+    let envelope: SuccessEnvelope<'_> = serde_json::from_slice(raw.body).ok()?;
+    let data = envelope.data?;
+    let sent = data.status.as_deref()?;
+    if !envelope.status.as_deref()?.eq_ignore_ascii_case("success")
+        || !sent.eq_ignore_ascii_case("sent")
+    {
+        return None;
+    }
+    let text = |value: Option<std::borrow::Cow<'_, str>>| {
+        value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    };
+    Some(Accepted {
+        wa_id: text(data.wa_id).map(|s| key.redact(&s)),
+        status: sent.to_owned(),
+        echoed_id: text(data.message_id),
+    })
+}
+
+/// Interprets one answer. `key` is used only to redact it from anything kept.
 pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted, ApiError> {
     let status = raw.status;
     if status == 401 {
         return Err(ApiError::InvalidCredentials);
+    }
+    if let Some(accepted) = clean_success(raw, key) {
+        return Ok(accepted);
     }
     let json: Option<Value> = if raw.truncated {
         None
     } else {
         serde_json::from_slice(raw.body).ok()
     };
-    // A clean success (2xx, "status": "success", a data object whose status is SENT) is
-    // an acceptance whatever else it says: no need to search it for 131047. This is the
-    // common path, so it is checked first.
-    if (200..300).contains(&status)
-        && let Some(Value::Object(envelope)) = &json
-        && matches!(envelope.get("status"), Some(Value::String(s)) if s.eq_ignore_ascii_case("success"))
-        && let Some(Value::Object(data)) = envelope.get("data")
-        && data
-            .get("status")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.eq_ignore_ascii_case("sent"))
-    {
-        return Ok(accepted(data, key));
-    }
     let signal = match &json {
         Some(value) => reengagement::find_in_json(value),
         None => reengagement::find_in_text(&String::from_utf8_lossy(raw.body)),
