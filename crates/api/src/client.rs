@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::contact::ContactMessage;
-use crate::endpoint::{BaseUrl, Endpoint};
+use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
 use crate::error::ApiError;
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
@@ -145,6 +145,7 @@ impl ClientBuilder {
                 http,
                 key: self.key,
                 key_header,
+                urls: EndpointUrls::new(&base)?,
                 base,
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
@@ -171,6 +172,7 @@ struct Inner {
     key: ApiKey,
     key_header: HeaderValue,
     base: BaseUrl,
+    urls: EndpointUrls,
     connect_timeout: Duration,
     request_timeout: Duration,
     retry: RetryPolicy,
@@ -317,8 +319,9 @@ impl Client {
         body: Value,
         deadline: Option<Instant>,
     ) -> Result<Receipt, ApiError> {
-        let url = self.inner.base.endpoint_url(endpoint);
-        let body = body.to_string().into_bytes();
+        let url = self.inner.urls.get(endpoint);
+        // Shared, so each retry re-sends the same bytes without copying them.
+        let body = bytes::Bytes::from(body.to_string());
         let policy = self.inner.retry;
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
         async move {
@@ -340,7 +343,7 @@ impl Client {
                     timeout = timeout.min(left);
                 }
                 debug!(attempt, "sending to the gateway");
-                let outcome = self.attempt(&url, body.clone(), timeout).await;
+                let outcome = self.attempt(url, body.clone(), timeout).await;
                 let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 match outcome.result {
                     Ok(accepted) => {
@@ -413,14 +416,14 @@ impl Client {
     }
 
     /// One HTTP request, bounded by the request timeout from start to the end of the body.
-    async fn attempt(&self, url: &str, body: Vec<u8>, timeout: Duration) -> Attempt {
+    async fn attempt(&self, url: &reqwest::Url, body: bytes::Bytes, timeout: Duration) -> Attempt {
         let inner = &self.inner;
         let mut http_status = None;
         let mut retry_after = None;
         let exchange = async {
             let mut response = inner
                 .http
-                .post(url)
+                .post(url.clone())
                 .header("apiKey", inner.key_header.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header(ACCEPT, "application/json")
@@ -503,7 +506,11 @@ async fn read_limited(
     response: &mut reqwest::Response,
     limit: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {
-    let mut body = Vec::new();
+    let expected = response
+        .content_length()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(expected.min(limit));
     while let Some(chunk) = response.chunk().await? {
         let room = limit.saturating_sub(body.len());
         if chunk.len() > room {

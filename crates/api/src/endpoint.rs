@@ -136,6 +136,40 @@ impl BaseUrl {
     }
 }
 
+/// The three send endpoints' URLs, parsed once when a client is built, so a send does not
+/// format and parse its URL again on every attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointUrls {
+    contact: Url,
+    template: Url,
+    text: Url,
+}
+
+impl EndpointUrls {
+    /// The endpoints under `base`.
+    pub(crate) fn new(base: &BaseUrl) -> Result<Self, ApiError> {
+        let parse = |endpoint: Endpoint| {
+            Url::parse(&base.endpoint_url(endpoint)).map_err(|_| ApiError::InvalidBaseUrl {
+                reason: format!("the {endpoint} endpoint under this base is not a valid URL"),
+            })
+        };
+        Ok(Self {
+            contact: parse(Endpoint::Contact)?,
+            template: parse(Endpoint::Template)?,
+            text: parse(Endpoint::Text)?,
+        })
+    }
+
+    /// The URL of `endpoint`.
+    pub(crate) fn get(&self, endpoint: Endpoint) -> &Url {
+        match endpoint {
+            Endpoint::Contact => &self.contact,
+            Endpoint::Template => &self.template,
+            Endpoint::Text => &self.text,
+        }
+    }
+}
+
 impl Default for BaseUrl {
     fn default() -> Self {
         Self {
