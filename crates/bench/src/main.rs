@@ -33,8 +33,8 @@ struct Args {
     /// How many window checks per store (sled and HashMap).
     #[arg(long, default_value_t = 4_000_000)]
     checks: usize,
-    /// How many sends each way (guarded and raw).
-    #[arg(long, default_value_t = 20_000)]
+    /// How many sends in each round of each send workload (three rounds each).
+    #[arg(long, default_value_t = 40_000)]
     sends: usize,
     /// How many conversations to load into Redis (at most --conversations).
     #[arg(long, default_value_t = 200_000)]

@@ -320,6 +320,17 @@ impl StandInGateway {
         lock(&self.shared.ledger).take_callbacks()
     }
 
+    /// Forgets the requests received, the messages delivered and refused, the `messageId`s
+    /// it would deduplicate and the pending status callbacks, as a fresh stand-in would;
+    /// the customers' windows and any injected failures stay.
+    ///
+    /// Its memory then no longer grows with what came before, which keeps the rounds of a
+    /// long benchmark comparable.
+    pub fn forget_history(&self) {
+        lock(&self.shared.journal).clear();
+        lock(&self.shared.ledger).forget_history();
+    }
+
     /// Stops accepting connections, lets requests in flight finish (for up to 5 seconds)
     /// and waits for the server to stop. Dropping the gateway stops it too, without waiting.
     pub async fn shutdown(mut self) {

@@ -140,6 +140,15 @@ impl Ledger {
     pub(crate) fn take_callbacks(&mut self) -> Vec<Value> {
         std::mem::take(&mut self.callbacks)
     }
+
+    /// Forgets every answered `messageId`, delivery, refusal and pending callback,
+    /// keeping the windows.
+    pub(crate) fn forget_history(&mut self) {
+        self.answered = HashMap::new();
+        self.delivered = Vec::new();
+        self.refusals = Vec::new();
+        self.callbacks = Vec::new();
+    }
 }
 
 #[cfg(test)]

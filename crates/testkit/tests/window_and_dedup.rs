@@ -322,6 +322,44 @@ where
 }
 
 #[tokio::test]
+async fn forgetting_history_keeps_the_windows() {
+    let clock = ManualClock::at(start_time());
+    let gateway = gateway_with(&clock, WindowRefusal::Immediate).await;
+    gateway.customer_writes(business(), customer());
+    let first = send(&gateway, MessageKind::Contact, &contact("kept-once")).await;
+    let first_wa_id = assert_success(&first, "kept-once");
+    let _ = send(
+        &gateway,
+        MessageKind::Contact,
+        &contact_to("refused", OTHER_CUSTOMER),
+    )
+    .await;
+    assert_eq!(
+        (
+            gateway.request_count(),
+            gateway.delivered_count(),
+            gateway.refusal_count()
+        ),
+        (2, 1, 1)
+    );
+
+    gateway.forget_history();
+    assert_eq!(
+        (
+            gateway.request_count(),
+            gateway.delivered_count(),
+            gateway.refusal_count()
+        ),
+        (0, 0, 0)
+    );
+    // The window is still open, and the old messageId is no longer deduplicated.
+    let again = send(&gateway, MessageKind::Contact, &contact("kept-once")).await;
+    let again_wa_id = assert_success(&again, "kept-once");
+    assert_eq!(gateway.delivered_count(), 1);
+    assert_ne!(again_wa_id, first_wa_id);
+}
+
+#[tokio::test]
 async fn a_custom_window_length_is_honoured() {
     let clock = ManualClock::at(start_time());
     let gateway = StandInGateway::builder()
