@@ -126,18 +126,14 @@ impl<S: Store> Messenger<S> {
                     break;
                 }
             };
-            if !self
-                .store()
-                .claim(entry.message_id, now, self.config().delivery_lease)
-                .await?
-            {
+            let Some(claim) = self.try_claim(entry.message_id, now).await? else {
                 report.stopped = Some(DeliveryStop::ClaimedElsewhere(message_id));
                 break;
-            }
+            };
             let step = self
                 .deliver_claimed(conversation, &entry, payload, expires_at, report)
                 .await;
-            self.store().release(entry.message_id).await?;
+            claim.release().await;
             match step? {
                 true => remaining -= 1,
                 false => break,
@@ -248,15 +244,11 @@ impl<S: Store> Messenger<S> {
         payload: Option<&QueuedPayload>,
         now: DateTime<Utc>,
     ) -> Result<Expiry, PolicyError> {
-        if !self
-            .store()
-            .claim(entry.message_id, now, self.config().delivery_lease)
-            .await?
-        {
+        let Some(claim) = self.try_claim(entry.message_id, now).await? else {
             return Ok(Expiry::ClaimedElsewhere);
-        }
+        };
         let result = self.expire_claimed(conversation, entry, payload).await;
-        self.store().release(entry.message_id).await?;
+        claim.release().await;
         result
     }
 

@@ -43,6 +43,13 @@ pub enum PolicyError {
         /// The configured limit.
         limit: usize,
     },
+    /// Another call naming the same `messageId` is sending it right now; this one sent
+    /// nothing. Retrying later returns that call's outcome.
+    #[error("a send with messageId {message_id} is already in progress; nothing was sent")]
+    SendInProgress {
+        /// The `messageId` both calls name.
+        message_id: MessageId,
+    },
     /// A stored outcome or queued message could not be read.
     #[error("stored record for {conversation} is unreadable: {detail}")]
     Corrupt {
@@ -78,7 +85,7 @@ impl PolicyError {
             Self::Session(SessionError::Store(StoreError::Backend(_) | StoreError::Io { .. })) => {
                 true
             }
-            Self::OutboxFull { .. } => true,
+            Self::OutboxFull { .. } | Self::SendInProgress { .. } => true,
             _ => false,
         }
     }

@@ -42,6 +42,7 @@
 //! template's `messageId` is derived from the free-form message's. The gateway does not
 //! publish how long it remembers ids; a retry after that span could be delivered twice.
 
+mod claim;
 mod closing_soon;
 mod config;
 mod delivery;

@@ -307,19 +307,45 @@ impl<S: Store> Messenger<S> {
     /// template, or template and queue). A gateway answer of 131047 records the closure
     /// and is handled as a closed window. A `messageId` already sent, rerouted or queued
     /// returns [`SendOutcome::Duplicate`] and sends nothing.
+    ///
+    /// Calls that name the same `messageId` never overlap: while one is in progress,
+    /// another returns [`PolicyError::SendInProgress`] (retry it later: it then returns the
+    /// first call's outcome), so a handler retried while its first attempt still runs
+    /// cannot make the message reach the customer twice.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
-        let conversation = request.conversation;
-        // Only a caller's own messageId can have been used before; a fresh one has no past.
-        let message_id = match request.message_id {
-            Some(message_id) => {
-                if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
-                    info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
-                    return Ok(SendOutcome::Duplicate(previous));
-                }
-                message_id
-            }
-            None => MessageId::new(),
+        // Only a caller's own messageId can have been used before, or be in use by an
+        // overlapping call; a fresh one has neither.
+        let Some(message_id) = request.message_id else {
+            return self.send_as(&request, MessageId::new()).await;
         };
+        let conversation = request.conversation;
+        let claim_id = derived(b"send", message_id.as_uuid().as_bytes()).as_uuid();
+        let claim = self.try_claim(claim_id, self.now()).await?;
+        // Under the claim no other call can be writing this id's outcome; without it, the
+        // call holding it may have finished already.
+        if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
+            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
+            if let Some(claim) = claim {
+                claim.release().await;
+            }
+            return Ok(SendOutcome::Duplicate(previous));
+        }
+        let Some(claim) = claim else {
+            info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
+            return Err(PolicyError::SendInProgress { message_id });
+        };
+        let result = self.send_as(&request, message_id).await;
+        claim.release().await;
+        result
+    }
+
+    /// [`Messenger::send`] with the `messageId` settled (and, for a caller's own, claimed).
+    async fn send_as(
+        &self,
+        request: &SendRequest,
+        message_id: MessageId,
+    ) -> Result<SendOutcome, PolicyError> {
+        let conversation = request.conversation;
         let decision = self.inner.sessions.decide(conversation).await?;
         match decision {
             SendDecision::Allowed { expires_at, .. } => {
@@ -343,7 +369,7 @@ impl<S: Store> Messenger<S> {
                         // policy, has neither use: the write is skipped, keeping the common
                         // send path free of store writes (a late report still records
                         // the closure).
-                        let keep_copy = !matches!(self.on_closed(&request), OnClosed::Reject);
+                        let keep_copy = !matches!(self.on_closed(request), OnClosed::Reject);
                         if request.message_id.is_some() || keep_copy {
                             self.remember(
                                 conversation,
@@ -373,7 +399,7 @@ impl<S: Store> Messenger<S> {
                             .record_gateway_closure(conversation)
                             .await?;
                         self.closed(
-                            &request,
+                            request,
                             message_id,
                             RefusalReason::ClosedByGateway,
                             state,
@@ -389,8 +415,7 @@ impl<S: Store> Messenger<S> {
             }
             SendDecision::Refused { reason, state } => {
                 info!(%conversation, %message_id, kind = request.message.kind(), decision = "closed", reason = reason.name(), state = state.name(), "free-form send not allowed now");
-                self.closed(&request, message_id, reason, state, false)
-                    .await
+                self.closed(request, message_id, reason, state, false).await
             }
         }
     }
@@ -540,14 +565,10 @@ impl<S: Store> Messenger<S> {
         }
         // One invitation at a time per conversation, across replicas.
         let lock = derived(b"invitation-lock", &conversation.to_key()).as_uuid();
-        if !self
-            .store()
-            .claim(lock, now, self.inner.config.delivery_lease)
-            .await?
-        {
+        let Some(claim) = self.try_claim(lock, now).await? else {
             info!(%conversation, %message_id, "another sender is inviting this conversation");
             return Ok(None);
-        }
+        };
         // Read again under the claim: another sender may have invited between our first
         // read and the claim.
         let result = if self.invited_for_this_window(conversation, now).await? {
@@ -557,7 +578,7 @@ impl<S: Store> Messenger<S> {
                 .await
                 .map(Some)
         };
-        self.store().release(lock).await?;
+        claim.release().await;
         result
     }
 

@@ -328,17 +328,9 @@ async fn a_repeated_message_id_sends_nothing() {
     let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
     f.customer_writes().await;
     let id = MessageId::new();
-    let first = f
-        .messenger
-        .send(SendRequest::contact(f.chat, card("A")).message_id(id))
-        .await
-        .unwrap();
+    let first = f.send_card_a(id).await.unwrap();
     assert_eq!(first.name(), "sent");
-    let again = f
-        .messenger
-        .send(SendRequest::contact(f.chat, card("A")).message_id(id))
-        .await
-        .unwrap();
+    let again = f.send_card_a(id).await.unwrap();
     let SendOutcome::Duplicate(previous) = again else {
         panic!("expected Duplicate, got {again:?}")
     };
@@ -405,11 +397,7 @@ async fn a_failed_send_is_an_error_naming_the_id_to_retry_with() {
     f.customer_writes().await;
     f.gateway.fail_next(4, 503); // the first try and all three retries
     let id = MessageId::new();
-    let err = f
-        .messenger
-        .send(SendRequest::contact(f.chat, card("A")).message_id(id))
-        .await
-        .unwrap_err();
+    let err = f.send_card_a(id).await.unwrap_err();
     match &err {
         PolicyError::Send { message_id, .. } => assert_eq!(*message_id, id),
         other => panic!("expected Send error, got {other:?}"),
@@ -417,11 +405,7 @@ async fn a_failed_send_is_an_error_naming_the_id_to_retry_with() {
     assert!(err.retry_later_may_help());
     assert!(!err.to_string().contains(f.gateway.api_key()));
     // The caller retries with the same id once the gateway recovers: one delivery.
-    let outcome = f
-        .messenger
-        .send(SendRequest::contact(f.chat, card("A")).message_id(id))
-        .await
-        .unwrap();
+    let outcome = f.send_card_a(id).await.unwrap();
     assert_eq!(outcome.name(), "sent");
     assert_eq!(f.gateway.delivered_count(), 1);
 }
@@ -429,18 +413,9 @@ async fn a_failed_send_is_an_error_naming_the_id_to_retry_with() {
 #[tokio::test]
 async fn gateway_131047_records_the_closure_and_queues_with_a_fresh_id() {
     let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
-    // Our store believes the window open; the gateway never heard of the customer.
-    f.messenger
-        .sessions()
-        .record_inbound_now(f.chat)
-        .await
-        .unwrap();
+    f.open_only_in_our_store().await;
     let id = MessageId::new();
-    let outcome = f
-        .messenger
-        .send(SendRequest::contact(f.chat, card("A")).message_id(id))
-        .await
-        .unwrap();
+    let outcome = f.send_card_a(id).await.unwrap();
     let SendOutcome::Queued {
         message_id: queued_id,
         reason,
@@ -1004,4 +979,138 @@ async fn retries_never_run_past_the_margin() {
         "stopped at the deadline"
     );
     assert_eq!(f.gateway.request_count(), 1, "no retry after the deadline");
+}
+
+impl Fixture {
+    /// Our store believes the window open; the gateway never heard of the customer.
+    async fn open_only_in_our_store(&self) {
+        self.messenger
+            .sessions()
+            .record_inbound_now(self.chat)
+            .await
+            .unwrap();
+    }
+
+    /// Sends card "A" under `id`.
+    async fn send_card_a(&self, id: MessageId) -> Result<SendOutcome, PolicyError> {
+        self.messenger
+            .send(SendRequest::contact(self.chat, card("A")).message_id(id))
+            .await
+    }
+
+    /// Starts sending card "A" under `id` on its own task and returns once the stand-in
+    /// has the request (whose answer the test holds back with `stall_next`).
+    async fn send_in_flight(
+        &self,
+        id: MessageId,
+    ) -> tokio::task::JoinHandle<Result<SendOutcome, PolicyError>> {
+        let requests_before = self.gateway.request_count();
+        let messenger = self.messenger.clone();
+        let request = SendRequest::contact(self.chat, card("A")).message_id(id);
+        let task = tokio::spawn(async move { messenger.send(request).await });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.gateway.request_count() == requests_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stand-in never got the request"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task
+    }
+}
+
+#[tokio::test]
+async fn overlapping_calls_with_one_message_id_send_once() {
+    let f = fixture(PolicyConfig::default()).await;
+    f.customer_writes().await;
+    f.gateway.stall_next(1, Duration::from_millis(400));
+    let id = MessageId::new();
+    let first = f.send_in_flight(id).await;
+
+    // The handler is retried while its first call is still waiting for the gateway.
+    let overlapping = f.send_card_a(id).await.unwrap_err();
+    assert!(
+        matches!(overlapping, PolicyError::SendInProgress { message_id } if message_id == id),
+        "{overlapping:?}"
+    );
+    assert!(overlapping.retry_later_may_help());
+
+    let sent = first.await.unwrap().unwrap();
+    assert!(matches!(sent, SendOutcome::Sent { .. }), "{sent:?}");
+    // Retried after the first call ended: its outcome, nothing sent.
+    let later = f.send_card_a(id).await.unwrap();
+    assert!(
+        matches!(&later, SendOutcome::Duplicate(previous) if previous.kind == OutcomeKind::Sent),
+        "{later:?}"
+    );
+    assert_eq!(f.gateway.request_count(), 1);
+    assert_eq!(f.free_form_delivered(), 1);
+}
+
+#[tokio::test]
+async fn overlapping_calls_refused_with_131047_queue_one_copy() {
+    let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
+    f.open_only_in_our_store().await;
+    f.gateway.stall_next(1, Duration::from_millis(400));
+    let id = MessageId::new();
+    let first = f.send_in_flight(id).await;
+    let overlapping = f.send_card_a(id).await;
+    assert!(
+        matches!(overlapping, Err(PolicyError::SendInProgress { .. })),
+        "{overlapping:?}"
+    );
+    let queued = first.await.unwrap().unwrap();
+    assert!(matches!(queued, SendOutcome::Queued { .. }), "{queued:?}");
+    let waiting = f.messenger.sessions().store().queued(f.chat).await.unwrap();
+    assert_eq!(waiting.len(), 1, "one copy waits");
+
+    f.clock.advance(TimeDelta::seconds(10));
+    let report = f.customer_writes().await;
+    assert_eq!(report.delivery.delivered.len(), 1);
+    assert_eq!(
+        f.free_form_delivered(),
+        1,
+        "the customer gets the card once"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_send_frees_its_message_id_for_the_retry() {
+    let f = fixture(PolicyConfig::default()).await;
+    f.customer_writes().await;
+    f.gateway.stall_next(1, Duration::from_secs(2));
+    let id = MessageId::new();
+    let first = f.send_in_flight(id).await;
+    // The bot's handler times out and drops the call mid-flight.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+
+    // The retry is not told to wait for the lease (120 s): the claim was released.
+    let started = std::time::Instant::now();
+    let retried = loop {
+        match f
+            .messenger
+            .send(SendRequest::contact(f.chat, card("A")).message_id(id))
+            .await
+        {
+            Err(PolicyError::SendInProgress { .. }) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "the cancelled call's claim was not released"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
+    let SendOutcome::Sent { message_id, .. } = retried else {
+        panic!("expected Sent, got {retried:?}");
+    };
+    assert_eq!(message_id, id, "the retry reuses the messageId");
+    assert_eq!(
+        f.free_form_delivered(),
+        1,
+        "the gateway deduplicated the resend"
+    );
 }

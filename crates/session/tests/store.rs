@@ -55,13 +55,29 @@ async fn second_open_is_refused_as_in_use() {
     SledStore::open(&path).expect("reopens once the first handle is gone");
 }
 
+/// Opens the database with sled itself, retrying briefly: a store just dropped may still
+/// hold sled's lock for a moment while its background threads stop.
+fn raw_sled(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(error) if std::time::Instant::now() < deadline => {
+                eprintln!("sled still locked ({error}); retrying");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("sled cannot open {}: {error}", path.display()),
+        }
+    }
+}
+
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     drop(SledStore::open(&path).unwrap());
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_sled(&path);
         db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -86,7 +102,7 @@ async fn corrupt_value_is_a_typed_error_for_that_pair_only() {
         store.record_inbound(chat(254700000002), at).await.unwrap();
     }
     {
-        let db = sled::open(&path).unwrap();
+        let db = raw_sled(&path);
         let windows = db.open_tree("windows").unwrap();
         windows
             .insert(chat(254700000001).to_key(), &b"garbage"[..])

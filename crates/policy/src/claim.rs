@@ -1,0 +1,74 @@
+//! Claims held for the length of one operation (a delivery, an expiry, an invitation, a
+//! send under a caller's `messageId`), released even when the operation is cancelled.
+//!
+//! A claim lives in the store with a lease, so that of several callers or replicas only
+//! one acts at a time. The holder releases it when done; if the operation's future is
+//! dropped first (a bot handler's timeout, a shut-down task), dropping the claim asks the
+//! runtime to release it, so a retry need not wait for the lease to run out. Without a
+//! runtime (a future dropped outside one) the lease still ends it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lipachat_session::Store;
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use crate::error::PolicyError;
+use crate::messenger::{Inner, Messenger};
+
+/// A claim this caller holds; release it with [`HeldClaim::release`].
+#[must_use = "a claim is held until released or dropped"]
+pub(crate) struct HeldClaim<S: Store> {
+    /// The messenger's state, until the claim is released.
+    owner: Option<Arc<Inner<S>>>,
+    id: Uuid,
+}
+
+impl<S: Store> Messenger<S> {
+    /// Claims `id` for the delivery lease, or `None` when another live claim holds it.
+    pub(crate) async fn try_claim(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<HeldClaim<S>>, PolicyError> {
+        let claimed = self
+            .store()
+            .claim(id, now, self.config().delivery_lease)
+            .await?;
+        Ok(claimed.then(|| HeldClaim {
+            owner: Some(Arc::clone(&self.inner)),
+            id,
+        }))
+    }
+}
+
+impl<S: Store> HeldClaim<S> {
+    /// Releases the claim now. A failure (the store unreachable) is logged, not returned:
+    /// the work done under the claim stands, and the lease ends the claim.
+    pub(crate) async fn release(mut self) {
+        if let Some(owner) = self.owner.take()
+            && let Err(error) = owner.sessions.store().release(self.id).await
+        {
+            warn!(claim = %self.id, %error, "releasing a claim failed; its lease will end it");
+        }
+    }
+}
+
+impl<S: Store> Drop for HeldClaim<S> {
+    fn drop(&mut self) {
+        let Some(owner) = self.owner.take() else {
+            return;
+        };
+        // Dropped unreleased: the operation holding it was cancelled.
+        let id = self.id;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            debug!(claim = %id, "operation cancelled; releasing its claim");
+            runtime.spawn(async move {
+                if let Err(error) = owner.sessions.store().release(id).await {
+                    debug!(claim = %id, %error, "releasing a cancelled operation's claim failed; its lease will end it");
+                }
+            });
+        }
+    }
+}
