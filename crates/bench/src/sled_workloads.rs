@@ -138,13 +138,31 @@ pub async fn run(
     drop(sessions);
     drop(store);
 
-    progress("durable records: 1 writer, 64 writers, and one flush per record");
-    figures.durable_record_per_s_1 = durable(&dir.join("durable-1"), &population, 1, 400).await?;
-    figures.durable_record_per_s_64 =
-        durable(&dir.join("durable-64"), &population, 64, 100).await?;
-    figures.flush_each_record_per_s = flush_each(&dir.join("flush-each"), &population, 400)?;
+    progress(&format!(
+        "durable records: 1 writer, 64 writers, and one flush per record \
+         ({DURABLE_ROUNDS} interleaved rounds, best of each)"
+    ));
+    // Each round on fresh databases; interleaved, so a burst of noise on the shared
+    // machine (or a slow moment of its disk) cannot favour one side of the ratio.
+    for round in 0..DURABLE_ROUNDS {
+        let one = durable(&dir.join(format!("durable-1-{round}")), &population, 1, 500).await?;
+        let many = durable(
+            &dir.join(format!("durable-64-{round}")),
+            &population,
+            64,
+            250,
+        )
+        .await?;
+        let naive = flush_each(&dir.join(format!("flush-each-{round}")), &population, 500)?;
+        figures.durable_record_per_s_1 = figures.durable_record_per_s_1.max(one);
+        figures.durable_record_per_s_64 = figures.durable_record_per_s_64.max(many);
+        figures.flush_each_record_per_s = figures.flush_each_record_per_s.max(naive);
+    }
     Ok(figures)
 }
+
+/// Rounds of the durable-record workloads; each figure is the best of its rounds.
+const DURABLE_ROUNDS: usize = 3;
 
 async fn durable(
     path: &Path,

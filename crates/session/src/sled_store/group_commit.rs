@@ -35,6 +35,10 @@ impl Waiter {
 struct State {
     next_ticket: u64,
     waiters: Vec<(u64, Waiter)>,
+    /// The committer is waiting for work on the condvar (not flushing), so a new waiter
+    /// must wake it; while it flushes it looks for waiters again when done, and a wake
+    /// (a futex system call per durable write) would be wasted.
+    committer_idle: bool,
     shutdown: bool,
     flushes: u64,
 }
@@ -82,8 +86,11 @@ impl GroupCommit {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiters.push((ticket, waiter));
+        let idle = state.committer_idle;
         drop(state);
-        self.shared.wake.notify_one();
+        if idle {
+            self.shared.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -116,11 +123,13 @@ fn run(shared: &Shared, db: &sled::Db) {
     loop {
         let mut state = shared.lock();
         while state.waiters.is_empty() && !state.shutdown {
+            state.committer_idle = true;
             state = shared
                 .wake
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        state.committer_idle = false;
         if state.waiters.is_empty() && state.shutdown {
             return;
         }
