@@ -35,3 +35,25 @@ where
 pub fn progress(what: &str) {
     eprintln!("[bench] {what}");
 }
+
+/// Runs `rounds` rounds of every workload in turn (A, B, A, B, ...) and returns each
+/// workload's best rate, in the order given: every side gets the same number of chances
+/// at the same moments of the run, so a burst of noise on the shared machine cannot
+/// favour one of them.
+pub async fn best_of_interleaved<W, Fut, const K: usize>(
+    rounds: usize,
+    workloads: [W; K],
+    mut run: impl FnMut(W) -> Fut,
+) -> [f64; K]
+where
+    W: Copy,
+    Fut: Future<Output = f64>,
+{
+    let mut best = [0.0_f64; K];
+    for _ in 0..rounds {
+        for (slot, workload) in best.iter_mut().zip(workloads) {
+            *slot = slot.max(run(workload).await);
+        }
+    }
+    best
+}

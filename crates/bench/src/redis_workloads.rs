@@ -9,7 +9,7 @@ use lipachat_session::{Conversation, Sessions, SystemClock};
 use redis::AsyncCommands;
 
 use crate::data::Population;
-use crate::measure::{concurrent, progress};
+use crate::measure::{best_of_interleaved, concurrent, progress};
 use crate::sled_workloads::CHECK_TASKS;
 
 /// Checks per second on Redis, both ways.
@@ -82,19 +82,16 @@ pub async fn run(
         naive,
         probes,
     });
-    let mut figures = RedisFigures {
+    let [naive_redis_ttl_check_per_s, redis_check_per_s] =
+        best_of_interleaved(CHECK_ROUNDS, [Gate::NaiveTtlKey, Gate::Engine], |gate| {
+            gates.round(gate, per_task)
+        })
+        .await;
+    let figures = RedisFigures {
+        redis_check_per_s,
+        naive_redis_ttl_check_per_s,
         loaded: load,
-        ..RedisFigures::default()
     };
-    // Interleaved rounds, best of each, as for the sends: both sides get the same chances.
-    for _ in 0..CHECK_ROUNDS {
-        figures.naive_redis_ttl_check_per_s = figures
-            .naive_redis_ttl_check_per_s
-            .max(gates.round(Gate::NaiveTtlKey, per_task).await);
-        figures.redis_check_per_s = figures
-            .redis_check_per_s
-            .max(gates.round(Gate::Engine, per_task).await);
-    }
     drop(server);
     Ok(Some(figures))
 }

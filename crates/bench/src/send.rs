@@ -19,7 +19,7 @@ use lipachat_policy::{Messenger, PolicyConfig, SendRequest};
 use lipachat_session::{Conversation, Sessions, SledStore};
 use lipachat_testkit::StandInGateway;
 
-use crate::measure::{concurrent, progress};
+use crate::measure::{best_of_interleaved, concurrent, progress};
 
 /// Concurrent senders, as a busy bot's handlers.
 const SENDERS: usize = 32;
@@ -144,17 +144,16 @@ pub async fn run(dir: &Path, sends: usize) -> Result<SendFigures, Box<dyn std::e
         raw: reqwest::Client::new(),
         url,
     });
-    let mut figures = SendFigures::default();
-    for _ in 0..ROUNDS {
-        figures.raw_post_per_s = figures
-            .raw_post_per_s
-            .max(bench.round(Workload::Raw, sends).await);
-        figures.send_per_s = figures
-            .send_per_s
-            .max(bench.round(Workload::Guarded, sends).await);
-        figures.send_with_id_per_s = figures
-            .send_with_id_per_s
-            .max(bench.round(Workload::GuardedWithId, sends).await);
-    }
+    let [raw_post_per_s, send_per_s, send_with_id_per_s] = best_of_interleaved(
+        ROUNDS,
+        [Workload::Raw, Workload::Guarded, Workload::GuardedWithId],
+        |workload| bench.round(workload, sends),
+    )
+    .await;
+    let figures = SendFigures {
+        send_per_s,
+        raw_post_per_s,
+        send_with_id_per_s,
+    };
     Ok(figures)
 }
