@@ -502,6 +502,10 @@ fn describe(error: &reqwest::Error, key: &ApiKey) -> String {
 }
 
 /// Reads at most `limit` bytes of the body; the flag tells whether more was left unread.
+/// The most a response buffer reserves before bytes arrive (the common answer is far
+/// smaller; a longer one grows as it is read).
+const PREALLOCATE_AT_MOST: usize = 16 * 1024;
+
 async fn read_limited(
     response: &mut reqwest::Response,
     limit: usize,
@@ -510,7 +514,9 @@ async fn read_limited(
         .content_length()
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0);
-    let mut body = Vec::with_capacity(expected.min(limit));
+    // Sized from Content-Length for the common small answer, but never trusting it for
+    // more than a small buffer: a hostile header must not allocate memory up front.
+    let mut body = Vec::with_capacity(expected.min(limit).min(PREALLOCATE_AT_MOST));
     while let Some(chunk) = response.chunk().await? {
         let room = limit.saturating_sub(body.len());
         if chunk.len() > room {

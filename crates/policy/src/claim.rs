@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::Store;
 use tracing::{debug, warn};
 use uuid::Uuid;
@@ -26,16 +26,14 @@ pub(crate) struct HeldClaim<S: Store> {
 }
 
 impl<S: Store> Messenger<S> {
-    /// Claims `id` for the delivery lease, or `None` when another live claim holds it.
+    /// Claims `id` for `lease`, or `None` when another live claim holds it.
     pub(crate) async fn try_claim(
         &self,
         id: Uuid,
         now: DateTime<Utc>,
+        lease: TimeDelta,
     ) -> Result<Option<HeldClaim<S>>, PolicyError> {
-        let claimed = self
-            .store()
-            .claim(id, now, self.config().delivery_lease)
-            .await?;
+        let claimed = self.store().claim(id, now, lease).await?;
         Ok(claimed.then(|| HeldClaim {
             owner: Some(Arc::clone(&self.inner)),
             id,
@@ -46,10 +44,17 @@ impl<S: Store> Messenger<S> {
 impl<S: Store> HeldClaim<S> {
     /// Releases the claim now. A failure (the store unreachable) is logged, not returned:
     /// the work done under the claim stands, and the lease ends the claim.
+    ///
+    /// If this call is itself cancelled while the store works, the claim stays owned
+    /// until then, so dropping it hands the release to the runtime as for any other
+    /// cancellation.
     pub(crate) async fn release(mut self) {
-        if let Some(owner) = self.owner.take()
-            && let Err(error) = owner.sessions.store().release(self.id).await
-        {
+        let Some(owner) = self.owner.clone() else {
+            return;
+        };
+        let result = owner.sessions.store().release(self.id).await;
+        self.owner = None;
+        if let Err(error) = result {
             warn!(claim = %self.id, %error, "releasing a claim failed; its lease will end it");
         }
     }

@@ -65,6 +65,7 @@ pub struct PolicyConfig {
     pub(crate) outbox_limit: usize,
     pub(crate) outbox_ttl: TimeDelta,
     pub(crate) delivery_lease: TimeDelta,
+    pub(crate) send_lease: TimeDelta,
 }
 
 impl Default for PolicyConfig {
@@ -77,6 +78,7 @@ impl Default for PolicyConfig {
             outbox_limit: Self::DEFAULT_OUTBOX_LIMIT,
             outbox_ttl: Self::DEFAULT_OUTBOX_TTL,
             delivery_lease: Self::DEFAULT_DELIVERY_LEASE,
+            send_lease: Self::DEFAULT_SEND_LEASE,
         }
     }
 }
@@ -92,6 +94,12 @@ impl PolicyConfig {
     /// 120 seconds: longer than the client's worst case with default settings (four
     /// attempts of 15 s plus back-off, about 75 s), so a claim does not lapse mid-send.
     pub const DEFAULT_DELIVERY_LEASE: TimeDelta = TimeDelta::seconds(120);
+    /// A call's claim on a caller-given `messageId` (so that calls naming it never
+    /// overlap) lasts 15 minutes: one call may make a free-form send, an invitation
+    /// template and a delivery pass, each bounded by the client's retry budget, and the
+    /// claim must not lapse while it runs. A call that ends or is cancelled releases it
+    /// at once; only a process that dies mid-call leaves it to the lease.
+    pub const DEFAULT_SEND_LEASE: TimeDelta = TimeDelta::minutes(15);
 
     /// The closed-window choice for every business number without its own.
     pub fn on_closed(mut self, on_closed: OnClosed) -> Self {
@@ -138,6 +146,13 @@ impl PolicyConfig {
     /// How long one replica's claim on a queued message lasts.
     pub fn delivery_lease(mut self, lease: TimeDelta) -> Self {
         self.delivery_lease = lease;
+        self
+    }
+
+    /// How long a call's claim on a caller-given `messageId` lasts (see
+    /// [`PolicyConfig::DEFAULT_SEND_LEASE`]).
+    pub fn send_lease(mut self, lease: TimeDelta) -> Self {
+        self.send_lease = lease;
         self
     }
 

@@ -8,7 +8,7 @@ use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
 use tracing::{info, warn};
 
 use crate::error::PolicyError;
-use crate::messenger::{Messenger, QueuedPayload, SendRequest};
+use crate::messenger::{Messenger, QueuedPayload, SendRequest, send_claim_id};
 use crate::outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundReport,
     OutcomeKind, PreviousOutcome, SendOutcome,
@@ -126,7 +126,10 @@ impl<S: Store> Messenger<S> {
                     break;
                 }
             };
-            let Some(claim) = self.try_claim(entry.message_id, now).await? else {
+            let Some(claim) = self
+                .try_claim(entry.message_id, now, self.config().delivery_lease)
+                .await?
+            else {
                 report.stopped = Some(DeliveryStop::ClaimedElsewhere(message_id));
                 break;
             };
@@ -244,7 +247,10 @@ impl<S: Store> Messenger<S> {
         payload: Option<&QueuedPayload>,
         now: DateTime<Utc>,
     ) -> Result<Expiry, PolicyError> {
-        let Some(claim) = self.try_claim(entry.message_id, now).await? else {
+        let Some(claim) = self
+            .try_claim(entry.message_id, now, self.config().delivery_lease)
+            .await?
+        else {
             return Ok(Expiry::ClaimedElsewhere);
         };
         let result = self.expire_claimed(conversation, entry, payload).await;
@@ -322,7 +328,10 @@ impl<S: Store> Messenger<S> {
     ///
     /// A report is acted on once: it re-handles the message only while its stored outcome
     /// is still the send the report names, so a repeated webhook cannot requeue (and so
-    /// deliver) it twice.
+    /// deliver) it twice. It does so under the same claim as a send naming that
+    /// `messageId`: while another call holds it (a copy of this report handled at the
+    /// same moment), this one returns [`PolicyError::SendInProgress`] and changes nothing
+    /// but the recorded closure; retried later, it finds the message already handled.
     pub async fn on_window_closed_report(
         &self,
         conversation: Conversation,
@@ -356,6 +365,41 @@ impl<S: Store> Messenger<S> {
         if !matches!(previous.kind, OutcomeKind::Sent | OutcomeKind::Delivered) {
             return Ok(Reconciliation::ClosureRecorded);
         }
+        // The same claim as a send naming this id: two copies of one report (a redelivered
+        // webhook, two replicas) must not both requeue the message under fresh ids.
+        let Some(claim) = self
+            .try_claim(send_claim_id(key), self.now(), self.config().send_lease)
+            .await?
+        else {
+            info!(%conversation, message_id = %key, "another call is handling this message; retry the report later");
+            return Err(PolicyError::SendInProgress { message_id: key });
+        };
+        let result = self
+            .handle_window_closed_claimed(conversation, key, previous.message_id, state)
+            .await;
+        claim.release().await;
+        result
+    }
+
+    /// Handles the send stored under `key` as refused by the gateway, if the stored
+    /// outcome is still that send (`sent_as`), read again under the claim.
+    async fn handle_window_closed_claimed(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        sent_as: MessageId,
+        state: lipachat_session::WindowState,
+    ) -> Result<Reconciliation, PolicyError> {
+        let Some(previous) = self
+            .previous_outcome(conversation, key)
+            .await?
+            .filter(|outcome| {
+                outcome.message_id == sent_as
+                    && matches!(outcome.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
+            })
+        else {
+            return Ok(Reconciliation::ClosureRecorded);
+        };
         let reason = lipachat_session::RefusalReason::ClosedByGateway;
         let outcome = match previous.message {
             // Handled again under the caller's own messageId, so a retried call sees the

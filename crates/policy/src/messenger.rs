@@ -29,6 +29,12 @@ pub fn template_message_id(message_id: MessageId) -> MessageId {
     derived(b"template", message_id.as_uuid().as_bytes())
 }
 
+/// The claim a call holds on a caller-given `messageId` while it sends (or handles a
+/// report about) that message: one namespace, apart from the outbox's own claims.
+pub(crate) fn send_claim_id(message_id: MessageId) -> Uuid {
+    derived(b"send", message_id.as_uuid().as_bytes()).as_uuid()
+}
+
 pub(crate) fn derived(purpose: &[u8], from: &[u8]) -> MessageId {
     let mut name = Vec::with_capacity(purpose.len() + 1 + from.len());
     name.extend_from_slice(purpose);
@@ -319,8 +325,13 @@ impl<S: Store> Messenger<S> {
             return self.send_as(&request, MessageId::new()).await;
         };
         let conversation = request.conversation;
-        let claim_id = derived(b"send", message_id.as_uuid().as_bytes()).as_uuid();
-        let claim = self.try_claim(claim_id, self.now()).await?;
+        let claim = self
+            .try_claim(
+                send_claim_id(message_id),
+                self.now(),
+                self.config().send_lease,
+            )
+            .await?;
         // Under the claim no other call can be writing this id's outcome; without it, the
         // call holding it may have finished already.
         if let Some(previous) = self.previous_outcome(conversation, message_id).await? {
@@ -565,7 +576,10 @@ impl<S: Store> Messenger<S> {
         }
         // One invitation at a time per conversation, across replicas.
         let lock = derived(b"invitation-lock", &conversation.to_key()).as_uuid();
-        let Some(claim) = self.try_claim(lock, now).await? else {
+        let Some(claim) = self
+            .try_claim(lock, now, self.config().delivery_lease)
+            .await?
+        else {
             info!(%conversation, %message_id, "another sender is inviting this conversation");
             return Ok(None);
         };

@@ -1114,3 +1114,68 @@ async fn a_cancelled_send_frees_its_message_id_for_the_retry() {
         "the gateway deduplicated the resend"
     );
 }
+
+#[tokio::test]
+async fn two_copies_of_one_window_closed_report_at_once_requeue_it_once() {
+    let f = fixture_with(
+        PolicyConfig::default().on_closed(OnClosed::Queue(invite())),
+        WindowRefusal::StatusCallback,
+    )
+    .await;
+    f.open_only_in_our_store().await;
+    let original = MessageId::new();
+    assert_eq!(f.send_card_a(original).await.unwrap().name(), "sent");
+    let failed_at = f.clock.now();
+
+    // The first copy's invitation template is held back by the gateway, so the second
+    // copy arrives while the first is being handled.
+    f.gateway.stall_next(1, Duration::from_millis(400));
+    let requests_before = f.gateway.request_count();
+    let first = tokio::spawn({
+        let messenger = f.messenger.clone();
+        let chat = f.chat;
+        async move {
+            messenger
+                .on_window_closed_report(chat, Some(original), None, failed_at)
+                .await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while f.gateway.request_count() == requests_before {
+        assert!(std::time::Instant::now() < deadline, "no invitation sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = f
+        .messenger
+        .on_window_closed_report(f.chat, Some(original), None, failed_at)
+        .await;
+    assert!(
+        matches!(second, Err(PolicyError::SendInProgress { message_id }) if message_id == original),
+        "{second:?}"
+    );
+    let handled = first.await.unwrap().unwrap();
+    assert!(
+        matches!(handled, Reconciliation::Handled { .. }),
+        "{handled:?}"
+    );
+    // Retried later, the second copy finds the message handled.
+    let retried = f
+        .messenger
+        .on_window_closed_report(f.chat, Some(original), None, failed_at)
+        .await
+        .unwrap();
+    assert!(
+        matches!(retried, Reconciliation::ClosureRecorded),
+        "{retried:?}"
+    );
+    let waiting = f.messenger.sessions().store().queued(f.chat).await.unwrap();
+    assert_eq!(waiting.len(), 1, "queued once");
+
+    f.clock.advance(TimeDelta::minutes(1));
+    f.customer_writes().await;
+    assert_eq!(
+        f.free_form_delivered(),
+        1,
+        "the refused send never reached the customer; the one redelivery did"
+    );
+}
