@@ -51,17 +51,21 @@ pub async fn run(
             async move {
                 let k = task * per_task + i;
                 let conversation = population.conversations[k];
+                let mut ok = true;
                 if let Err(error) = sessions
                     .record_inbound(conversation, population.inbound[k])
                     .await
                 {
                     eprintln!("redis store record failed: {error}");
+                    ok = false;
                 }
                 let key = naive_key(conversation);
                 let set: redis::RedisResult<()> = naive.set_ex(key, 1u8, 24 * 3600).await;
                 if let Err(error) = set {
                     eprintln!("naive SET EX failed: {error}");
+                    ok = false;
                 }
+                ok
             }
         })
         .await;
@@ -132,7 +136,7 @@ impl Gates {
                     }
                     Gate::Engine => gates.sessions.decide(conversation).await.is_ok(),
                 };
-                std::hint::black_box(ok);
+                std::hint::black_box(ok)
             }
         })
         .await

@@ -55,30 +55,39 @@ struct Bench {
     messenger: Messenger<SledStore>,
     card: ContactMessage,
     message: FreeFormMessage,
+    /// The baseline's client, set up as ours is for loopback (no proxy), and the URL and
+    /// key header it posts with, each parsed once, as ours are.
     raw: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
+    raw_key: reqwest::header::HeaderValue,
 }
 
 impl Bench {
-    /// One send of `workload` to the conversation of task `task`.
-    async fn send_one(&self, workload: Workload, task: usize) {
+    /// One send of `workload` to the conversation of task `task`; whether it succeeded.
+    async fn send_one(&self, workload: Workload, task: usize) -> bool {
         let conversation = self.conversations[task % self.conversations.len()];
         match workload {
             Workload::Raw => {
                 let body = free_form_body(conversation, MessageId::new(), &self.message);
                 let sent = self
                     .raw
-                    .post(&self.url)
-                    .header("apiKey", self.gateway.api_key())
+                    .post(self.url.clone())
+                    .header("apiKey", self.raw_key.clone())
                     .json(&body)
                     .send()
                     .await;
                 match sent {
                     Ok(response) if response.status().is_success() => {
-                        let _ = response.bytes().await;
+                        response.bytes().await.is_ok()
                     }
-                    Ok(response) => eprintln!("raw post: HTTP {}", response.status()),
-                    Err(error) => eprintln!("raw post failed: {error}"),
+                    Ok(response) => {
+                        eprintln!("raw post: HTTP {}", response.status());
+                        false
+                    }
+                    Err(error) => {
+                        eprintln!("raw post failed: {error}");
+                        false
+                    }
                 }
             }
             Workload::Guarded | Workload::GuardedWithId => {
@@ -87,9 +96,15 @@ impl Bench {
                     request = request.message_id(MessageId::new());
                 }
                 match self.messenger.send(request).await {
-                    Ok(outcome) if outcome.name() == "sent" => {}
-                    Ok(outcome) => eprintln!("guarded send: {}", outcome.name()),
-                    Err(error) => eprintln!("guarded send failed: {error}"),
+                    Ok(outcome) if outcome.name() == "sent" => true,
+                    Ok(outcome) => {
+                        eprintln!("guarded send: {}", outcome.name());
+                        false
+                    }
+                    Err(error) => {
+                        eprintln!("guarded send failed: {error}");
+                        false
+                    }
                 }
             }
         }
@@ -134,15 +149,17 @@ pub async fn run(dir: &Path, sends: usize) -> Result<SendFigures, Box<dyn std::e
         "Support",
         vec![ContactPhone::new("254700000001".parse()?, "Work")],
     )?;
-    let url = format!("{}/api/v1/whatsapp/contact", gateway.base_url());
+    let url = reqwest::Url::parse(&format!("{}/api/v1/whatsapp/contact", gateway.base_url()))?;
+    let raw_key = reqwest::header::HeaderValue::from_str(gateway.api_key())?;
     let bench = Arc::new(Bench {
         gateway,
         conversations,
         messenger: Messenger::new(sessions, client, PolicyConfig::default()),
         message: FreeFormMessage::Contact(card.clone()),
         card,
-        raw: reqwest::Client::new(),
+        raw: reqwest::Client::builder().no_proxy().build()?,
         url,
+        raw_key,
     });
     let [raw_post_per_s, send_per_s, send_with_id_per_s] = best_of_interleaved(
         ROUNDS,
