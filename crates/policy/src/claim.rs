@@ -23,6 +23,9 @@ pub(crate) struct HeldClaim<S: Store> {
     /// The messenger's state, until the claim is released.
     owner: Option<Arc<Inner<S>>>,
     id: Uuid,
+    /// This claim's own token: the store releases the claim only for it, so a release
+    /// that comes after the lease ran out cannot free a claim another caller took since.
+    holder: Uuid,
 }
 
 impl<S: Store> Messenger<S> {
@@ -33,10 +36,12 @@ impl<S: Store> Messenger<S> {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<Option<HeldClaim<S>>, PolicyError> {
-        let claimed = self.store().claim(id, now, lease).await?;
+        let holder = Uuid::new_v4();
+        let claimed = self.store().claim(id, holder, now, lease).await?;
         Ok(claimed.then(|| HeldClaim {
             owner: Some(Arc::clone(&self.inner)),
             id,
+            holder,
         }))
     }
 }
@@ -52,7 +57,7 @@ impl<S: Store> HeldClaim<S> {
         let Some(owner) = self.owner.clone() else {
             return;
         };
-        let result = owner.sessions.store().release(self.id).await;
+        let result = owner.sessions.store().release(self.id, self.holder).await;
         self.owner = None;
         if let Err(error) = result {
             warn!(claim = %self.id, %error, "releasing a claim failed; its lease will end it");
@@ -66,11 +71,11 @@ impl<S: Store> Drop for HeldClaim<S> {
             return;
         };
         // Dropped unreleased: the operation holding it was cancelled.
-        let id = self.id;
+        let (id, holder) = (self.id, self.holder);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             debug!(claim = %id, "operation cancelled; releasing its claim");
             runtime.spawn(async move {
-                if let Err(error) = owner.sessions.store().release(id).await {
+                if let Err(error) = owner.sessions.store().release(id, holder).await {
                     debug!(claim = %id, %error, "releasing a cancelled operation's claim failed; its lease will end it");
                 }
             });

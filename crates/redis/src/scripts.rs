@@ -181,22 +181,38 @@ return 1
 ";
 
 /// Claims a message until a lease ends: refused (0) while a claim whose end (by the
-/// claimers' clock) is after `now` exists; else taken (1), the key expiring after the
-/// lease in server time too, so a dead claimer's claim always ends.
+/// claimers' clock) is after `now` exists; else taken (1), the key holding
+/// `<lease end ms>:<holder>` and expiring after the lease in server time too, so a dead
+/// claimer's claim always ends.
 ///
-/// KEYS: claim key. ARGV: now ms, lease end ms, lease ms.
+/// KEYS: claim key. ARGV: now ms, lease end ms, lease ms, holder.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then
-  local until_ms = tonumber(held)
+  local until_ms = tonumber(string.match(held, '^(%d+)'))
   if until_ms ~= nil and until_ms > tonumber(ARGV[1]) then return 0 end
 end
 if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
 else
   redis.call('DEL', KEYS[1])
 end
 return 1
+";
+
+/// Releases a claim only for its holder: a claim taken by another caller after this
+/// one's lease ran out stays. Returns 1 when it deleted the claim.
+///
+/// KEYS: claim key. ARGV: holder.
+const RELEASE: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then return 0 end
+local suffix = ':' .. ARGV[1]
+if string.sub(held, -string.len(suffix)) == suffix then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
 ";
 
 /// The compiled scripts (each knows its SHA1; Redis caches them by it).
@@ -210,6 +226,7 @@ pub(crate) struct Scripts {
     pub(crate) dequeue: Script,
     pub(crate) reassign: Script,
     pub(crate) claim: Script,
+    pub(crate) release: Script,
 }
 
 /// The scripts, hashed once per process.
@@ -223,4 +240,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     dequeue: Script::new(DEQUEUE),
     reassign: Script::new(REASSIGN),
     claim: Script::new(CLAIM),
+    release: Script::new(RELEASE),
 });

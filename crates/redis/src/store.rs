@@ -606,6 +606,7 @@ impl OutboxStore for RedisStore {
     async fn claim(
         &self,
         message_id: Uuid,
+        holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
@@ -628,6 +629,7 @@ impl OutboxStore for RedisStore {
                         now_ms.to_string(),
                         now_ms.saturating_add(lease_ms.max(0)).to_string(),
                         lease_ms.max(0).to_string(),
+                        holder.to_string(),
                     ],
                 },
             )
@@ -635,13 +637,19 @@ impl OutboxStore for RedisStore {
         Ok(claimed == 1)
     }
 
-    async fn release(&self, message_id: Uuid) -> Result<(), StoreError> {
+    /// A compare-and-delete script: only the holder's own claim is deleted.
+    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
         self.inner
             .connection
-            .query::<i64>(
+            .eval_one::<i64>(
                 "release",
                 Retry::Once,
-                redis::cmd("DEL").arg(self.inner.keys.claim(message_id)),
+                None,
+                Eval {
+                    script: &SCRIPTS.release,
+                    keys: vec![self.inner.keys.claim(message_id)],
+                    args: vec![holder.to_string()],
+                },
             )
             .await
             .map(drop)

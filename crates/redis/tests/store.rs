@@ -76,7 +76,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
         .await
         .unwrap();
     store
-        .claim(Uuid::nil(), Utc::now(), TimeDelta::seconds(30))
+        .claim(Uuid::nil(), Uuid::nil(), Utc::now(), TimeDelta::seconds(30))
         .await
         .unwrap();
 
@@ -437,14 +437,16 @@ async fn replicas_share_windows_and_claims() {
     let queued = message("{\"text\":\"hi\"}");
     a.enqueue(c, queued.clone(), 10).await.unwrap();
     let lease = TimeDelta::milliseconds(400);
-    assert!(a.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    let (holder_a, holder_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let id = queued.message_id;
+    assert!(a.claim(id, holder_a, Utc::now(), lease).await.unwrap());
     drop(a); // The replica dies mid-delivery, its claim still held.
-    assert!(!b.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    assert!(!b.claim(id, holder_b, Utc::now(), lease).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(b.claim(queued.message_id, Utc::now(), lease).await.unwrap());
+    assert!(b.claim(id, holder_b, Utc::now(), lease).await.unwrap());
     assert_eq!(b.queued(c).await.unwrap(), vec![queued.clone()]);
-    assert!(b.dequeue(c, queued.message_id).await.unwrap());
-    b.release(queued.message_id).await.unwrap();
+    assert!(b.dequeue(c, id).await.unwrap());
+    b.release(id, holder_b).await.unwrap();
 }
 
 /// Export from sled, import into Redis, export again: the same lines. The way to move a

@@ -1121,49 +1121,80 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     let now = truncate_to_millis(Utc::now());
     let lease = TimeDelta::seconds(30);
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     check_eq(
-        ok(store.claim(a, now, lease).await, "claim"),
+        ok(store.claim(a, first, now, lease).await, "claim"),
         true,
         "the first claim wins",
     );
     check_eq(
-        ok(store.claim(a, now, lease).await, "claim"),
+        ok(store.claim(a, second, now, lease).await, "claim"),
         false,
         "a live claim refuses a second claimer",
     );
     check_eq(
-        ok(store.claim(a, now + lease - ms(1), lease).await, "claim"),
+        ok(
+            store.claim(a, second, now + lease - ms(1), lease).await,
+            "claim",
+        ),
         false,
         "the claim holds until its lease ends",
     );
     check_eq(
-        ok(store.claim(b, now, lease).await, "claim"),
+        ok(store.claim(b, second, now, lease).await, "claim"),
         true,
         "claims are per message id",
     );
+    ok(store.release(a, second).await, "release by another holder");
     check_eq(
-        ok(store.claim(a, now + lease + ms(1), lease).await, "claim"),
+        ok(store.claim(a, second, now, lease).await, "claim"),
+        false,
+        "only the holder's release frees a claim",
+    );
+    check_eq(
+        ok(
+            store.claim(a, second, now + lease + ms(1), lease).await,
+            "claim",
+        ),
         true,
         "after the lease ends (by the caller's clock) another claimer wins",
     );
-    ok(store.release(a).await, "release");
+    ok(
+        store.release(a, first).await,
+        "late release by the first holder",
+    );
     check_eq(
-        ok(store.claim(a, now, lease).await, "claim"),
+        ok(
+            store.claim(a, first, now + lease + ms(2), lease).await,
+            "claim",
+        ),
+        false,
+        "a holder whose lease ran out cannot release its successor's claim",
+    );
+    ok(store.release(a, second).await, "release");
+    check_eq(
+        ok(store.claim(a, first, now, lease).await, "claim"),
         true,
         "release frees the claim",
     );
-    ok(store.release(a).await, "release");
-    ok(store.release(a).await, "release of a free claim");
+    ok(store.release(a, first).await, "release");
+    ok(store.release(a, first).await, "release of a free claim");
+    ok(store.release(b, second).await, "release");
 
     // A lease of zero holds nothing.
     let zero = Uuid::new_v4();
     check_eq(
-        ok(store.claim(zero, now, TimeDelta::zero()).await, "claim"),
+        ok(
+            store
+                .claim(zero, Uuid::new_v4(), now, TimeDelta::zero())
+                .await,
+            "claim",
+        ),
         true,
         "a zero lease claim succeeds",
     );
     check_eq(
-        ok(store.claim(zero, now, lease).await, "claim"),
+        ok(store.claim(zero, Uuid::new_v4(), now, lease).await, "claim"),
         true,
         "a zero lease ends at once",
     );
@@ -1173,18 +1204,27 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     let dying = Uuid::new_v4();
     let short = TimeDelta::milliseconds(200);
     check_eq(
-        ok(store.claim(dying, Utc::now(), short).await, "claim"),
+        ok(
+            store.claim(dying, Uuid::new_v4(), Utc::now(), short).await,
+            "claim",
+        ),
         true,
         "short lease",
     );
     check_eq(
-        ok(store.claim(dying, Utc::now(), short).await, "claim"),
+        ok(
+            store.claim(dying, Uuid::new_v4(), Utc::now(), short).await,
+            "claim",
+        ),
         false,
         "short lease is held",
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
     check_eq(
-        ok(store.claim(dying, Utc::now(), lease).await, "claim"),
+        ok(
+            store.claim(dying, Uuid::new_v4(), Utc::now(), lease).await,
+            "claim",
+        ),
         true,
         "after a short lease has passed in real time the message can be claimed again",
     );
@@ -1195,7 +1235,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     for _ in 0..16 {
         let store = store.clone();
         handles.push(tokio::spawn(async move {
-            store.claim(contested, now, lease).await
+            store.claim(contested, Uuid::new_v4(), now, lease).await
         }));
     }
     let mut winners = 0;

@@ -211,17 +211,25 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<Conversation>, StoreError>> + Send;
 
-    /// Claims a queued message for delivery until `now + lease`, so two replicas never
-    /// deliver it at the same time. `false` when another live claim holds it.
+    /// Claims `message_id` (a queued message, or any id the caller uses as a lock) for
+    /// `holder` until `now + lease`, so two callers or replicas never act on it at the
+    /// same time. `false` when another live claim holds it. `holder` is a token the
+    /// caller makes for this one claim (a random UUID), so that only it can release it.
     fn claim(
         &self,
         message_id: Uuid,
+        holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Releases a claim taken with [`OutboxStore::claim`].
-    fn release(&self, message_id: Uuid) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Releases the claim on `message_id` if `holder` still holds it. A claim whose lease
+    /// ran out and which another caller has taken since is left to that caller.
+    fn release(
+        &self,
+        message_id: Uuid,
+        holder: Uuid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The invitation sent for the conversation's current closed window, if any.
     fn invitation(

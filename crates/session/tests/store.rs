@@ -344,15 +344,16 @@ async fn outbox_order_limit_and_reassign() {
     assert!(!store.dequeue(c, fresh).await.unwrap());
     assert_eq!(store.conversations_with_queued().await.unwrap(), vec![c]);
     let now = Utc::now();
+    let (first, later) = (Uuid::new_v4(), Uuid::new_v4());
     assert!(
         store
-            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .claim(b.message_id, first, now, TimeDelta::seconds(30))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .claim(b.message_id, first, now, TimeDelta::seconds(30))
             .await
             .unwrap()
     );
@@ -360,16 +361,17 @@ async fn outbox_order_limit_and_reassign() {
         store
             .claim(
                 b.message_id,
+                later,
                 now + TimeDelta::seconds(31),
                 TimeDelta::seconds(30)
             )
             .await
             .unwrap()
     );
-    store.release(b.message_id).await.unwrap();
+    store.release(b.message_id, later).await.unwrap();
     assert!(
         store
-            .claim(b.message_id, now, TimeDelta::seconds(30))
+            .claim(b.message_id, first, now, TimeDelta::seconds(30))
             .await
             .unwrap()
     );

@@ -82,6 +82,13 @@ impl SledConfig {
     }
 }
 
+/// A live claim: until when, and the token of the caller that holds it. Kept in memory:
+/// only this process can open the database, so no other process can hold a claim.
+struct Claim {
+    until: DateTime<Utc>,
+    holder: Uuid,
+}
+
 struct Inner {
     path: PathBuf,
     db: sled::Db,
@@ -90,7 +97,7 @@ struct Inner {
     invitations: sled::Tree,
     outcomes: sled::Tree,
     index: Index,
-    claims: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+    claims: Mutex<HashMap<Uuid, Claim>>,
     outbox_lock: Mutex<()>,
     commit: Option<GroupCommit>,
     skipped_keys: usize,
@@ -602,6 +609,7 @@ impl OutboxStore for SledStore {
     async fn claim(
         &self,
         message_id: Uuid,
+        holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
@@ -610,20 +618,32 @@ impl OutboxStore for SledStore {
             .claims
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        claims.retain(|_, until| *until > now);
+        claims.retain(|_, claim| claim.until > now);
         if claims.contains_key(&message_id) {
             return Ok(false);
         }
-        claims.insert(message_id, crate::window::saturating_add(now, lease));
+        claims.insert(
+            message_id,
+            Claim {
+                until: crate::window::saturating_add(now, lease),
+                holder,
+            },
+        );
         Ok(true)
     }
 
-    async fn release(&self, message_id: Uuid) -> Result<(), StoreError> {
-        self.inner
+    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
+        let mut claims = self
+            .inner
             .claims
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&message_id);
+            .unwrap_or_else(PoisonError::into_inner);
+        if claims
+            .get(&message_id)
+            .is_some_and(|claim| claim.holder == holder)
+        {
+            claims.remove(&message_id);
+        }
         Ok(())
     }
 
