@@ -127,14 +127,23 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
     if let Some(accepted) = clean_success(raw, key) {
         return Ok(accepted);
     }
+    // The key is taken out of the whole body before any part of it is kept: a detail is
+    // shortened, and a cut through the key would leave a piece no later redaction matches.
+    // ("***" keeps a JSON string valid.)
+    let text = String::from_utf8_lossy(raw.body);
+    let body: std::borrow::Cow<'_, [u8]> = if text.contains(key.expose_secret()) {
+        std::borrow::Cow::Owned(key.redact(&text).into_bytes())
+    } else {
+        std::borrow::Cow::Borrowed(raw.body)
+    };
     let json: Option<Value> = if raw.truncated {
         None
     } else {
-        serde_json::from_slice(raw.body).ok()
+        serde_json::from_slice(&body).ok()
     };
     let signal = match &json {
         Some(value) => reengagement::find_in_json(value),
-        None => reengagement::find_in_text(&String::from_utf8_lossy(raw.body)),
+        None => reengagement::find_in_text(&String::from_utf8_lossy(&body)),
     };
     if let Some(signal) = signal {
         return Err(ApiError::WindowClosed {
@@ -481,6 +490,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Wherever the key sits in a window-closed answer (across the point where the
+        /// detail is cut, too), no piece of it reaches the error.
+        #[test]
+        fn no_piece_of_the_key_reaches_a_window_closed_error(
+            padding in 0usize..420,
+            as_json in proptest::prelude::any::<bool>(),
+        ) {
+            let secret = key().expose_secret().to_owned();
+            let message = format!("(#131047) Re-engagement {} {secret} tail", "x".repeat(padding));
+            let body = if as_json {
+                json!({"status": "error", "message": message, "data": null}).to_string()
+            } else {
+                message
+            };
+            let raw = RawResponse { status: 200, body: body.as_bytes(), truncated: false, retry_after: None };
+            let err = interpret(&raw, &key()).unwrap_err();
+            proptest::prop_assert!(matches!(err, ApiError::WindowClosed { .. }), "{err:?}");
+            let shown = format!("{err:?} {err}");
+            let chars: Vec<char> = secret.chars().collect();
+            for piece in chars.windows(5) {
+                let piece: String = piece.iter().collect();
+                proptest::prop_assert!(!shown.contains(&piece), "{piece:?} in {shown}");
+            }
+        }
+
         #[test]
         fn interpret_never_panics_on_bytes(
             status in 100u16..600,

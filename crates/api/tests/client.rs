@@ -127,6 +127,11 @@ async fn contact_send_posts_the_seed_body_with_both_headers() {
     let seen = requests(&server).await;
     assert_eq!(seen.len(), 1);
     assert_eq!(body_of(&seen[0]), expected);
+    // Byte for byte, keys in the seed's order (messageId, to, from, name, phones).
+    assert_eq!(
+        std::str::from_utf8(&seen[0].body).unwrap(),
+        r#"{"messageId":"ca739107-4b0d-4581-acb1-4c4af70555de","to":"254712345678","from":"254110090747","name":{"formattedName":"Test User"},"phones":[{"phone":"254712345678","type":"Cell","waId":"254712345678"}]}"#
+    );
     assert_eq!(
         seen[0].headers.get("apikey").map(|v| v.as_bytes()),
         Some(KEY.as_bytes())

@@ -85,11 +85,12 @@ pub fn span(delta: TimeDelta) -> String {
 
 /// One conversation's window, as `status`, `list` and `record` print it.
 ///
-/// JSON: `{"business", "customer", "state": "open"|"closed"|"none", "last_inbound",
-/// "expires_at", "remaining_secs", "closed_cause"}`. `expires_at` is when the window closes
-/// (open) or closed (closed: the expiry, or the gateway's closure if that came first);
-/// `remaining_secs` is whole seconds left, null unless open; `closed_cause` is `expired` or
-/// `closed_by_gateway` when closed, else null.
+/// JSON, exactly the contract's fields: `{"business", "customer", "state":
+/// "open"|"closed"|"none", "last_inbound", "expires_at", "remaining_secs"}`. `expires_at`
+/// is when the window closes (open) or closed (closed: the expiry, or the gateway's
+/// closure if that came first); `remaining_secs` is whole seconds left, null unless open.
+/// Why a window is closed (expired, or closed by the gateway) is in the human line only,
+/// so scripts that compare the JSON object see the contract's fields and no others.
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowView {
     /// The business number.
@@ -104,8 +105,6 @@ pub struct WindowView {
     pub expires_at: Option<String>,
     /// Whole seconds left, when open.
     pub remaining_secs: Option<i64>,
-    /// Why it is closed, when closed.
-    pub closed_cause: Option<&'static str>,
     #[serde(skip)]
     human: String,
 }
@@ -113,7 +112,7 @@ pub struct WindowView {
 impl WindowView {
     /// The view of `state` for `conversation`.
     pub fn new(conversation: Conversation, state: WindowState) -> Self {
-        let (expires_at, remaining_secs, closed_cause, human) = match state {
+        let (expires_at, remaining_secs, human) = match state {
             WindowState::Open {
                 expires_at,
                 remaining,
@@ -121,7 +120,6 @@ impl WindowView {
             } => (
                 Some(expires_at),
                 Some(remaining.num_seconds()),
-                None,
                 format!("open: closes {} (in {})", time(expires_at), span(remaining)),
             ),
             WindowState::Closed {
@@ -129,19 +127,18 @@ impl WindowView {
                 cause,
                 ..
             } => {
-                let (name, words) = match cause {
-                    ClosedCause::Gateway => ("closed_by_gateway", "closed by the gateway"),
-                    _ => ("expired", "expired"),
+                let words = match cause {
+                    ClosedCause::Gateway => "closed by the gateway",
+                    _ => "expired",
                 };
                 (
                     Some(closed_since),
                     None,
-                    Some(name),
                     format!("closed: since {} ({words})", time(closed_since)),
                 )
             }
-            WindowState::Never => (None, None, None, "none: no inbound message recorded".into()),
-            _ => (None, None, None, state.name().to_owned()),
+            WindowState::Never => (None, None, "none: no inbound message recorded".into()),
+            _ => (None, None, state.name().to_owned()),
         };
         Self {
             business: conversation.business.to_string(),
@@ -150,7 +147,6 @@ impl WindowView {
             last_inbound: time_opt(state.last_inbound()),
             expires_at: time_opt(expires_at),
             remaining_secs,
-            closed_cause,
             human,
         }
     }

@@ -600,7 +600,8 @@ async fn a_window_the_gateway_reports_closed_is_recorded() {
         .cli
         .run(&["status", BUSINESS, CUSTOMER, "--now", &now, "--json"])
         .expect(1);
-    assert_eq!(run.json()["closed_cause"], "closed_by_gateway");
+    assert_eq!(run.json()["state"], "closed");
+    assert_eq!(run.json()["expires_at"], "2026-11-23T11:00:00Z");
     // Now the policy knows: no request at all for the next send.
     s.cli.run(&send_args(CUSTOMER, &now, &[])).expect(1);
     assert_eq!(s.gateway.request_count(), 1);

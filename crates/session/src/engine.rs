@@ -14,7 +14,9 @@ use crate::{Clock, Conversation, SendDecision, StoreError, SystemClock, WindowRu
 pub enum SessionError {
     /// An inbound time too far ahead of the clock; nothing was stored.
     #[error(
-        "inbound time {at} is more than {max_skew_secs} s ahead of the clock ({now}); nothing was stored"
+        "inbound time {} is more than {max_skew_secs} s ahead of the clock ({}); nothing was stored",
+        .at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        .now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     )]
     FutureTimestamp {
         /// The time given.
