@@ -225,6 +225,11 @@ impl Client {
         self.inner.request_timeout
     }
 
+    /// The time allowed to open a connection.
+    pub fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
+    }
+
     /// Sends a contact card (`POST /api/v1/whatsapp/contact`).
     pub async fn send_contact(
         &self,
@@ -364,6 +369,7 @@ impl Client {
                         }
                         return Ok(Receipt {
                             message_id: id,
+                            gateway_message_id: accepted.echoed_id,
                             wa_id: accepted.wa_id,
                             status: accepted.status,
                             attempts: attempt,
@@ -541,7 +547,15 @@ mod tests {
         let client = Client::builder(key()).build().unwrap();
         assert_eq!(client.base_url().as_str(), "https://gateway.lipachat.com");
         assert_eq!(client.request_timeout(), Duration::from_secs(15));
+        assert_eq!(client.connect_timeout(), Duration::from_secs(5));
         assert_eq!(client.retry_policy(), RetryPolicy::default());
+        let tuned = Client::builder(key())
+            .connect_timeout(Duration::from_millis(750))
+            .request_timeout(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        assert_eq!(tuned.connect_timeout(), Duration::from_millis(750));
+        assert_eq!(tuned.request_timeout(), Duration::from_secs(3));
         let debug = format!("{client:?}");
         assert!(
             debug.contains("ApiKey(***)") && !debug.contains("TOPSECRET"),

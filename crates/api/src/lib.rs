@@ -82,7 +82,8 @@
 //! * The header is sent as `apiKey`; HTTP/1.1 lower-cases header names on the wire
 //!   (`apikey`), which HTTP treats as the same header.
 //! * [`Receipt::message_id`] is the id the client sent; the gateway's echo in
-//!   `data.messageId` is only compared with it (a mismatch is logged).
+//!   `data.messageId` is kept beside it as [`Receipt::gateway_message_id`] and compared
+//!   with it (a mismatch is logged).
 
 pub mod client;
 pub mod contact;

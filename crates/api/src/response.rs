@@ -35,6 +35,9 @@ pub struct Receipt {
     /// The `messageId` the message was sent with (the caller's; the gateway echoes it in
     /// `data.messageId`).
     pub message_id: MessageId,
+    /// The gateway's `data.messageId`, as it answered (normally the same id; a
+    /// difference is logged as a warning).
+    pub gateway_message_id: Option<String>,
     /// WhatsApp's own message id (`data.waId`, a `wamid.`), which status callbacks name.
     pub wa_id: Option<String>,
     /// The gateway's `data.status` (`SENT`).

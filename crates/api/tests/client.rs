@@ -119,6 +119,7 @@ async fn contact_send_posts_the_seed_body_with_both_headers() {
         receipt,
         Receipt {
             message_id: id(),
+            gateway_message_id: Some("ca739107-4b0d-4581-acb1-4c4af70555de".into()),
             wa_id: Some(WA_ID.into()),
             status: "SENT".into(),
             attempts: 1,
