@@ -54,8 +54,18 @@ pub enum TokenError {
 /// assert_eq!(format!("{token:?}"), "WebhookToken(***)");
 /// # Ok::<(), lipachat_api::TokenError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct WebhookToken(String);
+
+/// Equality of two tokens is compared in constant time too, like
+/// [`WebhookToken::verify`], so no comparison of a secret leaks its contents by timing.
+impl PartialEq for WebhookToken {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
+
+impl Eq for WebhookToken {}
 
 impl WebhookToken {
     /// Checks a token: 16 to 256 characters of `[A-Za-z0-9._~-]`.
@@ -167,6 +177,18 @@ fn constant_time_eq(secret: &[u8], presented: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equality_compares_the_secrets() {
+        let a = WebhookToken::new("a-long-enough-secret-0001").unwrap();
+        let same = WebhookToken::new("a-long-enough-secret-0001").unwrap();
+        let other = WebhookToken::new("a-long-enough-secret-0002").unwrap();
+        let longer = WebhookToken::new("a-long-enough-secret-00011").unwrap();
+        assert_eq!(a, same);
+        assert_ne!(a, other);
+        assert_ne!(a, longer);
+        assert_ne!(longer, a);
+    }
 
     #[test]
     fn validation() {
