@@ -362,7 +362,7 @@ impl<S: Store> Messenger<S> {
         let Some((key, previous)) = found else {
             return Ok(Reconciliation::ClosureRecorded);
         };
-        if !matches!(previous.kind, OutcomeKind::Sent | OutcomeKind::Delivered) {
+        if !reached_the_gateway(&previous) {
             return Ok(Reconciliation::ClosureRecorded);
         }
         // The same claim as a send naming this id: two copies of one report (a redelivered
@@ -393,10 +393,7 @@ impl<S: Store> Messenger<S> {
         let Some(previous) = self
             .previous_outcome(conversation, key)
             .await?
-            .filter(|outcome| {
-                outcome.message_id == sent_as
-                    && matches!(outcome.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
-            })
+            .filter(|outcome| outcome.message_id == sent_as && reached_the_gateway(outcome))
         else {
             return Ok(Reconciliation::ClosureRecorded);
         };
@@ -434,6 +431,12 @@ impl<S: Store> Messenger<S> {
             outcome: Box::new(outcome),
         })
     }
+}
+
+/// Whether a stored outcome is a send the gateway accepted (sent at once, or delivered
+/// from the outbox), the only kind a later window-closed report can concern.
+fn reached_the_gateway(outcome: &PreviousOutcome) -> bool {
+    matches!(outcome.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
 }
 
 /// What [`Messenger::on_webhook_event`] did with one webhook event.
