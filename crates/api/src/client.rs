@@ -507,11 +507,11 @@ fn describe(error: &reqwest::Error, key: &ApiKey) -> String {
     key.redact(&parts.join(": "))
 }
 
-/// Reads at most `limit` bytes of the body; the flag tells whether more was left unread.
 /// The most a response buffer reserves before bytes arrive (the common answer is far
 /// smaller; a longer one grows as it is read).
 const PREALLOCATE_AT_MOST: usize = 16 * 1024;
 
+/// Reads at most `limit` bytes of the body; the flag tells whether more was left unread.
 async fn read_limited(
     response: &mut reqwest::Response,
     limit: usize,
