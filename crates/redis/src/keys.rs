@@ -4,7 +4,7 @@
 //! Cluster keeps that business's keys in one slot and each Lua script touches one slot
 //! only. See `docs/redis.md` for the whole layout.
 
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::{Conversation, InboundId, PhoneNumber};
 use uuid::Uuid;
 
 /// The names of the store's keys under one prefix.
@@ -63,6 +63,12 @@ impl KeyLayout {
     /// closing-soon index (and the count); the records themselves are in [`Self::window`].
     pub fn inbound(&self, business: PhoneNumber) -> String {
         self.business_key(business, "inbound")
+    }
+
+    /// STRING: an inbound message id already recorded for this business (the redelivery
+    /// memory): the first receipt time in epoch milliseconds, expiring after the horizon.
+    pub fn seen_inbound(&self, business: PhoneNumber, id: &InboundId) -> String {
+        self.business_key(business, &format!("seen:{id}"))
     }
 
     /// SET: the customers of this business with queued messages.

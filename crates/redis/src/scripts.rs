@@ -35,6 +35,35 @@ end
     };
 }
 
+/// Lua of the keep-max of the inbound time: `record_inbound(hash, zset, customer, ms)`
+/// answers the previous record (false when none) and the current one.
+macro_rules! record_inbound_lua {
+    () => {
+        r"
+local function record_inbound(hash, zset, customer, time)
+  local previous = redis.call('HGET', hash, customer)
+  local last, closed = time, nil
+  if previous then
+    local old, old_closed = split(previous)
+    local old_ms = ms(old)
+    if old_ms then
+      if old_ms > tonumber(time) then last = old end
+      local closed_ms = ms(old_closed)
+      if closed_ms and closed_ms >= tonumber(last) then closed = old_closed end
+    end
+  end
+  local current = last
+  if closed then current = last .. ':' .. closed end
+  if current ~= previous then
+    redis.call('HSET', hash, customer, current)
+  end
+  redis.call('ZADD', zset, last, customer)
+  return previous, current
+end
+"
+    };
+}
+
 /// Keep-max of the inbound time, dropping a gateway closure the new time overrides
 /// (`WindowRecord::with_inbound`), in the record and in the index.
 ///
@@ -44,25 +73,28 @@ end
 /// dropped.
 const RECORD_INBOUND: &str = concat!(
     record_lua!(),
+    record_inbound_lua!(),
     r"
-local previous = redis.call('HGET', KEYS[1], ARGV[1])
-local last, closed = ARGV[2], nil
-if previous then
-  local old, old_closed = split(previous)
-  local old_ms = ms(old)
-  if old_ms then
-    if old_ms > tonumber(ARGV[2]) then last = old end
-    local closed_ms = ms(old_closed)
-    if closed_ms and closed_ms >= tonumber(last) then closed = old_closed end
-  end
-end
-local current = last
-if closed then current = last .. ':' .. closed end
-if current ~= previous then
-  redis.call('HSET', KEYS[1], ARGV[1], current)
-end
-redis.call('ZADD', KEYS[2], last, ARGV[1])
+local previous, current = record_inbound(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return {previous, current}
+"
+);
+
+/// [`RECORD_INBOUND`] unless the inbound message's id is remembered: the id's key is set
+/// (to the receipt time, expiring after the horizon in server time) in the same step.
+///
+/// KEYS: window HASH, inbound ZSET, seen-id STRING. ARGV: customer, time ms, received
+/// ms, remember ms (> 0).
+/// Returns `{'duplicate', first received ms}` or `{'recorded', previous or nil, current}`.
+const RECORD_INBOUND_ONCE: &str = concat!(
+    record_lua!(),
+    record_inbound_lua!(),
+    r"
+local first = redis.call('GET', KEYS[3])
+if first then return {'duplicate', first} end
+local previous, current = record_inbound(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+return {'recorded', previous, current}
 "
 );
 
@@ -218,6 +250,7 @@ return 0
 /// The compiled scripts (each knows its SHA1; Redis caches them by it).
 pub(crate) struct Scripts {
     pub(crate) record_inbound: Script,
+    pub(crate) record_inbound_once: Script,
     pub(crate) record_closure: Script,
     pub(crate) inbound_between: Script,
     pub(crate) forget: Script,
@@ -232,6 +265,7 @@ pub(crate) struct Scripts {
 /// The scripts, hashed once per process.
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     record_inbound: Script::new(RECORD_INBOUND),
+    record_inbound_once: Script::new(RECORD_INBOUND_ONCE),
     record_closure: Script::new(RECORD_CLOSURE),
     inbound_between: Script::new(INBOUND_BETWEEN),
     forget: Script::new(FORGET),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
-    Conversation, InboundUpdate, Invitation, OutboxStore, PhoneNumber, QueuedMessage, StoreError,
-    WindowEntry, WindowRecord, WindowStore,
+    Conversation, InboundId, InboundReceipt, InboundUpdate, Invitation, OutboxStore, PhoneNumber,
+    QueuedMessage, StoreError, WindowEntry, WindowRecord, WindowStore,
 };
 use uuid::Uuid;
 
@@ -229,6 +229,24 @@ impl RedisStore {
     }
 }
 
+/// Reads the records a keep-max script answered. A corrupt previous value is replaced, as
+/// the sled store does: a new fact is worth more than an unreadable one.
+fn inbound_update(
+    conversation: Conversation,
+    previous: Option<&str>,
+    current: &str,
+) -> Result<InboundUpdate, StoreError> {
+    let previous = previous.and_then(|record| {
+        codec::parse_window(record)
+            .inspect_err(
+                |detail| tracing::warn!(%conversation, %detail, "replacing a corrupt window"),
+            )
+            .ok()
+    });
+    let current = codec::parse_window(current).map_err(|detail| corrupt(conversation, detail))?;
+    Ok(InboundUpdate { previous, current })
+}
+
 impl WindowStore for RedisStore {
     async fn record_inbound(
         &self,
@@ -250,18 +268,62 @@ impl WindowStore for RedisStore {
                 },
             )
             .await?;
-        // A corrupt previous value is replaced, as the sled store does: a new fact is
-        // worth more than an unreadable one.
-        let previous = previous.and_then(|record| {
-            codec::parse_window(&record)
-                .inspect_err(
-                    |detail| tracing::warn!(%conversation, %detail, "replacing a corrupt window"),
-                )
-                .ok()
-        });
-        let current =
-            codec::parse_window(&current).map_err(|detail| corrupt(conversation, detail))?;
-        Ok(InboundUpdate { previous, current })
+        inbound_update(conversation, previous.as_deref(), &current)
+    }
+
+    async fn record_inbound_once(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+        id: &InboundId,
+        received_at: DateTime<Utc>,
+        remember_until: DateTime<Utc>,
+    ) -> Result<InboundReceipt, StoreError> {
+        let at = truncate_to_millis(at);
+        // The horizon runs in server time from now: a key with a non-positive lifetime
+        // would be refused, and an id remembered for a millisecond still counts once.
+        let remember_ms = (remember_until - received_at).num_milliseconds().max(1);
+        let mut keys = self.window_keys(conversation.business);
+        keys.push(self.inner.keys.seen_inbound(conversation.business, id));
+        let answer: Vec<Option<String>> = self
+            .inner
+            .connection
+            .eval_one(
+                "record_inbound_once",
+                Retry::Never,
+                Some(self.register(conversation.business)),
+                Eval {
+                    script: &SCRIPTS.record_inbound_once,
+                    keys,
+                    args: vec![
+                        conversation.customer.to_string(),
+                        codec::time(at),
+                        codec::time(received_at),
+                        remember_ms.to_string(),
+                    ],
+                },
+            )
+            .await?;
+        let unexpected = || {
+            StoreError::Backend(format!(
+                "record_inbound_once for {conversation}: unexpected answer {answer:?}"
+            ))
+        };
+        match answer.as_slice() {
+            [Some(tag), Some(first)] if tag == "duplicate" => {
+                let first_received_at = codec::parse_time(first, "first receipt")
+                    .map_err(|detail| corrupt(conversation, detail))?;
+                Ok(InboundReceipt::Duplicate { first_received_at })
+            }
+            [Some(tag), previous, Some(current)] if tag == "recorded" => {
+                Ok(InboundReceipt::Recorded(inbound_update(
+                    conversation,
+                    previous.as_deref(),
+                    current,
+                )?))
+            }
+            _ => Err(unexpected()),
+        }
     }
 
     async fn record_gateway_closure(

@@ -52,6 +52,7 @@ conformance_tests!(
     invitations,
     outcomes,
     claims,
+    redelivery,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

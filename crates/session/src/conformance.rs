@@ -28,9 +28,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
-use crate::store::{Invitation, QueuedMessage, Store};
+use crate::store::{InboundReceipt, InboundUpdate, Invitation, QueuedMessage, Store};
 use crate::window::truncate_to_millis;
-use crate::{Conversation, PhoneNumber, StoreError, WindowRecord};
+use crate::{Conversation, InboundId, PhoneNumber, StoreError, WindowRecord};
 
 /// The names of the suite's checks, in the order [`run_all`] runs them.
 pub const CHECKS: &[&str] = &[
@@ -45,6 +45,7 @@ pub const CHECKS: &[&str] = &[
     "invitations",
     "outcomes",
     "claims",
+    "redelivery",
 ];
 
 /// Runs every check of the suite, one after the other, on `store`.
@@ -60,6 +61,7 @@ pub async fn run_all<S: Store + Clone>(store: &S) {
     invitations(store).await;
     outcomes(store).await;
     claims(store).await;
+    redelivery(store).await;
 }
 
 /// Unwraps a store result, panicking with what was being done.
@@ -1251,5 +1253,132 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         winners,
         1,
         "concurrent claims of one message: exactly one wins",
+    );
+}
+
+/// The redelivery memory: an inbound message id is recorded once per business number
+/// while remembered (a second copy is a duplicate and changes nothing), is per business,
+/// is taken by exactly one of concurrent callers, and is forgotten after its horizon.
+pub async fn redelivery<S: Store + Clone>(store: &S) {
+    let b = business(20, 0);
+    let other_business = business(20, 1);
+    let c = chat(b, 1);
+    let id = |text: &str| match InboundId::new(text) {
+        Ok(id) => id,
+        Err(error) => panic!("store conformance: {text:?}: {error}"),
+    };
+    // Real time: a store may measure the memory's horizon on its own clock.
+    let now = truncate_to_millis(Utc::now());
+    let day = TimeDelta::days(1);
+
+    let first = ok(
+        store
+            .record_inbound_once(c, now - ms(60_000), &id("wamid.R1"), now, now + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        first,
+        InboundReceipt::Recorded(InboundUpdate {
+            previous: None,
+            current: WindowRecord::inbound(now - ms(60_000)),
+        }),
+        "the first copy of an inbound message is recorded",
+    );
+    let again = ok(
+        store
+            .record_inbound_once(c, now, &id("wamid.R1"), now + ms(5), now + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        again,
+        InboundReceipt::Duplicate {
+            first_received_at: now,
+        },
+        "a second copy is a duplicate naming the first receipt",
+    );
+    check_eq(
+        ok(store.window(c).await, "window"),
+        Some(WindowRecord::inbound(now - ms(60_000))),
+        "a duplicate records nothing, even with a later time",
+    );
+
+    let elsewhere = ok(
+        store
+            .record_inbound_once(
+                chat(other_business, 1),
+                now,
+                &id("wamid.R1"),
+                now,
+                now + day,
+            )
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        matches!(elsewhere, InboundReceipt::Recorded(_)),
+        true,
+        "the memory is per business number",
+    );
+    let next = ok(
+        store
+            .record_inbound_once(c, now, &id("wamid.R2"), now, now + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        next,
+        InboundReceipt::Recorded(InboundUpdate {
+            previous: Some(WindowRecord::inbound(now - ms(60_000))),
+            current: WindowRecord::inbound(now),
+        }),
+        "another id is recorded, keeping the maximum",
+    );
+
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let racing = id("wamid.RACE");
+            tokio::spawn(async move {
+                store
+                    .record_inbound_once(chat(b, 2), now, &racing, now, now + day)
+                    .await
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for racer in racers {
+        let receipt = match racer.await {
+            Ok(result) => ok(result, "concurrent record_inbound_once"),
+            Err(error) => panic!("store conformance: a racing task failed: {error}"),
+        };
+        recorded += usize::from(matches!(receipt, InboundReceipt::Recorded(_)));
+    }
+    check_eq(
+        recorded,
+        1,
+        "of concurrent copies of one message, exactly one is recorded",
+    );
+
+    let brief = now + ms(300);
+    ok(
+        store
+            .record_inbound_once(chat(b, 3), now, &id("wamid.BRIEF"), now, brief)
+            .await,
+        "record_inbound_once",
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let later = truncate_to_millis(Utc::now());
+    let after = ok(
+        store
+            .record_inbound_once(chat(b, 3), later, &id("wamid.BRIEF"), later, later + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        matches!(after, InboundReceipt::Recorded(_)),
+        true,
+        "an id is forgotten after its horizon, and recorded again",
     );
 }

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::store::{InboundUpdate, WindowStore};
+use crate::store::{InboundReceipt, InboundUpdate, WindowStore};
 use crate::window::saturating_add;
-use crate::{Clock, Conversation, SendDecision, StoreError, SystemClock, WindowRule, WindowState};
+use crate::{
+    Clock, Conversation, InboundId, SendDecision, StoreError, SystemClock, WindowRule, WindowState,
+};
 
 /// A failure of the session engine.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,37 @@ pub struct Recorded {
     pub opened: bool,
 }
 
+/// What recording an inbound message by its platform id did
+/// ([`Sessions::record_inbound_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedOnce {
+    /// The first copy of the message: recorded.
+    First(Recorded),
+    /// A redelivered copy of a message already recorded: nothing was stored. Do not answer
+    /// it again.
+    Duplicate {
+        /// When the first copy was received.
+        first_received_at: DateTime<Utc>,
+        /// The window's state now.
+        state: WindowState,
+    },
+}
+
+impl RecordedOnce {
+    /// Whether this copy was recorded (the first one).
+    pub fn is_recorded(&self) -> bool {
+        matches!(self, Self::First(_))
+    }
+
+    /// The window's state now.
+    pub fn state(&self) -> WindowState {
+        match self {
+            Self::First(recorded) => recorded.state,
+            Self::Duplicate { state, .. } => *state,
+        }
+    }
+}
+
 /// The session engine over a store.
 ///
 /// ```
@@ -71,6 +104,7 @@ pub struct Sessions<S> {
     clock: Arc<dyn Clock>,
     rule: WindowRule,
     max_skew: TimeDelta,
+    redelivery_horizon: TimeDelta,
 }
 
 impl<S: WindowStore> Sessions<S> {
@@ -85,7 +119,24 @@ impl<S: WindowStore> Sessions<S> {
             clock: Arc::new(SystemClock),
             rule: WindowRule::default(),
             max_skew: Self::DEFAULT_MAX_SKEW,
+            redelivery_horizon: Self::DEFAULT_REDELIVERY_HORIZON,
         }
+    }
+
+    /// How long an inbound message id is remembered by default: 7 days, as long as
+    /// WhatsApp retries a webhook.
+    pub const DEFAULT_REDELIVERY_HORIZON: TimeDelta = TimeDelta::days(7);
+
+    /// Sets how long inbound message ids are remembered to recognise redeliveries,
+    /// counted from receipt ([`Sessions::record_inbound_once`]). Negative spans count as 0.
+    pub fn with_redelivery_horizon(mut self, horizon: TimeDelta) -> Self {
+        self.redelivery_horizon = horizon.max(TimeDelta::zero());
+        self
+    }
+
+    /// How long inbound message ids are remembered.
+    pub fn redelivery_horizon(&self) -> TimeDelta {
+        self.redelivery_horizon
     }
 
     /// Uses another clock.
@@ -136,6 +187,42 @@ impl<S: WindowStore> Sessions<S> {
         at: DateTime<Utc>,
     ) -> Result<Recorded, SessionError> {
         let now = self.now();
+        self.check_skew(at, now)?;
+        let update = self.store.record_inbound(conversation, at).await?;
+        Ok(self.recorded(update, now))
+    }
+
+    /// Records an inbound message sent (or received) at `at`, unless a message with the
+    /// same platform `id` to the same business number was already recorded within the
+    /// redelivery horizon ([`Sessions::with_redelivery_horizon`], from receipt, on this
+    /// engine's clock): then nothing is stored and [`RecordedOnce::Duplicate`] says so,
+    /// so the bot does not answer a redelivered webhook twice.
+    ///
+    /// A time more than the skew tolerance ahead of the clock is refused and nothing is
+    /// stored (the id is not remembered either).
+    pub async fn record_inbound_once(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+        id: &InboundId,
+    ) -> Result<RecordedOnce, SessionError> {
+        let now = self.now();
+        self.check_skew(at, now)?;
+        let until = saturating_add(now, self.redelivery_horizon);
+        match self
+            .store
+            .record_inbound_once(conversation, at, id, now, until)
+            .await?
+        {
+            InboundReceipt::Recorded(update) => Ok(RecordedOnce::First(self.recorded(update, now))),
+            InboundReceipt::Duplicate { first_received_at } => Ok(RecordedOnce::Duplicate {
+                first_received_at,
+                state: self.state_at(conversation, now).await?,
+            }),
+        }
+    }
+
+    fn check_skew(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), SessionError> {
         if at > now + self.max_skew {
             return Err(SessionError::FutureTimestamp {
                 at,
@@ -143,14 +230,17 @@ impl<S: WindowStore> Sessions<S> {
                 max_skew_secs: self.max_skew.num_seconds(),
             });
         }
-        let update = self.store.record_inbound(conversation, at).await?;
+        Ok(())
+    }
+
+    fn recorded(&self, update: InboundUpdate, now: DateTime<Utc>) -> Recorded {
         let before = self.rule.state(update.previous.as_ref(), now);
         let state = self.rule.state(Some(&update.current), now);
-        Ok(Recorded {
+        Recorded {
             update,
             state,
             opened: !before.is_open() && state.is_open(),
-        })
+        }
     }
 
     /// Records an inbound message received now.

@@ -48,6 +48,7 @@ pub mod conformance;
 mod conversation;
 mod engine;
 pub mod export;
+mod inbound_id;
 mod phone;
 mod sled_store;
 pub mod store;
@@ -55,12 +56,13 @@ pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
-pub use engine::{Recorded, SessionError, Sessions};
+pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
+pub use inbound_id::{InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
 pub use store::{
-    InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError, WindowEntry,
-    WindowStore,
+    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError,
+    WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Conversation, WindowRecord};
+use crate::{Conversation, InboundId, WindowRecord};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,21 @@ pub struct InboundUpdate {
     pub current: WindowRecord,
 }
 
+/// What recording an inbound message by its id did
+/// ([`WindowStore::record_inbound_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundReceipt {
+    /// The first time this id reached this business number (within the memory's
+    /// horizon): the inbound time was recorded.
+    Recorded(InboundUpdate),
+    /// The id was already seen for this business number: a redelivered webhook. Nothing
+    /// was recorded.
+    Duplicate {
+        /// When the first copy was received.
+        first_received_at: DateTime<Utc>,
+    },
+}
+
 /// A message waiting in a conversation's outbox for the customer's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedMessage {
@@ -128,6 +143,25 @@ pub trait WindowStore: Send + Sync + 'static {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<InboundUpdate, StoreError>> + Send;
+
+    /// Records an inbound message at `at` (as [`WindowStore::record_inbound`]) unless its
+    /// platform id `id` was already seen for the conversation's business number and is
+    /// still remembered at `received_at`; then nothing is recorded and
+    /// [`InboundReceipt::Duplicate`] names when the first copy came.
+    ///
+    /// A recorded id is remembered until `remember_until` (the caller's horizon, measured
+    /// on the receipt clock) and then forgotten by the store on its own (sled prunes a few
+    /// expired ids on each call; Redis expires the key). Of concurrent callers with one
+    /// id, exactly one gets [`InboundReceipt::Recorded`]. Durable when the store's
+    /// durability mode says so, the id and the window together.
+    fn record_inbound_once(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+        id: &InboundId,
+        received_at: DateTime<Utc>,
+        remember_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<InboundReceipt, StoreError>> + Send;
 
     /// Records that the gateway reported the window closed at `at` (WhatsApp 131047).
     /// Returns the record now stored, or `None` when nothing is known of the

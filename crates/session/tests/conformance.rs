@@ -42,6 +42,7 @@ conformance_tests!(
     invitations,
     outcomes,
     claims,
+    redelivery,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 mod codec;
 mod group_commit;
 mod index;
+mod seen;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -16,11 +17,12 @@ use uuid::Uuid;
 pub use codec::SCHEMA_VERSION;
 use group_commit::GroupCommit;
 use index::Index;
+use seen::{SeenIds, Sighting};
 
 use crate::store::{
-    InboundUpdate, Invitation, OutboxStore, QueuedMessage, WindowEntry, WindowStore,
+    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, WindowEntry, WindowStore,
 };
-use crate::{Conversation, StoreError, WindowRecord};
+use crate::{Conversation, InboundId, StoreError, WindowRecord};
 
 /// The lock file taken before sled opens, so a second opener gets a clear "in use" error.
 const LOCK_FILE: &str = "lipachat.lock";
@@ -96,6 +98,7 @@ struct Inner {
     outbox: sled::Tree,
     invitations: sled::Tree,
     outcomes: sled::Tree,
+    seen: SeenIds,
     index: Index,
     claims: Mutex<HashMap<Uuid, Claim>>,
     outbox_lock: Mutex<()>,
@@ -221,6 +224,7 @@ impl SledStore {
                 outbox: db.open_tree("outbox")?,
                 invitations: db.open_tree("invitations")?,
                 outcomes: db.open_tree("outcomes")?,
+                seen: SeenIds::open(&db)?,
                 windows,
                 db,
                 index,
@@ -248,6 +252,12 @@ impl SledStore {
     /// How many group-commit flushes have run (0 in periodic mode).
     pub fn group_commit_flushes(&self) -> u64 {
         self.inner.commit.as_ref().map_or(0, GroupCommit::flushes)
+    }
+
+    /// How many inbound message ids the redelivery memory holds (expired ones not yet
+    /// pruned included).
+    pub fn remembered_inbound_ids(&self) -> usize {
+        self.inner.seen.len()
     }
 
     /// The bytes sled reports for the database on disk.
@@ -428,6 +438,40 @@ impl WindowStore for SledStore {
         let update = self.apply_inbound(conversation, at)?;
         self.durable().await?;
         Ok(update)
+    }
+
+    async fn record_inbound_once(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+        id: &InboundId,
+        received_at: DateTime<Utc>,
+        remember_until: DateTime<Utc>,
+    ) -> Result<InboundReceipt, StoreError> {
+        let receipt = {
+            let seen = &self.inner.seen;
+            let guard = seen.lock();
+            match seen.check(&guard, conversation.business, id, received_at)? {
+                Sighting::Seen(first_received_at) => {
+                    InboundReceipt::Duplicate { first_received_at }
+                }
+                Sighting::New => {
+                    let update = self.apply_inbound(conversation, at)?;
+                    seen.remember(
+                        &guard,
+                        conversation.business,
+                        id,
+                        received_at,
+                        remember_until,
+                    )?;
+                    InboundReceipt::Recorded(update)
+                }
+            }
+        };
+        // One flush makes the window and the remembered id durable together; a duplicate
+        // waits too, so the first copy it was judged against is on disk when it returns.
+        self.durable().await?;
+        Ok(receipt)
     }
 
     async fn record_gateway_closure(
