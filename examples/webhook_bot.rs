@@ -16,10 +16,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use lipachat::api::{
-    ApiKey, Client, ContactMessage, ContactPhone, WebhookEvent, WebhookParser, WebhookToken,
+    ApiKey, Client, ContactMessage, ContactPhone, MessageId, WebhookEvent, WebhookParser,
+    WebhookToken,
 };
-use lipachat::policy::{Messenger, PolicyConfig, WebhookOutcome};
-use lipachat::session::{Clock, Sessions, SledStore};
+use lipachat::policy::{Messenger, PolicyConfig, SendRequest, WebhookOutcome};
+use lipachat::session::{Clock, InboundId, Sessions, SledStore};
 use lipachat_testkit::{MessageKind, StandInGateway};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -64,12 +65,26 @@ async fn webhook(
                     )],
                 )
                 .expect("a valid card");
-                match bot.messenger.send_contact(message.conversation, card).await {
+                // The reply's messageId is derived from the customer's message id, so an
+                // answer made again (a redelivery after the memory forgot it, a retried
+                // handler) is the same logical send and never reaches the customer twice.
+                let mut reply = SendRequest::contact(message.conversation, card);
+                if let Ok(inbound) = InboundId::new(&message.message_id) {
+                    reply = reply.message_id(MessageId::reply_to(&inbound));
+                }
+                match bot.messenger.send(reply).await {
                     Ok(outcome) => {
                         println!("  bot: answered with a contact card: {}", outcome.name())
                     }
                     Err(error) => println!("  bot: could not answer: {error}"),
                 }
+            }
+            Ok(WebhookOutcome::Duplicate {
+                first_received_at, ..
+            }) => {
+                println!(
+                    "  bot: a redelivered copy (first received {first_received_at}): not answered again"
+                )
             }
             Ok(other) => println!("  bot: {other:?}"),
             Err(error) => {
@@ -144,6 +159,10 @@ async fn main() -> Result<()> {
 
     println!("2. Jane writes to the business (the gateway posts her message to the bot):");
     gateway.customer_writes("254110090747".parse()?, "254712345678".parse()?);
+    let response = http.post(&url).json(&inbound).send().await?;
+    println!("  -> HTTP {}", response.status());
+
+    println!("3. The same webhook is delivered again (webhooks are retried, sometimes twice):");
     let response = http.post(&url).json(&inbound).send().await?;
     println!("  -> HTTP {}", response.status());
 

@@ -3,8 +3,13 @@
 use std::fmt;
 use std::str::FromStr;
 
+use lipachat_session::InboundId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// The UUID namespace of reply ids ([`MessageId::reply_to`]); fixed, so ids are the same
+/// across processes and releases.
+const REPLY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d72_6570_6c79_3031);
 
 /// The `messageId` of one logical send: a UUID, v4 when made by [`MessageId::new`].
 ///
@@ -34,6 +39,40 @@ impl MessageId {
     /// Wraps an existing UUID (any version).
     pub fn from_uuid(uuid: Uuid) -> Self {
         Self(uuid)
+    }
+
+    /// The `messageId` of the bot's reply to the inbound message `inbound`: a v5 UUID
+    /// derived from the id, the same every time, so a reply made again (a webhook
+    /// redelivered after the redelivery memory forgot it, a handler retried after a
+    /// crash) carries the same `messageId` and the gateway can deduplicate it.
+    ///
+    /// The gateway documents `messageId` as used for deduplication; over what span it
+    /// deduplicates is not published. For several replies to one message, number them with
+    /// [`MessageId::reply_to_nth`] (`reply_to` is the 0th).
+    ///
+    /// ```
+    /// use lipachat_api::MessageId;
+    /// use lipachat_session::InboundId;
+    ///
+    /// let inbound = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E")?;
+    /// assert_eq!(MessageId::reply_to(&inbound), MessageId::reply_to(&inbound));
+    /// assert_eq!(MessageId::reply_to(&inbound), MessageId::reply_to_nth(&inbound, 0));
+    /// assert_ne!(MessageId::reply_to(&inbound), MessageId::reply_to_nth(&inbound, 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reply_to(inbound: &InboundId) -> Self {
+        Self::reply_to_nth(inbound, 0)
+    }
+
+    /// The `messageId` of the bot's `n`th reply (from 0) to the inbound message `inbound`;
+    /// see [`MessageId::reply_to`].
+    pub fn reply_to_nth(inbound: &InboundId, n: u32) -> Self {
+        let mut name = Vec::with_capacity(inbound.as_str().len() + 16);
+        name.extend_from_slice(b"reply:");
+        name.extend_from_slice(n.to_string().as_bytes());
+        name.push(b':');
+        name.extend_from_slice(inbound.as_str().as_bytes());
+        Self(Uuid::new_v5(&REPLY_NAMESPACE, &name))
     }
 
     /// The UUID.
@@ -71,6 +110,24 @@ impl FromStr for MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_ids_are_stable_across_releases() {
+        // A reply made by this release and one made again by a later release after a
+        // redelivery must carry the same messageId: the derivation is frozen.
+        let inbound = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E").unwrap();
+        assert_eq!(
+            MessageId::reply_to(&inbound).to_string(),
+            "23584583-5121-5682-826e-e05a8f69f861"
+        );
+        assert_eq!(MessageId::reply_to(&inbound).as_uuid().get_version_num(), 5);
+        let other = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0F").unwrap();
+        assert_ne!(MessageId::reply_to(&inbound), MessageId::reply_to(&other));
+        assert_ne!(
+            MessageId::reply_to_nth(&inbound, 1),
+            MessageId::reply_to_nth(&inbound, 2)
+        );
+    }
 
     #[test]
     fn new_is_v4_and_round_trips() {

@@ -4,14 +4,14 @@
 use chrono::{DateTime, Utc};
 use lipachat_api::MessageId;
 use lipachat_session::window::saturating_add;
-use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
+use lipachat_session::{Conversation, InboundId, QueuedMessage, RecordedOnce, SendDecision, Store};
 use tracing::{info, warn};
 
 use crate::error::PolicyError;
 use crate::messenger::{Messenger, QueuedPayload, SendRequest, send_claim_id};
 use crate::outcome::{
-    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundReport,
-    OutcomeKind, PreviousOutcome, SendOutcome,
+    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
+    InboundReport, OutcomeKind, PreviousOutcome, SendOutcome,
 };
 
 /// What [`Messenger::on_window_closed_report`] did with a late "outside the window" report.
@@ -52,6 +52,43 @@ impl<S: Store> Messenger<S> {
         info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
         let delivery = self.deliver(conversation).await?;
         Ok(InboundReport { recorded, delivery })
+    }
+
+    /// Records an inbound message from the customer at `at`, once per platform message id
+    /// `id` (see [`Sessions::record_inbound_once`](lipachat_session::Sessions::record_inbound_once)),
+    /// then delivers that conversation's queued messages while the window is open.
+    ///
+    /// A redelivered copy records nothing and returns [`InboundHandled::Duplicate`]: do not
+    /// answer it again. Its delivery still runs (it sends only what is queued, each
+    /// message under its own `messageId`), so messages left queued by a first handling
+    /// that crashed before delivering are not stranded.
+    pub async fn on_inbound_once(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+        id: &InboundId,
+    ) -> Result<InboundHandled, PolicyError> {
+        match self
+            .sessions()
+            .record_inbound_once(conversation, at, id)
+            .await?
+        {
+            RecordedOnce::First(recorded) => {
+                info!(%conversation, %at, inbound_id = %id, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
+                let delivery = self.deliver(conversation).await?;
+                Ok(InboundHandled::First(InboundReport { recorded, delivery }))
+            }
+            RecordedOnce::Duplicate {
+                first_received_at, ..
+            } => {
+                info!(%conversation, inbound_id = %id, %first_received_at, "redelivered inbound message: nothing recorded");
+                let delivery = self.deliver(conversation).await?;
+                Ok(InboundHandled::Duplicate {
+                    first_received_at,
+                    delivery,
+                })
+            }
+        }
     }
 
     /// Delivers the conversation's queued messages, oldest first, while the window is open
@@ -445,6 +482,14 @@ fn reached_the_gateway(outcome: &PreviousOutcome) -> bool {
 pub enum WebhookOutcome {
     /// A customer's message was recorded and the outbox delivered.
     Inbound(Box<InboundReport>),
+    /// A redelivered copy of a customer's message already handled: nothing was recorded;
+    /// do not answer it again.
+    Duplicate {
+        /// When the first copy was received.
+        first_received_at: DateTime<Utc>,
+        /// The delivery of queued messages it ran (usually empty).
+        delivery: DeliveryReport,
+    },
     /// A "window closed" report was reconciled.
     WindowClosed(Reconciliation),
     /// Nothing to do: a status update, a message kind that does not open the window, a
@@ -463,10 +508,27 @@ impl<S: Store> Messenger<S> {
         use lipachat_api::WebhookEvent;
         match event {
             WebhookEvent::Inbound(message) if message.opens_window => {
-                let report = self
-                    .on_inbound(message.conversation, message.inbound_time())
-                    .await?;
-                Ok(WebhookOutcome::Inbound(Box::new(report)))
+                let handled = match InboundId::new(&message.message_id) {
+                    Ok(id) => {
+                        self.on_inbound_once(message.conversation, message.inbound_time(), &id)
+                            .await?
+                    }
+                    // Without a usable id a copy cannot be recognised; it still counts.
+                    Err(_) => InboundHandled::First(
+                        self.on_inbound(message.conversation, message.inbound_time())
+                            .await?,
+                    ),
+                };
+                Ok(match handled {
+                    InboundHandled::First(report) => WebhookOutcome::Inbound(Box::new(report)),
+                    InboundHandled::Duplicate {
+                        first_received_at,
+                        delivery,
+                    } => WebhookOutcome::Duplicate {
+                        first_received_at,
+                        delivery,
+                    },
+                })
             }
             WebhookEvent::Inbound(message) => Ok(WebhookOutcome::Ignored(format!(
                 "{} messages do not open the window",

@@ -56,6 +56,6 @@ pub use delivery::{Reconciliation, WebhookOutcome};
 pub use error::PolicyError;
 pub use messenger::{DryRun, Messenger, SendRequest, template_message_id};
 pub use outcome::{
-    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundReport,
-    OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
+    Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
+    InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };

@@ -221,6 +221,21 @@ pub struct DeliveryReport {
     pub stopped: Option<DeliveryStop>,
 }
 
+/// What [`Messenger::on_inbound_once`](crate::Messenger::on_inbound_once) did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum InboundHandled {
+    /// The first copy of the message: recorded, and the outbox delivered.
+    First(InboundReport),
+    /// A redelivered copy: nothing recorded; do not answer it again.
+    Duplicate {
+        /// When the first copy was received.
+        first_received_at: DateTime<Utc>,
+        /// The delivery of queued messages it ran (usually empty).
+        delivery: DeliveryReport,
+    },
+}
+
 /// What [`crate::Messenger::on_inbound`] did.
 #[derive(Debug)]
 pub struct InboundReport {
