@@ -2,11 +2,17 @@
 //! refuses requests without the secret token in the URL, records each customer message
 //! through the policy (which delivers anything queued) and answers with a contact card.
 //!
+//! The server is `lipachat::webhook::serve` with its default limits: a client gets 10 s to
+//! send a request head and 10 s for its body (at most 1 MiB), at most 64 requests are
+//! handled at once and at most 1024 connections are open, so slow or flooding clients
+//! cannot hold the bot. The gateway client keeps at most 32 requests in flight.
+//!
 //! ```text
 //! cargo run --example webhook_bot            # a scripted demo against the stand-in gateway
 //! cargo run --example webhook_bot -- --serve # keep serving on loopback until Ctrl-C
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +27,7 @@ use lipachat::api::{
 };
 use lipachat::policy::{Messenger, PolicyConfig, SendRequest, WebhookOutcome};
 use lipachat::session::{Clock, InboundId, Sessions, SledStore};
+use lipachat::webhook::{ServingConfig, serve};
 use lipachat_testkit::{MessageKind, StandInGateway};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -95,23 +102,25 @@ async fn webhook(
     (StatusCode::OK, "ok\n".into())
 }
 
-async fn start_bot(bot: Arc<Bot>, addr: SocketAddr) -> Result<SocketAddr> {
+/// Serves the bot on `addr` until `shutdown` completes; the task ends once requests in
+/// progress have finished.
+async fn start_bot(
+    bot: Arc<Bot>,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = Router::new()
         .route("/webhook/{token}", post(webhook))
         .with_state(bot);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            eprintln!("bot server stopped: {error}");
-        }
-    });
-    Ok(local)
+    let server = tokio::spawn(serve(listener, app, ServingConfig::default(), shutdown));
+    Ok((local, server))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let serve = std::env::args().any(|a| a == "--serve");
+    let keep_serving = std::env::args().any(|a| a == "--serve");
     let gateway = StandInGateway::start().await?;
     let dir = tempfile::tempdir()?;
     let client = Client::builder(ApiKey::new(gateway.api_key())?)
@@ -123,15 +132,21 @@ async fn main() -> Result<()> {
         parser: WebhookParser::new(),
         token: WebhookToken::generate(),
     });
-    let addr = start_bot(Arc::clone(&bot), "127.0.0.1:0".parse()?).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = start_bot(Arc::clone(&bot), "127.0.0.1:0".parse()?, async move {
+        let _ = stopped.await;
+    })
+    .await?;
     let url = format!("http://{addr}/webhook/{}", bot.token.expose_secret());
     println!("Bot listening; set this as the inbound webhook URL: {url}");
     println!(
         "(replies go to the stand-in gateway at {})\n",
         gateway.base_url()
     );
-    if serve {
+    if keep_serving {
         tokio::signal::ctrl_c().await?;
+        let _ = stop.send(());
+        server.await?;
         return Ok(());
     }
 
@@ -184,5 +199,7 @@ async fn main() -> Result<()> {
         state.name(),
         bot.messenger.sessions().clock().now().format("%H:%M:%S")
     );
+    let _ = stop.send(());
+    server.await?;
     Ok(())
 }

@@ -6,6 +6,9 @@
 //!   sled (or Redis), and the window rule;
 //! - [`api`]: the gateway client (contact, template, text) and inbound webhook parsing;
 //! - [`policy`]: the guarded send path a bot calls, with template reroute and the outbox;
+//! - `webhook` (feature `axum`, on by default): the HTTP server for the bot's webhook
+//!   routes, with header and body read timeouts, a body limit, and bounded connections
+//!   and handlers;
 //! - `testkit` (feature `testkit`): a stand-in gateway on loopback for your own tests.
 //!
 //! ```
@@ -37,3 +40,5 @@ pub use lipachat_policy as policy;
 pub use lipachat_session as session;
 #[cfg(feature = "testkit")]
 pub use lipachat_testkit as testkit;
+#[cfg(feature = "axum")]
+pub use lipachat_webhook as webhook;

@@ -34,6 +34,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// The default limit on a response body; the rest is not read.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The default cap on requests in flight to the gateway at once, per client (and its
+/// clones).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+/// The default number of idle connections kept open to the gateway for reuse.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 8;
+/// The default time an idle connection to the gateway is kept before it is closed.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configures a [`Client`]. Made by [`Client::builder`] or [`ClientBuilder::from_env`].
 #[derive(Debug, Clone)]
@@ -44,11 +51,15 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    max_in_flight: usize,
+    pool_max_idle: usize,
+    pool_idle_timeout: Duration,
 }
 
 impl ClientBuilder {
     /// A builder with the defaults: the production gateway, connect timeout 5 s, 15 s per
-    /// attempt, [`RetryPolicy::default`], 64 KiB response limit.
+    /// attempt, [`RetryPolicy::default`], 64 KiB response limit, at most 32 requests in
+    /// flight, at most 8 idle connections kept for 30 s.
     pub fn new(key: ApiKey) -> Self {
         Self {
             key,
@@ -57,6 +68,9 @@ impl ClientBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
 
@@ -113,6 +127,30 @@ impl ClientBuilder {
         self
     }
 
+    /// The most requests in flight to the gateway at once, across this client and its
+    /// clones (default 32; 0 counts as 1), so a burst of sends cannot open a connection
+    /// each. A send waits for a free slot within its attempt's time (the request timeout,
+    /// or less before a deadline); one that finds none in that time fails with
+    /// [`ApiError::Busy`], having sent nothing, and is retried like a timeout.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// How many idle connections to the gateway are kept open for reuse (default 8).
+    /// Connections in use are bounded by [`ClientBuilder::max_in_flight`].
+    pub fn pool_max_idle(mut self, connections: usize) -> Self {
+        self.pool_max_idle = connections;
+        self
+    }
+
+    /// How long an idle connection to the gateway is kept before it is closed (default
+    /// 30 s).
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
     /// Checks the settings and builds the client (and its connection pool). No connection
     /// is made and no name is looked up here.
     pub fn build(self) -> Result<Client, ApiError> {
@@ -129,6 +167,8 @@ impl ClientBuilder {
         let mut http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(self.connect_timeout)
+            .pool_max_idle_per_host(self.pool_max_idle)
+            .pool_idle_timeout(self.pool_idle_timeout)
             // A redirect could carry the apiKey header to another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!base.is_plain_http())
@@ -151,6 +191,8 @@ impl ClientBuilder {
                 request_timeout: self.request_timeout,
                 retry: self.retry,
                 max_response_bytes: self.max_response_bytes,
+                in_flight: tokio::sync::Semaphore::new(self.max_in_flight),
+                max_in_flight: self.max_in_flight,
             }),
         })
     }
@@ -177,6 +219,9 @@ struct Inner {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    /// One permit per request allowed in flight.
+    in_flight: tokio::sync::Semaphore,
+    max_in_flight: usize,
 }
 
 impl fmt::Debug for Client {
@@ -188,6 +233,7 @@ impl fmt::Debug for Client {
             .field("request_timeout", &self.inner.request_timeout)
             .field("retry", &self.inner.retry)
             .field("max_response_bytes", &self.inner.max_response_bytes)
+            .field("max_in_flight", &self.inner.max_in_flight)
             .finish()
     }
 }
@@ -228,6 +274,11 @@ impl Client {
     /// The time allowed to open a connection.
     pub fn connect_timeout(&self) -> Duration {
         self.inner.connect_timeout
+    }
+
+    /// The most requests in flight to the gateway at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight
     }
 
     /// Sends a contact card (`POST /api/v1/whatsapp/contact`).
@@ -421,12 +472,18 @@ impl Client {
         .await
     }
 
-    /// One HTTP request, bounded by the request timeout from start to the end of the body.
+    /// One HTTP request, bounded by the request timeout from start to the end of the body,
+    /// the wait for a free request slot included (so a deadline is never passed waiting).
     async fn attempt(&self, url: &reqwest::Url, body: bytes::Bytes, timeout: Duration) -> Attempt {
         let inner = &self.inner;
         let mut http_status = None;
         let mut retry_after = None;
+        let mut slot_taken = false;
         let exchange = async {
+            // The semaphore is never closed; were it, the request would go unlimited
+            // rather than fail.
+            let _slot = inner.in_flight.acquire().await;
+            slot_taken = true;
             let mut response = inner
                 .http
                 .post(url.clone())
@@ -450,6 +507,10 @@ impl Client {
         };
         let timed = tokio::time::timeout(timeout, exchange).await;
         let result = match timed {
+            Err(_elapsed) if !slot_taken => Err(ApiError::Busy {
+                limit: inner.max_in_flight,
+                waited: timeout,
+            }),
             Err(_elapsed) => Err(ApiError::Timeout { after: timeout }),
             Ok(Err(error)) => Err(error),
             Ok(Ok((status, bytes, truncated))) => interpret(

@@ -191,6 +191,18 @@ pub enum ApiError {
         /// The timeout that ran out.
         after: Duration,
     },
+    /// Every one of the client's request slots (`ClientBuilder::max_in_flight`) stayed
+    /// in use for the whole time allowed to the attempt; no request was made.
+    #[error(
+        "all {limit} of the client's request slots stayed in use for {} ms; nothing was sent",
+        waited.as_millis()
+    )]
+    Busy {
+        /// The client's cap on requests in flight.
+        limit: usize,
+        /// How long the attempt waited for a slot.
+        waited: Duration,
+    },
     /// No connection could be made (refused, unreachable, DNS or TLS failure, or the
     /// connect timeout).
     #[error("could not connect to the gateway: {detail}")]
@@ -271,6 +283,7 @@ impl ApiError {
             Self::Connect { .. }
                 | Self::Transport { .. }
                 | Self::Timeout { .. }
+                | Self::Busy { .. }
                 | Self::RateLimited { .. }
                 | Self::Unavailable { .. }
         )

@@ -8,14 +8,17 @@
 //! use lipachat_session::Conversation;
 //! use std::time::Duration;
 //!
-//! // One client per process: clones share the connection pool. Building it makes no
-//! // connection; plain http:// is accepted only to loopback.
+//! // One client per process: clones share the connection pool and the cap on requests
+//! // in flight. Building it makes no connection; plain http:// is accepted only to
+//! // loopback.
 //! let client = Client::builder(ApiKey::new("my-api-key")?)
 //!     .base_url("https://gateway.lipachat.com/api/v1")
 //!     .request_timeout(Duration::from_secs(10))
 //!     .retry(RetryPolicy::default())
+//!     .max_in_flight(16)
 //!     .build()?;
 //! assert_eq!(client.base_url().as_str(), "https://gateway.lipachat.com");
+//! assert_eq!(client.max_in_flight(), 16);
 //!
 //! // The exact body a send would POST (what a `--dry-run` prints).
 //! let conversation = Conversation::parse("254110090747", "254712345678")?;

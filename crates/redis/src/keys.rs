@@ -105,8 +105,9 @@ impl KeyLayout {
         )
     }
 
-    /// STRING with an expiry: a delivery claim on a message, valued the lease's end in
-    /// epoch milliseconds by the claimer's clock.
+    /// STRING with an expiry: a delivery claim on a message, valued
+    /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
+    /// the key's expiry (`PX`, server time) is what ends the claim.
     pub fn claim(&self, message_id: Uuid) -> String {
         format!("{}:claim:{message_id}", self.prefix)
     }

@@ -61,4 +61,4 @@ pub mod test_server;
 pub use config::{ConfigError, RedisConfig, RedisTimeouts};
 pub use keys::KeyLayout;
 pub use server::{RedisVersion, ServerInfo};
-pub use store::{RedisStore, SCHEMA_VERSION};
+pub use store::{MAX_CLAIM_LEASE, RedisStore, SCHEMA_VERSION};

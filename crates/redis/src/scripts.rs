@@ -212,22 +212,23 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// Claims a message until a lease ends: refused (0) while a claim whose end (by the
-/// claimers' clock) is after `now` exists; else taken (1), the key holding
-/// `<lease end ms>:<holder>` and expiring after the lease in server time too, so a dead
-/// claimer's claim always ends.
+/// Claims a message for a lease on the server's clock: refused (0) while the claim key
+/// exists (it expires after its lease, `PX`, in server time, so neither a caller's clock
+/// nor the stamp in the value decides); else taken (1), the key holding
+/// `<lease end ms by the server's TIME>:<holder>`. A lease of 0 takes nothing.
 ///
-/// KEYS: claim key. ARGV: now ms, lease end ms, lease ms, holder.
+/// `TIME` makes the script non-deterministic; Redis replicates and logs its effects
+/// (the `SET`), not the script, which is the only mode from Redis 7 and the default
+/// from 5 (the store needs 6.2), so a replica or an AOF replay keeps the same value.
+///
+/// KEYS: claim key. ARGV: lease ms (a whole number), holder.
 const CLAIM: &str = r"
-local held = redis.call('GET', KEYS[1])
-if held then
-  local until_ms = tonumber(string.match(held, '^(%d+)'))
-  if until_ms ~= nil and until_ms > tonumber(ARGV[1]) then return 0 end
-end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[4], 'PX', ARGV[3])
-else
-  redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local lease = tonumber(ARGV[1])
+if lease and lease > 0 then
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('SET', KEYS[1], string.format('%d', now + lease) .. ':' .. ARGV[2], 'PX', ARGV[1])
 end
 return 1
 ";

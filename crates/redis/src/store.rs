@@ -58,6 +58,11 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The longest claim lease the Redis store keeps (100 years); a longer one is cut to
+/// it, so the lease end stays a whole number of milliseconds that Lua and Redis's `PX`
+/// hold exactly.
+pub const MAX_CLAIM_LEASE: TimeDelta = TimeDelta::days(36_525);
+
 fn corrupt(conversation: Conversation, detail: String) -> StoreError {
     StoreError::Corrupt {
         conversation,
@@ -662,9 +667,11 @@ impl OutboxStore for RedisStore {
         Ok(found)
     }
 
-    /// As the trait says, to the millisecond. The claim key also expires after `lease`
-    /// in the server's time, so the claim of a replica that died always ends; with
-    /// clocks in step, both ends agree.
+    /// As the trait says, to the millisecond, on the Redis server's clock: the claim
+    /// key expires after the lease (`PX`) in server time, and while it exists the claim
+    /// is held, so replicas whose clocks disagree (by any amount) never hold one message
+    /// at once, and the claim of a replica that died always ends. A lease under a
+    /// millisecond counts as one; a lease longer than [`MAX_CLAIM_LEASE`] as that.
     async fn claim(
         &self,
         message_id: Uuid,
@@ -672,11 +679,12 @@ impl OutboxStore for RedisStore {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
+        lipachat_session::store::check_claim_time(now)?;
+        let lease = lease.min(MAX_CLAIM_LEASE);
         let mut lease_ms = lease.num_milliseconds();
         if lease > TimeDelta::zero() && lease_ms == 0 {
             lease_ms = 1;
         }
-        let now_ms = to_millis(now);
         let claimed: i64 = self
             .inner
             .connection
@@ -687,12 +695,7 @@ impl OutboxStore for RedisStore {
                 Eval {
                     script: &SCRIPTS.claim,
                     keys: vec![self.inner.keys.claim(message_id)],
-                    args: vec![
-                        now_ms.to_string(),
-                        now_ms.saturating_add(lease_ms.max(0)).to_string(),
-                        lease_ms.max(0).to_string(),
-                        holder.to_string(),
-                    ],
+                    args: vec![lease_ms.max(0).to_string(), holder.to_string()],
                 },
             )
             .await?;

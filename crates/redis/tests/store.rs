@@ -449,6 +449,105 @@ async fn replicas_share_windows_and_claims() {
     b.release(id, holder_b).await.unwrap();
 }
 
+/// Two replicas whose clocks disagree by more than the lease: the lease runs on the
+/// server's clock, so the replica running ahead does not take the other's live claim,
+/// and the claim still ends after the lease in real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_runs_ahead_does_not_take_a_held_claim() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = RedisStore::connect(&server.url()).await.unwrap();
+    let b = RedisStore::connect(&server.url()).await.unwrap();
+    let lease = TimeDelta::milliseconds(1_500);
+    let skew = lease * 4;
+    let id = Uuid::new_v4();
+    let (holder_a, holder_b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(a.claim(id, holder_a, Utc::now(), lease).await.unwrap());
+    assert!(
+        !b.claim(id, holder_b, Utc::now() + skew, lease)
+            .await
+            .unwrap(),
+        "a replica whose clock runs {skew} ahead took a claim held for {lease}"
+    );
+    // The other way round: the replica running behind takes nothing either.
+    let other = Uuid::new_v4();
+    assert!(
+        b.claim(other, holder_b, Utc::now() + skew, lease)
+            .await
+            .unwrap()
+    );
+    assert!(!a.claim(other, holder_a, Utc::now(), lease).await.unwrap());
+    // The stored lease end is the server's: within the lease of the server's TIME.
+    let mut connection = raw(&server).await;
+    let held: String = connection.get(a.keys().claim(other)).await.unwrap();
+    let (end, holder) = held.split_once(':').unwrap();
+    assert_eq!(holder, holder_b.to_string());
+    let (seconds, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let server_ms = seconds * 1_000 + micros / 1_000;
+    let end: i64 = end.parse().unwrap();
+    assert!(
+        end > server_ms && end <= server_ms + lease.num_milliseconds(),
+        "lease end {end} is not within the lease of the server's clock {server_ms}"
+    );
+    // In real time the lease ends, whatever either replica's clock says.
+    tokio::time::sleep(std::time::Duration::from_millis(1_700)).await;
+    assert!(
+        b.claim(id, holder_b, Utc::now() + skew, lease)
+            .await
+            .unwrap()
+    );
+    assert!(a.claim(other, holder_a, Utc::now(), lease).await.unwrap());
+}
+
+/// A time before 1970 is refused with a typed error and leaves nothing in Redis; a claim
+/// value whose stamp is negative (as an older version could write, whose pattern did not
+/// read a minus sign) still blocks until its key expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_before_1970_is_refused_and_a_negative_stamp_still_blocks() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = RedisStore::connect(&server.url()).await.unwrap();
+    let b = RedisStore::connect(&server.url()).await.unwrap();
+    let lease = TimeDelta::seconds(30);
+    let mut connection = raw(&server).await;
+    let legacy = Uuid::new_v4();
+    let () = connection
+        .pset_ex(
+            a.keys().claim(legacy),
+            format!("-5000:{}", Uuid::new_v4()),
+            30_000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        !b.claim(legacy, Uuid::new_v4(), Utc::now(), lease)
+            .await
+            .unwrap(),
+        "a claim stamped before 1970 did not block"
+    );
+
+    let id = Uuid::new_v4();
+    let early = t("1969-12-31T23:59:59Z");
+    let error = a.claim(id, Uuid::new_v4(), early, lease).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::ClaimBeforeEpoch { now } if now == early),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("1969-12-31"), "{error}");
+    let exists: bool = connection.exists(a.keys().claim(id)).await.unwrap();
+    assert!(!exists, "a refused claim left a key");
+    assert!(
+        b.claim(id, Uuid::new_v4(), Utc::now(), lease)
+            .await
+            .unwrap()
+    );
+}
+
 /// Export from sled, import into Redis, export again: the same lines. The way to move a
 /// bot from the embedded store to the shared one.
 #[tokio::test]

@@ -1117,8 +1117,10 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
     );
 }
 
-/// Claims: one holder at a time, until the lease ends (by the caller's clock, and in real
-/// time), or until released; concurrent claimers get exactly one winner.
+/// Claims: one holder at a time, until the lease ends in real time on the store's own
+/// clock (not the caller's: a claimer whose clock runs ahead by more than the lease
+/// still finds the claim held), or until released; a time before 1970 is refused;
+/// concurrent claimers get exactly one winner.
 pub async fn claims<S: Store + Clone>(store: &S) {
     let now = truncate_to_millis(Utc::now());
     let lease = TimeDelta::seconds(30);
@@ -1143,6 +1145,24 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         "the claim holds until its lease ends",
     );
     check_eq(
+        ok(
+            store
+                .claim(a, second, now + lease + lease + ms(1), lease)
+                .await,
+            "claim",
+        ),
+        false,
+        "a claimer whose clock runs ahead by more than the lease does not take a held claim",
+    );
+    check_eq(
+        ok(
+            store.claim(a, second, now - lease - lease, lease).await,
+            "claim",
+        ),
+        false,
+        "a claimer whose clock runs behind does not take a held claim",
+    );
+    check_eq(
         ok(store.claim(b, second, now, lease).await, "claim"),
         true,
         "claims are per message id",
@@ -1153,34 +1173,14 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         false,
         "only the holder's release frees a claim",
     );
+    ok(store.release(a, first).await, "release");
     check_eq(
-        ok(
-            store.claim(a, second, now + lease + ms(1), lease).await,
-            "claim",
-        ),
-        true,
-        "after the lease ends (by the caller's clock) another claimer wins",
-    );
-    ok(
-        store.release(a, first).await,
-        "late release by the first holder",
-    );
-    check_eq(
-        ok(
-            store.claim(a, first, now + lease + ms(2), lease).await,
-            "claim",
-        ),
-        false,
-        "a holder whose lease ran out cannot release its successor's claim",
-    );
-    ok(store.release(a, second).await, "release");
-    check_eq(
-        ok(store.claim(a, first, now, lease).await, "claim"),
+        ok(store.claim(a, second, now, lease).await, "claim"),
         true,
         "release frees the claim",
     );
-    ok(store.release(a, first).await, "release");
-    ok(store.release(a, first).await, "release of a free claim");
+    ok(store.release(a, second).await, "release");
+    ok(store.release(a, second).await, "release of a free claim");
     ok(store.release(b, second).await, "release");
 
     // A lease of zero holds nothing.
@@ -1201,15 +1201,47 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         "a zero lease ends at once",
     );
 
-    // A holder that dies leaves the message to another once the lease has passed in real
-    // time, the message id unchanged.
-    let dying = Uuid::new_v4();
-    let short = TimeDelta::milliseconds(200);
+    // A claim stamped before 1970 is refused, whatever the lease: no claim may exist
+    // that fails to block the next claimer.
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    for (early, lease) in [
+        (epoch - ms(1), lease),
+        (epoch - TimeDelta::days(365), TimeDelta::days(36_500)),
+    ] {
+        let id = Uuid::new_v4();
+        match store.claim(id, Uuid::new_v4(), early, lease).await {
+            Err(StoreError::ClaimBeforeEpoch { now: refused }) => {
+                check_eq(refused, early, "the refusal names the time refused");
+            }
+            other => panic!(
+                "store conformance: a claim at {early} (before 1970) must be refused with ClaimBeforeEpoch, found {other:?}"
+            ),
+        }
+        check_eq(
+            ok(store.claim(id, Uuid::new_v4(), now, lease).await, "claim"),
+            true,
+            "a refused pre-1970 claim leaves nothing held",
+        );
+    }
     check_eq(
         ok(
-            store.claim(dying, Uuid::new_v4(), Utc::now(), short).await,
+            store
+                .claim(Uuid::new_v4(), Uuid::new_v4(), epoch, lease)
+                .await,
             "claim",
         ),
+        true,
+        "a claim at 1970-01-01T00:00:00Z itself is accepted",
+    );
+
+    // A holder that dies leaves the message to another once the lease has passed in real
+    // time, the message id unchanged; the dead holder's late release cannot free its
+    // successor's claim.
+    let dying = Uuid::new_v4();
+    let (dead, successor) = (Uuid::new_v4(), Uuid::new_v4());
+    let short = TimeDelta::milliseconds(200);
+    check_eq(
+        ok(store.claim(dying, dead, Utc::now(), short).await, "claim"),
         true,
         "short lease",
     );
@@ -1224,12 +1256,25 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     tokio::time::sleep(Duration::from_millis(350)).await;
     check_eq(
         ok(
-            store.claim(dying, Uuid::new_v4(), Utc::now(), lease).await,
+            store.claim(dying, successor, Utc::now(), lease).await,
             "claim",
         ),
         true,
         "after a short lease has passed in real time the message can be claimed again",
     );
+    ok(
+        store.release(dying, dead).await,
+        "late release by the holder whose lease ran out",
+    );
+    check_eq(
+        ok(
+            store.claim(dying, Uuid::new_v4(), Utc::now(), lease).await,
+            "claim",
+        ),
+        false,
+        "a holder whose lease ran out cannot release its successor's claim",
+    );
+    ok(store.release(dying, successor).await, "release");
 
     // Concurrent claimers: exactly one wins.
     let contested = Uuid::new_v4();

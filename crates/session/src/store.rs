@@ -57,6 +57,15 @@ pub enum StoreError {
         /// The configured limit.
         limit: usize,
     },
+    /// A claim was asked for at a time before 1970-01-01: no real clock reads that, and
+    /// a stamp there is one a store could not order against its own clock.
+    #[error(
+        "claim time {now} is before 1970-01-01T00:00:00Z; claims take the time from a real clock"
+    )]
+    ClaimBeforeEpoch {
+        /// The time the caller gave.
+        now: DateTime<Utc>,
+    },
     /// A line of an import is not a valid record.
     #[error("import line {line}: {detail}")]
     Import {
@@ -126,6 +135,15 @@ pub struct Invitation {
     pub message_id: Uuid,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
+}
+
+/// Refuses a claim time before 1970-01-01 with [`StoreError::ClaimBeforeEpoch`]; every
+/// store's [`OutboxStore::claim`] checks its `now` with this before touching anything.
+pub fn check_claim_time(now: DateTime<Utc>) -> Result<(), StoreError> {
+    if now < DateTime::<Utc>::UNIX_EPOCH {
+        return Err(StoreError::ClaimBeforeEpoch { now });
+    }
+    Ok(())
 }
 
 /// One conversation's record as listed by [`WindowStore::windows`]: a corrupt record is
@@ -246,9 +264,17 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Conversation>, StoreError>> + Send;
 
     /// Claims `message_id` (a queued message, or any id the caller uses as a lock) for
-    /// `holder` until `now + lease`, so two callers or replicas never act on it at the
-    /// same time. `false` when another live claim holds it. `holder` is a token the
-    /// caller makes for this one claim (a random UUID), so that only it can release it.
+    /// `holder` for `lease`, so two callers or replicas never act on it at the same
+    /// time. `false` when another live claim holds it. `holder` is a token the caller
+    /// makes for this one claim (a random UUID), so that only it can release it.
+    ///
+    /// The lease runs on the store's own clock from the moment the claim is taken (the
+    /// Redis server's clock; this process's monotonic clock for sled), not on `now`:
+    /// callers whose clocks disagree (replicas with skewed clocks, a manual clock in
+    /// tests) still see one claim last exactly one lease. `now` is the caller's reading
+    /// of its clock; a time before 1970 is refused with
+    /// [`StoreError::ClaimBeforeEpoch`] and nothing is claimed. A lease of zero or less
+    /// holds nothing.
     fn claim(
         &self,
         message_id: Uuid,

@@ -357,14 +357,22 @@ async fn outbox_order_limit_and_reassign() {
             .await
             .unwrap()
     );
+    // The lease runs on the store's clock: a caller's clock past it takes nothing.
     assert!(
-        store
+        !store
             .claim(
                 b.message_id,
                 later,
                 now + TimeDelta::seconds(31),
                 TimeDelta::seconds(30)
             )
+            .await
+            .unwrap()
+    );
+    store.release(b.message_id, first).await.unwrap();
+    assert!(
+        store
+            .claim(b.message_id, later, now, TimeDelta::seconds(30))
             .await
             .unwrap()
     );

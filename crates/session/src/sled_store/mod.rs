@@ -84,10 +84,13 @@ impl SledConfig {
     }
 }
 
-/// A live claim: until when, and the token of the caller that holds it. Kept in memory:
-/// only this process can open the database, so no other process can hold a claim.
+/// A live claim: until when (on this process's monotonic clock, so a caller's clock,
+/// manual or skewed, neither shortens nor stretches it; `None`: a lease too long to
+/// represent, which never ends), and the token of the caller that holds it. Kept in
+/// memory: only this process can open the database, so no other process can hold a
+/// claim.
 struct Claim {
-    until: DateTime<Utc>,
+    until: Option<std::time::Instant>,
     holder: Uuid,
 }
 
@@ -657,19 +660,26 @@ impl OutboxStore for SledStore {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
+        crate::store::check_claim_time(now)?;
         let mut claims = self
             .inner
             .claims
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        claims.retain(|_, claim| claim.until > now);
+        let taken_at = std::time::Instant::now();
+        claims.retain(|_, claim| claim.until.is_none_or(|until| until > taken_at));
         if claims.contains_key(&message_id) {
             return Ok(false);
+        }
+        let lease = lease.to_std().unwrap_or(Duration::ZERO);
+        if lease.is_zero() {
+            // A lease of zero ends as it starts: it holds nothing.
+            return Ok(true);
         }
         claims.insert(
             message_id,
             Claim {
-                until: crate::window::saturating_add(now, lease),
+                until: taken_at.checked_add(lease),
                 holder,
             },
         );

@@ -1,0 +1,179 @@
+//! The client's cap on requests in flight, counted at a real HTTP server on 127.0.0.1
+//! whose handler is slow, so concurrent sends overlap there unless the client holds them
+//! back.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use lipachat_api::client::DEFAULT_MAX_IN_FLIGHT;
+use lipachat_api::{
+    ApiError, ApiKey, Client, ClientBuilder, FreeFormMessage, MessageId, RetryPolicy, TextMessage,
+};
+use lipachat_session::Conversation;
+use serde_json::{Value, json};
+
+const KEY: &str = "in-flight-key-0c41d2";
+const TEXT_PATH: &str = "/api/v1/whatsapp/message/text";
+
+/// Counts the requests in the gateway's handler now, the most at once, and all.
+#[derive(Default)]
+struct Gateway {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    seen: AtomicUsize,
+}
+
+/// Accepts every text after `delay`, echoing its `messageId`.
+async fn accept_slowly(
+    State((gateway, delay)): State<(Arc<Gateway>, Duration)>,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let now = gateway.now.fetch_add(1, Ordering::SeqCst) + 1;
+    gateway.peak.fetch_max(now, Ordering::SeqCst);
+    gateway.seen.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(delay).await;
+    gateway.now.fetch_sub(1, Ordering::SeqCst);
+    Json(json!({
+        "timestamp": "2023-08-06T01:27:56.825898971",
+        "data": {
+            "messageId": body["messageId"],
+            "waId": "wamid.in-flight",
+            "status": "SENT",
+            "statusDesc": "Message sent successfully"
+        },
+        "status": "success",
+        "message": "",
+        "errors": null
+    }))
+}
+
+async fn slow_gateway(delay: Duration) -> (SocketAddr, Arc<Gateway>) {
+    let gateway = Arc::new(Gateway::default());
+    let app = Router::new()
+        .route(TEXT_PATH, post(accept_slowly))
+        .with_state((Arc::clone(&gateway), delay));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, gateway)
+}
+
+fn builder(addr: SocketAddr) -> ClientBuilder {
+    Client::builder(ApiKey::new(KEY).unwrap())
+        .base_url(&format!("http://{addr}"))
+        .retry(RetryPolicy::none())
+}
+
+fn conversation() -> Conversation {
+    Conversation::parse("254110090747", "254712345678").unwrap()
+}
+
+/// Sends `count` texts at once, each with its own `messageId`; their results.
+async fn send_at_once(client: &Client, count: usize) -> Vec<Result<(), ApiError>> {
+    let mut sends = Vec::new();
+    for _ in 0..count {
+        let client = client.clone();
+        sends.push(tokio::spawn(async move {
+            client
+                .send_text(
+                    conversation(),
+                    MessageId::new(),
+                    &TextMessage::new("hi").unwrap(),
+                )
+                .await
+                .map(drop)
+        }));
+    }
+    let mut results = Vec::new();
+    for send in sends {
+        results.push(send.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_keeps_at_most_its_cap_of_requests_in_flight() {
+    const CAP: usize = 3;
+    let (addr, gateway) = slow_gateway(Duration::from_millis(200)).await;
+    let client = builder(addr).max_in_flight(CAP).build().unwrap();
+    assert_eq!(client.max_in_flight(), CAP);
+    let results = send_at_once(&client, CAP * 4).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(gateway.seen.load(Ordering::SeqCst), CAP * 4);
+    let peak = gateway.peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= CAP,
+        "{peak} requests in flight at the gateway; the cap is {CAP}"
+    );
+    assert_eq!(
+        peak, CAP,
+        "the cap was never reached: sends went one by one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_cap_holds_under_a_burst() {
+    let (addr, gateway) = slow_gateway(Duration::from_millis(300)).await;
+    let client = builder(addr).build().unwrap();
+    assert_eq!(client.max_in_flight(), DEFAULT_MAX_IN_FLIGHT);
+    let results = send_at_once(&client, DEFAULT_MAX_IN_FLIGHT + 16).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let peak = gateway.peak.load(Ordering::SeqCst);
+    assert!(
+        peak <= DEFAULT_MAX_IN_FLIGHT,
+        "{peak} requests in flight at the gateway; the default cap is {DEFAULT_MAX_IN_FLIGHT}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_finds_no_free_slot_before_its_deadline_is_busy_and_nothing_is_sent() {
+    let (addr, gateway) = slow_gateway(Duration::from_millis(1_000)).await;
+    let client = builder(addr).max_in_flight(1).build().unwrap();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .send_text(
+                    conversation(),
+                    MessageId::new(),
+                    &TextMessage::new("first").unwrap(),
+                )
+                .await
+        })
+    };
+    while gateway.seen.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The only slot is taken for a second more; this send may go for 300 ms only (a
+    // window closing soon), so it must not wait past that for the slot: had it waited,
+    // it would have had the slot after the first send and succeeded.
+    let started = Instant::now();
+    let error = client
+        .send_free_form_before(
+            conversation(),
+            MessageId::new(),
+            &FreeFormMessage::Text(TextMessage::new("second").unwrap()),
+            started + Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ApiError::Busy { limit: 1, .. }),
+        "{error:?}"
+    );
+    assert!(error.retry_later_may_help());
+    assert!(error.to_string().contains("nothing was sent"), "{error}");
+    assert!(first.await.unwrap().is_ok());
+    assert_eq!(
+        gateway.seen.load(Ordering::SeqCst),
+        1,
+        "the busy send reached the gateway"
+    );
+}

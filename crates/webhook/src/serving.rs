@@ -1,0 +1,331 @@
+//! [`serve`]: an accept loop over hyper's HTTP/1 connections with the limits of a
+//! [`ServingConfig`], and the middleware that reads each request body whole, within its
+//! time and size, before a handler slot is taken.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// The default time a client has to send a whole request head: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a client has to send a whole request body once its head is read:
+/// 10 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default largest request body: 1 MiB (a webhook body is a few KiB).
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// The default number of requests in handlers at once: 64.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 64;
+/// The default number of open connections: 1024.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The default time requests in progress get to finish after shutdown begins: 30 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long to wait before accepting again after the listener failed (for example, the
+/// process ran out of file descriptors), so a persistent failure does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The limits [`serve`] applies. Start from [`ServingConfig::default`] (the `DEFAULT_*`
+/// constants) and change what the deployment needs.
+///
+/// Counts are at least 1: a setter given 0 uses 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingConfig {
+    header_read_timeout: Duration,
+    body_read_timeout: Duration,
+    body_limit: usize,
+    max_concurrent_requests: usize,
+    max_connections: usize,
+    shutdown_grace: Duration,
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ServingConfig {
+    /// The time a client has to send a whole request head (request line and headers),
+    /// counted from when the connection is ready for one: when it opens, and again after
+    /// each response on a kept-alive connection, so it is also how long an idle
+    /// connection stays open. Past it the connection is closed without an answer.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The time a client has to send the whole body once its head is read; past it the
+    /// answer is `408 Request Timeout` and the connection is closed. The whole body is
+    /// timed, not the gap between chunks, so a client dripping a byte at a time is cut
+    /// off too.
+    pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request body, in bytes; a longer one is answered `413 Content Too
+    /// Large` and the connection is closed (before any body byte is read when the
+    /// declared `Content-Length` is already too long). Also the limit axum's body
+    /// extractors apply.
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// How many requests may be in handlers at once. A request whose body has been read
+    /// waits for a slot; a slow client never holds one, since bodies are read first.
+    pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent_requests = requests.max(1);
+        self
+    }
+
+    /// How many connections may be open at once. At the limit, no connection is accepted
+    /// (clients wait in the operating system's listen queue) until one closes, so open
+    /// file descriptors stay bounded. Keep it above
+    /// [`ServingConfig::with_max_concurrent_requests`], so waiting requests do not keep
+    /// handlers idle.
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long requests in progress get to finish once shutdown begins; connections
+    /// still open after it are dropped.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
+    /// The body limit, in bytes.
+    pub fn body_limit(&self) -> usize {
+        self.body_limit
+    }
+
+    /// The most requests in handlers at once.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_concurrent_requests
+    }
+
+    /// The most open connections.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// The grace period at shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
+}
+
+/// What the body-reading middleware needs, shared by every request.
+struct RequestLimits {
+    body_read_timeout: Duration,
+    body_limit: usize,
+    handlers: Semaphore,
+}
+
+/// Serves `router` on `listener` under `config` until `shutdown` completes, then stops
+/// accepting, lets requests in progress finish (for at most the grace period) and
+/// returns.
+///
+/// HTTP/1.1 only (with keep-alive); put TLS and HTTP/2 in a reverse proxy in front if
+/// they are needed. Failures of single connections are logged at `debug`; a failing
+/// listener (for example, out of file descriptors) is logged at `warn` and retried after
+/// a second, so this never returns before `shutdown` completes.
+pub async fn serve<F>(listener: TcpListener, router: Router, config: ServingConfig, shutdown: F)
+where
+    F: Future<Output = ()> + Send,
+{
+    let limits = Arc::new(RequestLimits {
+        body_read_timeout: config.body_read_timeout,
+        body_limit: config.body_limit,
+        handlers: Semaphore::new(config.max_concurrent_requests),
+    });
+    let app = router
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(middleware::from_fn_with_state(
+            limits,
+            read_body_then_take_slot,
+        ));
+    let service = TowerToHyperService::new(app);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        // A connection slot first: at the limit, nothing more is accepted.
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&connections).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if is_one_connection_error(&error) => {
+                debug!(%error, "a connection failed while being accepted");
+                continue;
+            }
+            Err(error) => {
+                warn!(%error, "accepting connections failed; trying again in 1 s");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%peer, %error, "could not set TCP_NODELAY");
+        }
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%peer, %error, "connection closed with an error");
+            }
+            drop(slot);
+        });
+        // Forget the connections that have ended, so the set holds only open ones.
+        while tasks.try_join_next().is_some() {}
+    }
+
+    drop(listener);
+    info!(
+        open_connections = tasks.len(),
+        "shutting down: no new connections; letting requests in progress finish"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => debug!("every connection closed"),
+        () = tokio::time::sleep(config.shutdown_grace) => {
+            warn!(grace_ms = u64::try_from(config.shutdown_grace.as_millis()).unwrap_or(u64::MAX),
+                "connections still open after the shutdown grace period; dropping them");
+        }
+    }
+    tasks.shutdown().await;
+}
+
+/// Errors that concern one connection only (the client gave up before it was
+/// accepted); the listener itself is fine.
+fn is_one_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Reads the request body whole, within the body limit and the body read timeout, then
+/// waits for a handler slot and runs the rest of the router with the body in memory.
+/// Reading first means a slow or stalled client never holds a handler slot.
+async fn read_body_then_take_slot(
+    State(limits): State<Arc<RequestLimits>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limits.body_limit as u64) {
+        return too_large(limits.body_limit);
+    }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(
+        limits.body_read_timeout,
+        Limited::new(body, limits.body_limit).collect(),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return too_large(limits.body_limit);
+        }
+        Ok(Err(error)) => {
+            debug!(%error, "reading a request body failed");
+            return closing(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read\n".to_owned(),
+            );
+        }
+        Err(_elapsed) => {
+            return closing(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} ms\n",
+                    limits.body_read_timeout.as_millis()
+                ),
+            );
+        }
+    };
+    // The semaphore is never closed; were it, the request would run unlimited rather
+    // than fail.
+    let _slot = limits.handlers.acquire().await;
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// `413 Content Too Large`, closing the connection (the rest of the body is not read).
+fn too_large(limit: usize) -> Response {
+    closing(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over the limit of {limit} bytes\n"),
+    )
+}
+
+/// An error answer that also closes the connection: the request's body was not read to
+/// its end, so the connection cannot carry another request.
+fn closing(status: StatusCode, text: String) -> Response {
+    let mut response = (status, text).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
