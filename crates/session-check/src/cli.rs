@@ -74,7 +74,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "STORE",
-        value_parser = parse_store,
+        value_parser = StoreParser,
         conflicts_with = "db",
         help_heading = GLOBAL
     )]
@@ -340,6 +340,34 @@ impl Cli {
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from);
         Ok(StoreChoice::Sled(path))
+    }
+}
+
+/// The value parser of `--store`: [`parse_store`], with a refusal that does not quote the
+/// value (clap's own message would, and a Redis URL may hold a password). A value that is
+/// not UTF-8 cannot be a URL: it is a sled directory.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreParser;
+
+impl clap::builder::TypedValueParser for StoreParser {
+    type Value = StoreChoice;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreChoice, clap::Error> {
+        let Some(text) = value.to_str() else {
+            return Ok(StoreChoice::Sled(PathBuf::from(value)));
+        };
+        parse_store(text).map_err(|reason| {
+            let name = arg.map_or_else(|| "--store".to_owned(), ToString::to_string);
+            command.clone().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}': {reason}"),
+            )
+        })
     }
 }
 

@@ -603,3 +603,41 @@ fn the_store_comes_from_store_then_db_then_the_variables() {
         assert!(run.stdout.contains(needle), "--help lacks {needle:?}");
     }
 }
+
+/// A `--store` URL that cannot be used is refused without its password: clap's own
+/// message would quote the value as given.
+#[test]
+fn an_unusable_store_url_never_shows_its_password() {
+    let cli = Cli::new();
+    for url in [
+        "redis://:hunter2@127.0.0.1:notaport/0",
+        "redis://admin:hunter2@127.0.0.1:99999/0",
+        "redis://:hunter2@[::1/0",
+        "rediss://:hunter2@127.0.0.1:6379/0",
+        "http://user:hunter2@example.invalid/",
+        "redis+unix://:hunter2@/no/socket?db=notanumber",
+    ] {
+        let joined = format!("--store={url}");
+        for args in [
+            vec!["--store", url, "list"],
+            vec!["list", "--store", url],
+            vec!["status", BUSINESS, CUSTOMER, joined.as_str()],
+        ] {
+            let run = cli.run_raw(&args, None);
+            assert_eq!(run.code, 2, "{url}: {run:#?}");
+            assert!(
+                !run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"),
+                "{url}: the password shows: {run:#?}"
+            );
+            assert!(run.stderr.contains("--store"), "{url}: {run:#?}");
+        }
+        let mut cli = Cli::new();
+        cli.env("SESSION_CHECK_STORE", url);
+        let run = cli.run_raw(&["list"], None);
+        assert_eq!(run.code, 2, "{url}: {run:#?}");
+        assert!(
+            !run.stderr.contains("hunter2"),
+            "{url}: the password shows: {run:#?}"
+        );
+    }
+}
