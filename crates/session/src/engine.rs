@@ -97,7 +97,8 @@ impl<S: WindowStore> Sessions<S> {
     /// and the default time of a record follow it, while a time written is still refused
     /// beyond the skew ahead of the real clock ([`Sessions::with_clock`], else the system
     /// clock), and ahead of this one. A clock set into the future therefore cannot store
-    /// its time; one set into the past records history.
+    /// its time; one set into the past records history. It is for examining, not for a
+    /// send path: the gateway judges the window by the real time.
     pub fn with_examined_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.examined = Some(Arc::new(clock));
         self
