@@ -52,10 +52,85 @@ impl ApiKey {
         &self.0
     }
 
-    /// `text` with every occurrence of the key replaced by `***`.
+    /// `text` with every occurrence of the key replaced by `***`, in whatever form a
+    /// gateway may echo it back: as it is, JSON-escaped (`\"`, `\\`, `\/`, `\u0022`), or
+    /// percent-encoded (`%2F` or `%2f`; form encoding, whose `+` stands only for a space,
+    /// which a key never holds, is the same). Each character of the key may be written in
+    /// any of these ways, so a mix (a JSON string quoting a URL) is found too.
     pub(crate) fn redact(&self, text: &str) -> String {
-        text.replace(self.0.as_str(), "***")
+        let bytes = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            match self.encoded_end(bytes, at) {
+                Some(end) => {
+                    // A match starts and ends on ASCII bytes, so both are char boundaries.
+                    out.push_str(&text[copied..at]);
+                    out.push_str("***");
+                    copied = end;
+                    at = end;
+                }
+                None => at += 1,
+            }
+        }
+        out.push_str(&text[copied..]);
+        out
     }
+
+    /// Where the longest encoded occurrence of the key starting at `start` ends, if one
+    /// starts there. Every character may be written in several ways (`%` is itself or
+    /// `%25`), so the positions reachable after each character are followed together.
+    fn encoded_end(&self, text: &[u8], start: usize) -> Option<usize> {
+        // Most positions cannot start one: only the first character, `%` or a backslash can.
+        let first = *text.get(start)?;
+        if Some(&first) != self.0.as_bytes().first() && first != b'%' && first != b'\\' {
+            return None;
+        }
+        let mut reachable = vec![start];
+        let mut next = Vec::new();
+        for &wanted in self.0.as_bytes() {
+            next.clear();
+            for &at in &reachable {
+                for end in encoded_char_ends(text, at, wanted).into_iter().flatten() {
+                    if !next.contains(&end) {
+                        next.push(end);
+                    }
+                }
+            }
+            if next.is_empty() {
+                return None;
+            }
+            std::mem::swap(&mut reachable, &mut next);
+        }
+        reachable.into_iter().max()
+    }
+}
+
+/// Where the ASCII character `wanted`, written at `at` in one of the forms
+/// [`ApiKey::redact`] knows, ends: as itself, `%XX`, `\c` (for `"`, `\` and `/`) or
+/// `\uXXXX` (hex digits in either case).
+fn encoded_char_ends(text: &[u8], at: usize, wanted: u8) -> [Option<usize>; 4] {
+    let byte = |i: usize| text.get(at + i).copied();
+    let hex = |from: usize, len: usize| -> Option<u32> {
+        let digits = text.get(at + from..at + from + len)?;
+        let digits = std::str::from_utf8(digits).ok()?;
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(digits, 16).ok()
+    };
+    let wanted_code = u32::from(wanted);
+    [
+        (byte(0) == Some(wanted)).then_some(at + 1),
+        (byte(0) == Some(b'%') && hex(1, 2) == Some(wanted_code)).then_some(at + 3),
+        (byte(0) == Some(b'\\')
+            && matches!(wanted, b'"' | b'\\' | b'/')
+            && byte(1) == Some(wanted))
+        .then_some(at + 2),
+        (byte(0) == Some(b'\\') && byte(1) == Some(b'u') && hex(2, 4) == Some(wanted_code))
+            .then_some(at + 6),
+    ]
 }
 
 impl fmt::Debug for ApiKey {
@@ -110,5 +185,33 @@ mod tests {
             key.redact("got s3cr3t-key twice: s3cr3t-key"),
             "got *** twice: ***"
         );
+    }
+
+    #[test]
+    fn redaction_of_encoded_forms() {
+        let key = ApiKey::new(r#"a"b\c/d+e=f%g"#).unwrap();
+        for (text, expected) in [
+            (r#"x a"b\c/d+e=f%g y"#, "x *** y"),
+            (r#"{"k": "a\"b\\c\/d+e=f%g"}"#, r#"{"k": "***"}"#),
+            (r#"{"k": "a\"b\\c/d+e=f%g"}"#, r#"{"k": "***"}"#),
+            ("?k=a%22b%5Cc%2Fd%2Be%3Df%25g&", "?k=***&"),
+            ("?k=a%22b%5cc%2fd%2be%3df%25g&", "?k=***&"),
+            (
+                r"\u0061\u0022\u0062\u005C\u0063\u002f\u0064\u002B\u0065\u003d\u0066\u0025\u0067",
+                "***",
+            ),
+            // Mixed in one occurrence, and twice in a row.
+            (r#"a\"b%5C\u0063/d+e=f%25ga"b\c/d+e=f%g"#, "******"),
+            // Not the key: left alone (a different character, or a cut-off escape).
+            (r#"a"b\c/d+e=f%h"#, r#"a"b\c/d+e=f%h"#),
+            ("a%22b%5", "a%22b%5"),
+            (r"é a\u00", r"é a\u00"),
+        ] {
+            assert_eq!(key.redact(text), expected, "{text}");
+        }
+        // `%` in the key matches itself even where it looks like an escape.
+        let key = ApiKey::new("k%41").unwrap();
+        assert_eq!(key.redact("k%41 k%2541 k%2541"), "*** *** ***");
+        assert_eq!(key.redact("kA"), "kA");
     }
 }

@@ -73,7 +73,7 @@ fn accepted(data: &serde_json::Map<String, Value>, key: &ApiKey) -> Accepted {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
-        echoed_id: text_field(data, "messageId"),
+        echoed_id: text_field(data, "messageId").map(|s| key.redact(&s)),
     }
 }
 
@@ -117,7 +117,7 @@ fn clean_success(raw: &RawResponse<'_>, key: &ApiKey) -> Option<Accepted> {
     Some(Accepted {
         wa_id: text(data.wa_id).map(|s| key.redact(&s)),
         status: sent.to_owned(),
-        echoed_id: text(data.message_id),
+        echoed_id: text(data.message_id).map(|s| key.redact(&s)),
     })
 }
 
@@ -130,12 +130,13 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
     if let Some(accepted) = clean_success(raw, key) {
         return Ok(accepted);
     }
-    // The key is taken out of the whole body before any part of it is kept: a detail is
-    // shortened, and a cut through the key would leave a piece no later redaction matches.
-    // ("***" keeps a JSON string valid.)
+    // The key is taken out of the whole body, in every form it may be echoed in, before
+    // any part of it is kept: a detail is shortened, and a cut through the key would leave
+    // a piece no later redaction matches. ("***" keeps a JSON string valid.)
     let text = String::from_utf8_lossy(raw.body);
-    let body: std::borrow::Cow<'_, [u8]> = if text.contains(key.expose_secret()) {
-        std::borrow::Cow::Owned(key.redact(&text).into_bytes())
+    let redacted = key.redact(&text);
+    let body: std::borrow::Cow<'_, [u8]> = if redacted != text {
+        std::borrow::Cow::Owned(redacted.into_bytes())
     } else {
         std::borrow::Cow::Borrowed(raw.body)
     };
@@ -499,9 +500,17 @@ mod tests {
         fn no_piece_of_the_key_reaches_a_window_closed_error(
             padding in 0usize..420,
             as_json in proptest::prelude::any::<bool>(),
+            percent_encoded in proptest::prelude::any::<bool>(),
         ) {
             let secret = key().expose_secret().to_owned();
-            let message = format!("(#131047) Re-engagement {} {secret} tail", "x".repeat(padding));
+            // Percent-encoded, the key is not found as it is: it must still be taken out
+            // before the detail is cut.
+            let echoed = if percent_encoded {
+                secret.bytes().map(|b| format!("%{b:02X}")).collect()
+            } else {
+                secret.clone()
+            };
+            let message = format!("(#131047) Re-engagement {} {echoed} tail", "x".repeat(padding));
             let body = if as_json {
                 json!({"status": "error", "message": message, "data": null}).to_string()
             } else {
@@ -511,7 +520,7 @@ mod tests {
             let err = interpret(&raw, &key()).unwrap_err();
             proptest::prop_assert!(matches!(err, ApiError::WindowClosed { .. }), "{err:?}");
             let shown = format!("{err:?} {err}");
-            let chars: Vec<char> = secret.chars().collect();
+            let chars: Vec<char> = echoed.chars().collect();
             for piece in chars.windows(5) {
                 let piece: String = piece.iter().collect();
                 proptest::prop_assert!(!shown.contains(&piece), "{piece:?} in {shown}");

@@ -461,6 +461,7 @@ impl<S: Store> Messenger<S> {
                     message_id: key,
                     reason,
                     state,
+                    refused_by_gateway: true,
                 }
             }
         };

@@ -33,9 +33,10 @@ pub enum PolicyError {
     /// The template's per-send placeholders are not valid.
     #[error("template placeholders: {0}")]
     Placeholders(#[from] ValidationError),
-    /// The conversation's outbox is full; nothing was sent or queued.
+    /// The conversation's outbox is full; the message was not queued. (When the gateway
+    /// refused it as outside the window first, that send did leave.)
     #[error(
-        "outbox for {conversation} is full ({limit} messages waiting); nothing was sent or queued"
+        "outbox for {conversation} is full ({limit} messages waiting); the message was not queued"
     )]
     OutboxFull {
         /// The conversation.

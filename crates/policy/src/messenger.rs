@@ -464,6 +464,7 @@ impl<S: Store> Messenger<S> {
                     message_id,
                     reason,
                     state,
+                    refused_by_gateway,
                 })
             }
             OnClosed::Template(template) => {

@@ -57,14 +57,20 @@ pub enum SendOutcome {
         /// Queued messages this call found expired while delivering; usually empty.
         expired: Vec<ExpiredMessage>,
     },
-    /// The window was closed and the policy is to reject: nothing was sent.
+    /// The window was closed and the policy is to reject: the message was not delivered.
+    /// Nothing was sent unless `refused_by_gateway` says the message itself went and the
+    /// gateway refused it.
     Rejected {
-        /// The message's `messageId` (not sent).
+        /// The message's `messageId`.
         message_id: MessageId,
         /// Why.
         reason: RefusalReason,
         /// The window's state at the decision, including when it closed.
         state: WindowState,
+        /// Whether the message was sent, under this `messageId`, and refused by the gateway
+        /// as outside the window (WhatsApp 131047): a request did leave. `false` when the
+        /// window was known to be closed and nothing was sent.
+        refused_by_gateway: bool,
     },
     /// This `messageId` was already sent, rerouted or queued: nothing was sent again.
     Duplicate(PreviousOutcome),

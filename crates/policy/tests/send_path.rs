@@ -163,6 +163,7 @@ async fn reject_reports_reason_and_when_it_closed() {
         SendOutcome::Rejected {
             reason: RefusalReason::Expired,
             state: WindowState::Closed { closed_since, .. },
+            refused_by_gateway: false,
             ..
         } => {
             assert_eq!(closed_since, start_time() + TimeDelta::hours(24));
@@ -408,6 +409,40 @@ async fn a_failed_send_is_an_error_naming_the_id_to_retry_with() {
     let outcome = f.send_card_a(id).await.unwrap();
     assert_eq!(outcome.name(), "sent");
     assert_eq!(f.gateway.delivered_count(), 1);
+}
+
+#[tokio::test]
+async fn a_rejection_says_whether_the_gateway_refused_a_send_that_left() {
+    let f = fixture(PolicyConfig::default()).await;
+    f.open_only_in_our_store().await;
+    let id = MessageId::new();
+    let outcome = f.send_card_a(id).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SendOutcome::Rejected {
+                reason: RefusalReason::ClosedByGateway,
+                refused_by_gateway: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(f.gateway.refusal_count(), 1, "the send did leave");
+    // Now the closure is known: the next send is rejected before any request.
+    let outcome = f.send_card_a(MessageId::new()).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SendOutcome::Rejected {
+                reason: RefusalReason::ClosedByGateway,
+                refused_by_gateway: false,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(f.gateway.refusal_count(), 1);
 }
 
 #[tokio::test]

@@ -53,7 +53,12 @@ that cannot be reached.
 
 Commands that only read (status, list, pending, deliver, forget, export, and send-contact
 --dry-run) refuse a sled database directory that does not exist rather than create an empty
-one.";
+one.
+
+Clock: --now TIME examines the windows as at TIME; the real clock still bounds what is
+stored (record and import refuse a time more than 5 minutes ahead of it, exit 2) and
+nothing that reaches the gateway runs under --now: send-contact refuses it unless --dry-run,
+deliver refuses it, and record and import never send.";
 
 /// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
 ///
@@ -74,7 +79,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "STORE",
-        value_parser = parse_store,
+        value_parser = StoreParser,
         conflicts_with = "db",
         help_heading = GLOBAL
     )]
@@ -88,8 +93,12 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
-    /// Use this time as the clock instead of the system clock (RFC 3339), to examine a
-    /// past or future situation.
+    /// Examine windows as at this time (RFC 3339) instead of the system clock's: status,
+    /// list, pending and send-contact --dry-run answer for it. The real clock still bounds
+    /// what is stored: a time more than 5 minutes ahead of it is refused (exit 2), so a
+    /// future --now records nothing, while a past one records history. Nothing that reaches
+    /// the gateway runs under --now: send-contact (unless --dry-run) and deliver refuse it
+    /// (exit 2), and record and import never send.
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
@@ -102,7 +111,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Record an inbound message from the customer and print the new state. Never sends
-    /// anything. Exit 0 once recorded.
+    /// anything.
+    ///
+    /// The time (--at, else --now, else the real clock's) may be at most 5 minutes ahead
+    /// of the real clock, and of --now when given: a later one is refused (exit 2) and
+    /// nothing is stored, so --now cannot put a future time in the store. Exit 0 once
+    /// recorded.
     Record(Record),
     /// The window's state: open, closed (expired or closed by the gateway) or none (no
     /// inbound message recorded). Exit 0 open, 1 closed or none.
@@ -113,18 +127,21 @@ pub enum Command {
     ///
     /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default https://gateway.lipachat.com);
     /// --dry-run needs no key. A closed window includes never messaged and closing within the
-    /// margin. Exit 0 sent, rerouted, queued or dry-run; 1 rejected (the window is not open);
-    /// 2 any error (bad input, missing key, refused credentials, a gateway refusal, failure
-    /// after retries).
+    /// margin. Runs on the real clock: --now is refused unless --dry-run (the gateway judges
+    /// the window by the real time). Exit 0 sent, rerouted, queued or dry-run; 1 rejected
+    /// (the window is not open, or the gateway refused the card as outside it); 2 any error
+    /// (bad input, --now without --dry-run, missing key, refused credentials, a gateway
+    /// refusal, failure after retries).
     SendContact(SendContact),
     /// Messages queued for the customer's reply, with their message ids and age (every
     /// conversation's, or one conversation's). Exit 0.
     Pending(Pending),
     /// Send a conversation's queued messages if the window is open (the margin kept).
     ///
-    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. Exit 0 when nothing
-    /// remains queued, 1 when the window is closed and messages remain, 2 on an error
-    /// (including a message the gateway refused for good, which leaves the queue).
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. Runs on the real
+    /// clock: --now is refused. Exit 0 when nothing remains queued, 1 when the window is
+    /// closed and messages remain, 2 on an error (including --now, and a message the gateway
+    /// refused for good, which leaves the queue).
     Deliver(Deliver),
     /// Erase everything stored for a conversation: window, queued messages, invitation and
     /// send outcomes. Exit 0, whether or not anything was stored.
@@ -133,7 +150,8 @@ pub enum Command {
     /// versions or stores). Exit 2 if corrupt records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
-    /// before anything is written.
+    /// before anything is written, its times too: one more than 5 minutes ahead of the real
+    /// clock is refused (exit 2) and nothing is imported.
     Import,
 }
 
@@ -161,8 +179,8 @@ pub struct Record {
     /// The conversation.
     #[command(flatten)]
     pub pair: Pair,
-    /// When the customer wrote (default: now). More than 5 minutes ahead of the clock is
-    /// refused and nothing is stored.
+    /// When the customer wrote (default: now, or --now). More than 5 minutes ahead of the
+    /// real clock, or of --now, is refused and nothing is stored.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<DateTime<Utc>>,
 }
@@ -340,6 +358,34 @@ impl Cli {
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_DB), PathBuf::from);
         Ok(StoreChoice::Sled(path))
+    }
+}
+
+/// The value parser of `--store`: [`parse_store`], with a refusal that does not quote the
+/// value (clap's own message would, and a Redis URL may hold a password). A value that is
+/// not UTF-8 cannot be a URL: it is a sled directory.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreParser;
+
+impl clap::builder::TypedValueParser for StoreParser {
+    type Value = StoreChoice;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreChoice, clap::Error> {
+        let Some(text) = value.to_str() else {
+            return Ok(StoreChoice::Sled(PathBuf::from(value)));
+        };
+        parse_store(text).map_err(|reason| {
+            let name = arg.map_or_else(|| "--store".to_owned(), ToString::to_string);
+            command.clone().error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{name}': {reason}"),
+            )
+        })
     }
 }
 

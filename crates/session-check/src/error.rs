@@ -15,6 +15,17 @@ pub enum CliError {
     /// Arguments that parse one by one but do not fit together.
     #[error("{0}")]
     Usage(String),
+    /// A command that sends to the gateway was given `--now`: the gateway works on the
+    /// real time.
+    #[error(
+        "{command} sends to the gateway, which judges the window by the real time, so it does not run under --now; {instead}"
+    )]
+    SendUnderNow {
+        /// The command.
+        command: &'static str,
+        /// What to do instead.
+        instead: &'static str,
+    },
     /// A command that only reads was pointed at a database that does not exist.
     #[error(
         "database {} does not exist; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import",

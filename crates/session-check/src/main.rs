@@ -19,8 +19,9 @@
 //! The global options may also follow the command. `--store` names a Redis server
 //! (`redis://HOST:PORT/DB`) or a sled database directory, `--db` a sled directory; without
 //! either, `$SESSION_CHECK_STORE`, else `$SESSION_CHECK_DB`, else `./sessions.db`. `--now`
-//! replaces the clock (for the engine and the send path) to examine a past or future
-//! situation. Results go to stdout (`--json`: one JSON object per line), errors to stderr
+//! examines the windows as at another time; the real clock still bounds what is stored (no
+//! time more than 5 minutes ahead of it), and `send-contact` (unless `--dry-run`) and
+//! `deliver`, which reach the gateway, refuse it. Results go to stdout (`--json`: one JSON object per line), errors to stderr
 //! as one line with exit status 2; usage errors exit 2 as well.
 //! `send-contact` and `deliver` read `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`; the key
 //! never appears in any output. `RUST_LOG=info` shows the library's log on stderr.
@@ -73,7 +74,7 @@ fn execute(cli: Cli) -> Result<Exit, CliError> {
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
-    commands::check(&cli.command)?;
+    commands::check(&cli)?;
     let store = cli.store().map_err(CliError::Usage)?;
     let create = cli.command.creates_database();
     runtime.block_on(async {

@@ -12,11 +12,11 @@ mod common;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
-use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, Run, T0, at, t0};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, QUEUE, Run, T0, at, send_contact, t0};
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{Conversation, ManualClock, OutboxStore, PhoneNumber, WindowStore};
+use lipachat_session::{Conversation, OutboxStore, PhoneNumber, WindowStore};
 use lipachat_testkit::{MessageKind, StandInGateway};
 use serde_json::json;
 
@@ -48,7 +48,7 @@ fn conversation(customer: &str) -> Conversation {
 }
 
 fn text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// A loopback port nothing listens on (bound, then released).
@@ -184,9 +184,9 @@ async fn every_window_command_answers_on_redis_as_on_sled() {
     assert_eq!(other.last_inbound, t0() + TimeDelta::hours(1));
 }
 
-/// A gateway on a manual clock, a Redis server, and the command line pointed at both.
+/// A gateway on the system clock, a Redis server, and the command line pointed at both.
+/// Sends and deliveries run on the real clock (they refuse `--now`).
 struct Setup {
-    clock: ManualClock,
     gateway: StandInGateway,
     server: RedisServer,
     url: String,
@@ -196,15 +196,9 @@ struct Setup {
 impl Setup {
     async fn start(test: &str) -> Option<Self> {
         let server = redis(test)?;
-        let clock = ManualClock::at(t0());
-        let gateway = StandInGateway::builder()
-            .clock(clock.clone())
-            .start()
-            .await
-            .unwrap();
+        let gateway = StandInGateway::start().await.unwrap();
         let cli = Cli::with_gateway(&gateway.base_url(), gateway.api_key());
         Some(Self {
-            clock,
             gateway,
             url: server.url(),
             server,
@@ -212,51 +206,33 @@ impl Setup {
         })
     }
 
-    /// Moves both clocks to `T0 + by` and returns the time for `--now`.
-    fn now(&self, by: TimeDelta) -> String {
-        let t = t0() + by;
-        self.clock.set(t);
-        text(t)
-    }
-
     /// Runs with `--store` naming the Redis server.
     fn run(&self, args: &[&str]) -> Run {
         self.cli.run_raw(&on(&self.url, args), None)
     }
 
-    /// The customer writes at `T0 + by`: the gateway learns it, `record` stores it in
-    /// Redis.
-    fn customer_writes(&self, customer: &str, by: TimeDelta) {
-        let now = self.now(by);
+    /// The customer wrote `ago` before now (to the whole second): the gateway learns it,
+    /// and `record` stores it in Redis (`on_sled`: in the sled database). Returns that time.
+    fn customer_wrote(&self, customer: &str, ago: TimeDelta, on_sled: bool) -> DateTime<Utc> {
+        let at = Utc::now().trunc_subsecs(0) - ago;
         self.gateway
-            .customer_writes_at(phone(BUSINESS), phone(customer), t0() + by);
-        self.run(&["record", BUSINESS, customer, "--at", &now, "--now", &now])
-            .expect(0);
+            .customer_writes_at(phone(BUSINESS), phone(customer), at);
+        let args = ["record", BUSINESS, customer, "--at", &text(at)];
+        if on_sled {
+            self.cli.run(&args).expect(0);
+        } else {
+            self.run(&args).expect(0);
+        }
+        at
     }
 }
 
 /// `send-contact … --on-closed queue --template contact_share --language en --json`.
-fn queue_args<'a>(customer: &'a str, now: &'a str, message_id: &'a str) -> Vec<&'a str> {
-    vec![
-        "send-contact",
-        BUSINESS,
+fn queue_args<'a>(customer: &'a str, message_id: &'a str) -> Vec<&'a str> {
+    send_contact(
         customer,
-        "--name",
-        "Support desk",
-        "--phone",
-        "+254 700 000 001",
-        "--on-closed",
-        "queue",
-        "--template",
-        "contact_share",
-        "--language",
-        "en",
-        "--message-id",
-        message_id,
-        "--json",
-        "--now",
-        now,
-    ]
+        &[&QUEUE[..], &["--message-id", message_id, "--json"]].concat(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -267,9 +243,8 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
         return;
     };
     let id = "8f0c1d2e-3b4a-4c5d-9e6f-7a8b9c0d1e2f";
-    s.customer_writes(CUSTOMER, TimeDelta::zero());
-    let now = s.now(TimeDelta::hours(30));
-    let run = s.run(&queue_args(CUSTOMER, &now, id)).expect(0);
+    s.customer_wrote(CUSTOMER, TimeDelta::hours(30), false);
+    let run = s.run(&queue_args(CUSTOMER, id)).expect(0);
     let template = s.gateway.delivered()[0].clone();
     assert_eq!(template.kind, MessageKind::Template);
     assert_eq!(
@@ -280,11 +255,15 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
         })
     );
 
-    // pending, ten minutes later: every conversation, and this one.
-    let later = s.now(TimeDelta::hours(30) + TimeDelta::minutes(10));
+    // pending, seen ten minutes after it was queued: every conversation, and this one.
+    let queued_at = s.run(&["pending", "--json"]).expect(0).json()["queued_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let later = text(queued_at.parse::<DateTime<Utc>>().unwrap() + TimeDelta::minutes(10));
     let expected = json!({
         "business": BUSINESS, "customer": CUSTOMER_DIGITS, "message_id": id,
-        "queued_at": "2026-11-24T16:00:00Z", "age_secs": 600
+        "queued_at": queued_at, "age_secs": 600
     });
     assert_eq!(
         s.run(&["pending", "--json", "--now", &later])
@@ -298,7 +277,7 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
     assert_eq!(run.json(), expected);
 
     // The same send again is a duplicate: nothing more is sent or queued.
-    let run = s.run(&queue_args(CUSTOMER, &later, id)).expect(0);
+    let run = s.run(&queue_args(CUSTOMER, id)).expect(0);
     let answer = run.json();
     assert_eq!(
         (
@@ -312,19 +291,14 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
     assert_eq!(s.gateway.request_count(), 1);
 
     // Still closed: deliver leaves it queued, exit 1, nothing sent.
-    let run = s
-        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &later])
-        .expect(1);
+    let run = s.run(&["deliver", BUSINESS, CUSTOMER, "--json"]).expect(1);
     assert_eq!(run.json()["remaining"], 1);
     assert_eq!(run.json()["stopped"], "window_not_open");
     assert_eq!(s.gateway.request_count(), 1);
 
     // The customer replies: deliver sends the card under the id it was queued with.
-    s.customer_writes(CUSTOMER, TimeDelta::hours(32));
-    let now = s.now(TimeDelta::hours(32) + TimeDelta::minutes(1));
-    let run = s
-        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &now])
-        .expect(0);
+    s.customer_wrote(CUSTOMER, TimeDelta::zero(), false);
+    let run = s.run(&["deliver", BUSINESS, CUSTOMER, "--json"]).expect(0);
     let delivered = s.gateway.delivered();
     assert_eq!(delivered.len(), 2);
     let card = &delivered[1];
@@ -334,16 +308,14 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
         run.json(),
         json!({
             "business": BUSINESS, "customer": CUSTOMER_DIGITS,
-            "delivered": [{"message_id": id, "wa_id": card.wa_id, "queued_at": "2026-11-24T16:00:00Z"}],
+            "delivered": [{"message_id": id, "wa_id": card.wa_id, "queued_at": queued_at}],
             "expired": [], "failed": [], "remaining": 0, "stopped": null, "reason": null
         })
     );
     assert_eq!(s.gateway.refusal_count(), 0);
-    let run = s.run(&["pending", "--now", &now]).expect(0);
+    let run = s.run(&["pending"]).expect(0);
     assert_eq!(run.stdout, "no messages queued\n");
-    let run = s
-        .run(&["deliver", BUSINESS, CUSTOMER, "--now", &now])
-        .expect(0);
+    let run = s.run(&["deliver", BUSINESS, CUSTOMER]).expect(0);
     assert_eq!(
         run.stdout,
         "0 delivered, 0 expired, 0 failed; 0 still queued\n"
@@ -371,19 +343,13 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
         return;
     };
     // On sled: two windows, and a card queued (with its invitation) for the first.
-    let now = s.now(TimeDelta::zero());
-    s.gateway
-        .customer_writes_at(phone(BUSINESS), phone(CUSTOMER), t0());
+    s.customer_wrote(CUSTOMER, TimeDelta::hours(30), true);
+    let other = Utc::now().trunc_subsecs(0) - TimeDelta::hours(10);
     s.cli
-        .run(&["record", BUSINESS, CUSTOMER, "--now", &now])
+        .run(&["record", BUSINESS, OTHER, "--at", &text(other)])
         .expect(0);
-    let now = s.now(TimeDelta::hours(20));
-    s.cli
-        .run(&["record", BUSINESS, OTHER, "--now", &now])
-        .expect(0);
-    let now = s.now(TimeDelta::hours(30));
     let id = "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a";
-    s.cli.run(&queue_args(CUSTOMER, &now, id)).expect(0);
+    s.cli.run(&queue_args(CUSTOMER, id)).expect(0);
     let exported = s.cli.run(&["export"]).expect(0).stdout;
     assert_eq!(
         exported.lines().count(),
@@ -407,25 +373,23 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
         .run_raw(&on(&s.url, &["import"]), Some(&exported))
         .expect(0);
     assert_eq!(s.run(&["export"]).expect(0).stdout, exported);
-    let run = s.run(&["pending", "--json", "--now", &now]).expect(0);
+    let run = s.run(&["pending", "--json"]).expect(0);
     assert_eq!(run.json()["message_id"], id);
+    let seen_at = text(other + TimeDelta::hours(10));
     let run = s
-        .run(&["status", BUSINESS, OTHER, "--json", "--now", &now])
+        .run(&["status", BUSINESS, OTHER, "--json", "--now", &seen_at])
         .expect(0);
     assert_eq!(run.json()["remaining_secs"], 14 * 3600);
 
     // The imported invitation is honoured (no second template while the window stays
     // closed) and the imported card goes out from Redis after the reply.
     let again = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
-    let run = s.run(&queue_args(CUSTOMER, &now, again)).expect(0);
+    let run = s.run(&queue_args(CUSTOMER, again)).expect(0);
     assert_eq!(run.json()["outcome"], "queued");
     assert_eq!(run.json()["template_message_id"], serde_json::Value::Null);
     assert_eq!(s.gateway.request_count(), 1, "only the sled run's template");
-    s.customer_writes(CUSTOMER, TimeDelta::hours(31));
-    let now = s.now(TimeDelta::hours(31));
-    let run = s
-        .run(&["deliver", BUSINESS, CUSTOMER, "--json", "--now", &now])
-        .expect(0);
+    s.customer_wrote(CUSTOMER, TimeDelta::zero(), false);
+    let run = s.run(&["deliver", BUSINESS, CUSTOMER, "--json"]).expect(0);
     let sent: Vec<String> = s
         .gateway
         .delivered()
@@ -436,7 +400,7 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
     assert_eq!(sent, [id, again], "oldest first");
     assert_eq!(run.json()["delivered"].as_array().unwrap().len(), 2);
     // The sled database still has its own copy, untouched by the Redis deliveries.
-    let run = s.cli.run(&["pending", "--json", "--now", &now]).expect(0);
+    let run = s.cli.run(&["pending", "--json"]).expect(0);
     assert_eq!(run.json()["message_id"], id);
 }
 
@@ -601,5 +565,43 @@ fn the_store_comes_from_store_then_db_then_the_variables() {
         "--db <PATH>",
     ] {
         assert!(run.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+/// A `--store` URL that cannot be used is refused without its password: clap's own
+/// message would quote the value as given.
+#[test]
+fn an_unusable_store_url_never_shows_its_password() {
+    let cli = Cli::new();
+    for url in [
+        "redis://:hunter2@127.0.0.1:notaport/0",
+        "redis://admin:hunter2@127.0.0.1:99999/0",
+        "redis://:hunter2@[::1/0",
+        "rediss://:hunter2@127.0.0.1:6379/0",
+        "http://user:hunter2@example.invalid/",
+        "redis+unix://:hunter2@/no/socket?db=notanumber",
+    ] {
+        let joined = format!("--store={url}");
+        for args in [
+            vec!["--store", url, "list"],
+            vec!["list", "--store", url],
+            vec!["status", BUSINESS, CUSTOMER, joined.as_str()],
+        ] {
+            let run = cli.run_raw(&args, None);
+            assert_eq!(run.code, 2, "{url}: {run:#?}");
+            assert!(
+                !run.stderr.contains("hunter2") && !run.stdout.contains("hunter2"),
+                "{url}: the password shows: {run:#?}"
+            );
+            assert!(run.stderr.contains("--store"), "{url}: {run:#?}");
+        }
+        let mut cli = Cli::new();
+        cli.env("SESSION_CHECK_STORE", url);
+        let run = cli.run_raw(&["list"], None);
+        assert_eq!(run.code, 2, "{url}: {run:#?}");
+        assert!(
+            !run.stderr.contains("hunter2"),
+            "{url}: the password shows: {run:#?}"
+        );
     }
 }

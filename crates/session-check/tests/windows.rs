@@ -176,7 +176,7 @@ fn record_refuses_a_time_more_than_five_minutes_ahead_and_stores_nothing() {
     assert_eq!(run.json()["last_inbound"], "2026-11-23T10:05:00Z");
     // Without --now, the system clock decides: a time in 2999 is refused.
     cli.run(&["record", BUSINESS, CUSTOMER, "--at", "2999-01-01T00:00:00Z"])
-        .expect_error(&["ahead of the clock"]);
+        .expect_error(&["ahead of the real clock"]);
 }
 
 /// Three conversations seen at T0 + 23 h: one closing in an hour, one in three, one closed.

@@ -7,27 +7,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::store::{InboundReceipt, InboundUpdate, WindowStore};
 use crate::window::saturating_add;
 use crate::{
-    Clock, Conversation, InboundId, SendDecision, StoreError, SystemClock, WindowRule, WindowState,
+    Clock, Conversation, FutureTimeError, InboundId, SendDecision, SkewLimit, StoreError,
+    StoredTime, SystemClock, WindowRule, WindowState,
 };
 
 /// A failure of the session engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// An inbound time too far ahead of the clock; nothing was stored.
-    #[error(
-        "inbound time {} is more than {max_skew_secs} s ahead of the clock ({}); nothing was stored",
-        .at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-        .now.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-    )]
-    FutureTimestamp {
-        /// The time given.
-        at: DateTime<Utc>,
-        /// The clock's time.
-        now: DateTime<Utc>,
-        /// The tolerated skew, in seconds.
-        max_skew_secs: i64,
-    },
+    /// A time too far ahead of the real clock, or of the examined one, to be stored (see
+    /// [`SkewLimit`]); nothing was stored.
+    #[error(transparent)]
+    FutureTime(#[from] FutureTimeError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,15 +92,19 @@ impl RecordedOnce {
 #[derive(Debug, Clone)]
 pub struct Sessions<S> {
     store: S,
+    /// The real time: stored times are bounded by it.
     clock: Arc<dyn Clock>,
+    /// The time windows are examined at, when not the real time (a debug tool's `--now`).
+    examined: Option<Arc<dyn Clock>>,
     rule: WindowRule,
-    max_skew: TimeDelta,
+    skew: SkewLimit,
     redelivery_horizon: TimeDelta,
 }
 
 impl<S: WindowStore> Sessions<S> {
-    /// The default tolerated clock skew for inbound times: 5 minutes.
-    pub const DEFAULT_MAX_SKEW: TimeDelta = TimeDelta::minutes(5);
+    /// The default tolerated clock skew for stored times: 5 minutes
+    /// ([`SkewLimit::DEFAULT_MAX_SKEW`]).
+    pub const DEFAULT_MAX_SKEW: TimeDelta = SkewLimit::DEFAULT_MAX_SKEW;
 
     /// An engine over `store` with the system clock, the default rule (24 h window, 60 s
     /// margin) and a 5-minute skew tolerance.
@@ -117,8 +112,9 @@ impl<S: WindowStore> Sessions<S> {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            examined: None,
             rule: WindowRule::default(),
-            max_skew: Self::DEFAULT_MAX_SKEW,
+            skew: SkewLimit::default(),
             redelivery_horizon: Self::DEFAULT_REDELIVERY_HORIZON,
         }
     }
@@ -139,9 +135,21 @@ impl<S: WindowStore> Sessions<S> {
         self.redelivery_horizon
     }
 
-    /// Uses another clock.
+    /// Uses another clock as the real time (a test, a simulation): what "now" is when
+    /// deciding and recording, and what times written to the store are bounded by.
     pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Examines windows at another clock's time (a debug tool's `--now`): decisions, states
+    /// and the default time of a record follow it, while a time written is still refused
+    /// beyond the skew ahead of the real clock ([`Sessions::with_clock`], else the system
+    /// clock), and ahead of this one. A clock set into the future therefore cannot store
+    /// its time; one set into the past records history. It is for examining, not for a
+    /// send path: the gateway judges the window by the real time.
+    pub fn with_examined_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.examined = Some(Arc::new(clock));
         self
     }
 
@@ -151,9 +159,9 @@ impl<S: WindowStore> Sessions<S> {
         self
     }
 
-    /// Sets how far ahead of the clock an inbound time may be.
+    /// Sets how far ahead of the clock a stored time may be.
     pub fn with_max_skew(mut self, max_skew: TimeDelta) -> Self {
-        self.max_skew = max_skew;
+        self.skew = SkewLimit::new(max_skew);
         self
     }
 
@@ -167,36 +175,45 @@ impl<S: WindowStore> Sessions<S> {
         self.rule
     }
 
-    /// The clock.
+    /// The clock windows are examined at: the examined clock if one was given, else the
+    /// real clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+        self.examined.as_ref().unwrap_or(&self.clock)
     }
 
-    /// The clock's time now.
+    /// The time windows are examined at now ([`Sessions::clock`]'s).
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.clock().now()
+    }
+
+    /// Refuses a time about to be stored beyond the skew ahead of the real clock or of the
+    /// examined one.
+    fn check_stored_time(&self, what: StoredTime, at: DateTime<Utc>) -> Result<(), SessionError> {
+        Ok(self
+            .skew
+            .check_examined(what, at, self.clock.now(), self.now())?)
     }
 
     /// Records an inbound message sent (or received) at `at`.
     ///
     /// The stored time only moves forward. A time more than the skew tolerance ahead of
-    /// the clock is refused and nothing is stored.
+    /// the clock (the real one, or the examined one) is refused and nothing is stored.
     pub async fn record_inbound(
         &self,
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<Recorded, SessionError> {
+        self.check_stored_time(StoredTime::Inbound, at)?;
         let now = self.now();
-        self.check_skew(at, now)?;
         let update = self.store.record_inbound(conversation, at).await?;
         Ok(self.recorded(update, now))
     }
 
     /// Records an inbound message sent (or received) at `at`, unless a message with the
     /// same platform `id` to the same business number was already recorded within the
-    /// redelivery horizon ([`Sessions::with_redelivery_horizon`], from receipt, on this
-    /// engine's clock): then nothing is stored and [`RecordedOnce::Duplicate`] says so,
-    /// so the bot does not answer a redelivered webhook twice.
+    /// redelivery horizon ([`Sessions::with_redelivery_horizon`], counted from receipt on
+    /// the real clock): then nothing is stored and [`RecordedOnce::Duplicate`] says so, so
+    /// the bot does not answer a redelivered webhook twice.
     ///
     /// A time more than the skew tolerance ahead of the clock is refused and nothing is
     /// stored (the id is not remembered either).
@@ -206,12 +223,13 @@ impl<S: WindowStore> Sessions<S> {
         at: DateTime<Utc>,
         id: &InboundId,
     ) -> Result<RecordedOnce, SessionError> {
+        self.check_stored_time(StoredTime::Inbound, at)?;
+        let received_at = self.clock.now();
+        let until = saturating_add(received_at, self.redelivery_horizon);
         let now = self.now();
-        self.check_skew(at, now)?;
-        let until = saturating_add(now, self.redelivery_horizon);
         match self
             .store
-            .record_inbound_once(conversation, at, id, now, until)
+            .record_inbound_once(conversation, at, id, received_at, until)
             .await?
         {
             InboundReceipt::Recorded(update) => Ok(RecordedOnce::First(self.recorded(update, now))),
@@ -220,17 +238,6 @@ impl<S: WindowStore> Sessions<S> {
                 state: self.state_at(conversation, now).await?,
             }),
         }
-    }
-
-    fn check_skew(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), SessionError> {
-        if at > now + self.max_skew {
-            return Err(SessionError::FutureTimestamp {
-                at,
-                now,
-                max_skew_secs: self.max_skew.num_seconds(),
-            });
-        }
-        Ok(())
     }
 
     fn recorded(&self, update: InboundUpdate, now: DateTime<Utc>) -> Recorded {
@@ -263,12 +270,14 @@ impl<S: WindowStore> Sessions<S> {
 
     /// Records that the gateway refused a free-form send as outside the window at `at`
     /// (for a report that arrives later, the time of the failure). Returns the window's
-    /// state now.
+    /// state now. A time more than the skew tolerance ahead of the clock (the real one, or
+    /// the examined one) is refused and nothing is stored.
     pub async fn record_gateway_closure_at(
         &self,
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<WindowState, SessionError> {
+        self.check_stored_time(StoredTime::GatewayClosure, at)?;
         let record = self.store.record_gateway_closure(conversation, at).await?;
         Ok(self.rule.state(record.as_ref(), self.now()))
     }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::store::{Invitation, QueuedMessage, Store};
-use crate::{Conversation, PhoneNumber, StoreError, WindowRecord};
+use crate::{Conversation, PhoneNumber, SkewLimit, StoreError, StoredTime, WindowRecord};
 
 /// The format name in the header line.
 pub const FORMAT: &str = "lipachat-session-export";
@@ -179,9 +179,18 @@ fn parse_time(text: &str, line: usize) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
+/// Refuses a time of line `line` that lies beyond the tolerated skew ahead of the system
+/// clock ([`SkewLimit`]).
+fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<(), StoreError> {
+    SkewLimit::default()
+        .check(what, at, Utc::now())
+        .map_err(|source| StoreError::ImportFutureTime { line, source })
+}
+
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
-/// times keep the maximum). Every line is checked before anything is written: a bad line
-/// is reported with its number and nothing is imported.
+/// times keep the maximum). Every line is checked before anything is written: a bad line,
+/// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
+/// clock, is reported with its number and nothing is imported.
 pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
     let mut lines = Vec::new();
     for (number, text) in input.lines().enumerate() {
@@ -209,12 +218,23 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
                 });
             }
             ExportLine::Window {
-                gateway_closed_at: Some(closed),
+                last_inbound,
+                gateway_closed_at,
                 ..
             } => {
-                parse_time(closed, number)?;
+                check_not_future(StoredTime::Inbound, *last_inbound, number)?;
+                if let Some(closed) = gateway_closed_at {
+                    let closed = parse_time(closed, number)?;
+                    check_not_future(StoredTime::GatewayClosure, closed, number)?;
+                }
             }
-            _ => {}
+            ExportLine::Queued { queued_at, .. } => {
+                check_not_future(StoredTime::Queued, *queued_at, number)?;
+            }
+            ExportLine::Invitation { sent_at, .. } => {
+                check_not_future(StoredTime::InvitationSent, *sent_at, number)?;
+            }
+            ExportLine::Header { .. } => {}
         }
         lines.push((number, line));
     }

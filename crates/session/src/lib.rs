@@ -38,6 +38,8 @@
 //! - [`WindowStore`], [`OutboxStore`]: what a store persists; [`SledStore`] is the embedded
 //!   default (durable with group commit, or periodic flushing).
 //! - [`Sessions`]: store + clock + rule, the engine callers use.
+//! - [`SkewLimit`]: the one rule for times written to a store: none beyond the tolerated
+//!   skew ahead of the real clock, whatever clock the caller examines windows with.
 //! - [`export`](export::export) / [`import`](export::import): JSON lines.
 //!
 //! [sled]: https://docs.rs/sled/0.34
@@ -50,6 +52,7 @@ mod engine;
 pub mod export;
 mod inbound_id;
 mod phone;
+mod skew;
 mod sled_store;
 pub mod store;
 pub mod window;
@@ -59,6 +62,7 @@ pub use conversation::Conversation;
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
 pub use inbound_id::{InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
+pub use skew::{FutureTimeError, SkewLimit, StoredTime};
 pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
 pub use store::{
     InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError,

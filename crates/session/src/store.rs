@@ -74,6 +74,15 @@ pub enum StoreError {
         /// What was wrong with it.
         detail: String,
     },
+    /// A line of an import holds a time too far ahead of the system clock; nothing was
+    /// imported.
+    #[error("import line {line}: {source}")]
+    ImportFutureTime {
+        /// The 1-based line number.
+        line: usize,
+        /// The time and the clock it is ahead of.
+        source: crate::FutureTimeError,
+    },
     /// The embedded database failed.
     #[error("sled database error: {0}")]
     Sled(#[from] sled::Error),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
-    Conversation, Durability, Invitation, ManualClock, OutboxStore, QueuedMessage, SessionError,
-    Sessions, SledConfig, SledStore, StoreError, WindowStore,
+    Conversation, Durability, FutureTimeError, Invitation, ManualClock, OutboxStore, QueuedMessage,
+    SessionError, Sessions, SledConfig, SledStore, StoreError, WindowStore,
 };
 use uuid::Uuid;
 
@@ -205,10 +205,11 @@ async fn future_times_are_refused_and_nothing_is_stored() {
         Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(clock.clone());
     let ahead = clock.now_for_test() + TimeDelta::minutes(5) + TimeDelta::milliseconds(1);
     match sessions.record_inbound(chat(254712345678), ahead).await {
-        Err(SessionError::FutureTimestamp {
-            max_skew_secs: 300, ..
-        }) => {}
-        other => panic!("expected FutureTimestamp, got {other:?}"),
+        Err(SessionError::FutureTime(FutureTimeError::AheadOfRealClock {
+            max_skew_secs: 300,
+            ..
+        })) => {}
+        other => panic!("expected FutureTime, got {other:?}"),
     }
     assert_eq!(sessions.count().await.unwrap(), 0);
     let at_limit = clock.now_for_test() + TimeDelta::minutes(5);

@@ -24,6 +24,12 @@
 //!   profile name from `value.contacts[]`); `value.statuses[]` become status events, or
 //!   [`WebhookEvent::WindowClosed`] when their `errors` name 131047 or 470.
 //!
+//! Phone numbers (`from`, `to`, `recipient_id`, `display_phone_number`, ...) may be JSON
+//! strings in any form [`PhoneNumber`] accepts, or JSON numbers written as whole numbers
+//! (`254712345678`). Any other JSON number (`254712345678.0`, `2.54712345678e11`,
+//! `-254712345678`) is refused as [`WebhookError::InvalidField`] (an
+//! [`WebhookEvent::Ignored`] item inside a batch), never read as the digits of its text.
+//!
 //! A customer's own text is never searched for the 131047 signal, so a customer who writes
 //! "131047" still opens the window.
 //!
@@ -473,22 +479,37 @@ fn text(object: &Map<String, Value>, names: &[&str]) -> Option<String> {
 }
 
 /// A phone number field: `Ok(None)` when absent, an error when present but invalid.
+///
+/// A JSON number is a phone only when it is a whole number written as one (digits only):
+/// `254712345678.0`, `2.54712345678e11` or `-254712345678` is refused rather than read as
+/// its text, whose digits (`2547123456780`) would make another, valid, number.
 fn phone(
     object: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<PhoneNumber>, WebhookError> {
-    match text(object, &[field]) {
-        None => Ok(None),
-        Some(raw) => raw
-            .parse()
-            .map(Some)
-            .map_err(
-                |e: lipachat_session::PhoneError| WebhookError::InvalidField {
+    let raw = match object.get(field) {
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(whole) => whole.to_string(),
+            None => {
+                return Err(WebhookError::InvalidField {
                     field,
-                    detail: e.to_string(),
-                },
-            ),
-    }
+                    detail: format!(
+                        "the number {n} is not a phone number: a phone number written as a JSON number must be a whole number of digits, without sign, fraction or exponent"
+                    ),
+                });
+            }
+        },
+        _ => match text(object, &[field]) {
+            Some(raw) => raw,
+            None => return Ok(None),
+        },
+    };
+    raw.parse().map(Some).map_err(
+        |e: lipachat_session::PhoneError| WebhookError::InvalidField {
+            field,
+            detail: e.to_string(),
+        },
+    )
 }
 
 /// A timestamp: Unix seconds (or milliseconds, when too large for seconds) as a number or

@@ -58,11 +58,14 @@ fn change_events(
         events.push(ignored("a change without a `value` object"));
         return;
     };
-    let business = value
-        .get("metadata")
-        .and_then(Value::as_object)
-        .and_then(|metadata| phone(metadata, "display_phone_number").ok().flatten())
-        .or(parser.business);
+    // A business number in the metadata that is not one (a float, say) is not replaced by
+    // the configured one: the messages are ignored with the reason.
+    let business = match value.get("metadata").and_then(Value::as_object) {
+        Some(metadata) => phone(metadata, "display_phone_number")
+            .map(|number| number.or(parser.business))
+            .map_err(|e| e.to_string()),
+        None => Ok(parser.business),
+    };
     let messages = value.get("messages").and_then(Value::as_array);
     let statuses = value.get("statuses").and_then(Value::as_array);
     if messages.is_none() && statuses.is_none() {
@@ -71,12 +74,18 @@ fn change_events(
     }
     for message in messages.into_iter().flatten() {
         events.push(
-            inbound(parser, value, business, message, received_at)
+            business
+                .clone()
+                .and_then(|business| inbound(parser, value, business, message, received_at))
                 .map_or_else(ignored, WebhookEvent::Inbound),
         );
     }
     for status in statuses.into_iter().flatten() {
-        events.push(status_event(business, status, received_at));
+        events.push(status_event(
+            business.clone().ok().flatten(),
+            status,
+            received_at,
+        ));
     }
 }
 

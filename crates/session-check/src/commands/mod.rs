@@ -7,12 +7,11 @@ mod transfer;
 mod windows;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
 use lipachat_policy::PolicyConfig;
-use lipachat_session::{Clock, ManualClock, Sessions, Store, SystemClock};
+use lipachat_session::{ManualClock, Sessions, Store};
 
 use crate::cli::{Cli, Command, SendSettings};
 use crate::error::CliError;
@@ -37,8 +36,8 @@ impl Exit {
     }
 }
 
-/// What every command works with: the session engine over the store (with the system
-/// clock, or a fixed one from `--now`) and the printer.
+/// What every command works with: the session engine over the store (on the system clock,
+/// examining windows at `--now` when given) and the printer.
 pub struct Context<S> {
     /// The session engine.
     pub sessions: Sessions<S>,
@@ -47,23 +46,48 @@ pub struct Context<S> {
 }
 
 /// Checks what the arguments cannot check one by one (combinations, the contact card, the
-/// template), before any database is opened or created.
-pub fn check(command: &Command) -> Result<(), CliError> {
-    match command {
+/// template, `--now` with a command that sends), before any database is opened or created.
+pub fn check(cli: &Cli) -> Result<(), CliError> {
+    refuse_sending_under_now(cli)?;
+    match &cli.command {
         Command::List(args) => windows::check_list(args),
         Command::SendContact(args) => send::check(args).map(drop),
         _ => Ok(()),
     }
 }
 
+/// Nothing that reaches the gateway runs under `--now`: the gateway judges the window by
+/// the real time, so a send decided at another time would go out at the real one (and the
+/// send path would write that other time into the store). `send-contact --dry-run` sends
+/// nothing and may examine any time.
+fn refuse_sending_under_now(cli: &Cli) -> Result<(), CliError> {
+    if cli.now.is_none() {
+        return Ok(());
+    }
+    let (command, instead) = match &cli.command {
+        Command::SendContact(args) if !args.dry_run => (
+            "send-contact",
+            "add --dry-run to see what it would do at that time, or leave out --now",
+        ),
+        Command::Deliver(_) => (
+            "deliver",
+            "leave out --now; pending --now TIME shows what is queued at that time",
+        ),
+        _ => return Ok(()),
+    };
+    Err(CliError::SendUnderNow { command, instead })
+}
+
 /// Runs the command line's command against `store`, then flushes the store.
 pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError> {
-    let clock: Arc<dyn Clock> = match cli.now {
-        Some(now) => Arc::new(ManualClock::at(now)),
-        None => Arc::new(SystemClock),
-    };
+    // The real clock stays the system clock: --now only changes the time windows are
+    // examined at, so no time ahead of the real one is ever stored.
+    let mut sessions = Sessions::new(store);
+    if let Some(now) = cli.now {
+        sessions = sessions.with_examined_clock(ManualClock::at(now));
+    }
     let context = Context {
-        sessions: Sessions::new(store).with_clock(clock),
+        sessions,
         printer: Printer::new(cli.json),
     };
     let result = match cli.command {

@@ -13,11 +13,13 @@ use crate::output::{Render, span, time};
 
 /// What `send-contact` prints for a send.
 ///
-/// `message_id`: the contact card's own id when it was sent or queued, else null. `wa_id`:
-/// WhatsApp's id of what this call sent (the card, or the template), else null.
-/// `template_message_id`: the template this call sent, else null. `reason`: why the window
-/// was not open, null for `sent`. A repeated `--message-id` prints the earlier outcome with
-/// its ids and `"duplicate": true`.
+/// `message_id`: the contact card's own id when it was sent or queued (or sent and refused
+/// by the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the card, or
+/// the template), else null. `template_message_id`: the template this call sent, else
+/// null. `reason`: why the window was not open, null for `sent`. A rejection of a card the
+/// gateway refused as outside the window adds `"refused_by_gateway": true`: that request
+/// did leave. A repeated `--message-id` prints the earlier outcome with its ids and
+/// `"duplicate": true`.
 #[derive(Debug, Serialize)]
 struct SendView {
     outcome: &'static str,
@@ -25,6 +27,8 @@ struct SendView {
     wa_id: Option<String>,
     template_message_id: Option<MessageId>,
     reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicate: Option<bool>,
     #[serde(skip)]
@@ -176,6 +180,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: receipt.wa_id.clone(),
             template_message_id: None,
             reason: None,
+            refused_by_gateway: None,
             duplicate: None,
             human: format!(
                 "sent: contact card {message_id}{}; the window closes {}",
@@ -197,6 +202,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
                     "rerouted: the window is not open ({}); the contact card was dropped; {}",
@@ -218,6 +224,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
                     "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
@@ -226,12 +233,33 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 ),
             }
         }
+        // The card went out and the gateway refused it: a request left, so the output
+        // must not say that nothing was sent.
+        SendOutcome::Rejected {
+            message_id,
+            reason,
+            refused_by_gateway: true,
+            ..
+        } => SendView {
+            outcome: "rejected",
+            message_id: Some(*message_id),
+            wa_id: None,
+            template_message_id: None,
+            reason: Some(reason.name()),
+            refused_by_gateway: Some(true),
+            duplicate: None,
+            human: format!(
+                "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
+                reason.name()
+            ),
+        },
         SendOutcome::Rejected { reason, .. } => SendView {
             outcome: "rejected",
             message_id: None,
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            refused_by_gateway: None,
             duplicate: None,
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
@@ -247,6 +275,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id: previous.wa_id.clone(),
                 template_message_id: previous.template_message_id,
                 reason: None,
+                refused_by_gateway: None,
                 duplicate: Some(true),
                 human: format!(
                     "{name} (earlier, at {}): message {} was already handled; nothing was sent again",

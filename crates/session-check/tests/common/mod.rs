@@ -17,6 +17,32 @@ pub const CUSTOMER_DIGITS: &str = "254712345678";
 /// The instant most tests start from.
 pub const T0: &str = "2026-11-23T10:00:00Z";
 
+/// `--on-closed queue` with its template.
+pub const QUEUE: [&str; 6] = [
+    "--on-closed",
+    "queue",
+    "--template",
+    "contact_share",
+    "--language",
+    "en",
+];
+
+/// `send-contact BUSINESS customer --name "Support desk" --phone "+254 700 000 001"`, then
+/// `extra`.
+pub fn send_contact<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "send-contact",
+        BUSINESS,
+        customer,
+        "--name",
+        "Support desk",
+        "--phone",
+        "+254 700 000 001",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// `T0` as a time.
 pub fn t0() -> DateTime<Utc> {
     T0.parse().unwrap()
