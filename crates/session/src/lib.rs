@@ -34,6 +34,8 @@
 //!
 //! The pieces:
 //! - [`PhoneNumber`], [`Conversation`]: validated identities; the window belongs to the pair.
+//! - [`Bsuid`], [`GroupId`]: a user known by a business-scoped user id, and a group (what
+//!   webhooks carry beside or instead of a phone number).
 //! - [`WindowRule`], [`WindowState`], [`SendDecision`]: the rule, pure and in one place.
 //! - [`WindowStore`], [`OutboxStore`]: what a store persists; [`SledStore`] is the embedded
 //!   default (durable with group commit, or periodic flushing).
@@ -48,6 +50,7 @@ pub mod conformance;
 mod conversation;
 mod engine;
 pub mod export;
+mod identity;
 mod phone;
 mod sled_store;
 pub mod store;
@@ -56,6 +59,7 @@ pub mod window;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
 pub use engine::{Recorded, SessionError, Sessions};
+pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_ID_BYTES};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
 pub use store::{
