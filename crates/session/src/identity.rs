@@ -51,6 +51,45 @@ fn quoted(input: &str) -> String {
     input.chars().take(64).collect()
 }
 
+/// `FromStr` (via `parse`), `Display` (as written), `Debug` (`Name(…)`) and serde as a
+/// string (validated on the way in) for a validated string newtype.
+macro_rules! validated_string_impls {
+    ($name:ident) => {
+        impl FromStr for $name {
+            type Err = IdentityError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A business-scoped user id (BSUID): how WhatsApp names a user to one business
 /// portfolio, beside or instead of their phone number.
 ///
@@ -113,38 +152,7 @@ impl Bsuid {
     }
 }
 
-impl FromStr for Bsuid {
-    type Err = IdentityError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl fmt::Display for Bsuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Bsuid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Bsuid({})", self.0)
-    }
-}
-
-impl Serialize for Bsuid {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bsuid {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+validated_string_impls!(Bsuid);
 
 /// A WhatsApp group's id, as the Groups API and group webhooks give it (for example
 /// `Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD`).
@@ -187,38 +195,7 @@ impl GroupId {
     }
 }
 
-impl FromStr for GroupId {
-    type Err = IdentityError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl fmt::Display for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for GroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GroupId({})", self.0)
-    }
-}
-
-impl Serialize for GroupId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for GroupId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(deserializer)?;
-        Self::parse(&raw).map_err(serde::de::Error::custom)
-    }
-}
+validated_string_impls!(GroupId);
 
 #[cfg(test)]
 mod tests {
@@ -239,6 +216,7 @@ mod tests {
             assert_eq!(id.as_str(), input.trim());
             assert_eq!((id.country(), id.is_parent()), (country, parent), "{input}");
             assert_eq!(id.to_string().parse::<Bsuid>().unwrap(), id);
+            assert_eq!(format!("{id:?}"), format!("Bsuid({})", input.trim()));
             let json = serde_json::to_string(&id).unwrap();
             assert_eq!(serde_json::from_str::<Bsuid>(&json).unwrap(), id);
         }
