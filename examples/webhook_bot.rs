@@ -47,7 +47,11 @@ async fn webhook(
     for event in &events {
         match bot.messenger.on_webhook_event(event).await {
             Ok(WebhookOutcome::Inbound(report)) => {
+                // An Inbound outcome comes only for a 1:1 message from a known number.
                 let WebhookEvent::Inbound(message) = event else {
+                    continue;
+                };
+                let Some(conversation) = message.conversation() else {
                     continue;
                 };
                 println!(
@@ -64,7 +68,7 @@ async fn webhook(
                     )],
                 )
                 .expect("a valid card");
-                match bot.messenger.send_contact(message.conversation, card).await {
+                match bot.messenger.send_contact(conversation, card).await {
                     Ok(outcome) => {
                         println!("  bot: answered with a contact card: {}", outcome.name())
                     }
