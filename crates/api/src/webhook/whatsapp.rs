@@ -155,16 +155,23 @@ impl Change<'_> {
             .iter()
             .filter_map(Value::as_object)
             .collect();
+        let wa_id = |contact: &Map<String, Value>| phone(contact, "wa_id").ok().flatten();
+        let contact_id = |contact: &Map<String, Value>| bsuid(contact, &["user_id"]);
         let matches = |contact: &&Map<String, Value>| {
-            phone_number.is_some_and(|p| phone(contact, "wa_id").ok().flatten() == Some(p))
-                || user_id.is_some_and(|id| bsuid(contact, &["user_id"]).as_ref() == Some(id))
+            phone_number.is_some_and(|p| wa_id(contact) == Some(p))
+                || user_id.is_some_and(|id| contact_id(contact).as_ref() == Some(id))
+        };
+        // The only contact stands for the user unless it names someone else.
+        let consistent = |contact: &Map<String, Value>| {
+            phone_number.is_none_or(|p| wa_id(contact).is_none_or(|w| w == p))
+                && user_id.is_none_or(|id| contact_id(contact).is_none_or(|c| &c == id))
         };
         contacts
             .iter()
             .copied()
             .find(matches)
             .or(match contacts.as_slice() {
-                [only] => Some(*only),
+                [only] if consistent(only) => Some(*only),
                 _ => None,
             })
             .map(|object| Contact { object })
@@ -268,11 +275,16 @@ impl Change<'_> {
                 (false, true) => Some(CallDirection::UserInitiated),
                 _ => None,
             });
+        // The user's side: the callee of a business's call, else the caller; never the
+        // business's own number (a payload whose direction contradicts its numbers is
+        // read by its numbers).
+        let callee = || self.user(call, "to", &["to_user_id"], &["to_parent_user_id"]);
+        let caller = || self.user(call, "from", &["from_user_id"], &["from_parent_user_id"]);
         let (sender, profile_name) = match direction {
-            Some(CallDirection::BusinessInitiated) => {
-                self.user(call, "to", &["to_user_id"], &["to_parent_user_id"])?
-            }
-            _ => self.user(call, "from", &["from_user_id"], &["from_parent_user_id"])?,
+            Some(CallDirection::BusinessInitiated) if !to_business => callee()?,
+            Some(CallDirection::BusinessInitiated) => caller()?,
+            _ if from_business => callee()?,
+            _ => caller()?,
         };
         if sender.is_unknown() {
             return Err("a call whose user has neither a phone number nor a user id".into());
