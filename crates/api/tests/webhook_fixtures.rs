@@ -429,7 +429,9 @@ const CASES: &[(&str, Check)] = &[
             )
         );
         assert_eq!(m.business, number("16315553601"));
-        assert_ne!(m.sender.phone, Some(m.business));
+        assert_eq!(m.sender.phone, Some(number("16315553602")));
+        // Its only contact names another user: not taken for this one.
+        assert_eq!((bsuid(m), m.profile_name.as_deref()), (None, None));
         assert!(!m.opens_window);
     }),
     ("pywa-call-connect-user-initiated", |e| {

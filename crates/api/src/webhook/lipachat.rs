@@ -124,7 +124,13 @@ fn inbound(
     received_at: DateTime<Utc>,
 ) -> Result<InboundMessage, WebhookError> {
     let user_id = bsuid(object, &USER_ID_FIELDS);
-    let customer = phone(object, "from")?;
+    // A `from` that is not a phone number fails the payload unless a user id names the
+    // sender instead.
+    let customer = match phone(object, "from") {
+        Ok(customer) => customer,
+        Err(_) if user_id.is_some() => None,
+        Err(error) => return Err(error),
+    };
     if customer.is_none() && user_id.is_none() {
         return Err(WebhookError::MissingField { field: "from" });
     }
@@ -637,10 +643,11 @@ mod tests {
                 description: None
             })
         );
-        // Known only by a business-scoped user id: inbound, no 1:1 phone conversation.
+        // Known only by a business-scoped user id (a placeholder `from` too): inbound, no
+        // 1:1 phone conversation.
         let bsuid_only = one(
             &parser,
-            json!({"messageId": "m", "fromUserId": "KE.123", "to": "254110090747", "type": "TEXT", "text": "hi"}),
+            json!({"messageId": "m", "from": "<USER_PHONE>", "fromUserId": "KE.123", "to": "254110090747", "type": "TEXT", "text": "hi"}),
         )
         .unwrap();
         let WebhookEvent::Inbound(message) = bsuid_only else {
