@@ -164,8 +164,8 @@ validated_string_impls!(Bsuid);
 /// ```
 /// use lipachat_session::GroupId;
 ///
-/// let group: GroupId = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD".parse()?;
-/// assert_eq!(group.as_str().len(), 56);
+/// let group: GroupId = " Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD ".parse()?;
+/// assert_eq!(group.as_str(), "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD");
 /// assert!("two words".parse::<GroupId>().is_err());
 /// # Ok::<(), lipachat_session::IdentityError>(())
 /// ```
