@@ -55,7 +55,11 @@ async fn webhook(
     for event in &events {
         match bot.messenger.on_webhook_event(event).await {
             Ok(WebhookOutcome::Inbound(report)) => {
+                // An Inbound outcome comes only for a 1:1 message from a known number.
                 let WebhookEvent::Inbound(message) = event else {
+                    continue;
+                };
+                let Some(conversation) = message.conversation() else {
                     continue;
                 };
                 println!(
@@ -75,8 +79,12 @@ async fn webhook(
                 // The reply's messageId is derived from the customer's message id, so an
                 // answer made again (a redelivery after the memory forgot it, a retried
                 // handler) is the same logical send and never reaches the customer twice.
-                let mut reply = SendRequest::contact(message.conversation, card);
-                if let Ok(inbound) = InboundId::new(&message.message_id) {
+                let mut reply = SendRequest::contact(conversation, card);
+                if let Some(inbound) = message
+                    .message_id
+                    .as_deref()
+                    .and_then(|id| InboundId::new(id).ok())
+                {
                     reply = reply.message_id(MessageId::reply_to(&inbound));
                 }
                 match bot.messenger.send(reply).await {

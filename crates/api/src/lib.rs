@@ -39,7 +39,7 @@
 //! let events = WebhookParser::default().parse(inbound, received_at)?;
 //! match &events[..] {
 //!     [WebhookEvent::Inbound(message)] => {
-//!         assert_eq!(message.conversation, conversation);
+//!         assert_eq!(message.conversation(), Some(conversation));
 //!         assert!(message.opens_window);
 //!         assert_eq!(message.inbound_time(), received_at);
 //!     }
@@ -119,6 +119,7 @@ pub use template::{MediaUrl, TemplateHeader, TemplateMessage};
 pub use text::TextMessage;
 pub use token::{TokenError, WebhookToken};
 pub use webhook::{
-    DeliveryStatus, InboundKind, InboundMessage, StatusUpdate, WebhookError, WebhookEvent,
-    WebhookParser,
+    CallDirection, CallEvent, CallEventKind, DeliveryStatus, InboundContent, InboundKind,
+    InboundMessage, Recipient, Sender, StatusUpdate, TemplateStatusUpdate, WebhookError,
+    WebhookEvent, WebhookParser,
 };

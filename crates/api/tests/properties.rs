@@ -284,10 +284,11 @@ proptest! {
         let WebhookEvent::Inbound(message) = &events[0] else {
             return Err(TestCaseError::fail(format!("not inbound: {events:?}")));
         };
-        prop_assert_eq!(message.conversation, c);
+        prop_assert_eq!(message.conversation(), Some(c));
         prop_assert_eq!(message.kind, kind);
-        prop_assert_eq!(&message.message_id, &id);
-        prop_assert_eq!(message.opens_window, InboundKind::OPENING_BY_DEFAULT.contains(&kind));
+        prop_assert_eq!(message.message_id.as_deref(), Some(id.as_str()));
+        let opens = InboundKind::OPENING_BY_DEFAULT.contains(&kind) && kind != InboundKind::Call;
+        prop_assert_eq!(message.opens_window, opens);
         prop_assert_eq!(message.inbound_time(), received());
         let expected_name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
         prop_assert_eq!(message.profile_name.clone(), expected_name);
@@ -311,7 +312,7 @@ proptest! {
         let WebhookEvent::Inbound(message) = &events[0] else {
             return Err(TestCaseError::fail(format!("not inbound: {events:?}")));
         };
-        prop_assert_eq!(message.conversation, c);
+        prop_assert_eq!(message.conversation(), Some(c));
         let expected = DateTime::from_timestamp(sent, 0).unwrap().min(received());
         prop_assert_eq!(message.inbound_time(), expected);
     }
@@ -392,4 +393,145 @@ fn oversized_webhooks_are_refused_before_parsing() {
         parser.parse(b"42", received()),
         Err(lipachat_api::WebhookError::UnknownShape { .. })
     ));
+}
+
+/// A message body of any kind, in WhatsApp's nested shape or LipaChat's flat one, with or
+/// without a phone number, a business-scoped user id, a group and an id.
+#[derive(Debug, Clone)]
+struct AnyMessage {
+    c: Conversation,
+    kind: InboundKind,
+    nested: bool,
+    with_phone: bool,
+    user_id: Option<String>,
+    group: Option<String>,
+    id: Option<String>,
+}
+
+fn any_message() -> impl Strategy<Value = AnyMessage> {
+    (
+        conversation(),
+        proptest::sample::select(InboundKind::ALL.to_vec()),
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of("[A-Z]{2}\\.[A-Za-z0-9]{1,30}"),
+        proptest::option::of("[A-Za-z0-9_=@.-]{1,60}"),
+        proptest::option::of("wamid\\.[A-Za-z0-9=]{1,30}"),
+    )
+        .prop_map(
+            |(c, kind, nested, with_phone, user_id, group, id)| AnyMessage {
+                c,
+                kind,
+                nested,
+                with_phone,
+                user_id,
+                group,
+                id,
+            },
+        )
+}
+
+impl AnyMessage {
+    fn body(&self) -> Value {
+        let mut message = Map::new();
+        let mut put = |k: &str, v: Value| {
+            message.insert(k.to_owned(), v);
+        };
+        if self.with_phone {
+            put("from", json!(self.c.customer.to_string()));
+        }
+        let (id_key, user_key, group_key) = if self.nested {
+            ("id", "from_user_id", "group_id")
+        } else {
+            ("messageId", "fromUserId", "groupId")
+        };
+        if let Some(id) = &self.id {
+            put(id_key, json!(id));
+        }
+        if let Some(user_id) = &self.user_id {
+            put(user_key, json!(user_id));
+        }
+        if let Some(group) = &self.group {
+            put(group_key, json!(group));
+        }
+        put("type", json!(self.kind.name()));
+        put("timestamp", json!("1700000000"));
+        put("text", json!({"body": "hi"}));
+        if self.nested {
+            json!({"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", "value": {
+                "metadata": {"display_phone_number": self.c.business.to_string()},
+                "messages": [Value::Object(message)]
+            }}]}]})
+        } else {
+            put("to", json!(self.c.business.to_string()));
+            Value::Object(message)
+        }
+    }
+
+    /// Whether anything names the sender (a nested system message may name no one).
+    fn identified(&self) -> bool {
+        self.with_phone || self.user_id.is_some()
+    }
+
+    /// The events; a flat payload naming no sender is refused whole (one ignored event
+    /// here).
+    fn events(&self) -> Vec<WebhookEvent> {
+        match WebhookParser::default().parse(self.body().to_string().as_bytes(), received()) {
+            Ok(events) => events,
+            Err(error) => {
+                assert!(!self.nested && !self.identified(), "{error}: {self:?}");
+                vec![WebhookEvent::Ignored {
+                    reason: error.to_string(),
+                }]
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A message with a group id never yields a 1:1 conversation, whatever else it has.
+    #[test]
+    fn a_group_message_never_yields_a_1_to_1_conversation(message in any_message()) {
+        let events = message.events();
+        prop_assert_eq!(events.len(), 1);
+        if message.group.is_some() {
+            prop_assert_eq!(events[0].conversation(), None);
+            if let WebhookEvent::Inbound(inbound) = &events[0] {
+                prop_assert!(inbound.group.is_some());
+                prop_assert_eq!(inbound.conversation(), None);
+            }
+        }
+    }
+
+    /// A 1:1 conversation exactly when the message is outside a group and names the
+    /// sender's phone; a message naming only a user id is still an inbound event.
+    #[test]
+    fn a_1_to_1_conversation_needs_a_phone_and_no_group(message in any_message()) {
+        let events = message.events();
+        let system_may_be_anonymous = message.nested && message.kind == InboundKind::System;
+        match &events[0] {
+            WebhookEvent::Inbound(inbound) => {
+                prop_assert!(message.identified() || system_may_be_anonymous);
+                let expected = (message.group.is_none() && message.with_phone).then_some(message.c);
+                prop_assert_eq!(inbound.conversation(), expected);
+                prop_assert_eq!(inbound.sender.user_id.as_ref().map(|id| id.to_string()), message.user_id.clone());
+                prop_assert_eq!(inbound.message_id.clone(), message.id.clone());
+            }
+            other => prop_assert!(!message.identified() && !system_may_be_anonymous, "{other:?}"),
+        }
+    }
+
+    /// Whether a message opens the window never depends on whether it has an id.
+    #[test]
+    fn opening_never_depends_on_the_id(message in any_message(), id in "wamid\\.[A-Za-z0-9]{1,20}") {
+        let with_id = AnyMessage { id: Some(id), ..message.clone() };
+        let without_id = AnyMessage { id: None, ..message };
+        let opens = |m: &AnyMessage| match &m.events()[0] {
+            WebhookEvent::Inbound(inbound) => Some(inbound.opens_window),
+            _ => None,
+        };
+        prop_assert_eq!(opens(&with_id), opens(&without_id));
+    }
 }

@@ -494,7 +494,9 @@ pub enum WebhookOutcome {
     /// A "window closed" report was reconciled.
     WindowClosed(Reconciliation),
     /// Nothing to do: a status update, a message kind that does not open the window, a
-    /// report that names no conversation, or an unreadable item (with why).
+    /// group message or one from a user known only by a business-scoped user id (whose
+    /// windows are not stored yet), a report that names no conversation, or an unreadable
+    /// item (with why).
     Ignored(String),
 }
 
@@ -508,33 +510,55 @@ impl<S: Store> Messenger<S> {
     ) -> Result<WebhookOutcome, PolicyError> {
         use lipachat_api::WebhookEvent;
         match event {
-            WebhookEvent::Inbound(message) if message.opens_window => {
-                let handled = match InboundId::new(&message.message_id) {
-                    Ok(id) => {
-                        self.on_inbound_once(message.conversation, message.inbound_time(), &id)
-                            .await?
-                    }
-                    // Without a usable id a copy cannot be recognised; it still counts.
-                    Err(_) => InboundHandled::First(
-                        self.on_inbound(message.conversation, message.inbound_time())
-                            .await?,
-                    ),
-                };
-                Ok(match handled {
-                    InboundHandled::First(report) => WebhookOutcome::Inbound(Box::new(report)),
-                    InboundHandled::Duplicate {
-                        first_received_at,
-                        delivery,
-                    } => WebhookOutcome::Duplicate {
-                        first_received_at,
-                        delivery,
-                    },
-                })
+            // Checked before anything else: a group message must never open (or be read
+            // as) the sender's 1:1 window.
+            WebhookEvent::Inbound(message) if message.group.is_some() => {
+                Ok(WebhookOutcome::Ignored(
+                    "group message: opens the group's window, not the sender's (group windows are not stored yet)"
+                        .into(),
+                ))
             }
-            WebhookEvent::Inbound(message) => Ok(WebhookOutcome::Ignored(format!(
-                "{} messages do not open the window",
-                message.kind.name()
-            ))),
+            WebhookEvent::Inbound(message) if !message.opens_window => {
+                Ok(WebhookOutcome::Ignored(format!(
+                    "{} messages do not open the window",
+                    message.kind.name()
+                )))
+            }
+            WebhookEvent::Inbound(message) => match message.conversation() {
+                Some(conversation) => {
+                    let id = message
+                        .message_id
+                        .as_deref()
+                        .and_then(|id| InboundId::new(id).ok());
+                    let handled = match id {
+                        Some(id) => {
+                            self.on_inbound_once(conversation, message.inbound_time(), &id)
+                                .await?
+                        }
+                        // Without a usable id a copy cannot be recognised; it still counts.
+                        None => InboundHandled::First(
+                            self.on_inbound(conversation, message.inbound_time())
+                                .await?,
+                        ),
+                    };
+                    Ok(match handled {
+                        InboundHandled::First(report) => {
+                            WebhookOutcome::Inbound(Box::new(report))
+                        }
+                        InboundHandled::Duplicate {
+                            first_received_at,
+                            delivery,
+                        } => WebhookOutcome::Duplicate {
+                            first_received_at,
+                            delivery,
+                        },
+                    })
+                }
+                None => Ok(WebhookOutcome::Ignored(
+                    "message from a user known only by a business-scoped user id: its 1:1 phone conversation is unknown (conversations keyed by user id are not stored yet)"
+                        .into(),
+                )),
+            },
             WebhookEvent::WindowClosed {
                 conversation: Some(conversation),
                 message_id,
@@ -562,6 +586,11 @@ impl<S: Store> Messenger<S> {
             WebhookEvent::Status(status) => Ok(WebhookOutcome::Ignored(format!(
                 "status {:?}",
                 status.status
+            ))),
+            WebhookEvent::TemplateStatus(update) => Ok(WebhookOutcome::Ignored(format!(
+                "template status {:?} for {:?}",
+                update.status.as_deref().unwrap_or("unknown"),
+                update.template_name.as_deref().unwrap_or("an unnamed template")
             ))),
             WebhookEvent::Ignored { reason } => Ok(WebhookOutcome::Ignored(reason.clone())),
             other => Ok(WebhookOutcome::Ignored(format!(

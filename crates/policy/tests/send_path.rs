@@ -110,6 +110,11 @@ impl Fixture {
             .count()
     }
 
+    async fn queued_len(&self) -> usize {
+        let store = self.messenger.sessions().store();
+        store.queued(self.chat).await.unwrap().len()
+    }
+
     fn templates_delivered(&self) -> usize {
         self.gateway
             .delivered()
@@ -851,6 +856,45 @@ async fn webhook_events_drive_delivery_and_reconciliation() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn group_and_user_id_only_messages_open_no_1_to_1_window() {
+    use lipachat_api::WebhookParser;
+    use lipachat_policy::WebhookOutcome;
+    let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
+    f.messenger.send_contact(f.chat, card("A")).await.unwrap();
+    let parser = WebhookParser::new();
+    // The customer writes in a group the business is in (WhatsApp's group webhook), and
+    // as a user known only by a business-scoped user id (LipaChat's flat payload).
+    let group = br#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{
+        "metadata":{"display_phone_number":"254110090747"},
+        "contacts":[{"profile":{"name":"Jane"},"wa_id":"254712345678"}],
+        "messages":[{"from":"254712345678","group_id":"Y2FwaV9ncm91cDox","id":"wamid.G","timestamp":"1795428000","type":"text","text":{"body":"hi all"}}]}}]}]}"#;
+    let user_id_only = br#"{"messageId":"in-9","fromUserId":"KE.13491208655302741918","to":"254110090747","type":"TEXT","text":"hi"}"#;
+    for (body, reason) in [
+        (&group[..], "group message"),
+        (&user_id_only[..], "business-scoped user id"),
+    ] {
+        let events = parser.parse(body, f.clock.now()).unwrap();
+        assert!(matches!(&events[0], lipachat_api::WebhookEvent::Inbound(m) if m.opens_window));
+        let outcome = f.messenger.on_webhook_event(&events[0]).await.unwrap();
+        assert!(
+            matches!(&outcome, WebhookOutcome::Ignored(why) if why.contains(reason)),
+            "{outcome:?}"
+        );
+    }
+    // The sender's 1:1 window stays closed and the queued card stays queued.
+    assert!(
+        !f.messenger
+            .sessions()
+            .decide(f.chat)
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    assert_eq!(f.free_form_delivered(), 0);
+    assert_eq!(f.queued_len().await, 1);
 }
 
 #[tokio::test]

@@ -34,6 +34,8 @@
 //!
 //! The pieces:
 //! - [`PhoneNumber`], [`Conversation`]: validated identities; the window belongs to the pair.
+//! - [`Bsuid`], [`GroupId`]: a user known by a business-scoped user id, and a group (what
+//!   webhooks carry beside or instead of a phone number).
 //! - [`WindowRule`], [`WindowState`], [`SendDecision`]: the rule, pure and in one place.
 //! - [`WindowStore`], [`OutboxStore`]: what a store persists; [`SledStore`] is the embedded
 //!   default (durable with group commit, or periodic flushing).
@@ -50,6 +52,7 @@ pub mod conformance;
 mod conversation;
 mod engine;
 pub mod export;
+mod identity;
 mod inbound_id;
 mod phone;
 mod skew;
@@ -60,6 +63,7 @@ pub mod window;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
+pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_ID_BYTES};
 pub use inbound_id::{InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};

@@ -1,12 +1,15 @@
-//! LipaChat's flat payloads: inbound messages and (tolerantly) status callbacks.
+//! LipaChat's flat payloads: inbound messages, status callbacks (its `MESSAGE_STATUS`
+//! event, and bare status objects, read tolerantly) and template status updates.
 
 use chrono::{DateTime, Utc};
-use lipachat_session::Conversation;
+use lipachat_session::{GroupId, PhoneNumber};
 use serde_json::{Map, Value};
 
+use super::content::{self, bsuid};
 use super::{
-    DeliveryStatus, InboundKind, InboundMessage, StatusUpdate, WebhookError, WebhookEvent,
-    WebhookParser, phone, shorten, text, timestamp, wamid,
+    DeliveryStatus, InboundKind, InboundMessage, Recipient, Sender, StatusUpdate,
+    TemplateStatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone, shorten, text,
+    timestamp, wamid,
 };
 use crate::reengagement;
 
@@ -25,11 +28,22 @@ const ERROR_FIELDS: [&str; 11] = [
     "reason",
 ];
 
+/// Where a flat payload may name the sender's business-scoped user id.
+const USER_ID_FIELDS: [&str; 4] = ["fromUserId", "from_user_id", "userId", "user_id"];
+
 pub(super) fn parse(
     parser: &WebhookParser,
     object: &Map<String, Value>,
     received_at: DateTime<Utc>,
 ) -> Result<WebhookEvent, WebhookError> {
+    if let Some(event) = text(object, &["event"]) {
+        let named = ["MESSAGE_STATUS", "TEMPLATE_STATUS"]
+            .iter()
+            .any(|known| event.eq_ignore_ascii_case(known));
+        if named || !(object.contains_key("type") || object.contains_key("status")) {
+            return Ok(gateway_event(parser, object, &event, received_at));
+        }
+    }
     let message_type = object.get("type").and_then(Value::as_str);
     let delivery = object
         .get("status")
@@ -48,11 +62,58 @@ pub(super) fn parse(
             received_at,
         ))
     } else if let Some(message_type) = message_type {
-        inbound(parser, object, message_type, received_at).map(WebhookEvent::Inbound)
+        inbound(parser, object, message_type, received_at)
+            .map(|m| WebhookEvent::Inbound(Box::new(m)))
     } else {
         Err(WebhookError::UnknownShape {
-            detail: "a flat payload needs a `type` (inbound message) or a `status` (status callback)",
+            detail: "a flat payload needs a `type` (inbound message), a `status` (status callback) or an `event`",
         })
+    }
+}
+
+/// LipaChat's `{"event": ..., ...}` callbacks.
+fn gateway_event(
+    parser: &WebhookParser,
+    object: &Map<String, Value>,
+    event: &str,
+    received_at: DateTime<Utc>,
+) -> WebhookEvent {
+    let inner = |name: &str| object.get(name).and_then(Value::as_object);
+    match event.to_ascii_uppercase().as_str() {
+        "MESSAGE_STATUS" => match inner("messageStatus") {
+            Some(status) => {
+                let delivery = status
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .map_or(DeliveryStatus::Other, |s| {
+                        DeliveryStatus::from_wire(s).unwrap_or(DeliveryStatus::Other)
+                    });
+                status_callback(parser, status, delivery, received_at)
+            }
+            None => WebhookEvent::Ignored {
+                reason: "a MESSAGE_STATUS event without a `messageStatus` object".into(),
+            },
+        },
+        "TEMPLATE_STATUS" => match inner("templateStatus") {
+            Some(template) => WebhookEvent::TemplateStatus(TemplateStatusUpdate {
+                template_id: text(template, &["templateId", "template_id", "id"])
+                    .map(|id| shorten(&id)),
+                template_name: text(template, &["templateName", "template_name", "name"])
+                    .map(|n| shorten(&n)),
+                status: text(template, &["status"]).map(|s| shorten(&s)),
+                description: text(template, &["statusDescription", "reason"]).map(|d| shorten(&d)),
+                at: timestamp(object.get("timestamp"), received_at).unwrap_or(received_at),
+            }),
+            None => WebhookEvent::Ignored {
+                reason: "a TEMPLATE_STATUS event without a `templateStatus` object".into(),
+            },
+        },
+        other => WebhookEvent::Ignored {
+            reason: format!(
+                "LipaChat event {:?} is not about messages or statuses",
+                shorten(other)
+            ),
+        },
     }
 }
 
@@ -62,22 +123,53 @@ fn inbound(
     message_type: &str,
     received_at: DateTime<Utc>,
 ) -> Result<InboundMessage, WebhookError> {
-    let customer = phone(object, "from")?.ok_or(WebhookError::MissingField { field: "from" })?;
+    let user_id = bsuid(object, &USER_ID_FIELDS);
+    // A `from` that is not a phone number fails the payload unless a user id names the
+    // sender instead.
+    let customer = match phone(object, "from") {
+        Ok(customer) => customer,
+        Err(_) if user_id.is_some() => None,
+        Err(error) => return Err(error),
+    };
+    if customer.is_none() && user_id.is_none() {
+        return Err(WebhookError::MissingField { field: "from" });
+    }
     let business = phone(object, "to")?
         .or(parser.business)
         .ok_or(WebhookError::MissingField { field: "to" })?;
-    let message_id = text(object, &["messageId", "message_id", "id"])
-        .map(|id| shorten(&id))
-        .ok_or(WebhookError::MissingField { field: "messageId" })?;
+    let group = match text(object, &["groupId", "group_id"]) {
+        None => None,
+        Some(raw) => Some(
+            GroupId::parse(&raw).map_err(|e| WebhookError::InvalidField {
+                field: "groupId",
+                detail: e.to_string(),
+            })?,
+        ),
+    };
     let kind = InboundKind::from_wire(message_type);
     Ok(InboundMessage {
-        conversation: Conversation::new(business, customer),
-        message_id,
+        business,
+        sender: Sender {
+            phone: customer,
+            user_id,
+            parent_user_id: bsuid(
+                object,
+                &["fromParentUserId", "from_parent_user_id", "parentUserId"],
+            ),
+            username: text(object, &["username"]).map(|u| shorten(&u)),
+        },
+        group,
+        message_id: text(object, &["messageId", "message_id", "id"]).map(|id| shorten(&id)),
         kind,
+        content: content::read(kind, message_type, object),
+        context: content::context(object),
+        referral: content::referral(object),
         profile_name: text(object, &["profileName", "profile_name"]).map(|n| shorten(&n)),
         sent_at: timestamp(object.get("timestamp"), received_at),
         received_at,
-        opens_window: parser.opens_window(kind),
+        // LipaChat documents no call payload: a flat `call` cannot tell who called or
+        // whether it was answered, so it opens nothing (WhatsApp's `calls` field does).
+        opens_window: kind != InboundKind::Call && parser.opens_window(kind),
     })
 }
 
@@ -90,7 +182,8 @@ fn status_callback(
     let message_id = text(object, &["messageId", "message_id"]).map(|id| shorten(&id));
     let wa_id = wamid(object, &["waId", "wamid", "wa_id", "id"]);
     let at = timestamp(object.get("timestamp"), received_at).unwrap_or(received_at);
-    let conversation = conversation(parser, object);
+    let recipient = recipient(parser, object);
+    let conversation = recipient.conversation();
     let error_part: Map<String, Value> = ERROR_FIELDS
         .iter()
         .filter_map(|k| object.get(*k).map(|v| ((*k).to_owned(), v.clone())))
@@ -98,6 +191,7 @@ fn status_callback(
     if let Some(signal) = reengagement::find_in_json(&Value::Object(error_part)) {
         return WebhookEvent::WindowClosed {
             conversation,
+            recipient,
             message_id,
             wa_id,
             at,
@@ -107,6 +201,7 @@ fn status_callback(
     let (error_code, error_title) = first_error(object);
     WebhookEvent::Status(StatusUpdate {
         conversation,
+        recipient,
         message_id,
         wa_id,
         status,
@@ -116,10 +211,33 @@ fn status_callback(
     })
 }
 
-/// The conversation of a status callback, only when the parser knows the business number:
-/// the callback's orientation (`from`/`to`) is not published.
-fn conversation(parser: &WebhookParser, object: &Map<String, Value>) -> Option<Conversation> {
-    let business = parser.business?;
+/// Who a flat status callback is about. The customer's phone is told only when the parser
+/// knows the business number: the callback's orientation (`from`/`to`) is not published.
+fn recipient(parser: &WebhookParser, object: &Map<String, Value>) -> Recipient {
+    let to_group = text(object, &["recipient_type", "recipientType"])
+        .is_some_and(|t| t.eq_ignore_ascii_case("group"));
+    let group = to_group
+        .then(|| text(object, &["recipient_id", "recipientId", "recipient"]))
+        .flatten()
+        .and_then(|g| GroupId::parse(&g).ok());
+    Recipient {
+        business: parser.business,
+        phone: if to_group {
+            None
+        } else {
+            parser.business.and_then(|b| customer(b, object))
+        },
+        user_id: bsuid(object, &["recipient_user_id", "recipientUserId"]),
+        parent_user_id: bsuid(
+            object,
+            &["recipient_parent_user_id", "parent_recipient_user_id"],
+        ),
+        group,
+    }
+}
+
+/// The customer of a flat status callback sent from `business`.
+fn customer(business: PhoneNumber, object: &Map<String, Value>) -> Option<PhoneNumber> {
     let read = |field| phone(object, field).ok().flatten();
     let (from, to) = (read("from"), read("to"));
     let customer = match (from, to) {
@@ -129,7 +247,7 @@ fn conversation(parser: &WebhookParser, object: &Map<String, Value>) -> Option<C
             .into_iter()
             .find_map(read),
     }?;
-    (customer != business).then(|| Conversation::new(business, customer))
+    (customer != business).then_some(customer)
 }
 
 /// The first error's code and title, from `errors[0]`, `error` or the top level.
@@ -153,6 +271,8 @@ fn first_error(object: &Map<String, Value>) -> (Option<u32>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::InboundContent;
+    use lipachat_session::Conversation;
     use serde_json::json;
 
     fn received() -> DateTime<Utc> {
@@ -175,15 +295,25 @@ mod tests {
         .unwrap();
         assert_eq!(
             event,
-            WebhookEvent::Inbound(InboundMessage {
-                conversation: Conversation::parse("254110090747", "254712345678").unwrap(),
-                message_id: "m-1".into(),
+            WebhookEvent::Inbound(Box::new(InboundMessage {
+                business: "254110090747".parse().unwrap(),
+                sender: Sender {
+                    phone: Some("254712345678".parse().unwrap()),
+                    ..Sender::default()
+                },
+                group: None,
+                message_id: Some("m-1".into()),
                 kind: InboundKind::Text,
+                content: InboundContent::Text {
+                    body: "Hello".into()
+                },
+                context: None,
+                referral: None,
                 profile_name: Some("Jane".into()),
                 sent_at: None,
                 received_at: received(),
                 opens_window: true,
-            })
+            }))
         );
     }
 
@@ -196,7 +326,7 @@ mod tests {
             ("INTERACTIVE", InboundKind::Interactive, true),
             ("LOCATION", InboundKind::Location, true),
             ("REACTION", InboundKind::Reaction, false),
-            ("UNSUPPORTED", InboundKind::Unsupported, false),
+            ("UNSUPPORTED", InboundKind::Unsupported, true),
             ("HOLOGRAM", InboundKind::Unknown, false),
         ] {
             let event = one(
@@ -243,12 +373,15 @@ mod tests {
             ),
             Err(WebhookError::MissingField { field: "to" })
         );
-        assert_eq!(
-            one(
-                &parser,
-                json!({"from": "254712345678", "to": "254110090747", "type": "TEXT"})
-            ),
-            Err(WebhookError::MissingField { field: "messageId" })
+        // No id: still a message that opens the window (the id only deduplicates).
+        let no_id = one(
+            &parser,
+            json!({"from": "254712345678", "to": "254110090747", "type": "TEXT"}),
+        )
+        .unwrap();
+        assert!(
+            matches!(&no_id, WebhookEvent::Inbound(m) if m.message_id.is_none() && m.opens_window),
+            "{no_id:?}"
         );
         assert!(matches!(
             one(
@@ -339,6 +472,7 @@ mod tests {
             event,
             WebhookEvent::Status(StatusUpdate {
                 conversation: None,
+                recipient: Recipient::default(),
                 message_id: Some("m".into()),
                 wa_id: Some("wamid.ABC".into()),
                 status: DeliveryStatus::Delivered,
@@ -368,5 +502,190 @@ mod tests {
             phone_wa_id,
             WebhookEvent::Status(StatusUpdate { wa_id: None, .. })
         ));
+    }
+
+    #[test]
+    fn message_status_callbacks() {
+        let parser = WebhookParser::default();
+        let delivered = one(
+            &parser,
+            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.HBgM", "messageId": "ours-2",
+                   "conversationId": "c1", "status": "DELIVERED", "statusDesc": "Message delivered"}}),
+        )
+        .unwrap();
+        let WebhookEvent::Status(update) = delivered else {
+            panic!("{delivered:?}")
+        };
+        assert_eq!(update.status, DeliveryStatus::Delivered);
+        assert_eq!(update.message_id.as_deref(), Some("ours-2"));
+        assert_eq!(update.wa_id.as_deref(), Some("wamid.HBgM"));
+        assert_eq!(update.at, received());
+        // A 131047 in statusDesc closes the window, as a WhatsApp failed status does.
+        let closed = one(
+            &parser,
+            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.X", "messageId": "ours-3",
+                   "status": "FAILED", "statusDesc": "(#131047) Re-engagement message"}}),
+        )
+        .unwrap();
+        assert!(
+            matches!(&closed, WebhookEvent::WindowClosed { code: 131047, message_id: Some(id), .. } if id == "ours-3"),
+            "{closed:?}"
+        );
+        let failed = one(
+            &parser,
+            json!({"event": "message_status", "messageStatus": {"messageId": "ours-4", "status": "FAILED",
+                   "statusDesc": "Message undeliverable"}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            failed,
+            WebhookEvent::Status(StatusUpdate {
+                status: DeliveryStatus::Failed,
+                ..
+            })
+        ));
+        let empty = one(&parser, json!({"event": "MESSAGE_STATUS"})).unwrap();
+        assert!(matches!(empty, WebhookEvent::Ignored { .. }));
+    }
+
+    #[test]
+    fn template_status_updates_are_their_own_event() {
+        let event = one(
+            &WebhookParser::default(),
+            json!({"event": "TEMPLATE_STATUS", "templateStatus": {"status": "REJECTED", "templateId": "1234",
+                   "templateName": "contact_share", "statusDescription": "INVALID_FORMAT"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            event,
+            WebhookEvent::TemplateStatus(TemplateStatusUpdate {
+                template_id: Some("1234".into()),
+                template_name: Some("contact_share".into()),
+                status: Some("REJECTED".into()),
+                description: Some("INVALID_FORMAT".into()),
+                at: received(),
+            })
+        );
+        let other = one(
+            &WebhookParser::default(),
+            json!({"event": "ACCOUNT_UPDATE", "data": {}}),
+        )
+        .unwrap();
+        assert!(
+            matches!(other, WebhookEvent::Ignored { reason } if reason.contains("ACCOUNT_UPDATE"))
+        );
+    }
+
+    #[test]
+    fn an_array_of_events_in_order() {
+        let events = WebhookParser::default()
+            .parse(
+                json!([
+                    {"messageId": "in-1", "from": "254712345678", "to": "254110090747", "type": "TEXT", "text": "hi"},
+                    {"event": "MESSAGE_STATUS", "messageStatus": {"messageId": "ours-1", "status": "READ"}},
+                    {"event": "TEMPLATE_STATUS", "templateStatus": {"status": "APPROVED", "templateName": "t"}},
+                    {"id": "wamid.Z", "status": "failed", "recipient_id": "254712345678",
+                     "errors": [{"code": 131047, "title": "Re-engagement message"}]},
+                    "noise"
+                ])
+                .to_string()
+                .as_bytes(),
+                received(),
+            )
+            .unwrap();
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                WebhookEvent::Inbound(_) => "inbound",
+                WebhookEvent::Status(_) => "status",
+                WebhookEvent::TemplateStatus(_) => "template",
+                WebhookEvent::WindowClosed { .. } => "closed",
+                _ => "ignored",
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["inbound", "status", "template", "closed", "ignored"]
+        );
+        // The bare WhatsApp status names WhatsApp's id.
+        assert!(
+            matches!(&events[3], WebhookEvent::WindowClosed { wa_id: Some(id), .. } if id == "wamid.Z")
+        );
+    }
+
+    #[test]
+    fn flat_content_bsuid_and_group() {
+        let parser = WebhookParser::default();
+        let image = one(
+            &parser,
+            json!({"messageId": "m", "from": "254712345678", "to": "254110090747", "type": "IMAGE",
+                   "image": {"caption": "receipt", "url": "https://cdn/x.jpg"}}),
+        )
+        .unwrap();
+        let WebhookEvent::Inbound(image) = image else {
+            panic!()
+        };
+        assert_eq!(image.content.text(), Some("receipt"));
+        let reply = one(
+            &parser,
+            json!({"messageId": "m", "from": "254712345678", "to": "254110090747", "type": "INTERACTIVE",
+                   "interactive": {"type": "list_reply", "list_reply": {"id": "r2", "title": "Two"}}}),
+        )
+        .unwrap();
+        let WebhookEvent::Inbound(reply) = reply else {
+            panic!()
+        };
+        assert_eq!(
+            reply.content,
+            InboundContent::Interactive(crate::webhook::InteractiveReply::List {
+                id: Some("r2".into()),
+                title: Some("Two".into()),
+                description: None
+            })
+        );
+        // Known only by a business-scoped user id (a placeholder `from` too): inbound, no
+        // 1:1 phone conversation.
+        let bsuid_only = one(
+            &parser,
+            json!({"messageId": "m", "from": "<USER_PHONE>", "fromUserId": "KE.123", "to": "254110090747", "type": "TEXT", "text": "hi"}),
+        )
+        .unwrap();
+        let WebhookEvent::Inbound(message) = bsuid_only else {
+            panic!()
+        };
+        assert_eq!(
+            message.sender.user_id.as_ref().map(|id| id.as_str()),
+            Some("KE.123")
+        );
+        assert!(message.opens_window);
+        assert_eq!(message.conversation(), None);
+        // A group message: never the sender's 1:1 window.
+        let group = one(
+            &parser,
+            json!({"messageId": "m", "from": "254712345678", "to": "254110090747", "groupId": "g-1", "type": "TEXT", "text": "hi"}),
+        )
+        .unwrap();
+        assert_eq!(group.conversation(), None);
+        assert!(matches!(
+            one(
+                &parser,
+                json!({"messageId": "m", "from": "254712345678", "to": "254110090747", "groupId": "a b", "type": "TEXT"})
+            ),
+            Err(WebhookError::InvalidField {
+                field: "groupId",
+                ..
+            })
+        ));
+        // A flat status to a group.
+        let parser = parser.with_business_number("254110090747".parse().unwrap());
+        let status = one(
+            &parser,
+            json!({"id": "wamid.G", "status": "sent", "recipient_id": "g-1", "recipient_type": "group"}),
+        )
+        .unwrap();
+        assert!(
+            matches!(&status, WebhookEvent::Status(s) if s.conversation.is_none() && s.recipient.group.is_some()),
+            "{status:?}"
+        );
     }
 }

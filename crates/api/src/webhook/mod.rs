@@ -1,6 +1,7 @@
 //! Inbound webhooks: what customers sent, and what became of the messages we sent.
 //!
-//! [`WebhookParser::parse`] reads two shapes into one list of [`WebhookEvent`]s:
+//! [`WebhookParser::parse`] reads two shapes into one list of [`WebhookEvent`]s, in
+//! payload order:
 //!
 //! * **LipaChat's flat payload** (one JSON object, or an array of them):
 //!   * an inbound message: `{"messageId", "from", "to", "profileName", "type", ...}` where
@@ -8,21 +9,52 @@
 //!     inbound time is the time of receipt. (A `timestamp` in Unix seconds or
 //!     milliseconds, or RFC 3339 with an offset, is used if present; a timestamp without
 //!     a zone is ignored, since its zone is unknown.) `to` may be missing when the parser
-//!     is given the business number ([`WebhookParser::with_business_number`]).
-//!   * a status callback (shape unpublished, so read tolerantly): an object whose `status`
-//!     is a delivery status (`sent`, `delivered`, `read`, `failed`, ...), or which has
-//!     `errors`, `error`, `code` or `errorCode` and no message `type`. When its `status`,
-//!     `errors`, `error`, `code`, `errorCode`, `message`, `statusDesc`, `title`, `details`
-//!     or `reason` names 131047 or 470 (see [`crate::reengagement`]), it becomes
-//!     [`WebhookEvent::WindowClosed`]. `messageId` is ours; `waId`, `wamid` or `id` is
-//!     taken as WhatsApp's id when it starts with `wamid.`. The conversation is filled in
-//!     only when the parser knows the business number (then `from`/`to`/`recipient` tell
-//!     the customer); otherwise correlate by `message_id`.
-//! * **WhatsApp's webhook** (`{"object": ..., "entry": [{"changes": [{"value": ...}]}]}`):
-//!   `value.messages[]` become inbound events (business number from
-//!   `value.metadata.display_phone_number`, customer from `from`, sender's `timestamp`,
-//!   profile name from `value.contacts[]`); `value.statuses[]` become status events, or
-//!   [`WebhookEvent::WindowClosed`] when their `errors` name 131047 or 470.
+//!     is given the business number ([`WebhookParser::with_business_number`]). Content:
+//!     `TEXT` with `text` as a string; `IMAGE`, `VIDEO`, `AUDIO`, `DOCUMENT`, `STICKER`
+//!     with `{caption, url}` under their lowercase name; `LOCATION` (`latitude`,
+//!     `longtitude` or `longitude`, `name`, `address`, nested under `location` or not);
+//!     `CONTACT` (`contacts` cards); `INTERACTIVE` (`interactive {type, button_reply |
+//!     list_reply}`). A business-scoped user id is read from `fromUserId`/`from_user_id`
+//!     /`userId`/`user_id`, a group from `groupId`/`group_id`.
+//!   * the status callback `{"event": "MESSAGE_STATUS", "messageStatus": {"messageId",
+//!     "waId", "status", "statusDesc", ...}}` (tied back by our `messageId`), and a bare
+//!     status object (`status` a delivery status such as `sent`, `delivered`, `read`,
+//!     `failed`, or `errors`, `error`, `code`, `errorCode` and no message `type`: this
+//!     also reads a bare WhatsApp status object `{id, status, recipient_id, errors}`).
+//!     When its `status`, `errors`, `error`, `code`, `errorCode`, `message`,
+//!     `statusDesc`, `title`, `details` or `reason` names 131047 or 470 (see
+//!     [`crate::reengagement`]), it becomes [`WebhookEvent::WindowClosed`]. `messageId` is
+//!     ours; `waId`, `wamid` or `id` is taken as WhatsApp's id when it starts with
+//!     `wamid.`. The conversation is filled in only when the parser knows the business
+//!     number (then `from`/`to`/`recipient_id` tell the customer); otherwise correlate by
+//!     `message_id`.
+//!   * the template status update `{"event": "TEMPLATE_STATUS", "templateStatus": {...}}`,
+//!     as [`WebhookEvent::TemplateStatus`]; another `event` is one
+//!     [`WebhookEvent::Ignored`].
+//! * **WhatsApp's webhook** (`{"object": ..., "entry": [{"changes": [{"field", "value"}]}]}`),
+//!   every entry and change in order, business number from
+//!   `value.metadata.display_phone_number`:
+//!   * `value.messages[]` become [`WebhookEvent::Inbound`]: the sender's phone (`from`,
+//!     omitted for some users with a username) and business-scoped user ids
+//!     (`from_user_id`, `from_parent_user_id`, else `value.contacts[]`'s `user_id`,
+//!     `parent_user_id`), `group_id`, the sender's `timestamp`, the content, `context`,
+//!     `referral`, and the profile name and username from `value.contacts[]`;
+//!   * `value.statuses[]` become status events, or [`WebhookEvent::WindowClosed`] when
+//!     their `errors` name 131047 or 470; the recipient is `recipient_id` (a phone, or
+//!     the group id when `recipient_type` is `group`), `recipient_user_id`,
+//!     `recipient_parent_user_id`; a placeholder or missing business or recipient
+//!     leaves that field `None`;
+//!   * `value.calls[]` (field `calls`: `connect` and `terminate`) and call statuses
+//!     (`statuses[]` with `type: call`) become inbound events of kind
+//!     [`InboundKind::Call`] (see [`WebhookParser::opens_window_for_call`]);
+//!   * any other field (`smb_message_echoes`, `account_update`, template updates, ...) is
+//!     one [`WebhookEvent::Ignored`] with its reason.
+//!
+//! Who the message is from: a [`Sender`] with a phone number, a business-scoped user id
+//! ([`Bsuid`]), or both. A message in a group ([`InboundMessage::group`]) belongs to the
+//! group's conversation, never to the sender's 1:1 window, and
+//! [`InboundMessage::conversation`] is `Some` only for a 1:1 message whose sender's phone
+//! is known.
 //!
 //! Phone numbers (`from`, `to`, `recipient_id`, `display_phone_number`, ...) may be JSON
 //! strings in any form [`PhoneNumber`] accepts, or JSON numbers written as whole numbers
@@ -35,22 +67,31 @@
 //!
 //! Which inbound kinds open the window is configurable; by default every message a
 //! customer sends (text, media, location, contacts, interactive and button replies,
-//! orders) opens it, and reactions, system messages, unsupported and unknown types do not.
+//! orders, unsupported messages) and calls open it, and reactions and unknown types do
+//! not. System messages never do. Whether a message has an `id` does not matter: the id
+//! only serves to recognise a redelivered copy.
 //!
 //! Bodies over the size limit (256 KiB by default), malformed JSON and shapes that are
-//! neither are typed errors; items inside a WhatsApp batch that cannot be read become
+//! neither are typed errors; items inside a batch that cannot be read become
 //! [`WebhookEvent::Ignored`] so one bad item does not hide the others.
 
+mod content;
 mod lipachat;
 mod whatsapp;
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+pub use content::{
+    CallDirection, CallEvent, CallEventKind, ContactCard, ContactCardEmail, ContactCardPhone,
+    InboundContent, InteractiveReply, Location, Media, MediaKind, MessageContext, Order, OrderItem,
+    Referral, ReferredProduct, SystemChange, SystemChangeKind, WhatsAppError,
+};
 
 /// The default limit on a webhook body: 256 KiB.
 pub const DEFAULT_MAX_WEBHOOK_BYTES: usize = 256 * 1024;
@@ -76,7 +117,7 @@ pub enum InboundKind {
     Location,
     /// One or more shared contact cards.
     Contacts,
-    /// A reply to an interactive message (button or list reply).
+    /// A reply to an interactive message (button, list or flow reply).
     Interactive,
     /// A tap on a template's quick-reply button.
     Button,
@@ -84,17 +125,19 @@ pub enum InboundKind {
     Order,
     /// A reaction (emoji) to a message.
     Reaction,
-    /// A system message (number change, ...), not written by the customer.
+    /// A system message (number or identity change), not written by the customer.
     System,
     /// A message type WhatsApp does not support.
     Unsupported,
+    /// A call (the `calls` webhook field).
+    Call,
     /// A type this crate does not know.
     Unknown,
 }
 
 impl InboundKind {
     /// Every kind.
-    pub const ALL: [InboundKind; 15] = [
+    pub const ALL: [InboundKind; 16] = [
         Self::Text,
         Self::Image,
         Self::Video,
@@ -109,11 +152,14 @@ impl InboundKind {
         Self::Reaction,
         Self::System,
         Self::Unsupported,
+        Self::Call,
         Self::Unknown,
     ];
 
-    /// The kinds that open the window by default: everything a customer writes or sends.
-    pub const OPENING_BY_DEFAULT: [InboundKind; 11] = [
+    /// The kinds that open the window by default: everything a customer writes or sends
+    /// (an unsupported message too: the customer sent it), and calls (under the call
+    /// rules of [`WebhookParser::opens_window_for_call`]).
+    pub const OPENING_BY_DEFAULT: [InboundKind; 13] = [
         Self::Text,
         Self::Image,
         Self::Video,
@@ -125,6 +171,8 @@ impl InboundKind {
         Self::Interactive,
         Self::Button,
         Self::Order,
+        Self::Unsupported,
+        Self::Call,
     ];
 
     /// Reads a payload's `type`, in any case (`TEXT`, `text`, `CONTACT`, `contacts`,
@@ -139,12 +187,13 @@ impl InboundKind {
             "sticker" => Self::Sticker,
             "location" => Self::Location,
             "contact" | "contacts" => Self::Contacts,
-            "interactive" | "button_reply" | "list_reply" => Self::Interactive,
+            "interactive" | "button_reply" | "list_reply" | "nfm_reply" => Self::Interactive,
             "button" | "quick_reply" => Self::Button,
             "order" => Self::Order,
             "reaction" => Self::Reaction,
             "system" => Self::System,
             "unsupported" => Self::Unsupported,
+            "call" => Self::Call,
             _ => Self::Unknown,
         }
     }
@@ -166,27 +215,70 @@ impl InboundKind {
             Self::Reaction => "reaction",
             Self::System => "system",
             Self::Unsupported => "unsupported",
+            Self::Call => "call",
             Self::Unknown => "unknown",
         }
     }
 }
 
-/// A message a customer sent to a business number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who sent an inbound message: a phone number, a business-scoped user id, or both.
+///
+/// Since 2026 a user with a username may arrive with no phone number (unless the business
+/// exchanged a message or call with them in the last 30 days, or has them in its
+/// contacts); the business-scoped user id is always sent. The sender of a system message
+/// may be unknown (a user-id change names only ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Sender {
+    /// The phone number (`from`, or the sender's `wa_id` in `contacts`), when given.
+    pub phone: Option<PhoneNumber>,
+    /// The business-scoped user id (`from_user_id`, or `user_id` in `contacts`).
+    pub user_id: Option<Bsuid>,
+    /// The parent business-scoped user id (`from_parent_user_id`, `parent_user_id`), for
+    /// linked business portfolios.
+    pub parent_user_id: Option<Bsuid>,
+    /// The user's username (`contacts[].profile.username`), when they have one. A
+    /// display name that can change: not an identity.
+    pub username: Option<String>,
+}
+
+impl Sender {
+    /// Whether nothing identifies the sender.
+    pub fn is_unknown(&self) -> bool {
+        self.phone.is_none() && self.user_id.is_none() && self.parent_user_id.is_none()
+    }
+}
+
+/// A message (or call) a customer sent to a business number.
+#[derive(Debug, Clone, PartialEq)]
 pub struct InboundMessage {
-    /// The business number (the payload's `to`) and the customer (its `from`).
-    pub conversation: Conversation,
-    /// The message's id (LipaChat's `messageId`, or WhatsApp's `wamid.`).
-    pub message_id: String,
-    /// What the customer sent.
+    /// The business number it was sent to (`to`, or the webhook's metadata).
+    pub business: PhoneNumber,
+    /// Who sent it.
+    pub sender: Sender,
+    /// The group it was sent in, for a group message: it opens the group's window, not
+    /// the sender's.
+    pub group: Option<GroupId>,
+    /// The message's id (LipaChat's `messageId`, or WhatsApp's `wamid.`), when given;
+    /// only needed to recognise a redelivered copy. A call has none: its id is
+    /// [`CallEvent::call_id`], shared by the call's several events.
+    pub message_id: Option<String>,
+    /// What kind of message it is.
     pub kind: InboundKind,
+    /// What the customer sent.
+    pub content: InboundContent,
+    /// The message it replies to, or its forwarded flags.
+    pub context: Option<MessageContext>,
+    /// The click-to-WhatsApp ad it came from.
+    pub referral: Option<Referral>,
     /// The customer's WhatsApp profile name, when given.
     pub profile_name: Option<String>,
-    /// When the customer sent it, when the payload says (WhatsApp's `timestamp`).
+    /// When the customer sent it, when the payload says (WhatsApp's `timestamp`; for a
+    /// call, when it was answered, else the event's time).
     pub sent_at: Option<DateTime<Utc>>,
     /// When the webhook was received.
     pub received_at: DateTime<Utc>,
-    /// Whether this kind opens (or renews) the 24-hour window, per the parser's set.
+    /// Whether it opens (or renews) the 24-hour window at [`InboundMessage::inbound_time`],
+    /// per the parser's settings.
     pub opens_window: bool,
 }
 
@@ -196,6 +288,45 @@ impl InboundMessage {
     pub fn inbound_time(&self) -> DateTime<Utc> {
         self.sent_at
             .map_or(self.received_at, |sent| sent.min(self.received_at))
+    }
+
+    /// The 1:1 phone conversation it belongs to: `Some` only for a message outside any
+    /// group from a sender whose phone number is known. A group message belongs to the
+    /// group; a message from a user known only by a business-scoped user id belongs to a
+    /// conversation this phone-keyed type cannot name.
+    pub fn conversation(&self) -> Option<Conversation> {
+        match (&self.group, self.sender.phone) {
+            (None, Some(customer)) => Some(Conversation::new(self.business, customer)),
+            _ => None,
+        }
+    }
+}
+
+/// Who a status is about: the business number, and the recipient (a phone number, a
+/// business-scoped user id, or a group), each when the payload tells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Recipient {
+    /// The business number the message was sent from.
+    pub business: Option<PhoneNumber>,
+    /// The recipient's phone number (`recipient_id` for an individual), when given and
+    /// valid.
+    pub phone: Option<PhoneNumber>,
+    /// The recipient's business-scoped user id (`recipient_user_id`).
+    pub user_id: Option<Bsuid>,
+    /// The recipient's parent business-scoped user id (`recipient_parent_user_id`).
+    pub parent_user_id: Option<Bsuid>,
+    /// The group, for a message sent to a group (`recipient_type: group`).
+    pub group: Option<GroupId>,
+}
+
+impl Recipient {
+    /// The 1:1 phone conversation: `Some` only when both numbers are known and the
+    /// message did not go to a group.
+    pub fn conversation(&self) -> Option<Conversation> {
+        match (&self.group, self.business, self.phone) {
+            (None, Some(business), Some(customer)) => Some(Conversation::new(business, customer)),
+            _ => None,
+        }
     }
 }
 
@@ -224,7 +355,7 @@ impl DeliveryStatus {
         Some(match name.trim().to_ascii_lowercase().as_str() {
             "sent" | "accepted" | "queued" | "pending" => Self::Sent,
             "delivered" => Self::Delivered,
-            "read" | "seen" => Self::Read,
+            "read" | "seen" | "played" => Self::Read,
             "failed" | "undelivered" | "rejected" | "error" | "expired" => Self::Failed,
             "deleted" => Self::Deleted,
             "warning" => Self::Other,
@@ -236,8 +367,11 @@ impl DeliveryStatus {
 /// A status callback for a message we sent, other than "window closed".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusUpdate {
-    /// The conversation, when the payload (and the parser's configuration) tell it.
+    /// The 1:1 phone conversation, when the payload (and the parser's configuration) tell
+    /// it: the same as `recipient.conversation()`.
     pub conversation: Option<Conversation>,
+    /// Who the status is about, as far as the payload tells.
+    pub recipient: Recipient,
     /// Our `messageId`, when the callback names it.
     pub message_id: Option<String>,
     /// WhatsApp's message id (`wamid.`), when the callback names it.
@@ -252,17 +386,34 @@ pub struct StatusUpdate {
     pub error_title: Option<String>,
 }
 
-/// One event read from a webhook.
+/// A template's review status changed (LipaChat's `TEMPLATE_STATUS` callback).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateStatusUpdate {
+    /// The template's id, when given.
+    pub template_id: Option<String>,
+    /// The template's name, when given.
+    pub template_name: Option<String>,
+    /// The new status as given (`APPROVED`, `REJECTED`, `PAUSED`, ...).
+    pub status: Option<String>,
+    /// Why, when given (`statusDescription`).
+    pub description: Option<String>,
+    /// When it was reported (the payload carries no time: the receipt).
+    pub at: DateTime<Utc>,
+}
+
+/// One event read from a webhook.
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum WebhookEvent {
-    /// A customer sent a message.
-    Inbound(InboundMessage),
+    /// A customer sent a message, or called (boxed: it is much larger than the others).
+    Inbound(Box<InboundMessage>),
     /// WhatsApp refused one of our messages as outside the 24-hour window (131047, or the
     /// older 470): the window is closed for this conversation from `at`.
     WindowClosed {
-        /// The conversation, when the payload tells it.
+        /// The 1:1 phone conversation, when the payload tells it (never for a group).
         conversation: Option<Conversation>,
+        /// Who the report is about, as far as the payload tells.
+        recipient: Recipient,
         /// Our `messageId`, when the callback names it.
         message_id: Option<String>,
         /// WhatsApp's message id (`wamid.`), when the callback names it.
@@ -274,7 +425,9 @@ pub enum WebhookEvent {
     },
     /// Another status for a message we sent (sent, delivered, read, failed).
     Status(StatusUpdate),
-    /// Something that is neither, or an item that could not be read (with why).
+    /// A template's review status changed.
+    TemplateStatus(TemplateStatusUpdate),
+    /// Something that is none of these, or an item that could not be read (with why).
     Ignored {
         /// Why it was ignored.
         reason: String,
@@ -282,13 +435,13 @@ pub enum WebhookEvent {
 }
 
 impl WebhookEvent {
-    /// The conversation the event belongs to, when known.
+    /// The 1:1 phone conversation the event belongs to, when known.
     pub fn conversation(&self) -> Option<Conversation> {
         match self {
-            Self::Inbound(message) => Some(message.conversation),
+            Self::Inbound(message) => message.conversation(),
             Self::WindowClosed { conversation, .. } => *conversation,
             Self::Status(status) => status.conversation,
-            Self::Ignored { .. } => None,
+            Self::TemplateStatus(_) | Self::Ignored { .. } => None,
         }
     }
 }
@@ -339,15 +492,17 @@ pub enum WebhookError {
 /// Reads inbound webhook bodies into [`WebhookEvent`]s.
 ///
 /// ```
-/// use lipachat_api::{InboundKind, WebhookEvent, WebhookParser};
+/// use lipachat_api::{InboundContent, InboundKind, WebhookEvent, WebhookParser};
 ///
 /// let body = br#"{"messageId": "abc", "from": "254712345678", "to": "254110090747",
 ///                 "profileName": "Jane", "type": "TEXT", "text": "Hello"}"#;
 /// let received = "2026-11-23T10:00:00Z".parse()?;
 /// let events = WebhookParser::default().parse(body, received)?;
 /// let WebhookEvent::Inbound(message) = &events[0] else { panic!("not inbound") };
-/// assert_eq!(message.conversation.customer.to_string(), "254712345678");
+/// let conversation = message.conversation().expect("a 1:1 message from a phone number");
+/// assert_eq!(conversation.customer.to_string(), "254712345678");
 /// assert_eq!(message.kind, InboundKind::Text);
+/// assert_eq!(message.content, InboundContent::Text { body: "Hello".into() });
 /// assert!(message.opens_window);
 /// assert_eq!(message.inbound_time(), received);
 ///
@@ -359,6 +514,7 @@ pub enum WebhookError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookParser {
     opening: BTreeSet<InboundKind>,
+    unanswered_user_calls_open: bool,
     max_body_bytes: usize,
     business: Option<PhoneNumber>,
 }
@@ -367,6 +523,7 @@ impl Default for WebhookParser {
     fn default() -> Self {
         Self {
             opening: InboundKind::OPENING_BY_DEFAULT.into_iter().collect(),
+            unanswered_user_calls_open: true,
             max_body_bytes: DEFAULT_MAX_WEBHOOK_BYTES,
             business: None,
         }
@@ -374,7 +531,8 @@ impl Default for WebhookParser {
 }
 
 impl WebhookParser {
-    /// A parser with the defaults (see [`InboundKind::OPENING_BY_DEFAULT`], 256 KiB).
+    /// A parser with the defaults (see [`InboundKind::OPENING_BY_DEFAULT`], unanswered
+    /// user calls opening the window, 256 KiB).
     pub fn new() -> Self {
         Self::default()
     }
@@ -395,6 +553,15 @@ impl WebhookParser {
         self
     }
 
+    /// The same parser deciding whether a user's call that was not answered opens the
+    /// window (by default it does: Meta's calling pages say a user-initiated call opens or
+    /// renews the window whether or not it is accepted). When it does not, a user's call
+    /// opens the window once it is known to have been answered.
+    pub fn with_unanswered_user_calls_opening(mut self, opens: bool) -> Self {
+        self.unanswered_user_calls_open = opens;
+        self
+    }
+
     /// The same parser with another body size limit.
     pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
@@ -402,15 +569,33 @@ impl WebhookParser {
     }
 
     /// The same parser knowing the business number the webhook belongs to: used when a
-    /// flat inbound payload has no `to`, and to tell the customer in a flat status callback.
+    /// payload does not name it (or names one that is not a phone number), and to tell
+    /// the customer in a flat status callback.
     pub fn with_business_number(mut self, business: PhoneNumber) -> Self {
         self.business = Some(business);
         self
     }
 
-    /// Whether a kind opens the window.
+    /// Whether a kind opens the window. A system message never does, whatever the set.
     pub fn opens_window(&self, kind: InboundKind) -> bool {
-        self.opening.contains(&kind)
+        kind != InboundKind::System && self.opening.contains(&kind)
+    }
+
+    /// Whether a call event opens the window (when [`InboundKind::Call`] is in the
+    /// opening set): a user-initiated call does whether or not it was answered (unless
+    /// [`WebhookParser::with_unanswered_user_calls_opening`] says otherwise, then once it
+    /// is known to have been answered); a business-initiated call (or one whose direction
+    /// is unknown) only once the user accepted it ([`CallEvent::answered`]).
+    pub fn opens_window_for_call(&self, call: &CallEvent) -> bool {
+        if !self.opens_window(InboundKind::Call) {
+            return false;
+        }
+        match call.direction {
+            Some(CallDirection::UserInitiated) => {
+                call.answered() == Some(true) || self.unanswered_user_calls_open
+            }
+            _ => call.answered() == Some(true),
+        }
     }
 
     /// The kinds that open the window.
@@ -583,7 +768,16 @@ mod tests {
             assert_eq!(parser.opens_window(kind), expected, "{kind:?}");
         }
         assert!(!parser.opens_window(InboundKind::Reaction));
-        assert!(!parser.opens_window(InboundKind::Unsupported));
+        assert!(parser.opens_window(InboundKind::Unsupported));
+        assert!(parser.opens_window(InboundKind::Call));
+        // A system message never opens the window, even when asked to.
+        assert!(!parser.opens_window(InboundKind::System));
+        assert!(
+            !parser
+                .clone()
+                .with_opening(InboundKind::System, true)
+                .opens_window(InboundKind::System)
+        );
         let only_text = parser.with_opening_kinds([InboundKind::Text]);
         assert_eq!(
             only_text.opening_kinds().collect::<Vec<_>>(),
