@@ -51,9 +51,16 @@ rejected because the window is not open; deliver: the window is closed and messa
 2 any error, including usage errors, a database in use by another process and a Redis server
 that cannot be reached.
 
-Commands that only read (status, list, pending, deliver, forget, export, and send-contact
---dry-run) refuse a sled database directory that does not exist rather than create an empty
-one.";
+Commands that only read (status, list, pending, deliver, forget, export, verify, and
+send-contact --dry-run) never create a store: a sled path that does not exist or is an empty
+directory is an error (exit 2, no store at PATH) and nothing is created there. No command
+opens a path that is not a lipachat store (a file, or a directory of other files without the
+lipachat.store marker): exit 2, and nothing there is changed.
+
+Integrity: a sled store checks at open that it holds what it held when it was last closed
+(per tree, the number of entries and a checksum) and, after a crash, that nothing its last
+flush made durable is missing; a damaged store is an error (exit 2) naming what is missing,
+and `verify` reports it in full.";
 
 /// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
 ///
@@ -135,6 +142,23 @@ pub enum Command {
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written.
     Import,
+    /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
+    /// outcomes), the entries and checksum it must hold and those it holds.
+    ///
+    /// After a clean shutdown the store must hold exactly what it held then; after a crash,
+    /// at least everything its last flush made durable (the files were then copied to
+    /// recovery/ inside the store before sled's recovery ran). Exit 0 intact, 2 damaged or
+    /// any error. Never creates a store.
+    Verify(Verify),
+}
+
+/// `verify`'s arguments.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// Open a damaged store anyway and make what it holds its new reference (after
+    /// printing the report), so other commands can read or export what is left. Exit 0.
+    #[arg(long)]
+    pub accept: bool,
 }
 
 /// A conversation: the business number and the customer.
@@ -382,7 +406,8 @@ impl Command {
             | Self::Pending(_)
             | Self::Deliver(_)
             | Self::Forget(_)
-            | Self::Export => false,
+            | Self::Export
+            | Self::Verify(_) => false,
         }
     }
 }

@@ -57,7 +57,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
 pub use engine::{Recorded, SessionError, Sessions};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
-pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
+pub use sled_store::{
+    CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
+    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SledConfig, SledStore, TreeReport,
+    TreeTally,
+};
 pub use store::{
     InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError, WindowEntry,
     WindowStore,
