@@ -432,33 +432,6 @@ fn the_database_comes_from_db_then_the_environment_then_the_default() {
 }
 
 #[test]
-fn reading_commands_refuse_a_database_that_does_not_exist() {
-    let cli = Cli::new();
-    for args in [
-        &["status", BUSINESS, CUSTOMER][..],
-        &["list"],
-        &["pending"],
-        &["forget", BUSINESS, CUSTOMER],
-        &["export"],
-        &["deliver", BUSINESS, CUSTOMER],
-        &[
-            "send-contact",
-            BUSINESS,
-            CUSTOMER,
-            "--name",
-            "Desk",
-            "--phone",
-            CUSTOMER,
-            "--dry-run",
-        ],
-    ] {
-        cli.run(args)
-            .expect_error(&["does not exist", "sessions.db"]);
-    }
-    assert!(!cli.db().exists());
-}
-
-#[test]
 fn a_database_held_by_another_process_is_reported_as_in_use() {
     let cli = Cli::new();
     cli.run(&["record", BUSINESS, CUSTOMER]).expect(0);
