@@ -149,6 +149,8 @@ async fn opening_an_existing_store_creates_nothing() {
     assert_eq!(store.count().await.unwrap(), 1);
     assert_eq!(store.integrity().last_shutdown, LastShutdown::Clean);
     assert!(store.integrity().is_intact());
+    // The seal sled handed back equals the file: only the windows tree was read.
+    assert!(!store.integrity().full_scan);
 }
 
 #[tokio::test]
@@ -253,9 +255,10 @@ async fn every_write_keeps_the_integrity_record_exact() {
         assert!(store.forget(chat(i)).await.unwrap());
     }
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
     let report = store.integrity();
     assert_eq!(report.last_shutdown, LastShutdown::Clean);
+    assert!(report.full_scan);
     assert!(report.is_intact(), "{report}");
     let found: Vec<u64> = report.trees.iter().map(|t| t.found.entries).collect();
     assert_eq!(found, vec![17, 17 * 2 - 5, 17 - 5, 17]);
@@ -495,6 +498,7 @@ async fn damage_after_an_unclean_shutdown_is_reported_and_the_files_are_kept() {
     let store = open(|| SledConfig::new(&original)).unwrap();
     assert_eq!(store.integrity().last_shutdown, LastShutdown::Unclean);
     assert!(store.integrity().is_intact(), "{}", store.integrity());
+    assert!(store.integrity().full_scan);
     assert!(store.integrity().backup.is_some());
     assert!(store.count().await.unwrap() >= n);
 }

@@ -39,7 +39,7 @@ impl Render for VerifyView<'_> {
             _ => "no record (a new store, or one made before the integrity check)",
         };
         let mut lines = vec![format!(
-            "store {}: last shutdown {shutdown}",
+            "store {}: last shutdown {shutdown}; every tree read",
             report.path.display()
         )];
         for tree in &report.trees {
@@ -97,6 +97,7 @@ pub fn verify(store: &StoreChoice, args: &Verify, json: bool) -> Result<Exit, Cl
     let opened = SledConfig::new(path)
         .mode(OpenMode::Existing)
         .accept_damage(accept)
+        .full_check(true)
         .open();
     let (opened, report) = match opened {
         Ok(store) => (true, store.integrity().clone()),

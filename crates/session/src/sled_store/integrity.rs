@@ -19,6 +19,12 @@
 //!   into sled just before each flush, so after an unclean shutdown the mark sled recovers
 //!   must be at least the one in this file; a smaller one means sled lost writes it had
 //!   acknowledged as durable.
+//!
+//! A clean shutdown also writes its record into sled (`integrity_seal`) as the last write
+//! before the final flush. sled recovers a prefix of its log, so when the seal it hands
+//! back equals the file, everything written before it is there: the trees other than
+//! windows (which is read in full at every open anyway, for the index) need no scan. When
+//! it differs, or after an unclean shutdown, or when asked, every tree is scanned.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -35,6 +41,9 @@ pub const INTEGRITY_FILE: &str = "lipachat.integrity";
 pub const DURABLE_FILE: &str = "lipachat.durable";
 /// The sled key (default tree) of the checkpoint mark.
 pub const MARK_KEY: &[u8] = b"integrity_mark";
+/// The sled key (default tree) of the seal: the integrity record written at a clean
+/// shutdown, as the last write before the final flush.
+pub const SEAL_KEY: &[u8] = b"integrity_seal";
 
 const HEADER: &str = "lipachat integrity 1";
 const SEED: u64 = 0x6c69_7061_6368_6174; // "lipachat"
@@ -306,6 +315,10 @@ pub struct IntegrityReport {
     pub checkpoint: Option<CheckpointReport>,
     /// Where the files were copied before sled's recovery touched them, if they were.
     pub backup: Option<PathBuf>,
+    /// Whether every tree was read to find its tally. After a clean shutdown whose seal
+    /// sled handed back intact, only the windows tree is read, and the others' tallies
+    /// are the sealed ones.
+    pub full_scan: bool,
 }
 
 impl IntegrityReport {
@@ -372,7 +385,8 @@ pub struct IntegrityRecord {
 }
 
 impl IntegrityRecord {
-    fn render(&self) -> String {
+    /// The record as written to the file (and, at a clean shutdown, into sled).
+    pub fn render(&self) -> String {
         let mut text = format!(
             "{HEADER}\nshutdown {}\nmark {}\n",
             if self.clean { "clean" } else { "open" },
