@@ -46,10 +46,10 @@ Output: results go to stdout (with --json, one JSON object per line); errors go 
 one line. The API key never appears in any output.
 
 Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
-deliver: nothing remains queued), 1 the negative answer (status: closed or none; send-contact:
+deliver: nothing remains queued; verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; send-contact:
 rejected because the window is not open; deliver: the window is closed and messages remain),
-2 any error, including usage errors, a database in use by another process and a Redis server
-that cannot be reached.
+2 any error, including usage errors, a database in use by another process, a damaged store
+and a Redis server that cannot be reached.
 
 Commands that only read (status, list, pending, deliver, forget, export, verify, and
 send-contact --dry-run) never create a store: a sled path that does not exist or is an empty
