@@ -124,14 +124,17 @@ impl Tally {
 
     /// Records that `key` went from `old` to `new` (`None`: absent).
     pub fn changed(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
-        let mut delta = 0u64;
-        if let Some(old) = old {
-            delta = delta.wrapping_sub(entry_hash(key, old));
-            self.entries.fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(new) = new {
-            delta = delta.wrapping_add(entry_hash(key, new));
-            self.entries.fetch_add(1, Ordering::Relaxed);
+        let hash = |value: Option<&[u8]>| value.map_or(0, |value| entry_hash(key, value));
+        let delta = hash(new).wrapping_sub(hash(old));
+        match (old, new) {
+            (None, Some(_)) => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            }
+            (Some(_), None) => {
+                self.entries.fetch_sub(1, Ordering::Relaxed);
+            }
+            // An overwrite (the common write) leaves the count alone.
+            _ => {}
         }
         if delta != 0 {
             self.checksum.fetch_add(delta, Ordering::Relaxed);
