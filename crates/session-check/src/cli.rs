@@ -46,14 +46,21 @@ Output: results go to stdout (with --json, one JSON object per line); errors go 
 one line. The API key never appears in any output.
 
 Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
-deliver: nothing remains queued), 1 the negative answer (status: closed or none; send-contact:
+deliver: nothing remains queued; verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; send-contact:
 rejected because the window is not open; deliver: the window is closed and messages remain),
-2 any error, including usage errors, a database in use by another process and a Redis server
-that cannot be reached.
+2 any error, including usage errors, a database in use by another process, a damaged store
+and a Redis server that cannot be reached.
 
-Commands that only read (status, list, pending, deliver, forget, export, and send-contact
---dry-run) refuse a sled database directory that does not exist rather than create an empty
-one.
+Commands that only read (status, list, pending, deliver, forget, export, verify, and
+send-contact --dry-run) never create a store: a sled path that does not exist or is an empty
+directory is an error (exit 2, no store at PATH) and nothing is created there. No command
+opens a path that is not a lipachat store (a file, or a directory of other files without the
+lipachat.store marker): exit 2, and nothing there is changed.
+
+Integrity: a sled store checks at open that it holds what it held when it was last closed
+(per tree, the number of entries and a checksum) and, after a crash, that nothing its last
+flush made durable is missing; a damaged store is an error (exit 2) naming what is missing,
+and `verify` reports it in full.
 
 Clock: --now TIME examines the windows as at TIME; the real clock still bounds what is
 stored (record and import refuse a time more than 5 minutes ahead of it, exit 2) and
@@ -153,6 +160,23 @@ pub enum Command {
     /// before anything is written, its times too: one more than 5 minutes ahead of the real
     /// clock is refused (exit 2) and nothing is imported.
     Import,
+    /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
+    /// outcomes), the entries and checksum it must hold and those it holds.
+    ///
+    /// After a clean shutdown the store must hold exactly what it held then; after a crash,
+    /// at least everything its last flush made durable (the files were then copied to
+    /// recovery/ inside the store before sled's recovery ran). Exit 0 intact, 2 damaged or
+    /// any error. Never creates a store.
+    Verify(Verify),
+}
+
+/// `verify`'s arguments.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// Open a damaged store anyway and make what it holds its new reference (after
+    /// printing the report), so other commands can read or export what is left. Exit 0.
+    #[arg(long)]
+    pub accept: bool,
 }
 
 /// A conversation: the business number and the customer.
@@ -428,7 +452,8 @@ impl Command {
             | Self::Pending(_)
             | Self::Deliver(_)
             | Self::Forget(_)
-            | Self::Export => false,
+            | Self::Export
+            | Self::Verify(_) => false,
         }
     }
 }

@@ -1,7 +1,5 @@
 //! What can go wrong, as one line on stderr and exit status 2.
 
-use std::path::PathBuf;
-
 use lipachat_api::ApiError;
 use lipachat_policy::PolicyError;
 use lipachat_session::{RuleError, SessionError, StoreError};
@@ -26,21 +24,21 @@ pub enum CliError {
         /// What to do instead.
         instead: &'static str,
     },
-    /// A command that only reads was pointed at a database that does not exist.
+    /// A command that only reads was pointed at a path holding no store (nothing there,
+    /// or an empty directory); nothing was created.
     #[error(
-        "database {} does not exist; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import",
-        path.display()
+        "{0}; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import"
     )]
-    NoDatabase {
-        /// The directory given.
-        path: PathBuf,
-    },
+    NoStore(StoreError),
+    /// `verify` found the store damaged (the report is on stdout).
+    #[error("{0}")]
+    Damaged(String),
     /// The Redis server named by `--store` could not be reached or used.
     #[error("cannot open the Redis store: {0}")]
     OpenRedis(StoreError),
     /// The store failed (in use by another process, corrupt, I/O, ...).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The session engine failed (for example an inbound time too far in the future).
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -70,6 +68,15 @@ pub enum CliError {
     /// The async runtime could not start.
     #[error("could not start the runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NoStore { .. } => Self::NoStore(error),
+            other => Self::Store(other),
+        }
+    }
 }
 
 impl CliError {

@@ -14,6 +14,7 @@
 //! deliver BUSINESS CUSTOMER                 send the queued messages if the window is open
 //! forget BUSINESS CUSTOMER                  erase everything stored for the conversation
 //! export / import                           JSON lines on stdout / stdin
+//! verify [--accept]                         check a sled store's integrity
 //! ```
 //!
 //! The global options may also follow the command. `--store` names a Redis server
@@ -41,9 +42,9 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use lipachat_redis::{RedisConfig, RedisStore};
-use lipachat_session::SledStore;
+use lipachat_session::{OpenMode, SledConfig, SledStore};
 
-use crate::cli::{Cli, StoreChoice};
+use crate::cli::{Cli, Command, StoreChoice};
 use crate::commands::Exit;
 use crate::error::CliError;
 
@@ -76,6 +77,9 @@ fn execute(cli: Cli) -> Result<Exit, CliError> {
         .map_err(CliError::Runtime)?;
     commands::check(&cli)?;
     let store = cli.store().map_err(CliError::Usage)?;
+    if let Command::Verify(args) = &cli.command {
+        return commands::verify(&store, args, cli.json);
+    }
     let create = cli.command.creates_database();
     runtime.block_on(async {
         match store {
@@ -91,15 +95,18 @@ async fn open_redis(config: RedisConfig) -> Result<RedisStore, CliError> {
     config.connect().await.map_err(CliError::OpenRedis)
 }
 
-/// Opens the sled database; a command that only reads refuses one that does not exist,
-/// rather than create an empty database where a path was mistyped.
+/// Opens the sled database; a command that only reads never creates one (a missing path
+/// or an empty directory is refused, rather than a store made where a path was mistyped).
 fn open_sled(path: &Path, create: bool) -> Result<SledStore, CliError> {
-    if !create && !path.exists() {
-        return Err(CliError::NoDatabase {
-            path: path.to_owned(),
-        });
-    }
-    Ok(SledStore::open(path)?)
+    let mode = if create {
+        OpenMode::CreateIfMissing
+    } else {
+        OpenMode::Existing
+    };
+    SledConfig::new(path)
+        .mode(mode)
+        .open()
+        .map_err(CliError::from)
 }
 
 /// `--help` and `--version` print on stdout and exit 0; anything else clap refuses is a

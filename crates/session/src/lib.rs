@@ -67,7 +67,11 @@ pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_
 pub use inbound_id::{InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
-pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
+pub use sled_store::{
+    CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
+    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SledConfig, SledStore, TreeReport,
+    TreeTally,
+};
 pub use store::{
     InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError,
     WindowEntry, WindowStore,

@@ -37,6 +37,36 @@ pub enum StoreError {
         /// The newest version this build reads.
         supported: u32,
     },
+    /// The path holds something other than a lipachat session store (a file, or a
+    /// directory of other files without our marker). Nothing there was changed.
+    #[error(
+        "{path} is not a lipachat session store: it holds {found}; nothing was changed. Give the directory of a store, or a new or empty directory to create one"
+    )]
+    NotAStore {
+        /// The path given.
+        path: PathBuf,
+        /// What is there instead (a few names and sizes).
+        found: String,
+    },
+    /// There is no store at the path, and the open was not allowed to create one
+    /// ([`crate::OpenMode::Existing`]). Nothing was created.
+    #[error("no store at {}: {}", path.display(), if *empty_directory { "the directory is empty" } else { "it does not exist" })]
+    NoStore {
+        /// The path given.
+        path: PathBuf,
+        /// Whether the path is an existing, empty directory (else nothing is there).
+        empty_directory: bool,
+    },
+    /// The store's integrity check found it does not hold what it must: entries are
+    /// missing or different, or writes acknowledged as durable are gone. The report names
+    /// what, per tree.
+    #[error(
+        "{report}. Investigate before writing to it; to open it with what it holds (and make that the new reference), use SledConfig::accept_damage or `session-check verify --accept`"
+    )]
+    Damaged {
+        /// What the check found.
+        report: Box<crate::IntegrityReport>,
+    },
     /// A stored value for one conversation cannot be decoded; other conversations work.
     #[error(
         "stored value for {conversation} is corrupt: {detail}; `forget` it or record a new inbound message to replace it"

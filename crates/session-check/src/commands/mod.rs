@@ -4,7 +4,10 @@
 mod outbox;
 mod send;
 mod transfer;
+mod verify;
 mod windows;
+
+pub use verify::verify;
 
 use std::process::ExitCode;
 
@@ -100,6 +103,10 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Deliver(args) => outbox::deliver(&context, args).await,
         Command::Export => transfer::export(&context).await,
         Command::Import => transfer::import(&context).await,
+        // Run before any store is opened (it opens its own).
+        Command::Verify(_) => Err(CliError::Usage(
+            "verify runs on its own; it is dispatched before the store is opened".to_owned(),
+        )),
     };
     let flushed = context.sessions.store().flush().await;
     let exit = result?;

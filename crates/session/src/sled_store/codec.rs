@@ -6,7 +6,8 @@
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
 //! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| outcome JSON text                            |
-//! | `meta`        | `schema_version`                      | u32                                          |
+//! | default tree  | `schema_version`                      | u32                                          |
+//! | default tree  | `integrity_mark`                      | u64, the checkpoint mark (`integrity`)       |
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use crate::{Conversation, WindowRecord};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
-/// The `meta` key holding the schema version.
+/// The default tree's key holding the schema version.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
 
 fn read_i64(bytes: &[u8]) -> Option<i64> {

@@ -1,13 +1,16 @@
 //! The embedded default store: sled on local disk.
 
 mod codec;
+mod directory;
 mod group_commit;
 mod index;
+mod integrity;
 mod seen;
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,17 +18,18 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 pub use codec::SCHEMA_VERSION;
+use directory::Found;
+pub use directory::{MARKER_FILE, RECOVERY_COPIES_KEPT, RECOVERY_DIR};
 use group_commit::GroupCommit;
 use index::Index;
+pub use integrity::{CheckpointReport, IntegrityReport, LastShutdown, TreeReport, TreeTally};
+use integrity::{DurableMark, IntegrityRecord, TrackedTree};
 use seen::{SeenIds, Sighting};
 
 use crate::store::{
     InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, WindowEntry, WindowStore,
 };
 use crate::{Conversation, InboundId, StoreError, WindowRecord};
-
-/// The lock file taken before sled opens, so a second opener gets a clear "in use" error.
-const LOCK_FILE: &str = "lipachat.lock";
 
 /// When a write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,12 +47,33 @@ pub enum Durability {
     },
 }
 
+/// Whether opening may create the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Open the store at the path, or create one when nothing is there or the directory
+    /// is empty.
+    #[default]
+    CreateIfMissing,
+    /// Open an existing store only: a missing path or an empty directory is
+    /// [`StoreError::NoStore`], and nothing is created.
+    Existing,
+}
+
 /// How to open a [`SledStore`].
+///
+/// In every mode, a path that holds something other than a store (a file, or a directory
+/// of other files without the `lipachat.store` marker) is [`StoreError::NotAStore`] and is
+/// left untouched; a store whose integrity check fails is [`StoreError::Damaged`] unless
+/// [`SledConfig::accept_damage`] is set.
 #[derive(Debug, Clone)]
 pub struct SledConfig {
     path: PathBuf,
     durability: Durability,
     cache_capacity: u64,
+    mode: OpenMode,
+    accept_damage: bool,
+    full_check: bool,
 }
 
 impl SledConfig {
@@ -63,7 +88,24 @@ impl SledConfig {
             path: path.into(),
             durability: Durability::default(),
             cache_capacity: Self::DEFAULT_CACHE_CAPACITY,
+            mode: OpenMode::default(),
+            accept_damage: false,
+            full_check: false,
         }
+    }
+
+    /// Sets whether the open may create the store (by default it may).
+    pub fn mode(mut self, mode: OpenMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Opens a store whose integrity check fails instead of refusing it: what it holds
+    /// becomes the new reference, and [`SledStore::integrity`] tells what was found. For
+    /// salvaging a damaged store after its files were kept for investigation.
+    pub fn accept_damage(mut self, accept: bool) -> Self {
+        self.accept_damage = accept;
+        self
     }
 
     /// Sets the durability mode.
@@ -78,7 +120,15 @@ impl SledConfig {
         self
     }
 
-    /// Opens (or creates) the store.
+    /// Reads every tree at open to check it, even after a clean shutdown whose seal sled
+    /// handed back intact (when only the windows tree is read). For `verify`: it also
+    /// catches a write path that failed to keep its tree's tally.
+    pub fn full_check(mut self, full: bool) -> Self {
+        self.full_check = full;
+        self
+    }
+
+    /// Opens the store (creating it if the mode allows).
     pub fn open(self) -> Result<SledStore, StoreError> {
         SledStore::open_with(self)
     }
@@ -94,28 +144,95 @@ struct Claim {
     holder: Uuid,
 }
 
+/// The checkpoint mark: written into sled before each group-commit flush, and into
+/// `lipachat.durable` once that flush is done (see `integrity`).
+pub(crate) struct Checkpoint {
+    mark: AtomicU64,
+    durable: DurableMark,
+}
+
+impl Checkpoint {
+    /// Writes the next mark into sled (to be flushed next); returns it.
+    pub(crate) fn before_flush(&self, db: &sled::Db) -> Result<u64, sled::Error> {
+        let next = self.mark.load(Ordering::Relaxed) + 1;
+        db.insert(integrity::MARK_KEY, &next.to_be_bytes())?;
+        self.mark.store(next, Ordering::Relaxed);
+        Ok(next)
+    }
+
+    /// Records that a flush made `mark` durable.
+    pub(crate) fn after_flush(&self, mark: u64) {
+        if let Err(error) = self.durable.record(mark) {
+            tracing::warn!(%error, "could not record the durable checkpoint");
+        }
+    }
+}
+
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    windows: sled::Tree,
-    outbox: sled::Tree,
-    invitations: sled::Tree,
-    outcomes: sled::Tree,
+    windows: TrackedTree,
+    outbox: TrackedTree,
+    invitations: TrackedTree,
+    outcomes: TrackedTree,
     seen: SeenIds,
     index: Index,
     claims: Mutex<HashMap<Uuid, Claim>>,
     outbox_lock: Mutex<()>,
     commit: Option<GroupCommit>,
+    checkpoint: Arc<Checkpoint>,
+    /// Set when a write failed: sled may or may not have applied it, so the tallies are
+    /// no longer a reference and the shutdown is not sealed as clean.
+    uncertain: Arc<AtomicBool>,
+    integrity: IntegrityReport,
     skipped_keys: usize,
     // Held for the store's lifetime: the advisory lock on the directory.
     _lock: File,
 }
 
+impl Inner {
+    fn tallies(&self) -> [TreeTally; 4] {
+        [
+            self.windows.tally(),
+            self.outbox.tally(),
+            self.invitations.tally(),
+            self.outcomes.tally(),
+        ]
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Clean shutdown flushes everything.
+        // Stop the committer first: no flush may run after the seal is written.
+        drop(self.commit.take());
+        // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
             tracing::error!(path = %self.path.display(), %error, "flush on close failed");
+            return;
+        }
+        if self.uncertain.load(Ordering::Relaxed) {
+            tracing::warn!(
+                path = %self.path.display(),
+                "a write failed while open; the next open checks the store as after an unclean shutdown"
+            );
+            return;
+        }
+        let record = IntegrityRecord {
+            clean: true,
+            mark: self.checkpoint.mark.load(Ordering::Relaxed),
+            trees: self.tallies(),
+        };
+        // The seal goes into sled last, then to the file: see `integrity`.
+        let sealed = self
+            .db
+            .insert(integrity::SEAL_KEY, record.render().as_bytes())
+            .and_then(|_| self.db.flush());
+        if let Err(error) = sealed {
+            tracing::error!(path = %self.path.display(), %error, "could not seal the store as cleanly closed");
+            return;
+        }
+        if let Err(error) = record.write(&self.path) {
+            tracing::error!(path = %self.path.display(), %error, "could not seal the store as cleanly closed");
         }
     }
 }
@@ -171,21 +288,50 @@ impl SledStore {
         SledConfig::new(path).open()
     }
 
+    /// Opens the durable store at `path` with default settings, creating nothing: a
+    /// missing path or an empty directory is [`StoreError::NoStore`].
+    pub fn open_existing(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        SledConfig::new(path).mode(OpenMode::Existing).open()
+    }
+
     fn open_with(config: SledConfig) -> Result<Self, StoreError> {
         let path = config.path;
-        std::fs::create_dir_all(&path).map_err(io_error(&path))?;
-        let lock_path = path.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(StoreError::InUse { path }),
-            Err(TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+        // Decided before anything is written: a foreign directory is left as it is.
+        let found = directory::inspect(&path)?;
+        if matches!(found, Found::Missing | Found::Empty) && config.mode == OpenMode::Existing {
+            return Err(StoreError::NoStore {
+                empty_directory: matches!(found, Found::Empty),
+                path,
+            });
         }
+        if matches!(found, Found::Missing) {
+            std::fs::create_dir_all(&path).map_err(io_error(&path))?;
+        }
+        let lock = directory::lock(&path)?;
+        let (last_shutdown, reference) = match found {
+            Found::Missing | Found::Empty => {
+                directory::write_marker(&path)?;
+                (LastShutdown::NoRecord, None)
+            }
+            Found::Unmarked => (LastShutdown::NoRecord, None),
+            Found::Marked => match IntegrityRecord::read(&path) {
+                Ok(Some(record)) if record.clean => (LastShutdown::Clean, Some(record)),
+                Ok(_) => (LastShutdown::Unclean, None),
+                Err((file, detail)) => {
+                    tracing::warn!(file = %file.display(), %detail, "unreadable integrity record; checking as after an unclean shutdown");
+                    (LastShutdown::Unclean, None)
+                }
+            },
+        };
+        let durable_before = (last_shutdown == LastShutdown::Unclean)
+            .then(|| DurableMark::read(&path))
+            .flatten();
+        // After an unclean shutdown (or on a store made before the integrity check, whose
+        // last shutdown is unknown), sled's recovery may rewrite its files: copy them first.
+        let backup = match (&found, last_shutdown) {
+            (_, LastShutdown::Unclean) | (Found::Unmarked, _) => Some(directory::back_up(&path)?),
+            _ => None,
+        };
         let mut sled_config = sled::Config::new()
             .path(&path)
             .cache_capacity(config.cache_capacity);
@@ -199,8 +345,10 @@ impl SledStore {
         let windows = db.open_tree("windows")?;
         let index = Index::default();
         let mut skipped_keys = 0;
+        let mut windows_tally = TreeTally::default();
         for entry in windows.iter() {
             let (key, value) = entry?;
+            windows_tally.add(&key, &value);
             let conversation = (key.len() == 16)
                 .then(|| Conversation::from_key(&key))
                 .flatten();
@@ -218,27 +366,123 @@ impl SledStore {
                 }
             }
         }
+        let outbox = db.open_tree("outbox")?;
+        let invitations = db.open_tree("invitations")?;
+        let outcomes = db.open_tree("outcomes")?;
+        // After a clean shutdown whose seal sled handed back intact, sled recovered
+        // everything written before it: the sealed tallies stand for the other trees.
+        let sealed = match &reference {
+            Some(record) if !config.full_check => db
+                .get(integrity::SEAL_KEY)?
+                .is_some_and(|seal| seal.as_ref() == record.render().as_bytes())
+                .then_some(record.trees),
+            _ => None,
+        };
+        let found_tallies = match sealed {
+            Some([_, outbox, invitations, outcomes]) => {
+                [windows_tally, outbox, invitations, outcomes]
+            }
+            None => [
+                windows_tally,
+                integrity::scan(&outbox)?,
+                integrity::scan(&invitations)?,
+                integrity::scan(&outcomes)?,
+            ],
+        };
+        let mark = match db.get(integrity::MARK_KEY)? {
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+            None => 0,
+        };
+        let checkpoint = match (last_shutdown, &reference) {
+            (LastShutdown::Clean, Some(record)) => Some(CheckpointReport {
+                durable: record.mark,
+                found: mark,
+            }),
+            _ => durable_before.map(|durable| CheckpointReport {
+                durable,
+                found: mark,
+            }),
+        };
+        let report = IntegrityReport {
+            trees: integrity::TREES
+                .iter()
+                .zip(found_tallies)
+                .enumerate()
+                .map(|(i, (tree, found))| TreeReport {
+                    tree,
+                    expected: reference.as_ref().map(|record| record.trees[i]),
+                    found,
+                })
+                .collect(),
+            path: path.clone(),
+            last_shutdown,
+            checkpoint,
+            backup,
+            full_scan: sealed.is_none(),
+        };
+        if !report.is_intact() {
+            if !config.accept_damage {
+                // The integrity files are left as they were: every open reports the same.
+                return Err(StoreError::Damaged {
+                    report: Box::new(report),
+                });
+            }
+            tracing::warn!(%report, "opening a damaged store as asked; what it holds is the new reference");
+        }
+        if matches!(found, Found::Unmarked) {
+            directory::write_marker(&path)?;
+        }
+        // From here on the store is open: a crash leaves the record saying so.
+        let durable = DurableMark::create(&path, mark).map_err(io_error(&path))?;
+        IntegrityRecord {
+            clean: false,
+            mark,
+            trees: found_tallies,
+        }
+        .write(&path)
+        .map_err(io_error(&path))?;
+        let checkpoint = Arc::new(Checkpoint {
+            mark: AtomicU64::new(mark),
+            durable,
+        });
         let commit = match config.durability {
-            Durability::Durable => Some(GroupCommit::start(db.clone()).map_err(io_error(&path))?),
+            Durability::Durable => Some(
+                GroupCommit::start(db.clone(), Arc::clone(&checkpoint)).map_err(io_error(&path))?,
+            ),
             Durability::Periodic { .. } => None,
         };
+        let uncertain = Arc::new(AtomicBool::new(false));
+        let track =
+            |tree, i: usize| TrackedTree::new(tree, found_tallies[i], Arc::clone(&uncertain));
         Ok(Self {
             inner: Arc::new(Inner {
-                outbox: db.open_tree("outbox")?,
-                invitations: db.open_tree("invitations")?,
-                outcomes: db.open_tree("outcomes")?,
+                windows: track(windows, 0),
+                outbox: track(outbox, 1),
+                invitations: track(invitations, 2),
+                outcomes: track(outcomes, 3),
                 seen: SeenIds::open(&db)?,
-                windows,
                 db,
                 index,
                 claims: Mutex::default(),
                 outbox_lock: Mutex::default(),
                 commit,
+                checkpoint,
+                uncertain,
+                integrity: report,
                 skipped_keys,
                 path,
                 _lock: lock,
             }),
         })
+    }
+
+    /// What the integrity check at open found: per tree, what it must hold (after a clean
+    /// shutdown) and what it holds, and where the files were copied before recovery after
+    /// an unclean shutdown.
+    pub fn integrity(&self) -> &IntegrityReport {
+        &self.inner.integrity
     }
 
     /// The database directory.
@@ -350,7 +594,7 @@ impl SledStore {
     }
 
     fn prefix_keys(
-        tree: &sled::Tree,
+        tree: &TrackedTree,
         conversation: Conversation,
     ) -> Result<Vec<sled::IVec>, StoreError> {
         tree.scan_prefix(conversation.to_key())

@@ -1,0 +1,561 @@
+//! What a sled store opens, and what it notices: a directory that is not a store is left
+//! untouched, an open that may not create creates nothing, and real damage to sled's files
+//! (truncation, flipped bytes, after a clean or an unclean shutdown) is reported instead of
+//! opening with fewer records.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::{
+    Conversation, Invitation, LastShutdown, MARKER_FILE, OpenMode, OutboxStore, PhoneNumber,
+    QueuedMessage, RECOVERY_COPIES_KEPT, RECOVERY_DIR, SledConfig, SledStore, StoreError,
+    WindowStore,
+};
+use uuid::Uuid;
+
+const CHILD_DB_ENV: &str = "LIPACHAT_INTEGRITY_TEST_DB";
+
+fn chat(i: u64) -> Conversation {
+    Conversation::new(
+        PhoneNumber::from_u64(254_110_090_747).unwrap(),
+        PhoneNumber::from_u64(254_700_000_000 + i).unwrap(),
+    )
+}
+
+fn time(i: u64) -> DateTime<Utc> {
+    "2026-11-23T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::seconds(i as i64)
+}
+
+/// Every file under `dir` with its bytes, relative names as keys.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_owned(), bytes);
+            }
+        }
+    }
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Opens, retrying while a store this process just dropped still holds sled's lock.
+fn open(config: impl Fn() -> SledConfig) -> Result<SledStore, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match config().open() {
+            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    // An unrelated 600 KB file that happens to be called like sled's log.
+    let content: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(foreign.join("db"), &content).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"keep me").unwrap();
+    let before = snapshot(&foreign);
+    for mode in [OpenMode::Existing, OpenMode::CreateIfMissing] {
+        match SledConfig::new(&foreign).mode(mode).open() {
+            Err(error @ StoreError::NotAStore { .. }) => {
+                let text = error.to_string();
+                assert!(text.contains("is not a lipachat session store"), "{text}");
+                assert!(text.contains("db (600000 bytes)"), "{text}");
+                assert!(text.contains("nothing was changed"), "{text}");
+            }
+            other => panic!("{mode:?}: expected NotAStore, got {other:?}"),
+        }
+        assert_eq!(snapshot(&foreign), before, "{mode:?} changed the directory");
+    }
+    // A file where the directory should be.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    assert!(matches!(
+        SledStore::open(&file),
+        Err(StoreError::NotAStore { found, .. }) if found.contains("not a directory")
+    ));
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+    // A marker that is not ours.
+    let marked = dir.path().join("marked");
+    std::fs::create_dir(&marked).unwrap();
+    std::fs::write(marked.join(MARKER_FILE), b"something else\n").unwrap();
+    assert!(matches!(
+        SledStore::open(&marked),
+        Err(StoreError::NotAStore { .. })
+    ));
+    assert_eq!(std::fs::read_dir(&marked).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn opening_an_existing_store_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    match SledStore::open_existing(&missing) {
+        Err(error @ StoreError::NoStore { .. }) => {
+            assert!(error.to_string().contains("no store at"), "{error}");
+            assert!(error.to_string().contains("does not exist"), "{error}");
+        }
+        other => panic!("expected NoStore, got {other:?}"),
+    }
+    assert!(!missing.exists());
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    match SledStore::open_existing(&empty) {
+        Err(error @ StoreError::NoStore { .. }) => {
+            assert!(
+                error.to_string().contains("the directory is empty"),
+                "{error}"
+            );
+        }
+        other => panic!("expected NoStore, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+    // Creating is explicit, and the store then opens as existing.
+    let store = SledStore::open(&empty).unwrap();
+    assert!(empty.join(MARKER_FILE).is_file());
+    store.record_inbound(chat(1), time(1)).await.unwrap();
+    drop(store);
+    let store = open(|| SledConfig::new(&empty).mode(OpenMode::Existing)).unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(store.integrity().last_shutdown, LastShutdown::Clean);
+    assert!(store.integrity().is_intact());
+    // The seal sled handed back equals the file: only the windows tree was read.
+    assert!(!store.integrity().full_scan);
+}
+
+#[tokio::test]
+async fn a_store_made_before_the_marker_opens_and_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old");
+    {
+        // What the previous version left: our lock file and sled's files, with the schema
+        // version and a window in its binary layout, and no marker.
+        let db = sled::open(&path).unwrap();
+        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        let windows = db.open_tree("windows").unwrap();
+        windows
+            .insert(chat(7).to_key(), &time(7).timestamp_millis().to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+        std::fs::write(path.join("lipachat.lock"), b"").unwrap();
+    }
+    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    assert_eq!(
+        store.window(chat(7)).await.unwrap().unwrap().last_inbound,
+        time(7)
+    );
+    let report = store.integrity().clone();
+    assert_eq!(report.last_shutdown, LastShutdown::NoRecord);
+    assert!(report.is_intact());
+    // Its last shutdown is unknown, so its files were kept before sled recovered them.
+    let backup = report.backup.expect("a copy before the first open");
+    assert!(backup.join("db").is_file() && backup.join("conf").is_file());
+    assert!(path.join(MARKER_FILE).is_file());
+    store.record_inbound(chat(8), time(8)).await.unwrap();
+    drop(store);
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    assert_eq!(store.integrity().last_shutdown, LastShutdown::Clean);
+    assert!(store.integrity().is_intact());
+    assert_eq!(store.count().await.unwrap(), 2);
+}
+
+/// Gives conversation `i` a window, a queued message, an invitation and an outcome.
+async fn fill(store: &SledStore, i: u64) {
+    store.record_inbound(chat(i), time(i)).await.unwrap();
+    store.enqueue(chat(i), queued(i, 1), 10).await.unwrap();
+    let invitation = Invitation {
+        message_id: Uuid::from_u64_pair(i, 2),
+        sent_at: time(i),
+    };
+    store
+        .set_invitation(chat(i), Some(invitation))
+        .await
+        .unwrap();
+    store
+        .put_outcome(chat(i), Uuid::from_u64_pair(i, 3), "{\"sent\":true}".into())
+        .await
+        .unwrap();
+}
+
+fn queued(i: u64, tag: u64) -> QueuedMessage {
+    QueuedMessage {
+        message_id: Uuid::from_u64_pair(i, tag),
+        queued_at: time(i),
+        payload: "{\"type\":\"text\",\"text\":\"hello\"}".into(),
+    }
+}
+
+/// Writes through every kind of write the store has, so that a write path that forgets
+/// the tally shows up as damage at the next open.
+#[tokio::test]
+async fn every_write_keeps_the_integrity_record_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledStore::open(&path).unwrap();
+    for i in 0..20 {
+        fill(&store, i).await;
+        store.record_inbound(chat(i), time(i + 100)).await.unwrap();
+        store.enqueue(chat(i), queued(i, 4), 10).await.unwrap();
+    }
+    for i in 0..5 {
+        store
+            .record_gateway_closure(chat(i), time(i + 200))
+            .await
+            .unwrap();
+        let old = queued(i, 1).message_id;
+        store
+            .reassign(chat(i), old, Uuid::from_u64_pair(i, 99))
+            .await
+            .unwrap();
+        store
+            .dequeue(chat(i), queued(i, 4).message_id)
+            .await
+            .unwrap();
+        store.set_invitation(chat(i), None).await.unwrap();
+        store
+            .put_outcome(
+                chat(i),
+                Uuid::from_u64_pair(i, 3),
+                "{\"sent\":false}".into(),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 10..13 {
+        assert!(store.forget(chat(i)).await.unwrap());
+    }
+    drop(store);
+    let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
+    let report = store.integrity();
+    assert_eq!(report.last_shutdown, LastShutdown::Clean);
+    assert!(report.full_scan);
+    assert!(report.is_intact(), "{report}");
+    let found: Vec<u64> = report.trees.iter().map(|t| t.found.entries).collect();
+    assert_eq!(found, vec![17, 17 * 2 - 5, 17 - 5, 17]);
+    assert!(report.trees.iter().all(|t| t.expected == Some(t.found)));
+}
+
+/// A store of `n` conversations, each [`fill`]ed, closed cleanly.
+async fn filled_store(path: &Path, n: u64) {
+    let store = SledStore::open(path).unwrap();
+    for i in 0..n {
+        fill(&store, i).await;
+    }
+}
+
+/// How an open of a damaged copy ended.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Verdict {
+    /// The integrity check reported the damage.
+    Reported,
+    /// sled itself refused the files.
+    SledRefused,
+    /// It opened, and every record is there as written.
+    Whole,
+}
+
+/// Opens a damaged copy. Opening with fewer or changed records is the one failure.
+async fn judge(path: &Path, n: u64, what: &str) -> Verdict {
+    match open(|| SledConfig::new(path).mode(OpenMode::Existing)) {
+        Err(StoreError::Damaged { report }) => {
+            assert!(!report.is_intact());
+            assert!(!report.problems().is_empty(), "{what}: {report}");
+            // Reported again at the next open: nothing was overwritten.
+            assert!(
+                matches!(
+                    open(|| SledConfig::new(path).mode(OpenMode::Existing)),
+                    Err(StoreError::Damaged { .. })
+                ),
+                "{what}: the second open did not report the damage"
+            );
+            Verdict::Reported
+        }
+        Err(StoreError::Sled(_)) => Verdict::SledRefused,
+        Err(other) => panic!("{what}: unexpected error {other}"),
+        Ok(store) => {
+            let count = store.count().await.unwrap();
+            assert_eq!(count, n, "{what}: opened with {count} of {n} windows");
+            for i in 0..n {
+                let record = store.window(chat(i)).await.unwrap();
+                assert_eq!(
+                    record.map(|r| r.last_inbound),
+                    Some(time(i)),
+                    "{what}: window {i}"
+                );
+                assert_eq!(
+                    store.queued(chat(i)).await.unwrap().len(),
+                    1,
+                    "{what}: outbox {i}"
+                );
+            }
+            assert_eq!(store.invitations().await.unwrap().len() as u64, n, "{what}");
+            assert!(store.integrity().is_intact(), "{what}");
+            Verdict::Whole
+        }
+    }
+}
+
+/// Damaged copies of `original`: sled's log truncated at several lengths, and one byte
+/// flipped at offsets spread over it.
+fn damaged_copies(original: &Path, into: &Path) -> Vec<(String, PathBuf)> {
+    let log = std::fs::read(original.join("db")).unwrap();
+    let mut copies = Vec::new();
+    for tenth in 1..10 {
+        let length = log.len() * tenth / 10;
+        let copy = into.join(format!("truncated-{tenth}"));
+        copy_dir(original, &copy);
+        std::fs::write(copy.join("db"), &log[..length]).unwrap();
+        copies.push((
+            format!("log truncated to {length} of {} bytes", log.len()),
+            copy,
+        ));
+    }
+    for step in 0..20 {
+        let offset = log.len() * step / 20 + 11;
+        let copy = into.join(format!("flipped-{step}"));
+        copy_dir(original, &copy);
+        let mut bytes = log.clone();
+        bytes[offset] ^= 0x5a;
+        std::fs::write(copy.join("db"), &bytes).unwrap();
+        copies.push((format!("byte {offset} of the log flipped"), copy));
+    }
+    // Without sled's snapshot (written at a clean shutdown) the log is replayed from the
+    // start, and a damaged log then recovers to an earlier state.
+    for permille in [0, 10, 20, 50, 200, 500] {
+        let length = log.len() * permille / 1000;
+        let copy = into.join(format!("no-snapshot-{permille}"));
+        copy_dir(original, &copy);
+        for entry in std::fs::read_dir(&copy).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snap.")
+            {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        if permille > 0 {
+            std::fs::write(copy.join("db"), &log[..length]).unwrap();
+        }
+        copies.push((
+            format!(
+                "snapshot removed, log cut to {length} of {} bytes",
+                log.len()
+            ),
+            copy,
+        ));
+    }
+    copies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_after_a_clean_shutdown_is_reported_not_opened_with_fewer_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original");
+    let n = 300;
+    filled_store(&original, n).await;
+    // Let sled's threads of the dropped store let go before copying its files.
+    drop(open(|| SledConfig::new(&original)).unwrap());
+    let mut verdicts = BTreeMap::<Verdict, usize>::new();
+    let copies = damaged_copies(&original, dir.path());
+    let total = copies.len();
+    for (what, copy) in copies {
+        let verdict = judge(&copy, n, &what).await;
+        eprintln!("{what}: {verdict:?}");
+        *verdicts.entry(verdict).or_default() += 1;
+    }
+    eprintln!("verdicts over {total} damaged copies: {verdicts:?}");
+    assert!(
+        verdicts.get(&Verdict::Reported).copied().unwrap_or(0) > 0,
+        "no damage was ever reported: {verdicts:?}"
+    );
+}
+
+/// The child: opens a durable store, records forever, printing each acknowledged record.
+#[test]
+#[ignore = "run as a child process by damage_after_an_unclean_shutdown_is_reported"]
+fn integrity_child() {
+    let Ok(path) = std::env::var(CHILD_DB_ENV) else {
+        return;
+    };
+    let store = SledStore::open(path).unwrap();
+    for i in 0.. {
+        store.record_inbound_blocking(chat(i), time(i)).unwrap();
+        println!("ack {i}");
+    }
+}
+
+/// Runs the child on `path` until it acknowledged `n` records, then kills it (SIGKILL).
+fn record_then_kill(path: &Path, n: u64) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "integrity_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut acknowledged = 0;
+    for line in stdout.lines() {
+        if line.unwrap().starts_with("ack ") {
+            acknowledged += 1;
+            if acknowledged == n {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(acknowledged, n, "the child stopped early");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_after_an_unclean_shutdown_is_reported_and_the_files_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original");
+    let n = 300;
+    record_then_kill(&original, n);
+    let mut verdicts = BTreeMap::<Verdict, usize>::new();
+    let copies = damaged_copies(&original, dir.path());
+    let total = copies.len();
+    for (what, copy) in copies {
+        let before = std::fs::read(copy.join("db")).unwrap();
+        match open(|| SledConfig::new(&copy).mode(OpenMode::Existing)) {
+            Err(StoreError::Damaged { report }) => {
+                assert_eq!(report.last_shutdown, LastShutdown::Unclean, "{what}");
+                let problems = report.problems().join("; ");
+                assert!(
+                    problems.contains("writes acknowledged as durable are missing"),
+                    "{what}: {problems}"
+                );
+                // The log as it was before sled's recovery, for investigation.
+                let backup = report.backup.as_ref().expect("a copy before recovery");
+                assert!(backup.starts_with(copy.join(RECOVERY_DIR)), "{what}");
+                assert_eq!(std::fs::read(backup.join("db")).unwrap(), before, "{what}");
+                *verdicts.entry(Verdict::Reported).or_default() += 1;
+            }
+            Err(StoreError::Sled(_)) => *verdicts.entry(Verdict::SledRefused).or_default() += 1,
+            Err(other) => panic!("{what}: unexpected error {other}"),
+            Ok(store) => {
+                eprintln!("{what}: opened whole");
+                // Everything acknowledged must be there (more may be: the child was
+                // killed between a write and its acknowledgement).
+                for i in 0..n {
+                    assert!(
+                        store.window(chat(i)).await.unwrap().is_some(),
+                        "{what}: acknowledged record {i} lost, and the open said nothing"
+                    );
+                }
+                *verdicts.entry(Verdict::Whole).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("verdicts over {total} damaged copies: {verdicts:?}");
+    assert!(
+        verdicts.get(&Verdict::Reported).copied().unwrap_or(0) > 0,
+        "no damage was ever reported: {verdicts:?}"
+    );
+    // The undamaged original opens after the crash, with every acknowledged record, and
+    // its files were kept too.
+    let store = open(|| SledConfig::new(&original)).unwrap();
+    assert_eq!(store.integrity().last_shutdown, LastShutdown::Unclean);
+    assert!(store.integrity().is_intact(), "{}", store.integrity());
+    assert!(store.integrity().full_scan);
+    assert!(store.integrity().backup.is_some());
+    assert!(store.count().await.unwrap() >= n);
+}
+
+#[tokio::test]
+async fn accepting_damage_makes_what_is_left_the_new_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    filled_store(&path, 50).await;
+    {
+        // Remove entries behind the store's back.
+        let db = loop {
+            match sled::open(&path) {
+                Ok(db) => break db,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let windows = db.open_tree("windows").unwrap();
+        for i in 0..5 {
+            windows.remove(chat(i).to_key()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    match open(|| SledConfig::new(&path)) {
+        Err(StoreError::Damaged { report }) => assert_eq!(
+            report.problems(),
+            vec!["windows: expected 50 entries, found 45 (5 missing), checksum differs"]
+        ),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+    let store = open(|| SledConfig::new(&path).accept_damage(true)).unwrap();
+    assert!(!store.integrity().is_intact());
+    assert_eq!(store.count().await.unwrap(), 45);
+    drop(store);
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    assert!(store.integrity().is_intact());
+}
+
+#[tokio::test]
+async fn copies_kept_before_recovery_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledStore::open(&path).unwrap();
+    // While a store is open its integrity record says so; put that record back after a
+    // clean close and the next open sees an unclean shutdown.
+    let open_record = std::fs::read(path.join("lipachat.integrity")).unwrap();
+    store.record_inbound(chat(1), time(1)).await.unwrap();
+    drop(store);
+    for round in 1..=RECOVERY_COPIES_KEPT + 2 {
+        std::fs::write(path.join("lipachat.integrity"), &open_record).unwrap();
+        let store = open(|| SledConfig::new(&path)).unwrap();
+        assert_eq!(store.integrity().last_shutdown, LastShutdown::Unclean);
+        assert!(store.integrity().is_intact(), "{}", store.integrity());
+        drop(store);
+        let copies = std::fs::read_dir(path.join(RECOVERY_DIR)).unwrap().count();
+        assert_eq!(copies, round.min(RECOVERY_COPIES_KEPT), "round {round}");
+        // Copies are named by time to the microsecond; keep them apart.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
