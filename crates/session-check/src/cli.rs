@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
 use lipachat_redis::RedisConfig;
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::{Conversation, PhoneNumber, PhoneParser};
 
 /// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
@@ -109,9 +109,70 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
+    /// The country calling code (for example 254, or 1) that completes national numbers in
+    /// every phone argument: a leading trunk 0 (0712 345 678), or a number written without a
+    /// plus sign at that country's national length ((650) 555-1234 under 1). Without it,
+    /// numbers must be international, country code first.
+    #[arg(
+        long,
+        global = true,
+        value_name = "CC",
+        env = "SESSION_CHECK_DEFAULT_COUNTRY",
+        value_parser = parse_country,
+        help_heading = GLOBAL
+    )]
+    pub default_country: Option<PhoneParser>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The phone parser every phone argument is read with: set once, from `--default-country`
+/// or `$SESSION_CHECK_DEFAULT_COUNTRY`, before the arguments are parsed (clap reads each
+/// argument on its own, so a phone argument cannot see the global option otherwise).
+static PHONES: std::sync::OnceLock<PhoneParser> = std::sync::OnceLock::new();
+
+impl Cli {
+    /// Parses the command line: `--default-country` (before or after the command, else
+    /// `$SESSION_CHECK_DEFAULT_COUNTRY`) is found first, then every argument is parsed with
+    /// it. An unusable value is left for the full parse to report.
+    pub fn parse_args() -> Result<Self, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let given = default_country_arg(&args).or_else(|| {
+            std::env::var("SESSION_CHECK_DEFAULT_COUNTRY")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        });
+        if let Some(phones) = given.and_then(|code| parse_country(&code).ok()) {
+            // Set once per process; a second call keeps the first value.
+            let _ = PHONES.set(phones);
+        }
+        Self::try_parse_from(args)
+    }
+}
+
+/// The value of the last `--default-country CC` or `--default-country=CC` among the
+/// options (up to a `--`).
+fn default_country_arg(args: &[std::ffi::OsString]) -> Option<String> {
+    let mut found = None;
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if word == "--default-country" {
+            found = words.next().map(|v| v.into_owned());
+        } else if let Some(value) = word.strip_prefix("--default-country=") {
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
+/// Parses a default country calling code (1 to 3 digits, an optional leading `+`).
+pub fn parse_country(input: &str) -> Result<PhoneParser, String> {
+    PhoneParser::with_default_country(input).map_err(|e| e.to_string())
 }
 
 /// The commands.
@@ -459,8 +520,19 @@ impl Command {
 }
 
 /// Parses a phone number in any form the library accepts.
+///
+/// With `--default-country`, national numbers take that country; without it, a national
+/// number is an error that says to give the country code or `--default-country`.
 pub fn parse_phone(input: &str) -> Result<PhoneNumber, String> {
-    PhoneNumber::parse(input).map_err(|e| e.to_string())
+    match PHONES.get() {
+        Some(phones) => phones.parse(input).map_err(|e| e.to_string()),
+        None => PhoneNumber::parse(input).map_err(|e| match e {
+            lipachat_session::PhoneError::MissingCountryCode { .. } => {
+                format!("{e} (--default-country CC or $SESSION_CHECK_DEFAULT_COUNTRY)")
+            }
+            other => other.to_string(),
+        }),
+    }
 }
 
 /// Parses an RFC 3339 time into UTC.

@@ -39,8 +39,8 @@ mod output;
 use std::path::Path;
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
 use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{OpenMode, SledConfig, SledStore};
 
@@ -52,7 +52,7 @@ use crate::error::CliError;
 const ERROR_STATUS: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse().and_then(Cli::check_globals) {
+    let cli = match Cli::parse_args().and_then(Cli::check_globals) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
