@@ -13,6 +13,7 @@ use crate::outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome,
 };
+use crate::recording::EventAction;
 
 /// What [`Messenger::on_window_closed_report`] did with a late "outside the window" report.
 #[derive(Debug)]
@@ -508,94 +509,51 @@ impl<S: Store> Messenger<S> {
         &self,
         event: &lipachat_api::WebhookEvent,
     ) -> Result<WebhookOutcome, PolicyError> {
-        use lipachat_api::WebhookEvent;
-        match event {
-            // Checked before anything else: a group message must never open (or be read
-            // as) the sender's 1:1 window.
-            WebhookEvent::Inbound(message) if message.group.is_some() => {
-                Ok(WebhookOutcome::Ignored(
-                    "group message: opens the group's window, not the sender's (group windows are not stored yet)"
-                        .into(),
-                ))
+        match EventAction::of(event) {
+            EventAction::RecordInbound {
+                conversation,
+                at,
+                id,
+            } => {
+                let handled = match id {
+                    Some(id) => self.on_inbound_once(conversation, at, &id).await?,
+                    // Without a usable id a copy cannot be recognised; it still counts.
+                    None => InboundHandled::First(self.on_inbound(conversation, at).await?),
+                };
+                Ok(match handled {
+                    InboundHandled::First(report) => WebhookOutcome::Inbound(Box::new(report)),
+                    InboundHandled::Duplicate {
+                        first_received_at,
+                        delivery,
+                    } => WebhookOutcome::Duplicate {
+                        first_received_at,
+                        delivery,
+                    },
+                })
             }
-            WebhookEvent::Inbound(message) if !message.opens_window => {
-                Ok(WebhookOutcome::Ignored(format!(
-                    "{} messages do not open the window",
-                    message.kind.name()
-                )))
-            }
-            WebhookEvent::Inbound(message) => match message.conversation() {
-                Some(conversation) => {
-                    let id = message
-                        .message_id
-                        .as_deref()
-                        .and_then(|id| InboundId::new(id).ok());
-                    let handled = match id {
-                        Some(id) => {
-                            self.on_inbound_once(conversation, message.inbound_time(), &id)
-                                .await?
-                        }
-                        // Without a usable id a copy cannot be recognised; it still counts.
-                        None => InboundHandled::First(
-                            self.on_inbound(conversation, message.inbound_time())
-                                .await?,
-                        ),
-                    };
-                    Ok(match handled {
-                        InboundHandled::First(report) => {
-                            WebhookOutcome::Inbound(Box::new(report))
-                        }
-                        InboundHandled::Duplicate {
-                            first_received_at,
-                            delivery,
-                        } => WebhookOutcome::Duplicate {
-                            first_received_at,
-                            delivery,
-                        },
-                    })
-                }
-                None => Ok(WebhookOutcome::Ignored(
-                    "message from a user known only by a business-scoped user id: its 1:1 phone conversation is unknown (conversations keyed by user id are not stored yet)"
-                        .into(),
-                )),
-            },
-            WebhookEvent::WindowClosed {
-                conversation: Some(conversation),
+            EventAction::RecordClosure {
+                conversation,
+                at,
                 message_id,
                 wa_id,
-                at,
-                ..
             } => {
-                let message_id = message_id.as_deref().and_then(|id| id.parse().ok());
                 let reconciled = self
-                    .on_window_closed_report(*conversation, message_id, wa_id.as_deref(), *at)
+                    .on_window_closed_report(conversation, message_id, wa_id.as_deref(), at)
                     .await?;
                 Ok(WebhookOutcome::WindowClosed(reconciled))
             }
-            WebhookEvent::WindowClosed {
-                conversation: None,
-                message_id,
-                wa_id,
-                ..
-            } => {
-                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation; configure the parser's business number");
-                Ok(WebhookOutcome::Ignored(
-                    "window-closed report names no conversation".into(),
-                ))
+            EventAction::Nothing { reason, .. } => {
+                if matches!(
+                    event,
+                    lipachat_api::WebhookEvent::WindowClosed {
+                        conversation: None,
+                        ..
+                    }
+                ) {
+                    warn!(%reason, "window-closed report not applied");
+                }
+                Ok(WebhookOutcome::Ignored(reason))
             }
-            WebhookEvent::Status(status) => Ok(WebhookOutcome::Ignored(format!(
-                "status {:?}",
-                status.status
-            ))),
-            WebhookEvent::TemplateStatus(update) => Ok(WebhookOutcome::Ignored(format!(
-                "template status {:?} for {:?}",
-                update.status.as_deref().unwrap_or("unknown"),
-                update.template_name.as_deref().unwrap_or("an unnamed template")
-            ))),
-            WebhookEvent::Ignored { reason } => Ok(WebhookOutcome::Ignored(reason.clone())),
-            other => Ok(WebhookOutcome::Ignored(format!(
-                "unhandled event {other:?}"
-            ))),
         }
     }
 }

@@ -49,6 +49,7 @@ mod delivery;
 mod error;
 mod messenger;
 mod outcome;
+mod recording;
 
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
@@ -59,3 +60,4 @@ pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };
+pub use recording::{EventAction, EventRecording, record_event};

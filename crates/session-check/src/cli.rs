@@ -133,6 +133,11 @@ pub struct Cli {
 /// argument on its own, so a phone argument cannot see the global option otherwise).
 static PHONES: std::sync::OnceLock<PhoneParser> = std::sync::OnceLock::new();
 
+/// The phone parser of this run: with the default country when one was given.
+pub fn phones() -> PhoneParser {
+    PHONES.get().copied().unwrap_or_default()
+}
+
 impl Cli {
     /// Parses the command line: `--default-country` (before or after the command, else
     /// `$SESSION_CHECK_DEFAULT_COUNTRY`) is found first, then every argument is parsed with
@@ -229,6 +234,18 @@ pub enum Command {
     /// recovery/ inside the store before sled's recovery ran). Exit 0 intact, 2 damaged or
     /// any error. Never creates a store.
     Verify(Verify),
+    /// Read one webhook body (LipaChat's flat payload or WhatsApp's nested one) and apply it
+    /// as the library's webhook handling does: customers' messages and calls are recorded
+    /// (once per message id: a redelivered copy is reported as a duplicate and records
+    /// nothing), 131047 reports record the closure. Never sends: queued messages wait for
+    /// `deliver`.
+    ///
+    /// Prints one line per event, in payload order (with --json, one object each: event,
+    /// business, customer, group, kind, opens_window, sent_at, status, error_code, at,
+    /// duplicate, state_after, reason; null where they do not apply). Exit 0 when the body
+    /// is a webhook, even if every event was ignored; 2 when it is not (malformed JSON, an
+    /// unknown shape), and then nothing is stored. Creates the store like record.
+    Ingest(Ingest),
 }
 
 /// `verify`'s arguments.
@@ -268,6 +285,25 @@ pub struct Record {
     /// real clock, or of --now, is refused and nothing is stored.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<DateTime<Utc>>,
+}
+
+/// `ingest`'s arguments.
+#[derive(Debug, Args)]
+pub struct Ingest {
+    /// The file holding the webhook body; `-` or nothing: standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The business number, for payloads that do not name it (or name one that is not a
+    /// phone number).
+    #[arg(long, value_name = "NUMBER", value_parser = parse_phone)]
+    pub business: Option<PhoneNumber>,
+    /// When the webhook was received (RFC 3339; default: the clock, i.e. --now if given):
+    /// a message's time is capped at it, and redeliveries are remembered from it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The body, read and checked before any store is opened.
+    #[arg(skip)]
+    pub body: Vec<u8>,
 }
 
 /// A window state `list` can keep.
@@ -506,7 +542,7 @@ impl Command {
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
         match self {
-            Self::Record(_) | Self::Import => true,
+            Self::Record(_) | Self::Import | Self::Ingest(_) => true,
             Self::SendContact(send) => !send.dry_run,
             Self::Status(_)
             | Self::List(_)

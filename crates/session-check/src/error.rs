@@ -30,6 +30,18 @@ pub enum CliError {
         "{0}; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import"
     )]
     NoStore(StoreError),
+    /// `ingest` could not read its input.
+    #[error("cannot read the {what}: {source}")]
+    Input {
+        /// What was being read.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `ingest` was given a body that is not a webhook (malformed JSON, an unknown shape,
+    /// too large); nothing was stored.
+    #[error("not a webhook body: {0}; nothing was stored")]
+    NotAWebhook(String),
     /// `verify` found the store damaged (the report is on stdout).
     #[error("{0}")]
     Damaged(String),

@@ -134,9 +134,15 @@ fn inbound(
     if customer.is_none() && user_id.is_none() {
         return Err(WebhookError::MissingField { field: "from" });
     }
-    let business = phone_with(&parser.phones, object, "to")?
-        .or(parser.business)
-        .ok_or(WebhookError::MissingField { field: "to" })?;
+    // A `to` that is not a phone number is never read as some other number: the configured
+    // business number stands in for it; without one, the payload is refused.
+    let business = match phone_with(&parser.phones, object, "to") {
+        Ok(number) => number,
+        Err(_) if parser.business.is_some() => None,
+        Err(error) => return Err(error),
+    }
+    .or(parser.business)
+    .ok_or(WebhookError::MissingField { field: "to" })?;
     let group = match text(object, &["groupId", "group_id"]) {
         None => None,
         Some(raw) => Some(

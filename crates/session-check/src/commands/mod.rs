@@ -1,12 +1,14 @@
 //! The commands, generic over the store, so another store (Redis) is one more `match` arm
 //! where the store is opened.
 
+mod ingest;
 mod outbox;
 mod send;
 mod transfer;
 mod verify;
 mod windows;
 
+pub use ingest::prepare as prepare_ingest;
 pub use verify::verify;
 
 use std::process::ExitCode;
@@ -103,6 +105,7 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Deliver(args) => outbox::deliver(&context, args).await,
         Command::Export => transfer::export(&context).await,
         Command::Import => transfer::import(&context).await,
+        Command::Ingest(args) => ingest::ingest(&context, args, cli.now).await,
         // Run before any store is opened (it opens its own).
         Command::Verify(_) => Err(CliError::Usage(
             "verify runs on its own; it is dispatched before the store is opened".to_owned(),

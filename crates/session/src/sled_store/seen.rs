@@ -84,7 +84,7 @@ impl SeenIds {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&received_at.timestamp_millis().to_be_bytes());
         value[8..].copy_from_slice(&until_ms.to_be_bytes());
-        if let Some(old) = self.by_id.insert(&key, &value)?
+        if let Some(old) = self.by_id.insert(key, &value)?
             && let Some((_, old_until)) = decode(&old)
         {
             self.by_expiry.remove(expiry_key(old_until, &key))?;
