@@ -10,7 +10,7 @@ use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
     Conversation, Invitation, ManualClock, OutboxStore, QueuedMessage, Sessions, SledStore,
-    StoreError, WindowRecord, WindowStore,
+    StoreError, StoredOutcome, WindowRecord, WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -72,7 +72,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
     };
     store.set_invitation(c, Some(invitation)).await.unwrap();
     store
-        .put_outcome(c, Uuid::nil(), "{}".into())
+        .put_outcome(c, StoredOutcome::new(Uuid::nil(), "{}"))
         .await
         .unwrap();
     store
@@ -93,6 +93,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
             "bot-a:{254110090747}:outbox:254712345678:messages",
             "bot-a:{254110090747}:outboxes",
             "bot-a:{254110090747}:outcomes:254712345678",
+            "bot-a:{254110090747}:outcomes:254712345678:expiry",
             "bot-a:{254110090747}:window",
         ]
     );

@@ -48,6 +48,8 @@ pub mod conformance;
 mod conversation;
 mod engine;
 pub mod export;
+#[cfg(feature = "conformance")]
+pub mod instrumented;
 mod phone;
 mod sled_store;
 pub mod store;
@@ -59,8 +61,8 @@ pub use engine::{Recorded, SessionError, Sessions};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use sled_store::{Durability, SCHEMA_VERSION, SledConfig, SledStore};
 pub use store::{
-    InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError, WindowEntry,
-    WindowStore,
+    InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError, StoredOutcome,
+    WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

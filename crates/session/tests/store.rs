@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
     Conversation, Durability, Invitation, ManualClock, OutboxStore, QueuedMessage, SessionError,
-    Sessions, SledConfig, SledStore, StoreError, WindowStore,
+    Sessions, SledConfig, SledStore, StoreError, StoredOutcome, WindowStore,
 };
 use uuid::Uuid;
 
@@ -399,7 +399,7 @@ async fn forget_erases_everything_for_the_pair() {
             .await
             .unwrap();
         store
-            .put_outcome(conversation, Uuid::nil(), "{}".into())
+            .put_outcome(conversation, StoredOutcome::new(Uuid::nil(), "{}"))
             .await
             .unwrap();
     }

@@ -5,7 +5,10 @@
 //! | `windows`     | business u64 ‖ customer u64 (16 B)    | last inbound ms i64 (8 B) [‖ closed ms i64]  |
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
-//! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| outcome JSON text                            |
+//! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| 0xFF ‖ expires ms u64 ‖ wa id length u16 ‖ wa id ‖ outcome JSON text (an outcome written before outcomes expired: the JSON text alone) |
+//! | `outcome_index` | `e` ‖ expires ms u64 ‖ conversation ‖ messageId | empty: outcomes in order of expiry |
+//! | `outcome_index` | `w` ‖ conversation ‖ wa id            | messageId (16 B): outcomes by WhatsApp id    |
+//! | `outcome_index` | `m:legacy-swept`                      | empty: every outcome has an expiry           |
 //! | `meta`        | `schema_version`                      | u32                                          |
 
 use chrono::{DateTime, Utc};
@@ -119,6 +122,118 @@ pub fn outcome_key(conversation: Conversation, message_id: Uuid) -> [u8; 32] {
     key
 }
 
+/// The first byte of an outcome value that carries its expiry (never the first byte of
+/// UTF-8 text, so an outcome written before expiry existed, plain JSON text, is told
+/// apart, and a build that predates expiry reads this one as corrupt rather than as
+/// something else).
+const OUTCOME_TAG: u8 = 0xFF;
+/// The first byte of an `outcome_index` key of the expiry order.
+pub const EXPIRY_PREFIX: u8 = b'e';
+/// The first byte of an `outcome_index` key of the WhatsApp id index.
+pub const WA_PREFIX: u8 = b'w';
+/// The `outcome_index` key saying every outcome has an expiry.
+pub const LEGACY_SWEPT_KEY: &[u8] = b"m:legacy-swept";
+
+/// An outcome value, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeValue<'a> {
+    /// When it expires, ms since the epoch (`None`: written before outcomes expired).
+    pub expires_ms: Option<u64>,
+    /// The indexed WhatsApp id.
+    pub wa_id: Option<&'a str>,
+    /// The outcome text.
+    pub text: &'a str,
+}
+
+/// Encodes an outcome value. `wa_id` is at most `MAX_WA_ID_BYTES` long.
+pub fn encode_outcome(expires_ms: u64, wa_id: Option<&str>, text: &str) -> Vec<u8> {
+    let wa_id = wa_id.unwrap_or_default().as_bytes();
+    let wa_len = u16::try_from(wa_id.len()).unwrap_or(0);
+    let wa_id = &wa_id[..usize::from(wa_len)];
+    let mut out = Vec::with_capacity(11 + wa_id.len() + text.len());
+    out.push(OUTCOME_TAG);
+    out.extend_from_slice(&expires_ms.to_be_bytes());
+    out.extend_from_slice(&wa_len.to_be_bytes());
+    out.extend_from_slice(wa_id);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Decodes an outcome value, naming what is wrong with a corrupt one.
+pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeValue<'_>, String> {
+    let text = |bytes| std::str::from_utf8(bytes).map_err(|e| format!("outcome text: {e}"));
+    let Some(rest) = bytes.strip_prefix(&[OUTCOME_TAG]) else {
+        return Ok(OutcomeValue {
+            expires_ms: None,
+            wa_id: None,
+            text: text(bytes)?,
+        });
+    };
+    let short = || format!("outcome: {} bytes is too short", bytes.len());
+    let expires_ms = u64::from_be_bytes(
+        rest.get(..8)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?,
+    );
+    let wa_len = usize::from(u16::from_be_bytes(
+        rest.get(8..10)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?,
+    ));
+    let wa_id = rest.get(10..10 + wa_len).ok_or_else(short)?;
+    let wa_id = std::str::from_utf8(wa_id).map_err(|e| format!("outcome wa id: {e}"))?;
+    Ok(OutcomeValue {
+        expires_ms: Some(expires_ms),
+        wa_id: (!wa_id.is_empty()).then_some(wa_id),
+        text: text(&rest[10 + wa_len..])?,
+    })
+}
+
+/// The `outcome_index` key placing the outcome stored under `outcome_key` in the order
+/// of expiry.
+pub fn expiry_key(expires_ms: u64, outcome_key: &[u8; 32]) -> [u8; 41] {
+    let mut key = [0u8; 41];
+    key[0] = EXPIRY_PREFIX;
+    key[1..9].copy_from_slice(&expires_ms.to_be_bytes());
+    key[9..41].copy_from_slice(outcome_key);
+    key
+}
+
+/// The last possible expiry key of an expiry time: every key up to it expires then or
+/// earlier.
+pub fn expiry_key_bound(expires_ms: u64) -> [u8; 41] {
+    let mut key = [0xFFu8; 41];
+    key[0] = EXPIRY_PREFIX;
+    key[1..9].copy_from_slice(&expires_ms.to_be_bytes());
+    key
+}
+
+/// Reads an expiry key: the expiry, then the `outcomes` key it names.
+pub fn parse_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    if key.len() != 41 || key[0] != EXPIRY_PREFIX {
+        return None;
+    }
+    Some((u64::from_be_bytes(key[1..9].try_into().ok()?), &key[9..]))
+}
+
+/// The `outcome_index` key finding an outcome by WhatsApp id: the conversation key
+/// (16 B) first, so erasure is a prefix removal.
+pub fn wa_key(conversation_key: &[u8], wa_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + conversation_key.len() + wa_id.len());
+    key.push(WA_PREFIX);
+    key.extend_from_slice(conversation_key);
+    key.extend_from_slice(wa_id.as_bytes());
+    key
+}
+
+/// Whether an outcome value carries its expiry (one written before outcomes expired
+/// does not).
+pub fn outcome_has_expiry(value: &[u8]) -> bool {
+    value.first() == Some(&OUTCOME_TAG)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +270,42 @@ mod tests {
         };
         assert_eq!(decode_invitation(&encode_invitation(&i)).unwrap(), i);
         assert!(decode_invitation(&[0u8; 23]).is_err());
+    }
+
+    #[test]
+    fn outcome_values_and_index_keys() {
+        let value = encode_outcome(1_800_000_000_000, Some("wamid.ü"), "{\"kind\":\"sent\"}");
+        assert_eq!(
+            decode_outcome(&value).unwrap(),
+            OutcomeValue {
+                expires_ms: Some(1_800_000_000_000),
+                wa_id: Some("wamid.ü"),
+                text: "{\"kind\":\"sent\"}",
+            }
+        );
+        let bare = encode_outcome(7, None, "");
+        assert_eq!(decode_outcome(&bare).unwrap().wa_id, None);
+        assert_eq!(decode_outcome(&bare).unwrap().text, "");
+        // An outcome written before expiry existed is its text alone.
+        let legacy = decode_outcome(b"{\"kind\":\"queued\"}").unwrap();
+        assert_eq!(legacy.expires_ms, None);
+        assert_eq!(legacy.text, "{\"kind\":\"queued\"}");
+        for bad in [&value[..5], &value[..12], &[0xFF, 0, 0][..], &[0xC3][..]] {
+            assert!(decode_outcome(bad).is_err(), "{bad:?}");
+        }
+        let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+        let id = Uuid::new_v4();
+        let key = expiry_key(42, &outcome_key(chat, id));
+        assert_eq!(
+            parse_expiry_key(&key),
+            Some((42, &outcome_key(chat, id)[..]))
+        );
+        assert!(key <= expiry_key_bound(42));
+        assert!(expiry_key_bound(42) < expiry_key(43, &outcome_key(chat, id)));
+        assert!(parse_expiry_key(&key[..40]).is_none());
+        let wa = wa_key(&chat.to_key(), "wamid.1");
+        assert_eq!(wa.len(), 1 + 16 + 7);
+        assert!(wa.starts_with(&[WA_PREFIX]));
+        assert!(outcome_has_expiry(&value) && !outcome_has_expiry(b"{}"));
     }
 }
