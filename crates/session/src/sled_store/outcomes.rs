@@ -488,3 +488,139 @@ impl SledStore {
         Ok(entries.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::OutboxStore;
+
+    fn chat() -> Conversation {
+        Conversation::parse("254110090747", "254712345678").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn store(dir: &tempfile::TempDir) -> SledStore {
+        SledStore::open(dir.path().join("db")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn index_len(store: &SledStore, prefix: u8) -> usize {
+        store
+            .outcome_index()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .scan_prefix([prefix])
+            .count()
+    }
+
+    #[tokio::test]
+    async fn expired_outcomes_leave_the_disk_with_their_index_entries() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = store(&dir);
+        let brief = TimeDelta::milliseconds(50);
+        for n in 0..20 {
+            let outcome = StoredOutcome::new(Uuid::new_v4(), format!("{n}"))
+                .with_wa_id(format!("wamid.{n}"))
+                .keep_for(brief);
+            store
+                .put_outcome(chat(), outcome)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let lasting = Uuid::new_v4();
+        store
+            .put_outcome(
+                chat(),
+                StoredOutcome::new(lasting, "lasting").with_wa_id("wamid.L"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.stored_outcomes(), 21);
+        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), 21);
+        assert_eq!(index_len(&store, codec::WA_PREFIX), 21);
+        std::thread::sleep(std::time::Duration::from_millis(80));
+
+        // Each write removes a few expired outcomes.
+        store
+            .put_outcome(chat(), StoredOutcome::new(Uuid::new_v4(), "later"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.stored_outcomes(), 22 - PRUNE_PER_WRITE);
+        // A full pass removes the rest, index entries included.
+        assert_eq!(
+            store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")),
+            20 - PRUNE_PER_WRITE
+        );
+        assert_eq!(store.stored_outcomes(), 2);
+        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), 2);
+        assert_eq!(index_len(&store, codec::WA_PREFIX), 1);
+        assert_eq!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.L")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            Some((lasting, "lasting".to_owned()))
+        );
+        assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
+    }
+
+    #[tokio::test]
+    async fn outcomes_written_before_expiry_existed_are_read_and_given_an_expiry() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = store(&dir);
+        let old: Vec<Uuid> = (0..SWEEP_PER_WRITE as u128 * 2 + 3)
+            .map(Uuid::from_u128)
+            .collect();
+        for id in &old {
+            // As an earlier build wrote them: the JSON text alone.
+            store
+                .inner
+                .outcomes
+                .insert(codec::outcome_key(chat(), *id), &b"{\"kind\":\"sent\"}"[..])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            store
+                .outcome(chat(), old[0])
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            Some("{\"kind\":\"sent\"}".to_owned()),
+            "an outcome without an expiry is read as it is"
+        );
+        // Writes sweep a few at a time...
+        store
+            .put_outcome(chat(), StoredOutcome::new(Uuid::new_v4(), "new"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let with_expiry = |store: &SledStore| {
+            store
+                .inner
+                .outcomes
+                .iter()
+                .values()
+                .filter(|v| v.as_ref().is_ok_and(|v| codec::outcome_has_expiry(v)))
+                .count()
+        };
+        assert_eq!(with_expiry(&store), SWEEP_PER_WRITE + 1);
+        // ...and a full pass finishes, once for all.
+        assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
+        assert_eq!(with_expiry(&store), old.len() + 1);
+        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), old.len() + 1);
+        assert!(
+            store
+                .outcome_index()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .contains_key(codec::LEGACY_SWEPT_KEY)
+                .unwrap_or_else(|e| panic!("{e}"))
+        );
+        for id in &old {
+            assert_eq!(
+                store
+                    .outcome(chat(), *id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+                Some("{\"kind\":\"sent\"}".to_owned()),
+                "the sweep keeps the text"
+            );
+        }
+    }
+}

@@ -1,6 +1,8 @@
-//! A send whose bookkeeping is cut short must still reach the customer once.
+//! Send outcomes: a send whose bookkeeping is cut short still reaches the customer
+//! once; outcomes are kept for the outcome horizon, then forgotten; a status callback
+//! finds its send by WhatsApp's id with one indexed lookup.
 //!
-//! The scenario (issue 11, item 1): our store believes the window open, the gateway
+//! The first scenario (issue 11, item 1): our store believes the window open, the gateway
 //! refuses the free-form send as outside it (131047), and the policy queues the message
 //! until the customer replies. Then the bookkeeping is cut short, in one of two ways:
 //!
@@ -22,15 +24,18 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chrono::TimeDelta;
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, MessageId, TemplateMessage};
-use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest};
+use lipachat_policy::{
+    Messenger, OnClosed, PolicyConfig, Reconciliation, SendOutcome, SendRequest,
+};
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
 use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::{
-    Conversation, Durability, Sessions, SledConfig, SledStore, Store, StoredOutcome,
+    Conversation, Durability, Sessions, SledConfig, SledStore, Store, StoredOutcome, WindowStore,
 };
-use lipachat_testkit::StandInGateway;
+use lipachat_testkit::{StandInGateway, WindowRefusal};
 
 /// Set in the child's environment: what store to open (see [`Target`]).
 const CHILD_TARGET: &str = "LIPACHAT_OUTCOME_FAULT_TARGET";
@@ -68,10 +73,18 @@ fn client(base_url: &str, key: &str) -> Client {
 }
 
 fn messenger<S: Store>(store: S, gateway: &StandInGateway) -> Messenger<S> {
+    messenger_with(store, gateway, config())
+}
+
+fn messenger_with<S: Store>(
+    store: S,
+    gateway: &StandInGateway,
+    config: PolicyConfig,
+) -> Messenger<S> {
     Messenger::new(
         Sessions::new(store),
         client(&gateway.base_url(), gateway.api_key()),
-        config(),
+        config,
     )
 }
 
@@ -379,7 +392,7 @@ async fn queued_copy_without_outcome<S: Store + Clone>(store: S) {
     store
         .put_outcome(
             chat(),
-            StoredOutcome::new(id.as_uuid(), "{}").keep_for(chrono::TimeDelta::milliseconds(1)),
+            StoredOutcome::new(id.as_uuid(), "{}").keep_for(TimeDelta::milliseconds(1)),
         )
         .await
         .unwrap();
@@ -413,4 +426,94 @@ async fn redis_queued_copy_without_its_outcome_is_not_queued_again() {
         return;
     };
     queued_copy_without_outcome(RedisStore::connect(&server.url()).await.unwrap()).await;
+}
+
+/// Within the horizon a repeated `messageId` sends nothing; after it the outcome is gone
+/// and the call reaches the gateway again (whose own deduplication is then all that
+/// keeps the customer from a second copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_message_id_is_answered_from_the_store_within_the_horizon_only() {
+    let gateway = StandInGateway::start().await.unwrap();
+    gateway.customer_writes(chat().business, chat().customer);
+    let dir = tempfile::tempdir().unwrap();
+    let horizon = TimeDelta::milliseconds(300);
+    let messenger = messenger_with(
+        SledStore::open(dir.path().join("db")).unwrap(),
+        &gateway,
+        PolicyConfig::default().outcome_horizon(horizon),
+    );
+    messenger
+        .sessions()
+        .record_inbound_now(chat())
+        .await
+        .unwrap();
+    let id = MessageId::new();
+    let send = || messenger.send(SendRequest::contact(chat(), card()).message_id(id));
+    assert_eq!(send().await.unwrap().name(), "sent");
+    assert_eq!(gateway.request_count(), 1);
+    let again = send().await.unwrap();
+    assert!(matches!(again, SendOutcome::Duplicate(_)), "{again:?}");
+    assert_eq!(gateway.request_count(), 1, "within the horizon: not sent");
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(messenger.previous_outcome(chat(), id).await.unwrap(), None);
+    assert_eq!(send().await.unwrap().name(), "sent");
+    assert_eq!(
+        gateway.request_count(),
+        2,
+        "after the horizon the call reaches the gateway again"
+    );
+    assert_eq!(gateway.delivered_count(), 1, "which deduplicates it");
+}
+
+/// A "window closed" status callback that names only WhatsApp's id is tied back to its
+/// send with one indexed lookup, not a read of every outcome of the conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_callback_finds_its_send_by_whatsapp_id_without_a_scan() {
+    let gateway = StandInGateway::builder()
+        .refusal(WindowRefusal::StatusCallback)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = InstrumentedStore::new(SledStore::open(dir.path().join("db")).unwrap());
+    let messenger = messenger(store.clone(), &gateway);
+    // Our store believes the window open; the gateway accepts each send and fails it
+    // later by status callback.
+    store
+        .record_inbound(chat(), chrono::Utc::now())
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        messenger
+            .send(SendRequest::contact(chat(), card()).message_id(MessageId::new()))
+            .await
+            .unwrap();
+    }
+    let callbacks = gateway.take_status_callbacks();
+    assert_eq!(callbacks.len(), 50);
+    let status = &callbacks[17]["entry"][0]["changes"][0]["value"]["statuses"][0];
+    let wa_id = status["id"].as_str().unwrap();
+
+    store.reset_counts();
+    let reconciled = messenger
+        .on_window_closed_report(chat(), None, Some(wa_id), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(reconciled, Reconciliation::Handled { .. }),
+        "{reconciled:?}"
+    );
+    assert_eq!(store.calls("outcomes"), 0, "no scan of the outcomes");
+    assert_eq!(store.calls("outcome_by_wa_id"), 1, "one indexed lookup");
+    // Replayed, the report finds the message already handled.
+    let replayed = messenger
+        .on_window_closed_report(chat(), None, Some(wa_id), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(replayed, Reconciliation::ClosureRecorded),
+        "{replayed:?}"
+    );
+    assert_eq!(store.calls("outcomes"), 0);
 }
