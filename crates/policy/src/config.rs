@@ -89,7 +89,7 @@ impl PolicyConfig {
     /// A template is sent again to a still-closed conversation only after 24 hours.
     pub const DEFAULT_INVITATION_COOLDOWN: TimeDelta = TimeDelta::hours(24);
     /// At most 20 messages wait per conversation.
-    pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
+    pub const DEFAULT_OUTBOX_LIMIT: usize = lipachat_session::store::DEFAULT_OUTBOX_LIMIT;
     /// A queued message expires after 7 days.
     pub const DEFAULT_OUTBOX_TTL: TimeDelta = TimeDelta::days(7);
     /// A replica's claim on a queued message (or on sending an invitation) lasts

@@ -133,7 +133,8 @@ pub enum Command {
     /// versions or stores). Exit 2 if corrupt records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
-    /// before anything is written.
+    /// before anything is written, and an import that would leave more than 20 messages in
+    /// one conversation's outbox (the outbox limit) is refused, naming the line.
     Import,
 }
 
@@ -257,7 +258,9 @@ pub struct SendContact {
     #[command(flatten)]
     pub settings: SendSettings,
     /// Use this messageId (a UUID) instead of a new one: running the same send again with
-    /// the same id sends nothing twice and prints the earlier outcome.
+    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
+    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
+    /// the gateway's own deduplication, whose span is not published, can stop that copy.
     #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
     pub message_id: Option<MessageId>,
     /// Print the decision and the exact JSON body that would be sent; send and store

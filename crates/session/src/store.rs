@@ -104,6 +104,10 @@ pub struct QueuedMessage {
     pub payload: String,
 }
 
+/// How many messages may wait in one conversation's outbox, unless configured otherwise
+/// (the send path's `PolicyConfig::outbox_limit`, an import's limit).
+pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
+
 /// How long a send's outcome is kept by default: 7 days, as long as the gateway may
 /// redeliver a webhook, so a retry or a late report within that span still finds it.
 pub const DEFAULT_OUTCOME_HORIZON: TimeDelta = TimeDelta::days(7);
