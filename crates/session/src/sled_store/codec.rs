@@ -6,9 +6,6 @@
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
 //! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| 0xFF ‖ expires ms u64 ‖ wa id length u16 ‖ wa id ‖ outcome JSON text (an outcome written before outcomes expired: the JSON text alone) |
-//! | `outcome_index` | `e` ‖ expires ms u64 ‖ conversation ‖ messageId | empty: outcomes in order of expiry |
-//! | `outcome_index` | `w` ‖ conversation ‖ wa id            | messageId (16 B): outcomes by WhatsApp id    |
-//! | `outcome_index` | `m:legacy-swept`                      | empty: every outcome has an expiry           |
 //! | `meta`        | `schema_version`                      | u32                                          |
 
 use chrono::{DateTime, Utc};
@@ -127,13 +124,6 @@ pub fn outcome_key(conversation: Conversation, message_id: Uuid) -> [u8; 32] {
 /// apart, and a build that predates expiry reads this one as corrupt rather than as
 /// something else).
 const OUTCOME_TAG: u8 = 0xFF;
-/// The first byte of an `outcome_index` key of the expiry order.
-pub const EXPIRY_PREFIX: u8 = b'e';
-/// The first byte of an `outcome_index` key of the WhatsApp id index.
-pub const WA_PREFIX: u8 = b'w';
-/// The `outcome_index` key saying every outcome has an expiry.
-pub const LEGACY_SWEPT_KEY: &[u8] = b"m:legacy-swept";
-
 /// An outcome value, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutcomeValue<'a> {
@@ -191,45 +181,20 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeValue<'_>, String> {
     })
 }
 
-/// The `outcome_index` key placing the outcome stored under `outcome_key` in the order
-/// of expiry.
-pub fn expiry_key(expires_ms: u64, outcome_key: &[u8; 32]) -> [u8; 41] {
-    let mut key = [0u8; 41];
-    key[0] = EXPIRY_PREFIX;
-    key[1..9].copy_from_slice(&expires_ms.to_be_bytes());
-    key[9..41].copy_from_slice(outcome_key);
-    key
-}
-
-/// The last possible expiry key of an expiry time: every key up to it expires then or
-/// earlier.
-pub fn expiry_key_bound(expires_ms: u64) -> [u8; 41] {
-    let mut key = [0xFFu8; 41];
-    key[0] = EXPIRY_PREFIX;
-    key[1..9].copy_from_slice(&expires_ms.to_be_bytes());
-    key
-}
-
-/// Reads an expiry key: the expiry, then the `outcomes` key it names.
-pub fn parse_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
-    if key.len() != 41 || key[0] != EXPIRY_PREFIX {
+/// Reads an outcome key: the conversation and the `messageId`.
+pub fn parse_outcome_key(key: &[u8]) -> Option<(Conversation, Uuid)> {
+    if key.len() != 32 {
         return None;
     }
-    Some((u64::from_be_bytes(key[1..9].try_into().ok()?), &key[9..]))
-}
-
-/// The `outcome_index` key finding an outcome by WhatsApp id: the conversation key
-/// (16 B) first, so erasure is a prefix removal.
-pub fn wa_key(conversation_key: &[u8], wa_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + conversation_key.len() + wa_id.len());
-    key.push(WA_PREFIX);
-    key.extend_from_slice(conversation_key);
-    key.extend_from_slice(wa_id.as_bytes());
-    key
+    Some((
+        Conversation::from_key(&key[..16])?,
+        Uuid::from_slice(&key[16..]).ok()?,
+    ))
 }
 
 /// Whether an outcome value carries its expiry (one written before outcomes expired
 /// does not).
+#[cfg(test)]
 pub fn outcome_has_expiry(value: &[u8]) -> bool {
     value.first() == Some(&OUTCOME_TAG)
 }
@@ -273,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn outcome_values_and_index_keys() {
+    fn outcome_values_and_keys() {
         let value = encode_outcome(1_800_000_000_000, Some("wamid.ü"), "{\"kind\":\"sent\"}");
         assert_eq!(
             decode_outcome(&value).unwrap(),
@@ -295,17 +260,8 @@ mod tests {
         }
         let chat = Conversation::parse("254110090747", "254712345678").unwrap();
         let id = Uuid::new_v4();
-        let key = expiry_key(42, &outcome_key(chat, id));
-        assert_eq!(
-            parse_expiry_key(&key),
-            Some((42, &outcome_key(chat, id)[..]))
-        );
-        assert!(key <= expiry_key_bound(42));
-        assert!(expiry_key_bound(42) < expiry_key(43, &outcome_key(chat, id)));
-        assert!(parse_expiry_key(&key[..40]).is_none());
-        let wa = wa_key(&chat.to_key(), "wamid.1");
-        assert_eq!(wa.len(), 1 + 16 + 7);
-        assert!(wa.starts_with(&[WA_PREFIX]));
+        assert_eq!(parse_outcome_key(&outcome_key(chat, id)), Some((chat, id)));
+        assert_eq!(parse_outcome_key(&outcome_key(chat, id)[..31]), None);
         assert!(outcome_has_expiry(&value) && !outcome_has_expiry(b"{}"));
     }
 }

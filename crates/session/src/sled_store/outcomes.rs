@@ -1,37 +1,39 @@
 //! Send outcomes: stored with their expiry, found by `messageId` or by WhatsApp id, and
 //! pruned once they expire.
 //!
-//! Each outcome lives in the `outcomes` tree with its expiry and WhatsApp id in front of
-//! its text; the `outcome_index` tree orders outcomes by expiry and maps WhatsApp ids to
-//! `messageId`s. An outcome and its index entries change in one sled transaction, so a
-//! crash never separates them. Expiry is by this machine's clock: a read never returns
-//! an expired outcome, and expired ones are removed lazily, a few with every outcome
-//! written (so a store that keeps sending keeps up with what expires, and an idle one
-//! does not grow), or all at once by [`SledStore::prune_outcomes`].
+//! Each outcome is one entry of the `outcomes` tree, its expiry and WhatsApp id in front
+//! of its text, so writing one is one sled insert. Expiry is by this machine's clock: a
+//! read never returns an expired outcome. Expired outcomes are removed lazily: every
+//! outcome written moves a cursor over a few entries of the tree, removing those that
+//! expired, so a store that keeps sending sweeps the whole tree again and again and an
+//! idle one does not grow; [`SledStore::prune_outcomes`] sweeps it all at once.
+//!
+//! The index by WhatsApp id is kept in memory, like the window index: built from the
+//! tree by one scan at the first lookup, then kept up to date by every write. A second
+//! sled insert per send would cost far more disk than the outcome itself (sled's log
+//! writes a page fragment per insert; measured in the benchmark, about 1,200 bytes of
+//! disk per send for a persisted index entry against about 520 for the outcome).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::Utc;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionResult, TransactionError, TransactionalTree};
+use sled::transaction::TransactionError;
 use uuid::Uuid;
 
 use super::{SledStore, codec, corrupt};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
 use crate::{Conversation, StoreError};
 
-/// Expired outcomes removed, at most, after each outcome written: more than one, so
-/// pruning catches up with a backlog while sends go on.
-const PRUNE_PER_WRITE: usize = 8;
-/// Outcomes written before outcomes expired that are given an expiry, at most, after
-/// each outcome written (until every one has one).
+/// Outcomes the sweep looks at, at most, after each outcome written: more than one, so
+/// the sweep goes round the tree faster than it grows (with 8, the tree holds at most
+/// about 8/7 of the live outcomes).
 const SWEEP_PER_WRITE: usize = 8;
-/// Entries handled per step of a full pass ([`SledStore::prune_outcomes`]).
+/// Outcomes looked at per step of a full pass ([`SledStore::prune_outcomes`]).
 const FULL_PASS_STEP: usize = 1024;
-
-type TxResult<T> = ConflictableTransactionResult<T, Infallible>;
 
 fn tx_error(error: TransactionError<Infallible>) -> StoreError {
     match error {
@@ -45,116 +47,165 @@ fn now_ms() -> u64 {
     u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
-/// A change of the outbox written with an outcome.
-enum OutboxChange {
-    /// A new message under this key, with this value.
-    Insert([u8; 24], Vec<u8>),
-    /// The message under this key leaves.
-    Remove(sled::IVec),
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the store keeps in memory about outcomes.
+#[derive(Default)]
 pub(super) struct OutcomeBook {
-    /// The `outcome_index` tree, opened on first use.
-    index: OnceLock<sled::Tree>,
-    /// The earliest expiry in the index when last looked at (ms): pruning does not look
-    /// again before then. 0: not looked at yet.
-    earliest_expiry: AtomicU64,
-    /// How far the sweep of outcomes written before outcomes expired has gone.
-    sweep: Mutex<Sweep>,
+    /// Where the lazy sweep goes on from: an `outcomes` key (empty: the start).
+    cursor: Mutex<Vec<u8>>,
+    /// Outcomes by WhatsApp id.
+    wa_index: WaIndex,
 }
 
-impl Default for OutcomeBook {
-    fn default() -> Self {
-        Self {
-            index: OnceLock::new(),
-            earliest_expiry: AtomicU64::new(0),
-            sweep: Mutex::default(),
-        }
-    }
+/// The slot of a (conversation, WhatsApp id) pair in the in-memory index: a 64-bit hash,
+/// so an entry costs 24 bytes whatever the id's length. A lookup reads the outcome it
+/// finds and checks its WhatsApp id, so two pairs sharing a slot (about one chance in
+/// 10^19 per pair) can only make one of them not found, never the wrong one found.
+fn wa_slot(conversation: Conversation, wa_id: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    conversation.hash(&mut hasher);
+    wa_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The in-memory index of outcomes by WhatsApp id.
+#[derive(Default)]
+struct WaIndex {
+    state: Mutex<WaState>,
+    /// Held by the lookup that builds the index, so only one scans.
+    building: Mutex<()>,
 }
 
 #[derive(Default)]
-struct Sweep {
-    /// Whether every outcome has an expiry (`None`: not read from the index yet).
-    done: Option<bool>,
-    /// The `outcomes` key to go on from.
-    cursor: Vec<u8>,
+enum WaState {
+    /// Not built: no lookup yet. Writes need not tell it anything.
+    #[default]
+    Unbuilt,
+    /// A lookup is scanning the tree: writes are logged, and applied after the scan.
+    Building(Vec<WaChange>),
+    /// Built: writes change it at once.
+    Built(HashMap<u64, Uuid>),
 }
 
-/// Removes the WhatsApp id entry `wa_id` of the conversation if it still names `id`.
-fn unlink_wa_id(
-    index: &TransactionalTree,
-    conversation_key: &[u8],
-    wa_id: &str,
-    id: &[u8],
-) -> TxResult<()> {
-    let key = codec::wa_key(conversation_key, wa_id);
-    if index.get(&key)?.is_some_and(|named| named.as_ref() == id) {
-        index.remove(key)?;
-    }
-    Ok(())
+/// A change a write makes to the index.
+#[derive(Clone, Copy)]
+struct WaChange {
+    slot: u64,
+    id: Uuid,
+    /// Linked (an outcome with this WhatsApp id was written) or unlinked (it was
+    /// replaced or removed).
+    linked: bool,
 }
 
-/// Writes an outcome and its index entries, removing those of the outcome it replaces.
-fn write_outcome(
-    outcomes: &TransactionalTree,
-    index: &TransactionalTree,
-    conversation: Conversation,
-    outcome: &StoredOutcome,
-    expires_ms: u64,
-) -> TxResult<()> {
-    let key = codec::outcome_key(conversation, outcome.message_id);
-    let id = outcome.message_id.as_bytes();
-    if let Some(old) = outcomes.get(key)?
-        && let Ok(old) = codec::decode_outcome(&old)
-    {
-        if let Some(expires) = old.expires_ms {
-            index.remove(&codec::expiry_key(expires, &key)[..])?;
-        }
-        if let Some(wa_id) = old.wa_id {
-            unlink_wa_id(index, &key[..16], wa_id, id)?;
+impl WaChange {
+    fn apply(self, map: &mut HashMap<u64, Uuid>) {
+        if self.linked {
+            map.insert(self.slot, self.id);
+        } else if map.get(&self.slot) == Some(&self.id) {
+            map.remove(&self.slot);
         }
     }
-    let wa_id = outcome.indexed_wa_id();
-    outcomes.insert(
-        &key[..],
-        codec::encode_outcome(expires_ms, wa_id, &outcome.text),
-    )?;
-    index.insert(&codec::expiry_key(expires_ms, &key)[..], &[][..])?;
-    if let Some(wa_id) = wa_id {
-        index.insert(codec::wa_key(&key[..16], wa_id), &id[..])?;
+}
+
+impl WaIndex {
+    /// Tells the index about a write, made after the write is in sled.
+    fn record(&self, change: WaChange) {
+        match &mut *lock(&self.state) {
+            WaState::Unbuilt => {}
+            WaState::Building(log) => log.push(change),
+            WaState::Built(map) => change.apply(map),
+        }
     }
-    Ok(())
+
+    /// The `messageId` in `slot`, building the index with `scan` first if it is not
+    /// built. A write made while `scan` runs is either seen by the scan or logged and
+    /// applied after it (both, at worst, which gives the same index).
+    fn lookup(
+        &self,
+        slot: u64,
+        scan: impl FnOnce() -> Result<HashMap<u64, Uuid>, StoreError>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        if let WaState::Built(map) = &*lock(&self.state) {
+            return Ok(map.get(&slot).copied());
+        }
+        let _building = lock(&self.building);
+        {
+            let mut state = lock(&self.state);
+            if let WaState::Built(map) = &*state {
+                return Ok(map.get(&slot).copied());
+            }
+            *state = WaState::Building(Vec::new());
+        }
+        let scanned = scan();
+        let mut state = lock(&self.state);
+        let mut map = match scanned {
+            Ok(map) => map,
+            Err(error) => {
+                *state = WaState::Unbuilt;
+                return Err(error);
+            }
+        };
+        if let WaState::Building(log) = std::mem::take(&mut *state) {
+            for change in log {
+                change.apply(&mut map);
+            }
+        }
+        let found = map.get(&slot).copied();
+        *state = WaState::Built(map);
+        Ok(found)
+    }
 }
 
 impl SledStore {
-    fn outcome_index(&self) -> Result<&sled::Tree, StoreError> {
-        if let Some(index) = self.inner.outcome_book.index.get() {
-            return Ok(index);
-        }
-        let index = self.inner.db.open_tree("outcome_index")?;
-        Ok(self.inner.outcome_book.index.get_or_init(|| index))
-    }
-
     /// The expiry of an outcome written now, kept for `outcome.keep_for`.
     fn expiry_of(outcome: &StoredOutcome, now: u64) -> u64 {
         now.saturating_add(outcome.keep_for_millis().unsigned_abs())
     }
 
-    /// Notes an expiry just written, so pruning looks again by then.
-    fn note_expiry(&self, expires_ms: u64) {
-        self.inner
-            .outcome_book
-            .earliest_expiry
-            .fetch_min(expires_ms, Ordering::Relaxed);
+    fn wa_index(&self) -> &WaIndex {
+        &self.inner.outcome_book.wa_index
     }
 
-    /// After an outcome was written: a little pruning. Its failure does not undo the
-    /// write, so it is logged rather than returned.
-    fn prune_after_write(&self, now: u64) {
-        if let Err(error) = self.prune_step(now, PRUNE_PER_WRITE, SWEEP_PER_WRITE) {
-            tracing::warn!(%error, "pruning expired send outcomes failed; the next write tries again");
+    /// Tells the WhatsApp id index that `outcome` replaced `old` (the value it replaced,
+    /// if any) in `conversation`.
+    fn index_replacement(
+        &self,
+        conversation: Conversation,
+        old: Option<&[u8]>,
+        outcome: &StoredOutcome,
+    ) {
+        let id = outcome.message_id;
+        if let Some(old_wa) = old
+            .and_then(|old| codec::decode_outcome(old).ok())
+            .and_then(|old| old.wa_id)
+            .filter(|old_wa| Some(*old_wa) != outcome.indexed_wa_id())
+        {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, old_wa),
+                id,
+                linked: false,
+            });
+        }
+        if let Some(wa_id) = outcome.indexed_wa_id() {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: true,
+            });
+        }
+    }
+
+    /// Tells the WhatsApp id index that the outcome `value` stored under `id` is gone.
+    fn index_removal(&self, conversation: Conversation, id: Uuid, value: &[u8]) {
+        if let Some(wa_id) = codec::decode_outcome(value).ok().and_then(|v| v.wa_id) {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: false,
+            });
         }
     }
 
@@ -165,16 +216,21 @@ impl SledStore {
         outcome: &StoredOutcome,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let expires = Self::expiry_of(outcome, now);
-        let index = self.outcome_index()?;
-        (&self.inner.outcomes, index)
-            .transaction(|(outcomes, index)| {
-                write_outcome(outcomes, index, conversation, outcome, expires)
-            })
-            .map_err(tx_error)?;
-        self.note_expiry(expires);
-        self.prune_after_write(now);
+        let old = self.inner.outcomes.insert(
+            codec::outcome_key(conversation, outcome.message_id),
+            Self::encode(outcome, now),
+        )?;
+        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.sweep_after_write(now);
         Ok(())
+    }
+
+    fn encode(outcome: &StoredOutcome, now: u64) -> Vec<u8> {
+        codec::encode_outcome(
+            Self::expiry_of(outcome, now),
+            outcome.indexed_wa_id(),
+            &outcome.text,
+        )
     }
 
     /// Enqueues and stores the outcome in one transaction (not yet waiting for the
@@ -218,13 +274,13 @@ impl SledStore {
         plan: impl FnOnce() -> Result<Option<OutboxChange>, StoreError>,
     ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let expires = Self::expiry_of(outcome, now);
-        let index = self.outcome_index()?;
-        let changed = {
+        let key = codec::outcome_key(conversation, outcome.message_id);
+        let value = Self::encode(outcome, now);
+        let (changed, old) = {
             let _outbox = self.lock_outbox();
             let change = plan()?;
-            (&self.inner.outbox, &self.inner.outcomes, index)
-                .transaction(|(outbox, outcomes, index)| {
+            let old = (&self.inner.outbox, &self.inner.outcomes)
+                .transaction(|(outbox, outcomes)| {
                     match &change {
                         Some(OutboxChange::Insert(key, value)) => {
                             outbox.insert(&key[..], value.as_slice())?;
@@ -234,13 +290,13 @@ impl SledStore {
                         }
                         None => {}
                     }
-                    write_outcome(outcomes, index, conversation, outcome, expires)
+                    Ok(outcomes.insert(&key[..], value.as_slice())?)
                 })
                 .map_err(tx_error)?;
-            change.is_some()
+            (change.is_some(), old)
         };
-        self.note_expiry(expires);
-        self.prune_after_write(now);
+        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.sweep_after_write(now);
         Ok(changed)
     }
 
@@ -273,22 +329,18 @@ impl SledStore {
         Ok(Self::live(conversation, &value, now_ms())?.map(|v| v.text.to_owned()))
     }
 
-    /// The live outcome indexed under WhatsApp id `wa_id`.
+    /// The live outcome whose WhatsApp id is `wa_id`.
     pub(super) fn outcome_by_wa_id_now(
         &self,
         conversation: Conversation,
         wa_id: &str,
     ) -> Result<Option<(Uuid, String)>, StoreError> {
-        let index = self.outcome_index()?;
-        let Some(id) = index.get(codec::wa_key(&conversation.to_key(), wa_id))? else {
+        let Some(id) = self
+            .wa_index()
+            .lookup(wa_slot(conversation, wa_id), || self.scan_wa_ids())?
+        else {
             return Ok(None);
         };
-        let id = Uuid::from_slice(&id).map_err(|e| {
-            corrupt(
-                conversation,
-                format!("outcome index entry of {wa_id:?}: {e}"),
-            )
-        })?;
         let Some(value) = self
             .inner
             .outcomes
@@ -301,6 +353,24 @@ impl SledStore {
             .map(|value| (id, value.text.to_owned())))
     }
 
+    /// The WhatsApp id index, from the whole tree.
+    fn scan_wa_ids(&self) -> Result<HashMap<u64, Uuid>, StoreError> {
+        let mut map = HashMap::new();
+        for entry in self.inner.outcomes.iter() {
+            let (key, value) = entry?;
+            let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
+                continue;
+            };
+            if let Ok(codec::OutcomeValue {
+                wa_id: Some(wa_id), ..
+            }) = codec::decode_outcome(&value)
+            {
+                map.insert(wa_slot(conversation, wa_id), id);
+            }
+        }
+        Ok(map)
+    }
+
     /// Every live outcome of the conversation.
     pub(super) fn outcomes_now(
         &self,
@@ -310,9 +380,7 @@ impl SledStore {
         let mut live = Vec::new();
         for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
             let (key, value) = entry?;
-            let id = key
-                .get(16..32)
-                .and_then(|bytes| Uuid::from_slice(bytes).ok())
+            let (_, id) = codec::parse_outcome_key(&key)
                 .ok_or_else(|| corrupt(conversation, "outcome key is not 32 bytes".into()))?;
             if let Some(value) = Self::live(conversation, &value, now)? {
                 live.push((id, value.text.to_owned()));
@@ -321,45 +389,37 @@ impl SledStore {
         Ok(live)
     }
 
-    /// Erases the conversation's outcomes and their index entries; whether there were
-    /// any.
+    /// Erases the conversation's outcomes; whether there were any.
     pub(super) fn forget_outcomes(&self, conversation: Conversation) -> Result<bool, StoreError> {
-        let index = self.outcome_index()?;
         let mut found = false;
         for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
-            let (key, value) = entry?;
-            if let Ok(codec::OutcomeValue {
-                expires_ms: Some(expires),
-                ..
-            }) = codec::decode_outcome(&value)
-                && let Ok(outcome_key) = <&[u8; 32]>::try_from(key.as_ref())
-            {
-                index.remove(codec::expiry_key(expires, outcome_key))?;
+            let (key, _) = entry?;
+            if let Some(value) = self.inner.outcomes.remove(&key)? {
+                found = true;
+                if let Some((_, id)) = codec::parse_outcome_key(&key) {
+                    self.index_removal(conversation, id, &value);
+                }
             }
-            found |= self.inner.outcomes.remove(key)?.is_some();
-        }
-        let wa_prefix = codec::wa_key(&conversation.to_key(), "");
-        for key in index.scan_prefix(wa_prefix).keys() {
-            index.remove(key?)?;
         }
         Ok(found)
     }
 
     /// Removes every expired outcome now, and gives every outcome written before
-    /// outcomes expired an expiry ([`DEFAULT_OUTCOME_HORIZON`] from its first pass).
-    /// Returns how many outcomes were removed.
+    /// outcomes expired an expiry ([`DEFAULT_OUTCOME_HORIZON`] from now). Returns how many
+    /// outcomes were removed.
     ///
-    /// Not needed for the store to stay bounded: every outcome written also removes a
-    /// few expired ones. Call it to reclaim space at once, for example after a burst of
-    /// sends has expired.
+    /// Not needed for the store to stay bounded: every outcome written also sweeps a few.
+    /// Call it to reclaim space at once, for example after a burst of sends has expired.
     pub fn prune_outcomes(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut from = Vec::new();
         let mut removed = 0;
         loop {
-            let (pruned, swept) =
-                self.prune_step_counted(now_ms(), FULL_PASS_STEP, FULL_PASS_STEP)?;
+            let (pruned, next) = self.sweep(&from, FULL_PASS_STEP, now)?;
             removed += pruned;
-            if pruned < FULL_PASS_STEP && swept < FULL_PASS_STEP {
-                return Ok(removed);
+            match next {
+                Some(next) => from = next,
+                None => return Ok(removed),
             }
         }
     }
@@ -369,124 +429,75 @@ impl SledStore {
         self.inner.outcomes.len()
     }
 
-    fn prune_step(&self, now: u64, prune: usize, sweep: usize) -> Result<(), StoreError> {
-        self.prune_step_counted(now, prune, sweep).map(drop)
+    /// After an outcome was written: the next few steps of the sweep. A failure does not
+    /// undo the write, so it is logged rather than returned.
+    fn sweep_after_write(&self, now: u64) {
+        let mut cursor = lock(&self.inner.outcome_book.cursor);
+        match self.sweep(&cursor, SWEEP_PER_WRITE, now) {
+            // At the end of the tree, start again from the beginning.
+            Ok((_, next)) => *cursor = next.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "pruning expired send outcomes failed; the next write tries again");
+            }
+        }
     }
 
-    /// Removes up to `prune` expired outcomes and sweeps up to `sweep` outcomes written
-    /// before outcomes expired; how many of each it handled.
-    fn prune_step_counted(
+    /// Looks at up to `budget` outcomes from the key `from`: removes those expired by
+    /// `now` and gives those without an expiry one. How many it removed, and the key to
+    /// go on from (`None`: it reached the end).
+    fn sweep(
         &self,
+        from: &[u8],
+        budget: usize,
         now: u64,
-        prune: usize,
-        sweep: usize,
-    ) -> Result<(usize, usize), StoreError> {
-        let swept = self.sweep_unexpiring(now, sweep)?;
-        let book = &self.inner.outcome_book;
-        if now < book.earliest_expiry.load(Ordering::Relaxed) {
-            return Ok((0, swept));
-        }
-        let index = self.outcome_index()?;
-        let start = [codec::EXPIRY_PREFIX];
-        let expired = index
-            .range(&start[..]..=&codec::expiry_key_bound(now)[..])
-            .keys()
-            .take(prune)
-            .collect::<Result<Vec<_>, _>>()?;
-        for key in &expired {
-            (&self.inner.outcomes, index)
-                .transaction(|(outcomes, index)| {
-                    index.remove(key)?;
-                    let Some((expires, outcome_key)) = codec::parse_expiry_key(key) else {
-                        return Ok(());
-                    };
-                    // Only the outcome this entry was written for: a later write of the
-                    // same messageId has its own entry.
-                    if let Some(value) = outcomes.get(outcome_key)?
-                        && let Ok(value) = codec::decode_outcome(&value)
-                        && value.expires_ms == Some(expires)
-                    {
-                        outcomes.remove(outcome_key)?;
-                        if let Some(wa_id) = value.wa_id {
-                            unlink_wa_id(index, &outcome_key[..16], wa_id, &outcome_key[16..])?;
-                        }
-                    }
-                    Ok(())
-                })
-                .map_err(tx_error)?;
-        }
-        let next = index
-            .range(&start[..]..)
-            .keys()
-            .next()
-            .transpose()?
-            .and_then(|key| codec::parse_expiry_key(&key).map(|(expires, _)| expires))
-            .unwrap_or(u64::MAX);
-        book.earliest_expiry.store(next, Ordering::Relaxed);
-        Ok((expired.len(), swept))
-    }
-
-    /// Gives up to `budget` outcomes written before outcomes expired an expiry of
-    /// [`DEFAULT_OUTCOME_HORIZON`] from `now`; how many outcomes it looked at.
-    fn sweep_unexpiring(&self, now: u64, budget: usize) -> Result<usize, StoreError> {
-        let book = &self.inner.outcome_book;
-        let mut sweep = book.sweep.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = self.outcome_index()?;
-        if sweep.done.is_none() {
-            sweep.done = Some(index.contains_key(codec::LEGACY_SWEPT_KEY)?);
-        }
-        if sweep.done == Some(true) || budget == 0 {
-            return Ok(0);
-        }
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
         let entries = self
             .inner
             .outcomes
-            .range(sweep.cursor.as_slice()..)
+            .range(from..)
             .take(budget)
             .collect::<Result<Vec<_>, _>>()?;
-        let expires = now.saturating_add(DEFAULT_OUTCOME_HORIZON.num_milliseconds().unsigned_abs());
+        let mut removed = 0;
         for (key, value) in &entries {
-            // Keys of another length name no outcome; they are left to `forget`.
-            let Ok(outcome_key) = <&[u8; 32]>::try_from(key.as_ref()) else {
+            let Some((conversation, id)) = codec::parse_outcome_key(key) else {
                 continue;
             };
-            if codec::outcome_has_expiry(value) {
+            // Unreadable values are left as they are: reads report them corrupt.
+            let Ok(decoded) = codec::decode_outcome(value) else {
                 continue;
-            }
-            (&self.inner.outcomes, index)
-                .transaction(|(outcomes, index)| {
-                    // Read again inside the transaction: a write may have replaced it.
-                    let Some(value) = outcomes.get(key)? else {
-                        return Ok(());
-                    };
-                    let Ok(codec::OutcomeValue {
-                        expires_ms: None,
-                        text,
-                        ..
-                    }) = codec::decode_outcome(&value)
-                    else {
-                        // Already has an expiry, or unreadable: left as it is.
-                        return Ok(());
-                    };
-                    outcomes.insert(key, codec::encode_outcome(expires, None, text))?;
-                    index.insert(&codec::expiry_key(expires, outcome_key)[..], &[][..])?;
-                    Ok(())
-                })
-                .map_err(tx_error)?;
-            self.note_expiry(expires);
-        }
-        match entries.last() {
-            Some((last, _)) if entries.len() == budget => {
-                sweep.cursor = last.to_vec();
-                sweep.cursor.push(0);
-            }
-            _ => {
-                index.insert(codec::LEGACY_SWEPT_KEY, &[][..])?;
-                sweep.done = Some(true);
+            };
+            let new = match decoded.expires_ms {
+                Some(expires) if expires <= now => None,
+                Some(_) => continue,
+                None => Some(codec::encode_outcome(
+                    now.saturating_add(DEFAULT_OUTCOME_HORIZON.num_milliseconds().unsigned_abs()),
+                    None,
+                    decoded.text,
+                )),
+            };
+            // Only the value read: a write since then stays.
+            let swapped = self
+                .inner
+                .outcomes
+                .compare_and_swap(key, Some(value), new.as_deref())?;
+            if swapped.is_ok() && new.is_none() {
+                removed += 1;
+                self.index_removal(conversation, id, value);
             }
         }
-        Ok(entries.len())
+        let next = (entries.len() == budget)
+            .then(|| entries.last().map(|(key, _)| [key.as_ref(), &[0]].concat()))
+            .flatten();
+        Ok((removed, next))
     }
+}
+
+/// A change of the outbox written with an outcome.
+enum OutboxChange {
+    /// A new message under this key, with this value.
+    Insert([u8; 24], Vec<u8>),
+    /// The message under this key leaves.
+    Remove(sled::IVec),
 }
 
 #[cfg(test)]
@@ -494,7 +505,7 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::OutboxStore;
+    use crate::{OutboxStore, WindowStore};
 
     fn chat() -> Conversation {
         Conversation::parse("254110090747", "254712345678").unwrap_or_else(|e| panic!("{e}"))
@@ -504,21 +515,13 @@ mod tests {
         SledStore::open(dir.path().join("db")).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn index_len(store: &SledStore, prefix: u8) -> usize {
-        store
-            .outcome_index()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .scan_prefix([prefix])
-            .count()
-    }
-
     #[tokio::test]
-    async fn expired_outcomes_leave_the_disk_with_their_index_entries() {
+    async fn expired_outcomes_leave_the_disk_a_few_per_write_or_all_at_once() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store(&dir);
         let brief = TimeDelta::milliseconds(50);
         for n in 0..20 {
-            let outcome = StoredOutcome::new(Uuid::new_v4(), format!("{n}"))
+            let outcome = StoredOutcome::new(Uuid::from_u128(n + 1), format!("{n}"))
                 .with_wa_id(format!("wamid.{n}"))
                 .keep_for(brief);
             store
@@ -526,7 +529,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let lasting = Uuid::new_v4();
+        let lasting = Uuid::from_u128(1_000);
         store
             .put_outcome(
                 chat(),
@@ -534,25 +537,32 @@ mod tests {
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        // Build the WhatsApp id index, so removals must keep it right.
+        assert!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.3")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_some()
+        );
         assert_eq!(store.stored_outcomes(), 21);
-        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), 21);
-        assert_eq!(index_len(&store, codec::WA_PREFIX), 21);
         std::thread::sleep(std::time::Duration::from_millis(80));
 
-        // Each write removes a few expired outcomes.
+        // Each write sweeps a few entries on from where the last stopped.
+        let later = Uuid::from_u128(2_000);
         store
-            .put_outcome(chat(), StoredOutcome::new(Uuid::new_v4(), "later"))
+            .put_outcome(chat(), StoredOutcome::new(later, "later"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(store.stored_outcomes(), 22 - PRUNE_PER_WRITE);
-        // A full pass removes the rest, index entries included.
-        assert_eq!(
-            store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")),
-            20 - PRUNE_PER_WRITE
+        let after_one = store.stored_outcomes();
+        assert!(
+            (22 - SWEEP_PER_WRITE..22).contains(&after_one),
+            "one write sweeps at most {SWEEP_PER_WRITE}: {after_one} left"
         );
+        // A full pass removes the rest.
+        let removed = store.prune_outcomes().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(removed, after_one - 2);
         assert_eq!(store.stored_outcomes(), 2);
-        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), 2);
-        assert_eq!(index_len(&store, codec::WA_PREFIX), 1);
         assert_eq!(
             store
                 .outcome_by_wa_id(chat(), "wamid.L")
@@ -560,14 +570,82 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}")),
             Some((lasting, "lasting".to_owned()))
         );
+        assert_eq!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.3")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            None
+        );
         assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
+
+        // Writes alone go round the tree: enough of them remove every expired outcome.
+        for n in 0..30 {
+            store
+                .put_outcome(
+                    chat(),
+                    StoredOutcome::new(Uuid::from_u128(3_000 + n), "x").keep_for(brief),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        for _ in 0..20 {
+            store
+                .put_outcome(chat(), StoredOutcome::new(later, "later"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(store.stored_outcomes(), 2, "the sweep went round");
+    }
+
+    #[tokio::test]
+    async fn the_whatsapp_id_index_is_built_once_and_follows_writes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        {
+            let store = SledStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .put_outcome(chat(), StoredOutcome::new(a, "a").with_wa_id("wamid.A"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Reopened: the index is built from disk at the first lookup.
+        let store = SledStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put_outcome(chat(), StoredOutcome::new(b, "b").with_wa_id("wamid.B"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let find = async |wa: &str| {
+            store
+                .outcome_by_wa_id(chat(), wa)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|(id, _)| id)
+        };
+        assert_eq!(find("wamid.A").await, Some(a));
+        assert_eq!(find("wamid.B").await, Some(b));
+        // Built: writes change it at once.
+        store
+            .put_outcome(chat(), StoredOutcome::new(a, "a2").with_wa_id("wamid.A2"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find("wamid.A").await, None);
+        assert_eq!(find("wamid.A2").await, Some(a));
+        assert!(store.forget(chat()).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(find("wamid.B").await, None);
+        assert!(matches!(
+            &*lock(&store.wa_index().state),
+            WaState::Built(map) if map.is_empty()
+        ));
     }
 
     #[tokio::test]
     async fn outcomes_written_before_expiry_existed_are_read_and_given_an_expiry() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store(&dir);
-        let old: Vec<Uuid> = (0..SWEEP_PER_WRITE as u128 * 2 + 3)
+        let old: Vec<Uuid> = (1..=2 * SWEEP_PER_WRITE as u128 + 3)
             .map(Uuid::from_u128)
             .collect();
         for id in &old {
@@ -586,11 +664,6 @@ mod tests {
             Some("{\"kind\":\"sent\"}".to_owned()),
             "an outcome without an expiry is read as it is"
         );
-        // Writes sweep a few at a time...
-        store
-            .put_outcome(chat(), StoredOutcome::new(Uuid::new_v4(), "new"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
         let with_expiry = |store: &SledStore| {
             store
                 .inner
@@ -600,18 +673,15 @@ mod tests {
                 .filter(|v| v.as_ref().is_ok_and(|v| codec::outcome_has_expiry(v)))
                 .count()
         };
+        // A write sweeps a few...
+        store
+            .put_outcome(chat(), StoredOutcome::new(Uuid::max(), "new"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(with_expiry(&store), SWEEP_PER_WRITE + 1);
-        // ...and a full pass finishes, once for all.
+        // ...and a full pass the rest.
         assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
         assert_eq!(with_expiry(&store), old.len() + 1);
-        assert_eq!(index_len(&store, codec::EXPIRY_PREFIX), old.len() + 1);
-        assert!(
-            store
-                .outcome_index()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .contains_key(codec::LEGACY_SWEPT_KEY)
-                .unwrap_or_else(|e| panic!("{e}"))
-        );
         for id in &old {
             assert_eq!(
                 store
