@@ -321,7 +321,8 @@ impl<S: Store> Messenger<S> {
     /// client reuses the `messageId`). Not open: applies the closed-window choice (reject,
     /// template, or template and queue). A gateway answer of 131047 records the closure
     /// and is handled as a closed window. A `messageId` already sent, rerouted or queued
-    /// returns [`SendOutcome::Duplicate`] and sends nothing.
+    /// within the outcome horizon ([`PolicyConfig::outcome_horizon`]) returns
+    /// [`SendOutcome::Duplicate`] and sends nothing.
     ///
     /// Calls that name the same `messageId` never overlap: while one is in progress,
     /// another returns [`PolicyError::SendInProgress`] (retry it later: it then returns the
