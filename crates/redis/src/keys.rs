@@ -105,6 +105,24 @@ impl KeyLayout {
         )
     }
 
+    /// HASH: one conversation's outcomes by WhatsApp id: `w:<wa id>` → message id, and
+    /// back, `i:<message id>` → wa id.
+    pub fn outcome_wa_ids(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outcomes:{}:wa", conversation.customer),
+        )
+    }
+
+    /// ZSET: one conversation's outcomes in order of expiry: member message id, score
+    /// the expiry in epoch milliseconds by the server's clock.
+    pub fn outcome_expiry(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outcomes:{}:expiry", conversation.customer),
+        )
+    }
+
     /// STRING with an expiry: a delivery claim on a message, valued
     /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
     /// the key's expiry (`PX`, server time) is what ends the claim.
@@ -140,6 +158,8 @@ mod tests {
             keys.outbox_messages(chat),
             keys.invitations(chat.business),
             keys.outcomes(chat),
+            keys.outcome_wa_ids(chat),
+            keys.outcome_expiry(chat),
         ];
         for key in &per_business {
             assert!(key.starts_with("bot:a:"), "{key}");

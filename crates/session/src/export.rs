@@ -4,13 +4,14 @@
 //! fact: a window, a queued message or an invitation. Send outcomes (the idempotency
 //! cache) are not exported.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{Invitation, QueuedMessage, Store};
+use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, Store};
 use crate::{Conversation, PhoneNumber, SkewLimit, StoreError, StoredTime, WindowRecord};
 
 /// The format name in the header line.
@@ -190,8 +191,24 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
 /// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
-/// clock, is reported with its number and nothing is imported.
+/// clock, is reported with its number and nothing is imported. No outbox may end up
+/// holding more than [`DEFAULT_OUTBOX_LIMIT`] messages (see [`import_with_limit`]).
 pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
+    import_with_limit(store, input, DEFAULT_OUTBOX_LIMIT).await
+}
+
+/// [`import`] with an outbox limit: a conversation whose outbox would hold more than
+/// `outbox_limit` messages (those already queued in `store` and those imported, each
+/// `messageId` counted once) is refused with [`StoreError::Import`] naming the line of
+/// the first message over the limit, and nothing is imported.
+///
+/// The work is linear in the input: one pass over the lines, one read of the outbox of
+/// each conversation with queued lines, and one write per line, each within the limit.
+pub async fn import_with_limit<S: Store>(
+    store: &S,
+    input: impl BufRead,
+    outbox_limit: usize,
+) -> Result<Transfer, StoreError> {
     let mut lines = Vec::new();
     for (number, text) in input.lines().enumerate() {
         let number = number + 1;
@@ -244,6 +261,7 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
             detail: format!("the first line must be the {FORMAT:?} header"),
         });
     }
+    check_outbox_limit(store, &lines, outbox_limit).await?;
     let mut transfer = Transfer::default();
     for (number, line) in lines {
         match line {
@@ -278,7 +296,7 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
                     payload,
                 };
                 store
-                    .enqueue(Conversation::new(business, customer), message, usize::MAX)
+                    .enqueue(Conversation::new(business, customer), message, outbox_limit)
                     .await?;
                 transfer.queued += 1;
             }
@@ -301,4 +319,56 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
     }
     store.flush().await?;
     Ok(transfer)
+}
+
+/// Refuses the import if any outbox would end up over `limit`: the messages already
+/// queued in `store` plus the imported ones not among them, each id once. Reads each
+/// conversation's outbox once.
+async fn check_outbox_limit<S: Store>(
+    store: &S,
+    lines: &[(usize, ExportLine)],
+    limit: usize,
+) -> Result<(), StoreError> {
+    let mut imported: HashMap<Conversation, Vec<(usize, Uuid)>> = HashMap::new();
+    for (number, line) in lines {
+        if let ExportLine::Queued {
+            business,
+            customer,
+            message_id,
+            ..
+        } = line
+        {
+            imported
+                .entry(Conversation::new(*business, *customer))
+                .or_default()
+                .push((*number, *message_id));
+        }
+    }
+    // The first line over a limit, of every conversation, is the one reported.
+    let mut over: Option<(usize, Conversation)> = None;
+    for (conversation, messages) in imported {
+        let mut ids: HashSet<Uuid> = store
+            .queued(conversation)
+            .await?
+            .into_iter()
+            .map(|m| m.message_id)
+            .collect();
+        let first_over = messages
+            .into_iter()
+            .find(|(_, id)| ids.insert(*id) && ids.len() > limit);
+        if let Some((number, _)) = first_over
+            && over.is_none_or(|(earliest, _)| number < earliest)
+        {
+            over = Some((number, conversation));
+        }
+    }
+    match over {
+        Some((line, conversation)) => Err(StoreError::Import {
+            line,
+            detail: format!(
+                "the outbox of {conversation} would hold more than {limit} messages (the outbox limit); nothing was imported"
+            ),
+        }),
+        None => Ok(()),
+    }
 }

@@ -54,6 +54,8 @@ mod engine;
 pub mod export;
 mod identity;
 mod inbound_id;
+#[cfg(feature = "conformance")]
+pub mod instrumented;
 mod phone;
 mod skew;
 mod sled_store;
@@ -74,7 +76,7 @@ pub use sled_store::{
 };
 pub use store::{
     InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError,
-    WindowEntry, WindowStore,
+    StoredOutcome, WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

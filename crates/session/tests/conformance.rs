@@ -41,6 +41,9 @@ conformance_tests!(
     concurrent_outbox,
     invitations,
     outcomes,
+    outcome_expiry,
+    outcome_wa_index,
+    outbox_with_outcome,
     claims,
     redelivery,
 );
