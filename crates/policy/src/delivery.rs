@@ -151,7 +151,9 @@ impl<S: Store> Messenger<S> {
                     self.store().dequeue(conversation, entry.message_id).await?;
                     report.failed.push(FailedMessage {
                         message_id,
-                        error: format!("stored message unreadable: {error}"),
+                        error: format!(
+                            "the stored message is unreadable (no request was made): {error}"
+                        ),
                     });
                     remaining -= 1;
                     continue;
@@ -266,7 +268,7 @@ impl<S: Store> Messenger<S> {
                 self.store().dequeue(conversation, entry.message_id).await?;
                 report.failed.push(FailedMessage {
                     message_id,
-                    error: error.to_string(),
+                    error: format!("refused by the gateway as invalid: {error}"),
                 });
                 Ok(true)
             }

@@ -241,9 +241,13 @@ impl<S> std::fmt::Debug for Messenger<S> {
 
 impl<S: Store> Messenger<S> {
     /// A send path over the session engine (whose store keeps windows and the outbox), the
-    /// gateway client and the policy. The policy's window rule replaces the engine's.
+    /// gateway client and the policy. The policy's window rule replaces the engine's, and the
+    /// send path runs on the real time: an examined clock ([`Sessions::with_examined_clock`])
+    /// is dropped, since the gateway judges the window by the real time.
     pub fn new(sessions: Sessions<S>, client: Client, config: PolicyConfig) -> Self {
-        let sessions = sessions.with_rule(config.rule);
+        // The gateway judges the window by the real time, so the send path decides and
+        // stamps on it: an examined clock (a debug tool's --now) is dropped here.
+        let sessions = sessions.with_rule(config.rule).on_real_time();
         Self {
             inner: Arc::new(Inner {
                 sessions,

@@ -213,8 +213,9 @@ pub enum Command {
     ///
     /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. Runs on the real
     /// clock: --now is refused. Exit 0 when nothing remains queued, 1 when the window is
-    /// closed and messages remain, 2 on an error (including --now, and a message the gateway
-    /// refused for good, which leaves the queue).
+    /// closed and messages remain, 2 on an error (including --now, and a message that can
+    /// never be sent: refused by the gateway as invalid, or unreadable in the store; it
+    /// leaves the queue).
     Deliver(Deliver),
     /// Erase everything stored for a conversation: window, queued messages, invitation and
     /// send outcomes. Exit 0, whether or not anything was stored.

@@ -330,7 +330,7 @@ async fn deliver_keeps_the_message_when_the_gateway_fails_and_expires_old_ones()
     let run = s
         .cli
         .run(&["deliver", BUSINESS, other, "--json"])
-        .expect_error_line(&["refused by the gateway for good", "HTTP 400"]);
+        .expect_error_line(&["refused by the gateway as invalid", "HTTP 400"]);
     assert_eq!(run.code, 2);
     let report = run.json();
     assert_eq!(report["failed"].as_array().unwrap().len(), 1);

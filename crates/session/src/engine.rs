@@ -177,6 +177,14 @@ impl<S: WindowStore> Sessions<S> {
         self
     }
 
+    /// The same engine on the real time alone: an examined clock
+    /// ([`Sessions::with_examined_clock`]) is dropped. What sends works on the real time,
+    /// as the gateway does.
+    pub fn on_real_time(mut self) -> Self {
+        self.examined = None;
+        self
+    }
+
     /// Uses another window rule (length and margin).
     pub fn with_rule(mut self, rule: WindowRule) -> Self {
         self.rule = rule;

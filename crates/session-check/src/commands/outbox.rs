@@ -194,7 +194,7 @@ pub async fn deliver<S: Store + Clone>(
     }
     if !report.failed.is_empty() {
         return Err(CliError::Incomplete(format!(
-            "{} queued message(s) were refused by the gateway for good and taken out of the queue: {}",
+            "{} queued message(s) can never be sent and were taken out of the queue: {}",
             report.failed.len(),
             report
                 .failed
