@@ -775,7 +775,18 @@ impl WindowStore for SledStore {
         };
         // One flush makes the window and the remembered id durable together; a duplicate
         // waits too, so the first copy it was judged against is on disk when it returns.
-        self.durable().await?;
+        if let Err(error) = self.durable().await {
+            // The caller is told the message was not recorded, so the sender will deliver
+            // it again: that copy must not be taken for a duplicate of this one.
+            if matches!(receipt, InboundReceipt::Recorded(_)) {
+                let seen = &self.inner.seen;
+                let guard = seen.lock();
+                if let Err(forget) = seen.forget(&guard, conversation.business, id) {
+                    tracing::warn!(%conversation, %id, error = %forget, "could not forget an inbound id after a failed flush");
+                }
+            }
+            return Err(error);
+        }
         Ok(receipt)
     }
 

@@ -93,6 +93,22 @@ impl SeenIds {
         self.prune(received_at)
     }
 
+    /// Forgets `id` for `business` (after a write that could not be made durable).
+    pub(super) fn forget(
+        &self,
+        _guard: &MutexGuard<'_, ()>,
+        business: PhoneNumber,
+        id: &InboundId,
+    ) -> Result<(), StoreError> {
+        let key = id_key(business, id);
+        if let Some(old) = self.by_id.remove(key)?
+            && let Some((_, until)) = decode(&old)
+        {
+            self.by_expiry.remove(expiry_key(until, &key))?;
+        }
+        Ok(())
+    }
+
     /// Removes up to [`PRUNE_PER_CALL`] ids whose memory ended at or before `now`.
     fn prune(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let bound = ordered(now.timestamp_millis()).to_be_bytes();
