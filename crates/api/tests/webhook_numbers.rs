@@ -152,7 +152,7 @@ proptest! {
             return Err(TestCaseError::fail(format!("{events:?}")));
         };
         // That number as written: its key, and its spelling kept for sending.
-        let customer = message.conversation().unwrap().customer;
+        let customer = message.conversation().unwrap().phone().unwrap();
         prop_assert_eq!(customer, PhoneNumber::parse(&n.to_string()).unwrap());
         prop_assert_eq!(customer.digits(), n.to_string());
     }

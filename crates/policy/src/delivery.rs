@@ -51,7 +51,11 @@ impl<S: Store> Messenger<S> {
         let recorded = self.sessions().record_inbound(conversation, at).await?;
         info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
         let delivery = self.deliver(conversation).await?;
-        Ok(InboundReport { recorded, delivery })
+        Ok(InboundReport {
+            conversation,
+            recorded,
+            delivery,
+        })
     }
 
     /// Records an inbound message from the customer at `at`, once per platform message id
@@ -76,7 +80,11 @@ impl<S: Store> Messenger<S> {
             RecordedOnce::First(recorded) => {
                 info!(%conversation, %at, inbound_id = %id, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
                 let delivery = self.deliver(conversation).await?;
-                Ok(InboundHandled::First(InboundReport { recorded, delivery }))
+                Ok(InboundHandled::First(InboundReport {
+                    conversation,
+                    recorded,
+                    delivery,
+                }))
             }
             RecordedOnce::Duplicate {
                 first_received_at, ..
@@ -96,8 +104,18 @@ impl<S: Store> Messenger<S> {
     /// claim, so by one replica only). Each message keeps its `messageId` across attempts,
     /// so a crash between the gateway's acceptance and our bookkeeping can resend it but
     /// the gateway deduplicates it.
+    ///
+    /// A conversation without a phone number sends nothing: its messages stay queued
+    /// ([`DeliveryStop::NotAddressable`]).
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         let mut report = DeliveryReport::default();
+        if conversation.phone().is_none() {
+            report.remaining = self.store().queued(conversation).await?.len();
+            if report.remaining > 0 {
+                report.stopped = Some(DeliveryStop::NotAddressable);
+            }
+            return Ok(report);
+        }
         // Messages queued while a pass runs (a send that raced a reply) would otherwise
         // wait for the next reply: after a pass that went through everything it saw, look
         // again, a few times at most.
@@ -475,129 +493,6 @@ impl<S: Store> Messenger<S> {
 /// from the outbox), the only kind a later window-closed report can concern.
 fn reached_the_gateway(outcome: &PreviousOutcome) -> bool {
     matches!(outcome.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
-}
-
-/// What [`Messenger::on_webhook_event`] did with one webhook event.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum WebhookOutcome {
-    /// A customer's message was recorded and the outbox delivered.
-    Inbound(Box<InboundReport>),
-    /// A redelivered copy of a customer's message already handled: nothing was recorded;
-    /// do not answer it again.
-    Duplicate {
-        /// When the first copy was received.
-        first_received_at: DateTime<Utc>,
-        /// The delivery of queued messages it ran (usually empty).
-        delivery: DeliveryReport,
-    },
-    /// A "window closed" report was reconciled.
-    WindowClosed(Reconciliation),
-    /// Nothing to do: a status update, a message kind that does not open the window, a
-    /// group message or one from a user known only by a business-scoped user id (whose
-    /// windows are not stored yet), a report that names no conversation, or an unreadable
-    /// item (with why).
-    Ignored(String),
-}
-
-impl<S: Store> Messenger<S> {
-    /// Handles one parsed webhook event: records a customer's message (which may deliver
-    /// queued messages) or reconciles a "window closed" report. Verify the webhook's
-    /// secret token before calling this: a forged inbound message would open a window.
-    pub async fn on_webhook_event(
-        &self,
-        event: &lipachat_api::WebhookEvent,
-    ) -> Result<WebhookOutcome, PolicyError> {
-        use lipachat_api::WebhookEvent;
-        match event {
-            // Checked before anything else: a group message must never open (or be read
-            // as) the sender's 1:1 window.
-            WebhookEvent::Inbound(message) if message.group.is_some() => {
-                Ok(WebhookOutcome::Ignored(
-                    "group message: opens the group's window, not the sender's (group windows are not stored yet)"
-                        .into(),
-                ))
-            }
-            WebhookEvent::Inbound(message) if !message.opens_window => {
-                Ok(WebhookOutcome::Ignored(format!(
-                    "{} messages do not open the window",
-                    message.kind.name()
-                )))
-            }
-            WebhookEvent::Inbound(message) => match message.conversation() {
-                Some(conversation) => {
-                    let id = message
-                        .message_id
-                        .as_deref()
-                        .and_then(|id| InboundId::new(id).ok());
-                    let handled = match id {
-                        Some(id) => {
-                            self.on_inbound_once(conversation, message.inbound_time(), &id)
-                                .await?
-                        }
-                        // Without a usable id a copy cannot be recognised; it still counts.
-                        None => InboundHandled::First(
-                            self.on_inbound(conversation, message.inbound_time())
-                                .await?,
-                        ),
-                    };
-                    Ok(match handled {
-                        InboundHandled::First(report) => {
-                            WebhookOutcome::Inbound(Box::new(report))
-                        }
-                        InboundHandled::Duplicate {
-                            first_received_at,
-                            delivery,
-                        } => WebhookOutcome::Duplicate {
-                            first_received_at,
-                            delivery,
-                        },
-                    })
-                }
-                None => Ok(WebhookOutcome::Ignored(
-                    "message from a user known only by a business-scoped user id: its 1:1 phone conversation is unknown (conversations keyed by user id are not stored yet)"
-                        .into(),
-                )),
-            },
-            WebhookEvent::WindowClosed {
-                conversation: Some(conversation),
-                message_id,
-                wa_id,
-                at,
-                ..
-            } => {
-                let message_id = message_id.as_deref().and_then(|id| id.parse().ok());
-                let reconciled = self
-                    .on_window_closed_report(*conversation, message_id, wa_id.as_deref(), *at)
-                    .await?;
-                Ok(WebhookOutcome::WindowClosed(reconciled))
-            }
-            WebhookEvent::WindowClosed {
-                conversation: None,
-                message_id,
-                wa_id,
-                ..
-            } => {
-                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation; configure the parser's business number");
-                Ok(WebhookOutcome::Ignored(
-                    "window-closed report names no conversation".into(),
-                ))
-            }
-            WebhookEvent::Status(status) => Ok(WebhookOutcome::Ignored(format!(
-                "status {:?}",
-                status.status
-            ))),
-            WebhookEvent::TemplateStatus(update) => Ok(WebhookOutcome::Ignored(format!(
-                "template status {:?} for {:?}",
-                update.status.as_deref().unwrap_or("unknown"),
-                update.template_name.as_deref().unwrap_or("an unnamed template")
-            ))),
-            WebhookEvent::Ignored { reason } => Ok(WebhookOutcome::Ignored(reason.clone())),
-            other => Ok(WebhookOutcome::Ignored(format!(
-                "unhandled event {other:?}"
-            ))),
-        }
-    }
 }
 
 /// Whether the gateway's answer says the message itself can never be sent.

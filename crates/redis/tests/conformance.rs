@@ -53,6 +53,10 @@ conformance_tests!(
     outcomes,
     claims,
     redelivery,
+    identity_registry,
+    aliases,
+    user_and_group_conversations,
+    move_customer,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

@@ -198,7 +198,7 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
         store.set_invitation(c, Some(invitation)).await.unwrap();
     }
     let mut connection = raw(&server).await;
-    let customer = bad.customer.to_string();
+    let customer = bad.customer.key().to_string();
     let _: () = connection
         .hset(
             keys.window(bad.business),
@@ -335,7 +335,11 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
     let mut connection = raw(&server).await;
     for garbage in ["garbage", "1.7e12", ":1795428000000", "12345678901234567:1"] {
         let _: () = connection
-            .hset(keys.window(bad.business), bad.customer.to_string(), garbage)
+            .hset(
+                keys.window(bad.business),
+                bad.customer.key().to_string(),
+                garbage,
+            )
             .await
             .unwrap();
         let error = store.window(bad).await.unwrap_err();
@@ -350,7 +354,7 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
             Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
         ));
         let stored: String = connection
-            .hget(keys.window(bad.business), bad.customer.to_string())
+            .hget(keys.window(bad.business), bad.customer.key().to_string())
             .await
             .unwrap();
         assert_eq!(stored, garbage);
@@ -373,7 +377,7 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
     assert_eq!(update.current, WindowRecord::inbound(earlier));
     assert_eq!(store.window(bad).await.unwrap(), Some(update.current));
     let score: f64 = connection
-        .zscore(keys.inbound(bad.business), bad.customer.to_string())
+        .zscore(keys.inbound(bad.business), bad.customer.key().to_string())
         .await
         .unwrap();
     assert_eq!(score as i64, earlier.timestamp_millis());

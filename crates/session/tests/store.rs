@@ -504,7 +504,7 @@ async fn export_import_round_trip_and_bad_input() {
     assert!(matches!(
         import(
             &empty,
-            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":2}\n"[..]
+            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":3}\n"[..]
         )
         .await,
         Err(StoreError::Import { line: 1, .. })
