@@ -157,3 +157,38 @@ proptest! {
         prop_assert_eq!(customer.digits(), n.to_string());
     }
 }
+
+/// A national number in LipaChat's flat payload takes the configured default country; a
+/// number without a trunk 0 stays international, and without a default country a
+/// national number is refused with the reason.
+#[test]
+fn a_national_number_in_a_flat_payload_takes_the_default_country() {
+    let kenya = WebhookParser::default()
+        .with_default_country(lipachat_session::PhoneParser::with_default_country("254").unwrap());
+    let customer = |parser: &WebhookParser, from: &str| {
+        let events = parser.parse(flat(from).as_bytes(), received()).unwrap();
+        match events.as_slice() {
+            [WebhookEvent::Inbound(message)] => message.conversation().and_then(|c| c.phone()),
+            other => panic!("{other:?}"),
+        }
+    };
+    let expected = PhoneNumber::parse("254712345678").unwrap();
+    assert_eq!(customer(&kenya, r#""0712 345 678""#), Some(expected));
+    assert_eq!(
+        customer(&kenya, r#""+254 (0) 712 345 678""#),
+        Some(expected)
+    );
+    // A short foreign number without a trunk 0 is not taken for a Kenyan one.
+    assert_eq!(
+        customer(&kenya, r#""71234567""#),
+        Some(PhoneNumber::parse("71234567").unwrap())
+    );
+    let error = WebhookParser::default()
+        .parse(flat(r#""0712 345 678""#).as_bytes(), received())
+        .unwrap_err();
+    assert!(
+        matches!(error, WebhookError::InvalidField { field: "from", .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("country code"), "{error}");
+}

@@ -11,6 +11,7 @@
 mod data;
 mod footprint;
 mod measure;
+mod redelivery;
 mod redis_workloads;
 mod send;
 mod sled_workloads;
@@ -42,6 +43,9 @@ struct Args {
     /// How many checks on each Redis gate.
     #[arg(long, default_value_t = 400_000)]
     redis_checks: usize,
+    /// How many inbound ids the redelivery-memory workload remembers.
+    #[arg(long, default_value_t = 100_000)]
+    seen_ids: usize,
     /// Internal: run as the footprint child in this directory.
     #[arg(long, hide = true)]
     footprint_child: Option<PathBuf>,
@@ -75,6 +79,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let send = send::run(dir.path(), args.sends).await?;
     let redis =
         redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
+    let seen = redelivery::run(dir.path(), args.seen_ids.max(1)).await?;
 
     let f = |v: f64| Some(v);
     let redis_check = redis.map(|r| r.redis_check_per_s);
@@ -101,13 +106,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
         "check_vs_redis": rounded(ratio(f(sled.check_per_s), naive_check), 2),
         "redis_engine_vs_naive": rounded(ratio(redis_check, naive_check), 3),
+        "record_once_per_s": rounded(f(seen.record_once_per_s), 0),
+        "record_once_vs_record": rounded(ratio(f(seen.record_once_per_s), f(seen.record_per_s)), 3),
+        "disk_bytes_per_seen_id": rounded(f(seen.disk_bytes_per_id), 1),
+        "redis_bytes_per_seen_id": rounded(seen.redis_bytes_per_id, 1),
     });
 
     let show = |v: &Value| match v {
         Value::Null => "n/a".to_string(),
         other => other.to_string(),
     };
-    let rows: [(&str, &str, &str); 21] = [
+    let rows: [(&str, &str, &str); 25] = [
         ("conversations", "conversations loaded", ""),
         ("check_per_s", "window checks/s, sled store (8 tasks)", ""),
         (
@@ -193,6 +202,26 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "Redis store check / naive check",
             "target >= 0.8",
         ),
+        (
+            "record_once_per_s",
+            "inbound records by id/s (redelivery memory)",
+            "",
+        ),
+        (
+            "record_once_vs_record",
+            "record by id / plain record, same run",
+            "",
+        ),
+        (
+            "disk_bytes_per_seen_id",
+            "sled disk bytes per remembered inbound id",
+            "",
+        ),
+        (
+            "redis_bytes_per_seen_id",
+            "Redis memory bytes per remembered inbound id",
+            "",
+        ),
     ];
     println!();
     println!("{:<48} {:>16}  target", "workload", "figure");
@@ -201,9 +230,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("{label:<48} {:>16}  {target}", show(&figures[key]));
     }
     println!(
-        "(closing-soon query found {} conversations; Redis loaded {} conversations)",
+        "(closing-soon query found {} conversations; Redis loaded {} conversations; {} inbound ids remembered)",
         sled.closing_soon_found,
-        redis.map_or(0, |r| r.loaded)
+        redis.map_or(0, |r| r.loaded),
+        seen.ids
     );
     println!("{figures}");
     Ok(())

@@ -50,6 +50,7 @@ mod delivery;
 mod error;
 mod messenger;
 mod outcome;
+mod recording;
 mod webhook;
 
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
@@ -61,4 +62,5 @@ pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };
+pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
 pub use webhook::WebhookOutcome;

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
 use lipachat_redis::RedisConfig;
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::{Bsuid, GroupId, PhoneNumber, PhoneParser};
 
 /// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
@@ -109,9 +109,75 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
+    /// The country calling code (for example 254, or 1) that completes national numbers in
+    /// every phone argument: a leading trunk 0 (0712 345 678), or a number written without a
+    /// plus sign at that country's national length ((650) 555-1234 under 1). Without it,
+    /// numbers must be international, country code first.
+    #[arg(
+        long,
+        global = true,
+        value_name = "CC",
+        env = "SESSION_CHECK_DEFAULT_COUNTRY",
+        value_parser = parse_country,
+        help_heading = GLOBAL
+    )]
+    pub default_country: Option<PhoneParser>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The phone parser every phone argument is read with: set once, from `--default-country`
+/// or `$SESSION_CHECK_DEFAULT_COUNTRY`, before the arguments are parsed (clap reads each
+/// argument on its own, so a phone argument cannot see the global option otherwise).
+static PHONES: std::sync::OnceLock<PhoneParser> = std::sync::OnceLock::new();
+
+/// The phone parser of this run: with the default country when one was given.
+pub fn phones() -> PhoneParser {
+    PHONES.get().copied().unwrap_or_default()
+}
+
+impl Cli {
+    /// Parses the command line: `--default-country` (before or after the command, else
+    /// `$SESSION_CHECK_DEFAULT_COUNTRY`) is found first, then every argument is parsed with
+    /// it. An unusable value is left for the full parse to report.
+    pub fn parse_args() -> Result<Self, clap::Error> {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let given = default_country_arg(&args).or_else(|| {
+            std::env::var("SESSION_CHECK_DEFAULT_COUNTRY")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        });
+        if let Some(phones) = given.and_then(|code| parse_country(&code).ok()) {
+            // Set once per process; a second call keeps the first value.
+            let _ = PHONES.set(phones);
+        }
+        Self::try_parse_from(args)
+    }
+}
+
+/// The value of the last `--default-country CC` or `--default-country=CC` among the
+/// options (up to a `--`).
+fn default_country_arg(args: &[std::ffi::OsString]) -> Option<String> {
+    let mut found = None;
+    let mut words = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            break;
+        }
+        if word == "--default-country" {
+            found = words.next().map(|v| v.into_owned());
+        } else if let Some(value) = word.strip_prefix("--default-country=") {
+            found = Some(value.to_owned());
+        }
+    }
+    found
+}
+
+/// Parses a default country calling code (1 to 3 digits, an optional leading `+`).
+pub fn parse_country(input: &str) -> Result<PhoneParser, String> {
+    PhoneParser::with_default_country(input).map_err(|e| e.to_string())
 }
 
 /// The commands.
@@ -168,6 +234,18 @@ pub enum Command {
     /// recovery/ inside the store before sled's recovery ran). Exit 0 intact, 2 damaged or
     /// any error. Never creates a store.
     Verify(Verify),
+    /// Read one webhook body (LipaChat's flat payload or WhatsApp's nested one) and apply it
+    /// as the library's webhook handling does: customers' messages and calls are recorded
+    /// (once per message id: a redelivered copy is reported as a duplicate and records
+    /// nothing), 131047 reports record the closure. Never sends: queued messages wait for
+    /// `deliver`.
+    ///
+    /// Prints one line per event, in payload order (with --json, one object each: event,
+    /// business, customer, group, kind, opens_window, sent_at, status, error_code, at,
+    /// duplicate, state_after, reason; null where they do not apply). Exit 0 when the body
+    /// is a webhook, even if every event was ignored; 2 when it is not (malformed JSON, an
+    /// unknown shape), and then nothing is stored. Creates the store like record.
+    Ingest(Ingest),
 }
 
 /// `verify`'s arguments.
@@ -185,15 +263,32 @@ pub struct Pair {
     /// The business's WhatsApp number.
     #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
     pub business: PhoneNumber,
-    /// The customer's number.
-    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
-    pub customer: PhoneNumber,
+    /// The customer: a phone number, a business-scoped user id (US.13491208655302741918),
+    /// or a group (group:ID).
+    #[arg(value_name = "CUSTOMER", value_parser = parse_customer)]
+    pub customer: CustomerArg,
 }
 
-impl Pair {
-    /// The conversation these two numbers name.
-    pub fn conversation(&self) -> Conversation {
-        Conversation::new(self.business, self.customer)
+/// Who a command names as the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerArg {
+    /// A phone number.
+    Phone(PhoneNumber),
+    /// A user known by a business-scoped user id: the phone's conversation when an alias
+    /// names the user's phone, else the user's own.
+    User(Bsuid),
+    /// A group.
+    Group(GroupId),
+}
+
+impl std::fmt::Display for CustomerArg {
+    /// As output names customers: canonical digits, the user id, or `group:ID`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Phone(phone) => write!(f, "{phone}"),
+            Self::User(user) => write!(f, "{user}"),
+            Self::Group(group) => write!(f, "group:{group}"),
+        }
     }
 }
 
@@ -207,6 +302,25 @@ pub struct Record {
     /// real clock, or of --now, is refused and nothing is stored.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<DateTime<Utc>>,
+}
+
+/// `ingest`'s arguments.
+#[derive(Debug, Args)]
+pub struct Ingest {
+    /// The file holding the webhook body; `-` or nothing: standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The business number, for payloads that do not name it (or name one that is not a
+    /// phone number).
+    #[arg(long, value_name = "NUMBER", value_parser = parse_phone)]
+    pub business: Option<PhoneNumber>,
+    /// When the webhook was received (RFC 3339; default: the clock, i.e. --now if given):
+    /// a message's time is capped at it, and redeliveries are remembered from it.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub received_at: Option<DateTime<Utc>>,
+    /// The body, read and checked before any store is opened.
+    #[arg(skip)]
+    pub body: Vec<u8>,
 }
 
 /// A window state `list` can keep.
@@ -314,15 +428,18 @@ pub struct Pending {
     /// The business number (with CUSTOMER: one conversation only).
     #[arg(value_name = "BUSINESS", value_parser = parse_phone, requires = "customer")]
     pub business: Option<PhoneNumber>,
-    /// The customer's number.
-    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
-    pub customer: Option<PhoneNumber>,
+    /// The customer: a phone number, a business-scoped user id, or group:ID.
+    #[arg(value_name = "CUSTOMER", value_parser = parse_customer)]
+    pub customer: Option<CustomerArg>,
 }
 
 impl Pending {
     /// The one conversation asked about, if any.
-    pub fn conversation(&self) -> Option<Conversation> {
-        Some(Conversation::new(self.business?, self.customer?))
+    pub fn pair(&self) -> Option<Pair> {
+        Some(Pair {
+            business: self.business?,
+            customer: self.customer.clone()?,
+        })
     }
 }
 
@@ -445,7 +562,7 @@ impl Command {
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
         match self {
-            Self::Record(_) | Self::Import => true,
+            Self::Record(_) | Self::Import | Self::Ingest(_) => true,
             Self::SendContact(send) => !send.dry_run,
             Self::Status(_)
             | Self::List(_)
@@ -459,8 +576,36 @@ impl Command {
 }
 
 /// Parses a phone number in any form the library accepts.
+///
+/// With `--default-country`, national numbers take that country; without it, a national
+/// number is an error that says to give the country code or `--default-country`.
 pub fn parse_phone(input: &str) -> Result<PhoneNumber, String> {
-    PhoneNumber::parse(input).map_err(|e| e.to_string())
+    match PHONES.get() {
+        Some(phones) => phones.parse(input).map_err(|e| e.to_string()),
+        None => PhoneNumber::parse(input).map_err(|e| match e {
+            lipachat_session::PhoneError::MissingCountryCode { .. } => {
+                format!("{e} (--default-country CC or $SESSION_CHECK_DEFAULT_COUNTRY)")
+            }
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// Parses a customer: `group:ID` a group, a business-scoped user id (two capital letters,
+/// a dot, letters and digits) a user, anything else a phone number ([`parse_phone`]).
+pub fn parse_customer(input: &str) -> Result<CustomerArg, String> {
+    let trimmed = input.trim();
+    if let Some(group) = trimmed.strip_prefix("group:") {
+        return GroupId::parse(group)
+            .map(CustomerArg::Group)
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(user) = Bsuid::parse(trimmed) {
+        return Ok(CustomerArg::User(user));
+    }
+    parse_phone(input).map(CustomerArg::Phone).map_err(|e| {
+        format!("{e} (a customer may also be a business-scoped user id such as US.13491208655302741918, or group:ID)")
+    })
 }
 
 /// Parses an RFC 3339 time into UTC.
@@ -554,6 +699,26 @@ mod tests {
         );
         assert!(parse_phone("0712345678").is_err());
         assert!(parse_message_id("not-a-uuid").is_err());
+        assert_eq!(
+            parse_customer("US.13491208655302741918"),
+            Ok(CustomerArg::User(
+                "US.13491208655302741918".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_customer("group:120363040694233820@g.us"),
+            Ok(CustomerArg::Group(
+                "120363040694233820@g.us".parse().unwrap()
+            ))
+        );
+        assert!(matches!(
+            parse_customer("+254 712 345 678"),
+            Ok(CustomerArg::Phone(_))
+        ));
+        assert!(parse_customer("group:two words").is_err());
+        assert!(
+            parse_customer("us.1349").is_err_and(|e| e.contains("business-scoped user id such as"))
+        );
     }
 
     #[test]

@@ -30,6 +30,28 @@ pub enum CliError {
         "{0}; give --db PATH or --store STORE (or set SESSION_CHECK_DB or SESSION_CHECK_STORE), or create it with record or import"
     )]
     NoStore(StoreError),
+    /// `ingest` could not read its input.
+    #[error("cannot read the {what}: {source}")]
+    Input {
+        /// What was being read.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `ingest` was given a body that is not a webhook (malformed JSON, an unknown shape,
+    /// too large); nothing was stored.
+    #[error("not a webhook body: {0}; nothing was stored")]
+    NotAWebhook(String),
+    /// A command that sends was given a customer with no phone number: a user known only
+    /// by a business-scoped user id (no alias names their phone), or a group. Nothing was
+    /// sent.
+    #[error(
+        "{customer} has no phone number to send to: the gateway offers no way to address a user by business-scoped user id, or a group; nothing was sent"
+    )]
+    NotAddressable {
+        /// The customer as given (the user id, or group:ID).
+        customer: String,
+    },
     /// `verify` found the store damaged (the report is on stdout).
     #[error("{0}")]
     Damaged(String),

@@ -39,8 +39,8 @@ mod output;
 use std::path::Path;
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
 use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{OpenMode, SledConfig, SledStore};
 
@@ -52,7 +52,7 @@ use crate::error::CliError;
 const ERROR_STATUS: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse().and_then(Cli::check_globals) {
+    let cli = match Cli::parse_args().and_then(Cli::check_globals) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
@@ -70,12 +70,17 @@ fn main() -> ExitCode {
 ///
 /// The one place that knows which store is used: another store is one more arm here, the
 /// commands being generic over [`lipachat_session::Store`].
-fn execute(cli: Cli) -> Result<Exit, CliError> {
+fn execute(mut cli: Cli) -> Result<Exit, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     commands::check(&cli)?;
+    // Read and checked before the store is opened: a body that is not a webhook stores
+    // nothing.
+    if let Command::Ingest(args) = &mut cli.command {
+        commands::prepare_ingest(args, cli.now)?;
+    }
     let store = cli.store().map_err(CliError::Usage)?;
     if let Command::Verify(args) = &cli.command {
         return commands::verify(&store, args, cli.json);

@@ -7,8 +7,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::store::{InboundReceipt, InboundUpdate, WindowStore};
 use crate::window::saturating_add;
 use crate::{
-    Clock, Conversation, FutureTimeError, InboundId, SendDecision, SkewLimit, StoreError,
-    StoredTime, SystemClock, WindowRule, WindowState,
+    Clock, Conversation, FutureTimeError, InboundId, PhoneError, PhoneParser, SendDecision,
+    SkewLimit, StoreError, StoredTime, SystemClock, WindowRule, WindowState,
 };
 
 /// A failure of the session engine.
@@ -99,6 +99,7 @@ pub struct Sessions<S> {
     rule: WindowRule,
     skew: SkewLimit,
     redelivery_horizon: TimeDelta,
+    phones: PhoneParser,
 }
 
 impl<S: WindowStore> Sessions<S> {
@@ -116,7 +117,30 @@ impl<S: WindowStore> Sessions<S> {
             rule: WindowRule::default(),
             skew: SkewLimit::default(),
             redelivery_horizon: Self::DEFAULT_REDELIVERY_HORIZON,
+            phones: PhoneParser::international(),
         }
+    }
+
+    /// Reads phone numbers written by people ([`Sessions::conversation`]) with a default
+    /// country: national numbers (a leading trunk `0`, or that country's national length
+    /// written without `+`) take it.
+    pub fn with_default_country(mut self, phones: PhoneParser) -> Self {
+        self.phones = phones;
+        self
+    }
+
+    /// The phone parser of [`Sessions::conversation`].
+    pub fn phones(&self) -> PhoneParser {
+        self.phones
+    }
+
+    /// The conversation between two numbers written by people (a form, a command line),
+    /// read with the default country if one is set ([`Sessions::with_default_country`]).
+    pub fn conversation(&self, business: &str, customer: &str) -> Result<Conversation, PhoneError> {
+        Ok(Conversation::new(
+            self.phones.parse(business)?,
+            self.phones.parse(customer)?,
+        ))
     }
 
     /// How long an inbound message id is remembered by default: 7 days, as long as

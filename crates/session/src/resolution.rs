@@ -180,7 +180,8 @@ impl<S: Store> Sessions<S> {
     }
 
     /// A user changed their phone number (`user_changed_number`): what was stored for
-    /// `old` (the sender's phone, else their user id's alias or handle) moves to `new`;
+    /// `old` (the sender's phone, else their user id's alias or handle, allocated if
+    /// new) moves to `new`;
     /// the new user id that comes with it, and the old one, are recorded as aliases of
     /// `new` (moving a conversation kept under the new one's handle). Returns the
     /// conversations moved from and to, and what moved (nothing, when nothing was
@@ -193,12 +194,13 @@ impl<S: Store> Sessions<S> {
         new: PhoneNumber,
         new_user: Option<&Bsuid>,
     ) -> Result<Option<Merged>, SessionError> {
-        let from = match old {
-            Some(old) => Some(Conversation::new(business, old)),
-            None => {
-                self.find_conversation(business, None, old_user, None)
-                    .await?
-            }
+        let from = match (old, old_user) {
+            (Some(old), _) => Some(Conversation::new(business, old)),
+            (None, Some(user)) => self
+                .sender_conversation(business, None, Some(user))
+                .await?
+                .map(|resolved| resolved.conversation),
+            (None, None) => None,
         };
         let to = Conversation::new(business, new);
         let moved = match from {

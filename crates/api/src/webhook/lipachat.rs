@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use super::content::{self, bsuid};
 use super::{
     DeliveryStatus, InboundKind, InboundMessage, Recipient, Sender, StatusUpdate,
-    TemplateStatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone, shorten, text,
+    TemplateStatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone_with, shorten, text,
     timestamp, wamid,
 };
 use crate::reengagement;
@@ -126,7 +126,7 @@ fn inbound(
     let user_id = bsuid(object, &USER_ID_FIELDS);
     // A `from` that is not a phone number fails the payload unless a user id names the
     // sender instead.
-    let customer = match phone(object, "from") {
+    let customer = match phone_with(&parser.phones, object, "from") {
         Ok(customer) => customer,
         Err(_) if user_id.is_some() => None,
         Err(error) => return Err(error),
@@ -134,9 +134,15 @@ fn inbound(
     if customer.is_none() && user_id.is_none() {
         return Err(WebhookError::MissingField { field: "from" });
     }
-    let business = phone(object, "to")?
-        .or(parser.business)
-        .ok_or(WebhookError::MissingField { field: "to" })?;
+    // A `to` that is not a phone number is never read as some other number: the configured
+    // business number stands in for it; without one, the payload is refused.
+    let business = match phone_with(&parser.phones, object, "to") {
+        Ok(number) => number,
+        Err(_) if parser.business.is_some() => None,
+        Err(error) => return Err(error),
+    }
+    .or(parser.business)
+    .ok_or(WebhookError::MissingField { field: "to" })?;
     let group = match text(object, &["groupId", "group_id"]) {
         None => None,
         Some(raw) => Some(
@@ -225,7 +231,7 @@ fn recipient(parser: &WebhookParser, object: &Map<String, Value>) -> Recipient {
         phone: if to_group {
             None
         } else {
-            parser.business.and_then(|b| customer(b, object))
+            parser.business.and_then(|b| customer(parser, b, object))
         },
         user_id: bsuid(object, &["recipient_user_id", "recipientUserId"]),
         parent_user_id: bsuid(
@@ -237,8 +243,12 @@ fn recipient(parser: &WebhookParser, object: &Map<String, Value>) -> Recipient {
 }
 
 /// The customer of a flat status callback sent from `business`.
-fn customer(business: PhoneNumber, object: &Map<String, Value>) -> Option<PhoneNumber> {
-    let read = |field| phone(object, field).ok().flatten();
+fn customer(
+    parser: &WebhookParser,
+    business: PhoneNumber,
+    object: &Map<String, Value>,
+) -> Option<PhoneNumber> {
+    let read = |field| phone_with(&parser.phones, object, field).ok().flatten();
     let (from, to) = (read("from"), read("to"));
     let customer = match (from, to) {
         (Some(f), Some(t)) if f == business => Some(t),

@@ -82,7 +82,7 @@ mod whatsapp;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber};
+use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber, PhoneParser};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -517,6 +517,7 @@ pub struct WebhookParser {
     unanswered_user_calls_open: bool,
     max_body_bytes: usize,
     business: Option<PhoneNumber>,
+    phones: PhoneParser,
 }
 
 impl Default for WebhookParser {
@@ -526,6 +527,7 @@ impl Default for WebhookParser {
             unanswered_user_calls_open: true,
             max_body_bytes: DEFAULT_MAX_WEBHOOK_BYTES,
             business: None,
+            phones: PhoneParser::international(),
         }
     }
 }
@@ -565,6 +567,16 @@ impl WebhookParser {
     /// The same parser with another body size limit.
     pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
+        self
+    }
+
+    /// Reads national numbers (a leading trunk `0`) in LipaChat's flat payloads with a
+    /// default country ([`PhoneParser::with_default_country`]), as a gateway configured for
+    /// one country may send them. WhatsApp's own webhook carries international numbers
+    /// only, and a number without a trunk `0` is always read as international, so a short
+    /// foreign number is never taken for a national one.
+    pub fn with_default_country(mut self, phones: PhoneParser) -> Self {
+        self.phones = phones;
         self
     }
 
@@ -672,6 +684,16 @@ fn phone(
     object: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<PhoneNumber>, WebhookError> {
+    phone_with(&PhoneParser::international(), object, field)
+}
+
+/// [`phone`] read with `phones`: a national number (a leading trunk `0`) takes its default
+/// country; otherwise the number is international.
+fn phone_with(
+    phones: &PhoneParser,
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<PhoneNumber>, WebhookError> {
     let raw = match object.get(field) {
         Some(Value::Number(n)) => match n.as_u64() {
             Some(whole) => whole.to_string(),
@@ -689,12 +711,13 @@ fn phone(
             None => return Ok(None),
         },
     };
-    raw.parse().map(Some).map_err(
-        |e: lipachat_session::PhoneError| WebhookError::InvalidField {
+    phones
+        .parse_international_or_trunk(&raw)
+        .map(Some)
+        .map_err(|e| WebhookError::InvalidField {
             field,
             detail: e.to_string(),
-        },
-    )
+        })
 }
 
 /// A timestamp: Unix seconds (or milliseconds, when too large for seconds) as a number or

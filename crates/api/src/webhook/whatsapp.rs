@@ -62,12 +62,15 @@ fn change_events(
         events.push(ignored("a change without a `value` object"));
         return;
     };
-    // A business number in the metadata that is not one (a float, say) is not replaced by
-    // the configured one: the messages and calls are ignored with the reason.
+    // A business number in the metadata that is not one (a float, say) is never read as
+    // some other number: the configured business number stands in for it, and without one
+    // the messages and calls are ignored with the reason.
     let business = match value.get("metadata").and_then(Value::as_object) {
-        Some(metadata) => phone(metadata, "display_phone_number")
-            .map(|number| number.or(parser.business))
-            .map_err(|e| e.to_string()),
+        Some(metadata) => match phone(metadata, "display_phone_number") {
+            Ok(number) => Ok(number.or(parser.business)),
+            Err(_) if parser.business.is_some() => Ok(parser.business),
+            Err(error) => Err(error.to_string()),
+        },
         None => Ok(parser.business),
     };
     let change = Change {

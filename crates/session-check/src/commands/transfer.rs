@@ -31,13 +31,16 @@ struct Imported {
     windows: u64,
     queued: u64,
     invitations: u64,
+    users: u64,
+    groups: u64,
+    aliases: u64,
 }
 
 impl Render for Imported {
     fn human(&self) -> String {
         format!(
-            "imported {} window(s), {} queued message(s) and {} invitation(s)",
-            self.windows, self.queued, self.invitations
+            "imported {} window(s), {} queued message(s), {} invitation(s), {} user id(s), {} group(s) and {} alias(es)",
+            self.windows, self.queued, self.invitations, self.users, self.groups, self.aliases
         )
     }
 }
@@ -49,12 +52,18 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         windows,
         queued,
         invitations,
+        users,
+        groups,
+        aliases,
         ..
     } = import_from(context.sessions.store(), io::stdin().lock()).await?;
     context.printer.emit(&Imported {
         windows,
         queued,
         invitations,
+        users,
+        groups,
+        aliases,
     })?;
     Ok(Exit::Success)
 }

@@ -209,6 +209,7 @@ impl Cli {
             .env_remove("LIPACHAT_BASE_URL")
             .env_remove("SESSION_CHECK_DB")
             .env_remove("SESSION_CHECK_STORE")
+            .env_remove("SESSION_CHECK_DEFAULT_COUNTRY")
             .env_remove("RUST_LOG")
             .stdin(if stdin.is_some() {
                 Stdio::piped()

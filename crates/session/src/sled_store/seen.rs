@@ -14,9 +14,9 @@ const PRUNE_PER_CALL: usize = 8;
 
 /// The two trees and the lock that makes check-and-insert one step.
 pub(super) struct SeenIds {
-    /// `business (u64 BE) ++ id` → `first received (i64 ms BE) ++ remember until (i64 ms BE)`.
+    /// `business (u64 BE) ++ digest of the id (16 B)` → `first received (i64 ms BE) ++ remember until (i64 ms BE)`.
     by_id: sled::Tree,
-    /// `remember until (ordered u64 BE) ++ business (u64 BE) ++ id` → empty.
+    /// `remember until (ordered u64 BE) ++ business (u64 BE) ++ digest` → empty.
     by_expiry: sled::Tree,
     lock: Mutex<()>,
 }
@@ -84,7 +84,7 @@ impl SeenIds {
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&received_at.timestamp_millis().to_be_bytes());
         value[8..].copy_from_slice(&until_ms.to_be_bytes());
-        if let Some(old) = self.by_id.insert(&key, &value)?
+        if let Some(old) = self.by_id.insert(key, &value)?
             && let Some((_, old_until)) = decode(&old)
         {
             self.by_expiry.remove(expiry_key(old_until, &key))?;
@@ -117,10 +117,19 @@ impl SeenIds {
     }
 }
 
-fn id_key(business: PhoneNumber, id: &InboundId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + id.as_str().len());
-    key.extend_from_slice(&business.as_u64().to_be_bytes());
-    key.extend_from_slice(id.as_str().as_bytes());
+/// The namespace of the ids' digests: fixed, since the digests are stored.
+const DIGEST_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6c69_7061_6368_6174_2d73_6565_6e31_0001);
+
+/// `business ++ a 16-byte digest of the id` (a v5 UUID: SHA-1, truncated). The id itself
+/// is not needed, only whether it was seen; a digest keeps every key 24 bytes whatever the
+/// id's length (WhatsApp's are about 60 characters), and two ids sharing one digest is as
+/// likely as a SHA-1 collision.
+fn id_key(business: PhoneNumber, id: &InboundId) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&business.as_u64().to_be_bytes());
+    key[8..]
+        .copy_from_slice(uuid::Uuid::new_v5(&DIGEST_NAMESPACE, id.as_str().as_bytes()).as_bytes());
     key
 }
 
