@@ -38,10 +38,17 @@ struct Imported {
 
 impl Render for Imported {
     fn human(&self) -> String {
-        format!(
-            "imported {} window(s), {} queued message(s), {} invitation(s), {} user id(s), {} group(s) and {} alias(es)",
-            self.windows, self.queued, self.invitations, self.users, self.groups, self.aliases
-        )
+        let mut line = format!(
+            "imported {} window(s), {} queued message(s) and {} invitation(s)",
+            self.windows, self.queued, self.invitations
+        );
+        if self.users + self.groups + self.aliases > 0 {
+            line.push_str(&format!(
+                ", with {} user id(s), {} group(s) and {} alias(es)",
+                self.users, self.groups, self.aliases
+            ));
+        }
+        line
     }
 }
 
