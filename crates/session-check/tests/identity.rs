@@ -6,29 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{BUSINESS, CUSTOMER_DIGITS, Cli, send_contact};
+use common::{BUSINESS, CUSTOMER_DIGITS, Cli, fixture, send_contact};
 use serde_json::Value;
 
 const USER: &str = "KE.13491208655302741918";
 const GROUP: &str = "group:120363040694233820@g.us";
-
-/// The webhook fixture corpus (its README cites each body's source).
-fn fixture(name: &str) -> String {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "api",
-        "tests",
-        "fixtures",
-        "webhooks",
-        name,
-    ]
-    .iter()
-    .collect();
-    path.to_str().unwrap().to_owned()
-}
 
 fn state(cli: &Cli, customer: &str, code: i32) -> Value {
     cli.run(&["--json", "status", BUSINESS, customer])

@@ -6,27 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use chrono::{TimeDelta, Utc};
-use common::{BUSINESS, CUSTOMER_DIGITS, Cli, QUEUE, send_contact};
+use common::{BUSINESS, CUSTOMER_DIGITS, Cli, QUEUE, fixture, send_contact};
 use lipachat_testkit::StandInGateway;
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> String {
-    let path: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "api",
-        "tests",
-        "fixtures",
-        "webhooks",
-        name,
-    ]
-    .iter()
-    .collect();
-    path.to_str().unwrap().to_owned()
-}
 
 /// The contract's fields, in order, plus `moved_to`.
 const FIELDS: [&str; 14] = [
