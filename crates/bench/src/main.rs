@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p lipachat-bench -- --conversations 1000000
+//! cargo run --release -p lipachat-bench -- --only outcomes   # what send outcomes cost
 //! ```
 //!
 //! It prints a readable table and ends with one JSON line of figures (null where a workload
@@ -11,6 +12,7 @@
 mod data;
 mod footprint;
 mod measure;
+mod outcome_growth;
 mod redelivery;
 mod redis_workloads;
 mod send;
@@ -21,7 +23,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
 /// Benchmark the session engine against a HashMap, a naive Redis TTL gate and raw HTTP.
@@ -43,12 +45,29 @@ struct Args {
     /// How many checks on each Redis gate.
     #[arg(long, default_value_t = 400_000)]
     redis_checks: usize,
+    /// How many guarded sends naming their messageId (each stores its outcome) for the
+    /// disk-per-send figures.
+    #[arg(long, default_value_t = 100_000)]
+    outcome_sends: usize,
     /// How many inbound ids the redelivery-memory workload remembers.
     #[arg(long, default_value_t = 100_000)]
     seen_ids: usize,
+    /// Run only these workloads.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
     /// Internal: run as the footprint child in this directory.
     #[arg(long, hide = true)]
     footprint_child: Option<PathBuf>,
+}
+
+/// A part of the benchmark that can run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    /// What send outcomes cost: sled disk per send, after expiry, Redis memory.
+    Outcomes,
+    /// What the redelivery memory costs: records by id against plain records, sled disk
+    /// and Redis memory per remembered id.
+    Redelivery,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -71,52 +90,81 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let n = args.conversations.max(1_000);
     let dir = tempfile::tempdir()?;
-    measure::progress(&format!("generating {n} conversations"));
-    let population = Arc::new(data::Population::new(n, Utc::now()));
+    let everything = args.only.is_none();
+    let (sled, footprint, send, redis) = if everything {
+        measure::progress(&format!("generating {n} conversations"));
+        let population = Arc::new(data::Population::new(n, Utc::now()));
+        let sled = sled_workloads::run(dir.path(), Arc::clone(&population), args.checks).await?;
+        let footprint = footprint::measure(dir.path(), n)?;
+        let send = send::run(dir.path(), args.sends).await?;
+        let redis =
+            redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
+        (Some(sled), Some(footprint), Some(send), redis)
+    } else {
+        (None, None, None, None)
+    };
+    let outcomes = match args.only {
+        None | Some(Only::Outcomes) => {
+            Some(outcome_growth::run(dir.path(), args.outcome_sends).await?)
+        }
+        Some(_) => None,
+    };
+    let seen = match args.only {
+        None | Some(Only::Redelivery) => {
+            Some(redelivery::run(dir.path(), args.seen_ids.max(1)).await?)
+        }
+        Some(_) => None,
+    };
+    let seen_f = |pick: fn(&redelivery::RedeliveryFigures) -> f64| seen.as_ref().map(pick);
 
-    let sled = sled_workloads::run(dir.path(), Arc::clone(&population), args.checks).await?;
-    let footprint = footprint::measure(dir.path(), n)?;
-    let send = send::run(dir.path(), args.sends).await?;
-    let redis =
-        redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
-    let seen = redelivery::run(dir.path(), args.seen_ids.max(1)).await?;
-
-    let f = |v: f64| Some(v);
+    let sled_f = |pick: fn(&sled_workloads::SledFigures) -> f64| sled.as_ref().map(pick);
+    let send_f = |pick: fn(&send::SendFigures) -> f64| send.as_ref().map(pick);
+    let per_conversation =
+        |pick: fn(&footprint::Footprint) -> u64| footprint.map(|f| pick(&f) as f64 / n as f64);
     let redis_check = redis.map(|r| r.redis_check_per_s);
     let naive_check = redis.map(|r| r.naive_redis_ttl_check_per_s);
+    let check = sled_f(|s| s.check_per_s);
+    let raw_post = send_f(|s| s.raw_post_per_s);
     let figures = json!({
-        "conversations": n,
-        "check_per_s": rounded(f(sled.check_per_s), 0),
-        "hashmap_check_per_s": rounded(f(sled.hashmap_check_per_s), 0),
-        "check_vs_hashmap": rounded(ratio(f(sled.check_per_s), f(sled.hashmap_check_per_s)), 3),
-        "record_per_s": rounded(f(sled.record_per_s), 0),
-        "durable_record_per_s_1": rounded(f(sled.durable_record_per_s_1), 0),
-        "durable_record_per_s_64": rounded(f(sled.durable_record_per_s_64), 0),
-        "flush_each_record_per_s": rounded(f(sled.flush_each_record_per_s), 0),
-        "group_commit_speedup": rounded(ratio(f(sled.durable_record_per_s_64), f(sled.flush_each_record_per_s)), 2),
-        "closing_soon_query_ms": rounded(f(sled.closing_soon_query_ms), 3),
-        "disk_bytes_per_conversation": rounded(f(footprint.disk_bytes as f64 / n as f64), 1),
-        "rss_bytes_per_conversation": rounded(f(footprint.rss_bytes as f64 / n as f64), 1),
-        "send_per_s": rounded(f(send.send_per_s), 0),
-        "raw_post_per_s": rounded(f(send.raw_post_per_s), 0),
-        "send_vs_raw": rounded(ratio(f(send.send_per_s), f(send.raw_post_per_s)), 3),
-        "send_with_message_id_per_s": rounded(f(send.send_with_id_per_s), 0),
-        "send_with_message_id_vs_raw": rounded(ratio(f(send.send_with_id_per_s), f(send.raw_post_per_s)), 3),
+        "conversations": if everything { json!(n) } else { Value::Null },
+        "check_per_s": rounded(check, 0),
+        "hashmap_check_per_s": rounded(sled_f(|s| s.hashmap_check_per_s), 0),
+        "check_vs_hashmap": rounded(ratio(check, sled_f(|s| s.hashmap_check_per_s)), 3),
+        "record_per_s": rounded(sled_f(|s| s.record_per_s), 0),
+        "durable_record_per_s_1": rounded(sled_f(|s| s.durable_record_per_s_1), 0),
+        "durable_record_per_s_64": rounded(sled_f(|s| s.durable_record_per_s_64), 0),
+        "flush_each_record_per_s": rounded(sled_f(|s| s.flush_each_record_per_s), 0),
+        "group_commit_speedup": rounded(ratio(sled_f(|s| s.durable_record_per_s_64), sled_f(|s| s.flush_each_record_per_s)), 2),
+        "closing_soon_query_ms": rounded(sled_f(|s| s.closing_soon_query_ms), 3),
+        "disk_bytes_per_conversation": rounded(per_conversation(|f| f.disk_bytes), 1),
+        "rss_bytes_per_conversation": rounded(per_conversation(|f| f.rss_bytes), 1),
+        "send_per_s": rounded(send_f(|s| s.send_per_s), 0),
+        "raw_post_per_s": rounded(raw_post, 0),
+        "send_vs_raw": rounded(ratio(send_f(|s| s.send_per_s), raw_post), 3),
+        "send_with_message_id_per_s": rounded(send_f(|s| s.send_with_id_per_s), 0),
+        "send_with_message_id_vs_raw": rounded(ratio(send_f(|s| s.send_with_id_per_s), raw_post), 3),
         "redis_check_per_s": rounded(redis_check, 0),
         "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
-        "check_vs_redis": rounded(ratio(f(sled.check_per_s), naive_check), 2),
+        "check_vs_redis": rounded(ratio(check, naive_check), 2),
         "redis_engine_vs_naive": rounded(ratio(redis_check, naive_check), 3),
-        "record_once_per_s": rounded(f(seen.record_once_per_s), 0),
-        "record_once_vs_record": rounded(ratio(f(seen.record_once_per_s), f(seen.record_per_s)), 3),
-        "disk_bytes_per_seen_id": rounded(f(seen.disk_bytes_per_id), 1),
-        "redis_bytes_per_seen_id": rounded(seen.redis_bytes_per_id, 1),
+        "outcome_sends": outcomes.as_ref().map(|o| o.sends),
+        "disk_bytes_per_send": rounded(outcomes.as_ref().map(|o| o.disk_bytes_per_send), 1),
+        "wave_disk_bytes_per_written": rounded(outcomes.as_ref().map(|o| o.wave_disk_bytes_per_written), 1),
+        "wave_disk_bytes_per_live": rounded(outcomes.as_ref().map(|o| o.wave_disk_bytes_per_live), 1),
+        "wave_outcomes_left": outcomes.as_ref().map(|o| o.wave_outcomes_left),
+        "redis_bytes_per_outcome": rounded(outcomes.as_ref().and_then(|o| o.redis_bytes_per_outcome), 1),
+        "seen_ids": seen.as_ref().map(|s| s.ids),
+        "record_once_per_s": rounded(seen_f(|s| s.record_once_per_s), 0),
+        "record_once_vs_record": rounded(ratio(seen_f(|s| s.record_once_per_s), seen_f(|s| s.record_per_s)), 3),
+        "disk_bytes_per_seen_id": rounded(seen_f(|s| s.disk_bytes_per_id), 1),
+        "redis_bytes_per_seen_id": rounded(seen.as_ref().and_then(|s| s.redis_bytes_per_id), 1),
     });
 
     let show = |v: &Value| match v {
         Value::Null => "n/a".to_string(),
         other => other.to_string(),
     };
-    let rows: [(&str, &str, &str); 25] = [
+    let rows: &[(&str, &str, &str)] = &[
         ("conversations", "conversations loaded", ""),
         ("check_per_s", "window checks/s, sled store (8 tasks)", ""),
         (
@@ -203,6 +251,36 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "target >= 0.8",
         ),
         (
+            "outcome_sends",
+            "sends naming their messageId (outcomes kept)",
+            "",
+        ),
+        (
+            "disk_bytes_per_send",
+            "sled disk bytes per send after those sends",
+            "",
+        ),
+        (
+            "wave_disk_bytes_per_written",
+            "10 expiring waves: disk bytes / outcome written",
+            "",
+        ),
+        (
+            "wave_disk_bytes_per_live",
+            "10 expiring waves: disk bytes / outcome stored",
+            "",
+        ),
+        (
+            "wave_outcomes_left",
+            "10 expiring waves: outcomes stored at the end",
+            "",
+        ),
+        (
+            "redis_bytes_per_outcome",
+            "Redis memory bytes per stored outcome",
+            "",
+        ),
+        (
             "record_once_per_s",
             "inbound records by id/s (redelivery memory)",
             "",
@@ -226,15 +304,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("{:<48} {:>16}  target", "workload", "figure");
     println!("{}", "-".repeat(80));
-    for (key, label, target) in rows {
+    for &(key, label, target) in rows {
         println!("{label:<48} {:>16}  {target}", show(&figures[key]));
     }
-    println!(
-        "(closing-soon query found {} conversations; Redis loaded {} conversations; {} inbound ids remembered)",
-        sled.closing_soon_found,
-        redis.map_or(0, |r| r.loaded),
-        seen.ids
-    );
+    if let Some(sled) = &sled {
+        println!(
+            "(closing-soon query found {} conversations; Redis loaded {} conversations)",
+            sled.closing_soon_found,
+            redis.map_or(0, |r| r.loaded)
+        );
+    }
     println!("{figures}");
     Ok(())
 }

@@ -66,6 +66,7 @@ pub struct PolicyConfig {
     pub(crate) outbox_ttl: TimeDelta,
     pub(crate) delivery_lease: TimeDelta,
     pub(crate) send_lease: TimeDelta,
+    pub(crate) outcome_horizon: TimeDelta,
 }
 
 impl Default for PolicyConfig {
@@ -79,6 +80,7 @@ impl Default for PolicyConfig {
             outbox_ttl: Self::DEFAULT_OUTBOX_TTL,
             delivery_lease: Self::DEFAULT_DELIVERY_LEASE,
             send_lease: Self::DEFAULT_SEND_LEASE,
+            outcome_horizon: Self::DEFAULT_OUTCOME_HORIZON,
         }
     }
 }
@@ -87,7 +89,7 @@ impl PolicyConfig {
     /// A template is sent again to a still-closed conversation only after 24 hours.
     pub const DEFAULT_INVITATION_COOLDOWN: TimeDelta = TimeDelta::hours(24);
     /// At most 20 messages wait per conversation.
-    pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
+    pub const DEFAULT_OUTBOX_LIMIT: usize = lipachat_session::store::DEFAULT_OUTBOX_LIMIT;
     /// A queued message expires after 7 days.
     pub const DEFAULT_OUTBOX_TTL: TimeDelta = TimeDelta::days(7);
     /// A replica's claim on a queued message (or on sending an invitation) lasts
@@ -100,6 +102,10 @@ impl PolicyConfig {
     /// claim must not lapse while it runs. A call that ends or is cancelled releases it
     /// at once; only a process that dies mid-call leaves it to the lease.
     pub const DEFAULT_SEND_LEASE: TimeDelta = TimeDelta::minutes(15);
+    /// A send's outcome is kept for 7 days, as long as the gateway may redeliver a
+    /// webhook: a retry naming the same `messageId`, or a late report, within that span
+    /// finds it (see [`PolicyConfig::outcome_horizon`]).
+    pub const DEFAULT_OUTCOME_HORIZON: TimeDelta = lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 
     /// The closed-window choice for every business number without its own.
     pub fn on_closed(mut self, on_closed: OnClosed) -> Self {
@@ -154,6 +160,22 @@ impl PolicyConfig {
     pub fn send_lease(mut self, lease: TimeDelta) -> Self {
         self.send_lease = lease;
         self
+    }
+
+    /// How long a send's outcome is kept. Within it, a call naming a `messageId` already
+    /// used returns the earlier outcome and sends nothing; after it, the outcome is gone
+    /// and such a call sends again (only the gateway's own deduplication, whose span is
+    /// not published, then stands between the customer and a second copy). An outcome
+    /// saying a message is queued is kept at least as long as the message may wait
+    /// ([`PolicyConfig::outbox_ttl`]).
+    pub fn outcome_horizon(mut self, horizon: TimeDelta) -> Self {
+        self.outcome_horizon = horizon;
+        self
+    }
+
+    /// The outcome horizon in use.
+    pub fn outcome_horizon_value(&self) -> TimeDelta {
+        self.outcome_horizon
     }
 
     /// The closed-window choice for `business`.

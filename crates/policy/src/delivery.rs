@@ -8,7 +8,7 @@ use lipachat_session::{Conversation, InboundId, QueuedMessage, RecordedOnce, Sen
 use tracing::{info, warn};
 
 use crate::error::PolicyError;
-use crate::messenger::{Messenger, QueuedPayload, SendRequest, send_claim_id};
+use crate::messenger::{Messenger, QueuedPayload, SendRequest, requeue_message_id, send_claim_id};
 use crate::outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome,
@@ -227,20 +227,28 @@ impl<S: Store> Messenger<S> {
             .await
         {
             Ok(receipt) => {
-                self.remember(
-                    conversation,
-                    payload.origin,
-                    PreviousOutcome {
-                        kind: OutcomeKind::Delivered,
-                        message_id,
-                        wa_id: receipt.wa_id.clone(),
-                        template_message_id: None,
-                        at: self.now(),
-                        message: Some(payload.message),
-                    },
-                )
-                .await?;
-                self.store().dequeue(conversation, entry.message_id).await?;
+                // The message leaves the outbox in the same durable step as the outcome
+                // saying it was delivered: a retry of the send then finds that outcome,
+                // never an empty outbox and no outcome (and sends it again).
+                let outcome = PreviousOutcome {
+                    kind: OutcomeKind::Delivered,
+                    message_id,
+                    wa_id: receipt.wa_id.clone(),
+                    template_message_id: None,
+                    at: self.now(),
+                    message: Some(payload.message),
+                };
+                self.store()
+                    .dequeue_with_outcome(
+                        conversation,
+                        entry.message_id,
+                        Self::stored_outcome(
+                            payload.origin,
+                            &outcome,
+                            self.config().outcome_horizon_value(),
+                        ),
+                    )
+                    .await?;
                 info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
                 report.delivered.push(Delivered {
                     message_id,
@@ -253,7 +261,11 @@ impl<S: Store> Messenger<S> {
                 warn!(%conversation, %message_id, "gateway refused queued message as outside the window: it stays queued with a fresh messageId");
                 self.sessions().record_gateway_closure(conversation).await?;
                 self.store()
-                    .reassign(conversation, entry.message_id, MessageId::new().as_uuid())
+                    .reassign(
+                        conversation,
+                        entry.message_id,
+                        requeue_message_id(message_id).as_uuid(),
+                    )
                     .await?;
                 report.stopped = Some(DeliveryStop::GatewayClosedWindow);
                 Ok(false)
@@ -325,22 +337,30 @@ impl<S: Store> Messenger<S> {
         }
         let message_id = MessageId::from_uuid(entry.message_id);
         warn!(%conversation, %message_id, queued_at = %entry.queued_at, "queued message expired undelivered");
-        if let Some(payload) = payload {
-            self.remember(
-                conversation,
-                payload.origin,
-                PreviousOutcome {
+        match payload {
+            // Taken out in the same durable step as the outcome saying it expired.
+            Some(payload) => {
+                let outcome = PreviousOutcome {
                     kind: OutcomeKind::Expired,
                     message_id,
                     wa_id: None,
                     template_message_id: None,
                     at: self.now(),
                     message: None,
-                },
-            )
-            .await?;
+                };
+                let outcome = Self::stored_outcome(
+                    payload.origin,
+                    &outcome,
+                    self.config().outcome_horizon_value(),
+                );
+                self.store()
+                    .dequeue_with_outcome(conversation, entry.message_id, outcome)
+                    .await?;
+            }
+            None => {
+                self.store().dequeue(conversation, entry.message_id).await?;
+            }
         }
-        self.store().dequeue(conversation, entry.message_id).await?;
         Ok(Expiry::Expired(ExpiredMessage {
             conversation,
             message_id,
@@ -375,7 +395,8 @@ impl<S: Store> Messenger<S> {
     /// Handles a report, arriving after the send was accepted (a failed status callback),
     /// that WhatsApp refused a message as outside the window (131047). Records the closure
     /// and handles the message it names as if the window had been closed at send time:
-    /// rejected, rerouted to the template, or queued again with a fresh `messageId`.
+    /// rejected, rerouted to the template, or queued again with a fresh `messageId`
+    /// (derived from the refused one, so a replay of the report queues nothing more).
     ///
     /// `message_id` is our `messageId` if the report names it; `wa_id` is WhatsApp's; `at`
     /// is when the failure happened (the closure is recorded then, never later than now,
@@ -458,7 +479,8 @@ impl<S: Store> Messenger<S> {
             // new outcome; a queued copy gets a fresh id (the gateway may deduplicate the old).
             Some(message) => {
                 let request = SendRequest::new(conversation, message).message_id(key);
-                self.closed(&request, key, reason, state, true).await?
+                self.closed(&request, key, reason, state, Some(sent_as))
+                    .await?
             }
             // No copy was kept: the policy was to reject.
             None => {

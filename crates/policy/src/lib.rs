@@ -42,6 +42,10 @@
 //! logical send, inside the client or across a crash, reuses its `messageId`, and a
 //! template's `messageId` is derived from the free-form message's. The gateway does not
 //! publish how long it remembers ids; a retry after that span could be delivered twice.
+//! A retry naming a `messageId` already used is answered from the store, without reaching
+//! the gateway, for [`PolicyConfig::outcome_horizon`] (7 days by default); a queued
+//! message and the outcome saying so are stored in one durable step, so a retry never
+//! finds the message queued without it and queues it again.
 
 mod claim;
 mod closing_soon;

@@ -9,7 +9,7 @@ use lipachat_api::{
 use lipachat_session::window::saturating_add;
 use lipachat_session::{
     Conversation, Invitation, QueuedMessage, RefusalReason, SendDecision, Sessions, Store,
-    WindowState,
+    StoredOutcome, WindowState,
 };
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -33,6 +33,15 @@ pub fn template_message_id(message_id: MessageId) -> MessageId {
 /// report about) that message: one namespace, apart from the outbox's own claims.
 pub(crate) fn send_claim_id(message_id: MessageId) -> Uuid {
     derived(b"send", message_id.as_uuid().as_bytes()).as_uuid()
+}
+
+/// The `messageId` a message is queued under after the gateway refused it under
+/// `refused` as outside the window (131047): never `refused` itself (the gateway may
+/// remember it and drop a retry), and the same on every replay of that refusal (a
+/// retried call, a redelivered report), so a replay finds the message already queued
+/// instead of queueing a second copy under another id.
+pub(crate) fn requeue_message_id(refused: MessageId) -> MessageId {
+    derived(b"requeue", refused.as_uuid().as_bytes())
 }
 
 pub(crate) fn derived(purpose: &[u8], from: &[u8]) -> MessageId {
@@ -319,7 +328,8 @@ impl<S: Store> Messenger<S> {
     /// client reuses the `messageId`). Not open: applies the closed-window choice (reject,
     /// template, or template and queue). A gateway answer of 131047 records the closure
     /// and is handled as a closed window. A `messageId` already sent, rerouted or queued
-    /// returns [`SendOutcome::Duplicate`] and sends nothing.
+    /// within the outcome horizon ([`PolicyConfig::outcome_horizon`]) returns
+    /// [`SendOutcome::Duplicate`] and sends nothing.
     ///
     /// Calls that name the same `messageId` never overlap: while one is in progress,
     /// another returns [`PolicyError::SendInProgress`] (retry it later: it then returns the
@@ -426,7 +436,7 @@ impl<S: Store> Messenger<S> {
                             message_id,
                             RefusalReason::ClosedByGateway,
                             state,
-                            true,
+                            Some(message_id),
                         )
                         .await
                     }
@@ -438,26 +448,27 @@ impl<S: Store> Messenger<S> {
             }
             SendDecision::Refused { reason, state } => {
                 info!(%conversation, %message_id, kind = request.message.kind(), decision = "closed", reason = reason.name(), state = state.name(), "free-form send not allowed now");
-                self.closed(request, message_id, reason, state, false).await
+                self.closed(request, message_id, reason, state, None).await
             }
         }
     }
 
-    /// Applies the closed-window choice. `refused_by_gateway`: the id was already used in
-    /// a send the gateway refused, so a queued copy gets a fresh one.
+    /// Applies the closed-window choice to the logical send `message_id`. `refused`: the
+    /// id under which the gateway just refused it (131047), so a queued copy gets another
+    /// ([`requeue_message_id`]).
     pub(crate) async fn closed(
         &self,
         request: &SendRequest,
         message_id: MessageId,
         reason: RefusalReason,
         state: WindowState,
-        refused_by_gateway: bool,
+        refused: Option<MessageId>,
     ) -> Result<SendOutcome, PolicyError> {
         let conversation = request.conversation;
         match self.on_closed(request) {
             OnClosed::Reject => {
                 info!(%conversation, %message_id, reason = reason.name(), "rejected");
-                if refused_by_gateway {
+                if refused.is_some() {
                     self.remember(
                         conversation,
                         message_id,
@@ -476,7 +487,7 @@ impl<S: Store> Messenger<S> {
                     message_id,
                     reason,
                     state,
-                    refused_by_gateway,
+                    refused_by_gateway: refused.is_some(),
                 })
             }
             OnClosed::Template(template) => {
@@ -504,7 +515,30 @@ impl<S: Store> Messenger<S> {
             }
             OnClosed::Queue(template) => {
                 let limit = self.inner.config.outbox_limit;
-                if self.store().queued(conversation).await?.len() >= limit {
+                let queued = self.store().queued(conversation).await?;
+                // One copy per logical send. Every copy this send queues carries its key
+                // (`origin`), whatever `messageId` it waits under, and only a call holding
+                // the key's claim queues one, so a copy found here was queued by an
+                // earlier attempt whose outcome this call did not find (it expired, or a
+                // store wrote the message without it): it is the message, not queued
+                // again. Its outcome is written back alone: writing the message again
+                // could put back a copy a delivery has just taken out.
+                let origin_of = |entry: &QueuedMessage| {
+                    serde_json::from_str::<QueuedPayload>(&entry.payload)
+                        .is_ok_and(|payload| payload.origin == message_id)
+                };
+                if let Some(entry) = queued.iter().find(|entry| origin_of(entry)) {
+                    let queued_id = MessageId::from_uuid(entry.message_id);
+                    info!(%conversation, %message_id, queued_id = %queued_id, "already queued by an earlier attempt: not queued again");
+                    let outcome = self.queued_outcome(queued_id, None);
+                    let outcome =
+                        Self::stored_outcome(message_id, &outcome, self.queued_keep_for());
+                    self.store().put_outcome(conversation, outcome).await?;
+                    return self
+                        .queued(conversation, queued_id, None, reason, state)
+                        .await;
+                }
+                if queued.len() >= limit {
                     warn!(%conversation, %message_id, limit, "outbox full");
                     return Err(PolicyError::OutboxFull {
                         conversation,
@@ -512,17 +546,18 @@ impl<S: Store> Messenger<S> {
                     });
                 }
                 let template = self.invite(request, message_id, template).await?;
-                let queued_id = if refused_by_gateway {
-                    MessageId::new()
-                } else {
-                    message_id
-                };
+                let queued_id = refused.map_or(message_id, requeue_message_id);
                 let payload = QueuedPayload {
                     origin: message_id,
                     message: request.message.clone(),
                 };
+                let outcome =
+                    self.queued_outcome(queued_id, template.as_ref().map(|t| t.message_id));
+                // The message and the outcome saying it is queued are stored in one
+                // durable step: a retry that found the message queued but no outcome
+                // would queue it a second time.
                 self.store()
-                    .enqueue(
+                    .enqueue_with_outcome(
                         conversation,
                         QueuedMessage {
                             message_id: queued_id.as_uuid(),
@@ -530,47 +565,66 @@ impl<S: Store> Messenger<S> {
                             payload: to_json(&payload),
                         },
                         limit,
+                        Self::stored_outcome(message_id, &outcome, self.queued_keep_for()),
                     )
                     .await?;
-                self.remember(
-                    conversation,
-                    message_id,
-                    PreviousOutcome {
-                        kind: OutcomeKind::Queued,
-                        message_id: queued_id,
-                        wa_id: None,
-                        template_message_id: template.as_ref().map(|t| t.message_id),
-                        at: self.now(),
-                        message: None,
-                    },
-                )
-                .await?;
                 info!(%conversation, %message_id, queued_id = %queued_id, template_sent = template.is_some(), "queued until the customer replies");
-                // A reply recorded between our decision and the enqueue delivered the
-                // outbox without this message; deliver now rather than wait for the next
-                // reply (a failure here leaves it queued, so it is only logged).
-                let (mut delivered, mut expired) = (Vec::new(), Vec::new());
-                if self.inner.sessions.decide(conversation).await?.is_allowed() {
-                    match self.deliver(conversation).await {
-                        Ok(report) => {
-                            info!(%conversation, delivered = report.delivered.len(), "window reopened while queueing: delivered");
-                            (delivered, expired) = (report.delivered, report.expired);
-                        }
-                        Err(error) => {
-                            warn!(%conversation, %error, "window reopened while queueing; delivery failed, the message stays queued")
-                        }
-                    }
-                }
-                Ok(SendOutcome::Queued {
-                    message_id: queued_id,
-                    template,
-                    reason,
-                    state,
-                    delivered,
-                    expired,
-                })
+                self.queued(conversation, queued_id, template, reason, state)
+                    .await
             }
         }
+    }
+
+    /// How long the outcome of a queued message is kept: the outcome horizon, or longer
+    /// if the message may wait longer, so that a retry finds it while it waits.
+    fn queued_keep_for(&self) -> chrono::TimeDelta {
+        self.config().outcome_horizon.max(self.config().outbox_ttl)
+    }
+
+    /// The outcome of a send queued under `queued_id`.
+    fn queued_outcome(&self, queued_id: MessageId, template: Option<MessageId>) -> PreviousOutcome {
+        PreviousOutcome {
+            kind: OutcomeKind::Queued,
+            message_id: queued_id,
+            wa_id: None,
+            template_message_id: template,
+            at: self.now(),
+            message: None,
+        }
+    }
+
+    /// [`SendOutcome::Queued`] for a message now queued under `queued_id`. A reply
+    /// recorded between the decision and the enqueue delivered the outbox without this
+    /// message; it is delivered now rather than at the next reply (a failure here leaves
+    /// it queued, so it is only logged).
+    async fn queued(
+        &self,
+        conversation: Conversation,
+        queued_id: MessageId,
+        template: Option<TemplateSent>,
+        reason: RefusalReason,
+        state: WindowState,
+    ) -> Result<SendOutcome, PolicyError> {
+        let (mut delivered, mut expired) = (Vec::new(), Vec::new());
+        if self.inner.sessions.decide(conversation).await?.is_allowed() {
+            match self.deliver(conversation).await {
+                Ok(report) => {
+                    info!(%conversation, delivered = report.delivered.len(), "window reopened while queueing: delivered");
+                    (delivered, expired) = (report.delivered, report.expired);
+                }
+                Err(error) => {
+                    warn!(%conversation, %error, "window reopened while queueing; delivery failed, the message stays queued")
+                }
+            }
+        }
+        Ok(SendOutcome::Queued {
+            message_id: queued_id,
+            template,
+            reason,
+            state,
+            delivered,
+            expired,
+        })
     }
 
     /// Sends the invitation template unless one already went for this closed window within
@@ -688,33 +742,47 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Finds the outcome of the send whose WhatsApp message id is `wa_id`, with the
-    /// caller's `messageId` it is stored under (a scan of the conversation's outcomes:
-    /// status callbacks are rare, sends are not, so the send path writes no index).
+    /// caller's `messageId` it is stored under: one indexed lookup (the store indexes the
+    /// WhatsApp id written with each outcome). An outcome since replaced by another
+    /// (the message requeued, then delivered under another WhatsApp id) is not found.
     pub async fn outcome_by_wa_id(
         &self,
         conversation: Conversation,
         wa_id: &str,
     ) -> Result<Option<(MessageId, PreviousOutcome)>, PolicyError> {
-        for (key, text) in self.store().outcomes(conversation).await? {
-            let outcome = parse_outcome(conversation, key, &text)?;
-            if outcome.wa_id.as_deref() == Some(wa_id) {
-                return Ok(Some((MessageId::from_uuid(key), outcome)));
-            }
-        }
-        Ok(None)
+        let Some((key, text)) = self.store().outcome_by_wa_id(conversation, wa_id).await? else {
+            return Ok(None);
+        };
+        let outcome = parse_outcome(conversation, key, &text)?;
+        Ok((outcome.wa_id.as_deref() == Some(wa_id)).then(|| (MessageId::from_uuid(key), outcome)))
     }
 
-    /// Stores an outcome under the caller's `messageId`. Status callbacks that name only
-    /// WhatsApp's message id find it through its `wa_id` ([`Messenger::outcome_by_wa_id`]).
+    /// An outcome as the store keeps it, under the caller's `messageId` `key`, indexed by
+    /// its WhatsApp id, kept for `keep_for`.
+    pub(crate) fn stored_outcome(
+        key: MessageId,
+        outcome: &PreviousOutcome,
+        keep_for: chrono::TimeDelta,
+    ) -> StoredOutcome {
+        StoredOutcome {
+            message_id: key.as_uuid(),
+            text: to_json(outcome),
+            wa_id: outcome.wa_id.clone(),
+            keep_for,
+        }
+    }
+
+    /// Stores an outcome under the caller's `messageId`, kept for the outcome horizon.
+    /// Status callbacks that name only WhatsApp's message id find it through its `wa_id`
+    /// ([`Messenger::outcome_by_wa_id`]).
     pub(crate) async fn remember(
         &self,
         conversation: Conversation,
         key: MessageId,
         outcome: PreviousOutcome,
     ) -> Result<(), PolicyError> {
-        self.store()
-            .put_outcome(conversation, key.as_uuid(), to_json(&outcome))
-            .await?;
+        let outcome = Self::stored_outcome(key, &outcome, self.config().outcome_horizon);
+        self.store().put_outcome(conversation, outcome).await?;
         Ok(())
     }
 

@@ -107,6 +107,24 @@ impl KeyLayout {
         )
     }
 
+    /// HASH: one conversation's outcomes by WhatsApp id: `w:<wa id>` → message id, and
+    /// back, `i:<message id>` → wa id.
+    pub fn outcome_wa_ids(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outcomes:{}:wa", conversation.customer.key()),
+        )
+    }
+
+    /// ZSET: one conversation's outcomes in order of expiry: member message id, score
+    /// the expiry in epoch milliseconds by the server's clock.
+    pub fn outcome_expiry(&self, conversation: Conversation) -> String {
+        self.business_key(
+            conversation.business,
+            &format!("outcomes:{}:expiry", conversation.customer.key()),
+        )
+    }
+
     /// HASH: business-scoped user id → the phone number recorded for it with this
     /// business, in the spelling it was recorded with.
     pub fn aliases(&self, business: PhoneNumber) -> String {
@@ -182,6 +200,8 @@ mod tests {
             keys.outbox_messages(chat),
             keys.invitations(chat.business),
             keys.outcomes(chat),
+            keys.outcome_wa_ids(chat),
+            keys.outcome_expiry(chat),
             keys.aliases(chat.business),
         ];
         for key in &per_business {

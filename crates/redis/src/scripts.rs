@@ -140,31 +140,196 @@ end
 return out
 ";
 
-/// Erases one conversation: window record and index entry, outbox, invitation, outcomes.
+/// Erases one conversation: window record and index entry, outbox, invitation, outcomes
+/// and their indexes.
 ///
 /// KEYS: window HASH, inbound ZSET, outbox LIST, outbox messages HASH, outboxes SET,
-/// invitations HASH, outcomes HASH. ARGV: customer. Returns how many things were removed.
+/// invitations HASH, outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET.
+/// ARGV: customer. Returns how many things were removed.
 const FORGET: &str = r"
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
 n = n + redis.call('ZREM', KEYS[2], ARGV[1])
 n = n + redis.call('DEL', KEYS[3], KEYS[4], KEYS[7])
+redis.call('DEL', KEYS[8], KEYS[9])
 n = n + redis.call('SREM', KEYS[5], ARGV[1])
 n = n + redis.call('HDEL', KEYS[6], ARGV[1])
 return n
 ";
 
+/// Lua shared by the outbox scripts.
+///
+/// `enqueue(list, messages, outboxes, customer, id, message, limit)` appends a message
+/// unless its id is queued (0) or the outbox is full (-1); 1 if added.
+/// `dequeue(list, messages, outboxes, customer, id)` removes one queued message and drops
+/// the conversation from the business's outboxes when its queue is empty; how many
+/// entries it removed.
+macro_rules! outbox_lua {
+    () => {
+        r"
+local function enqueue(list, messages, outboxes, customer, id, message, limit)
+  if redis.call('HEXISTS', messages, id) == 1 then return 0 end
+  if redis.call('LLEN', list) >= tonumber(limit) then return -1 end
+  redis.call('RPUSH', list, id)
+  redis.call('HSET', messages, id, message)
+  redis.call('SADD', outboxes, customer)
+  return 1
+end
+local function dequeue(list, messages, outboxes, customer, id)
+  local n = redis.call('HDEL', messages, id) + redis.call('LREM', list, 0, id)
+  if redis.call('LLEN', list) == 0 then
+    redis.call('DEL', messages)
+    redis.call('SREM', outboxes, customer)
+  end
+  return n
+end
+"
+    };
+}
+
+/// Lua shared by the outcome scripts. Expiry is by the server's clock (`TIME`), so every
+/// replica agrees on it.
+///
+/// The keys of one conversation's outcomes are `outcomes` (HASH id → text), `wa_ids`
+/// (HASH `w:<wa id>` → id and `i:<id>` → wa id) and `expiry` (ZSET id, score = expiry
+/// ms). An outcome without a score was written before outcomes expired.
+///
+/// `put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep)` stores an
+/// outcome (`wa` empty: none to index) kept for `keep` ms, after removing up to 16
+/// expired ones; the first write to a hash written before outcomes expired gives its
+/// outcomes `legacy_keep` ms. Each key expires with its newest entry, so a
+/// conversation that stops sending leaves nothing behind. `live(expiry, id, now)`:
+/// whether an outcome has not expired.
+macro_rules! outcome_lua {
+    () => {
+        r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function live(expiry, id, now)
+  local score = redis.call('ZSCORE', expiry, id)
+  return (not score) or tonumber(score) > now
+end
+local function drop_wa(wa_ids, id)
+  local wa = redis.call('HGET', wa_ids, 'i:' .. id)
+  if wa then
+    if redis.call('HGET', wa_ids, 'w:' .. wa) == id then redis.call('HDEL', wa_ids, 'w:' .. wa) end
+    redis.call('HDEL', wa_ids, 'i:' .. id)
+  end
+end
+local function put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep)
+  local now = now_ms()
+  local longest = tonumber(keep)
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 16)) do
+    drop_wa(wa_ids, old)
+    redis.call('HDEL', outcomes, old)
+    redis.call('ZREM', expiry, old)
+  end
+  if redis.call('PTTL', outcomes) == -1 then
+    for _, field in ipairs(redis.call('HKEYS', outcomes)) do
+      if not redis.call('ZSCORE', expiry, field) then
+        redis.call('ZADD', expiry, now + tonumber(legacy_keep), field)
+        longest = math.max(longest, tonumber(legacy_keep))
+      end
+    end
+  end
+  drop_wa(wa_ids, id)
+  redis.call('HSET', outcomes, id, text)
+  if wa ~= '' then redis.call('HSET', wa_ids, 'w:' .. wa, id, 'i:' .. id, wa) end
+  redis.call('ZADD', expiry, now + tonumber(keep), id)
+  for _, key in ipairs({outcomes, wa_ids, expiry}) do
+    local ttl = redis.call('PTTL', key)
+    if ttl ~= -2 and ttl < longest then redis.call('PEXPIRE', key, longest) end
+  end
+end
+"
+    };
+}
+
 /// Appends a message unless its id is queued (0) or the outbox is full (-1); 1 if added.
 ///
 /// KEYS: outbox LIST, outbox messages HASH, outboxes SET. ARGV: customer, message id,
 /// encoded message, limit.
-const ENQUEUE: &str = r"
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 0 end
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[4]) then return -1 end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[1])
+const ENQUEUE: &str = concat!(
+    outbox_lua!(),
+    "return enqueue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+);
+
+/// [`ENQUEUE`] and storing the send's outcome, as one script: a full outbox (-1) stores
+/// neither; otherwise the outcome is stored and the answer is `ENQUEUE`'s.
+///
+/// KEYS: outbox LIST, outbox messages HASH, outboxes SET, outcomes HASH, outcome
+/// WhatsApp ids HASH, outcome expiry ZSET. ARGV: customer, message id, encoded message,
+/// limit, outcome id, outcome text, wa id or empty, keep ms, legacy keep ms.
+const ENQUEUE_WITH_OUTCOME: &str = concat!(
+    outbox_lua!(),
+    outcome_lua!(),
+    r"
+local added = enqueue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+if added < 0 then return added end
+put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return added
+"
+);
+
+/// Stores a send's outcome.
+///
+/// KEYS: outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET. ARGV: outcome id,
+/// outcome text, wa id or empty, keep ms, legacy keep ms.
+const PUT_OUTCOME: &str = concat!(
+    outcome_lua!(),
+    r"
+put_outcome(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 return 1
-";
+"
+);
+
+/// The outcome stored under an id, unless expired.
+///
+/// KEYS: outcomes HASH, outcome expiry ZSET. ARGV: outcome id. Returns the text or nil.
+const OUTCOME: &str = concat!(
+    outcome_lua!(),
+    r"
+local text = redis.call('HGET', KEYS[1], ARGV[1])
+if not text or not live(KEYS[2], ARGV[1], now_ms()) then return false end
+return text
+"
+);
+
+/// The outcome indexed under a WhatsApp id, unless expired or since replaced by one
+/// without that id.
+///
+/// KEYS: outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET. ARGV: wa id.
+/// Returns `{id, text}` or nil.
+const OUTCOME_BY_WA_ID: &str = concat!(
+    outcome_lua!(),
+    r"
+local id = redis.call('HGET', KEYS[2], 'w:' .. ARGV[1])
+if not id or redis.call('HGET', KEYS[2], 'i:' .. id) ~= ARGV[1] then return false end
+local text = redis.call('HGET', KEYS[1], id)
+if not text or not live(KEYS[3], id, now_ms()) then return false end
+return {id, text}
+"
+);
+
+/// Every outcome of a conversation that has not expired.
+///
+/// KEYS: outcomes HASH, outcome expiry ZSET. Returns a flat list of `id, text`.
+const OUTCOMES: &str = concat!(
+    outcome_lua!(),
+    r"
+local now = now_ms()
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  if live(KEYS[2], all[i], now) then
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+return out
+"
+);
 
 /// One conversation's queue in order.
 ///
@@ -183,14 +348,25 @@ return out
 /// when its queue is empty. Returns whether anything was removed.
 ///
 /// KEYS: outbox LIST, outbox messages HASH, outboxes SET. ARGV: customer, message id.
-const DEQUEUE: &str = r"
-local n = redis.call('HDEL', KEYS[2], ARGV[2]) + redis.call('LREM', KEYS[1], 0, ARGV[2])
-if redis.call('LLEN', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('SREM', KEYS[3], ARGV[1])
-end
-return n
-";
+const DEQUEUE: &str = concat!(
+    outbox_lua!(),
+    "return dequeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])"
+);
+
+/// [`DEQUEUE`] and storing the send's outcome, as one script; the outcome is stored
+/// whether or not the message was queued. Returns `DEQUEUE`'s answer.
+///
+/// KEYS: as [`ENQUEUE_WITH_OUTCOME`]. ARGV: customer, message id, outcome id, outcome
+/// text, wa id or empty, keep ms, legacy keep ms.
+const DEQUEUE_WITH_OUTCOME: &str = concat!(
+    outbox_lua!(),
+    outcome_lua!(),
+    r"
+local removed = dequeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
+put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return removed
+"
+);
 
 /// Gives a queued message a new id in place. Returns 1 if done, 0 if the old id is not
 /// queued, -1 if the new id is already queued.
@@ -248,9 +424,14 @@ return previous
 /// target's own wins). An unreadable source window stops it before anything is written
 /// (an error reply); an unreadable target window is replaced.
 ///
+/// The outcomes move with their expiry and WhatsApp id index entries, and each target
+/// key expires no sooner than its source did (one written before outcomes expired, with
+/// no expiry, keeps none).
+///
 /// KEYS: window HASH, inbound ZSET, outboxes SET, invitations HASH, source outbox LIST,
-/// source outbox messages HASH, target outbox LIST, target outbox messages HASH, source
-/// outcomes HASH, target outcomes HASH. ARGV: source customer, target customer.
+/// source outbox messages HASH, target outbox LIST, target outbox messages HASH, then
+/// source and target of each of: outcomes HASH, outcome WhatsApp ids HASH, outcome
+/// expiry ZSET. ARGV: source customer, target customer.
 /// Returns `{window moved 0|1, messages moved, invitation moved 0|1, outcomes moved}`.
 const MOVE_CUSTOMER: &str = concat!(
     record_lua!(),
@@ -315,13 +496,29 @@ if invitation then
   end
   redis.call('HDEL', KEYS[4], from)
 end
+local existed = {}
+for i = 10, 14, 2 do existed[i] = redis.call('EXISTS', KEYS[i]) == 1 end
 local outcomes = redis.call('HGETALL', KEYS[9])
 for i = 1, #outcomes, 2 do
-  if redis.call('HSETNX', KEYS[10], outcomes[i], outcomes[i + 1]) == 1 then
+  local id = outcomes[i]
+  if redis.call('HSETNX', KEYS[10], id, outcomes[i + 1]) == 1 then
     moved[4] = moved[4] + 1
+    local expires = redis.call('ZSCORE', KEYS[13], id)
+    if expires then redis.call('ZADD', KEYS[14], expires, id) end
+    local wa = redis.call('HGET', KEYS[11], 'i:' .. id)
+    if wa and redis.call('HGET', KEYS[11], 'w:' .. wa) == id then
+      redis.call('HSET', KEYS[12], 'w:' .. wa, id, 'i:' .. id, wa)
+    end
   end
 end
-redis.call('DEL', KEYS[9])
+for i = 10, 14, 2 do
+  local ttl = redis.call('PTTL', KEYS[i - 1])
+  local own = redis.call('PTTL', KEYS[i])
+  if ttl > 0 and own ~= -2 and ((not existed[i] and own == -1) or (own > 0 and own < ttl)) then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+redis.call('DEL', KEYS[9], KEYS[11], KEYS[13])
 return moved
 "
 );
@@ -370,8 +567,14 @@ pub(crate) struct Scripts {
     pub(crate) inbound_between: Script,
     pub(crate) forget: Script,
     pub(crate) enqueue: Script,
+    pub(crate) enqueue_with_outcome: Script,
     pub(crate) queued: Script,
     pub(crate) dequeue: Script,
+    pub(crate) dequeue_with_outcome: Script,
+    pub(crate) put_outcome: Script,
+    pub(crate) outcome: Script,
+    pub(crate) outcome_by_wa_id: Script,
+    pub(crate) outcomes: Script,
     pub(crate) reassign: Script,
     pub(crate) claim: Script,
     pub(crate) release: Script,
@@ -388,8 +591,14 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     inbound_between: Script::new(INBOUND_BETWEEN),
     forget: Script::new(FORGET),
     enqueue: Script::new(ENQUEUE),
+    enqueue_with_outcome: Script::new(ENQUEUE_WITH_OUTCOME),
     queued: Script::new(QUEUED),
     dequeue: Script::new(DEQUEUE),
+    dequeue_with_outcome: Script::new(DEQUEUE_WITH_OUTCOME),
+    put_outcome: Script::new(PUT_OUTCOME),
+    outcome: Script::new(OUTCOME),
+    outcome_by_wa_id: Script::new(OUTCOME_BY_WA_ID),
+    outcomes: Script::new(OUTCOMES),
     reassign: Script::new(REASSIGN),
     claim: Script::new(CLAIM),
     release: Script::new(RELEASE),

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundId,
     InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MovedRecords,
-    OutboxStore, PhoneNumber, QueuedMessage, StoreError, UserRef, WindowEntry, WindowRecord,
-    WindowStore,
+    OutboxStore, PhoneNumber, QueuedMessage, StoreError, StoredOutcome, UserRef, WindowEntry,
+    WindowRecord, WindowStore,
 };
 use uuid::Uuid;
 
@@ -248,6 +249,71 @@ impl RedisStore {
             keys.outbox_messages(conversation),
             keys.outboxes(conversation.business),
         ]
+    }
+
+    /// Reads the enqueue script's answer: 1 added, 0 already queued, -1 full.
+    fn enqueued(conversation: Conversation, limit: usize, answer: i64) -> Result<bool, StoreError> {
+        match answer {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::OutboxFull {
+                conversation,
+                limit,
+            }),
+        }
+    }
+
+    /// The outcomes HASH, the WhatsApp id HASH and the expiry ZSET of a conversation, in
+    /// that order.
+    fn outcome_keys(&self, conversation: Conversation) -> Vec<String> {
+        let keys = &self.inner.keys;
+        vec![
+            keys.outcomes(conversation),
+            keys.outcome_wa_ids(conversation),
+            keys.outcome_expiry(conversation),
+        ]
+    }
+
+    /// The script arguments of an outcome: id, text, WhatsApp id (empty: none), keep ms,
+    /// and the time to keep for outcomes written before outcomes expired.
+    fn outcome_args(outcome: &StoredOutcome) -> [String; 5] {
+        [
+            outcome.message_id.to_string(),
+            outcome.text.clone(),
+            outcome.indexed_wa_id().unwrap_or_default().to_owned(),
+            outcome.keep_for_millis().to_string(),
+            DEFAULT_OUTCOME_HORIZON.num_milliseconds().to_string(),
+        ]
+    }
+
+    /// The keys and arguments of a script that changes the outbox and stores an
+    /// outcome: the outbox's keys then the outcome's; `outbox_args` then the outcome's.
+    fn outbox_with_outcome(
+        &self,
+        conversation: Conversation,
+        mut outbox_args: Vec<String>,
+        outcome: &StoredOutcome,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut keys = self.outbox_keys(conversation);
+        keys.extend(self.outcome_keys(conversation));
+        outbox_args.extend(Self::outcome_args(outcome));
+        (keys, outbox_args)
+    }
+
+    /// Reads an outcome's text.
+    fn outcome_text(
+        conversation: Conversation,
+        id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, StoreError> {
+        String::from_utf8(bytes).map_err(|e| corrupt(conversation, format!("outcome of {id}: {e}")))
+    }
+
+    /// Reads an outcome's id.
+    fn outcome_id(conversation: Conversation, field: &[u8]) -> Result<Uuid, StoreError> {
+        let field = String::from_utf8_lossy(field);
+        Uuid::parse_str(&field)
+            .map_err(|e| corrupt(conversation, format!("outcome field {field:?}: {e}")))
     }
 
     /// Reads `customer` members of one business, skipping (with a warning) those that
@@ -520,6 +586,8 @@ impl WindowStore for RedisStore {
                         keys.outboxes(conversation.business),
                         keys.invitations(conversation.business),
                         keys.outcomes(conversation),
+                        keys.outcome_wa_ids(conversation),
+                        keys.outcome_expiry(conversation),
                     ],
                     args: vec![conversation.customer.key().to_string()],
                 },
@@ -561,14 +629,7 @@ impl OutboxStore for RedisStore {
                 },
             )
             .await?;
-        match added {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => Err(StoreError::OutboxFull {
-                conversation,
-                limit,
-            }),
-        }
+        Self::enqueued(conversation, limit, added)
     }
 
     async fn queued(&self, conversation: Conversation) -> Result<Vec<QueuedMessage>, StoreError> {
@@ -804,21 +865,49 @@ impl OutboxStore for RedisStore {
         conversation: Conversation,
         message_id: Uuid,
     ) -> Result<Option<String>, StoreError> {
+        let keys = self.outcome_keys(conversation);
         let value: Option<Vec<u8>> = self
             .inner
             .connection
-            .query(
+            .eval_one(
                 "outcome",
                 Retry::Once,
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.outcomes(conversation))
-                    .arg(message_id.to_string()),
+                None,
+                Eval {
+                    script: &SCRIPTS.outcome,
+                    keys: vec![keys[0].clone(), keys[2].clone()],
+                    args: vec![message_id.to_string()],
+                },
             )
             .await?;
         value
-            .map(|bytes| {
-                String::from_utf8(bytes)
-                    .map_err(|e| corrupt(conversation, format!("outcome of {message_id}: {e}")))
+            .map(|bytes| Self::outcome_text(conversation, &message_id.to_string(), bytes))
+            .transpose()
+    }
+
+    async fn outcome_by_wa_id(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> Result<Option<(Uuid, String)>, StoreError> {
+        let found: Option<(Vec<u8>, Vec<u8>)> = self
+            .inner
+            .connection
+            .eval_one(
+                "outcome_by_wa_id",
+                Retry::Once,
+                None,
+                Eval {
+                    script: &SCRIPTS.outcome_by_wa_id,
+                    keys: self.outcome_keys(conversation),
+                    args: vec![wa_id.to_owned()],
+                },
+            )
+            .await?;
+        found
+            .map(|(id, text)| {
+                let id = Self::outcome_id(conversation, &id)?;
+                Ok((id, Self::outcome_text(conversation, &id.to_string(), text)?))
             })
             .transpose()
     }
@@ -827,45 +916,118 @@ impl OutboxStore for RedisStore {
         &self,
         conversation: Conversation,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
-        let entries: Vec<(String, Vec<u8>)> = self
+        let keys = self.outcome_keys(conversation);
+        let entries: Vec<Vec<u8>> = self
             .inner
             .connection
-            .query(
+            .eval_one(
                 "outcomes",
                 Retry::Once,
-                redis::cmd("HGETALL").arg(self.inner.keys.outcomes(conversation)),
+                None,
+                Eval {
+                    script: &SCRIPTS.outcomes,
+                    keys: vec![keys[0].clone(), keys[2].clone()],
+                    args: Vec::new(),
+                },
             )
             .await?;
-        entries
-            .into_iter()
-            .map(|(field, bytes)| {
-                let id = Uuid::parse_str(&field)
-                    .map_err(|e| corrupt(conversation, format!("outcome field {field:?}: {e}")))?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|e| corrupt(conversation, format!("outcome of {id}: {e}")))?;
-                Ok((id, text))
-            })
-            .collect()
+        let mut entries = entries.into_iter();
+        let mut live = Vec::new();
+        while let (Some(field), Some(text)) = (entries.next(), entries.next()) {
+            let id = Self::outcome_id(conversation, &field)?;
+            live.push((id, Self::outcome_text(conversation, &id.to_string(), text)?));
+        }
+        Ok(live)
     }
 
     async fn put_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
-        outcome: String,
+        outcome: StoredOutcome,
     ) -> Result<(), StoreError> {
         self.inner
             .connection
-            .query::<i64>(
+            .eval_one::<i64>(
                 "put_outcome",
                 Retry::Never,
-                redis::cmd("HSET")
-                    .arg(self.inner.keys.outcomes(conversation))
-                    .arg(message_id.to_string())
-                    .arg(outcome),
+                None,
+                Eval {
+                    script: &SCRIPTS.put_outcome,
+                    keys: self.outcome_keys(conversation),
+                    args: Self::outcome_args(&outcome).into(),
+                },
             )
             .await
             .map(drop)
+    }
+
+    /// As the trait says: one script over the outbox and outcome keys of the
+    /// conversation (one hash-tag slot), durable as the server's `appendfsync` makes
+    /// every acknowledged write.
+    async fn enqueue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message: QueuedMessage,
+        limit: usize,
+        outcome: StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        let (keys, args) = self.outbox_with_outcome(
+            conversation,
+            vec![
+                conversation.customer.key().to_string(),
+                message.message_id.to_string(),
+                codec::queued(&message),
+                limit.to_string(),
+            ],
+            &outcome,
+        );
+        let added: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "enqueue_with_outcome",
+                Retry::Never,
+                Some(self.register(conversation.business)),
+                Eval {
+                    script: &SCRIPTS.enqueue_with_outcome,
+                    keys,
+                    args,
+                },
+            )
+            .await?;
+        Self::enqueued(conversation, limit, added)
+    }
+
+    /// As the trait says: one script, as [`OutboxStore::enqueue_with_outcome`].
+    async fn dequeue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        let (keys, args) = self.outbox_with_outcome(
+            conversation,
+            vec![
+                conversation.customer.key().to_string(),
+                message_id.to_string(),
+            ],
+            &outcome,
+        );
+        let removed: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "dequeue_with_outcome",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.dequeue_with_outcome,
+                    keys,
+                    args,
+                },
+            )
+            .await?;
+        Ok(removed > 0)
     }
 }
 
@@ -1158,6 +1320,10 @@ impl IdentityStore for RedisStore {
                         keys.outbox_messages(target),
                         keys.outcomes(source),
                         keys.outcomes(target),
+                        keys.outcome_wa_ids(source),
+                        keys.outcome_wa_ids(target),
+                        keys.outcome_expiry(source),
+                        keys.outcome_expiry(target),
                     ],
                     args: vec![from.key().to_string(), to.key().to_string()],
                 },

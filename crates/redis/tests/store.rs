@@ -10,7 +10,7 @@ use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
     Conversation, Invitation, ManualClock, OutboxStore, QueuedMessage, Sessions, SledStore,
-    StoreError, WindowRecord, WindowStore,
+    StoreError, StoredOutcome, WindowRecord, WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -37,6 +37,17 @@ async fn all_keys(connection: &mut redis::aio::MultiplexedConnection) -> Vec<Str
     keys
 }
 
+/// A store under the prefix `bot-a`.
+async fn connect_as_bot_a(server: &RedisServer) -> RedisStore {
+    RedisConfig::new(&server.url())
+        .unwrap()
+        .with_key_prefix("bot-a")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 fn message(payload: &str) -> QueuedMessage {
     QueuedMessage {
         message_id: Uuid::new_v4(),
@@ -50,13 +61,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store = RedisConfig::new(&server.url())
-        .unwrap()
-        .with_key_prefix("bot-a")
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let store = connect_as_bot_a(&server).await;
     assert!(store.server().version >= RedisVersion::MINIMUM);
     assert!(store.server().aof_enabled);
     let c = chat("254110090747", 254712345678);
@@ -72,7 +77,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
     };
     store.set_invitation(c, Some(invitation)).await.unwrap();
     store
-        .put_outcome(c, Uuid::nil(), "{}".into())
+        .put_outcome(c, StoredOutcome::new(Uuid::nil(), "{}"))
         .await
         .unwrap();
     store
@@ -93,6 +98,7 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
             "bot-a:{254110090747}:outbox:254712345678:messages",
             "bot-a:{254110090747}:outboxes",
             "bot-a:{254110090747}:outcomes:254712345678",
+            "bot-a:{254110090747}:outcomes:254712345678:expiry",
             "bot-a:{254110090747}:window",
         ]
     );
@@ -599,5 +605,125 @@ async fn export_from_sled_imports_into_redis_unchanged() {
     assert_eq!(
         String::from_utf8(from_redis).unwrap(),
         String::from_utf8(from_sled).unwrap()
+    );
+}
+
+/// Outcomes in Redis: each key expires with its newest entry (so a conversation that
+/// stops sending leaves nothing), expired entries leave the hashes at the next write,
+/// and a hash written before outcomes expired gets an expiry at its first write.
+#[tokio::test]
+async fn outcome_keys_expire_and_expired_entries_are_pruned() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = connect_as_bot_a(&server).await;
+    let mut connection = raw(&server).await;
+    let keys = store.keys().clone();
+    let c = chat("254110090747", 254712345678);
+    let (outcomes, wa_ids, expiry) = (
+        keys.outcomes(c),
+        keys.outcome_wa_ids(c),
+        keys.outcome_expiry(c),
+    );
+
+    // A quiet conversation's outcome keys go with its last outcome.
+    let brief = TimeDelta::milliseconds(300);
+    let id = Uuid::new_v4();
+    store
+        .put_outcome(
+            c,
+            StoredOutcome::new(id, "{}")
+                .with_wa_id("wamid.1")
+                .keep_for(brief),
+        )
+        .await
+        .unwrap();
+    for key in [&outcomes, &wa_ids, &expiry] {
+        let ttl: i64 = connection.pttl(key).await.unwrap();
+        assert!(0 < ttl && ttl <= 300, "{key}: pttl {ttl}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    for key in [&outcomes, &wa_ids, &expiry] {
+        let exists: bool = connection.exists(key).await.unwrap();
+        assert!(!exists, "{key} outlived its outcomes");
+    }
+
+    // In a busy conversation, expired entries leave at the next write; live ones stay,
+    // and every key lives as long as its newest entry.
+    for n in 0..5 {
+        store
+            .put_outcome(
+                c,
+                StoredOutcome::new(Uuid::new_v4(), format!("{n}"))
+                    .with_wa_id(format!("wamid.brief.{n}"))
+                    .keep_for(brief),
+            )
+            .await
+            .unwrap();
+    }
+    let lasting = Uuid::new_v4();
+    store
+        .put_outcome(
+            c,
+            StoredOutcome::new(lasting, "lasting").with_wa_id("wamid.lasting"),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    store
+        .put_outcome(c, StoredOutcome::new(Uuid::new_v4(), "later"))
+        .await
+        .unwrap();
+    let fields: usize = connection.hlen(&outcomes).await.unwrap();
+    assert_eq!(fields, 2, "expired outcomes are pruned");
+    let scored: usize = connection.zcard(&expiry).await.unwrap();
+    assert_eq!(scored, 2);
+    let wa_fields: Vec<String> = connection.hkeys(&wa_ids).await.unwrap();
+    let mut wa_fields = wa_fields;
+    wa_fields.sort();
+    assert_eq!(
+        wa_fields,
+        vec![format!("i:{lasting}"), "w:wamid.lasting".to_owned()]
+    );
+    let ttl: i64 = connection.pttl(&outcomes).await.unwrap();
+    assert!(ttl > TimeDelta::days(6).num_milliseconds(), "pttl {ttl}");
+
+    // A hash written before outcomes expired: no TTL, no expiry entries. Its outcomes
+    // are read as they are; the first write gives them the default horizon.
+    let old = chat("254110090747", 254712345679);
+    let old_id = Uuid::new_v4();
+    let _: () = connection
+        .hset(keys.outcomes(old), old_id.to_string(), "{\"old\":true}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.outcome(old, old_id).await.unwrap().as_deref(),
+        Some("{\"old\":true}")
+    );
+    store
+        .put_outcome(
+            old,
+            StoredOutcome::new(Uuid::new_v4(), "new").keep_for(TimeDelta::hours(1)),
+        )
+        .await
+        .unwrap();
+    let score: Option<f64> = connection
+        .zscore(keys.outcome_expiry(old), old_id.to_string())
+        .await
+        .unwrap();
+    let horizon = lipachat_session::store::DEFAULT_OUTCOME_HORIZON.num_milliseconds() as f64;
+    let now = Utc::now().timestamp_millis() as f64;
+    assert!(
+        score.is_some_and(|s| (s - now - horizon).abs() < 60_000.0),
+        "{score:?}"
+    );
+    let ttl: i64 = connection.pttl(keys.outcomes(old)).await.unwrap();
+    assert!(
+        ttl > TimeDelta::days(6).num_milliseconds(),
+        "the key lives as long as the outcomes it was given: pttl {ttl}"
+    );
+    assert_eq!(
+        store.outcome(old, old_id).await.unwrap().as_deref(),
+        Some("{\"old\":true}")
     );
 }

@@ -224,7 +224,8 @@ pub enum Command {
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written, its times too: one more than 5 minutes ahead of the real
-    /// clock is refused (exit 2) and nothing is imported.
+    /// clock is refused (exit 2) and nothing is imported; so is an import that would leave
+    /// more than 20 messages in one conversation's outbox (the outbox limit), naming the line.
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
     /// outcomes), the entries and checksum it must hold and those it holds.
@@ -413,7 +414,9 @@ pub struct SendContact {
     #[command(flatten)]
     pub settings: SendSettings,
     /// Use this messageId (a UUID) instead of a new one: running the same send again with
-    /// the same id sends nothing twice and prints the earlier outcome.
+    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
+    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
+    /// the gateway's own deduplication, whose span is not published, can stop that copy.
     #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
     pub message_id: Option<MessageId>,
     /// Print the decision and the exact JSON body that would be sent; send and store

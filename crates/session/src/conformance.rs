@@ -29,7 +29,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::store::{
-    Alias, InboundReceipt, InboundUpdate, Invitation, MovedRecords, QueuedMessage, Store,
+    Alias, InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES, MovedRecords, QueuedMessage,
+    Store, StoredOutcome,
 };
 use crate::window::truncate_to_millis;
 use crate::{
@@ -48,6 +49,9 @@ pub const CHECKS: &[&str] = &[
     "concurrent_outbox",
     "invitations",
     "outcomes",
+    "outcome_expiry",
+    "outcome_wa_index",
+    "outbox_with_outcome",
     "claims",
     "redelivery",
     "identity_registry",
@@ -68,6 +72,9 @@ pub async fn run_all<S: Store + Clone>(store: &S) {
     concurrent_outbox(store).await;
     invitations(store).await;
     outcomes(store).await;
+    outcome_expiry(store).await;
+    outcome_wa_index(store).await;
+    outbox_with_outcome(store).await;
     claims(store).await;
     redelivery(store).await;
     identity_registry(store).await;
@@ -130,6 +137,24 @@ async fn ids<S: Store>(store: &S, conversation: Conversation) -> Vec<Uuid> {
         .into_iter()
         .map(|m| m.message_id)
         .collect()
+}
+
+/// Awaits calls made concurrently, each answering whether it won (added the message,
+/// took the claim); how many won. Panics with `doing` if a call failed.
+async fn count_winners(
+    handles: Vec<tokio::task::JoinHandle<Result<bool, StoreError>>>,
+    doing: &str,
+) -> usize {
+    let mut winners = 0;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(true)) => winners += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => panic!("store conformance: {doing} failed: {error}"),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    winners
 }
 
 /// A tiny deterministic generator (xorshift), so failures replay exactly.
@@ -645,7 +670,7 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
         );
         ok(
             store
-                .put_outcome(c, Uuid::nil(), "{\"sent\":true}".into())
+                .put_outcome(c, stored(Uuid::nil(), "{\"sent\":true}"))
                 .await,
             "put_outcome",
         );
@@ -726,7 +751,7 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
     let only_outcome = chat(b2, 9);
     ok(
         store
-            .put_outcome(only_outcome, Uuid::nil(), "{}".into())
+            .put_outcome(only_outcome, stored(Uuid::nil(), "{}"))
             .await,
         "put_outcome",
     );
@@ -981,17 +1006,7 @@ pub async fn concurrent_outbox<S: Store + Clone>(store: &S) {
             async move { store.enqueue(d, same, 10).await },
         ));
     }
-    let mut trues = 0;
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(true)) => trues += 1,
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => {
-                panic!("store conformance: concurrent enqueue of one id failed: {error}")
-            }
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        }
-    }
+    let trues = count_winners(handles, "concurrent enqueue of one id").await;
     check_eq(
         trues,
         1,
@@ -1074,6 +1089,10 @@ pub async fn invitations<S: Store + Clone>(store: &S) {
     );
 }
 
+fn stored(id: Uuid, text: &str) -> StoredOutcome {
+    StoredOutcome::new(id, text)
+}
+
 /// Send outcomes: stored per (conversation, messageId) as given, replaced on a second put.
 pub async fn outcomes<S: Store + Clone>(store: &S) {
     let b = business(10, 0);
@@ -1085,16 +1104,14 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
         "no outcome at first",
     );
     let text = "{\"status\":\"sent\",\"waId\":\"wamid.ü\"}".to_owned();
-    ok(store.put_outcome(c, id, text.clone()).await, "put_outcome");
+    ok(store.put_outcome(c, stored(id, &text)).await, "put_outcome");
     let second = Uuid::new_v4();
     ok(
-        store.put_outcome(c, second, "2".to_owned()).await,
+        store.put_outcome(c, stored(second, "2")).await,
         "put_outcome",
     );
     ok(
-        store
-            .put_outcome(other, Uuid::new_v4(), "x".to_owned())
-            .await,
+        store.put_outcome(other, stored(Uuid::new_v4(), "x")).await,
         "put_outcome",
     );
     let mut listed = ok(store.outcomes(c).await, "outcomes");
@@ -1121,11 +1138,426 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
         None,
         "outcomes are per messageId",
     );
-    ok(store.put_outcome(c, id, String::new()).await, "put_outcome");
+    ok(store.put_outcome(c, stored(id, "")).await, "put_outcome");
     check_eq(
         ok(store.outcome(c, id).await, "outcome"),
         Some(String::new()),
         "put_outcome replaces, even with \"\"",
+    );
+}
+
+/// Outcomes expire: once the time to keep given at the write has passed (by the store's
+/// clock), no read returns the outcome, whether by `messageId`, by WhatsApp id or in the
+/// listing; a later write of the same `messageId` keeps it for its own time; `forget`
+/// erases outcomes and their index.
+pub async fn outcome_expiry<S: Store + Clone>(store: &S) {
+    let b = business(11, 0);
+    let c = chat(b, 1);
+    let short = TimeDelta::milliseconds(300);
+    let (brief, lasting, renewed, instant) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    ok(
+        store
+            .put_outcome(
+                c,
+                stored(brief, "brief")
+                    .with_wa_id("wamid.brief")
+                    .keep_for(short),
+            )
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(lasting, "lasting").with_wa_id("wamid.lasting"))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(renewed, "first").keep_for(short))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(
+                c,
+                stored(instant, "gone").keep_for(TimeDelta::milliseconds(-5)),
+            )
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(store.outcome(c, brief).await, "outcome"),
+        Some("brief".to_owned()),
+        "an outcome is kept while its time to keep runs",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.brief").await,
+            "outcome_by_wa_id",
+        ),
+        Some((brief, "brief".to_owned())),
+        "an outcome is found by WhatsApp id while its time to keep runs",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(renewed, "second").keep_for(TimeDelta::hours(1)))
+            .await,
+        "put_outcome",
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    check_eq(
+        ok(store.outcome(c, brief).await, "outcome"),
+        None,
+        "an outcome whose time to keep has passed is not returned",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.brief").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "an expired outcome is not found by WhatsApp id",
+    );
+    check_eq(
+        ok(store.outcome(c, instant).await, "outcome"),
+        None,
+        "a time to keep of zero or less keeps the outcome for a moment only",
+    );
+    check_eq(
+        ok(store.outcome(c, renewed).await, "outcome"),
+        Some("second".to_owned()),
+        "a later write of the same messageId keeps it for its own time",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.lasting").await,
+            "outcome_by_wa_id",
+        ),
+        Some((lasting, "lasting".to_owned())),
+        "other outcomes stay",
+    );
+    let mut listed = ok(store.outcomes(c).await, "outcomes");
+    listed.sort();
+    let mut expected = vec![
+        (lasting, "lasting".to_owned()),
+        (renewed, "second".to_owned()),
+    ];
+    expected.sort();
+    check_eq(listed, expected, "the listing leaves expired outcomes out");
+    // Writing after expiry (which may prune) keeps the live ones.
+    ok(
+        store.put_outcome(c, stored(Uuid::new_v4(), "later")).await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(store.outcome(c, lasting).await, "outcome"),
+        Some("lasting".to_owned()),
+        "pruning leaves live outcomes",
+    );
+    check_eq(
+        ok(store.forget(c).await, "forget"),
+        true,
+        "forget finds the outcomes",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.lasting").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "forget erases the WhatsApp id index",
+    );
+    check_eq(
+        ok(store.outcomes(c).await, "outcomes"),
+        Vec::new(),
+        "forget erases every outcome",
+    );
+}
+
+/// The WhatsApp id index: one lookup finds the outcome stored with that id, per
+/// conversation; an outcome replaced by one with another id (or none) is found by the new
+/// one only; empty or overlong ids are not indexed.
+pub async fn outcome_wa_index<S: Store + Clone>(store: &S) {
+    let b = business(12, 0);
+    let (c, other) = (chat(b, 1), chat(b, 2));
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.A").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "nothing is found before anything is stored",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(first, "sent").with_wa_id("wamid.A"))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.A").await,
+            "outcome_by_wa_id",
+        ),
+        Some((first, "sent".to_owned())),
+        "an outcome is found by its WhatsApp id",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(other, "wamid.A").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "the index is per conversation",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(first, "delivered").with_wa_id("wamid.B"))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.A").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "a replaced outcome is not found by its old WhatsApp id",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.B").await,
+            "outcome_by_wa_id",
+        ),
+        Some((first, "delivered".to_owned())),
+        "the replacement is found by its own WhatsApp id",
+    );
+    ok(
+        store.put_outcome(c, stored(first, "queued")).await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.B").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "an outcome replaced by one without a WhatsApp id is not found by the old one",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(second, "other").with_wa_id("wamid.A"))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.A").await,
+            "outcome_by_wa_id",
+        ),
+        Some((second, "other".to_owned())),
+        "a WhatsApp id names the outcome last stored with it",
+    );
+    let long = "w".repeat(MAX_WA_ID_BYTES + 1);
+    let (empty_id, long_id, edge_id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let edge = format!("wamid.{}", "é".repeat((MAX_WA_ID_BYTES - 6) / 2));
+    ok(
+        store
+            .put_outcome(c, stored(empty_id, "e").with_wa_id(""))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(long_id, "l").with_wa_id(long.clone()))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(edge_id, "edge").with_wa_id(edge.clone()))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        ok(store.outcome_by_wa_id(c, "").await, "outcome_by_wa_id"),
+        None,
+        "an empty WhatsApp id is not indexed",
+    );
+    check_eq(
+        ok(store.outcome_by_wa_id(c, &long).await, "outcome_by_wa_id"),
+        None,
+        "a WhatsApp id longer than MAX_WA_ID_BYTES is not indexed",
+    );
+    check_eq(
+        ok(store.outcome_by_wa_id(c, &edge).await, "outcome_by_wa_id"),
+        Some((edge_id, "edge".to_owned())),
+        "a WhatsApp id of MAX_WA_ID_BYTES or less is indexed, whatever its characters",
+    );
+    check_eq(
+        ok(store.outcome(c, long_id).await, "outcome"),
+        Some("l".to_owned()),
+        "an outcome whose WhatsApp id is not indexed is still found by messageId",
+    );
+}
+
+/// A change of the outbox and an outcome in one step: `enqueue_with_outcome` stores both
+/// or neither (a full outbox stores neither; an id already queued stays once, the
+/// outcome is stored); `dequeue_with_outcome` removes the message and stores the outcome,
+/// which is stored even when the message was gone; concurrent callers queue one copy.
+pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
+    let b = business(13, 0);
+    let c = chat(b, 1);
+    let t = base();
+    let (key, other_key) = (Uuid::new_v4(), Uuid::new_v4());
+    let first = message("{\"n\":1}", t);
+    check_eq(
+        ok(
+            store
+                .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued"))
+                .await,
+            "enqueue_with_outcome",
+        ),
+        true,
+        "enqueue_with_outcome adds a new message",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![first.message_id],
+        "the message is queued",
+    );
+    check_eq(
+        ok(store.outcome(c, key).await, "outcome"),
+        Some("queued".to_owned()),
+        "and the outcome stored with it",
+    );
+    check_eq(
+        ok(
+            store
+                .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued again"))
+                .await,
+            "enqueue_with_outcome",
+        ),
+        false,
+        "a message already queued is not added again",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![first.message_id],
+        "one copy stays queued",
+    );
+    check_eq(
+        ok(store.outcome(c, key).await, "outcome"),
+        Some("queued again".to_owned()),
+        "the outcome is stored even when the message was already queued",
+    );
+    let second = message("{\"n\":2}", t + ms(1));
+    ok(
+        store
+            .enqueue_with_outcome(c, second.clone(), 2, stored(Uuid::new_v4(), "2"))
+            .await,
+        "enqueue_with_outcome",
+    );
+    let third = message("{\"n\":3}", t + ms(2));
+    match store
+        .enqueue_with_outcome(c, third.clone(), 2, stored(other_key, "never"))
+        .await
+    {
+        Err(StoreError::OutboxFull { limit: 2, .. }) => {}
+        other => panic!(
+            "store conformance: enqueue_with_outcome into a full outbox must fail with OutboxFull, got {other:?}"
+        ),
+    }
+    check_eq(
+        ok(store.outcome(c, other_key).await, "outcome"),
+        None,
+        "a full outbox stores no outcome either",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![first.message_id, second.message_id],
+        "a full outbox queues nothing",
+    );
+
+    check_eq(
+        ok(
+            store
+                .dequeue_with_outcome(
+                    c,
+                    first.message_id,
+                    stored(key, "delivered").with_wa_id("wamid.delivered"),
+                )
+                .await,
+            "dequeue_with_outcome",
+        ),
+        true,
+        "dequeue_with_outcome finds the queued message",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![second.message_id],
+        "the message left the outbox",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(c, "wamid.delivered").await,
+            "outcome_by_wa_id",
+        ),
+        Some((key, "delivered".to_owned())),
+        "and its outcome is stored, indexed",
+    );
+    check_eq(
+        ok(
+            store
+                .dequeue_with_outcome(c, first.message_id, stored(key, "again"))
+                .await,
+            "dequeue_with_outcome",
+        ),
+        false,
+        "a message no longer queued is reported so",
+    );
+    check_eq(
+        ok(store.outcome(c, key).await, "outcome"),
+        Some("again".to_owned()),
+        "the outcome is stored even when the message was gone",
+    );
+    ok(store.dequeue(c, second.message_id).await, "dequeue");
+
+    // Concurrent callers with one message: one copy.
+    let contested = message("{\"n\":4}", t + ms(3));
+    let contested_key = Uuid::new_v4();
+    let mut handles = Vec::new();
+    for n in 0..8 {
+        let (store, contested) = (store.clone(), contested.clone());
+        handles.push(tokio::spawn(async move {
+            store
+                .enqueue_with_outcome(c, contested, 20, stored(contested_key, &format!("{n}")))
+                .await
+        }));
+    }
+    let added = count_winners(handles, "concurrent enqueue_with_outcome").await;
+    check_eq(
+        added,
+        1,
+        "concurrent enqueue_with_outcome: one adds the message",
+    );
+    check_eq(
+        ids(store, c).await,
+        vec![contested.message_id],
+        "concurrent enqueue_with_outcome: one copy queued",
+    );
+    check_eq(
+        ok(store.outcome(c, contested_key).await, "outcome").is_some(),
+        true,
+        "concurrent enqueue_with_outcome: the outcome is stored",
     );
 }
 
@@ -1297,15 +1729,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
             store.claim(contested, Uuid::new_v4(), now, lease).await
         }));
     }
-    let mut winners = 0;
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(true)) => winners += 1,
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => panic!("store conformance: concurrent claim failed: {error}"),
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        }
-    }
+    let winners = count_winners(handles, "concurrent claim").await;
     check_eq(
         winners,
         1,
@@ -1734,7 +2158,10 @@ pub async fn user_and_group_conversations<S: Store + Clone>(store: &S) {
     );
     ok(
         store
-            .put_outcome(by_user, queued.message_id, "{\"queued\":true}".into())
+            .put_outcome(
+                by_user,
+                StoredOutcome::new(queued.message_id, "{\"queued\":true}"),
+            )
             .await,
         "put_outcome",
     );
@@ -1826,17 +2253,33 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         "set_invitation",
     );
     let (both, source_only) = (Uuid::new_v4(), Uuid::new_v4());
+    let outcome = |id, text: &str, wa_id: &str| StoredOutcome::new(id, text).with_wa_id(wa_id);
     ok(
-        store.put_outcome(source, both, "source".into()).await,
+        store
+            .put_outcome(source, outcome(both, "source", "wamid.s1"))
+            .await,
         "put_outcome",
     );
     ok(
-        store.put_outcome(source, source_only, "moved".into()).await,
+        store
+            .put_outcome(source, outcome(source_only, "moved", "wamid.s2"))
+            .await,
         "put_outcome",
     );
     ok(
-        store.put_outcome(target, both, "target".into()).await,
+        store
+            .put_outcome(target, outcome(both, "target", "wamid.t1"))
+            .await,
         "put_outcome",
+    );
+    // Looked up by WhatsApp id before the move (the index exists, and must follow it).
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(source, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        Some((source_only, "moved".to_owned())),
+        "an outcome is found by its WhatsApp id",
     );
     // The target: an earlier inbound message, closed by the gateway after it (a closure
     // the source's later message overrides).
@@ -1933,6 +2376,38 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         ok(store.outcomes(source).await, "outcomes"),
         Vec::new(),
         "the source keeps no outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        Some((source_only, "moved".to_owned())),
+        "a moved outcome is found by its WhatsApp id in the target",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(source, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "a moved outcome is no longer found in the source",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.t1").await,
+            "outcome_by_wa_id",
+        ),
+        Some((both, "target".to_owned())),
+        "the target's own outcome keeps its WhatsApp id",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.s1").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "the source's outcome that lost to the target's is not found by its id",
     );
 
     // Again, and onto itself: nothing to move.

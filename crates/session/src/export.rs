@@ -10,14 +10,14 @@
 //! Handles are local to a store and never exported: an import allocates its own. An
 //! export of version 1 (the previous release, phone numbers only) imports unchanged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{Invitation, QueuedMessage, Store};
+use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, Store};
 use crate::{
     Bsuid, Conversation, Customer, GroupId, PhoneNumber, SkewLimit, StoreError, StoredTime,
     WindowRecord,
@@ -67,6 +67,17 @@ impl Party {
         })
     }
 
+    /// The store's customer for it, looked up only: `None` for a user or group the store
+    /// does not know.
+    async fn find<S: Store>(&self, store: &S) -> Result<Option<Customer>, StoreError> {
+        Ok(match (&self.customer, &self.user_id, &self.group_id) {
+            (Some(phone), _, _) => Some(Customer::Phone(*phone)),
+            (None, Some(user), _) => store.find_user_ref(user).await?.map(Customer::User),
+            (None, None, Some(group)) => store.find_group_ref(group).await?.map(Customer::Group),
+            (None, None, None) => None,
+        })
+    }
+
     /// The store's customer for it, allocating a handle for a user or group it does not
     /// know.
     async fn resolve<S: Store>(&self, store: &S) -> Result<Customer, StoreError> {
@@ -82,6 +93,18 @@ impl Party {
                 });
             }
         })
+    }
+}
+
+impl std::fmt::Display for Party {
+    /// The phone's digits, the user id, or `group:ID`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.customer, &self.user_id, &self.group_id) {
+            (Some(phone), _, _) => write!(f, "{phone}"),
+            (None, Some(user), _) => write!(f, "{user}"),
+            (None, None, Some(group)) => write!(f, "group:{group}"),
+            (None, None, None) => f.write_str("no customer"),
+        }
     }
 }
 
@@ -346,8 +369,24 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
 /// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
-/// clock, is reported with its number and nothing is imported.
+/// clock, is reported with its number and nothing is imported. No outbox may end up
+/// holding more than [`DEFAULT_OUTBOX_LIMIT`] messages (see [`import_with_limit`]).
 pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
+    import_with_limit(store, input, DEFAULT_OUTBOX_LIMIT).await
+}
+
+/// [`import`] with an outbox limit: a conversation whose outbox would hold more than
+/// `outbox_limit` messages (those already queued in `store` and those imported, each
+/// `messageId` counted once) is refused with [`StoreError::Import`] naming the line of
+/// the first message over the limit, and nothing is imported.
+///
+/// The work is linear in the input: one pass over the lines, one read of the outbox of
+/// each conversation with queued lines, and one write per line, each within the limit.
+pub async fn import_with_limit<S: Store>(
+    store: &S,
+    input: impl BufRead,
+    outbox_limit: usize,
+) -> Result<Transfer, StoreError> {
     let mut lines = Vec::new();
     for (number, text) in input.lines().enumerate() {
         let number = number + 1;
@@ -413,6 +452,7 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
             detail: format!("the first line must be the {FORMAT:?} header"),
         });
     }
+    check_outbox_limit(store, &lines, outbox_limit).await?;
     let mut transfer = Transfer::default();
     for (number, line) in lines {
         match line {
@@ -452,7 +492,7 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
                     .enqueue(
                         Conversation::with_customer(business, customer),
                         message,
-                        usize::MAX,
+                        outbox_limit,
                     )
                     .await?;
                 transfer.queued += 1;
@@ -496,4 +536,60 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
     }
     store.flush().await?;
     Ok(transfer)
+}
+
+/// Refuses the import if any outbox would end up over `limit`: the messages already
+/// queued in `store` plus the imported ones not among them, each id once. Reads each
+/// conversation's outbox once.
+async fn check_outbox_limit<S: Store>(
+    store: &S,
+    lines: &[(usize, ExportLine)],
+    limit: usize,
+) -> Result<(), StoreError> {
+    let mut imported: HashMap<(PhoneNumber, &Party), Vec<(usize, Uuid)>> = HashMap::new();
+    for (number, line) in lines {
+        if let ExportLine::Queued {
+            business,
+            customer,
+            message_id,
+            ..
+        } = line
+        {
+            imported
+                .entry((*business, customer))
+                .or_default()
+                .push((*number, *message_id));
+        }
+    }
+    // The first line over a limit, of every conversation, is the one reported.
+    let mut over: Option<(usize, PhoneNumber, &Party)> = None;
+    for ((business, party), messages) in imported {
+        // A user or group the store does not know yet has nothing queued.
+        let mut ids: HashSet<Uuid> = match party.find(store).await? {
+            Some(customer) => store
+                .queued(Conversation::with_customer(business, customer))
+                .await?
+                .into_iter()
+                .map(|m| m.message_id)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let first_over = messages
+            .into_iter()
+            .find(|(_, id)| ids.insert(*id) && ids.len() > limit);
+        if let Some((number, _)) = first_over
+            && over.is_none_or(|(earliest, ..)| number < earliest)
+        {
+            over = Some((number, business, party));
+        }
+    }
+    match over {
+        Some((line, business, party)) => Err(StoreError::Import {
+            line,
+            detail: format!(
+                "the outbox of {business}→{party} would hold more than {limit} messages (the outbox limit); nothing was imported"
+            ),
+        }),
+        None => Ok(()),
+    }
 }

@@ -59,6 +59,8 @@ mod engine;
 pub mod export;
 mod identity;
 mod inbound_id;
+#[cfg(feature = "conformance")]
+pub mod instrumented;
 mod phone;
 mod resolution;
 mod skew;
@@ -82,7 +84,7 @@ pub use sled_store::{
 };
 pub use store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
-    QueuedMessage, Store, StoreError, WindowEntry, WindowStore,
+    QueuedMessage, Store, StoreError, StoredOutcome, WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

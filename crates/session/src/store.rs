@@ -185,6 +185,89 @@ pub struct QueuedMessage {
     pub payload: String,
 }
 
+/// How many messages may wait in one conversation's outbox, unless configured otherwise
+/// (the send path's `PolicyConfig::outbox_limit`, an import's limit).
+pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
+
+/// How long a send's outcome is kept by default: 7 days, as long as the gateway may
+/// redeliver a webhook, so a retry or a late report within that span still finds it.
+pub const DEFAULT_OUTCOME_HORIZON: TimeDelta = TimeDelta::days(7);
+
+/// The longest WhatsApp message id a store indexes ([`StoredOutcome::indexed_wa_id`]);
+/// WhatsApp's own are under 100 bytes.
+pub const MAX_WA_ID_BYTES: usize = 512;
+
+/// The longest time an outcome is kept, whatever [`StoredOutcome::keep_for`] asks:
+/// 100 years (so every expiry stays a small, exact number of milliseconds).
+pub const MAX_OUTCOME_KEEP: TimeDelta = TimeDelta::days(36_525);
+
+/// The outcome of a logical send as a store keeps it: for a retried call with the same
+/// `messageId`, and for a status callback that names only WhatsApp's id.
+///
+/// ```
+/// use chrono::TimeDelta;
+/// use lipachat_session::StoredOutcome;
+/// use uuid::Uuid;
+///
+/// let outcome = StoredOutcome::new(Uuid::new_v4(), r#"{"kind":"sent"}"#)
+///     .with_wa_id("wamid.HBgM")
+///     .keep_for(TimeDelta::days(2));
+/// assert_eq!(outcome.indexed_wa_id(), Some("wamid.HBgM"));
+/// assert_eq!(outcome.keep_for_millis(), 2 * 86_400_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOutcome {
+    /// The `messageId` it is stored under (the caller's, which a retry names).
+    pub message_id: Uuid,
+    /// The outcome, as JSON text written by the layer that stores it.
+    pub text: String,
+    /// WhatsApp's id of what was sent, if anything was; indexed unless empty or longer
+    /// than [`MAX_WA_ID_BYTES`].
+    pub wa_id: Option<String>,
+    /// How long to keep it after the write, by the store's clock (at least 1 ms, at
+    /// most [`MAX_OUTCOME_KEEP`]).
+    pub keep_for: TimeDelta,
+}
+
+impl StoredOutcome {
+    /// An outcome without a WhatsApp id, kept for [`DEFAULT_OUTCOME_HORIZON`].
+    pub fn new(message_id: Uuid, text: impl Into<String>) -> Self {
+        Self {
+            message_id,
+            text: text.into(),
+            wa_id: None,
+            keep_for: DEFAULT_OUTCOME_HORIZON,
+        }
+    }
+
+    /// Sets WhatsApp's id of what was sent.
+    pub fn with_wa_id(mut self, wa_id: impl Into<String>) -> Self {
+        self.wa_id = Some(wa_id.into());
+        self
+    }
+
+    /// Sets how long to keep it.
+    pub fn keep_for(mut self, keep_for: TimeDelta) -> Self {
+        self.keep_for = keep_for;
+        self
+    }
+
+    /// The WhatsApp id a store indexes: [`StoredOutcome::wa_id`], unless it is empty or
+    /// longer than [`MAX_WA_ID_BYTES`] (then the outcome is found by `messageId` only).
+    pub fn indexed_wa_id(&self) -> Option<&str> {
+        self.wa_id
+            .as_deref()
+            .filter(|wa_id| !wa_id.is_empty() && wa_id.len() <= MAX_WA_ID_BYTES)
+    }
+
+    /// [`StoredOutcome::keep_for`] in milliseconds, within 1 ms and [`MAX_OUTCOME_KEEP`].
+    pub fn keep_for_millis(&self) -> i64 {
+        self.keep_for
+            .num_milliseconds()
+            .clamp(1, MAX_OUTCOME_KEEP.num_milliseconds())
+    }
+}
+
 /// The template sent to invite a reply while the window was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
@@ -366,33 +449,76 @@ pub trait OutboxStore: Send + Sync + 'static {
         invitation: Option<Invitation>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The outcome stored for a `messageId` by [`OutboxStore::put_outcome`].
+    /// The outcome stored under `message_id`, unless its time to keep has passed.
     fn outcome(
         &self,
         conversation: Conversation,
         message_id: Uuid,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
-    /// Every outcome stored for the conversation, by `messageId`, in no particular order
-    /// (for tying a status callback that names only WhatsApp's message id back to a send).
+    /// The outcome whose [`StoredOutcome::wa_id`] is `wa_id`, with the `messageId` it is
+    /// stored under, unless its time to keep has passed: a status callback that names
+    /// only WhatsApp's message id finds its send with one indexed lookup. An outcome
+    /// replaced by one without that WhatsApp id is no longer found by it.
+    fn outcome_by_wa_id(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> impl Future<Output = Result<Option<(Uuid, String)>, StoreError>> + Send;
+
+    /// Every outcome stored for the conversation whose time to keep has not passed, by
+    /// `messageId`, in no particular order (a scan of the conversation's outcomes).
     fn outcomes(
         &self,
         conversation: Conversation,
     ) -> impl Future<Output = Result<Vec<(Uuid, String)>, StoreError>> + Send;
 
-    /// Stores the outcome of a logical send (JSON text), so a retried call with the same
-    /// `messageId` returns it instead of sending again.
+    /// Stores the outcome of a logical send under its `messageId`, replacing any earlier
+    /// one, so a retried call with the same `messageId` returns it instead of sending
+    /// again. It is kept for [`StoredOutcome::keep_for`] after this write, by the store's
+    /// clock (this machine's for sled, the server's for Redis), then removed.
     ///
-    /// Outcomes are a cache in front of the gateway's own `messageId` deduplication, so a
-    /// store may return before the outcome is on disk (the sled store does, in every
-    /// mode, keeping the send path free of flush waits): an outcome lost in a crash costs
-    /// at most one resend with the same `messageId`, which the gateway deduplicates.
+    /// Outcomes written here are a cache in front of the gateway's own `messageId`
+    /// deduplication, so a store may return before the outcome is on disk (the sled store
+    /// does, in every mode, keeping the send path free of flush waits): an outcome lost
+    /// in a crash costs at most one resend with the same `messageId`, which the gateway
+    /// deduplicates. An outcome that must survive with a change of the outbox (a message
+    /// queued, delivered or expired) goes through [`OutboxStore::enqueue_with_outcome`]
+    /// or [`OutboxStore::dequeue_with_outcome`] instead.
     fn put_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
-        outcome: String,
+        outcome: StoredOutcome,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`OutboxStore::enqueue`] and [`OutboxStore::put_outcome`] as one atomic, durable
+    /// step: when it returns `Ok`, both the queued message and the outcome are stored
+    /// (on disk, as far as the store's durability allows: the sled store flushes before
+    /// returning in every mode); when it fails, neither is. A message already queued
+    /// under this `message_id` is left as it is (`Ok(false)`) and the outcome is still
+    /// stored; a full outbox stores nothing ([`StoreError::OutboxFull`]).
+    ///
+    /// A queued message and the outcome that says so must never part: a retry that
+    /// finds no outcome would queue the message a second time.
+    fn enqueue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message: QueuedMessage,
+        limit: usize,
+        outcome: StoredOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// [`OutboxStore::dequeue`] and [`OutboxStore::put_outcome`] as one atomic, durable
+    /// step (as [`OutboxStore::enqueue_with_outcome`]): the queued message leaves the
+    /// outbox exactly when the outcome saying what became of it (delivered, expired) is
+    /// stored. The outcome is stored whether or not the message was still queued;
+    /// returns whether it was.
+    fn dequeue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: StoredOutcome,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// A business-scoped user id known to be the same person as a phone number, for one

@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{
     Bsuid, Conversation, Customer, IdentityStore, Invitation, LastShutdown, MARKER_FILE, OpenMode,
     OutboxStore, PhoneNumber, QueuedMessage, RECOVERY_COPIES_KEPT, RECOVERY_DIR, SledConfig,
-    SledStore, StoreError, WindowStore,
+    SledStore, StoreError, StoredOutcome, WindowStore,
 };
 use uuid::Uuid;
 
@@ -202,7 +202,10 @@ async fn fill(store: &SledStore, i: u64) {
         .await
         .unwrap();
     store
-        .put_outcome(chat(i), Uuid::from_u64_pair(i, 3), "{\"sent\":true}".into())
+        .put_outcome(
+            chat(i),
+            StoredOutcome::new(Uuid::from_u64_pair(i, 3), "{\"sent\":true}"),
+        )
         .await
         .unwrap();
 }
@@ -245,12 +248,47 @@ async fn every_write_keeps_the_integrity_record_exact() {
         store
             .put_outcome(
                 chat(i),
-                Uuid::from_u64_pair(i, 3),
-                "{\"sent\":false}".into(),
+                StoredOutcome::new(Uuid::from_u64_pair(i, 3), "{\"sent\":false}"),
             )
             .await
             .unwrap();
     }
+    // The outbox and its outcome in one transaction, both ways; outcomes that expire and
+    // are swept away.
+    for i in 5..9 {
+        let message = queued(i, 7);
+        let id = message.message_id;
+        store
+            .enqueue_with_outcome(
+                chat(i),
+                message,
+                10,
+                StoredOutcome::new(Uuid::from_u64_pair(i, 8), "{\"queued\":true}"),
+            )
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            store
+                .dequeue_with_outcome(
+                    chat(i),
+                    id,
+                    StoredOutcome::new(Uuid::from_u64_pair(i, 8), "{\"delivered\":true}"),
+                )
+                .await
+                .unwrap();
+        }
+        store
+            .put_outcome(
+                chat(i),
+                StoredOutcome::new(Uuid::from_u64_pair(i, 9), "{}")
+                    .keep_for(chrono::TimeDelta::milliseconds(1)),
+            )
+            .await
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Swept by the writes above or by this pass: either way through compare-and-swap.
+    store.prune_outcomes().unwrap();
     for i in 10..13 {
         assert!(store.forget(chat(i)).await.unwrap());
     }
@@ -293,7 +331,14 @@ async fn every_write_keeps_the_integrity_record_exact() {
     assert!(report.full_scan);
     assert!(report.is_intact(), "{report}");
     let found: Vec<u64> = report.trees.iter().map(|t| t.found.entries).collect();
-    assert_eq!(found, vec![16, 17 * 2 - 5, 17 - 5, 17, 3 * 2 + 2, 2]);
+    // Windows: 17 conversations, two merged into one. Outbox: two per conversation, five
+    // dequeued, two of the four queued with their outcome still there (moves keep the
+    // count); outcomes: one each, plus those four (the expiring ones swept). Identities:
+    // two entries per handle; aliases: two users.
+    assert_eq!(
+        found,
+        vec![17 - 1, 17 * 2 - 5 + 2, 17 - 5, 17 + 4, 3 * 2 + 2, 2]
+    );
     assert!(report.trees.iter().all(|t| t.expected == Some(t.found)));
 }
 

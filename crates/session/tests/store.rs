@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::export::{export, import};
+use lipachat_session::export::{ExportLine, Party, export, import, import_with_limit};
+use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::{
     Conversation, Durability, FutureTimeError, Invitation, ManualClock, OutboxStore, QueuedMessage,
-    SessionError, Sessions, SledConfig, SledStore, StoreError, WindowStore,
+    SessionError, Sessions, SledConfig, SledStore, StoreError, StoredOutcome, WindowStore,
 };
 use uuid::Uuid;
 
@@ -420,7 +421,7 @@ async fn forget_erases_everything_for_the_pair() {
             .await
             .unwrap();
         store
-            .put_outcome(conversation, Uuid::nil(), "{}".into())
+            .put_outcome(conversation, StoredOutcome::new(Uuid::nil(), "{}"))
             .await
             .unwrap();
     }
@@ -534,4 +535,134 @@ async fn periodic_mode_writes_reach_disk_by_the_interval() {
     let store = SledStore::open(&path).unwrap();
     assert_eq!(store.count().await.unwrap(), 1, "clean shutdown flushes");
     let _ = Arc::new(store);
+}
+
+/// JSON lines of an export: the header, then `lines`.
+fn export_lines(lines: &[ExportLine]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in std::iter::once(&ExportLine::Header {
+        format: lipachat_session::export::FORMAT.into(),
+        version: lipachat_session::export::FORMAT_VERSION,
+    })
+    .chain(lines)
+    {
+        serde_json::to_writer(&mut out, line).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+fn queued_line(conversation: Conversation, message_id: Uuid) -> ExportLine {
+    ExportLine::Queued {
+        business: conversation.business,
+        customer: Party::phone(conversation.phone().unwrap()),
+        message_id,
+        queued_at: t("2026-11-23T10:00:00Z"),
+        payload: "{}".into(),
+    }
+}
+
+/// An import obeys the outbox limit: a conversation whose outbox would hold more than it
+/// (queued already plus imported, each id once) is refused at the line of the first
+/// message over it, and nothing is imported.
+#[tokio::test]
+async fn import_obeys_the_outbox_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let (c, other) = (chat(254700000001), chat(254700000002));
+    let mut lines = vec![ExportLine::Window {
+        business: other.business,
+        customer: Party::phone(other.phone().unwrap()),
+        last_inbound: t("2026-11-23T10:00:00Z"),
+        gateway_closed_at: None,
+    }];
+    lines.extend((0..10_000).map(|_| queued_line(c, Uuid::new_v4())));
+    match import(&store, export_lines(&lines).as_slice()).await {
+        // Header, window, then the 21st queued message.
+        Err(StoreError::Import { line: 23, detail }) => {
+            assert!(detail.contains("more than 20 messages"), "{detail}");
+            assert!(detail.contains(&c.to_string()), "{detail}");
+        }
+        other => panic!("expected the limit refused at line 23, got {other:?}"),
+    }
+    assert_eq!(store.count().await.unwrap(), 0, "nothing was imported");
+    assert!(store.queued(c).await.unwrap().is_empty());
+
+    // Messages already queued count, an id imported twice counts once, and the limit
+    // can be set.
+    for _ in 0..15 {
+        store.enqueue(c, queued("{}"), 20).await.unwrap();
+    }
+    let repeated = Uuid::new_v4();
+    let five: Vec<ExportLine> = (0..4)
+        .map(|_| queued_line(c, Uuid::new_v4()))
+        .chain([queued_line(c, repeated), queued_line(c, repeated)])
+        .collect();
+    let read = import(&store, export_lines(&five).as_slice())
+        .await
+        .unwrap();
+    assert_eq!(read.queued, 6, "every line is read");
+    assert_eq!(store.queued(c).await.unwrap().len(), 20, "each id once");
+    let one_more = [queued_line(c, Uuid::new_v4())];
+    assert!(matches!(
+        import(&store, export_lines(&one_more).as_slice()).await,
+        Err(StoreError::Import { line: 2, .. })
+    ));
+    let wider = import_with_limit(&store, export_lines(&one_more).as_slice(), 21)
+        .await
+        .unwrap();
+    assert_eq!(wider.queued, 1);
+    assert_eq!(store.queued(c).await.unwrap().len(), 21);
+}
+
+/// An import's work is linear: one read of each outbox that receives messages and one
+/// write per line, whatever the size (counted, not timed).
+#[tokio::test]
+async fn import_costs_a_fixed_number_of_store_operations_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = InstrumentedStore::new(
+        SledConfig::new(dir.path().join("db"))
+            .durability(Durability::Periodic {
+                interval: std::time::Duration::from_secs(1),
+            })
+            .open()
+            .unwrap(),
+    );
+    let conversations = 2_000u64;
+    let mut lines = Vec::new();
+    for n in 0..conversations {
+        let c = chat(254_700_000_000 + n);
+        lines.push(ExportLine::Window {
+            business: c.business,
+            customer: Party::phone(c.phone().unwrap()),
+            last_inbound: t("2026-11-23T10:00:00Z"),
+            gateway_closed_at: None,
+        });
+        lines.extend((0..3).map(|_| queued_line(c, Uuid::new_v4())));
+        lines.push(ExportLine::Invitation {
+            business: c.business,
+            customer: Party::phone(c.phone().unwrap()),
+            message_id: Uuid::new_v4(),
+            sent_at: t("2026-11-23T09:00:00Z"),
+        });
+    }
+    let read = import(&store, export_lines(&lines).as_slice())
+        .await
+        .unwrap();
+    assert_eq!(
+        (read.windows, read.queued, read.invitations),
+        (conversations, 3 * conversations, conversations)
+    );
+    let calls = store.all_calls();
+    let n = conversations as usize;
+    assert_eq!(calls.get("queued"), Some(&n), "one outbox read each");
+    assert_eq!(calls.get("enqueue"), Some(&(3 * n)));
+    assert_eq!(calls.get("record_inbound"), Some(&n));
+    assert_eq!(calls.get("set_invitation"), Some(&n));
+    assert_eq!(
+        calls.values().sum::<usize>(),
+        6 * n + 1,
+        "nothing else but the final flush: {calls:?}"
+    );
+    assert_eq!(store.inner().count().await.unwrap(), conversations);
 }

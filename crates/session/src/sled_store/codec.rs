@@ -5,7 +5,7 @@
 //! | `windows`     | business u64 ‖ customer u64 (16 B)    | last inbound ms i64 (8 B) [‖ closed ms i64]  |
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
-//! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| outcome JSON text                            |
+//! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| 0xFF ‖ expires ms u64 ‖ wa id length u16 ‖ wa id ‖ outcome JSON text (an outcome written before outcomes expired: the JSON text alone) |
 //! | default tree  | `schema_version`                      | u32                                          |
 //! | default tree  | `integrity_mark`                      | u64, the checkpoint mark (`integrity`)       |
 
@@ -120,6 +120,86 @@ pub fn outcome_key(conversation: Conversation, message_id: Uuid) -> [u8; 32] {
     key
 }
 
+/// The first byte of an outcome value that carries its expiry (never the first byte of
+/// UTF-8 text, so an outcome written before expiry existed, plain JSON text, is told
+/// apart, and a build that predates expiry reads this one as corrupt rather than as
+/// something else).
+const OUTCOME_TAG: u8 = 0xFF;
+/// An outcome value, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeValue<'a> {
+    /// When it expires, ms since the epoch (`None`: written before outcomes expired).
+    pub expires_ms: Option<u64>,
+    /// The indexed WhatsApp id.
+    pub wa_id: Option<&'a str>,
+    /// The outcome text.
+    pub text: &'a str,
+}
+
+/// Encodes an outcome value. `wa_id` is at most `MAX_WA_ID_BYTES` long.
+pub fn encode_outcome(expires_ms: u64, wa_id: Option<&str>, text: &str) -> Vec<u8> {
+    let wa_id = wa_id.unwrap_or_default().as_bytes();
+    let wa_len = u16::try_from(wa_id.len()).unwrap_or(0);
+    let wa_id = &wa_id[..usize::from(wa_len)];
+    let mut out = Vec::with_capacity(11 + wa_id.len() + text.len());
+    out.push(OUTCOME_TAG);
+    out.extend_from_slice(&expires_ms.to_be_bytes());
+    out.extend_from_slice(&wa_len.to_be_bytes());
+    out.extend_from_slice(wa_id);
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Decodes an outcome value, naming what is wrong with a corrupt one.
+pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeValue<'_>, String> {
+    let text = |bytes| std::str::from_utf8(bytes).map_err(|e| format!("outcome text: {e}"));
+    let Some(rest) = bytes.strip_prefix(&[OUTCOME_TAG]) else {
+        return Ok(OutcomeValue {
+            expires_ms: None,
+            wa_id: None,
+            text: text(bytes)?,
+        });
+    };
+    let short = || format!("outcome: {} bytes is too short", bytes.len());
+    let expires_ms = u64::from_be_bytes(
+        rest.get(..8)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?,
+    );
+    let wa_len = usize::from(u16::from_be_bytes(
+        rest.get(8..10)
+            .ok_or_else(short)?
+            .try_into()
+            .map_err(|_| short())?,
+    ));
+    let wa_id = rest.get(10..10 + wa_len).ok_or_else(short)?;
+    let wa_id = std::str::from_utf8(wa_id).map_err(|e| format!("outcome wa id: {e}"))?;
+    Ok(OutcomeValue {
+        expires_ms: Some(expires_ms),
+        wa_id: (!wa_id.is_empty()).then_some(wa_id),
+        text: text(&rest[10 + wa_len..])?,
+    })
+}
+
+/// Reads an outcome key: the conversation and the `messageId`.
+pub fn parse_outcome_key(key: &[u8]) -> Option<(Conversation, Uuid)> {
+    if key.len() != 32 {
+        return None;
+    }
+    Some((
+        Conversation::from_key(&key[..16])?,
+        Uuid::from_slice(&key[16..]).ok()?,
+    ))
+}
+
+/// Whether an outcome value carries its expiry (one written before outcomes expired
+/// does not).
+#[cfg(test)]
+pub fn outcome_has_expiry(value: &[u8]) -> bool {
+    value.first() == Some(&OUTCOME_TAG)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +236,33 @@ mod tests {
         };
         assert_eq!(decode_invitation(&encode_invitation(&i)).unwrap(), i);
         assert!(decode_invitation(&[0u8; 23]).is_err());
+    }
+
+    #[test]
+    fn outcome_values_and_keys() {
+        let value = encode_outcome(1_800_000_000_000, Some("wamid.ü"), "{\"kind\":\"sent\"}");
+        assert_eq!(
+            decode_outcome(&value).unwrap(),
+            OutcomeValue {
+                expires_ms: Some(1_800_000_000_000),
+                wa_id: Some("wamid.ü"),
+                text: "{\"kind\":\"sent\"}",
+            }
+        );
+        let bare = encode_outcome(7, None, "");
+        assert_eq!(decode_outcome(&bare).unwrap().wa_id, None);
+        assert_eq!(decode_outcome(&bare).unwrap().text, "");
+        // An outcome written before expiry existed is its text alone.
+        let legacy = decode_outcome(b"{\"kind\":\"queued\"}").unwrap();
+        assert_eq!(legacy.expires_ms, None);
+        assert_eq!(legacy.text, "{\"kind\":\"queued\"}");
+        for bad in [&value[..5], &value[..12], &[0xFF, 0, 0][..], &[0xC3][..]] {
+            assert!(decode_outcome(bad).is_err(), "{bad:?}");
+        }
+        let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+        let id = Uuid::new_v4();
+        assert_eq!(parse_outcome_key(&outcome_key(chat, id)), Some((chat, id)));
+        assert_eq!(parse_outcome_key(&outcome_key(chat, id)[..31]), None);
+        assert!(outcome_has_expiry(&value) && !outcome_has_expiry(b"{}"));
     }
 }

@@ -165,15 +165,13 @@ impl SledStore {
         batch.insert(&reverse[..], id.as_bytes());
         batch.insert(forward.as_slice(), &value[..]);
         let tree = &self.inner.identities;
-        if let Err(error) = tree.for_atomic_write().apply_batch(batch) {
+        if let Err(error) = tree.for_transaction().apply_batch(batch) {
             tree.failed();
             return Err(error.into());
         }
         // Both keys were absent: checked under the registry lock, the only writer.
-        tree.committed([
-            (&reverse[..], None, Some(id.as_bytes())),
-            (forward.as_slice(), None, Some(&value[..])),
-        ]);
+        tree.committed(&reverse, None, Some(id.as_bytes()));
+        tree.committed(&forward, None, Some(&value));
         Ok(next)
     }
 
@@ -401,10 +399,10 @@ impl SledStore {
             &self.inner.outcomes,
         ];
         let result = (
-            trees[0].for_atomic_write(),
-            trees[1].for_atomic_write(),
-            trees[2].for_atomic_write(),
-            trees[3].for_atomic_write(),
+            trees[0].for_transaction(),
+            trees[1].for_transaction(),
+            trees[2].for_transaction(),
+            trees[3].for_transaction(),
         )
             .transaction(|(windows, outbox, invitations, outcomes)| {
                 let tx = [windows, outbox, invitations, outcomes];
@@ -428,7 +426,11 @@ impl SledStore {
             Err(TransactionError::Abort(never)) => match never {},
         };
         for (tree, key, old, new) in &done {
-            trees[*tree].committed([(key.as_slice(), old.as_deref(), new.as_deref())]);
+            trees[*tree].committed(key, old.as_deref(), new.as_deref());
+            // Outcomes are also indexed by WhatsApp id, in memory.
+            if *tree == 3 {
+                self.outcome_moved(key, old.as_deref(), new.as_deref());
+            }
         }
         if let Some(merged) = merged {
             shards.shard(&target).put(target, &merged);

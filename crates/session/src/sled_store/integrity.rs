@@ -221,30 +221,6 @@ impl TrackedTree {
         Ok(old)
     }
 
-    /// The tree itself, for a write sled makes atomic (a batch, a transaction). The
-    /// caller reports each key it changed with [`TrackedTree::committed`] once the write
-    /// is done, and [`TrackedTree::failed`] if it failed.
-    pub fn for_atomic_write(&self) -> &sled::Tree {
-        &self.tree
-    }
-
-    /// Keeps the tally of a write made through [`TrackedTree::for_atomic_write`]: each key
-    /// it changed, with its value before and after (`None`: absent).
-    pub fn committed<'a>(
-        &self,
-        changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>)>,
-    ) {
-        for (key, old, new) in changes {
-            self.tally.changed(key, old, new);
-        }
-    }
-
-    /// Notes that a write made through [`TrackedTree::for_atomic_write`] failed: sled may
-    /// or may not have applied it.
-    pub fn failed(&self) {
-        self.uncertain.store(true, Ordering::Relaxed);
-    }
-
     /// The value of `key`.
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<sled::IVec>, sled::Error> {
         self.tree.get(key)
@@ -258,6 +234,51 @@ impl TrackedTree {
     /// Every entry, in key order.
     pub fn iter(&self) -> sled::Iter {
         self.tree.iter()
+    }
+
+    /// Replaces `key`'s value `old` by `new` (removes it for `None`) only if it still is
+    /// `old`, like [`sled::Tree::compare_and_swap`]; the tally follows a swap that happened.
+    pub fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), sled::CompareAndSwapError>, sled::Error> {
+        let key = key.as_ref();
+        let swapped = self.note(self.tree.compare_and_swap(key, old, new))?;
+        if swapped.is_ok() && old != new {
+            self.tally.changed(key, old, new);
+        }
+        Ok(swapped)
+    }
+
+    /// The entries from `range`, in key order.
+    pub fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(&self, range: R) -> sled::Iter {
+        self.tree.range(range)
+    }
+
+    /// How many entries the tree holds.
+    pub fn entry_count(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// The sled tree, for a transaction over several trees (or a batch): the caller
+    /// reports each key the committed write changed with [`TrackedTree::committed`], and
+    /// a failed one with [`TrackedTree::failed`].
+    pub fn for_transaction(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Reports a change a committed transaction made to `key` (`None`: absent).
+    pub fn committed(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        if old != new {
+            self.tally.changed(key, old, new);
+        }
+    }
+
+    /// Reports a transaction that failed: sled may or may not have applied it.
+    pub fn failed(&self) {
+        self.uncertain.store(true, Ordering::Relaxed);
     }
 
     /// The tree's tally now.

@@ -6,6 +6,7 @@ mod group_commit;
 mod identity;
 mod index;
 mod integrity;
+mod outcomes;
 mod seen;
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use seen::{SeenIds, Sighting};
 
 use crate::store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
-    QueuedMessage, WindowEntry, WindowStore,
+    QueuedMessage, StoredOutcome, WindowEntry, WindowStore,
 };
 use crate::{
     Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
@@ -185,6 +186,7 @@ struct Inner {
     /// Held while a handle is allocated, so two callers never number one id twice.
     registry_lock: Mutex<()>,
     seen: SeenIds,
+    outcome_book: outcomes::OutcomeBook,
     index: Index,
     claims: Mutex<HashMap<Uuid, Claim>>,
     outbox_lock: Mutex<()>,
@@ -479,6 +481,7 @@ impl SledStore {
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
+                outcome_book: outcomes::OutcomeBook::default(),
                 db,
                 index,
                 claims: Mutex::default(),
@@ -632,6 +635,41 @@ impl SledStore {
                 Ok((key, message))
             })
             .collect()
+    }
+
+    /// Under the outbox lock: the key a new message `message_id` goes under, `None` when
+    /// it is already queued, or [`StoreError::OutboxFull`].
+    fn outbox_slot(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        limit: usize,
+    ) -> Result<Option<[u8; 24]>, StoreError> {
+        let queued = self.queued_entries(conversation)?;
+        if queued.iter().any(|(_, m)| m.message_id == message_id) {
+            return Ok(None);
+        }
+        if queued.len() >= limit {
+            return Err(StoreError::OutboxFull {
+                conversation,
+                limit,
+            });
+        }
+        let sequence = self.inner.db.generate_id()?;
+        Ok(Some(codec::outbox_key(conversation, sequence)))
+    }
+
+    /// Under the outbox lock: the key of the queued message `message_id`, if queued.
+    fn queued_key(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self
+            .queued_entries(conversation)?
+            .into_iter()
+            .find(|(_, m)| m.message_id == message_id)
+            .map(|(k, _)| k))
     }
 
     fn lock_outbox(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -794,9 +832,7 @@ impl WindowStore for SledStore {
             .invitations
             .remove(conversation.to_key())?
             .is_some();
-        for key in Self::prefix_keys(&self.inner.outcomes, conversation)? {
-            found |= self.inner.outcomes.remove(key)?.is_some();
-        }
+        found |= self.forget_outcomes(conversation)?;
         self.durable().await?;
         Ok(found)
     }
@@ -821,24 +857,12 @@ impl OutboxStore for SledStore {
     ) -> Result<bool, StoreError> {
         {
             let _outbox = self.lock_outbox();
-            let queued = self.queued_entries(conversation)?;
-            if queued
-                .iter()
-                .any(|(_, m)| m.message_id == message.message_id)
-            {
+            let Some(key) = self.outbox_slot(conversation, message.message_id, limit)? else {
                 return Ok(false);
-            }
-            if queued.len() >= limit {
-                return Err(StoreError::OutboxFull {
-                    conversation,
-                    limit,
-                });
-            }
-            let sequence = self.inner.db.generate_id()?;
-            self.inner.outbox.insert(
-                codec::outbox_key(conversation, sequence),
-                codec::encode_queued(&message),
-            )?;
+            };
+            self.inner
+                .outbox
+                .insert(key, codec::encode_queued(&message))?;
         }
         self.durable().await?;
         Ok(true)
@@ -859,12 +883,7 @@ impl OutboxStore for SledStore {
     ) -> Result<bool, StoreError> {
         let removed = {
             let _outbox = self.lock_outbox();
-            let key = self
-                .queued_entries(conversation)?
-                .into_iter()
-                .find(|(_, m)| m.message_id == message_id)
-                .map(|(k, _)| k);
-            match key {
+            match self.queued_key(conversation, message_id)? {
                 Some(key) => self.inner.outbox.remove(key)?.is_some(),
                 None => false,
             }
@@ -1013,49 +1032,59 @@ impl OutboxStore for SledStore {
         conversation: Conversation,
         message_id: Uuid,
     ) -> Result<Option<String>, StoreError> {
-        self.inner
-            .outcomes
-            .get(codec::outcome_key(conversation, message_id))?
-            .map(|bytes| {
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|e| corrupt(conversation, format!("outcome of {message_id}: {e}")))
-            })
-            .transpose()
+        self.outcome_now(conversation, message_id)
+    }
+
+    async fn outcome_by_wa_id(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> Result<Option<(Uuid, String)>, StoreError> {
+        self.outcome_by_wa_id_now(conversation, wa_id)
     }
 
     async fn outcomes(
         &self,
         conversation: Conversation,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
-        self.inner
-            .outcomes
-            .scan_prefix(conversation.to_key())
-            .map(|entry| {
-                let (key, value) = entry?;
-                let id = key
-                    .get(16..32)
-                    .and_then(|bytes| Uuid::from_slice(bytes).ok())
-                    .ok_or_else(|| corrupt(conversation, "outcome key is not 32 bytes".into()))?;
-                let text = String::from_utf8(value.to_vec())
-                    .map_err(|e| corrupt(conversation, format!("outcome of {id}: {e}")))?;
-                Ok((id, text))
-            })
-            .collect()
+        self.outcomes_now(conversation)
     }
 
     async fn put_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
-        outcome: String,
+        outcome: StoredOutcome,
     ) -> Result<(), StoreError> {
         // Not waited on in durable mode: see the trait. The next flush (group commit or
         // sled's background flush) takes it to disk.
-        self.inner.outcomes.insert(
-            codec::outcome_key(conversation, message_id),
-            outcome.as_bytes(),
-        )?;
-        Ok(())
+        self.put_outcome_now(conversation, &outcome)
+    }
+
+    /// As the trait says: one sled transaction over the outbox, the outcome and its
+    /// index entries, then a flush before returning, in periodic mode too.
+    async fn enqueue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message: QueuedMessage,
+        limit: usize,
+        outcome: StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        let added = self.enqueue_with_outcome_now(conversation, &message, limit, &outcome)?;
+        WindowStore::flush(self).await?;
+        Ok(added)
+    }
+
+    /// As the trait says: one sled transaction, then a flush before returning, in
+    /// periodic mode too.
+    async fn dequeue_with_outcome(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        let found = self.dequeue_with_outcome_now(conversation, message_id, &outcome)?;
+        WindowStore::flush(self).await?;
+        Ok(found)
     }
 }
 

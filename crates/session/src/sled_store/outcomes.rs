@@ -1,0 +1,737 @@
+//! Send outcomes: stored with their expiry, found by `messageId` or by WhatsApp id, and
+//! pruned once they expire.
+//!
+//! Each outcome is one entry of the `outcomes` tree, its expiry and WhatsApp id in front
+//! of its text, so writing one is one sled insert. Expiry is by this machine's clock: a
+//! read never returns an expired outcome. Expired outcomes are removed lazily: every
+//! outcome written moves a cursor over a few entries of the tree, removing those that
+//! expired, so a store that keeps sending sweeps the whole tree again and again and an
+//! idle one does not grow; [`SledStore::prune_outcomes`] sweeps it all at once.
+//!
+//! The index by WhatsApp id is kept in memory, like the window index: built from the
+//! tree by one scan at the first lookup, then kept up to date by every write. A second
+//! sled insert per send would cost far more disk than the outcome itself (sled's log
+//! writes a page fragment per insert; measured in the benchmark, about 1,200 bytes of
+//! disk per send for a persisted index entry against about 520 for the outcome).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::Utc;
+use sled::Transactional;
+use sled::transaction::TransactionError;
+use uuid::Uuid;
+
+use super::{SledStore, codec, corrupt};
+use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
+use crate::{Conversation, StoreError};
+
+/// Outcomes the sweep looks at, at most, after each outcome written: more than one, so
+/// the sweep goes round the tree faster than it grows (with 8, the tree holds at most
+/// about 8/7 of the live outcomes).
+const SWEEP_PER_WRITE: usize = 8;
+/// Outcomes looked at per step of a full pass ([`SledStore::prune_outcomes`]).
+const FULL_PASS_STEP: usize = 1024;
+
+fn tx_error(error: TransactionError<Infallible>) -> StoreError {
+    match error {
+        TransactionError::Storage(error) => StoreError::Sled(error),
+        TransactionError::Abort(never) => match never {},
+    }
+}
+
+/// Milliseconds since the epoch by this machine's clock (0 before 1970).
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the store keeps in memory about outcomes.
+#[derive(Default)]
+pub(super) struct OutcomeBook {
+    /// Where the lazy sweep goes on from: an `outcomes` key (empty: the start).
+    cursor: Mutex<Vec<u8>>,
+    /// Outcomes by WhatsApp id.
+    wa_index: WaIndex,
+}
+
+/// The slot of a (conversation, WhatsApp id) pair in the in-memory index: a 64-bit hash,
+/// so an entry costs 24 bytes whatever the id's length. A lookup reads the outcome it
+/// finds and checks its WhatsApp id, so two pairs sharing a slot (about one chance in
+/// 10^19 per pair) can only make one of them not found, never the wrong one found.
+fn wa_slot(conversation: Conversation, wa_id: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    conversation.hash(&mut hasher);
+    wa_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The in-memory index of outcomes by WhatsApp id.
+#[derive(Default)]
+struct WaIndex {
+    state: Mutex<WaState>,
+    /// Held by the lookup that builds the index, so only one scans.
+    building: Mutex<()>,
+}
+
+#[derive(Default)]
+enum WaState {
+    /// Not built: no lookup yet. Writes need not tell it anything.
+    #[default]
+    Unbuilt,
+    /// A lookup is scanning the tree: writes are logged, and applied after the scan.
+    Building(Vec<WaChange>),
+    /// Built: writes change it at once.
+    Built(HashMap<u64, Uuid>),
+}
+
+/// A change a write makes to the index.
+#[derive(Clone, Copy)]
+struct WaChange {
+    slot: u64,
+    id: Uuid,
+    /// Linked (an outcome with this WhatsApp id was written) or unlinked (it was
+    /// replaced or removed).
+    linked: bool,
+}
+
+impl WaChange {
+    fn apply(self, map: &mut HashMap<u64, Uuid>) {
+        if self.linked {
+            map.insert(self.slot, self.id);
+        } else if map.get(&self.slot) == Some(&self.id) {
+            map.remove(&self.slot);
+        }
+    }
+}
+
+impl WaIndex {
+    /// Tells the index about a write, made after the write is in sled.
+    fn record(&self, change: WaChange) {
+        match &mut *lock(&self.state) {
+            WaState::Unbuilt => {}
+            WaState::Building(log) => log.push(change),
+            WaState::Built(map) => change.apply(map),
+        }
+    }
+
+    /// The `messageId` in `slot`, building the index with `scan` first if it is not
+    /// built. A write made while `scan` runs is either seen by the scan or logged and
+    /// applied after it (both, at worst, which gives the same index).
+    fn lookup(
+        &self,
+        slot: u64,
+        scan: impl FnOnce() -> Result<HashMap<u64, Uuid>, StoreError>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        if let WaState::Built(map) = &*lock(&self.state) {
+            return Ok(map.get(&slot).copied());
+        }
+        let _building = lock(&self.building);
+        {
+            let mut state = lock(&self.state);
+            if let WaState::Built(map) = &*state {
+                return Ok(map.get(&slot).copied());
+            }
+            *state = WaState::Building(Vec::new());
+        }
+        let scanned = scan();
+        let mut state = lock(&self.state);
+        let mut map = match scanned {
+            Ok(map) => map,
+            Err(error) => {
+                *state = WaState::Unbuilt;
+                return Err(error);
+            }
+        };
+        if let WaState::Building(log) = std::mem::take(&mut *state) {
+            for change in log {
+                change.apply(&mut map);
+            }
+        }
+        let found = map.get(&slot).copied();
+        *state = WaState::Built(map);
+        Ok(found)
+    }
+}
+
+impl SledStore {
+    /// The expiry of an outcome written now, kept for `outcome.keep_for`.
+    fn expiry_of(outcome: &StoredOutcome, now: u64) -> u64 {
+        now.saturating_add(outcome.keep_for_millis().unsigned_abs())
+    }
+
+    fn wa_index(&self) -> &WaIndex {
+        &self.inner.outcome_book.wa_index
+    }
+
+    /// Tells the WhatsApp id index that `outcome` replaced `old` (the value it replaced,
+    /// if any) in `conversation`.
+    fn index_replacement(
+        &self,
+        conversation: Conversation,
+        old: Option<&[u8]>,
+        outcome: &StoredOutcome,
+    ) {
+        let id = outcome.message_id;
+        if let Some(old_wa) = old
+            .and_then(|old| codec::decode_outcome(old).ok())
+            .and_then(|old| old.wa_id)
+            .filter(|old_wa| Some(*old_wa) != outcome.indexed_wa_id())
+        {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, old_wa),
+                id,
+                linked: false,
+            });
+        }
+        if let Some(wa_id) = outcome.indexed_wa_id() {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: true,
+            });
+        }
+    }
+
+    /// Tells the WhatsApp id index that the outcome `value` stored under `id` is gone.
+    fn index_removal(&self, conversation: Conversation, id: Uuid, value: &[u8]) {
+        if let Some(wa_id) = codec::decode_outcome(value).ok().and_then(|v| v.wa_id) {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: false,
+            });
+        }
+    }
+
+    /// Tells the WhatsApp id index that a move of a customer's records (see `identity`)
+    /// changed the outcome under `key` from `old` to `new` (`None`: absent).
+    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        let Some((conversation, id)) = codec::parse_outcome_key(key) else {
+            return;
+        };
+        if let Some(old) = old {
+            self.index_removal(conversation, id, old);
+        }
+        if let Some(wa_id) = new
+            .and_then(|new| codec::decode_outcome(new).ok())
+            .and_then(|new| new.wa_id)
+        {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: true,
+            });
+        }
+    }
+
+    /// Stores an outcome (not waiting for the disk).
+    pub(super) fn put_outcome_now(
+        &self,
+        conversation: Conversation,
+        outcome: &StoredOutcome,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let old = self.inner.outcomes.insert(
+            codec::outcome_key(conversation, outcome.message_id),
+            Self::encode(outcome, now),
+        )?;
+        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.sweep_after_write(now);
+        Ok(())
+    }
+
+    fn encode(outcome: &StoredOutcome, now: u64) -> Vec<u8> {
+        codec::encode_outcome(
+            Self::expiry_of(outcome, now),
+            outcome.indexed_wa_id(),
+            &outcome.text,
+        )
+    }
+
+    /// Enqueues and stores the outcome in one transaction (not yet waiting for the
+    /// disk); whether the message was added.
+    pub(super) fn enqueue_with_outcome_now(
+        &self,
+        conversation: Conversation,
+        message: &QueuedMessage,
+        limit: usize,
+        outcome: &StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        self.change_outbox_with_outcome(conversation, outcome, || {
+            Ok(self
+                .outbox_slot(conversation, message.message_id, limit)?
+                .map(|key| OutboxChange::Insert(key, codec::encode_queued(message))))
+        })
+    }
+
+    /// Dequeues and stores the outcome in one transaction (not yet waiting for the
+    /// disk); whether the message was queued.
+    pub(super) fn dequeue_with_outcome_now(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+        outcome: &StoredOutcome,
+    ) -> Result<bool, StoreError> {
+        self.change_outbox_with_outcome(conversation, outcome, || {
+            Ok(self
+                .queued_key(conversation, message_id)?
+                .map(OutboxChange::Remove))
+        })
+    }
+
+    /// Under the outbox lock, `plan` reads the outbox and says how to change it (`None`:
+    /// leave it); the change and the outcome are then written in one transaction.
+    /// Whether the outbox changed.
+    fn change_outbox_with_outcome(
+        &self,
+        conversation: Conversation,
+        outcome: &StoredOutcome,
+        plan: impl FnOnce() -> Result<Option<OutboxChange>, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let key = codec::outcome_key(conversation, outcome.message_id);
+        let value = Self::encode(outcome, now);
+        let (changed, old) = {
+            let _outbox = self.lock_outbox();
+            let change = plan()?;
+            let (outbox_tree, outcome_tree) = (&self.inner.outbox, &self.inner.outcomes);
+            let committed = (
+                outbox_tree.for_transaction(),
+                outcome_tree.for_transaction(),
+            )
+                .transaction(|(outbox, outcomes)| {
+                    let outbox_old = match &change {
+                        Some(OutboxChange::Insert(key, value)) => {
+                            outbox.insert(&key[..], value.as_slice())?
+                        }
+                        Some(OutboxChange::Remove(key)) => outbox.remove(key)?,
+                        None => None,
+                    };
+                    Ok((outbox_old, outcomes.insert(&key[..], value.as_slice())?))
+                });
+            let (outbox_old, old) = match committed {
+                Ok(olds) => olds,
+                Err(error) => {
+                    outbox_tree.failed();
+                    outcome_tree.failed();
+                    return Err(tx_error(error));
+                }
+            };
+            // The integrity tallies follow what the transaction changed.
+            match &change {
+                Some(OutboxChange::Insert(key, value)) => {
+                    outbox_tree.committed(key, outbox_old.as_deref(), Some(value))
+                }
+                Some(OutboxChange::Remove(key)) => {
+                    outbox_tree.committed(key, outbox_old.as_deref(), None)
+                }
+                None => {}
+            }
+            outcome_tree.committed(&key, old.as_deref(), Some(&value));
+            (change.is_some(), old)
+        };
+        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.sweep_after_write(now);
+        Ok(changed)
+    }
+
+    /// Decodes a stored outcome; `None` once it expired by `now`.
+    fn live<'a>(
+        conversation: Conversation,
+        value: &'a [u8],
+        now: u64,
+    ) -> Result<Option<codec::OutcomeValue<'a>>, StoreError> {
+        let value = codec::decode_outcome(value).map_err(|detail| corrupt(conversation, detail))?;
+        Ok(value
+            .expires_ms
+            .is_none_or(|expires| expires > now)
+            .then_some(value))
+    }
+
+    /// The live outcome stored under `message_id`.
+    pub(super) fn outcome_now(
+        &self,
+        conversation: Conversation,
+        message_id: Uuid,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(value) = self
+            .inner
+            .outcomes
+            .get(codec::outcome_key(conversation, message_id))?
+        else {
+            return Ok(None);
+        };
+        Ok(Self::live(conversation, &value, now_ms())?.map(|v| v.text.to_owned()))
+    }
+
+    /// The live outcome whose WhatsApp id is `wa_id`.
+    pub(super) fn outcome_by_wa_id_now(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> Result<Option<(Uuid, String)>, StoreError> {
+        let Some(id) = self
+            .wa_index()
+            .lookup(wa_slot(conversation, wa_id), || self.scan_wa_ids())?
+        else {
+            return Ok(None);
+        };
+        let Some(value) = self
+            .inner
+            .outcomes
+            .get(codec::outcome_key(conversation, id))?
+        else {
+            return Ok(None);
+        };
+        Ok(Self::live(conversation, &value, now_ms())?
+            .filter(|value| value.wa_id == Some(wa_id))
+            .map(|value| (id, value.text.to_owned())))
+    }
+
+    /// The WhatsApp id index, from the whole tree.
+    fn scan_wa_ids(&self) -> Result<HashMap<u64, Uuid>, StoreError> {
+        let mut map = HashMap::new();
+        for entry in self.inner.outcomes.iter() {
+            let (key, value) = entry?;
+            let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
+                continue;
+            };
+            if let Ok(codec::OutcomeValue {
+                wa_id: Some(wa_id), ..
+            }) = codec::decode_outcome(&value)
+            {
+                map.insert(wa_slot(conversation, wa_id), id);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Every live outcome of the conversation.
+    pub(super) fn outcomes_now(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let now = now_ms();
+        let mut live = Vec::new();
+        for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
+            let (key, value) = entry?;
+            let (_, id) = codec::parse_outcome_key(&key)
+                .ok_or_else(|| corrupt(conversation, "outcome key is not 32 bytes".into()))?;
+            if let Some(value) = Self::live(conversation, &value, now)? {
+                live.push((id, value.text.to_owned()));
+            }
+        }
+        Ok(live)
+    }
+
+    /// Erases the conversation's outcomes; whether there were any.
+    pub(super) fn forget_outcomes(&self, conversation: Conversation) -> Result<bool, StoreError> {
+        let mut found = false;
+        for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
+            let (key, _) = entry?;
+            if let Some(value) = self.inner.outcomes.remove(&key)? {
+                found = true;
+                if let Some((_, id)) = codec::parse_outcome_key(&key) {
+                    self.index_removal(conversation, id, &value);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes every expired outcome now, and gives every outcome written before
+    /// outcomes expired an expiry ([`DEFAULT_OUTCOME_HORIZON`] from now). Returns how many
+    /// outcomes were removed.
+    ///
+    /// Not needed for the store to stay bounded: every outcome written also sweeps a few.
+    /// Call it to reclaim space at once, for example after a burst of sends has expired.
+    pub fn prune_outcomes(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let mut from = Vec::new();
+        let mut removed = 0;
+        loop {
+            let (pruned, next) = self.sweep(&from, FULL_PASS_STEP, now)?;
+            removed += pruned;
+            match next {
+                Some(next) => from = next,
+                None => return Ok(removed),
+            }
+        }
+    }
+
+    /// How many outcomes are on disk, expired ones not yet pruned included.
+    pub fn stored_outcomes(&self) -> usize {
+        self.inner.outcomes.entry_count()
+    }
+
+    /// After an outcome was written: the next few steps of the sweep. A failure does not
+    /// undo the write, so it is logged rather than returned.
+    fn sweep_after_write(&self, now: u64) {
+        let mut cursor = lock(&self.inner.outcome_book.cursor);
+        match self.sweep(&cursor, SWEEP_PER_WRITE, now) {
+            // At the end of the tree, start again from the beginning.
+            Ok((_, next)) => *cursor = next.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "pruning expired send outcomes failed; the next write tries again");
+            }
+        }
+    }
+
+    /// Looks at up to `budget` outcomes from the key `from`: removes those expired by
+    /// `now` and gives those without an expiry one. How many it removed, and the key to
+    /// go on from (`None`: it reached the end).
+    fn sweep(
+        &self,
+        from: &[u8],
+        budget: usize,
+        now: u64,
+    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+        let entries = self
+            .inner
+            .outcomes
+            .range(from..)
+            .take(budget)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut removed = 0;
+        for (key, value) in &entries {
+            let Some((conversation, id)) = codec::parse_outcome_key(key) else {
+                continue;
+            };
+            // Unreadable values are left as they are: reads report them corrupt.
+            let Ok(decoded) = codec::decode_outcome(value) else {
+                continue;
+            };
+            let new = match decoded.expires_ms {
+                Some(expires) if expires <= now => None,
+                Some(_) => continue,
+                None => Some(codec::encode_outcome(
+                    now.saturating_add(DEFAULT_OUTCOME_HORIZON.num_milliseconds().unsigned_abs()),
+                    None,
+                    decoded.text,
+                )),
+            };
+            // Only the value read: a write since then stays.
+            let swapped =
+                self.inner
+                    .outcomes
+                    .compare_and_swap(key, Some(value.as_ref()), new.as_deref())?;
+            if swapped.is_ok() && new.is_none() {
+                removed += 1;
+                self.index_removal(conversation, id, value);
+            }
+        }
+        let next = (entries.len() == budget)
+            .then(|| entries.last().map(|(key, _)| [key.as_ref(), &[0]].concat()))
+            .flatten();
+        Ok((removed, next))
+    }
+}
+
+/// A change of the outbox written with an outcome.
+enum OutboxChange {
+    /// A new message under this key, with this value.
+    Insert([u8; 24], Vec<u8>),
+    /// The message under this key leaves.
+    Remove(sled::IVec),
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::{OutboxStore, WindowStore};
+
+    fn chat() -> Conversation {
+        Conversation::parse("254110090747", "254712345678").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn store(dir: &tempfile::TempDir) -> SledStore {
+        SledStore::open(dir.path().join("db")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn expired_outcomes_leave_the_disk_a_few_per_write_or_all_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = store(&dir);
+        let brief = TimeDelta::milliseconds(50);
+        for n in 0..20 {
+            let outcome = StoredOutcome::new(Uuid::from_u128(n + 1), format!("{n}"))
+                .with_wa_id(format!("wamid.{n}"))
+                .keep_for(brief);
+            store
+                .put_outcome(chat(), outcome)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let lasting = Uuid::from_u128(1_000);
+        store
+            .put_outcome(
+                chat(),
+                StoredOutcome::new(lasting, "lasting").with_wa_id("wamid.L"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Build the WhatsApp id index, so removals must keep it right.
+        assert!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.3")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_some()
+        );
+        assert_eq!(store.stored_outcomes(), 21);
+        std::thread::sleep(std::time::Duration::from_millis(80));
+
+        // Each write sweeps a few entries on from where the last stopped.
+        let later = Uuid::from_u128(2_000);
+        store
+            .put_outcome(chat(), StoredOutcome::new(later, "later"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after_one = store.stored_outcomes();
+        assert!(
+            (22 - SWEEP_PER_WRITE..22).contains(&after_one),
+            "one write sweeps at most {SWEEP_PER_WRITE}: {after_one} left"
+        );
+        // A full pass removes the rest.
+        let removed = store.prune_outcomes().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(removed, after_one - 2);
+        assert_eq!(store.stored_outcomes(), 2);
+        assert_eq!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.L")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            Some((lasting, "lasting".to_owned()))
+        );
+        assert_eq!(
+            store
+                .outcome_by_wa_id(chat(), "wamid.3")
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            None
+        );
+        assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
+
+        // Writes alone go round the tree: enough of them remove every expired outcome.
+        for n in 0..30 {
+            store
+                .put_outcome(
+                    chat(),
+                    StoredOutcome::new(Uuid::from_u128(3_000 + n), "x").keep_for(brief),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        for _ in 0..20 {
+            store
+                .put_outcome(chat(), StoredOutcome::new(later, "later"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(store.stored_outcomes(), 2, "the sweep went round");
+    }
+
+    #[tokio::test]
+    async fn the_whatsapp_id_index_is_built_once_and_follows_writes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        {
+            let store = SledStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            store
+                .put_outcome(chat(), StoredOutcome::new(a, "a").with_wa_id("wamid.A"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Reopened: the index is built from disk at the first lookup.
+        let store = SledStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        store
+            .put_outcome(chat(), StoredOutcome::new(b, "b").with_wa_id("wamid.B"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let find = async |wa: &str| {
+            store
+                .outcome_by_wa_id(chat(), wa)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|(id, _)| id)
+        };
+        assert_eq!(find("wamid.A").await, Some(a));
+        assert_eq!(find("wamid.B").await, Some(b));
+        // Built: writes change it at once.
+        store
+            .put_outcome(chat(), StoredOutcome::new(a, "a2").with_wa_id("wamid.A2"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(find("wamid.A").await, None);
+        assert_eq!(find("wamid.A2").await, Some(a));
+        assert!(store.forget(chat()).await.unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(find("wamid.B").await, None);
+        assert!(matches!(
+            &*lock(&store.wa_index().state),
+            WaState::Built(map) if map.is_empty()
+        ));
+    }
+
+    #[tokio::test]
+    async fn outcomes_written_before_expiry_existed_are_read_and_given_an_expiry() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = store(&dir);
+        let old: Vec<Uuid> = (1..=2 * SWEEP_PER_WRITE as u128 + 3)
+            .map(Uuid::from_u128)
+            .collect();
+        for id in &old {
+            // As an earlier build wrote them: the JSON text alone.
+            store
+                .inner
+                .outcomes
+                .insert(codec::outcome_key(chat(), *id), &b"{\"kind\":\"sent\"}"[..])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            store
+                .outcome(chat(), old[0])
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            Some("{\"kind\":\"sent\"}".to_owned()),
+            "an outcome without an expiry is read as it is"
+        );
+        let with_expiry = |store: &SledStore| {
+            store
+                .inner
+                .outcomes
+                .iter()
+                .values()
+                .filter(|v| v.as_ref().is_ok_and(|v| codec::outcome_has_expiry(v)))
+                .count()
+        };
+        // A write sweeps a few...
+        store
+            .put_outcome(chat(), StoredOutcome::new(Uuid::max(), "new"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(with_expiry(&store), SWEEP_PER_WRITE + 1);
+        // ...and a full pass the rest.
+        assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
+        assert_eq!(with_expiry(&store), old.len() + 1);
+        for id in &old {
+            assert_eq!(
+                store
+                    .outcome(chat(), *id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+                Some("{\"kind\":\"sent\"}".to_owned()),
+                "the sweep keeps the text"
+            );
+        }
+    }
+}
