@@ -239,7 +239,12 @@ impl EventAction {
             match change.new_phone {
                 Some(new) => IdentityChange::Number {
                     old: sender.phone,
-                    old_user: sender.user_id.clone(),
+                    // Meta's pages add the previous user id to a number change since
+                    // August 2026; before, only the sender's could name it.
+                    old_user: change
+                        .previous_user_id
+                        .clone()
+                        .or_else(|| sender.user_id.clone()),
                     new,
                     new_user: change.new_user_id.clone(),
                 },

@@ -30,6 +30,10 @@ const GLOBAL: &str = "Global options (before or after the command)";
 const AFTER_HELP: &str = "\
 Phones: every form the library accepts, country code first (254712345678, +254 712 345 678,
 (254) 712-345-678).
+Customers: a phone, a business-scoped user id (US.13491208655302741918: the phone's
+conversation when a webhook tied the two, else the user's own) or a group (group:ID).
+Output names them the same way. A customer without a phone cannot be sent to: send-contact
+and deliver exit 2 for one.
 Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
 Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
