@@ -414,6 +414,95 @@ async fn a_user_id_change_moves_the_user_s_conversation_to_the_new_id() {
     assert_eq!(bot.messenger.sessions().count().await.unwrap(), 1);
 }
 
+/// whatsapp-api-js's status, turned into a 131047 failure addressed by the user id alone
+/// (no `recipient_id`), at `at`.
+fn failed_by_user_id(at: DateTime<Utc>) -> Value {
+    let mut body = fixture("whatsapp-api-js-sent-bsuid.json");
+    let status = &mut body["entry"][0]["changes"][0]["value"]["statuses"][0];
+    let status = status.as_object_mut().unwrap();
+    status.remove("recipient_id");
+    status.insert("status".into(), "failed".into());
+    status.insert("timestamp".into(), at.timestamp().to_string().into());
+    status.insert(
+        "errors".into(),
+        serde_json::json!([{"code": 131047, "title": "Re-engagement message"}]),
+    );
+    body["entry"][0]["changes"][0]["value"]
+        .as_object_mut()
+        .unwrap()
+        .remove("contacts");
+    body
+}
+
+#[tokio::test]
+async fn a_status_addressed_by_user_id_ties_back_through_the_handle_then_the_alias() {
+    // whatsapp-api-js's bodies: business 16505551111, user US.13491208655302741918 with
+    // the phone 16315551181, in September 2017.
+    let clock = ManualClock::at(at("2017-09-08T20:40:00Z"));
+    let (bot, _dir) = sled_bot(clock.clone()).await;
+    let business: PhoneNumber = "16505551111".parse().unwrap();
+    // First the user writes by id alone (the contact-request fixture, for this business).
+    let mut by_id = fixture("meta-bsuid-contact-request.json");
+    by_id["entry"][0]["changes"][0]["value"]["metadata"]["display_phone_number"] =
+        business.to_string().into();
+    message_of(&mut by_id)["timestamp"] = clock.now().timestamp().to_string().into();
+    let WebhookOutcome::Inbound(report) = bot.receive(&by_id).await else {
+        panic!("recorded")
+    };
+    let user_chat = report.conversation;
+    assert!(user_chat.customer.user().is_some());
+    // A 131047 addressed by the user id closes the user's window.
+    clock.advance(TimeDelta::minutes(1));
+    let outcome = bot.receive(&failed_by_user_id(clock.now())).await;
+    assert!(
+        matches!(outcome, WebhookOutcome::WindowClosed(_)),
+        "{outcome:?}"
+    );
+    assert!(matches!(
+        bot.state(user_chat).await,
+        WindowState::Closed {
+            cause: ClosedCause::Gateway,
+            ..
+        }
+    ));
+
+    // The user writes with phone and id (whatsapp-api-js's incoming message): one
+    // conversation, the phone's, open again.
+    clock.advance(TimeDelta::minutes(1));
+    let mut both = fixture("whatsapp-api-js-incoming-bsuid.json");
+    message_of(&mut both)["timestamp"] = clock.now().timestamp().to_string().into();
+    let WebhookOutcome::Inbound(report) = bot.receive(&both).await else {
+        panic!("recorded")
+    };
+    let phone_chat = Conversation::new(business, "16315551181".parse().unwrap());
+    assert_eq!(report.conversation, phone_chat);
+    assert!(bot.state(phone_chat).await.is_open());
+    assert_eq!(bot.store().window(user_chat).await.unwrap(), None);
+    // The same kind of report, by the user id alone, now closes the phone's window.
+    clock.advance(TimeDelta::minutes(1));
+    bot.receive(&failed_by_user_id(clock.now())).await;
+    assert!(matches!(
+        bot.state(phone_chat).await,
+        WindowState::Closed {
+            cause: ClosedCause::Gateway,
+            ..
+        }
+    ));
+    // A report about a user id never met ties back to nothing, and creates nothing.
+    let mut stranger = failed_by_user_id(clock.now());
+    stranger["entry"][0]["changes"][0]["value"]["statuses"][0]["recipient_user_id"] =
+        "US.999".into();
+    let outcome = bot.receive(&stranger).await;
+    assert!(matches!(outcome, WebhookOutcome::Ignored(_)), "{outcome:?}");
+    assert_eq!(
+        bot.store()
+            .find_user_ref(&"US.999".parse().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 #[tokio::test]
 async fn delivery_never_sends_to_a_conversation_without_a_phone() {
     let clock = ManualClock::at(at("2025-06-08T21:00:43Z"));

@@ -9,8 +9,8 @@ use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
-    Conversation, Invitation, ManualClock, OutboxStore, QueuedMessage, Sessions, SledStore,
-    StoreError, StoredOutcome, WindowRecord, WindowStore,
+    Conversation, Customer, IdentityStore, Invitation, ManualClock, OutboxStore, QueuedMessage,
+    Sessions, SledStore, StoreError, StoredOutcome, WindowRecord, WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -725,5 +725,70 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     assert_eq!(
         store.outcome(old, old_id).await.unwrap().as_deref(),
         Some("{\"old\":true}")
+    );
+}
+
+/// A move of a customer's records carries their outcomes' expiry and WhatsApp id index:
+/// the target's keys expire no sooner than the source's did (and then go), and nothing of
+/// the source is left behind.
+#[tokio::test]
+async fn a_move_carries_outcome_expiry_and_leaves_nothing_behind() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = connect_as_bot_a(&server).await;
+    let mut connection = raw(&server).await;
+    let keys = store.keys().clone();
+    let business = chat("254110090747", 254712345670).business;
+    let user = store.user_ref(&"KE.123".parse().unwrap()).await.unwrap();
+    let source = Conversation::with_customer(business, Customer::User(user));
+    let target = chat("254110090747", 254712345678);
+    let brief = TimeDelta::milliseconds(400);
+    let id = Uuid::new_v4();
+    store
+        .put_outcome(
+            source,
+            StoredOutcome::new(id, "{}")
+                .with_wa_id("wamid.moved")
+                .keep_for(brief),
+        )
+        .await
+        .unwrap();
+    store
+        .record_inbound(source, t("2026-11-23T10:00:00Z"))
+        .await
+        .unwrap();
+    let moved = store
+        .move_customer(business, source.customer, target.customer)
+        .await
+        .unwrap();
+    assert_eq!((moved.window, moved.outcomes), (true, 1));
+    for key in [
+        keys.outcomes(source),
+        keys.outcome_wa_ids(source),
+        keys.outcome_expiry(source),
+    ] {
+        let exists: bool = connection.exists(&key).await.unwrap();
+        assert!(!exists, "{key} was left behind");
+    }
+    for key in [
+        keys.outcomes(target),
+        keys.outcome_wa_ids(target),
+        keys.outcome_expiry(target),
+    ] {
+        let ttl: i64 = connection.pttl(&key).await.unwrap();
+        assert!(0 < ttl && ttl <= 400, "{key}: pttl {ttl}");
+    }
+    assert_eq!(
+        store.outcome_by_wa_id(target, "wamid.moved").await.unwrap(),
+        Some((id, "{}".to_owned()))
+    );
+    // The moved outcome expires when it would have where it was.
+    tokio::time::sleep(std::time::Duration::from_millis(550)).await;
+    assert_eq!(store.outcome(target, id).await.unwrap(), None);
+    let exists: bool = connection.exists(keys.outcomes(target)).await.unwrap();
+    assert!(
+        !exists,
+        "the target's outcome keys go with their last outcome"
     );
 }
