@@ -3,7 +3,8 @@
 //! through the policy (which delivers anything queued) and answers with a contact card.
 //!
 //! The server is `lipachat::webhook::serve` with its default limits: a client gets 10 s to
-//! send a request head and 10 s for its body (at most 1 MiB), at most 64 requests are
+//! send a request head and 10 s for its body (at most 1 MiB), one that reads none of an
+//! answer for 10 s is disconnected, at most 64 requests are
 //! handled at once and at most 1024 connections are open, so slow or flooding clients
 //! cannot hold the bot. The gateway client keeps at most 32 requests in flight.
 //!

@@ -382,6 +382,8 @@ impl Client {
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
         async move {
             let mut attempt: u32 = 0;
+            // Attempts that made a request (one that found no free slot made none).
+            let mut requests: u32 = 0;
             let mut last_error: Option<ApiError> = None;
             loop {
                 attempt += 1;
@@ -392,7 +394,7 @@ impl Client {
                     if left.is_zero() {
                         info!(attempt, "the send's deadline passed; no further attempt");
                         return Err(ApiError::DeadlineReached {
-                            attempts: attempt - 1,
+                            attempts: requests,
                             last: last_error.map(Box::new),
                         });
                     }
@@ -401,6 +403,9 @@ impl Client {
                 debug!(attempt, "sending to the gateway");
                 let outcome = self.attempt(url, body.clone(), timeout).await;
                 let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if !matches!(outcome.result, Err(ApiError::Busy { .. })) {
+                    requests += 1;
+                }
                 match outcome.result {
                     Ok(accepted) => {
                         info!(
@@ -427,13 +432,14 @@ impl Client {
                         });
                     }
                     Err(error) if error.is_transient() && attempt <= policy.max_retries => {
+                        let error = reported(error, last_error.take());
                         let delay = policy.delay(attempt - 1, outcome.retry_after);
                         if let Some(deadline) = deadline
                             && Instant::now() + delay >= deadline
                         {
                             info!(attempt, %error, "attempt failed and the send's deadline comes before a retry");
                             return Err(ApiError::DeadlineReached {
-                                attempts: attempt,
+                                attempts: requests,
                                 last: Some(Box::new(error)),
                             });
                         }
@@ -449,6 +455,7 @@ impl Client {
                         last_error = Some(error);
                     }
                     Err(error) => {
+                        let error = reported(error, last_error.take());
                         info!(
                             attempt,
                             http_status = outcome.http_status,
@@ -458,7 +465,7 @@ impl Client {
                         );
                         return Err(if attempt > 1 && error.is_transient() {
                             ApiError::RetriesExhausted {
-                                attempts: attempt,
+                                attempts: requests,
                                 last: Box::new(error),
                             }
                         } else {
@@ -542,6 +549,18 @@ impl Client {
         } else {
             ApiError::Transport { detail }
         }
+    }
+}
+
+/// The error a send reports for an attempt: one that found no free slot (and so made no
+/// request) after an attempt that made one reports that earlier request's error, since
+/// that request may have reached the gateway and [`ApiError::Busy`] says nothing was sent.
+fn reported(error: ApiError, earlier: Option<ApiError>) -> ApiError {
+    match (error, earlier) {
+        (ApiError::Busy { .. }, Some(earlier)) if !matches!(earlier, ApiError::Busy { .. }) => {
+            earlier
+        }
+        (error, _) => error,
     }
 }
 

@@ -55,7 +55,8 @@ impl ApiKey {
     /// `text` with every occurrence of the key replaced by `***`, in whatever form a
     /// gateway may echo it back: as it is, JSON-escaped (`\"`, `\\`, `\/`, `\u0022`), or
     /// percent-encoded (`%2F` or `%2f`; form encoding, whose `+` stands only for a space,
-    /// which a key never holds, is the same). Each character of the key may be written in
+    /// which a key never holds, is the same), or HTML-escaped (`&quot;`, `&#34;`,
+    /// `&#x22;`, as an HTML error page quotes it). Each character of the key may be written in
     /// any of these ways, so a mix (a JSON string quoting a URL) is found too.
     pub(crate) fn redact(&self, text: &str) -> String {
         let bytes = text.as_bytes();
@@ -82,9 +83,10 @@ impl ApiKey {
     /// starts there. Every character may be written in several ways (`%` is itself or
     /// `%25`), so the positions reachable after each character are followed together.
     fn encoded_end(&self, text: &[u8], start: usize) -> Option<usize> {
-        // Most positions cannot start one: only the first character, `%` or a backslash can.
+        // Most positions cannot start one: only the first character, `%`, a backslash or
+        // `&` can.
         let first = *text.get(start)?;
-        if Some(&first) != self.0.as_bytes().first() && first != b'%' && first != b'\\' {
+        if Some(&first) != self.0.as_bytes().first() && !matches!(first, b'%' | b'\\' | b'&') {
             return None;
         }
         let mut reachable = vec![start];
@@ -109,8 +111,9 @@ impl ApiKey {
 
 /// Where the ASCII character `wanted`, written at `at` in one of the forms
 /// [`ApiKey::redact`] knows, ends: as itself, `%XX`, `\c` (for `"`, `\` and `/`) or
-/// `\uXXXX` (hex digits in either case).
-fn encoded_char_ends(text: &[u8], at: usize, wanted: u8) -> [Option<usize>; 4] {
+/// `\uXXXX` (hex digits in either case), or an HTML character reference (`&#34;`,
+/// `&#x22;`, and `&quot;`, `&amp;`, `&lt;`, `&gt;`, `&apos;` for the characters they name).
+fn encoded_char_ends(text: &[u8], at: usize, wanted: u8) -> [Option<usize>; 5] {
     let byte = |i: usize| text.get(at + i).copied();
     let hex = |from: usize, len: usize| -> Option<u32> {
         let digits = text.get(at + from..at + from + len)?;
@@ -130,7 +133,36 @@ fn encoded_char_ends(text: &[u8], at: usize, wanted: u8) -> [Option<usize>; 4] {
         .then_some(at + 2),
         (byte(0) == Some(b'\\') && byte(1) == Some(b'u') && hex(2, 4) == Some(wanted_code))
             .then_some(at + 6),
+        html_reference_end(text, at, wanted),
     ]
+}
+
+/// Where an HTML character reference for `wanted` starting at `at` ends: `&#NN;`,
+/// `&#xHH;` (either case, leading zeros allowed) or a named one for `"`, `&`, `<`, `>`
+/// and `'`.
+fn html_reference_end(text: &[u8], at: usize, wanted: u8) -> Option<usize> {
+    let rest = text.get(at..)?;
+    if rest.first() != Some(&b'&') {
+        return None;
+    }
+    let end = rest.iter().take(12).position(|&b| b == b';')?;
+    let name = std::str::from_utf8(rest.get(1..end)?).ok()?;
+    let code = if let Some(number) = name.strip_prefix('#') {
+        match number.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => number.parse().ok()?,
+        }
+    } else {
+        u32::from(match name {
+            "quot" => b'"',
+            "amp" => b'&',
+            "lt" => b'<',
+            "gt" => b'>',
+            "apos" => b'\'',
+            _ => return None,
+        })
+    };
+    (code == u32::from(wanted)).then_some(at + end + 1)
 }
 
 impl fmt::Debug for ApiKey {

@@ -65,7 +65,7 @@
 //!
 //! The [`ApiKey`] prints as `ApiKey(***)` and appears in no error or log line; bodies
 //! quoted in errors have it redacted, whether the gateway echoes it as it is,
-//! JSON-escaped or percent-encoded. Plain `http://` is refused unless the host is
+//! JSON-escaped, percent-encoded or HTML-escaped. Plain `http://` is refused unless the host is
 //! loopback (decided from the URL alone), redirects are never followed (they could carry
 //! the key elsewhere), and TLS is rustls (no system OpenSSL).
 //!

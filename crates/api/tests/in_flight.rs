@@ -75,6 +75,23 @@ fn conversation() -> Conversation {
     Conversation::parse("254110090747", "254712345678").unwrap()
 }
 
+/// Sends `text` with a new `messageId` on a task of its own.
+fn spawn_text(
+    client: &Client,
+    text: &'static str,
+) -> tokio::task::JoinHandle<Result<lipachat_api::Receipt, ApiError>> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        client
+            .send_text(
+                conversation(),
+                MessageId::new(),
+                &TextMessage::new(text).unwrap(),
+            )
+            .await
+    })
+}
+
 /// Sends `count` texts at once, each with its own `messageId`; their results.
 async fn send_at_once(client: &Client, count: usize) -> Vec<Result<(), ApiError>> {
     let mut sends = Vec::new();
@@ -136,18 +153,7 @@ async fn the_default_cap_holds_under_a_burst() {
 async fn a_send_that_finds_no_free_slot_before_its_deadline_is_busy_and_nothing_is_sent() {
     let (addr, gateway) = slow_gateway(Duration::from_millis(1_000)).await;
     let client = builder(addr).max_in_flight(1).build().unwrap();
-    let first = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            client
-                .send_text(
-                    conversation(),
-                    MessageId::new(),
-                    &TextMessage::new("first").unwrap(),
-                )
-                .await
-        })
-    };
+    let first = spawn_text(&client, "first");
     while gateway.seen.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -176,4 +182,50 @@ async fn a_send_that_finds_no_free_slot_before_its_deadline_is_busy_and_nothing_
         1,
         "the busy send reached the gateway"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_finds_no_free_slot_does_not_say_nothing_was_sent_after_a_request_left() {
+    // The gateway holds every request past the client's timeout.
+    let (addr, gateway) = slow_gateway(Duration::from_secs(5)).await;
+    let client = builder(addr)
+        .max_in_flight(1)
+        .request_timeout(Duration::from_millis(1_000))
+        .retry(RetryPolicy {
+            max_retries: 1,
+            initial_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_millis(300),
+        })
+        .build()
+        .unwrap();
+    // A send that may go for 1.5 s: its first attempt reaches the gateway and times out
+    // after 1 s; its retry (after 150 to 300 ms) may wait at most until 1.5 s.
+    let started = Instant::now();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .send_free_form_before(
+                    conversation(),
+                    MessageId::new(),
+                    &FreeFormMessage::Text(TextMessage::new("first").unwrap()),
+                    started + Duration::from_millis(1_500),
+                )
+                .await
+        })
+    };
+    while gateway.seen.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Another send takes the only slot when the first attempt lets go of it, and holds it
+    // until 1.9 s: the retry finds no free slot.
+    tokio::time::sleep_until((started + Duration::from_millis(900)).into()).await;
+    let other = spawn_text(&client, "other");
+    let error = first.await.unwrap().unwrap_err();
+    other.abort();
+    assert!(
+        !error.to_string().contains("nothing was sent"),
+        "a request of this send reached the gateway, yet the error says: {error}"
+    );
+    assert!(error.retry_later_may_help(), "{error:?}");
 }

@@ -90,28 +90,39 @@ fn answers(echoed: &str) -> Vec<ResponseTemplate> {
     ]
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_key_echoed_in_any_encoding_is_redacted_from_errors_and_logs() {
-    let (captured, _guard) = common::capture_log();
-
-    let server = MockServer::start().await;
+/// The conversation and contact card every send of these tests uses.
+fn conversation_and_card() -> (Conversation, ContactMessage) {
     let conversation = Conversation::parse("254110090747", "254712345678").unwrap();
     let card = ContactMessage::new(
         "Card",
         vec![ContactPhone::new("254712345678".parse().unwrap(), "Cell")],
     )
     .unwrap();
+    (conversation, card)
+}
+
+/// A client for `server` with `key`, making one attempt per send.
+fn client_without_retries(key: &str, server: &MockServer) -> Client {
+    Client::builder(ApiKey::new(key).unwrap())
+        .base_url(&server.uri())
+        .retry(RetryPolicy {
+            max_retries: 0,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_echoed_in_any_encoding_is_redacted_from_errors_and_logs() {
+    let (captured, _guard) = common::capture_log();
+
+    let server = MockServer::start().await;
+    let (conversation, card) = conversation_and_card();
     let mut checked = 0;
     for key in KEYS {
-        let client = Client::builder(ApiKey::new(key).unwrap())
-            .base_url(&server.uri())
-            .retry(RetryPolicy {
-                max_retries: 0,
-                initial_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_millis(1),
-            })
-            .build()
-            .unwrap();
+        let client = client_without_retries(key, &server);
         let all_forms = forms(key);
         for echoed in &all_forms {
             for answer in answers(echoed) {
@@ -146,6 +157,74 @@ async fn a_key_echoed_in_any_encoding_is_redacted_from_errors_and_logs() {
             assert!(
                 !logs.contains(form.as_str()),
                 "key {key:?} logged as {form:?}"
+            );
+        }
+    }
+}
+
+/// `key` HTML-escaped, as an HTML error page (a proxy's, a firewall's) quotes it: the
+/// named references for `"`, `&`, `<`, `>`, `'`, or every character as a decimal or
+/// hexadecimal reference.
+fn html_forms(key: &str) -> Vec<String> {
+    let named: String = key
+        .chars()
+        .map(|c| match c {
+            '"' => "&quot;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            other => other.to_string(),
+        })
+        .collect();
+    let decimal: String = key
+        .chars()
+        .map(|c| format!("&#{};", u32::from(c)))
+        .collect();
+    let hex: String = key
+        .chars()
+        .map(|c| format!("&#x{:X};", u32::from(c)))
+        .collect();
+    vec![named, decimal, hex]
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_echoed_html_escaped_is_redacted() {
+    let (captured, _guard) = common::capture_log();
+    let server = MockServer::start().await;
+    let (conversation, card) = conversation_and_card();
+    for key in [
+        r#"sk_live_"quoted"\back\slash/path+plus=equals"#,
+        r#"amp&lt<gt>'apos"-0123456789"#,
+    ] {
+        let client = client_without_retries(key, &server);
+        let escaped = html_forms(key);
+        for echoed in &escaped {
+            server.reset().await;
+            Mock::given(method("POST"))
+                .and(path("/api/v1/whatsapp/contact"))
+                .respond_with(
+                    ResponseTemplate::new(403)
+                        .set_body_string(format!("<html><p>key {echoed} is blocked</p></html>")),
+                )
+                .mount(&server)
+                .await;
+            let error = client
+                .send_contact(conversation, MessageId::new(), &card)
+                .await
+                .unwrap_err();
+            let shown = format!("{error}\n{error:?}");
+            assert!(
+                !shown.contains(echoed.as_str()),
+                "key {key:?} echoed as {echoed:?} survives in:\n{shown}"
+            );
+            assert!(shown.contains("***"), "{shown}");
+        }
+        let logs = captured.text();
+        for echoed in &escaped {
+            assert!(
+                !logs.contains(echoed.as_str()),
+                "key {key:?} logged as {echoed:?}"
             );
         }
     }

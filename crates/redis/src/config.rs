@@ -108,7 +108,7 @@ impl RedisConfig {
         url.into_connection_info()
             .map_err(|error| ConfigError::Url {
                 url: redact(url),
-                detail: error.to_string(),
+                detail: hide_passwords(&password_forms(url), &error.to_string()),
             })?;
         Ok(Self {
             url: url.to_owned(),
@@ -183,18 +183,95 @@ impl fmt::Debug for RedisConfig {
 /// The URL with its password replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Setting a password fails only for URLs that cannot have one.
-            if parsed.set_password(Some("***")).is_ok() {
-                parsed.to_string()
-            } else {
-                "<redacted>".to_owned()
+        Ok(mut parsed) => {
+            if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+                // Setting a password fails only for URLs that cannot have one.
+                return "<redacted>".to_owned();
             }
+            // redis-rs reads a socket URL's password from its query (`?pass=`).
+            if parsed.query_pairs().any(|(name, _)| is_password_key(&name)) {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(name, value)| {
+                        let value = if is_password_key(&name) {
+                            "***".to_owned()
+                        } else {
+                            value.into_owned()
+                        };
+                        (name.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
         }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) if url.contains('@') => "<redacted>".to_owned(),
+        Err(_) if url.contains('@') || url.contains('?') => "<redacted>".to_owned(),
         Err(_) => url.to_owned(),
     }
+}
+
+/// Whether a URL query key names a password (redis-rs reads `pass` for socket URLs).
+fn is_password_key(name: &str) -> bool {
+    name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password")
+}
+
+/// The password of a Redis URL in every form it may come back in a server's or a
+/// library's message: as written in the URL (percent-encoded) and decoded, from the
+/// user-info part or from a `pass` query parameter. Longest first, so a form that holds
+/// another is replaced whole.
+pub(crate) fn password_forms(url: &str) -> Vec<String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut forms = Vec::new();
+    if let Some(written) = parsed.password() {
+        forms.push(written.to_owned());
+        forms.push(percent_decoded(written));
+    }
+    for pair in parsed.query().unwrap_or_default().split('&') {
+        let (name, written) = pair.split_once('=').unwrap_or((pair, ""));
+        if is_password_key(&percent_decoded(name)) {
+            forms.push(written.to_owned());
+            forms.push(percent_decoded(written));
+            forms.push(percent_decoded(&written.replace('+', " ")));
+        }
+    }
+    forms.retain(|form| !form.is_empty());
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms.dedup();
+    forms
+}
+
+/// `text` with every form of a password in `forms` replaced by `***`.
+pub(crate) fn hide_passwords(forms: &[String], text: &str) -> String {
+    forms.iter().fold(text.to_owned(), |text, form| {
+        text.replace(form.as_str(), "***")
+    })
+}
+
+/// Decodes `%XX` escapes; an escape that is not one is kept as written.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

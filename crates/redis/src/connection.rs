@@ -3,13 +3,14 @@
 //! and every failure turned into a [`StoreError::Backend`].
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lipachat_session::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
 
-use crate::config::{RedisConfig, redact};
+use crate::config::{RedisConfig, hide_passwords, password_forms, redact};
 
 /// Whether a call may be sent again after the connection broke under it: only when a
 /// second run cannot change what the first one did (reads).
@@ -48,6 +49,8 @@ pub(crate) struct Connection {
     manager: ConnectionManager,
     operation: Duration,
     endpoint: String,
+    /// The password's forms, taken out of every message (a wrong server may quote it).
+    passwords: Arc<[String]>,
 }
 
 impl Connection {
@@ -55,8 +58,10 @@ impl Connection {
     pub(crate) async fn open(config: &RedisConfig) -> Result<Self, StoreError> {
         let timeouts = config.timeouts();
         let endpoint = redact(config.url());
+        let passwords: Arc<[String]> = password_forms(config.url()).into();
+        let hide = |text: String| StoreError::Backend(hide_passwords(&passwords, &text));
         let client = Client::open(config.url())
-            .map_err(|error| StoreError::Backend(format!("redis at {endpoint}: {error}")))?;
+            .map_err(|error| hide(format!("redis at {endpoint}: {error}")))?;
         // Reconnection: one retry after at most 200 ms; each attempt bounded by the
         // connect timeout. A call waiting for it is bounded by the operation timeout.
         let manager_config = ConnectionManagerConfig::new()
@@ -73,7 +78,7 @@ impl Connection {
         {
             Ok(Ok(manager)) => manager,
             Ok(Err(error)) => {
-                return Err(StoreError::Backend(format!(
+                return Err(hide(format!(
                     "redis at {endpoint}: cannot connect: {error}"
                 )));
             }
@@ -88,11 +93,18 @@ impl Connection {
             manager,
             operation: timeouts.operation,
             endpoint,
+            passwords,
         })
     }
 
     fn error(&self, what: &str, error: &RedisError) -> StoreError {
-        StoreError::Backend(format!("redis at {}: {what}: {error}", self.endpoint))
+        self.backend(format!("redis at {}: {what}: {error}", self.endpoint))
+    }
+
+    /// A [`StoreError::Backend`] with `message`, the password taken out of it in every
+    /// form (a server's answer quoted in it may hold it).
+    pub(crate) fn backend(&self, message: String) -> StoreError {
+        StoreError::Backend(hide_passwords(&self.passwords, &message))
     }
 
     /// Runs `call` on the connection, bounded by the operation timeout; with

@@ -101,7 +101,7 @@ impl RedisStore {
             )
             .await?;
         let server = server::check(&format!("{}\n{}", info.0, info.1))
-            .map_err(|detail| StoreError::Backend(format!("redis at {config}: {detail}")))?;
+            .map_err(|detail| connection.backend(format!("redis at {config}: {detail}")))?;
         if !server.aof_enabled {
             tracing::warn!(
                 redis = %config,
@@ -127,13 +127,13 @@ impl RedisStore {
         match schema.as_deref().map(str::parse::<u32>) {
             Some(Ok(SCHEMA_VERSION)) => {}
             Some(Ok(found)) if found < SCHEMA_VERSION => {
-                return Err(StoreError::Backend(format!(
+                return Err(connection.backend(format!(
                     "redis at {config}: key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
                     keys.schema(),
                 )));
             }
             _ => {
-                return Err(StoreError::Backend(format!(
+                return Err(connection.backend(format!(
                     "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
                     keys.schema(),
                     schema.as_deref().unwrap_or("(nothing)")
@@ -404,7 +404,7 @@ impl WindowStore for RedisStore {
             )
             .await?;
         let unexpected = || {
-            StoreError::Backend(format!(
+            self.inner.connection.backend(format!(
                 "record_inbound_once for {conversation}: unexpected answer {answer:?}"
             ))
         };

@@ -320,7 +320,9 @@ pub struct Ingest {
     #[arg(long, value_name = "NUMBER", value_parser = parse_phone)]
     pub business: Option<PhoneNumber>,
     /// When the webhook was received (RFC 3339; default: the clock, i.e. --now if given):
-    /// a message's time is capped at it, and redeliveries are remembered from it.
+    /// a message's time is capped at it. Redeliveries are remembered from the real time of
+    /// the run, whatever --received-at or --now say, so a copy ingested again within the
+    /// redelivery horizon (7 days) is always a duplicate.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub received_at: Option<DateTime<Utc>>,
     /// The body, read and checked before any store is opened.

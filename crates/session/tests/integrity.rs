@@ -153,22 +153,24 @@ async fn opening_an_existing_store_creates_nothing() {
     assert!(!store.integrity().full_scan);
 }
 
+/// What the previous version left at `path`: our lock file and sled's files, with the
+/// schema version and window 7 in its binary layout, and no marker.
+fn old_store(path: &Path) {
+    let db = sled::open(path).unwrap();
+    db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+    let windows = db.open_tree("windows").unwrap();
+    windows
+        .insert(chat(7).to_key(), &time(7).timestamp_millis().to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    std::fs::write(path.join("lipachat.lock"), b"").unwrap();
+}
+
 #[tokio::test]
 async fn a_store_made_before_the_marker_opens_and_is_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old");
-    {
-        // What the previous version left: our lock file and sled's files, with the schema
-        // version and a window in its binary layout, and no marker.
-        let db = sled::open(&path).unwrap();
-        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
-        let windows = db.open_tree("windows").unwrap();
-        windows
-            .insert(chat(7).to_key(), &time(7).timestamp_millis().to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
-        std::fs::write(path.join("lipachat.lock"), b"").unwrap();
-    }
+    old_store(&path);
     let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
     assert_eq!(
         store.window(chat(7)).await.unwrap().unwrap().last_inbound,
@@ -432,17 +434,7 @@ fn damaged_copies(original: &Path, into: &Path) -> Vec<(String, PathBuf)> {
         let length = log.len() * permille / 1000;
         let copy = into.join(format!("no-snapshot-{permille}"));
         copy_dir(original, &copy);
-        for entry in std::fs::read_dir(&copy).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snap.")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
+        remove_snapshots(&copy);
         if permille > 0 {
             std::fs::write(copy.join("db"), &log[..length]).unwrap();
         }
@@ -635,4 +627,157 @@ async fn copies_kept_before_recovery_are_bounded() {
         // Copies are named by time to the microsecond; keep them apart.
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+}
+
+/// Removes sled's snapshot files from a store directory.
+fn remove_snapshots(path: &Path) {
+    for entry in std::fs::read_dir(path).unwrap() {
+        let entry = entry.unwrap().path();
+        if entry
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snap.")
+        {
+            std::fs::remove_file(entry).unwrap();
+        }
+    }
+}
+
+// Found under attack: the integrity files lost together with damage to sled's log, an old
+// store whose first open failed after its files were copied, and damage after a clean
+// shutdown.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_integrity_files_does_not_hide_a_cut_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("original");
+    let n = 300;
+    filled_store(&original, n).await;
+    // Let sled's threads of the dropped store let go before copying its files.
+    drop(open(|| SledConfig::new(&original)).unwrap());
+    let log = std::fs::read(original.join("db")).unwrap();
+    let used = log.iter().rposition(|b| *b != 0).unwrap() + 1;
+    for (variant, damage_files) in [
+        ("deleted", None),
+        ("overwritten with garbage", Some(b"garbage\n".as_slice())),
+    ] {
+        for half in [2, 4] {
+            let copy = dir
+                .path()
+                .join(format!("{variant}-{half}").replace(' ', "-"));
+            copy_dir(&original, &copy);
+            for file in ["lipachat.integrity", "lipachat.durable"] {
+                match damage_files {
+                    None => std::fs::remove_file(copy.join(file)).unwrap(),
+                    Some(bytes) => std::fs::write(copy.join(file), bytes).unwrap(),
+                }
+            }
+            remove_snapshots(&copy);
+            std::fs::write(copy.join("db"), &log[..used / half]).unwrap();
+            let what = format!(
+                "integrity files {variant}, snapshot removed, log cut to {} bytes",
+                used / half
+            );
+            // Reported, refused by sled, or whole: never fewer records.
+            judge(&copy, n, &what).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_lost_its_integrity_files_but_is_whole_opens_once_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    filled_store(&path, 20).await;
+    std::fs::remove_file(path.join("lipachat.integrity")).unwrap();
+    std::fs::remove_file(path.join("lipachat.durable")).unwrap();
+    // What it must hold is unknown: reported, then accepted as found.
+    let refused = open(|| SledConfig::new(&path));
+    assert!(
+        matches!(&refused, Err(StoreError::Damaged { report }) if report.problems().iter().any(|p| p.contains("lipachat.integrity"))),
+        "{refused:?}"
+    );
+    let store = open(|| SledConfig::new(&path).accept_damage(true)).unwrap();
+    assert_eq!(store.count().await.unwrap(), 20);
+    assert_eq!(store.invitations().await.unwrap().len(), 20);
+    drop(store);
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    assert!(store.integrity().is_intact());
+}
+
+#[tokio::test]
+async fn a_new_store_that_crashed_before_its_first_record_still_opens() {
+    // The marker is written first when a store is created: a crash before the integrity
+    // record leaves a marked store with nothing in it, which is not damage.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open(&path).unwrap());
+    drop(open(|| SledConfig::new(&path)).unwrap());
+    std::fs::remove_file(path.join("lipachat.integrity")).unwrap();
+    std::fs::remove_file(path.join("lipachat.durable")).unwrap();
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    assert!(store.integrity().is_intact());
+}
+
+#[tokio::test]
+async fn an_old_store_whose_first_open_failed_after_the_copy_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old");
+    old_store(&path);
+    // Let sled's threads of the handle above let go of the log.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Another process holds sled's lock on its log (an earlier version still running):
+    // the first open copies the files to recovery/, then fails.
+    let log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.join("db"))
+        .unwrap();
+    log.try_lock().unwrap();
+    let first = SledConfig::new(&path).mode(OpenMode::Existing).open();
+    assert!(matches!(first, Err(StoreError::InUse { .. })), "{first:?}");
+    assert!(path.join(RECOVERY_DIR).is_dir(), "the copy before recovery");
+    log.unlock().unwrap();
+    drop(log);
+    // Once that process is gone, the store opens: the copy is ours, not a foreign file.
+    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    assert_eq!(
+        store.window(chat(7)).await.unwrap().unwrap().last_inbound,
+        time(7)
+    );
+}
+
+#[tokio::test]
+#[ignore = "finding: after a clean shutdown no copy is made before sled opens, and sled's recovery \
+            zeroes its log from a damaged byte to the end even when the open is then refused \
+            (sled error or Damaged), so the first open of a store damaged on disk (even a read-only \
+            `session-check status`) destroys the bytes an investigation or salvage would need; \
+            copying before every open costs the store's size, so a cheap test of whether sled's \
+            files changed since the clean shutdown is needed first"]
+async fn damage_after_a_clean_shutdown_keeps_the_damaged_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    filled_store(&path, 300).await;
+    drop(open(|| SledConfig::new(&path)).unwrap());
+    let mut log = std::fs::read(path.join("db")).unwrap();
+    let used = log.iter().rposition(|b| *b != 0).unwrap() + 1;
+    log[used / 2] ^= 0xff;
+    std::fs::write(path.join("db"), &log).unwrap();
+    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    assert!(
+        opened.is_err(),
+        "a flipped byte mid-log must not open as whole"
+    );
+    drop(opened);
+    let now = std::fs::read(path.join("db")).unwrap();
+    let kept = now == log
+        || std::fs::read_dir(path.join(RECOVERY_DIR))
+            .into_iter()
+            .flatten()
+            .any(|copy| std::fs::read(copy.unwrap().path().join("db")).ok() == Some(log.clone()));
+    assert!(
+        kept,
+        "the damaged log was rewritten by the refused open and no copy of it was kept"
+    );
 }

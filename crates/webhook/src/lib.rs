@@ -10,6 +10,9 @@
 //!   timeout (else `408 Request Timeout`) and the limit (else `413 Content Too Large`,
 //!   answered before any body byte is read when `Content-Length` already says so),
 //!   before the router sees the request;
+//! - a **write stall timeout**: a client that reads none of an answer for its length (one
+//!   that sends request after request and never reads) is disconnected, so it cannot hold
+//!   a connection slot;
 //! - a **concurrency limit**: at most so many requests are in handlers at once; more wait
 //!   for a slot once their body is read;
 //! - a **connection limit**: at most so many connections are open; the next is accepted
@@ -37,5 +40,5 @@ mod serving;
 pub use serving::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
-    ServingConfig, serve,
+    DEFAULT_WRITE_STALL_TIMEOUT, ServingConfig, serve,
 };

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -18,6 +20,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -28,6 +31,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default time a client has to send a whole request body once its head is read:
 /// 10 s.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default time a write of an answer may make no progress (the client reads
+/// nothing of it) before the connection is closed: 10 s.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default largest request body: 1 MiB (a webhook body is a few KiB).
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 /// The default number of requests in handlers at once: 64.
@@ -49,6 +55,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub struct ServingConfig {
     header_read_timeout: Duration,
     body_read_timeout: Duration,
+    write_stall_timeout: Duration,
     body_limit: usize,
     max_concurrent_requests: usize,
     max_connections: usize,
@@ -60,6 +67,7 @@ impl Default for ServingConfig {
         Self {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -84,6 +92,16 @@ impl ServingConfig {
     /// off too.
     pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long writing an answer may make no progress before the connection is closed:
+    /// a client that stops reading (for example one that sends request after request and
+    /// reads none of the answers) would otherwise hold its connection, and its
+    /// connection slot, for as long as it likes. A client that reads slowly but reads
+    /// keeps its connection.
+    pub fn with_write_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.write_stall_timeout = timeout;
         self
     }
 
@@ -128,6 +146,11 @@ impl ServingConfig {
     /// The body read timeout.
     pub fn body_read_timeout(&self) -> Duration {
         self.body_read_timeout
+    }
+
+    /// The write stall timeout.
+    pub fn write_stall_timeout(&self) -> Duration {
+        self.write_stall_timeout
     }
 
     /// The body limit, in bytes.
@@ -224,6 +247,7 @@ where
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "could not set TCP_NODELAY");
         }
+        let stream = WriteStallLimit::new(stream, config.write_stall_timeout);
         let connection =
             graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
         tasks.spawn(async move {
@@ -328,4 +352,91 @@ fn closing(status: StatusCode, text: String) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// A connection whose writes fail once one has made no progress for the stall timeout:
+/// hyper has no write timeout, and a client that reads nothing would keep a write pending
+/// (and its connection open) forever.
+struct WriteStallLimit<S> {
+    inner: S,
+    timeout: Duration,
+    /// Running while a write (or flush) is pending; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStallLimit<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// Called when the inner write is pending: pending too until the stall timeout has
+    /// passed since the first pending write without progress, then an error.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client read none of the answer for {} ms",
+                    timeout.as_millis()
+                ),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<T>(
+        &mut self,
+        result: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.pending(cx),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStallLimit<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStallLimit<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.progressed(result, cx)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.progressed(result, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.progressed(result, cx)
+    }
 }

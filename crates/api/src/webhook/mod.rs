@@ -60,7 +60,9 @@
 //! strings in any form [`PhoneNumber`] accepts, or JSON numbers written as whole numbers
 //! (`254712345678`). Any other JSON number (`254712345678.0`, `2.54712345678e11`,
 //! `-254712345678`) is refused as [`WebhookError::InvalidField`] (an
-//! [`WebhookEvent::Ignored`] item inside a batch), never read as the digits of its text.
+//! [`WebhookEvent::Ignored`] item inside a batch), never read as the digits of its text;
+//! so is a string holding such a number with a single decimal point (`"254712345678.0"`,
+//! a float turned into text), while dots between groups (`"254.712.345.678"`) are read.
 //!
 //! A customer's own text is never searched for the 131047 signal, so a customer who writes
 //! "131047" still opens the window.
@@ -707,6 +709,14 @@ fn phone_with(
             }
         },
         _ => match text(object, &[field]) {
+            Some(raw) if is_decimal_rendering(&raw) => {
+                return Err(WebhookError::InvalidField {
+                    field,
+                    detail: format!(
+                        "{raw:?} is not a phone number: it is a number with a decimal point (a float written as text); a phone number must be a whole number of digits"
+                    ),
+                });
+            }
             Some(raw) => raw,
             None => return Ok(None),
         },
@@ -718,6 +728,22 @@ fn phone_with(
             field,
             detail: e.to_string(),
         })
+}
+
+/// Whether `raw` is a number written with one decimal point and nothing else but digits
+/// (and a leading sign): `254712345678.0`, what a float turned into text gives. The phone
+/// parser takes dots for separators between groups (`254.712.345.678`), so such a string
+/// would otherwise be read as its digits, another valid number (`2547123456780`).
+fn is_decimal_rendering(raw: &str) -> bool {
+    let unsigned = raw.strip_prefix(['+', '-']).unwrap_or(raw);
+    match unsigned.split_once('.') {
+        Some((whole, fraction)) => {
+            !whole.is_empty()
+                && whole.bytes().all(|b| b.is_ascii_digit())
+                && fraction.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 /// A timestamp: Unix seconds (or milliseconds, when too large for seconds) as a number or

@@ -36,6 +36,7 @@ impl Render for VerifyView<'_> {
         let shutdown = match report.last_shutdown {
             LastShutdown::Clean => "clean",
             LastShutdown::Unclean => "not clean (a crash or a kill)",
+            LastShutdown::RecordLost => "unknown: the integrity record is missing or unreadable",
             _ => "no record (a new store, or one made before the integrity check)",
         };
         let mut lines = vec![format!(

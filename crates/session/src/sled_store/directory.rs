@@ -43,7 +43,8 @@ pub enum Found {
     /// A store of ours: the marker is there and readable.
     Marked,
     /// A store made before the marker existed: our lock file and sled's `conf` and `db`,
-    /// nothing else but sled's own files.
+    /// nothing else but sled's own files and what an open of ours that did not finish
+    /// may have left (the copy before recovery, the integrity files).
     Unmarked,
 }
 
@@ -77,7 +78,7 @@ pub fn inspect(path: &Path) -> Result<Found, StoreError> {
     let has = |wanted: &str| names.iter().any(|name| name == wanted);
     let foreign: Vec<&String> = names
         .iter()
-        .filter(|name| *name != LOCK_FILE && !is_sled_file(name))
+        .filter(|name| !is_ours_before_the_marker(path, name))
         .collect();
     if foreign.is_empty() && has(LOCK_FILE) && has("db") && sled_conf(path) {
         return Ok(Found::Unmarked);
@@ -102,6 +103,18 @@ fn describe(path: &Path, name: &str) -> String {
         Ok(metadata) => format!("{name} ({} bytes)", metadata.len()),
         Err(_) => name.to_owned(),
     }
+}
+
+/// Whether `name` may be in a store that has no marker yet: our lock file, sled's files,
+/// and what a first open that failed or was killed before writing the marker leaves (the
+/// copy before recovery, the integrity files, a half-written integrity file).
+fn is_ours_before_the_marker(path: &Path, name: &str) -> bool {
+    name == LOCK_FILE
+        || is_sled_file(name)
+        || name == INTEGRITY_FILE
+        || name == DURABLE_FILE
+        || name == format!("{INTEGRITY_FILE}.new")
+        || (name == RECOVERY_DIR && path.join(name).is_dir())
 }
 
 /// Whether `conf` is sled's configuration file.

@@ -310,6 +310,10 @@ pub enum LastShutdown {
     /// The store has no integrity record yet: it was just created, or made by a version of
     /// lipachat before the integrity check (it is adopted as found).
     NoRecord,
+    /// The store holds records but its integrity record (`lipachat.integrity`) is missing
+    /// or unreadable: what it must hold is unknown, so it is reported damaged until
+    /// accepted.
+    RecordLost,
 }
 
 /// One tree's part of an [`IntegrityReport`].
@@ -395,6 +399,12 @@ impl IntegrityReport {
     /// Each thing found wrong, in words (empty when intact).
     pub fn problems(&self) -> Vec<String> {
         let mut problems: Vec<String> = self.trees.iter().filter_map(TreeReport::problem).collect();
+        if self.last_shutdown == LastShutdown::RecordLost {
+            problems.push(format!(
+                "its integrity record {INTEGRITY_FILE} is missing or unreadable, so what it must hold is unknown (it holds {} entries)",
+                self.trees.iter().map(|tree| tree.found.entries).sum::<u64>()
+            ));
+        }
         if let Some(checkpoint) = self.checkpoint
             && checkpoint_lost(self.last_shutdown, checkpoint)
         {

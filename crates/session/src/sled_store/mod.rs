@@ -321,6 +321,9 @@ impl SledStore {
             std::fs::create_dir_all(&path).map_err(io_error(&path))?;
         }
         let lock = directory::lock(&path)?;
+        // A marked store always has its integrity record once its first open has
+        // finished; one without (deleted, or unreadable) cannot say what it must hold.
+        let mut record_lost = false;
         let (last_shutdown, reference) = match found {
             Found::Missing | Found::Empty => {
                 directory::write_marker(&path)?;
@@ -329,9 +332,15 @@ impl SledStore {
             Found::Unmarked => (LastShutdown::NoRecord, None),
             Found::Marked => match IntegrityRecord::read(&path) {
                 Ok(Some(record)) if record.clean => (LastShutdown::Clean, Some(record)),
-                Ok(_) => (LastShutdown::Unclean, None),
+                Ok(Some(_)) => (LastShutdown::Unclean, None),
+                Ok(None) => {
+                    tracing::warn!(path = %path.display(), "the integrity record is missing; checking as after an unclean shutdown");
+                    record_lost = true;
+                    (LastShutdown::Unclean, None)
+                }
                 Err((file, detail)) => {
                     tracing::warn!(file = %file.display(), %detail, "unreadable integrity record; checking as after an unclean shutdown");
+                    record_lost = true;
                     (LastShutdown::Unclean, None)
                 }
             },
@@ -410,6 +419,14 @@ impl SledStore {
                 .unwrap_or(0),
             None => 0,
         };
+        // Only a store that was just created (the marker written, then a crash before its
+        // first integrity record) may be without one: it holds nothing. One that holds
+        // something lost its record, and with it what it must hold.
+        let last_shutdown = if record_lost && found_tallies.iter().any(|t| t.entries > 0) {
+            LastShutdown::RecordLost
+        } else {
+            last_shutdown
+        };
         let checkpoint = match (last_shutdown, &reference) {
             (LastShutdown::Clean, Some(record)) => Some(CheckpointReport {
                 durable: record.mark,
@@ -446,9 +463,6 @@ impl SledStore {
             }
             tracing::warn!(%report, "opening a damaged store as asked; what it holds is the new reference");
         }
-        if matches!(found, Found::Unmarked) {
-            directory::write_marker(&path)?;
-        }
         // From here on the store is open: a crash leaves the record saying so.
         let durable = DurableMark::create(&path, mark).map_err(io_error(&path))?;
         IntegrityRecord {
@@ -458,6 +472,11 @@ impl SledStore {
         }
         .write(&path)
         .map_err(io_error(&path))?;
+        // An upgraded store gets its marker only once its integrity record is there, so a
+        // marked store without one is always a store that lost it.
+        if matches!(found, Found::Unmarked) {
+            directory::write_marker(&path)?;
+        }
         let checkpoint = Arc::new(Checkpoint {
             mark: AtomicU64::new(mark),
             durable,
