@@ -102,7 +102,8 @@ async fn scripted() -> Result<()> {
         client,
         PolicyConfig::default().on_closed(OnClosed::Queue(invite)),
     );
-    let chat = Conversation::parse(SANDBOX, "+254 712 345 678")?;
+    let customer: PhoneNumber = "+254 712 345 678".parse()?;
+    let chat = Conversation::new(SANDBOX.parse()?, customer);
 
     println!(
         "Quickstart: business {} and customer {}",
@@ -115,7 +116,7 @@ async fn scripted() -> Result<()> {
     let step = |what: &str| println!("[{}] {what}", clock.now().format("%a %H:%M"));
 
     step("Customer writes \"Hi, can I talk to support?\"");
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, customer);
     messenger.on_inbound(chat, clock.now()).await?;
     show_state(&messenger, chat).await?;
 
@@ -137,7 +138,7 @@ async fn scripted() -> Result<()> {
 
     clock.advance(TimeDelta::hours(2));
     step("Customer replies to the template");
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, customer);
     let report = messenger.on_inbound(chat, clock.now()).await?;
     show_state(&messenger, chat).await?;
     for delivered in &report.delivery.delivered {

@@ -62,7 +62,7 @@ async fn the_full_lifecycle() {
     // The customer writes; the webhook is parsed and recorded; a card goes out.
     let first_card = {
         let messenger = messenger(&path, &gateway, &clock);
-        gateway.customer_writes(chat.business, chat.customer);
+        gateway.customer_writes(chat.business, chat.phone().unwrap());
         let events = parser.parse(&inbound_json("hello"), clock.now()).unwrap();
         let WebhookOutcome::Inbound(report) = messenger.on_webhook_event(&events[0]).await.unwrap()
         else {
@@ -95,7 +95,7 @@ async fn the_full_lifecycle() {
 
     // The customer replies: both queued cards are delivered, in order.
     clock.advance(TimeDelta::hours(1));
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, chat.phone().unwrap());
     let events = parser
         .parse(&inbound_json("yes please"), clock.now())
         .unwrap();

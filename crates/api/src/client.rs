@@ -291,7 +291,7 @@ impl Client {
         self.send_json(
             Endpoint::Contact,
             id,
-            contact_body(conversation, id, message),
+            contact_body(conversation, id, message)?,
             None,
         )
         .await
@@ -307,7 +307,7 @@ impl Client {
         self.send_json(
             Endpoint::Text,
             id,
-            text_body(conversation, id, message),
+            text_body(conversation, id, message)?,
             None,
         )
         .await
@@ -324,7 +324,7 @@ impl Client {
         self.send_json(
             Endpoint::Template,
             id,
-            template_body(conversation, id, message),
+            template_body(conversation, id, message)?,
             None,
         )
         .await
@@ -340,7 +340,7 @@ impl Client {
         self.send_json(
             message.endpoint(),
             id,
-            free_form_body(conversation, id, message),
+            free_form_body(conversation, id, message)?,
             None,
         )
         .await
@@ -360,7 +360,7 @@ impl Client {
         self.send_json(
             message.endpoint(),
             id,
-            free_form_body(conversation, id, message),
+            free_form_body(conversation, id, message)?,
             Some(deadline),
         )
         .await

@@ -97,6 +97,15 @@ pub enum ValidationError {
         /// The limit (4096).
         max: usize,
     },
+    /// The conversation is with a user known only by a business-scoped user id, or with a
+    /// group: the gateway offers no way to address either, so nothing can be sent to it.
+    #[error(
+        "{conversation} has no phone number to send to: the gateway offers no way to address a user by business-scoped user id, or a group"
+    )]
+    NotAddressable {
+        /// The conversation.
+        conversation: lipachat_session::Conversation,
+    },
 }
 
 /// Everything a send (or building a client) can end with.

@@ -27,7 +27,7 @@
 //!     vec![ContactPhone::on_whatsapp("254712345678".parse()?, "Cell")],
 //! )?;
 //! let message = FreeFormMessage::Contact(card);
-//! let body = free_form_body(conversation, MessageId::new(), &message);
+//! let body = free_form_body(conversation, MessageId::new(), &message)?;
 //! assert_eq!(message.path(), "/api/v1/whatsapp/contact");
 //! assert_eq!(body["name"]["formattedName"], "Test User");
 //! // `client.send_free_form(conversation, id, &message).await` would send it.
@@ -52,7 +52,9 @@
 //!
 //! [`Client`] sends a [`ContactMessage`], a [`TextMessage`] or a [`TemplateMessage`] for a
 //! [`Conversation`](lipachat_session::Conversation) (its `business` is the gateway's
-//! `from`, its `customer` the `to`). Messages are validated when built, so a send never
+//! `from`, its `customer`'s phone number the `to`; a conversation with a user known only
+//! by a business-scoped user id, or with a group, has none, and a send to it is
+//! [`ValidationError::NotAddressable`] before any request). Messages are validated when built, so a send never
 //! starts with invalid input. Each logical send has one [`MessageId`]; connection failures,
 //! timeouts, 408, 429 and 5xx are retried with the same id (so the gateway deduplicates),
 //! other 4xx never. Results are a [`Receipt`] or an [`ApiError`], which says whether a

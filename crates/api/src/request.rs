@@ -7,6 +7,14 @@
 //! siblings re-validate everything).
 
 use lipachat_session::{Conversation, PhoneNumber};
+
+/// The customer's phone number, the `to` of every request; a conversation without one
+/// (a user known only by a business-scoped user id, a group) cannot be sent to.
+fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError> {
+    conversation
+        .phone()
+        .ok_or(ValidationError::NotAddressable { conversation })
+}
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -57,11 +65,16 @@ pub struct ContactRequestPhone {
 
 impl ContactRequest {
     /// The request for one send of `message` in `conversation` (`from` is the business,
-    /// `to` the customer).
-    pub fn new(conversation: Conversation, id: MessageId, message: &ContactMessage) -> Self {
-        Self {
+    /// `to` the customer); [`ValidationError::NotAddressable`] when the customer has no
+    /// phone number.
+    pub fn new(
+        conversation: Conversation,
+        id: MessageId,
+        message: &ContactMessage,
+    ) -> Result<Self, ValidationError> {
+        Ok(Self {
             message_id: id,
-            to: conversation.customer,
+            to: recipient(conversation)?,
             from: conversation.business,
             name: ContactName {
                 formatted_name: message.formatted_name().to_owned(),
@@ -75,7 +88,7 @@ impl ContactRequest {
                     wa_id: p.wa_id,
                 })
                 .collect(),
-        }
+        })
     }
 
     /// The conversation, id and (re-validated) card this request carries.
@@ -113,14 +126,19 @@ pub struct TextRequest {
 }
 
 impl TextRequest {
-    /// The request for one send of `message` in `conversation`.
-    pub fn new(conversation: Conversation, id: MessageId, message: &TextMessage) -> Self {
-        Self {
+    /// The request for one send of `message` in `conversation`;
+    /// [`ValidationError::NotAddressable`] when the customer has no phone number.
+    pub fn new(
+        conversation: Conversation,
+        id: MessageId,
+        message: &TextMessage,
+    ) -> Result<Self, ValidationError> {
+        Ok(Self {
             message_id: id,
-            to: conversation.customer,
+            to: recipient(conversation)?,
             from: conversation.business,
             message: message.body().to_owned(),
-        }
+        })
     }
 
     /// The conversation, id and (re-validated) text this request carries.
@@ -198,8 +216,14 @@ pub struct BodyComponent {
 }
 
 impl TemplateRequest {
-    /// The request for one send of `message` in `conversation`.
-    pub fn new(conversation: Conversation, id: MessageId, message: &TemplateMessage) -> Self {
+    /// The request for one send of `message` in `conversation`;
+    /// [`ValidationError::NotAddressable`] when the customer has no phone number.
+    pub fn new(
+        conversation: Conversation,
+        id: MessageId,
+        message: &TemplateMessage,
+    ) -> Result<Self, ValidationError> {
+        let to = recipient(conversation)?;
         let header = message.header().map(|header| match header {
             TemplateHeader::Text { text } => HeaderComponent {
                 header_type: header.wire_type().to_owned(),
@@ -217,16 +241,16 @@ impl TemplateRequest {
         let body = (!message.body_placeholders().is_empty()).then(|| BodyComponent {
             placeholders: message.body_placeholders().to_vec(),
         });
-        Self {
+        Ok(Self {
             message_id: id,
-            to: conversation.customer,
+            to,
             from: conversation.business,
             template: TemplateSpec {
                 name: message.name().to_owned(),
                 language_code: message.language().to_owned(),
                 components: TemplateComponents { header, body },
             },
-        }
+        })
     }
 
     /// The conversation, id and (re-validated) template this request carries.
@@ -280,7 +304,8 @@ fn to_json<T: Serialize>(request: &T) -> Value {
     serde_json::to_value(request).expect("request bodies always serialise to JSON")
 }
 
-/// The exact JSON body of a contact send.
+/// The exact JSON body of a contact send; [`ValidationError::NotAddressable`] when the
+/// conversation has no phone number to send to (as for every body below).
 ///
 /// ```
 /// use lipachat_api::{request::contact_body, ContactMessage, ContactPhone, MessageId};
@@ -293,7 +318,7 @@ fn to_json<T: Serialize>(request: &T) -> Value {
 ///     vec![ContactPhone::on_whatsapp("254712345678".parse()?, "Cell")],
 /// )?;
 /// assert_eq!(
-///     contact_body(conversation, id, &card),
+///     contact_body(conversation, id, &card)?,
 ///     serde_json::json!({
 ///         "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
 ///         "to": "254712345678",
@@ -304,13 +329,21 @@ fn to_json<T: Serialize>(request: &T) -> Value {
 /// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn contact_body(conversation: Conversation, id: MessageId, message: &ContactMessage) -> Value {
-    to_json(&ContactRequest::new(conversation, id, message))
+pub fn contact_body(
+    conversation: Conversation,
+    id: MessageId,
+    message: &ContactMessage,
+) -> Result<Value, ValidationError> {
+    ContactRequest::new(conversation, id, message).map(|request| to_json(&request))
 }
 
 /// The exact JSON body of a text send: `{messageId, to, from, message}`.
-pub fn text_body(conversation: Conversation, id: MessageId, message: &TextMessage) -> Value {
-    to_json(&TextRequest::new(conversation, id, message))
+pub fn text_body(
+    conversation: Conversation,
+    id: MessageId,
+    message: &TextMessage,
+) -> Result<Value, ValidationError> {
+    TextRequest::new(conversation, id, message).map(|request| to_json(&request))
 }
 
 /// The exact JSON body of a template send:
@@ -319,8 +352,8 @@ pub fn template_body(
     conversation: Conversation,
     id: MessageId,
     message: &TemplateMessage,
-) -> Value {
-    to_json(&TemplateRequest::new(conversation, id, message))
+) -> Result<Value, ValidationError> {
+    TemplateRequest::new(conversation, id, message).map(|request| to_json(&request))
 }
 
 /// The exact JSON body of a free-form send (sent to [`FreeFormMessage::path`]).
@@ -328,7 +361,7 @@ pub fn free_form_body(
     conversation: Conversation,
     id: MessageId,
     message: &FreeFormMessage,
-) -> Value {
+) -> Result<Value, ValidationError> {
     match message {
         FreeFormMessage::Contact(card) => contact_body(conversation, id, card),
         FreeFormMessage::Text(text) => text_body(conversation, id, text),
@@ -389,7 +422,7 @@ mod tests {
     #[test]
     fn text_body_shape() {
         let text = TextMessage::new("Hello").unwrap();
-        let body = text_body(conversation(), id(), &text);
+        let body = text_body(conversation(), id(), &text).unwrap();
         assert_eq!(
             body,
             json!({
@@ -414,7 +447,7 @@ mod tests {
             .unwrap()
             .with_body_placeholders(["John", "2000"])
             .unwrap();
-        let body = template_body(conversation(), id(), &t);
+        let body = template_body(conversation(), id(), &t).unwrap();
         assert_eq!(
             body,
             json!({
@@ -439,14 +472,31 @@ mod tests {
 
         let bare = TemplateMessage::new("hello_world", "en_US").unwrap();
         assert_eq!(
-            template_body(conversation(), id(), &bare)["template"],
+            template_body(conversation(), id(), &bare).unwrap()["template"],
             json!({"name": "hello_world", "languageCode": "en_US", "components": {}})
         );
         let text = bare.with_header(TemplateHeader::text("Jane")).unwrap();
         assert_eq!(
-            template_body(conversation(), id(), &text)["template"]["components"],
+            template_body(conversation(), id(), &text).unwrap()["template"]["components"],
             json!({"header": {"type": "TEXT", "parameter": ["Jane"]}})
         );
+    }
+
+    #[test]
+    fn a_conversation_without_a_phone_has_no_body() {
+        let business = conversation().business;
+        let text = TextMessage::new("Hello").unwrap();
+        for customer in [
+            lipachat_session::Customer::User(lipachat_session::UserRef::new(1).unwrap()),
+            lipachat_session::Customer::Group(lipachat_session::GroupRef::new(1).unwrap()),
+        ] {
+            let conversation = Conversation::with_customer(business, customer);
+            let error = text_body(conversation, id(), &text).unwrap_err();
+            assert_eq!(error, ValidationError::NotAddressable { conversation });
+            assert!(error.to_string().contains("no way to address"), "{error}");
+            let template = TemplateMessage::new("hello_world", "en_US").unwrap();
+            assert!(template_body(conversation, id(), &template).is_err());
+        }
     }
 
     #[test]

@@ -152,7 +152,7 @@ proptest! {
             return Err(TestCaseError::fail(format!("{events:?}")));
         };
         // That number as written: its key, and its spelling kept for sending.
-        let customer = message.conversation().unwrap().customer;
+        let customer = message.conversation().unwrap().phone().unwrap();
         prop_assert_eq!(customer, PhoneNumber::parse(&n.to_string()).unwrap());
         prop_assert_eq!(customer.digits(), n.to_string());
     }
@@ -168,7 +168,7 @@ fn a_national_number_in_a_flat_payload_takes_the_default_country() {
     let customer = |parser: &WebhookParser, from: &str| {
         let events = parser.parse(flat(from).as_bytes(), received()).unwrap();
         match events.as_slice() {
-            [WebhookEvent::Inbound(message)] => message.conversation().map(|c| c.customer),
+            [WebhookEvent::Inbound(message)] => message.conversation().and_then(|c| c.phone()),
             other => panic!("{other:?}"),
         }
     };

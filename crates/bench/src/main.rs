@@ -9,6 +9,7 @@
 //! could not run, for example without `redis-server` on PATH). Every workload talks only to
 //! 127.0.0.1. See `docs/performance.md` for the latest figures and what they mean.
 
+mod bsuid_mix;
 mod data;
 mod footprint;
 mod measure;
@@ -68,6 +69,9 @@ enum Only {
     /// What the redelivery memory costs: records by id against plain records, sled disk
     /// and Redis memory per remembered id.
     Redelivery,
+    /// Window checks when a tenth of the conversations are keyed by a business-scoped
+    /// user id (a store handle), beside phone-keyed checks in the same store.
+    Bsuid,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -116,6 +120,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => None,
     };
     let seen_f = |pick: fn(&redelivery::RedeliveryFigures) -> f64| seen.as_ref().map(pick);
+    let mix = match args.only {
+        None | Some(Only::Bsuid) => {
+            let population = data::Population::new(n, Utc::now());
+            Some(bsuid_mix::run(dir.path(), &population, args.checks).await?)
+        }
+        Some(_) => None,
+    };
+    let mix_f = |pick: fn(&bsuid_mix::MixFigures) -> f64| mix.as_ref().map(pick);
 
     let sled_f = |pick: fn(&sled_workloads::SledFigures) -> f64| sled.as_ref().map(pick);
     let send_f = |pick: fn(&send::SendFigures) -> f64| send.as_ref().map(pick);
@@ -158,6 +170,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "record_once_vs_record": rounded(ratio(seen_f(|s| s.record_once_per_s), seen_f(|s| s.record_per_s)), 3),
         "disk_bytes_per_seen_id": rounded(seen_f(|s| s.disk_bytes_per_id), 1),
         "redis_bytes_per_seen_id": rounded(seen.as_ref().and_then(|s| s.redis_bytes_per_id), 1),
+        "bsuid_tenth_users": mix.as_ref().map(|m| m.users),
+        "bsuid_tenth_check_per_s": rounded(mix_f(|m| m.check_per_s), 0),
+        "bsuid_tenth_phone_check_per_s": rounded(mix_f(|m| m.phone_check_per_s), 0),
+        "all_phone_check_per_s": rounded(mix_f(|m| m.all_phone_check_per_s), 0),
+        "bsuid_tenth_phone_check_vs_all_phone": rounded(ratio(mix_f(|m| m.phone_check_per_s), mix_f(|m| m.all_phone_check_per_s)), 3),
     });
 
     let show = |v: &Value| match v {
@@ -299,6 +316,31 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "redis_bytes_per_seen_id",
             "Redis memory bytes per remembered inbound id",
             "",
+        ),
+        (
+            "bsuid_tenth_users",
+            "a tenth keyed by user id: user conversations",
+            "",
+        ),
+        (
+            "bsuid_tenth_check_per_s",
+            "a tenth keyed by user id: checks/s, all",
+            "",
+        ),
+        (
+            "bsuid_tenth_phone_check_per_s",
+            "a tenth keyed by user id: checks/s, phones",
+            "",
+        ),
+        (
+            "all_phone_check_per_s",
+            "the same phones in a phones-only store, checks/s",
+            "",
+        ),
+        (
+            "bsuid_tenth_phone_check_vs_all_phone",
+            "phone checks: tenth-by-user-id / phones-only",
+            "target >= 0.95",
         ),
     ];
     println!();

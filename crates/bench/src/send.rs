@@ -68,7 +68,10 @@ impl Bench {
         let conversation = self.conversations[task % self.conversations.len()];
         match workload {
             Workload::Raw => {
-                let body = free_form_body(conversation, MessageId::new(), &self.message);
+                let Ok(body) = free_form_body(conversation, MessageId::new(), &self.message) else {
+                    eprintln!("raw post: {conversation} has no phone number");
+                    return false;
+                };
                 let sent = self
                     .raw
                     .post(self.url.clone())
@@ -142,7 +145,9 @@ pub async fn run(dir: &Path, sends: usize) -> Result<SendFigures, Box<dyn std::e
         .build()?;
     let sessions = Sessions::new(SledStore::open(dir.join("send"))?);
     for chat in &conversations {
-        gateway.customer_writes(chat.business, chat.customer);
+        if let Some(customer) = chat.phone() {
+            gateway.customer_writes(chat.business, customer);
+        }
         sessions.record_inbound_now(*chat).await?;
     }
     let card = ContactMessage::new(

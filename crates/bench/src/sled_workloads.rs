@@ -31,7 +31,8 @@ pub struct SledFigures {
     pub closing_soon_found: usize,
 }
 
-fn periodic(path: &Path) -> Result<SledStore, Box<dyn std::error::Error>> {
+/// A sled store flushing every 500 ms.
+pub fn periodic(path: &Path) -> Result<SledStore, Box<dyn std::error::Error>> {
     Ok(SledConfig::new(path)
         .durability(Durability::Periodic {
             interval: Duration::from_millis(500),

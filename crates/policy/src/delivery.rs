@@ -13,7 +13,6 @@ use crate::outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome,
 };
-use crate::recording::EventAction;
 
 /// What [`Messenger::on_window_closed_report`] did with a late "outside the window" report.
 #[derive(Debug)]
@@ -52,7 +51,11 @@ impl<S: Store> Messenger<S> {
         let recorded = self.sessions().record_inbound(conversation, at).await?;
         info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
         let delivery = self.deliver(conversation).await?;
-        Ok(InboundReport { recorded, delivery })
+        Ok(InboundReport {
+            conversation,
+            recorded,
+            delivery,
+        })
     }
 
     /// Records an inbound message from the customer at `at`, once per platform message id
@@ -77,7 +80,11 @@ impl<S: Store> Messenger<S> {
             RecordedOnce::First(recorded) => {
                 info!(%conversation, %at, inbound_id = %id, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
                 let delivery = self.deliver(conversation).await?;
-                Ok(InboundHandled::First(InboundReport { recorded, delivery }))
+                Ok(InboundHandled::First(InboundReport {
+                    conversation,
+                    recorded,
+                    delivery,
+                }))
             }
             RecordedOnce::Duplicate {
                 first_received_at, ..
@@ -97,8 +104,18 @@ impl<S: Store> Messenger<S> {
     /// claim, so by one replica only). Each message keeps its `messageId` across attempts,
     /// so a crash between the gateway's acceptance and our bookkeeping can resend it but
     /// the gateway deduplicates it.
+    ///
+    /// A conversation without a phone number sends nothing: its messages stay queued
+    /// ([`DeliveryStop::NotAddressable`]).
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         let mut report = DeliveryReport::default();
+        if conversation.phone().is_none() {
+            report.remaining = self.store().queued(conversation).await?.len();
+            if report.remaining > 0 {
+                report.stopped = Some(DeliveryStop::NotAddressable);
+            }
+            return Ok(report);
+        }
         // Messages queued while a pass runs (a send that raced a reply) would otherwise
         // wait for the next reply: after a pass that went through everything it saw, look
         // again, a few times at most.
@@ -500,86 +517,6 @@ impl<S: Store> Messenger<S> {
 /// from the outbox), the only kind a later window-closed report can concern.
 fn reached_the_gateway(outcome: &PreviousOutcome) -> bool {
     matches!(outcome.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
-}
-
-/// What [`Messenger::on_webhook_event`] did with one webhook event.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum WebhookOutcome {
-    /// A customer's message was recorded and the outbox delivered.
-    Inbound(Box<InboundReport>),
-    /// A redelivered copy of a customer's message already handled: nothing was recorded;
-    /// do not answer it again.
-    Duplicate {
-        /// When the first copy was received.
-        first_received_at: DateTime<Utc>,
-        /// The delivery of queued messages it ran (usually empty).
-        delivery: DeliveryReport,
-    },
-    /// A "window closed" report was reconciled.
-    WindowClosed(Reconciliation),
-    /// Nothing to do: a status update, a message kind that does not open the window, a
-    /// group message or one from a user known only by a business-scoped user id (whose
-    /// windows are not stored yet), a report that names no conversation, or an unreadable
-    /// item (with why).
-    Ignored(String),
-}
-
-impl<S: Store> Messenger<S> {
-    /// Handles one parsed webhook event: records a customer's message (which may deliver
-    /// queued messages) or reconciles a "window closed" report. Verify the webhook's
-    /// secret token before calling this: a forged inbound message would open a window.
-    pub async fn on_webhook_event(
-        &self,
-        event: &lipachat_api::WebhookEvent,
-    ) -> Result<WebhookOutcome, PolicyError> {
-        match EventAction::of(event) {
-            EventAction::RecordInbound {
-                conversation,
-                at,
-                id,
-            } => {
-                let handled = match id {
-                    Some(id) => self.on_inbound_once(conversation, at, &id).await?,
-                    // Without a usable id a copy cannot be recognised; it still counts.
-                    None => InboundHandled::First(self.on_inbound(conversation, at).await?),
-                };
-                Ok(match handled {
-                    InboundHandled::First(report) => WebhookOutcome::Inbound(Box::new(report)),
-                    InboundHandled::Duplicate {
-                        first_received_at,
-                        delivery,
-                    } => WebhookOutcome::Duplicate {
-                        first_received_at,
-                        delivery,
-                    },
-                })
-            }
-            EventAction::RecordClosure {
-                conversation,
-                at,
-                message_id,
-                wa_id,
-            } => {
-                let reconciled = self
-                    .on_window_closed_report(conversation, message_id, wa_id.as_deref(), at)
-                    .await?;
-                Ok(WebhookOutcome::WindowClosed(reconciled))
-            }
-            EventAction::Nothing { reason, .. } => {
-                if matches!(
-                    event,
-                    lipachat_api::WebhookEvent::WindowClosed {
-                        conversation: None,
-                        ..
-                    }
-                ) {
-                    warn!(%reason, "window-closed report not applied");
-                }
-                Ok(WebhookOutcome::Ignored(reason))
-            }
-        }
-    }
 }
 
 /// Whether the gateway's answer says the message itself can never be sent.

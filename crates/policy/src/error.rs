@@ -51,6 +51,15 @@ pub enum PolicyError {
         /// The `messageId` both calls name.
         message_id: MessageId,
     },
+    /// The conversation is with a user known only by a business-scoped user id, or with a
+    /// group: the gateway offers no way to address either. Nothing was sent or stored.
+    #[error(
+        "{conversation} has no phone number to send to: the gateway offers no way to address a user by business-scoped user id, or a group; nothing was sent"
+    )]
+    NotAddressable {
+        /// The conversation.
+        conversation: Conversation,
+    },
     /// A stored outcome or queued message could not be read.
     #[error("stored record for {conversation} is unreadable: {detail}")]
     Corrupt {

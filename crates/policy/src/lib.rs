@@ -22,7 +22,8 @@
 //! let invite = TemplateMessage::new("contact_share", "en")?;
 //! let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
 //!
-//! let chat = Conversation::parse("254110090747", "254712345678")?;
+//! let (business, customer) = ("254110090747".parse()?, "254712345678".parse()?);
+//! let chat = Conversation::new(business, customer);
 //! let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
 //!
 //! // The customer has not written: the card waits, and one template invites a reply.
@@ -30,7 +31,7 @@
 //! assert!(matches!(outcome, SendOutcome::Queued { template: Some(_), .. }));
 //!
 //! // The customer replies: the card goes out.
-//! gateway.customer_writes(chat.business, chat.customer);
+//! gateway.customer_writes(business, customer);
 //! let report = messenger.on_inbound(chat, messenger.sessions().now()).await?;
 //! assert_eq!(report.delivery.delivered.len(), 1);
 //! # Ok(())
@@ -54,14 +55,16 @@ mod error;
 mod messenger;
 mod outcome;
 mod recording;
+mod webhook;
 
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
-pub use delivery::{Reconciliation, WebhookOutcome};
+pub use delivery::Reconciliation;
 pub use error::PolicyError;
 pub use messenger::{DryRun, Messenger, SendRequest, template_message_id};
 pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };
-pub use recording::{EventAction, EventRecording, record_event};
+pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
+pub use webhook::WebhookOutcome;

@@ -172,12 +172,15 @@ pub struct DryRun {
 
 impl DryRun {
     /// Plans a send from the session engine and the policy alone: no client, so no API
-    /// key is needed.
+    /// key is needed. A conversation without a phone number is
+    /// [`PolicyError::NotAddressable`], as the send would be.
     pub async fn plan<S: Store>(
         sessions: &Sessions<S>,
         config: &PolicyConfig,
         request: &SendRequest,
     ) -> Result<Self, PolicyError> {
+        let conversation = addressable(request.conversation)?;
+        let not_addressable = |_| PolicyError::NotAddressable { conversation };
         let message_id = request.message_id.unwrap_or_else(MessageId::new);
         let record = sessions.store().window(request.conversation).await?;
         let decision = config.rule.decide(record.as_ref(), sessions.now());
@@ -190,11 +193,14 @@ impl DryRun {
                         .with_body_placeholders(placeholders.iter().cloned())?,
                     None => template.clone(),
                 };
-                Some(lipachat_api::template_body(
-                    request.conversation,
-                    template_message_id(message_id),
-                    &template,
-                ))
+                Some(
+                    lipachat_api::template_body(
+                        request.conversation,
+                        template_message_id(message_id),
+                        &template,
+                    )
+                    .map_err(not_addressable)?,
+                )
             }
             _ => None,
         };
@@ -202,7 +208,8 @@ impl DryRun {
             decision,
             message_id,
             on_closed: on_closed.name(),
-            body: lipachat_api::free_form_body(request.conversation, message_id, &request.message),
+            body: lipachat_api::free_form_body(request.conversation, message_id, &request.message)
+                .map_err(not_addressable)?,
             template_body,
         })
     }
@@ -332,7 +339,12 @@ impl<S: Store> Messenger<S> {
     /// another returns [`PolicyError::SendInProgress`] (retry it later: it then returns the
     /// first call's outcome), so a handler retried while its first attempt still runs
     /// cannot make the message reach the customer twice.
+    ///
+    /// A conversation without a phone number (a user known only by a business-scoped
+    /// user id, a group) is [`PolicyError::NotAddressable`], before anything is read,
+    /// stored or sent: the gateway offers no way to address it.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
+        addressable(request.conversation)?;
         // Only a caller's own messageId can have been used before, or be in use by an
         // overlapping call; a fresh one has neither.
         let Some(message_id) = request.message_id else {
@@ -780,6 +792,15 @@ impl<S: Store> Messenger<S> {
 
     pub(crate) fn is_window_closed(error: &ApiError) -> bool {
         error.is_window_closed()
+    }
+}
+
+/// The conversation, when it has a phone number to send to; else
+/// [`PolicyError::NotAddressable`].
+pub(crate) fn addressable(conversation: Conversation) -> Result<Conversation, PolicyError> {
+    match conversation.phone() {
+        Some(_) => Ok(conversation),
+        None => Err(PolicyError::NotAddressable { conversation }),
     }
 }
 

@@ -207,6 +207,10 @@ pub enum DeliveryStop {
     /// The gateway refused the next message as outside the window (131047); it stays
     /// queued with a fresh `messageId`.
     GatewayClosedWindow,
+    /// The conversation has no phone number (a user known only by a business-scoped user
+    /// id, or a group): nothing can be sent to it. Its messages stay queued, and move
+    /// with it when the user's phone number becomes known.
+    NotAddressable,
     /// A send failed for a reason other than the message itself (an outage, a wrong key,
     /// an unexplained refusal); the message stays queued.
     SendFailed(lipachat_api::ApiError),
@@ -245,6 +249,9 @@ pub enum InboundHandled {
 /// What [`crate::Messenger::on_inbound`] did.
 #[derive(Debug)]
 pub struct InboundReport {
+    /// The conversation the message was recorded in (for a message from a user known by
+    /// a business-scoped user id, the phone's conversation once an alias names it).
+    pub conversation: Conversation,
     /// The recorded inbound message.
     pub recorded: Recorded,
     /// The delivery of queued messages it triggered.

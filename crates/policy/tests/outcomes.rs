@@ -132,7 +132,7 @@ impl Target {
 /// The free-form messages the customer received.
 fn free_form_delivered(gateway: &StandInGateway) -> usize {
     gateway
-        .delivered_to(chat().customer)
+        .delivered_to(chat().phone().unwrap())
         .iter()
         .filter(|m| m.kind.is_free_form())
         .count()
@@ -245,7 +245,7 @@ async fn retry_then_reply<S: Store>(store: S, gateway: &StandInGateway, id: Mess
         0,
         "nothing goes before the reply"
     );
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, chat().phone().unwrap());
     let report = messenger
         .on_inbound(chat(), messenger.sessions().now())
         .await
@@ -254,7 +254,7 @@ async fn retry_then_reply<S: Store>(store: S, gateway: &StandInGateway, id: Mess
         free_form_delivered(gateway),
         1,
         "the customer must get the message exactly once; delivered: {:?}, report: {report:?}",
-        gateway.delivered_to(chat().customer)
+        gateway.delivered_to(chat().phone().unwrap())
     );
     assert!(
         messenger
@@ -434,7 +434,7 @@ async fn redis_queued_copy_without_its_outcome_is_not_queued_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_message_id_is_answered_from_the_store_within_the_horizon_only() {
     let gateway = StandInGateway::start().await.unwrap();
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, chat().phone().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let horizon = TimeDelta::milliseconds(300);
     let messenger = messenger_with(

@@ -122,7 +122,7 @@ async fn a_redelivered_message_is_recognised_and_changes_nothing() {
 
     let sent = b.clock.now() - TimeDelta::seconds(30);
     b.gateway
-        .customer_writes_at(chat().business, chat().customer, sent);
+        .customer_writes_at(chat().business, chat().phone().unwrap(), sent);
     let body = webhook("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E", sent);
     let WebhookOutcome::Inbound(first) = b.receive(&body).await else {
         panic!("the first copy is an inbound message")
@@ -147,6 +147,7 @@ async fn a_redelivered_message_is_recognised_and_changes_nothing() {
         b.clock.advance(later);
         let outcome = b.receive(&body).await;
         let WebhookOutcome::Duplicate {
+            conversation,
             first_received_at,
             delivery,
         } = outcome
@@ -157,6 +158,7 @@ async fn a_redelivered_message_is_recognised_and_changes_nothing() {
             first_received_at,
             "2026-11-23T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
+        assert_eq!(conversation, chat());
         assert!(delivery.delivered.is_empty());
         assert_eq!(b.window().await, recorded, "a duplicate records nothing");
     }
@@ -174,7 +176,7 @@ async fn a_reply_made_again_after_the_memory_forgot_carries_the_same_message_id(
     let b = bot(TimeDelta::minutes(10), PolicyConfig::default()).await;
     let sent = b.clock.now();
     b.gateway
-        .customer_writes_at(chat().business, chat().customer, sent);
+        .customer_writes_at(chat().business, chat().phone().unwrap(), sent);
     let inbound = InboundId::new("wamid.REPLY-ME").unwrap();
     let body = webhook(inbound.as_str(), sent);
     let reply = || SendRequest::contact(chat(), card()).message_id(MessageId::reply_to(&inbound));
@@ -189,7 +191,7 @@ async fn a_reply_made_again_after_the_memory_forgot_carries_the_same_message_id(
     assert!(matches!(b.receive(&body).await, WebhookOutcome::Inbound(_)));
     let again = b.messenger.send(reply()).await.unwrap();
     assert!(matches!(again, SendOutcome::Duplicate(_)), "{again:?}");
-    let to_customer = b.gateway.delivered_to(chat().customer);
+    let to_customer = b.gateway.delivered_to(chat().phone().unwrap());
     assert_eq!(to_customer.len(), 1, "{to_customer:?}");
     assert_eq!(
         to_customer[0].message_id,

@@ -173,7 +173,7 @@ async fn customer_writes(
     replica: usize,
     chat: Conversation,
 ) -> Event {
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, chat.phone().unwrap());
     let report = messenger.on_inbound(chat, clock.now()).await.unwrap();
     Event::Delivery(replica, report.delivery)
 }

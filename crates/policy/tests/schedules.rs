@@ -77,7 +77,7 @@ async fn run(ops: Vec<Op>) {
     for op in ops {
         match op {
             Op::Writes(i) => {
-                gateway.customer_writes(chats[i].business, chats[i].customer);
+                gateway.customer_writes(chats[i].business, chats[i].phone().unwrap());
                 note(
                     messenger
                         .on_inbound(chats[i], clock.now())
@@ -104,7 +104,7 @@ async fn run(ops: Vec<Op>) {
     // Finally every customer replies: what is still queued goes out or has expired.
     clock.advance(TimeDelta::minutes(1));
     for chat in &chats {
-        gateway.customer_writes(chat.business, chat.customer);
+        gateway.customer_writes(chat.business, chat.phone().unwrap());
         note(
             messenger
                 .on_inbound(*chat, clock.now())

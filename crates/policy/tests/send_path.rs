@@ -16,8 +16,8 @@ use lipachat_policy::{
     SendOutcome, SendRequest,
 };
 use lipachat_session::{
-    Clock, Conversation, ManualClock, OutboxStore, RefusalReason, Sessions, SledStore, WindowState,
-    WindowStore,
+    Clock, Conversation, Customer, IdentityStore, ManualClock, OutboxStore, RefusalReason,
+    Sessions, SledStore, WindowState, WindowStore,
 };
 use lipachat_testkit::{MessageKind, StandInGateway, WindowRefusal};
 
@@ -95,7 +95,7 @@ impl Fixture {
     /// The customer writes: both the gateway and our store learn of it.
     async fn customer_writes(&self) -> lipachat_policy::InboundReport {
         self.gateway
-            .customer_writes(self.chat.business, self.chat.customer);
+            .customer_writes(self.chat.business, self.chat.phone().unwrap());
         self.messenger
             .on_inbound(self.chat, self.clock.now())
             .await
@@ -660,7 +660,7 @@ async fn queued_messages_survive_a_restart() {
     };
     // Everything dropped; a new process opens the same store.
     let messenger = messenger_at(&path, &gateway, &clock, config());
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, chat.phone().unwrap());
     let report = messenger.on_inbound(chat, clock.now()).await.unwrap();
     let delivered: Vec<MessageId> = report
         .delivery
@@ -685,7 +685,8 @@ async fn queued_messages_survive_a_restart() {
 async fn a_transient_failure_during_delivery_keeps_the_message_queued() {
     let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
     f.messenger.send_contact(f.chat, card("A")).await.unwrap();
-    f.gateway.customer_writes(f.chat.business, f.chat.customer);
+    f.gateway
+        .customer_writes(f.chat.business, f.chat.phone().unwrap());
     f.gateway.fail_next(4, 503); // the first try and all three retries
     let report = f.messenger.on_inbound(f.chat, f.clock.now()).await.unwrap();
     assert!(matches!(
@@ -814,7 +815,8 @@ async fn webhook_events_drive_delivery_and_reconciliation() {
     assert!(matches!(outcome, WebhookOutcome::Ignored(_)), "{outcome:?}");
     assert_eq!(f.free_form_delivered(), 0);
 
-    f.gateway.customer_writes(f.chat.business, f.chat.customer);
+    f.gateway
+        .customer_writes(f.chat.business, f.chat.phone().unwrap());
     let text = br#"{"messageId":"in-2","from":"254712345678","to":"254110090747","profileName":"Jane","type":"TEXT","text":"Hi"}"#;
     let events = parser.parse(text, f.clock.now()).unwrap();
     let WebhookOutcome::Inbound(report) = f.messenger.on_webhook_event(&events[0]).await.unwrap()
@@ -872,16 +874,39 @@ async fn group_and_user_id_only_messages_open_no_1_to_1_window() {
         "contacts":[{"profile":{"name":"Jane"},"wa_id":"254712345678"}],
         "messages":[{"from":"254712345678","group_id":"Y2FwaV9ncm91cDox","id":"wamid.G","timestamp":"1795428000","type":"text","text":{"body":"hi all"}}]}}]}]}"#;
     let user_id_only = br#"{"messageId":"in-9","fromUserId":"KE.13491208655302741918","to":"254110090747","type":"TEXT","text":"hi"}"#;
-    for (body, reason) in [
-        (&group[..], "group message"),
-        (&user_id_only[..], "business-scoped user id"),
-    ] {
+    // Each opens its own conversation's window: the group's, and the user's (keyed by
+    // the store's handle for the user id, since no phone is known for it).
+    let store = f.messenger.sessions().store();
+    for body in [&group[..], &user_id_only[..]] {
         let events = parser.parse(body, f.clock.now()).unwrap();
         assert!(matches!(&events[0], lipachat_api::WebhookEvent::Inbound(m) if m.opens_window));
         let outcome = f.messenger.on_webhook_event(&events[0]).await.unwrap();
+        let WebhookOutcome::Inbound(report) = outcome else {
+            panic!("recorded in its own conversation, got {outcome:?}");
+        };
+        assert_ne!(report.conversation, f.chat);
+        assert_eq!(report.conversation.phone(), None);
+        assert!(report.recorded.opened);
+    }
+    let group = store
+        .find_group_ref(&"Y2FwaV9ncm91cDox".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the group has a handle");
+    let user = store
+        .find_user_ref(&"KE.13491208655302741918".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the user has a handle");
+    for customer in [Customer::Group(group), Customer::User(user)] {
+        let conversation = Conversation::with_customer(f.chat.business, customer);
         assert!(
-            matches!(&outcome, WebhookOutcome::Ignored(why) if why.contains(reason)),
-            "{outcome:?}"
+            f.messenger
+                .sessions()
+                .state(conversation)
+                .await
+                .unwrap()
+                .is_open()
         );
     }
     // The sender's 1:1 window stays closed and the queued card stays queued.
@@ -902,7 +927,8 @@ async fn a_wrong_key_during_delivery_keeps_every_message_queued() {
     let f = fixture(PolicyConfig::default().on_closed(OnClosed::Queue(invite()))).await;
     f.messenger.send_contact(f.chat, card("A")).await.unwrap();
     f.messenger.send_contact(f.chat, card("B")).await.unwrap();
-    f.gateway.customer_writes(f.chat.business, f.chat.customer);
+    f.gateway
+        .customer_writes(f.chat.business, f.chat.phone().unwrap());
     f.messenger
         .sessions()
         .record_inbound_now(f.chat)

@@ -60,7 +60,7 @@ async fn decisions_are_traced_and_the_key_never_is() {
     )
     .unwrap();
     let queued = messenger.send_contact(chat, card.clone()).await.unwrap();
-    gateway.customer_writes(chat.business, chat.customer);
+    gateway.customer_writes(chat.business, chat.phone().unwrap());
     messenger
         .on_inbound(chat, messenger.sessions().now())
         .await

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use lipachat_session::window::to_millis;
-use lipachat_session::{Invitation, PhoneNumber, QueuedMessage, WindowRecord};
+use lipachat_session::{Customer, Invitation, PhoneNumber, QueuedMessage, WindowRecord};
 use uuid::Uuid;
 
 /// A time as stored: epoch milliseconds, as text.
@@ -77,9 +77,14 @@ pub(crate) fn parse_window(record: &str) -> Result<WindowRecord, String> {
     })
 }
 
-/// Reads a customer (or business) number stored as a member or field.
+/// Reads a business number stored as a member or field.
 pub(crate) fn parse_phone(text: &str) -> Option<PhoneNumber> {
     text.parse::<u64>().ok().and_then(PhoneNumber::from_u64)
+}
+
+/// Reads a customer stored as a member or field: its key ([`Customer::key`]), in decimal.
+pub(crate) fn parse_customer(text: &str) -> Option<Customer> {
+    text.parse::<u64>().ok().and_then(Customer::from_key)
 }
 
 /// Encodes a queued message without its id (the id is the hash field).
@@ -199,6 +204,15 @@ mod tests {
             Some(254_712_345_678)
         );
         assert_eq!(parse_phone("12"), None);
+        assert_eq!(
+            parse_customer("1000000000000005").map(|c| c.user().map(|u| u.index())),
+            Some(Some(5))
+        );
+        assert_eq!(
+            parse_customer("1125899906842624"),
+            None,
+            "2^50 names no customer"
+        );
         assert_eq!(parse_phone("abc"), None);
     }
 }

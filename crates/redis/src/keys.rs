@@ -2,7 +2,9 @@
 //!
 //! Every key of one business number carries the hash tag `{<business>}`, so a Redis
 //! Cluster keeps that business's keys in one slot and each Lua script touches one slot
-//! only. See `docs/redis.md` for the whole layout.
+//! only; the registry of user and group handles carries `{identity}`. A customer is
+//! written as its key ([`lipachat_session::Customer::key`]): a phone's canonical digits, or a handle's
+//! number above every phone. See `docs/redis.md` for the whole layout.
 
 use lipachat_session::{Conversation, InboundId, PhoneNumber};
 use uuid::Uuid;
@@ -80,7 +82,7 @@ impl KeyLayout {
     pub fn outbox(&self, conversation: Conversation) -> String {
         self.business_key(
             conversation.business,
-            &format!("outbox:{}", conversation.customer),
+            &format!("outbox:{}", conversation.customer.key()),
         )
     }
 
@@ -88,7 +90,7 @@ impl KeyLayout {
     pub fn outbox_messages(&self, conversation: Conversation) -> String {
         self.business_key(
             conversation.business,
-            &format!("outbox:{}:messages", conversation.customer),
+            &format!("outbox:{}:messages", conversation.customer.key()),
         )
     }
 
@@ -101,7 +103,7 @@ impl KeyLayout {
     pub fn outcomes(&self, conversation: Conversation) -> String {
         self.business_key(
             conversation.business,
-            &format!("outcomes:{}", conversation.customer),
+            &format!("outcomes:{}", conversation.customer.key()),
         )
     }
 
@@ -110,7 +112,7 @@ impl KeyLayout {
     pub fn outcome_wa_ids(&self, conversation: Conversation) -> String {
         self.business_key(
             conversation.business,
-            &format!("outcomes:{}:wa", conversation.customer),
+            &format!("outcomes:{}:wa", conversation.customer.key()),
         )
     }
 
@@ -119,8 +121,48 @@ impl KeyLayout {
     pub fn outcome_expiry(&self, conversation: Conversation) -> String {
         self.business_key(
             conversation.business,
-            &format!("outcomes:{}:expiry", conversation.customer),
+            &format!("outcomes:{}:expiry", conversation.customer.key()),
         )
+    }
+
+    /// HASH: business-scoped user id → the phone number recorded for it with this
+    /// business, in the spelling it was recorded with.
+    pub fn aliases(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "aliases")
+    }
+
+    fn identity_key(&self, what: &str) -> String {
+        format!("{}:{{identity}}:{what}", self.prefix)
+    }
+
+    /// HASH: business-scoped user id → its handle's number (the registry of users).
+    pub fn users(&self) -> String {
+        self.identity_key("users")
+    }
+
+    /// HASH: a user handle's number → the business-scoped user id.
+    pub fn user_ids(&self) -> String {
+        self.identity_key("user_ids")
+    }
+
+    /// STRING: the last user handle number allocated (`INCR`).
+    pub fn last_user(&self) -> String {
+        self.identity_key("last_user")
+    }
+
+    /// HASH: group id → its handle's number (the registry of groups).
+    pub fn groups(&self) -> String {
+        self.identity_key("groups")
+    }
+
+    /// HASH: a group handle's number → the group id.
+    pub fn group_ids(&self) -> String {
+        self.identity_key("group_ids")
+    }
+
+    /// STRING: the last group handle number allocated (`INCR`).
+    pub fn last_group(&self) -> String {
+        self.identity_key("last_group")
     }
 
     /// STRING with an expiry: a delivery claim on a message, valued
@@ -160,6 +202,7 @@ mod tests {
             keys.outcomes(chat),
             keys.outcome_wa_ids(chat),
             keys.outcome_expiry(chat),
+            keys.aliases(chat.business),
         ];
         for key in &per_business {
             assert!(key.starts_with("bot:a:"), "{key}");
@@ -169,6 +212,26 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), per_business.len());
+        // The registry is one slot of its own.
+        for key in [
+            keys.users(),
+            keys.user_ids(),
+            keys.last_user(),
+            keys.groups(),
+            keys.group_ids(),
+            keys.last_group(),
+        ] {
+            assert_eq!(hash_tag(&key), "identity", "{key}");
+        }
+        // A user's conversation is keyed by its handle's number, above every phone.
+        let user = Conversation::with_customer(
+            chat.business,
+            lipachat_session::Customer::User(lipachat_session::UserRef::new(3).unwrap()),
+        );
+        assert_eq!(
+            keys.outbox(user),
+            "bot:a:{254110090747}:outbox:1000000000000003"
+        );
         assert_eq!(
             keys.claim(Uuid::nil()),
             "bot:a:claim:00000000-0000-0000-0000-000000000000"

@@ -388,6 +388,141 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1
 ";
 
+/// Allocates a handle for an id unless it has one: the next number of the counter, in
+/// both directions of the registry. Returns the handle's number, or -1 when the next one
+/// would reach the limit (nothing is allocated then).
+///
+/// KEYS: forward HASH (id → number), reverse HASH (number → id), counter STRING.
+/// ARGV: id, limit.
+const ALLOCATE: &str = r"
+local found = redis.call('HGET', KEYS[1], ARGV[1])
+if found then return tonumber(found) end
+local next = redis.call('INCR', KEYS[3])
+if next >= tonumber(ARGV[2]) then
+  redis.call('DECR', KEYS[3])
+  return -1
+end
+local number = string.format('%d', next)
+redis.call('HSET', KEYS[1], ARGV[1], number)
+redis.call('HSET', KEYS[2], number, ARGV[1])
+return next
+";
+
+/// Records an alias and answers the phone it replaced (false when none).
+///
+/// KEYS: aliases HASH. ARGV: user id, phone digits.
+const RECORD_ALIAS: &str = r"
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return previous
+";
+
+/// Moves everything stored for one customer of a business to another, in one step: the
+/// window record merged (`WindowRecord::merged_with`: the later inbound time, the later
+/// closure while still in force) with its index entry, the outbox appended in order
+/// without a message id the target holds, the later invitation, and the outcomes (the
+/// target's own wins). An unreadable source window stops it before anything is written
+/// (an error reply); an unreadable target window is replaced.
+///
+/// The outcomes move with their expiry and WhatsApp id index entries, and each target
+/// key expires no sooner than its source did (one written before outcomes expired, with
+/// no expiry, keeps none).
+///
+/// KEYS: window HASH, inbound ZSET, outboxes SET, invitations HASH, source outbox LIST,
+/// source outbox messages HASH, target outbox LIST, target outbox messages HASH, then
+/// source and target of each of: outcomes HASH, outcome WhatsApp ids HASH, outcome
+/// expiry ZSET. ARGV: source customer, target customer.
+/// Returns `{window moved 0|1, messages moved, invitation moved 0|1, outcomes moved}`.
+const MOVE_CUSTOMER: &str = concat!(
+    record_lua!(),
+    r"
+local from, to = ARGV[1], ARGV[2]
+local moved = {0, 0, 0, 0}
+if from == to then return moved end
+local source = redis.call('HGET', KEYS[1], from)
+if source then
+  local s_last, s_closed = split(source)
+  local s_ms = ms(s_last)
+  if not s_ms then
+    return redis.error_reply('the window of customer ' .. from .. ' is unreadable: ' .. source)
+  end
+  local last, closed = s_last, nil
+  if ms(s_closed) then closed = s_closed end
+  local target = redis.call('HGET', KEYS[1], to)
+  if target then
+    local t_last, t_closed = split(target)
+    local t_ms = ms(t_last)
+    if t_ms then
+      if t_ms > s_ms then last = t_last end
+      local t_c = ms(t_closed)
+      if t_c and (not closed or t_c > tonumber(closed)) then closed = t_closed end
+    end
+  end
+  if closed and tonumber(closed) < tonumber(last) then closed = nil end
+  local merged = last
+  if closed then merged = last .. ':' .. closed end
+  redis.call('HSET', KEYS[1], to, merged)
+  redis.call('ZADD', KEYS[2], last, to)
+  redis.call('HDEL', KEYS[1], from)
+  redis.call('ZREM', KEYS[2], from)
+  moved[1] = 1
+end
+local ids = redis.call('LRANGE', KEYS[5], 0, -1)
+local pushed = {}
+for _, id in ipairs(ids) do
+  if not pushed[id] and redis.call('HEXISTS', KEYS[8], id) == 0 then
+    pushed[id] = true
+    redis.call('RPUSH', KEYS[7], id)
+    local message = redis.call('HGET', KEYS[6], id)
+    if message then redis.call('HSET', KEYS[8], id, message) end
+    moved[2] = moved[2] + 1
+  end
+end
+redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('SREM', KEYS[3], from)
+if redis.call('LLEN', KEYS[7]) > 0 then redis.call('SADD', KEYS[3], to) end
+local invitation = redis.call('HGET', KEYS[4], from)
+if invitation then
+  local existing = redis.call('HGET', KEYS[4], to)
+  local keep = true
+  if existing then
+    local sent = ms(string.match(invitation, ':([^:]*)$'))
+    local other = ms(string.match(existing, ':([^:]*)$'))
+    keep = sent ~= nil and (other == nil or sent > other)
+  end
+  if keep then
+    redis.call('HSET', KEYS[4], to, invitation)
+    moved[3] = 1
+  end
+  redis.call('HDEL', KEYS[4], from)
+end
+local existed = {}
+for i = 10, 14, 2 do existed[i] = redis.call('EXISTS', KEYS[i]) == 1 end
+local outcomes = redis.call('HGETALL', KEYS[9])
+for i = 1, #outcomes, 2 do
+  local id = outcomes[i]
+  if redis.call('HSETNX', KEYS[10], id, outcomes[i + 1]) == 1 then
+    moved[4] = moved[4] + 1
+    local expires = redis.call('ZSCORE', KEYS[13], id)
+    if expires then redis.call('ZADD', KEYS[14], expires, id) end
+    local wa = redis.call('HGET', KEYS[11], 'i:' .. id)
+    if wa and redis.call('HGET', KEYS[11], 'w:' .. wa) == id then
+      redis.call('HSET', KEYS[12], 'w:' .. wa, id, 'i:' .. id, wa)
+    end
+  end
+end
+for i = 10, 14, 2 do
+  local ttl = redis.call('PTTL', KEYS[i - 1])
+  local own = redis.call('PTTL', KEYS[i])
+  if ttl > 0 and own ~= -2 and ((not existed[i] and own == -1) or (own > 0 and own < ttl)) then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+redis.call('DEL', KEYS[9], KEYS[11], KEYS[13])
+return moved
+"
+);
+
 /// Claims a message for a lease on the server's clock: refused (0) while the claim key
 /// exists (it expires after its lease, `PX`, in server time, so neither a caller's clock
 /// nor the stamp in the value decides); else taken (1), the key holding
@@ -443,6 +578,9 @@ pub(crate) struct Scripts {
     pub(crate) reassign: Script,
     pub(crate) claim: Script,
     pub(crate) release: Script,
+    pub(crate) allocate: Script,
+    pub(crate) record_alias: Script,
+    pub(crate) move_customer: Script,
 }
 
 /// The scripts, hashed once per process.
@@ -464,4 +602,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     reassign: Script::new(REASSIGN),
     claim: Script::new(CLAIM),
     release: Script::new(RELEASE),
+    allocate: Script::new(ALLOCATE),
+    record_alias: Script::new(RECORD_ALIAS),
+    move_customer: Script::new(MOVE_CUSTOMER),
 });

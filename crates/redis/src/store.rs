@@ -7,10 +7,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
-    Conversation, InboundId, InboundReceipt, InboundUpdate, Invitation, OutboxStore, PhoneNumber,
-    QueuedMessage, StoreError, StoredOutcome, WindowEntry, WindowRecord, WindowStore,
+    Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundId,
+    InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MovedRecords,
+    OutboxStore, PhoneNumber, QueuedMessage, StoreError, StoredOutcome, UserRef, WindowEntry,
+    WindowRecord, WindowStore,
 };
 use uuid::Uuid;
+
+use lipachat_session::store::{registry_alias_phone, registry_group, registry_user};
 
 use crate::codec;
 use crate::config::RedisConfig;
@@ -199,6 +203,29 @@ impl RedisStore {
         Ok(businesses)
     }
 
+    /// One HASH of each business number in the registry (`key` names it), read in one
+    /// round trip, with its business number.
+    async fn hash_per_business(
+        &self,
+        what: &str,
+        key: impl Fn(&KeyLayout, PhoneNumber) -> String,
+    ) -> Result<Vec<(PhoneNumber, HashMap<String, String>)>, StoreError> {
+        let businesses = self.businesses().await?;
+        if businesses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for business in &businesses {
+            pipeline.hgetall(key(&self.inner.keys, *business));
+        }
+        let answers: Vec<HashMap<String, String>> = self
+            .inner
+            .connection
+            .pipeline(what, Retry::Once, &pipeline)
+            .await?;
+        Ok(businesses.into_iter().zip(answers).collect())
+    }
+
     fn register(&self, business: PhoneNumber) -> redis::Cmd {
         let mut command = redis::cmd("SADD");
         command
@@ -290,11 +317,12 @@ impl RedisStore {
     }
 
     /// Reads `customer` members of one business, skipping (with a warning) those that
-    /// are not phone numbers.
+    /// name no customer.
     fn conversation(business: PhoneNumber, customer: &str) -> Option<Conversation> {
-        let conversation = codec::parse_phone(customer).map(|c| Conversation::new(business, c));
+        let conversation =
+            codec::parse_customer(customer).map(|c| Conversation::with_customer(business, c));
         if conversation.is_none() {
-            tracing::warn!(%business, customer, "skipping a member that is not a phone number");
+            tracing::warn!(%business, customer, "skipping a member that names no customer");
         }
         conversation
     }
@@ -335,7 +363,7 @@ impl WindowStore for RedisStore {
                 Eval {
                     script: &SCRIPTS.record_inbound,
                     keys: self.window_keys(conversation.business),
-                    args: vec![conversation.customer.to_string(), codec::time(at)],
+                    args: vec![conversation.customer.key().to_string(), codec::time(at)],
                 },
             )
             .await?;
@@ -367,7 +395,7 @@ impl WindowStore for RedisStore {
                     script: &SCRIPTS.record_inbound_once,
                     keys,
                     args: vec![
-                        conversation.customer.to_string(),
+                        conversation.customer.key().to_string(),
                         codec::time(at),
                         codec::time(received_at),
                         remember_ms.to_string(),
@@ -412,7 +440,7 @@ impl WindowStore for RedisStore {
                 Eval {
                     script: &SCRIPTS.record_closure,
                     keys: vec![self.inner.keys.window(conversation.business)],
-                    args: vec![conversation.customer.to_string(), codec::time(at)],
+                    args: vec![conversation.customer.key().to_string(), codec::time(at)],
                 },
             )
             .await?;
@@ -434,7 +462,7 @@ impl WindowStore for RedisStore {
                 Retry::Once,
                 redis::cmd("HGET")
                     .arg(self.inner.keys.window(conversation.business))
-                    .arg(conversation.customer.as_u64()),
+                    .arg(conversation.customer.key()),
             )
             .await?;
         record
@@ -522,25 +550,12 @@ impl WindowStore for RedisStore {
     }
 
     async fn windows(&self) -> Result<Vec<WindowEntry>, StoreError> {
-        let businesses = self.businesses().await?;
-        if businesses.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipeline = redis::pipe();
-        for business in &businesses {
-            pipeline.hgetall(self.inner.keys.window(*business));
-        }
-        let answers: Vec<HashMap<String, String>> = self
-            .inner
-            .connection
-            .pipeline("windows", Retry::Once, &pipeline)
-            .await?;
         let mut all = Vec::new();
-        for (business, records) in businesses.iter().zip(answers) {
+        for (business, records) in self.hash_per_business("windows", KeyLayout::window).await? {
             let mut entries: Vec<WindowEntry> = records
                 .iter()
                 .filter_map(|(customer, record)| {
-                    let conversation = Self::conversation(*business, customer)?;
+                    let conversation = Self::conversation(business, customer)?;
                     let record =
                         codec::parse_window(record).map_err(|detail| corrupt(conversation, detail));
                     Some((conversation, record))
@@ -574,7 +589,7 @@ impl WindowStore for RedisStore {
                         keys.outcome_wa_ids(conversation),
                         keys.outcome_expiry(conversation),
                     ],
-                    args: vec![conversation.customer.to_string()],
+                    args: vec![conversation.customer.key().to_string()],
                 },
             )
             .await?;
@@ -606,7 +621,7 @@ impl OutboxStore for RedisStore {
                     script: &SCRIPTS.enqueue,
                     keys: self.outbox_keys(conversation),
                     args: vec![
-                        conversation.customer.to_string(),
+                        conversation.customer.key().to_string(),
                         message.message_id.to_string(),
                         codec::queued(&message),
                         limit.to_string(),
@@ -662,7 +677,10 @@ impl OutboxStore for RedisStore {
                 Eval {
                     script: &SCRIPTS.dequeue,
                     keys: self.outbox_keys(conversation),
-                    args: vec![conversation.customer.to_string(), message_id.to_string()],
+                    args: vec![
+                        conversation.customer.key().to_string(),
+                        message_id.to_string(),
+                    ],
                 },
             )
             .await?;
@@ -793,7 +811,7 @@ impl OutboxStore for RedisStore {
                 Retry::Once,
                 redis::cmd("HGET")
                     .arg(self.inner.keys.invitations(conversation.business))
-                    .arg(conversation.customer.as_u64()),
+                    .arg(conversation.customer.key()),
             )
             .await?;
         value
@@ -802,23 +820,13 @@ impl OutboxStore for RedisStore {
     }
 
     async fn invitations(&self) -> Result<Vec<(Conversation, Invitation)>, StoreError> {
-        let businesses = self.businesses().await?;
-        if businesses.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipeline = redis::pipe();
-        for business in &businesses {
-            pipeline.hgetall(self.inner.keys.invitations(*business));
-        }
-        let answers: Vec<HashMap<String, String>> = self
-            .inner
-            .connection
-            .pipeline("invitations", Retry::Once, &pipeline)
-            .await?;
         let mut all = Vec::new();
-        for (business, invitations) in businesses.iter().zip(answers) {
+        for (business, invitations) in self
+            .hash_per_business("invitations", KeyLayout::invitations)
+            .await?
+        {
             for (customer, value) in invitations {
-                let Some(conversation) = Self::conversation(*business, &customer) else {
+                let Some(conversation) = Self::conversation(business, &customer) else {
                     continue;
                 };
                 let invitation = codec::parse_invitation(&value)
@@ -836,7 +844,7 @@ impl OutboxStore for RedisStore {
         invitation: Option<Invitation>,
     ) -> Result<(), StoreError> {
         let key = self.inner.keys.invitations(conversation.business);
-        let customer = conversation.customer.as_u64();
+        let customer = conversation.customer.key();
         let mut pipeline = redis::pipe();
         match invitation {
             Some(invitation) => pipeline
@@ -966,7 +974,7 @@ impl OutboxStore for RedisStore {
         let (keys, args) = self.outbox_with_outcome(
             conversation,
             vec![
-                conversation.customer.to_string(),
+                conversation.customer.key().to_string(),
                 message.message_id.to_string(),
                 codec::queued(&message),
                 limit.to_string(),
@@ -999,7 +1007,10 @@ impl OutboxStore for RedisStore {
     ) -> Result<bool, StoreError> {
         let (keys, args) = self.outbox_with_outcome(
             conversation,
-            vec![conversation.customer.to_string(), message_id.to_string()],
+            vec![
+                conversation.customer.key().to_string(),
+                message_id.to_string(),
+            ],
             &outcome,
         );
         let removed: i64 = self
@@ -1017,5 +1028,318 @@ impl OutboxStore for RedisStore {
             )
             .await?;
         Ok(removed > 0)
+    }
+}
+
+/// A kind of handle in the registry: its three keys and its limit.
+#[derive(Clone, Copy)]
+enum Registry {
+    Users,
+    Groups,
+}
+
+impl Registry {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Users => "user",
+            Self::Groups => "group",
+        }
+    }
+
+    fn limit(self) -> u64 {
+        match self {
+            Self::Users => MAX_USER_REFS,
+            Self::Groups => MAX_GROUP_REFS,
+        }
+    }
+
+    /// The forward HASH, the reverse HASH and the counter.
+    fn keys(self, layout: &KeyLayout) -> [String; 3] {
+        match self {
+            Self::Users => [layout.users(), layout.user_ids(), layout.last_user()],
+            Self::Groups => [layout.groups(), layout.group_ids(), layout.last_group()],
+        }
+    }
+}
+
+fn corrupt_identity(record: String, detail: impl Into<String>) -> StoreError {
+    StoreError::CorruptIdentity {
+        record,
+        detail: detail.into(),
+    }
+}
+
+impl RedisStore {
+    /// The handle number of `id`, allocated if it has none (one script on the
+    /// registry's slot, so concurrent callers with one id get one number).
+    async fn allocate(&self, registry: Registry, id: &str) -> Result<u64, StoreError> {
+        let number: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "allocate a handle",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &SCRIPTS.allocate,
+                    keys: registry.keys(&self.inner.keys).to_vec(),
+                    args: vec![id.to_owned(), registry.limit().to_string()],
+                },
+            )
+            .await?;
+        u64::try_from(number).map_err(|_| StoreError::HandlesExhausted {
+            kind: registry.name(),
+        })
+    }
+
+    /// The handle number of `id`, if allocated.
+    async fn find(&self, registry: Registry, id: &str) -> Result<Option<u64>, StoreError> {
+        let [forward, ..] = registry.keys(&self.inner.keys);
+        let number: Option<String> = self
+            .inner
+            .connection
+            .query(
+                "find a handle",
+                Retry::Once,
+                redis::cmd("HGET").arg(forward).arg(id),
+            )
+            .await?;
+        number
+            .map(|n| {
+                n.parse::<u64>().map_err(|_| {
+                    corrupt_identity(format!("{} {id}", registry.name()), format!("handle {n:?}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The id a handle number stands for.
+    async fn id_of(&self, registry: Registry, number: u64) -> Result<Option<String>, StoreError> {
+        let [_, reverse, _] = registry.keys(&self.inner.keys);
+        self.inner
+            .connection
+            .query(
+                "resolve a handle",
+                Retry::Once,
+                redis::cmd("HGET").arg(reverse).arg(number),
+            )
+            .await
+    }
+
+    /// Every handle number with its id, in number order.
+    async fn all_of(&self, registry: Registry) -> Result<Vec<(u64, String)>, StoreError> {
+        let [_, reverse, _] = registry.keys(&self.inner.keys);
+        let entries: HashMap<String, String> = self
+            .inner
+            .connection
+            .query(
+                "list handles",
+                Retry::Once,
+                redis::cmd("HGETALL").arg(reverse),
+            )
+            .await?;
+        let mut all = entries
+            .into_iter()
+            .map(|(number, id)| {
+                number.parse::<u64>().map(|n| (n, id)).map_err(|_| {
+                    corrupt_identity(
+                        format!("{} handle {number:?}", registry.name()),
+                        "not a number",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort();
+        Ok(all)
+    }
+}
+
+fn user_ref(number: u64) -> Result<UserRef, StoreError> {
+    UserRef::new(number).ok_or(StoreError::HandlesExhausted { kind: "user" })
+}
+
+fn group_ref(number: u64) -> Result<GroupRef, StoreError> {
+    GroupRef::new(number).ok_or(StoreError::HandlesExhausted { kind: "group" })
+}
+
+impl IdentityStore for RedisStore {
+    async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
+        user_ref(self.allocate(Registry::Users, user.as_str()).await?)
+    }
+
+    async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
+        self.find(Registry::Users, user.as_str())
+            .await?
+            .map(user_ref)
+            .transpose()
+    }
+
+    async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
+        group_ref(self.allocate(Registry::Groups, group.as_str()).await?)
+    }
+
+    async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
+        self.find(Registry::Groups, group.as_str())
+            .await?
+            .map(group_ref)
+            .transpose()
+    }
+
+    async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
+        self.id_of(Registry::Users, user.index())
+            .await?
+            .map(|id| registry_user(user.index(), &id).map(|(_, id)| id))
+            .transpose()
+    }
+
+    async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
+        self.id_of(Registry::Groups, group.index())
+            .await?
+            .map(|id| registry_group(group.index(), &id).map(|(_, id)| id))
+            .transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
+        self.all_of(Registry::Users)
+            .await?
+            .iter()
+            .map(|(number, id)| registry_user(*number, id))
+            .collect()
+    }
+
+    async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
+        self.all_of(Registry::Groups)
+            .await?
+            .iter()
+            .map(|(number, id)| registry_group(*number, id))
+            .collect()
+    }
+
+    async fn record_alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+        phone: PhoneNumber,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        let previous: Option<String> = self
+            .inner
+            .connection
+            .eval_one(
+                "record_alias",
+                Retry::Never,
+                Some(self.register(business)),
+                Eval {
+                    script: &SCRIPTS.record_alias,
+                    keys: vec![self.inner.keys.aliases(business)],
+                    args: vec![user.as_str().to_owned(), phone.digits()],
+                },
+            )
+            .await?;
+        // An unreadable old value is replaced: the new fact is worth more.
+        Ok(previous.and_then(|old| {
+            registry_alias_phone(business, user.as_str(), &old)
+                .inspect_err(|error| tracing::warn!(%error, "replaced a corrupt alias"))
+                .ok()
+        }))
+    }
+
+    async fn alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        let phone: Option<String> = self
+            .inner
+            .connection
+            .query(
+                "alias",
+                Retry::Once,
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.aliases(business))
+                    .arg(user.as_str()),
+            )
+            .await?;
+        phone
+            .map(|phone| registry_alias_phone(business, user.as_str(), &phone))
+            .transpose()
+    }
+
+    async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
+        let mut all = Vec::new();
+        for (business, aliases) in self
+            .hash_per_business("aliases", KeyLayout::aliases)
+            .await?
+        {
+            for (user, phone) in aliases {
+                let phone = registry_alias_phone(business, &user, &phone)?;
+                let user = Bsuid::parse(&user).map_err(|e| {
+                    corrupt_identity(format!("alias {user:?} of {business}"), e.to_string())
+                })?;
+                all.push(Alias {
+                    business,
+                    user,
+                    phone,
+                });
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// As the trait says: one script on the business's slot, so the move is applied
+    /// whole or not at all (a server crash included, with the append-only file on).
+    async fn move_customer(
+        &self,
+        business: PhoneNumber,
+        from: Customer,
+        to: Customer,
+    ) -> Result<MovedRecords, StoreError> {
+        if from == to {
+            return Ok(MovedRecords::default());
+        }
+        let keys = &self.inner.keys;
+        let source = Conversation::with_customer(business, from);
+        let target = Conversation::with_customer(business, to);
+        let moved: Vec<i64> = self
+            .inner
+            .connection
+            .eval_one(
+                "move_customer",
+                Retry::Never,
+                Some(self.register(business)),
+                Eval {
+                    script: &SCRIPTS.move_customer,
+                    keys: vec![
+                        keys.window(business),
+                        keys.inbound(business),
+                        keys.outboxes(business),
+                        keys.invitations(business),
+                        keys.outbox(source),
+                        keys.outbox_messages(source),
+                        keys.outbox(target),
+                        keys.outbox_messages(target),
+                        keys.outcomes(source),
+                        keys.outcomes(target),
+                        keys.outcome_wa_ids(source),
+                        keys.outcome_wa_ids(target),
+                        keys.outcome_expiry(source),
+                        keys.outcome_expiry(target),
+                    ],
+                    args: vec![from.key().to_string(), to.key().to_string()],
+                },
+            )
+            .await?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
+        match moved.as_slice() {
+            [window, queued, invitation, outcomes] => Ok(MovedRecords {
+                window: *window == 1,
+                queued: count(*queued),
+                invitation: *invitation == 1,
+                outcomes: count(*outcomes),
+            }),
+            other => Err(StoreError::Backend(format!(
+                "move_customer for {source}: unexpected answer {other:?}"
+            ))),
+        }
     }
 }

@@ -56,6 +56,10 @@ conformance_tests!(
     outbox_with_outcome,
     claims,
     redelivery,
+    identity_registry,
+    aliases,
+    user_and_group_conversations,
+    move_customer,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

@@ -9,8 +9,8 @@ use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
-    Conversation, Invitation, ManualClock, OutboxStore, QueuedMessage, Sessions, SledStore,
-    StoreError, StoredOutcome, WindowRecord, WindowStore,
+    Conversation, Customer, IdentityStore, Invitation, ManualClock, OutboxStore, QueuedMessage,
+    Sessions, SledStore, StoreError, StoredOutcome, WindowRecord, WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -204,7 +204,7 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
         store.set_invitation(c, Some(invitation)).await.unwrap();
     }
     let mut connection = raw(&server).await;
-    let customer = bad.customer.to_string();
+    let customer = bad.customer.key().to_string();
     let _: () = connection
         .hset(
             keys.window(bad.business),
@@ -341,7 +341,11 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
     let mut connection = raw(&server).await;
     for garbage in ["garbage", "1.7e12", ":1795428000000", "12345678901234567:1"] {
         let _: () = connection
-            .hset(keys.window(bad.business), bad.customer.to_string(), garbage)
+            .hset(
+                keys.window(bad.business),
+                bad.customer.key().to_string(),
+                garbage,
+            )
             .await
             .unwrap();
         let error = store.window(bad).await.unwrap_err();
@@ -356,7 +360,7 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
             Err(StoreError::Corrupt { conversation, .. }) if conversation == bad
         ));
         let stored: String = connection
-            .hget(keys.window(bad.business), bad.customer.to_string())
+            .hget(keys.window(bad.business), bad.customer.key().to_string())
             .await
             .unwrap();
         assert_eq!(stored, garbage);
@@ -379,7 +383,7 @@ async fn an_unreadable_record_is_corrupt_until_an_inbound_message_replaces_it() 
     assert_eq!(update.current, WindowRecord::inbound(earlier));
     assert_eq!(store.window(bad).await.unwrap(), Some(update.current));
     let score: f64 = connection
-        .zscore(keys.inbound(bad.business), bad.customer.to_string())
+        .zscore(keys.inbound(bad.business), bad.customer.key().to_string())
         .await
         .unwrap();
     assert_eq!(score as i64, earlier.timestamp_millis());
@@ -721,5 +725,70 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     assert_eq!(
         store.outcome(old, old_id).await.unwrap().as_deref(),
         Some("{\"old\":true}")
+    );
+}
+
+/// A move of a customer's records carries their outcomes' expiry and WhatsApp id index:
+/// the target's keys expire no sooner than the source's did (and then go), and nothing of
+/// the source is left behind.
+#[tokio::test]
+async fn a_move_carries_outcome_expiry_and_leaves_nothing_behind() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = connect_as_bot_a(&server).await;
+    let mut connection = raw(&server).await;
+    let keys = store.keys().clone();
+    let business = chat("254110090747", 254712345670).business;
+    let user = store.user_ref(&"KE.123".parse().unwrap()).await.unwrap();
+    let source = Conversation::with_customer(business, Customer::User(user));
+    let target = chat("254110090747", 254712345678);
+    let brief = TimeDelta::milliseconds(400);
+    let id = Uuid::new_v4();
+    store
+        .put_outcome(
+            source,
+            StoredOutcome::new(id, "{}")
+                .with_wa_id("wamid.moved")
+                .keep_for(brief),
+        )
+        .await
+        .unwrap();
+    store
+        .record_inbound(source, t("2026-11-23T10:00:00Z"))
+        .await
+        .unwrap();
+    let moved = store
+        .move_customer(business, source.customer, target.customer)
+        .await
+        .unwrap();
+    assert_eq!((moved.window, moved.outcomes), (true, 1));
+    for key in [
+        keys.outcomes(source),
+        keys.outcome_wa_ids(source),
+        keys.outcome_expiry(source),
+    ] {
+        let exists: bool = connection.exists(&key).await.unwrap();
+        assert!(!exists, "{key} was left behind");
+    }
+    for key in [
+        keys.outcomes(target),
+        keys.outcome_wa_ids(target),
+        keys.outcome_expiry(target),
+    ] {
+        let ttl: i64 = connection.pttl(&key).await.unwrap();
+        assert!(0 < ttl && ttl <= 400, "{key}: pttl {ttl}");
+    }
+    assert_eq!(
+        store.outcome_by_wa_id(target, "wamid.moved").await.unwrap(),
+        Some((id, "{}".to_owned()))
+    );
+    // The moved outcome expires when it would have where it was.
+    tokio::time::sleep(std::time::Duration::from_millis(550)).await;
+    assert_eq!(store.outcome(target, id).await.unwrap(), None);
+    let exists: bool = connection.exists(keys.outcomes(target)).await.unwrap();
+    assert!(
+        !exists,
+        "the target's outcome keys go with their last outcome"
     );
 }

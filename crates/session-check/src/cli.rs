@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
 use lipachat_redis::RedisConfig;
-use lipachat_session::{Conversation, PhoneNumber, PhoneParser};
+use lipachat_session::{Bsuid, GroupId, PhoneNumber, PhoneParser};
 
 /// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
@@ -30,6 +30,10 @@ const GLOBAL: &str = "Global options (before or after the command)";
 const AFTER_HELP: &str = "\
 Phones: every form the library accepts, country code first (254712345678, +254 712 345 678,
 (254) 712-345-678).
+Customers: a phone, a business-scoped user id (US.13491208655302741918: the phone's
+conversation when a webhook tied the two, else the user's own) or a group (group:ID).
+Output names them the same way. A customer without a phone cannot be sent to: send-contact
+and deliver exit 2 for one.
 Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
 Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
@@ -265,15 +269,32 @@ pub struct Pair {
     /// The business's WhatsApp number.
     #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
     pub business: PhoneNumber,
-    /// The customer's number.
-    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
-    pub customer: PhoneNumber,
+    /// The customer: a phone number, a business-scoped user id (US.13491208655302741918),
+    /// or a group (group:ID).
+    #[arg(value_name = "CUSTOMER", value_parser = parse_customer)]
+    pub customer: CustomerArg,
 }
 
-impl Pair {
-    /// The conversation these two numbers name.
-    pub fn conversation(&self) -> Conversation {
-        Conversation::new(self.business, self.customer)
+/// Who a command names as the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomerArg {
+    /// A phone number.
+    Phone(PhoneNumber),
+    /// A user known by a business-scoped user id: the phone's conversation when an alias
+    /// names the user's phone, else the user's own.
+    User(Bsuid),
+    /// A group.
+    Group(GroupId),
+}
+
+impl std::fmt::Display for CustomerArg {
+    /// As output names customers: canonical digits, the user id, or `group:ID`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Phone(phone) => write!(f, "{phone}"),
+            Self::User(user) => write!(f, "{user}"),
+            Self::Group(group) => write!(f, "group:{group}"),
+        }
     }
 }
 
@@ -417,15 +438,18 @@ pub struct Pending {
     /// The business number (with CUSTOMER: one conversation only).
     #[arg(value_name = "BUSINESS", value_parser = parse_phone, requires = "customer")]
     pub business: Option<PhoneNumber>,
-    /// The customer's number.
-    #[arg(value_name = "CUSTOMER", value_parser = parse_phone)]
-    pub customer: Option<PhoneNumber>,
+    /// The customer: a phone number, a business-scoped user id, or group:ID.
+    #[arg(value_name = "CUSTOMER", value_parser = parse_customer)]
+    pub customer: Option<CustomerArg>,
 }
 
 impl Pending {
     /// The one conversation asked about, if any.
-    pub fn conversation(&self) -> Option<Conversation> {
-        Some(Conversation::new(self.business?, self.customer?))
+    pub fn pair(&self) -> Option<Pair> {
+        Some(Pair {
+            business: self.business?,
+            customer: self.customer.clone()?,
+        })
     }
 }
 
@@ -577,6 +601,23 @@ pub fn parse_phone(input: &str) -> Result<PhoneNumber, String> {
     }
 }
 
+/// Parses a customer: `group:ID` a group, a business-scoped user id (two capital letters,
+/// a dot, letters and digits) a user, anything else a phone number ([`parse_phone`]).
+pub fn parse_customer(input: &str) -> Result<CustomerArg, String> {
+    let trimmed = input.trim();
+    if let Some(group) = trimmed.strip_prefix("group:") {
+        return GroupId::parse(group)
+            .map(CustomerArg::Group)
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(user) = Bsuid::parse(trimmed) {
+        return Ok(CustomerArg::User(user));
+    }
+    parse_phone(input).map(CustomerArg::Phone).map_err(|e| {
+        format!("{e} (a customer may also be a business-scoped user id such as US.13491208655302741918, or group:ID)")
+    })
+}
+
 /// Parses an RFC 3339 time into UTC.
 pub fn parse_time(input: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(input.trim())
@@ -668,6 +709,26 @@ mod tests {
         );
         assert!(parse_phone("0712345678").is_err());
         assert!(parse_message_id("not-a-uuid").is_err());
+        assert_eq!(
+            parse_customer("US.13491208655302741918"),
+            Ok(CustomerArg::User(
+                "US.13491208655302741918".parse().unwrap()
+            ))
+        );
+        assert_eq!(
+            parse_customer("group:120363040694233820@g.us"),
+            Ok(CustomerArg::Group(
+                "120363040694233820@g.us".parse().unwrap()
+            ))
+        );
+        assert!(matches!(
+            parse_customer("+254 712 345 678"),
+            Ok(CustomerArg::Phone(_))
+        ));
+        assert!(parse_customer("group:two words").is_err());
+        assert!(
+            parse_customer("us.1349").is_err_and(|e| e.contains("business-scoped user id such as"))
+        );
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub enum CliError {
     /// too large); nothing was stored.
     #[error("not a webhook body: {0}; nothing was stored")]
     NotAWebhook(String),
+    /// A command that sends was given a customer with no phone number: a user known only
+    /// by a business-scoped user id (no alias names their phone), or a group. Nothing was
+    /// sent.
+    #[error(
+        "{customer} has no phone number to send to: the gateway offers no way to address a user by business-scoped user id, or a group; nothing was sent"
+    )]
+    NotAddressable {
+        /// The customer as given (the user id, or group:ID).
+        customer: String,
+    },
     /// `verify` found the store damaged (the report is on stdout).
     #[error("{0}")]
     Damaged(String),

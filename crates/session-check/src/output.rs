@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use lipachat_session::{ClosedCause, Conversation, WindowState};
+use lipachat_session::{ClosedCause, PhoneNumber, WindowState};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -110,8 +110,9 @@ pub struct WindowView {
 }
 
 impl WindowView {
-    /// The view of `state` for `conversation`.
-    pub fn new(conversation: Conversation, state: WindowState) -> Self {
+    /// The view of `state` for the conversation of `business` with `customer` (as
+    /// [`crate::commands::customer_name`] names it).
+    pub fn new(business: PhoneNumber, customer: String, state: WindowState) -> Self {
         let (expires_at, remaining_secs, human) = match state {
             WindowState::Open {
                 expires_at,
@@ -141,8 +142,8 @@ impl WindowView {
             _ => (None, None, state.name().to_owned()),
         };
         Self {
-            business: conversation.business.to_string(),
-            customer: conversation.customer.to_string(),
+            business: business.to_string(),
+            customer,
             state: state.name(),
             last_inbound: time_opt(state.last_inbound()),
             expires_at: time_opt(expires_at),
@@ -211,36 +212,30 @@ mod tests {
 
     #[test]
     fn window_views() {
-        let chat = Conversation::parse("254110090747", "254712345678");
-        let Ok(chat) = chat else {
-            panic!("valid numbers");
+        let Ok(business) = "254110090747".parse::<PhoneNumber>() else {
+            panic!("a valid number");
         };
-        let open = WindowView::new(
-            chat,
-            WindowState::Open {
-                last_inbound: t("2026-11-23T10:00:00Z"),
-                expires_at: t("2026-11-24T10:00:00Z"),
-                remaining: TimeDelta::seconds(24 * 3600 - 30),
-            },
-        );
+        let view = |state| WindowView::new(business, "254712345678".to_owned(), state);
+        let open = view(WindowState::Open {
+            last_inbound: t("2026-11-23T10:00:00Z"),
+            expires_at: t("2026-11-24T10:00:00Z"),
+            remaining: TimeDelta::seconds(24 * 3600 - 30),
+        });
         assert_eq!(
             open.state_line(),
             "open: closes 2026-11-24T10:00:00Z (in 23h 59m)"
         );
         assert_eq!(open.remaining_secs, Some(24 * 3600 - 30));
-        let closed = WindowView::new(
-            chat,
-            WindowState::Closed {
-                last_inbound: t("2026-11-23T10:00:00Z"),
-                closed_since: t("2026-11-24T10:00:00Z"),
-                cause: ClosedCause::Expired,
-            },
-        );
+        let closed = view(WindowState::Closed {
+            last_inbound: t("2026-11-23T10:00:00Z"),
+            closed_since: t("2026-11-24T10:00:00Z"),
+            cause: ClosedCause::Expired,
+        });
         assert_eq!(
             closed.state_line(),
             "closed: since 2026-11-24T10:00:00Z (expired)"
         );
-        let none = WindowView::new(chat, WindowState::Never);
+        let none = view(WindowState::Never);
         assert_eq!(none.state_line(), "none: no inbound message recorded");
         assert_eq!(
             ListedWindow(none).human(),

@@ -29,10 +29,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::store::{
-    InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES, QueuedMessage, Store, StoredOutcome,
+    Alias, InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES, MovedRecords, QueuedMessage,
+    Store, StoredOutcome,
 };
 use crate::window::truncate_to_millis;
-use crate::{Conversation, InboundId, PhoneNumber, StoreError, WindowRecord};
+use crate::{
+    Bsuid, Conversation, Customer, GroupId, InboundId, PhoneNumber, StoreError, WindowRecord,
+};
 
 /// The names of the suite's checks, in the order [`run_all`] runs them.
 pub const CHECKS: &[&str] = &[
@@ -51,6 +54,10 @@ pub const CHECKS: &[&str] = &[
     "outbox_with_outcome",
     "claims",
     "redelivery",
+    "identity_registry",
+    "aliases",
+    "user_and_group_conversations",
+    "move_customer",
 ];
 
 /// Runs every check of the suite, one after the other, on `store`.
@@ -70,6 +77,10 @@ pub async fn run_all<S: Store + Clone>(store: &S) {
     outbox_with_outcome(store).await;
     claims(store).await;
     redelivery(store).await;
+    identity_registry(store).await;
+    aliases(store).await;
+    user_and_group_conversations(store).await;
+    move_customer(store).await;
 }
 
 /// Unwraps a store result, panicking with what was being done.
@@ -228,7 +239,7 @@ pub async fn keep_max<S: Store + Clone>(store: &S) {
     );
 
     // The same customer with another business number is another window.
-    let other = Conversation::new(business(1, 1), c.customer);
+    let other = Conversation::with_customer(business(1, 1), c.customer);
     check_eq(
         ok(store.window(other).await, "window"),
         None,
@@ -1850,5 +1861,636 @@ pub async fn redelivery<S: Store + Clone>(store: &S) {
         matches!(after, InboundReceipt::Recorded(_)),
         true,
         "an id is forgotten after its horizon, and recorded again",
+    );
+}
+
+fn bsuid(text: &str) -> Bsuid {
+    match Bsuid::parse(text) {
+        Ok(id) => id,
+        Err(error) => panic!("store conformance: {error}"),
+    }
+}
+
+fn group_id(text: &str) -> GroupId {
+    match GroupId::parse(text) {
+        Ok(id) => id,
+        Err(error) => panic!("store conformance: {error}"),
+    }
+}
+
+/// Handles: one per id, allocated once (concurrent callers included), resolved back to
+/// the id, found without allocating, listed; users and groups apart; never a phone's key.
+pub async fn identity_registry<S: Store + Clone>(store: &S) {
+    let (first, second) = (bsuid("US.40000001"), bsuid("BR.40000002"));
+    check_eq(
+        ok(store.find_user_ref(&first).await, "find_user_ref"),
+        None,
+        "an id never seen has no handle, and looking does not allocate one",
+    );
+    check_eq(
+        ok(store.find_user_ref(&first).await, "find_user_ref"),
+        None,
+        "looking twice still allocates nothing",
+    );
+    let a = ok(store.user_ref(&first).await, "user_ref");
+    check_eq(
+        ok(store.user_ref(&first).await, "user_ref"),
+        a,
+        "an id keeps its handle",
+    );
+    check_eq(
+        ok(store.find_user_ref(&first).await, "find_user_ref"),
+        Some(a),
+        "an allocated handle is found",
+    );
+    let b = ok(store.user_ref(&second).await, "user_ref");
+    assert!(a != b, "store conformance: two ids share handle {a:?}");
+    check_eq(
+        ok(store.user_id(a).await, "user_id"),
+        Some(first.clone()),
+        "a handle resolves to its id",
+    );
+    check_eq(
+        ok(store.user_id(b).await, "user_id"),
+        Some(second.clone()),
+        "a handle resolves to its id",
+    );
+    let group = group_id("Y2FwaV9ncm91cDo0MDAwMDAwMQ==");
+    check_eq(
+        ok(store.find_group_ref(&group).await, "find_group_ref"),
+        None,
+        "a group never seen has no handle",
+    );
+    let g = ok(store.group_ref(&group).await, "group_ref");
+    check_eq(
+        ok(store.group_ref(&group).await, "group_ref"),
+        g,
+        "a group keeps its handle",
+    );
+    check_eq(
+        ok(store.group_id(g).await, "group_id"),
+        Some(group.clone()),
+        "a group handle resolves to its id",
+    );
+    // A group id that reads like a user id is still a group, and apart from the user.
+    let lookalike = group_id("US.40000001");
+    let l = ok(store.group_ref(&lookalike).await, "group_ref");
+    assert!(
+        l != g,
+        "store conformance: two group ids share handle {g:?}"
+    );
+    check_eq(
+        ok(store.user_ref(&first).await, "user_ref"),
+        a,
+        "a group with the same text as a user id leaves the user's handle alone",
+    );
+    for customer in [Customer::User(a), Customer::User(b), Customer::Group(g)] {
+        assert!(
+            customer.key() >= 1_000_000_000_000_000 && customer.phone().is_none(),
+            "store conformance: handle {customer:?} is keyed among phone numbers"
+        );
+    }
+    let users = ok(store.users().await, "users");
+    for (handle, id) in [(a, &first), (b, &second)] {
+        assert!(
+            users.iter().any(|(h, i)| *h == handle && i == id),
+            "store conformance: users() does not list {handle:?} = {id}"
+        );
+    }
+    let mut sorted = users.clone();
+    sorted.sort_by_key(|(h, _)| *h);
+    check_eq(users, sorted, "users() is in handle order");
+    let groups = ok(store.groups().await, "groups");
+    assert!(
+        groups.iter().any(|(h, i)| *h == g && *i == group),
+        "store conformance: groups() does not list {g:?}"
+    );
+
+    // Concurrent callers with one new id get one handle.
+    let fresh = bsuid("IN.40000003");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let fresh = fresh.clone();
+        tasks.push(tokio::spawn(async move { store.user_ref(&fresh).await }));
+    }
+    let mut handles = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(result) => handles.push(ok(result, "concurrent user_ref")),
+            Err(error) => panic!("store conformance: a user_ref task failed: {error}"),
+        }
+    }
+    handles.dedup();
+    check_eq(
+        handles.len(),
+        1,
+        "concurrent callers with one id get one handle",
+    );
+    let listed = ok(store.users().await, "users")
+        .into_iter()
+        .filter(|(_, id)| *id == fresh)
+        .count();
+    check_eq(listed, 1, "an id allocated concurrently is listed once");
+}
+
+/// Aliases: per business number, the previous phone answered on a change, the spelling
+/// kept, listed in order.
+pub async fn aliases<S: Store + Clone>(store: &S) {
+    let (b1, b2) = (business(41, 0), business(41, 1));
+    let user = bsuid("US.41000001");
+    check_eq(
+        ok(store.alias(b1, &user).await, "alias"),
+        None,
+        "no alias before one is recorded",
+    );
+    // WhatsApp's own spelling of a Brazilian mobile, without the ninth digit.
+    let phone = match PhoneNumber::parse("554188887777") {
+        Ok(phone) => phone,
+        Err(error) => panic!("store conformance: {error}"),
+    };
+    check_eq(
+        ok(store.record_alias(b1, &user, phone).await, "record_alias"),
+        None,
+        "a first alias replaces nothing",
+    );
+    let found = ok(store.alias(b1, &user).await, "alias");
+    check_eq(found, Some(phone), "the alias is found");
+    check_eq(
+        found.map(PhoneNumber::digits),
+        Some("554188887777".to_owned()),
+        "the alias keeps the spelling it was recorded with (what a send uses)",
+    );
+    check_eq(
+        ok(store.alias(b2, &user).await, "alias"),
+        None,
+        "an alias belongs to one business number",
+    );
+    let other = phone_of(254_741_000_002);
+    check_eq(
+        ok(store.record_alias(b1, &user, other).await, "record_alias"),
+        Some(phone),
+        "a changed alias answers the phone it replaced",
+    );
+    ok(
+        store
+            .record_alias(b2, &bsuid("US.41000000"), phone_of(254_741_000_003))
+            .await,
+        "record_alias",
+    );
+    let listed: Vec<Alias> = ok(store.aliases().await, "aliases")
+        .into_iter()
+        .filter(|alias| alias.business == b1 || alias.business == b2)
+        .collect();
+    check_eq(
+        listed,
+        vec![
+            Alias {
+                business: b1,
+                user: user.clone(),
+                phone: other,
+            },
+            Alias {
+                business: b2,
+                user: bsuid("US.41000000"),
+                phone: phone_of(254_741_000_003),
+            },
+        ],
+        "aliases() lists every alias by business, then user id",
+    );
+}
+
+fn phone_of(digits: u64) -> PhoneNumber {
+    phone(digits)
+}
+
+/// Conversations with a user or a group are stored, listed, indexed, counted, queued to
+/// and forgotten like phone ones, and apart from them.
+pub async fn user_and_group_conversations<S: Store + Clone>(store: &S) {
+    let business = business(42, 0);
+    let user = Customer::User(ok(store.user_ref(&bsuid("US.42000001")).await, "user_ref"));
+    let group = Customer::Group(ok(
+        store.group_ref(&group_id("42000001@g.us")).await,
+        "group_ref",
+    ));
+    let by_phone = chat(business, 42);
+    let by_user = Conversation::with_customer(business, user);
+    let by_group = Conversation::with_customer(business, group);
+    let start = ok(store.count().await, "count");
+    for (i, c) in [by_group, by_user, by_phone].into_iter().enumerate() {
+        ok(
+            store.record_inbound(c, base() + ms(i as i64)).await,
+            "record_inbound",
+        );
+    }
+    check_eq(
+        ok(store.count().await, "count"),
+        start + 3,
+        "users and groups are counted",
+    );
+    check_eq(
+        ok(store.window(by_user).await, "window"),
+        Some(WindowRecord::inbound(base() + ms(1))),
+        "a user's window is its own",
+    );
+    check_eq(
+        ok(store.window(by_group).await, "window"),
+        Some(WindowRecord::inbound(base())),
+        "a group's window is its own",
+    );
+    let listed: Vec<Conversation> = ok(store.windows().await, "windows")
+        .into_iter()
+        .filter(|(c, _)| c.business == business)
+        .map(|(c, _)| c)
+        .collect();
+    check_eq(
+        listed,
+        vec![by_phone, by_user, by_group],
+        "windows() lists phones, then users, then groups",
+    );
+    let indexed: Vec<Conversation> = ok(
+        store.inbound_between(base() - ms(1), base() + ms(2)).await,
+        "inbound_between",
+    )
+    .into_iter()
+    .map(|(c, _)| c)
+    .filter(|c| c.business == business)
+    .collect();
+    check_eq(
+        indexed,
+        vec![by_group, by_user, by_phone],
+        "the closing-soon index holds users and groups",
+    );
+    ok(
+        store.record_gateway_closure(by_group, base() + ms(5)).await,
+        "record_gateway_closure",
+    );
+    let queued = message("{}", base());
+    check_eq(
+        ok(store.enqueue(by_user, queued.clone(), 5).await, "enqueue"),
+        true,
+        "a user's outbox takes a message",
+    );
+    check_eq(
+        ok(store.queued(by_phone).await, "queued").len(),
+        0,
+        "the phone's outbox is apart from the user's",
+    );
+    assert!(
+        ok(
+            store.conversations_with_queued().await,
+            "conversations_with_queued"
+        )
+        .contains(&by_user),
+        "store conformance: conversations_with_queued() misses a user's outbox"
+    );
+    let invitation = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: base(),
+    };
+    ok(
+        store.set_invitation(by_group, Some(invitation)).await,
+        "set_invitation",
+    );
+    assert!(
+        ok(store.invitations().await, "invitations").contains(&(by_group, invitation)),
+        "store conformance: invitations() misses a group's invitation"
+    );
+    ok(
+        store
+            .put_outcome(
+                by_user,
+                StoredOutcome::new(queued.message_id, "{\"queued\":true}"),
+            )
+            .await,
+        "put_outcome",
+    );
+    for c in [by_user, by_group] {
+        check_eq(
+            ok(store.forget(c).await, "forget"),
+            true,
+            "forget finds a user's or group's records",
+        );
+        check_eq(
+            ok(store.window(c).await, "window"),
+            None,
+            "forget erases the window",
+        );
+    }
+    check_eq(
+        ok(store.queued(by_user).await, "queued").len(),
+        0,
+        "forget empties a user's outbox",
+    );
+    check_eq(
+        ok(store.outcome(by_user, queued.message_id).await, "outcome"),
+        None,
+        "forget erases a user's outcomes",
+    );
+    check_eq(
+        ok(store.invitation(by_group).await, "invitation"),
+        None,
+        "forget erases a group's invitation",
+    );
+    check_eq(
+        ok(store.window(by_phone).await, "window"),
+        Some(WindowRecord::inbound(base() + ms(2))),
+        "forgetting a user or group leaves the phone's window alone",
+    );
+    check_eq(
+        ok(
+            store
+                .user_id(user.user().unwrap_or_else(|| unreachable!()))
+                .await,
+            "user_id",
+        ),
+        Some(bsuid("US.42000001")),
+        "forget keeps the registry (a handle is never reused)",
+    );
+}
+
+/// Everything stored for one customer moves to another: the window merged (latest
+/// inbound, closure only while in force), the outbox appended in order without
+/// duplicates, the later invitation, the outcomes (the target's own winning); the source
+/// keeps nothing; moving again, or onto itself, changes nothing.
+pub async fn move_customer<S: Store + Clone>(store: &S) {
+    let (business, other) = (business(43, 0), business(43, 1));
+    let user = Customer::User(ok(store.user_ref(&bsuid("US.43000001")).await, "user_ref"));
+    let source = Conversation::with_customer(business, user);
+    let target = chat(business, 43);
+    let hour = TimeDelta::hours(1);
+
+    // The source: a later inbound message, two queued messages (one the target holds
+    // too), an invitation sent later than the target's, and two outcomes (one the
+    // target holds too).
+    ok(
+        store.record_inbound(source, base() + hour).await,
+        "record_inbound",
+    );
+    let shared = message("{\"shared\":true}", base());
+    let only_source = message("{\"source\":true}", base() + ms(1));
+    let only_target = message("{\"target\":true}", base() + ms(2));
+    for m in [&shared, &only_source] {
+        ok(store.enqueue(source, m.clone(), 10).await, "enqueue");
+    }
+    for m in [&only_target, &shared] {
+        ok(store.enqueue(target, m.clone(), 10).await, "enqueue");
+    }
+    let later = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: base() + hour,
+    };
+    let earlier = Invitation {
+        message_id: Uuid::new_v4(),
+        sent_at: base(),
+    };
+    ok(
+        store.set_invitation(source, Some(later)).await,
+        "set_invitation",
+    );
+    ok(
+        store.set_invitation(target, Some(earlier)).await,
+        "set_invitation",
+    );
+    let (both, source_only) = (Uuid::new_v4(), Uuid::new_v4());
+    let outcome = |id, text: &str, wa_id: &str| StoredOutcome::new(id, text).with_wa_id(wa_id);
+    ok(
+        store
+            .put_outcome(source, outcome(both, "source", "wamid.s1"))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(source, outcome(source_only, "moved", "wamid.s2"))
+            .await,
+        "put_outcome",
+    );
+    ok(
+        store
+            .put_outcome(target, outcome(both, "target", "wamid.t1"))
+            .await,
+        "put_outcome",
+    );
+    // Looked up by WhatsApp id before the move (the index exists, and must follow it).
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(source, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        Some((source_only, "moved".to_owned())),
+        "an outcome is found by its WhatsApp id",
+    );
+    // The target: an earlier inbound message, closed by the gateway after it (a closure
+    // the source's later message overrides).
+    ok(store.record_inbound(target, base()).await, "record_inbound");
+    ok(
+        store.record_gateway_closure(target, base() + ms(30)).await,
+        "record_gateway_closure",
+    );
+    let count = ok(store.count().await, "count");
+
+    let moved = ok(
+        store
+            .move_customer(business, source.customer, target.customer)
+            .await,
+        "move_customer",
+    );
+    check_eq(
+        moved,
+        MovedRecords {
+            window: true,
+            queued: 1,
+            invitation: true,
+            outcomes: 1,
+        },
+        "move_customer reports what it moved",
+    );
+    check_eq(
+        ok(store.window(target).await, "window"),
+        Some(WindowRecord::inbound(base() + hour)),
+        "the windows merge: the latest inbound time, and a closure it overrides is dropped",
+    );
+    check_eq(
+        ok(store.window(source).await, "window"),
+        None,
+        "the source keeps no window",
+    );
+    check_eq(
+        ok(store.count().await, "count"),
+        count - 1,
+        "two windows became one",
+    );
+    let indexed: Vec<Conversation> = ok(
+        store.inbound_between(base() - ms(1), base() + hour).await,
+        "inbound_between",
+    )
+    .into_iter()
+    .map(|(c, _)| c)
+    .filter(|c| c.business == business)
+    .collect();
+    check_eq(indexed, vec![target], "the index follows the move");
+    check_eq(
+        ids(store, target).await,
+        vec![
+            only_target.message_id,
+            shared.message_id,
+            only_source.message_id,
+        ],
+        "the source's messages are appended in order, without one the target holds",
+    );
+    check_eq(
+        ids(store, source).await,
+        Vec::new(),
+        "the source's outbox is empty",
+    );
+    let with_queued = ok(
+        store.conversations_with_queued().await,
+        "conversations_with_queued",
+    );
+    assert!(
+        with_queued.contains(&target) && !with_queued.contains(&source),
+        "store conformance: conversations_with_queued() does not follow the move: {with_queued:?}"
+    );
+    check_eq(
+        ok(store.invitation(target).await, "invitation"),
+        Some(later),
+        "the later invitation is kept",
+    );
+    check_eq(
+        ok(store.invitation(source).await, "invitation"),
+        None,
+        "the source keeps no invitation",
+    );
+    check_eq(
+        ok(store.outcome(target, both).await, "outcome"),
+        Some("target".to_owned()),
+        "the target's own outcome wins",
+    );
+    check_eq(
+        ok(store.outcome(target, source_only).await, "outcome"),
+        Some("moved".to_owned()),
+        "the source's other outcome moves",
+    );
+    check_eq(
+        ok(store.outcomes(source).await, "outcomes"),
+        Vec::new(),
+        "the source keeps no outcome",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        Some((source_only, "moved".to_owned())),
+        "a moved outcome is found by its WhatsApp id in the target",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(source, "wamid.s2").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "a moved outcome is no longer found in the source",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.t1").await,
+            "outcome_by_wa_id",
+        ),
+        Some((both, "target".to_owned())),
+        "the target's own outcome keeps its WhatsApp id",
+    );
+    check_eq(
+        ok(
+            store.outcome_by_wa_id(target, "wamid.s1").await,
+            "outcome_by_wa_id",
+        ),
+        None,
+        "the source's outcome that lost to the target's is not found by its id",
+    );
+
+    // Again, and onto itself: nothing to move.
+    for (from, to) in [(source, target), (target, target)] {
+        let again = ok(
+            store
+                .move_customer(business, from.customer, to.customer)
+                .await,
+            "move_customer",
+        );
+        assert!(
+            again.is_empty(),
+            "store conformance: a second move moved {again:?}"
+        );
+    }
+    check_eq(
+        ok(store.queued(target).await, "queued").len(),
+        3,
+        "nothing moved twice",
+    );
+
+    // A closure in force moves with its window, and keeps the window closed; the
+    // target's own later closure is kept.
+    let closed = chat(business, 44);
+    let open = chat(business, 45);
+    ok(store.record_inbound(closed, base()).await, "record_inbound");
+    ok(
+        store.record_gateway_closure(closed, base() + hour).await,
+        "record_gateway_closure",
+    );
+    ok(
+        store.record_inbound(open, base() + ms(10)).await,
+        "record_inbound",
+    );
+    ok(
+        store
+            .move_customer(business, closed.customer, open.customer)
+            .await,
+        "move_customer",
+    );
+    check_eq(
+        ok(store.window(open).await, "window"),
+        Some(WindowRecord::inbound(base() + ms(10)).with_gateway_closure(base() + hour)),
+        "a closure later than every inbound message stays in force",
+    );
+    // A move into a conversation of another kind (a phone to a user, as a number
+    // changed into a user known only by id) works the same way.
+    let elsewhere = Customer::User(ok(store.user_ref(&bsuid("US.43000002")).await, "user_ref"));
+    let moved = ok(
+        store
+            .move_customer(business, open.customer, elsewhere)
+            .await,
+        "move_customer",
+    );
+    assert!(
+        moved.window,
+        "store conformance: a phone's window did not move to a user"
+    );
+    check_eq(
+        ok(
+            store
+                .window(Conversation::with_customer(business, elsewhere))
+                .await,
+            "window",
+        ),
+        Some(WindowRecord::inbound(base() + ms(10)).with_gateway_closure(base() + hour)),
+        "a window moves whole into an empty conversation",
+    );
+    // Another business's conversation with the same customer is untouched.
+    let other_business = chat(other, 43);
+    ok(
+        store.record_inbound(other_business, base()).await,
+        "record_inbound",
+    );
+    ok(
+        store
+            .move_customer(business, target.customer, elsewhere)
+            .await,
+        "move_customer",
+    );
+    check_eq(
+        ok(store.window(other_business).await, "window"),
+        Some(WindowRecord::inbound(base())),
+        "a move stays within its business number",
     );
 }

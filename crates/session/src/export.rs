@@ -1,8 +1,14 @@
 //! Export to and import from JSON lines: backups, and moving between versions or stores.
 //!
 //! The first line is a header naming the format and its version; each further line is one
-//! fact: a window, a queued message or an invitation. Send outcomes (the idempotency
-//! cache) are not exported.
+//! fact: a window, a queued message, an invitation, a user known by a business-scoped user
+//! id, a group, or an alias tying a user id to a phone number. Send outcomes (the
+//! idempotency cache) are not exported.
+//!
+//! A line about a conversation names its customer by one of three fields: `customer` (a
+//! phone number, as version 1 did), `user_id` (a business-scoped user id) or `group_id`.
+//! Handles are local to a store and never exported: an import allocates its own. An
+//! export of version 1 (the previous release, phone numbers only) imports unchanged.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -12,12 +18,125 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, Store};
-use crate::{Conversation, PhoneNumber, SkewLimit, StoreError, StoredTime, WindowRecord};
+use crate::{
+    Bsuid, Conversation, Customer, GroupId, PhoneNumber, SkewLimit, StoreError, StoredTime,
+    WindowRecord,
+};
 
 /// The format name in the header line.
 pub const FORMAT: &str = "lipachat-session-export";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes; it reads this one and every earlier one.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Who a line's conversation is with, as exported: exactly one of the three fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Party {
+    /// A phone number (the only field of version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<PhoneNumber>,
+    /// A user known by a business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Bsuid>,
+    /// A group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
+}
+
+impl Party {
+    /// A phone number.
+    pub fn phone(phone: PhoneNumber) -> Self {
+        Self {
+            customer: Some(phone),
+            ..Self::default()
+        }
+    }
+
+    /// Checks that exactly one field is given.
+    fn check(&self, line: usize) -> Result<(), StoreError> {
+        let given = usize::from(self.customer.is_some())
+            + usize::from(self.user_id.is_some())
+            + usize::from(self.group_id.is_some());
+        if given == 1 {
+            return Ok(());
+        }
+        Err(StoreError::Import {
+            line,
+            detail: format!(
+                "the line names {given} customers; name exactly one, by customer (a phone number), user_id or group_id"
+            ),
+        })
+    }
+
+    /// The store's customer for it, looked up only: `None` for a user or group the store
+    /// does not know.
+    async fn find<S: Store>(&self, store: &S) -> Result<Option<Customer>, StoreError> {
+        Ok(match (&self.customer, &self.user_id, &self.group_id) {
+            (Some(phone), _, _) => Some(Customer::Phone(*phone)),
+            (None, Some(user), _) => store.find_user_ref(user).await?.map(Customer::User),
+            (None, None, Some(group)) => store.find_group_ref(group).await?.map(Customer::Group),
+            (None, None, None) => None,
+        })
+    }
+
+    /// The store's customer for it, allocating a handle for a user or group it does not
+    /// know.
+    async fn resolve<S: Store>(&self, store: &S) -> Result<Customer, StoreError> {
+        Ok(match (&self.customer, &self.user_id, &self.group_id) {
+            (Some(phone), _, _) => Customer::Phone(*phone),
+            (None, Some(user), _) => Customer::User(store.user_ref(user).await?),
+            (None, None, Some(group)) => Customer::Group(store.group_ref(group).await?),
+            // Checked when the line was read.
+            (None, None, None) => {
+                return Err(StoreError::Import {
+                    line: 0,
+                    detail: "a line names no customer".into(),
+                });
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for Party {
+    /// The phone's digits, the user id, or `group:ID`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.customer, &self.user_id, &self.group_id) {
+            (Some(phone), _, _) => write!(f, "{phone}"),
+            (None, Some(user), _) => write!(f, "{user}"),
+            (None, None, Some(group)) => write!(f, "group:{group}"),
+            (None, None, None) => f.write_str("no customer"),
+        }
+    }
+}
+
+/// The ids of a store's users and groups, to name customers by in an export.
+struct Names {
+    users: HashMap<crate::UserRef, Bsuid>,
+    groups: HashMap<crate::GroupRef, GroupId>,
+}
+
+impl Names {
+    async fn of<S: Store>(store: &S) -> Result<Self, StoreError> {
+        Ok(Self {
+            users: store.users().await?.into_iter().collect(),
+            groups: store.groups().await?.into_iter().collect(),
+        })
+    }
+
+    /// The party of `customer`; `None` for a handle the registry does not name.
+    fn party(&self, customer: Customer) -> Option<Party> {
+        Some(match customer {
+            Customer::Phone(phone) => Party::phone(phone),
+            Customer::User(user) => Party {
+                user_id: Some(self.users.get(&user)?.clone()),
+                ..Party::default()
+            },
+            Customer::Group(group) => Party {
+                group_id: Some(self.groups.get(&group)?.clone()),
+                ..Party::default()
+            },
+        })
+    }
+}
 
 mod rfc3339_millis {
     use chrono::{DateTime, SecondsFormat, Utc};
@@ -52,7 +171,8 @@ pub enum ExportLine {
         /// The business number.
         business: PhoneNumber,
         /// The customer.
-        customer: PhoneNumber,
+        #[serde(flatten)]
+        customer: Party,
         /// The last inbound message.
         #[serde(with = "rfc3339_millis")]
         last_inbound: DateTime<Utc>,
@@ -64,7 +184,8 @@ pub enum ExportLine {
         /// The business number.
         business: PhoneNumber,
         /// The customer.
-        customer: PhoneNumber,
+        #[serde(flatten)]
+        customer: Party,
         /// Its `messageId`.
         message_id: Uuid,
         /// When it was queued.
@@ -78,12 +199,33 @@ pub enum ExportLine {
         /// The business number.
         business: PhoneNumber,
         /// The customer.
-        customer: PhoneNumber,
+        #[serde(flatten)]
+        customer: Party,
         /// The template's `messageId`.
         message_id: Uuid,
         /// When it was sent.
         #[serde(with = "rfc3339_millis")]
         sent_at: DateTime<Utc>,
+    },
+    /// A user known by a business-scoped user id (version 2).
+    User {
+        /// The id.
+        user_id: Bsuid,
+    },
+    /// A group (version 2).
+    Group {
+        /// The id.
+        group_id: GroupId,
+    },
+    /// A business-scoped user id known to be a phone number, for one business number
+    /// (version 2).
+    Alias {
+        /// The business number.
+        business: PhoneNumber,
+        /// The user id.
+        user_id: Bsuid,
+        /// The phone number.
+        phone: PhoneNumber,
     },
 }
 
@@ -96,7 +238,14 @@ pub struct Transfer {
     pub queued: u64,
     /// Invitations.
     pub invitations: u64,
-    /// Corrupt records skipped (export only).
+    /// Users known by a business-scoped user id.
+    pub users: u64,
+    /// Groups.
+    pub groups: u64,
+    /// Aliases.
+    pub aliases: u64,
+    /// Corrupt records skipped (export only): unreadable values, and records of a user
+    /// or group whose id the registry does not hold.
     pub skipped_corrupt: u64,
 }
 
@@ -109,7 +258,8 @@ fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError>
     out.write_all(b"\n").map_err(io)
 }
 
-/// Writes every window, queued message and invitation in `store` as JSON lines.
+/// Writes every user, group, alias, window, queued message and invitation in `store` as
+/// JSON lines.
 pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer, StoreError> {
     let mut transfer = Transfer::default();
     write_line(
@@ -119,8 +269,28 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
             version: FORMAT_VERSION,
         },
     )?;
+    let names = Names::of(store).await?;
+    for (_, user_id) in store.users().await? {
+        write_line(&mut out, &ExportLine::User { user_id })?;
+        transfer.users += 1;
+    }
+    for (_, group_id) in store.groups().await? {
+        write_line(&mut out, &ExportLine::Group { group_id })?;
+        transfer.groups += 1;
+    }
+    for alias in store.aliases().await? {
+        write_line(
+            &mut out,
+            &ExportLine::Alias {
+                business: alias.business,
+                user_id: alias.user,
+                phone: alias.phone,
+            },
+        )?;
+        transfer.aliases += 1;
+    }
     for (conversation, record) in store.windows().await? {
-        let Ok(record) = record else {
+        let (Ok(record), Some(customer)) = (record, names.party(conversation.customer)) else {
             transfer.skipped_corrupt += 1;
             continue;
         };
@@ -128,7 +298,7 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
             &mut out,
             &ExportLine::Window {
                 business: conversation.business,
-                customer: conversation.customer,
+                customer,
                 last_inbound: record.last_inbound,
                 gateway_closed_at: record
                     .gateway_closed_at
@@ -138,12 +308,16 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         transfer.windows += 1;
     }
     for conversation in store.conversations_with_queued().await? {
+        let Some(customer) = names.party(conversation.customer) else {
+            transfer.skipped_corrupt += store.queued(conversation).await?.len() as u64;
+            continue;
+        };
         for message in store.queued(conversation).await? {
             write_line(
                 &mut out,
                 &ExportLine::Queued {
                     business: conversation.business,
-                    customer: conversation.customer,
+                    customer: customer.clone(),
                     message_id: message.message_id,
                     queued_at: message.queued_at,
                     payload: message.payload,
@@ -153,11 +327,15 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         }
     }
     for (conversation, invitation) in store.invitations().await? {
+        let Some(customer) = names.party(conversation.customer) else {
+            transfer.skipped_corrupt += 1;
+            continue;
+        };
         write_line(
             &mut out,
             &ExportLine::Invitation {
                 business: conversation.business,
-                customer: conversation.customer,
+                customer,
                 message_id: invitation.message_id,
                 sent_at: invitation.sent_at,
             },
@@ -235,23 +413,36 @@ pub async fn import_with_limit<S: Store>(
                 });
             }
             ExportLine::Window {
+                customer,
                 last_inbound,
                 gateway_closed_at,
                 ..
             } => {
+                customer.check(number)?;
                 check_not_future(StoredTime::Inbound, *last_inbound, number)?;
                 if let Some(closed) = gateway_closed_at {
                     let closed = parse_time(closed, number)?;
                     check_not_future(StoredTime::GatewayClosure, closed, number)?;
                 }
             }
-            ExportLine::Queued { queued_at, .. } => {
+            ExportLine::Queued {
+                customer,
+                queued_at,
+                ..
+            } => {
+                customer.check(number)?;
                 check_not_future(StoredTime::Queued, *queued_at, number)?;
             }
-            ExportLine::Invitation { sent_at, .. } => {
+            ExportLine::Invitation {
+                customer, sent_at, ..
+            } => {
+                customer.check(number)?;
                 check_not_future(StoredTime::InvitationSent, *sent_at, number)?;
             }
-            ExportLine::Header { .. } => {}
+            ExportLine::Header { .. }
+            | ExportLine::User { .. }
+            | ExportLine::Group { .. }
+            | ExportLine::Alias { .. } => {}
         }
         lines.push((number, line));
     }
@@ -272,7 +463,8 @@ pub async fn import_with_limit<S: Store>(
                 last_inbound,
                 gateway_closed_at,
             } => {
-                let conversation = Conversation::new(business, customer);
+                let customer = customer.resolve(store).await?;
+                let conversation = Conversation::with_customer(business, customer);
                 store.record_inbound(conversation, last_inbound).await?;
                 if let Some(closed) = gateway_closed_at {
                     let record = WindowRecord::inbound(last_inbound)
@@ -295,8 +487,13 @@ pub async fn import_with_limit<S: Store>(
                     queued_at,
                     payload,
                 };
+                let customer = customer.resolve(store).await?;
                 store
-                    .enqueue(Conversation::new(business, customer), message, outbox_limit)
+                    .enqueue(
+                        Conversation::with_customer(business, customer),
+                        message,
+                        outbox_limit,
+                    )
                     .await?;
                 transfer.queued += 1;
             }
@@ -310,10 +507,30 @@ pub async fn import_with_limit<S: Store>(
                     message_id,
                     sent_at,
                 };
+                let customer = customer.resolve(store).await?;
                 store
-                    .set_invitation(Conversation::new(business, customer), Some(invitation))
+                    .set_invitation(
+                        Conversation::with_customer(business, customer),
+                        Some(invitation),
+                    )
                     .await?;
                 transfer.invitations += 1;
+            }
+            ExportLine::User { user_id } => {
+                store.user_ref(&user_id).await?;
+                transfer.users += 1;
+            }
+            ExportLine::Group { group_id } => {
+                store.group_ref(&group_id).await?;
+                transfer.groups += 1;
+            }
+            ExportLine::Alias {
+                business,
+                user_id,
+                phone,
+            } => {
+                store.record_alias(business, &user_id, phone).await?;
+                transfer.aliases += 1;
             }
         }
     }
@@ -329,7 +546,7 @@ async fn check_outbox_limit<S: Store>(
     lines: &[(usize, ExportLine)],
     limit: usize,
 ) -> Result<(), StoreError> {
-    let mut imported: HashMap<Conversation, Vec<(usize, Uuid)>> = HashMap::new();
+    let mut imported: HashMap<(PhoneNumber, &Party), Vec<(usize, Uuid)>> = HashMap::new();
     for (number, line) in lines {
         if let ExportLine::Queued {
             business,
@@ -339,34 +556,38 @@ async fn check_outbox_limit<S: Store>(
         } = line
         {
             imported
-                .entry(Conversation::new(*business, *customer))
+                .entry((*business, customer))
                 .or_default()
                 .push((*number, *message_id));
         }
     }
     // The first line over a limit, of every conversation, is the one reported.
-    let mut over: Option<(usize, Conversation)> = None;
-    for (conversation, messages) in imported {
-        let mut ids: HashSet<Uuid> = store
-            .queued(conversation)
-            .await?
-            .into_iter()
-            .map(|m| m.message_id)
-            .collect();
+    let mut over: Option<(usize, PhoneNumber, &Party)> = None;
+    for ((business, party), messages) in imported {
+        // A user or group the store does not know yet has nothing queued.
+        let mut ids: HashSet<Uuid> = match party.find(store).await? {
+            Some(customer) => store
+                .queued(Conversation::with_customer(business, customer))
+                .await?
+                .into_iter()
+                .map(|m| m.message_id)
+                .collect(),
+            None => HashSet::new(),
+        };
         let first_over = messages
             .into_iter()
             .find(|(_, id)| ids.insert(*id) && ids.len() > limit);
         if let Some((number, _)) = first_over
-            && over.is_none_or(|(earliest, _)| number < earliest)
+            && over.is_none_or(|(earliest, ..)| number < earliest)
         {
-            over = Some((number, conversation));
+            over = Some((number, business, party));
         }
     }
     match over {
-        Some((line, conversation)) => Err(StoreError::Import {
+        Some((line, business, party)) => Err(StoreError::Import {
             line,
             detail: format!(
-                "the outbox of {conversation} would hold more than {limit} messages (the outbox limit); nothing was imported"
+                "the outbox of {business}→{party} would hold more than {limit} messages (the outbox limit); nothing was imported"
             ),
         }),
         None => Ok(()),

@@ -29,10 +29,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::store::{
-    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, StoredOutcome,
-    WindowEntry, WindowStore,
+    Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
+    QueuedMessage, StoredOutcome, WindowEntry, WindowStore,
 };
-use crate::{Conversation, InboundId, StoreError, WindowRecord};
+use crate::{
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
+    WindowRecord,
+};
 
 #[derive(Default)]
 struct Book {
@@ -326,5 +329,81 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         self.inner
             .dequeue_with_outcome(conversation, message_id, outcome)
             .await
+    }
+}
+
+impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
+    async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
+        self.enter("user_ref")?;
+        self.inner.user_ref(user).await
+    }
+
+    async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
+        self.enter("find_user_ref")?;
+        self.inner.find_user_ref(user).await
+    }
+
+    async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
+        self.enter("group_ref")?;
+        self.inner.group_ref(group).await
+    }
+
+    async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
+        self.enter("find_group_ref")?;
+        self.inner.find_group_ref(group).await
+    }
+
+    async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
+        self.enter("user_id")?;
+        self.inner.user_id(user).await
+    }
+
+    async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
+        self.enter("group_id")?;
+        self.inner.group_id(group).await
+    }
+
+    async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
+        self.enter("users")?;
+        self.inner.users().await
+    }
+
+    async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
+        self.enter("groups")?;
+        self.inner.groups().await
+    }
+
+    async fn record_alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+        phone: PhoneNumber,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        self.enter("record_alias")?;
+        self.inner.record_alias(business, user, phone).await
+    }
+
+    async fn alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        self.enter("alias")?;
+        self.inner.alias(business, user).await
+    }
+
+    async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
+        self.enter("aliases")?;
+        self.inner.aliases().await
+    }
+
+    async fn move_customer(
+        &self,
+        business: PhoneNumber,
+        from: Customer,
+        to: Customer,
+    ) -> Result<MovedRecords, StoreError> {
+        self.enter("move_customer")?;
+        self.inner.move_customer(business, from, to).await
     }
 }

@@ -35,9 +35,13 @@
 //! The pieces:
 //! - [`PhoneNumber`], [`Conversation`]: validated identities; the window belongs to the pair.
 //! - [`Bsuid`], [`GroupId`]: a user known by a business-scoped user id, and a group (what
-//!   webhooks carry beside or instead of a phone number).
+//!   webhooks carry beside or instead of a phone number); [`Customer`]: who a conversation
+//!   is with (a phone, or a store's handle for a user or a group, [`UserRef`],
+//!   [`GroupRef`]); [`IdentityStore`]: handles, aliases and moving a person's records;
+//!   [`Sessions::sender_conversation`] and its siblings: which conversation a webhook
+//!   names.
 //! - [`WindowRule`], [`WindowState`], [`SendDecision`]: the rule, pure and in one place.
-//! - [`WindowStore`], [`OutboxStore`]: what a store persists; [`SledStore`] is the embedded
+//! - [`WindowStore`], [`OutboxStore`], [`IdentityStore`]: what a store persists; [`SledStore`] is the embedded
 //!   default (durable with group commit, or periodic flushing).
 //! - [`Sessions`]: store + clock + rule, the engine callers use.
 //! - [`SkewLimit`]: the one rule for times written to a store: none beyond the tolerated
@@ -50,6 +54,7 @@ mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod conversation;
+mod customer;
 mod engine;
 pub mod export;
 mod identity;
@@ -57,6 +62,7 @@ mod inbound_id;
 #[cfg(feature = "conformance")]
 pub mod instrumented;
 mod phone;
+mod resolution;
 mod skew;
 mod sled_store;
 pub mod store;
@@ -64,10 +70,12 @@ pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
+pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_REFS, UserRef};
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
 pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_ID_BYTES};
 pub use inbound_id::{InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
+pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
 pub use sled_store::{
     CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
@@ -75,8 +83,8 @@ pub use sled_store::{
     TreeTally,
 };
 pub use store::{
-    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, Store, StoreError,
-    StoredOutcome, WindowEntry, WindowStore,
+    Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
+    QueuedMessage, Store, StoreError, StoredOutcome, WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

@@ -11,7 +11,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Conversation, InboundId, WindowRecord};
+use crate::{
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, UserRef, WindowRecord,
+};
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,22 @@ pub enum StoreError {
     ClaimBeforeEpoch {
         /// The time the caller gave.
         now: DateTime<Utc>,
+    },
+    /// A stored identity record (a user or group handle, an alias) cannot be read; the
+    /// rest of the store works.
+    #[error("stored identity record {record} is corrupt: {detail}")]
+    CorruptIdentity {
+        /// Which record (the id or handle it is for).
+        record: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// Every handle of a kind is allocated (2^46 users or about 5.5 × 10^13 groups):
+    /// nothing was allocated.
+    #[error("no {kind} handle is left to allocate; export the store and import it into a new one")]
+    HandlesExhausted {
+        /// `user` or `group`.
+        kind: &'static str,
     },
     /// A line of an import is not a valid record.
     #[error("import line {line}: {detail}")]
@@ -503,7 +521,177 @@ pub trait OutboxStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
-/// A store that keeps both windows and the outbox, as the send path needs.
-pub trait Store: WindowStore + OutboxStore {}
+/// A business-scoped user id known to be the same person as a phone number, for one
+/// business number ([`IdentityStore::record_alias`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Alias {
+    /// The business number the user id was seen by (a user id is scoped to the business
+    /// portfolio the number belongs to).
+    pub business: PhoneNumber,
+    /// The business-scoped user id.
+    pub user: Bsuid,
+    /// The phone number, in the spelling it was recorded with.
+    pub phone: PhoneNumber,
+}
 
-impl<T: WindowStore + OutboxStore> Store for T {}
+/// What [`IdentityStore::move_customer`] moved from one customer to another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MovedRecords {
+    /// Whether a window record was moved (merged into the target's, keeping the latest
+    /// inbound time and a closure still in force).
+    pub window: bool,
+    /// How many queued messages were appended to the target's outbox (a message whose
+    /// `messageId` the target already held is not counted: it was dropped as the copy it
+    /// is).
+    pub queued: usize,
+    /// Whether an invitation was moved (the later of the two is kept).
+    pub invitation: bool,
+    /// How many send outcomes were moved (the target's own outcome wins for a
+    /// `messageId` both hold).
+    pub outcomes: usize,
+}
+
+impl MovedRecords {
+    /// Whether nothing was stored for the customer moved from.
+    pub fn is_empty(&self) -> bool {
+        !self.window && self.queued == 0 && !self.invitation && self.outcomes == 0
+    }
+}
+
+/// Persistence of who conversations are with, beyond phone numbers: handles for users
+/// known by a business-scoped user id and for groups, aliases tying a user id to a phone
+/// number, and moving everything stored for one customer to another.
+///
+/// Handles ([`UserRef`], [`GroupRef`]) are allocated once per id and never reused or
+/// changed, so a conversation keyed by one stays its conversation; they are local to one
+/// store (exports name the ids).
+pub trait IdentityStore: Send + Sync + 'static {
+    /// The handle of the user with this business-scoped user id, allocated on first use.
+    /// Of concurrent callers with one new id, all get the same handle.
+    fn user_ref(&self, user: &Bsuid) -> impl Future<Output = Result<UserRef, StoreError>> + Send;
+
+    /// The handle of the user with this id, when one was allocated; allocates nothing.
+    fn find_user_ref(
+        &self,
+        user: &Bsuid,
+    ) -> impl Future<Output = Result<Option<UserRef>, StoreError>> + Send;
+
+    /// The handle of the group with this id, allocated on first use (as
+    /// [`IdentityStore::user_ref`]).
+    fn group_ref(
+        &self,
+        group: &GroupId,
+    ) -> impl Future<Output = Result<GroupRef, StoreError>> + Send;
+
+    /// The handle of the group with this id, when one was allocated; allocates nothing.
+    fn find_group_ref(
+        &self,
+        group: &GroupId,
+    ) -> impl Future<Output = Result<Option<GroupRef>, StoreError>> + Send;
+
+    /// The business-scoped user id a handle stands for (`None`: no such handle here).
+    fn user_id(
+        &self,
+        user: UserRef,
+    ) -> impl Future<Output = Result<Option<Bsuid>, StoreError>> + Send;
+
+    /// The group id a handle stands for (`None`: no such handle here).
+    fn group_id(
+        &self,
+        group: GroupRef,
+    ) -> impl Future<Output = Result<Option<GroupId>, StoreError>> + Send;
+
+    /// Every user handle with its id, in handle order.
+    fn users(&self) -> impl Future<Output = Result<Vec<(UserRef, Bsuid)>, StoreError>> + Send;
+
+    /// Every group handle with its id, in handle order.
+    fn groups(&self) -> impl Future<Output = Result<Vec<(GroupRef, GroupId)>, StoreError>> + Send;
+
+    /// Records that, for `business`, the user with id `user` has the phone number
+    /// `phone` (a webhook named both). Returns the phone recorded before, if any (a
+    /// different one when the user changed numbers). Durable when the store's durability
+    /// mode says so.
+    fn record_alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+        phone: PhoneNumber,
+    ) -> impl Future<Output = Result<Option<PhoneNumber>, StoreError>> + Send;
+
+    /// The phone number recorded for `user` with `business`, if any.
+    fn alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+    ) -> impl Future<Output = Result<Option<PhoneNumber>, StoreError>> + Send;
+
+    /// Every alias, ordered by business, then user id.
+    fn aliases(&self) -> impl Future<Output = Result<Vec<Alias>, StoreError>> + Send;
+
+    /// Moves everything stored for the conversation (`business`, `from`) into
+    /// (`business`, `to`), and erases it from `from`: the window record (merged: the
+    /// latest inbound time, and a gateway closure only while it is still in force), the
+    /// queued messages (appended after the target's, in their order, skipping a
+    /// `messageId` the target already holds), the invitation (the later one is kept) and
+    /// the send outcomes (the target's own outcome wins for a `messageId` both hold).
+    ///
+    /// Moving a customer onto itself, or one with nothing stored, changes nothing. A
+    /// move interrupted by a crash never loses a record: at worst both customers hold
+    /// it, and moving again completes it (how each store achieves this is documented
+    /// on it). Durable when the store's durability mode says so.
+    fn move_customer(
+        &self,
+        business: PhoneNumber,
+        from: Customer,
+        to: Customer,
+    ) -> impl Future<Output = Result<MovedRecords, StoreError>> + Send;
+}
+
+/// Reads a user registry entry as a store kept it (a handle's number and the id's text),
+/// for store implementations: [`StoreError::CorruptIdentity`] when either is not one.
+pub fn registry_user(handle: u64, id: &str) -> Result<(UserRef, Bsuid), StoreError> {
+    let record = || format!("user#{handle}");
+    let user = UserRef::new(handle).ok_or_else(|| StoreError::CorruptIdentity {
+        record: record(),
+        detail: "the handle is out of range".into(),
+    })?;
+    let id = Bsuid::parse(id).map_err(|e| StoreError::CorruptIdentity {
+        record: record(),
+        detail: e.to_string(),
+    })?;
+    Ok((user, id))
+}
+
+/// Reads a group registry entry as a store kept it, like [`registry_user`].
+pub fn registry_group(handle: u64, id: &str) -> Result<(GroupRef, GroupId), StoreError> {
+    let record = || format!("group#{handle}");
+    let group = GroupRef::new(handle).ok_or_else(|| StoreError::CorruptIdentity {
+        record: record(),
+        detail: "the handle is out of range".into(),
+    })?;
+    let id = GroupId::parse(id).map_err(|e| StoreError::CorruptIdentity {
+        record: record(),
+        detail: e.to_string(),
+    })?;
+    Ok((group, id))
+}
+
+/// Reads an alias's phone number as a store kept it (its digits), for store
+/// implementations: [`StoreError::CorruptIdentity`] naming the alias when it is not one.
+pub fn registry_alias_phone(
+    business: PhoneNumber,
+    user: &str,
+    phone: &str,
+) -> Result<PhoneNumber, StoreError> {
+    phone
+        .parse()
+        .map_err(|e: crate::PhoneError| StoreError::CorruptIdentity {
+            record: format!("alias {user} of {business}"),
+            detail: e.to_string(),
+        })
+}
+
+/// A store that keeps windows, the outbox and identities, as the send path needs.
+pub trait Store: WindowStore + OutboxStore + IdentityStore {}
+
+impl<T: WindowStore + OutboxStore + IdentityStore> Store for T {}

@@ -39,6 +39,30 @@ impl WindowRecord {
         }
     }
 
+    /// The record of two merged into one (two identities found to be one person): the
+    /// later inbound time, and the later gateway closure if it is still in force after it.
+    ///
+    /// ```
+    /// use lipachat_session::WindowRecord;
+    ///
+    /// let t = |s: &str| s.parse().unwrap();
+    /// let old = WindowRecord::inbound(t("2026-11-23T08:00:00Z")).with_gateway_closure(t("2026-11-23T09:00:00Z"));
+    /// let new = WindowRecord::inbound(t("2026-11-23T10:00:00Z"));
+    /// assert_eq!(old.merged_with(new), new); // the later message overrides the closure
+    /// assert_eq!(new.merged_with(old), new);
+    /// ```
+    pub fn merged_with(self, other: Self) -> Self {
+        let closure = match (self.gateway_closed_at, other.gateway_closed_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let merged = Self {
+            last_inbound: self.last_inbound,
+            gateway_closed_at: closure,
+        };
+        merged.with_inbound(other.last_inbound)
+    }
+
     /// This record after the gateway reported the window closed at `at`.
     pub fn with_gateway_closure(self, at: DateTime<Utc>) -> Self {
         Self {

@@ -46,6 +46,10 @@ conformance_tests!(
     outbox_with_outcome,
     claims,
     redelivery,
+    identity_registry,
+    aliases,
+    user_and_group_conversations,
+    move_customer,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{
-    Conversation, Invitation, LastShutdown, MARKER_FILE, OpenMode, OutboxStore, PhoneNumber,
-    QueuedMessage, RECOVERY_COPIES_KEPT, RECOVERY_DIR, SledConfig, SledStore, StoreError,
-    StoredOutcome, WindowStore,
+    Bsuid, Conversation, Customer, IdentityStore, Invitation, LastShutdown, MARKER_FILE, OpenMode,
+    OutboxStore, PhoneNumber, QueuedMessage, RECOVERY_COPIES_KEPT, RECOVERY_DIR, SledConfig,
+    SledStore, StoreError, StoredOutcome, WindowStore,
 };
 use uuid::Uuid;
 
@@ -294,6 +294,38 @@ async fn every_write_keeps_the_integrity_record_exact() {
     for i in 10..13 {
         assert!(store.forget(chat(i)).await.unwrap());
     }
+    // Identities: handles (one allocated twice), aliases (one replaced), and moves, of
+    // a phone conversation onto a user's and of one phone conversation into another.
+    let business = chat(0).business;
+    let mut users = Vec::new();
+    for j in 0..3 {
+        let id: Bsuid = format!("US.{}", 1000 + j).parse().unwrap();
+        users.push(store.user_ref(&id).await.unwrap());
+        assert_eq!(store.user_ref(&id).await.unwrap(), users[j]);
+    }
+    store.group_ref(&"g1".parse().unwrap()).await.unwrap();
+    let first: Bsuid = "US.1000".parse().unwrap();
+    for phone in [chat(0).phone().unwrap(), chat(5).phone().unwrap()] {
+        store.record_alias(business, &first, phone).await.unwrap();
+    }
+    store
+        .record_alias(
+            business,
+            &"US.1001".parse().unwrap(),
+            chat(6).phone().unwrap(),
+        )
+        .await
+        .unwrap();
+    let moved = store
+        .move_customer(business, chat(1).customer, Customer::User(users[0]))
+        .await
+        .unwrap();
+    assert!(moved.window && moved.queued == 1 && moved.outcomes == 1);
+    let moved = store
+        .move_customer(business, chat(2).customer, chat(3).customer)
+        .await
+        .unwrap();
+    assert!(moved.window && moved.queued == 1 && moved.outcomes == 1);
     drop(store);
     let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
     let report = store.integrity();
@@ -301,9 +333,14 @@ async fn every_write_keeps_the_integrity_record_exact() {
     assert!(report.full_scan);
     assert!(report.is_intact(), "{report}");
     let found: Vec<u64> = report.trees.iter().map(|t| t.found.entries).collect();
-    // Outbox: two per conversation, five dequeued, two of the four queued with their
-    // outcome still there; outcomes: one each, plus those four (the expiring ones swept).
-    assert_eq!(found, vec![17, 17 * 2 - 5 + 2, 17 - 5, 17 + 4]);
+    // Windows: 17 conversations, two merged into one. Outbox: two per conversation, five
+    // dequeued, two of the four queued with their outcome still there (moves keep the
+    // count); outcomes: one each, plus those four (the expiring ones swept). Identities:
+    // two entries per handle; aliases: two users.
+    assert_eq!(
+        found,
+        vec![17 - 1, 17 * 2 - 5 + 2, 17 - 5, 17 + 4, 3 * 2 + 2, 2]
+    );
     assert!(report.trees.iter().all(|t| t.expected == Some(t.found)));
 }
 

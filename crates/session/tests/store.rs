@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::export::{ExportLine, export, import, import_with_limit};
+use lipachat_session::export::{ExportLine, Party, export, import, import_with_limit};
 use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::{
     Conversation, Durability, FutureTimeError, Invitation, ManualClock, OutboxStore, QueuedMessage,
@@ -505,7 +505,7 @@ async fn export_import_round_trip_and_bad_input() {
     assert!(matches!(
         import(
             &empty,
-            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":2}\n"[..]
+            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":3}\n"[..]
         )
         .await,
         Err(StoreError::Import { line: 1, .. })
@@ -555,7 +555,7 @@ fn export_lines(lines: &[ExportLine]) -> Vec<u8> {
 fn queued_line(conversation: Conversation, message_id: Uuid) -> ExportLine {
     ExportLine::Queued {
         business: conversation.business,
-        customer: conversation.customer,
+        customer: Party::phone(conversation.phone().unwrap()),
         message_id,
         queued_at: t("2026-11-23T10:00:00Z"),
         payload: "{}".into(),
@@ -572,7 +572,7 @@ async fn import_obeys_the_outbox_limit() {
     let (c, other) = (chat(254700000001), chat(254700000002));
     let mut lines = vec![ExportLine::Window {
         business: other.business,
-        customer: other.customer,
+        customer: Party::phone(other.phone().unwrap()),
         last_inbound: t("2026-11-23T10:00:00Z"),
         gateway_closed_at: None,
     }];
@@ -634,14 +634,14 @@ async fn import_costs_a_fixed_number_of_store_operations_per_line() {
         let c = chat(254_700_000_000 + n);
         lines.push(ExportLine::Window {
             business: c.business,
-            customer: c.customer,
+            customer: Party::phone(c.phone().unwrap()),
             last_inbound: t("2026-11-23T10:00:00Z"),
             gateway_closed_at: None,
         });
         lines.extend((0..3).map(|_| queued_line(c, Uuid::new_v4())));
         lines.push(ExportLine::Invitation {
             business: c.business,
-            customer: c.customer,
+            customer: Party::phone(c.phone().unwrap()),
             message_id: Uuid::new_v4(),
             sent_at: t("2026-11-23T09:00:00Z"),
         });

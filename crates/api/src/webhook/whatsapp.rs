@@ -511,7 +511,7 @@ mod tests {
                 conversation: Some(conversation()),
                 recipient: Recipient {
                     business: Some(conversation().business),
-                    phone: Some(conversation().customer),
+                    phone: conversation().phone(),
                     ..Recipient::default()
                 },
                 message_id: None,
@@ -617,7 +617,7 @@ mod tests {
             message.group.as_ref().map(GroupId::as_str),
             Some("Y2FwaV9ncm91cDoxNzA1NTU1MDEzOTox")
         );
-        assert_eq!(message.sender.phone, Some(conversation().customer));
+        assert_eq!(message.sender.phone, conversation().phone());
         assert_eq!(message.conversation(), None);
         assert_eq!(parse(envelope(json!({
             "metadata": {"display_phone_number": "15550001111"},
@@ -772,7 +772,7 @@ mod tests {
             "event": "connect", "timestamp": "1700000000", "direction": "BUSINESS_INITIATED"}),
         );
         assert_eq!(call.direction, Some(CallDirection::BusinessInitiated));
-        assert_eq!(connect.sender.phone, Some(conversation().customer));
+        assert_eq!(connect.sender.phone, conversation().phone());
         assert!(!connect.opens_window);
         let (completed, call) = call_of(
             json!({"id": "wacid.3", "from": "15550001111", "to": "254712345678",

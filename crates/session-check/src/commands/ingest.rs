@@ -4,12 +4,12 @@
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
-use lipachat_api::{InboundContent, WebhookEvent, WebhookParser};
+use lipachat_api::{WebhookEvent, WebhookParser};
 use lipachat_policy::{EventAction, EventRecording, record_event};
-use lipachat_session::{PhoneNumber, RecordedOnce, Store, WindowState};
+use lipachat_session::{Customer, PhoneNumber, RecordedOnce, Store, WindowState};
 use serde::Serialize;
 
-use super::{Context, Exit};
+use super::{Context, Exit, customer_name};
 use crate::cli::{Ingest, phones};
 use crate::error::CliError;
 use crate::output::{Render, time, time_opt};
@@ -139,30 +139,56 @@ pub async fn ingest<S: Store>(
     let events = parser(&args)
         .parse(&args.body, received_at(&args, now))
         .map_err(|e| CliError::NotAWebhook(e.to_string()))?;
+    let store = context.sessions.store();
     for event in &events {
         let action = EventAction::of(event);
-        let recording = record_event(&context.sessions, &action).await?;
+        let (recording, _) = record_event(&context.sessions, &action).await?;
         let mut line = describe(event);
-        if let EventRecording::Inbound(once) = recording {
-            line.duplicate = Some(matches!(once, RecordedOnce::Duplicate { .. }));
-        }
         if let EventAction::Nothing { reason, .. } = &action
             && line.event == "ignored"
         {
             line.reason = Some(reason.clone());
         }
-        let conversation = match &action {
-            EventAction::RecordInbound { conversation, .. }
-            | EventAction::RecordClosure { conversation, .. } => Some(*conversation),
-            EventAction::Nothing { conversation, .. } => *conversation,
-            _ => None,
+        let (conversation, moved) = match recording {
+            EventRecording::Inbound {
+                conversation,
+                recorded,
+            } => {
+                line.duplicate = Some(matches!(recorded, RecordedOnce::Duplicate { .. }));
+                (Some(conversation), None)
+            }
+            EventRecording::Closure { conversation, .. } => (Some(conversation), None),
+            EventRecording::IdentityMoved(merged) => (None, Some(merged)),
+            EventRecording::Nothing { conversation } => (conversation, None),
+            _ => (None, None),
         };
         if let Some(conversation) = conversation {
             line.state_after = Some(state_name(context.sessions.state(conversation).await?));
+            // Who the event turned out to be with: the phone an alias names, the user id
+            // of a user known by it alone; a group message keeps its sender.
+            if line.business.is_none() {
+                line.business = Some(digits(conversation.business));
+            }
+            match conversation.customer {
+                Customer::Group(group) => {
+                    if line.group.is_none() {
+                        line.group = store.group_id(group).await?.map(|id| id.to_string());
+                    }
+                }
+                customer => line.customer = Some(customer_name(store, customer).await?),
+            }
         }
         context.printer.emit(&line)?;
-        if let Some(moved) = identity_moved(event) {
-            context.printer.emit(&moved)?;
+        if let Some(merged) = moved {
+            context.printer.emit(&IngestedEvent {
+                event: "identity_moved",
+                business: Some(digits(merged.from.business)),
+                customer: Some(customer_name(store, merged.from.customer).await?),
+                moved_to: Some(customer_name(store, merged.to.customer).await?),
+                at: line.sent_at.clone(),
+                state_after: Some(state_name(context.sessions.state(merged.to).await?)),
+                ..IngestedEvent::default()
+            })?;
         }
     }
     Ok(Exit::Success)
@@ -193,7 +219,7 @@ fn describe(event: &WebhookEvent) -> IngestedEvent {
         } => IngestedEvent {
             event: "window_closed",
             business: conversation.map(|c| digits(c.business)),
-            customer: conversation.map(|c| digits(c.customer)),
+            customer: conversation.and_then(|c| c.phone()).map(digits),
             error_code: Some(*code),
             at: Some(time(*at)),
             ..IngestedEvent::default()
@@ -219,35 +245,4 @@ fn describe(event: &WebhookEvent) -> IngestedEvent {
             ..IngestedEvent::default()
         },
     }
-}
-
-/// The `identity_moved` line a number or user-id change adds after its system message.
-fn identity_moved(event: &WebhookEvent) -> Option<IngestedEvent> {
-    let WebhookEvent::Inbound(message) = event else {
-        return None;
-    };
-    let InboundContent::System(change) = &message.content else {
-        return None;
-    };
-    let (from, to) = if change.is_number_change() {
-        (
-            message.sender.phone.map(digits),
-            change.new_phone.map(digits),
-        )
-    } else if change.is_user_id_change() {
-        (
-            message.sender.user_id.as_ref().map(ToString::to_string),
-            change.new_user_id.as_ref().map(ToString::to_string),
-        )
-    } else {
-        return None;
-    };
-    Some(IngestedEvent {
-        event: "identity_moved",
-        business: Some(digits(message.business)),
-        customer: from,
-        moved_to: to,
-        at: time_opt(message.sent_at),
-        ..IngestedEvent::default()
-    })
 }

@@ -16,9 +16,9 @@ use std::process::ExitCode;
 use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
 use lipachat_policy::PolicyConfig;
-use lipachat_session::{ManualClock, Sessions, Store};
+use lipachat_session::{Conversation, Customer, GroupId, ManualClock, Sessions, Store};
 
-use crate::cli::{Cli, Command, SendSettings};
+use crate::cli::{Cli, Command, CustomerArg, Pair, SendSettings};
 use crate::error::CliError;
 use crate::output::Printer;
 
@@ -130,4 +130,82 @@ fn client(settings: &SendSettings) -> Result<Client, CliError> {
         ..RetryPolicy::default()
     };
     Ok(ClientBuilder::from_env()?.retry(retry).build()?)
+}
+
+/// Whether finding a conversation may create what it names (a user's or a group's
+/// handle): only commands that record do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Allocate a handle for a user or group met for the first time.
+    Create,
+    /// Look up only: a user or group never met names no conversation.
+    Find,
+}
+
+/// The conversation a command's BUSINESS CUSTOMER names: a phone's; for a user id, the
+/// phone's when an alias names it, else the user's own; a group's. `None` when a user or
+/// group is not known here and `lookup` is [`Lookup::Find`].
+pub async fn conversation_of<S: Store>(
+    sessions: &Sessions<S>,
+    pair: &Pair,
+    lookup: Lookup,
+) -> Result<Option<Conversation>, CliError> {
+    let business = pair.business;
+    Ok(match (&pair.customer, lookup) {
+        (CustomerArg::Phone(phone), _) => Some(Conversation::new(business, *phone)),
+        (CustomerArg::User(user), Lookup::Create) => sessions
+            .sender_conversation(business, None, Some(user))
+            .await?
+            .map(|resolved| resolved.conversation),
+        (CustomerArg::User(user), Lookup::Find) => {
+            sessions
+                .find_conversation(business, None, Some(user), None)
+                .await?
+        }
+        (CustomerArg::Group(group), Lookup::Create) => {
+            Some(sessions.group_conversation(business, group).await?)
+        }
+        (CustomerArg::Group(group), Lookup::Find) => {
+            sessions
+                .find_conversation(business, None, None, Some(group))
+                .await?
+        }
+    })
+}
+
+/// How output names a conversation's customer: a phone's canonical digits, a user's
+/// business-scoped user id, `group:ID` for a group (the forms CUSTOMER accepts), never a
+/// store's handle. A handle the registry does not name shows as `user#N` / `group#N`.
+pub async fn customer_name<S: Store>(store: &S, customer: Customer) -> Result<String, CliError> {
+    Ok(match customer {
+        Customer::Phone(phone) => phone.to_string(),
+        Customer::User(user) => match store.user_id(user).await? {
+            Some(id) => id.to_string(),
+            None => customer.to_string(),
+        },
+        Customer::Group(group) => match store.group_id(group).await? {
+            Some(id) => group_name(&id),
+            None => customer.to_string(),
+        },
+    })
+}
+
+/// How output names a group: `group:ID`.
+pub fn group_name(group: &GroupId) -> String {
+    format!("group:{group}")
+}
+
+/// The conversation a sending command names, when it can be sent to: a phone's (for a user
+/// id, the phone an alias names). A user known only by id, or a group, is
+/// [`CliError::NotAddressable`], before anything is sent.
+pub async fn addressable<S: Store>(
+    context: &Context<S>,
+    pair: &Pair,
+) -> Result<Conversation, CliError> {
+    match conversation_of(&context.sessions, pair, Lookup::Find).await? {
+        Some(conversation) if conversation.phone().is_some() => Ok(conversation),
+        _ => Err(CliError::NotAddressable {
+            customer: pair.customer.to_string(),
+        }),
+    }
 }

@@ -5,7 +5,7 @@ use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger};
 use lipachat_session::Store;
 use serde::Serialize;
 
-use super::{Context, Exit, client, policy};
+use super::{Context, Exit, Lookup, addressable, client, conversation_of, customer_name, policy};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -36,17 +36,21 @@ impl Render for PendingView {
 pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Exit, CliError> {
     let store = context.sessions.store();
     let now = context.sessions.now();
-    let conversations = match args.conversation() {
-        Some(conversation) => vec![conversation],
+    let conversations = match args.pair() {
+        Some(pair) => conversation_of(&context.sessions, &pair, Lookup::Find)
+            .await?
+            .into_iter()
+            .collect(),
         None => store.conversations_with_queued().await?,
     };
     let mut shown = 0usize;
     for conversation in conversations {
+        let name = customer_name(store, conversation.customer).await?;
         for message in store.queued(conversation).await? {
             let age = now - message.queued_at;
             context.printer.emit(&PendingView {
                 business: conversation.business.to_string(),
-                customer: conversation.customer.to_string(),
+                customer: name.clone(),
                 message_id: MessageId::from_uuid(message.message_id),
                 queued_at: time(message.queued_at),
                 age_secs: age.num_seconds(),
@@ -151,7 +155,7 @@ pub async fn deliver<S: Store + Clone>(
     context: &Context<S>,
     args: Deliver,
 ) -> Result<Exit, CliError> {
-    let conversation = args.pair.conversation();
+    let conversation = addressable(context, &args.pair).await?;
     let config = policy(&args.settings)?;
     let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
     let report = messenger.deliver(conversation).await?;

@@ -6,7 +6,7 @@ use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Context, Exit, client, policy};
+use super::{Context, Exit, addressable, client, policy};
 use crate::cli::{OnClosedChoice, SendContact};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -71,8 +71,8 @@ pub async fn send_contact<S: Store + Clone>(
     context: &Context<S>,
     args: SendContact,
 ) -> Result<Exit, CliError> {
-    let conversation = args.pair.conversation();
     let (card, on_closed) = check(&args)?;
+    let conversation = addressable(context, &args.pair).await?;
     let config = policy(&args.settings)?.on_closed(on_closed.clone());
     if args.dry_run {
         // The policy's own plan: no client, so no key is needed.

@@ -31,14 +31,24 @@ struct Imported {
     windows: u64,
     queued: u64,
     invitations: u64,
+    users: u64,
+    groups: u64,
+    aliases: u64,
 }
 
 impl Render for Imported {
     fn human(&self) -> String {
-        format!(
+        let mut line = format!(
             "imported {} window(s), {} queued message(s) and {} invitation(s)",
             self.windows, self.queued, self.invitations
-        )
+        );
+        if self.users + self.groups + self.aliases > 0 {
+            line.push_str(&format!(
+                ", with {} user id(s), {} group(s) and {} alias(es)",
+                self.users, self.groups, self.aliases
+            ));
+        }
+        line
     }
 }
 
@@ -49,12 +59,18 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         windows,
         queued,
         invitations,
+        users,
+        groups,
+        aliases,
         ..
     } = import_from(context.sessions.store(), io::stdin().lock()).await?;
     context.printer.emit(&Imported {
         windows,
         queued,
         invitations,
+        users,
+        groups,
+        aliases,
     })?;
     Ok(Exit::Success)
 }

@@ -4,7 +4,7 @@
 use lipachat_session::{Conversation, Store, WindowState};
 use serde::Serialize;
 
-use super::{Context, Exit};
+use super::{Context, Exit, Lookup, conversation_of, customer_name};
 use crate::cli::{List, Pair, Record, StateFilter};
 use crate::error::CliError;
 use crate::output::{ListedWindow, Render, WindowView, time};
@@ -34,26 +34,36 @@ impl Render for RecordedView {
     }
 }
 
-/// `record BUSINESS CUSTOMER [--at TIME]`.
+/// `record BUSINESS CUSTOMER [--at TIME]`: a user id with no alias is recorded in the
+/// user's own conversation; a group in the group's.
 pub async fn record<S: Store>(context: &Context<S>, args: Record) -> Result<Exit, CliError> {
-    let conversation = args.pair.conversation();
+    let conversation = conversation_of(&context.sessions, &args.pair, Lookup::Create)
+        .await?
+        .ok_or_else(|| CliError::Usage(format!("{} names no conversation", args.pair.customer)))?;
     let at = args.at.unwrap_or_else(|| context.sessions.now());
     let recorded = context.sessions.record_inbound(conversation, at).await?;
+    let name = customer_name(context.sessions.store(), conversation.customer).await?;
     context.printer.emit(&RecordedView {
-        window: WindowView::new(conversation, recorded.state),
+        window: WindowView::new(conversation.business, name, recorded.state),
         recorded_at: time(at),
         opened: recorded.opened,
     })?;
     Ok(Exit::Success)
 }
 
-/// `status BUSINESS CUSTOMER`: exit 0 open, 1 closed or none.
+/// `status BUSINESS CUSTOMER`: exit 0 open, 1 closed or none. A user id or group never
+/// met is none.
 pub async fn status<S: Store>(context: &Context<S>, pair: Pair) -> Result<Exit, CliError> {
-    let conversation = pair.conversation();
-    let state = context.sessions.state(conversation).await?;
+    let (state, name) = match conversation_of(&context.sessions, &pair, Lookup::Find).await? {
+        Some(conversation) => (
+            context.sessions.state(conversation).await?,
+            customer_name(context.sessions.store(), conversation.customer).await?,
+        ),
+        None => (WindowState::Never, pair.customer.to_string()),
+    };
     context
         .printer
-        .emit(&WindowView::new(conversation, state))?;
+        .emit(&WindowView::new(pair.business, name, state))?;
     Ok(if state.is_open() {
         Exit::Success
     } else {
@@ -101,9 +111,12 @@ pub async fn list<S: Store>(context: &Context<S>, args: List) -> Result<Exit, Cl
             Some(StateFilter::Closed) => matches!(state, WindowState::Closed { .. }),
         };
         if keep {
-            context
-                .printer
-                .emit(&ListedWindow(WindowView::new(conversation, state)))?;
+            let name = customer_name(sessions.store(), conversation.customer).await?;
+            context.printer.emit(&ListedWindow(WindowView::new(
+                conversation.business,
+                name,
+                state,
+            )))?;
             shown += 1;
         }
     }
@@ -141,13 +154,19 @@ impl Render for Forgotten {
     }
 }
 
-/// `forget BUSINESS CUSTOMER`: exit 0 whether or not anything was stored.
+/// `forget BUSINESS CUSTOMER`: exit 0 whether or not anything was stored. For a user id
+/// an alias names, the phone's conversation is the one forgotten.
 pub async fn forget<S: Store>(context: &Context<S>, pair: Pair) -> Result<Exit, CliError> {
-    let conversation = pair.conversation();
-    let forgotten = context.sessions.forget(conversation).await?;
+    let (forgotten, name) = match conversation_of(&context.sessions, &pair, Lookup::Find).await? {
+        Some(conversation) => (
+            context.sessions.forget(conversation).await?,
+            customer_name(context.sessions.store(), conversation.customer).await?,
+        ),
+        None => (false, pair.customer.to_string()),
+    };
     context.printer.emit(&Forgotten {
-        business: conversation.business.to_string(),
-        customer: conversation.customer.to_string(),
+        business: pair.business.to_string(),
+        customer: name,
         forgotten,
     })?;
     Ok(Exit::Success)

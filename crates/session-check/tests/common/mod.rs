@@ -43,6 +43,23 @@ pub fn send_contact<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// The path of a body of the webhook fixture corpus (crates/api/tests/fixtures/webhooks,
+/// whose README cites each body's source).
+pub fn fixture(name: &str) -> String {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "api",
+        "tests",
+        "fixtures",
+        "webhooks",
+        name,
+    ]
+    .iter()
+    .collect();
+    path.to_str().unwrap().to_owned()
+}
+
 /// `T0` as a time.
 pub fn t0() -> DateTime<Utc> {
     T0.parse().unwrap()

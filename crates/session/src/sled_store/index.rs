@@ -7,7 +7,8 @@
 //!
 //! Memory is the constraint (a million conversations must fit in a few tens of MB), so a
 //! conversation is packed into one `u64` inside its shard: a shard-local business number
-//! (14 bits) and the customer (50 bits: 15 digits fit). A shard with more than 16,383
+//! (14 bits) and the customer's key (50 bits: 15 digits fit, and so do the user and group
+//! handles, which are keyed above every phone number; see `customer.rs`). A shard with more than 16,383
 //! business numbers keeps the rest in a wide table keyed by the whole conversation.
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,7 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use chrono::{DateTime, Utc};
 
 use crate::window::{from_millis, to_millis};
-use crate::{Conversation, PhoneNumber, WindowRecord};
+use crate::{Conversation, Customer, PhoneNumber, WindowRecord};
 
 const SHARDS: usize = 64;
 const CUSTOMER_BITS: u32 = 50;
@@ -121,14 +122,14 @@ pub struct Shard {
 pub type Lookup = Result<Option<WindowRecord>, String>;
 
 impl Shard {
-    fn pack(id: u16, customer: PhoneNumber) -> u64 {
-        (u64::from(id) << CUSTOMER_BITS) | customer.as_u64()
+    fn pack(id: u16, customer: Customer) -> u64 {
+        (u64::from(id) << CUSTOMER_BITS) | customer.key()
     }
 
     fn unpack(&self, packed: u64) -> Option<Conversation> {
         let business = *self.businesses.get((packed >> CUSTOMER_BITS) as usize)?;
-        let customer = PhoneNumber::from_u64(packed & ((1 << CUSTOMER_BITS) - 1))?;
-        Some(Conversation::new(business, customer))
+        let customer = Customer::from_key(packed & ((1 << CUSTOMER_BITS) - 1))?;
+        Some(Conversation::with_customer(business, customer))
     }
 
     /// The shard-local id of a business number. Most bots have a handful of numbers, so a
@@ -233,6 +234,23 @@ impl Shard {
     }
 }
 
+/// Write access to the shards of two conversations ([`Index::write_pair`]).
+pub struct ShardPair<'a> {
+    first_index: usize,
+    first: RwLockWriteGuard<'a, Shard>,
+    second: Option<RwLockWriteGuard<'a, Shard>>,
+}
+
+impl ShardPair<'_> {
+    /// The shard of `conversation`, one of the pair's.
+    pub fn shard(&mut self, conversation: &Conversation) -> &mut Shard {
+        match &mut self.second {
+            Some(second) if Index::shard_of(conversation) != self.first_index => second,
+            _ => &mut self.first,
+        }
+    }
+}
+
 /// The sharded index.
 pub struct Index {
     shards: Box<[RwLock<Shard>]>,
@@ -248,9 +266,8 @@ impl Default for Index {
 
 impl Index {
     fn shard_of(conversation: &Conversation) -> usize {
-        let mixed = (conversation.business.as_u64()
-            ^ conversation.customer.as_u64().rotate_left(29))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mixed = (conversation.business.as_u64() ^ conversation.customer.key().rotate_left(29))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (mixed >> 58) as usize % SHARDS
     }
 
@@ -267,6 +284,34 @@ impl Index {
         self.shards[Self::shard_of(conversation)]
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Write access to the shards of two conversations at once (one lock when they share
+    /// a shard), taken in shard order so two callers locking the same pair never wait on
+    /// each other.
+    pub fn write_pair(&self, a: &Conversation, b: &Conversation) -> ShardPair<'_> {
+        let (i, j) = (Self::shard_of(a), Self::shard_of(b));
+        let lock = |n: usize| {
+            self.shards[n]
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let (first, second) = match i.cmp(&j) {
+            std::cmp::Ordering::Equal => (lock(i), None),
+            std::cmp::Ordering::Less => {
+                let first = lock(i);
+                (first, Some(lock(j)))
+            }
+            std::cmp::Ordering::Greater => {
+                let second = lock(j);
+                (lock(i), Some(second))
+            }
+        };
+        ShardPair {
+            first_index: i,
+            first,
+            second,
+        }
     }
 
     fn shards(&self) -> impl Iterator<Item = RwLockReadGuard<'_, Shard>> {
@@ -366,5 +411,41 @@ mod tests {
         assert!(index.inbound_between(at(0), at(30)).is_empty());
         assert_eq!(index.read(&c).get(&c), Err("bad".into()));
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_pair_of_shards_answers_for_each_conversation() {
+        let index = Index::default();
+        let a = chat(254_110_090_747, 254_712_345_678);
+        // One conversation in the same shard as `a`, one in another.
+        let (mut same, mut other) = (None, None);
+        for n in 0..10_000 {
+            let c = chat(254_110_090_747, 254_700_000_000 + n);
+            if c == a {
+                continue;
+            }
+            if Index::shard_of(&c) == Index::shard_of(&a) {
+                same.get_or_insert(c);
+            } else {
+                other.get_or_insert(c);
+            }
+        }
+        for b in [same.unwrap(), other.unwrap()] {
+            {
+                let mut pair = index.write_pair(&a, &b);
+                pair.shard(&a).put(a, &WindowRecord::inbound(at(1)));
+                pair.shard(&b).put(b, &WindowRecord::inbound(at(2)));
+            }
+            // Taken the other way round, the same pair does not deadlock.
+            let mut pair = index.write_pair(&b, &a);
+            assert_eq!(
+                pair.shard(&a).get(&a),
+                Ok(Some(WindowRecord::inbound(at(1))))
+            );
+            assert_eq!(
+                pair.shard(&b).get(&b),
+                Ok(Some(WindowRecord::inbound(at(2))))
+            );
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The integrity check: what the store must hold, kept outside sled's files, and the
 //! comparison with what sled hands back at open.
 //!
-//! Every tracked tree (windows, outbox, invitations, outcomes) has a tally: its number of
+//! Every tracked tree (windows, outbox, invitations, outcomes, identities, aliases) has a
+//! tally: its number of
 //! entries and the wrapping sum of a 64-bit hash of each entry (key and value). The sum does
 //! not depend on the order of writes, so a write updates it in O(1) from the old and new
 //! value (which sled returns), with two atomic additions and no lock of its own.
@@ -49,7 +50,22 @@ const HEADER: &str = "lipachat integrity 1";
 const SEED: u64 = 0x6c69_7061_6368_6174; // "lipachat"
 
 /// The tracked trees, in the order they are reported.
-pub const TREES: [&str; 4] = ["windows", "outbox", "invitations", "outcomes"];
+pub const TREES: [&str; TREE_COUNT] = [
+    "windows",
+    "outbox",
+    "invitations",
+    "outcomes",
+    "identities",
+    "aliases",
+];
+
+/// How many trees are tracked.
+pub const TREE_COUNT: usize = 6;
+
+/// How many trees every integrity record names: the first ones of [`TREES`], tracked
+/// since the integrity check exists. A record written before the later ones were added
+/// (`identities`, `aliases`) lacks their lines; those trees then have no reference.
+const TREES_IN_EVERY_RECORD: usize = 4;
 
 /// murmur3's 64-bit finaliser: every input bit affects every output bit.
 fn avalanche(mut x: u64) -> u64 {
@@ -246,9 +262,9 @@ impl TrackedTree {
         self.tree.len()
     }
 
-    /// The sled tree, for a transaction over several trees: the caller reports each key
-    /// the committed transaction changed with [`TrackedTree::committed`], and a failed
-    /// transaction with [`TrackedTree::failed`].
+    /// The sled tree, for a transaction over several trees (or a batch): the caller
+    /// reports each key the committed write changed with [`TrackedTree::committed`], and
+    /// a failed one with [`TrackedTree::failed`].
     pub fn for_transaction(&self) -> &sled::Tree {
         &self.tree
     }
@@ -303,7 +319,8 @@ pub enum LastShutdown {
 /// One tree's part of an [`IntegrityReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TreeReport {
-    /// The tree: `windows`, `outbox`, `invitations` or `outcomes`.
+    /// The tree: `windows`, `outbox`, `invitations`, `outcomes`, `identities` or
+    /// `aliases`.
     pub tree: &'static str,
     /// What the tree must hold (after a clean shutdown); `None` when there is no reference.
     pub expected: Option<TreeTally>,
@@ -438,8 +455,9 @@ pub struct IntegrityRecord {
     pub clean: bool,
     /// The checkpoint mark at the time of writing.
     pub mark: u64,
-    /// Each tracked tree's tally, in [`TREES`] order.
-    pub trees: [TreeTally; 4],
+    /// Each tracked tree's tally, in [`TREES`] order; `None` for a tree the record does
+    /// not name (one written by a version that did not track it).
+    pub trees: [Option<TreeTally>; TREE_COUNT],
 }
 
 impl IntegrityRecord {
@@ -451,10 +469,12 @@ impl IntegrityRecord {
             self.mark
         );
         for (name, tally) in TREES.iter().zip(&self.trees) {
-            text.push_str(&format!(
-                "tree {name} {} {:016x}\n",
-                tally.entries, tally.checksum
-            ));
+            if let Some(tally) = tally {
+                text.push_str(&format!(
+                    "tree {name} {} {:016x}\n",
+                    tally.entries, tally.checksum
+                ));
+            }
         }
         let check = entry_hash(INTEGRITY_FILE.as_bytes(), text.as_bytes());
         text.push_str(&format!("check {check:016x}\n"));
@@ -488,18 +508,35 @@ impl IntegrityRecord {
             .and_then(|line| line.strip_prefix("mark "))
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| "unreadable mark line".to_owned())?;
-        let mut trees = [TreeTally::default(); 4];
-        for (name, slot) in TREES.iter().zip(&mut trees) {
-            let line = lines.next().unwrap_or_default();
-            let mut words = line.split(' ');
-            let parsed = (words.next() == Some("tree") && words.next() == Some(name))
-                .then(|| {
-                    let entries = words.next()?.parse().ok()?;
-                    let checksum = u64::from_str_radix(words.next()?, 16).ok()?;
-                    Some(TreeTally { entries, checksum })
-                })
-                .flatten();
-            *slot = parsed.ok_or_else(|| format!("unreadable line for tree {name}: {line:?}"))?;
+        let mut trees = [None; TREE_COUNT];
+        let mut lines = lines.peekable();
+        for (i, (name, slot)) in TREES.iter().zip(&mut trees).enumerate() {
+            let named = format!("tree {name} ");
+            let line = match lines.peek() {
+                Some(line) if line.starts_with(&named) => lines.next().unwrap_or_default(),
+                // A tree added after the record was written: no reference for it.
+                _ if i >= TREES_IN_EVERY_RECORD => continue,
+                other => {
+                    return Err(format!(
+                        "unreadable line for tree {name}: {:?}",
+                        other.copied().unwrap_or_default()
+                    ));
+                }
+            };
+            let mut words = line[named.len()..].split(' ');
+            let parsed = (|| {
+                let entries = words.next()?.parse().ok()?;
+                let checksum = u64::from_str_radix(words.next()?, 16).ok()?;
+                words
+                    .next()
+                    .is_none()
+                    .then_some(TreeTally { entries, checksum })
+            })();
+            *slot =
+                Some(parsed.ok_or_else(|| format!("unreadable line for tree {name}: {line:?}"))?);
+        }
+        if let Some(extra) = lines.next() {
+            return Err(format!("unexpected line {extra:?}"));
         }
         Ok(Self { clean, mark, trees })
     }
@@ -608,22 +645,55 @@ mod tests {
             clean: true,
             mark: 42,
             trees: [
-                TreeTally {
+                Some(TreeTally {
                     entries: 300,
                     checksum: 0xdead_beef,
-                },
-                TreeTally::default(),
-                TreeTally::default(),
-                TreeTally {
+                }),
+                Some(TreeTally::default()),
+                Some(TreeTally::default()),
+                Some(TreeTally {
                     entries: 1,
                     checksum: u64::MAX,
-                },
+                }),
+                Some(TreeTally::default()),
+                Some(TreeTally {
+                    entries: 2,
+                    checksum: 7,
+                }),
             ],
         };
         let text = record.render();
-        assert_eq!(IntegrityRecord::parse(&text), Ok(record));
+        assert_eq!(IntegrityRecord::parse(&text), Ok(record.clone()));
         let edited = text.replace("tree windows 300", "tree windows 301");
         assert!(IntegrityRecord::parse(&edited).is_err_and(|e| e.contains("does not match")));
         assert!(IntegrityRecord::parse("").is_err());
+    }
+
+    /// A record written before the identity trees were tracked (this text is what that
+    /// version wrote) still reads: its four trees have their reference, the new ones none.
+    #[test]
+    fn a_record_of_the_previous_release_reads_without_the_new_trees() {
+        let body = "lipachat integrity 1\nshutdown clean\nmark 9\ntree windows 2 00000000000000aa\ntree outbox 0 0000000000000000\ntree invitations 0 0000000000000000\ntree outcomes 1 00000000000000bb\n";
+        let check = entry_hash(INTEGRITY_FILE.as_bytes(), body.as_bytes());
+        let text = format!("{body}check {check:016x}\n");
+        let record = IntegrityRecord::parse(&text).unwrap();
+        assert!(record.clean);
+        assert_eq!(record.mark, 9);
+        assert_eq!(
+            record.trees[0],
+            Some(TreeTally {
+                entries: 2,
+                checksum: 0xaa
+            })
+        );
+        assert_eq!(record.trees[3].map(|t| t.entries), Some(1));
+        assert_eq!(record.trees[4..], [None, None]);
+        // Rendered again, it is the same text: the missing trees stay unnamed.
+        assert_eq!(record.render(), text);
+        // A record must still name the first four trees.
+        let short =
+            "lipachat integrity 1\nshutdown clean\nmark 9\ntree windows 2 00000000000000aa\n";
+        let check = entry_hash(INTEGRITY_FILE.as_bytes(), short.as_bytes());
+        assert!(IntegrityRecord::parse(&format!("{short}check {check:016x}\n")).is_err());
     }
 }

@@ -3,6 +3,7 @@
 mod codec;
 mod directory;
 mod group_commit;
+mod identity;
 mod index;
 mod integrity;
 mod outcomes;
@@ -24,14 +25,17 @@ pub use directory::{MARKER_FILE, RECOVERY_COPIES_KEPT, RECOVERY_DIR};
 use group_commit::GroupCommit;
 use index::Index;
 pub use integrity::{CheckpointReport, IntegrityReport, LastShutdown, TreeReport, TreeTally};
-use integrity::{DurableMark, IntegrityRecord, TrackedTree};
+use integrity::{DurableMark, IntegrityRecord, TREE_COUNT, TrackedTree};
 use seen::{SeenIds, Sighting};
 
 use crate::store::{
-    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, StoredOutcome,
-    WindowEntry, WindowStore,
+    Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
+    QueuedMessage, StoredOutcome, WindowEntry, WindowStore,
 };
-use crate::{Conversation, InboundId, StoreError, WindowRecord};
+use crate::{
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
+    WindowRecord,
+};
 
 /// When a write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,6 +181,10 @@ struct Inner {
     outbox: TrackedTree,
     invitations: TrackedTree,
     outcomes: TrackedTree,
+    identities: TrackedTree,
+    aliases: TrackedTree,
+    /// Held while a handle is allocated, so two callers never number one id twice.
+    registry_lock: Mutex<()>,
     seen: SeenIds,
     outcome_book: outcomes::OutcomeBook,
     index: Index,
@@ -194,12 +202,14 @@ struct Inner {
 }
 
 impl Inner {
-    fn tallies(&self) -> [TreeTally; 4] {
+    fn tallies(&self) -> [TreeTally; TREE_COUNT] {
         [
             self.windows.tally(),
             self.outbox.tally(),
             self.invitations.tally(),
             self.outcomes.tally(),
+            self.identities.tally(),
+            self.aliases.tally(),
         ]
     }
 }
@@ -223,7 +233,7 @@ impl Drop for Inner {
         let record = IntegrityRecord {
             clean: true,
             mark: self.checkpoint.mark.load(Ordering::Relaxed),
-            trees: self.tallies(),
+            trees: self.tallies().map(Some),
         };
         // The seal goes into sled last, then to the file: see `integrity`.
         let sealed = self
@@ -381,8 +391,11 @@ impl SledStore {
         let outbox = db.open_tree("outbox")?;
         let invitations = db.open_tree("invitations")?;
         let outcomes = db.open_tree("outcomes")?;
+        let identities = db.open_tree("identities")?;
+        let aliases = db.open_tree("aliases")?;
         // After a clean shutdown whose seal sled handed back intact, sled recovered
-        // everything written before it: the sealed tallies stand for the other trees.
+        // everything written before it: the sealed tallies stand for the other trees
+        // (a tree the seal does not name, written before it was tracked, is read).
         let sealed = match &reference {
             Some(record) if !config.full_check => db
                 .get(integrity::SEAL_KEY)?
@@ -390,17 +403,16 @@ impl SledStore {
                 .then_some(record.trees),
             _ => None,
         };
-        let found_tallies = match sealed {
-            Some([_, outbox, invitations, outcomes]) => {
-                [windows_tally, outbox, invitations, outcomes]
-            }
-            None => [
-                windows_tally,
-                integrity::scan(&outbox)?,
-                integrity::scan(&invitations)?,
-                integrity::scan(&outcomes)?,
-            ],
-        };
+        let mut found_tallies = [windows_tally; TREE_COUNT];
+        for (i, tree) in [&outbox, &invitations, &outcomes, &identities, &aliases]
+            .into_iter()
+            .enumerate()
+        {
+            found_tallies[i + 1] = match sealed.and_then(|trees| trees[i + 1]) {
+                Some(tally) => tally,
+                None => integrity::scan(tree)?,
+            };
+        }
         let mark = match db.get(integrity::MARK_KEY)? {
             Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
                 .map(u64::from_be_bytes)
@@ -432,7 +444,7 @@ impl SledStore {
                 .enumerate()
                 .map(|(i, (tree, found))| TreeReport {
                     tree,
-                    expected: reference.as_ref().map(|record| record.trees[i]),
+                    expected: reference.as_ref().and_then(|record| record.trees[i]),
                     found,
                 })
                 .collect(),
@@ -456,7 +468,7 @@ impl SledStore {
         IntegrityRecord {
             clean: false,
             mark,
-            trees: found_tallies,
+            trees: found_tallies.map(Some),
         }
         .write(&path)
         .map_err(io_error(&path))?;
@@ -484,6 +496,9 @@ impl SledStore {
                 outbox: track(outbox, 1),
                 invitations: track(invitations, 2),
                 outcomes: track(outcomes, 3),
+                identities: track(identities, 4),
+                aliases: track(aliases, 5),
+                registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
@@ -1100,5 +1115,89 @@ impl OutboxStore for SledStore {
         let found = self.dequeue_with_outcome_now(conversation, message_id, &outcome)?;
         WindowStore::flush(self).await?;
         Ok(found)
+    }
+}
+
+impl IdentityStore for SledStore {
+    async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
+        let user = self.user_ref_now(user)?;
+        self.durable().await?;
+        Ok(user)
+    }
+
+    async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
+        Ok(self
+            .find_handle(identity::Kind::User, user.as_str())?
+            .and_then(UserRef::new))
+    }
+
+    async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
+        let group = self.group_ref_now(group)?;
+        self.durable().await?;
+        Ok(group)
+    }
+
+    async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
+        Ok(self
+            .find_handle(identity::Kind::Group, group.as_str())?
+            .and_then(GroupRef::new))
+    }
+
+    async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
+        self.user_id_now(user)
+    }
+
+    async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
+        self.group_id_now(group)
+    }
+
+    async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
+        self.handles(identity::Kind::User)?
+            .iter()
+            .map(|(handle, id)| crate::store::registry_user(*handle, id))
+            .collect()
+    }
+
+    async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
+        self.handles(identity::Kind::Group)?
+            .iter()
+            .map(|(handle, id)| crate::store::registry_group(*handle, id))
+            .collect()
+    }
+
+    async fn record_alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+        phone: PhoneNumber,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        let previous = self.record_alias_now(business, user, phone)?;
+        self.durable().await?;
+        Ok(previous)
+    }
+
+    async fn alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        self.alias_now(business, user)
+    }
+
+    async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
+        self.aliases_now()
+    }
+
+    /// As the trait says: one sled transaction (see the `identity` module), then the
+    /// durability wait of the store's mode.
+    async fn move_customer(
+        &self,
+        business: PhoneNumber,
+        from: Customer,
+        to: Customer,
+    ) -> Result<MovedRecords, StoreError> {
+        let moved = self.move_customer_now(business, from, to)?;
+        self.durable().await?;
+        Ok(moved)
     }
 }

@@ -209,6 +209,27 @@ impl SledStore {
         }
     }
 
+    /// Tells the WhatsApp id index that a move of a customer's records (see `identity`)
+    /// changed the outcome under `key` from `old` to `new` (`None`: absent).
+    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+        let Some((conversation, id)) = codec::parse_outcome_key(key) else {
+            return;
+        };
+        if let Some(old) = old {
+            self.index_removal(conversation, id, old);
+        }
+        if let Some(wa_id) = new
+            .and_then(|new| codec::decode_outcome(new).ok())
+            .and_then(|new| new.wa_id)
+        {
+            self.wa_index().record(WaChange {
+                slot: wa_slot(conversation, wa_id),
+                id,
+                linked: true,
+            });
+        }
+    }
+
     /// Stores an outcome (not waiting for the disk).
     pub(super) fn put_outcome_now(
         &self,

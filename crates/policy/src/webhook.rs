@@ -1,0 +1,166 @@
+//! Handling one parsed webhook event: who it is about (a phone number, a user known by a
+//! business-scoped user id, a group), then what it does to the window, the outbox and the
+//! identities the store keeps.
+
+use chrono::{DateTime, Utc};
+use lipachat_api::WebhookEvent;
+use lipachat_session::{Conversation, Merged, MovedRecords, Store};
+use tracing::{info, warn};
+
+use crate::delivery::Reconciliation;
+use crate::error::PolicyError;
+use crate::messenger::Messenger;
+use crate::outcome::{DeliveryReport, InboundHandled, InboundReport};
+use crate::recording::EventAction;
+
+/// What [`Messenger::on_webhook_event`] did with one webhook event.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum WebhookOutcome {
+    /// A customer's message (or call) was recorded in its conversation (a phone's, a
+    /// user's known only by a business-scoped user id, or a group's), and the outbox
+    /// delivered where it can be.
+    Inbound(Box<InboundReport>),
+    /// A redelivered copy of a customer's message already handled: nothing was recorded;
+    /// do not answer it again.
+    Duplicate {
+        /// The conversation the first copy was recorded in.
+        conversation: Conversation,
+        /// When the first copy was received.
+        first_received_at: DateTime<Utc>,
+        /// The delivery of queued messages it ran (usually empty).
+        delivery: DeliveryReport,
+    },
+    /// A "window closed" report was reconciled.
+    WindowClosed(Reconciliation),
+    /// A user's phone number or business-scoped user id changed (a system message, which
+    /// does not open the window): what was stored for the old identity moved to the new
+    /// one.
+    IdentityMoved {
+        /// The conversation of the old identity (now empty).
+        from: Conversation,
+        /// The conversation of the new identity.
+        to: Conversation,
+        /// What moved (nothing, when nothing was stored for the old identity).
+        moved: MovedRecords,
+    },
+    /// Nothing to do: a status update, a message kind that does not open the window, a
+    /// report that names no conversation known here, or an unreadable item (with why).
+    Ignored(String),
+}
+
+impl<S: Store> Messenger<S> {
+    /// Handles one parsed webhook event: records a customer's message (which may deliver
+    /// queued messages), reconciles a "window closed" report, or moves what is stored for
+    /// a user whose number or user id changed. Verify the webhook's secret token before
+    /// calling this: a forged inbound message would open a window.
+    ///
+    /// What the event asks of the store is decided by [`EventAction::of`] and settled by
+    /// [`EventAction::identify`], as `session-check ingest` does: a group message belongs
+    /// to the (business, group) conversation, never to the sender's 1:1 window; a 1:1
+    /// message to the sender's phone, or, when only a business-scoped user id names them,
+    /// to the phone an alias recorded earlier names, else to the user's own conversation
+    /// (which cannot be sent to). A message or status naming both a phone and a user id
+    /// records the alias and moves the user's conversation into the phone's. Reports tie
+    /// back the same way, without creating anything.
+    pub async fn on_webhook_event(
+        &self,
+        event: &WebhookEvent,
+    ) -> Result<WebhookOutcome, PolicyError> {
+        let action = EventAction::of(event);
+        let identified = action.identify(self.sessions()).await?;
+        if let (Some(merged), false) = (
+            identified.merged,
+            matches!(action, EventAction::ChangeIdentity { .. }),
+        ) {
+            log_merge(&merged, "a webhook named both the phone and the user id");
+        }
+        match (&action, identified.conversation) {
+            (EventAction::RecordInbound { at, id, .. }, Some(conversation)) => {
+                let handled = match id {
+                    Some(id) => self.on_inbound_once(conversation, *at, id).await?,
+                    // Without a usable id a copy cannot be recognised; it still counts.
+                    None => InboundHandled::First(self.on_inbound(conversation, *at).await?),
+                };
+                // Recorded under a user's handle while another replica recorded the
+                // user's phone: move it there now, so the two stay one conversation.
+                let settled = match action.user_only() {
+                    Some(user) => self.sessions().settle_user(conversation, user).await?,
+                    None => None,
+                };
+                Ok(match handled {
+                    InboundHandled::First(mut report) => {
+                        if let Some(merged) = settled {
+                            log_merge(&merged, "the user's phone became known meanwhile");
+                            report.conversation = merged.to;
+                            report.delivery = self.deliver(merged.to).await?;
+                        }
+                        WebhookOutcome::Inbound(Box::new(report))
+                    }
+                    InboundHandled::Duplicate {
+                        first_received_at,
+                        delivery,
+                    } => WebhookOutcome::Duplicate {
+                        conversation: settled.map_or(conversation, |merged| merged.to),
+                        first_received_at,
+                        delivery,
+                    },
+                })
+            }
+            (
+                EventAction::RecordClosure {
+                    at,
+                    message_id,
+                    wa_id,
+                    ..
+                },
+                Some(conversation),
+            ) => {
+                let reconciled = self
+                    .on_window_closed_report(conversation, *message_id, wa_id.as_deref(), *at)
+                    .await?;
+                Ok(WebhookOutcome::WindowClosed(reconciled))
+            }
+            (
+                EventAction::RecordClosure {
+                    message_id, wa_id, ..
+                },
+                None,
+            ) => {
+                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation known here; configure the parser's business number");
+                Ok(WebhookOutcome::Ignored(
+                    "window-closed report names no conversation known here".into(),
+                ))
+            }
+            (EventAction::ChangeIdentity { .. }, _) => Ok(match identified.merged {
+                Some(merged) => {
+                    log_merge(&merged, "the user's identity changed");
+                    WebhookOutcome::IdentityMoved {
+                        from: merged.from,
+                        to: merged.to,
+                        moved: merged.moved,
+                    }
+                }
+                None => {
+                    WebhookOutcome::Ignored("identity change that names no old identity".into())
+                }
+            }),
+            (EventAction::Nothing { reason, .. }, _) => Ok(WebhookOutcome::Ignored(reason.clone())),
+            (other, _) => Ok(WebhookOutcome::Ignored(format!(
+                "nothing recorded for {other:?}"
+            ))),
+        }
+    }
+}
+
+fn log_merge(merged: &Merged, why: &str) {
+    info!(
+        from = %merged.from,
+        to = %merged.to,
+        window = merged.moved.window,
+        queued = merged.moved.queued,
+        invitation = merged.moved.invitation,
+        outcomes = merged.moved.outcomes,
+        "{why}: moved what was stored"
+    );
+}
