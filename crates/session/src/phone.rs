@@ -157,7 +157,19 @@ impl PhoneNumber {
     /// Whether this number's value is in the canonical form (always, for numbers parsed by
     /// this version; a number read back from an older store key may not be).
     pub fn is_canonical(self) -> bool {
-        let digits = self.as_u64().to_string();
+        let value = self.as_u64();
+        // Only 12- and 13-digit numbers of Mexico (52), Argentina (54) and Brazil (55) have
+        // another spelling: everything else is canonical without looking at its digits.
+        let digits = value.checked_ilog10().map_or(1, |d| d + 1);
+        let leading = if digits >= 2 {
+            value / 10u64.pow(digits - 2)
+        } else {
+            0
+        };
+        if !matches!(digits, 12 | 13) || !matches!(leading, 52 | 54 | 55) {
+            return true;
+        }
+        let digits = value.to_string();
         canonical(&digits).0 == digits
     }
 

@@ -197,6 +197,7 @@ struct Inner {
     uncertain: Arc<AtomicBool>,
     integrity: IntegrityReport,
     skipped_keys: usize,
+    legacy_phone_keys: usize,
     // Held for the store's lifetime: the advisory lock on the directory.
     _lock: File,
 }
@@ -367,6 +368,7 @@ impl SledStore {
         let windows = db.open_tree("windows")?;
         let index = Index::default();
         let mut skipped_keys = 0;
+        let mut legacy_phone_keys = 0usize;
         let mut windows_tally = TreeTally::default();
         for entry in windows.iter() {
             let (key, value) = entry?;
@@ -379,6 +381,11 @@ impl SledStore {
                 tracing::warn!(key = ?key, "skipping a windows key that names no conversation");
                 continue;
             };
+            if !conversation.business.is_canonical()
+                || conversation.phone().is_some_and(|p| !p.is_canonical())
+            {
+                legacy_phone_keys += 1;
+            }
             let mut shard = index.write(&conversation);
             match codec::decode_window(&value) {
                 Ok(record) => shard.put(conversation, &record),
@@ -387,6 +394,13 @@ impl SledStore {
                     shard.put_corrupt(conversation, detail);
                 }
             }
+        }
+        if legacy_phone_keys > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                conversations = legacy_phone_keys,
+                "conversations keyed by a phone spelling this release unifies (Brazil without the ninth digit, Mexico with 521, Argentina without 549): messages under the other spelling will not find them; migrate with `session-check --db OLD export > backup.jsonl` then `session-check --db NEW import < backup.jsonl` (docs/store.md)"
+            );
         }
         let outbox = db.open_tree("outbox")?;
         let invitations = db.open_tree("invitations")?;
@@ -510,6 +524,7 @@ impl SledStore {
                 uncertain,
                 integrity: report,
                 skipped_keys,
+                legacy_phone_keys,
                 path,
                 _lock: lock,
             }),
@@ -532,6 +547,15 @@ impl SledStore {
     /// conversation.
     pub fn skipped_keys(&self) -> usize {
         self.inner.skipped_keys
+    }
+
+    /// How many conversations, found at open, are keyed by a phone spelling an earlier
+    /// release stored and this one unifies with another (a Brazilian mobile without its
+    /// ninth digit, a Mexican `521…`, an Argentinian `54…` without the `9`): messages under
+    /// the canonical spelling do not find them. Export, then import into a new store,
+    /// moves them to their canonical keys (docs/store.md).
+    pub fn legacy_phone_keys(&self) -> usize {
+        self.inner.legacy_phone_keys
     }
 
     /// How many group-commit flushes have run (0 in periodic mode).
