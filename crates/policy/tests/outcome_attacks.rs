@@ -27,8 +27,8 @@ use lipachat_session::store::{
     WindowEntry, WindowStore,
 };
 use lipachat_session::{
-    Conversation, Durability, InboundId, Sessions, SledConfig, SledStore, Store, StoreError,
-    WindowRecord,
+    Clock, Conversation, Durability, InboundId, ManualClock, Sessions, SledConfig, SledStore,
+    Store, StoreError, WindowRecord,
 };
 use lipachat_testkit::{StandInGateway, WindowRefusal};
 use uuid::Uuid;
@@ -1515,3 +1515,111 @@ async fn redis_killed_at_any_store_call_delivers_once() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The margin, for a copy queued again by a late report.
+// ---------------------------------------------------------------------------------------
+
+/// A late 131047 report requeues a message while the window the customer's later reply
+/// opened is within the margin of closing: the copy waits (no free-form request leaves)
+/// until the next reply, and then goes once. Every free-form request the gateway saw left
+/// before our window's expiry less the margin, by the shared manual clock.
+async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
+    let clock = ManualClock::at("2026-11-23T10:00:00Z".parse().unwrap());
+    let gateway = StandInGateway::builder()
+        .clock(clock.clone())
+        .refusal(WindowRefusal::StatusCallback)
+        .start()
+        .await
+        .unwrap();
+    let config = queue_config();
+    let margin = config.rule_value().margin();
+    let messenger = Messenger::new(
+        Sessions::new(store).with_clock(clock.clone()),
+        client(&gateway),
+        config,
+    );
+    let t0 = clock.now();
+    gateway.customer_writes(chat().business, chat().customer);
+    messenger.on_inbound(chat(), t0).await.unwrap();
+    // Our store hears of a later message the gateway does not count.
+    clock.set(t0 + TimeDelta::hours(2));
+    messenger
+        .sessions()
+        .record_inbound(chat(), clock.now())
+        .await
+        .unwrap();
+    clock.set(t0 + TimeDelta::hours(24) + TimeDelta::minutes(1));
+    let id = MessageId::new();
+    let sent = messenger
+        .send(SendRequest::contact(chat(), card()).message_id(id))
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.name(),
+        "sent",
+        "accepted, to be failed later: {sent:?}"
+    );
+    let failed_at = clock.now();
+    let callback = gateway.take_status_callbacks().pop().unwrap();
+    let wa_id = callback["entry"][0]["changes"][0]["value"]["statuses"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The customer writes before the report reaches us.
+    let t1 = t0 + TimeDelta::hours(25);
+    clock.set(t1);
+    gateway.customer_writes(chat().business, chat().customer);
+    messenger.on_inbound(chat(), t1).await.unwrap();
+    // The report arrives within the margin of that window's end.
+    let end = t1 + TimeDelta::hours(24);
+    clock.set(end - margin + TimeDelta::seconds(1));
+    let handled = messenger
+        .on_window_closed_report(chat(), None, Some(&wa_id), failed_at)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&handled, lipachat_policy::Reconciliation::Handled { outcome } if outcome.name() == "queued"),
+        "{handled:?}"
+    );
+    until_ok("a delivery", || messenger.deliver(chat())).await;
+    clock.set(end + TimeDelta::hours(1));
+    until_ok("a delivery", || messenger.deliver(chat())).await;
+    assert_eq!(free_form(&gateway), 0, "nothing within the margin or after");
+    assert_eq!(
+        messenger
+            .sessions()
+            .store()
+            .queued(chat())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let t2 = clock.now();
+    gateway.customer_writes(chat().business, chat().customer);
+    messenger.on_inbound(chat(), t2).await.unwrap();
+    assert_eq!(free_form(&gateway), 1, "delivered once in the next window");
+    // Every free-form request left inside our window as it then stood, margin kept.
+    let inbound = [t0, t0 + TimeDelta::hours(2), t1, t2];
+    for request in gateway.requests() {
+        if request.kind.is_some_and(|kind| kind.is_free_form()) {
+            let last = inbound
+                .iter()
+                .filter(|&&at| at <= request.at)
+                .max()
+                .unwrap();
+            assert!(
+                request.at < *last + TimeDelta::hours(24) - margin,
+                "a free-form request at {} left within the margin of the window from {last}",
+                request.at
+            );
+        }
+    }
+}
+
+on_both_stores!(
+    sled_a_requeued_copy_waits_out_the_margin,
+    redis_a_requeued_copy_waits_out_the_margin,
+    requeued_copy_waits_out_the_margin
+);
