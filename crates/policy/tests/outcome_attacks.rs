@@ -81,6 +81,8 @@ enum Strike {
     Before,
     /// The call reaches the store and does its work, then its answer is lost.
     After,
+    /// The call waits this long (the process paused, a slow link), then goes through.
+    Pause(Duration),
 }
 
 #[derive(Default)]
@@ -172,6 +174,10 @@ impl<S> Faulty<S> {
             Some(Strike::After) => {
                 let _ = work.await;
                 Err(injected())
+            }
+            Some(Strike::Pause(pause)) => {
+                tokio::time::sleep(pause).await;
+                work.await
             }
         }
     }
@@ -1098,6 +1104,57 @@ on_both_stores!(
     sled_a_report_of_a_delivery_whose_outcome_write_failed_still_gets_the_message_through,
     redis_a_report_of_a_delivery_whose_outcome_write_failed_still_gets_the_message_through,
     report_of_a_delivery_whose_outcome_write_failed
+);
+
+/// A call that pauses longer than its send lease (a replica frozen by its host, a
+/// stop-the-world pause) while it queues a message the gateway refused: its lease ends,
+/// and a retry of the same `messageId` on another replica takes the claim, finds the
+/// closure recorded and nothing queued yet, and queues the message itself. The paused
+/// call then resumes and queues its own copy. Two copies must not both wait: the
+/// customer gets the message once.
+async fn call_paused_past_its_send_lease<S: Store + Clone>(store: S) {
+    let gateway = Arc::new(StandInGateway::start().await.unwrap());
+    let paused = Faulty::new(
+        store.clone(),
+        Some((
+            "set_invitation",
+            1,
+            Strike::Pause(4 * LEASE.to_std().unwrap()),
+        )),
+    );
+    let a = Messenger::new(Sessions::new(paused), client(&gateway), queue_config());
+    let b = Messenger::new(Sessions::new(store), client(&gateway), queue_config());
+    believed_open(&a).await.unwrap();
+    let id = MessageId::new();
+    let first = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.send(SendRequest::contact(chat(), card()).message_id(id))
+                .await
+        }
+    });
+    tokio::time::sleep(2 * LEASE.to_std().unwrap()).await;
+    assert_eq!(
+        gateway.refusal_count(),
+        1,
+        "the first call met the closed window"
+    );
+    let retried = until_ok("the retry", || {
+        b.send(SendRequest::contact(chat(), card()).message_id(id))
+    })
+    .await;
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.name(), "queued", "{first:?} / {retried:?}");
+    reply(&b, &gateway).await;
+    settle(&b, &gateway).await;
+    assert_eq!(free_form(&gateway), 1, "one copy reaches the customer");
+}
+
+on_both_stores!(
+    #[ignore = "finding: a call paused longer than its send lease (15 min by default) between reading the outbox and queueing a message the gateway refused lets a retry of the same messageId queue it under the caller's id while the paused call then queues it under the derived requeue id: two copies, both delivered after the reply. Queueing every copy of a logical send under one id derived from the caller's would let the store's per-id deduplication keep one (a one-line change in Messenger::closed), but it changes the queued id session-check prints and its redis_store tests assert, so it is left to the lead"]
+    sled_a_call_paused_past_its_send_lease_does_not_queue_a_second_copy,
+    redis_a_call_paused_past_its_send_lease_does_not_queue_a_second_copy,
+    call_paused_past_its_send_lease
 );
 
 // ---------------------------------------------------------------------------------------
