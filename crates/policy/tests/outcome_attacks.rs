@@ -1157,6 +1157,65 @@ on_both_stores!(
     call_paused_past_its_send_lease
 );
 
+/// The outcome horizon on either store: a queued message's outcome lasts while it may
+/// wait (the outbox's time to live), a delivered one for the horizon from its delivery;
+/// within it a retry is a duplicate, after it the outcome is gone (read by id or by
+/// WhatsApp id).
+async fn outcomes_last_the_horizon<S: Store + Clone>(store: S) {
+    let gateway = StandInGateway::start().await.unwrap();
+    let horizon = TimeDelta::milliseconds(400);
+    let config = queue_config()
+        .outcome_horizon(horizon)
+        .outbox_ttl(TimeDelta::seconds(2));
+    let messenger = Messenger::new(Sessions::new(store), client(&gateway), config);
+    let id = MessageId::new();
+    let send = || messenger.send(SendRequest::contact(chat(), card()).message_id(id));
+    // Nothing known of the customer: queued.
+    assert_eq!(send().await.unwrap().name(), "queued");
+    // Longer than the horizon, within the outbox's time to live: still known.
+    tokio::time::sleep((horizon + TimeDelta::milliseconds(200)).to_std().unwrap()).await;
+    assert!(matches!(send().await.unwrap(), SendOutcome::Duplicate(_)));
+    reply(&messenger, &gateway).await;
+    assert_eq!(free_form(&gateway), 1);
+    let delivered = gateway.delivered_to(chat().customer);
+    let wa_id = delivered
+        .iter()
+        .find(|m| m.kind.is_free_form())
+        .unwrap()
+        .wa_id
+        .clone();
+    assert!(matches!(send().await.unwrap(), SendOutcome::Duplicate(_)));
+    assert!(
+        messenger
+            .outcome_by_wa_id(chat(), &wa_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::sleep((horizon + TimeDelta::milliseconds(200)).to_std().unwrap()).await;
+    assert_eq!(messenger.previous_outcome(chat(), id).await.unwrap(), None);
+    assert_eq!(
+        messenger.outcome_by_wa_id(chat(), &wa_id).await.unwrap(),
+        None
+    );
+    assert!(
+        messenger
+            .sessions()
+            .store()
+            .outcomes(chat())
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing of it is read any more"
+    );
+}
+
+on_both_stores!(
+    sled_outcomes_last_the_horizon_and_no_longer,
+    redis_outcomes_last_the_horizon_and_no_longer,
+    outcomes_last_the_horizon
+);
+
 // ---------------------------------------------------------------------------------------
 // SIGKILL at every store-call boundary of one step of a send's life (the send, the
 // handling of a late report, the reply and its delivery), in a child process (this test
