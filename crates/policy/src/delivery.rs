@@ -218,6 +218,9 @@ impl<S: Store> Messenger<S> {
             return Ok(true);
         }
         info!(%conversation, %message_id, kind = payload.message.kind(), "delivering queued message");
+        // A refusal closes the window from the moment the request went out: a reply
+        // recorded while it was in flight came after what the gateway judged.
+        let sent_at = self.now();
         match self
             .client()
             .send_free_form_before(
@@ -261,7 +264,9 @@ impl<S: Store> Messenger<S> {
             }
             Err(error) if Self::is_window_closed(&error) => {
                 warn!(%conversation, %message_id, "gateway refused queued message as outside the window: it stays queued with a fresh messageId");
-                self.sessions().record_gateway_closure(conversation).await?;
+                self.sessions()
+                    .record_gateway_closure_at(conversation, sent_at)
+                    .await?;
                 self.store()
                     .reassign(
                         conversation,

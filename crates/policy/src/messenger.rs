@@ -387,6 +387,12 @@ impl<S: Store> Messenger<S> {
         match decision {
             SendDecision::Allowed { expires_at, .. } => {
                 info!(%conversation, %message_id, kind = request.message.kind(), decision = "open", %expires_at, "sending free-form message");
+                // A 131047 says the window was closed when the gateway judged the
+                // request, which was before its answer is handled: the closure is
+                // recorded from when the request went out, so a reply recorded while it
+                // was in flight (the gateway judged the request before the reply) keeps
+                // the window it opened.
+                let sent_at = self.now();
                 match self
                     .inner
                     .client
@@ -433,7 +439,7 @@ impl<S: Store> Messenger<S> {
                         let state = self
                             .inner
                             .sessions
-                            .record_gateway_closure(conversation)
+                            .record_gateway_closure_at(conversation, sent_at)
                             .await?;
                         self.closed(
                             request,

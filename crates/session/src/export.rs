@@ -380,8 +380,12 @@ pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer
 /// `messageId` counted once) is refused with [`StoreError::Import`] naming the line of
 /// the first message over the limit, and nothing is imported.
 ///
-/// The work is linear in the input: one pass over the lines, one read of the outbox of
-/// each conversation with queued lines, and one write per line, each within the limit.
+/// The store operations are linear in the input: one pass over the lines, one read of
+/// the outbox of each conversation with queued lines, and one write per line. Each
+/// queued line's write reads its conversation's outbox on sled (to keep one entry per
+/// `messageId`), so the work is linear for a bounded limit such as the default, and
+/// grows with the square of the messages imported into one conversation when the limit
+/// lets thousands wait there.
 pub async fn import_with_limit<S: Store>(
     store: &S,
     input: impl BufRead,

@@ -111,12 +111,25 @@ impl WaChange {
 }
 
 impl WaIndex {
-    /// Tells the index about a write, made after the write is in sled.
-    fn record(&self, change: WaChange) {
-        match &mut *lock(&self.state) {
+    /// Tells the index about a write to one outcome, made after the write is in sled:
+    /// `changes` reads what the outcome holds now and says how the index must change.
+    ///
+    /// It runs under the index's lock, so of several writes to one outcome, the last to
+    /// get here reads the value sled kept (every write is in sled before it gets here)
+    /// and leaves the index pointing at it, whatever order the writers arrive in. (Applying
+    /// each write's own change from its old to its new value instead let two racing
+    /// writers unlink the WhatsApp id the outcome ended with.) Not built: nothing to do,
+    /// and nothing is read.
+    fn update(&self, changes: impl FnOnce() -> Vec<WaChange>) {
+        let mut state = lock(&self.state);
+        match &mut *state {
             WaState::Unbuilt => {}
-            WaState::Building(log) => log.push(change),
-            WaState::Built(map) => change.apply(map),
+            WaState::Building(log) => log.extend(changes()),
+            WaState::Built(map) => {
+                for change in changes() {
+                    change.apply(map);
+                }
+            }
         }
     }
 
@@ -169,44 +182,44 @@ impl SledStore {
         &self.inner.outcome_book.wa_index
     }
 
-    /// Tells the WhatsApp id index that `outcome` replaced `old` (the value it replaced,
-    /// if any) in `conversation`.
-    fn index_replacement(
-        &self,
-        conversation: Conversation,
-        old: Option<&[u8]>,
-        outcome: &StoredOutcome,
-    ) {
-        let id = outcome.message_id;
-        if let Some(old_wa) = old
-            .and_then(|old| codec::decode_outcome(old).ok())
-            .and_then(|old| old.wa_id)
-            .filter(|old_wa| Some(*old_wa) != outcome.indexed_wa_id())
-        {
-            self.wa_index().record(WaChange {
-                slot: wa_slot(conversation, old_wa),
-                id,
-                linked: false,
-            });
-        }
-        if let Some(wa_id) = outcome.indexed_wa_id() {
-            self.wa_index().record(WaChange {
-                slot: wa_slot(conversation, wa_id),
-                id,
-                linked: true,
-            });
-        }
-    }
-
-    /// Tells the WhatsApp id index that the outcome `value` stored under `id` is gone.
-    fn index_removal(&self, conversation: Conversation, id: Uuid, value: &[u8]) {
-        if let Some(wa_id) = codec::decode_outcome(value).ok().and_then(|v| v.wa_id) {
-            self.wa_index().record(WaChange {
-                slot: wa_slot(conversation, wa_id),
-                id,
-                linked: false,
-            });
-        }
+    /// Tells the WhatsApp id index that the outcome stored under `id` in `conversation`
+    /// changed, from `old` (the value the write replaced or removed, if any): the old
+    /// WhatsApp id is unlinked unless the outcome still has it, and the one it has now (read
+    /// from the tree under the index's lock, see [`WaIndex::update`]) is linked.
+    fn index_change(&self, conversation: Conversation, id: Uuid, old: Option<&[u8]>) {
+        self.wa_index().update(|| {
+            let current = self
+                .inner
+                .outcomes
+                .get(codec::outcome_key(conversation, id))
+                .ok()
+                .flatten();
+            let wa_of = |value: &[u8]| {
+                codec::decode_outcome(value)
+                    .ok()
+                    .and_then(|value| value.wa_id.map(str::to_owned))
+            };
+            let now = current.as_deref().and_then(wa_of);
+            let mut changes = Vec::new();
+            if let Some(old_wa) = old
+                .and_then(wa_of)
+                .filter(|old_wa| Some(old_wa) != now.as_ref())
+            {
+                changes.push(WaChange {
+                    slot: wa_slot(conversation, &old_wa),
+                    id,
+                    linked: false,
+                });
+            }
+            if let Some(wa) = now {
+                changes.push(WaChange {
+                    slot: wa_slot(conversation, &wa),
+                    id,
+                    linked: true,
+                });
+            }
+            changes
+        });
     }
 
     /// Tells the WhatsApp id index that a move of a customer's records (see `identity`)
@@ -241,7 +254,7 @@ impl SledStore {
             codec::outcome_key(conversation, outcome.message_id),
             Self::encode(outcome, now),
         )?;
-        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
         Ok(())
     }
@@ -336,7 +349,7 @@ impl SledStore {
             outcome_tree.committed(&key, old.as_deref(), Some(&value));
             (change.is_some(), old)
         };
-        self.index_replacement(conversation, old.as_deref(), outcome);
+        self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
         Ok(changed)
     }
@@ -438,7 +451,7 @@ impl SledStore {
             if let Some(value) = self.inner.outcomes.remove(&key)? {
                 found = true;
                 if let Some((_, id)) = codec::parse_outcome_key(&key) {
-                    self.index_removal(conversation, id, &value);
+                    self.index_change(conversation, id, Some(&value));
                 }
             }
         }
@@ -523,7 +536,7 @@ impl SledStore {
                     .compare_and_swap(key, Some(value.as_ref()), new.as_deref())?;
             if swapped.is_ok() && new.is_none() {
                 removed += 1;
-                self.index_removal(conversation, id, value);
+                self.index_change(conversation, id, Some(value));
             }
         }
         let next = (entries.len() == budget)
