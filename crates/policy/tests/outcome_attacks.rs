@@ -27,14 +27,20 @@ use lipachat_session::store::{
     WindowEntry, WindowStore,
 };
 use lipachat_session::{
-    Clock, Conversation, Durability, InboundId, ManualClock, Sessions, SledConfig, SledStore,
-    Store, StoreError, WindowRecord,
+    Alias, Bsuid, Clock, Conversation, Customer, Durability, GroupId, GroupRef, IdentityStore,
+    InboundId, ManualClock, MovedRecords, PhoneNumber, Sessions, SledConfig, SledStore, Store,
+    StoreError, UserRef, WindowRecord,
 };
 use lipachat_testkit::{StandInGateway, WindowRefusal};
 use uuid::Uuid;
 
 fn chat() -> Conversation {
     Conversation::parse("254110090747", "254712345678").unwrap()
+}
+
+/// The customer's number (the stand-in gateway knows customers by number).
+fn customer() -> PhoneNumber {
+    chat().phone().unwrap()
 }
 
 fn card() -> ContactMessage {
@@ -251,6 +257,71 @@ impl<S: WindowStore> WindowStore for Faulty<S> {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.call("flush", self.inner.flush()).await
+    }
+}
+
+/// Identities are not on a send's path: they pass through untouched.
+impl<S: IdentityStore> IdentityStore for Faulty<S> {
+    async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
+        self.inner.user_ref(user).await
+    }
+
+    async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
+        self.inner.find_user_ref(user).await
+    }
+
+    async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
+        self.inner.group_ref(group).await
+    }
+
+    async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
+        self.inner.find_group_ref(group).await
+    }
+
+    async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
+        self.inner.user_id(user).await
+    }
+
+    async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
+        self.inner.group_id(group).await
+    }
+
+    async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
+        self.inner.users().await
+    }
+
+    async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
+        self.inner.groups().await
+    }
+
+    async fn record_alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+        phone: PhoneNumber,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        self.inner.record_alias(business, user, phone).await
+    }
+
+    async fn alias(
+        &self,
+        business: PhoneNumber,
+        user: &Bsuid,
+    ) -> Result<Option<PhoneNumber>, StoreError> {
+        self.inner.alias(business, user).await
+    }
+
+    async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
+        self.inner.aliases().await
+    }
+
+    async fn move_customer(
+        &self,
+        business: PhoneNumber,
+        from: Customer,
+        to: Customer,
+    ) -> Result<MovedRecords, StoreError> {
+        self.inner.move_customer(business, from, to).await
     }
 }
 
@@ -514,7 +585,7 @@ async fn handle_callbacks<S: Store>(messenger: &Messenger<S>, gateway: &StandInG
 }
 
 async fn reply<S: Store>(messenger: &Messenger<S>, gateway: &StandInGateway) {
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, customer());
     until_ok("the customer's reply", || {
         messenger.on_inbound(chat(), messenger.sessions().now())
     })
@@ -563,7 +634,7 @@ async fn life<S: Store>(store: S, scenario: Scenario, id: MessageId) -> Seen {
     reply(&messenger, &gateway).await;
     settle(&messenger, &gateway).await;
     let last = until_ok("the last retry", send).await;
-    let delivered = gateway.delivered_to(chat().customer);
+    let delivered = gateway.delivered_to(customer());
     Seen {
         free_form: delivered.iter().filter(|m| m.kind.is_free_form()).count(),
         templates: delivered.iter().filter(|m| !m.kind.is_free_form()).count(),
@@ -709,7 +780,7 @@ async fn redis_any_single_failed_store_call_never_delivers_twice() {
 /// The free-form messages the customer received.
 fn free_form(gateway: &StandInGateway) -> usize {
     gateway
-        .delivered_to(chat().customer)
+        .delivered_to(customer())
         .iter()
         .filter(|m| m.kind.is_free_form())
         .count()
@@ -1177,7 +1248,7 @@ async fn outcomes_last_the_horizon<S: Store + Clone>(store: S) {
     assert!(matches!(send().await.unwrap(), SendOutcome::Duplicate(_)));
     reply(&messenger, &gateway).await;
     assert_eq!(free_form(&gateway), 1);
-    let delivered = gateway.delivered_to(chat().customer);
+    let delivered = gateway.delivered_to(customer());
     let wa_id = delivered
         .iter()
         .find(|m| m.kind.is_free_form())
@@ -1546,7 +1617,7 @@ async fn life_with_a_kill(
     if !callbacks.is_empty() {
         run(Work::Step(Step::Report, &callbacks)).await;
     }
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, customer());
     run(Work::Step(Step::Reply, &[])).await;
     run(Work::Finish(&gateway)).await;
     if let Place::Sled { path, .. } = place {
@@ -1656,7 +1727,7 @@ async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
         config,
     );
     let t0 = clock.now();
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, customer());
     messenger.on_inbound(chat(), t0).await.unwrap();
     // Our store hears of a later message the gateway does not count.
     clock.set(t0 + TimeDelta::hours(2));
@@ -1685,7 +1756,7 @@ async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
     // The customer writes before the report reaches us.
     let t1 = t0 + TimeDelta::hours(25);
     clock.set(t1);
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, customer());
     messenger.on_inbound(chat(), t1).await.unwrap();
     // The report arrives within the margin of that window's end.
     let end = t1 + TimeDelta::hours(24);
@@ -1713,7 +1784,7 @@ async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
         1
     );
     let t2 = clock.now();
-    gateway.customer_writes(chat().business, chat().customer);
+    gateway.customer_writes(chat().business, customer());
     messenger.on_inbound(chat(), t2).await.unwrap();
     assert_eq!(free_form(&gateway), 1, "delivered once in the next window");
     // Every free-form request left inside our window as it then stood, margin kept.

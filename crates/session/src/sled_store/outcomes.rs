@@ -224,23 +224,13 @@ impl SledStore {
 
     /// Tells the WhatsApp id index that a move of a customer's records (see `identity`)
     /// changed the outcome under `key` from `old` to `new` (`None`: absent).
-    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
+    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, _new: Option<&[u8]>) {
         let Some((conversation, id)) = codec::parse_outcome_key(key) else {
             return;
         };
-        if let Some(old) = old {
-            self.index_removal(conversation, id, old);
-        }
-        if let Some(wa_id) = new
-            .and_then(|new| codec::decode_outcome(new).ok())
-            .and_then(|new| new.wa_id)
-        {
-            self.wa_index().record(WaChange {
-                slot: wa_slot(conversation, wa_id),
-                id,
-                linked: true,
-            });
-        }
+        // The move is in sled: the index reads what the key holds now (nothing for the
+        // key moved away from, the moved outcome for the one moved to).
+        self.index_change(conversation, id, old);
     }
 
     /// Stores an outcome (not waiting for the disk).
