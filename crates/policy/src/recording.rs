@@ -324,20 +324,34 @@ impl EventAction {
             Self::RecordClosure {
                 conversation: None,
                 recipient,
+                message_id,
                 ..
-            } => plain(match recipient.business {
-                Some(business) => {
-                    sessions
-                        .find_conversation(
-                            business,
-                            recipient.phone,
-                            recipient.user_id.as_ref(),
-                            recipient.group.as_ref(),
-                        )
-                        .await?
-                }
-                None => None,
-            }),
+            } => {
+                let named = match recipient.business {
+                    Some(business) => {
+                        sessions
+                            .find_conversation(
+                                business,
+                                recipient.phone,
+                                recipient.user_id.as_ref(),
+                                recipient.group.as_ref(),
+                            )
+                            .await?
+                    }
+                    None => None,
+                };
+                // A report naming only our `messageId` (LipaChat's MESSAGE_STATUS) is
+                // tied back by the send outcome stored under it.
+                let found = match (named, message_id) {
+                    (None, Some(message_id)) => sessions
+                        .store()
+                        .outcome_conversation(recipient.business, message_id.as_uuid())
+                        .await
+                        .map_err(SessionError::from)?,
+                    (named, _) => named,
+                };
+                plain(found)
+            }
             Self::ChangeIdentity { business, change } => {
                 let merged = match change {
                     IdentityChange::Number {

@@ -97,6 +97,8 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
             "bot-a:{254110090747}:outbox:254712345678",
             "bot-a:{254110090747}:outbox:254712345678:messages",
             "bot-a:{254110090747}:outboxes",
+            "bot-a:{254110090747}:outcome-ids",
+            "bot-a:{254110090747}:outcome-ids:expiry",
             "bot-a:{254110090747}:outcomes:254712345678",
             "bot-a:{254110090747}:outcomes:254712345678:expiry",
             "bot-a:{254110090747}:window",
