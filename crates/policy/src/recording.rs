@@ -78,6 +78,9 @@ pub enum EventAction {
         id: Option<InboundId>,
     },
     /// The gateway reported a send refused as outside the window (131047 or 470).
+    /// [`EventAction::identify`] ties it back by the conversation or recipient it names,
+    /// else by the send outcome stored under our `messageId`
+    /// ([`lipachat_session::OutboxStore::outcome_conversation`]).
     RecordClosure {
         /// The 1:1 phone conversation, when the report names it.
         conversation: Option<Conversation>,
@@ -281,7 +284,10 @@ impl EventAction {
     /// identities: records the alias it names (moving a conversation kept under the
     /// user's handle into the phone's), allocates a handle for a user or group met for
     /// the first time (for a message only: a report only looks up), and moves what is
-    /// stored on an identity change. Returns the conversation the window part of the
+    /// stored on an identity change. A closure report that names no conversation known
+    /// here but our `messageId` (LipaChat's `MESSAGE_STATUS`) is tied back to the
+    /// conversation whose send outcome is stored under it; a send with no stored outcome
+    /// cannot be. Returns the conversation the window part of the
     /// action applies to, and what was merged.
     pub async fn identify<S: Store>(
         &self,
@@ -324,20 +330,34 @@ impl EventAction {
             Self::RecordClosure {
                 conversation: None,
                 recipient,
+                message_id,
                 ..
-            } => plain(match recipient.business {
-                Some(business) => {
-                    sessions
-                        .find_conversation(
-                            business,
-                            recipient.phone,
-                            recipient.user_id.as_ref(),
-                            recipient.group.as_ref(),
-                        )
-                        .await?
-                }
-                None => None,
-            }),
+            } => {
+                let named = match recipient.business {
+                    Some(business) => {
+                        sessions
+                            .find_conversation(
+                                business,
+                                recipient.phone,
+                                recipient.user_id.as_ref(),
+                                recipient.group.as_ref(),
+                            )
+                            .await?
+                    }
+                    None => None,
+                };
+                // A report naming only our `messageId` (LipaChat's MESSAGE_STATUS) is
+                // tied back by the send outcome stored under it.
+                let found = match (named, message_id) {
+                    (None, Some(message_id)) => sessions
+                        .store()
+                        .outcome_conversation(recipient.business, message_id.as_uuid())
+                        .await
+                        .map_err(SessionError::from)?,
+                    (named, _) => named,
+                };
+                plain(found)
+            }
             Self::ChangeIdentity { business, change } => {
                 let merged = match change {
                     IdentityChange::Number {

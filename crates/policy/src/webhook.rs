@@ -127,7 +127,7 @@ impl<S: Store> Messenger<S> {
                 },
                 None,
             ) => {
-                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation known here; configure the parser's business number");
+                warn!(message_id = ?message_id, wa_id = ?wa_id, "window-closed report names no conversation known here, and no send outcome stored here has its messageId; configure the parser's business number where the payload names the recipient");
                 Ok(WebhookOutcome::Ignored(
                     "window-closed report names no conversation known here".into(),
                 ))

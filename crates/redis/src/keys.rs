@@ -125,6 +125,22 @@ impl KeyLayout {
         )
     }
 
+    /// HASH: our message id → the customer whose conversation holds a send outcome under
+    /// it (the last written, when several did): how a report naming only our
+    /// `messageId` finds its conversation. Written, removed and moved by the same
+    /// scripts as the outcomes; an entry is only believed once the outcome it points to
+    /// is read live.
+    pub fn outcome_ids(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "outcome-ids")
+    }
+
+    /// ZSET: the entries of [`Self::outcome_ids`] in order of expiry (member message id,
+    /// score the expiry of the last outcome written under it, in epoch milliseconds by
+    /// the server's clock), so expired entries leave the index a few per write.
+    pub fn outcome_ids_expiry(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "outcome-ids:expiry")
+    }
+
     /// HASH: business-scoped user id → the phone number recorded for it with this
     /// business, in the spelling it was recorded with.
     pub fn aliases(&self, business: PhoneNumber) -> String {
@@ -202,6 +218,8 @@ mod tests {
             keys.outcomes(chat),
             keys.outcome_wa_ids(chat),
             keys.outcome_expiry(chat),
+            keys.outcome_ids(chat.business),
+            keys.outcome_ids_expiry(chat.business),
             keys.aliases(chat.business),
         ];
         for key in &per_business {

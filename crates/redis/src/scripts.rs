@@ -144,9 +144,16 @@ return out
 /// and their indexes.
 ///
 /// KEYS: window HASH, inbound ZSET, outbox LIST, outbox messages HASH, outboxes SET,
-/// invitations HASH, outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET.
-/// ARGV: customer. Returns how many things were removed.
+/// invitations HASH, outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET,
+/// outcome ids HASH, outcome ids expiry ZSET. ARGV: customer. Returns how many things
+/// were removed.
 const FORGET: &str = r"
+for _, id in ipairs(redis.call('HKEYS', KEYS[7])) do
+  if redis.call('HGET', KEYS[10], id) == ARGV[1] then
+    redis.call('HDEL', KEYS[10], id)
+    redis.call('ZREM', KEYS[11], id)
+  end
+end
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
 n = n + redis.call('ZREM', KEYS[2], ARGV[1])
 n = n + redis.call('DEL', KEYS[3], KEYS[4], KEYS[7])
@@ -193,12 +200,18 @@ end
 /// (HASH `w:<wa id>` → id and `i:<id>` → wa id) and `expiry` (ZSET id, score = expiry
 /// ms). An outcome without a score was written before outcomes expired.
 ///
-/// `put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep)` stores an
-/// outcome (`wa` empty: none to index) kept for `keep` ms, after removing up to 16
-/// expired ones; the first write to a hash written before outcomes expired gives its
-/// outcomes `legacy_keep` ms. Each key expires with its newest entry, so a
-/// conversation that stops sending leaves nothing behind. `live(expiry, id, now)`:
-/// whether an outcome has not expired.
+/// The business's index of outcomes by our message id is `ids` (HASH id → customer, the
+/// last written) and `ids_expiry` (ZSET id, score = expiry ms of that last write).
+///
+/// `put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep, ids,
+/// ids_expiry, customer)` stores an outcome (`wa` empty: none to index) kept for `keep`
+/// ms and points `ids` at `customer` for it, after removing up to 16 expired outcomes of
+/// the conversation and up to 16 expired entries of `ids`; the first write to a hash
+/// written before outcomes expired gives its outcomes `legacy_keep` ms (and indexes
+/// them). Each key expires with its newest entry, so a conversation (or business) that
+/// stops sending leaves nothing behind. `unlink_id(ids, ids_expiry, id, customer)`
+/// removes the `ids` entry of `id` when it points at `customer`. `live(expiry, id,
+/// now)`: whether an outcome has not expired.
 macro_rules! outcome_lua {
     () => {
         r"
@@ -217,18 +230,32 @@ local function drop_wa(wa_ids, id)
     redis.call('HDEL', wa_ids, 'i:' .. id)
   end
 end
-local function put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep)
+local function unlink_id(ids, ids_expiry, id, customer)
+  if redis.call('HGET', ids, id) == customer then
+    redis.call('HDEL', ids, id)
+    redis.call('ZREM', ids_expiry, id)
+  end
+end
+local function put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep, ids, ids_expiry, customer)
   local now = now_ms()
   local longest = tonumber(keep)
   for _, old in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 16)) do
     drop_wa(wa_ids, old)
+    unlink_id(ids, ids_expiry, old, customer)
     redis.call('HDEL', outcomes, old)
     redis.call('ZREM', expiry, old)
+  end
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', ids_expiry, '-inf', now, 'LIMIT', 0, 16)) do
+    redis.call('HDEL', ids, old)
+    redis.call('ZREM', ids_expiry, old)
   end
   if redis.call('PTTL', outcomes) == -1 then
     for _, field in ipairs(redis.call('HKEYS', outcomes)) do
       if not redis.call('ZSCORE', expiry, field) then
         redis.call('ZADD', expiry, now + tonumber(legacy_keep), field)
+        if redis.call('HSETNX', ids, field, customer) == 1 then
+          redis.call('ZADD', ids_expiry, now + tonumber(legacy_keep), field)
+        end
         longest = math.max(longest, tonumber(legacy_keep))
       end
     end
@@ -237,7 +264,9 @@ local function put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_
   redis.call('HSET', outcomes, id, text)
   if wa ~= '' then redis.call('HSET', wa_ids, 'w:' .. wa, id, 'i:' .. id, wa) end
   redis.call('ZADD', expiry, now + tonumber(keep), id)
-  for _, key in ipairs({outcomes, wa_ids, expiry}) do
+  redis.call('HSET', ids, id, customer)
+  redis.call('ZADD', ids_expiry, now + tonumber(keep), id)
+  for _, key in ipairs({outcomes, wa_ids, expiry, ids, ids_expiry}) do
     local ttl = redis.call('PTTL', key)
     if ttl ~= -2 and ttl < longest then redis.call('PEXPIRE', key, longest) end
   end
@@ -259,27 +288,29 @@ const ENQUEUE: &str = concat!(
 /// neither; otherwise the outcome is stored and the answer is `ENQUEUE`'s.
 ///
 /// KEYS: outbox LIST, outbox messages HASH, outboxes SET, outcomes HASH, outcome
-/// WhatsApp ids HASH, outcome expiry ZSET. ARGV: customer, message id, encoded message,
-/// limit, outcome id, outcome text, wa id or empty, keep ms, legacy keep ms.
+/// WhatsApp ids HASH, outcome expiry ZSET, outcome ids HASH, outcome ids expiry ZSET.
+/// ARGV: customer, message id, encoded message, limit, outcome id, outcome text, wa id
+/// or empty, keep ms, legacy keep ms, customer.
 const ENQUEUE_WITH_OUTCOME: &str = concat!(
     outbox_lua!(),
     outcome_lua!(),
     r"
 local added = enqueue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 if added < 0 then return added end
-put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], KEYS[7], KEYS[8], ARGV[10])
 return added
 "
 );
 
 /// Stores a send's outcome.
 ///
-/// KEYS: outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET. ARGV: outcome id,
-/// outcome text, wa id or empty, keep ms, legacy keep ms.
+/// KEYS: outcomes HASH, outcome WhatsApp ids HASH, outcome expiry ZSET, outcome ids
+/// HASH, outcome ids expiry ZSET. ARGV: outcome id, outcome text, wa id or empty, keep
+/// ms, legacy keep ms, customer.
 const PUT_OUTCOME: &str = concat!(
     outcome_lua!(),
     r"
-put_outcome(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+put_outcome(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[4], KEYS[5], ARGV[6])
 return 1
 "
 );
@@ -357,13 +388,13 @@ const DEQUEUE: &str = concat!(
 /// whether or not the message was queued. Returns `DEQUEUE`'s answer.
 ///
 /// KEYS: as [`ENQUEUE_WITH_OUTCOME`]. ARGV: customer, message id, outcome id, outcome
-/// text, wa id or empty, keep ms, legacy keep ms.
+/// text, wa id or empty, keep ms, legacy keep ms, customer.
 const DEQUEUE_WITH_OUTCOME: &str = concat!(
     outbox_lua!(),
     outcome_lua!(),
     r"
 local removed = dequeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
-put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+put_outcome(KEYS[4], KEYS[5], KEYS[6], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], KEYS[7], KEYS[8], ARGV[8])
 return removed
 "
 );
@@ -431,7 +462,8 @@ return previous
 /// KEYS: window HASH, inbound ZSET, outboxes SET, invitations HASH, source outbox LIST,
 /// source outbox messages HASH, target outbox LIST, target outbox messages HASH, then
 /// source and target of each of: outcomes HASH, outcome WhatsApp ids HASH, outcome
-/// expiry ZSET. ARGV: source customer, target customer.
+/// expiry ZSET; then the outcome ids HASH (entries pointing at the source are pointed
+/// at the target). ARGV: source customer, target customer.
 /// Returns `{window moved 0|1, messages moved, invitation moved 0|1, outcomes moved}`.
 const MOVE_CUSTOMER: &str = concat!(
     record_lua!(),
@@ -501,6 +533,7 @@ for i = 10, 14, 2 do existed[i] = redis.call('EXISTS', KEYS[i]) == 1 end
 local outcomes = redis.call('HGETALL', KEYS[9])
 for i = 1, #outcomes, 2 do
   local id = outcomes[i]
+  if redis.call('HGET', KEYS[15], id) == from then redis.call('HSET', KEYS[15], id, to) end
   if redis.call('HSETNX', KEYS[10], id, outcomes[i + 1]) == 1 then
     moved[4] = moved[4] + 1
     local expires = redis.call('ZSCORE', KEYS[13], id)

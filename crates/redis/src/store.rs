@@ -263,27 +263,66 @@ impl RedisStore {
         }
     }
 
-    /// The outcomes HASH, the WhatsApp id HASH and the expiry ZSET of a conversation, in
-    /// that order.
+    /// The outcomes HASH, the WhatsApp id HASH and the expiry ZSET of a conversation,
+    /// then its business's outcome ids HASH and their expiry ZSET, in that order.
     fn outcome_keys(&self, conversation: Conversation) -> Vec<String> {
         let keys = &self.inner.keys;
         vec![
             keys.outcomes(conversation),
             keys.outcome_wa_ids(conversation),
             keys.outcome_expiry(conversation),
+            keys.outcome_ids(conversation.business),
+            keys.outcome_ids_expiry(conversation.business),
         ]
     }
 
     /// The script arguments of an outcome: id, text, WhatsApp id (empty: none), keep ms,
-    /// and the time to keep for outcomes written before outcomes expired.
-    fn outcome_args(outcome: &StoredOutcome) -> [String; 5] {
+    /// the time to keep for outcomes written before outcomes expired, and the customer
+    /// (for the business's index by message id).
+    fn outcome_args(conversation: Conversation, outcome: &StoredOutcome) -> [String; 6] {
         [
             outcome.message_id.to_string(),
             outcome.text.clone(),
             outcome.indexed_wa_id().unwrap_or_default().to_owned(),
             outcome.keep_for_millis().to_string(),
             DEFAULT_OUTCOME_HORIZON.num_milliseconds().to_string(),
+            conversation.customer.key().to_string(),
         ]
+    }
+
+    /// The conversation of `business` that the index by message id names for
+    /// `message_id`, when the outcome it points to is live.
+    async fn outcome_conversation_of(
+        &self,
+        business: PhoneNumber,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let customer: Option<String> = self
+            .inner
+            .connection
+            .query(
+                "outcome_conversation",
+                Retry::Once,
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.outcome_ids(business))
+                    .arg(message_id.to_string()),
+            )
+            .await?;
+        let Some(customer) = customer else {
+            return Ok(None);
+        };
+        let Some(customer) = codec::parse_customer(&customer) else {
+            tracing::warn!(
+                %business, %message_id, customer,
+                "skipping an outcome index entry that names no customer"
+            );
+            return Ok(None);
+        };
+        let conversation = Conversation::with_customer(business, customer);
+        Ok(self
+            .outcome(conversation, message_id)
+            .await?
+            .map(|_| conversation))
     }
 
     /// The keys and arguments of a script that changes the outbox and stores an
@@ -296,7 +335,7 @@ impl RedisStore {
     ) -> (Vec<String>, Vec<String>) {
         let mut keys = self.outbox_keys(conversation);
         keys.extend(self.outcome_keys(conversation));
-        outbox_args.extend(Self::outcome_args(outcome));
+        outbox_args.extend(Self::outcome_args(conversation, outcome));
         (keys, outbox_args)
     }
 
@@ -588,6 +627,8 @@ impl WindowStore for RedisStore {
                         keys.outcomes(conversation),
                         keys.outcome_wa_ids(conversation),
                         keys.outcome_expiry(conversation),
+                        keys.outcome_ids(conversation.business),
+                        keys.outcome_ids_expiry(conversation.business),
                     ],
                     args: vec![conversation.customer.key().to_string()],
                 },
@@ -912,6 +953,23 @@ impl OutboxStore for RedisStore {
             .transpose()
     }
 
+    async fn outcome_conversation(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let businesses = match business {
+            Some(business) => vec![business],
+            None => self.businesses().await?,
+        };
+        for business in businesses {
+            if let Some(found) = self.outcome_conversation_of(business, message_id).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
     async fn outcomes(
         &self,
         conversation: Conversation,
@@ -950,11 +1008,11 @@ impl OutboxStore for RedisStore {
             .eval_one::<i64>(
                 "put_outcome",
                 Retry::Never,
-                None,
+                Some(self.register(conversation.business)),
                 Eval {
                     script: &SCRIPTS.put_outcome,
                     keys: self.outcome_keys(conversation),
-                    args: Self::outcome_args(&outcome).into(),
+                    args: Self::outcome_args(conversation, &outcome).into(),
                 },
             )
             .await
@@ -1019,7 +1077,7 @@ impl OutboxStore for RedisStore {
             .eval_one(
                 "dequeue_with_outcome",
                 Retry::Never,
-                None,
+                Some(self.register(conversation.business)),
                 Eval {
                     script: &SCRIPTS.dequeue_with_outcome,
                     keys,
@@ -1324,6 +1382,7 @@ impl IdentityStore for RedisStore {
                         keys.outcome_wa_ids(target),
                         keys.outcome_expiry(source),
                         keys.outcome_expiry(target),
+                        keys.outcome_ids(business),
                     ],
                     args: vec![from.key().to_string(), to.key().to_string()],
                 },

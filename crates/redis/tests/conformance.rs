@@ -60,6 +60,7 @@ conformance_tests!(
     aliases,
     user_and_group_conversations,
     move_customer,
+    outcome_conversation,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

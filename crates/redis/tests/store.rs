@@ -97,6 +97,8 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
             "bot-a:{254110090747}:outbox:254712345678",
             "bot-a:{254110090747}:outbox:254712345678:messages",
             "bot-a:{254110090747}:outboxes",
+            "bot-a:{254110090747}:outcome-ids",
+            "bot-a:{254110090747}:outcome-ids:expiry",
             "bot-a:{254110090747}:outcomes:254712345678",
             "bot-a:{254110090747}:outcomes:254712345678:expiry",
             "bot-a:{254110090747}:window",
@@ -625,6 +627,11 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
         keys.outcome_wa_ids(c),
         keys.outcome_expiry(c),
     );
+    // The business's index by our messageId follows the same rules.
+    let (ids, ids_expiry) = (
+        keys.outcome_ids(c.business),
+        keys.outcome_ids_expiry(c.business),
+    );
 
     // A quiet conversation's outcome keys go with its last outcome.
     let brief = TimeDelta::milliseconds(300);
@@ -638,12 +645,12 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
         )
         .await
         .unwrap();
-    for key in [&outcomes, &wa_ids, &expiry] {
+    for key in [&outcomes, &wa_ids, &expiry, &ids, &ids_expiry] {
         let ttl: i64 = connection.pttl(key).await.unwrap();
         assert!(0 < ttl && ttl <= 300, "{key}: pttl {ttl}");
     }
     tokio::time::sleep(std::time::Duration::from_millis(450)).await;
-    for key in [&outcomes, &wa_ids, &expiry] {
+    for key in [&outcomes, &wa_ids, &expiry, &ids, &ids_expiry] {
         let exists: bool = connection.exists(key).await.unwrap();
         assert!(!exists, "{key} outlived its outcomes");
     }
@@ -687,6 +694,19 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     );
     let ttl: i64 = connection.pttl(&outcomes).await.unwrap();
     assert!(ttl > TimeDelta::days(6).num_milliseconds(), "pttl {ttl}");
+    let indexed: usize = connection.hlen(&ids).await.unwrap();
+    assert_eq!(indexed, 2, "expired entries leave the messageId index too");
+    let indexed: usize = connection.zcard(&ids_expiry).await.unwrap();
+    assert_eq!(indexed, 2);
+    let ttl: i64 = connection.pttl(&ids).await.unwrap();
+    assert!(ttl > TimeDelta::days(6).num_milliseconds(), "pttl {ttl}");
+    assert_eq!(
+        store
+            .outcome_conversation(Some(c.business), lasting)
+            .await
+            .unwrap(),
+        Some(c)
+    );
 
     // A hash written before outcomes expired: no TTL, no expiry entries. Its outcomes
     // are read as they are; the first write gives them the default horizon.
@@ -699,6 +719,11 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     assert_eq!(
         store.outcome(old, old_id).await.unwrap().as_deref(),
         Some("{\"old\":true}")
+    );
+    // Not in the messageId index until a write to its conversation gives it an expiry.
+    assert_eq!(
+        store.outcome_conversation(None, old_id).await.unwrap(),
+        None
     );
     store
         .put_outcome(
@@ -725,6 +750,11 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     assert_eq!(
         store.outcome(old, old_id).await.unwrap().as_deref(),
         Some("{\"old\":true}")
+    );
+    assert_eq!(
+        store.outcome_conversation(None, old_id).await.unwrap(),
+        Some(old),
+        "then it is indexed with the expiry it was given"
     );
 }
 

@@ -243,8 +243,11 @@ pub enum Command {
     /// Read one webhook body (LipaChat's flat payload or WhatsApp's nested one) and apply it
     /// as the library's webhook handling does: customers' messages and calls are recorded
     /// (once per message id: a redelivered copy is reported as a duplicate and records
-    /// nothing), 131047 reports record the closure. Never sends: queued messages wait for
-    /// `deliver`.
+    /// nothing), 131047 reports record the closure. A LipaChat MESSAGE_STATUS names only
+    /// our messageId: its closure is recorded in the conversation whose send outcome is
+    /// stored under that id (a send made with send-contact's --message-id, or under the
+    /// queue or template policy); one with no stored outcome is printed with a null
+    /// customer and records nothing. Never sends: queued messages wait for `deliver`.
     ///
     /// Prints one line per event, in payload order (with --json, one object each: event,
     /// business, customer, group, kind, opens_window, sent_at, status, error_code, at,

@@ -224,3 +224,57 @@ async fn ingest_never_sends_queued_messages_wait_for_deliver() {
     cli.run(&["deliver", BUSINESS, CUSTOMER_DIGITS]).expect(0);
     assert!(gateway.request_count() > before, "deliver sends it");
 }
+
+/// LipaChat's MESSAGE_STATUS names our `messageId` and no recipient: after a real send,
+/// a 131047 in its `statusDesc` is tied back by the send's stored outcome, and the
+/// closure is recorded in that conversation (no --business needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lipachat_131047_status_is_tied_back_by_our_message_id() {
+    let gateway = StandInGateway::start().await.unwrap();
+    let cli = Cli::with_gateway(&gateway.base_url(), gateway.api_key());
+    gateway.customer_writes(BUSINESS.parse().unwrap(), CUSTOMER_DIGITS.parse().unwrap());
+    let opened = lines(&cli, &[&fixture("lipachat-inbound-text.json")]);
+    assert_eq!(opened[0]["state_after"], "open");
+    let send = |extra: &[&str]| {
+        let mut args = vec!["--json"];
+        args.extend_from_slice(extra);
+        let sent = cli
+            .run(&send_contact(CUSTOMER_DIGITS, &args))
+            .expect(0)
+            .json();
+        assert_eq!(sent["outcome"], "sent", "{sent}");
+        sent["message_id"].as_str().unwrap().to_owned()
+    };
+    // Under the reject policy a generated messageId stores no outcome (nothing would
+    // use it): its report cannot be tied back, the documented limitation.
+    let untraceable = send(&[]);
+    let message_id = send(&QUEUE);
+
+    let path = fixture("lipachat-message-status-failed-131047.json");
+    let mut body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    body["messageStatus"]["messageId"] = untraceable.into();
+    let run = cli.run_with_stdin(&["--json", "ingest", "-"], &body.to_string());
+    let lost = run.expect(0).json_lines();
+    assert_eq!(lost[0]["event"], "window_closed");
+    assert_eq!(lost[0]["customer"], Value::Null, "{lost:?}");
+    assert_eq!(lost[0]["state_after"], Value::Null, "{lost:?}");
+    cli.run(&["status", BUSINESS, CUSTOMER_DIGITS]).expect(0);
+
+    body["messageStatus"]["messageId"] = message_id.into();
+    let run = cli.run_with_stdin(&["--json", "ingest", "-"], &body.to_string());
+    let closed = run.expect(0).json_lines();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["event"], "window_closed");
+    assert_eq!(closed[0]["error_code"], 131047);
+    assert_eq!(closed[0]["business"], BUSINESS, "{closed:?}");
+    assert_eq!(closed[0]["customer"], CUSTOMER_DIGITS);
+    assert_eq!(closed[0]["state_after"], "closed", "{closed:?}");
+    cli.run(&["status", BUSINESS, CUSTOMER_DIGITS]).expect(1);
+
+    // A messageId no send here stored ties back to nothing: nothing is recorded.
+    body["messageStatus"]["messageId"] = "0b6f1f9e-2d57-4c1e-9a53-7f1e3c2b9d10".into();
+    let run = cli.run_with_stdin(&["--json", "ingest", "-"], &body.to_string());
+    let unknown = run.expect(0).json_lines();
+    assert_eq!(unknown[0]["customer"], Value::Null, "{unknown:?}");
+    assert_eq!(unknown[0]["state_after"], Value::Null, "{unknown:?}");
+}

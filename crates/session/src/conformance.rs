@@ -29,8 +29,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::store::{
-    Alias, InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES, MovedRecords, QueuedMessage,
-    Store, StoredOutcome,
+    Alias, DEFAULT_OUTBOX_LIMIT, InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES,
+    MovedRecords, QueuedMessage, Store, StoredOutcome,
 };
 use crate::window::truncate_to_millis;
 use crate::{
@@ -58,6 +58,7 @@ pub const CHECKS: &[&str] = &[
     "aliases",
     "user_and_group_conversations",
     "move_customer",
+    "outcome_conversation",
 ];
 
 /// Runs every check of the suite, one after the other, on `store`.
@@ -81,6 +82,7 @@ pub async fn run_all<S: Store + Clone>(store: &S) {
     aliases(store).await;
     user_and_group_conversations(store).await;
     move_customer(store).await;
+    outcome_conversation(store).await;
 }
 
 /// Unwraps a store result, panicking with what was being done.
@@ -2492,5 +2494,156 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         ok(store.window(other_business).await, "window"),
         Some(WindowRecord::inbound(base())),
         "a move stays within its business number",
+    );
+}
+
+/// Our `messageId` finds the conversation whose send outcome is stored under it
+/// ([`crate::OutboxStore::outcome_conversation`]): within one business number or across
+/// all, whichever write stored it (a plain outcome, or one written with an enqueue or a
+/// dequeue), following a move of the customer, and not once the outcome expired or was
+/// forgotten.
+pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
+    let (b, other_business) = (business(44, 0), business(44, 1));
+    let (c, queued_chat) = (chat(b, 1), chat(b, 2));
+    let find = async |business: Option<PhoneNumber>, id: Uuid| {
+        ok(
+            store.outcome_conversation(business, id).await,
+            "outcome_conversation",
+        )
+    };
+    let sent = Uuid::new_v4();
+    check_eq(
+        find(Some(b), sent).await,
+        None,
+        "nothing is found before anything is stored",
+    );
+    check_eq(
+        find(None, sent).await,
+        None,
+        "nothing is found in any business before anything is stored",
+    );
+    ok(
+        store
+            .put_outcome(c, stored(sent, "sent").with_wa_id("wamid.sent"))
+            .await,
+        "put_outcome",
+    );
+    // An outcome of another business under another id is not confused with it.
+    ok(
+        store
+            .put_outcome(chat(other_business, 1), stored(Uuid::new_v4(), "other"))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        find(Some(b), sent).await,
+        Some(c),
+        "an outcome's messageId finds its conversation within the business",
+    );
+    check_eq(
+        find(None, sent).await,
+        Some(c),
+        "an outcome's messageId finds its conversation when the business is not known",
+    );
+    check_eq(
+        find(Some(other_business), sent).await,
+        None,
+        "another business number's conversations do not hold it",
+    );
+    check_eq(
+        find(Some(b), Uuid::new_v4()).await,
+        None,
+        "an id with no stored outcome finds nothing",
+    );
+
+    // Outcomes written with the outbox are found too.
+    let waiting = message("{\"waiting\":true}", base());
+    let queued_outcome = waiting.message_id;
+    ok(
+        store
+            .enqueue_with_outcome(
+                queued_chat,
+                waiting.clone(),
+                DEFAULT_OUTBOX_LIMIT,
+                stored(queued_outcome, "queued"),
+            )
+            .await,
+        "enqueue_with_outcome",
+    );
+    check_eq(
+        find(Some(b), queued_outcome).await,
+        Some(queued_chat),
+        "an outcome stored with an enqueue is found by its messageId",
+    );
+    let delivered = Uuid::new_v4();
+    ok(
+        store
+            .dequeue_with_outcome(queued_chat, queued_outcome, stored(delivered, "delivered"))
+            .await,
+        "dequeue_with_outcome",
+    );
+    check_eq(
+        find(None, delivered).await,
+        Some(queued_chat),
+        "an outcome stored with a dequeue is found by its messageId",
+    );
+
+    // Expired outcomes are not found.
+    let brief = Uuid::new_v4();
+    ok(
+        store
+            .put_outcome(c, stored(brief, "brief").keep_for(ms(100)))
+            .await,
+        "put_outcome",
+    );
+    check_eq(
+        find(Some(b), brief).await,
+        Some(c),
+        "an outcome is found by its messageId while its time to keep runs",
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A write after expiry may prune; the lookup must not find it either way.
+    ok(
+        store.put_outcome(c, stored(Uuid::new_v4(), "later")).await,
+        "put_outcome",
+    );
+    check_eq(
+        find(Some(b), brief).await,
+        None,
+        "an expired outcome is not found by its messageId",
+    );
+    check_eq(
+        find(None, brief).await,
+        None,
+        "an expired outcome is not found by its messageId in any business",
+    );
+
+    // A move of the customer takes the outcome, and the lookup follows it.
+    let target = chat(b, 3);
+    ok(
+        store.move_customer(b, c.customer, target.customer).await,
+        "move_customer",
+    );
+    check_eq(
+        find(Some(b), sent).await,
+        Some(target),
+        "after a move, the messageId finds the conversation the outcome moved to",
+    );
+    // Forgetting the conversation forgets the way to it.
+    ok(store.forget(target).await, "forget");
+    check_eq(
+        find(Some(b), sent).await,
+        None,
+        "a forgotten conversation's outcomes are not found by messageId",
+    );
+    check_eq(
+        find(None, sent).await,
+        None,
+        "a forgotten conversation's outcomes are not found in any business",
+    );
+    check_eq(
+        find(Some(b), delivered).await,
+        Some(queued_chat),
+        "forgetting one conversation leaves another's outcomes found",
     );
 }

@@ -289,6 +289,15 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         self.inner.outcome_by_wa_id(conversation, wa_id).await
     }
 
+    async fn outcome_conversation(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.enter("outcome_conversation")?;
+        self.inner.outcome_conversation(business, message_id).await
+    }
+
     async fn outcomes(
         &self,
         conversation: Conversation,

@@ -466,6 +466,21 @@ pub trait OutboxStore: Send + Sync + 'static {
         wa_id: &str,
     ) -> impl Future<Output = Result<Option<(Uuid, String)>, StoreError>> + Send;
 
+    /// The conversation whose send outcome is stored under our `messageId`, unless its
+    /// time to keep has passed: a status callback that names only our `messageId` and no
+    /// recipient (LipaChat's `MESSAGE_STATUS`) is tied back to its conversation by it.
+    /// With `business`, only that business number's conversations are looked at;
+    /// without, every business number's.
+    ///
+    /// A send with no stored outcome cannot be found. When a caller stored outcomes
+    /// under one `messageId` in more than one conversation, which of them is found is
+    /// not specified (and after one of them is removed, possibly none).
+    fn outcome_conversation(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> impl Future<Output = Result<Option<Conversation>, StoreError>> + Send;
+
     /// Every outcome stored for the conversation whose time to keep has not passed, by
     /// `messageId`, in no particular order (a scan of the conversation's outcomes).
     fn outcomes(

@@ -50,6 +50,7 @@ conformance_tests!(
     aliases,
     user_and_group_conversations,
     move_customer,
+    outcome_conversation,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

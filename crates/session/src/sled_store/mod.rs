@@ -1097,6 +1097,14 @@ impl OutboxStore for SledStore {
         self.outcome_by_wa_id_now(conversation, wa_id)
     }
 
+    async fn outcome_conversation(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.outcome_conversation_now(business, message_id)
+    }
+
     async fn outcomes(
         &self,
         conversation: Conversation,

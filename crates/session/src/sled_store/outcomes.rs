@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::{SledStore, codec, corrupt};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
-use crate::{Conversation, StoreError};
+use crate::{Conversation, PhoneNumber, StoreError};
 
 /// Outcomes the sweep looks at, at most, after each outcome written: more than one, so
 /// the sweep goes round the tree faster than it grows (with 8, the tree holds at most
@@ -413,6 +413,31 @@ impl SledStore {
             }
         }
         Ok(map)
+    }
+
+    /// The conversation holding a live outcome under our `message_id`: a scan of the
+    /// business number's outcomes (of every business number's, without one), which a
+    /// gateway report of a refused send needs once per report. Unreadable outcomes are
+    /// passed over, so one corrupt value does not hide the rest.
+    pub(super) fn outcome_conversation_now(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let prefix = business
+            .map(|business| business.as_u64().to_be_bytes().to_vec())
+            .unwrap_or_default();
+        let now = now_ms();
+        for entry in self.inner.outcomes.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
+                continue;
+            };
+            if id == message_id && matches!(Self::live(conversation, &value, now), Ok(Some(_))) {
+                return Ok(Some(conversation));
+            }
+        }
+        Ok(None)
     }
 
     /// Every live outcome of the conversation.
