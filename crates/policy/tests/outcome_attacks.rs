@@ -436,6 +436,18 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
             .await
     }
 
+    async fn outcome_conversation(
+        &self,
+        business: Option<PhoneNumber>,
+        message_id: Uuid,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.call(
+            "outcome_conversation",
+            self.inner.outcome_conversation(business, message_id),
+        )
+        .await
+    }
+
     async fn put_outcome(
         &self,
         conversation: Conversation,
