@@ -464,8 +464,8 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Applies the closed-window choice to the logical send `message_id`. `refused`: the
-    /// id under which the gateway just refused it (131047), so a queued copy gets another
-    /// ([`requeue_message_id`]).
+    /// id under which the gateway just refused it (131047). A queued copy is queued under
+    /// an id derived from that one, else from `message_id` ([`requeue_message_id`]).
     pub(crate) async fn closed(
         &self,
         request: &SendRequest,
@@ -556,7 +556,12 @@ impl<S: Store> Messenger<S> {
                     });
                 }
                 let template = self.invite(request, message_id, template).await?;
-                let queued_id = refused.map_or(message_id, requeue_message_id);
+                // Every queued copy of one logical send gets the same id derived from the
+                // id last used with the gateway (the caller's, or the one it refused), so
+                // two calls that both reach this point (one stalled past its lease, one
+                // retried) queue one message: the store keeps one entry per id. It is
+                // never the caller's own id, which the gateway may remember as refused.
+                let queued_id = requeue_message_id(refused.unwrap_or(message_id));
                 let payload = QueuedPayload {
                     origin: message_id,
                     message: request.message.clone(),

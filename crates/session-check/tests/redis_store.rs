@@ -242,18 +242,23 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
     else {
         return;
     };
-    let id = "8f0c1d2e-3b4a-4c5d-9e6f-7a8b9c0d1e2f";
+    let caller = "8f0c1d2e-3b4a-4c5d-9e6f-7a8b9c0d1e2f";
     s.customer_wrote(CUSTOMER, TimeDelta::hours(30), false);
-    let run = s.run(&queue_args(CUSTOMER, id)).expect(0);
+    let run = s.run(&queue_args(CUSTOMER, caller)).expect(0);
     let template = s.gateway.delivered()[0].clone();
     assert_eq!(template.kind, MessageKind::Template);
+    // Queued under an id derived from the caller's (the same on every retry), never the
+    // caller's own.
+    let queued = run.json()["message_id"].as_str().unwrap().to_owned();
+    assert_ne!(queued, caller);
     assert_eq!(
         run.json(),
         json!({
-            "outcome": "queued", "message_id": id, "wa_id": template.wa_id,
+            "outcome": "queued", "message_id": queued, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "expired"
         })
     );
+    let id = queued.as_str();
 
     // pending, seen ten minutes after it was queued: every conversation, and this one.
     let queued_at = s.run(&["pending", "--json"]).expect(0).json()["queued_at"]
@@ -277,7 +282,7 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
     assert_eq!(run.json(), expected);
 
     // The same send again is a duplicate: nothing more is sent or queued.
-    let run = s.run(&queue_args(CUSTOMER, id)).expect(0);
+    let run = s.run(&queue_args(CUSTOMER, caller)).expect(0);
     let answer = run.json();
     assert_eq!(
         (
@@ -348,8 +353,10 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
     s.cli
         .run(&["record", BUSINESS, OTHER, "--at", &text(other)])
         .expect(0);
-    let id = "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a";
-    s.cli.run(&queue_args(CUSTOMER, id)).expect(0);
+    let caller_id = "0d9c8b7a-6f5e-4d3c-8b2a-1f0e9d8c7b6a";
+    let queued = s.cli.run(&queue_args(CUSTOMER, caller_id)).expect(0).json();
+    let queued = queued["message_id"].as_str().unwrap().to_owned();
+    let id = queued.as_str();
     let exported = s.cli.run(&["export"]).expect(0).stdout;
     assert_eq!(
         exported.lines().count(),
@@ -383,8 +390,14 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
 
     // The imported invitation is honoured (no second template while the window stays
     // closed) and the imported card goes out from Redis after the reply.
-    let again = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
-    let run = s.run(&queue_args(CUSTOMER, again)).expect(0);
+    let run = s
+        .run(&queue_args(
+            CUSTOMER,
+            "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d",
+        ))
+        .expect(0);
+    let again = run.json()["message_id"].as_str().unwrap().to_owned();
+    let again = again.as_str();
     assert_eq!(run.json()["outcome"], "queued");
     assert_eq!(run.json()["template_message_id"], serde_json::Value::Null);
     assert_eq!(s.gateway.request_count(), 1, "only the sled run's template");
