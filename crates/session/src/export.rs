@@ -410,7 +410,9 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
 /// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
-/// clock, is reported with its number and nothing is imported. No outbox may end up
+/// clock, is reported with its number and nothing is imported. A `seen` line's
+/// `remember_until` is an expiry, so it may lie ahead (it must follow `first_received`);
+/// one already past is skipped, and an id the store already remembers keeps its entry. No outbox may end up
 /// holding more than [`DEFAULT_OUTBOX_LIMIT`] messages (see [`import_with_limit`]).
 pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
     import_with_limit(store, input, DEFAULT_OUTBOX_LIMIT).await
