@@ -23,8 +23,8 @@ use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::store::{
-    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, StoredOutcome,
-    WindowEntry, WindowStore,
+    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, RememberedInbound,
+    StoredOutcome, WindowEntry, WindowStore,
 };
 use lipachat_session::{
     Alias, Bsuid, Clock, Conversation, Customer, Durability, GroupId, GroupRef, IdentityStore,
@@ -216,6 +216,23 @@ impl<S: WindowStore> WindowStore for Faulty<S> {
                 .record_inbound_once(conversation, at, id, received_at, remember_until),
         )
         .await
+    }
+
+    async fn remembered_inbound(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        self.call("remembered_inbound", self.inner.remembered_inbound(now))
+            .await
+    }
+
+    async fn remember_inbound(
+        &self,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.call("remember_inbound", self.inner.remember_inbound(entry, now))
+            .await
     }
 
     async fn record_gateway_closure(

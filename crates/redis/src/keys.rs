@@ -6,7 +6,7 @@
 //! written as its key ([`lipachat_session::Customer::key`]): a phone's canonical digits, or a handle's
 //! number above every phone. See `docs/redis.md` for the whole layout.
 
-use lipachat_session::{Conversation, InboundId, PhoneNumber};
+use lipachat_session::{Conversation, InboundDigest, PhoneNumber};
 use uuid::Uuid;
 
 /// The names of the store's keys under one prefix.
@@ -68,9 +68,44 @@ impl KeyLayout {
     }
 
     /// STRING: an inbound message id already recorded for this business (the redelivery
-    /// memory): the first receipt time in epoch milliseconds, expiring after the horizon.
-    pub fn seen_inbound(&self, business: PhoneNumber, id: &InboundId) -> String {
-        self.business_key(business, &format!("seen:{id}"))
+    /// memory), named by its digest ([`lipachat_session::InboundId::digest`], 32 hex
+    /// digits, as sled keys it): the first receipt time in epoch milliseconds, expiring
+    /// after the horizon.
+    ///
+    /// ```
+    /// use lipachat_redis::KeyLayout;
+    /// use lipachat_session::{InboundDigest, PhoneNumber};
+    ///
+    /// let keys = KeyLayout::new("lipachat");
+    /// let business: PhoneNumber = "254110090747".parse()?;
+    /// let digest = InboundDigest::from_bytes([0xab; 16]);
+    /// assert_eq!(
+    ///     keys.seen_inbound(business, digest),
+    ///     "lipachat:{254110090747}:seen:abababababababababababababababab"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seen_inbound(&self, business: PhoneNumber, digest: InboundDigest) -> String {
+        format!("{}{digest}", self.seen_inbound_prefix(business))
+    }
+
+    /// The part of every [`Self::seen_inbound`] key of `business` before the digest.
+    pub fn seen_inbound_prefix(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "seen:")
+    }
+
+    /// A `SCAN … MATCH` pattern for every [`Self::seen_inbound`] key of `business`: its
+    /// prefix with glob characters escaped, then `*`.
+    pub fn seen_inbound_pattern(&self, business: PhoneNumber) -> String {
+        let mut pattern = String::new();
+        for c in self.seen_inbound_prefix(business).chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
     }
 
     /// SET: the customers of this business with queued messages.
@@ -204,6 +239,17 @@ mod tests {
         }
     }
 
+    /// Glob characters of the prefix match themselves only; the digest part matches all.
+    #[test]
+    fn the_seen_pattern_escapes_the_prefix() {
+        let keys = KeyLayout::new(r"a*b?[c]\d");
+        let business: PhoneNumber = "254110090747".parse().unwrap();
+        assert_eq!(
+            keys.seen_inbound_pattern(business),
+            r"a\*b\?\[c\]\\d:{254110090747}:seen:*"
+        );
+    }
+
     #[test]
     fn one_business_one_slot() {
         let keys = KeyLayout::new("bot:a");
@@ -221,6 +267,10 @@ mod tests {
             keys.outcome_ids(chat.business),
             keys.outcome_ids_expiry(chat.business),
             keys.aliases(chat.business),
+            keys.seen_inbound(
+                chat.business,
+                lipachat_session::InboundDigest::from_bytes([7; 16]),
+            ),
         ];
         for key in &per_business {
             assert!(key.starts_with("bot:a:"), "{key}");

@@ -7,10 +7,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
-    Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundId,
-    InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MovedRecords,
-    OutboxStore, PhoneNumber, QueuedMessage, StoreError, StoredOutcome, UserRef, WindowEntry,
-    WindowRecord, WindowStore,
+    Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
+    InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS,
+    MovedRecords, OutboxStore, PhoneNumber, QueuedMessage, RememberedInbound, StoreError,
+    StoredOutcome, UserRef, WindowEntry, WindowRecord, WindowStore,
 };
 use uuid::Uuid;
 
@@ -22,6 +22,9 @@ use crate::connection::{Connection, Eval, Retry};
 use crate::keys::KeyLayout;
 use crate::scripts::SCRIPTS;
 use crate::server::{self, ServerInfo};
+
+/// How many keys one `SCAN` step asks the server to look at.
+const SCAN_COUNT: usize = 1000;
 
 /// The key layout's schema version this build writes and reads.
 ///
@@ -234,6 +237,91 @@ impl RedisStore {
         command
     }
 
+    /// The redelivery memory of `business` at `now`: its seen-id keys found by `SCAN …
+    /// MATCH` (export is rare; `SCAN` walks the whole key space), each read with `MGET`
+    /// and `PTTL`. A key that vanished meanwhile, has no expiry or an unreadable name or
+    /// value is skipped (the last three with a warning).
+    async fn remembered_of(
+        &self,
+        business: PhoneNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        let prefix = self.inner.keys.seen_inbound_prefix(business);
+        let pattern = self.inner.keys.seen_inbound_pattern(business);
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .inner
+                .connection
+                .query(
+                    "scan the redelivery memory",
+                    Retry::Once,
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let values: Vec<Option<String>> = self
+                    .inner
+                    .connection
+                    .query(
+                        "read the redelivery memory",
+                        Retry::Once,
+                        redis::cmd("MGET").arg(&keys),
+                    )
+                    .await?;
+                let mut lifetimes = redis::pipe();
+                for key in &keys {
+                    lifetimes.cmd("PTTL").arg(key);
+                }
+                let lifetimes: Vec<i64> = self
+                    .inner
+                    .connection
+                    .pipeline(
+                        "read the redelivery memory's lifetimes",
+                        Retry::Once,
+                        &lifetimes,
+                    )
+                    .await?;
+                for ((key, value), lifetime) in keys.iter().zip(values).zip(lifetimes) {
+                    // -2: gone since the scan (expired or replaced); nothing to carry.
+                    let Some(value) = value.filter(|_| lifetime != -2) else {
+                        continue;
+                    };
+                    let digest = key
+                        .strip_prefix(&prefix)
+                        .and_then(|hex| hex.parse::<InboundDigest>().ok());
+                    let first = codec::parse_time(&value, "first receipt");
+                    match (digest, first, lifetime) {
+                        (Some(digest), Ok(first_received_at), lifetime) if lifetime > 0 => {
+                            found.push(RememberedInbound {
+                                business,
+                                digest,
+                                first_received_at,
+                                remember_until: now + TimeDelta::milliseconds(lifetime),
+                            });
+                        }
+                        _ => tracing::warn!(
+                            key,
+                            lifetime,
+                            "skipping an unreadable or unexpiring seen-id key"
+                        ),
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(found)
+    }
+
     /// The window HASH and the inbound ZSET of one business, in that order.
     fn window_keys(&self, business: PhoneNumber) -> Vec<String> {
         vec![
@@ -422,7 +510,11 @@ impl WindowStore for RedisStore {
         // would be refused, and an id remembered for a millisecond still counts once.
         let remember_ms = (remember_until - received_at).num_milliseconds().max(1);
         let mut keys = self.window_keys(conversation.business);
-        keys.push(self.inner.keys.seen_inbound(conversation.business, id));
+        keys.push(
+            self.inner
+                .keys
+                .seen_inbound(conversation.business, id.digest()),
+        );
         let answer: Vec<Option<String>> = self
             .inner
             .connection
@@ -462,6 +554,50 @@ impl WindowStore for RedisStore {
             }
             _ => Err(unexpected()),
         }
+    }
+
+    async fn remembered_inbound(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        let mut found = Vec::new();
+        for business in self.businesses().await? {
+            found.extend(self.remembered_of(business, now).await?);
+        }
+        // SCAN may return a key twice.
+        found.sort_by_key(|entry| (entry.business, entry.digest));
+        found.dedup_by_key(|entry| (entry.business, entry.digest));
+        Ok(found)
+    }
+
+    async fn remember_inbound(
+        &self,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let lifetime = (entry.remember_until - now).num_milliseconds();
+        if lifetime <= 0 {
+            return Ok(false);
+        }
+        // The business joins the registry, so a later export lists its memory.
+        let mut insert = redis::pipe();
+        insert
+            .add_command(self.register(entry.business))
+            .ignore()
+            .cmd("SET")
+            .arg(self.inner.keys.seen_inbound(entry.business, entry.digest))
+            .arg(codec::time(entry.first_received_at))
+            .arg("NX")
+            .arg("PX")
+            .arg(lifetime);
+        // SET NX is idempotent, so a retry after a lost answer is harmless (it then
+        // reports the entry as kept).
+        let answer: Vec<Option<String>> = self
+            .inner
+            .connection
+            .pipeline("remember an inbound id", Retry::Once, &insert)
+            .await?;
+        Ok(matches!(answer.as_slice(), [Some(_)]))
     }
 
     async fn record_gateway_closure(

@@ -61,6 +61,7 @@ conformance_tests!(
     user_and_group_conversations,
     move_customer,
     outcome_conversation,
+    redelivery_transfer,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

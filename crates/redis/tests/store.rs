@@ -9,8 +9,9 @@ use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
-    Conversation, Customer, IdentityStore, Invitation, ManualClock, OutboxStore, QueuedMessage,
-    Sessions, SledStore, StoreError, StoredOutcome, WindowRecord, WindowStore,
+    Conversation, Customer, IdentityStore, InboundId, InboundReceipt, Invitation, ManualClock,
+    OutboxStore, QueuedMessage, Sessions, SledStore, StoreError, StoredOutcome, WindowRecord,
+    WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -608,6 +609,111 @@ async fn export_from_sled_imports_into_redis_unchanged() {
         String::from_utf8(from_redis).unwrap(),
         String::from_utf8(from_sled).unwrap()
     );
+}
+
+/// The redelivery memory moves with an export, sled to Redis and Redis to sled: an id
+/// redelivered after either move is a duplicate naming its first receipt, an id whose
+/// memory ended stays behind, and Redis keys the memory by the same digest as sled.
+#[tokio::test]
+async fn the_redelivery_memory_moves_between_sled_and_redis_both_ways() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let id = |text: &str| InboundId::new(text).unwrap();
+    let now = lipachat_session::window::truncate_to_millis(Utc::now());
+    let week = TimeDelta::days(7);
+    let a = chat("254110090747", 254_712_345_678);
+    let b = chat("254110090748", 254_712_345_679);
+    let redelivered = |store: &'static str, receipt: InboundReceipt, first: DateTime<Utc>| {
+        assert_eq!(
+            receipt,
+            InboundReceipt::Duplicate {
+                first_received_at: first
+            },
+            "a redelivery after the move into {store} is a duplicate"
+        );
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path().join("from")).unwrap();
+    sled.record_inbound_once(a, now, &id("wamid.A1"), now, now + week)
+        .await
+        .unwrap();
+    sled.record_inbound_once(b, now, &id("wamid.B1"), now, now + week)
+        .await
+        .unwrap();
+    let long_ago = now - TimeDelta::days(8);
+    sled.record_inbound_once(
+        a,
+        long_ago,
+        &id("wamid.OLD"),
+        long_ago,
+        now - TimeDelta::days(1),
+    )
+    .await
+    .unwrap();
+    let mut from_sled = Vec::new();
+    let written = export(&sled, &mut from_sled).await.unwrap();
+    assert_eq!(written.seen, 2, "the expired id is not exported");
+
+    let redis = RedisStore::connect(&server.url()).await.unwrap();
+    assert_eq!(import(&redis, from_sled.as_slice()).await.unwrap(), written);
+    let mut connection = raw(&server).await;
+    let seen_key = format!("lipachat:{{254110090747}}:seen:{}", id("wamid.A1").digest());
+    assert!(
+        all_keys(&mut connection).await.contains(&seen_key),
+        "Redis keys the memory by the id's digest"
+    );
+    let later = now + TimeDelta::seconds(1);
+    for (conversation, text) in [(a, "wamid.A1"), (b, "wamid.B1")] {
+        redelivered(
+            "Redis",
+            redis
+                .record_inbound_once(conversation, later, &id(text), later, later + week)
+                .await
+                .unwrap(),
+            now,
+        );
+    }
+    assert!(matches!(
+        redis
+            .record_inbound_once(a, later, &id("wamid.OLD"), later, later + week)
+            .await
+            .unwrap(),
+        InboundReceipt::Recorded(_)
+    ));
+    // Remembered on Redis only: it reaches the next sled store too.
+    redis
+        .record_inbound_once(b, later, &id("wamid.B2"), later, later + week)
+        .await
+        .unwrap();
+
+    let mut from_redis = Vec::new();
+    let written = export(&redis, &mut from_redis).await.unwrap();
+    assert_eq!(written.seen, 4);
+    let back = SledStore::open(dir.path().join("back")).unwrap();
+    assert_eq!(import(&back, from_redis.as_slice()).await.unwrap(), written);
+    let latest = later + TimeDelta::seconds(1);
+    for (conversation, text, first) in [
+        (a, "wamid.A1", now),
+        (b, "wamid.B1", now),
+        (a, "wamid.OLD", later),
+        (b, "wamid.B2", later),
+    ] {
+        redelivered(
+            "sled",
+            back.record_inbound_once(conversation, latest, &id(text), latest, latest + week)
+                .await
+                .unwrap(),
+            first,
+        );
+    }
+    assert!(matches!(
+        back.record_inbound_once(a, latest, &id("wamid.NEW"), latest, latest + week)
+            .await
+            .unwrap(),
+        InboundReceipt::Recorded(_)
+    ));
 }
 
 /// Outcomes in Redis: each key expires with its newest entry (so a conversation that

@@ -225,12 +225,16 @@ pub enum Command {
     /// send outcomes. Exit 0, whether or not anything was stored.
     Forget(Pair),
     /// Write the whole database as JSON lines on stdout (a backup, or to move between
-    /// versions or stores). Exit 2 if corrupt records had to be skipped.
+    /// versions or stores), the redelivery memory's unexpired ids included (`seen` lines),
+    /// so a webhook redelivered after a move is still a duplicate. Exit 2 if corrupt
+    /// records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written, its times too: one more than 5 minutes ahead of the real
     /// clock is refused (exit 2) and nothing is imported; so is an import that would leave
     /// more than 20 messages in one conversation's outbox (the outbox limit), naming the line.
+    /// A `seen` line's remember_until is an expiry and may lie ahead; one already past is
+    /// skipped, and an id the database already remembers keeps its entry.
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
     /// outcomes), the entries and checksum it must hold and those it holds.

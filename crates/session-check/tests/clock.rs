@@ -162,3 +162,61 @@ async fn a_send_the_gateway_refused_never_says_nothing_was_sent() {
     );
     assert_eq!(gateway.request_count(), 2);
 }
+
+/// `import` reads the redelivery memory's `seen` lines and counts them; `export` writes
+/// them back. Their remember_until is an expiry and may lie ahead; their first_received
+/// may not, and a malformed digest is refused by line with nothing imported.
+#[test]
+fn import_and_export_carry_the_redelivery_memory() {
+    let cli = Cli::new();
+    let now = Utc::now();
+    let time = |at: chrono::DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let header = r#"{"kind":"header","format":"lipachat-session-export","version":2}"#;
+    let digest = "fbe7434df1f259dc8d85b8b7c2f3e86c";
+    let seen = |digest: &str, first: chrono::DateTime<Utc>| {
+        format!(
+            r#"{{"kind":"seen","business":"{BUSINESS}","digest":"{digest}","first_received":"{}","remember_until":"{}"}}"#,
+            time(first),
+            time(now + TimeDelta::days(6))
+        )
+    };
+    cli.run_with_stdin(
+        &["import"],
+        &format!("{header}\n{}\n", seen("fbe7434d", now)),
+    )
+    .expect_error(&["import line 2", "digest \"fbe7434d\"", "32 hex digits"]);
+    cli.run_with_stdin(
+        &["import"],
+        &format!("{header}\n{}\n", seen(digest, now + TimeDelta::hours(1))),
+    )
+    .expect_error(&[
+        "import line 2",
+        "inbound receipt time",
+        "ahead of the real clock",
+    ]);
+    let line = seen(digest, now - TimeDelta::days(1));
+    let human = cli
+        .run_with_stdin(&["import"], &format!("{header}\n{line}\n"))
+        .expect(0);
+    assert!(
+        human.stdout.contains("1 remembered inbound id(s)"),
+        "{}",
+        human.stdout
+    );
+    let imported = cli
+        .run_with_stdin(&["import", "--json"], &format!("{header}\n{line}\n"))
+        .expect(0)
+        .json();
+    assert_eq!(imported["seen"], 1);
+    let exported = cli.run(&["export"]).expect(0).json_lines();
+    let seen_lines: Vec<_> = exported
+        .iter()
+        .filter(|line| line["kind"] == "seen")
+        .collect();
+    assert_eq!(seen_lines.len(), 1, "{exported:?}");
+    assert_eq!(seen_lines[0]["digest"], digest);
+    assert_eq!(
+        seen_lines[0]["first_received"],
+        time(now - TimeDelta::days(1))
+    );
+}

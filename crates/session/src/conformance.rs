@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::store::{
     Alias, DEFAULT_OUTBOX_LIMIT, InboundReceipt, InboundUpdate, Invitation, MAX_WA_ID_BYTES,
-    MovedRecords, QueuedMessage, Store, StoredOutcome,
+    MovedRecords, QueuedMessage, RememberedInbound, Store, StoredOutcome,
 };
 use crate::window::truncate_to_millis;
 use crate::{
@@ -59,6 +59,7 @@ pub const CHECKS: &[&str] = &[
     "user_and_group_conversations",
     "move_customer",
     "outcome_conversation",
+    "redelivery_transfer",
 ];
 
 /// Runs every check of the suite, one after the other, on `store`.
@@ -83,6 +84,7 @@ pub async fn run_all<S: Store + Clone>(store: &S) {
     user_and_group_conversations(store).await;
     move_customer(store).await;
     outcome_conversation(store).await;
+    redelivery_transfer(store).await;
 }
 
 /// Unwraps a store result, panicking with what was being done.
@@ -2645,5 +2647,165 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
         find(Some(b), delivered).await,
         Some(queued_chat),
         "forgetting one conversation leaves another's outcomes found",
+    );
+}
+
+/// Inserts `entry` into the redelivery memory now; whether it was inserted.
+async fn remember<S: Store>(store: &S, entry: RememberedInbound) -> bool {
+    ok(
+        store.remember_inbound(entry, Utc::now()).await,
+        "remember_inbound",
+    )
+}
+
+/// The redelivery memory now.
+async fn remembered<S: Store>(store: &S) -> Vec<RememberedInbound> {
+    ok(
+        store.remembered_inbound(Utc::now()).await,
+        "remembered_inbound",
+    )
+}
+
+/// Carrying the redelivery memory (an export and import): a remembered id is listed under
+/// its [`InboundId::digest`] with its first receipt and its horizon; inserting that entry
+/// (as another store would) makes the same id a duplicate; an entry already remembered is
+/// kept; an expired entry is neither listed nor inserted.
+pub async fn redelivery_transfer<S: Store + Clone>(store: &S) {
+    let from = business(21, 0);
+    let to = business(21, 1);
+    let expired_to = business(21, 2);
+    let brief_to = business(21, 3);
+    let id = |text: &str| match InboundId::new(text) {
+        Ok(id) => id,
+        Err(error) => panic!("store conformance: {text:?}: {error}"),
+    };
+    let listed_for = |entries: &[RememberedInbound], business: PhoneNumber| -> Vec<_> {
+        entries
+            .iter()
+            .filter(|entry| entry.business == business)
+            .copied()
+            .collect()
+    };
+    // Real time: a store may measure the horizon on its own clock.
+    let now = truncate_to_millis(Utc::now());
+    let day = TimeDelta::days(1);
+    let carried = id("wamid.CARRIED");
+
+    ok(
+        store
+            .record_inbound_once(chat(from, 1), now, &carried, now, now + day)
+            .await,
+        "record_inbound_once",
+    );
+    let listed = ok(store.remembered_inbound(now).await, "remembered_inbound");
+    let listed = listed_for(&listed, from);
+    check_eq(listed.len(), 1, "the remembered id is listed once");
+    let entry = listed[0];
+    check_eq(
+        entry.digest,
+        carried.digest(),
+        "a remembered id is listed by InboundId::digest",
+    );
+    check_eq(
+        entry.first_received_at,
+        now,
+        "a remembered id is listed with its first receipt",
+    );
+    let off = (entry.remember_until - (now + day)).abs();
+    check_eq(
+        off <= TimeDelta::seconds(10),
+        true,
+        format!(
+            "a remembered id is listed with its horizon (listed {}, recorded {})",
+            entry.remember_until,
+            now + day
+        ),
+    );
+
+    let moved = RememberedInbound {
+        business: to,
+        ..entry
+    };
+    check_eq(
+        remember(store, moved).await,
+        true,
+        "an entry not remembered is inserted",
+    );
+    let redelivered = ok(
+        store
+            .record_inbound_once(chat(to, 1), now + ms(5), &carried, now + ms(5), now + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        redelivered,
+        InboundReceipt::Duplicate {
+            first_received_at: now,
+        },
+        "an inserted entry makes its id a duplicate, naming the first receipt",
+    );
+    check_eq(
+        ok(store.window(chat(to, 1)).await, "window"),
+        None,
+        "a duplicate of an inserted entry records nothing",
+    );
+    let again = RememberedInbound {
+        first_received_at: now - ms(1_000),
+        ..moved
+    };
+    check_eq(
+        remember(store, again).await,
+        false,
+        "an entry already remembered is kept, not replaced",
+    );
+    let kept = remembered(store).await;
+    check_eq(
+        listed_for(&kept, to)
+            .iter()
+            .map(|entry| entry.first_received_at)
+            .collect::<Vec<_>>(),
+        vec![now],
+        "the kept entry still names the first receipt",
+    );
+
+    let expired = RememberedInbound {
+        business: expired_to,
+        first_received_at: now - day,
+        remember_until: now - ms(1_000),
+        ..entry
+    };
+    check_eq(
+        remember(store, expired).await,
+        false,
+        "an expired entry is not inserted",
+    );
+    let fresh = ok(
+        store
+            .record_inbound_once(chat(expired_to, 1), now, &carried, now, now + day)
+            .await,
+        "record_inbound_once",
+    );
+    check_eq(
+        matches!(fresh, InboundReceipt::Recorded(_)),
+        true,
+        "an expired entry does not make its id a duplicate",
+    );
+
+    let brief = RememberedInbound {
+        business: brief_to,
+        remember_until: Utc::now() + ms(300),
+        ..entry
+    };
+    remember(store, brief).await;
+    check_eq(
+        listed_for(&remembered(store).await, brief_to).len(),
+        1,
+        "an entry inserted for a moment is listed while it lasts",
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    check_eq(
+        listed_for(&remembered(store).await, brief_to),
+        Vec::new(),
+        "an expired entry is not listed",
     );
 }

@@ -2,8 +2,11 @@
 //!
 //! The first line is a header naming the format and its version; each further line is one
 //! fact: a window, a queued message, an invitation, a user known by a business-scoped user
-//! id, a group, or an alias tying a user id to a phone number. Send outcomes (the
-//! idempotency cache) are not exported.
+//! id, a group, an alias tying a user id to a phone number, or an inbound message id the
+//! redelivery memory holds (`seen`: the business, the id's digest as 32 hex digits, when
+//! the first copy was received and when the memory of it ends), so a webhook redelivered
+//! after a move is still recognised. Send outcomes (the idempotency cache) are not
+//! exported.
 //!
 //! A line about a conversation names its customer by one of three fields: `customer` (a
 //! phone number, as version 1 did), `user_id` (a business-scoped user id) or `group_id`.
@@ -17,10 +20,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, Store};
+use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, RememberedInbound, Store};
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, PhoneNumber, SkewLimit, StoreError, StoredTime,
-    WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, InboundDigest, PhoneNumber, SkewLimit, StoreError,
+    StoredTime, WindowRecord,
 };
 
 /// The format name in the header line.
@@ -227,6 +230,21 @@ pub enum ExportLine {
         /// The phone number.
         phone: PhoneNumber,
     },
+    /// An inbound message id the redelivery memory holds for a business number
+    /// (version 2): a redelivered webhook with this id is a duplicate until
+    /// `remember_until`.
+    Seen {
+        /// The business number.
+        business: PhoneNumber,
+        /// The id's digest ([`crate::InboundId::digest`]), 32 hex digits.
+        digest: String,
+        /// When the first copy was received.
+        #[serde(with = "rfc3339_millis")]
+        first_received: DateTime<Utc>,
+        /// When the memory of it ends (an expiry: in the future).
+        #[serde(with = "rfc3339_millis")]
+        remember_until: DateTime<Utc>,
+    },
 }
 
 /// Counts of what an export wrote or an import read.
@@ -244,6 +262,9 @@ pub struct Transfer {
     pub groups: u64,
     /// Aliases.
     pub aliases: u64,
+    /// Remembered inbound ids (the redelivery memory). On import, lines read: one already
+    /// remembered by the store, or expired by the time it is read, changes nothing.
+    pub seen: u64,
     /// Corrupt records skipped (export only): unreadable values, and records of a user
     /// or group whose id the registry does not hold.
     pub skipped_corrupt: u64,
@@ -258,8 +279,8 @@ fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError>
     out.write_all(b"\n").map_err(io)
 }
 
-/// Writes every user, group, alias, window, queued message and invitation in `store` as
-/// JSON lines.
+/// Writes every user, group, alias, window, queued message, invitation and remembered
+/// inbound id (those not expired now) in `store` as JSON lines.
 pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer, StoreError> {
     let mut transfer = Transfer::default();
     write_line(
@@ -342,6 +363,18 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         )?;
         transfer.invitations += 1;
     }
+    for entry in store.remembered_inbound(Utc::now()).await? {
+        write_line(
+            &mut out,
+            &ExportLine::Seen {
+                business: entry.business,
+                digest: entry.digest.to_string(),
+                first_received: entry.first_received_at,
+                remember_until: entry.remember_until,
+            },
+        )?;
+        transfer.seen += 1;
+    }
     out.flush().map_err(|source| StoreError::Io {
         path: "<export output>".into(),
         source,
@@ -358,6 +391,14 @@ fn parse_time(text: &str, line: usize) -> Result<DateTime<Utc>, StoreError> {
         })
 }
 
+/// Reads the digest of a `seen` line.
+fn parse_digest(text: &str, line: usize) -> Result<InboundDigest, StoreError> {
+    text.parse().map_err(|e| StoreError::Import {
+        line,
+        detail: format!("digest {text:?}: {e}"),
+    })
+}
+
 /// Refuses a time of line `line` that lies beyond the tolerated skew ahead of the system
 /// clock ([`SkewLimit`]).
 fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<(), StoreError> {
@@ -369,7 +410,9 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
 /// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
-/// clock, is reported with its number and nothing is imported. No outbox may end up
+/// clock, is reported with its number and nothing is imported. A `seen` line's
+/// `remember_until` is an expiry, so it may lie ahead (it must follow `first_received`);
+/// one already past is skipped, and an id the store already remembers keeps its entry. No outbox may end up
 /// holding more than [`DEFAULT_OUTBOX_LIMIT`] messages (see [`import_with_limit`]).
 pub async fn import<S: Store>(store: &S, input: impl BufRead) -> Result<Transfer, StoreError> {
     import_with_limit(store, input, DEFAULT_OUTBOX_LIMIT).await
@@ -442,6 +485,27 @@ pub async fn import_with_limit<S: Store>(
             } => {
                 customer.check(number)?;
                 check_not_future(StoredTime::InvitationSent, *sent_at, number)?;
+            }
+            ExportLine::Seen {
+                digest,
+                first_received,
+                remember_until,
+                ..
+            } => {
+                parse_digest(digest, number)?;
+                // The receipt is an event; the end of its memory is an expiry, in the
+                // future while it lasts.
+                check_not_future(StoredTime::InboundReceipt, *first_received, number)?;
+                if remember_until <= first_received {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: format!(
+                            "remember_until {} is not after first_received {}",
+                            remember_until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                            first_received.to_rfc3339_opts(SecondsFormat::Millis, true)
+                        ),
+                    });
+                }
             }
             ExportLine::Header { .. }
             | ExportLine::User { .. }
@@ -535,6 +599,21 @@ pub async fn import_with_limit<S: Store>(
             } => {
                 store.record_alias(business, &user_id, phone).await?;
                 transfer.aliases += 1;
+            }
+            ExportLine::Seen {
+                business,
+                digest,
+                first_received,
+                remember_until,
+            } => {
+                let entry = RememberedInbound {
+                    business,
+                    digest: parse_digest(&digest, number)?,
+                    first_received_at: first_received,
+                    remember_until,
+                };
+                store.remember_inbound(entry, Utc::now()).await?;
+                transfer.seen += 1;
             }
         }
     }

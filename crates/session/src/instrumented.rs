@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
-    QueuedMessage, StoredOutcome, WindowEntry, WindowStore,
+    QueuedMessage, RememberedInbound, StoredOutcome, WindowEntry, WindowStore,
 };
 use crate::{
     Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
@@ -147,6 +147,23 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         self.inner
             .record_inbound_once(conversation, at, id, received_at, remember_until)
             .await
+    }
+
+    async fn remembered_inbound(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        self.enter("remembered_inbound")?;
+        self.inner.remembered_inbound(now).await
+    }
+
+    async fn remember_inbound(
+        &self,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.enter("remember_inbound")?;
+        self.inner.remember_inbound(entry, now).await
     }
 
     async fn record_gateway_closure(

@@ -73,7 +73,7 @@ pub use conversation::Conversation;
 pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_REFS, UserRef};
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
 pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_ID_BYTES};
-pub use inbound_id::{InboundId, InboundIdError};
+pub use inbound_id::{InboundDigest, InboundDigestError, InboundId, InboundIdError};
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
@@ -84,7 +84,7 @@ pub use sled_store::{
 };
 pub use store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
-    QueuedMessage, Store, StoreError, StoredOutcome, WindowEntry, WindowStore,
+    QueuedMessage, RememberedInbound, Store, StoreError, StoredOutcome, WindowEntry, WindowStore,
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,

@@ -26,17 +26,20 @@ pub enum StoredTime {
     Queued,
     /// When an invitation template was sent.
     InvitationSent,
+    /// When the first copy of an inbound message was received (the redelivery memory).
+    InboundReceipt,
 }
 
 impl StoredTime {
     /// How the time is named in messages: `inbound time`, `gateway closure time`,
-    /// `queued time`, `invitation time`.
+    /// `queued time`, `invitation time`, `inbound receipt time`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Inbound => "inbound time",
             Self::GatewayClosure => "gateway closure time",
             Self::Queued => "queued time",
             Self::InvitationSent => "invitation time",
+            Self::InboundReceipt => "inbound receipt time",
         }
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, UserRef, WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundDigest, InboundId, PhoneNumber,
+    UserRef, WindowRecord,
 };
 
 /// A failure of the store.
@@ -174,6 +175,22 @@ pub enum InboundReceipt {
     },
 }
 
+/// One entry of the redelivery memory ([`WindowStore::record_inbound_once`]): an inbound
+/// message id, by its digest, already recorded for a business number. Listed by
+/// [`WindowStore::remembered_inbound`] and inserted by [`WindowStore::remember_inbound`],
+/// so an export carries the memory from one store to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RememberedInbound {
+    /// The business number the message reached.
+    pub business: PhoneNumber,
+    /// The digest of the message's id ([`InboundId::digest`]).
+    pub digest: InboundDigest,
+    /// When the first copy was received.
+    pub first_received_at: DateTime<Utc>,
+    /// When the memory of it ends (an expiry, in the future while it is remembered).
+    pub remember_until: DateTime<Utc>,
+}
+
 /// A message waiting in a conversation's outbox for the customer's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedMessage {
@@ -320,6 +337,24 @@ pub trait WindowStore: Send + Sync + 'static {
         received_at: DateTime<Utc>,
         remember_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<InboundReceipt, StoreError>> + Send;
+
+    /// Every inbound id the redelivery memory still holds at `now` (entries whose
+    /// `remember_until` is at or before `now` are skipped), for an export. Redis reads
+    /// each entry's remaining lifetime, so its `remember_until` is `now` plus that.
+    fn remembered_inbound(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<RememberedInbound>, StoreError>> + Send;
+
+    /// Inserts `entry` into the redelivery memory (an import), so the id it stands for
+    /// is a [`InboundReceipt::Duplicate`] here until `entry.remember_until`. An entry
+    /// already remembered at `now` for the same business and digest is kept as it is; an
+    /// entry already expired at `now` is not inserted. Returns whether it was inserted.
+    fn remember_inbound(
+        &self,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Records that the gateway reported the window closed at `at` (WhatsApp 131047).
     /// Returns the record now stored, or `None` when nothing is known of the

@@ -51,6 +51,7 @@ conformance_tests!(
     user_and_group_conversations,
     move_customer,
     outcome_conversation,
+    redelivery_transfer,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,15 @@
 //! The redelivery memory of the sled store on a real disk: it survives a reopen, it is
-//! bounded by its horizon, and the engine applies the horizon on the receipt clock.
+//! bounded by its horizon, the engine applies the horizon on the receipt clock, and an
+//! export carries it to a new store (expired entries left behind, bad lines refused).
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::Clock;
+use lipachat_session::export::{export, import};
 use lipachat_session::{
-    Conversation, InboundId, InboundReceipt, ManualClock, Sessions, SledStore, WindowStore,
+    Conversation, InboundId, InboundReceipt, ManualClock, Sessions, SledStore, StoreError,
+    WindowStore,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -126,4 +129,126 @@ async fn a_future_time_is_refused_before_the_id_is_remembered() {
         .await
         .unwrap();
     assert!(receipt.is_recorded());
+}
+
+/// The `seen` lines of an export, as JSON values.
+fn seen_lines(export: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|line| line["kind"] == "seen")
+        .collect()
+}
+
+/// A move to a new sled directory carries the ids still remembered: a redelivery after
+/// the move is a duplicate naming the first receipt. An id whose memory ended is not
+/// exported, so it is recorded after the move.
+#[tokio::test]
+async fn a_new_directory_remembers_what_the_old_one_did_but_not_what_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = SledStore::open(dir.path().join("old")).unwrap();
+    let now = lipachat_session::window::truncate_to_millis(Utc::now());
+    let week = TimeDelta::days(7);
+    old.record_inbound_once(chat(), now, &id(1), now, now + week)
+        .await
+        .unwrap();
+    // Received eight days ago, remembered until yesterday: expired, not yet pruned.
+    let long_ago = now - TimeDelta::days(8);
+    old.record_inbound_once(chat(), long_ago, &id(2), long_ago, now - TimeDelta::days(1))
+        .await
+        .unwrap();
+    assert_eq!(old.remembered_inbound_ids(), 2);
+
+    let mut written = Vec::new();
+    let exported = export(&old, &mut written).await.unwrap();
+    assert_eq!(exported.seen, 1);
+    let seen = seen_lines(&written);
+    assert_eq!(seen.len(), 1, "only the id still remembered is exported");
+    assert_eq!(seen[0]["business"], "254110090747");
+    assert_eq!(seen[0]["digest"], id(1).digest().to_string());
+    assert_eq!(
+        seen[0]["first_received"],
+        now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    assert_eq!(
+        seen[0]["remember_until"],
+        (now + week).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+
+    let new = SledStore::open(dir.path().join("new")).unwrap();
+    let imported = import(&new, written.as_slice()).await.unwrap();
+    assert_eq!(imported, exported);
+    let later = now + TimeDelta::seconds(1);
+    assert_eq!(
+        new.record_inbound_once(chat(), later, &id(1), later, later + week)
+            .await
+            .unwrap(),
+        InboundReceipt::Duplicate {
+            first_received_at: now
+        },
+        "a redelivery after the move is a duplicate"
+    );
+    assert!(matches!(
+        new.record_inbound_once(chat(), later, &id(2), later, later + week)
+            .await
+            .unwrap(),
+        InboundReceipt::Recorded(_)
+    ));
+}
+
+/// A bad `seen` line is refused with its number and nothing is imported; an export
+/// without `seen` lines (written before they existed) still imports.
+#[tokio::test]
+async fn bad_seen_lines_are_refused_by_line_and_old_exports_still_import() {
+    let now = Utc::now();
+    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let header = r#"{"kind":"header","format":"lipachat-session-export","version":2}"#;
+    let window = format!(
+        r#"{{"kind":"window","business":"254110090747","customer":"254712345678","last_inbound":"{}","gateway_closed_at":null}}"#,
+        time(now - TimeDelta::hours(1))
+    );
+    let seen = |digest: &str, first: DateTime<Utc>, until: DateTime<Utc>| {
+        format!(
+            r#"{{"kind":"seen","business":"254110090747","digest":"{digest}","first_received":"{}","remember_until":"{}"}}"#,
+            time(first),
+            time(until)
+        )
+    };
+    let digest = id(1).digest().to_string();
+    let week = TimeDelta::days(7);
+    let cases = [
+        (seen("abc", now, now + week), "digest \"abc\""),
+        (seen(&"z".repeat(32), now, now + week), "'z'"),
+        (
+            seen(&digest, now + TimeDelta::hours(1), now + week),
+            "inbound receipt time",
+        ),
+        (seen(&digest, now, now - TimeDelta::hours(1)), "not after"),
+    ];
+    for (bad, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path().join("db")).unwrap();
+        let input = format!("{header}\n{window}\n{bad}\n");
+        let error = import(&store, input.as_bytes()).await.unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(
+                error,
+                StoreError::Import { line: 3, .. } | StoreError::ImportFutureTime { line: 3, .. }
+            ),
+            "{bad}: {message}"
+        );
+        assert!(message.contains(expected), "{bad}: {message}");
+        assert_eq!(store.window(chat()).await.unwrap(), None, "{bad}");
+        assert_eq!(store.remembered_inbound_ids(), 0, "{bad}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let imported = import(&store, format!("{header}\n{window}\n").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!((imported.windows, imported.seen), (1, 0));
+    assert_eq!(store.remembered_inbound_ids(), 0);
 }

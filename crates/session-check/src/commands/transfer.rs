@@ -34,6 +34,7 @@ struct Imported {
     users: u64,
     groups: u64,
     aliases: u64,
+    seen: u64,
 }
 
 impl Render for Imported {
@@ -46,6 +47,12 @@ impl Render for Imported {
             line.push_str(&format!(
                 ", with {} user id(s), {} group(s) and {} alias(es)",
                 self.users, self.groups, self.aliases
+            ));
+        }
+        if self.seen > 0 {
+            line.push_str(&format!(
+                "; {} remembered inbound id(s) (the redelivery memory)",
+                self.seen
             ));
         }
         line
@@ -62,6 +69,7 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         users,
         groups,
         aliases,
+        seen,
         ..
     } = import_from(context.sessions.store(), io::stdin().lock()).await?;
     context.printer.emit(&Imported {
@@ -71,6 +79,7 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         users,
         groups,
         aliases,
+        seen,
     })?;
     Ok(Exit::Success)
 }

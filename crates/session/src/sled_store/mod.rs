@@ -30,7 +30,7 @@ use seen::{SeenIds, Sighting};
 
 use crate::store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
-    QueuedMessage, StoredOutcome, WindowEntry, WindowStore,
+    QueuedMessage, RememberedInbound, StoredOutcome, WindowEntry, WindowStore,
 };
 use crate::{
     Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
@@ -827,6 +827,27 @@ impl WindowStore for SledStore {
             return Err(error);
         }
         Ok(receipt)
+    }
+
+    async fn remembered_inbound(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        self.inner.seen.remembered(now)
+    }
+
+    async fn remember_inbound(
+        &self,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let inserted = {
+            let seen = &self.inner.seen;
+            let guard = seen.lock();
+            seen.insert(&guard, entry, now)?
+        };
+        self.durable().await?;
+        Ok(inserted)
     }
 
     async fn record_gateway_closure(

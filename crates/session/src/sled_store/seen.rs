@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use crate::{InboundId, PhoneNumber, StoreError};
+use crate::store::RememberedInbound;
+use crate::{InboundDigest, InboundId, PhoneNumber, StoreError};
 
 /// How many expired ids one call removes at most; each call adds at most one, so the
 /// memory never holds more than the ids of its horizon plus a short backlog.
@@ -52,7 +53,7 @@ impl SeenIds {
         id: &InboundId,
         now: DateTime<Utc>,
     ) -> Result<Sighting, StoreError> {
-        let Some(value) = self.by_id.get(id_key(business, id))? else {
+        let Some(value) = self.by_id.get(id_key(business, id.digest()))? else {
             return Ok(Sighting::New);
         };
         match decode(&value) {
@@ -79,7 +80,17 @@ impl SeenIds {
         received_at: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let key = id_key(business, id);
+        self.put(id_key(business, id.digest()), received_at, until)?;
+        self.prune(received_at)
+    }
+
+    /// Writes the entry under `key`, replacing (and unindexing) whatever was there.
+    fn put(
+        &self,
+        key: [u8; 24],
+        received_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let until_ms = until.timestamp_millis();
         let mut value = [0u8; 16];
         value[..8].copy_from_slice(&received_at.timestamp_millis().to_be_bytes());
@@ -90,7 +101,62 @@ impl SeenIds {
             self.by_expiry.remove(expiry_key(old_until, &key))?;
         }
         self.by_expiry.insert(expiry_key(until_ms, &key), &[])?;
-        self.prune(received_at)
+        Ok(())
+    }
+
+    /// Inserts an entry from elsewhere (an import) unless one is remembered at `now` for
+    /// the same business and digest; an entry already expired at `now` is not inserted.
+    /// Returns whether it was inserted.
+    pub(super) fn insert(
+        &self,
+        _guard: &MutexGuard<'_, ()>,
+        entry: RememberedInbound,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now_ms = now.timestamp_millis();
+        if entry.remember_until.timestamp_millis() <= now_ms {
+            return Ok(false);
+        }
+        let key = id_key(entry.business, entry.digest);
+        if let Some(old) = self.by_id.get(key)?
+            && decode(&old).is_some_and(|(_, until)| until > now_ms)
+        {
+            return Ok(false);
+        }
+        self.put(key, entry.first_received_at, entry.remember_until)?;
+        self.prune(now)?;
+        Ok(true)
+    }
+
+    /// Every entry remembered at `now`, in key order (business, then digest). Unreadable
+    /// entries are skipped with a warning, as [`SeenIds::check`] treats them as unseen.
+    pub(super) fn remembered(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let mut found = Vec::new();
+        for item in self.by_id.iter() {
+            let (key, value) = item?;
+            let entry = parse_key(&key).zip(decode(&value)).and_then(
+                |((business, digest), (first, until))| {
+                    Some(RememberedInbound {
+                        business,
+                        digest,
+                        first_received_at: DateTime::from_timestamp_millis(first)?,
+                        remember_until: DateTime::from_timestamp_millis(until)?,
+                    })
+                },
+            );
+            match entry {
+                Some(entry) if entry.remember_until.timestamp_millis() > now_ms => {
+                    found.push(entry);
+                }
+                Some(_) => {}
+                None => tracing::warn!("skipping an unreadable seen-id entry"),
+            }
+        }
+        Ok(found)
     }
 
     /// Forgets `id` for `business` (after a write that could not be made durable).
@@ -100,7 +166,7 @@ impl SeenIds {
         business: PhoneNumber,
         id: &InboundId,
     ) -> Result<(), StoreError> {
-        let key = id_key(business, id);
+        let key = id_key(business, id.digest());
         if let Some(old) = self.by_id.remove(key)?
             && let Some((_, until)) = decode(&old)
         {
@@ -133,20 +199,21 @@ impl SeenIds {
     }
 }
 
-/// The namespace of the ids' digests: fixed, since the digests are stored.
-const DIGEST_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6c69_7061_6368_6174_2d73_6565_6e31_0001);
-
-/// `business ++ a 16-byte digest of the id` (a v5 UUID: SHA-1, truncated). The id itself
-/// is not needed, only whether it was seen; a digest keeps every key 24 bytes whatever the
-/// id's length (WhatsApp's are about 60 characters), and two ids sharing one digest is as
-/// likely as a SHA-1 collision.
-fn id_key(business: PhoneNumber, id: &InboundId) -> [u8; 24] {
+/// `business ++ the id's digest` ([`InboundId::digest`]). The id itself is not needed,
+/// only whether it was seen; a digest keeps every key 24 bytes whatever the id's length
+/// (WhatsApp's are about 60 characters).
+fn id_key(business: PhoneNumber, digest: InboundDigest) -> [u8; 24] {
     let mut key = [0u8; 24];
     key[..8].copy_from_slice(&business.as_u64().to_be_bytes());
-    key[8..]
-        .copy_from_slice(uuid::Uuid::new_v5(&DIGEST_NAMESPACE, id.as_str().as_bytes()).as_bytes());
+    key[8..].copy_from_slice(digest.as_bytes());
     key
+}
+
+/// The business and digest of a key written by [`id_key`].
+fn parse_key(key: &[u8]) -> Option<(PhoneNumber, InboundDigest)> {
+    let business = PhoneNumber::from_u64(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))?;
+    let digest: [u8; 16] = key.get(8..24)?.try_into().ok()?;
+    (key.len() == 24).then_some((business, InboundDigest::from_bytes(digest)))
 }
 
 fn expiry_key(until_ms: i64, id_key: &[u8]) -> Vec<u8> {
