@@ -407,6 +407,11 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
         .map_err(|source| StoreError::ImportFutureTime { line, source })
 }
 
+/// The longest redelivery memory an imported `seen` line may carry (from its first receipt
+/// to the end of its memory): a year, far above any sensible horizon (the default is 7
+/// days).
+pub const MAX_IMPORTED_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(366);
+
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
 /// or a time more than the tolerated skew ([`SkewLimit`], 5 minutes) ahead of the system
@@ -502,6 +507,19 @@ pub async fn import_with_limit<S: Store>(
                         detail: format!(
                             "remember_until {} is not after first_received {}",
                             remember_until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                            first_received.to_rfc3339_opts(SecondsFormat::Millis, true)
+                        ),
+                    });
+                }
+                // A memory longer than any horizon would keep a message unanswerable for
+                // that long if it came again: refused, not cut short.
+                if *remember_until - *first_received > MAX_IMPORTED_MEMORY {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: format!(
+                            "remember_until {} is more than {} days after first_received {}",
+                            remember_until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                            MAX_IMPORTED_MEMORY.num_days(),
                             first_received.to_rfc3339_opts(SecondsFormat::Millis, true)
                         ),
                     });

@@ -225,6 +225,10 @@ async fn bad_seen_lines_are_refused_by_line_and_old_exports_still_import() {
             "inbound receipt time",
         ),
         (seen(&digest, now, now - TimeDelta::hours(1)), "not after"),
+        (
+            seen(&digest, now, now + TimeDelta::days(3650)),
+            "more than 366 days after",
+        ),
     ];
     for (bad, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
