@@ -202,7 +202,7 @@ pub enum Command {
     List(List),
     /// Send a contact card through the policy's guarded send path.
     ///
-    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default https://gateway.lipachat.com);
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default <https://gateway.lipachat.com>);
     /// --dry-run needs no key. A closed window includes never messaged and closing within the
     /// margin. Runs on the real clock: --now is refused unless --dry-run (the gateway judges
     /// the window by the real time). Exit 0 sent, rerouted, queued or dry-run; 1 rejected

@@ -105,7 +105,7 @@ pub fn entry_hash(key: &[u8], value: &[u8]) -> u64 {
 pub struct TreeTally {
     /// How many entries the tree holds.
     pub entries: u64,
-    /// The wrapping sum of [`entry_hash`] over its entries.
+    /// The wrapping sum of a hash of each entry (key and value) over its entries.
     #[serde(serialize_with = "hex_checksum")]
     pub checksum: u64,
 }
