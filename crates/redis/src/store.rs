@@ -385,15 +385,11 @@ impl RedisStore {
         business: PhoneNumber,
         message_id: Uuid,
     ) -> Result<Option<Conversation>, StoreError> {
-        let customer: Option<String> = self
-            .inner
-            .connection
-            .query(
+        let customer = self
+            .hget(
                 "outcome_conversation",
-                Retry::Once,
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.outcome_ids(business))
-                    .arg(message_id.to_string()),
+                self.inner.keys.outcome_ids(business),
+                message_id.to_string(),
             )
             .await?;
         let Some(customer) = customer else {
@@ -471,6 +467,22 @@ fn inbound_update(
     });
     let current = codec::parse_window(current).map_err(|detail| corrupt(conversation, detail))?;
     Ok(InboundUpdate { previous, current })
+}
+
+impl RedisStore {
+    /// One `HGET` of `field` in the hash `key` (a read: retried once after a broken
+    /// connection); `what` names it in errors.
+    async fn hget(
+        &self,
+        what: &str,
+        key: impl redis::ToRedisArgs + Send + Sync,
+        field: impl redis::ToRedisArgs + Send + Sync,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner
+            .connection
+            .query(what, Retry::Once, redis::cmd("HGET").arg(key).arg(field))
+            .await
+    }
 }
 
 impl WindowStore for RedisStore {
@@ -629,15 +641,11 @@ impl WindowStore for RedisStore {
     async fn window(&self, conversation: Conversation) -> Result<Option<WindowRecord>, StoreError> {
         // One command on one key: the whole record is one field of the business's
         // window hash, so a check costs the server what a naive `EXISTS` gate does.
-        let record: Option<String> = self
-            .inner
-            .connection
-            .query(
+        let record = self
+            .hget(
                 "window",
-                Retry::Once,
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.window(conversation.business))
-                    .arg(conversation.customer.key()),
+                self.inner.keys.window(conversation.business),
+                conversation.customer.key(),
             )
             .await?;
         record
@@ -980,15 +988,11 @@ impl OutboxStore for RedisStore {
         &self,
         conversation: Conversation,
     ) -> Result<Option<Invitation>, StoreError> {
-        let value: Option<String> = self
-            .inner
-            .connection
-            .query(
+        let value = self
+            .hget(
                 "invitation",
-                Retry::Once,
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.invitations(conversation.business))
-                    .arg(conversation.customer.key()),
+                self.inner.keys.invitations(conversation.business),
+                conversation.customer.key(),
             )
             .await?;
         value
@@ -1289,15 +1293,7 @@ impl RedisStore {
     /// The handle number of `id`, if allocated.
     async fn find(&self, registry: Registry, id: &str) -> Result<Option<u64>, StoreError> {
         let [forward, ..] = registry.keys(&self.inner.keys);
-        let number: Option<String> = self
-            .inner
-            .connection
-            .query(
-                "find a handle",
-                Retry::Once,
-                redis::cmd("HGET").arg(forward).arg(id),
-            )
-            .await?;
+        let number = self.hget("find a handle", forward, id).await?;
         number
             .map(|n| {
                 n.parse::<u64>().map_err(|_| {
@@ -1310,14 +1306,7 @@ impl RedisStore {
     /// The id a handle number stands for.
     async fn id_of(&self, registry: Registry, number: u64) -> Result<Option<String>, StoreError> {
         let [_, reverse, _] = registry.keys(&self.inner.keys);
-        self.inner
-            .connection
-            .query(
-                "resolve a handle",
-                Retry::Once,
-                redis::cmd("HGET").arg(reverse).arg(number),
-            )
-            .await
+        self.hget("resolve a handle", reverse, number).await
     }
 
     /// Every handle number with its id, in number order.
@@ -1442,16 +1431,8 @@ impl IdentityStore for RedisStore {
         business: PhoneNumber,
         user: &Bsuid,
     ) -> Result<Option<PhoneNumber>, StoreError> {
-        let phone: Option<String> = self
-            .inner
-            .connection
-            .query(
-                "alias",
-                Retry::Once,
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.aliases(business))
-                    .arg(user.as_str()),
-            )
+        let phone = self
+            .hget("alias", self.inner.keys.aliases(business), user.as_str())
             .await?;
         phone
             .map(|phone| registry_alias_phone(business, user.as_str(), &phone))
