@@ -15,35 +15,53 @@ use tracing::{debug, warn};
 use uuid::Uuid;
 
 use crate::error::PolicyError;
-use crate::messenger::{Inner, Messenger};
+use crate::shared::Shared;
 
 /// A claim this caller holds; release it with [`HeldClaim::release`].
 #[must_use = "a claim is held until released or dropped"]
 pub(crate) struct HeldClaim<S: Store> {
     /// The messenger's state, until the claim is released.
-    owner: Option<Arc<Inner<S>>>,
+    owner: Option<Arc<Shared<S>>>,
     id: Uuid,
     /// This claim's own token: the store releases the claim only for it, so a release
     /// that comes after the lease ran out cannot free a claim another caller took since.
     holder: Uuid,
 }
 
-impl<S: Store> Messenger<S> {
-    /// Claims `id` for `lease`, or `None` when another live claim holds it.
-    pub(crate) async fn try_claim(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease: TimeDelta,
-    ) -> Result<Option<HeldClaim<S>>, PolicyError> {
-        let holder = Uuid::new_v4();
-        let claimed = self.store().claim(id, holder, now, lease).await?;
-        Ok(claimed.then(|| HeldClaim {
-            owner: Some(Arc::clone(&self.inner)),
-            id,
-            holder,
-        }))
-    }
+/// Claims `id` for `lease` on `shared`'s store, or `None` when another live claim holds
+/// it.
+async fn try_claim<S: Store>(
+    shared: &Arc<Shared<S>>,
+    id: Uuid,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+) -> Result<Option<HeldClaim<S>>, PolicyError> {
+    let holder = Uuid::new_v4();
+    let claimed = shared.store().claim(id, holder, now, lease).await?;
+    Ok(claimed.then(|| HeldClaim {
+        owner: Some(Arc::clone(shared)),
+        id,
+        holder,
+    }))
+}
+
+/// Claims `id` for `lease`, runs `work` under the claim and releases it, whatever `work`
+/// returned. `Ok(None)` when another live claim holds `id`: `work` is then dropped
+/// without running. Cancelled mid-way, the claim is released as [`HeldClaim`]'s drop
+/// says.
+pub(crate) async fn under_claim<S: Store, T>(
+    shared: &Arc<Shared<S>>,
+    id: Uuid,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+    work: impl Future<Output = Result<T, PolicyError>>,
+) -> Result<Option<T>, PolicyError> {
+    let Some(claim) = try_claim(shared, id, now, lease).await? else {
+        return Ok(None);
+    };
+    let result = work.await;
+    claim.release().await;
+    result.map(Some)
 }
 
 impl<S: Store> HeldClaim<S> {

@@ -1747,13 +1747,12 @@ async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
         .start()
         .await
         .unwrap();
-    let config = queue_config();
-    let margin = config.rule_value().margin();
     let messenger = Messenger::new(
         Sessions::new(store).with_clock(clock.clone()),
         client(&gateway),
-        config,
+        queue_config(),
     );
+    let margin = messenger.sessions().rule().margin();
     let t0 = clock.now();
     gateway.customer_writes(chat().business, customer());
     messenger.on_inbound(chat(), t0).await.unwrap();

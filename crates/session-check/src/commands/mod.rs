@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
-use lipachat_policy::PolicyConfig;
 use lipachat_session::{Conversation, Customer, GroupId, ManualClock, Sessions, Store};
 
 use crate::cli::{Cli, Command, CustomerArg, Pair, SendSettings};
@@ -117,9 +116,15 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
     Ok(exit)
 }
 
-/// The policy for `send-contact` and `deliver`: the default, with `--margin`.
-fn policy(settings: &SendSettings) -> Result<PolicyConfig, CliError> {
-    Ok(PolicyConfig::default().margin(TimeDelta::seconds(i64::from(settings.margin)))?)
+/// The session engine for `send-contact` and `deliver`: the command's, with `--margin`
+/// in its window rule (the one rule the send path and a dry run decide with).
+fn sending_sessions<S: Store + Clone>(
+    context: &Context<S>,
+    settings: &SendSettings,
+) -> Result<Sessions<S>, CliError> {
+    let margin = TimeDelta::seconds(i64::from(settings.margin));
+    let rule = context.sessions.rule().with_margin(margin)?;
+    Ok(context.sessions.clone().with_rule(rule))
 }
 
 /// The gateway client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with

@@ -1,12 +1,14 @@
 //! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
 
 use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
-use lipachat_policy::{DryRun, Messenger, OnClosed, SendOutcome, SendRequest, TemplateSent};
+use lipachat_policy::{
+    DryRun, Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest, TemplateSent,
+};
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Context, Exit, addressable, client, policy};
+use super::{Context, Exit, addressable, client, sending_sessions};
 use crate::cli::{OnClosedChoice, SendContact};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -73,19 +75,20 @@ pub async fn send_contact<S: Store + Clone>(
 ) -> Result<Exit, CliError> {
     let (card, on_closed) = check(&args)?;
     let conversation = addressable(context, &args.pair).await?;
-    let config = policy(&args.settings)?.on_closed(on_closed.clone());
+    let sessions = sending_sessions(context, &args.settings)?;
+    let config = PolicyConfig::default().on_closed(on_closed.clone());
     if args.dry_run {
         // The policy's own plan: no client, so no key is needed.
         let mut request = SendRequest::contact(conversation, card);
         if let Some(id) = args.message_id {
             request = request.message_id(id);
         }
-        let plan = DryRun::plan(&context.sessions, &config, &request).await?;
+        let plan = DryRun::plan(&sessions, &config, &request).await?;
         let view = dry_run_view(&plan, request.message(), &on_closed);
         context.printer.emit(&view)?;
         return Ok(Exit::Success);
     }
-    let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
+    let messenger = Messenger::new(sessions, client(&args.settings)?, config);
     let mut request = SendRequest::contact(conversation, card);
     if let Some(id) = args.message_id {
         request = request.message_id(id);
