@@ -17,12 +17,12 @@ use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
 use crate::error::ApiError;
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
-use crate::message_id::MessageId;
 use crate::request::{contact_body, free_form_body, template_body, text_body};
 use crate::response::{Accepted, RawResponse, Receipt, interpret};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::template::TemplateMessage;
 use crate::text::TextMessage;
+use lipachat_session::MessageId;
 
 /// The environment variable holding the API key.
 pub const API_KEY_VAR: &str = "LIPACHAT_API_KEY";

@@ -21,9 +21,9 @@ use serde_json::Value;
 use crate::contact::{ContactMessage, ContactPhone};
 use crate::error::ValidationError;
 use crate::free_form::FreeFormMessage;
-use crate::message_id::MessageId;
 use crate::template::{MediaUrl, TemplateHeader, TemplateMessage};
 use crate::text::TextMessage;
+use lipachat_session::MessageId;
 
 /// Body of `POST /api/v1/whatsapp/contact`, exactly as the gateway's page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

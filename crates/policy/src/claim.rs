@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::Store;
+use lipachat_session::{MessageId, Store};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ use crate::shared::Shared;
 pub(crate) struct HeldClaim<S: Store> {
     /// The messenger's state, until the claim is released.
     owner: Option<Arc<Shared<S>>>,
-    id: Uuid,
+    id: MessageId,
     /// This claim's own token: the store releases the claim only for it, so a release
     /// that comes after the lease ran out cannot free a claim another caller took since.
     holder: Uuid,
@@ -32,7 +32,7 @@ pub(crate) struct HeldClaim<S: Store> {
 /// it.
 async fn try_claim<S: Store>(
     shared: &Arc<Shared<S>>,
-    id: Uuid,
+    id: MessageId,
     now: DateTime<Utc>,
     lease: TimeDelta,
 ) -> Result<Option<HeldClaim<S>>, PolicyError> {
@@ -51,7 +51,7 @@ async fn try_claim<S: Store>(
 /// says.
 pub(crate) async fn under_claim<S: Store, T>(
     shared: &Arc<Shared<S>>,
-    id: Uuid,
+    id: MessageId,
     now: DateTime<Utc>,
     lease: TimeDelta,
     work: impl Future<Output = Result<T, PolicyError>>,

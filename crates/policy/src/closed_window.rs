@@ -164,7 +164,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
             .enqueue_with_outcome(
                 conversation,
                 QueuedMessage {
-                    message_id: queued_id.as_uuid(),
+                    message_id: queued_id,
                     queued_at: now.at,
                     payload: to_json(&payload),
                 },
@@ -191,7 +191,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         now: CallTime,
     ) -> Result<SendOutcome, PolicyError> {
         let message_id = refusal.message_id;
-        let queued_id = MessageId::from_uuid(entry.message_id);
+        let queued_id = entry.message_id;
         info!(%conversation, %message_id, queued_id = %queued_id, "already queued by an earlier attempt: not queued again");
         let outcome = PreviousOutcome::queued(queued_id, None, now.at);
         self.shared
@@ -333,7 +333,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
             .set_invitation(
                 conversation,
                 Some(Invitation {
-                    message_id: template_id.as_uuid(),
+                    message_id: template_id,
                     sent_at: now.at,
                 }),
             )

@@ -104,7 +104,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         now: CallTime,
         report: &mut DeliveryReport,
     ) -> Result<Step, PolicyError> {
-        let message_id = MessageId::from_uuid(entry.message_id);
+        let message_id = entry.message_id;
         let payload = serde_json::from_str::<QueuedPayload>(&entry.payload);
         if self.has_expired(entry, now) {
             match self
@@ -170,7 +170,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         now: CallTime,
         report: &mut DeliveryReport,
     ) -> Result<Step, PolicyError> {
-        let message_id = MessageId::from_uuid(entry.message_id);
+        let message_id = entry.message_id;
         // Another replica may have delivered it between our read and our claim.
         if !self.still_queued(conversation, entry.message_id).await? {
             return Ok(Step::Left);
@@ -222,7 +222,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                     .reassign(
                         conversation,
                         entry.message_id,
-                        requeue_message_id(message_id).as_uuid(),
+                        requeue_message_id(message_id),
                     )
                     .await?;
                 report.stopped = Some(DeliveryStop::GatewayClosedWindow);
@@ -252,7 +252,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
     async fn still_queued(
         &self,
         conversation: Conversation,
-        message_id: uuid::Uuid,
+        message_id: MessageId,
     ) -> Result<bool, PolicyError> {
         Ok(self
             .shared
@@ -317,7 +317,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         if !self.still_queued(conversation, entry.message_id).await? {
             return Ok(Expiry::Gone);
         }
-        let message_id = MessageId::from_uuid(entry.message_id);
+        let message_id = entry.message_id;
         warn!(%conversation, %message_id, queued_at = %entry.queued_at, "queued message expired undelivered");
         let store = self.shared.store();
         match payload {

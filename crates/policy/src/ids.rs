@@ -12,18 +12,18 @@ const DERIVED_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d70_6f
 /// The template `messageId` that goes with a free-form message's `messageId`: the same on
 /// every retry of the logical send, so the gateway deduplicates a retried template.
 pub fn template_message_id(message_id: MessageId) -> MessageId {
-    derived(b"template", message_id.as_uuid().as_bytes())
+    derived(b"template", message_id.as_bytes())
 }
 
 /// The claim a call holds on a caller-given `messageId` while it sends (or handles a
 /// report about) that message: one namespace, apart from the outbox's own claims.
-pub(crate) fn send_claim_id(message_id: MessageId) -> Uuid {
-    derived(b"send", message_id.as_uuid().as_bytes()).as_uuid()
+pub(crate) fn send_claim_id(message_id: MessageId) -> MessageId {
+    derived(b"send", message_id.as_bytes())
 }
 
 /// The claim held while one sender invites a conversation, across replicas.
-pub(crate) fn invitation_claim_id(conversation: Conversation) -> Uuid {
-    derived(b"invitation-lock", &conversation.to_key()).as_uuid()
+pub(crate) fn invitation_claim_id(conversation: Conversation) -> MessageId {
+    derived(b"invitation-lock", &conversation.to_key())
 }
 
 /// The `messageId` a message is queued under after the gateway refused it under
@@ -32,7 +32,7 @@ pub(crate) fn invitation_claim_id(conversation: Conversation) -> Uuid {
 /// retried call, a redelivered report), so a replay finds the message already queued
 /// instead of queueing a second copy under another id.
 pub(crate) fn requeue_message_id(refused: MessageId) -> MessageId {
-    derived(b"requeue", refused.as_uuid().as_bytes())
+    derived(b"requeue", refused.as_bytes())
 }
 
 fn derived(purpose: &[u8], from: &[u8]) -> MessageId {

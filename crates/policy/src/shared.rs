@@ -8,7 +8,6 @@ use lipachat_api::{Client, MessageId};
 use lipachat_session::window::saturating_add;
 use lipachat_session::{Conversation, Sessions, Store, StoredOutcome};
 use serde::Serialize;
-use uuid::Uuid;
 
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
@@ -79,14 +78,10 @@ impl<S: Store> Shared<S> {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<Option<PreviousOutcome>, PolicyError> {
-        let Some(text) = self
-            .store()
-            .outcome(conversation, message_id.as_uuid())
-            .await?
-        else {
+        let Some(text) = self.store().outcome(conversation, message_id).await? else {
             return Ok(None);
         };
-        parse_outcome(conversation, message_id.as_uuid(), &text).map(Some)
+        parse_outcome(conversation, message_id, &text).map(Some)
     }
 
     /// The outcome whose WhatsApp message id is `wa_id`, with the caller's `messageId` it
@@ -100,7 +95,7 @@ impl<S: Store> Shared<S> {
             return Ok(None);
         };
         let outcome = parse_outcome(conversation, key, &text)?;
-        Ok((outcome.wa_id.as_deref() == Some(wa_id)).then(|| (MessageId::from_uuid(key), outcome)))
+        Ok((outcome.wa_id.as_deref() == Some(wa_id)).then_some((key, outcome)))
     }
 
     /// An outcome as the store keeps it, under the caller's `messageId` `key`, indexed by
@@ -111,7 +106,7 @@ impl<S: Store> Shared<S> {
         keep_for: TimeDelta,
     ) -> StoredOutcome {
         StoredOutcome {
-            message_id: key.as_uuid(),
+            message_id: key,
             text: to_json(outcome),
             wa_id: outcome.wa_id.clone(),
             keep_for,
@@ -148,7 +143,7 @@ pub(crate) fn addressable(conversation: Conversation) -> Result<Conversation, Po
 
 fn parse_outcome(
     conversation: Conversation,
-    key: Uuid,
+    key: MessageId,
     text: &str,
 ) -> Result<PreviousOutcome, PolicyError> {
     serde_json::from_str(text).map_err(|e| PolicyError::Corrupt {

@@ -792,7 +792,7 @@ async fn dry_run_sends_nothing_and_gives_the_exact_body() {
         f.messenger
             .sessions()
             .store()
-            .outcome(f.chat, id.as_uuid())
+            .outcome(f.chat, id)
             .await
             .unwrap()
             .is_none()

@@ -53,7 +53,7 @@ pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Ex
             context.printer.emit(&PendingView {
                 business: conversation.business.to_string(),
                 customer: name.clone(),
-                message_id: MessageId::from_uuid(message.message_id),
+                message_id: message.message_id,
                 queued_at: time(message.queued_at),
                 age_secs: age.num_seconds(),
                 age: if age < chrono::TimeDelta::zero() {
