@@ -6,21 +6,29 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use chrono::Utc;
 use common::*;
 use lipachat_webhook::{Secret, sign};
 
-/// The log, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+/// The log: the subscriber writes here through a lock.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
-impl Write for Captured {
+/// Appends to [`LOG`].
+fn log_line(line: &[u8]) -> std::io::Result<usize> {
+    LOG.lock()
+        .map_err(|_| std::io::ErrorKind::Other)?
+        .extend_from_slice(line);
+    Ok(line.len())
+}
+
+/// A writer handing each write to a function.
+struct LineWriter(fn(&[u8]) -> std::io::Result<usize>);
+
+impl std::io::Write for LineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
+        (self.0)(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -30,11 +38,9 @@ impl Write for Captured {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_secret_or_signature_reaches_the_log() {
-    let captured = Captured::default();
-    let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
+        .with_writer(|| LineWriter(log_line))
         .with_ansi(false)
         .init();
 
@@ -83,7 +89,7 @@ async fn no_token_secret_or_signature_reaches_the_log() {
         .unwrap();
     assert_eq!(h.wait_for_echoes(customer, 2).await.len(), 2);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
     assert!(
         log.contains("/webhooks/lipachat/{token}"),
         "the log was captured: {log}"

@@ -46,15 +46,7 @@ async fn the_subscription_handshake_answers_the_challenge_only_for_the_verify_to
             "{refused}"
         );
     }
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains(r#"lipachat_webhook_auth_failures_total{reason="verify_token"} 4"#),
         "{metrics}"
@@ -86,16 +78,8 @@ async fn a_lipachat_webhook_with_its_token_is_recorded_and_echoed_and_a_wrong_to
     let accepted = h.post_lipachat(&body).await;
     assert_eq!(accepted.status(), StatusCode::OK);
     // Recorded before the 200.
-    assert!(
-        h.store()
-            .window(conversation(customer))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let echoes = h.wait_for_echoes(customer, 1).await;
-    assert_eq!(echoes.len(), 1, "{echoes:?}");
-    assert!(echoes[0].contains("echo: hello"), "{echoes:?}");
+    assert!(h.recorded(customer).await);
+    h.assert_one_echo(customer, "hello").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,25 +116,9 @@ async fn a_whatsapp_webhook_needs_its_signature() {
 
     let accepted = h.post_whatsapp(&body).await;
     assert_eq!(accepted.status(), StatusCode::OK);
-    assert!(
-        h.store()
-            .window(conversation(customer))
-            .await
-            .unwrap()
-            .is_some()
-    );
-    let echoes = h.wait_for_echoes(customer, 1).await;
-    assert_eq!(echoes.len(), 1);
-    assert!(echoes[0].contains("echo: signed"));
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(h.recorded(customer).await);
+    h.assert_one_echo(customer, "signed").await;
+    let metrics = h.metrics_text().await;
     for line in [
         r#"lipachat_webhook_auth_failures_total{reason="signature_missing"} 1"#,
         r#"lipachat_webhook_auth_failures_total{reason="signature_mismatch"} 1"#,
@@ -208,15 +176,7 @@ async fn a_redelivered_message_is_recorded_once_and_answered_once() {
     let echoes = h.wait_for_echoes(customer, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.echoes_to(customer).len(), 1, "{echoes:?}");
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("lipachat_webhook_duplicates_total 2"),
         "{metrics}"
@@ -238,15 +198,7 @@ async fn a_reply_into_a_closed_window_never_reaches_the_gateway() {
     assert_eq!(h.post_whatsapp(&body).await.status(), StatusCode::OK);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let metrics = h
-            .http
-            .get(h.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = h.metrics_text().await;
         if metrics.contains(r#"lipachat_sends_total{outcome="rejected"} 1"#) {
             break;
         }
@@ -303,15 +255,7 @@ async fn a_full_queue_answers_503_records_nothing_and_the_retry_is_handled_once(
             .is_none(),
         "the refused webhook recorded nothing"
     );
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("lipachat_webhook_queue_full_total 1"),
         "{metrics}"

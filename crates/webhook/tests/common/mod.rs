@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lipachat_api::{ApiKey, Client, WebhookToken};
 use lipachat_policy::{Messenger, PolicyConfig};
-use lipachat_session::{PhoneNumber, Sessions, SledStore, Store};
+use lipachat_session::{PhoneNumber, Sessions, SledStore, Store, WindowStore};
 use lipachat_testkit::{MessageKind, StandInGateway};
 use lipachat_webhook::{
     NewMessage, Reply, Secret, ServingConfig, WebhookService, WebhookServiceBuilder, serve, sign,
@@ -198,6 +198,31 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether a window is stored for `customer` of the business.
+    pub async fn recorded(&self, customer: &str) -> bool {
+        let conversation = lipachat_session::Conversation::new(phone(BUSINESS), phone(customer));
+        self.store().window(conversation).await.unwrap().is_some()
+    }
+
+    /// `GET /metrics`'s text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits for one echo of `text` to reach `customer`.
+    pub async fn assert_one_echo(&self, customer: &str, text: &str) {
+        let echoes = self.wait_for_echoes(customer, 1).await;
+        assert_eq!(echoes.len(), 1, "{echoes:?}");
+        assert!(echoes[0].contains(&format!("echo: {text}")), "{echoes:?}");
     }
 
     /// Stops the server (graceful), then the service (handlers finish, store flushed).
