@@ -89,7 +89,9 @@ impl<S: Store> WebhookServiceBuilder<S> {
 
     /// How many new messages may wait for the bot (default 1024). When a webhook's new
     /// messages do not fit, it is answered 503 and nothing of it is recorded, so the
-    /// sender's retry is applied once.
+    /// sender's retry is applied once. A single body holding more inbound messages than the
+    /// capacity can never fit and is answered 503 every time: keep the capacity well above
+    /// the largest batch a sender posts.
     pub fn queue_capacity(mut self, messages: usize) -> Self {
         self.queue_capacity = messages;
         self
