@@ -6,9 +6,11 @@
 //!   sled (or Redis), and the window rule;
 //! - [`api`]: the gateway client (contact, template, text) and inbound webhook parsing;
 //! - [`policy`]: the guarded send path a bot calls, with template reroute and the outbox;
-//! - `webhook` (feature `axum`, on by default): the HTTP server for the bot's webhook
-//!   routes, with header and body read timeouts, a body limit, and bounded connections
-//!   and handlers;
+//! - `webhook` (feature `axum`, on by default): the serving side: LipaChat's and
+//!   WhatsApp's webhook routes (token and signature checks, the subscription handshake),
+//!   health, metrics, read-only admin routes, the bot's handler API with a bounded queue,
+//!   and the HTTP server with header and body read timeouts, a body limit, and bounded
+//!   connections and handlers;
 //! - `testkit` (feature `testkit`): a stand-in gateway on loopback for your own tests.
 //!
 //! ```

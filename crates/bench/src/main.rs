@@ -18,6 +18,7 @@ mod redelivery;
 mod redis_workloads;
 mod send;
 mod sled_workloads;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ struct Args {
     /// How many inbound ids the redelivery-memory workload remembers.
     #[arg(long, default_value_t = 100_000)]
     seen_ids: usize,
+    /// How many signed WhatsApp webhooks in each round of each webhook workload (three
+    /// rounds each).
+    #[arg(long, default_value_t = 20_000)]
+    webhooks: usize,
     /// Run only these workloads.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -72,6 +77,9 @@ enum Only {
     /// Window checks when a tenth of the conversations are keyed by a business-scoped
     /// user id (a store handle), beside phone-keyed checks in the same store.
     Bsuid,
+    /// Signed WhatsApp webhooks through the router into a durable sled store, beside a
+    /// plain axum handler reading the same body (32 clients on loopback).
+    Webhook,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -128,6 +136,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => None,
     };
     let mix_f = |pick: fn(&bsuid_mix::MixFigures) -> f64| mix.as_ref().map(pick);
+    let hooks = match args.only {
+        None | Some(Only::Webhook) => Some(webhook::run(dir.path(), args.webhooks.max(32)).await?),
+        Some(_) => None,
+    };
+    let hooks_f = |pick: fn(&webhook::WebhookFigures) -> f64| hooks.as_ref().map(pick);
 
     let sled_f = |pick: fn(&sled_workloads::SledFigures) -> f64| sled.as_ref().map(pick);
     let send_f = |pick: fn(&send::SendFigures) -> f64| send.as_ref().map(pick);
@@ -175,6 +188,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "bsuid_tenth_phone_check_per_s": rounded(mix_f(|m| m.phone_check_per_s), 0),
         "all_phone_check_per_s": rounded(mix_f(|m| m.all_phone_check_per_s), 0),
         "bsuid_tenth_phone_check_vs_all_phone": rounded(ratio(mix_f(|m| m.phone_check_per_s), mix_f(|m| m.all_phone_check_per_s)), 3),
+        "webhook_per_s": rounded(hooks_f(|w| w.webhook_per_s), 0),
+        "webhook_raw_axum_per_s": rounded(hooks_f(|w| w.raw_axum_per_s), 0),
+        "webhook_vs_raw": rounded(ratio(hooks_f(|w| w.webhook_per_s), hooks_f(|w| w.raw_axum_per_s)), 3),
     });
 
     let show = |v: &Value| match v {
@@ -342,6 +358,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "phone checks: tenth-by-user-id / phones-only",
             "target >= 0.95",
         ),
+        (
+            "webhook_per_s",
+            "signed webhooks/s through the router (durable)",
+            "",
+        ),
+        (
+            "webhook_raw_axum_per_s",
+            "the same bodies/s into a plain axum handler",
+            "",
+        ),
+        ("webhook_vs_raw", "router / plain axum", "target >= 0.5"),
     ];
     println!();
     println!("{:<48} {:>16}  target", "workload", "figure");

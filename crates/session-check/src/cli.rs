@@ -46,6 +46,13 @@ $SESSION_CHECK_STORE, $SESSION_CHECK_DB (empty variables count as unset), else .
 Giving both --store and --db is a usage error. Every command works the same on either store;
 a Redis server that cannot be reached is an error (exit 2) within about 5 seconds.
 
+Remote: --remote URL runs status, list and pending against a running bot's admin routes
+(GET /admin/windows/BUSINESS/CUSTOMER, /admin/windows, /admin/pending) instead of a store,
+with the same output and exit status; the bot's admin token is read from
+$SESSION_CHECK_REMOTE_TOKEN and never printed. Any other command, --now, --db or --store
+with --remote is a usage error (exit 2); a bot that cannot be reached, or refuses the token,
+is an error (exit 2).
+
 Output: results go to stdout (with --json, one JSON object per line); errors go to stderr as
 one line. The API key never appears in any output.
 
@@ -99,6 +106,20 @@ pub struct Cli {
     /// The sled database directory: the same as --store PATH.
     #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
+
+    /// A running bot's base URL (http://HOST:PORT): status, list and pending read its
+    /// windows and outbox through its admin routes, with the same output and exit status,
+    /// instead of opening a store (which the bot keeps locked). The admin token comes from
+    /// $SESSION_CHECK_REMOTE_TOKEN. Cannot be combined with --db or --store; refuses --now.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        value_parser = crate::remote::parse_remote_url,
+        conflicts_with_all = ["db", "store"],
+        help_heading = GLOBAL
+    )]
+    pub remote: Option<reqwest::Url>,
 
     /// Machine output: each result is one JSON object on its own line.
     #[arg(long, global = true, help_heading = GLOBAL)]
@@ -488,6 +509,12 @@ impl Cli {
             return Err(Self::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "the argument '--store <STORE>' cannot be used with '--db <PATH>'",
+            ));
+        }
+        if self.remote.is_some() && (self.store.is_some() || self.db.is_some()) {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--remote <URL>' cannot be used with '--db <PATH>' or '--store <STORE>'",
             ));
         }
         Ok(self)

@@ -87,6 +87,32 @@ pub enum CliError {
         /// The failure.
         source: std::io::Error,
     },
+    /// `--remote` was given with a command that does not run against a bot's admin
+    /// routes.
+    #[error("{command} does not run with --remote; only status, list and pending do")]
+    RemoteCommand {
+        /// The command.
+        command: &'static str,
+    },
+    /// `--remote` was given with `--now`: the bot examines its windows at its own time.
+    #[error(
+        "--remote reads a running bot's windows at the bot's own time, so it does not run under --now; leave out --now"
+    )]
+    RemoteUnderNow,
+    /// `--remote` was given without `$SESSION_CHECK_REMOTE_TOKEN`.
+    #[error(
+        "--remote needs the bot's admin token in $SESSION_CHECK_REMOTE_TOKEN (the bot's LIPACHAT_ADMIN_TOKEN); it is not set"
+    )]
+    RemoteToken,
+    /// The bot named by `--remote` could not be reached, refused the request, or answered
+    /// something that is not its admin routes' JSON. Never holds the token.
+    #[error("remote bot at {url}: {reason}")]
+    Remote {
+        /// The bot's base URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The async runtime could not start.
     #[error("could not start the runtime: {0}")]
     Runtime(std::io::Error),

@@ -35,6 +35,7 @@ mod cli;
 mod commands;
 mod error;
 mod output;
+mod remote;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -76,6 +77,10 @@ fn execute(mut cli: Cli) -> Result<Exit, CliError> {
         .build()
         .map_err(CliError::Runtime)?;
     commands::check(&cli)?;
+    // A running bot's admin routes instead of a store.
+    if let Some(url) = cli.remote.clone() {
+        return runtime.block_on(remote::run(&url, cli));
+    }
     // Read and checked before the store is opened: a body that is not a webhook stores
     // nothing.
     if let Command::Ingest(args) = &mut cli.command {

@@ -9,13 +9,14 @@ mod verify;
 mod windows;
 
 pub use ingest::prepare as prepare_ingest;
+pub use outbox::PendingView;
 pub use verify::verify;
 
 use std::process::ExitCode;
 
 use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
-use lipachat_session::{Conversation, Customer, GroupId, ManualClock, Sessions, Store};
+use lipachat_session::{Conversation, Customer, ManualClock, Sessions, Store};
 
 use crate::cli::{Cli, Command, CustomerArg, Pair, SendSettings};
 use crate::error::CliError;
@@ -182,22 +183,7 @@ pub async fn conversation_of<S: Store>(
 /// business-scoped user id, `group:ID` for a group (the forms CUSTOMER accepts), never a
 /// store's handle. A handle the registry does not name shows as `user#N` / `group#N`.
 pub async fn customer_name<S: Store>(store: &S, customer: Customer) -> Result<String, CliError> {
-    Ok(match customer {
-        Customer::Phone(phone) => phone.to_string(),
-        Customer::User(user) => match store.user_id(user).await? {
-            Some(id) => id.to_string(),
-            None => customer.to_string(),
-        },
-        Customer::Group(group) => match store.group_id(group).await? {
-            Some(id) => group_name(&id),
-            None => customer.to_string(),
-        },
-    })
-}
-
-/// How output names a group: `group:ID`.
-pub fn group_name(group: &GroupId) -> String {
-    format!("group:{group}")
+    Ok(lipachat_session::view::customer_name(store, customer).await?)
 }
 
 /// The conversation a sending command names, when it can be sent to: a phone's (for a user

@@ -1,8 +1,10 @@
 //! `pending` and `deliver`: the outbox of messages waiting for the customer's reply.
 
+use chrono::TimeDelta;
 use lipachat_api::MessageId;
 use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger, PolicyConfig};
 use lipachat_session::Store;
+use lipachat_session::view::QueuedView;
 use serde::Serialize;
 
 use super::{
@@ -12,24 +14,45 @@ use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
 
-/// One queued message, as `pending` prints it. `age_secs` is whole seconds since it was
-/// queued (negative when `--now` is before that).
+/// One queued message, as `pending` prints it: JSON, the shared
+/// [`lipachat_session::view::QueuedView`] object (`business`, `customer`, `message_id`,
+/// `queued_at`, `age_secs`: whole seconds since it was queued, negative when `--now` is
+/// before that), the same a running bot's `/admin/pending` answers.
 #[derive(Debug, Serialize)]
-struct PendingView {
-    business: String,
-    customer: String,
-    message_id: MessageId,
-    queued_at: String,
-    age_secs: i64,
+#[serde(transparent)]
+pub struct PendingView {
+    view: QueuedView,
     #[serde(skip)]
     age: String,
 }
 
+impl PendingView {
+    /// The view of a queued message whose exact age is `age`.
+    fn new(view: QueuedView, age: TimeDelta) -> Self {
+        Self {
+            view,
+            age: if age < TimeDelta::zero() {
+                "queued after the given --now".to_owned()
+            } else {
+                format!("{} ago", span(age))
+            },
+        }
+    }
+
+    /// The view of a shared queued-message object (as a running bot's admin route
+    /// answers it), aged by its whole seconds.
+    pub fn from_shared(view: QueuedView) -> Self {
+        let age = TimeDelta::seconds(view.age_secs);
+        Self::new(view, age)
+    }
+}
+
 impl Render for PendingView {
     fn human(&self) -> String {
+        let view = &self.view;
         format!(
             "{} {} {} queued {} ({})",
-            self.business, self.customer, self.message_id, self.queued_at, self.age
+            view.business, view.customer, view.message_id, view.queued_at, self.age
         )
     }
 }
@@ -49,19 +72,10 @@ pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Ex
     for conversation in conversations {
         let name = customer_name(store, conversation.customer).await?;
         for message in store.queued(conversation).await? {
-            let age = now - message.queued_at;
-            context.printer.emit(&PendingView {
-                business: conversation.business.to_string(),
-                customer: name.clone(),
-                message_id: message.message_id,
-                queued_at: time(message.queued_at),
-                age_secs: age.num_seconds(),
-                age: if age < chrono::TimeDelta::zero() {
-                    "queued after the given --now".to_owned()
-                } else {
-                    format!("{} ago", span(age))
-                },
-            })?;
+            let view = QueuedView::new(conversation.business, name.clone(), &message, now);
+            context
+                .printer
+                .emit(&PendingView::new(view, now - message.queued_at))?;
             shown += 1;
         }
     }
