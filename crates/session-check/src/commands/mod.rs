@@ -4,6 +4,7 @@
 mod ingest;
 mod outbox;
 mod send;
+mod timeline;
 mod transfer;
 mod verify;
 mod windows;
@@ -13,7 +14,6 @@ pub use verify::verify;
 
 use std::process::ExitCode;
 
-use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
 use lipachat_policy::PolicyConfig;
 use lipachat_session::{Conversation, Customer, GroupId, ManualClock, Sessions, Store};
@@ -106,6 +106,7 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Export => transfer::export(&context).await,
         Command::Import => transfer::import(&context).await,
         Command::Ingest(args) => ingest::ingest(&context, args, cli.now).await,
+        Command::Timeline(args) => timeline::timeline(&context, args).await,
         // Run before any store is opened (it opens its own).
         Command::Verify(_) => Err(CliError::Usage(
             "verify runs on its own; it is dispatched before the store is opened".to_owned(),
@@ -119,7 +120,7 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
 
 /// The policy for `send-contact` and `deliver`: the default, with `--margin`.
 fn policy(settings: &SendSettings) -> Result<PolicyConfig, CliError> {
-    Ok(PolicyConfig::default().margin(TimeDelta::seconds(i64::from(settings.margin)))?)
+    Ok(PolicyConfig::default().margin(settings.margin.value)?)
 }
 
 /// The gateway client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with

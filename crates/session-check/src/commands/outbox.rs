@@ -4,21 +4,29 @@ use lipachat_api::MessageId;
 use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger};
 use lipachat_session::Store;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{Context, Exit, Lookup, addressable, client, conversation_of, customer_name, policy};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
-use crate::output::{Render, span, time};
+use crate::output::{Render, reason_words, span, time, whatsapp_id};
+use crate::stored_message::{describe, json_parts, queued_content};
 
-/// One queued message, as `pending` prints it. `age_secs` is whole seconds since it was
-/// queued (negative when `--now` is before that).
+/// One queued message, as `pending` prints it. `kind` (`contact`, `text`) and `message`
+/// (its content: a card's `formatted_name` and `phones`, a text's `body`) say what it is,
+/// both null when its stored form cannot be read. `age_secs` is whole seconds since it
+/// was queued (negative when `--now` is before that).
 #[derive(Debug, Serialize)]
 struct PendingView {
     business: String,
     customer: String,
     message_id: MessageId,
+    kind: Option<&'static str>,
+    message: Option<Value>,
     queued_at: String,
     age_secs: i64,
+    #[serde(skip)]
+    content: String,
     #[serde(skip)]
     age: String,
 }
@@ -26,8 +34,8 @@ struct PendingView {
 impl Render for PendingView {
     fn human(&self) -> String {
         format!(
-            "{} {} {} queued {} ({})",
-            self.business, self.customer, self.message_id, self.queued_at, self.age
+            "{} {} {}: {}, queued {} ({})",
+            self.business, self.customer, self.message_id, self.content, self.queued_at, self.age
         )
     }
 }
@@ -48,10 +56,18 @@ pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Ex
         let name = customer_name(store, conversation.customer).await?;
         for message in store.queued(conversation).await? {
             let age = now - message.queued_at;
+            let content = queued_content(&message);
+            let (kind, json) = content.as_ref().map(json_parts).unzip();
             context.printer.emit(&PendingView {
                 business: conversation.business.to_string(),
                 customer: name.clone(),
                 message_id: MessageId::from_uuid(message.message_id),
+                kind,
+                message: json,
+                content: content.as_ref().map_or_else(
+                    || "a message whose stored form cannot be read".to_owned(),
+                    describe,
+                ),
                 queued_at: time(message.queued_at),
                 age_secs: age.num_seconds(),
                 age: if age < chrono::TimeDelta::zero() {
@@ -103,20 +119,20 @@ struct DeliveryView {
     remaining: usize,
     stopped: Option<&'static str>,
     reason: Option<String>,
+    /// The reason in words, for the human line.
+    #[serde(skip)]
+    reason_words: Option<String>,
 }
 
 impl Render for DeliveryView {
     fn human(&self) -> String {
         let mut lines = Vec::new();
         for d in &self.delivered {
-            let wa_id = d
-                .wa_id
-                .as_deref()
-                .map(|w| format!(" (wa_id {w})"))
-                .unwrap_or_default();
             lines.push(format!(
-                "delivered {}{wa_id}, queued {}",
-                d.message_id, d.queued_at
+                "delivered {}{}, queued {}",
+                d.message_id,
+                whatsapp_id(d.wa_id.as_deref()),
+                d.queued_at
             ));
         }
         for e in &self.expired {
@@ -136,9 +152,16 @@ impl Render for DeliveryView {
             self.remaining
         );
         if let Some(stopped) = self.stopped {
+            let stopped = match stopped {
+                "window_not_open" => "the window is not open",
+                "gateway_closed_window" => "the gateway reported the window closed",
+                "send_failed" => "a send failed",
+                "claimed_elsewhere" => "another process is delivering",
+                other => other,
+            };
             summary.push_str(&format!(
                 " (stopped: {stopped}{})",
-                self.reason
+                self.reason_words
                     .as_deref()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
@@ -160,6 +183,11 @@ pub async fn deliver<S: Store + Clone>(
     let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
     let report = messenger.deliver(conversation).await?;
     let (stopped, reason, error) = stop_parts(&report);
+    let reason_words = match &report.stopped {
+        Some(DeliveryStop::WindowNotOpen(why)) => Some(reason_words(*why).to_owned()),
+        Some(DeliveryStop::GatewayClosedWindow) => Some("closed by the gateway".to_owned()),
+        _ => reason.clone(),
+    };
     let view = DeliveryView {
         business: conversation.business.to_string(),
         customer: conversation.customer.to_string(),
@@ -191,6 +219,7 @@ pub async fn deliver<S: Store + Clone>(
         remaining: report.remaining,
         stopped,
         reason,
+        reason_words,
     };
     context.printer.emit(&view)?;
     if let Some(error) = error {
