@@ -109,11 +109,11 @@ pub struct Cli {
     pub json: bool,
 
     /// Examine windows as at this time (RFC 3339) instead of the system clock's: status,
-    /// list, pending and send-contact --dry-run answer for it. The real clock still bounds
-    /// what is stored: a time more than 5 minutes ahead of it is refused (exit 2), so a
-    /// future --now records nothing, while a past one records history. Nothing that reaches
-    /// the gateway runs under --now: send-contact (unless --dry-run) and deliver refuse it
-    /// (exit 2), and record and import never send.
+    /// list, pending, timeline and send-contact --dry-run answer for it. The real clock
+    /// still bounds what is stored: a time more than 5 minutes ahead of it is refused (exit
+    /// 2), so a future --now records nothing, while a past one records history. Nothing
+    /// that reaches the gateway runs under --now: send-contact (unless --dry-run) and
+    /// deliver refuse it (exit 2), and record and import never send.
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
