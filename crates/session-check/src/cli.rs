@@ -239,8 +239,8 @@ pub enum Command {
     /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
     /// move is still a duplicate). Send outcomes (the memory that makes a repeated
     /// --message-id send nothing twice, kept 7 days) and delivery claims are not exported.
-    /// A progress bar shows on stderr when it is a terminal (not with --json). Exit 2 if
-    /// corrupt records had to be skipped.
+    /// A progress bar shows on stderr when it is a terminal and the lines go elsewhere (not
+    /// with --json). Exit 2 if corrupt records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written, its times too: one more than 5 minutes ahead of the real

@@ -13,15 +13,16 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Whether a bar would be seen: stderr is a terminal and the output is not JSON.
-    pub fn wanted(json: bool) -> bool {
-        !json && io::stderr().is_terminal()
+    /// Whether a bar would be seen: stderr is a terminal and the bar is not `quiet` (the
+    /// output is not JSON).
+    pub fn wanted(quiet: bool) -> bool {
+        !quiet && io::stderr().is_terminal()
     }
 
     /// A bar drawn with `template` (a spinner's when the length is unknown), or a hidden
-    /// one.
-    fn new(json: bool, length: Option<u64>, template: &str) -> Self {
-        if !Self::wanted(json) {
+    /// one when `quiet` or stderr is not a terminal.
+    fn new(quiet: bool, length: Option<u64>, template: &str) -> Self {
+        if !Self::wanted(quiet) {
             return Self {
                 bar: ProgressBar::hidden(),
             };
@@ -50,9 +51,15 @@ impl Progress {
         }
     }
 
-    /// The bar of an export: lines written.
+    /// The bar of an export: lines written. None when the lines themselves go to the
+    /// terminal: the bar would be drawn over them.
     pub fn export(json: bool) -> Self {
-        Self::new(json, None, "export: wrote {pos} lines {spinner} {msg}")
+        let to_terminal = io::stdout().is_terminal();
+        Self::new(
+            json || to_terminal,
+            None,
+            "export: wrote {pos} lines {spinner} {msg}",
+        )
     }
 
     /// `input`, counting on the bar the bytes read from it; at its end the bar says the

@@ -126,6 +126,11 @@ fn import_and_export_show_a_progress_bar_on_a_terminal_but_not_with_json() {
         501
     );
 
+    // Lines exported to the terminal itself: no bar drawn over them.
+    let shown = run("export").unwrap();
+    assert!(!shown.contains("export: wrote"), "{shown}");
+    assert_eq!(shown.lines().count(), 501, "{shown}");
+
     // With --json, nothing but the result.
     let shown = run(&format!("import --json < '{}'", file.display())).unwrap();
     assert!(!shown.contains("import:"), "{shown}");
