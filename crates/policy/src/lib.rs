@@ -73,5 +73,5 @@ pub use outcome::{
 };
 pub use reconciliation::Reconciliation;
 pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
-pub use request::{DryRun, SendRequest};
+pub use request::{DryRun, SendRequest, queued_content};
 pub use webhook::WebhookOutcome;

@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
 use lipachat_redis::RedisConfig;
 use lipachat_session::{Bsuid, GroupId, PhoneNumber, PhoneParser};
+
+use crate::duration::{parse_duration, parse_margin};
 
 /// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
@@ -36,7 +38,8 @@ Output names them the same way. A customer without a phone cannot be sent to: se
 and deliver exit 2 for one.
 Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
-Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
+Durations: a number and a unit, or several in a row: 90s, 45m, 1h30m (or 1h 30m), 2d; --margin
+also takes a bare number of seconds (90).
 
 Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB
 or redis+unix:///PATH?db=DB; keys under the prefix 'lipachat', shared with every bot replica
@@ -54,19 +57,21 @@ with --remote is a usage error (exit 2); a bot that cannot be reached, or refuse
 is an error (exit 2).
 
 Output: results go to stdout (with --json, one JSON object per line); errors go to stderr as
-one line. The API key never appears in any output.
+one line (with --json, one JSON object with the fields error and kind). The API key and a
+Redis password never appear in any output.
 
-Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
-deliver: nothing remains queued; verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; send-contact:
-rejected because the window is not open; deliver: the window is closed and messages remain),
-2 any error, including usage errors, a database in use by another process, a damaged store
-and a Redis server that cannot be reached.
+Exit status: 0 success (status: open; send-contact: sent, rerouted or queued, and a dry run
+that would be; deliver: nothing remains queued; verify: intact, or damaged and accepted), 1
+the negative answer (status: closed or none; send-contact: rejected because the window is not
+open, and a dry run that would be; deliver: the window is closed and messages remain), 2 any
+error, including usage errors, a database in use by another process, a damaged store and a
+Redis server that cannot be reached.
 
-Commands that only read (status, list, pending, deliver, forget, export, verify, and
-send-contact --dry-run) never create a store: a sled path that does not exist or is an empty
-directory is an error (exit 2, no store at PATH) and nothing is created there. No command
-opens a path that is not a lipachat store (a file, or a directory of other files without the
-lipachat.store marker): exit 2, and nothing there is changed.
+Only record, ingest, import and send-contact (not --dry-run) create a store. Every other
+command needs one: a sled path that does not exist or is an empty directory is an error
+(exit 2, no store at PATH) and nothing is created there. An import that fails leaves no new
+store behind. No command opens a path that is not a lipachat store (a file, or a directory of
+other files without the lipachat.store marker): exit 2, and nothing there is changed.
 
 Integrity: a sled store checks at open that it holds what it held when it was last closed
 (per tree, the number of entries and a checksum) and, after a crash, that nothing its last
@@ -87,8 +92,7 @@ deliver refuses it, and record and import never send.";
     name = "session-check",
     version,
     about = "Inspect and drive lipachat's 24-hour WhatsApp customer service windows",
-    after_help = AFTER_HELP,
-    disable_help_subcommand = true
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// The store: a Redis URL (redis://HOST:PORT/DB) or a sled database directory. Without
@@ -126,11 +130,11 @@ pub struct Cli {
     pub json: bool,
 
     /// Examine windows as at this time (RFC 3339) instead of the system clock's: status,
-    /// list, pending and send-contact --dry-run answer for it. The real clock still bounds
-    /// what is stored: a time more than 5 minutes ahead of it is refused (exit 2), so a
-    /// future --now records nothing, while a past one records history. Nothing that reaches
-    /// the gateway runs under --now: send-contact (unless --dry-run) and deliver refuse it
-    /// (exit 2), and record and import never send.
+    /// list, pending, timeline and send-contact --dry-run answer for it. The real clock
+    /// still bounds what is stored: a time more than 5 minutes ahead of it is refused (exit
+    /// 2), so a future --now records nothing, while a past one records history. Nothing
+    /// that reaches the gateway runs under --now: send-contact (unless --dry-run) and
+    /// deliver refuse it (exit 2), and record and import never send.
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
@@ -178,7 +182,8 @@ impl Cli {
             // Set once per process; a second call keeps the first value.
             let _ = PHONES.set(phones);
         }
-        Self::try_parse_from(args)
+        let matches = crate::help::grouped(Self::command()).try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
     }
 }
 
@@ -226,13 +231,15 @@ pub enum Command {
     /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default <https://gateway.lipachat.com>);
     /// --dry-run needs no key. A closed window includes never messaged and closing within the
     /// margin. Runs on the real clock: --now is refused unless --dry-run (the gateway judges
-    /// the window by the real time). Exit 0 sent, rerouted, queued or dry-run; 1 rejected
-    /// (the window is not open, or the gateway refused the card as outside it); 2 any error
-    /// (bad input, --now without --dry-run, missing key, refused credentials, a gateway
-    /// refusal, failure after retries).
+    /// the window by the real time). Exit 0 sent, rerouted or queued; 1 rejected (the window
+    /// is not open, or the gateway refused the card as outside it); a dry run exits as the
+    /// send would (1 when it would be rejected); 2 any error (bad input, --now without
+    /// --dry-run, missing key, refused credentials, a gateway refusal, failure after
+    /// retries).
     SendContact(SendContact),
-    /// Messages queued for the customer's reply, with their message ids and age (every
-    /// conversation's, or one conversation's). Exit 0.
+    /// Messages queued for the customer's reply: what each is (a contact card's name and
+    /// phone, a text's first words), its message id and age (every conversation's, or one
+    /// conversation's). Exit 0.
     Pending(Pending),
     /// Send a conversation's queued messages if the window is open (the margin kept).
     ///
@@ -245,17 +252,25 @@ pub enum Command {
     /// Erase everything stored for a conversation: window, queued messages, invitation and
     /// send outcomes. Exit 0, whether or not anything was stored.
     Forget(Pair),
-    /// Write the whole database as JSON lines on stdout (a backup, or to move between
-    /// versions or stores), the redelivery memory's unexpired ids included (`seen` lines),
-    /// so a webhook redelivered after a move is still a duplicate. Exit 2 if corrupt
-    /// records had to be skipped.
+    /// Write the store as JSON lines on stdout: a backup, or a move between versions or
+    /// stores.
+    ///
+    /// It covers every conversation's window (the last inbound time and a gateway closure),
+    /// the queued messages, the invitations, the user ids, groups and aliases, and the
+    /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
+    /// move is still a duplicate). Send outcomes (the memory that makes a repeated
+    /// --message-id send nothing twice, kept 7 days) and delivery claims are not exported.
+    /// A progress bar shows on stderr when it is a terminal and the lines go elsewhere (not
+    /// with --json). Exit 2 if corrupt records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written, its times too: one more than 5 minutes ahead of the real
     /// clock is refused (exit 2) and nothing is imported; so is an import that would leave
     /// more than 20 messages in one conversation's outbox (the outbox limit), naming the line.
     /// A `seen` line's remember_until is an expiry and may lie ahead; one already past is
-    /// skipped, and an id the database already remembers keeps its entry.
+    /// skipped, and an id the database already remembers keeps its entry. An import that
+    /// fails leaves no new store behind. A progress bar shows on stderr when it is a
+    /// terminal (not with --json).
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
     /// outcomes), the entries and checksum it must hold and those it holds.
@@ -280,6 +295,15 @@ pub enum Command {
     /// is a webhook, even if every event was ignored; 2 when it is not (malformed JSON, an
     /// unknown shape), and then nothing is stored. Creates the store like record.
     Ingest(Ingest),
+    /// Draw a conversation on the terminal: the latest inbound message, the 24-hour window
+    /// as a bar with the margin marked, the invitation, queued and sent messages, closures
+    /// and now, then the same by time.
+    ///
+    /// Shows what the store keeps: the latest inbound message only, the invitation of the
+    /// current closed window, the outbox, and send outcomes for their 7 days (a send under
+    /// the reject policy without --message-id stores none). Under --now, drawn as at that
+    /// time. With --json, one object: the window and the events in time order. Exit 0.
+    Timeline(Timeline),
 }
 
 /// `verify`'s arguments.
@@ -375,9 +399,35 @@ pub struct List {
     #[arg(long, value_name = "STATE")]
     pub state: Option<StateFilter>,
     /// Keep only the open windows that close within this duration (now < expires_at <=
-    /// now + DURATION), soonest first.
+    /// now + DURATION), soonest first: 90s, 45m, 1h30m, 2d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub closing_within: Option<TimeDelta>,
+}
+
+/// `timeline`'s arguments.
+#[derive(Debug, Args)]
+pub struct Timeline {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The safety margin to mark at the window's end.
+    #[command(flatten)]
+    pub margin: SafetyMargin,
+}
+
+/// `--margin`, shared by the commands that send and `timeline`.
+#[derive(Debug, Clone, Args)]
+pub struct SafetyMargin {
+    /// The safety margin: a free-form send is refused when the window closes within it. A
+    /// duration (90s, 2m, 1m30s) or a bare number of seconds (90); shorter than 24 hours.
+    #[arg(
+        long = "margin",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_margin,
+        allow_hyphen_values = true
+    )]
+    pub value: TimeDelta,
 }
 
 /// What `send-contact` does when the window is not open.
@@ -394,15 +444,9 @@ pub enum OnClosedChoice {
 /// The settings of the policy's send path, shared by `send-contact` and `deliver`.
 #[derive(Debug, Clone, Args)]
 pub struct SendSettings {
-    /// The safety margin in seconds: a free-form send is refused when the window closes
-    /// within it.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 60,
-        allow_hyphen_values = true
-    )]
-    pub margin: u32,
+    /// The safety margin.
+    #[command(flatten)]
+    pub margin: SafetyMargin,
     /// How many times a failed request is retried (connection failures, timeouts, 408, 429
     /// and 5xx), always with the same messageId.
     #[arg(
@@ -454,8 +498,9 @@ pub struct SendContact {
     /// the gateway's own deduplication, whose span is not published, can stop that copy.
     #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
     pub message_id: Option<MessageId>,
-    /// Print the decision and the exact JSON body that would be sent; send and store
-    /// nothing. Needs no API key.
+    /// Print the decision, what the send would do (JSON: `would`) and the exact JSON body
+    /// of what would be sent, if anything; send and store nothing. Exits as the send would:
+    /// 1 when it would be rejected. Needs no API key.
     #[arg(long)]
     pub dry_run: bool,
 }
@@ -614,7 +659,8 @@ impl Command {
             | Self::Deliver(_)
             | Self::Forget(_)
             | Self::Export
-            | Self::Verify(_) => false,
+            | Self::Verify(_)
+            | Self::Timeline(_) => false,
         }
     }
 }
@@ -659,34 +705,6 @@ pub fn parse_time(input: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{e}; expected an RFC 3339 time such as 2026-11-23T10:00:00Z"))
 }
 
-/// Parses a duration: a whole number followed by `s`, `m`, `h` or `d` (`90s`, `45m`, `2h`,
-/// `1d`).
-pub fn parse_duration(input: &str) -> Result<TimeDelta, String> {
-    let usage = "expected a whole number and a unit s, m, h or d, such as 90s, 45m, 2h or 1d";
-    let text = input.trim();
-    let Some(unit) = text.chars().last() else {
-        return Err(format!("empty duration; {usage}"));
-    };
-    let number = &text[..text.len() - unit.len_utf8()];
-    let seconds_per_unit: i64 = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        unit if unit.is_ascii_digit() => return Err(format!("{text:?} has no unit; {usage}")),
-        unit => return Err(format!("{text:?} has an unknown unit {unit:?}; {usage}")),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{text:?} is not a duration; {usage}"));
-    }
-    number
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(seconds_per_unit))
-        .and_then(TimeDelta::try_seconds)
-        .ok_or_else(|| format!("{text:?} is too long a duration"))
-}
-
 /// Parses a `messageId` (a UUID).
 pub fn parse_message_id(input: &str) -> Result<MessageId, String> {
     input
@@ -701,32 +719,6 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(TimeDelta::seconds(90)));
-        assert_eq!(parse_duration("45m"), Ok(TimeDelta::minutes(45)));
-        assert_eq!(parse_duration("2h"), Ok(TimeDelta::hours(2)));
-        assert_eq!(parse_duration(" 1d "), Ok(TimeDelta::days(1)));
-        assert_eq!(parse_duration("0s"), Ok(TimeDelta::zero()));
-        for bad in [
-            "",
-            "s",
-            "90",
-            "-5m",
-            "1.5h",
-            "2w",
-            "1h30m",
-            "+3s",
-            "é",
-            "99999999999999999999d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
-        }
-        assert!(parse_duration("9223372036854775807d").is_err());
-        assert!(parse_duration("3w").is_err_and(|e| e.contains("unknown unit 'w'")));
-        assert!(parse_duration("90").is_err_and(|e| e.contains("has no unit")));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::view::{WindowView as SharedWindowView, view_time};
-use lipachat_session::{ClosedCause, PhoneNumber, WindowState};
+use lipachat_session::{ClosedCause, PhoneNumber, RefusalReason, WindowState};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -25,6 +25,11 @@ impl Printer {
     /// A printer for JSON lines (`json`) or human lines.
     pub fn new(json: bool) -> Self {
         Self { json }
+    }
+
+    /// Whether results are printed as JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Prints one result.
@@ -60,6 +65,27 @@ pub fn time(at: DateTime<Utc>) -> String {
 /// [`time`] for an optional time.
 pub fn time_opt(at: Option<DateTime<Utc>>) -> Option<String> {
     at.map(time)
+}
+
+/// Why a window is not open, in words for the human output (the JSON keeps
+/// [`RefusalReason::name`]): `never messaged`, `expired`, `closed by the gateway`,
+/// `closing within the margin`.
+pub fn reason_words(reason: RefusalReason) -> &'static str {
+    match reason {
+        RefusalReason::NeverMessaged => "never messaged",
+        RefusalReason::Expired => "expired",
+        RefusalReason::ClosedByGateway => "closed by the gateway",
+        RefusalReason::ClosingWithinMargin => "closing within the margin",
+        _ => reason.name(),
+    }
+}
+
+/// WhatsApp's id of a message, as the human output names it: ` (WhatsApp message id
+/// wamid.…)`, or nothing when there is none.
+pub fn whatsapp_id(wa_id: Option<&str>) -> String {
+    wa_id
+        .map(|id| format!(" (WhatsApp message id {id})"))
+        .unwrap_or_default()
 }
 
 /// A span for people: `23h 59m`, `4m 10s`, `42s`; from 48 hours on, `3d 2h` (whole units,
@@ -122,7 +148,7 @@ impl WindowView {
                 };
                 format!("closed: since {at} ({words})")
             }
-            "none" => "none: no inbound message recorded".to_owned(),
+            "none" => "none: never messaged (no inbound message recorded)".to_owned(),
             other => other.to_owned(),
         };
         Self { window, human }
@@ -220,10 +246,13 @@ mod tests {
             "closed: since 2026-11-24T10:00:00Z (expired)"
         );
         let none = view(WindowState::Never);
-        assert_eq!(none.state_line(), "none: no inbound message recorded");
+        assert_eq!(
+            none.state_line(),
+            "none: never messaged (no inbound message recorded)"
+        );
         assert_eq!(
             ListedWindow(none).human(),
-            "254110090747 254712345678 none: no inbound message recorded"
+            "254110090747 254712345678 none: never messaged (no inbound message recorded)"
         );
     }
 }

@@ -93,6 +93,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Import => "import",
         Command::Verify(_) => "verify",
         Command::Ingest(_) => "ingest",
+        Command::Timeline(_) => "timeline",
     }
 }
 

@@ -128,8 +128,10 @@ pub fn parse_closed_cause(name: &str) -> Option<ClosedCause> {
     }
 }
 
-/// One queued message: `{"business", "customer", "message_id", "queued_at", "age_secs"}`,
-/// `age_secs` whole seconds since it was queued (negative when examined at a time before).
+/// One queued message: `{"business", "customer", "message_id", "kind", "message",
+/// "queued_at", "age_secs"}`, `age_secs` whole seconds since it was queued (negative when
+/// examined at a time before). `kind` (`contact`, `text`, ...) and `message` (its content)
+/// say what it is, both null when its stored form cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedView {
     /// The business number.
@@ -138,6 +140,13 @@ pub struct QueuedView {
     pub customer: String,
     /// The `messageId` its delivery will use.
     pub message_id: MessageId,
+    /// What kind of message it is (`contact`, `text`, ...), when its stored form can be read.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Its content (a card's `formatted_name` and `phones`, a text's `body`, ...), when its
+    /// stored form can be read.
+    #[serde(default)]
+    pub message: Option<serde_json::Value>,
     /// When it was queued.
     pub queued_at: String,
     /// Whole seconds since it was queued, at the time examined.
@@ -145,17 +154,25 @@ pub struct QueuedView {
 }
 
 impl QueuedView {
-    /// The view of `message`, queued for `customer` of `business`, examined at `now`.
+    /// The view of `message`, queued for `customer` of `business`, examined at `now`;
+    /// `content` is its kind and content as read by the layer that wrote it (`None` when
+    /// its stored form cannot be read).
     pub fn new(
         business: PhoneNumber,
         customer: String,
         message: &QueuedMessage,
+        content: Option<(&str, serde_json::Value)>,
         now: DateTime<Utc>,
     ) -> Self {
+        let (kind, content) = content
+            .map(|(kind, value)| (kind.to_owned(), value))
+            .unzip();
         Self {
             business: business.to_string(),
             customer,
             message_id: message.message_id,
+            kind,
+            message: content,
             queued_at: view_time(message.queued_at),
             age_secs: (now - message.queued_at).num_seconds(),
         }

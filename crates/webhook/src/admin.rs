@@ -317,6 +317,7 @@ async fn pending_of<S: Store>(
                 conversation.business,
                 name.clone(),
                 message,
+                lipachat_policy::queued_content(message),
                 now,
             ));
         }

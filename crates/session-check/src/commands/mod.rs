@@ -4,6 +4,7 @@
 mod ingest;
 mod outbox;
 mod send;
+mod timeline;
 mod transfer;
 mod verify;
 mod windows;
@@ -14,7 +15,6 @@ pub use verify::verify;
 
 use std::process::ExitCode;
 
-use chrono::TimeDelta;
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
 use lipachat_session::{Conversation, Customer, ManualClock, Sessions, Store};
 
@@ -106,6 +106,7 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Export => transfer::export(&context).await,
         Command::Import => transfer::import(&context).await,
         Command::Ingest(args) => ingest::ingest(&context, args, cli.now).await,
+        Command::Timeline(args) => timeline::timeline(&context, args).await,
         // Run before any store is opened (it opens its own).
         Command::Verify(_) => Err(CliError::Usage(
             "verify runs on its own; it is dispatched before the store is opened".to_owned(),
@@ -123,8 +124,7 @@ fn sending_sessions<S: Store + Clone>(
     context: &Context<S>,
     settings: &SendSettings,
 ) -> Result<Sessions<S>, CliError> {
-    let margin = TimeDelta::seconds(i64::from(settings.margin));
-    let rule = context.sessions.rule().with_margin(margin)?;
+    let rule = context.sessions.rule().with_margin(settings.margin.value)?;
     Ok(context.sessions.clone().with_rule(rule))
 }
 

@@ -2,7 +2,8 @@
 
 use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
 use lipachat_policy::{
-    DryRun, Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest, TemplateSent,
+    DryRun, Messenger, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest,
+    TemplateSent,
 };
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
@@ -11,7 +12,8 @@ use serde_json::Value;
 use super::{Context, Exit, addressable, client, sending_sessions};
 use crate::cli::{OnClosedChoice, SendContact};
 use crate::error::CliError;
-use crate::output::{Render, span, time};
+use crate::output::{Render, reason_words, span, time, whatsapp_id};
+use crate::stored_message::previous_outcome;
 
 /// What `send-contact` prints for a send.
 ///
@@ -44,17 +46,25 @@ impl Render for SendView {
 }
 
 /// What `send-contact --dry-run` prints.
+///
+/// `outcome` is always `dry-run`; `would` names the outcome the real send would print
+/// (`sent`, `rejected`, `rerouted`, `queued`; for a `--message-id` already used, the
+/// earlier outcome, with `"duplicate": true`). `decision` and `reason` are the window's.
 #[derive(Debug, Serialize)]
 struct DryRunView {
     outcome: &'static str,
+    would: &'static str,
     message_id: MessageId,
     wa_id: Option<String>,
     template_message_id: Option<MessageId>,
     reason: Option<&'static str>,
     decision: &'static str,
     on_closed: &'static str,
-    /// The exact JSON body of the contact card's send.
-    body: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+    /// The exact JSON body of the contact card's send, when the card would be sent (now,
+    /// or from the outbox after the customer's reply); else null.
+    body: Option<Value>,
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
     template_body: Option<Value>,
@@ -84,9 +94,14 @@ pub async fn send_contact<S: Store + Clone>(
             request = request.message_id(id);
         }
         let plan = DryRun::plan(&sessions, &config, &request).await?;
-        let view = dry_run_view(&plan, request.message(), &on_closed);
+        // A messageId already used: the real send would repeat its outcome.
+        let previous = match args.message_id {
+            Some(id) => previous_outcome(context.sessions.store(), conversation, id).await?,
+            None => None,
+        };
+        let view = dry_run_view(&plan, request.message(), &on_closed, previous.as_ref());
         context.printer.emit(&view)?;
-        return Ok(Exit::Success);
+        return Ok(exit_for(view.would));
     }
     let messenger = Messenger::new(sessions, client(&args.settings)?, config);
     let mut request = SendRequest::contact(conversation, card);
@@ -96,11 +111,17 @@ pub async fn send_contact<S: Store + Clone>(
     let outcome = messenger.send(request).await?;
     let view = send_view(&outcome)?;
     context.printer.emit(&view)?;
-    Ok(if view.outcome == "rejected" {
+    Ok(exit_for(view.outcome))
+}
+
+/// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0
+/// otherwise.
+fn exit_for(outcome: &str) -> Exit {
+    if outcome == "rejected" {
         Exit::Negative
     } else {
         Exit::Success
-    })
+    }
 }
 
 /// The contact card and the closed-window choice, checked (before the database is opened,
@@ -161,11 +182,7 @@ fn template_words(template: Option<&TemplateSent>) -> String {
         Some(sent) => format!(
             "template {} sent{}",
             sent.message_id,
-            sent.receipt
-                .wa_id
-                .as_deref()
-                .map(|w| format!(" (wa_id {w})"))
-                .unwrap_or_default()
+            whatsapp_id(sent.receipt.wa_id.as_deref())
         ),
         None => "no template sent: an invitation already went for this closed window".into(),
     }
@@ -187,11 +204,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             duplicate: None,
             human: format!(
                 "sent: contact card {message_id}{}; the window closes {}",
-                receipt
-                    .wa_id
-                    .as_deref()
-                    .map(|w| format!(" (wa_id {w})"))
-                    .unwrap_or_default(),
+                whatsapp_id(receipt.wa_id.as_deref()),
                 time(*expires_at)
             ),
         },
@@ -209,7 +222,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 duplicate: None,
                 human: format!(
                     "rerouted: the window is not open ({}); the contact card was dropped; {}",
-                    reason.name(),
+                    reason_words(*reason),
                     template_words(template.as_ref())
                 ),
             }
@@ -231,7 +244,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 duplicate: None,
                 human: format!(
                     "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
-                    reason.name(),
+                    reason_words(*reason),
                     template_words(template.as_ref())
                 ),
             }
@@ -253,7 +266,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             duplicate: None,
             human: format!(
                 "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
-                reason.name()
+                reason_words(*reason)
             ),
         },
         SendOutcome::Rejected { reason, .. } => SendView {
@@ -266,7 +279,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             duplicate: None,
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
-                reason.name()
+                reason_words(*reason)
             ),
         },
         SendOutcome::Duplicate(previous) => {
@@ -297,13 +310,15 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     Ok(view)
 }
 
-fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) -> DryRunView {
-    let (message_id, body, template_body) = (
-        plan.message_id,
-        plan.body.clone(),
-        plan.template_body.clone(),
-    );
-    let (decision_name, reason, decision_words) = match plan.decision {
+/// The dry run's view: the window's decision, what the real send would do, and the
+/// bodies of what it would send (none when it would send nothing).
+fn dry_run_view(
+    plan: &DryRun,
+    message: &FreeFormMessage,
+    on_closed: &OnClosed,
+    previous: Option<&PreviousOutcome>,
+) -> DryRunView {
+    let (decision, reason, decision_words) = match plan.decision {
         SendDecision::Allowed {
             expires_at,
             remaining,
@@ -311,33 +326,73 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
             "open",
             None,
             format!(
-                "open: the window closes {} (in {}); the contact card would be sent",
+                "open: the window closes {} (in {}); ",
                 time(expires_at),
                 span(remaining)
             ),
         ),
         SendDecision::Refused { reason, .. } => (
             "closed",
-            Some(reason.name()),
-            format!(
-                "closed ({}): the contact card would not be sent; --on-closed {}: {}",
-                reason.name(),
-                on_closed.name(),
-                match on_closed {
-                    OnClosed::Reject => "nothing would be sent",
-                    OnClosed::Template(_) => "the template below would be sent instead",
-                    _ => "the card would be queued and the template below would invite a reply",
-                }
-            ),
+            Some(reason),
+            format!("closed ({}): ", reason_words(reason)),
         ),
+    };
+    // What the send would do, and whether the card and the template would go.
+    let (would, consequence, card, template) = match (previous, reason, on_closed) {
+        (Some(previous), _, _) => (
+            previous.kind.name(),
+            format!(
+                "message {} was already handled ({}, at {}): the send would repeat that outcome and send nothing",
+                previous.message_id,
+                previous.kind.name(),
+                time(previous.at)
+            ),
+            false,
+            false,
+        ),
+        (None, None, _) => (
+            "sent",
+            "the contact card would be sent".to_owned(),
+            true,
+            false,
+        ),
+        (None, Some(_), OnClosed::Reject) => (
+            "rejected",
+            "the contact card would not be sent; --on-closed reject: it would be rejected and nothing would be sent".to_owned(),
+            false,
+            false,
+        ),
+        (None, Some(_), OnClosed::Template(_)) => (
+            "rerouted",
+            "the contact card would not be sent; --on-closed template: it would be rerouted, the template below sent instead".to_owned(),
+            false,
+            true,
+        ),
+        (None, Some(_), other) => (
+            "queued",
+            format!(
+                "the contact card would not be sent now; --on-closed {}: it would be queued until the customer replies, and the template below would invite a reply",
+                other.name()
+            ),
+            true,
+            true,
+        ),
+    };
+    let body = card.then(|| plan.body.clone());
+    let template_body = if template {
+        plan.template_body.clone()
+    } else {
+        None
     };
     let pretty =
         |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-    let mut human = format!(
-        "dry-run: nothing sent\ndecision: {decision_words}\nPOST {} {}",
-        message.path(),
-        pretty(&body)
-    );
+    let mut human = format!("dry-run: nothing sent\ndecision: {decision_words}{consequence}");
+    if let Some(body) = &body {
+        if reason.is_some() {
+            human.push_str("\nthe contact card, sent from the outbox once the customer replies:");
+        }
+        human.push_str(&format!("\nPOST {} {}", message.path(), pretty(body)));
+    }
     if let Some(template) = &template_body {
         human.push_str(&format!(
             "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
@@ -347,12 +402,14 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
     }
     DryRunView {
         outcome: "dry-run",
-        message_id,
+        would,
+        message_id: plan.message_id,
         wa_id: None,
         template_message_id: None,
-        reason,
-        decision: decision_name,
+        reason: reason.map(|r| r.name()),
+        decision,
         on_closed: on_closed.name(),
+        duplicate: previous.map(|_| true),
         body,
         template_body,
         human,
