@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
-use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
@@ -492,7 +491,7 @@ impl WindowStore for RedisStore {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<InboundUpdate, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         let (previous, current): (Option<String>, String) = self
             .inner
             .connection
@@ -518,7 +517,7 @@ impl WindowStore for RedisStore {
         received_at: DateTime<Utc>,
         remember_until: DateTime<Utc>,
     ) -> Result<InboundReceipt, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         // The horizon runs in server time from now: a key with a non-positive lifetime
         // would be refused, and an id remembered for a millisecond still counts once.
         let remember_ms = (remember_until - received_at).num_milliseconds().max(1);
@@ -661,7 +660,7 @@ impl WindowStore for RedisStore {
         after: DateTime<Utc>,
         up_to: DateTime<Utc>,
     ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
-        let (after, up_to) = (to_millis(after), to_millis(up_to));
+        let (after, up_to) = (after.timestamp_millis(), up_to.timestamp_millis());
         if after >= up_to {
             return Ok(Vec::new());
         }
@@ -700,7 +699,7 @@ impl WindowStore for RedisStore {
                     // The scripts keep the score equal to the record's last inbound time;
                     // the record is what counts.
                     Ok(record) => {
-                        let at = to_millis(record.last_inbound);
+                        let at = record.last_inbound.timestamp_millis();
                         if after < at && at <= up_to {
                             found.push((conversation, record));
                         }

@@ -628,7 +628,7 @@ async fn the_redelivery_memory_moves_between_sled_and_redis_both_ways() {
         return;
     };
     let id = |text: &str| InboundId::new(text).unwrap();
-    let now = lipachat_session::window::truncate_to_millis(Utc::now());
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
     let week = TimeDelta::days(7);
     let a = chat("254110090747", 254_712_345_678);
     let b = chat("254110090748", 254_712_345_679);

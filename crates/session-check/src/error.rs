@@ -1,6 +1,6 @@
 //! What can go wrong, as one line on stderr and exit status 2.
 
-use lipachat_api::ApiError;
+use lipachat_api::BuildError;
 use lipachat_policy::PolicyError;
 use lipachat_session::{RuleError, SessionError, StoreError};
 
@@ -69,7 +69,7 @@ pub enum CliError {
     Policy(#[from] PolicyError),
     /// The gateway client could not be configured (missing key, bad base URL, ...).
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Client(#[from] BuildError),
     /// The window rule refused the margin.
     #[error("--margin: {0}")]
     Margin(#[from] RuleError),

@@ -67,7 +67,7 @@ mod resolution;
 mod skew;
 mod sled_store;
 pub mod store;
-pub mod window;
+mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;

@@ -202,6 +202,13 @@ pub struct QueuedMessage {
     pub payload: String,
 }
 
+impl QueuedMessage {
+    /// Whether it has waited `ttl` or longer at `now` (its time to live ran out).
+    pub fn has_expired(&self, ttl: TimeDelta, now: DateTime<Utc>) -> bool {
+        crate::window::saturating_add(self.queued_at, ttl) <= now
+    }
+}
+
 /// How many messages may wait in one conversation's outbox, unless configured otherwise
 /// (the send path's `PolicyConfig::outbox_limit`, an import's limit).
 pub const DEFAULT_OUTBOX_LIMIT: usize = 20;
@@ -291,6 +298,14 @@ pub struct Invitation {
     pub message_id: MessageId,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
+}
+
+impl Invitation {
+    /// When the cool-down after it ends: `cooldown` after it was sent (saturating at
+    /// chrono's range, so a "never again" cool-down stays in the future).
+    pub fn cooldown_ends(&self, cooldown: TimeDelta) -> DateTime<Utc> {
+        crate::window::saturating_add(self.sent_at, cooldown)
+    }
 }
 
 /// Refuses a claim time before 1970-01-01 with [`StoreError::ClaimBeforeEpoch`]; every
