@@ -18,6 +18,7 @@ use lipachat_session::store::{registry_alias_phone, registry_group, registry_use
 use crate::codec;
 use crate::config::RedisConfig;
 use crate::connection::{Connection, Eval, Retry};
+use crate::error::RedisStoreError;
 use crate::keys::KeyLayout;
 use crate::scripts::SCRIPTS;
 use crate::server::{self, ServerInfo};
@@ -81,8 +82,7 @@ impl RedisStore {
     /// Connects to the server at `url` (`redis://HOST:PORT/DB`) with the default key
     /// prefix and timeouts.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config =
-            RedisConfig::new(url).map_err(|error| StoreError::Backend(error.to_string()))?;
+        let config = RedisConfig::new(url)?;
         Self::connect_with(config).await
     }
 
@@ -103,7 +103,7 @@ impl RedisStore {
             )
             .await?;
         let server = server::check(&format!("{}\n{}", info.0, info.1))
-            .map_err(|detail| connection.backend(format!("redis at {config}: {detail}")))?;
+            .map_err(|detail| connection.unsuitable(&detail))?;
         if !server.aof_enabled {
             tracing::warn!(
                 redis = %config,
@@ -129,17 +129,21 @@ impl RedisStore {
         match schema.as_deref().map(str::parse::<u32>) {
             Some(Ok(SCHEMA_VERSION)) => {}
             Some(Ok(found)) if found < SCHEMA_VERSION => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
-                    keys.schema(),
-                )));
+                return Err(connection
+                    .unsuitable(&format!(
+                        "key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
+                        keys.schema(),
+                    ))
+                    .into());
             }
             _ => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
-                    keys.schema(),
-                    schema.as_deref().unwrap_or("(nothing)")
-                )));
+                return Err(connection
+                    .unsuitable(&format!(
+                        "key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
+                        keys.schema(),
+                        schema.as_deref().unwrap_or("(nothing)")
+                    ))
+                    .into());
             }
         }
         Ok(Self {
@@ -546,10 +550,14 @@ impl WindowStore for RedisStore {
                 },
             )
             .await?;
-        let unexpected = || {
-            self.inner.connection.backend(format!(
-                "record_inbound_once for {conversation}: unexpected answer {answer:?}"
-            ))
+        let unexpected = || -> StoreError {
+            self.inner
+                .connection
+                .unexpected(
+                    &format!("record_inbound_once for {conversation}"),
+                    &format!("{answer:?}"),
+                )
+                .into()
         };
         match answer.as_slice() {
             [Some(tag), Some(first)] if tag == "duplicate" => {
@@ -897,9 +905,11 @@ impl OutboxStore for RedisStore {
         match done {
             1 => Ok(true),
             0 => Ok(false),
-            _ => Err(StoreError::Backend(format!(
-                "reassign {old} to {new} for {conversation}: {new} is already queued"
-            ))),
+            _ => Err(RedisStoreError::Refused {
+                operation: format!("reassign {old} to {new} for {conversation}"),
+                reason: format!("{new} is already queued"),
+            }
+            .into()),
         }
     }
 
@@ -1513,9 +1523,14 @@ impl IdentityStore for RedisStore {
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
             }),
-            other => Err(StoreError::Backend(format!(
-                "move_customer for {source}: unexpected answer {other:?}"
-            ))),
+            other => Err(self
+                .inner
+                .connection
+                .unexpected(
+                    &format!("move_customer for {source}"),
+                    &format!("{other:?}"),
+                )
+                .into()),
         }
     }
 }

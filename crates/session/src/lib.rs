@@ -81,8 +81,8 @@ pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
 pub use sled_store::{
     CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
-    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SledConfig, SledStore, TreeReport,
-    TreeTally,
+    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SLED_BACKEND, SledConfig, SledStore,
+    TreeReport, TreeTally,
 };
 pub use store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
