@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::contact::ContactMessage;
 use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
-use crate::error::ApiError;
+use crate::error::{ApiError, BuildError};
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
 use crate::request::{contact_body, free_form_body, template_body, text_body};
@@ -76,16 +76,16 @@ impl ClientBuilder {
 
     /// A builder from `LIPACHAT_API_KEY` (required) and `LIPACHAT_BASE_URL` (optional,
     /// default `https://gateway.lipachat.com`).
-    pub fn from_env() -> Result<Self, ApiError> {
+    pub fn from_env() -> Result<Self, BuildError> {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
 
     /// Like [`ClientBuilder::from_env`], reading variables through `lookup` (for tests and
     /// for configuration that is not the process environment).
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
         let key = lookup(API_KEY_VAR)
             .filter(|k| !k.trim().is_empty())
-            .ok_or(ApiError::MissingApiKey)?;
+            .ok_or(BuildError::MissingApiKey)?;
         let mut builder = Self::new(ApiKey::new(key)?);
         if let Some(base) = lookup(BASE_URL_VAR).filter(|b| !b.trim().is_empty()) {
             builder = builder.base_url(&base);
@@ -153,13 +153,13 @@ impl ClientBuilder {
 
     /// Checks the settings and builds the client (and its connection pool). No connection
     /// is made and no name is looked up here.
-    pub fn build(self) -> Result<Client, ApiError> {
+    pub fn build(self) -> Result<Client, BuildError> {
         let base = match &self.base_url {
             Some(url) => BaseUrl::parse(url)?,
             None => BaseUrl::default(),
         };
         let mut key_header = HeaderValue::from_str(self.key.expose_secret()).map_err(|_| {
-            ApiError::Invalid(crate::error::ValidationError::ApiKey {
+            BuildError::Invalid(crate::error::ValidationError::ApiKey {
                 reason: "not a valid header value",
             })
         })?;
@@ -177,7 +177,7 @@ impl ClientBuilder {
             // A proxy would carry the clear-text key off this machine.
             http = http.no_proxy();
         }
-        let http = http.build().map_err(|e| ApiError::HttpClient {
+        let http = http.build().map_err(|e| BuildError::HttpClient {
             detail: describe(&e, &self.key),
         })?;
         Ok(Client {
@@ -252,7 +252,7 @@ impl Client {
     }
 
     /// A client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with default settings.
-    pub fn from_env() -> Result<Self, ApiError> {
+    pub fn from_env() -> Result<Self, BuildError> {
         ClientBuilder::from_env()?.build()
     }
 
@@ -645,7 +645,7 @@ mod tests {
             Client::builder(key())
                 .base_url("http://example.com")
                 .build(),
-            Err(ApiError::InsecureBaseUrl { .. })
+            Err(BuildError::InsecureBaseUrl { .. })
         ));
     }
 
@@ -671,15 +671,15 @@ mod tests {
         );
         assert!(matches!(
             ClientBuilder::from_env_with(|_| None),
-            Err(ApiError::MissingApiKey)
+            Err(BuildError::MissingApiKey)
         ));
         assert!(matches!(
             ClientBuilder::from_env_with(|_| Some(" ".into())),
-            Err(ApiError::MissingApiKey)
+            Err(BuildError::MissingApiKey)
         ));
         assert!(matches!(
             ClientBuilder::from_env_with(|_| Some("two words".into())),
-            Err(ApiError::Invalid(_))
+            Err(BuildError::Invalid(_))
         ));
     }
 }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-use crate::error::ApiError;
+use crate::error::BuildError;
 
 /// The production gateway.
 pub const DEFAULT_BASE_URL: &str = "https://gateway.lipachat.com";
@@ -66,7 +66,7 @@ impl fmt::Display for Endpoint {
 /// );
 /// assert!(BaseUrl::parse("http://127.0.0.1:8080").is_ok());
 /// assert!(BaseUrl::parse("http://gateway.lipachat.com").is_err());
-/// # Ok::<(), lipachat_api::ApiError>(())
+/// # Ok::<(), lipachat_api::BuildError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BaseUrl {
@@ -77,8 +77,8 @@ pub struct BaseUrl {
 
 impl BaseUrl {
     /// Checks and normalises a base URL.
-    pub fn parse(input: &str) -> Result<Self, ApiError> {
-        let invalid = |reason: &str| ApiError::InvalidBaseUrl {
+    pub fn parse(input: &str) -> Result<Self, BuildError> {
+        let invalid = |reason: &str| BuildError::InvalidBaseUrl {
             reason: reason.to_owned(),
         };
         let url = Url::parse(input.trim()).map_err(|_| {
@@ -101,7 +101,7 @@ impl BaseUrl {
             return Err(invalid("the URL has no host"));
         };
         if plain_http && !is_loopback(&host) {
-            return Err(ApiError::InsecureBaseUrl {
+            return Err(BuildError::InsecureBaseUrl {
                 host: host.to_string(),
             });
         }
@@ -147,9 +147,9 @@ pub(crate) struct EndpointUrls {
 
 impl EndpointUrls {
     /// The endpoints under `base`.
-    pub(crate) fn new(base: &BaseUrl) -> Result<Self, ApiError> {
+    pub(crate) fn new(base: &BaseUrl) -> Result<Self, BuildError> {
         let parse = |endpoint: Endpoint| {
-            Url::parse(&base.endpoint_url(endpoint)).map_err(|_| ApiError::InvalidBaseUrl {
+            Url::parse(&base.endpoint_url(endpoint)).map_err(|_| BuildError::InvalidBaseUrl {
                 reason: format!("the {endpoint} endpoint under this base is not a valid URL"),
             })
         };
@@ -256,7 +256,7 @@ mod tests {
             assert!(
                 matches!(
                     BaseUrl::parse(refused),
-                    Err(ApiError::InsecureBaseUrl { .. })
+                    Err(BuildError::InsecureBaseUrl { .. })
                 ),
                 "{refused}"
             );
@@ -274,7 +274,7 @@ mod tests {
             "",
         ] {
             let err = BaseUrl::parse(bad).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidBaseUrl { .. }), "{bad}");
+            assert!(matches!(err, BuildError::InvalidBaseUrl { .. }), "{bad}");
             // The input is never echoed: it might be a misplaced secret.
             assert!(!err.to_string().contains("s3cret"), "{err}");
         }

@@ -3,7 +3,7 @@
 //! ```
 //! use lipachat_api::{
 //!     ApiKey, Client, ContactMessage, ContactPhone, FreeFormMessage, MessageId, RetryPolicy,
-//!     WebhookEvent, WebhookParser, request::free_form_body,
+//!     WebhookEvent, WebhookParser, free_form_body,
 //! };
 //! use lipachat_session::Conversation;
 //! use std::time::Duration;
@@ -77,9 +77,16 @@
 //!
 //! # What the gateway does not document (and what this crate assumes)
 //!
-//! * What LipaChat answers to a free-form send outside the window is unpublished: any
-//!   answer naming 131047, "re-engagement" or "24 hours have passed" (outside id fields)
-//!   is taken as [`ApiError::WindowClosed`]; see [`reengagement`].
+//! * What LipaChat answers to a free-form send outside the window is unpublished, so the
+//!   signal is looked for structurally, in an answer and in a webhook alike, and taken as
+//!   [`ApiError::WindowClosed`] (or [`WebhookEvent::WindowClosed`]): the number
+//!   [`REENGAGEMENT_CODE`] anywhere (or the string `"131047"` under a code key);
+//!   [`LEGACY_REENGAGEMENT_CODE`] (470, WhatsApp's older code) only under a code key
+//!   (`code`, `errorCode`, `error_code`); in any string, the token `131047` standing
+//!   alone, or the words "re-engagement" / "reengagement" or "24 hours have passed",
+//!   ignoring case. Values under id-like keys (`messageId`, `waId`, `id`, `wamid`,
+//!   `timestamp`, `from`, `to`, `recipient_id`, `path`, `phone`, URLs) are skipped, so
+//!   an id that happens to contain `131047` is not mistaken for it.
 //! * A 2xx is a success only if `data.status` is `SENT`, as the reference says; another
 //!   `data.status` is [`ApiError::Refused`] (not retried).
 //! * The text header of a template is sent as `{"type": "TEXT", "parameter": ["..."]}`,
@@ -91,34 +98,44 @@
 //!   `data.messageId` is kept beside it as [`Receipt::gateway_message_id`] and compared
 //!   with it (a mismatch is logged).
 
-pub mod client;
-pub mod contact;
-pub mod endpoint;
-pub mod error;
-pub mod free_form;
-pub mod key;
-pub mod reengagement;
-pub mod request;
-pub mod response;
-pub mod retry;
-pub mod template;
-pub mod text;
-pub mod token;
+mod client;
+mod contact;
+mod endpoint;
+mod error;
+mod free_form;
+mod key;
+mod reengagement;
+mod request;
+mod response;
+mod retry;
+mod template;
+mod text;
+mod token;
 pub mod webhook;
 
-pub use client::{Client, ClientBuilder};
-pub use contact::{ContactMessage, ContactPhone};
+pub use client::{
+    API_KEY_VAR, BASE_URL_VAR, Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_IDLE, DEFAULT_REQUEST_TIMEOUT,
+};
+pub use contact::{ContactMessage, ContactPhone, MAX_NAME_CHARS, MAX_PHONE_TYPE_CHARS, MAX_PHONES};
 pub use endpoint::{BaseUrl, DEFAULT_BASE_URL, Endpoint};
-pub use error::{ApiError, ValidationError};
+pub use error::{ApiError, BuildError, ValidationError};
 pub use free_form::FreeFormMessage;
 pub use key::ApiKey;
 pub use lipachat_session::MessageId;
+pub use reengagement::{LEGACY_REENGAGEMENT_CODE, REENGAGEMENT_CODE};
 pub use request::{contact_body, free_form_body, template_body, text_body};
 pub use response::Receipt;
 pub use retry::RetryPolicy;
-pub use template::{MediaUrl, TemplateHeader, TemplateMessage};
-pub use text::TextMessage;
-pub use token::{TokenError, WebhookToken};
+pub use template::{
+    MAX_BODY_PLACEHOLDER_CHARS, MAX_HEADER_TEXT_CHARS, MAX_MEDIA_URL_LEN, MAX_TEMPLATE_NAME_CHARS,
+    MediaUrl, TemplateHeader, TemplateMessage,
+};
+pub use text::{MAX_TEXT_CHARS, TextMessage};
+pub use token::{
+    MAX_TOKEN_LEN, MIN_TOKEN_LEN, TokenError, WebhookToken, token_from_request_target,
+};
 pub use webhook::{
     CallDirection, CallEvent, CallEventKind, DeliveryStatus, InboundContent, InboundKind,
     InboundMessage, Recipient, Sender, StatusUpdate, TemplateStatusUpdate, WebhookError,

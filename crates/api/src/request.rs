@@ -2,9 +2,9 @@
 //!
 //! The client sends what these functions return, so a `--dry-run` that prints
 //! [`free_form_body`] or [`template_body`] shows the very bytes a send would carry (minus
-//! the `apiKey` header). The structs also deserialise, so a fake gateway in tests can read
-//! a request back into the message it came from ([`ContactRequest::into_parts`] and its
-//! siblings re-validate everything).
+//! the `apiKey` header). The structs are the crate's own; they also deserialise, so the
+//! crate's tests read a request back into the message it came from (re-validating
+//! everything).
 
 use lipachat_session::{Conversation, PhoneNumber};
 
@@ -18,17 +18,21 @@ fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError>
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::contact::{ContactMessage, ContactPhone};
+use crate::contact::ContactMessage;
+#[cfg(test)]
+use crate::contact::ContactPhone;
 use crate::error::ValidationError;
 use crate::free_form::FreeFormMessage;
-use crate::template::{MediaUrl, TemplateHeader, TemplateMessage};
+#[cfg(test)]
+use crate::template::MediaUrl;
+use crate::template::{TemplateHeader, TemplateMessage};
 use crate::text::TextMessage;
 use lipachat_session::MessageId;
 
 /// Body of `POST /api/v1/whatsapp/contact`, exactly as the gateway's page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContactRequest {
+pub(crate) struct ContactRequest {
     /// The send's id, reused by every retry.
     pub message_id: MessageId,
     /// The customer.
@@ -44,7 +48,7 @@ pub struct ContactRequest {
 /// The `name` object of a contact request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContactName {
+pub(crate) struct ContactName {
     /// The name shown in the chat.
     pub formatted_name: String,
 }
@@ -52,7 +56,7 @@ pub struct ContactName {
 /// One entry of a contact request's `phones`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContactRequestPhone {
+pub(crate) struct ContactRequestPhone {
     /// The number.
     pub phone: PhoneNumber,
     /// Cell, Home, Work, ...
@@ -92,7 +96,10 @@ impl ContactRequest {
     }
 
     /// The conversation, id and (re-validated) card this request carries.
-    pub fn into_parts(self) -> Result<(Conversation, MessageId, ContactMessage), ValidationError> {
+    #[cfg(test)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> Result<(Conversation, MessageId, ContactMessage), ValidationError> {
         let phones = self
             .phones
             .into_iter()
@@ -114,7 +121,7 @@ impl ContactRequest {
 /// Body of `POST /api/v1/whatsapp/message/text`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TextRequest {
+pub(crate) struct TextRequest {
     /// The send's id, reused by every retry.
     pub message_id: MessageId,
     /// The customer.
@@ -142,7 +149,10 @@ impl TextRequest {
     }
 
     /// The conversation, id and (re-validated) text this request carries.
-    pub fn into_parts(self) -> Result<(Conversation, MessageId, TextMessage), ValidationError> {
+    #[cfg(test)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> Result<(Conversation, MessageId, TextMessage), ValidationError> {
         let message = TextMessage::new(self.message)?;
         Ok((
             Conversation::new(self.from, self.to),
@@ -155,7 +165,7 @@ impl TextRequest {
 /// Body of `POST /api/v1/whatsapp/template`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TemplateRequest {
+pub(crate) struct TemplateRequest {
     /// The send's id, reused by every retry.
     pub message_id: MessageId,
     /// The customer.
@@ -169,7 +179,7 @@ pub struct TemplateRequest {
 /// The `template` object of a template request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TemplateSpec {
+pub(crate) struct TemplateSpec {
     /// The approved template's name.
     pub name: String,
     /// Its language.
@@ -180,7 +190,7 @@ pub struct TemplateSpec {
 
 /// The `components` object of a template request.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TemplateComponents {
+pub(crate) struct TemplateComponents {
     /// The header value, omitted when the template has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderComponent>,
@@ -196,7 +206,7 @@ pub struct TemplateComponents {
 /// is what one public client sends and is not confirmed by the gateway's documentation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct HeaderComponent {
+pub(crate) struct HeaderComponent {
     /// `TEXT`, `IMAGE`, `VIDEO` or `DOCUMENT`.
     #[serde(rename = "type")]
     pub header_type: String,
@@ -210,7 +220,7 @@ pub struct HeaderComponent {
 
 /// A template request's `body`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BodyComponent {
+pub(crate) struct BodyComponent {
     /// The values of `{{1}}`, `{{2}}`, ... in order.
     pub placeholders: Vec<String>,
 }
@@ -254,7 +264,10 @@ impl TemplateRequest {
     }
 
     /// The conversation, id and (re-validated) template this request carries.
-    pub fn into_parts(self) -> Result<(Conversation, MessageId, TemplateMessage), ValidationError> {
+    #[cfg(test)]
+    pub(crate) fn into_parts(
+        self,
+    ) -> Result<(Conversation, MessageId, TemplateMessage), ValidationError> {
         let spec = self.template;
         let mut message = TemplateMessage::new(spec.name, spec.language_code)?;
         if let Some(header) = spec.components.header {
@@ -308,7 +321,7 @@ fn to_json<T: Serialize>(request: &T) -> Value {
 /// conversation has no phone number to send to (as for every body below).
 ///
 /// ```
-/// use lipachat_api::{request::contact_body, ContactMessage, ContactPhone, MessageId};
+/// use lipachat_api::{contact_body, ContactMessage, ContactPhone, MessageId};
 /// use lipachat_session::Conversation;
 ///
 /// let conversation = Conversation::parse("254110090747", "254712345678")?;
@@ -368,9 +381,10 @@ pub fn free_form_body(
     }
 }
 
-/// Reads a free-form request body back into its conversation, id and message (what a fake
-/// gateway needs); the endpoint tells which kind to expect.
-pub fn parse_free_form_body(
+/// Reads a free-form request body back into its conversation, id and message; the
+/// endpoint tells which kind to expect.
+#[cfg(test)]
+pub(crate) fn parse_free_form_body(
     endpoint: crate::endpoint::Endpoint,
     body: &Value,
 ) -> Result<(Conversation, MessageId, FreeFormMessage), ParseBodyError> {
@@ -391,9 +405,10 @@ pub fn parse_free_form_body(
 }
 
 /// Why a request body could not be read back.
+#[cfg(test)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ParseBodyError {
+pub(crate) enum ParseBodyError {
     /// Not the JSON shape of the endpoint's request.
     #[error("not a request body of this endpoint: {0}")]
     Shape(#[from] serde_json::Error),
@@ -404,6 +419,10 @@ pub enum ParseBodyError {
     #[error("the template endpoint does not take free-form messages")]
     NotFreeForm,
 }
+
+#[cfg(test)]
+#[path = "request_properties.rs"]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use lipachat_api::{MessageId, TemplateMessage};
-use lipachat_session::window::saturating_add;
 use lipachat_session::{
     Conversation, Invitation, QueuedMessage, RefusalReason, Store, WindowState,
 };
@@ -302,8 +301,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         };
         let last_inbound = store.window(conversation).await?.map(|r| r.last_inbound);
         let for_this_window = last_inbound.is_none_or(|last| invitation.sent_at >= last);
-        let cooldown_ends =
-            saturating_add(invitation.sent_at, self.shared.config.invitation_cooldown);
+        let cooldown_ends = invitation.cooldown_ends(self.shared.config.invitation_cooldown);
         Ok(for_this_window && now.at < cooldown_ends)
     }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use lipachat_api::MessageId;
-use lipachat_session::window::saturating_add;
 use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
 use tracing::{info, warn};
 
@@ -157,7 +156,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
 
     /// Whether the message has waited past the outbox's time to live.
     fn has_expired(&self, entry: &QueuedMessage, now: CallTime) -> bool {
-        saturating_add(entry.queued_at, self.shared.config.outbox_ttl) <= now.at
+        entry.has_expired(self.shared.config.outbox_ttl, now.at)
     }
 
     /// Sends one claimed message.

@@ -92,9 +92,7 @@ impl PolicyError {
             Self::Send { source, .. } | Self::Template { source, .. } => {
                 source.retry_later_may_help()
             }
-            Self::Session(SessionError::Store(StoreError::Backend(_) | StoreError::Io { .. })) => {
-                true
-            }
+            Self::Session(SessionError::Store(store)) => store.retry_later_may_help(),
             Self::OutboxFull { .. } | Self::SendInProgress { .. } => true,
             _ => false,
         }

@@ -173,7 +173,8 @@ impl<S> Faulty<S> {
                 _ => None,
             }
         };
-        let injected = || StoreError::Backend(format!("injected fault: {name}"));
+        let injected =
+            || StoreError::backend_unavailable("fault", format!("injected fault: {name}"));
         match strike {
             None => work.await,
             Some(Strike::Before) => Err(injected()),

@@ -1,6 +1,7 @@
 //! The connection: redis-rs's `ConnectionManager` (one multiplexed connection shared by
 //! every clone of the store, reconnecting by itself), with every call bounded in time
-//! and every failure turned into a [`StoreError::Backend`].
+//! and every failure turned into a [`RedisStoreError`] (a [`StoreError::Backend`] by the
+//! time it leaves the store).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, RedisResult, Script};
 
 use crate::config::{RedisConfig, hide_passwords, password_forms, redact};
+use crate::error::RedisStoreError;
 
 /// Whether a call may be sent again after the connection broke under it: only when a
 /// second run cannot change what the first one did (reads).
@@ -59,9 +61,12 @@ impl Connection {
         let timeouts = config.timeouts();
         let endpoint = redact(config.url());
         let passwords: Arc<[String]> = password_forms(config.url()).into();
-        let hide = |text: String| StoreError::Backend(hide_passwords(&passwords, &text));
-        let client = Client::open(config.url())
-            .map_err(|error| hide(format!("redis at {endpoint}: {error}")))?;
+        let cannot_connect = |detail: String| RedisStoreError::Connect {
+            endpoint: endpoint.clone(),
+            detail: hide_passwords(&passwords, &detail),
+        };
+        let client =
+            Client::open(config.url()).map_err(|error| cannot_connect(error.to_string()))?;
         // Reconnection: one retry after at most 200 ms; each attempt bounded by the
         // connect timeout. A call waiting for it is bounded by the operation timeout.
         let manager_config = ConnectionManagerConfig::new()
@@ -77,16 +82,10 @@ impl Connection {
         .await
         {
             Ok(Ok(manager)) => manager,
-            Ok(Err(error)) => {
-                return Err(hide(format!(
-                    "redis at {endpoint}: cannot connect: {error}"
-                )));
-            }
+            Ok(Err(error)) => return Err(cannot_connect(error.to_string()).into()),
             Err(_) => {
-                return Err(StoreError::Backend(format!(
-                    "redis at {endpoint}: cannot connect within {:?}",
-                    timeouts.operation
-                )));
+                let detail = format!("no connection within {:?}", timeouts.operation);
+                return Err(cannot_connect(detail).into());
             }
         };
         Ok(Self {
@@ -97,14 +96,34 @@ impl Connection {
         })
     }
 
-    fn error(&self, what: &str, error: &RedisError) -> StoreError {
-        self.backend(format!("redis at {}: {what}: {error}", self.endpoint))
+    fn error(&self, what: &str, error: &RedisError) -> RedisStoreError {
+        RedisStoreError::Call {
+            endpoint: self.endpoint.clone(),
+            operation: what.to_owned(),
+            detail: self.hidden(&error.to_string()),
+        }
     }
 
-    /// A [`StoreError::Backend`] with `message`, the password taken out of it in every
-    /// form (a server's answer quoted in it may hold it).
-    pub(crate) fn backend(&self, message: String) -> StoreError {
-        StoreError::Backend(hide_passwords(&self.passwords, &message))
+    /// `text` with the password taken out of it in every form (a server's answer quoted
+    /// in it may hold it).
+    fn hidden(&self, text: &str) -> String {
+        hide_passwords(&self.passwords, text)
+    }
+
+    /// The server does not suit the store, for the reason `detail`.
+    pub(crate) fn unsuitable(&self, detail: &str) -> RedisStoreError {
+        RedisStoreError::Unsuitable {
+            endpoint: self.endpoint.clone(),
+            detail: self.hidden(detail),
+        }
+    }
+
+    /// The server's `answer` to `operation` is not what the store expects.
+    pub(crate) fn unexpected(&self, operation: &str, answer: &str) -> RedisStoreError {
+        RedisStoreError::UnexpectedAnswer {
+            operation: operation.to_owned(),
+            answer: self.hidden(answer),
+        }
     }
 
     /// Runs `call` on the connection, bounded by the operation timeout; with
@@ -131,11 +150,13 @@ impl Connection {
         };
         match tokio::time::timeout(self.operation, attempts).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.error(what, &error)),
-            Err(_) => Err(StoreError::Backend(format!(
-                "redis at {}: {what}: no answer within {:?}",
-                self.endpoint, self.operation
-            ))),
+            Ok(Err(error)) => Err(self.error(what, &error).into()),
+            Err(_) => Err(RedisStoreError::Timeout {
+                endpoint: self.endpoint.clone(),
+                operation: what.to_owned(),
+                after: self.operation,
+            }
+            .into()),
         }
     }
 
@@ -220,10 +241,8 @@ impl Connection {
     ) -> Result<T, StoreError> {
         let mut answers = self.eval(what, retry, before, &[eval]).await?;
         answers.pop().ok_or_else(|| {
-            StoreError::Backend(format!(
-                "redis at {}: {what}: the script gave no answer",
-                self.endpoint
-            ))
+            self.unexpected(what, "nothing (the script gave no answer)")
+                .into()
         })
     }
 }

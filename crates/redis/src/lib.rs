@@ -44,13 +44,15 @@
 //! Requires Redis 6.2 or newer (checked at connect). For durability run the server with
 //! `appendonly yes` and `appendfsync always`: every acknowledged write is then on disk.
 //! When the server is unreachable, stalled or restarting, calls fail with
-//! [`lipachat_session::StoreError::Backend`] within the operation timeout (4 s by
-//! default) and the connection recovers by itself. `docs/redis.md` describes the key
+//! [`lipachat_session::StoreError::Backend`] (backend [`REDIS_BACKEND`], its source a
+//! [`RedisStoreError`] saying what failed) within the operation timeout (4 s by default)
+//! and the connection recovers by itself. `docs/redis.md` describes the key
 //! layout, the scripts and the guarantees.
 
 mod codec;
 mod config;
 mod connection;
+mod error;
 mod keys;
 mod scripts;
 mod server;
@@ -59,6 +61,7 @@ mod store;
 pub mod test_server;
 
 pub use config::{ConfigError, RedisConfig, RedisTimeouts};
+pub use error::{REDIS_BACKEND, RedisStoreError};
 pub use keys::KeyLayout;
 pub use server::{RedisVersion, ServerInfo};
 pub use store::{MAX_CLAIM_LEASE, RedisStore, SCHEMA_VERSION};

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
-use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
@@ -19,6 +18,7 @@ use lipachat_session::store::{registry_alias_phone, registry_group, registry_use
 use crate::codec;
 use crate::config::RedisConfig;
 use crate::connection::{Connection, Eval, Retry};
+use crate::error::RedisStoreError;
 use crate::keys::KeyLayout;
 use crate::scripts::SCRIPTS;
 use crate::server::{self, ServerInfo};
@@ -82,8 +82,7 @@ impl RedisStore {
     /// Connects to the server at `url` (`redis://HOST:PORT/DB`) with the default key
     /// prefix and timeouts.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config =
-            RedisConfig::new(url).map_err(|error| StoreError::Backend(error.to_string()))?;
+        let config = RedisConfig::new(url)?;
         Self::connect_with(config).await
     }
 
@@ -104,7 +103,7 @@ impl RedisStore {
             )
             .await?;
         let server = server::check(&format!("{}\n{}", info.0, info.1))
-            .map_err(|detail| connection.backend(format!("redis at {config}: {detail}")))?;
+            .map_err(|detail| connection.unsuitable(&detail))?;
         if !server.aof_enabled {
             tracing::warn!(
                 redis = %config,
@@ -130,17 +129,21 @@ impl RedisStore {
         match schema.as_deref().map(str::parse::<u32>) {
             Some(Ok(SCHEMA_VERSION)) => {}
             Some(Ok(found)) if found < SCHEMA_VERSION => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
-                    keys.schema(),
-                )));
+                return Err(connection
+                    .unsuitable(&format!(
+                        "key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
+                        keys.schema(),
+                    ))
+                    .into());
             }
             _ => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
-                    keys.schema(),
-                    schema.as_deref().unwrap_or("(nothing)")
-                )));
+                return Err(connection
+                    .unsuitable(&format!(
+                        "key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
+                        keys.schema(),
+                        schema.as_deref().unwrap_or("(nothing)")
+                    ))
+                    .into());
             }
         }
         Ok(Self {
@@ -492,7 +495,7 @@ impl WindowStore for RedisStore {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<InboundUpdate, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         let (previous, current): (Option<String>, String) = self
             .inner
             .connection
@@ -518,7 +521,7 @@ impl WindowStore for RedisStore {
         received_at: DateTime<Utc>,
         remember_until: DateTime<Utc>,
     ) -> Result<InboundReceipt, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         // The horizon runs in server time from now: a key with a non-positive lifetime
         // would be refused, and an id remembered for a millisecond still counts once.
         let remember_ms = (remember_until - received_at).num_milliseconds().max(1);
@@ -547,10 +550,14 @@ impl WindowStore for RedisStore {
                 },
             )
             .await?;
-        let unexpected = || {
-            self.inner.connection.backend(format!(
-                "record_inbound_once for {conversation}: unexpected answer {answer:?}"
-            ))
+        let unexpected = || -> StoreError {
+            self.inner
+                .connection
+                .unexpected(
+                    &format!("record_inbound_once for {conversation}"),
+                    &format!("{answer:?}"),
+                )
+                .into()
         };
         match answer.as_slice() {
             [Some(tag), Some(first)] if tag == "duplicate" => {
@@ -661,7 +668,7 @@ impl WindowStore for RedisStore {
         after: DateTime<Utc>,
         up_to: DateTime<Utc>,
     ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
-        let (after, up_to) = (to_millis(after), to_millis(up_to));
+        let (after, up_to) = (after.timestamp_millis(), up_to.timestamp_millis());
         if after >= up_to {
             return Ok(Vec::new());
         }
@@ -700,7 +707,7 @@ impl WindowStore for RedisStore {
                     // The scripts keep the score equal to the record's last inbound time;
                     // the record is what counts.
                     Ok(record) => {
-                        let at = to_millis(record.last_inbound);
+                        let at = record.last_inbound.timestamp_millis();
                         if after < at && at <= up_to {
                             found.push((conversation, record));
                         }
@@ -898,9 +905,11 @@ impl OutboxStore for RedisStore {
         match done {
             1 => Ok(true),
             0 => Ok(false),
-            _ => Err(StoreError::Backend(format!(
-                "reassign {old} to {new} for {conversation}: {new} is already queued"
-            ))),
+            _ => Err(RedisStoreError::Refused {
+                operation: format!("reassign {old} to {new} for {conversation}"),
+                reason: format!("{new} is already queued"),
+            }
+            .into()),
         }
     }
 
@@ -1514,9 +1523,14 @@ impl IdentityStore for RedisStore {
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
             }),
-            other => Err(StoreError::Backend(format!(
-                "move_customer for {source}: unexpected answer {other:?}"
-            ))),
+            other => Err(self
+                .inner
+                .connection
+                .unexpected(
+                    &format!("move_customer for {source}"),
+                    &format!("{other:?}"),
+                )
+                .into()),
         }
     }
 }

@@ -15,7 +15,8 @@
 //! let chat = Conversation::parse("254110090747", "254712345678")?;
 //! store.fail_next("record_inbound", 1);
 //! let error = store.record_inbound(chat, chrono::Utc::now()).await.unwrap_err();
-//! assert!(matches!(error, StoreError::Backend(_)));
+//! assert!(matches!(error, StoreError::Backend { .. }));
+//! assert!(error.retry_later_may_help());
 //! assert!(store.record_inbound(chat, chrono::Utc::now()).await.is_ok());
 //! assert_eq!(store.calls("record_inbound"), 2);
 //! # Ok(())
@@ -116,9 +117,10 @@ impl<S> InstrumentedStore<S> {
         match book.failures.get_mut(operation) {
             Some(left) if *left > 0 => {
                 *left -= 1;
-                Err(StoreError::Backend(format!(
-                    "injected fault: {operation} failed"
-                )))
+                Err(StoreError::backend_unavailable(
+                    "instrumented",
+                    format!("injected fault: {operation} failed"),
+                ))
             }
             _ => Ok(()),
         }

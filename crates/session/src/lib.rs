@@ -70,7 +70,7 @@ mod skew;
 mod sled_store;
 pub mod store;
 pub mod view;
-pub mod window;
+mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use conversation::Conversation;
@@ -84,8 +84,8 @@ pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
 pub use sled_store::{
     CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
-    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SledConfig, SledStore, TreeReport,
-    TreeTally,
+    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SLED_BACKEND, SledConfig, SledStore,
+    TreeReport, TreeTally,
 };
 pub use store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,

@@ -22,9 +22,9 @@
 //!     `failed`, or `errors`, `error`, `code`, `errorCode` and no message `type`: this
 //!     also reads a bare WhatsApp status object `{id, status, recipient_id, errors}`).
 //!     When its `status`, `errors`, `error`, `code`, `errorCode`, `message`,
-//!     `statusDesc`, `title`, `details` or `reason` names 131047 or 470 (see
-//!     [`crate::reengagement`]), it becomes [`WebhookEvent::WindowClosed`]. `messageId` is
-//!     ours; `waId`, `wamid` or `id` is taken as WhatsApp's id when it starts with
+//!     `statusDesc`, `title`, `details` or `reason` names 131047 or 470 (the crate's
+//!     page says how it is recognised), it becomes [`WebhookEvent::WindowClosed`].
+//!     `messageId` is ours; `waId`, `wamid` or `id` is taken as WhatsApp's id when it starts with
 //!     `wamid.`. The conversation is filled in only when the parser knows the business
 //!     number (then `from`/`to`/`recipient_id` tell the customer); otherwise correlate by
 //!     `message_id`.
