@@ -10,7 +10,7 @@ use lipachat_session::{Conversation, PhoneNumber};
 
 /// The customer's phone number, the `to` of every request; a conversation without one
 /// (a user known only by a business-scoped user id, a group) cannot be sent to.
-fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError> {
+pub(crate) fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError> {
     conversation
         .phone()
         .ok_or(ValidationError::NotAddressable { conversation })
@@ -20,7 +20,11 @@ use serde_json::Value;
 
 use crate::contact::{ContactMessage, ContactPhone};
 use crate::error::ValidationError;
+use crate::flow::FlowRequest;
 use crate::free_form::FreeFormMessage;
+use crate::interactive::{ButtonsRequest, ListRequest};
+use crate::location_request::LocationRequestRequest;
+use crate::media::MediaRequest;
 use crate::message_id::MessageId;
 use crate::template::{MediaUrl, TemplateHeader, TemplateMessage};
 use crate::text::TextMessage;
@@ -297,7 +301,7 @@ impl TemplateRequest {
     }
 }
 
-fn to_json<T: Serialize>(request: &T) -> Value {
+pub(crate) fn to_json<T: Serialize>(request: &T) -> Value {
     // These structs hold only strings, optional strings and lists of them, and
     // `PhoneNumber`/`MessageId` serialise as strings: serialising cannot fail.
     #[allow(clippy::expect_used)]
@@ -365,7 +369,21 @@ pub fn free_form_body(
     match message {
         FreeFormMessage::Contact(card) => contact_body(conversation, id, card),
         FreeFormMessage::Text(text) => text_body(conversation, id, text),
+        FreeFormMessage::Media(media) => json_of(MediaRequest::new(conversation, id, media)),
+        FreeFormMessage::Buttons(buttons) => {
+            json_of(ButtonsRequest::new(conversation, id, buttons))
+        }
+        FreeFormMessage::List(list) => json_of(ListRequest::new(conversation, id, list)),
+        FreeFormMessage::LocationRequest(ask) => {
+            json_of(LocationRequestRequest::new(conversation, id, ask))
+        }
+        FreeFormMessage::Flow(flow) => json_of(FlowRequest::new(conversation, id, flow)),
     }
+}
+
+/// The JSON of a request that could be built.
+fn json_of<T: Serialize>(request: Result<T, ValidationError>) -> Result<Value, ValidationError> {
+    request.map(|request| to_json(&request))
 }
 
 /// Reads a free-form request body back into its conversation, id and message (what a fake
@@ -385,6 +403,26 @@ pub fn parse_free_form_body(
             let request = TextRequest::deserialize(body)?;
             let (c, id, m) = request.into_parts()?;
             Ok((c, id, FreeFormMessage::Text(m)))
+        }
+        Endpoint::Media => {
+            let (c, id, m) = MediaRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Media(m)))
+        }
+        Endpoint::Buttons => {
+            let (c, id, m) = ButtonsRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Buttons(m)))
+        }
+        Endpoint::List => {
+            let (c, id, m) = ListRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::List(m)))
+        }
+        Endpoint::LocationRequest => {
+            let (c, id, m) = LocationRequestRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::LocationRequest(m)))
+        }
+        Endpoint::Flow => {
+            let (c, id, m) = FlowRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Flow(m)))
         }
         Endpoint::Template => Err(ParseBodyError::NotFreeForm),
     }
