@@ -1,14 +1,14 @@
 //! A WhatsApp Flow (`POST /api/v1/whatsapp/interactive/flows`): text with a button that
 //! opens the flow at a given screen, with optional initial data.
 
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::Conversation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::MessageId;
 use crate::error::ValidationError;
 use crate::field::{self, Lines, named};
-use crate::request::recipient;
+use crate::request::Addressing;
 
 /// The longest text of a flow message, in characters.
 pub const MAX_FLOW_TEXT_CHARS: usize = 1024;
@@ -161,12 +161,9 @@ impl FlowMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlowRequest {
-    /// The send's id, reused by every retry.
-    pub message_id: MessageId,
-    /// The business number.
-    pub from: PhoneNumber,
-    /// The customer.
-    pub to: PhoneNumber,
+    /// `messageId`, `from` and `to`.
+    #[serde(flatten)]
+    pub addressing: Addressing,
     /// The text.
     pub text: String,
     /// The flow's id.
@@ -189,9 +186,7 @@ impl FlowRequest {
         message: &FlowMessage,
     ) -> Result<Self, ValidationError> {
         Ok(Self {
-            message_id: id,
-            from: conversation.business,
-            to: recipient(conversation)?,
+            addressing: Addressing::new(conversation, id)?,
             text: message.text.clone(),
             flow_id: message.flow_id.clone(),
             flow_cta: message.cta.clone(),
@@ -210,8 +205,8 @@ impl FlowRequest {
             data: self.data,
         })?;
         Ok((
-            Conversation::new(self.from, self.to),
-            self.message_id,
+            self.addressing.conversation(),
+            self.addressing.message_id,
             message,
         ))
     }

@@ -7,13 +7,13 @@
 //! 72 and a row id 200; a body at most 1024 characters. Ids must be unique within a
 //! message, and so must button titles (WhatsApp refuses two buttons with one title).
 
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::Conversation;
 use serde::{Deserialize, Serialize};
 
 use crate::MessageId;
 use crate::error::ValidationError;
 use crate::field::{self, Lines, named};
-use crate::request::recipient;
+use crate::request::Addressing;
 
 /// The longest body of a buttons or list message, in characters.
 pub const MAX_INTERACTIVE_BODY_CHARS: usize = 1024;
@@ -332,12 +332,9 @@ impl ListMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ButtonsRequest {
-    /// The send's id, reused by every retry.
-    pub message_id: MessageId,
-    /// The business number.
-    pub from: PhoneNumber,
-    /// The customer.
-    pub to: PhoneNumber,
+    /// `messageId`, `from` and `to`.
+    #[serde(flatten)]
+    pub addressing: Addressing,
     /// The text above the buttons.
     pub text: String,
     /// The buttons.
@@ -353,9 +350,7 @@ impl ButtonsRequest {
         message: &ButtonsMessage,
     ) -> Result<Self, ValidationError> {
         Ok(Self {
-            message_id: id,
-            from: conversation.business,
-            to: recipient(conversation)?,
+            addressing: Addressing::new(conversation, id)?,
             text: message.text.clone(),
             buttons: message.buttons.clone(),
         })
@@ -364,8 +359,8 @@ impl ButtonsRequest {
     /// The conversation, id and (re-validated) message this request carries.
     pub fn into_parts(self) -> Result<(Conversation, MessageId, ButtonsMessage), ValidationError> {
         Ok((
-            Conversation::new(self.from, self.to),
-            self.message_id,
+            self.addressing.conversation(),
+            self.addressing.message_id,
             ButtonsMessage::new(self.text, self.buttons)?,
         ))
     }
@@ -377,12 +372,9 @@ impl ButtonsRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListRequest {
-    /// The send's id, reused by every retry.
-    pub message_id: MessageId,
-    /// The business number.
-    pub from: PhoneNumber,
-    /// The customer.
-    pub to: PhoneNumber,
+    /// `messageId`, `from` and `to`.
+    #[serde(flatten)]
+    pub addressing: Addressing,
     /// The header.
     pub header_text: String,
     /// The body.
@@ -412,9 +404,7 @@ impl ListRequest {
         message: &ListMessage,
     ) -> Result<Self, ValidationError> {
         Ok(Self {
-            message_id: id,
-            from: conversation.business,
-            to: recipient(conversation)?,
+            addressing: Addressing::new(conversation, id)?,
             header_text: message.header.clone(),
             body: message.body.clone(),
             button_text: message.button_text.clone(),
@@ -437,8 +427,8 @@ impl ListRequest {
             .map(|s| ListSection::new(s.section_title, s.section_items))
             .collect();
         Ok((
-            Conversation::new(self.from, self.to),
-            self.message_id,
+            self.addressing.conversation(),
+            self.addressing.message_id,
             ListMessage::new(self.header_text, self.body, self.button_text, sections)?,
         ))
     }

@@ -1,13 +1,13 @@
 //! A request for the customer's location (`POST /api/v1/whatsapp/request_location`):
 //! text with a "Send location" button.
 
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::Conversation;
 use serde::{Deserialize, Serialize};
 
 use crate::MessageId;
 use crate::error::ValidationError;
 use crate::field::{self, Lines, named};
-use crate::request::recipient;
+use crate::request::Addressing;
 
 /// The longest text of a location request, in characters.
 pub const MAX_LOCATION_REQUEST_CHARS: usize = 1024;
@@ -65,12 +65,9 @@ impl LocationRequestMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocationRequestRequest {
-    /// The send's id, reused by every retry.
-    pub message_id: MessageId,
-    /// The business number.
-    pub from: PhoneNumber,
-    /// The customer.
-    pub to: PhoneNumber,
+    /// `messageId`, `from` and `to`.
+    #[serde(flatten)]
+    pub addressing: Addressing,
     /// The text.
     pub text: String,
 }
@@ -84,9 +81,7 @@ impl LocationRequestRequest {
         message: &LocationRequestMessage,
     ) -> Result<Self, ValidationError> {
         Ok(Self {
-            message_id: id,
-            from: conversation.business,
-            to: recipient(conversation)?,
+            addressing: Addressing::new(conversation, id)?,
             text: message.text.clone(),
         })
     }
@@ -96,8 +91,8 @@ impl LocationRequestRequest {
         self,
     ) -> Result<(Conversation, MessageId, LocationRequestMessage), ValidationError> {
         Ok((
-            Conversation::new(self.from, self.to),
-            self.message_id,
+            self.addressing.conversation(),
+            self.addressing.message_id,
             LocationRequestMessage::new(self.text)?,
         ))
     }

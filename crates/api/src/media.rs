@@ -2,13 +2,13 @@
 
 use std::fmt;
 
-use lipachat_session::{Conversation, PhoneNumber};
+use lipachat_session::Conversation;
 use serde::{Deserialize, Serialize};
 
 use crate::MessageId;
 use crate::error::ValidationError;
 use crate::field::{self, Lines, named};
-use crate::request::recipient;
+use crate::request::Addressing;
 use crate::template::MediaUrl;
 
 /// WhatsApp's limit for a media caption, in characters.
@@ -17,19 +17,23 @@ pub const MAX_CAPTION_CHARS: usize = 1024;
 /// 255 is what common file systems allow, so a longer name could not be saved as given.
 pub const MAX_FILENAME_CHARS: usize = 255;
 
-/// What kind of media a [`MediaMessage`] carries (the wire's `mediaType`).
+/// What kind of media a [`MediaMessage`] carries (the wire's `mediaType`), or an inbound
+/// [`Media`](crate::webhook::Media) item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MediaKind {
     /// A picture (JPEG or PNG).
     Image,
     /// A video (MP4 or 3GPP).
     Video,
-    /// A voice note or audio file; takes no caption.
+    /// A voice note or audio file; takes no caption. An inbound one may be a voice note
+    /// (see [`Media::voice`](crate::webhook::Media::voice)).
     Audio,
     /// A document (PDF, spreadsheet, ...); the only kind with a file name.
     Document,
-    /// A sticker (WebP); takes no caption.
+    /// A sticker (WebP); takes no caption. An inbound one may be animated (see
+    /// [`Media::animated`](crate::webhook::Media::animated)).
     Sticker,
 }
 
@@ -220,12 +224,9 @@ impl MediaMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MediaRequest {
-    /// The send's id, reused by every retry.
-    pub message_id: MessageId,
-    /// The business number.
-    pub from: PhoneNumber,
-    /// The customer.
-    pub to: PhoneNumber,
+    /// `messageId`, `from` and `to`.
+    #[serde(flatten)]
+    pub addressing: Addressing,
     /// `IMAGE`, `VIDEO`, `AUDIO`, `DOCUMENT` or `STICKER`.
     pub media_type: String,
     /// The `https://` URL.
@@ -247,9 +248,7 @@ impl MediaRequest {
         message: &MediaMessage,
     ) -> Result<Self, ValidationError> {
         Ok(Self {
-            message_id: id,
-            from: conversation.business,
-            to: recipient(conversation)?,
+            addressing: Addressing::new(conversation, id)?,
             media_type: message.media_type.wire_type().to_owned(),
             media_url: message.url.as_str().to_owned(),
             caption: message.caption.clone(),
@@ -272,8 +271,8 @@ impl MediaRequest {
             filename: self.filename,
         };
         Ok((
-            Conversation::new(self.from, self.to),
-            self.message_id,
+            self.addressing.conversation(),
+            self.addressing.message_id,
             MediaMessage::try_from(message)?,
         ))
     }

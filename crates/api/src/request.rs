@@ -18,6 +18,37 @@ pub(crate) fn recipient(conversation: Conversation) -> Result<PhoneNumber, Valid
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The fields the bodies of the newer send endpoints (media, buttons, list, location
+/// request, flow) start with, in their documented order: `messageId`, `from`, `to`.
+/// Flattened into each of those request structs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Addressing {
+    /// The send's id, reused by every retry.
+    pub message_id: MessageId,
+    /// The business number.
+    pub from: PhoneNumber,
+    /// The customer.
+    pub to: PhoneNumber,
+}
+
+impl Addressing {
+    /// The addressing of one send in `conversation`; [`ValidationError::NotAddressable`]
+    /// when the customer has no phone number.
+    pub fn new(conversation: Conversation, id: MessageId) -> Result<Self, ValidationError> {
+        Ok(Self {
+            message_id: id,
+            from: conversation.business,
+            to: recipient(conversation)?,
+        })
+    }
+
+    /// The conversation it addresses.
+    pub fn conversation(&self) -> Conversation {
+        Conversation::new(self.from, self.to)
+    }
+}
+
 use crate::contact::{ContactMessage, ContactPhone};
 use crate::error::ValidationError;
 use crate::flow::FlowRequest;
