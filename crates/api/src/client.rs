@@ -51,6 +51,7 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    max_catalog_bytes: usize,
     max_in_flight: usize,
     pool_max_idle: usize,
     pool_idle_timeout: Duration,
@@ -68,6 +69,7 @@ impl ClientBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_catalog_bytes: crate::catalog::DEFAULT_MAX_CATALOG_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
@@ -124,6 +126,13 @@ impl ClientBuilder {
     /// and reported as [`ApiError::UnexpectedResponse`].
     pub fn max_response_bytes(mut self, limit: usize) -> Self {
         self.max_response_bytes = limit.max(1);
+        self
+    }
+
+    /// The most bytes of a template catalog answer read (default 4 MiB); a longer one is
+    /// cut off and reported as [`ApiError::UnexpectedResponse`].
+    pub fn max_catalog_bytes(mut self, limit: usize) -> Self {
+        self.max_catalog_bytes = limit.max(1);
         self
     }
 
@@ -191,6 +200,7 @@ impl ClientBuilder {
                 request_timeout: self.request_timeout,
                 retry: self.retry,
                 max_response_bytes: self.max_response_bytes,
+                max_catalog_bytes: self.max_catalog_bytes,
                 in_flight: tokio::sync::Semaphore::new(self.max_in_flight),
                 max_in_flight: self.max_in_flight,
             }),
@@ -219,6 +229,7 @@ struct Inner {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    max_catalog_bytes: usize,
     /// One permit per request allowed in flight.
     in_flight: tokio::sync::Semaphore,
     max_in_flight: usize,
@@ -264,6 +275,8 @@ pub(crate) struct Call {
     pub(crate) retry_when: fn(&ApiError) -> bool,
     /// No attempt starts at or after it.
     pub(crate) deadline: Option<Instant>,
+    /// The most bytes of the answer read; a longer answer is cut off and unexpected.
+    pub(crate) max_response_bytes: usize,
 }
 
 impl Client {
@@ -300,6 +313,30 @@ impl Client {
     /// The most requests in flight to the gateway at once.
     pub fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight
+    }
+
+    /// The key, for redacting it from what an answer reader keeps.
+    pub(crate) fn key(&self) -> &ApiKey {
+        &self.inner.key
+    }
+
+    /// The most bytes of a catalog answer read.
+    pub(crate) fn max_catalog_bytes(&self) -> usize {
+        self.inner.max_catalog_bytes
+    }
+
+    /// `{base}/api/v1/template/{segments...}`, each segment percent-encoded as a path
+    /// segment (a template id comes from the gateway and is not trusted to be one).
+    pub(crate) fn template_url(&self, segments: &[&str]) -> Result<reqwest::Url, ApiError> {
+        let invalid = || ApiError::InvalidBaseUrl {
+            reason: "the template endpoints under this base are not valid URLs".to_owned(),
+        };
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/template", self.inner.base))
+            .map_err(|_| invalid())?;
+        url.path_segments_mut()
+            .map_err(|()| invalid())?
+            .extend(segments);
+        Ok(url)
     }
 
     /// Sends a contact card (`POST /api/v1/whatsapp/contact`).
@@ -405,6 +442,7 @@ impl Client {
             what: "send",
             retry_when: ApiError::is_transient,
             deadline,
+            max_response_bytes: self.inner.max_response_bytes,
         };
         let key = &self.inner.key;
         let (accepted, attempts) = self
@@ -555,7 +593,7 @@ impl Client {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, Utc::now()));
-            let (bytes, truncated) = read_limited(&mut response, inner.max_response_bytes)
+            let (bytes, truncated) = read_limited(&mut response, call.max_response_bytes)
                 .await
                 .map_err(|e| self.transport_error(&e))?;
             Ok::<_, ApiError>((response.status().as_u16(), bytes, truncated))

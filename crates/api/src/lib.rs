@@ -91,6 +91,7 @@
 //!   `data.messageId` is kept beside it as [`Receipt::gateway_message_id`] and compared
 //!   with it (a mismatch is logged).
 
+pub mod catalog;
 pub mod client;
 pub mod contact;
 pub mod endpoint;
@@ -108,10 +109,15 @@ pub mod request;
 pub mod response;
 pub mod retry;
 pub mod template;
+pub mod template_management;
 pub mod text;
 pub mod token;
 pub mod webhook;
 
+pub use catalog::{
+    Catalog, CatalogRefusal, CatalogTemplate, HeaderFormat, HeaderSpec, TemplateCategory,
+    TemplateStatus,
+};
 pub use client::{Client, ClientBuilder};
 pub use contact::{ContactMessage, ContactPhone};
 pub use endpoint::{BaseUrl, DEFAULT_BASE_URL, Endpoint};
@@ -127,6 +133,9 @@ pub use request::{contact_body, free_form_body, template_body, text_body};
 pub use response::Receipt;
 pub use retry::RetryPolicy;
 pub use template::{MediaUrl, TemplateHeader, TemplateMessage};
+pub use template_management::{
+    DraftButton, DraftHeader, TemplateDraft, TemplateFile, TemplateSaved, UploadedFile,
+};
 pub use text::TextMessage;
 pub use token::{TokenError, WebhookToken};
 pub use webhook::{

@@ -187,13 +187,7 @@ impl MediaMessage {
                 reason: "except on documents",
             });
         }
-        field::required(named("filename"), &filename, MAX_FILENAME_CHARS, Lines::One)?;
-        if filename.contains(['/', '\\']) {
-            return Err(ValidationError::InvalidField {
-                field: "filename".into(),
-                reason: "a file name, not a path: '/' and '\\' are not allowed",
-            });
-        }
+        check_filename(&filename)?;
         self.filename = Some(filename);
         Ok(self)
     }
@@ -217,6 +211,18 @@ impl MediaMessage {
     pub fn filename(&self) -> Option<&str> {
         self.filename.as_deref()
     }
+}
+
+/// A file name: not blank, at most 255 characters, no `/`, `\\` or control characters.
+pub(crate) fn check_filename(filename: &str) -> Result<(), ValidationError> {
+    field::required(named("filename"), filename, MAX_FILENAME_CHARS, Lines::One)?;
+    if filename.contains(['/', '\\']) {
+        return Err(ValidationError::InvalidField {
+            field: "filename".into(),
+            reason: "a file name, not a path: '/' and '\\' are not allowed",
+        });
+    }
+    Ok(())
 }
 
 /// Body of `POST /api/v1/whatsapp/media`, in the documented field order:
