@@ -47,6 +47,7 @@
 //! message and the outcome saying so are stored in one durable step, so a retry never
 //! finds the message queued without it and queues it again.
 
+mod catalog;
 mod claim;
 mod closing_soon;
 mod config;
@@ -55,8 +56,10 @@ mod error;
 mod messenger;
 mod outcome;
 mod recording;
+mod template_send;
 mod webhook;
 
+pub use catalog::{CatalogCheck, CatalogSettings, TemplateApproval, TemplateCatalogs};
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
 pub use delivery::Reconciliation;
@@ -67,4 +70,5 @@ pub use outcome::{
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };
 pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
+pub use template_send::{TemplateOutcome, TemplateRequest};
 pub use webhook::WebhookOutcome;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::catalog::TemplateCatalogs;
 use crate::config::{OnClosed, PolicyConfig};
 use crate::error::PolicyError;
 use crate::outcome::{OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent};
@@ -215,10 +216,19 @@ impl DryRun {
     }
 }
 
+/// What a call under the claim on a caller's `messageId` found or did.
+pub(crate) enum Claimed<T> {
+    /// An outcome was already stored for the id: the earlier call's.
+    Earlier(PreviousOutcome),
+    /// The call ran, with this result.
+    Ran(T),
+}
+
 pub(crate) struct Inner<S> {
     pub sessions: Sessions<S>,
     pub client: Client,
     pub config: PolicyConfig,
+    pub catalogs: TemplateCatalogs,
 }
 
 /// The send path a chatbot backend calls: decides at send time with the safety margin,
@@ -255,11 +265,13 @@ impl<S: Store> Messenger<S> {
         // The gateway judges the window by the real time, so the send path decides and
         // stamps on it: an examined clock (a debug tool's --now) is dropped here.
         let sessions = sessions.with_rule(config.rule).on_real_time();
+        let catalogs = TemplateCatalogs::new(config.catalog);
         Self {
             inner: Arc::new(Inner {
                 sessions,
                 client,
                 config,
+                catalogs,
             }),
         }
     }
@@ -277,6 +289,11 @@ impl<S: Store> Messenger<S> {
     /// The policy.
     pub fn config(&self) -> &PolicyConfig {
         &self.inner.config
+    }
+
+    /// The template catalogs templates are checked against (shared by clones).
+    pub fn catalogs(&self) -> &TemplateCatalogs {
+        &self.inner.catalogs
     }
 
     pub(crate) fn store(&self) -> &S {
@@ -350,7 +367,25 @@ impl<S: Store> Messenger<S> {
         let Some(message_id) = request.message_id else {
             return self.send_as(&request, MessageId::new()).await;
         };
-        let conversation = request.conversation;
+        let send = self.send_as(&request, message_id);
+        match self
+            .under_send_claim(request.conversation, message_id, send)
+            .await?
+        {
+            Claimed::Earlier(previous) => Ok(SendOutcome::Duplicate(previous)),
+            Claimed::Ran(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Runs `run` under the claim on a caller's own `message_id`, unless an outcome is
+    /// already stored for it (that earlier outcome is returned, and nothing runs) or
+    /// another call holds the claim ([`PolicyError::SendInProgress`]).
+    pub(crate) async fn under_send_claim<T>(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+        run: impl Future<Output = Result<T, PolicyError>>,
+    ) -> Result<Claimed<T>, PolicyError> {
         let claim = self
             .try_claim(
                 send_claim_id(message_id),
@@ -365,15 +400,15 @@ impl<S: Store> Messenger<S> {
             if let Some(claim) = claim {
                 claim.release().await;
             }
-            return Ok(SendOutcome::Duplicate(previous));
+            return Ok(Claimed::Earlier(previous));
         }
         let Some(claim) = claim else {
             info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
             return Err(PolicyError::SendInProgress { message_id });
         };
-        let result = self.send_as(&request, message_id).await;
+        let result = run.await;
         claim.release().await;
-        result
+        result.map(Claimed::Ran)
     }
 
     /// [`Messenger::send`] with the `messageId` settled (and, for a caller's own, claimed).
@@ -714,17 +749,9 @@ impl<S: Store> Messenger<S> {
             None => template.clone(),
         };
         let template_id = template_message_id(message_id);
-        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, "sending template");
-        let receipt = self
-            .inner
-            .client
-            .send_template(conversation, template_id, &template)
-            .await
-            .map_err(|source| PolicyError::Template {
-                message_id,
-                template_message_id: template_id,
-                source,
-            })?;
+        let sent = self
+            .send_checked_template(conversation, message_id, template_id, &template)
+            .await?;
         self.store()
             .set_invitation(
                 conversation,
@@ -734,10 +761,7 @@ impl<S: Store> Messenger<S> {
                 }),
             )
             .await?;
-        Ok(TemplateSent {
-            message_id: template_id,
-            receipt,
-        })
+        Ok(sent)
     }
 
     /// The outcome remembered for `message_id` in `conversation`.

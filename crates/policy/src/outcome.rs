@@ -1,7 +1,9 @@
 //! What a send, a delivery or an inbound message did.
 
 use chrono::{DateTime, Utc};
-use lipachat_api::{FreeFormMessage, MessageId, Receipt};
+use lipachat_api::{FreeFormMessage, MessageId, Receipt, TemplateCategory};
+
+use crate::catalog::CatalogCheck;
 use lipachat_session::{Conversation, Recorded, RefusalReason, WindowState};
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,11 @@ pub struct TemplateSent {
     pub message_id: MessageId,
     /// The gateway's receipt.
     pub receipt: Receipt,
+    /// The template's category as the business's catalog spells it (`MARKETING`,
+    /// `UTILITY`, `AUTHENTICATION`, ...); `None` when it went unchecked.
+    pub category: Option<TemplateCategory>,
+    /// How it was checked against the catalog.
+    pub check: CatalogCheck,
 }
 
 /// What [`crate::Messenger::send`] did with one free-form message.
