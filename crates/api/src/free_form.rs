@@ -50,6 +50,18 @@ pub enum FreeFormMessage {
 }
 
 impl FreeFormMessage {
+    /// Every stored kind name this release reads. A stored message of another kind was
+    /// written by a later release: keep it for that release rather than discard it.
+    pub const KINDS: [&'static str; 7] = [
+        "contact",
+        "text",
+        "media",
+        "buttons",
+        "list",
+        "location_request",
+        "flow",
+    ];
+
     /// The endpoint it is sent to.
     pub fn endpoint(&self) -> Endpoint {
         match self {

@@ -159,6 +159,7 @@ fn each_kind_has_its_endpoint_and_stored_tag() {
     for (message, endpoint, tag) in kinds {
         assert_eq!(message.endpoint(), endpoint);
         assert_eq!(message.kind(), tag);
+        assert!(FreeFormMessage::KINDS.contains(&tag), "{tag}");
         let stored = serde_json::to_value(&message).unwrap();
         assert_eq!(stored["kind"], tag);
         assert_eq!(

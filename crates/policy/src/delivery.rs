@@ -163,6 +163,11 @@ impl<S: Store> Messenger<S> {
             }
             let payload = match payload {
                 Ok(payload) => payload,
+                Err(_) if let Some(kind) = later_kind(&entry.payload) => {
+                    warn!(%conversation, %message_id, kind, "queued message of a kind this release does not know: left queued for a release that does");
+                    report.stopped = Some(DeliveryStop::UnknownKind { message_id, kind });
+                    break;
+                }
                 Err(error) => {
                     warn!(%conversation, %message_id, %error, "queued message unreadable: taking it out");
                     self.store().dequeue(conversation, entry.message_id).await?;
@@ -516,6 +521,14 @@ impl<S: Store> Messenger<S> {
             outcome: Box::new(outcome),
         })
     }
+}
+
+/// The kind of a queued payload that is well formed but of a kind this release does not
+/// know (a later release queued it), shortened; `None` for anything else.
+fn later_kind(payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let kind = value.get("message")?.get("kind")?.as_str()?;
+    (!lipachat_api::FreeFormMessage::KINDS.contains(&kind)).then(|| kind.chars().take(64).collect())
 }
 
 /// Whether a stored outcome is a send the gateway accepted (sent at once, or delivered

@@ -221,6 +221,14 @@ pub enum DeliveryStop {
     /// A send failed for a reason other than the message itself (an outage, a wrong key,
     /// an unexplained refusal); the message stays queued.
     SendFailed(lipachat_api::ApiError),
+    /// The next message is of a kind a later release queued and this one cannot send: it
+    /// stays queued, in its place, for a replica that knows the kind.
+    UnknownKind {
+        /// Its `messageId`.
+        message_id: MessageId,
+        /// The stored kind name (shortened to 64 characters).
+        kind: String,
+    },
 }
 
 /// What one delivery run over a conversation's outbox did.

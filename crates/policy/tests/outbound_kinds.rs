@@ -439,3 +439,54 @@ async fn entries_queued_by_the_previous_release_are_delivered_from_redis() {
     };
     old_entries_are_delivered(RedisStore::connect(&server.url()).await.unwrap()).await;
 }
+
+/// A kind a later release adds (here `poll`) is not taken out of the outbox by this one:
+/// it stays queued, in its place, and the delivery stops at it naming the kind, so the
+/// replica that knows it delivers it.
+async fn a_later_releases_kind_stays_queued<S: Store>(store: S) {
+    let s = setup(store, OnClosed::Queue(invite())).await;
+    let origin = MessageId::new();
+    let later = QueuedMessage {
+        message_id: MessageId::new().as_uuid(),
+        queued_at: s.clock.now(),
+        payload: format!(
+            r#"{{"origin":"{origin}","message":{{"kind":"poll","message":{{"question":"Lunch?"}}}}}}"#
+        ),
+    };
+    let store = s.messenger.sessions().store();
+    assert!(store.enqueue(chat(), later.clone(), 20).await.unwrap());
+    let report = s.customer_writes().await;
+    assert!(
+        report.delivery.failed.is_empty(),
+        "{:?}",
+        report.delivery.failed
+    );
+    assert!(
+        matches!(
+            &report.delivery.stopped,
+            Some(lipachat_policy::DeliveryStop::UnknownKind { kind, .. }) if kind == "poll"
+        ),
+        "{:?}",
+        report.delivery.stopped
+    );
+    assert_eq!(report.delivery.remaining, 1);
+    let queued = store.queued(chat()).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].payload, later.payload, "kept as it was written");
+    assert_eq!(s.gateway.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_later_releases_kind_stays_queued_in_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    a_later_releases_kind_stays_queued(SledStore::open(dir.path().join("db")).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_releases_kind_stays_queued_in_redis() {
+    let Some(server) = RedisServer::start() else {
+        eprintln!("a later release's kind on Redis: skipped, no redis-server");
+        return;
+    };
+    a_later_releases_kind_stays_queued(RedisStore::connect(&server.url()).await.unwrap()).await;
+}

@@ -245,6 +245,15 @@ fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>,
                 "message {id} is being delivered by another process; it stays queued, run deliver again in a minute"
             )),
         ),
+        Some(DeliveryStop::UnknownKind { message_id, kind }) => (
+            Some("unknown_kind"),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued"
+            )),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued; it stays queued for a release that knows it"
+            )),
+        ),
         Some(other) => (
             Some("unknown"),
             Some(format!("{other:?}")),
