@@ -10,13 +10,13 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
-use std::time::Duration;
+mod common;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_api::{
-    ApiKey, ButtonsMessage, Client, ContactMessage, ContactPhone, FlowMessage, FreeFormMessage,
-    ListMessage, ListRow, ListSection, LocationRequestMessage, MediaKind, MediaMessage, MessageId,
-    ReplyButton, RetryPolicy, TemplateMessage, TextMessage,
+    ButtonsMessage, ContactMessage, ContactPhone, FlowMessage, FreeFormMessage, ListMessage,
+    ListRow, ListSection, LocationRequestMessage, MediaKind, MediaMessage, MessageId, ReplyButton,
+    TemplateMessage, TextMessage,
 };
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest};
 use lipachat_redis::RedisStore;
@@ -102,18 +102,6 @@ fn every_kind() -> Vec<(FreeFormMessage, MessageKind)> {
     ]
 }
 
-fn client(gateway: &StandInGateway) -> Client {
-    Client::builder(ApiKey::new(gateway.api_key()).unwrap())
-        .base_url(&gateway.base_url())
-        .retry(RetryPolicy {
-            max_retries: 1,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(10),
-        })
-        .build()
-        .unwrap()
-}
-
 struct Setup<S> {
     gateway: StandInGateway,
     clock: ManualClock,
@@ -129,7 +117,7 @@ async fn setup<S: Store>(store: S, on_closed: OnClosed) -> Setup<S> {
         .unwrap();
     let sessions = Sessions::new(store).with_clock(clock.clone());
     let config = PolicyConfig::default().on_closed(on_closed);
-    let messenger = Messenger::new(sessions, client(&gateway), config);
+    let messenger = Messenger::new(sessions, common::quick_client(&gateway), config);
     Setup {
         gateway,
         clock,
