@@ -1,11 +1,13 @@
 //! `pending` and `deliver`: the outbox of messages waiting for the customer's reply.
 
 use lipachat_api::MessageId;
-use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger};
+use lipachat_policy::{DeliveryReport, DeliveryStop};
 use lipachat_session::Store;
 use serde::Serialize;
 
-use super::{Context, Exit, Lookup, addressable, client, conversation_of, customer_name, policy};
+use super::{
+    Context, Exit, Lookup, addressable, conversation_of, customer_name, messenger, policy,
+};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -157,7 +159,7 @@ pub async fn deliver<S: Store + Clone>(
 ) -> Result<Exit, CliError> {
     let conversation = addressable(context, &args.pair).await?;
     let config = policy(&args.settings)?;
-    let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
+    let messenger = messenger(context, &args.settings, config)?;
     let report = messenger.deliver(conversation).await?;
     let (stopped, reason, error) = stop_parts(&report);
     let view = DeliveryView {

@@ -1,38 +1,121 @@
-//! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
+//! The free-form send commands (send-contact, send-text, send-media, send-buttons,
+//! send-list): one run through the policy's guarded send path, or with `--dry-run` what it
+//! would do. Each command only builds its message; the options, the run and the output
+//! are shared.
 
-use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
-use lipachat_policy::{DryRun, Messenger, OnClosed, SendOutcome, SendRequest, TemplateSent};
+use lipachat_api::{
+    ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
+    MessageId, TemplateMessage, TextMessage,
+};
+use lipachat_policy::{DryRun, OnClosed, PreviousOutcome, SendOutcome, SendRequest, TemplateSent};
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Context, Exit, addressable, client, policy};
-use crate::cli::{OnClosedChoice, SendContact};
+use super::{Context, Exit, addressable, messenger, policy};
+use crate::cli::{Command, OnClosedChoice, Pair, SendOptions};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
 
-/// What `send-contact` prints for a send.
+/// A free-form send command, read: the conversation it names, its shared options and its
+/// message (checked).
+pub struct FreeFormSend<'a> {
+    /// BUSINESS CUSTOMER.
+    pub pair: &'a Pair,
+    /// The options every send command takes.
+    pub options: &'a SendOptions,
+    /// The message, valid.
+    pub message: FreeFormMessage,
+}
+
+/// The free-form send `command` is, if it is one: its message built and checked (a
+/// message that breaks a limit is an error naming the field and the limit).
+pub fn free_form(command: &Command) -> Option<Result<FreeFormSend<'_>, CliError>> {
+    let (pair, options, message) = match command {
+        Command::SendContact(args) => (&args.pair, &args.send, contact(args)),
+        Command::SendText(args) => (
+            &args.pair,
+            &args.send,
+            TextMessage::new(args.text.as_str()).map(Into::into),
+        ),
+        Command::SendMedia(args) => {
+            let media = MediaMessage::new(args.media_type.kind(), &args.url).and_then(|m| {
+                let m = match &args.caption {
+                    Some(caption) => m.with_caption(caption.as_str())?,
+                    None => m,
+                };
+                match &args.filename {
+                    Some(name) => m.with_filename(name.as_str()),
+                    None => Ok(m),
+                }
+            });
+            (&args.pair, &args.send, media.map(Into::into))
+        }
+        Command::SendButtons(args) => (
+            &args.pair,
+            &args.send,
+            ButtonsMessage::new(args.text.as_str(), args.buttons.clone()).map(Into::into),
+        ),
+        Command::SendList(args) => (
+            &args.pair,
+            &args.send,
+            ListMessage::new(
+                args.header.as_str(),
+                args.body.as_str(),
+                args.button_text.as_str(),
+                args.sections.clone(),
+            )
+            .map(Into::into),
+        ),
+        _ => return None,
+    };
+    Some(message.map_err(CliError::from).and_then(|message| {
+        on_closed(options)?;
+        Ok(FreeFormSend {
+            pair,
+            options,
+            message,
+        })
+    }))
+}
+
+/// send-contact's card.
+fn contact(
+    args: &crate::cli::SendContact,
+) -> Result<FreeFormMessage, lipachat_api::ValidationError> {
+    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
+    if let Some(wa_id) = args.wa_id {
+        phone = phone.with_wa_id(wa_id);
+    }
+    ContactMessage::new(args.name.as_str(), vec![phone]).map(Into::into)
+}
+
+/// What a send command prints for a send.
 ///
-/// `message_id`: the contact card's own id when it was sent or queued (or sent and refused
-/// by the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the card, or
-/// the template), else null. `template_message_id`: the template this call sent, else
-/// null. `reason`: why the window was not open, null for `sent`. A rejection of a card the
-/// gateway refused as outside the window adds `"refused_by_gateway": true`: that request
-/// did leave. A repeated `--message-id` prints the earlier outcome with its ids and
-/// `"duplicate": true`.
+/// `message_id`: the message's own id when it was sent or queued (or sent and refused by
+/// the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the message,
+/// or the template), else null. `template_message_id`: the template this call sent, else
+/// null. `reason`: why the window was not open, null for `sent`. When this call sent a
+/// template, `template_category` (as the catalog spells it, null when unchecked) and
+/// `catalog` (`checked`, `cached_copy`, `unchecked`, `disabled`) follow. A rejection of a
+/// message the gateway refused as outside the window adds `"refused_by_gateway": true`:
+/// that request did leave. A repeated `--message-id` prints the earlier outcome with its
+/// ids and `"duplicate": true`.
 #[derive(Debug, Serialize)]
-struct SendView {
-    outcome: &'static str,
-    message_id: Option<MessageId>,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
+pub(super) struct SendView {
+    pub(super) outcome: &'static str,
+    pub(super) message_id: Option<MessageId>,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(super) template: Option<TemplateFacts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refused_by_gateway: Option<bool>,
+    pub(super) refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    duplicate: Option<bool>,
+    pub(super) duplicate: Option<bool>,
     #[serde(skip)]
-    human: String,
+    pub(super) human: String,
 }
 
 impl Render for SendView {
@@ -41,57 +124,68 @@ impl Render for SendView {
     }
 }
 
-/// What `send-contact --dry-run` prints.
+/// What a send command prints with `--dry-run`; `E` adds what only some commands say.
 #[derive(Debug, Serialize)]
-struct DryRunView {
-    outcome: &'static str,
-    message_id: MessageId,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
-    decision: &'static str,
+pub(super) struct DryRunView<E> {
+    pub(super) outcome: &'static str,
+    pub(super) message_id: MessageId,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    /// The window now: `open` or `closed`.
+    pub(super) decision: &'static str,
+    /// The exact JSON body of the send.
+    pub(super) body: Value,
+    #[serde(flatten)]
+    pub(super) extra: E,
+    #[serde(skip)]
+    pub(super) human: String,
+}
+
+/// What a free-form send's dry run adds.
+#[derive(Debug, Serialize)]
+pub(super) struct ClosedWindowPlan {
     on_closed: &'static str,
-    /// The exact JSON body of the contact card's send.
-    body: Value,
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
     template_body: Option<Value>,
-    #[serde(skip)]
-    human: String,
 }
 
-impl Render for DryRunView {
+impl<E: Serialize> Render for DryRunView<E> {
     fn human(&self) -> String {
         self.human.clone()
     }
 }
 
-/// `send-contact BUSINESS CUSTOMER --name NAME --phone PHONE ...`.
-pub async fn send_contact<S: Store + Clone>(
+/// Runs a free-form send command: the guarded send, or with `--dry-run` the plan.
+/// Exit 1 only when the policy rejected the message because the window is not open.
+pub async fn send_free_form<S: Store + Clone>(
     context: &Context<S>,
-    args: SendContact,
+    send: FreeFormSend<'_>,
 ) -> Result<Exit, CliError> {
-    let (card, on_closed) = check(&args)?;
-    let conversation = addressable(context, &args.pair).await?;
-    let config = policy(&args.settings)?.on_closed(on_closed.clone());
-    if args.dry_run {
+    let FreeFormSend {
+        pair,
+        options,
+        message,
+    } = send;
+    let on_closed = on_closed(options)?;
+    let what = message.describe();
+    let conversation = addressable(context, pair).await?;
+    let config = policy(&options.run.settings)?.on_closed(on_closed.clone());
+    let mut request = SendRequest::new(conversation, message);
+    if let Some(id) = options.run.message_id {
+        request = request.message_id(id);
+    }
+    if options.run.dry_run {
         // The policy's own plan: no client, so no key is needed.
-        let mut request = SendRequest::contact(conversation, card);
-        if let Some(id) = args.message_id {
-            request = request.message_id(id);
-        }
         let plan = DryRun::plan(&context.sessions, &config, &request).await?;
         let view = dry_run_view(&plan, request.message(), &on_closed);
         context.printer.emit(&view)?;
         return Ok(Exit::Success);
     }
-    let messenger = Messenger::new(context.sessions.clone(), client(&args.settings)?, config);
-    let mut request = SendRequest::contact(conversation, card);
-    if let Some(id) = args.message_id {
-        request = request.message_id(id);
-    }
+    let messenger = messenger(context, &options.run.settings, config)?;
     let outcome = messenger.send(request).await?;
-    let view = send_view(&outcome)?;
+    let view = send_view(&outcome, what)?;
     context.printer.emit(&view)?;
     Ok(if view.outcome == "rejected" {
         Exit::Negative
@@ -100,20 +194,8 @@ pub async fn send_contact<S: Store + Clone>(
     })
 }
 
-/// The contact card and the closed-window choice, checked (before the database is opened,
-/// and again when sending).
-pub fn check(args: &SendContact) -> Result<(ContactMessage, OnClosed), CliError> {
-    let on_closed = on_closed(args)?;
-    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
-    if let Some(wa_id) = args.wa_id {
-        phone = phone.with_wa_id(wa_id);
-    }
-    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
-    Ok((card, on_closed))
-}
-
 /// The closed-window choice, with its template checked before any request.
-fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
+fn on_closed(args: &SendOptions) -> Result<OnClosed, CliError> {
     let template = match (&args.template, &args.language) {
         (Some(name), Some(language)) => Some(
             TemplateMessage::new(name.as_str(), language.as_str())?
@@ -146,29 +228,71 @@ fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
     }
 }
 
-fn template_parts(template: Option<&TemplateSent>) -> (Option<MessageId>, Option<String>) {
+pub(super) fn template_parts(
+    template: Option<&TemplateSent>,
+) -> (Option<MessageId>, Option<String>) {
     match template {
         Some(sent) => (Some(sent.message_id), sent.receipt.wa_id.clone()),
         None => (None, None),
     }
 }
 
-fn template_words(template: Option<&TemplateSent>) -> String {
+/// ` (wa_id …)` when WhatsApp's id is known, else nothing.
+pub(super) fn wa_id_words(wa_id: Option<&str>) -> String {
+    wa_id.map(|w| format!(" (wa_id {w})")).unwrap_or_default()
+}
+
+/// How a sent template is described: its id, WhatsApp's id, its category and how the
+/// catalog checked it.
+pub fn template_words(template: Option<&TemplateSent>) -> String {
     match template {
         Some(sent) => format!(
-            "template {} sent{}",
+            "template {} sent{}; {}",
             sent.message_id,
-            sent.receipt
-                .wa_id
-                .as_deref()
-                .map(|w| format!(" (wa_id {w})"))
-                .unwrap_or_default()
+            wa_id_words(sent.receipt.wa_id.as_deref()),
+            catalog_words(sent)
         ),
         None => "no template sent: an invitation already went for this closed window".into(),
     }
 }
 
-fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
+/// The category and the catalog check of a sent template, in words.
+pub fn catalog_words(sent: &TemplateSent) -> String {
+    let category = sent
+        .category
+        .as_ref()
+        .map_or_else(String::new, |c| format!("{c}, "));
+    let check = match &sent.check {
+        lipachat_policy::CatalogCheck::Checked { .. } => "checked against the catalog",
+        lipachat_policy::CatalogCheck::CachedCopy { .. } => {
+            "checked against an earlier copy of the catalog (it could not be fetched)"
+        }
+        lipachat_policy::CatalogCheck::Disabled => "not checked (checking is off)",
+        _ => "not checked: the catalog could not be fetched",
+    };
+    format!("{category}{check}")
+}
+
+/// The JSON fields a sent template adds: its category and how the catalog checked it.
+#[derive(Debug, Serialize)]
+pub struct TemplateFacts {
+    /// The category as the catalog spells it, null when unchecked.
+    template_category: Option<String>,
+    /// `checked`, `cached_copy`, `unchecked` or `disabled`.
+    catalog: &'static str,
+}
+
+impl TemplateFacts {
+    /// The facts of `sent`, if a template was sent.
+    pub fn of(sent: Option<&TemplateSent>) -> Option<Self> {
+        sent.map(|sent| Self {
+            template_category: sent.category.as_ref().map(ToString::to_string),
+            catalog: sent.check.name(),
+        })
+    }
+}
+
+fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
     let view = match outcome {
         SendOutcome::Sent {
             message_id,
@@ -180,15 +304,12 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: receipt.wa_id.clone(),
             template_message_id: None,
             reason: None,
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
             human: format!(
-                "sent: contact card {message_id}{}; the window closes {}",
-                receipt
-                    .wa_id
-                    .as_deref()
-                    .map(|w| format!(" (wa_id {w})"))
-                    .unwrap_or_default(),
+                "sent: {what} {message_id}{}; the window closes {}",
+                wa_id_words(receipt.wa_id.as_deref()),
                 time(*expires_at)
             ),
         },
@@ -202,10 +323,11 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
-                    "rerouted: the window is not open ({}); the contact card was dropped; {}",
+                    "rerouted: the window is not open ({}); the {what} was dropped; {}",
                     reason.name(),
                     template_words(template.as_ref())
                 ),
@@ -224,16 +346,17 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
-                    "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
+                    "queued: {what} {message_id} waits for the customer's reply (the window is not open: {}); {}",
                     reason.name(),
                     template_words(template.as_ref())
                 ),
             }
         }
-        // The card went out and the gateway refused it: a request left, so the output
+        // The message went out and the gateway refused it: a request left, so the output
         // must not say that nothing was sent.
         SendOutcome::Rejected {
             message_id,
@@ -246,10 +369,11 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: Some(true),
             duplicate: None,
             human: format!(
-                "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
+                "rejected: the gateway refused {what} {message_id} as outside the window ({}); it was sent but not delivered",
                 reason.name()
             ),
         },
@@ -259,6 +383,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
             human: format!(
@@ -266,24 +391,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 reason.name()
             ),
         },
-        SendOutcome::Duplicate(previous) => {
-            let name = previous.kind.name();
-            let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
-            SendView {
-                outcome: name,
-                message_id,
-                wa_id: previous.wa_id.clone(),
-                template_message_id: previous.template_message_id,
-                reason: None,
-                refused_by_gateway: None,
-                duplicate: Some(true),
-                human: format!(
-                    "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
-                    time(previous.at),
-                    previous.message_id
-                ),
-            }
-        }
+        SendOutcome::Duplicate(previous) => duplicate_view(previous),
         other => {
             return Err(CliError::Incomplete(format!(
                 "the send ended with an outcome this build does not know: {}",
@@ -294,7 +402,34 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     Ok(view)
 }
 
-fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) -> DryRunView {
+/// What a send prints for a `messageId` already handled: the earlier outcome with its
+/// ids and `"duplicate": true`; nothing was sent again.
+pub(super) fn duplicate_view(previous: &PreviousOutcome) -> SendView {
+    let name = previous.kind.name();
+    let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
+    SendView {
+        outcome: name,
+        message_id,
+        wa_id: previous.wa_id.clone(),
+        template_message_id: previous.template_message_id,
+        reason: None,
+        template: None,
+        refused_by_gateway: None,
+        duplicate: Some(true),
+        human: format!(
+            "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
+            time(previous.at),
+            previous.message_id
+        ),
+    }
+}
+
+fn dry_run_view(
+    plan: &DryRun,
+    message: &FreeFormMessage,
+    on_closed: &OnClosed,
+) -> DryRunView<ClosedWindowPlan> {
+    let what = message.describe();
     let (message_id, body, template_body) = (
         plan.message_id,
         plan.body.clone(),
@@ -308,7 +443,7 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
             "open",
             None,
             format!(
-                "open: the window closes {} (in {}); the contact card would be sent",
+                "open: the window closes {} (in {}); the {what} would be sent",
                 time(expires_at),
                 span(remaining)
             ),
@@ -317,13 +452,13 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
             "closed",
             Some(reason.name()),
             format!(
-                "closed ({}): the contact card would not be sent; --on-closed {}: {}",
+                "closed ({}): the {what} would not be sent; --on-closed {}: {}",
                 reason.name(),
                 on_closed.name(),
                 match on_closed {
                     OnClosed::Reject => "nothing would be sent",
                     OnClosed::Template(_) => "the template below would be sent instead",
-                    _ => "the card would be queued and the template below would invite a reply",
+                    _ => "it would be queued and the template below would invite a reply",
                 }
             ),
         ),
@@ -349,9 +484,11 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
         template_message_id: None,
         reason,
         decision: decision_name,
-        on_closed: on_closed.name(),
         body,
-        template_body,
+        extra: ClosedWindowPlan {
+            on_closed: on_closed.name(),
+            template_body,
+        },
         human,
     }
 }
