@@ -50,7 +50,9 @@
 //!
 //! # Sending
 //!
-//! [`Client`] sends a [`ContactMessage`], a [`TextMessage`] or a [`TemplateMessage`] for a
+//! [`Client`] sends a [`ContactMessage`], a [`TextMessage`], a [`MediaMessage`], a
+//! [`ButtonsMessage`], a [`ListMessage`], a [`LocationRequestMessage`], a [`FlowMessage`]
+//! (all [`FreeFormMessage`]s) or a [`TemplateMessage`] for a
 //! [`Conversation`](lipachat_session::Conversation) (its `business` is the gateway's
 //! `from`, its `customer`'s phone number the `to`; a conversation with a user known only
 //! by a business-scoped user id, or with a group, has none, and a send to it is
@@ -60,6 +62,14 @@
 //! other 4xx never. Results are a [`Receipt`] or an [`ApiError`], which says whether a
 //! later retry may help ([`ApiError::retry_later_may_help`]) and whether WhatsApp reported
 //! the 24-hour window closed ([`ApiError::is_window_closed`], error 131047).
+//!
+//! # Templates
+//!
+//! [`Client::templates`] reads a business number's [`Catalog`]; [`Catalog::check`] refuses
+//! a template send that would fail ([`CatalogRefusal`]: unknown template or language, not
+//! approved, placeholder count or header mismatch). [`Client::create_template`],
+//! [`Client::update_template`] and [`Client::upload_template_file`] manage templates; see
+//! [`template_management`] for what they send and when they retry.
 //!
 //! # Security
 //!

@@ -157,8 +157,14 @@ struct Entry {
     failed_at: Option<DateTime<Utc>>,
 }
 
-/// The catalogs of every business number this process sends templates for (see the
-/// [module](self) for how they are kept).
+/// The catalogs of every business number this process sends templates for.
+///
+/// Each is fetched from the gateway on first use, used for
+/// [`CatalogSettings::refresh_every`], and refreshed on demand with
+/// [`TemplateCatalogs::refresh`]; it is kept in this process's memory, not shared through
+/// the store (the gateway is the catalog's only source). When a fetch fails, a copy within
+/// [`CatalogSettings::max_age`] stands in; with none, a template goes unchecked, with a
+/// warning, and [`TemplateCatalogs::unchecked_count`] goes up.
 #[derive(Debug)]
 pub struct TemplateCatalogs {
     settings: CatalogSettings,

@@ -4,6 +4,10 @@
 //! service window is open; sends the free-form message if it is; otherwise rejects it,
 //! reroutes to an approved template, or sends the template once and keeps the message in
 //! a durable outbox until the customer replies ([`Messenger::on_inbound`] delivers it).
+//! Every kind of [`FreeFormMessage`](lipachat_api::FreeFormMessage) goes the same way. A
+//! template (a reroute, an invitation, or one sent on its own with
+//! [`Messenger::send_template`]) is checked first against the business's catalog
+//! ([`TemplateCatalogs`]), and its category is carried in the outcome.
 //!
 //! ```
 //! use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage};
