@@ -343,3 +343,71 @@ proptest! {
         prop_assert_eq!(ListMessage::new("h", "b", "o", sections).is_ok(), ok);
     }
 }
+
+/// Any JSON value: what a gateway (or something posing as one) may answer.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        "[a-zA-Z{}_ 0-9]{0,12}".prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just("name"),
+            Just("language"),
+            Just("status"),
+            Just("APPROVED"),
+            Just("components"),
+            Just("HEADER"),
+            Just("BODY"),
+            Just("{{1}} {{2}}"),
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("data".to_owned()),
+                        Just("name".to_owned()),
+                        Just("language".to_owned()),
+                        Just("status".to_owned()),
+                        Just("components".to_owned()),
+                        Just("type".to_owned()),
+                        Just("format".to_owned()),
+                        Just("text".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                ),
+                0..6,
+            )
+            .prop_map(|entries| serde_json::Value::Object(entries.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    /// Reading any answer as a catalog, and checking a template against what it read,
+    /// never panics; whatever is read has a name and a language.
+    #[test]
+    fn any_answer_reads_as_a_catalog_or_none_without_panicking(data in any_json()) {
+        let business = "254110090747".parse().unwrap();
+        let envelope = serde_json::json!({"status": "success", "data": data});
+        if let Some(catalog) = lipachat_api::Catalog::from_envelope(business, envelope.as_object().unwrap()) {
+            for template in &catalog.templates {
+                prop_assert!(!template.name.is_empty() && !template.language.is_empty());
+            }
+            let probe = lipachat_api::TemplateMessage::new("name", "en").unwrap();
+            let _ = catalog.check(&probe);
+        }
+    }
+
+    /// Marker counting never panics, and never counts more markers than `{{` pairs.
+    #[test]
+    fn marker_counting_is_total(text in "[{}a-z0-9_ é]{0,40}") {
+        let count = lipachat_api::catalog::count_markers(&text);
+        prop_assert!(count <= text.matches("{{").count());
+    }
+}
