@@ -17,12 +17,12 @@ use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
 use crate::error::ApiError;
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
-use crate::message_id::MessageId;
 use crate::request::{contact_body, free_form_body, template_body, text_body};
 use crate::response::{RawResponse, Receipt, interpret};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::template::TemplateMessage;
 use crate::text::TextMessage;
+use lipachat_session::MessageId;
 
 /// The environment variable holding the API key.
 pub const API_KEY_VAR: &str = "LIPACHAT_API_KEY";
@@ -472,7 +472,21 @@ impl Client {
     /// Makes `call`, retrying the failures `call.retry_when` accepts with the same bytes
     /// under the retry policy (and the deadline, if any); `read` turns an answer into the
     /// result or the error it means. Returns the result and how many attempts it took.
+    ///
+    /// The exchange is boxed: an HTTP exchange's future is large, and a caller's future
+    /// (a send path that nests a claim, a closed-window choice and an invitation, with a
+    /// catalog fetch before it) would otherwise hold it inline, on the stack of whatever
+    /// thread blocks on it.
     pub(crate) async fn call<T>(
+        &self,
+        call: Call,
+        read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,
+    ) -> Result<(T, u32), ApiError> {
+        Box::pin(self.call_inline(call, read)).await
+    }
+
+    /// [`Client::call`], unboxed.
+    async fn call_inline<T>(
         &self,
         call: Call,
         read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,

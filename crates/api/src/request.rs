@@ -56,9 +56,9 @@ use crate::free_form::FreeFormMessage;
 use crate::interactive::{ButtonsRequest, ListRequest};
 use crate::location_request::LocationRequestRequest;
 use crate::media::MediaRequest;
-use crate::message_id::MessageId;
 use crate::template::{MediaUrl, TemplateHeader, TemplateMessage};
 use crate::text::TextMessage;
+use lipachat_session::MessageId;
 
 /// Body of `POST /api/v1/whatsapp/contact`, exactly as the gateway's page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::key::ApiKey;
-use crate::message_id::MessageId;
 use crate::reengagement;
+use lipachat_session::MessageId;
 
 /// The longest excerpt of a body kept in an error, in characters.
 const EXCERPT_CHARS: usize = 300;

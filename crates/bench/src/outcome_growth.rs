@@ -126,7 +126,7 @@ async fn sled_sends(
     progress(&format!("outcomes: {rate:.0} sends/s"));
     let chat = conversation(0).ok_or("bad conversation")?;
     let text = store
-        .outcome(chat, first.as_uuid())
+        .outcome(chat, first)
         .await?
         .ok_or("the first send's outcome is missing")?;
     let sent = sends / SENDERS * SENDERS;
@@ -192,9 +192,9 @@ async fn put_outcomes<S: OutboxStore>(store: Arc<S>, n: usize, text: &str, keep:
             let Some(chat) = conversation((i * SENDERS + task) as u64) else {
                 return false;
             };
-            let id = MessageId::new().as_uuid();
+            let id = MessageId::new();
             let outcome = StoredOutcome::new(id, &*text)
-                .with_wa_id(format!("wamid.HBgM{}", id.simple()))
+                .with_wa_id(format!("wamid.HBgM{}", id.as_uuid().simple()))
                 .keep_for(keep);
             store.put_outcome(chat, outcome).await.is_ok()
         }

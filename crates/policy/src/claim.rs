@@ -10,40 +10,107 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::Store;
-use tracing::{debug, warn};
+use lipachat_session::{Conversation, MessageId, Store};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::PolicyError;
-use crate::messenger::{Inner, Messenger};
+use crate::ids::send_claim_id;
+use crate::outcome::PreviousOutcome;
+use crate::shared::{CallTime, Shared};
 
 /// A claim this caller holds; release it with [`HeldClaim::release`].
 #[must_use = "a claim is held until released or dropped"]
 pub(crate) struct HeldClaim<S: Store> {
     /// The messenger's state, until the claim is released.
-    owner: Option<Arc<Inner<S>>>,
-    id: Uuid,
+    owner: Option<Arc<Shared<S>>>,
+    id: MessageId,
     /// This claim's own token: the store releases the claim only for it, so a release
     /// that comes after the lease ran out cannot free a claim another caller took since.
     holder: Uuid,
 }
 
-impl<S: Store> Messenger<S> {
-    /// Claims `id` for `lease`, or `None` when another live claim holds it.
-    pub(crate) async fn try_claim(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease: TimeDelta,
-    ) -> Result<Option<HeldClaim<S>>, PolicyError> {
-        let holder = Uuid::new_v4();
-        let claimed = self.store().claim(id, holder, now, lease).await?;
-        Ok(claimed.then(|| HeldClaim {
-            owner: Some(Arc::clone(&self.inner)),
-            id,
-            holder,
-        }))
+/// Claims `id` for `lease` on `shared`'s store, or `None` when another live claim holds
+/// it.
+async fn try_claim<S: Store>(
+    shared: &Arc<Shared<S>>,
+    id: MessageId,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+) -> Result<Option<HeldClaim<S>>, PolicyError> {
+    let holder = Uuid::new_v4();
+    let claimed = shared.store().claim(id, holder, now, lease).await?;
+    Ok(claimed.then(|| HeldClaim {
+        owner: Some(Arc::clone(shared)),
+        id,
+        holder,
+    }))
+}
+
+/// Claims `id` for `lease`, runs `work` under the claim and releases it, whatever `work`
+/// returned. `Ok(None)` when another live claim holds `id`: `work` is then dropped
+/// without running. Cancelled mid-way, the claim is released as [`HeldClaim`]'s drop
+/// says.
+pub(crate) async fn under_claim<S: Store, T>(
+    shared: &Arc<Shared<S>>,
+    id: MessageId,
+    now: DateTime<Utc>,
+    lease: TimeDelta,
+    work: impl Future<Output = Result<T, PolicyError>>,
+) -> Result<Option<T>, PolicyError> {
+    let Some(claim) = try_claim(shared, id, now, lease).await? else {
+        return Ok(None);
+    };
+    let result = work.await;
+    claim.release().await;
+    result.map(Some)
+}
+
+/// What a call under the claim on a caller's `messageId` found or did.
+pub(crate) enum Claimed<T> {
+    /// An outcome was already stored for the id: the earlier call's.
+    Earlier(PreviousOutcome),
+    /// The call ran, with this result.
+    Ran(T),
+}
+
+/// Runs `run` under the claim on a caller's own `message_id` (a send, a template send),
+/// unless an outcome is already stored for it: that earlier outcome is returned and
+/// nothing runs. While another call holds the claim, [`PolicyError::SendInProgress`]
+/// (unless that call has just stored its outcome, which is then returned).
+pub(crate) async fn once_per_message_id<S: Store, T>(
+    shared: &Arc<Shared<S>>,
+    conversation: Conversation,
+    message_id: MessageId,
+    now: CallTime,
+    run: impl Future<Output = Result<T, PolicyError>>,
+) -> Result<Claimed<T>, PolicyError> {
+    let earlier = || async {
+        let previous = shared.previous_outcome(conversation, message_id).await?;
+        if let Some(previous) = &previous {
+            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
+        }
+        Ok::<_, PolicyError>(previous)
+    };
+    let claimed = async {
+        // Under the claim no other call can be writing this id's outcome.
+        match earlier().await? {
+            Some(previous) => Ok(Claimed::Earlier(previous)),
+            None => run.await.map(Claimed::Ran),
+        }
+    };
+    let lease = shared.config.send_lease;
+    if let Some(done) =
+        under_claim(shared, send_claim_id(message_id), now.at, lease, claimed).await?
+    {
+        return Ok(done);
     }
+    // Without the claim, the call holding it may have finished already.
+    if let Some(previous) = earlier().await? {
+        return Ok(Claimed::Earlier(previous));
+    }
+    info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
+    Err(PolicyError::SendInProgress { message_id })
 }
 
 impl<S: Store> HeldClaim<S> {

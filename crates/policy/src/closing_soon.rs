@@ -57,7 +57,7 @@ impl<S: Store> Messenger<S> {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let now = messenger.now();
+                let now = messenger.sessions().now();
                 seen.retain(|(_, expires_at)| *expires_at > now);
                 let found = match messenger.sessions().closing_within_at(lead, now).await {
                     Ok(found) => found,

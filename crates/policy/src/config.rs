@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use chrono::TimeDelta;
 use lipachat_api::TemplateMessage;
-use lipachat_session::{PhoneNumber, WindowRule};
+use lipachat_session::PhoneNumber;
 
 use crate::catalog::CatalogSettings;
 
@@ -45,6 +45,10 @@ impl OnClosed {
 
 /// The send path's settings.
 ///
+/// The window rule (its length and safety margin) is not among them: the session engine
+/// owns it ([`Sessions::with_rule`](lipachat_session::Sessions::with_rule)), and the send
+/// path, a dry run and every status read decide with that one.
+///
 /// ```
 /// use chrono::TimeDelta;
 /// use lipachat_api::TemplateMessage;
@@ -53,7 +57,7 @@ impl OnClosed {
 /// let invite = TemplateMessage::new("contact_share", "en")?;
 /// let config = PolicyConfig::default()
 ///     .on_closed(OnClosed::Queue(invite))
-///     .margin(TimeDelta::seconds(90))?
+///     .outbox_ttl(TimeDelta::days(3))
 ///     .outbox_limit(50);
 /// assert_eq!(config.outbox_limit_value(), 50);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -62,7 +66,6 @@ impl OnClosed {
 pub struct PolicyConfig {
     pub(crate) on_closed: OnClosed,
     pub(crate) per_business: HashMap<PhoneNumber, OnClosed>,
-    pub(crate) rule: WindowRule,
     pub(crate) invitation_cooldown: TimeDelta,
     pub(crate) outbox_limit: usize,
     pub(crate) outbox_ttl: TimeDelta,
@@ -77,7 +80,6 @@ impl Default for PolicyConfig {
         Self {
             on_closed: OnClosed::Reject,
             per_business: HashMap::new(),
-            rule: WindowRule::default(),
             invitation_cooldown: Self::DEFAULT_INVITATION_COOLDOWN,
             outbox_limit: Self::DEFAULT_OUTBOX_LIMIT,
             outbox_ttl: Self::DEFAULT_OUTBOX_TTL,
@@ -121,18 +123,6 @@ impl PolicyConfig {
     pub fn on_closed_for(mut self, business: PhoneNumber, on_closed: OnClosed) -> Self {
         self.per_business.insert(business, on_closed);
         self
-    }
-
-    /// The window rule (length and margin).
-    pub fn rule(mut self, rule: WindowRule) -> Self {
-        self.rule = rule;
-        self
-    }
-
-    /// The safety margin: a free-form send is refused when the window closes within it.
-    pub fn margin(mut self, margin: TimeDelta) -> Result<Self, lipachat_session::RuleError> {
-        self.rule = self.rule.with_margin(margin)?;
-        Ok(self)
     }
 
     /// How long after an invitation template another may be sent without a reply.
@@ -197,11 +187,6 @@ impl PolicyConfig {
     /// The closed-window choice for `business`.
     pub fn on_closed_of(&self, business: PhoneNumber) -> &OnClosed {
         self.per_business.get(&business).unwrap_or(&self.on_closed)
-    }
-
-    /// The window rule in use.
-    pub fn rule_value(&self) -> WindowRule {
-        self.rule
     }
 
     /// The outbox limit in use.

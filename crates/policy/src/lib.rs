@@ -53,26 +53,33 @@
 
 mod catalog;
 mod claim;
+mod closed_window;
 mod closing_soon;
 mod config;
 mod delivery;
 mod error;
+mod ids;
 mod messenger;
 mod outcome;
+mod reconciliation;
 mod recording;
+mod request;
+mod shared;
 mod template_send;
 mod webhook;
 
 pub use catalog::{CatalogCheck, CatalogSettings, TemplateApproval, TemplateCatalogs};
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
-pub use delivery::Reconciliation;
 pub use error::PolicyError;
-pub use messenger::{DryRun, Messenger, SendRequest, template_message_id};
+pub use ids::template_message_id;
+pub use messenger::Messenger;
 pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,
 };
+pub use reconciliation::Reconciliation;
 pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
+pub use request::{DryRun, SendRequest};
 pub use template_send::{TemplateOutcome, TemplateRequest};
 pub use webhook::WebhookOutcome;

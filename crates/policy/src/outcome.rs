@@ -169,6 +169,109 @@ pub struct PreviousOutcome {
     pub message: Option<FreeFormMessage>,
 }
 
+impl PreviousOutcome {
+    /// An outcome of `kind` for the send under `message_id`, recorded `at`, with nothing
+    /// else known.
+    fn bare(kind: OutcomeKind, message_id: MessageId, at: DateTime<Utc>) -> Self {
+        Self {
+            kind,
+            message_id,
+            wa_id: None,
+            template_message_id: None,
+            at,
+            message: None,
+        }
+    }
+
+    /// Sent at once under `message_id` as WhatsApp's `wa_id`; `message` is the copy kept
+    /// for a later refusal to re-apply the policy to (`None` under a reject policy).
+    pub(crate) fn sent(
+        message_id: MessageId,
+        wa_id: Option<String>,
+        message: Option<FreeFormMessage>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            wa_id,
+            message,
+            ..Self::bare(OutcomeKind::Sent, message_id, at)
+        }
+    }
+
+    /// Delivered from the outbox under `message_id` as WhatsApp's `wa_id`, with its copy.
+    /// A template sent on its own under `message_id` (its own id) as WhatsApp's `wa_id`.
+    pub(crate) fn template_sent(
+        message_id: MessageId,
+        wa_id: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            wa_id,
+            template_message_id: Some(message_id),
+            ..Self::bare(OutcomeKind::Sent, message_id, at)
+        }
+    }
+
+    pub(crate) fn delivered(
+        message_id: MessageId,
+        wa_id: Option<String>,
+        message: FreeFormMessage,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            wa_id,
+            message: Some(message),
+            ..Self::bare(OutcomeKind::Delivered, message_id, at)
+        }
+    }
+
+    /// Sent under `message_id` (as WhatsApp's `wa_id`, when known) and refused by the
+    /// gateway as outside the window, under a reject policy.
+    pub(crate) fn refused(message_id: MessageId, wa_id: Option<String>, at: DateTime<Utc>) -> Self {
+        Self {
+            wa_id,
+            ..Self::bare(OutcomeKind::Refused, message_id, at)
+        }
+    }
+
+    /// Rerouted to a template: `template` is the one this call sent, if any.
+    pub(crate) fn rerouted(
+        message_id: MessageId,
+        template: Option<&TemplateSent>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            wa_id: template.and_then(|t| t.receipt.wa_id.clone()),
+            template_message_id: template.map(|t| t.message_id),
+            ..Self::bare(OutcomeKind::Rerouted, message_id, at)
+        }
+    }
+
+    /// Waiting in the outbox under `queued_id`; `template` is the invitation's
+    /// `messageId`, when this call sent one.
+    pub(crate) fn queued(
+        queued_id: MessageId,
+        template: Option<MessageId>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            template_message_id: template,
+            ..Self::bare(OutcomeKind::Queued, queued_id, at)
+        }
+    }
+
+    /// Expired in the outbox, undelivered, where it waited under `queued_id`.
+    pub(crate) fn expired(queued_id: MessageId, at: DateTime<Utc>) -> Self {
+        Self::bare(OutcomeKind::Expired, queued_id, at)
+    }
+
+    /// Whether this is a send the gateway accepted (sent at once, or delivered from the
+    /// outbox): the only kind a later window-closed report can concern.
+    pub(crate) fn reached_the_gateway(&self) -> bool {
+        matches!(self.kind, OutcomeKind::Sent | OutcomeKind::Delivered)
+    }
+}
+
 /// A queued message that went out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {

@@ -163,7 +163,7 @@ impl EventAction {
                 conversation: *conversation,
                 recipient: recipient.clone(),
                 at: *at,
-                message_id: message_id.as_deref().and_then(|id| id.parse().ok()),
+                message_id: *message_id,
                 wa_id: wa_id.clone(),
             },
             WebhookEvent::Status(status) => Self::Nothing {
@@ -351,7 +351,7 @@ impl EventAction {
                 let found = match (named, message_id) {
                     (None, Some(message_id)) => sessions
                         .store()
-                        .outcome_conversation(recipient.business, message_id.as_uuid())
+                        .outcome_conversation(recipient.business, *message_id)
                         .await
                         .map_err(SessionError::from)?,
                     (named, _) => named,

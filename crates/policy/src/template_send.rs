@@ -6,10 +6,11 @@ use lipachat_session::{Conversation, PhoneNumber, Store};
 use tracing::{info, warn};
 
 use crate::catalog::TemplateApproval;
-
+use crate::claim::{Claimed, once_per_message_id};
 use crate::error::PolicyError;
-use crate::messenger::{Claimed, Messenger, addressable};
-use crate::outcome::{OutcomeKind, PreviousOutcome, TemplateSent};
+use crate::messenger::Messenger;
+use crate::outcome::{PreviousOutcome, TemplateSent};
+use crate::shared::{CallTime, Shared, addressable};
 
 /// One template to send.
 ///
@@ -102,18 +103,16 @@ impl<S: Store> Messenger<S> {
         request: TemplateRequest,
     ) -> Result<TemplateOutcome, PolicyError> {
         let conversation = addressable(request.conversation)?;
+        let now = CallTime::read(self.sessions());
         let Some(message_id) = request.message_id else {
-            return self
-                .send_template_as(&request, MessageId::new(), false)
+            return Box::pin(self.send_template_as(&request, MessageId::new(), false, now))
                 .await
                 .map(TemplateOutcome::Sent);
         };
-        let send = self.send_template_as(&request, message_id, true);
+        // Boxed, as `Messenger::send` boxes its send: a large future kept off the caller's.
+        let send = Box::pin(self.send_template_as(&request, message_id, true, now));
         Ok(
-            match self
-                .under_send_claim(conversation, message_id, send)
-                .await?
-            {
+            match once_per_message_id(&self.shared, conversation, message_id, now, send).await? {
                 Claimed::Earlier(previous) => TemplateOutcome::Duplicate(previous),
                 Claimed::Ran(sent) => TemplateOutcome::Sent(sent),
             },
@@ -127,40 +126,38 @@ impl<S: Store> Messenger<S> {
         request: &TemplateRequest,
         message_id: MessageId,
         remember: bool,
+        now: CallTime,
     ) -> Result<TemplateSent, PolicyError> {
         let conversation = request.conversation;
         let sent = self
-            .send_checked_template(conversation, message_id, message_id, &request.template)
+            .shared
+            .send_checked_template(conversation, message_id, message_id, &request.template, now)
             .await?;
         if remember {
-            self.remember(
-                conversation,
-                message_id,
-                PreviousOutcome {
-                    kind: OutcomeKind::Sent,
-                    message_id,
-                    wa_id: sent.receipt.wa_id.clone(),
-                    template_message_id: Some(message_id),
-                    at: self.now(),
-                    message: None,
-                },
-            )
-            .await?;
+            let outcome =
+                PreviousOutcome::template_sent(message_id, sent.receipt.wa_id.clone(), now.at);
+            self.shared
+                .remember(conversation, message_id, &outcome)
+                .await?;
         }
         Ok(sent)
     }
+}
 
+impl<S: Store> Shared<S> {
     /// Checks `template` against `business`'s catalog (see
     /// [`TemplateCatalogs::check`](crate::TemplateCatalogs::check)); a refusal is
     /// [`PolicyError::TemplateRefused`] for the logical send `message_id`.
-    pub(crate) async fn check_template(
+    async fn check_template(
         &self,
         business: PhoneNumber,
         message_id: MessageId,
         template: &TemplateMessage,
+        now: CallTime,
     ) -> Result<TemplateApproval, PolicyError> {
-        self.catalogs()
-            .check(self.client(), business, template, self.now())
+        // Boxed: the check may fetch the catalog, a future as large as a send's, and the
+        // send path's futures nest deep enough without a second one inline.
+        Box::pin(self.catalogs.check(&self.client, business, template, now.at))
             .await
             .map_err(|refusal| {
                 warn!(%business, %message_id, template = template.name(), %refusal, "template refused against the catalog; nothing sent");
@@ -180,13 +177,14 @@ impl<S: Store> Messenger<S> {
         message_id: MessageId,
         template_id: MessageId,
         template: &TemplateMessage,
+        now: CallTime,
     ) -> Result<TemplateSent, PolicyError> {
         let approval = self
-            .check_template(conversation.business, message_id, template)
+            .check_template(conversation.business, message_id, template, now)
             .await?;
         info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, catalog = approval.check.name(), "sending template");
         let receipt = self
-            .client()
+            .client
             .send_template(conversation, template_id, template)
             .await
             .map_err(|source| PolicyError::Template {

@@ -7,10 +7,10 @@ use lipachat_api::WebhookEvent;
 use lipachat_session::{Conversation, Merged, MovedRecords, Store};
 use tracing::{info, warn};
 
-use crate::delivery::Reconciliation;
 use crate::error::PolicyError;
 use crate::messenger::Messenger;
 use crate::outcome::{DeliveryReport, InboundHandled, InboundReport};
+use crate::reconciliation::Reconciliation;
 use crate::recording::EventAction;
 
 /// What [`Messenger::on_webhook_event`] did with one webhook event.

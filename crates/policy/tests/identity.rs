@@ -515,7 +515,7 @@ async fn delivery_never_sends_to_a_conversation_without_a_phone() {
         .enqueue(
             user_chat,
             lipachat_session::QueuedMessage {
-                message_id: uuid::Uuid::new_v4(),
+                message_id: lipachat_api::MessageId::new(),
                 queued_at: clock.now(),
                 payload: "{}".into(),
             },

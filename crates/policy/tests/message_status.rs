@@ -119,7 +119,7 @@ async fn failed_status_ties_back<S: Store + Clone>(
         matches!(
             &events[0],
             WebhookEvent::WindowClosed { conversation: None, message_id: Some(id), .. }
-                if *id == message_id.to_string()
+                if *id == message_id
         ),
         "the report names no conversation, only our messageId: {:?}",
         events[0]

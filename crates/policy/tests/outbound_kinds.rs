@@ -375,7 +375,7 @@ async fn old_entries_are_delivered<S: Store>(store: S) {
     let ids = [MessageId::new(), MessageId::new()];
     for (id, payload) in ids.iter().zip(previous_release_payloads(MessageId::new())) {
         let queued = QueuedMessage {
-            message_id: id.as_uuid(),
+            message_id: *id,
             queued_at: s.clock.now(),
             payload,
         };
@@ -435,7 +435,7 @@ async fn a_later_releases_kind_stays_queued<S: Store>(store: S) {
     let s = setup(store, OnClosed::Queue(invite())).await;
     let origin = MessageId::new();
     let later = QueuedMessage {
-        message_id: MessageId::new().as_uuid(),
+        message_id: MessageId::new(),
         queued_at: s.clock.now(),
         payload: format!(
             r#"{{"origin":"{origin}","message":{{"kind":"poll","message":{{"question":"Lunch?"}}}}}}"#

@@ -360,7 +360,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn dequeue(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<bool, StoreError> {
         self.call("dequeue", self.inner.dequeue(conversation, message_id))
             .await
@@ -369,8 +369,8 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn reassign(
         &self,
         conversation: Conversation,
-        old: Uuid,
-        new: Uuid,
+        old: MessageId,
+        new: MessageId,
     ) -> Result<bool, StoreError> {
         self.call("reassign", self.inner.reassign(conversation, old, new))
             .await
@@ -386,7 +386,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
 
     async fn claim(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
@@ -395,7 +395,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
             .await
     }
 
-    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
+    async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
         self.call("release", self.inner.release(message_id, holder))
             .await
     }
@@ -427,7 +427,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
         self.call("outcome", self.inner.outcome(conversation, message_id))
             .await
@@ -437,7 +437,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StoreError> {
+    ) -> Result<Option<(MessageId, String)>, StoreError> {
         self.call(
             "outcome_by_wa_id",
             self.inner.outcome_by_wa_id(conversation, wa_id),
@@ -448,7 +448,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn outcomes(
         &self,
         conversation: Conversation,
-    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+    ) -> Result<Vec<(MessageId, String)>, StoreError> {
         self.call("outcomes", self.inner.outcomes(conversation))
             .await
     }
@@ -456,7 +456,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn outcome_conversation(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         self.call(
             "outcome_conversation",
@@ -492,7 +492,7 @@ impl<S: OutboxStore> OutboxStore for Faulty<S> {
     async fn dequeue_with_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
         self.call(
@@ -1747,13 +1747,12 @@ async fn requeued_copy_waits_out_the_margin<S: Store>(store: S) {
         .start()
         .await
         .unwrap();
-    let config = queue_config();
-    let margin = config.rule_value().margin();
     let messenger = Messenger::new(
         Sessions::new(store).with_clock(clock.clone()),
         client(&gateway),
-        config,
+        queue_config(),
     );
+    let margin = messenger.sessions().rule().margin();
     let t0 = clock.now();
     gateway.customer_writes(chat().business, customer());
     messenger.on_inbound(chat(), t0).await.unwrap();

@@ -392,7 +392,7 @@ async fn queued_copy_without_outcome<S: Store + Clone>(store: S) {
     store
         .put_outcome(
             chat(),
-            StoredOutcome::new(id.as_uuid(), "{}").keep_for(TimeDelta::milliseconds(1)),
+            StoredOutcome::new(id, "{}").keep_for(TimeDelta::milliseconds(1)),
         )
         .await
         .unwrap();

@@ -87,6 +87,15 @@ async fn fixture_with(config: PolicyConfig, refusal: WindowRefusal) -> Fixture {
     }
 }
 
+/// The stand-in gateway on loopback, on the test's clock.
+async fn gateway_on(clock: &ManualClock) -> StandInGateway {
+    StandInGateway::builder()
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap()
+}
+
 async fn fixture(config: PolicyConfig) -> Fixture {
     fixture_with(config, WindowRefusal::Immediate).await
 }
@@ -635,11 +644,7 @@ async fn expire_queued_sweeps_every_outbox() {
 #[tokio::test]
 async fn queued_messages_survive_a_restart() {
     let clock = ManualClock::at(start_time());
-    let gateway = StandInGateway::builder()
-        .clock(clock.clone())
-        .start()
-        .await
-        .unwrap();
+    let gateway = gateway_on(&clock).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let chat = Conversation::parse("254110090747", "254712345678").unwrap();
@@ -787,7 +792,7 @@ async fn dry_run_sends_nothing_and_gives_the_exact_body() {
         f.messenger
             .sessions()
             .store()
-            .outcome(f.chat, id.as_uuid())
+            .outcome(f.chat, id)
             .await
             .unwrap()
             .is_none()
@@ -1284,4 +1289,76 @@ async fn two_copies_of_one_window_closed_report_at_once_requeue_it_once() {
         1,
         "the refused send never reached the customer; the one redelivery did"
     );
+}
+
+/// A rule with a five-minute margin, far from the default's sixty seconds.
+fn five_minute_margin() -> lipachat_session::WindowRule {
+    lipachat_session::WindowRule::default()
+        .with_margin(TimeDelta::minutes(5))
+        .unwrap()
+}
+
+fn refused_within_margin(decision: &lipachat_session::SendDecision) -> bool {
+    matches!(
+        decision,
+        lipachat_session::SendDecision::Refused {
+            reason: RefusalReason::ClosingWithinMargin,
+            ..
+        }
+    )
+}
+
+/// The window rule has one owner, the session engine: the send path and its dry run keep
+/// the engine's five-minute margin, though the policy says nothing about the rule.
+#[tokio::test]
+async fn the_send_path_keeps_the_engines_margin() {
+    let clock = ManualClock::at(start_time());
+    let gateway = gateway_on(&clock).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::new(SledStore::open(dir.path().join("db")).unwrap())
+        .with_clock(clock.clone())
+        .with_rule(five_minute_margin());
+    let messenger = Messenger::new(sessions, client(&gateway), PolicyConfig::default());
+    assert_eq!(messenger.sessions().rule(), five_minute_margin());
+
+    let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+    gateway.customer_writes(chat.business, chat.phone().unwrap());
+    messenger.on_inbound(chat, start_time()).await.unwrap();
+    // Two minutes before the window closes: inside the engine's margin.
+    clock.advance(TimeDelta::hours(24) - TimeDelta::minutes(2));
+
+    let request = SendRequest::contact(chat, card("Support"));
+    let plan = messenger.dry_run(&request).await.unwrap();
+    assert!(refused_within_margin(&plan.decision), "{:?}", plan.decision);
+    let outcome = messenger.send(request).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SendOutcome::Rejected {
+                reason: RefusalReason::ClosingWithinMargin,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(gateway.request_count(), 0, "nothing reached the gateway");
+}
+
+/// A dry run without a messenger (no API key) plans with the engine's rule too.
+#[tokio::test]
+async fn a_dry_run_plans_with_the_engines_rule() {
+    let clock = ManualClock::at(start_time());
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = Sessions::new(SledStore::open(dir.path().join("db")).unwrap())
+        .with_clock(clock.clone())
+        .with_rule(five_minute_margin());
+    let chat = Conversation::parse("254110090747", "254712345678").unwrap();
+    sessions.record_inbound(chat, start_time()).await.unwrap();
+    clock.advance(TimeDelta::hours(24) - TimeDelta::minutes(2));
+
+    let request = SendRequest::contact(chat, card("Support"));
+    let plan = lipachat_policy::DryRun::plan(&sessions, &PolicyConfig::default(), &request)
+        .await
+        .unwrap();
+    assert!(refused_within_margin(&plan.decision), "{:?}", plan.decision);
 }

@@ -11,9 +11,9 @@
 //! | claim             | lease end, epoch milliseconds |
 
 use chrono::{DateTime, Utc};
+use lipachat_session::MessageId;
 use lipachat_session::window::to_millis;
 use lipachat_session::{Customer, Invitation, PhoneNumber, QueuedMessage, WindowRecord};
-use uuid::Uuid;
 
 /// A time as stored: epoch milliseconds, as text.
 pub(crate) fn time(at: DateTime<Utc>) -> String {
@@ -94,7 +94,9 @@ pub(crate) fn queued(message: &QueuedMessage) -> String {
 
 /// Decodes a queued message stored under `id`.
 pub(crate) fn parse_queued(id: &str, value: &str) -> Result<QueuedMessage, String> {
-    let message_id = Uuid::parse_str(id).map_err(|e| format!("queued message id {id:?}: {e}"))?;
+    let message_id = id
+        .parse::<MessageId>()
+        .map_err(|e| format!("queued message id {id:?}: {e}"))?;
     let (queued_at, payload) = value
         .split_once(':')
         .ok_or_else(|| format!("queued message {id}: no ':' after the queued time"))?;
@@ -109,7 +111,7 @@ pub(crate) fn parse_queued(id: &str, value: &str) -> Result<QueuedMessage, Strin
 pub(crate) fn invitation(invitation: &Invitation) -> String {
     format!(
         "{}:{}",
-        invitation.message_id.hyphenated(),
+        invitation.message_id,
         to_millis(invitation.sent_at)
     )
 }
@@ -120,7 +122,9 @@ pub(crate) fn parse_invitation(value: &str) -> Result<Invitation, String> {
         .split_once(':')
         .ok_or_else(|| format!("invitation {value:?}: expected <message id>:<sent ms>"))?;
     Ok(Invitation {
-        message_id: Uuid::parse_str(id).map_err(|e| format!("invitation id {id:?}: {e}"))?,
+        message_id: id
+            .parse::<MessageId>()
+            .map_err(|e| format!("invitation id {id:?}: {e}"))?,
         sent_at: parse_time(sent_at, "invitation sent at")?,
     })
 }
@@ -184,7 +188,7 @@ mod tests {
             assert!(error.contains(what), "{bad}: {error}");
         }
         let message = QueuedMessage {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             queued_at: at,
             payload: "{\"a\":\"b:c\"}".into(),
         };
@@ -193,7 +197,7 @@ mod tests {
         assert!(parse_queued("nope", &queued(&message)).is_err());
         assert!(parse_queued(&id, "no-colon").is_err());
         let invite = Invitation {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             sent_at: at,
         };
         assert_eq!(parse_invitation(&invitation(&invite)).unwrap(), invite);

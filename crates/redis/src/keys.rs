@@ -6,8 +6,8 @@
 //! written as its key ([`lipachat_session::Customer::key`]): a phone's canonical digits, or a handle's
 //! number above every phone. See `docs/redis.md` for the whole layout.
 
+use lipachat_session::MessageId;
 use lipachat_session::{Conversation, InboundDigest, PhoneNumber};
-use uuid::Uuid;
 
 /// The names of the store's keys under one prefix.
 ///
@@ -219,7 +219,7 @@ impl KeyLayout {
     /// STRING with an expiry: a delivery claim on a message, valued
     /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
     /// the key's expiry (`PX`, server time) is what ends the claim.
-    pub fn claim(&self, message_id: Uuid) -> String {
+    pub fn claim(&self, message_id: MessageId) -> String {
         format!("{}:claim:{message_id}", self.prefix)
     }
 }
@@ -301,7 +301,7 @@ mod tests {
             "bot:a:{254110090747}:outbox:1000000000000003"
         );
         assert_eq!(
-            keys.claim(Uuid::nil()),
+            keys.claim(MessageId::from_uuid(uuid::Uuid::nil())),
             "bot:a:claim:00000000-0000-0000-0000-000000000000"
         );
     }

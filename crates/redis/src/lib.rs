@@ -22,7 +22,7 @@
 //! assert!(sessions.decide(chat).await?.is_allowed());
 //!
 //! // Only one replica at a time delivers a queued message.
-//! let (message_id, holder) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+//! let (message_id, holder) = (lipachat_session::MessageId::new(), uuid::Uuid::new_v4());
 //! if store.claim(message_id, holder, Utc::now(), TimeDelta::seconds(30)).await? {
 //!     // ... deliver it, then dequeue and release.
 //!     store.release(message_id, holder).await?;

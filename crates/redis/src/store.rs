@@ -8,7 +8,7 @@ use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
-    InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS,
+    InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
     MovedRecords, OutboxStore, PhoneNumber, QueuedMessage, RememberedInbound, StoreError,
     StoredOutcome, UserRef, WindowEntry, WindowRecord, WindowStore,
 };
@@ -383,7 +383,7 @@ impl RedisStore {
     async fn outcome_conversation_of(
         &self,
         business: PhoneNumber,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         let customer = self
             .hget(
@@ -433,9 +433,10 @@ impl RedisStore {
     }
 
     /// Reads an outcome's id.
-    fn outcome_id(conversation: Conversation, field: &[u8]) -> Result<Uuid, StoreError> {
+    fn outcome_id(conversation: Conversation, field: &[u8]) -> Result<MessageId, StoreError> {
         let field = String::from_utf8_lossy(field);
-        Uuid::parse_str(&field)
+        field
+            .parse::<MessageId>()
             .map_err(|e| corrupt(conversation, format!("outcome field {field:?}: {e}")))
     }
 
@@ -850,7 +851,7 @@ impl OutboxStore for RedisStore {
     async fn dequeue(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<bool, StoreError> {
         let removed: i64 = self
             .inner
@@ -877,8 +878,8 @@ impl OutboxStore for RedisStore {
     async fn reassign(
         &self,
         conversation: Conversation,
-        old: Uuid,
-        new: Uuid,
+        old: MessageId,
+        new: MessageId,
     ) -> Result<bool, StoreError> {
         let done: i64 = self
             .inner
@@ -938,7 +939,7 @@ impl OutboxStore for RedisStore {
     /// millisecond counts as one; a lease longer than [`MAX_CLAIM_LEASE`] as that.
     async fn claim(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
@@ -967,7 +968,7 @@ impl OutboxStore for RedisStore {
     }
 
     /// A compare-and-delete script: only the holder's own claim is deleted.
-    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
+    async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
         self.inner
             .connection
             .eval_one::<i64>(
@@ -1044,7 +1045,7 @@ impl OutboxStore for RedisStore {
     async fn outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
         let keys = self.outcome_keys(conversation);
         let value: Option<Vec<u8>> = self
@@ -1070,7 +1071,7 @@ impl OutboxStore for RedisStore {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StoreError> {
+    ) -> Result<Option<(MessageId, String)>, StoreError> {
         let found: Option<(Vec<u8>, Vec<u8>)> = self
             .inner
             .connection
@@ -1096,7 +1097,7 @@ impl OutboxStore for RedisStore {
     async fn outcome_conversation(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         let businesses = match business {
             Some(business) => vec![business],
@@ -1113,7 +1114,7 @@ impl OutboxStore for RedisStore {
     async fn outcomes(
         &self,
         conversation: Conversation,
-    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+    ) -> Result<Vec<(MessageId, String)>, StoreError> {
         let keys = self.outcome_keys(conversation);
         let entries: Vec<Vec<u8>> = self
             .inner
@@ -1200,7 +1201,7 @@ impl OutboxStore for RedisStore {
     async fn dequeue_with_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
         let (keys, args) = self.outbox_with_outcome(

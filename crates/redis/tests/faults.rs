@@ -13,9 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
 use lipachat_session::{
-    Conversation, OutboxStore, PhoneNumber, QueuedMessage, StoreError, WindowStore,
+    Conversation, MessageId, OutboxStore, PhoneNumber, QueuedMessage, StoreError, WindowStore,
 };
-use uuid::Uuid;
 
 /// The bound the issue sets on a failing call.
 const BOUND: Duration = Duration::from_secs(5);
@@ -65,7 +64,7 @@ struct Log {
     /// Inbound records acknowledged: (conversation index, time index).
     inbound: Vec<u64>,
     /// Messages acknowledged as queued.
-    queued: Vec<(u64, Uuid)>,
+    queued: Vec<(u64, MessageId)>,
     /// How long each failed call took.
     failures: Vec<Duration>,
     /// Acknowledged writes after the restart.
@@ -94,7 +93,7 @@ async fn sigkill_and_restart_lose_no_acknowledged_write() {
                 n += 1;
                 let started = Instant::now();
                 let result = if i.is_multiple_of(4) {
-                    let id = Uuid::new_v4();
+                    let id = MessageId::new();
                     let message = QueuedMessage {
                         message_id: id,
                         queued_at: time(i),

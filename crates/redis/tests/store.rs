@@ -10,8 +10,8 @@ use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
     Conversation, Customer, IdentityStore, InboundId, InboundReceipt, Invitation, ManualClock,
-    OutboxStore, QueuedMessage, Sessions, SledStore, StoreError, StoredOutcome, WindowRecord,
-    WindowStore,
+    MessageId, OutboxStore, QueuedMessage, Sessions, SledStore, StoreError, StoredOutcome,
+    WindowRecord, WindowStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -51,7 +51,7 @@ async fn connect_as_bot_a(server: &RedisServer) -> RedisStore {
 
 fn message(payload: &str) -> QueuedMessage {
     QueuedMessage {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         queued_at: t("2026-11-23T10:00:00Z"),
         payload: payload.into(),
     }
@@ -73,16 +73,24 @@ async fn key_layout_uses_one_hash_tag_per_business_and_a_registry() {
         .unwrap();
     store.enqueue(c, message("{}"), 5).await.unwrap();
     let invitation = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: Utc::now(),
     };
     store.set_invitation(c, Some(invitation)).await.unwrap();
     store
-        .put_outcome(c, StoredOutcome::new(Uuid::nil(), "{}"))
+        .put_outcome(
+            c,
+            StoredOutcome::new(MessageId::from_uuid(Uuid::nil()), "{}"),
+        )
         .await
         .unwrap();
     store
-        .claim(Uuid::nil(), Uuid::nil(), Utc::now(), TimeDelta::seconds(30))
+        .claim(
+            MessageId::from_uuid(Uuid::nil()),
+            Uuid::nil(),
+            Utc::now(),
+            TimeDelta::seconds(30),
+        )
         .await
         .unwrap();
 
@@ -201,7 +209,7 @@ async fn corrupt_values_are_typed_errors_for_their_pair_only() {
         store.record_inbound(c, at).await.unwrap();
         store.enqueue(c, message("{}"), 5).await.unwrap();
         let invitation = Invitation {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             sent_at: at,
         };
         store.set_invitation(c, Some(invitation)).await.unwrap();
@@ -474,7 +482,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_a_held_claim() {
     let b = RedisStore::connect(&server.url()).await.unwrap();
     let lease = TimeDelta::milliseconds(1_500);
     let skew = lease * 4;
-    let id = Uuid::new_v4();
+    let id = MessageId::new();
     let (holder_a, holder_b) = (Uuid::new_v4(), Uuid::new_v4());
     assert!(a.claim(id, holder_a, Utc::now(), lease).await.unwrap());
     assert!(
@@ -484,7 +492,7 @@ async fn a_replica_whose_clock_runs_ahead_does_not_take_a_held_claim() {
         "a replica whose clock runs {skew} ahead took a claim held for {lease}"
     );
     // The other way round: the replica running behind takes nothing either.
-    let other = Uuid::new_v4();
+    let other = MessageId::new();
     assert!(
         b.claim(other, holder_b, Utc::now() + skew, lease)
             .await
@@ -528,7 +536,7 @@ async fn a_claim_before_1970_is_refused_and_a_negative_stamp_still_blocks() {
     let b = RedisStore::connect(&server.url()).await.unwrap();
     let lease = TimeDelta::seconds(30);
     let mut connection = raw(&server).await;
-    let legacy = Uuid::new_v4();
+    let legacy = MessageId::new();
     let () = connection
         .pset_ex(
             a.keys().claim(legacy),
@@ -544,7 +552,7 @@ async fn a_claim_before_1970_is_refused_and_a_negative_stamp_still_blocks() {
         "a claim stamped before 1970 did not block"
     );
 
-    let id = Uuid::new_v4();
+    let id = MessageId::new();
     let early = t("1969-12-31T23:59:59Z");
     let error = a.claim(id, Uuid::new_v4(), early, lease).await.unwrap_err();
     assert!(
@@ -593,7 +601,7 @@ async fn export_from_sled_imports_into_redis_unchanged() {
         }
         if customer % 5 == 0 {
             let invitation = Invitation {
-                message_id: Uuid::new_v4(),
+                message_id: MessageId::new(),
                 sent_at: at,
             };
             sled.set_invitation(c, Some(invitation)).await.unwrap();
@@ -741,7 +749,7 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
 
     // A quiet conversation's outcome keys go with its last outcome.
     let brief = TimeDelta::milliseconds(300);
-    let id = Uuid::new_v4();
+    let id = MessageId::new();
     store
         .put_outcome(
             c,
@@ -767,14 +775,14 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
         store
             .put_outcome(
                 c,
-                StoredOutcome::new(Uuid::new_v4(), format!("{n}"))
+                StoredOutcome::new(MessageId::new(), format!("{n}"))
                     .with_wa_id(format!("wamid.brief.{n}"))
                     .keep_for(brief),
             )
             .await
             .unwrap();
     }
-    let lasting = Uuid::new_v4();
+    let lasting = MessageId::new();
     store
         .put_outcome(
             c,
@@ -784,7 +792,7 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(450)).await;
     store
-        .put_outcome(c, StoredOutcome::new(Uuid::new_v4(), "later"))
+        .put_outcome(c, StoredOutcome::new(MessageId::new(), "later"))
         .await
         .unwrap();
     let fields: usize = connection.hlen(&outcomes).await.unwrap();
@@ -817,7 +825,7 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     // A hash written before outcomes expired: no TTL, no expiry entries. Its outcomes
     // are read as they are; the first write gives them the default horizon.
     let old = chat("254110090747", 254712345679);
-    let old_id = Uuid::new_v4();
+    let old_id = MessageId::new();
     let _: () = connection
         .hset(keys.outcomes(old), old_id.to_string(), "{\"old\":true}")
         .await
@@ -834,7 +842,7 @@ async fn outcome_keys_expire_and_expired_entries_are_pruned() {
     store
         .put_outcome(
             old,
-            StoredOutcome::new(Uuid::new_v4(), "new").keep_for(TimeDelta::hours(1)),
+            StoredOutcome::new(MessageId::new(), "new").keep_for(TimeDelta::hours(1)),
         )
         .await
         .unwrap();
@@ -880,7 +888,7 @@ async fn a_move_carries_outcome_expiry_and_leaves_nothing_behind() {
     let source = Conversation::with_customer(business, Customer::User(user));
     let target = chat("254110090747", 254712345678);
     let brief = TimeDelta::milliseconds(400);
-    let id = Uuid::new_v4();
+    let id = MessageId::new();
     store
         .put_outcome(
             source,

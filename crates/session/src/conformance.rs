@@ -34,7 +34,8 @@ use crate::store::{
 };
 use crate::window::truncate_to_millis;
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, InboundId, PhoneNumber, StoreError, WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, InboundId, MessageId, PhoneNumber, StoreError,
+    WindowRecord,
 };
 
 /// The names of the suite's checks, in the order [`run_all`] runs them.
@@ -130,13 +131,13 @@ fn ms(n: i64) -> TimeDelta {
 
 fn message(payload: &str, queued_at: DateTime<Utc>) -> QueuedMessage {
     QueuedMessage {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         queued_at,
         payload: payload.to_owned(),
     }
 }
 
-async fn ids<S: Store>(store: &S, conversation: Conversation) -> Vec<Uuid> {
+async fn ids<S: Store>(store: &S, conversation: Conversation) -> Vec<MessageId> {
     ok(store.queued(conversation).await, "queued")
         .into_iter()
         .map(|m| m.message_id)
@@ -665,7 +666,7 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
         );
         ok(store.enqueue(c, message("{}", base()), 10).await, "enqueue");
         let invitation = Invitation {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             sent_at: base(),
         };
         ok(
@@ -674,7 +675,10 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
         );
         ok(
             store
-                .put_outcome(c, stored(Uuid::nil(), "{\"sent\":true}"))
+                .put_outcome(
+                    c,
+                    stored(MessageId::from_uuid(Uuid::nil()), "{\"sent\":true}"),
+                )
                 .await,
             "put_outcome",
         );
@@ -705,7 +709,10 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
         "forget erases the invitation",
     );
     check_eq(
-        ok(store.outcome(gone, Uuid::nil()).await, "outcome"),
+        ok(
+            store.outcome(gone, MessageId::from_uuid(Uuid::nil())).await,
+            "outcome",
+        ),
         None,
         "forget erases outcomes",
     );
@@ -746,7 +753,11 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
         "forget keeps other invitations",
     );
     check_eq(
-        ok(store.outcome(kept, Uuid::nil()).await, "outcome").is_some(),
+        ok(
+            store.outcome(kept, MessageId::from_uuid(Uuid::nil())).await,
+            "outcome",
+        )
+        .is_some(),
         true,
         "forget keeps other outcomes",
     );
@@ -755,7 +766,10 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
     let only_outcome = chat(b2, 9);
     ok(
         store
-            .put_outcome(only_outcome, stored(Uuid::nil(), "{}"))
+            .put_outcome(
+                only_outcome,
+                stored(MessageId::from_uuid(Uuid::nil()), "{}"),
+            )
             .await,
         "put_outcome",
     );
@@ -766,7 +780,7 @@ pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
     );
     let only_invitation = chat(b2, 8);
     let invitation = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: base(),
     };
     ok(
@@ -870,7 +884,7 @@ pub async fn outbox<S: Store + Clone>(store: &S) {
     }
 
     // Reassign keeps the place in the queue.
-    let fresh = Uuid::new_v4();
+    let fresh = MessageId::new();
     check_eq(
         ok(store.reassign(c, a.message_id, fresh).await, "reassign"),
         true,
@@ -890,7 +904,7 @@ pub async fn outbox<S: Store + Clone>(store: &S) {
     );
     check_eq(
         ok(
-            store.reassign(c, a.message_id, Uuid::new_v4()).await,
+            store.reassign(c, a.message_id, MessageId::new()).await,
             "reassign",
         ),
         false,
@@ -1035,7 +1049,7 @@ pub async fn invitations<S: Store + Clone>(store: &S) {
     );
     let sent = base() + TimeDelta::nanoseconds(5_000_001);
     let first = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: sent,
     };
     ok(
@@ -1051,7 +1065,7 @@ pub async fn invitations<S: Store + Clone>(store: &S) {
         "the invitation is stored, truncated to the millisecond",
     );
     let second = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: base() + TimeDelta::hours(1),
     };
     ok(
@@ -1093,7 +1107,7 @@ pub async fn invitations<S: Store + Clone>(store: &S) {
     );
 }
 
-fn stored(id: Uuid, text: &str) -> StoredOutcome {
+fn stored(id: MessageId, text: &str) -> StoredOutcome {
     StoredOutcome::new(id, text)
 }
 
@@ -1101,7 +1115,7 @@ fn stored(id: Uuid, text: &str) -> StoredOutcome {
 pub async fn outcomes<S: Store + Clone>(store: &S) {
     let b = business(10, 0);
     let (c, other) = (chat(b, 1), chat(b, 2));
-    let id = Uuid::new_v4();
+    let id = MessageId::new();
     check_eq(
         ok(store.outcome(c, id).await, "outcome"),
         None,
@@ -1109,13 +1123,15 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
     );
     let text = "{\"status\":\"sent\",\"waId\":\"wamid.ü\"}".to_owned();
     ok(store.put_outcome(c, stored(id, &text)).await, "put_outcome");
-    let second = Uuid::new_v4();
+    let second = MessageId::new();
     ok(
         store.put_outcome(c, stored(second, "2")).await,
         "put_outcome",
     );
     ok(
-        store.put_outcome(other, stored(Uuid::new_v4(), "x")).await,
+        store
+            .put_outcome(other, stored(MessageId::new(), "x"))
+            .await,
         "put_outcome",
     );
     let mut listed = ok(store.outcomes(c).await, "outcomes");
@@ -1138,7 +1154,7 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
         "outcomes are per conversation",
     );
     check_eq(
-        ok(store.outcome(c, Uuid::new_v4()).await, "outcome"),
+        ok(store.outcome(c, MessageId::new()).await, "outcome"),
         None,
         "outcomes are per messageId",
     );
@@ -1159,10 +1175,10 @@ pub async fn outcome_expiry<S: Store + Clone>(store: &S) {
     let c = chat(b, 1);
     let short = TimeDelta::milliseconds(300);
     let (brief, lasting, renewed, instant) = (
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
-        Uuid::new_v4(),
+        MessageId::new(),
+        MessageId::new(),
+        MessageId::new(),
+        MessageId::new(),
     );
     ok(
         store
@@ -1257,7 +1273,9 @@ pub async fn outcome_expiry<S: Store + Clone>(store: &S) {
     check_eq(listed, expected, "the listing leaves expired outcomes out");
     // Writing after expiry (which may prune) keeps the live ones.
     ok(
-        store.put_outcome(c, stored(Uuid::new_v4(), "later")).await,
+        store
+            .put_outcome(c, stored(MessageId::new(), "later"))
+            .await,
         "put_outcome",
     );
     check_eq(
@@ -1291,7 +1309,7 @@ pub async fn outcome_expiry<S: Store + Clone>(store: &S) {
 pub async fn outcome_wa_index<S: Store + Clone>(store: &S) {
     let b = business(12, 0);
     let (c, other) = (chat(b, 1), chat(b, 2));
-    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let (first, second) = (MessageId::new(), MessageId::new());
     check_eq(
         ok(
             store.outcome_by_wa_id(c, "wamid.A").await,
@@ -1371,7 +1389,7 @@ pub async fn outcome_wa_index<S: Store + Clone>(store: &S) {
         "a WhatsApp id names the outcome last stored with it",
     );
     let long = "w".repeat(MAX_WA_ID_BYTES + 1);
-    let (empty_id, long_id, edge_id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (empty_id, long_id, edge_id) = (MessageId::new(), MessageId::new(), MessageId::new());
     let edge = format!("wamid.{}", "é".repeat((MAX_WA_ID_BYTES - 6) / 2));
     ok(
         store
@@ -1421,7 +1439,7 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
     let b = business(13, 0);
     let c = chat(b, 1);
     let t = base();
-    let (key, other_key) = (Uuid::new_v4(), Uuid::new_v4());
+    let (key, other_key) = (MessageId::new(), MessageId::new());
     let first = message("{\"n\":1}", t);
     check_eq(
         ok(
@@ -1466,7 +1484,7 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
     let second = message("{\"n\":2}", t + ms(1));
     ok(
         store
-            .enqueue_with_outcome(c, second.clone(), 2, stored(Uuid::new_v4(), "2"))
+            .enqueue_with_outcome(c, second.clone(), 2, stored(MessageId::new(), "2"))
             .await,
         "enqueue_with_outcome",
     );
@@ -1537,7 +1555,7 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
 
     // Concurrent callers with one message: one copy.
     let contested = message("{\"n\":4}", t + ms(3));
-    let contested_key = Uuid::new_v4();
+    let contested_key = MessageId::new();
     let mut handles = Vec::new();
     for n in 0..8 {
         let (store, contested) = (store.clone(), contested.clone());
@@ -1572,7 +1590,7 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
 pub async fn claims<S: Store + Clone>(store: &S) {
     let now = truncate_to_millis(Utc::now());
     let lease = TimeDelta::seconds(30);
-    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let (a, b) = (MessageId::new(), MessageId::new());
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     check_eq(
         ok(store.claim(a, first, now, lease).await, "claim"),
@@ -1632,7 +1650,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     ok(store.release(b, second).await, "release");
 
     // A lease of zero holds nothing.
-    let zero = Uuid::new_v4();
+    let zero = MessageId::new();
     check_eq(
         ok(
             store
@@ -1656,7 +1674,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         (epoch - ms(1), lease),
         (epoch - TimeDelta::days(365), TimeDelta::days(36_500)),
     ] {
-        let id = Uuid::new_v4();
+        let id = MessageId::new();
         match store.claim(id, Uuid::new_v4(), early, lease).await {
             Err(StoreError::ClaimBeforeEpoch { now: refused }) => {
                 check_eq(refused, early, "the refusal names the time refused");
@@ -1674,7 +1692,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     check_eq(
         ok(
             store
-                .claim(Uuid::new_v4(), Uuid::new_v4(), epoch, lease)
+                .claim(MessageId::new(), Uuid::new_v4(), epoch, lease)
                 .await,
             "claim",
         ),
@@ -1685,7 +1703,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     // A holder that dies leaves the message to another once the lease has passed in real
     // time, the message id unchanged; the dead holder's late release cannot free its
     // successor's claim.
-    let dying = Uuid::new_v4();
+    let dying = MessageId::new();
     let (dead, successor) = (Uuid::new_v4(), Uuid::new_v4());
     let short = TimeDelta::milliseconds(200);
     check_eq(
@@ -1725,7 +1743,7 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     ok(store.release(dying, successor).await, "release");
 
     // Concurrent claimers: exactly one wins.
-    let contested = Uuid::new_v4();
+    let contested = MessageId::new();
     let mut handles = Vec::new();
     for _ in 0..16 {
         let store = store.clone();
@@ -2149,7 +2167,7 @@ pub async fn user_and_group_conversations<S: Store + Clone>(store: &S) {
         "store conformance: conversations_with_queued() misses a user's outbox"
     );
     let invitation = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: base(),
     };
     ok(
@@ -2241,11 +2259,11 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         ok(store.enqueue(target, m.clone(), 10).await, "enqueue");
     }
     let later = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: base() + hour,
     };
     let earlier = Invitation {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         sent_at: base(),
     };
     ok(
@@ -2256,7 +2274,7 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         store.set_invitation(target, Some(earlier)).await,
         "set_invitation",
     );
-    let (both, source_only) = (Uuid::new_v4(), Uuid::new_v4());
+    let (both, source_only) = (MessageId::new(), MessageId::new());
     let outcome = |id, text: &str, wa_id: &str| StoredOutcome::new(id, text).with_wa_id(wa_id);
     ok(
         store
@@ -2507,13 +2525,13 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
 pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
     let (b, other_business) = (business(44, 0), business(44, 1));
     let (c, queued_chat) = (chat(b, 1), chat(b, 2));
-    let find = async |business: Option<PhoneNumber>, id: Uuid| {
+    let find = async |business: Option<PhoneNumber>, id: MessageId| {
         ok(
             store.outcome_conversation(business, id).await,
             "outcome_conversation",
         )
     };
-    let sent = Uuid::new_v4();
+    let sent = MessageId::new();
     check_eq(
         find(Some(b), sent).await,
         None,
@@ -2533,7 +2551,7 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
     // An outcome of another business under another id is not confused with it.
     ok(
         store
-            .put_outcome(chat(other_business, 1), stored(Uuid::new_v4(), "other"))
+            .put_outcome(chat(other_business, 1), stored(MessageId::new(), "other"))
             .await,
         "put_outcome",
     );
@@ -2553,7 +2571,7 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
         "another business number's conversations do not hold it",
     );
     check_eq(
-        find(Some(b), Uuid::new_v4()).await,
+        find(Some(b), MessageId::new()).await,
         None,
         "an id with no stored outcome finds nothing",
     );
@@ -2577,7 +2595,7 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
         Some(queued_chat),
         "an outcome stored with an enqueue is found by its messageId",
     );
-    let delivered = Uuid::new_v4();
+    let delivered = MessageId::new();
     ok(
         store
             .dequeue_with_outcome(queued_chat, queued_outcome, stored(delivered, "delivered"))
@@ -2591,7 +2609,7 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
     );
 
     // Expired outcomes are not found.
-    let brief = Uuid::new_v4();
+    let brief = MessageId::new();
     ok(
         store
             .put_outcome(c, stored(brief, "brief").keep_for(ms(100)))
@@ -2606,7 +2624,9 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A write after expiry may prune; the lookup must not find it either way.
     ok(
-        store.put_outcome(c, stored(Uuid::new_v4(), "later")).await,
+        store
+            .put_outcome(c, stored(MessageId::new(), "later"))
+            .await,
         "put_outcome",
     );
     check_eq(

@@ -18,12 +18,11 @@ use std::io::{BufRead, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, RememberedInbound, Store};
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, InboundDigest, PhoneNumber, SkewLimit, StoreError,
-    StoredTime, WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, InboundDigest, MessageId, PhoneNumber, SkewLimit,
+    StoreError, StoredTime, WindowRecord,
 };
 
 /// The format name in the header line.
@@ -190,7 +189,7 @@ pub enum ExportLine {
         #[serde(flatten)]
         customer: Party,
         /// Its `messageId`.
-        message_id: Uuid,
+        message_id: MessageId,
         /// When it was queued.
         #[serde(with = "rfc3339_millis")]
         queued_at: DateTime<Utc>,
@@ -205,7 +204,7 @@ pub enum ExportLine {
         #[serde(flatten)]
         customer: Party,
         /// The template's `messageId`.
-        message_id: Uuid,
+        message_id: MessageId,
         /// When it was sent.
         #[serde(with = "rfc3339_millis")]
         sent_at: DateTime<Utc>,
@@ -647,7 +646,7 @@ async fn check_outbox_limit<S: Store>(
     lines: &[(usize, ExportLine)],
     limit: usize,
 ) -> Result<(), StoreError> {
-    let mut imported: HashMap<(PhoneNumber, &Party), Vec<(usize, Uuid)>> = HashMap::new();
+    let mut imported: HashMap<(PhoneNumber, &Party), Vec<(usize, MessageId)>> = HashMap::new();
     for (number, line) in lines {
         if let ExportLine::Queued {
             business,
@@ -666,7 +665,7 @@ async fn check_outbox_limit<S: Store>(
     let mut over: Option<(usize, PhoneNumber, &Party)> = None;
     for ((business, party), messages) in imported {
         // A user or group the store does not know yet has nothing queued.
-        let mut ids: HashSet<Uuid> = match party.find(store).await? {
+        let mut ids: HashSet<MessageId> = match party.find(store).await? {
             Some(customer) => store
                 .queued(Conversation::with_customer(business, customer))
                 .await?

@@ -33,8 +33,8 @@ use crate::store::{
     QueuedMessage, RememberedInbound, StoredOutcome, WindowEntry, WindowStore,
 };
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
-    WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, MessageId, PhoneNumber,
+    StoreError, UserRef, WindowRecord,
 };
 
 #[derive(Default)]
@@ -229,7 +229,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn dequeue(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<bool, StoreError> {
         self.enter("dequeue")?;
         self.inner.dequeue(conversation, message_id).await
@@ -238,8 +238,8 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn reassign(
         &self,
         conversation: Conversation,
-        old: Uuid,
-        new: Uuid,
+        old: MessageId,
+        new: MessageId,
     ) -> Result<bool, StoreError> {
         self.enter("reassign")?;
         self.inner.reassign(conversation, old, new).await
@@ -252,7 +252,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
 
     async fn claim(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
@@ -261,7 +261,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         self.inner.claim(message_id, holder, now, lease).await
     }
 
-    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
+    async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
         self.enter("release")?;
         self.inner.release(message_id, holder).await
     }
@@ -291,7 +291,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
         self.enter("outcome")?;
         self.inner.outcome(conversation, message_id).await
@@ -301,7 +301,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StoreError> {
+    ) -> Result<Option<(MessageId, String)>, StoreError> {
         self.enter("outcome_by_wa_id")?;
         self.inner.outcome_by_wa_id(conversation, wa_id).await
     }
@@ -309,7 +309,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn outcome_conversation(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         self.enter("outcome_conversation")?;
         self.inner.outcome_conversation(business, message_id).await
@@ -318,7 +318,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn outcomes(
         &self,
         conversation: Conversation,
-    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+    ) -> Result<Vec<(MessageId, String)>, StoreError> {
         self.enter("outcomes")?;
         self.inner.outcomes(conversation).await
     }
@@ -348,7 +348,7 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
     async fn dequeue_with_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
         self.enter("dequeue_with_outcome")?;

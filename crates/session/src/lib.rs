@@ -61,6 +61,7 @@ mod identity;
 mod inbound_id;
 #[cfg(feature = "conformance")]
 pub mod instrumented;
+mod message_id;
 mod phone;
 mod resolution;
 mod skew;
@@ -74,6 +75,7 @@ pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_R
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
 pub use identity::{Bsuid, GroupId, IdentityError, MAX_BSUID_ID_CHARS, MAX_GROUP_ID_BYTES};
 pub use inbound_id::{InboundDigest, InboundDigestError, InboundId, InboundIdError};
+pub use message_id::MessageId;
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};

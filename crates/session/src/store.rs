@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundDigest, InboundId, PhoneNumber,
-    UserRef, WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundDigest, InboundId, MessageId,
+    PhoneNumber, UserRef, WindowRecord,
 };
 
 /// A failure of the store.
@@ -195,7 +195,7 @@ pub struct RememberedInbound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedMessage {
     /// The gateway `messageId` given when queued; every delivery attempt reuses it.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// When it was queued.
     pub queued_at: DateTime<Utc>,
     /// The message itself, as JSON text written by the layer that queued it.
@@ -223,10 +223,9 @@ pub const MAX_OUTCOME_KEEP: TimeDelta = TimeDelta::days(36_525);
 ///
 /// ```
 /// use chrono::TimeDelta;
-/// use lipachat_session::StoredOutcome;
-/// use uuid::Uuid;
+/// use lipachat_session::{MessageId, StoredOutcome};
 ///
-/// let outcome = StoredOutcome::new(Uuid::new_v4(), r#"{"kind":"sent"}"#)
+/// let outcome = StoredOutcome::new(MessageId::new(), r#"{"kind":"sent"}"#)
 ///     .with_wa_id("wamid.HBgM")
 ///     .keep_for(TimeDelta::days(2));
 /// assert_eq!(outcome.indexed_wa_id(), Some("wamid.HBgM"));
@@ -235,7 +234,7 @@ pub const MAX_OUTCOME_KEEP: TimeDelta = TimeDelta::days(36_525);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOutcome {
     /// The `messageId` it is stored under (the caller's, which a retry names).
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// The outcome, as JSON text written by the layer that stores it.
     pub text: String,
     /// WhatsApp's id of what was sent, if anything was; indexed unless empty or longer
@@ -248,7 +247,7 @@ pub struct StoredOutcome {
 
 impl StoredOutcome {
     /// An outcome without a WhatsApp id, kept for [`DEFAULT_OUTCOME_HORIZON`].
-    pub fn new(message_id: Uuid, text: impl Into<String>) -> Self {
+    pub fn new(message_id: MessageId, text: impl Into<String>) -> Self {
         Self {
             message_id,
             text: text.into(),
@@ -289,7 +288,7 @@ impl StoredOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
     /// The template send's `messageId`.
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
 }
@@ -420,7 +419,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn dequeue(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Gives a queued message a new `messageId`, keeping its place in the queue (after the
@@ -429,8 +428,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn reassign(
         &self,
         conversation: Conversation,
-        old: Uuid,
-        new: Uuid,
+        old: MessageId,
+        new: MessageId,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// The conversations that have queued messages.
@@ -438,7 +437,8 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<Conversation>, StoreError>> + Send;
 
-    /// Claims `message_id` (a queued message, or any id the caller uses as a lock) for
+    /// Claims `message_id` (a queued message, or any `messageId` the caller derives as a
+    /// lock name, such as one per logical send or per conversation) for
     /// `holder` for `lease`, so two callers or replicas never act on it at the same
     /// time. `false` when another live claim holds it. `holder` is a token the caller
     /// makes for this one claim (a random UUID), so that only it can release it.
@@ -452,7 +452,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// holds nothing.
     fn claim(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
@@ -462,7 +462,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// ran out and which another caller has taken since is left to that caller.
     fn release(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -488,7 +488,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// The outcome whose [`StoredOutcome::wa_id`] is `wa_id`, with the `messageId` it is
@@ -499,7 +499,7 @@ pub trait OutboxStore: Send + Sync + 'static {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> impl Future<Output = Result<Option<(Uuid, String)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(MessageId, String)>, StoreError>> + Send;
 
     /// The conversation whose send outcome is stored under our `messageId`, unless its
     /// time to keep has passed: a status callback that names only our `messageId` and no
@@ -513,7 +513,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn outcome_conversation(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> impl Future<Output = Result<Option<Conversation>, StoreError>> + Send;
 
     /// Every outcome stored for the conversation whose time to keep has not passed, by
@@ -521,7 +521,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn outcomes(
         &self,
         conversation: Conversation,
-    ) -> impl Future<Output = Result<Vec<(Uuid, String)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(MessageId, String)>, StoreError>> + Send;
 
     /// Stores the outcome of a logical send under its `messageId`, replacing any earlier
     /// one, so a retried call with the same `messageId` returns it instead of sending
@@ -566,7 +566,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn dequeue_with_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: StoredOutcome,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::MessageId;
 use lipachat_session::{
     Bsuid, Conversation, Customer, IdentityStore, Invitation, LastShutdown, MARKER_FILE, OpenMode,
     OutboxStore, PhoneNumber, QueuedMessage, RECOVERY_COPIES_KEPT, RECOVERY_DIR, SledConfig,
@@ -196,7 +197,7 @@ async fn fill(store: &SledStore, i: u64) {
     store.record_inbound(chat(i), time(i)).await.unwrap();
     store.enqueue(chat(i), queued(i, 1), 10).await.unwrap();
     let invitation = Invitation {
-        message_id: Uuid::from_u64_pair(i, 2),
+        message_id: MessageId::from_uuid(Uuid::from_u64_pair(i, 2)),
         sent_at: time(i),
     };
     store
@@ -206,7 +207,10 @@ async fn fill(store: &SledStore, i: u64) {
     store
         .put_outcome(
             chat(i),
-            StoredOutcome::new(Uuid::from_u64_pair(i, 3), "{\"sent\":true}"),
+            StoredOutcome::new(
+                MessageId::from_uuid(Uuid::from_u64_pair(i, 3)),
+                "{\"sent\":true}",
+            ),
         )
         .await
         .unwrap();
@@ -214,7 +218,7 @@ async fn fill(store: &SledStore, i: u64) {
 
 fn queued(i: u64, tag: u64) -> QueuedMessage {
     QueuedMessage {
-        message_id: Uuid::from_u64_pair(i, tag),
+        message_id: MessageId::from_uuid(Uuid::from_u64_pair(i, tag)),
         queued_at: time(i),
         payload: "{\"type\":\"text\",\"text\":\"hello\"}".into(),
     }
@@ -239,7 +243,11 @@ async fn every_write_keeps_the_integrity_record_exact() {
             .unwrap();
         let old = queued(i, 1).message_id;
         store
-            .reassign(chat(i), old, Uuid::from_u64_pair(i, 99))
+            .reassign(
+                chat(i),
+                old,
+                MessageId::from_uuid(Uuid::from_u64_pair(i, 99)),
+            )
             .await
             .unwrap();
         store
@@ -250,7 +258,10 @@ async fn every_write_keeps_the_integrity_record_exact() {
         store
             .put_outcome(
                 chat(i),
-                StoredOutcome::new(Uuid::from_u64_pair(i, 3), "{\"sent\":false}"),
+                StoredOutcome::new(
+                    MessageId::from_uuid(Uuid::from_u64_pair(i, 3)),
+                    "{\"sent\":false}",
+                ),
             )
             .await
             .unwrap();
@@ -265,7 +276,10 @@ async fn every_write_keeps_the_integrity_record_exact() {
                 chat(i),
                 message,
                 10,
-                StoredOutcome::new(Uuid::from_u64_pair(i, 8), "{\"queued\":true}"),
+                StoredOutcome::new(
+                    MessageId::from_uuid(Uuid::from_u64_pair(i, 8)),
+                    "{\"queued\":true}",
+                ),
             )
             .await
             .unwrap();
@@ -274,7 +288,10 @@ async fn every_write_keeps_the_integrity_record_exact() {
                 .dequeue_with_outcome(
                     chat(i),
                     id,
-                    StoredOutcome::new(Uuid::from_u64_pair(i, 8), "{\"delivered\":true}"),
+                    StoredOutcome::new(
+                        MessageId::from_uuid(Uuid::from_u64_pair(i, 8)),
+                        "{\"delivered\":true}",
+                    ),
                 )
                 .await
                 .unwrap();
@@ -282,7 +299,7 @@ async fn every_write_keeps_the_integrity_record_exact() {
         store
             .put_outcome(
                 chat(i),
-                StoredOutcome::new(Uuid::from_u64_pair(i, 9), "{}")
+                StoredOutcome::new(MessageId::from_uuid(Uuid::from_u64_pair(i, 9)), "{}")
                     .keep_for(chrono::TimeDelta::milliseconds(1)),
             )
             .await

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
+use lipachat_session::MessageId;
 use lipachat_session::{
     Conversation, OutboxStore, QueuedMessage, SledConfig, SledStore, StoreError, StoredOutcome,
     WindowStore,
@@ -31,7 +32,7 @@ fn reopen(config: impl Fn() -> SledConfig) -> SledStore {
 }
 
 /// An outcome whose text names its WhatsApp id, so a check can tie the two back.
-fn outcome(id: Uuid, wa: &str) -> StoredOutcome {
+fn outcome(id: MessageId, wa: &str) -> StoredOutcome {
     StoredOutcome::new(id, format!("{{\"wa\":\"{wa}\"}}")).with_wa_id(wa)
 }
 
@@ -61,7 +62,7 @@ async fn every_outcome_is_found_by_its_wa_id(store: &SledStore, conversation: Co
 async fn racing_replacements_of_one_outcome_keep_it_found_by_its_wa_id() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path().join("db")).unwrap());
-    let (c, key) = (chat(1), Uuid::from_u128(1));
+    let (c, key) = (chat(1), MessageId::from_uuid(Uuid::from_u128(1)));
     store.put_outcome(c, outcome(key, "wamid.A")).await.unwrap();
     // Builds the index.
     assert!(
@@ -134,7 +135,7 @@ async fn concurrent_outcome_writes_keep_the_integrity_check_exact_and_the_index_
             for round in 0..ROUNDS {
                 let c = chat((worker + round) % CONVERSATIONS);
                 // Keys shared by the workers, so writes to one outcome race.
-                let key = Uuid::from_u64_pair(round % 7, 0);
+                let key = MessageId::from_uuid(Uuid::from_u64_pair(round % 7, 0));
                 let wa = format!("wamid.{worker}.{round}");
                 match round % 5 {
                     0 => store
@@ -143,7 +144,7 @@ async fn concurrent_outcome_writes_keep_the_integrity_check_exact_and_the_index_
                         .unwrap(),
                     1 => {
                         let message = QueuedMessage {
-                            message_id: Uuid::from_u64_pair(worker, round),
+                            message_id: MessageId::from_uuid(Uuid::from_u64_pair(worker, round)),
                             queued_at: Utc::now(),
                             payload: "{}".into(),
                         };
@@ -156,7 +157,7 @@ async fn concurrent_outcome_writes_keep_the_integrity_check_exact_and_the_index_
                         let _ = store
                             .dequeue_with_outcome(
                                 c,
-                                Uuid::from_u64_pair(worker, round - 1),
+                                MessageId::from_uuid(Uuid::from_u64_pair(worker, round - 1)),
                                 outcome(key, &wa),
                             )
                             .await

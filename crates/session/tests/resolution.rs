@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::MessageId;
 use lipachat_session::{
     Bsuid, Conversation, Customer, IdentityStore, ManualClock, OutboxStore, PhoneNumber,
     QueuedMessage, Sessions, SledStore, WindowStore,
 };
 use proptest::prelude::*;
-use uuid::Uuid;
 
 fn business() -> PhoneNumber {
     "254110090747".parse().unwrap()
@@ -122,7 +122,7 @@ async fn id_alone_first_then_phone_and_id_merges_everything_into_the_phone() {
     assert_eq!(first.customer, Customer::User(handle));
     // Something stored under the user's handle (as an import could bring) moves too.
     let queued = QueuedMessage {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         queued_at: base(),
         payload: "{}".into(),
     };

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::MessageId;
 use lipachat_session::export::{ExportLine, Party, export, import, import_with_limit};
 use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::{
     Conversation, Durability, FutureTimeError, Invitation, ManualClock, OutboxStore, QueuedMessage,
     SessionError, Sessions, SledConfig, SledStore, StoreError, StoredOutcome, WindowStore,
 };
-use uuid::Uuid;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -322,7 +322,7 @@ async fn closing_soon_uses_the_index() {
 
 fn queued(payload: &str) -> QueuedMessage {
     QueuedMessage {
-        message_id: Uuid::new_v4(),
+        message_id: MessageId::new(),
         queued_at: t("2026-11-23T10:00:00Z"),
         payload: payload.into(),
     }
@@ -344,7 +344,7 @@ async fn outbox_order_limit_and_reassign() {
         store.enqueue(c, d, 2).await,
         Err(StoreError::OutboxFull { limit: 2, .. })
     ));
-    let fresh = Uuid::new_v4();
+    let fresh = MessageId::new();
     assert!(store.reassign(c, a.message_id, fresh).await.unwrap());
     let ids: Vec<_> = store
         .queued(c)
@@ -358,7 +358,7 @@ async fn outbox_order_limit_and_reassign() {
     assert!(!store.dequeue(c, fresh).await.unwrap());
     assert_eq!(store.conversations_with_queued().await.unwrap(), vec![c]);
     let now = Utc::now();
-    let (first, later) = (Uuid::new_v4(), Uuid::new_v4());
+    let (first, later) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     assert!(
         store
             .claim(b.message_id, first, now, TimeDelta::seconds(30))
@@ -414,14 +414,17 @@ async fn forget_erases_everything_for_the_pair() {
             .set_invitation(
                 conversation,
                 Some(Invitation {
-                    message_id: Uuid::new_v4(),
+                    message_id: MessageId::new(),
                     sent_at: Utc::now(),
                 }),
             )
             .await
             .unwrap();
         store
-            .put_outcome(conversation, StoredOutcome::new(Uuid::nil(), "{}"))
+            .put_outcome(
+                conversation,
+                StoredOutcome::new(MessageId::from_uuid(uuid::Uuid::nil()), "{}"),
+            )
             .await
             .unwrap();
     }
@@ -430,10 +433,22 @@ async fn forget_erases_everything_for_the_pair() {
     assert_eq!(store.window(c).await.unwrap(), None);
     assert!(store.queued(c).await.unwrap().is_empty());
     assert_eq!(store.invitation(c).await.unwrap(), None);
-    assert_eq!(store.outcome(c, Uuid::nil()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .outcome(c, MessageId::from_uuid(uuid::Uuid::nil()))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(store.window(other).await.unwrap().is_some());
     assert_eq!(store.queued(other).await.unwrap().len(), 1);
-    assert!(store.outcome(other, Uuid::nil()).await.unwrap().is_some());
+    assert!(
+        store
+            .outcome(other, MessageId::from_uuid(uuid::Uuid::nil()))
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(
         store
             .inbound_between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC)
@@ -463,7 +478,7 @@ async fn export_import_round_trip_and_bad_input() {
         .set_invitation(
             chat(254700000003),
             Some(Invitation {
-                message_id: Uuid::new_v4(),
+                message_id: MessageId::new(),
                 sent_at: at,
             }),
         )
@@ -552,7 +567,7 @@ fn export_lines(lines: &[ExportLine]) -> Vec<u8> {
     out
 }
 
-fn queued_line(conversation: Conversation, message_id: Uuid) -> ExportLine {
+fn queued_line(conversation: Conversation, message_id: MessageId) -> ExportLine {
     ExportLine::Queued {
         business: conversation.business,
         customer: Party::phone(conversation.phone().unwrap()),
@@ -576,7 +591,7 @@ async fn import_obeys_the_outbox_limit() {
         last_inbound: t("2026-11-23T10:00:00Z"),
         gateway_closed_at: None,
     }];
-    lines.extend((0..10_000).map(|_| queued_line(c, Uuid::new_v4())));
+    lines.extend((0..10_000).map(|_| queued_line(c, MessageId::new())));
     match import(&store, export_lines(&lines).as_slice()).await {
         // Header, window, then the 21st queued message.
         Err(StoreError::Import { line: 23, detail }) => {
@@ -593,9 +608,9 @@ async fn import_obeys_the_outbox_limit() {
     for _ in 0..15 {
         store.enqueue(c, queued("{}"), 20).await.unwrap();
     }
-    let repeated = Uuid::new_v4();
+    let repeated = MessageId::new();
     let five: Vec<ExportLine> = (0..4)
-        .map(|_| queued_line(c, Uuid::new_v4()))
+        .map(|_| queued_line(c, MessageId::new()))
         .chain([queued_line(c, repeated), queued_line(c, repeated)])
         .collect();
     let read = import(&store, export_lines(&five).as_slice())
@@ -603,7 +618,7 @@ async fn import_obeys_the_outbox_limit() {
         .unwrap();
     assert_eq!(read.queued, 6, "every line is read");
     assert_eq!(store.queued(c).await.unwrap().len(), 20, "each id once");
-    let one_more = [queued_line(c, Uuid::new_v4())];
+    let one_more = [queued_line(c, MessageId::new())];
     assert!(matches!(
         import(&store, export_lines(&one_more).as_slice()).await,
         Err(StoreError::Import { line: 2, .. })
@@ -638,11 +653,11 @@ async fn import_costs_a_fixed_number_of_store_operations_per_line() {
             last_inbound: t("2026-11-23T10:00:00Z"),
             gateway_closed_at: None,
         });
-        lines.extend((0..3).map(|_| queued_line(c, Uuid::new_v4())));
+        lines.extend((0..3).map(|_| queued_line(c, MessageId::new())));
         lines.push(ExportLine::Invitation {
             business: c.business,
             customer: Party::phone(c.phone().unwrap()),
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             sent_at: t("2026-11-23T09:00:00Z"),
         });
     }

@@ -2,7 +2,7 @@
 //! event, and bare status objects, read tolerantly) and template status updates.
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{GroupId, PhoneNumber};
+use lipachat_session::{GroupId, MessageId, PhoneNumber};
 use serde_json::{Map, Value};
 
 use super::content::{self, bsuid};
@@ -185,7 +185,10 @@ fn status_callback(
     status: DeliveryStatus,
     received_at: DateTime<Utc>,
 ) -> WebhookEvent {
-    let message_id = text(object, &["messageId", "message_id"]).map(|id| shorten(&id));
+    // Our messageId, as we sent it: anything else (another program's id) names no send
+    // of ours.
+    let message_id =
+        text(object, &["messageId", "message_id"]).and_then(|id| id.parse::<MessageId>().ok());
     let wa_id = wamid(object, &["waId", "wamid", "wa_id", "id"]);
     let at = timestamp(object.get("timestamp"), received_at).unwrap_or(received_at);
     let recipient = recipient(parser, object);
@@ -284,6 +287,35 @@ mod tests {
     use crate::webhook::InboundContent;
     use lipachat_session::Conversation;
     use serde_json::json;
+
+    /// One of our `messageId`s, numbered.
+    fn ours(n: u128) -> MessageId {
+        MessageId::from_uuid(uuid::Uuid::from_u128(
+            0x0b2f_6a7e_58c4_4d51_9d0e_3f3b_7b1e_0000 + n,
+        ))
+    }
+
+    /// A report naming a `messageId` that is not ours (not a UUID, as another program's
+    /// may be) is still read, naming no send of ours.
+    #[test]
+    fn a_report_naming_anothers_message_id_names_no_send_of_ours() {
+        let parser = WebhookParser::default();
+        let body = json!({"messageId": "their-own-7", "status": "FAILED", "code": "131047"});
+        match one(&parser, body).unwrap() {
+            WebhookEvent::WindowClosed {
+                message_id, code, ..
+            } => {
+                assert_eq!(code, 131_047);
+                assert_eq!(message_id, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let body = json!({"messageId": ours(4).to_string().to_uppercase(), "status": "READ"});
+        match one(&parser, body).unwrap() {
+            WebhookEvent::Status(update) => assert_eq!(update.message_id, Some(ours(4))),
+            other => panic!("{other:?}"),
+        }
+    }
 
     fn received() -> DateTime<Utc> {
         "2026-11-23T10:00:00Z".parse().unwrap()
@@ -421,11 +453,11 @@ mod tests {
     fn status_callbacks_naming_131047_close_the_window() {
         let parser = WebhookParser::default();
         for body in [
-            json!({"messageId": "ours-1", "status": "FAILED", "errors": [{"code": 131047, "title": "Re-engagement message"}]}),
-            json!({"messageId": "ours-1", "status": "failed", "code": "131047"}),
-            json!({"messageId": "ours-1", "code": 470, "message": "Message failed"}),
-            json!({"messageId": "ours-1", "status": "FAILED", "message": "(#131047) Re-engagement message"}),
-            json!({"messageId": "ours-1", "error": {"code": 131047}}),
+            json!({"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "status": "FAILED", "errors": [{"code": 131047, "title": "Re-engagement message"}]}),
+            json!({"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "status": "failed", "code": "131047"}),
+            json!({"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "code": 470, "message": "Message failed"}),
+            json!({"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "status": "FAILED", "message": "(#131047) Re-engagement message"}),
+            json!({"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "error": {"code": 131047}}),
         ] {
             match one(&parser, body.clone()).unwrap() {
                 WebhookEvent::WindowClosed {
@@ -435,7 +467,7 @@ mod tests {
                     ..
                 } => {
                     assert_eq!(conversation, None, "{body}");
-                    assert_eq!(message_id.as_deref(), Some("ours-1"));
+                    assert_eq!(message_id, Some(ours(1)));
                     assert_eq!(at, received());
                 }
                 other => panic!("{body}: {other:?}"),
@@ -475,7 +507,7 @@ mod tests {
     fn other_statuses() {
         let event = one(
             &WebhookParser::default(),
-            json!({"messageId": "m", "waId": "wamid.ABC", "status": "DELIVERED", "timestamp": 1_700_000_000}),
+            json!({"messageId": ours(5).to_string(), "waId": "wamid.ABC", "status": "DELIVERED", "timestamp": 1_700_000_000}),
         )
         .unwrap();
         assert_eq!(
@@ -483,7 +515,7 @@ mod tests {
             WebhookEvent::Status(StatusUpdate {
                 conversation: None,
                 recipient: Recipient::default(),
-                message_id: Some("m".into()),
+                message_id: Some(ours(5)),
                 wa_id: Some("wamid.ABC".into()),
                 status: DeliveryStatus::Delivered,
                 at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
@@ -519,7 +551,7 @@ mod tests {
         let parser = WebhookParser::default();
         let delivered = one(
             &parser,
-            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.HBgM", "messageId": "ours-2",
+            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.HBgM", "messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0002",
                    "conversationId": "c1", "status": "DELIVERED", "statusDesc": "Message delivered"}}),
         )
         .unwrap();
@@ -527,18 +559,18 @@ mod tests {
             panic!("{delivered:?}")
         };
         assert_eq!(update.status, DeliveryStatus::Delivered);
-        assert_eq!(update.message_id.as_deref(), Some("ours-2"));
+        assert_eq!(update.message_id, Some(ours(2)));
         assert_eq!(update.wa_id.as_deref(), Some("wamid.HBgM"));
         assert_eq!(update.at, received());
         // A 131047 in statusDesc closes the window, as a WhatsApp failed status does.
         let closed = one(
             &parser,
-            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.X", "messageId": "ours-3",
+            json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.X", "messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0003",
                    "status": "FAILED", "statusDesc": "(#131047) Re-engagement message"}}),
         )
         .unwrap();
         assert!(
-            matches!(&closed, WebhookEvent::WindowClosed { code: 131047, message_id: Some(id), .. } if id == "ours-3"),
+            matches!(&closed, WebhookEvent::WindowClosed { code: 131047, message_id: Some(id), .. } if *id == ours(3)),
             "{closed:?}"
         );
         let failed = one(
@@ -592,7 +624,7 @@ mod tests {
             .parse(
                 json!([
                     {"messageId": "in-1", "from": "254712345678", "to": "254110090747", "type": "TEXT", "text": "hi"},
-                    {"event": "MESSAGE_STATUS", "messageStatus": {"messageId": "ours-1", "status": "READ"}},
+                    {"event": "MESSAGE_STATUS", "messageStatus": {"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001", "status": "READ"}},
                     {"event": "TEMPLATE_STATUS", "templateStatus": {"status": "APPROVED", "templateName": "t"}},
                     {"id": "wamid.Z", "status": "failed", "recipient_id": "254712345678",
                      "errors": [{"code": 131047, "title": "Re-engagement message"}]},

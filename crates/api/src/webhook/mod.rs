@@ -84,7 +84,7 @@ mod whatsapp;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber, PhoneParser};
+use lipachat_session::{Bsuid, Conversation, GroupId, MessageId, PhoneNumber, PhoneParser};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -374,8 +374,9 @@ pub struct StatusUpdate {
     pub conversation: Option<Conversation>,
     /// Who the status is about, as far as the payload tells.
     pub recipient: Recipient,
-    /// Our `messageId`, when the callback names it.
-    pub message_id: Option<String>,
+    /// Our `messageId`, when the callback names one (a `messageId` that is not a UUID
+    /// names no send of ours and is left out).
+    pub message_id: Option<MessageId>,
     /// WhatsApp's message id (`wamid.`), when the callback names it.
     pub wa_id: Option<String>,
     /// The status.
@@ -416,8 +417,9 @@ pub enum WebhookEvent {
         conversation: Option<Conversation>,
         /// Who the report is about, as far as the payload tells.
         recipient: Recipient,
-        /// Our `messageId`, when the callback names it.
-        message_id: Option<String>,
+        /// Our `messageId`, when the callback names one (a `messageId` that is not a
+        /// UUID names no send of ours and is left out).
+        message_id: Option<MessageId>,
         /// WhatsApp's message id (`wamid.`), when the callback names it.
         wa_id: Option<String>,
         /// When it was reported (the payload's timestamp, capped at receipt), else receipt.

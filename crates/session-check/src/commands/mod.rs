@@ -141,9 +141,15 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
     Ok(exit)
 }
 
-/// The policy for `send-contact` and `deliver`: the default, with `--margin`.
-fn policy(settings: &SendSettings) -> Result<PolicyConfig, CliError> {
-    Ok(PolicyConfig::default().margin(TimeDelta::seconds(i64::from(settings.margin)))?)
+/// The session engine for the send commands and `deliver`: the command's, with `--margin`
+/// in its window rule (the one rule the send path and a dry run decide with).
+fn sending_sessions<S: Store + Clone>(
+    context: &Context<S>,
+    settings: &SendSettings,
+) -> Result<Sessions<S>, CliError> {
+    let margin = TimeDelta::seconds(i64::from(settings.margin));
+    let rule = context.sessions.rule().with_margin(margin)?;
+    Ok(context.sessions.clone().with_rule(rule))
 }
 
 /// The gateway client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with
@@ -156,14 +162,15 @@ fn client(settings: &SendSettings) -> Result<Client, CliError> {
     Ok(ClientBuilder::from_env()?.retry(retry).build()?)
 }
 
-/// The policy's send path over this run's store, with the gateway client `client` makes.
+/// The policy's send path over this run's store (with `--margin`), with the gateway
+/// client `client` makes.
 fn messenger<S: Store + Clone>(
     context: &Context<S>,
     settings: &SendSettings,
     config: PolicyConfig,
 ) -> Result<Messenger<S>, CliError> {
     Ok(Messenger::new(
-        context.sessions.clone(),
+        sending_sessions(context, settings)?,
         client(settings)?,
         config,
     ))

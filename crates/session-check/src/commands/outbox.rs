@@ -1,13 +1,11 @@
 //! `pending` and `deliver`: the outbox of messages waiting for the customer's reply.
 
 use lipachat_api::MessageId;
-use lipachat_policy::{DeliveryReport, DeliveryStop};
+use lipachat_policy::{DeliveryReport, DeliveryStop, PolicyConfig};
 use lipachat_session::Store;
 use serde::Serialize;
 
-use super::{
-    Context, Exit, Lookup, addressable, conversation_of, customer_name, messenger, policy,
-};
+use super::{Context, Exit, Lookup, addressable, conversation_of, customer_name, messenger};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -53,7 +51,7 @@ pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Ex
             context.printer.emit(&PendingView {
                 business: conversation.business.to_string(),
                 customer: name.clone(),
-                message_id: MessageId::from_uuid(message.message_id),
+                message_id: message.message_id,
                 queued_at: time(message.queued_at),
                 age_secs: age.num_seconds(),
                 age: if age < chrono::TimeDelta::zero() {
@@ -158,8 +156,7 @@ pub async fn deliver<S: Store + Clone>(
     args: Deliver,
 ) -> Result<Exit, CliError> {
     let conversation = addressable(context, &args.pair).await?;
-    let config = policy(&args.settings)?;
-    let messenger = messenger(context, &args.settings, config)?;
+    let messenger = messenger(context, &args.settings, PolicyConfig::default())?;
     let report = messenger.deliver(conversation).await?;
     let (stopped, reason, error) = stop_parts(&report);
     let view = DeliveryView {

@@ -7,12 +7,14 @@ use lipachat_api::{
     ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
     MessageId, TemplateMessage, TextMessage,
 };
-use lipachat_policy::{DryRun, OnClosed, PreviousOutcome, SendOutcome, SendRequest, TemplateSent};
+use lipachat_policy::{
+    DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
+};
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Context, Exit, addressable, messenger, policy};
+use super::{Context, Exit, addressable, messenger, sending_sessions};
 use crate::cli::{Command, OnClosedChoice, Pair, SendOptions};
 use crate::error::CliError;
 use crate::output::{Render, span, time};
@@ -171,14 +173,15 @@ pub async fn send_free_form<S: Store + Clone>(
     let on_closed = on_closed(options)?;
     let what = message.describe();
     let conversation = addressable(context, pair).await?;
-    let config = policy(&options.run.settings)?.on_closed(on_closed.clone());
+    let config = PolicyConfig::default().on_closed(on_closed.clone());
     let mut request = SendRequest::new(conversation, message);
     if let Some(id) = options.run.message_id {
         request = request.message_id(id);
     }
     if options.run.dry_run {
         // The policy's own plan: no client, so no key is needed.
-        let plan = DryRun::plan(&context.sessions, &config, &request).await?;
+        let sessions = sending_sessions(context, &options.run.settings)?;
+        let plan = DryRun::plan(&sessions, &config, &request).await?;
         let view = dry_run_view(&plan, request.message(), &on_closed);
         context.printer.emit(&view)?;
         return Ok(Exit::Success);

@@ -4,14 +4,14 @@
 use lipachat_api::{
     CatalogTemplate, ClientBuilder, MessageId, RetryPolicy, TemplateHeader, TemplateMessage,
 };
-use lipachat_policy::{TemplateOutcome, TemplateRequest};
+use lipachat_policy::{PolicyConfig, TemplateOutcome, TemplateRequest};
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 
 use super::send::{
     DryRunView, SendView, TemplateFacts, catalog_words, duplicate_view, template_parts, wa_id_words,
 };
-use super::{Context, Exit, addressable, messenger, policy};
+use super::{Context, Exit, addressable, messenger, sending_sessions};
 use crate::cli::{HeaderType, SendTemplate, Templates};
 use crate::error::CliError;
 use crate::output::{Printer, Render, time};
@@ -61,13 +61,11 @@ pub async fn send_template<S: Store + Clone>(
 ) -> Result<Exit, CliError> {
     let template = check(&args)?;
     let conversation = addressable(context, &args.pair).await?;
-    let config = policy(&args.run.settings)?;
     if args.run.dry_run {
         let message_id = args.run.message_id.unwrap_or_else(MessageId::new);
-        let record = context.sessions.store().window(conversation).await?;
-        let decision = config
-            .rule_value()
-            .decide(record.as_ref(), context.sessions.now());
+        let decision = sending_sessions(context, &args.run.settings)?
+            .decide(conversation)
+            .await?;
         let (decision, words) = match decision {
             SendDecision::Allowed { expires_at, .. } => {
                 ("open", format!("open until {}", time(expires_at)))
@@ -95,7 +93,7 @@ pub async fn send_template<S: Store + Clone>(
         context.printer.emit(&view)?;
         return Ok(Exit::Success);
     }
-    let messenger = messenger(context, &args.run.settings, config)?;
+    let messenger = messenger(context, &args.run.settings, PolicyConfig::default())?;
     let mut request = TemplateRequest::new(conversation, template);
     if let Some(id) = args.run.message_id {
         request = request.message_id(id);

@@ -10,11 +10,10 @@
 //! | default tree  | `integrity_mark`                      | u64, the checkpoint mark (`integrity`)       |
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::store::{Invitation, QueuedMessage};
 use crate::window::to_millis;
-use crate::{Conversation, WindowRecord};
+use crate::{Conversation, MessageId, WindowRecord};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -78,7 +77,7 @@ pub fn decode_queued(bytes: &[u8]) -> Result<QueuedMessage, String> {
             bytes.len()
         ));
     }
-    let message_id = Uuid::from_slice(&bytes[..16]).map_err(|e| e.to_string())?;
+    let message_id = MessageId::from_slice(bytes).ok_or("queued message: no messageId")?;
     let queued_at = read_time(&bytes[16..24], "queued at")?;
     let payload = std::str::from_utf8(&bytes[24..])
         .map_err(|e| format!("queued message payload: {e}"))?
@@ -107,13 +106,13 @@ pub fn decode_invitation(bytes: &[u8]) -> Result<Invitation, String> {
         ));
     }
     Ok(Invitation {
-        message_id: Uuid::from_slice(&bytes[..16]).map_err(|e| e.to_string())?,
+        message_id: MessageId::from_slice(bytes).ok_or("invitation: no messageId")?,
         sent_at: read_time(&bytes[16..], "invitation sent at")?,
     })
 }
 
 /// The outcome key: conversation then messageId, so erasure is a prefix removal.
-pub fn outcome_key(conversation: Conversation, message_id: Uuid) -> [u8; 32] {
+pub fn outcome_key(conversation: Conversation, message_id: MessageId) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&conversation.to_key());
     key[16..].copy_from_slice(message_id.as_bytes());
@@ -183,13 +182,13 @@ pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeValue<'_>, String> {
 }
 
 /// Reads an outcome key: the conversation and the `messageId`.
-pub fn parse_outcome_key(key: &[u8]) -> Option<(Conversation, Uuid)> {
+pub fn parse_outcome_key(key: &[u8]) -> Option<(Conversation, MessageId)> {
     if key.len() != 32 {
         return None;
     }
     Some((
         Conversation::from_key(&key[..16])?,
-        Uuid::from_slice(&key[16..]).ok()?,
+        MessageId::from_slice(&key[16..])?,
     ))
 }
 
@@ -224,14 +223,14 @@ mod tests {
     fn queued_and_invitation_round_trip() {
         let at: DateTime<Utc> = "2026-11-23T10:00:00Z".parse().unwrap();
         let q = QueuedMessage {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             queued_at: at,
             payload: "{\"a\":1}".into(),
         };
         assert_eq!(decode_queued(&encode_queued(&q)).unwrap(), q);
         assert!(decode_queued(&[0u8; 10]).is_err());
         let i = Invitation {
-            message_id: Uuid::new_v4(),
+            message_id: MessageId::new(),
             sent_at: at,
         };
         assert_eq!(decode_invitation(&encode_invitation(&i)).unwrap(), i);
@@ -260,7 +259,7 @@ mod tests {
             assert!(decode_outcome(bad).is_err(), "{bad:?}");
         }
         let chat = Conversation::parse("254110090747", "254712345678").unwrap();
-        let id = Uuid::new_v4();
+        let id = MessageId::new();
         assert_eq!(parse_outcome_key(&outcome_key(chat, id)), Some((chat, id)));
         assert_eq!(parse_outcome_key(&outcome_key(chat, id)[..31]), None);
         assert!(outcome_has_expiry(&value) && !outcome_has_expiry(b"{}"));

@@ -33,8 +33,8 @@ use crate::store::{
     QueuedMessage, RememberedInbound, StoredOutcome, WindowEntry, WindowStore,
 };
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, PhoneNumber, StoreError, UserRef,
-    WindowRecord,
+    Bsuid, Conversation, Customer, GroupId, GroupRef, InboundId, MessageId, PhoneNumber,
+    StoreError, UserRef, WindowRecord,
 };
 
 /// When a write counts as done.
@@ -188,7 +188,7 @@ struct Inner {
     seen: SeenIds,
     outcome_book: outcomes::OutcomeBook,
     index: Index,
-    claims: Mutex<HashMap<Uuid, Claim>>,
+    claims: Mutex<HashMap<MessageId, Claim>>,
     outbox_lock: Mutex<()>,
     commit: Option<GroupCommit>,
     checkpoint: Arc<Checkpoint>,
@@ -685,7 +685,7 @@ impl SledStore {
     fn outbox_slot(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         limit: usize,
     ) -> Result<Option<[u8; 24]>, StoreError> {
         let queued = self.queued_entries(conversation)?;
@@ -706,7 +706,7 @@ impl SledStore {
     fn queued_key(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<sled::IVec>, StoreError> {
         Ok(self
             .queued_entries(conversation)?
@@ -954,7 +954,7 @@ impl OutboxStore for SledStore {
     async fn dequeue(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<bool, StoreError> {
         let removed = {
             let _outbox = self.lock_outbox();
@@ -970,8 +970,8 @@ impl OutboxStore for SledStore {
     async fn reassign(
         &self,
         conversation: Conversation,
-        old: Uuid,
-        new: Uuid,
+        old: MessageId,
+        new: MessageId,
     ) -> Result<bool, StoreError> {
         let found = {
             let _outbox = self.lock_outbox();
@@ -1009,7 +1009,7 @@ impl OutboxStore for SledStore {
 
     async fn claim(
         &self,
-        message_id: Uuid,
+        message_id: MessageId,
         holder: Uuid,
         now: DateTime<Utc>,
         lease: TimeDelta,
@@ -1040,7 +1040,7 @@ impl OutboxStore for SledStore {
         Ok(true)
     }
 
-    async fn release(&self, message_id: Uuid, holder: Uuid) -> Result<(), StoreError> {
+    async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
         let mut claims = self
             .inner
             .claims
@@ -1105,7 +1105,7 @@ impl OutboxStore for SledStore {
     async fn outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
         self.outcome_now(conversation, message_id)
     }
@@ -1114,14 +1114,14 @@ impl OutboxStore for SledStore {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StoreError> {
+    ) -> Result<Option<(MessageId, String)>, StoreError> {
         self.outcome_by_wa_id_now(conversation, wa_id)
     }
 
     async fn outcome_conversation(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         self.outcome_conversation_now(business, message_id)
     }
@@ -1129,7 +1129,7 @@ impl OutboxStore for SledStore {
     async fn outcomes(
         &self,
         conversation: Conversation,
-    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+    ) -> Result<Vec<(MessageId, String)>, StoreError> {
         self.outcomes_now(conversation)
     }
 
@@ -1162,7 +1162,7 @@ impl OutboxStore for SledStore {
     async fn dequeue_with_outcome(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
         let found = self.dequeue_with_outcome_now(conversation, message_id, &outcome)?;

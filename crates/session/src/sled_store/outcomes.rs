@@ -22,11 +22,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::TransactionError;
-use uuid::Uuid;
 
 use super::{SledStore, codec, corrupt};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
-use crate::{Conversation, PhoneNumber, StoreError};
+use crate::{Conversation, MessageId, PhoneNumber, StoreError};
 
 /// Outcomes the sweep looks at, at most, after each outcome written: more than one, so
 /// the sweep goes round the tree faster than it grows (with 8, the tree holds at most
@@ -87,21 +86,21 @@ enum WaState {
     /// A lookup is scanning the tree: writes are logged, and applied after the scan.
     Building(Vec<WaChange>),
     /// Built: writes change it at once.
-    Built(HashMap<u64, Uuid>),
+    Built(HashMap<u64, MessageId>),
 }
 
 /// A change a write makes to the index.
 #[derive(Clone, Copy)]
 struct WaChange {
     slot: u64,
-    id: Uuid,
+    id: MessageId,
     /// Linked (an outcome with this WhatsApp id was written) or unlinked (it was
     /// replaced or removed).
     linked: bool,
 }
 
 impl WaChange {
-    fn apply(self, map: &mut HashMap<u64, Uuid>) {
+    fn apply(self, map: &mut HashMap<u64, MessageId>) {
         if self.linked {
             map.insert(self.slot, self.id);
         } else if map.get(&self.slot) == Some(&self.id) {
@@ -139,8 +138,8 @@ impl WaIndex {
     fn lookup(
         &self,
         slot: u64,
-        scan: impl FnOnce() -> Result<HashMap<u64, Uuid>, StoreError>,
-    ) -> Result<Option<Uuid>, StoreError> {
+        scan: impl FnOnce() -> Result<HashMap<u64, MessageId>, StoreError>,
+    ) -> Result<Option<MessageId>, StoreError> {
         if let WaState::Built(map) = &*lock(&self.state) {
             return Ok(map.get(&slot).copied());
         }
@@ -186,7 +185,7 @@ impl SledStore {
     /// changed, from `old` (the value the write replaced or removed, if any): the old
     /// WhatsApp id is unlinked unless the outcome still has it, and the one it has now (read
     /// from the tree under the index's lock, see [`WaIndex::update`]) is linked.
-    fn index_change(&self, conversation: Conversation, id: Uuid, old: Option<&[u8]>) {
+    fn index_change(&self, conversation: Conversation, id: MessageId, old: Option<&[u8]>) {
         self.wa_index().update(|| {
             let current = self
                 .inner
@@ -278,7 +277,7 @@ impl SledStore {
     pub(super) fn dequeue_with_outcome_now(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
         outcome: &StoredOutcome,
     ) -> Result<bool, StoreError> {
         self.change_outbox_with_outcome(conversation, outcome, || {
@@ -361,7 +360,7 @@ impl SledStore {
     pub(super) fn outcome_now(
         &self,
         conversation: Conversation,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
         let Some(value) = self
             .inner
@@ -378,7 +377,7 @@ impl SledStore {
         &self,
         conversation: Conversation,
         wa_id: &str,
-    ) -> Result<Option<(Uuid, String)>, StoreError> {
+    ) -> Result<Option<(MessageId, String)>, StoreError> {
         let Some(id) = self
             .wa_index()
             .lookup(wa_slot(conversation, wa_id), || self.scan_wa_ids())?
@@ -398,7 +397,7 @@ impl SledStore {
     }
 
     /// The WhatsApp id index, from the whole tree.
-    fn scan_wa_ids(&self) -> Result<HashMap<u64, Uuid>, StoreError> {
+    fn scan_wa_ids(&self) -> Result<HashMap<u64, MessageId>, StoreError> {
         let mut map = HashMap::new();
         for entry in self.inner.outcomes.iter() {
             let (key, value) = entry?;
@@ -422,7 +421,7 @@ impl SledStore {
     pub(super) fn outcome_conversation_now(
         &self,
         business: Option<PhoneNumber>,
-        message_id: Uuid,
+        message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         let prefix = business
             .map(|business| business.as_u64().to_be_bytes().to_vec())
@@ -444,7 +443,7 @@ impl SledStore {
     pub(super) fn outcomes_now(
         &self,
         conversation: Conversation,
-    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+    ) -> Result<Vec<(MessageId, String)>, StoreError> {
         let now = now_ms();
         let mut live = Vec::new();
         for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
@@ -576,6 +575,10 @@ mod tests {
     use super::*;
     use crate::{OutboxStore, WindowStore};
 
+    fn id(n: u128) -> MessageId {
+        MessageId::from_uuid(uuid::Uuid::from_u128(n))
+    }
+
     fn chat() -> Conversation {
         Conversation::parse("254110090747", "254712345678").unwrap_or_else(|e| panic!("{e}"))
     }
@@ -590,7 +593,7 @@ mod tests {
         let store = store(&dir);
         let brief = TimeDelta::milliseconds(50);
         for n in 0..20 {
-            let outcome = StoredOutcome::new(Uuid::from_u128(n + 1), format!("{n}"))
+            let outcome = StoredOutcome::new(id(n + 1), format!("{n}"))
                 .with_wa_id(format!("wamid.{n}"))
                 .keep_for(brief);
             store
@@ -598,7 +601,7 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let lasting = Uuid::from_u128(1_000);
+        let lasting = id(1_000);
         store
             .put_outcome(
                 chat(),
@@ -618,7 +621,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(80));
 
         // Each write sweeps a few entries on from where the last stopped.
-        let later = Uuid::from_u128(2_000);
+        let later = id(2_000);
         store
             .put_outcome(chat(), StoredOutcome::new(later, "later"))
             .await
@@ -653,7 +656,7 @@ mod tests {
             store
                 .put_outcome(
                     chat(),
-                    StoredOutcome::new(Uuid::from_u128(3_000 + n), "x").keep_for(brief),
+                    StoredOutcome::new(id(3_000 + n), "x").keep_for(brief),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -672,7 +675,7 @@ mod tests {
     async fn the_whatsapp_id_index_is_built_once_and_follows_writes() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("db");
-        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let (a, b) = (id(1), id(2));
         {
             let store = SledStore::open(&path).unwrap_or_else(|e| panic!("{e}"));
             store
@@ -714,9 +717,7 @@ mod tests {
     async fn outcomes_written_before_expiry_existed_are_read_and_given_an_expiry() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store(&dir);
-        let old: Vec<Uuid> = (1..=2 * SWEEP_PER_WRITE as u128 + 3)
-            .map(Uuid::from_u128)
-            .collect();
+        let old: Vec<MessageId> = (1..=2 * SWEEP_PER_WRITE as u128 + 3).map(id).collect();
         for id in &old {
             // As an earlier build wrote them: the JSON text alone.
             store
@@ -744,7 +745,10 @@ mod tests {
         };
         // A write sweeps a few...
         store
-            .put_outcome(chat(), StoredOutcome::new(Uuid::max(), "new"))
+            .put_outcome(
+                chat(),
+                StoredOutcome::new(MessageId::from_uuid(uuid::Uuid::max()), "new"),
+            )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(with_expiry(&store), SWEEP_PER_WRITE + 1);

@@ -1,11 +1,13 @@
-//! The caller-chosen id the gateway tracks and deduplicates a message by.
+//! The caller-chosen id the gateway tracks and deduplicates a message by: one type from
+//! the send call through the stores, the webhook events and the outcomes.
 
 use std::fmt;
 use std::str::FromStr;
 
-use lipachat_session::InboundId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::InboundId;
 
 /// The UUID namespace of reply ids ([`MessageId::reply_to`]); fixed, so ids are the same
 /// across processes and releases.
@@ -15,9 +17,11 @@ const REPLY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d72_6570_6c
 ///
 /// The gateway deduplicates by it, so every retry of one send carries the same id, and a
 /// caller that stores a message before sending it (an outbox) should store its id with it.
+/// The stores keep queued messages, invitations and send outcomes under it, and a status
+/// webhook names it as this type, so it never changes type along the send path.
 ///
 /// ```
-/// use lipachat_api::MessageId;
+/// use lipachat_session::MessageId;
 ///
 /// let id: MessageId = "ca739107-4b0d-4581-acb1-4c4af70555de".parse()?;
 /// assert_eq!(id.to_string(), "ca739107-4b0d-4581-acb1-4c4af70555de");
@@ -51,8 +55,7 @@ impl MessageId {
     /// [`MessageId::reply_to_nth`] (`reply_to` is the 0th).
     ///
     /// ```
-    /// use lipachat_api::MessageId;
-    /// use lipachat_session::InboundId;
+    /// use lipachat_session::{InboundId, MessageId};
     ///
     /// let inbound = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E")?;
     /// assert_eq!(MessageId::reply_to(&inbound), MessageId::reply_to(&inbound));
@@ -78,6 +81,22 @@ impl MessageId {
     /// The UUID.
     pub fn as_uuid(&self) -> Uuid {
         self.0
+    }
+
+    /// The UUID's 16 bytes, as a store keys it.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// The id whose UUID bytes are `bytes`.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// The id in the first 16 bytes of `bytes`, as a store keys it; `None` when there are
+    /// fewer.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        Some(Self::from_bytes(bytes.get(..16)?.try_into().ok()?))
     }
 }
 

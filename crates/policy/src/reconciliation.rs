@@ -1,0 +1,154 @@
+//! Reconciling a late "outside the window" report (a failed status callback after the
+//! gateway accepted a send) with the send it names.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lipachat_api::MessageId;
+use lipachat_session::{Conversation, RefusalReason, Store, WindowState};
+use tracing::{info, warn};
+
+use crate::claim::under_claim;
+use crate::closed_window::{ClosedWindow, Refusal};
+use crate::error::PolicyError;
+use crate::ids::send_claim_id;
+use crate::outcome::{PreviousOutcome, SendOutcome};
+use crate::request::SendRequest;
+use crate::shared::{CallTime, Shared};
+
+/// What [`Messenger::on_window_closed_report`](crate::Messenger::on_window_closed_report)
+/// did with a late "outside the window" report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reconciliation {
+    /// The closure was recorded and the message it names was handled as if the window had
+    /// been closed when it was sent.
+    Handled {
+        /// The outcome of handling it again (rejected, rerouted or queued).
+        outcome: Box<SendOutcome>,
+    },
+    /// The closure was recorded, but no sent message with that id is known here (it may
+    /// have been sent by other software, or its record was erased).
+    ClosureRecorded,
+}
+
+/// Handles late window-closed reports: records the closure and re-applies the
+/// closed-window choice to the send the report names, once.
+pub(crate) struct Reconciler<'a, S> {
+    shared: &'a Arc<Shared<S>>,
+}
+
+impl<'a, S: Store> Reconciler<'a, S> {
+    /// The reconciler over the messenger's shared state.
+    pub fn new(shared: &'a Arc<Shared<S>>) -> Self {
+        Self { shared }
+    }
+
+    /// Handles one report (see
+    /// [`Messenger::on_window_closed_report`](crate::Messenger::on_window_closed_report)).
+    pub async fn on_window_closed_report(
+        &self,
+        conversation: Conversation,
+        message_id: Option<MessageId>,
+        wa_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<Reconciliation, PolicyError> {
+        let now = CallTime::read(&self.shared.sessions);
+        let state = self
+            .shared
+            .sessions
+            .record_gateway_closure_at(conversation, at.min(now.at))
+            .await?;
+        warn!(%conversation, message_id = ?message_id, wa_id = wa_id.unwrap_or(""), %at, "gateway reported a send as outside the window: closure recorded");
+        let Some((key, previous)) = self.named_send(conversation, message_id, wa_id).await? else {
+            return Ok(Reconciliation::ClosureRecorded);
+        };
+        if !previous.reached_the_gateway() {
+            return Ok(Reconciliation::ClosureRecorded);
+        }
+        // The same claim as a send naming this id: two copies of one report (a redelivered
+        // webhook, two replicas) must not both requeue the message under fresh ids.
+        let work = self.handle_claimed(conversation, key, previous.message_id, state, now);
+        let lease = self.shared.config.send_lease;
+        match under_claim(self.shared, send_claim_id(key), now.at, lease, work).await? {
+            Some(reconciled) => Ok(reconciled),
+            None => {
+                info!(%conversation, message_id = %key, "another call is handling this message; retry the report later");
+                Err(PolicyError::SendInProgress { message_id: key })
+            }
+        }
+    }
+
+    /// The send the report names, with the caller's `messageId` its outcome is stored
+    /// under: by our `messageId` while the stored outcome is that very send (not a later
+    /// requeue or redelivery of it under another id), else by WhatsApp's id.
+    async fn named_send(
+        &self,
+        conversation: Conversation,
+        message_id: Option<MessageId>,
+        wa_id: Option<&str>,
+    ) -> Result<Option<(MessageId, PreviousOutcome)>, PolicyError> {
+        if let Some(id) = message_id
+            && let Some(outcome) = self.shared.previous_outcome(conversation, id).await?
+            && outcome.message_id == id
+        {
+            return Ok(Some((id, outcome)));
+        }
+        match wa_id {
+            Some(wa_id) => self.shared.outcome_by_wa_id(conversation, wa_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Handles the send stored under `key` as refused by the gateway, if the stored
+    /// outcome is still that send (`sent_as`), read again under the claim.
+    async fn handle_claimed(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        sent_as: MessageId,
+        state: WindowState,
+        now: CallTime,
+    ) -> Result<Reconciliation, PolicyError> {
+        let Some(previous) = self
+            .shared
+            .previous_outcome(conversation, key)
+            .await?
+            .filter(|outcome| outcome.message_id == sent_as && outcome.reached_the_gateway())
+        else {
+            return Ok(Reconciliation::ClosureRecorded);
+        };
+        let reason = RefusalReason::ClosedByGateway;
+        let outcome = match previous.message {
+            // Handled again under the caller's own messageId, so a retried call sees the
+            // new outcome; a queued copy gets a fresh id (the gateway may deduplicate the
+            // old).
+            Some(message) => {
+                let request = SendRequest::new(conversation, message).message_id(key);
+                let refusal = Refusal {
+                    message_id: key,
+                    reason,
+                    state,
+                    refused_by_gateway: Some(sent_as),
+                };
+                ClosedWindow::new(self.shared)
+                    .apply(&request, refusal, now)
+                    .await?
+            }
+            // No copy was kept: the policy was to reject.
+            None => {
+                let outcome = PreviousOutcome::refused(key, previous.wa_id, now.at);
+                self.shared.remember(conversation, key, &outcome).await?;
+                SendOutcome::Rejected {
+                    message_id: key,
+                    reason,
+                    state,
+                    refused_by_gateway: true,
+                }
+            }
+        };
+        Ok(Reconciliation::Handled {
+            outcome: Box::new(outcome),
+        })
+    }
+}
