@@ -4,8 +4,10 @@
 //! One dependency for a chatbot backend; it re-exports the workspace's crates:
 //! - [`session`]: each (business number, customer) pair's last inbound time, durable in
 //!   sled (or Redis), and the window rule;
-//! - [`api`]: the gateway client (contact, template, text) and inbound webhook parsing;
-//! - [`policy`]: the guarded send path a bot calls, with template reroute and the outbox;
+//! - [`api`]: the gateway client (contact, text, media, buttons, list, location request,
+//!   flow, template; the template catalog) and inbound webhook parsing;
+//! - [`policy`]: the guarded send path a bot calls, with template reroute (checked against
+//!   the business's catalog) and the outbox;
 //! - `webhook` (feature `axum`, on by default): the serving side: LipaChat's and
 //!   WhatsApp's webhook routes (token and signature checks, the subscription handshake),
 //!   health, metrics, read-only admin routes, the bot's handler API with a bounded queue,

@@ -73,6 +73,9 @@ pub enum CliError {
     /// The gateway client could not be configured (missing key, bad base URL, ...).
     #[error(transparent)]
     Client(#[from] BuildError),
+    /// A request made outside the send path (the template catalog) failed.
+    #[error(transparent)]
+    Gateway(#[from] lipachat_api::ApiError),
     /// The window rule refused the margin.
     #[error("--margin: {0}")]
     Margin(#[from] RuleError),
@@ -154,6 +157,7 @@ impl CliError {
             Self::Session(_) => "session",
             Self::Policy(_) => "policy",
             Self::Client(_) => "client",
+            Self::Gateway(_) => "gateway",
             Self::Margin(_) => "usage",
             Self::Invalid(_) => "invalid",
             Self::UnreadableOutcome { .. } => "unreadable_outcome",

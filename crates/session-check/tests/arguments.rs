@@ -123,7 +123,15 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
     reading.sort_unstable();
     assert_eq!(
         reading,
-        ["export", "list", "pending", "status", "timeline", "verify"],
+        [
+            "export",
+            "list",
+            "pending",
+            "status",
+            "templates",
+            "timeline",
+            "verify"
+        ],
         "{help}"
     );
     for name in [
