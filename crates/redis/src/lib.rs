@@ -50,6 +50,7 @@
 
 mod codec;
 mod config;
+mod connect_error;
 mod connection;
 mod keys;
 mod scripts;
@@ -58,7 +59,8 @@ mod store;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
-pub use config::{ConfigError, RedisConfig, RedisTimeouts};
+pub use config::{CA_CERT_ENV, ConfigError, RedisConfig, RedisTimeouts, ReplicaWait};
+pub use connect_error::ConnectError;
 pub use keys::KeyLayout;
 pub use server::{RedisVersion, ServerInfo};
 pub use store::{MAX_CLAIM_LEASE, RedisStore, SCHEMA_VERSION};

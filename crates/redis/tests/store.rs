@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::test_server::RedisServer;
-use lipachat_redis::{RedisConfig, RedisStore, RedisVersion};
+use lipachat_redis::{ConnectError, RedisConfig, RedisStore, RedisVersion};
 use lipachat_session::export::{export, import};
 use lipachat_session::{
     Conversation, Customer, IdentityStore, InboundId, InboundReceipt, Invitation, ManualClock,
@@ -402,7 +402,10 @@ async fn a_newer_or_older_schema_is_refused_at_connect() {
     let mut connection = raw(&server).await;
     let _: () = connection.set(store.keys().schema(), 99).await.unwrap();
     let error = RedisStore::connect(&server.url()).await.unwrap_err();
-    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        matches!(error, ConnectError::Unsuitable { .. }),
+        "{error:?}"
+    );
     assert!(
         error.to_string().contains("schema version \"99\""),
         "{error}"
@@ -410,7 +413,10 @@ async fn a_newer_or_older_schema_is_refused_at_connect() {
     // So is the older layout (version 1): it must be exported and imported.
     let _: () = connection.set(store.keys().schema(), 1).await.unwrap();
     let error = RedisStore::connect(&server.url()).await.unwrap_err();
-    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        matches!(error, ConnectError::Unsuitable { .. }),
+        "{error:?}"
+    );
     assert!(
         error.to_string().contains("schema version 1") && error.to_string().contains("export"),
         "{error}"

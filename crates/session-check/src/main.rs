@@ -97,7 +97,10 @@ fn execute(mut cli: Cli) -> Result<Exit, CliError> {
 /// Connects to Redis; an unreachable or unsuitable server is one error, within the
 /// store's operation timeout (4 s).
 async fn open_redis(config: RedisConfig) -> Result<RedisStore, CliError> {
-    config.connect().await.map_err(CliError::OpenRedis)
+    config
+        .connect()
+        .await
+        .map_err(|error| CliError::OpenRedis(error.into()))
 }
 
 /// Opens the sled database; a command that only reads never creates one (a missing path
