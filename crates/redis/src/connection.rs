@@ -377,8 +377,8 @@ impl Connection {
         StoreError::Backend(hide_passwords(&self.passwords, &message))
     }
 
-    /// A [`ConnectError`] for a failed check at connect.
-    pub(crate) fn connect_error(&self, doing: &str, error: &StoreError) -> ConnectError {
+    /// A [`ConnectError`] for a check at connect that failed with `error`.
+    pub(crate) fn connect_error(&self, error: &StoreError) -> ConnectError {
         let detail = match error {
             StoreError::Backend(message) => message
                 .strip_prefix(&format!("redis at {}: ", self.endpoint))
@@ -386,9 +386,11 @@ impl Connection {
                 .to_owned(),
             other => other.to_string(),
         };
-        let detail = hide_passwords(&self.passwords, &format!("{doing}: {detail}"));
+        let detail = hide_passwords(&self.passwords, &detail);
         let endpoint = self.endpoint.clone();
-        if detail.contains("NOPERM") {
+        if detail.contains("NOAUTH") || detail.contains("WRONGPASS") {
+            ConnectError::Authentication { endpoint }
+        } else if detail.contains("NOPERM") {
             ConnectError::Permission { endpoint, detail }
         } else if detail.contains("no answer within") {
             ConnectError::Unreachable { endpoint, detail }

@@ -93,7 +93,7 @@ impl RedisStore {
     /// Warns (through `tracing`) when an append-only file is off.
     pub async fn connect_with(config: RedisConfig) -> Result<Self, ConnectError> {
         let connection = Connection::open(&config).await?;
-        let checked = |error: StoreError| connection.connect_error("INFO", &error);
+        let checked = |error: StoreError| connection.connect_error(&error);
         let mut found = Vec::new();
         for shard in connection.shards().await.map_err(checked)? {
             let mut info = String::new();
@@ -151,7 +151,7 @@ impl RedisStore {
             )
             .await
             .map(|(schema,): (Option<String>,)| schema)
-            .map_err(|error| connection.connect_error("schema version", &error))?;
+            .map_err(|error| connection.connect_error(&error))?;
         match schema.as_deref().map(str::parse::<u32>) {
             Some(Ok(SCHEMA_VERSION)) => {}
             Some(Ok(found)) if found < SCHEMA_VERSION => {

@@ -733,6 +733,11 @@ impl RedisCluster {
             .and_then(|node| self.index_of_port(node.port))
     }
 
+    /// The index of the primary serving the slot of `key`.
+    pub fn owner_of_key(&self, key: &str) -> Option<usize> {
+        self.owner_of(self.slot_of(key))
+    }
+
     /// The indexes of the primaries that serve slots.
     pub fn primaries(&self) -> Vec<usize> {
         let mut primaries: Vec<usize> = self

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod common;
+
 use lipachat_redis::test_server::{RedisCluster, RedisServer, ServerSetup, TestCertificates};
 use lipachat_redis::{ConnectError, RedisConfig};
 use lipachat_session::{Conversation, OutboxStore, PhoneNumber, WindowStore, conformance};
@@ -160,26 +162,15 @@ async fn a_tls_cluster_works_from_one_seed() {
         store.record_inbound(chat, at).await.unwrap();
         expected.push(chat);
     }
-    let owners: std::collections::BTreeSet<usize> = expected
+    let owners: std::collections::BTreeSet<Option<usize>> = expected
         .iter()
-        .map(|chat| {
-            cluster
-                .owner_of(cluster.slot_of(&store.keys().window(chat.business)))
-                .unwrap()
-        })
+        .map(|chat| cluster.owner_of_key(&store.keys().window(chat.business)))
         .collect();
+    assert!(!owners.contains(&None), "every slot has a primary");
     assert_eq!(owners.len(), 3, "the businesses span every primary");
     assert_eq!(store.count().await.unwrap(), 24);
-    let mut listed: Vec<Conversation> = store
-        .windows()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(c, _)| c)
-        .collect();
-    listed.sort();
     expected.sort();
-    assert_eq!(listed, expected);
+    assert_eq!(common::conversations_with_windows(&store).await, expected);
     assert!(store.conversations_with_queued().await.unwrap().is_empty());
     // Without the authority, the same cluster is refused as untrusted.
     let error = RedisConfig::new(&seed)
