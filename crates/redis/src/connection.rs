@@ -390,6 +390,13 @@ impl Connection {
         let endpoint = self.endpoint.clone();
         if detail.contains("NOAUTH") || detail.contains("WRONGPASS") {
             ConnectError::Authentication { endpoint }
+        } else if detail.contains("ReadOnly") || detail.contains("READONLY") {
+            ConnectError::Unsuitable {
+                endpoint,
+                detail: format!(
+                    "{detail}; this is a read-only replica: name its primary (the store writes at connect and after)"
+                ),
+            }
         } else if detail.contains("NOPERM") {
             ConnectError::Permission { endpoint, detail }
         } else if detail.contains("no answer within") {
