@@ -18,7 +18,8 @@
 //! ```
 //!
 //! The global options may also follow the command. `--store` names a Redis server
-//! (`redis://HOST:PORT/DB`) or a sled database directory, `--db` a sled directory; without
+//! (`redis://HOST:PORT/DB`, `rediss://` over TLS) or cluster (`redis+cluster://HOST:PORT,…`,
+//! `rediss+cluster://`) or a sled database directory, `--db` a sled directory; without
 //! either, `$SESSION_CHECK_STORE`, else `$SESSION_CHECK_DB`, else `./sessions.db`. `--now`
 //! examines the windows as at another time; the real clock still bounds what is stored (no
 //! time more than 5 minutes ahead of it), and `send-contact` (unless `--dry-run`) and
