@@ -72,6 +72,9 @@ enum Only {
     /// Window checks when a tenth of the conversations are keyed by a business-scoped
     /// user id (a store handle), beside phone-keyed checks in the same store.
     Bsuid,
+    /// The Redis workloads only: checks on one server, on a three-primary cluster and on
+    /// the naive TTL gate, and memory per conversation.
+    Redis,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -104,6 +107,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let redis =
             redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
         (Some(sled), Some(footprint), Some(send), redis)
+    } else if args.only == Some(Only::Redis) {
+        measure::progress(&format!("generating {n} conversations"));
+        let population = Arc::new(data::Population::new(n, Utc::now()));
+        let redis =
+            redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
+        (None, None, None, redis)
     } else {
         (None, None, None, None)
     };
@@ -135,6 +144,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         |pick: fn(&footprint::Footprint) -> u64| footprint.map(|f| pick(&f) as f64 / n as f64);
     let redis_check = redis.map(|r| r.redis_check_per_s);
     let naive_check = redis.map(|r| r.naive_redis_ttl_check_per_s);
+    let redis_cluster_check = redis.and_then(|r| r.redis_cluster_check_per_s);
     let check = sled_f(|s| s.check_per_s);
     let raw_post = send_f(|s| s.raw_post_per_s);
     let figures = json!({
@@ -159,6 +169,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
         "check_vs_redis": rounded(ratio(check, naive_check), 2),
         "redis_engine_vs_naive": rounded(ratio(redis_check, naive_check), 3),
+        "redis_cluster_check_per_s": rounded(redis_cluster_check, 0),
+        "redis_cluster_vs_single": rounded(ratio(redis_cluster_check, redis_check), 3),
+        "redis_bytes_per_conversation": rounded(redis.map(|r| r.redis_bytes_per_conversation), 1),
         "outcome_sends": outcomes.as_ref().map(|o| o.sends),
         "disk_bytes_per_send": rounded(outcomes.as_ref().map(|o| o.disk_bytes_per_send), 1),
         "wave_disk_bytes_per_written": rounded(outcomes.as_ref().map(|o| o.wave_disk_bytes_per_written), 1),
@@ -266,6 +279,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             "redis_engine_vs_naive",
             "Redis store check / naive check",
             "target >= 0.8",
+        ),
+        (
+            "redis_cluster_check_per_s",
+            "window checks/s, Redis Cluster, 3 primaries",
+            "",
+        ),
+        (
+            "redis_cluster_vs_single",
+            "Redis Cluster check / one-server check",
+            "",
+        ),
+        (
+            "redis_bytes_per_conversation",
+            "Redis memory bytes per conversation",
+            "",
         ),
         (
             "outcome_sends",
