@@ -24,6 +24,10 @@ pub struct RedisFigures {
     /// `used_memory` growth per conversation loaded into the store (window record and
     /// closing-soon index entry).
     pub redis_bytes_per_conversation: f64,
+    /// Inbound records per second while loading one server (`appendfsync always`).
+    pub redis_record_per_s: f64,
+    /// The same on the cluster (`None` without `redis-cli`).
+    pub redis_cluster_record_per_s: Option<f64>,
     pub loaded: usize,
 }
 
@@ -47,7 +51,7 @@ pub async fn run(
     let naive = client.get_multiplexed_async_connection().await?;
     let mut admin = naive.clone();
     let before = used_memory(&mut admin).await?;
-    load_store(&sessions, population, load).await;
+    let redis_record_per_s = load_store(&sessions, population, load).await;
     // Each task loads `load / CHECK_TASKS`: that many in all.
     let loaded = (load / CHECK_TASKS * CHECK_TASKS).max(1);
     let redis_bytes_per_conversation =
@@ -55,6 +59,7 @@ pub async fn run(
     load_naive(&naive, population, load).await;
     // A cluster of three primaries, loaded the same way.
     let cluster = RedisCluster::start(3, 0, None);
+    let mut redis_cluster_record_per_s = None;
     let cluster_sessions = match &cluster {
         Some(cluster) => {
             let store = RedisStore::connect(&cluster.url()).await?;
@@ -63,11 +68,15 @@ pub async fn run(
             progress(&format!(
                 "Redis Cluster (3 primaries): loading {load} conversations"
             ));
-            load_store(&sessions, population, load).await;
-            let mut per_primary = std::collections::BTreeMap::new();
+            redis_cluster_record_per_s = Some(load_store(&sessions, population, load).await);
+            let mut per_business = std::collections::BTreeMap::new();
             for conversation in &population.conversations[..load] {
-                let owner = cluster.owner_of_key(&keys.window(conversation.business));
-                *per_primary.entry(owner).or_insert(0usize) += 1;
+                *per_business.entry(conversation.business).or_insert(0usize) += 1;
+            }
+            let mut per_primary = std::collections::BTreeMap::new();
+            for (business, conversations) in per_business {
+                let owner = cluster.owner_of_key(&keys.window(business));
+                *per_primary.entry(owner).or_insert(0usize) += conversations;
             }
             progress(&format!(
                 "Redis Cluster: conversations per primary {:?}",
@@ -113,6 +122,8 @@ pub async fn run(
         naive_redis_ttl_check_per_s,
         redis_cluster_check_per_s: has_cluster.then_some(cluster_check_per_s),
         redis_bytes_per_conversation,
+        redis_record_per_s,
+        redis_cluster_record_per_s,
         loaded: load,
     };
     drop(cluster);
@@ -120,12 +131,13 @@ pub async fn run(
     Ok(Some(figures))
 }
 
-/// Records the first `load` conversations of `population` through `sessions`.
+/// Records the first `load` conversations of `population` through `sessions`; answers
+/// records per second.
 async fn load_store(
     sessions: &Arc<Sessions<RedisStore>>,
     population: &Arc<Population>,
     load: usize,
-) {
+) -> f64 {
     let per_task = load / CHECK_TASKS;
     let (sessions, population) = (Arc::clone(sessions), Arc::clone(population));
     concurrent(CHECK_TASKS, per_task, move |task, i| {
@@ -144,7 +156,7 @@ async fn load_store(
             }
         }
     })
-    .await;
+    .await
 }
 
 /// Sets the naive gate's key of the first `load` conversations of `population`.

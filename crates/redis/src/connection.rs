@@ -5,10 +5,11 @@
 //! time, every failure turned into a [`StoreError::Backend`], and every write followed
 //! by the configured replica wait.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use futures_util::future::try_join_all;
@@ -154,7 +155,22 @@ pub(crate) struct Connection {
     passwords: Arc<[String]>,
     /// The `WAIT` sent after each write, if any.
     wait: Option<ReplicaWait>,
+    /// On a cluster: the registry commands sent before a business's writes (`SADD`),
+    /// packed, with when each was last acknowledged (see [`REGISTRY_REFRESH`]).
+    registered: Arc<Mutex<HashMap<Vec<u8>, Instant>>>,
 }
+
+/// On a cluster, how long a business's registry `SADD`, once acknowledged, is not sent
+/// again by this store value: the `SADD` goes to the registry key's own slot, so sending
+/// it before every write would cost each write a second round trip, all of them to one
+/// node. It is idempotent, and sent again after this long, so a registry entry lost
+/// meanwhile (a failover without a replica wait, a flushed database) comes back with
+/// the business's next write.
+pub(crate) const REGISTRY_REFRESH: Duration = Duration::from_secs(60);
+
+/// How many registry commands [`Connection::registered`] remembers before dropping the
+/// stale ones.
+const REGISTRY_MEMORY: usize = 100_000;
 
 /// The PEM certificates trusted for TLS: the CA file's, then the system's roots (redis-rs
 /// trusts only the given ones once any are given, so the system's are added here).
@@ -281,6 +297,7 @@ impl Connection {
             endpoint,
             passwords,
             wait: config.replica_wait(),
+            registered: Arc::default(),
         })
     }
 
@@ -414,6 +431,39 @@ impl Connection {
         }
     }
 
+    /// On a cluster, `before` unless this store value had it acknowledged within
+    /// [`REGISTRY_REFRESH`]; on one server nothing (it goes in the same pipeline).
+    fn cluster_prelude<'a>(&self, before: Option<&'a Cmd>) -> Option<&'a Cmd> {
+        let before = before.filter(|_| self.is_cluster())?;
+        let registered = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match registered.get(&before.get_packed_command()) {
+            Some(at) if at.elapsed() < REGISTRY_REFRESH => None,
+            _ => Some(before),
+        }
+    }
+
+    /// Notes that `before` was acknowledged.
+    fn prelude_sent(&self, before: &Cmd) {
+        let mut registered = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if registered.len() >= REGISTRY_MEMORY {
+            registered.retain(|_, at| at.elapsed() < REGISTRY_REFRESH);
+        }
+        registered.insert(before.get_packed_command(), Instant::now());
+    }
+
+    /// Sends `before` on its own (a cluster prelude) and notes it acknowledged.
+    async fn send_prelude(&self, link: &mut Link, retry: Retry, before: &Cmd) -> RedisResult<()> {
+        self.send(link, retry, &one(before)).await?;
+        self.prelude_sent(before);
+        Ok(())
+    }
+
     /// Runs `call` on the connection, bounded by the operation timeout; with a
     /// [`Retry`] that resends, runs it a second time if the connection broke under the
     /// first.
@@ -534,7 +584,7 @@ impl Connection {
             pipeline.add_command(before.clone()).ignore();
         }
         build(&mut pipeline);
-        let first = Some(before).filter(|_| self.is_cluster());
+        let first = self.cluster_prelude(Some(before));
         self.pipeline_first(what, retry, first, &pipeline).await
     }
 
@@ -549,7 +599,7 @@ impl Connection {
         let answers = self
             .run(what, retry, |mut link| async move {
                 if let Some(first) = first {
-                    self.send(&mut link, retry, &one(first)).await?;
+                    self.send_prelude(&mut link, retry, first).await?;
                 }
                 self.send(&mut link, retry, pipeline).await
             })
@@ -623,9 +673,8 @@ impl Connection {
             command
         };
         let mut pipelines: Vec<Pipeline> = Vec::new();
-        let mut first: Option<Pipeline> = None;
+        let first = self.cluster_prelude(before.as_ref());
         if self.is_cluster() {
-            first = before.as_ref().map(one);
             pipelines.extend(evals.iter().map(|eval| one(&evalsha(eval))));
         } else {
             let mut pipeline = redis::pipe();
@@ -642,7 +691,7 @@ impl Connection {
                 let (pipelines, first) = (&pipelines, &first);
                 async move {
                     if let Some(first) = first {
-                        self.send(&mut link.clone(), retry, first).await?;
+                        self.send_prelude(&mut link.clone(), retry, first).await?;
                     }
                     let sent = pipelines.iter().map(|pipeline| {
                         let mut link = link.clone();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::test_server::RedisCluster;
-use lipachat_redis::{RedisConfig, RedisStore, ReplicaWait};
+use lipachat_redis::{RedisConfig, RedisStore, RedisTimeouts, ReplicaWait};
 use lipachat_session::{
     Bsuid, Conversation, IdentityStore, InboundId, InboundReceipt, Invitation, OutboxStore,
     PhoneNumber, QueuedMessage, StoredOutcome, WindowStore, conformance,
@@ -252,7 +252,21 @@ async fn a_slot_migrated_under_writes_surfaces_no_error_and_loses_nothing() {
     let Some(cluster) = RedisCluster::start(3, 0, None) else {
         return;
     };
-    let store = cluster_store(&cluster, "migrate").await;
+    // Generous time bounds: the claim is that the migration itself surfaces no error,
+    // and a test machine shared with other builds may stall a call for seconds.
+    let store = RedisConfig::new(&cluster.url())
+        .unwrap()
+        .with_key_prefix("migrate")
+        .unwrap()
+        .with_timeouts(RedisTimeouts {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(5),
+            operation: Duration::from_secs(10),
+        })
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let business = PhoneNumber::from_u64(254_110_090_747).unwrap();
     let slot = cluster.slot_of(&store.keys().window(business));
     let from = cluster.owner_of(slot).unwrap();
