@@ -97,15 +97,30 @@ impl KeyLayout {
     /// A `SCAN … MATCH` pattern for every [`Self::seen_inbound`] key of `business`: its
     /// prefix with glob characters escaped, then `*`.
     pub fn seen_inbound_pattern(&self, business: PhoneNumber) -> String {
-        let mut pattern = String::new();
-        for c in self.seen_inbound_prefix(business).chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
+        glob_escaped(&self.seen_inbound_prefix(business)) + "*"
+    }
+
+    /// The least ACL rules a Redis user needs for the store under this prefix: every key
+    /// under the prefix (glob characters escaped) and no other, no channel, and only the
+    /// commands the store and its scripts send.
+    ///
+    /// ```
+    /// use lipachat_redis::KeyLayout;
+    ///
+    /// let rules = KeyLayout::new("support-bot").acl_rules();
+    /// assert!(rules.starts_with("resetkeys ~support-bot:* resetchannels -@all +ping +info"));
+    /// // As an operator would give it: ACL SETUSER bot on >PASSWORD <rules>
+    /// ```
+    pub fn acl_rules(&self) -> String {
+        let mut rules = format!(
+            "resetkeys ~{} resetchannels -@all",
+            glob_escaped(&format!("{}:", self.prefix)) + "*"
+        );
+        for command in ACL_COMMANDS {
+            rules.push_str(" +");
+            rules.push_str(command);
         }
-        pattern.push('*');
-        pattern
+        rules
     }
 
     /// SET: the customers of this business with queued messages.
@@ -222,6 +237,70 @@ impl KeyLayout {
     pub fn claim(&self, message_id: MessageId) -> String {
         format!("{}:claim:{message_id}", self.prefix)
     }
+}
+
+/// The commands the store sends, and those its scripts call: what [`KeyLayout::acl_rules`]
+/// allows. Connection set-up (`AUTH`, `HELLO`) needs no permission; `SELECT` is for a
+/// database other than 0; `ASKING` and `CLUSTER SLOTS` are for a cluster.
+const ACL_COMMANDS: &[&str] = &[
+    // The connection and the checks at connect.
+    "ping",
+    "info",
+    "select",
+    "asking",
+    "cluster|slots",
+    // The replica wait, when configured.
+    "wait",
+    // Scripts, loaded once per server.
+    "evalsha",
+    "script|load",
+    // Sent directly.
+    "get",
+    "set",
+    "mget",
+    "pttl",
+    "scan",
+    "sadd",
+    "smembers",
+    "hget",
+    "hgetall",
+    "hset",
+    "hdel",
+    "zcard",
+    // Called by the scripts.
+    "decr",
+    "del",
+    "exists",
+    "hexists",
+    "hkeys",
+    "hmget",
+    "hsetnx",
+    "incr",
+    "llen",
+    "lpos",
+    "lrange",
+    "lrem",
+    "lset",
+    "pexpire",
+    "rpush",
+    "srem",
+    "time",
+    "zadd",
+    "zrangebyscore",
+    "zrem",
+    "zscore",
+];
+
+/// `text` with the glob characters of `SCAN … MATCH` and ACL key patterns escaped.
+fn glob_escaped(text: &str) -> String {
+    let mut pattern = String::new();
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
+use lipachat_redis::{ConnectError, RedisStore};
 use lipachat_session::{
     Conversation, MessageId, OutboxStore, PhoneNumber, QueuedMessage, StoreError, WindowStore,
 };
@@ -285,7 +285,10 @@ async fn frozen_server_times_out_then_recovers() {
     // A new connection attempt also ends in time: the port accepts, nothing answers.
     let started = Instant::now();
     let error = RedisStore::connect(&server.url()).await.unwrap_err();
-    assert_typed(&error);
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
     assert!(
         started.elapsed() < BOUND,
         "connect took {:?}",
@@ -319,7 +322,10 @@ async fn no_server_fails_fast_with_a_typed_error() {
     server.kill();
     let started = Instant::now();
     let error = RedisStore::connect(&url).await.unwrap_err();
-    assert_typed(&error);
+    assert!(
+        matches!(error, ConnectError::Unreachable { .. }),
+        "{error:?}"
+    );
     assert!(
         started.elapsed() < BOUND,
         "connect took {:?}",

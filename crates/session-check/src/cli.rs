@@ -22,8 +22,14 @@ pub const DB_VAR: &str = "SESSION_CHECK_DB";
 /// The environment variable naming the store (a Redis URL or a sled directory).
 pub const STORE_VAR: &str = "SESSION_CHECK_STORE";
 
-/// The URL schemes that name a Redis server rather than a sled directory.
-const REDIS_SCHEMES: [&str; 2] = ["redis://", "redis+unix://"];
+/// The URL schemes that name a Redis server or cluster rather than a sled directory.
+const REDIS_SCHEMES: [&str; 5] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+];
 
 /// The help heading of the options that may come before or after the command.
 const GLOBAL: &str = "Global options (before or after the command)";
@@ -41,9 +47,15 @@ milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00
 Durations: a number and a unit, or several in a row: 90s, 45m, 1h30m (or 1h 30m), 2d; --margin
 also takes a bare number of seconds (90).
 
-Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB
-or redis+unix:///PATH?db=DB; keys under the prefix 'lipachat', shared with every bot replica
-using it) or a sled database directory (any other value; another URL scheme is refused).
+Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB,
+redis://USER:PASSWORD@HOST:PORT/DB for an ACL user, or redis+unix:///PATH?db=DB), a Redis
+Cluster (redis+cluster://HOST:PORT[,HOST:PORT...]: one reachable node is enough), or either
+over TLS (rediss://..., rediss+cluster://...); keys under the prefix 'lipachat', shared with
+every bot replica using it. Otherwise it is a sled database directory (another URL scheme is
+refused). Over TLS the server's certificate must be signed by an authority in the system's
+roots or in the PEM file $LIPACHAT_REDIS_CA_CERT names; an untrusted certificate, a refused
+password and a missing ACL permission are errors (exit 2) that say which. Only a URL ending in
+#insecure skips the certificate check.
 --db PATH is the sled shorthand. The first of these that is given wins: --store, --db,
 $SESSION_CHECK_STORE, $SESSION_CHECK_DB (empty variables count as unset), else ./sessions.db.
 Giving both --store and --db is a usage error. Every command works the same on either store;
@@ -106,7 +118,8 @@ nothing that reaches the gateway runs under --now: the send commands refuse it u
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// The store: a Redis URL (redis://HOST:PORT/DB) or a sled database directory. Without
+    /// The store: a Redis URL (redis://HOST:PORT/DB, rediss:// for TLS,
+    /// redis+cluster://HOST:PORT,HOST:PORT for a cluster) or a sled database directory. Without
     /// --store or --db: $SESSION_CHECK_STORE, else $SESSION_CHECK_DB, else ./sessions.db.
     #[arg(
         long,
@@ -895,7 +908,8 @@ impl clap::builder::TypedValueParser for StoreParser {
     }
 }
 
-/// Parses a store: a Redis URL (`redis://…` or `redis+unix://…`) opens Redis; any other
+/// Parses a store: a Redis URL (`redis://…`, `rediss://…`, `redis+unix://…`,
+/// `redis+cluster://…`, `rediss+cluster://…`) opens Redis; any other
 /// URL (`scheme://…`) is refused rather than taken for a directory name; anything else is
 /// a sled database directory.
 pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
@@ -916,7 +930,7 @@ pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     {
         return Err(format!(
-            "{scheme}:// is not a store this build opens; give redis://HOST:PORT/DB or a sled directory path"
+            "{scheme}:// is not a store this build opens; give redis://HOST:PORT/DB (rediss:// for TLS), redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster:// for TLS) or a sled directory path"
         ));
     }
     Ok(StoreChoice::Sled(PathBuf::from(input)))
@@ -1120,7 +1134,30 @@ mod tests {
                 .is_err_and(|e| e.contains("is not a Redis URL")),
             "{bad_port:?}"
         );
-        for other in ["rediss://host:6379/0", "http://host/", "postgres://db"] {
+        // TLS and clusters, with and without credentials.
+        for url in [
+            "rediss://host:6379/0",
+            "rediss://bot:secret@host:6380/0#insecure",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+            "REDISS+CLUSTER://:secret@10.0.0.1:7000/0",
+        ] {
+            match parse_store(url) {
+                Ok(StoreChoice::Redis(config)) => {
+                    assert_eq!(config.url(), url);
+                    assert!(!config.to_string().contains("secret"), "{config}");
+                }
+                other => panic!("{url}: expected Redis: {other:?}"),
+            }
+        }
+        assert!(
+            parse_store("redis+cluster://10.0.0.1:7000/3")
+                .is_err_and(|e| e.contains("database 0 only"))
+        );
+        for other in [
+            "http://host/",
+            "postgres://db",
+            "redis+sentinel://host:26379",
+        ] {
             let refused = parse_store(other);
             assert!(
                 refused

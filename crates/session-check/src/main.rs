@@ -30,7 +30,8 @@
 //! ```
 //!
 //! The global options may also follow the command. `--store` names a Redis server
-//! (`redis://HOST:PORT/DB`) or a sled database directory, `--db` a sled directory; without
+//! (`redis://HOST:PORT/DB`, `rediss://` over TLS) or cluster (`redis+cluster://HOST:PORT,…`,
+//! `rediss+cluster://`) or a sled database directory, `--db` a sled directory; without
 //! either, `$SESSION_CHECK_STORE`, else `$SESSION_CHECK_DB`, else `./sessions.db`. `--now`
 //! examines the windows as at another time; the real clock still bounds what is stored (no
 //! time more than 5 minutes ahead of it), and the send commands (unless `--dry-run`) and
@@ -172,7 +173,10 @@ fn execute(mut cli: Cli) -> Result<Exit, CliError> {
 /// Connects to Redis; an unreachable or unsuitable server is one error, within the
 /// store's operation timeout (4 s).
 async fn open_redis(config: RedisConfig) -> Result<RedisStore, CliError> {
-    config.connect().await.map_err(CliError::OpenRedis)
+    config
+        .connect()
+        .await
+        .map_err(|error| CliError::OpenRedis(error.into()))
 }
 
 /// Opens the sled database; a command that only reads never creates one (a missing path
