@@ -75,7 +75,13 @@
 //!
 //! Every request, whatever its fate, is in [`StandInGateway::requests`]; the key itself is
 //! never stored, only whether it matched ([`ApiKeyCheck`]).
+//!
+//! # Beside the gateway
+//!
+//! [`capture_log`] keeps what a test's thread logs, so the test can read it back (that a
+//! decision was logged, that a key never was).
 
+mod captured_log;
 mod fault;
 mod gateway;
 mod ledger;
@@ -84,6 +90,7 @@ mod server;
 mod window;
 mod wire;
 
+pub use captured_log::{CapturedLog, capture_log};
 pub use fault::InjectedFailure;
 pub use gateway::{GatewayBuilder, StandInGateway};
 pub use record::{
