@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lipachat_session::Conversation;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::contact::ContactMessage;
@@ -17,7 +16,7 @@ use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
 use crate::error::{ApiError, BuildError};
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
-use crate::request::{contact_body, free_form_body, template_body, text_body};
+use crate::request::{RequestBody, contact_body, free_form_body, template_body, text_body};
 use crate::response::{Accepted, RawResponse, Receipt, interpret};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::template::TemplateMessage;
@@ -372,12 +371,12 @@ impl Client {
         &self,
         endpoint: Endpoint,
         id: MessageId,
-        body: Value,
+        body: RequestBody,
         deadline: Option<Instant>,
     ) -> Result<Receipt, ApiError> {
         let url = self.inner.urls.get(endpoint);
         // Shared, so each retry re-sends the same bytes without copying them.
-        let body = bytes::Bytes::from(body.to_string());
+        let body = body.into_bytes();
         let policy = self.inner.retry;
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
         async move {

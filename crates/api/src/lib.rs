@@ -29,7 +29,8 @@
 //! let message = FreeFormMessage::Contact(card);
 //! let body = free_form_body(conversation, MessageId::new(), &message)?;
 //! assert_eq!(message.path(), "/api/v1/whatsapp/contact");
-//! assert_eq!(body["name"]["formattedName"], "Test User");
+//! assert_eq!(body.to_value()["name"]["formattedName"], "Test User");
+//! assert!(body.as_str().starts_with(r#"{"messageId":"#)); // the gateway's key order
 //! // `client.send_free_form(conversation, id, &message).await` would send it.
 //!
 //! // A customer's message arrives on the webhook: it opens the window.
@@ -125,7 +126,7 @@ pub use free_form::FreeFormMessage;
 pub use key::ApiKey;
 pub use lipachat_session::MessageId;
 pub use reengagement::{LEGACY_REENGAGEMENT_CODE, REENGAGEMENT_CODE};
-pub use request::{contact_body, free_form_body, template_body, text_body};
+pub use request::{RequestBody, contact_body, free_form_body, template_body, text_body};
 pub use response::Receipt;
 pub use retry::RetryPolicy;
 pub use template::{

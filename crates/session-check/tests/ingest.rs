@@ -32,17 +32,41 @@ const FIELDS: [&str; 14] = [
 fn lines(cli: &Cli, args: &[&str]) -> Vec<Value> {
     let mut full = vec!["--json", "ingest"];
     full.extend_from_slice(args);
-    let lines = cli.run(&full).expect(0).json_lines();
-    for line in &lines {
-        let keys: Vec<&str> = line
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, FIELDS, "every line has every field: {line}");
+    let run = cli.run(&full).expect(0);
+    for line in run.stdout.lines() {
+        assert_eq!(
+            keys_in_order(line),
+            FIELDS,
+            "every line has every field: {line}"
+        );
     }
-    lines
+    run.json_lines()
+}
+
+/// The top-level keys of a JSON object line, in the order they are written.
+fn keys_in_order(line: &str) -> Vec<String> {
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                keys.push(key);
+            }
+            Ok(keys)
+        }
+    }
+    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_str(line), Keys)
+        .unwrap_or_else(|e| panic!("not a JSON object line: {line:?}: {e}"))
 }
 
 #[test]

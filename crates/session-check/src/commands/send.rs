@@ -1,12 +1,13 @@
 //! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
 
-use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
+use lipachat_api::{
+    ContactMessage, ContactPhone, FreeFormMessage, MessageId, RequestBody, TemplateMessage,
+};
 use lipachat_policy::{
     DryRun, Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest, TemplateSent,
 };
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{Context, Exit, addressable, client, sending_sessions};
 use crate::cli::{OnClosedChoice, SendContact};
@@ -54,10 +55,10 @@ struct DryRunView {
     decision: &'static str,
     on_closed: &'static str,
     /// The exact JSON body of the contact card's send.
-    body: Value,
+    body: RequestBody,
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
-    template_body: Option<Value>,
+    template_body: Option<RequestBody>,
     #[serde(skip)]
     human: String,
 }
@@ -331,18 +332,16 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
             ),
         ),
     };
-    let pretty =
-        |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     let mut human = format!(
         "dry-run: nothing sent\ndecision: {decision_words}\nPOST {} {}",
         message.path(),
-        pretty(&body)
+        body.pretty()
     );
     if let Some(template) = &template_body {
         human.push_str(&format!(
             "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
             lipachat_api::Endpoint::Template.path(),
-            pretty(template)
+            template.pretty()
         ));
     }
     DryRunView {
