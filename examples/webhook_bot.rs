@@ -1,214 +1,212 @@
-//! A minimal bot backend: receives LipaChat's inbound webhooks over HTTP on loopback,
-//! refuses requests without the secret token in the URL, records each customer message
-//! through the policy (which delivers anything queued) and answers with a contact card.
-//!
-//! The server is `lipachat::webhook::serve` with its default limits: a client gets 10 s to
-//! send a request head and 10 s for its body (at most 1 MiB), one that reads none of an
-//! answer for 10 s is disconnected, at most 64 requests are
-//! handled at once and at most 1024 connections are open, so slow or flooding clients
-//! cannot hold the bot. The gateway client keeps at most 32 requests in flight.
+//! A runnable echo bot: serves the webhook router (`lipachat::webhook`) and answers every
+//! inbound text message with `echo: <the text>` through the guarded send path (default
+//! policy: a closed window rejects, nothing free-form reaches the gateway).
 //!
 //! ```text
-//! cargo run --example webhook_bot            # a scripted demo against the stand-in gateway
-//! cargo run --example webhook_bot -- --serve # keep serving on loopback until Ctrl-C
+//! LIPACHAT_API_KEY=... LIPACHAT_WEBHOOK_TOKEN=$(openssl rand -hex 32) \
+//!     cargo run --example webhook_bot
 //! ```
+//!
+//! Configuration comes from the environment only:
+//! - `LIPACHAT_API_KEY` (required), `LIPACHAT_BASE_URL` (default the LipaChat gateway);
+//! - `LIPACHAT_WEBHOOK_TOKEN`: serves `POST /webhooks/lipachat/<token>`;
+//! - `WHATSAPP_VERIFY_TOKEN` and `WHATSAPP_APP_SECRET` (both or neither): serve
+//!   `GET`/`POST /webhooks/whatsapp`; at least one webhook route is needed;
+//! - `LIPACHAT_ADMIN_TOKEN` (at least 16 characters): serves the read-only `/admin/...`
+//!   routes (`session-check --remote URL` reads them);
+//! - `LIPACHAT_STORE`: a sled directory (default `./sessions.db`) or `redis://…`;
+//! - `LIPACHAT_BIND` (default `127.0.0.1:8080`; port 0 picks a free one);
+//! - `RUST_LOG` (default `info`): the log on stderr.
+//!
+//! It prints one line on stdout when ready (`webhook_bot ready on http://ADDR`), exits 0 on
+//! SIGTERM or SIGINT once in-flight requests and bot handlers have finished and the store
+//! is flushed, and exits 2 with one line on stderr when the configuration is invalid.
+//! The scripted demo that used to be this example is `cargo run --example webhook_demo`.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::post;
-use lipachat::api::{
-    ApiKey, Client, ContactMessage, ContactPhone, MessageId, WebhookEvent, WebhookParser,
-    WebhookToken,
-};
-use lipachat::policy::{Messenger, PolicyConfig, SendRequest, WebhookOutcome};
-use lipachat::session::{Clock, InboundId, Sessions, SledStore};
-use lipachat::webhook::{ServingConfig, serve};
-use lipachat_testkit::{MessageKind, StandInGateway};
+use lipachat::api::{Client, InboundContent, WebhookToken};
+use lipachat::policy::{Messenger, PolicyConfig};
+use lipachat::session::{Sessions, SledStore, Store};
+use lipachat::webhook::{NewMessage, Reply, Secret, ServingConfig, WebhookService, serve};
+use tracing::{info, warn};
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-struct Bot {
-    messenger: Messenger<SledStore>,
-    parser: WebhookParser,
-    token: WebhookToken,
+/// Where the bot keeps its windows.
+enum StoreChoice {
+    Sled(PathBuf),
+    Redis(String),
 }
 
-async fn webhook(
-    State(bot): State<Arc<Bot>>,
-    Path(token): Path<String>,
-    body: Bytes,
-) -> (StatusCode, String) {
-    // Refuse before touching the store: a forged inbound message would open a window.
-    if !bot.token.verify(&token) {
-        return (StatusCode::UNAUTHORIZED, "unknown webhook token\n".into());
-    }
-    let now = bot.messenger.sessions().now();
-    let events = match bot.parser.parse(&body, now) {
-        Ok(events) => events,
-        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")),
-    };
-    for event in &events {
-        match bot.messenger.on_webhook_event(event).await {
-            Ok(WebhookOutcome::Inbound(report)) => {
-                // An Inbound outcome comes only for a 1:1 message from a known number.
-                let WebhookEvent::Inbound(message) = event else {
-                    continue;
-                };
-                let Some(conversation) = message.conversation() else {
-                    continue;
-                };
-                println!(
-                    "  bot: {} wrote ({}); {} queued message(s) delivered",
-                    message.profile_name.as_deref().unwrap_or("customer"),
-                    message.kind.name(),
-                    report.delivery.delivered.len()
-                );
-                let card = ContactMessage::new(
-                    "Acme Support",
-                    vec![ContactPhone::on_whatsapp(
-                        "254700123456".parse().expect("a valid number"),
-                        "Work",
-                    )],
-                )
-                .expect("a valid card");
-                // The reply's messageId is derived from the customer's message id, so an
-                // answer made again (a redelivery after the memory forgot it, a retried
-                // handler) is the same logical send and never reaches the customer twice.
-                let mut reply = SendRequest::contact(conversation, card);
-                if let Some(inbound) = message
-                    .message_id
-                    .as_deref()
-                    .and_then(|id| InboundId::new(id).ok())
-                {
-                    reply = reply.message_id(MessageId::reply_to(&inbound));
-                }
-                match bot.messenger.send(reply).await {
-                    Ok(outcome) => {
-                        println!("  bot: answered with a contact card: {}", outcome.name())
-                    }
-                    Err(error) => println!("  bot: could not answer: {error}"),
-                }
-            }
-            Ok(WebhookOutcome::Duplicate {
-                first_received_at, ..
-            }) => {
-                println!(
-                    "  bot: a redelivered copy (first received {first_received_at}): not answered again"
-                )
-            }
-            Ok(other) => println!("  bot: {other:?}"),
-            Err(error) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
-            }
-        }
-    }
-    (StatusCode::OK, "ok\n".into())
+/// Everything read from the environment, checked before anything starts.
+struct Config {
+    client: Client,
+    lipachat_token: Option<WebhookToken>,
+    whatsapp: Option<(Secret, Secret)>,
+    admin_token: Option<Secret>,
+    store: StoreChoice,
+    bind: SocketAddr,
 }
 
-/// Serves the bot on `addr` until `shutdown` completes; the task ends once requests in
-/// progress have finished.
-async fn start_bot(
-    bot: Arc<Bot>,
-    addr: SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let app = Router::new()
-        .route("/webhook/{token}", post(webhook))
-        .with_state(bot);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let server = tokio::spawn(serve(listener, app, ServingConfig::default(), shutdown));
-    Ok((local, server))
+/// A variable's value, `None` when unset or blank.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let keep_serving = std::env::args().any(|a| a == "--serve");
-    let gateway = StandInGateway::start().await?;
-    let dir = tempfile::tempdir()?;
-    let client = Client::builder(ApiKey::new(gateway.api_key())?)
-        .base_url(&gateway.base_url())
-        .build()?;
-    let sessions = Sessions::new(SledStore::open(dir.path().join("sessions.db"))?);
-    let bot = Arc::new(Bot {
-        messenger: Messenger::new(sessions, client, PolicyConfig::default()),
-        parser: WebhookParser::new(),
-        token: WebhookToken::generate(),
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = start_bot(Arc::clone(&bot), "127.0.0.1:0".parse()?, async move {
-        let _ = stopped.await;
-    })
-    .await?;
-    let url = format!("http://{addr}/webhook/{}", bot.token.expose_secret());
-    println!("Bot listening; set this as the inbound webhook URL: {url}");
-    println!(
-        "(replies go to the stand-in gateway at {})\n",
-        gateway.base_url()
-    );
-    if keep_serving {
-        tokio::signal::ctrl_c().await?;
-        let _ = stop.send(());
-        server.await?;
-        return Ok(());
-    }
-
-    let http = reqwest::Client::new();
-    let inbound = serde_json::json!({
-        "messageId": "ABGGFlA5FpafAgo6EhcSk0OYPpCq",
-        "from": "254712345678",
-        "to": "254110090747",
-        "profileName": "Jane",
-        "type": "TEXT",
-        "text": "Hi, who do I call about my order?"
-    });
-
-    println!("1. A forged POST without the token:");
-    let forged = http
-        .post(format!("http://{addr}/webhook/not-the-token"))
-        .json(&inbound)
-        .send()
-        .await?;
-    println!(
-        "  -> HTTP {} ; conversations stored: {}",
-        forged.status(),
-        bot.messenger.sessions().count().await?
-    );
-
-    println!("2. Jane writes to the business (the gateway posts her message to the bot):");
-    gateway.customer_writes("254110090747".parse()?, "254712345678".parse()?);
-    let response = http.post(&url).json(&inbound).send().await?;
-    println!("  -> HTTP {}", response.status());
-
-    println!("3. The same webhook is delivered again (webhooks are retried, sometimes twice):");
-    let response = http.post(&url).json(&inbound).send().await?;
-    println!("  -> HTTP {}", response.status());
-
-    println!("\nDelivered by the gateway:");
-    for message in gateway.delivered() {
-        if message.kind == MessageKind::Contact {
-            println!(
-                "  contact card \"{}\" to {} at {}",
-                message.body["name"]["formattedName"].as_str().unwrap_or(""),
-                message.customer,
-                message.delivered_at.format("%H:%M:%S")
+fn config() -> Result<Config, String> {
+    let client = Client::from_env()
+        .map_err(|e| format!("{e} (the gateway API key the bot replies with)"))?;
+    let lipachat_token = var("LIPACHAT_WEBHOOK_TOKEN")
+        .map(WebhookToken::new)
+        .transpose()
+        .map_err(|e| format!("LIPACHAT_WEBHOOK_TOKEN: {e}"))?;
+    let whatsapp = match (var("WHATSAPP_VERIFY_TOKEN"), var("WHATSAPP_APP_SECRET")) {
+        (Some(verify), Some(secret)) => Some((
+            Secret::new("WhatsApp verify token", verify).map_err(|e| e.to_string())?,
+            Secret::new("WhatsApp app secret", secret).map_err(|e| e.to_string())?,
+        )),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET go together: set both or neither"
+                    .to_owned(),
             );
         }
+    };
+    if lipachat_token.is_none() && whatsapp.is_none() {
+        return Err("no webhook route: set LIPACHAT_WEBHOOK_TOKEN, or WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRET".to_owned());
     }
-    let chat = lipachat::session::Conversation::parse("254110090747", "254712345678")?;
-    let state = bot.messenger.sessions().state(chat).await?;
-    println!(
-        "Jane's window is {} at {}",
-        state.name(),
-        bot.messenger.sessions().clock().now().format("%H:%M:%S")
-    );
-    let _ = stop.send(());
-    server.await?;
+    let admin_token = var("LIPACHAT_ADMIN_TOKEN")
+        .map(Secret::admin_token)
+        .transpose()
+        .map_err(|e| format!("LIPACHAT_ADMIN_TOKEN: {e}"))?;
+    let store = match var("LIPACHAT_STORE") {
+        Some(url) if url.to_ascii_lowercase().starts_with("redis") => StoreChoice::Redis(url),
+        Some(path) => StoreChoice::Sled(PathBuf::from(path)),
+        None => StoreChoice::Sled(PathBuf::from("./sessions.db")),
+    };
+    let bind = var("LIPACHAT_BIND")
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+        .parse()
+        .map_err(|e| format!("LIPACHAT_BIND: {e} (expected HOST:PORT, such as 127.0.0.1:8080)"))?;
+    Ok(Config {
+        client,
+        lipachat_token,
+        whatsapp,
+        admin_token,
+        store,
+        bind,
+    })
+}
+
+/// The bot: `echo: <text>` for every inbound text message.
+async fn echo<S: Store>(message: NewMessage, mut reply: Reply<S>) {
+    let InboundContent::Text { body } = &message.message.content else {
+        return;
+    };
+    match reply.text(format!("echo: {body}")).await {
+        Ok(outcome) => info!(outcome = outcome.name(), "echoed"),
+        Err(error) => warn!(%error, "could not echo"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run<S: Store>(store: S, config: Config) -> Result<(), String> {
+    let messenger = Messenger::new(Sessions::new(store), config.client, PolicyConfig::default());
+    let mut builder = WebhookService::builder(messenger)
+        .bot(|message: NewMessage, reply: Reply<S>| echo(message, reply));
+    if let Some(token) = config.lipachat_token {
+        builder = builder.lipachat_token(token);
+    }
+    if let Some((verify, secret)) = config.whatsapp {
+        builder = builder.whatsapp(verify, secret);
+    }
+    if let Some(admin) = config.admin_token {
+        builder = builder.admin_token(admin);
+    }
+    let service = builder.build().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    println!("webhook_bot ready on http://{addr}");
+    serve(
+        listener,
+        service.router(),
+        ServingConfig::default(),
+        shutdown_signal(),
+    )
+    .await;
+    service
+        .shutdown()
+        .await
+        .map_err(|e| format!("flushing the store at shutdown failed: {e}"))?;
+    info!("stopped: requests and bot handlers finished, store flushed");
     Ok(())
+}
+
+async fn start(config: Config) -> Result<(), String> {
+    match &config.store {
+        StoreChoice::Sled(path) => {
+            let store = SledStore::open(path)
+                .map_err(|e| format!("cannot open the store {}: {e}", path.display()))?;
+            run(store, config).await
+        }
+        StoreChoice::Redis(url) => {
+            let store = lipachat_redis::RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the Redis store: {e}"))?;
+            run(store, config).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let outcome = config().and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?
+            .block_on(start(config))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error.replace(['\n', '\r'], " "));
+            ExitCode::from(2)
+        }
+    }
 }

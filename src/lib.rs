@@ -5,13 +5,17 @@
 //! each:
 //! - [`session`]: each (business number, customer) pair's last inbound time, durable in
 //!   sled (feature `sled`, on by default) or Redis, and the window rule;
-//! - [`api`]: the gateway client (contact, template, text) and inbound webhook parsing;
-//! - [`policy`]: the guarded send path a bot calls, with template reroute and the outbox;
+//! - [`api`]: the gateway client (contact, text, media, buttons, list, location request,
+//!   flow, template; the template catalog) and inbound webhook parsing;
+//! - [`policy`]: the guarded send path a bot calls, with template reroute (checked against
+//!   the business's catalog) and the outbox;
 //! - `redis` (feature `redis`): the Redis store, for replicas sharing one store; a
 //!   Redis-only build (`default-features = false, features = ["redis"]`) compiles no sled;
-//! - `webhook` (feature `axum`, on by default): the HTTP server for the bot's webhook
-//!   routes, with header and body read timeouts, a body limit, and bounded connections
-//!   and handlers;
+//! - `webhook` (feature `axum`, on by default): the serving side: LipaChat's and
+//!   WhatsApp's webhook routes (token and signature checks, the subscription handshake),
+//!   health, metrics, read-only admin routes, the bot's handler API with a bounded queue,
+//!   and the HTTP server with header and body read timeouts, a body limit, and bounded
+//!   connections and handlers;
 //! - `testkit` (feature `testkit`): a stand-in gateway on loopback for your own tests.
 //!
 //! ```
@@ -47,8 +51,8 @@ pub mod session {
 }
 
 pub mod api {
-    //! The gateway client (contact, template, text) and inbound webhook parsing: the
-    //! `lipachat-api` crate.
+    //! The gateway client (every kind a bot sends, templates and their catalog) and
+    //! inbound webhook parsing: the `lipachat-api` crate.
     #[doc(inline)]
     pub use lipachat_api::*;
 }
@@ -70,7 +74,8 @@ pub mod redis {
 
 #[cfg(feature = "axum")]
 pub mod webhook {
-    //! The HTTP server for the bot's webhook routes (feature `axum`, on by default): the
+    //! The serving side (feature `axum`, on by default): the webhook routes, health,
+    //! metrics, admin routes, the bot's handler API and the HTTP server: the
     //! `lipachat-webhook` crate.
     #[doc(inline)]
     pub use lipachat_webhook::*;

@@ -20,6 +20,16 @@ pub enum Endpoint {
     Template,
     /// `POST /api/v1/whatsapp/message/text`: a text message.
     Text,
+    /// `POST /api/v1/whatsapp/media`: an image, video, audio, document or sticker by URL.
+    Media,
+    /// `POST /api/v1/whatsapp/interactive/buttons`: text with reply buttons.
+    Buttons,
+    /// `POST /api/v1/whatsapp/interactive/list`: a list of rows in sections.
+    List,
+    /// `POST /api/v1/whatsapp/request_location`: a request for the customer's location.
+    LocationRequest,
+    /// `POST /api/v1/whatsapp/interactive/flows`: a WhatsApp Flow.
+    Flow,
 }
 
 impl Endpoint {
@@ -29,15 +39,26 @@ impl Endpoint {
             Self::Contact => "/api/v1/whatsapp/contact",
             Self::Template => "/api/v1/whatsapp/template",
             Self::Text => "/api/v1/whatsapp/message/text",
+            Self::Media => "/api/v1/whatsapp/media",
+            Self::Buttons => "/api/v1/whatsapp/interactive/buttons",
+            Self::List => "/api/v1/whatsapp/interactive/list",
+            Self::LocationRequest => "/api/v1/whatsapp/request_location",
+            Self::Flow => "/api/v1/whatsapp/interactive/flows",
         }
     }
 
-    /// A short name for logs: `contact`, `template` or `text`.
+    /// A short name for logs: `contact`, `template`, `text`, `media`, `buttons`, `list`,
+    /// `location_request` or `flow`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Contact => "contact",
             Self::Template => "template",
             Self::Text => "text",
+            Self::Media => "media",
+            Self::Buttons => "buttons",
+            Self::List => "list",
+            Self::LocationRequest => "location_request",
+            Self::Flow => "flow",
         }
     }
 }
@@ -136,13 +157,18 @@ impl BaseUrl {
     }
 }
 
-/// The three send endpoints' URLs, parsed once when a client is built, so a send does not
+/// The send endpoints' URLs, parsed once when a client is built, so a send does not
 /// format and parse its URL again on every attempt.
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointUrls {
     contact: Url,
     template: Url,
     text: Url,
+    media: Url,
+    buttons: Url,
+    list: Url,
+    location_request: Url,
+    flow: Url,
 }
 
 impl EndpointUrls {
@@ -157,6 +183,11 @@ impl EndpointUrls {
             contact: parse(Endpoint::Contact)?,
             template: parse(Endpoint::Template)?,
             text: parse(Endpoint::Text)?,
+            media: parse(Endpoint::Media)?,
+            buttons: parse(Endpoint::Buttons)?,
+            list: parse(Endpoint::List)?,
+            location_request: parse(Endpoint::LocationRequest)?,
+            flow: parse(Endpoint::Flow)?,
         })
     }
 
@@ -166,6 +197,11 @@ impl EndpointUrls {
             Endpoint::Contact => &self.contact,
             Endpoint::Template => &self.template,
             Endpoint::Text => &self.text,
+            Endpoint::Media => &self.media,
+            Endpoint::Buttons => &self.buttons,
+            Endpoint::List => &self.list,
+            Endpoint::LocationRequest => &self.location_request,
+            Endpoint::Flow => &self.flow,
         }
     }
 }

@@ -106,6 +106,60 @@ pub enum ValidationError {
         /// The conversation.
         conversation: lipachat_session::Conversation,
     },
+    /// A required text field of a message is empty or only whitespace.
+    #[error("{field} must not be empty")]
+    EmptyField {
+        /// Which field (`caption`, `button #2 title`, ...).
+        field: String,
+    },
+    /// A text field of a message is longer than WhatsApp (or the gateway) allows.
+    #[error("{field} has {chars} characters; at most {max} are allowed")]
+    FieldTooLong {
+        /// Which field.
+        field: String,
+        /// Its length in characters (Unicode scalar values).
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message holds fewer or more items (buttons, sections, rows) than allowed.
+    #[error("{field}: {count} given; {min} to {max} are allowed")]
+    ItemCount {
+        /// What was counted (`buttons`, `sections`, `rows in all`).
+        field: String,
+        /// How many were given.
+        count: usize,
+        /// The fewest allowed.
+        min: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Two items that must differ (button ids, list row ids) hold the same value.
+    #[error("{field} {value:?} appears more than once; each must be unique")]
+    DuplicateValue {
+        /// Which field (`button id`, `row id`).
+        field: String,
+        /// The repeated value (shortened to 80 characters).
+        value: String,
+    },
+    /// A field given to a kind of message that does not take it (a caption on audio, a
+    /// file name on an image).
+    #[error("{field} is not allowed {reason}")]
+    FieldNotAllowed {
+        /// Which field.
+        field: &'static str,
+        /// Why, naming the kind (`on audio`, `except on documents`).
+        reason: &'static str,
+    },
+    /// A field whose value has the wrong form (a control character, a path in a file
+    /// name, initial data that is not a JSON object).
+    #[error("{field} is invalid: {reason}")]
+    InvalidField {
+        /// Which field.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// Why a client could not be built ([`ClientBuilder::build`](crate::ClientBuilder::build),

@@ -10,7 +10,7 @@ use lipachat_session::{Conversation, PhoneNumber};
 
 /// The customer's phone number, the `to` of every request; a conversation without one
 /// (a user known only by a business-scoped user id, a group) cannot be sent to.
-fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError> {
+pub(crate) fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError> {
     conversation
         .phone()
         .ok_or(ValidationError::NotAddressable { conversation })
@@ -18,11 +18,47 @@ fn recipient(conversation: Conversation) -> Result<PhoneNumber, ValidationError>
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The fields the bodies of the newer send endpoints (media, buttons, list, location
+/// request, flow) start with, in their documented order: `messageId`, `from`, `to`.
+/// Flattened into each of those request structs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Addressing {
+    /// The send's id, reused by every retry.
+    pub message_id: MessageId,
+    /// The business number.
+    pub from: PhoneNumber,
+    /// The customer.
+    pub to: PhoneNumber,
+}
+
+impl Addressing {
+    /// The addressing of one send in `conversation`; [`ValidationError::NotAddressable`]
+    /// when the customer has no phone number.
+    pub fn new(conversation: Conversation, id: MessageId) -> Result<Self, ValidationError> {
+        Ok(Self {
+            message_id: id,
+            from: conversation.business,
+            to: recipient(conversation)?,
+        })
+    }
+
+    /// The conversation it addresses.
+    #[cfg(test)]
+    pub(crate) fn conversation(&self) -> Conversation {
+        Conversation::new(self.from, self.to)
+    }
+}
+
 use crate::contact::ContactMessage;
 #[cfg(test)]
 use crate::contact::ContactPhone;
 use crate::error::ValidationError;
+use crate::flow::FlowRequest;
 use crate::free_form::FreeFormMessage;
+use crate::interactive::{ButtonsRequest, ListRequest};
+use crate::location_request::LocationRequestRequest;
+use crate::media::MediaRequest;
 #[cfg(test)]
 use crate::template::MediaUrl;
 use crate::template::{TemplateHeader, TemplateMessage};
@@ -334,7 +370,8 @@ impl TemplateRequest {
 pub struct RequestBody(String);
 
 impl RequestBody {
-    fn of<T: Serialize>(request: &T) -> Self {
+    /// The body written from `request`'s fields, in their order.
+    pub(crate) fn of<T: Serialize>(request: &T) -> Self {
         // These structs hold only strings, optional strings and lists of them, and
         // `PhoneNumber`/`MessageId` serialise as strings: serialising cannot fail.
         #[allow(clippy::expect_used)]
@@ -495,11 +532,27 @@ pub fn free_form_body(
     match message {
         FreeFormMessage::Contact(card) => contact_body(conversation, id, card),
         FreeFormMessage::Text(text) => text_body(conversation, id, text),
+        FreeFormMessage::Media(media) => json_of(MediaRequest::new(conversation, id, media)),
+        FreeFormMessage::Buttons(buttons) => {
+            json_of(ButtonsRequest::new(conversation, id, buttons))
+        }
+        FreeFormMessage::List(list) => json_of(ListRequest::new(conversation, id, list)),
+        FreeFormMessage::LocationRequest(ask) => {
+            json_of(LocationRequestRequest::new(conversation, id, ask))
+        }
+        FreeFormMessage::Flow(flow) => json_of(FlowRequest::new(conversation, id, flow)),
     }
 }
 
-/// Reads a free-form request body back into its conversation, id and message; the
-/// endpoint tells which kind to expect.
+/// The JSON of a request that could be built.
+fn json_of<T: Serialize>(
+    request: Result<T, ValidationError>,
+) -> Result<RequestBody, ValidationError> {
+    request.map(|request| RequestBody::of(&request))
+}
+
+/// Reads a free-form request body back into its conversation, id and message (what a fake
+/// gateway needs); the endpoint tells which kind to expect.
 #[cfg(test)]
 pub(crate) fn parse_free_form_body(
     endpoint: crate::endpoint::Endpoint,
@@ -516,6 +569,26 @@ pub(crate) fn parse_free_form_body(
             let request = TextRequest::deserialize(body)?;
             let (c, id, m) = request.into_parts()?;
             Ok((c, id, FreeFormMessage::Text(m)))
+        }
+        Endpoint::Media => {
+            let (c, id, m) = MediaRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Media(m)))
+        }
+        Endpoint::Buttons => {
+            let (c, id, m) = ButtonsRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Buttons(m)))
+        }
+        Endpoint::List => {
+            let (c, id, m) = ListRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::List(m)))
+        }
+        Endpoint::LocationRequest => {
+            let (c, id, m) = LocationRequestRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::LocationRequest(m)))
+        }
+        Endpoint::Flow => {
+            let (c, id, m) = FlowRequest::deserialize(body)?.into_parts()?;
+            Ok((c, id, FreeFormMessage::Flow(m)))
         }
         Endpoint::Template => Err(ParseBodyError::NotFreeForm),
     }

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p lipachat-bench -- --conversations 1000000
 //! cargo run --release -p lipachat-bench -- --only outcomes   # what send outcomes cost
+//! cargo run --release -p lipachat-bench -- --svg docs/performance.svg   # and draw the chart
 //! ```
 //!
 //! It prints a readable table and ends with one JSON line of figures (null where a workload
@@ -10,7 +11,9 @@
 //! 127.0.0.1. See `docs/performance.md` for the latest figures and what they mean.
 
 mod bsuid_mix;
+mod chart;
 mod data;
+mod figures;
 mod footprint;
 mod measure;
 mod outcome_growth;
@@ -18,14 +21,17 @@ mod redelivery;
 mod redis_workloads;
 mod send;
 mod sled_workloads;
+mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+
+use crate::figures::FIGURES;
 
 /// Benchmark the session engine against a HashMap, a naive Redis TTL gate and raw HTTP.
 #[derive(Parser, Debug)]
@@ -53,9 +59,21 @@ struct Args {
     /// How many inbound ids the redelivery-memory workload remembers.
     #[arg(long, default_value_t = 100_000)]
     seen_ids: usize,
+    /// How many signed WhatsApp webhooks in each round of each webhook workload (three
+    /// rounds each).
+    #[arg(long, default_value_t = 20_000)]
+    webhooks: usize,
     /// Run only these workloads.
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// Also write a chart of the figures against their targets to this file, as SVG
+    /// (docs/performance.svg is made this way).
+    #[arg(long, value_name = "PATH")]
+    svg: Option<PathBuf>,
+    /// With --svg: run nothing, and draw the chart from an earlier run's output saved in
+    /// this file (its last line, the JSON object of figures).
+    #[arg(long, value_name = "FILE", requires = "svg")]
+    from_json: Option<PathBuf>,
     /// Internal: run as the footprint child in this directory.
     #[arg(long, hide = true)]
     footprint_child: Option<PathBuf>,
@@ -72,6 +90,9 @@ enum Only {
     /// Window checks when a tenth of the conversations are keyed by a business-scoped
     /// user id (a store handle), beside phone-keyed checks in the same store.
     Bsuid,
+    /// Signed WhatsApp webhooks through the router into a durable sled store, beside a
+    /// plain axum handler reading the same body (32 clients on loopback).
+    Webhook,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -91,6 +112,9 @@ fn rounded(value: Option<f64>, places: i32) -> Value {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = &args.footprint_child {
         return footprint::child(dir, args.conversations).await;
+    }
+    if let (Some(saved), Some(path)) = (&args.from_json, &args.svg) {
+        return write_chart(path, &read_figures(saved)?);
     }
     let n = args.conversations.max(1_000);
     let dir = tempfile::tempdir()?;
@@ -128,6 +152,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => None,
     };
     let mix_f = |pick: fn(&bsuid_mix::MixFigures) -> f64| mix.as_ref().map(pick);
+    let hooks = match args.only {
+        None | Some(Only::Webhook) => Some(webhook::run(dir.path(), args.webhooks.max(32)).await?),
+        Some(_) => None,
+    };
+    let hooks_f = |pick: fn(&webhook::WebhookFigures) -> f64| hooks.as_ref().map(pick);
 
     let sled_f = |pick: fn(&sled_workloads::SledFigures) -> f64| sled.as_ref().map(pick);
     let send_f = |pick: fn(&send::SendFigures) -> f64| send.as_ref().map(pick);
@@ -175,179 +204,28 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "bsuid_tenth_phone_check_per_s": rounded(mix_f(|m| m.phone_check_per_s), 0),
         "all_phone_check_per_s": rounded(mix_f(|m| m.all_phone_check_per_s), 0),
         "bsuid_tenth_phone_check_vs_all_phone": rounded(ratio(mix_f(|m| m.phone_check_per_s), mix_f(|m| m.all_phone_check_per_s)), 3),
+        "webhook_per_s": rounded(hooks_f(|w| w.webhook_per_s), 0),
+        "webhook_raw_axum_per_s": rounded(hooks_f(|w| w.raw_axum_per_s), 0),
+        "webhook_vs_raw": rounded(ratio(hooks_f(|w| w.webhook_per_s), hooks_f(|w| w.raw_axum_per_s)), 3),
     });
 
     let show = |v: &Value| match v {
         Value::Null => "n/a".to_string(),
         other => other.to_string(),
     };
-    let rows: &[(&str, &str, &str)] = &[
-        ("conversations", "conversations loaded", ""),
-        ("check_per_s", "window checks/s, sled store (8 tasks)", ""),
-        (
-            "hashmap_check_per_s",
-            "window checks/s, in-memory HashMap (8 tasks)",
-            "",
-        ),
-        (
-            "check_vs_hashmap",
-            "sled check / HashMap check",
-            "target >= 0.5",
-        ),
-        ("record_per_s", "inbound records/s, periodic flush", ""),
-        ("durable_record_per_s_1", "durable records/s, 1 writer", ""),
-        (
-            "durable_record_per_s_64",
-            "durable records/s, 64 writers (group commit)",
-            "",
-        ),
-        (
-            "flush_each_record_per_s",
-            "records/s with one flush per record",
-            "",
-        ),
-        (
-            "group_commit_speedup",
-            "durable at 64 / flush each",
-            "target >= 5",
-        ),
-        (
-            "closing_soon_query_ms",
-            "closing-soon query (about 1,000 found), ms",
-            "",
-        ),
-        (
-            "disk_bytes_per_conversation",
-            "disk bytes per conversation",
-            "target <= 150",
-        ),
-        (
-            "rss_bytes_per_conversation",
-            "resident bytes per conversation",
-            "target <= 200",
-        ),
-        (
-            "send_per_s",
-            "guarded sends/s (policy + store + client)",
-            "",
-        ),
-        (
-            "raw_post_per_s",
-            "raw reqwest posts/s, same body and gateway",
-            "",
-        ),
-        ("send_vs_raw", "guarded / raw", "target >= 0.9"),
-        (
-            "send_with_message_id_per_s",
-            "guarded sends/s naming their messageId",
-            "",
-        ),
-        (
-            "send_with_message_id_vs_raw",
-            "those / raw (each stores its outcome)",
-            "",
-        ),
-        (
-            "redis_check_per_s",
-            "window checks/s, Redis store (8 tasks)",
-            "",
-        ),
-        (
-            "naive_redis_ttl_check_per_s",
-            "checks/s, naive Redis TTL key + EXISTS",
-            "",
-        ),
-        (
-            "check_vs_redis",
-            "sled check / naive Redis check",
-            "target >= 10",
-        ),
-        (
-            "redis_engine_vs_naive",
-            "Redis store check / naive check",
-            "target >= 0.8",
-        ),
-        (
-            "outcome_sends",
-            "sends naming their messageId (outcomes kept)",
-            "",
-        ),
-        (
-            "disk_bytes_per_send",
-            "sled disk bytes per send after those sends",
-            "",
-        ),
-        (
-            "wave_disk_bytes_per_written",
-            "10 expiring waves: disk bytes / outcome written",
-            "",
-        ),
-        (
-            "wave_disk_bytes_per_live",
-            "10 expiring waves: disk bytes / outcome stored",
-            "",
-        ),
-        (
-            "wave_outcomes_left",
-            "10 expiring waves: outcomes stored at the end",
-            "",
-        ),
-        (
-            "redis_bytes_per_outcome",
-            "Redis memory bytes per stored outcome",
-            "",
-        ),
-        (
-            "record_once_per_s",
-            "inbound records by id/s (redelivery memory)",
-            "",
-        ),
-        (
-            "record_once_vs_record",
-            "record by id / plain record, same run",
-            "",
-        ),
-        (
-            "disk_bytes_per_seen_id",
-            "sled disk bytes per remembered inbound id",
-            "",
-        ),
-        (
-            "redis_bytes_per_seen_id",
-            "Redis memory bytes per remembered inbound id",
-            "",
-        ),
-        (
-            "bsuid_tenth_users",
-            "a tenth keyed by user id: user conversations",
-            "",
-        ),
-        (
-            "bsuid_tenth_check_per_s",
-            "a tenth keyed by user id: checks/s, all",
-            "",
-        ),
-        (
-            "bsuid_tenth_phone_check_per_s",
-            "a tenth keyed by user id: checks/s, phones",
-            "",
-        ),
-        (
-            "all_phone_check_per_s",
-            "the same phones in a phones-only store, checks/s",
-            "",
-        ),
-        (
-            "bsuid_tenth_phone_check_vs_all_phone",
-            "phone checks: tenth-by-user-id / phones-only",
-            "target >= 0.95",
-        ),
-    ];
     println!();
     println!("{:<48} {:>16}  target", "workload", "figure");
     println!("{}", "-".repeat(80));
-    for &(key, label, target) in rows {
-        println!("{label:<48} {:>16}  {target}", show(&figures[key]));
+    for figure in FIGURES {
+        let target = figure
+            .target
+            .map(|target| format!("target {target}"))
+            .unwrap_or_default();
+        println!(
+            "{:<48} {:>16}  {target}",
+            figure.label,
+            show(&figures[figure.key])
+        );
     }
     if let Some(sled) = &sled {
         println!(
@@ -356,8 +234,38 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             redis.map_or(0, |r| r.loaded)
         );
     }
+    if let Some(path) = &args.svg {
+        write_chart(path, &figures)?;
+    }
     println!("{figures}");
     Ok(())
+}
+
+/// Writes the chart of `figures` to `path` as SVG.
+fn write_chart(path: &Path, figures: &Value) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::write(path, chart::svg(figures))
+        .map_err(|error| format!("cannot write the chart to {}: {error}", path.display()))?;
+    measure::progress(&format!("wrote the chart to {}", path.display()));
+    Ok(())
+}
+
+/// The figures of an earlier run: the JSON object on the last line of its output.
+fn read_figures(path: &Path) -> Result<Value, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let last = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .ok_or_else(|| format!("{} is empty; expected a benchmark's output", path.display()))?;
+    match serde_json::from_str::<Value>(last) {
+        Ok(figures @ Value::Object(_)) => Ok(figures),
+        _ => Err(format!(
+            "the last line of {} is not the benchmark's JSON object of figures",
+            path.display()
+        )
+        .into()),
+    }
 }
 
 fn main() -> ExitCode {

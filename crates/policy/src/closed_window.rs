@@ -315,17 +315,10 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         let conversation = request.conversation();
         let template = request.template_for_this_send(template)?;
         let template_id = template_message_id(message_id);
-        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, "sending template");
-        let receipt = self
+        let sent = self
             .shared
-            .client
-            .send_template(conversation, template_id, &template)
-            .await
-            .map_err(|source| PolicyError::Template {
-                message_id,
-                template_message_id: template_id,
-                source,
-            })?;
+            .send_checked_template(conversation, message_id, template_id, &template, now)
+            .await?;
         self.shared
             .store()
             .set_invitation(
@@ -336,10 +329,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 }),
             )
             .await?;
-        Ok(TemplateSent {
-            message_id: template_id,
-            receipt,
-        })
+        Ok(sent)
     }
 }
 

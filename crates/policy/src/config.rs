@@ -6,6 +6,8 @@ use chrono::TimeDelta;
 use lipachat_api::TemplateMessage;
 use lipachat_session::PhoneNumber;
 
+use crate::catalog::CatalogSettings;
+
 /// What to do with a free-form message when the window is closed (or closes within the
 /// safety margin).
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +72,7 @@ pub struct PolicyConfig {
     pub(crate) delivery_lease: TimeDelta,
     pub(crate) send_lease: TimeDelta,
     pub(crate) outcome_horizon: TimeDelta,
+    pub(crate) catalog: CatalogSettings,
 }
 
 impl Default for PolicyConfig {
@@ -83,6 +86,7 @@ impl Default for PolicyConfig {
             delivery_lease: Self::DEFAULT_DELIVERY_LEASE,
             send_lease: Self::DEFAULT_SEND_LEASE,
             outcome_horizon: Self::DEFAULT_OUTCOME_HORIZON,
+            catalog: CatalogSettings::default(),
         }
     }
 }
@@ -161,6 +165,18 @@ impl PolicyConfig {
     pub fn outcome_horizon(mut self, horizon: TimeDelta) -> Self {
         self.outcome_horizon = horizon;
         self
+    }
+
+    /// How templates are checked against the business's catalog before they are sent
+    /// (see [`CatalogSettings`]; on by default).
+    pub fn catalog(mut self, settings: CatalogSettings) -> Self {
+        self.catalog = settings;
+        self
+    }
+
+    /// The catalog settings in use.
+    pub fn catalog_settings(&self) -> CatalogSettings {
+        self.catalog
     }
 
     /// The outcome horizon in use.

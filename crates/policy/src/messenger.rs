@@ -13,12 +13,12 @@ use lipachat_session::{
 };
 use tracing::{info, warn};
 
-use crate::claim::under_claim;
+use crate::catalog::TemplateCatalogs;
+use crate::claim::{Claimed, once_per_message_id};
 use crate::closed_window::{ClosedWindow, Refusal};
 use crate::config::{OnClosed, PolicyConfig};
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
-use crate::ids::send_claim_id;
 use crate::outcome::{
     DeliveryReport, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome, SendOutcome,
 };
@@ -31,7 +31,7 @@ use crate::shared::{CallTime, Shared, addressable};
 ///
 /// Cheap to clone; clones share the store and the HTTP connection pool.
 pub struct Messenger<S> {
-    shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<Shared<S>>,
 }
 
 impl<S> Clone for Messenger<S> {
@@ -71,11 +71,13 @@ impl<S: Store> Messenger<S> {
     /// # Ok(()) }
     /// ```
     pub fn new(sessions: Sessions<S>, client: Client, config: PolicyConfig) -> Self {
+        let catalogs = TemplateCatalogs::new(config.catalog);
         Self {
             shared: Arc::new(Shared {
                 sessions: sessions.on_real_time(),
                 client,
                 config,
+                catalogs,
             }),
         }
     }
@@ -132,6 +134,11 @@ impl<S: Store> Messenger<S> {
     /// ```
     pub fn config(&self) -> &PolicyConfig {
         &self.shared.config
+    }
+
+    /// The template catalogs templates are checked against (shared by clones).
+    pub fn catalogs(&self) -> &TemplateCatalogs {
+        &self.shared.catalogs
     }
 
     /// Sends a contact card (see [`Messenger::send`]).
@@ -264,50 +271,20 @@ impl<S: Store> Messenger<S> {
         // Only a caller's own messageId can have been used before, or be in use by an
         // overlapping call; a fresh one has neither.
         let Some(message_id) = request.id() else {
-            return self.send_now(&request, MessageId::new(), now).await;
+            return Box::pin(self.send_now(&request, MessageId::new(), now)).await;
         };
-        let conversation = request.conversation();
-        let claimed = async {
-            // Under the claim no other call can be writing this id's outcome.
-            match self.duplicate_of(conversation, message_id).await? {
-                Some(duplicate) => Ok(duplicate),
-                None => self.send_now(&request, message_id, now).await,
-            }
-        };
-        let lease = self.config().send_lease;
-        if let Some(outcome) = under_claim(
-            &self.shared,
-            send_claim_id(message_id),
-            now.at,
-            lease,
-            claimed,
+        // Boxed, here and above: the decision, the send and the closed-window choice (an
+        // invitation, a catalog fetch) make a large future, which a caller's own future
+        // would otherwise hold inline, on the stack of the thread that blocks on it.
+        let send = Box::pin(self.send_now(&request, message_id, now));
+        Ok(
+            match once_per_message_id(&self.shared, request.conversation(), message_id, now, send)
+                .await?
+            {
+                Claimed::Earlier(previous) => SendOutcome::Duplicate(previous),
+                Claimed::Ran(outcome) => outcome,
+            },
         )
-        .await?
-        {
-            return Ok(outcome);
-        }
-        // Without the claim, the call holding it may have finished already.
-        if let Some(duplicate) = self.duplicate_of(conversation, message_id).await? {
-            return Ok(duplicate);
-        }
-        info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
-        Err(PolicyError::SendInProgress { message_id })
-    }
-
-    /// [`SendOutcome::Duplicate`] when an outcome is remembered for `message_id`.
-    async fn duplicate_of(
-        &self,
-        conversation: Conversation,
-        message_id: MessageId,
-    ) -> Result<Option<SendOutcome>, PolicyError> {
-        let previous = self
-            .shared
-            .previous_outcome(conversation, message_id)
-            .await?;
-        Ok(previous.map(|previous| {
-            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
-            SendOutcome::Duplicate(previous)
-        }))
     }
 
     /// [`Messenger::send`] with the `messageId` settled (and, for a caller's own,

@@ -3,7 +3,7 @@
 use lipachat_api::{
     ContactMessage, FreeFormMessage, MessageId, RequestBody, TemplateMessage, TextMessage,
 };
-use lipachat_session::{Conversation, SendDecision, Sessions, Store};
+use lipachat_session::{Conversation, QueuedMessage, SendDecision, Sessions, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{OnClosed, PolicyConfig};
@@ -181,4 +181,17 @@ impl DryRun {
             template_body,
         })
     }
+}
+
+/// What a queued entry holds, read back from the payload the send path stored: its kind
+/// (`contact`, `text`, ...) and content as JSON (`None` when the stored form cannot be
+/// read, e.g. written by a later release). Tools and the admin routes show queued messages
+/// with it, so the payload's shape has one owner.
+pub fn queued_content(queued: &QueuedMessage) -> Option<(&'static str, serde_json::Value)> {
+    let payload = serde_json::from_str::<QueuedPayload>(&queued.payload).ok()?;
+    let content = serde_json::to_value(&payload.message)
+        .ok()
+        .and_then(|mut value| value.get_mut("message").map(serde_json::Value::take))
+        .unwrap_or(serde_json::Value::Null);
+    Some((payload.message.kind(), content))
 }

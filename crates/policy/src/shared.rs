@@ -8,6 +8,7 @@ use lipachat_api::{Client, MessageId};
 use lipachat_session::{Conversation, Sessions, Store, StoredOutcome};
 use serde::Serialize;
 
+use crate::catalog::TemplateCatalogs;
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
 use crate::outcome::PreviousOutcome;
@@ -21,6 +22,8 @@ pub(crate) struct Shared<S> {
     pub client: Client,
     /// The policy.
     pub config: PolicyConfig,
+    /// The template catalogs templates are checked against.
+    pub catalogs: TemplateCatalogs,
 }
 
 /// The time one call works at, read once when it starts: the wall-clock instant it

@@ -6,10 +6,12 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use lipachat_api::MessageId;
 use lipachat_redis::RedisConfig;
 use lipachat_session::{Bsuid, GroupId, PhoneNumber, PhoneParser};
+
+use crate::duration::{parse_duration, parse_margin};
 
 /// The default database directory when no option or variable names a store.
 pub const DEFAULT_DB: &str = "./sessions.db";
@@ -32,11 +34,12 @@ Phones: every form the library accepts, country code first (254712345678, +254 7
 (254) 712-345-678).
 Customers: a phone, a business-scoped user id (US.13491208655302741918: the phone's
 conversation when a webhook tied the two, else the user's own) or a group (group:ID).
-Output names them the same way. A customer without a phone cannot be sent to: send-contact
-and deliver exit 2 for one.
+Output names them the same way. A customer without a phone cannot be sent to: the send
+commands and deliver exit 2 for one.
 Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
-Durations: a whole number and a unit: 90s, 45m, 2h, 1d.
+Durations: a number and a unit, or several in a row: 90s, 45m, 1h30m (or 1h 30m), 2d; --margin
+also takes a bare number of seconds (90).
 
 Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB
 or redis+unix:///PATH?db=DB; keys under the prefix 'lipachat', shared with every bot replica
@@ -46,20 +49,40 @@ $SESSION_CHECK_STORE, $SESSION_CHECK_DB (empty variables count as unset), else .
 Giving both --store and --db is a usage error. Every command works the same on either store;
 a Redis server that cannot be reached is an error (exit 2) within about 5 seconds.
 
+Remote: --remote URL runs status, list and pending against a running bot's admin routes
+(GET /admin/windows/BUSINESS/CUSTOMER, /admin/windows, /admin/pending) instead of a store,
+with the same output and exit status; the bot's admin token is read from
+$SESSION_CHECK_REMOTE_TOKEN and never printed. Any other command, --now, --db or --store
+with --remote is a usage error (exit 2); a bot that cannot be reached, or refuses the token,
+is an error (exit 2).
+
 Output: results go to stdout (with --json, one JSON object per line); errors go to stderr as
-one line. The API key never appears in any output.
+one line (with --json, one JSON object with the fields error and kind). The API key and a
+Redis password never appear in any output.
 
-Exit status: 0 success (status: open; send-contact: sent, rerouted, queued or dry-run;
-deliver: nothing remains queued; verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; send-contact:
-rejected because the window is not open; deliver: the window is closed and messages remain),
-2 any error, including usage errors, a database in use by another process, a damaged store
-and a Redis server that cannot be reached.
+Exit status: 0 success (status: open; send-contact, send-text, send-media, send-buttons and
+send-list: sent, rerouted or queued; send-template: sent; deliver: nothing remains queued;
+verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; a
+send command: rejected because the window is not open; deliver: the window is closed and
+messages remain), 2 any error, including usage errors, a message that breaks a limit, a
+template the business's catalog refuses (unknown template or language, not APPROVED,
+placeholder or header mismatch: before anything is sent), a database in use by another
+process, a damaged store and a Redis server that cannot be reached. A --dry-run exits as the
+real send would (1 when it would be rejected).
 
-Commands that only read (status, list, pending, deliver, forget, export, verify, and
-send-contact --dry-run) never create a store: a sled path that does not exist or is an empty
-directory is an error (exit 2, no store at PATH) and nothing is created there. No command
-opens a path that is not a lipachat store (a file, or a directory of other files without the
-lipachat.store marker): exit 2, and nothing there is changed.
+Templates: every template a command would send (send-template's, and the --template of
+--on-closed template or queue) is checked against the business's catalog, fetched from the
+gateway (GET /api/v1/template/BUSINESS) once per run. When the catalog cannot be fetched
+the template goes unchecked and the output says so (catalog: unchecked); the JSON of a
+send that sent a template also names its category as the catalog spells it
+(template_category).
+
+Only record, ingest, import and the send commands (not --dry-run) create a store. Every
+other command needs one: a sled path that does not exist or is an empty directory is an
+error (exit 2, no store at PATH) and nothing is created there. An import that fails leaves
+no new store behind. No command opens a path that is not a lipachat store (a file, or a
+directory of other files without the lipachat.store marker): exit 2, and nothing there is
+changed.
 
 Integrity: a sled store checks at open that it holds what it held when it was last closed
 (per tree, the number of entries and a checksum) and, after a crash, that nothing its last
@@ -68,8 +91,8 @@ and `verify` reports it in full.
 
 Clock: --now TIME examines the windows as at TIME; the real clock still bounds what is
 stored (record and import refuse a time more than 5 minutes ahead of it, exit 2) and
-nothing that reaches the gateway runs under --now: send-contact refuses it unless --dry-run,
-deliver refuses it, and record and import never send.";
+nothing that reaches the gateway runs under --now: the send commands refuse it unless
+--dry-run, deliver refuses it, and record and import never send.";
 
 /// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
 ///
@@ -80,8 +103,7 @@ deliver refuses it, and record and import never send.";
     name = "session-check",
     version,
     about = "Inspect and drive lipachat's 24-hour WhatsApp customer service windows",
-    after_help = AFTER_HELP,
-    disable_help_subcommand = true
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// The store: a Redis URL (redis://HOST:PORT/DB) or a sled database directory. Without
@@ -100,16 +122,30 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
 
+    /// A running bot's base URL (http://HOST:PORT): status, list and pending read its
+    /// windows and outbox through its admin routes, with the same output and exit status,
+    /// instead of opening a store (which the bot keeps locked). The admin token comes from
+    /// $SESSION_CHECK_REMOTE_TOKEN. Cannot be combined with --db or --store; refuses --now.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        value_parser = crate::remote::parse_remote_url,
+        conflicts_with_all = ["db", "store"],
+        help_heading = GLOBAL
+    )]
+    pub remote: Option<reqwest::Url>,
+
     /// Machine output: each result is one JSON object on its own line.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Examine windows as at this time (RFC 3339) instead of the system clock's: status,
-    /// list, pending and send-contact --dry-run answer for it. The real clock still bounds
-    /// what is stored: a time more than 5 minutes ahead of it is refused (exit 2), so a
-    /// future --now records nothing, while a past one records history. Nothing that reaches
-    /// the gateway runs under --now: send-contact (unless --dry-run) and deliver refuse it
-    /// (exit 2), and record and import never send.
+    /// list, pending, timeline and send-contact --dry-run answer for it. The real clock
+    /// still bounds what is stored: a time more than 5 minutes ahead of it is refused (exit
+    /// 2), so a future --now records nothing, while a past one records history. Nothing
+    /// that reaches the gateway runs under --now: send-contact (unless --dry-run) and
+    /// deliver refuse it (exit 2), and record and import never send.
     #[arg(long, global = true, value_name = "TIME", value_parser = parse_time, help_heading = GLOBAL)]
     pub now: Option<DateTime<Utc>>,
 
@@ -157,7 +193,48 @@ impl Cli {
             // Set once per process; a second call keeps the first value.
             let _ = PHONES.set(phones);
         }
-        Self::try_parse_from(args)
+        let matches = crate::help::grouped(Self::command()).try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        if let Command::SendList(list) = &mut cli.command
+            && let Some(matches) = matches.subcommand_matches("send-list")
+        {
+            list.group(matches)?;
+        }
+        Ok(cli)
+    }
+}
+
+impl SendList {
+    /// Puts each --row in the --section before it on the command line (clap keeps each
+    /// option's values apart; their positions say which section a row belongs to). A row
+    /// before the first section is a usage error.
+    pub fn group(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let positions = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        };
+        let sections = positions("section_titles");
+        let rows = positions("rows");
+        let mut grouped: Vec<lipachat_api::ListSection> = self
+            .section_titles
+            .iter()
+            .map(|title| lipachat_api::ListSection::new(title.as_str(), Vec::new()))
+            .collect();
+        for (row, at) in self.rows.iter().zip(rows) {
+            let Some(section) = sections.iter().rposition(|&start| start < at) else {
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "each --row belongs to the --section before it; give a --section first",
+                ));
+            };
+            if let Some(target) = grouped.get_mut(section) {
+                target.rows.push(row.clone());
+            }
+        }
+        self.sections = grouped;
+        Ok(())
     }
 }
 
@@ -205,13 +282,42 @@ pub enum Command {
     /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL (default <https://gateway.lipachat.com>);
     /// --dry-run needs no key. A closed window includes never messaged and closing within the
     /// margin. Runs on the real clock: --now is refused unless --dry-run (the gateway judges
-    /// the window by the real time). Exit 0 sent, rerouted, queued or dry-run; 1 rejected
-    /// (the window is not open, or the gateway refused the card as outside it); 2 any error
-    /// (bad input, --now without --dry-run, missing key, refused credentials, a gateway
-    /// refusal, failure after retries).
+    /// the window by the real time). Exit 0 sent, rerouted or queued; 1 rejected (the window
+    /// is not open, or the gateway refused the card as outside it); a dry run exits as the
+    /// send would (1 when it would be rejected); 2 any error (bad input, --now without
+    /// --dry-run, missing key, refused credentials, a gateway refusal, failure after
+    /// retries).
     SendContact(SendContact),
-    /// Messages queued for the customer's reply, with their message ids and age (every
-    /// conversation's, or one conversation's). Exit 0.
+    /// Send a text message through the policy's guarded send path, as send-contact does
+    /// (same options, outputs and exit statuses).
+    SendText(SendText),
+    /// Send an image, video, audio, document or sticker by https:// URL through the
+    /// policy's guarded send path, as send-contact does.
+    SendMedia(SendMedia),
+    /// Send text with 1 to 3 reply buttons through the policy's guarded send path, as
+    /// send-contact does.
+    SendButtons(SendButtons),
+    /// Send a list (sections of rows behind a button) through the policy's guarded send
+    /// path, as send-contact does. Each --row belongs to the --section before it.
+    SendList(SendList),
+    /// Send an approved template, whatever the window, after checking it against the
+    /// business's catalog.
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. The catalog is
+    /// fetched from the gateway first: an unknown template or language, a template that is
+    /// not APPROVED, or placeholders or a header that do not match it exit 2 before
+    /// anything is sent. When the catalog cannot be fetched the template goes unchecked
+    /// (the output says "catalog": "unchecked"). Exit 0 sent or dry-run; 2 any error.
+    SendTemplate(SendTemplate),
+    /// The business's template catalog, one line per template (with --json, one object
+    /// each: name, language, category, status, placeholders, header, quality_score, id).
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL; opens no store. Exit 0; 2 when the
+    /// catalog cannot be fetched.
+    Templates(Templates),
+    /// Messages queued for the customer's reply: what each is (a contact card's name and
+    /// phone, a text's first words), its message id and age (every conversation's, or one
+    /// conversation's). Exit 0.
     Pending(Pending),
     /// Send a conversation's queued messages if the window is open (the margin kept).
     ///
@@ -224,17 +330,25 @@ pub enum Command {
     /// Erase everything stored for a conversation: window, queued messages, invitation and
     /// send outcomes. Exit 0, whether or not anything was stored.
     Forget(Pair),
-    /// Write the whole database as JSON lines on stdout (a backup, or to move between
-    /// versions or stores), the redelivery memory's unexpired ids included (`seen` lines),
-    /// so a webhook redelivered after a move is still a duplicate. Exit 2 if corrupt
-    /// records had to be skipped.
+    /// Write the store as JSON lines on stdout: a backup, or a move between versions or
+    /// stores.
+    ///
+    /// It covers every conversation's window (the last inbound time and a gateway closure),
+    /// the queued messages, the invitations, the user ids, groups and aliases, and the
+    /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
+    /// move is still a duplicate). Send outcomes (the memory that makes a repeated
+    /// --message-id send nothing twice, kept 7 days) and delivery claims are not exported.
+    /// A progress bar shows on stderr when it is a terminal and the lines go elsewhere (not
+    /// with --json). Exit 2 if corrupt records had to be skipped.
     Export,
     /// Read JSON lines written by export from stdin and merge them in. Every line is checked
     /// before anything is written, its times too: one more than 5 minutes ahead of the real
     /// clock is refused (exit 2) and nothing is imported; so is an import that would leave
     /// more than 20 messages in one conversation's outbox (the outbox limit), naming the line.
     /// A `seen` line's remember_until is an expiry and may lie ahead; one already past is
-    /// skipped, and an id the database already remembers keeps its entry.
+    /// skipped, and an id the database already remembers keeps its entry. An import that
+    /// fails leaves no new store behind. A progress bar shows on stderr when it is a
+    /// terminal (not with --json).
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
     /// outcomes), the entries and checksum it must hold and those it holds.
@@ -259,6 +373,15 @@ pub enum Command {
     /// is a webhook, even if every event was ignored; 2 when it is not (malformed JSON, an
     /// unknown shape), and then nothing is stored. Creates the store like record.
     Ingest(Ingest),
+    /// Draw a conversation on the terminal: the latest inbound message, the 24-hour window
+    /// as a bar with the margin marked, the invitation, queued and sent messages, closures
+    /// and now, then the same by time.
+    ///
+    /// Shows what the store keeps: the latest inbound message only, the invitation of the
+    /// current closed window, the outbox, and send outcomes for their 7 days (a send under
+    /// the reject policy without --message-id stores none). Under --now, drawn as at that
+    /// time. With --json, one object: the window and the events in time order. Exit 0.
+    Timeline(Timeline),
 }
 
 /// `verify`'s arguments.
@@ -354,34 +477,55 @@ pub struct List {
     #[arg(long, value_name = "STATE")]
     pub state: Option<StateFilter>,
     /// Keep only the open windows that close within this duration (now < expires_at <=
-    /// now + DURATION), soonest first.
+    /// now + DURATION), soonest first: 90s, 45m, 1h30m, 2d.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub closing_within: Option<TimeDelta>,
 }
 
-/// What `send-contact` does when the window is not open.
+/// `timeline`'s arguments.
+#[derive(Debug, Args)]
+pub struct Timeline {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The safety margin to mark at the window's end.
+    #[command(flatten)]
+    pub margin: SafetyMargin,
+}
+
+/// `--margin`, shared by the commands that send and `timeline`.
+#[derive(Debug, Clone, Args)]
+pub struct SafetyMargin {
+    /// The safety margin: a free-form send is refused when the window closes within it. A
+    /// duration (90s, 2m, 1m30s) or a bare number of seconds (90); shorter than 24 hours.
+    #[arg(
+        long = "margin",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_margin,
+        allow_hyphen_values = true
+    )]
+    pub value: TimeDelta,
+}
+
+/// What a send command does when the window is not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnClosedChoice {
     /// Send nothing.
     Reject,
-    /// Send the template instead; the contact card is dropped.
+    /// Send the template instead; the message is dropped.
     Template,
-    /// Send the template to invite a reply and queue the card until the customer writes.
+    /// Send the template to invite a reply and queue the message until the customer
+    /// writes.
     Queue,
 }
 
-/// The settings of the policy's send path, shared by `send-contact` and `deliver`.
+/// The settings of the policy's send path, shared by the send commands and `deliver`.
 #[derive(Debug, Clone, Args)]
 pub struct SendSettings {
-    /// The safety margin in seconds: a free-form send is refused when the window closes
-    /// within it.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 60,
-        allow_hyphen_values = true
-    )]
-    pub margin: u32,
+    /// The safety margin.
+    #[command(flatten)]
+    pub margin: SafetyMargin,
     /// How many times a failed request is retried (connection failures, timeouts, 408, 429
     /// and 5xx), always with the same messageId.
     #[arg(
@@ -391,6 +535,51 @@ pub struct SendSettings {
         allow_hyphen_values = true
     )]
     pub max_retries: u32,
+}
+
+/// What every free-form send command takes besides its message: the closed-window
+/// choice and its template, the policy's settings, the `messageId` and `--dry-run`
+/// (send-contact, send-text, send-media, send-buttons, send-list).
+#[derive(Debug, Args)]
+pub struct SendOptions {
+    /// What to do when the window is not open.
+    #[arg(long, value_name = "CHOICE", default_value = "reject")]
+    pub on_closed: OnClosedChoice,
+    /// The approved template to send when the window is not open (needed by
+    /// --on-closed template and queue); checked against the business's catalog before it
+    /// is sent.
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// The template's language code (en, fil, en_US, pt_BR); needed with --template.
+    #[arg(long, value_name = "CODE")]
+    pub language: Option<String>,
+    /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// The settings, the messageId and --dry-run.
+    #[command(flatten)]
+    pub run: SendRun,
+}
+
+/// How a send runs, for every send command (send-template too): the policy's settings,
+/// the `messageId` and `--dry-run`.
+#[derive(Debug, Args)]
+pub struct SendRun {
+    /// The policy's settings.
+    #[command(flatten)]
+    pub settings: SendSettings,
+    /// Use this messageId (a UUID) instead of a new one: running the same send again with
+    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
+    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
+    /// the gateway's own deduplication, whose span is not published, can stop that copy.
+    #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
+    pub message_id: Option<MessageId>,
+    /// Print the decision, what the send would do (JSON: `would`) and the exact JSON body
+    /// of what would be sent, if anything; send and store nothing. Exits as the send would:
+    /// 1 when it would be rejected. Needs no API key (and so checks no template against the
+    /// catalog).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `send-contact`'s arguments.
@@ -411,32 +600,185 @@ pub struct SendContact {
     /// The phone's WhatsApp id (its digits), when it is on WhatsApp.
     #[arg(long, value_name = "ID", value_parser = parse_phone)]
     pub wa_id: Option<PhoneNumber>,
-    /// What to do when the window is not open.
-    #[arg(long, value_name = "CHOICE", default_value = "reject")]
-    pub on_closed: OnClosedChoice,
-    /// The approved template to send when the window is not open (needed by
-    /// --on-closed template and queue).
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-text`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendText {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The text (1 to 4096 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// A media kind, as `--type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MediaType {
+    /// A picture.
+    Image,
+    /// A video.
+    Video,
+    /// A voice note or audio file (no caption).
+    Audio,
+    /// A document (the only kind with --filename).
+    Document,
+    /// A sticker (no caption).
+    Sticker,
+}
+
+impl MediaType {
+    /// The library's kind.
+    pub fn kind(self) -> lipachat_api::MediaKind {
+        use lipachat_api::MediaKind;
+        match self {
+            Self::Image => MediaKind::Image,
+            Self::Video => MediaKind::Video,
+            Self::Audio => MediaKind::Audio,
+            Self::Document => MediaKind::Document,
+            Self::Sticker => MediaKind::Sticker,
+        }
+    }
+}
+
+/// `send-media`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendMedia {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The kind of media.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub media_type: MediaType,
+    /// Where WhatsApp fetches it: an https:// URL.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The caption (at most 1024 characters; not with audio or a sticker).
+    #[arg(long, value_name = "TEXT")]
+    pub caption: Option<String>,
+    /// The document's file name (documents only; at most 255 characters, no path).
     #[arg(long, value_name = "NAME")]
-    pub template: Option<String>,
-    /// The template's language code (en, fil, en_US, pt_BR); needed with --template.
+    pub filename: Option<String>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-buttons`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendButtons {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The text above the buttons (1 to 1024 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+    /// A reply button as ID:TITLE (the id comes back in the customer's reply; the title,
+    /// at most 20 characters, is shown); 1 to 3 times, ids unique.
+    #[arg(long = "button", value_name = "ID:TITLE", value_parser = parse_button, required = true)]
+    pub buttons: Vec<lipachat_api::ReplyButton>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-list`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendList {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The list's header (at most 60 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub header: String,
+    /// The list's body (at most 1024 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub body: String,
+    /// The text of the button that opens the list (at most 20 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub button_text: String,
+    /// Starts a section with this title (at most 24 characters); the --row options after
+    /// it are its rows. 1 to 10 sections.
+    #[arg(long = "section", value_name = "TITLE", required = true)]
+    pub section_titles: Vec<String>,
+    /// A row of the section before it: ID:TITLE or ID:TITLE:DESCRIPTION (title at most 24
+    /// characters, description 72; the id may not hold ':'). 1 to 10 rows in all, ids
+    /// unique.
+    #[arg(long = "row", value_name = "ID:TITLE[:DESCRIPTION]", value_parser = parse_row, required = true)]
+    pub rows: Vec<lipachat_api::ListRow>,
+    /// The sections with their rows, in order: filled from the order of --section and
+    /// --row on the command line.
+    #[arg(skip)]
+    pub sections: Vec<lipachat_api::ListSection>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// A template header's media type, as `--header-type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeaderType {
+    /// An image header.
+    Image,
+    /// A video header.
+    Video,
+    /// A document header.
+    Document,
+}
+
+/// `send-template`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendTemplate {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The approved template's name.
+    #[arg(long, value_name = "NAME")]
+    pub template: String,
+    /// Its language code (en, fil, en_US, pt_BR).
     #[arg(long, value_name = "CODE")]
-    pub language: Option<String>,
-    /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
+    pub language: String,
+    /// The next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
     #[arg(long = "param", value_name = "VALUE")]
     pub params: Vec<String>,
-    /// The policy's settings.
+    /// The media of the template's header (an https:// URL).
+    #[arg(long, value_name = "URL", conflicts_with = "header_text")]
+    pub header_url: Option<String>,
+    /// The media type of --header-url; without it, taken from the URL's extension (.jpg,
+    /// .jpeg, .png, .webp: image; .mp4, .3gp: video; anything else: document).
+    #[arg(long, value_name = "TYPE", requires = "header_url")]
+    pub header_type: Option<HeaderType>,
+    /// The value of a text header's placeholder (at most 60 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub header_text: Option<String>,
+    /// The settings (the margin does not apply: a template may go whatever the window),
+    /// the messageId and --dry-run.
     #[command(flatten)]
-    pub settings: SendSettings,
-    /// Use this messageId (a UUID) instead of a new one: running the same send again with
-    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
-    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
-    /// the gateway's own deduplication, whose span is not published, can stop that copy.
-    #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
-    pub message_id: Option<MessageId>,
-    /// Print the decision and the exact JSON body that would be sent; send and store
-    /// nothing. Needs no API key.
-    #[arg(long)]
-    pub dry_run: bool,
+    pub run: SendRun,
+}
+
+/// `templates`' arguments.
+#[derive(Debug, Args)]
+pub struct Templates {
+    /// The business's WhatsApp number.
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
+    pub business: PhoneNumber,
+    /// How many times a failed request is retried (connection failures, timeouts, 408,
+    /// 429 and 5xx).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_hyphen_values = true
+    )]
+    pub max_retries: u32,
 }
 
 /// `pending`'s arguments.
@@ -488,6 +830,12 @@ impl Cli {
             return Err(Self::command().error(
                 clap::error::ErrorKind::ArgumentConflict,
                 "the argument '--store <STORE>' cannot be used with '--db <PATH>'",
+            ));
+        }
+        if self.remote.is_some() && (self.store.is_some() || self.db.is_some()) {
+            return Err(Self::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "the argument '--remote <URL>' cannot be used with '--db <PATH>' or '--store <STORE>'",
             ));
         }
         Ok(self)
@@ -575,19 +923,50 @@ pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
 }
 
 impl Command {
+    /// The command's name on the command line (`send-contact`, `deliver`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Record(_) => "record",
+            Self::Status(_) => "status",
+            Self::List(_) => "list",
+            Self::SendContact(_) => "send-contact",
+            Self::SendText(_) => "send-text",
+            Self::SendMedia(_) => "send-media",
+            Self::SendButtons(_) => "send-buttons",
+            Self::SendList(_) => "send-list",
+            Self::SendTemplate(_) => "send-template",
+            Self::Templates(_) => "templates",
+            Self::Pending(_) => "pending",
+            Self::Deliver(_) => "deliver",
+            Self::Forget(_) => "forget",
+            Self::Export => "export",
+            Self::Import => "import",
+            Self::Verify(_) => "verify",
+            Self::Ingest(_) => "ingest",
+            Self::Timeline(_) => "timeline",
+        }
+    }
+
     /// Whether the command may create the database: only those that write something new
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
         match self {
             Self::Record(_) | Self::Import | Self::Ingest(_) => true,
-            Self::SendContact(send) => !send.dry_run,
+            Self::SendContact(SendContact { send, .. })
+            | Self::SendText(SendText { send, .. })
+            | Self::SendMedia(SendMedia { send, .. })
+            | Self::SendButtons(SendButtons { send, .. })
+            | Self::SendList(SendList { send, .. }) => !send.run.dry_run,
+            Self::SendTemplate(send) => !send.run.dry_run,
             Self::Status(_)
             | Self::List(_)
             | Self::Pending(_)
             | Self::Deliver(_)
             | Self::Forget(_)
             | Self::Export
-            | Self::Verify(_) => false,
+            | Self::Verify(_)
+            | Self::Timeline(_)
+            | Self::Templates(_) => false,
         }
     }
 }
@@ -632,32 +1011,32 @@ pub fn parse_time(input: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{e}; expected an RFC 3339 time such as 2026-11-23T10:00:00Z"))
 }
 
-/// Parses a duration: a whole number followed by `s`, `m`, `h` or `d` (`90s`, `45m`, `2h`,
-/// `1d`).
-pub fn parse_duration(input: &str) -> Result<TimeDelta, String> {
-    let usage = "expected a whole number and a unit s, m, h or d, such as 90s, 45m, 2h or 1d";
-    let text = input.trim();
-    let Some(unit) = text.chars().last() else {
-        return Err(format!("empty duration; {usage}"));
-    };
-    let number = &text[..text.len() - unit.len_utf8()];
-    let seconds_per_unit: i64 = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3_600,
-        'd' => 86_400,
-        unit if unit.is_ascii_digit() => return Err(format!("{text:?} has no unit; {usage}")),
-        unit => return Err(format!("{text:?} has an unknown unit {unit:?}; {usage}")),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{text:?} is not a duration; {usage}"));
+/// Parses a reply button: `ID:TITLE` (split at the first `:`; the title may hold more).
+pub fn parse_button(input: &str) -> Result<lipachat_api::ReplyButton, String> {
+    match input.split_once(':') {
+        Some((id, title)) if !id.is_empty() => Ok(lipachat_api::ReplyButton::new(id, title)),
+        _ => Err(format!(
+            "{input:?} is not ID:TITLE (for example yes:Yes, please)"
+        )),
     }
-    number
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| n.checked_mul(seconds_per_unit))
-        .and_then(TimeDelta::try_seconds)
-        .ok_or_else(|| format!("{text:?} is too long a duration"))
+}
+
+/// Parses a list row: `ID:TITLE` or `ID:TITLE:DESCRIPTION` (split at the first two `:`;
+/// the description may hold more).
+pub fn parse_row(input: &str) -> Result<lipachat_api::ListRow, String> {
+    let usage = || {
+        format!("{input:?} is not ID:TITLE or ID:TITLE:DESCRIPTION (for example cbd:CBD:Open 8-20)")
+    };
+    let (id, rest) = input.split_once(':').ok_or_else(usage)?;
+    if id.is_empty() {
+        return Err(usage());
+    }
+    Ok(match rest.split_once(':') {
+        Some((title, description)) => {
+            lipachat_api::ListRow::new(id, title).with_description(description)
+        }
+        None => lipachat_api::ListRow::new(id, rest),
+    })
 }
 
 /// Parses a `messageId` (a UUID).
@@ -674,32 +1053,6 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90s"), Ok(TimeDelta::seconds(90)));
-        assert_eq!(parse_duration("45m"), Ok(TimeDelta::minutes(45)));
-        assert_eq!(parse_duration("2h"), Ok(TimeDelta::hours(2)));
-        assert_eq!(parse_duration(" 1d "), Ok(TimeDelta::days(1)));
-        assert_eq!(parse_duration("0s"), Ok(TimeDelta::zero()));
-        for bad in [
-            "",
-            "s",
-            "90",
-            "-5m",
-            "1.5h",
-            "2w",
-            "1h30m",
-            "+3s",
-            "é",
-            "99999999999999999999d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
-        }
-        assert!(parse_duration("9223372036854775807d").is_err());
-        assert!(parse_duration("3w").is_err_and(|e| e.contains("unknown unit 'w'")));
-        assert!(parse_duration("90").is_err_and(|e| e.contains("has no unit")));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use lipachat_session::{ClosedCause, PhoneNumber, WindowState};
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::view::{WindowView as SharedWindowView, view_time};
+use lipachat_session::{ClosedCause, PhoneNumber, RefusalReason, WindowState};
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -24,6 +25,11 @@ impl Printer {
     /// A printer for JSON lines (`json`) or human lines.
     pub fn new(json: bool) -> Self {
         Self { json }
+    }
+
+    /// Whether results are printed as JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Prints one result.
@@ -51,20 +57,35 @@ impl Printer {
 }
 
 /// A time as RFC 3339 UTC with `Z`, to the millisecond the store keeps, with the
-/// milliseconds only when they are not zero.
+/// milliseconds only when they are not zero (the shared views' format).
 pub fn time(at: DateTime<Utc>) -> String {
-    let millis = at.timestamp_subsec_millis();
-    let format = if millis == 0 {
-        SecondsFormat::Secs
-    } else {
-        SecondsFormat::Millis
-    };
-    at.to_rfc3339_opts(format, true)
+    view_time(at)
 }
 
 /// [`time`] for an optional time.
 pub fn time_opt(at: Option<DateTime<Utc>>) -> Option<String> {
     at.map(time)
+}
+
+/// Why a window is not open, in words for the human output (the JSON keeps
+/// [`RefusalReason::name`]): `never messaged`, `expired`, `closed by the gateway`,
+/// `closing within the margin`.
+pub fn reason_words(reason: RefusalReason) -> &'static str {
+    match reason {
+        RefusalReason::NeverMessaged => "never messaged",
+        RefusalReason::Expired => "expired",
+        RefusalReason::ClosedByGateway => "closed by the gateway",
+        RefusalReason::ClosingWithinMargin => "closing within the margin",
+        _ => reason.name(),
+    }
+}
+
+/// WhatsApp's id of a message, as the human output names it: ` (WhatsApp message id
+/// wamid.…)`, or nothing when there is none.
+pub fn whatsapp_id(wa_id: Option<&str>) -> String {
+    wa_id
+        .map(|id| format!(" (WhatsApp message id {id})"))
+        .unwrap_or_default()
 }
 
 /// A span for people: `23h 59m`, `4m 10s`, `42s`; from 48 hours on, `3d 2h` (whole units,
@@ -85,26 +106,15 @@ pub fn span(delta: TimeDelta) -> String {
 
 /// One conversation's window, as `status`, `list` and `record` print it.
 ///
-/// JSON, exactly the contract's fields: `{"business", "customer", "state":
-/// "open"|"closed"|"none", "last_inbound", "expires_at", "remaining_secs"}`. `expires_at`
-/// is when the window closes (open) or closed (closed: the expiry, or the gateway's
-/// closure if that came first); `remaining_secs` is whole seconds left, null unless open.
-/// Why a window is closed (expired, or closed by the gateway) is in the human line only,
-/// so scripts that compare the JSON object see the contract's fields and no others.
+/// JSON: the shared [`lipachat_session::view::WindowView`] object, exactly the contract's
+/// fields (`{"business", "customer", "state", "last_inbound", "expires_at",
+/// "remaining_secs"}`), the same object a running bot's admin route answers. Why a window
+/// is closed (expired, or closed by the gateway) is in the human line only.
 #[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
 pub struct WindowView {
-    /// The business number.
-    pub business: String,
-    /// The customer.
-    pub customer: String,
-    /// `open`, `closed` or `none`.
-    pub state: &'static str,
-    /// The latest inbound message.
-    pub last_inbound: Option<String>,
-    /// When the window closes or closed.
-    pub expires_at: Option<String>,
-    /// Whole seconds left, when open.
-    pub remaining_secs: Option<i64>,
+    /// The shared JSON object.
+    pub window: SharedWindowView,
     #[serde(skip)]
     human: String,
 }
@@ -113,43 +123,40 @@ impl WindowView {
     /// The view of `state` for the conversation of `business` with `customer` (as
     /// [`crate::commands::customer_name`] names it).
     pub fn new(business: PhoneNumber, customer: String, state: WindowState) -> Self {
-        let (expires_at, remaining_secs, human) = match state {
-            WindowState::Open {
-                expires_at,
-                remaining,
-                ..
-            } => (
-                Some(expires_at),
-                Some(remaining.num_seconds()),
-                format!("open: closes {} (in {})", time(expires_at), span(remaining)),
+        Self::from_shared(
+            SharedWindowView::new(business, customer, &state),
+            SharedWindowView::closed_cause(&state),
+        )
+    }
+
+    /// The view of a shared window object and why it is closed (as a running bot's admin
+    /// route answers them): the human line is made from these alone, whichever side
+    /// examined the window.
+    pub fn from_shared(window: SharedWindowView, cause: Option<ClosedCause>) -> Self {
+        let at = window.expires_at.clone().unwrap_or_default();
+        let human = match window.state.as_str() {
+            "open" => format!(
+                "open: closes {at} (in {})",
+                span(TimeDelta::seconds(
+                    window.remaining_secs.unwrap_or_default()
+                ))
             ),
-            WindowState::Closed {
-                closed_since,
-                cause,
-                ..
-            } => {
+            "closed" => {
                 let words = match cause {
-                    ClosedCause::Gateway => "closed by the gateway",
+                    Some(ClosedCause::Gateway) => "closed by the gateway",
                     _ => "expired",
                 };
-                (
-                    Some(closed_since),
-                    None,
-                    format!("closed: since {} ({words})", time(closed_since)),
-                )
+                format!("closed: since {at} ({words})")
             }
-            WindowState::Never => (None, None, "none: no inbound message recorded".into()),
-            _ => (None, None, state.name().to_owned()),
+            "none" => "none: never messaged (no inbound message recorded)".to_owned(),
+            other => other.to_owned(),
         };
-        Self {
-            business: business.to_string(),
-            customer,
-            state: state.name(),
-            last_inbound: time_opt(state.last_inbound()),
-            expires_at: time_opt(expires_at),
-            remaining_secs,
-            human,
-        }
+        Self { window, human }
+    }
+
+    /// Whether the window is open.
+    pub fn is_open(&self) -> bool {
+        self.window.state == "open"
     }
 
     /// The human line without the conversation (as `status` prints it).
@@ -171,7 +178,10 @@ pub struct ListedWindow(pub WindowView);
 
 impl Render for ListedWindow {
     fn human(&self) -> String {
-        format!("{} {} {}", self.0.business, self.0.customer, self.0.human)
+        format!(
+            "{} {} {}",
+            self.0.window.business, self.0.window.customer, self.0.human
+        )
     }
 }
 
@@ -225,7 +235,7 @@ mod tests {
             open.state_line(),
             "open: closes 2026-11-24T10:00:00Z (in 23h 59m)"
         );
-        assert_eq!(open.remaining_secs, Some(24 * 3600 - 30));
+        assert_eq!(open.window.remaining_secs, Some(24 * 3600 - 30));
         let closed = view(WindowState::Closed {
             last_inbound: t("2026-11-23T10:00:00Z"),
             closed_since: t("2026-11-24T10:00:00Z"),
@@ -236,10 +246,13 @@ mod tests {
             "closed: since 2026-11-24T10:00:00Z (expired)"
         );
         let none = view(WindowState::Never);
-        assert_eq!(none.state_line(), "none: no inbound message recorded");
+        assert_eq!(
+            none.state_line(),
+            "none: never messaged (no inbound message recorded)"
+        );
         assert_eq!(
             ListedWindow(none).human(),
-            "254110090747 254712345678 none: no inbound message recorded"
+            "254110090747 254712345678 none: never messaged (no inbound message recorded)"
         );
     }
 }

@@ -68,9 +68,9 @@ fn import_refuses_a_time_from_the_future_and_imports_nothing() {
             "inbound time 9999-01-01T00:00:00Z",
             "ahead of the real clock",
         ]);
-    // Nothing was imported, not even the good line.
+    // Nothing was imported, not even the good line: the failed import left no store.
     cli.run(&["status", BUSINESS, "254700000001", "--now", T0])
-        .expect(1);
+        .expect_error(&["no store at"]);
     // A --now in the future changes nothing: import is checked against the real clock.
     cli.run_with_stdin(
         &["import", "--now", FAR],
@@ -139,7 +139,7 @@ async fn a_send_the_gateway_refused_never_says_nothing_was_sent() {
     assert_eq!(
         run.stdout,
         format!(
-            "rejected: the gateway refused contact card {id} as outside the window (closed_by_gateway); it was sent but not delivered\n"
+            "rejected: the gateway refused contact card {id} as outside the window (closed by the gateway); it was sent but not delivered\n"
         )
     );
     let run = send("254700000002", &["--json"]).expect(1);
@@ -158,7 +158,7 @@ async fn a_send_the_gateway_refused_never_says_nothing_was_sent() {
     let run = send(CUSTOMER, &[]).expect(1);
     assert_eq!(
         run.stdout,
-        "rejected: the window is not open (closed_by_gateway); nothing was sent\n"
+        "rejected: the window is not open (closed by the gateway); nothing was sent\n"
     );
     assert_eq!(gateway.request_count(), 2);
 }

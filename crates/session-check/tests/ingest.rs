@@ -34,39 +34,10 @@ fn lines(cli: &Cli, args: &[&str]) -> Vec<Value> {
     full.extend_from_slice(args);
     let run = cli.run(&full).expect(0);
     for line in run.stdout.lines() {
-        assert_eq!(
-            keys_in_order(line),
-            FIELDS,
-            "every line has every field: {line}"
-        );
+        let keys = lipachat_testkit::keys_in_order(line).unwrap();
+        assert_eq!(keys, FIELDS, "every line has every field: {line}");
     }
     run.json_lines()
-}
-
-/// The top-level keys of a JSON object line, in the order they are written.
-fn keys_in_order(line: &str) -> Vec<String> {
-    struct Keys;
-    impl<'de> serde::de::Visitor<'de> for Keys {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            let mut keys = Vec::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                keys.push(key);
-            }
-            Ok(keys)
-        }
-    }
-    serde::Deserializer::deserialize_map(&mut serde_json::Deserializer::from_str(line), Keys)
-        .unwrap_or_else(|e| panic!("not a JSON object line: {line:?}: {e}"))
 }
 
 #[test]

@@ -6,53 +6,11 @@
 
 mod common;
 
-use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, QUEUE, T0, at, send_contact};
-use lipachat_session::PhoneNumber;
-use lipachat_testkit::{MessageKind, StandInGateway};
+use chrono::{DateTime, TimeDelta, Utc};
+use common::gateway::{Setup, customer_wrote, text};
+use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, QUEUE, T0, TEMPLATE, at, send_contact};
+use lipachat_testkit::MessageKind;
 use serde_json::{Value, json};
-
-/// A gateway on the system clock and the command line pointed at it.
-struct Setup {
-    gateway: StandInGateway,
-    cli: Cli,
-}
-
-impl Setup {
-    async fn start() -> Self {
-        let gateway = StandInGateway::start().await.unwrap();
-        let cli = Cli::with_gateway(&gateway.base_url(), gateway.api_key());
-        Self { gateway, cli }
-    }
-
-    /// The customer wrote `ago` before now (to the whole second): the gateway learns it,
-    /// and `record` stores it. Returns that time.
-    fn customer_wrote(&self, customer: &str, ago: TimeDelta) -> DateTime<Utc> {
-        customer_wrote(&self.gateway, &self.cli, customer, ago)
-    }
-}
-
-/// [`Setup::customer_wrote`] into any database.
-fn customer_wrote(
-    gateway: &StandInGateway,
-    cli: &Cli,
-    customer: &str,
-    ago: TimeDelta,
-) -> DateTime<Utc> {
-    let at = Utc::now().trunc_subsecs(0) - ago;
-    gateway.customer_writes_at(phone(BUSINESS), phone(customer), at);
-    cli.run(&["record", BUSINESS, customer, "--at", &text(at)])
-        .expect(0);
-    at
-}
-
-fn phone(text: &str) -> PhoneNumber {
-    text.parse().unwrap()
-}
-
-fn text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn an_open_window_sends_the_card() {
@@ -91,7 +49,7 @@ async fn an_open_window_sends_the_card() {
     assert_eq!(
         run.stdout,
         format!(
-            "sent: contact card {} (wa_id {}); the window closes {}\n",
+            "sent: contact card {} (WhatsApp message id {}); the window closes {}\n",
             card.message_id,
             card.wa_id,
             text(wrote + TimeDelta::hours(24))
@@ -147,18 +105,11 @@ async fn a_closed_window_reroutes_to_one_template() {
     let s = Setup::start().await;
     s.customer_wrote("254799999999", TimeDelta::zero());
     let reroute = [
-        "--json",
-        "--on-closed",
-        "template",
-        "--template",
-        "contact_share",
-        "--language",
-        "en",
-        "--param",
-        "Jane",
-        "--param",
-        "2000",
-    ];
+        &["--json"][..],
+        &TEMPLATE,
+        &["--param", "Jane", "--param", "2000"],
+    ]
+    .concat();
     let run = s.cli.run(&send_contact(CUSTOMER, &reroute)).expect(0);
     let delivered = s.gateway.delivered();
     assert_eq!(delivered.len(), 1);
@@ -168,7 +119,9 @@ async fn a_closed_window_reroutes_to_one_template() {
         run.json(),
         json!({
             "outcome": "rerouted", "message_id": null, "wa_id": template.wa_id,
-            "template_message_id": template.message_id, "reason": "never_messaged"
+            "template_message_id": template.message_id, "reason": "never_messaged",
+            // The stand-in has no catalog for this business: the template went unchecked.
+            "template_category": null, "catalog": "unchecked"
         })
     );
     assert_eq!(
@@ -190,7 +143,7 @@ async fn a_closed_window_reroutes_to_one_template() {
     let run = s.cli.run(&send_contact(CUSTOMER, &reroute[1..])).expect(0);
     assert_eq!(
         run.stdout,
-        "rerouted: the window is not open (never_messaged); the contact card was dropped; \
+        "rerouted: the window is not open (never messaged); the contact card was dropped; \
          no template sent: an invitation already went for this closed window\n"
     );
     assert_eq!(s.gateway.delivered_count(), 1);
@@ -211,7 +164,8 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
         answer,
         json!({
             "outcome": "queued", "message_id": queued_id, "wa_id": template.wa_id,
-            "template_message_id": template.message_id, "reason": "expired"
+            "template_message_id": template.message_id, "reason": "expired",
+            "template_category": null, "catalog": "unchecked"
         })
     );
 
@@ -222,6 +176,11 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
     let later = text(queued + TimeDelta::minutes(10));
     let expected = json!({
         "business": BUSINESS, "customer": CUSTOMER_DIGITS, "message_id": queued_id,
+        "kind": "contact",
+        "message": {
+            "formatted_name": "Support desk",
+            "phones": [{"phone": "254700000001", "phone_type": "Cell"}]
+        },
         "queued_at": queued_at, "age_secs": 600
     });
     let run = s.cli.run(&["pending", "--json", "--now", &later]).expect(0);
@@ -232,7 +191,10 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
         .expect(0);
     assert_eq!(
         run.stdout,
-        format!("254110090747 254712345678 {queued_id} queued {queued_at} (10m 0s ago)\n")
+        format!(
+            "254110090747 254712345678 {queued_id}: contact card \"Support desk\" (254700000001), \
+             queued {queued_at} (10m 0s ago)\n"
+        )
     );
     // Seen from before it was queued, its age is negative.
     let before = text(queued - TimeDelta::minutes(1));
@@ -299,18 +261,15 @@ async fn deliver_keeps_the_message_when_the_gateway_fails_and_expires_old_ones()
     s.customer_wrote(CUSTOMER, TimeDelta::zero());
 
     s.gateway.fail_next(1, 500);
-    let run = s
-        .cli
-        .run(&[
-            "deliver",
-            BUSINESS,
-            CUSTOMER,
-            "--json",
-            "--max-retries",
-            "0",
-        ])
-        .expect_error_line(&["delivery failed", "stays queued", "HTTP 500"]);
-    assert_eq!(run.code, 2);
+    let run = s.cli.run(&[
+        "deliver",
+        BUSINESS,
+        CUSTOMER,
+        "--json",
+        "--max-retries",
+        "0",
+    ]);
+    run.json_error_line(&["delivery failed", "stays queued", "HTTP 500"]);
     let report = run.json();
     assert_eq!(report["remaining"], 1);
     assert_eq!(report["stopped"], "send_failed");
@@ -327,11 +286,8 @@ async fn deliver_keeps_the_message_when_the_gateway_fails_and_expires_old_ones()
     s.cli.run(&send_contact(other, &QUEUE)).expect(0);
     s.customer_wrote(other, TimeDelta::zero());
     s.gateway.fail_next(1, 400);
-    let run = s
-        .cli
-        .run(&["deliver", BUSINESS, other, "--json"])
-        .expect_error_line(&["refused by the gateway as invalid", "HTTP 400"]);
-    assert_eq!(run.code, 2);
+    let run = s.cli.run(&["deliver", BUSINESS, other, "--json"]);
+    run.json_error_line(&["refused by the gateway as invalid", "HTTP 400"]);
     let report = run.json();
     assert_eq!(report["failed"].as_array().unwrap().len(), 1);
     assert_eq!(report["remaining"], 0);
@@ -389,7 +345,7 @@ async fn dry_run_prints_the_decision_and_body_and_needs_no_key() {
     assert_eq!(
         run.json(),
         json!({
-            "outcome": "dry-run", "message_id": id, "wa_id": null,
+            "outcome": "dry-run", "would": "sent", "message_id": id, "wa_id": null,
             "template_message_id": null, "reason": null, "decision": "open",
             "on_closed": "reject",
             "body": {
@@ -450,13 +406,12 @@ async fn dry_run_prints_the_decision_and_body_and_needs_no_key() {
     let run = s
         .cli
         .run(&send_contact("254799999999", &["--dry-run", "--now", &now]))
-        .expect(0);
-    assert!(
-        run.stdout.starts_with(
-            "dry-run: nothing sent\n\
-             decision: closed (never_messaged): the contact card would not be sent; \
-             --on-closed reject: nothing would be sent\n"
-        ),
+        .expect(1);
+    assert_eq!(
+        run.stdout,
+        "dry-run: nothing sent\n\
+         decision: closed (never messaged): the contact card would not be sent; \
+         --on-closed reject: it would be rejected and nothing would be sent\n",
         "{run:?}"
     );
 
@@ -482,10 +437,8 @@ async fn key_and_gateway_errors_exit_2_without_showing_the_key() {
     // A key the gateway refuses.
     let wrong = "sk_wrong_0123456789";
     s.cli.env("LIPACHAT_API_KEY", wrong);
-    let run = s
-        .cli
-        .run(&send_contact(CUSTOMER, &["--json"]))
-        .expect_error(&["refused the API key"]);
+    let run = s.cli.run(&send_contact(CUSTOMER, &["--json"]));
+    run.expect_json_error(&["refused the API key"]);
     assert!(!run.stderr.contains(wrong));
     // A base URL that would send the key in clear text.
     s.cli.env("LIPACHAT_API_KEY", s.gateway.api_key());

@@ -47,6 +47,8 @@
 //! - [`SkewLimit`]: the one rule for times written to a store: none beyond the tolerated
 //!   skew ahead of the real clock, whatever clock the caller examines windows with.
 //! - [`export`](export::export) / [`import`](export::import): JSON lines.
+//! - [`view`]: the JSON objects tools show a window and a queued message as (one shape
+//!   for `session-check` and a running bot's admin routes).
 //!
 //! [sled]: https://docs.rs/sled/0.34
 
@@ -68,6 +70,7 @@ mod skew;
 #[cfg(feature = "sled")]
 mod sled_store;
 pub mod store;
+pub mod view;
 mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};

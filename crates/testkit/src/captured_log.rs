@@ -50,12 +50,33 @@ impl<'a> MakeWriter<'a> for CapturedLog {
 /// assert!(log.text().contains("message_id=\"ca739107\""));
 /// ```
 pub fn capture_log() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+    capture_log_at(tracing::Level::TRACE)
+}
+
+/// [`capture_log`], keeping only events at `level` or above (a test that a warning was
+/// logged captures from `WARN`).
+pub fn capture_log_at(level: tracing::Level) -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+    let log = CapturedLog::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(log.clone())
+        .with_max_level(level)
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    (log, guard)
+}
+
+/// Logs every event of every thread (a multi-threaded runtime's workers included), at
+/// every level and without colours, into the returned [`CapturedLog`], for the rest of
+/// the process: it installs the global subscriber, so it works once per test binary and
+/// fails if one is installed already.
+pub fn capture_log_globally() -> Result<CapturedLog, tracing::subscriber::SetGlobalDefaultError> {
     let log = CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(log.clone())
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
-    (log, guard)
+    tracing::subscriber::set_global_default(subscriber)?;
+    Ok(log)
 }

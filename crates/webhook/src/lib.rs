@@ -1,5 +1,24 @@
-//! The serving side of a lipachat bot: the HTTP server a backend puts in front of its
-//! webhook routes, hardened against slow and flooding clients.
+//! The serving side of a lipachat bot: the webhook routes for LipaChat and WhatsApp, the
+//! bot's handler API, metrics and admin routes, and the HTTP server to run them on,
+//! hardened against slow and flooding clients.
+//!
+//! [`WebhookService`] builds the axum [`Router`](axum::Router)
+//! ([`WebhookService::router`]):
+//! - `POST /webhooks/lipachat/{token}`: LipaChat's webhook, the path token checked in
+//!   constant time (wrong: 401, nothing recorded);
+//! - `GET /webhooks/whatsapp`: WhatsApp's subscription handshake (`hub.mode=subscribe`
+//!   and the verify token: 200 with `hub.challenge`; else 403);
+//! - `POST /webhooks/whatsapp`: WhatsApp's webhook, its `X-Hub-Signature-256` checked in
+//!   constant time before parsing ([`verify_signature`]; missing or wrong: 401);
+//! - `GET /healthz`, `GET /metrics` (Prometheus text, [`metrics`]);
+//! - the read-only admin routes behind `Authorization: Bearer TOKEN`.
+//!
+//! Each accepted body is applied through [`Messenger::on_webhook_event`](lipachat_policy::Messenger::on_webhook_event)
+//! before the 200; each new inbound message (never a redelivered copy) is then handed to
+//! the [`Bot`] from a bounded queue, off the request path, with a [`Reply`] whose sends
+//! go through the guarded path under ids derived from the inbound id. When the queue is
+//! full the webhook is answered 503 and nothing of it is recorded, so the sender's retry
+//! is applied, and handed over, once.
 //!
 //! [`serve`] runs an axum [`Router`](axum::Router) on a bound
 //! [`TcpListener`](tokio::net::TcpListener) under a [`ServingConfig`]:
@@ -35,10 +54,26 @@
 //! # }
 //! ```
 
+mod admin;
+mod bot;
+mod error;
+pub mod metrics;
+mod secret;
+mod service;
 mod serving;
+mod signature;
 
+pub use bot::{Bot, NewMessage, Reply, ReplyError};
+pub use error::ConfigError;
+pub use metrics::WebhookMetrics;
+pub use secret::{MIN_ADMIN_TOKEN_LEN, Secret};
+pub use service::{
+    DEFAULT_BOT_HANDLERS, DEFAULT_QUEUE_CAPACITY, MAX_CHALLENGE_BYTES, WebhookService,
+    WebhookServiceBuilder,
+};
 pub use serving::{
     DEFAULT_BODY_LIMIT, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_REQUESTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_WRITE_STALL_TIMEOUT, ServingConfig, serve,
 };
+pub use signature::{SIGNATURE_HEADER, SignatureError, sign, verify_signature};

@@ -108,8 +108,10 @@ impl Render for IngestedEvent {
             Some(false) => line.push_str(", recorded"),
             None => {}
         }
-        if let Some(state) = self.state_after {
-            line.push_str(&format!("; window {state}"));
+        match self.state_after {
+            Some("none") => line.push_str("; window none (never messaged)"),
+            Some(state) => line.push_str(&format!("; window {state}")),
+            None => {}
         }
         if let Some(reason) = &self.reason {
             line.push_str(&format!(": {reason}"));

@@ -1,35 +1,70 @@
 //! `pending` and `deliver`: the outbox of messages waiting for the customer's reply.
 
+use chrono::TimeDelta;
 use lipachat_api::MessageId;
-use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger, PolicyConfig};
+use lipachat_policy::{DeliveryReport, DeliveryStop, PolicyConfig};
 use lipachat_session::Store;
+use lipachat_session::view::QueuedView;
 use serde::Serialize;
 
-use super::{
-    Context, Exit, Lookup, addressable, client, conversation_of, customer_name, sending_sessions,
-};
+use super::{Context, Exit, Lookup, addressable, conversation_of, customer_name, messenger};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
-use crate::output::{Render, span, time};
+use crate::output::{Render, reason_words, span, time, whatsapp_id};
+use crate::stored_message::{describe, viewed_content};
 
-/// One queued message, as `pending` prints it. `age_secs` is whole seconds since it was
-/// queued (negative when `--now` is before that).
+/// One queued message, as `pending` prints it: JSON, the shared
+/// [`lipachat_session::view::QueuedView`] object (`business`, `customer`, `message_id`,
+/// `kind` and `message` saying what it is, `queued_at`, `age_secs`: whole seconds since it
+/// was queued, negative when `--now` is before that), the same a running bot's
+/// `/admin/pending` answers.
 #[derive(Debug, Serialize)]
-struct PendingView {
-    business: String,
-    customer: String,
-    message_id: MessageId,
-    queued_at: String,
-    age_secs: i64,
+#[serde(transparent)]
+pub struct PendingView {
+    view: QueuedView,
+    #[serde(skip)]
+    content: String,
     #[serde(skip)]
     age: String,
 }
 
+impl PendingView {
+    /// The view of a queued message whose exact age is `age`.
+    fn new(view: QueuedView, age: TimeDelta) -> Self {
+        let content = view
+            .kind
+            .as_deref()
+            .zip(view.message.as_ref())
+            .and_then(|(kind, message)| viewed_content(kind, message))
+            .map_or_else(
+                || "a message whose stored form cannot be read".to_owned(),
+                |message| describe(&message),
+            );
+        Self {
+            view,
+            content,
+            age: if age < TimeDelta::zero() {
+                "queued after the given --now".to_owned()
+            } else {
+                format!("{} ago", span(age))
+            },
+        }
+    }
+
+    /// The view of a shared queued-message object (as a running bot's admin route
+    /// answers it), aged by its whole seconds.
+    pub fn from_shared(view: QueuedView) -> Self {
+        let age = TimeDelta::seconds(view.age_secs);
+        Self::new(view, age)
+    }
+}
+
 impl Render for PendingView {
     fn human(&self) -> String {
+        let view = &self.view;
         format!(
-            "{} {} {} queued {} ({})",
-            self.business, self.customer, self.message_id, self.queued_at, self.age
+            "{} {} {}: {}, queued {} ({})",
+            view.business, view.customer, view.message_id, self.content, view.queued_at, self.age
         )
     }
 }
@@ -49,19 +84,16 @@ pub async fn pending<S: Store>(context: &Context<S>, args: Pending) -> Result<Ex
     for conversation in conversations {
         let name = customer_name(store, conversation.customer).await?;
         for message in store.queued(conversation).await? {
-            let age = now - message.queued_at;
-            context.printer.emit(&PendingView {
-                business: conversation.business.to_string(),
-                customer: name.clone(),
-                message_id: message.message_id,
-                queued_at: time(message.queued_at),
-                age_secs: age.num_seconds(),
-                age: if age < chrono::TimeDelta::zero() {
-                    "queued after the given --now".to_owned()
-                } else {
-                    format!("{} ago", span(age))
-                },
-            })?;
+            let view = QueuedView::new(
+                conversation.business,
+                name.clone(),
+                &message,
+                lipachat_policy::queued_content(&message),
+                now,
+            );
+            context
+                .printer
+                .emit(&PendingView::new(view, now - message.queued_at))?;
             shown += 1;
         }
     }
@@ -105,20 +137,20 @@ struct DeliveryView {
     remaining: usize,
     stopped: Option<&'static str>,
     reason: Option<String>,
+    /// The reason in words, for the human line.
+    #[serde(skip)]
+    reason_words: Option<String>,
 }
 
 impl Render for DeliveryView {
     fn human(&self) -> String {
         let mut lines = Vec::new();
         for d in &self.delivered {
-            let wa_id = d
-                .wa_id
-                .as_deref()
-                .map(|w| format!(" (wa_id {w})"))
-                .unwrap_or_default();
             lines.push(format!(
-                "delivered {}{wa_id}, queued {}",
-                d.message_id, d.queued_at
+                "delivered {}{}, queued {}",
+                d.message_id,
+                whatsapp_id(d.wa_id.as_deref()),
+                d.queued_at
             ));
         }
         for e in &self.expired {
@@ -138,9 +170,16 @@ impl Render for DeliveryView {
             self.remaining
         );
         if let Some(stopped) = self.stopped {
+            let stopped = match stopped {
+                "window_not_open" => "the window is not open",
+                "gateway_closed_window" => "the gateway reported the window closed",
+                "send_failed" => "a send failed",
+                "claimed_elsewhere" => "another process is delivering",
+                other => other,
+            };
             summary.push_str(&format!(
                 " (stopped: {stopped}{})",
-                self.reason
+                self.reason_words
                     .as_deref()
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
@@ -158,10 +197,14 @@ pub async fn deliver<S: Store + Clone>(
     args: Deliver,
 ) -> Result<Exit, CliError> {
     let conversation = addressable(context, &args.pair).await?;
-    let sessions = sending_sessions(context, &args.settings)?;
-    let messenger = Messenger::new(sessions, client(&args.settings)?, PolicyConfig::default());
+    let messenger = messenger(context, &args.settings, PolicyConfig::default())?;
     let report = messenger.deliver(conversation).await?;
     let (stopped, reason, error) = stop_parts(&report);
+    let reason_words = match &report.stopped {
+        Some(DeliveryStop::WindowNotOpen(why)) => Some(reason_words(*why).to_owned()),
+        Some(DeliveryStop::GatewayClosedWindow) => Some("closed by the gateway".to_owned()),
+        _ => reason.clone(),
+    };
     let view = DeliveryView {
         business: conversation.business.to_string(),
         customer: conversation.customer.to_string(),
@@ -193,6 +236,7 @@ pub async fn deliver<S: Store + Clone>(
         remaining: report.remaining,
         stopped,
         reason,
+        reason_words,
     };
     context.printer.emit(&view)?;
     if let Some(error) = error {
@@ -245,6 +289,15 @@ fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>,
             )),
             Some(format!(
                 "message {id} is being delivered by another process; it stays queued, run deliver again in a minute"
+            )),
+        ),
+        Some(DeliveryStop::UnknownKind { message_id, kind }) => (
+            Some("unknown_kind"),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued"
+            )),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued; it stays queued for a release that knows it"
             )),
         ),
         Some(other) => (

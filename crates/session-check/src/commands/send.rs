@@ -1,41 +1,123 @@
-//! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
+//! The free-form send commands (send-contact, send-text, send-media, send-buttons,
+//! send-list): one run through the policy's guarded send path, or with `--dry-run` what it
+//! would do. Each command only builds its message; the options, the run and the output
+//! are shared.
 
 use lipachat_api::{
-    ContactMessage, ContactPhone, FreeFormMessage, MessageId, RequestBody, TemplateMessage,
+    ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
+    MessageId, RequestBody, TemplateMessage, TextMessage,
 };
 use lipachat_policy::{
-    DryRun, Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest, TemplateSent,
+    DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
 };
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 
-use super::{Context, Exit, addressable, client, sending_sessions};
-use crate::cli::{OnClosedChoice, SendContact};
+use super::{Context, Exit, addressable, messenger, sending_sessions};
+use crate::cli::{Command, OnClosedChoice, Pair, SendOptions};
 use crate::error::CliError;
-use crate::output::{Render, span, time};
+use crate::output::{Render, reason_words, span, time, whatsapp_id};
+use crate::stored_message::previous_outcome;
 
-/// What `send-contact` prints for a send.
+/// A free-form send command, read: the conversation it names, its shared options and its
+/// message (checked).
+pub struct FreeFormSend<'a> {
+    /// BUSINESS CUSTOMER.
+    pub pair: &'a Pair,
+    /// The options every send command takes.
+    pub options: &'a SendOptions,
+    /// The message, valid.
+    pub message: FreeFormMessage,
+}
+
+/// The free-form send `command` is, if it is one: its message built and checked (a
+/// message that breaks a limit is an error naming the field and the limit).
+pub fn free_form(command: &Command) -> Option<Result<FreeFormSend<'_>, CliError>> {
+    let (pair, options, message) = match command {
+        Command::SendContact(args) => (&args.pair, &args.send, contact(args)),
+        Command::SendText(args) => (
+            &args.pair,
+            &args.send,
+            TextMessage::new(args.text.as_str()).map(Into::into),
+        ),
+        Command::SendMedia(args) => {
+            let media = MediaMessage::new(args.media_type.kind(), &args.url).and_then(|m| {
+                let m = match &args.caption {
+                    Some(caption) => m.with_caption(caption.as_str())?,
+                    None => m,
+                };
+                match &args.filename {
+                    Some(name) => m.with_filename(name.as_str()),
+                    None => Ok(m),
+                }
+            });
+            (&args.pair, &args.send, media.map(Into::into))
+        }
+        Command::SendButtons(args) => (
+            &args.pair,
+            &args.send,
+            ButtonsMessage::new(args.text.as_str(), args.buttons.clone()).map(Into::into),
+        ),
+        Command::SendList(args) => (
+            &args.pair,
+            &args.send,
+            ListMessage::new(
+                args.header.as_str(),
+                args.body.as_str(),
+                args.button_text.as_str(),
+                args.sections.clone(),
+            )
+            .map(Into::into),
+        ),
+        _ => return None,
+    };
+    Some(message.map_err(CliError::from).and_then(|message| {
+        on_closed(options)?;
+        Ok(FreeFormSend {
+            pair,
+            options,
+            message,
+        })
+    }))
+}
+
+/// send-contact's card.
+fn contact(
+    args: &crate::cli::SendContact,
+) -> Result<FreeFormMessage, lipachat_api::ValidationError> {
+    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
+    if let Some(wa_id) = args.wa_id {
+        phone = phone.with_wa_id(wa_id);
+    }
+    ContactMessage::new(args.name.as_str(), vec![phone]).map(Into::into)
+}
+
+/// What a send command prints for a send.
 ///
-/// `message_id`: the contact card's own id when it was sent or queued (or sent and refused
-/// by the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the card, or
-/// the template), else null. `template_message_id`: the template this call sent, else
-/// null. `reason`: why the window was not open, null for `sent`. A rejection of a card the
-/// gateway refused as outside the window adds `"refused_by_gateway": true`: that request
-/// did leave. A repeated `--message-id` prints the earlier outcome with its ids and
-/// `"duplicate": true`.
+/// `message_id`: the message's own id when it was sent or queued (or sent and refused by
+/// the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the message,
+/// or the template), else null. `template_message_id`: the template this call sent, else
+/// null. `reason`: why the window was not open, null for `sent`. When this call sent a
+/// template, `template_category` (as the catalog spells it, null when unchecked) and
+/// `catalog` (`checked`, `cached_copy`, `unchecked`, `disabled`) follow. A rejection of a
+/// message the gateway refused as outside the window adds `"refused_by_gateway": true`:
+/// that request did leave. A repeated `--message-id` prints the earlier outcome with its
+/// ids and `"duplicate": true`.
 #[derive(Debug, Serialize)]
-struct SendView {
-    outcome: &'static str,
-    message_id: Option<MessageId>,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
+pub(super) struct SendView {
+    pub(super) outcome: &'static str,
+    pub(super) message_id: Option<MessageId>,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(super) template: Option<TemplateFacts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refused_by_gateway: Option<bool>,
+    pub(super) refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    duplicate: Option<bool>,
+    pub(super) duplicate: Option<bool>,
     #[serde(skip)]
-    human: String,
+    pub(super) human: String,
 }
 
 impl Render for SendView {
@@ -44,80 +126,98 @@ impl Render for SendView {
     }
 }
 
-/// What `send-contact --dry-run` prints.
+/// What a send command prints with `--dry-run`; `E` adds what only some commands say.
+///
+/// `outcome` is always `dry-run`; `would` names the outcome the real send would print
+/// (`sent`, `rejected`, `rerouted`, `queued`; for a `--message-id` already used, the
+/// earlier outcome, with `"duplicate": true`). `decision` and `reason` are the window's.
 #[derive(Debug, Serialize)]
-struct DryRunView {
-    outcome: &'static str,
-    message_id: MessageId,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
-    decision: &'static str,
+pub(super) struct DryRunView<E> {
+    pub(super) outcome: &'static str,
+    pub(super) would: &'static str,
+    pub(super) message_id: MessageId,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    /// The window now: `open` or `closed`.
+    pub(super) decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) duplicate: Option<bool>,
+    /// The exact JSON body of the message's send, when it would be sent (now, or from the
+    /// outbox after the customer's reply); else null.
+    pub(super) body: Option<RequestBody>,
+    #[serde(flatten)]
+    pub(super) extra: E,
+    #[serde(skip)]
+    pub(super) human: String,
+}
+
+/// What a free-form send's dry run adds.
+#[derive(Debug, Serialize)]
+pub(super) struct ClosedWindowPlan {
     on_closed: &'static str,
-    /// The exact JSON body of the contact card's send.
-    body: RequestBody,
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
     template_body: Option<RequestBody>,
-    #[serde(skip)]
-    human: String,
 }
 
-impl Render for DryRunView {
+impl<E: Serialize> Render for DryRunView<E> {
     fn human(&self) -> String {
         self.human.clone()
     }
 }
 
-/// `send-contact BUSINESS CUSTOMER --name NAME --phone PHONE ...`.
-pub async fn send_contact<S: Store + Clone>(
+/// Runs a free-form send command: the guarded send, or with `--dry-run` the plan.
+/// Exit 1 only when the policy rejected the message because the window is not open.
+pub async fn send_free_form<S: Store + Clone>(
     context: &Context<S>,
-    args: SendContact,
+    send: FreeFormSend<'_>,
 ) -> Result<Exit, CliError> {
-    let (card, on_closed) = check(&args)?;
-    let conversation = addressable(context, &args.pair).await?;
-    let sessions = sending_sessions(context, &args.settings)?;
+    let FreeFormSend {
+        pair,
+        options,
+        message,
+    } = send;
+    let on_closed = on_closed(options)?;
+    let what = message.describe();
+    let conversation = addressable(context, pair).await?;
     let config = PolicyConfig::default().on_closed(on_closed.clone());
-    if args.dry_run {
-        // The policy's own plan: no client, so no key is needed.
-        let mut request = SendRequest::contact(conversation, card);
-        if let Some(id) = args.message_id {
-            request = request.message_id(id);
-        }
-        let plan = DryRun::plan(&sessions, &config, &request).await?;
-        let view = dry_run_view(&plan, request.message(), &on_closed);
-        context.printer.emit(&view)?;
-        return Ok(Exit::Success);
-    }
-    let messenger = Messenger::new(sessions, client(&args.settings)?, config);
-    let mut request = SendRequest::contact(conversation, card);
-    if let Some(id) = args.message_id {
+    let mut request = SendRequest::new(conversation, message);
+    if let Some(id) = options.run.message_id {
         request = request.message_id(id);
     }
+    if options.run.dry_run {
+        // The policy's own plan: no client, so no key is needed.
+        let sessions = sending_sessions(context, &options.run.settings)?;
+        let plan = DryRun::plan(&sessions, &config, &request).await?;
+        // A messageId already used: the real send would repeat its outcome.
+        let previous = match options.run.message_id {
+            Some(id) => previous_outcome(context.sessions.store(), conversation, id).await?,
+            None => None,
+        };
+        let view = dry_run_view(&plan, request.message(), &on_closed, previous.as_ref());
+        context.printer.emit(&view)?;
+        return Ok(exit_for(view.would));
+    }
+    let messenger = messenger(context, &options.run.settings, config)?;
     let outcome = messenger.send(request).await?;
-    let view = send_view(&outcome)?;
+    let view = send_view(&outcome, what)?;
     context.printer.emit(&view)?;
-    Ok(if view.outcome == "rejected" {
+    Ok(exit_for(view.outcome))
+}
+
+/// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0
+/// otherwise.
+pub(super) fn exit_for(outcome: &str) -> Exit {
+    if outcome == "rejected" {
         Exit::Negative
     } else {
         Exit::Success
-    })
-}
-
-/// The contact card and the closed-window choice, checked (before the database is opened,
-/// and again when sending).
-pub fn check(args: &SendContact) -> Result<(ContactMessage, OnClosed), CliError> {
-    let on_closed = on_closed(args)?;
-    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
-    if let Some(wa_id) = args.wa_id {
-        phone = phone.with_wa_id(wa_id);
     }
-    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
-    Ok((card, on_closed))
 }
 
 /// The closed-window choice, with its template checked before any request.
-fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
+fn on_closed(args: &SendOptions) -> Result<OnClosed, CliError> {
     let template = match (&args.template, &args.language) {
         (Some(name), Some(language)) => Some(
             TemplateMessage::new(name.as_str(), language.as_str())?
@@ -150,29 +250,66 @@ fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
     }
 }
 
-fn template_parts(template: Option<&TemplateSent>) -> (Option<MessageId>, Option<String>) {
+pub(super) fn template_parts(
+    template: Option<&TemplateSent>,
+) -> (Option<MessageId>, Option<String>) {
     match template {
         Some(sent) => (Some(sent.message_id), sent.receipt.wa_id.clone()),
         None => (None, None),
     }
 }
 
-fn template_words(template: Option<&TemplateSent>) -> String {
+/// How a sent template is described: its id, WhatsApp's id, its category and how the
+/// catalog checked it.
+pub fn template_words(template: Option<&TemplateSent>) -> String {
     match template {
         Some(sent) => format!(
-            "template {} sent{}",
+            "template {} sent{}; {}",
             sent.message_id,
-            sent.receipt
-                .wa_id
-                .as_deref()
-                .map(|w| format!(" (wa_id {w})"))
-                .unwrap_or_default()
+            whatsapp_id(sent.receipt.wa_id.as_deref()),
+            catalog_words(sent)
         ),
         None => "no template sent: an invitation already went for this closed window".into(),
     }
 }
 
-fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
+/// The category and the catalog check of a sent template, in words.
+pub fn catalog_words(sent: &TemplateSent) -> String {
+    let category = sent
+        .category
+        .as_ref()
+        .map_or_else(String::new, |c| format!("{c}, "));
+    let check = match &sent.check {
+        lipachat_policy::CatalogCheck::Checked { .. } => "checked against the catalog",
+        lipachat_policy::CatalogCheck::CachedCopy { .. } => {
+            "checked against an earlier copy of the catalog (it could not be fetched)"
+        }
+        lipachat_policy::CatalogCheck::Disabled => "not checked (checking is off)",
+        _ => "not checked: the catalog could not be fetched",
+    };
+    format!("{category}{check}")
+}
+
+/// The JSON fields a sent template adds: its category and how the catalog checked it.
+#[derive(Debug, Serialize)]
+pub struct TemplateFacts {
+    /// The category as the catalog spells it, null when unchecked.
+    template_category: Option<String>,
+    /// `checked`, `cached_copy`, `unchecked` or `disabled`.
+    catalog: &'static str,
+}
+
+impl TemplateFacts {
+    /// The facts of `sent`, if a template was sent.
+    pub fn of(sent: Option<&TemplateSent>) -> Option<Self> {
+        sent.map(|sent| Self {
+            template_category: sent.category.as_ref().map(ToString::to_string),
+            catalog: sent.check.name(),
+        })
+    }
+}
+
+fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
     let view = match outcome {
         SendOutcome::Sent {
             message_id,
@@ -184,15 +321,12 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: receipt.wa_id.clone(),
             template_message_id: None,
             reason: None,
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
             human: format!(
-                "sent: contact card {message_id}{}; the window closes {}",
-                receipt
-                    .wa_id
-                    .as_deref()
-                    .map(|w| format!(" (wa_id {w})"))
-                    .unwrap_or_default(),
+                "sent: {what} {message_id}{}; the window closes {}",
+                whatsapp_id(receipt.wa_id.as_deref()),
                 time(*expires_at)
             ),
         },
@@ -206,11 +340,12 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
-                    "rerouted: the window is not open ({}); the contact card was dropped; {}",
-                    reason.name(),
+                    "rerouted: the window is not open ({}); the {what} was dropped; {}",
+                    reason_words(*reason),
                     template_words(template.as_ref())
                 ),
             }
@@ -228,16 +363,17 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
                 human: format!(
-                    "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
-                    reason.name(),
+                    "queued: {what} {message_id} waits for the customer's reply (the window is not open: {}); {}",
+                    reason_words(*reason),
                     template_words(template.as_ref())
                 ),
             }
         }
-        // The card went out and the gateway refused it: a request left, so the output
+        // The message went out and the gateway refused it: a request left, so the output
         // must not say that nothing was sent.
         SendOutcome::Rejected {
             message_id,
@@ -250,11 +386,12 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: Some(true),
             duplicate: None,
             human: format!(
-                "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
-                reason.name()
+                "rejected: the gateway refused {what} {message_id} as outside the window ({}); it was sent but not delivered",
+                reason_words(*reason)
             ),
         },
         SendOutcome::Rejected { reason, .. } => SendView {
@@ -263,31 +400,15 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
-                reason.name()
+                reason_words(*reason)
             ),
         },
-        SendOutcome::Duplicate(previous) => {
-            let name = previous.kind.name();
-            let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
-            SendView {
-                outcome: name,
-                message_id,
-                wa_id: previous.wa_id.clone(),
-                template_message_id: previous.template_message_id,
-                reason: None,
-                refused_by_gateway: None,
-                duplicate: Some(true),
-                human: format!(
-                    "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
-                    time(previous.at),
-                    previous.message_id
-                ),
-            }
-        }
+        SendOutcome::Duplicate(previous) => duplicate_view(previous),
         other => {
             return Err(CliError::Incomplete(format!(
                 "the send ended with an outcome this build does not know: {}",
@@ -298,13 +419,38 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     Ok(view)
 }
 
-fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) -> DryRunView {
-    let (message_id, body, template_body) = (
-        plan.message_id,
-        plan.body.clone(),
-        plan.template_body.clone(),
-    );
-    let (decision_name, reason, decision_words) = match plan.decision {
+/// What a send prints for a `messageId` already handled: the earlier outcome with its
+/// ids and `"duplicate": true`; nothing was sent again.
+pub(super) fn duplicate_view(previous: &PreviousOutcome) -> SendView {
+    let name = previous.kind.name();
+    let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
+    SendView {
+        outcome: name,
+        message_id,
+        wa_id: previous.wa_id.clone(),
+        template_message_id: previous.template_message_id,
+        reason: None,
+        template: None,
+        refused_by_gateway: None,
+        duplicate: Some(true),
+        human: format!(
+            "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
+            time(previous.at),
+            previous.message_id
+        ),
+    }
+}
+
+/// The dry run's view: the window's decision, what the real send would do, and the
+/// bodies of what it would send (none when it would send nothing).
+fn dry_run_view(
+    plan: &DryRun,
+    message: &FreeFormMessage,
+    on_closed: &OnClosed,
+    previous: Option<&PreviousOutcome>,
+) -> DryRunView<ClosedWindowPlan> {
+    let what = message.describe();
+    let (decision, reason, decision_words) = match plan.decision {
         SendDecision::Allowed {
             expires_at,
             remaining,
@@ -312,31 +458,72 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
             "open",
             None,
             format!(
-                "open: the window closes {} (in {}); the contact card would be sent",
+                "open: the window closes {} (in {}); ",
                 time(expires_at),
                 span(remaining)
             ),
         ),
         SendDecision::Refused { reason, .. } => (
             "closed",
-            Some(reason.name()),
-            format!(
-                "closed ({}): the contact card would not be sent; --on-closed {}: {}",
-                reason.name(),
-                on_closed.name(),
-                match on_closed {
-                    OnClosed::Reject => "nothing would be sent",
-                    OnClosed::Template(_) => "the template below would be sent instead",
-                    _ => "the card would be queued and the template below would invite a reply",
-                }
-            ),
+            Some(reason),
+            format!("closed ({}): ", reason_words(reason)),
         ),
     };
-    let mut human = format!(
-        "dry-run: nothing sent\ndecision: {decision_words}\nPOST {} {}",
-        message.path(),
-        body.pretty()
-    );
+    // What the send would do, and whether the message and the template would go.
+    let (would, consequence, sent, template) = match (previous, reason, on_closed) {
+        (Some(previous), _, _) => (
+            previous.kind.name(),
+            format!(
+                "message {} was already handled ({}, at {}): the send would repeat that outcome and send nothing",
+                previous.message_id,
+                previous.kind.name(),
+                time(previous.at)
+            ),
+            false,
+            false,
+        ),
+        (None, None, _) => ("sent", format!("the {what} would be sent"), true, false),
+        (None, Some(_), OnClosed::Reject) => (
+            "rejected",
+            format!(
+                "the {what} would not be sent; --on-closed reject: it would be rejected and nothing would be sent"
+            ),
+            false,
+            false,
+        ),
+        (None, Some(_), OnClosed::Template(_)) => (
+            "rerouted",
+            format!(
+                "the {what} would not be sent; --on-closed template: it would be rerouted, the template below sent instead"
+            ),
+            false,
+            true,
+        ),
+        (None, Some(_), other) => (
+            "queued",
+            format!(
+                "the {what} would not be sent now; --on-closed {}: it would be queued until the customer replies, and the template below would invite a reply",
+                other.name()
+            ),
+            true,
+            true,
+        ),
+    };
+    let body = sent.then(|| plan.body.clone());
+    let template_body = if template {
+        plan.template_body.clone()
+    } else {
+        None
+    };
+    let mut human = format!("dry-run: nothing sent\ndecision: {decision_words}{consequence}");
+    if let Some(body) = &body {
+        if reason.is_some() {
+            human.push_str(&format!(
+                "\nthe {what}, sent from the outbox once the customer replies:"
+            ));
+        }
+        human.push_str(&format!("\nPOST {} {}", message.path(), body.pretty()));
+    }
     if let Some(template) = &template_body {
         human.push_str(&format!(
             "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
@@ -346,14 +533,18 @@ fn dry_run_view(plan: &DryRun, message: &FreeFormMessage, on_closed: &OnClosed) 
     }
     DryRunView {
         outcome: "dry-run",
-        message_id,
+        would,
+        message_id: plan.message_id,
         wa_id: None,
         template_message_id: None,
-        reason,
-        decision: decision_name,
-        on_closed: on_closed.name(),
+        reason: reason.map(|r| r.name()),
+        decision,
+        duplicate: previous.map(|_| true),
         body,
-        template_body,
+        extra: ClosedWindowPlan {
+            on_closed: on_closed.name(),
+            template_body,
+        },
         human,
     }
 }

@@ -10,12 +10,17 @@ use serde::Serialize;
 use super::{Context, Exit};
 use crate::error::CliError;
 use crate::output::Render;
+use crate::progress::Progress;
 
-/// `export`: JSON lines on stdout (in either output mode: they are the data). Exit 2 when
-/// corrupt records had to be skipped, since the backup is then incomplete.
+/// `export`: JSON lines on stdout (in either output mode: they are the data), with a
+/// progress bar on a terminal's stderr. Exit 2 when corrupt records had to be skipped,
+/// since the backup is then incomplete.
 pub async fn export<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
-    let out = BufWriter::new(io::stdout().lock());
-    let transfer = export_to(context.sessions.store(), out).await?;
+    let progress = Progress::export(context.printer.is_json());
+    let out = progress.writer(BufWriter::new(io::stdout().lock()));
+    let exported = export_to(context.sessions.store(), out).await;
+    progress.finish(if exported.is_ok() { "done" } else { "failed" });
+    let transfer = exported?;
     if transfer.skipped_corrupt > 0 {
         return Err(CliError::Incomplete(format!(
             "{} corrupt record(s) could not be read and are missing from the export",
@@ -60,8 +65,16 @@ impl Render for Imported {
 }
 
 /// `import`: JSON lines from stdin, merged into the database (inbound times keep the
-/// latest). A bad line is reported with its number and nothing is imported.
+/// latest), with a progress bar on a terminal's stderr. A bad line is reported with its
+/// number and nothing is imported.
 pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
+    let progress = Progress::import(context.printer.is_json());
+    let imported = import_from(
+        context.sessions.store(),
+        progress.reader(io::stdin().lock()),
+    )
+    .await;
+    progress.finish(if imported.is_ok() { "done" } else { "failed" });
     let Transfer {
         windows,
         queued,
@@ -71,7 +84,7 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         aliases,
         seen,
         ..
-    } = import_from(context.sessions.store(), io::stdin().lock()).await?;
+    } = imported?;
     context.printer.emit(&Imported {
         windows,
         queued,

@@ -1,6 +1,8 @@
 //! Running the built `session-check` binary against a temporary database.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod gateway;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,6 +23,16 @@ pub const T0: &str = "2026-11-23T10:00:00Z";
 pub const QUEUE: [&str; 6] = [
     "--on-closed",
     "queue",
+    "--template",
+    "contact_share",
+    "--language",
+    "en",
+];
+
+/// `--on-closed template` with its template.
+pub const TEMPLATE: [&str; 6] = [
+    "--on-closed",
+    "template",
     "--template",
     "contact_share",
     "--language",
@@ -115,6 +127,38 @@ impl Run {
             "an error prints nothing on stdout: {self:#?}"
         );
         self.expect_error_line(needles)
+    }
+
+    /// Asserts an error run under `--json`: exit 2, nothing on stdout, and one JSON object
+    /// on stderr whose `error` contains every one of `needles`; returns the object.
+    pub fn expect_json_error(&self, needles: &[&str]) -> Value {
+        assert_eq!(
+            self.stdout, "",
+            "an error prints nothing on stdout: {self:#?}"
+        );
+        self.json_error_line(needles)
+    }
+
+    /// Asserts exit 2 and exactly one line on stderr, a JSON object with a string `error`
+    /// containing every one of `needles` and a string `kind`; returns the object. Results
+    /// may be on stdout.
+    pub fn json_error_line(&self, needles: &[&str]) -> Value {
+        assert_eq!(self.code, 2, "expected exit status 2: {self:#?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one stderr line: {self:#?}");
+        let error: Value = serde_json::from_str(lines[0])
+            .unwrap_or_else(|e| panic!("stderr is not one JSON object ({e}): {self:#?}"));
+        let message = error["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{self:#?}"));
+        assert!(error["kind"].is_string(), "{self:#?}");
+        for needle in needles {
+            assert!(
+                message.contains(needle),
+                "error lacks {needle:?}: {self:#?}"
+            );
+        }
+        error
     }
 
     /// Asserts exactly one line on stderr containing every one of `needles`.

@@ -1,0 +1,253 @@
+//! The service's Prometheus metrics, kept in a recorder of its own (not the process-wide
+//! one), so two services in one process (tests, two bots) count apart and a backend's own
+//! recorder is left alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lipachat_api::WebhookEvent;
+use lipachat_policy::{DeliveryReport, SendOutcome};
+use lipachat_session::{ClosedCause, WindowState};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+/// Webhook events applied, by `source` (`lipachat`, `whatsapp`) and `kind` (`inbound`,
+/// `window_closed`, `status`, `template_status`, `ignored`).
+pub const EVENTS: &str = "lipachat_webhook_events_total";
+/// Redelivered inbound messages recognised (recorded nothing, not handed to the bot).
+pub const DUPLICATES: &str = "lipachat_webhook_duplicates_total";
+/// Requests refused for their credentials, by `reason`: `token` (LipaChat's path token),
+/// `signature_missing`, `signature_malformed`, `signature_mismatch` (WhatsApp's
+/// signature), `verify_token` (the subscription handshake), `admin_token`.
+pub const AUTH_FAILURES: &str = "lipachat_webhook_auth_failures_total";
+/// Webhooks answered 503 because the bot's queue was full (nothing recorded).
+pub const QUEUE_FULL: &str = "lipachat_webhook_queue_full_total";
+/// The bot's sends, by `outcome`: `sent`, `rerouted`, `queued`, `rejected`, `duplicate`,
+/// `error`.
+pub const SENDS: &str = "lipachat_sends_total";
+/// How long the bot's sends took, in seconds (the guarded path, retries included).
+pub const SEND_DURATION: &str = "lipachat_send_duration_seconds";
+/// Windows closed by the gateway's 131047: reported by a webhook, or a send refused.
+pub const CLOSURES: &str = "lipachat_window_closures_131047_total";
+/// Queued messages delivered after the customer's reply.
+pub const QUEUED_DELIVERED: &str = "lipachat_queued_delivered_total";
+/// Queued messages that expired undelivered.
+pub const QUEUED_EXPIRED: &str = "lipachat_queued_expired_total";
+/// Messages waiting in the bot's queue (handed over, not yet taken by a handler).
+pub const QUEUE_DEPTH: &str = "lipachat_bot_queue_depth";
+
+/// The send latency histogram's buckets, in seconds.
+const SEND_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The counters, histogram and gauge the service keeps, and their Prometheus text.
+#[derive(Debug, Clone)]
+pub struct WebhookMetrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    duplicates: Counter,
+    queue_full: Counter,
+    closures: Counter,
+    delivered: Counter,
+    expired: Counter,
+    send_duration: Histogram,
+    queue_depth: Gauge,
+}
+
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebhookMetrics {
+    /// A recorder with every metric registered (each shows in the text from the start,
+    /// at zero).
+    pub fn new() -> Self {
+        let recorder = match PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(SEND_DURATION.to_owned()), &SEND_BUCKETS)
+        {
+            Ok(with_buckets) => with_buckets.build_recorder(),
+            // Only an empty bucket list is refused; this one is not.
+            Err(_) => PrometheusBuilder::new().build_recorder(),
+        };
+        let describe = |name: &'static str, unit: Option<Unit>, text: &'static str| {
+            recorder.describe_counter(name.into(), unit, text.into());
+        };
+        describe(EVENTS, None, "Webhook events applied, by source and kind.");
+        describe(DUPLICATES, None, "Redelivered inbound messages recognised.");
+        describe(
+            AUTH_FAILURES,
+            None,
+            "Requests refused for their credentials, by reason.",
+        );
+        describe(
+            QUEUE_FULL,
+            None,
+            "Webhooks answered 503: the bot's queue was full.",
+        );
+        describe(SENDS, None, "The bot's sends, by outcome.");
+        describe(CLOSURES, None, "Windows closed by the gateway (131047).");
+        describe(
+            QUEUED_DELIVERED,
+            None,
+            "Queued messages delivered after a reply.",
+        );
+        describe(QUEUED_EXPIRED, None, "Queued messages expired undelivered.");
+        recorder.describe_histogram(
+            SEND_DURATION.into(),
+            Some(Unit::Seconds),
+            "How long the bot's sends took.".into(),
+        );
+        recorder.describe_gauge(
+            QUEUE_DEPTH.into(),
+            None,
+            "Messages waiting in the bot's queue.".into(),
+        );
+        let counter =
+            |name: &'static str| recorder.register_counter(&Key::from_static_name(name), &METADATA);
+        let inner = Inner {
+            duplicates: counter(DUPLICATES),
+            queue_full: counter(QUEUE_FULL),
+            closures: counter(CLOSURES),
+            delivered: counter(QUEUED_DELIVERED),
+            expired: counter(QUEUED_EXPIRED),
+            send_duration: recorder
+                .register_histogram(&Key::from_static_name(SEND_DURATION), &METADATA),
+            queue_depth: recorder.register_gauge(&Key::from_static_name(QUEUE_DEPTH), &METADATA),
+            handle: recorder.handle(),
+            recorder,
+        };
+        let metrics = Self {
+            inner: Arc::new(inner),
+        };
+        for outcome in [
+            "sent",
+            "rerouted",
+            "queued",
+            "rejected",
+            "duplicate",
+            "error",
+        ] {
+            metrics.labelled(SENDS, "outcome", outcome).increment(0);
+        }
+        metrics
+    }
+
+    /// The metrics as Prometheus text.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    fn labelled(&self, name: &'static str, label: &'static str, value: &'static str) -> Counter {
+        let key = Key::from_parts(name, vec![Label::new(label, value)]);
+        self.inner.recorder.register_counter(&key, &METADATA)
+    }
+
+    /// Counts one webhook event from `source`.
+    pub(crate) fn event(&self, source: &'static str, event: &WebhookEvent) {
+        let kind = match event {
+            WebhookEvent::Inbound(_) => "inbound",
+            WebhookEvent::WindowClosed { .. } => "window_closed",
+            WebhookEvent::Status(_) => "status",
+            WebhookEvent::TemplateStatus(_) => "template_status",
+            _ => "ignored",
+        };
+        let key = Key::from_parts(
+            EVENTS,
+            vec![Label::new("source", source), Label::new("kind", kind)],
+        );
+        self.inner
+            .recorder
+            .register_counter(&key, &METADATA)
+            .increment(1);
+    }
+
+    /// Counts a redelivered inbound message.
+    pub(crate) fn duplicate(&self) {
+        self.inner.duplicates.increment(1);
+    }
+
+    /// Counts a request refused for its credentials.
+    pub(crate) fn auth_failure(&self, reason: &'static str) {
+        self.labelled(AUTH_FAILURES, "reason", reason).increment(1);
+    }
+
+    /// Counts a webhook refused because the bot's queue was full.
+    pub(crate) fn queue_full(&self) {
+        self.inner.queue_full.increment(1);
+    }
+
+    /// Counts a 131047 closure.
+    pub(crate) fn closure(&self) {
+        self.inner.closures.increment(1);
+    }
+
+    /// Counts what a delivery run of the outbox did.
+    pub(crate) fn delivery(&self, report: &DeliveryReport) {
+        self.inner
+            .delivered
+            .increment(report.delivered.len() as u64);
+        self.inner.expired.increment(report.expired.len() as u64);
+    }
+
+    /// Counts one send that began at `started`: its outcome (or `None` for an error) and
+    /// how long it took. A 131047 met by this send counts as a closure: a rejection the
+    /// gateway refused, or a reroute or queueing after a gateway closure recorded since
+    /// the send began.
+    pub(crate) fn send(
+        &self,
+        outcome: Option<&SendOutcome>,
+        started: DateTime<Utc>,
+        took: Duration,
+    ) {
+        self.inner.send_duration.record(took.as_secs_f64());
+        let name = match outcome {
+            None => "error",
+            Some(SendOutcome::Duplicate(_)) => "duplicate",
+            Some(outcome) => outcome.name(),
+        };
+        self.labelled(SENDS, "outcome", name).increment(1);
+        match outcome {
+            Some(SendOutcome::Rejected {
+                refused_by_gateway: true,
+                ..
+            }) => self.closure(),
+            Some(SendOutcome::Rerouted { state, .. } | SendOutcome::Queued { state, .. })
+                if closed_by_gateway_since(state, started) =>
+            {
+                self.closure()
+            }
+            _ => {}
+        }
+        if let Some(SendOutcome::Queued {
+            delivered, expired, ..
+        }) = outcome
+        {
+            self.inner.delivered.increment(delivered.len() as u64);
+            self.inner.expired.increment(expired.len() as u64);
+        }
+    }
+
+    /// Sets the bot queue's depth.
+    pub(crate) fn queue_depth(&self, depth: usize) {
+        self.inner.queue_depth.set(depth as f64);
+    }
+}
+
+/// Whether `state` is a closure by the gateway recorded at or after `since`.
+fn closed_by_gateway_since(state: &WindowState, since: DateTime<Utc>) -> bool {
+    matches!(state, WindowState::Closed { cause: ClosedCause::Gateway, closed_since, .. } if *closed_since >= since)
+}
