@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lipachat_session::Conversation;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::contact::ContactMessage;
@@ -17,7 +16,7 @@ use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
 use crate::error::{ApiError, BuildError};
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
-use crate::request::{contact_body, free_form_body, template_body, text_body};
+use crate::request::{RequestBody, contact_body, free_form_body, template_body, text_body};
 use crate::response::{RawResponse, Receipt, interpret};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::template::TemplateMessage;
@@ -435,7 +434,7 @@ impl Client {
         &self,
         endpoint: Endpoint,
         id: MessageId,
-        body: Value,
+        body: RequestBody,
         deadline: Option<Instant>,
     ) -> Result<Receipt, ApiError> {
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
@@ -443,7 +442,7 @@ impl Client {
             method: reqwest::Method::POST,
             url: self.inner.urls.get(endpoint).clone(),
             // Shared, so each retry re-sends the same bytes without copying them.
-            body: Some((bytes::Bytes::from(body.to_string()), JSON.to_owned())),
+            body: Some((body.into_bytes(), JSON.to_owned())),
             what: "send",
             retry_when: ApiError::is_transient,
             deadline,

@@ -29,7 +29,8 @@
 //! let message = FreeFormMessage::Contact(card);
 //! let body = free_form_body(conversation, MessageId::new(), &message)?;
 //! assert_eq!(message.path(), "/api/v1/whatsapp/contact");
-//! assert_eq!(body["name"]["formattedName"], "Test User");
+//! assert_eq!(body.to_value()["name"]["formattedName"], "Test User");
+//! assert!(body.as_str().starts_with(r#"{"messageId":"#)); // the gateway's key order
 //! // `client.send_free_form(conversation, id, &message).await` would send it.
 //!
 //! // A customer's message arrives on the webhook: it opens the window.
@@ -68,8 +69,11 @@
 //! [`Client::templates`] reads a business number's [`Catalog`]; [`Catalog::check`] refuses
 //! a template send that would fail ([`CatalogRefusal`]: unknown template or language, not
 //! approved, placeholder count or header mismatch). [`Client::create_template`],
-//! [`Client::update_template`] and [`Client::upload_template_file`] manage templates; see
-//! [`template_management`] for what they send and when they retry.
+//! [`Client::update_template`] and [`Client::upload_template_file`] manage templates
+//! ([`TemplateDraft::to_body`] is what a create or update sends). None of these calls
+//! carries a `messageId`, so the gateway cannot deduplicate them: a retry is made only
+//! after a failure that proves the request was not processed (no connection, no free
+//! request slot, HTTP 429), never after a timeout or a 5xx.
 //!
 //! # Security
 //!
@@ -160,7 +164,7 @@ pub use lipachat_session::MessageId;
 pub use location_request::{LocationRequestMessage, MAX_LOCATION_REQUEST_CHARS};
 pub use media::{MAX_CAPTION_CHARS, MAX_FILENAME_CHARS, MediaKind, MediaMessage};
 pub use reengagement::{LEGACY_REENGAGEMENT_CODE, REENGAGEMENT_CODE};
-pub use request::{contact_body, free_form_body, template_body, text_body};
+pub use request::{RequestBody, contact_body, free_form_body, template_body, text_body};
 pub use response::Receipt;
 pub use retry::RetryPolicy;
 pub use template::{

@@ -346,11 +346,129 @@ impl TemplateRequest {
     }
 }
 
-pub(crate) fn to_json<T: Serialize>(request: &T) -> Value {
-    // These structs hold only strings, optional strings and lists of them, and
-    // `PhoneNumber`/`MessageId` serialise as strings: serialising cannot fail.
-    #[allow(clippy::expect_used)]
-    serde_json::to_value(request).expect("request bodies always serialise to JSON")
+/// The exact JSON body of one request, as the gateway receives it: compact, its keys in
+/// the order of the gateway's reference (for a contact, `messageId`, `to`, `from`, `name`,
+/// `phones`), since it is written straight from the request's fields, never through a
+/// map. It serialises as that JSON (not as a string), so a `--dry-run` printing it shows
+/// the very bytes a send would carry.
+///
+/// ```
+/// use lipachat_api::{MessageId, TextMessage, text_body};
+/// use lipachat_session::Conversation;
+///
+/// let conversation = Conversation::parse("254110090747", "254712345678")?;
+/// let id: MessageId = "ca739107-4b0d-4581-acb1-4c4af70555de".parse()?;
+/// let body = text_body(conversation, id, &TextMessage::new("Hello")?)?;
+/// assert_eq!(
+///     body.as_str(),
+///     r#"{"messageId":"ca739107-4b0d-4581-acb1-4c4af70555de","to":"254712345678","from":"254110090747","message":"Hello"}"#
+/// );
+/// assert_eq!(body.to_value()["message"], "Hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RequestBody(String);
+
+impl RequestBody {
+    /// The body written from `request`'s fields, in their order.
+    pub(crate) fn of<T: Serialize>(request: &T) -> Self {
+        // These structs hold only strings, optional strings and lists of them, and
+        // `PhoneNumber`/`MessageId` serialise as strings: serialising cannot fail.
+        #[allow(clippy::expect_used)]
+        Self(serde_json::to_string(request).expect("request bodies always serialise to JSON"))
+    }
+
+    /// The JSON text, exactly as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The body as a JSON value, to look into (a value's object keys are not kept in the
+    /// wire order: compare [`RequestBody::as_str`] for that).
+    pub fn to_value(&self) -> Value {
+        // The text was written by serde_json from a request struct: it reads back.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// The JSON text indented for people, keys still in wire order (as a `--dry-run`
+    /// shows it): as serde_json's pretty printer writes it, two spaces a level, one
+    /// member a line.
+    pub fn pretty(&self) -> String {
+        let mut out = String::with_capacity(self.0.len() * 2);
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut chars = self.0.chars().peekable();
+        let newline = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        };
+        while let Some(c) = chars.next() {
+            if in_string {
+                out.push(c);
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => {
+                    in_string = true;
+                    out.push(c);
+                }
+                '{' | '[' => {
+                    out.push(c);
+                    // An empty object or array stays on its line.
+                    if chars.peek().is_some_and(|next| matches!(next, '}' | ']')) {
+                        continue;
+                    }
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+                '}' | ']' => {
+                    if !matches!(out.chars().last(), Some('{' | '[')) {
+                        depth = depth.saturating_sub(1);
+                        newline(&mut out, depth);
+                    }
+                    out.push(c);
+                }
+                ',' => {
+                    out.push(c);
+                    newline(&mut out, depth);
+                }
+                ':' => out.push_str(": "),
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// The JSON text, to send.
+    pub(crate) fn into_bytes(self) -> bytes::Bytes {
+        bytes::Bytes::from(self.0)
+    }
+}
+
+impl std::fmt::Display for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RequestBody").field(&self.0).finish()
+    }
+}
+
+/// Written as the JSON it is (keys in wire order), not as a string.
+impl Serialize for RequestBody {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 /// The exact JSON body of a contact send; [`ValidationError::NotAddressable`] when the
@@ -367,7 +485,7 @@ pub(crate) fn to_json<T: Serialize>(request: &T) -> Value {
 ///     vec![ContactPhone::on_whatsapp("254712345678".parse()?, "Cell")],
 /// )?;
 /// assert_eq!(
-///     contact_body(conversation, id, &card)?,
+///     contact_body(conversation, id, &card)?.to_value(),
 ///     serde_json::json!({
 ///         "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
 ///         "to": "254712345678",
@@ -382,8 +500,8 @@ pub fn contact_body(
     conversation: Conversation,
     id: MessageId,
     message: &ContactMessage,
-) -> Result<Value, ValidationError> {
-    ContactRequest::new(conversation, id, message).map(|request| to_json(&request))
+) -> Result<RequestBody, ValidationError> {
+    ContactRequest::new(conversation, id, message).map(|request| RequestBody::of(&request))
 }
 
 /// The exact JSON body of a text send: `{messageId, to, from, message}`.
@@ -391,8 +509,8 @@ pub fn text_body(
     conversation: Conversation,
     id: MessageId,
     message: &TextMessage,
-) -> Result<Value, ValidationError> {
-    TextRequest::new(conversation, id, message).map(|request| to_json(&request))
+) -> Result<RequestBody, ValidationError> {
+    TextRequest::new(conversation, id, message).map(|request| RequestBody::of(&request))
 }
 
 /// The exact JSON body of a template send:
@@ -401,8 +519,8 @@ pub fn template_body(
     conversation: Conversation,
     id: MessageId,
     message: &TemplateMessage,
-) -> Result<Value, ValidationError> {
-    TemplateRequest::new(conversation, id, message).map(|request| to_json(&request))
+) -> Result<RequestBody, ValidationError> {
+    TemplateRequest::new(conversation, id, message).map(|request| RequestBody::of(&request))
 }
 
 /// The exact JSON body of a free-form send (sent to [`FreeFormMessage::path`]).
@@ -410,7 +528,7 @@ pub fn free_form_body(
     conversation: Conversation,
     id: MessageId,
     message: &FreeFormMessage,
-) -> Result<Value, ValidationError> {
+) -> Result<RequestBody, ValidationError> {
     match message {
         FreeFormMessage::Contact(card) => contact_body(conversation, id, card),
         FreeFormMessage::Text(text) => text_body(conversation, id, text),
@@ -427,8 +545,10 @@ pub fn free_form_body(
 }
 
 /// The JSON of a request that could be built.
-fn json_of<T: Serialize>(request: Result<T, ValidationError>) -> Result<Value, ValidationError> {
-    request.map(|request| to_json(&request))
+fn json_of<T: Serialize>(
+    request: Result<T, ValidationError>,
+) -> Result<RequestBody, ValidationError> {
+    request.map(|request| RequestBody::of(&request))
 }
 
 /// Reads a free-form request body back into its conversation, id and message (what a fake
@@ -511,7 +631,7 @@ mod tests {
     #[test]
     fn text_body_shape() {
         let text = TextMessage::new("Hello").unwrap();
-        let body = text_body(conversation(), id(), &text).unwrap();
+        let body = text_body(conversation(), id(), &text).unwrap().to_value();
         assert_eq!(
             body,
             json!({
@@ -536,7 +656,7 @@ mod tests {
             .unwrap()
             .with_body_placeholders(["John", "2000"])
             .unwrap();
-        let body = template_body(conversation(), id(), &t).unwrap();
+        let body = template_body(conversation(), id(), &t).unwrap().to_value();
         assert_eq!(
             body,
             json!({
@@ -561,14 +681,45 @@ mod tests {
 
         let bare = TemplateMessage::new("hello_world", "en_US").unwrap();
         assert_eq!(
-            template_body(conversation(), id(), &bare).unwrap()["template"],
+            template_body(conversation(), id(), &bare)
+                .unwrap()
+                .to_value()["template"],
             json!({"name": "hello_world", "languageCode": "en_US", "components": {}})
         );
         let text = bare.with_header(TemplateHeader::text("Jane")).unwrap();
         assert_eq!(
-            template_body(conversation(), id(), &text).unwrap()["template"]["components"],
+            template_body(conversation(), id(), &text)
+                .unwrap()
+                .to_value()["template"]["components"],
             json!({"header": {"type": "TEXT", "parameter": ["Jane"]}})
         );
+    }
+
+    /// The body of the gateway's own contact example (the seed), byte for byte as sent,
+    /// keys in the page's order; indented, as serde_json indents it.
+    #[test]
+    fn the_contact_body_is_the_seeds() {
+        let card = ContactMessage::new(
+            "Test User",
+            vec![crate::ContactPhone::on_whatsapp(
+                "254712345678".parse().unwrap(),
+                "Cell",
+            )],
+        )
+        .unwrap();
+        let body = contact_body(conversation(), id(), &card).unwrap();
+        let seed = include_str!("../tests/fixtures/seeds/contact-request.json");
+        let request = ContactRequest::new(conversation(), id(), &card).unwrap();
+        assert_eq!(
+            body.pretty(),
+            serde_json::to_string_pretty(&request).unwrap()
+        );
+        let compact: String = seed
+            .lines()
+            .map(|line| line.trim().replace("\": ", "\":"))
+            .collect();
+        assert_eq!(body.as_str(), compact);
+        assert_eq!(serde_json::to_string(&body).unwrap(), compact);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::client::{Call, Client};
 use crate::error::{ApiError, ValidationError};
 use crate::field::{self, Lines, named};
 use crate::media::check_filename;
+use crate::request::RequestBody;
 use crate::response::{excerpt, read_envelope};
 use crate::template::{MAX_HEADER_TEXT_CHARS, MediaUrl, check_language, check_template_name};
 
@@ -110,7 +111,7 @@ impl DraftButton {
 ///     .with_body_examples(["Jane", "A-42"])?
 ///     .with_footer("Reply STOP to opt out")?
 ///     .with_button(DraftButton::QuickReply { text: "Thanks".into() })?;
-/// assert_eq!(draft.to_body()?["component"]["body"]["examples"][1], "A-42");
+/// assert_eq!(draft.to_body()?.to_value()["component"]["body"]["examples"][1], "A-42");
 /// assert!(TemplateDraft::new("Order Ready", "en", TemplateCategory::Utility, "Hi").is_err());
 /// # Ok::<(), lipachat_api::ValidationError>(())
 /// ```
@@ -255,7 +256,7 @@ impl TemplateDraft {
 
     /// The exact JSON body a create or update sends. Refused when the body has markers
     /// and no examples were given for them.
-    pub fn to_body(&self) -> Result<Value, ValidationError> {
+    pub fn to_body(&self) -> Result<RequestBody, ValidationError> {
         let markers = count_markers(&self.body);
         field::count("body examples", self.body_examples.len(), markers, markers)?;
         let header = self.header.as_ref().map(|header| match header {
@@ -308,7 +309,7 @@ impl TemplateDraft {
                 }),
             },
         };
-        Ok(crate::request::to_json(&wire))
+        Ok(RequestBody::of(&wire))
     }
 }
 
@@ -571,10 +572,7 @@ impl Client {
         let call = Call {
             method,
             url,
-            body: Some((
-                bytes::Bytes::from(body.to_string()),
-                "application/json".to_owned(),
-            )),
+            body: Some((body.into_bytes(), "application/json".to_owned())),
             what,
             retry_when: not_processed,
             deadline: None,
@@ -672,7 +670,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            full.to_body().unwrap().to_string(),
+            full.to_body().unwrap().to_value(),
             json!({
                 "name": "order_ready", "language": "en_US", "category": "UTILITY",
                 "component": {
@@ -686,7 +684,6 @@ mod tests {
                     ]
                 }
             })
-            .to_string()
         );
         let media = draft()
             .with_body_examples(["a", "b"])
@@ -697,7 +694,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            media.to_body().unwrap()["component"]["header"],
+            media.to_body().unwrap().to_value()["component"]["header"],
             json!({"format": "IMAGE", "example": "4::aW1hZ2U="})
         );
     }

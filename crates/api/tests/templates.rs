@@ -137,7 +137,7 @@ async fn templates_are_created_and_updated_with_the_documented_body() {
     assert_eq!(saved.status, Some(TemplateStatus::Pending));
     let id = saved.id.unwrap();
     let sent = gateway.template_requests()[0].body.json().unwrap().clone();
-    assert_eq!(sent, draft().to_body().unwrap());
+    assert_eq!(sent, draft().to_body().unwrap().to_value());
 
     // The same name and language again: the gateway refuses it, and it is not retried.
     assert!(matches!(

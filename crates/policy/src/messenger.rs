@@ -56,6 +56,20 @@ impl<S: Store> Messenger<S> {
     /// whose window rule decides every send), the gateway client and the policy. The send
     /// path runs on the real time: an examined clock ([`Sessions::with_examined_clock`])
     /// is dropped, since the gateway judges the window by the real time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// assert_eq!(messenger.sessions().rule().margin(), chrono::TimeDelta::seconds(60));
+    /// assert_eq!(messenger.client().base_url().as_str(), gateway.base_url());
+    /// assert_eq!(messenger.config().on_closed_of("254110090747".parse()?), &OnClosed::Reject);
+    /// # Ok(()) }
+    /// ```
     pub fn new(sessions: Sessions<S>, client: Client, config: PolicyConfig) -> Self {
         let catalogs = TemplateCatalogs::new(config.catalog);
         Self {
@@ -69,16 +83,55 @@ impl<S: Store> Messenger<S> {
     }
 
     /// The session engine.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// messenger.sessions().record_inbound_now(chat).await?;
+    /// assert_eq!(messenger.sessions().state(chat).await?.name(), "open");
+    /// # Ok(()) }
+    /// ```
     pub fn sessions(&self) -> &Sessions<S> {
         &self.shared.sessions
     }
 
     /// The gateway client.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// assert_eq!(messenger.client().max_in_flight(), lipachat_api::DEFAULT_MAX_IN_FLIGHT);
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &Client {
         &self.shared.client
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().outbox_limit(5));
+    /// assert_eq!(messenger.config().outbox_limit_value(), 5);
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &PolicyConfig {
         &self.shared.config
     }
@@ -89,6 +142,26 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Sends a contact card (see [`Messenger::send`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let outcome = messenger.send_contact(chat, card).await?;
+    /// assert!(matches!(outcome, SendOutcome::Sent { .. }));
+    /// assert_eq!(gateway.delivered_to(chat.phone().unwrap()).len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_contact(
         &self,
         conversation: Conversation,
@@ -98,6 +171,24 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Sends a text message (see [`Messenger::send`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::TextMessage;
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome};
+    /// use lipachat_session::{Conversation, RefusalReason};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// // The customer never wrote: the default policy rejects, and nothing is sent.
+    /// let outcome = messenger.send_text(chat, TextMessage::new("Hello")?).await?;
+    /// assert!(matches!(outcome, SendOutcome::Rejected { reason: RefusalReason::NeverMessaged, .. }));
+    /// assert_eq!(gateway.request_count(), 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_text(
         &self,
         conversation: Conversation,
@@ -107,6 +198,28 @@ impl<S: Store> Messenger<S> {
     }
 
     /// What [`Messenger::send`] would do now, without sending or storing anything.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let plan = messenger.dry_run(&SendRequest::contact(chat, card)).await?;
+    /// assert!(!plan.decision.is_allowed());
+    /// assert_eq!(plan.on_closed, "queue");
+    /// assert!(plan.body.as_str().starts_with(r#"{"messageId":"#));
+    /// assert!(plan.template_body.is_some(), "the invitation would go instead");
+    /// assert_eq!(gateway.request_count(), 0, "nothing was sent");
+    /// # Ok(()) }
+    /// ```
     pub async fn dry_run(&self, request: &SendRequest) -> Result<DryRun, PolicyError> {
         DryRun::plan(self.sessions(), self.config(), request).await
     }
@@ -128,6 +241,30 @@ impl<S: Store> Messenger<S> {
     /// A conversation without a phone number (a user known only by a business-scoped
     /// user id, a group) is [`PolicyError::NotAddressable`], before anything is read,
     /// stored or sent: the gateway offers no way to address it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// // A handler that may be retried names its messageId; a retry sends nothing again.
+    /// let id = MessageId::new();
+    /// let first = messenger.send(SendRequest::contact(chat, card.clone()).message_id(id)).await?;
+    /// assert!(matches!(first, SendOutcome::Sent { .. }));
+    /// let retry = messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// assert!(matches!(retry, SendOutcome::Duplicate(_)));
+    /// assert_eq!(gateway.delivered_count(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
         addressable(request.conversation())?;
         let now = CallTime::read(self.sessions());
@@ -251,6 +388,28 @@ impl<S: Store> Messenger<S> {
     }
 
     /// The outcome remembered for `message_id` in `conversation`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, OutcomeKind, PolicyConfig, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// let previous = messenger.previous_outcome(chat, id).await?.expect("remembered");
+    /// assert_eq!(previous.kind, OutcomeKind::Sent);
+    /// assert_eq!(messenger.previous_outcome(chat, MessageId::new()).await?, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn previous_outcome(
         &self,
         conversation: Conversation,
@@ -263,6 +422,31 @@ impl<S: Store> Messenger<S> {
     /// caller's `messageId` it is stored under: one indexed lookup (the store indexes the
     /// WhatsApp id written with each outcome). An outcome since replaced by another
     /// (the message requeued, then delivered under another WhatsApp id) is not found.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// let SendOutcome::Sent { receipt, .. } = messenger.send(SendRequest::contact(chat, card).message_id(id)).await? else {
+    ///     panic!("the window is open")
+    /// };
+    /// // A status callback naming only WhatsApp's id finds the send, and our messageId.
+    /// let wa_id = receipt.wa_id.expect("the gateway names it");
+    /// let (found, outcome) = messenger.outcome_by_wa_id(chat, &wa_id).await?.expect("indexed");
+    /// assert_eq!((found, outcome.message_id), (id, id));
+    /// # Ok(()) }
+    /// ```
     pub async fn outcome_by_wa_id(
         &self,
         conversation: Conversation,
@@ -274,6 +458,23 @@ impl<S: Store> Messenger<S> {
     /// Records an inbound message from the customer at `at` (the sender's timestamp, or
     /// the receipt time), then delivers that conversation's queued messages, in order,
     /// while the window is open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let report = messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// assert!(report.recorded.opened, "the customer's message opened the window");
+    /// assert!(report.delivery.delivered.is_empty(), "nothing was queued");
+    /// assert!(messenger.sessions().decide(chat).await?.is_allowed());
+    /// # Ok(()) }
+    /// ```
     pub async fn on_inbound(
         &self,
         conversation: Conversation,
@@ -297,6 +498,26 @@ impl<S: Store> Messenger<S> {
     /// answer it again. Its delivery still runs (it sends only what is queued, each
     /// message under its own `messageId`), so messages left queued by a first handling
     /// that crashed before delivering are not stranded.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{InboundHandled, Messenger, PolicyConfig};
+    /// use lipachat_session::{Conversation, InboundId};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let id = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E")?;
+    /// let now = messenger.sessions().now();
+    /// let first = messenger.on_inbound_once(chat, now, &id).await?;
+    /// assert!(matches!(first, InboundHandled::First(_)));
+    /// // The same webhook redelivered: recorded once, not to be answered again.
+    /// let again = messenger.on_inbound_once(chat, now, &id).await?;
+    /// assert!(matches!(again, InboundHandled::Duplicate { .. }));
+    /// # Ok(()) }
+    /// ```
     pub async fn on_inbound_once(
         &self,
         conversation: Conversation,
@@ -338,6 +559,29 @@ impl<S: Store> Messenger<S> {
     ///
     /// A conversation without a phone number sends nothing: its messages stay queued
     /// ([`DeliveryStop::NotAddressable`](crate::DeliveryStop::NotAddressable)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let queued = messenger.send_contact(chat, card).await?;
+    /// assert!(matches!(queued, SendOutcome::Queued { .. }));
+    /// // The reply is recorded without delivering (another process did, say); deliver now.
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.sessions().record_inbound_now(chat).await?;
+    /// let report = messenger.deliver(chat).await?;
+    /// assert_eq!((report.delivered.len(), report.remaining), (1, 0));
+    /// # Ok(()) }
+    /// ```
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         OutboxDelivery::new(&self.shared)
             .deliver(conversation)
@@ -347,6 +591,33 @@ impl<S: Store> Messenger<S> {
     /// Takes every expired message out of every outbox and reports them (call it
     /// periodically; delivery also expires messages as it meets them). A message another
     /// replica is delivering or expiring right now is left to it and not reported here.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let clock = lipachat_session::ManualClock::at("2026-11-23T10:00:00Z".parse()?);
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::builder().clock(clock.clone()).start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?).with_clock(clock.clone());
+    /// use chrono::TimeDelta;
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let config = PolicyConfig::default().on_closed(OnClosed::Queue(invite)).outbox_ttl(TimeDelta::days(7));
+    /// let messenger = Messenger::new(sessions, client, config);
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// messenger.send_contact(chat, card).await?;
+    /// // A week passes without a reply: the message is taken out and reported, never lost
+    /// // silently.
+    /// clock.advance(TimeDelta::days(7));
+    /// let expired = messenger.expire_queued().await?;
+    /// assert_eq!(expired.len(), 1);
+    /// assert_eq!(expired[0].conversation, chat);
+    /// assert!(messenger.expire_queued().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn expire_queued(&self) -> Result<Vec<ExpiredMessage>, PolicyError> {
         OutboxDelivery::new(&self.shared).expire_queued().await
     }
@@ -367,6 +638,34 @@ impl<S: Store> Messenger<S> {
     /// `messageId`: while another call holds it (a copy of this report handled at the
     /// same moment), this one returns [`PolicyError::SendInProgress`] and changes nothing
     /// but the recorded closure; retried later, it finds the message already handled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, Reconciliation, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// // A failed status callback says WhatsApp refused it as outside the window after all.
+    /// let now = messenger.sessions().now();
+    /// let reconciled = messenger.on_window_closed_report(chat, Some(id), None, now).await?;
+    /// let Reconciliation::Handled { outcome } = reconciled else { panic!("the send is known here") };
+    /// assert!(matches!(*outcome, SendOutcome::Queued { .. }), "queued again for the next reply");
+    /// // The same report again changes nothing more.
+    /// let again = messenger.on_window_closed_report(chat, Some(id), None, now).await?;
+    /// assert!(matches!(again, Reconciliation::ClosureRecorded));
+    /// # Ok(()) }
+    /// ```
     pub async fn on_window_closed_report(
         &self,
         conversation: Conversation,

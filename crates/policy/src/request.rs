@@ -1,6 +1,8 @@
 //! One send as a caller asks for it, what a queued copy of it stores, and a dry run of it.
 
-use lipachat_api::{ContactMessage, FreeFormMessage, MessageId, TemplateMessage, TextMessage};
+use lipachat_api::{
+    ContactMessage, FreeFormMessage, MessageId, RequestBody, TemplateMessage, TextMessage,
+};
 use lipachat_session::{Conversation, QueuedMessage, SendDecision, Sessions, Store};
 use serde::{Deserialize, Serialize};
 
@@ -134,11 +136,11 @@ pub struct DryRun {
     /// The closed-window choice that would apply if the window is not open.
     pub on_closed: &'static str,
     /// The exact JSON body of the free-form send.
-    pub body: serde_json::Value,
+    pub body: RequestBody,
     /// The exact JSON body of the template that would go instead, if the window is not
     /// open and the policy sends one (an invitation already sent for this closed window
     /// would make the real send skip it).
-    pub template_body: Option<serde_json::Value>,
+    pub template_body: Option<RequestBody>,
 }
 
 impl DryRun {

@@ -325,8 +325,7 @@ async fn a_failed_fetch_falls_back_to_a_copy_within_its_maximum_age() {
 
 #[tokio::test]
 async fn with_no_copy_within_its_maximum_age_the_template_goes_unchecked_warned_and_counted() {
-    let (subscriber, captured) = common::capturing(tracing::Level::WARN);
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = lipachat_testkit::capture_log_at(tracing::Level::WARN);
 
     let settings = CatalogSettings::default()
         .refresh_every(TimeDelta::minutes(15))

@@ -149,7 +149,9 @@ impl<S: Store> Setup<S> {
 
 /// The exact body the client sends for `message` under `id`.
 fn expected_body(message: &FreeFormMessage, id: &str) -> serde_json::Value {
-    lipachat_api::free_form_body(chat(), id.parse().unwrap(), message).unwrap()
+    lipachat_api::free_form_body(chat(), id.parse().unwrap(), message)
+        .unwrap()
+        .to_value()
 }
 
 fn invite() -> TemplateMessage {

@@ -2,8 +2,6 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
-mod common;
-
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage};
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
 use lipachat_session::{Conversation, Sessions, SledStore};
@@ -11,8 +9,7 @@ use lipachat_testkit::StandInGateway;
 
 #[tokio::test]
 async fn decisions_are_traced_and_the_key_never_is() {
-    let (subscriber, captured) = common::capturing(tracing::Level::TRACE);
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = lipachat_testkit::capture_log();
 
     let secret = "sk-live-very-secret-key-1234567890";
     let gateway = StandInGateway::builder()

@@ -67,6 +67,7 @@ mod message_id;
 mod phone;
 mod resolution;
 mod skew;
+#[cfg(feature = "sled")]
 mod sled_store;
 pub mod store;
 pub mod view;
@@ -82,6 +83,7 @@ pub use message_id::MessageId;
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
+#[cfg(feature = "sled")]
 pub use sled_store::{
     CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
     RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SLED_BACKEND, SledConfig, SledStore,

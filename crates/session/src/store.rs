@@ -66,6 +66,7 @@ pub enum StoreError {
     #[error(
         "{report}. Investigate before writing to it; to open it with what it holds (and make that the new reference), use SledConfig::accept_damage or `session-check verify --accept`"
     )]
+    #[cfg(feature = "sled")]
     Damaged {
         /// What the check found.
         report: Box<crate::IntegrityReport>,

@@ -355,6 +355,7 @@ pub(crate) fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> 
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
+#[cfg(any(feature = "sled", feature = "conformance", test))]
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -369,6 +370,7 @@ pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
 }
 
 /// `at` truncated to the millisecond, the precision the store keeps.
+#[cfg(any(feature = "sled", feature = "conformance", test))]
 pub(crate) fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
     from_millis(to_millis(at))
 }

@@ -300,6 +300,15 @@ impl StandInGateway {
             .collect()
     }
 
+    /// How many free-form messages (not templates) reached `customer`.
+    pub fn free_form_delivered_to(&self, customer: PhoneNumber) -> usize {
+        lock(&self.shared.ledger)
+            .delivered()
+            .iter()
+            .filter(|message| message.customer == customer && message.kind.is_free_form())
+            .count()
+    }
+
     /// How many messages reached a customer.
     pub fn delivered_count(&self) -> usize {
         lock(&self.shared.ledger).delivered().len()

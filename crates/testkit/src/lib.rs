@@ -93,19 +93,29 @@
 //! key (the 401 quirk) like the sends, take their own injected failures
 //! ([`StandInGateway::fail_template_calls_next`]) and are recorded apart, in
 //! [`StandInGateway::template_requests`].
+//!
+//! # Beside the gateway
+//!
+//! [`capture_log`] keeps what a test's thread logs, so the test can read it back (that a
+//! decision was logged, that a key never was); [`keys_in_order`] reads the order of a JSON
+//! object's keys as written, which a `serde_json::Value` does not keep.
 
+mod captured_log;
 mod catalog;
 mod fault;
 mod gateway;
+mod key_order;
 mod ledger;
 mod record;
 mod server;
 mod window;
 mod wire;
 
+pub use captured_log::{CapturedLog, capture_log, capture_log_at, capture_log_globally};
 pub use catalog::{UploadedTemplateFile, template_entry};
 pub use fault::InjectedFailure;
 pub use gateway::{GatewayBuilder, StandInGateway};
+pub use key_order::keys_in_order;
 pub use record::{
     ApiKeyCheck, DeliveredMessage, ReceivedRequest, Refusal, RequestBody, RequestOutcome,
 };

@@ -5,14 +5,13 @@
 
 use lipachat_api::{
     ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
-    MessageId, TemplateMessage, TextMessage,
+    MessageId, RequestBody, TemplateMessage, TextMessage,
 };
 use lipachat_policy::{
     DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
 };
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{Context, Exit, addressable, messenger, sending_sessions};
 use crate::cli::{Command, OnClosedChoice, Pair, SendOptions};
@@ -146,7 +145,7 @@ pub(super) struct DryRunView<E> {
     pub(super) duplicate: Option<bool>,
     /// The exact JSON body of the message's send, when it would be sent (now, or from the
     /// outbox after the customer's reply); else null.
-    pub(super) body: Option<Value>,
+    pub(super) body: Option<RequestBody>,
     #[serde(flatten)]
     pub(super) extra: E,
     #[serde(skip)]
@@ -159,7 +158,7 @@ pub(super) struct ClosedWindowPlan {
     on_closed: &'static str,
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
-    template_body: Option<Value>,
+    template_body: Option<RequestBody>,
 }
 
 impl<E: Serialize> Render for DryRunView<E> {
@@ -516,8 +515,6 @@ fn dry_run_view(
     } else {
         None
     };
-    let pretty =
-        |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     let mut human = format!("dry-run: nothing sent\ndecision: {decision_words}{consequence}");
     if let Some(body) = &body {
         if reason.is_some() {
@@ -525,13 +522,13 @@ fn dry_run_view(
                 "\nthe {what}, sent from the outbox once the customer replies:"
             ));
         }
-        human.push_str(&format!("\nPOST {} {}", message.path(), pretty(body)));
+        human.push_str(&format!("\nPOST {} {}", message.path(), body.pretty()));
     }
     if let Some(template) = &template_body {
         human.push_str(&format!(
             "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
             lipachat_api::Endpoint::Template.path(),
-            pretty(template)
+            template.pretty()
         ));
     }
     DryRunView {
