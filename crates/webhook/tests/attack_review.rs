@@ -289,6 +289,49 @@ async fn hostile_timestamps_ids_and_shapes_never_answer_500_or_drop_the_connecti
     ] {
         bodies.push(serde_json::to_vec(&message(id, serde_json::json!("1700000000"))).unwrap());
     }
+    // Failed statuses (131047 and others) naming unknown messages, odd recipients and
+    // odd error lists.
+    for (recipient, errors, timestamp) in [
+        (
+            serde_json::json!(customer),
+            serde_json::json!([{"code": 131047}]),
+            serde_json::json!(i64::MAX),
+        ),
+        (
+            serde_json::json!(""),
+            serde_json::json!([{"code": 131047}]),
+            serde_json::json!("-1"),
+        ),
+        (
+            serde_json::json!("not a phone"),
+            serde_json::json!([{"code": "131047"}]),
+            serde_json::json!(null),
+        ),
+        (
+            serde_json::json!(254_712_340_006_u64),
+            serde_json::json!({"code": 131047}),
+            serde_json::json!(1e308),
+        ),
+        (
+            serde_json::json!(customer),
+            serde_json::json!([{"code": u64::MAX}, null, 5]),
+            serde_json::json!("1700000000"),
+        ),
+    ] {
+        bodies.push(
+            serde_json::to_vec(&serde_json::json!({
+                "object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": BUSINESS, "phone_number_id": "1"},
+                    "statuses": [{"id": "wamid.UNKNOWN", "status": "failed",
+                                  "recipient_id": recipient, "timestamp": timestamp,
+                                  "errors": errors}],
+                }}]}],
+            }))
+            .unwrap(),
+        );
+    }
     // Deep nesting, a lone surrogate, non-UTF-8 bytes, a number too large for anything.
     bodies.push(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes());
     bodies.push(br#"{"entry":[{"changes":[{"value":{"messages":[{"id":"\ud800"}]}}]}]}"#.to_vec());
