@@ -104,7 +104,7 @@ impl<S: Store> Messenger<S> {
             (EventAction::RecordInbound { at, id, .. }, Some(conversation)) => {
                 let handled = match id {
                     Some(id) => self.on_inbound_once(conversation, *at, id).await?,
-                    // Without a usable id a copy cannot be recognised; it still counts.
+                    // Without an id (none, or an empty one) a copy cannot be recognised; it still counts.
                     None => InboundHandled::First(self.on_inbound(conversation, *at).await?),
                 };
                 // Recorded under a user's handle while another replica recorded the
