@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lipachat_api::{Client, ContactMessage, MessageId, TextMessage};
 use lipachat_session::{
-    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, Sessions, Store,
+    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, SessionError, Sessions,
+    Store,
 };
 use tracing::{info, warn};
 
@@ -20,7 +21,8 @@ use crate::config::{OnClosed, PolicyConfig};
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
 use crate::outcome::{
-    DeliveryReport, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome, SendOutcome,
+    DeliveryReport, DeliveryStop, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome,
+    SendOutcome,
 };
 use crate::reconciliation::{Reconciler, Reconciliation};
 use crate::request::{DryRun, SendRequest};
@@ -482,12 +484,33 @@ impl<S: Store> Messenger<S> {
     ) -> Result<InboundReport, PolicyError> {
         let recorded = self.sessions().record_inbound(conversation, at).await?;
         info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
-        let delivery = self.deliver(conversation).await?;
+        let delivery = self.deliver_after_recording(conversation).await?;
         Ok(InboundReport {
             conversation,
             recorded,
             delivery,
         })
+    }
+
+    /// The outbox delivery that follows a first copy's recording. The message is recorded
+    /// (and, with an id, remembered) by then, so a store failure here must not fail the
+    /// call: the sender's retry would be a duplicate and the message would never be
+    /// handled. It is reported instead ([`DeliveryStop::StoreFailed`]); the queued
+    /// messages stay queued for the next delivery run.
+    pub(crate) async fn deliver_after_recording(
+        &self,
+        conversation: Conversation,
+    ) -> Result<DeliveryReport, PolicyError> {
+        match self.deliver(conversation).await {
+            Err(PolicyError::Session(SessionError::Store(error))) => {
+                warn!(%conversation, %error, "the inbound message is recorded, but delivering the queued messages failed; they stay queued");
+                Ok(DeliveryReport {
+                    stopped: Some(DeliveryStop::StoreFailed(error)),
+                    ..DeliveryReport::default()
+                })
+            }
+            other => other,
+        }
     }
 
     /// Records an inbound message from the customer at `at`, once per platform message id
@@ -531,7 +554,7 @@ impl<S: Store> Messenger<S> {
         {
             RecordedOnce::First(recorded) => {
                 info!(%conversation, %at, inbound_id = %id, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
-                let delivery = self.deliver(conversation).await?;
+                let delivery = self.deliver_after_recording(conversation).await?;
                 Ok(InboundHandled::First(InboundReport {
                     conversation,
                     recorded,

@@ -324,6 +324,10 @@ pub enum DeliveryStop {
     /// A send failed for a reason other than the message itself (an outage, a wrong key,
     /// an unexplained refusal); the message stays queued.
     SendFailed(lipachat_api::ApiError),
+    /// The store failed while the outbox was read or updated, right after an inbound
+    /// message was recorded; the messages stay queued for the next run (`remaining` is
+    /// not known then and reads 0). The inbound message itself is recorded.
+    StoreFailed(lipachat_session::StoreError),
     /// The next message is of a kind a later release queued and this one cannot send: it
     /// stays queued, in its place, for a replica that knows the kind.
     UnknownKind {

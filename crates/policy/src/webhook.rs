@@ -118,7 +118,7 @@ impl<S: Store> Messenger<S> {
                         if let Some(merged) = settled {
                             log_merge(&merged, "the user's phone became known meanwhile");
                             report.conversation = merged.to;
-                            report.delivery = self.deliver(merged.to).await?;
+                            report.delivery = self.deliver_after_recording(merged.to).await?;
                         }
                         WebhookOutcome::Inbound(Box::new(report))
                     }

@@ -282,6 +282,13 @@ fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>,
                 "delivery failed; the message stays queued, run deliver again later: {error}"
             )),
         ),
+        Some(DeliveryStop::StoreFailed(error)) => (
+            Some("store_failed"),
+            Some(error.to_string()),
+            Some(format!(
+                "the store failed; the messages stay queued, run deliver again later: {error}"
+            )),
+        ),
         Some(DeliveryStop::ClaimedElsewhere(id)) => (
             Some("claimed_elsewhere"),
             Some(format!(
