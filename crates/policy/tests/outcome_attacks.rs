@@ -1278,31 +1278,52 @@ async fn sled_kill_sweep(name: &str, durable: bool) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sled_durable_killed_at_any_store_call_delivers_once() {
-    sled_kill_sweep("sled durable", true).await;
+/// Runs `sweep` on a runtime whose thread has an 8 MiB stack. A sweep polls whole send
+/// paths (policy, client, store) from the test's own thread; in a debug build their poll
+/// frames come near the default 2 MiB of a test thread (a fresh CI build overflowed it).
+fn on_a_large_stack<F: Future<Output = ()>>(sweep: impl FnOnce() -> F + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(sweep());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sled_periodic_killed_at_any_store_call_delivers_once() {
-    sled_kill_sweep("sled periodic", false).await;
+#[test]
+fn sled_durable_killed_at_any_store_call_delivers_once() {
+    on_a_large_stack(|| async { sled_kill_sweep("sled durable", true).await });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_at_any_store_call_delivers_once() {
-    let Some(server) = RedisServer::start() else {
-        return;
-    };
-    let next = Mutex::new(0);
-    kill_sweep("redis", || {
-        let mut n = next.lock().unwrap();
-        *n += 1;
-        Place::Redis {
-            url: server.url(),
-            prefix: format!("kill{n}"),
-        }
-    })
-    .await;
+#[test]
+fn sled_periodic_killed_at_any_store_call_delivers_once() {
+    on_a_large_stack(|| async { sled_kill_sweep("sled periodic", false).await });
+}
+
+#[test]
+fn redis_killed_at_any_store_call_delivers_once() {
+    on_a_large_stack(|| async {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let next = Mutex::new(0);
+        kill_sweep("redis", || {
+            let mut n = next.lock().unwrap();
+            *n += 1;
+            Place::Redis {
+                url: server.url(),
+                prefix: format!("kill{n}"),
+            }
+        })
+        .await;
+    });
 }
 
 // ---------------------------------------------------------------------------------------

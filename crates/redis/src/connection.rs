@@ -488,7 +488,10 @@ impl Connection {
         F: Fn(Link) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let attempts = async {
+        // Boxed: redis-rs's futures (a cluster connection's above all) are large, and every
+        // store call passes here; inline, they would sit on the stack of whatever thread
+        // polls the caller's future (a send path nests several store calls).
+        let attempts = Box::pin(async {
             let first = call(self.link.clone()).await;
             match first {
                 Err(error) if retry.resend() && error.is_unrecoverable_error() => {
@@ -497,7 +500,7 @@ impl Connection {
                 }
                 other => other,
             }
-        };
+        });
         match tokio::time::timeout(self.operation, attempts).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(self.error(what, &error).into()),
