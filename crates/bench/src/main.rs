@@ -100,6 +100,12 @@ enum Only {
     /// The Redis workloads only: checks on one server, on a three-primary cluster and on
     /// the naive TTL gate, and memory per conversation.
     Redis,
+    /// Guarded sends (with and without a caller's messageId) against raw posts to the
+    /// stand-in gateway: `send_vs_raw` and `send_with_message_id_vs_raw` alone.
+    Send,
+    /// The sled store's window checks against a HashMap, its records, and its disk and
+    /// memory per conversation: `check_vs_hashmap` and the footprint alone.
+    Checks,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -126,23 +132,30 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let n = args.conversations.max(1_000);
     let dir = tempfile::tempdir()?;
     let everything = args.only.is_none();
-    let (sled, footprint, send, redis) = if everything {
+    let checks = everything || args.only == Some(Only::Checks);
+    let (sled, footprint, redis) = if checks {
         measure::progress(&format!("generating {n} conversations"));
         let population = Arc::new(data::Population::new(n, Utc::now()));
         let sled = sled_workloads::run(dir.path(), Arc::clone(&population), args.checks).await?;
         let footprint = footprint::measure(dir.path(), n)?;
-        let send = send::run(dir.path(), args.sends).await?;
-        let redis =
-            redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
-        (Some(sled), Some(footprint), Some(send), redis)
+        let redis = if everything {
+            redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?
+        } else {
+            None
+        };
+        (Some(sled), Some(footprint), redis)
     } else if args.only == Some(Only::Redis) {
         measure::progress(&format!("generating {n} conversations"));
         let population = Arc::new(data::Population::new(n, Utc::now()));
         let redis =
             redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
-        (None, None, None, redis)
+        (None, None, redis)
     } else {
-        (None, None, None, None)
+        (None, None, None)
+    };
+    let send = match args.only {
+        None | Some(Only::Send) => Some(send::run(dir.path(), args.sends).await?),
+        Some(_) => None,
     };
     let outcomes = match args.only {
         None | Some(Only::Outcomes) => {
@@ -181,7 +194,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let check = sled_f(|s| s.check_per_s);
     let raw_post = send_f(|s| s.raw_post_per_s);
     let figures = json!({
-        "conversations": if everything { json!(n) } else { Value::Null },
+        "conversations": if checks { json!(n) } else { Value::Null },
         "check_per_s": rounded(check, 0),
         "hashmap_check_per_s": rounded(sled_f(|s| s.hashmap_check_per_s), 0),
         "check_vs_hashmap": rounded(ratio(check, sled_f(|s| s.hashmap_check_per_s)), 3),

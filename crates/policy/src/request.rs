@@ -57,7 +57,7 @@ impl SendRequest {
     }
 
     /// Uses this `messageId` (a bot handler that may be retried passes the same one each
-    /// time); otherwise a new UUID v4 is made.
+    /// time); otherwise a new one is made ([`MessageId::new`]).
     pub fn message_id(mut self, id: MessageId) -> Self {
         self.message_id = Some(id);
         self

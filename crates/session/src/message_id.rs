@@ -13,7 +13,8 @@ use crate::InboundId;
 /// across processes and releases.
 const REPLY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d72_6570_6c79_3031);
 
-/// The `messageId` of one logical send: a UUID, v4 when made by [`MessageId::new`].
+/// The `messageId` of one logical send: a UUID, v7 (time-ordered) when made by
+/// [`MessageId::new`].
 ///
 /// The gateway deduplicates by it, so every retry of one send carries the same id, and a
 /// caller that stores a message before sending it (an outbox) should store its id with it.
@@ -34,10 +35,25 @@ const REPLY_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_7061_6368_6174_2d72_6570_6c
 pub struct MessageId(Uuid);
 
 impl MessageId {
-    /// A new random (v4) id.
+    /// A new id: a UUID v7, whose first 48 bits are the Unix time in milliseconds and
+    /// whose other 74 are random (as unique as a v4's 122 for any two ids made in the
+    /// same millisecond).
+    ///
+    /// Time-ordered so that what a store keeps under the ids a sender makes lands
+    /// together: the sled store keys send outcomes by conversation then `messageId`, and
+    /// with random ids every outcome written (and every duplicate check before it) read
+    /// in a different leaf of that tree, most of them no longer in sled's cache.
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        let random = Uuid::new_v4().into_bytes();
+        let mut tail = [0u8; 10];
+        tail.copy_from_slice(&random[6..]);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid())
     }
 
     /// Wraps an existing UUID (any version).
@@ -149,9 +165,19 @@ mod tests {
     }
 
     #[test]
-    fn new_is_v4_and_round_trips() {
+    fn new_is_time_ordered_v7_and_round_trips() {
         let id = MessageId::new();
-        assert_eq!(id.as_uuid().get_version_num(), 4);
+        assert_eq!(id.as_uuid().get_version_num(), 7);
+        assert_eq!(id.as_uuid().get_variant(), uuid::Variant::RFC4122);
+        // Ids made a millisecond apart sort in the order they were made; ids made in the
+        // same millisecond differ all the same.
+        let earlier = MessageId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = MessageId::new();
+        assert!(earlier.as_bytes() < later.as_bytes());
+        let many: std::collections::HashSet<MessageId> =
+            (0..1_000).map(|_| MessageId::new()).collect();
+        assert_eq!(many.len(), 1_000);
         assert_eq!(id.to_string().parse::<MessageId>().unwrap(), id);
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(serde_json::from_str::<MessageId>(&json).unwrap(), id);

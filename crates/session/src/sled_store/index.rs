@@ -26,18 +26,24 @@ const BUSINESS_IDS: usize = 1 << (64 - CUSTOMER_BITS);
 /// Up to this many business numbers per shard, an id is found by scanning.
 const SCAN_BUSINESSES: usize = 16;
 
+/// The tables' hash map. A window check is one lookup in it, and std's SipHash cost
+/// about as much as the rest of the check; foldhash is a few multiplies, seeded at
+/// random per process (so keys cannot be chosen to collide from outside), and the keys
+/// are fixed-width numbers, which it mixes well.
+type LookupMap<K> = HashMap<K, i64, foldhash::fast::RandomState>;
+
 /// One table of records under some key type.
 struct Table<K> {
-    last_inbound: HashMap<K, i64>,
-    gateway_closed_at: HashMap<K, i64>,
+    last_inbound: LookupMap<K>,
+    gateway_closed_at: LookupMap<K>,
     by_inbound: BTreeSet<(i64, K)>,
 }
 
 impl<K> Default for Table<K> {
     fn default() -> Self {
         Self {
-            last_inbound: HashMap::new(),
-            gateway_closed_at: HashMap::new(),
+            last_inbound: LookupMap::default(),
+            gateway_closed_at: LookupMap::default(),
             by_inbound: BTreeSet::new(),
         }
     }

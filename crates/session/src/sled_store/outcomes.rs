@@ -4,9 +4,17 @@
 //! Each outcome is one entry of the `outcomes` tree, its expiry and WhatsApp id in front
 //! of its text, so writing one is one sled insert. Expiry is by this machine's clock: a
 //! read never returns an expired outcome. Expired outcomes are removed lazily: every
-//! outcome written moves a cursor over a few entries of the tree, removing those that
-//! expired, so a store that keeps sending sweeps the whole tree again and again and an
-//! idle one does not grow; [`SledStore::prune_outcomes`] sweeps it all at once.
+//! [`SWEEP_EVERY`]th outcome written moves a cursor over [`SWEEP_PER_WRITE`] entries of
+//! the tree for each of those writes, removing those that expired, so a store that keeps
+//! sending sweeps the whole tree again and again and an idle one does not grow;
+//! [`SledStore::prune_outcomes`] sweeps it all at once.
+//!
+//! Walking the tree costs more than the write that pays for it (sled copies each leaf it
+//! walks, reading it from disk when it is not cached), so the sweep also remembers when
+//! the first outcome it can find expires: each pass over the whole tree notes the
+//! earliest expiry it kept, and each write the expiry it wrote, and until that instant
+//! comes no step is taken. A store younger than its outcomes' horizon (seven days by
+//! default) sweeps only at open, once round the tree; after that, as many as expire.
 //!
 //! The index by WhatsApp id is kept in memory, like the window index: built from the
 //! tree by one scan at the first lookup, then kept up to date by every write. A second
@@ -27,10 +35,13 @@ use super::{SledStore, codec, corrupt};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
 use crate::{Conversation, MessageId, PhoneNumber, StoreError};
 
-/// Outcomes the sweep looks at, at most, after each outcome written: more than one, so
-/// the sweep goes round the tree faster than it grows (with 8, the tree holds at most
-/// about 8/7 of the live outcomes).
+/// Outcomes the sweep looks at, at most, per outcome written: more than one, so the
+/// sweep goes round the tree faster than it grows (with 8, the tree holds at most about
+/// 8/7 of the live outcomes, plus one step's writes).
 const SWEEP_PER_WRITE: usize = 8;
+/// Outcome writes per step of the lazy sweep: every this many writes, the write that
+/// completes them sweeps `SWEEP_EVERY * SWEEP_PER_WRITE` entries.
+const SWEEP_EVERY: u64 = 64;
 /// Outcomes looked at per step of a full pass ([`SledStore::prune_outcomes`]).
 const FULL_PASS_STEP: usize = 1024;
 
@@ -53,10 +64,45 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What the store keeps in memory about outcomes.
 #[derive(Default)]
 pub(super) struct OutcomeBook {
-    /// Where the lazy sweep goes on from: an `outcomes` key (empty: the start).
-    cursor: Mutex<Vec<u8>>,
+    /// Where the lazy sweep is, and what it knows of the expiries it may find.
+    sweep: Mutex<SweepState>,
     /// Outcomes by WhatsApp id.
     wa_index: WaIndex,
+}
+
+/// The lazy sweep's progress.
+#[derive(Default)]
+struct SweepState {
+    /// Where the sweep goes on from: an `outcomes` key (empty: the start of a pass).
+    cursor: Vec<u8>,
+    /// Outcomes written since the store opened: every [`SWEEP_EVERY`]th may take a step.
+    writes: u64,
+    /// No stored outcome expires before this instant (ms since the epoch), as far as the
+    /// last full pass and the writes since tell; 0 until a pass has gone round the tree
+    /// (an outcome written before outcomes expired needs one, and the sweep gives it).
+    next_expiry: u64,
+    /// The earliest expiry the current pass kept, so far.
+    pass_min: u64,
+    /// The earliest expiry written (or moved) since the current pass began: such an
+    /// outcome may sit behind the cursor, where the pass does not see it.
+    written_min: u64,
+    /// Steps taken (for tests).
+    steps: u64,
+}
+
+impl SweepState {
+    /// Notes an outcome written (or moved) with expiry `expires`.
+    fn written(&mut self, expires: u64) {
+        self.next_expiry = self.next_expiry.min(expires);
+        self.written_min = self.written_min.min(expires);
+    }
+
+    /// Starts a pass from the beginning of the tree.
+    fn start_pass(&mut self) {
+        self.cursor.clear();
+        self.pass_min = u64::MAX;
+        self.written_min = u64::MAX;
+    }
 }
 
 /// The slot of a (conversation, WhatsApp id) pair in the in-memory index: a 64-bit hash,
@@ -223,10 +269,14 @@ impl SledStore {
 
     /// Tells the WhatsApp id index that a move of a customer's records (see `identity`)
     /// changed the outcome under `key` from `old` to `new` (`None`: absent).
-    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, _new: Option<&[u8]>) {
+    pub(super) fn outcome_moved(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
         let Some((conversation, id)) = codec::parse_outcome_key(key) else {
             return;
         };
+        if let Some(expires) = new.and_then(|value| codec::decode_outcome(value).ok()) {
+            // Moved, it may land behind the sweep's cursor: noted as a write.
+            self.note_written(expires.expires_ms.unwrap_or(0));
+        }
         // The move is in sled: the index reads what the key holds now (nothing for the
         // key moved away from, the moved outcome for the one moved to).
         self.index_change(conversation, id, old);
@@ -243,6 +293,7 @@ impl SledStore {
             codec::outcome_key(conversation, outcome.message_id),
             Self::encode(outcome, now),
         )?;
+        self.note_written(Self::expiry_of(outcome, now));
         self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
         Ok(())
@@ -338,6 +389,7 @@ impl SledStore {
             outcome_tree.committed(&key, old.as_deref(), Some(&value));
             (change.is_some(), old)
         };
+        self.note_written(Self::expiry_of(outcome, now));
         self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
         Ok(changed)
@@ -483,7 +535,7 @@ impl SledStore {
         let mut from = Vec::new();
         let mut removed = 0;
         loop {
-            let (pruned, next) = self.sweep(&from, FULL_PASS_STEP, now)?;
+            let (pruned, _, next) = self.sweep(&from, FULL_PASS_STEP, now)?;
             removed += pruned;
             match next {
                 Some(next) => from = next,
@@ -497,28 +549,54 @@ impl SledStore {
         self.inner.outcomes.entry_count()
     }
 
-    /// After an outcome was written: the next few steps of the sweep. A failure does not
+    /// Notes, once an outcome with expiry `expires` is in sled, that the sweep may find
+    /// it expired from then on. (Noted after the write: a pass that began before the
+    /// note counts it, and one that began after it finds the outcome in the tree.)
+    fn note_written(&self, expires: u64) {
+        lock(&self.inner.outcome_book.sweep).written(expires);
+    }
+
+    /// After an outcome was written: on every [`SWEEP_EVERY`]th write, the next step of
+    /// the sweep, unless nothing stored can have expired by `now`. A failure does not
     /// undo the write, so it is logged rather than returned.
     fn sweep_after_write(&self, now: u64) {
-        let mut cursor = lock(&self.inner.outcome_book.cursor);
-        match self.sweep(&cursor, SWEEP_PER_WRITE, now) {
-            // At the end of the tree, start again from the beginning.
-            Ok((_, next)) => *cursor = next.unwrap_or_default(),
+        let mut state = lock(&self.inner.outcome_book.sweep);
+        state.writes += 1;
+        if !state.writes.is_multiple_of(SWEEP_EVERY) || now < state.next_expiry {
+            return;
+        }
+        state.steps += 1;
+        if state.cursor.is_empty() {
+            state.start_pass();
+        }
+        let budget = SWEEP_PER_WRITE * SWEEP_EVERY as usize;
+        match self.sweep(&state.cursor, budget, now) {
+            Ok((_, kept_min, Some(next))) => {
+                state.pass_min = state.pass_min.min(kept_min);
+                state.cursor = next;
+            }
+            // At the end of the tree: the pass is complete, and what it kept (with what
+            // was written meanwhile) says when the next outcome expires.
+            Ok((_, kept_min, None)) => {
+                state.next_expiry = state.pass_min.min(kept_min).min(state.written_min);
+                state.cursor.clear();
+            }
             Err(error) => {
-                tracing::warn!(%error, "pruning expired send outcomes failed; the next write tries again");
+                tracing::warn!(%error, "pruning expired send outcomes failed; a later write tries again");
             }
         }
     }
 
     /// Looks at up to `budget` outcomes from the key `from`: removes those expired by
-    /// `now` and gives those without an expiry one. How many it removed, and the key to
-    /// go on from (`None`: it reached the end).
+    /// `now` and gives those without an expiry one. How many it removed, the earliest
+    /// expiry of those it kept (`u64::MAX`: none), and the key to go on from (`None`: it
+    /// reached the end).
     fn sweep(
         &self,
         from: &[u8],
         budget: usize,
         now: u64,
-    ) -> Result<(usize, Option<Vec<u8>>), StoreError> {
+    ) -> Result<(usize, u64, Option<Vec<u8>>), StoreError> {
         let entries = self
             .inner
             .outcomes
@@ -526,6 +604,7 @@ impl SledStore {
             .take(budget)
             .collect::<Result<Vec<_>, _>>()?;
         let mut removed = 0;
+        let mut kept_min = u64::MAX;
         for (key, value) in &entries {
             let Some((conversation, id)) = codec::parse_outcome_key(key) else {
                 continue;
@@ -536,12 +615,16 @@ impl SledStore {
             };
             let new = match decoded.expires_ms {
                 Some(expires) if expires <= now => None,
-                Some(_) => continue,
-                None => Some(codec::encode_outcome(
-                    now.saturating_add(DEFAULT_OUTCOME_HORIZON.num_milliseconds().unsigned_abs()),
-                    None,
-                    decoded.text,
-                )),
+                Some(expires) => {
+                    kept_min = kept_min.min(expires);
+                    continue;
+                }
+                None => {
+                    let expires = now
+                        .saturating_add(DEFAULT_OUTCOME_HORIZON.num_milliseconds().unsigned_abs());
+                    kept_min = kept_min.min(expires);
+                    Some(codec::encode_outcome(expires, None, decoded.text))
+                }
             };
             // Only the value read: a write since then stays.
             let swapped =
@@ -556,7 +639,7 @@ impl SledStore {
         let next = (entries.len() == budget)
             .then(|| entries.last().map(|(key, _)| [key.as_ref(), &[0]].concat()))
             .flatten();
-        Ok((removed, next))
+        Ok((removed, kept_min, next))
     }
 }
 
@@ -620,21 +703,21 @@ mod tests {
         assert_eq!(store.stored_outcomes(), 21);
         std::thread::sleep(std::time::Duration::from_millis(80));
 
-        // Each write sweeps a few entries on from where the last stopped.
+        // Writes short of a step sweep nothing...
         let later = id(2_000);
-        store
-            .put_outcome(chat(), StoredOutcome::new(later, "later"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let after_one = store.stored_outcomes();
-        assert!(
-            (22 - SWEEP_PER_WRITE..22).contains(&after_one),
-            "one write sweeps at most {SWEEP_PER_WRITE}: {after_one} left"
-        );
-        // A full pass removes the rest.
-        let removed = store.prune_outcomes().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(removed, after_one - 2);
-        assert_eq!(store.stored_outcomes(), 2);
+        let put_later = async || {
+            store
+                .put_outcome(chat(), StoredOutcome::new(later, "later"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        for _ in 0..writes_before_a_step(&store) - 1 {
+            put_later().await;
+        }
+        assert_eq!(store.stored_outcomes(), 22, "no step yet");
+        // ...and the write that completes them takes a step from where the last stopped.
+        put_later().await;
+        assert_eq!(store.stored_outcomes(), 2, "one step looks at up to 512");
         assert_eq!(
             store
                 .outcome_by_wa_id(chat(), "wamid.L")
@@ -651,24 +734,118 @@ mod tests {
         );
         assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
 
+        // A step looks at no more than its budget; a full pass removes the rest.
+        let budget = SWEEP_PER_WRITE * SWEEP_EVERY as usize;
+        let many = budget as u128 + 40;
+        for n in 0..many {
+            store
+                .put_outcome(
+                    chat(),
+                    // Long enough that the steps taken while they are written find
+                    // none expired.
+                    StoredOutcome::new(id(3_000 + n), "x").keep_for(TimeDelta::seconds(1)),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1_050));
+        for _ in 0..writes_before_a_step(&store) {
+            put_later().await;
+        }
+        let after_step = store.stored_outcomes();
+        assert!(
+            after_step >= 2 + many as usize - budget && after_step < 2 + many as usize,
+            "one step removes at most {budget}: {after_step} left"
+        );
+        let removed = store.prune_outcomes().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(removed, after_step - 2);
+        assert_eq!(store.stored_outcomes(), 2);
+
         // Writes alone go round the tree: enough of them remove every expired outcome.
         for n in 0..30 {
             store
                 .put_outcome(
                     chat(),
-                    StoredOutcome::new(id(3_000 + n), "x").keep_for(brief),
+                    StoredOutcome::new(id(9_000 + n), "x").keep_for(brief),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         std::thread::sleep(std::time::Duration::from_millis(80));
-        for _ in 0..20 {
-            store
-                .put_outcome(chat(), StoredOutcome::new(later, "later"))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..2 * SWEEP_EVERY {
+            put_later().await;
         }
         assert_eq!(store.stored_outcomes(), 2, "the sweep went round");
+    }
+
+    /// Once a pass has gone round the tree and found nothing that expires soon, writes
+    /// take no step (they would walk the tree for nothing) until the earliest expiry it
+    /// or a later write knows of comes; then the expired outcome is swept as before.
+    #[tokio::test]
+    async fn the_sweep_rests_until_an_outcome_can_have_expired() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = store(&dir);
+        let steps = |store: &SledStore| lock(&store.inner.outcome_book.sweep).steps;
+        let put = async |n: u128, keep: TimeDelta| {
+            store
+                .put_outcome(chat(), StoredOutcome::new(id(n), "x").keep_for(keep))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        let long = TimeDelta::hours(1);
+        // The first step goes round the (small) tree: a pass.
+        for n in 0..SWEEP_EVERY {
+            put(u128::from(n), long).await;
+        }
+        assert_eq!(steps(&store), 1);
+        // Nothing expires for an hour: no more steps.
+        for n in 0..4 * SWEEP_EVERY {
+            put(u128::from(1_000 + n), long).await;
+        }
+        assert_eq!(steps(&store), 1, "no step while nothing can have expired");
+        assert_eq!(store.stored_outcomes(), 5 * SWEEP_EVERY as usize);
+
+        // A brief outcome written now tells the sweep when to wake.
+        put(9_999, TimeDelta::milliseconds(50)).await;
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        for n in 0..writes_before_a_step(&store) {
+            put(u128::from(20_000 + n), long).await;
+        }
+        assert_eq!(steps(&store), 2, "the brief outcome's expiry woke it");
+        // Its pass finishes within the steps that follow, and removes it.
+        for n in 0..4 * SWEEP_EVERY {
+            put(u128::from(30_000 + n), long).await;
+        }
+        assert_eq!(
+            store
+                .outcome(chat(), id(9_999))
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            None
+        );
+        let stored = store.stored_outcomes();
+        assert!(
+            store
+                .inner
+                .outcomes
+                .get(codec::outcome_key(chat(), id(9_999)))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none(),
+            "the expired outcome left the disk ({stored} stored)"
+        );
+        // And with it gone, the sweep rests again.
+        let rested = steps(&store);
+        for n in 0..4 * SWEEP_EVERY {
+            put(u128::from(40_000 + n), long).await;
+        }
+        assert_eq!(steps(&store), rested);
+    }
+
+    /// How many outcome writes until the next one takes a step of the sweep (that one
+    /// included).
+    fn writes_before_a_step(store: &SledStore) -> u64 {
+        let written = lock(&store.inner.outcome_book.sweep).writes;
+        SWEEP_EVERY - written % SWEEP_EVERY
     }
 
     #[tokio::test]
@@ -717,7 +894,8 @@ mod tests {
     async fn outcomes_written_before_expiry_existed_are_read_and_given_an_expiry() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store(&dir);
-        let old: Vec<MessageId> = (1..=2 * SWEEP_PER_WRITE as u128 + 3).map(id).collect();
+        let budget = SWEEP_PER_WRITE * SWEEP_EVERY as usize;
+        let old: Vec<MessageId> = (1..=budget as u128 + 3).map(id).collect();
         for id in &old {
             // As an earlier build wrote them: the JSON text alone.
             store
@@ -743,15 +921,17 @@ mod tests {
                 .filter(|v| v.as_ref().is_ok_and(|v| codec::outcome_has_expiry(v)))
                 .count()
         };
-        // A write sweeps a few...
-        store
-            .put_outcome(
-                chat(),
-                StoredOutcome::new(MessageId::from_uuid(uuid::Uuid::max()), "new"),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(with_expiry(&store), SWEEP_PER_WRITE + 1);
+        // A step of the sweep gives its budget of them one...
+        for _ in 0..SWEEP_EVERY {
+            store
+                .put_outcome(
+                    chat(),
+                    StoredOutcome::new(MessageId::from_uuid(uuid::Uuid::max()), "new"),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(with_expiry(&store), budget + 1);
         // ...and a full pass the rest.
         assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
         assert_eq!(with_expiry(&store), old.len() + 1);
