@@ -1837,3 +1837,115 @@ on_both_stores!(
     redis_a_requeued_copy_waits_out_the_margin,
     requeued_copy_waits_out_the_margin
 );
+
+/// Cost and consent records pass straight through: the attacks here are on outcomes.
+impl<S: lipachat_session::ConsentStore> lipachat_session::ConsentStore for Faulty<S> {
+    async fn marketing_consent(
+        &self,
+        conversation: Conversation,
+    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
+        self.inner.marketing_consent(conversation).await
+    }
+
+    async fn record_opt_out(
+        &self,
+        conversation: Conversation,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
+        self.inner.record_opt_out(conversation, opted_out, at).await
+    }
+
+    async fn extend_back_off(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
+        self.inner.extend_back_off(conversation, until).await
+    }
+
+    async fn free_entry_point(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<lipachat_session::FreeEntryPoint>, StoreError> {
+        self.inner.free_entry_point(conversation).await
+    }
+
+    async fn record_referral(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<lipachat_session::FreeEntryPoint, StoreError> {
+        self.inner.record_referral(conversation, at).await
+    }
+
+    async fn record_business_reply(
+        &self,
+        conversation: Conversation,
+        reply_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        within: TimeDelta,
+    ) -> Result<Option<lipachat_session::FreeEntryPoint>, StoreError> {
+        self.inner
+            .record_business_reply(conversation, reply_at, until, within)
+            .await
+    }
+
+    async fn confirm_free_entry_point(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
+    ) -> Result<lipachat_session::FreeEntryPoint, StoreError> {
+        self.inner
+            .confirm_free_entry_point(conversation, until, sent_at)
+            .await
+    }
+
+    async fn record_predicted_cost(
+        &self,
+        cost: lipachat_session::PredictedCost,
+    ) -> Result<(), StoreError> {
+        self.inner.record_predicted_cost(cost).await
+    }
+
+    async fn record_reported_pricing(
+        &self,
+        business: PhoneNumber,
+        message_id: MessageId,
+        pricing: lipachat_session::ReportedPricing,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .record_reported_pricing(business, message_id, pricing)
+            .await
+    }
+
+    async fn cost_records(
+        &self,
+        business: Option<PhoneNumber>,
+    ) -> Result<Vec<lipachat_session::CostRecord>, StoreError> {
+        self.inner.cost_records(business).await
+    }
+
+    async fn reach_customer(
+        &self,
+        portfolio: &str,
+        customer: u64,
+        at: DateTime<Utc>,
+        limit: u64,
+        span: TimeDelta,
+    ) -> Result<lipachat_session::Reach, StoreError> {
+        self.inner
+            .reach_customer(portfolio, customer, at, limit, span)
+            .await
+    }
+
+    async fn reached(
+        &self,
+        portfolio: &str,
+        at: DateTime<Utc>,
+        span: TimeDelta,
+    ) -> Result<u64, StoreError> {
+        self.inner.reached(portfolio, at, span).await
+    }
+}

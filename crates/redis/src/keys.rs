@@ -216,6 +216,36 @@ impl KeyLayout {
         self.identity_key("last_group")
     }
 
+    /// HASH: customer → marketing consent, `<0|1 opted out>:<changed ms>:<back-off ms>`
+    /// ([`lipachat_session::MarketingConsent::encode`]).
+    pub fn consent(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "consent")
+    }
+
+    /// HASH: customer → free entry point window,
+    /// `<referral ms>:<opened ms>:<until ms>:<0|1 confirmed>`
+    /// ([`lipachat_session::FreeEntryPoint::encode`]).
+    pub fn free_entry_point(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "free_entry_point")
+    }
+
+    /// HASH: message id → predicted cost JSON.
+    pub fn predicted_costs(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "predicted_costs")
+    }
+
+    /// HASH: message id → reported pricing JSON.
+    pub fn reported_pricing(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "reported_pricing")
+    }
+
+    /// ZSET: customer → when the portfolio last reached it outside a customer service
+    /// window (epoch ms); the messaging limit's count. Hash-tagged by the portfolio, whose
+    /// numbers share it.
+    pub fn reached(&self, portfolio: &str) -> String {
+        format!("{}:{{portfolio:{portfolio}}}:reached", self.prefix)
+    }
+
     /// STRING with an expiry: a delivery claim on a message, valued
     /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
     /// the key's expiry (`PX`, server time) is what ends the claim.

@@ -62,6 +62,10 @@ conformance_tests!(
     move_customer,
     outcome_conversation,
     redelivery_transfer,
+    marketing_consent,
+    free_entry_point,
+    cost_records,
+    concurrent_reach,
 );
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes

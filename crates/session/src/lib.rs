@@ -55,6 +55,7 @@
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod consent;
 mod conversation;
 mod customer;
 mod engine;
@@ -73,6 +74,10 @@ pub mod view;
 pub mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use consent::{
+    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, PricingCategory,
+    Reach, ReportedPricing,
+};
 pub use conversation::Conversation;
 pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_REFS, UserRef};
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};

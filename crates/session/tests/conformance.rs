@@ -52,6 +52,10 @@ conformance_tests!(
     move_customer,
     outcome_conversation,
     redelivery_transfer,
+    marketing_consent,
+    free_entry_point,
+    cost_records,
+    concurrent_reach,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
