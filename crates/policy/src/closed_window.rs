@@ -2,6 +2,7 @@
 //! said it was not): reject it, reroute it to a template, or queue it behind an
 //! invitation.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lipachat_api::{MessageId, TemplateMessage};
@@ -13,6 +14,8 @@ use tracing::{info, warn};
 
 use crate::claim::under_claim;
 use crate::config::OnClosed;
+use crate::consent::Withholding;
+use crate::cost::Pricing;
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
 use crate::ids::{invitation_claim_id, requeue_message_id, template_message_id};
@@ -34,6 +37,43 @@ pub(crate) struct Refusal {
     /// window (131047), when it did; `None` when the window was known to be closed and
     /// nothing was sent.
     pub refused_by_gateway: Option<MessageId>,
+}
+
+/// What sending the invitation template did.
+#[derive(Debug)]
+pub(crate) enum Invited {
+    /// It went.
+    Sent(TemplateSent),
+    /// Consent or a limit withheld it (or the gateway refused it with 131049 / 131050).
+    Withheld {
+        /// Why.
+        reason: Withholding,
+        /// What it would have cost.
+        pricing: Box<Pricing>,
+        /// Whether the gateway answered 131049 / 131050.
+        refused_by_gateway: bool,
+    },
+}
+
+impl Invited {
+    /// The outcome of a logical send whose template was withheld (`Break`), or the
+    /// template sent (`Continue`).
+    fn withheld(self, refusal: Refusal) -> ControlFlow<SendOutcome, TemplateSent> {
+        match self {
+            Self::Sent(sent) => ControlFlow::Continue(sent),
+            Self::Withheld {
+                reason,
+                pricing,
+                refused_by_gateway,
+            } => ControlFlow::Break(SendOutcome::Withheld {
+                message_id: refusal.message_id,
+                reason,
+                state: refusal.state,
+                pricing,
+                refused_by_gateway,
+            }),
+        }
+    }
 }
 
 /// Applies the closed-window choice of a send's policy.
@@ -106,7 +146,16 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
             state,
             ..
         } = refusal;
-        let template = self.invite(request, message_id, template, now).await?;
+        let template = match self.invite(request, message_id, template, now).await? {
+            Some(invited) => match invited.withheld(refusal) {
+                ControlFlow::Break(withheld) => {
+                    info!(%conversation, %message_id, "template withheld: not rerouted");
+                    return Ok(withheld);
+                }
+                ControlFlow::Continue(sent) => Some(sent),
+            },
+            None => None,
+        };
         let outcome = PreviousOutcome::rerouted(message_id, template.as_ref(), now.at);
         self.shared
             .remember(conversation, message_id, &outcome)
@@ -144,7 +193,22 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 limit,
             });
         }
-        let template = self.invite(request, message_id, template, now).await?;
+        let template = match self.invite(request, message_id, template, now).await? {
+            // Beyond the messaging limit the message still waits for the customer's
+            // reply, without an invitation; consent withholds the whole send.
+            Some(Invited::Withheld {
+                reason: Withholding::MessagingLimit { .. },
+                ..
+            }) => None,
+            Some(invited) => match invited.withheld(refusal) {
+                ControlFlow::Break(withheld) => {
+                    info!(%conversation, %message_id, "invitation withheld: not queued");
+                    return Ok(withheld);
+                }
+                ControlFlow::Continue(sent) => Some(sent),
+            },
+            None => None,
+        };
         // Every queued copy of one logical send gets the same id derived from the id last
         // used with the gateway (the caller's, or the one it refused), so two calls that
         // both reach this point (one stalled past its lease, one retried) queue one
@@ -262,7 +326,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         message_id: MessageId,
         template: &TemplateMessage,
         now: CallTime,
-    ) -> Result<Option<TemplateSent>, PolicyError> {
+    ) -> Result<Option<Invited>, PolicyError> {
         let conversation = request.conversation();
         if self.invited_for_this_window(conversation, now).await? {
             info!(%conversation, %message_id, "invitation already sent for this closed window");
@@ -307,27 +371,69 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         Ok(for_this_window && now.at < cooldown_ends)
     }
 
+    /// Sends the template unless consent or the messaging limit withholds it (checked
+    /// in that order; the customer is counted against the limit before the send, so a
+    /// failed send leaves it counted: the local count errs high, never low).
     async fn send_invitation(
         &self,
         request: &SendRequest,
         message_id: MessageId,
         template: &TemplateMessage,
         now: CallTime,
-    ) -> Result<TemplateSent, PolicyError> {
+    ) -> Result<Invited, PolicyError> {
         let conversation = request.conversation();
         let template = request.template_for_this_send(template)?;
         let template_id = template_message_id(message_id);
-        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, "sending template");
-        let receipt = self
-            .shared
+        let shared = self.shared;
+        let category = shared.config.pricing.template_category(template.name());
+        // Boxed: the checks' futures would otherwise swell every send's.
+        let (pricing, withheld) = Box::pin(async {
+            let pricing = shared
+                .predict_pricing(conversation, category, false, now.at, None)
+                .await?;
+            let withheld = match shared
+                .consent_withholds(conversation, category, now.at)
+                .await?
+            {
+                Some(reason) => Some(reason),
+                None => shared.reach(conversation, now.at).await?,
+            };
+            Ok::<_, PolicyError>((pricing, withheld))
+        })
+        .await?;
+        if let Some(reason) = withheld {
+            info!(%conversation, %message_id, template = template.name(), reason = reason.name(), "template withheld");
+            return Ok(Invited::Withheld {
+                reason,
+                pricing: Box::new(pricing),
+                refused_by_gateway: false,
+            });
+        }
+        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, category = category.name(), free = pricing.free, "sending template");
+        let sent = shared
             .client
             .send_template(conversation, template_id, &template)
-            .await
-            .map_err(|source| PolicyError::Template {
-                message_id,
-                template_message_id: template_id,
-                source,
-            })?;
+            .await;
+        let receipt = match sent {
+            Ok(receipt) => receipt,
+            Err(source) => {
+                if let Some(refusal) = source.marketing_refusal() {
+                    let reason =
+                        Box::pin(shared.record_marketing_refusal(conversation, refusal, now.at))
+                            .await?;
+                    return Ok(Invited::Withheld {
+                        reason,
+                        pricing: Box::new(pricing),
+                        refused_by_gateway: true,
+                    });
+                }
+                return Err(PolicyError::Template {
+                    message_id,
+                    template_message_id: template_id,
+                    source,
+                });
+            }
+        };
         self.shared
             .store()
             .set_invitation(
@@ -338,10 +444,20 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 }),
             )
             .await?;
-        Ok(TemplateSent {
+        let pricing = Box::pin(shared.record_sent(
+            conversation,
+            template_id,
+            receipt.wa_id.clone(),
+            category,
+            false,
+            now.at,
+        ))
+        .await?;
+        Ok(Invited::Sent(TemplateSent {
             message_id: template_id,
             receipt,
-        })
+            pricing: Box::new(pricing),
+        }))
     }
 }
 

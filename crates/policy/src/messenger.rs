@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lipachat_api::{Client, ContactMessage, MessageId, TextMessage};
 use lipachat_session::{
-    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, Sessions, Store,
+    Conversation, InboundId, PricingCategory, RecordedOnce, RefusalReason, SendDecision, Sessions,
+    Store,
 };
 use tracing::{info, warn};
 
@@ -31,7 +32,7 @@ use crate::shared::{CallTime, Shared, addressable};
 ///
 /// Cheap to clone; clones share the store and the HTTP connection pool.
 pub struct Messenger<S> {
-    shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<Shared<S>>,
 }
 
 impl<S> Clone for Messenger<S> {
@@ -240,10 +241,21 @@ impl<S: Store> Messenger<S> {
                         .remember(conversation, message_id, &outcome)
                         .await?;
                 }
+                // Boxed: the cost records' futures would otherwise swell every send's.
+                let pricing = Box::pin(self.shared.record_sent(
+                    conversation,
+                    message_id,
+                    receipt.wa_id.clone(),
+                    PricingCategory::Service,
+                    true,
+                    now.at,
+                ))
+                .await?;
                 Ok(SendOutcome::Sent {
                     message_id,
                     receipt,
                     expires_at,
+                    pricing: Box::new(pricing),
                 })
             }
             Err(error) if error.is_window_closed() => {

@@ -139,6 +139,12 @@ pub struct DryRun {
     /// open and the policy sends one (an invitation already sent for this closed window
     /// would make the real send skip it).
     pub template_body: Option<serde_json::Value>,
+    /// What the message that would go (the free-form message, or the template) is
+    /// predicted to cost; `None` when nothing would go.
+    pub pricing: Option<crate::cost::Pricing>,
+    /// Consent withholding the template that would go (the messaging limit is not
+    /// counted by a dry run).
+    pub withheld: Option<crate::consent::Withholding>,
 }
 
 impl DryRun {
@@ -170,7 +176,46 @@ impl DryRun {
             }
             _ => None,
         };
+        let now = sessions.now();
+        let store = sessions.store();
+        let (pricing, withheld) = match (&decision, on_closed.template()) {
+            (SendDecision::Allowed { .. }, _) => {
+                let pricing = crate::messaging_limit::price_send(
+                    store,
+                    &config.pricing,
+                    conversation,
+                    lipachat_session::PricingCategory::Service,
+                    true,
+                    now,
+                    None,
+                )
+                .await?;
+                (Some(pricing), None)
+            }
+            (SendDecision::Refused { .. }, Some(template)) => {
+                let category = config.pricing.template_category(template.name());
+                let pricing = crate::messaging_limit::price_send(
+                    store,
+                    &config.pricing,
+                    conversation,
+                    category,
+                    false,
+                    now,
+                    None,
+                )
+                .await?;
+                let status = crate::consent::MarketingStatus::of(
+                    &store.marketing_consent(conversation).await?,
+                    now,
+                );
+                let withheld = crate::consent::Withholding::by_consent(category, status);
+                (Some(pricing), withheld)
+            }
+            _ => (None, None),
+        };
         Ok(Self {
+            pricing,
+            withheld,
             decision,
             message_id,
             on_closed: on_closed.name(),

@@ -481,8 +481,18 @@ pub trait ConsentStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
-/// Pairs predictions with reports (by business number and `messageId`), for store
-/// implementations listing [`ConsentStore::cost_records`].
+/// The key a report is stored under when the status names only WhatsApp's message id
+/// (`wamid.`): a `messageId` derived from it, the same every time, which a prediction
+/// carrying that WhatsApp id is paired with.
+pub fn wa_id_key(wa_id: &str) -> MessageId {
+    const WA_ID_NAMESPACE: uuid::Uuid =
+        uuid::Uuid::from_u128(0x6c69_7061_6368_6174_0000_7761_6964_0001);
+    MessageId::from_uuid(uuid::Uuid::new_v5(&WA_ID_NAMESPACE, wa_id.as_bytes()))
+}
+
+/// Pairs predictions with reports (by business number and `messageId`, else by the
+/// prediction's WhatsApp id through [`wa_id_key`]), for store implementations listing
+/// [`ConsentStore::cost_records`].
 pub fn pair_cost_records(
     predicted: Vec<PredictedCost>,
     mut reported: std::collections::HashMap<(PhoneNumber, MessageId), ReportedPricing>,
@@ -490,7 +500,13 @@ pub fn pair_cost_records(
     let mut records: Vec<CostRecord> = predicted
         .into_iter()
         .map(|predicted| {
-            let report = reported.remove(&(predicted.conversation.business, predicted.message_id));
+            let business = predicted.conversation.business;
+            let report = reported
+                .remove(&(business, predicted.message_id))
+                .or_else(|| {
+                    let wa_id = predicted.wa_id.as_deref()?;
+                    reported.remove(&(business, wa_id_key(wa_id)))
+                });
             CostRecord {
                 predicted,
                 reported: report,

@@ -194,6 +194,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             message_id,
             receipt,
             expires_at,
+            ..
         } => SendView {
             outcome: "sent",
             message_id: Some(*message_id),
