@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{MarketingConsent, PhoneNumber, PricingCategory};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cost::PriceTable;
 
@@ -278,6 +278,74 @@ impl Withholding {
         match self {
             Self::MarketingLimit { retry_at } => Some(retry_at),
             _ => None,
+        }
+    }
+}
+
+/// A conversation's marketing consent and free entry point window as tools show them:
+/// the fields `session-check status --json` adds to the window object, and a running
+/// bot's admin route answers with it (one shape for both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentView {
+    /// The free entry point window's end while one is open (RFC 3339), else null.
+    pub free_entry_point_until: Option<String>,
+    /// Whether that end is the platform's (a status confirmed it) rather than predicted.
+    pub free_entry_point_confirmed: bool,
+    /// `allowed`, `opted_out` or `limited`.
+    pub marketing: String,
+    /// When a marketing template may be tried again inside a 131049 back-off, else null.
+    pub marketing_retry_at: Option<String>,
+}
+
+impl ConsentView {
+    /// The view for `conversation` at `now` (`None`: a conversation never met).
+    pub async fn of<S: lipachat_session::Store>(
+        store: &S,
+        conversation: Option<lipachat_session::Conversation>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, lipachat_session::StoreError> {
+        let (consent, entry) = match conversation {
+            Some(conversation) => (
+                store.marketing_consent(conversation).await?,
+                store.free_entry_point(conversation).await?,
+            ),
+            None => Default::default(),
+        };
+        let status = MarketingStatus::of(&consent, now);
+        let open = entry.filter(|e| e.is_open_at(now));
+        Ok(Self {
+            free_entry_point_until: open
+                .and_then(|e| e.until)
+                .map(lipachat_session::view::view_time),
+            free_entry_point_confirmed: open.is_some_and(|e| e.confirmed),
+            marketing: status.name().to_owned(),
+            marketing_retry_at: status.retry_at().map(lipachat_session::view::view_time),
+        })
+    }
+
+    /// Whether there is something beyond the default to say: marketing not allowed, or
+    /// a free entry point window open.
+    pub fn is_notable(&self) -> bool {
+        self.marketing != "allowed" || self.free_entry_point_until.is_some()
+    }
+
+    /// The human words: marketing, and the free entry point window when one is open.
+    pub fn words(&self) -> String {
+        let marketing = match (self.marketing.as_str(), &self.marketing_retry_at) {
+            ("limited", Some(at)) => format!("marketing: limited (131049) until {at}"),
+            ("opted_out", _) => "marketing: opted out".to_owned(),
+            (other, _) => format!("marketing: {other}"),
+        };
+        match &self.free_entry_point_until {
+            Some(until) => format!(
+                "{marketing}; free entry point window until {until} ({})",
+                if self.free_entry_point_confirmed {
+                    "confirmed by the platform"
+                } else {
+                    "predicted"
+                }
+            ),
+            None => marketing,
         }
     }
 }

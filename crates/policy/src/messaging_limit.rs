@@ -11,7 +11,7 @@ use lipachat_session::window::{saturating_add, truncate_to_millis};
 use lipachat_session::{Conversation, PredictedCost, PricingCategory, Reach, Store};
 use tracing::{info, warn};
 
-use crate::consent::{MarketingStatus, MessagingLimits, PricingConfig, Withholding};
+use crate::consent::{ConsentConfig, MarketingStatus, MessagingLimits, PricingConfig, Withholding};
 use crate::cost::{Pricing, PricingInput, SERVICE_BILLING_SINCE, predict};
 use crate::error::PolicyError;
 use crate::shared::Shared;
@@ -114,30 +114,21 @@ impl<S: Store> Shared<S> {
         })
     }
 
-    /// Records a gateway's 131049 / 131050 answer to a template send at `at`, so the
-    /// next marketing template is refused locally; answers the withholding it stands for.
+    /// Records a gateway's 131049 / 131050 answer ([`record_marketing_refusal`]).
     pub async fn record_marketing_refusal(
         &self,
         conversation: Conversation,
         refusal: MarketingRefusal,
         at: DateTime<Utc>,
     ) -> Result<Withholding, PolicyError> {
-        let store = self.store();
-        Ok(match refusal {
-            MarketingRefusal::OptedOut => {
-                warn!(%conversation, "the customer stopped marketing messages (131050): recording the opt-out");
-                store.record_opt_out(conversation, true, at).await?;
-                Withholding::OptedOut
-            }
-            _ => {
-                let until = saturating_add(at, self.config.consent.marketing_back_off);
-                warn!(%conversation, %until, "per-user marketing limit (131049): no marketing template until the back-off ends");
-                let consent = store.extend_back_off(conversation, until).await?;
-                Withholding::MarketingLimit {
-                    retry_at: consent.back_off_until.unwrap_or(until),
-                }
-            }
-        })
+        record_marketing_refusal(
+            self.store(),
+            &self.config.consent,
+            conversation,
+            refusal,
+            at,
+        )
+        .await
     }
 
     /// Records a business message sent at `at`: the free entry point window it may
@@ -183,6 +174,33 @@ impl<S: Store> Shared<S> {
             .await?;
         Ok(pricing)
     }
+}
+
+/// Records a 131049 / 131050 (a gateway's answer to a template send, or a failed status)
+/// at `at`, so the next marketing template is refused locally; answers the withholding
+/// it stands for.
+pub async fn record_marketing_refusal<S: Store>(
+    store: &S,
+    consent: &ConsentConfig,
+    conversation: Conversation,
+    refusal: MarketingRefusal,
+    at: DateTime<Utc>,
+) -> Result<Withholding, PolicyError> {
+    Ok(match refusal {
+        MarketingRefusal::OptedOut => {
+            warn!(%conversation, "the customer stopped marketing messages (131050): recording the opt-out");
+            store.record_opt_out(conversation, true, at).await?;
+            Withholding::OptedOut
+        }
+        _ => {
+            let until = saturating_add(at, consent.marketing_back_off);
+            warn!(%conversation, %until, "per-user marketing limit (131049): no marketing template until the back-off ends");
+            let stored = store.extend_back_off(conversation, until).await?;
+            Withholding::MarketingLimit {
+                retry_at: stored.back_off_until.unwrap_or(until),
+            }
+        }
+    })
 }
 
 /// What a send of `category` to `conversation` at `at` is predicted to cost, with the

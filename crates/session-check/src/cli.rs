@@ -222,7 +222,11 @@ pub enum Command {
     /// recorded.
     Record(Record),
     /// The window's state: open, closed (expired or closed by the gateway) or none (no
-    /// inbound message recorded). Exit 0 open, 1 closed or none.
+    /// inbound message recorded), and the customer's marketing status (allowed, opted_out,
+    /// or limited after a 131049, with when it may be tried again) and free entry point
+    /// window (its end while one is open, predicted until a status confirms it). With
+    /// --json the window object gains free_entry_point_until, free_entry_point_confirmed,
+    /// marketing and marketing_retry_at. Exit 0 open, 1 closed or none.
     Status(Pair),
     /// Every conversation in the database with its window's state. Exit 0.
     List(List),
@@ -304,6 +308,31 @@ pub enum Command {
     /// the reject policy without --message-id stores none). Under --now, drawn as at that
     /// time. With --json, one object: the window and the events in time order. Exit 0.
     Timeline(Timeline),
+    /// Record that the customer stopped marketing messages from the business number (as a
+    /// 131050 answer, the user_preferences webhook's stop or a STOP text would): marketing
+    /// templates to them are then refused locally, with reason opted_out, until optin.
+    /// Utility and authentication templates and free-form messages in the window are
+    /// unaffected. The choice is recorded at now (--now, else the real clock); a later
+    /// choice already recorded stays in force. Exit 0.
+    Optout(Pair),
+    /// Record that the customer opted back in to marketing messages (as the webhook's
+    /// resume or a START text would). Exit 0.
+    Optin(Pair),
+    /// Summarise the sends recorded per business number and UTC day: their predicted
+    /// pricing categories (service, utility, marketing, authentication) and how many were
+    /// predicted free, against what status webhooks reported (WhatsApp's statuses carry
+    /// pricing; LipaChat's status callback carries none, so its sends show as having no
+    /// reported pricing: the category is unknown, not wrong), and how many were reported
+    /// in another category. With --json, one object per business and day. Exit 0.
+    Costs(Costs),
+}
+
+/// `costs`' arguments.
+#[derive(Debug, Args)]
+pub struct Costs {
+    /// Only this business number.
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
+    pub business: Option<PhoneNumber>,
 }
 
 /// `verify`'s arguments.
@@ -489,6 +518,16 @@ pub struct SendContact {
     /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
     #[arg(long = "param", value_name = "VALUE")]
     pub params: Vec<String>,
+    /// The template's pricing category: marketing (the default, until the template
+    /// catalog tells), utility or authentication. Marketing templates are refused to a
+    /// customer who opted out (reason opted_out) or inside a 131049 back-off (reason
+    /// marketing_limit); the others are not.
+    #[arg(long, value_name = "CATEGORY", value_parser = parse_template_category)]
+    pub template_category: Option<lipachat_session::PricingCategory>,
+    /// A price file of your own (TOML; docs/prices.sample.toml shows the format and is
+    /// not current prices): the output then estimates what the message costs.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
     /// The policy's settings.
     #[command(flatten)]
     pub settings: SendSettings,
@@ -651,7 +690,9 @@ impl Command {
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
         match self {
-            Self::Record(_) | Self::Import | Self::Ingest(_) => true,
+            Self::Record(_) | Self::Import | Self::Ingest(_) | Self::Optout(_) | Self::Optin(_) => {
+                true
+            }
             Self::SendContact(send) => !send.dry_run,
             Self::Status(_)
             | Self::List(_)
@@ -660,8 +701,19 @@ impl Command {
             | Self::Forget(_)
             | Self::Export
             | Self::Verify(_)
-            | Self::Timeline(_) => false,
+            | Self::Timeline(_)
+            | Self::Costs(_) => false,
         }
+    }
+}
+
+/// Parses a template's pricing category (service is not a template's).
+fn parse_template_category(input: &str) -> Result<lipachat_session::PricingCategory, String> {
+    match lipachat_session::PricingCategory::parse(input) {
+        Some(lipachat_session::PricingCategory::Service) | None => Err(format!(
+            "{input:?} is not a template category: use marketing, utility or authentication"
+        )),
+        Some(category) => Ok(category),
     }
 }
 

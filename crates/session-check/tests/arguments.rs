@@ -123,7 +123,9 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
     reading.sort_unstable();
     assert_eq!(
         reading,
-        ["export", "list", "pending", "status", "timeline", "verify"],
+        [
+            "costs", "export", "list", "pending", "status", "timeline", "verify"
+        ],
         "{help}"
     );
     for name in [
@@ -133,6 +135,8 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
         "send-contact",
         "deliver",
         "forget",
+        "optout",
+        "optin",
     ] {
         assert!(changing.contains(&name), "{name} in {changing:?}: {help}");
     }

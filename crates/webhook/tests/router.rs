@@ -420,10 +420,15 @@ async fn the_admin_routes_need_their_token_and_answer_the_session_check_objects(
             "state",
             "last_inbound",
             "expires_at",
-            "remaining_secs"
+            "remaining_secs",
+            "free_entry_point_until",
+            "free_entry_point_confirmed",
+            "marketing",
+            "marketing_retry_at"
         ]
     );
     assert_eq!(json["state"], "open");
+    assert_eq!(json["marketing"], "allowed");
     assert_eq!(json["customer"], customer);
 
     let never = h

@@ -1,6 +1,8 @@
 //! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
 
 use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
+use lipachat_policy::consent::{PricingConfig, Withholding};
+use lipachat_policy::cost::PriceTable;
 use lipachat_policy::{
     DryRun, Messenger, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest,
     TemplateSent,
@@ -35,6 +37,13 @@ struct SendView {
     refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicate: Option<bool>,
+    /// The predicted pricing category of what this call sent (or withheld), else null.
+    category: Option<&'static str>,
+    /// Whether that is predicted free, else null.
+    free: Option<bool>,
+    /// When a marketing template may be tried again (reason `marketing_limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_at: Option<String>,
     #[serde(skip)]
     human: String,
 }
@@ -68,6 +77,11 @@ struct DryRunView {
     /// The exact JSON body of the template that would go instead (window not open, with
     /// `template` or `queue`, unless one already went for this closed window).
     template_body: Option<Value>,
+    /// The predicted pricing category of what would go (the card, or the template), else
+    /// null.
+    category: Option<&'static str>,
+    /// Whether that would be free, else null.
+    free: Option<bool>,
     #[serde(skip)]
     human: String,
 }
@@ -86,7 +100,9 @@ pub async fn send_contact<S: Store + Clone>(
     let (card, on_closed) = check(&args)?;
     let conversation = addressable(context, &args.pair).await?;
     let sessions = sending_sessions(context, &args.settings)?;
-    let config = PolicyConfig::default().on_closed(on_closed.clone());
+    let config = PolicyConfig::default()
+        .on_closed(on_closed.clone())
+        .pricing(pricing_config(&args)?);
     if args.dry_run {
         // The policy's own plan: no client, so no key is needed.
         let mut request = SendRequest::contact(conversation, card);
@@ -114,6 +130,29 @@ pub async fn send_contact<S: Store + Clone>(
     Ok(exit_for(view.outcome))
 }
 
+/// The pricing settings: the template's category when given, and the user's price file.
+fn pricing_config(args: &SendContact) -> Result<PricingConfig, CliError> {
+    let mut pricing = PricingConfig::default();
+    if let (Some(template), Some(category)) = (&args.template, args.template_category) {
+        pricing
+            .template_categories
+            .insert(template.clone(), category);
+    }
+    if let Some(path) = &args.prices {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the price file {}: {e}",
+                path.display()
+            ))
+        })?;
+        pricing.prices = Some(
+            PriceTable::parse(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?,
+        );
+    }
+    Ok(pricing)
+}
+
 /// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0
 /// otherwise.
 fn exit_for(outcome: &str) -> Exit {
@@ -133,6 +172,7 @@ pub fn check(args: &SendContact) -> Result<(ContactMessage, OnClosed), CliError>
         phone = phone.with_wa_id(wa_id);
     }
     let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
+    pricing_config(args)?;
     Ok((card, on_closed))
 }
 
@@ -189,6 +229,16 @@ fn template_words(template: Option<&TemplateSent>) -> String {
 }
 
 fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
+    let mut view = bare_send_view(outcome)?;
+    // In the JSON only: the human lines keep their wording (scripts match them).
+    if let Some(pricing) = outcome.pricing() {
+        view.category = Some(pricing.category.name());
+        view.free = Some(pricing.free);
+    }
+    Ok(view)
+}
+
+fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     let view = match outcome {
         SendOutcome::Sent {
             message_id,
@@ -203,6 +253,9 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             reason: None,
             refused_by_gateway: None,
             duplicate: None,
+            category: None,
+            free: None,
+            retry_at: None,
             human: format!(
                 "sent: contact card {message_id}{}; the window closes {}",
                 whatsapp_id(receipt.wa_id.as_deref()),
@@ -221,6 +274,9 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 reason: Some(reason.name()),
                 refused_by_gateway: None,
                 duplicate: None,
+                category: None,
+                free: None,
+                retry_at: None,
                 human: format!(
                     "rerouted: the window is not open ({}); the contact card was dropped; {}",
                     reason_words(*reason),
@@ -243,6 +299,9 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 reason: Some(reason.name()),
                 refused_by_gateway: None,
                 duplicate: None,
+                category: None,
+                free: None,
+                retry_at: None,
                 human: format!(
                     "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
                     reason_words(*reason),
@@ -265,6 +324,9 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             reason: Some(reason.name()),
             refused_by_gateway: Some(true),
             duplicate: None,
+            category: None,
+            free: None,
+            retry_at: None,
             human: format!(
                 "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
                 reason_words(*reason)
@@ -278,9 +340,38 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             reason: Some(reason.name()),
             refused_by_gateway: None,
             duplicate: None,
+            category: None,
+            free: None,
+            retry_at: None,
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
                 reason_words(*reason)
+            ),
+        },
+        SendOutcome::Withheld {
+            message_id,
+            reason,
+            refused_by_gateway,
+            ..
+        } => SendView {
+            outcome: "rejected",
+            message_id: None,
+            wa_id: None,
+            template_message_id: None,
+            reason: Some(reason.name()),
+            refused_by_gateway: refused_by_gateway.then_some(true),
+            duplicate: None,
+            category: None,
+            free: None,
+            retry_at: reason.retry_at().map(time),
+            human: format!(
+                "rejected: the window is not open and {}; {}",
+                withheld_words(*reason),
+                if *refused_by_gateway {
+                    format!("the gateway refused the template for contact card {message_id}")
+                } else {
+                    "nothing was sent".to_owned()
+                }
             ),
         },
         SendOutcome::Duplicate(previous) => {
@@ -294,6 +385,9 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 reason: None,
                 refused_by_gateway: None,
                 duplicate: Some(true),
+                category: None,
+                free: None,
+                retry_at: None,
                 human: format!(
                     "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
                     time(previous.at),
@@ -309,6 +403,23 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
         }
     };
     Ok(view)
+}
+
+/// Why a template was withheld, in words.
+fn withheld_words(reason: Withholding) -> String {
+    match reason {
+        Withholding::OptedOut => {
+            "the customer opted out of marketing from this number (opted_out)".to_owned()
+        }
+        Withholding::MarketingLimit { retry_at } => format!(
+            "the per-user marketing limit (131049) holds marketing templates until {} (marketing_limit)",
+            time(retry_at)
+        ),
+        Withholding::MessagingLimit { reached, limit } => format!(
+            "the portfolio reached its messaging limit ({reached} of {limit} customers in 24 hours; messaging_limit)"
+        ),
+        _ => reason.name().to_owned(),
+    }
 }
 
 /// The dry run's view: the window's decision, what the real send would do, and the
@@ -379,6 +490,21 @@ fn dry_run_view(
             true,
         ),
     };
+    // Consent withholding the template: the send would be rejected, nothing sent (the
+    // messaging limit is counted by a real send only).
+    let (would, consequence, card, template, reason_name) = match (previous, plan.withheld) {
+        (None, Some(withheld)) if template => (
+            "rejected",
+            format!(
+                "the template would not be sent: {}; the send would be rejected and nothing would be sent",
+                withheld_words(withheld)
+            ),
+            false,
+            false,
+            Some(withheld.name()),
+        ),
+        _ => (would, consequence, card, template, reason.map(|r| r.name())),
+    };
     let body = card.then(|| plan.body.clone());
     let template_body = if template {
         plan.template_body.clone()
@@ -388,6 +514,7 @@ fn dry_run_view(
     let pretty =
         |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     let mut human = format!("dry-run: nothing sent\ndecision: {decision_words}{consequence}");
+    let pricing = plan.pricing.as_ref().filter(|_| previous.is_none());
     if let Some(body) = &body {
         if reason.is_some() {
             human.push_str("\nthe contact card, sent from the outbox once the customer replies:");
@@ -407,12 +534,14 @@ fn dry_run_view(
         message_id: plan.message_id,
         wa_id: None,
         template_message_id: None,
-        reason: reason.map(|r| r.name()),
+        reason: reason_name,
         decision,
         on_closed: on_closed.name(),
         duplicate: previous.map(|_| true),
         body,
         template_body,
+        category: pricing.map(|p| p.category.name()),
+        free: pricing.map(|p| p.free),
         human,
     }
 }
