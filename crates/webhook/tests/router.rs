@@ -185,6 +185,13 @@ async fn a_redelivered_message_is_recorded_once_and_answered_once() {
         metrics.contains(r#"lipachat_sends_total{outcome="sent"} 1"#),
         "{metrics}"
     );
+    // The echo is a service message inside the window: predicted free.
+    assert!(
+        metrics.contains(
+            r#"lipachat_sends_predicted_category_total{category="service",free="true"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
