@@ -298,6 +298,8 @@ pub struct Delivered {
     pub receipt: Receipt,
     /// When it was queued.
     pub queued_at: DateTime<Utc>,
+    /// What it is predicted to cost (a service message, sent inside the window).
+    pub pricing: Box<Pricing>,
 }
 
 /// A queued message whose time to live ran out before the customer replied.

@@ -547,3 +547,48 @@ proptest! {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_message_delivered_after_the_reply_is_priced_and_recorded() {
+    let mut pricing = PricingConfig::default();
+    pricing
+        .template_categories
+        .insert("spring_promo".into(), PricingCategory::Utility);
+    let f = fixture(
+        PolicyConfig::default()
+            .on_closed(OnClosed::Queue(promo()))
+            .pricing(pricing),
+    )
+    .await;
+    let queued = send(&f.messenger, 7).await;
+    assert_eq!(queued.name(), "queued", "{queued:?}");
+    let invitation = queued.pricing().unwrap();
+    assert_eq!(
+        (invitation.category, invitation.free),
+        (PricingCategory::Utility, false)
+    );
+    // The customer writes back (with a referral): the queued message goes, priced as a
+    // service message, and as the business's first reply it opens a free entry point.
+    let now = f.clock.now();
+    f.gateway.customer_writes(business(), customer(7));
+    let outcomes = webhook(&f.messenger, inbound_text(7, "ok", now, true), now).await;
+    let WebhookOutcome::Inbound(report) = &outcomes[0] else {
+        panic!("{outcomes:?}")
+    };
+    let delivered = &report.delivery.delivered;
+    assert_eq!(delivered.len(), 1, "{report:?}");
+    assert_eq!(delivered[0].pricing.category, PricingCategory::Service);
+    assert_eq!(delivered[0].pricing.because, FreeBecause::FreeEntryPoint);
+    let costs = f
+        .messenger
+        .sessions()
+        .store()
+        .cost_records(Some(business()))
+        .await
+        .unwrap();
+    assert_eq!(
+        costs.len(),
+        2,
+        "the invitation and the delivered message: {costs:?}"
+    );
+}
