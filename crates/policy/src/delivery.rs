@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lipachat_api::MessageId;
 use lipachat_session::window::saturating_add;
-use lipachat_session::{Conversation, PricingCategory, QueuedMessage, SendDecision, Store};
+use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
 use tracing::{info, warn};
 
 use crate::claim::under_claim;
@@ -203,21 +203,15 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                     .dequeue_with_outcome(conversation, entry.message_id, outcome)
                     .await?;
                 info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
-                // Boxed: the cost records' futures would otherwise swell every delivery's.
-                let pricing = Box::pin(self.shared.record_sent(
-                    conversation,
-                    message_id,
-                    receipt.wa_id.clone(),
-                    PricingCategory::Service,
-                    true,
-                    now.at,
-                ))
-                .await?;
+                let pricing = self
+                    .shared
+                    .record_service_sent(conversation, message_id, receipt.wa_id.clone(), now.at)
+                    .await?;
                 report.delivered.push(Delivered {
                     message_id,
                     receipt,
                     queued_at: entry.queued_at,
-                    pricing: Box::new(pricing),
+                    pricing,
                 });
                 Ok(Step::Left)
             }

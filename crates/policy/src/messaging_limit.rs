@@ -131,6 +131,27 @@ impl<S: Store> Shared<S> {
         .await
     }
 
+    /// [`Shared::record_sent`] for a free-form (service) message sent inside the window,
+    /// boxed (its future would otherwise swell every send's and delivery's).
+    pub async fn record_service_sent(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+        wa_id: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<Box<Pricing>, PolicyError> {
+        let pricing = Box::pin(self.record_sent(
+            conversation,
+            message_id,
+            wa_id,
+            PricingCategory::Service,
+            true,
+            at,
+        ))
+        .await?;
+        Ok(Box::new(pricing))
+    }
+
     /// Records a business message sent at `at`: the free entry point window it may
     /// open (a reply within 24 hours of a referral-carrying inbound message), then its
     /// predicted cost, priced after that (a reply that opens the window is free);

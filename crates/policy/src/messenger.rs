@@ -9,8 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lipachat_api::{Client, ContactMessage, MessageId, TextMessage};
 use lipachat_session::{
-    Conversation, InboundId, PricingCategory, RecordedOnce, RefusalReason, SendDecision, Sessions,
-    Store,
+    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, Sessions, Store,
 };
 use tracing::{info, warn};
 
@@ -241,21 +240,15 @@ impl<S: Store> Messenger<S> {
                         .remember(conversation, message_id, &outcome)
                         .await?;
                 }
-                // Boxed: the cost records' futures would otherwise swell every send's.
-                let pricing = Box::pin(self.shared.record_sent(
-                    conversation,
-                    message_id,
-                    receipt.wa_id.clone(),
-                    PricingCategory::Service,
-                    true,
-                    now.at,
-                ))
-                .await?;
+                let pricing = self
+                    .shared
+                    .record_service_sent(conversation, message_id, receipt.wa_id.clone(), now.at)
+                    .await?;
                 Ok(SendOutcome::Sent {
                     message_id,
                     receipt,
                     expires_at,
-                    pricing: Box::new(pricing),
+                    pricing,
                 })
             }
             Err(error) if error.is_window_closed() => {
