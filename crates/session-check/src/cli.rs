@@ -301,7 +301,8 @@ pub enum Command {
     Ingest(Ingest),
     /// Draw a conversation on the terminal: the latest inbound message, the 24-hour window
     /// as a bar with the margin marked, the invitation, queued and sent messages, closures
-    /// and now, then the same by time.
+    /// and now, then the same by time. A free entry point window (opened by the reply to a
+    /// click-to-WhatsApp ad) is listed with its end, predicted or confirmed, but not drawn.
     ///
     /// Shows what the store keeps: the latest inbound message only, the invitation of the
     /// current closed window, the outbox, and send outcomes for their 7 days (a send under

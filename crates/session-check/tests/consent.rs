@@ -199,3 +199,56 @@ async fn ingested_stop_and_referral_show_in_status() {
         .json();
     assert_eq!(answer["marketing"], "opted_out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_lists_the_free_entry_point_window() {
+    let s = Setup::start().await;
+    let now = chrono::Utc::now();
+    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": BUSINESS, "phone_number_id": "1"},
+        "messages": [{"from": CUSTOMER_DIGITS, "id": "wamid.ad", "timestamp": now.timestamp().to_string(),
+                      "type": "text", "text": {"body": "hi"},
+                      "referral": {"source_type": "ad", "source_id": "AD", "ctwa_clid": "CLID"}}]
+    }}]}]})
+    .to_string();
+    s.cli.run_with_stdin(&["ingest"], &body).expect(0);
+    let before = s
+        .cli
+        .run(&["timeline", BUSINESS, CUSTOMER])
+        .expect(0)
+        .stdout;
+    assert!(
+        !before.contains("free entry point"),
+        "no window before the reply: {before}"
+    );
+    s.gateway.customer_writes(
+        common::gateway::phone(BUSINESS),
+        common::gateway::phone(CUSTOMER_DIGITS),
+    );
+    s.cli.run(&send_contact(CUSTOMER, &[])).expect(0);
+    let after = s
+        .cli
+        .run(&["timeline", BUSINESS, CUSTOMER, "--json"])
+        .expect(0)
+        .json();
+    let kinds: Vec<&str> = after["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"free_entry_point") && kinds.contains(&"free_entry_point_end"),
+        "{after}"
+    );
+    let human = s
+        .cli
+        .run(&["timeline", BUSINESS, CUSTOMER])
+        .expect(0)
+        .stdout;
+    assert!(
+        human.contains("the free entry point window ends (predicted)"),
+        "{human}"
+    );
+}
