@@ -10,6 +10,25 @@ use common::gateway::Setup;
 use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, T0, TEMPLATE, at, send_contact};
 use serde_json::Value;
 
+/// A WhatsApp webhook body: the customer's text now, from a click-to-WhatsApp ad (a
+/// `referral` with `ctwa_clid`, in the shape of pywa's referral fixture) when `referral`.
+fn inbound_body(text: &str, referral: bool) -> String {
+    let mut message = serde_json::json!({
+        "from": CUSTOMER_DIGITS, "id": format!("wamid.{text}{referral}"),
+        "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "text", "text": {"body": text}
+    });
+    if referral {
+        message["referral"] =
+            serde_json::json!({"source_type": "ad", "source_id": "AD", "ctwa_clid": "CLID"});
+    }
+    serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": BUSINESS, "phone_number_id": "1"},
+        "messages": [message]
+    }}]}]})
+    .to_string()
+}
+
 fn status(cli: &Cli, now: &str) -> Value {
     cli.run(&["status", BUSINESS, CUSTOMER, "--now", now, "--json"])
         .json()
@@ -152,25 +171,8 @@ async fn a_send_prints_its_category_and_free_and_costs_counts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingested_stop_and_referral_show_in_status() {
     let s = Setup::start().await;
-    let now = chrono::Utc::now();
-    let body = |text: &str, referral: bool| {
-        let mut message = serde_json::json!({
-            "from": CUSTOMER_DIGITS, "id": format!("wamid.{text}{referral}"),
-            "timestamp": now.timestamp().to_string(), "type": "text", "text": {"body": text}
-        });
-        if referral {
-            message["referral"] =
-                serde_json::json!({"source_type": "ad", "source_id": "AD", "ctwa_clid": "CLID"});
-        }
-        serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": BUSINESS, "phone_number_id": "1"},
-            "messages": [message]
-        }}]}]})
-        .to_string()
-    };
     s.cli
-        .run_with_stdin(&["ingest"], &body("hello from the ad", true))
+        .run_with_stdin(&["ingest"], &inbound_body("hello from the ad", true))
         .expect(0);
     s.gateway.customer_writes(
         common::gateway::phone(BUSINESS),
@@ -190,7 +192,7 @@ async fn ingested_stop_and_referral_show_in_status() {
     assert!(answer["free_entry_point_until"].is_string(), "{answer}");
     assert_eq!(answer["free_entry_point_confirmed"], false);
     s.cli
-        .run_with_stdin(&["ingest"], &body("Stop", false))
+        .run_with_stdin(&["ingest"], &inbound_body("Stop", false))
         .expect(0);
     let answer = s
         .cli
@@ -203,16 +205,9 @@ async fn ingested_stop_and_referral_show_in_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeline_lists_the_free_entry_point_window() {
     let s = Setup::start().await;
-    let now = chrono::Utc::now();
-    let body = serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": BUSINESS, "phone_number_id": "1"},
-        "messages": [{"from": CUSTOMER_DIGITS, "id": "wamid.ad", "timestamp": now.timestamp().to_string(),
-                      "type": "text", "text": {"body": "hi"},
-                      "referral": {"source_type": "ad", "source_id": "AD", "ctwa_clid": "CLID"}}]
-    }}]}]})
-    .to_string();
-    s.cli.run_with_stdin(&["ingest"], &body).expect(0);
+    s.cli
+        .run_with_stdin(&["ingest"], &inbound_body("hi", true))
+        .expect(0);
     let before = s
         .cli
         .run(&["timeline", BUSINESS, CUSTOMER])
