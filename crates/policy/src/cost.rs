@@ -10,7 +10,7 @@
 //!   service (free-form) messages are free.
 //! - From 1 October 2026 ([`SERVICE_BILLING_SINCE`]) utility templates are billed inside
 //!   the window too, and service messages are billed (at the utility rate) beyond a free
-//!   tier per business number and month ([`PricingConfig::service_free_per_month`]).
+//!   tier per business number and month ([`crate::consent::PricingConfig::service_free_per_month`]).
 //! - Inside a free entry point window every message is free, under both rules.
 //!
 //! A time before 1 July 2025 is priced by the July 2025 rule (the conversation-based
