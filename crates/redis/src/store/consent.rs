@@ -127,8 +127,10 @@ return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
 });
 
 /// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit,
-/// cutoff ms (customers last reached at or before it no longer count). Returns
-/// `{0 counted | 1 already counted | 2 limit reached, unique customers}`.
+/// cutoff ms (customers last reached at or before it no longer count), span ms. Returns
+/// `{0 counted | 1 already counted | 2 limit reached, unique customers}`. A write also
+/// sets the key to expire a span after it (server time), so a count nobody touches
+/// again (a past month's service messages) does not stay.
 static REACH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -136,11 +138,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local count = redis.call('ZCARD', KEYS[1])
 if score then
-  if tonumber(score) < tonumber(ARGV[2]) then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+  if tonumber(score) < tonumber(ARGV[2]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
   return {1, count}
 end
 if count >= tonumber(ARGV[3]) then return {2, count} end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {0, count + 1}
 ",
     )
@@ -443,6 +449,7 @@ impl ConsentStore for RedisStore {
                         at_ms.to_string(),
                         limit.to_string(),
                         (at_ms - span.num_milliseconds()).to_string(),
+                        span.num_milliseconds().max(1).to_string(),
                     ],
                 },
             )
