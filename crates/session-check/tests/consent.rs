@@ -247,3 +247,19 @@ async fn timeline_lists_the_free_entry_point_window() {
         "{human}"
     );
 }
+
+#[test]
+fn the_sample_price_file_parses_and_a_dry_run_estimates_with_it() {
+    let cli = Cli::new();
+    cli.run(&["record", BUSINESS, "254799999999", "--at", T0])
+        .expect(0);
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/prices.sample.toml");
+    let mut args = vec!["--dry-run", "--now", T0, "--json", "--prices", sample];
+    args.extend_from_slice(&TEMPLATE);
+    let plan = cli.run(&send_contact(CUSTOMER, &args)).expect(0).json();
+    assert_eq!(plan["would"], "rerouted");
+    assert_eq!(plan["category"], "marketing");
+    assert_eq!(plan["estimate"]["market"], "254");
+    assert_eq!(plan["estimate"]["currency"], "USD");
+    assert_eq!(plan["estimate"]["amount"], "0.0001");
+}

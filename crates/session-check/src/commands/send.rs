@@ -2,7 +2,7 @@
 
 use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
 use lipachat_policy::consent::{PricingConfig, Withholding};
-use lipachat_policy::cost::PriceTable;
+use lipachat_policy::cost::{Estimate, PriceTable};
 use lipachat_policy::{
     DryRun, Messenger, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest,
     TemplateSent,
@@ -44,6 +44,9 @@ struct SendView {
     /// When a marketing template may be tried again (reason `marketing_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_at: Option<String>,
+    /// The estimated price from `--prices` (`amount`, `currency`, `market`), when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<Estimate>,
     #[serde(skip)]
     human: String,
 }
@@ -82,6 +85,9 @@ struct DryRunView {
     category: Option<&'static str>,
     /// Whether that would be free, else null.
     free: Option<bool>,
+    /// The estimated price from `--prices`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    estimate: Option<Estimate>,
     #[serde(skip)]
     human: String,
 }
@@ -234,6 +240,7 @@ fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     if let Some(pricing) = outcome.pricing() {
         view.category = Some(pricing.category.name());
         view.free = Some(pricing.free);
+        view.estimate = pricing.estimate.clone();
     }
     Ok(view)
 }
@@ -256,6 +263,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             category: None,
             free: None,
             retry_at: None,
+            estimate: None,
             human: format!(
                 "sent: contact card {message_id}{}; the window closes {}",
                 whatsapp_id(receipt.wa_id.as_deref()),
@@ -277,6 +285,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 category: None,
                 free: None,
                 retry_at: None,
+                estimate: None,
                 human: format!(
                     "rerouted: the window is not open ({}); the contact card was dropped; {}",
                     reason_words(*reason),
@@ -302,6 +311,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 category: None,
                 free: None,
                 retry_at: None,
+                estimate: None,
                 human: format!(
                     "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
                     reason_words(*reason),
@@ -327,6 +337,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             category: None,
             free: None,
             retry_at: None,
+            estimate: None,
             human: format!(
                 "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
                 reason_words(*reason)
@@ -343,6 +354,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             category: None,
             free: None,
             retry_at: None,
+            estimate: None,
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
                 reason_words(*reason)
@@ -364,6 +376,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             category: None,
             free: None,
             retry_at: reason.retry_at().map(time),
+            estimate: None,
             human: format!(
                 "rejected: the window is not open and {}; {}",
                 withheld_words(*reason),
@@ -388,6 +401,7 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 category: None,
                 free: None,
                 retry_at: None,
+                estimate: None,
                 human: format!(
                     "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
                     time(previous.at),
@@ -542,6 +556,7 @@ fn dry_run_view(
         template_body,
         category: pricing.map(|p| p.category.name()),
         free: pricing.map(|p| p.free),
+        estimate: pricing.and_then(|p| p.estimate.clone()),
         human,
     }
 }
