@@ -21,7 +21,7 @@ use lipachat::policy::{Messenger, OnClosed, PolicyConfig, SendOutcome};
 use lipachat::session::{
     Clock, Conversation, ManualClock, PhoneNumber, Sessions, SledStore, WindowState,
 };
-use lipachat_testkit::{MessageKind, StandInGateway};
+use lipachat_testkit::{MessageKind, StandInGateway, template_entry};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -59,7 +59,12 @@ fn outcome(outcome: &SendOutcome) -> String {
             "QUEUED until the customer replies (messageId {message_id}, window {}); {}",
             reason.name(),
             match template {
-                Some(t) => format!("invitation template sent (messageId {})", t.message_id),
+                Some(t) => format!(
+                    "invitation template sent (messageId {}, category {}, catalog check: {})",
+                    t.message_id,
+                    t.category.as_ref().map_or("unknown", |c| c.as_str()),
+                    t.check.name()
+                ),
                 None => "invitation already sent for this closed window".to_string(),
             }
         ),
@@ -90,6 +95,19 @@ async fn scripted() -> Result<()> {
         .clock(clock.clone())
         .start()
         .await?;
+    // The business's approved template, as the gateway's catalog lists it: the send path
+    // checks the invitation against it before sending.
+    gateway.set_templates(
+        SANDBOX.parse()?,
+        vec![template_entry(
+            "contact_share",
+            "en",
+            "UTILITY",
+            "APPROVED",
+            None,
+            "We have an answer for you. Reply to see it.",
+        )],
+    );
     let dir = tempfile::tempdir()?;
     let client = Client::builder(ApiKey::new(gateway.api_key())?)
         .base_url(&gateway.base_url())

@@ -1,11 +1,16 @@
 //! Send WhatsApp messages through the LipaChat gateway without breaking the 24-hour
 //! customer service window.
 //!
-//! One dependency for a chatbot backend; it re-exports the workspace's crates:
+//! One dependency for a chatbot backend; it re-exports the workspace's crates, one module
+//! each:
 //! - [`session`]: each (business number, customer) pair's last inbound time, durable in
-//!   sled (or Redis), and the window rule;
-//! - [`api`]: the gateway client (contact, template, text) and inbound webhook parsing;
-//! - [`policy`]: the guarded send path a bot calls, with template reroute and the outbox;
+//!   sled (feature `sled`, on by default) or Redis, and the window rule;
+//! - [`api`]: the gateway client (contact, text, media, buttons, list, location request,
+//!   flow, template; the template catalog) and inbound webhook parsing;
+//! - [`policy`]: the guarded send path a bot calls, with template reroute (checked against
+//!   the business's catalog) and the outbox;
+//! - `redis` (feature `redis`): the Redis store, for replicas sharing one store; a
+//!   Redis-only build (`default-features = false, features = ["redis"]`) compiles no sled;
 //! - `webhook` (feature `axum`, on by default): the serving side: LipaChat's and
 //!   WhatsApp's webhook routes (token and signature checks, the subscription handshake),
 //!   health, metrics, read-only admin routes, the bot's handler API with a bounded queue,
@@ -37,10 +42,49 @@
 //! # }
 //! ```
 
-pub use lipachat_api as api;
-pub use lipachat_policy as policy;
-pub use lipachat_session as session;
-#[cfg(feature = "testkit")]
-pub use lipachat_testkit as testkit;
+pub mod session {
+    //! Each (business number, customer) pair's last inbound time, durable in sled
+    //! (feature `sled`) or Redis (feature `redis`), and the window rule: the
+    //! `lipachat-session` crate.
+    #[doc(inline)]
+    pub use lipachat_session::*;
+}
+
+pub mod api {
+    //! The gateway client (every kind a bot sends, templates and their catalog) and
+    //! inbound webhook parsing: the `lipachat-api` crate.
+    #[doc(inline)]
+    pub use lipachat_api::*;
+}
+
+pub mod policy {
+    //! The guarded send path a bot calls, with template reroute, the outbox and the
+    //! reconciliation of late reports: the `lipachat-policy` crate.
+    #[doc(inline)]
+    pub use lipachat_policy::*;
+}
+
+#[cfg(feature = "redis")]
+pub mod redis {
+    //! The Redis store, for replicas sharing one store (feature `redis`): the
+    //! `lipachat-redis` crate.
+    #[doc(inline)]
+    pub use lipachat_redis::*;
+}
+
 #[cfg(feature = "axum")]
-pub use lipachat_webhook as webhook;
+pub mod webhook {
+    //! The serving side (feature `axum`, on by default): the webhook routes, health,
+    //! metrics, admin routes, the bot's handler API and the HTTP server: the
+    //! `lipachat-webhook` crate.
+    #[doc(inline)]
+    pub use lipachat_webhook::*;
+}
+
+#[cfg(feature = "testkit")]
+pub mod testkit {
+    //! A stand-in gateway on loopback for a backend's own tests (feature `testkit`): the
+    //! `lipachat-testkit` crate.
+    #[doc(inline)]
+    pub use lipachat_testkit::*;
+}

@@ -9,16 +9,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lipachat_session::Conversation;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::contact::ContactMessage;
 use crate::endpoint::{BaseUrl, Endpoint, EndpointUrls};
-use crate::error::ApiError;
+use crate::error::{ApiError, BuildError};
 use crate::free_form::FreeFormMessage;
 use crate::key::ApiKey;
-use crate::request::{contact_body, free_form_body, template_body, text_body};
-use crate::response::{Accepted, RawResponse, Receipt, interpret};
+use crate::request::{RequestBody, contact_body, free_form_body, template_body, text_body};
+use crate::response::{RawResponse, Receipt, interpret};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::template::TemplateMessage;
 use crate::text::TextMessage;
@@ -51,6 +50,7 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    max_catalog_bytes: usize,
     max_in_flight: usize,
     pool_max_idle: usize,
     pool_idle_timeout: Duration,
@@ -68,6 +68,7 @@ impl ClientBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_catalog_bytes: crate::catalog::DEFAULT_MAX_CATALOG_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             pool_max_idle: DEFAULT_POOL_MAX_IDLE,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
@@ -76,16 +77,16 @@ impl ClientBuilder {
 
     /// A builder from `LIPACHAT_API_KEY` (required) and `LIPACHAT_BASE_URL` (optional,
     /// default `https://gateway.lipachat.com`).
-    pub fn from_env() -> Result<Self, ApiError> {
+    pub fn from_env() -> Result<Self, BuildError> {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
 
     /// Like [`ClientBuilder::from_env`], reading variables through `lookup` (for tests and
     /// for configuration that is not the process environment).
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BuildError> {
         let key = lookup(API_KEY_VAR)
             .filter(|k| !k.trim().is_empty())
-            .ok_or(ApiError::MissingApiKey)?;
+            .ok_or(BuildError::MissingApiKey)?;
         let mut builder = Self::new(ApiKey::new(key)?);
         if let Some(base) = lookup(BASE_URL_VAR).filter(|b| !b.trim().is_empty()) {
             builder = builder.base_url(&base);
@@ -127,6 +128,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The most bytes of a template catalog answer read (default 4 MiB); a longer one is
+    /// cut off and reported as [`ApiError::UnexpectedResponse`].
+    pub fn max_catalog_bytes(mut self, limit: usize) -> Self {
+        self.max_catalog_bytes = limit.max(1);
+        self
+    }
+
     /// The most requests in flight to the gateway at once, across this client and its
     /// clones (default 32; 0 counts as 1), so a burst of sends cannot open a connection
     /// each. A send waits for a free slot within its attempt's time (the request timeout,
@@ -153,13 +161,13 @@ impl ClientBuilder {
 
     /// Checks the settings and builds the client (and its connection pool). No connection
     /// is made and no name is looked up here.
-    pub fn build(self) -> Result<Client, ApiError> {
+    pub fn build(self) -> Result<Client, BuildError> {
         let base = match &self.base_url {
             Some(url) => BaseUrl::parse(url)?,
             None => BaseUrl::default(),
         };
         let mut key_header = HeaderValue::from_str(self.key.expose_secret()).map_err(|_| {
-            ApiError::Invalid(crate::error::ValidationError::ApiKey {
+            BuildError::Invalid(crate::error::ValidationError::ApiKey {
                 reason: "not a valid header value",
             })
         })?;
@@ -177,7 +185,7 @@ impl ClientBuilder {
             // A proxy would carry the clear-text key off this machine.
             http = http.no_proxy();
         }
-        let http = http.build().map_err(|e| ApiError::HttpClient {
+        let http = http.build().map_err(|e| BuildError::HttpClient {
             detail: describe(&e, &self.key),
         })?;
         Ok(Client {
@@ -191,6 +199,7 @@ impl ClientBuilder {
                 request_timeout: self.request_timeout,
                 retry: self.retry,
                 max_response_bytes: self.max_response_bytes,
+                max_catalog_bytes: self.max_catalog_bytes,
                 in_flight: tokio::sync::Semaphore::new(self.max_in_flight),
                 max_in_flight: self.max_in_flight,
             }),
@@ -219,6 +228,7 @@ struct Inner {
     request_timeout: Duration,
     retry: RetryPolicy,
     max_response_bytes: usize,
+    max_catalog_bytes: usize,
     /// One permit per request allowed in flight.
     in_flight: tokio::sync::Semaphore,
     max_in_flight: usize,
@@ -239,10 +249,33 @@ impl fmt::Debug for Client {
 }
 
 /// What one HTTP attempt ended with.
-struct Attempt {
-    result: Result<Accepted, ApiError>,
+struct Attempt<T> {
+    result: Result<T, ApiError>,
     http_status: Option<u16>,
     retry_after: Option<Duration>,
+}
+
+/// The `Content-Type` of a JSON body.
+const JSON: &str = "application/json";
+
+/// One request the client makes: what it sends, and which failures its retries repeat.
+pub(crate) struct Call {
+    /// The HTTP method.
+    pub(crate) method: reqwest::Method,
+    /// The full URL.
+    pub(crate) url: reqwest::Url,
+    /// The body and its `Content-Type`, if any; every retry sends the same bytes.
+    pub(crate) body: Option<(bytes::Bytes, String)>,
+    /// What it is, for logs (`send`, `template catalog fetch`, ...).
+    pub(crate) what: &'static str,
+    /// Which failures are retried. A send is retried on every transient failure (the
+    /// gateway deduplicates its `messageId`); a call the gateway cannot deduplicate only
+    /// on those that prove it was not processed.
+    pub(crate) retry_when: fn(&ApiError) -> bool,
+    /// No attempt starts at or after it.
+    pub(crate) deadline: Option<Instant>,
+    /// The most bytes of the answer read; a longer answer is cut off and unexpected.
+    pub(crate) max_response_bytes: usize,
 }
 
 impl Client {
@@ -252,7 +285,7 @@ impl Client {
     }
 
     /// A client from `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`, with default settings.
-    pub fn from_env() -> Result<Self, ApiError> {
+    pub fn from_env() -> Result<Self, BuildError> {
         ClientBuilder::from_env()?.build()
     }
 
@@ -279,6 +312,35 @@ impl Client {
     /// The most requests in flight to the gateway at once.
     pub fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight
+    }
+
+    /// The key, for redacting it from what an answer reader keeps.
+    pub(crate) fn key(&self) -> &ApiKey {
+        &self.inner.key
+    }
+
+    /// The most bytes of a catalog answer read.
+    pub(crate) fn max_catalog_bytes(&self) -> usize {
+        self.inner.max_catalog_bytes
+    }
+
+    /// `{base}/api/v1/template/{segments...}`, each segment percent-encoded as a path
+    /// segment (a template id comes from the gateway and is not trusted to be one).
+    pub(crate) fn template_url(&self, segments: &[&str]) -> Result<reqwest::Url, ApiError> {
+        // The base was checked when the client was built, so this is not expected; it is
+        // still an error, never a panic.
+        let invalid = || {
+            ApiError::Invalid(crate::ValidationError::InvalidField {
+                field: "template endpoint URL".to_owned(),
+                reason: "the template endpoints under this base are not valid URLs",
+            })
+        };
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/template", self.inner.base))
+            .map_err(|_| invalid())?;
+        url.path_segments_mut()
+            .map_err(|()| invalid())?
+            .extend(segments);
+        Ok(url)
     }
 
     /// Sends a contact card (`POST /api/v1/whatsapp/contact`).
@@ -372,116 +434,157 @@ impl Client {
         &self,
         endpoint: Endpoint,
         id: MessageId,
-        body: Value,
+        body: RequestBody,
         deadline: Option<Instant>,
     ) -> Result<Receipt, ApiError> {
-        let url = self.inner.urls.get(endpoint);
-        // Shared, so each retry re-sends the same bytes without copying them.
-        let body = bytes::Bytes::from(body.to_string());
-        let policy = self.inner.retry;
         let span = info_span!("lipachat_send", message_id = %id, endpoint = endpoint.name());
-        async move {
-            let mut attempt: u32 = 0;
-            // Attempts that made a request (one that found no free slot made none).
-            let mut requests: u32 = 0;
-            let mut last_error: Option<ApiError> = None;
-            loop {
-                attempt += 1;
-                let started = Instant::now();
-                let mut timeout = self.inner.request_timeout;
-                if let Some(deadline) = deadline {
-                    let left = deadline.saturating_duration_since(started);
-                    if left.is_zero() {
-                        info!(attempt, "the send's deadline passed; no further attempt");
+        let call = Call {
+            method: reqwest::Method::POST,
+            url: self.inner.urls.get(endpoint).clone(),
+            // Shared, so each retry re-sends the same bytes without copying them.
+            body: Some((body.into_bytes(), JSON.to_owned())),
+            what: "send",
+            retry_when: ApiError::is_transient,
+            deadline,
+            max_response_bytes: self.inner.max_response_bytes,
+        };
+        let key = &self.inner.key;
+        let (accepted, attempts) = self
+            .call(call, |raw| interpret(raw, key))
+            .instrument(span.clone())
+            .await?;
+        let _entered = span.enter();
+        info!(
+            attempts,
+            gateway_status = %accepted.status,
+            "gateway accepted the message"
+        );
+        if let Some(echoed) = &accepted.echoed_id
+            && echoed.parse::<MessageId>().ok() != Some(id)
+        {
+            warn!("the gateway echoed a different messageId than was sent");
+        }
+        Ok(Receipt {
+            message_id: id,
+            gateway_message_id: accepted.echoed_id,
+            wa_id: accepted.wa_id,
+            status: accepted.status,
+            attempts,
+        })
+    }
+
+    /// Makes `call`, retrying the failures `call.retry_when` accepts with the same bytes
+    /// under the retry policy (and the deadline, if any); `read` turns an answer into the
+    /// result or the error it means. Returns the result and how many attempts it took.
+    ///
+    /// The exchange is boxed: an HTTP exchange's future is large, and a caller's future
+    /// (a send path that nests a claim, a closed-window choice and an invitation, with a
+    /// catalog fetch before it) would otherwise hold it inline, on the stack of whatever
+    /// thread blocks on it.
+    pub(crate) async fn call<T>(
+        &self,
+        call: Call,
+        read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,
+    ) -> Result<(T, u32), ApiError> {
+        Box::pin(self.call_inline(call, read)).await
+    }
+
+    /// [`Client::call`], unboxed.
+    async fn call_inline<T>(
+        &self,
+        call: Call,
+        read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,
+    ) -> Result<(T, u32), ApiError> {
+        let policy = self.inner.retry;
+        let what = call.what;
+        let mut attempt: u32 = 0;
+        // Attempts that made a request (one that found no free slot made none).
+        let mut requests: u32 = 0;
+        let mut last_error: Option<ApiError> = None;
+        loop {
+            attempt += 1;
+            let started = Instant::now();
+            let mut timeout = self.inner.request_timeout;
+            if let Some(deadline) = call.deadline {
+                let left = deadline.saturating_duration_since(started);
+                if left.is_zero() {
+                    info!(attempt, "the {what}'s deadline passed; no further attempt");
+                    return Err(ApiError::DeadlineReached {
+                        attempts: requests,
+                        last: last_error.map(Box::new),
+                    });
+                }
+                timeout = timeout.min(left);
+            }
+            debug!(attempt, "sending to the gateway");
+            let outcome = self.attempt(&call, timeout, &read).await;
+            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if !matches!(outcome.result, Err(ApiError::Busy { .. })) {
+                requests += 1;
+            }
+            match outcome.result {
+                Ok(value) => {
+                    debug!(
+                        attempt,
+                        http_status = outcome.http_status,
+                        elapsed_ms,
+                        "the gateway answered"
+                    );
+                    return Ok((value, attempt));
+                }
+                Err(error) if (call.retry_when)(&error) && attempt <= policy.max_retries => {
+                    let error = reported(error, last_error.take());
+                    let delay = policy.delay(attempt - 1, outcome.retry_after);
+                    if let Some(deadline) = call.deadline
+                        && Instant::now() + delay >= deadline
+                    {
+                        info!(attempt, %error, "attempt failed and the {what}'s deadline comes before a retry");
                         return Err(ApiError::DeadlineReached {
                             attempts: requests,
-                            last: last_error.map(Box::new),
+                            last: Some(Box::new(error)),
                         });
                     }
-                    timeout = timeout.min(left);
+                    warn!(
+                        attempt,
+                        http_status = outcome.http_status,
+                        elapsed_ms,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "attempt failed; retrying with the same body"
+                    );
+                    tokio::time::sleep(delay).await;
+                    last_error = Some(error);
                 }
-                debug!(attempt, "sending to the gateway");
-                let outcome = self.attempt(url, body.clone(), timeout).await;
-                let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                if !matches!(outcome.result, Err(ApiError::Busy { .. })) {
-                    requests += 1;
-                }
-                match outcome.result {
-                    Ok(accepted) => {
-                        info!(
-                            attempt,
-                            http_status = outcome.http_status,
-                            elapsed_ms,
-                            gateway_status = %accepted.status,
-                            "gateway accepted the message"
-                        );
-                        if let Some(echoed) = &accepted.echoed_id
-                            && echoed.parse::<MessageId>().ok() != Some(id)
-                        {
-                            warn!(
-                                attempt,
-                                "the gateway echoed a different messageId than was sent"
-                            );
+                Err(error) => {
+                    let error = reported(error, last_error.take());
+                    info!(
+                        attempt,
+                        http_status = outcome.http_status,
+                        elapsed_ms,
+                        %error,
+                        "{what} failed"
+                    );
+                    return Err(if attempt > 1 && error.is_transient() {
+                        ApiError::RetriesExhausted {
+                            attempts: requests,
+                            last: Box::new(error),
                         }
-                        return Ok(Receipt {
-                            message_id: id,
-                            gateway_message_id: accepted.echoed_id,
-                            wa_id: accepted.wa_id,
-                            status: accepted.status,
-                            attempts: attempt,
-                        });
-                    }
-                    Err(error) if error.is_transient() && attempt <= policy.max_retries => {
-                        let error = reported(error, last_error.take());
-                        let delay = policy.delay(attempt - 1, outcome.retry_after);
-                        if let Some(deadline) = deadline
-                            && Instant::now() + delay >= deadline
-                        {
-                            info!(attempt, %error, "attempt failed and the send's deadline comes before a retry");
-                            return Err(ApiError::DeadlineReached {
-                                attempts: requests,
-                                last: Some(Box::new(error)),
-                            });
-                        }
-                        warn!(
-                            attempt,
-                            http_status = outcome.http_status,
-                            elapsed_ms,
-                            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                            %error,
-                            "attempt failed; retrying with the same messageId"
-                        );
-                        tokio::time::sleep(delay).await;
-                        last_error = Some(error);
-                    }
-                    Err(error) => {
-                        let error = reported(error, last_error.take());
-                        info!(
-                            attempt,
-                            http_status = outcome.http_status,
-                            elapsed_ms,
-                            %error,
-                            "send failed"
-                        );
-                        return Err(if attempt > 1 && error.is_transient() {
-                            ApiError::RetriesExhausted {
-                                attempts: requests,
-                                last: Box::new(error),
-                            }
-                        } else {
-                            error
-                        });
-                    }
+                    } else {
+                        error
+                    });
                 }
             }
         }
-        .instrument(span)
-        .await
     }
 
     /// One HTTP request, bounded by the request timeout from start to the end of the body,
     /// the wait for a free request slot included (so a deadline is never passed waiting).
-    async fn attempt(&self, url: &reqwest::Url, body: bytes::Bytes, timeout: Duration) -> Attempt {
+    async fn attempt<T>(
+        &self,
+        call: &Call,
+        timeout: Duration,
+        read: &impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,
+    ) -> Attempt<T> {
         let inner = &self.inner;
         let mut http_status = None;
         let mut retry_after = None;
@@ -491,23 +594,24 @@ impl Client {
             // rather than fail.
             let _slot = inner.in_flight.acquire().await;
             slot_taken = true;
-            let mut response = inner
+            let mut request = inner
                 .http
-                .post(url.clone())
+                .request(call.method.clone(), call.url.clone())
                 .header("apiKey", inner.key_header.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/json")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(&e))?;
+                .header(ACCEPT, "application/json");
+            if let Some((body, content_type)) = &call.body {
+                request = request
+                    .header(CONTENT_TYPE, content_type.as_str())
+                    .body(body.clone());
+            }
+            let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
             http_status = Some(response.status().as_u16());
             retry_after = response
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, Utc::now()));
-            let (bytes, truncated) = read_limited(&mut response, inner.max_response_bytes)
+            let (bytes, truncated) = read_limited(&mut response, call.max_response_bytes)
                 .await
                 .map_err(|e| self.transport_error(&e))?;
             Ok::<_, ApiError>((response.status().as_u16(), bytes, truncated))
@@ -520,15 +624,12 @@ impl Client {
             }),
             Err(_elapsed) => Err(ApiError::Timeout { after: timeout }),
             Ok(Err(error)) => Err(error),
-            Ok(Ok((status, bytes, truncated))) => interpret(
-                &RawResponse {
-                    status,
-                    body: &bytes,
-                    truncated,
-                    retry_after,
-                },
-                &inner.key,
-            ),
+            Ok(Ok((status, bytes, truncated))) => read(&RawResponse {
+                status,
+                body: &bytes,
+                truncated,
+                retry_after,
+            }),
         };
         Attempt {
             result,
@@ -645,7 +746,7 @@ mod tests {
             Client::builder(key())
                 .base_url("http://example.com")
                 .build(),
-            Err(ApiError::InsecureBaseUrl { .. })
+            Err(BuildError::InsecureBaseUrl { .. })
         ));
     }
 
@@ -671,15 +772,15 @@ mod tests {
         );
         assert!(matches!(
             ClientBuilder::from_env_with(|_| None),
-            Err(ApiError::MissingApiKey)
+            Err(BuildError::MissingApiKey)
         ));
         assert!(matches!(
             ClientBuilder::from_env_with(|_| Some(" ".into())),
-            Err(ApiError::MissingApiKey)
+            Err(BuildError::MissingApiKey)
         ));
         assert!(matches!(
             ClientBuilder::from_env_with(|_| Some("two words".into())),
-            Err(ApiError::Invalid(_))
+            Err(BuildError::Invalid(_))
         ));
     }
 }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
-use crate::error::ApiError;
+use crate::error::BuildError;
 
 /// The production gateway.
 pub const DEFAULT_BASE_URL: &str = "https://gateway.lipachat.com";
@@ -20,6 +20,16 @@ pub enum Endpoint {
     Template,
     /// `POST /api/v1/whatsapp/message/text`: a text message.
     Text,
+    /// `POST /api/v1/whatsapp/media`: an image, video, audio, document or sticker by URL.
+    Media,
+    /// `POST /api/v1/whatsapp/interactive/buttons`: text with reply buttons.
+    Buttons,
+    /// `POST /api/v1/whatsapp/interactive/list`: a list of rows in sections.
+    List,
+    /// `POST /api/v1/whatsapp/request_location`: a request for the customer's location.
+    LocationRequest,
+    /// `POST /api/v1/whatsapp/interactive/flows`: a WhatsApp Flow.
+    Flow,
 }
 
 impl Endpoint {
@@ -29,15 +39,26 @@ impl Endpoint {
             Self::Contact => "/api/v1/whatsapp/contact",
             Self::Template => "/api/v1/whatsapp/template",
             Self::Text => "/api/v1/whatsapp/message/text",
+            Self::Media => "/api/v1/whatsapp/media",
+            Self::Buttons => "/api/v1/whatsapp/interactive/buttons",
+            Self::List => "/api/v1/whatsapp/interactive/list",
+            Self::LocationRequest => "/api/v1/whatsapp/request_location",
+            Self::Flow => "/api/v1/whatsapp/interactive/flows",
         }
     }
 
-    /// A short name for logs: `contact`, `template` or `text`.
+    /// A short name for logs: `contact`, `template`, `text`, `media`, `buttons`, `list`,
+    /// `location_request` or `flow`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Contact => "contact",
             Self::Template => "template",
             Self::Text => "text",
+            Self::Media => "media",
+            Self::Buttons => "buttons",
+            Self::List => "list",
+            Self::LocationRequest => "location_request",
+            Self::Flow => "flow",
         }
     }
 }
@@ -66,7 +87,7 @@ impl fmt::Display for Endpoint {
 /// );
 /// assert!(BaseUrl::parse("http://127.0.0.1:8080").is_ok());
 /// assert!(BaseUrl::parse("http://gateway.lipachat.com").is_err());
-/// # Ok::<(), lipachat_api::ApiError>(())
+/// # Ok::<(), lipachat_api::BuildError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct BaseUrl {
@@ -77,8 +98,8 @@ pub struct BaseUrl {
 
 impl BaseUrl {
     /// Checks and normalises a base URL.
-    pub fn parse(input: &str) -> Result<Self, ApiError> {
-        let invalid = |reason: &str| ApiError::InvalidBaseUrl {
+    pub fn parse(input: &str) -> Result<Self, BuildError> {
+        let invalid = |reason: &str| BuildError::InvalidBaseUrl {
             reason: reason.to_owned(),
         };
         let url = Url::parse(input.trim()).map_err(|_| {
@@ -101,7 +122,7 @@ impl BaseUrl {
             return Err(invalid("the URL has no host"));
         };
         if plain_http && !is_loopback(&host) {
-            return Err(ApiError::InsecureBaseUrl {
+            return Err(BuildError::InsecureBaseUrl {
                 host: host.to_string(),
             });
         }
@@ -136,20 +157,25 @@ impl BaseUrl {
     }
 }
 
-/// The three send endpoints' URLs, parsed once when a client is built, so a send does not
+/// The send endpoints' URLs, parsed once when a client is built, so a send does not
 /// format and parse its URL again on every attempt.
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointUrls {
     contact: Url,
     template: Url,
     text: Url,
+    media: Url,
+    buttons: Url,
+    list: Url,
+    location_request: Url,
+    flow: Url,
 }
 
 impl EndpointUrls {
     /// The endpoints under `base`.
-    pub(crate) fn new(base: &BaseUrl) -> Result<Self, ApiError> {
+    pub(crate) fn new(base: &BaseUrl) -> Result<Self, BuildError> {
         let parse = |endpoint: Endpoint| {
-            Url::parse(&base.endpoint_url(endpoint)).map_err(|_| ApiError::InvalidBaseUrl {
+            Url::parse(&base.endpoint_url(endpoint)).map_err(|_| BuildError::InvalidBaseUrl {
                 reason: format!("the {endpoint} endpoint under this base is not a valid URL"),
             })
         };
@@ -157,6 +183,11 @@ impl EndpointUrls {
             contact: parse(Endpoint::Contact)?,
             template: parse(Endpoint::Template)?,
             text: parse(Endpoint::Text)?,
+            media: parse(Endpoint::Media)?,
+            buttons: parse(Endpoint::Buttons)?,
+            list: parse(Endpoint::List)?,
+            location_request: parse(Endpoint::LocationRequest)?,
+            flow: parse(Endpoint::Flow)?,
         })
     }
 
@@ -166,6 +197,11 @@ impl EndpointUrls {
             Endpoint::Contact => &self.contact,
             Endpoint::Template => &self.template,
             Endpoint::Text => &self.text,
+            Endpoint::Media => &self.media,
+            Endpoint::Buttons => &self.buttons,
+            Endpoint::List => &self.list,
+            Endpoint::LocationRequest => &self.location_request,
+            Endpoint::Flow => &self.flow,
         }
     }
 }
@@ -256,7 +292,7 @@ mod tests {
             assert!(
                 matches!(
                     BaseUrl::parse(refused),
-                    Err(ApiError::InsecureBaseUrl { .. })
+                    Err(BuildError::InsecureBaseUrl { .. })
                 ),
                 "{refused}"
             );
@@ -274,7 +310,7 @@ mod tests {
             "",
         ] {
             let err = BaseUrl::parse(bad).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidBaseUrl { .. }), "{bad}");
+            assert!(matches!(err, BuildError::InvalidBaseUrl { .. }), "{bad}");
             // The input is never echoed: it might be a misplaced secret.
             assert!(!err.to_string().contains("s3cret"), "{err}");
         }

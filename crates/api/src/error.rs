@@ -106,22 +106,73 @@ pub enum ValidationError {
         /// The conversation.
         conversation: lipachat_session::Conversation,
     },
+    /// A required text field of a message is empty or only whitespace.
+    #[error("{field} must not be empty")]
+    EmptyField {
+        /// Which field (`caption`, `button #2 title`, ...).
+        field: String,
+    },
+    /// A text field of a message is longer than WhatsApp (or the gateway) allows.
+    #[error("{field} has {chars} characters; at most {max} are allowed")]
+    FieldTooLong {
+        /// Which field.
+        field: String,
+        /// Its length in characters (Unicode scalar values).
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message holds fewer or more items (buttons, sections, rows) than allowed.
+    #[error("{field}: {count} given; {min} to {max} are allowed")]
+    ItemCount {
+        /// What was counted (`buttons`, `sections`, `rows in all`).
+        field: String,
+        /// How many were given.
+        count: usize,
+        /// The fewest allowed.
+        min: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Two items that must differ (button ids, list row ids) hold the same value.
+    #[error("{field} {value:?} appears more than once; each must be unique")]
+    DuplicateValue {
+        /// Which field (`button id`, `row id`).
+        field: String,
+        /// The repeated value (shortened to 80 characters).
+        value: String,
+    },
+    /// A field given to a kind of message that does not take it (a caption on audio, a
+    /// file name on an image).
+    #[error("{field} is not allowed {reason}")]
+    FieldNotAllowed {
+        /// Which field.
+        field: &'static str,
+        /// Why, naming the kind (`on audio`, `except on documents`).
+        reason: &'static str,
+    },
+    /// A field whose value has the wrong form (a control character, a path in a file
+    /// name, initial data that is not a JSON object).
+    #[error("{field} is invalid: {reason}")]
+    InvalidField {
+        /// Which field.
+        field: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
-/// Everything a send (or building a client) can end with.
+/// Why a client could not be built ([`ClientBuilder::build`](crate::ClientBuilder::build),
+/// [`ClientBuilder::from_env`](crate::ClientBuilder::from_env)): a setting is missing or
+/// cannot be used. Nothing was sent; fix the configuration rather than retry.
 ///
-/// [`ApiError::retry_later_may_help`] tells whether sending the same message again later
-/// (with the same `messageId`) could succeed; [`ApiError::is_window_closed`] tells whether
-/// the gateway reported WhatsApp's 24-hour window as closed, so the caller can record it
-/// and fall back to a template.
-///
-/// No variant holds the API key or a header value: strings taken from the gateway's body
-/// are shortened and have any occurrence of the key replaced by `***`.
+/// No variant holds the API key or the base URL as given (it might hold a misplaced
+/// secret).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
-pub enum ApiError {
-    /// The message, a phone number or the key failed validation; no request was made.
-    #[error("invalid input: {0}")]
+pub enum BuildError {
+    /// The API key failed validation.
+    #[error("invalid API key: {0}")]
     Invalid(#[from] ValidationError),
     /// The base URL uses plain `http://` to a host that is not loopback; refused before any
     /// name lookup or connection so the key never crosses a network in clear text.
@@ -147,6 +198,23 @@ pub enum ApiError {
         /// The cause.
         detail: String,
     },
+}
+
+/// Everything a send can end with.
+///
+/// [`ApiError::retry_later_may_help`] tells whether sending the same message again later
+/// (with the same `messageId`) could succeed; [`ApiError::is_window_closed`] tells whether
+/// the gateway reported WhatsApp's 24-hour window as closed, so the caller can record it
+/// and fall back to a template.
+///
+/// No variant holds the API key or a header value: strings taken from the gateway's body
+/// are shortened and have any occurrence of the key replaced by `***`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The message, a phone number or the key failed validation; no request was made.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] ValidationError),
     /// HTTP 401: the gateway refused the key (its body says `"status": "success"` anyway).
     #[error("the gateway refused the API key (HTTP 401, invalid credentials)")]
     InvalidCredentials,
@@ -232,7 +300,9 @@ pub enum ApiError {
     DeadlineReached {
         /// How many HTTP requests were made.
         attempts: u32,
-        /// The last attempt's error, if one was made.
+        /// The last attempt's error, if one was made; also its
+        /// [`source`](std::error::Error::source).
+        #[source]
         last: Option<Box<ApiError>>,
     },
     /// Every attempt failed with a cause worth retrying, and the retries ran out.
@@ -240,7 +310,8 @@ pub enum ApiError {
     RetriesExhausted {
         /// How many HTTP requests were made.
         attempts: u32,
-        /// The last attempt's error.
+        /// The last attempt's error; also its [`source`](std::error::Error::source).
+        #[source]
         last: Box<ApiError>,
     },
 }
@@ -338,6 +409,35 @@ mod tests {
             wrapped.to_string(),
             "gave up after 4 attempts; last error: the gateway did not answer within 15000 ms"
         );
+    }
+
+    /// The last attempt's error is the `source()` of the error that wraps it, so an
+    /// error reporter that walks the chain reaches it.
+    #[test]
+    fn the_last_cause_is_the_source() {
+        use std::error::Error as _;
+        let timeout = ApiError::Timeout {
+            after: Duration::from_secs(15),
+        };
+        let exhausted = ApiError::RetriesExhausted {
+            attempts: 4,
+            last: Box::new(timeout.clone()),
+        };
+        let source = exhausted.source().map(ToString::to_string);
+        assert_eq!(source, Some(timeout.to_string()));
+        let stopped = ApiError::DeadlineReached {
+            attempts: 2,
+            last: Some(Box::new(timeout.clone())),
+        };
+        assert_eq!(
+            stopped.source().map(ToString::to_string),
+            Some(timeout.to_string())
+        );
+        let before_any = ApiError::DeadlineReached {
+            attempts: 0,
+            last: None,
+        };
+        assert!(before_any.source().is_none());
     }
 
     #[test]

@@ -28,7 +28,7 @@ const MAX_DETAIL_CHARS: usize = 200;
 
 /// A window-closed signal found in a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowClosedSignal {
+pub(crate) struct WindowClosedSignal {
     /// The code that named it (131047 or 470; 131047 when only the words named it).
     pub code: u32,
     /// The text or code that named it, shortened.
@@ -36,25 +36,12 @@ pub struct WindowClosedSignal {
 }
 
 /// Looks for the signal in a JSON value.
-///
-/// ```
-/// use lipachat_api::reengagement::find_in_json;
-///
-/// let body = serde_json::json!({
-///     "status": "error",
-///     "message": "(#131047) Re-engagement message",
-///     "data": null
-/// });
-/// assert_eq!(find_in_json(&body).map(|s| s.code), Some(131047));
-/// let ok = serde_json::json!({"data": {"messageId": "00131047-0000-4000-8000-000000000000"}});
-/// assert_eq!(find_in_json(&ok), None);
-/// ```
-pub fn find_in_json(value: &Value) -> Option<WindowClosedSignal> {
+pub(crate) fn find_in_json(value: &Value) -> Option<WindowClosedSignal> {
     search(value, None, 0)
 }
 
 /// Looks for the signal in free text (a body that is not JSON, or one JSON string).
-pub fn find_in_text(text: &str) -> Option<WindowClosedSignal> {
+pub(crate) fn find_in_text(text: &str) -> Option<WindowClosedSignal> {
     let lower = text.to_ascii_lowercase();
     let named = [
         "re-engagement",
@@ -164,7 +151,7 @@ pub enum MarketingRefusal {
 /// inside a longer run of letters or digits, so ids that contain the digits do not count).
 ///
 /// ```
-/// use lipachat_api::reengagement::{marketing_refusal_in_text, MarketingRefusal};
+/// use lipachat_api::{MarketingRefusal, marketing_refusal_in_text};
 ///
 /// assert_eq!(marketing_refusal_in_text("Message failed: 131050"), Some(MarketingRefusal::OptedOut));
 /// assert_eq!(marketing_refusal_in_text("(#131049) not delivered"), Some(MarketingRefusal::Limit));

@@ -154,61 +154,102 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
             detail: key.redact(&signal.detail),
         });
     }
-    let unexpected = || ApiError::UnexpectedResponse {
-        status,
-        excerpt: excerpt(raw.body, raw.truncated, key),
+    if !(200..300).contains(&status) {
+        return Err(failure(raw, json.as_ref(), key));
+    }
+    let Some(Value::Object(envelope)) = &json else {
+        return Err(unexpected(raw, key));
     };
-    match status {
-        429 => Err(ApiError::RateLimited {
+    match envelope.get("status") {
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("success") => {}
+        Some(Value::String(_)) => return Err(refused(envelope, key)),
+        _ => return Err(unexpected(raw, key)),
+    }
+    let Some(Value::Object(data)) = envelope.get("data") else {
+        return Err(refused(envelope, key));
+    };
+    let data_status = data.get("status").and_then(Value::as_str).unwrap_or("");
+    if !data_status.eq_ignore_ascii_case("sent") {
+        let message = text_field(data, "statusDesc")
+            .or_else(|| text_field(envelope, "message"))
+            .map(|m| format!("{data_status}: {m}"))
+            .unwrap_or_else(|| {
+                if data_status.is_empty() {
+                    "the gateway's data has no status".to_owned()
+                } else {
+                    format!("data.status is {data_status}")
+                }
+            });
+        return Err(ApiError::Refused {
+            message: shorten(&key.redact(&message)),
+        });
+    }
+    Ok(accepted(data, key))
+}
+
+/// [`ApiError::UnexpectedResponse`] for this answer.
+fn unexpected(raw: &RawResponse<'_>, key: &ApiKey) -> ApiError {
+    ApiError::UnexpectedResponse {
+        status: raw.status,
+        excerpt: excerpt(raw.body, raw.truncated, key),
+    }
+}
+
+/// What an answer whose status is not 2xx (nor 401) means: 429 rate limiting, 408 and
+/// 5xx unavailability, 400 a malformed request, anything else unexpected.
+fn failure(raw: &RawResponse<'_>, json: Option<&Value>, key: &ApiKey) -> ApiError {
+    match raw.status {
+        429 => ApiError::RateLimited {
             retry_after: raw.retry_after,
-        }),
-        408 | 500..=599 => Err(ApiError::Unavailable {
+        },
+        status @ (408 | 500..=599) => ApiError::Unavailable {
             status,
             excerpt: excerpt(raw.body, raw.truncated, key),
-        }),
-        200..=299 => {
-            let Some(Value::Object(envelope)) = &json else {
-                return Err(unexpected());
-            };
-            match envelope.get("status") {
-                Some(Value::String(s)) if s.eq_ignore_ascii_case("success") => {}
-                Some(Value::String(_)) => return Err(refused(envelope, key)),
-                _ => return Err(unexpected()),
-            }
-            let Some(Value::Object(data)) = envelope.get("data") else {
-                return Err(refused(envelope, key));
-            };
-            let data_status = data.get("status").and_then(Value::as_str).unwrap_or("");
-            if !data_status.eq_ignore_ascii_case("sent") {
-                let message = text_field(data, "statusDesc")
-                    .or_else(|| text_field(envelope, "message"))
-                    .map(|m| format!("{data_status}: {m}"))
-                    .unwrap_or_else(|| {
-                        if data_status.is_empty() {
-                            "the gateway's data has no status".to_owned()
-                        } else {
-                            format!("data.status is {data_status}")
-                        }
-                    });
-                return Err(ApiError::Refused {
-                    message: shorten(&key.redact(&message)),
-                });
-            }
-            Ok(accepted(data, key))
-        }
+        },
         400 => {
-            let Some(Value::Object(body)) = &json else {
-                return Err(unexpected());
+            let Some(Value::Object(body)) = json else {
+                return unexpected(raw, key);
             };
             let error = text_field(body, "error")
                 .or_else(|| text_field(body, "message"))
                 .unwrap_or_else(|| "Bad Request".to_owned());
-            Err(ApiError::BadRequest {
+            ApiError::BadRequest {
                 error: shorten(&key.redact(&error)),
                 path: text_field(body, "path").map(|p| shorten(&key.redact(&p))),
-            })
+            }
         }
-        _ => Err(unexpected()),
+        _ => unexpected(raw, key),
+    }
+}
+
+/// Reads the answer to a call that is not a send (the template catalog, template
+/// management, uploads): the gateway's envelope as a JSON object, when the status is
+/// 2xx and the envelope's `status`, if it is a string, says `success`. The same errors as
+/// a send's otherwise, except that nothing is searched for WhatsApp's 131047 (a
+/// template's own text may well say "re-engagement").
+pub(crate) fn read_envelope(
+    raw: &RawResponse<'_>,
+    key: &ApiKey,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if raw.status == 401 {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let json: Option<Value> = if raw.truncated {
+        None
+    } else {
+        serde_json::from_slice(raw.body).ok()
+    };
+    if !(200..300).contains(&raw.status) {
+        return Err(failure(raw, json.as_ref(), key));
+    }
+    let Some(Value::Object(envelope)) = json else {
+        return Err(unexpected(raw, key));
+    };
+    match envelope.get("status") {
+        Some(Value::String(s)) if !s.eq_ignore_ascii_case("success") => {
+            Err(refused(&envelope, key))
+        }
+        _ => Ok(envelope),
     }
 }
 

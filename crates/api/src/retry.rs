@@ -74,7 +74,7 @@ impl RetryPolicy {
 
 /// Reads a `Retry-After` header: a number of seconds, or an HTTP date (then the time left
 /// until it, zero if past). `None` for anything else.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -320,11 +320,11 @@ impl TemplateMessage {
     }
 }
 
-fn shortened(text: &str) -> String {
+pub(crate) fn shortened(text: &str) -> String {
     text.chars().take(80).collect()
 }
 
-fn check_template_name(name: &str) -> Result<(), ValidationError> {
+pub(crate) fn check_template_name(name: &str) -> Result<(), ValidationError> {
     let reason = if name.is_empty() {
         Some("empty")
     } else if name.len() > MAX_TEMPLATE_NAME_CHARS {
@@ -346,7 +346,7 @@ fn check_template_name(name: &str) -> Result<(), ValidationError> {
     }
 }
 
-fn check_language(code: &str) -> Result<(), ValidationError> {
+pub(crate) fn check_language(code: &str) -> Result<(), ValidationError> {
     let (language, region) = match code.split_once('_') {
         Some((language, region)) => (language, Some(region)),
         None => (code, None),

@@ -129,7 +129,7 @@ impl fmt::Debug for WebhookToken {
 /// full `http(s)://` URL; a fragment is ignored.
 ///
 /// ```
-/// use lipachat_api::token::token_from_request_target;
+/// use lipachat_api::token_from_request_target;
 ///
 /// assert_eq!(token_from_request_target("/hooks/lipachat/abc/").as_deref(), Some("abc"));
 /// assert_eq!(token_from_request_target("/hooks?x=1&token=t%2Dk").as_deref(), Some("t-k"));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use lipachat_api::client::DEFAULT_MAX_IN_FLIGHT;
+use lipachat_api::DEFAULT_MAX_IN_FLIGHT;
 use lipachat_api::{
     ApiError, ApiKey, Client, ClientBuilder, FreeFormMessage, MessageId, RetryPolicy, TextMessage,
 };

@@ -4,8 +4,6 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, MessageId, RetryPolicy};
@@ -18,7 +16,7 @@ const KEY: &str = "log-test-key-0c9d8e7f";
 
 #[tokio::test(flavor = "current_thread")]
 async fn attempts_are_logged_without_key_or_body() {
-    let (captured, _guard) = common::capture_log();
+    let (captured, _guard) = lipachat_testkit::capture_log();
 
     let server = MockServer::start().await;
     Mock::given(method("POST"))

@@ -6,8 +6,6 @@
 // Helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, MessageId, RetryPolicy};
@@ -116,7 +114,7 @@ fn client_without_retries(key: &str, server: &MockServer) -> Client {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_key_echoed_in_any_encoding_is_redacted_from_errors_and_logs() {
-    let (captured, _guard) = common::capture_log();
+    let (captured, _guard) = lipachat_testkit::capture_log();
 
     let server = MockServer::start().await;
     let (conversation, card) = conversation_and_card();
@@ -190,7 +188,7 @@ fn html_forms(key: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_key_echoed_html_escaped_is_redacted() {
-    let (captured, _guard) = common::capture_log();
+    let (captured, _guard) = lipachat_testkit::capture_log();
     let server = MockServer::start().await;
     let (conversation, card) = conversation_and_card();
     for key in [

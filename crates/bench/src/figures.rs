@@ -226,6 +226,31 @@ pub const FIGURES: &[Figure] = &[
         Some(Target::AtLeast(0.95)),
     ),
     figure(
+        "redis_cluster_check_per_s",
+        "window checks/s, Redis Cluster, 3 primaries",
+        None,
+    ),
+    figure(
+        "redis_cluster_vs_single",
+        "Redis Cluster check / one-server check",
+        None,
+    ),
+    figure(
+        "redis_bytes_per_conversation",
+        "Redis memory bytes per conversation",
+        None,
+    ),
+    figure(
+        "redis_record_per_s",
+        "inbound records/s, Redis store (8 tasks)",
+        None,
+    ),
+    figure(
+        "redis_cluster_record_per_s",
+        "inbound records/s, Redis Cluster, 3 primaries",
+        None,
+    ),
+    figure(
         "webhook_per_s",
         "signed webhooks/s through the router (durable)",
         None,

@@ -10,6 +10,10 @@
 //! could not run, for example without `redis-server` on PATH). Every workload talks only to
 //! 127.0.0.1. See `docs/performance.md` for the latest figures and what they mean.
 
+// The figures' `json!` object has more entries than the default limit of 128 lets the
+// macro expand.
+#![recursion_limit = "256"]
+
 mod bsuid_mix;
 mod chart;
 mod data;
@@ -93,6 +97,9 @@ enum Only {
     /// Signed WhatsApp webhooks through the router into a durable sled store, beside a
     /// plain axum handler reading the same body (32 clients on loopback).
     Webhook,
+    /// The Redis workloads only: checks on one server, on a three-primary cluster and on
+    /// the naive TTL gate, and memory per conversation.
+    Redis,
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -128,6 +135,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let redis =
             redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
         (Some(sled), Some(footprint), Some(send), redis)
+    } else if args.only == Some(Only::Redis) {
+        measure::progress(&format!("generating {n} conversations"));
+        let population = Arc::new(data::Population::new(n, Utc::now()));
+        let redis =
+            redis_workloads::run(&population, args.redis_conversations, args.redis_checks).await?;
+        (None, None, None, redis)
     } else {
         (None, None, None, None)
     };
@@ -164,6 +177,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         |pick: fn(&footprint::Footprint) -> u64| footprint.map(|f| pick(&f) as f64 / n as f64);
     let redis_check = redis.map(|r| r.redis_check_per_s);
     let naive_check = redis.map(|r| r.naive_redis_ttl_check_per_s);
+    let redis_cluster_check = redis.and_then(|r| r.redis_cluster_check_per_s);
     let check = sled_f(|s| s.check_per_s);
     let raw_post = send_f(|s| s.raw_post_per_s);
     let figures = json!({
@@ -188,6 +202,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "naive_redis_ttl_check_per_s": rounded(naive_check, 0),
         "check_vs_redis": rounded(ratio(check, naive_check), 2),
         "redis_engine_vs_naive": rounded(ratio(redis_check, naive_check), 3),
+        "redis_cluster_check_per_s": rounded(redis_cluster_check, 0),
+        "redis_cluster_vs_single": rounded(ratio(redis_cluster_check, redis_check), 3),
+        "redis_bytes_per_conversation": rounded(redis.map(|r| r.redis_bytes_per_conversation), 1),
+        "redis_record_per_s": rounded(redis.map(|r| r.redis_record_per_s), 0),
+        "redis_cluster_record_per_s": rounded(redis.and_then(|r| r.redis_cluster_record_per_s), 0),
         "outcome_sends": outcomes.as_ref().map(|o| o.sends),
         "disk_bytes_per_send": rounded(outcomes.as_ref().map(|o| o.disk_bytes_per_send), 1),
         "wave_disk_bytes_per_written": rounded(outcomes.as_ref().map(|o| o.wave_disk_bytes_per_written), 1),

@@ -126,7 +126,8 @@ async fn redis_bytes_per_id(ids: usize) -> Result<Option<f64>, Box<dyn std::erro
     Ok(Some(after.saturating_sub(before) as f64 / ids as f64))
 }
 
-async fn used_memory(
+/// The server's `used_memory` (`INFO memory`).
+pub(crate) async fn used_memory(
     connection: &mut redis::aio::MultiplexedConnection,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     let info: String = redis::cmd("INFO")

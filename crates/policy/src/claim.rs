@@ -10,12 +10,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::{MessageId, Store};
-use tracing::{debug, warn};
+use lipachat_session::{Conversation, MessageId, Store};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::error::PolicyError;
-use crate::shared::Shared;
+use crate::ids::send_claim_id;
+use crate::outcome::PreviousOutcome;
+use crate::shared::{CallTime, Shared};
 
 /// A claim this caller holds; release it with [`HeldClaim::release`].
 #[must_use = "a claim is held until released or dropped"]
@@ -62,6 +64,53 @@ pub(crate) async fn under_claim<S: Store, T>(
     let result = work.await;
     claim.release().await;
     result.map(Some)
+}
+
+/// What a call under the claim on a caller's `messageId` found or did.
+pub(crate) enum Claimed<T> {
+    /// An outcome was already stored for the id: the earlier call's.
+    Earlier(PreviousOutcome),
+    /// The call ran, with this result.
+    Ran(T),
+}
+
+/// Runs `run` under the claim on a caller's own `message_id` (a send, a template send),
+/// unless an outcome is already stored for it: that earlier outcome is returned and
+/// nothing runs. While another call holds the claim, [`PolicyError::SendInProgress`]
+/// (unless that call has just stored its outcome, which is then returned).
+pub(crate) async fn once_per_message_id<S: Store, T>(
+    shared: &Arc<Shared<S>>,
+    conversation: Conversation,
+    message_id: MessageId,
+    now: CallTime,
+    run: impl Future<Output = Result<T, PolicyError>>,
+) -> Result<Claimed<T>, PolicyError> {
+    let earlier = || async {
+        let previous = shared.previous_outcome(conversation, message_id).await?;
+        if let Some(previous) = &previous {
+            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
+        }
+        Ok::<_, PolicyError>(previous)
+    };
+    let claimed = async {
+        // Under the claim no other call can be writing this id's outcome.
+        match earlier().await? {
+            Some(previous) => Ok(Claimed::Earlier(previous)),
+            None => run.await.map(Claimed::Ran),
+        }
+    };
+    let lease = shared.config.send_lease;
+    if let Some(done) =
+        under_claim(shared, send_claim_id(message_id), now.at, lease, claimed).await?
+    {
+        return Ok(done);
+    }
+    // Without the claim, the call holding it may have finished already.
+    if let Some(previous) = earlier().await? {
+        return Ok(Claimed::Earlier(previous));
+    }
+    info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
+    Err(PolicyError::SendInProgress { message_id })
 }
 
 impl<S: Store> HeldClaim<S> {

@@ -6,7 +6,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lipachat_api::{MessageId, TemplateMessage};
-use lipachat_session::window::saturating_add;
 use lipachat_session::{
     Conversation, Invitation, QueuedMessage, RefusalReason, Store, WindowState,
 };
@@ -366,8 +365,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         };
         let last_inbound = store.window(conversation).await?.map(|r| r.last_inbound);
         let for_this_window = last_inbound.is_none_or(|last| invitation.sent_at >= last);
-        let cooldown_ends =
-            saturating_add(invitation.sent_at, self.shared.config.invitation_cooldown);
+        let cooldown_ends = invitation.cooldown_ends(self.shared.config.invitation_cooldown);
         Ok(for_this_window && now.at < cooldown_ends)
     }
 
@@ -384,55 +382,19 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         let conversation = request.conversation();
         let template = request.template_for_this_send(template)?;
         let template_id = template_message_id(message_id);
-        let shared = self.shared;
-        let category = shared.config.pricing.template_category(template.name());
-        // Boxed: the checks' futures would otherwise swell every send's.
-        let (pricing, withheld) = Box::pin(async {
-            let pricing = shared
-                .predict_pricing(conversation, category, false, now.at, None)
-                .await?;
-            let withheld = match shared
-                .consent_withholds(conversation, category, now.at)
-                .await?
-            {
-                Some(reason) => Some(reason),
-                None => shared.reach(conversation, now.at).await?,
-            };
-            Ok::<_, PolicyError>((pricing, withheld))
-        })
-        .await?;
-        if let Some(reason) = withheld {
-            info!(%conversation, %message_id, template = template.name(), reason = reason.name(), "template withheld");
-            return Ok(Invited::Withheld {
-                reason,
-                pricing: Box::new(pricing),
-                refused_by_gateway: false,
-            });
-        }
-        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, category = category.name(), free = pricing.free, "sending template");
-        let sent = shared
-            .client
-            .send_template(conversation, template_id, &template)
-            .await;
-        let receipt = match sent {
-            Ok(receipt) => receipt,
-            Err(source) => {
-                if let Some(refusal) = source.marketing_refusal() {
-                    let reason =
-                        Box::pin(shared.record_marketing_refusal(conversation, refusal, now.at))
-                            .await?;
-                    return Ok(Invited::Withheld {
-                        reason,
-                        pricing: Box::new(pricing),
-                        refused_by_gateway: true,
-                    });
-                }
-                return Err(PolicyError::Template {
-                    message_id,
-                    template_message_id: template_id,
-                    source,
-                });
-            }
+        // Boxed: the check, the pricing and the send make a large future.
+        let sent = match Box::pin(self.shared.send_checked_template(
+            conversation,
+            message_id,
+            template_id,
+            &template,
+            false,
+            now,
+        ))
+        .await?
+        {
+            Invited::Sent(sent) => sent,
+            withheld @ Invited::Withheld { .. } => return Ok(withheld),
         };
         self.shared
             .store()
@@ -444,20 +406,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 }),
             )
             .await?;
-        let pricing = Box::pin(shared.record_sent(
-            conversation,
-            template_id,
-            receipt.wa_id.clone(),
-            category,
-            false,
-            now.at,
-        ))
-        .await?;
-        Ok(Invited::Sent(TemplateSent {
-            message_id: template_id,
-            receipt,
-            pricing: Box::new(pricing),
-        }))
+        Ok(Invited::Sent(sent))
     }
 }
 

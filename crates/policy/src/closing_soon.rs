@@ -48,6 +48,30 @@ impl<S: Store> Messenger<S> {
     /// `lead` (from the store's index, no full scan) and reports each window once. A
     /// window renewed by a new inbound message is reported again when its new expiry comes
     /// near.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use lipachat_session::Clock;
+    /// # let clock = lipachat_session::ManualClock::at("2026-11-23T10:00:00Z".parse()?);
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::builder().clock(clock.clone()).start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?).with_clock(clock.clone());
+    /// use std::time::Duration;
+    /// use chrono::TimeDelta;
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// messenger.on_inbound(chat, clock.now()).await?;
+    /// let mut watch = messenger.watch_closing_soon(TimeDelta::minutes(15), Duration::from_millis(10));
+    /// // Ten minutes before the window closes.
+    /// clock.advance(TimeDelta::hours(24) - TimeDelta::minutes(10));
+    /// let soon = tokio::time::timeout(Duration::from_secs(5), watch.recv()).await?.expect("reported");
+    /// assert_eq!(soon.conversation, chat);
+    /// assert_eq!(soon.remaining, TimeDelta::minutes(10));
+    /// # Ok(()) }
+    /// ```
     pub fn watch_closing_soon(&self, lead: TimeDelta, every: Duration) -> ClosingSoonWatch {
         let (sender, receiver) = mpsc::channel(1024);
         let messenger = self.clone();

@@ -6,6 +6,7 @@ use chrono::TimeDelta;
 use lipachat_api::TemplateMessage;
 use lipachat_session::PhoneNumber;
 
+use crate::catalog::CatalogSettings;
 use crate::consent::{ConsentConfig, MessagingLimits, PricingConfig};
 
 /// What to do with a free-form message when the window is closed (or closes within the
@@ -75,6 +76,7 @@ pub struct PolicyConfig {
     pub(crate) consent: ConsentConfig,
     pub(crate) pricing: PricingConfig,
     pub(crate) limits: MessagingLimits,
+    pub(crate) catalog: CatalogSettings,
 }
 
 impl Default for PolicyConfig {
@@ -91,6 +93,7 @@ impl Default for PolicyConfig {
             consent: ConsentConfig::default(),
             pricing: PricingConfig::default(),
             limits: MessagingLimits::default(),
+            catalog: CatalogSettings::default(),
         }
     }
 }
@@ -203,6 +206,18 @@ impl PolicyConfig {
     /// The messaging limits in use.
     pub fn messaging_limits_value(&self) -> &MessagingLimits {
         &self.limits
+    }
+
+    /// How templates are checked against the business's catalog before they are sent
+    /// (see [`CatalogSettings`]; on by default).
+    pub fn catalog(mut self, settings: CatalogSettings) -> Self {
+        self.catalog = settings;
+        self
+    }
+
+    /// The catalog settings in use.
+    pub fn catalog_settings(&self) -> CatalogSettings {
+        self.catalog
     }
 
     /// The outcome horizon in use.

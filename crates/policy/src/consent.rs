@@ -60,9 +60,9 @@ impl ConsentConfig {
 /// How sends are priced.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PricingConfig {
-    /// Template categories by template name; a template not named here is taken as
-    /// marketing (the category consent restricts, and the costliest), until the template
-    /// catalog gives its category.
+    /// Template categories by template name, overriding the catalog's; a template not
+    /// named here takes the category the business's template catalog gave when it was
+    /// checked, else marketing (the category consent restricts, and the costliest).
     pub template_categories: HashMap<String, PricingCategory>,
     /// Service messages free per business number and calendar month (UTC) from
     /// 1 October 2026. `None`: the default, [`PricingConfig::DEFAULT_SERVICE_FREE_PER_MONTH`].
@@ -81,11 +81,24 @@ impl PricingConfig {
     pub const FREE_ENTRY_POINT_LENGTH: TimeDelta = TimeDelta::hours(72);
 
     /// The category of the template named `name`.
-    pub fn template_category(&self, name: &str) -> PricingCategory {
-        self.template_categories
-            .get(name)
-            .copied()
-            .unwrap_or(PricingCategory::Marketing)
+    ///
+    /// The configuration's override for `name` first, else `catalog`, the category the
+    /// business's template catalog gave when the template was checked against it, else
+    /// marketing (a template that went unchecked, or a category this crate does not know).
+    pub fn template_category(
+        &self,
+        name: &str,
+        catalog: Option<&lipachat_api::TemplateCategory>,
+    ) -> PricingCategory {
+        use lipachat_api::TemplateCategory;
+        if let Some(category) = self.template_categories.get(name) {
+            return *category;
+        }
+        match catalog {
+            Some(TemplateCategory::Utility) => PricingCategory::Utility,
+            Some(TemplateCategory::Authentication) => PricingCategory::Authentication,
+            _ => PricingCategory::Marketing,
+        }
     }
 
     /// The monthly free tier of service messages in use.

@@ -5,8 +5,8 @@
 //! 131049 / 131050.
 
 use lipachat_api::WebhookEvent;
-use lipachat_api::reengagement::{MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusal};
 use lipachat_api::webhook::InboundContent;
+use lipachat_api::{MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusal};
 use lipachat_session::consent::wa_id_key;
 use lipachat_session::{MarketingConsent, ReportedPricing, Store};
 use tracing::info;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use lipachat_api::MessageId;
-use lipachat_session::window::saturating_add;
 use lipachat_session::{Conversation, QueuedMessage, SendDecision, Store};
 use tracing::{info, warn};
 
@@ -122,6 +121,11 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         }
         let payload = match payload {
             Ok(payload) => payload,
+            Err(_) if let Some(kind) = later_kind(&entry.payload) => {
+                warn!(%conversation, %message_id, kind, "queued message of a kind this release does not know: left queued for a release that does");
+                report.stopped = Some(DeliveryStop::UnknownKind { message_id, kind });
+                return Ok(Step::Stop);
+            }
             Err(error) => {
                 warn!(%conversation, %message_id, %error, "queued message unreadable: taking it out");
                 self.shared
@@ -157,7 +161,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
 
     /// Whether the message has waited past the outbox's time to live.
     fn has_expired(&self, entry: &QueuedMessage, now: CallTime) -> bool {
-        saturating_add(entry.queued_at, self.shared.config.outbox_ttl) <= now.at
+        entry.has_expired(self.shared.config.outbox_ttl, now.at)
     }
 
     /// Sends one claimed message.
@@ -345,6 +349,14 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
             message: payload.map(|p| p.message.clone()),
         }))
     }
+}
+
+/// The kind of a queued payload that is well formed but of a kind this release does not
+/// know (a later release queued it), shortened; `None` for anything else.
+fn later_kind(payload: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let kind = value.get("message")?.get("kind")?.as_str()?;
+    (!lipachat_api::FreeFormMessage::KINDS.contains(&kind)).then(|| kind.chars().take(64).collect())
 }
 
 /// Whether the gateway's answer says the message itself can never be sent.

@@ -1,6 +1,6 @@
 //! The send path's errors.
 
-use lipachat_api::{ApiError, MessageId, ValidationError};
+use lipachat_api::{ApiError, CatalogRefusal, MessageId, ValidationError};
 use lipachat_session::{Conversation, SessionError, StoreError};
 
 /// A failure of the send path. Nothing in it contains the API key.
@@ -29,6 +29,16 @@ pub enum PolicyError {
         template_message_id: MessageId,
         /// What the gateway or the network said.
         source: ApiError,
+    },
+    /// The template (a reroute, an invitation or a template send) was refused before any
+    /// request: the business's catalog does not have it approved in that language, or
+    /// its placeholders or header do not match. Nothing was sent or queued.
+    #[error("template for {message_id} refused before sending: {refusal}")]
+    TemplateRefused {
+        /// The `messageId` of the logical send.
+        message_id: MessageId,
+        /// What the catalog said.
+        refusal: CatalogRefusal,
     },
     /// The template's per-send placeholders are not valid.
     #[error("template placeholders: {0}")]
@@ -92,9 +102,7 @@ impl PolicyError {
             Self::Send { source, .. } | Self::Template { source, .. } => {
                 source.retry_later_may_help()
             }
-            Self::Session(SessionError::Store(StoreError::Backend(_) | StoreError::Io { .. })) => {
-                true
-            }
+            Self::Session(SessionError::Store(store)) => store.retry_later_may_help(),
             Self::OutboxFull { .. } | Self::SendInProgress { .. } => true,
             _ => false,
         }

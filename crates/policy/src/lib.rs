@@ -4,6 +4,10 @@
 //! service window is open; sends the free-form message if it is; otherwise rejects it,
 //! reroutes to an approved template, or sends the template once and keeps the message in
 //! a durable outbox until the customer replies ([`Messenger::on_inbound`] delivers it).
+//! Every kind of [`FreeFormMessage`](lipachat_api::FreeFormMessage) goes the same way. A
+//! template (a reroute, an invitation, or one sent on its own with
+//! [`Messenger::send_template`]) is checked first against the business's catalog
+//! ([`TemplateCatalogs`]), and its category is carried in the outcome.
 //!
 //! ```
 //! use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage};
@@ -47,6 +51,7 @@
 //! message and the outcome saying so are stored in one durable step, so a retry never
 //! finds the message queued without it and queues it again.
 
+mod catalog;
 mod claim;
 mod closed_window;
 mod closing_soon;
@@ -64,8 +69,10 @@ mod reconciliation;
 mod recording;
 mod request;
 mod shared;
+mod template_send;
 mod webhook;
 
+pub use catalog::{CatalogCheck, CatalogSettings, TemplateApproval, TemplateCatalogs};
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
 pub use consent_events::record_consent_and_cost;
@@ -78,5 +85,6 @@ pub use outcome::{
 };
 pub use reconciliation::Reconciliation;
 pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
-pub use request::{DryRun, SendRequest, queued_content};
+pub use request::{DryRun, SendRequest, plan_template_cost, queued_content};
+pub use template_send::{TemplateOutcome, TemplateRequest};
 pub use webhook::WebhookOutcome;

@@ -5,10 +5,10 @@
 //! answer).
 
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use lipachat_api::MarketingRefusal;
 use lipachat_api::MessageId;
-use lipachat_api::reengagement::MarketingRefusal;
-use lipachat_session::window::{saturating_add, truncate_to_millis};
 use lipachat_session::{Conversation, PredictedCost, PricingCategory, Reach, Store};
+use lipachat_session::{saturating_add, truncate_to_millis};
 use tracing::{info, warn};
 
 use crate::consent::{ConsentConfig, MarketingStatus, MessagingLimits, PricingConfig, Withholding};

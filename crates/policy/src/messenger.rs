@@ -9,18 +9,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lipachat_api::{Client, ContactMessage, MessageId, TextMessage};
 use lipachat_session::{
-    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, Sessions, Store,
+    Conversation, InboundId, RecordedOnce, RefusalReason, SendDecision, SessionError, Sessions,
+    Store,
 };
 use tracing::{info, warn};
 
-use crate::claim::under_claim;
+use crate::catalog::TemplateCatalogs;
+use crate::claim::{Claimed, once_per_message_id};
 use crate::closed_window::{ClosedWindow, Refusal};
 use crate::config::{OnClosed, PolicyConfig};
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
-use crate::ids::send_claim_id;
 use crate::outcome::{
-    DeliveryReport, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome, SendOutcome,
+    DeliveryReport, DeliveryStop, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome,
+    SendOutcome,
 };
 use crate::reconciliation::{Reconciler, Reconciliation};
 use crate::request::{DryRun, SendRequest};
@@ -56,32 +58,112 @@ impl<S: Store> Messenger<S> {
     /// whose window rule decides every send), the gateway client and the policy. The send
     /// path runs on the real time: an examined clock ([`Sessions::with_examined_clock`])
     /// is dropped, since the gateway judges the window by the real time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// assert_eq!(messenger.sessions().rule().margin(), chrono::TimeDelta::seconds(60));
+    /// assert_eq!(messenger.client().base_url().as_str(), gateway.base_url());
+    /// assert_eq!(messenger.config().on_closed_of("254110090747".parse()?), &OnClosed::Reject);
+    /// # Ok(()) }
+    /// ```
     pub fn new(sessions: Sessions<S>, client: Client, config: PolicyConfig) -> Self {
+        let catalogs = TemplateCatalogs::new(config.catalog);
         Self {
             shared: Arc::new(Shared {
                 sessions: sessions.on_real_time(),
                 client,
                 config,
+                catalogs,
             }),
         }
     }
 
     /// The session engine.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// messenger.sessions().record_inbound_now(chat).await?;
+    /// assert_eq!(messenger.sessions().state(chat).await?.name(), "open");
+    /// # Ok(()) }
+    /// ```
     pub fn sessions(&self) -> &Sessions<S> {
         &self.shared.sessions
     }
 
     /// The gateway client.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// assert_eq!(messenger.client().max_in_flight(), lipachat_api::DEFAULT_MAX_IN_FLIGHT);
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &Client {
         &self.shared.client
     }
 
     /// The policy.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().outbox_limit(5));
+    /// assert_eq!(messenger.config().outbox_limit_value(), 5);
+    /// # Ok(()) }
+    /// ```
     pub fn config(&self) -> &PolicyConfig {
         &self.shared.config
     }
 
+    /// The template catalogs templates are checked against (shared by clones).
+    pub fn catalogs(&self) -> &TemplateCatalogs {
+        &self.shared.catalogs
+    }
+
     /// Sends a contact card (see [`Messenger::send`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let outcome = messenger.send_contact(chat, card).await?;
+    /// assert!(matches!(outcome, SendOutcome::Sent { .. }));
+    /// assert_eq!(gateway.delivered_to(chat.phone().unwrap()).len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_contact(
         &self,
         conversation: Conversation,
@@ -91,6 +173,24 @@ impl<S: Store> Messenger<S> {
     }
 
     /// Sends a text message (see [`Messenger::send`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::TextMessage;
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome};
+    /// use lipachat_session::{Conversation, RefusalReason};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// // The customer never wrote: the default policy rejects, and nothing is sent.
+    /// let outcome = messenger.send_text(chat, TextMessage::new("Hello")?).await?;
+    /// assert!(matches!(outcome, SendOutcome::Rejected { reason: RefusalReason::NeverMessaged, .. }));
+    /// assert_eq!(gateway.request_count(), 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_text(
         &self,
         conversation: Conversation,
@@ -100,6 +200,28 @@ impl<S: Store> Messenger<S> {
     }
 
     /// What [`Messenger::send`] would do now, without sending or storing anything.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let plan = messenger.dry_run(&SendRequest::contact(chat, card)).await?;
+    /// assert!(!plan.decision.is_allowed());
+    /// assert_eq!(plan.on_closed, "queue");
+    /// assert!(plan.body.as_str().starts_with(r#"{"messageId":"#));
+    /// assert!(plan.template_body.is_some(), "the invitation would go instead");
+    /// assert_eq!(gateway.request_count(), 0, "nothing was sent");
+    /// # Ok(()) }
+    /// ```
     pub async fn dry_run(&self, request: &SendRequest) -> Result<DryRun, PolicyError> {
         DryRun::plan(self.sessions(), self.config(), request).await
     }
@@ -121,56 +243,50 @@ impl<S: Store> Messenger<S> {
     /// A conversation without a phone number (a user known only by a business-scoped
     /// user id, a group) is [`PolicyError::NotAddressable`], before anything is read,
     /// stored or sent: the gateway offers no way to address it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// // A handler that may be retried names its messageId; a retry sends nothing again.
+    /// let id = MessageId::new();
+    /// let first = messenger.send(SendRequest::contact(chat, card.clone()).message_id(id)).await?;
+    /// assert!(matches!(first, SendOutcome::Sent { .. }));
+    /// let retry = messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// assert!(matches!(retry, SendOutcome::Duplicate(_)));
+    /// assert_eq!(gateway.delivered_count(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
         addressable(request.conversation())?;
         let now = CallTime::read(self.sessions());
         // Only a caller's own messageId can have been used before, or be in use by an
         // overlapping call; a fresh one has neither.
         let Some(message_id) = request.id() else {
-            return self.send_now(&request, MessageId::new(), now).await;
+            return Box::pin(self.send_now(&request, MessageId::new(), now)).await;
         };
-        let conversation = request.conversation();
-        let claimed = async {
-            // Under the claim no other call can be writing this id's outcome.
-            match self.duplicate_of(conversation, message_id).await? {
-                Some(duplicate) => Ok(duplicate),
-                None => self.send_now(&request, message_id, now).await,
-            }
-        };
-        let lease = self.config().send_lease;
-        if let Some(outcome) = under_claim(
-            &self.shared,
-            send_claim_id(message_id),
-            now.at,
-            lease,
-            claimed,
+        // Boxed, here and above: the decision, the send and the closed-window choice (an
+        // invitation, a catalog fetch) make a large future, which a caller's own future
+        // would otherwise hold inline, on the stack of the thread that blocks on it.
+        let send = Box::pin(self.send_now(&request, message_id, now));
+        Ok(
+            match once_per_message_id(&self.shared, request.conversation(), message_id, now, send)
+                .await?
+            {
+                Claimed::Earlier(previous) => SendOutcome::Duplicate(previous),
+                Claimed::Ran(outcome) => outcome,
+            },
         )
-        .await?
-        {
-            return Ok(outcome);
-        }
-        // Without the claim, the call holding it may have finished already.
-        if let Some(duplicate) = self.duplicate_of(conversation, message_id).await? {
-            return Ok(duplicate);
-        }
-        info!(%conversation, %message_id, "another call is sending this messageId; nothing sent");
-        Err(PolicyError::SendInProgress { message_id })
-    }
-
-    /// [`SendOutcome::Duplicate`] when an outcome is remembered for `message_id`.
-    async fn duplicate_of(
-        &self,
-        conversation: Conversation,
-        message_id: MessageId,
-    ) -> Result<Option<SendOutcome>, PolicyError> {
-        let previous = self
-            .shared
-            .previous_outcome(conversation, message_id)
-            .await?;
-        Ok(previous.map(|previous| {
-            info!(%conversation, %message_id, outcome = previous.kind.name(), "duplicate send: returning the earlier outcome");
-            SendOutcome::Duplicate(previous)
-        }))
     }
 
     /// [`Messenger::send`] with the `messageId` settled (and, for a caller's own,
@@ -279,6 +395,28 @@ impl<S: Store> Messenger<S> {
     }
 
     /// The outcome remembered for `message_id` in `conversation`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, OutcomeKind, PolicyConfig, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// let previous = messenger.previous_outcome(chat, id).await?.expect("remembered");
+    /// assert_eq!(previous.kind, OutcomeKind::Sent);
+    /// assert_eq!(messenger.previous_outcome(chat, MessageId::new()).await?, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn previous_outcome(
         &self,
         conversation: Conversation,
@@ -291,6 +429,31 @@ impl<S: Store> Messenger<S> {
     /// caller's `messageId` it is stored under: one indexed lookup (the store indexes the
     /// WhatsApp id written with each outcome). An outcome since replaced by another
     /// (the message requeued, then delivered under another WhatsApp id) is not found.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId};
+    /// use lipachat_policy::{Messenger, PolicyConfig, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// let SendOutcome::Sent { receipt, .. } = messenger.send(SendRequest::contact(chat, card).message_id(id)).await? else {
+    ///     panic!("the window is open")
+    /// };
+    /// // A status callback naming only WhatsApp's id finds the send, and our messageId.
+    /// let wa_id = receipt.wa_id.expect("the gateway names it");
+    /// let (found, outcome) = messenger.outcome_by_wa_id(chat, &wa_id).await?.expect("indexed");
+    /// assert_eq!((found, outcome.message_id), (id, id));
+    /// # Ok(()) }
+    /// ```
     pub async fn outcome_by_wa_id(
         &self,
         conversation: Conversation,
@@ -302,6 +465,23 @@ impl<S: Store> Messenger<S> {
     /// Records an inbound message from the customer at `at` (the sender's timestamp, or
     /// the receipt time), then delivers that conversation's queued messages, in order,
     /// while the window is open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{Messenger, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let report = messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// assert!(report.recorded.opened, "the customer's message opened the window");
+    /// assert!(report.delivery.delivered.is_empty(), "nothing was queued");
+    /// assert!(messenger.sessions().decide(chat).await?.is_allowed());
+    /// # Ok(()) }
+    /// ```
     pub async fn on_inbound(
         &self,
         conversation: Conversation,
@@ -309,12 +489,33 @@ impl<S: Store> Messenger<S> {
     ) -> Result<InboundReport, PolicyError> {
         let recorded = self.sessions().record_inbound(conversation, at).await?;
         info!(%conversation, %at, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
-        let delivery = self.deliver(conversation).await?;
+        let delivery = self.deliver_after_recording(conversation).await?;
         Ok(InboundReport {
             conversation,
             recorded,
             delivery,
         })
+    }
+
+    /// The outbox delivery that follows a first copy's recording. The message is recorded
+    /// (and, with an id, remembered) by then, so a store failure here must not fail the
+    /// call: the sender's retry would be a duplicate and the message would never be
+    /// handled. It is reported instead ([`DeliveryStop::StoreFailed`]); the queued
+    /// messages stay queued for the next delivery run.
+    pub(crate) async fn deliver_after_recording(
+        &self,
+        conversation: Conversation,
+    ) -> Result<DeliveryReport, PolicyError> {
+        match self.deliver(conversation).await {
+            Err(PolicyError::Session(SessionError::Store(error))) => {
+                warn!(%conversation, %error, "the inbound message is recorded, but delivering the queued messages failed; they stay queued");
+                Ok(DeliveryReport {
+                    stopped: Some(DeliveryStop::StoreFailed(error)),
+                    ..DeliveryReport::default()
+                })
+            }
+            other => other,
+        }
     }
 
     /// Records an inbound message from the customer at `at`, once per platform message id
@@ -325,6 +526,26 @@ impl<S: Store> Messenger<S> {
     /// answer it again. Its delivery still runs (it sends only what is queued, each
     /// message under its own `messageId`), so messages left queued by a first handling
     /// that crashed before delivering are not stranded.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_policy::{InboundHandled, Messenger, PolicyConfig};
+    /// use lipachat_session::{Conversation, InboundId};
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let id = InboundId::new("wamid.HBgMMjU0NzEyMzQ1Njc4FQIAEhgUM0E")?;
+    /// let now = messenger.sessions().now();
+    /// let first = messenger.on_inbound_once(chat, now, &id).await?;
+    /// assert!(matches!(first, InboundHandled::First(_)));
+    /// // The same webhook redelivered: recorded once, not to be answered again.
+    /// let again = messenger.on_inbound_once(chat, now, &id).await?;
+    /// assert!(matches!(again, InboundHandled::Duplicate { .. }));
+    /// # Ok(()) }
+    /// ```
     pub async fn on_inbound_once(
         &self,
         conversation: Conversation,
@@ -338,7 +559,7 @@ impl<S: Store> Messenger<S> {
         {
             RecordedOnce::First(recorded) => {
                 info!(%conversation, %at, inbound_id = %id, opened = recorded.opened, state = recorded.state.name(), "inbound message recorded");
-                let delivery = self.deliver(conversation).await?;
+                let delivery = self.deliver_after_recording(conversation).await?;
                 Ok(InboundHandled::First(InboundReport {
                     conversation,
                     recorded,
@@ -366,6 +587,29 @@ impl<S: Store> Messenger<S> {
     ///
     /// A conversation without a phone number sends nothing: its messages stay queued
     /// ([`DeliveryStop::NotAddressable`](crate::DeliveryStop::NotAddressable)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let queued = messenger.send_contact(chat, card).await?;
+    /// assert!(matches!(queued, SendOutcome::Queued { .. }));
+    /// // The reply is recorded without delivering (another process did, say); deliver now.
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.sessions().record_inbound_now(chat).await?;
+    /// let report = messenger.deliver(chat).await?;
+    /// assert_eq!((report.delivered.len(), report.remaining), (1, 0));
+    /// # Ok(()) }
+    /// ```
     pub async fn deliver(&self, conversation: Conversation) -> Result<DeliveryReport, PolicyError> {
         OutboxDelivery::new(&self.shared)
             .deliver(conversation)
@@ -375,6 +619,33 @@ impl<S: Store> Messenger<S> {
     /// Takes every expired message out of every outbox and reports them (call it
     /// periodically; delivery also expires messages as it meets them). A message another
     /// replica is delivering or expiring right now is left to it and not reported here.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let clock = lipachat_session::ManualClock::at("2026-11-23T10:00:00Z".parse()?);
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::builder().clock(clock.clone()).start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?).with_clock(clock.clone());
+    /// use chrono::TimeDelta;
+    /// use lipachat_api::{ContactMessage, ContactPhone, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let config = PolicyConfig::default().on_closed(OnClosed::Queue(invite)).outbox_ttl(TimeDelta::days(7));
+    /// let messenger = Messenger::new(sessions, client, config);
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// messenger.send_contact(chat, card).await?;
+    /// // A week passes without a reply: the message is taken out and reported, never lost
+    /// // silently.
+    /// clock.advance(TimeDelta::days(7));
+    /// let expired = messenger.expire_queued().await?;
+    /// assert_eq!(expired.len(), 1);
+    /// assert_eq!(expired[0].conversation, chat);
+    /// assert!(messenger.expire_queued().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn expire_queued(&self) -> Result<Vec<ExpiredMessage>, PolicyError> {
         OutboxDelivery::new(&self.shared).expire_queued().await
     }
@@ -395,6 +666,34 @@ impl<S: Store> Messenger<S> {
     /// `messageId`: while another call holds it (a copy of this report handled at the
     /// same moment), this one returns [`PolicyError::SendInProgress`] and changes nothing
     /// but the recorded closure; retried later, it finds the message already handled.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::{ContactMessage, ContactPhone, MessageId, TemplateMessage};
+    /// use lipachat_policy::{Messenger, OnClosed, PolicyConfig, Reconciliation, SendOutcome, SendRequest};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let invite = TemplateMessage::new("contact_share", "en")?;
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default().on_closed(OnClosed::Queue(invite)));
+    /// let chat = Conversation::parse("254110090747", "254712345678")?;
+    /// gateway.customer_writes(chat.business, chat.phone().unwrap());
+    /// messenger.on_inbound(chat, messenger.sessions().now()).await?;
+    /// let card = ContactMessage::new("Support", vec![ContactPhone::new("254700000001".parse()?, "Work")])?;
+    /// let id = MessageId::new();
+    /// messenger.send(SendRequest::contact(chat, card).message_id(id)).await?;
+    /// // A failed status callback says WhatsApp refused it as outside the window after all.
+    /// let now = messenger.sessions().now();
+    /// let reconciled = messenger.on_window_closed_report(chat, Some(id), None, now).await?;
+    /// let Reconciliation::Handled { outcome } = reconciled else { panic!("the send is known here") };
+    /// assert!(matches!(*outcome, SendOutcome::Queued { .. }), "queued again for the next reply");
+    /// // The same report again changes nothing more.
+    /// let again = messenger.on_window_closed_report(chat, Some(id), None, now).await?;
+    /// assert!(matches!(again, Reconciliation::ClosureRecorded));
+    /// # Ok(()) }
+    /// ```
     pub async fn on_window_closed_report(
         &self,
         conversation: Conversation,

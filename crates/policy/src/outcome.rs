@@ -1,7 +1,9 @@
 //! What a send, a delivery or an inbound message did.
 
 use chrono::{DateTime, Utc};
-use lipachat_api::{FreeFormMessage, MessageId, Receipt};
+use lipachat_api::{FreeFormMessage, MessageId, Receipt, TemplateCategory};
+
+use crate::catalog::CatalogCheck;
 use lipachat_session::{Conversation, Recorded, RefusalReason, WindowState};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +17,13 @@ pub struct TemplateSent {
     pub message_id: MessageId,
     /// The gateway's receipt.
     pub receipt: Receipt,
-    /// What the template is predicted to cost.
+    /// The template's category as the business's catalog spells it (`MARKETING`,
+    /// `UTILITY`, `AUTHENTICATION`, ...); `None` when it went unchecked.
+    pub category: Option<TemplateCategory>,
+    /// How it was checked against the catalog.
+    pub check: CatalogCheck,
+    /// What the template is predicted to cost (its pricing category comes from the
+    /// configuration's override, else the catalog's category, else marketing).
     pub pricing: Box<Pricing>,
 }
 
@@ -229,6 +237,19 @@ impl PreviousOutcome {
     }
 
     /// Delivered from the outbox under `message_id` as WhatsApp's `wa_id`, with its copy.
+    /// A template sent on its own under `message_id` (its own id) as WhatsApp's `wa_id`.
+    pub(crate) fn template_sent(
+        message_id: MessageId,
+        wa_id: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            wa_id,
+            template_message_id: Some(message_id),
+            ..Self::bare(OutcomeKind::Sent, message_id, at)
+        }
+    }
+
     pub(crate) fn delivered(
         message_id: MessageId,
         wa_id: Option<String>,
@@ -343,6 +364,18 @@ pub enum DeliveryStop {
     /// A send failed for a reason other than the message itself (an outage, a wrong key,
     /// an unexplained refusal); the message stays queued.
     SendFailed(lipachat_api::ApiError),
+    /// The store failed while the outbox was read or updated, right after an inbound
+    /// message was recorded; the messages stay queued for the next run (`remaining` is
+    /// not known then and reads 0). The inbound message itself is recorded.
+    StoreFailed(lipachat_session::StoreError),
+    /// The next message is of a kind a later release queued and this one cannot send: it
+    /// stays queued, in its place, for a replica that knows the kind.
+    UnknownKind {
+        /// Its `messageId`.
+        message_id: MessageId,
+        /// The stored kind name (shortened to 64 characters).
+        kind: String,
+    },
 }
 
 /// What one delivery run over a conversation's outbox did.

@@ -232,7 +232,7 @@ impl EventAction {
             id: message
                 .message_id
                 .as_deref()
-                .and_then(|id| InboundId::new(id).ok()),
+                .and_then(InboundId::from_platform),
         }
     }
 

@@ -1,6 +1,8 @@
 //! One send as a caller asks for it, what a queued copy of it stores, and a dry run of it.
 
-use lipachat_api::{ContactMessage, FreeFormMessage, MessageId, TemplateMessage, TextMessage};
+use lipachat_api::{
+    ContactMessage, FreeFormMessage, MessageId, RequestBody, TemplateMessage, TextMessage,
+};
 use lipachat_session::{Conversation, QueuedMessage, SendDecision, Sessions, Store};
 use serde::{Deserialize, Serialize};
 
@@ -134,11 +136,11 @@ pub struct DryRun {
     /// The closed-window choice that would apply if the window is not open.
     pub on_closed: &'static str,
     /// The exact JSON body of the free-form send.
-    pub body: serde_json::Value,
+    pub body: RequestBody,
     /// The exact JSON body of the template that would go instead, if the window is not
     /// open and the policy sends one (an invitation already sent for this closed window
     /// would make the real send skip it).
-    pub template_body: Option<serde_json::Value>,
+    pub template_body: Option<RequestBody>,
     /// What the message that would go (the free-form message, or the template) is
     /// predicted to cost; `None` when nothing would go.
     pub pricing: Option<crate::cost::Pricing>,
@@ -193,22 +195,9 @@ impl DryRun {
                 (Some(pricing), None)
             }
             (SendDecision::Refused { .. }, Some(template)) => {
-                let category = config.pricing.template_category(template.name());
-                let pricing = crate::messaging_limit::price_send(
-                    store,
-                    &config.pricing,
-                    conversation,
-                    category,
-                    false,
-                    now,
-                    None,
-                )
-                .await?;
-                let status = crate::consent::MarketingStatus::of(
-                    &store.marketing_consent(conversation).await?,
-                    now,
-                );
-                let withheld = crate::consent::Withholding::by_consent(category, status);
+                let (pricing, withheld) =
+                    plan_template_cost(store, config, conversation, template.name(), false, now)
+                        .await?;
                 (Some(pricing), withheld)
             }
             _ => (None, None),
@@ -224,6 +213,37 @@ impl DryRun {
             template_body,
         })
     }
+}
+
+/// What a template named `name` sent to `conversation` at `at` is predicted to cost, and
+/// whether consent would withhold it, as a dry run plans it: no catalog is fetched, so its
+/// category is the configuration's override, else marketing; the messaging limit is
+/// counted by a real send only. `window_open`: whether the customer service window is open.
+pub async fn plan_template_cost<S: Store>(
+    store: &S,
+    config: &PolicyConfig,
+    conversation: Conversation,
+    name: &str,
+    window_open: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::cost::Pricing, Option<crate::consent::Withholding>), PolicyError> {
+    let category = config.pricing.template_category(name, None);
+    let pricing = crate::messaging_limit::price_send(
+        store,
+        &config.pricing,
+        conversation,
+        category,
+        window_open,
+        at,
+        None,
+    )
+    .await?;
+    let status =
+        crate::consent::MarketingStatus::of(&store.marketing_consent(conversation).await?, at);
+    Ok((
+        pricing,
+        crate::consent::Withholding::by_consent(category, status),
+    ))
 }
 
 /// What a queued entry holds, read back from the payload the send path stored: its kind

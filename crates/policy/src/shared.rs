@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_api::{Client, MessageId};
-use lipachat_session::window::saturating_add;
 use lipachat_session::{Conversation, Sessions, Store, StoredOutcome};
 use serde::Serialize;
 
+use crate::catalog::TemplateCatalogs;
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
 use crate::outcome::PreviousOutcome;
@@ -22,6 +22,8 @@ pub(crate) struct Shared<S> {
     pub client: Client,
     /// The policy.
     pub config: PolicyConfig,
+    /// The template catalogs templates are checked against.
+    pub catalogs: TemplateCatalogs,
 }
 
 /// The time one call works at, read once when it starts: the wall-clock instant it
@@ -69,7 +71,7 @@ impl<S: Store> Shared<S> {
     /// less the engine's safety margin (retries must not carry a message past the point
     /// where it was allowed).
     pub fn send_deadline(&self, now: CallTime, expires_at: DateTime<Utc>) -> Instant {
-        now.instant_of(saturating_add(expires_at, -self.sessions.rule().margin()))
+        now.instant_of(self.sessions.rule().send_deadline(expires_at))
     }
 
     /// The outcome remembered for `message_id` in `conversation`.

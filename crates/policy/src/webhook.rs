@@ -71,6 +71,31 @@ impl<S: Store> Messenger<S> {
     /// (which cannot be sent to). A message or status naming both a phone and a user id
     /// records the alias and moves the user's conversation into the phone's. Reports tie
     /// back the same way, without creating anything.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (gateway, dir) = (lipachat_testkit::StandInGateway::start().await?, tempfile::tempdir()?);
+    /// # let client = lipachat_api::Client::builder(lipachat_api::ApiKey::new(gateway.api_key())?).base_url(&gateway.base_url()).build()?;
+    /// # let sessions = lipachat_session::Sessions::new(lipachat_session::SledStore::open(dir.path().join("db"))?);
+    /// use lipachat_api::WebhookParser;
+    /// use lipachat_policy::{Messenger, PolicyConfig, WebhookOutcome};
+    /// use lipachat_session::Conversation;
+    ///
+    /// let messenger = Messenger::new(sessions, client, PolicyConfig::default());
+    /// let parser = WebhookParser::default();
+    /// let body = br#"{"messageId": "in-1", "from": "254712345678", "to": "254110090747", "type": "TEXT", "text": "Hello"}"#;
+    /// for event in parser.parse(body, messenger.sessions().now())? {
+    ///     match messenger.on_webhook_event(&event).await? {
+    ///         WebhookOutcome::Inbound(report) => assert!(report.recorded.opened),
+    ///         other => panic!("a customer's message, got {other:?}"),
+    ///     }
+    /// }
+    /// // The same webhook redelivered is a duplicate: do not answer it again.
+    /// let again = parser.parse(body, messenger.sessions().now())?;
+    /// assert!(matches!(messenger.on_webhook_event(&again[0]).await?, WebhookOutcome::Duplicate { .. }));
+    /// assert!(messenger.sessions().decide(Conversation::parse("254110090747", "254712345678")?).await?.is_allowed());
+    /// # Ok(()) }
+    /// ```
     pub async fn on_webhook_event(
         &self,
         event: &WebhookEvent,
@@ -99,7 +124,7 @@ impl<S: Store> Messenger<S> {
             (EventAction::RecordInbound { at, id, .. }, Some(conversation)) => {
                 let handled = match id {
                     Some(id) => self.on_inbound_once(conversation, *at, id).await?,
-                    // Without a usable id a copy cannot be recognised; it still counts.
+                    // Without an id (none, or an empty one) a copy cannot be recognised; it still counts.
                     None => InboundHandled::First(self.on_inbound(conversation, *at).await?),
                 };
                 // Recorded under a user's handle while another replica recorded the
@@ -113,7 +138,7 @@ impl<S: Store> Messenger<S> {
                         if let Some(merged) = settled {
                             log_merge(&merged, "the user's phone became known meanwhile");
                             report.conversation = merged.to;
-                            report.delivery = self.deliver(merged.to).await?;
+                            report.delivery = self.deliver_after_recording(merged.to).await?;
                         }
                         WebhookOutcome::Inbound(Box::new(report))
                     }

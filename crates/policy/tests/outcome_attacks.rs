@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use lipachat_api::{
     ApiKey, Client, ContactMessage, ContactPhone, MessageId, RetryPolicy, TemplateMessage,
     WebhookParser,
@@ -21,18 +21,12 @@ use lipachat_api::{
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig, PolicyError, SendOutcome, SendRequest};
 use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore};
-use lipachat_session::instrumented::InstrumentedStore;
-use lipachat_session::store::{
-    InboundReceipt, InboundUpdate, Invitation, OutboxStore, QueuedMessage, RememberedInbound,
-    StoredOutcome, WindowEntry, WindowStore,
-};
+use lipachat_session::instrumented::{Fault, InstrumentedStore};
 use lipachat_session::{
-    Alias, Bsuid, Clock, Conversation, Customer, Durability, GroupId, GroupRef, IdentityStore,
-    InboundId, ManualClock, MovedRecords, PhoneNumber, Sessions, SledConfig, SledStore, Store,
-    StoreError, UserRef, WindowRecord,
+    Clock, Conversation, Durability, ManualClock, PhoneNumber, Sessions, SledConfig, SledStore,
+    Store, StoreError,
 };
 use lipachat_testkit::{StandInGateway, WindowRefusal};
-use uuid::Uuid;
 
 fn chat() -> Conversation {
     Conversation::parse("254110090747", "254712345678").unwrap()
@@ -77,31 +71,8 @@ fn keyed_client(base_url: &str, key: &str) -> Client {
 }
 
 // ---------------------------------------------------------------------------------------
-// A store that fails one chosen call.
+// A store that fails one chosen call: the session crate's InstrumentedStore.
 // ---------------------------------------------------------------------------------------
-
-/// When an injected failure strikes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Strike {
-    /// The call fails without reaching the store.
-    Before,
-    /// The call reaches the store and does its work, then its answer is lost.
-    After,
-    /// The call waits this long (the process paused, a slow link), then goes through.
-    Pause(Duration),
-}
-
-#[derive(Default)]
-struct Plan {
-    calls: BTreeMap<&'static str, usize>,
-    /// Every call so far, in order.
-    order: Vec<&'static str>,
-    /// Fail the `n`th call (1-based) of this operation.
-    fail: Option<(&'static str, usize, Strike)>,
-    /// Kill this process (SIGKILL) as the `n`th call of any operation begins.
-    kill_at: Option<usize>,
-    struck: bool,
-}
 
 /// Kills this process with SIGKILL: no destructor, no flush, no clean shutdown.
 fn kill_self() -> ! {
@@ -110,398 +81,6 @@ fn kill_self() -> ! {
         .status();
     // `kill` cannot fail to kill us; should it be missing, die as abruptly.
     std::process::abort()
-}
-
-/// Passes every call to `S`, counting calls per operation, and fails the one chosen.
-#[derive(Clone)]
-struct Faulty<S> {
-    inner: S,
-    plan: Arc<Mutex<Plan>>,
-}
-
-impl<S> Faulty<S> {
-    fn new(inner: S, fail: Option<(&'static str, usize, Strike)>) -> Self {
-        Self {
-            inner,
-            plan: Arc::new(Mutex::new(Plan {
-                fail,
-                ..Plan::default()
-            })),
-        }
-    }
-
-    /// Kills this process as the `n`th store call (of any operation) begins.
-    fn kill_at(self, n: usize) -> Self {
-        self.plan.lock().unwrap().kill_at = Some(n);
-        self
-    }
-
-    /// Every call so far, in order.
-    fn order(&self) -> Vec<&'static str> {
-        self.plan.lock().unwrap().order.clone()
-    }
-
-    fn calls(&self) -> BTreeMap<&'static str, usize> {
-        self.plan.lock().unwrap().calls.clone()
-    }
-
-    fn struck(&self) -> bool {
-        self.plan.lock().unwrap().struck
-    }
-
-    async fn call<T>(
-        &self,
-        name: &'static str,
-        work: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let strike = {
-            let mut plan = self.plan.lock().unwrap();
-            plan.order.push(name);
-            if plan.kill_at == Some(plan.order.len()) {
-                kill_self();
-            }
-            let n = {
-                let count = plan.calls.entry(name).or_default();
-                *count += 1;
-                *count
-            };
-            match plan.fail {
-                Some((op, at, strike)) if op == name && at == n => {
-                    plan.struck = true;
-                    Some(strike)
-                }
-                _ => None,
-            }
-        };
-        let injected = || StoreError::Backend(format!("injected fault: {name}"));
-        match strike {
-            None => work.await,
-            Some(Strike::Before) => Err(injected()),
-            Some(Strike::After) => {
-                let _ = work.await;
-                Err(injected())
-            }
-            Some(Strike::Pause(pause)) => {
-                tokio::time::sleep(pause).await;
-                work.await
-            }
-        }
-    }
-}
-
-impl<S: WindowStore> WindowStore for Faulty<S> {
-    async fn record_inbound(
-        &self,
-        conversation: Conversation,
-        at: DateTime<Utc>,
-    ) -> Result<InboundUpdate, StoreError> {
-        self.call(
-            "record_inbound",
-            self.inner.record_inbound(conversation, at),
-        )
-        .await
-    }
-
-    async fn record_inbound_once(
-        &self,
-        conversation: Conversation,
-        at: DateTime<Utc>,
-        id: &InboundId,
-        received_at: DateTime<Utc>,
-        remember_until: DateTime<Utc>,
-    ) -> Result<InboundReceipt, StoreError> {
-        self.call(
-            "record_inbound_once",
-            self.inner
-                .record_inbound_once(conversation, at, id, received_at, remember_until),
-        )
-        .await
-    }
-
-    async fn remembered_inbound(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<RememberedInbound>, StoreError> {
-        self.call("remembered_inbound", self.inner.remembered_inbound(now))
-            .await
-    }
-
-    async fn remember_inbound(
-        &self,
-        entry: RememberedInbound,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.call("remember_inbound", self.inner.remember_inbound(entry, now))
-            .await
-    }
-
-    async fn record_gateway_closure(
-        &self,
-        conversation: Conversation,
-        at: DateTime<Utc>,
-    ) -> Result<Option<WindowRecord>, StoreError> {
-        self.call(
-            "record_gateway_closure",
-            self.inner.record_gateway_closure(conversation, at),
-        )
-        .await
-    }
-
-    async fn window(&self, conversation: Conversation) -> Result<Option<WindowRecord>, StoreError> {
-        self.call("window", self.inner.window(conversation)).await
-    }
-
-    async fn inbound_between(
-        &self,
-        after: DateTime<Utc>,
-        up_to: DateTime<Utc>,
-    ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
-        self.call("inbound_between", self.inner.inbound_between(after, up_to))
-            .await
-    }
-
-    async fn count(&self) -> Result<u64, StoreError> {
-        self.call("count", self.inner.count()).await
-    }
-
-    async fn windows(&self) -> Result<Vec<WindowEntry>, StoreError> {
-        self.call("windows", self.inner.windows()).await
-    }
-
-    async fn forget(&self, conversation: Conversation) -> Result<bool, StoreError> {
-        self.call("forget", self.inner.forget(conversation)).await
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.call("flush", self.inner.flush()).await
-    }
-}
-
-/// Identities are not on a send's path: they pass through untouched.
-impl<S: IdentityStore> IdentityStore for Faulty<S> {
-    async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
-        self.inner.user_ref(user).await
-    }
-
-    async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
-        self.inner.find_user_ref(user).await
-    }
-
-    async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
-        self.inner.group_ref(group).await
-    }
-
-    async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
-        self.inner.find_group_ref(group).await
-    }
-
-    async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
-        self.inner.user_id(user).await
-    }
-
-    async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
-        self.inner.group_id(group).await
-    }
-
-    async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
-        self.inner.users().await
-    }
-
-    async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
-        self.inner.groups().await
-    }
-
-    async fn record_alias(
-        &self,
-        business: PhoneNumber,
-        user: &Bsuid,
-        phone: PhoneNumber,
-    ) -> Result<Option<PhoneNumber>, StoreError> {
-        self.inner.record_alias(business, user, phone).await
-    }
-
-    async fn alias(
-        &self,
-        business: PhoneNumber,
-        user: &Bsuid,
-    ) -> Result<Option<PhoneNumber>, StoreError> {
-        self.inner.alias(business, user).await
-    }
-
-    async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
-        self.inner.aliases().await
-    }
-
-    async fn move_customer(
-        &self,
-        business: PhoneNumber,
-        from: Customer,
-        to: Customer,
-    ) -> Result<MovedRecords, StoreError> {
-        self.inner.move_customer(business, from, to).await
-    }
-}
-
-impl<S: OutboxStore> OutboxStore for Faulty<S> {
-    async fn enqueue(
-        &self,
-        conversation: Conversation,
-        message: QueuedMessage,
-        limit: usize,
-    ) -> Result<bool, StoreError> {
-        self.call("enqueue", self.inner.enqueue(conversation, message, limit))
-            .await
-    }
-
-    async fn queued(&self, conversation: Conversation) -> Result<Vec<QueuedMessage>, StoreError> {
-        self.call("queued", self.inner.queued(conversation)).await
-    }
-
-    async fn dequeue(
-        &self,
-        conversation: Conversation,
-        message_id: MessageId,
-    ) -> Result<bool, StoreError> {
-        self.call("dequeue", self.inner.dequeue(conversation, message_id))
-            .await
-    }
-
-    async fn reassign(
-        &self,
-        conversation: Conversation,
-        old: MessageId,
-        new: MessageId,
-    ) -> Result<bool, StoreError> {
-        self.call("reassign", self.inner.reassign(conversation, old, new))
-            .await
-    }
-
-    async fn conversations_with_queued(&self) -> Result<Vec<Conversation>, StoreError> {
-        self.call(
-            "conversations_with_queued",
-            self.inner.conversations_with_queued(),
-        )
-        .await
-    }
-
-    async fn claim(
-        &self,
-        message_id: MessageId,
-        holder: Uuid,
-        now: DateTime<Utc>,
-        lease: TimeDelta,
-    ) -> Result<bool, StoreError> {
-        self.call("claim", self.inner.claim(message_id, holder, now, lease))
-            .await
-    }
-
-    async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
-        self.call("release", self.inner.release(message_id, holder))
-            .await
-    }
-
-    async fn invitation(
-        &self,
-        conversation: Conversation,
-    ) -> Result<Option<Invitation>, StoreError> {
-        self.call("invitation", self.inner.invitation(conversation))
-            .await
-    }
-
-    async fn invitations(&self) -> Result<Vec<(Conversation, Invitation)>, StoreError> {
-        self.call("invitations", self.inner.invitations()).await
-    }
-
-    async fn set_invitation(
-        &self,
-        conversation: Conversation,
-        invitation: Option<Invitation>,
-    ) -> Result<(), StoreError> {
-        self.call(
-            "set_invitation",
-            self.inner.set_invitation(conversation, invitation),
-        )
-        .await
-    }
-
-    async fn outcome(
-        &self,
-        conversation: Conversation,
-        message_id: MessageId,
-    ) -> Result<Option<String>, StoreError> {
-        self.call("outcome", self.inner.outcome(conversation, message_id))
-            .await
-    }
-
-    async fn outcome_by_wa_id(
-        &self,
-        conversation: Conversation,
-        wa_id: &str,
-    ) -> Result<Option<(MessageId, String)>, StoreError> {
-        self.call(
-            "outcome_by_wa_id",
-            self.inner.outcome_by_wa_id(conversation, wa_id),
-        )
-        .await
-    }
-
-    async fn outcomes(
-        &self,
-        conversation: Conversation,
-    ) -> Result<Vec<(MessageId, String)>, StoreError> {
-        self.call("outcomes", self.inner.outcomes(conversation))
-            .await
-    }
-
-    async fn outcome_conversation(
-        &self,
-        business: Option<PhoneNumber>,
-        message_id: MessageId,
-    ) -> Result<Option<Conversation>, StoreError> {
-        self.call(
-            "outcome_conversation",
-            self.inner.outcome_conversation(business, message_id),
-        )
-        .await
-    }
-
-    async fn put_outcome(
-        &self,
-        conversation: Conversation,
-        outcome: StoredOutcome,
-    ) -> Result<(), StoreError> {
-        self.call("put_outcome", self.inner.put_outcome(conversation, outcome))
-            .await
-    }
-
-    async fn enqueue_with_outcome(
-        &self,
-        conversation: Conversation,
-        message: QueuedMessage,
-        limit: usize,
-        outcome: StoredOutcome,
-    ) -> Result<bool, StoreError> {
-        self.call(
-            "enqueue_with_outcome",
-            self.inner
-                .enqueue_with_outcome(conversation, message, limit, outcome),
-        )
-        .await
-    }
-
-    async fn dequeue_with_outcome(
-        &self,
-        conversation: Conversation,
-        message_id: MessageId,
-        outcome: StoredOutcome,
-    ) -> Result<bool, StoreError> {
-        self.call(
-            "dequeue_with_outcome",
-            self.inner
-                .dequeue_with_outcome(conversation, message_id, outcome),
-        )
-        .await
-    }
 }
 
 /// Operations that change the store: a failure after them has done the work.
@@ -704,22 +283,23 @@ where
     let (mut runs, mut missed) = (0, Vec::new());
     let mut lost = Vec::new();
     for scenario in scenarios() {
-        let clean = Faulty::new(open().await, None);
+        let clean = InstrumentedStore::new(open().await);
         let seen = life(clean.clone(), scenario, MessageId::new()).await;
         assert!(
             seen.free_form <= 1,
             "{name} {scenario:?} without faults: {seen:?}"
         );
-        let calls = clean.calls();
+        let calls: BTreeMap<&str, usize> = clean.all_calls().into_iter().collect();
         for (&op, &count) in &calls {
-            let strikes: &[Strike] = if is_write(op) {
-                &[Strike::Before, Strike::After]
+            let strikes: &[Fault] = if is_write(op) {
+                &[Fault::Before, Fault::After]
             } else {
-                &[Strike::Before]
+                &[Fault::Before]
             };
             for n in 1..=count {
                 for &strike in strikes {
-                    let store = Faulty::new(open().await, Some((op, n, strike)));
+                    let store = InstrumentedStore::new(open().await);
+                    store.fault_at(op, n, strike);
                     let seen = life(store.clone(), scenario, MessageId::new()).await;
                     runs += 1;
                     let case = format!("{scenario:?} {op} call {n} {strike:?}");
@@ -808,11 +388,7 @@ async fn redis_any_single_failed_store_call_never_delivers_twice() {
 
 /// The free-form messages the customer received.
 fn free_form(gateway: &StandInGateway) -> usize {
-    gateway
-        .delivered_to(customer())
-        .iter()
-        .filter(|m| m.kind.is_free_form())
-        .count()
+    gateway.free_form_delivered_to(customer())
 }
 
 /// A stand-in refusing as `refusal`, and a messenger over `store` with the queue policy.
@@ -1214,13 +790,11 @@ on_both_stores!(
 /// customer gets the message once.
 async fn call_paused_past_its_send_lease<S: Store + Clone>(store: S) {
     let gateway = Arc::new(StandInGateway::start().await.unwrap());
-    let paused = Faulty::new(
-        store.clone(),
-        Some((
-            "set_invitation",
-            1,
-            Strike::Pause(4 * LEASE.to_std().unwrap()),
-        )),
+    let paused = InstrumentedStore::new(store.clone());
+    paused.fault_at(
+        "set_invitation",
+        1,
+        Fault::Pause(4 * LEASE.to_std().unwrap()),
     );
     let a = Messenger::new(Sessions::new(paused), client(&gateway), queue_config());
     let b = Messenger::new(Sessions::new(store), client(&gateway), queue_config());
@@ -1487,7 +1061,9 @@ async fn with_store(
                 }
             };
             let store = open_sled(SledConfig::new(path).durability(durability));
-            perform(store, client, kill_at, id, work).await
+            // Boxed: a send's future (window, catalog, pricing, consent) is too large to
+            // nest on the test thread's stack in a debug build.
+            Box::pin(perform(store, client, kill_at, id, work)).await
         }
         Place::Redis { url, prefix } => {
             let store = RedisConfig::new(url)
@@ -1497,7 +1073,7 @@ async fn with_store(
                 .connect()
                 .await
                 .unwrap();
-            perform(store, client, kill_at, id, work).await
+            Box::pin(perform(store, client, kill_at, id, work)).await
         }
     }
 }
@@ -1509,9 +1085,9 @@ async fn perform<S: Store + Clone>(
     id: MessageId,
     work: Work<'_>,
 ) -> Vec<&'static str> {
-    let mut store = Faulty::new(store, None);
+    let store = InstrumentedStore::new(store);
     if let Some(n) = kill_at {
-        store = store.kill_at(n);
+        store.at_call(n, || kill_self());
     }
     let messenger = Messenger::new(Sessions::new(store.clone()), client, queue_config());
     match work {
@@ -1837,115 +1413,3 @@ on_both_stores!(
     redis_a_requeued_copy_waits_out_the_margin,
     requeued_copy_waits_out_the_margin
 );
-
-/// Cost and consent records pass straight through: the attacks here are on outcomes.
-impl<S: lipachat_session::ConsentStore> lipachat_session::ConsentStore for Faulty<S> {
-    async fn marketing_consent(
-        &self,
-        conversation: Conversation,
-    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
-        self.inner.marketing_consent(conversation).await
-    }
-
-    async fn record_opt_out(
-        &self,
-        conversation: Conversation,
-        opted_out: bool,
-        at: DateTime<Utc>,
-    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
-        self.inner.record_opt_out(conversation, opted_out, at).await
-    }
-
-    async fn extend_back_off(
-        &self,
-        conversation: Conversation,
-        until: DateTime<Utc>,
-    ) -> Result<lipachat_session::MarketingConsent, StoreError> {
-        self.inner.extend_back_off(conversation, until).await
-    }
-
-    async fn free_entry_point(
-        &self,
-        conversation: Conversation,
-    ) -> Result<Option<lipachat_session::FreeEntryPoint>, StoreError> {
-        self.inner.free_entry_point(conversation).await
-    }
-
-    async fn record_referral(
-        &self,
-        conversation: Conversation,
-        at: DateTime<Utc>,
-    ) -> Result<lipachat_session::FreeEntryPoint, StoreError> {
-        self.inner.record_referral(conversation, at).await
-    }
-
-    async fn record_business_reply(
-        &self,
-        conversation: Conversation,
-        reply_at: DateTime<Utc>,
-        until: DateTime<Utc>,
-        within: TimeDelta,
-    ) -> Result<Option<lipachat_session::FreeEntryPoint>, StoreError> {
-        self.inner
-            .record_business_reply(conversation, reply_at, until, within)
-            .await
-    }
-
-    async fn confirm_free_entry_point(
-        &self,
-        conversation: Conversation,
-        until: DateTime<Utc>,
-        sent_at: DateTime<Utc>,
-    ) -> Result<lipachat_session::FreeEntryPoint, StoreError> {
-        self.inner
-            .confirm_free_entry_point(conversation, until, sent_at)
-            .await
-    }
-
-    async fn record_predicted_cost(
-        &self,
-        cost: lipachat_session::PredictedCost,
-    ) -> Result<(), StoreError> {
-        self.inner.record_predicted_cost(cost).await
-    }
-
-    async fn record_reported_pricing(
-        &self,
-        business: PhoneNumber,
-        message_id: MessageId,
-        pricing: lipachat_session::ReportedPricing,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .record_reported_pricing(business, message_id, pricing)
-            .await
-    }
-
-    async fn cost_records(
-        &self,
-        business: Option<PhoneNumber>,
-    ) -> Result<Vec<lipachat_session::CostRecord>, StoreError> {
-        self.inner.cost_records(business).await
-    }
-
-    async fn reach_customer(
-        &self,
-        portfolio: &str,
-        customer: u64,
-        at: DateTime<Utc>,
-        limit: u64,
-        span: TimeDelta,
-    ) -> Result<lipachat_session::Reach, StoreError> {
-        self.inner
-            .reach_customer(portfolio, customer, at, limit, span)
-            .await
-    }
-
-    async fn reached(
-        &self,
-        portfolio: &str,
-        at: DateTime<Utc>,
-        span: TimeDelta,
-    ) -> Result<u64, StoreError> {
-        self.inner.reached(portfolio, at, span).await
-    }
-}

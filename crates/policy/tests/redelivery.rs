@@ -133,12 +133,7 @@ async fn a_redelivered_message_is_recognised_and_changes_nothing() {
         "the queued card went out"
     );
     let recorded = b.window().await;
-    let free_form = b
-        .gateway
-        .delivered()
-        .iter()
-        .filter(|m| m.kind.is_free_form())
-        .count();
+    let free_form = b.gateway.free_form_delivered_to(chat().phone().unwrap());
     assert_eq!(free_form, 1);
 
     // Redelivered an hour later, then again two days later: nothing recorded, nothing
@@ -162,12 +157,7 @@ async fn a_redelivered_message_is_recognised_and_changes_nothing() {
         assert!(delivery.delivered.is_empty());
         assert_eq!(b.window().await, recorded, "a duplicate records nothing");
     }
-    let free_form = b
-        .gateway
-        .delivered()
-        .iter()
-        .filter(|m| m.kind.is_free_form())
-        .count();
+    let free_form = b.gateway.free_form_delivered_to(chat().phone().unwrap());
     assert_eq!(free_form, 1, "the card reached the customer once");
 }
 

@@ -2,37 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage};
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig};
 use lipachat_session::{Conversation, Sessions, SledStore};
 use lipachat_testkit::StandInGateway;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn decisions_are_traced_and_the_key_never_is() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = lipachat_testkit::capture_log();
 
     let secret = "sk-live-very-secret-key-1234567890";
     let gateway = StandInGateway::builder()
@@ -91,7 +68,7 @@ async fn decisions_are_traced_and_the_key_never_is() {
             .is_err()
     );
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(!log.contains(secret), "the key leaked into the log");
     assert!(
         !log.contains("sk-wrong-secret-abcdef"),

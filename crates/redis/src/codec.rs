@@ -12,12 +12,11 @@
 
 use chrono::{DateTime, Utc};
 use lipachat_session::MessageId;
-use lipachat_session::window::to_millis;
 use lipachat_session::{Customer, Invitation, PhoneNumber, QueuedMessage, WindowRecord};
 
 /// A time as stored: epoch milliseconds, as text.
 pub(crate) fn time(at: DateTime<Utc>) -> String {
-    to_millis(at).to_string()
+    at.timestamp_millis().to_string()
 }
 
 /// Reads a time written by [`time`], or a sorted-set score (which Redis may print in
@@ -89,7 +88,11 @@ pub(crate) fn parse_customer(text: &str) -> Option<Customer> {
 
 /// Encodes a queued message without its id (the id is the hash field).
 pub(crate) fn queued(message: &QueuedMessage) -> String {
-    format!("{}:{}", to_millis(message.queued_at), message.payload)
+    format!(
+        "{}:{}",
+        message.queued_at.timestamp_millis(),
+        message.payload
+    )
 }
 
 /// Decodes a queued message stored under `id`.
@@ -112,7 +115,7 @@ pub(crate) fn invitation(invitation: &Invitation) -> String {
     format!(
         "{}:{}",
         invitation.message_id,
-        to_millis(invitation.sent_at)
+        invitation.sent_at.timestamp_millis()
     )
 }
 

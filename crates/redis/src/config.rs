@@ -1,13 +1,20 @@
-//! How to reach Redis: the server URL, the key prefix and the timeouts.
+//! How to reach Redis: the server or cluster URL, TLS trust, the key prefix, the
+//! timeouts and the replica wait.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use lipachat_session::StoreError;
 use redis::IntoConnectionInfo;
 
 use crate::RedisStore;
+use crate::connect_error::ConnectError;
+
+/// The environment variable naming a PEM file of certificate authorities to trust, in
+/// addition to the system's, for `rediss://` servers (read at connect when
+/// [`RedisConfig::with_ca_cert`] named none).
+pub const CA_CERT_ENV: &str = "LIPACHAT_REDIS_CA_CERT";
 
 /// Why a [`RedisConfig`] cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,7 +22,7 @@ use crate::RedisStore;
 pub enum ConfigError {
     /// The URL is not a Redis URL.
     #[error(
-        "{url:?} is not a Redis URL ({detail}); write redis://HOST:PORT/DB, for example redis://127.0.0.1:6379/0"
+        "{url:?} is not a Redis URL ({detail}); write redis://HOST:PORT/DB (rediss:// for TLS), for example redis://127.0.0.1:6379/0, or redis+cluster://HOST:PORT,HOST:PORT for a Redis Cluster"
     )]
     Url {
         /// The URL, password hidden.
@@ -31,6 +38,9 @@ pub enum ConfigError {
     /// A timeout is zero.
     #[error("the {0} timeout must be longer than zero")]
     Timeout(&'static str),
+    /// The replica wait asks for no replica, or waits longer than one answer may take.
+    #[error("replica wait: {0}")]
+    ReplicaWait(String),
 }
 
 /// The time limits of every call, so an unreachable or stalled server turns into an
@@ -73,10 +83,71 @@ impl RedisTimeouts {
     }
 }
 
-/// How to open a [`RedisStore`]: server URL, key prefix and timeouts.
+/// How long each write waits for replicas to confirm it (`WAIT replicas timeout`), so an
+/// acknowledged write is on `replicas` replicas as well as on the primary.
 ///
-/// Parses from a URL (`redis://HOST:PORT/DB`, `redis://:PASSWORD@HOST:PORT/DB`,
-/// `redis+unix:///path/to/socket?db=DB`); its `Debug` and `Display` hide the password.
+/// Set with [`RedisConfig::with_replica_wait`]. A write that fewer replicas confirm within
+/// `timeout` is applied on the primary but fails with
+/// [`lipachat_session::StoreError::Backend`], naming how many confirmed: the caller must
+/// treat it as possibly applied, like any failed write. `WAIT` narrows what a failover can
+/// lose; it does not make Redis strongly consistent (see `docs/redis.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaWait {
+    /// How many replicas must confirm each write (at least 1).
+    pub replicas: u32,
+    /// How long to wait for them (longer than zero, shorter than the response timeout).
+    pub timeout: Duration,
+}
+
+impl ReplicaWait {
+    fn validate(&self, timeouts: &RedisTimeouts) -> Result<(), ConfigError> {
+        if self.replicas == 0 {
+            return Err(ConfigError::ReplicaWait(
+                "ask for at least one replica (no wait: do not set one)".to_owned(),
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout.as_millis() == 0 {
+            return Err(ConfigError::ReplicaWait(
+                "the timeout must be at least one millisecond (WAIT 0 would wait forever)"
+                    .to_owned(),
+            ));
+        }
+        if self.timeout >= timeouts.response {
+            return Err(ConfigError::ReplicaWait(format!(
+                "the timeout {:?} must be shorter than the response timeout {:?}, which bounds the WAIT's answer",
+                self.timeout, timeouts.response
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the data lives: one server, or a Redis Cluster reached through seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Deployment {
+    /// One server (standalone, or a primary behind a proxy): the URL as redis-rs reads it.
+    Server,
+    /// A Redis Cluster: one redis-rs URL per seed node, each with the URL's credentials
+    /// and TLS setting.
+    Cluster {
+        /// The seed nodes' URLs.
+        nodes: Vec<String>,
+    },
+}
+
+/// How to open a [`RedisStore`]: server URL, key prefix, timeouts, TLS trust and the
+/// replica wait.
+///
+/// Parses from a URL:
+/// - `redis://HOST:PORT/DB`, `redis://:PASSWORD@HOST:PORT/DB`,
+///   `redis://USER:PASSWORD@HOST:PORT/DB` (an ACL user), `redis+unix:///path?db=DB`;
+/// - `rediss://…` the same over TLS, the server's certificate checked against the
+///   system's roots plus the file of [`RedisConfig::with_ca_cert`] (or
+///   `$LIPACHAT_REDIS_CA_CERT`); `rediss://…#insecure` skips the check, and only then;
+/// - `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]` (and `rediss+cluster://`)
+///   for a Redis Cluster: one reachable node is enough, the others are discovered.
+///
+/// Its `Debug` and `Display` hide the password.
 ///
 /// ```
 /// use std::time::Duration;
@@ -90,30 +161,53 @@ impl RedisTimeouts {
 /// assert_eq!(config.key_prefix(), "bot-a");
 /// assert_eq!(config.to_string(), "redis://:***@127.0.0.1:6379/2 (prefix bot-a)");
 /// assert!("http://example.invalid".parse::<RedisConfig>().is_err());
+///
+/// let cluster: RedisConfig = "rediss+cluster://bot:secret@10.0.0.1:6379,10.0.0.2:6379".parse()?;
+/// assert!(cluster.is_cluster() && cluster.uses_tls());
+/// assert_eq!(
+///     cluster.to_string(),
+///     "rediss+cluster://bot:***@10.0.0.1:6379,10.0.0.2:6379 (prefix lipachat)"
+/// );
 /// # Ok::<(), lipachat_redis::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     url: String,
+    deployment: Deployment,
     key_prefix: String,
     timeouts: RedisTimeouts,
+    ca_cert: Option<PathBuf>,
+    replica_wait: Option<ReplicaWait>,
 }
 
 impl RedisConfig {
     /// The default key prefix.
     pub const DEFAULT_PREFIX: &'static str = "lipachat";
 
-    /// A configuration for the server at `url`, with the default prefix and timeouts.
+    /// A configuration for the server or cluster at `url`, with the default prefix and
+    /// timeouts, no extra certificate authority (unless `$LIPACHAT_REDIS_CA_CERT` names
+    /// one at connect) and no replica wait.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
-        url.into_connection_info()
-            .map_err(|error| ConfigError::Url {
-                url: redact(url),
-                detail: hide_passwords(&password_forms(url), &error.to_string()),
-            })?;
+        let refused = |detail: String| ConfigError::Url {
+            url: redact(url),
+            detail: hide_passwords(&password_forms(url), &detail),
+        };
+        let deployment = if cluster_scheme(url).is_some() {
+            Deployment::Cluster {
+                nodes: cluster_nodes(url).map_err(refused)?,
+            }
+        } else {
+            url.into_connection_info()
+                .map_err(|error| refused(error.to_string()))?;
+            Deployment::Server
+        };
         Ok(Self {
             url: url.to_owned(),
+            deployment,
             key_prefix: Self::DEFAULT_PREFIX.to_owned(),
             timeouts: RedisTimeouts::default(),
+            ca_cert: None,
+            replica_wait: None,
         })
     }
 
@@ -131,7 +225,26 @@ impl RedisConfig {
     /// Sets the timeouts.
     pub fn with_timeouts(mut self, timeouts: RedisTimeouts) -> Result<Self, ConfigError> {
         timeouts.validate()?;
+        if let Some(wait) = &self.replica_wait {
+            wait.validate(&timeouts)?;
+        }
         self.timeouts = timeouts;
+        Ok(self)
+    }
+
+    /// Trusts the certificate authorities in the PEM file at `path` for `rediss://`
+    /// servers, in addition to the system's roots (the file is read at connect). Without
+    /// it, `$LIPACHAT_REDIS_CA_CERT` names the file, if set.
+    pub fn with_ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Makes every write wait for `wait.replicas` replicas to confirm it (Redis `WAIT`),
+    /// within `wait.timeout`; see [`ReplicaWait`].
+    pub fn with_replica_wait(mut self, wait: ReplicaWait) -> Result<Self, ConfigError> {
+        wait.validate(&self.timeouts)?;
+        self.replica_wait = Some(wait);
         Ok(self)
     }
 
@@ -150,8 +263,44 @@ impl RedisConfig {
         self.timeouts
     }
 
-    /// Connects, checks the server (Redis 6.2 or newer) and the key schema.
-    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+    /// The certificate authority file set with [`RedisConfig::with_ca_cert`].
+    pub fn ca_cert(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
+    }
+
+    /// The replica wait, if set.
+    pub fn replica_wait(&self) -> Option<ReplicaWait> {
+        self.replica_wait
+    }
+
+    /// Whether the URL names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.deployment, Deployment::Cluster { .. })
+    }
+
+    /// Whether the connection uses TLS (`rediss://`, `rediss+cluster://`).
+    pub fn uses_tls(&self) -> bool {
+        let scheme = self.url.split_once("://").map_or("", |(scheme, _)| scheme);
+        scheme.eq_ignore_ascii_case("rediss") || scheme.eq_ignore_ascii_case("rediss+cluster")
+    }
+
+    /// The certificate authority file to trust: the configured one, else the one
+    /// `$LIPACHAT_REDIS_CA_CERT` names (an empty variable counts as unset).
+    pub(crate) fn effective_ca_cert(&self) -> Option<PathBuf> {
+        self.ca_cert.clone().or_else(|| {
+            std::env::var_os(CA_CERT_ENV)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+
+    pub(crate) fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// Connects, checks the server (Redis 6.2 or newer; a cluster for a cluster URL and
+    /// not for another) and the key schema.
+    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
         RedisStore::connect_with(self).await
     }
 }
@@ -176,8 +325,78 @@ impl fmt::Debug for RedisConfig {
             .field("url", &redact(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("timeouts", &self.timeouts)
+            .field("ca_cert", &self.ca_cert)
+            .field("replica_wait", &self.replica_wait)
             .finish()
     }
+}
+
+/// The scheme of a cluster URL (`redis+cluster`, `rediss+cluster`, any case), if it is one.
+fn cluster_scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once("://")?;
+    (scheme.eq_ignore_ascii_case("redis+cluster") || scheme.eq_ignore_ascii_case("rediss+cluster"))
+        .then_some(scheme)
+}
+
+/// The seed nodes of a cluster URL, `SCHEME://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…][/0]
+/// [?QUERY][#FRAGMENT]`, each as a redis-rs URL with the same credentials, query and
+/// fragment (`#insecure`).
+fn cluster_nodes(url: &str) -> Result<Vec<String>, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("no scheme".to_owned());
+    };
+    let node_scheme = if scheme.eq_ignore_ascii_case("rediss+cluster") {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, format!("#{fragment}")),
+        None => (rest, String::new()),
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, format!("?{query}")),
+        None => (rest, String::new()),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !matches!(path, "" | "/" | "/0") {
+        return Err(format!(
+            "a Redis Cluster has database 0 only, so the path must be /0 or nothing, not {path:?}"
+        ));
+    }
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    if hosts.is_empty() {
+        return Err("no node; write HOST:PORT[,HOST:PORT…]".to_owned());
+    }
+    hosts
+        .split(',')
+        .map(|host| {
+            if host.is_empty() {
+                return Err("an empty node between commas".to_owned());
+            }
+            let node = format!("{node_scheme}://{userinfo}{host}/0{query}{fragment}");
+            node.as_str()
+                .into_connection_info()
+                .map_err(|error| format!("node {host:?}: {error}"))?;
+            Ok(node)
+        })
+        .collect()
+}
+
+/// The byte range of the password in `url`'s user-info part (`SCHEME://USER:PASSWORD@…`),
+/// found without parsing the rest (a cluster URL's host list is not one URL host).
+fn userinfo_password(url: &str) -> Option<std::ops::Range<usize>> {
+    let authority_start = url.find("://")? + 3;
+    let authority_len = url[authority_start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - authority_start);
+    let authority = &url[authority_start..authority_start + authority_len];
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some(authority_start + colon + 1..authority_start + at)
 }
 
 /// The URL with its password replaced by `***`.
@@ -205,8 +424,20 @@ pub(crate) fn redact(url: &str) -> String {
             }
             parsed.to_string()
         }
-        Err(_) if url.contains('@') || url.contains('?') => "<redacted>".to_owned(),
-        Err(_) => url.to_owned(),
+        Err(_) => match userinfo_password(url) {
+            Some(password) if !password.is_empty() => {
+                let mut redacted = url.to_owned();
+                redacted.replace_range(password, "***");
+                if redacted.contains('?') {
+                    "<redacted>".to_owned()
+                } else {
+                    redacted
+                }
+            }
+            Some(_) => url.to_owned(),
+            None if url.contains('@') || url.contains('?') => "<redacted>".to_owned(),
+            None => url.to_owned(),
+        },
     }
 }
 
@@ -221,7 +452,15 @@ fn is_password_key(name: &str) -> bool {
 /// another is replaced whole.
 pub(crate) fn password_forms(url: &str) -> Vec<String> {
     let Ok(parsed) = url::Url::parse(url) else {
-        return Vec::new();
+        // A cluster URL: its user-info part as written.
+        let mut forms = Vec::new();
+        if let Some(password) = userinfo_password(url).filter(|range| !range.is_empty()) {
+            forms.push(url[password.clone()].to_owned());
+            forms.push(percent_decoded(&url[password]));
+        }
+        forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+        forms.dedup();
+        return forms;
     };
     let mut forms = Vec::new();
     if let Some(written) = parsed.password() {

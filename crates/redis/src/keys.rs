@@ -97,15 +97,30 @@ impl KeyLayout {
     /// A `SCAN … MATCH` pattern for every [`Self::seen_inbound`] key of `business`: its
     /// prefix with glob characters escaped, then `*`.
     pub fn seen_inbound_pattern(&self, business: PhoneNumber) -> String {
-        let mut pattern = String::new();
-        for c in self.seen_inbound_prefix(business).chars() {
-            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
+        glob_escaped(&self.seen_inbound_prefix(business)) + "*"
+    }
+
+    /// The least ACL rules a Redis user needs for the store under this prefix: every key
+    /// under the prefix (glob characters escaped) and no other, no channel, and only the
+    /// commands the store and its scripts send.
+    ///
+    /// ```
+    /// use lipachat_redis::KeyLayout;
+    ///
+    /// let rules = KeyLayout::new("support-bot").acl_rules();
+    /// assert!(rules.starts_with("resetkeys ~support-bot:* resetchannels -@all +ping +info"));
+    /// // As an operator would give it: ACL SETUSER bot on >PASSWORD <rules>
+    /// ```
+    pub fn acl_rules(&self) -> String {
+        let mut rules = format!(
+            "resetkeys ~{} resetchannels -@all",
+            glob_escaped(&format!("{}:", self.prefix)) + "*"
+        );
+        for command in ACL_COMMANDS {
+            rules.push_str(" +");
+            rules.push_str(command);
         }
-        pattern.push('*');
-        pattern
+        rules
     }
 
     /// SET: the customers of this business with queued messages.
@@ -254,6 +269,72 @@ impl KeyLayout {
     }
 }
 
+/// The commands the store sends, and those its scripts call: what [`KeyLayout::acl_rules`]
+/// allows. Connection set-up (`AUTH`, `HELLO`) needs no permission; `SELECT` is for a
+/// database other than 0; `ASKING` and `CLUSTER SLOTS` are for a cluster.
+const ACL_COMMANDS: &[&str] = &[
+    // The connection and the checks at connect.
+    "ping",
+    "info",
+    "select",
+    "asking",
+    "cluster|slots",
+    // The replica wait, when configured.
+    "wait",
+    // Scripts, loaded once per server.
+    "evalsha",
+    "script|load",
+    // Sent directly.
+    "get",
+    "set",
+    "mget",
+    "pttl",
+    "scan",
+    "sadd",
+    "smembers",
+    "hget",
+    "hgetall",
+    "hset",
+    "hdel",
+    "zcard",
+    "zcount",
+    // Called by the scripts.
+    "decr",
+    "del",
+    "exists",
+    "hexists",
+    "hkeys",
+    "hmget",
+    "hsetnx",
+    "incr",
+    "llen",
+    "lpos",
+    "lrange",
+    "lrem",
+    "lset",
+    "pexpire",
+    "rpush",
+    "srem",
+    "time",
+    "zadd",
+    "zrangebyscore",
+    "zrem",
+    "zremrangebyscore",
+    "zscore",
+];
+
+/// `text` with the glob characters of `SCAN … MATCH` and ACL key patterns escaped.
+fn glob_escaped(text: &str) -> String {
+    let mut pattern = String::new();
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +362,14 @@ mod tests {
     }
 
     #[test]
+    fn a_portfolio_count_is_one_slot_of_its_own() {
+        let keys = KeyLayout::new("bot:a");
+        let reached = keys.reached("east-africa.1");
+        assert!(reached.starts_with("bot:a:"), "{reached}");
+        assert_eq!(hash_tag(&reached), "portfolio:east-africa.1");
+    }
+
+    #[test]
     fn one_business_one_slot() {
         let keys = KeyLayout::new("bot:a");
         let chat = Conversation::parse("254110090747", "254712345678").unwrap();
@@ -301,6 +390,10 @@ mod tests {
                 chat.business,
                 lipachat_session::InboundDigest::from_bytes([7; 16]),
             ),
+            keys.consent(chat.business),
+            keys.free_entry_point(chat.business),
+            keys.predicted_costs(chat.business),
+            keys.reported_pricing(chat.business),
         ];
         for key in &per_business {
             assert!(key.starts_with("bot:a:"), "{key}");

@@ -32,25 +32,37 @@
 //! ```
 //!
 //! The pieces:
-//! - [`RedisConfig`], [`RedisTimeouts`]: server URL (`redis://HOST:PORT/DB`), key
-//!   prefix (several bots may share a server) and the time bounds of every call.
+//! - [`RedisConfig`], [`RedisTimeouts`], [`ReplicaWait`]: server URL
+//!   (`redis://HOST:PORT/DB`, `rediss://` for TLS, `redis+cluster://HOST:PORT,…` for a
+//!   Redis Cluster), key prefix (several bots may share a server), the certificate
+//!   authority to trust besides the system's ([`CA_CERT_ENV`]), the time bounds of every
+//!   call, and how many replicas must confirm each write (`WAIT`).
+//! - [`ConnectError`]: why opening failed (authentication, an untrusted certificate, a
+//!   missing ACL permission, an unreachable or unsuitable server), never with the
+//!   password in it.
 //! - [`RedisStore`]: implements [`lipachat_session::WindowStore`] and
 //!   [`lipachat_session::OutboxStore`], so it is a [`lipachat_session::Store`] and the
 //!   policy and the CLI work on it unchanged.
 //! - [`KeyLayout`]: where each fact lives; one hash tag per business number, so a Redis
-//!   Cluster keeps a business in one slot.
-//! - [`test_server`] (feature `test-server`): a throwaway `redis-server` for tests.
+//!   Cluster keeps a business in one slot; and the least ACL rules the store needs.
+//! - [`test_server`] (feature `test-server`): throwaway servers, TLS servers, clusters,
+//!   replicas and Sentinels for tests.
 //!
 //! Requires Redis 6.2 or newer (checked at connect). For durability run the server with
 //! `appendonly yes` and `appendfsync always`: every acknowledged write is then on disk.
-//! When the server is unreachable, stalled or restarting, calls fail with
-//! [`lipachat_session::StoreError::Backend`] within the operation timeout (4 s by
-//! default) and the connection recovers by itself. `docs/redis.md` describes the key
-//! layout, the scripts and the guarantees.
+//! When the server is unreachable, stalled or restarting, or a cluster primary fails
+//! over, calls fail with [`lipachat_session::StoreError::Backend`] (backend
+//! [`REDIS_BACKEND`], its source a [`RedisStoreError`] saying what failed) within the
+//! operation timeout (4 s by default) and the connection recovers by itself; connecting
+//! fails with a [`ConnectError`] naming what went wrong (authentication, an untrusted
+//! certificate, an unreachable server, ...). `docs/redis.md` describes the key layout, the
+//! scripts, TLS, the cluster, and what a failover can lose.
 
 mod codec;
 mod config;
+mod connect_error;
 mod connection;
+mod error;
 mod keys;
 mod scripts;
 mod server;
@@ -58,7 +70,9 @@ mod store;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 
-pub use config::{ConfigError, RedisConfig, RedisTimeouts};
+pub use config::{CA_CERT_ENV, ConfigError, RedisConfig, RedisTimeouts, ReplicaWait};
+pub use connect_error::ConnectError;
+pub use error::{REDIS_BACKEND, RedisStoreError};
 pub use keys::KeyLayout;
 pub use server::{RedisVersion, ServerInfo};
 pub use store::{MAX_CLAIM_LEASE, RedisStore, SCHEMA_VERSION};

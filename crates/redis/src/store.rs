@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
-use lipachat_session::window::{to_millis, truncate_to_millis};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
@@ -20,7 +19,9 @@ mod consent;
 
 use crate::codec;
 use crate::config::RedisConfig;
+use crate::connect_error::ConnectError;
 use crate::connection::{Connection, Eval, Retry};
+use crate::error::RedisStoreError;
 use crate::keys::KeyLayout;
 use crate::scripts::SCRIPTS;
 use crate::server::{self, ServerInfo};
@@ -81,32 +82,55 @@ fn corrupt(conversation: Conversation, detail: String) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to the server at `url` (`redis://HOST:PORT/DB`) with the default key
-    /// prefix and timeouts.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let config =
-            RedisConfig::new(url).map_err(|error| StoreError::Backend(error.to_string()))?;
-        Self::connect_with(config).await
+    /// Connects to the server at `url` (`redis://HOST:PORT/DB`, `rediss://…`,
+    /// `redis+cluster://HOST:PORT,…`; see [`RedisConfig`]) with the default key prefix
+    /// and timeouts.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::connect_with(RedisConfig::new(url)?).await
     }
 
-    /// Connects with a configuration: checks that the server is Redis 6.2 or newer and
-    /// that the keys under the prefix use a schema this build understands. Warns (through
-    /// `tracing`) when the server's append-only file is off.
-    pub async fn connect_with(config: RedisConfig) -> Result<Self, StoreError> {
+    /// Connects with a configuration: checks that the server (every primary of a
+    /// cluster) is Redis 6.2 or newer, that a cluster URL names a cluster and another URL
+    /// does not, and that the keys under the prefix use a schema this build understands.
+    /// Warns (through `tracing`) when an append-only file is off.
+    pub async fn connect_with(config: RedisConfig) -> Result<Self, ConnectError> {
         let connection = Connection::open(&config).await?;
-        let info: (String, String) = connection
-            .pipeline(
-                "INFO",
-                Retry::Once,
-                redis::pipe()
-                    .cmd("INFO")
-                    .arg("server")
-                    .cmd("INFO")
-                    .arg("persistence"),
-            )
-            .await?;
-        let server = server::check(&format!("{}\n{}", info.0, info.1))
-            .map_err(|detail| connection.backend(format!("redis at {config}: {detail}")))?;
+        let checked = |error: StoreError| connection.connect_error(&error);
+        let mut found = Vec::new();
+        for shard in connection.shards().await.map_err(checked)? {
+            let mut info = String::new();
+            for section in ["server", "persistence", "cluster"] {
+                let text: String = connection
+                    .query_shard("INFO", shard, redis::cmd("INFO").arg(section))
+                    .await
+                    .map_err(checked)?;
+                info.push_str(&text);
+                info.push('\n');
+            }
+            found.push(info);
+        }
+        let mut server: Option<ServerInfo> = None;
+        for info in &found {
+            let this = server::check(info).map_err(|detail| connection.unsuitable(&detail))?;
+            if !connection.is_cluster() && server::info_field(info, "cluster_enabled") == Some("1")
+            {
+                return Err(connection.unsuitable(
+                    "this server is a Redis Cluster node: name the cluster with redis+cluster://HOST:PORT[,HOST:PORT…] (rediss+cluster:// for TLS)",
+                ));
+            }
+            // The oldest primary is what the store can rely on; every append-only file
+            // must be on for the store to count as durable.
+            server = Some(match server {
+                None => this,
+                Some(known) => ServerInfo {
+                    version: known.version.min(this.version),
+                    aof_enabled: known.aof_enabled && this.aof_enabled,
+                },
+            });
+        }
+        let Some(server) = server else {
+            return Err(connection.unsuitable("the cluster lists no primary (CLUSTER SLOTS)"));
+        };
         if !server.aof_enabled {
             tracing::warn!(
                 redis = %config,
@@ -128,18 +152,19 @@ impl RedisStore {
                     .arg(keys.schema()),
             )
             .await
-            .map(|(schema,): (Option<String>,)| schema)?;
+            .map(|(schema,): (Option<String>,)| schema)
+            .map_err(|error| connection.connect_error(&error))?;
         match schema.as_deref().map(str::parse::<u32>) {
             Some(Ok(SCHEMA_VERSION)) => {}
             Some(Ok(found)) if found < SCHEMA_VERSION => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
+                return Err(connection.unsuitable(&format!(
+                    "key {} holds schema version {found}, an older layout this build does not read; export it with the lipachat version that wrote it, then import it here into another prefix or database, or after deleting this prefix's keys (docs/redis.md)",
                     keys.schema(),
                 )));
             }
             _ => {
-                return Err(connection.backend(format!(
-                    "redis at {config}: key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
+                return Err(connection.unsuitable(&format!(
+                    "key {} holds schema version {:?}, but this build understands up to {SCHEMA_VERSION}; upgrade lipachat, or use another key prefix",
                     keys.schema(),
                     schema.as_deref().unwrap_or("(nothing)")
                 )));
@@ -219,14 +244,18 @@ impl RedisStore {
         if businesses.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipeline = redis::pipe();
-        for business in &businesses {
-            pipeline.hgetall(key(&self.inner.keys, *business));
-        }
         let answers: Vec<HashMap<String, String>> = self
             .inner
             .connection
-            .pipeline(what, Retry::Once, &pipeline)
+            .grouped(
+                what,
+                Retry::Once,
+                per_business(&businesses, |business| {
+                    redis::cmd("HGETALL")
+                        .arg(key(&self.inner.keys, business))
+                        .to_owned()
+                }),
+            )
             .await?;
         Ok(businesses.into_iter().zip(answers).collect())
     }
@@ -251,75 +280,94 @@ impl RedisStore {
         let prefix = self.inner.keys.seen_inbound_prefix(business);
         let pattern = self.inner.keys.seen_inbound_pattern(business);
         let mut found = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .inner
-                .connection
-                .query(
-                    "scan the redelivery memory",
-                    Retry::Once,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_COUNT),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let values: Vec<Option<String>> = self
+        // On a cluster every primary holds part of the key space (the business's slot
+        // lives on one, or on two while it migrates): scan each.
+        for shard in self.inner.connection.shards().await? {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = self
                     .inner
                     .connection
-                    .query(
-                        "read the redelivery memory",
-                        Retry::Once,
-                        redis::cmd("MGET").arg(&keys),
+                    .query_shard(
+                        "scan the redelivery memory",
+                        shard,
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(SCAN_COUNT),
                     )
                     .await?;
-                let mut lifetimes = redis::pipe();
-                for key in &keys {
-                    lifetimes.cmd("PTTL").arg(key);
+                found.extend(self.remembered_keys(&prefix, business, now, keys).await?);
+                if next == 0 {
+                    break;
                 }
-                let lifetimes: Vec<i64> = self
-                    .inner
-                    .connection
-                    .pipeline(
-                        "read the redelivery memory's lifetimes",
-                        Retry::Once,
-                        &lifetimes,
-                    )
-                    .await?;
-                for ((key, value), lifetime) in keys.iter().zip(values).zip(lifetimes) {
-                    // -2: gone since the scan (expired or replaced); nothing to carry.
-                    let Some(value) = value.filter(|_| lifetime != -2) else {
-                        continue;
-                    };
-                    let digest = key
-                        .strip_prefix(&prefix)
-                        .and_then(|hex| hex.parse::<InboundDigest>().ok());
-                    let first = codec::parse_time(&value, "first receipt");
-                    match (digest, first, lifetime) {
-                        (Some(digest), Ok(first_received_at), lifetime) if lifetime > 0 => {
-                            found.push(RememberedInbound {
-                                business,
-                                digest,
-                                first_received_at,
-                                remember_until: now + TimeDelta::milliseconds(lifetime),
-                            });
-                        }
-                        _ => tracing::warn!(
-                            key,
-                            lifetime,
-                            "skipping an unreadable or unexpiring seen-id key"
-                        ),
-                    }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The redelivery memory entries among `keys` (seen-id keys of `business` found by a
+    /// scan), each read with `MGET` and `PTTL`.
+    async fn remembered_keys(
+        &self,
+        prefix: &str,
+        business: PhoneNumber,
+        now: DateTime<Utc>,
+        keys: Vec<String>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<String>> = self
+            .inner
+            .connection
+            .query(
+                "read the redelivery memory",
+                Retry::Once,
+                redis::cmd("MGET").arg(&keys),
+            )
+            .await?;
+        let mut lifetimes = redis::pipe();
+        for key in &keys {
+            lifetimes.cmd("PTTL").arg(key);
+        }
+        let lifetimes: Vec<i64> = self
+            .inner
+            .connection
+            .pipeline(
+                "read the redelivery memory's lifetimes",
+                Retry::Once,
+                &lifetimes,
+            )
+            .await?;
+        let mut found = Vec::new();
+        for ((key, value), lifetime) in keys.iter().zip(values).zip(lifetimes) {
+            // -2: gone since the scan (expired or replaced); nothing to carry.
+            let Some(value) = value.filter(|_| lifetime != -2) else {
+                continue;
+            };
+            let digest = key
+                .strip_prefix(prefix)
+                .and_then(|hex| hex.parse::<InboundDigest>().ok());
+            let first = codec::parse_time(&value, "first receipt");
+            match (digest, first, lifetime) {
+                (Some(digest), Ok(first_received_at), lifetime) if lifetime > 0 => {
+                    found.push(RememberedInbound {
+                        business,
+                        digest,
+                        first_received_at,
+                        remember_until: now + TimeDelta::milliseconds(lifetime),
+                    });
                 }
+                _ => tracing::warn!(
+                    key,
+                    lifetime,
+                    "skipping an unreadable or unexpiring seen-id key"
+                ),
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         Ok(found)
     }
@@ -454,6 +502,18 @@ impl RedisStore {
     }
 }
 
+/// One command per business (each on its business's slot), for
+/// [`Connection::grouped`].
+fn per_business(
+    businesses: &[PhoneNumber],
+    command: impl Fn(PhoneNumber) -> redis::Cmd,
+) -> Vec<Vec<redis::Cmd>> {
+    businesses
+        .iter()
+        .map(|business| vec![command(*business)])
+        .collect()
+}
+
 /// Reads the records a keep-max script answered. A corrupt previous value is replaced, as
 /// the sled store does: a new fact is worth more than an unreadable one.
 fn inbound_update(
@@ -494,7 +554,7 @@ impl WindowStore for RedisStore {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<InboundUpdate, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         let (previous, current): (Option<String>, String) = self
             .inner
             .connection
@@ -520,7 +580,7 @@ impl WindowStore for RedisStore {
         received_at: DateTime<Utc>,
         remember_until: DateTime<Utc>,
     ) -> Result<InboundReceipt, StoreError> {
-        let at = truncate_to_millis(at);
+        let at = at.trunc_subsecs(3);
         // The horizon runs in server time from now: a key with a non-positive lifetime
         // would be refused, and an id remembered for a millisecond still counts once.
         let remember_ms = (remember_until - received_at).num_milliseconds().max(1);
@@ -549,10 +609,14 @@ impl WindowStore for RedisStore {
                 },
             )
             .await?;
-        let unexpected = || {
-            self.inner.connection.backend(format!(
-                "record_inbound_once for {conversation}: unexpected answer {answer:?}"
-            ))
+        let unexpected = || -> StoreError {
+            self.inner
+                .connection
+                .unexpected(
+                    &format!("record_inbound_once for {conversation}"),
+                    &format!("{answer:?}"),
+                )
+                .into()
         };
         match answer.as_slice() {
             [Some(tag), Some(first)] if tag == "duplicate" => {
@@ -595,22 +659,27 @@ impl WindowStore for RedisStore {
             return Ok(false);
         }
         // The business joins the registry, so a later export lists its memory.
-        let mut insert = redis::pipe();
-        insert
-            .add_command(self.register(entry.business))
-            .ignore()
-            .cmd("SET")
-            .arg(self.inner.keys.seen_inbound(entry.business, entry.digest))
-            .arg(codec::time(entry.first_received_at))
-            .arg("NX")
-            .arg("PX")
-            .arg(lifetime);
+        let key = self.inner.keys.seen_inbound(entry.business, entry.digest);
+        let first = codec::time(entry.first_received_at);
         // SET NX is idempotent, so a retry after a lost answer is harmless (it then
         // reports the entry as kept).
         let answer: Vec<Option<String>> = self
             .inner
             .connection
-            .pipeline("remember an inbound id", Retry::Once, &insert)
+            .pipeline_after(
+                "remember an inbound id",
+                Retry::OnceWrite,
+                &self.register(entry.business),
+                |insert| {
+                    insert
+                        .cmd("SET")
+                        .arg(&key)
+                        .arg(&first)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(lifetime);
+                },
+            )
             .await?;
         Ok(matches!(answer.as_slice(), [Some(_)]))
     }
@@ -663,7 +732,7 @@ impl WindowStore for RedisStore {
         after: DateTime<Utc>,
         up_to: DateTime<Utc>,
     ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
-        let (after, up_to) = (to_millis(after), to_millis(up_to));
+        let (after, up_to) = (after.timestamp_millis(), up_to.timestamp_millis());
         if after >= up_to {
             return Ok(Vec::new());
         }
@@ -702,7 +771,7 @@ impl WindowStore for RedisStore {
                     // The scripts keep the score equal to the record's last inbound time;
                     // the record is what counts.
                     Ok(record) => {
-                        let at = to_millis(record.last_inbound);
+                        let at = record.last_inbound.timestamp_millis();
                         if after < at && at <= up_to {
                             found.push((conversation, record));
                         }
@@ -723,14 +792,18 @@ impl WindowStore for RedisStore {
         if businesses.is_empty() {
             return Ok(0);
         }
-        let mut pipeline = redis::pipe();
-        for business in &businesses {
-            pipeline.zcard(self.inner.keys.inbound(*business));
-        }
         let counts: Vec<u64> = self
             .inner
             .connection
-            .pipeline("count", Retry::Once, &pipeline)
+            .grouped(
+                "count",
+                Retry::Once,
+                per_business(&businesses, |business| {
+                    redis::cmd("ZCARD")
+                        .arg(self.inner.keys.inbound(business))
+                        .to_owned()
+                }),
+            )
             .await?;
         Ok(counts.iter().sum())
     }
@@ -900,9 +973,11 @@ impl OutboxStore for RedisStore {
         match done {
             1 => Ok(true),
             0 => Ok(false),
-            _ => Err(StoreError::Backend(format!(
-                "reassign {old} to {new} for {conversation}: {new} is already queued"
-            ))),
+            _ => Err(RedisStoreError::Refused {
+                operation: format!("reassign {old} to {new} for {conversation}"),
+                reason: format!("{new} is already queued"),
+            }
+            .into()),
         }
     }
 
@@ -911,14 +986,18 @@ impl OutboxStore for RedisStore {
         if businesses.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipeline = redis::pipe();
-        for business in &businesses {
-            pipeline.smembers(self.inner.keys.outboxes(*business));
-        }
         let answers: Vec<Vec<String>> = self
             .inner
             .connection
-            .pipeline("conversations_with_queued", Retry::Once, &pipeline)
+            .grouped(
+                "conversations_with_queued",
+                Retry::Once,
+                per_business(&businesses, |business| {
+                    redis::cmd("SMEMBERS")
+                        .arg(self.inner.keys.outboxes(business))
+                        .to_owned()
+                }),
+            )
             .await?;
         let mut found: Vec<Conversation> = businesses
             .iter()
@@ -975,7 +1054,7 @@ impl OutboxStore for RedisStore {
             .connection
             .eval_one::<i64>(
                 "release",
-                Retry::Once,
+                Retry::OnceWrite,
                 None,
                 Eval {
                     script: &SCRIPTS.release,
@@ -1029,19 +1108,31 @@ impl OutboxStore for RedisStore {
     ) -> Result<(), StoreError> {
         let key = self.inner.keys.invitations(conversation.business);
         let customer = conversation.customer.key();
-        let mut pipeline = redis::pipe();
+        let connection = &self.inner.connection;
         match invitation {
-            Some(invitation) => pipeline
-                .add_command(self.register(conversation.business))
-                .ignore()
-                .hset(key, customer, codec::invitation(&invitation))
-                .ignore(),
-            None => pipeline.hdel(key, customer).ignore(),
-        };
-        self.inner
-            .connection
-            .pipeline("set_invitation", Retry::Never, &pipeline)
-            .await
+            Some(invitation) => {
+                let value = codec::invitation(&invitation);
+                connection
+                    .pipeline_after(
+                        "set_invitation",
+                        Retry::Never,
+                        &self.register(conversation.business),
+                        |pipeline| {
+                            pipeline.hset(&key, customer, &value).ignore();
+                        },
+                    )
+                    .await
+            }
+            None => {
+                connection
+                    .pipeline(
+                        "set_invitation",
+                        Retry::Never,
+                        redis::pipe().hdel(key, customer).ignore(),
+                    )
+                    .await
+            }
+        }
     }
 
     async fn outcome(
@@ -1516,9 +1607,14 @@ impl IdentityStore for RedisStore {
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
             }),
-            other => Err(StoreError::Backend(format!(
-                "move_customer for {source}: unexpected answer {other:?}"
-            ))),
+            other => Err(self
+                .inner
+                .connection
+                .unexpected(
+                    &format!("move_customer for {source}"),
+                    &format!("{other:?}"),
+                )
+                .into()),
         }
     }
 }

@@ -22,51 +22,7 @@ async fn store() -> Option<(RedisServer, RedisStore)> {
     Some((server, store))
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let Some((_server, store)) = store().await else { return };
-                conformance::$check(&store).await;
-            }
-        )*
-
-        #[test]
-        fn every_check_is_run_here() {
-            let here = [$(stringify!($check)),*];
-            assert_eq!(here.as_slice(), conformance::CHECKS);
-        }
-    };
-}
-
-conformance_tests!(
-    keep_max,
-    concurrent_keep_max,
-    gateway_closure,
-    window_model,
-    inbound_between,
-    count_windows_and_forget,
-    outbox,
-    concurrent_outbox,
-    invitations,
-    outcomes,
-    outcome_expiry,
-    outcome_wa_index,
-    outbox_with_outcome,
-    claims,
-    redelivery,
-    identity_registry,
-    aliases,
-    user_and_group_conversations,
-    move_customer,
-    outcome_conversation,
-    redelivery_transfer,
-    marketing_consent,
-    free_entry_point,
-    cost_records,
-    concurrent_reach,
-);
+lipachat_session::conformance_tests!(store());
 
 /// All checks on one store, then again on a second prefix of the same server: prefixes
 /// keep bots apart.

@@ -22,8 +22,14 @@ pub const DB_VAR: &str = "SESSION_CHECK_DB";
 /// The environment variable naming the store (a Redis URL or a sled directory).
 pub const STORE_VAR: &str = "SESSION_CHECK_STORE";
 
-/// The URL schemes that name a Redis server rather than a sled directory.
-const REDIS_SCHEMES: [&str; 2] = ["redis://", "redis+unix://"];
+/// The URL schemes that name a Redis server or cluster rather than a sled directory.
+const REDIS_SCHEMES: [&str; 5] = [
+    "redis://",
+    "rediss://",
+    "redis+unix://",
+    "redis+cluster://",
+    "rediss+cluster://",
+];
 
 /// The help heading of the options that may come before or after the command.
 const GLOBAL: &str = "Global options (before or after the command)";
@@ -34,16 +40,22 @@ Phones: every form the library accepts, country code first (254712345678, +254 7
 (254) 712-345-678).
 Customers: a phone, a business-scoped user id (US.13491208655302741918: the phone's
 conversation when a webhook tied the two, else the user's own) or a group (group:ID).
-Output names them the same way. A customer without a phone cannot be sent to: send-contact
-and deliver exit 2 for one.
+Output names them the same way. A customer without a phone cannot be sent to: the send
+commands and deliver exit 2 for one.
 Times: RFC 3339 (2026-11-23T10:00:00Z). Output times are RFC 3339 UTC with 'Z', with
 milliseconds only when they are not zero (2026-11-23T10:00:00Z, 2026-11-23T10:00:00.250Z).
 Durations: a number and a unit, or several in a row: 90s, 45m, 1h30m (or 1h 30m), 2d; --margin
 also takes a bare number of seconds (90).
 
-Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB
-or redis+unix:///PATH?db=DB; keys under the prefix 'lipachat', shared with every bot replica
-using it) or a sled database directory (any other value; another URL scheme is refused).
+Store: --store STORE names a Redis server (redis://HOST:PORT/DB, redis://:PASSWORD@HOST:PORT/DB,
+redis://USER:PASSWORD@HOST:PORT/DB for an ACL user, or redis+unix:///PATH?db=DB), a Redis
+Cluster (redis+cluster://HOST:PORT[,HOST:PORT...]: one reachable node is enough), or either
+over TLS (rediss://..., rediss+cluster://...); keys under the prefix 'lipachat', shared with
+every bot replica using it. Otherwise it is a sled database directory (another URL scheme is
+refused). Over TLS the server's certificate must be signed by an authority in the system's
+roots or in the PEM file $LIPACHAT_REDIS_CA_CERT names; an untrusted certificate, a refused
+password and a missing ACL permission are errors (exit 2) that say which. Only a URL ending in
+#insecure skips the certificate check.
 --db PATH is the sled shorthand. The first of these that is given wins: --store, --db,
 $SESSION_CHECK_STORE, $SESSION_CHECK_DB (empty variables count as unset), else ./sessions.db.
 Giving both --store and --db is a usage error. Every command works the same on either store;
@@ -60,18 +72,36 @@ Output: results go to stdout (with --json, one JSON object per line); errors go 
 one line (with --json, one JSON object with the fields error and kind). The API key and a
 Redis password never appear in any output.
 
-Exit status: 0 success (status: open; send-contact: sent, rerouted or queued, and a dry run
-that would be; deliver: nothing remains queued; verify: intact, or damaged and accepted), 1
-the negative answer (status: closed or none; send-contact: rejected because the window is not
-open, and a dry run that would be; deliver: the window is closed and messages remain), 2 any
-error, including usage errors, a database in use by another process, a damaged store and a
-Redis server that cannot be reached.
+Exit status: 0 success (status: open; send-contact, send-text, send-media, send-buttons and
+send-list: sent, rerouted or queued; send-template: sent; deliver: nothing remains queued;
+verify: intact, or damaged and accepted), 1 the negative answer (status: closed or none; a
+send command: rejected because the window is not open; deliver: the window is closed and
+messages remain), 2 any error, including usage errors, a message that breaks a limit, a
+template the business's catalog refuses (unknown template or language, not APPROVED,
+placeholder or header mismatch: before anything is sent), a database in use by another
+process, a damaged store and a Redis server that cannot be reached. A --dry-run exits as the
+real send would (1 when it would be rejected).
 
-Only record, ingest, import and send-contact (not --dry-run) create a store. Every other
-command needs one: a sled path that does not exist or is an empty directory is an error
-(exit 2, no store at PATH) and nothing is created there. An import that fails leaves no new
-store behind. No command opens a path that is not a lipachat store (a file, or a directory of
-other files without the lipachat.store marker): exit 2, and nothing there is changed.
+Templates: every template a command would send (send-template's, and the --template of
+--on-closed template or queue) is checked against the business's catalog, fetched from the
+gateway (GET /api/v1/template/BUSINESS) once per run. When the catalog cannot be fetched
+the template goes unchecked and the output says so (catalog: unchecked); the JSON of a
+send that sent a template also names its category as the catalog spells it
+(template_category).
+
+Pricing: every send command and its dry run print (JSON) the predicted pricing category of
+what went or would go (category: service for a free-form message; a template's from
+--template-category, else the catalog's category when it was checked, else marketing) and
+whether it is free (free); with --prices, an estimate. A send that consent or a limit
+refuses is rejected (exit 1, reason opted_out, marketing_limit or messaging_limit) and sends
+nothing.
+
+Only record, ingest, import and the send commands (not --dry-run) create a store. Every
+other command needs one: a sled path that does not exist or is an empty directory is an
+error (exit 2, no store at PATH) and nothing is created there. An import that fails leaves
+no new store behind. No command opens a path that is not a lipachat store (a file, or a
+directory of other files without the lipachat.store marker): exit 2, and nothing there is
+changed.
 
 Integrity: a sled store checks at open that it holds what it held when it was last closed
 (per tree, the number of entries and a checksum) and, after a crash, that nothing its last
@@ -80,8 +110,8 @@ and `verify` reports it in full.
 
 Clock: --now TIME examines the windows as at TIME; the real clock still bounds what is
 stored (record and import refuse a time more than 5 minutes ahead of it, exit 2) and
-nothing that reaches the gateway runs under --now: send-contact refuses it unless --dry-run,
-deliver refuses it, and record and import never send.";
+nothing that reaches the gateway runs under --now: the send commands refuse it unless
+--dry-run, deliver refuses it, and record and import never send.";
 
 /// Inspect and drive lipachat's 24-hour WhatsApp customer service windows.
 ///
@@ -95,7 +125,8 @@ deliver refuses it, and record and import never send.";
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// The store: a Redis URL (redis://HOST:PORT/DB) or a sled database directory. Without
+    /// The store: a Redis URL (redis://HOST:PORT/DB, rediss:// for TLS,
+    /// redis+cluster://HOST:PORT,HOST:PORT for a cluster) or a sled database directory. Without
     /// --store or --db: $SESSION_CHECK_STORE, else $SESSION_CHECK_DB, else ./sessions.db.
     #[arg(
         long,
@@ -183,7 +214,47 @@ impl Cli {
             let _ = PHONES.set(phones);
         }
         let matches = crate::help::grouped(Self::command()).try_get_matches_from(args)?;
-        Self::from_arg_matches(&matches)
+        let mut cli = Self::from_arg_matches(&matches)?;
+        if let Command::SendList(list) = &mut cli.command
+            && let Some(matches) = matches.subcommand_matches("send-list")
+        {
+            list.group(matches)?;
+        }
+        Ok(cli)
+    }
+}
+
+impl SendList {
+    /// Puts each --row in the --section before it on the command line (clap keeps each
+    /// option's values apart; their positions say which section a row belongs to). A row
+    /// before the first section is a usage error.
+    pub fn group(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let positions = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(Iterator::collect)
+                .unwrap_or_default()
+        };
+        let sections = positions("section_titles");
+        let rows = positions("rows");
+        let mut grouped: Vec<lipachat_api::ListSection> = self
+            .section_titles
+            .iter()
+            .map(|title| lipachat_api::ListSection::new(title.as_str(), Vec::new()))
+            .collect();
+        for (row, at) in self.rows.iter().zip(rows) {
+            let Some(section) = sections.iter().rposition(|&start| start < at) else {
+                return Err(Cli::command().error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "each --row belongs to the --section before it; give a --section first",
+                ));
+            };
+            if let Some(target) = grouped.get_mut(section) {
+                target.rows.push(row.clone());
+            }
+        }
+        self.sections = grouped;
+        Ok(())
     }
 }
 
@@ -241,6 +312,33 @@ pub enum Command {
     /// --dry-run, missing key, refused credentials, a gateway refusal, failure after
     /// retries).
     SendContact(SendContact),
+    /// Send a text message through the policy's guarded send path, as send-contact does
+    /// (same options, outputs and exit statuses).
+    SendText(SendText),
+    /// Send an image, video, audio, document or sticker by https:// URL through the
+    /// policy's guarded send path, as send-contact does.
+    SendMedia(SendMedia),
+    /// Send text with 1 to 3 reply buttons through the policy's guarded send path, as
+    /// send-contact does.
+    SendButtons(SendButtons),
+    /// Send a list (sections of rows behind a button) through the policy's guarded send
+    /// path, as send-contact does. Each --row belongs to the --section before it.
+    SendList(SendList),
+    /// Send an approved template, whatever the window, after checking it against the
+    /// business's catalog.
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL like send-contact. The catalog is
+    /// fetched from the gateway first: an unknown template or language, a template that is
+    /// not APPROVED, or placeholders or a header that do not match it exit 2 before
+    /// anything is sent. When the catalog cannot be fetched the template goes unchecked
+    /// (the output says "catalog": "unchecked"). Exit 0 sent or dry-run; 2 any error.
+    SendTemplate(SendTemplate),
+    /// The business's template catalog, one line per template (with --json, one object
+    /// each: name, language, category, status, placeholders, header, quality_score, id).
+    ///
+    /// Reads LIPACHAT_API_KEY and LIPACHAT_BASE_URL; opens no store. Exit 0; 2 when the
+    /// catalog cannot be fetched.
+    Templates(Templates),
     /// Messages queued for the customer's reply: what each is (a contact card's name and
     /// phone, a text's first words), its message id and age (every conversation's, or one
     /// conversation's). Exit 0.
@@ -460,18 +558,19 @@ pub struct SafetyMargin {
     pub value: TimeDelta,
 }
 
-/// What `send-contact` does when the window is not open.
+/// What a send command does when the window is not open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnClosedChoice {
     /// Send nothing.
     Reject,
-    /// Send the template instead; the contact card is dropped.
+    /// Send the template instead; the message is dropped.
     Template,
-    /// Send the template to invite a reply and queue the card until the customer writes.
+    /// Send the template to invite a reply and queue the message until the customer
+    /// writes.
     Queue,
 }
 
-/// The settings of the policy's send path, shared by `send-contact` and `deliver`.
+/// The settings of the policy's send path, shared by the send commands and `deliver`.
 #[derive(Debug, Clone, Args)]
 pub struct SendSettings {
     /// The safety margin.
@@ -486,6 +585,63 @@ pub struct SendSettings {
         allow_hyphen_values = true
     )]
     pub max_retries: u32,
+}
+
+/// What every free-form send command takes besides its message: the closed-window
+/// choice and its template, the policy's settings, the `messageId` and `--dry-run`
+/// (send-contact, send-text, send-media, send-buttons, send-list).
+#[derive(Debug, Args)]
+pub struct SendOptions {
+    /// What to do when the window is not open.
+    #[arg(long, value_name = "CHOICE", default_value = "reject")]
+    pub on_closed: OnClosedChoice,
+    /// The approved template to send when the window is not open (needed by
+    /// --on-closed template and queue); checked against the business's catalog before it
+    /// is sent.
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// The template's language code (en, fil, en_US, pt_BR); needed with --template.
+    #[arg(long, value_name = "CODE")]
+    pub language: Option<String>,
+    /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
+    #[arg(long = "param", value_name = "VALUE")]
+    pub params: Vec<String>,
+    /// The settings, the messageId and --dry-run.
+    #[command(flatten)]
+    pub run: SendRun,
+}
+
+/// How a send runs, for every send command (send-template too): the policy's settings,
+/// the `messageId` and `--dry-run`.
+#[derive(Debug, Args)]
+pub struct SendRun {
+    /// The policy's settings.
+    #[command(flatten)]
+    pub settings: SendSettings,
+    /// Use this messageId (a UUID) instead of a new one: running the same send again with
+    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
+    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
+    /// the gateway's own deduplication, whose span is not published, can stop that copy.
+    #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
+    pub message_id: Option<MessageId>,
+    /// Print the decision, what the send would do (JSON: `would`) and the exact JSON body
+    /// of what would be sent, if anything; send and store nothing. Exits as the send would:
+    /// 1 when it would be rejected. Needs no API key (and so checks no template against the
+    /// catalog).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The pricing category of the template that goes (--template, or send-template's):
+    /// marketing, utility or authentication. Without it, the category the business's
+    /// template catalog gives when the template is checked against it, else marketing
+    /// (a dry run checks no catalog). Marketing templates are refused to a customer who
+    /// opted out (reason opted_out) or inside a 131049 back-off (reason marketing_limit);
+    /// the others are not.
+    #[arg(long, value_name = "CATEGORY", value_parser = parse_template_category)]
+    pub template_category: Option<lipachat_session::PricingCategory>,
+    /// A price file of your own (TOML; docs/prices.sample.toml shows the format and is
+    /// not current prices): the output then estimates what the message costs.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// `send-contact`'s arguments.
@@ -506,43 +662,185 @@ pub struct SendContact {
     /// The phone's WhatsApp id (its digits), when it is on WhatsApp.
     #[arg(long, value_name = "ID", value_parser = parse_phone)]
     pub wa_id: Option<PhoneNumber>,
-    /// What to do when the window is not open.
-    #[arg(long, value_name = "CHOICE", default_value = "reject")]
-    pub on_closed: OnClosedChoice,
-    /// The approved template to send when the window is not open (needed by
-    /// --on-closed template and queue).
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-text`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendText {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The text (1 to 4096 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// A media kind, as `--type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MediaType {
+    /// A picture.
+    Image,
+    /// A video.
+    Video,
+    /// A voice note or audio file (no caption).
+    Audio,
+    /// A document (the only kind with --filename).
+    Document,
+    /// A sticker (no caption).
+    Sticker,
+}
+
+impl MediaType {
+    /// The library's kind.
+    pub fn kind(self) -> lipachat_api::MediaKind {
+        use lipachat_api::MediaKind;
+        match self {
+            Self::Image => MediaKind::Image,
+            Self::Video => MediaKind::Video,
+            Self::Audio => MediaKind::Audio,
+            Self::Document => MediaKind::Document,
+            Self::Sticker => MediaKind::Sticker,
+        }
+    }
+}
+
+/// `send-media`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendMedia {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The kind of media.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub media_type: MediaType,
+    /// Where WhatsApp fetches it: an https:// URL.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The caption (at most 1024 characters; not with audio or a sticker).
+    #[arg(long, value_name = "TEXT")]
+    pub caption: Option<String>,
+    /// The document's file name (documents only; at most 255 characters, no path).
     #[arg(long, value_name = "NAME")]
-    pub template: Option<String>,
-    /// The template's language code (en, fil, en_US, pt_BR); needed with --template.
+    pub filename: Option<String>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-buttons`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendButtons {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The text above the buttons (1 to 1024 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub text: String,
+    /// A reply button as ID:TITLE (the id comes back in the customer's reply; the title,
+    /// at most 20 characters, is shown); 1 to 3 times, ids unique.
+    #[arg(long = "button", value_name = "ID:TITLE", value_parser = parse_button, required = true)]
+    pub buttons: Vec<lipachat_api::ReplyButton>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// `send-list`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendList {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The list's header (at most 60 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub header: String,
+    /// The list's body (at most 1024 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub body: String,
+    /// The text of the button that opens the list (at most 20 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub button_text: String,
+    /// Starts a section with this title (at most 24 characters); the --row options after
+    /// it are its rows. 1 to 10 sections.
+    #[arg(long = "section", value_name = "TITLE", required = true)]
+    pub section_titles: Vec<String>,
+    /// A row of the section before it: ID:TITLE or ID:TITLE:DESCRIPTION (title at most 24
+    /// characters, description 72; the id may not hold ':'). 1 to 10 rows in all, ids
+    /// unique.
+    #[arg(long = "row", value_name = "ID:TITLE[:DESCRIPTION]", value_parser = parse_row, required = true)]
+    pub rows: Vec<lipachat_api::ListRow>,
+    /// The sections with their rows, in order: filled from the order of --section and
+    /// --row on the command line.
+    #[arg(skip)]
+    pub sections: Vec<lipachat_api::ListSection>,
+    /// What every send command takes.
+    #[command(flatten)]
+    pub send: SendOptions,
+}
+
+/// A template header's media type, as `--header-type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeaderType {
+    /// An image header.
+    Image,
+    /// A video header.
+    Video,
+    /// A document header.
+    Document,
+}
+
+/// `send-template`'s arguments.
+#[derive(Debug, Args)]
+pub struct SendTemplate {
+    /// The conversation.
+    #[command(flatten)]
+    pub pair: Pair,
+    /// The approved template's name.
+    #[arg(long, value_name = "NAME")]
+    pub template: String,
+    /// Its language code (en, fil, en_US, pt_BR).
     #[arg(long, value_name = "CODE")]
-    pub language: Option<String>,
-    /// The template's next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
+    pub language: String,
+    /// The next body placeholder ({{1}}, {{2}}, ... in order); repeatable.
     #[arg(long = "param", value_name = "VALUE")]
     pub params: Vec<String>,
-    /// The template's pricing category: marketing (the default, until the template
-    /// catalog tells), utility or authentication. Marketing templates are refused to a
-    /// customer who opted out (reason opted_out) or inside a 131049 back-off (reason
-    /// marketing_limit); the others are not.
-    #[arg(long, value_name = "CATEGORY", value_parser = parse_template_category)]
-    pub template_category: Option<lipachat_session::PricingCategory>,
-    /// A price file of your own (TOML; docs/prices.sample.toml shows the format and is
-    /// not current prices): the output then estimates what the message costs.
-    #[arg(long, value_name = "FILE")]
-    pub prices: Option<PathBuf>,
-    /// The policy's settings.
+    /// The media of the template's header (an https:// URL).
+    #[arg(long, value_name = "URL", conflicts_with = "header_text")]
+    pub header_url: Option<String>,
+    /// The media type of --header-url; without it, taken from the URL's extension (.jpg,
+    /// .jpeg, .png, .webp: image; .mp4, .3gp: video; anything else: document).
+    #[arg(long, value_name = "TYPE", requires = "header_url")]
+    pub header_type: Option<HeaderType>,
+    /// The value of a text header's placeholder (at most 60 characters).
+    #[arg(long, value_name = "TEXT")]
+    pub header_text: Option<String>,
+    /// The settings (the margin does not apply: a template may go whatever the window),
+    /// the messageId and --dry-run.
     #[command(flatten)]
-    pub settings: SendSettings,
-    /// Use this messageId (a UUID) instead of a new one: running the same send again with
-    /// the same id within 7 days (the outcome horizon) sends nothing twice and prints the
-    /// earlier outcome. The outcome is then forgotten, and a later run sends again; only
-    /// the gateway's own deduplication, whose span is not published, can stop that copy.
-    #[arg(long, value_name = "UUID", value_parser = parse_message_id)]
-    pub message_id: Option<MessageId>,
-    /// Print the decision, what the send would do (JSON: `would`) and the exact JSON body
-    /// of what would be sent, if anything; send and store nothing. Exits as the send would:
-    /// 1 when it would be rejected. Needs no API key.
-    #[arg(long)]
-    pub dry_run: bool,
+    pub run: SendRun,
+}
+
+/// `templates`' arguments.
+#[derive(Debug, Args)]
+pub struct Templates {
+    /// The business's WhatsApp number.
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
+    pub business: PhoneNumber,
+    /// How many times a failed request is retried (connection failures, timeouts, 408,
+    /// 429 and 5xx).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        allow_hyphen_values = true
+    )]
+    pub max_retries: u32,
 }
 
 /// `pending`'s arguments.
@@ -659,7 +957,8 @@ impl clap::builder::TypedValueParser for StoreParser {
     }
 }
 
-/// Parses a store: a Redis URL (`redis://…` or `redis+unix://…`) opens Redis; any other
+/// Parses a store: a Redis URL (`redis://…`, `rediss://…`, `redis+unix://…`,
+/// `redis+cluster://…`, `rediss+cluster://…`) opens Redis; any other
 /// URL (`scheme://…`) is refused rather than taken for a directory name; anything else is
 /// a sled database directory.
 pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
@@ -680,13 +979,40 @@ pub fn parse_store(input: &str) -> Result<StoreChoice, String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     {
         return Err(format!(
-            "{scheme}:// is not a store this build opens; give redis://HOST:PORT/DB or a sled directory path"
+            "{scheme}:// is not a store this build opens; give redis://HOST:PORT/DB (rediss:// for TLS), redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster:// for TLS) or a sled directory path"
         ));
     }
     Ok(StoreChoice::Sled(PathBuf::from(input)))
 }
 
 impl Command {
+    /// The command's name on the command line (`send-contact`, `deliver`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Record(_) => "record",
+            Self::Status(_) => "status",
+            Self::List(_) => "list",
+            Self::SendContact(_) => "send-contact",
+            Self::SendText(_) => "send-text",
+            Self::SendMedia(_) => "send-media",
+            Self::SendButtons(_) => "send-buttons",
+            Self::SendList(_) => "send-list",
+            Self::SendTemplate(_) => "send-template",
+            Self::Templates(_) => "templates",
+            Self::Pending(_) => "pending",
+            Self::Deliver(_) => "deliver",
+            Self::Forget(_) => "forget",
+            Self::Export => "export",
+            Self::Import => "import",
+            Self::Verify(_) => "verify",
+            Self::Ingest(_) => "ingest",
+            Self::Timeline(_) => "timeline",
+            Self::Optout(_) => "optout",
+            Self::Optin(_) => "optin",
+            Self::Costs(_) => "costs",
+        }
+    }
+
     /// Whether the command may create the database: only those that write something new
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
@@ -694,7 +1020,12 @@ impl Command {
             Self::Record(_) | Self::Import | Self::Ingest(_) | Self::Optout(_) | Self::Optin(_) => {
                 true
             }
-            Self::SendContact(send) => !send.dry_run,
+            Self::SendContact(SendContact { send, .. })
+            | Self::SendText(SendText { send, .. })
+            | Self::SendMedia(SendMedia { send, .. })
+            | Self::SendButtons(SendButtons { send, .. })
+            | Self::SendList(SendList { send, .. }) => !send.run.dry_run,
+            Self::SendTemplate(send) => !send.run.dry_run,
             Self::Status(_)
             | Self::List(_)
             | Self::Pending(_)
@@ -703,7 +1034,8 @@ impl Command {
             | Self::Export
             | Self::Verify(_)
             | Self::Timeline(_)
-            | Self::Costs(_) => false,
+            | Self::Costs(_)
+            | Self::Templates(_) => false,
         }
     }
 }
@@ -756,6 +1088,34 @@ pub fn parse_time(input: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(input.trim())
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{e}; expected an RFC 3339 time such as 2026-11-23T10:00:00Z"))
+}
+
+/// Parses a reply button: `ID:TITLE` (split at the first `:`; the title may hold more).
+pub fn parse_button(input: &str) -> Result<lipachat_api::ReplyButton, String> {
+    match input.split_once(':') {
+        Some((id, title)) if !id.is_empty() => Ok(lipachat_api::ReplyButton::new(id, title)),
+        _ => Err(format!(
+            "{input:?} is not ID:TITLE (for example yes:Yes, please)"
+        )),
+    }
+}
+
+/// Parses a list row: `ID:TITLE` or `ID:TITLE:DESCRIPTION` (split at the first two `:`;
+/// the description may hold more).
+pub fn parse_row(input: &str) -> Result<lipachat_api::ListRow, String> {
+    let usage = || {
+        format!("{input:?} is not ID:TITLE or ID:TITLE:DESCRIPTION (for example cbd:CBD:Open 8-20)")
+    };
+    let (id, rest) = input.split_once(':').ok_or_else(usage)?;
+    if id.is_empty() {
+        return Err(usage());
+    }
+    Ok(match rest.split_once(':') {
+        Some((title, description)) => {
+            lipachat_api::ListRow::new(id, title).with_description(description)
+        }
+        None => lipachat_api::ListRow::new(id, rest),
+    })
 }
 
 /// Parses a `messageId` (a UUID).
@@ -839,7 +1199,30 @@ mod tests {
                 .is_err_and(|e| e.contains("is not a Redis URL")),
             "{bad_port:?}"
         );
-        for other in ["rediss://host:6379/0", "http://host/", "postgres://db"] {
+        // TLS and clusters, with and without credentials.
+        for url in [
+            "rediss://host:6379/0",
+            "rediss://bot:secret@host:6380/0#insecure",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+            "REDISS+CLUSTER://:secret@10.0.0.1:7000/0",
+        ] {
+            match parse_store(url) {
+                Ok(StoreChoice::Redis(config)) => {
+                    assert_eq!(config.url(), url);
+                    assert!(!config.to_string().contains("secret"), "{config}");
+                }
+                other => panic!("{url}: expected Redis: {other:?}"),
+            }
+        }
+        assert!(
+            parse_store("redis+cluster://10.0.0.1:7000/3")
+                .is_err_and(|e| e.contains("database 0 only"))
+        );
+        for other in [
+            "http://host/",
+            "postgres://db",
+            "redis+sentinel://host:26379",
+        ] {
             let refused = parse_store(other);
             assert!(
                 refused

@@ -1,7 +1,7 @@
 //! What can go wrong, as one line on stderr (one JSON object under `--json`) and exit
 //! status 2.
 
-use lipachat_api::ApiError;
+use lipachat_api::BuildError;
 use lipachat_policy::PolicyError;
 use lipachat_session::{RuleError, SessionError, StoreError};
 
@@ -72,7 +72,10 @@ pub enum CliError {
     Policy(#[from] PolicyError),
     /// The gateway client could not be configured (missing key, bad base URL, ...).
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Client(#[from] BuildError),
+    /// A request made outside the send path (the template catalog) failed.
+    #[error(transparent)]
+    Gateway(#[from] lipachat_api::ApiError),
     /// The window rule refused the margin.
     #[error("--margin: {0}")]
     Margin(#[from] RuleError),
@@ -153,7 +156,8 @@ impl CliError {
             Self::Store(_) => "store",
             Self::Session(_) => "session",
             Self::Policy(_) => "policy",
-            Self::Api(_) => "api",
+            Self::Client(_) => "client",
+            Self::Gateway(_) => "gateway",
             Self::Margin(_) => "usage",
             Self::Invalid(_) => "invalid",
             Self::UnreadableOutcome { .. } => "unreadable_outcome",

@@ -5,8 +5,15 @@ use clap::Command;
 
 /// The commands that only read: they never create a store and never change one.
 /// `send-contact --dry-run` reads too, but the command itself sends.
-const READING: [&str; 7] = [
-    "status", "list", "pending", "timeline", "costs", "export", "verify",
+const READING: [&str; 8] = [
+    "status",
+    "list",
+    "pending",
+    "timeline",
+    "costs",
+    "templates",
+    "export",
+    "verify",
 ];
 
 /// Whether the command named `name` changes the store (or may create it). A command not

@@ -7,9 +7,19 @@
 //! record BUSINESS CUSTOMER [--at TIME]      record an inbound message, print the new state
 //! status BUSINESS CUSTOMER                  open / closed / none (exit 0 open, 1 otherwise)
 //! list [--state open|closed] [--closing-within DURATION]
-//! send-contact BUSINESS CUSTOMER --name NAME --phone PHONE [--on-closed reject|template|queue]
-//!              [--template NAME --language CODE [--param VALUE]...] [--margin DURATION]
-//!              [--max-retries N] [--message-id UUID] [--dry-run]
+//! send-contact BUSINESS CUSTOMER --name NAME --phone PHONE [SEND OPTIONS]
+//! send-text BUSINESS CUSTOMER --text TEXT [SEND OPTIONS]
+//! send-media BUSINESS CUSTOMER --type image|video|audio|document|sticker --url URL
+//!              [--caption TEXT] [--filename NAME] [SEND OPTIONS]
+//! send-buttons BUSINESS CUSTOMER --text TEXT --button ID:TITLE... [SEND OPTIONS]
+//! send-list BUSINESS CUSTOMER --header TEXT --body TEXT --button-text TEXT
+//!              (--section TITLE (--row ID:TITLE[:DESCRIPTION])+)+ [SEND OPTIONS]
+//!   SEND OPTIONS: [--on-closed reject|template|queue] [--template NAME --language CODE
+//!              [--param VALUE]...] [--margin DURATION] [--max-retries N] [--message-id UUID]
+//!              [--dry-run]
+//! send-template BUSINESS CUSTOMER --template NAME --language CODE [--param VALUE]...
+//!              [--header-url URL [--header-type TYPE] | --header-text TEXT] [--dry-run] ...
+//! templates BUSINESS                        the business's template catalog
 //! pending [BUSINESS CUSTOMER]               queued messages: what each is, its id and age
 //! deliver BUSINESS CUSTOMER                 send the queued messages if the window is open
 //! forget BUSINESS CUSTOMER                  erase everything stored for the conversation
@@ -20,15 +30,17 @@
 //! ```
 //!
 //! The global options may also follow the command. `--store` names a Redis server
-//! (`redis://HOST:PORT/DB`) or a sled database directory, `--db` a sled directory; without
+//! (`redis://HOST:PORT/DB`, `rediss://` over TLS) or cluster (`redis+cluster://HOST:PORT,…`,
+//! `rediss+cluster://`) or a sled database directory, `--db` a sled directory; without
 //! either, `$SESSION_CHECK_STORE`, else `$SESSION_CHECK_DB`, else `./sessions.db`. `--now`
 //! examines the windows as at another time; the real clock still bounds what is stored (no
-//! time more than 5 minutes ahead of it), and `send-contact` (unless `--dry-run`) and
+//! time more than 5 minutes ahead of it), and the send commands (unless `--dry-run`) and
 //! `deliver`, which reach the gateway, refuse it. Results go to stdout (`--json`: one JSON
 //! object per line), errors to stderr as one line (`--json`: one JSON object with `error`
 //! and `kind`) with exit status 2; usage errors exit 2 as well. Durations are humantime's
 //! (`90s`, `1h30m`, `2d`); `--margin` also takes bare seconds.
-//! `send-contact` and `deliver` read `LIPACHAT_API_KEY` and `LIPACHAT_BASE_URL`; the key
+//! The send commands, `deliver` and `templates` read `LIPACHAT_API_KEY` and
+//! `LIPACHAT_BASE_URL`; the key
 //! never appears in any output. `RUST_LOG=info` shows the library's log on stderr.
 //!
 //! The pieces: [`cli`] (the clap types and argument parsers), [`duration`] (durations),
@@ -123,6 +135,10 @@ fn execute(mut cli: Cli) -> Result<Exit, CliError> {
     if let Command::Ingest(args) = &mut cli.command {
         commands::prepare_ingest(args, cli.now)?;
     }
+    // The catalog needs no store: none is opened.
+    if let Command::Templates(args) = &cli.command {
+        return runtime.block_on(commands::templates(args, cli.json));
+    }
     let store = cli.store().map_err(CliError::Usage)?;
     if let Command::Verify(args) = &cli.command {
         return commands::verify(&store, args, cli.json);
@@ -157,7 +173,10 @@ fn execute(mut cli: Cli) -> Result<Exit, CliError> {
 /// Connects to Redis; an unreachable or unsuitable server is one error, within the
 /// store's operation timeout (4 s).
 async fn open_redis(config: RedisConfig) -> Result<RedisStore, CliError> {
-    config.connect().await.map_err(CliError::OpenRedis)
+    config
+        .connect()
+        .await
+        .map_err(|error| CliError::OpenRedis(error.into()))
 }
 
 /// Opens the sled database; a command that only reads never creates one (a missing path

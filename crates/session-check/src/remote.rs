@@ -58,7 +58,7 @@ pub async fn run(url: &Url, cli: Cli) -> Result<Exit, CliError> {
         Command::Pending(_) => "pending",
         other => {
             return Err(CliError::RemoteCommand {
-                command: command_name(other),
+                command: other.name(),
             });
         }
     };
@@ -77,27 +77,6 @@ pub async fn run(url: &Url, cli: Cli) -> Result<Exit, CliError> {
         Command::List(args) => list(&bot, &printer, &args).await,
         Command::Pending(args) => pending(&bot, &printer, args.pair().as_ref()).await,
         _ => Err(CliError::RemoteCommand { command }),
-    }
-}
-
-/// The command's name as typed.
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Record(_) => "record",
-        Command::Status(_) => "status",
-        Command::List(_) => "list",
-        Command::SendContact(_) => "send-contact",
-        Command::Pending(_) => "pending",
-        Command::Deliver(_) => "deliver",
-        Command::Forget(_) => "forget",
-        Command::Export => "export",
-        Command::Import => "import",
-        Command::Verify(_) => "verify",
-        Command::Ingest(_) => "ingest",
-        Command::Timeline(_) => "timeline",
-        Command::Optout(_) => "optout",
-        Command::Optin(_) => "optin",
-        Command::Costs(_) => "costs",
     }
 }
 

@@ -124,7 +124,14 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
     assert_eq!(
         reading,
         [
-            "costs", "export", "list", "pending", "status", "timeline", "verify"
+            "costs",
+            "export",
+            "list",
+            "pending",
+            "status",
+            "templates",
+            "timeline",
+            "verify"
         ],
         "{help}"
     );

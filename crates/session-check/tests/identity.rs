@@ -154,11 +154,11 @@ fn export_and_import_carry_users_groups_and_aliases() {
     assert_eq!(imported["groups"], 1);
     assert_eq!(imported["aliases"], 1);
     assert_eq!(imported["windows"], 3);
-    // One examined instant for both lists: read on the real clock a second apart, whole
-    // seconds left could differ by one.
-    let now = chrono::Utc::now().to_rfc3339();
+    // Both listings examine the same instant: taken a moment apart on the real clock,
+    // their remaining seconds could differ by one.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let listed = |cli: &Cli| {
-        cli.run(&["--json", "list", "--now", &now])
+        cli.run(&["--json", "--now", &now, "list"])
             .expect(0)
             .json_lines()
     };

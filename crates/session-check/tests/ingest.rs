@@ -32,17 +32,12 @@ const FIELDS: [&str; 14] = [
 fn lines(cli: &Cli, args: &[&str]) -> Vec<Value> {
     let mut full = vec!["--json", "ingest"];
     full.extend_from_slice(args);
-    let lines = cli.run(&full).expect(0).json_lines();
-    for line in &lines {
-        let keys: Vec<&str> = line
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+    let run = cli.run(&full).expect(0);
+    for line in run.stdout.lines() {
+        let keys = lipachat_testkit::keys_in_order(line).unwrap();
         assert_eq!(keys, FIELDS, "every line has every field: {line}");
     }
-    lines
+    run.json_lines()
 }
 
 #[test]

@@ -256,6 +256,7 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
         json!({
             "outcome": "queued", "message_id": queued, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "expired",
+            "template_category": null, "catalog": "unchecked",
             "category": "marketing", "free": false
         })
     );
@@ -563,8 +564,14 @@ fn the_store_comes_from_store_then_db_then_the_variables() {
         .expect_error(&["does not exist", "--store STORE"]);
 
     // Other URLs are refused rather than taken for a directory name.
-    cli.run_raw(&["--store", "rediss://127.0.0.1:6379/0", "list"], None)
-        .expect_error(&["--store", "rediss:// is not a store this build opens"]);
+    cli.run_raw(
+        &["--store", "redis+sentinel://127.0.0.1:26379", "list"],
+        None,
+    )
+    .expect_error(&[
+        "--store",
+        "redis+sentinel:// is not a store this build opens",
+    ]);
     cli.run_raw(&["--store", "redis://127.0.0.1:notaport/0", "list"], None)
         .expect_error(&["--store", "is not a Redis URL"]);
     cli.run_raw(&["--store", "", "list"], None)
@@ -596,7 +603,7 @@ fn an_unusable_store_url_never_shows_its_password() {
         "redis://:hunter2@127.0.0.1:notaport/0",
         "redis://admin:hunter2@127.0.0.1:99999/0",
         "redis://:hunter2@[::1/0",
-        "rediss://:hunter2@127.0.0.1:6379/0",
+        "rediss+cluster://:hunter2@127.0.0.1:7000/3",
         "http://user:hunter2@example.invalid/",
         "redis+unix://:hunter2@/no/socket?db=notanumber",
     ] {

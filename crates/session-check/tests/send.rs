@@ -121,6 +121,8 @@ async fn a_closed_window_reroutes_to_one_template() {
         json!({
             "outcome": "rerouted", "message_id": null, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "never_messaged",
+            // The stand-in has no catalog for this business: the template went unchecked.
+            "template_category": null, "catalog": "unchecked",
             "category": "marketing", "free": false
         })
     );
@@ -166,6 +168,7 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
         json!({
             "outcome": "queued", "message_id": queued_id, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "expired",
+            "template_category": null, "catalog": "unchecked",
             "category": "marketing", "free": false
         })
     );

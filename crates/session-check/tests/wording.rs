@@ -43,7 +43,8 @@ async fn sends_say_never_messaged_and_name_whatsapps_message_id() {
         run.stdout,
         format!(
             "rerouted: the window is not open (never messaged); the contact card was dropped; \
-             template {} sent (WhatsApp message id {template_wa_id})\n",
+             template {} sent (WhatsApp message id {template_wa_id}); not checked: the \
+             catalog could not be fetched\n",
             template.message_id
         )
     );

@@ -1,9 +1,13 @@
 //! The store conformance suite: what every [`Store`] must do, written once and run
-//! against each implementation (sled here, Redis in `lipachat-redis`).
+//! against each implementation (sled here, Redis in `lipachat-redis`), each backend's
+//! test file running it with one line,
+//! [`conformance_tests!`](crate::conformance_tests)`(store())`.
 //!
-//! Enabled by the cargo feature `conformance`. Each function exercises one part of the
-//! contract documented on [`WindowStore`](crate::WindowStore) and
-//! [`OutboxStore`](crate::OutboxStore) and panics with a message naming the violated rule.
+//! Enabled by the cargo feature `conformance`. **Not a stable API**: it is the contract's
+//! test, and grows and tightens with the contract; a backend outside this workspace should
+//! pin the version it passes. Each function exercises one part of the contract documented
+//! on [`WindowStore`](crate::WindowStore) and [`OutboxStore`](crate::OutboxStore) with
+//! plain `assert!`/`assert_eq!`, whose message names the violated rule.
 //! Each uses its own business numbers and looks only at them, so the functions may share
 //! one store and run in any order; they must not run concurrently on one store, because
 //! [`count_windows_and_forget`] counts. Some spawn tasks, so call them inside a
@@ -22,7 +26,6 @@
 //! # }
 //! ```
 
-use std::fmt::Debug;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -38,65 +41,84 @@ use crate::{
     WindowRecord,
 };
 
-/// The names of the suite's checks, in the order [`run_all`] runs them.
-pub const CHECKS: &[&str] = &[
-    "keep_max",
-    "concurrent_keep_max",
-    "gateway_closure",
-    "window_model",
-    "inbound_between",
-    "count_windows_and_forget",
-    "outbox",
-    "concurrent_outbox",
-    "invitations",
-    "outcomes",
-    "outcome_expiry",
-    "outcome_wa_index",
-    "outbox_with_outcome",
-    "claims",
-    "redelivery",
-    "identity_registry",
-    "aliases",
-    "user_and_group_conversations",
-    "move_customer",
-    "outcome_conversation",
-    "redelivery_transfer",
-    "marketing_consent",
-    "free_entry_point",
-    "cost_records",
-    "concurrent_reach",
-];
+/// Defines, from the one list of checks, [`CHECKS`], [`run_all`] and the exported
+/// [`conformance_tests!`](crate::conformance_tests) macro. `$d` is a `$` token, so the
+/// macro defined here can have metavariables of its own.
+macro_rules! suite {
+    ($d:tt $($check:ident),* $(,)?) => {
+        /// The names of the suite's checks, in the order [`run_all`] runs them.
+        pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
 
-/// Runs every check of the suite, one after the other, on `store`.
-pub async fn run_all<S: Store + Clone>(store: &S) {
-    keep_max(store).await;
-    concurrent_keep_max(store).await;
-    gateway_closure(store).await;
-    window_model(store).await;
-    inbound_between(store).await;
-    count_windows_and_forget(store).await;
-    outbox(store).await;
-    concurrent_outbox(store).await;
-    invitations(store).await;
-    outcomes(store).await;
-    outcome_expiry(store).await;
-    outcome_wa_index(store).await;
-    outbox_with_outcome(store).await;
-    claims(store).await;
-    redelivery(store).await;
-    identity_registry(store).await;
-    aliases(store).await;
-    user_and_group_conversations(store).await;
-    move_customer(store).await;
-    outcome_conversation(store).await;
-    redelivery_transfer(store).await;
-    marketing_consent(store).await;
-    free_entry_point(store).await;
-    cost_records(store).await;
-    concurrent_reach(store).await;
+        /// Runs every check of the suite, one after the other, on `store`.
+        pub async fn run_all<S: Store + Clone>(store: &S) {
+            $($check(store).await;)*
+        }
+
+        /// Defines one test per check of the store conformance suite
+        /// ([`lipachat_session::conformance`](crate::conformance)), each on a fresh store,
+        /// in a backend's test file, with one line:
+        ///
+        /// ```ignore
+        /// lipachat_session::conformance_tests!(store());
+        /// ```
+        ///
+        /// `store()` is any expression giving a future whose output is `Option<(G, S)>`:
+        /// `S` is the store to check (a [`Store`](crate::Store) + `Clone`), `G` whatever
+        /// must live as long as the test (a temporary directory, a server process); `None`
+        /// skips the test (the backend is not available here). The tests run on a
+        /// multi-threaded Tokio runtime, so the calling crate needs `tokio` (features
+        /// `macros` and `rt-multi-thread`) among its dev-dependencies, and
+        /// `lipachat-session` with the feature `conformance`. The checks are the ones the
+        /// suite has (the list lives in one place, here), each test named after its check.
+        ///
+        /// Not a stable API: checks are added, renamed and tightened as the store contract
+        /// is; a backend outside this workspace should pin the version it passes.
+        #[macro_export]
+        macro_rules! conformance_tests {
+            ($d make:expr) => {
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $check() {
+                        let Some((_lives_as_long_as_the_test, store)) = $d make.await else {
+                            return;
+                        };
+                        $d crate::conformance::$check(&store).await;
+                    }
+                )*
+            };
+        }
+    };
 }
 
-/// Unwraps a store result, panicking with what was being done.
+suite!($
+    keep_max,
+    concurrent_keep_max,
+    gateway_closure,
+    window_model,
+    inbound_between,
+    count_windows_and_forget,
+    outbox,
+    concurrent_outbox,
+    invitations,
+    outcomes,
+    outcome_expiry,
+    outcome_wa_index,
+    outbox_with_outcome,
+    claims,
+    redelivery,
+    identity_registry,
+    aliases,
+    user_and_group_conversations,
+    move_customer,
+    outcome_conversation,
+    redelivery_transfer,
+    marketing_consent,
+    free_entry_point,
+    cost_records,
+    concurrent_reach,
+);
+
+/// The value of a store call the cost and consent checks expect to succeed.
 #[track_caller]
 fn ok<T>(result: Result<T, StoreError>, doing: impl std::fmt::Display) -> T {
     match result {
@@ -105,8 +127,9 @@ fn ok<T>(result: Result<T, StoreError>, doing: impl std::fmt::Display) -> T {
     }
 }
 
+/// Asserts `found == expected`, naming the violated `rule`.
 #[track_caller]
-fn check_eq<T: PartialEq + Debug>(found: T, expected: T, rule: impl std::fmt::Display) {
+fn check_eq<T: PartialEq + std::fmt::Debug>(found: T, expected: T, rule: impl std::fmt::Display) {
     assert!(
         found == expected,
         "store conformance: {rule}\n  expected: {expected:?}\n     found: {found:?}"
@@ -146,7 +169,10 @@ fn message(payload: &str, queued_at: DateTime<Utc>) -> QueuedMessage {
 }
 
 async fn ids<S: Store>(store: &S, conversation: Conversation) -> Vec<MessageId> {
-    ok(store.queued(conversation).await, "queued")
+    store
+        .queued(conversation)
+        .await
+        .expect("queued")
         .into_iter()
         .map(|m| m.message_id)
         .collect()
@@ -194,100 +220,105 @@ pub async fn keep_max<S: Store + Clone>(store: &S) {
     let t0 = base() + TimeDelta::nanoseconds(123_456_789);
     let t0_ms = truncate_to_millis(t0);
 
-    check_eq(
-        ok(store.window(c).await, "window").is_none(),
-        true,
-        "a new conversation has no record",
+    assert!(
+        store.window(c).await.expect("window").is_none(),
+        "a new conversation has no record"
     );
-    let first = ok(store.record_inbound(c, t0).await, "record_inbound");
-    check_eq(
-        first.previous,
-        None,
-        "the first inbound message has no previous record",
+    let first = store.record_inbound(c, t0).await.expect("record_inbound");
+    assert_eq!(
+        first.previous, None,
+        "the first inbound message has no previous record"
     );
-    check_eq(
+    assert_eq!(
         first.current,
         WindowRecord::inbound(t0_ms),
-        "the stored time is truncated to the millisecond",
+        "the stored time is truncated to the millisecond"
     );
 
-    let older = ok(
-        store.record_inbound(c, t0 - TimeDelta::hours(1)).await,
-        "record_inbound",
-    );
-    check_eq(
+    let older = store
+        .record_inbound(c, t0 - TimeDelta::hours(1))
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         older.previous,
         Some(WindowRecord::inbound(t0_ms)),
-        "previous record",
+        "previous record"
     );
-    check_eq(
+    assert_eq!(
         older.current,
         WindowRecord::inbound(t0_ms),
-        "an older inbound time does not move the record back",
+        "an older inbound time does not move the record back"
     );
 
-    let same = ok(store.record_inbound(c, t0_ms).await, "record_inbound");
-    check_eq(
+    let same = store
+        .record_inbound(c, t0_ms)
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         same.current,
         WindowRecord::inbound(t0_ms),
-        "recording the same time changes nothing",
+        "recording the same time changes nothing"
     );
 
     let newer = t0_ms + ms(1);
-    let update = ok(store.record_inbound(c, newer).await, "record_inbound");
-    check_eq(
+    let update = store
+        .record_inbound(c, newer)
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         update.previous,
         Some(WindowRecord::inbound(t0_ms)),
-        "previous record",
+        "previous record"
     );
-    check_eq(
+    assert_eq!(
         update.current,
         WindowRecord::inbound(newer),
-        "a newer inbound time moves the record forward by 1 ms",
+        "a newer inbound time moves the record forward by 1 ms"
     );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    assert_eq!(
+        store.window(c).await.expect("window"),
         Some(WindowRecord::inbound(newer)),
-        "window() returns what record_inbound stored",
+        "window() returns what record_inbound stored"
     );
 
     // The same customer with another business number is another window.
     let other = Conversation::with_customer(business(1, 1), c.customer);
-    check_eq(
-        ok(store.window(other).await, "window"),
+    assert_eq!(
+        store.window(other).await.expect("window"),
         None,
-        "windows are per (business, customer)",
+        "windows are per (business, customer)"
     );
-    ok(
-        store
-            .record_inbound(other, base() - TimeDelta::days(3))
-            .await,
-        "record_inbound",
-    );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    store
+        .record_inbound(other, base() - TimeDelta::days(3))
+        .await
+        .expect("record_inbound");
+    assert_eq!(
+        store.window(c).await.expect("window"),
         Some(WindowRecord::inbound(newer)),
-        "another business's record does not touch this one",
+        "another business's record does not touch this one"
     );
 
     // Times far from now (before the epoch, far in the future) are kept exactly.
     let early = chat(b, 2);
     let epochless = DateTime::from_timestamp_millis(-86_400_123).unwrap_or(base());
-    ok(
-        store.record_inbound(early, epochless).await,
-        "record_inbound",
-    );
-    check_eq(
-        ok(store.window(early).await, "window"),
+    store
+        .record_inbound(early, epochless)
+        .await
+        .expect("record_inbound");
+    assert_eq!(
+        store.window(early).await.expect("window"),
         Some(WindowRecord::inbound(epochless)),
-        "a time before 1970 is kept exactly",
+        "a time before 1970 is kept exactly"
     );
     let late = DateTime::from_timestamp_millis(253_402_300_799_999).unwrap_or(base());
-    ok(store.record_inbound(early, late).await, "record_inbound");
-    check_eq(
-        ok(store.window(early).await, "window"),
+    store
+        .record_inbound(early, late)
+        .await
+        .expect("record_inbound");
+    assert_eq!(
+        store.window(early).await.expect("window"),
         Some(WindowRecord::inbound(late)),
-        "a time in the year 9999 is kept exactly",
+        "a time in the year 9999 is kept exactly"
     );
 }
 
@@ -307,7 +338,7 @@ pub async fn concurrent_keep_max<S: Store + Clone>(store: &S) {
             for i in 0..WRITES {
                 let at = base() + ms(offset(task, i));
                 for conversation in [shared, own] {
-                    let update = ok(store.record_inbound(conversation, at).await, "record_inbound");
+                    let update = store.record_inbound(conversation, at).await.expect("record_inbound");
                     assert!(
                         update.current.last_inbound >= at,
                         "store conformance: record_inbound returned {:?}, earlier than the time just written ({at})",
@@ -332,17 +363,25 @@ pub async fn concurrent_keep_max<S: Store + Clone>(store: &S) {
     let overall = (0..TASKS)
         .flat_map(|t| (0..WRITES).map(move |i| offset(t, i)))
         .max();
-    check_eq(
-        ok(store.window(shared).await, "window").map(|r| r.last_inbound),
+    assert_eq!(
+        store
+            .window(shared)
+            .await
+            .expect("window")
+            .map(|r| r.last_inbound),
         overall.map(|o| base() + ms(o)),
-        "concurrent writers: the shared conversation holds the maximum",
+        "concurrent writers: the shared conversation holds the maximum"
     );
     for task in 0..TASKS {
         let own = (0..WRITES).map(|i| offset(task, i)).max();
-        check_eq(
-            ok(store.window(chat(b, 1 + task)).await, "window").map(|r| r.last_inbound),
+        assert_eq!(
+            store
+                .window(chat(b, 1 + task))
+                .await
+                .expect("window")
+                .map(|r| r.last_inbound),
             own.map(|o| base() + ms(o)),
-            "concurrent writers: each task's own conversation holds its maximum",
+            "concurrent writers: each task's own conversation holds its maximum"
         );
     }
 }
@@ -354,118 +393,122 @@ pub async fn gateway_closure<S: Store + Clone>(store: &S) {
     let b = business(3, 0);
     let c = chat(b, 1);
     let t0 = base();
-    let before = ok(store.count().await, "count");
-    check_eq(
-        ok(
-            store.record_gateway_closure(c, t0).await,
-            "record_gateway_closure",
-        ),
+    let before = store.count().await.expect("count");
+    assert_eq!(
+        store
+            .record_gateway_closure(c, t0)
+            .await
+            .expect("record_gateway_closure"),
         None,
-        "a closure for a conversation never messaged stores nothing",
+        "a closure for a conversation never messaged stores nothing"
     );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    assert_eq!(
+        store.window(c).await.expect("window"),
         None,
-        "a closure alone creates no record",
+        "a closure alone creates no record"
     );
-    check_eq(
-        ok(store.count().await, "count"),
+    assert_eq!(
+        store.count().await.expect("count"),
         before,
-        "a closure alone creates no record",
+        "a closure alone creates no record"
     );
 
-    ok(store.record_inbound(c, t0).await, "record_inbound");
+    store.record_inbound(c, t0).await.expect("record_inbound");
     let closed_at = t0 + TimeDelta::hours(2) + TimeDelta::nanoseconds(999_999);
-    let closed = ok(
-        store.record_gateway_closure(c, closed_at).await,
-        "record_gateway_closure",
-    );
+    let closed = store
+        .record_gateway_closure(c, closed_at)
+        .await
+        .expect("record_gateway_closure");
     let expected = WindowRecord::inbound(t0).with_gateway_closure(truncate_to_millis(closed_at));
-    check_eq(
+    assert_eq!(
         closed,
         Some(expected),
-        "the closure is stored, truncated to the millisecond",
+        "the closure is stored, truncated to the millisecond"
     );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    assert_eq!(
+        store.window(c).await.expect("window"),
         Some(expected),
-        "window() shows the closure",
+        "window() shows the closure"
     );
 
     // An earlier report does not move the closure back.
-    let earlier = ok(
-        store
-            .record_gateway_closure(c, t0 + TimeDelta::hours(1))
-            .await,
-        "record_gateway_closure",
-    );
-    check_eq(earlier, Some(expected), "a closure keeps the latest report");
+    let earlier = store
+        .record_gateway_closure(c, t0 + TimeDelta::hours(1))
+        .await
+        .expect("record_gateway_closure");
+    assert_eq!(earlier, Some(expected), "a closure keeps the latest report");
 
     // A late webhook for a message before the closure keeps it in force.
-    let late = ok(
-        store.record_inbound(c, t0 + TimeDelta::hours(1)).await,
-        "record_inbound",
-    );
+    let late = store
+        .record_inbound(c, t0 + TimeDelta::hours(1))
+        .await
+        .expect("record_inbound");
     let expected = expected.with_inbound(t0 + TimeDelta::hours(1));
-    check_eq(
-        late.current,
-        expected,
-        "an inbound message timed before the closure keeps it",
+    assert_eq!(
+        late.current, expected,
+        "an inbound message timed before the closure keeps it"
     );
-    check_eq(
+    assert_eq!(
         late.current.effective_gateway_closure(),
         Some(truncate_to_millis(closed_at)),
-        "the closure is still in force",
+        "the closure is still in force"
     );
 
     // An inbound message at exactly the closure instant keeps it (closed_at >= last).
     let at_closure = truncate_to_millis(closed_at);
-    let exact = ok(store.record_inbound(c, at_closure).await, "record_inbound");
-    check_eq(
+    let exact = store
+        .record_inbound(c, at_closure)
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         exact.current,
         WindowRecord {
             last_inbound: at_closure,
             gateway_closed_at: Some(at_closure),
         },
-        "an inbound message at the closure instant keeps the closure",
+        "an inbound message at the closure instant keeps the closure"
     );
 
     // A reply after the closure reopens the window and drops it.
-    let reply = ok(
-        store.record_inbound(c, at_closure + ms(1)).await,
-        "record_inbound",
-    );
-    check_eq(
+    let reply = store
+        .record_inbound(c, at_closure + ms(1))
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         reply.previous,
         Some(exact.current),
-        "previous record includes the closure",
+        "previous record includes the closure"
     );
-    check_eq(
+    assert_eq!(
         reply.current,
         WindowRecord::inbound(at_closure + ms(1)),
-        "a later inbound message drops the closure",
+        "a later inbound message drops the closure"
     );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    assert_eq!(
+        store.window(c).await.expect("window"),
         Some(WindowRecord::inbound(at_closure + ms(1))),
-        "the dropped closure is gone from the store",
+        "the dropped closure is gone from the store"
     );
 
     // A closure reported as earlier than the last inbound message is stored, not in force.
-    let stale = ok(
-        store.record_gateway_closure(c, t0).await,
-        "record_gateway_closure",
-    );
+    let stale = store
+        .record_gateway_closure(c, t0)
+        .await
+        .expect("record_gateway_closure");
     let expected = WindowRecord::inbound(at_closure + ms(1)).with_gateway_closure(t0);
-    check_eq(
+    assert_eq!(
         stale,
         Some(expected),
-        "a stale closure is stored as reported",
+        "a stale closure is stored as reported"
     );
-    check_eq(
-        ok(store.window(c).await, "window").and_then(|r| r.effective_gateway_closure()),
+    assert_eq!(
+        store
+            .window(c)
+            .await
+            .expect("window")
+            .and_then(|r| r.effective_gateway_closure()),
         None,
-        "a closure earlier than the last inbound message is not in force",
+        "a closure earlier than the last inbound message is not in force"
     );
 }
 
@@ -485,35 +528,29 @@ pub async fn window_model<S: Store + Clone>(store: &S) {
         let at_ms = truncate_to_millis(at);
         if random.below(3) == 0 {
             let expected = model[i].map(|r| r.with_gateway_closure(at_ms));
-            let found = ok(
-                store.record_gateway_closure(c, at).await,
-                "record_gateway_closure",
-            );
-            check_eq(
-                found,
-                expected,
-                format!("step {step}: closure at {at_ms} on {c}"),
-            );
+            let found = store
+                .record_gateway_closure(c, at)
+                .await
+                .expect("record_gateway_closure");
+            assert_eq!(found, expected, "step {step}: closure at {at_ms} on {c}");
             model[i] = expected;
         } else {
             let expected = model[i].map_or(WindowRecord::inbound(at_ms), |r| r.with_inbound(at_ms));
-            let found = ok(store.record_inbound(c, at).await, "record_inbound");
-            check_eq(
-                found.previous,
-                model[i],
-                format!("step {step}: previous record of {c}"),
+            let found = store.record_inbound(c, at).await.expect("record_inbound");
+            assert_eq!(
+                found.previous, model[i],
+                "step {step}: previous record of {c}"
             );
-            check_eq(
-                found.current,
-                expected,
-                format!("step {step}: inbound at {at_ms} on {c}"),
+            assert_eq!(
+                found.current, expected,
+                "step {step}: inbound at {at_ms} on {c}"
             );
             model[i] = Some(expected);
         }
-        check_eq(
-            ok(store.window(c).await, "window"),
+        assert_eq!(
+            store.window(c).await.expect("window"),
             model[i],
-            format!("step {step}: window of {c}"),
+            "step {step}: window of {c}"
         );
     }
 }
@@ -531,13 +568,13 @@ pub async fn inbound_between<S: Store + Clone>(store: &S) {
         (chat(b1, 3), t0 + ms(3)),
     ];
     for (c, at) in records {
-        ok(store.record_inbound(c, at).await, "record_inbound");
+        store.record_inbound(c, at).await.expect("record_inbound");
     }
     let closure = t0 + ms(10);
-    ok(
-        store.record_gateway_closure(chat(b2, 2), closure).await,
-        "record_gateway_closure",
-    );
+    store
+        .record_gateway_closure(chat(b2, 2), closure)
+        .await
+        .expect("record_gateway_closure");
     let mine = |found: Vec<(Conversation, WindowRecord)>| -> Vec<(Conversation, DateTime<Utc>)> {
         found
             .into_iter()
@@ -546,77 +583,77 @@ pub async fn inbound_between<S: Store + Clone>(store: &S) {
             .collect()
     };
     let between = |after: DateTime<Utc>, up_to: DateTime<Utc>| async move {
-        ok(
-            store.inbound_between(after, up_to).await,
-            format!("inbound_between({after}, {up_to})"),
-        )
+        store
+            .inbound_between(after, up_to)
+            .await
+            .unwrap_or_else(|error| panic!("inbound_between({after}, {up_to}): {error}"))
     };
 
-    check_eq(
+    assert_eq!(
         mine(between(t0, t0 + ms(2)).await),
         vec![
             (chat(b1, 2), t0 + ms(1)),
             (chat(b2, 1), t0 + ms(1)),
             (chat(b2, 2), t0 + ms(2)),
         ],
-        "after is exclusive, up_to inclusive, ordered by time then conversation",
+        "after is exclusive, up_to inclusive, ordered by time then conversation"
     );
-    check_eq(
+    assert_eq!(
         mine(between(t0 - ms(1), t0).await),
         vec![(chat(b1, 1), t0)],
-        "a range of one millisecond",
+        "a range of one millisecond"
     );
-    check_eq(
+    assert_eq!(
         mine(between(t0, t0).await),
         vec![],
-        "after == up_to is empty",
+        "after == up_to is empty"
     );
-    check_eq(
+    assert_eq!(
         mine(between(t0 + ms(3), t0).await),
         vec![],
-        "after > up_to is empty",
+        "after > up_to is empty"
     );
-    check_eq(
+    assert_eq!(
         mine(between(t0 + ms(3), t0 + TimeDelta::days(1)).await),
         vec![],
-        "after the newest is empty",
+        "after the newest is empty"
     );
-    check_eq(
+    assert_eq!(
         mine(between(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC).await).len(),
         records.len(),
-        "the whole time range lists every record",
+        "the whole time range lists every record"
     );
     let with_closure = between(t0 + ms(1), t0 + ms(2)).await;
     let found = with_closure
         .iter()
         .find(|(c, _)| *c == chat(b2, 2))
         .map(|(_, r)| *r);
-    check_eq(
+    assert_eq!(
         found,
         Some(WindowRecord::inbound(t0 + ms(2)).with_gateway_closure(closure)),
-        "inbound_between returns the whole record, closure included",
+        "inbound_between returns the whole record, closure included"
     );
     // Moving a record forward moves it in the index.
-    ok(
-        store.record_inbound(chat(b1, 1), t0 + ms(5)).await,
-        "record_inbound",
-    );
-    check_eq(
+    store
+        .record_inbound(chat(b1, 1), t0 + ms(5))
+        .await
+        .expect("record_inbound");
+    assert_eq!(
         mine(between(t0 - ms(1), t0).await),
         vec![],
-        "a record moved forward leaves its old place in the index",
+        "a record moved forward leaves its old place in the index"
     );
-    check_eq(
+    assert_eq!(
         mine(between(t0 + ms(4), t0 + ms(5)).await),
         vec![(chat(b1, 1), t0 + ms(5))],
-        "a record moved forward is found at its new time",
+        "a record moved forward is found at its new time"
     );
     // Forgetting removes it from the index.
-    ok(store.forget(chat(b1, 1)).await, "forget");
-    check_eq(
+    store.forget(chat(b1, 1)).await.expect("forget");
+    assert_eq!(
         mine(between(t0 + ms(4), t0 + ms(5)).await),
         vec![],
-        "a forgotten record leaves the index",
+        "a forgotten record leaves the index"
     );
 }
 
@@ -624,200 +661,191 @@ pub async fn inbound_between<S: Store + Clone>(store: &S) {
 /// `forget` erases window, outbox, invitation and outcomes of one conversation only.
 pub async fn count_windows_and_forget<S: Store + Clone>(store: &S) {
     let (b1, b2) = (business(6, 0), business(6, 1));
-    let start = ok(store.count().await, "count");
+    let start = store.count().await.expect("count");
     let conversations = [chat(b2, 2), chat(b1, 3), chat(b2, 1), chat(b1, 1)];
     for (i, c) in conversations.iter().enumerate() {
-        ok(
-            store.record_inbound(*c, base() + ms(i as i64)).await,
-            "record_inbound",
-        );
+        store
+            .record_inbound(*c, base() + ms(i as i64))
+            .await
+            .expect("record_inbound");
     }
-    ok(
-        store.record_inbound(conversations[0], base()).await,
-        "record_inbound",
-    );
-    check_eq(
-        ok(store.count().await, "count"),
+    store
+        .record_inbound(conversations[0], base())
+        .await
+        .expect("record_inbound");
+    assert_eq!(
+        store.count().await.expect("count"),
         start + 4,
-        "count includes each conversation once",
+        "count includes each conversation once"
     );
-    let listed: Vec<Conversation> = ok(store.windows().await, "windows")
+    let listed: Vec<Conversation> = store
+        .windows()
+        .await
+        .expect("windows")
         .into_iter()
         .filter(|(c, _)| c.business == b1 || c.business == b2)
         .map(|(c, record)| {
-            ok(record, format!("reading {c} from windows()"));
+            record.unwrap_or_else(|error| panic!("reading {c} from windows(): {error}"));
             c
         })
         .collect();
-    check_eq(
+    assert_eq!(
         listed,
         vec![chat(b1, 1), chat(b1, 3), chat(b2, 1), chat(b2, 2)],
-        "windows() lists by business number, then customer",
+        "windows() lists by business number, then customer"
     );
-    let all = ok(store.windows().await, "windows");
+    let all = store.windows().await.expect("windows");
     let mut sorted: Vec<_> = all.iter().map(|(c, _)| *c).collect();
     sorted.sort();
-    check_eq(
+    assert_eq!(
         all.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
         sorted,
-        "windows() is in key order",
+        "windows() is in key order"
     );
 
     // Fill everything a conversation can have, for two conversations.
     let (gone, kept) = (chat(b1, 1), chat(b1, 3));
     for c in [gone, kept] {
-        ok(
-            store
-                .record_gateway_closure(c, base() + TimeDelta::hours(1))
-                .await,
-            "record_gateway_closure",
-        );
-        ok(store.enqueue(c, message("{}", base()), 10).await, "enqueue");
+        store
+            .record_gateway_closure(c, base() + TimeDelta::hours(1))
+            .await
+            .expect("record_gateway_closure");
+        store
+            .enqueue(c, message("{}", base()), 10)
+            .await
+            .expect("enqueue");
         let invitation = Invitation {
             message_id: MessageId::new(),
             sent_at: base(),
         };
-        ok(
-            store.set_invitation(c, Some(invitation)).await,
-            "set_invitation",
-        );
-        ok(
-            store
-                .put_outcome(
-                    c,
-                    stored(MessageId::from_uuid(Uuid::nil()), "{\"sent\":true}"),
-                )
-                .await,
-            "put_outcome",
-        );
+        store
+            .set_invitation(c, Some(invitation))
+            .await
+            .expect("set_invitation");
+        store
+            .put_outcome(
+                c,
+                stored(MessageId::from_uuid(Uuid::nil()), "{\"sent\":true}"),
+            )
+            .await
+            .expect("put_outcome");
     }
-    check_eq(
-        ok(store.forget(gone).await, "forget"),
-        true,
-        "forget reports that something was erased",
+    assert!(
+        store.forget(gone).await.expect("forget"),
+        "forget reports that something was erased"
     );
-    check_eq(
-        ok(store.forget(gone).await, "forget"),
-        false,
-        "forget of nothing reports false",
+    assert!(
+        !store.forget(gone).await.expect("forget"),
+        "forget of nothing reports false"
     );
-    check_eq(
-        ok(store.window(gone).await, "window"),
+    assert_eq!(
+        store.window(gone).await.expect("window"),
         None,
-        "forget erases the window",
+        "forget erases the window"
     );
-    check_eq(
-        ok(store.queued(gone).await, "queued"),
+    assert_eq!(
+        store.queued(gone).await.expect("queued"),
         vec![],
-        "forget erases the outbox",
+        "forget erases the outbox"
     );
-    check_eq(
-        ok(store.invitation(gone).await, "invitation"),
+    assert_eq!(
+        store.invitation(gone).await.expect("invitation"),
         None,
-        "forget erases the invitation",
+        "forget erases the invitation"
     );
-    check_eq(
-        ok(
-            store.outcome(gone, MessageId::from_uuid(Uuid::nil())).await,
-            "outcome",
-        ),
+    assert_eq!(
+        store
+            .outcome(gone, MessageId::from_uuid(Uuid::nil()))
+            .await
+            .expect("outcome"),
         None,
-        "forget erases outcomes",
+        "forget erases outcomes"
     );
-    check_eq(
-        ok(
-            store.conversations_with_queued().await,
-            "conversations_with_queued",
-        )
-        .contains(&gone),
-        false,
-        "a forgotten conversation has nothing queued",
+    assert!(
+        !store
+            .conversations_with_queued()
+            .await
+            .expect("conversations_with_queued")
+            .contains(&gone),
+        "a forgotten conversation has nothing queued"
     );
-    check_eq(
-        ok(store.invitations().await, "invitations")
+    assert!(
+        !store
+            .invitations()
+            .await
+            .expect("invitations")
             .iter()
             .any(|(c, _)| *c == gone),
-        false,
-        "a forgotten conversation has no invitation listed",
+        "a forgotten conversation has no invitation listed"
     );
-    check_eq(
-        ok(store.count().await, "count"),
+    assert_eq!(
+        store.count().await.expect("count"),
         start + 3,
-        "count drops by one after forget",
+        "count drops by one after forget"
     );
-    check_eq(
-        ok(store.window(kept).await, "window").is_some(),
-        true,
-        "forget keeps other conversations",
+    assert!(
+        store.window(kept).await.expect("window").is_some(),
+        "forget keeps other conversations"
     );
-    check_eq(
-        ok(store.queued(kept).await, "queued").len(),
+    assert_eq!(
+        store.queued(kept).await.expect("queued").len(),
         1,
-        "forget keeps other outboxes",
+        "forget keeps other outboxes"
     );
-    check_eq(
-        ok(store.invitation(kept).await, "invitation").is_some(),
-        true,
-        "forget keeps other invitations",
+    assert!(
+        store.invitation(kept).await.expect("invitation").is_some(),
+        "forget keeps other invitations"
     );
-    check_eq(
-        ok(
-            store.outcome(kept, MessageId::from_uuid(Uuid::nil())).await,
-            "outcome",
-        )
-        .is_some(),
-        true,
-        "forget keeps other outcomes",
+    assert!(
+        store
+            .outcome(kept, MessageId::from_uuid(Uuid::nil()))
+            .await
+            .expect("outcome")
+            .is_some(),
+        "forget keeps other outcomes"
     );
 
     // Forget finds data even where there is no window.
     let only_outcome = chat(b2, 9);
-    ok(
-        store
-            .put_outcome(
-                only_outcome,
-                stored(MessageId::from_uuid(Uuid::nil()), "{}"),
-            )
-            .await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(store.forget(only_outcome).await, "forget"),
-        true,
-        "forget erases an outcome without a window",
+    store
+        .put_outcome(
+            only_outcome,
+            stored(MessageId::from_uuid(Uuid::nil()), "{}"),
+        )
+        .await
+        .expect("put_outcome");
+    assert!(
+        store.forget(only_outcome).await.expect("forget"),
+        "forget erases an outcome without a window"
     );
     let only_invitation = chat(b2, 8);
     let invitation = Invitation {
         message_id: MessageId::new(),
         sent_at: base(),
     };
-    ok(
-        store
-            .set_invitation(only_invitation, Some(invitation))
-            .await,
-        "set_invitation",
-    );
-    check_eq(
-        ok(store.forget(only_invitation).await, "forget"),
-        true,
-        "forget erases an invitation without a window",
+    store
+        .set_invitation(only_invitation, Some(invitation))
+        .await
+        .expect("set_invitation");
+    assert!(
+        store.forget(only_invitation).await.expect("forget"),
+        "forget erases an invitation without a window"
     );
     let only_queued = chat(b2, 7);
-    ok(
-        store.enqueue(only_queued, message("{}", base()), 10).await,
-        "enqueue",
+    store
+        .enqueue(only_queued, message("{}", base()), 10)
+        .await
+        .expect("enqueue");
+    assert!(
+        store.forget(only_queued).await.expect("forget"),
+        "forget erases an outbox without a window"
     );
-    check_eq(
-        ok(store.forget(only_queued).await, "forget"),
-        true,
-        "forget erases an outbox without a window",
-    );
-    check_eq(
-        ok(store.count().await, "count"),
+    assert_eq!(
+        store.count().await.expect("count"),
         start + 3,
-        "data without a window is not counted as one",
+        "data without a window is not counted as one"
     );
-    ok(store.flush().await, "flush");
+    store.flush().await.expect("flush");
 }
 
 /// The outbox: order, message-id dedup, the limit, reassign in place, dequeue, and the
@@ -831,32 +859,28 @@ pub async fn outbox<S: Store + Clone>(store: &S) {
         message("", base()),
         message("{\"n\":3}", base()),
     );
-    check_eq(
-        ok(store.queued(c).await, "queued"),
+    assert_eq!(
+        store.queued(c).await.expect("queued"),
         vec![],
-        "a new conversation's outbox is empty",
+        "a new conversation's outbox is empty"
     );
-    check_eq(
-        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
-        true,
-        "enqueue adds a message",
+    assert!(
+        store.enqueue(c, a.clone(), 2).await.expect("enqueue"),
+        "enqueue adds a message"
     );
-    check_eq(
-        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
-        false,
-        "enqueue of a message id already queued returns false",
+    assert!(
+        !store.enqueue(c, a.clone(), 2).await.expect("enqueue"),
+        "enqueue of a message id already queued returns false"
     );
     let mut changed = a.clone();
     changed.payload = "{\"other\":1}".into();
-    check_eq(
-        ok(store.enqueue(c, changed, 2).await, "enqueue"),
-        false,
-        "enqueue of a queued id with another payload returns false",
+    assert!(
+        !store.enqueue(c, changed, 2).await.expect("enqueue"),
+        "enqueue of a queued id with another payload returns false"
     );
-    check_eq(
-        ok(store.enqueue(c, m2.clone(), 2).await, "enqueue"),
-        true,
-        "enqueue up to the limit",
+    assert!(
+        store.enqueue(c, m2.clone(), 2).await.expect("enqueue"),
+        "enqueue up to the limit"
     );
     match store.enqueue(c, m3.clone(), 2).await {
         Err(StoreError::OutboxFull {
@@ -867,24 +891,23 @@ pub async fn outbox<S: Store + Clone>(store: &S) {
             "store conformance: enqueue beyond the limit must be OutboxFull {{ {c}, 2 }}, got {other:?}"
         ),
     }
-    check_eq(
-        ok(store.enqueue(c, a.clone(), 2).await, "enqueue"),
-        false,
-        "a full outbox still answers false for an id already queued",
+    assert!(
+        !store.enqueue(c, a.clone(), 2).await.expect("enqueue"),
+        "a full outbox still answers false for an id already queued"
     );
     let expected_a = QueuedMessage {
         queued_at: truncate_to_millis(queued_at),
         ..a.clone()
     };
-    check_eq(
-        ok(store.queued(c).await, "queued"),
+    assert_eq!(
+        store.queued(c).await.expect("queued"),
         vec![expected_a.clone(), m2.clone()],
-        "queued() returns messages oldest first, payload intact, time truncated to the millisecond",
+        "queued() returns messages oldest first, payload intact, time truncated to the millisecond"
     );
-    check_eq(
-        ok(store.queued(other).await, "queued"),
+    assert_eq!(
+        store.queued(other).await.expect("queued"),
         vec![],
-        "outboxes are per conversation",
+        "outboxes are per conversation"
     );
     match store.enqueue(other, m3.clone(), 0).await {
         Err(StoreError::OutboxFull { limit: 0, .. }) => {}
@@ -893,99 +916,98 @@ pub async fn outbox<S: Store + Clone>(store: &S) {
 
     // Reassign keeps the place in the queue.
     let fresh = MessageId::new();
-    check_eq(
-        ok(store.reassign(c, a.message_id, fresh).await, "reassign"),
-        true,
-        "reassign of a queued id",
+    assert!(
+        store
+            .reassign(c, a.message_id, fresh)
+            .await
+            .expect("reassign"),
+        "reassign of a queued id"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![fresh, m2.message_id],
-        "reassign keeps the message's place",
+        "reassign keeps the message's place"
     );
-    check_eq(
-        ok(store.queued(c).await, "queued")
+    assert_eq!(
+        store
+            .queued(c)
+            .await
+            .expect("queued")
             .first()
             .map(|m| (m.payload.clone(), m.queued_at)),
         Some((a.payload.clone(), truncate_to_millis(queued_at))),
-        "reassign keeps payload and queued time",
+        "reassign keeps payload and queued time"
     );
-    check_eq(
-        ok(
-            store.reassign(c, a.message_id, MessageId::new()).await,
-            "reassign",
-        ),
-        false,
-        "reassign of an id no longer queued returns false",
+    assert!(
+        !store
+            .reassign(c, a.message_id, MessageId::new())
+            .await
+            .expect("reassign"),
+        "reassign of an id no longer queued returns false"
     );
-    check_eq(
-        ok(store.enqueue(c, a.clone(), 3).await, "enqueue"),
-        true,
-        "the old id may be queued again after reassign",
+    assert!(
+        store.enqueue(c, a.clone(), 3).await.expect("enqueue"),
+        "the old id may be queued again after reassign"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![fresh, m2.message_id, a.message_id],
-        "a new message goes last",
+        "a new message goes last"
     );
 
     // Dequeue anywhere in the queue.
-    check_eq(
-        ok(store.dequeue(c, m2.message_id).await, "dequeue"),
-        true,
-        "dequeue of a queued id",
+    assert!(
+        store.dequeue(c, m2.message_id).await.expect("dequeue"),
+        "dequeue of a queued id"
     );
-    check_eq(
-        ok(store.dequeue(c, m2.message_id).await, "dequeue"),
-        false,
-        "dequeue twice returns false",
+    assert!(
+        !store.dequeue(c, m2.message_id).await.expect("dequeue"),
+        "dequeue twice returns false"
     );
-    check_eq(
-        ok(store.dequeue(other, fresh).await, "dequeue"),
-        false,
-        "dequeue from another conversation",
+    assert!(
+        !store.dequeue(other, fresh).await.expect("dequeue"),
+        "dequeue from another conversation"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![fresh, a.message_id],
-        "dequeue keeps the others in order",
+        "dequeue keeps the others in order"
     );
-    check_eq(
-        ok(store.enqueue(c, m3.clone(), 3).await, "enqueue"),
-        true,
-        "dequeue frees room",
+    assert!(
+        store.enqueue(c, m3.clone(), 3).await.expect("enqueue"),
+        "dequeue frees room"
     );
 
-    ok(
-        store.enqueue(other, message("{}", base()), 3).await,
-        "enqueue",
-    );
-    let with_queued: Vec<_> = ok(
-        store.conversations_with_queued().await,
-        "conversations_with_queued",
-    )
-    .into_iter()
-    .filter(|x| x.business == b)
-    .collect();
-    check_eq(
+    store
+        .enqueue(other, message("{}", base()), 3)
+        .await
+        .expect("enqueue");
+    let with_queued: Vec<_> = store
+        .conversations_with_queued()
+        .await
+        .expect("conversations_with_queued")
+        .into_iter()
+        .filter(|x| x.business == b)
+        .collect();
+    assert_eq!(
         with_queued,
         vec![c, other],
-        "conversations_with_queued lists each, in key order",
+        "conversations_with_queued lists each, in key order"
     );
     for id in ids(store, other).await {
-        ok(store.dequeue(other, id).await, "dequeue");
+        store.dequeue(other, id).await.expect("dequeue");
     }
-    let with_queued: Vec<_> = ok(
-        store.conversations_with_queued().await,
-        "conversations_with_queued",
-    )
-    .into_iter()
-    .filter(|x| x.business == b)
-    .collect();
-    check_eq(
+    let with_queued: Vec<_> = store
+        .conversations_with_queued()
+        .await
+        .expect("conversations_with_queued")
+        .into_iter()
+        .filter(|x| x.business == b)
+        .collect();
+    assert_eq!(
         with_queued,
         vec![c],
-        "an emptied outbox is no longer listed",
+        "an emptied outbox is no longer listed"
     );
 }
 
@@ -1012,15 +1034,15 @@ pub async fn concurrent_outbox<S: Store + Clone>(store: &S) {
             Err(error) => std::panic::resume_unwind(error.into_panic()),
         }
     }
-    check_eq(
+    assert_eq!(
         (added, full),
         (LIMIT, 16 - LIMIT),
-        "concurrent enqueues: exactly the limit is queued",
+        "concurrent enqueues: exactly the limit is queued"
     );
-    check_eq(
-        ok(store.queued(c).await, "queued").len(),
+    assert_eq!(
+        store.queued(c).await.expect("queued").len(),
         LIMIT,
-        "the outbox holds exactly the limit",
+        "the outbox holds exactly the limit"
     );
 
     let d = chat(b, 2);
@@ -1033,15 +1055,14 @@ pub async fn concurrent_outbox<S: Store + Clone>(store: &S) {
         ));
     }
     let trues = count_winners(handles, "concurrent enqueue of one id").await;
-    check_eq(
-        trues,
-        1,
-        "concurrent enqueues of one id: exactly one adds it",
+    assert_eq!(
+        trues, 1,
+        "concurrent enqueues of one id: exactly one adds it"
     );
-    check_eq(
+    assert_eq!(
         ids(store, d).await,
         vec![same.message_id],
-        "one id is queued once",
+        "one id is queued once"
     );
 }
 
@@ -1050,68 +1071,77 @@ pub async fn concurrent_outbox<S: Store + Clone>(store: &S) {
 pub async fn invitations<S: Store + Clone>(store: &S) {
     let (b1, b2) = (business(9, 0), business(9, 1));
     let (c1, c2, c3) = (chat(b2, 1), chat(b1, 2), chat(b1, 1));
-    check_eq(
-        ok(store.invitation(c1).await, "invitation"),
+    assert_eq!(
+        store.invitation(c1).await.expect("invitation"),
         None,
-        "no invitation at first",
+        "no invitation at first"
     );
     let sent = base() + TimeDelta::nanoseconds(5_000_001);
     let first = Invitation {
         message_id: MessageId::new(),
         sent_at: sent,
     };
-    ok(
-        store.set_invitation(c1, Some(first)).await,
-        "set_invitation",
-    );
-    check_eq(
-        ok(store.invitation(c1).await, "invitation"),
+    store
+        .set_invitation(c1, Some(first))
+        .await
+        .expect("set_invitation");
+    assert_eq!(
+        store.invitation(c1).await.expect("invitation"),
         Some(Invitation {
             sent_at: truncate_to_millis(sent),
             ..first
         }),
-        "the invitation is stored, truncated to the millisecond",
+        "the invitation is stored, truncated to the millisecond"
     );
     let second = Invitation {
         message_id: MessageId::new(),
         sent_at: base() + TimeDelta::hours(1),
     };
-    ok(
-        store.set_invitation(c1, Some(second)).await,
-        "set_invitation",
-    );
-    check_eq(
-        ok(store.invitation(c1).await, "invitation"),
+    store
+        .set_invitation(c1, Some(second))
+        .await
+        .expect("set_invitation");
+    assert_eq!(
+        store.invitation(c1).await.expect("invitation"),
         Some(second),
-        "set_invitation replaces",
+        "set_invitation replaces"
     );
     for c in [c2, c3] {
-        ok(store.set_invitation(c, Some(first)).await, "set_invitation");
+        store
+            .set_invitation(c, Some(first))
+            .await
+            .expect("set_invitation");
     }
-    let listed: Vec<_> = ok(store.invitations().await, "invitations")
+    let listed: Vec<_> = store
+        .invitations()
+        .await
+        .expect("invitations")
         .into_iter()
         .filter(|(c, _)| c.business == b1 || c.business == b2)
         .map(|(c, _)| c)
         .collect();
-    check_eq(
+    assert_eq!(
         listed,
         vec![c3, c2, c1],
-        "invitations() lists in conversation order",
+        "invitations() lists in conversation order"
     );
-    ok(store.set_invitation(c1, None).await, "set_invitation(None)");
-    check_eq(
-        ok(store.invitation(c1).await, "invitation"),
+    store
+        .set_invitation(c1, None)
+        .await
+        .expect("set_invitation(None)");
+    assert_eq!(
+        store.invitation(c1).await.expect("invitation"),
         None,
-        "set_invitation(None) clears",
+        "set_invitation(None) clears"
     );
-    ok(
-        store.set_invitation(c1, None).await,
-        "set_invitation(None) twice",
-    );
-    check_eq(
-        ok(store.window(c1).await, "window"),
+    store
+        .set_invitation(c1, None)
+        .await
+        .expect("set_invitation(None) twice");
+    assert_eq!(
+        store.window(c1).await.expect("window"),
         None,
-        "an invitation creates no window",
+        "an invitation creates no window"
     );
 }
 
@@ -1124,53 +1154,56 @@ pub async fn outcomes<S: Store + Clone>(store: &S) {
     let b = business(10, 0);
     let (c, other) = (chat(b, 1), chat(b, 2));
     let id = MessageId::new();
-    check_eq(
-        ok(store.outcome(c, id).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, id).await.expect("outcome"),
         None,
-        "no outcome at first",
+        "no outcome at first"
     );
     let text = "{\"status\":\"sent\",\"waId\":\"wamid.ü\"}".to_owned();
-    ok(store.put_outcome(c, stored(id, &text)).await, "put_outcome");
+    store
+        .put_outcome(c, stored(id, &text))
+        .await
+        .expect("put_outcome");
     let second = MessageId::new();
-    ok(
-        store.put_outcome(c, stored(second, "2")).await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(other, stored(MessageId::new(), "x"))
-            .await,
-        "put_outcome",
-    );
-    let mut listed = ok(store.outcomes(c).await, "outcomes");
+    store
+        .put_outcome(c, stored(second, "2"))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(other, stored(MessageId::new(), "x"))
+        .await
+        .expect("put_outcome");
+    let mut listed = store.outcomes(c).await.expect("outcomes");
     listed.sort();
     let mut expected = vec![(id, text.clone()), (second, "2".to_owned())];
     expected.sort();
-    check_eq(
-        listed,
-        expected,
-        "outcomes lists the conversation's outcomes only",
+    assert_eq!(
+        listed, expected,
+        "outcomes lists the conversation's outcomes only"
     );
-    check_eq(
-        ok(store.outcome(c, id).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, id).await.expect("outcome"),
         Some(text),
-        "the outcome is returned as stored",
+        "the outcome is returned as stored"
     );
-    check_eq(
-        ok(store.outcome(other, id).await, "outcome"),
+    assert_eq!(
+        store.outcome(other, id).await.expect("outcome"),
         None,
-        "outcomes are per conversation",
+        "outcomes are per conversation"
     );
-    check_eq(
-        ok(store.outcome(c, MessageId::new()).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, MessageId::new()).await.expect("outcome"),
         None,
-        "outcomes are per messageId",
+        "outcomes are per messageId"
     );
-    ok(store.put_outcome(c, stored(id, "")).await, "put_outcome");
-    check_eq(
-        ok(store.outcome(c, id).await, "outcome"),
+    store
+        .put_outcome(c, stored(id, ""))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store.outcome(c, id).await.expect("outcome"),
         Some(String::new()),
-        "put_outcome replaces, even with \"\"",
+        "put_outcome replaces, even with \"\""
     );
 }
 
@@ -1188,126 +1221,113 @@ pub async fn outcome_expiry<S: Store + Clone>(store: &S) {
         MessageId::new(),
         MessageId::new(),
     );
-    ok(
-        store
-            .put_outcome(
-                c,
-                stored(brief, "brief")
-                    .with_wa_id("wamid.brief")
-                    .keep_for(short),
-            )
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(c, stored(lasting, "lasting").with_wa_id("wamid.lasting"))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(c, stored(renewed, "first").keep_for(short))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(
-                c,
-                stored(instant, "gone").keep_for(TimeDelta::milliseconds(-5)),
-            )
-            .await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(store.outcome(c, brief).await, "outcome"),
+    store
+        .put_outcome(
+            c,
+            stored(brief, "brief")
+                .with_wa_id("wamid.brief")
+                .keep_for(short),
+        )
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(c, stored(lasting, "lasting").with_wa_id("wamid.lasting"))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(c, stored(renewed, "first").keep_for(short))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(
+            c,
+            stored(instant, "gone").keep_for(TimeDelta::milliseconds(-5)),
+        )
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store.outcome(c, brief).await.expect("outcome"),
         Some("brief".to_owned()),
-        "an outcome is kept while its time to keep runs",
+        "an outcome is kept while its time to keep runs"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.brief").await,
-            "outcome_by_wa_id",
-        ),
-        Some((brief, "brief".to_owned())),
-        "an outcome is found by WhatsApp id while its time to keep runs",
-    );
-    ok(
+    assert_eq!(
         store
-            .put_outcome(c, stored(renewed, "second").keep_for(TimeDelta::hours(1)))
-            .await,
-        "put_outcome",
+            .outcome_by_wa_id(c, "wamid.brief")
+            .await
+            .expect("outcome_by_wa_id"),
+        Some((brief, "brief".to_owned())),
+        "an outcome is found by WhatsApp id while its time to keep runs"
     );
+    store
+        .put_outcome(c, stored(renewed, "second").keep_for(TimeDelta::hours(1)))
+        .await
+        .expect("put_outcome");
     tokio::time::sleep(Duration::from_millis(450)).await;
-    check_eq(
-        ok(store.outcome(c, brief).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, brief).await.expect("outcome"),
         None,
-        "an outcome whose time to keep has passed is not returned",
+        "an outcome whose time to keep has passed is not returned"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.brief").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.brief")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "an expired outcome is not found by WhatsApp id",
+        "an expired outcome is not found by WhatsApp id"
     );
-    check_eq(
-        ok(store.outcome(c, instant).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, instant).await.expect("outcome"),
         None,
-        "a time to keep of zero or less keeps the outcome for a moment only",
+        "a time to keep of zero or less keeps the outcome for a moment only"
     );
-    check_eq(
-        ok(store.outcome(c, renewed).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, renewed).await.expect("outcome"),
         Some("second".to_owned()),
-        "a later write of the same messageId keeps it for its own time",
+        "a later write of the same messageId keeps it for its own time"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.lasting").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.lasting")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((lasting, "lasting".to_owned())),
-        "other outcomes stay",
+        "other outcomes stay"
     );
-    let mut listed = ok(store.outcomes(c).await, "outcomes");
+    let mut listed = store.outcomes(c).await.expect("outcomes");
     listed.sort();
     let mut expected = vec![
         (lasting, "lasting".to_owned()),
         (renewed, "second".to_owned()),
     ];
     expected.sort();
-    check_eq(listed, expected, "the listing leaves expired outcomes out");
+    assert_eq!(listed, expected, "the listing leaves expired outcomes out");
     // Writing after expiry (which may prune) keeps the live ones.
-    ok(
-        store
-            .put_outcome(c, stored(MessageId::new(), "later"))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(store.outcome(c, lasting).await, "outcome"),
+    store
+        .put_outcome(c, stored(MessageId::new(), "later"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store.outcome(c, lasting).await.expect("outcome"),
         Some("lasting".to_owned()),
-        "pruning leaves live outcomes",
+        "pruning leaves live outcomes"
     );
-    check_eq(
-        ok(store.forget(c).await, "forget"),
-        true,
-        "forget finds the outcomes",
+    assert!(
+        store.forget(c).await.expect("forget"),
+        "forget finds the outcomes"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.lasting").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.lasting")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "forget erases the WhatsApp id index",
+        "forget erases the WhatsApp id index"
     );
-    check_eq(
-        ok(store.outcomes(c).await, "outcomes"),
+    assert_eq!(
+        store.outcomes(c).await.expect("outcomes"),
         Vec::new(),
-        "forget erases every outcome",
+        "forget erases every outcome"
     );
 }
 
@@ -1318,124 +1338,121 @@ pub async fn outcome_wa_index<S: Store + Clone>(store: &S) {
     let b = business(12, 0);
     let (c, other) = (chat(b, 1), chat(b, 2));
     let (first, second) = (MessageId::new(), MessageId::new());
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.A").await,
-            "outcome_by_wa_id",
-        ),
-        None,
-        "nothing is found before anything is stored",
-    );
-    ok(
+    assert_eq!(
         store
-            .put_outcome(c, stored(first, "sent").with_wa_id("wamid.A"))
-            .await,
-        "put_outcome",
+            .outcome_by_wa_id(c, "wamid.A")
+            .await
+            .expect("outcome_by_wa_id"),
+        None,
+        "nothing is found before anything is stored"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.A").await,
-            "outcome_by_wa_id",
-        ),
+    store
+        .put_outcome(c, stored(first, "sent").with_wa_id("wamid.A"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.A")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((first, "sent".to_owned())),
-        "an outcome is found by its WhatsApp id",
+        "an outcome is found by its WhatsApp id"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(other, "wamid.A").await,
-            "outcome_by_wa_id",
-        ),
-        None,
-        "the index is per conversation",
-    );
-    ok(
+    assert_eq!(
         store
-            .put_outcome(c, stored(first, "delivered").with_wa_id("wamid.B"))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.A").await,
-            "outcome_by_wa_id",
-        ),
+            .outcome_by_wa_id(other, "wamid.A")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "a replaced outcome is not found by its old WhatsApp id",
+        "the index is per conversation"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.B").await,
-            "outcome_by_wa_id",
-        ),
+    store
+        .put_outcome(c, stored(first, "delivered").with_wa_id("wamid.B"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.A")
+            .await
+            .expect("outcome_by_wa_id"),
+        None,
+        "a replaced outcome is not found by its old WhatsApp id"
+    );
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.B")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((first, "delivered".to_owned())),
-        "the replacement is found by its own WhatsApp id",
+        "the replacement is found by its own WhatsApp id"
     );
-    ok(
-        store.put_outcome(c, stored(first, "queued")).await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.B").await,
-            "outcome_by_wa_id",
-        ),
-        None,
-        "an outcome replaced by one without a WhatsApp id is not found by the old one",
-    );
-    ok(
+    store
+        .put_outcome(c, stored(first, "queued"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
         store
-            .put_outcome(c, stored(second, "other").with_wa_id("wamid.A"))
-            .await,
-        "put_outcome",
+            .outcome_by_wa_id(c, "wamid.B")
+            .await
+            .expect("outcome_by_wa_id"),
+        None,
+        "an outcome replaced by one without a WhatsApp id is not found by the old one"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.A").await,
-            "outcome_by_wa_id",
-        ),
+    store
+        .put_outcome(c, stored(second, "other").with_wa_id("wamid.A"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.A")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((second, "other".to_owned())),
-        "a WhatsApp id names the outcome last stored with it",
+        "a WhatsApp id names the outcome last stored with it"
     );
     let long = "w".repeat(MAX_WA_ID_BYTES + 1);
     let (empty_id, long_id, edge_id) = (MessageId::new(), MessageId::new(), MessageId::new());
     let edge = format!("wamid.{}", "é".repeat((MAX_WA_ID_BYTES - 6) / 2));
-    ok(
+    store
+        .put_outcome(c, stored(empty_id, "e").with_wa_id(""))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(c, stored(long_id, "l").with_wa_id(long.clone()))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(c, stored(edge_id, "edge").with_wa_id(edge.clone()))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
         store
-            .put_outcome(c, stored(empty_id, "e").with_wa_id(""))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(c, stored(long_id, "l").with_wa_id(long.clone()))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(c, stored(edge_id, "edge").with_wa_id(edge.clone()))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
-        ok(store.outcome_by_wa_id(c, "").await, "outcome_by_wa_id"),
+            .outcome_by_wa_id(c, "")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "an empty WhatsApp id is not indexed",
+        "an empty WhatsApp id is not indexed"
     );
-    check_eq(
-        ok(store.outcome_by_wa_id(c, &long).await, "outcome_by_wa_id"),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, &long)
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "a WhatsApp id longer than MAX_WA_ID_BYTES is not indexed",
+        "a WhatsApp id longer than MAX_WA_ID_BYTES is not indexed"
     );
-    check_eq(
-        ok(store.outcome_by_wa_id(c, &edge).await, "outcome_by_wa_id"),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, &edge)
+            .await
+            .expect("outcome_by_wa_id"),
         Some((edge_id, "edge".to_owned())),
-        "a WhatsApp id of MAX_WA_ID_BYTES or less is indexed, whatever its characters",
+        "a WhatsApp id of MAX_WA_ID_BYTES or less is indexed, whatever its characters"
     );
-    check_eq(
-        ok(store.outcome(c, long_id).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, long_id).await.expect("outcome"),
         Some("l".to_owned()),
-        "an outcome whose WhatsApp id is not indexed is still found by messageId",
+        "an outcome whose WhatsApp id is not indexed is still found by messageId"
     );
 }
 
@@ -1449,53 +1466,45 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
     let t = base();
     let (key, other_key) = (MessageId::new(), MessageId::new());
     let first = message("{\"n\":1}", t);
-    check_eq(
-        ok(
-            store
-                .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued"))
-                .await,
-            "enqueue_with_outcome",
-        ),
-        true,
-        "enqueue_with_outcome adds a new message",
+    assert!(
+        store
+            .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued"))
+            .await
+            .expect("enqueue_with_outcome"),
+        "enqueue_with_outcome adds a new message"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![first.message_id],
-        "the message is queued",
+        "the message is queued"
     );
-    check_eq(
-        ok(store.outcome(c, key).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, key).await.expect("outcome"),
         Some("queued".to_owned()),
-        "and the outcome stored with it",
+        "and the outcome stored with it"
     );
-    check_eq(
-        ok(
-            store
-                .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued again"))
-                .await,
-            "enqueue_with_outcome",
-        ),
-        false,
-        "a message already queued is not added again",
+    assert!(
+        !store
+            .enqueue_with_outcome(c, first.clone(), 2, stored(key, "queued again"))
+            .await
+            .expect("enqueue_with_outcome"),
+        "a message already queued is not added again"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![first.message_id],
-        "one copy stays queued",
+        "one copy stays queued"
     );
-    check_eq(
-        ok(store.outcome(c, key).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, key).await.expect("outcome"),
         Some("queued again".to_owned()),
-        "the outcome is stored even when the message was already queued",
+        "the outcome is stored even when the message was already queued"
     );
     let second = message("{\"n\":2}", t + ms(1));
-    ok(
-        store
-            .enqueue_with_outcome(c, second.clone(), 2, stored(MessageId::new(), "2"))
-            .await,
-        "enqueue_with_outcome",
-    );
+    store
+        .enqueue_with_outcome(c, second.clone(), 2, stored(MessageId::new(), "2"))
+        .await
+        .expect("enqueue_with_outcome");
     let third = message("{\"n\":3}", t + ms(2));
     match store
         .enqueue_with_outcome(c, third.clone(), 2, stored(other_key, "never"))
@@ -1506,60 +1515,54 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
             "store conformance: enqueue_with_outcome into a full outbox must fail with OutboxFull, got {other:?}"
         ),
     }
-    check_eq(
-        ok(store.outcome(c, other_key).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, other_key).await.expect("outcome"),
         None,
-        "a full outbox stores no outcome either",
+        "a full outbox stores no outcome either"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![first.message_id, second.message_id],
-        "a full outbox queues nothing",
+        "a full outbox queues nothing"
     );
 
-    check_eq(
-        ok(
-            store
-                .dequeue_with_outcome(
-                    c,
-                    first.message_id,
-                    stored(key, "delivered").with_wa_id("wamid.delivered"),
-                )
-                .await,
-            "dequeue_with_outcome",
-        ),
-        true,
-        "dequeue_with_outcome finds the queued message",
+    assert!(
+        store
+            .dequeue_with_outcome(
+                c,
+                first.message_id,
+                stored(key, "delivered").with_wa_id("wamid.delivered"),
+            )
+            .await
+            .expect("dequeue_with_outcome"),
+        "dequeue_with_outcome finds the queued message"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![second.message_id],
-        "the message left the outbox",
+        "the message left the outbox"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(c, "wamid.delivered").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(c, "wamid.delivered")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((key, "delivered".to_owned())),
-        "and its outcome is stored, indexed",
+        "and its outcome is stored, indexed"
     );
-    check_eq(
-        ok(
-            store
-                .dequeue_with_outcome(c, first.message_id, stored(key, "again"))
-                .await,
-            "dequeue_with_outcome",
-        ),
-        false,
-        "a message no longer queued is reported so",
+    assert!(
+        !store
+            .dequeue_with_outcome(c, first.message_id, stored(key, "again"))
+            .await
+            .expect("dequeue_with_outcome"),
+        "a message no longer queued is reported so"
     );
-    check_eq(
-        ok(store.outcome(c, key).await, "outcome"),
+    assert_eq!(
+        store.outcome(c, key).await.expect("outcome"),
         Some("again".to_owned()),
-        "the outcome is stored even when the message was gone",
+        "the outcome is stored even when the message was gone"
     );
-    ok(store.dequeue(c, second.message_id).await, "dequeue");
+    store.dequeue(c, second.message_id).await.expect("dequeue");
 
     // Concurrent callers with one message: one copy.
     let contested = message("{\"n\":4}", t + ms(3));
@@ -1574,20 +1577,22 @@ pub async fn outbox_with_outcome<S: Store + Clone>(store: &S) {
         }));
     }
     let added = count_winners(handles, "concurrent enqueue_with_outcome").await;
-    check_eq(
-        added,
-        1,
-        "concurrent enqueue_with_outcome: one adds the message",
+    assert_eq!(
+        added, 1,
+        "concurrent enqueue_with_outcome: one adds the message"
     );
-    check_eq(
+    assert_eq!(
         ids(store, c).await,
         vec![contested.message_id],
-        "concurrent enqueue_with_outcome: one copy queued",
+        "concurrent enqueue_with_outcome: one copy queued"
     );
-    check_eq(
-        ok(store.outcome(c, contested_key).await, "outcome").is_some(),
-        true,
-        "concurrent enqueue_with_outcome: the outcome is stored",
+    assert!(
+        store
+            .outcome(c, contested_key)
+            .await
+            .expect("outcome")
+            .is_some(),
+        "concurrent enqueue_with_outcome: the outcome is stored"
     );
 }
 
@@ -1600,79 +1605,74 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     let lease = TimeDelta::seconds(30);
     let (a, b) = (MessageId::new(), MessageId::new());
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
-    check_eq(
-        ok(store.claim(a, first, now, lease).await, "claim"),
-        true,
-        "the first claim wins",
+    assert!(
+        store.claim(a, first, now, lease).await.expect("claim"),
+        "the first claim wins"
     );
-    check_eq(
-        ok(store.claim(a, second, now, lease).await, "claim"),
-        false,
-        "a live claim refuses a second claimer",
+    assert!(
+        !store.claim(a, second, now, lease).await.expect("claim"),
+        "a live claim refuses a second claimer"
     );
-    check_eq(
-        ok(
-            store.claim(a, second, now + lease - ms(1), lease).await,
-            "claim",
-        ),
-        false,
-        "the claim holds until its lease ends",
+    assert!(
+        !store
+            .claim(a, second, now + lease - ms(1), lease)
+            .await
+            .expect("claim"),
+        "the claim holds until its lease ends"
     );
-    check_eq(
-        ok(
-            store
-                .claim(a, second, now + lease + lease + ms(1), lease)
-                .await,
-            "claim",
-        ),
-        false,
-        "a claimer whose clock runs ahead by more than the lease does not take a held claim",
+    assert!(
+        !store
+            .claim(a, second, now + lease + lease + ms(1), lease)
+            .await
+            .expect("claim"),
+        "a claimer whose clock runs ahead by more than the lease does not take a held claim"
     );
-    check_eq(
-        ok(
-            store.claim(a, second, now - lease - lease, lease).await,
-            "claim",
-        ),
-        false,
-        "a claimer whose clock runs behind does not take a held claim",
+    assert!(
+        !store
+            .claim(a, second, now - lease - lease, lease)
+            .await
+            .expect("claim"),
+        "a claimer whose clock runs behind does not take a held claim"
     );
-    check_eq(
-        ok(store.claim(b, second, now, lease).await, "claim"),
-        true,
-        "claims are per message id",
+    assert!(
+        store.claim(b, second, now, lease).await.expect("claim"),
+        "claims are per message id"
     );
-    ok(store.release(a, second).await, "release by another holder");
-    check_eq(
-        ok(store.claim(a, second, now, lease).await, "claim"),
-        false,
-        "only the holder's release frees a claim",
+    store
+        .release(a, second)
+        .await
+        .expect("release by another holder");
+    assert!(
+        !store.claim(a, second, now, lease).await.expect("claim"),
+        "only the holder's release frees a claim"
     );
-    ok(store.release(a, first).await, "release");
-    check_eq(
-        ok(store.claim(a, second, now, lease).await, "claim"),
-        true,
-        "release frees the claim",
+    store.release(a, first).await.expect("release");
+    assert!(
+        store.claim(a, second, now, lease).await.expect("claim"),
+        "release frees the claim"
     );
-    ok(store.release(a, second).await, "release");
-    ok(store.release(a, second).await, "release of a free claim");
-    ok(store.release(b, second).await, "release");
+    store.release(a, second).await.expect("release");
+    store
+        .release(a, second)
+        .await
+        .expect("release of a free claim");
+    store.release(b, second).await.expect("release");
 
     // A lease of zero holds nothing.
     let zero = MessageId::new();
-    check_eq(
-        ok(
-            store
-                .claim(zero, Uuid::new_v4(), now, TimeDelta::zero())
-                .await,
-            "claim",
-        ),
-        true,
-        "a zero lease claim succeeds",
+    assert!(
+        store
+            .claim(zero, Uuid::new_v4(), now, TimeDelta::zero())
+            .await
+            .expect("claim"),
+        "a zero lease claim succeeds"
     );
-    check_eq(
-        ok(store.claim(zero, Uuid::new_v4(), now, lease).await, "claim"),
-        true,
-        "a zero lease ends at once",
+    assert!(
+        store
+            .claim(zero, Uuid::new_v4(), now, lease)
+            .await
+            .expect("claim"),
+        "a zero lease ends at once"
     );
 
     // A claim stamped before 1970 is refused, whatever the lease: no claim may exist
@@ -1685,27 +1685,26 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         let id = MessageId::new();
         match store.claim(id, Uuid::new_v4(), early, lease).await {
             Err(StoreError::ClaimBeforeEpoch { now: refused }) => {
-                check_eq(refused, early, "the refusal names the time refused");
+                assert_eq!(refused, early, "the refusal names the time refused");
             }
             other => panic!(
                 "store conformance: a claim at {early} (before 1970) must be refused with ClaimBeforeEpoch, found {other:?}"
             ),
         }
-        check_eq(
-            ok(store.claim(id, Uuid::new_v4(), now, lease).await, "claim"),
-            true,
-            "a refused pre-1970 claim leaves nothing held",
+        assert!(
+            store
+                .claim(id, Uuid::new_v4(), now, lease)
+                .await
+                .expect("claim"),
+            "a refused pre-1970 claim leaves nothing held"
         );
     }
-    check_eq(
-        ok(
-            store
-                .claim(MessageId::new(), Uuid::new_v4(), epoch, lease)
-                .await,
-            "claim",
-        ),
-        true,
-        "a claim at 1970-01-01T00:00:00Z itself is accepted",
+    assert!(
+        store
+            .claim(MessageId::new(), Uuid::new_v4(), epoch, lease)
+            .await
+            .expect("claim"),
+        "a claim at 1970-01-01T00:00:00Z itself is accepted"
     );
 
     // A holder that dies leaves the message to another once the lease has passed in real
@@ -1714,41 +1713,40 @@ pub async fn claims<S: Store + Clone>(store: &S) {
     let dying = MessageId::new();
     let (dead, successor) = (Uuid::new_v4(), Uuid::new_v4());
     let short = TimeDelta::milliseconds(200);
-    check_eq(
-        ok(store.claim(dying, dead, Utc::now(), short).await, "claim"),
-        true,
-        "short lease",
+    assert!(
+        store
+            .claim(dying, dead, Utc::now(), short)
+            .await
+            .expect("claim"),
+        "short lease"
     );
-    check_eq(
-        ok(
-            store.claim(dying, Uuid::new_v4(), Utc::now(), short).await,
-            "claim",
-        ),
-        false,
-        "short lease is held",
+    assert!(
+        !store
+            .claim(dying, Uuid::new_v4(), Utc::now(), short)
+            .await
+            .expect("claim"),
+        "short lease is held"
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
-    check_eq(
-        ok(
-            store.claim(dying, successor, Utc::now(), lease).await,
-            "claim",
-        ),
-        true,
-        "after a short lease has passed in real time the message can be claimed again",
+    assert!(
+        store
+            .claim(dying, successor, Utc::now(), lease)
+            .await
+            .expect("claim"),
+        "after a short lease has passed in real time the message can be claimed again"
     );
-    ok(
-        store.release(dying, dead).await,
-        "late release by the holder whose lease ran out",
+    store
+        .release(dying, dead)
+        .await
+        .expect("late release by the holder whose lease ran out");
+    assert!(
+        !store
+            .claim(dying, Uuid::new_v4(), Utc::now(), lease)
+            .await
+            .expect("claim"),
+        "a holder whose lease ran out cannot release its successor's claim"
     );
-    check_eq(
-        ok(
-            store.claim(dying, Uuid::new_v4(), Utc::now(), lease).await,
-            "claim",
-        ),
-        false,
-        "a holder whose lease ran out cannot release its successor's claim",
-    );
-    ok(store.release(dying, successor).await, "release");
+    store.release(dying, successor).await.expect("release");
 
     // Concurrent claimers: exactly one wins.
     let contested = MessageId::new();
@@ -1760,10 +1758,9 @@ pub async fn claims<S: Store + Clone>(store: &S) {
         }));
     }
     let winners = count_winners(handles, "concurrent claim").await;
-    check_eq(
-        winners,
-        1,
-        "concurrent claims of one message: exactly one wins",
+    assert_eq!(
+        winners, 1,
+        "concurrent claims of one message: exactly one wins"
     );
 }
 
@@ -1782,69 +1779,60 @@ pub async fn redelivery<S: Store + Clone>(store: &S) {
     let now = truncate_to_millis(Utc::now());
     let day = TimeDelta::days(1);
 
-    let first = ok(
-        store
-            .record_inbound_once(c, now - ms(60_000), &id("wamid.R1"), now, now + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let first = store
+        .record_inbound_once(c, now - ms(60_000), &id("wamid.R1"), now, now + day)
+        .await
+        .expect("record_inbound_once");
+    assert_eq!(
         first,
         InboundReceipt::Recorded(InboundUpdate {
             previous: None,
             current: WindowRecord::inbound(now - ms(60_000)),
         }),
-        "the first copy of an inbound message is recorded",
+        "the first copy of an inbound message is recorded"
     );
-    let again = ok(
-        store
-            .record_inbound_once(c, now, &id("wamid.R1"), now + ms(5), now + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let again = store
+        .record_inbound_once(c, now, &id("wamid.R1"), now + ms(5), now + day)
+        .await
+        .expect("record_inbound_once");
+    assert_eq!(
         again,
         InboundReceipt::Duplicate {
             first_received_at: now,
         },
-        "a second copy is a duplicate naming the first receipt",
+        "a second copy is a duplicate naming the first receipt"
     );
-    check_eq(
-        ok(store.window(c).await, "window"),
+    assert_eq!(
+        store.window(c).await.expect("window"),
         Some(WindowRecord::inbound(now - ms(60_000))),
-        "a duplicate records nothing, even with a later time",
+        "a duplicate records nothing, even with a later time"
     );
 
-    let elsewhere = ok(
-        store
-            .record_inbound_once(
-                chat(other_business, 1),
-                now,
-                &id("wamid.R1"),
-                now,
-                now + day,
-            )
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let elsewhere = store
+        .record_inbound_once(
+            chat(other_business, 1),
+            now,
+            &id("wamid.R1"),
+            now,
+            now + day,
+        )
+        .await
+        .expect("record_inbound_once");
+    assert!(
         matches!(elsewhere, InboundReceipt::Recorded(_)),
-        true,
-        "the memory is per business number",
+        "the memory is per business number"
     );
-    let next = ok(
-        store
-            .record_inbound_once(c, now, &id("wamid.R2"), now, now + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let next = store
+        .record_inbound_once(c, now, &id("wamid.R2"), now, now + day)
+        .await
+        .expect("record_inbound_once");
+    assert_eq!(
         next,
         InboundReceipt::Recorded(InboundUpdate {
             previous: Some(WindowRecord::inbound(now - ms(60_000))),
             current: WindowRecord::inbound(now),
         }),
-        "another id is recorded, keeping the maximum",
+        "another id is recorded, keeping the maximum"
     );
 
     let racers: Vec<_> = (0..8)
@@ -1861,36 +1849,30 @@ pub async fn redelivery<S: Store + Clone>(store: &S) {
     let mut recorded = 0;
     for racer in racers {
         let receipt = match racer.await {
-            Ok(result) => ok(result, "concurrent record_inbound_once"),
+            Ok(result) => result.expect("concurrent record_inbound_once"),
             Err(error) => panic!("store conformance: a racing task failed: {error}"),
         };
         recorded += usize::from(matches!(receipt, InboundReceipt::Recorded(_)));
     }
-    check_eq(
-        recorded,
-        1,
-        "of concurrent copies of one message, exactly one is recorded",
+    assert_eq!(
+        recorded, 1,
+        "of concurrent copies of one message, exactly one is recorded"
     );
 
     let brief = now + ms(300);
-    ok(
-        store
-            .record_inbound_once(chat(b, 3), now, &id("wamid.BRIEF"), now, brief)
-            .await,
-        "record_inbound_once",
-    );
+    store
+        .record_inbound_once(chat(b, 3), now, &id("wamid.BRIEF"), now, brief)
+        .await
+        .expect("record_inbound_once");
     tokio::time::sleep(Duration::from_millis(450)).await;
     let later = truncate_to_millis(Utc::now());
-    let after = ok(
-        store
-            .record_inbound_once(chat(b, 3), later, &id("wamid.BRIEF"), later, later + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let after = store
+        .record_inbound_once(chat(b, 3), later, &id("wamid.BRIEF"), later, later + day)
+        .await
+        .expect("record_inbound_once");
+    assert!(
         matches!(after, InboundReceipt::Recorded(_)),
-        true,
-        "an id is forgotten after its horizon, and recorded again",
+        "an id is forgotten after its horizon, and recorded again"
     );
 }
 
@@ -1912,67 +1894,67 @@ fn group_id(text: &str) -> GroupId {
 /// the id, found without allocating, listed; users and groups apart; never a phone's key.
 pub async fn identity_registry<S: Store + Clone>(store: &S) {
     let (first, second) = (bsuid("US.40000001"), bsuid("BR.40000002"));
-    check_eq(
-        ok(store.find_user_ref(&first).await, "find_user_ref"),
+    assert_eq!(
+        store.find_user_ref(&first).await.expect("find_user_ref"),
         None,
-        "an id never seen has no handle, and looking does not allocate one",
+        "an id never seen has no handle, and looking does not allocate one"
     );
-    check_eq(
-        ok(store.find_user_ref(&first).await, "find_user_ref"),
+    assert_eq!(
+        store.find_user_ref(&first).await.expect("find_user_ref"),
         None,
-        "looking twice still allocates nothing",
+        "looking twice still allocates nothing"
     );
-    let a = ok(store.user_ref(&first).await, "user_ref");
-    check_eq(
-        ok(store.user_ref(&first).await, "user_ref"),
+    let a = store.user_ref(&first).await.expect("user_ref");
+    assert_eq!(
+        store.user_ref(&first).await.expect("user_ref"),
         a,
-        "an id keeps its handle",
+        "an id keeps its handle"
     );
-    check_eq(
-        ok(store.find_user_ref(&first).await, "find_user_ref"),
+    assert_eq!(
+        store.find_user_ref(&first).await.expect("find_user_ref"),
         Some(a),
-        "an allocated handle is found",
+        "an allocated handle is found"
     );
-    let b = ok(store.user_ref(&second).await, "user_ref");
+    let b = store.user_ref(&second).await.expect("user_ref");
     assert!(a != b, "store conformance: two ids share handle {a:?}");
-    check_eq(
-        ok(store.user_id(a).await, "user_id"),
+    assert_eq!(
+        store.user_id(a).await.expect("user_id"),
         Some(first.clone()),
-        "a handle resolves to its id",
+        "a handle resolves to its id"
     );
-    check_eq(
-        ok(store.user_id(b).await, "user_id"),
+    assert_eq!(
+        store.user_id(b).await.expect("user_id"),
         Some(second.clone()),
-        "a handle resolves to its id",
+        "a handle resolves to its id"
     );
     let group = group_id("Y2FwaV9ncm91cDo0MDAwMDAwMQ==");
-    check_eq(
-        ok(store.find_group_ref(&group).await, "find_group_ref"),
+    assert_eq!(
+        store.find_group_ref(&group).await.expect("find_group_ref"),
         None,
-        "a group never seen has no handle",
+        "a group never seen has no handle"
     );
-    let g = ok(store.group_ref(&group).await, "group_ref");
-    check_eq(
-        ok(store.group_ref(&group).await, "group_ref"),
+    let g = store.group_ref(&group).await.expect("group_ref");
+    assert_eq!(
+        store.group_ref(&group).await.expect("group_ref"),
         g,
-        "a group keeps its handle",
+        "a group keeps its handle"
     );
-    check_eq(
-        ok(store.group_id(g).await, "group_id"),
+    assert_eq!(
+        store.group_id(g).await.expect("group_id"),
         Some(group.clone()),
-        "a group handle resolves to its id",
+        "a group handle resolves to its id"
     );
     // A group id that reads like a user id is still a group, and apart from the user.
     let lookalike = group_id("US.40000001");
-    let l = ok(store.group_ref(&lookalike).await, "group_ref");
+    let l = store.group_ref(&lookalike).await.expect("group_ref");
     assert!(
         l != g,
         "store conformance: two group ids share handle {g:?}"
     );
-    check_eq(
-        ok(store.user_ref(&first).await, "user_ref"),
+    assert_eq!(
+        store.user_ref(&first).await.expect("user_ref"),
         a,
-        "a group with the same text as a user id leaves the user's handle alone",
+        "a group with the same text as a user id leaves the user's handle alone"
     );
     for customer in [Customer::User(a), Customer::User(b), Customer::Group(g)] {
         assert!(
@@ -1980,7 +1962,7 @@ pub async fn identity_registry<S: Store + Clone>(store: &S) {
             "store conformance: handle {customer:?} is keyed among phone numbers"
         );
     }
-    let users = ok(store.users().await, "users");
+    let users = store.users().await.expect("users");
     for (handle, id) in [(a, &first), (b, &second)] {
         assert!(
             users.iter().any(|(h, i)| *h == handle && i == id),
@@ -1989,8 +1971,8 @@ pub async fn identity_registry<S: Store + Clone>(store: &S) {
     }
     let mut sorted = users.clone();
     sorted.sort_by_key(|(h, _)| *h);
-    check_eq(users, sorted, "users() is in handle order");
-    let groups = ok(store.groups().await, "groups");
+    assert_eq!(users, sorted, "users() is in handle order");
+    let groups = store.groups().await.expect("groups");
     assert!(
         groups.iter().any(|(h, i)| *h == g && *i == group),
         "store conformance: groups() does not list {g:?}"
@@ -2007,21 +1989,24 @@ pub async fn identity_registry<S: Store + Clone>(store: &S) {
     let mut handles = Vec::new();
     for task in tasks {
         match task.await {
-            Ok(result) => handles.push(ok(result, "concurrent user_ref")),
+            Ok(result) => handles.push(result.expect("concurrent user_ref")),
             Err(error) => panic!("store conformance: a user_ref task failed: {error}"),
         }
     }
     handles.dedup();
-    check_eq(
+    assert_eq!(
         handles.len(),
         1,
-        "concurrent callers with one id get one handle",
+        "concurrent callers with one id get one handle"
     );
-    let listed = ok(store.users().await, "users")
+    let listed = store
+        .users()
+        .await
+        .expect("users")
         .into_iter()
         .filter(|(_, id)| *id == fresh)
         .count();
-    check_eq(listed, 1, "an id allocated concurrently is listed once");
+    assert_eq!(listed, 1, "an id allocated concurrently is listed once");
 }
 
 /// Aliases: per business number, the previous phone answered on a change, the spelling
@@ -2029,50 +2014,57 @@ pub async fn identity_registry<S: Store + Clone>(store: &S) {
 pub async fn aliases<S: Store + Clone>(store: &S) {
     let (b1, b2) = (business(41, 0), business(41, 1));
     let user = bsuid("US.41000001");
-    check_eq(
-        ok(store.alias(b1, &user).await, "alias"),
+    assert_eq!(
+        store.alias(b1, &user).await.expect("alias"),
         None,
-        "no alias before one is recorded",
+        "no alias before one is recorded"
     );
     // WhatsApp's own spelling of a Brazilian mobile, without the ninth digit.
     let phone = match PhoneNumber::parse("554188887777") {
         Ok(phone) => phone,
         Err(error) => panic!("store conformance: {error}"),
     };
-    check_eq(
-        ok(store.record_alias(b1, &user, phone).await, "record_alias"),
+    assert_eq!(
+        store
+            .record_alias(b1, &user, phone)
+            .await
+            .expect("record_alias"),
         None,
-        "a first alias replaces nothing",
+        "a first alias replaces nothing"
     );
-    let found = ok(store.alias(b1, &user).await, "alias");
-    check_eq(found, Some(phone), "the alias is found");
-    check_eq(
+    let found = store.alias(b1, &user).await.expect("alias");
+    assert_eq!(found, Some(phone), "the alias is found");
+    assert_eq!(
         found.map(PhoneNumber::digits),
         Some("554188887777".to_owned()),
-        "the alias keeps the spelling it was recorded with (what a send uses)",
+        "the alias keeps the spelling it was recorded with (what a send uses)"
     );
-    check_eq(
-        ok(store.alias(b2, &user).await, "alias"),
+    assert_eq!(
+        store.alias(b2, &user).await.expect("alias"),
         None,
-        "an alias belongs to one business number",
+        "an alias belongs to one business number"
     );
     let other = phone_of(254_741_000_002);
-    check_eq(
-        ok(store.record_alias(b1, &user, other).await, "record_alias"),
-        Some(phone),
-        "a changed alias answers the phone it replaced",
-    );
-    ok(
+    assert_eq!(
         store
-            .record_alias(b2, &bsuid("US.41000000"), phone_of(254_741_000_003))
-            .await,
-        "record_alias",
+            .record_alias(b1, &user, other)
+            .await
+            .expect("record_alias"),
+        Some(phone),
+        "a changed alias answers the phone it replaced"
     );
-    let listed: Vec<Alias> = ok(store.aliases().await, "aliases")
+    store
+        .record_alias(b2, &bsuid("US.41000000"), phone_of(254_741_000_003))
+        .await
+        .expect("record_alias");
+    let listed: Vec<Alias> = store
+        .aliases()
+        .await
+        .expect("aliases")
         .into_iter()
         .filter(|alias| alias.business == b1 || alias.business == b2)
         .collect();
-    check_eq(
+    assert_eq!(
         listed,
         vec![
             Alias {
@@ -2086,7 +2078,7 @@ pub async fn aliases<S: Store + Clone>(store: &S) {
                 phone: phone_of(254_741_000_003),
             },
         ],
-        "aliases() lists every alias by business, then user id",
+        "aliases() lists every alias by business, then user id"
     );
 }
 
@@ -2098,144 +2090,158 @@ fn phone_of(digits: u64) -> PhoneNumber {
 /// and forgotten like phone ones, and apart from them.
 pub async fn user_and_group_conversations<S: Store + Clone>(store: &S) {
     let business = business(42, 0);
-    let user = Customer::User(ok(store.user_ref(&bsuid("US.42000001")).await, "user_ref"));
-    let group = Customer::Group(ok(
-        store.group_ref(&group_id("42000001@g.us")).await,
-        "group_ref",
-    ));
+    let user = Customer::User(
+        store
+            .user_ref(&bsuid("US.42000001"))
+            .await
+            .expect("user_ref"),
+    );
+    let group = Customer::Group(
+        store
+            .group_ref(&group_id("42000001@g.us"))
+            .await
+            .expect("group_ref"),
+    );
     let by_phone = chat(business, 42);
     let by_user = Conversation::with_customer(business, user);
     let by_group = Conversation::with_customer(business, group);
-    let start = ok(store.count().await, "count");
+    let start = store.count().await.expect("count");
     for (i, c) in [by_group, by_user, by_phone].into_iter().enumerate() {
-        ok(
-            store.record_inbound(c, base() + ms(i as i64)).await,
-            "record_inbound",
-        );
+        store
+            .record_inbound(c, base() + ms(i as i64))
+            .await
+            .expect("record_inbound");
     }
-    check_eq(
-        ok(store.count().await, "count"),
+    assert_eq!(
+        store.count().await.expect("count"),
         start + 3,
-        "users and groups are counted",
+        "users and groups are counted"
     );
-    check_eq(
-        ok(store.window(by_user).await, "window"),
+    assert_eq!(
+        store.window(by_user).await.expect("window"),
         Some(WindowRecord::inbound(base() + ms(1))),
-        "a user's window is its own",
+        "a user's window is its own"
     );
-    check_eq(
-        ok(store.window(by_group).await, "window"),
+    assert_eq!(
+        store.window(by_group).await.expect("window"),
         Some(WindowRecord::inbound(base())),
-        "a group's window is its own",
+        "a group's window is its own"
     );
-    let listed: Vec<Conversation> = ok(store.windows().await, "windows")
+    let listed: Vec<Conversation> = store
+        .windows()
+        .await
+        .expect("windows")
         .into_iter()
         .filter(|(c, _)| c.business == business)
         .map(|(c, _)| c)
         .collect();
-    check_eq(
+    assert_eq!(
         listed,
         vec![by_phone, by_user, by_group],
-        "windows() lists phones, then users, then groups",
+        "windows() lists phones, then users, then groups"
     );
-    let indexed: Vec<Conversation> = ok(
-        store.inbound_between(base() - ms(1), base() + ms(2)).await,
-        "inbound_between",
-    )
-    .into_iter()
-    .map(|(c, _)| c)
-    .filter(|c| c.business == business)
-    .collect();
-    check_eq(
+    let indexed: Vec<Conversation> = store
+        .inbound_between(base() - ms(1), base() + ms(2))
+        .await
+        .expect("inbound_between")
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| c.business == business)
+        .collect();
+    assert_eq!(
         indexed,
         vec![by_group, by_user, by_phone],
-        "the closing-soon index holds users and groups",
+        "the closing-soon index holds users and groups"
     );
-    ok(
-        store.record_gateway_closure(by_group, base() + ms(5)).await,
-        "record_gateway_closure",
-    );
+    store
+        .record_gateway_closure(by_group, base() + ms(5))
+        .await
+        .expect("record_gateway_closure");
     let queued = message("{}", base());
-    check_eq(
-        ok(store.enqueue(by_user, queued.clone(), 5).await, "enqueue"),
-        true,
-        "a user's outbox takes a message",
+    assert!(
+        store
+            .enqueue(by_user, queued.clone(), 5)
+            .await
+            .expect("enqueue"),
+        "a user's outbox takes a message"
     );
-    check_eq(
-        ok(store.queued(by_phone).await, "queued").len(),
+    assert_eq!(
+        store.queued(by_phone).await.expect("queued").len(),
         0,
-        "the phone's outbox is apart from the user's",
+        "the phone's outbox is apart from the user's"
     );
     assert!(
-        ok(
-            store.conversations_with_queued().await,
-            "conversations_with_queued"
-        )
-        .contains(&by_user),
+        store
+            .conversations_with_queued()
+            .await
+            .expect("conversations_with_queued")
+            .contains(&by_user),
         "store conformance: conversations_with_queued() misses a user's outbox"
     );
     let invitation = Invitation {
         message_id: MessageId::new(),
         sent_at: base(),
     };
-    ok(
-        store.set_invitation(by_group, Some(invitation)).await,
-        "set_invitation",
-    );
+    store
+        .set_invitation(by_group, Some(invitation))
+        .await
+        .expect("set_invitation");
     assert!(
-        ok(store.invitations().await, "invitations").contains(&(by_group, invitation)),
+        store
+            .invitations()
+            .await
+            .expect("invitations")
+            .contains(&(by_group, invitation)),
         "store conformance: invitations() misses a group's invitation"
     );
-    ok(
-        store
-            .put_outcome(
-                by_user,
-                StoredOutcome::new(queued.message_id, "{\"queued\":true}"),
-            )
-            .await,
-        "put_outcome",
-    );
+    store
+        .put_outcome(
+            by_user,
+            StoredOutcome::new(queued.message_id, "{\"queued\":true}"),
+        )
+        .await
+        .expect("put_outcome");
     for c in [by_user, by_group] {
-        check_eq(
-            ok(store.forget(c).await, "forget"),
-            true,
-            "forget finds a user's or group's records",
+        assert!(
+            store.forget(c).await.expect("forget"),
+            "forget finds a user's or group's records"
         );
-        check_eq(
-            ok(store.window(c).await, "window"),
+        assert_eq!(
+            store.window(c).await.expect("window"),
             None,
-            "forget erases the window",
+            "forget erases the window"
         );
     }
-    check_eq(
-        ok(store.queued(by_user).await, "queued").len(),
+    assert_eq!(
+        store.queued(by_user).await.expect("queued").len(),
         0,
-        "forget empties a user's outbox",
+        "forget empties a user's outbox"
     );
-    check_eq(
-        ok(store.outcome(by_user, queued.message_id).await, "outcome"),
+    assert_eq!(
+        store
+            .outcome(by_user, queued.message_id)
+            .await
+            .expect("outcome"),
         None,
-        "forget erases a user's outcomes",
+        "forget erases a user's outcomes"
     );
-    check_eq(
-        ok(store.invitation(by_group).await, "invitation"),
+    assert_eq!(
+        store.invitation(by_group).await.expect("invitation"),
         None,
-        "forget erases a group's invitation",
+        "forget erases a group's invitation"
     );
-    check_eq(
-        ok(store.window(by_phone).await, "window"),
+    assert_eq!(
+        store.window(by_phone).await.expect("window"),
         Some(WindowRecord::inbound(base() + ms(2))),
-        "forgetting a user or group leaves the phone's window alone",
+        "forgetting a user or group leaves the phone's window alone"
     );
-    check_eq(
-        ok(
-            store
-                .user_id(user.user().unwrap_or_else(|| unreachable!()))
-                .await,
-            "user_id",
-        ),
+    assert_eq!(
+        store
+            .user_id(user.user().unwrap_or_else(|| unreachable!()))
+            .await
+            .expect("user_id"),
         Some(bsuid("US.42000001")),
-        "forget keeps the registry (a handle is never reused)",
+        "forget keeps the registry (a handle is never reused)"
     );
 }
 
@@ -2245,7 +2251,12 @@ pub async fn user_and_group_conversations<S: Store + Clone>(store: &S) {
 /// keeps nothing; moving again, or onto itself, changes nothing.
 pub async fn move_customer<S: Store + Clone>(store: &S) {
     let (business, other) = (business(43, 0), business(43, 1));
-    let user = Customer::User(ok(store.user_ref(&bsuid("US.43000001")).await, "user_ref"));
+    let user = Customer::User(
+        store
+            .user_ref(&bsuid("US.43000001"))
+            .await
+            .expect("user_ref"),
+    );
     let source = Conversation::with_customer(business, user);
     let target = chat(business, 43);
     let hour = TimeDelta::hours(1);
@@ -2253,18 +2264,18 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
     // The source: a later inbound message, two queued messages (one the target holds
     // too), an invitation sent later than the target's, and two outcomes (one the
     // target holds too).
-    ok(
-        store.record_inbound(source, base() + hour).await,
-        "record_inbound",
-    );
+    store
+        .record_inbound(source, base() + hour)
+        .await
+        .expect("record_inbound");
     let shared = message("{\"shared\":true}", base());
     let only_source = message("{\"source\":true}", base() + ms(1));
     let only_target = message("{\"target\":true}", base() + ms(2));
     for m in [&shared, &only_source] {
-        ok(store.enqueue(source, m.clone(), 10).await, "enqueue");
+        store.enqueue(source, m.clone(), 10).await.expect("enqueue");
     }
     for m in [&only_target, &shared] {
-        ok(store.enqueue(target, m.clone(), 10).await, "enqueue");
+        store.enqueue(target, m.clone(), 10).await.expect("enqueue");
     }
     let later = Invitation {
         message_id: MessageId::new(),
@@ -2274,59 +2285,54 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
         message_id: MessageId::new(),
         sent_at: base(),
     };
-    ok(
-        store.set_invitation(source, Some(later)).await,
-        "set_invitation",
-    );
-    ok(
-        store.set_invitation(target, Some(earlier)).await,
-        "set_invitation",
-    );
+    store
+        .set_invitation(source, Some(later))
+        .await
+        .expect("set_invitation");
+    store
+        .set_invitation(target, Some(earlier))
+        .await
+        .expect("set_invitation");
     let (both, source_only) = (MessageId::new(), MessageId::new());
     let outcome = |id, text: &str, wa_id: &str| StoredOutcome::new(id, text).with_wa_id(wa_id);
-    ok(
-        store
-            .put_outcome(source, outcome(both, "source", "wamid.s1"))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(source, outcome(source_only, "moved", "wamid.s2"))
-            .await,
-        "put_outcome",
-    );
-    ok(
-        store
-            .put_outcome(target, outcome(both, "target", "wamid.t1"))
-            .await,
-        "put_outcome",
-    );
+    store
+        .put_outcome(source, outcome(both, "source", "wamid.s1"))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(source, outcome(source_only, "moved", "wamid.s2"))
+        .await
+        .expect("put_outcome");
+    store
+        .put_outcome(target, outcome(both, "target", "wamid.t1"))
+        .await
+        .expect("put_outcome");
     // Looked up by WhatsApp id before the move (the index exists, and must follow it).
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(source, "wamid.s2").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(source, "wamid.s2")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((source_only, "moved".to_owned())),
-        "an outcome is found by its WhatsApp id",
+        "an outcome is found by its WhatsApp id"
     );
     // The target: an earlier inbound message, closed by the gateway after it (a closure
     // the source's later message overrides).
-    ok(store.record_inbound(target, base()).await, "record_inbound");
-    ok(
-        store.record_gateway_closure(target, base() + ms(30)).await,
-        "record_gateway_closure",
-    );
-    let count = ok(store.count().await, "count");
+    store
+        .record_inbound(target, base())
+        .await
+        .expect("record_inbound");
+    store
+        .record_gateway_closure(target, base() + ms(30))
+        .await
+        .expect("record_gateway_closure");
+    let count = store.count().await.expect("count");
 
-    let moved = ok(
-        store
-            .move_customer(business, source.customer, target.customer)
-            .await,
-        "move_customer",
-    );
-    check_eq(
+    let moved = store
+        .move_customer(business, source.customer, target.customer)
+        .await
+        .expect("move_customer");
+    assert_eq!(
         moved,
         MovedRecords {
             window: true,
@@ -2334,194 +2340,192 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
             invitation: true,
             outcomes: 1,
         },
-        "move_customer reports what it moved",
+        "move_customer reports what it moved"
     );
-    check_eq(
-        ok(store.window(target).await, "window"),
+    assert_eq!(
+        store.window(target).await.expect("window"),
         Some(WindowRecord::inbound(base() + hour)),
-        "the windows merge: the latest inbound time, and a closure it overrides is dropped",
+        "the windows merge: the latest inbound time, and a closure it overrides is dropped"
     );
-    check_eq(
-        ok(store.window(source).await, "window"),
+    assert_eq!(
+        store.window(source).await.expect("window"),
         None,
-        "the source keeps no window",
+        "the source keeps no window"
     );
-    check_eq(
-        ok(store.count().await, "count"),
+    assert_eq!(
+        store.count().await.expect("count"),
         count - 1,
-        "two windows became one",
+        "two windows became one"
     );
-    let indexed: Vec<Conversation> = ok(
-        store.inbound_between(base() - ms(1), base() + hour).await,
-        "inbound_between",
-    )
-    .into_iter()
-    .map(|(c, _)| c)
-    .filter(|c| c.business == business)
-    .collect();
-    check_eq(indexed, vec![target], "the index follows the move");
-    check_eq(
+    let indexed: Vec<Conversation> = store
+        .inbound_between(base() - ms(1), base() + hour)
+        .await
+        .expect("inbound_between")
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| c.business == business)
+        .collect();
+    assert_eq!(indexed, vec![target], "the index follows the move");
+    assert_eq!(
         ids(store, target).await,
         vec![
             only_target.message_id,
             shared.message_id,
             only_source.message_id,
         ],
-        "the source's messages are appended in order, without one the target holds",
+        "the source's messages are appended in order, without one the target holds"
     );
-    check_eq(
+    assert_eq!(
         ids(store, source).await,
         Vec::new(),
-        "the source's outbox is empty",
+        "the source's outbox is empty"
     );
-    let with_queued = ok(
-        store.conversations_with_queued().await,
-        "conversations_with_queued",
-    );
+    let with_queued = store
+        .conversations_with_queued()
+        .await
+        .expect("conversations_with_queued");
     assert!(
         with_queued.contains(&target) && !with_queued.contains(&source),
         "store conformance: conversations_with_queued() does not follow the move: {with_queued:?}"
     );
-    check_eq(
-        ok(store.invitation(target).await, "invitation"),
+    assert_eq!(
+        store.invitation(target).await.expect("invitation"),
         Some(later),
-        "the later invitation is kept",
+        "the later invitation is kept"
     );
-    check_eq(
-        ok(store.invitation(source).await, "invitation"),
+    assert_eq!(
+        store.invitation(source).await.expect("invitation"),
         None,
-        "the source keeps no invitation",
+        "the source keeps no invitation"
     );
-    check_eq(
-        ok(store.outcome(target, both).await, "outcome"),
+    assert_eq!(
+        store.outcome(target, both).await.expect("outcome"),
         Some("target".to_owned()),
-        "the target's own outcome wins",
+        "the target's own outcome wins"
     );
-    check_eq(
-        ok(store.outcome(target, source_only).await, "outcome"),
+    assert_eq!(
+        store.outcome(target, source_only).await.expect("outcome"),
         Some("moved".to_owned()),
-        "the source's other outcome moves",
+        "the source's other outcome moves"
     );
-    check_eq(
-        ok(store.outcomes(source).await, "outcomes"),
+    assert_eq!(
+        store.outcomes(source).await.expect("outcomes"),
         Vec::new(),
-        "the source keeps no outcome",
+        "the source keeps no outcome"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(target, "wamid.s2").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(target, "wamid.s2")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((source_only, "moved".to_owned())),
-        "a moved outcome is found by its WhatsApp id in the target",
+        "a moved outcome is found by its WhatsApp id in the target"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(source, "wamid.s2").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(source, "wamid.s2")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "a moved outcome is no longer found in the source",
+        "a moved outcome is no longer found in the source"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(target, "wamid.t1").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(target, "wamid.t1")
+            .await
+            .expect("outcome_by_wa_id"),
         Some((both, "target".to_owned())),
-        "the target's own outcome keeps its WhatsApp id",
+        "the target's own outcome keeps its WhatsApp id"
     );
-    check_eq(
-        ok(
-            store.outcome_by_wa_id(target, "wamid.s1").await,
-            "outcome_by_wa_id",
-        ),
+    assert_eq!(
+        store
+            .outcome_by_wa_id(target, "wamid.s1")
+            .await
+            .expect("outcome_by_wa_id"),
         None,
-        "the source's outcome that lost to the target's is not found by its id",
+        "the source's outcome that lost to the target's is not found by its id"
     );
 
     // Again, and onto itself: nothing to move.
     for (from, to) in [(source, target), (target, target)] {
-        let again = ok(
-            store
-                .move_customer(business, from.customer, to.customer)
-                .await,
-            "move_customer",
-        );
+        let again = store
+            .move_customer(business, from.customer, to.customer)
+            .await
+            .expect("move_customer");
         assert!(
             again.is_empty(),
             "store conformance: a second move moved {again:?}"
         );
     }
-    check_eq(
-        ok(store.queued(target).await, "queued").len(),
+    assert_eq!(
+        store.queued(target).await.expect("queued").len(),
         3,
-        "nothing moved twice",
+        "nothing moved twice"
     );
 
     // A closure in force moves with its window, and keeps the window closed; the
     // target's own later closure is kept.
     let closed = chat(business, 44);
     let open = chat(business, 45);
-    ok(store.record_inbound(closed, base()).await, "record_inbound");
-    ok(
-        store.record_gateway_closure(closed, base() + hour).await,
-        "record_gateway_closure",
-    );
-    ok(
-        store.record_inbound(open, base() + ms(10)).await,
-        "record_inbound",
-    );
-    ok(
-        store
-            .move_customer(business, closed.customer, open.customer)
-            .await,
-        "move_customer",
-    );
-    check_eq(
-        ok(store.window(open).await, "window"),
+    store
+        .record_inbound(closed, base())
+        .await
+        .expect("record_inbound");
+    store
+        .record_gateway_closure(closed, base() + hour)
+        .await
+        .expect("record_gateway_closure");
+    store
+        .record_inbound(open, base() + ms(10))
+        .await
+        .expect("record_inbound");
+    store
+        .move_customer(business, closed.customer, open.customer)
+        .await
+        .expect("move_customer");
+    assert_eq!(
+        store.window(open).await.expect("window"),
         Some(WindowRecord::inbound(base() + ms(10)).with_gateway_closure(base() + hour)),
-        "a closure later than every inbound message stays in force",
+        "a closure later than every inbound message stays in force"
     );
     // A move into a conversation of another kind (a phone to a user, as a number
     // changed into a user known only by id) works the same way.
-    let elsewhere = Customer::User(ok(store.user_ref(&bsuid("US.43000002")).await, "user_ref"));
-    let moved = ok(
+    let elsewhere = Customer::User(
         store
-            .move_customer(business, open.customer, elsewhere)
-            .await,
-        "move_customer",
+            .user_ref(&bsuid("US.43000002"))
+            .await
+            .expect("user_ref"),
     );
+    let moved = store
+        .move_customer(business, open.customer, elsewhere)
+        .await
+        .expect("move_customer");
     assert!(
         moved.window,
         "store conformance: a phone's window did not move to a user"
     );
-    check_eq(
-        ok(
-            store
-                .window(Conversation::with_customer(business, elsewhere))
-                .await,
-            "window",
-        ),
+    assert_eq!(
+        store
+            .window(Conversation::with_customer(business, elsewhere))
+            .await
+            .expect("window"),
         Some(WindowRecord::inbound(base() + ms(10)).with_gateway_closure(base() + hour)),
-        "a window moves whole into an empty conversation",
+        "a window moves whole into an empty conversation"
     );
     // Another business's conversation with the same customer is untouched.
     let other_business = chat(other, 43);
-    ok(
-        store.record_inbound(other_business, base()).await,
-        "record_inbound",
-    );
-    ok(
-        store
-            .move_customer(business, target.customer, elsewhere)
-            .await,
-        "move_customer",
-    );
-    check_eq(
-        ok(store.window(other_business).await, "window"),
+    store
+        .record_inbound(other_business, base())
+        .await
+        .expect("record_inbound");
+    store
+        .move_customer(business, target.customer, elsewhere)
+        .await
+        .expect("move_customer");
+    assert_eq!(
+        store.window(other_business).await.expect("window"),
         Some(WindowRecord::inbound(base())),
-        "a move stays within its business number",
+        "a move stays within its business number"
     );
 }
 
@@ -2534,164 +2538,152 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
     let (b, other_business) = (business(44, 0), business(44, 1));
     let (c, queued_chat) = (chat(b, 1), chat(b, 2));
     let find = async |business: Option<PhoneNumber>, id: MessageId| {
-        ok(
-            store.outcome_conversation(business, id).await,
-            "outcome_conversation",
-        )
+        store
+            .outcome_conversation(business, id)
+            .await
+            .expect("outcome_conversation")
     };
     let sent = MessageId::new();
-    check_eq(
+    assert_eq!(
         find(Some(b), sent).await,
         None,
-        "nothing is found before anything is stored",
+        "nothing is found before anything is stored"
     );
-    check_eq(
+    assert_eq!(
         find(None, sent).await,
         None,
-        "nothing is found in any business before anything is stored",
+        "nothing is found in any business before anything is stored"
     );
-    ok(
-        store
-            .put_outcome(c, stored(sent, "sent").with_wa_id("wamid.sent"))
-            .await,
-        "put_outcome",
-    );
+    store
+        .put_outcome(c, stored(sent, "sent").with_wa_id("wamid.sent"))
+        .await
+        .expect("put_outcome");
     // An outcome of another business under another id is not confused with it.
-    ok(
-        store
-            .put_outcome(chat(other_business, 1), stored(MessageId::new(), "other"))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
+    store
+        .put_outcome(chat(other_business, 1), stored(MessageId::new(), "other"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
         find(Some(b), sent).await,
         Some(c),
-        "an outcome's messageId finds its conversation within the business",
+        "an outcome's messageId finds its conversation within the business"
     );
-    check_eq(
+    assert_eq!(
         find(None, sent).await,
         Some(c),
-        "an outcome's messageId finds its conversation when the business is not known",
+        "an outcome's messageId finds its conversation when the business is not known"
     );
-    check_eq(
+    assert_eq!(
         find(Some(other_business), sent).await,
         None,
-        "another business number's conversations do not hold it",
+        "another business number's conversations do not hold it"
     );
-    check_eq(
+    assert_eq!(
         find(Some(b), MessageId::new()).await,
         None,
-        "an id with no stored outcome finds nothing",
+        "an id with no stored outcome finds nothing"
     );
 
     // Outcomes written with the outbox are found too.
     let waiting = message("{\"waiting\":true}", base());
     let queued_outcome = waiting.message_id;
-    ok(
-        store
-            .enqueue_with_outcome(
-                queued_chat,
-                waiting.clone(),
-                DEFAULT_OUTBOX_LIMIT,
-                stored(queued_outcome, "queued"),
-            )
-            .await,
-        "enqueue_with_outcome",
-    );
-    check_eq(
+    store
+        .enqueue_with_outcome(
+            queued_chat,
+            waiting.clone(),
+            DEFAULT_OUTBOX_LIMIT,
+            stored(queued_outcome, "queued"),
+        )
+        .await
+        .expect("enqueue_with_outcome");
+    assert_eq!(
         find(Some(b), queued_outcome).await,
         Some(queued_chat),
-        "an outcome stored with an enqueue is found by its messageId",
+        "an outcome stored with an enqueue is found by its messageId"
     );
     let delivered = MessageId::new();
-    ok(
-        store
-            .dequeue_with_outcome(queued_chat, queued_outcome, stored(delivered, "delivered"))
-            .await,
-        "dequeue_with_outcome",
-    );
-    check_eq(
+    store
+        .dequeue_with_outcome(queued_chat, queued_outcome, stored(delivered, "delivered"))
+        .await
+        .expect("dequeue_with_outcome");
+    assert_eq!(
         find(None, delivered).await,
         Some(queued_chat),
-        "an outcome stored with a dequeue is found by its messageId",
+        "an outcome stored with a dequeue is found by its messageId"
     );
 
     // Expired outcomes are not found.
     let brief = MessageId::new();
-    ok(
-        store
-            .put_outcome(c, stored(brief, "brief").keep_for(ms(100)))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
+    store
+        .put_outcome(c, stored(brief, "brief").keep_for(ms(100)))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
         find(Some(b), brief).await,
         Some(c),
-        "an outcome is found by its messageId while its time to keep runs",
+        "an outcome is found by its messageId while its time to keep runs"
     );
     tokio::time::sleep(Duration::from_millis(250)).await;
     // A write after expiry may prune; the lookup must not find it either way.
-    ok(
-        store
-            .put_outcome(c, stored(MessageId::new(), "later"))
-            .await,
-        "put_outcome",
-    );
-    check_eq(
+    store
+        .put_outcome(c, stored(MessageId::new(), "later"))
+        .await
+        .expect("put_outcome");
+    assert_eq!(
         find(Some(b), brief).await,
         None,
-        "an expired outcome is not found by its messageId",
+        "an expired outcome is not found by its messageId"
     );
-    check_eq(
+    assert_eq!(
         find(None, brief).await,
         None,
-        "an expired outcome is not found by its messageId in any business",
+        "an expired outcome is not found by its messageId in any business"
     );
 
     // A move of the customer takes the outcome, and the lookup follows it.
     let target = chat(b, 3);
-    ok(
-        store.move_customer(b, c.customer, target.customer).await,
-        "move_customer",
-    );
-    check_eq(
+    store
+        .move_customer(b, c.customer, target.customer)
+        .await
+        .expect("move_customer");
+    assert_eq!(
         find(Some(b), sent).await,
         Some(target),
-        "after a move, the messageId finds the conversation the outcome moved to",
+        "after a move, the messageId finds the conversation the outcome moved to"
     );
     // Forgetting the conversation forgets the way to it.
-    ok(store.forget(target).await, "forget");
-    check_eq(
+    store.forget(target).await.expect("forget");
+    assert_eq!(
         find(Some(b), sent).await,
         None,
-        "a forgotten conversation's outcomes are not found by messageId",
+        "a forgotten conversation's outcomes are not found by messageId"
     );
-    check_eq(
+    assert_eq!(
         find(None, sent).await,
         None,
-        "a forgotten conversation's outcomes are not found in any business",
+        "a forgotten conversation's outcomes are not found in any business"
     );
-    check_eq(
+    assert_eq!(
         find(Some(b), delivered).await,
         Some(queued_chat),
-        "forgetting one conversation leaves another's outcomes found",
+        "forgetting one conversation leaves another's outcomes found"
     );
 }
 
 /// Inserts `entry` into the redelivery memory now; whether it was inserted.
 async fn remember<S: Store>(store: &S, entry: RememberedInbound) -> bool {
-    ok(
-        store.remember_inbound(entry, Utc::now()).await,
-        "remember_inbound",
-    )
+    store
+        .remember_inbound(entry, Utc::now())
+        .await
+        .expect("remember_inbound")
 }
 
 /// The redelivery memory now.
 async fn remembered<S: Store>(store: &S) -> Vec<RememberedInbound> {
-    ok(
-        store.remembered_inbound(Utc::now()).await,
-        "remembered_inbound",
-    )
+    store
+        .remembered_inbound(Utc::now())
+        .await
+        .expect("remembered_inbound")
 }
 
 /// Carrying the redelivery memory (an export and import): a remembered id is listed under
@@ -2719,81 +2711,74 @@ pub async fn redelivery_transfer<S: Store + Clone>(store: &S) {
     let day = TimeDelta::days(1);
     let carried = id("wamid.CARRIED");
 
-    ok(
-        store
-            .record_inbound_once(chat(from, 1), now, &carried, now, now + day)
-            .await,
-        "record_inbound_once",
-    );
-    let listed = ok(store.remembered_inbound(now).await, "remembered_inbound");
+    store
+        .record_inbound_once(chat(from, 1), now, &carried, now, now + day)
+        .await
+        .expect("record_inbound_once");
+    let listed = store
+        .remembered_inbound(now)
+        .await
+        .expect("remembered_inbound");
     let listed = listed_for(&listed, from);
-    check_eq(listed.len(), 1, "the remembered id is listed once");
+    assert_eq!(listed.len(), 1, "the remembered id is listed once");
     let entry = listed[0];
-    check_eq(
+    assert_eq!(
         entry.digest,
         carried.digest(),
-        "a remembered id is listed by InboundId::digest",
+        "a remembered id is listed by InboundId::digest"
     );
-    check_eq(
-        entry.first_received_at,
-        now,
-        "a remembered id is listed with its first receipt",
+    assert_eq!(
+        entry.first_received_at, now,
+        "a remembered id is listed with its first receipt"
     );
     let off = (entry.remember_until - (now + day)).abs();
-    check_eq(
+    assert!(
         off <= TimeDelta::seconds(10),
-        true,
-        format!(
-            "a remembered id is listed with its horizon (listed {}, recorded {})",
-            entry.remember_until,
-            now + day
-        ),
+        "a remembered id is listed with its horizon (listed {}, recorded {})",
+        entry.remember_until,
+        now + day
     );
 
     let moved = RememberedInbound {
         business: to,
         ..entry
     };
-    check_eq(
+    assert!(
         remember(store, moved).await,
-        true,
-        "an entry not remembered is inserted",
+        "an entry not remembered is inserted"
     );
-    let redelivered = ok(
-        store
-            .record_inbound_once(chat(to, 1), now + ms(5), &carried, now + ms(5), now + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let redelivered = store
+        .record_inbound_once(chat(to, 1), now + ms(5), &carried, now + ms(5), now + day)
+        .await
+        .expect("record_inbound_once");
+    assert_eq!(
         redelivered,
         InboundReceipt::Duplicate {
             first_received_at: now,
         },
-        "an inserted entry makes its id a duplicate, naming the first receipt",
+        "an inserted entry makes its id a duplicate, naming the first receipt"
     );
-    check_eq(
-        ok(store.window(chat(to, 1)).await, "window"),
+    assert_eq!(
+        store.window(chat(to, 1)).await.expect("window"),
         None,
-        "a duplicate of an inserted entry records nothing",
+        "a duplicate of an inserted entry records nothing"
     );
     let again = RememberedInbound {
         first_received_at: now - ms(1_000),
         ..moved
     };
-    check_eq(
-        remember(store, again).await,
-        false,
-        "an entry already remembered is kept, not replaced",
+    assert!(
+        !remember(store, again).await,
+        "an entry already remembered is kept, not replaced"
     );
     let kept = remembered(store).await;
-    check_eq(
+    assert_eq!(
         listed_for(&kept, to)
             .iter()
             .map(|entry| entry.first_received_at)
             .collect::<Vec<_>>(),
         vec![now],
-        "the kept entry still names the first receipt",
+        "the kept entry still names the first receipt"
     );
 
     let expired = RememberedInbound {
@@ -2802,21 +2787,17 @@ pub async fn redelivery_transfer<S: Store + Clone>(store: &S) {
         remember_until: now - ms(1_000),
         ..entry
     };
-    check_eq(
-        remember(store, expired).await,
-        false,
-        "an expired entry is not inserted",
+    assert!(
+        !remember(store, expired).await,
+        "an expired entry is not inserted"
     );
-    let fresh = ok(
-        store
-            .record_inbound_once(chat(expired_to, 1), now, &carried, now, now + day)
-            .await,
-        "record_inbound_once",
-    );
-    check_eq(
+    let fresh = store
+        .record_inbound_once(chat(expired_to, 1), now, &carried, now, now + day)
+        .await
+        .expect("record_inbound_once");
+    assert!(
         matches!(fresh, InboundReceipt::Recorded(_)),
-        true,
-        "an expired entry does not make its id a duplicate",
+        "an expired entry does not make its id a duplicate"
     );
 
     let brief = RememberedInbound {
@@ -2825,16 +2806,16 @@ pub async fn redelivery_transfer<S: Store + Clone>(store: &S) {
         ..entry
     };
     remember(store, brief).await;
-    check_eq(
+    assert_eq!(
         listed_for(&remembered(store).await, brief_to).len(),
         1,
-        "an entry inserted for a moment is listed while it lasts",
+        "an entry inserted for a moment is listed while it lasts"
     );
     tokio::time::sleep(Duration::from_millis(450)).await;
-    check_eq(
+    assert_eq!(
         listed_for(&remembered(store).await, brief_to),
         Vec::new(),
-        "an expired entry is not listed",
+        "an expired entry is not listed"
     );
 }
 
@@ -3010,7 +2991,7 @@ pub async fn free_entry_point<S: Store + Clone>(store: &S) {
     for task in tasks {
         let answer = ok(
             task.await
-                .map_err(|e| StoreError::Backend(e.to_string()))
+                .map_err(|e| StoreError::backend("tokio task", e))
                 .and_then(|r| r),
             "concurrent reply",
         );
@@ -3112,7 +3093,7 @@ pub async fn concurrent_reach<S: Store + Clone>(store: &S) {
     for task in tasks {
         let reach = ok(
             task.await
-                .map_err(|e| StoreError::Backend(e.to_string()))
+                .map_err(|e| StoreError::backend("tokio task", e))
                 .and_then(|r| r),
             "reach",
         );

@@ -62,6 +62,33 @@ impl InboundId {
         Ok(Self(id.to_owned()))
     }
 
+    /// The id a platform gave a message, made usable to recognise its copies: the id
+    /// itself when [`InboundId::new`] accepts it; for one that is too long or holds a
+    /// control character, a stand-in derived from all of its bytes (`digest:` and a
+    /// version 5 UUID), so every copy of that message still maps to one id (and replies
+    /// derived from it stay the same). `None` only for an empty id.
+    ///
+    /// ```
+    /// use lipachat_session::InboundId;
+    ///
+    /// assert_eq!(InboundId::from_platform("wamid.A").unwrap().as_str(), "wamid.A");
+    /// let odd = InboundId::from_platform("in-\u{1}").unwrap();
+    /// assert!(odd.as_str().starts_with("digest:"));
+    /// assert_eq!(InboundId::from_platform("in-\u{1}"), Some(odd));
+    /// assert_ne!(InboundId::from_platform("in-\u{2}"), InboundId::from_platform("in-\u{1}"));
+    /// assert!(InboundId::from_platform("  ").is_none());
+    /// ```
+    pub fn from_platform(id: &str) -> Option<Self> {
+        match Self::new(id) {
+            Ok(id) => Some(id),
+            Err(InboundIdError::Empty) => None,
+            Err(_) => Some(Self(format!(
+                "digest:{}",
+                uuid::Uuid::new_v5(&DIGEST_NAMESPACE, id.trim().as_bytes()).simple()
+            ))),
+        }
+    }
+
     /// The id as given (trimmed).
     pub fn as_str(&self) -> &str {
         &self.0

@@ -15,7 +15,8 @@
 //! let chat = Conversation::parse("254110090747", "254712345678")?;
 //! store.fail_next("record_inbound", 1);
 //! let error = store.record_inbound(chat, chrono::Utc::now()).await.unwrap_err();
-//! assert!(matches!(error, StoreError::Backend(_)));
+//! assert!(matches!(error, StoreError::Backend { .. }));
+//! assert!(error.retry_later_may_help());
 //! assert!(store.record_inbound(chat, chrono::Utc::now()).await.is_ok());
 //! assert_eq!(store.calls("record_inbound"), 2);
 //! # Ok(())
@@ -23,7 +24,9 @@
 //! ```
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
@@ -37,17 +40,46 @@ use crate::{
     StoreError, UserRef, WindowRecord,
 };
 
+/// The name an injected failure gives as [`StoreError::Backend`]'s `backend`.
+pub const INJECTED_BACKEND: &str = "injected";
+
+/// How an injected fault strikes one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The call fails without reaching the wrapped store: nothing changes.
+    Before,
+    /// The call reaches the wrapped store and does its work, then its answer is lost: the
+    /// caller gets an error for a change that was made.
+    After,
+    /// The call waits this long (a paused process, a slow link), then goes through.
+    Pause(Duration),
+}
+
+/// What runs as a chosen call begins ([`InstrumentedStore::at_call`]).
+type Hook = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct Book {
     /// Calls made, by operation name.
     calls: HashMap<&'static str, usize>,
-    /// Calls still to fail, by operation name.
+    /// Every call made, in order.
+    order: Vec<&'static str>,
+    /// Calls still to fail before reaching the store, by operation name.
     failures: HashMap<&'static str, usize>,
+    /// The one numbered call of an operation to strike, and how.
+    fault: Option<(&'static str, usize, Fault)>,
+    /// Whether that fault struck.
+    struck: bool,
+    /// What to run as the `n`th call (of any operation) begins.
+    hook: Option<(usize, Hook)>,
 }
 
 /// A store that passes every call to `S`, counting calls per operation (the trait
-/// method's name) and failing the next calls of an operation when told to, with
-/// [`StoreError::Backend`], before they reach `S` (so a failed call changes nothing).
+/// method's name) and in order, and failing chosen calls with [`StoreError::Backend`]
+/// (backend [`INJECTED_BACKEND`], worth retrying): the next calls of an operation
+/// ([`InstrumentedStore::fail_next`]), or one numbered call, before or after it reaches
+/// `S`, or after a pause ([`InstrumentedStore::fault_at`]).
 ///
 /// Cheap to clone; clones share the counts and the failures to come.
 pub struct InstrumentedStore<S> {
@@ -94,6 +126,25 @@ impl<S> InstrumentedStore<S> {
         *self.book().failures.entry(operation).or_default() += n;
     }
 
+    /// Makes the `nth` call (from 1, counting every call of `operation` since the store
+    /// was wrapped) strike with `fault`; replaces a fault chosen before.
+    pub fn fault_at(&self, operation: &'static str, nth: usize, fault: Fault) {
+        let mut book = self.book();
+        book.fault = Some((operation, nth, fault));
+        book.struck = false;
+    }
+
+    /// Whether the fault chosen with [`InstrumentedStore::fault_at`] struck.
+    pub fn struck(&self) -> bool {
+        self.book().struck
+    }
+
+    /// Runs `hook` as the `nth` call (from 1, of any operation) begins, before it reaches
+    /// the wrapped store: a test kills its process there, for example.
+    pub fn at_call(&self, nth: usize, hook: impl FnOnce() + Send + 'static) {
+        self.book().hook = Some((nth, Box::new(hook)));
+    }
+
     /// How many calls of `operation` were made (failed ones included).
     pub fn calls(&self, operation: &str) -> usize {
         self.book().calls.get(operation).copied().unwrap_or(0)
@@ -104,23 +155,74 @@ impl<S> InstrumentedStore<S> {
         self.book().calls.clone()
     }
 
-    /// Forgets the counts (failures to come stay armed).
-    pub fn reset_counts(&self) {
-        self.book().calls.clear();
+    /// Every call so far, in order.
+    pub fn order(&self) -> Vec<&'static str> {
+        self.book().order.clone()
     }
 
-    /// Counts a call of `operation` and fails it if a failure is armed.
-    fn enter(&self, operation: &'static str) -> Result<(), StoreError> {
+    /// Forgets the counts and the order (failures to come stay armed).
+    pub fn reset_counts(&self) {
         let mut book = self.book();
-        *book.calls.entry(operation).or_default() += 1;
-        match book.failures.get_mut(operation) {
-            Some(left) if *left > 0 => {
-                *left -= 1;
-                Err(StoreError::Backend(format!(
-                    "injected fault: {operation} failed"
-                )))
+        book.calls.clear();
+        book.order.clear();
+    }
+
+    /// Counts a call of `operation`, runs the hook due at it, and strikes it if a fault
+    /// is armed for it.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let (hook, fault) = {
+            let mut book = self.book();
+            book.order.push(operation);
+            let made = book.order.len();
+            let hook = match book.hook.take() {
+                Some((at, hook)) if at == made => Some(hook),
+                other => {
+                    book.hook = other;
+                    None
+                }
+            };
+            let count = book.calls.entry(operation).or_default();
+            *count += 1;
+            let nth = *count;
+            let fault = match book.failures.get_mut(operation) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
+                    Some(Fault::Before)
+                }
+                _ => match book.fault {
+                    Some((chosen, at, fault)) if chosen == operation && at == nth => {
+                        book.struck = true;
+                        Some(fault)
+                    }
+                    _ => None,
+                },
+            };
+            (hook, fault)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
+        let injected = || {
+            StoreError::backend_unavailable(
+                INJECTED_BACKEND,
+                format!("injected fault: {operation} failed"),
+            )
+        };
+        match fault {
+            None => work.await,
+            Some(Fault::Before) => Err(injected()),
+            Some(Fault::After) => {
+                let _ = work.await;
+                Err(injected())
             }
-            _ => Ok(()),
+            Some(Fault::Pause(pause)) => {
+                tokio::time::sleep(pause).await;
+                work.await
+            }
         }
     }
 }
@@ -131,8 +233,11 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<InboundUpdate, StoreError> {
-        self.enter("record_inbound")?;
-        self.inner.record_inbound(conversation, at).await
+        self.call(
+            "record_inbound",
+            self.inner.record_inbound(conversation, at),
+        )
+        .await
     }
 
     async fn record_inbound_once(
@@ -143,18 +248,20 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         received_at: DateTime<Utc>,
         remember_until: DateTime<Utc>,
     ) -> Result<InboundReceipt, StoreError> {
-        self.enter("record_inbound_once")?;
-        self.inner
-            .record_inbound_once(conversation, at, id, received_at, remember_until)
-            .await
+        self.call(
+            "record_inbound_once",
+            self.inner
+                .record_inbound_once(conversation, at, id, received_at, remember_until),
+        )
+        .await
     }
 
     async fn remembered_inbound(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<RememberedInbound>, StoreError> {
-        self.enter("remembered_inbound")?;
-        self.inner.remembered_inbound(now).await
+        self.call("remembered_inbound", self.inner.remembered_inbound(now))
+            .await
     }
 
     async fn remember_inbound(
@@ -162,8 +269,8 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         entry: RememberedInbound,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.enter("remember_inbound")?;
-        self.inner.remember_inbound(entry, now).await
+        self.call("remember_inbound", self.inner.remember_inbound(entry, now))
+            .await
     }
 
     async fn record_gateway_closure(
@@ -171,13 +278,15 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<Option<WindowRecord>, StoreError> {
-        self.enter("record_gateway_closure")?;
-        self.inner.record_gateway_closure(conversation, at).await
+        self.call(
+            "record_gateway_closure",
+            self.inner.record_gateway_closure(conversation, at),
+        )
+        .await
     }
 
     async fn window(&self, conversation: Conversation) -> Result<Option<WindowRecord>, StoreError> {
-        self.enter("window")?;
-        self.inner.window(conversation).await
+        self.call("window", self.inner.window(conversation)).await
     }
 
     async fn inbound_between(
@@ -185,28 +294,24 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
         after: DateTime<Utc>,
         up_to: DateTime<Utc>,
     ) -> Result<Vec<(Conversation, WindowRecord)>, StoreError> {
-        self.enter("inbound_between")?;
-        self.inner.inbound_between(after, up_to).await
+        self.call("inbound_between", self.inner.inbound_between(after, up_to))
+            .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        self.enter("count")?;
-        self.inner.count().await
+        self.call("count", self.inner.count()).await
     }
 
     async fn windows(&self) -> Result<Vec<WindowEntry>, StoreError> {
-        self.enter("windows")?;
-        self.inner.windows().await
+        self.call("windows", self.inner.windows()).await
     }
 
     async fn forget(&self, conversation: Conversation) -> Result<bool, StoreError> {
-        self.enter("forget")?;
-        self.inner.forget(conversation).await
+        self.call("forget", self.inner.forget(conversation)).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
-        self.enter("flush")?;
-        self.inner.flush().await
+        self.call("flush", self.inner.flush()).await
     }
 }
 
@@ -217,13 +322,12 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         message: QueuedMessage,
         limit: usize,
     ) -> Result<bool, StoreError> {
-        self.enter("enqueue")?;
-        self.inner.enqueue(conversation, message, limit).await
+        self.call("enqueue", self.inner.enqueue(conversation, message, limit))
+            .await
     }
 
     async fn queued(&self, conversation: Conversation) -> Result<Vec<QueuedMessage>, StoreError> {
-        self.enter("queued")?;
-        self.inner.queued(conversation).await
+        self.call("queued", self.inner.queued(conversation)).await
     }
 
     async fn dequeue(
@@ -231,8 +335,8 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<bool, StoreError> {
-        self.enter("dequeue")?;
-        self.inner.dequeue(conversation, message_id).await
+        self.call("dequeue", self.inner.dequeue(conversation, message_id))
+            .await
     }
 
     async fn reassign(
@@ -241,13 +345,16 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         old: MessageId,
         new: MessageId,
     ) -> Result<bool, StoreError> {
-        self.enter("reassign")?;
-        self.inner.reassign(conversation, old, new).await
+        self.call("reassign", self.inner.reassign(conversation, old, new))
+            .await
     }
 
     async fn conversations_with_queued(&self) -> Result<Vec<Conversation>, StoreError> {
-        self.enter("conversations_with_queued")?;
-        self.inner.conversations_with_queued().await
+        self.call(
+            "conversations_with_queued",
+            self.inner.conversations_with_queued(),
+        )
+        .await
     }
 
     async fn claim(
@@ -257,26 +364,25 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         now: DateTime<Utc>,
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
-        self.enter("claim")?;
-        self.inner.claim(message_id, holder, now, lease).await
+        self.call("claim", self.inner.claim(message_id, holder, now, lease))
+            .await
     }
 
     async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
-        self.enter("release")?;
-        self.inner.release(message_id, holder).await
+        self.call("release", self.inner.release(message_id, holder))
+            .await
     }
 
     async fn invitation(
         &self,
         conversation: Conversation,
     ) -> Result<Option<Invitation>, StoreError> {
-        self.enter("invitation")?;
-        self.inner.invitation(conversation).await
+        self.call("invitation", self.inner.invitation(conversation))
+            .await
     }
 
     async fn invitations(&self) -> Result<Vec<(Conversation, Invitation)>, StoreError> {
-        self.enter("invitations")?;
-        self.inner.invitations().await
+        self.call("invitations", self.inner.invitations()).await
     }
 
     async fn set_invitation(
@@ -284,8 +390,11 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         conversation: Conversation,
         invitation: Option<Invitation>,
     ) -> Result<(), StoreError> {
-        self.enter("set_invitation")?;
-        self.inner.set_invitation(conversation, invitation).await
+        self.call(
+            "set_invitation",
+            self.inner.set_invitation(conversation, invitation),
+        )
+        .await
     }
 
     async fn outcome(
@@ -293,8 +402,8 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
-        self.enter("outcome")?;
-        self.inner.outcome(conversation, message_id).await
+        self.call("outcome", self.inner.outcome(conversation, message_id))
+            .await
     }
 
     async fn outcome_by_wa_id(
@@ -302,8 +411,11 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         conversation: Conversation,
         wa_id: &str,
     ) -> Result<Option<(MessageId, String)>, StoreError> {
-        self.enter("outcome_by_wa_id")?;
-        self.inner.outcome_by_wa_id(conversation, wa_id).await
+        self.call(
+            "outcome_by_wa_id",
+            self.inner.outcome_by_wa_id(conversation, wa_id),
+        )
+        .await
     }
 
     async fn outcome_conversation(
@@ -311,16 +423,19 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         business: Option<PhoneNumber>,
         message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
-        self.enter("outcome_conversation")?;
-        self.inner.outcome_conversation(business, message_id).await
+        self.call(
+            "outcome_conversation",
+            self.inner.outcome_conversation(business, message_id),
+        )
+        .await
     }
 
     async fn outcomes(
         &self,
         conversation: Conversation,
     ) -> Result<Vec<(MessageId, String)>, StoreError> {
-        self.enter("outcomes")?;
-        self.inner.outcomes(conversation).await
+        self.call("outcomes", self.inner.outcomes(conversation))
+            .await
     }
 
     async fn put_outcome(
@@ -328,8 +443,8 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         conversation: Conversation,
         outcome: StoredOutcome,
     ) -> Result<(), StoreError> {
-        self.enter("put_outcome")?;
-        self.inner.put_outcome(conversation, outcome).await
+        self.call("put_outcome", self.inner.put_outcome(conversation, outcome))
+            .await
     }
 
     async fn enqueue_with_outcome(
@@ -339,10 +454,12 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         limit: usize,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
-        self.enter("enqueue_with_outcome")?;
-        self.inner
-            .enqueue_with_outcome(conversation, message, limit, outcome)
-            .await
+        self.call(
+            "enqueue_with_outcome",
+            self.inner
+                .enqueue_with_outcome(conversation, message, limit, outcome),
+        )
+        .await
     }
 
     async fn dequeue_with_outcome(
@@ -351,52 +468,48 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         message_id: MessageId,
         outcome: StoredOutcome,
     ) -> Result<bool, StoreError> {
-        self.enter("dequeue_with_outcome")?;
-        self.inner
-            .dequeue_with_outcome(conversation, message_id, outcome)
-            .await
+        self.call(
+            "dequeue_with_outcome",
+            self.inner
+                .dequeue_with_outcome(conversation, message_id, outcome),
+        )
+        .await
     }
 }
 
 impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
     async fn user_ref(&self, user: &Bsuid) -> Result<UserRef, StoreError> {
-        self.enter("user_ref")?;
-        self.inner.user_ref(user).await
+        self.call("user_ref", self.inner.user_ref(user)).await
     }
 
     async fn find_user_ref(&self, user: &Bsuid) -> Result<Option<UserRef>, StoreError> {
-        self.enter("find_user_ref")?;
-        self.inner.find_user_ref(user).await
+        self.call("find_user_ref", self.inner.find_user_ref(user))
+            .await
     }
 
     async fn group_ref(&self, group: &GroupId) -> Result<GroupRef, StoreError> {
-        self.enter("group_ref")?;
-        self.inner.group_ref(group).await
+        self.call("group_ref", self.inner.group_ref(group)).await
     }
 
     async fn find_group_ref(&self, group: &GroupId) -> Result<Option<GroupRef>, StoreError> {
-        self.enter("find_group_ref")?;
-        self.inner.find_group_ref(group).await
+        self.call("find_group_ref", self.inner.find_group_ref(group))
+            .await
     }
 
     async fn user_id(&self, user: UserRef) -> Result<Option<Bsuid>, StoreError> {
-        self.enter("user_id")?;
-        self.inner.user_id(user).await
+        self.call("user_id", self.inner.user_id(user)).await
     }
 
     async fn group_id(&self, group: GroupRef) -> Result<Option<GroupId>, StoreError> {
-        self.enter("group_id")?;
-        self.inner.group_id(group).await
+        self.call("group_id", self.inner.group_id(group)).await
     }
 
     async fn users(&self) -> Result<Vec<(UserRef, Bsuid)>, StoreError> {
-        self.enter("users")?;
-        self.inner.users().await
+        self.call("users", self.inner.users()).await
     }
 
     async fn groups(&self) -> Result<Vec<(GroupRef, GroupId)>, StoreError> {
-        self.enter("groups")?;
-        self.inner.groups().await
+        self.call("groups", self.inner.groups()).await
     }
 
     async fn record_alias(
@@ -405,8 +518,11 @@ impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
         user: &Bsuid,
         phone: PhoneNumber,
     ) -> Result<Option<PhoneNumber>, StoreError> {
-        self.enter("record_alias")?;
-        self.inner.record_alias(business, user, phone).await
+        self.call(
+            "record_alias",
+            self.inner.record_alias(business, user, phone),
+        )
+        .await
     }
 
     async fn alias(
@@ -414,13 +530,11 @@ impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
         business: PhoneNumber,
         user: &Bsuid,
     ) -> Result<Option<PhoneNumber>, StoreError> {
-        self.enter("alias")?;
-        self.inner.alias(business, user).await
+        self.call("alias", self.inner.alias(business, user)).await
     }
 
     async fn aliases(&self) -> Result<Vec<Alias>, StoreError> {
-        self.enter("aliases")?;
-        self.inner.aliases().await
+        self.call("aliases", self.inner.aliases()).await
     }
 
     async fn move_customer(
@@ -429,8 +543,11 @@ impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
         from: Customer,
         to: Customer,
     ) -> Result<MovedRecords, StoreError> {
-        self.enter("move_customer")?;
-        self.inner.move_customer(business, from, to).await
+        self.call(
+            "move_customer",
+            self.inner.move_customer(business, from, to),
+        )
+        .await
     }
 }
 
@@ -439,8 +556,11 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         &self,
         conversation: Conversation,
     ) -> Result<crate::MarketingConsent, StoreError> {
-        self.enter("marketing_consent")?;
-        self.inner.marketing_consent(conversation).await
+        self.call(
+            "marketing_consent",
+            self.inner.marketing_consent(conversation),
+        )
+        .await
     }
 
     async fn record_opt_out(
@@ -449,8 +569,11 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         opted_out: bool,
         at: DateTime<Utc>,
     ) -> Result<crate::MarketingConsent, StoreError> {
-        self.enter("record_opt_out")?;
-        self.inner.record_opt_out(conversation, opted_out, at).await
+        self.call(
+            "record_opt_out",
+            self.inner.record_opt_out(conversation, opted_out, at),
+        )
+        .await
     }
 
     async fn extend_back_off(
@@ -458,16 +581,22 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         conversation: Conversation,
         until: DateTime<Utc>,
     ) -> Result<crate::MarketingConsent, StoreError> {
-        self.enter("extend_back_off")?;
-        self.inner.extend_back_off(conversation, until).await
+        self.call(
+            "extend_back_off",
+            self.inner.extend_back_off(conversation, until),
+        )
+        .await
     }
 
     async fn free_entry_point(
         &self,
         conversation: Conversation,
     ) -> Result<Option<crate::FreeEntryPoint>, StoreError> {
-        self.enter("free_entry_point")?;
-        self.inner.free_entry_point(conversation).await
+        self.call(
+            "free_entry_point",
+            self.inner.free_entry_point(conversation),
+        )
+        .await
     }
 
     async fn record_referral(
@@ -475,8 +604,11 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         conversation: Conversation,
         at: DateTime<Utc>,
     ) -> Result<crate::FreeEntryPoint, StoreError> {
-        self.enter("record_referral")?;
-        self.inner.record_referral(conversation, at).await
+        self.call(
+            "record_referral",
+            self.inner.record_referral(conversation, at),
+        )
+        .await
     }
 
     async fn record_business_reply(
@@ -486,10 +618,12 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         until: DateTime<Utc>,
         within: TimeDelta,
     ) -> Result<Option<crate::FreeEntryPoint>, StoreError> {
-        self.enter("record_business_reply")?;
-        self.inner
-            .record_business_reply(conversation, reply_at, until, within)
-            .await
+        self.call(
+            "record_business_reply",
+            self.inner
+                .record_business_reply(conversation, reply_at, until, within),
+        )
+        .await
     }
 
     async fn confirm_free_entry_point(
@@ -498,15 +632,20 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         until: DateTime<Utc>,
         sent_at: DateTime<Utc>,
     ) -> Result<crate::FreeEntryPoint, StoreError> {
-        self.enter("confirm_free_entry_point")?;
-        self.inner
-            .confirm_free_entry_point(conversation, until, sent_at)
-            .await
+        self.call(
+            "confirm_free_entry_point",
+            self.inner
+                .confirm_free_entry_point(conversation, until, sent_at),
+        )
+        .await
     }
 
     async fn record_predicted_cost(&self, cost: crate::PredictedCost) -> Result<(), StoreError> {
-        self.enter("record_predicted_cost")?;
-        self.inner.record_predicted_cost(cost).await
+        self.call(
+            "record_predicted_cost",
+            self.inner.record_predicted_cost(cost),
+        )
+        .await
     }
 
     async fn record_reported_pricing(
@@ -515,18 +654,20 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         message_id: MessageId,
         pricing: crate::ReportedPricing,
     ) -> Result<(), StoreError> {
-        self.enter("record_reported_pricing")?;
-        self.inner
-            .record_reported_pricing(business, message_id, pricing)
-            .await
+        self.call(
+            "record_reported_pricing",
+            self.inner
+                .record_reported_pricing(business, message_id, pricing),
+        )
+        .await
     }
 
     async fn cost_records(
         &self,
         business: Option<PhoneNumber>,
     ) -> Result<Vec<crate::CostRecord>, StoreError> {
-        self.enter("cost_records")?;
-        self.inner.cost_records(business).await
+        self.call("cost_records", self.inner.cost_records(business))
+            .await
     }
 
     async fn reach_customer(
@@ -537,10 +678,12 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         limit: u64,
         span: TimeDelta,
     ) -> Result<crate::Reach, StoreError> {
-        self.enter("reach_customer")?;
-        self.inner
-            .reach_customer(portfolio, customer, at, limit, span)
-            .await
+        self.call(
+            "reach_customer",
+            self.inner
+                .reach_customer(portfolio, customer, at, limit, span),
+        )
+        .await
     }
 
     async fn reached(
@@ -549,7 +692,7 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         at: DateTime<Utc>,
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
-        self.enter("reached")?;
-        self.inner.reached(portfolio, at, span).await
+        self.call("reached", self.inner.reached(portfolio, at, span))
+            .await
     }
 }

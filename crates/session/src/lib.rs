@@ -68,10 +68,11 @@ mod message_id;
 mod phone;
 mod resolution;
 mod skew;
+#[cfg(feature = "sled")]
 mod sled_store;
 pub mod store;
 pub mod view;
-pub mod window;
+mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{
@@ -87,10 +88,11 @@ pub use message_id::MessageId;
 pub use phone::{MAX_DIGITS, MIN_DIGITS, PhoneError, PhoneNumber, PhoneParser};
 pub use resolution::{Merged, Resolved};
 pub use skew::{FutureTimeError, SkewLimit, StoredTime};
+#[cfg(feature = "sled")]
 pub use sled_store::{
     CheckpointReport, Durability, IntegrityReport, LastShutdown, MARKER_FILE, OpenMode,
-    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SledConfig, SledStore, TreeReport,
-    TreeTally,
+    RECOVERY_COPIES_KEPT, RECOVERY_DIR, SCHEMA_VERSION, SLED_BACKEND, SledConfig, SledStore,
+    TreeReport, TreeTally,
 };
 pub use store::{
     Alias, IdentityStore, InboundReceipt, InboundUpdate, Invitation, MovedRecords, OutboxStore,
@@ -98,4 +100,5 @@ pub use store::{
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,
+    saturating_add, truncate_to_millis,
 };

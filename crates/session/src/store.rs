@@ -66,6 +66,7 @@ pub enum StoreError {
     #[error(
         "{report}. Investigate before writing to it; to open it with what it holds (and make that the new reference), use SledConfig::accept_damage or `session-check verify --accept`"
     )]
+    #[cfg(feature = "sled")]
     Damaged {
         /// What the check found.
         report: Box<crate::IntegrityReport>,
@@ -132,9 +133,6 @@ pub enum StoreError {
         /// The time and the clock it is ahead of.
         source: crate::FutureTimeError,
     },
-    /// The embedded database failed.
-    #[error("sled database error: {0}")]
-    Sled(#[from] sled::Error),
     /// A file-system operation failed.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -143,9 +141,22 @@ pub enum StoreError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A shared store (for example Redis) failed or could not be reached.
-    #[error("store backend error: {0}")]
-    Backend(String),
+    /// The backend under the store (the embedded database, a server) failed or could not
+    /// be reached. The same shape for every backend: `backend` names it, `source` says
+    /// what failed and carries its own cause chain (walk it with
+    /// [`std::error::Error::source`]). A backend's source never holds a secret (a
+    /// password, a key).
+    #[error("{backend} store error: {source}")]
+    Backend {
+        /// Which backend: `sled`, `redis`, or another store's name.
+        backend: &'static str,
+        /// Whether the same call may succeed later (a server unreachable or slow to
+        /// answer), as the backend judges; `false` for a failure that repeats (a
+        /// refused setting, a database error).
+        transient: bool,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A portfolio name given for the messaging limit count is not one a store keeps
     /// ([`crate::consent::check_portfolio_name`]); nothing was counted.
     #[error("{detail}")]
@@ -156,6 +167,46 @@ pub enum StoreError {
     /// The store is closed (its background committer stopped).
     #[error("the store is closed")]
     Closed,
+}
+
+impl StoreError {
+    /// A [`StoreError::Backend`] failure of `backend` that repeats if the call is made
+    /// again (a refused setting, a database error).
+    pub fn backend(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            backend,
+            transient: false,
+            source: source.into(),
+        }
+    }
+
+    /// A [`StoreError::Backend`] failure of `backend` that a later call may not meet (a
+    /// server unreachable or slow to answer).
+    pub fn backend_unavailable(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            backend,
+            transient: true,
+            source: source.into(),
+        }
+    }
+
+    /// Whether making the same call later may succeed: a backend that was unreachable or
+    /// slow, or a file-system failure.
+    pub fn retry_later_may_help(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                transient: true,
+                ..
+            } | Self::Io { .. }
+        )
+    }
 }
 
 /// The result of recording an inbound message.
@@ -207,6 +258,13 @@ pub struct QueuedMessage {
     pub queued_at: DateTime<Utc>,
     /// The message itself, as JSON text written by the layer that queued it.
     pub payload: String,
+}
+
+impl QueuedMessage {
+    /// Whether it has waited `ttl` or longer at `now` (its time to live ran out).
+    pub fn has_expired(&self, ttl: TimeDelta, now: DateTime<Utc>) -> bool {
+        crate::window::saturating_add(self.queued_at, ttl) <= now
+    }
 }
 
 /// How many messages may wait in one conversation's outbox, unless configured otherwise
@@ -298,6 +356,14 @@ pub struct Invitation {
     pub message_id: MessageId,
     /// When it was sent.
     pub sent_at: DateTime<Utc>,
+}
+
+impl Invitation {
+    /// When the cool-down after it ends: `cooldown` after it was sent (saturating at
+    /// chrono's range, so a "never again" cool-down stays in the future).
+    pub fn cooldown_ends(&self, cooldown: TimeDelta) -> DateTime<Utc> {
+        crate::window::saturating_add(self.sent_at, cooldown)
+    }
 }
 
 /// Refuses a claim time before 1970-01-01 with [`StoreError::ClaimBeforeEpoch`]; every

@@ -271,6 +271,12 @@ impl WindowRule {
         self.margin
     }
 
+    /// The last instant a free-form send into a window closing at `expires_at` may start:
+    /// the expiry less the margin (saturating at chrono's range).
+    pub fn send_deadline(&self, expires_at: DateTime<Utc>) -> DateTime<Utc> {
+        saturating_add(expires_at, -self.margin)
+    }
+
     /// The window's state at `now` for a conversation's record (`None`: never messaged).
     pub fn state(&self, record: Option<&WindowRecord>, now: DateTime<Utc>) -> WindowState {
         let Some(record) = record else {
@@ -349,12 +355,12 @@ pub fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
-pub fn to_millis(at: DateTime<Utc>) -> i64 {
+pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
 /// The instant `millis` milliseconds after the Unix epoch, clamped to chrono's range.
-pub fn from_millis(millis: i64) -> DateTime<Utc> {
+pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis).unwrap_or(if millis < 0 {
         DateTime::<Utc>::MIN_UTC
     } else {

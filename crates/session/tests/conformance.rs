@@ -6,60 +6,16 @@
 use lipachat_session::{SledStore, conformance};
 
 /// A fresh durable sled store in its own temporary directory.
-fn store() -> (tempfile::TempDir, SledStore) {
+async fn store() -> Option<(tempfile::TempDir, SledStore)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path().join("db")).unwrap();
-    (dir, store)
+    Some((dir, store))
 }
 
-macro_rules! conformance_tests {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let (_dir, store) = store();
-                conformance::$check(&store).await;
-            }
-        )*
-
-        #[test]
-        fn every_check_is_run_here() {
-            let here = [$(stringify!($check)),*];
-            assert_eq!(here.as_slice(), conformance::CHECKS);
-        }
-    };
-}
-
-conformance_tests!(
-    keep_max,
-    concurrent_keep_max,
-    gateway_closure,
-    window_model,
-    inbound_between,
-    count_windows_and_forget,
-    outbox,
-    concurrent_outbox,
-    invitations,
-    outcomes,
-    outcome_expiry,
-    outcome_wa_index,
-    outbox_with_outcome,
-    claims,
-    redelivery,
-    identity_registry,
-    aliases,
-    user_and_group_conversations,
-    move_customer,
-    outcome_conversation,
-    redelivery_transfer,
-    marketing_consent,
-    free_entry_point,
-    cost_records,
-    concurrent_reach,
-);
+lipachat_session::conformance_tests!(store());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_store() {
-    let (_dir, store) = store();
+    let (_dir, store) = store().await.unwrap();
     conformance::run_all(&store).await;
 }

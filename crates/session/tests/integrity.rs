@@ -396,7 +396,10 @@ async fn judge(path: &Path, n: u64, what: &str) -> Verdict {
             );
             Verdict::Reported
         }
-        Err(StoreError::Sled(_)) => Verdict::SledRefused,
+        Err(StoreError::Backend {
+            backend: lipachat_session::SLED_BACKEND,
+            ..
+        }) => Verdict::SledRefused,
         Err(other) => panic!("{what}: unexpected error {other}"),
         Ok(store) => {
             let count = store.count().await.unwrap();
@@ -558,7 +561,10 @@ async fn damage_after_an_unclean_shutdown_is_reported_and_the_files_are_kept() {
                 assert_eq!(std::fs::read(backup.join("db")).unwrap(), before, "{what}");
                 *verdicts.entry(Verdict::Reported).or_default() += 1;
             }
-            Err(StoreError::Sled(_)) => *verdicts.entry(Verdict::SledRefused).or_default() += 1,
+            Err(StoreError::Backend {
+                backend: lipachat_session::SLED_BACKEND,
+                ..
+            }) => *verdicts.entry(Verdict::SledRefused).or_default() += 1,
             Err(other) => panic!("{what}: unexpected error {other}"),
             Ok(store) => {
                 eprintln!("{what}: opened whole");

@@ -20,7 +20,7 @@ async fn a_legacy_spelling_is_counted_at_open_and_migrated_by_export_and_import(
     // What an earlier release stored: the key as WhatsApp spelled it, 554188887777.
     let legacy = PhoneNumber::from_u64(554_188_887_777).unwrap();
     assert!(!legacy.is_canonical());
-    let when = lipachat_session::window::truncate_to_millis(at());
+    let when = chrono::SubsecRound::trunc_subsecs(at(), 3);
     {
         let store = SledStore::open(&old_path).unwrap();
         store

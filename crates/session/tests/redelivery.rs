@@ -148,7 +148,7 @@ fn seen_lines(export: &[u8]) -> Vec<serde_json::Value> {
 async fn a_new_directory_remembers_what_the_old_one_did_but_not_what_expired() {
     let dir = tempfile::tempdir().unwrap();
     let old = SledStore::open(dir.path().join("old")).unwrap();
-    let now = lipachat_session::window::truncate_to_millis(Utc::now());
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 3);
     let week = TimeDelta::days(7);
     old.record_inbound_once(chat(), now, &id(1), now, now + week)
         .await

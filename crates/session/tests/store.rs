@@ -681,3 +681,43 @@ async fn import_costs_a_fixed_number_of_store_operations_per_line() {
     );
     assert_eq!(store.inner().count().await.unwrap(), conversations);
 }
+
+/// The instrumented wrapper's faults: one numbered call failing after it did its work (the
+/// answer lost), a pause, and a hook run as a numbered call begins; every call in order.
+#[tokio::test]
+async fn an_instrumented_store_strikes_the_chosen_call_as_chosen() {
+    use lipachat_session::instrumented::Fault;
+    let dir = tempfile::tempdir().unwrap();
+    let store = InstrumentedStore::new(SledStore::open(dir.path().join("db")).unwrap());
+    let c = chat(254_712_345_678);
+    let at = DateTime::from_timestamp_millis(1_795_435_200_000).unwrap();
+
+    store.fault_at("record_inbound", 2, Fault::After);
+    store.record_inbound(c, at).await.unwrap();
+    assert!(!store.struck());
+    let later = at + TimeDelta::minutes(1);
+    let error = store.record_inbound(c, later).await.unwrap_err();
+    assert!(store.struck());
+    assert!(error.retry_later_may_help(), "{error}");
+    // The work was done; only its answer was lost.
+    assert_eq!(store.window(c).await.unwrap().unwrap().last_inbound, later);
+
+    let hooked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&hooked);
+    store.at_call(4, move || {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    store.fault_at(
+        "count",
+        1,
+        Fault::Pause(std::time::Duration::from_millis(50)),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    assert!(hooked.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        store.order(),
+        ["record_inbound", "record_inbound", "window", "count"]
+    );
+}

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::catalog::{TemplateBook, UploadedTemplateFile};
 use crate::fault::{FaultPlan, InjectedFailure};
 use crate::ledger::Ledger;
 use crate::record::{DeliveredMessage, ReceivedRequest, Refusal};
@@ -163,6 +164,9 @@ impl GatewayBuilder {
             ledger: Mutex::new(ledger),
             journal: Mutex::new(Vec::new()),
             marketing_refusals: Mutex::default(),
+            templates: Mutex::new(TemplateBook::default()),
+            template_faults: Mutex::new(FaultPlan::default()),
+            template_journal: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
@@ -298,6 +302,15 @@ impl StandInGateway {
             .collect()
     }
 
+    /// How many free-form messages (not templates) reached `customer`.
+    pub fn free_form_delivered_to(&self, customer: PhoneNumber) -> usize {
+        lock(&self.shared.ledger)
+            .delivered()
+            .iter()
+            .filter(|message| message.customer == customer && message.kind.is_free_form())
+            .count()
+    }
+
     /// How many messages reached a customer.
     pub fn delivered_count(&self) -> usize {
         lock(&self.shared.ledger).delivered().len()
@@ -355,7 +368,72 @@ impl StandInGateway {
     /// long benchmark comparable.
     pub fn forget_history(&self) {
         lock(&self.shared.journal).clear();
+        lock(&self.shared.template_journal).clear();
         lock(&self.shared.ledger).forget_history();
+    }
+
+    /// Sets `business`'s template catalog: the entries `GET /api/v1/template/{business}`
+    /// lists, as the gateway lists them (see [`template_entry`](crate::template_entry)).
+    /// From then on a template send from `business` is checked against it: a name and
+    /// language without an `APPROVED` entry, a number of body placeholders other than
+    /// the body's `{{n}}` markers, or a header value missing, unwanted or of another
+    /// format is answered with WhatsApp's error (132001, 132015 paused, 132016 disabled,
+    /// 132000, 132012) in an error envelope and not delivered. A business whose catalog
+    /// was never set answers the catalog with 404, as if the gateway did not know it,
+    /// and takes any template.
+    ///
+    /// Creates (`POST /api/v1/template/{business}`) add a `PENDING` entry; updates (`PUT
+    /// …/{id}`) replace one and set it `PENDING`. Both take the documented body and refuse
+    /// (400) one that breaks WhatsApp's rules: a name of `[a-z0-9_]`, a category of
+    /// MARKETING, UTILITY or AUTHENTICATION, a body of 1 to 1024 characters with one
+    /// example per marker, a TEXT header of at most 60 characters with an example per
+    /// marker or a media header with an example, a footer of at most 60, at most 10
+    /// buttons (QUICK_REPLY, URL with an https `url`, PHONE_NUMBER with a `phoneNumber`)
+    /// with a text of at most 25.
+    pub fn set_templates(&self, business: PhoneNumber, entries: Vec<Value>) {
+        lock(&self.shared.templates).set(business, entries);
+    }
+
+    /// `business`'s catalog as it is now (after creates and updates), if it has one.
+    pub fn templates(&self, business: PhoneNumber) -> Option<Vec<Value>> {
+        lock(&self.shared.templates).get(business)
+    }
+
+    /// Sets the status (`APPROVED`, `PAUSED`, ...) of `business`'s template of that name
+    /// and language, as WhatsApp's review or quality rating would; whether it has one.
+    pub fn set_template_status(
+        &self,
+        business: PhoneNumber,
+        name: &str,
+        language: &str,
+        status: &str,
+    ) -> bool {
+        lock(&self.shared.templates).set_status(business, name, language, status)
+    }
+
+    /// The files uploaded so far, in order.
+    pub fn uploads(&self) -> Vec<UploadedTemplateFile> {
+        lock(&self.shared.templates).uploads()
+    }
+
+    /// Every request to a template endpoint (catalog, create, update, upload), in order
+    /// of arrival. These are kept apart from [`requests`](Self::requests), which holds
+    /// the sends (and requests to paths not served).
+    pub fn template_requests(&self) -> Vec<ReceivedRequest> {
+        lock(&self.shared.template_journal).clone()
+    }
+
+    /// Answers the next `n` requests to template endpoints with `failure`, before
+    /// checking anything else (sends are not affected; see
+    /// [`fail_next_with`](Self::fail_next_with) for them).
+    pub fn fail_template_calls_next(&self, n: usize, failure: InjectedFailure) {
+        lock(&self.shared.template_faults).fail_next(n, failure);
+    }
+
+    /// Holds back the answers to the next `n` requests to template endpoints for
+    /// `delay` (a client that gives up first sees a timeout).
+    pub fn stall_template_calls_next(&self, n: usize, delay: Duration) {
+        lock(&self.shared.template_faults).stall_next(n, delay);
     }
 
     /// Stops accepting connections, lets requests in flight finish (for up to 5 seconds)

@@ -73,8 +73,20 @@ pub enum RequestOutcome {
     InjectedFailure,
     /// A path the gateway does not serve (HTTP 404).
     NotFound,
-    /// A method other than `POST` on a send endpoint (HTTP 405).
+    /// A method the endpoint does not serve (HTTP 405).
     MethodNotAllowed,
+    /// A template send the business's catalog refuses (HTTP 200, error envelope with
+    /// WhatsApp's code: 132001 no such template or language, 132015 paused, 132016
+    /// disabled, 132000 wrong number of parameters, 132012 header of the wrong format).
+    TemplateRejected(u32),
+    /// The catalog was listed (`GET /api/v1/template/{business}`).
+    CatalogListed,
+    /// A template was created (`POST /api/v1/template/{business}`).
+    TemplateCreated,
+    /// A template was updated (`PUT /api/v1/template/{business}/{id}`).
+    TemplateUpdated,
+    /// A file was uploaded (`POST /api/v1/template/upload/file`).
+    FileUploaded,
 }
 
 /// One HTTP request the stand-in received, whatever became of it.

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use lipachat_session::{Clock, PhoneNumber};
 use serde_json::Value;
 
+use crate::catalog::TemplateBook;
 use crate::fault::{FaultPlan, InjectedFailure};
 use crate::ledger::{Ledger, Prepared, Verdict};
 use crate::record::{ApiKeyCheck, ReceivedRequest, RequestBody, RequestOutcome};
@@ -22,6 +23,13 @@ use crate::wire::{self, MarketingAnswer, MessageKind, Violation};
 
 /// The largest request body the stand-in reads: 1 MiB. Longer bodies get HTTP 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The largest upload the stand-in reads at `POST /api/v1/template/upload/file`: 16 MiB
+/// (WhatsApp's limit for a video; a larger document gets HTTP 413 here).
+pub const MAX_UPLOAD_BYTES: usize = 16 * 1024 * 1024;
+
+/// The prefix of the template endpoints' paths.
+const TEMPLATE_PREFIX: &str = "/api/v1/template/";
 
 /// The header that carries the key (header names are case-insensitive).
 pub const API_KEY_HEADER: &str = "apiKey";
@@ -38,6 +46,9 @@ pub(crate) struct Shared {
     /// Customers whose templates are answered with a marketing error (131049 or
     /// 131050), by customer.
     pub(crate) marketing_refusals: Mutex<std::collections::HashMap<PhoneNumber, MarketingAnswer>>,
+    pub(crate) templates: Mutex<TemplateBook>,
+    pub(crate) template_faults: Mutex<FaultPlan>,
+    pub(crate) template_journal: Mutex<Vec<ReceivedRequest>>,
 }
 
 impl fmt::Debug for Shared {
@@ -144,6 +155,20 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         .headers
         .get(CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    if let Some(rest) = path.strip_prefix(TEMPLATE_PREFIX) {
+        let segments: Vec<String> = rest.split('/').map(str::to_owned).collect();
+        return serve_template(
+            &shared,
+            parts,
+            body,
+            &path,
+            &segments,
+            api_key,
+            content_type,
+            at,
+        )
+        .await;
+    }
     let kind = MessageKind::from_path(&path);
 
     let mut stall = None;
@@ -267,7 +292,7 @@ impl Shared {
             Ok(send) => send,
             Err(violation) => return (bad_request(violation), recorded),
         };
-        if send.kind == MessageKind::Template
+        if incoming.kind == MessageKind::Template
             && let Some(answer) = lock(&self.marketing_refusals).get(&send.customer).copied()
         {
             return (
@@ -275,6 +300,18 @@ impl Shared {
                     StatusCode::OK,
                     wire::marketing_refusal_body(at, answer),
                     RequestOutcome::RefusedMarketing,
+                ),
+                recorded,
+            );
+        }
+        if incoming.kind == MessageKind::Template
+            && let Some(rejection) = lock(&self.templates).check_send(send.business, &body)
+        {
+            return (
+                Answer::new(
+                    StatusCode::OK,
+                    wire::template_rejected_body(at, rejection.code, rejection.message),
+                    RequestOutcome::TemplateRejected(rejection.code),
                 ),
                 recorded,
             );
@@ -335,4 +372,76 @@ impl Shared {
         }
         None
     }
+}
+
+/// Answers a request to a template endpoint, in the gateway's order: injected failure,
+/// key, size, then the endpoint itself ([`TemplateBook::answer`]). Recorded in the
+/// template journal, not with the sends.
+#[allow(clippy::too_many_arguments)]
+async fn serve_template(
+    shared: &Shared,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path: &str,
+    segments: &[String],
+    api_key: ApiKeyCheck,
+    content_type: Option<String>,
+    at: DateTime<Utc>,
+) -> Response {
+    let faults = lock(&shared.template_faults).take();
+    let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES).await.ok();
+    let incoming = Incoming {
+        kind: MessageKind::Template,
+        path,
+        api_key,
+        content_type: content_type.as_deref(),
+        failure: faults.failure,
+        at,
+    };
+    let recorded = match &bytes {
+        None => RequestBody::TooLarge,
+        Some(bytes) if bytes.is_empty() => RequestBody::Empty,
+        Some(bytes) => match serde_json::from_slice::<Value>(bytes) {
+            Ok(value) if shared.record_bodies => RequestBody::Json(value),
+            Ok(_) => RequestBody::NotKept,
+            Err(_) => RequestBody::Text(String::from_utf8_lossy(bytes).into_owned()),
+        },
+    };
+    let answer = match (shared.pre_checks(&incoming), &bytes) {
+        (Some(answer), _) => answer,
+        (None, None) => Answer::error_page(
+            at,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            path,
+            RequestOutcome::PayloadTooLarge,
+        ),
+        (None, Some(bytes)) => {
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let answered = lock(&shared.templates).answer(
+                &parts.method,
+                &segments,
+                content_type.as_deref(),
+                bytes,
+                path,
+                at,
+            );
+            Answer::new(answered.status, answered.body, answered.outcome)
+        }
+    };
+    tracing::debug!(method = %parts.method, path, status = answer.status.as_u16(), outcome = ?answer.outcome, "stand-in gateway answered a template call");
+    lock(&shared.template_journal).push(ReceivedRequest {
+        method: parts.method.to_string(),
+        path: path.to_owned(),
+        kind: None,
+        api_key,
+        content_type,
+        body: recorded,
+        status: answer.status.as_u16(),
+        outcome: answer.outcome,
+        at,
+    });
+    if let Some(delay) = faults.stall {
+        tokio::time::sleep(delay).await;
+    }
+    answer.into_response()
 }

@@ -36,16 +36,26 @@ pub enum MessageKind {
     Media,
     /// `POST /api/v1/whatsapp/interactive/buttons`: text with reply buttons (free-form).
     Buttons,
+    /// `POST /api/v1/whatsapp/interactive/list`: a list of rows in sections (free-form).
+    List,
+    /// `POST /api/v1/whatsapp/request_location`: a request for the customer's location
+    /// (free-form).
+    LocationRequest,
+    /// `POST /api/v1/whatsapp/interactive/flows`: a WhatsApp Flow (free-form).
+    Flow,
 }
 
 impl MessageKind {
     /// Every kind the stand-in serves.
-    pub const ALL: [MessageKind; 5] = [
+    pub const ALL: [MessageKind; 8] = [
         Self::Contact,
         Self::Template,
         Self::Text,
         Self::Media,
         Self::Buttons,
+        Self::List,
+        Self::LocationRequest,
+        Self::Flow,
     ];
 
     /// The endpoint's path, for example `/api/v1/whatsapp/contact`.
@@ -56,6 +66,9 @@ impl MessageKind {
             Self::Text => "/api/v1/whatsapp/message/text",
             Self::Media => "/api/v1/whatsapp/media",
             Self::Buttons => "/api/v1/whatsapp/interactive/buttons",
+            Self::List => "/api/v1/whatsapp/interactive/list",
+            Self::LocationRequest => "/api/v1/whatsapp/request_location",
+            Self::Flow => "/api/v1/whatsapp/interactive/flows",
         }
     }
 
@@ -70,7 +83,8 @@ impl MessageKind {
         !matches!(self, Self::Template)
     }
 
-    /// A short name: `contact`, `template`, `text`, `media` or `buttons`.
+    /// A short name: `contact`, `template`, `text`, `media`, `buttons`, `list`,
+    /// `location_request` or `flow`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Contact => "contact",
@@ -78,6 +92,9 @@ impl MessageKind {
             Self::Text => "text",
             Self::Media => "media",
             Self::Buttons => "buttons",
+            Self::List => "list",
+            Self::LocationRequest => "location_request",
+            Self::Flow => "flow",
         }
     }
 }
@@ -123,10 +140,51 @@ pub enum Violation {
     MediaType,
     /// A media message whose `mediaUrl` is missing or not `https://`.
     MediaUrl,
-    /// A buttons message without a non-blank `text`.
+    /// A media message with a `caption` on audio or a sticker, or one that is blank or
+    /// longer than 1024 characters.
+    MediaCaption,
+    /// A media message with a `filename` on anything but a document, or one that is
+    /// blank or longer than 255 characters.
+    MediaFilename,
+    /// A buttons message without a non-blank `text` of at most 1024 characters.
     ButtonsText,
-    /// A buttons message without 1 to 3 buttons each with a non-blank `id` and `title`.
+    /// A buttons message without 1 to 3 buttons, each with a non-blank `id` (at most 256
+    /// characters) and `title` (at most 20), ids unique.
     Buttons,
+    /// A list without a non-blank `headerText` of at most 60 characters.
+    ListHeader,
+    /// A list without a non-blank `body` of at most 1024 characters.
+    ListBody,
+    /// A list without a non-blank `buttonText` of at most 20 characters.
+    ListButtonText,
+    /// A list whose `buttons` (its sections) are not 1 to 10, each with a non-blank
+    /// `sectionTitle` of at most 24 characters and a non-empty `sectionItems` array.
+    ListSections,
+    /// A list whose rows are not 1 to 10 in all, or a row without a non-blank `id` (at
+    /// most 200 characters) and `title` (at most 24), with a `description` over 72
+    /// characters, or with an id already used.
+    ListRows,
+    /// A location request without a non-blank `text` of at most 1024 characters.
+    LocationRequestText,
+    /// A flow without a non-blank `text` of at most 1024 characters.
+    FlowText,
+    /// A flow without a non-blank `flowId`.
+    FlowId,
+    /// A flow without a non-blank `flowCta` of at most 30 characters.
+    FlowCta,
+    /// A flow without a non-blank `screen`.
+    FlowScreen,
+    /// A flow whose `data` is present but not an object.
+    FlowData,
+    /// A template create or update body the gateway would refuse (see
+    /// [`StandInGateway::set_templates`](crate::StandInGateway::set_templates) for the
+    /// rules).
+    TemplateDraft,
+    /// A template create for a name and language the business already has.
+    TemplateExists,
+    /// An upload that is not `multipart/form-data` with a non-empty `file` part that has
+    /// a file name.
+    UploadFile,
 }
 
 impl fmt::Display for Violation {
@@ -146,8 +204,34 @@ impl fmt::Display for Violation {
             Self::Text => "message is missing, blank or longer than 4096 characters",
             Self::MediaType => "mediaType is not IMAGE, VIDEO, AUDIO, DOCUMENT or STICKER",
             Self::MediaUrl => "mediaUrl is missing or not https",
-            Self::ButtonsText => "text is missing or blank",
-            Self::Buttons => "buttons must be 1 to 3, each with id and title",
+            Self::MediaCaption => {
+                "caption is not allowed on audio or stickers, or is blank or over 1024 characters"
+            }
+            Self::MediaFilename => {
+                "filename is allowed only on documents, 1 to 255 characters"
+            }
+            Self::ButtonsText => "text is missing, blank or longer than 1024 characters",
+            Self::Buttons => {
+                "buttons must be 1 to 3, each with id (at most 256) and title (at most 20), ids unique"
+            }
+            Self::ListHeader => "headerText is missing, blank or longer than 60 characters",
+            Self::ListBody => "body is missing, blank or longer than 1024 characters",
+            Self::ListButtonText => "buttonText is missing, blank or longer than 20 characters",
+            Self::ListSections => {
+                "buttons must be 1 to 10 sections, each with sectionTitle (at most 24) and sectionItems"
+            }
+            Self::ListRows => {
+                "rows must be 1 to 10 in all, each with id (at most 200), title (at most 24), description at most 72, ids unique"
+            }
+            Self::LocationRequestText => "text is missing, blank or longer than 1024 characters",
+            Self::FlowText => "text is missing, blank or longer than 1024 characters",
+            Self::FlowId => "flowId is missing or blank",
+            Self::FlowCta => "flowCta is missing, blank or longer than 30 characters",
+            Self::FlowScreen => "screen is missing or blank",
+            Self::FlowData => "data is not an object",
+            Self::TemplateDraft => "the template body is malformed or breaks a rule",
+            Self::TemplateExists => "a template of that name and language exists",
+            Self::UploadFile => "no non-empty multipart part named file with a file name",
         })
     }
 }
@@ -180,6 +264,11 @@ pub(crate) fn validate(kind: MessageKind, body: &Value) -> Result<SendRequest, V
         MessageKind::Text => validate_text(object)?,
         MessageKind::Media => validate_media(object)?,
         MessageKind::Buttons => validate_buttons(object)?,
+        MessageKind::List => validate_list(object)?,
+        MessageKind::LocationRequest => {
+            within(object.get("text"), 1024).ok_or(Violation::LocationRequestText)?;
+        }
+        MessageKind::Flow => validate_flow(object)?,
     }
     Ok(SendRequest {
         kind,
@@ -271,6 +360,16 @@ fn validate_text(object: &Map<String, Value>) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A string field that is present, not blank, and at most `max` characters long.
+fn within(value: Option<&Value>, max: usize) -> Option<&str> {
+    non_blank(value).filter(|text| text.chars().count() <= max)
+}
+
+/// An optional string field: absent or `null`, or within [`within`]'s rules.
+fn optional_within(value: Option<&Value>, max: usize) -> bool {
+    matches!(value, None | Some(Value::Null)) || within(value, max).is_some()
+}
+
 fn validate_media(object: &Map<String, Value>) -> Result<(), Violation> {
     let media_type = object.get("mediaType").and_then(Value::as_str);
     if !matches!(
@@ -283,25 +382,86 @@ fn validate_media(object: &Map<String, Value>) -> Result<(), Violation> {
     if !url.is_some_and(|url| url.len() > "https://".len() && url.starts_with("https://")) {
         return Err(Violation::MediaUrl);
     }
+    let absent = |name: &str| matches!(object.get(name), None | Some(Value::Null));
+    let captioned = matches!(media_type, Some("IMAGE" | "VIDEO" | "DOCUMENT"));
+    if !(absent("caption") || captioned && optional_within(object.get("caption"), 1024)) {
+        return Err(Violation::MediaCaption);
+    }
+    let document = media_type == Some("DOCUMENT");
+    if !(absent("filename") || document && optional_within(object.get("filename"), 255)) {
+        return Err(Violation::MediaFilename);
+    }
     Ok(())
 }
 
+/// Every value is different.
+fn unique<'a>(values: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    values.into_iter().all(|value| seen.insert(value))
+}
+
 fn validate_buttons(object: &Map<String, Value>) -> Result<(), Violation> {
-    non_blank(object.get("text")).ok_or(Violation::ButtonsText)?;
+    within(object.get("text"), 1024).ok_or(Violation::ButtonsText)?;
     let buttons = object
         .get("buttons")
         .and_then(Value::as_array)
         .filter(|buttons| (1..=3).contains(&buttons.len()))
         .ok_or(Violation::Buttons)?;
-    let well_formed = buttons.iter().all(|button| {
-        button.as_object().is_some_and(|button| {
-            non_blank(button.get("id")).is_some() && non_blank(button.get("title")).is_some()
+    let ids: Option<Vec<&str>> = buttons
+        .iter()
+        .map(|button| {
+            let button = button.as_object()?;
+            within(button.get("title"), 20)?;
+            within(button.get("id"), 256)
         })
-    });
-    if well_formed {
-        Ok(())
-    } else {
-        Err(Violation::Buttons)
+        .collect();
+    match ids {
+        Some(ids) if unique(ids.iter().copied()) => Ok(()),
+        _ => Err(Violation::Buttons),
+    }
+}
+
+fn validate_list(object: &Map<String, Value>) -> Result<(), Violation> {
+    within(object.get("headerText"), 60).ok_or(Violation::ListHeader)?;
+    within(object.get("body"), 1024).ok_or(Violation::ListBody)?;
+    within(object.get("buttonText"), 20).ok_or(Violation::ListButtonText)?;
+    let sections = object
+        .get("buttons")
+        .and_then(Value::as_array)
+        .filter(|sections| (1..=10).contains(&sections.len()))
+        .ok_or(Violation::ListSections)?;
+    let mut ids = Vec::new();
+    for section in sections {
+        let section = section.as_object().ok_or(Violation::ListSections)?;
+        within(section.get("sectionTitle"), 24).ok_or(Violation::ListSections)?;
+        let rows = section
+            .get("sectionItems")
+            .and_then(Value::as_array)
+            .filter(|rows| !rows.is_empty())
+            .ok_or(Violation::ListSections)?;
+        for row in rows {
+            let row = row.as_object().ok_or(Violation::ListRows)?;
+            within(row.get("title"), 24).ok_or(Violation::ListRows)?;
+            if !optional_within(row.get("description"), 72) {
+                return Err(Violation::ListRows);
+            }
+            ids.push(within(row.get("id"), 200).ok_or(Violation::ListRows)?);
+        }
+    }
+    if ids.len() > 10 || !unique(ids) {
+        return Err(Violation::ListRows);
+    }
+    Ok(())
+}
+
+fn validate_flow(object: &Map<String, Value>) -> Result<(), Violation> {
+    within(object.get("text"), 1024).ok_or(Violation::FlowText)?;
+    non_blank(object.get("flowId")).ok_or(Violation::FlowId)?;
+    within(object.get("flowCta"), 30).ok_or(Violation::FlowCta)?;
+    non_blank(object.get("screen")).ok_or(Violation::FlowScreen)?;
+    match object.get("data") {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(_) => Err(Violation::FlowData),
     }
 }
 
@@ -371,6 +531,18 @@ pub(crate) fn invalid_credentials_body(at: DateTime<Utc>) -> Vec<u8> {
         status: "success",
         message: "Invalid credentials",
         errors: None,
+    })
+}
+
+/// The HTTP 200 answer to a template send the business's catalog refuses: WhatsApp's
+/// error for it, as an error envelope.
+pub(crate) fn template_rejected_body(at: DateTime<Utc>, code: u32, message: &str) -> Vec<u8> {
+    to_bytes(&Envelope::<()> {
+        timestamp: gateway_timestamp(at),
+        data: None,
+        status: "error",
+        message,
+        errors: Some(json!([{"code": code, "title": message}])),
     })
 }
 

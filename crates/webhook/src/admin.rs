@@ -242,7 +242,19 @@ async fn list<S: Store>(
                 .into(),
         );
     }
-    match list_windows(shared.messenger.sessions(), keep_open, query.closing_within).await {
+    // A span `TimeDelta` cannot hold (beyond about 292 million years) is a bad request,
+    // not a panic.
+    let closing_within = match query.closing_within.map(TimeDelta::try_seconds) {
+        None => None,
+        Some(Some(span)) => Some(span),
+        Some(None) => {
+            return bad_request(format!(
+                "closing_within: {} seconds is out of range",
+                query.closing_within.unwrap_or_default()
+            ));
+        }
+    };
+    match list_windows(shared.messenger.sessions(), keep_open, closing_within).await {
         Ok(list) => Json(list).into_response(),
         Err(error) => store_failed(&error),
     }
@@ -251,16 +263,12 @@ async fn list<S: Store>(
 async fn list_windows<S: Store>(
     sessions: &Sessions<S>,
     keep_open: Option<bool>,
-    closing_within: Option<i64>,
+    closing_within: Option<TimeDelta>,
 ) -> Result<WindowList, SessionError> {
     let now = sessions.now();
     let mut unreadable = Vec::new();
     let found: Vec<(Conversation, WindowState)> = match closing_within {
-        Some(secs) => {
-            sessions
-                .closing_within_at(TimeDelta::seconds(secs), now)
-                .await?
-        }
+        Some(span) => sessions.closing_within_at(span, now).await?,
         None => {
             let mut found = Vec::new();
             for (conversation, record) in sessions.store().windows().await? {

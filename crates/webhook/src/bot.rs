@@ -310,7 +310,7 @@ async fn dispatch<S: Store>(
             .message
             .message_id
             .as_deref()
-            .and_then(|id| InboundId::new(id).ok());
+            .and_then(InboundId::from_platform);
         let reply = Reply::new(
             messenger.clone(),
             message.conversation,

@@ -6,43 +6,14 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use chrono::Utc;
 use common::*;
 use lipachat_webhook::{Secret, sign};
 
-/// The log: the subscriber writes here through a lock.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-/// Appends to [`LOG`].
-fn log_line(line: &[u8]) -> std::io::Result<usize> {
-    LOG.lock()
-        .map_err(|_| std::io::ErrorKind::Other)?
-        .extend_from_slice(line);
-    Ok(line.len())
-}
-
-/// A writer handing each write to a function.
-struct LineWriter(fn(&[u8]) -> std::io::Result<usize>);
-
-impl std::io::Write for LineWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        (self.0)(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_secret_or_signature_reaches_the_log() {
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(|| LineWriter(log_line))
-        .with_ansi(false)
-        .init();
+    // Every thread's events: the service's tasks run on the runtime's workers.
+    let captured = lipachat_testkit::capture_log_globally().unwrap();
 
     let h = Harness::start().await;
     let customer = "254712345673";
@@ -89,7 +60,7 @@ async fn no_token_secret_or_signature_reaches_the_log() {
         .unwrap();
     assert_eq!(h.wait_for_echoes(customer, 2).await.len(), 2);
 
-    let log = String::from_utf8(LOG.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("/webhooks/lipachat/{token}"),
         "the log was captured: {log}"

@@ -7,21 +7,9 @@ use serde_json::{Map, Value};
 
 use super::{InboundKind, phone, shorten, text, timestamp};
 
-/// The kind of a media message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MediaKind {
-    /// A picture.
-    Image,
-    /// A video.
-    Video,
-    /// Audio, or a voice note (see [`Media::voice`]).
-    Audio,
-    /// A document (PDF, spreadsheet, ...).
-    Document,
-    /// A sticker (see [`Media::animated`]).
-    Sticker,
-}
+/// The kind of a media message: the same type a sent [`MediaMessage`](crate::MediaMessage)
+/// names its kind with.
+pub use crate::media::MediaKind;
 
 /// A media item the customer sent. WhatsApp gives a media `id` (to download through its
 /// API) and, in newer versions, a `url`; LipaChat gives a `url`.

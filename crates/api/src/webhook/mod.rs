@@ -22,9 +22,9 @@
 //!     `failed`, or `errors`, `error`, `code`, `errorCode` and no message `type`: this
 //!     also reads a bare WhatsApp status object `{id, status, recipient_id, errors}`).
 //!     When its `status`, `errors`, `error`, `code`, `errorCode`, `message`,
-//!     `statusDesc`, `title`, `details` or `reason` names 131047 or 470 (see
-//!     [`crate::reengagement`]), it becomes [`WebhookEvent::WindowClosed`]. `messageId` is
-//!     ours; `waId`, `wamid` or `id` is taken as WhatsApp's id when it starts with
+//!     `statusDesc`, `title`, `details` or `reason` names 131047 or 470 (the crate's
+//!     page says how it is recognised), it becomes [`WebhookEvent::WindowClosed`].
+//!     `messageId` is ours; `waId`, `wamid` or `id` is taken as WhatsApp's id when it starts with
 //!     `wamid.`. The conversation is filled in only when the parser knows the business
 //!     number (then `from`/`to`/`recipient_id` tell the customer); otherwise correlate by
 //!     `message_id`.
@@ -432,6 +432,36 @@ pub struct TemplateStatusUpdate {
 }
 
 /// One event read from a webhook.
+///
+/// ```
+/// use lipachat_api::{DeliveryStatus, MessageId, WebhookEvent, WebhookParser};
+///
+/// // One LipaChat delivery: a customer's message, then two status callbacks for ours.
+/// let body = br#"[
+///   {"messageId": "in-1", "from": "254712345678", "to": "254110090747", "type": "TEXT", "text": "Hi"},
+///   {"event": "MESSAGE_STATUS", "messageStatus": {"messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
+///     "waId": "wamid.HBgM", "status": "DELIVERED", "statusDesc": "Message delivered"}},
+///   {"event": "MESSAGE_STATUS", "messageStatus": {"messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001",
+///     "status": "FAILED", "statusDesc": "(#131047) Re-engagement message"}}
+/// ]"#;
+/// let received_at = "2026-11-23T10:00:00Z".parse()?;
+/// let events = WebhookParser::default().parse(body, received_at)?;
+/// let ours: MessageId = "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0001".parse()?;
+/// match &events[..] {
+///     [WebhookEvent::Inbound(message), WebhookEvent::Status(status), WebhookEvent::WindowClosed { message_id, code, .. }] => {
+///         // The customer wrote: the window opens, from the receipt (LipaChat sends no time).
+///         assert!(message.opens_window);
+///         assert_eq!(message.inbound_time(), received_at);
+///         assert_eq!(message.content.text(), Some("Hi"));
+///         assert_eq!(status.status, DeliveryStatus::Delivered);
+///         assert_eq!(status.wa_id.as_deref(), Some("wamid.HBgM"));
+///         // WhatsApp refused one of ours as outside the window, naming our messageId.
+///         assert_eq!((*message_id, *code), (Some(ours), 131_047));
+///     }
+///     other => panic!("unexpected events: {other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum WebhookEvent {

@@ -13,7 +13,7 @@ use lipachat_session::consent::{
     ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
 };
-use lipachat_session::window::truncate_to_millis;
+use lipachat_session::truncate_to_millis;
 use lipachat_session::{Conversation, MessageId, PhoneNumber, StoreError};
 use redis::Script;
 
@@ -338,19 +338,20 @@ impl ConsentStore for RedisStore {
     async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
         let business = cost.conversation.business;
         let value = cost.encode();
-        let mut pipeline = redis::pipe();
-        pipeline
-            .add_command(self.register(business))
-            .ignore()
-            .hset(
-                self.inner.keys.predicted_costs(business),
-                cost.message_id.to_string(),
-                value,
-            )
-            .ignore();
+        // The registry's SADD is on a slot of its own: on a cluster it goes first, then
+        // the write on the business's slot.
+        let key = self.inner.keys.predicted_costs(business);
+        let field = cost.message_id.to_string();
         self.inner
             .connection
-            .pipeline("record_predicted_cost", Retry::Never, &pipeline)
+            .pipeline_after(
+                "record_predicted_cost",
+                Retry::Never,
+                &self.register(business),
+                |write| {
+                    write.hset(&key, &field, &value).ignore();
+                },
+            )
             .await
     }
 
@@ -361,19 +362,20 @@ impl ConsentStore for RedisStore {
         pricing: ReportedPricing,
     ) -> Result<(), StoreError> {
         let value = pricing.encode();
-        let mut pipeline = redis::pipe();
-        pipeline
-            .add_command(self.register(business))
-            .ignore()
-            .hset(
-                self.inner.keys.reported_pricing(business),
-                message_id.to_string(),
-                value,
-            )
-            .ignore();
+        // The registry's SADD is on a slot of its own: on a cluster it goes first, then
+        // the write on the business's slot.
+        let key = self.inner.keys.reported_pricing(business);
+        let field = message_id.to_string();
         self.inner
             .connection
-            .pipeline("record_reported_pricing", Retry::Never, &pipeline)
+            .pipeline_after(
+                "record_reported_pricing",
+                Retry::Never,
+                &self.register(business),
+                |write| {
+                    write.hset(&key, &field, &value).ignore();
+                },
+            )
             .await
     }
 

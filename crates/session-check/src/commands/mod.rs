@@ -5,6 +5,7 @@ pub mod consent;
 mod ingest;
 mod outbox;
 mod send;
+mod template;
 mod timeline;
 mod transfer;
 mod verify;
@@ -12,11 +13,13 @@ mod windows;
 
 pub use ingest::prepare as prepare_ingest;
 pub use outbox::PendingView;
+pub use template::templates;
 pub use verify::verify;
 
 use std::process::ExitCode;
 
 use lipachat_api::{Client, ClientBuilder, RetryPolicy};
+use lipachat_policy::{Messenger, PolicyConfig};
 use lipachat_session::{Conversation, Customer, ManualClock, Sessions, Store};
 
 use crate::cli::{Cli, Command, CustomerArg, Pair, SendSettings};
@@ -57,8 +60,11 @@ pub fn check(cli: &Cli) -> Result<(), CliError> {
     refuse_sending_under_now(cli)?;
     match &cli.command {
         Command::List(args) => windows::check_list(args),
-        Command::SendContact(args) => send::check(args).map(drop),
-        _ => Ok(()),
+        Command::SendTemplate(args) => template::check(args).map(drop),
+        command => match send::free_form(command) {
+            Some(send) => send.map(drop),
+            None => Ok(()),
+        },
     }
 }
 
@@ -70,9 +76,15 @@ fn refuse_sending_under_now(cli: &Cli) -> Result<(), CliError> {
     if cli.now.is_none() {
         return Ok(());
     }
+    let dry_run = match &cli.command {
+        Command::SendTemplate(args) => Some(args.run.dry_run),
+        command => send::free_form(command)
+            .and_then(Result::ok)
+            .map(|send| send.options.run.dry_run),
+    };
     let (command, instead) = match &cli.command {
-        Command::SendContact(args) if !args.dry_run => (
-            "send-contact",
+        command if dry_run == Some(false) => (
+            command.name(),
             "add --dry-run to see what it would do at that time, or leave out --now",
         ),
         Command::Deliver(_) => (
@@ -101,7 +113,11 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Status(pair) => windows::status(&context, pair).await,
         Command::List(args) => windows::list(&context, args).await,
         Command::Forget(pair) => windows::forget(&context, pair).await,
-        Command::SendContact(args) => send::send_contact(&context, args).await,
+        Command::SendTemplate(args) => template::send_template(&context, args).await,
+        // Opens no store; dispatched before one is opened.
+        Command::Templates(_) => Err(CliError::Usage(
+            "templates runs on its own; it is dispatched before the store is opened".to_owned(),
+        )),
         Command::Pending(args) => outbox::pending(&context, args).await,
         Command::Deliver(args) => outbox::deliver(&context, args).await,
         Command::Export => transfer::export(&context).await,
@@ -111,6 +127,15 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Optout(pair) => consent::opt(&context, pair, true).await,
         Command::Optin(pair) => consent::opt(&context, pair, false).await,
         Command::Costs(args) => consent::costs(&context, args).await,
+        command @ (Command::SendContact(_)
+        | Command::SendText(_)
+        | Command::SendMedia(_)
+        | Command::SendButtons(_)
+        | Command::SendList(_)) => match send::free_form(&command) {
+            Some(Ok(send)) => send::send_free_form(&context, send).await,
+            Some(Err(error)) => Err(error),
+            None => Err(CliError::Usage("not a send command".to_owned())),
+        },
         // Run before any store is opened (it opens its own).
         Command::Verify(_) => Err(CliError::Usage(
             "verify runs on its own; it is dispatched before the store is opened".to_owned(),
@@ -122,7 +147,7 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
     Ok(exit)
 }
 
-/// The session engine for `send-contact` and `deliver`: the command's, with `--margin`
+/// The session engine for the send commands and `deliver`: the command's, with `--margin`
 /// in its window rule (the one rule the send path and a dry run decide with).
 fn sending_sessions<S: Store + Clone>(
     context: &Context<S>,
@@ -140,6 +165,20 @@ fn client(settings: &SendSettings) -> Result<Client, CliError> {
         ..RetryPolicy::default()
     };
     Ok(ClientBuilder::from_env()?.retry(retry).build()?)
+}
+
+/// The policy's send path over this run's store (with `--margin`), with the gateway
+/// client `client` makes.
+fn messenger<S: Store + Clone>(
+    context: &Context<S>,
+    settings: &SendSettings,
+    config: PolicyConfig,
+) -> Result<Messenger<S>, CliError> {
+    Ok(Messenger::new(
+        sending_sessions(context, settings)?,
+        client(settings)?,
+        config,
+    ))
 }
 
 /// Whether finding a conversation may create what it names (a user's or a group's

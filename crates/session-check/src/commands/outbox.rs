@@ -2,14 +2,12 @@
 
 use chrono::TimeDelta;
 use lipachat_api::MessageId;
-use lipachat_policy::{DeliveryReport, DeliveryStop, Messenger, PolicyConfig};
+use lipachat_policy::{DeliveryReport, DeliveryStop, PolicyConfig};
 use lipachat_session::Store;
 use lipachat_session::view::QueuedView;
 use serde::Serialize;
 
-use super::{
-    Context, Exit, Lookup, addressable, client, conversation_of, customer_name, sending_sessions,
-};
+use super::{Context, Exit, Lookup, addressable, conversation_of, customer_name, messenger};
 use crate::cli::{Deliver, Pending};
 use crate::error::CliError;
 use crate::output::{Render, reason_words, span, time, whatsapp_id};
@@ -199,8 +197,7 @@ pub async fn deliver<S: Store + Clone>(
     args: Deliver,
 ) -> Result<Exit, CliError> {
     let conversation = addressable(context, &args.pair).await?;
-    let sessions = sending_sessions(context, &args.settings)?;
-    let messenger = Messenger::new(sessions, client(&args.settings)?, PolicyConfig::default());
+    let messenger = messenger(context, &args.settings, PolicyConfig::default())?;
     let report = messenger.deliver(conversation).await?;
     let (stopped, reason, error) = stop_parts(&report);
     let reason_words = match &report.stopped {
@@ -285,6 +282,13 @@ fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>,
                 "delivery failed; the message stays queued, run deliver again later: {error}"
             )),
         ),
+        Some(DeliveryStop::StoreFailed(error)) => (
+            Some("store_failed"),
+            Some(error.to_string()),
+            Some(format!(
+                "the store failed; the messages stay queued, run deliver again later: {error}"
+            )),
+        ),
         Some(DeliveryStop::ClaimedElsewhere(id)) => (
             Some("claimed_elsewhere"),
             Some(format!(
@@ -292,6 +296,15 @@ fn stop_parts(report: &DeliveryReport) -> (Option<&'static str>, Option<String>,
             )),
             Some(format!(
                 "message {id} is being delivered by another process; it stays queued, run deliver again in a minute"
+            )),
+        ),
+        Some(DeliveryStop::UnknownKind { message_id, kind }) => (
+            Some("unknown_kind"),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued"
+            )),
+            Some(format!(
+                "message {message_id} is of kind {kind}, which a later release queued; it stays queued for a release that knows it"
             )),
         ),
         Some(other) => (

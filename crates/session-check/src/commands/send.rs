@@ -1,54 +1,161 @@
-//! `send-contact`: the policy's guarded send path, or with `--dry-run` what it would do.
+//! The free-form send commands (send-contact, send-text, send-media, send-buttons,
+//! send-list): one run through the policy's guarded send path, or with `--dry-run` what it
+//! would do. Each command only builds its message; the options, the run and the output
+//! are shared.
 
-use lipachat_api::{ContactMessage, ContactPhone, FreeFormMessage, MessageId, TemplateMessage};
+use lipachat_api::{
+    ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
+    MessageId, RequestBody, TemplateMessage, TextMessage,
+};
 use lipachat_policy::consent::{PricingConfig, Withholding};
-use lipachat_policy::cost::{Estimate, PriceTable};
+use lipachat_policy::cost::{Estimate, PriceTable, Pricing};
 use lipachat_policy::{
-    DryRun, Messenger, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest,
-    TemplateSent,
+    DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
 };
 use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
-use serde_json::Value;
 
-use super::{Context, Exit, addressable, client, sending_sessions};
-use crate::cli::{OnClosedChoice, SendContact};
+use super::{Context, Exit, addressable, messenger, sending_sessions};
+use crate::cli::{Command, OnClosedChoice, Pair, SendOptions, SendRun};
 use crate::error::CliError;
 use crate::output::{Render, reason_words, span, time, whatsapp_id};
 use crate::stored_message::previous_outcome;
 
-/// What `send-contact` prints for a send.
+/// A free-form send command, read: the conversation it names, its shared options and its
+/// message (checked).
+pub struct FreeFormSend<'a> {
+    /// BUSINESS CUSTOMER.
+    pub pair: &'a Pair,
+    /// The options every send command takes.
+    pub options: &'a SendOptions,
+    /// The message, valid.
+    pub message: FreeFormMessage,
+}
+
+/// The free-form send `command` is, if it is one: its message built and checked (a
+/// message that breaks a limit is an error naming the field and the limit).
+pub fn free_form(command: &Command) -> Option<Result<FreeFormSend<'_>, CliError>> {
+    let (pair, options, message) = match command {
+        Command::SendContact(args) => (&args.pair, &args.send, contact(args)),
+        Command::SendText(args) => (
+            &args.pair,
+            &args.send,
+            TextMessage::new(args.text.as_str()).map(Into::into),
+        ),
+        Command::SendMedia(args) => {
+            let media = MediaMessage::new(args.media_type.kind(), &args.url).and_then(|m| {
+                let m = match &args.caption {
+                    Some(caption) => m.with_caption(caption.as_str())?,
+                    None => m,
+                };
+                match &args.filename {
+                    Some(name) => m.with_filename(name.as_str()),
+                    None => Ok(m),
+                }
+            });
+            (&args.pair, &args.send, media.map(Into::into))
+        }
+        Command::SendButtons(args) => (
+            &args.pair,
+            &args.send,
+            ButtonsMessage::new(args.text.as_str(), args.buttons.clone()).map(Into::into),
+        ),
+        Command::SendList(args) => (
+            &args.pair,
+            &args.send,
+            ListMessage::new(
+                args.header.as_str(),
+                args.body.as_str(),
+                args.button_text.as_str(),
+                args.sections.clone(),
+            )
+            .map(Into::into),
+        ),
+        _ => return None,
+    };
+    Some(message.map_err(CliError::from).and_then(|message| {
+        on_closed(options)?;
+        pricing_config(&options.run, options.template.as_deref())?;
+        Ok(FreeFormSend {
+            pair,
+            options,
+            message,
+        })
+    }))
+}
+
+/// send-contact's card.
+fn contact(
+    args: &crate::cli::SendContact,
+) -> Result<FreeFormMessage, lipachat_api::ValidationError> {
+    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
+    if let Some(wa_id) = args.wa_id {
+        phone = phone.with_wa_id(wa_id);
+    }
+    ContactMessage::new(args.name.as_str(), vec![phone]).map(Into::into)
+}
+
+/// What a send command prints for a send.
 ///
-/// `message_id`: the contact card's own id when it was sent or queued (or sent and refused
-/// by the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the card, or
-/// the template), else null. `template_message_id`: the template this call sent, else
-/// null. `reason`: why the window was not open, null for `sent`. A rejection of a card the
-/// gateway refused as outside the window adds `"refused_by_gateway": true`: that request
-/// did leave. A repeated `--message-id` prints the earlier outcome with its ids and
-/// `"duplicate": true`.
+/// `message_id`: the message's own id when it was sent or queued (or sent and refused by
+/// the gateway), else null. `wa_id`: WhatsApp's id of what this call sent (the message,
+/// or the template), else null. `template_message_id`: the template this call sent, else
+/// null. `reason`: why the window was not open, null for `sent`. When this call sent a
+/// template, `template_category` (as the catalog spells it, null when unchecked) and
+/// `catalog` (`checked`, `cached_copy`, `unchecked`, `disabled`) follow. A rejection of a
+/// message the gateway refused as outside the window adds `"refused_by_gateway": true`:
+/// that request did leave. A repeated `--message-id` prints the earlier outcome with its
+/// ids and `"duplicate": true`.
 #[derive(Debug, Serialize)]
-struct SendView {
-    outcome: &'static str,
-    message_id: Option<MessageId>,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
+pub(super) struct SendView {
+    pub(super) outcome: &'static str,
+    pub(super) message_id: Option<MessageId>,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(super) template: Option<TemplateFacts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    refused_by_gateway: Option<bool>,
+    pub(super) refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    duplicate: Option<bool>,
-    /// The predicted pricing category of what this call sent (or withheld), else null.
-    category: Option<&'static str>,
+    pub(super) duplicate: Option<bool>,
+    /// What this call's message is predicted to cost.
+    #[serde(flatten)]
+    pub(super) cost: CostFacts,
+    #[serde(skip)]
+    pub(super) human: String,
+}
+
+/// The pricing fields of every send command's JSON (and its dry run's): in the JSON only,
+/// the human lines keep their wording (scripts match them).
+#[derive(Debug, Default, Serialize)]
+pub(super) struct CostFacts {
+    /// The predicted pricing category of what this call sent, withheld or would send,
+    /// else null.
+    pub(super) category: Option<&'static str>,
     /// Whether that is predicted free, else null.
-    free: Option<bool>,
+    pub(super) free: Option<bool>,
     /// When a marketing template may be tried again (reason `marketing_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    retry_at: Option<String>,
+    pub(super) retry_at: Option<String>,
     /// The estimated price from `--prices` (`amount`, `currency`, `market`), when given.
     #[serde(skip_serializing_if = "Option::is_none")]
-    estimate: Option<Estimate>,
-    #[serde(skip)]
-    human: String,
+    pub(super) estimate: Option<Estimate>,
+}
+
+impl CostFacts {
+    /// The facts of `pricing`, if any (all null without).
+    pub(super) fn of(pricing: Option<&Pricing>) -> Self {
+        match pricing {
+            Some(pricing) => Self {
+                category: Some(pricing.category.name()),
+                free: Some(pricing.free),
+                retry_at: None,
+                estimate: pricing.estimate.clone(),
+            },
+            None => Self::default(),
+        }
+    }
 }
 
 impl Render for SendView {
@@ -57,67 +164,77 @@ impl Render for SendView {
     }
 }
 
-/// What `send-contact --dry-run` prints.
+/// What a send command prints with `--dry-run`; `E` adds what only some commands say.
 ///
 /// `outcome` is always `dry-run`; `would` names the outcome the real send would print
 /// (`sent`, `rejected`, `rerouted`, `queued`; for a `--message-id` already used, the
 /// earlier outcome, with `"duplicate": true`). `decision` and `reason` are the window's.
 #[derive(Debug, Serialize)]
-struct DryRunView {
-    outcome: &'static str,
-    would: &'static str,
-    message_id: MessageId,
-    wa_id: Option<String>,
-    template_message_id: Option<MessageId>,
-    reason: Option<&'static str>,
-    decision: &'static str,
-    on_closed: &'static str,
+pub(super) struct DryRunView<E> {
+    pub(super) outcome: &'static str,
+    pub(super) would: &'static str,
+    pub(super) message_id: MessageId,
+    pub(super) wa_id: Option<String>,
+    pub(super) template_message_id: Option<MessageId>,
+    pub(super) reason: Option<&'static str>,
+    /// The window now: `open` or `closed`.
+    pub(super) decision: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    duplicate: Option<bool>,
-    /// The exact JSON body of the contact card's send, when the card would be sent (now,
-    /// or from the outbox after the customer's reply); else null.
-    body: Option<Value>,
-    /// The exact JSON body of the template that would go instead (window not open, with
-    /// `template` or `queue`, unless one already went for this closed window).
-    template_body: Option<Value>,
-    /// The predicted pricing category of what would go (the card, or the template), else
-    /// null.
-    category: Option<&'static str>,
-    /// Whether that would be free, else null.
-    free: Option<bool>,
-    /// The estimated price from `--prices`, when given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    estimate: Option<Estimate>,
+    pub(super) duplicate: Option<bool>,
+    /// The exact JSON body of the message's send, when it would be sent (now, or from the
+    /// outbox after the customer's reply); else null.
+    pub(super) body: Option<RequestBody>,
+    #[serde(flatten)]
+    pub(super) extra: E,
+    /// What would go (the message, or the template) is predicted to cost.
+    #[serde(flatten)]
+    pub(super) cost: CostFacts,
     #[serde(skip)]
-    human: String,
+    pub(super) human: String,
 }
 
-impl Render for DryRunView {
+/// What a free-form send's dry run adds.
+#[derive(Debug, Serialize)]
+pub(super) struct ClosedWindowPlan {
+    on_closed: &'static str,
+    /// The exact JSON body of the template that would go instead (window not open, with
+    /// `template` or `queue`, unless one already went for this closed window).
+    template_body: Option<RequestBody>,
+}
+
+impl<E: Serialize> Render for DryRunView<E> {
     fn human(&self) -> String {
         self.human.clone()
     }
 }
 
-/// `send-contact BUSINESS CUSTOMER --name NAME --phone PHONE ...`.
-pub async fn send_contact<S: Store + Clone>(
+/// Runs a free-form send command: the guarded send, or with `--dry-run` the plan.
+/// Exit 1 only when the policy rejected the message because the window is not open.
+pub async fn send_free_form<S: Store + Clone>(
     context: &Context<S>,
-    args: SendContact,
+    send: FreeFormSend<'_>,
 ) -> Result<Exit, CliError> {
-    let (card, on_closed) = check(&args)?;
-    let conversation = addressable(context, &args.pair).await?;
-    let sessions = sending_sessions(context, &args.settings)?;
+    let FreeFormSend {
+        pair,
+        options,
+        message,
+    } = send;
+    let on_closed = on_closed(options)?;
+    let what = message.describe();
+    let conversation = addressable(context, pair).await?;
     let config = PolicyConfig::default()
         .on_closed(on_closed.clone())
-        .pricing(pricing_config(&args)?);
-    if args.dry_run {
+        .pricing(pricing_config(&options.run, options.template.as_deref())?);
+    let mut request = SendRequest::new(conversation, message);
+    if let Some(id) = options.run.message_id {
+        request = request.message_id(id);
+    }
+    if options.run.dry_run {
         // The policy's own plan: no client, so no key is needed.
-        let mut request = SendRequest::contact(conversation, card);
-        if let Some(id) = args.message_id {
-            request = request.message_id(id);
-        }
+        let sessions = sending_sessions(context, &options.run.settings)?;
         let plan = DryRun::plan(&sessions, &config, &request).await?;
         // A messageId already used: the real send would repeat its outcome.
-        let previous = match args.message_id {
+        let previous = match options.run.message_id {
             Some(id) => previous_outcome(context.sessions.store(), conversation, id).await?,
             None => None,
         };
@@ -125,26 +242,26 @@ pub async fn send_contact<S: Store + Clone>(
         context.printer.emit(&view)?;
         return Ok(exit_for(view.would));
     }
-    let messenger = Messenger::new(sessions, client(&args.settings)?, config);
-    let mut request = SendRequest::contact(conversation, card);
-    if let Some(id) = args.message_id {
-        request = request.message_id(id);
-    }
+    let messenger = messenger(context, &options.run.settings, config)?;
     let outcome = messenger.send(request).await?;
-    let view = send_view(&outcome)?;
+    let view = send_view(&outcome, what)?;
     context.printer.emit(&view)?;
     Ok(exit_for(view.outcome))
 }
 
-/// The pricing settings: the template's category when given, and the user's price file.
-fn pricing_config(args: &SendContact) -> Result<PricingConfig, CliError> {
+/// The pricing settings: `--template-category` for the template named `template` when
+/// both are given, and the user's price file (`--prices`).
+pub(super) fn pricing_config(
+    run: &SendRun,
+    template: Option<&str>,
+) -> Result<PricingConfig, CliError> {
     let mut pricing = PricingConfig::default();
-    if let (Some(template), Some(category)) = (&args.template, args.template_category) {
+    if let (Some(template), Some(category)) = (template, run.template_category) {
         pricing
             .template_categories
-            .insert(template.clone(), category);
+            .insert(template.to_owned(), category);
     }
-    if let Some(path) = &args.prices {
+    if let Some(path) = &run.prices {
         let text = std::fs::read_to_string(path).map_err(|e| {
             CliError::Usage(format!(
                 "cannot read the price file {}: {e}",
@@ -161,7 +278,7 @@ fn pricing_config(args: &SendContact) -> Result<PricingConfig, CliError> {
 
 /// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0
 /// otherwise.
-fn exit_for(outcome: &str) -> Exit {
+pub(super) fn exit_for(outcome: &str) -> Exit {
     if outcome == "rejected" {
         Exit::Negative
     } else {
@@ -169,21 +286,8 @@ fn exit_for(outcome: &str) -> Exit {
     }
 }
 
-/// The contact card and the closed-window choice, checked (before the database is opened,
-/// and again when sending).
-pub fn check(args: &SendContact) -> Result<(ContactMessage, OnClosed), CliError> {
-    let on_closed = on_closed(args)?;
-    let mut phone = ContactPhone::new(args.phone, args.phone_type.as_str());
-    if let Some(wa_id) = args.wa_id {
-        phone = phone.with_wa_id(wa_id);
-    }
-    let card = ContactMessage::new(args.name.as_str(), vec![phone])?;
-    pricing_config(args)?;
-    Ok((card, on_closed))
-}
-
 /// The closed-window choice, with its template checked before any request.
-fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
+fn on_closed(args: &SendOptions) -> Result<OnClosed, CliError> {
     let template = match (&args.template, &args.language) {
         (Some(name), Some(language)) => Some(
             TemplateMessage::new(name.as_str(), language.as_str())?
@@ -216,36 +320,74 @@ fn on_closed(args: &SendContact) -> Result<OnClosed, CliError> {
     }
 }
 
-fn template_parts(template: Option<&TemplateSent>) -> (Option<MessageId>, Option<String>) {
+pub(super) fn template_parts(
+    template: Option<&TemplateSent>,
+) -> (Option<MessageId>, Option<String>) {
     match template {
         Some(sent) => (Some(sent.message_id), sent.receipt.wa_id.clone()),
         None => (None, None),
     }
 }
 
-fn template_words(template: Option<&TemplateSent>) -> String {
+/// How a sent template is described: its id, WhatsApp's id, its category and how the
+/// catalog checked it.
+pub fn template_words(template: Option<&TemplateSent>) -> String {
     match template {
         Some(sent) => format!(
-            "template {} sent{}",
+            "template {} sent{}; {}",
             sent.message_id,
-            whatsapp_id(sent.receipt.wa_id.as_deref())
+            whatsapp_id(sent.receipt.wa_id.as_deref()),
+            catalog_words(sent)
         ),
         None => "no template sent: an invitation already went for this closed window".into(),
     }
 }
 
-fn send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
-    let mut view = bare_send_view(outcome)?;
-    // In the JSON only: the human lines keep their wording (scripts match them).
-    if let Some(pricing) = outcome.pricing() {
-        view.category = Some(pricing.category.name());
-        view.free = Some(pricing.free);
-        view.estimate = pricing.estimate.clone();
+/// The category and the catalog check of a sent template, in words.
+pub fn catalog_words(sent: &TemplateSent) -> String {
+    let category = sent
+        .category
+        .as_ref()
+        .map_or_else(String::new, |c| format!("{c}, "));
+    let check = match &sent.check {
+        lipachat_policy::CatalogCheck::Checked { .. } => "checked against the catalog",
+        lipachat_policy::CatalogCheck::CachedCopy { .. } => {
+            "checked against an earlier copy of the catalog (it could not be fetched)"
+        }
+        lipachat_policy::CatalogCheck::Disabled => "not checked (checking is off)",
+        _ => "not checked: the catalog could not be fetched",
+    };
+    format!("{category}{check}")
+}
+
+/// The JSON fields a sent template adds: its category and how the catalog checked it.
+#[derive(Debug, Serialize)]
+pub struct TemplateFacts {
+    /// The category as the catalog spells it, null when unchecked.
+    template_category: Option<String>,
+    /// `checked`, `cached_copy`, `unchecked` or `disabled`.
+    catalog: &'static str,
+}
+
+impl TemplateFacts {
+    /// The facts of `sent`, if a template was sent.
+    pub fn of(sent: Option<&TemplateSent>) -> Option<Self> {
+        sent.map(|sent| Self {
+            template_category: sent.category.as_ref().map(ToString::to_string),
+            catalog: sent.check.name(),
+        })
     }
+}
+
+fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
+    let mut view = bare_send_view(outcome, what)?;
+    let retry_at = view.cost.retry_at.take();
+    view.cost = CostFacts::of(outcome.pricing());
+    view.cost.retry_at = retry_at;
     Ok(view)
 }
 
-fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
+fn bare_send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
     let view = match outcome {
         SendOutcome::Sent {
             message_id,
@@ -258,14 +400,12 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: receipt.wa_id.clone(),
             template_message_id: None,
             reason: None,
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
-            category: None,
-            free: None,
-            retry_at: None,
-            estimate: None,
+            cost: CostFacts::default(),
             human: format!(
-                "sent: contact card {message_id}{}; the window closes {}",
+                "sent: {what} {message_id}{}; the window closes {}",
                 whatsapp_id(receipt.wa_id.as_deref()),
                 time(*expires_at)
             ),
@@ -280,14 +420,12 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
-                category: None,
-                free: None,
-                retry_at: None,
-                estimate: None,
+                cost: CostFacts::default(),
                 human: format!(
-                    "rerouted: the window is not open ({}); the contact card was dropped; {}",
+                    "rerouted: the window is not open ({}); the {what} was dropped; {}",
                     reason_words(*reason),
                     template_words(template.as_ref())
                 ),
@@ -306,20 +444,18 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
                 wa_id,
                 template_message_id,
                 reason: Some(reason.name()),
+                template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
-                category: None,
-                free: None,
-                retry_at: None,
-                estimate: None,
+                cost: CostFacts::default(),
                 human: format!(
-                    "queued: contact card {message_id} waits for the customer's reply (the window is not open: {}); {}",
+                    "queued: {what} {message_id} waits for the customer's reply (the window is not open: {}); {}",
                     reason_words(*reason),
                     template_words(template.as_ref())
                 ),
             }
         }
-        // The card went out and the gateway refused it: a request left, so the output
+        // The message went out and the gateway refused it: a request left, so the output
         // must not say that nothing was sent.
         SendOutcome::Rejected {
             message_id,
@@ -332,14 +468,12 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: Some(true),
             duplicate: None,
-            category: None,
-            free: None,
-            retry_at: None,
-            estimate: None,
+            cost: CostFacts::default(),
             human: format!(
-                "rejected: the gateway refused contact card {message_id} as outside the window ({}); it was sent but not delivered",
+                "rejected: the gateway refused {what} {message_id} as outside the window ({}); it was sent but not delivered",
                 reason_words(*reason)
             ),
         },
@@ -349,12 +483,10 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
             wa_id: None,
             template_message_id: None,
             reason: Some(reason.name()),
+            template: None,
             refused_by_gateway: None,
             duplicate: None,
-            category: None,
-            free: None,
-            retry_at: None,
-            estimate: None,
+            cost: CostFacts::default(),
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
                 reason_words(*reason)
@@ -363,52 +495,24 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
         SendOutcome::Withheld {
             message_id,
             reason,
+            pricing,
             refused_by_gateway,
             ..
-        } => SendView {
-            outcome: "rejected",
-            message_id: None,
-            wa_id: None,
-            template_message_id: None,
-            reason: Some(reason.name()),
-            refused_by_gateway: refused_by_gateway.then_some(true),
-            duplicate: None,
-            category: None,
-            free: None,
-            retry_at: reason.retry_at().map(time),
-            estimate: None,
-            human: format!(
+        } => withheld_view(
+            *reason,
+            pricing,
+            *refused_by_gateway,
+            format!(
                 "rejected: the window is not open and {}; {}",
                 withheld_words(*reason),
                 if *refused_by_gateway {
-                    format!("the gateway refused the template for contact card {message_id}")
+                    format!("the gateway refused the template for {what} {message_id}")
                 } else {
                     "nothing was sent".to_owned()
                 }
             ),
-        },
-        SendOutcome::Duplicate(previous) => {
-            let name = previous.kind.name();
-            let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
-            SendView {
-                outcome: name,
-                message_id,
-                wa_id: previous.wa_id.clone(),
-                template_message_id: previous.template_message_id,
-                reason: None,
-                refused_by_gateway: None,
-                duplicate: Some(true),
-                category: None,
-                free: None,
-                retry_at: None,
-                estimate: None,
-                human: format!(
-                    "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
-                    time(previous.at),
-                    previous.message_id
-                ),
-            }
-        }
+        ),
+        SendOutcome::Duplicate(previous) => duplicate_view(previous),
         other => {
             return Err(CliError::Incomplete(format!(
                 "the send ended with an outcome this build does not know: {}",
@@ -419,8 +523,34 @@ fn bare_send_view(outcome: &SendOutcome) -> Result<SendView, CliError> {
     Ok(view)
 }
 
+/// What a send prints when consent or a limit withheld its template: `rejected`, with
+/// the reason, the template's predicted pricing and, for the per-user marketing limit,
+/// when it may be tried again.
+pub(super) fn withheld_view(
+    reason: Withholding,
+    pricing: &Pricing,
+    refused_by_gateway: bool,
+    human: String,
+) -> SendView {
+    SendView {
+        outcome: "rejected",
+        message_id: None,
+        wa_id: None,
+        template_message_id: None,
+        reason: Some(reason.name()),
+        template: None,
+        refused_by_gateway: refused_by_gateway.then_some(true),
+        duplicate: None,
+        cost: CostFacts {
+            retry_at: reason.retry_at().map(time),
+            ..CostFacts::of(Some(pricing))
+        },
+        human,
+    }
+}
+
 /// Why a template was withheld, in words.
-fn withheld_words(reason: Withholding) -> String {
+pub(super) fn withheld_words(reason: Withholding) -> String {
     match reason {
         Withholding::OptedOut => {
             "the customer opted out of marketing from this number (opted_out)".to_owned()
@@ -436,6 +566,29 @@ fn withheld_words(reason: Withholding) -> String {
     }
 }
 
+/// What a send prints for a `messageId` already handled: the earlier outcome with its
+/// ids and `"duplicate": true`; nothing was sent again.
+pub(super) fn duplicate_view(previous: &PreviousOutcome) -> SendView {
+    let name = previous.kind.name();
+    let message_id = matches!(name, "sent" | "queued").then_some(previous.message_id);
+    SendView {
+        outcome: name,
+        message_id,
+        wa_id: previous.wa_id.clone(),
+        template_message_id: previous.template_message_id,
+        reason: None,
+        template: None,
+        refused_by_gateway: None,
+        duplicate: Some(true),
+        cost: CostFacts::default(),
+        human: format!(
+            "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
+            time(previous.at),
+            previous.message_id
+        ),
+    }
+}
+
 /// The dry run's view: the window's decision, what the real send would do, and the
 /// bodies of what it would send (none when it would send nothing).
 fn dry_run_view(
@@ -443,7 +596,8 @@ fn dry_run_view(
     message: &FreeFormMessage,
     on_closed: &OnClosed,
     previous: Option<&PreviousOutcome>,
-) -> DryRunView {
+) -> DryRunView<ClosedWindowPlan> {
+    let what = message.describe();
     let (decision, reason, decision_words) = match plan.decision {
         SendDecision::Allowed {
             expires_at,
@@ -463,8 +617,8 @@ fn dry_run_view(
             format!("closed ({}): ", reason_words(reason)),
         ),
     };
-    // What the send would do, and whether the card and the template would go.
-    let (would, consequence, card, template) = match (previous, reason, on_closed) {
+    // What the send would do, and whether the message and the template would go.
+    let (would, consequence, sent, template) = match (previous, reason, on_closed) {
         (Some(previous), _, _) => (
             previous.kind.name(),
             format!(
@@ -476,28 +630,27 @@ fn dry_run_view(
             false,
             false,
         ),
-        (None, None, _) => (
-            "sent",
-            "the contact card would be sent".to_owned(),
-            true,
-            false,
-        ),
+        (None, None, _) => ("sent", format!("the {what} would be sent"), true, false),
         (None, Some(_), OnClosed::Reject) => (
             "rejected",
-            "the contact card would not be sent; --on-closed reject: it would be rejected and nothing would be sent".to_owned(),
+            format!(
+                "the {what} would not be sent; --on-closed reject: it would be rejected and nothing would be sent"
+            ),
             false,
             false,
         ),
         (None, Some(_), OnClosed::Template(_)) => (
             "rerouted",
-            "the contact card would not be sent; --on-closed template: it would be rerouted, the template below sent instead".to_owned(),
+            format!(
+                "the {what} would not be sent; --on-closed template: it would be rerouted, the template below sent instead"
+            ),
             false,
             true,
         ),
         (None, Some(_), other) => (
             "queued",
             format!(
-                "the contact card would not be sent now; --on-closed {}: it would be queued until the customer replies, and the template below would invite a reply",
+                "the {what} would not be sent now; --on-closed {}: it would be queued until the customer replies, and the template below would invite a reply",
                 other.name()
             ),
             true,
@@ -506,7 +659,7 @@ fn dry_run_view(
     };
     // Consent withholding the template: the send would be rejected, nothing sent (the
     // messaging limit is counted by a real send only).
-    let (would, consequence, card, template, reason_name) = match (previous, plan.withheld) {
+    let (would, consequence, sent, template, reason_name) = match (previous, plan.withheld) {
         (None, Some(withheld)) if template => (
             "rejected",
             format!(
@@ -517,29 +670,28 @@ fn dry_run_view(
             false,
             Some(withheld.name()),
         ),
-        _ => (would, consequence, card, template, reason.map(|r| r.name())),
+        _ => (would, consequence, sent, template, reason.map(|r| r.name())),
     };
-    let body = card.then(|| plan.body.clone());
+    let body = sent.then(|| plan.body.clone());
     let template_body = if template {
         plan.template_body.clone()
     } else {
         None
     };
-    let pretty =
-        |value: &Value| serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     let mut human = format!("dry-run: nothing sent\ndecision: {decision_words}{consequence}");
-    let pricing = plan.pricing.as_ref().filter(|_| previous.is_none());
     if let Some(body) = &body {
         if reason.is_some() {
-            human.push_str("\nthe contact card, sent from the outbox once the customer replies:");
+            human.push_str(&format!(
+                "\nthe {what}, sent from the outbox once the customer replies:"
+            ));
         }
-        human.push_str(&format!("\nPOST {} {}", message.path(), pretty(body)));
+        human.push_str(&format!("\nPOST {} {}", message.path(), body.pretty()));
     }
     if let Some(template) = &template_body {
         human.push_str(&format!(
             "\ntemplate, unless one already went for this closed window:\nPOST {} {}",
             lipachat_api::Endpoint::Template.path(),
-            pretty(template)
+            template.pretty()
         ));
     }
     DryRunView {
@@ -550,13 +702,13 @@ fn dry_run_view(
         template_message_id: None,
         reason: reason_name,
         decision,
-        on_closed: on_closed.name(),
         duplicate: previous.map(|_| true),
         body,
-        template_body,
-        category: pricing.map(|p| p.category.name()),
-        free: pricing.map(|p| p.free),
-        estimate: pricing.and_then(|p| p.estimate.clone()),
+        extra: ClosedWindowPlan {
+            on_closed: on_closed.name(),
+            template_body,
+        },
+        cost: CostFacts::of(plan.pricing.as_ref().filter(|_| previous.is_none())),
         human,
     }
 }

@@ -272,6 +272,7 @@ impl Cli {
             .env_remove("SESSION_CHECK_STORE")
             .env_remove("SESSION_CHECK_DEFAULT_COUNTRY")
             .env_remove("RUST_LOG")
+            .env_remove("LIPACHAT_REDIS_CA_CERT")
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -421,7 +421,7 @@ impl SledStore {
                 for tree in trees {
                     tree.failed();
                 }
-                return Err(StoreError::Sled(error));
+                return Err(error.into());
             }
             Err(TransactionError::Abort(never)) => match never {},
         };

@@ -291,6 +291,16 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// The name the sled store gives as [`StoreError::Backend`]'s `backend`.
+pub const SLED_BACKEND: &str = "sled";
+
+/// A sled failure is the store's backend error, with sled's error as its source.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        StoreError::backend(SLED_BACKEND, error)
+    }
+}
+
 fn corrupt(conversation: Conversation, detail: String) -> StoreError {
     StoreError::Corrupt {
         conversation,
@@ -744,7 +754,7 @@ fn open_sled(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError>
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(other) => return Err(StoreError::Sled(other)),
+            Err(other) => return Err(other.into()),
         }
     }
 }
@@ -1255,5 +1265,36 @@ impl IdentityStore for SledStore {
         let moved = self.move_customer_now(business, from, to)?;
         self.durable().await?;
         Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sled failure is the backend-neutral error, named `sled`, with sled's own error as
+    /// its source, and not worth retrying as it is.
+    #[test]
+    fn a_sled_failure_is_the_backend_error_with_sleds_as_its_source() {
+        let error = StoreError::from(sled::Error::Unsupported("a test's refusal".into()));
+        assert!(matches!(
+            error,
+            StoreError::Backend {
+                backend: SLED_BACKEND,
+                transient: false,
+                ..
+            }
+        ));
+        assert!(!error.retry_later_may_help());
+        let source = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<sled::Error>());
+        assert!(
+            matches!(source, Some(sled::Error::Unsupported(_))),
+            "{source:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "sled store error: Unsupported: a test's refusal"
+        );
     }
 }

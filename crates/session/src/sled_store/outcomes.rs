@@ -36,7 +36,7 @@ const FULL_PASS_STEP: usize = 1024;
 
 fn tx_error(error: TransactionError<Infallible>) -> StoreError {
     match error {
-        TransactionError::Storage(error) => StoreError::Sled(error),
+        TransactionError::Storage(error) => error.into(),
         TransactionError::Abort(never) => match never {},
     }
 }

@@ -62,6 +62,14 @@ pub async fn echo<S: Store>(gate: Arc<Semaphore>, message: NewMessage, mut reply
     }
 }
 
+/// A client of the stand-in gateway.
+pub fn gateway_client(gateway: &StandInGateway) -> Client {
+    Client::builder(ApiKey::new(gateway.api_key()).unwrap())
+        .base_url(&gateway.base_url())
+        .build()
+        .unwrap()
+}
+
 pub struct Harness {
     pub gateway: StandInGateway,
     pub dir: tempfile::TempDir,
@@ -97,10 +105,7 @@ impl Harness {
     pub async fn with(options: Options) -> Self {
         let gateway = StandInGateway::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let client = Client::builder(ApiKey::new(gateway.api_key()).unwrap())
-            .base_url(&gateway.base_url())
-            .build()
-            .unwrap();
+        let client = gateway_client(&gateway);
         let sessions = Sessions::new(SledStore::open(dir.path().join("sessions.db")).unwrap());
         let messenger = Messenger::new(sessions, client, PolicyConfig::default());
         let mut builder = WebhookService::builder(messenger)
