@@ -344,6 +344,12 @@ impl ApiError {
         }
     }
 
+    /// The marketing refusal (131049 per-user marketing limit, 131050 opted out) the
+    /// gateway's answer names, looked for in the innermost cause's text.
+    pub fn marketing_refusal(&self) -> Option<crate::reengagement::MarketingRefusal> {
+        crate::reengagement::marketing_refusal_in_text(&self.root().to_string())
+    }
+
     /// The innermost cause: the last attempt's error for [`ApiError::RetriesExhausted`],
     /// this error otherwise.
     pub fn root(&self) -> &ApiError {

@@ -163,7 +163,10 @@ pub use key::ApiKey;
 pub use lipachat_session::MessageId;
 pub use location_request::{LocationRequestMessage, MAX_LOCATION_REQUEST_CHARS};
 pub use media::{MAX_CAPTION_CHARS, MAX_FILENAME_CHARS, MediaKind, MediaMessage};
-pub use reengagement::{LEGACY_REENGAGEMENT_CODE, REENGAGEMENT_CODE};
+pub use reengagement::{
+    LEGACY_REENGAGEMENT_CODE, MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusal,
+    REENGAGEMENT_CODE, marketing_refusal_in_text,
+};
 pub use request::{RequestBody, contact_body, free_form_body, template_body, text_body};
 pub use response::Receipt;
 pub use retry::RetryPolicy;

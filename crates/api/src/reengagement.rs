@@ -132,6 +132,41 @@ fn is_id_key(key: &str) -> bool {
 }
 
 /// Whether `token` occurs in `text` with no ASCII letter or digit right before or after.
+/// WhatsApp's error for the per-user marketing limit ("healthy ecosystem engagement").
+pub const MARKETING_LIMIT_CODE: u32 = 131049;
+/// WhatsApp's error for a user who stopped marketing messages from the business.
+pub const MARKETING_OPT_OUT_CODE: u32 = 131050;
+
+/// A marketing refusal named in a gateway answer or a status text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MarketingRefusal {
+    /// 131049: the per-user marketing limit.
+    Limit,
+    /// 131050: the user opted out of marketing.
+    OptedOut,
+}
+
+/// Looks for 131049 or 131050 standing alone in text (as 131047 is looked for: not
+/// inside a longer run of letters or digits, so ids that contain the digits do not count).
+///
+/// ```
+/// use lipachat_api::{MarketingRefusal, marketing_refusal_in_text};
+///
+/// assert_eq!(marketing_refusal_in_text("Message failed: 131050"), Some(MarketingRefusal::OptedOut));
+/// assert_eq!(marketing_refusal_in_text("(#131049) not delivered"), Some(MarketingRefusal::Limit));
+/// assert_eq!(marketing_refusal_in_text("wamid.x1310490"), None);
+/// ```
+pub fn marketing_refusal_in_text(text: &str) -> Option<MarketingRefusal> {
+    if has_token(text, "131050") {
+        Some(MarketingRefusal::OptedOut)
+    } else if has_token(text, "131049") {
+        Some(MarketingRefusal::Limit)
+    } else {
+        None
+    }
+}
+
 fn has_token(text: &str, token: &str) -> bool {
     let bytes = text.as_bytes();
     text.match_indices(token).any(|(start, _)| {

@@ -380,6 +380,12 @@ const CASES: &[(&str, Check)] = &[
         assert_eq!((s.status, s.at), (DeliveryStatus::Sent, at(1_698_266_945)));
         assert_eq!(s.conversation, chat("972123456789", "972987654321"));
         assert_eq!(s.wa_id.as_deref(), Some("wamid.xyzxyz"));
+        let pricing = s.pricing.as_ref().unwrap();
+        assert_eq!(
+            (pricing.category.as_str(), pricing.billable),
+            ("service", Some(true))
+        );
+        assert!(!pricing.is_free_entry_point());
     }),
     ("pywa-status-delivered", |e| {
         assert_eq!(status(only(e)).status, DeliveryStatus::Delivered);
@@ -488,7 +494,17 @@ const CASES: &[(&str, Check)] = &[
         assert!(ignored(only(e)).contains("account_update"));
     }),
     ("pywa-user-marketing-preferences", |e| {
-        assert!(ignored(only(e)).contains("user_preferences"));
+        let WebhookEvent::MarketingPreference {
+            conversation,
+            opted_out,
+            at: when,
+        } = only(e)
+        else {
+            panic!("not a marketing preference: {e:?}")
+        };
+        assert_eq!(Some(*conversation), chat("15550783881", "16505551234"));
+        assert!(!opted_out, "the fixture resumes marketing messages");
+        assert_eq!(*when, at(1_731_705_721));
     }),
     ("pywa-bare-status-failed", |e| {
         let s = status(only(e));

@@ -2,6 +2,7 @@
 //! said it was not): reject it, reroute it to a template, or queue it behind an
 //! invitation.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lipachat_api::{MessageId, TemplateMessage};
@@ -12,6 +13,8 @@ use tracing::{info, warn};
 
 use crate::claim::under_claim;
 use crate::config::OnClosed;
+use crate::consent::Withholding;
+use crate::cost::Pricing;
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
 use crate::ids::{invitation_claim_id, requeue_message_id, template_message_id};
@@ -33,6 +36,43 @@ pub(crate) struct Refusal {
     /// window (131047), when it did; `None` when the window was known to be closed and
     /// nothing was sent.
     pub refused_by_gateway: Option<MessageId>,
+}
+
+/// What sending the invitation template did.
+#[derive(Debug)]
+pub(crate) enum Invited {
+    /// It went.
+    Sent(TemplateSent),
+    /// Consent or a limit withheld it (or the gateway refused it with 131049 / 131050).
+    Withheld {
+        /// Why.
+        reason: Withholding,
+        /// What it would have cost.
+        pricing: Box<Pricing>,
+        /// Whether the gateway answered 131049 / 131050.
+        refused_by_gateway: bool,
+    },
+}
+
+impl Invited {
+    /// The outcome of a logical send whose template was withheld (`Break`), or the
+    /// template sent (`Continue`).
+    fn withheld(self, refusal: Refusal) -> ControlFlow<SendOutcome, TemplateSent> {
+        match self {
+            Self::Sent(sent) => ControlFlow::Continue(sent),
+            Self::Withheld {
+                reason,
+                pricing,
+                refused_by_gateway,
+            } => ControlFlow::Break(SendOutcome::Withheld {
+                message_id: refusal.message_id,
+                reason,
+                state: refusal.state,
+                pricing,
+                refused_by_gateway,
+            }),
+        }
+    }
 }
 
 /// Applies the closed-window choice of a send's policy.
@@ -105,7 +145,16 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
             state,
             ..
         } = refusal;
-        let template = self.invite(request, message_id, template, now).await?;
+        let template = match self.invite(request, message_id, template, now).await? {
+            Some(invited) => match invited.withheld(refusal) {
+                ControlFlow::Break(withheld) => {
+                    info!(%conversation, %message_id, "template withheld: not rerouted");
+                    return Ok(withheld);
+                }
+                ControlFlow::Continue(sent) => Some(sent),
+            },
+            None => None,
+        };
         let outcome = PreviousOutcome::rerouted(message_id, template.as_ref(), now.at);
         self.shared
             .remember(conversation, message_id, &outcome)
@@ -143,7 +192,22 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 limit,
             });
         }
-        let template = self.invite(request, message_id, template, now).await?;
+        let template = match self.invite(request, message_id, template, now).await? {
+            // Beyond the messaging limit the message still waits for the customer's
+            // reply, without an invitation; consent withholds the whole send.
+            Some(Invited::Withheld {
+                reason: Withholding::MessagingLimit { .. },
+                ..
+            }) => None,
+            Some(invited) => match invited.withheld(refusal) {
+                ControlFlow::Break(withheld) => {
+                    info!(%conversation, %message_id, "invitation withheld: not queued");
+                    return Ok(withheld);
+                }
+                ControlFlow::Continue(sent) => Some(sent),
+            },
+            None => None,
+        };
         // Every queued copy of one logical send gets the same id derived from the id last
         // used with the gateway (the caller's, or the one it refused), so two calls that
         // both reach this point (one stalled past its lease, one retried) queue one
@@ -261,7 +325,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         message_id: MessageId,
         template: &TemplateMessage,
         now: CallTime,
-    ) -> Result<Option<TemplateSent>, PolicyError> {
+    ) -> Result<Option<Invited>, PolicyError> {
         let conversation = request.conversation();
         if self.invited_for_this_window(conversation, now).await? {
             info!(%conversation, %message_id, "invitation already sent for this closed window");
@@ -305,20 +369,33 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         Ok(for_this_window && now.at < cooldown_ends)
     }
 
+    /// Sends the template unless consent or the messaging limit withholds it (checked
+    /// in that order; the customer is counted against the limit before the send, so a
+    /// failed send leaves it counted: the local count errs high, never low).
     async fn send_invitation(
         &self,
         request: &SendRequest,
         message_id: MessageId,
         template: &TemplateMessage,
         now: CallTime,
-    ) -> Result<TemplateSent, PolicyError> {
+    ) -> Result<Invited, PolicyError> {
         let conversation = request.conversation();
         let template = request.template_for_this_send(template)?;
         let template_id = template_message_id(message_id);
-        let sent = self
-            .shared
-            .send_checked_template(conversation, message_id, template_id, &template, now)
-            .await?;
+        // Boxed: the check, the pricing and the send make a large future.
+        let sent = match Box::pin(self.shared.send_checked_template(
+            conversation,
+            message_id,
+            template_id,
+            &template,
+            false,
+            now,
+        ))
+        .await?
+        {
+            Invited::Sent(sent) => sent,
+            withheld @ Invited::Withheld { .. } => return Ok(withheld),
+        };
         self.shared
             .store()
             .set_invitation(
@@ -329,7 +406,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
                 }),
             )
             .await?;
-        Ok(sent)
+        Ok(Invited::Sent(sent))
     }
 }
 

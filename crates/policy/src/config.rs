@@ -7,6 +7,7 @@ use lipachat_api::TemplateMessage;
 use lipachat_session::PhoneNumber;
 
 use crate::catalog::CatalogSettings;
+use crate::consent::{ConsentConfig, MessagingLimits, PricingConfig};
 
 /// What to do with a free-form message when the window is closed (or closes within the
 /// safety margin).
@@ -72,6 +73,9 @@ pub struct PolicyConfig {
     pub(crate) delivery_lease: TimeDelta,
     pub(crate) send_lease: TimeDelta,
     pub(crate) outcome_horizon: TimeDelta,
+    pub(crate) consent: ConsentConfig,
+    pub(crate) pricing: PricingConfig,
+    pub(crate) limits: MessagingLimits,
     pub(crate) catalog: CatalogSettings,
 }
 
@@ -86,6 +90,9 @@ impl Default for PolicyConfig {
             delivery_lease: Self::DEFAULT_DELIVERY_LEASE,
             send_lease: Self::DEFAULT_SEND_LEASE,
             outcome_horizon: Self::DEFAULT_OUTCOME_HORIZON,
+            consent: ConsentConfig::default(),
+            pricing: PricingConfig::default(),
+            limits: MessagingLimits::default(),
             catalog: CatalogSettings::default(),
         }
     }
@@ -165,6 +172,40 @@ impl PolicyConfig {
     pub fn outcome_horizon(mut self, horizon: TimeDelta) -> Self {
         self.outcome_horizon = horizon;
         self
+    }
+
+    /// The consent settings (keywords, the 131049 back-off). Consent is always applied.
+    pub fn consent(mut self, consent: ConsentConfig) -> Self {
+        self.consent = consent;
+        self
+    }
+
+    /// How sends are priced (template categories, the service free tier, prices).
+    pub fn pricing(mut self, pricing: PricingConfig) -> Self {
+        self.pricing = pricing;
+        self
+    }
+
+    /// Which business numbers form which portfolio, for the messaging limit (off until
+    /// set).
+    pub fn messaging_limits(mut self, limits: MessagingLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The consent settings in use.
+    pub fn consent_value(&self) -> &ConsentConfig {
+        &self.consent
+    }
+
+    /// The pricing settings in use.
+    pub fn pricing_value(&self) -> &PricingConfig {
+        &self.pricing
+    }
+
+    /// The messaging limits in use.
+    pub fn messaging_limits_value(&self) -> &MessagingLimits {
+        &self.limits
     }
 
     /// How templates are checked against the business's catalog before they are sent

@@ -207,10 +207,15 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                     .dequeue_with_outcome(conversation, entry.message_id, outcome)
                     .await?;
                 info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
+                let pricing = self
+                    .shared
+                    .record_service_sent(conversation, message_id, receipt.wa_id.clone(), now.at)
+                    .await?;
                 report.delivered.push(Delivered {
                     message_id,
                     receipt,
                     queued_at: entry.queued_at,
+                    pricing,
                 });
                 Ok(Step::Left)
             }

@@ -356,10 +356,15 @@ impl<S: Store> Messenger<S> {
                         .remember(conversation, message_id, &outcome)
                         .await?;
                 }
+                let pricing = self
+                    .shared
+                    .record_service_sent(conversation, message_id, receipt.wa_id.clone(), now.at)
+                    .await?;
                 Ok(SendOutcome::Sent {
                     message_id,
                     receipt,
                     expires_at,
+                    pricing,
                 })
             }
             Err(error) if error.is_window_closed() => {

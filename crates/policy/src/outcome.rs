@@ -7,6 +7,9 @@ use crate::catalog::CatalogCheck;
 use lipachat_session::{Conversation, Recorded, RefusalReason, WindowState};
 use serde::{Deserialize, Serialize};
 
+use crate::consent::Withholding;
+use crate::cost::Pricing;
+
 /// A template sent by this call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateSent {
@@ -19,6 +22,9 @@ pub struct TemplateSent {
     pub category: Option<TemplateCategory>,
     /// How it was checked against the catalog.
     pub check: CatalogCheck,
+    /// What the template is predicted to cost (its pricing category comes from the
+    /// configuration's override, else the catalog's category, else marketing).
+    pub pricing: Box<Pricing>,
 }
 
 /// What [`crate::Messenger::send`] did with one free-form message.
@@ -33,6 +39,8 @@ pub enum SendOutcome {
         receipt: Receipt,
         /// When the window closes.
         expires_at: DateTime<Utc>,
+        /// What the message is predicted to cost.
+        pricing: Box<Pricing>,
     },
     /// The window was closed: the configured template went instead (or, with `template`
     /// `None`, had already gone for this closed window); the free-form message was dropped.
@@ -79,6 +87,23 @@ pub enum SendOutcome {
         /// window was known to be closed and nothing was sent.
         refused_by_gateway: bool,
     },
+    /// Consent or a limit withheld the template the closed-window choice would send
+    /// (a marketing template to a customer who opted out or inside a 131049 back-off, or
+    /// any template beyond the portfolio's messaging limit under a policy that does not
+    /// queue): nothing reached the gateway, unless `refused_by_gateway` says the gateway
+    /// itself answered 131049 / 131050 (now recorded). Shown as `rejected`.
+    Withheld {
+        /// The message's `messageId`.
+        message_id: MessageId,
+        /// Why.
+        reason: Withholding,
+        /// The window's state at the decision.
+        state: WindowState,
+        /// The template's predicted cost, had it gone.
+        pricing: Box<Pricing>,
+        /// Whether the gateway refused the template (131049 / 131050).
+        refused_by_gateway: bool,
+    },
     /// This `messageId` was already sent, rerouted or queued: nothing was sent again.
     Duplicate(PreviousOutcome),
 }
@@ -91,7 +116,7 @@ impl SendOutcome {
             Self::Sent { .. } => "sent",
             Self::Rerouted { .. } => "rerouted",
             Self::Queued { .. } => "queued",
-            Self::Rejected { .. } => "rejected",
+            Self::Rejected { .. } | Self::Withheld { .. } => "rejected",
             Self::Duplicate(previous) => previous.kind.name(),
         }
     }
@@ -102,8 +127,21 @@ impl SendOutcome {
             Self::Sent { message_id, .. }
             | Self::Rerouted { message_id, .. }
             | Self::Queued { message_id, .. }
-            | Self::Rejected { message_id, .. } => *message_id,
+            | Self::Rejected { message_id, .. }
+            | Self::Withheld { message_id, .. } => *message_id,
             Self::Duplicate(previous) => previous.message_id,
+        }
+    }
+
+    /// What this call's message is predicted to cost: the free-form message sent, or the
+    /// template sent or withheld. `None` when nothing went (or would have) by this call.
+    pub fn pricing(&self) -> Option<&Pricing> {
+        match self {
+            Self::Sent { pricing, .. } | Self::Withheld { pricing, .. } => Some(pricing.as_ref()),
+            Self::Rerouted { template, .. } | Self::Queued { template, .. } => {
+                template.as_ref().map(|t| t.pricing.as_ref())
+            }
+            _ => None,
         }
     }
 
@@ -281,6 +319,8 @@ pub struct Delivered {
     pub receipt: Receipt,
     /// When it was queued.
     pub queued_at: DateTime<Utc>,
+    /// What it is predicted to cost (a service message, sent inside the window).
+    pub pricing: Box<Pricing>,
 }
 
 /// A queued message whose time to live ran out before the customer replied.

@@ -141,6 +141,12 @@ pub struct DryRun {
     /// open and the policy sends one (an invitation already sent for this closed window
     /// would make the real send skip it).
     pub template_body: Option<RequestBody>,
+    /// What the message that would go (the free-form message, or the template) is
+    /// predicted to cost; `None` when nothing would go.
+    pub pricing: Option<crate::cost::Pricing>,
+    /// Consent withholding the template that would go (the messaging limit is not
+    /// counted by a dry run).
+    pub withheld: Option<crate::consent::Withholding>,
 }
 
 impl DryRun {
@@ -172,7 +178,33 @@ impl DryRun {
             }
             _ => None,
         };
+        let now = sessions.now();
+        let store = sessions.store();
+        let (pricing, withheld) = match (&decision, on_closed.template()) {
+            (SendDecision::Allowed { .. }, _) => {
+                let pricing = crate::messaging_limit::price_send(
+                    store,
+                    &config.pricing,
+                    conversation,
+                    lipachat_session::PricingCategory::Service,
+                    true,
+                    now,
+                    None,
+                )
+                .await?;
+                (Some(pricing), None)
+            }
+            (SendDecision::Refused { .. }, Some(template)) => {
+                let (pricing, withheld) =
+                    plan_template_cost(store, config, conversation, template.name(), false, now)
+                        .await?;
+                (Some(pricing), withheld)
+            }
+            _ => (None, None),
+        };
         Ok(Self {
+            pricing,
+            withheld,
             decision,
             message_id,
             on_closed: on_closed.name(),
@@ -181,6 +213,37 @@ impl DryRun {
             template_body,
         })
     }
+}
+
+/// What a template named `name` sent to `conversation` at `at` is predicted to cost, and
+/// whether consent would withhold it, as a dry run plans it: no catalog is fetched, so its
+/// category is the configuration's override, else marketing; the messaging limit is
+/// counted by a real send only. `window_open`: whether the customer service window is open.
+pub async fn plan_template_cost<S: Store>(
+    store: &S,
+    config: &PolicyConfig,
+    conversation: Conversation,
+    name: &str,
+    window_open: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(crate::cost::Pricing, Option<crate::consent::Withholding>), PolicyError> {
+    let category = config.pricing.template_category(name, None);
+    let pricing = crate::messaging_limit::price_send(
+        store,
+        &config.pricing,
+        conversation,
+        category,
+        window_open,
+        at,
+        None,
+    )
+    .await?;
+    let status =
+        crate::consent::MarketingStatus::of(&store.marketing_consent(conversation).await?, at);
+    Ok((
+        pricing,
+        crate::consent::Withholding::by_consent(category, status),
+    ))
 }
 
 /// What a queued entry holds, read back from the payload the send path stored: its kind

@@ -2,11 +2,14 @@
 //! window, checked against the business's catalog before it goes.
 
 use lipachat_api::{MessageId, TemplateMessage};
-use lipachat_session::{Conversation, PhoneNumber, Store};
+use lipachat_session::{Conversation, PhoneNumber, SendDecision, Store};
 use tracing::{info, warn};
 
 use crate::catalog::TemplateApproval;
 use crate::claim::{Claimed, once_per_message_id};
+use crate::closed_window::Invited;
+use crate::consent::Withholding;
+use crate::cost::Pricing;
 use crate::error::PolicyError;
 use crate::messenger::Messenger;
 use crate::outcome::{PreviousOutcome, TemplateSent};
@@ -72,15 +75,48 @@ impl TemplateRequest {
 pub enum TemplateOutcome {
     /// The template went out (its category and catalog check are in it).
     Sent(TemplateSent),
+    /// Consent or the messaging limit withheld it (a marketing template to a customer
+    /// who opted out or inside a 131049 back-off, or a template beyond the portfolio's
+    /// messaging limit): nothing reached the gateway, unless `refused_by_gateway` says
+    /// the gateway itself answered 131049 / 131050 (now recorded). Shown as `rejected`;
+    /// not remembered, so a later call with the same `messageId` checks again.
+    Withheld {
+        /// The template send's `messageId`.
+        message_id: MessageId,
+        /// Why.
+        reason: Withholding,
+        /// The template's predicted cost, had it gone.
+        pricing: Box<Pricing>,
+        /// Whether the gateway refused the template (131049 / 131050).
+        refused_by_gateway: bool,
+    },
     /// This `messageId` was already sent: nothing was sent again.
     Duplicate(PreviousOutcome),
 }
 
 impl TemplateOutcome {
+    /// The outcome of sending `message_id`'s template, sent or withheld.
+    fn from_invited(message_id: MessageId, invited: Invited) -> Self {
+        match invited {
+            Invited::Sent(sent) => Self::Sent(sent),
+            Invited::Withheld {
+                reason,
+                pricing,
+                refused_by_gateway,
+            } => Self::Withheld {
+                message_id,
+                reason,
+                pricing,
+                refused_by_gateway,
+            },
+        }
+    }
+
     /// `sent`, or for a duplicate the earlier outcome's name.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sent(_) => "sent",
+            Self::Withheld { .. } => "rejected",
             Self::Duplicate(previous) => previous.kind.name(),
         }
     }
@@ -105,16 +141,17 @@ impl<S: Store> Messenger<S> {
         let conversation = addressable(request.conversation)?;
         let now = CallTime::read(self.sessions());
         let Some(message_id) = request.message_id else {
-            return Box::pin(self.send_template_as(&request, MessageId::new(), false, now))
+            let message_id = MessageId::new();
+            return Box::pin(self.send_template_as(&request, message_id, false, now))
                 .await
-                .map(TemplateOutcome::Sent);
+                .map(|sent| TemplateOutcome::from_invited(message_id, sent));
         };
         // Boxed, as `Messenger::send` boxes its send: a large future kept off the caller's.
         let send = Box::pin(self.send_template_as(&request, message_id, true, now));
         Ok(
             match once_per_message_id(&self.shared, conversation, message_id, now, send).await? {
                 Claimed::Earlier(previous) => TemplateOutcome::Duplicate(previous),
-                Claimed::Ran(sent) => TemplateOutcome::Sent(sent),
+                Claimed::Ran(sent) => TemplateOutcome::from_invited(message_id, sent),
             },
         )
     }
@@ -127,12 +164,25 @@ impl<S: Store> Messenger<S> {
         message_id: MessageId,
         remember: bool,
         now: CallTime,
-    ) -> Result<TemplateSent, PolicyError> {
+    ) -> Result<Invited, PolicyError> {
         let conversation = request.conversation;
-        let sent = self
-            .shared
-            .send_checked_template(conversation, message_id, message_id, &request.template, now)
-            .await?;
+        let window_open = matches!(
+            self.sessions().decide(conversation).await?,
+            SendDecision::Allowed { .. }
+        );
+        // Boxed: the check, the pricing and the send make a large future.
+        let invited = Box::pin(self.shared.send_checked_template(
+            conversation,
+            message_id,
+            message_id,
+            &request.template,
+            window_open,
+            now,
+        ))
+        .await?;
+        let Invited::Sent(sent) = invited else {
+            return Ok(invited);
+        };
         if remember {
             let outcome =
                 PreviousOutcome::template_sent(message_id, sent.receipt.wa_id.clone(), now.at);
@@ -140,7 +190,7 @@ impl<S: Store> Messenger<S> {
                 .remember(conversation, message_id, &outcome)
                 .await?;
         }
-        Ok(sent)
+        Ok(Invited::Sent(sent))
     }
 }
 
@@ -168,35 +218,96 @@ impl<S: Store> Shared<S> {
             })
     }
 
-    /// Checks `template` against the catalog, then sends it under `template_id` for the
-    /// logical send `message_id` (a reroute's or invitation's id is derived from the
-    /// free-form message's; a template sent on its own goes under its own).
+    /// Checks `template` against the catalog, prices it, and sends it under `template_id`
+    /// for the logical send `message_id` (a reroute's or invitation's id is derived from
+    /// the free-form message's; a template sent on its own goes under its own), unless
+    /// consent or the messaging limit withholds it (checked in that order; the customer
+    /// is counted against the limit before the send, so a failed send leaves it counted:
+    /// the local count errs high, never low). The pricing category is the
+    /// configuration's override, else the catalog's category when it was checked, else
+    /// marketing. `window_open`: whether the customer service window is open (a
+    /// reroute's or invitation's template goes with it closed); only a template sent with
+    /// it closed counts against the messaging limit.
     pub(crate) async fn send_checked_template(
         &self,
         conversation: Conversation,
         message_id: MessageId,
         template_id: MessageId,
         template: &TemplateMessage,
+        window_open: bool,
         now: CallTime,
-    ) -> Result<TemplateSent, PolicyError> {
+    ) -> Result<Invited, PolicyError> {
         let approval = self
             .check_template(conversation.business, message_id, template, now)
             .await?;
-        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, catalog = approval.check.name(), "sending template");
-        let receipt = self
+        let category = self
+            .config
+            .pricing
+            .template_category(template.name(), approval.category.as_ref());
+        // Boxed: the checks' futures would otherwise swell every send's.
+        let (pricing, withheld) = Box::pin(async {
+            let pricing = self
+                .predict_pricing(conversation, category, window_open, now.at, None)
+                .await?;
+            let withheld = match self
+                .consent_withholds(conversation, category, now.at)
+                .await?
+            {
+                Some(reason) => Some(reason),
+                None if window_open => None,
+                None => self.reach(conversation, now.at).await?,
+            };
+            Ok::<_, PolicyError>((pricing, withheld))
+        })
+        .await?;
+        if let Some(reason) = withheld {
+            info!(%conversation, %message_id, template = template.name(), reason = reason.name(), "template withheld");
+            return Ok(Invited::Withheld {
+                reason,
+                pricing: Box::new(pricing),
+                refused_by_gateway: false,
+            });
+        }
+        info!(%conversation, %message_id, template = template.name(), template_message_id = %template_id, catalog = approval.check.name(), category = category.name(), free = pricing.free, "sending template");
+        let receipt = match self
             .client
             .send_template(conversation, template_id, template)
             .await
-            .map_err(|source| PolicyError::Template {
-                message_id,
-                template_message_id: template_id,
-                source,
-            })?;
-        Ok(TemplateSent {
+        {
+            Ok(receipt) => receipt,
+            Err(source) => {
+                if let Some(refusal) = source.marketing_refusal() {
+                    let reason =
+                        Box::pin(self.record_marketing_refusal(conversation, refusal, now.at))
+                            .await?;
+                    return Ok(Invited::Withheld {
+                        reason,
+                        pricing: Box::new(pricing),
+                        refused_by_gateway: true,
+                    });
+                }
+                return Err(PolicyError::Template {
+                    message_id,
+                    template_message_id: template_id,
+                    source,
+                });
+            }
+        };
+        let pricing = Box::pin(self.record_sent(
+            conversation,
+            template_id,
+            receipt.wa_id.clone(),
+            category,
+            window_open,
+            now.at,
+        ))
+        .await?;
+        Ok(Invited::Sent(TemplateSent {
             message_id: template_id,
             receipt,
             category: approval.category,
             check: approval.check,
-        })
+            pricing: Box::new(pricing),
+        }))
     }
 }

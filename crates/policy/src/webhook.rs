@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use lipachat_api::WebhookEvent;
-use lipachat_session::{Conversation, Merged, MovedRecords, Store};
+use lipachat_session::{Conversation, MarketingConsent, Merged, MovedRecords, Store};
 use tracing::{info, warn};
 
 use crate::error::PolicyError;
@@ -43,6 +43,14 @@ pub enum WebhookOutcome {
         to: Conversation,
         /// What moved (nothing, when nothing was stored for the old identity).
         moved: MovedRecords,
+    },
+    /// A customer stopped or resumed marketing messages (the `user_preferences`
+    /// webhook): the consent now stored.
+    MarketingPreference {
+        /// The conversation.
+        conversation: Conversation,
+        /// The consent now stored (a stale webhook leaves a later choice in force).
+        consent: MarketingConsent,
     },
     /// Nothing to do: a status update, a message kind that does not open the window, a
     /// report that names no conversation known here, or an unreadable item (with why).
@@ -92,6 +100,18 @@ impl<S: Store> Messenger<S> {
         &self,
         event: &WebhookEvent,
     ) -> Result<WebhookOutcome, PolicyError> {
+        // Cost and consent first: a STOP keyword is in force before anything the inbound
+        // message triggers (a delivery of queued messages) is sent.
+        // Boxed: its future would otherwise swell every webhook's.
+        let consent = Box::pin(self.record_consent_and_cost(event)).await?;
+        if let (WebhookEvent::MarketingPreference { conversation, .. }, Some(consent)) =
+            (event, consent)
+        {
+            return Ok(WebhookOutcome::MarketingPreference {
+                conversation: *conversation,
+                consent,
+            });
+        }
         let action = EventAction::of(event);
         let identified = action.identify(self.sessions()).await?;
         if let (Some(merged), false) = (

@@ -444,3 +444,101 @@ async fn a_template_sent_on_its_own_goes_whatever_the_window_and_is_checked() {
     assert!(matches!(refused, PolicyError::TemplateRefused { .. }));
     assert_eq!(s.gateway.request_count(), 1);
 }
+
+/// A checked template is priced by the catalog's category, so consent withholds it only
+/// when the catalog calls it marketing; the configuration's category overrides the
+/// catalog's; a template that went unchecked is taken as marketing.
+#[tokio::test]
+async fn a_checked_template_is_priced_and_withheld_by_the_catalogs_category() {
+    use lipachat_policy::consent::{PricingConfig, Withholding};
+    use lipachat_session::{ConsentStore, PricingCategory};
+
+    let s = setup(OnClosed::Reject, CatalogSettings::default()).await;
+    s.messenger
+        .sessions()
+        .store()
+        .record_opt_out(chat(), true, start_time())
+        .await
+        .unwrap();
+    // The catalog says UTILITY: priced utility, and an opt-out does not stop it.
+    let outcome = s
+        .messenger
+        .send_template(TemplateRequest::new(chat(), order_update()))
+        .await
+        .unwrap();
+    let TemplateOutcome::Sent(sent) = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(sent.pricing.category, PricingCategory::Utility);
+    // The catalog says MARKETING: withheld for the opted-out customer, nothing sent.
+    let requests = s.gateway.request_count();
+    let welcome = TemplateMessage::new("welcome", "en").unwrap();
+    let outcome = s
+        .messenger
+        .send_template(TemplateRequest::new(chat(), welcome.clone()))
+        .await
+        .unwrap();
+    let TemplateOutcome::Withheld {
+        reason, pricing, ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(*reason, Withholding::OptedOut);
+    assert_eq!(pricing.category, PricingCategory::Marketing);
+    assert_eq!(outcome.name(), "rejected");
+    assert_eq!(s.gateway.request_count(), requests);
+
+    // The configuration's category wins over the catalog's.
+    let mut pricing = PricingConfig::default();
+    pricing
+        .template_categories
+        .insert("welcome".to_owned(), PricingCategory::Utility);
+    let dir = tempfile::tempdir().unwrap();
+    let sessions =
+        Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(s.clock.clone());
+    sessions
+        .store()
+        .record_opt_out(chat(), true, start_time())
+        .await
+        .unwrap();
+    let overridden = Messenger::new(
+        sessions,
+        common::quick_client(&s.gateway),
+        PolicyConfig::default().pricing(pricing),
+    );
+    let outcome = overridden
+        .send_template(TemplateRequest::new(chat(), welcome.clone()))
+        .await
+        .unwrap();
+    let TemplateOutcome::Sent(sent) = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(sent.pricing.category, PricingCategory::Utility);
+
+    // Unchecked (checking off): marketing, withheld for the opted-out customer.
+    let unchecked = setup(OnClosed::Reject, CatalogSettings::disabled()).await;
+    unchecked
+        .messenger
+        .sessions()
+        .store()
+        .record_opt_out(chat(), true, start_time())
+        .await
+        .unwrap();
+    let outcome = unchecked
+        .messenger
+        .send_template(TemplateRequest::new(chat(), order_update()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            TemplateOutcome::Withheld {
+                reason: Withholding::OptedOut,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(unchecked.gateway.request_count(), 0);
+}

@@ -1061,7 +1061,9 @@ async fn with_store(
                 }
             };
             let store = open_sled(SledConfig::new(path).durability(durability));
-            perform(store, client, kill_at, id, work).await
+            // Boxed: a send's future (window, catalog, pricing, consent) is too large to
+            // nest on the test thread's stack in a debug build.
+            Box::pin(perform(store, client, kill_at, id, work)).await
         }
         Place::Redis { url, prefix } => {
             let store = RedisConfig::new(url)
@@ -1071,7 +1073,7 @@ async fn with_store(
                 .connect()
                 .await
                 .unwrap();
-            perform(store, client, kill_at, id, work).await
+            Box::pin(perform(store, client, kill_at, id, work)).await
         }
     }
 }

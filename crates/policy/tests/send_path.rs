@@ -146,6 +146,7 @@ async fn open_window_sends_the_card() {
         message_id,
         receipt,
         expires_at,
+        ..
     } = outcome
     else {
         panic!("expected Sent, got {outcome:?}");

@@ -231,6 +231,36 @@ impl KeyLayout {
         self.identity_key("last_group")
     }
 
+    /// HASH: customer → marketing consent, `<0|1 opted out>:<changed ms>:<back-off ms>`
+    /// ([`lipachat_session::MarketingConsent::encode`]).
+    pub fn consent(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "consent")
+    }
+
+    /// HASH: customer → free entry point window,
+    /// `<referral ms>:<opened ms>:<until ms>:<0|1 confirmed>`
+    /// ([`lipachat_session::FreeEntryPoint::encode`]).
+    pub fn free_entry_point(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "free_entry_point")
+    }
+
+    /// HASH: message id → predicted cost JSON.
+    pub fn predicted_costs(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "predicted_costs")
+    }
+
+    /// HASH: message id → reported pricing JSON.
+    pub fn reported_pricing(&self, business: PhoneNumber) -> String {
+        self.business_key(business, "reported_pricing")
+    }
+
+    /// ZSET: customer → when the portfolio last reached it outside a customer service
+    /// window (epoch ms); the messaging limit's count. Hash-tagged by the portfolio, whose
+    /// numbers share it.
+    pub fn reached(&self, portfolio: &str) -> String {
+        format!("{}:{{portfolio:{portfolio}}}:reached", self.prefix)
+    }
+
     /// STRING with an expiry: a delivery claim on a message, valued
     /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
     /// the key's expiry (`PX`, server time) is what ends the claim.
@@ -267,6 +297,7 @@ const ACL_COMMANDS: &[&str] = &[
     "hset",
     "hdel",
     "zcard",
+    "zcount",
     // Called by the scripts.
     "decr",
     "del",
@@ -288,6 +319,7 @@ const ACL_COMMANDS: &[&str] = &[
     "zadd",
     "zrangebyscore",
     "zrem",
+    "zremrangebyscore",
     "zscore",
 ];
 
@@ -330,6 +362,14 @@ mod tests {
     }
 
     #[test]
+    fn a_portfolio_count_is_one_slot_of_its_own() {
+        let keys = KeyLayout::new("bot:a");
+        let reached = keys.reached("east-africa.1");
+        assert!(reached.starts_with("bot:a:"), "{reached}");
+        assert_eq!(hash_tag(&reached), "portfolio:east-africa.1");
+    }
+
+    #[test]
     fn one_business_one_slot() {
         let keys = KeyLayout::new("bot:a");
         let chat = Conversation::parse("254110090747", "254712345678").unwrap();
@@ -350,6 +390,10 @@ mod tests {
                 chat.business,
                 lipachat_session::InboundDigest::from_bytes([7; 16]),
             ),
+            keys.consent(chat.business),
+            keys.free_entry_point(chat.business),
+            keys.predicted_costs(chat.business),
+            keys.reported_pricing(chat.business),
         ];
         for key in &per_business {
             assert!(key.starts_with("bot:a:"), "{key}");

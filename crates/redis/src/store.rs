@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 use lipachat_session::store::{registry_alias_phone, registry_group, registry_user};
 
+mod consent;
+
 use crate::codec;
 use crate::config::RedisConfig;
 use crate::connect_error::ConnectError;

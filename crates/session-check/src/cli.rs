@@ -89,6 +89,13 @@ the template goes unchecked and the output says so (catalog: unchecked); the JSO
 send that sent a template also names its category as the catalog spells it
 (template_category).
 
+Pricing: every send command and its dry run print (JSON) the predicted pricing category of
+what went or would go (category: service for a free-form message; a template's from
+--template-category, else the catalog's category when it was checked, else marketing) and
+whether it is free (free); with --prices, an estimate. A send that consent or a limit
+refuses is rejected (exit 1, reason opted_out, marketing_limit or messaging_limit) and sends
+nothing.
+
 Only record, ingest, import and the send commands (not --dry-run) create a store. Every
 other command needs one: a sled path that does not exist or is an empty directory is an
 error (exit 2, no store at PATH) and nothing is created there. An import that fails leaves
@@ -286,7 +293,11 @@ pub enum Command {
     /// recorded.
     Record(Record),
     /// The window's state: open, closed (expired or closed by the gateway) or none (no
-    /// inbound message recorded). Exit 0 open, 1 closed or none.
+    /// inbound message recorded), and the customer's marketing status (allowed, opted_out,
+    /// or limited after a 131049, with when it may be tried again) and free entry point
+    /// window (its end while one is open, predicted until a status confirms it). With
+    /// --json the window object gains free_entry_point_until, free_entry_point_confirmed,
+    /// marketing and marketing_retry_at. Exit 0 open, 1 closed or none.
     Status(Pair),
     /// Every conversation in the database with its window's state. Exit 0.
     List(List),
@@ -388,13 +399,39 @@ pub enum Command {
     Ingest(Ingest),
     /// Draw a conversation on the terminal: the latest inbound message, the 24-hour window
     /// as a bar with the margin marked, the invitation, queued and sent messages, closures
-    /// and now, then the same by time.
+    /// and now, then the same by time. A free entry point window (opened by the reply to a
+    /// click-to-WhatsApp ad) is listed with its end, predicted or confirmed, but not drawn.
     ///
     /// Shows what the store keeps: the latest inbound message only, the invitation of the
     /// current closed window, the outbox, and send outcomes for their 7 days (a send under
     /// the reject policy without --message-id stores none). Under --now, drawn as at that
     /// time. With --json, one object: the window and the events in time order. Exit 0.
     Timeline(Timeline),
+    /// Record that the customer stopped marketing messages from the business number (as a
+    /// 131050 answer, the user_preferences webhook's stop or a STOP text would): marketing
+    /// templates to them are then refused locally, with reason opted_out, until optin.
+    /// Utility and authentication templates and free-form messages in the window are
+    /// unaffected. The choice is recorded at now (--now, else the real clock); a later
+    /// choice already recorded stays in force. Exit 0.
+    Optout(Pair),
+    /// Record that the customer opted back in to marketing messages (as the webhook's
+    /// resume or a START text would). Exit 0.
+    Optin(Pair),
+    /// Summarise the sends recorded per business number and UTC day: their predicted
+    /// pricing categories (service, utility, marketing, authentication) and how many were
+    /// predicted free, against what status webhooks reported (WhatsApp's statuses carry
+    /// pricing; LipaChat's status callback carries none, so its sends show as having no
+    /// reported pricing: the category is unknown, not wrong), and how many were reported
+    /// in another category. With --json, one object per business and day. Exit 0.
+    Costs(Costs),
+}
+
+/// `costs`' arguments.
+#[derive(Debug, Args)]
+pub struct Costs {
+    /// Only this business number.
+    #[arg(value_name = "BUSINESS", value_parser = parse_phone)]
+    pub business: Option<PhoneNumber>,
 }
 
 /// `verify`'s arguments.
@@ -593,6 +630,18 @@ pub struct SendRun {
     /// catalog).
     #[arg(long)]
     pub dry_run: bool,
+    /// The pricing category of the template that goes (--template, or send-template's):
+    /// marketing, utility or authentication. Without it, the category the business's
+    /// template catalog gives when the template is checked against it, else marketing
+    /// (a dry run checks no catalog). Marketing templates are refused to a customer who
+    /// opted out (reason opted_out) or inside a 131049 back-off (reason marketing_limit);
+    /// the others are not.
+    #[arg(long, value_name = "CATEGORY", value_parser = parse_template_category)]
+    pub template_category: Option<lipachat_session::PricingCategory>,
+    /// A price file of your own (TOML; docs/prices.sample.toml shows the format and is
+    /// not current prices): the output then estimates what the message costs.
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
 }
 
 /// `send-contact`'s arguments.
@@ -958,6 +1007,9 @@ impl Command {
             Self::Verify(_) => "verify",
             Self::Ingest(_) => "ingest",
             Self::Timeline(_) => "timeline",
+            Self::Optout(_) => "optout",
+            Self::Optin(_) => "optin",
+            Self::Costs(_) => "costs",
         }
     }
 
@@ -965,7 +1017,9 @@ impl Command {
     /// do; the others refuse a directory that does not exist.
     pub fn creates_database(&self) -> bool {
         match self {
-            Self::Record(_) | Self::Import | Self::Ingest(_) => true,
+            Self::Record(_) | Self::Import | Self::Ingest(_) | Self::Optout(_) | Self::Optin(_) => {
+                true
+            }
             Self::SendContact(SendContact { send, .. })
             | Self::SendText(SendText { send, .. })
             | Self::SendMedia(SendMedia { send, .. })
@@ -980,8 +1034,19 @@ impl Command {
             | Self::Export
             | Self::Verify(_)
             | Self::Timeline(_)
+            | Self::Costs(_)
             | Self::Templates(_) => false,
         }
+    }
+}
+
+/// Parses a template's pricing category (service is not a template's).
+fn parse_template_category(input: &str) -> Result<lipachat_session::PricingCategory, String> {
+    match lipachat_session::PricingCategory::parse(input) {
+        Some(lipachat_session::PricingCategory::Service) | None => Err(format!(
+            "{input:?} is not a template category: use marketing, utility or authentication"
+        )),
+        Some(category) => Ok(category),
     }
 }
 

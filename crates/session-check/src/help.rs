@@ -5,11 +5,12 @@ use clap::Command;
 
 /// The commands that only read: they never create a store and never change one.
 /// `send-contact --dry-run` reads too, but the command itself sends.
-const READING: [&str; 7] = [
+const READING: [&str; 8] = [
     "status",
     "list",
     "pending",
     "timeline",
+    "costs",
     "templates",
     "export",
     "verify",
@@ -47,7 +48,7 @@ pub fn grouped(command: Command) -> Command {
     let template = format!(
         "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n\
          Commands that only read (they never create a store, and change nothing):\n{}\n\
-         Commands that change the store (record, ingest, import and send-contact create it if missing):\n{}\n\
+         Commands that change the store (record, ingest, import, optout, optin and send-contact create it if missing):\n{}\n\
          session-check help COMMAND (or COMMAND --help) shows a command's own options.\n\n\
          {{all-args}}{{after-help}}",
         list(false),

@@ -13,6 +13,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 
 use crate::cli::{Cli, Command, List, Pair, StateFilter};
+use crate::commands::consent::StatusView;
 use crate::commands::{Exit, PendingView};
 use crate::error::CliError;
 use crate::output::{ListedWindow, Printer, WindowView};
@@ -193,17 +194,29 @@ fn without_url(error: &reqwest::Error) -> String {
     text
 }
 
+/// The admin route's status object: the window and the consent fields.
+#[derive(Debug, serde::Deserialize)]
+struct RemoteStatus {
+    #[serde(flatten)]
+    window: SharedWindowView,
+    #[serde(flatten)]
+    consent: lipachat_policy::consent::ConsentView,
+}
+
 /// `status BUSINESS CUSTOMER`: exit 0 open, 1 closed or none.
 async fn status(bot: &Bot, printer: &Printer, pair: &Pair) -> Result<Exit, CliError> {
     let business = pair.business.to_string();
     let customer = pair.customer.to_string();
     let url = bot.route(&["admin", "windows", &business, &customer], &[])?;
-    let (window, headers): (SharedWindowView, _) = bot.get(url).await?;
+    let (answer, headers): (RemoteStatus, _) = bot.get(url).await?;
     let cause = headers
         .get(CLOSED_CAUSE_HEADER)
         .and_then(|value| value.to_str().ok())
         .and_then(parse_closed_cause);
-    let view = WindowView::from_shared(window, cause);
+    let view = StatusView::new(
+        WindowView::from_shared(answer.window, cause),
+        answer.consent,
+    );
     printer.emit(&view)?;
     Ok(if view.is_open() {
         Exit::Success

@@ -50,6 +50,11 @@ pub enum EventKind {
     WindowEnd,
     /// The time the timeline is drawn at.
     Now,
+    /// The business's reply opened a free entry point window (listed, not drawn in a
+    /// lane: a pricing window, not a permission).
+    FreeEntryPoint,
+    /// The free entry point window ends (predicted, or the platform's once confirmed).
+    FreeEntryPointEnd,
 }
 
 /// One event: when, what, and the words the list shows.
@@ -144,6 +149,7 @@ fn glyph(event: &Event, now: DateTime<Utc>, cut: bool) -> char {
         EventKind::WindowEnd if event.at <= now => '✕',
         EventKind::WindowEnd => OPEN,
         EventKind::Now => '▲',
+        EventKind::FreeEntryPoint | EventKind::FreeEntryPointEnd => '$',
     }
 }
 
@@ -209,7 +215,18 @@ fn lane_line(name: &str, cells: &[char]) -> String {
 /// "never messaged" without one), the lanes with events, then every event by time.
 /// `events` must be in time order.
 pub fn draw(window: Option<&WindowSpan>, events: &[Event], now: DateTime<Utc>) -> Vec<String> {
-    let mut times: Vec<DateTime<Utc>> = events.iter().map(|e| e.at).collect();
+    // The free entry point window is listed, not drawn: its 72 hours would squeeze the
+    // 24-hour window the chart is about.
+    let mut times: Vec<DateTime<Utc>> = events
+        .iter()
+        .filter(|e| {
+            !matches!(
+                e.kind,
+                EventKind::FreeEntryPoint | EventKind::FreeEntryPointEnd
+            )
+        })
+        .map(|e| e.at)
+        .collect();
     times.push(now);
     if let Some(window) = window {
         times.extend([window.opened, window.ends]);

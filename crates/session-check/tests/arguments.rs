@@ -124,6 +124,7 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
     assert_eq!(
         reading,
         [
+            "costs",
             "export",
             "list",
             "pending",
@@ -141,6 +142,8 @@ fn help_groups_the_commands_by_whether_they_change_the_store() {
         "send-contact",
         "deliver",
         "forget",
+        "optout",
+        "optin",
     ] {
         assert!(changing.contains(&name), "{name} in {changing:?}: {help}");
     }

@@ -150,7 +150,7 @@ async fn a_send_the_gateway_refused_never_says_nothing_was_sent() {
         json!({
             "outcome": "rejected", "message_id": refused[1].message_id, "wa_id": null,
             "template_message_id": null, "reason": "closed_by_gateway",
-            "refused_by_gateway": true
+            "refused_by_gateway": true, "category": null, "free": null
         })
     );
     // Now the closure is known: the next send is refused here, and only then is nothing

@@ -128,7 +128,9 @@ async fn send_text_and_send_media_in_an_open_window() {
     assert_eq!(
         run.json(),
         json!({"outcome": "sent", "message_id": media.message_id, "wa_id": media.wa_id,
-               "template_message_id": null, "reason": null})
+               "template_message_id": null, "reason": null,
+               // A free-form message in the open window: service, free.
+               "category": "service", "free": true})
     );
 }
 
@@ -361,7 +363,10 @@ async fn a_closed_window_rejects_or_queues_behind_a_checked_template_and_deliver
         answer,
         json!({"outcome": "queued", "message_id": answer["message_id"], "wa_id": template.wa_id,
                "template_message_id": template.message_id, "reason": "never_messaged",
-               "template_category": "MARKETING", "catalog": "checked"})
+               "template_category": "MARKETING", "catalog": "checked",
+               // The pricing of what this call sent (the template, by the catalog's
+               // category), as every send command prints it.
+               "category": "marketing", "free": false})
     );
     // The customer replies: deliver sends the image under the id it was queued with.
     s.customer_wrote();
@@ -417,7 +422,9 @@ async fn send_template_goes_whatever_the_window_once_the_catalog_agrees() {
         run.json(),
         json!({"outcome": "sent", "message_id": id, "wa_id": sent.wa_id,
                "template_message_id": id, "reason": null,
-               "template_category": "UTILITY", "catalog": "checked"})
+               "template_category": "UTILITY", "catalog": "checked",
+               // Priced by the catalog's category; never messaged, so not free.
+               "category": "utility", "free": false})
     );
     // The same --message-id again: the earlier outcome, nothing sent.
     let again = s.cli.run(&order_update(&full)).expect(0).json();

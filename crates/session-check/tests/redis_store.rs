@@ -256,7 +256,8 @@ async fn a_card_queued_in_redis_waits_and_is_delivered_after_the_reply() {
         json!({
             "outcome": "queued", "message_id": queued, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "expired",
-            "template_category": null, "catalog": "unchecked"
+            "template_category": null, "catalog": "unchecked",
+            "category": "marketing", "free": false
         })
     );
     let id = queued.as_str();

@@ -31,7 +31,8 @@ async fn an_open_window_sends_the_card() {
         run.json(),
         json!({
             "outcome": "sent", "message_id": card.message_id, "wa_id": card.wa_id,
-            "template_message_id": null, "reason": null
+            "template_message_id": null, "reason": null,
+            "category": "service", "free": true
         })
     );
     assert_eq!(
@@ -68,7 +69,7 @@ async fn a_closed_window_is_rejected_without_a_request() {
     let rejected = |reason: &str| {
         json!({
             "outcome": "rejected", "message_id": null, "wa_id": null,
-            "template_message_id": null, "reason": reason
+            "template_message_id": null, "reason": reason, "category": null, "free": null
         })
     };
     // Never messaged (the database exists: another conversation is in it).
@@ -121,7 +122,8 @@ async fn a_closed_window_reroutes_to_one_template() {
             "outcome": "rerouted", "message_id": null, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "never_messaged",
             // The stand-in has no catalog for this business: the template went unchecked.
-            "template_category": null, "catalog": "unchecked"
+            "template_category": null, "catalog": "unchecked",
+            "category": "marketing", "free": false
         })
     );
     assert_eq!(
@@ -137,7 +139,8 @@ async fn a_closed_window_reroutes_to_one_template() {
         run.json(),
         json!({
             "outcome": "rerouted", "message_id": null, "wa_id": null,
-            "template_message_id": null, "reason": "never_messaged"
+            "template_message_id": null, "reason": "never_messaged",
+            "category": null, "free": null
         })
     );
     let run = s.cli.run(&send_contact(CUSTOMER, &reroute[1..])).expect(0);
@@ -165,7 +168,8 @@ async fn a_queued_card_waits_in_pending_and_deliver_sends_it_after_the_reply() {
         json!({
             "outcome": "queued", "message_id": queued_id, "wa_id": template.wa_id,
             "template_message_id": template.message_id, "reason": "expired",
-            "template_category": null, "catalog": "unchecked"
+            "template_category": null, "catalog": "unchecked",
+            "category": "marketing", "free": false
         })
     );
 
@@ -347,7 +351,7 @@ async fn dry_run_prints_the_decision_and_body_and_needs_no_key() {
         json!({
             "outcome": "dry-run", "would": "sent", "message_id": id, "wa_id": null,
             "template_message_id": null, "reason": null, "decision": "open",
-            "on_closed": "reject",
+            "on_closed": "reject", "category": "service", "free": true,
             "body": {
                 "messageId": id, "from": BUSINESS, "to": CUSTOMER_DIGITS,
                 "name": {"formattedName": "Support desk"},
@@ -485,7 +489,7 @@ async fn a_window_the_gateway_reports_closed_is_recorded() {
         json!({
             "outcome": "rejected", "message_id": refused[0].message_id, "wa_id": null,
             "template_message_id": null, "reason": "closed_by_gateway",
-            "refused_by_gateway": true
+            "refused_by_gateway": true, "category": null, "free": null
         })
     );
     let run = s.cli.run(&["status", BUSINESS, CUSTOMER]).expect(1);
@@ -546,7 +550,8 @@ async fn repeating_a_message_id_sends_nothing_twice() {
         again,
         json!({
             "outcome": "sent", "message_id": id, "wa_id": wa_id,
-            "template_message_id": null, "reason": null, "duplicate": true
+            "template_message_id": null, "reason": null, "duplicate": true,
+            "category": null, "free": null
         })
     );
     let run = s

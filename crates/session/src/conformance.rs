@@ -112,7 +112,29 @@ suite!($
     move_customer,
     outcome_conversation,
     redelivery_transfer,
+    marketing_consent,
+    free_entry_point,
+    cost_records,
+    concurrent_reach,
 );
+
+/// The value of a store call the cost and consent checks expect to succeed.
+#[track_caller]
+fn ok<T>(result: Result<T, StoreError>, doing: impl std::fmt::Display) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("store conformance: {doing} failed: {error}"),
+    }
+}
+
+/// Asserts `found == expected`, naming the violated `rule`.
+#[track_caller]
+fn check_eq<T: PartialEq + std::fmt::Debug>(found: T, expected: T, rule: impl std::fmt::Display) {
+    assert!(
+        found == expected,
+        "store conformance: {rule}\n  expected: {expected:?}\n     found: {found:?}"
+    );
+}
 
 fn phone(digits: u64) -> PhoneNumber {
     match PhoneNumber::from_u64(digits) {
@@ -2794,5 +2816,381 @@ pub async fn redelivery_transfer<S: Store + Clone>(store: &S) {
         listed_for(&remembered(store).await, brief_to),
         Vec::new(),
         "an expired entry is not listed"
+    );
+}
+
+/// Marketing consent: nothing stored reads as allowed; the later opt-out or opt-in wins
+/// whatever order they are recorded in; the back-off is only ever extended; consent is
+/// per conversation.
+pub async fn marketing_consent<S: Store>(store: &S) {
+    use crate::MarketingConsent;
+    let chat_a = chat(business(45, 0), 1);
+    let chat_b = chat(business(45, 0), 2);
+    check_eq(
+        ok(store.marketing_consent(chat_a).await, "read consent"),
+        MarketingConsent::default(),
+        "a conversation without consent records is not opted out and has no back-off",
+    );
+    let t0 = base();
+    let out = ok(
+        store.record_opt_out(chat_a, true, t0 + ms(10)).await,
+        "opt out",
+    );
+    check_eq(out.opted_out, true, "an opt-out is stored");
+    // An older opt-in (a redelivered webhook) does not undo it.
+    let stale = ok(
+        store.record_opt_out(chat_a, false, t0).await,
+        "stale opt in",
+    );
+    check_eq(
+        stale,
+        out,
+        "an opt-in older than the stored opt-out changes nothing",
+    );
+    let back = ok(
+        store.record_opt_out(chat_a, false, t0 + ms(20)).await,
+        "opt in",
+    );
+    check_eq(back.opted_out, false, "a later opt-in is stored");
+    check_eq(
+        back.changed_at,
+        Some(t0 + ms(20)),
+        "the change's time is stored",
+    );
+    let long = ok(
+        store
+            .extend_back_off(chat_a, t0 + TimeDelta::hours(24))
+            .await,
+        "back off",
+    );
+    let short = ok(
+        store
+            .extend_back_off(chat_a, t0 + TimeDelta::hours(1))
+            .await,
+        "shorter back off",
+    );
+    check_eq(
+        short.back_off_until,
+        Some(t0 + TimeDelta::hours(24)),
+        "a shorter back-off does not shorten the stored one",
+    );
+    check_eq(
+        long.opted_out,
+        false,
+        "a back-off leaves the opt-out as it was",
+    );
+    check_eq(
+        ok(store.marketing_consent(chat_b).await, "read other"),
+        MarketingConsent::default(),
+        "consent belongs to one conversation",
+    );
+    check_eq(
+        ok(store.marketing_consent(chat_a).await, "read back"),
+        short,
+        "what the calls answered is what is stored",
+    );
+}
+
+/// The free entry point window: a reply opens it only after a referral, within the
+/// given span, once; a confirmation makes the end the platform's; a later referral
+/// after the window ended starts over; replies racing from many tasks open it once.
+pub async fn free_entry_point<S: Store + Clone>(store: &S) {
+    let t0 = base();
+    let day = TimeDelta::hours(24);
+    let three_days = TimeDelta::hours(72);
+    let chat_a = chat(business(46, 0), 1);
+    check_eq(
+        ok(store.free_entry_point(chat_a).await, "read"),
+        None,
+        "nothing is stored before a referral",
+    );
+    let none = ok(
+        store
+            .record_business_reply(chat_a, t0, t0 + three_days, day)
+            .await,
+        "reply without referral",
+    );
+    check_eq(none, None, "a reply without a referral opens nothing");
+    let referral = ok(store.record_referral(chat_a, t0).await, "referral");
+    check_eq(referral.opened_at, None, "a referral alone opens no window");
+    let late = ok(
+        store
+            .record_business_reply(chat_a, t0 + day + ms(1), t0 + day + three_days, day)
+            .await,
+        "late reply",
+    );
+    check_eq(
+        late.and_then(|e| e.opened_at),
+        None,
+        "a reply more than the span after the referral opens nothing",
+    );
+    let reply_at = t0 + TimeDelta::hours(2);
+    let opened = ok(
+        store
+            .record_business_reply(chat_a, reply_at, reply_at + three_days, day)
+            .await,
+        "reply",
+    )
+    .unwrap_or_default();
+    check_eq(
+        (opened.opened_at, opened.until, opened.confirmed),
+        (Some(reply_at), Some(reply_at + three_days), false),
+        "a timely reply opens the predicted window",
+    );
+    let again = ok(
+        store
+            .record_business_reply(chat_a, reply_at + ms(5), reply_at + ms(5) + three_days, day)
+            .await,
+        "second reply",
+    );
+    check_eq(
+        again,
+        Some(opened),
+        "a second reply does not move the window",
+    );
+    let platform_end = reply_at + three_days - ms(1000);
+    let confirmed = ok(
+        store
+            .confirm_free_entry_point(chat_a, platform_end, reply_at)
+            .await,
+        "confirm",
+    );
+    check_eq(
+        (confirmed.until, confirmed.confirmed),
+        (Some(platform_end), true),
+        "a confirmation stores the platform's end",
+    );
+    let redelivered = ok(store.record_referral(chat_a, t0).await, "old referral");
+    check_eq(
+        redelivered,
+        confirmed,
+        "a redelivered referral changes nothing",
+    );
+    let after = platform_end + ms(1);
+    let fresh = ok(store.record_referral(chat_a, after).await, "new referral");
+    check_eq(
+        (fresh.referral_at, fresh.opened_at, fresh.confirmed),
+        (Some(after), None, false),
+        "a referral after the window ended starts over",
+    );
+
+    // Many replies at once: exactly one opening time is kept.
+    let chat_b = chat(business(46, 1), 1);
+    ok(store.record_referral(chat_b, t0).await, "referral b");
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        let at = t0 + ms(n);
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_business_reply(chat_b, at, at + three_days, day)
+                .await
+        }));
+    }
+    let mut openings = std::collections::HashSet::new();
+    for task in tasks {
+        let answer = ok(
+            task.await
+                .map_err(|e| StoreError::backend("tokio task", e))
+                .and_then(|r| r),
+            "concurrent reply",
+        );
+        openings.insert(answer.and_then(|e| e.opened_at));
+    }
+    check_eq(
+        openings.len(),
+        1,
+        "concurrent replies all see the one window that opened",
+    );
+}
+
+/// Cost records: a prediction is listed with the report for its business and
+/// `messageId`, per business; a report without a prediction is not listed.
+pub async fn cost_records<S: Store>(store: &S) {
+    use crate::{PredictedCost, PricingCategory, ReportedPricing};
+    let first = business(47, 0);
+    let second = business(47, 1);
+    let t0 = base();
+    let predicted = |business, customer, n: i64, category| PredictedCost {
+        conversation: chat(business, customer),
+        message_id: MessageId::new(),
+        wa_id: Some(format!("wamid.{n}")),
+        sent_at: t0 + ms(n),
+        category,
+        free: n % 2 == 0,
+    };
+    let a = predicted(first, 1, 1, PricingCategory::Marketing);
+    let b = predicted(first, 2, 2, PricingCategory::Service);
+    let c = predicted(second, 1, 3, PricingCategory::Utility);
+    for cost in [&a, &b, &c] {
+        ok(
+            store.record_predicted_cost(cost.clone()).await,
+            "record prediction",
+        );
+    }
+    let report = ReportedPricing {
+        category: "utility".into(),
+        pricing_type: Some("regular".into()),
+        billable: Some(true),
+        reported_at: t0 + ms(100),
+    };
+    ok(
+        store
+            .record_reported_pricing(first, a.message_id, report.clone())
+            .await,
+        "record report",
+    );
+    ok(
+        store
+            .record_reported_pricing(first, MessageId::new(), report.clone())
+            .await,
+        "record unmatched report",
+    );
+    let records = ok(store.cost_records(Some(first)).await, "list costs");
+    let found: Vec<_> = records
+        .iter()
+        .map(|r| (r.predicted.clone(), r.reported.clone()))
+        .collect();
+    check_eq(
+        found,
+        vec![(a.clone(), Some(report)), (b.clone(), None)],
+        "a business's records, in send order, each with its report",
+    );
+    let all = ok(store.cost_records(None).await, "list all costs");
+    check_eq(
+        [&a, &b, &c]
+            .iter()
+            .all(|p| all.iter().any(|r| &r.predicted == *p)),
+        true,
+        "every business's records are listed without a business",
+    );
+}
+
+/// The messaging limit count: a customer counts once in the span, the limit holds
+/// exactly when many tasks count at once, customers leave the count `span` after they
+/// were last reached, and portfolios are apart. A bad portfolio name is refused.
+pub async fn concurrent_reach<S: Store + Clone>(store: &S) {
+    use crate::Reach;
+    let t0 = base();
+    let span = TimeDelta::hours(24);
+    let limit = 5;
+    let mut tasks = Vec::new();
+    for customer in 0..24u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .reach_customer(
+                    "conformance-a",
+                    254_700_000_000 + customer % 12,
+                    t0 + ms(customer as i64),
+                    limit,
+                    span,
+                )
+                .await
+        }));
+    }
+    let mut counted = std::collections::HashSet::new();
+    for task in tasks {
+        let reach = ok(
+            task.await
+                .map_err(|e| StoreError::backend("tokio task", e))
+                .and_then(|r| r),
+            "reach",
+        );
+        if let Reach::Counted { reached } = reach {
+            assert!(
+                reached <= limit,
+                "store conformance: a count above the limit: {reached}"
+            );
+            counted.insert(reached);
+        }
+    }
+    check_eq(
+        counted.len() as u64,
+        limit,
+        "exactly `limit` customers are counted, each once",
+    );
+    check_eq(
+        ok(
+            store.reached("conformance-a", t0 + ms(30), span).await,
+            "reached",
+        ),
+        limit,
+        "the count is the limit",
+    );
+    check_eq(
+        ok(
+            store.reached("conformance-b", t0 + ms(30), span).await,
+            "reached b",
+        ),
+        0,
+        "portfolios are counted apart",
+    );
+    // Who was counted may come back; nobody else may.
+    let later = t0 + TimeDelta::hours(1);
+    let mut again = 0;
+    for customer in 0..12u64 {
+        match ok(
+            store
+                .reach_customer(
+                    "conformance-a",
+                    254_700_000_000 + customer,
+                    later,
+                    limit,
+                    span,
+                )
+                .await,
+            "reach again",
+        ) {
+            Reach::AlreadyCounted { reached } => {
+                check_eq(reached, limit, "a customer reached again costs nothing");
+                again += 1;
+            }
+            Reach::LimitReached { reached } => check_eq(reached, limit, "the limit holds"),
+            Reach::Counted { reached } => {
+                panic!("store conformance: a customer counted above the limit ({reached})")
+            }
+        }
+    }
+    check_eq(
+        again,
+        limit,
+        "the counted customers are the ones let through again",
+    );
+    // A day after the first reaches, only the customers reached again an hour later count.
+    let next_day = t0 + span + ms(30);
+    check_eq(
+        ok(
+            store.reached("conformance-a", next_day, span).await,
+            "reached later",
+        ),
+        limit,
+        "customers reached again stay counted",
+    );
+    check_eq(
+        ok(
+            store.reached("conformance-a", later + span, span).await,
+            "reached after the span",
+        ),
+        0,
+        "customers leave the count `span` after they were last reached",
+    );
+    let fresh = ok(
+        store
+            .reach_customer("conformance-a", 254_700_000_099, later + span, limit, span)
+            .await,
+        "reach after",
+    );
+    check_eq(
+        fresh,
+        Reach::Counted { reached: 1 },
+        "after the span the count starts over",
+    );
+    let bad = store
+        .reach_customer("no spaces allowed", 1, t0, limit, span)
+        .await;
+    assert!(
+        matches!(bad, Err(StoreError::InvalidPortfolio { .. })),
+        "store conformance: a bad portfolio name must be InvalidPortfolio, got {bad:?}"
     );
 }

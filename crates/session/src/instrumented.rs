@@ -550,3 +550,149 @@ impl<S: IdentityStore> IdentityStore for InstrumentedStore<S> {
         .await
     }
 }
+
+impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
+    async fn marketing_consent(
+        &self,
+        conversation: Conversation,
+    ) -> Result<crate::MarketingConsent, StoreError> {
+        self.call(
+            "marketing_consent",
+            self.inner.marketing_consent(conversation),
+        )
+        .await
+    }
+
+    async fn record_opt_out(
+        &self,
+        conversation: Conversation,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<crate::MarketingConsent, StoreError> {
+        self.call(
+            "record_opt_out",
+            self.inner.record_opt_out(conversation, opted_out, at),
+        )
+        .await
+    }
+
+    async fn extend_back_off(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+    ) -> Result<crate::MarketingConsent, StoreError> {
+        self.call(
+            "extend_back_off",
+            self.inner.extend_back_off(conversation, until),
+        )
+        .await
+    }
+
+    async fn free_entry_point(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<crate::FreeEntryPoint>, StoreError> {
+        self.call(
+            "free_entry_point",
+            self.inner.free_entry_point(conversation),
+        )
+        .await
+    }
+
+    async fn record_referral(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<crate::FreeEntryPoint, StoreError> {
+        self.call(
+            "record_referral",
+            self.inner.record_referral(conversation, at),
+        )
+        .await
+    }
+
+    async fn record_business_reply(
+        &self,
+        conversation: Conversation,
+        reply_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        within: TimeDelta,
+    ) -> Result<Option<crate::FreeEntryPoint>, StoreError> {
+        self.call(
+            "record_business_reply",
+            self.inner
+                .record_business_reply(conversation, reply_at, until, within),
+        )
+        .await
+    }
+
+    async fn confirm_free_entry_point(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
+    ) -> Result<crate::FreeEntryPoint, StoreError> {
+        self.call(
+            "confirm_free_entry_point",
+            self.inner
+                .confirm_free_entry_point(conversation, until, sent_at),
+        )
+        .await
+    }
+
+    async fn record_predicted_cost(&self, cost: crate::PredictedCost) -> Result<(), StoreError> {
+        self.call(
+            "record_predicted_cost",
+            self.inner.record_predicted_cost(cost),
+        )
+        .await
+    }
+
+    async fn record_reported_pricing(
+        &self,
+        business: PhoneNumber,
+        message_id: MessageId,
+        pricing: crate::ReportedPricing,
+    ) -> Result<(), StoreError> {
+        self.call(
+            "record_reported_pricing",
+            self.inner
+                .record_reported_pricing(business, message_id, pricing),
+        )
+        .await
+    }
+
+    async fn cost_records(
+        &self,
+        business: Option<PhoneNumber>,
+    ) -> Result<Vec<crate::CostRecord>, StoreError> {
+        self.call("cost_records", self.inner.cost_records(business))
+            .await
+    }
+
+    async fn reach_customer(
+        &self,
+        portfolio: &str,
+        customer: u64,
+        at: DateTime<Utc>,
+        limit: u64,
+        span: TimeDelta,
+    ) -> Result<crate::Reach, StoreError> {
+        self.call(
+            "reach_customer",
+            self.inner
+                .reach_customer(portfolio, customer, at, limit, span),
+        )
+        .await
+    }
+
+    async fn reached(
+        &self,
+        portfolio: &str,
+        at: DateTime<Utc>,
+        span: TimeDelta,
+    ) -> Result<u64, StoreError> {
+        self.call("reached", self.inner.reached(portfolio, at, span))
+            .await
+    }
+}

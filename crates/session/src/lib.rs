@@ -55,6 +55,7 @@
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod consent;
 mod conversation;
 mod customer;
 mod engine;
@@ -74,6 +75,10 @@ pub mod view;
 mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use consent::{
+    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, PricingCategory,
+    Reach, ReportedPricing,
+};
 pub use conversation::Conversation;
 pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_REFS, UserRef};
 pub use engine::{Recorded, RecordedOnce, SessionError, Sessions};
@@ -95,4 +100,5 @@ pub use store::{
 };
 pub use window::{
     ClosedCause, RefusalReason, RuleError, SendDecision, WindowRecord, WindowRule, WindowState,
+    saturating_add, truncate_to_millis,
 };

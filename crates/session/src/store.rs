@@ -157,6 +157,13 @@ pub enum StoreError {
         /// What failed.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A portfolio name given for the messaging limit count is not one a store keeps
+    /// ([`crate::consent::check_portfolio_name`]); nothing was counted.
+    #[error("{detail}")]
+    InvalidPortfolio {
+        /// What is wrong with the name.
+        detail: String,
+    },
     /// The store is closed (its background committer stopped).
     #[error("the store is closed")]
     Closed,
@@ -807,7 +814,8 @@ pub fn registry_alias_phone(
         })
 }
 
-/// A store that keeps windows, the outbox and identities, as the send path needs.
-pub trait Store: WindowStore + OutboxStore + IdentityStore {}
+/// A store that keeps windows, the outbox, identities, and cost, consent and limits
+/// ([`crate::ConsentStore`]), as the send path needs.
+pub trait Store: WindowStore + OutboxStore + IdentityStore + crate::ConsentStore {}
 
-impl<T: WindowStore + OutboxStore + IdentityStore> Store for T {}
+impl<T: WindowStore + OutboxStore + IdentityStore + crate::ConsentStore> Store for T {}

@@ -345,7 +345,7 @@ impl WindowRule {
 
 /// `at + by`, saturating at chrono's range instead of panicking (stored or configured
 /// values can be extreme: a corrupt time, a "never" cool-down).
-pub(crate) fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
+pub fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> {
     at.checked_add_signed(by)
         .unwrap_or(if by < TimeDelta::zero() {
             DateTime::<Utc>::MIN_UTC
@@ -355,7 +355,6 @@ pub(crate) fn saturating_add(at: DateTime<Utc>, by: TimeDelta) -> DateTime<Utc> 
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.
-#[cfg(any(feature = "sled", feature = "conformance", test))]
 pub(crate) fn to_millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -370,8 +369,7 @@ pub(crate) fn from_millis(millis: i64) -> DateTime<Utc> {
 }
 
 /// `at` truncated to the millisecond, the precision the store keeps.
-#[cfg(any(feature = "sled", feature = "conformance", test))]
-pub(crate) fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+pub fn truncate_to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
     from_millis(to_millis(at))
 }
 

@@ -20,6 +20,7 @@ use crate::ledger::Ledger;
 use crate::record::{DeliveredMessage, ReceivedRequest, Refusal};
 use crate::server::{self, Shared, WamidSource, lock};
 use crate::window::WindowRefusal;
+use crate::wire::{self, MarketingAnswer, StatusPricingWire};
 
 /// How long [`StandInGateway::shutdown`] waits for requests in flight before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -162,6 +163,7 @@ impl GatewayBuilder {
             faults: Mutex::new(FaultPlan::default()),
             ledger: Mutex::new(ledger),
             journal: Mutex::new(Vec::new()),
+            marketing_refusals: Mutex::default(),
             templates: Mutex::new(TemplateBook::default()),
             template_faults: Mutex::new(FaultPlan::default()),
             template_journal: Mutex::new(Vec::new()),
@@ -322,6 +324,31 @@ impl StandInGateway {
     /// How many free-form sends arrived outside their window.
     pub fn refusal_count(&self) -> usize {
         lock(&self.shared.ledger).refusals().len()
+    }
+
+    /// Answers every template to `customer` with a marketing error from now on (`None`:
+    /// delivers them again): HTTP 200, `"status": "error"`, and error 131049 (the
+    /// per-user marketing limit) or 131050 (the customer stopped marketing messages),
+    /// as WhatsApp reports them through the gateway. Nothing is delivered. The stand-in
+    /// does not know templates' categories: the test decides which to refuse.
+    pub fn answer_templates_with(&self, customer: PhoneNumber, answer: Option<MarketingAnswer>) {
+        let mut refusals = lock(&self.shared.marketing_refusals);
+        match answer {
+            Some(answer) => refusals.insert(customer, answer),
+            None => refusals.remove(&customer),
+        };
+    }
+
+    /// A WhatsApp-shaped status callback for a delivered message, carrying `pricing`
+    /// (`category`, `type`, `billable`) and, for a free entry point, the conversation's
+    /// `expiration_timestamp`, as the platform's status webhooks do (LipaChat's own status
+    /// callback carries no pricing).
+    pub fn priced_status_callback(
+        &self,
+        delivered: &DeliveredMessage,
+        pricing: &StatusPricingWire,
+    ) -> Value {
+        wire::priced_status_callback(delivered, pricing)
     }
 
     /// Takes the status callbacks produced so far (oldest first), leaving none.

@@ -122,5 +122,6 @@ pub use record::{
 pub use server::{API_KEY_HEADER, MAX_BODY_BYTES, MAX_UPLOAD_BYTES};
 pub use window::WindowRefusal;
 pub use wire::{
-    MAX_TEXT_CHARS, MessageKind, PATH_PREFIX, RE_ENGAGEMENT_CODE, RE_ENGAGEMENT_MESSAGE, Violation,
+    MAX_TEXT_CHARS, MarketingAnswer, MessageKind, PATH_PREFIX, RE_ENGAGEMENT_CODE,
+    RE_ENGAGEMENT_MESSAGE, StatusPricingWire, Violation,
 };

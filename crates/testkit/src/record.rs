@@ -56,6 +56,10 @@ pub enum RequestOutcome {
     Duplicate,
     /// A free-form send outside the window, refused at once (HTTP 200, 131047 error body).
     RefusedOutsideWindow,
+    /// A template to a customer told to answer a marketing error
+    /// ([`crate::StandInGateway::answer_templates_with`]): HTTP 200 with error 131049 or
+    /// 131050; nothing is sent.
+    RefusedMarketing,
     /// A free-form send outside the window, accepted (HTTP 200, success envelope) and then
     /// failed through a status callback ([`WindowRefusal::StatusCallback`]).
     FailedOutsideWindow,

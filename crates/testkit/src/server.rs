@@ -12,14 +12,14 @@ use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use lipachat_session::Clock;
+use lipachat_session::{Clock, PhoneNumber};
 use serde_json::Value;
 
 use crate::catalog::TemplateBook;
 use crate::fault::{FaultPlan, InjectedFailure};
 use crate::ledger::{Ledger, Prepared, Verdict};
 use crate::record::{ApiKeyCheck, ReceivedRequest, RequestBody, RequestOutcome};
-use crate::wire::{self, MessageKind, Violation};
+use crate::wire::{self, MarketingAnswer, MessageKind, Violation};
 
 /// The largest request body the stand-in reads: 1 MiB. Longer bodies get HTTP 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) ledger: Mutex<Ledger>,
     pub(crate) journal: Mutex<Vec<ReceivedRequest>>,
+    /// Customers whose templates are answered with a marketing error (131049 or
+    /// 131050), by customer.
+    pub(crate) marketing_refusals: Mutex<std::collections::HashMap<PhoneNumber, MarketingAnswer>>,
     pub(crate) templates: Mutex<TemplateBook>,
     pub(crate) template_faults: Mutex<FaultPlan>,
     pub(crate) template_journal: Mutex<Vec<ReceivedRequest>>,
@@ -289,6 +292,18 @@ impl Shared {
             Ok(send) => send,
             Err(violation) => return (bad_request(violation), recorded),
         };
+        if incoming.kind == MessageKind::Template
+            && let Some(answer) = lock(&self.marketing_refusals).get(&send.customer).copied()
+        {
+            return (
+                Answer::new(
+                    StatusCode::OK,
+                    wire::marketing_refusal_body(at, answer),
+                    RequestOutcome::RefusedMarketing,
+                ),
+                recorded,
+            );
+        }
         if incoming.kind == MessageKind::Template
             && let Some(rejection) = lock(&self.templates).check_send(send.business, &body)
         {

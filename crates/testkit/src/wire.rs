@@ -557,6 +557,100 @@ pub(crate) fn re_engagement_body(at: DateTime<Utc>) -> Vec<u8> {
     })
 }
 
+/// A marketing error the stand-in answers templates with
+/// ([`crate::StandInGateway::answer_templates_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MarketingAnswer {
+    /// 131049: not delivered to maintain healthy ecosystem engagement.
+    PerUserLimit,
+    /// 131050: the user stopped marketing messages from the business.
+    OptedOut,
+}
+
+/// The HTTP 200 error answer to a template refused with a marketing error.
+pub(crate) fn marketing_refusal_body(at: DateTime<Utc>, answer: MarketingAnswer) -> Vec<u8> {
+    let (code, message) = match answer {
+        MarketingAnswer::PerUserLimit => (
+            131_049,
+            "(#131049) This message was not delivered to maintain healthy ecosystem engagement.",
+        ),
+        MarketingAnswer::OptedOut => (
+            131_050,
+            "(#131050) Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        ),
+    };
+    to_bytes(&Envelope::<()> {
+        timestamp: gateway_timestamp(at),
+        data: None,
+        status: "error",
+        message,
+        errors: Some(json!([{"code": code, "title": message}])),
+    })
+}
+
+/// The `pricing` a priced status callback carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPricingWire {
+    /// `pricing.category` (`marketing`, `utility`, `authentication`, `service`).
+    pub category: String,
+    /// `pricing.type` (`regular`, `free_customer_service`, `free_entry_point`).
+    pub pricing_type: String,
+    /// `pricing.billable`.
+    pub billable: bool,
+    /// `conversation.expiration_timestamp`, sent only with `free_entry_point`.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A WhatsApp-shaped `delivered` status for `delivered`, with `pricing`.
+pub(crate) fn priced_status_callback(
+    delivered: &crate::record::DeliveredMessage,
+    pricing: &StatusPricingWire,
+) -> Value {
+    let mut status = json!({
+        "id": delivered.wa_id,
+        "status": "delivered",
+        "recipient_id": delivered.customer.digits(),
+        "timestamp": delivered.delivered_at.timestamp().to_string(),
+        "pricing": {
+            "billable": pricing.billable,
+            "pricing_model": "PMP",
+            "category": pricing.category,
+            "type": pricing.pricing_type,
+        },
+    });
+    if let (Some(until), Some(object)) = (pricing.expires_at, status.as_object_mut())
+        && pricing.pricing_type == "free_entry_point"
+    {
+        object.insert(
+            "conversation".into(),
+            json!({"id": "standin", "expiration_timestamp": until.timestamp().to_string()}),
+        );
+    }
+    status_webhook(delivered.business, status)
+}
+
+/// A WhatsApp webhook body from `business` carrying the one status `status`.
+fn status_webhook(business: PhoneNumber, status: Value) -> Value {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "0",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {
+                        "display_phone_number": business.digits(),
+                        "phone_number_id": business.digits(),
+                    },
+                    "statuses": [status],
+                },
+            }],
+        }],
+    })
+}
+
 /// The gateway's generic failure, used for injected failures.
 pub(crate) fn request_failed_body(at: DateTime<Utc>) -> Vec<u8> {
     to_bytes(&Envelope::<()> {
@@ -585,36 +679,23 @@ pub(crate) fn failed_status_callback(
     wa_id: &str,
     at: DateTime<Utc>,
 ) -> Value {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "0",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {
-                        "display_phone_number": business.digits(),
-                        "phone_number_id": business.digits(),
-                    },
-                    "statuses": [{
-                        "id": wa_id,
-                        "status": "failed",
-                        "timestamp": at.timestamp().to_string(),
-                        "recipient_id": customer.digits(),
-                        "errors": [{
-                            "code": RE_ENGAGEMENT_CODE,
-                            "title": "Re-engagement message",
-                            "message": "Re-engagement message",
-                            "error_data": {
-                                "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
-                            }
-                        }]
-                    }]
+    status_webhook(
+        business,
+        json!({
+            "id": wa_id,
+            "status": "failed",
+            "timestamp": at.timestamp().to_string(),
+            "recipient_id": customer.digits(),
+            "errors": [{
+                "code": RE_ENGAGEMENT_CODE,
+                "title": "Re-engagement message",
+                "message": "Re-engagement message",
+                "error_data": {
+                    "details": "Message failed to send because more than 24 hours have passed since the customer last replied to this number."
                 }
             }]
-        }]
-    })
+        }),
+    )
 }
 
 #[cfg(test)]

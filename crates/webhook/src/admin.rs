@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::TimeDelta;
+use lipachat_policy::consent::ConsentView;
 use lipachat_session::view::{
     CLOSED_CAUSE_HEADER, ListedWindowView, PendingList, QueuedView, WindowList, WindowView,
     closed_cause_name, customer_name,
@@ -22,7 +23,7 @@ use lipachat_session::{
     Bsuid, Conversation, GroupId, PhoneNumber, SessionError, Sessions, Store, StoreError,
     WindowState,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::service::{Shared, plain};
@@ -160,27 +161,45 @@ impl<St: Send + Sync> FromRequestParts<St> for PathPair {
     }
 }
 
+/// What `GET /admin/windows/{business}/{customer}` answers: the window object with the
+/// customer's marketing consent and free entry point window.
+#[derive(Debug, Serialize)]
+struct StatusObject {
+    #[serde(flatten)]
+    window: WindowView,
+    #[serde(flatten)]
+    consent: ConsentView,
+}
+
 /// `GET /admin/windows/{business}/{customer}`: the window as `session-check --json status`
-/// prints it (the very object), and why it is closed in the `lipachat-closed-cause` header.
+/// prints it (the very object, with the consent fields), and why it is closed in the
+/// `lipachat-closed-cause` header.
 async fn status<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     PathPair { business, customer }: PathPair,
 ) -> Response {
     let sessions = shared.messenger.sessions();
     let looked_up = async {
-        Ok::<_, SessionError>(match customer.find(sessions, business).await? {
+        let found = customer.find(sessions, business).await?;
+        let consent = ConsentView::of(sessions.store(), found, sessions.now()).await?;
+        Ok::<_, SessionError>(match found {
             Some(conversation) => (
                 sessions.state(conversation).await?,
                 customer_name(sessions.store(), conversation.customer).await?,
+                consent,
             ),
-            None => (WindowState::Never, customer.name()),
+            None => (WindowState::Never, customer.name(), consent),
         })
     };
-    let (state, name) = match looked_up.await {
+    let (state, name, consent) = match looked_up.await {
         Ok(found) => found,
         Err(error) => return store_failed(&error),
     };
-    let mut response = Json(WindowView::new(business, name, &state)).into_response();
+    let mut response = Json(StatusObject {
+        window: WindowView::new(business, name, &state),
+        consent,
+    })
+    .into_response();
     if let Some(cause) = WindowView::closed_cause(&state) {
         response.headers_mut().insert(
             CLOSED_CAUSE_HEADER,

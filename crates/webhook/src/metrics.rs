@@ -36,6 +36,16 @@ pub const CLOSURES: &str = "lipachat_window_closures_131047_total";
 pub const QUEUED_DELIVERED: &str = "lipachat_queued_delivered_total";
 /// Queued messages that expired undelivered.
 pub const QUEUED_EXPIRED: &str = "lipachat_queued_expired_total";
+/// Templates withheld locally, by `reason`: `opted_out`, `marketing_limit` (a 131049
+/// back-off), `messaging_limit` (the portfolio's limit, under a policy that does not
+/// queue).
+pub const WITHHELD: &str = "lipachat_sends_withheld_total";
+/// The bot's sends by predicted pricing `category` (`service`, `utility`, `marketing`,
+/// `authentication`) and `free` (`true`, `false`).
+pub const PREDICTED_CATEGORIES: &str = "lipachat_sends_predicted_category_total";
+/// Statuses that reported pricing, by the reported `category` (as the platform writes it,
+/// or `other`); `session-check costs` pairs them with the predictions per send.
+pub const REPORTED_CATEGORIES: &str = "lipachat_statuses_reported_category_total";
 /// Messages waiting in the bot's queue (handed over, not yet taken by a handler).
 pub const QUEUE_DEPTH: &str = "lipachat_bot_queue_depth";
 
@@ -99,6 +109,17 @@ impl WebhookMetrics {
             "Webhooks answered 503: the bot's queue was full.",
         );
         describe(SENDS, None, "The bot's sends, by outcome.");
+        describe(WITHHELD, None, "Templates withheld locally, by reason.");
+        describe(
+            PREDICTED_CATEGORIES,
+            None,
+            "The bot's sends by predicted pricing category and whether free.",
+        );
+        describe(
+            REPORTED_CATEGORIES,
+            None,
+            "Statuses that reported pricing, by reported category.",
+        );
         describe(CLOSURES, None, "Windows closed by the gateway (131047).");
         describe(
             QUEUED_DELIVERED,
@@ -173,6 +194,14 @@ impl WebhookMetrics {
             .recorder
             .register_counter(&key, &METADATA)
             .increment(1);
+        if let WebhookEvent::Status(status) = event
+            && let Some(pricing) = &status.pricing
+        {
+            let category = lipachat_session::PricingCategory::parse(&pricing.category)
+                .map_or("other", lipachat_session::PricingCategory::name);
+            self.labelled(REPORTED_CATEGORIES, "category", category)
+                .increment(1);
+        }
     }
 
     /// Counts a redelivered inbound message.
@@ -220,6 +249,25 @@ impl WebhookMetrics {
             Some(outcome) => outcome.name(),
         };
         self.labelled(SENDS, "outcome", name).increment(1);
+        if let Some(SendOutcome::Withheld { reason, .. }) = outcome {
+            self.labelled(WITHHELD, "reason", reason.name())
+                .increment(1);
+        }
+        if let Some(pricing) = outcome.and_then(SendOutcome::pricing)
+            && !matches!(outcome, Some(SendOutcome::Withheld { .. }))
+        {
+            let key = Key::from_parts(
+                PREDICTED_CATEGORIES,
+                vec![
+                    Label::new("category", pricing.category.name()),
+                    Label::new("free", if pricing.free { "true" } else { "false" }),
+                ],
+            );
+            self.inner
+                .recorder
+                .register_counter(&key, &METADATA)
+                .increment(1);
+        }
         match outcome {
             Some(SendOutcome::Rejected {
                 refused_by_gateway: true,
@@ -250,4 +298,65 @@ impl WebhookMetrics {
 /// Whether `state` is a closure by the gateway recorded at or after `since`.
 fn closed_by_gateway_since(state: &WindowState, since: DateTime<Utc>) -> bool {
     matches!(state, WindowState::Closed { cause: ClosedCause::Gateway, closed_since, .. } if *closed_since >= since)
+}
+
+#[cfg(test)]
+mod tests {
+    use lipachat_api::webhook::{DeliveryStatus, Recipient, StatusPricing, StatusUpdate};
+    use lipachat_policy::consent::Withholding;
+    use lipachat_policy::cost::{PricingInput, predict};
+    use lipachat_session::{MessageId, PricingCategory};
+
+    use super::*;
+
+    #[test]
+    fn withheld_sends_and_reported_categories_are_counted() {
+        let metrics = WebhookMetrics::new();
+        let at: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().unwrap_or_default();
+        let pricing = predict(&PricingInput {
+            category: PricingCategory::Marketing,
+            window_open: false,
+            free_entry_point: None,
+            within_service_free_tier: true,
+            at,
+        });
+        let withheld = SendOutcome::Withheld {
+            message_id: MessageId::new(),
+            reason: Withholding::OptedOut,
+            state: WindowState::Never,
+            pricing: Box::new(pricing),
+            refused_by_gateway: false,
+        };
+        metrics.send(Some(&withheld), at, Duration::from_millis(1));
+        let status = WebhookEvent::Status(StatusUpdate {
+            conversation: None,
+            recipient: Recipient::default(),
+            message_id: None,
+            wa_id: Some("wamid.X".into()),
+            status: DeliveryStatus::Delivered,
+            at,
+            error_code: None,
+            error_title: None,
+            pricing: Some(StatusPricing {
+                category: "marketing".into(),
+                pricing_type: Some("regular".into()),
+                billable: Some(true),
+            }),
+            conversation_expires_at: None,
+        });
+        metrics.event("whatsapp", &status);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"lipachat_sends_withheld_total{reason="opted_out"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lipachat_statuses_reported_category_total{category="marketing"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("lipachat_sends_predicted_category_total{"),
+            "a withheld template went nowhere: {text}"
+        );
+    }
 }

@@ -185,6 +185,13 @@ async fn a_redelivered_message_is_recorded_once_and_answered_once() {
         metrics.contains(r#"lipachat_sends_total{outcome="sent"} 1"#),
         "{metrics}"
     );
+    // The echo is a service message inside the window: predicted free.
+    assert!(
+        metrics.contains(
+            r#"lipachat_sends_predicted_category_total{category="service",free="true"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,10 +424,15 @@ async fn the_admin_routes_need_their_token_and_answer_the_session_check_objects(
             "state",
             "last_inbound",
             "expires_at",
-            "remaining_secs"
+            "remaining_secs",
+            "free_entry_point_until",
+            "free_entry_point_confirmed",
+            "marketing",
+            "marketing_retry_at"
         ]
     );
     assert_eq!(json["state"], "open");
+    assert_eq!(json["marketing"], "allowed");
     assert_eq!(json["customer"], customer);
 
     let never = h

@@ -208,6 +208,16 @@ fn status_callback(
         };
     }
     let (error_code, error_title) = first_error(object);
+    // LipaChat gives no numeric code: 131049 / 131050 are read in the text, as 131047 is.
+    let error_code = error_code.or_else(|| {
+        let refusal = error_title
+            .as_deref()
+            .and_then(reengagement::marketing_refusal_in_text)?;
+        Some(match refusal {
+            reengagement::MarketingRefusal::OptedOut => reengagement::MARKETING_OPT_OUT_CODE,
+            _ => reengagement::MARKETING_LIMIT_CODE,
+        })
+    });
     WebhookEvent::Status(StatusUpdate {
         conversation,
         recipient,
@@ -217,6 +227,8 @@ fn status_callback(
         at,
         error_code,
         error_title,
+        pricing: None,
+        conversation_expires_at: None,
     })
 }
 
@@ -521,6 +533,8 @@ mod tests {
                 at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
                 error_code: None,
                 error_title: None,
+                pricing: None,
+                conversation_expires_at: None,
             })
         );
         let failed = one(
@@ -562,6 +576,27 @@ mod tests {
         assert_eq!(update.message_id, Some(ours(2)));
         assert_eq!(update.wa_id.as_deref(), Some("wamid.HBgM"));
         assert_eq!(update.at, received());
+        // 131049 and 131050 in statusDesc are recognised as 131047 is (no numeric code
+        // and no pricing in LipaChat's callback).
+        for (desc, code) in [
+            ("(#131050) User has stopped marketing messages", 131_050),
+            ("Failed: 131049 healthy ecosystem engagement", 131_049),
+        ] {
+            let refused = one(
+                &parser,
+                json!({"event": "MESSAGE_STATUS", "messageStatus": {"waId": "wamid.M", "messageId": "0b2f6a7e-58c4-4d51-9d0e-3f3b7b1e0003",
+                       "status": "FAILED", "statusDesc": desc}}),
+            )
+            .unwrap();
+            let WebhookEvent::Status(update) = refused else {
+                panic!("not a status: {refused:?}")
+            };
+            assert_eq!(
+                (update.error_code, update.pricing),
+                (Some(code), None),
+                "{desc}"
+            );
+        }
         // A 131047 in statusDesc closes the window, as a WhatsApp failed status does.
         let closed = one(
             &parser,

@@ -387,6 +387,33 @@ pub struct StatusUpdate {
     pub error_code: Option<u32>,
     /// The first error's title or message, shortened.
     pub error_title: Option<String>,
+    /// The status's `pricing` object, when it has one (WhatsApp's own statuses do;
+    /// LipaChat's status callback carries none).
+    pub pricing: Option<StatusPricing>,
+    /// `conversation.expiration_timestamp`, when given: the free entry point window's
+    /// end when `pricing.type` is `free_entry_point` (older API versions carry it on
+    /// ordinary statuses too, where it means nothing for pricing).
+    pub conversation_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A status's `pricing` object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPricing {
+    /// `category` as written, lowercased (`marketing`, `utility`, `authentication`,
+    /// `service`, or another the platform adds).
+    pub category: String,
+    /// `type`, lowercased (`regular`, `free_customer_service`, `free_entry_point`), when
+    /// given.
+    pub pricing_type: Option<String>,
+    /// `billable` (deprecated by the platform), when given.
+    pub billable: Option<bool>,
+}
+
+impl StatusPricing {
+    /// Whether the pricing type says the message is in a free entry point window.
+    pub fn is_free_entry_point(&self) -> bool {
+        self.pricing_type.as_deref() == Some("free_entry_point")
+    }
 }
 
 /// A template's review status changed (LipaChat's `TEMPLATE_STATUS` callback).
@@ -461,6 +488,16 @@ pub enum WebhookEvent {
     Status(StatusUpdate),
     /// A template's review status changed.
     TemplateStatus(TemplateStatusUpdate),
+    /// A customer stopped or resumed marketing messages from the business number
+    /// (WhatsApp's `user_preferences` webhook, category `marketing_messages`).
+    MarketingPreference {
+        /// The conversation (business number and the customer's phone).
+        conversation: Conversation,
+        /// `true` for stop, `false` for resume.
+        opted_out: bool,
+        /// When the customer chose (the payload's timestamp, capped at receipt).
+        at: DateTime<Utc>,
+    },
     /// Something that is none of these, or an item that could not be read (with why).
     Ignored {
         /// Why it was ignored.
@@ -475,6 +512,7 @@ impl WebhookEvent {
             Self::Inbound(message) => message.conversation(),
             Self::WindowClosed { conversation, .. } => *conversation,
             Self::Status(status) => status.conversation,
+            Self::MarketingPreference { conversation, .. } => Some(*conversation),
             Self::TemplateStatus(_) | Self::Ignored { .. } => None,
         }
     }

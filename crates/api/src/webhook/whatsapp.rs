@@ -1,13 +1,13 @@
 //! WhatsApp's own (nested) webhook payload.
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Bsuid, GroupId, PhoneNumber};
+use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber};
 use serde_json::{Map, Value};
 
 use super::content::{self, CallDirection, CallEventKind, bsuid};
 use super::{
-    DeliveryStatus, InboundContent, InboundKind, InboundMessage, Recipient, Sender, StatusUpdate,
-    WebhookError, WebhookEvent, WebhookParser, phone, shorten, text, timestamp,
+    DeliveryStatus, InboundContent, InboundKind, InboundMessage, Recipient, Sender, StatusPricing,
+    StatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone, shorten, text, timestamp,
 };
 use crate::reengagement;
 
@@ -41,7 +41,7 @@ fn ignored(reason: impl Into<String>) -> WebhookEvent {
 }
 
 /// The webhook fields read; any other is one ignored event.
-const READ_FIELDS: [&str; 2] = ["messages", "calls"];
+const READ_FIELDS: [&str; 3] = ["messages", "calls", "user_preferences"];
 
 fn change_events(
     parser: &WebhookParser,
@@ -81,6 +81,12 @@ fn change_events(
     };
     let list = |name| value.get(name).and_then(Value::as_array);
     let (messages, statuses, calls) = (list("messages"), list("statuses"), list("calls"));
+    if let Some(preferences) = list("user_preferences") {
+        for preference in preferences {
+            events.push(change.preference_event(preference));
+        }
+        return;
+    }
     if messages.is_none() && statuses.is_none() && calls.is_none() {
         events.push(ignored(
             "a change with none of `messages`, `statuses` or `calls`",
@@ -385,7 +391,23 @@ impl Change<'_> {
             return ignored("a status without `status`");
         };
         let first_error = content::errors(status).into_iter().next();
+        let pricing = status
+            .get("pricing")
+            .and_then(Value::as_object)
+            .and_then(|p| {
+                Some(StatusPricing {
+                    category: text(p, &["category"])?.to_ascii_lowercase(),
+                    pricing_type: text(p, &["type"]).map(|t| t.to_ascii_lowercase()),
+                    billable: p.get("billable").and_then(Value::as_bool),
+                })
+            });
+        let conversation_expires_at = status
+            .get("conversation")
+            .and_then(|c| c.get("expiration_timestamp"))
+            .and_then(|t| timestamp(Some(t), DateTime::<Utc>::MAX_UTC));
         WebhookEvent::Status(StatusUpdate {
+            pricing,
+            conversation_expires_at,
             conversation,
             recipient,
             message_id: None,
@@ -395,6 +417,46 @@ impl Change<'_> {
             error_code: first_error.as_ref().and_then(|e| e.code),
             error_title: first_error.and_then(|e| e.title.or(e.message)),
         })
+    }
+
+    /// A `user_preferences` item: a stop or resume of marketing messages.
+    fn preference_event(&self, preference: &Value) -> WebhookEvent {
+        let Some(preference) = preference.as_object() else {
+            return ignored("a user preference that is not an object");
+        };
+        let category = text(preference, &["category"]).unwrap_or_default();
+        if !category.eq_ignore_ascii_case("marketing_messages") {
+            return ignored(format!(
+                "user preference category {:?} is not marketing_messages",
+                shorten(&category)
+            ));
+        }
+        let opted_out = match text(preference, &["value"]).map(|v| v.to_ascii_lowercase()) {
+            Some(v) if v == "stop" => true,
+            Some(v) if v == "resume" => false,
+            other => {
+                return ignored(format!(
+                    "user preference value {:?} is neither stop nor resume",
+                    other.map(|v| shorten(&v)).unwrap_or_default()
+                ));
+            }
+        };
+        let business = match self.business("a user preference") {
+            Ok(business) => business,
+            Err(reason) => return ignored(reason),
+        };
+        let customer = match phone(preference, "wa_id") {
+            Ok(Some(customer)) => customer,
+            Ok(None) => return ignored("a user preference without the customer's wa_id"),
+            Err(error) => return ignored(format!("user preference wa_id: {error}")),
+        };
+        let at =
+            timestamp(preference.get("timestamp"), self.received_at).unwrap_or(self.received_at);
+        WebhookEvent::MarketingPreference {
+            conversation: Conversation::new(business, customer),
+            opted_out,
+            at,
+        }
     }
 
     /// Who a status is about. A group status names the group in `recipient_id`; a
@@ -889,5 +951,76 @@ mod tests {
         assert!(reasons[0].contains("smb_message_echoes"));
         assert!(reasons[1].contains("account_update"));
         assert!(reasons[2].contains("none of"));
+    }
+
+    /// The status `pricing` object and `conversation.expiration_timestamp`, shaped as in
+    /// Meta's status webhook reference (whatsapp/webhooks/reference/messages/status, read
+    /// 2026-12-01): category, type and the deprecated billable flag are kept.
+    #[test]
+    fn status_pricing_and_the_free_entry_point_expiry_are_read() {
+        let events = parse(json!({
+            "entry": [{"changes": [{"field": "messages", "value": {
+                "metadata": {"display_phone_number": "15550001111"},
+                "statuses": [{
+                    "id": "wamid.FEP", "status": "sent", "timestamp": "1764583200",
+                    "recipient_id": "254712345678",
+                    "conversation": {"id": "CONV", "expiration_timestamp": "1764842400"},
+                    "pricing": {"billable": false, "pricing_model": "PMP",
+                                "category": "MARKETING", "type": "free_entry_point"}
+                }, {
+                    "id": "wamid.R", "status": "delivered", "timestamp": "1764583200",
+                    "recipient_id": "254712345678"
+                }]
+            }}]}]
+        }));
+        let WebhookEvent::Status(first) = &events[0] else {
+            panic!("not a status: {:?}", events[0])
+        };
+        let pricing = first.pricing.as_ref().unwrap();
+        assert_eq!(pricing.category, "marketing");
+        assert!(pricing.is_free_entry_point());
+        assert_eq!(pricing.billable, Some(false));
+        assert_eq!(
+            first.conversation_expires_at,
+            DateTime::from_timestamp(1_764_842_400, 0)
+        );
+        let WebhookEvent::Status(second) = &events[1] else {
+            panic!("not a status")
+        };
+        assert_eq!(
+            (&second.pricing, second.conversation_expires_at),
+            (&None, None)
+        );
+    }
+
+    #[test]
+    fn user_preferences_stop_and_unknown_values() {
+        let body = |value: &str, category: &str| {
+            json!({
+                "entry": [{"changes": [{"field": "user_preferences", "value": {
+                    "metadata": {"display_phone_number": "15550001111"},
+                    "user_preferences": [{"wa_id": "254712345678", "category": category,
+                                          "value": value, "timestamp": 1764583200}]
+                }}]}]
+            })
+        };
+        let events = parse(body("stop", "marketing_messages"));
+        assert!(matches!(
+            events[0],
+            WebhookEvent::MarketingPreference {
+                opted_out: true,
+                ..
+            }
+        ));
+        for (value, category, why) in [
+            ("pause", "marketing_messages", "neither stop"),
+            ("stop", "other", "not marketing_messages"),
+        ] {
+            let events = parse(body(value, category));
+            let WebhookEvent::Ignored { reason } = &events[0] else {
+                panic!("not ignored: {:?}", events[0])
+            };
+            assert!(reason.contains(why), "{reason}");
+        }
     }
 }

@@ -5,7 +5,9 @@ use std::io::Read;
 
 use chrono::{DateTime, Utc};
 use lipachat_api::{WebhookEvent, WebhookParser};
-use lipachat_policy::{EventAction, EventRecording, record_event};
+use lipachat_policy::{
+    EventAction, EventRecording, PolicyConfig, record_consent_and_cost, record_event,
+};
 use lipachat_session::{Customer, PhoneNumber, RecordedOnce, Store, WindowState};
 use serde::Serialize;
 
@@ -142,7 +144,10 @@ pub async fn ingest<S: Store>(
         .parse(&args.body, received_at(&args, now))
         .map_err(|e| CliError::NotAWebhook(e.to_string()))?;
     let store = context.sessions.store();
+    let config = PolicyConfig::default();
     for event in &events {
+        // Consent and cost first, as a bot does: a STOP, a referral, a status's pricing.
+        record_consent_and_cost(store, &config, event).await?;
         let action = EventAction::of(event);
         let (recording, _) = record_event(&context.sessions, &action).await?;
         let mut line = describe(event);

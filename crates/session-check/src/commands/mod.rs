@@ -1,6 +1,7 @@
 //! The commands, generic over the store, so another store (Redis) is one more `match` arm
 //! where the store is opened.
 
+pub mod consent;
 mod ingest;
 mod outbox;
 mod send;
@@ -123,6 +124,9 @@ pub async fn run<S: Store + Clone>(store: S, cli: Cli) -> Result<Exit, CliError>
         Command::Import => transfer::import(&context).await,
         Command::Ingest(args) => ingest::ingest(&context, args, cli.now).await,
         Command::Timeline(args) => timeline::timeline(&context, args).await,
+        Command::Optout(pair) => consent::opt(&context, pair, true).await,
+        Command::Optin(pair) => consent::opt(&context, pair, false).await,
+        Command::Costs(args) => consent::costs(&context, args).await,
         command @ (Command::SendContact(_)
         | Command::SendText(_)
         | Command::SendMedia(_)

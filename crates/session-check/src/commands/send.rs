@@ -7,6 +7,8 @@ use lipachat_api::{
     ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
     MessageId, RequestBody, TemplateMessage, TextMessage,
 };
+use lipachat_policy::consent::{PricingConfig, Withholding};
+use lipachat_policy::cost::{Estimate, PriceTable, Pricing};
 use lipachat_policy::{
     DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
 };
@@ -14,7 +16,7 @@ use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 
 use super::{Context, Exit, addressable, messenger, sending_sessions};
-use crate::cli::{Command, OnClosedChoice, Pair, SendOptions};
+use crate::cli::{Command, OnClosedChoice, Pair, SendOptions, SendRun};
 use crate::error::CliError;
 use crate::output::{Render, reason_words, span, time, whatsapp_id};
 use crate::stored_message::previous_outcome;
@@ -73,6 +75,7 @@ pub fn free_form(command: &Command) -> Option<Result<FreeFormSend<'_>, CliError>
     };
     Some(message.map_err(CliError::from).and_then(|message| {
         on_closed(options)?;
+        pricing_config(&options.run, options.template.as_deref())?;
         Ok(FreeFormSend {
             pair,
             options,
@@ -116,8 +119,43 @@ pub(super) struct SendView {
     pub(super) refused_by_gateway: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) duplicate: Option<bool>,
+    /// What this call's message is predicted to cost.
+    #[serde(flatten)]
+    pub(super) cost: CostFacts,
     #[serde(skip)]
     pub(super) human: String,
+}
+
+/// The pricing fields of every send command's JSON (and its dry run's): in the JSON only,
+/// the human lines keep their wording (scripts match them).
+#[derive(Debug, Default, Serialize)]
+pub(super) struct CostFacts {
+    /// The predicted pricing category of what this call sent, withheld or would send,
+    /// else null.
+    pub(super) category: Option<&'static str>,
+    /// Whether that is predicted free, else null.
+    pub(super) free: Option<bool>,
+    /// When a marketing template may be tried again (reason `marketing_limit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) retry_at: Option<String>,
+    /// The estimated price from `--prices` (`amount`, `currency`, `market`), when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) estimate: Option<Estimate>,
+}
+
+impl CostFacts {
+    /// The facts of `pricing`, if any (all null without).
+    pub(super) fn of(pricing: Option<&Pricing>) -> Self {
+        match pricing {
+            Some(pricing) => Self {
+                category: Some(pricing.category.name()),
+                free: Some(pricing.free),
+                retry_at: None,
+                estimate: pricing.estimate.clone(),
+            },
+            None => Self::default(),
+        }
+    }
 }
 
 impl Render for SendView {
@@ -148,6 +186,9 @@ pub(super) struct DryRunView<E> {
     pub(super) body: Option<RequestBody>,
     #[serde(flatten)]
     pub(super) extra: E,
+    /// What would go (the message, or the template) is predicted to cost.
+    #[serde(flatten)]
+    pub(super) cost: CostFacts,
     #[serde(skip)]
     pub(super) human: String,
 }
@@ -181,7 +222,9 @@ pub async fn send_free_form<S: Store + Clone>(
     let on_closed = on_closed(options)?;
     let what = message.describe();
     let conversation = addressable(context, pair).await?;
-    let config = PolicyConfig::default().on_closed(on_closed.clone());
+    let config = PolicyConfig::default()
+        .on_closed(on_closed.clone())
+        .pricing(pricing_config(&options.run, options.template.as_deref())?);
     let mut request = SendRequest::new(conversation, message);
     if let Some(id) = options.run.message_id {
         request = request.message_id(id);
@@ -204,6 +247,33 @@ pub async fn send_free_form<S: Store + Clone>(
     let view = send_view(&outcome, what)?;
     context.printer.emit(&view)?;
     Ok(exit_for(view.outcome))
+}
+
+/// The pricing settings: `--template-category` for the template named `template` when
+/// both are given, and the user's price file (`--prices`).
+pub(super) fn pricing_config(
+    run: &SendRun,
+    template: Option<&str>,
+) -> Result<PricingConfig, CliError> {
+    let mut pricing = PricingConfig::default();
+    if let (Some(template), Some(category)) = (template, run.template_category) {
+        pricing
+            .template_categories
+            .insert(template.to_owned(), category);
+    }
+    if let Some(path) = &run.prices {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::Usage(format!(
+                "cannot read the price file {}: {e}",
+                path.display()
+            ))
+        })?;
+        pricing.prices = Some(
+            PriceTable::parse(&text)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?,
+        );
+    }
+    Ok(pricing)
 }
 
 /// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0
@@ -310,11 +380,20 @@ impl TemplateFacts {
 }
 
 fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
+    let mut view = bare_send_view(outcome, what)?;
+    let retry_at = view.cost.retry_at.take();
+    view.cost = CostFacts::of(outcome.pricing());
+    view.cost.retry_at = retry_at;
+    Ok(view)
+}
+
+fn bare_send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
     let view = match outcome {
         SendOutcome::Sent {
             message_id,
             receipt,
             expires_at,
+            ..
         } => SendView {
             outcome: "sent",
             message_id: Some(*message_id),
@@ -324,6 +403,7 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
             template: None,
             refused_by_gateway: None,
             duplicate: None,
+            cost: CostFacts::default(),
             human: format!(
                 "sent: {what} {message_id}{}; the window closes {}",
                 whatsapp_id(receipt.wa_id.as_deref()),
@@ -343,6 +423,7 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
                 template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
+                cost: CostFacts::default(),
                 human: format!(
                     "rerouted: the window is not open ({}); the {what} was dropped; {}",
                     reason_words(*reason),
@@ -366,6 +447,7 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
                 template: TemplateFacts::of(template.as_ref()),
                 refused_by_gateway: None,
                 duplicate: None,
+                cost: CostFacts::default(),
                 human: format!(
                     "queued: {what} {message_id} waits for the customer's reply (the window is not open: {}); {}",
                     reason_words(*reason),
@@ -389,6 +471,7 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
             template: None,
             refused_by_gateway: Some(true),
             duplicate: None,
+            cost: CostFacts::default(),
             human: format!(
                 "rejected: the gateway refused {what} {message_id} as outside the window ({}); it was sent but not delivered",
                 reason_words(*reason)
@@ -403,11 +486,32 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
             template: None,
             refused_by_gateway: None,
             duplicate: None,
+            cost: CostFacts::default(),
             human: format!(
                 "rejected: the window is not open ({}); nothing was sent",
                 reason_words(*reason)
             ),
         },
+        SendOutcome::Withheld {
+            message_id,
+            reason,
+            pricing,
+            refused_by_gateway,
+            ..
+        } => withheld_view(
+            *reason,
+            pricing,
+            *refused_by_gateway,
+            format!(
+                "rejected: the window is not open and {}; {}",
+                withheld_words(*reason),
+                if *refused_by_gateway {
+                    format!("the gateway refused the template for {what} {message_id}")
+                } else {
+                    "nothing was sent".to_owned()
+                }
+            ),
+        ),
         SendOutcome::Duplicate(previous) => duplicate_view(previous),
         other => {
             return Err(CliError::Incomplete(format!(
@@ -417,6 +521,49 @@ fn send_view(outcome: &SendOutcome, what: &str) -> Result<SendView, CliError> {
         }
     };
     Ok(view)
+}
+
+/// What a send prints when consent or a limit withheld its template: `rejected`, with
+/// the reason, the template's predicted pricing and, for the per-user marketing limit,
+/// when it may be tried again.
+pub(super) fn withheld_view(
+    reason: Withholding,
+    pricing: &Pricing,
+    refused_by_gateway: bool,
+    human: String,
+) -> SendView {
+    SendView {
+        outcome: "rejected",
+        message_id: None,
+        wa_id: None,
+        template_message_id: None,
+        reason: Some(reason.name()),
+        template: None,
+        refused_by_gateway: refused_by_gateway.then_some(true),
+        duplicate: None,
+        cost: CostFacts {
+            retry_at: reason.retry_at().map(time),
+            ..CostFacts::of(Some(pricing))
+        },
+        human,
+    }
+}
+
+/// Why a template was withheld, in words.
+pub(super) fn withheld_words(reason: Withholding) -> String {
+    match reason {
+        Withholding::OptedOut => {
+            "the customer opted out of marketing from this number (opted_out)".to_owned()
+        }
+        Withholding::MarketingLimit { retry_at } => format!(
+            "the per-user marketing limit (131049) holds marketing templates until {} (marketing_limit)",
+            time(retry_at)
+        ),
+        Withholding::MessagingLimit { reached, limit } => format!(
+            "the portfolio reached its messaging limit ({reached} of {limit} customers in 24 hours; messaging_limit)"
+        ),
+        _ => reason.name().to_owned(),
+    }
 }
 
 /// What a send prints for a `messageId` already handled: the earlier outcome with its
@@ -433,6 +580,7 @@ pub(super) fn duplicate_view(previous: &PreviousOutcome) -> SendView {
         template: None,
         refused_by_gateway: None,
         duplicate: Some(true),
+        cost: CostFacts::default(),
         human: format!(
             "{name} (earlier, at {}): message {} was already handled; nothing was sent again",
             time(previous.at),
@@ -509,6 +657,21 @@ fn dry_run_view(
             true,
         ),
     };
+    // Consent withholding the template: the send would be rejected, nothing sent (the
+    // messaging limit is counted by a real send only).
+    let (would, consequence, sent, template, reason_name) = match (previous, plan.withheld) {
+        (None, Some(withheld)) if template => (
+            "rejected",
+            format!(
+                "the template would not be sent: {}; the send would be rejected and nothing would be sent",
+                withheld_words(withheld)
+            ),
+            false,
+            false,
+            Some(withheld.name()),
+        ),
+        _ => (would, consequence, sent, template, reason.map(|r| r.name())),
+    };
     let body = sent.then(|| plan.body.clone());
     let template_body = if template {
         plan.template_body.clone()
@@ -537,7 +700,7 @@ fn dry_run_view(
         message_id: plan.message_id,
         wa_id: None,
         template_message_id: None,
-        reason: reason.map(|r| r.name()),
+        reason: reason_name,
         decision,
         duplicate: previous.map(|_| true),
         body,
@@ -545,6 +708,7 @@ fn dry_run_view(
             on_closed: on_closed.name(),
             template_body,
         },
+        cost: CostFacts::of(plan.pricing.as_ref().filter(|_| previous.is_none())),
         human,
     }
 }

@@ -9,7 +9,8 @@ use lipachat_session::{SendDecision, Store};
 use serde::Serialize;
 
 use super::send::{
-    DryRunView, SendView, TemplateFacts, catalog_words, duplicate_view, template_parts,
+    CostFacts, DryRunView, SendView, TemplateFacts, catalog_words, duplicate_view, exit_for,
+    pricing_config, template_parts, withheld_view, withheld_words,
 };
 use super::{Context, Exit, addressable, messenger, sending_sessions};
 use crate::cli::{HeaderType, SendTemplate, Templates};
@@ -53,19 +54,30 @@ fn header_type_of(url: &str) -> HeaderType {
 #[derive(Debug, Serialize)]
 struct NothingMore {}
 
-/// `send-template BUSINESS CUSTOMER --template NAME --language CODE ...`: exit 0 sent or
-/// dry-run; a catalog refusal is an error (exit 2) before anything is sent.
+/// `send-template BUSINESS CUSTOMER --template NAME --language CODE ...`: exit 0 sent (or
+/// a dry run that would send); exit 1 when consent or the messaging limit withholds it
+/// (reason `opted_out`, `marketing_limit` or `messaging_limit`; nothing sent); a catalog
+/// refusal is an error (exit 2) before anything is sent.
 pub async fn send_template<S: Store + Clone>(
     context: &Context<S>,
     args: SendTemplate,
 ) -> Result<Exit, CliError> {
     let template = check(&args)?;
+    let config = PolicyConfig::default().pricing(pricing_config(&args.run, Some(&args.template))?);
     let conversation = addressable(context, &args.pair).await?;
     if args.run.dry_run {
         let message_id = args.run.message_id.unwrap_or_else(MessageId::new);
-        let decision = sending_sessions(context, &args.run.settings)?
-            .decide(conversation)
-            .await?;
+        let sessions = sending_sessions(context, &args.run.settings)?;
+        let decision = sessions.decide(conversation).await?;
+        let (pricing, withheld) = lipachat_policy::plan_template_cost(
+            sessions.store(),
+            &config,
+            conversation,
+            &args.template,
+            matches!(decision, SendDecision::Allowed { .. }),
+            sessions.now(),
+        )
+        .await?;
         let (decision, words) = match decision {
             SendDecision::Allowed { expires_at, .. } => {
                 ("open", format!("open until {}", time(expires_at)))
@@ -76,26 +88,46 @@ pub async fn send_template<S: Store + Clone>(
         };
         let body = lipachat_api::template_body(conversation, message_id, &template)?;
         let pretty = serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string());
+        // Consent withholding it: the send would be rejected, nothing sent (the messaging
+        // limit is counted by a real send only).
+        let (would, reason, human, body) = match withheld {
+            Some(withheld) => (
+                "rejected",
+                Some(withheld.name()),
+                format!(
+                    "dry-run: nothing sent (and nothing checked against the catalog)\nthe window is {words}; the template would not be sent: {}; the send would be rejected and nothing would be sent",
+                    withheld_words(withheld)
+                ),
+                None,
+            ),
+            None => (
+                "sent",
+                None,
+                format!(
+                    "dry-run: nothing sent (and nothing checked against the catalog)\nthe window is {words}; a template may be sent whatever the window\nPOST {} {pretty}",
+                    lipachat_api::Endpoint::Template.path()
+                ),
+                Some(body),
+            ),
+        };
         let view = DryRunView {
             outcome: "dry-run",
-            would: "sent",
+            would,
             message_id,
             wa_id: None,
             template_message_id: Some(message_id),
-            reason: None,
+            reason,
             decision,
             duplicate: None,
             extra: NothingMore {},
-            human: format!(
-                "dry-run: nothing sent (and nothing checked against the catalog)\nthe window is {words}; a template may be sent whatever the window\nPOST {} {pretty}",
-                lipachat_api::Endpoint::Template.path()
-            ),
-            body: Some(body),
+            cost: CostFacts::of(Some(&pricing)),
+            human,
+            body,
         };
         context.printer.emit(&view)?;
-        return Ok(Exit::Success);
+        return Ok(exit_for(view.would));
     }
-    let messenger = messenger(context, &args.run.settings, PolicyConfig::default())?;
+    let messenger = messenger(context, &args.run.settings, config)?;
     let mut request = TemplateRequest::new(conversation, template);
     if let Some(id) = args.run.message_id {
         request = request.message_id(id);
@@ -112,6 +144,7 @@ pub async fn send_template<S: Store + Clone>(
                 template: TemplateFacts::of(Some(&sent)),
                 refused_by_gateway: None,
                 duplicate: None,
+                cost: CostFacts::of(Some(&sent.pricing)),
                 human: format!(
                     "sent: template {} ({}) {}{}; {}",
                     args.template,
@@ -122,6 +155,28 @@ pub async fn send_template<S: Store + Clone>(
                 ),
             }
         }
+        TemplateOutcome::Withheld {
+            message_id,
+            reason,
+            pricing,
+            refused_by_gateway,
+            ..
+        } => withheld_view(
+            reason,
+            &pricing,
+            refused_by_gateway,
+            format!(
+                "rejected: template {} ({}) {message_id}: {}; {}",
+                args.template,
+                args.language,
+                withheld_words(reason),
+                if refused_by_gateway {
+                    "the gateway refused it"
+                } else {
+                    "nothing was sent"
+                }
+            ),
+        ),
         TemplateOutcome::Duplicate(previous) => duplicate_view(&previous),
         other => {
             return Err(CliError::Incomplete(format!(
@@ -131,7 +186,7 @@ pub async fn send_template<S: Store + Clone>(
         }
     };
     context.printer.emit(&view)?;
-    Ok(Exit::Success)
+    Ok(exit_for(view.outcome))
 }
 
 /// One template as `templates` prints it.

@@ -186,6 +186,25 @@ async fn stored_events<S: Store>(
     conversation: Conversation,
     events: &mut Vec<Event>,
 ) -> Result<(), CliError> {
+    if let Some(entry) = store.free_entry_point(conversation).await?
+        && let (Some(opened), Some(until)) = (entry.opened_at, entry.until)
+    {
+        let whose = if entry.confirmed {
+            "confirmed by the platform"
+        } else {
+            "predicted"
+        };
+        events.push(event(
+            opened,
+            EventKind::FreeEntryPoint,
+            "the reply to a click-to-WhatsApp ad opened a free entry point window (free messages; no permission beyond the 24-hour window)".to_owned(),
+        ));
+        events.push(event(
+            until,
+            EventKind::FreeEntryPointEnd,
+            format!("the free entry point window ends ({whose})"),
+        ));
+    }
     if let Some(invitation) = store.invitation(conversation).await? {
         let id = invitation.message_id;
         events.push(Event {

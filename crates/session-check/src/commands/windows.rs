@@ -4,6 +4,9 @@
 use lipachat_session::{Conversation, Store, WindowState};
 use serde::Serialize;
 
+use lipachat_policy::consent::ConsentView;
+
+use super::consent::StatusView;
 use super::{Context, Exit, Lookup, conversation_of, customer_name};
 use crate::cli::{List, Pair, Record, StateFilter};
 use crate::error::CliError;
@@ -54,16 +57,19 @@ pub async fn record<S: Store>(context: &Context<S>, args: Record) -> Result<Exit
 /// `status BUSINESS CUSTOMER`: exit 0 open, 1 closed or none. A user id or group never
 /// met is none.
 pub async fn status<S: Store>(context: &Context<S>, pair: Pair) -> Result<Exit, CliError> {
-    let (state, name) = match conversation_of(&context.sessions, &pair, Lookup::Find).await? {
+    let found = conversation_of(&context.sessions, &pair, Lookup::Find).await?;
+    let (state, name) = match found {
         Some(conversation) => (
             context.sessions.state(conversation).await?,
             customer_name(context.sessions.store(), conversation.customer).await?,
         ),
         None => (WindowState::Never, pair.customer.to_string()),
     };
-    context
-        .printer
-        .emit(&WindowView::new(pair.business, name, state))?;
+    let consent = ConsentView::of(context.sessions.store(), found, context.sessions.now()).await?;
+    context.printer.emit(&StatusView::new(
+        WindowView::new(pair.business, name, state),
+        consent,
+    ))?;
     Ok(if state.is_open() {
         Exit::Success
     } else {

@@ -1,6 +1,7 @@
 //! The embedded default store: sled on local disk.
 
 mod codec;
+mod consent;
 mod directory;
 mod group_commit;
 mod identity;
@@ -186,6 +187,7 @@ struct Inner {
     /// Held while a handle is allocated, so two callers never number one id twice.
     registry_lock: Mutex<()>,
     seen: SeenIds,
+    consent: consent::ConsentTrees,
     outcome_book: outcomes::OutcomeBook,
     index: Index,
     claims: Mutex<HashMap<MessageId, Claim>>,
@@ -524,6 +526,7 @@ impl SledStore {
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
+                consent: consent::ConsentTrees::open(&db)?,
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
                 index,

@@ -1,0 +1,286 @@
+//! The send path's checks of cost, consent and limits, over the store: what a send is
+//! predicted to cost, whether consent or a limit withholds a template, counting a
+//! customer against the portfolio's messaging limit, and the records after a send
+//! (the predicted cost, the free entry point window a reply opens, a 131049 / 131050
+//! answer).
+
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
+use lipachat_api::MarketingRefusal;
+use lipachat_api::MessageId;
+use lipachat_session::{Conversation, PredictedCost, PricingCategory, Reach, Store};
+use lipachat_session::{saturating_add, truncate_to_millis};
+use tracing::{info, warn};
+
+use crate::consent::{ConsentConfig, MarketingStatus, MessagingLimits, PricingConfig, Withholding};
+use crate::cost::{Pricing, PricingInput, SERVICE_BILLING_SINCE, predict};
+use crate::error::PolicyError;
+use crate::shared::Shared;
+
+/// The counter of a business number's service messages in one UTC month: a portfolio
+/// name in the store's reach count, one member per message.
+fn service_tier_counter(conversation: Conversation, at: DateTime<Utc>) -> String {
+    format!(
+        "svc.{}.{:04}-{:02}",
+        conversation.business,
+        at.year(),
+        at.month()
+    )
+}
+
+/// A month and a bit: every message of one calendar month stays counted in it.
+const SERVICE_TIER_SPAN: TimeDelta = TimeDelta::days(40);
+
+fn message_member(message_id: MessageId) -> u64 {
+    let bytes = message_id.as_bytes();
+    let mut first = [0; 8];
+    first.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(first)
+}
+
+impl<S: Store> Shared<S> {
+    /// What a send of `category` to `conversation` at `at` is predicted to cost
+    /// ([`price_send`]).
+    pub async fn predict_pricing(
+        &self,
+        conversation: Conversation,
+        category: PricingCategory,
+        window_open: bool,
+        at: DateTime<Utc>,
+        count: Option<MessageId>,
+    ) -> Result<Pricing, PolicyError> {
+        price_send(
+            self.store(),
+            &self.config.pricing,
+            conversation,
+            category,
+            window_open,
+            at,
+            count,
+        )
+        .await
+    }
+
+    /// The customer's marketing status towards the business number at `at`.
+    pub async fn marketing_status(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<MarketingStatus, PolicyError> {
+        let consent = self.store().marketing_consent(conversation).await?;
+        Ok(MarketingStatus::of(&consent, at))
+    }
+
+    /// Whether consent withholds a template of `category` (only marketing is affected).
+    pub async fn consent_withholds(
+        &self,
+        conversation: Conversation,
+        category: PricingCategory,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Withholding>, PolicyError> {
+        let status = self.marketing_status(conversation, at).await?;
+        Ok(Withholding::by_consent(category, status))
+    }
+
+    /// Counts the customer against its business number's portfolio for a message
+    /// delivered outside the customer service window: `Some` when the limit withholds
+    /// it (nothing counted). No portfolio, or an unlimited tier: never withheld.
+    pub async fn reach(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Withholding>, PolicyError> {
+        let Some(portfolio) = self.config.limits.of(conversation.business) else {
+            return Ok(None);
+        };
+        let Some(limit) = portfolio.tier.limit() else {
+            return Ok(None);
+        };
+        let reach = self
+            .store()
+            .reach_customer(
+                &portfolio.name,
+                conversation.customer.key(),
+                at,
+                limit,
+                MessagingLimits::SPAN,
+            )
+            .await?;
+        Ok(match reach {
+            Reach::LimitReached { reached } => {
+                info!(%conversation, portfolio = portfolio.name, reached, limit, "messaging limit reached: not sending");
+                Some(Withholding::MessagingLimit { reached, limit })
+            }
+            Reach::Counted { .. } | Reach::AlreadyCounted { .. } => None,
+        })
+    }
+
+    /// Records a gateway's 131049 / 131050 answer ([`record_marketing_refusal`]).
+    pub async fn record_marketing_refusal(
+        &self,
+        conversation: Conversation,
+        refusal: MarketingRefusal,
+        at: DateTime<Utc>,
+    ) -> Result<Withholding, PolicyError> {
+        record_marketing_refusal(
+            self.store(),
+            &self.config.consent,
+            conversation,
+            refusal,
+            at,
+        )
+        .await
+    }
+
+    /// [`Shared::record_sent`] for a free-form (service) message sent inside the window,
+    /// boxed (its future would otherwise swell every send's and delivery's).
+    pub async fn record_service_sent(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+        wa_id: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<Box<Pricing>, PolicyError> {
+        let pricing = Box::pin(self.record_sent(
+            conversation,
+            message_id,
+            wa_id,
+            PricingCategory::Service,
+            true,
+            at,
+        ))
+        .await?;
+        Ok(Box::new(pricing))
+    }
+
+    /// Records a business message sent at `at`: the free entry point window it may
+    /// open (a reply within 24 hours of a referral-carrying inbound message), then its
+    /// predicted cost, priced after that (a reply that opens the window is free);
+    /// answers the pricing. `count` is the `messageId` a service message is counted
+    /// against the monthly free tier with.
+    #[allow(clippy::too_many_arguments)] // One record of one send: every part is needed.
+    pub async fn record_sent(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+        wa_id: Option<String>,
+        category: PricingCategory,
+        window_open: bool,
+        at: DateTime<Utc>,
+    ) -> Result<Pricing, PolicyError> {
+        let store = self.store();
+        let opened = store
+            .record_business_reply(
+                conversation,
+                at,
+                saturating_add(at, PricingConfig::FREE_ENTRY_POINT_LENGTH),
+                PricingConfig::FREE_ENTRY_POINT_REPLY_WITHIN,
+            )
+            .await?;
+        if let Some(entry) = opened.filter(|e| e.opened_at == Some(truncate_to_millis(at))) {
+            info!(%conversation, until = ?entry.until, "the reply opened a free entry point window (predicted)");
+        }
+        let count = (category == PricingCategory::Service).then_some(message_id);
+        let pricing = self
+            .predict_pricing(conversation, category, window_open, at, count)
+            .await?;
+        store
+            .record_predicted_cost(PredictedCost {
+                conversation,
+                message_id,
+                wa_id,
+                sent_at: at,
+                category: pricing.category,
+                free: pricing.free,
+            })
+            .await?;
+        Ok(pricing)
+    }
+}
+
+/// Records a 131049 / 131050 (a gateway's answer to a template send, or a failed status)
+/// at `at`, so the next marketing template is refused locally; answers the withholding
+/// it stands for.
+pub async fn record_marketing_refusal<S: Store>(
+    store: &S,
+    consent: &ConsentConfig,
+    conversation: Conversation,
+    refusal: MarketingRefusal,
+    at: DateTime<Utc>,
+) -> Result<Withholding, PolicyError> {
+    Ok(match refusal {
+        MarketingRefusal::OptedOut => {
+            warn!(%conversation, "the customer stopped marketing messages (131050): recording the opt-out");
+            store.record_opt_out(conversation, true, at).await?;
+            Withholding::OptedOut
+        }
+        _ => {
+            let until = saturating_add(at, consent.marketing_back_off);
+            warn!(%conversation, %until, "per-user marketing limit (131049): no marketing template until the back-off ends");
+            let stored = store.extend_back_off(conversation, until).await?;
+            Withholding::MarketingLimit {
+                retry_at: stored.back_off_until.unwrap_or(until),
+            }
+        }
+    })
+}
+
+/// What a send of `category` to `conversation` at `at` is predicted to cost, with the
+/// window open or not, from the store's free entry point record and the pricing
+/// settings. `count` (the send's `messageId`) counts a service message against the
+/// business number's monthly free tier; `None` only reads it (a dry run, a status).
+pub async fn price_send<S: Store>(
+    store: &S,
+    pricing_config: &PricingConfig,
+    conversation: Conversation,
+    category: PricingCategory,
+    window_open: bool,
+    at: DateTime<Utc>,
+    count: Option<MessageId>,
+) -> Result<Pricing, PolicyError> {
+    let free_entry_point = store.free_entry_point(conversation).await?;
+    let within_service_free_tier =
+        if category == PricingCategory::Service && at.date_naive() >= SERVICE_BILLING_SINCE {
+            within_free_tier(store, pricing_config, conversation, at, count).await?
+        } else {
+            true
+        };
+    let mut pricing = predict(&PricingInput {
+        category,
+        window_open,
+        free_entry_point,
+        within_service_free_tier,
+        at,
+    });
+    if let (Some(prices), Some(phone)) = (&pricing_config.prices, conversation.phone()) {
+        pricing.estimate = prices.estimate(&pricing, &phone.digits());
+    }
+    Ok(pricing)
+}
+
+/// Whether the business number is within its monthly free tier of service messages at
+/// `at`, counting `count` in it when given.
+async fn within_free_tier<S: Store>(
+    store: &S,
+    config: &PricingConfig,
+    conversation: Conversation,
+    at: DateTime<Utc>,
+    count: Option<MessageId>,
+) -> Result<bool, PolicyError> {
+    let tier = config.service_free_per_month_value();
+    let counter = service_tier_counter(conversation, at);
+    Ok(match count {
+        Some(message_id) => !matches!(
+            store
+                .reach_customer(
+                    &counter,
+                    message_member(message_id),
+                    at,
+                    tier,
+                    SERVICE_TIER_SPAN
+                )
+                .await?,
+            Reach::LimitReached { .. }
+        ),
+        None => store.reached(&counter, at, SERVICE_TIER_SPAN).await? < tier,
+    })
+}

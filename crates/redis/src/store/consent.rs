@@ -1,0 +1,486 @@
+//! [`ConsentStore`] on Redis: the consent and free entry point records in one HASH per
+//! business number each, cost records in two, and a portfolio's reached customers in a
+//! ZSET (see [`KeyLayout`]). Every read-modify-write is one Lua script, so replicas on one
+//! server agree: the rules are those of [`MarketingConsent`] and [`FreeEntryPoint`] in
+//! `lipachat-session`, applied to the same text. A stored value a script cannot read is
+//! left as it is and answered, so the caller reports it as corrupt (as sled does).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::consent::{
+    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
+    ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
+};
+use lipachat_session::truncate_to_millis;
+use lipachat_session::{Conversation, MessageId, PhoneNumber, StoreError};
+use redis::Script;
+
+use super::RedisStore;
+use crate::connection::{Eval, Retry};
+use crate::keys::KeyLayout;
+
+/// Lua reading a consent record into its three parts (nil when unreadable).
+const CONSENT_LUA: &str = r"
+local function read(hash, customer)
+  local v = redis.call('HGET', hash, customer)
+  if not v then return nil, '0', '', '' end
+  local f, c, b = string.match(v, '^([01]):(%-?%d*):(%-?%d*)$')
+  return v, f, c, b
+end
+";
+
+/// `MarketingConsent::with_opt_out`. KEYS: consent HASH. ARGV: customer, 0|1, at ms.
+/// Returns the record now stored.
+static RECORD_OPT_OUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{CONSENT_LUA}{}",
+        r"
+local v, flag, changed, back = read(KEYS[1], ARGV[1])
+if not flag then return v end
+if changed == '' or tonumber(changed) <= tonumber(ARGV[3]) then
+  flag, changed = ARGV[2], ARGV[3]
+end
+local now = flag .. ':' .. changed .. ':' .. back
+redis.call('HSET', KEYS[1], ARGV[1], now)
+return now
+"
+    ))
+});
+
+/// `MarketingConsent::with_back_off`. KEYS: consent HASH. ARGV: customer, until ms.
+static EXTEND_BACK_OFF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{CONSENT_LUA}{}",
+        r"
+local v, flag, changed, back = read(KEYS[1], ARGV[1])
+if not flag then return v end
+if back == '' or tonumber(back) < tonumber(ARGV[2]) then back = ARGV[2] end
+local now = flag .. ':' .. changed .. ':' .. back
+redis.call('HSET', KEYS[1], ARGV[1], now)
+return now
+"
+    ))
+});
+
+/// Lua reading a free entry point record into its four parts (nil when unreadable).
+const ENTRY_LUA: &str = r"
+local function read(hash, customer)
+  local v = redis.call('HGET', hash, customer)
+  if not v then return nil, '', '', '', '0', false end
+  local r, o, u, c = string.match(v, '^(%-?%d*):(%-?%d*):(%-?%d*):([01])$')
+  return v, r, o, u, c, true
+end
+local function write(hash, customer, r, o, u, c)
+  local now = r .. ':' .. o .. ':' .. u .. ':' .. c
+  redis.call('HSET', hash, customer, now)
+  return now
+end
+";
+
+/// `FreeEntryPoint::with_referral`. KEYS: entry HASH. ARGV: customer, at ms.
+static RECORD_REFERRAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{ENTRY_LUA}{}",
+        r"
+local v, r, o, u, c = read(KEYS[1], ARGV[1])
+if not r then return v end
+local at = tonumber(ARGV[2])
+if r ~= '' and tonumber(r) >= at then return v end
+if o ~= '' and tonumber(o) <= at and u ~= '' and at < tonumber(u) then
+  return write(KEYS[1], ARGV[1], ARGV[2], o, u, c)
+end
+return write(KEYS[1], ARGV[1], ARGV[2], '', '', '0')
+"
+    ))
+});
+
+/// `FreeEntryPoint::with_reply`. KEYS: entry HASH. ARGV: customer, reply ms, until ms,
+/// within ms. Returns false when nothing is stored.
+static RECORD_REPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{ENTRY_LUA}{}",
+        r"
+local v, r, o, u, c, found = read(KEYS[1], ARGV[1])
+if not found then return false end
+if not r or r == '' or o ~= '' or c == '1' then return v end
+local reply, referral = tonumber(ARGV[2]), tonumber(r)
+if reply < referral or reply - referral > tonumber(ARGV[4]) then return v end
+return write(KEYS[1], ARGV[1], r, ARGV[2], ARGV[3], '0')
+"
+    ))
+});
+
+/// `FreeEntryPoint::with_confirmation`. KEYS: entry HASH. ARGV: customer, until ms,
+/// sent ms.
+static CONFIRM_ENTRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{ENTRY_LUA}{}",
+        r"
+local v, r, o, u, c = read(KEYS[1], ARGV[1])
+if not r then return v end
+if o == '' then o = ARGV[3] end
+return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
+"
+    ))
+});
+
+/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit,
+/// cutoff ms (customers last reached at or before it no longer count), span ms. Returns
+/// `{0 counted | 1 already counted | 2 limit reached, unique customers}`. A write also
+/// sets the key to expire a span after it (server time), so a count nobody touches
+/// again (a past month's service messages) does not stay.
+static REACH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local count = redis.call('ZCARD', KEYS[1])
+if score then
+  if tonumber(score) < tonumber(ARGV[2]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  end
+  return {1, count}
+end
+if count >= tonumber(ARGV[3]) then return {2, count} end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {0, count + 1}
+",
+    )
+});
+
+fn ms(at: DateTime<Utc>) -> String {
+    truncate_to_millis(at).timestamp_millis().to_string()
+}
+
+fn consent_of(conversation: Conversation, text: &str) -> Result<MarketingConsent, StoreError> {
+    MarketingConsent::decode(text)
+        .map_err(|detail| corrupt_record(conversation, "marketing consent", detail))
+}
+
+fn entry_of(conversation: Conversation, text: &str) -> Result<FreeEntryPoint, StoreError> {
+    FreeEntryPoint::decode(text)
+        .map_err(|detail| corrupt_record(conversation, "free entry point", detail))
+}
+
+fn portfolio_key(keys: &KeyLayout, portfolio: &str) -> Result<String, StoreError> {
+    check_portfolio_name(portfolio).map_err(|detail| StoreError::InvalidPortfolio { detail })?;
+    Ok(keys.reached(portfolio))
+}
+
+impl RedisStore {
+    /// Runs one consent script on `conversation`'s record in the HASH `hash`.
+    async fn consent_script(
+        &self,
+        what: &str,
+        script: &Script,
+        hash: String,
+        conversation: Conversation,
+        mut args: Vec<String>,
+    ) -> Result<Option<String>, StoreError> {
+        args.insert(0, conversation.customer.key().to_string());
+        self.inner
+            .connection
+            .eval_one(
+                what,
+                Retry::Never,
+                Some(self.register(conversation.business)),
+                Eval {
+                    script,
+                    keys: vec![hash],
+                    args,
+                },
+            )
+            .await
+    }
+
+    async fn change_consent(
+        &self,
+        what: &str,
+        script: &Script,
+        conversation: Conversation,
+        args: Vec<String>,
+    ) -> Result<MarketingConsent, StoreError> {
+        let hash = self.inner.keys.consent(conversation.business);
+        let now = self
+            .consent_script(what, script, hash, conversation, args)
+            .await?;
+        consent_of(conversation, now.as_deref().unwrap_or_default())
+    }
+
+    async fn change_entry(
+        &self,
+        what: &str,
+        script: &Script,
+        conversation: Conversation,
+        args: Vec<String>,
+    ) -> Result<Option<FreeEntryPoint>, StoreError> {
+        let hash = self.inner.keys.free_entry_point(conversation.business);
+        let now = self
+            .consent_script(what, script, hash, conversation, args)
+            .await?;
+        now.map(|text| entry_of(conversation, &text)).transpose()
+    }
+}
+
+impl ConsentStore for RedisStore {
+    async fn marketing_consent(
+        &self,
+        conversation: Conversation,
+    ) -> Result<MarketingConsent, StoreError> {
+        let key = self.inner.keys.consent(conversation.business);
+        match self
+            .hget("marketing_consent", key, conversation.customer.key())
+            .await?
+        {
+            None => Ok(MarketingConsent::default()),
+            Some(text) => consent_of(conversation, &text),
+        }
+    }
+
+    async fn record_opt_out(
+        &self,
+        conversation: Conversation,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<MarketingConsent, StoreError> {
+        let flag = if opted_out { "1" } else { "0" };
+        self.change_consent(
+            "record_opt_out",
+            &RECORD_OPT_OUT,
+            conversation,
+            vec![flag.into(), ms(at)],
+        )
+        .await
+    }
+
+    async fn extend_back_off(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+    ) -> Result<MarketingConsent, StoreError> {
+        self.change_consent(
+            "extend_back_off",
+            &EXTEND_BACK_OFF,
+            conversation,
+            vec![ms(until)],
+        )
+        .await
+    }
+
+    async fn free_entry_point(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<FreeEntryPoint>, StoreError> {
+        let key = self.inner.keys.free_entry_point(conversation.business);
+        self.hget("free_entry_point", key, conversation.customer.key())
+            .await?
+            .map(|text| entry_of(conversation, &text))
+            .transpose()
+    }
+
+    async fn record_referral(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> Result<FreeEntryPoint, StoreError> {
+        let now = self
+            .change_entry(
+                "record_referral",
+                &RECORD_REFERRAL,
+                conversation,
+                vec![ms(at)],
+            )
+            .await?;
+        Ok(now.unwrap_or_default())
+    }
+
+    async fn record_business_reply(
+        &self,
+        conversation: Conversation,
+        reply_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        within: TimeDelta,
+    ) -> Result<Option<FreeEntryPoint>, StoreError> {
+        self.change_entry(
+            "record_business_reply",
+            &RECORD_REPLY,
+            conversation,
+            vec![
+                ms(reply_at),
+                ms(until),
+                within.num_milliseconds().to_string(),
+            ],
+        )
+        .await
+    }
+
+    async fn confirm_free_entry_point(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
+    ) -> Result<FreeEntryPoint, StoreError> {
+        let now = self
+            .change_entry(
+                "confirm_free_entry_point",
+                &CONFIRM_ENTRY,
+                conversation,
+                vec![ms(until), ms(sent_at)],
+            )
+            .await?;
+        Ok(now.unwrap_or_default())
+    }
+
+    async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
+        let business = cost.conversation.business;
+        let value = cost.encode();
+        // The registry's SADD is on a slot of its own: on a cluster it goes first, then
+        // the write on the business's slot.
+        let key = self.inner.keys.predicted_costs(business);
+        let field = cost.message_id.to_string();
+        self.inner
+            .connection
+            .pipeline_after(
+                "record_predicted_cost",
+                Retry::Never,
+                &self.register(business),
+                |write| {
+                    write.hset(&key, &field, &value).ignore();
+                },
+            )
+            .await
+    }
+
+    async fn record_reported_pricing(
+        &self,
+        business: PhoneNumber,
+        message_id: MessageId,
+        pricing: ReportedPricing,
+    ) -> Result<(), StoreError> {
+        let value = pricing.encode();
+        // The registry's SADD is on a slot of its own: on a cluster it goes first, then
+        // the write on the business's slot.
+        let key = self.inner.keys.reported_pricing(business);
+        let field = message_id.to_string();
+        self.inner
+            .connection
+            .pipeline_after(
+                "record_reported_pricing",
+                Retry::Never,
+                &self.register(business),
+                |write| {
+                    write.hset(&key, &field, &value).ignore();
+                },
+            )
+            .await
+    }
+
+    async fn cost_records(
+        &self,
+        business: Option<PhoneNumber>,
+    ) -> Result<Vec<CostRecord>, StoreError> {
+        let wanted = |b: &PhoneNumber| business.is_none_or(|only| only == *b);
+        let mut predicted = Vec::new();
+        for (_, costs) in self
+            .hash_per_business("cost_records", KeyLayout::predicted_costs)
+            .await?
+            .into_iter()
+            .filter(|(b, _)| wanted(b))
+        {
+            for (id, value) in costs {
+                match PredictedCost::decode(value.as_bytes()) {
+                    Ok(cost) => predicted.push(cost),
+                    Err(error) => {
+                        tracing::warn!(
+                            message_id = id,
+                            error,
+                            "skipping an unreadable predicted cost"
+                        );
+                    }
+                }
+            }
+        }
+        let mut reported = HashMap::new();
+        for (b, reports) in self
+            .hash_per_business("cost_records", KeyLayout::reported_pricing)
+            .await?
+            .into_iter()
+            .filter(|(b, _)| wanted(b))
+        {
+            for (id, value) in reports {
+                match (
+                    id.parse::<MessageId>(),
+                    ReportedPricing::decode(value.as_bytes()),
+                ) {
+                    (Ok(message_id), Ok(pricing)) => {
+                        reported.insert((b, message_id), pricing);
+                    }
+                    _ => tracing::warn!(message_id = id, "skipping an unreadable reported pricing"),
+                }
+            }
+        }
+        Ok(pair_cost_records(predicted, reported))
+    }
+
+    async fn reach_customer(
+        &self,
+        portfolio: &str,
+        customer: u64,
+        at: DateTime<Utc>,
+        limit: u64,
+        span: TimeDelta,
+    ) -> Result<Reach, StoreError> {
+        let key = portfolio_key(&self.inner.keys, portfolio)?;
+        let at_ms = truncate_to_millis(at).timestamp_millis();
+        let (kind, reached): (u8, u64) = self
+            .inner
+            .connection
+            .eval_one(
+                "reach_customer",
+                Retry::Never,
+                None,
+                Eval {
+                    script: &REACH,
+                    keys: vec![key],
+                    args: vec![
+                        customer.to_string(),
+                        at_ms.to_string(),
+                        limit.to_string(),
+                        (at_ms - span.num_milliseconds()).to_string(),
+                        span.num_milliseconds().max(1).to_string(),
+                    ],
+                },
+            )
+            .await?;
+        Ok(match kind {
+            0 => Reach::Counted { reached },
+            1 => Reach::AlreadyCounted { reached },
+            _ => Reach::LimitReached { reached },
+        })
+    }
+
+    async fn reached(
+        &self,
+        portfolio: &str,
+        at: DateTime<Utc>,
+        span: TimeDelta,
+    ) -> Result<u64, StoreError> {
+        let key = portfolio_key(&self.inner.keys, portfolio)?;
+        let cutoff = truncate_to_millis(at).timestamp_millis() - span.num_milliseconds();
+        self.inner
+            .connection
+            .query(
+                "reached",
+                Retry::Once,
+                redis::cmd("ZCOUNT")
+                    .arg(key)
+                    .arg(format!("({cutoff}"))
+                    .arg("+inf"),
+            )
+            .await
+    }
+}

@@ -1,0 +1,624 @@
+//! What a store keeps about cost, consent and limits: a customer's marketing opt-out and
+//! per-user marketing back-off, the free entry point window, each send's predicted and
+//! reported pricing category, and a portfolio's unique customers reached outside the
+//! customer service window in a moving span ([`ConsentStore`]).
+//!
+//! Like the other store traits this one persists facts and never decides: whether a send
+//! is free, allowed or counted is the policy crate's rule. The read-modify-write steps
+//! (keep the later opt-out, keep the longer back-off, open the free entry point window
+//! once, count a customer once) are atomic in every store, so replicas sharing one store
+//! agree. The records have one text form ([`MarketingConsent::encode`],
+//! [`FreeEntryPoint::encode`]) that every store writes, and the change rules are written
+//! once here ([`MarketingConsent::with_opt_out`] and its siblings); the Redis store's Lua
+//! scripts apply the same rules to the same text.
+
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Conversation, MessageId, PhoneNumber, StoreError};
+
+/// A WhatsApp pricing category: what the platform bills a delivered message as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PricingCategory {
+    /// A free-form (non-template) message inside the customer service window.
+    Service,
+    /// A utility template (a transaction or account update).
+    Utility,
+    /// A marketing template.
+    Marketing,
+    /// An authentication (one-time password) template.
+    Authentication,
+}
+
+impl PricingCategory {
+    /// Every category, in a fixed order.
+    pub const ALL: [Self; 4] = [
+        Self::Service,
+        Self::Utility,
+        Self::Marketing,
+        Self::Authentication,
+    ];
+
+    /// `service`, `utility`, `marketing` or `authentication`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Utility => "utility",
+            Self::Marketing => "marketing",
+            Self::Authentication => "authentication",
+        }
+    }
+
+    /// The category a name (any case, as the platform writes it: `MARKETING`,
+    /// `marketing`) names, or `None`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|category| category.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+impl std::fmt::Display for PricingCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A customer's marketing consent towards one business number, as stored.
+///
+/// The default (nothing stored) is: not opted out, no back-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MarketingConsent {
+    /// Whether the customer stopped marketing messages from this business number.
+    pub opted_out: bool,
+    /// When the opt-out or opt-in now in force was made (the later change wins, so a
+    /// redelivered old webhook does not undo a newer one).
+    pub changed_at: Option<DateTime<Utc>>,
+    /// Until when no marketing template may go after the platform's per-user marketing
+    /// limit (error 131049); only ever extended.
+    pub back_off_until: Option<DateTime<Utc>>,
+}
+
+impl MarketingConsent {
+    /// This consent after an opt-out (`opted_out`) or opt-in made at `at`: applied only
+    /// when no later change is stored (a tie applies it, so repeating one is harmless).
+    pub fn with_opt_out(self, opted_out: bool, at: DateTime<Utc>) -> Self {
+        let at = crate::window::truncate_to_millis(at);
+        if self.changed_at.is_some_and(|changed| changed > at) {
+            return self;
+        }
+        Self {
+            opted_out,
+            changed_at: Some(at),
+            ..self
+        }
+    }
+
+    /// This consent with the back-off lasting at least until `until`.
+    pub fn with_back_off(self, until: DateTime<Utc>) -> Self {
+        let until = crate::window::truncate_to_millis(until);
+        Self {
+            back_off_until: Some(self.back_off_until.map_or(until, |b| b.max(until))),
+            ..self
+        }
+    }
+
+    /// The stored text: `<0|1>:<changed ms>:<back-off ms>`, an absent time empty.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            u8::from(self.opted_out),
+            millis(self.changed_at),
+            millis(self.back_off_until)
+        )
+    }
+
+    /// Reads [`MarketingConsent::encode`]'s text; the error says what is wrong.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [flag, changed, back_off] = parts[..] else {
+            return Err(format!(
+                "marketing consent {text:?} does not have three fields"
+            ));
+        };
+        let opted_out = match flag {
+            "0" => false,
+            "1" => true,
+            other => return Err(format!("marketing opt-out flag {other:?} is not 0 or 1")),
+        };
+        Ok(Self {
+            opted_out,
+            changed_at: time(changed)?,
+            back_off_until: time(back_off)?,
+        })
+    }
+}
+
+/// A conversation's free entry point window: the 72 hours (by default) of free messages
+/// that a business's timely reply to a customer arriving from a click-to-WhatsApp ad
+/// opens. A pricing window only: free-form messages still need the customer service
+/// window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FreeEntryPoint {
+    /// The latest inbound message carrying a click-to-WhatsApp referral (`ctwa_clid`).
+    pub referral_at: Option<DateTime<Utc>>,
+    /// When the business's reply opened the window (none before that reply).
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the window ends.
+    pub until: Option<DateTime<Utc>>,
+    /// Whether `until` is the platform's (a status whose pricing said free entry point
+    /// gave `conversation.expiration_timestamp`); otherwise it is our prediction.
+    pub confirmed: bool,
+}
+
+impl FreeEntryPoint {
+    /// Whether the window is open at `at`.
+    pub fn is_open_at(&self, at: DateTime<Utc>) -> bool {
+        self.opened_at.is_some_and(|opened| opened <= at) && self.until.is_some_and(|u| at < u)
+    }
+
+    /// This record after a referral-carrying inbound message at `at`. A referral later
+    /// than the one stored replaces it; a window that is no longer open at `at` is
+    /// dropped, so the business's next timely reply opens a new one. An older referral
+    /// (a redelivery) changes nothing.
+    pub fn with_referral(self, at: DateTime<Utc>) -> Self {
+        let at = crate::window::truncate_to_millis(at);
+        if self.referral_at.is_some_and(|r| r >= at) {
+            return self;
+        }
+        if self.is_open_at(at) {
+            return Self {
+                referral_at: Some(at),
+                ..self
+            };
+        }
+        Self {
+            referral_at: Some(at),
+            ..Self::default()
+        }
+    }
+
+    /// This record after the business replied at `reply_at`: a window from `reply_at`
+    /// until `until` opens when a referral is stored, none is open or pending for it,
+    /// and the reply came no earlier than the referral and at most `within` after it.
+    /// Otherwise unchanged.
+    pub fn with_reply(
+        self,
+        reply_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        within: TimeDelta,
+    ) -> Self {
+        let reply_at = crate::window::truncate_to_millis(reply_at);
+        let Some(referral_at) = self.referral_at else {
+            return self;
+        };
+        if self.opened_at.is_some() || self.confirmed {
+            return self;
+        }
+        if reply_at < referral_at || reply_at - referral_at > within {
+            return self;
+        }
+        Self {
+            opened_at: Some(reply_at),
+            until: Some(crate::window::truncate_to_millis(until)),
+            confirmed: false,
+            ..self
+        }
+    }
+
+    /// This record after a status said the window ends at `until` (its pricing type
+    /// being free entry point): the end is the platform's from now on. A window not yet
+    /// known to be open is taken as opened at `sent_at`, the confirmed message's send.
+    pub fn with_confirmation(self, until: DateTime<Utc>, sent_at: DateTime<Utc>) -> Self {
+        Self {
+            opened_at: Some(
+                self.opened_at
+                    .unwrap_or(crate::window::truncate_to_millis(sent_at)),
+            ),
+            until: Some(crate::window::truncate_to_millis(until)),
+            confirmed: true,
+            ..self
+        }
+    }
+
+    /// The stored text: `<referral ms>:<opened ms>:<until ms>:<0|1 confirmed>`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            millis(self.referral_at),
+            millis(self.opened_at),
+            millis(self.until),
+            u8::from(self.confirmed)
+        )
+    }
+
+    /// Reads [`FreeEntryPoint::encode`]'s text; the error says what is wrong.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [referral, opened, until, confirmed] = parts[..] else {
+            return Err(format!(
+                "free entry point {text:?} does not have four fields"
+            ));
+        };
+        let confirmed = match confirmed {
+            "0" => false,
+            "1" => true,
+            other => {
+                return Err(format!(
+                    "free entry point confirmation {other:?} is not 0 or 1"
+                ));
+            }
+        };
+        Ok(Self {
+            referral_at: time(referral)?,
+            opened_at: time(opened)?,
+            until: time(until)?,
+            confirmed,
+        })
+    }
+}
+
+/// What a send was predicted to cost, recorded when it went to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PredictedCost {
+    /// The conversation the message went to.
+    pub conversation: Conversation,
+    /// The message's gateway `messageId`.
+    pub message_id: MessageId,
+    /// The message's WhatsApp id, when the gateway gave one (statuses name it).
+    pub wa_id: Option<String>,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+    /// The predicted pricing category.
+    pub category: PricingCategory,
+    /// Whether it was predicted to be free.
+    pub free: bool,
+}
+
+impl PredictedCost {
+    /// The stored text (JSON).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads [`PredictedCost::encode`]'s text; the error says what is wrong.
+    pub fn decode(text: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(text).map_err(|e| format!("predicted cost: {e}"))
+    }
+}
+
+impl ReportedPricing {
+    /// The stored text (JSON).
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads [`ReportedPricing::encode`]'s text; the error says what is wrong.
+    pub fn decode(text: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(text).map_err(|e| format!("reported pricing: {e}"))
+    }
+}
+
+/// What a status webhook's `pricing` object reported for a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPricing {
+    /// `pricing.category` as written (`marketing`, `utility`, … or a category this
+    /// library does not know, such as `referral_conversion`).
+    pub category: String,
+    /// `pricing.type` (`regular`, `free_customer_service`, `free_entry_point`), when given.
+    pub pricing_type: Option<String>,
+    /// `pricing.billable` (deprecated by the platform), when given.
+    pub billable: Option<bool>,
+    /// When the status was recorded.
+    pub reported_at: DateTime<Utc>,
+}
+
+/// A send's cost record: the prediction, and what the platform reported when it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostRecord {
+    /// What was predicted at send time.
+    pub predicted: PredictedCost,
+    /// What a status reported, if one with pricing arrived.
+    pub reported: Option<ReportedPricing>,
+}
+
+impl CostRecord {
+    /// The UTC day the message was sent on.
+    pub fn day(&self) -> NaiveDate {
+        self.predicted.sent_at.date_naive()
+    }
+}
+
+/// What counting a customer against a portfolio's messaging limit did
+/// ([`ConsentStore::reach_customer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The customer was not counted in the span and now is; `reached` includes it.
+    Counted {
+        /// Unique customers reached in the span, now.
+        reached: u64,
+    },
+    /// The customer was already counted in the span: reaching it again costs nothing
+    /// against the limit (its time is moved to now).
+    AlreadyCounted {
+        /// Unique customers reached in the span.
+        reached: u64,
+    },
+    /// The limit is reached and the customer is not among those counted: nothing was
+    /// counted.
+    LimitReached {
+        /// Unique customers reached in the span.
+        reached: u64,
+    },
+}
+
+/// The longest portfolio name a store accepts, in bytes.
+pub const MAX_PORTFOLIO_NAME_BYTES: usize = 64;
+
+/// Checks a portfolio name: 1 to [`MAX_PORTFOLIO_NAME_BYTES`] bytes of ASCII letters,
+/// digits, `-`, `_` and `.`, so it is safe in any store's keys.
+pub fn check_portfolio_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_PORTFOLIO_NAME_BYTES {
+        return Err(format!(
+            "portfolio name {name:?} must have 1 to {MAX_PORTFOLIO_NAME_BYTES} bytes"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "portfolio name {name:?} holds {c:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// What a store keeps for cost, consent and limits (see the module documentation).
+pub trait ConsentStore: Send + Sync + 'static {
+    /// The marketing consent stored for the conversation (the default when none).
+    fn marketing_consent(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
+
+    /// Records a marketing opt-out (`opted_out`) or opt-in made at `at`, by
+    /// [`MarketingConsent::with_opt_out`], atomically; answers the consent now stored.
+    fn record_opt_out(
+        &self,
+        conversation: Conversation,
+        opted_out: bool,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
+
+    /// Extends the marketing back-off to at least `until`, by
+    /// [`MarketingConsent::with_back_off`], atomically; answers the consent now stored.
+    fn extend_back_off(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
+
+    /// The free entry point record of the conversation (`None` when none is stored).
+    fn free_entry_point(
+        &self,
+        conversation: Conversation,
+    ) -> impl Future<Output = Result<Option<FreeEntryPoint>, StoreError>> + Send;
+
+    /// Records a referral-carrying inbound message at `at`
+    /// ([`FreeEntryPoint::with_referral`]), atomically; answers the record now stored.
+    fn record_referral(
+        &self,
+        conversation: Conversation,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<FreeEntryPoint, StoreError>> + Send;
+
+    /// Records the business's reply at `reply_at` ([`FreeEntryPoint::with_reply`]),
+    /// atomically, so of replicas replying at once exactly one opens the window;
+    /// answers the record now stored (`None` when there is none: no referral).
+    fn record_business_reply(
+        &self,
+        conversation: Conversation,
+        reply_at: DateTime<Utc>,
+        until: DateTime<Utc>,
+        within: TimeDelta,
+    ) -> impl Future<Output = Result<Option<FreeEntryPoint>, StoreError>> + Send;
+
+    /// Records the platform's end of the window ([`FreeEntryPoint::with_confirmation`]),
+    /// atomically; answers the record now stored.
+    fn confirm_free_entry_point(
+        &self,
+        conversation: Conversation,
+        until: DateTime<Utc>,
+        sent_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<FreeEntryPoint, StoreError>> + Send;
+
+    /// Stores a send's predicted cost (replacing one for the same `messageId`).
+    fn record_predicted_cost(
+        &self,
+        cost: PredictedCost,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores what a status reported for the message `message_id` of `business`
+    /// (replacing an earlier report). Kept even when no prediction is stored.
+    fn record_reported_pricing(
+        &self,
+        business: PhoneNumber,
+        message_id: MessageId,
+        pricing: ReportedPricing,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stored cost record of `business` (every business's when `None`), each
+    /// prediction with its report; reports without a prediction are left out.
+    fn cost_records(
+        &self,
+        business: Option<PhoneNumber>,
+    ) -> impl Future<Output = Result<Vec<CostRecord>, StoreError>> + Send;
+
+    /// Counts `customer` (a [`crate::Customer::key`]) as reached at `at` by the
+    /// portfolio `portfolio` ([`check_portfolio_name`]), unless `limit` unique customers
+    /// were already reached in the span `span` before `at` — exactly, however many
+    /// callers (replicas on one Redis) count at once. Customers last reached `span` or
+    /// longer before `at` no longer count.
+    fn reach_customer(
+        &self,
+        portfolio: &str,
+        customer: u64,
+        at: DateTime<Utc>,
+        limit: u64,
+        span: TimeDelta,
+    ) -> impl Future<Output = Result<Reach, StoreError>> + Send;
+
+    /// How many unique customers the portfolio reached in the span before `at`.
+    fn reached(
+        &self,
+        portfolio: &str,
+        at: DateTime<Utc>,
+        span: TimeDelta,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// The key a report is stored under when the status names only WhatsApp's message id
+/// (`wamid.`): a `messageId` derived from it, the same every time, which a prediction
+/// carrying that WhatsApp id is paired with.
+pub fn wa_id_key(wa_id: &str) -> MessageId {
+    const WA_ID_NAMESPACE: uuid::Uuid =
+        uuid::Uuid::from_u128(0x6c69_7061_6368_6174_0000_7761_6964_0001);
+    MessageId::from_uuid(uuid::Uuid::new_v5(&WA_ID_NAMESPACE, wa_id.as_bytes()))
+}
+
+/// Pairs predictions with reports (by business number and `messageId`, else by the
+/// prediction's WhatsApp id through [`wa_id_key`]), for store implementations listing
+/// [`ConsentStore::cost_records`].
+pub fn pair_cost_records(
+    predicted: Vec<PredictedCost>,
+    mut reported: std::collections::HashMap<(PhoneNumber, MessageId), ReportedPricing>,
+) -> Vec<CostRecord> {
+    let mut records: Vec<CostRecord> = predicted
+        .into_iter()
+        .map(|predicted| {
+            let business = predicted.conversation.business;
+            let report = reported
+                .remove(&(business, predicted.message_id))
+                .or_else(|| {
+                    let wa_id = predicted.wa_id.as_deref()?;
+                    reported.remove(&(business, wa_id_key(wa_id)))
+                });
+            CostRecord {
+                predicted,
+                reported: report,
+            }
+        })
+        .collect();
+    records.sort_by_key(|r| (r.predicted.sent_at, r.predicted.message_id));
+    records
+}
+
+/// A store error for an unreadable consent or cost record of `conversation`.
+pub fn corrupt_record(conversation: Conversation, what: &str, detail: String) -> StoreError {
+    StoreError::Corrupt {
+        conversation,
+        detail: format!("{what}: {detail}"),
+    }
+}
+
+fn millis(time: Option<DateTime<Utc>>) -> String {
+    time.map(|t| t.timestamp_millis().to_string())
+        .unwrap_or_default()
+}
+
+fn time(text: &str) -> Result<Option<DateTime<Utc>>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let ms: i64 = text
+        .parse()
+        .map_err(|_| format!("time {text:?} is not a number of milliseconds"))?;
+    DateTime::from_timestamp_millis(ms)
+        .map(Some)
+        .ok_or_else(|| format!("time {ms} ms is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_later_opt_change_wins() {
+        let consent = MarketingConsent::default()
+            .with_opt_out(true, t("2026-12-01T10:00:00Z"))
+            .with_opt_out(false, t("2026-12-01T09:00:00Z"));
+        assert!(consent.opted_out);
+        let consent = consent.with_opt_out(false, t("2026-12-01T11:00:00Z"));
+        assert!(!consent.opted_out);
+    }
+
+    #[test]
+    fn texts_round_trip_and_bad_ones_are_named() {
+        let consent = MarketingConsent::default()
+            .with_opt_out(true, t("2026-12-01T10:00:00Z"))
+            .with_back_off(t("2026-12-02T10:00:00Z"));
+        assert_eq!(MarketingConsent::decode(&consent.encode()), Ok(consent));
+        let entry = FreeEntryPoint::default()
+            .with_referral(t("2026-12-01T10:00:00Z"))
+            .with_reply(
+                t("2026-12-01T11:00:00Z"),
+                t("2026-12-04T11:00:00Z"),
+                TimeDelta::hours(24),
+            );
+        assert_eq!(FreeEntryPoint::decode(&entry.encode()), Ok(entry));
+        assert!(
+            MarketingConsent::decode("2::")
+                .unwrap_err()
+                .contains("flag")
+        );
+        assert!(
+            FreeEntryPoint::decode("x:::0")
+                .unwrap_err()
+                .contains("milliseconds")
+        );
+        assert!(
+            FreeEntryPoint::decode("1:2")
+                .unwrap_err()
+                .contains("four fields")
+        );
+    }
+
+    #[test]
+    fn a_late_reply_opens_no_window_and_a_second_reply_does_not_move_it() {
+        let referral = FreeEntryPoint::default().with_referral(t("2026-12-01T10:00:00Z"));
+        let late = referral.with_reply(
+            t("2026-12-02T10:00:01Z"),
+            t("2026-12-05T10:00:01Z"),
+            TimeDelta::hours(24),
+        );
+        assert_eq!(late.opened_at, None);
+        let opened = referral.with_reply(
+            t("2026-12-01T12:00:00Z"),
+            t("2026-12-04T12:00:00Z"),
+            TimeDelta::hours(24),
+        );
+        let again = opened.with_reply(
+            t("2026-12-01T13:00:00Z"),
+            t("2026-12-04T13:00:00Z"),
+            TimeDelta::hours(24),
+        );
+        assert_eq!(again, opened);
+        assert!(opened.is_open_at(t("2026-12-04T11:59:59Z")));
+        assert!(!opened.is_open_at(t("2026-12-04T12:00:00Z")));
+    }
+
+    #[test]
+    fn portfolio_names_are_checked() {
+        assert!(check_portfolio_name("acme-main_1.x").is_ok());
+        assert!(check_portfolio_name("").is_err());
+        assert!(check_portfolio_name("a:b").unwrap_err().contains("':'"));
+    }
+}
