@@ -1,0 +1,101 @@
+//! Hostile review of issue 16 through the binary: after the gateway answers a marketing
+//! template with 131049 or 131050, `send-template` exits 1 with reason
+//! `marketing_limit` (with `retry_at`) or `opted_out`, the next attempt never reaches the
+//! gateway, `status --json` shows `marketing` and `marketing_retry_at`, and a reroute by
+//! `send-contact --on-closed template` is refused the same way.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::gateway::{Setup, phone};
+use common::{BUSINESS, CUSTOMER, TEMPLATE, send_contact};
+use lipachat_testkit::{MarketingAnswer, template_entry};
+use serde_json::Value;
+
+const OTHER: &str = "+254 712 345 679";
+
+fn promo<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "send-template",
+        BUSINESS,
+        customer,
+        "--template",
+        "contact_share",
+        "--language",
+        "en",
+    ];
+    all.extend_from_slice(extra);
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
+    let s = Setup::start().await;
+    s.gateway.set_templates(
+        phone(BUSINESS),
+        vec![template_entry(
+            "contact_share",
+            "en",
+            "MARKETING",
+            "APPROVED",
+            None,
+            "Our offers",
+        )],
+    );
+    s.gateway
+        .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
+    s.gateway
+        .answer_templates_with(phone(OTHER), Some(MarketingAnswer::OptedOut));
+
+    let limited = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
+    assert_eq!(
+        (limited["outcome"].as_str(), limited["reason"].as_str()),
+        (Some("rejected"), Some("marketing_limit")),
+        "{limited}"
+    );
+    assert!(limited["retry_at"].is_string(), "{limited}");
+    assert_eq!(limited["category"], "marketing", "{limited}");
+    let out = s.cli.run(&promo(OTHER, &["--json"])).expect(1).json();
+    assert_eq!(
+        (out["outcome"].as_str(), out["reason"].as_str()),
+        (Some("rejected"), Some("opted_out")),
+        "{out}"
+    );
+
+    // The gateway would now accept: still refused locally, nothing sent.
+    s.gateway.answer_templates_with(phone(CUSTOMER), None);
+    s.gateway.answer_templates_with(phone(OTHER), None);
+    let requests = s.gateway.request_count();
+    let again = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
+    assert_eq!(again["reason"], "marketing_limit", "{again}");
+    assert_eq!(again["retry_at"], limited["retry_at"], "{again}");
+    let again = s.cli.run(&promo(OTHER, &["--json"])).expect(1).json();
+    assert_eq!(again["reason"], "opted_out", "{again}");
+    // A reroute of a free-form send (window closed) to the marketing template too.
+    let mut reroute = vec!["--json"];
+    reroute.extend_from_slice(&TEMPLATE);
+    let rerouted = s.cli.run(&send_contact(OTHER, &reroute)).expect(1).json();
+    assert_eq!(
+        (rerouted["outcome"].as_str(), rerouted["reason"].as_str()),
+        (Some("rejected"), Some("opted_out")),
+        "{rerouted}"
+    );
+    let rerouted = s
+        .cli
+        .run(&send_contact(CUSTOMER, &reroute))
+        .expect(1)
+        .json();
+    assert_eq!(rerouted["reason"], "marketing_limit", "{rerouted}");
+    assert_eq!(s.gateway.request_count(), requests, "refused locally");
+
+    // status --json (its exit status is the window's: closed here).
+    let status: Value = s.cli.run(&["status", BUSINESS, CUSTOMER, "--json"]).json();
+    assert_eq!(status["marketing"], "limited", "{status}");
+    assert_eq!(
+        status["marketing_retry_at"], limited["retry_at"],
+        "{status}"
+    );
+    let status: Value = s.cli.run(&["status", BUSINESS, OTHER, "--json"]).json();
+    assert_eq!(status["marketing"], "opted_out", "{status}");
+    assert_eq!(status["marketing_retry_at"], Value::Null, "{status}");
+}
