@@ -418,11 +418,10 @@ async fn a_131049_status_with_an_epoch_timestamp_still_backs_off() {
     assert_eq!(f.gateway.request_count(), requests);
 }
 
-/// Claim: the back-off is only ever extended: an opt-in (resume, START), an older
-/// 131049 status redelivered, or a later shorter one never shortens it; a 131049 from
-/// one business number does not touch another's.
+/// Claim: the back-off is only ever extended: an opt-in (resume, START) or an older
+/// 131049 status redelivered never shortens it, and it ends when it says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_back_off_is_never_shortened_and_stays_with_its_business_number() {
+async fn a_back_off_is_never_shortened_by_an_opt_in_or_an_older_131049() {
     let f = fixture(PolicyConfig::default().catalog(CatalogSettings::disabled())).await;
     f.gateway
         .answer_templates_with(customer(1), Some(MarketingAnswer::PerUserLimit));
@@ -493,14 +492,6 @@ async fn a_back_off_is_never_shortened_and_stays_with_its_business_number() {
         }
     );
     assert_eq!(f.gateway.request_count(), requests, "no burst retry");
-    // Another business number of the same customer is not limited by it.
-    let other = Conversation::new(other_business(), customer(1));
-    let sent = f
-        .messenger
-        .send_template(TemplateRequest::new(other, promo()))
-        .await
-        .unwrap();
-    assert_eq!(sent.name(), "sent", "{sent:?}");
     // At the end of the back-off the next goes.
     f.clock.set(until);
     let after = f
@@ -901,4 +892,48 @@ async fn stop_and_start_in_lipachats_inbound_callback() {
     f.clock.advance(TimeDelta::seconds(2));
     webhook_with(&f.messenger, &parser, inbound("a3", "START"), f.clock.now()).await;
     assert!(!store.marketing_consent(chat(1)).await.unwrap().opted_out);
+}
+
+/// Attack: the claim says that after a 131049 "no marketing template goes to *that
+/// customer*" for the back-off (the opt-out, by contrast, is "from that business
+/// number"), and WhatsApp's per-user marketing limit is the user's, across businesses.
+/// The back-off is stored per (business number, customer): the same bot's second
+/// business number sends a marketing template to the same customer a minute after the
+/// first number got 131049, and the gateway sees it (a retry in a burst by another
+/// door).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hole: the 131049 back-off is per (business, customer); another business number of the same bot sends at once"]
+async fn a_131049_back_off_holds_for_the_customer_from_every_business_number() {
+    let f = fixture(PolicyConfig::default().catalog(CatalogSettings::disabled())).await;
+    f.gateway
+        .answer_templates_with(customer(1), Some(MarketingAnswer::PerUserLimit));
+    let first = f
+        .messenger
+        .send_template(TemplateRequest::new(chat(1), promo()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            first,
+            TemplateOutcome::Withheld {
+                reason: Withholding::MarketingLimit { .. },
+                refused_by_gateway: true,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    f.clock.advance(TimeDelta::minutes(1));
+    let requests = f.gateway.request_count();
+    let other = Conversation::new(other_business(), customer(1));
+    let second = f
+        .messenger
+        .send_template(TemplateRequest::new(other, promo()))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.gateway.request_count(),
+        requests,
+        "a marketing template went to the customer a minute after their 131049: {second:?}"
+    );
 }
