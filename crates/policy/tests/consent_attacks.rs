@@ -937,3 +937,71 @@ async fn a_131049_back_off_holds_for_the_customer_from_every_business_number() {
         "a marketing template went to the customer a minute after their 131049: {second:?}"
     );
 }
+
+/// Claim: a reroute the gateway forces (the local window says open, the gateway answers
+/// 131047 and the free-form message is refused) is counted against the messaging limit
+/// like any template sent with the window closed: over the limit it is withheld with
+/// `messaging_limit`, and under `queue` it is queued without an invitation; never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_forced_reroute_over_the_limit_is_withheld() {
+    let f = fixture(limited(&[business()], MessagingTier::Tier250)).await;
+    for n in 0..250 {
+        let out = f
+            .messenger
+            .send_template(TemplateRequest::new(chat(n), promo()))
+            .await
+            .unwrap();
+        assert_eq!(out.name(), "sent", "{n}: {out:?}");
+    }
+    // The customer wrote (recorded here), but the gateway never saw it: 131047.
+    f.messenger
+        .on_inbound(chat(500), f.clock.now())
+        .await
+        .unwrap();
+    let outcome = f
+        .messenger
+        .send(SendRequest::text(
+            chat(500),
+            TextMessage::new("hi").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SendOutcome::Withheld {
+                reason: Withholding::MessagingLimit {
+                    reached: 250,
+                    limit: 250
+                },
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(templates_to(&f.gateway, 500), 0);
+    assert_eq!(
+        f.gateway.refusal_count(),
+        1,
+        "the gateway refused the text (131047)"
+    );
+    // Under queue: queued, no invitation.
+    let queueing = Messenger::new(
+        f.messenger.sessions().clone(),
+        client(&f.gateway),
+        limited(&[business()], MessagingTier::Tier250).on_closed(OnClosed::Queue(promo())),
+    );
+    queueing.on_inbound(chat(501), f.clock.now()).await.unwrap();
+    let queued = queueing
+        .send(SendRequest::text(
+            chat(501),
+            TextMessage::new("hi").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&queued, SendOutcome::Queued { template: None, .. }),
+        "{queued:?}"
+    );
+    assert_eq!(templates_to(&f.gateway, 501), 0);
+}
