@@ -1005,3 +1005,82 @@ async fn a_gateway_forced_reroute_over_the_limit_is_withheld() {
     );
     assert_eq!(templates_to(&f.gateway, 501), 0);
 }
+
+/// Claim: WhatsApp-shaped failed statuses with 131050 / 131049 (the recipient named)
+/// record the opt-out and a 24 h back-off from the status's time, and the next marketing
+/// template (sent or rerouted) is refused locally, while a utility one still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_failed_statuses_131050_and_131049_are_kept() {
+    let mut pricing = lipachat_policy::consent::PricingConfig::default();
+    pricing.template_categories.insert(
+        "order_update".into(),
+        lipachat_session::PricingCategory::Utility,
+    );
+    let f = fixture(
+        PolicyConfig::default()
+            .catalog(CatalogSettings::disabled())
+            .on_closed(OnClosed::Template(promo()))
+            .pricing(pricing),
+    )
+    .await;
+    let now = f.clock.now();
+    let status_at = now - TimeDelta::minutes(5);
+    let parser = WebhookParser::default();
+    let ts = json!(status_at.timestamp().to_string());
+    webhook_with(
+        &f.messenger,
+        &parser,
+        failed_status(
+            1,
+            131_050,
+            "User has stopped marketing messages",
+            ts.clone(),
+        ),
+        now,
+    )
+    .await;
+    webhook_with(
+        &f.messenger,
+        &parser,
+        failed_status(2, 131_049, "healthy ecosystem", ts),
+        now,
+    )
+    .await;
+    let store = f.messenger.sessions().store();
+    assert!(store.marketing_consent(chat(1)).await.unwrap().opted_out);
+    assert_eq!(
+        store
+            .marketing_consent(chat(2))
+            .await
+            .unwrap()
+            .back_off_until,
+        Some(status_at + TimeDelta::hours(24))
+    );
+    let requests = f.gateway.request_count();
+    for n in [1, 2] {
+        let direct = f
+            .messenger
+            .send_template(TemplateRequest::new(chat(n), promo()))
+            .await
+            .unwrap();
+        assert_eq!(direct.name(), "rejected", "{direct:?}");
+        let rerouted = f
+            .messenger
+            .send(SendRequest::text(chat(n), TextMessage::new("hi").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(rerouted.name(), "rejected", "{rerouted:?}");
+    }
+    assert_eq!(f.gateway.request_count(), requests);
+    for n in [1, 2] {
+        let utility = f
+            .messenger
+            .send_template(TemplateRequest::new(
+                chat(n),
+                TemplateMessage::new("order_update", "en").unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(utility.name(), "sent", "{utility:?}");
+    }
+}
