@@ -1084,3 +1084,76 @@ async fn whatsapp_failed_statuses_131050_and_131049_are_kept() {
         assert_eq!(utility.name(), "sent", "{utility:?}");
     }
 }
+
+/// Claim: a template whose catalog category is missing, unknown, mis-cased or padded is
+/// priced as marketing (only a recognised UTILITY / AUTHENTICATION, in any case, is
+/// not), so an opted-out customer never gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_catalog_categories_are_marketing_for_consent() {
+    let f = fixture(PolicyConfig::default()).await;
+    let entry = |name: &str, category: serde_json::Value| {
+        let mut e = lipachat_testkit::template_entry(name, "en", "X", "APPROVED", None, "Hi");
+        match category {
+            serde_json::Value::Null => {
+                e.as_object_mut().unwrap().remove("category");
+            }
+            other => e["category"] = other,
+        }
+        e
+    };
+    f.gateway.set_templates(
+        business(),
+        vec![
+            entry("t_lower", json!("marketing")),
+            entry("t_padded", json!("  Marketing ")),
+            entry("t_unknown", json!("MARKETING_LITE")),
+            entry("t_missing", serde_json::Value::Null),
+            entry("t_number", json!(3)),
+            entry("t_empty", json!("")),
+            entry("t_utility_lower", json!(" utility ")),
+        ],
+    );
+    f.messenger
+        .sessions()
+        .store()
+        .record_opt_out(chat(1), true, f.clock.now())
+        .await
+        .unwrap();
+    for name in [
+        "t_lower",
+        "t_padded",
+        "t_unknown",
+        "t_missing",
+        "t_number",
+        "t_empty",
+    ] {
+        let out = f
+            .messenger
+            .send_template(TemplateRequest::new(
+                chat(1),
+                TemplateMessage::new(name, "en").unwrap(),
+            ))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                out,
+                TemplateOutcome::Withheld {
+                    reason: Withholding::OptedOut,
+                    ..
+                }
+            ),
+            "{name}: {out:?}"
+        );
+    }
+    let utility = f
+        .messenger
+        .send_template(TemplateRequest::new(
+            chat(1),
+            TemplateMessage::new("t_utility_lower", "en").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(utility.name(), "sent", "{utility:?}");
+    assert_eq!(templates_to(&f.gateway, 1), 1);
+}
