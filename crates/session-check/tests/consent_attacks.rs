@@ -86,6 +86,23 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
         .expect(1)
         .json();
     assert_eq!(rerouted["reason"], "marketing_limit", "{rerouted}");
+    // Dry runs say the same (and send nothing).
+    let plan = s
+        .cli
+        .run(&promo(CUSTOMER, &["--json", "--dry-run"]))
+        .expect(1)
+        .json();
+    assert_eq!(
+        (plan["would"].as_str(), plan["reason"].as_str()),
+        (Some("rejected"), Some("marketing_limit")),
+        "{plan}"
+    );
+    let plan = s
+        .cli
+        .run(&promo(OTHER, &["--json", "--dry-run"]))
+        .expect(1)
+        .json();
+    assert_eq!(plan["reason"], "opted_out", "{plan}");
     assert_eq!(s.gateway.request_count(), requests, "refused locally");
 
     // status --json (its exit status is the window's: closed here).
@@ -98,4 +115,55 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
     let status: Value = s.cli.run(&["status", BUSINESS, OTHER, "--json"]).json();
     assert_eq!(status["marketing"], "opted_out", "{status}");
     assert_eq!(status["marketing_retry_at"], Value::Null, "{status}");
+}
+
+/// Attack: the notes claim send JSON and dry runs carry `retry_at` when it applies.
+/// After a 131049, a real `send-template` answers `retry_at`; its `--dry-run` (and a
+/// reroute's dry run) says `marketing_limit` but drops `retry_at`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "hole: send-template --dry-run (reason marketing_limit) omits retry_at"]
+async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
+    let s = Setup::start().await;
+    s.gateway.set_templates(
+        phone(BUSINESS),
+        vec![template_entry(
+            "contact_share",
+            "en",
+            "MARKETING",
+            "APPROVED",
+            None,
+            "Our offers",
+        )],
+    );
+    s.gateway
+        .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
+    let limited = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
+    assert!(limited["retry_at"].is_string(), "{limited}");
+    let plan = s
+        .cli
+        .run(&promo(CUSTOMER, &["--json", "--dry-run"]))
+        .expect(1)
+        .json();
+    let mut reroute = vec!["--json", "--dry-run"];
+    reroute.extend_from_slice(&TEMPLATE);
+    let rerouted = s
+        .cli
+        .run(&send_contact(CUSTOMER, &reroute))
+        .expect(1)
+        .json();
+    assert_eq!(
+        (
+            plan["reason"].as_str(),
+            &plan["retry_at"],
+            rerouted["reason"].as_str(),
+            &rerouted["retry_at"]
+        ),
+        (
+            Some("marketing_limit"),
+            &limited["retry_at"],
+            Some("marketing_limit"),
+            &limited["retry_at"]
+        ),
+        "send-template --dry-run: {plan}\nsend-contact --dry-run: {rerouted}"
+    );
 }
