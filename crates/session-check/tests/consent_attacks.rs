@@ -167,3 +167,51 @@ async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
         "send-template --dry-run: {plan}\nsend-contact --dry-run: {rerouted}"
     );
 }
+
+/// Claim: under `--on-closed queue`, a customer who opted out gets no marketing
+/// invitation and (consent withholding the whole send) nothing is queued: exit 1,
+/// reason `opted_out`; the dry run says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn queue_with_a_marketing_invitation_to_an_opted_out_customer() {
+    let s = Setup::start().await;
+    s.gateway.set_templates(
+        phone(BUSINESS),
+        vec![template_entry(
+            "contact_share",
+            "en",
+            "MARKETING",
+            "APPROVED",
+            None,
+            "Our offers",
+        )],
+    );
+    s.cli.run(&["optout", BUSINESS, CUSTOMER]).expect(0);
+    let mut queue = vec!["--json", "--dry-run"];
+    queue.extend_from_slice(&common::QUEUE);
+    let plan = s.cli.run(&send_contact(CUSTOMER, &queue)).expect(1).json();
+    assert_eq!(
+        (plan["would"].as_str(), plan["reason"].as_str()),
+        (Some("rejected"), Some("opted_out")),
+        "{plan}"
+    );
+    let real = s
+        .cli
+        .run(&send_contact(
+            CUSTOMER,
+            &queue[..1]
+                .iter()
+                .copied()
+                .chain(common::QUEUE)
+                .collect::<Vec<_>>(),
+        ))
+        .expect(1)
+        .json();
+    assert_eq!(
+        (real["outcome"].as_str(), real["reason"].as_str()),
+        (Some("rejected"), Some("opted_out")),
+        "{real}"
+    );
+    assert_eq!(s.gateway.request_count(), 0, "nothing reached the gateway");
+    let pending = s.cli.run(&["pending", "--json"]).expect(0).json_lines();
+    assert!(pending.is_empty(), "nothing queued: {pending:?}");
+}
