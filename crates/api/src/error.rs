@@ -240,6 +240,20 @@ pub enum ApiError {
         /// The text or code that named it, shortened.
         detail: String,
     },
+    /// WhatsApp refused a marketing template: 131049 (the per-user marketing limit) or
+    /// 131050 (the customer stopped marketing messages from this business). Named in the
+    /// answer's code, its `errors`, or WhatsApp's wording, whatever the HTTP status; never
+    /// retried (a retry soon cannot help, and Meta warns it may lengthen the block).
+    #[error("WhatsApp refused the marketing template ({}): {detail}", match refusal {
+        crate::reengagement::MarketingRefusal::OptedOut => "131050, the customer stopped marketing messages",
+        _ => "131049, the per-user marketing limit",
+    })]
+    MarketingRefused {
+        /// Which of the two refusals it is.
+        refusal: crate::reengagement::MarketingRefusal,
+        /// The answer's text, shortened, the key redacted.
+        detail: String,
+    },
     /// HTTP 429: too many requests.
     #[error("the gateway is rate limiting (HTTP 429){}", retry_after.map(|d| format!(", retry after {} s", d.as_secs_f64())).unwrap_or_default())]
     RateLimited {
@@ -345,9 +359,13 @@ impl ApiError {
     }
 
     /// The marketing refusal (131049 per-user marketing limit, 131050 opted out) the
-    /// gateway's answer names, looked for in the innermost cause's text.
+    /// gateway's answer names: [`ApiError::MarketingRefused`], else looked for in the
+    /// innermost cause's text.
     pub fn marketing_refusal(&self) -> Option<crate::reengagement::MarketingRefusal> {
-        crate::reengagement::marketing_refusal_in_text(&self.root().to_string())
+        match self.root() {
+            Self::MarketingRefused { refusal, .. } => Some(*refusal),
+            root => crate::reengagement::marketing_refusal_in_text(&root.to_string()),
+        }
     }
 
     /// The innermost cause: the last attempt's error for [`ApiError::RetriesExhausted`],

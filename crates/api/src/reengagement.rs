@@ -59,45 +59,54 @@ pub(crate) fn find_in_text(text: &str) -> Option<WindowClosedSignal> {
 }
 
 fn search(value: &Value, key: Option<&str>, depth: usize) -> Option<WindowClosedSignal> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let code_key = key.is_some_and(is_code_key);
-    match value {
-        Value::Number(n) => {
-            let code = n.as_u64()?;
+    search_with(
+        value,
+        key,
+        depth,
+        &|code, code_key| {
             let named = code == u64::from(REENGAGEMENT_CODE)
                 || (code_key && code == u64::from(LEGACY_REENGAGEMENT_CODE));
             named.then(|| WindowClosedSignal {
                 code: u32::try_from(code).unwrap_or(REENGAGEMENT_CODE),
                 detail: format!("code {code}"),
             })
-        }
+        },
+        &find_in_text,
+    )
+}
+
+/// Walks `value` (skipping id-like keys, at most [`MAX_DEPTH`] deep): `on_code` sees every
+/// number (and every numeric string under a code key), told whether it sits under a code
+/// key; `on_text` sees every other string. The first answer wins.
+fn search_with<T>(
+    value: &Value,
+    key: Option<&str>,
+    depth: usize,
+    on_code: &dyn Fn(u64, bool) -> Option<T>,
+    on_text: &dyn Fn(&str) -> Option<T>,
+) -> Option<T> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let code_key = key.is_some_and(is_code_key);
+    match value {
+        Value::Number(n) => on_code(n.as_u64()?, code_key),
         Value::String(s) => {
-            if code_key {
-                match s.trim() {
-                    "131047" => {
-                        return Some(WindowClosedSignal {
-                            code: REENGAGEMENT_CODE,
-                            detail: "code 131047".into(),
-                        });
-                    }
-                    "470" => {
-                        return Some(WindowClosedSignal {
-                            code: LEGACY_REENGAGEMENT_CODE,
-                            detail: "code 470".into(),
-                        });
-                    }
-                    _ => {}
-                }
+            if code_key
+                && let Ok(code) = s.trim().parse::<u64>()
+                && let Some(found) = on_code(code, true)
+            {
+                return Some(found);
             }
-            find_in_text(s)
+            on_text(s)
         }
-        Value::Array(items) => items.iter().find_map(|v| search(v, key, depth + 1)),
+        Value::Array(items) => items
+            .iter()
+            .find_map(|v| search_with(v, key, depth + 1, on_code, on_text)),
         Value::Object(map) => map
             .iter()
             .filter(|(k, _)| !is_id_key(k))
-            .find_map(|(k, v)| search(v, Some(k), depth + 1)),
+            .find_map(|(k, v)| search_with(v, Some(k), depth + 1, on_code, on_text)),
         Value::Null | Value::Bool(_) => None,
     }
 }
@@ -147,24 +156,57 @@ pub enum MarketingRefusal {
     OptedOut,
 }
 
-/// Looks for 131049 or 131050 standing alone in text (as 131047 is looked for: not
-/// inside a longer run of letters or digits, so ids that contain the digits do not count).
+/// Looks for 131049 or 131050 in text: the code standing alone (as 131047 is looked for:
+/// not inside a longer run of letters or digits, so ids that contain the digits do not
+/// count), or WhatsApp's own wording of either error without its number ("…to maintain
+/// healthy ecosystem engagement" for 131049; "…chosen to stop receiving marketing
+/// messages…" for 131050), ignoring case.
 ///
 /// ```
 /// use lipachat_api::{MarketingRefusal, marketing_refusal_in_text};
 ///
 /// assert_eq!(marketing_refusal_in_text("Message failed: 131050"), Some(MarketingRefusal::OptedOut));
 /// assert_eq!(marketing_refusal_in_text("(#131049) not delivered"), Some(MarketingRefusal::Limit));
+/// assert_eq!(
+///     marketing_refusal_in_text("This message was not delivered to maintain healthy ecosystem engagement."),
+///     Some(MarketingRefusal::Limit),
+/// );
 /// assert_eq!(marketing_refusal_in_text("wamid.x1310490"), None);
 /// ```
 pub fn marketing_refusal_in_text(text: &str) -> Option<MarketingRefusal> {
-    if has_token(text, "131050") {
+    let lower = text.to_lowercase();
+    let words = |phrases: &[&str]| phrases.iter().any(|p| lower.contains(p));
+    if has_token(text, "131050")
+        || words(&[
+            "stop receiving marketing",
+            "stopped receiving marketing",
+            "stopped marketing messages",
+            "opted out of marketing",
+        ])
+    {
         Some(MarketingRefusal::OptedOut)
-    } else if has_token(text, "131049") {
+    } else if has_token(text, "131049") || words(&["healthy ecosystem engagement"]) {
         Some(MarketingRefusal::Limit)
     } else {
         None
     }
+}
+
+/// Looks for 131049 or 131050 anywhere in a JSON body, as [`find_in_json`] looks for
+/// 131047: a number anywhere (or a numeric string under a code key, e.g. an `errors[]`
+/// entry's `code`), or [`marketing_refusal_in_text`] in any string; id-like keys skipped.
+pub(crate) fn marketing_refusal_in_json(value: &Value) -> Option<MarketingRefusal> {
+    search_with(
+        value,
+        None,
+        0,
+        &|code, _| match u32::try_from(code).ok()? {
+            MARKETING_OPT_OUT_CODE => Some(MarketingRefusal::OptedOut),
+            MARKETING_LIMIT_CODE => Some(MarketingRefusal::Limit),
+            _ => None,
+        },
+        &marketing_refusal_in_text,
+    )
 }
 
 fn has_token(text: &str, token: &str) -> bool {

@@ -5,7 +5,9 @@
 //! 1. HTTP 401 is [`ApiError::InvalidCredentials`], whatever the body says (the gateway's
 //!    401 body claims `"status": "success"`).
 //! 2. A body that names WhatsApp's 131047 (see [`crate::reengagement`]) is
-//!    [`ApiError::WindowClosed`], whatever the status.
+//!    [`ApiError::WindowClosed`], whatever the status. Then one that names 131049 or
+//!    131050 (a number or code anywhere, e.g. only in `errors[].code`, or WhatsApp's
+//!    wording) is [`ApiError::MarketingRefused`], whatever the status: never retried.
 //! 3. HTTP 429 is [`ApiError::RateLimited`]; 408 and 5xx are [`ApiError::Unavailable`]
 //!    (both retried by the client).
 //! 4. HTTP 2xx is a success only with a JSON object whose `status` is `"success"`, whose
@@ -152,6 +154,16 @@ pub(crate) fn interpret(raw: &RawResponse<'_>, key: &ApiKey) -> Result<Accepted,
     if let Some(signal) = signal {
         return Err(ApiError::WindowClosed {
             detail: key.redact(&signal.detail),
+        });
+    }
+    let refusal = match &json {
+        Some(value) => reengagement::marketing_refusal_in_json(value),
+        None => reengagement::marketing_refusal_in_text(&String::from_utf8_lossy(&body)),
+    };
+    if let Some(refusal) = refusal {
+        return Err(ApiError::MarketingRefused {
+            refusal,
+            detail: excerpt(&body, raw.truncated, key),
         });
     }
     if !(200..300).contains(&status) {
@@ -461,6 +473,54 @@ mod tests {
         assert!(matches!(
             run_text(502, "upstream said 131047", false),
             Err(ApiError::WindowClosed { .. })
+        ));
+    }
+
+    /// 131049 / 131050 in any shape the gateway may wrap them in (the code only in
+    /// `errors[].code`, as a string code, in WhatsApp's words, behind a 400 or a 5xx) is
+    /// `MarketingRefused`, which is never retried; an id holding the digits is not.
+    #[test]
+    fn marketing_refusals_win_over_status_and_are_not_retried() {
+        use crate::MarketingRefusal::{Limit, OptedOut};
+        for (status, body, want) in [
+            (
+                200,
+                json!({"status": "error", "message": "Request failed.", "errors": [{"code": 131050, "title": "x"}]}),
+                OptedOut,
+            ),
+            (
+                400,
+                json!({"status": "error", "message": "Request failed.", "errors": [{"code": "131050"}]}),
+                OptedOut,
+            ),
+            (500, json!({"error": "(#131049) not delivered"}), Limit),
+            (
+                502,
+                json!({"error": {"message": "This message was not delivered to maintain healthy ecosystem engagement."}}),
+                Limit,
+            ),
+            (
+                200,
+                json!({"status": "success", "data": {"status": "FAILED", "statusDesc": "Recipient has chosen to stop receiving marketing messages"}}),
+                OptedOut,
+            ),
+        ] {
+            let err = run(status, &body).unwrap_err();
+            assert!(
+                matches!(&err, ApiError::MarketingRefused { refusal, .. } if *refusal == want),
+                "{status} {body}: {err:?}"
+            );
+            assert_eq!(err.marketing_refusal(), Some(want));
+            assert!(!err.retry_later_may_help(), "{err}");
+        }
+        assert!(matches!(
+            run_text(503, "upstream: 131049", false),
+            Err(ApiError::MarketingRefused { refusal: Limit, .. })
+        ));
+        // Ids that hold the digits are not a refusal.
+        assert!(matches!(
+            run(500, &json!({"messageId": 131050, "error": "busy"})),
+            Err(ApiError::Unavailable { .. })
         ));
     }
 

@@ -252,13 +252,11 @@ async fn code_only_in_errors(http_status: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a 131050 send answer whose code is only in errors[].code (HTTP 200 error envelope) is not recognised"]
 async fn a_131050_answer_with_the_code_only_in_the_errors_array_is_recorded() {
     code_only_in_errors(200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a 131050 send answer whose code is only in errors[].code (HTTP 400) is not recognised"]
 async fn a_131050_http_400_answer_with_the_code_only_in_the_errors_array_is_recorded() {
     code_only_in_errors(400).await;
 }
@@ -325,7 +323,6 @@ async fn a_lipachat_message_status_131050_records_the_opt_out() {
 /// are recognised in that text). The recipient is given (`from` / `to`, parser knowing
 /// the business number), so only the text recognition is under test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: 131049/131050 recognised in statusDesc only by the number, not by WhatsApp's title text"]
 async fn metas_131049_and_131050_titles_without_the_number_are_recognised() {
     let f = fixture(PolicyConfig::default().catalog(CatalogSettings::disabled())).await;
     let parser = WebhookParser::default().with_business_number(business());
@@ -781,7 +778,6 @@ async fn an_unlimited_tier_never_withholds() {
 /// before the status, whatever the status, so it is never retried; 131049/131050 are
 /// not.) The claim: after a 131049, never retried in a burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a 5xx answer naming 131049 is retried by the client (a burst) before the back-off is recorded"]
 async fn a_5xx_answer_naming_131049_is_not_retried_in_a_burst() {
     let raw = raw_gateway(
         500,
