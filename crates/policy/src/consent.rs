@@ -40,6 +40,15 @@ impl Default for ConsentConfig {
 }
 
 impl ConsentConfig {
+    /// Whether an inbound message is an opt-out (`Some(true)`), an opt-in (`Some(false)`)
+    /// or neither: a text read by [`ConsentConfig::keyword`].
+    pub fn keyword_in(&self, content: &lipachat_api::webhook::InboundContent) -> Option<bool> {
+        match content {
+            lipachat_api::webhook::InboundContent::Text { body } => self.keyword(body),
+            _ => None,
+        }
+    }
+
     /// Whether an inbound text is an opt-out (`Some(true)`), an opt-in (`Some(false)`) or
     /// neither: the whole message, trimmed, equal to a keyword in any case.
     pub fn keyword(&self, text: &str) -> Option<bool> {

@@ -75,7 +75,7 @@ mod webhook;
 pub use catalog::{CatalogCheck, CatalogSettings, TemplateApproval, TemplateCatalogs};
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
-pub use consent_events::record_consent_and_cost;
+pub use consent_events::{RecordedConsent, carry_consent, record_consent_and_cost};
 pub use error::PolicyError;
 pub use ids::template_message_id;
 pub use messenger::Messenger;
