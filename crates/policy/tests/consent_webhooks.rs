@@ -1,10 +1,11 @@
-//! Consent from customers known by a business-scoped user id (users with a username, whose
-//! phone webhooks may leave out): a STOP or START keyword, a `user_preferences` choice and
-//! a 131050 status are resolved the way the inbound path resolves the sender (the phone
-//! an alias names), so they land on the conversation the send path checks; one recorded
-//! before the phone is known applies once a webhook names both. Real webhooks through the
-//! parser into the messenger, the stand-in gateway on loopback, sled on disk and a real
-//! Redis.
+//! Consent webhooks as a bot receives them. From customers known by a business-scoped
+//! user id (users with a username, whose phone webhooks may leave out): a STOP or START
+//! keyword, a `user_preferences` choice and a 131050 status are resolved the way the
+//! inbound path resolves the sender (the phone an alias names), so they land on the
+//! conversation the send path checks; one recorded before the phone is known applies once
+//! a webhook names both. Keywords: decorated ones and quick-reply buttons count. Real
+//! webhooks through the parser into the messenger, the stand-in gateway on loopback, sled
+//! on disk and a real Redis.
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -53,11 +54,7 @@ struct Bot<S> {
 }
 
 async fn bot_over<S: Store>(store: S, clock: ManualClock) -> Bot<S> {
-    let gateway = StandInGateway::builder()
-        .clock(clock.clone())
-        .start()
-        .await
-        .unwrap();
+    let gateway = common::clocked_gateway(&clock).await;
     let sessions = Sessions::new(store).with_clock(clock.clone());
     // A closed window reroutes to the marketing template: consent decides whether it goes.
     let config = PolicyConfig::default().on_closed(OnClosed::Template(promo()));
@@ -108,6 +105,20 @@ impl<S: Store> Bot<S> {
         self.receive(envelope(
             "messages",
             json!({"contacts": [contact], "messages": [message]}),
+        ))
+        .await
+    }
+
+    /// A tap on a template's quick-reply button, from the phone and the user id.
+    async fn button(&mut self, payload: &str, text: &str) -> WebhookOutcome {
+        self.messages += 1;
+        self.receive(envelope(
+            "messages",
+            json!({"contacts": [{"profile": {"name": "C"}, "wa_id": phone().digits(), "user_id": USER}],
+                "messages": [{"from": phone().digits(), "from_user_id": USER,
+                "id": format!("wamid.in{}", self.messages),
+                "timestamp": self.clock.now().timestamp().to_string(), "type": "button",
+                "button": {"payload": payload, "text": text}}]}),
         ))
         .await
     }
@@ -251,4 +262,21 @@ async fn on_redis_a_stop_before_the_phone_is_known_applies_once_it_is() {
     bot.clock.advance(TimeDelta::minutes(1));
     bot.text("hello", true).await;
     bot.assert_withheld().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_promotions_button_and_a_decorated_stop_opt_out() {
+    let (mut bot, _dir) = sled_bot().await;
+    bot.button("promo-2026-11", "Stop promotions").await;
+    bot.assert_withheld().await;
+    bot.text("START", true).await;
+    // Full-width, with a zero-width space and an emoji: still STOP.
+    bot.text("\u{ff33}\u{200b}\u{ff34}\u{ff2f}\u{ff30} \u{1f6d1}", true)
+        .await;
+    bot.assert_withheld().await;
+    // Not an opt-out: another word with it.
+    bot.text("START", true).await;
+    bot.text("please don't stop", true).await;
+    let outcome = bot.send_later().await;
+    assert_eq!(outcome.name(), "rerouted", "{outcome:?}");
 }
