@@ -64,6 +64,7 @@ mod error;
 mod ids;
 pub mod messaging_limit;
 mod messenger;
+mod observer;
 mod outcome;
 mod reconciliation;
 mod recording;
@@ -79,6 +80,7 @@ pub use consent_events::{RecordedConsent, carry_consent, record_consent_and_cost
 pub use error::PolicyError;
 pub use ids::template_message_id;
 pub use messenger::Messenger;
+pub use observer::SendObserver;
 pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,

@@ -206,6 +206,7 @@ impl<S: Store> Shared<S> {
                 free: pricing.free,
             })
             .await?;
+        self.observers.sent(&pricing);
         Ok(pricing)
     }
 }

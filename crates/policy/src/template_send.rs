@@ -270,6 +270,7 @@ impl<S: Store> Shared<S> {
         .await?;
         if let Some(reason) = withheld {
             info!(%conversation, %message_id, template = template.name(), reason = reason.name(), "template withheld");
+            self.observers.withheld(reason, false);
             return Ok(Invited::Withheld {
                 reason,
                 pricing: Box::new(pricing),
@@ -288,6 +289,7 @@ impl<S: Store> Shared<S> {
                     let reason =
                         Box::pin(self.record_marketing_refusal(conversation, refusal, now.at))
                             .await?;
+                    self.observers.withheld(reason, true);
                     return Ok(Invited::Withheld {
                         reason,
                         pricing: Box::new(pricing),
