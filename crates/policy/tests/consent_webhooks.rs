@@ -168,7 +168,7 @@ impl<S: Store> Bot<S> {
 
     /// Asserts the send was withheld as opted out, and nothing reached the gateway.
     async fn assert_withheld(&self) {
-        let before = self.gateway.request_count();
+        let (before, templates) = (self.gateway.request_count(), self.templates());
         let outcome = self.send_later().await;
         assert!(
             matches!(
@@ -181,7 +181,7 @@ impl<S: Store> Bot<S> {
             "expected an opt-out to withhold the marketing template, got {outcome:?}"
         );
         assert_eq!(self.gateway.request_count(), before, "nothing was sent");
-        assert_eq!(self.templates(), 0);
+        assert_eq!(self.templates(), templates);
     }
 }
 
@@ -279,4 +279,23 @@ async fn a_stop_promotions_button_and_a_decorated_stop_opt_out() {
     bot.text("please don't stop", true).await;
     let outcome = bot.send_later().await;
     assert_eq!(outcome.name(), "rerouted", "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lipachat_131050_status_naming_only_our_message_id_lands_on_its_conversation() {
+    let (mut bot, _dir) = sled_bot().await;
+    bot.text("hi", true).await;
+    // A template sent under our messageId (its outcome is stored under it), which the
+    // platform then refuses: LipaChat's callback names only that messageId.
+    let id = lipachat_api::MessageId::new();
+    let sent = bot
+        .messenger
+        .send_template(lipachat_policy::TemplateRequest::new(chat(), promo()).message_id(id))
+        .await
+        .unwrap();
+    assert_eq!(sent.name(), "sent", "{sent:?}");
+    let body = json!({"event": "MESSAGE_STATUS", "messageStatus": {"messageId": id.to_string(),
+        "status": "FAILED", "statusDesc": "(#131050) User has stopped marketing messages"}});
+    bot.receive(body).await;
+    bot.assert_withheld().await;
 }
