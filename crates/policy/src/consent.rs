@@ -20,7 +20,10 @@ use crate::cost::PriceTable;
 /// The consent settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentConfig {
-    /// Inbound texts that opt a customer out of marketing (whole message, any case).
+    /// Inbound texts (or button replies) that opt a customer out of marketing: the whole
+    /// message, read by [`ConsentConfig::keyword`]. Default: `STOP`, and `STOP
+    /// PROMOTIONS` (the text of the marketing opt-out button Meta adds to marketing
+    /// templates).
     pub stop_keywords: Vec<String>,
     /// Inbound texts that opt a customer back in.
     pub start_keywords: Vec<String>,
@@ -32,7 +35,7 @@ pub struct ConsentConfig {
 impl Default for ConsentConfig {
     fn default() -> Self {
         Self {
-            stop_keywords: vec!["STOP".into()],
+            stop_keywords: vec!["STOP".into(), "STOP PROMOTIONS".into()],
             start_keywords: vec!["START".into()],
             marketing_back_off: TimeDelta::hours(24),
         }
@@ -40,11 +43,35 @@ impl Default for ConsentConfig {
 }
 
 impl ConsentConfig {
+    /// Whether an inbound message is an opt-out (`Some(true)`), an opt-in (`Some(false)`)
+    /// or neither: a text, or a button reply (a template's quick-reply button, or an
+    /// interactive reply button) whose text or payload (id) is a keyword, each read by
+    /// [`ConsentConfig::keyword`]. Other kinds of message (media captions, list choices,
+    /// reactions) are neither.
+    pub fn keyword_in(&self, content: &lipachat_api::webhook::InboundContent) -> Option<bool> {
+        use lipachat_api::webhook::{InboundContent, InteractiveReply};
+        let (first, second) = match content {
+            InboundContent::Text { body } => (Some(body.as_str()), None),
+            InboundContent::Button { payload, text } => (text.as_deref(), payload.as_deref()),
+            InboundContent::Interactive(InteractiveReply::Button { id, title }) => {
+                (title.as_deref(), id.as_deref())
+            }
+            _ => (None, None),
+        };
+        first
+            .and_then(|text| self.keyword(text))
+            .or_else(|| second.and_then(|text| self.keyword(text)))
+    }
+
     /// Whether an inbound text is an opt-out (`Some(true)`), an opt-in (`Some(false)`) or
-    /// neither: the whole message, trimmed, equal to a keyword in any case.
+    /// neither: the whole message equal to a keyword once both are read by
+    /// [`keyword_form`] (surrounding whitespace, punctuation and emoji trimmed, full-width
+    /// forms folded, zero-width and format characters dropped, any case). "STOP.",
+    /// " stop!", "Ｓｔｏｐ", "S\u{200B}TOP" and "STOP 🛑" are opt-outs; "please don't stop"
+    /// and "S.T.O.P" are not (another word, or punctuation inside the word).
     pub fn keyword(&self, text: &str) -> Option<bool> {
-        let text = text.trim();
-        let named = |words: &[String]| words.iter().any(|w| w.trim().eq_ignore_ascii_case(text));
+        let text = keyword_form(text);
+        let named = |words: &[String]| words.iter().any(|w| keyword_form(w) == text);
         if text.is_empty() {
             None
         } else if named(&self.stop_keywords) {
@@ -55,6 +82,68 @@ impl ConsentConfig {
             None
         }
     }
+}
+
+/// The form a message and a keyword are compared in: zero-width and format characters
+/// (and emoji variation selectors) dropped, full-width forms folded to ASCII as Unicode's
+/// NFKC folds them (U+FF01 to U+FF5E, and the ideographic space), lowercased, runs of
+/// whitespace made one space, and everything that is not a letter or a digit trimmed from
+/// both ends (whitespace, punctuation, symbols, emoji). Inner punctuation stays, so
+/// "S.T.O.P" is not "stop". Other compatibility forms (mathematical or circled letters)
+/// are not folded.
+pub fn keyword_form(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_invisible(c) {
+            continue;
+        }
+        let c = match u32::from(c) {
+            0xFF01..=0xFF5E => char::from_u32(u32::from(c) - 0xFEE0).unwrap_or(c),
+            0x3000 => ' ',
+            _ => c,
+        };
+        if c.is_whitespace() {
+            if !folded.ends_with(' ') {
+                folded.push(' ');
+            }
+        } else {
+            folded.extend(c.to_lowercase());
+        }
+    }
+    folded
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_owned()
+}
+
+/// Zero-width and format characters (Unicode's `Cf` ones a chat message carries: zero
+/// width space and joiners, direction marks, word joiner, byte order mark, soft hyphen,
+/// invisible operators, tags), Hangul fillers and variation selectors: dropped before a
+/// keyword is compared.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F
+            | 0x1160
+            | 0x17B4
+            | 0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF9..=0xFFFB
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE007F
+            | 0xE0100..=0xE01EF
+    )
 }
 
 /// How sends are priced.
@@ -366,6 +455,7 @@ impl ConsentView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn keywords_are_the_whole_message_in_any_case() {
@@ -374,6 +464,155 @@ mod tests {
         assert_eq!(config.keyword("Start"), Some(false));
         assert_eq!(config.keyword("please stop"), None);
         assert_eq!(config.keyword(""), None);
+    }
+
+    #[test]
+    fn decorated_keywords_are_recognised_and_other_words_are_not() {
+        let config = ConsentConfig::default();
+        for text in [
+            "STOP.",
+            " stop!",
+            "\u{ff33}\u{ff54}\u{ff4f}\u{ff50}",
+            "S\u{200B}TOP",
+            "STOP \u{1f6d1}",
+            "\u{1f6d1}\u{fe0f} Stop!!! \u{1f64f}\u{1f3fd}",
+            "\u{feff}stop\u{2060}",
+            "\u{3000}ＳＴＯＰ。",
+            "\"stop\"",
+            "Stop promotions",
+        ] {
+            assert_eq!(config.keyword(text), Some(true), "{text:?}");
+        }
+        assert_eq!(config.keyword("¡START!"), Some(false));
+        for text in [
+            "please don't stop",
+            "stop it",
+            "STOP STOP",
+            "S.T.O.P",
+            "stopp",
+            "\u{1f6d1}",
+            "...",
+            "don't",
+        ] {
+            assert_eq!(config.keyword(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_button_reply_counts_by_its_text_or_payload() {
+        use lipachat_api::webhook::{InboundContent, InteractiveReply};
+        let config = ConsentConfig::default();
+        let button = |payload: Option<&str>, text: Option<&str>| InboundContent::Button {
+            payload: payload.map(str::to_owned),
+            text: text.map(str::to_owned),
+        };
+        assert_eq!(
+            config.keyword_in(&button(Some("promo-7"), Some("Stop promotions"))),
+            Some(true)
+        );
+        assert_eq!(
+            config.keyword_in(&button(Some("STOP"), Some("No thanks"))),
+            Some(true)
+        );
+        assert_eq!(
+            config.keyword_in(&button(Some("promo-7"), Some("Buy now"))),
+            None
+        );
+        let reply = InboundContent::Interactive(InteractiveReply::Button {
+            id: Some("start".into()),
+            title: Some("Yes please".into()),
+        });
+        assert_eq!(config.keyword_in(&reply), Some(false));
+    }
+
+    /// Decorations of a keyword: surrounding whitespace, punctuation and emoji, any case,
+    /// full-width forms, zero-width and format characters between its letters.
+    fn decorated(keyword: &'static str) -> impl Strategy<Value = String> {
+        let around = prop::collection::vec(
+            prop::sample::select(vec![
+                " ",
+                "\t",
+                "\n",
+                "\u{3000}",
+                "\u{a0}",
+                ".",
+                "!",
+                "?",
+                "¡",
+                "¿",
+                ",",
+                ";",
+                ":",
+                "\"",
+                "'",
+                "(",
+                ")",
+                "*",
+                "-",
+                "…",
+                "。",
+                "！",
+                "\u{1f6d1}",
+                "\u{1f64f}",
+                "\u{1f3fd}",
+                "\u{fe0f}",
+                "\u{200d}",
+                "\u{2764}",
+                "\u{200b}",
+            ]),
+            0..4,
+        );
+        let letters = prop::collection::vec(
+            (
+                any::<bool>(),
+                any::<bool>(),
+                prop::sample::select(vec![
+                    "", "", "\u{200b}", "\u{200c}", "\u{200d}", "\u{2060}", "\u{feff}", "\u{ad}",
+                ]),
+            ),
+            keyword.len(),
+        );
+        (around.clone(), letters, around).prop_map(move |(before, letters, after)| {
+            let mut text: String = before.concat();
+            for (c, (upper, wide, gap)) in keyword.chars().zip(letters) {
+                let c = if upper {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                };
+                let c = if wide {
+                    char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)
+                } else {
+                    c
+                };
+                text.push(c);
+                text.push_str(gap);
+            }
+            text.push_str(&after.concat());
+            text
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_decoration_of_a_keyword_is_recognised(
+            stop in decorated("stop"),
+            start in decorated("start"),
+        ) {
+            let config = ConsentConfig::default();
+            proptest::prop_assert_eq!(config.keyword(&stop), Some(true), "{:?}", stop);
+            proptest::prop_assert_eq!(config.keyword(&start), Some(false), "{:?}", start);
+        }
+
+        #[test]
+        fn a_keyword_with_another_word_is_not(
+            keyword in decorated("stop"),
+            word in "[a-zA-Z0-9\u{e9}\u{4e00}]{1,8}",
+            before in any::<bool>(),
+        ) {
+            let text = if before { format!("{word} {keyword}") } else { format!("{keyword} {word}") };
+            proptest::prop_assert_eq!(ConsentConfig::default().keyword(&text), None, "{:?}", text);
+        }
     }
 
     #[test]

@@ -5,41 +5,70 @@
 //! 131049 / 131050.
 
 use lipachat_api::WebhookEvent;
-use lipachat_api::webhook::InboundContent;
 use lipachat_api::{MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusal};
 use lipachat_session::consent::wa_id_key;
-use lipachat_session::{MarketingConsent, ReportedPricing, Store};
+use lipachat_session::{
+    Conversation, Customer, MarketingConsent, Merged, ReportedPricing, SessionError, Sessions,
+    Store,
+};
 use tracing::info;
 
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
 use crate::messaging_limit::record_marketing_refusal;
 use crate::messenger::Messenger;
+use crate::recording::Identified;
 
 impl<S: Store> Messenger<S> {
-    /// [`record_consent_and_cost`] with the messenger's store and policy.
+    /// [`record_consent_and_cost`] with the messenger's sessions and policy.
     pub(crate) async fn record_consent_and_cost(
         &self,
         event: &WebhookEvent,
-    ) -> Result<Option<MarketingConsent>, PolicyError> {
-        record_consent_and_cost(self.sessions().store(), self.config(), event).await
+        identified: &Identified,
+    ) -> Result<Option<RecordedConsent>, PolicyError> {
+        record_consent_and_cost(self.sessions(), self.config(), event, identified).await
     }
 }
 
+/// A marketing consent a webhook recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedConsent {
+    /// The conversation it was recorded for.
+    pub conversation: Conversation,
+    /// The consent now stored (a stale choice leaves a later one in force).
+    pub consent: MarketingConsent,
+}
+
 /// Records what `event` tells about cost and consent (see the module documentation), as
-/// [`Messenger::on_webhook_event`] does first, and `session-check ingest` too; answers
-/// the consent now stored when the event changed it. Events of other kinds, and those
-/// naming no 1:1 phone conversation, record nothing here. Sends nothing.
+/// [`Messenger::on_webhook_event`] does, and `session-check ingest` too; answers the
+/// consent now stored, and for which conversation, when the event changed it. Sends
+/// nothing.
+///
+/// `identified` is what [`EventAction::identify`](crate::EventAction::identify) settled
+/// for the event, run first: the customer is resolved the way the inbound path resolves
+/// them, so a stop keyword, a `user_preferences` stop or a 131050 from a user known only
+/// by a business-scoped user id lands on the conversation the send path checks (the
+/// phone's, when an alias names it). A `user_preferences` choice from such a user with no
+/// alias yet is recorded under the user's own conversation (a handle is allocated, as for
+/// their first message), and moves to the phone's conversation when a later webhook names
+/// both ([`carry_consent`]). A status is tied back by its conversation, its recipient
+/// (phone, user id's alias or handle) or the send outcome stored under our `messageId`;
+/// a status nothing here knows records nothing. Group messages record no consent.
 pub async fn record_consent_and_cost<S: Store>(
-    store: &S,
+    sessions: &Sessions<S>,
     config: &PolicyConfig,
     event: &WebhookEvent,
-) -> Result<Option<MarketingConsent>, PolicyError> {
-    let Some(conversation) = event.conversation() else {
-        return Ok(None);
-    };
+    identified: &Identified,
+) -> Result<Option<RecordedConsent>, PolicyError> {
+    let store = sessions.store();
+    let one_to_one = identified
+        .conversation
+        .filter(|c| !matches!(c.customer, Customer::Group(_)));
     match event {
         WebhookEvent::Inbound(message) => {
+            let Some(conversation) = one_to_one.filter(|_| message.group.is_none()) else {
+                return Ok(None);
+            };
             let at = message.inbound_time();
             if message
                 .referral
@@ -49,23 +78,54 @@ pub async fn record_consent_and_cost<S: Store>(
                 info!(%conversation, "inbound message from a click-to-WhatsApp ad: a timely reply opens a free entry point window");
                 store.record_referral(conversation, at).await?;
             }
-            if let InboundContent::Text { body } = &message.content
-                && let Some(opted_out) = config.consent.keyword(body)
-            {
-                info!(%conversation, opted_out, "marketing keyword in an inbound text");
-                return Ok(Some(
-                    store.record_opt_out(conversation, opted_out, at).await?,
-                ));
+            if let Some(opted_out) = config.consent.keyword_in(&message.content) {
+                info!(%conversation, opted_out, "marketing keyword in an inbound message");
+                let consent = store.record_opt_out(conversation, opted_out, at).await?;
+                return Ok(Some(RecordedConsent {
+                    conversation,
+                    consent,
+                }));
             }
             Ok(None)
         }
-        WebhookEvent::MarketingPreference { opted_out, at, .. } => {
+        WebhookEvent::MarketingPreference {
+            business,
+            customer,
+            opted_out,
+            at,
+        } => {
+            let conversation = match (one_to_one, &customer.user_id) {
+                (Some(conversation), _) => conversation,
+                // Known by the user id alone, and no alias names the phone yet.
+                (None, Some(user)) => match sessions
+                    .sender_conversation(*business, None, Some(user))
+                    .await?
+                {
+                    Some(resolved) => resolved.conversation,
+                    None => return Ok(None),
+                },
+                (None, None) => return Ok(None),
+            };
             info!(%conversation, opted_out, "user_preferences webhook");
-            Ok(Some(
-                store.record_opt_out(conversation, *opted_out, *at).await?,
-            ))
+            let consent = store.record_opt_out(conversation, *opted_out, *at).await?;
+            Ok(Some(RecordedConsent {
+                conversation,
+                consent,
+            }))
         }
         WebhookEvent::Status(status) => {
+            let refusal = match status.error_code {
+                Some(MARKETING_OPT_OUT_CODE) => Some(MarketingRefusal::OptedOut),
+                Some(MARKETING_LIMIT_CODE) => Some(MarketingRefusal::Limit),
+                _ => None,
+            };
+            if status.pricing.is_none() && refusal.is_none() {
+                return Ok(None);
+            }
+            let Some(conversation) = status_conversation(sessions, status, one_to_one).await?
+            else {
+                return Ok(None);
+            };
             if let Some(pricing) = &status.pricing {
                 let key = status
                     .message_id
@@ -94,11 +154,6 @@ pub async fn record_consent_and_cost<S: Store>(
                         .await?;
                 }
             }
-            let refusal = match status.error_code {
-                Some(MARKETING_OPT_OUT_CODE) => Some(MarketingRefusal::OptedOut),
-                Some(MARKETING_LIMIT_CODE) => Some(MarketingRefusal::Limit),
-                _ => None,
-            };
             match refusal {
                 Some(refusal) => {
                     record_marketing_refusal(
@@ -109,11 +164,67 @@ pub async fn record_consent_and_cost<S: Store>(
                         status.at,
                     )
                     .await?;
-                    Ok(Some(store.marketing_consent(conversation).await?))
+                    let consent = store.marketing_consent(conversation).await?;
+                    Ok(Some(RecordedConsent {
+                        conversation,
+                        consent,
+                    }))
                 }
                 None => Ok(None),
             }
         }
         _ => Ok(None),
     }
+}
+
+/// The conversation a status with pricing or a marketing refusal is about: the one the
+/// event's identification settled (its phone, or the phone its user id's alias names),
+/// else the recipient's user id's handle, else the conversation of the send outcome
+/// stored under our `messageId`.
+async fn status_conversation<S: Store>(
+    sessions: &Sessions<S>,
+    status: &lipachat_api::StatusUpdate,
+    identified: Option<Conversation>,
+) -> Result<Option<Conversation>, PolicyError> {
+    if identified.is_some() {
+        return Ok(identified);
+    }
+    let recipient = &status.recipient;
+    let named = match (recipient.business, recipient.group.is_some()) {
+        (Some(business), false) => {
+            sessions
+                .find_conversation(business, recipient.phone, recipient.user_id.as_ref(), None)
+                .await?
+        }
+        _ => None,
+    };
+    Ok(match (named, status.message_id) {
+        (None, Some(message_id)) => sessions
+            .store()
+            .outcome_conversation(recipient.business, message_id)
+            .await
+            .map_err(SessionError::from)?
+            .filter(|c| !matches!(c.customer, Customer::Group(_))),
+        (named, _) => named,
+    })
+}
+
+/// After `merged` moved what was stored for one identity into another (a user's
+/// conversation into their phone's, an old number's into the new one's): carries the
+/// marketing consent recorded for the old identity over, so an opt-out recorded while
+/// only a user id was known applies to the phone's conversation the send path checks.
+/// The later choice still wins and a back-off is only extended, so carrying is harmless
+/// when the store moved the consent itself.
+pub async fn carry_consent<S: Store>(store: &S, merged: &Merged) -> Result<(), PolicyError> {
+    let consent = store.marketing_consent(merged.from).await?;
+    if let Some(changed_at) = consent.changed_at {
+        info!(from = %merged.from, to = %merged.to, opted_out = consent.opted_out, "carrying the marketing consent to the merged conversation");
+        store
+            .record_opt_out(merged.to, consent.opted_out, changed_at)
+            .await?;
+    }
+    if let Some(until) = consent.back_off_until {
+        store.extend_back_off(merged.to, until).await?;
+    }
+    Ok(())
 }

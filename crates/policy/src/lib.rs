@@ -64,6 +64,7 @@ mod error;
 mod ids;
 pub mod messaging_limit;
 mod messenger;
+mod observer;
 mod outcome;
 mod reconciliation;
 mod recording;
@@ -75,10 +76,11 @@ mod webhook;
 pub use catalog::{CatalogCheck, CatalogSettings, TemplateApproval, TemplateCatalogs};
 pub use closing_soon::{ClosingSoon, ClosingSoonWatch};
 pub use config::{OnClosed, PolicyConfig};
-pub use consent_events::record_consent_and_cost;
+pub use consent_events::{RecordedConsent, carry_consent, record_consent_and_cost};
 pub use error::PolicyError;
 pub use ids::template_message_id;
 pub use messenger::Messenger;
+pub use observer::SendObserver;
 pub use outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, InboundHandled,
     InboundReport, OutcomeKind, PreviousOutcome, SendOutcome, TemplateSent,

@@ -30,11 +30,24 @@ fn service_tier_counter(conversation: Conversation, at: DateTime<Utc>) -> String
 /// A month and a bit: every message of one calendar month stays counted in it.
 const SERVICE_TIER_SPAN: TimeDelta = TimeDelta::days(40);
 
+/// The member a message is counted as in the free tier's count: all 128 bits of its
+/// `messageId` folded into the store's 64 (the upper half mixed, then combined with the
+/// lower half), never a prefix: ids made in one millisecond share their leading
+/// timestamp (UUID v7) and a caller's ids may share any prefix, and a prefix would count
+/// them as one. Two distinct ids fold to one member only by a 64-bit coincidence.
 fn message_member(message_id: MessageId) -> u64 {
-    let bytes = message_id.as_bytes();
-    let mut first = [0; 8];
-    first.copy_from_slice(&bytes[..8]);
-    u64::from_be_bytes(first)
+    let whole = u128::from_be_bytes(*message_id.as_bytes());
+    let (high, low) = ((whole >> 64) as u64, whole as u64);
+    mix64(high) ^ low
+}
+
+/// SplitMix64's finaliser: a fixed bijection on 64 bits that spreads every input bit
+/// over the output (the same in every process and version, as a count shared by
+/// replicas on one Redis needs).
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 impl<S: Store> Shared<S> {
@@ -193,6 +206,7 @@ impl<S: Store> Shared<S> {
                 free: pricing.free,
             })
             .await?;
+        self.observers.sent(&pricing);
         Ok(pricing)
     }
 }

@@ -20,6 +20,7 @@ use crate::closed_window::{ClosedWindow, Refusal};
 use crate::config::{OnClosed, PolicyConfig};
 use crate::delivery::OutboxDelivery;
 use crate::error::PolicyError;
+use crate::observer::Observers;
 use crate::outcome::{
     DeliveryReport, DeliveryStop, ExpiredMessage, InboundHandled, InboundReport, PreviousOutcome,
     SendOutcome,
@@ -80,8 +81,18 @@ impl<S: Store> Messenger<S> {
                 client,
                 config,
                 catalogs,
+                observers: Observers::default(),
             }),
         }
+    }
+
+    /// Tells `observer` of every template withheld (by consent or a limit) and of every
+    /// message's predicted pricing as it reaches the gateway, on every send path of this
+    /// messenger and its clones: [`Messenger::send`], [`Messenger::send_template`], the
+    /// reroute and invitation templates, and deliveries from the outbox. A webhook
+    /// service counts them in its metrics this way.
+    pub fn observe(&self, observer: std::sync::Arc<dyn crate::SendObserver>) {
+        self.shared.observers.add(observer);
     }
 
     /// The session engine.

@@ -10,10 +10,11 @@
 use chrono::{DateTime, Utc};
 use lipachat_api::{InboundContent, InboundMessage, MessageId, Recipient, WebhookEvent};
 use lipachat_session::{
-    Alias, Bsuid, Conversation, GroupId, InboundId, Merged, PhoneNumber, RecordedOnce,
-    SessionError, Sessions, Store, WindowState,
+    Alias, Bsuid, Conversation, Customer, GroupId, InboundId, Merged, MovedRecords, PhoneNumber,
+    RecordedOnce, SessionError, Sessions, Store, WindowState,
 };
 
+use crate::consent_events::carry_consent;
 use crate::error::PolicyError;
 
 /// Who an inbound message is from.
@@ -180,6 +181,13 @@ impl EventAction {
                     .unwrap_or("an unnamed template")
             )),
             WebhookEvent::Ignored { reason } => Self::nothing(reason.clone()),
+            WebhookEvent::MarketingPreference {
+                business, customer, ..
+            } => Self::Nothing {
+                conversation: event.conversation(),
+                alias: alias_of(Some(*business), customer.phone, customer.user_id.as_ref()),
+                reason: "a marketing preference (consent only)".into(),
+            },
             other => Self::Nothing {
                 conversation: other.conversation(),
                 alias: None,
@@ -292,7 +300,35 @@ impl EventAction {
     pub async fn identify<S: Store>(
         &self,
         sessions: &Sessions<S>,
-    ) -> Result<Identified, SessionError> {
+    ) -> Result<Identified, PolicyError> {
+        let identified = self.settle(sessions).await?;
+        match (&identified.merged, self.alias()) {
+            (Some(merged), _) => carry_consent(sessions.store(), merged).await?,
+            // Nothing moved, yet the user may have a conversation of their own holding
+            // only a consent (a `user_preferences` choice made while only the user id was
+            // known): it applies to the phone's from now on.
+            (None, Some(alias)) => {
+                let store = sessions.store();
+                if let Some(handle) = store
+                    .find_user_ref(&alias.user)
+                    .await
+                    .map_err(SessionError::from)?
+                {
+                    let merged = Merged {
+                        from: Conversation::with_customer(alias.business, Customer::User(handle)),
+                        to: Conversation::new(alias.business, alias.phone),
+                        moved: MovedRecords::default(),
+                    };
+                    carry_consent(store, &merged).await?;
+                }
+            }
+            (None, None) => {}
+        }
+        Ok(identified)
+    }
+
+    /// [`EventAction::identify`] but for carrying the consent over a merge.
+    async fn settle<S: Store>(&self, sessions: &Sessions<S>) -> Result<Identified, SessionError> {
         let linked = match self.alias() {
             Some(alias) => {
                 sessions
@@ -485,6 +521,7 @@ pub async fn record_event<S: Store>(
             if let Some(user) = action.user_only()
                 && let Some(merged) = sessions.settle_user(conversation, user).await?
             {
+                carry_consent(sessions.store(), &merged).await?;
                 conversation = merged.to;
                 identified = Identified {
                     conversation: Some(merged.to),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::catalog::TemplateCatalogs;
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
+use crate::observer::Observers;
 use crate::outcome::PreviousOutcome;
 
 /// The messenger's state, shared by its clones and by the parts of the send path (the
@@ -24,6 +25,8 @@ pub(crate) struct Shared<S> {
     pub config: PolicyConfig,
     /// The template catalogs templates are checked against.
     pub catalogs: TemplateCatalogs,
+    /// Who is told of withheld templates and of sends' predicted pricing (metrics).
+    pub observers: Observers,
 }
 
 /// The time one call works at, read once when it starts: the wall-clock instant it

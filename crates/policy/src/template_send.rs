@@ -166,17 +166,15 @@ impl<S: Store> Messenger<S> {
         now: CallTime,
     ) -> Result<Invited, PolicyError> {
         let conversation = request.conversation;
-        let window_open = matches!(
-            self.sessions().decide(conversation).await?,
-            SendDecision::Allowed { .. }
-        );
+        // Whether the window is open is decided after the catalog check, when the
+        // template is counted and priced (see `send_checked_template`).
         // Boxed: the check, the pricing and the send make a large future.
         let invited = Box::pin(self.shared.send_checked_template(
             conversation,
             message_id,
             message_id,
             &request.template,
-            window_open,
+            true,
             now,
         ))
         .await?;
@@ -225,21 +223,31 @@ impl<S: Store> Shared<S> {
     /// is counted against the limit before the send, so a failed send leaves it counted:
     /// the local count errs high, never low). The pricing category is the
     /// configuration's override, else the catalog's category when it was checked, else
-    /// marketing. `window_open`: whether the customer service window is open (a
-    /// reroute's or invitation's template goes with it closed); only a template sent with
-    /// it closed counts against the messaging limit.
+    /// marketing. `window_may_be_open`: `false` when the caller knows the customer
+    /// service window is closed (a reroute's or invitation's template goes with it
+    /// closed); `true` has it decided after the catalog check, which may fetch the
+    /// catalog and take a while, at the clock's time then and with the window rule's
+    /// margin: a template counts as inside the window only when the window stays open
+    /// past the margin, so one whose window may close before the send completes is
+    /// counted against the messaging limit and priced as outside. Only a template sent
+    /// outside counts against the limit.
     pub(crate) async fn send_checked_template(
         &self,
         conversation: Conversation,
         message_id: MessageId,
         template_id: MessageId,
         template: &TemplateMessage,
-        window_open: bool,
+        window_may_be_open: bool,
         now: CallTime,
     ) -> Result<Invited, PolicyError> {
         let approval = self
             .check_template(conversation.business, message_id, template, now)
             .await?;
+        let window_open = window_may_be_open
+            && matches!(
+                self.sessions.decide(conversation).await?,
+                SendDecision::Allowed { .. }
+            );
         let category = self
             .config
             .pricing
@@ -262,6 +270,7 @@ impl<S: Store> Shared<S> {
         .await?;
         if let Some(reason) = withheld {
             info!(%conversation, %message_id, template = template.name(), reason = reason.name(), "template withheld");
+            self.observers.withheld(reason, false);
             return Ok(Invited::Withheld {
                 reason,
                 pricing: Box::new(pricing),
@@ -280,6 +289,7 @@ impl<S: Store> Shared<S> {
                     let reason =
                         Box::pin(self.record_marketing_refusal(conversation, refusal, now.at))
                             .await?;
+                    self.observers.withheld(reason, true);
                     return Ok(Invited::Withheld {
                         reason,
                         pricing: Box::new(pricing),

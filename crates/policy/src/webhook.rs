@@ -7,6 +7,7 @@ use lipachat_api::WebhookEvent;
 use lipachat_session::{Conversation, MarketingConsent, Merged, MovedRecords, Store};
 use tracing::{info, warn};
 
+use crate::consent_events::carry_consent;
 use crate::error::PolicyError;
 use crate::messenger::Messenger;
 use crate::outcome::{DeliveryReport, InboundHandled, InboundReport};
@@ -100,20 +101,20 @@ impl<S: Store> Messenger<S> {
         &self,
         event: &WebhookEvent,
     ) -> Result<WebhookOutcome, PolicyError> {
-        // Cost and consent first: a STOP keyword is in force before anything the inbound
-        // message triggers (a delivery of queued messages) is sent.
-        // Boxed: its future would otherwise swell every webhook's.
-        let consent = Box::pin(self.record_consent_and_cost(event)).await?;
-        if let (WebhookEvent::MarketingPreference { conversation, .. }, Some(consent)) =
-            (event, consent)
-        {
-            return Ok(WebhookOutcome::MarketingPreference {
-                conversation: *conversation,
-                consent,
-            });
-        }
         let action = EventAction::of(event);
         let identified = action.identify(self.sessions()).await?;
+        // Cost and consent once the customer is resolved as the inbound path resolves
+        // them (a user known by a user id alone: the phone an alias names), and before
+        // anything the inbound message triggers (a delivery of queued messages) is sent,
+        // so a STOP keyword is in force by then.
+        // Boxed: its future would otherwise swell every webhook's.
+        let consent = Box::pin(self.record_consent_and_cost(event, &identified)).await?;
+        if let (WebhookEvent::MarketingPreference { .. }, Some(recorded)) = (event, consent) {
+            return Ok(WebhookOutcome::MarketingPreference {
+                conversation: recorded.conversation,
+                consent: recorded.consent,
+            });
+        }
         if let (Some(merged), false) = (
             identified.merged,
             matches!(action, EventAction::ChangeIdentity { .. }),
@@ -133,6 +134,9 @@ impl<S: Store> Messenger<S> {
                     Some(user) => self.sessions().settle_user(conversation, user).await?,
                     None => None,
                 };
+                if let Some(merged) = &settled {
+                    carry_consent(self.sessions().store(), merged).await?;
+                }
                 Ok(match handled {
                     InboundHandled::First(mut report) => {
                         if let Some(merged) = settled {

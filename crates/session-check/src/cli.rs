@@ -642,6 +642,37 @@ pub struct SendRun {
     /// not current prices): the output then estimates what the message costs.
     #[arg(long, value_name = "FILE")]
     pub prices: Option<PathBuf>,
+    /// The business portfolio the business number belongs to, for WhatsApp's messaging
+    /// limit (unique customers reached outside a customer service window in a moving 24
+    /// hours, shared by the portfolio's numbers): a name of letters, digits, `.`, `_` or
+    /// `-`. With --messaging-tier, a template that would go outside the window to a
+    /// customer the portfolio has not reached in the last 24 hours, when it already
+    /// reached the tier's number, is not sent: under --on-closed queue the message is
+    /// queued (exit 0), otherwise rejected with reason messaging_limit (exit 1). Every
+    /// command given the same name counts into one count kept in the store (a prediction
+    /// of the platform's). A dry run neither counts nor checks it. Without it, no limit
+    /// is applied.
+    #[arg(long, value_name = "NAME", requires = "messaging_tier")]
+    pub portfolio: Option<String>,
+    /// The portfolio's other business numbers, comma-separated (the send's business
+    /// number is always in it). They share the count under --portfolio's name.
+    #[arg(
+        long,
+        value_name = "N1,N2",
+        value_delimiter = ',',
+        value_parser = parse_phone,
+        requires = "portfolio"
+    )]
+    pub portfolio_numbers: Vec<PhoneNumber>,
+    /// The portfolio's messaging tier: 250, 2000, 10000, 100000 or unlimited (see
+    /// --portfolio).
+    #[arg(
+        long,
+        value_name = "TIER",
+        value_parser = parse_messaging_tier,
+        requires = "portfolio"
+    )]
+    pub messaging_tier: Option<lipachat_policy::consent::MessagingTier>,
 }
 
 /// `send-contact`'s arguments.
@@ -1048,6 +1079,13 @@ fn parse_template_category(input: &str) -> Result<lipachat_session::PricingCateg
         )),
         Some(category) => Ok(category),
     }
+}
+
+/// Parses a messaging tier: 250, 2000, 10000, 100000 or unlimited.
+fn parse_messaging_tier(input: &str) -> Result<lipachat_policy::consent::MessagingTier, String> {
+    lipachat_policy::consent::MessagingTier::parse(input).ok_or_else(|| {
+        format!("{input:?} is not a messaging tier: use 250, 2000, 10000, 100000 or unlimited")
+    })
 }
 
 /// Parses a phone number in any form the library accepts.

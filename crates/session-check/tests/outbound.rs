@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
-use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli};
+use common::{BUSINESS, CUSTOMER, CUSTOMER_DIGITS, Cli, order_update};
 use lipachat_session::PhoneNumber;
 use lipachat_testkit::{MessageKind, StandInGateway, template_entry};
 use serde_json::{Value, json};
@@ -375,20 +375,6 @@ async fn a_closed_window_rejects_or_queues_behind_a_checked_template_and_deliver
     assert_eq!(image.kind, MessageKind::Media);
     assert_eq!(image.message_id, answer["message_id"].as_str().unwrap());
     assert_eq!(image.body["caption"], "Your parcel");
-}
-
-fn order_update<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut all = vec![
-        "send-template",
-        BUSINESS,
-        CUSTOMER,
-        "--template",
-        "order_update",
-        "--language",
-        "en",
-    ];
-    all.extend_from_slice(extra);
-    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

@@ -50,7 +50,8 @@ async fn an_open_window_sends_the_card() {
     assert_eq!(
         run.stdout,
         format!(
-            "sent: contact card {} (WhatsApp message id {}); the window closes {}\n",
+            "sent: contact card {} (WhatsApp message id {}); the window closes {}\n\
+             predicted pricing: service, free (service_free_tier)\n",
             card.message_id,
             card.wa_id,
             text(wrote + TimeDelta::hours(24))
@@ -391,6 +392,7 @@ async fn dry_run_prints_the_decision_and_body_and_needs_no_key() {
         run.stdout.starts_with(
             "dry-run: nothing sent\n\
              decision: open: the window closes 2026-11-24T10:00:00Z (in 23h 0m); the contact card would be sent\n\
+             predicted pricing: service, free (service_free_tier)\n\
              POST /api/v1/whatsapp/contact {\n"
         ),
         "{run:?}"

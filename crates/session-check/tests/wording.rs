@@ -44,7 +44,7 @@ async fn sends_say_never_messaged_and_name_whatsapps_message_id() {
         format!(
             "rerouted: the window is not open (never messaged); the contact card was dropped; \
              template {} sent (WhatsApp message id {template_wa_id}); not checked: the \
-             catalog could not be fetched\n",
+             catalog could not be fetched\npredicted pricing: marketing, billed\n",
             template.message_id
         )
     );

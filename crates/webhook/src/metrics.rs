@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lipachat_api::WebhookEvent;
-use lipachat_policy::{DeliveryReport, SendOutcome};
+use lipachat_policy::consent::Withholding;
+use lipachat_policy::cost::Pricing;
+use lipachat_policy::{DeliveryReport, SendObserver, SendOutcome};
 use lipachat_session::{ClosedCause, WindowState};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -36,11 +38,14 @@ pub const CLOSURES: &str = "lipachat_window_closures_131047_total";
 pub const QUEUED_DELIVERED: &str = "lipachat_queued_delivered_total";
 /// Queued messages that expired undelivered.
 pub const QUEUED_EXPIRED: &str = "lipachat_queued_expired_total";
-/// Templates withheld locally, by `reason`: `opted_out`, `marketing_limit` (a 131049
-/// back-off), `messaging_limit` (the portfolio's limit, under a policy that does not
-/// queue).
+/// Templates withheld, by `reason`: `opted_out`, `marketing_limit` (a 131049
+/// back-off), `messaging_limit` (the portfolio's limit; an invitation withheld while its
+/// message is queued counts too), on every send path of the messenger (its observer),
+/// including a 131049 / 131050 answered by the gateway.
 pub const WITHHELD: &str = "lipachat_sends_withheld_total";
-/// The bot's sends by predicted pricing `category` (`service`, `utility`, `marketing`,
+/// Messages the gateway accepted, on every send path of the messenger (replies, sends
+/// and templates through the messenger itself, reroutes, invitations, deliveries from the
+/// outbox), by predicted pricing `category` (`service`, `utility`, `marketing`,
 /// `authentication`) and `free` (`true`, `false`).
 pub const PREDICTED_CATEGORIES: &str = "lipachat_sends_predicted_category_total";
 /// Statuses that reported pricing, by the reported `category` (as the platform writes it,
@@ -248,26 +253,9 @@ impl WebhookMetrics {
             Some(SendOutcome::Duplicate(_)) => "duplicate",
             Some(outcome) => outcome.name(),
         };
+        // Withheld templates and predicted categories are counted by the messenger's
+        // observer (`SendObserver`), on every send path, not here.
         self.labelled(SENDS, "outcome", name).increment(1);
-        if let Some(SendOutcome::Withheld { reason, .. }) = outcome {
-            self.labelled(WITHHELD, "reason", reason.name())
-                .increment(1);
-        }
-        if let Some(pricing) = outcome.and_then(SendOutcome::pricing)
-            && !matches!(outcome, Some(SendOutcome::Withheld { .. }))
-        {
-            let key = Key::from_parts(
-                PREDICTED_CATEGORIES,
-                vec![
-                    Label::new("category", pricing.category.name()),
-                    Label::new("free", if pricing.free { "true" } else { "false" }),
-                ],
-            );
-            self.inner
-                .recorder
-                .register_counter(&key, &METADATA)
-                .increment(1);
-        }
         match outcome {
             Some(SendOutcome::Rejected {
                 refused_by_gateway: true,
@@ -292,6 +280,29 @@ impl WebhookMetrics {
     /// Sets the bot queue's depth.
     pub(crate) fn queue_depth(&self, depth: usize) {
         self.inner.queue_depth.set(depth as f64);
+    }
+}
+
+/// Counts what every send path of the messenger reports: withheld templates by reason,
+/// and messages that reached the gateway by predicted category.
+impl SendObserver for WebhookMetrics {
+    fn withheld(&self, reason: Withholding, _refused_by_gateway: bool) {
+        self.labelled(WITHHELD, "reason", reason.name())
+            .increment(1);
+    }
+
+    fn sent(&self, pricing: &Pricing) {
+        let key = Key::from_parts(
+            PREDICTED_CATEGORIES,
+            vec![
+                Label::new("category", pricing.category.name()),
+                Label::new("free", if pricing.free { "true" } else { "false" }),
+            ],
+        );
+        self.inner
+            .recorder
+            .register_counter(&key, &METADATA)
+            .increment(1);
     }
 }
 
@@ -328,6 +339,7 @@ mod tests {
             refused_by_gateway: false,
         };
         metrics.send(Some(&withheld), at, Duration::from_millis(1));
+        metrics.withheld(Withholding::OptedOut, false);
         let status = WebhookEvent::Status(StatusUpdate {
             conversation: None,
             recipient: Recipient::default(),

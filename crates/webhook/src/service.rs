@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lipachat_api::{WebhookError, WebhookEvent, WebhookParser, WebhookToken};
-use lipachat_policy::{Messenger, PolicyError, WebhookOutcome};
+use lipachat_policy::{Messenger, PolicyError, SendObserver, WebhookOutcome};
 use lipachat_session::{Conversation, Store, StoreError};
 use serde::Deserialize;
 use tracing::{Instrument, debug, field, info_span, warn};
@@ -128,6 +128,10 @@ impl<S: Store> WebhookServiceBuilder<S> {
                 name: "the number of bot handlers",
             });
         }
+        // Every send path of the messenger (and of its clones) counts withheld templates
+        // and predicted categories in this service's metrics.
+        self.messenger
+            .observe(Arc::new(self.metrics.clone()) as Arc<dyn SendObserver>);
         let (queue, runner) = match self.start_bot {
             Some(start) => {
                 let (queue, runner) = start(

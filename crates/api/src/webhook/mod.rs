@@ -491,8 +491,12 @@ pub enum WebhookEvent {
     /// A customer stopped or resumed marketing messages from the business number
     /// (WhatsApp's `user_preferences` webhook, category `marketing_messages`).
     MarketingPreference {
-        /// The conversation (business number and the customer's phone).
-        conversation: Conversation,
+        /// The business number.
+        business: PhoneNumber,
+        /// Who chose: the customer's phone (`wa_id`), their business-scoped user id
+        /// (`user_id`, for a user with a username whose phone the payload leaves out), or
+        /// both; at least one.
+        customer: Sender,
         /// `true` for stop, `false` for resume.
         opted_out: bool,
         /// When the customer chose (the payload's timestamp, capped at receipt).
@@ -512,7 +516,11 @@ impl WebhookEvent {
             Self::Inbound(message) => message.conversation(),
             Self::WindowClosed { conversation, .. } => *conversation,
             Self::Status(status) => status.conversation,
-            Self::MarketingPreference { conversation, .. } => Some(*conversation),
+            Self::MarketingPreference {
+                business, customer, ..
+            } => customer
+                .phone
+                .map(|phone| Conversation::new(*business, phone)),
             Self::TemplateStatus(_) | Self::Ignored { .. } => None,
         }
     }

@@ -1,7 +1,7 @@
 //! WhatsApp's own (nested) webhook payload.
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Bsuid, Conversation, GroupId, PhoneNumber};
+use lipachat_session::{Bsuid, GroupId, PhoneNumber};
 use serde_json::{Map, Value};
 
 use super::content::{self, CallDirection, CallEventKind, bsuid};
@@ -445,15 +445,23 @@ impl Change<'_> {
             Ok(business) => business,
             Err(reason) => return ignored(reason),
         };
-        let customer = match phone(preference, "wa_id") {
-            Ok(Some(customer)) => customer,
-            Ok(None) => return ignored("a user preference without the customer's wa_id"),
-            Err(error) => return ignored(format!("user preference wa_id: {error}")),
+        let customer = Sender {
+            phone: match phone(preference, "wa_id") {
+                Ok(phone) => phone,
+                Err(error) => return ignored(format!("user preference wa_id: {error}")),
+            },
+            user_id: bsuid(preference, &["user_id"]),
+            parent_user_id: bsuid(preference, &["parent_user_id"]),
+            username: None,
         };
+        if customer.phone.is_none() && customer.user_id.is_none() {
+            return ignored("a user preference naming the customer by neither wa_id nor user_id");
+        }
         let at =
             timestamp(preference.get("timestamp"), self.received_at).unwrap_or(self.received_at);
         WebhookEvent::MarketingPreference {
-            conversation: Conversation::new(business, customer),
+            business,
+            customer,
             opted_out,
             at,
         }
@@ -1012,6 +1020,26 @@ mod tests {
                 ..
             }
         ));
+        // A user with a username: the user id alone names them.
+        let mut by_user = body("stop", "marketing_messages");
+        let item = &mut by_user["entry"][0]["changes"][0]["value"]["user_preferences"][0];
+        item.as_object_mut().map(|o| o.remove("wa_id"));
+        item["user_id"] = "US.13491208655302741918".into();
+        let events = parse(by_user.clone());
+        let WebhookEvent::MarketingPreference { customer, .. } = &events[0] else {
+            panic!("not a marketing preference: {:?}", events[0])
+        };
+        assert_eq!(
+            (
+                customer.phone,
+                customer.user_id.as_ref().map(|u| u.to_string())
+            ),
+            (None, Some("US.13491208655302741918".to_owned()))
+        );
+        assert_eq!(events[0].conversation(), None);
+        by_user["entry"][0]["changes"][0]["value"]["user_preferences"][0]
+            .as_object_mut()
+            .map(|o| o.remove("user_id"));
         for (value, category, why) in [
             ("pause", "marketing_messages", "neither stop"),
             ("stop", "other", "not marketing_messages"),
@@ -1022,5 +1050,9 @@ mod tests {
             };
             assert!(reason.contains(why), "{reason}");
         }
+        let WebhookEvent::Ignored { reason } = &parse(by_user)[0] else {
+            panic!("a preference naming nobody is ignored")
+        };
+        assert!(reason.contains("neither wa_id nor user_id"), "{reason}");
     }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use lipachat_api::{ApiKey, Client, RetryPolicy};
+use lipachat_session::ManualClock;
 use lipachat_testkit::StandInGateway;
 
 /// A client for `gateway` that retries once, quickly.
@@ -19,4 +20,13 @@ pub fn quick_client(gateway: &StandInGateway) -> Client {
         })
         .build()
         .expect("a client for the stand-in")
+}
+
+/// A stand-in gateway on loopback that tells time by `clock`.
+pub async fn clocked_gateway(clock: &ManualClock) -> StandInGateway {
+    StandInGateway::builder()
+        .clock(clock.clone())
+        .start()
+        .await
+        .expect("the stand-in gateway starts")
 }

@@ -146,10 +146,11 @@ pub async fn ingest<S: Store>(
     let store = context.sessions.store();
     let config = PolicyConfig::default();
     for event in &events {
-        // Consent and cost first, as a bot does: a STOP, a referral, a status's pricing.
-        record_consent_and_cost(store, &config, event).await?;
         let action = EventAction::of(event);
-        let (recording, _) = record_event(&context.sessions, &action).await?;
+        let (recording, identified) = record_event(&context.sessions, &action).await?;
+        // Consent and cost, for the customer resolved as a bot resolves them: a STOP, a
+        // referral, a status's pricing.
+        record_consent_and_cost(&context.sessions, &config, event, &identified).await?;
         let mut line = describe(event);
         if let EventAction::Nothing { reason, .. } = &action
             && line.event == "ignored"

@@ -7,12 +7,12 @@ use lipachat_api::{
     ButtonsMessage, ContactMessage, ContactPhone, FreeFormMessage, ListMessage, MediaMessage,
     MessageId, RequestBody, TemplateMessage, TextMessage,
 };
-use lipachat_policy::consent::{PricingConfig, Withholding};
+use lipachat_policy::consent::{MessagingLimits, PricingConfig, Withholding};
 use lipachat_policy::cost::{Estimate, PriceTable, Pricing};
 use lipachat_policy::{
     DryRun, OnClosed, PolicyConfig, PreviousOutcome, SendOutcome, SendRequest, TemplateSent,
 };
-use lipachat_session::{SendDecision, Store};
+use lipachat_session::{PhoneNumber, SendDecision, Store};
 use serde::Serialize;
 
 use super::{Context, Exit, addressable, messenger, sending_sessions};
@@ -126,8 +126,9 @@ pub(super) struct SendView {
     pub(super) human: String,
 }
 
-/// The pricing fields of every send command's JSON (and its dry run's): in the JSON only,
-/// the human lines keep their wording (scripts match them).
+/// The pricing fields of every send command's JSON (and its dry run's); the human output
+/// says the same in one line of its own after the others (whose wording scripts match),
+/// [`CostFacts::words`].
 #[derive(Debug, Default, Serialize)]
 pub(super) struct CostFacts {
     /// The predicted pricing category of what this call sent, withheld or would send,
@@ -135,6 +136,10 @@ pub(super) struct CostFacts {
     pub(super) category: Option<&'static str>,
     /// Whether that is predicted free, else null.
     pub(super) free: Option<bool>,
+    /// Why it is free or not (`free_entry_point`, `customer_service_window`,
+    /// `service_free_tier`, `billed`): in the human line only.
+    #[serde(skip)]
+    pub(super) because: Option<&'static str>,
     /// When a marketing template may be tried again (reason `marketing_limit`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) retry_at: Option<String>,
@@ -150,17 +155,56 @@ impl CostFacts {
             Some(pricing) => Self {
                 category: Some(pricing.category.name()),
                 free: Some(pricing.free),
+                because: Some(pricing.because.name()),
                 retry_at: None,
                 estimate: pricing.estimate.clone(),
             },
             None => Self::default(),
         }
     }
+
+    /// The human line: `predicted pricing: CATEGORY, free (WHY)` or `..., billed`, then
+    /// the estimate from `--prices` and when a marketing template may be tried again,
+    /// when known; `None` when nothing is priced (a duplicate).
+    pub(super) fn words(&self) -> Option<String> {
+        let category = self.category?;
+        let mut words = format!("predicted pricing: {category}, ");
+        match (self.free, self.because) {
+            (Some(true), Some(because)) => words.push_str(&format!("free ({because})")),
+            (Some(true), None) => words.push_str("free"),
+            _ => words.push_str("billed"),
+        }
+        if let Some(estimate) = &self.estimate {
+            words.push_str(&format!(
+                "; estimate {} {} (market {})",
+                estimate.amount, estimate.currency, estimate.market
+            ));
+        }
+        if let Some(retry_at) = &self.retry_at {
+            words.push_str(&format!(
+                "; a marketing template may be tried again at {retry_at}"
+            ));
+        }
+        Some(words)
+    }
+
+    /// `human` with the pricing line inserted after its first `after` lines (at the end
+    /// when it has fewer).
+    pub(super) fn with_pricing_line(&self, human: &str, after: usize) -> String {
+        let Some(words) = self.words() else {
+            return human.to_owned();
+        };
+        let mut lines: Vec<&str> = human.split('\n').collect();
+        let at = after.min(lines.len());
+        lines.insert(at, &words);
+        lines.join("\n")
+    }
 }
 
 impl Render for SendView {
     fn human(&self) -> String {
-        self.human.clone()
+        // After the send's own lines.
+        self.cost.with_pricing_line(&self.human, usize::MAX)
     }
 }
 
@@ -204,7 +248,8 @@ pub(super) struct ClosedWindowPlan {
 
 impl<E: Serialize> Render for DryRunView<E> {
     fn human(&self) -> String {
-        self.human.clone()
+        // After "dry-run: nothing sent" and the decision, before the bodies.
+        self.cost.with_pricing_line(&self.human, 2)
     }
 }
 
@@ -224,7 +269,8 @@ pub async fn send_free_form<S: Store + Clone>(
     let conversation = addressable(context, pair).await?;
     let config = PolicyConfig::default()
         .on_closed(on_closed.clone())
-        .pricing(pricing_config(&options.run, options.template.as_deref())?);
+        .pricing(pricing_config(&options.run, options.template.as_deref())?)
+        .messaging_limits(messaging_limits(&options.run, conversation.business)?);
     let mut request = SendRequest::new(conversation, message);
     if let Some(id) = options.run.message_id {
         request = request.message_id(id);
@@ -274,6 +320,26 @@ pub(super) fn pricing_config(
         );
     }
     Ok(pricing)
+}
+
+/// The messaging limit: `--portfolio` with `--messaging-tier`, its numbers
+/// (`--portfolio-numbers` and the send's `business`); none without them. A bad name is a
+/// usage error naming what is wrong.
+pub(super) fn messaging_limits(
+    run: &SendRun,
+    business: PhoneNumber,
+) -> Result<MessagingLimits, CliError> {
+    match (&run.portfolio, run.messaging_tier) {
+        (Some(name), Some(tier)) => MessagingLimits::default()
+            .portfolio(
+                name,
+                tier,
+                run.portfolio_numbers.iter().copied().chain([business]),
+            )
+            .map_err(|e| CliError::Usage(format!("--portfolio: {e}"))),
+        // clap requires the two together.
+        _ => Ok(MessagingLimits::default()),
+    }
 }
 
 /// The exit status of a send that ended with the outcome named `outcome`: 1 rejected, 0

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::send::{
     CostFacts, DryRunView, SendView, TemplateFacts, catalog_words, duplicate_view, exit_for,
-    pricing_config, template_parts, withheld_view, withheld_words,
+    messaging_limits, pricing_config, template_parts, withheld_view, withheld_words,
 };
 use super::{Context, Exit, addressable, messenger, sending_sessions};
 use crate::cli::{HeaderType, SendTemplate, Templates};
@@ -63,8 +63,10 @@ pub async fn send_template<S: Store + Clone>(
     args: SendTemplate,
 ) -> Result<Exit, CliError> {
     let template = check(&args)?;
-    let config = PolicyConfig::default().pricing(pricing_config(&args.run, Some(&args.template))?);
     let conversation = addressable(context, &args.pair).await?;
+    let config = PolicyConfig::default()
+        .pricing(pricing_config(&args.run, Some(&args.template))?)
+        .messaging_limits(messaging_limits(&args.run, conversation.business)?);
     if args.run.dry_run {
         let message_id = args.run.message_id.unwrap_or_else(MessageId::new);
         let sessions = sending_sessions(context, &args.run.settings)?;

@@ -55,6 +55,21 @@ pub fn send_contact<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// `send-template BUSINESS CUSTOMER --template order_update --language en`, then `extra`.
+pub fn order_update<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec![
+        "send-template",
+        BUSINESS,
+        CUSTOMER,
+        "--template",
+        "order_update",
+        "--language",
+        "en",
+    ];
+    all.extend_from_slice(extra);
+    all
+}
+
 /// The path of a body of the webhook fixture corpus (crates/api/tests/fixtures/webhooks,
 /// whose README cites each body's source).
 pub fn fixture(name: &str) -> String {
