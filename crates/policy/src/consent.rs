@@ -263,15 +263,40 @@ impl MessagingLimits {
     /// The span the platform counts unique customers in: a moving 24 hours.
     pub const SPAN: TimeDelta = TimeDelta::hours(24);
 
-    /// Puts `numbers` in the portfolio `name` with `tier`. A bad name is an error naming
-    /// what is wrong.
+    /// Puts `numbers` in the portfolio `name` with `tier`. Refused, naming what is wrong:
+    /// a bad name, a name already configured with another tier (its numbers share one
+    /// count, so they must share one limit), or a number already in another portfolio
+    /// (a number belongs to one portfolio; moving it silently would hide its sends from
+    /// the first portfolio's count). Adding numbers to a portfolio again with the same
+    /// tier is allowed.
     pub fn portfolio(
         mut self,
         name: &str,
         tier: MessagingTier,
         numbers: impl IntoIterator<Item = PhoneNumber>,
-    ) -> Result<Self, String> {
-        lipachat_session::consent::check_portfolio_name(name)?;
+    ) -> Result<Self, PortfolioError> {
+        lipachat_session::consent::check_portfolio_name(name).map_err(PortfolioError::Name)?;
+        if let Some(existing) = self.portfolios.values().find(|p| p.name == name)
+            && existing.tier != tier
+        {
+            return Err(PortfolioError::TwoTiers {
+                name: name.to_owned(),
+                configured: existing.tier,
+                given: tier,
+            });
+        }
+        let numbers: Vec<PhoneNumber> = numbers.into_iter().collect();
+        for number in &numbers {
+            if let Some(existing) = self.portfolios.get(number)
+                && existing.name != name
+            {
+                return Err(PortfolioError::NumberInTwoPortfolios {
+                    number: *number,
+                    configured: existing.name.clone(),
+                    given: name.to_owned(),
+                });
+            }
+        }
         for number in numbers {
             self.portfolios.insert(
                 number,
@@ -288,6 +313,35 @@ impl MessagingLimits {
     pub fn of(&self, business: PhoneNumber) -> Option<&Portfolio> {
         self.portfolios.get(&business)
     }
+}
+
+/// Why [`MessagingLimits::portfolio`] refused a portfolio.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortfolioError {
+    /// The portfolio's name is not usable (the reason says why).
+    #[error("bad portfolio name: {0}")]
+    Name(String),
+    /// The portfolio is already configured with another tier.
+    #[error("portfolio {name:?} is already configured with tier {configured:?}, not {given:?}")]
+    TwoTiers {
+        /// The portfolio's name.
+        name: String,
+        /// The tier it has.
+        configured: MessagingTier,
+        /// The other tier given.
+        given: MessagingTier,
+    },
+    /// The business number already belongs to another portfolio.
+    #[error("business number {number} is already in portfolio {configured:?}, not {given:?}")]
+    NumberInTwoPortfolios {
+        /// The number.
+        number: PhoneNumber,
+        /// The portfolio it is in.
+        configured: String,
+        /// The other portfolio named.
+        given: String,
+    },
 }
 
 /// A customer's marketing status towards a business number at a time.
@@ -641,10 +695,36 @@ mod tests {
             None
         );
         assert_eq!(MessagingTier::parse("300"), None);
-        assert!(
-            MessagingLimits::default()
-                .portfolio("a b", MessagingTier::Tier250, [])
-                .is_err()
-        );
+        assert!(matches!(
+            MessagingLimits::default().portfolio("a b", MessagingTier::Tier250, []),
+            Err(PortfolioError::Name(_))
+        ));
+    }
+
+    /// A number belongs to one portfolio, and a portfolio has one tier; adding more
+    /// numbers to a portfolio with its own tier is fine.
+    #[test]
+    fn portfolios_do_not_conflict() {
+        let a = PhoneNumber::parse("254700000001").unwrap();
+        let b = PhoneNumber::parse("254700000002").unwrap();
+        let limits = MessagingLimits::default()
+            .portfolio("acme", MessagingTier::Tier250, [a])
+            .unwrap();
+        assert!(matches!(
+            limits
+                .clone()
+                .portfolio("other", MessagingTier::Tier250, [a]),
+            Err(PortfolioError::NumberInTwoPortfolios { .. })
+        ));
+        assert!(matches!(
+            limits
+                .clone()
+                .portfolio("acme", MessagingTier::Tier100k, [b]),
+            Err(PortfolioError::TwoTiers { .. })
+        ));
+        let both = limits
+            .portfolio("acme", MessagingTier::Tier250, [a, b])
+            .unwrap();
+        assert_eq!(both.of(a), both.of(b));
     }
 }

@@ -269,7 +269,6 @@ async fn a_131050_http_400_answer_with_the_code_only_in_the_errors_array_is_reco
 /// the `messageId` (tests/message_status.rs). The opt-out should be recorded the same
 /// way, so that the next marketing template is refused locally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: 131050/131049 in LipaChat's MESSAGE_STATUS (no recipient) is dropped: record_consent_and_cost needs event.conversation()"]
 async fn a_lipachat_message_status_131050_records_the_opt_out() {
     for parser in [
         WebhookParser::default(),
@@ -617,7 +616,6 @@ async fn the_free_entry_point_window_is_never_a_permission() {
 /// count no longer sees that number's sends (its limit is no longer enforced for them).
 /// The configuration should refuse it.
 #[test]
-#[ignore = "hole: MessagingLimits::portfolio silently moves a number already in another portfolio"]
 fn a_number_in_two_portfolios_is_refused() {
     let limits = MessagingLimits::default()
         .portfolio("acme", MessagingTier::Tier250, [business()])
@@ -828,7 +826,6 @@ async fn a_5xx_answer_naming_131049_is_not_retried_in_a_burst() {
 /// can take the shared count far past the 250 the other is held to. The configuration
 /// should refuse a name with two tiers.
 #[test]
-#[ignore = "hole: MessagingLimits::portfolio accepts one portfolio name with two different tiers"]
 fn one_portfolio_name_with_two_tiers_is_refused() {
     let limits = MessagingLimits::default()
         .portfolio("acme", MessagingTier::Tier250, [business()])

@@ -21,7 +21,8 @@ use lipachat_api::webhook::WebhookParser;
 use lipachat_api::{ApiKey, Client, RetryPolicy, TemplateMessage};
 use lipachat_policy::consent::{MessagingLimits, MessagingTier};
 use lipachat_policy::{
-    CatalogSettings, Messenger, PolicyConfig, TemplateRequest, record_consent_and_cost,
+    CatalogSettings, EventAction, Messenger, PolicyConfig, TemplateRequest,
+    record_consent_and_cost, record_event,
 };
 use lipachat_redis::test_server::RedisServer;
 use lipachat_session::{ConsentStore, Conversation, ManualClock, PhoneNumber, Sessions, SledStore};
@@ -300,7 +301,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = SledStore::open(dir.path().join("db")).unwrap();
+            let sessions = Sessions::new(SledStore::open(dir.path().join("db")).unwrap());
             let config = PolicyConfig::default();
             let metadata = json!({"display_phone_number": business(0).digits(), "phone_number_id": "1"});
             let preferences = json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "user_preferences", "value": {
@@ -325,7 +326,11 @@ proptest! {
                 let events = WebhookParser::default().parse(body.to_string().as_bytes(), received);
                 let Ok(events) = events else { continue };
                 for event in &events {
-                    let recorded = record_consent_and_cost(&store, &config, event).await;
+                    let action = EventAction::of(event);
+                    let identified = record_event(&sessions, &action).await;
+                    prop_assert!(identified.is_ok(), "{:?} -> {:?}", event, identified);
+                    let (_, identified) = identified.unwrap();
+                    let recorded = record_consent_and_cost(&sessions, &config, event, &identified).await;
                     prop_assert!(recorded.is_ok(), "{:?} -> {:?}", event, recorded);
                 }
             }
