@@ -20,7 +20,9 @@ use lipachat_policy::{
 };
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{Clock, Conversation, ManualClock, PhoneNumber, Sessions, SledStore, Store};
+use lipachat_session::{
+    Clock, ConsentStore, Conversation, ManualClock, PhoneNumber, Sessions, SledStore, Store,
+};
 use lipachat_testkit::{MessageKind, StandInGateway};
 use serde_json::{Value, json};
 
@@ -262,6 +264,34 @@ async fn on_redis_a_stop_before_the_phone_is_known_applies_once_it_is() {
     bot.clock.advance(TimeDelta::minutes(1));
     bot.text("hello", true).await;
     bot.assert_withheld().await;
+    // A user_preferences stop by another user id alone, stored with nothing else under
+    // the user's handle, applies once a message names both.
+    bot.text("START", true).await;
+    let stranger = "US.99999999999999999999";
+    bot.receive(envelope(
+        "user_preferences",
+        json!({"user_preferences": [{"user_id": stranger, "detail": "x",
+            "category": "marketing_messages", "value": "stop",
+            "timestamp": bot.clock.now().timestamp()}]}),
+    ))
+    .await;
+    let other = "254712000009";
+    bot.receive(envelope(
+        "messages",
+        json!({"contacts": [{"profile": {"name": "D"}, "wa_id": other, "user_id": stranger}],
+            "messages": [{"from": other, "from_user_id": stranger, "id": "wamid.other",
+            "timestamp": bot.clock.now().timestamp().to_string(), "type": "text",
+            "text": {"body": "hello"}}]}),
+    ))
+    .await;
+    let consent = bot
+        .messenger
+        .sessions()
+        .store()
+        .marketing_consent(Conversation::new(business(), other.parse().unwrap()))
+        .await
+        .unwrap();
+    assert!(consent.opted_out, "{consent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
