@@ -364,7 +364,6 @@ async fn metas_131049_and_131050_titles_without_the_number_are_recognised() {
 /// accepted by the parser as 1970: the back-off is recorded as ending on 2 January 1970,
 /// so the very next marketing template goes out: a retry right after a 131049.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a 131049 status with timestamp 0 (or any stale one) gives a back-off already over: the template goes right away"]
 async fn a_131049_status_with_an_epoch_timestamp_still_backs_off() {
     let f = fixture(
         PolicyConfig::default()

@@ -121,7 +121,6 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
 /// After a 131049, a real `send-template` answers `retry_at`; its `--dry-run` (and a
 /// reroute's dry run) says `marketing_limit` but drops `retry_at`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-#[ignore = "hole: send-template --dry-run (reason marketing_limit) omits retry_at"]
 async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
     let s = Setup::start().await;
     s.gateway.set_templates(

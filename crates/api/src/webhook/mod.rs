@@ -824,8 +824,15 @@ fn is_decimal_rendering(raw: &str) -> bool {
     }
 }
 
+/// The earliest event time taken from a webhook: 2009-01-01, before WhatsApp existed. An
+/// earlier timestamp (`0`, a negative number) is no real event's time; the event is
+/// taken as happening when it was received (so a 131049 status dated 1970 cannot give a
+/// back-off that is already over).
+const EARLIEST_EVENT_SECS: i64 = 1_230_768_000;
+
 /// A timestamp: Unix seconds (or milliseconds, when too large for seconds) as a number or
-/// a numeric string, or RFC 3339 with an offset. Capped at `received_at`.
+/// a numeric string, or RFC 3339 with an offset. Capped at `received_at`; none before
+/// [`EARLIEST_EVENT_SECS`].
 fn timestamp(value: Option<&Value>, received_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let from_number = |n: i64| {
         if n.unsigned_abs() >= 100_000_000_000 {
@@ -850,7 +857,7 @@ fn timestamp(value: Option<&Value>, received_at: DateTime<Utc>) -> Option<DateTi
         }
         _ => None,
     }?;
-    Some(at.min(received_at))
+    (at.timestamp() >= EARLIEST_EVENT_SECS).then(|| at.min(received_at))
 }
 
 /// A string shortened for an event.
@@ -930,5 +937,13 @@ mod tests {
         assert_eq!(t(Value::from(i64::MAX)), None);
         assert_eq!(t(Value::from(f64::MAX)), None);
         assert_eq!(timestamp(None, received), None);
+        // Before WhatsApp existed (0, negative): no event's time.
+        assert_eq!(t(Value::from(0)), None);
+        assert_eq!(t(Value::from("0")), None);
+        assert_eq!(t(Value::from(-5)), None);
+        assert_eq!(
+            t(Value::from(EARLIEST_EVENT_SECS)),
+            DateTime::from_timestamp(EARLIEST_EVENT_SECS, 0)
+        );
     }
 }

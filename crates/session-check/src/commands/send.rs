@@ -163,6 +163,15 @@ impl CostFacts {
         }
     }
 
+    /// The facts of `pricing`, with when a marketing template may be tried again when
+    /// `withheld` is a 131049 back-off (a real send and its dry run say the same).
+    pub(super) fn withheld(pricing: Option<&Pricing>, withheld: Option<Withholding>) -> Self {
+        Self {
+            retry_at: withheld.and_then(|w| w.retry_at()).map(time),
+            ..Self::of(pricing)
+        }
+    }
+
     /// The human line: `predicted pricing: CATEGORY, free (WHY)` or `..., billed`, then
     /// the estimate from `--prices` and when a marketing template may be tried again,
     /// when known; `None` when nothing is priced (a duplicate).
@@ -607,10 +616,7 @@ pub(super) fn withheld_view(
         template: None,
         refused_by_gateway: refused_by_gateway.then_some(true),
         duplicate: None,
-        cost: CostFacts {
-            retry_at: reason.retry_at().map(time),
-            ..CostFacts::of(Some(pricing))
-        },
+        cost: CostFacts::withheld(Some(pricing), Some(reason)),
         human,
     }
 }
@@ -774,7 +780,10 @@ fn dry_run_view(
             on_closed: on_closed.name(),
             template_body,
         },
-        cost: CostFacts::of(plan.pricing.as_ref().filter(|_| previous.is_none())),
+        cost: CostFacts::withheld(
+            plan.pricing.as_ref().filter(|_| previous.is_none()),
+            plan.withheld.filter(|w| reason_name == Some(w.name())),
+        ),
         human,
     }
 }

@@ -122,7 +122,7 @@ pub async fn send_template<S: Store + Clone>(
             decision,
             duplicate: None,
             extra: NothingMore {},
-            cost: CostFacts::of(Some(&pricing)),
+            cost: CostFacts::withheld(Some(&pricing), withheld),
             human,
             body,
         };
