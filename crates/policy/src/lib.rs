@@ -68,6 +68,7 @@ mod outcome;
 mod reconciliation;
 mod recording;
 mod request;
+mod send_observer;
 mod shared;
 mod template_send;
 mod webhook;
@@ -86,5 +87,6 @@ pub use outcome::{
 pub use reconciliation::Reconciliation;
 pub use recording::{EventAction, EventRecording, Identified, IdentityChange, Party, record_event};
 pub use request::{DryRun, SendRequest, plan_template_cost, queued_content};
+pub use send_observer::SendObserver;
 pub use template_send::{TemplateOutcome, TemplateRequest};
 pub use webhook::WebhookOutcome;

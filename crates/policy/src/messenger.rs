@@ -26,6 +26,7 @@ use crate::outcome::{
 };
 use crate::reconciliation::{Reconciler, Reconciliation};
 use crate::request::{DryRun, SendRequest};
+use crate::send_observer::SendObservers;
 use crate::shared::{CallTime, Shared, addressable};
 
 /// The send path a chatbot backend calls: decides at send time with the safety margin,
@@ -80,6 +81,7 @@ impl<S: Store> Messenger<S> {
                 client,
                 config,
                 catalogs,
+                observers: SendObservers::default(),
             }),
         }
     }
@@ -268,6 +270,14 @@ impl<S: Store> Messenger<S> {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
+        let observed = self.shared.observers.start(|| self.sessions().now());
+        let result = self.send_unobserved(request).await;
+        self.shared.observers.free_form_sent(observed, &result);
+        result
+    }
+
+    /// [`Messenger::send`] before its observers are told.
+    async fn send_unobserved(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
         addressable(request.conversation())?;
         let now = CallTime::read(self.sessions());
         // Only a caller's own messageId can have been used before, or be in use by an

@@ -12,6 +12,7 @@ use crate::catalog::TemplateCatalogs;
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
 use crate::outcome::PreviousOutcome;
+use crate::send_observer::SendObservers;
 
 /// The messenger's state, shared by its clones and by the parts of the send path (the
 /// closed-window choice, the outbox delivery, the reconciliation of late reports).
@@ -24,6 +25,8 @@ pub(crate) struct Shared<S> {
     pub config: PolicyConfig,
     /// The template catalogs templates are checked against.
     pub catalogs: TemplateCatalogs,
+    /// Told of every send ([`crate::SendObserver`]).
+    pub observers: SendObservers,
 }
 
 /// The time one call works at, read once when it starts: the wall-clock instant it

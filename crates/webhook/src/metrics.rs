@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lipachat_api::WebhookEvent;
-use lipachat_policy::{DeliveryReport, SendOutcome};
+use lipachat_policy::cost::Pricing;
+use lipachat_policy::{DeliveryReport, PolicyError, SendObserver, SendOutcome, TemplateOutcome};
 use lipachat_session::{ClosedCause, WindowState};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -25,10 +26,15 @@ pub const DUPLICATES: &str = "lipachat_webhook_duplicates_total";
 pub const AUTH_FAILURES: &str = "lipachat_webhook_auth_failures_total";
 /// Webhooks answered 503 because the bot's queue was full (nothing recorded).
 pub const QUEUE_FULL: &str = "lipachat_webhook_queue_full_total";
-/// The bot's sends, by `outcome`: `sent`, `rerouted`, `queued`, `rejected`, `duplicate`,
-/// `error`.
+/// Every send of the service's messenger, by `outcome`: `sent`, `rerouted`, `queued`,
+/// `rejected`, `duplicate`, `error`. Counted are the bot's replies and the backend's own
+/// sends through that messenger or a clone of it, free-form and template alike (a
+/// template withheld by consent or a limit counts as `rejected`); deliveries of queued
+/// messages are counted by [`QUEUED_DELIVERED`] and [`QUEUED_EXPIRED`] instead, as the
+/// completion of the `queued` send they belong to.
 pub const SENDS: &str = "lipachat_sends_total";
-/// How long the bot's sends took, in seconds (the guarded path, retries included).
+/// How long each send counted in [`SENDS`] took, in seconds (the guarded path, retries
+/// included).
 pub const SEND_DURATION: &str = "lipachat_send_duration_seconds";
 /// Windows closed by the gateway's 131047: reported by a webhook, or a send refused.
 pub const CLOSURES: &str = "lipachat_window_closures_131047_total";
@@ -40,8 +46,8 @@ pub const QUEUED_EXPIRED: &str = "lipachat_queued_expired_total";
 /// back-off), `messaging_limit` (the portfolio's limit, under a policy that does not
 /// queue).
 pub const WITHHELD: &str = "lipachat_sends_withheld_total";
-/// The bot's sends by predicted pricing `category` (`service`, `utility`, `marketing`,
-/// `authentication`) and `free` (`true`, `false`).
+/// The sends counted in [`SENDS`] that went out, by predicted pricing `category`
+/// (`service`, `utility`, `marketing`, `authentication`) and `free` (`true`, `false`).
 pub const PREDICTED_CATEGORIES: &str = "lipachat_sends_predicted_category_total";
 /// Statuses that reported pricing, by the reported `category` (as the platform writes it,
 /// or `other`); `session-check costs` pairs them with the predictions per send.
@@ -108,12 +114,12 @@ impl WebhookMetrics {
             None,
             "Webhooks answered 503: the bot's queue was full.",
         );
-        describe(SENDS, None, "The bot's sends, by outcome.");
+        describe(SENDS, None, "Sends of the service's messenger, by outcome.");
         describe(WITHHELD, None, "Templates withheld locally, by reason.");
         describe(
             PREDICTED_CATEGORIES,
             None,
-            "The bot's sends by predicted pricing category and whether free.",
+            "Sends by predicted pricing category and whether free.",
         );
         describe(
             REPORTED_CATEGORIES,
@@ -130,7 +136,7 @@ impl WebhookMetrics {
         recorder.describe_histogram(
             SEND_DURATION.into(),
             Some(Unit::Seconds),
-            "How long the bot's sends took.".into(),
+            "How long sends took.".into(),
         );
         recorder.describe_gauge(
             QUEUE_DEPTH.into(),
@@ -242,13 +248,14 @@ impl WebhookMetrics {
         started: DateTime<Utc>,
         took: Duration,
     ) {
-        self.inner.send_duration.record(took.as_secs_f64());
-        let name = match outcome {
-            None => "error",
-            Some(SendOutcome::Duplicate(_)) => "duplicate",
-            Some(outcome) => outcome.name(),
-        };
-        self.labelled(SENDS, "outcome", name).increment(1);
+        self.count_send(
+            match outcome {
+                None => "error",
+                Some(SendOutcome::Duplicate(_)) => "duplicate",
+                Some(outcome) => outcome.name(),
+            },
+            took,
+        );
         if let Some(SendOutcome::Withheld { reason, .. }) = outcome {
             self.labelled(WITHHELD, "reason", reason.name())
                 .increment(1);
@@ -256,17 +263,7 @@ impl WebhookMetrics {
         if let Some(pricing) = outcome.and_then(SendOutcome::pricing)
             && !matches!(outcome, Some(SendOutcome::Withheld { .. }))
         {
-            let key = Key::from_parts(
-                PREDICTED_CATEGORIES,
-                vec![
-                    Label::new("category", pricing.category.name()),
-                    Label::new("free", if pricing.free { "true" } else { "false" }),
-                ],
-            );
-            self.inner
-                .recorder
-                .register_counter(&key, &METADATA)
-                .increment(1);
+            self.predicted(pricing);
         }
         match outcome {
             Some(SendOutcome::Rejected {
@@ -289,9 +286,73 @@ impl WebhookMetrics {
         }
     }
 
+    /// Counts a template send: its outcome (or `None` for an error) and how long it took.
+    fn template_send(&self, outcome: Option<&TemplateOutcome>, took: Duration) {
+        self.count_send(
+            match outcome {
+                None => "error",
+                Some(TemplateOutcome::Duplicate(_)) => "duplicate",
+                Some(outcome) => outcome.name(),
+            },
+            took,
+        );
+        match outcome {
+            Some(TemplateOutcome::Withheld { reason, .. }) => {
+                self.labelled(WITHHELD, "reason", reason.name())
+                    .increment(1);
+            }
+            Some(TemplateOutcome::Sent(sent)) => self.predicted(&sent.pricing),
+            _ => {}
+        }
+    }
+
+    /// Counts one send by its outcome's name, and how long it took.
+    fn count_send(&self, outcome: &'static str, took: Duration) {
+        self.inner.send_duration.record(took.as_secs_f64());
+        self.labelled(SENDS, "outcome", outcome).increment(1);
+    }
+
+    /// Counts a send's predicted pricing category.
+    fn predicted(&self, pricing: &Pricing) {
+        let key = Key::from_parts(
+            PREDICTED_CATEGORIES,
+            vec![
+                Label::new("category", pricing.category.name()),
+                Label::new("free", if pricing.free { "true" } else { "false" }),
+            ],
+        );
+        self.inner
+            .recorder
+            .register_counter(&key, &METADATA)
+            .increment(1);
+    }
+
     /// Sets the bot queue's depth.
     pub(crate) fn queue_depth(&self, depth: usize) {
         self.inner.queue_depth.set(depth as f64);
+    }
+}
+
+/// The service counts every send of the messenger it owns
+/// ([`Messenger::observe_sends`](lipachat_policy::Messenger::observe_sends)): the bot's
+/// replies, and the backend's own sends through that messenger or any clone of it.
+impl SendObserver for WebhookMetrics {
+    fn free_form_sent(
+        &self,
+        outcome: Result<&SendOutcome, &PolicyError>,
+        started_at: DateTime<Utc>,
+        took: Duration,
+    ) {
+        self.send(outcome.ok(), started_at, took);
+    }
+
+    fn template_sent(
+        &self,
+        outcome: Result<&TemplateOutcome, &PolicyError>,
+        _started_at: DateTime<Utc>,
+        took: Duration,
+    ) {
+        self.template_send(outcome.ok(), took);
     }
 }
 

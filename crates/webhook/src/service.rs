@@ -128,6 +128,7 @@ impl<S: Store> WebhookServiceBuilder<S> {
                 name: "the number of bot handlers",
             });
         }
+        self.messenger.observe_sends(Arc::new(self.metrics.clone()));
         let (queue, runner) = match self.start_bot {
             Some(start) => {
                 let (queue, runner) = start(
