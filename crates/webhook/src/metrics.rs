@@ -2,7 +2,7 @@
 //! one), so two services in one process (tests, two bots) count apart and a backend's own
 //! recorder is left alone.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -77,7 +77,22 @@ struct Inner {
     expired: Counter,
     send_duration: Histogram,
     queue_depth: Gauge,
+    /// The event counters by source ([`EVENT_SOURCES`]) and kind ([`EVENT_KINDS`]),
+    /// registered on first use (so `/metrics` shows only what happened) and kept, so
+    /// counting a webhook's event allocates nothing.
+    events: [[OnceLock<Counter>; EVENT_KINDS.len()]; EVENT_SOURCES.len()],
 }
+
+/// The `source` labels of [`EVENTS`].
+const EVENT_SOURCES: [&str; 2] = ["lipachat", "whatsapp"];
+/// The `kind` labels of [`EVENTS`].
+const EVENT_KINDS: [&str; 5] = [
+    "inbound",
+    "window_closed",
+    "status",
+    "template_status",
+    "ignored",
+];
 
 const METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -156,6 +171,7 @@ impl WebhookMetrics {
             queue_depth: recorder.register_gauge(&Key::from_static_name(QUEUE_DEPTH), &METADATA),
             handle: recorder.handle(),
             recorder,
+            events: Default::default(),
         };
         let metrics = Self {
             inner: Arc::new(inner),
@@ -186,20 +202,28 @@ impl WebhookMetrics {
     /// Counts one webhook event from `source`.
     pub(crate) fn event(&self, source: &'static str, event: &WebhookEvent) {
         let kind = match event {
-            WebhookEvent::Inbound(_) => "inbound",
-            WebhookEvent::WindowClosed { .. } => "window_closed",
-            WebhookEvent::Status(_) => "status",
-            WebhookEvent::TemplateStatus(_) => "template_status",
-            _ => "ignored",
+            WebhookEvent::Inbound(_) => 0,
+            WebhookEvent::WindowClosed { .. } => 1,
+            WebhookEvent::Status(_) => 2,
+            WebhookEvent::TemplateStatus(_) => 3,
+            _ => 4,
         };
-        let key = Key::from_parts(
-            EVENTS,
-            vec![Label::new("source", source), Label::new("kind", kind)],
-        );
-        self.inner
-            .recorder
-            .register_counter(&key, &METADATA)
-            .increment(1);
+        let register = |source: &'static str| {
+            let key = Key::from_parts(
+                EVENTS,
+                vec![
+                    Label::new("source", source),
+                    Label::new("kind", EVENT_KINDS[kind]),
+                ],
+            );
+            self.inner.recorder.register_counter(&key, &METADATA)
+        };
+        match EVENT_SOURCES.iter().position(|known| *known == source) {
+            Some(at) => self.inner.events[at][kind]
+                .get_or_init(|| register(EVENT_SOURCES[at]))
+                .increment(1),
+            None => register(source).increment(1),
+        }
         if let WebhookEvent::Status(status) = event
             && let Some(pricing) = &status.pricing
         {
