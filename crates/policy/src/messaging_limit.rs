@@ -206,7 +206,7 @@ impl<S: Store> Shared<S> {
                 free: pricing.free,
             })
             .await?;
-        self.observers.sent(&pricing);
+        self.observers.priced(&pricing);
         Ok(pricing)
     }
 }

@@ -86,11 +86,15 @@ impl<S: Store> Messenger<S> {
         }
     }
 
-    /// Tells `observer` of every template withheld (by consent or a limit) and of every
-    /// message's predicted pricing as it reaches the gateway, on every send path of this
-    /// messenger and its clones: [`Messenger::send`], [`Messenger::send_template`], the
-    /// reroute and invitation templates, and deliveries from the outbox. A webhook
-    /// service counts them in its metrics this way.
+    /// Tells `observer` of every send this messenger and its clones make from now on,
+    /// whoever calls them: how each free-form send ([`Messenger::send`],
+    /// [`Messenger::send_text`], [`Messenger::send_contact`]) and template send
+    /// ([`Messenger::send_template`]) ended; and, on every send path (those, the reroute
+    /// and invitation templates, and deliveries from the outbox), each template withheld by
+    /// consent or a limit and each message's predicted pricing as it reaches the gateway.
+    /// Deliveries of queued messages are not sends here: they are reported in their
+    /// [`DeliveryReport`](crate::DeliveryReport)s. A webhook service counts its metrics
+    /// this way.
     pub fn observe(&self, observer: std::sync::Arc<dyn crate::SendObserver>) {
         self.shared.observers.add(observer);
     }
@@ -279,6 +283,14 @@ impl<S: Store> Messenger<S> {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
+        let observed = self.shared.observers.start(|| self.sessions().now());
+        let result = self.send_unobserved(request).await;
+        self.shared.observers.free_form_sent(observed, &result);
+        result
+    }
+
+    /// [`Messenger::send`] before its observers are told.
+    async fn send_unobserved(&self, request: SendRequest) -> Result<SendOutcome, PolicyError> {
         addressable(request.conversation())?;
         let now = CallTime::read(self.sessions());
         // Only a caller's own messageId can have been used before, or be in use by an

@@ -25,7 +25,8 @@ pub(crate) struct Shared<S> {
     pub config: PolicyConfig,
     /// The template catalogs templates are checked against.
     pub catalogs: TemplateCatalogs,
-    /// Who is told of withheld templates and of sends' predicted pricing (metrics).
+    /// Told of every send, withheld template and predicted pricing
+    /// ([`crate::SendObserver`]).
     pub observers: Observers,
 }
 

@@ -138,6 +138,17 @@ impl<S: Store> Messenger<S> {
         &self,
         request: TemplateRequest,
     ) -> Result<TemplateOutcome, PolicyError> {
+        let observed = self.shared.observers.start(|| self.sessions().now());
+        let result = self.send_template_unobserved(request).await;
+        self.shared.observers.template_sent(observed, &result);
+        result
+    }
+
+    /// [`Messenger::send_template`] before its observers are told.
+    async fn send_template_unobserved(
+        &self,
+        request: TemplateRequest,
+    ) -> Result<TemplateOutcome, PolicyError> {
         let conversation = addressable(request.conversation)?;
         let now = CallTime::read(self.sessions());
         let Some(message_id) = request.message_id else {

@@ -1,7 +1,9 @@
 //! `session-check --remote URL` as a binary against a running bot's router on 127.0.0.1:
 //! `status`, `list` and `pending` print what they print against the bot's store (run
 //! again locally once the bot has stopped), with the same exit status; the token comes
-//! from the environment and never shows; the option's conflicts are usage errors.
+//! from the environment and never shows; the option's conflicts are usage errors. The bot
+//! runs on a sled store, and on a throwaway `redis-server` (skipped without one unless
+//! `REQUIRE_REDIS=1`).
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -10,7 +12,9 @@ mod common;
 use common::{Cli, Run};
 use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, TemplateMessage, WebhookToken};
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome};
-use lipachat_session::{Conversation, Sessions, SledStore, WindowStore};
+use lipachat_redis::RedisStore;
+use lipachat_redis::test_server::RedisServer;
+use lipachat_session::{Conversation, Sessions, SledStore, Store};
 use lipachat_testkit::StandInGateway;
 use lipachat_webhook::{Secret, ServingConfig, WebhookService, serve};
 use serde_json::Value;
@@ -50,15 +54,39 @@ fn steady_human(stdout: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
 async fn remote_status_list_and_pending_print_what_the_store_would() {
+    let cli = Cli::new();
+    let store = SledStore::open(cli.db()).unwrap();
+    let db = cli.db().to_str().unwrap().to_owned();
+    remote_prints_what_the_store_would(cli, store, &["--db", &db]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn remote_against_a_redis_backed_bot_prints_what_its_store_would() {
+    let Some(server) = RedisServer::start() else {
+        eprintln!(
+            "remote_against_a_redis_backed_bot_prints_what_its_store_would: skipped, no \
+             redis-server (set REQUIRE_REDIS=1 to make this a failure)"
+        );
+        return;
+    };
+    let url = server.url();
+    let store = RedisStore::connect(&url).await.unwrap();
+    remote_prints_what_the_store_would(Cli::new(), store, &["--store", &url]).await;
+}
+
+/// Serves a bot over `store` on 127.0.0.1 with one customer who wrote, one with a card
+/// queued and one whose window the gateway closed; runs `status`, `list` and `pending`
+/// with `--remote` against it; stops the bot; runs them again with `local` (the options
+/// that open the same store) and checks both print the same with the same exit status.
+async fn remote_prints_what_the_store_would<S: Store>(mut cli: Cli, store: S, local: &[&str]) {
     let gateway = StandInGateway::start().await.unwrap();
-    let mut cli = Cli::new();
     let client = Client::builder(ApiKey::new(gateway.api_key()).unwrap())
         .base_url(&gateway.base_url())
         .build()
         .unwrap();
     let invite = TemplateMessage::new("contact_share", "en").unwrap();
     let messenger = Messenger::new(
-        Sessions::new(SledStore::open(cli.db()).unwrap()),
+        Sessions::new(store),
         client,
         PolicyConfig::default().on_closed(OnClosed::Queue(invite)),
     );
@@ -160,12 +188,10 @@ async fn remote_status_list_and_pending_print_what_the_store_would() {
     let _ = stop.send(());
     server.await.unwrap();
     service.shutdown().await.unwrap();
-    let db = cli.db();
-    let db = db.to_str().unwrap();
     let mut n = 0;
     for args in commands {
         for json in [false, true] {
-            let mut full = vec!["--db", db];
+            let mut full = local.to_vec();
             if json {
                 full.push("--json");
             }

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use lipachat_api::{
     ContactMessage, FreeFormMessage, InboundMessage, MessageId, TextMessage, ValidationError,
@@ -88,7 +87,6 @@ pub struct Reply<S> {
     conversation: Conversation,
     inbound: Option<InboundId>,
     next: u32,
-    metrics: WebhookMetrics,
 }
 
 impl<S: Store> Reply<S> {
@@ -96,14 +94,12 @@ impl<S: Store> Reply<S> {
         messenger: Messenger<S>,
         conversation: Conversation,
         inbound: Option<InboundId>,
-        metrics: WebhookMetrics,
     ) -> Self {
         Self {
             messenger,
             conversation,
             inbound,
             next: 0,
-            metrics,
         }
     }
 
@@ -153,11 +149,8 @@ impl<S: Store> Reply<S> {
             message_id = %message_id,
             outcome = field::Empty,
         );
-        let started_at = self.messenger.sessions().now();
-        let started = Instant::now();
+        // Counted in the metrics by the messenger's send observer (the service's).
         let result = self.messenger.send(request).instrument(span.clone()).await;
-        self.metrics
-            .send(result.as_ref().ok(), started_at, started.elapsed());
         match &result {
             Ok(outcome) => {
                 span.record("outcome", outcome.name());
@@ -311,12 +304,7 @@ async fn dispatch<S: Store>(
             .message_id
             .as_deref()
             .and_then(InboundId::from_platform);
-        let reply = Reply::new(
-            messenger.clone(),
-            message.conversation,
-            inbound,
-            metrics.clone(),
-        );
+        let reply = Reply::new(messenger.clone(), message.conversation, inbound);
         let span = info_span!(
             "bot",
             conversation = %message.conversation,

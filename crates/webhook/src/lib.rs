@@ -5,11 +5,14 @@
 //! [`WebhookService`] builds the axum [`Router`](axum::Router)
 //! ([`WebhookService::router`]):
 //! - `POST /webhooks/lipachat/{token}`: LipaChat's webhook, the path token checked in
-//!   constant time (wrong: 401, nothing recorded);
+//!   constant time on the request head, before the body is read (wrong: 401, nothing
+//!   recorded);
 //! - `GET /webhooks/whatsapp`: WhatsApp's subscription handshake (`hub.mode=subscribe`
 //!   and the verify token: 200 with `hub.challenge`; else 403);
-//! - `POST /webhooks/whatsapp`: WhatsApp's webhook, its `X-Hub-Signature-256` checked in
-//!   constant time before parsing ([`verify_signature`]; missing or wrong: 401);
+//! - `POST /webhooks/whatsapp`: WhatsApp's webhook: a missing or malformed
+//!   `X-Hub-Signature-256` is refused (401) on the request head, before the body is read;
+//!   a well-formed one is checked against the body in constant time before parsing
+//!   ([`verify_signature`]; wrong: 401);
 //! - `GET /healthz`, `GET /metrics` (Prometheus text, [`metrics`]);
 //! - the read-only admin routes behind `Authorization: Bearer TOKEN`.
 //!
@@ -27,13 +30,16 @@
 //!   disconnected;
 //! - a **body read timeout** and a **body limit**: the body is read whole, within the
 //!   timeout (else `408 Request Timeout`) and the limit (else `413 Content Too Large`,
-//!   answered before any body byte is read when `Content-Length` already says so),
-//!   before the router sees the request;
+//!   answered before any body byte is read when `Content-Length` already says so), when
+//!   the handler first asks for it; a route that refuses a request on its head alone
+//!   (the webhook routes' wrong path token or unusable signature header) answers without
+//!   reading the body, closing the connection;
 //! - a **write stall timeout**: a client that reads none of an answer for its length (one
 //!   that sends request after request and never reads) is disconnected, so it cannot hold
 //!   a connection slot;
 //! - a **concurrency limit**: at most so many requests are in handlers at once; more wait
-//!   for a slot once their body is read;
+//!   for a slot; a request gives its slot back while its body is read, so a slow client
+//!   never holds one;
 //! - a **connection limit**: at most so many connections are open; the next is accepted
 //!   when one closes, so file descriptors and per-connection memory stay bounded;
 //! - **graceful shutdown**: when the shutdown future completes, no new connection is

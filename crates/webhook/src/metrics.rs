@@ -2,14 +2,14 @@
 //! one), so two services in one process (tests, two bots) count apart and a backend's own
 //! recorder is left alone.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lipachat_api::WebhookEvent;
 use lipachat_policy::consent::Withholding;
 use lipachat_policy::cost::Pricing;
-use lipachat_policy::{DeliveryReport, SendObserver, SendOutcome};
+use lipachat_policy::{DeliveryReport, PolicyError, SendObserver, SendOutcome, TemplateOutcome};
 use lipachat_session::{ClosedCause, WindowState};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -27,10 +27,15 @@ pub const DUPLICATES: &str = "lipachat_webhook_duplicates_total";
 pub const AUTH_FAILURES: &str = "lipachat_webhook_auth_failures_total";
 /// Webhooks answered 503 because the bot's queue was full (nothing recorded).
 pub const QUEUE_FULL: &str = "lipachat_webhook_queue_full_total";
-/// The bot's sends, by `outcome`: `sent`, `rerouted`, `queued`, `rejected`, `duplicate`,
-/// `error`.
+/// Every send of the service's messenger, by `outcome`: `sent`, `rerouted`, `queued`,
+/// `rejected`, `duplicate`, `error`. Counted are the bot's replies and the backend's own
+/// sends through that messenger or a clone of it, free-form and template alike (a
+/// template withheld by consent or a limit counts as `rejected`); deliveries of queued
+/// messages are counted by [`QUEUED_DELIVERED`] and [`QUEUED_EXPIRED`] instead, as the
+/// completion of the `queued` send they belong to.
 pub const SENDS: &str = "lipachat_sends_total";
-/// How long the bot's sends took, in seconds (the guarded path, retries included).
+/// How long each send counted in [`SENDS`] took, in seconds (the guarded path, retries
+/// included).
 pub const SEND_DURATION: &str = "lipachat_send_duration_seconds";
 /// Windows closed by the gateway's 131047: reported by a webhook, or a send refused.
 pub const CLOSURES: &str = "lipachat_window_closures_131047_total";
@@ -76,7 +81,22 @@ struct Inner {
     expired: Counter,
     send_duration: Histogram,
     queue_depth: Gauge,
+    /// The event counters by source ([`EVENT_SOURCES`]) and kind ([`EVENT_KINDS`]),
+    /// registered on first use (so `/metrics` shows only what happened) and kept, so
+    /// counting a webhook's event allocates nothing.
+    events: [[OnceLock<Counter>; EVENT_KINDS.len()]; EVENT_SOURCES.len()],
 }
+
+/// The `source` labels of [`EVENTS`].
+const EVENT_SOURCES: [&str; 2] = ["lipachat", "whatsapp"];
+/// The `kind` labels of [`EVENTS`].
+const EVENT_KINDS: [&str; 5] = [
+    "inbound",
+    "window_closed",
+    "status",
+    "template_status",
+    "ignored",
+];
 
 const METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -113,12 +133,12 @@ impl WebhookMetrics {
             None,
             "Webhooks answered 503: the bot's queue was full.",
         );
-        describe(SENDS, None, "The bot's sends, by outcome.");
+        describe(SENDS, None, "Sends of the service's messenger, by outcome.");
         describe(WITHHELD, None, "Templates withheld locally, by reason.");
         describe(
             PREDICTED_CATEGORIES,
             None,
-            "The bot's sends by predicted pricing category and whether free.",
+            "Sends by predicted pricing category and whether free.",
         );
         describe(
             REPORTED_CATEGORIES,
@@ -135,7 +155,7 @@ impl WebhookMetrics {
         recorder.describe_histogram(
             SEND_DURATION.into(),
             Some(Unit::Seconds),
-            "How long the bot's sends took.".into(),
+            "How long sends took.".into(),
         );
         recorder.describe_gauge(
             QUEUE_DEPTH.into(),
@@ -155,6 +175,7 @@ impl WebhookMetrics {
             queue_depth: recorder.register_gauge(&Key::from_static_name(QUEUE_DEPTH), &METADATA),
             handle: recorder.handle(),
             recorder,
+            events: Default::default(),
         };
         let metrics = Self {
             inner: Arc::new(inner),
@@ -185,20 +206,28 @@ impl WebhookMetrics {
     /// Counts one webhook event from `source`.
     pub(crate) fn event(&self, source: &'static str, event: &WebhookEvent) {
         let kind = match event {
-            WebhookEvent::Inbound(_) => "inbound",
-            WebhookEvent::WindowClosed { .. } => "window_closed",
-            WebhookEvent::Status(_) => "status",
-            WebhookEvent::TemplateStatus(_) => "template_status",
-            _ => "ignored",
+            WebhookEvent::Inbound(_) => 0,
+            WebhookEvent::WindowClosed { .. } => 1,
+            WebhookEvent::Status(_) => 2,
+            WebhookEvent::TemplateStatus(_) => 3,
+            _ => 4,
         };
-        let key = Key::from_parts(
-            EVENTS,
-            vec![Label::new("source", source), Label::new("kind", kind)],
-        );
-        self.inner
-            .recorder
-            .register_counter(&key, &METADATA)
-            .increment(1);
+        let register = |source: &'static str| {
+            let key = Key::from_parts(
+                EVENTS,
+                vec![
+                    Label::new("source", source),
+                    Label::new("kind", EVENT_KINDS[kind]),
+                ],
+            );
+            self.inner.recorder.register_counter(&key, &METADATA)
+        };
+        match EVENT_SOURCES.iter().position(|known| *known == source) {
+            Some(at) => self.inner.events[at][kind]
+                .get_or_init(|| register(EVENT_SOURCES[at]))
+                .increment(1),
+            None => register(source).increment(1),
+        }
         if let WebhookEvent::Status(status) = event
             && let Some(pricing) = &status.pricing
         {
@@ -247,15 +276,16 @@ impl WebhookMetrics {
         started: DateTime<Utc>,
         took: Duration,
     ) {
-        self.inner.send_duration.record(took.as_secs_f64());
-        let name = match outcome {
-            None => "error",
-            Some(SendOutcome::Duplicate(_)) => "duplicate",
-            Some(outcome) => outcome.name(),
-        };
-        // Withheld templates and predicted categories are counted by the messenger's
-        // observer (`SendObserver`), on every send path, not here.
-        self.labelled(SENDS, "outcome", name).increment(1);
+        // Withheld templates and predicted categories are counted by the observer's
+        // `withheld` and `priced`, on every send path, not here.
+        self.count_send(
+            match outcome {
+                None => "error",
+                Some(SendOutcome::Duplicate(_)) => "duplicate",
+                Some(outcome) => outcome.name(),
+            },
+            took,
+        );
         match outcome {
             Some(SendOutcome::Rejected {
                 refused_by_gateway: true,
@@ -277,21 +307,62 @@ impl WebhookMetrics {
         }
     }
 
+    /// Counts a template send: its outcome (or `None` for an error) and how long it took.
+    fn template_send(&self, outcome: Option<&TemplateOutcome>, took: Duration) {
+        self.count_send(
+            match outcome {
+                None => "error",
+                Some(TemplateOutcome::Duplicate(_)) => "duplicate",
+                Some(outcome) => outcome.name(),
+            },
+            took,
+        );
+        // Withheld and sent templates are counted by the observer's `withheld` and
+        // `priced`.
+    }
+
+    /// Counts one send by its outcome's name, and how long it took.
+    fn count_send(&self, outcome: &'static str, took: Duration) {
+        self.inner.send_duration.record(took.as_secs_f64());
+        self.labelled(SENDS, "outcome", outcome).increment(1);
+    }
+
     /// Sets the bot queue's depth.
     pub(crate) fn queue_depth(&self, depth: usize) {
         self.inner.queue_depth.set(depth as f64);
     }
 }
 
-/// Counts what every send path of the messenger reports: withheld templates by reason,
-/// and messages that reached the gateway by predicted category.
+/// The service counts every send of the messenger it owns
+/// ([`Messenger::observe`](lipachat_policy::Messenger::observe)): the bot's replies and the
+/// backend's own sends through that messenger or any clone of it, by outcome; and, on
+/// every send path (reroutes, invitations, deliveries from the outbox too), withheld
+/// templates by reason and accepted messages by predicted category.
 impl SendObserver for WebhookMetrics {
+    fn free_form_sent(
+        &self,
+        outcome: Result<&SendOutcome, &PolicyError>,
+        started_at: DateTime<Utc>,
+        took: Duration,
+    ) {
+        self.send(outcome.ok(), started_at, took);
+    }
+
+    fn template_sent(
+        &self,
+        outcome: Result<&TemplateOutcome, &PolicyError>,
+        _started_at: DateTime<Utc>,
+        took: Duration,
+    ) {
+        self.template_send(outcome.ok(), took);
+    }
+
     fn withheld(&self, reason: Withholding, _refused_by_gateway: bool) {
         self.labelled(WITHHELD, "reason", reason.name())
             .increment(1);
     }
 
-    fn sent(&self, pricing: &Pricing) {
+    fn priced(&self, pricing: &Pricing) {
         let key = Key::from_parts(
             PREDICTED_CATEGORIES,
             vec![

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,8 +22,8 @@ use crate::bot::{Bot, BotQueue, BotRunner, NewMessage};
 use crate::error::ConfigError;
 use crate::metrics::WebhookMetrics;
 use crate::secret::Secret;
-use crate::serving::DEFAULT_BODY_LIMIT;
-use crate::signature::{SIGNATURE_HEADER, verify_signature};
+use crate::serving::{DEFAULT_BODY_LIMIT, close_after};
+use crate::signature::{PresentedSignature, SIGNATURE_HEADER, SignatureError};
 
 /// The default number of messages the bot's queue holds: 1024.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -128,8 +128,8 @@ impl<S: Store> WebhookServiceBuilder<S> {
                 name: "the number of bot handlers",
             });
         }
-        // Every send path of the messenger (and of its clones) counts withheld templates
-        // and predicted categories in this service's metrics.
+        // Every send of the messenger (and of its clones), withheld template and
+        // predicted category is counted in this service's metrics.
         self.messenger
             .observe(Arc::new(self.metrics.clone()) as Arc<dyn SendObserver>);
         let (queue, runner) = match self.start_bot {
@@ -240,6 +240,11 @@ impl<S: Store> WebhookService<S> {
     /// - `GET /webhooks/whatsapp` (the subscription handshake) and `POST
     ///   /webhooks/whatsapp` (signed with the app secret; missing or wrong: 401), with
     ///   WhatsApp's secrets;
+    ///
+    /// A wrong path token, and a missing or malformed signature header, are refused on
+    /// the request head, before any of the body is read, with `Connection: close`: an
+    /// unauthenticated client cannot make the server read or hold its body, whether the
+    /// router runs under [`crate::serve`] or in the application's own axum server.
     /// - `GET /healthz` (200 when the store answers, else 503) and `GET /metrics`;
     /// - with an admin token, `GET /admin/windows/{business}/{customer}`,
     ///   `GET /admin/windows?state=open|closed&closing_within=SECS`, `GET /admin/pending`
@@ -256,13 +261,23 @@ impl<S: Store> WebhookService<S> {
         if self.shared.lipachat_token.is_some() {
             router = router.route(
                 "/webhooks/lipachat/{token}",
-                axum::routing::post(lipachat_webhook::<S>),
+                axum::routing::post(lipachat_webhook::<S>).route_layer(
+                    middleware::from_fn_with_state(
+                        Arc::clone(&self.shared),
+                        refuse_a_wrong_path_token::<S>,
+                    ),
+                ),
             );
         }
         if self.shared.whatsapp.is_some() {
             router = router.route(
                 "/webhooks/whatsapp",
-                get(whatsapp_handshake::<S>).post(whatsapp_webhook::<S>),
+                axum::routing::post(whatsapp_webhook::<S>)
+                    .route_layer(middleware::from_fn_with_state(
+                        Arc::clone(&self.shared),
+                        refuse_an_unusable_signature_header::<S>,
+                    ))
+                    .get(whatsapp_handshake::<S>),
             );
         }
         if self.shared.admin_token.is_some() {
@@ -298,15 +313,12 @@ impl<S: Store> WebhookService<S> {
 /// A span per request naming the route's pattern (never the path itself, which carries
 /// LipaChat's token) and the answer's status.
 async fn trace_request(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
+    // The matched path is shared (an `Arc`): cloning it copies no text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let span = info_span!(
         "request",
         method = %request.method(),
-        route = %route,
+        route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status = field::Empty,
     );
     let response = next.run(request).instrument(span.clone()).await;
@@ -353,10 +365,14 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     response
 }
 
-async fn lipachat_webhook<S: Store>(
+/// The head check of `POST /webhooks/lipachat/{token}`: a wrong token is answered 401
+/// from the request head, before any of the body is read (an unauthenticated client
+/// cannot make the server read or hold its body), closing the connection.
+async fn refuse_a_wrong_path_token<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     Path(token): Path<String>,
-    body: Bytes,
+    request: Request,
+    next: Next,
 ) -> Response {
     let verified = shared
         .lipachat_token
@@ -365,9 +381,60 @@ async fn lipachat_webhook<S: Store>(
     if !verified {
         shared.metrics.auth_failure("token");
         warn!("LipaChat webhook refused: wrong token");
-        return plain(StatusCode::UNAUTHORIZED, "unknown webhook token");
+        return refused_on_head(StatusCode::UNAUTHORIZED, "unknown webhook token");
     }
+    next.run(request).await
+}
+
+/// Runs behind [`refuse_a_wrong_path_token`]: the token is the right one.
+async fn lipachat_webhook<S: Store>(State(shared): State<Arc<Shared<S>>>, body: Bytes) -> Response {
     apply(&shared, "lipachat", &body).await
+}
+
+/// The head check of `POST /webhooks/whatsapp`: a missing or malformed
+/// `X-Hub-Signature-256` is answered 401 from the request head, before any of the body
+/// is read, closing the connection; a well-formed one is handed to the handler, which
+/// checks it against the body.
+async fn refuse_an_unusable_signature_header<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .map(HeaderValue::as_bytes);
+    match PresentedSignature::from_header(header) {
+        Ok(signature) => {
+            request.extensions_mut().insert(signature);
+            next.run(request).await
+        }
+        Err(error) => {
+            let response = refuse_signature(&shared, error);
+            close_after(response)
+        }
+    }
+}
+
+/// A 401 for a bad signature, counted and logged (never with the signature).
+fn refuse_signature<S>(shared: &Shared<S>, error: SignatureError) -> Response {
+    let reason = match error {
+        SignatureError::Missing => "signature_missing",
+        SignatureError::Malformed => "signature_malformed",
+        _ => "signature_mismatch",
+    };
+    shared.metrics.auth_failure(reason);
+    warn!(
+        reason = error.name(),
+        "WhatsApp webhook refused: bad signature"
+    );
+    plain(StatusCode::UNAUTHORIZED, error.to_string())
+}
+
+/// An error answer given from the request head alone: the body is not read, so the
+/// connection is closed after it.
+fn refused_on_head(status: StatusCode, text: &'static str) -> Response {
+    close_after(plain(status, text))
 }
 
 /// The subscription handshake's query.
@@ -422,27 +489,22 @@ async fn whatsapp_handshake<S: Store>(
     }
 }
 
+/// Runs behind [`refuse_an_unusable_signature_header`], which leaves the well-formed
+/// signature in the request's extensions; checks it against the body.
 async fn whatsapp_webhook<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
-    headers: HeaderMap,
+    signature: Option<Extension<PresentedSignature>>,
     body: Bytes,
 ) -> Response {
     let Some((_, app_secret)) = &shared.whatsapp else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
-    let header = headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
-    if let Err(error) = verify_signature(app_secret, header, &body) {
-        let reason = match error.name() {
-            "missing" => "signature_missing",
-            "malformed" => "signature_malformed",
-            _ => "signature_mismatch",
-        };
-        shared.metrics.auth_failure(reason);
-        warn!(
-            reason = error.name(),
-            "WhatsApp webhook refused: bad signature"
-        );
-        return plain(StatusCode::UNAUTHORIZED, error.to_string());
+    let checked = match signature {
+        Some(Extension(signature)) => signature.verify(app_secret, &body),
+        None => Err(SignatureError::Missing),
+    };
+    if let Err(error) = checked {
+        return refuse_signature(&shared, error);
     }
     apply(&shared, "whatsapp", &body).await
 }
@@ -519,7 +581,8 @@ async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) 
             _ => {}
         }
     }
-    plain(StatusCode::OK, "ok")
+    // A static body: the answer to every accepted webhook allocates no text.
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 /// A failure applying an event: 503 when a retry may succeed (the store was busy or

@@ -1,16 +1,16 @@
 //! [`serve`]: an accept loop over hyper's HTTP/1 connections with the limits of a
 //! [`ServingConfig`], and the middleware that reads each request body whole, within its
-//! time and size, before a handler slot is taken.
+//! time and size, when the handler asks for it, holding no handler slot meanwhile.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -22,7 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -86,10 +86,10 @@ impl ServingConfig {
         self
     }
 
-    /// The time a client has to send the whole body once its head is read; past it the
-    /// answer is `408 Request Timeout` and the connection is closed. The whole body is
-    /// timed, not the gap between chunks, so a client dripping a byte at a time is cut
-    /// off too.
+    /// The time a client has to send the whole body, counted from when the handler first
+    /// asks for it; past it the answer is `408 Request Timeout` and the connection is
+    /// closed. The whole body is timed, not the gap between chunks, so a client dripping
+    /// a byte at a time is cut off too.
     pub fn with_body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout = timeout;
         self
@@ -114,8 +114,9 @@ impl ServingConfig {
         self
     }
 
-    /// How many requests may be in handlers at once. A request whose body has been read
-    /// waits for a slot; a slow client never holds one, since bodies are read first.
+    /// How many requests may be in handlers at once. A request takes a slot once its
+    /// head is read and gives it back while its body is read (then waits for one again),
+    /// so a slow client never holds one.
     pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
         self.max_concurrent_requests = requests.max(1);
         self
@@ -178,7 +179,7 @@ impl ServingConfig {
 struct RequestLimits {
     body_read_timeout: Duration,
     body_limit: usize,
-    handlers: Semaphore,
+    handlers: Arc<Semaphore>,
 }
 
 /// Serves `router` on `listener` under `config` until `shutdown` completes, then stops
@@ -196,13 +197,13 @@ where
     let limits = Arc::new(RequestLimits {
         body_read_timeout: config.body_read_timeout,
         body_limit: config.body_limit,
-        handlers: Semaphore::new(config.max_concurrent_requests),
+        handlers: Arc::new(Semaphore::new(config.max_concurrent_requests)),
     });
     let app = router
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(middleware::from_fn_with_state(
             limits,
-            read_body_then_take_slot,
+            read_body_within_limits,
         ));
     let service = TowerToHyperService::new(app);
     let mut http = http1::Builder::new();
@@ -286,10 +287,14 @@ fn is_one_connection_error(error: &io::Error) -> bool {
     )
 }
 
-/// Reads the request body whole, within the body limit and the body read timeout, then
-/// waits for a handler slot and runs the rest of the router with the body in memory.
-/// Reading first means a slow or stalled client never holds a handler slot.
-async fn read_body_then_take_slot(
+/// Gives the request a handler slot and runs the rest of the router with its body
+/// replaced by one that is read whole, within the body limit and the body read timeout,
+/// when the handler first asks for it. The slot is given back while the body is read and
+/// taken again once it is in memory, so a slow or stalled client never holds one; a route
+/// that refuses a request on its head (a wrong token, a missing signature) answers
+/// without the body ever being read. A body that could not be read is answered here
+/// (408, 413 or 400, closing the connection), whatever the handler made of the failure.
+async fn read_body_within_limits(
     State(limits): State<Arc<RequestLimits>>,
     request: Request,
     next: Next,
@@ -302,38 +307,160 @@ async fn read_body_then_take_slot(
     if declared.is_some_and(|length| length > limits.body_limit as u64) {
         return too_large(limits.body_limit);
     }
+    // The semaphore is never closed; were it, the request would run unlimited rather
+    // than fail.
+    let slot = Arc::clone(&limits.handlers).acquire_owned().await.ok();
     let (parts, body) = request.into_parts();
+    if body.is_end_stream() {
+        // Nothing to read: the handler runs in its slot.
+        let response = next.run(Request::from_parts(parts, body)).await;
+        drop(slot);
+        return response;
+    }
+    let turn = Arc::new(RequestTurn::holding(slot));
+    let body = Body::from_stream(futures_util::stream::once(read_whole(
+        body,
+        Arc::clone(&limits),
+        Arc::clone(&turn),
+    )));
+    let response = next.run(Request::from_parts(parts, body)).await;
+    let read = turn.finish();
+    match read {
+        BodyRead::Failed(BodyReadError::TooLarge { limit }) => too_large(limit),
+        BodyRead::Failed(error @ BodyReadError::TimedOut { .. }) => {
+            closing(StatusCode::REQUEST_TIMEOUT, format!("{error}\n"))
+        }
+        BodyRead::Failed(error @ BodyReadError::Unreadable) => {
+            closing(StatusCode::BAD_REQUEST, format!("{error}\n"))
+        }
+        // Answered on its head alone: the unread body cannot be skipped reliably, so the
+        // connection is closed after the answer.
+        BodyRead::Unread | BodyRead::Reading => close_after(response),
+        BodyRead::Read => response,
+    }
+}
+
+/// Reads `body` whole for [`read_body_within_limits`]: gives back the request's handler
+/// slot, reads within the limit and the timeout, then waits for a slot again.
+async fn read_whole(
+    body: Body,
+    limits: Arc<RequestLimits>,
+    turn: Arc<RequestTurn>,
+) -> Result<Bytes, BodyReadError> {
+    turn.update(|state| {
+        state.slot = None;
+        state.read = BodyRead::Reading;
+    });
     let read = tokio::time::timeout(
         limits.body_read_timeout,
         Limited::new(body, limits.body_limit).collect(),
     )
     .await;
-    let body = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let read = match read {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(limits.body_limit);
+            Err(BodyReadError::TooLarge {
+                limit: limits.body_limit,
+            })
         }
         Ok(Err(error)) => {
             debug!(%error, "reading a request body failed");
-            return closing(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read\n".to_owned(),
-            );
+            Err(BodyReadError::Unreadable)
         }
-        Err(_elapsed) => {
-            return closing(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "the request body did not arrive within {} ms\n",
-                    limits.body_read_timeout.as_millis()
-                ),
-            );
-        }
+        Err(_elapsed) => Err(BodyReadError::TimedOut {
+            millis: limits.body_read_timeout.as_millis(),
+        }),
     };
-    // The semaphore is never closed; were it, the request would run unlimited rather
-    // than fail.
-    let _slot = limits.handlers.acquire().await;
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    match read {
+        Ok(bytes) => {
+            let slot = Arc::clone(&limits.handlers).acquire_owned().await.ok();
+            turn.update(|state| {
+                state.slot = slot;
+                state.read = BodyRead::Read;
+            });
+            Ok(bytes)
+        }
+        Err(error) => {
+            turn.update(|state| state.read = BodyRead::Failed(error));
+            Err(error)
+        }
+    }
+}
+
+/// Why a request body could not be read whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+enum BodyReadError {
+    /// The body passed the body limit.
+    #[error("the request body is over the limit of {limit} bytes")]
+    TooLarge {
+        /// The body limit, in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive whole within the body read timeout.
+    #[error("the request body did not arrive within {millis} ms")]
+    TimedOut {
+        /// The body read timeout, in milliseconds.
+        millis: u128,
+    },
+    /// The connection failed while the body was read.
+    #[error("the request body could not be read")]
+    Unreadable,
+}
+
+/// What became of a request's body.
+#[derive(Debug, Clone, Copy, Default)]
+enum BodyRead {
+    /// The handler never asked for it.
+    #[default]
+    Unread,
+    /// Being read (the handler gave up on it before it was whole).
+    Reading,
+    /// Read whole.
+    Read,
+    /// Could not be read whole.
+    Failed(BodyReadError),
+}
+
+/// A request's handler slot (held while it is in the handler, given back while its body
+/// is read) and what became of its body; shared by the middleware and the body.
+struct RequestTurn {
+    state: Mutex<TurnState>,
+}
+
+struct TurnState {
+    slot: Option<OwnedSemaphorePermit>,
+    read: BodyRead,
+}
+
+impl RequestTurn {
+    fn holding(slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            state: Mutex::new(TurnState {
+                slot,
+                read: BodyRead::Unread,
+            }),
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut TurnState)) {
+        change(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Gives the slot back; what became of the body.
+    fn finish(&self) -> BodyRead {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.slot = None;
+        state.read
+    }
+}
+
+/// `response`, closing the connection after it.
+pub(crate) fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// `413 Content Too Large`, closing the connection (the rest of the body is not read).
@@ -347,11 +474,7 @@ fn too_large(limit: usize) -> Response {
 /// An error answer that also closes the connection: the request's body was not read to
 /// its end, so the connection cannot carry another request.
 fn closing(status: StatusCode, text: String) -> Response {
-    let mut response = (status, text).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    close_after((status, text).into_response())
 }
 
 /// A connection whose writes fail once one has made no progress for the stall timeout:

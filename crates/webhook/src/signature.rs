@@ -45,15 +45,36 @@ pub fn verify_signature(
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let hex = header
-        .trim_ascii()
-        .strip_prefix(b"sha256=")
-        .ok_or(SignatureError::Malformed)?;
-    let expected = decode_hex_32(hex).ok_or(SignatureError::Malformed)?;
-    mac(app_secret, body)
-        .verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    let presented = PresentedSignature::from_header(header)?;
+    presented.verify(app_secret, body)
+}
+
+/// The signature a request's `X-Hub-Signature-256` header presents, read from the request
+/// head before its body: a header that is missing or not `sha256=` and 64 hex digits is
+/// refused without reading the body.
+#[derive(Clone, Copy)]
+pub(crate) struct PresentedSignature([u8; 32]);
+
+impl PresentedSignature {
+    /// The signature in `header` (the header's value, if any).
+    pub(crate) fn from_header(header: Option<&[u8]>) -> Result<Self, SignatureError> {
+        let header = header.ok_or(SignatureError::Missing)?;
+        let hex = header
+            .trim_ascii()
+            .strip_prefix(b"sha256=")
+            .ok_or(SignatureError::Malformed)?;
+        decode_hex_32(hex)
+            .map(Self)
+            .ok_or(SignatureError::Malformed)
+    }
+
+    /// Whether this is `body`'s HMAC-SHA256 under `app_secret`, compared in constant
+    /// time (hmac's `verify_slice`).
+    pub(crate) fn verify(&self, app_secret: &Secret, body: &[u8]) -> Result<(), SignatureError> {
+        mac(app_secret, body)
+            .verify_slice(&self.0)
+            .map_err(|_| SignatureError::Mismatch)
+    }
 }
 
 /// The header value WhatsApp would send for `body`: `sha256=` and the lowercase hex

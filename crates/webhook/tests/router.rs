@@ -375,6 +375,73 @@ async fn metrics_name_every_counter_and_health_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_send_of_the_services_messenger_is_counted_by_outcome() {
+    use lipachat_api::{TemplateMessage, TextMessage};
+    use lipachat_policy::{SendOutcome, TemplateOutcome, TemplateRequest};
+    let h = Harness::start().await;
+    let open = "254712345680";
+    h.gateway.customer_writes(phone(BUSINESS), phone(open));
+    let body = whatsapp_text("wamid.COUNTED", open, "hi", Utc::now().timestamp());
+    assert_eq!(h.post_whatsapp(&body).await.status(), StatusCode::OK);
+    h.assert_one_echo(open, "hi").await; // the bot's reply: one send
+    h.gateway.set_templates(
+        phone(BUSINESS),
+        vec![lipachat_testkit::template_entry(
+            "welcome",
+            "en",
+            "UTILITY",
+            "APPROVED",
+            None,
+            "Welcome back!",
+        )],
+    );
+    // The backend's own sends through the service's messenger (a clone of it).
+    let messenger = h.service().messenger().clone();
+    let text = || TextMessage::new("a note from the backend").unwrap();
+    let sent = messenger
+        .send_text(conversation(open), text())
+        .await
+        .unwrap();
+    assert!(matches!(sent, SendOutcome::Sent { .. }), "{sent:?}");
+    let never = "254712345681";
+    let rejected = messenger
+        .send_text(conversation(never), text())
+        .await
+        .unwrap();
+    assert!(
+        matches!(rejected, SendOutcome::Rejected { .. }),
+        "{rejected:?}"
+    );
+    let template = messenger
+        .send_template(TemplateRequest::new(
+            conversation(never),
+            TemplateMessage::new("welcome", "en").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(template, TemplateOutcome::Sent(_)), "{template:?}");
+    let unknown = messenger
+        .send_template(TemplateRequest::new(
+            conversation(never),
+            TemplateMessage::new("not_in_the_catalog", "en").unwrap(),
+        ))
+        .await;
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    let metrics = h.metrics_text().await;
+    for line in [
+        r#"lipachat_sends_total{outcome="sent"} 3"#,
+        r#"lipachat_sends_total{outcome="rejected"} 1"#,
+        r#"lipachat_sends_total{outcome="error"} 1"#,
+        "lipachat_send_duration_seconds_count 5",
+        // The template went out: predicted utility, not free.
+        r#"lipachat_sends_predicted_category_total{category="utility",free="false"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_routes_need_their_token_and_answer_the_session_check_objects() {
     let h = Harness::start().await;
     let customer = "254712345672";

@@ -287,3 +287,29 @@ async fn shutdown_lets_the_request_in_progress_finish_and_accepts_no_more() {
         "a connection was accepted after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_being_read_holds_no_handler_slot() {
+    let (router, handlers) = app(Duration::ZERO);
+    let config = ServingConfig::default()
+        .with_max_concurrent_requests(1)
+        .with_body_read_timeout(Duration::from_secs(5));
+    let server = start(router, config).await;
+    // The only handler slot's request stalls in its body.
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    stalled
+        .write_all(format!("{}0123456789", post_head(100)).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another request is served meanwhile, well before the stalled body's timeout.
+    let response = tokio::time::timeout(Duration::from_secs(3), request(server.addr, "hello"))
+        .await
+        .expect("a whole request waited for the slot of a request whose body stalled");
+    assert!(response.ends_with("5 bytes"), "{response}");
+    assert_eq!(handlers.ran.load(Ordering::SeqCst), 1);
+    // The stalled one ends with 408, never having run the handler.
+    let answer = read_until_closed(&mut stalled, GENEROUS).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"));
+    assert_eq!(handlers.ran.load(Ordering::SeqCst), 1);
+}

@@ -83,6 +83,9 @@ pub struct Harness {
 pub struct Options {
     pub bot: Option<EchoBot>,
     pub serving: ServingConfig,
+    /// Mount the router in a user's own axum router served by `axum::serve` (without
+    /// this crate's `serve`; `serving` is then unused).
+    pub in_users_axum_server: bool,
     pub configure:
         Box<dyn FnOnce(WebhookServiceBuilder<SledStore>) -> WebhookServiceBuilder<SledStore>>,
 }
@@ -92,6 +95,7 @@ impl Default for Options {
         Self {
             bot: Some(EchoBot::open()),
             serving: ServingConfig::default(),
+            in_users_axum_server: false,
             configure: Box::new(|builder| builder),
         }
     }
@@ -124,9 +128,22 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, service.router(), options.serving, async {
+        let stopped = async {
             let _ = stopped.await;
-        }));
+        };
+        let server = if options.in_users_axum_server {
+            let app = axum::Router::new()
+                .route("/", axum::routing::get(|| async { "the user's own route" }))
+                .merge(service.router());
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                    .unwrap();
+            })
+        } else {
+            tokio::spawn(serve(listener, service.router(), options.serving, stopped))
+        };
         Self {
             gateway,
             dir,
