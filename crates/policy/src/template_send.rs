@@ -2,7 +2,7 @@
 //! window, checked against the business's catalog before it goes.
 
 use lipachat_api::{MessageId, TemplateMessage};
-use lipachat_session::{Conversation, PhoneNumber, SendDecision, Store};
+use lipachat_session::{Conversation, PhoneNumber, PricingCategory, SendDecision, Store};
 use tracing::{info, warn};
 
 use crate::catalog::TemplateApproval;
@@ -263,13 +263,20 @@ impl<S: Store> Shared<S> {
             .config
             .pricing
             .template_category(template.name(), approval.category.as_ref());
+        // Consent follows the platform's category: a template the catalog calls MARKETING
+        // is withheld from an opted-out customer whatever the pricing override says
+        // (WhatsApp would refuse it with 131050 anyway).
+        let consent_category = match approval.category {
+            Some(lipachat_api::TemplateCategory::Marketing) => PricingCategory::Marketing,
+            _ => category,
+        };
         // Boxed: the checks' futures would otherwise swell every send's.
         let (pricing, withheld) = Box::pin(async {
             let pricing = self
                 .predict_pricing(conversation, category, window_open, now.at, None)
                 .await?;
             let withheld = match self
-                .consent_withholds(conversation, category, now.at)
+                .consent_withholds(conversation, consent_category, now.at)
                 .await?
             {
                 Some(reason) => Some(reason),

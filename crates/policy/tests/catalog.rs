@@ -489,7 +489,8 @@ async fn a_checked_template_is_priced_and_withheld_by_the_catalogs_category() {
     assert_eq!(outcome.name(), "rejected");
     assert_eq!(s.gateway.request_count(), requests);
 
-    // The configuration's category wins over the catalog's.
+    // The configuration's category wins over the catalog's for pricing; consent follows
+    // the catalog's MARKETING (the platform's category): still withheld.
     let mut pricing = PricingConfig::default();
     pricing
         .template_categories
@@ -511,10 +512,15 @@ async fn a_checked_template_is_priced_and_withheld_by_the_catalogs_category() {
         .send_template(TemplateRequest::new(chat(), welcome.clone()))
         .await
         .unwrap();
-    let TemplateOutcome::Sent(sent) = &outcome else {
+    let TemplateOutcome::Withheld {
+        reason, pricing, ..
+    } = &outcome
+    else {
         panic!("{outcome:?}");
     };
-    assert_eq!(sent.pricing.category, PricingCategory::Utility);
+    assert_eq!(*reason, Withholding::OptedOut);
+    assert_eq!(pricing.category, PricingCategory::Utility);
+    assert_eq!(s.gateway.request_count(), requests);
 
     // Unchecked (checking off): marketing, withheld for the opted-out customer.
     let unchecked = setup(OnClosed::Reject, CatalogSettings::disabled()).await;
