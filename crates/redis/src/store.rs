@@ -1594,6 +1594,8 @@ impl IdentityStore for RedisStore {
                         keys.outcome_expiry(source),
                         keys.outcome_expiry(target),
                         keys.outcome_ids(business),
+                        keys.consent(business),
+                        keys.free_entry_point(business),
                     ],
                     args: vec![from.key().to_string(), to.key().to_string()],
                 },
@@ -1601,11 +1603,13 @@ impl IdentityStore for RedisStore {
             .await?;
         let count = |n: i64| usize::try_from(n).unwrap_or(0);
         match moved.as_slice() {
-            [window, queued, invitation, outcomes] => Ok(MovedRecords {
+            [window, queued, invitation, outcomes, consent, entry] => Ok(MovedRecords {
                 window: *window == 1,
                 queued: count(*queued),
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
+                consent: *consent == 1,
+                free_entry_point: *entry == 1,
             }),
             other => Err(self
                 .inner

@@ -10,8 +10,9 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
-    ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
+    ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT, MarketingConsent,
+    PredictedCost, Reach, ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
+    warn_if_confirmation_refused,
 };
 use lipachat_session::truncate_to_millis;
 use lipachat_session::{Conversation, MessageId, PhoneNumber, StoreError};
@@ -31,16 +32,20 @@ local function read(hash, customer)
 end
 ";
 
-/// `MarketingConsent::with_opt_out`. KEYS: consent HASH. ARGV: customer, 0|1, at ms.
-/// Returns the record now stored.
+/// `MarketingConsent::with_opt_out`: the later change wins; of two at the same
+/// millisecond, an opt-out. KEYS: consent HASH. ARGV: customer, 0|1, at ms. Returns the
+/// record now stored.
 static RECORD_OPT_OUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{CONSENT_LUA}{}",
         r"
 local v, flag, changed, back = read(KEYS[1], ARGV[1])
 if not flag then return v end
-if changed == '' or tonumber(changed) <= tonumber(ARGV[3]) then
+local at = tonumber(ARGV[3])
+if changed == '' or tonumber(changed) < at then
   flag, changed = ARGV[2], ARGV[3]
+elseif tonumber(changed) == at and ARGV[2] == '1' then
+  flag = '1'
 end
 local now = flag .. ':' .. changed .. ':' .. back
 redis.call('HSET', KEYS[1], ARGV[1], now)
@@ -112,15 +117,22 @@ return write(KEYS[1], ARGV[1], r, ARGV[2], ARGV[3], '0')
     ))
 });
 
-/// `FreeEntryPoint::with_confirmation`. KEYS: entry HASH. ARGV: customer, until ms,
-/// sent ms.
+/// `FreeEntryPoint::with_confirmation`: an end at or before the opening, or more than
+/// the longest after it, is not taken (the record is answered unchanged; false when
+/// nothing is stored). KEYS: entry HASH. ARGV: customer, until ms, sent ms, longest ms
+/// (`MAX_CONFIRMED_FREE_ENTRY_POINT`).
 static CONFIRM_ENTRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{ENTRY_LUA}{}",
         r"
-local v, r, o, u, c = read(KEYS[1], ARGV[1])
+local v, r, o, u, c, found = read(KEYS[1], ARGV[1])
 if not r then return v end
 if o == '' then o = ARGV[3] end
+local ends, opened = tonumber(ARGV[2]), tonumber(o)
+if ends <= opened or ends - opened > tonumber(ARGV[4]) then
+  if found then return v end
+  return false
+end
 return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
 "
     ))
@@ -329,10 +341,18 @@ impl ConsentStore for RedisStore {
                 "confirm_free_entry_point",
                 &CONFIRM_ENTRY,
                 conversation,
-                vec![ms(until), ms(sent_at)],
+                vec![
+                    ms(until),
+                    ms(sent_at),
+                    MAX_CONFIRMED_FREE_ENTRY_POINT
+                        .num_milliseconds()
+                        .to_string(),
+                ],
             )
-            .await?;
-        Ok(now.unwrap_or_default())
+            .await?
+            .unwrap_or_default();
+        warn_if_confirmation_refused(conversation, &now, until, sent_at);
+        Ok(now)
     }
 
     async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
