@@ -6,7 +6,7 @@
 //! left as it is and answered, so the caller reports it as corrupt (as sled does).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
@@ -15,7 +15,7 @@ use lipachat_session::consent::{
     warn_if_confirmation_refused,
 };
 use lipachat_session::truncate_to_millis;
-use lipachat_session::{Conversation, MessageId, PhoneNumber, StoreError};
+use lipachat_session::{Clock, Conversation, MessageId, PhoneNumber, StoreError};
 use redis::Script;
 
 use super::RedisStore;
@@ -139,7 +139,9 @@ return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
 });
 
 /// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit,
-/// cutoff ms (customers last reached at or before it no longer count), span ms. Returns
+/// cutoff ms (customers last reached at or before it no longer count), span ms. The
+/// times are on the server's clock (the caller moved its own by the server's lead,
+/// `HostClock`), so replicas whose clocks differ stamp and prune alike. Returns
 /// `{0 counted | 1 already counted | 2 limit reached, unique customers}`. A write also
 /// sets the key to expire a span after it (server time), so a count nobody touches
 /// again (a past month's service messages) does not stay.
@@ -164,6 +166,41 @@ return {0, count + 1}
     )
 });
 
+/// The server's clock in epoch milliseconds. KEYS: the key the clock is wanted for (so
+/// a Cluster answers from the node holding it; the key is not touched).
+static SERVER_TIME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+",
+    )
+});
+
+/// How often the difference between the server's clock and the host's is measured again.
+const OFFSET_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The clock of this host, and how far the Redis server's clock is ahead of it, for the
+/// messaging limit count: a time a caller gives (read from this host's clock) is moved
+/// by that difference, so every replica stamps and prunes on the server's clock
+/// ([`RedisStore::with_host_clock`]).
+pub(super) struct HostClock {
+    clock: Arc<dyn Clock>,
+    /// When the difference was last measured (this process's monotonic clock), and the
+    /// difference in milliseconds (server minus host).
+    offset: Mutex<Option<(std::time::Instant, i64)>>,
+}
+
+impl HostClock {
+    /// A host clock reading `clock`, its difference from the server not yet measured.
+    pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            offset: Mutex::new(None),
+        }
+    }
+}
+
 fn ms(at: DateTime<Utc>) -> String {
     truncate_to_millis(at).timestamp_millis().to_string()
 }
@@ -184,6 +221,47 @@ fn portfolio_key(keys: &KeyLayout, portfolio: &str) -> Result<String, StoreError
 }
 
 impl RedisStore {
+    /// How far the server's clock is ahead of the host's (ms, negative when behind),
+    /// measured on the node holding `key` (the midpoint of the host's clock before and
+    /// after the answer), again when the last measure is older than a minute.
+    async fn server_offset(&self, key: &str) -> Result<i64, StoreError> {
+        let fresh = |measured: &Option<(std::time::Instant, i64)>| {
+            measured.and_then(|(at, offset)| (at.elapsed() < OFFSET_MAX_AGE).then_some(offset))
+        };
+        if let Some(offset) = fresh(
+            &self
+                .host
+                .offset
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ) {
+            return Ok(offset);
+        }
+        let before = self.host.clock.now().timestamp_millis();
+        let server: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "server time",
+                Retry::Once,
+                None,
+                Eval {
+                    script: &SERVER_TIME,
+                    keys: vec![key.to_owned()],
+                    args: vec![],
+                },
+            )
+            .await?;
+        let after = self.host.clock.now().timestamp_millis();
+        let offset = server - (before + (after - before) / 2);
+        *self
+            .host
+            .offset
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((std::time::Instant::now(), offset));
+        Ok(offset)
+    }
+
     /// Runs one consent script on `conversation`'s record in the HASH `hash`.
     async fn consent_script(
         &self,
@@ -455,7 +533,11 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let at_ms = truncate_to_millis(at).timestamp_millis();
+        // On the server's clock: the caller's time moved by the server's lead on this host.
+        let offset = self.server_offset(&key).await?;
+        let at_ms = truncate_to_millis(at)
+            .timestamp_millis()
+            .saturating_add(offset);
         let (kind, reached): (u8, u64) = self
             .inner
             .connection
@@ -490,7 +572,11 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let cutoff = truncate_to_millis(at).timestamp_millis() - span.num_milliseconds();
+        let offset = self.server_offset(&key).await?;
+        let cutoff = truncate_to_millis(at)
+            .timestamp_millis()
+            .saturating_add(offset)
+            .saturating_sub(span.num_milliseconds());
         self.inner
             .connection
             .query(
