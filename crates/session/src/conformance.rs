@@ -119,6 +119,7 @@ suite!($
     opt_out_ties,
     free_entry_point_confirmation_bounds,
     move_customer_consent,
+    consent_export_round_trip,
 );
 
 /// The value of a store call the cost and consent checks expect to succeed.
@@ -3438,4 +3439,101 @@ pub async fn move_customer_consent<S: Store>(store: &S) {
         "stale opt in",
     );
     check_eq(stale.opted_out, true, "an older opt-in leaves the opt-out");
+}
+
+/// The marketing consent and free entry point records go through export and import:
+/// exported (format version 3), then imported under another business number, they read
+/// back the same (an opt-out with its time, a back-off, a predicted and a confirmed
+/// window, a referral alone).
+pub async fn consent_export_round_trip<S: Store>(store: &S) {
+    use crate::export::{export, import};
+    let (from, to) = (business(52, 0), business(52, 1));
+    let t0 = base();
+    let hour = TimeDelta::hours(1);
+    let three_days = TimeDelta::hours(72);
+    let customer = |business, n| chat(business, n);
+    ok(
+        store.record_opt_out(customer(from, 1), true, t0).await,
+        "opt out",
+    );
+    ok(
+        store
+            .extend_back_off(customer(from, 1), t0 + hour * 24)
+            .await,
+        "back off",
+    );
+    ok(
+        store
+            .record_opt_out(customer(from, 2), false, t0 + hour)
+            .await,
+        "opt in",
+    );
+    // Customers 3 and 4: a timely reply opened a window (4's is then confirmed).
+    for n in [3, 4] {
+        ok(
+            store.record_referral(customer(from, n), t0).await,
+            "referral",
+        );
+        ok(
+            store
+                .record_business_reply(
+                    customer(from, n),
+                    t0 + hour,
+                    t0 + hour + three_days,
+                    hour * 24,
+                )
+                .await,
+            "reply",
+        );
+    }
+    ok(
+        store
+            .confirm_free_entry_point(customer(from, 4), t0 + hour * 70, t0 + hour)
+            .await,
+        "confirm",
+    );
+    ok(
+        store.record_referral(customer(from, 5), t0).await,
+        "referral alone",
+    );
+
+    let mut exported = Vec::new();
+    let transfer = ok(export(store, &mut exported).await, "export");
+    let text = String::from_utf8(exported).unwrap_or_default();
+    assert!(
+        transfer.consents >= 2 && transfer.free_entry_points >= 3,
+        "store conformance: consent records are exported: {transfer:?}"
+    );
+    // The same lines under another business number.
+    let moved: String = text
+        .lines()
+        .filter(|line| {
+            line.contains("\"kind\":\"header\"")
+                || (line.contains(&format!("\"business\":\"{from}\""))
+                    && (line.contains("\"kind\":\"consent\"")
+                        || line.contains("\"kind\":\"free_entry_point\"")))
+        })
+        .map(|line| format!("{}\n", line.replace(&from.to_string(), &to.to_string())))
+        .collect();
+    let imported = ok(import(store, moved.as_bytes()).await, "import");
+    check_eq(
+        (imported.consents, imported.free_entry_points),
+        (2, 3),
+        format!("the consent lines are imported:\n{moved}"),
+    );
+    for n in 1..=5 {
+        let mut records = Vec::new();
+        for business in [to, from] {
+            let conversation = customer(business, n);
+            records.push((
+                ok(store.marketing_consent(conversation).await, "read consent"),
+                ok(store.free_entry_point(conversation).await, "read entry"),
+            ));
+        }
+        check_eq(
+            records[0],
+            records[1],
+            format!("customer {n}'s consent and free entry point records read back the same"),
+        );
+    }
 }

@@ -329,6 +329,11 @@ pub const MAX_CONFIRMED_FREE_ENTRY_POINT: TimeDelta =
         None => TimeDelta::hours(72),
     };
 
+/// A stored consent or free entry point record with its conversation, as
+/// [`ConsentStore::marketing_consents`] and [`ConsentStore::free_entry_points`] list
+/// them: an unreadable record is its error.
+pub type ConsentEntry<T> = (Conversation, Result<T, StoreError>);
+
 /// What a send was predicted to cost, recorded when it went to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PredictedCost {
@@ -469,6 +474,18 @@ pub trait ConsentStore: Send + Sync + 'static {
         conversation: Conversation,
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
+
+    /// Every stored marketing consent record, each with its conversation (an unreadable
+    /// one as its error), for export; in no particular order.
+    fn marketing_consents(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ConsentEntry<MarketingConsent>>, StoreError>> + Send;
+
+    /// Every stored free entry point record, each with its conversation (an unreadable
+    /// one as its error), for export; in no particular order.
+    fn free_entry_points(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError>> + Send;
 
     /// The free entry point record of the conversation (`None` when none is stored).
     fn free_entry_point(

@@ -10,12 +10,12 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT, MarketingConsent,
-    PredictedCost, Reach, ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
-    warn_if_confirmation_refused,
+    ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT,
+    MarketingConsent, PredictedCost, Reach, ReportedPricing, check_portfolio_name, corrupt_record,
+    pair_cost_records, warn_if_confirmation_refused,
 };
 use lipachat_session::truncate_to_millis;
-use lipachat_session::{Clock, Conversation, MessageId, PhoneNumber, StoreError};
+use lipachat_session::{Clock, Conversation, Customer, MessageId, PhoneNumber, StoreError};
 use redis::Script;
 
 use super::RedisStore;
@@ -221,6 +221,28 @@ fn portfolio_key(keys: &KeyLayout, portfolio: &str) -> Result<String, StoreError
 }
 
 impl RedisStore {
+    /// Every record of a per-business consent HASH (`key`), decoded by `decode`; a field
+    /// that names no customer is skipped with a warning.
+    async fn list_records<T>(
+        &self,
+        what: &str,
+        key: impl Fn(&KeyLayout, PhoneNumber) -> String,
+        decode: fn(Conversation, &str) -> Result<T, StoreError>,
+    ) -> Result<Vec<ConsentEntry<T>>, StoreError> {
+        let mut records = Vec::new();
+        for (business, fields) in self.hash_per_business(what, key).await? {
+            for (field, value) in fields {
+                let Some(customer) = field.parse().ok().and_then(Customer::from_key) else {
+                    tracing::warn!(%business, field, what, "skipping a record whose field names no customer");
+                    continue;
+                };
+                let conversation = Conversation::with_customer(business, customer);
+                records.push((conversation, decode(conversation, &value)));
+            }
+        }
+        Ok(records)
+    }
+
     /// How far the server's clock is ahead of the host's (ms, negative when behind),
     /// measured on the node holding `key` (the midpoint of the host's clock before and
     /// after the answer), again when the last measure is older than a minute.
@@ -359,6 +381,16 @@ impl ConsentStore for RedisStore {
             vec![ms(until)],
         )
         .await
+    }
+
+    async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {
+        self.list_records("marketing_consents", KeyLayout::consent, consent_of)
+            .await
+    }
+
+    async fn free_entry_points(&self) -> Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError> {
+        self.list_records("free_entry_points", KeyLayout::free_entry_point, entry_of)
+            .await
     }
 
     async fn free_entry_point(

@@ -23,7 +23,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::SledStore;
 use super::integrity::TrackedTree;
 use crate::consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
+    ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
     warn_if_confirmation_refused,
 };
@@ -78,6 +78,28 @@ fn reached_prefix(portfolio: &str) -> Result<Vec<u8>, StoreError> {
     let mut prefix = portfolio.as_bytes().to_vec();
     prefix.push(0);
     Ok(prefix)
+}
+
+/// Every record of a consent tree keyed by conversation, decoded by `decode`; a key that
+/// names no conversation is skipped with a warning.
+fn list_records<T>(
+    tree: &TrackedTree,
+    what: &str,
+    decode: fn(&str) -> Result<T, String>,
+) -> Result<Vec<ConsentEntry<T>>, StoreError> {
+    let mut records = Vec::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        let Some(conversation) = Conversation::from_key(&key) else {
+            tracing::warn!(key = ?key, what, "skipping a record whose key names no conversation");
+            continue;
+        };
+        let record = text(&value)
+            .and_then(decode)
+            .map_err(|detail| corrupt_record(conversation, what, detail));
+        records.push((conversation, record));
+    }
+    Ok(records)
 }
 
 fn text(bytes: &[u8]) -> Result<&str, String> {
@@ -218,6 +240,22 @@ impl ConsentStore for SledStore {
     ) -> Result<MarketingConsent, StoreError> {
         self.change_consent(conversation, |c| c.with_back_off(until))
             .await
+    }
+
+    async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {
+        list_records(
+            &self.consent_trees().consent,
+            "marketing consent",
+            MarketingConsent::decode,
+        )
+    }
+
+    async fn free_entry_points(&self) -> Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError> {
+        list_records(
+            &self.consent_trees().entry,
+            "free entry point",
+            FreeEntryPoint::decode,
+        )
     }
 
     async fn free_entry_point(
