@@ -463,14 +463,52 @@ return previous
 /// source outbox messages HASH, target outbox LIST, target outbox messages HASH, then
 /// source and target of each of: outcomes HASH, outcome WhatsApp ids HASH, outcome
 /// expiry ZSET; then the outcome ids HASH (entries pointing at the source are pointed
-/// at the target). ARGV: source customer, target customer.
-/// Returns `{window moved 0|1, messages moved, invitation moved 0|1, outcomes moved}`.
+/// at the target); then the consent HASH and the free entry point HASH (the records
+/// merged as `MarketingConsent::merged_with` and `FreeEntryPoint::merged_with` do; an
+/// unreadable one of either customer stops the move before anything is written).
+/// ARGV: source customer, target customer.
+/// Returns `{window moved 0|1, messages moved, invitation moved 0|1, outcomes moved,
+/// consent moved 0|1, free entry point moved 0|1}`.
 const MOVE_CUSTOMER: &str = concat!(
     record_lua!(),
     r"
 local from, to = ARGV[1], ARGV[2]
-local moved = {0, 0, 0, 0}
+local moved = {0, 0, 0, 0, 0, 0}
 if from == to then return moved end
+-- The consent and free entry point records are read (and checked) before anything is
+-- written: an unreadable one stops the move.
+local function parts(key, customer, pattern, what)
+  local v = redis.call('HGET', key, customer)
+  if not v then return nil end
+  local found = {string.match(v, pattern)}
+  if #found == 0 then
+    return nil, 'the ' .. what .. ' of customer ' .. customer .. ' is unreadable: ' .. v
+  end
+  return found
+end
+-- Compares two times as stored (milliseconds, '' for none, which is the earliest).
+local function compare(a, b)
+  if a == b then return 0 end
+  if a == '' then return -1 end
+  if b == '' then return 1 end
+  if tonumber(a) < tonumber(b) then return -1 end
+  if tonumber(a) > tonumber(b) then return 1 end
+  return 0
+end
+local function later(a, b)
+  if compare(a, b) >= 0 then return a end
+  return b
+end
+local consent_pattern = '^([01]):(%-?%d*):(%-?%d*)$'
+local entry_pattern = '^(%-?%d*):(%-?%d*):(%-?%d*):([01])$'
+local s_consent, bad = parts(KEYS[16], from, consent_pattern, 'marketing consent')
+if bad then return redis.error_reply(bad) end
+local t_consent, bad = parts(KEYS[16], to, consent_pattern, 'marketing consent')
+if bad then return redis.error_reply(bad) end
+local s_entry, bad = parts(KEYS[17], from, entry_pattern, 'free entry point')
+if bad then return redis.error_reply(bad) end
+local t_entry, bad = parts(KEYS[17], to, entry_pattern, 'free entry point')
+if bad then return redis.error_reply(bad) end
 local source = redis.call('HGET', KEYS[1], from)
 if source then
   local s_last, s_closed = split(source)
@@ -552,6 +590,32 @@ for i = 10, 14, 2 do
   end
 end
 redis.call('DEL', KEYS[9], KEYS[11], KEYS[13])
+-- Consent: opted out when either is, the later change time, the later back-off.
+if s_consent then
+  local merged = s_consent
+  if t_consent then
+    local flag = '0'
+    if s_consent[1] == '1' or t_consent[1] == '1' then flag = '1' end
+    merged = {flag, later(s_consent[2], t_consent[2]), later(s_consent[3], t_consent[3])}
+  end
+  redis.call('HSET', KEYS[16], to, merged[1] .. ':' .. merged[2] .. ':' .. merged[3])
+  redis.call('HDEL', KEYS[16], from)
+  moved[5] = 1
+end
+-- Free entry point: the record whose window ends later, then the later referral; on a
+-- tie the target's.
+if s_entry then
+  local keep = s_entry
+  if t_entry then
+    local by_end = compare(s_entry[3], t_entry[3])
+    if by_end < 0 or (by_end == 0 and compare(s_entry[1], t_entry[1]) <= 0) then
+      keep = t_entry
+    end
+  end
+  redis.call('HSET', KEYS[17], to, table.concat(keep, ':'))
+  redis.call('HDEL', KEYS[17], from)
+  moved[6] = 1
+end
 return moved
 "
 );

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::{
-    Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
+    Alias, Bsuid, Clock, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
     MovedRecords, OutboxStore, PhoneNumber, QueuedMessage, RememberedInbound, StoreError,
-    StoredOutcome, UserRef, WindowEntry, WindowRecord, WindowStore,
+    StoredOutcome, SystemClock, UserRef, WindowEntry, WindowRecord, WindowStore,
 };
 use uuid::Uuid;
 
@@ -58,6 +58,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
+    host: Arc<consent::HostClock>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -177,7 +178,24 @@ impl RedisStore {
                 keys,
                 server,
             }),
+            host: Arc::new(consent::HostClock::new(Arc::new(SystemClock))),
         })
+    }
+
+    /// This store with `clock` as the clock of this host: the one the times given to
+    /// the messaging limit count ([`ConsentStore::reach_customer`],
+    /// [`ConsentStore::reached`]) come from. The count runs on the Redis server's clock:
+    /// a time is moved by the difference between the server's clock and this one
+    /// (measured with `TIME`, again each minute), so replicas whose clocks differ stamp
+    /// and prune one moving span. The system clock by default; a test or simulation
+    /// whose times come from another clock gives it here. Clones made after this share
+    /// it; earlier clones keep theirs.
+    ///
+    /// [`ConsentStore::reach_customer`]: lipachat_session::ConsentStore::reach_customer
+    /// [`ConsentStore::reached`]: lipachat_session::ConsentStore::reached
+    pub fn with_host_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.host = Arc::new(consent::HostClock::new(clock));
+        self
     }
 
     /// The configuration it was opened with.
@@ -1594,6 +1612,8 @@ impl IdentityStore for RedisStore {
                         keys.outcome_expiry(source),
                         keys.outcome_expiry(target),
                         keys.outcome_ids(business),
+                        keys.consent(business),
+                        keys.free_entry_point(business),
                     ],
                     args: vec![from.key().to_string(), to.key().to_string()],
                 },
@@ -1601,11 +1621,13 @@ impl IdentityStore for RedisStore {
             .await?;
         let count = |n: i64| usize::try_from(n).unwrap_or(0);
         match moved.as_slice() {
-            [window, queued, invitation, outcomes] => Ok(MovedRecords {
+            [window, queued, invitation, outcomes, consent, entry] => Ok(MovedRecords {
                 window: *window == 1,
                 queued: count(*queued),
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
+                consent: *consent == 1,
+                free_entry_point: *entry == 1,
             }),
             other => Err(self
                 .inner

@@ -358,10 +358,13 @@ pub enum Command {
     /// stores.
     ///
     /// It covers every conversation's window (the last inbound time and a gateway closure),
-    /// the queued messages, the invitations, the user ids, groups and aliases, and the
+    /// the queued messages, the invitations, the user ids, groups and aliases, the
     /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
-    /// move is still a duplicate). Send outcomes (the memory that makes a repeated
-    /// --message-id send nothing twice, kept 7 days) and delivery claims are not exported.
+    /// move is still a duplicate), and each customer's marketing consent (opt-out with its
+    /// time, and the marketing back-off) and free entry point window (format version 3).
+    /// Send outcomes (the memory that makes a repeated --message-id send nothing twice,
+    /// kept 7 days), delivery claims, cost records and the messaging limit count are not
+    /// exported.
     /// A progress bar shows on stderr when it is a terminal and the lines go elsewhere (not
     /// with --json). Exit 2 if corrupt records had to be skipped.
     Export,
@@ -370,12 +373,17 @@ pub enum Command {
     /// clock is refused (exit 2) and nothing is imported; so is an import that would leave
     /// more than 20 messages in one conversation's outbox (the outbox limit), naming the line.
     /// A `seen` line's remember_until is an expiry and may lie ahead; one already past is
-    /// skipped, and an id the database already remembers keeps its entry. An import that
+    /// skipped, and an id the database already remembers keeps its entry. Consent and free
+    /// entry point lines merge with what is stored by the store's own rules (the later
+    /// opt-out or opt-in wins, an opt-out on a tie; the later back-off; a window already
+    /// open is not moved). Exports of versions 1 and 2 import unchanged. An import that
     /// fails leaves no new store behind. A progress bar shows on stderr when it is a
     /// terminal (not with --json).
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
-    /// outcomes), the entries and checksum it must hold and those it holds.
+    /// outcomes, identities, aliases, and the consent trees: consent, free_entry_point,
+    /// predicted_costs, reported_pricing, reached), the entries and checksum it must hold
+    /// and those it holds.
     ///
     /// After a clean shutdown the store must hold exactly what it held then; after a crash,
     /// at least everything its last flush made durable (the files were then copied to

@@ -263,3 +263,26 @@ fn the_sample_price_file_parses_and_a_dry_run_estimates_with_it() {
     assert_eq!(plan["estimate"]["currency"], "USD");
     assert_eq!(plan["estimate"]["amount"], "0.0001");
 }
+
+/// `export` carries a customer's opt-out and back-off (format version 3) and `import`
+/// restores them into a new database: before, they were left out, and a store moved by
+/// export and import sent marketing to customers who had opted out.
+#[test]
+fn export_and_import_carry_an_opt_out() {
+    let cli = Cli::new();
+    cli.run(&["optout", BUSINESS, CUSTOMER, "--now", T0, "--json"])
+        .expect(0);
+    let exported = cli.run(&["export"]).expect(0).stdout;
+    assert!(
+        exported.contains("\"kind\":\"consent\"") && exported.contains("\"version\":3"),
+        "{exported}"
+    );
+    let moved = Cli::new();
+    let imported = moved
+        .run_with_stdin(&["import", "--json"], &exported)
+        .expect(0)
+        .json();
+    assert_eq!(imported["consents"], 1, "{imported}");
+    let answer = status(&moved, &at(TimeDelta::hours(1)));
+    assert_eq!(answer["marketing"], "opted_out");
+}

@@ -116,6 +116,10 @@ suite!($
     free_entry_point,
     cost_records,
     concurrent_reach,
+    opt_out_ties,
+    free_entry_point_confirmation_bounds,
+    move_customer_consent,
+    consent_export_round_trip,
 );
 
 /// The value of a store call the cost and consent checks expect to succeed.
@@ -2339,6 +2343,8 @@ pub async fn move_customer<S: Store + Clone>(store: &S) {
             queued: 1,
             invitation: true,
             outcomes: 1,
+            consent: false,
+            free_entry_point: false,
         },
         "move_customer reports what it moved"
     );
@@ -3193,4 +3199,341 @@ pub async fn concurrent_reach<S: Store + Clone>(store: &S) {
         matches!(bad, Err(StoreError::InvalidPortfolio { .. })),
         "store conformance: a bad portfolio name must be InvalidPortfolio, got {bad:?}"
     );
+}
+
+/// Opt-outs and opt-ins carrying the same millisecond: whatever order they arrive in, the
+/// stored consent is that of the latest time, opted out when any change at that time is
+/// an opt-out (the safe side). Random orderings of changes with tied times, each on a
+/// conversation of its own.
+pub async fn opt_out_ties<S: Store>(store: &S) {
+    let t0 = base();
+    let mut sequence = Sequence(0x6f70_745f_7469_6573);
+    for round in 0..40u64 {
+        let conversation = chat(business(48, 0), round);
+        // Two to six changes over three distinct times, so ties are frequent.
+        let count = 2 + sequence.below(5);
+        let changes: Vec<(bool, i64)> = (0..count)
+            .map(|_| (sequence.below(2) == 1, sequence.below(3) as i64))
+            .collect();
+        let latest = changes.iter().map(|(_, at)| *at).max().unwrap_or(0);
+        let expected = changes
+            .iter()
+            .any(|(opted_out, at)| *at == latest && *opted_out);
+        let mut stored = crate::MarketingConsent::default();
+        for (opted_out, at) in &changes {
+            stored = ok(
+                store
+                    .record_opt_out(conversation, *opted_out, t0 + ms(*at))
+                    .await,
+                "record opt-out or opt-in",
+            );
+        }
+        check_eq(
+            (stored.opted_out, stored.changed_at),
+            (expected, Some(t0 + ms(latest))),
+            format!(
+                "changes {changes:?} (opted out, ms after t0, in arrival order) end opted out when any change at the latest time is an opt-out"
+            ),
+        );
+        check_eq(
+            ok(store.marketing_consent(conversation).await, "read consent"),
+            stored,
+            "what the calls answered is what is stored",
+        );
+    }
+}
+
+/// A status's confirmed end of the free entry point window is taken only after the
+/// window's opening and at most [`crate::MAX_CONFIRMED_FREE_ENTRY_POINT`] after it:
+/// otherwise the prediction stays, unconfirmed.
+pub async fn free_entry_point_confirmation_bounds<S: Store>(store: &S) {
+    let t0 = base();
+    let day = TimeDelta::hours(24);
+    let three_days = TimeDelta::hours(72);
+    let longest = crate::MAX_CONFIRMED_FREE_ENTRY_POINT;
+    let conversation = chat(business(49, 0), 1);
+    ok(store.record_referral(conversation, t0).await, "referral");
+    let reply_at = t0 + TimeDelta::hours(1);
+    let predicted = ok(
+        store
+            .record_business_reply(conversation, reply_at, reply_at + three_days, day)
+            .await,
+        "reply",
+    )
+    .unwrap_or_default();
+    for (until, why) in [
+        (
+            reply_at + TimeDelta::days(365 * 70),
+            "an end seventy years on",
+        ),
+        (reply_at + longest + ms(1), "an end just past the longest"),
+        (reply_at, "an end at the opening"),
+        (reply_at - TimeDelta::hours(1), "an end before the opening"),
+    ] {
+        check_eq(
+            ok(
+                store
+                    .confirm_free_entry_point(conversation, until, reply_at)
+                    .await,
+                "confirm out of range",
+            ),
+            predicted,
+            format!("{why} is not taken: the prediction stays"),
+        );
+    }
+    check_eq(
+        ok(store.free_entry_point(conversation).await, "read"),
+        Some(predicted),
+        "nothing out of range was stored",
+    );
+    let edge = reply_at + longest;
+    let confirmed = ok(
+        store
+            .confirm_free_entry_point(conversation, edge, reply_at)
+            .await,
+        "confirm at the longest",
+    );
+    check_eq(
+        (confirmed.until, confirmed.confirmed),
+        (Some(edge), true),
+        "an end exactly the longest after the opening is taken",
+    );
+    // Without a known opening, the range counts from the confirmed message's send.
+    let unopened = chat(business(49, 0), 2);
+    let sent_at = t0 + TimeDelta::hours(3);
+    let refused = ok(
+        store
+            .confirm_free_entry_point(unopened, sent_at + TimeDelta::days(30), sent_at)
+            .await,
+        "confirm far without an opening",
+    );
+    check_eq(
+        refused.confirmed,
+        false,
+        "an end far past the send is not taken when no window was known",
+    );
+    let taken = ok(
+        store
+            .confirm_free_entry_point(unopened, sent_at + three_days, sent_at)
+            .await,
+        "confirm without an opening",
+    );
+    check_eq(
+        (taken.opened_at, taken.until, taken.confirmed),
+        (Some(sent_at), Some(sent_at + three_days), true),
+        "an end in range opens the window at the send",
+    );
+}
+
+/// Moving a customer (a phone number change) moves its consent and free entry point
+/// records with it: merged with the target's, opted out when either was (changed at the
+/// later change), the later back-off, and the free entry point record whose window ends
+/// later; nothing is left under the source.
+pub async fn move_customer_consent<S: Store>(store: &S) {
+    use crate::MarketingConsent;
+    let business = business(50, 0);
+    let t0 = base();
+    let hour = TimeDelta::hours(1);
+    let three_days = TimeDelta::hours(72);
+
+    // Opted out, a back-off and an open free entry point window, then a number change
+    // to a customer nothing is stored for.
+    let (old, new) = (chat(business, 1), chat(business, 2));
+    ok(store.record_opt_out(old, true, t0).await, "opt out");
+    ok(store.extend_back_off(old, t0 + hour * 24).await, "back off");
+    ok(store.record_referral(old, t0).await, "referral");
+    let entry = ok(
+        store
+            .record_business_reply(old, t0 + hour, t0 + hour + three_days, hour * 24)
+            .await,
+        "reply",
+    );
+    let consent = ok(store.marketing_consent(old).await, "read consent");
+    let moved = ok(
+        store
+            .move_customer(business, old.customer, new.customer)
+            .await,
+        "move",
+    );
+    check_eq(
+        (moved.consent, moved.free_entry_point),
+        (true, true),
+        "the move reports the consent and free entry point records it moved",
+    );
+    check_eq(
+        ok(store.marketing_consent(new).await, "read moved consent"),
+        consent,
+        "the opt-out and back-off move with the customer",
+    );
+    check_eq(
+        ok(store.free_entry_point(new).await, "read moved entry"),
+        entry,
+        "the free entry point window moves with the customer",
+    );
+    check_eq(
+        ok(store.marketing_consent(old).await, "read old consent"),
+        MarketingConsent::default(),
+        "nothing is left under the old number",
+    );
+    check_eq(
+        ok(store.free_entry_point(old).await, "read old entry"),
+        None,
+        "no free entry point record is left under the old number",
+    );
+
+    // Both hold records: the source opted out earlier, the target opted in later; the
+    // target's back-off is the later; the source's window ends later.
+    let (source, target) = (chat(business, 3), chat(business, 4));
+    ok(store.record_opt_out(source, true, t0).await, "opt out");
+    ok(
+        store.extend_back_off(source, t0 + hour).await,
+        "short back off",
+    );
+    ok(
+        store.record_opt_out(target, false, t0 + hour).await,
+        "opt in",
+    );
+    ok(
+        store.extend_back_off(target, t0 + hour * 24).await,
+        "long back off",
+    );
+    ok(store.record_referral(target, t0).await, "target referral");
+    ok(
+        store.record_referral(source, t0 + hour).await,
+        "source referral",
+    );
+    let source_entry = ok(
+        store
+            .record_business_reply(source, t0 + hour * 2, t0 + hour * 2 + three_days, hour * 24)
+            .await,
+        "source reply",
+    );
+    ok(
+        store
+            .move_customer(business, source.customer, target.customer)
+            .await,
+        "move onto a held customer",
+    );
+    check_eq(
+        ok(store.marketing_consent(target).await, "read merged consent"),
+        MarketingConsent {
+            opted_out: true,
+            changed_at: Some(t0 + hour),
+            back_off_until: Some(t0 + hour * 24),
+        },
+        "opted out wins, changed at the later change, with the later back-off",
+    );
+    check_eq(
+        ok(store.free_entry_point(target).await, "read merged entry"),
+        source_entry,
+        "the free entry point record whose window ends later is kept",
+    );
+    check_eq(
+        ok(store.marketing_consent(source).await, "read source consent"),
+        MarketingConsent::default(),
+        "nothing is left under the source",
+    );
+    // An opt-in made before the merged change time does not undo the opt-out.
+    let stale = ok(
+        store.record_opt_out(target, false, t0 + ms(1)).await,
+        "stale opt in",
+    );
+    check_eq(stale.opted_out, true, "an older opt-in leaves the opt-out");
+}
+
+/// The marketing consent and free entry point records go through export and import:
+/// exported (format version 3), then imported under another business number, they read
+/// back the same (an opt-out with its time, a back-off, a predicted and a confirmed
+/// window, a referral alone).
+pub async fn consent_export_round_trip<S: Store>(store: &S) {
+    use crate::export::{export, import};
+    let (from, to) = (business(52, 0), business(52, 1));
+    let t0 = base();
+    let hour = TimeDelta::hours(1);
+    let three_days = TimeDelta::hours(72);
+    let customer = |business, n| chat(business, n);
+    ok(
+        store.record_opt_out(customer(from, 1), true, t0).await,
+        "opt out",
+    );
+    ok(
+        store
+            .extend_back_off(customer(from, 1), t0 + hour * 24)
+            .await,
+        "back off",
+    );
+    ok(
+        store
+            .record_opt_out(customer(from, 2), false, t0 + hour)
+            .await,
+        "opt in",
+    );
+    // Customers 3 and 4: a timely reply opened a window (4's is then confirmed).
+    for n in [3, 4] {
+        ok(
+            store.record_referral(customer(from, n), t0).await,
+            "referral",
+        );
+        ok(
+            store
+                .record_business_reply(
+                    customer(from, n),
+                    t0 + hour,
+                    t0 + hour + three_days,
+                    hour * 24,
+                )
+                .await,
+            "reply",
+        );
+    }
+    ok(
+        store
+            .confirm_free_entry_point(customer(from, 4), t0 + hour * 70, t0 + hour)
+            .await,
+        "confirm",
+    );
+    ok(
+        store.record_referral(customer(from, 5), t0).await,
+        "referral alone",
+    );
+
+    let mut exported = Vec::new();
+    let transfer = ok(export(store, &mut exported).await, "export");
+    let text = String::from_utf8(exported).unwrap_or_default();
+    assert!(
+        transfer.consents >= 2 && transfer.free_entry_points >= 3,
+        "store conformance: consent records are exported: {transfer:?}"
+    );
+    // The same lines under another business number.
+    let moved: String = text
+        .lines()
+        .filter(|line| {
+            line.contains("\"kind\":\"header\"")
+                || (line.contains(&format!("\"business\":\"{from}\""))
+                    && (line.contains("\"kind\":\"consent\"")
+                        || line.contains("\"kind\":\"free_entry_point\"")))
+        })
+        .map(|line| format!("{}\n", line.replace(&from.to_string(), &to.to_string())))
+        .collect();
+    let imported = ok(import(store, moved.as_bytes()).await, "import");
+    check_eq(
+        (imported.consents, imported.free_entry_points),
+        (2, 3),
+        format!("the consent lines are imported:\n{moved}"),
+    );
+    for n in 1..=5 {
+        let mut records = Vec::new();
+        for business in [to, from] {
+            let conversation = customer(business, n);
+            records.push((
+                ok(store.marketing_consent(conversation).await, "read consent"),
+                ok(store.free_entry_point(conversation).await, "read entry"),
+            ));
+        }
+        check_eq(
+            records[0],
+            records[1],
+            format!("customer {n}'s consent and free entry point records read back the same"),
+        );
+    }
 }

@@ -83,17 +83,33 @@ pub struct MarketingConsent {
 }
 
 impl MarketingConsent {
-    /// This consent after an opt-out (`opted_out`) or opt-in made at `at`: applied only
-    /// when no later change is stored (a tie applies it, so repeating one is harmless).
+    /// This consent after an opt-out (`opted_out`) or opt-in made at `at` (to the
+    /// millisecond): applied only when no later change is stored. Two changes made at the
+    /// same millisecond end opted out whatever order they arrive in (the safe side), and
+    /// repeating a change is harmless.
     pub fn with_opt_out(self, opted_out: bool, at: DateTime<Utc>) -> Self {
         let at = crate::window::truncate_to_millis(at);
-        if self.changed_at.is_some_and(|changed| changed > at) {
-            return self;
-        }
+        let opted_out = match self.changed_at {
+            Some(changed) if changed > at => return self,
+            Some(changed) if changed == at => opted_out || self.opted_out,
+            _ => opted_out,
+        };
         Self {
             opted_out,
             changed_at: Some(at),
             ..self
+        }
+    }
+
+    /// The consent of a customer whose identity moved (a phone number change), merged
+    /// from this one (the target's) and `other` (the source's), keeping the more
+    /// protective of each part: opted out when either is, changed at the later of the
+    /// two changes (so only an opt-in made after both undoes it), and the later back-off.
+    pub fn merged_with(self, other: Self) -> Self {
+        Self {
+            opted_out: self.opted_out || other.opted_out,
+            changed_at: self.changed_at.max(other.changed_at),
+            back_off_until: self.back_off_until.max(other.back_off_until),
         }
     }
 
@@ -212,15 +228,58 @@ impl FreeEntryPoint {
     /// This record after a status said the window ends at `until` (its pricing type
     /// being free entry point): the end is the platform's from now on. A window not yet
     /// known to be open is taken as opened at `sent_at`, the confirmed message's send.
+    ///
+    /// An end the platform cannot have meant is not taken: one at or before the opening,
+    /// or more than [`MAX_CONFIRMED_FREE_ENTRY_POINT`] after it (a broken or forged
+    /// status would otherwise confirm an endless free window). The record is then
+    /// unchanged (the prediction stays) and [`FreeEntryPoint::confirmation_in_range`]
+    /// says why.
     pub fn with_confirmation(self, until: DateTime<Utc>, sent_at: DateTime<Utc>) -> Self {
+        let opened = self
+            .opened_at
+            .unwrap_or(crate::window::truncate_to_millis(sent_at));
+        if Self::confirmation_in_range(opened, until).is_err() {
+            return self;
+        }
         Self {
-            opened_at: Some(
-                self.opened_at
-                    .unwrap_or(crate::window::truncate_to_millis(sent_at)),
-            ),
+            opened_at: Some(opened),
             until: Some(crate::window::truncate_to_millis(until)),
             confirmed: true,
             ..self
+        }
+    }
+
+    /// Whether a confirmed end `until` of a window opened at `opened` is one to take:
+    /// after the opening and at most [`MAX_CONFIRMED_FREE_ENTRY_POINT`] after it. The
+    /// error says what is wrong with it.
+    pub fn confirmation_in_range(
+        opened: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let until = crate::window::truncate_to_millis(until);
+        if until <= opened {
+            return Err(format!(
+                "the confirmed end {until} is not after the window's opening {opened}"
+            ));
+        }
+        if until - opened > MAX_CONFIRMED_FREE_ENTRY_POINT {
+            return Err(format!(
+                "the confirmed end {until} is more than {} h after the window's opening {opened}",
+                MAX_CONFIRMED_FREE_ENTRY_POINT.num_minutes() as f64 / 60.0
+            ));
+        }
+        Ok(())
+    }
+
+    /// The record kept when a customer's identity moved (a phone number change), of this
+    /// one (the target's) and `other` (the source's): the one whose window ends later (a
+    /// record with no window counts as ending earliest), then the one with the later
+    /// referral; on a full tie, this one.
+    pub fn merged_with(self, other: Self) -> Self {
+        if (other.until, other.referral_at) > (self.until, self.referral_at) {
+            other
+        } else {
+            self
         }
     }
 
@@ -260,6 +319,20 @@ impl FreeEntryPoint {
         })
     }
 }
+
+/// The longest free entry point window a status may confirm, counted from the window's
+/// opening: the platform's 72 hours plus the tolerated clock skew
+/// ([`crate::SkewLimit::DEFAULT_MAX_SKEW`], 5 minutes).
+pub const MAX_CONFIRMED_FREE_ENTRY_POINT: TimeDelta =
+    match TimeDelta::hours(72).checked_add(&crate::SkewLimit::DEFAULT_MAX_SKEW) {
+        Some(longest) => longest,
+        None => TimeDelta::hours(72),
+    };
+
+/// A stored consent or free entry point record with its conversation, as
+/// [`ConsentStore::marketing_consents`] and [`ConsentStore::free_entry_points`] list
+/// them: an unreadable record is its error.
+pub type ConsentEntry<T> = (Conversation, Result<T, StoreError>);
 
 /// What a send was predicted to cost, recorded when it went to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -402,6 +475,18 @@ pub trait ConsentStore: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
 
+    /// Every stored marketing consent record, each with its conversation (an unreadable
+    /// one as its error), for export; in no particular order.
+    fn marketing_consents(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ConsentEntry<MarketingConsent>>, StoreError>> + Send;
+
+    /// Every stored free entry point record, each with its conversation (an unreadable
+    /// one as its error), for export; in no particular order.
+    fn free_entry_points(
+        &self,
+    ) -> impl Future<Output = Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError>> + Send;
+
     /// The free entry point record of the conversation (`None` when none is stored).
     fn free_entry_point(
         &self,
@@ -517,6 +602,27 @@ pub fn pair_cost_records(
     records
 }
 
+/// Logs (a warning) when a status's confirmed end `until` of the free entry point window
+/// was not taken ([`FreeEntryPoint::with_confirmation`]): `stored` is the record after
+/// the confirmation, `sent_at` the confirmed message's send. For store implementations.
+pub fn warn_if_confirmation_refused(
+    conversation: Conversation,
+    stored: &FreeEntryPoint,
+    until: DateTime<Utc>,
+    sent_at: DateTime<Utc>,
+) {
+    if stored.confirmed && stored.until == Some(crate::window::truncate_to_millis(until)) {
+        return;
+    }
+    let opened = stored
+        .opened_at
+        .unwrap_or(crate::window::truncate_to_millis(sent_at));
+    let why = FreeEntryPoint::confirmation_in_range(opened, until)
+        .err()
+        .unwrap_or_else(|| "a confirmed end was not taken".to_owned());
+    tracing::warn!(%conversation, %until, why, "ignoring a status's free entry point end: the prediction stays");
+}
+
 /// A store error for an unreadable consent or cost record of `conversation`.
 pub fn corrupt_record(conversation: Conversation, what: &str, detail: String) -> StoreError {
     StoreError::Corrupt {
@@ -545,6 +651,7 @@ fn time(text: &str) -> Result<Option<DateTime<Utc>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -613,6 +720,102 @@ mod tests {
         assert_eq!(again, opened);
         assert!(opened.is_open_at(t("2026-12-04T11:59:59Z")));
         assert!(!opened.is_open_at(t("2026-12-04T12:00:00Z")));
+    }
+
+    #[test]
+    fn a_merge_keeps_the_opt_out_the_later_back_off_and_the_later_window() {
+        let out = MarketingConsent::default()
+            .with_opt_out(true, t("2026-12-01T09:00:00Z"))
+            .with_back_off(t("2026-12-01T12:00:00Z"));
+        let back_in = MarketingConsent::default()
+            .with_opt_out(false, t("2026-12-01T10:00:00Z"))
+            .with_back_off(t("2026-12-02T12:00:00Z"));
+        let merged = back_in.merged_with(out);
+        assert_eq!(
+            merged,
+            out.merged_with(back_in),
+            "a merge does not depend on sides"
+        );
+        assert!(merged.opted_out);
+        assert_eq!(merged.changed_at, Some(t("2026-12-01T10:00:00Z")));
+        assert_eq!(merged.back_off_until, Some(t("2026-12-02T12:00:00Z")));
+        // Only an opt-in after both changes undoes it.
+        assert!(
+            merged
+                .with_opt_out(false, t("2026-12-01T09:30:00Z"))
+                .opted_out
+        );
+        assert!(
+            !merged
+                .with_opt_out(false, t("2026-12-01T10:00:01Z"))
+                .opted_out
+        );
+
+        let referral = FreeEntryPoint::default().with_referral(t("2026-12-01T10:00:00Z"));
+        let open = referral.with_reply(
+            t("2026-12-01T11:00:00Z"),
+            t("2026-12-04T11:00:00Z"),
+            TimeDelta::hours(24),
+        );
+        let later_referral = FreeEntryPoint::default().with_referral(t("2026-12-01T12:00:00Z"));
+        assert_eq!(
+            later_referral.merged_with(open),
+            open,
+            "an open window wins"
+        );
+        assert_eq!(open.merged_with(later_referral), open);
+        assert_eq!(referral.merged_with(later_referral), later_referral);
+    }
+
+    #[test]
+    fn a_confirmed_end_out_of_range_is_not_taken() {
+        let opened = t("2026-12-01T11:00:00Z");
+        let open = FreeEntryPoint::default()
+            .with_referral(t("2026-12-01T10:00:00Z"))
+            .with_reply(opened, opened + TimeDelta::hours(72), TimeDelta::hours(24));
+        for until in [
+            t("2100-01-01T00:00:00Z"),
+            opened + MAX_CONFIRMED_FREE_ENTRY_POINT + TimeDelta::milliseconds(1),
+            opened,
+            opened - TimeDelta::hours(1),
+        ] {
+            assert_eq!(open.with_confirmation(until, opened), open, "{until}");
+            assert!(FreeEntryPoint::confirmation_in_range(opened, until).is_err());
+        }
+        let edge = opened + MAX_CONFIRMED_FREE_ENTRY_POINT;
+        assert_eq!(open.with_confirmation(edge, opened).until, Some(edge));
+        assert!(
+            FreeEntryPoint::confirmation_in_range(opened, t("2100-01-01T00:00:00Z"))
+                .unwrap_err()
+                .contains("72.08")
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever order changes arrive in, the stored consent is the same: that of the
+        /// latest time, opted out when any change at that time is an opt-out.
+        #[test]
+        fn opt_changes_end_the_same_in_any_arrival_order(
+            (changes, order) in proptest::collection::vec((proptest::bool::ANY, 0i64..3), 1..8)
+                .prop_flat_map(|changes| {
+                    let n = changes.len();
+                    (proptest::strategy::Just(changes), proptest::strategy::Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+                })
+        ) {
+            let t0 = t("2026-12-01T10:00:00Z");
+            let fold = |indices: &mut dyn Iterator<Item = usize>| {
+                indices.fold(MarketingConsent::default(), |consent, i| {
+                    let (opted_out, at) = changes[i];
+                    consent.with_opt_out(opted_out, t0 + TimeDelta::milliseconds(at))
+                })
+            };
+            let in_order = fold(&mut (0..changes.len()));
+            let shuffled = fold(&mut order.iter().copied());
+            proptest::prop_assert_eq!(in_order, shuffled);
+            let latest = changes.iter().map(|(_, at)| *at).max().unwrap_or(0);
+            let expected = changes.iter().any(|(out, at)| *at == latest && *out);
+            proptest::prop_assert_eq!(in_order.opted_out, expected);
+        }
     }
 
     #[test]

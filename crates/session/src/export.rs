@@ -5,13 +5,15 @@
 //! id, a group, an alias tying a user id to a phone number, or an inbound message id the
 //! redelivery memory holds (`seen`: the business, the id's digest as 32 hex digits, when
 //! the first copy was received and when the memory of it ends), so a webhook redelivered
-//! after a move is still recognised. Send outcomes (the idempotency cache) are not
-//! exported.
+//! after a move is still recognised. Version 3 adds a customer's marketing consent (the
+//! opt-out with the time it was made, and the per-user marketing back-off) and the free
+//! entry point window. Send outcomes (the idempotency cache), cost records and the
+//! messaging limit count are not exported.
 //!
 //! A line about a conversation names its customer by one of three fields: `customer` (a
 //! phone number, as version 1 did), `user_id` (a business-scoped user id) or `group_id`.
 //! Handles are local to a store and never exported: an import allocates its own. An
-//! export of version 1 (the previous release, phone numbers only) imports unchanged.
+//! export of version 1 (phone numbers only) or 2 (without consent) imports unchanged.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -21,14 +23,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, RememberedInbound, Store};
 use crate::{
-    Bsuid, Conversation, Customer, GroupId, InboundDigest, MessageId, PhoneNumber, SkewLimit,
-    StoreError, StoredTime, WindowRecord,
+    Bsuid, Conversation, Customer, FreeEntryPoint, GroupId, InboundDigest, MessageId, PhoneNumber,
+    SkewLimit, StoreError, StoredTime, WindowRecord,
 };
 
 /// The format name in the header line.
 pub const FORMAT: &str = "lipachat-session-export";
 /// The format version this build writes; it reads this one and every earlier one.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Who a line's conversation is with, as exported: exactly one of the three fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -244,6 +246,42 @@ pub enum ExportLine {
         #[serde(with = "rfc3339_millis")]
         remember_until: DateTime<Utc>,
     },
+    /// A customer's marketing consent towards a business number (version 3).
+    Consent {
+        /// The business number.
+        business: PhoneNumber,
+        /// The customer.
+        #[serde(flatten)]
+        customer: Party,
+        /// Whether the customer stopped marketing messages.
+        opted_out: bool,
+        /// When the opt-out or opt-in in force was made, if one was.
+        changed_at: Option<String>,
+        /// When the per-user marketing back-off ends, if one was recorded (an expiry).
+        back_off_until: Option<String>,
+    },
+    /// A conversation's free entry point window (version 3).
+    FreeEntryPoint {
+        /// The business number.
+        business: PhoneNumber,
+        /// The customer.
+        #[serde(flatten)]
+        customer: Party,
+        /// The latest inbound message carrying a click-to-WhatsApp referral.
+        referral_at: Option<String>,
+        /// When the business's reply opened the window.
+        opened_at: Option<String>,
+        /// When the window ends (an expiry).
+        until: Option<String>,
+        /// Whether the end is the platform's (else our prediction).
+        confirmed: bool,
+    },
+}
+
+/// The RFC 3339 text (milliseconds) of a time, as the export's optional times are
+/// written.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Counts of what an export wrote or an import read.
@@ -264,6 +302,10 @@ pub struct Transfer {
     /// Remembered inbound ids (the redelivery memory). On import, lines read: one already
     /// remembered by the store, or expired by the time it is read, changes nothing.
     pub seen: u64,
+    /// Marketing consent records (version 3).
+    pub consents: u64,
+    /// Free entry point records (version 3).
+    pub free_entry_points: u64,
     /// Corrupt records skipped (export only): unreadable values, and records of a user
     /// or group whose id the registry does not hold.
     pub skipped_corrupt: u64,
@@ -278,8 +320,9 @@ fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError>
     out.write_all(b"\n").map_err(io)
 }
 
-/// Writes every user, group, alias, window, queued message, invitation and remembered
-/// inbound id (those not expired now) in `store` as JSON lines.
+/// Writes every user, group, alias, window, queued message, invitation, marketing consent
+/// record, free entry point record and remembered inbound id (those not expired now) in
+/// `store` as JSON lines.
 pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer, StoreError> {
     let mut transfer = Transfer::default();
     write_line(
@@ -361,6 +404,41 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
             },
         )?;
         transfer.invitations += 1;
+    }
+    for (conversation, consent) in store.marketing_consents().await? {
+        let (Ok(consent), Some(customer)) = (consent, names.party(conversation.customer)) else {
+            transfer.skipped_corrupt += 1;
+            continue;
+        };
+        write_line(
+            &mut out,
+            &ExportLine::Consent {
+                business: conversation.business,
+                customer,
+                opted_out: consent.opted_out,
+                changed_at: consent.changed_at.map(rfc3339),
+                back_off_until: consent.back_off_until.map(rfc3339),
+            },
+        )?;
+        transfer.consents += 1;
+    }
+    for (conversation, entry) in store.free_entry_points().await? {
+        let (Ok(entry), Some(customer)) = (entry, names.party(conversation.customer)) else {
+            transfer.skipped_corrupt += 1;
+            continue;
+        };
+        write_line(
+            &mut out,
+            &ExportLine::FreeEntryPoint {
+                business: conversation.business,
+                customer,
+                referral_at: entry.referral_at.map(rfc3339),
+                opened_at: entry.opened_at.map(rfc3339),
+                until: entry.until.map(rfc3339),
+                confirmed: entry.confirmed,
+            },
+        )?;
+        transfer.free_entry_points += 1;
     }
     for entry in store.remembered_inbound(Utc::now()).await? {
         write_line(
@@ -524,6 +602,49 @@ pub async fn import_with_limit<S: Store>(
                     });
                 }
             }
+            ExportLine::Consent {
+                customer,
+                opted_out,
+                changed_at,
+                back_off_until,
+                ..
+            } => {
+                customer.check(number)?;
+                // The change is an event; the back-off's end is an expiry.
+                let changed = optional_time(changed_at.as_deref(), number)?;
+                if let Some(changed) = changed {
+                    check_not_future(StoredTime::MarketingConsent, changed, number)?;
+                } else if *opted_out {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: "an opt-out without changed_at; give the time it was made".into(),
+                    });
+                }
+                optional_time(back_off_until.as_deref(), number)?;
+            }
+            ExportLine::FreeEntryPoint {
+                customer,
+                referral_at,
+                opened_at,
+                until,
+                ..
+            } => {
+                customer.check(number)?;
+                if let Some(referral) = optional_time(referral_at.as_deref(), number)? {
+                    check_not_future(StoredTime::Referral, referral, number)?;
+                }
+                let opened = optional_time(opened_at.as_deref(), number)?;
+                if let Some(opened) = opened {
+                    check_not_future(StoredTime::BusinessReply, opened, number)?;
+                }
+                if opened.is_some() != until.is_some() {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: "opened_at and until go together: give both or neither".into(),
+                    });
+                }
+                optional_time(until.as_deref(), number)?;
+            }
             ExportLine::Header { .. }
             | ExportLine::User { .. }
             | ExportLine::Group { .. }
@@ -632,10 +753,87 @@ pub async fn import_with_limit<S: Store>(
                 store.remember_inbound(entry, Utc::now()).await?;
                 transfer.seen += 1;
             }
+            ExportLine::Consent {
+                business,
+                customer,
+                opted_out,
+                changed_at,
+                back_off_until,
+            } => {
+                let conversation =
+                    Conversation::with_customer(business, customer.resolve(store).await?);
+                // Through the store's own rules, so an import merges with what is there:
+                // the later change wins (an opt-out on a tie), the later back-off.
+                if let Some(changed) = optional_time(changed_at.as_deref(), number)? {
+                    store
+                        .record_opt_out(conversation, opted_out, changed)
+                        .await?;
+                }
+                if let Some(until) = optional_time(back_off_until.as_deref(), number)? {
+                    store.extend_back_off(conversation, until).await?;
+                }
+                transfer.consents += 1;
+            }
+            ExportLine::FreeEntryPoint {
+                business,
+                customer,
+                referral_at,
+                opened_at,
+                until,
+                confirmed,
+            } => {
+                let conversation =
+                    Conversation::with_customer(business, customer.resolve(store).await?);
+                import_free_entry_point(
+                    store,
+                    conversation,
+                    FreeEntryPoint {
+                        referral_at: optional_time(referral_at.as_deref(), number)?,
+                        opened_at: optional_time(opened_at.as_deref(), number)?,
+                        until: optional_time(until.as_deref(), number)?,
+                        confirmed,
+                    },
+                )
+                .await?;
+                transfer.free_entry_points += 1;
+            }
         }
     }
     store.flush().await?;
     Ok(transfer)
+}
+
+/// A line's optional time.
+fn optional_time(text: Option<&str>, line: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text.map(|text| parse_time(text, line)).transpose()
+}
+
+/// Writes an exported free entry point record through the store's own rules (a referral,
+/// the reply that opened the window, the platform's confirmation), so it merges with
+/// what is stored as live events would: a window already open is not moved, and a
+/// confirmed end outside the accepted range stays a prediction.
+async fn import_free_entry_point<S: Store>(
+    store: &S,
+    conversation: Conversation,
+    record: FreeEntryPoint,
+) -> Result<(), StoreError> {
+    if let Some(referral) = record.referral_at {
+        store.record_referral(conversation, referral).await?;
+    }
+    let (Some(opened), Some(until)) = (record.opened_at, record.until) else {
+        return Ok(());
+    };
+    if record.confirmed {
+        store
+            .confirm_free_entry_point(conversation, until, opened)
+            .await?;
+    } else if let Some(referral) = record.referral_at {
+        let within = (opened - referral).max(chrono::TimeDelta::zero());
+        store
+            .record_business_reply(conversation, opened, until, within)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Refuses the import if any outbox would end up over `limit`: the messages already

@@ -588,6 +588,20 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn marketing_consents(
+        &self,
+    ) -> Result<Vec<crate::consent::ConsentEntry<crate::MarketingConsent>>, StoreError> {
+        self.call("marketing_consents", self.inner.marketing_consents())
+            .await
+    }
+
+    async fn free_entry_points(
+        &self,
+    ) -> Result<Vec<crate::consent::ConsentEntry<crate::FreeEntryPoint>>, StoreError> {
+        self.call("free_entry_points", self.inner.free_entry_points())
+            .await
+    }
+
     async fn free_entry_point(
         &self,
         conversation: Conversation,

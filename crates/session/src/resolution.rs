@@ -261,6 +261,8 @@ impl<S: Store> Sessions<S> {
                         queued: moved.queued + merged.moved.queued,
                         invitation: moved.invitation || merged.moved.invitation,
                         outcomes: moved.outcomes + merged.moved.outcomes,
+                        consent: moved.consent || merged.moved.consent,
+                        free_entry_point: moved.free_entry_point || merged.moved.free_entry_point,
                     };
                 }
             }

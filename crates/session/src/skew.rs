@@ -28,11 +28,18 @@ pub enum StoredTime {
     InvitationSent,
     /// When the first copy of an inbound message was received (the redelivery memory).
     InboundReceipt,
+    /// When a customer opted out of or back into marketing messages (an import).
+    MarketingConsent,
+    /// When a customer arrived through a click-to-WhatsApp ad (an import).
+    Referral,
+    /// When the business's reply opened a free entry point window (an import).
+    BusinessReply,
 }
 
 impl StoredTime {
     /// How the time is named in messages: `inbound time`, `gateway closure time`,
-    /// `queued time`, `invitation time`, `inbound receipt time`.
+    /// `queued time`, `invitation time`, `inbound receipt time`, `marketing consent time`,
+    /// `referral time`, `business reply time`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Inbound => "inbound time",
@@ -40,6 +47,9 @@ impl StoredTime {
             Self::Queued => "queued time",
             Self::InvitationSent => "invitation time",
             Self::InboundReceipt => "inbound receipt time",
+            Self::MarketingConsent => "marketing consent time",
+            Self::Referral => "referral time",
+            Self::BusinessReply => "business reply time",
         }
     }
 }

@@ -672,12 +672,24 @@ pub struct MovedRecords {
     /// How many send outcomes were moved (the target's own outcome wins for a
     /// `messageId` both hold).
     pub outcomes: usize,
+    /// Whether a marketing consent record was moved (merged with the target's:
+    /// [`crate::MarketingConsent::merged_with`], opted out when either was, the later
+    /// back-off).
+    pub consent: bool,
+    /// Whether a free entry point record was moved (the one whose window ends later is
+    /// kept: [`crate::FreeEntryPoint::merged_with`]).
+    pub free_entry_point: bool,
 }
 
 impl MovedRecords {
     /// Whether nothing was stored for the customer moved from.
     pub fn is_empty(&self) -> bool {
-        !self.window && self.queued == 0 && !self.invitation && self.outcomes == 0
+        !self.window
+            && self.queued == 0
+            && !self.invitation
+            && self.outcomes == 0
+            && !self.consent
+            && !self.free_entry_point
     }
 }
 
@@ -756,7 +768,12 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// latest inbound time, and a gateway closure only while it is still in force), the
     /// queued messages (appended after the target's, in their order, skipping a
     /// `messageId` the target already holds), the invitation (the later one is kept) and
-    /// the send outcomes (the target's own outcome wins for a `messageId` both hold).
+    /// the send outcomes (the target's own outcome wins for a `messageId` both hold), and
+    /// the marketing consent and free entry point records (merged, keeping the more
+    /// protective: opted out when either was, the later back-off; the free entry point
+    /// window that ends later). An unreadable consent or free entry point record of
+    /// either customer stops the move before anything changes
+    /// ([`StoreError::Corrupt`]).
     ///
     /// Moving a customer onto itself, or one with nothing stored, changes nothing. A
     /// move interrupted by a crash never loses a record: at worst both customers hold

@@ -135,7 +135,11 @@ async fn an_import_from_the_future_is_refused_whole() {
     // The previous release's lines come back as they were, under this version's header.
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        input.replacen("\"version\":1", "\"version\":2", 1)
+        input.replacen(
+            "\"version\":1",
+            &format!("\"version\":{}", lipachat_session::export::FORMAT_VERSION),
+            1
+        )
     );
 }
 

@@ -353,10 +353,23 @@ async fn every_write_keeps_the_integrity_record_exact() {
     // Windows: 17 conversations, two merged into one. Outbox: two per conversation, five
     // dequeued, two of the four queued with their outcome still there (moves keep the
     // count); outcomes: one each, plus those four (the expiring ones swept). Identities:
-    // two entries per handle; aliases: two users.
+    // two entries per handle; aliases: two users. No consent records were written
+    // (consent_records_are_in_the_integrity_tally writes them).
     assert_eq!(
         found,
-        vec![17 - 1, 17 * 2 - 5 + 2, 17 - 5, 17 + 4, 3 * 2 + 2, 2]
+        vec![
+            17 - 1,
+            17 * 2 - 5 + 2,
+            17 - 5,
+            17 + 4,
+            3 * 2 + 2,
+            2,
+            0,
+            0,
+            0,
+            0,
+            0
+        ]
     );
     assert!(report.trees.iter().all(|t| t.expected == Some(t.found)));
 }
@@ -803,4 +816,122 @@ async fn damage_after_a_clean_shutdown_keeps_the_damaged_files() {
         kept,
         "the damaged log was rewritten by the refused open and no copy of it was kept"
     );
+}
+
+/// The consent records (opt-outs, back-offs, free entry point windows, costs, the
+/// messaging limit count) are tallied like the window trees: every consent write keeps
+/// the record exact, and one removed behind the store's back is reported as damage.
+#[tokio::test]
+async fn consent_records_are_in_the_integrity_tally() {
+    use lipachat_session::{ConsentStore, PredictedCost, PricingCategory, ReportedPricing};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledStore::open(&path).unwrap();
+    let day = TimeDelta::hours(24);
+    for i in 0..6 {
+        store.record_opt_out(chat(i), true, time(i)).await.unwrap();
+        store
+            .record_opt_out(chat(i), false, time(i + 1))
+            .await
+            .unwrap();
+        store.extend_back_off(chat(i), time(i) + day).await.unwrap();
+        store.record_referral(chat(i), time(i)).await.unwrap();
+        store
+            .record_business_reply(chat(i), time(i + 1), time(i + 1) + day * 3, day)
+            .await
+            .unwrap();
+        store
+            .confirm_free_entry_point(chat(i), time(i + 1) + day * 2, time(i + 1))
+            .await
+            .unwrap();
+        let message_id = MessageId::from_uuid(Uuid::from_u64_pair(i, 5));
+        store
+            .record_predicted_cost(PredictedCost {
+                conversation: chat(i),
+                message_id,
+                wa_id: None,
+                sent_at: time(i),
+                category: PricingCategory::Marketing,
+                free: false,
+            })
+            .await
+            .unwrap();
+        store
+            .record_reported_pricing(
+                chat(i).business,
+                message_id,
+                ReportedPricing {
+                    category: "marketing".into(),
+                    pricing_type: Some("regular".into()),
+                    billable: Some(true),
+                    reported_at: time(i + 2),
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .reach_customer("acme", 254_700_000_000 + i, time(i), 100, day)
+            .await
+            .unwrap();
+    }
+    // Pruned from the count a day later; moved with a customer.
+    store
+        .reach_customer("acme", 254_700_000_099, time(0) + day * 2, 100, day)
+        .await
+        .unwrap();
+    let business = chat(0).business;
+    store
+        .move_customer(business, chat(0).customer, chat(1).customer)
+        .await
+        .unwrap();
+    store
+        .move_customer(business, chat(2).customer, chat(40).customer)
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
+    assert!(store.integrity().is_intact(), "{}", store.integrity());
+    let tallied = |name: &str| {
+        store
+            .integrity()
+            .trees
+            .iter()
+            .find(|t| t.tree == name)
+            .unwrap_or_else(|| panic!("the integrity report has no {name} tree"))
+            .clone()
+    };
+    for (name, entries) in [
+        ("consent", 5),
+        ("free_entry_point", 5),
+        ("predicted_costs", 6),
+        ("reported_pricing", 6),
+        ("reached", 1),
+    ] {
+        let tree = tallied(name);
+        assert_eq!(tree.found.entries, entries, "{name}");
+        assert_eq!(tree.expected, Some(tree.found), "{name}");
+    }
+    drop(store);
+    {
+        // Remove an opt-out record behind the store's back.
+        let db = loop {
+            match sled::open(&path) {
+                Ok(db) => break db,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        };
+        let consent = db.open_tree("consent").unwrap();
+        assert!(consent.remove(chat(3).to_key()).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    // The seal still matches (the removal came after it), so only a full check reads
+    // the consent tree.
+    match open(|| SledConfig::new(&path).full_check(true)) {
+        Err(StoreError::Damaged { report }) => assert_eq!(
+            report.problems(),
+            vec!["consent: expected 5 entries, found 4 (1 missing), checksum differs"]
+        ),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
 }

@@ -520,7 +520,7 @@ async fn export_import_round_trip_and_bad_input() {
     assert!(matches!(
         import(
             &empty,
-            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":3}\n"[..]
+            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":4}\n"[..]
         )
         .await,
         Err(StoreError::Import { line: 1, .. })

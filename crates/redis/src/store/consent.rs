@@ -6,15 +6,16 @@
 //! left as it is and answered, so the caller reports it as corrupt (as sled does).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
-    ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
+    ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT,
+    MarketingConsent, PredictedCost, Reach, ReportedPricing, check_portfolio_name, corrupt_record,
+    pair_cost_records, warn_if_confirmation_refused,
 };
 use lipachat_session::truncate_to_millis;
-use lipachat_session::{Conversation, MessageId, PhoneNumber, StoreError};
+use lipachat_session::{Clock, Conversation, Customer, MessageId, PhoneNumber, StoreError};
 use redis::Script;
 
 use super::RedisStore;
@@ -31,16 +32,20 @@ local function read(hash, customer)
 end
 ";
 
-/// `MarketingConsent::with_opt_out`. KEYS: consent HASH. ARGV: customer, 0|1, at ms.
-/// Returns the record now stored.
+/// `MarketingConsent::with_opt_out`: the later change wins; of two at the same
+/// millisecond, an opt-out. KEYS: consent HASH. ARGV: customer, 0|1, at ms. Returns the
+/// record now stored.
 static RECORD_OPT_OUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{CONSENT_LUA}{}",
         r"
 local v, flag, changed, back = read(KEYS[1], ARGV[1])
 if not flag then return v end
-if changed == '' or tonumber(changed) <= tonumber(ARGV[3]) then
+local at = tonumber(ARGV[3])
+if changed == '' or tonumber(changed) < at then
   flag, changed = ARGV[2], ARGV[3]
+elseif tonumber(changed) == at and ARGV[2] == '1' then
+  flag = '1'
 end
 local now = flag .. ':' .. changed .. ':' .. back
 redis.call('HSET', KEYS[1], ARGV[1], now)
@@ -112,22 +117,31 @@ return write(KEYS[1], ARGV[1], r, ARGV[2], ARGV[3], '0')
     ))
 });
 
-/// `FreeEntryPoint::with_confirmation`. KEYS: entry HASH. ARGV: customer, until ms,
-/// sent ms.
+/// `FreeEntryPoint::with_confirmation`: an end at or before the opening, or more than
+/// the longest after it, is not taken (the record is answered unchanged; false when
+/// nothing is stored). KEYS: entry HASH. ARGV: customer, until ms, sent ms, longest ms
+/// (`MAX_CONFIRMED_FREE_ENTRY_POINT`).
 static CONFIRM_ENTRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{ENTRY_LUA}{}",
         r"
-local v, r, o, u, c = read(KEYS[1], ARGV[1])
+local v, r, o, u, c, found = read(KEYS[1], ARGV[1])
 if not r then return v end
 if o == '' then o = ARGV[3] end
+local ends, opened = tonumber(ARGV[2]), tonumber(o)
+if ends <= opened or ends - opened > tonumber(ARGV[4]) then
+  if found then return v end
+  return false
+end
 return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
 "
     ))
 });
 
 /// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit,
-/// cutoff ms (customers last reached at or before it no longer count), span ms. Returns
+/// cutoff ms (customers last reached at or before it no longer count), span ms. The
+/// times are on the server's clock (the caller moved its own by the server's lead,
+/// `HostClock`), so replicas whose clocks differ stamp and prune alike. Returns
 /// `{0 counted | 1 already counted | 2 limit reached, unique customers}`. A write also
 /// sets the key to expire a span after it (server time), so a count nobody touches
 /// again (a past month's service messages) does not stay.
@@ -152,6 +166,41 @@ return {0, count + 1}
     )
 });
 
+/// The server's clock in epoch milliseconds. KEYS: the key the clock is wanted for (so
+/// a Cluster answers from the node holding it; the key is not touched).
+static SERVER_TIME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+",
+    )
+});
+
+/// How often the difference between the server's clock and the host's is measured again.
+const OFFSET_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The clock of this host, and how far the Redis server's clock is ahead of it, for the
+/// messaging limit count: a time a caller gives (read from this host's clock) is moved
+/// by that difference, so every replica stamps and prunes on the server's clock
+/// ([`RedisStore::with_host_clock`]).
+pub(super) struct HostClock {
+    clock: Arc<dyn Clock>,
+    /// When the difference was last measured (this process's monotonic clock), and the
+    /// difference in milliseconds (server minus host).
+    offset: Mutex<Option<(std::time::Instant, i64)>>,
+}
+
+impl HostClock {
+    /// A host clock reading `clock`, its difference from the server not yet measured.
+    pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            offset: Mutex::new(None),
+        }
+    }
+}
+
 fn ms(at: DateTime<Utc>) -> String {
     truncate_to_millis(at).timestamp_millis().to_string()
 }
@@ -172,6 +221,69 @@ fn portfolio_key(keys: &KeyLayout, portfolio: &str) -> Result<String, StoreError
 }
 
 impl RedisStore {
+    /// Every record of a per-business consent HASH (`key`), decoded by `decode`; a field
+    /// that names no customer is skipped with a warning.
+    async fn list_records<T>(
+        &self,
+        what: &str,
+        key: impl Fn(&KeyLayout, PhoneNumber) -> String,
+        decode: fn(Conversation, &str) -> Result<T, StoreError>,
+    ) -> Result<Vec<ConsentEntry<T>>, StoreError> {
+        let mut records = Vec::new();
+        for (business, fields) in self.hash_per_business(what, key).await? {
+            for (field, value) in fields {
+                let Some(customer) = field.parse().ok().and_then(Customer::from_key) else {
+                    tracing::warn!(%business, field, what, "skipping a record whose field names no customer");
+                    continue;
+                };
+                let conversation = Conversation::with_customer(business, customer);
+                records.push((conversation, decode(conversation, &value)));
+            }
+        }
+        Ok(records)
+    }
+
+    /// How far the server's clock is ahead of the host's (ms, negative when behind),
+    /// measured on the node holding `key` (the midpoint of the host's clock before and
+    /// after the answer), again when the last measure is older than a minute.
+    async fn server_offset(&self, key: &str) -> Result<i64, StoreError> {
+        let fresh = |measured: &Option<(std::time::Instant, i64)>| {
+            measured.and_then(|(at, offset)| (at.elapsed() < OFFSET_MAX_AGE).then_some(offset))
+        };
+        if let Some(offset) = fresh(
+            &self
+                .host
+                .offset
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        ) {
+            return Ok(offset);
+        }
+        let before = self.host.clock.now().timestamp_millis();
+        let server: i64 = self
+            .inner
+            .connection
+            .eval_one(
+                "server time",
+                Retry::Once,
+                None,
+                Eval {
+                    script: &SERVER_TIME,
+                    keys: vec![key.to_owned()],
+                    args: vec![],
+                },
+            )
+            .await?;
+        let after = self.host.clock.now().timestamp_millis();
+        let offset = server - (before + (after - before) / 2);
+        *self
+            .host
+            .offset
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((std::time::Instant::now(), offset));
+        Ok(offset)
+    }
+
     /// Runs one consent script on `conversation`'s record in the HASH `hash`.
     async fn consent_script(
         &self,
@@ -271,6 +383,16 @@ impl ConsentStore for RedisStore {
         .await
     }
 
+    async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {
+        self.list_records("marketing_consents", KeyLayout::consent, consent_of)
+            .await
+    }
+
+    async fn free_entry_points(&self) -> Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError> {
+        self.list_records("free_entry_points", KeyLayout::free_entry_point, entry_of)
+            .await
+    }
+
     async fn free_entry_point(
         &self,
         conversation: Conversation,
@@ -329,10 +451,18 @@ impl ConsentStore for RedisStore {
                 "confirm_free_entry_point",
                 &CONFIRM_ENTRY,
                 conversation,
-                vec![ms(until), ms(sent_at)],
+                vec![
+                    ms(until),
+                    ms(sent_at),
+                    MAX_CONFIRMED_FREE_ENTRY_POINT
+                        .num_milliseconds()
+                        .to_string(),
+                ],
             )
-            .await?;
-        Ok(now.unwrap_or_default())
+            .await?
+            .unwrap_or_default();
+        warn_if_confirmation_refused(conversation, &now, until, sent_at);
+        Ok(now)
     }
 
     async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
@@ -435,7 +565,11 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let at_ms = truncate_to_millis(at).timestamp_millis();
+        // On the server's clock: the caller's time moved by the server's lead on this host.
+        let offset = self.server_offset(&key).await?;
+        let at_ms = truncate_to_millis(at)
+            .timestamp_millis()
+            .saturating_add(offset);
         let (kind, reached): (u8, u64) = self
             .inner
             .connection
@@ -470,7 +604,11 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let cutoff = truncate_to_millis(at).timestamp_millis() - span.num_milliseconds();
+        let offset = self.server_offset(&key).await?;
+        let cutoff = truncate_to_millis(at)
+            .timestamp_millis()
+            .saturating_add(offset)
+            .saturating_sub(span.num_milliseconds());
         self.inner
             .connection
             .query(

@@ -40,6 +40,8 @@ struct Imported {
     groups: u64,
     aliases: u64,
     seen: u64,
+    consents: u64,
+    free_entry_points: u64,
 }
 
 impl Render for Imported {
@@ -52,6 +54,12 @@ impl Render for Imported {
             line.push_str(&format!(
                 ", with {} user id(s), {} group(s) and {} alias(es)",
                 self.users, self.groups, self.aliases
+            ));
+        }
+        if self.consents + self.free_entry_points > 0 {
+            line.push_str(&format!(
+                "; {} marketing consent record(s) and {} free entry point window(s)",
+                self.consents, self.free_entry_points
             ));
         }
         if self.seen > 0 {
@@ -83,6 +91,8 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         groups,
         aliases,
         seen,
+        consents,
+        free_entry_points,
         ..
     } = imported?;
     context.printer.emit(&Imported {
@@ -93,6 +103,8 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         groups,
         aliases,
         seen,
+        consents,
+        free_entry_points,
     })?;
     Ok(Exit::Success)
 }

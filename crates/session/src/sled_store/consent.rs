@@ -7,6 +7,10 @@
 //! - `reached`: portfolio name, a zero byte, customer key (8 bytes) → when it was last
 //!   reached (epoch ms, 8 bytes big-endian).
 //!
+//! The five trees are tracked by the integrity check (their entries are tallied like the
+//! window trees'). A move of a customer (`move_customer`) takes the consent and free
+//! entry point records with it in its one transaction, under this module's lock.
+//!
 //! A sled store is open in one process only, so one lock makes every read-modify-write
 //! here atomic; the write is durable (group commit) before the call returns, like the
 //! store's other writes.
@@ -17,33 +21,48 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::SledStore;
+use super::integrity::TrackedTree;
 use crate::consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
+    ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
+    warn_if_confirmation_refused,
 };
 use crate::{Conversation, MessageId, PhoneNumber, StoreError};
 
-/// The trees and the lock of the consent records.
+/// The trees and the lock of the consent records, tracked by the integrity check like
+/// the window trees.
 pub(super) struct ConsentTrees {
-    consent: sled::Tree,
-    entry: sled::Tree,
-    predicted: sled::Tree,
-    reported: sled::Tree,
-    reached: sled::Tree,
-    lock: Mutex<()>,
+    pub(super) consent: TrackedTree,
+    pub(super) entry: TrackedTree,
+    pub(super) predicted: TrackedTree,
+    pub(super) reported: TrackedTree,
+    pub(super) reached: TrackedTree,
+    /// Held by every read-modify-write of a consent or free entry point record, and by
+    /// a move of a customer.
+    pub(super) lock: Mutex<()>,
 }
 
 impl ConsentTrees {
-    /// Opens (or creates) the trees in `db`.
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self {
-            consent: db.open_tree("consent")?,
-            entry: db.open_tree("free_entry_point")?,
-            predicted: db.open_tree("predicted_costs")?,
-            reported: db.open_tree("reported_pricing")?,
-            reached: db.open_tree("reached")?,
+    /// The names of the trees, in the order [`ConsentTrees::new`] takes them (and the
+    /// integrity check lists them).
+    pub(super) const NAMES: [&'static str; 5] = [
+        "consent",
+        "free_entry_point",
+        "predicted_costs",
+        "reported_pricing",
+        "reached",
+    ];
+
+    /// The consent trees, opened and tracked, in [`ConsentTrees::NAMES`] order.
+    pub(super) fn new([consent, entry, predicted, reported, reached]: [TrackedTree; 5]) -> Self {
+        Self {
+            consent,
+            entry,
+            predicted,
+            reported,
+            reached,
             lock: Mutex::default(),
-        })
+        }
     }
 }
 
@@ -61,6 +80,28 @@ fn reached_prefix(portfolio: &str) -> Result<Vec<u8>, StoreError> {
     Ok(prefix)
 }
 
+/// Every record of a consent tree keyed by conversation, decoded by `decode`; a key that
+/// names no conversation is skipped with a warning.
+fn list_records<T>(
+    tree: &TrackedTree,
+    what: &str,
+    decode: fn(&str) -> Result<T, String>,
+) -> Result<Vec<ConsentEntry<T>>, StoreError> {
+    let mut records = Vec::new();
+    for entry in tree.iter() {
+        let (key, value) = entry?;
+        let Some(conversation) = Conversation::from_key(&key) else {
+            tracing::warn!(key = ?key, what, "skipping a record whose key names no conversation");
+            continue;
+        };
+        let record = text(&value)
+            .and_then(decode)
+            .map_err(|detail| corrupt_record(conversation, what, detail));
+        records.push((conversation, record));
+    }
+    Ok(records)
+}
+
 fn text(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|_| "the stored value is not UTF-8".to_string())
 }
@@ -71,15 +112,30 @@ impl SledStore {
     }
 
     fn read_consent(&self, conversation: Conversation) -> Result<MarketingConsent, StoreError> {
-        match self.consent_trees().consent.get(conversation.to_key())? {
-            None => Ok(MarketingConsent::default()),
-            Some(bytes) => text(&bytes)
-                .and_then(MarketingConsent::decode)
-                .map_err(|detail| corrupt_record(conversation, "marketing consent", detail)),
-        }
+        Ok(self.stored_consent(conversation)?.unwrap_or_default())
     }
 
-    fn read_entry(&self, conversation: Conversation) -> Result<Option<FreeEntryPoint>, StoreError> {
+    /// The consent record stored for the conversation, if one is.
+    pub(super) fn stored_consent(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<MarketingConsent>, StoreError> {
+        self.consent_trees()
+            .consent
+            .get(conversation.to_key())?
+            .map(|bytes| {
+                text(&bytes)
+                    .and_then(MarketingConsent::decode)
+                    .map_err(|detail| corrupt_record(conversation, "marketing consent", detail))
+            })
+            .transpose()
+    }
+
+    /// The free entry point record stored for the conversation, if one is.
+    pub(super) fn read_entry(
+        &self,
+        conversation: Conversation,
+    ) -> Result<Option<FreeEntryPoint>, StoreError> {
         match self.consent_trees().entry.get(conversation.to_key())? {
             None => Ok(None),
             Some(bytes) => text(&bytes)
@@ -186,6 +242,22 @@ impl ConsentStore for SledStore {
             .await
     }
 
+    async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {
+        list_records(
+            &self.consent_trees().consent,
+            "marketing consent",
+            MarketingConsent::decode,
+        )
+    }
+
+    async fn free_entry_points(&self) -> Result<Vec<ConsentEntry<FreeEntryPoint>>, StoreError> {
+        list_records(
+            &self.consent_trees().entry,
+            "free entry point",
+            FreeEntryPoint::decode,
+        )
+    }
+
     async fn free_entry_point(
         &self,
         conversation: Conversation,
@@ -227,10 +299,14 @@ impl ConsentStore for SledStore {
     ) -> Result<FreeEntryPoint, StoreError> {
         let now = self
             .change_entry(conversation, |e| {
-                Some(e.unwrap_or_default().with_confirmation(until, sent_at))
+                let now = e.unwrap_or_default().with_confirmation(until, sent_at);
+                // A refused confirmation with nothing stored stores nothing.
+                (e.is_some() || now.confirmed).then_some(now)
             })
-            .await?;
-        Ok(now.unwrap_or_default())
+            .await?
+            .unwrap_or_default();
+        warn_if_confirmation_refused(conversation, &now, until, sent_at);
+        Ok(now)
     }
 
     async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
@@ -322,7 +398,7 @@ impl ConsentStore for SledStore {
             if !matches!(reach, Reach::LimitReached { .. }) && at_ms > previous {
                 self.consent_trees()
                     .reached
-                    .insert(key, &at_ms.to_be_bytes())?;
+                    .insert(key, &at_ms.to_be_bytes()[..])?;
             }
             reach
         };

@@ -12,8 +12,9 @@
 //! Both trees are tracked by the integrity check. A handle is allocated under the
 //! registry lock as the next after the largest one (starting at 1), and its two entries
 //! are written in one sled batch, so a crash never leaves one without the other. A move
-//! is one sled transaction over the windows, outbox, invitations and outcomes trees,
-//! taken under the index locks of both conversations and the outbox lock: it is applied
+//! is one sled transaction over the windows, outbox, invitations, outcomes, consent and
+//! free entry point trees, taken under the index locks of both conversations, the outbox
+//! lock and the consent lock: it is applied
 //! whole or not at all, crash included.
 
 use std::convert::Infallible;
@@ -114,7 +115,7 @@ fn read_phone(business: PhoneNumber, user: &str, bytes: &[u8]) -> Result<PhoneNu
 }
 
 /// One key a transaction changed: the tree (0 windows, 1 outbox, 2 invitations,
-/// 3 outcomes), the key, and its value before and after.
+/// 3 outcomes, 4 consent, 5 free entry point), the key, and its value before and after.
 type Change = (usize, Vec<u8>, Option<sled::IVec>, Option<Vec<u8>>);
 
 impl SledStore {
@@ -303,6 +304,12 @@ impl SledStore {
         let target = Conversation::with_customer(business, to);
         let mut shards = self.inner.index.write_pair(&source, &target);
         let _outbox = self.lock_outbox();
+        let _consent = self
+            .inner
+            .consent
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
 
         // The window: an unreadable source stops the move before anything changes.
         let source_window = shards
@@ -389,6 +396,11 @@ impl SledStore {
             changes.push((3, key.to_vec(), None, None));
         }
 
+        // The consent and free entry point records, merged with the target's.
+        let consent_moved = self.move_consent_changes(source, target, &mut changes)?;
+        moved.consent = consent_moved.0;
+        moved.free_entry_point = consent_moved.1;
+
         if changes.is_empty() {
             return Ok(moved);
         }
@@ -397,15 +409,19 @@ impl SledStore {
             &self.inner.outbox,
             &self.inner.invitations,
             &self.inner.outcomes,
+            &self.inner.consent.consent,
+            &self.inner.consent.entry,
         ];
         let result = (
             trees[0].for_transaction(),
             trees[1].for_transaction(),
             trees[2].for_transaction(),
             trees[3].for_transaction(),
+            trees[4].for_transaction(),
+            trees[5].for_transaction(),
         )
-            .transaction(|(windows, outbox, invitations, outcomes)| {
-                let tx = [windows, outbox, invitations, outcomes];
+            .transaction(|(windows, outbox, invitations, outcomes, consent, entry)| {
+                let tx = [windows, outbox, invitations, outcomes, consent, entry];
                 let mut done = changes.clone();
                 for (tree, key, old, new) in &mut done {
                     *old = match new {
@@ -437,5 +453,41 @@ impl SledStore {
             shards.shard(&source).remove(&source);
         }
         Ok(moved)
+    }
+
+    /// The changes moving the consent and free entry point records of `source` into
+    /// `target` (merged with the target's: [`crate::MarketingConsent::merged_with`],
+    /// [`crate::FreeEntryPoint::merged_with`]); whether each moved. An unreadable record of
+    /// either stops the move before anything changes. Under the consent lock.
+    fn move_consent_changes(
+        &self,
+        source: Conversation,
+        target: Conversation,
+        changes: &mut Vec<Change>,
+    ) -> Result<(bool, bool), StoreError> {
+        let source_consent = self.stored_consent(source)?;
+        let target_consent = self.stored_consent(target)?;
+        let source_entry = self.read_entry(source)?;
+        let target_entry = self.read_entry(target)?;
+        let source_key = source.to_key().to_vec();
+        let target_key = target.to_key().to_vec();
+        let consent_moved = source_consent.is_some();
+        if let Some(from) = source_consent {
+            let merged = target_consent.map_or(from, |to| to.merged_with(from));
+            changes.push((
+                4,
+                target_key.clone(),
+                None,
+                Some(merged.encode().into_bytes()),
+            ));
+            changes.push((4, source_key.clone(), None, None));
+        }
+        let entry_moved = source_entry.is_some();
+        if let Some(from) = source_entry {
+            let merged = target_entry.map_or(from, |to| to.merged_with(from));
+            changes.push((5, target_key, None, Some(merged.encode().into_bytes())));
+            changes.push((5, source_key, None, None));
+        }
+        Ok((consent_moved, entry_moved))
     }
 }

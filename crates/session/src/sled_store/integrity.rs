@@ -1,9 +1,9 @@
 //! The integrity check: what the store must hold, kept outside sled's files, and the
 //! comparison with what sled hands back at open.
 //!
-//! Every tracked tree (windows, outbox, invitations, outcomes, identities, aliases) has a
-//! tally: its number of
-//! entries and the wrapping sum of a 64-bit hash of each entry (key and value). The sum does
+//! Every tracked tree (windows, outbox, invitations, outcomes, identities, aliases, and
+//! the consent trees: consent, free_entry_point, predicted_costs, reported_pricing,
+//! reached) has a tally: its number of entries and the wrapping sum of a 64-bit hash of each entry (key and value). The sum does
 //! not depend on the order of writes, so a write updates it in O(1) from the old and new
 //! value (which sled returns), with two atomic additions and no lock of its own.
 //!
@@ -57,14 +57,20 @@ pub const TREES: [&str; TREE_COUNT] = [
     "outcomes",
     "identities",
     "aliases",
+    "consent",
+    "free_entry_point",
+    "predicted_costs",
+    "reported_pricing",
+    "reached",
 ];
 
 /// How many trees are tracked.
-pub const TREE_COUNT: usize = 6;
+pub const TREE_COUNT: usize = 11;
 
 /// How many trees every integrity record names: the first ones of [`TREES`], tracked
 /// since the integrity check exists. A record written before the later ones were added
-/// (`identities`, `aliases`) lacks their lines; those trees then have no reference.
+/// (`identities`, `aliases`, then the consent trees) lacks their lines; those trees then
+/// have no reference.
 const TREES_IN_EVERY_RECORD: usize = 4;
 
 /// murmur3's 64-bit finaliser: every input bit affects every output bit.
@@ -319,8 +325,7 @@ pub enum LastShutdown {
 /// One tree's part of an [`IntegrityReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TreeReport {
-    /// The tree: `windows`, `outbox`, `invitations`, `outcomes`, `identities` or
-    /// `aliases`.
+    /// The tree: one of [`TREES`].
     pub tree: &'static str,
     /// What the tree must hold (after a clean shutdown); `None` when there is no reference.
     pub expected: Option<TreeTally>,
@@ -660,6 +665,17 @@ mod tests {
                     entries: 2,
                     checksum: 7,
                 }),
+                Some(TreeTally {
+                    entries: 3,
+                    checksum: 11,
+                }),
+                Some(TreeTally::default()),
+                Some(TreeTally::default()),
+                Some(TreeTally::default()),
+                Some(TreeTally {
+                    entries: 4,
+                    checksum: 13,
+                }),
             ],
         };
         let text = record.render();
@@ -687,7 +703,7 @@ mod tests {
             })
         );
         assert_eq!(record.trees[3].map(|t| t.entries), Some(1));
-        assert_eq!(record.trees[4..], [None, None]);
+        assert_eq!(record.trees[4..], [None; TREE_COUNT - 4]);
         // Rendered again, it is the same text: the missing trees stay unnamed.
         assert_eq!(record.render(), text);
         // A record must still name the first four trees.
@@ -695,5 +711,18 @@ mod tests {
             "lipachat integrity 1\nshutdown clean\nmark 9\ntree windows 2 00000000000000aa\n";
         let check = entry_hash(INTEGRITY_FILE.as_bytes(), short.as_bytes());
         assert!(IntegrityRecord::parse(&format!("{short}check {check:016x}\n")).is_err());
+    }
+
+    /// A record written before the consent trees were tracked (six trees) still reads:
+    /// the consent trees have no reference.
+    #[test]
+    fn a_record_without_the_consent_trees_reads() {
+        let body = "lipachat integrity 1\nshutdown clean\nmark 3\ntree windows 2 00000000000000aa\ntree outbox 0 0000000000000000\ntree invitations 0 0000000000000000\ntree outcomes 1 00000000000000bb\ntree identities 1 0000000000000001\ntree aliases 0 0000000000000000\n";
+        let check = entry_hash(INTEGRITY_FILE.as_bytes(), body.as_bytes());
+        let text = format!("{body}check {check:016x}\n");
+        let record = IntegrityRecord::parse(&text).unwrap();
+        assert_eq!(record.trees[4].map(|t| t.entries), Some(1));
+        assert_eq!(record.trees[6..], [None; TREE_COUNT - 6]);
+        assert_eq!(record.render(), text);
     }
 }

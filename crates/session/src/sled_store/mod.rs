@@ -213,6 +213,11 @@ impl Inner {
             self.outcomes.tally(),
             self.identities.tally(),
             self.aliases.tally(),
+            self.consent.consent.tally(),
+            self.consent.entry.tally(),
+            self.consent.predicted.tally(),
+            self.consent.reported.tally(),
+            self.consent.reached.tally(),
         ]
     }
 }
@@ -419,6 +424,21 @@ impl SledStore {
         let outcomes = db.open_tree("outcomes")?;
         let identities = db.open_tree("identities")?;
         let aliases = db.open_tree("aliases")?;
+        let consent_trees = consent::ConsentTrees::NAMES.map(|name| db.open_tree(name));
+        let [
+            consent_tree,
+            entry_tree,
+            predicted_tree,
+            reported_tree,
+            reached_tree,
+        ] = consent_trees;
+        let consent_trees = [
+            consent_tree?,
+            entry_tree?,
+            predicted_tree?,
+            reported_tree?,
+            reached_tree?,
+        ];
         // After a clean shutdown whose seal sled handed back intact, sled recovered
         // everything written before it: the sealed tallies stand for the other trees
         // (a tree the seal does not name, written before it was tracked, is read).
@@ -432,6 +452,7 @@ impl SledStore {
         let mut found_tallies = [windows_tally; TREE_COUNT];
         for (i, tree) in [&outbox, &invitations, &outcomes, &identities, &aliases]
             .into_iter()
+            .chain(&consent_trees)
             .enumerate()
         {
             found_tallies[i + 1] = match sealed.and_then(|trees| trees[i + 1]) {
@@ -516,6 +537,11 @@ impl SledStore {
         let uncertain = Arc::new(AtomicBool::new(false));
         let track =
             |tree, i: usize| TrackedTree::new(tree, found_tallies[i], Arc::clone(&uncertain));
+        let mut consent_index = 6;
+        let consent_trees = consent_trees.map(|tree| {
+            consent_index += 1;
+            track(tree, consent_index - 1)
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 windows: track(windows, 0),
@@ -526,7 +552,7 @@ impl SledStore {
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
-                consent: consent::ConsentTrees::open(&db)?,
+                consent: consent::ConsentTrees::new(consent_trees),
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
                 index,
