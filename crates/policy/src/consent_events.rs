@@ -9,7 +9,7 @@ use lipachat_api::{MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusa
 use lipachat_session::consent::wa_id_key;
 use lipachat_session::{
     Conversation, Customer, MarketingConsent, Merged, ReportedPricing, SessionError, Sessions,
-    Store,
+    Store, StoredTime,
 };
 use tracing::info;
 
@@ -80,6 +80,7 @@ pub async fn record_consent_and_cost<S: Store>(
             }
             if let Some(opted_out) = config.consent.keyword_in(&message.content) {
                 info!(%conversation, opted_out, "marketing keyword in an inbound message");
+                sessions.check_stored_time(StoredTime::MarketingConsent, at)?;
                 let consent = store.record_opt_out(conversation, opted_out, at).await?;
                 return Ok(Some(RecordedConsent {
                     conversation,
@@ -107,6 +108,9 @@ pub async fn record_consent_and_cost<S: Store>(
                 (None, None) => return Ok(None),
             };
             info!(%conversation, opted_out, "user_preferences webhook");
+            // A choice dated ahead of the clock would pin itself against every later real
+            // one: refused, as a future inbound time is.
+            sessions.check_stored_time(StoredTime::MarketingConsent, *at)?;
             let consent = store.record_opt_out(conversation, *opted_out, *at).await?;
             Ok(Some(RecordedConsent {
                 conversation,

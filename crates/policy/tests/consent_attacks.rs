@@ -1146,3 +1146,52 @@ async fn odd_catalog_categories_are_marketing_for_consent() {
     assert_eq!(utility.name(), "sent", "{utility:?}");
     assert_eq!(templates_to(&f.gateway, 1), 1);
 }
+
+/// Attack (fixed): a `user_preferences` resume received with a time far ahead of the
+/// messenger's clock (a skewed receiver, a forged replay) would, once stored, outrank
+/// every later real stop. It is refused like a future inbound time, and stores nothing:
+/// a real stop a minute later holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_future_dated_resume_cannot_pin_marketing_on() {
+    let f = fixture(
+        PolicyConfig::default()
+            .catalog(CatalogSettings::disabled())
+            .on_closed(OnClosed::Template(promo())),
+    )
+    .await;
+    let now = f.clock.now();
+    let future = now + TimeDelta::days(365 * 70);
+    let preference = |value: &str, at: DateTime<Utc>| {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": "user_preferences", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": business().digits(), "phone_number_id": "1"},
+            "user_preferences": [{"wa_id": customer(1).digits(), "category": "marketing_messages", "value": value, "timestamp": at.timestamp()}]
+        }}]}]})
+    };
+    let events = WebhookParser::default()
+        .parse(preference("resume", future).to_string().as_bytes(), future)
+        .unwrap();
+    for event in &events {
+        assert!(
+            f.messenger.on_webhook_event(event).await.is_err(),
+            "a resume dated {future} was accepted"
+        );
+    }
+    let later = now + TimeDelta::minutes(1);
+    f.clock.set(later);
+    webhook_with(
+        &f.messenger,
+        &WebhookParser::default(),
+        preference("stop", later),
+        later,
+    )
+    .await;
+    let consent = f
+        .messenger
+        .sessions()
+        .store()
+        .marketing_consent(chat(1))
+        .await
+        .unwrap();
+    assert!(consent.opted_out, "{consent:?}");
+}

@@ -105,6 +105,22 @@ fn a_stale_optin_does_not_undo_a_later_optout() {
     );
 }
 
+/// `--now` far ahead cannot store a marketing choice (it would pin itself against every
+/// later real one): exit 2, naming the time, and nothing stored.
+#[test]
+fn a_future_now_cannot_store_a_marketing_choice() {
+    let cli = Cli::new();
+    let run = cli.run(&["optin", BUSINESS, CUSTOMER, "--now", "2100-01-01T00:00:00Z"]);
+    let run = run.expect(2);
+    assert!(run.stderr.contains("ahead"), "{}", run.stderr);
+    // A real opt-out now is not undone by anything stored in 2100.
+    cli.run(&["optout", BUSINESS, CUSTOMER]).expect(0);
+    assert_eq!(
+        cli.run(&["status", BUSINESS, CUSTOMER, "--json"]).json()["marketing"],
+        "opted_out"
+    );
+}
+
 #[test]
 fn a_bad_template_category_or_price_file_is_a_usage_error() {
     let cli = Cli::new();

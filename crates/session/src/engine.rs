@@ -219,8 +219,14 @@ impl<S: WindowStore> Sessions<S> {
     }
 
     /// Refuses a time about to be stored beyond the skew ahead of the real clock or of the
-    /// examined one.
-    fn check_stored_time(&self, what: StoredTime, at: DateTime<Utc>) -> Result<(), SessionError> {
+    /// examined one: the check every time this engine stores goes through, for callers
+    /// that store other records with an event time (a marketing choice, say), so a
+    /// future-dated one cannot pin its state forever.
+    pub fn check_stored_time(
+        &self,
+        what: StoredTime,
+        at: DateTime<Utc>,
+    ) -> Result<(), SessionError> {
         Ok(self
             .skew
             .check_examined(what, at, self.clock.now(), self.now())?)

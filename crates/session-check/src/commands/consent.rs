@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use lipachat_policy::consent::ConsentView;
 use lipachat_policy::cost::reported_category;
-use lipachat_session::{CostRecord, PhoneNumber, Store};
+use lipachat_session::{CostRecord, PhoneNumber, Store, StoredTime};
 use serde::Serialize;
 
 use super::{Context, Exit, Lookup, conversation_of, customer_name};
@@ -87,6 +87,11 @@ pub async fn opt<S: Store>(
         .await?
         .ok_or_else(|| CliError::Usage(format!("{} names no conversation", pair.customer)))?;
     let now = context.sessions.now();
+    // --now far ahead would store a choice no later real one could undo: the real clock
+    // bounds it, as every stored time.
+    context
+        .sessions
+        .check_stored_time(StoredTime::MarketingConsent, now)?;
     let store = context.sessions.store();
     let consent = store.record_opt_out(conversation, opted_out, now).await?;
     context.printer.emit(&OptView {
