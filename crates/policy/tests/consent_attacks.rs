@@ -106,6 +106,16 @@ fn templates_to(gateway: &StandInGateway, n: u64) -> usize {
         .count()
 }
 
+/// [`fixture`] with the catalog check off and `promo` as the closed-window template.
+async fn promo_fixture() -> Fixture {
+    fixture(
+        PolicyConfig::default()
+            .catalog(CatalogSettings::disabled())
+            .on_closed(OnClosed::Template(promo())),
+    )
+    .await
+}
+
 async fn webhook_with<S: Store>(
     messenger: &Messenger<S>,
     parser: &WebhookParser,
@@ -365,12 +375,7 @@ async fn metas_131049_and_131050_titles_without_the_number_are_recognised() {
 /// so the very next marketing template goes out: a retry right after a 131049.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131049_status_with_an_epoch_timestamp_still_backs_off() {
-    let f = fixture(
-        PolicyConfig::default()
-            .catalog(CatalogSettings::disabled())
-            .on_closed(OnClosed::Template(promo())),
-    )
-    .await;
+    let f = promo_fixture().await;
     let now = f.clock.now();
     webhook_with(
         &f.messenger,
@@ -513,12 +518,7 @@ fn pricing_of(outcome: &TemplateOutcome) -> Box<lipachat_policy::cost::Pricing> 
 /// locally: nothing reaches the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_message_id_after_131050_never_reaches_the_gateway() {
-    let f = fixture(
-        PolicyConfig::default()
-            .catalog(CatalogSettings::disabled())
-            .on_closed(OnClosed::Template(promo())),
-    )
-    .await;
+    let f = promo_fixture().await;
     f.gateway
         .answer_templates_with(customer(1), Some(MarketingAnswer::OptedOut));
     let id = MessageId::new();
@@ -1153,12 +1153,7 @@ async fn odd_catalog_categories_are_marketing_for_consent() {
 /// a real stop a minute later holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_future_dated_resume_cannot_pin_marketing_on() {
-    let f = fixture(
-        PolicyConfig::default()
-            .catalog(CatalogSettings::disabled())
-            .on_closed(OnClosed::Template(promo())),
-    )
-    .await;
+    let f = promo_fixture().await;
     let now = f.clock.now();
     let future = now + TimeDelta::days(365 * 70);
     let preference = |value: &str, at: DateTime<Utc>| {
