@@ -325,7 +325,7 @@ pub enum LastShutdown {
 /// One tree's part of an [`IntegrityReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TreeReport {
-    /// The tree: one of [`TREES`].
+    /// The tree's name (one of the store's eleven trees).
     pub tree: &'static str,
     /// What the tree must hold (after a clean shutdown); `None` when there is no reference.
     pub expected: Option<TreeTally>,
