@@ -434,8 +434,11 @@ impl ConsentStore for SledStore {
             counted?
         };
         // Dropping customers who left the span needs no wait: a crash that loses it
-        // leaves entries the next count drops again.
-        if wrote {
+        // leaves entries the next count drops again. A count that wrote nothing waits
+        // only when it lets a send go: "already counted" may rest on another caller's
+        // entry not yet flushed, and must not outlive it in a crash (the limit would
+        // under-count). "Limit reached" needs no wait: at worst it withheld a send.
+        if wrote || matches!(reach, Reach::AlreadyCounted { .. }) {
             self.durable().await?;
         }
         Ok(reach)
