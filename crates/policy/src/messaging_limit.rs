@@ -7,7 +7,9 @@
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use lipachat_api::MarketingRefusal;
 use lipachat_api::MessageId;
-use lipachat_session::{Conversation, PredictedCost, PricingCategory, Reach, Store};
+use lipachat_session::{
+    Conversation, FreeEntryPoint, PredictedCost, PricingCategory, Reach, Store,
+};
 use lipachat_session::{saturating_add, truncate_to_millis};
 use tracing::{info, warn};
 
@@ -193,9 +195,20 @@ impl<S: Store> Shared<S> {
             info!(%conversation, until = ?entry.until, "the reply opened a free entry point window (predicted)");
         }
         let count = (category == PricingCategory::Service).then_some(message_id);
-        let pricing = self
-            .predict_pricing(conversation, category, window_open, at, count)
-            .await?;
+        // The reply's call answered the record now stored: priced from it, not read again.
+        let pricing = price_with_entry(
+            store,
+            &self.config.pricing,
+            PricedSend {
+                conversation,
+                category,
+                window_open,
+                at,
+                count,
+            },
+            opened,
+        )
+        .await?;
         store
             .record_predicted_cost(PredictedCost {
                 conversation,
@@ -252,6 +265,40 @@ pub async fn price_send<S: Store>(
     count: Option<MessageId>,
 ) -> Result<Pricing, PolicyError> {
     let free_entry_point = store.free_entry_point(conversation).await?;
+    let send = PricedSend {
+        conversation,
+        category,
+        window_open,
+        at,
+        count,
+    };
+    price_with_entry(store, pricing_config, send, free_entry_point).await
+}
+
+/// The send [`price_send`] prices.
+#[derive(Clone, Copy)]
+struct PricedSend {
+    conversation: Conversation,
+    category: PricingCategory,
+    window_open: bool,
+    at: DateTime<Utc>,
+    count: Option<MessageId>,
+}
+
+/// [`price_send`] with the conversation's free entry point record already known.
+async fn price_with_entry<S: Store>(
+    store: &S,
+    pricing_config: &PricingConfig,
+    send: PricedSend,
+    free_entry_point: Option<FreeEntryPoint>,
+) -> Result<Pricing, PolicyError> {
+    let PricedSend {
+        conversation,
+        category,
+        window_open,
+        at,
+        count,
+    } = send;
     let within_service_free_tier =
         if category == PricingCategory::Service && at.date_naive() >= SERVICE_BILLING_SINCE {
             within_free_tier(store, pricing_config, conversation, at, count).await?

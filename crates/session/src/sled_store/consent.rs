@@ -12,10 +12,18 @@
 //! entry point records with it in its one transaction, under this module's lock.
 //!
 //! A sled store is open in one process only, so one lock makes every read-modify-write
-//! here atomic; the write is durable (group commit) before the call returns, like the
-//! store's other writes.
+//! here atomic. A call that wrote something waits for durability (group commit) before it
+//! returns, like the store's other writes; a call that wrote nothing does not wait. The
+//! one exception is a send's predicted cost ([`ConsentStore::record_predicted_cost`]):
+//! accounting, not safety, it rides the next flush (another write's group commit, or
+//! sled's own flush every `flush_every_ms`) without waiting for it.
+//!
+//! Because the store is open in one process, the lock also guards an in-memory copy of
+//! each portfolio's `reached` entries ([`Counters`]), loaded by one scan the first time
+//! the portfolio is counted and kept equal to the tree by every write here, so a count is
+//! a lookup and not a scan of up to the limit's entries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -38,8 +46,47 @@ pub(super) struct ConsentTrees {
     pub(super) reported: TrackedTree,
     pub(super) reached: TrackedTree,
     /// Held by every read-modify-write of a consent or free entry point record, and by
-    /// a move of a customer.
-    pub(super) lock: Mutex<()>,
+    /// a move of a customer; guards the in-memory counts.
+    pub(super) lock: Mutex<Counters>,
+}
+
+/// One portfolio's `reached` entries in memory: exactly the tree's entries under its
+/// prefix (the tree is written first, then this copy; a failed write drops the copy, to
+/// be loaded again from the tree).
+#[derive(Default)]
+struct Counter {
+    /// Customer → when it was last reached (epoch ms).
+    at: HashMap<u64, i64>,
+    /// The same entries ordered by time, to drop those leaving the span from the oldest.
+    by_time: BTreeSet<(i64, u64)>,
+    /// The span (ms) of the last count, to forget a counter whose entries all left it.
+    span_ms: i64,
+}
+
+impl Counter {
+    /// Records `customer` as last reached at `at_ms` (replacing its earlier time).
+    fn set(&mut self, customer: u64, at_ms: i64) {
+        if let Some(previous) = self.at.insert(customer, at_ms) {
+            self.by_time.remove(&(previous, customer));
+        }
+        self.by_time.insert((at_ms, customer));
+    }
+
+    /// The newest time in the counter, if any.
+    fn newest(&self) -> Option<i64> {
+        self.by_time.last().map(|&(at, _)| at)
+    }
+}
+
+/// The in-memory counts of the portfolios counted since the store was opened, by their
+/// key prefix in the `reached` tree. A counter whose entries all left its span is
+/// forgotten when another is loaded (a month's service counter, once the month is over),
+/// so memory holds about the portfolios in use: at most `limit` entries each. Code that
+/// writes the `reached` tree other than through [`ConsentStore::reach_customer`] (an
+/// import) must do it under the lock and clear `by_prefix`, so each count is loaded again.
+#[derive(Default)]
+pub(super) struct Counters {
+    by_prefix: HashMap<Vec<u8>, Counter>,
 }
 
 impl ConsentTrees {
@@ -167,13 +214,14 @@ impl SledStore {
         Ok(now)
     }
 
-    /// Applies `change` to the stored free entry point record under the lock.
+    /// Applies `change` to the stored free entry point record under the lock; waits for
+    /// durability only when the record changed.
     async fn change_entry(
         &self,
         conversation: Conversation,
         change: impl FnOnce(Option<FreeEntryPoint>) -> Option<FreeEntryPoint>,
     ) -> Result<Option<FreeEntryPoint>, StoreError> {
-        let now = {
+        let (now, written) = {
             let _guard = self
                 .consent_trees()
                 .lock
@@ -181,37 +229,84 @@ impl SledStore {
                 .unwrap_or_else(PoisonError::into_inner);
             let before = self.read_entry(conversation)?;
             let now = change(before);
-            if now != before
-                && let Some(record) = now
-            {
-                self.consent_trees()
-                    .entry
-                    .insert(conversation.to_key(), record.encode().as_bytes())?;
-            }
-            now
+            let written = match now {
+                Some(record) if now != before => {
+                    self.consent_trees()
+                        .entry
+                        .insert(conversation.to_key(), record.encode().as_bytes())?;
+                    true
+                }
+                _ => false,
+            };
+            (now, written)
         };
-        self.durable().await?;
+        if written {
+            self.durable().await?;
+        }
         Ok(now)
     }
 
-    /// Drops the portfolio's customers last reached at or before `cutoff` and answers
-    /// the keys of those left, with their times. Under the lock.
-    fn live_reached(&self, prefix: &[u8], cutoff: i64) -> Result<HashMap<u64, i64>, StoreError> {
-        let mut live = HashMap::new();
+    /// Loads the portfolio's `reached` entries into a [`Counter`], dropping (from the
+    /// tree) those unreadable. Under the lock.
+    fn load_counter(&self, prefix: &[u8]) -> Result<Counter, StoreError> {
+        let mut counter = Counter::default();
         for entry in self.consent_trees().reached.scan_prefix(prefix) {
             let (key, value) = entry?;
             let customer = key[prefix.len()..].try_into().map(u64::from_be_bytes);
             let at = <[u8; 8]>::try_from(value.as_ref()).map(i64::from_be_bytes);
             match (customer, at) {
-                (Ok(customer), Ok(at)) if at > cutoff => {
-                    live.insert(customer, at);
-                }
+                (Ok(customer), Ok(at)) => counter.set(customer, at),
                 _ => {
                     self.consent_trees().reached.remove(key)?;
                 }
             }
         }
-        Ok(live)
+        Ok(counter)
+    }
+
+    /// Counts `customer` at `at_ms` in the portfolio of `prefix` ([`ConsentStore::reach_customer`])
+    /// on its in-memory counter, writing the tree first: drops the customers last reached
+    /// at or before `cutoff` (from the oldest, so only those leaving the span are
+    /// touched), then counts. Answers the reach and whether it wrote the customer's time.
+    /// Under the lock.
+    fn count_reach(
+        &self,
+        counter: &mut Counter,
+        prefix: &[u8],
+        customer: u64,
+        at_ms: i64,
+        cutoff: i64,
+        limit: u64,
+    ) -> Result<(Reach, bool), StoreError> {
+        let tree = &self.consent_trees().reached;
+        let key = |customer: u64| {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(&customer.to_be_bytes());
+            key
+        };
+        while let Some(&(at, old)) = counter.by_time.first()
+            && at <= cutoff
+        {
+            tree.remove(key(old))?;
+            counter.by_time.pop_first();
+            counter.at.remove(&old);
+        }
+        let reached = counter.at.len() as u64;
+        let previous = counter.at.get(&customer).copied();
+        let reach = match previous {
+            Some(_) => Reach::AlreadyCounted { reached },
+            None if reached >= limit => Reach::LimitReached { reached },
+            None => Reach::Counted {
+                reached: reached + 1,
+            },
+        };
+        let write =
+            !matches!(reach, Reach::LimitReached { .. }) && at_ms > previous.unwrap_or(i64::MIN);
+        if write {
+            tree.insert(key(customer), &at_ms.to_be_bytes())?;
+            counter.set(customer, at_ms);
+        }
+        Ok((reach, write))
     }
 }
 
@@ -315,7 +410,8 @@ impl ConsentStore for SledStore {
             cost_key(cost.conversation.business, cost.message_id),
             value.as_bytes(),
         )?;
-        self.durable().await
+        // Accounting, not safety: rides the next flush without waiting (module docs).
+        Ok(())
     }
 
     async fn record_reported_pricing(
@@ -377,32 +473,49 @@ impl ConsentStore for SledStore {
     ) -> Result<Reach, StoreError> {
         let prefix = reached_prefix(portfolio)?;
         let at_ms = at.timestamp_millis();
-        let reach = {
-            let _guard = self
+        let span_ms = span.num_milliseconds();
+        let (reach, wrote) = {
+            let mut counters = self
                 .consent_trees()
                 .lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let live = self.live_reached(&prefix, at_ms - span.num_milliseconds())?;
-            let reached = live.len() as u64;
-            let mut key = prefix.clone();
-            key.extend_from_slice(&customer.to_be_bytes());
-            let reach = match live.get(&customer) {
-                Some(_) => Reach::AlreadyCounted { reached },
-                None if reached >= limit => Reach::LimitReached { reached },
-                None => Reach::Counted {
-                    reached: reached + 1,
-                },
-            };
-            let previous = live.get(&customer).copied().unwrap_or(i64::MIN);
-            if !matches!(reach, Reach::LimitReached { .. }) && at_ms > previous {
-                self.consent_trees()
-                    .reached
-                    .insert(key, &at_ms.to_be_bytes()[..])?;
+            let counters = &mut counters.by_prefix;
+            if !counters.contains_key(&prefix) {
+                let loaded = self.load_counter(&prefix)?;
+                // Forget the counters whose entries all left their span by now (reloaded
+                // from the tree if counted again).
+                counters.retain(|_, c| {
+                    c.newest()
+                        .is_some_and(|newest| newest > at_ms.saturating_sub(c.span_ms))
+                });
+                counters.insert(prefix.clone(), loaded);
             }
-            reach
+            // Loaded above when it was not in memory.
+            let counter = counters.entry(prefix.clone()).or_default();
+            counter.span_ms = span_ms;
+            let counted = self.count_reach(
+                counter,
+                &prefix,
+                customer,
+                at_ms,
+                at_ms.saturating_sub(span_ms),
+                limit,
+            );
+            if counted.is_err() {
+                // The tree may hold part of what failed: load it again next time.
+                counters.remove(&prefix);
+            }
+            counted?
         };
-        self.durable().await?;
+        // Dropping customers who left the span needs no wait: a crash that loses it
+        // leaves entries the next count drops again. A count that wrote nothing waits
+        // only when it lets a send go: "already counted" may rest on another caller's
+        // entry not yet flushed, and must not outlive it in a crash (the limit would
+        // under-count). "Limit reached" needs no wait: at worst it withheld a send.
+        if wrote || matches!(reach, Reach::AlreadyCounted { .. }) {
+            self.durable().await?;
+        }
         Ok(reach)
     }
 
