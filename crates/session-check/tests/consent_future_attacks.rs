@@ -90,3 +90,46 @@ fn a_future_131049_status_cannot_pin_a_back_off() {
         "ingest answered {ingested:?}; now: {answer}"
     );
 }
+
+/// A send whose answer is 131050, run with `--now` in 2100: the opt-out is recorded at
+/// the send's time. If the send is allowed at all with that `--now`, the opt-out must
+/// not be stored in 2100: a real `optin` afterwards must opt the customer back in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_send_answer_under_a_future_now_cannot_pin_an_opt_out() {
+    use common::gateway::{Setup, phone};
+    use lipachat_testkit::{MarketingAnswer, template_entry};
+    let s = Setup::start().await;
+    s.gateway.set_templates(
+        phone(BUSINESS),
+        vec![template_entry(
+            "contact_share",
+            "en",
+            "MARKETING",
+            "APPROVED",
+            None,
+            "Our offers",
+        )],
+    );
+    s.gateway
+        .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::OptedOut));
+    let run = s.cli.run(&[
+        "send-template",
+        BUSINESS,
+        CUSTOMER,
+        "--template",
+        "contact_share",
+        "--language",
+        "en",
+        "--now",
+        FUTURE,
+        "--json",
+    ]);
+    let sent = (run.code, run.stdout.clone(), run.stderr.clone());
+    s.gateway.answer_templates_with(phone(CUSTOMER), None);
+    s.cli.run(&["optin", BUSINESS, CUSTOMER]).expect(0);
+    let answer = marketing(&s.cli);
+    assert_eq!(
+        answer["marketing"], "allowed",
+        "send answered {sent:?}; after a real optin: {answer}"
+    );
+}
