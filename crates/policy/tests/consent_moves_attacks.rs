@@ -435,3 +435,208 @@ async fn captions_and_list_replies_never_opt_out_but_a_button_payload_does() {
     let (bot, _dir) = sled_bot().await;
     keyword_kinds(bot).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Claim 2: ties end opted out, in any arrival order, on sled and Redis alike.
+
+async fn ties<S: Store>(mut bot: Bot<S>) -> Vec<String> {
+    let store = bot.messenger.sessions().store();
+    let t = bot.clock.now();
+    let mut seen = Vec::new();
+    // The store: two changes in one millisecond (different nanoseconds), both orders.
+    for (n, order) in [(11, [true, false]), (12, [false, true])] {
+        for (i, opted_out) in order.into_iter().enumerate() {
+            let at = t + TimeDelta::microseconds(100 + 700 * i as i64);
+            store.record_opt_out(chat(n), opted_out, at).await.unwrap();
+        }
+        seen.push(format!(
+            "store {n}: {:?}",
+            store.marketing_consent(chat(n)).await.unwrap()
+        ));
+    }
+    // A move where each side holds one change of the same millisecond.
+    for (n, source_out) in [(13u64, true), (15, false)] {
+        store.record_opt_out(chat(n), source_out, t).await.unwrap();
+        store
+            .record_opt_out(chat(n + 1), !source_out, t)
+            .await
+            .unwrap();
+        store
+            .move_customer(business(), chat(n).customer, chat(n + 1).customer)
+            .await
+            .unwrap();
+        seen.push(format!(
+            "move {n}->{}: {:?}",
+            n + 1,
+            store.marketing_consent(chat(n + 1)).await.unwrap()
+        ));
+    }
+    // Webhooks: a stop and a resume with one timestamp (seconds), both orders; a STOP
+    // and a START keyword in one second, both orders.
+    for (n, order) in [(21, ["stop", "resume"]), (22, ["resume", "stop"])] {
+        for value in order {
+            bot.preference(n, value, t).await;
+        }
+        seen.push(format!("preference {n}: {:?}", bot.consent(n).await));
+    }
+    for (n, order) in [(23, ["STOP", "START"]), (24, ["START", "STOP"])] {
+        for text in order {
+            bot.text(n, text).await;
+        }
+        seen.push(format!("keyword {n}: {:?}", bot.consent(n).await));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_millisecond_ties_end_opted_out_on_sled_and_redis_alike() {
+    let (bot, _dir) = sled_bot().await;
+    let sled = ties(bot).await;
+    for line in &sled {
+        assert!(line.contains("opted_out: true"), "sled: {line}");
+    }
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = ties(redis_bot(&server, "moves-ties").await).await;
+    assert_eq!(redis, sled, "Redis and sled differ");
+}
+
+// ---------------------------------------------------------------------------------------
+// Claim 6: a confirmed free entry point end only within opened .. opened + 72 h + 5 min.
+
+/// A customer from a click-to-WhatsApp ad, the business's reply (opening the window),
+/// then priced free entry point statuses whose expiration is just past the bound, at
+/// the bound, and before the opening: only the one at the bound is taken.
+async fn confirmation_bounds<S: Store>(mut bot: Bot<S>) -> Vec<String> {
+    let n = 31;
+    bot.messages += 1;
+    let referral = envelope(
+        "messages",
+        json!({"contacts": [{"profile": {"name": "C"}, "wa_id": phone(n).digits()}],
+            "messages": [{"from": phone(n).digits(), "id": "wamid.ad", "type": "text",
+            "timestamp": bot.clock.now().timestamp().to_string(), "text": {"body": "hi"},
+            "referral": {"source_type": "ad", "source_id": "AD", "ctwa_clid": "CLID"}}]}),
+    );
+    bot.receive(referral).await;
+    bot.clock.advance(TimeDelta::minutes(10));
+    let sent = bot
+        .messenger
+        .send(SendRequest::text(
+            chat(n),
+            TextMessage::new("hello").unwrap(),
+        ))
+        .await
+        .unwrap();
+    // The stand-in gateway does not know the customer wrote, so it closes the window
+    // and the send reroutes to the template: a business reply either way.
+    assert!(
+        matches!(
+            sent,
+            SendOutcome::Sent { .. } | SendOutcome::Rerouted { .. }
+        ),
+        "{sent:?}"
+    );
+    let store = bot.messenger.sessions().store();
+    let opened = store
+        .free_entry_point(chat(n))
+        .await
+        .unwrap()
+        .and_then(|e| e.opened_at)
+        .unwrap();
+    let bound = opened + TimeDelta::hours(72) + TimeDelta::minutes(5);
+    let mut seen = Vec::new();
+    for until in [
+        bound + TimeDelta::seconds(1),
+        opened - TimeDelta::seconds(1),
+        DateTime::<Utc>::MAX_UTC,
+        bound,
+    ] {
+        bot.clock.advance(TimeDelta::seconds(1));
+        let status = envelope(
+            "messages",
+            json!({"statuses": [{"id": "wamid.out-fep", "status": "delivered",
+                "timestamp": bot.clock.now().timestamp().to_string(),
+                "recipient_id": phone(n).digits(),
+                "conversation": {"id": "c1", "expiration_timestamp": until.timestamp().to_string(),
+                    "origin": {"type": "free_entry_point"}},
+                "pricing": {"billable": false, "pricing_model": "PMP", "category": "service", "type": "free_entry_point"}}]}),
+        );
+        let accepted = bot.receive(status).await;
+        let entry = store.free_entry_point(chat(n)).await.unwrap().unwrap();
+        seen.push(format!(
+            "until {until}: accepted {accepted:?}, stored until {:?} confirmed {}",
+            entry.until.map(|u| u.timestamp()),
+            entry.confirmed
+        ));
+        let expect_taken = until == bound;
+        assert_eq!(
+            entry.confirmed && entry.until.map(|u| u.timestamp()) == Some(until.timestamp()),
+            expect_taken,
+            "{seen:?}"
+        );
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_end_is_taken_only_within_72_hours_and_5_minutes() {
+    let (bot, _dir) = sled_bot().await;
+    confirmation_bounds(bot).await;
+    if let Some(server) = RedisServer::start() {
+        confirmation_bounds(redis_bot(&server, "moves-fep").await).await;
+    }
+}
+
+/// A window not yet known to be open is taken as opened at the *status's* time
+/// (`status.at`), not at the confirmed message's send, although the doc of
+/// `FreeEntryPoint::with_confirmation` says "the confirmed message's send". A `read`
+/// status arrives 60 hours after the send (the customer was offline): the message went
+/// inside the window, so the window opened at or before the send and ends at most 72 h
+/// after it; an expiration 132 h after the send is taken all the same.
+async fn late_status_confirmation<S: Store>(bot: Bot<S>) -> String {
+    let n = 32;
+    let sent_at = bot.clock.now();
+    let outcome = bot
+        .messenger
+        .send_template(lipachat_policy::TemplateRequest::new(chat(n), promo()))
+        .await
+        .unwrap();
+    // The status names the message by its real WhatsApp id.
+    let wa_id = match &outcome {
+        lipachat_policy::TemplateOutcome::Sent(sent) => sent.receipt.wa_id.clone().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    bot.clock.advance(TimeDelta::hours(60));
+    let until = bot.clock.now() + TimeDelta::hours(72);
+    let status = envelope(
+        "messages",
+        json!({"statuses": [{"id": wa_id, "status": "read",
+            "timestamp": bot.clock.now().timestamp().to_string(),
+            "recipient_id": phone(n).digits(),
+            "conversation": {"id": "c2", "expiration_timestamp": until.timestamp().to_string(),
+                "origin": {"type": "free_entry_point"}},
+            "pricing": {"billable": false, "pricing_model": "PMP", "category": "marketing", "type": "free_entry_point"}}]}),
+    );
+    bot.receive(status).await;
+    let entry = bot
+        .messenger
+        .sessions()
+        .store()
+        .free_entry_point(chat(n))
+        .await
+        .unwrap();
+    let latest = sent_at + TimeDelta::hours(72) + TimeDelta::minutes(5);
+    assert!(
+        entry.is_none_or(|e| !e.confirmed || e.until.is_none_or(|u| u <= latest)),
+        "sent at {sent_at} ({outcome:?}); a status 60 h later confirmed {entry:?}, past {latest}"
+    );
+    format!("{entry:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hole: a free entry point end is bounded from the status's time, not the message's send: a status 60 h late confirms a window 132 h after the send"]
+async fn a_late_status_cannot_confirm_a_window_past_72_hours_after_the_send() {
+    let (bot, _dir) = sled_bot().await;
+    late_status_confirmation(bot).await;
+}
