@@ -737,3 +737,49 @@ async fn a_user_id_stop_after_a_number_change_lands_on_the_new_number() {
         alias_after_number_change(redis_bot(&server, "moves-alias").await).await;
     }
 }
+
+/// The same number change, the system message naming the user id (`from_user_id` and
+/// `system.user_id`, as the BSUID-era webhook does): the alias follows, and the stop by
+/// user id lands on the new number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_number_change_naming_the_user_id_moves_the_alias() {
+    let (mut bot, _dir) = sled_bot().await;
+    user_text(&mut bot, 61, "hello", true, true).await;
+    bot.clock.advance(TimeDelta::minutes(1));
+    let body = envelope(
+        "messages",
+        json!({"messages": [{"from": phone(61).digits(), "from_user_id": USER, "id": "wamid.sys-u",
+            "timestamp": bot.clock.now().timestamp().to_string(), "type": "system",
+            "system": {"body": "User A changed number", "wa_id": phone(62).digits(),
+                "user_id": USER, "type": "user_changed_number"}}]}),
+    );
+    assert!(bot.receive(body).await.iter().all(|ok| *ok));
+    bot.clock.advance(TimeDelta::minutes(1));
+    let at = bot.clock.now();
+    bot.receive(envelope(
+        "user_preferences",
+        json!({"user_preferences": [{"user_id": USER, "detail": "x",
+            "category": "marketing_messages", "value": "stop",
+            "timestamp": at.timestamp()}]}),
+    ))
+    .await;
+    assert!(
+        bot.consent(62).await.opted_out,
+        "61: {:?} 62: {:?}",
+        bot.consent(61).await,
+        bot.consent(62).await
+    );
+}
+
+/// A STOP followed by ~220 KB (the parser takes 256 KiB) of spaces, zero-width spaces and punctuation, through
+/// the webhook parser and the messenger: an opt-out, in bounded time, no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_decorated_stop_through_the_webhook_is_an_opt_out_in_bounded_time() {
+    let (mut bot, _dir) = sled_bot().await;
+    let started = std::time::Instant::now();
+    let text = format!("\u{200F}STOP{}", " \u{200B}.".repeat(45_000));
+    let accepted = bot.text(71, &text).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(accepted, [true]);
+    assert!(bot.consent(71).await.opted_out);
+}
