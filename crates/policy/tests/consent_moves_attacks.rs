@@ -771,8 +771,9 @@ async fn a_number_change_naming_the_user_id_moves_the_alias() {
     );
 }
 
-/// A STOP followed by ~220 KB (the parser takes 256 KiB) of spaces, zero-width spaces and punctuation, through
-/// the webhook parser and the messenger: an opt-out, in bounded time, no panic.
+/// A STOP followed by ~220 KB (the parser takes 256 KiB) of spaces, zero-width spaces
+/// and punctuation, through the webhook parser and the messenger: an opt-out, in
+/// bounded time, no panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_decorated_stop_through_the_webhook_is_an_opt_out_in_bounded_time() {
     let (mut bot, _dir) = sled_bot().await;

@@ -1,7 +1,8 @@
 //! Hostile review of issue 16, second round: an import over Redis is applied whole or not
 //! at all. Every line checks out (the checks run before anything is written), but a
 //! consent record already stored for one of the imported customers is unreadable, so the
-//! store refuses to merge into it: the lines before it must not have gone in.
+//! store refuses to merge into it: the lines before it must not have gone in. And a
+//! move onto an unreadable consent record moves nothing.
 //!
 //! Skipped when `redis-server` is not installed.
 //!
@@ -78,4 +79,52 @@ async fn an_import_failing_on_a_stored_record_imports_nothing() {
         windows, 0,
         "the import failed ({result:?}) yet the window line before the failing one went in"
     );
+}
+
+/// `move_customer` with the *target's* consent record unreadable stops before anything is
+/// written (the MOVE_CUSTOMER script's promise): the source keeps its window and consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_onto_an_unreadable_consent_moves_nothing() {
+    use lipachat_session::IdentityStore;
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store: RedisStore = RedisConfig::new(&server.url())
+        .unwrap()
+        .with_key_prefix("moveguard")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let business = PhoneNumber::from_u64(254_110_090_747).unwrap();
+    let from = Conversation::new(business, PhoneNumber::from_u64(254_712_000_001).unwrap());
+    let to = Conversation::new(business, PhoneNumber::from_u64(254_712_000_002).unwrap());
+    let at = Utc::now() - TimeDelta::hours(1);
+    store.record_inbound(from, at).await.unwrap();
+    store.record_opt_out(from, true, at).await.unwrap();
+    store.record_opt_out(to, false, at).await.unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("moveguard*consent*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let to_field = to.customer.key().to_string();
+    let () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg(&to_field)
+        .arg("1:x:")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let result = store
+        .move_customer(business, from.customer, to.customer)
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(store.marketing_consent(from).await.unwrap().opted_out);
+    assert!(store.window(from).await.unwrap().is_some());
 }
