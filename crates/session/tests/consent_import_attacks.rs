@@ -142,3 +142,32 @@ async fn an_imported_back_off_cannot_run_for_millennia() {
         "import answered {result:?} and stored {stored:?}"
     );
 }
+
+/// Versions 1 and 2 still import (a window line under either header); a version this
+/// build does not know is a typed error with nothing imported.
+#[tokio::test]
+async fn v1_and_v2_still_import_and_an_unknown_version_is_refused() {
+    use lipachat_session::WindowStore;
+    let past = rfc(Utc::now() - TimeDelta::hours(1));
+    let window = format!(
+        r#"{{"kind":"window","business":"254110090747","customer":"254712345678","last_inbound":"{past}","gateway_closed_at":null}}"#
+    );
+    for version in [1, 2] {
+        let (store, _dir) = store();
+        let input = format!(
+            "{}\n{window}\n",
+            HEADER.replace("\"version\":3", &format!("\"version\":{version}"))
+        );
+        let read = import(&store, input.as_bytes()).await.unwrap();
+        assert_eq!(read.windows, 1, "v{version}");
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+    let (store, _dir) = store();
+    let input = format!(
+        "{}\n{window}\n",
+        HEADER.replace("\"version\":3", "\"version\":99")
+    );
+    let error = import(&store, input.as_bytes()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Import { .. }), "{error:?}");
+    assert_eq!(store.count().await.unwrap(), 0);
+}
