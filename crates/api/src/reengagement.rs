@@ -90,7 +90,15 @@ fn search_with<T>(
     }
     let code_key = key.is_some_and(is_code_key);
     match value {
-        Value::Number(n) => on_code(n.as_u64()?, code_key),
+        // A code written as a whole float (`131050.0`) is the same code.
+        Value::Number(n) => on_code(
+            n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))
+                    .map(|f| f as u64)
+            })?,
+            code_key,
+        ),
         Value::String(s) => {
             if code_key
                 && let Ok(code) = s.trim().parse::<u64>()
@@ -140,7 +148,6 @@ fn is_id_key(key: &str) -> bool {
     .any(|k| key.eq_ignore_ascii_case(k))
 }
 
-/// Whether `token` occurs in `text` with no ASCII letter or digit right before or after.
 /// WhatsApp's error for the per-user marketing limit ("healthy ecosystem engagement").
 pub const MARKETING_LIMIT_CODE: u32 = 131049;
 /// WhatsApp's error for a user who stopped marketing messages from the business.
@@ -209,6 +216,14 @@ pub(crate) fn marketing_refusal_in_json(value: &Value) -> Option<MarketingRefusa
     )
 }
 
+/// A byte that joins a token to its neighbours: an ASCII letter or digit, or `_` / `-`,
+/// which join the parts of names (`promo_131050`, `ref-131049`).
+fn is_word_byte(byte: &u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-')
+}
+
+/// Whether `token` occurs in `text` with no word byte ([`is_word_byte`]) right before or
+/// after.
 fn has_token(text: &str, token: &str) -> bool {
     let bytes = text.as_bytes();
     text.match_indices(token).any(|(start, _)| {
@@ -216,8 +231,8 @@ fn has_token(text: &str, token: &str) -> bool {
         let before = start
             .checked_sub(1)
             .and_then(|i| bytes.get(i))
-            .is_some_and(u8::is_ascii_alphanumeric);
-        let after = bytes.get(end).is_some_and(u8::is_ascii_alphanumeric);
+            .is_some_and(is_word_byte);
+        let after = bytes.get(end).is_some_and(is_word_byte);
         !before && !after
     })
 }

@@ -88,7 +88,8 @@ impl ConsentConfig {
 /// (and emoji variation selectors) dropped, full-width forms folded to ASCII as Unicode's
 /// NFKC folds them (U+FF01 to U+FF5E, and the ideographic space), lowercased, runs of
 /// whitespace made one space, and everything that is not a letter or a digit trimmed from
-/// both ends (whitespace, punctuation, symbols, emoji). Inner punctuation stays, so
+/// both ends (whitespace, punctuation, symbols, emoji; a combining mark after the last
+/// letter stays, being part of it). Inner punctuation stays, so
 /// "S.T.O.P" is not "stop". Other compatibility forms (mathematical or circled letters)
 /// are not folded.
 pub fn keyword_form(text: &str) -> String {
@@ -111,8 +112,20 @@ pub fn keyword_form(text: &str) -> String {
         }
     }
     folded
-        .trim_matches(|c: char| !c.is_alphanumeric())
+        .trim_start_matches(|c: char| !c.is_alphanumeric())
+        // A combining mark after a letter belongs to it ("STOP\u{301}" ends in a
+        // different letter, as the precomposed "STÓP" does): not trimmed at the end.
+        .trim_end_matches(|c: char| !c.is_alphanumeric() && !is_combining_mark(c))
         .to_owned()
+}
+
+/// Combining marks (the blocks of Unicode's combining diacritics: U+0300–036F, U+1AB0–1AFF,
+/// U+1DC0–1DFF, U+20D0–20FF, U+FE20–FE2F), which change the letter before them.
+fn is_combining_mark(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F
+    )
 }
 
 /// Zero-width and format characters (Unicode's `Cf` ones a chat message carries: zero

@@ -160,6 +160,10 @@ pub async fn record_consent_and_cost<S: Store>(
             }
             match refusal {
                 Some(refusal) => {
+                    // Dated ahead of the clock, an opt-out would outrank every later real
+                    // resume, and a back-off would run from then: refused, as a future
+                    // inbound time is.
+                    sessions.check_stored_time(StoredTime::MarketingConsent, status.at)?;
                     record_marketing_refusal(
                         store,
                         &config.consent,

@@ -61,7 +61,6 @@ fn a_future_stop_keyword_is_refused_by_ingest() {
 
 /// A 131050 status from 2100, then a real opt-in now: the customer must be opted in.
 #[test]
-#[ignore = "hole: ingest of a 131050 failed status received in the future stores the opt-out at that time (status path skips check_stored_time); a real optin cannot undo it"]
 fn a_future_131050_status_cannot_pin_an_opt_out() {
     let cli = Cli::new();
     let run = cli.run_with_stdin(
@@ -79,7 +78,6 @@ fn a_future_131050_status_cannot_pin_an_opt_out() {
 
 /// A 131049 status from 2100 (through `--now`): the back-off must not reach 2100.
 #[test]
-#[ignore = "hole: ingest --now <future> of a 131049 failed status sets a back-off until then + 24h"]
 fn a_future_131049_status_cannot_pin_a_back_off() {
     let cli = Cli::new();
     let run = cli.run_with_stdin(&["ingest", "--now", FUTURE], &failed_status(131_049));

@@ -484,6 +484,11 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
         .map_err(|source| StoreError::ImportFutureTime { line, source })
 }
 
+/// The furthest ahead of the real clock an imported 131049 back-off may end: 30 days,
+/// far above any sensible back-off (the default is 24 hours); a later end is refused, so a
+/// broken or forged export cannot pin marketing off for years.
+pub const MAX_IMPORTED_BACK_OFF: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// The longest redelivery memory an imported `seen` line may carry (from its first receipt
 /// to the end of its memory): a year, far above any sensible horizon (the default is 7
 /// days).
@@ -620,7 +625,18 @@ pub async fn import_with_limit<S: Store>(
                         detail: "an opt-out without changed_at; give the time it was made".into(),
                     });
                 }
-                optional_time(back_off_until.as_deref(), number)?;
+                if let Some(until) = optional_time(back_off_until.as_deref(), number)?
+                    && until > Utc::now() + MAX_IMPORTED_BACK_OFF
+                {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: format!(
+                            "back_off_until {} is more than {} days ahead: no 131049 back-off runs that long",
+                            until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                            MAX_IMPORTED_BACK_OFF.num_days()
+                        ),
+                    });
+                }
             }
             ExportLine::FreeEntryPoint {
                 customer,
@@ -643,7 +659,18 @@ pub async fn import_with_limit<S: Store>(
                         detail: "opened_at and until go together: give both or neither".into(),
                     });
                 }
-                optional_time(until.as_deref(), number)?;
+                if let (Some(opened), Some(until)) =
+                    (opened, optional_time(until.as_deref(), number)?)
+                    && (until <= opened || until - opened > crate::MAX_CONFIRMED_FREE_ENTRY_POINT)
+                {
+                    return Err(StoreError::Import {
+                        line: number,
+                        detail: format!(
+                            "until must fall after opened_at and at most {} minutes after it (a free entry point window lasts 72 hours)",
+                            crate::MAX_CONFIRMED_FREE_ENTRY_POINT.num_minutes()
+                        ),
+                    });
+                }
             }
             ExportLine::Header { .. }
             | ExportLine::User { .. }
