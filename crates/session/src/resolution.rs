@@ -183,7 +183,8 @@ impl<S: Store> Sessions<S> {
     /// `old` (the sender's phone, else their user id's alias or handle, allocated if
     /// new) moves to `new`;
     /// the new user id that comes with it, and the old one, are recorded as aliases of
-    /// `new` (moving a conversation kept under the new one's handle). Returns the
+    /// `new` (moving a conversation kept under the new one's handle), and so is every user
+    /// id already recorded as `old`'s alias. Returns the
     /// conversations moved from and to, and what moved (nothing, when nothing was
     /// stored). `None` when the old identity is not named at all.
     pub async fn change_number(
@@ -214,6 +215,20 @@ impl<S: Store> Sessions<S> {
         // A late message under the old user id is the same person, at the new number.
         for user in [old_user, new_user].into_iter().flatten() {
             self.link(business, user, new).await?;
+        }
+        // So is one under any user id already known as the old number's (the system
+        // message may name no user id): otherwise a later stop by user id alone would
+        // land on the old number. Number changes are rare; the alias list is read whole.
+        if let Some(old) = old.filter(|old| *old != new) {
+            for alias in self.store().aliases().await? {
+                if alias.business == business
+                    && alias.phone == old
+                    && Some(&alias.user) != old_user
+                    && Some(&alias.user) != new_user
+                {
+                    self.link(business, &alias.user, new).await?;
+                }
+            }
         }
         Ok(from.map(|from| Merged { from, to, moved }))
     }
