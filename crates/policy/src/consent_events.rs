@@ -5,6 +5,7 @@
 //! 131049 / 131050.
 
 use lipachat_api::WebhookEvent;
+use lipachat_api::webhook::DeliveryStatus;
 use lipachat_api::{MARKETING_LIMIT_CODE, MARKETING_OPT_OUT_CODE, MarketingRefusal};
 use lipachat_session::consent::wa_id_key;
 use lipachat_session::{
@@ -152,10 +153,21 @@ pub async fn record_consent_and_cost<S: Store>(
                     pricing.is_free_entry_point(),
                     status.conversation_expires_at,
                 ) {
-                    info!(%conversation, %until, "the platform confirmed the free entry point window");
-                    store
-                        .confirm_free_entry_point(conversation, until, status.at)
-                        .await?;
+                    // The end is bounded from the window's opening: our recorded reply, else
+                    // the message's send, which only a `sent` status dates (a `read` status
+                    // days later would stretch the bound past 72 hours after the send).
+                    let opened = store
+                        .free_entry_point(conversation)
+                        .await?
+                        .and_then(|entry| entry.opened_at);
+                    if opened.is_some() || status.status == DeliveryStatus::Sent {
+                        info!(%conversation, %until, "the platform confirmed the free entry point window");
+                        store
+                            .confirm_free_entry_point(conversation, until, status.at)
+                            .await?;
+                    } else {
+                        info!(%conversation, %until, status = ?status.status, "a free entry point end on a later status with no window opened: not taken");
+                    }
                 }
             }
             match refusal {
