@@ -686,6 +686,7 @@ pub async fn import_with_limit<S: Store>(
         });
     }
     check_outbox_limit(store, &lines, outbox_limit).await?;
+    check_stored_consent(store, &lines).await?;
     let mut transfer = Transfer::default();
     for (number, line) in lines {
         match line {
@@ -859,6 +860,42 @@ async fn import_free_entry_point<S: Store>(
         store
             .record_business_reply(conversation, opened, until, within)
             .await?;
+    }
+    Ok(())
+}
+
+/// Reads, before anything is written, the stored consent and free entry point records the
+/// import's `consent` and `free_entry_point` lines merge into, so one already stored and
+/// unreadable fails the import with nothing imported (rather than after the lines before
+/// it were applied). Read-only: a user or group id the store does not know yet has no
+/// record to read.
+async fn check_stored_consent<S: Store>(
+    store: &S,
+    lines: &[(usize, ExportLine)],
+) -> Result<(), StoreError> {
+    for (_, line) in lines {
+        let (business, party, entry) = match line {
+            ExportLine::Consent {
+                business, customer, ..
+            } => (*business, customer, false),
+            ExportLine::FreeEntryPoint {
+                business, customer, ..
+            } => (*business, customer, true),
+            _ => continue,
+        };
+        let customer = match (&party.customer, &party.user_id, &party.group_id) {
+            (Some(phone), _, _) => Some(Customer::Phone(*phone)),
+            (None, Some(user), _) => store.find_user_ref(user).await?.map(Customer::User),
+            (None, None, Some(group)) => store.find_group_ref(group).await?.map(Customer::Group),
+            (None, None, None) => None,
+        };
+        let Some(customer) = customer else { continue };
+        let conversation = Conversation::with_customer(business, customer);
+        if entry {
+            store.free_entry_point(conversation).await?;
+        } else {
+            store.marketing_consent(conversation).await?;
+        }
     }
     Ok(())
 }
