@@ -112,10 +112,9 @@ impl Observers {
         send: Option<ObservedSend>,
         result: &Result<SendOutcome, PolicyError>,
     ) {
-        if let Some(send) = send {
-            let took = send.started.elapsed();
-            self.each(|o| o.free_form_sent(result.as_ref(), send.started_at, took));
-        }
+        self.ended(send, |o, at, took| {
+            o.free_form_sent(result.as_ref(), at, took)
+        });
     }
 
     /// Tells every observer how a template send started with [`Observers::start`] ended.
@@ -124,9 +123,21 @@ impl Observers {
         send: Option<ObservedSend>,
         result: &Result<TemplateOutcome, PolicyError>,
     ) {
+        self.ended(send, |o, at, took| {
+            o.template_sent(result.as_ref(), at, took)
+        });
+    }
+
+    /// Tells every observer, with `tell`, that the observed `send` ended (when it started,
+    /// how long it took); nothing when it was not observed.
+    fn ended(
+        &self,
+        send: Option<ObservedSend>,
+        tell: impl Fn(&dyn SendObserver, DateTime<Utc>, Duration),
+    ) {
         if let Some(send) = send {
             let took = send.started.elapsed();
-            self.each(|o| o.template_sent(result.as_ref(), send.started_at, took));
+            self.each(|o| tell(o, send.started_at, took));
         }
     }
 

@@ -883,13 +883,9 @@ async fn check_stored_consent<S: Store>(
             } => (*business, customer, true),
             _ => continue,
         };
-        let customer = match (&party.customer, &party.user_id, &party.group_id) {
-            (Some(phone), _, _) => Some(Customer::Phone(*phone)),
-            (None, Some(user), _) => store.find_user_ref(user).await?.map(Customer::User),
-            (None, None, Some(group)) => store.find_group_ref(group).await?.map(Customer::Group),
-            (None, None, None) => None,
+        let Some(customer) = party.find(store).await? else {
+            continue;
         };
-        let Some(customer) = customer else { continue };
         let conversation = Conversation::with_customer(business, customer);
         if entry {
             store.free_entry_point(conversation).await?;
