@@ -14,26 +14,17 @@
 
 mod common;
 
+use common::consent_bot::{Bot, business, envelope, promo, redis_bot, sled_bot};
+
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_api::TextMessage;
+use lipachat_api::WebhookEvent;
 use lipachat_api::webhook::WebhookParser;
-use lipachat_api::{TemplateMessage, WebhookEvent};
 use lipachat_policy::consent::{ConsentConfig, Withholding};
-use lipachat_policy::{Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest};
-use lipachat_redis::RedisStore;
+use lipachat_policy::{SendOutcome, SendRequest};
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{
-    Clock, Conversation, ManualClock, MarketingConsent, PhoneNumber, Sessions, SledStore, Store,
-};
+use lipachat_session::{Clock, Conversation, MarketingConsent, PhoneNumber, Store};
 use serde_json::{Value, json};
-
-fn start_time() -> DateTime<Utc> {
-    "2026-11-23T10:00:00Z".parse().unwrap()
-}
-
-fn business() -> PhoneNumber {
-    "254110090747".parse().unwrap()
-}
 
 fn phone(n: u64) -> PhoneNumber {
     PhoneNumber::from_u64(254_712_000_000 + n).unwrap()
@@ -41,54 +32,6 @@ fn phone(n: u64) -> PhoneNumber {
 
 fn chat(n: u64) -> Conversation {
     Conversation::new(business(), phone(n))
-}
-
-fn promo() -> TemplateMessage {
-    TemplateMessage::new("spring_promo", "en").unwrap()
-}
-
-struct Bot<S> {
-    gateway: lipachat_testkit::StandInGateway,
-    clock: ManualClock,
-    messenger: Messenger<S>,
-    messages: u32,
-}
-
-async fn bot_over<S: Store>(store: S, clock: ManualClock) -> Bot<S> {
-    let gateway = common::clocked_gateway(&clock).await;
-    let sessions = Sessions::new(store).with_clock(clock.clone());
-    let config = PolicyConfig::default().on_closed(OnClosed::Template(promo()));
-    Bot {
-        messenger: Messenger::new(sessions, common::quick_client(&gateway), config),
-        gateway,
-        clock,
-        messages: 0,
-    }
-}
-
-async fn sled_bot() -> (Bot<SledStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path().join("db")).unwrap();
-    (bot_over(store, ManualClock::at(start_time())).await, dir)
-}
-
-async fn redis_bot(server: &RedisServer, prefix: &str) -> Bot<RedisStore> {
-    let store: RedisStore = lipachat_redis::RedisConfig::new(&server.url())
-        .unwrap()
-        .with_key_prefix(prefix)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    bot_over(store, ManualClock::at(start_time())).await
-}
-
-fn envelope(field: &str, value: Value) -> Value {
-    let mut value = value;
-    value["messaging_product"] = "whatsapp".into();
-    value["metadata"] =
-        json!({"display_phone_number": business().digits(), "phone_number_id": "1"});
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": field, "value": value}]}]})
 }
 
 impl<S: Store> Bot<S> {

@@ -11,30 +11,19 @@
 
 mod common;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use common::consent_bot::{Bot, business, envelope, promo, redis_bot, sled_bot};
+
+use chrono::TimeDelta;
+use lipachat_api::TextMessage;
 use lipachat_api::webhook::WebhookParser;
-use lipachat_api::{TemplateMessage, TextMessage};
 use lipachat_policy::consent::Withholding;
-use lipachat_policy::{
-    Messenger, OnClosed, PolicyConfig, SendOutcome, SendRequest, WebhookOutcome,
-};
-use lipachat_redis::RedisStore;
+use lipachat_policy::{SendOutcome, SendRequest, WebhookOutcome};
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{
-    Clock, ConsentStore, Conversation, ManualClock, PhoneNumber, Sessions, SledStore, Store,
-};
-use lipachat_testkit::{MessageKind, StandInGateway};
+use lipachat_session::{Clock, ConsentStore, Conversation, PhoneNumber, Store};
+use lipachat_testkit::MessageKind;
 use serde_json::{Value, json};
 
 const USER: &str = "US.13491208655302741918";
-
-fn start_time() -> DateTime<Utc> {
-    "2026-11-23T10:00:00Z".parse().unwrap()
-}
-
-fn business() -> PhoneNumber {
-    "254110090747".parse().unwrap()
-}
 
 fn phone() -> PhoneNumber {
     "254712000001".parse().unwrap()
@@ -42,44 +31,6 @@ fn phone() -> PhoneNumber {
 
 fn chat() -> Conversation {
     Conversation::new(business(), phone())
-}
-
-fn promo() -> TemplateMessage {
-    TemplateMessage::new("spring_promo", "en").unwrap()
-}
-
-struct Bot<S> {
-    gateway: StandInGateway,
-    clock: ManualClock,
-    messenger: Messenger<S>,
-    messages: u32,
-}
-
-async fn bot_over<S: Store>(store: S, clock: ManualClock) -> Bot<S> {
-    let gateway = common::clocked_gateway(&clock).await;
-    let sessions = Sessions::new(store).with_clock(clock.clone());
-    // A closed window reroutes to the marketing template: consent decides whether it goes.
-    let config = PolicyConfig::default().on_closed(OnClosed::Template(promo()));
-    Bot {
-        messenger: Messenger::new(sessions, common::quick_client(&gateway), config),
-        gateway,
-        clock,
-        messages: 0,
-    }
-}
-
-async fn sled_bot() -> (Bot<SledStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path().join("db")).unwrap();
-    (bot_over(store, ManualClock::at(start_time())).await, dir)
-}
-
-fn envelope(field: &str, value: Value) -> Value {
-    let mut value = value;
-    value["messaging_product"] = "whatsapp".into();
-    value["metadata"] =
-        json!({"display_phone_number": business().digits(), "phone_number_id": "1"});
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "W", "changes": [{"field": field, "value": value}]}]})
 }
 
 impl<S: Store> Bot<S> {
@@ -252,14 +203,7 @@ async fn on_redis_a_stop_before_the_phone_is_known_applies_once_it_is() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let store: RedisStore = lipachat_redis::RedisConfig::new(&server.url())
-        .unwrap()
-        .with_key_prefix("consent-identity")
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut bot = bot_over(store, ManualClock::at(start_time())).await;
+    let mut bot = redis_bot(&server, "consent-identity").await;
     bot.text("STOP", false).await;
     bot.clock.advance(TimeDelta::minutes(1));
     bot.text("hello", true).await;

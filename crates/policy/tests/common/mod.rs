@@ -30,3 +30,5 @@ pub async fn clocked_gateway(clock: &ManualClock) -> StandInGateway {
         .await
         .expect("the stand-in gateway starts")
 }
+
+pub mod consent_bot;
