@@ -185,9 +185,10 @@ impl RedisStore {
     /// This store with `clock` as the clock of this host: the one the times given to
     /// the messaging limit count ([`ConsentStore::reach_customer`],
     /// [`ConsentStore::reached`]) come from. The count runs on the Redis server's clock:
-    /// a time is moved by the difference between the server's clock and this one
-    /// (measured with `TIME`, again each minute), so replicas whose clocks differ stamp
-    /// and prune one moving span. The system clock by default; a test or simulation
+    /// a time is moved by the difference between the server's clock and this one,
+    /// measured inside the counting script at each call (`TIME` against this clock read
+    /// just before it), so replicas whose clocks differ, or whose clock has just stepped,
+    /// stamp and prune one moving span. The system clock by default; a test or simulation
     /// whose times come from another clock gives it here. Clones made after this share
     /// it; earlier clones keep theirs.
     ///

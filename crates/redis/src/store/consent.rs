@@ -6,7 +6,7 @@
 //! left as it is and answered, so the caller reports it as corrupt (as sled does).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
@@ -138,66 +138,73 @@ return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
     ))
 });
 
-/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit,
-/// cutoff ms (customers last reached at or before it no longer count), span ms. The
-/// times are on the server's clock (the caller moved its own by the server's lead,
-/// `HostClock`), so replicas whose clocks differ stamp and prune alike. Returns
-/// `{0 counted | 1 already counted | 2 limit reached, unique customers}`. A write also
-/// sets the key to expire a span after it (server time), so a count nobody touches
-/// again (a past month's service messages) does not stay.
+/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms (the caller's
+/// time), limit, host ms (this host's clock, read just before the call), span ms. The
+/// script moves the caller's time by how far the server's clock (`TIME`) is ahead of
+/// the host's at this very call, so replicas whose clocks differ, or whose clock has
+/// just stepped, stamp and prune on one clock: the server's. Customers last reached at
+/// or before a span before that time no longer count. Returns `{0 counted | 1 already
+/// counted | 2 limit reached, unique customers}`. A write also sets the key to expire a
+/// span after it (server time), so a count nobody touches again (a past month's service
+/// messages) does not stay.
 static REACH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+local t = redis.call('TIME')
+local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = tonumber(ARGV[2]) + (server - tonumber(ARGV[4]))
+local at_text = string.format('%d', at)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', at - tonumber(ARGV[5])))
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local count = redis.call('ZCARD', KEYS[1])
 if score then
-  if tonumber(score) < tonumber(ARGV[2]) then
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  if tonumber(score) < at then
+    redis.call('ZADD', KEYS[1], at_text, ARGV[1])
     redis.call('PEXPIRE', KEYS[1], ARGV[5])
   end
   return {1, count}
 end
 if count >= tonumber(ARGV[3]) then return {2, count} end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[1], at_text, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {0, count + 1}
 ",
     )
 });
 
-/// The server's clock in epoch milliseconds. KEYS: the key the clock is wanted for (so
-/// a Cluster answers from the node holding it; the key is not touched).
-static SERVER_TIME: LazyLock<Script> = LazyLock::new(|| {
+/// How many customers a count holds. KEYS: reached ZSET. ARGV: at ms (the caller's
+/// time), host ms (this host's clock, read just before the call), span ms. The time is
+/// moved onto the server's clock as in [`REACH`]; nothing is written.
+static REACHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local t = redis.call('TIME')
-return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = tonumber(ARGV[1]) + (server - tonumber(ARGV[2]))
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', at - tonumber(ARGV[3])), '+inf')
 ",
     )
 });
 
-/// How often the difference between the server's clock and the host's is measured again.
-const OFFSET_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The clock of this host, and how far the Redis server's clock is ahead of it, for the
-/// messaging limit count: a time a caller gives (read from this host's clock) is moved
-/// by that difference, so every replica stamps and prunes on the server's clock
-/// ([`RedisStore::with_host_clock`]).
+/// The clock of this host, for the messaging limit count: a time a caller gives (read
+/// from this host's clock) is moved, inside the counting script, by how far the Redis
+/// server's clock is ahead of this clock at that call, so every replica stamps and
+/// prunes on the server's clock ([`RedisStore::with_host_clock`]).
 pub(super) struct HostClock {
     clock: Arc<dyn Clock>,
-    /// When the difference was last measured (this process's monotonic clock), and the
-    /// difference in milliseconds (server minus host).
-    offset: Mutex<Option<(std::time::Instant, i64)>>,
 }
 
 impl HostClock {
-    /// A host clock reading `clock`, its difference from the server not yet measured.
+    /// A host clock reading `clock`.
     pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            clock,
-            offset: Mutex::new(None),
-        }
+        Self { clock }
+    }
+
+    /// This host's clock now, in epoch milliseconds, as the counting scripts take it.
+    fn now_ms(&self) -> String {
+        truncate_to_millis(self.clock.now())
+            .timestamp_millis()
+            .to_string()
     }
 }
 
@@ -241,47 +248,6 @@ impl RedisStore {
             }
         }
         Ok(records)
-    }
-
-    /// How far the server's clock is ahead of the host's (ms, negative when behind),
-    /// measured on the node holding `key` (the midpoint of the host's clock before and
-    /// after the answer), again when the last measure is older than a minute.
-    async fn server_offset(&self, key: &str) -> Result<i64, StoreError> {
-        let fresh = |measured: &Option<(std::time::Instant, i64)>| {
-            measured.and_then(|(at, offset)| (at.elapsed() < OFFSET_MAX_AGE).then_some(offset))
-        };
-        if let Some(offset) = fresh(
-            &self
-                .host
-                .offset
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        ) {
-            return Ok(offset);
-        }
-        let before = self.host.clock.now().timestamp_millis();
-        let server: i64 = self
-            .inner
-            .connection
-            .eval_one(
-                "server time",
-                Retry::Once,
-                None,
-                Eval {
-                    script: &SERVER_TIME,
-                    keys: vec![key.to_owned()],
-                    args: vec![],
-                },
-            )
-            .await?;
-        let after = self.host.clock.now().timestamp_millis();
-        let offset = server - (before + (after - before) / 2);
-        *self
-            .host
-            .offset
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((std::time::Instant::now(), offset));
-        Ok(offset)
     }
 
     /// Runs one consent script on `conversation`'s record in the HASH `hash`.
@@ -565,11 +531,8 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        // On the server's clock: the caller's time moved by the server's lead on this host.
-        let offset = self.server_offset(&key).await?;
-        let at_ms = truncate_to_millis(at)
-            .timestamp_millis()
-            .saturating_add(offset);
+        // On the server's clock: the script moves the caller's time by the server's lead
+        // on this host's clock, read here, just before the call.
         let (kind, reached): (u8, u64) = self
             .inner
             .connection
@@ -582,9 +545,9 @@ impl ConsentStore for RedisStore {
                     keys: vec![key],
                     args: vec![
                         customer.to_string(),
-                        at_ms.to_string(),
+                        ms(at),
                         limit.to_string(),
-                        (at_ms - span.num_milliseconds()).to_string(),
+                        self.host.now_ms(),
                         span.num_milliseconds().max(1).to_string(),
                     ],
                 },
@@ -604,20 +567,21 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let offset = self.server_offset(&key).await?;
-        let cutoff = truncate_to_millis(at)
-            .timestamp_millis()
-            .saturating_add(offset)
-            .saturating_sub(span.num_milliseconds());
         self.inner
             .connection
-            .query(
+            .eval_one(
                 "reached",
                 Retry::Once,
-                redis::cmd("ZCOUNT")
-                    .arg(key)
-                    .arg(format!("({cutoff}"))
-                    .arg("+inf"),
+                None,
+                Eval {
+                    script: &REACHED,
+                    keys: vec![key],
+                    args: vec![
+                        ms(at),
+                        self.host.now_ms(),
+                        span.num_milliseconds().to_string(),
+                    ],
+                },
             )
             .await
     }
