@@ -22,7 +22,7 @@ use crate::bot::{Bot, BotQueue, BotRunner, NewMessage};
 use crate::error::ConfigError;
 use crate::metrics::WebhookMetrics;
 use crate::secret::Secret;
-use crate::serving::{DEFAULT_BODY_LIMIT, close_after};
+use crate::serving::{DEFAULT_BODY_LIMIT, close_after, refuse_a_declared_length_over};
 use crate::signature::{PresentedSignature, SIGNATURE_HEADER, SignatureError};
 
 /// The default number of messages the bot's queue holds: 1024.
@@ -79,9 +79,10 @@ impl<S: Store> WebhookServiceBuilder<S> {
         self
     }
 
-    /// The largest body accepted (default 1 MiB): a longer one is answered 413. Serve
-    /// with the same [`crate::ServingConfig::with_body_limit`] so it is refused before
-    /// it is read.
+    /// The largest body accepted (default 1 MiB): a longer one is answered 413, from the
+    /// request head when its `Content-Length` already says so (in any server), else once
+    /// the body passes it. Serve with the same [`crate::ServingConfig::with_body_limit`]
+    /// so the server's own limit agrees.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self
@@ -252,7 +253,8 @@ impl<S: Store> WebhookService<S> {
     ///
     /// A webhook body is applied (windows recorded, closures, identity changes) before it
     /// is answered 200; a body that is not a webhook is 400 with the reason, a body over
-    /// the limit 413, a store failure 503 (the sender retries; what was applied is not
+    /// the limit 413 (from the request head, before any of the body is read, when its
+    /// `Content-Length` says so), a store failure 503 (the sender retries; what was applied is not
     /// applied twice).
     pub fn router(&self) -> Router {
         let mut router = Router::new()
@@ -286,6 +288,10 @@ impl<S: Store> WebhookService<S> {
         router
             .with_state(Arc::clone(&self.shared))
             .layer(DefaultBodyLimit::max(self.shared.body_limit))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&self.shared),
+                refuse_a_declared_length_over_the_limit::<S>,
+            ))
             .layer(middleware::from_fn(trace_request))
     }
 
@@ -363,6 +369,20 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
+}
+
+/// The head check of every route: a request whose declared `Content-Length` is over the
+/// body limit is answered 413 from its head, closing the connection, whatever server the
+/// router runs in (under [`crate::serve`] this is already done before routing).
+async fn refuse_a_declared_length_over_the_limit<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(refused) = refuse_a_declared_length_over(request.headers(), shared.body_limit) {
+        return refused;
+    }
+    next.run(request).await
 }
 
 /// The head check of `POST /webhooks/lipachat/{token}`: a wrong token is answered 401

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -299,13 +299,8 @@ async fn read_body_within_limits(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limits.body_limit as u64) {
-        return too_large(limits.body_limit);
+    if let Some(refused) = refuse_a_declared_length_over(request.headers(), limits.body_limit) {
+        return refused;
     }
     // The semaphore is never closed; were it, the request would run unlimited rather
     // than fail.
@@ -461,6 +456,19 @@ pub(crate) fn close_after(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// `413 Content Too Large` (closing the connection) when `headers` declare a
+/// `Content-Length` over `limit`: the answer is given from the request head, before any
+/// body byte is read.
+pub(crate) fn refuse_a_declared_length_over(headers: &HeaderMap, limit: usize) -> Option<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    declared
+        .is_some_and(|length| length > limit as u64)
+        .then(|| too_large(limit))
 }
 
 /// `413 Content Too Large`, closing the connection (the rest of the body is not read).

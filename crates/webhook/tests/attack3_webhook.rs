@@ -1,0 +1,579 @@
+//! Third hostile review of the serving side, run over real HTTP on 127.0.0.1 against a
+//! sled store in a temp dir and the stand-in gateway: authenticated requests that declare
+//! or stream a body past the limit (under `serve` and in a user's own axum server), a
+//! message redelivered in the other envelope with its numbers written differently,
+//! hostile identity changes and LipaChat bodies, odd JSON in real envelopes, a path token
+//! that is not UTF-8, and admin `Authorization` headers in odd shapes.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use lipachat_session::WindowStore;
+use lipachat_webhook::{Secret, sign};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long an answer that must come "at once" may take.
+const AT_ONCE: Duration = Duration::from_secs(2);
+
+fn app_secret() -> Secret {
+    Secret::new("app secret", APP_SECRET).unwrap()
+}
+
+/// A harness under this crate's `serve`, or with the router mounted in a user's own
+/// `axum::serve` app.
+async fn harness(in_users_axum_server: bool) -> Harness {
+    Harness::with(Options {
+        in_users_axum_server,
+        ..Options::default()
+    })
+    .await
+}
+
+/// Writes `bytes` on a new connection and answers the first bytes the server sends
+/// within `within` (`None`: nothing came).
+async fn first_answer(h: &Harness, bytes: &[u8], within: Duration) -> Option<String> {
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    match tokio::time::timeout(within, stream.read(&mut answer)).await {
+        Ok(Ok(n)) if n > 0 => Some(String::from_utf8_lossy(&answer[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// The heads of authenticated webhook POSTs (the right LipaChat token; a well-formed
+/// WhatsApp signature) with `framing` (a `Content-Length` or `Transfer-Encoding` line).
+fn authenticated_heads(framing: &str) -> [(&'static str, String); 2] {
+    let signature = sign(&app_secret(), b"{}");
+    [
+        (
+            "lipachat",
+            format!(
+                "POST /webhooks/lipachat/{LIPACHAT_TOKEN} HTTP/1.1\r\nHost: test\r\n\
+                 Content-Type: application/json\r\n{framing}\r\n\r\n"
+            ),
+        ),
+        (
+            "whatsapp",
+            format!(
+                "POST /webhooks/whatsapp HTTP/1.1\r\nHost: test\r\n\
+                 Content-Type: application/json\r\nX-Hub-Signature-256: {signature}\r\n\
+                 {framing}\r\n\r\n"
+            ),
+        ),
+    ]
+}
+
+/// An authenticated request declaring a body over the limit (1 MiB), none of which is
+/// sent, is answered 413 at once.
+async fn a_declared_length_over_the_limit_is_413_at_once(in_users_axum_server: bool) {
+    let h = harness(in_users_axum_server).await;
+    let framing = format!("Content-Length: {}", 2 * 1024 * 1024);
+    for (route, head) in authenticated_heads(&framing) {
+        let answer = first_answer(&h, head.as_bytes(), AT_ONCE).await;
+        assert!(
+            answer
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 413")),
+            "{route}: a declared 2 MiB body must be answered 413 at once, got {answer:?}"
+        );
+    }
+    assert_eq!(h.store().count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_serve_a_declared_length_over_the_limit_is_413_at_once() {
+    a_declared_length_over_the_limit_is_413_at_once(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_users_axum_server_a_declared_length_over_the_limit_is_413_at_once() {
+    a_declared_length_over_the_limit_is_413_at_once(true).await;
+}
+
+/// An authenticated chunked body that never ends is cut off with 413 once it passes the
+/// limit, while the client is still sending; nothing is recorded.
+async fn a_chunked_body_that_never_ends_is_cut_off_with_413(in_users_axum_server: bool) {
+    let h = harness(in_users_axum_server).await;
+    for (route, head) in authenticated_heads("Transfer-Encoding: chunked") {
+        let stream = TcpStream::connect(h.addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        writer.write_all(head.as_bytes()).await.unwrap();
+        // 64 KiB chunks of a JSON string, for as long as the server takes them (at most
+        // 64 MiB, far past the 1 MiB limit).
+        let sender = tokio::spawn(async move {
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let mut sent = 0usize;
+            while sent < 1024 {
+                if writer.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        let mut answer = vec![0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut answer)).await;
+        let answer = match read {
+            Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n]).into_owned(),
+            other => panic!("{route}: no answer while the body kept coming: {other:?}"),
+        };
+        assert!(answer.starts_with("HTTP/1.1 413"), "{route}: {answer}");
+        let sent = tokio::time::timeout(Duration::from_secs(10), sender)
+            .await
+            .unwrap_or_else(|_| panic!("{route}: the server kept reading the body"))
+            .unwrap();
+        assert!(sent < 1024, "{route}: the server read 64 MiB");
+    }
+    assert_eq!(h.store().count().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_serve_a_chunked_body_that_never_ends_is_cut_off_with_413() {
+    a_chunked_body_that_never_ends_is_cut_off_with_413(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_users_axum_server_a_chunked_body_that_never_ends_is_cut_off_with_413() {
+    a_chunked_body_that_never_ends_is_cut_off_with_413(true).await;
+}
+
+/// Waits for echoes to `customer` to settle; how many there are.
+async fn settled_echo_count(h: &Harness, customer: &str) -> usize {
+    h.wait_for_echoes(customer, 1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.echoes_to(customer).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_redelivered_in_the_other_envelope_with_its_numbers_written_differently_is_handed_over_once()
+ {
+    let h = Harness::start().await;
+    let customer = "254712340301";
+    h.gateway.customer_writes(phone(BUSINESS), phone(customer));
+    // LipaChat's flat body with both numbers in international form with a plus.
+    let mut flat = lipachat_text("wamid.ENVELOPES", customer, "hello");
+    flat["from"] = serde_json::json!(format!("+{customer}"));
+    flat["to"] = serde_json::json!(format!("+{BUSINESS}"));
+    assert_eq!(h.post_lipachat(&flat).await.status(), StatusCode::OK);
+    // WhatsApp's nested copy of the same message, the business number as Meta displays
+    // it (spaced, with a plus).
+    let mut nested: serde_json::Value = serde_json::from_slice(&whatsapp_text(
+        "wamid.ENVELOPES",
+        customer,
+        "hello",
+        Utc::now().timestamp(),
+    ))
+    .unwrap();
+    nested["entry"][0]["changes"][0]["value"]["metadata"]["display_phone_number"] =
+        serde_json::json!("+254 110 090747");
+    let body = serde_json::to_vec(&nested).unwrap();
+    assert_eq!(h.post_whatsapp(&body).await.status(), StatusCode::OK);
+    assert_eq!(settled_echo_count(&h, customer).await, 1);
+}
+
+/// WhatsApp's nested envelope around one `value`.
+fn whatsapp_value(value: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}],
+    }))
+    .unwrap()
+}
+
+fn metadata() -> serde_json::Value {
+    serde_json::json!({"display_phone_number": BUSINESS, "phone_number_id": "1"})
+}
+
+/// A system message from `from` reporting a number change to `new`.
+fn number_change(id: &str, from: &str, new: serde_json::Value) -> Vec<u8> {
+    whatsapp_value(serde_json::json!({
+        "messaging_product": "whatsapp",
+        "metadata": metadata(),
+        "messages": [{
+            "from": from, "id": id, "timestamp": Utc::now().timestamp().to_string(),
+            "type": "system",
+            "system": {"body": "changed", "wa_id": new, "type": "user_changed_number"},
+        }],
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_number_changes_and_preferences_never_answer_500() {
+    let h = Harness::start().await;
+    let customer = "254712340302";
+    // A window to move.
+    h.gateway.customer_writes(phone(BUSINESS), phone(customer));
+    let hello = whatsapp_text("wamid.HELLO302", customer, "hi", Utc::now().timestamp());
+    assert_eq!(h.post_whatsapp(&hello).await.status(), StatusCode::OK);
+    let mut bodies = Vec::new();
+    for (n, new) in [
+        serde_json::json!(customer),
+        serde_json::json!(BUSINESS),
+        serde_json::json!(""),
+        serde_json::json!("not a number"),
+        serde_json::json!(u64::MAX.to_string()),
+        serde_json::json!(u64::MAX),
+        serde_json::json!(-1),
+        serde_json::json!(null),
+        serde_json::json!("+"),
+        serde_json::json!("9".repeat(400)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bodies.push((
+            format!("number change {n} to {new}"),
+            number_change(&format!("wamid.SYS{n}"), customer, new),
+        ));
+    }
+    // A change away from the business's own number, and a chain there and back in one
+    // body.
+    bodies.push((
+        "from the business number".to_owned(),
+        number_change("wamid.SYSB", BUSINESS, serde_json::json!("254712340303")),
+    ));
+    bodies.push((
+        "there and back".to_owned(),
+        whatsapp_value(serde_json::json!({
+            "messaging_product": "whatsapp",
+            "metadata": metadata(),
+            "messages": [
+                {"from": customer, "id": "wamid.SYSC1", "timestamp": "1700000000", "type": "system",
+                 "system": {"wa_id": "254712340304", "type": "user_changed_number"}},
+                {"from": "254712340304", "id": "wamid.SYSC2", "timestamp": "1700000001", "type": "system",
+                 "system": {"wa_id": customer, "type": "customer_changed_number"}},
+            ],
+        })),
+    ));
+    // User id changes naming themselves, and preferences in odd shapes.
+    bodies.push((
+        "user id change to itself".to_owned(),
+        whatsapp_value(serde_json::json!({
+            "messaging_product": "whatsapp",
+            "metadata": metadata(),
+            "messages": [{"from": customer, "id": "wamid.SYSU", "timestamp": "1700000000",
+                "type": "system", "system": {"type": "user_changed_user_id",
+                "user_id": "KE.1", "previous_user_id": "KE.1"}}],
+        })),
+    ));
+    for (n, preference) in [
+        serde_json::json!({"wa_id": customer, "category": "marketing_messages", "value": "stop", "timestamp": u64::MAX}),
+        serde_json::json!({"wa_id": BUSINESS, "category": "marketing_messages", "value": "resume", "timestamp": "-1"}),
+        serde_json::json!({"user_id": "", "category": "marketing_messages", "value": "stop"}),
+        serde_json::json!({"wa_id": customer, "user_id": "KE.2", "category": 5, "value": ["stop"]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bodies.push((
+            format!("preference {n}"),
+            serde_json::to_vec(&serde_json::json!({
+                "object": "whatsapp_business_account",
+                "entry": [{"id": "1", "changes": [{"field": "user_preferences", "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": metadata(),
+                    "user_preferences": [preference],
+                }}]}],
+            }))
+            .unwrap(),
+        ));
+    }
+    for (what, body) in &bodies {
+        let answer = h.post_whatsapp(body).await;
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{what}: {status} {text}"
+        );
+    }
+    let health = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_lipachat_bodies_never_answer_500() {
+    let h = Harness::start().await;
+    let customer = "254712340305";
+    let mut bodies: Vec<serde_json::Value> = Vec::new();
+    for (field, value) in [
+        ("messageId", serde_json::json!(null)),
+        ("messageId", serde_json::json!(u64::MAX)),
+        ("messageId", serde_json::json!("")),
+        ("messageId", serde_json::json!({"nested": true})),
+        ("from", serde_json::json!(u64::MAX)),
+        ("from", serde_json::json!(254_712_340_305_u64)),
+        ("from", serde_json::json!(2.547_123_403_05e11)),
+        ("from", serde_json::json!("+")),
+        ("from", serde_json::json!(BUSINESS)),
+        ("from", serde_json::json!("2".repeat(10_000))),
+        ("to", serde_json::json!(null)),
+        ("to", serde_json::json!(customer)),
+        ("to", serde_json::json!("0")),
+        ("type", serde_json::json!("SYSTEM")),
+        ("type", serde_json::json!("MESSAGE_STATUS")),
+        ("type", serde_json::json!(7)),
+        ("text", serde_json::json!({"body": {"body": "x"}})),
+        ("text", serde_json::json!("\u{feff}\u{202e}STOP\u{0}")),
+        ("timestamp", serde_json::json!(i64::MIN)),
+        ("timestamp", serde_json::json!(1e308)),
+        ("timestamp", serde_json::json!("9999-99-99")),
+    ] {
+        let mut body = lipachat_text("lc-hostile", customer, "x");
+        body[field] = value;
+        bodies.push(body);
+    }
+    // LipaChat status callbacks naming unknown and odd messages.
+    for (status, id) in [
+        ("FAILED", serde_json::json!("not-a-uuid")),
+        ("FAILED", serde_json::json!(u64::MAX)),
+        (
+            "DELIVERED",
+            serde_json::json!("00000000-0000-0000-0000-000000000000"),
+        ),
+        ("\u{0}", serde_json::json!("")),
+    ] {
+        bodies.push(serde_json::json!({
+            "type": "MESSAGE_STATUS", "messageId": id, "status": status,
+            "statusDesc": "(#131047) Re-engagement message; 131050 131049",
+            "from": BUSINESS, "to": customer, "timestamp": u64::MAX,
+        }));
+    }
+    for body in &bodies {
+        let answer = h.post_lipachat(body).await;
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{body}: {status} {text}"
+        );
+        assert!(!text.contains(LIPACHAT_TOKEN), "{text}");
+    }
+    let health = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// Posts `body` raw (not re-encoded) to both webhook routes; the two statuses.
+async fn post_raw_to_both(h: &Harness, body: &[u8]) -> [StatusCode; 2] {
+    let lipachat = h
+        .http
+        .post(h.url(&format!("/webhooks/lipachat/{LIPACHAT_TOKEN}")))
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    [lipachat, h.post_whatsapp(body).await.status()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_json_in_real_envelopes_never_answers_500() {
+    let h = Harness::start().await;
+    let customer = "254712340306";
+    let now = Utc::now().timestamp();
+    let real = String::from_utf8(whatsapp_text("wamid.ODD", customer, "odd", now)).unwrap();
+    let flat = lipachat_text("lc-odd", customer, "odd").to_string();
+    let deep = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
+    // Nesting just under and over serde_json's limit, in a field nobody reads and in
+    // the text itself.
+    for depth in [100, 126, 127, 128, 129, 5_000] {
+        bodies.push((
+            format!("nested {depth} in an unknown field"),
+            real.replacen(
+                "{\"object\"",
+                &format!("{{\"x\":{},\"object\"", deep(depth)),
+                1,
+            )
+            .into_bytes(),
+        ));
+        bodies.push((
+            format!("nested {depth} as the text"),
+            flat.replacen("\"odd\"", &deep(depth), 1).into_bytes(),
+        ));
+    }
+    // Duplicate keys: the id, the sender, the messages list, the whole envelope's object.
+    for (what, from, to) in [
+        (
+            "duplicate id",
+            "\"id\":\"wamid.ODD\"",
+            "\"id\":\"wamid.ODD\",\"id\":\"wamid.ODD2\"",
+        ),
+        (
+            "duplicate from",
+            &format!("\"from\":\"{customer}\"") as &str,
+            &format!("\"from\":\"{customer}\",\"from\":\"{BUSINESS}\"") as &str,
+        ),
+        (
+            "duplicate object",
+            "\"object\":\"whatsapp_business_account\"",
+            "\"object\":\"whatsapp_business_account\",\"object\":\"page\"",
+        ),
+    ] {
+        assert!(real.contains(from), "{what}");
+        bodies.push((what.to_owned(), real.replacen(from, to, 1).into_bytes()));
+    }
+    bodies.push((
+        "duplicate messageId".to_owned(),
+        flat.replacen("\"messageId\"", "\"messageId\":\"lc-a\",\"messageId\"", 1)
+            .into_bytes(),
+    ));
+    // Huge and odd numbers where numbers or strings are read.
+    for number in [
+        "1e400",
+        "-1e400",
+        "123456789012345678901234567890",
+        "-0",
+        "1E2",
+        "0.5",
+    ] {
+        bodies.push((
+            format!("timestamp {number}"),
+            real.replacen(
+                &format!("\"timestamp\":\"{now}\""),
+                &format!("\"timestamp\":{number}"),
+                1,
+            )
+            .into_bytes(),
+        ));
+        bodies.push((
+            format!("from {number}"),
+            flat.replacen(
+                &format!("\"from\":\"{customer}\""),
+                &format!("\"from\":{number}"),
+                1,
+            )
+            .into_bytes(),
+        ));
+    }
+    // Odd UTF-8: a BOM, an overlong slash, an encoded surrogate, a truncated sequence, a
+    // lone continuation byte, inside the text.
+    for (what, bytes) in [
+        ("bom", &b"\xef\xbb\xbf"[..]),
+        ("overlong", b"\xc0\xaf"),
+        ("surrogate", b"\xed\xa0\x80"),
+        ("truncated", b"\xe2\x82"),
+        ("continuation", b"\x80"),
+        ("nul", b"\\u0000"),
+        ("escaped lone surrogate", b"\\udc00"),
+    ] {
+        let mut body = real.replacen("\"odd\"", "\"odd\u{1}\"", 1).into_bytes();
+        let at = body.windows(4).position(|w| w == b"odd\x01").unwrap() + 3;
+        body.splice(at..=at, bytes.iter().copied());
+        bodies.push((format!("{what} in the text"), body.clone()));
+        let mut with_bom = bytes.to_vec();
+        with_bom.extend_from_slice(flat.as_bytes());
+        bodies.push((format!("{what} before the body"), with_bom));
+    }
+    for (what, body) in &bodies {
+        for (route, status) in ["lipachat", "whatsapp"]
+            .into_iter()
+            .zip(post_raw_to_both(&h, body).await)
+        {
+            assert!(
+                status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+                "{what} on {route}: {status}"
+            );
+        }
+    }
+    let health = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_token_that_is_not_utf8_is_refused_before_its_body_and_never_echoed() {
+    for in_users_axum_server in [false, true] {
+        let h = harness(in_users_axum_server).await;
+        for path in [
+            format!("/webhooks/lipachat/{LIPACHAT_TOKEN}%FF"),
+            format!("/webhooks/lipachat/%FF{LIPACHAT_TOKEN}"),
+            "/webhooks/lipachat/%C0%AF".to_owned(),
+        ] {
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000000\r\n\r\n"
+            );
+            let answer = first_answer(&h, head.as_bytes(), AT_ONCE).await;
+            let Some(answer) = answer else {
+                panic!("{path} (own server: {in_users_axum_server}): no answer before the body");
+            };
+            assert!(
+                answer.starts_with("HTTP/1.1 4"),
+                "{path} (own server: {in_users_axum_server}): {answer}"
+            );
+            assert!(!answer.contains(LIPACHAT_TOKEN), "{answer}");
+        }
+        assert_eq!(h.store().count().await.unwrap(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_authorization_in_odd_shapes_authenticates_only_the_token_itself() {
+    let h = Harness::start().await;
+    let admin = |headers: &[&str]| {
+        let mut request = h.http.get(h.url("/admin/pending"));
+        for header in headers {
+            request = request.header("authorization", *header);
+        }
+        request.send()
+    };
+    let right = format!("Bearer {ADMIN_TOKEN}");
+    // Refused: a wrong token before the right one, and shapes holding more or other than
+    // the token.
+    for headers in [
+        vec![
+            "Bearer wrong-token-0123456789abcdef".to_owned(),
+            right.clone(),
+        ],
+        vec![format!("Bearer {ADMIN_TOKEN} {ADMIN_TOKEN}")],
+        vec![format!("Bearer {ADMIN_TOKEN},")],
+        vec![format!("Bearer {ADMIN_TOKEN}\\n")],
+        vec![format!("Bearer {ADMIN_TOKEN}%0A")],
+        vec![format!("Bearer \"{ADMIN_TOKEN}\"")],
+        vec![format!("Bearer={ADMIN_TOKEN}")],
+        vec![format!("BearerBearer {ADMIN_TOKEN}")],
+        vec![format!("Bearer {}", ADMIN_TOKEN.to_ascii_uppercase())],
+    ] {
+        let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let answer = admin(&headers).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED, "{headers:?}");
+        assert!(!answer.text().await.unwrap().contains(ADMIN_TOKEN));
+    }
+    // A non-ASCII byte after the token (a no-break space, as obs-text) is not white
+    // space: refused.
+    let raw = format!(
+        "GET /admin/pending HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\u{a0}\r\n\r\n"
+    );
+    let answer = first_answer(&h, raw.as_bytes(), AT_ONCE).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    // Accepted: the token with white space around it (a bare LF ending the line, two
+    // spaces, trailing spaces and tabs), which is the token itself.
+    for raw in [
+        format!("Authorization: Bearer {ADMIN_TOKEN}\n"),
+        format!("Authorization: Bearer  {ADMIN_TOKEN}\r\n"),
+        format!("Authorization: Bearer {ADMIN_TOKEN} \t \r\n"),
+    ] {
+        let request =
+            format!("GET /admin/pending HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{raw}\r\n");
+        let answer = first_answer(&h, request.as_bytes(), AT_ONCE).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{raw:?}: {answer}");
+    }
+    let metrics = h.metrics_text().await;
+    assert!(!metrics.contains(ADMIN_TOKEN));
+    // Nothing was written by the admin routes.
+    let conversation = lipachat_session::Conversation::new(phone(BUSINESS), phone(BUSINESS));
+    assert!(h.store().window(conversation).await.unwrap().is_none());
+}
