@@ -577,3 +577,98 @@ async fn admin_authorization_in_odd_shapes_authenticates_only_the_token_itself()
     let conversation = lipachat_session::Conversation::new(phone(BUSINESS), phone(BUSINESS));
     assert!(h.store().window(conversation).await.unwrap().is_none());
 }
+
+/// A harness whose bot only counts the messages handed to it, by text.
+async fn counting_harness() -> (
+    std::sync::Arc<Harness>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use lipachat_session::SledStore;
+    use lipachat_webhook::{NewMessage, Reply};
+    let handed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&handed);
+    let h = Harness::with(Options {
+        bot: None,
+        configure: Box::new(move |builder| {
+            builder.bot(move |message: NewMessage, _reply: Reply<SledStore>| {
+                let seen = std::sync::Arc::clone(&seen);
+                async move {
+                    seen.lock()
+                        .unwrap()
+                        .push(message.text().unwrap_or_default().to_owned());
+                }
+            })
+        }),
+        ..Options::default()
+    })
+    .await;
+    (std::sync::Arc::new(h), handed)
+}
+
+/// How many times `text` was handed to the bot, once handing over has settled.
+async fn handed_over(handed: &std::sync::Mutex<Vec<String>>, text: &str) -> usize {
+    let count = || handed.lock().unwrap().iter().filter(|t| *t == text).count();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while count() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_long_ago_or_dated_ahead_are_handed_over_once_however_often_redelivered() {
+    let (h, handed) = counting_harness().await;
+    let now = Utc::now().timestamp();
+    let day = 86_400;
+    for (n, sent_at) in [
+        now - 6 * day - day / 2,
+        now - 8 * day,
+        now - 400 * day,
+        now + day,
+        now + 400 * day,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let customer = format!("25471234040{n}");
+        let text = format!("dated {n}");
+        let body = whatsapp_text(&format!("wamid.DATED{n}"), &customer, &text, sent_at);
+        for _ in 0..3 {
+            assert_eq!(h.post_whatsapp(&body).await.status(), StatusCode::OK);
+        }
+        let flat = lipachat_text(&format!("wamid.DATED{n}"), &customer, &text);
+        assert_eq!(h.post_lipachat(&flat).await.status(), StatusCode::OK);
+        assert_eq!(handed_over(&handed, &text).await, 1, "sent at {sent_at}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_in_both_envelopes_are_handed_over_once() {
+    let (h, handed) = counting_harness().await;
+    let customer = "254712340410";
+    let nested = whatsapp_text(
+        "wamid.BOTHRACE",
+        customer,
+        "race both",
+        Utc::now().timestamp(),
+    );
+    let flat = lipachat_text("wamid.BOTHRACE", customer, "race both");
+    let mut posts = Vec::new();
+    for n in 0..24 {
+        let h = std::sync::Arc::clone(&h);
+        let nested = nested.clone();
+        let flat = flat.clone();
+        posts.push(tokio::spawn(async move {
+            if n % 2 == 0 {
+                h.post_whatsapp(&nested).await.status()
+            } else {
+                h.post_lipachat(&flat).await.status()
+            }
+        }));
+    }
+    for post in posts {
+        assert_eq!(post.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(handed_over(&handed, "race both").await, 1);
+}
