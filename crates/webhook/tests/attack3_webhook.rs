@@ -672,3 +672,86 @@ async fn concurrent_copies_in_both_envelopes_are_handed_over_once() {
     }
     assert_eq!(handed_over(&handed, "race both").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_admin_paths_and_queries_are_client_errors_never_500() {
+    let h = Harness::start().await;
+    let customer = "254712340420";
+    for path in [
+        "/admin/windows/+/+".to_owned(),
+        "/admin/windows/0/0".to_owned(),
+        format!("/admin/windows/{BUSINESS}/%FF"),
+        format!("/admin/windows/{BUSINESS}/{}", "9".repeat(5_000)),
+        format!("/admin/windows/{BUSINESS}/{}", u64::MAX),
+        format!("/admin/windows/{BUSINESS}/{customer}/extra"),
+        format!("/admin/pending/{BUSINESS}/%00"),
+        format!("/admin/pending/%F0%9F%98%80/{customer}"),
+        "/admin/windows?state=OPEN".to_owned(),
+        "/admin/windows?state=open&state=closed".to_owned(),
+        "/admin/windows?closing_within=-5".to_owned(),
+        "/admin/windows?closing_within=1e3".to_owned(),
+        "/admin/windows?closing_within=%FF".to_owned(),
+        "/admin/windows?closing_within=18446744073709551616".to_owned(),
+        "/admin/pending?x=%00".to_owned(),
+    ] {
+        let answer = h.admin(&path).await;
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{path}: {status} {text}"
+        );
+        assert!(!text.contains(ADMIN_TOKEN), "{text}");
+    }
+    let health = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_authenticated_body_is_cut_off_with_408_records_nothing_and_holds_no_one_up() {
+    let h = Harness::with(Options {
+        serving: lipachat_webhook::ServingConfig::default()
+            .with_body_read_timeout(Duration::from_millis(300))
+            .with_max_concurrent_requests(1),
+        ..Options::default()
+    })
+    .await;
+    let customer = "254712340421";
+    h.gateway.customer_writes(phone(BUSINESS), phone(customer));
+    let whole = lipachat_text("wamid.SLOW", customer, "slow").to_string();
+    // Two slow clients with the right token (more than the one handler slot), each
+    // sending half the body and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let head = format!(
+            "POST /webhooks/lipachat/{LIPACHAT_TOKEN} HTTP/1.1\r\nHost: test\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            whole.len(),
+            &whole[..whole.len() / 2]
+        );
+        let mut stream = TcpStream::connect(h.addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // Meanwhile a whole webhook from someone else is served at once.
+    let other = "254712340422";
+    h.gateway.customer_writes(phone(BUSINESS), phone(other));
+    let served = tokio::time::timeout(
+        Duration::from_millis(250),
+        h.post_lipachat(&lipachat_text("wamid.FAST", other, "fast")),
+    )
+    .await
+    .expect("a whole webhook waited behind slow bodies");
+    assert_eq!(served.status(), StatusCode::OK);
+    for mut stream in slow {
+        let mut answer = vec![0u8; 256];
+        let n = tokio::time::timeout(AT_ONCE, stream.read(&mut answer))
+            .await
+            .expect("no answer to a stalled body")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert!(!h.recorded(customer).await, "nothing of a cut-off body");
+    h.assert_one_echo(other, "fast").await;
+}
