@@ -20,29 +20,11 @@ async fn service_on(redis: &RedisServer) -> SocketAddr {
     let store = lipachat_redis::RedisStore::connect(&redis.url())
         .await
         .unwrap();
-    let messenger = lipachat_policy::Messenger::new(
-        lipachat_session::Sessions::new(store),
-        gateway_client(&gateway),
-        lipachat_policy::PolicyConfig::default(),
-    );
-    let service = lipachat_webhook::WebhookService::builder(messenger)
+    let service = lipachat_webhook::WebhookService::builder(messenger_on(store, &gateway))
         .lipachat_token(lipachat_api::WebhookToken::new(LIPACHAT_TOKEN).unwrap())
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = service.router();
-    tokio::spawn(async move {
-        lipachat_webhook::serve(
-            listener,
-            router,
-            lipachat_webhook::ServingConfig::default(),
-            std::future::pending(),
-        )
-        .await;
-        drop((service, gateway));
-    });
-    addr
+    serve_until_the_end(service.router(), (service, gateway)).await
 }
 
 /// Posts a LipaChat text and reads `/healthz`: the two statuses.

@@ -766,17 +766,13 @@ async fn instrumented_service(
     lipachat_session::instrumented::InstrumentedStore<lipachat_session::SledStore>,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
+    use lipachat_session::SledStore;
     use lipachat_session::instrumented::InstrumentedStore;
-    use lipachat_session::{Sessions, SledStore};
     use lipachat_webhook::{NewMessage, Reply, WebhookService};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let store = InstrumentedStore::new(SledStore::open(dir.join("sessions.db")).unwrap());
-    let messenger = lipachat_policy::Messenger::new(
-        Sessions::new(store.clone()),
-        gateway_client(gateway),
-        lipachat_policy::PolicyConfig::default(),
-    );
+    let messenger = messenger_on(store.clone(), gateway);
     let handed = Arc::new(AtomicUsize::new(0));
     let count = Arc::clone(&handed);
     let service = WebhookService::builder(messenger)
@@ -793,19 +789,7 @@ async fn instrumented_service(
         )
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = service.router();
-    tokio::spawn(async move {
-        lipachat_webhook::serve(
-            listener,
-            router,
-            lipachat_webhook::ServingConfig::default(),
-            std::future::pending(),
-        )
-        .await;
-        drop(service);
-    });
+    let addr = serve_until_the_end(service.router(), service).await;
     (addr, store, handed)
 }
 

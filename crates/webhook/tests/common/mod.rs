@@ -62,6 +62,33 @@ pub async fn echo<S: Store>(gate: Arc<Semaphore>, message: NewMessage, mut reply
     }
 }
 
+/// A messenger on `store` under the default policy, sending through the stand-in gateway.
+pub fn messenger_on<S: Store>(store: S, gateway: &StandInGateway) -> Messenger<S> {
+    Messenger::new(
+        Sessions::new(store),
+        gateway_client(gateway),
+        PolicyConfig::default(),
+    )
+}
+
+/// Serves `router` under `serve`'s defaults on 127.0.0.1 until the test ends, holding
+/// `keep` (the service behind the router, say) as long; the address.
+pub async fn serve_until_the_end(router: axum::Router, keep: impl Send + 'static) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        serve(
+            listener,
+            router,
+            ServingConfig::default(),
+            std::future::pending(),
+        )
+        .await;
+        drop(keep);
+    });
+    addr
+}
+
 /// A client of the stand-in gateway.
 pub fn gateway_client(gateway: &StandInGateway) -> Client {
     Client::builder(ApiKey::new(gateway.api_key()).unwrap())
