@@ -39,8 +39,19 @@ fn child_at(step: u64) -> DateTime<Utc> {
     t0() + span() + TimeDelta::milliseconds(step as i64)
 }
 
+/// The child's answer to one count: `C`ounted, `A`lready counted, `L`imit reached, or
+/// `E`rror (the store failed).
+fn answer_kind(reach: Result<Reach, lipachat_session::StoreError>) -> &'static str {
+    match reach {
+        Ok(Reach::Counted { .. }) => "C",
+        Ok(Reach::AlreadyCounted { .. }) => "A",
+        Ok(Reach::LimitReached { .. }) => "L",
+        Err(_) => "E",
+    }
+}
+
 /// Run as the child only: counts customers on two handles at once, printing each
-/// answer once it has returned, until killed.
+/// answer once it has returned (a failed count goes on to the next), until killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_counts_until_killed() {
     let Ok(path) = std::env::var(CHILD_STORE) else {
@@ -60,15 +71,11 @@ async fn child_counts_until_killed() {
                         (i * 7 + 3) % CUSTOMERS
                     };
                     let at = child_at(step);
-                    let reach = store
-                        .reach_customer(PORTFOLIO, customer, at, LIMIT, span())
-                        .await
-                        .unwrap();
-                    let kind = match reach {
-                        Reach::Counted { .. } => "C",
-                        Reach::AlreadyCounted { .. } => "A",
-                        Reach::LimitReached { .. } => "L",
-                    };
+                    let kind = answer_kind(
+                        store
+                            .reach_customer(PORTFOLIO, customer, at, LIMIT, span())
+                            .await,
+                    );
                     let mut out = std::io::stdout().lock();
                     writeln!(out, "{ANSWER} {customer} {kind} {}", at.timestamp_millis()).unwrap();
                     out.flush().unwrap();
@@ -83,19 +90,50 @@ async fn child_counts_until_killed() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-/// Runs the child on `path`, kills it with SIGKILL once it has printed `answers`
-/// answers; the customers it answered as counted or already counted.
-fn count_in_child_and_kill(path: &std::path::Path, answers: usize) -> HashSet<u64> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_counts_until_killed",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+/// What the child answered before it was killed (or ended on its own).
+struct ChildAnswers {
+    /// The customers it answered as counted or already counted: sends rely on these.
+    relied_on: HashSet<u64>,
+    /// How many counts failed.
+    failed: usize,
+    /// How many answers it printed.
+    seen: usize,
+}
+
+/// Runs the child on `path` (its files limited to `file_blocks` 512-byte blocks, when
+/// given, with `SIGXFSZ` ignored so a write past it fails instead of killing it), kills
+/// it with SIGKILL once it has printed `answers` answers (or has ended); what it
+/// answered.
+fn count_in_child_and_kill(
+    path: &std::path::Path,
+    answers: usize,
+    file_blocks: Option<u64>,
+) -> ChildAnswers {
+    let exe = std::env::current_exe().unwrap();
+    let args = [
+        "--exact",
+        "child_counts_until_killed",
+        "--nocapture",
+        "--test-threads=1",
+    ];
+    let mut command = match file_blocks {
+        None => Command::new(&exe),
+        Some(blocks) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg(format!(
+                    r#"trap '' XFSZ; ulimit -f {blocks}; exec "$0" "$@""#
+                ))
+                .arg(&exe);
+            shell
+        }
+    };
+    let mut child = command
+        .args(args)
         .env(CHILD_STORE, path)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -108,21 +146,61 @@ fn count_in_child_and_kill(path: &std::path::Path, answers: usize) -> HashSet<u6
             }
         }
     });
-    let mut relied_on = HashSet::new();
-    for _ in 0..answers {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the child stopped answering");
+    let mut said = ChildAnswers {
+        relied_on: HashSet::new(),
+        failed: 0,
+        seen: 0,
+    };
+    while said.seen < answers {
+        // Disconnected: the child ended (all its answers are in).
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            break;
+        };
+        said.seen += 1;
         let mut words = line.split_whitespace();
         let customer: u64 = words.next().unwrap().parse().unwrap();
-        if matches!(words.next(), Some("C" | "A")) {
-            relied_on.insert(customer);
+        match words.next() {
+            Some("C" | "A") => {
+                said.relied_on.insert(customer);
+            }
+            Some("E") => said.failed += 1,
+            _ => {}
         }
     }
     // SIGKILL at once: no destructor, no flush.
     child.kill().unwrap();
     child.wait().unwrap();
-    relied_on
+    said
+}
+
+/// Reopens the store at `path` and checks every customer in `relied_on` is still
+/// counted (a count past every time the child used answers "already counted") and the
+/// stored count holds them all (`what` names the case); the store and its count.
+async fn reopen_keeping(
+    path: &std::path::Path,
+    relied_on: &HashSet<u64>,
+    what: &str,
+) -> (SledStore, u64) {
+    let store = SledStore::open(path).unwrap();
+    // Past every time the child used: its own counts are all within the span.
+    let after = child_at(2 * CUSTOMERS);
+    let stored = store.reached(PORTFOLIO, after, span()).await.unwrap();
+    assert!(
+        stored >= relied_on.len() as u64,
+        "{what}: {stored} stored, {} relied on",
+        relied_on.len()
+    );
+    for &customer in relied_on {
+        let reach = store
+            .reach_customer(PORTFOLIO, customer, after, LIMIT, span())
+            .await
+            .unwrap();
+        assert!(
+            matches!(reach, Reach::AlreadyCounted { .. }),
+            "{what}: customer {customer} the child counted is {reach:?}"
+        );
+    }
+    (store, stored)
 }
 
 #[test]
@@ -148,27 +226,14 @@ fn a_process_killed_while_counting_on_two_handles_never_comes_back_counting_low(
             }
             store.flush().await.unwrap();
         });
-        let relied_on = count_in_child_and_kill(&path, answers);
+        let said = count_in_child_and_kill(&path, answers, None);
+        assert_eq!((said.seen, said.failed), (answers, 0));
+        let relied_on = said.relied_on;
         runtime.block_on(async {
-            let store = SledStore::open(&path).unwrap();
-            // Past every time the child used: its own counts are all within the span.
+            let (store, stored) =
+                reopen_keeping(&path, &relied_on, &format!("after {answers} answers")).await;
             let after = child_at(2 * CUSTOMERS);
-            let stored = store.reached(PORTFOLIO, after, span()).await.unwrap();
-            assert!(
-                stored >= relied_on.len() as u64 && stored <= LIMIT,
-                "after {answers} answers: {stored} stored, {} relied on",
-                relied_on.len()
-            );
-            for &customer in &relied_on {
-                let reach = store
-                    .reach_customer(PORTFOLIO, customer, after, LIMIT, span())
-                    .await
-                    .unwrap();
-                assert!(
-                    matches!(reach, Reach::AlreadyCounted { .. }),
-                    "after {answers} answers: customer {customer} the child counted is {reach:?}"
-                );
-            }
+            assert!(stored <= LIMIT, "after {answers} answers: {stored} stored");
             // The in-memory count equals the tree's.
             let reach = store
                 .reach_customer(PORTFOLIO, 99_999, after, LIMIT, span())
@@ -223,4 +288,30 @@ async fn a_forgotten_counter_is_loaded_again_exactly_even_behind_the_clock_that_
         Reach::Counted { reached: 1 }
     );
     assert_eq!(store.reached("behind", gone, span).await.unwrap(), 1);
+}
+
+/// The child counts with its files limited to a few KiB, so sled's writes fail (many
+/// counts answer an error); every count it answered as counted or already counted is
+/// still there after it is killed and the store reopened, and it never let more than the
+/// tier through.
+#[test]
+fn a_store_whose_disk_writes_fail_never_answered_a_count_it_did_not_keep() {
+    if std::env::var(CHILD_STORE).is_ok() {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut failed = 0;
+    for blocks in [16, 32, 48] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.db");
+        let said = count_in_child_and_kill(&path, 1200, Some(blocks));
+        failed += said.failed;
+        assert!(said.relied_on.len() as u64 <= LIMIT, "{blocks} blocks");
+        runtime.block_on(reopen_keeping(
+            &path,
+            &said.relied_on,
+            &format!("{blocks} blocks"),
+        ));
+    }
+    assert!(failed > 0, "no write failed: the attack did not happen");
 }
