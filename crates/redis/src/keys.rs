@@ -51,6 +51,12 @@ impl KeyLayout {
         format!("{}:schema", self.prefix)
     }
 
+    /// STRING: the health check's last write (epoch ms, this host's clock), expiring
+    /// after a minute; read by nothing.
+    pub fn health(&self) -> String {
+        format!("{}:health", self.prefix)
+    }
+
     fn business_key(&self, business: PhoneNumber, what: &str) -> String {
         format!("{}:{{{business}}}:{what}", self.prefix)
     }

@@ -881,6 +881,24 @@ impl WindowStore for RedisStore {
     async fn flush(&self) -> Result<(), StoreError> {
         self.ping().await
     }
+
+    /// Sets the health key (`P:health`, the server's answer to a write, expiring after a
+    /// minute). On a Redis Cluster it checks the node holding that key.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner
+            .connection
+            .query::<String>(
+                "health check",
+                Retry::Once,
+                redis::cmd("SET")
+                    .arg(self.inner.keys.health())
+                    .arg(chrono::Utc::now().timestamp_millis())
+                    .arg("PX")
+                    .arg(60_000),
+            )
+            .await
+            .map(drop)
+    }
 }
 
 impl OutboxStore for RedisStore {

@@ -313,6 +313,11 @@ impl<S: WindowStore> WindowStore for InstrumentedStore<S> {
     async fn flush(&self) -> Result<(), StoreError> {
         self.call("flush", self.inner.flush()).await
     }
+
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        self.call("check_writable", self.inner.check_writable())
+            .await
+    }
 }
 
 impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {

@@ -467,6 +467,13 @@ pub trait WindowStore: Send + Sync + 'static {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Checks that the store takes durable writes now, for a health check: writes a small
+    /// record of its own (read by nothing else, listed by no export) and makes it
+    /// durable. A store that answers reads but refuses writes (a full disk; Redis out of
+    /// memory under `noeviction`, or a read-only replica) answers the error a webhook's
+    /// write would get.
+    fn check_writable(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Persistence of what the send path must remember: the outbox, invitations, delivery

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lipachat_api::{WebhookError, WebhookEvent, WebhookParser, WebhookToken};
 use lipachat_policy::{Messenger, PolicyError, SendObserver, WebhookOutcome};
-use lipachat_session::{Conversation, Store, StoreError};
+use lipachat_session::{Store, StoreError};
 use serde::Deserialize;
 use tracing::{Instrument, debug, field, info_span, warn};
 
@@ -246,7 +246,7 @@ impl<S: Store> WebhookService<S> {
     /// the request head, before any of the body is read, with `Connection: close`: an
     /// unauthenticated client cannot make the server read or hold its body, whether the
     /// router runs under [`crate::serve`] or in the application's own axum server.
-    /// - `GET /healthz` (200 when the store answers, else 503) and `GET /metrics`;
+    /// - `GET /healthz` (200 when the store takes a durable write, else 503) and `GET /metrics`;
     /// - with an admin token, `GET /admin/windows/{business}/{customer}`,
     ///   `GET /admin/windows?state=open|closed&closing_within=SECS`, `GET /admin/pending`
     ///   and `GET /admin/pending/{business}/{customer}`.
@@ -341,25 +341,16 @@ pub(crate) fn plain(status: StatusCode, text: impl Into<String>) -> Response {
 }
 
 async fn healthz<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
-    // One read of one conversation's window: a round trip to a Redis server; sled
-    // answers from its open database.
-    let store = shared.messenger.sessions().store();
-    let answered = match health_probe() {
-        Some(probe) => store.window(probe).await.map(drop),
-        None => store.count().await.map(drop),
-    };
-    match answered {
+    // One durable write of the store's own health record: a store that answers reads
+    // but refuses writes (a full disk, Redis out of memory or a read-only replica)
+    // refuses every webhook too.
+    match shared.messenger.sessions().store().check_writable().await {
         Ok(()) => plain(StatusCode::OK, "ok"),
         Err(error) => {
             warn!(%error, "health check: the store did not answer");
             plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unreachable")
         }
     }
-}
-
-/// The conversation the health check reads (any will do: only the answer counts).
-fn health_probe() -> Option<Conversation> {
-    Conversation::parse("254110090747", "254110090747").ok()
 }
 
 async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {

@@ -19,6 +19,9 @@ use crate::{Conversation, MessageId, WindowRecord};
 pub const SCHEMA_VERSION: u32 = 1;
 /// The default tree's key holding the schema version.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
+/// The default tree's key the health check writes (the time of its last write, epoch
+/// milliseconds, big-endian); read by nothing.
+pub const HEALTH_KEY: &[u8] = b"health_check";
 
 fn read_i64(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(bytes.try_into().ok()?))

@@ -960,6 +960,15 @@ impl WindowStore for SledStore {
             }
         }
     }
+
+    /// Writes the health key of the default tree and waits until it is on disk.
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.inner
+            .db
+            .insert(codec::HEALTH_KEY, &now.to_be_bytes())?;
+        self.flush().await
+    }
 }
 
 impl OutboxStore for SledStore {
