@@ -68,6 +68,7 @@ mod secret;
 mod service;
 mod serving;
 mod signature;
+mod unconfirmed;
 
 pub use bot::{Bot, NewMessage, Reply, ReplyError};
 pub use error::ConfigError;

@@ -24,6 +24,7 @@ use crate::metrics::WebhookMetrics;
 use crate::secret::Secret;
 use crate::serving::{DEFAULT_BODY_LIMIT, close_after, refuse_a_declared_length_over};
 use crate::signature::{PresentedSignature, SIGNATURE_HEADER, SignatureError};
+use crate::unconfirmed::UnconfirmedInbound;
 
 /// The default number of messages the bot's queue holds: 1024.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -154,6 +155,7 @@ impl<S: Store> WebhookServiceBuilder<S> {
             body_limit: self.body_limit,
             metrics: self.metrics,
             queue,
+            unconfirmed: UnconfirmedInbound::default(),
         });
         Ok(WebhookService { shared, runner })
     }
@@ -169,6 +171,9 @@ pub(crate) struct Shared<S> {
     body_limit: usize,
     pub(crate) metrics: WebhookMetrics,
     queue: Option<BotQueue>,
+    /// Inbound messages whose handling failed, so a retry's "already seen" may be our
+    /// own lost answer.
+    unconfirmed: UnconfirmedInbound,
 }
 
 /// The serving side of a bot: webhook routes for LipaChat and WhatsApp, health, metrics
@@ -525,7 +530,9 @@ async fn whatsapp_webhook<S: Store>(
 /// Room in the bot's queue is reserved for every inbound message before anything is
 /// recorded: when there is none, the answer is 503 and nothing was recorded, so the
 /// sender's retry is applied (and handed over) once. A redelivered message is recorded
-/// nothing and not handed over again.
+/// nothing and not handed over again, unless this process's own earlier attempt at it
+/// failed (its record may have been written with the answer lost): then the retry that
+/// finds it already seen hands it over ([`UnconfirmedInbound`]).
 async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) -> Response {
     let received_at = shared.messenger.sessions().now();
     let events = match shared.parser.parse(body, received_at) {
@@ -565,31 +572,60 @@ async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) 
     };
     for event in &events {
         shared.metrics.event(source, event);
+        let message = match event {
+            WebhookEvent::Inbound(message) => Some(&**message),
+            _ => None,
+        };
         let outcome = match shared.messenger.on_webhook_event(event).await {
             Ok(outcome) => outcome,
-            Err(error) => return apply_failed(&error),
+            Err(error) => {
+                // Whether it was recorded before the failure is unknown: if the retry
+                // finds it already seen, it is handed over then.
+                if let Some(message) = message {
+                    shared.unconfirmed.failed(message);
+                }
+                return apply_failed(&error);
+            }
         };
-        match outcome {
+        let handed = match outcome {
             WebhookOutcome::Inbound(report) => {
                 shared.metrics.delivery(&report.delivery);
-                if let (WebhookEvent::Inbound(message), Some(queue), Some(slot)) =
-                    (event, &shared.queue, slots.next())
-                {
-                    queue.hand_over(
-                        slot,
-                        NewMessage {
-                            conversation: report.conversation,
-                            message: (**message).clone(),
-                        },
-                    );
+                message.map(|message| {
+                    shared.unconfirmed.take(message);
+                    (report.conversation, message)
+                })
+            }
+            WebhookOutcome::Duplicate {
+                conversation,
+                delivery,
+                ..
+            } => {
+                shared.metrics.delivery(&delivery);
+                // Seen before, by an attempt of ours whose answer was lost: never handed.
+                match message.filter(|message| shared.unconfirmed.take(message)) {
+                    Some(message) => Some((conversation, message)),
+                    None => {
+                        shared.metrics.duplicate();
+                        None
+                    }
                 }
             }
-            WebhookOutcome::Duplicate { delivery, .. } => {
-                shared.metrics.duplicate();
-                shared.metrics.delivery(&delivery);
+            WebhookOutcome::WindowClosed(_) => {
+                shared.metrics.closure();
+                None
             }
-            WebhookOutcome::WindowClosed(_) => shared.metrics.closure(),
-            _ => {}
+            _ => None,
+        };
+        if let (Some((conversation, message)), Some(queue), Some(slot)) =
+            (handed, &shared.queue, slots.next())
+        {
+            queue.hand_over(
+                slot,
+                NewMessage {
+                    conversation,
+                    message: message.clone(),
+                },
+            );
         }
     }
     // A static body: the answer to every accepted webhook allocates no text.

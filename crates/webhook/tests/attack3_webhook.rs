@@ -883,8 +883,7 @@ async fn strike(
 /// Every store call a webhook makes, struck in turn (failing before it reaches the store,
 /// or after it did its work with the answer lost), with the sender retrying until it gets
 /// a 200: the message is handed to the bot exactly once, never lost, never twice. (The
-/// one case that does not hold, the inbound record's answer lost, is the ignored test
-/// below.)
+/// inbound record's answer lost is the test below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failure_at_any_call_of_a_webhook_hands_the_message_over_exactly_once() {
     use lipachat_session::instrumented::Fault;
@@ -926,10 +925,9 @@ async fn a_store_failure_at_any_call_of_a_webhook_hands_the_message_over_exactly
 /// The inbound message's record is written (durably), then its answer is lost (a Redis
 /// reply cut off after the script ran; a sled flush that failed after the write): the
 /// webhook is answered 503 and the sender's retry finds the message already seen, so the
-/// bot never gets it. It should be handed over once (the record could say whether the
-/// message was handed over, not only seen).
+/// bot never got it. It is handed over once: the service remembers the message whose
+/// handling failed and hands it over when its retry comes back as already seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: an inbound record whose answer is lost answers 503, and the retry is a duplicate: the bot never gets the message"]
 async fn an_inbound_record_whose_answer_is_lost_still_hands_the_message_over_once() {
     let gateway = lipachat_testkit::StandInGateway::start().await.unwrap();
     let mut failures = Vec::new();
