@@ -239,6 +239,50 @@ async fn many_tasks_on_two_replicas_count_exactly_the_tier() {
     );
 }
 
+/// A customer counted exactly a span ago no longer counts, and one counted a millisecond
+/// less than a span ago still does, as on sled, even when the host's clock readings are
+/// a few milliseconds off between calls (the lead a call measures includes its own
+/// latency, which varies): a count's edges do not move with that jitter. (Before, the
+/// edge moved by it, and the conformance suite's exact-edge check failed on a loaded
+/// machine, two runs in three.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counts_edges_do_not_move_with_milliseconds_of_jitter() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let clock = HostClock::off_by(TimeDelta::zero());
+    let store = replica(&server, Arc::clone(&clock)).await;
+    let span = TimeDelta::minutes(1);
+    let t = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let ms = TimeDelta::milliseconds;
+    let reach = store.reach_customer("edge", 1, t, 1, span).await.unwrap();
+    assert_eq!(reach, Reach::Counted { reached: 1 });
+    // The host reads 5 ms ahead, then 5 ms behind: the edge stays where it is.
+    for jitter in [ms(5), ms(-10)] {
+        clock.step(jitter);
+        assert_eq!(
+            store.reached("edge", t + span - ms(1), span).await.unwrap(),
+            1,
+            "a millisecond before the edge (host {jitter} off)"
+        );
+        assert_eq!(
+            store.reached("edge", t + span, span).await.unwrap(),
+            0,
+            "at the edge (host {jitter} off)"
+        );
+    }
+    // Counting at the edge drops the first customer: the second is let in.
+    clock.step(ms(5));
+    clock.step(ms(5));
+    assert_eq!(
+        store
+            .reach_customer("edge", 2, t + span, 1, span)
+            .await
+            .unwrap(),
+        Reach::Counted { reached: 1 }
+    );
+}
+
 /// Replica A fills a tier of 2 (span 1 minute). Replica B reads a send's time, then its
 /// clock steps back 2 minutes (an NTP correction) before the count runs, as it may
 /// while a send fetches the template catalog between reading the time and counting.

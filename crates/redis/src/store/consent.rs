@@ -138,21 +138,43 @@ return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
     ))
 });
 
+/// How far (ms) the server's clock may be from a host's, as one call of the counting
+/// scripts measures it, and still count as the same clock: the measured lead includes the
+/// call's latency (the host reads its clock before sending, the server its `TIME` when
+/// the script runs), which varies from call to call; moving times by it would shift a
+/// count's edges by that jitter (a customer counted exactly a span ago would sometimes
+/// still count).
+const CLOCKS_AGREE_WITHIN_MS: i64 = 1000;
+
+/// The Lua the counting scripts start with: `lead`, how far the server's clock (`TIME`)
+/// is ahead of the host's reading in `ARGV[host_arg]`, in ms; 0 within
+/// [`CLOCKS_AGREE_WITHIN_MS`].
+fn server_lead_lua(host_arg: usize) -> String {
+    format!(
+        "
+local t = redis.call('TIME')
+local lead = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[{host_arg}])
+if math.abs(lead) <= {CLOCKS_AGREE_WITHIN_MS} then lead = 0 end"
+    )
+}
+
 /// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms (the caller's
 /// time), limit, host ms (this host's clock, read just before the call), span ms. The
 /// script moves the caller's time by how far the server's clock (`TIME`) is ahead of
 /// the host's at this very call, so replicas whose clocks differ, or whose clock has
-/// just stepped, stamp and prune on one clock: the server's. Customers last reached at
+/// just stepped, stamp and prune on one clock: the server's. A lead within
+/// [`CLOCKS_AGREE_WITHIN_MS`] is the call's own latency, not a clock difference, and
+/// moves nothing, so on agreeing clocks a count's edges are exact. Customers last reached at
 /// or before a span before that time no longer count. Returns `{0 counted | 1 already
 /// counted | 2 limit reached, unique customers}`. A write also sets the key to expire a
 /// span after it (server time), so a count nobody touches again (a past month's service
 /// messages) does not stay.
 static REACH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        server_lead_lua(4),
         r"
-local t = redis.call('TIME')
-local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local at = tonumber(ARGV[2]) + (server - tonumber(ARGV[4]))
+local at = tonumber(ARGV[2]) + lead
 local at_text = string.format('%d', at)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', at - tonumber(ARGV[5])))
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -169,21 +191,22 @@ redis.call('ZADD', KEYS[1], at_text, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return {0, count + 1}
 ",
-    )
+    ))
 });
 
 /// How many customers a count holds. KEYS: reached ZSET. ARGV: at ms (the caller's
 /// time), host ms (this host's clock, read just before the call), span ms. The time is
-/// moved onto the server's clock as in [`REACH`]; nothing is written.
+/// moved onto the server's clock as in [`REACH`] (not when the clocks agree within
+/// [`CLOCKS_AGREE_WITHIN_MS`]); nothing is written.
 static REACHED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        server_lead_lua(2),
         r"
-local t = redis.call('TIME')
-local server = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local at = tonumber(ARGV[1]) + (server - tonumber(ARGV[2]))
+local at = tonumber(ARGV[1]) + lead
 return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', at - tonumber(ARGV[3])), '+inf')
 ",
-    )
+    ))
 });
 
 /// The clock of this host, for the messaging limit count: a time a caller gives (read
