@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use lipachat_api::MarketingRefusal;
 use lipachat_api::MessageId;
 use lipachat_session::{
-    Conversation, FreeEntryPoint, PredictedCost, PricingCategory, Reach, Store,
+    Conversation, CountTime, FreeEntryPoint, PredictedCost, PricingCategory, Reach, Store,
 };
 use lipachat_session::{saturating_add, truncate_to_millis};
 use tracing::{info, warn};
@@ -115,7 +115,8 @@ impl<S: Store> Shared<S> {
             .reach_customer(
                 &portfolio.name,
                 conversation.customer.key(),
-                at,
+                // Read from the system clock: a shared store may count on its own clock.
+                CountTime::read_from(&**self.sessions.clock(), at),
                 limit,
                 MessagingLimits::SPAN,
             )

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
 use lipachat_session::{
-    Alias, Bsuid, Clock, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
+    Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
     MovedRecords, OutboxStore, PhoneNumber, QueuedMessage, RememberedInbound, StoreError,
-    StoredOutcome, SystemClock, UserRef, WindowEntry, WindowRecord, WindowStore,
+    StoredOutcome, UserRef, WindowEntry, WindowRecord, WindowStore,
 };
 use uuid::Uuid;
 
@@ -58,7 +58,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
-    host: Arc<consent::HostClock>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -178,25 +177,7 @@ impl RedisStore {
                 keys,
                 server,
             }),
-            host: Arc::new(consent::HostClock::new(Arc::new(SystemClock))),
         })
-    }
-
-    /// This store with `clock` as the clock of this host: the one the times given to
-    /// the messaging limit count ([`ConsentStore::reach_customer`],
-    /// [`ConsentStore::reached`]) come from. The count runs on the Redis server's clock:
-    /// a time is moved by the difference between the server's clock and this one,
-    /// measured inside the counting script at each call (`TIME` against this clock read
-    /// just before it), so replicas whose clocks differ, or whose clock has just stepped,
-    /// stamp and prune one moving span. The system clock by default; a test or simulation
-    /// whose times come from another clock gives it here. Clones made after this share
-    /// it; earlier clones keep theirs.
-    ///
-    /// [`ConsentStore::reach_customer`]: lipachat_session::ConsentStore::reach_customer
-    /// [`ConsentStore::reached`]: lipachat_session::ConsentStore::reached
-    pub fn with_host_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.host = Arc::new(consent::HostClock::new(clock));
-        self
     }
 
     /// The configuration it was opened with.

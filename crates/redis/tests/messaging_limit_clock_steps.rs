@@ -3,8 +3,8 @@
 //! The store once measured how far the server is ahead of the host and kept that for a
 //! minute, so for up to a minute a stepped replica stamped and pruned by its new, wrong
 //! time: a step forward of more than the span pruned every customer the other replica
-//! counted, and the tier was exceeded. The difference is now measured inside the counting
-//! script at every call.
+//! counted, and the tier was exceeded. A count read from the system clock is now stamped
+//! with the server's clock.
 //!
 //! Skipped when `redis-server` is not installed.
 
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore};
-use lipachat_session::{Clock, ConsentStore, Reach};
+use lipachat_session::{Clock, ConsentStore, CountTime, Reach};
 
 /// The system clock moved by an amount that can be stepped while running.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ impl Clock for SteppingClock {
     }
 }
 
-async fn replica(server: &RedisServer, clock: Arc<SteppingClock>) -> RedisStore {
+async fn replica(server: &RedisServer) -> RedisStore {
     RedisConfig::new(&server.url())
         .unwrap()
         .with_key_prefix("steps")
@@ -42,7 +42,6 @@ async fn replica(server: &RedisServer, clock: Arc<SteppingClock>) -> RedisStore 
         .connect()
         .await
         .unwrap()
-        .with_host_clock(clock)
 }
 
 /// Replica A counts the tier full (3 customers, span 5 minutes). Replica B, its clock
@@ -56,16 +55,24 @@ async fn a_replica_whose_clock_steps_ahead_cannot_exceed_the_tier() {
     let (limit, span) = (3, TimeDelta::minutes(5));
     let a_clock = Arc::new(SteppingClock::default());
     let b_clock = Arc::new(SteppingClock::default());
-    let a = replica(&server, Arc::clone(&a_clock)).await;
-    let b = replica(&server, Arc::clone(&b_clock)).await;
+    let a = replica(&server).await;
+    let b = replica(&server).await;
     // B measures the server's lead with its clock right (a reach of an already counted
     // customer, or a look at the count, measures it).
-    b.reached("tier", b_clock.now(), span).await.unwrap();
+    b.reached("tier", CountTime::SystemNow(b_clock.now()), span)
+        .await
+        .unwrap();
     for customer in 1..=3 {
         assert!(matches!(
-            a.reach_customer("tier", customer, a_clock.now(), limit, span)
-                .await
-                .unwrap(),
+            a.reach_customer(
+                "tier",
+                customer,
+                CountTime::SystemNow(a_clock.now()),
+                limit,
+                span
+            )
+            .await
+            .unwrap(),
             Reach::Counted { .. }
         ));
     }
@@ -73,7 +80,13 @@ async fn a_replica_whose_clock_steps_ahead_cannot_exceed_the_tier() {
     let mut let_through = Vec::new();
     for customer in 4..=6 {
         let reach = b
-            .reach_customer("tier", customer, b_clock.now(), limit, span)
+            .reach_customer(
+                "tier",
+                customer,
+                CountTime::SystemNow(b_clock.now()),
+                limit,
+                span,
+            )
             .await
             .unwrap();
         if !matches!(reach, Reach::LimitReached { .. }) {
@@ -97,18 +110,30 @@ async fn a_replica_stepped_before_measuring_is_corrected() {
     let a_clock = Arc::new(SteppingClock::default());
     let b_clock = Arc::new(SteppingClock::default());
     b_clock.step(TimeDelta::minutes(30));
-    let a = replica(&server, Arc::clone(&a_clock)).await;
-    let b = replica(&server, Arc::clone(&b_clock)).await;
+    let a = replica(&server).await;
+    let b = replica(&server).await;
     for customer in 11..=13 {
-        a.reach_customer("tier2", customer, a_clock.now(), limit, span)
-            .await
-            .unwrap();
+        a.reach_customer(
+            "tier2",
+            customer,
+            CountTime::SystemNow(a_clock.now()),
+            limit,
+            span,
+        )
+        .await
+        .unwrap();
     }
     for customer in 14..=16 {
         assert!(matches!(
-            b.reach_customer("tier2", customer, b_clock.now(), limit, span)
-                .await
-                .unwrap(),
+            b.reach_customer(
+                "tier2",
+                customer,
+                CountTime::SystemNow(b_clock.now()),
+                limit,
+                span
+            )
+            .await
+            .unwrap(),
             Reach::LimitReached { reached: 3 }
         ));
     }

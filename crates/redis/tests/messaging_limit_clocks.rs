@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore};
-use lipachat_session::{Clock, ConsentStore, Reach};
+use lipachat_session::{Clock, ConsentStore, CountTime, Reach};
 
 /// The system clock moved by a fixed amount: a host whose clock is off.
 #[derive(Debug)]
@@ -39,15 +39,20 @@ impl Replica {
             .unwrap()
             .connect()
             .await
-            .unwrap()
-            .with_host_clock(Arc::clone(&clock));
+            .unwrap();
         Self { store, clock }
     }
 
     /// Counts `customer` at this replica's now, as the send path does.
     async fn reach(&self, portfolio: &str, customer: u64, limit: u64, span: TimeDelta) -> Reach {
         self.store
-            .reach_customer(portfolio, customer, self.clock.now(), limit, span)
+            .reach_customer(
+                portfolio,
+                customer,
+                CountTime::SystemNow(self.clock.now()),
+                limit,
+                span,
+            )
             .await
             .unwrap()
     }
@@ -86,7 +91,7 @@ async fn a_replica_whose_clock_is_ahead_does_not_prune_the_others_count() {
         assert_eq!(
             replica
                 .store
-                .reached("tier", replica.clock.now(), span)
+                .reached("tier", CountTime::SystemNow(replica.clock.now()), span)
                 .await
                 .unwrap(),
             3,

@@ -10,11 +10,23 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Whether this is the operating system's clock ([`SystemClock`]), whose readings a
+    /// store on a shared server may replace with the server's own clock (the Redis
+    /// messaging limit count does, [`crate::CountTime`]). Any other clock's times are
+    /// used as they are. `false` unless a clock says otherwise.
+    fn is_system(&self) -> bool {
+        false
+    }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> DateTime<Utc> {
         (**self).now()
+    }
+
+    fn is_system(&self) -> bool {
+        (**self).is_system()
     }
 }
 
@@ -25,6 +37,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn is_system(&self) -> bool {
+        true
     }
 }
 

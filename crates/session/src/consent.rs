@@ -405,6 +405,58 @@ impl CostRecord {
     }
 }
 
+/// When a messaging limit count happens ([`ConsentStore::reach_customer`],
+/// [`ConsentStore::reached`]).
+///
+/// A count read from the system clock may be stamped by a store on a shared server with
+/// the server's clock instead (Redis does), so replicas whose clocks differ, or whose
+/// clock steps while a send is under way, stamp and prune one moving span. A time a
+/// simulation or a test gives is used as it is. A plain [`DateTime`] converts to
+/// [`CountTime::Given`].
+///
+/// ```
+/// use lipachat_session::{CountTime, ManualClock, SystemClock};
+///
+/// let now = chrono::Utc::now();
+/// assert_eq!(CountTime::read_from(&SystemClock, now), CountTime::SystemNow(now));
+/// let manual = ManualClock::at(now);
+/// assert_eq!(CountTime::read_from(&manual, now), CountTime::Given(now));
+/// assert_eq!(CountTime::from(now).time(), now);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountTime {
+    /// Now, as this host's system clock read it: a store on a shared server may stamp
+    /// the count with the server's own clock instead.
+    SystemNow(DateTime<Utc>),
+    /// A time given by a simulation or a test (a manual clock): used as it is.
+    Given(DateTime<Utc>),
+}
+
+impl CountTime {
+    /// `at`, read from `clock`: [`CountTime::SystemNow`] when `clock` is the system
+    /// clock ([`crate::Clock::is_system`]), else [`CountTime::Given`].
+    pub fn read_from(clock: &dyn crate::Clock, at: DateTime<Utc>) -> Self {
+        if clock.is_system() {
+            Self::SystemNow(at)
+        } else {
+            Self::Given(at)
+        }
+    }
+
+    /// The time, as it was read or given.
+    pub fn time(self) -> DateTime<Utc> {
+        match self {
+            Self::SystemNow(at) | Self::Given(at) => at,
+        }
+    }
+}
+
+impl From<DateTime<Utc>> for CountTime {
+    fn from(at: DateTime<Utc>) -> Self {
+        Self::Given(at)
+    }
+}
+
 /// What counting a customer against a portfolio's messaging limit did
 /// ([`ConsentStore::reach_customer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,21 +599,24 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// portfolio `portfolio` ([`check_portfolio_name`]), unless `limit` unique customers
     /// were already reached in the span `span` before `at` — exactly, however many
     /// callers (replicas on one Redis) count at once. Customers last reached `span` or
-    /// longer before `at` no longer count.
+    /// longer before `at` no longer count. A [`CountTime::SystemNow`] may be stamped
+    /// with a shared server's clock instead of `at` (Redis).
     fn reach_customer(
         &self,
         portfolio: &str,
         customer: u64,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         limit: u64,
         span: TimeDelta,
     ) -> impl Future<Output = Result<Reach, StoreError>> + Send;
 
-    /// How many unique customers the portfolio reached in the span before `at`.
+    /// How many unique customers the portfolio reached in the span before `at` (on a
+    /// shared server's clock for a [`CountTime::SystemNow`], as for
+    /// [`ConsentStore::reach_customer`]).
     fn reached(
         &self,
         portfolio: &str,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         span: TimeDelta,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -693,10 +693,11 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         &self,
         portfolio: &str,
         customer: u64,
-        at: DateTime<Utc>,
+        at: impl Into<crate::CountTime> + Send,
         limit: u64,
         span: TimeDelta,
     ) -> Result<crate::Reach, StoreError> {
+        let at = at.into();
         self.call(
             "reach_customer",
             self.inner
@@ -708,9 +709,10 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
     async fn reached(
         &self,
         portfolio: &str,
-        at: DateTime<Utc>,
+        at: impl Into<crate::CountTime> + Send,
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
+        let at = at.into();
         self.call("reached", self.inner.reached(portfolio, at, span))
             .await
     }

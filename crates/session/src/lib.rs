@@ -76,8 +76,8 @@ mod window;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{
-    ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT, MarketingConsent,
-    PredictedCost, PricingCategory, Reach, ReportedPricing,
+    ConsentStore, CostRecord, CountTime, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT,
+    MarketingConsent, PredictedCost, PricingCategory, Reach, ReportedPricing,
 };
 pub use conversation::Conversation;
 pub use customer::{Customer, CustomerError, GroupRef, MAX_GROUP_REFS, MAX_USER_REFS, UserRef};

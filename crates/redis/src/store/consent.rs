@@ -6,7 +6,7 @@
 //! left as it is and answered, so the caller reports it as corrupt (as sled does).
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::consent::{
@@ -15,7 +15,7 @@ use lipachat_session::consent::{
     pair_cost_records, warn_if_confirmation_refused,
 };
 use lipachat_session::truncate_to_millis;
-use lipachat_session::{Clock, Conversation, Customer, MessageId, PhoneNumber, StoreError};
+use lipachat_session::{Conversation, CountTime, Customer, MessageId, PhoneNumber, StoreError};
 use redis::Script;
 
 use super::RedisStore;
@@ -138,97 +138,75 @@ return write(KEYS[1], ARGV[1], r, o, ARGV[2], '1')
     ))
 });
 
-/// How far (ms) the server's clock may be from a host's, as one call of the counting
-/// scripts measures it, and still count as the same clock: the measured lead includes the
-/// call's latency (the host reads its clock before sending, the server its `TIME` when
-/// the script runs), which varies from call to call; moving times by it would shift a
-/// count's edges by that jitter (a customer counted exactly a span ago would sometimes
-/// still count).
-const CLOCKS_AGREE_WITHIN_MS: i64 = 1000;
-
-/// The Lua the counting scripts start with: `lead`, how far the server's clock (`TIME`)
-/// is ahead of the host's reading in `ARGV[host_arg]`, in ms; 0 within
-/// [`CLOCKS_AGREE_WITHIN_MS`].
-fn server_lead_lua(host_arg: usize) -> String {
+/// The Lua the counting scripts start with: `at`, the count's time in epoch ms: the
+/// server's clock (`TIME`) when `ARGV[flag_arg]` is `1` (the caller read the system
+/// clock: [`CountTime::SystemNow`]), else the time in `ARGV[at_arg]` as it was given.
+fn count_time_lua(at_arg: usize, flag_arg: usize) -> String {
     format!(
         "
-local t = redis.call('TIME')
-local lead = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[{host_arg}])
-if math.abs(lead) <= {CLOCKS_AGREE_WITHIN_MS} then lead = 0 end"
+local at
+if ARGV[{flag_arg}] == '1' then
+  local t = redis.call('TIME')
+  at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  at = tonumber(ARGV[{at_arg}])
+end"
     )
 }
 
-/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms (the caller's
-/// time), limit, host ms (this host's clock, read just before the call), span ms. The
-/// script moves the caller's time by how far the server's clock (`TIME`) is ahead of
-/// the host's at this very call, so replicas whose clocks differ, or whose clock has
-/// just stepped, stamp and prune on one clock: the server's. A lead within
-/// [`CLOCKS_AGREE_WITHIN_MS`] is the call's own latency, not a clock difference, and
-/// moves nothing, so on agreeing clocks a count's edges are exact. Customers last reached at
-/// or before a span before that time no longer count. Returns `{0 counted | 1 already
-/// counted | 2 limit reached, unique customers}`. A write also sets the key to expire a
-/// span after it (server time), so a count nobody touches again (a past month's service
-/// messages) does not stay.
+/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit, span ms,
+/// `1` to count on the server's clock. A count read from a host's system clock is
+/// stamped with the server's `TIME` instead, so replicas whose clocks differ, or whose
+/// clock steps while a send is under way, stamp and prune on one clock; a given time (a
+/// simulation, a test) is used as it is. Customers last reached at or before a span
+/// before that time no longer count. Returns `{0 counted | 1 already counted | 2 limit
+/// reached, unique customers}`. A write also sets the key to expire a span after it
+/// (server time), so a count nobody touches again (a past month's service messages) does
+/// not stay.
 static REACH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{}{}",
-        server_lead_lua(4),
+        count_time_lua(2, 5),
         r"
-local at = tonumber(ARGV[2]) + lead
 local at_text = string.format('%d', at)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', at - tonumber(ARGV[5])))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', at - tonumber(ARGV[4])))
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local count = redis.call('ZCARD', KEYS[1])
 if score then
   if tonumber(score) < at then
     redis.call('ZADD', KEYS[1], at_text, ARGV[1])
-    redis.call('PEXPIRE', KEYS[1], ARGV[5])
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
   end
   return {1, count}
 end
 if count >= tonumber(ARGV[3]) then return {2, count} end
 redis.call('ZADD', KEYS[1], at_text, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {0, count + 1}
 ",
     ))
 });
 
-/// How many customers a count holds. KEYS: reached ZSET. ARGV: at ms (the caller's
-/// time), host ms (this host's clock, read just before the call), span ms. The time is
-/// moved onto the server's clock as in [`REACH`] (not when the clocks agree within
-/// [`CLOCKS_AGREE_WITHIN_MS`]); nothing is written.
+/// How many customers a count holds. KEYS: reached ZSET. ARGV: at ms, span ms, `1` to
+/// count on the server's clock (as in [`REACH`]); nothing is written.
 static REACHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{}{}",
-        server_lead_lua(2),
+        count_time_lua(1, 3),
         r"
-local at = tonumber(ARGV[1]) + lead
-return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', at - tonumber(ARGV[3])), '+inf')
+return redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', at - tonumber(ARGV[2])), '+inf')
 ",
     ))
 });
 
-/// The clock of this host, for the messaging limit count: a time a caller gives (read
-/// from this host's clock) is moved, inside the counting script, by how far the Redis
-/// server's clock is ahead of this clock at that call, so every replica stamps and
-/// prunes on the server's clock ([`RedisStore::with_host_clock`]).
-pub(super) struct HostClock {
-    clock: Arc<dyn Clock>,
-}
-
-impl HostClock {
-    /// A host clock reading `clock`.
-    pub(super) fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock }
-    }
-
-    /// This host's clock now, in epoch milliseconds, as the counting scripts take it.
-    fn now_ms(&self) -> String {
-        truncate_to_millis(self.clock.now())
-            .timestamp_millis()
-            .to_string()
-    }
+/// The counting scripts' time arguments for `at`: its epoch ms, and whether the server
+/// stamps with its own clock instead.
+fn count_time_args(at: CountTime) -> (String, String) {
+    let server_clock = matches!(at, CountTime::SystemNow(_));
+    (
+        ms(at.time()),
+        if server_clock { "1" } else { "0" }.to_owned(),
+    )
 }
 
 fn ms(at: DateTime<Utc>) -> String {
@@ -549,13 +527,12 @@ impl ConsentStore for RedisStore {
         &self,
         portfolio: &str,
         customer: u64,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         limit: u64,
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        // On the server's clock: the script moves the caller's time by the server's lead
-        // on this host's clock, read here, just before the call.
+        let (at_ms, server_clock) = count_time_args(at.into());
         let (kind, reached): (u8, u64) = self
             .inner
             .connection
@@ -568,10 +545,10 @@ impl ConsentStore for RedisStore {
                     keys: vec![key],
                     args: vec![
                         customer.to_string(),
-                        ms(at),
+                        at_ms,
                         limit.to_string(),
-                        self.host.now_ms(),
                         span.num_milliseconds().max(1).to_string(),
+                        server_clock,
                     ],
                 },
             )
@@ -586,10 +563,11 @@ impl ConsentStore for RedisStore {
     async fn reached(
         &self,
         portfolio: &str,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
+        let (at_ms, server_clock) = count_time_args(at.into());
         self.inner
             .connection
             .eval_one(
@@ -599,11 +577,7 @@ impl ConsentStore for RedisStore {
                 Eval {
                     script: &REACHED,
                     keys: vec![key],
-                    args: vec![
-                        ms(at),
-                        self.host.now_ms(),
-                        span.num_milliseconds().to_string(),
-                    ],
+                    args: vec![at_ms, span.num_milliseconds().to_string(), server_clock],
                 },
             )
             .await

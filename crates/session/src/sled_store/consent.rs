@@ -35,7 +35,7 @@ use crate::consent::{
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
     warn_if_confirmation_refused,
 };
-use crate::{Conversation, MessageId, PhoneNumber, StoreError};
+use crate::{Conversation, CountTime, MessageId, PhoneNumber, StoreError};
 
 /// The trees and the lock of the consent records, tracked by the integrity check like
 /// the window trees.
@@ -467,12 +467,13 @@ impl ConsentStore for SledStore {
         &self,
         portfolio: &str,
         customer: u64,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         limit: u64,
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let prefix = reached_prefix(portfolio)?;
-        let at_ms = at.timestamp_millis();
+        // One process owns a sled store: the time is used as it was read or given.
+        let at_ms = at.into().time().timestamp_millis();
         let span_ms = span.num_milliseconds();
         let (reach, wrote) = {
             let mut counters = self
@@ -522,11 +523,11 @@ impl ConsentStore for SledStore {
     async fn reached(
         &self,
         portfolio: &str,
-        at: DateTime<Utc>,
+        at: impl Into<CountTime> + Send,
         span: TimeDelta,
     ) -> Result<u64, StoreError> {
         let prefix = reached_prefix(portfolio)?;
-        let cutoff = at.timestamp_millis() - span.num_milliseconds();
+        let cutoff = at.into().time().timestamp_millis() - span.num_milliseconds();
         let mut count = 0;
         for entry in self.consent_trees().reached.scan_prefix(&prefix) {
             let (_, value) = entry?;
