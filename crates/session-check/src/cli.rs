@@ -360,8 +360,10 @@ pub enum Command {
     /// It covers every conversation's window (the last inbound time and a gateway closure),
     /// the queued messages, the invitations, the user ids, groups and aliases, the
     /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
-    /// move is still a duplicate), and each customer's marketing consent (opt-out with its
-    /// time, and the marketing back-off) and free entry point window (format version 3).
+    /// move is still a duplicate), each customer's marketing consent (opt-out with its
+    /// time) and free entry point window, and each customer's marketing back-off after a
+    /// 131049 (kept per customer, across business numbers: `back_off` lines; format
+    /// version 4).
     /// Send outcomes (the memory that makes a repeated --message-id send nothing twice,
     /// kept 7 days), delivery claims, cost records and the messaging limit count are not
     /// exported.
