@@ -3720,3 +3720,135 @@ pub async fn customer_back_off<S: Store>(store: &S) {
         "an imported back-off holds for the customer on every business number",
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Checks after a backend-specific setup: not in the suite (the record they start from is
+// written the backend's own way, as an older version or a damaged store left it); each
+// backend's tests write it, then call the check.
+
+/// After the backend's test stored a 131049 back-off ending at `legacy_until` inside
+/// `limited`'s own consent record (as a version that kept it per conversation did, with
+/// no opt-out and nothing else stored for the customer): it is honoured for that
+/// conversation and not for `elsewhere` (the same customer through another business
+/// number); a shorter customer back-off does not shorten it, an opt-out keeps it, and a
+/// longer customer back-off extends it.
+pub async fn legacy_back_off_is_honoured<S: Store>(
+    store: &S,
+    limited: Conversation,
+    elsewhere: Conversation,
+    legacy_until: DateTime<Utc>,
+) {
+    let legacy_until = truncate_to_millis(legacy_until);
+    let back_off = |consent: crate::MarketingConsent| consent.back_off_until;
+    check_eq(
+        back_off(ok(store.marketing_consent(limited).await, "read")),
+        Some(legacy_until),
+        "a back-off stored per conversation is honoured for its conversation",
+    );
+    check_eq(
+        back_off(ok(store.marketing_consent(elsewhere).await, "read other")),
+        None,
+        "a back-off stored per conversation was that conversation's only",
+    );
+    let shorter = legacy_until - TimeDelta::hours(23);
+    ok(
+        store.extend_back_off(elsewhere, shorter).await,
+        "shorter customer back-off",
+    );
+    check_eq(
+        back_off(ok(store.marketing_consent(limited).await, "read")),
+        Some(legacy_until),
+        "a shorter customer back-off does not shorten the conversation's own",
+    );
+    let stopped = ok(
+        store.record_opt_out(limited, true, shorter).await,
+        "opt out",
+    );
+    check_eq(
+        (stopped.opted_out, stopped.back_off_until),
+        (true, Some(legacy_until)),
+        "an opt-out keeps the conversation's own back-off",
+    );
+    let longer = legacy_until + TimeDelta::hours(6);
+    ok(
+        store.extend_back_off(elsewhere, longer).await,
+        "longer customer back-off",
+    );
+    check_eq(
+        back_off(ok(store.marketing_consent(limited).await, "read")),
+        Some(longer),
+        "a longer customer back-off extends it",
+    );
+}
+
+/// After the backend's test recorded an inbound message for `limited` and made its
+/// customer's stored back-off unreadable: reading the consent of that customer through
+/// any number is [`StoreError::CorruptBackOff`] naming the customer (never "allowed"); a
+/// move of the customer to `new_number` stops with nothing moved; a new back-off ending
+/// at `until` replaces the unreadable one, after which the move carries it.
+pub async fn unreadable_back_off_is_refused<S: Store>(
+    store: &S,
+    limited: Conversation,
+    elsewhere: Conversation,
+    new_number: Customer,
+    until: DateTime<Utc>,
+) {
+    let until = truncate_to_millis(until);
+    for conversation in [limited, elsewhere] {
+        match store.marketing_consent(conversation).await {
+            Err(StoreError::CorruptBackOff { customer, .. }) => check_eq(
+                customer,
+                limited.customer,
+                "the error names the customer whose back-off is unreadable",
+            ),
+            other => {
+                panic!("store conformance: an unreadable back-off is CorruptBackOff, got {other:?}")
+            }
+        }
+    }
+    let target = Conversation::with_customer(limited.business, new_number);
+    assert!(
+        matches!(
+            store
+                .move_customer(limited.business, limited.customer, new_number)
+                .await,
+            Err(StoreError::CorruptBackOff { .. })
+        ),
+        "store conformance: an unreadable back-off stops a move of its customer"
+    );
+    check_eq(
+        (
+            ok(store.window(limited).await, "read window").is_some(),
+            ok(store.window(target).await, "read target window"),
+        ),
+        (true, None),
+        "a move stopped by an unreadable back-off moves nothing",
+    );
+    check_eq(
+        ok(store.extend_back_off(limited, until).await, "back off").back_off_until,
+        Some(until),
+        "a new back-off replaces an unreadable one",
+    );
+    let moved = ok(
+        store
+            .move_customer(limited.business, limited.customer, new_number)
+            .await,
+        "move",
+    );
+    check_eq(
+        (moved.window, moved.consent),
+        (true, true),
+        "the move goes once the back-off reads",
+    );
+    check_eq(
+        ok(
+            store
+                .marketing_consent(Conversation::with_customer(elsewhere.business, new_number))
+                .await,
+            "read new number",
+        )
+        .back_off_until,
+        Some(until),
+        "the back-off moved with the customer, for every business number",
+    );
+}
