@@ -886,12 +886,12 @@ async fn stop_and_start_in_lipachats_inbound_callback() {
 /// Attack: the claim says that after a 131049 "no marketing template goes to *that
 /// customer*" for the back-off (the opt-out, by contrast, is "from that business
 /// number"), and WhatsApp's per-user marketing limit is the user's, across businesses.
-/// The back-off is stored per (business number, customer): the same bot's second
-/// business number sends a marketing template to the same customer a minute after the
-/// first number got 131049, and the gateway sees it (a retry in a burst by another
-/// door).
+/// When the back-off was stored per (business number, customer), the same bot's second
+/// business number sent a marketing template to the same customer a minute after the
+/// first number got 131049, and the gateway saw it (a retry in a burst by another door).
+/// The back-off is the customer's now: the second number withholds it locally, with
+/// the first back-off's end as the retry time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: the 131049 back-off is per (business, customer); another business number of the same bot sends at once"]
 async fn a_131049_back_off_holds_for_the_customer_from_every_business_number() {
     let f = fixture(PolicyConfig::default().catalog(CatalogSettings::disabled())).await;
     f.gateway
@@ -924,6 +924,26 @@ async fn a_131049_back_off_holds_for_the_customer_from_every_business_number() {
         f.gateway.request_count(),
         requests,
         "a marketing template went to the customer a minute after their 131049: {second:?}"
+    );
+    let TemplateOutcome::Withheld {
+        reason: Withholding::MarketingLimit {
+            retry_at: first_retry,
+        },
+        ..
+    } = first
+    else {
+        unreachable!("checked above")
+    };
+    assert!(
+        matches!(
+            second,
+            TemplateOutcome::Withheld {
+                reason: Withholding::MarketingLimit { retry_at },
+                refused_by_gateway: false,
+                ..
+            } if retry_at == first_retry
+        ),
+        "{second:?}"
     );
 }
 

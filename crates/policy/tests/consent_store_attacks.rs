@@ -38,6 +38,16 @@ fn customer(n: u64) -> PhoneNumber {
     PhoneNumber::from_u64(254_712_000_000 + n).unwrap()
 }
 
+/// Schedule `case`'s second business number.
+fn second_business(case: u64) -> PhoneNumber {
+    business(500_000 + case)
+}
+
+/// Customer `c` of schedule `case`.
+fn case_customer(case: u64, c: u64) -> PhoneNumber {
+    customer(1_000 + case * 10 + c)
+}
+
 /// A time `s` seconds (plus `nanos`, below a millisecond when under a million, else
 /// up to a second) after `base` (ms).
 fn time(base: i64, s: i64, nanos: u32) -> DateTime<Utc> {
@@ -49,6 +59,9 @@ fn time(base: i64, s: i64, nanos: u32) -> DateTime<Utc> {
 enum Op {
     OptOut(u64, bool, i64, u32),
     BackOff(u64, i64, u32),
+    /// A back-off through the case's second business number (the back-off is the
+    /// customer's; an opt-out through it stays its own).
+    Elsewhere(u64, bool, i64, u32),
     Referral(u64, i64, u32),
     Reply(u64, i64, i64),
     Confirm(u64, i64, i64),
@@ -64,6 +77,8 @@ fn op() -> impl Strategy<Value = Op> {
         (c.clone(), any::<bool>(), t.clone(), nanos.clone())
             .prop_map(|(c, o, t, n)| Op::OptOut(c, o, t, n)),
         (c.clone(), t.clone(), nanos.clone()).prop_map(|(c, t, n)| Op::BackOff(c, t, n)),
+        (c.clone(), any::<bool>(), t.clone(), nanos.clone())
+            .prop_map(|(c, o, t, n)| Op::Elsewhere(c, o, t, n)),
         (c.clone(), t.clone(), nanos.clone()).prop_map(|(c, t, n)| Op::Referral(c, t, n)),
         (c.clone(), t.clone(), 0..60i64).prop_map(|(c, t, u)| Op::Reply(c, t, u)),
         (c.clone(), t.clone(), t.clone()).prop_map(|(c, u, s)| Op::Confirm(c, u, s)),
@@ -75,7 +90,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// One call on a store, its answer as text (so two stores' answers compare).
 async fn apply<S: ConsentStore>(store: &S, case: u64, base: i64, op: &Op) -> String {
-    let chat = |c: u64| Conversation::new(business(case), customer(c));
+    // Customers of the case's own too: the 131049 back-off is the customer's, across
+    // business numbers, and the Redis server is shared by the cases.
+    let chat = |c: u64| Conversation::new(business(case), case_customer(case, c));
     let portfolio = |p: u64| format!("p{case}-{p}");
     // A short span and reply window, so the schedule's times cross their edges. (Not
     // shorter: Redis also expires the whole count a span of wall time after its last
@@ -92,6 +109,20 @@ async fn apply<S: ConsentStore>(store: &S, case: u64, base: i64, op: &Op) -> Str
             "{:?}",
             store.extend_back_off(chat(c), time(base, t, n)).await
         ),
+        Op::Elsewhere(c, back_off, t, n) => {
+            let elsewhere = Conversation::new(second_business(case), case_customer(case, c));
+            let answer = if back_off {
+                store.extend_back_off(elsewhere, time(base, t, n)).await
+            } else {
+                store
+                    .record_opt_out(elsewhere, true, time(base, t, n))
+                    .await
+            };
+            format!(
+                "{answer:?} then {:?}",
+                store.marketing_consent(chat(c)).await
+            )
+        }
         Op::Referral(c, t, n) => format!(
             "{:?}",
             store.record_referral(chat(c), time(base, t, n)).await
@@ -147,8 +178,10 @@ proptest! {
                 prop_assert_eq!(&a, &b, "step {} {:?} differs (sled left, Redis right)", i, op);
             }
             for c in 0..3 {
-                let chat = Conversation::new(business(case), customer(c));
+                let chat = Conversation::new(business(case), case_customer(case, c));
+                let elsewhere = Conversation::new(second_business(case), case_customer(case, c));
                 prop_assert_eq!(sled.marketing_consent(chat).await.unwrap(), redis.marketing_consent(chat).await.unwrap());
+                prop_assert_eq!(sled.marketing_consent(elsewhere).await.unwrap(), redis.marketing_consent(elsewhere).await.unwrap());
                 prop_assert_eq!(sled.free_entry_point(chat).await.unwrap(), redis.free_entry_point(chat).await.unwrap());
             }
             Ok(())

@@ -273,3 +273,34 @@ async fn a_lipachat_131050_status_naming_only_our_message_id_lands_on_its_conver
     bot.receive(body).await;
     bot.assert_withheld().await;
 }
+
+/// A 131049 status naming the user by the user id alone, before their phone is known: the
+/// back-off is recorded for the user, and once a webhook names both it holds for their
+/// phone through every business number of the bot (the per-user marketing limit is the
+/// user's): a marketing reroute from another number is withheld, nothing sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_131049_by_user_id_before_the_phone_is_known_holds_for_the_phone_on_every_number() {
+    let (mut bot, _dir) = sled_bot().await;
+    bot.text("hi", false).await;
+    bot.failed_status(131_049).await;
+    bot.clock.advance(TimeDelta::minutes(1));
+    bot.text("where is my order?", true).await;
+    let other = Conversation::new("254110090748".parse().unwrap(), phone());
+    let requests = bot.gateway.request_count();
+    let outcome = bot
+        .messenger
+        .send(SendRequest::text(other, TextMessage::new("hello").unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            SendOutcome::Withheld {
+                reason: Withholding::MarketingLimit { .. },
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(bot.gateway.request_count(), requests, "nothing was sent");
+}

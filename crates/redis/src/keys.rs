@@ -7,7 +7,7 @@
 //! number above every phone. See `docs/redis.md` for the whole layout.
 
 use lipachat_session::MessageId;
-use lipachat_session::{Conversation, InboundDigest, PhoneNumber};
+use lipachat_session::{Conversation, Customer, InboundDigest, PhoneNumber};
 
 /// The names of the store's keys under one prefix.
 ///
@@ -241,6 +241,36 @@ impl KeyLayout {
     /// ([`lipachat_session::MarketingConsent::encode`]).
     pub fn consent(&self, business: PhoneNumber) -> String {
         self.business_key(business, "consent")
+    }
+
+    /// STRING: a customer's per-user marketing back-off after a 131049, the end's epoch
+    /// milliseconds ([`lipachat_session::back_off::encode_back_off`]), kept per customer
+    /// across business numbers ([`lipachat_session::back_off`]). Every back-off carries
+    /// the hash tag `{back-off}`, so a script carrying one customer's to another touches
+    /// one slot. Expires a week after the later of its end and the server's clock.
+    ///
+    /// ```
+    /// use lipachat_redis::KeyLayout;
+    /// use lipachat_session::Customer;
+    ///
+    /// let keys = KeyLayout::new("lipachat");
+    /// let customer = Customer::Phone("254712345678".parse()?);
+    /// assert_eq!(keys.back_off(customer), "lipachat:{back-off}:254712345678");
+    /// # Ok::<(), lipachat_session::PhoneError>(())
+    /// ```
+    pub fn back_off(&self, customer: Customer) -> String {
+        format!("{}{}", self.back_off_prefix(), customer.key())
+    }
+
+    /// The part of every [`Self::back_off`] key before the customer.
+    pub fn back_off_prefix(&self) -> String {
+        format!("{}:{{back-off}}:", self.prefix)
+    }
+
+    /// A `SCAN … MATCH` pattern for every [`Self::back_off`] key: its prefix with glob
+    /// characters escaped, then `*`.
+    pub fn back_off_pattern(&self) -> String {
+        glob_escaped(&self.back_off_prefix()) + "*"
     }
 
     /// HASH: customer → free entry point window,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use lipachat_session::store::{registry_alias_phone, registry_group, registry_user};
 
+mod back_off;
 mod consent;
 
 use crate::codec;
@@ -268,20 +269,15 @@ impl RedisStore {
         command
     }
 
-    /// The redelivery memory of `business` at `now`: its seen-id keys found by `SCAN …
-    /// MATCH` (export is rare; `SCAN` walks the whole key space), each read with `MGET`
-    /// and `PTTL`. A key that vanished meanwhile, has no expiry or an unreadable name or
-    /// value is skipped (the last three with a warning).
-    async fn remembered_of(
+    /// Every key matching `pattern` (a `SCAN … MATCH` pattern), each once: a walk of the
+    /// whole key space, on every primary of a cluster (a slot lives on one, or on two
+    /// while it migrates). For rare reads such as export; `what` names it in errors.
+    pub(super) async fn scan_matching(
         &self,
-        business: PhoneNumber,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<RememberedInbound>, StoreError> {
-        let prefix = self.inner.keys.seen_inbound_prefix(business);
-        let pattern = self.inner.keys.seen_inbound_pattern(business);
+        what: &str,
+        pattern: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let mut found = Vec::new();
-        // On a cluster every primary holds part of the key space (the business's slot
-        // lives on one, or on two while it migrates): scan each.
         for shard in self.inner.connection.shards().await? {
             let mut cursor: u64 = 0;
             loop {
@@ -289,22 +285,49 @@ impl RedisStore {
                     .inner
                     .connection
                     .query_shard(
-                        "scan the redelivery memory",
+                        what,
                         shard,
                         redis::cmd("SCAN")
                             .arg(cursor)
                             .arg("MATCH")
-                            .arg(&pattern)
+                            .arg(pattern)
                             .arg("COUNT")
                             .arg(SCAN_COUNT),
                     )
                     .await?;
-                found.extend(self.remembered_keys(&prefix, business, now, keys).await?);
+                found.extend(keys);
                 if next == 0 {
                     break;
                 }
                 cursor = next;
             }
+        }
+        // A scan may answer a key twice.
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    /// The redelivery memory of `business` at `now`: its seen-id keys found by
+    /// [`Self::scan_matching`], each read with `MGET` and `PTTL`. A key that vanished
+    /// meanwhile, has no expiry or an unreadable name or value is skipped (the last three
+    /// with a warning).
+    async fn remembered_of(
+        &self,
+        business: PhoneNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RememberedInbound>, StoreError> {
+        let prefix = self.inner.keys.seen_inbound_prefix(business);
+        let pattern = self.inner.keys.seen_inbound_pattern(business);
+        let keys = self
+            .scan_matching("scan the redelivery memory", &pattern)
+            .await?;
+        let mut found = Vec::new();
+        for chunk in keys.chunks(SCAN_COUNT) {
+            found.extend(
+                self.remembered_keys(&prefix, business, now, chunk.to_vec())
+                    .await?,
+            );
         }
         Ok(found)
     }
@@ -1584,6 +1607,10 @@ impl IdentityStore for RedisStore {
         if from == to {
             return Ok(MovedRecords::default());
         }
+        // The customer's back-off is carried first, on its own slot (it is the customer's
+        // across business numbers, and stays with `from` too): a crash between the two
+        // leaves it on both, never on neither.
+        let back_off = self.carry_back_off(from, to).await?;
         let keys = &self.inner.keys;
         let source = Conversation::with_customer(business, from);
         let target = Conversation::with_customer(business, to);
@@ -1626,7 +1653,7 @@ impl IdentityStore for RedisStore {
                 queued: count(*queued),
                 invitation: *invitation == 1,
                 outcomes: count(*outcomes),
-                consent: *consent == 1,
+                consent: *consent == 1 || back_off,
                 free_entry_point: *entry == 1,
             }),
             other => Err(self

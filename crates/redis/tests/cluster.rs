@@ -23,13 +23,7 @@ use lipachat_session::{
 };
 
 async fn cluster_store(cluster: &RedisCluster, prefix: &str) -> RedisStore {
-    RedisConfig::new(&cluster.url())
-        .unwrap()
-        .with_key_prefix(prefix)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    common::store_at(&cluster.url(), prefix).await
 }
 
 /// Every check of the conformance suite, on one store over a three-primary cluster.

@@ -294,7 +294,8 @@ pub enum Command {
     Record(Record),
     /// The window's state: open, closed (expired or closed by the gateway) or none (no
     /// inbound message recorded), and the customer's marketing status (allowed, opted_out,
-    /// or limited after a 131049, with when it may be tried again) and free entry point
+    /// or limited after a 131049, with when it may be tried again; a 131049 through any of
+    /// the bot's business numbers limits the customer on every number) and free entry point
     /// window (its end while one is open, predicted until a status confirms it). With
     /// --json the window object gains free_entry_point_until, free_entry_point_confirmed,
     /// marketing and marketing_retry_at. Exit 0 open, 1 closed or none.
@@ -360,8 +361,10 @@ pub enum Command {
     /// It covers every conversation's window (the last inbound time and a gateway closure),
     /// the queued messages, the invitations, the user ids, groups and aliases, the
     /// redelivery memory's unexpired ids (`seen` lines, so a webhook redelivered after a
-    /// move is still a duplicate), and each customer's marketing consent (opt-out with its
-    /// time, and the marketing back-off) and free entry point window (format version 3).
+    /// move is still a duplicate), each customer's marketing consent (opt-out with its
+    /// time) and free entry point window, and each customer's marketing back-off after a
+    /// 131049 (kept per customer, across business numbers: `back_off` lines; format
+    /// version 4).
     /// Send outcomes (the memory that makes a repeated --message-id send nothing twice,
     /// kept 7 days), delivery claims, cost records and the messaging limit count are not
     /// exported.
@@ -376,13 +379,15 @@ pub enum Command {
     /// skipped, and an id the database already remembers keeps its entry. Consent and free
     /// entry point lines merge with what is stored by the store's own rules (the later
     /// opt-out or opt-in wins, an opt-out on a tie; the later back-off; a window already
-    /// open is not moved). Exports of versions 1 and 2 import unchanged. An import that
+    /// open is not moved; a back-off, whether a back_off line's or a version 3 consent
+    /// line's back_off_until, is the customer's on every business number). Exports of
+    /// versions 1, 2 and 3 import unchanged. An import that
     /// fails leaves no new store behind. A progress bar shows on stderr when it is a
     /// terminal (not with --json).
     Import,
     /// Check a sled store's integrity and report, per tree (windows, outbox, invitations,
     /// outcomes, identities, aliases, and the consent trees: consent, free_entry_point,
-    /// predicted_costs, reported_pricing, reached), the entries and checksum it must hold
+    /// predicted_costs, reported_pricing, reached, back_off), the entries and checksum it must hold
     /// and those it holds.
     ///
     /// After a clean shutdown the store must hold exactly what it held then; after a crash,
@@ -642,8 +647,9 @@ pub struct SendRun {
     /// marketing, utility or authentication. Without it, the category the business's
     /// template catalog gives when the template is checked against it, else marketing
     /// (a dry run checks no catalog). Marketing templates are refused to a customer who
-    /// opted out (reason opted_out) or inside a 131049 back-off (reason marketing_limit);
-    /// the others are not.
+    /// opted out (reason opted_out) or inside a 131049 back-off (reason marketing_limit;
+    /// the back-off is the customer's, after a 131049 through any business number); the
+    /// others are not.
     #[arg(long, value_name = "CATEGORY", value_parser = parse_template_category)]
     pub template_category: Option<lipachat_session::PricingCategory>,
     /// A price file of your own (TOML; docs/prices.sample.toml shows the format and is

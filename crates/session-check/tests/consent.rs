@@ -280,7 +280,7 @@ fn the_sample_price_file_parses_and_a_dry_run_estimates_with_it() {
     assert_eq!(plan["estimate"]["amount"], "0.0001");
 }
 
-/// `export` carries a customer's opt-out and back-off (format version 3) and `import`
+/// `export` carries a customer's opt-out and back-off (format version 3, now 4) and `import`
 /// restores them into a new database: before, they were left out, and a store moved by
 /// export and import sent marketing to customers who had opted out.
 #[test]
@@ -290,7 +290,7 @@ fn export_and_import_carry_an_opt_out() {
         .expect(0);
     let exported = cli.run(&["export"]).expect(0).stdout;
     assert!(
-        exported.contains("\"kind\":\"consent\"") && exported.contains("\"version\":3"),
+        exported.contains("\"kind\":\"consent\"") && exported.contains("\"version\":4"),
         "{exported}"
     );
     let moved = Cli::new();

@@ -15,9 +15,14 @@ use serde_json::Value;
 const OTHER: &str = "+254 712 345 679";
 
 fn promo<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    promo_from(BUSINESS, customer, extra)
+}
+
+/// `send-template` of the marketing template `contact_share` from `business`.
+fn promo_from<'a>(business: &'a str, customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut all = vec![
         "send-template",
-        BUSINESS,
+        business,
         customer,
         "--template",
         "contact_share",
@@ -28,11 +33,10 @@ fn promo<'a>(customer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
-    let s = Setup::start().await;
+/// The stand-in's catalog of `business` holds the marketing template `contact_share`.
+fn offer_contact_share(s: &Setup, business: &str) {
     s.gateway.set_templates(
-        phone(BUSINESS),
+        phone(business),
         vec![template_entry(
             "contact_share",
             "en",
@@ -42,6 +46,12 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
             "Our offers",
         )],
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
+    let s = Setup::start().await;
+    offer_contact_share(&s, BUSINESS);
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
     s.gateway
@@ -123,17 +133,7 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
     let s = Setup::start().await;
-    s.gateway.set_templates(
-        phone(BUSINESS),
-        vec![template_entry(
-            "contact_share",
-            "en",
-            "MARKETING",
-            "APPROVED",
-            None,
-            "Our offers",
-        )],
-    );
+    offer_contact_share(&s, BUSINESS);
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
     let limited = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
@@ -173,17 +173,7 @@ async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn queue_with_a_marketing_invitation_to_an_opted_out_customer() {
     let s = Setup::start().await;
-    s.gateway.set_templates(
-        phone(BUSINESS),
-        vec![template_entry(
-            "contact_share",
-            "en",
-            "MARKETING",
-            "APPROVED",
-            None,
-            "Our offers",
-        )],
-    );
+    offer_contact_share(&s, BUSINESS);
     s.cli.run(&["optout", BUSINESS, CUSTOMER]).expect(0);
     let mut queue = vec!["--json", "--dry-run"];
     queue.extend_from_slice(&common::QUEUE);
@@ -213,4 +203,51 @@ async fn queue_with_a_marketing_invitation_to_an_opted_out_customer() {
     assert_eq!(s.gateway.request_count(), 0, "nothing reached the gateway");
     let pending = s.cli.run(&["pending", "--json"]).expect(0).json_lines();
     assert!(pending.is_empty(), "nothing queued: {pending:?}");
+}
+
+/// The 131049 back-off is the customer's, across the bot's business numbers: after the
+/// gateway answered one number's marketing template with 131049, the other number's
+/// `status --json` shows `limited` with the same `marketing_retry_at`, its
+/// `send-template` and `--dry-run` exit 1 with `marketing_limit` and that `retry_at`,
+/// and nothing reaches the gateway. Before, the back-off was kept per (business
+/// number, customer), and the second number sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_131049_on_one_number_holds_for_the_customer_on_another() {
+    const SECOND: &str = "+254 110 090 748";
+    let s = Setup::start().await;
+    for business in [BUSINESS, SECOND] {
+        offer_contact_share(&s, business);
+    }
+    s.gateway
+        .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
+    let limited = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
+    assert_eq!(limited["reason"], "marketing_limit", "{limited}");
+    assert!(limited["retry_at"].is_string(), "{limited}");
+
+    // The gateway would accept now; the second number still refuses locally.
+    s.gateway.answer_templates_with(phone(CUSTOMER), None);
+    let requests = s.gateway.request_count();
+    let status: Value = s.cli.run(&["status", SECOND, CUSTOMER, "--json"]).json();
+    assert_eq!(
+        (&status["marketing"], &status["marketing_retry_at"]),
+        (&Value::from("limited"), &limited["retry_at"]),
+        "{status}"
+    );
+    let from_second = |extra: &[&str]| {
+        s.cli
+            .run(&promo_from(SECOND, CUSTOMER, extra))
+            .expect(1)
+            .json()
+    };
+    for answer in [
+        from_second(&["--json", "--dry-run"]),
+        from_second(&["--json"]),
+    ] {
+        assert_eq!(
+            (answer["reason"].as_str(), &answer["retry_at"]),
+            (Some("marketing_limit"), &limited["retry_at"]),
+            "{answer}"
+        );
+    }
+    assert_eq!(s.gateway.request_count(), requests, "refused locally");
 }

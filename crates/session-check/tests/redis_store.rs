@@ -378,7 +378,7 @@ async fn a_sled_database_moves_to_redis_with_export_and_import() {
         .expect(0);
     assert_eq!(
         run.json(),
-        json!({"windows": 2, "queued": 1, "invitations": 1, "users": 0, "groups": 0, "aliases": 0, "seen": 0, "consents": 0, "free_entry_points": 0})
+        json!({"windows": 2, "queued": 1, "invitations": 1, "users": 0, "groups": 0, "aliases": 0, "seen": 0, "consents": 0, "back_offs": 0, "free_entry_points": 0})
     );
     let from_redis = s.run(&["export"]).expect(0).stdout;
     assert_eq!(from_redis, exported);

@@ -345,7 +345,7 @@ fn export_and_import_move_windows_between_databases() {
         .expect(0);
     assert_eq!(
         run.json(),
-        json!({"windows": 3, "queued": 0, "invitations": 0, "users": 0, "groups": 0, "aliases": 0, "seen": 0, "consents": 0, "free_entry_points": 0})
+        json!({"windows": 3, "queued": 0, "invitations": 0, "users": 0, "groups": 0, "aliases": 0, "seen": 0, "consents": 0, "back_offs": 0, "free_entry_points": 0})
     );
     assert_eq!(target.run(&["export"]).stdout, exported.stdout);
 }

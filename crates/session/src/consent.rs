@@ -17,7 +17,7 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Conversation, MessageId, PhoneNumber, StoreError};
+use crate::{Conversation, Customer, MessageId, PhoneNumber, StoreError};
 
 /// A WhatsApp pricing category: what the platform bills a delivered message as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -78,7 +78,9 @@ pub struct MarketingConsent {
     /// redelivered old webhook does not undo a newer one).
     pub changed_at: Option<DateTime<Utc>>,
     /// Until when no marketing template may go after the platform's per-user marketing
-    /// limit (error 131049); only ever extended.
+    /// limit (error 131049); only ever extended. As a store answers it, the later of the
+    /// customer's back-off (kept per customer, [`crate::back_off`]) and one stored in this
+    /// record by a version that kept it per conversation.
     pub back_off_until: Option<DateTime<Utc>>,
 }
 
@@ -503,15 +505,26 @@ pub fn check_portfolio_name(name: &str) -> Result<(), String> {
 }
 
 /// What a store keeps for cost, consent and limits (see the module documentation).
+///
+/// The opt-out is kept per conversation (business number and customer); the per-user
+/// marketing back-off (131049) per customer, across business numbers
+/// ([`crate::back_off`]). Every [`MarketingConsent`] a method answers is the
+/// conversation's own record with its customer's back-off merged in
+/// ([`MarketingConsent::with_customer_back_off`]), so a back-off recorded through one
+/// business number holds for the customer on every other.
 pub trait ConsentStore: Send + Sync + 'static {
-    /// The marketing consent stored for the conversation (the default when none).
+    /// The marketing consent in force for the conversation: its own record (the default
+    /// when none) with the customer's back-off merged in. An unreadable record of
+    /// either is its error.
     fn marketing_consent(
         &self,
         conversation: Conversation,
     ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
 
     /// Records a marketing opt-out (`opted_out`) or opt-in made at `at`, by
-    /// [`MarketingConsent::with_opt_out`], atomically; answers the consent now stored.
+    /// [`MarketingConsent::with_opt_out`], atomically, for this conversation only (an
+    /// opt-out is towards one business number); answers the consent now in force (as
+    /// [`ConsentStore::marketing_consent`] does).
     fn record_opt_out(
         &self,
         conversation: Conversation,
@@ -519,16 +532,50 @@ pub trait ConsentStore: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
 
-    /// Extends the marketing back-off to at least `until`, by
-    /// [`MarketingConsent::with_back_off`], atomically; answers the consent now stored.
+    /// Extends the conversation's customer's back-off to at least `until`, atomically:
+    /// the record is the customer's, so it holds for every business number
+    /// ([`crate::back_off`]); an unreadable stored back-off is replaced. Answers the
+    /// consent now in force for the conversation (as
+    /// [`ConsentStore::marketing_consent`] does).
     fn extend_back_off(
         &self,
         conversation: Conversation,
         until: DateTime<Utc>,
-    ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send;
+    ) -> impl Future<Output = Result<MarketingConsent, StoreError>> + Send {
+        async move {
+            self.extend_customer_back_off(conversation.customer, until)
+                .await?;
+            self.marketing_consent(conversation).await
+        }
+    }
+
+    /// Extends `customer`'s back-off to at least `until` (to the millisecond),
+    /// atomically, however many callers (replicas on one Redis) extend it at once; an
+    /// unreadable stored back-off is replaced. Answers the end now stored.
+    fn extend_customer_back_off(
+        &self,
+        customer: Customer,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<DateTime<Utc>, StoreError>> + Send;
+
+    /// The customer's back-off end, if one is stored (ended or not).
+    fn customer_back_off(
+        &self,
+        customer: Customer,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Every stored customer back-off, each with its customer (an unreadable one as its
+    /// error), for export; in no particular order. A store may drop records whose end
+    /// passed long ago.
+    fn customer_back_offs(
+        &self,
+    ) -> impl Future<Output = Result<Vec<crate::back_off::BackOffEntry>, StoreError>> + Send;
 
     /// Every stored marketing consent record, each with its conversation (an unreadable
-    /// one as its error), for export; in no particular order.
+    /// one as its error), for export; in no particular order. These are the
+    /// conversations' own records, without their customers' back-offs (listed by
+    /// [`ConsentStore::customer_back_offs`]); a back-off inside one was written by a
+    /// version that kept it per conversation.
     fn marketing_consents(
         &self,
     ) -> impl Future<Output = Result<Vec<ConsentEntry<MarketingConsent>>, StoreError>> + Send;

@@ -7,13 +7,18 @@
 //! the first copy was received and when the memory of it ends), so a webhook redelivered
 //! after a move is still recognised. Version 3 adds a customer's marketing consent (the
 //! opt-out with the time it was made, and the per-user marketing back-off) and the free
-//! entry point window. Send outcomes (the idempotency cache), cost records and the
-//! messaging limit count are not exported.
+//! entry point window. Version 4 adds a customer's per-user marketing back-off (131049)
+//! as a line of its own (`back_off`: the customer and when it ends), as it is kept per
+//! customer across business numbers; a version 3 `consent` line's `back_off_until` (and
+//! one a version 4 export writes for a record kept per conversation by an older version)
+//! imports as the customer's back-off. Send outcomes (the idempotency cache), cost
+//! records and the messaging limit count are not exported.
 //!
 //! A line about a conversation names its customer by one of three fields: `customer` (a
 //! phone number, as version 1 did), `user_id` (a business-scoped user id) or `group_id`.
 //! Handles are local to a store and never exported: an import allocates its own. An
-//! export of version 1 (phone numbers only) or 2 (without consent) imports unchanged.
+//! export of version 1 (phone numbers only), 2 (without consent) or 3 (without `back_off`
+//! lines) imports unchanged.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
@@ -30,7 +35,7 @@ use crate::{
 /// The format name in the header line.
 pub const FORMAT: &str = "lipachat-session-export";
 /// The format version this build writes; it reads this one and every earlier one.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Who a line's conversation is with, as exported: exactly one of the three fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -260,6 +265,16 @@ pub enum ExportLine {
         /// When the per-user marketing back-off ends, if one was recorded (an expiry).
         back_off_until: Option<String>,
     },
+    /// A customer's per-user marketing back-off (131049), across business numbers
+    /// (version 4).
+    BackOff {
+        /// The customer: a phone number or a user id (never a group).
+        #[serde(flatten)]
+        customer: Party,
+        /// When the back-off ends (an expiry).
+        #[serde(with = "rfc3339_millis")]
+        until: DateTime<Utc>,
+    },
     /// A conversation's free entry point window (version 3).
     FreeEntryPoint {
         /// The business number.
@@ -306,6 +321,8 @@ pub struct Transfer {
     pub consents: u64,
     /// Free entry point records (version 3).
     pub free_entry_points: u64,
+    /// Customer back-offs (version 4).
+    pub back_offs: u64,
     /// Corrupt records skipped (export only): unreadable values, and records of a user
     /// or group whose id the registry does not hold.
     pub skipped_corrupt: u64,
@@ -321,8 +338,8 @@ fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError>
 }
 
 /// Writes every user, group, alias, window, queued message, invitation, marketing consent
-/// record, free entry point record and remembered inbound id (those not expired now) in
-/// `store` as JSON lines.
+/// record, customer back-off, free entry point record and remembered inbound id (those not
+/// expired now) in `store` as JSON lines.
 pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer, StoreError> {
     let mut transfer = Transfer::default();
     write_line(
@@ -422,6 +439,14 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         )?;
         transfer.consents += 1;
     }
+    for (customer, until) in store.customer_back_offs().await? {
+        let (Ok(until), Some(customer)) = (until, names.party(customer)) else {
+            transfer.skipped_corrupt += 1;
+            continue;
+        };
+        write_line(&mut out, &ExportLine::BackOff { customer, until })?;
+        transfer.back_offs += 1;
+    }
     for (conversation, entry) in store.free_entry_points().await? {
         let (Ok(entry), Some(customer)) = (entry, names.party(conversation.customer)) else {
             transfer.skipped_corrupt += 1;
@@ -493,6 +518,22 @@ pub const MAX_IMPORTED_BACK_OFF: chrono::TimeDelta = chrono::TimeDelta::days(30)
 /// to the end of its memory): a year, far above any sensible horizon (the default is 7
 /// days).
 pub const MAX_IMPORTED_MEMORY: chrono::TimeDelta = chrono::TimeDelta::days(366);
+
+/// Refuses a back-off end (`field` of line `line`) more than [`MAX_IMPORTED_BACK_OFF`]
+/// ahead of the system clock.
+fn check_back_off_end(field: &str, until: DateTime<Utc>, line: usize) -> Result<(), StoreError> {
+    if until > Utc::now() + MAX_IMPORTED_BACK_OFF {
+        return Err(StoreError::Import {
+            line,
+            detail: format!(
+                "{field} {} is more than {} days ahead: no 131049 back-off runs that long",
+                until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                MAX_IMPORTED_BACK_OFF.num_days()
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// Reads JSON lines written by [`export`] into `store`, merging with what is there (inbound
 /// times keep the maximum). Every line is checked before anything is written: a bad line,
@@ -625,18 +666,19 @@ pub async fn import_with_limit<S: Store>(
                         detail: "an opt-out without changed_at; give the time it was made".into(),
                     });
                 }
-                if let Some(until) = optional_time(back_off_until.as_deref(), number)?
-                    && until > Utc::now() + MAX_IMPORTED_BACK_OFF
-                {
+                if let Some(until) = optional_time(back_off_until.as_deref(), number)? {
+                    check_back_off_end("back_off_until", until, number)?;
+                }
+            }
+            ExportLine::BackOff { customer, until } => {
+                customer.check(number)?;
+                if customer.group_id.is_some() {
                     return Err(StoreError::Import {
                         line: number,
-                        detail: format!(
-                            "back_off_until {} is more than {} days ahead: no 131049 back-off runs that long",
-                            until.to_rfc3339_opts(SecondsFormat::Millis, true),
-                            MAX_IMPORTED_BACK_OFF.num_days()
-                        ),
+                        detail: "a back_off line names a group; a back-off is a person's: name them by customer (a phone number) or user_id".into(),
                     });
                 }
+                check_back_off_end("until", *until, number)?;
             }
             ExportLine::FreeEntryPoint {
                 customer,
@@ -797,10 +839,16 @@ pub async fn import_with_limit<S: Store>(
                         .record_opt_out(conversation, opted_out, changed)
                         .await?;
                 }
+                // Kept per customer now, whatever version wrote it.
                 if let Some(until) = optional_time(back_off_until.as_deref(), number)? {
                     store.extend_back_off(conversation, until).await?;
                 }
                 transfer.consents += 1;
+            }
+            ExportLine::BackOff { customer, until } => {
+                let customer = customer.resolve(store).await?;
+                store.extend_customer_back_off(customer, until).await?;
+                transfer.back_offs += 1;
             }
             ExportLine::FreeEntryPoint {
                 business,
@@ -864,8 +912,9 @@ async fn import_free_entry_point<S: Store>(
     Ok(())
 }
 
-/// Reads, before anything is written, the stored consent and free entry point records the
-/// import's `consent` and `free_entry_point` lines merge into, so one already stored and
+/// Reads, before anything is written, the stored consent, customer back-off and free entry
+/// point records the import's `consent`, `back_off` and `free_entry_point` lines merge
+/// into, so one already stored and
 /// unreadable fails the import with nothing imported (rather than after the lines before
 /// it were applied). Read-only: a user or group id the store does not know yet has no
 /// record to read.
@@ -875,6 +924,12 @@ async fn check_stored_consent<S: Store>(
 ) -> Result<(), StoreError> {
     for (_, line) in lines {
         let (business, party, entry) = match line {
+            ExportLine::BackOff { customer, .. } => {
+                if let Some(customer) = customer.find(store).await? {
+                    store.customer_back_off(customer).await?;
+                }
+                continue;
+            }
             ExportLine::Consent {
                 business, customer, ..
             } => (*business, customer, false),

@@ -593,6 +593,31 @@ impl<S: crate::ConsentStore> crate::ConsentStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn extend_customer_back_off(
+        &self,
+        customer: crate::Customer,
+        until: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        self.call(
+            "extend_customer_back_off",
+            self.inner.extend_customer_back_off(customer, until),
+        )
+        .await
+    }
+
+    async fn customer_back_off(
+        &self,
+        customer: crate::Customer,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.call("customer_back_off", self.inner.customer_back_off(customer))
+            .await
+    }
+
+    async fn customer_back_offs(&self) -> Result<Vec<crate::back_off::BackOffEntry>, StoreError> {
+        self.call("customer_back_offs", self.inner.customer_back_offs())
+            .await
+    }
+
     async fn marketing_consents(
         &self,
     ) -> Result<Vec<crate::consent::ConsentEntry<crate::MarketingConsent>>, StoreError> {

@@ -52,6 +52,7 @@
 //!
 //! [sled]: https://docs.rs/sled/0.34
 
+pub mod back_off;
 mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -81,6 +81,17 @@ pub enum StoreError {
         /// What was wrong with it.
         detail: String,
     },
+    /// A customer's stored per-user marketing back-off (131049) cannot be decoded;
+    /// other customers work.
+    #[error(
+        "stored marketing back-off of customer {customer} is corrupt: {detail}; a new 131049 for the customer replaces it"
+    )]
+    CorruptBackOff {
+        /// The customer whose back-off is unreadable.
+        customer: Customer,
+        /// What was wrong with it.
+        detail: String,
+    },
     /// A conversation's outbox already holds as many messages as allowed.
     #[error(
         "outbox for {conversation} is full ({limit} messages waiting for the customer's reply)"
@@ -681,7 +692,8 @@ pub struct MovedRecords {
     pub outcomes: usize,
     /// Whether a marketing consent record was moved (merged with the target's:
     /// [`crate::MarketingConsent::merged_with`], opted out when either was, the later
-    /// back-off).
+    /// back-off), or the customer's back-off was carried to the target and lengthened
+    /// its own.
     pub consent: bool,
     /// Whether a free entry point record was moved (the one whose window ends later is
     /// kept: [`crate::FreeEntryPoint::merged_with`]).
@@ -780,7 +792,13 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// protective: opted out when either was, the later back-off; the free entry point
     /// window that ends later). An unreadable consent or free entry point record of
     /// either customer stops the move before anything changes
-    /// ([`StoreError::Corrupt`]).
+    /// ([`StoreError::Corrupt`]). The customer's per-user marketing back-off
+    /// ([`crate::back_off`], kept per customer, not per business number) is carried to
+    /// `to` (the later of the two) first and also stays with `from`, as another business
+    /// number may still know the customer by it; `consent` then says it was carried. An
+    /// unreadable back-off of either stops the move before anything changes
+    /// ([`StoreError::CorruptBackOff`]); carrying it is protective, so a move that stops
+    /// after it was carried leaves it carried.
     ///
     /// Moving a customer onto itself, or one with nothing stored, changes nothing. A
     /// move interrupted by a crash never loses a record: at worst both customers hold

@@ -368,6 +368,7 @@ async fn every_write_keeps_the_integrity_record_exact() {
             0,
             0,
             0,
+            0,
             0
         ]
     );
@@ -818,8 +819,8 @@ async fn damage_after_a_clean_shutdown_keeps_the_damaged_files() {
     );
 }
 
-/// The consent records (opt-outs, back-offs, free entry point windows, costs, the
-/// messaging limit count) are tallied like the window trees: every consent write keeps
+/// The consent records (opt-outs, the customers' back-offs, free entry point windows,
+/// costs, the messaging limit count) are tallied like the window trees: every consent write keeps
 /// the record exact, and one removed behind the store's back is reported as damage.
 #[tokio::test]
 async fn consent_records_are_in_the_integrity_tally() {
@@ -907,6 +908,9 @@ async fn consent_records_are_in_the_integrity_tally() {
         ("predicted_costs", 6),
         ("reported_pricing", 6),
         ("reached", 1),
+        // One per customer limited, and the one a move carried to customer 40 (the
+        // customers moved from keep theirs).
+        ("back_off", 7),
     ] {
         let tree = tallied(name);
         assert_eq!(tree.found.entries, entries, "{name}");
@@ -923,6 +927,13 @@ async fn consent_records_are_in_the_integrity_tally() {
         };
         let consent = db.open_tree("consent").unwrap();
         assert!(consent.remove(chat(3).to_key()).unwrap().is_some());
+        let back_off = db.open_tree("back_off").unwrap();
+        assert!(
+            back_off
+                .remove(chat(4).customer.key().to_be_bytes())
+                .unwrap()
+                .is_some()
+        );
         db.flush().unwrap();
     }
     // The seal still matches (the removal came after it), so only a full check reads
@@ -930,7 +941,10 @@ async fn consent_records_are_in_the_integrity_tally() {
     match open(|| SledConfig::new(&path).full_check(true)) {
         Err(StoreError::Damaged { report }) => assert_eq!(
             report.problems(),
-            vec!["consent: expected 5 entries, found 4 (1 missing), checksum differs"]
+            vec![
+                "consent: expected 5 entries, found 4 (1 missing), checksum differs",
+                "back_off: expected 7 entries, found 6 (1 missing), checksum differs"
+            ]
         ),
         other => panic!("expected Damaged, got {other:?}"),
     }

@@ -520,7 +520,11 @@ async fn export_import_round_trip_and_bad_input() {
     assert!(matches!(
         import(
             &empty,
-            &b"{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":4}\n"[..]
+            format!(
+                "{{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":{}}}\n",
+                lipachat_session::export::FORMAT_VERSION + 1
+            )
+            .as_bytes()
         )
         .await,
         Err(StoreError::Import { line: 1, .. })

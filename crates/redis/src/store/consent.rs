@@ -1,6 +1,7 @@
 //! [`ConsentStore`] on Redis: the consent and free entry point records in one HASH per
 //! business number each, cost records in two, and a portfolio's reached customers in a
-//! ZSET (see [`KeyLayout`]). Every read-modify-write is one Lua script, so replicas on one
+//! ZSET (see [`KeyLayout`]); a customer's 131049 back-off in a key of its own (module
+//! `back_off`). Every read-modify-write is one Lua script, so replicas on one
 //! server agree: the rules are those of [`MarketingConsent`] and [`FreeEntryPoint`] in
 //! `lipachat-session`, applied to the same text. A stored value a script cannot read is
 //! left as it is and answered, so the caller reports it as corrupt (as sled does).
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use lipachat_session::back_off::BackOffEntry;
 use lipachat_session::consent::{
     ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MAX_CONFIRMED_FREE_ENTRY_POINT,
     MarketingConsent, PredictedCost, Reach, ReportedPricing, check_portfolio_name, corrupt_record,
@@ -47,21 +49,6 @@ if changed == '' or tonumber(changed) < at then
 elseif tonumber(changed) == at and ARGV[2] == '1' then
   flag = '1'
 end
-local now = flag .. ':' .. changed .. ':' .. back
-redis.call('HSET', KEYS[1], ARGV[1], now)
-return now
-"
-    ))
-});
-
-/// `MarketingConsent::with_back_off`. KEYS: consent HASH. ARGV: customer, until ms.
-static EXTEND_BACK_OFF: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{CONSENT_LUA}{}",
-        r"
-local v, flag, changed, back = read(KEYS[1], ARGV[1])
-if not flag then return v end
-if back == '' or tonumber(back) < tonumber(ARGV[2]) then back = ARGV[2] end
 local now = flag .. ':' .. changed .. ':' .. back
 redis.call('HSET', KEYS[1], ARGV[1], now)
 return now
@@ -310,14 +297,14 @@ impl ConsentStore for RedisStore {
         &self,
         conversation: Conversation,
     ) -> Result<MarketingConsent, StoreError> {
-        let key = self.inner.keys.consent(conversation.business);
-        match self
-            .hget("marketing_consent", key, conversation.customer.key())
-            .await?
-        {
-            None => Ok(MarketingConsent::default()),
-            Some(text) => consent_of(conversation, &text),
-        }
+        let (own, back_off) = self
+            .consent_in_force("marketing_consent", conversation)
+            .await?;
+        let own = match own {
+            None => MarketingConsent::default(),
+            Some(text) => consent_of(conversation, &text)?,
+        };
+        Ok(own.with_customer_back_off(back_off))
     }
 
     async fn record_opt_out(
@@ -327,27 +314,34 @@ impl ConsentStore for RedisStore {
         at: DateTime<Utc>,
     ) -> Result<MarketingConsent, StoreError> {
         let flag = if opted_out { "1" } else { "0" };
-        self.change_consent(
-            "record_opt_out",
-            &RECORD_OPT_OUT,
-            conversation,
-            vec![flag.into(), ms(at)],
-        )
-        .await
+        let own = self
+            .change_consent(
+                "record_opt_out",
+                &RECORD_OPT_OUT,
+                conversation,
+                vec![flag.into(), ms(at)],
+            )
+            .await?;
+        self.with_customer_back_off(conversation, own).await
     }
 
-    async fn extend_back_off(
+    async fn extend_customer_back_off(
         &self,
-        conversation: Conversation,
+        customer: Customer,
         until: DateTime<Utc>,
-    ) -> Result<MarketingConsent, StoreError> {
-        self.change_consent(
-            "extend_back_off",
-            &EXTEND_BACK_OFF,
-            conversation,
-            vec![ms(until)],
-        )
-        .await
+    ) -> Result<DateTime<Utc>, StoreError> {
+        self.extend_back_off_of(customer, until).await
+    }
+
+    async fn customer_back_off(
+        &self,
+        customer: Customer,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read_back_off(customer).await
+    }
+
+    async fn customer_back_offs(&self) -> Result<Vec<BackOffEntry>, StoreError> {
+        self.list_back_offs().await
     }
 
     async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {

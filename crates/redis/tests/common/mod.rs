@@ -2,8 +2,19 @@
 
 #![allow(dead_code)] // Each test binary uses some of them.
 
-use lipachat_redis::RedisStore;
+use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{Conversation, WindowStore};
+
+/// A store on the server (or cluster) at `url`, its keys under `prefix`.
+pub async fn store_at(url: &str, prefix: &str) -> RedisStore {
+    let config = RedisConfig::new(url)
+        .and_then(|config| config.with_key_prefix(prefix))
+        .unwrap_or_else(|error| panic!("a store at {url}: {error}"));
+    config
+        .connect()
+        .await
+        .unwrap_or_else(|error| panic!("connecting to {url}: {error}"))
+}
 
 /// The conversations with a window record, in order.
 pub async fn conversations_with_windows(store: &RedisStore) -> Vec<Conversation> {

@@ -41,6 +41,7 @@ struct Imported {
     aliases: u64,
     seen: u64,
     consents: u64,
+    back_offs: u64,
     free_entry_points: u64,
 }
 
@@ -56,10 +57,10 @@ impl Render for Imported {
                 self.users, self.groups, self.aliases
             ));
         }
-        if self.consents + self.free_entry_points > 0 {
+        if self.consents + self.back_offs + self.free_entry_points > 0 {
             line.push_str(&format!(
-                "; {} marketing consent record(s) and {} free entry point window(s)",
-                self.consents, self.free_entry_points
+                "; {} marketing consent record(s), {} marketing back-off(s) and {} free entry point window(s)",
+                self.consents, self.back_offs, self.free_entry_points
             ));
         }
         if self.seen > 0 {
@@ -92,6 +93,7 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         aliases,
         seen,
         consents,
+        back_offs,
         free_entry_points,
         ..
     } = imported?;
@@ -104,6 +106,7 @@ pub async fn import<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
         aliases,
         seen,
         consents,
+        back_offs,
         free_entry_points,
     })?;
     Ok(Exit::Success)

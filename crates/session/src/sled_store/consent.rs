@@ -30,12 +30,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::SledStore;
 use super::integrity::TrackedTree;
+use crate::back_off::BackOffEntry;
 use crate::consent::{
     ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
     warn_if_confirmation_refused,
 };
-use crate::{Conversation, CountTime, MessageId, PhoneNumber, StoreError};
+use crate::{Conversation, CountTime, Customer, MessageId, PhoneNumber, StoreError};
 
 /// The trees and the lock of the consent records, tracked by the integrity check like
 /// the window trees.
@@ -315,7 +316,7 @@ impl ConsentStore for SledStore {
         &self,
         conversation: Conversation,
     ) -> Result<MarketingConsent, StoreError> {
-        self.read_consent(conversation)
+        self.with_customer_back_off(conversation, self.read_consent(conversation)?)
     }
 
     async fn record_opt_out(
@@ -324,17 +325,29 @@ impl ConsentStore for SledStore {
         opted_out: bool,
         at: DateTime<Utc>,
     ) -> Result<MarketingConsent, StoreError> {
-        self.change_consent(conversation, |c| c.with_opt_out(opted_out, at))
-            .await
+        let own = self
+            .change_consent(conversation, |c| c.with_opt_out(opted_out, at))
+            .await?;
+        self.with_customer_back_off(conversation, own)
     }
 
-    async fn extend_back_off(
+    async fn extend_customer_back_off(
         &self,
-        conversation: Conversation,
+        customer: Customer,
         until: DateTime<Utc>,
-    ) -> Result<MarketingConsent, StoreError> {
-        self.change_consent(conversation, |c| c.with_back_off(until))
-            .await
+    ) -> Result<DateTime<Utc>, StoreError> {
+        self.extend_back_off_of(customer, until).await
+    }
+
+    async fn customer_back_off(
+        &self,
+        customer: Customer,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read_customer_back_off(customer)
+    }
+
+    async fn customer_back_offs(&self) -> Result<Vec<BackOffEntry>, StoreError> {
+        self.list_customer_back_offs()
     }
 
     async fn marketing_consents(&self) -> Result<Vec<ConsentEntry<MarketingConsent>>, StoreError> {

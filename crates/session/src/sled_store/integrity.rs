@@ -62,14 +62,15 @@ pub const TREES: [&str; TREE_COUNT] = [
     "predicted_costs",
     "reported_pricing",
     "reached",
+    "back_off",
 ];
 
 /// How many trees are tracked.
-pub const TREE_COUNT: usize = 11;
+pub const TREE_COUNT: usize = 12;
 
 /// How many trees every integrity record names: the first ones of [`TREES`], tracked
 /// since the integrity check exists. A record written before the later ones were added
-/// (`identities`, `aliases`, then the consent trees) lacks their lines; those trees then
+/// (`identities`, `aliases`, then the consent trees, then `back_off`) lacks their lines; those trees then
 /// have no reference.
 const TREES_IN_EVERY_RECORD: usize = 4;
 
@@ -676,6 +677,10 @@ mod tests {
                     entries: 4,
                     checksum: 13,
                 }),
+                Some(TreeTally {
+                    entries: 5,
+                    checksum: 17,
+                }),
             ],
         };
         let text = record.render();
@@ -711,6 +716,24 @@ mod tests {
             "lipachat integrity 1\nshutdown clean\nmark 9\ntree windows 2 00000000000000aa\n";
         let check = entry_hash(INTEGRITY_FILE.as_bytes(), short.as_bytes());
         assert!(IntegrityRecord::parse(&format!("{short}check {check:016x}\n")).is_err());
+    }
+
+    /// A record written before the customer back-off tree was tracked (eleven trees)
+    /// still reads: `back_off` has no reference, the others keep theirs.
+    #[test]
+    fn a_record_without_the_back_off_tree_reads() {
+        let mut record = IntegrityRecord {
+            clean: true,
+            mark: 5,
+            trees: [Some(TreeTally::default()); TREE_COUNT],
+        };
+        record.trees[TREE_COUNT - 1] = None;
+        let text = record.render();
+        assert!(!text.contains("back_off"), "{text}");
+        let read = IntegrityRecord::parse(&text).unwrap();
+        assert_eq!(read.trees[TREE_COUNT - 1], None);
+        assert_eq!(read.trees[TREE_COUNT - 2], Some(TreeTally::default()));
+        assert_eq!(read.render(), text);
     }
 
     /// A record written before the consent trees were tracked (six trees) still reads:

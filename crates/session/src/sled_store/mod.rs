@@ -1,5 +1,6 @@
 //! The embedded default store: sled on local disk.
 
+mod back_off;
 mod codec;
 mod consent;
 mod directory;
@@ -188,6 +189,8 @@ struct Inner {
     registry_lock: Mutex<()>,
     seen: SeenIds,
     consent: consent::ConsentTrees,
+    /// The customer back-offs (131049), across business numbers.
+    back_off: back_off::BackOffTree,
     outcome_book: outcomes::OutcomeBook,
     index: Index,
     claims: Mutex<HashMap<MessageId, Claim>>,
@@ -218,6 +221,7 @@ impl Inner {
             self.consent.predicted.tally(),
             self.consent.reported.tally(),
             self.consent.reached.tally(),
+            self.back_off.tree.tally(),
         ]
     }
 }
@@ -439,6 +443,7 @@ impl SledStore {
             reported_tree?,
             reached_tree?,
         ];
+        let back_off_tree = db.open_tree(back_off::BackOffTree::NAME)?;
         // After a clean shutdown whose seal sled handed back intact, sled recovered
         // everything written before it: the sealed tallies stand for the other trees
         // (a tree the seal does not name, written before it was tracked, is read).
@@ -453,6 +458,7 @@ impl SledStore {
         for (i, tree) in [&outbox, &invitations, &outcomes, &identities, &aliases]
             .into_iter()
             .chain(&consent_trees)
+            .chain([&back_off_tree])
             .enumerate()
         {
             found_tallies[i + 1] = match sealed.and_then(|trees| trees[i + 1]) {
@@ -553,6 +559,7 @@ impl SledStore {
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
                 consent: consent::ConsentTrees::new(consent_trees),
+                back_off: back_off::BackOffTree::new(track(back_off_tree, TREE_COUNT - 1)),
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
                 index,
@@ -1297,7 +1304,12 @@ impl IdentityStore for SledStore {
         from: Customer,
         to: Customer,
     ) -> Result<MovedRecords, StoreError> {
-        let moved = self.move_customer_now(business, from, to)?;
+        // The customer's back-off is carried first, outside the move's transaction (it is
+        // the customer's across business numbers, and stays with `from` too): a crash
+        // between the two leaves it on both, never on neither.
+        let back_off = from != to && self.copy_back_off_now(from, to)?;
+        let mut moved = self.move_customer_now(business, from, to)?;
+        moved.consent |= back_off;
         self.durable().await?;
         Ok(moved)
     }
