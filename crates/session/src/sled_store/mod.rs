@@ -8,6 +8,7 @@ mod identity;
 mod index;
 mod integrity;
 mod outcomes;
+mod predicted_costs;
 mod seen;
 
 use std::collections::HashMap;
@@ -215,7 +216,7 @@ impl Inner {
             self.aliases.tally(),
             self.consent.consent.tally(),
             self.consent.entry.tally(),
-            self.consent.predicted.tally(),
+            self.consent.predicted.tree().tally(),
             self.consent.reported.tally(),
             self.consent.reached.tally(),
         ]
@@ -226,6 +227,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Stop the committer first: no flush may run after the seal is written.
         drop(self.commit.take());
+        // The predicted costs still in memory go into sled before the last flush.
+        if let Err(error) = self.consent.predicted.close() {
+            tracing::error!(path = %self.path.display(), %error, "writing the last predicted costs failed");
+        }
         // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
             tracing::error!(path = %self.path.display(), %error, "flush on close failed");
@@ -552,7 +557,7 @@ impl SledStore {
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
-                consent: consent::ConsentTrees::new(consent_trees),
+                consent: consent::ConsentTrees::new(consent_trees, &path)?,
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
                 index,
