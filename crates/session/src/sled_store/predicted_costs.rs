@@ -202,29 +202,47 @@ struct Shared {
 }
 
 impl Shared {
-    /// Writes the pending batch, if any, as the next batch entry. On failure the costs
-    /// go back in front of the pending batch, to be written by the next attempt.
+    /// Writes the pending batch, if any, as the next batch entry (never over a stored
+    /// one: a number found taken is passed over). On failure the costs go back in front
+    /// of the pending batch, to be written by the next attempt.
     fn write_pending(&self) -> Result<(), StoreError> {
         let mut next = lock(&self.writer);
         let value = std::mem::take(&mut lock(&self.pending).value);
         if value.is_empty() {
             return Ok(());
         }
-        match self.tree.insert(batch_key(*next), value.as_slice()) {
-            Ok(_) => {
-                *next += 1;
-                Ok(())
+        let mut seq = *next;
+        let failure = loop {
+            match self
+                .tree
+                .compare_and_swap(batch_key(seq), None, Some(&value))
+            {
+                Ok(Ok(())) => {
+                    *next = seq.saturating_add(1);
+                    return Ok(());
+                }
+                Ok(Err(_taken)) => match seq.checked_add(1) {
+                    Some(later) => seq = later,
+                    None => {
+                        break StoreError::Backend {
+                            backend: "sled",
+                            transient: false,
+                            source: "no predicted cost batch number is left: the last one \
+                                     (0xFF then eight 0xFF bytes) is taken"
+                                .into(),
+                        };
+                    }
+                },
+                Err(error) => break error.into(),
             }
-            Err(error) => {
-                let mut pending = lock(&self.pending);
-                let later = std::mem::replace(&mut pending.value, value);
-                // `later` starts with its own format byte: only its records follow ours.
-                pending
-                    .value
-                    .extend_from_slice(later.get(1..).unwrap_or_default());
-                Err(error.into())
-            }
-        }
+        };
+        let mut pending = lock(&self.pending);
+        let later = std::mem::replace(&mut pending.value, value);
+        // `later` starts with its own format byte: only its records follow ours.
+        pending
+            .value
+            .extend_from_slice(later.get(1..).unwrap_or_default());
+        Err(failure)
     }
 
     /// The thread: once a cost waits, gives the batch [`WRITE_AFTER`] to fill, then
@@ -566,5 +584,54 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(all, vec![again]);
         assert_eq!(store.inner.consent.predicted.tree().entry_count(), 2);
+    }
+
+    /// A stored batch is never written over, even one numbered where the next batch
+    /// would go: with the last number taken, writing fails with a typed error and keeps
+    /// both the stored batch and the pending costs.
+    #[tokio::test]
+    async fn a_stored_batch_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let planted = cost(1, Some("wamid.planted".into()));
+        let mut value = vec![BATCH_FORMAT];
+        assert!(encode_record(&planted, &mut value));
+        {
+            let store = open(&dir);
+            store
+                .inner
+                .consent
+                .predicted
+                .tree()
+                .insert(batch_key(u64::MAX), value.as_slice())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let store = open(&dir);
+        let pending = cost(2, None);
+        store
+            .record_predicted_cost(pending.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let costs = &store.inner.consent.predicted;
+        match costs.all(None) {
+            Err(StoreError::Backend { source, .. }) => {
+                assert!(source.to_string().contains("batch number"), "{source}");
+            }
+            other => panic!("expected the exhausted batch numbers, got {other:?}"),
+        }
+        let stored = costs
+            .tree()
+            .get(batch_key(u64::MAX))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            stored.as_deref(),
+            Some(value.as_slice()),
+            "the stored batch"
+        );
+        assert_eq!(costs.tree().entry_count(), 1);
+        assert_eq!(
+            decode_batch(&lock(&costs.shared.pending).value).ok(),
+            Some(vec![pending]),
+            "the pending cost is kept"
+        );
     }
 }
