@@ -2,8 +2,11 @@
 //!
 //! - `consent`: conversation key → [`MarketingConsent::encode`]'s text;
 //! - `free_entry_point`: conversation key → [`FreeEntryPoint::encode`]'s text;
-//! - `predicted_costs`, `reported_pricing`: business (8 bytes) + `messageId` (16 bytes) →
-//!   the JSON of a [`PredictedCost`] / [`ReportedPricing`];
+//! - `predicted_costs`: batches of [`PredictedCost`]s in a compact binary form (see
+//!   `predicted_costs`), and in stores written before batches, business (8 bytes) +
+//!   `messageId` (16 bytes) → the JSON of one;
+//! - `reported_pricing`: business (8 bytes) + `messageId` (16 bytes) → the JSON of a
+//!   [`ReportedPricing`];
 //! - `reached`: portfolio name, a zero byte, customer key (8 bytes) → when it was last
 //!   reached (epoch ms, 8 bytes big-endian).
 //!
@@ -15,8 +18,10 @@
 //! here atomic. A call that wrote something waits for durability (group commit) before it
 //! returns, like the store's other writes; a call that wrote nothing does not wait. The
 //! one exception is a send's predicted cost ([`ConsentStore::record_predicted_cost`]):
-//! accounting, not safety, it rides the next flush (another write's group commit, or
-//! sled's own flush every `flush_every_ms`) without waiting for it.
+//! accounting, not safety, it joins a batch in memory that is written within
+//! `predicted_costs::WRITE_AFTER` (or sooner, once full), and reaches disk with the next
+//! flush after that (another write's group commit, or sled's own flush every
+//! `flush_every_ms`) without waiting for it.
 //!
 //! Because the store is open in one process, the lock also guards an in-memory copy of
 //! each portfolio's `reached` entries ([`Counters`]), loaded by one scan the first time
@@ -31,6 +36,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::SledStore;
 use super::integrity::TrackedTree;
 use crate::back_off::BackOffEntry;
+use super::predicted_costs::PredictedCosts;
 use crate::consent::{
     ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
@@ -43,7 +49,7 @@ use crate::{Conversation, CountTime, Customer, MessageId, PhoneNumber, StoreErro
 pub(super) struct ConsentTrees {
     pub(super) consent: TrackedTree,
     pub(super) entry: TrackedTree,
-    pub(super) predicted: TrackedTree,
+    pub(super) predicted: PredictedCosts,
     pub(super) reported: TrackedTree,
     pub(super) reached: TrackedTree,
     /// Held by every read-modify-write of a consent or free entry point record, and by
@@ -101,20 +107,25 @@ impl ConsentTrees {
         "reached",
     ];
 
-    /// The consent trees, opened and tracked, in [`ConsentTrees::NAMES`] order.
-    pub(super) fn new([consent, entry, predicted, reported, reached]: [TrackedTree; 5]) -> Self {
-        Self {
+    /// The consent trees, opened and tracked, in [`ConsentTrees::NAMES`] order, of the
+    /// store at `path` (starting the predicted costs' writer thread).
+    pub(super) fn new(
+        [consent, entry, predicted, reported, reached]: [TrackedTree; 5],
+        path: &std::path::Path,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
             consent,
             entry,
-            predicted,
+            predicted: PredictedCosts::start(predicted, path)?,
             reported,
             reached,
             lock: Mutex::default(),
-        }
+        })
     }
 }
 
-fn cost_key(business: PhoneNumber, message_id: MessageId) -> [u8; 24] {
+/// The key of a business's record about one `messageId`: business (8 bytes), then the id.
+pub(super) fn cost_key(business: PhoneNumber, message_id: MessageId) -> [u8; 24] {
     let mut key = [0; 24];
     key[..8].copy_from_slice(&business.as_u64().to_be_bytes());
     key[8..].copy_from_slice(message_id.as_bytes());
@@ -418,13 +429,8 @@ impl ConsentStore for SledStore {
     }
 
     async fn record_predicted_cost(&self, cost: PredictedCost) -> Result<(), StoreError> {
-        let value = cost.encode();
-        self.consent_trees().predicted.insert(
-            cost_key(cost.conversation.business, cost.message_id),
-            value.as_bytes(),
-        )?;
-        // Accounting, not safety: rides the next flush without waiting (module docs).
-        Ok(())
+        // Accounting, not safety: batched, and not waited for (module docs).
+        self.consent_trees().predicted.record(&cost)
     }
 
     async fn record_reported_pricing(
@@ -448,16 +454,7 @@ impl ConsentStore for SledStore {
             .map(|b| b.as_u64().to_be_bytes().to_vec())
             .unwrap_or_default();
         let trees = self.consent_trees();
-        let mut predicted = Vec::new();
-        for entry in trees.predicted.scan_prefix(&prefix) {
-            let (key, value) = entry?;
-            match PredictedCost::decode(&value) {
-                Ok(cost) => predicted.push(cost),
-                Err(error) => {
-                    tracing::warn!(key = ?key, error, "skipping an unreadable predicted cost");
-                }
-            }
-        }
+        let predicted = trees.predicted.all(business)?;
         let mut reported = HashMap::new();
         for entry in trees.reported.scan_prefix(&prefix) {
             let (key, value) = entry?;

@@ -9,6 +9,7 @@ mod identity;
 mod index;
 mod integrity;
 mod outcomes;
+mod predicted_costs;
 mod seen;
 
 use std::collections::HashMap;
@@ -218,7 +219,7 @@ impl Inner {
             self.aliases.tally(),
             self.consent.consent.tally(),
             self.consent.entry.tally(),
-            self.consent.predicted.tally(),
+            self.consent.predicted.tree().tally(),
             self.consent.reported.tally(),
             self.consent.reached.tally(),
             self.back_off.tree.tally(),
@@ -230,6 +231,10 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Stop the committer first: no flush may run after the seal is written.
         drop(self.commit.take());
+        // The predicted costs still in memory go into sled before the last flush.
+        if let Err(error) = self.consent.predicted.close() {
+            tracing::error!(path = %self.path.display(), %error, "writing the last predicted costs failed");
+        }
         // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
             tracing::error!(path = %self.path.display(), %error, "flush on close failed");
@@ -558,7 +563,7 @@ impl SledStore {
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
                 seen: SeenIds::open(&db)?,
-                consent: consent::ConsentTrees::new(consent_trees),
+                consent: consent::ConsentTrees::new(consent_trees, &path)?,
                 back_off: back_off::BackOffTree::new(track(back_off_tree, TREE_COUNT - 1)),
                 outcome_book: outcomes::OutcomeBook::default(),
                 db,
