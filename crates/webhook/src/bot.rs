@@ -198,7 +198,33 @@ impl<S: Store, B: Bot<S>> DynBot<S> for B {
 /// The bounded queue between the request path and the bot's handlers.
 pub(crate) struct BotQueue {
     sender: mpsc::Sender<Job>,
+    depth: DepthGauge,
+}
+
+/// The queue depth gauge: messages queued or reserved, read from the channel's count and
+/// set under one lock, so that the webhooks' updates and the dispatcher's cannot leave a
+/// stale value behind (one computing 0 before another's message arrived, then setting it
+/// after that one set 1).
+#[derive(Clone)]
+struct DepthGauge {
+    sender: mpsc::WeakSender<Job>,
     metrics: WebhookMetrics,
+    lock: Arc<std::sync::Mutex<()>>,
+}
+
+impl DepthGauge {
+    /// Sets the gauge to the queue's depth now.
+    fn report(&self) {
+        let _serialised = self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let depth = self
+            .sender
+            .upgrade()
+            .map_or(0, |sender| sender.max_capacity() - sender.capacity());
+        self.metrics.queue_depth(depth);
+    }
 }
 
 /// Stops the queue's dispatcher once everything queued has been handled.
@@ -230,42 +256,64 @@ impl BotQueue {
         let (sender, receiver) = mpsc::channel(capacity);
         let (stop, stopped) = oneshot::channel();
         let bot: Arc<dyn DynBot<S>> = Arc::new(bot);
+        let depth = DepthGauge {
+            sender: sender.downgrade(),
+            metrics,
+            lock: Arc::default(),
+        };
         let dispatcher = tokio::spawn(dispatch(
             receiver,
             stopped,
             bot,
             messenger,
             Arc::new(Semaphore::new(handlers)),
-            metrics.clone(),
+            depth.clone(),
         ));
-        (Self { sender, metrics }, BotRunner { stop, dispatcher })
+        (Self { sender, depth }, BotRunner { stop, dispatcher })
     }
 
     /// Reserves room for `n` messages, all or none: `None` when the queue is full (or
     /// closed, or `n` is more than it can ever hold).
-    pub(crate) fn reserve(&self, n: usize) -> Option<Vec<mpsc::Permit<'_, Job>>> {
-        if n == 0 {
-            return Some(Vec::new());
-        }
-        let reserved = self.sender.try_reserve_many(n).ok()?.collect();
-        self.report_depth();
-        Some(reserved)
+    pub(crate) fn reserve(&self, n: usize) -> Option<Reservation<'_>> {
+        let permits = if n == 0 {
+            Vec::new()
+        } else {
+            self.sender.try_reserve_many(n).ok()?.collect()
+        };
+        self.depth.report();
+        Some(Reservation {
+            permits: permits.into_iter(),
+            queue: self,
+        })
     }
 
     /// Hands a message to the bot through a reserved slot.
     pub(crate) fn hand_over(&self, permit: mpsc::Permit<'_, Job>, message: NewMessage) {
         permit.send(Job { message });
-        self.report_depth();
-    }
-
-    fn report_depth(&self) {
-        report_depth(&self.sender, &self.metrics);
+        self.depth.report();
     }
 }
 
-/// Messages queued or reserved, as the gauge shows them.
-fn report_depth(sender: &mpsc::Sender<Job>, metrics: &WebhookMetrics) {
-    metrics.queue_depth(sender.max_capacity() - sender.capacity());
+/// Slots reserved in the bot's queue ([`BotQueue::reserve`]); those not used to hand a
+/// message over are given back when it is dropped, and the depth gauge follows.
+pub(crate) struct Reservation<'a> {
+    permits: std::vec::IntoIter<mpsc::Permit<'a, Job>>,
+    queue: &'a BotQueue,
+}
+
+impl<'a> Reservation<'a> {
+    /// The next reserved slot, if any is left.
+    pub(crate) fn next_slot(&mut self) -> Option<mpsc::Permit<'a, Job>> {
+        self.permits.next()
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // Give the unused slots back first, then show the depth without them.
+        self.permits = Vec::new().into_iter();
+        self.queue.depth.report();
+    }
 }
 
 async fn dispatch<S: Store>(
@@ -274,7 +322,7 @@ async fn dispatch<S: Store>(
     bot: Arc<dyn DynBot<S>>,
     messenger: Messenger<S>,
     handlers: Arc<Semaphore>,
-    metrics: WebhookMetrics,
+    depth: DepthGauge,
 ) {
     let mut running = JoinSet::new();
     let mut stopping = false;
@@ -291,7 +339,7 @@ async fn dispatch<S: Store>(
             job = receiver.recv() => job,
         };
         let Some(job) = job else { break };
-        metrics.queue_depth(receiver.len());
+        depth.report();
         // Waiting for a free handler leaves later messages in the queue, so a bot slower
         // than its webhooks fills the queue and the webhooks are answered 503.
         let Ok(slot) = Arc::clone(&handlers).acquire_owned().await else {
@@ -324,7 +372,7 @@ async fn dispatch<S: Store>(
     while let Some(done) = running.join_next().await {
         log_handler_end(done);
     }
-    metrics.queue_depth(0);
+    depth.metrics.queue_depth(0);
 }
 
 fn log_handler_end(done: Result<(), tokio::task::JoinError>) {

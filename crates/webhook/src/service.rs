@@ -554,7 +554,7 @@ async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) 
         .count();
     let mut slots = match &shared.queue {
         Some(queue) => match queue.reserve(inbound) {
-            Some(slots) => slots.into_iter(),
+            Some(slots) => Some(slots),
             None => {
                 shared.metrics.queue_full();
                 warn!(
@@ -568,7 +568,7 @@ async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) 
                 );
             }
         },
-        None => Vec::new().into_iter(),
+        None => None,
     };
     for event in &events {
         shared.metrics.event(source, event);
@@ -616,9 +616,11 @@ async fn apply<S: Store>(shared: &Shared<S>, source: &'static str, body: &[u8]) 
             }
             _ => None,
         };
-        if let (Some((conversation, message)), Some(queue), Some(slot)) =
-            (handed, &shared.queue, slots.next())
-        {
+        if let (Some((conversation, message)), Some(queue), Some(slot)) = (
+            handed,
+            &shared.queue,
+            slots.as_mut().and_then(|slots| slots.next_slot()),
+        ) {
             queue.hand_over(
                 slot,
                 NewMessage {

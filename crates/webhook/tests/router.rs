@@ -192,6 +192,9 @@ async fn a_redelivered_message_is_recorded_once_and_answered_once() {
         ),
         "{metrics}"
     );
+    // Each copy reserved a slot in the bot's queue and gave it back unused: the queue is
+    // empty, and the gauge says so.
+    assert!(metrics.contains("lipachat_bot_queue_depth 0"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,8 +35,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::SledStore;
 use super::integrity::TrackedTree;
-use crate::back_off::BackOffEntry;
 use super::predicted_costs::PredictedCosts;
+use crate::back_off::BackOffEntry;
 use crate::consent::{
     ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
     ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
