@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod raw_sled;
+use raw_sled::raw_sled;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -56,22 +59,6 @@ async fn second_open_is_refused_as_in_use() {
     SledStore::open(&path).expect("reopens once the first handle is gone");
 }
 
-/// Opens the database with sled itself, retrying briefly: a store just dropped may still
-/// hold sled's lock for a moment while its background threads stop.
-fn raw_sled(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(error) if std::time::Instant::now() < deadline => {
-                eprintln!("sled still locked ({error}); retrying");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("sled cannot open {}: {error}", path.display()),
-        }
-    }
-}
-
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +72,7 @@ fn newer_schema_is_refused() {
     match SledStore::open(&path) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 1,
+            supported: 2,
             ..
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
