@@ -9,6 +9,14 @@
 //! Before each flush the committer writes the next checkpoint mark into sled, and after
 //! it records that mark in `lipachat.durable` (see `integrity`): O(1) per flush, nothing
 //! per write.
+//!
+//! Each flush costs CPU whatever it covers (sled hands the write of its log buffer to its
+//! I/O thread pool, which wakes all of that pool's idle threads, then syncs the file), so
+//! while writers are concurrent the committer gathers them: after a flush that covered
+//! more than one writer, the next one starts no sooner than [`GATHER`] after it started.
+//! A lone writer (each flush covering one) is never held back.
+
+use std::time::{Duration, Instant};
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -20,6 +28,17 @@ use super::Checkpoint;
 use crate::StoreError;
 
 type FlushResult = Result<(), sled::Error>;
+
+/// While writers are concurrent, the shortest time from one flush's start to the next's:
+/// at most 2,000 flushes a second, each covering every writer that arrived meanwhile.
+pub const GATHER: Duration = Duration::from_micros(500);
+
+/// When the flush after one that started at `started` may start, given how many writers
+/// it covered and how many arrived while it ran: at once after a lone writer's (one
+/// covered, none arrived), [`GATHER`] after its start while writers are concurrent.
+fn next_flush_from(started: Instant, covered: usize, arrived: usize) -> Option<Instant> {
+    (covered + arrived > 1).then(|| started + GATHER)
+}
 
 enum Waiter {
     Async(oneshot::Sender<FlushResult>),
@@ -125,7 +144,11 @@ impl GroupCommit {
 }
 
 fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
+    let mut not_before: Option<Instant> = None;
     loop {
+        if let Some(wait) = not_before.and_then(|at| at.checked_duration_since(Instant::now())) {
+            std::thread::sleep(wait);
+        }
         let mut state = shared.lock();
         while state.waiters.is_empty() && !state.shutdown {
             state.committer_idle = true;
@@ -140,6 +163,7 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
         }
         let covered = state.next_ticket;
         drop(state);
+        let started = Instant::now();
         let result = checkpoint
             .before_flush(db)
             .and_then(|mark| db.flush().map(|_| mark));
@@ -153,6 +177,7 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
             .into_iter()
             .partition(|(t, _)| *t < covered);
         state.waiters = waiting;
+        not_before = next_flush_from(started, done.len(), state.waiters.len());
         drop(state);
         for (_, waiter) in done {
             waiter.wake(result.clone());
@@ -167,5 +192,21 @@ impl Drop for GroupCommit {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_flush_of_concurrent_writers_delays_the_next() {
+        let started = Instant::now();
+        assert_eq!(next_flush_from(started, 0, 0), None);
+        assert_eq!(next_flush_from(started, 1, 0), None);
+        assert_eq!(next_flush_from(started, 0, 1), None);
+        assert_eq!(next_flush_from(started, 1, 1), Some(started + GATHER));
+        assert_eq!(next_flush_from(started, 2, 0), Some(started + GATHER));
+        assert_eq!(next_flush_from(started, 32, 5), Some(started + GATHER));
     }
 }
