@@ -13,8 +13,10 @@
 //! Each flush costs CPU whatever it covers (sled hands the write of its log buffer to its
 //! I/O thread pool, which wakes all of that pool's idle threads, then syncs the file), so
 //! while writers are concurrent the committer gathers them: after a flush that covered
-//! more than one writer, the next one starts no sooner than [`GATHER`] after it started.
-//! A lone writer (each flush covering one) is never held back.
+//! more than one writer (or during which another arrived), the next one starts [`GATHER`]
+//! after it started, or as soon as as many writers wait as the recent flushes covered
+//! (so writers that come straight back, with nothing else to do, are not held). A lone
+//! writer (one covered, none arrived) is never held back.
 
 use std::time::{Duration, Instant};
 
@@ -33,11 +35,36 @@ type FlushResult = Result<(), sled::Error>;
 /// at most 2,000 flushes a second, each covering every writer that arrived meanwhile.
 pub const GATHER: Duration = Duration::from_micros(500);
 
-/// When the flush after one that started at `started` may start, given how many writers
-/// it covered and how many arrived while it ran: at once after a lone writer's (one
-/// covered, none arrived), [`GATHER`] after its start while writers are concurrent.
-fn next_flush_from(started: Instant, covered: usize, arrived: usize) -> Option<Instant> {
-    (covered + arrived > 1).then(|| started + GATHER)
+/// How the committer waits before its next flush while writers are concurrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gather {
+    /// The latest the next flush starts.
+    until: Instant,
+    /// It starts earlier once this many writers wait.
+    enough: usize,
+}
+
+/// How the flush after one that started at `started` waits, given how many writers it
+/// covered and how many arrived while it ran, and `recent`, the batch size recent flushes
+/// reached (updated here): not at all after a lone writer's (one covered, none arrived);
+/// while writers are concurrent, until [`GATHER`] after its start or until as many wait
+/// as recent flushes covered (which follows the largest batch, shrinking by an eighth per
+/// flush that covered fewer).
+fn next_gather(
+    started: Instant,
+    covered: usize,
+    arrived: usize,
+    recent: &mut usize,
+) -> Option<Gather> {
+    if covered + arrived <= 1 {
+        *recent = 0;
+        return None;
+    }
+    *recent = covered.max(*recent - *recent / 8);
+    Some(Gather {
+        until: started + GATHER,
+        enough: (*recent).max(2),
+    })
 }
 
 enum Waiter {
@@ -63,6 +90,9 @@ struct State {
     /// must wake it; while it flushes it looks for waiters again when done, and a wake
     /// (a futex system call per durable write) would be wasted.
     committer_idle: bool,
+    /// The committer is gathering writers until this many wait (or its deadline): the
+    /// writer that makes them this many wakes it.
+    gathering_until: Option<usize>,
     shutdown: bool,
     flushes: u64,
 }
@@ -110,9 +140,9 @@ impl GroupCommit {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiters.push((ticket, waiter));
-        let idle = state.committer_idle;
+        let wake = state.committer_idle || state.gathering_until == Some(state.waiters.len());
         drop(state);
-        if idle {
+        if wake {
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -144,12 +174,24 @@ impl GroupCommit {
 }
 
 fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
-    let mut not_before: Option<Instant> = None;
+    let mut gather: Option<Gather> = None;
+    let mut recent = 0;
     loop {
-        if let Some(wait) = not_before.and_then(|at| at.checked_duration_since(Instant::now())) {
-            std::thread::sleep(wait);
-        }
         let mut state = shared.lock();
+        if let Some(Gather { until, enough }) = gather.take() {
+            state.gathering_until = Some(enough);
+            while state.waiters.len() < enough && !state.shutdown {
+                let Some(left) = until.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                state = shared
+                    .wake
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            state.gathering_until = None;
+        }
         while state.waiters.is_empty() && !state.shutdown {
             state.committer_idle = true;
             state = shared
@@ -177,7 +219,7 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
             .into_iter()
             .partition(|(t, _)| *t < covered);
         state.waiters = waiting;
-        not_before = next_flush_from(started, done.len(), state.waiters.len());
+        gather = next_gather(started, done.len(), state.waiters.len(), &mut recent);
         drop(state);
         for (_, waiter) in done {
             waiter.wake(result.clone());
@@ -200,13 +242,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_flush_of_concurrent_writers_delays_the_next() {
+    fn only_a_flush_of_concurrent_writers_makes_the_next_gather() {
         let started = Instant::now();
-        assert_eq!(next_flush_from(started, 0, 0), None);
-        assert_eq!(next_flush_from(started, 1, 0), None);
-        assert_eq!(next_flush_from(started, 0, 1), None);
-        assert_eq!(next_flush_from(started, 1, 1), Some(started + GATHER));
-        assert_eq!(next_flush_from(started, 2, 0), Some(started + GATHER));
-        assert_eq!(next_flush_from(started, 32, 5), Some(started + GATHER));
+        let mut recent = 9;
+        assert_eq!(next_gather(started, 0, 0, &mut recent), None);
+        assert_eq!(recent, 0, "a lone writer forgets the batch size");
+        assert_eq!(next_gather(started, 1, 0, &mut recent), None);
+        assert_eq!(next_gather(started, 0, 1, &mut recent), None);
+        let gather = |enough| {
+            Some(Gather {
+                until: started + GATHER,
+                enough,
+            })
+        };
+        assert_eq!(next_gather(started, 1, 1, &mut recent), gather(2));
+        assert_eq!(next_gather(started, 2, 0, &mut recent), gather(2));
+        // The largest batch sets how many to wait for, which then shrinks slowly.
+        assert_eq!(next_gather(started, 64, 3, &mut recent), gather(64));
+        assert_eq!(next_gather(started, 10, 0, &mut recent), gather(56));
+        assert_eq!(next_gather(started, 10, 0, &mut recent), gather(49));
+        assert_eq!(next_gather(started, 60, 0, &mut recent), gather(60));
     }
 }
