@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod raw_sled;
+use raw_sled::raw_sled;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::Clock;
 use lipachat_session::export::{export, import};
@@ -255,4 +258,112 @@ async fn bad_seen_lines_are_refused_by_line_and_old_exports_still_import() {
         .unwrap();
     assert_eq!((imported.windows, imported.seen), (1, 0));
     assert_eq!(store.remembered_inbound_ids(), 0);
+}
+
+/// The key both layouts give an id: business then digest.
+fn legacy_id_key(n: usize) -> Vec<u8> {
+    [
+        &chat().business.as_u64().to_be_bytes()[..],
+        id(n).digest().as_bytes(),
+    ]
+    .concat()
+}
+
+/// The expiry tree's key: the end of the memory (sign-flipped) then the id key.
+fn legacy_expiry_key(until: DateTime<Utc>, n: usize) -> Vec<u8> {
+    let ordered = (until.timestamp_millis() as u64) ^ (1 << 63);
+    [&ordered.to_be_bytes()[..], &legacy_id_key(n)].concat()
+}
+
+/// A store whose redelivery memory schema version 1 wrote (a tree by id beside an expiry
+/// tree with empty values) opens with what it remembered, moves it to the expiry-ordered
+/// layout, and says schema version 2 from then on.
+#[tokio::test]
+async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let at = t("2026-11-23T10:00:00Z");
+    let until = at + TimeDelta::days(7);
+    drop(SledStore::open(&path).unwrap());
+    {
+        // What schema version 1 wrote for: id 1 (both trees), id 2 (the tree by id only:
+        // a crash came between the two writes), id 3 (the expiry entry only: forgotten,
+        // a crash came between the two removals), id 4 (both, expired by `at`).
+        let db = raw_sled(&path);
+        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        let by_id = db.open_tree("seen_inbound").unwrap();
+        let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
+        let value = |first: DateTime<Utc>, until: DateTime<Utc>| {
+            [
+                first.timestamp_millis().to_be_bytes(),
+                until.timestamp_millis().to_be_bytes(),
+            ]
+            .concat()
+        };
+        let early = at - TimeDelta::days(8);
+        by_id.insert(legacy_id_key(1), value(at, until)).unwrap();
+        by_id.insert(legacy_id_key(2), value(at, until)).unwrap();
+        by_id
+            .insert(legacy_id_key(4), value(early, early + TimeDelta::days(7)))
+            .unwrap();
+        for (end, n) in [(until, 1), (until, 3), (early + TimeDelta::days(7), 4)] {
+            by_expiry.insert(legacy_expiry_key(end, n), &[]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let later = at + TimeDelta::hours(1);
+    {
+        let store = SledStore::open(&path).unwrap();
+        for n in [1, 2] {
+            assert_eq!(
+                store
+                    .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
+                    .await
+                    .unwrap(),
+                InboundReceipt::Duplicate {
+                    first_received_at: at
+                },
+                "id {n}"
+            );
+        }
+        for n in [3, 4] {
+            let receipt = store
+                .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
+                .await
+                .unwrap();
+            assert!(matches!(receipt, InboundReceipt::Recorded(_)), "id {n}");
+        }
+        let remembered = store.remembered_inbound(later).await.unwrap();
+        assert_eq!(remembered.len(), 4);
+    }
+    {
+        let db = raw_sled(&path);
+        assert_eq!(
+            db.get("schema_version").unwrap().as_deref(),
+            Some(&2u32.to_be_bytes()[..])
+        );
+        assert!(db.open_tree("seen_inbound").unwrap().is_empty());
+        let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
+        assert_eq!(
+            by_expiry
+                .get(legacy_expiry_key(until, 1))
+                .unwrap()
+                .as_deref(),
+            Some(&at.timestamp_millis().to_be_bytes()[..]),
+            "the first-received time moved into the expiry entry"
+        );
+    }
+    // Reopened in the new layout: still remembered.
+    let store = SledStore::open(&path).unwrap();
+    for n in 1..=4 {
+        let receipt = store
+            .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
+            .await
+            .unwrap();
+        assert!(
+            matches!(receipt, InboundReceipt::Duplicate { .. }),
+            "id {n}"
+        );
+    }
+    assert_eq!(store.remembered_inbound_ids(), 4);
 }

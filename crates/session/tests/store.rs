@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod raw_sled;
+use raw_sled::raw_sled;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -56,22 +59,6 @@ async fn second_open_is_refused_as_in_use() {
     SledStore::open(&path).expect("reopens once the first handle is gone");
 }
 
-/// Opens the database with sled itself, retrying briefly: a store just dropped may still
-/// hold sled's lock for a moment while its background threads stop.
-fn raw_sled(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match sled::open(path) {
-            Ok(db) => return db,
-            Err(error) if std::time::Instant::now() < deadline => {
-                eprintln!("sled still locked ({error}); retrying");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("sled cannot open {}: {error}", path.display()),
-        }
-    }
-}
-
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +72,7 @@ fn newer_schema_is_refused() {
     match SledStore::open(&path) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 1,
+            supported: 2,
             ..
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
@@ -724,4 +711,54 @@ async fn an_instrumented_store_strikes_the_chosen_call_as_chosen() {
         store.order(),
         ["record_inbound", "record_inbound", "window", "count"]
     );
+}
+
+/// Concurrent durable writers share flushes: while more than one waits, the committer
+/// gathers them (up to 500 µs, or until as many wait as recent flushes covered) instead
+/// of flushing again as soon as one arrives; a lone writer's records each get their own
+/// flush at once.
+#[test]
+fn concurrent_durable_writers_share_flushes_and_a_lone_writer_is_not_held_back() {
+    const THREADS: u64 = 16;
+    const EACH: u64 = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let at = Utc::now() - TimeDelta::hours(1);
+    let before = store.group_commit_flushes();
+    let writers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..EACH {
+                    let customer = (254_700_000_000 + thread * EACH + n).to_string();
+                    let conversation = Conversation::parse("254110090747", &customer).unwrap();
+                    store.record_inbound_blocking(conversation, at).unwrap();
+                    // Each writer does other work between records (a request to answer),
+                    // for different times, so they arrive spread out.
+                    std::thread::sleep(std::time::Duration::from_micros(100 * (thread % 5 + 1)));
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let concurrent = store.group_commit_flushes() - before;
+    // Flushing whenever one waits gives a flush per one to three of these records.
+    assert!(
+        concurrent <= THREADS * EACH / 4,
+        "{concurrent} flushes for {} concurrent records",
+        THREADS * EACH
+    );
+
+    let before = store.group_commit_flushes();
+    for n in 0..20 {
+        store
+            .record_inbound_blocking(
+                Conversation::parse("254110090747", &format!("25471000{n:04}")).unwrap(),
+                at,
+            )
+            .unwrap();
+    }
+    assert_eq!(store.group_commit_flushes() - before, 20);
 }

@@ -1,4 +1,6 @@
-//! The on-disk encoding (schema version 1): fixed-width big-endian binary.
+//! The on-disk encoding (schema version 2): fixed-width big-endian binary. Version 2
+//! changed only the redelivery memory's layout (see `seen`); a version 1 store is moved
+//! to it at open.
 //!
 //! | tree          | key                                   | value                                        |
 //! |---------------|---------------------------------------|----------------------------------------------|
@@ -16,7 +18,7 @@ use crate::window::to_millis;
 use crate::{Conversation, MessageId, WindowRecord};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// The default tree's key holding the schema version.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The default tree's key the health check writes (the time of its last write, epoch

@@ -9,6 +9,16 @@
 //! Before each flush the committer writes the next checkpoint mark into sled, and after
 //! it records that mark in `lipachat.durable` (see `integrity`): O(1) per flush, nothing
 //! per write.
+//!
+//! Each flush costs CPU whatever it covers (sled hands the write of its log buffer to its
+//! I/O thread pool, which wakes all of that pool's idle threads, then syncs the file), so
+//! while writers are concurrent the committer gathers them: after a flush that covered
+//! more than one writer (or during which another arrived), the next one starts [`GATHER`]
+//! after it started, or as soon as as many writers wait as the recent flushes covered
+//! (so writers that come straight back, with nothing else to do, are not held). A lone
+//! writer (one covered, none arrived) is never held back.
+
+use std::time::{Duration, Instant};
 
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -20,6 +30,42 @@ use super::Checkpoint;
 use crate::StoreError;
 
 type FlushResult = Result<(), sled::Error>;
+
+/// While writers are concurrent, the shortest time from one flush's start to the next's:
+/// at most 2,000 flushes a second, each covering every writer that arrived meanwhile.
+pub const GATHER: Duration = Duration::from_micros(500);
+
+/// How the committer waits before its next flush while writers are concurrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gather {
+    /// The latest the next flush starts.
+    until: Instant,
+    /// It starts earlier once this many writers wait.
+    enough: usize,
+}
+
+/// How the flush after one that started at `started` waits, given how many writers it
+/// covered and how many arrived while it ran, and `recent`, the batch size recent flushes
+/// reached (updated here): not at all after a lone writer's (one covered, none arrived);
+/// while writers are concurrent, until [`GATHER`] after its start or until as many wait
+/// as recent flushes covered (which follows the largest batch, shrinking by an eighth per
+/// flush that covered fewer).
+fn next_gather(
+    started: Instant,
+    covered: usize,
+    arrived: usize,
+    recent: &mut usize,
+) -> Option<Gather> {
+    if covered + arrived <= 1 {
+        *recent = 0;
+        return None;
+    }
+    *recent = covered.max(*recent - *recent / 8);
+    Some(Gather {
+        until: started + GATHER,
+        enough: (*recent).max(2),
+    })
+}
 
 enum Waiter {
     Async(oneshot::Sender<FlushResult>),
@@ -44,6 +90,9 @@ struct State {
     /// must wake it; while it flushes it looks for waiters again when done, and a wake
     /// (a futex system call per durable write) would be wasted.
     committer_idle: bool,
+    /// The committer is gathering writers until this many wait (or its deadline): the
+    /// writer that makes them this many wakes it.
+    gathering_until: Option<usize>,
     shutdown: bool,
     flushes: u64,
 }
@@ -91,9 +140,9 @@ impl GroupCommit {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiters.push((ticket, waiter));
-        let idle = state.committer_idle;
+        let wake = state.committer_idle || state.gathering_until == Some(state.waiters.len());
         drop(state);
-        if idle {
+        if wake {
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -125,8 +174,24 @@ impl GroupCommit {
 }
 
 fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
+    let mut gather: Option<Gather> = None;
+    let mut recent = 0;
     loop {
         let mut state = shared.lock();
+        if let Some(Gather { until, enough }) = gather.take() {
+            state.gathering_until = Some(enough);
+            while state.waiters.len() < enough && !state.shutdown {
+                let Some(left) = until.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                state = shared
+                    .wake
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            state.gathering_until = None;
+        }
         while state.waiters.is_empty() && !state.shutdown {
             state.committer_idle = true;
             state = shared
@@ -140,6 +205,7 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
         }
         let covered = state.next_ticket;
         drop(state);
+        let started = Instant::now();
         let result = checkpoint
             .before_flush(db)
             .and_then(|mark| db.flush().map(|_| mark));
@@ -153,6 +219,7 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
             .into_iter()
             .partition(|(t, _)| *t < covered);
         state.waiters = waiting;
+        gather = next_gather(started, done.len(), state.waiters.len(), &mut recent);
         drop(state);
         for (_, waiter) in done {
             waiter.wake(result.clone());
@@ -167,5 +234,33 @@ impl Drop for GroupCommit {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_flush_of_concurrent_writers_makes_the_next_gather() {
+        let started = Instant::now();
+        let mut recent = 9;
+        assert_eq!(next_gather(started, 0, 0, &mut recent), None);
+        assert_eq!(recent, 0, "a lone writer forgets the batch size");
+        assert_eq!(next_gather(started, 1, 0, &mut recent), None);
+        assert_eq!(next_gather(started, 0, 1, &mut recent), None);
+        let gather = |enough| {
+            Some(Gather {
+                until: started + GATHER,
+                enough,
+            })
+        };
+        assert_eq!(next_gather(started, 1, 1, &mut recent), gather(2));
+        assert_eq!(next_gather(started, 2, 0, &mut recent), gather(2));
+        // The largest batch sets how many to wait for, which then shrinks slowly.
+        assert_eq!(next_gather(started, 64, 3, &mut recent), gather(64));
+        assert_eq!(next_gather(started, 10, 0, &mut recent), gather(56));
+        assert_eq!(next_gather(started, 10, 0, &mut recent), gather(49));
+        assert_eq!(next_gather(started, 60, 0, &mut recent), gather(60));
     }
 }

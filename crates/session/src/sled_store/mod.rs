@@ -390,7 +390,7 @@ impl SledStore {
                 .flush_every_ms(Some(interval.as_millis().clamp(1, u64::MAX.into()) as u64)),
         };
         let db = open_sled(&sled_config, &path)?;
-        check_schema(&db, &path)?;
+        let stored_schema = check_schema(&db, &path)?;
         let windows = db.open_tree("windows")?;
         let index = Index::default();
         let mut skipped_keys = 0;
@@ -535,6 +535,13 @@ impl SledStore {
         if matches!(found, Found::Unmarked) {
             directory::write_marker(&path)?;
         }
+        // Moves an older layout's redelivery memory (see `seen`), then says the store is
+        // in this build's layout: a build that reads only the older one refuses it.
+        let seen = SeenIds::open(&db)?;
+        if stored_schema < SCHEMA_VERSION {
+            db.insert(codec::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            db.flush()?;
+        }
         let checkpoint = Arc::new(Checkpoint {
             mark: AtomicU64::new(mark),
             durable,
@@ -562,7 +569,7 @@ impl SledStore {
                 identities: track(identities, 4),
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
-                seen: SeenIds::open(&db)?,
+                seen,
                 consent: consent::ConsentTrees::new(consent_trees, &path)?,
                 back_off: back_off::BackOffTree::new(track(back_off_tree, TREE_COUNT - 1)),
                 outcome_book: outcomes::OutcomeBook::default(),
@@ -797,7 +804,9 @@ fn open_sled(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError>
     }
 }
 
-fn check_schema(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
+/// Refuses a store of a newer schema; writes this build's version into a new one. Returns
+/// the version the store held (this build's, for a new one).
+fn check_schema(db: &sled::Db, path: &Path) -> Result<u32, StoreError> {
     match db.get(codec::SCHEMA_KEY)? {
         Some(bytes) => {
             let found = <[u8; 4]>::try_from(bytes.as_ref())
@@ -814,12 +823,12 @@ fn check_schema(db: &sled::Db, path: &Path) -> Result<(), StoreError> {
                     supported: SCHEMA_VERSION,
                 });
             }
-            Ok(())
+            Ok(found)
         }
         None => {
             db.insert(codec::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;
-            Ok(())
+            Ok(SCHEMA_VERSION)
         }
     }
 }
@@ -845,15 +854,15 @@ impl WindowStore for SledStore {
     ) -> Result<InboundReceipt, StoreError> {
         let receipt = {
             let seen = &self.inner.seen;
-            let guard = seen.lock();
-            match seen.check(&guard, conversation.business, id, received_at)? {
+            let mut memory = seen.lock();
+            match seen.check(&memory, conversation.business, id, received_at) {
                 Sighting::Seen(first_received_at) => {
                     InboundReceipt::Duplicate { first_received_at }
                 }
                 Sighting::New => {
                     let update = self.apply_inbound(conversation, at)?;
                     seen.remember(
-                        &guard,
+                        &mut memory,
                         conversation.business,
                         id,
                         received_at,
@@ -870,8 +879,8 @@ impl WindowStore for SledStore {
             // it again: that copy must not be taken for a duplicate of this one.
             if matches!(receipt, InboundReceipt::Recorded(_)) {
                 let seen = &self.inner.seen;
-                let guard = seen.lock();
-                if let Err(forget) = seen.forget(&guard, conversation.business, id) {
+                let mut memory = seen.lock();
+                if let Err(forget) = seen.forget(&mut memory, conversation.business, id) {
                     tracing::warn!(%conversation, %id, error = %forget, "could not forget an inbound id after a failed flush");
                 }
             }
@@ -884,7 +893,7 @@ impl WindowStore for SledStore {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<RememberedInbound>, StoreError> {
-        self.inner.seen.remembered(now)
+        Ok(self.inner.seen.remembered(now))
     }
 
     async fn remember_inbound(
@@ -894,8 +903,8 @@ impl WindowStore for SledStore {
     ) -> Result<bool, StoreError> {
         let inserted = {
             let seen = &self.inner.seen;
-            let guard = seen.lock();
-            seen.insert(&guard, entry, now)?
+            let mut memory = seen.lock();
+            seen.insert(&mut memory, entry, now)?
         };
         self.durable().await?;
         Ok(inserted)
