@@ -10,11 +10,11 @@
 mod common;
 
 use chrono::TimeDelta;
-use common::consent_bot::{Bot, business, sled_bot};
+use common::consent_bot::{Bot, business, promo, sled_bot};
 use lipachat_api::TextMessage;
 use lipachat_api::webhook::WebhookParser;
 use lipachat_policy::consent::Withholding;
-use lipachat_policy::{SendOutcome, SendRequest, WebhookOutcome};
+use lipachat_policy::{SendOutcome, SendRequest, TemplateOutcome, TemplateRequest, WebhookOutcome};
 use lipachat_session::{Clock, ConsentStore, Conversation, IdentityStore, PhoneNumber, Store};
 use lipachat_testkit::MessageKind;
 use serde_json::{Value, json};
@@ -165,4 +165,98 @@ async fn a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number()
         on_second.back_off_until, on_first.back_off_until,
         "the second number knows the same user by the user id: the back-off is theirs"
     );
+}
+
+/// A failed 131049 status on `to` for our message `wa_id`, naming the recipient by the
+/// user id alone.
+async fn limit_status_for<S: Store>(bot: &Bot<S>, to: PhoneNumber, wa_id: &str) {
+    receive(
+        bot,
+        envelope_for(
+            to,
+            "messages",
+            json!({"statuses": [{"id": wa_id, "status": "failed",
+                "timestamp": bot.clock.now().timestamp().to_string(),
+                "recipient_user_id": USER,
+                "errors": [{"code": 131_049, "title": "limit"}]}]}),
+        ),
+    )
+    .await;
+}
+
+/// A marketing template to the phone from `from`.
+async fn promo_from<S: Store>(bot: &Bot<S>, from: PhoneNumber) -> TemplateOutcome {
+    bot.messenger
+        .send_template(TemplateRequest::new(
+            Conversation::new(from, phone()),
+            promo(),
+        ))
+        .await
+        .unwrap()
+}
+
+fn sent_wa_id(outcome: &TemplateOutcome) -> String {
+    let TemplateOutcome::Sent(sent) = outcome else {
+        panic!("expected the marketing template to go: {outcome:?}");
+    };
+    sent.receipt.wa_id.clone().unwrap()
+}
+
+/// The bot sends a marketing template to the phone (the customer never wrote to it; it
+/// has never seen their user id). WhatsApp's failed status for that message, naming the
+/// recipient by the user id alone, carries 131049. The next marketing template to the
+/// phone from any number must be withheld.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hole: a 131049 status naming our message's wamid and only recipient_user_id (a user id the store never saw) is dropped: status_conversation finds no conversation, and the next marketing template to the phone goes"]
+async fn a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept() {
+    let (bot, _dir) = sled_bot().await;
+    let first = promo_from(&bot, business()).await;
+    let wa_id = sent_wa_id(&first);
+    limit_status_for(&bot, business(), &wa_id).await;
+    bot.clock.advance(TimeDelta::minutes(1));
+    let (requests, sent) = (bot.gateway.request_count(), templates(&bot));
+    let again = promo_from(&bot, business()).await;
+    assert!(
+        matches!(
+            again,
+            TemplateOutcome::Withheld {
+                reason: Withholding::MarketingLimit { .. },
+                refused_by_gateway: false,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(bot.gateway.request_count(), requests, "nothing was sent");
+    assert_eq!(templates(&bot), sent);
+}
+
+/// As above, but the customer once wrote to that number by the user id alone (the store
+/// has a handle for the user id, and no alias on that number): the 131049 for our
+/// message to the phone lands on the user's handle, not on the phone the message went
+/// to; the next marketing template to the phone must still be withheld.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "hole: a 131049 status for our message to a phone, naming only a user id the number knows without an alias, is recorded on the user's handle, so the next marketing template to the phone goes"]
+async fn a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone() {
+    let (mut bot, _dir) = sled_bot().await;
+    text_to(&mut bot, business(), false).await;
+    let first = promo_from(&bot, business()).await;
+    let wa_id = sent_wa_id(&first);
+    limit_status_for(&bot, business(), &wa_id).await;
+    bot.clock.advance(TimeDelta::minutes(1));
+    let (requests, sent) = (bot.gateway.request_count(), templates(&bot));
+    let again = promo_from(&bot, business()).await;
+    assert!(
+        matches!(
+            again,
+            TemplateOutcome::Withheld {
+                reason: Withholding::MarketingLimit { .. },
+                refused_by_gateway: false,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert_eq!(bot.gateway.request_count(), requests, "nothing was sent");
+    assert_eq!(templates(&bot), sent);
 }
