@@ -10,11 +10,12 @@
 mod common;
 
 use chrono::TimeDelta;
-use common::consent_bot::{Bot, business, promo, sled_bot};
+use common::consent_bot::{Bot, business, promo, redis_bot, sled_bot};
 use lipachat_api::TextMessage;
 use lipachat_api::webhook::WebhookParser;
 use lipachat_policy::consent::Withholding;
 use lipachat_policy::{SendOutcome, SendRequest, TemplateOutcome, TemplateRequest, WebhookOutcome};
+use lipachat_redis::test_server::RedisServer;
 use lipachat_session::{Clock, ConsentStore, Conversation, IdentityStore, PhoneNumber, Store};
 use lipachat_testkit::MessageKind;
 use serde_json::{Value, json};
@@ -259,4 +260,81 @@ async fn a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds
     );
     assert_eq!(bot.gateway.request_count(), requests, "nothing was sent");
     assert_eq!(templates(&bot), sent);
+}
+
+/// Two replicas on one Redis: the first sends a marketing template from the first
+/// number, and LipaChat's own status callback (naming only our `messageId`, the code
+/// only in `statusDesc` text) reports 131049 to the first replica. The second replica's
+/// marketing template to the same phone from the second number is withheld, nothing
+/// sent. Skipped without `redis-server` (unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lipachat_131049_status_desc_on_one_replica_holds_on_the_other_replicas_number() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let first = redis_bot(&server, "desc").await;
+    let second = redis_bot(&server, "desc").await;
+    let id = lipachat_api::MessageId::new();
+    let sent = first
+        .messenger
+        .send_template(
+            TemplateRequest::new(Conversation::new(business(), phone()), promo()).message_id(id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.name(), "sent", "{sent:?}");
+    receive(
+        &first,
+        json!({"event": "MESSAGE_STATUS", "messageStatus": {"messageId": id.to_string(),
+            "status": "FAILED", "statusDesc": "(#131049) This message was not delivered to maintain healthy ecosystem engagement."}}),
+    )
+    .await;
+    second.clock.advance(TimeDelta::minutes(1));
+    let withheld = promo_from(&second, second_business()).await;
+    assert!(
+        matches!(
+            withheld,
+            TemplateOutcome::Withheld {
+                reason: Withholding::MarketingLimit { .. },
+                refused_by_gateway: false,
+                ..
+            }
+        ),
+        "{withheld:?}"
+    );
+    assert_eq!(second.gateway.request_count(), 0, "nothing was sent");
+}
+
+/// An unreadable stored back-off (the customer's key on Redis holds `soon`): a marketing
+/// template to that customer from any number fails with a typed error naming the
+/// customer and never reaches the gateway. Skipped without `redis-server` (unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_back_off_on_redis_fails_closed_through_the_messenger() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let bot = redis_bot(&server, "garbled").await;
+    let key = lipachat_redis::KeyLayout::new("garbled").back_off(phone().into());
+    server.cli(&["SET", &key, "soon"]).unwrap();
+    for from in [business(), second_business()] {
+        let result = bot
+            .messenger
+            .send_template(TemplateRequest::new(
+                Conversation::new(from, phone()),
+                promo(),
+            ))
+            .await;
+        let error = result.expect_err("an unreadable back-off must not let the template go");
+        let text = format!("{error:?} {error}");
+        assert!(text.contains("CorruptBackOff"), "{text}");
+        assert!(
+            text.contains(&phone().digits()),
+            "names the customer: {text}"
+        );
+    }
+    assert_eq!(
+        bot.gateway.request_count(),
+        0,
+        "nothing reached the gateway"
+    );
 }
