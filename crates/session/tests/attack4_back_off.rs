@@ -82,3 +82,26 @@ async fn a_long_configured_back_off_still_lets_the_export_import() {
         Some(until)
     );
 }
+
+/// A version 3 export whose `consent` line for a group carries `back_off_until` (a
+/// release that kept the back-off per conversation could store one for a group's
+/// conversation): it imports, or is refused; if it imports, the new store's own export
+/// must import again.
+#[tokio::test]
+#[ignore = "hole: a version 3 consent line for a group with back_off_until imports as the group's customer back-off, and the store's next export then fails to import (a back_off line naming a group)"]
+async fn a_version_3_group_consent_with_a_back_off_leaves_an_importable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now() - TimeDelta::hours(1);
+    let rfc = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let version_3 = format!(
+        "{{\"kind\":\"header\",\"format\":\"lipachat-session-export\",\"version\":3}}\n{{\"kind\":\"group\",\"group_id\":\"120363025246125486@g.us\"}}\n{{\"kind\":\"consent\",\"business\":\"{}\",\"group_id\":\"120363025246125486@g.us\",\"opted_out\":false,\"changed_at\":\"{}\",\"back_off_until\":\"{}\"}}\n",
+        business(),
+        rfc(t0),
+        rfc(t0 + TimeDelta::hours(24))
+    );
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    if import(&store, version_3.as_bytes()).await.is_err() {
+        return;
+    }
+    round_trip(&store, dir.path()).await;
+}
