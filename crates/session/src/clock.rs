@@ -14,7 +14,9 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// Whether this is the operating system's clock ([`SystemClock`]), whose readings a
     /// store on a shared server may replace with the server's own clock (the Redis
     /// messaging limit count does, [`crate::CountTime`]). Any other clock's times are
-    /// used as they are. `false` unless a clock says otherwise.
+    /// used as they are. `false` unless a clock says otherwise: a wrapper whose `now` is
+    /// the system clock's (one that logs each reading, say) should forward this, or
+    /// its counts on a shared server are its own times and replica skew moves them.
     fn is_system(&self) -> bool {
         false
     }

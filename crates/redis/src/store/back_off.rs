@@ -19,9 +19,25 @@ use crate::connection::{Eval, Retry};
 /// How long a back-off key outlives the later of its end and the server's clock.
 pub(super) const BACK_OFF_KEPT: TimeDelta = TimeDelta::days(7);
 
-/// Lua: whether a stored back-off reads as epoch milliseconds, and the server's clock.
-const BACK_OFF_LUA: &str = r"
-local function readable(v) return v and string.match(v, '^%-?%d+$') end
+/// Lua: whether a stored back-off reads as epoch milliseconds the store can decode
+/// (digits, within the range of times [`back_off_of`] reads: a longer number, or one
+/// past the last time there is, is as unreadable to the scripts as to the store), and
+/// the server's clock.
+fn back_off_lua() -> String {
+    format!(
+        r"
+local function readable(v)
+  if not (v and string.match(v, '^[%+%-]?%d+$')) then return false end
+  local n = tonumber(v)
+  return n >= {} and n <= {}
+end{STORE_LUA}",
+        DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+        DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+    )
+}
+
+/// Lua: writes a back-off end with its expiry (see the module documentation).
+const STORE_LUA: &str = r"
 local function store(key, ends, kept)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,7 +49,8 @@ end
 /// the back-off. ARGV: end ms, kept ms. Returns the end now stored.
 static EXTEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{BACK_OFF_LUA}{}",
+        "{}{}",
+        back_off_lua(),
         r"
 local v = redis.call('GET', KEYS[1])
 if readable(v) and tonumber(v) >= tonumber(ARGV[1]) then return v end
@@ -49,7 +66,8 @@ return ARGV[1]
 /// `{3, text}` the target unreadable (nothing written for either).
 static CARRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{BACK_OFF_LUA}{}",
+        "{}{}",
+        back_off_lua(),
         r"
 local s = redis.call('GET', KEYS[1])
 if not s then return {0, ''} end

@@ -28,3 +28,13 @@ pub async fn conversations_with_windows(store: &RedisStore) -> Vec<Conversation>
     found.sort();
     found
 }
+
+/// A plain connection to the server at `url`, for writing what the store would not
+/// (an unreadable value) and reading what it wrote.
+pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap_or_else(|error| panic!("a client for {url}: {error}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|error| panic!("connecting to {url}: {error}"))
+}
