@@ -28,7 +28,10 @@ pub struct ConsentConfig {
     /// Inbound texts that opt a customer back in.
     pub start_keywords: Vec<String>,
     /// How long no marketing template goes after a 131049 (the platform publishes no
-    /// number; 24 hours is our choice).
+    /// number; 24 hours is our choice). Taken as at most 30 days
+    /// ([`lipachat_session::export::MAX_IMPORTED_BACK_OFF`], the longest a store keeps,
+    /// so that every back-off survives an export and import) and at least zero
+    /// ([`ConsentConfig::back_off`]).
     pub marketing_back_off: TimeDelta,
 }
 
@@ -43,6 +46,24 @@ impl Default for ConsentConfig {
 }
 
 impl ConsentConfig {
+    /// The back-off after a 131049 as applied: [`ConsentConfig::marketing_back_off`]
+    /// within zero and 30 days.
+    ///
+    /// ```
+    /// use chrono::TimeDelta;
+    /// use lipachat_policy::consent::ConsentConfig;
+    ///
+    /// let long = ConsentConfig { marketing_back_off: TimeDelta::days(45), ..ConsentConfig::default() };
+    /// assert_eq!(long.back_off(), TimeDelta::days(30));
+    /// assert_eq!(ConsentConfig::default().back_off(), TimeDelta::hours(24));
+    /// ```
+    pub fn back_off(&self) -> TimeDelta {
+        self.marketing_back_off.clamp(
+            TimeDelta::zero(),
+            lipachat_session::export::MAX_IMPORTED_BACK_OFF,
+        )
+    }
+
     /// Whether an inbound message is an opt-out (`Some(true)`), an opt-in (`Some(false)`)
     /// or neither: a text, or a button reply (a template's quick-reply button, or an
     /// interactive reply button) whose text or payload (id) is a keyword, each read by

@@ -242,7 +242,7 @@ pub async fn record_marketing_refusal<S: Store>(
             Withholding::OptedOut
         }
         _ => {
-            let until = saturating_add(at, consent.marketing_back_off);
+            let until = saturating_add(at, consent.back_off());
             warn!(%conversation, %until, "per-user marketing limit (131049): no marketing template until the back-off ends");
             let stored = store.extend_back_off(conversation, until).await?;
             Withholding::MarketingLimit {

@@ -78,16 +78,18 @@ async fn a_back_off_only_the_scripts_can_read_is_replaced_by_a_new_131049() {
     }
 }
 
-/// Back-off ends at the last and first instants there are (a 131049 recorded with a
-/// clock far ahead saturates at the last): stored, read back to the millisecond through
-/// both numbers, never shortened by a later 131049, and the first never lengthens a
-/// stored one. On Redis and on sled alike.
+/// Back-off ends at the furthest a store keeps (29 days ahead; one at the last instant
+/// there is, as a 131049 recorded with a clock far ahead saturates at, is refused with
+/// `StoreError::InvalidBackOff`, since an import would refuse it) and at the first
+/// instant there is: stored, read back to the millisecond through both numbers, never
+/// shortened by a later 131049, and the first never lengthens a stored one. On Redis and
+/// on sled alike.
 async fn extreme_ends<S: Store>(store: &S) {
     let (limited, elsewhere) = (
         Conversation::new(first(), customer(3)),
         Conversation::new(second(), customer(3)),
     );
-    let last = truncate_to_millis(DateTime::<Utc>::MAX_UTC);
+    let last = truncate_to_millis(now() + TimeDelta::days(29));
     let earliest = truncate_to_millis(DateTime::<Utc>::MIN_UTC);
     let other = Conversation::new(first(), customer(4));
     assert_eq!(
@@ -106,6 +108,15 @@ async fn extreme_ends<S: Store>(store: &S) {
         .extend_back_off(limited, now() + TimeDelta::hours(24))
         .await
         .unwrap();
+    assert!(
+        matches!(
+            store
+                .extend_back_off(limited, DateTime::<Utc>::MAX_UTC)
+                .await,
+            Err(StoreError::InvalidBackOff { .. })
+        ),
+        "a back-off at the last instant is refused"
+    );
     assert_eq!(
         store
             .extend_back_off(limited, last)
@@ -145,7 +156,7 @@ async fn back_off_ends_at_the_edges_of_time_round_trip_and_are_never_shortened()
     };
     let store = common::store_at(&server.url(), "edges").await;
     extreme_ends(&store).await;
-    // The key of the last instant expires a week after it (never before the end).
+    // The key of the furthest back-off expires a week after it (never before the end).
     let ttl: i64 = redis::cmd("PTTL")
         .arg(KeyLayout::new("edges").back_off(customer(3).into()))
         .query_async(&mut common::raw_connection(&server.url()).await)
@@ -159,7 +170,7 @@ async fn back_off_ends_at_the_edges_of_time_round_trip_and_are_never_shortened()
         .unwrap_or(-3);
     if expires_at >= 0 {
         assert!(
-            expires_at >= DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+            expires_at >= (now() + TimeDelta::days(29)).timestamp_millis(),
             "{expires_at}"
         );
     }

@@ -45,6 +45,29 @@ pub fn back_off_of(customer: Customer, text: &str) -> Result<DateTime<Utc>, Stor
     decode_back_off(text).map_err(|detail| StoreError::CorruptBackOff { customer, detail })
 }
 
+/// Checks a back-off a caller asks a store to keep ([`StoreError::InvalidBackOff`] when
+/// it is not one a store keeps): a person's (a group never gets a template, so it has no
+/// per-user marketing limit), ending at most [`MAX_IMPORTED_BACK_OFF`] after the system
+/// clock's now. The same bound an import applies, so every back-off a store keeps
+/// survives its export and import.
+///
+/// [`MAX_IMPORTED_BACK_OFF`]: crate::export::MAX_IMPORTED_BACK_OFF
+pub fn check_back_off(customer: Customer, until: DateTime<Utc>) -> Result<(), StoreError> {
+    let refused = |detail: String| Err(StoreError::InvalidBackOff { customer, detail });
+    if customer.group().is_some() {
+        return refused("a group has no per-user marketing limit; a back-off is a person's".into());
+    }
+    let bound = crate::export::MAX_IMPORTED_BACK_OFF;
+    if until > Utc::now() + bound {
+        return refused(format!(
+            "it ends {}, more than {} days ahead; no 131049 back-off runs that long",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            bound.num_days()
+        ));
+    }
+    Ok(())
+}
+
 /// The later of a stored back-off end and `until` (to the millisecond): a back-off is
 /// only ever extended.
 pub fn extended_back_off(stored: Option<DateTime<Utc>>, until: DateTime<Utc>) -> DateTime<Utc> {

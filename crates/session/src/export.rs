@@ -840,7 +840,11 @@ pub async fn import_with_limit<S: Store>(
                         .await?;
                 }
                 // Kept per customer now, whatever version wrote it.
-                if let Some(until) = optional_time(back_off_until.as_deref(), number)? {
+                // A release that kept the back-off per conversation could keep one for a
+                // group's; a group has no per-user marketing limit, so it is not imported.
+                if let Some(until) = optional_time(back_off_until.as_deref(), number)?
+                    .filter(|_| conversation.customer.group().is_none())
+                {
                     store.extend_back_off(conversation, until).await?;
                 }
                 transfer.consents += 1;

@@ -92,6 +92,16 @@ pub enum StoreError {
         /// What was wrong with it.
         detail: String,
     },
+    /// A back-off a store was asked to keep is not one it keeps
+    /// ([`crate::back_off::check_back_off`]): a group's, or one ending more than 30 days
+    /// ahead; nothing was written.
+    #[error("marketing back-off of customer {customer} refused: {detail}")]
+    InvalidBackOff {
+        /// The customer the back-off was for.
+        customer: Customer,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A conversation's outbox already holds as many messages as allowed.
     #[error(
         "outbox for {conversation} is full ({limit} messages waiting for the customer's reply)"

@@ -141,6 +141,7 @@ impl RedisStore {
         customer: Customer,
         until: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
+        lipachat_session::back_off::check_back_off(customer, until)?;
         let now: String = self
             .inner
             .connection

@@ -71,6 +71,7 @@ impl SledStore {
         customer: Customer,
         until: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
+        crate::back_off::check_back_off(customer, until)?;
         let (now, wrote) = {
             let tree = self.back_off_tree();
             let _guard = tree.lock.lock().unwrap_or_else(PoisonError::into_inner);
