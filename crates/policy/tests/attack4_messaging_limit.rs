@@ -1,9 +1,9 @@
 //! Attacks on the Redis messaging limit count's time (`CountTime`): messengers on the
 //! system clock (`Sessions`' default) as replicas on one real `redis-server`, sending
 //! from two numbers of one portfolio to many customers at once over the smallest tier;
-//! a wrapper clock around the system clock (which does not say it is the system clock)
-//! counts at its own time, as documented; and a replica on such a wrapper, running
-//! ahead, shares the portfolio's count with a replica on the system clock. Skipped when
+//! a wrapper clock around the system clock (which does not say it is simulated) counts
+//! on the server's clock; and a replica on such a wrapper, running ahead, shares the
+//! portfolio's count with a replica on the system clock without doubling the tier. Skipped when
 //! `redis-server` is missing (unless `REQUIRE_REDIS=1`).
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
@@ -43,8 +43,8 @@ fn config() -> PolicyConfig {
         )
 }
 
-/// The system clock, wrapped and moved by `offset`: it does not say it is the system
-/// clock (`Clock::is_system` is the trait's default, false).
+/// The system clock, wrapped and moved by `offset`: it does not say it is simulated
+/// (`Clock::is_simulated` is the trait's default, false), so it is taken as real time.
 #[derive(Debug)]
 struct WrappedSystemClock {
     offset: TimeDelta,
@@ -135,11 +135,11 @@ async fn two_replicas_on_the_system_clock_reach_exactly_the_tier() {
     assert_eq!(counted, 250);
 }
 
-/// A wrapper around the system clock is not the system clock: as documented, its
-/// count is kept at its own time, not the server's. Its clock runs 3 hours behind, so
-/// the customer's count ends 21 hours from now (the server's time would end it in 24).
+/// A wrapper around the system clock reads real time (it does not say it is
+/// simulated): its count is kept at the server's time, not its own. Its clock runs 3
+/// hours behind, yet the customer's count ends 24 hours from now, not 21.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrapped_system_clock_counts_at_its_own_time() {
+async fn a_wrapped_system_clock_counts_on_the_servers_clock() {
     let Some(server) = RedisServer::start() else {
         return;
     };
@@ -152,7 +152,7 @@ async fn a_wrapped_system_clock_counts_at_its_own_time() {
         common::quick_client(&gateway),
         config(),
     );
-    assert!(!messenger.sessions().clock().is_system());
+    assert!(!messenger.sessions().clock().is_simulated());
     messenger
         .send(SendRequest::text(
             Conversation::new(number(0), customer(1)),
@@ -166,20 +166,21 @@ async fn a_wrapped_system_clock_counts_at_its_own_time() {
         CountTime::Given(Utc::now() + TimeDelta::hours(hours) + TimeDelta::minutes(minutes))
     };
     let span = MessagingLimits::SPAN;
-    assert_eq!(store.reached("p", at(20, 50), span).await.unwrap(), 1);
     assert_eq!(
         store.reached("p", at(21, 10), span).await.unwrap(),
-        0,
-        "the count was stamped with the wrapper's time (3 hours behind)"
+        1,
+        "the count was stamped with the wrapper's time (3 hours behind), not the server's"
     );
+    assert_eq!(store.reached("p", at(23, 50), span).await.unwrap(), 1);
+    assert_eq!(store.reached("p", at(24, 10), span).await.unwrap(), 0);
 }
 
 /// One replica on the system clock, one on a wrapper around it running 25 hours ahead
-/// (a wrapper does not say it is the system clock, so its counts are kept at its own
+/// (a wrapper does not say it is simulated, so its counts are kept at the server's
 /// time). Each sends to 250 different customers: the portfolio must still reach no
-/// more than 250 in a real 24 hours.
+/// more than 250 in a real 24 hours. (When clocks had to say they were the system
+/// clock, the wrapper's counts were kept at its own time and 500 got through.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole (documented as given-time behaviour): a replica on a wrapped system clock 25 hours ahead prunes the system-clock replica's counts, and the portfolio reaches 500 customers against a tier of 250"]
 async fn a_replica_on_a_wrapped_clock_ahead_cannot_double_the_tier() {
     let Some(server) = RedisServer::start() else {
         return;

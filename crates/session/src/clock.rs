@@ -11,13 +11,14 @@ pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
 
-    /// Whether this is the operating system's clock ([`SystemClock`]), whose readings a
-    /// store on a shared server may replace with the server's own clock (the Redis
-    /// messaging limit count does, [`crate::CountTime`]). Any other clock's times are
-    /// used as they are. `false` unless a clock says otherwise: a wrapper whose `now` is
-    /// the system clock's (one that logs each reading, say) should forward this, or
-    /// its counts on a shared server are its own times and replica skew moves them.
-    fn is_system(&self) -> bool {
+    /// Whether this clock's times are simulated (a [`ManualClock`] in a test or a
+    /// simulation) rather than read from real time. A store on a shared server may
+    /// replace a real clock's readings with the server's own clock (the Redis messaging
+    /// limit count does, [`crate::CountTime`]), so that replicas whose clocks differ or
+    /// step count alike; a simulated clock's times are used as they are. `false` unless
+    /// a clock says otherwise, so a clock of your own (a wrapper that logs or offsets
+    /// the system clock) is taken as real time: the safe side on a shared server.
+    fn is_simulated(&self) -> bool {
         false
     }
 }
@@ -27,8 +28,8 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
         (**self).now()
     }
 
-    fn is_system(&self) -> bool {
-        (**self).is_system()
+    fn is_simulated(&self) -> bool {
+        (**self).is_simulated()
     }
 }
 
@@ -39,10 +40,6 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
-    }
-
-    fn is_system(&self) -> bool {
-        true
     }
 }
 
@@ -87,6 +84,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         crate::window::from_millis(self.millis.load(Ordering::SeqCst))
+    }
+
+    fn is_simulated(&self) -> bool {
+        true
     }
 }
 

@@ -427,21 +427,23 @@ impl CostRecord {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountTime {
-    /// Now, as this host's system clock read it: a store on a shared server may stamp
-    /// the count with the server's own clock instead.
+    /// Now, as a clock reading real time read it (any clock that is not simulated,
+    /// [`crate::Clock::is_simulated`]): a store on a shared server may stamp the count
+    /// with the server's own clock instead.
     SystemNow(DateTime<Utc>),
-    /// A time given by a simulation or a test (a manual clock): used as it is.
+    /// A time given by a simulation or a test (a simulated clock such as
+    /// [`crate::ManualClock`]): used as it is.
     Given(DateTime<Utc>),
 }
 
 impl CountTime {
-    /// `at`, read from `clock`: [`CountTime::SystemNow`] when `clock` is the system
-    /// clock ([`crate::Clock::is_system`]), else [`CountTime::Given`].
+    /// `at`, read from `clock`: [`CountTime::Given`] when `clock` is simulated
+    /// ([`crate::Clock::is_simulated`]), else [`CountTime::SystemNow`].
     pub fn read_from(clock: &dyn crate::Clock, at: DateTime<Utc>) -> Self {
-        if clock.is_system() {
-            Self::SystemNow(at)
-        } else {
+        if clock.is_simulated() {
             Self::Given(at)
+        } else {
+            Self::SystemNow(at)
         }
     }
 
