@@ -10,43 +10,20 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use common::SteppingClock;
+use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
-use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{Clock, ConsentStore, CountTime, Reach};
-
-/// A host clock: the system clock moved by an offset that can be stepped while running.
-#[derive(Debug, Default)]
-struct HostClock(Mutex<TimeDelta>);
-
-impl HostClock {
-    fn off_by(offset: TimeDelta) -> Arc<Self> {
-        Arc::new(Self(Mutex::new(offset)))
-    }
-
-    fn step(&self, by: TimeDelta) {
-        *self.0.lock().unwrap() += by;
-    }
-}
-
-impl Clock for HostClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap()
-    }
-}
 
 /// A replica: its own connection to `server`.
 async fn replica(server: &RedisServer) -> RedisStore {
-    RedisConfig::new(&server.url())
-        .unwrap()
-        .with_key_prefix("attack3")
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    common::store_at(&server.url(), "attack3").await
 }
 
 fn is_counted(reach: Reach) -> bool {
@@ -60,7 +37,7 @@ async fn customer_ids_a_double_cannot_tell_apart_are_distinct_customers() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let clock = HostClock::off_by(TimeDelta::zero());
+    let clock = SteppingClock::off_by(TimeDelta::zero());
     let store = replica(&server).await;
     let span = TimeDelta::hours(24);
     let customers = [
@@ -125,7 +102,7 @@ async fn hosts_far_in_the_past_or_future_count_exactly_over_any_span() {
         DateTime::<Utc>::MAX_UTC - TimeDelta::days(40),
     ];
     for (n, host_time) in ends.into_iter().enumerate() {
-        let clock = HostClock::off_by(host_time - now);
+        let clock = SteppingClock::off_by(host_time - now);
         let store = replica(&server).await;
         // 30 days: three customers fill a tier of 3; a fourth is refused; the first is
         // already counted.
@@ -182,8 +159,8 @@ async fn many_tasks_on_two_replicas_count_exactly_the_tier() {
         return;
     };
     let clocks = [
-        HostClock::off_by(TimeDelta::zero()),
-        HostClock::off_by(TimeDelta::minutes(7)),
+        SteppingClock::off_by(TimeDelta::zero()),
+        SteppingClock::off_by(TimeDelta::minutes(7)),
     ];
     let replicas = [
         Arc::new(replica(&server).await),
@@ -256,7 +233,7 @@ async fn a_counts_edges_do_not_move_with_milliseconds_of_jitter() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let clock = HostClock::off_by(TimeDelta::zero());
+    let clock = SteppingClock::off_by(TimeDelta::zero());
     let store = replica(&server).await;
     let span = TimeDelta::minutes(1);
     let t = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
@@ -302,8 +279,8 @@ async fn a_clock_step_between_a_sends_time_and_its_count_cannot_exceed_the_tier(
         return;
     };
     let (limit, span) = (2, TimeDelta::minutes(1));
-    let a_clock = HostClock::off_by(TimeDelta::zero());
-    let b_clock = HostClock::off_by(TimeDelta::zero());
+    let a_clock = SteppingClock::off_by(TimeDelta::zero());
+    let b_clock = SteppingClock::off_by(TimeDelta::zero());
     let a = replica(&server).await;
     let b = replica(&server).await;
     for customer in [1, 2] {

@@ -10,38 +10,16 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
-use std::sync::{Arc, Mutex};
+mod common;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::SteppingClock;
+use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
-use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{Clock, ConsentStore, CountTime, Reach};
 
-/// The system clock moved by an amount that can be stepped while running.
-#[derive(Debug, Default)]
-struct SteppingClock(Mutex<TimeDelta>);
-
-impl SteppingClock {
-    fn step(&self, by: TimeDelta) {
-        let mut offset = self.0.lock().unwrap();
-        *offset += by;
-    }
-}
-
-impl Clock for SteppingClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap()
-    }
-}
-
 async fn replica(server: &RedisServer) -> RedisStore {
-    RedisConfig::new(&server.url())
-        .unwrap()
-        .with_key_prefix("steps")
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    common::store_at(&server.url(), "steps").await
 }
 
 /// Replica A counts the tier full (3 customers, span 5 minutes). Replica B, its clock
@@ -53,8 +31,8 @@ async fn a_replica_whose_clock_steps_ahead_cannot_exceed_the_tier() {
         return;
     };
     let (limit, span) = (3, TimeDelta::minutes(5));
-    let a_clock = Arc::new(SteppingClock::default());
-    let b_clock = Arc::new(SteppingClock::default());
+    let a_clock = SteppingClock::off_by(TimeDelta::zero());
+    let b_clock = SteppingClock::off_by(TimeDelta::zero());
     let a = replica(&server).await;
     let b = replica(&server).await;
     // B measures the server's lead with its clock right (a reach of an already counted
@@ -107,8 +85,8 @@ async fn a_replica_stepped_before_measuring_is_corrected() {
         return;
     };
     let (limit, span) = (3, TimeDelta::minutes(5));
-    let a_clock = Arc::new(SteppingClock::default());
-    let b_clock = Arc::new(SteppingClock::default());
+    let a_clock = SteppingClock::off_by(TimeDelta::zero());
+    let b_clock = SteppingClock::off_by(TimeDelta::zero());
     b_clock.step(TimeDelta::minutes(30));
     let a = replica(&server).await;
     let b = replica(&server).await;

@@ -6,23 +6,16 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::SteppingClock;
+use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
-use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::{Clock, ConsentStore, CountTime, Reach};
-
-/// The system clock moved by a fixed amount: a host whose clock is off.
-#[derive(Debug)]
-struct OffsetClock(TimeDelta);
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.0
-    }
-}
 
 /// A replica: its own connection to the server, and its own clock.
 struct Replica {
@@ -32,14 +25,8 @@ struct Replica {
 
 impl Replica {
     async fn connect(server: &RedisServer, off_by: TimeDelta) -> Self {
-        let clock: Arc<dyn Clock> = Arc::new(OffsetClock(off_by));
-        let store = RedisConfig::new(&server.url())
-            .unwrap()
-            .with_key_prefix("limit")
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let clock: Arc<dyn Clock> = SteppingClock::off_by(off_by);
+        let store = common::store_at(&server.url(), "limit").await;
         Self { store, clock }
     }
 

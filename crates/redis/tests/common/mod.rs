@@ -2,8 +2,34 @@
 
 #![allow(dead_code)] // Each test binary uses some of them.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::{RedisConfig, RedisStore};
-use lipachat_session::{Conversation, WindowStore};
+use lipachat_session::{Clock, Conversation, WindowStore};
+
+/// A host's clock: the system clock moved by an offset that can be stepped while
+/// running (an NTP correction, a VM resumed from a snapshot).
+#[derive(Debug, Default)]
+pub struct SteppingClock(Mutex<TimeDelta>);
+
+impl SteppingClock {
+    /// A clock `offset` away from the system clock.
+    pub fn off_by(offset: TimeDelta) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(offset)))
+    }
+
+    /// Moves the clock by `by`.
+    pub fn step(&self, by: TimeDelta) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += by;
+    }
+}
+
+impl Clock for SteppingClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// A store on the server (or cluster) at `url`, its keys under `prefix`.
 pub async fn store_at(url: &str, prefix: &str) -> RedisStore {
