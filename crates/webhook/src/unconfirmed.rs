@@ -53,11 +53,15 @@ impl UnconfirmedInbound {
     /// Whether `message` was remembered as failed; forgets it either way, so a message
     /// is handed over once.
     pub(crate) fn take(&self, message: &InboundMessage) -> bool {
+        let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (set, order) = &mut *guard;
+        // Every handed-over message asks: nothing is built while nothing failed.
+        if set.is_empty() {
+            return false;
+        }
         let Some(key) = Self::key(message) else {
             return false;
         };
-        let mut guard = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (set, order) = &mut *guard;
         if set.remove(&key) {
             order.retain(|entry| entry != &key);
             true
