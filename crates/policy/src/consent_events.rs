@@ -15,6 +15,7 @@ use lipachat_session::{
 use tracing::info;
 
 use crate::config::PolicyConfig;
+use crate::consent::Withholding;
 use crate::error::PolicyError;
 use crate::messaging_limit::record_marketing_refusal;
 use crate::messenger::Messenger;
@@ -127,7 +128,8 @@ pub async fn record_consent_and_cost<S: Store>(
             if status.pricing.is_none() && refusal.is_none() {
                 return Ok(None);
             }
-            let Some(conversation) = status_conversation(sessions, status, one_to_one).await?
+            let Some(conversation) =
+                status_conversation(sessions, status, one_to_one, refusal.is_some()).await?
             else {
                 return Ok(None);
             };
@@ -176,11 +178,20 @@ pub async fn record_consent_and_cost<S: Store>(
                     // resume, and a back-off would run from then: refused, as a future
                     // inbound time is.
                     sessions.check_stored_time(StoredTime::MarketingConsent, status.at)?;
-                    record_marketing_refusal(
+                    let withheld = record_marketing_refusal(
                         store,
                         &config.consent,
                         conversation,
                         refusal,
+                        status.at,
+                    )
+                    .await?;
+                    record_for_the_same_person(
+                        store,
+                        status,
+                        conversation,
+                        one_to_one,
+                        withheld,
                         status.at,
                     )
                     .await?;
@@ -197,19 +208,37 @@ pub async fn record_consent_and_cost<S: Store>(
     }
 }
 
-/// The conversation a status with pricing or a marketing refusal is about: the one the
-/// event's identification settled (its phone, or the phone its user id's alias names),
-/// else the recipient's user id's handle, else the conversation of the send outcome
-/// stored under our `messageId`.
+/// The conversation a status with pricing or a marketing refusal is about: for a
+/// refusal (`refused`) that names our WhatsApp message id but not the recipient's phone,
+/// the conversation of the send outcome carrying that id (the customer our message went
+/// to, whatever the status's user id resolves to or whether it resolves at all); else the
+/// one the event's identification settled (its phone, or the phone its user id's alias
+/// names), else the recipient's user id's handle, else the conversation of the send
+/// outcome stored under our `messageId`.
 async fn status_conversation<S: Store>(
     sessions: &Sessions<S>,
     status: &lipachat_api::StatusUpdate,
     identified: Option<Conversation>,
+    refused: bool,
 ) -> Result<Option<Conversation>, PolicyError> {
+    let recipient = &status.recipient;
+    if let (true, None, None, Some(wa_id)) = (
+        refused,
+        recipient.phone,
+        &recipient.group,
+        status.wa_id.as_deref(),
+    ) && let Some((sent_to, _)) = sessions
+        .store()
+        .outcome_conversation_by_wa_id(recipient.business, wa_id)
+        .await
+        .map_err(SessionError::from)?
+        && !matches!(sent_to.customer, Customer::Group(_))
+    {
+        return Ok(Some(sent_to));
+    }
     if identified.is_some() {
         return Ok(identified);
     }
-    let recipient = &status.recipient;
     let named = match (recipient.business, recipient.group.is_some()) {
         (Some(business), false) => {
             sessions
@@ -227,6 +256,71 @@ async fn status_conversation<S: Store>(
             .filter(|c| !matches!(c.customer, Customer::Group(_))),
         (named, _) => named,
     })
+}
+
+/// After a refusal status's 131049 / 131050 was recorded for `conversation` (what
+/// [`record_marketing_refusal`] answered, `withheld`): records it for the other
+/// customers the store knows are the same person, so it holds whichever of them a send
+/// names.
+///
+/// - A 131049 back-off is the customer's across the bot's business numbers: it is
+///   extended to the same end for the handle of the status's user id (a number that
+///   knows the customer by the user id alone) and for every phone an alias of any
+///   business number ties that user id to (a business-scoped user id is the same on all
+///   numbers of one portfolio). Costs one read of every alias per such status.
+/// - A 131050 opt-out is towards one business number: it is also recorded for the
+///   conversation the status's identification settled, when that is another customer
+///   of the same number (the user's handle, while the message went to their phone).
+async fn record_for_the_same_person<S: Store>(
+    store: &S,
+    status: &lipachat_api::StatusUpdate,
+    conversation: Conversation,
+    identified: Option<Conversation>,
+    withheld: Withholding,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), PolicyError> {
+    match withheld {
+        Withholding::MarketingLimit { retry_at } => {
+            let Some(user) = &status.recipient.user_id else {
+                return Ok(());
+            };
+            let mut same_person = Vec::new();
+            if let Some(handle) = store.find_user_ref(user).await? {
+                same_person.push(Customer::User(handle));
+            }
+            same_person.extend(
+                store
+                    .aliases()
+                    .await?
+                    .into_iter()
+                    .filter(|alias| alias.user == *user)
+                    .map(|alias| Customer::Phone(alias.phone)),
+            );
+            same_person.sort();
+            same_person.dedup();
+            for customer in same_person {
+                if customer != conversation.customer {
+                    info!(%conversation, %customer, %retry_at, "the 131049 back-off holds for the same user known by another identity");
+                    store
+                        .extend_back_off(
+                            Conversation::with_customer(conversation.business, customer),
+                            retry_at,
+                        )
+                        .await?;
+                }
+            }
+        }
+        Withholding::OptedOut => {
+            if let Some(other) = identified.filter(|other| {
+                other.business == conversation.business && other.customer != conversation.customer
+            }) {
+                info!(%conversation, %other, "the 131050 opt-out holds for the same user's other conversation");
+                store.record_opt_out(other, true, at).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// After `merged` moved what was stored for one identity into another (a user's

@@ -132,7 +132,10 @@ impl<S: Store> Messenger<S> {
     /// [`TemplateOutcome::Duplicate`] and sends nothing, and calls naming it never
     /// overlap ([`PolicyError::SendInProgress`]), as for [`Messenger::send`]. The
     /// template goes under that `messageId` itself (there is no free-form message to
-    /// derive it from). A conversation without a phone number is
+    /// derive it from). Without one, the template goes under a new `messageId`, and its
+    /// outcome is stored under it too (for the outcome horizon), so a status naming only
+    /// its WhatsApp id and the recipient's business-scoped user id is tied to the
+    /// customer it went to. A conversation without a phone number is
     /// [`PolicyError::NotAddressable`].
     pub async fn send_template(
         &self,
@@ -152,8 +155,11 @@ impl<S: Store> Messenger<S> {
         let conversation = addressable(request.conversation)?;
         let now = CallTime::read(self.sessions());
         let Some(message_id) = request.message_id else {
+            // The outcome is stored under the new `messageId` all the same: a status that
+            // names only WhatsApp's id and the recipient's user id (a 131049, a 131050)
+            // finds the customer the template went to by it.
             let message_id = MessageId::new();
-            return Box::pin(self.send_template_as(&request, message_id, false, now))
+            return Box::pin(self.send_template_as(&request, message_id, true, now))
                 .await
                 .map(|sent| TemplateOutcome::from_invited(message_id, sent));
         };

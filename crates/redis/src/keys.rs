@@ -185,12 +185,16 @@ impl KeyLayout {
     /// it (the last written, when several did): how a report naming only our
     /// `messageId` finds its conversation. Written, removed and moved by the same
     /// scripts as the outcomes; an entry is only believed once the outcome it points to
-    /// is read live.
+    /// is read live. The same hash indexes the business's outcomes by WhatsApp id:
+    /// field `w:<wa id>` → `<customer>/<message id>` (the last written), so a status
+    /// naming our WhatsApp id but not the recipient's phone finds the customer the
+    /// message went to; believed only once the conversation's own index confirms it.
     pub fn outcome_ids(&self, business: PhoneNumber) -> String {
         self.business_key(business, "outcome-ids")
     }
 
-    /// ZSET: the entries of [`Self::outcome_ids`] in order of expiry (member message id,
+    /// ZSET: the entries of [`Self::outcome_ids`] in order of expiry (member message id
+    /// or `w:<wa id>`,
     /// score the expiry of the last outcome written under it, in epoch milliseconds by
     /// the server's clock), so expired entries leave the index a few per write.
     pub fn outcome_ids_expiry(&self, business: PhoneNumber) -> String {

@@ -153,6 +153,11 @@ for _, id in ipairs(redis.call('HKEYS', KEYS[7])) do
     redis.call('HDEL', KEYS[10], id)
     redis.call('ZREM', KEYS[11], id)
   end
+  local wa = redis.call('HGET', KEYS[8], 'i:' .. id)
+  if wa and redis.call('HGET', KEYS[10], 'w:' .. wa) == ARGV[1] .. '/' .. id then
+    redis.call('HDEL', KEYS[10], 'w:' .. wa)
+    redis.call('ZREM', KEYS[11], 'w:' .. wa)
+  end
 end
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
 n = n + redis.call('ZREM', KEYS[2], ARGV[1])
@@ -201,7 +206,11 @@ end
 /// ms). An outcome without a score was written before outcomes expired.
 ///
 /// The business's index of outcomes by our message id is `ids` (HASH id → customer, the
-/// last written) and `ids_expiry` (ZSET id, score = expiry ms of that last write).
+/// last written) and `ids_expiry` (ZSET id, score = expiry ms of that last write). The
+/// same two keys index outcomes by WhatsApp id across the business's conversations: field
+/// `w:<wa id>` → `<customer>/<id>` (the last written), member `w:<wa id>` of
+/// `ids_expiry`, so expired entries leave with the rest (a message id never starts with
+/// `w:`). An entry is only believed once the conversation's own index confirms it.
 ///
 /// `put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_keep, ids,
 /// ids_expiry, customer)` stores an outcome (`wa` empty: none to index) kept for `keep`
@@ -266,6 +275,10 @@ local function put_outcome(outcomes, wa_ids, expiry, id, text, wa, keep, legacy_
   redis.call('ZADD', expiry, now + tonumber(keep), id)
   redis.call('HSET', ids, id, customer)
   redis.call('ZADD', ids_expiry, now + tonumber(keep), id)
+  if wa ~= '' then
+    redis.call('HSET', ids, 'w:' .. wa, customer .. '/' .. id)
+    redis.call('ZADD', ids_expiry, now + tonumber(keep), 'w:' .. wa)
+  end
   for _, key in ipairs({outcomes, wa_ids, expiry, ids, ids_expiry}) do
     local ttl = redis.call('PTTL', key)
     if ttl ~= -2 and ttl < longest then redis.call('PEXPIRE', key, longest) end
@@ -572,6 +585,10 @@ local outcomes = redis.call('HGETALL', KEYS[9])
 for i = 1, #outcomes, 2 do
   local id = outcomes[i]
   if redis.call('HGET', KEYS[15], id) == from then redis.call('HSET', KEYS[15], id, to) end
+  local moved_wa = redis.call('HGET', KEYS[11], 'i:' .. id)
+  if moved_wa and redis.call('HGET', KEYS[15], 'w:' .. moved_wa) == from .. '/' .. id then
+    redis.call('HSET', KEYS[15], 'w:' .. moved_wa, to .. '/' .. id)
+  end
   if redis.call('HSETNX', KEYS[10], id, outcomes[i + 1]) == 1 then
     moved[4] = moved[4] + 1
     local expires = redis.call('ZSCORE', KEYS[13], id)

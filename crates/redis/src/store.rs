@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use lipachat_session::store::DEFAULT_OUTCOME_HORIZON;
+use lipachat_session::store::{DEFAULT_OUTCOME_HORIZON, MAX_WA_ID_BYTES};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
@@ -480,6 +480,44 @@ impl RedisStore {
             .outcome(conversation, message_id)
             .await?
             .map(|_| conversation))
+    }
+
+    /// The conversation of `business` and the `messageId` that the business's index by
+    /// WhatsApp id names for `wa_id` (a `w:<wa id>` entry of [`KeyLayout::outcome_ids`]),
+    /// when the conversation's own index confirms it and the outcome is live.
+    async fn outcome_conversation_by_wa_id_of(
+        &self,
+        business: PhoneNumber,
+        wa_id: &str,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
+        let entry = self
+            .hget(
+                "outcome_conversation_by_wa_id",
+                self.inner.keys.outcome_ids(business),
+                format!("w:{wa_id}"),
+            )
+            .await?;
+        let Some(entry) = entry else {
+            return Ok(None);
+        };
+        let Some((customer, id)) = entry.split_once('/').and_then(|(customer, id)| {
+            Some((
+                codec::parse_customer(customer)?,
+                id.parse::<MessageId>().ok()?,
+            ))
+        }) else {
+            tracing::warn!(
+                %business, entry,
+                "skipping a WhatsApp id index entry that names no customer and message id"
+            );
+            return Ok(None);
+        };
+        let conversation = Conversation::with_customer(business, customer);
+        Ok(self
+            .outcome_by_wa_id(conversation, wa_id)
+            .await?
+            .filter(|(found, _)| *found == id)
+            .map(|_| (conversation, id)))
     }
 
     /// The keys and arguments of a script that changes the outbox and stores an
@@ -1239,6 +1277,29 @@ impl OutboxStore for RedisStore {
         };
         for business in businesses {
             if let Some(found) = self.outcome_conversation_of(business, message_id).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn outcome_conversation_by_wa_id(
+        &self,
+        business: Option<PhoneNumber>,
+        wa_id: &str,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
+        if wa_id.is_empty() || wa_id.len() > MAX_WA_ID_BYTES {
+            return Ok(None);
+        }
+        let businesses = match business {
+            Some(business) => vec![business],
+            None => self.businesses().await?,
+        };
+        for business in businesses {
+            if let Some(found) = self
+                .outcome_conversation_by_wa_id_of(business, wa_id)
+                .await?
+            {
                 return Ok(Some(found));
             }
         }

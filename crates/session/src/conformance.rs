@@ -111,6 +111,7 @@ suite!($
     user_and_group_conversations,
     move_customer,
     outcome_conversation,
+    outcome_conversation_by_wa_id,
     redelivery_transfer,
     marketing_consent,
     free_entry_point,
@@ -2674,6 +2675,190 @@ pub async fn outcome_conversation<S: Store + Clone>(store: &S) {
         find(Some(b), delivered).await,
         Some(queued_chat),
         "forgetting one conversation leaves another's outcomes found"
+    );
+}
+
+/// Our WhatsApp message id finds the conversation and `messageId` of the send outcome
+/// that carries it ([`crate::OutboxStore::outcome_conversation_by_wa_id`]) without the
+/// conversation being known: within one business number or across all, for a phone's or
+/// a user handle's conversation, whichever write stored it; not once the outcome expired,
+/// was replaced by one without that WhatsApp id, or was forgotten; following a move of
+/// the customer.
+pub async fn outcome_conversation_by_wa_id<S: Store + Clone>(store: &S) {
+    let (b, other_business) = (business(54, 0), business(54, 1));
+    let (c, queued_chat) = (chat(b, 1), chat(b, 2));
+    let find = async |business: Option<PhoneNumber>, wa_id: &str| {
+        store
+            .outcome_conversation_by_wa_id(business, wa_id)
+            .await
+            .expect("outcome_conversation_by_wa_id")
+    };
+    assert_eq!(
+        find(Some(b), "wamid.c54").await,
+        None,
+        "nothing is found before anything is stored"
+    );
+    let sent = MessageId::new();
+    store
+        .put_outcome(c, stored(sent, "sent").with_wa_id("wamid.c54"))
+        .await
+        .expect("put_outcome");
+    // Another business's outcome with another WhatsApp id is not confused with it.
+    store
+        .put_outcome(
+            chat(other_business, 1),
+            stored(MessageId::new(), "other").with_wa_id("wamid.other54"),
+        )
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(Some(b), "wamid.c54").await,
+        Some((c, sent)),
+        "a WhatsApp id finds its outcome's conversation and messageId within the business",
+    );
+    check_eq(
+        find(None, "wamid.c54").await,
+        Some((c, sent)),
+        "a WhatsApp id finds its outcome when the business is not known",
+    );
+    check_eq(
+        find(Some(other_business), "wamid.c54").await,
+        None,
+        "another business number's outcomes do not hold it",
+    );
+    check_eq(
+        find(Some(b), "wamid.unknown54").await,
+        None,
+        "a WhatsApp id no outcome carries finds nothing",
+    );
+    check_eq(
+        find(Some(b), "").await,
+        None,
+        "an empty WhatsApp id finds nothing",
+    );
+    let long = "w".repeat(MAX_WA_ID_BYTES + 1);
+    store
+        .put_outcome(c, stored(MessageId::new(), "long").with_wa_id(long.clone()))
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(Some(b), &long).await,
+        None,
+        "a WhatsApp id too long to index finds nothing",
+    );
+
+    // A user handle's conversation (a customer known by a business-scoped user id).
+    let handle = store
+        .user_ref(&bsuid("US.13491208655302700054"))
+        .await
+        .expect("user_ref");
+    let by_user = Conversation::with_customer(b, Customer::User(handle));
+    let to_user = MessageId::new();
+    store
+        .put_outcome(by_user, stored(to_user, "to user").with_wa_id("wamid.u54"))
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(Some(b), "wamid.u54").await,
+        Some((by_user, to_user)),
+        "a user handle's outcome is found by its WhatsApp id",
+    );
+
+    // Outcomes written with the outbox are found too.
+    let waiting = message("{\"waiting\":true}", base());
+    let queued_id = waiting.message_id;
+    store
+        .enqueue_with_outcome(
+            queued_chat,
+            waiting,
+            DEFAULT_OUTBOX_LIMIT,
+            stored(queued_id, "queued").with_wa_id("wamid.q54"),
+        )
+        .await
+        .expect("enqueue_with_outcome");
+    check_eq(
+        find(Some(b), "wamid.q54").await,
+        Some((queued_chat, queued_id)),
+        "an outcome stored with an enqueue is found by its WhatsApp id",
+    );
+    store
+        .dequeue_with_outcome(
+            queued_chat,
+            queued_id,
+            stored(queued_id, "delivered").with_wa_id("wamid.d54"),
+        )
+        .await
+        .expect("dequeue_with_outcome");
+    check_eq(
+        find(None, "wamid.d54").await,
+        Some((queued_chat, queued_id)),
+        "an outcome stored with a dequeue is found by its WhatsApp id",
+    );
+    check_eq(
+        find(Some(b), "wamid.q54").await,
+        None,
+        "an outcome replaced with another WhatsApp id is not found by the old one",
+    );
+    store
+        .put_outcome(queued_chat, stored(queued_id, "no wa id"))
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(Some(b), "wamid.d54").await,
+        None,
+        "an outcome replaced by one without a WhatsApp id is not found by it",
+    );
+
+    // Expired outcomes are not found.
+    let brief = MessageId::new();
+    store
+        .put_outcome(
+            c,
+            stored(brief, "brief")
+                .with_wa_id("wamid.brief54")
+                .keep_for(ms(100)),
+        )
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(Some(b), "wamid.brief54").await,
+        Some((c, brief)),
+        "an outcome is found by its WhatsApp id while its time to keep runs",
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // A write after expiry may prune; the lookup must not find it either way.
+    store
+        .put_outcome(c, stored(MessageId::new(), "later"))
+        .await
+        .expect("put_outcome");
+    check_eq(
+        find(None, "wamid.brief54").await,
+        None,
+        "an expired outcome is not found by its WhatsApp id",
+    );
+
+    // A move of the customer takes the outcome, and the lookup follows it.
+    let target = chat(b, 3);
+    store
+        .move_customer(b, c.customer, target.customer)
+        .await
+        .expect("move_customer");
+    check_eq(
+        find(Some(b), "wamid.c54").await,
+        Some((target, sent)),
+        "after a move, the WhatsApp id finds the conversation the outcome moved to",
+    );
+    // Forgetting the conversation forgets the way to it.
+    store.forget(target).await.expect("forget");
+    check_eq(
+        find(None, "wamid.c54").await,
+        None,
+        "a forgotten conversation's outcomes are not found by WhatsApp id",
+    );
+    check_eq(
+        find(Some(b), "wamid.u54").await,
+        Some((by_user, to_user)),
+        "forgetting one conversation leaves another's outcomes found",
     );
 }
 

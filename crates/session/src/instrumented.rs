@@ -435,6 +435,18 @@ impl<S: OutboxStore> OutboxStore for InstrumentedStore<S> {
         .await
     }
 
+    async fn outcome_conversation_by_wa_id(
+        &self,
+        business: Option<PhoneNumber>,
+        wa_id: &str,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
+        self.call(
+            "outcome_conversation_by_wa_id",
+            self.inner.outcome_conversation_by_wa_id(business, wa_id),
+        )
+        .await
+    }
+
     async fn outcomes(
         &self,
         conversation: Conversation,

@@ -617,6 +617,26 @@ pub trait OutboxStore: Send + Sync + 'static {
         message_id: MessageId,
     ) -> impl Future<Output = Result<Option<Conversation>, StoreError>> + Send;
 
+    /// The conversation and `messageId` of the live send outcome whose
+    /// [`StoredOutcome::wa_id`] is `wa_id`, found without knowing the conversation: a
+    /// status that names our WhatsApp message id but the recipient only by a
+    /// business-scoped user id is tied back to the customer the message went to. With
+    /// `business`, only that business number's outcomes are looked at; without, every
+    /// business number's.
+    ///
+    /// As [`OutboxStore::outcome_by_wa_id`]: an expired outcome, or one replaced by an
+    /// outcome without that WhatsApp id, is not found; a WhatsApp id longer than
+    /// [`MAX_WA_ID_BYTES`] or empty is never indexed. When outcomes in more than one
+    /// conversation carry the same WhatsApp id (WhatsApp's ids are unique, so only a
+    /// caller's mistake does that), which of them is found is not specified. The sled
+    /// store answers with a scan of the business number's outcomes (it keeps no index by
+    /// WhatsApp id alone); Redis with one indexed read.
+    fn outcome_conversation_by_wa_id(
+        &self,
+        business: Option<PhoneNumber>,
+        wa_id: &str,
+    ) -> impl Future<Output = Result<Option<(Conversation, MessageId)>, StoreError>> + Send;
+
     /// Every outcome stored for the conversation whose time to keep has not passed, by
     /// `messageId`, in no particular order (a scan of the conversation's outcomes).
     fn outcomes(

@@ -1195,6 +1195,14 @@ impl OutboxStore for SledStore {
         self.outcome_conversation_now(business, message_id)
     }
 
+    async fn outcome_conversation_by_wa_id(
+        &self,
+        business: Option<PhoneNumber>,
+        wa_id: &str,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
+        self.outcome_conversation_by_wa_id_now(business, wa_id)
+    }
+
     async fn outcomes(
         &self,
         conversation: Conversation,

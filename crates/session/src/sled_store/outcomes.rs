@@ -475,6 +475,19 @@ impl SledStore {
         business: Option<PhoneNumber>,
         message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
+        Ok(self
+            .find_live_outcome(business, |_, id, _| id == message_id)?
+            .map(|(conversation, _)| conversation))
+    }
+
+    /// The first live outcome of the business number (of every business number, without
+    /// one) that `wanted` picks by its conversation, `messageId` and value: a scan, in
+    /// key order. Unreadable outcomes are passed over.
+    fn find_live_outcome(
+        &self,
+        business: Option<PhoneNumber>,
+        wanted: impl Fn(Conversation, MessageId, &codec::OutcomeValue<'_>) -> bool,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
         let prefix = business
             .map(|business| business.as_u64().to_be_bytes().to_vec())
             .unwrap_or_default();
@@ -484,11 +497,29 @@ impl SledStore {
             let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
                 continue;
             };
-            if id == message_id && matches!(Self::live(conversation, &value, now), Ok(Some(_))) {
-                return Ok(Some(conversation));
+            if let Ok(Some(live)) = Self::live(conversation, &value, now)
+                && wanted(conversation, id, &live)
+            {
+                return Ok(Some((conversation, id)));
             }
         }
         Ok(None)
+    }
+
+    /// The conversation and `messageId` of a live outcome whose WhatsApp id is `wa_id`:
+    /// a scan of the business number's outcomes (of every business number's, without
+    /// one), as [`Self::outcome_conversation_now`]; the in-memory index is keyed with the
+    /// conversation, so it cannot answer this. Needed once per status that names our
+    /// WhatsApp id but not the recipient's phone. Unreadable outcomes are passed over.
+    pub(super) fn outcome_conversation_by_wa_id_now(
+        &self,
+        business: Option<PhoneNumber>,
+        wa_id: &str,
+    ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
+        if wa_id.is_empty() || wa_id.len() > crate::store::MAX_WA_ID_BYTES {
+            return Ok(None);
+        }
+        self.find_live_outcome(business, |_, _, live| live.wa_id == Some(wa_id))
     }
 
     /// Every live outcome of the conversation.
