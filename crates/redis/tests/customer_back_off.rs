@@ -228,3 +228,45 @@ async fn an_export_from_redis_imports_into_sled_alike() {
         );
     }
 }
+
+/// An unreadable back-off on Redis is exported as a long back-off (fail closed), so
+/// after an import into sled marketing to that customer is still withheld from every
+/// business number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_back_off_on_redis_survives_export_into_sled() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let redis = replica(&server, "garbled-export").await;
+    let (limited, elsewhere) = pair(1);
+    redis.record_inbound(limited, now()).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(KeyLayout::new("garbled-export").back_off(limited.customer))
+        .arg("soon")
+        .query_async(&mut raw(&server).await)
+        .await
+        .unwrap();
+    let mut exported = Vec::new();
+    let written = export(&redis, &mut exported).await.unwrap();
+    assert_eq!(
+        (written.skipped_corrupt, written.unreadable_back_offs),
+        (0, 1),
+        "{written:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path().join("db")).unwrap();
+    import(&sled, exported.as_slice()).await.unwrap();
+    let least = Utc::now() + lipachat_session::export::UNREADABLE_BACK_OFF_EXPORTED_FOR
+        - TimeDelta::minutes(1);
+    for conversation in [limited, elsewhere] {
+        let until = sled
+            .marketing_consent(conversation)
+            .await
+            .unwrap()
+            .back_off_until;
+        assert!(
+            until.is_some_and(|until| until >= least),
+            "{conversation}: {until:?}"
+        );
+    }
+}

@@ -364,7 +364,9 @@ pub enum Command {
     /// move is still a duplicate), each customer's marketing consent (opt-out with its
     /// time) and free entry point window, and each customer's marketing back-off after a
     /// 131049 (kept per customer, across business numbers: `back_off` lines; format
-    /// version 4).
+    /// version 4). A back-off that cannot be read is exported as one lasting 29 days from
+    /// the export (the longest an import takes, less a day), with a warning on stderr, so
+    /// marketing stays withheld from that customer after an import.
     /// Send outcomes (the memory that makes a repeated --message-id send nothing twice,
     /// kept 7 days), delivery claims, cost records and the messaging limit count are not
     /// exported.

@@ -11,7 +11,11 @@
 //! as a line of its own (`back_off`: the customer and when it ends), as it is kept per
 //! customer across business numbers; a version 3 `consent` line's `back_off_until` (and
 //! one a version 4 export writes for a record kept per conversation by an older version)
-//! imports as the customer's back-off. Send outcomes (the idempotency cache), cost
+//! imports as the customer's back-off. A stored back-off that cannot be read is exported
+//! as one lasting [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] (29 days) from the export, with a
+//! warning, and counted in [`Transfer::unreadable_back_offs`]: marketing stays withheld
+//! from that customer after an import (fail closed), where skipping it would let it go.
+//! Send outcomes (the idempotency cache), cost
 //! records and the messaging limit count are not exported.
 //!
 //! A line about a conversation names its customer by one of three fields: `customer` (a
@@ -326,6 +330,10 @@ pub struct Transfer {
     /// Corrupt records skipped (export only): unreadable values, and records of a user
     /// or group whose id the registry does not hold.
     pub skipped_corrupt: u64,
+    /// Unreadable customer back-offs exported as back-offs of
+    /// [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] from the export (export only; also counted in
+    /// `back_offs`), so marketing stays withheld after an import.
+    pub unreadable_back_offs: u64,
 }
 
 fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError> {
@@ -440,11 +448,28 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         transfer.consents += 1;
     }
     for (customer, until) in store.customer_back_offs().await? {
-        let (Ok(until), Some(customer)) = (until, names.party(customer)) else {
+        let Some(named) = names.party(customer) else {
             transfer.skipped_corrupt += 1;
             continue;
         };
-        write_line(&mut out, &ExportLine::BackOff { customer, until })?;
+        let until = match until {
+            Ok(until) => until,
+            Err(error) => {
+                // Skipping it would let marketing reach the customer after an import:
+                // fail closed, with the longest back-off an import takes (less a margin).
+                let until = Utc::now() + UNREADABLE_BACK_OFF_EXPORTED_FOR;
+                tracing::warn!(%customer, %error, %until, "exporting an unreadable marketing back-off as one ending at the latest an import takes");
+                transfer.unreadable_back_offs += 1;
+                until
+            }
+        };
+        write_line(
+            &mut out,
+            &ExportLine::BackOff {
+                customer: named,
+                until,
+            },
+        )?;
         transfer.back_offs += 1;
     }
     for (conversation, entry) in store.free_entry_points().await? {
@@ -513,6 +538,13 @@ fn check_not_future(what: StoredTime, at: DateTime<Utc>, line: usize) -> Result<
 /// far above any sensible back-off (the default is 24 hours); a later end is refused, so a
 /// broken or forged export cannot pin marketing off for years.
 pub const MAX_IMPORTED_BACK_OFF: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// How long from the export an unreadable stored back-off is exported as lasting: the
+/// longest an import takes ([`MAX_IMPORTED_BACK_OFF`], 30 days) less a day, so a clock
+/// somewhat ahead on the exporting machine, or an import made later, still takes it. The
+/// export fails closed: skipping the record would let marketing templates reach the
+/// customer again once imported.
+pub const UNREADABLE_BACK_OFF_EXPORTED_FOR: chrono::TimeDelta = chrono::TimeDelta::days(29);
 
 /// The longest redelivery memory an imported `seen` line may carry (from its first receipt
 /// to the end of its memory): a year, far above any sensible horizon (the default is 7

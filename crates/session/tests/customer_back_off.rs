@@ -58,6 +58,20 @@ fn old_store(path: &Path, tree: &str, key: &[u8], value: &[u8]) {
     std::fs::write(path.join("lipachat.lock"), b"").unwrap();
 }
 
+/// A store in `dir` whose customer 1 has the unreadable back-off `soon` (as an older
+/// version or damage could leave it), and that customer through both business numbers.
+fn with_unreadable_back_off(dir: &tempfile::TempDir) -> (SledStore, (Conversation, Conversation)) {
+    let path = dir.path().join("old");
+    let (limited, elsewhere) = pair(1);
+    old_store(
+        &path,
+        "back_off",
+        &limited.customer.key().to_be_bytes(),
+        b"soon",
+    );
+    (SledStore::open(&path).unwrap(), (limited, elsewhere))
+}
+
 /// The customer through the first and through the second business number.
 fn pair(n: u64) -> (Conversation, Conversation) {
     (
@@ -142,15 +156,7 @@ async fn a_back_off_an_older_version_kept_per_conversation_is_still_honoured() {
 #[tokio::test]
 async fn an_unreadable_back_off_is_a_typed_error_until_a_new_131049_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("old");
-    let (limited, elsewhere) = pair(1);
-    old_store(
-        &path,
-        "back_off",
-        &limited.customer.key().to_be_bytes(),
-        b"soon",
-    );
-    let store = SledStore::open(&path).unwrap();
+    let (store, (limited, elsewhere)) = with_unreadable_back_off(&dir);
     let t0 = now();
     store.record_inbound(limited, t0).await.unwrap();
     let error = store.marketing_consent(limited).await.unwrap_err();
@@ -166,6 +172,56 @@ async fn an_unreadable_back_off_is_a_typed_error_until_a_new_131049_replaces_it(
         t0 + TimeDelta::hours(24),
     )
     .await;
+}
+
+/// An unreadable stored back-off is not dropped by an export: it is exported as one
+/// lasting `UNREADABLE_BACK_OFF_EXPORTED_FOR` from the export, so after an import into
+/// another store marketing to that customer is still withheld (fail closed across a
+/// migration), from every business number; the other customers' back-offs are exported
+/// as they are, and nothing is counted as skipped.
+#[tokio::test]
+async fn an_unreadable_back_off_survives_export_and_import_as_a_long_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, (limited, elsewhere)) = with_unreadable_back_off(&dir);
+    let t0 = now();
+    let (readable, _) = pair(2);
+    let readable_until = (t0 + TimeDelta::hours(24)).trunc_subsecs(3);
+    store
+        .extend_back_off(readable, readable_until)
+        .await
+        .unwrap();
+
+    let before = Utc::now();
+    let mut exported = Vec::new();
+    let written = export(&store, &mut exported).await.unwrap();
+    let after = Utc::now();
+    assert_eq!(written.skipped_corrupt, 0, "{written:?}");
+    assert_eq!(written.unreadable_back_offs, 1, "{written:?}");
+    assert_eq!(written.back_offs, 2, "{written:?}");
+
+    let copy = SledStore::open(dir.path().join("copy")).unwrap();
+    import(&copy, exported.as_slice()).await.unwrap();
+    for conversation in [limited, elsewhere] {
+        let until = copy
+            .marketing_consent(conversation)
+            .await
+            .unwrap()
+            .back_off_until
+            .unwrap_or_else(|| panic!("{conversation}: the back-off was lost in the export"));
+        let days = lipachat_session::export::UNREADABLE_BACK_OFF_EXPORTED_FOR;
+        assert!(
+            until >= (before + days).trunc_subsecs(3) && until <= after + days,
+            "{conversation}: {until}"
+        );
+    }
+    assert_eq!(
+        copy.marketing_consent(readable)
+            .await
+            .unwrap()
+            .back_off_until,
+        Some(readable_until),
+        "a readable back-off is exported as it is"
+    );
 }
 
 /// A version 3 export (the back-off inside the `consent` line) still imports, as the

@@ -21,6 +21,13 @@ pub async fn export<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
     let exported = export_to(context.sessions.store(), out).await;
     progress.finish(if exported.is_ok() { "done" } else { "failed" });
     let transfer = exported?;
+    if transfer.unreadable_back_offs > 0 {
+        eprintln!(
+            "warning: {} unreadable marketing back-off(s) were exported as back-offs of {} days from now, so marketing stays withheld from those customers after an import (see the log for who)",
+            transfer.unreadable_back_offs,
+            lipachat_session::export::UNREADABLE_BACK_OFF_EXPORTED_FOR.num_days()
+        );
+    }
     if transfer.skipped_corrupt > 0 {
         return Err(CliError::Incomplete(format!(
             "{} corrupt record(s) could not be read and are missing from the export",
