@@ -3,7 +3,8 @@
 //! their phone (through an alias) on another. A user id is per business portfolio, so
 //! the bot's numbers of one portfolio see the same user id; an alias is recorded per
 //! business number. Real webhooks through the parser into the messenger, the stand-in
-//! gateway on loopback, sled on disk.
+//! gateway on loopback, sled on disk; the four user id cases also on a real
+//! `redis-server` (skipped without one, unless `REQUIRE_REDIS=1`).
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -16,7 +17,7 @@ use lipachat_api::webhook::WebhookParser;
 use lipachat_policy::consent::Withholding;
 use lipachat_policy::{SendOutcome, SendRequest, TemplateOutcome, TemplateRequest, WebhookOutcome};
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{Clock, ConsentStore, Conversation, IdentityStore, PhoneNumber, Store};
+use lipachat_session::{Clock, Conversation, PhoneNumber, Store};
 use lipachat_testkit::MessageKind;
 use serde_json::{Value, json};
 
@@ -106,7 +107,27 @@ fn templates<S>(bot: &Bot<S>) -> usize {
 /// 24-hour back-off, so no fix could pass it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_aliased() {
-    let (mut bot, _dir) = sled_bot().await;
+    let (bot, _dir) = sled_bot().await;
+    a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_aliased_on(bot).await;
+}
+
+/// As above, on Redis (skipped without `redis-server`, unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_aliased_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_aliased_on(
+        redis_bot(&server, "bsuid0").await,
+    )
+    .await;
+}
+
+async fn a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_aliased_on<
+    S: Store,
+>(
+    mut bot: Bot<S>,
+) {
     text_to(&mut bot, business(), true).await;
     text_to(&mut bot, second_business(), false).await;
     // A day later (the first number's window closed; the 131049 comes after it, so the
@@ -143,7 +164,25 @@ async fn a_131049_by_user_id_on_one_number_holds_for_the_phone_another_number_al
 /// the back-off must show there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number() {
-    let (mut bot, _dir) = sled_bot().await;
+    let (bot, _dir) = sled_bot().await;
+    a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number_on(bot).await;
+}
+
+/// As above, on Redis (skipped without `redis-server`, unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number_on(
+        redis_bot(&server, "bsuid1").await,
+    )
+    .await;
+}
+
+async fn a_131049_on_the_aliased_phone_holds_for_the_user_id_on_another_number_on<S: Store>(
+    mut bot: Bot<S>,
+) {
     text_to(&mut bot, business(), true).await;
     text_to(&mut bot, second_business(), false).await;
     limit_status_by_user_id(&bot, business()).await;
@@ -213,6 +252,26 @@ fn sent_wa_id(outcome: &TemplateOutcome) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept() {
     let (bot, _dir) = sled_bot().await;
+    a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept_on(bot).await;
+}
+
+/// As above, on Redis (skipped without `redis-server`, unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept_on_redis() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept_on(
+        redis_bot(&server, "bsuid2").await,
+    )
+    .await;
+}
+
+async fn a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is_kept_on<
+    S: Store,
+>(
+    bot: Bot<S>,
+) {
     let first = promo_from(&bot, business()).await;
     let wa_id = sent_wa_id(&first);
     limit_status_for(&bot, business(), &wa_id).await;
@@ -240,7 +299,29 @@ async fn a_131049_status_naming_an_unknown_user_id_for_our_message_to_a_phone_is
 /// to; the next marketing template to the phone must still be withheld.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone() {
-    let (mut bot, _dir) = sled_bot().await;
+    let (bot, _dir) = sled_bot().await;
+    a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone_on(bot)
+        .await;
+}
+
+/// As above, on Redis (skipped without `redis-server`, unless `REQUIRE_REDIS=1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone_on_redis()
+ {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone_on(
+        redis_bot(&server, "bsuid3").await,
+    )
+    .await;
+}
+
+async fn a_131049_status_naming_a_known_user_id_for_our_message_to_a_phone_holds_for_the_phone_on<
+    S: Store,
+>(
+    mut bot: Bot<S>,
+) {
     text_to(&mut bot, business(), false).await;
     let first = promo_from(&bot, business()).await;
     let wa_id = sent_wa_id(&first);
