@@ -166,15 +166,19 @@ impl SeenIds {
     /// there are none). The group committer calls it before each flush, after it has
     /// noted which writers the flush covers: each of them added its id before it began
     /// to wait, so the flush makes the id durable with the writer's window.
+    ///
+    /// The list stays locked until the batch is in the tree, so a [`SeenIds::forget`] that
+    /// no longer finds its id in the list finds it in the tree.
     pub(super) fn write_pending(&self) -> Result<(), sled::Error> {
-        let records = std::mem::take(&mut *self.lock_pending());
-        let Some(latest_until_ms) = records.iter().map(record_until_ms).max() else {
+        let mut pending = self.lock_pending();
+        let Some(latest_until_ms) = pending.iter().map(record_until_ms).max() else {
             return Ok(());
         };
         let mut key = [0u8; BATCH_KEY_LEN];
         key[..8].copy_from_slice(&ordered(latest_until_ms).to_be_bytes());
         key[8..].copy_from_slice(&self.db.generate_id()?.to_be_bytes());
-        self.by_expiry.insert(key, records.as_flattened())?;
+        self.by_expiry.insert(key, pending.as_flattened())?;
+        pending.clear();
         Ok(())
     }
 
