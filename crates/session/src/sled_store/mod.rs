@@ -231,9 +231,13 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Stop the committer first: no flush may run after the seal is written.
         drop(self.commit.take());
-        // The predicted costs still in memory go into sled before the last flush.
+        // The predicted costs still in memory go into sled before the last flush, and so
+        // do inbound ids whose calls were cancelled before a flush took them.
         if let Err(error) = self.consent.predicted.close() {
             tracing::error!(path = %self.path.display(), %error, "writing the last predicted costs failed");
+        }
+        if let Err(error) = self.seen.write_pending() {
+            tracing::error!(path = %self.path.display(), %error, "writing the last remembered inbound ids failed");
         }
         // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
