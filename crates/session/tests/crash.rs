@@ -1,9 +1,13 @@
 //! A child process records in durable mode and is killed with SIGKILL mid-stream; every
 //! record it acknowledged must be there after reopening. A second child records inbound
-//! messages by id (the redelivery memory's expiry-ordered tree, with entries expiring and
-//! being pruned as it goes): every id it acknowledged must still be remembered.
+//! messages by id (the redelivery memory's expiry-ordered tree, its ids written in one
+//! batch entry per flush, with entries expiring and being pruned as it goes): every id it
+//! acknowledged must still be remembered.
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+mod raw_sled;
+use raw_sled::raw_sled;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -200,4 +204,17 @@ async fn sigkill_loses_no_acknowledged_inbound_id() {
         kept > 1000,
         "too few long-remembered ids acknowledged: {kept}"
     );
+    // What the kill left is batches of ids, one per flush (not one entry per id): the
+    // structure this test is about.
+    drop(store);
+    let db = raw_sled(&path);
+    let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
+    let mut batches = 0;
+    for item in by_expiry.iter() {
+        let (key, value) = item.unwrap();
+        assert_eq!(key.len(), 16, "only batch entries");
+        assert_eq!(value.len() % 40, 0, "a batch is whole 40-byte records");
+        batches += 1;
+    }
+    assert!(batches > 0, "no batch entries");
 }

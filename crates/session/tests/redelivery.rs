@@ -260,6 +260,35 @@ async fn bad_seen_lines_are_refused_by_line_and_old_exports_still_import() {
     assert_eq!(store.remembered_inbound_ids(), 0);
 }
 
+/// Ids `ns`, delivered again at `later`, are each a duplicate first received at `first`.
+async fn assert_duplicates<const N: usize>(
+    store: &SledStore,
+    ns: [usize; N],
+    later: DateTime<Utc>,
+    first: DateTime<Utc>,
+) {
+    for n in ns {
+        assert_eq!(
+            store
+                .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
+                .await
+                .unwrap(),
+            InboundReceipt::Duplicate {
+                first_received_at: first
+            },
+            "id {n}"
+        );
+    }
+}
+
+/// A new store at `path`, opened with sled itself and marked as of schema `version`.
+fn store_of_schema(path: &std::path::Path, version: u32) -> sled::Db {
+    drop(SledStore::open(path).unwrap());
+    let db = raw_sled(path);
+    db.insert("schema_version", &version.to_be_bytes()).unwrap();
+    db
+}
+
 /// The key both layouts give an id: business then digest.
 fn legacy_id_key(n: usize) -> Vec<u8> {
     [
@@ -277,20 +306,18 @@ fn legacy_expiry_key(until: DateTime<Utc>, n: usize) -> Vec<u8> {
 
 /// A store whose redelivery memory schema version 1 wrote (a tree by id beside an expiry
 /// tree with empty values) opens with what it remembered, moves it to the expiry-ordered
-/// layout, and says schema version 2 from then on.
+/// layout, and says this build's schema version from then on.
 #[tokio::test]
 async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let at = t("2026-11-23T10:00:00Z");
     let until = at + TimeDelta::days(7);
-    drop(SledStore::open(&path).unwrap());
     {
         // What schema version 1 wrote for: id 1 (both trees), id 2 (the tree by id only:
         // a crash came between the two writes), id 3 (the expiry entry only: forgotten,
         // a crash came between the two removals), id 4 (both, expired by `at`).
-        let db = raw_sled(&path);
-        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        let db = store_of_schema(&path, 1);
         let by_id = db.open_tree("seen_inbound").unwrap();
         let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
         let value = |first: DateTime<Utc>, until: DateTime<Utc>| {
@@ -314,18 +341,7 @@ async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
     let later = at + TimeDelta::hours(1);
     {
         let store = SledStore::open(&path).unwrap();
-        for n in [1, 2] {
-            assert_eq!(
-                store
-                    .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
-                    .await
-                    .unwrap(),
-                InboundReceipt::Duplicate {
-                    first_received_at: at
-                },
-                "id {n}"
-            );
-        }
+        assert_duplicates(&store, [1, 2], later, at).await;
         for n in [3, 4] {
             let receipt = store
                 .record_inbound_once(chat(), later, &id(n), later, later + TimeDelta::days(7))
@@ -340,7 +356,7 @@ async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
         let db = raw_sled(&path);
         assert_eq!(
             db.get("schema_version").unwrap().as_deref(),
-            Some(&2u32.to_be_bytes()[..])
+            Some(&lipachat_session::SCHEMA_VERSION.to_be_bytes()[..])
         );
         assert!(db.open_tree("seen_inbound").unwrap().is_empty());
         let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
@@ -366,4 +382,174 @@ async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
         );
     }
     assert_eq!(store.remembered_inbound_ids(), 4);
+}
+
+/// How many entries of each kind the expiry tree of the (closed) store at `path` holds:
+/// (one-id entries, batch entries, ids in batches).
+fn expiry_entries(path: &std::path::Path) -> (usize, usize, usize) {
+    let db = raw_sled(path);
+    let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
+    let (mut ones, mut batches, mut batched_ids) = (0, 0, 0);
+    for item in by_expiry.iter() {
+        let (key, value) = item.unwrap();
+        match key.len() {
+            32 => ones += 1,
+            16 => {
+                assert_eq!(value.len() % 40, 0, "a batch is whole 40-byte records");
+                batches += 1;
+                batched_ids += value.len() / 40;
+            }
+            other => panic!("an expiry entry with a {other}-byte key"),
+        }
+    }
+    (ones, batches, batched_ids)
+}
+
+/// Concurrent inbound messages share flushes, and the ids one flush makes durable are
+/// written as one entry, not one each; every one is remembered after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ids_one_flush_covers_are_written_as_one_entry() {
+    const IDS: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let at = t("2026-11-23T10:00:00Z");
+    let until = at + TimeDelta::days(7);
+    let flushes = {
+        let store = SledStore::open(&path).unwrap();
+        let tasks: Vec<_> = (0..IDS)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let customer = format!("2547{:08}", n);
+                    let chat = Conversation::parse("254110090747", &customer).unwrap();
+                    store
+                        .record_inbound_once(chat, at, &id(n), at, until)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(matches!(task.await.unwrap(), InboundReceipt::Recorded(_)));
+        }
+        assert_eq!(store.remembered_inbound_ids(), IDS);
+        store.group_commit_flushes()
+    };
+    let (ones, batches, batched_ids) = expiry_entries(&path);
+    assert_eq!(ones, 0, "no id written alone");
+    assert_eq!(batched_ids, IDS, "every id written once");
+    assert!(
+        batches as u64 <= flushes && batches < IDS,
+        "{batches} batch entries for {IDS} ids over {flushes} flushes"
+    );
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.remembered_inbound_ids(), IDS);
+    let later = at + TimeDelta::days(1);
+    for n in 0..IDS {
+        let customer = format!("2547{:08}", n);
+        let chat = Conversation::parse("254110090747", &customer).unwrap();
+        assert_eq!(
+            store
+                .record_inbound_once(chat, later, &id(n), later, later + TimeDelta::days(7))
+                .await
+                .unwrap(),
+            InboundReceipt::Duplicate {
+                first_received_at: at
+            },
+            "id {n}"
+        );
+    }
+}
+
+/// A store of schema version 2 (one entry per id) opens with what it remembered, writes
+/// new ids in batches beside the old entries, prunes both kinds, and says schema version
+/// 3 from then on (a build that knows only version 2 refuses it with `SchemaTooNew`).
+#[tokio::test]
+async fn a_store_of_version_2_keeps_its_memory_and_takes_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let at = t("2026-11-23T10:00:00Z");
+    let until = at + TimeDelta::days(7);
+    {
+        // What schema version 2 wrote for: id 1 (remembered a week), id 2 (remembered
+        // an hour).
+        let db = store_of_schema(&path, 2);
+        let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
+        by_expiry
+            .insert(
+                legacy_expiry_key(until, 1),
+                &at.timestamp_millis().to_be_bytes(),
+            )
+            .unwrap();
+        by_expiry
+            .insert(
+                legacy_expiry_key(at + TimeDelta::hours(1), 2),
+                &at.timestamp_millis().to_be_bytes(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let later = at + TimeDelta::minutes(30);
+    {
+        let store = SledStore::open(&path).unwrap();
+        assert_duplicates(&store, [1, 2], later, at).await;
+        let receipt = store
+            .record_inbound_once(chat(), later, &id(3), later, until)
+            .await
+            .unwrap();
+        assert!(matches!(receipt, InboundReceipt::Recorded(_)));
+    }
+    assert_eq!(
+        expiry_entries(&path),
+        (2, 1, 1),
+        "old entries kept, id 3 batched"
+    );
+    {
+        let db = raw_sled(&path);
+        assert_eq!(
+            db.get("schema_version").unwrap().as_deref(),
+            Some(&3u32.to_be_bytes()[..])
+        );
+    }
+    // Two hours on, id 2 has expired: a new copy is recorded (in a batch) and the old
+    // entry is pruned; ids 1 and 3 are still remembered.
+    let hours = at + TimeDelta::hours(2);
+    {
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(store.remembered_inbound_ids(), 3);
+        let receipt = store
+            .record_inbound_once(chat(), hours, &id(2), hours, hours + TimeDelta::days(7))
+            .await
+            .unwrap();
+        assert!(matches!(receipt, InboundReceipt::Recorded(_)));
+        for n in [1, 3] {
+            let receipt = store
+                .record_inbound_once(chat(), hours, &id(n), hours, hours + TimeDelta::days(7))
+                .await
+                .unwrap();
+            assert!(
+                matches!(receipt, InboundReceipt::Duplicate { .. }),
+                "id {n}"
+            );
+        }
+    }
+    assert_eq!(expiry_entries(&path), (1, 2, 2), "id 2's old entry pruned");
+    // Eight days on, everything has expired: recording one id prunes every entry.
+    let days = at + TimeDelta::days(8);
+    let store = SledStore::open(&path).unwrap();
+    for n in 1..=3 {
+        let receipt = store
+            .record_inbound_once(chat(), days, &id(n), days, days + TimeDelta::days(7))
+            .await
+            .unwrap();
+        assert!(matches!(receipt, InboundReceipt::Recorded(_)), "id {n}");
+    }
+    assert_eq!(store.remembered_inbound_ids(), 3);
+    drop(store);
+    let (ones, _, batched_ids) = expiry_entries(&path);
+    assert_eq!(
+        (ones, batched_ids),
+        (0, 3),
+        "only the three new ids are left"
+    );
 }

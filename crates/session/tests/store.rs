@@ -72,7 +72,7 @@ fn newer_schema_is_refused() {
     match SledStore::open(&path) {
         Err(StoreError::SchemaTooNew {
             found: 99,
-            supported: 2,
+            supported: lipachat_session::SCHEMA_VERSION,
             ..
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),

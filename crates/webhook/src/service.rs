@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -279,25 +279,21 @@ impl<S: Store> WebhookService<S> {
         if self.shared.whatsapp.is_some() {
             router = router.route(
                 "/webhooks/whatsapp",
-                axum::routing::post(whatsapp_webhook::<S>)
-                    .route_layer(middleware::from_fn_with_state(
-                        Arc::clone(&self.shared),
-                        refuse_an_unusable_signature_header::<S>,
-                    ))
-                    .get(whatsapp_handshake::<S>),
+                axum::routing::post(whatsapp_webhook::<S>).get(whatsapp_handshake::<S>),
             );
         }
         if self.shared.admin_token.is_some() {
             router = router.merge(admin::routes(Arc::clone(&self.shared)));
         }
+        // One middleware for the span and the head's length check: each `from_fn` layer
+        // costs every request a clone of the service below it and a boxed future.
         router
             .with_state(Arc::clone(&self.shared))
             .layer(DefaultBodyLimit::max(self.shared.body_limit))
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&self.shared),
-                refuse_a_declared_length_over_the_limit::<S>,
+                trace_request::<S>,
             ))
-            .layer(middleware::from_fn(trace_request))
     }
 
     /// The metrics this service keeps (what `GET /metrics` shows).
@@ -322,8 +318,15 @@ impl<S: Store> WebhookService<S> {
 }
 
 /// A span per request naming the route's pattern (never the path itself, which carries
-/// LipaChat's token) and the answer's status.
-async fn trace_request(request: Request, next: Next) -> Response {
+/// LipaChat's token) and the answer's status; within it, the head check of every route:
+/// a request whose declared `Content-Length` is over the body limit is answered 413 from
+/// its head, closing the connection, whatever server the router runs in (under
+/// [`crate::serve`] this is already done before routing).
+async fn trace_request<S: Store>(
+    State(shared): State<Arc<Shared<S>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     // The matched path is shared (an `Arc`): cloning it copies no text.
     let route = request.extensions().get::<MatchedPath>().cloned();
     let span = info_span!(
@@ -332,7 +335,10 @@ async fn trace_request(request: Request, next: Next) -> Response {
         route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status = field::Empty,
     );
-    let response = next.run(request).instrument(span.clone()).await;
+    let response = match refuse_a_declared_length_over(request.headers(), shared.body_limit) {
+        Some(refused) => refused,
+        None => next.run(request).instrument(span.clone()).await,
+    };
     span.record("status", response.status().as_u16());
     span.in_scope(|| debug!("answered"));
     response
@@ -367,20 +373,6 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     response
 }
 
-/// The head check of every route: a request whose declared `Content-Length` is over the
-/// body limit is answered 413 from its head, closing the connection, whatever server the
-/// router runs in (under [`crate::serve`] this is already done before routing).
-async fn refuse_a_declared_length_over_the_limit<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(refused) = refuse_a_declared_length_over(request.headers(), shared.body_limit) {
-        return refused;
-    }
-    next.run(request).await
-}
-
 /// The head check of `POST /webhooks/lipachat/{token}`: a wrong token is answered 401
 /// from the request head, before any of the body is read (an unauthenticated client
 /// cannot make the server read or hold its body), closing the connection.
@@ -405,31 +397,6 @@ async fn refuse_a_wrong_path_token<S: Store>(
 /// Runs behind [`refuse_a_wrong_path_token`]: the token is the right one.
 async fn lipachat_webhook<S: Store>(State(shared): State<Arc<Shared<S>>>, body: Bytes) -> Response {
     apply(&shared, "lipachat", &body).await
-}
-
-/// The head check of `POST /webhooks/whatsapp`: a missing or malformed
-/// `X-Hub-Signature-256` is answered 401 from the request head, before any of the body
-/// is read, closing the connection; a well-formed one is handed to the handler, which
-/// checks it against the body.
-async fn refuse_an_unusable_signature_header<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let header = request
-        .headers()
-        .get(SIGNATURE_HEADER)
-        .map(HeaderValue::as_bytes);
-    match PresentedSignature::from_header(header) {
-        Ok(signature) => {
-            request.extensions_mut().insert(signature);
-            next.run(request).await
-        }
-        Err(error) => {
-            let response = refuse_signature(&shared, error);
-            close_after(response)
-        }
-    }
 }
 
 /// A 401 for a bad signature, counted and logged (never with the signature).
@@ -505,21 +472,32 @@ async fn whatsapp_handshake<S: Store>(
     }
 }
 
-/// Runs behind [`refuse_an_unusable_signature_header`], which leaves the well-formed
-/// signature in the request's extensions; checks it against the body.
+/// `POST /webhooks/whatsapp`. A missing or malformed `X-Hub-Signature-256` is answered
+/// 401 from the request head, before any of the body is read, closing the connection (an
+/// unauthenticated client cannot make the server read or hold its body); a well-formed
+/// one is checked against the body, once read, before it is parsed. (Checked here rather
+/// than in a route layer: each `from_fn` layer costs every request a clone of the
+/// service below it and a boxed future.)
 async fn whatsapp_webhook<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
-    signature: Option<Extension<PresentedSignature>>,
-    body: Bytes,
+    request: Request,
 ) -> Response {
     let Some((_, app_secret)) = &shared.whatsapp else {
         return plain(StatusCode::NOT_FOUND, "not found");
     };
-    let checked = match signature {
-        Some(Extension(signature)) => signature.verify(app_secret, &body),
-        None => Err(SignatureError::Missing),
+    let header = request
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .map(HeaderValue::as_bytes);
+    let signature = match PresentedSignature::from_header(header) {
+        Ok(signature) => signature,
+        Err(error) => return close_after(refuse_signature(&shared, error)),
     };
-    if let Err(error) = checked {
+    let body = match Bytes::from_request(request, &shared).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Err(error) = signature.verify(app_secret, &body) {
         return refuse_signature(&shared, error);
     }
     apply(&shared, "whatsapp", &body).await

@@ -18,7 +18,7 @@ use crate::window::to_millis;
 use crate::{Conversation, MessageId, WindowRecord};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// The default tree's key holding the schema version.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The default tree's key the health check writes (the time of its last write, epoch

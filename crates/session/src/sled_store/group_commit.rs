@@ -6,9 +6,10 @@
 //! happened before the flush began, so the flush covers them. Under load, one flush
 //! acknowledges as many writers as arrived while the previous flush ran.
 //!
-//! Before each flush the committer writes the next checkpoint mark into sled, and after
-//! it records that mark in `lipachat.durable` (see `integrity`): O(1) per flush, nothing
-//! per write.
+//! Before each flush the committer writes what waits for it (the store's
+//! [`BeforeFlush`]: the inbound ids remembered since the last flush, as one entry) and the
+//! next checkpoint mark into sled, and after it records that mark in `lipachat.durable`
+//! (see `integrity`): O(1) per flush, nothing per write.
 //!
 //! Each flush costs CPU whatever it covers (sled hands the write of its log buffer to its
 //! I/O thread pool, which wakes all of that pool's idle threads, then syncs the file), so
@@ -30,6 +31,10 @@ use super::Checkpoint;
 use crate::StoreError;
 
 type FlushResult = Result<(), sled::Error>;
+
+/// What the committer writes into sled before each flush, once it has noted which
+/// writers the flush covers: whatever those writers left to be written with it.
+pub type BeforeFlush = Box<dyn Fn() -> FlushResult + Send>;
 
 /// While writers are concurrent, the shortest time from one flush's start to the next's:
 /// at most 2,000 flushes a second, each covering every writer that arrived meanwhile.
@@ -116,8 +121,13 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the committer thread for `db`, advancing `checkpoint` with each flush.
-    pub fn start(db: sled::Db, checkpoint: Arc<Checkpoint>) -> std::io::Result<Self> {
+    /// Starts the committer thread for `db`, running `before_flush` and advancing
+    /// `checkpoint` with each flush.
+    pub fn start(
+        db: sled::Db,
+        checkpoint: Arc<Checkpoint>,
+        before_flush: BeforeFlush,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -125,7 +135,7 @@ impl GroupCommit {
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("lipachat-group-commit".into())
-            .spawn(move || run(&for_thread, &db, &checkpoint))?;
+            .spawn(move || run(&for_thread, &db, &checkpoint, &before_flush))?;
         Ok(Self {
             shared,
             thread: Some(thread),
@@ -173,7 +183,7 @@ impl GroupCommit {
     }
 }
 
-fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
+fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint, before_flush: &BeforeFlush) {
     let mut gather: Option<Gather> = None;
     let mut recent = 0;
     loop {
@@ -206,8 +216,8 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint) {
         let covered = state.next_ticket;
         drop(state);
         let started = Instant::now();
-        let result = checkpoint
-            .before_flush(db)
+        let result = before_flush()
+            .and_then(|()| checkpoint.before_flush(db))
             .and_then(|mark| db.flush().map(|_| mark));
         if let Ok(mark) = result {
             checkpoint.after_flush(mark);

@@ -188,7 +188,7 @@ struct Inner {
     aliases: TrackedTree,
     /// Held while a handle is allocated, so two callers never number one id twice.
     registry_lock: Mutex<()>,
-    seen: SeenIds,
+    seen: Arc<SeenIds>,
     consent: consent::ConsentTrees,
     /// The customer back-offs (131049), across business numbers.
     back_off: back_off::BackOffTree,
@@ -231,9 +231,13 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Stop the committer first: no flush may run after the seal is written.
         drop(self.commit.take());
-        // The predicted costs still in memory go into sled before the last flush.
+        // The predicted costs still in memory go into sled before the last flush, and so
+        // do inbound ids whose calls were cancelled before a flush took them.
         if let Err(error) = self.consent.predicted.close() {
             tracing::error!(path = %self.path.display(), %error, "writing the last predicted costs failed");
+        }
+        if let Err(error) = self.seen.write_pending() {
+            tracing::error!(path = %self.path.display(), %error, "writing the last remembered inbound ids failed");
         }
         // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
@@ -537,7 +541,10 @@ impl SledStore {
         }
         // Moves an older layout's redelivery memory (see `seen`), then says the store is
         // in this build's layout: a build that reads only the older one refuses it.
-        let seen = SeenIds::open(&db)?;
+        let seen = Arc::new(SeenIds::open(
+            &db,
+            matches!(config.durability, Durability::Durable),
+        )?);
         if stored_schema < SCHEMA_VERSION {
             db.insert(codec::SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             db.flush()?;
@@ -548,7 +555,12 @@ impl SledStore {
         });
         let commit = match config.durability {
             Durability::Durable => Some(
-                GroupCommit::start(db.clone(), Arc::clone(&checkpoint)).map_err(io_error(&path))?,
+                GroupCommit::start(db.clone(), Arc::clone(&checkpoint), {
+                    // The ids remembered since the last flush go in with the next one.
+                    let seen = Arc::clone(&seen);
+                    Box::new(move || seen.write_pending())
+                })
+                .map_err(io_error(&path))?,
             ),
             Durability::Periodic { .. } => None,
         };

@@ -1,11 +1,21 @@
 //! The memory of inbound message ids already recorded, so a redelivered webhook is
 //! recognised.
 //!
-//! On disk it is one tree ordered by expiry (`seen_inbound_expiry`): a new id is written
-//! at its end, and expired ids are pruned from its start, a few at a time, by the calls
-//! that add to it. In memory, a map by (business, digest) loaded at open answers every
-//! check without reading the disk, so recording an inbound message by id costs one sled
-//! insert beside the window's.
+//! On disk it is one tree ordered by expiry (`seen_inbound_expiry`): new ids are written
+//! at its end, and expired ones are pruned from its start, a few entries at a time, by
+//! the calls that add to it. In memory, a map by (business, digest) loaded at open
+//! answers every check without reading the disk.
+//!
+//! The tree holds two kinds of entry, told apart by their key's length:
+//! - one id (32-byte key: remembered until ‖ business ‖ digest → first received), written
+//!   by schema version 2, by imports, and by stores in periodic mode;
+//! - a batch (16-byte key: the latest remembered-until of its ids ‖ a number from
+//!   [`sled::Db::generate_id`] → 40 bytes per id: remembered until ‖ business ‖ digest ‖
+//!   first received), written since schema version 3 in durable mode: the ids remembered
+//!   between two flushes of the group committer wait in memory ([`SeenIds::write_pending`])
+//!   and are written as one entry just before the flush that makes them durable, so a
+//!   flush of many inbound messages costs one insert for their ids, not one each. A batch
+//!   is pruned once its latest id has expired.
 //!
 //! Stores written before schema version 2 also kept a tree by id (`seen_inbound`), with
 //! an empty value in the expiry tree; opening one moves each of its entries into the
@@ -31,6 +41,16 @@ const BY_EXPIRY_TREE: &str = "seen_inbound_expiry";
 /// An id's key in memory: `business (u64 BE) ++ digest (16 B)`.
 type IdKey = [u8; 24];
 
+/// The length of a one-id entry's key: `remembered until ++ id key`.
+const ONE_ID_KEY_LEN: usize = 32;
+/// The length of a batch entry's key: `latest remembered until ++ batch number`.
+const BATCH_KEY_LEN: usize = 16;
+/// The length of one id in a batch's value: `remembered until ++ id key ++ first received`.
+const BATCH_RECORD_LEN: usize = 40;
+
+/// One id as a batch holds it.
+type BatchRecord = [u8; BATCH_RECORD_LEN];
+
 /// What is remembered of one id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Remembered {
@@ -52,9 +72,17 @@ pub(super) struct Memory {
 
 /// The expiry tree and the map that mirrors it.
 pub(super) struct SeenIds {
-    /// `remember until (ordered u64 BE) ++ business (u64 BE) ++ digest` → `first received (i64 ms BE)`.
+    /// One-id and batch entries (see the module documentation).
     by_expiry: sled::Tree,
+    /// Where batch numbers come from.
+    db: sled::Db,
     memory: Mutex<Memory>,
+    /// Whether new ids wait in [`SeenIds::pending`] for the group committer (durable mode)
+    /// rather than being written at once (periodic mode, where nothing would write them).
+    batched: bool,
+    /// Ids remembered since the committer last wrote a batch. Taken after the memory's
+    /// lock when both are held.
+    pending: Mutex<Vec<BatchRecord>>,
 }
 
 /// What the memory says of an id.
@@ -71,7 +99,11 @@ impl SeenIds {
     /// read, or one without its first-received time (left by a legacy store's crash
     /// between its two trees' writes, for an id it had already forgotten), is removed:
     /// it is treated as never seen, which at worst records a redelivery again.
-    pub(super) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    ///
+    /// With `batched`, ids remembered from then on wait for [`SeenIds::write_pending`],
+    /// which the group committer calls before each flush; without it each is written at
+    /// once.
+    pub(super) fn open(db: &sled::Db, batched: bool) -> Result<Self, StoreError> {
         let by_expiry = db.open_tree(BY_EXPIRY_TREE)?;
         if db
             .tree_names()
@@ -85,26 +117,24 @@ impl SeenIds {
         let mut earliest_until_ms = i64::MAX;
         for item in by_expiry.iter() {
             let (key, value) = item?;
-            let Some((until_ms, id_key)) = parse_expiry_key(&key) else {
+            let Some(entry) = Entry::parse(&key, &value) else {
                 unreadable.push(key);
                 continue;
             };
-            let Some(first_ms) = read_i64(&value) else {
-                unreadable.push(key);
-                continue;
-            };
-            earliest_until_ms = earliest_until_ms.min(until_ms);
-            let entry = Remembered { first_ms, until_ms };
-            // Two entries for one id (a crash between writing a renewed one and removing
-            // the one it replaced): the later one is in force.
-            by_id
-                .entry(id_key)
-                .and_modify(|held| {
-                    if until_ms > held.until_ms {
-                        *held = entry;
-                    }
-                })
-                .or_insert(entry);
+            earliest_until_ms = earliest_until_ms.min(entry.key_until_ms());
+            for (id_key, remembered) in entry.ids() {
+                // Two entries for one id (a crash between writing a renewed one and
+                // removing the one it replaced, or an expired id in a batch not yet
+                // pruned beside its renewal): the later one is in force.
+                by_id
+                    .entry(id_key)
+                    .and_modify(|held| {
+                        if remembered.until_ms > held.until_ms {
+                            *held = remembered;
+                        }
+                    })
+                    .or_insert(remembered);
+            }
         }
         if !unreadable.is_empty() {
             tracing::warn!(
@@ -117,11 +147,39 @@ impl SeenIds {
         }
         Ok(Self {
             by_expiry,
+            db: db.clone(),
             memory: Mutex::new(Memory {
                 by_id,
                 earliest_until_ms,
             }),
+            batched,
+            pending: Mutex::default(),
         })
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Vec<BatchRecord>> {
+        // Every update of the list is one step: it stays consistent if a holder panicked.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the ids remembered since the last call as one batch entry (nothing when
+    /// there are none). The group committer calls it before each flush, after it has
+    /// noted which writers the flush covers: each of them added its id before it began
+    /// to wait, so the flush makes the id durable with the writer's window.
+    ///
+    /// The list stays locked until the batch is in the tree, so a [`SeenIds::forget`] that
+    /// no longer finds its id in the list finds it in the tree.
+    pub(super) fn write_pending(&self) -> Result<(), sled::Error> {
+        let mut pending = self.lock_pending();
+        let Some(latest_until_ms) = pending.iter().map(record_until_ms).max() else {
+            return Ok(());
+        };
+        let mut key = [0u8; BATCH_KEY_LEN];
+        key[..8].copy_from_slice(&ordered(latest_until_ms).to_be_bytes());
+        key[8..].copy_from_slice(&self.db.generate_id()?.to_be_bytes());
+        self.by_expiry.insert(key, pending.as_flattened())?;
+        pending.clear();
+        Ok(())
     }
 
     /// Takes the memory's lock: hold it from [`SeenIds::check`] to [`SeenIds::remember`] so
@@ -161,6 +219,7 @@ impl SeenIds {
             id_key(business, id.digest()),
             received_at.timestamp_millis(),
             until.timestamp_millis(),
+            self.batched,
         )?;
         self.prune(memory, received_at)
     }
@@ -168,19 +227,30 @@ impl SeenIds {
     /// Writes the entry under `key`, replacing whatever was remembered for it: the new
     /// entry is written before the old one is removed, so a crash between the two leaves
     /// both, of which the later is in force.
+    ///
+    /// With `batch`, the entry waits for [`SeenIds::write_pending`] instead; an entry it
+    /// replaces stays where it was (in a batch it cannot be removed alone) and loses to
+    /// the new one at open, the later being in force.
     fn put(
         &self,
         memory: &mut Memory,
         key: IdKey,
         first_ms: i64,
         until_ms: i64,
+        batch: bool,
     ) -> Result<(), StoreError> {
-        self.by_expiry
-            .insert(expiry_key(until_ms, &key), &first_ms.to_be_bytes())?;
+        if batch {
+            self.lock_pending()
+                .push(batch_record(until_ms, &key, first_ms));
+        } else {
+            self.by_expiry
+                .insert(expiry_key(until_ms, &key), &first_ms.to_be_bytes())?;
+        }
         let replaced = memory.by_id.insert(key, Remembered { first_ms, until_ms });
         memory.earliest_until_ms = memory.earliest_until_ms.min(until_ms);
         if let Some(old) = replaced
             && old.until_ms != until_ms
+            && !batch
         {
             self.by_expiry.remove(expiry_key(old.until_ms, &key))?;
         }
@@ -213,6 +283,7 @@ impl SeenIds {
             key,
             entry.first_received_at.timestamp_millis(),
             entry.remember_until.timestamp_millis(),
+            false,
         )?;
         self.prune(memory, now)?;
         Ok(true)
@@ -243,7 +314,10 @@ impl SeenIds {
         found.into_iter().map(|(_, entry)| entry).collect()
     }
 
-    /// Forgets `id` for `business` (after a write that could not be made durable).
+    /// Forgets `id` for `business` (after a write that could not be made durable):
+    /// removes it from the ids waiting for a batch, from its one-id entry, or from the
+    /// batch it was written in (rewritten without it; rare, so the batches that may hold
+    /// it, those ending at or after it, are read).
     pub(super) fn forget(
         &self,
         memory: &mut Memory,
@@ -251,8 +325,37 @@ impl SeenIds {
         id: &InboundId,
     ) -> Result<(), StoreError> {
         let key = id_key(business, id.digest());
-        if let Some(held) = memory.by_id.remove(&key) {
-            self.by_expiry.remove(expiry_key(held.until_ms, &key))?;
+        let Some(held) = memory.by_id.remove(&key) else {
+            return Ok(());
+        };
+        let record = batch_record(held.until_ms, &key, held.first_ms);
+        {
+            let mut pending = self.lock_pending();
+            let before = pending.len();
+            pending.retain(|waiting| *waiting != record);
+            if pending.len() < before {
+                return Ok(());
+            }
+        }
+        self.by_expiry.remove(expiry_key(held.until_ms, &key))?;
+        let from = ordered(held.until_ms).to_be_bytes();
+        for item in self.by_expiry.range(&from[..]..) {
+            let (batch_key, value) = item?;
+            if batch_key.len() != BATCH_KEY_LEN {
+                continue;
+            }
+            let Some(records) = batch_records(&value) else {
+                continue;
+            };
+            if !records.contains(&record) {
+                continue;
+            }
+            let kept: Vec<BatchRecord> = records.into_iter().filter(|r| *r != record).collect();
+            if kept.is_empty() {
+                self.by_expiry.remove(&batch_key)?;
+            } else {
+                self.by_expiry.insert(&batch_key, kept.as_flattened())?;
+            }
         }
         Ok(())
     }
@@ -268,22 +371,25 @@ impl SeenIds {
         let expired = self
             .by_expiry
             .range(..&bound[..])
-            .keys()
             .take(PRUNE_PER_CALL)
             .collect::<Result<Vec<_>, _>>()?;
-        for key in expired {
+        for (key, value) in expired {
             self.by_expiry.remove(&key)?;
-            if let Some((until_ms, id_key)) = parse_expiry_key(&key)
-                && memory
+            let Some(entry) = Entry::parse(&key, &value) else {
+                continue;
+            };
+            for (id_key, remembered) in entry.ids() {
+                if memory
                     .by_id
                     .get(&id_key)
-                    .is_some_and(|held| held.until_ms == until_ms)
-            {
-                memory.by_id.remove(&id_key);
+                    .is_some_and(|held| held.until_ms == remembered.until_ms)
+                {
+                    memory.by_id.remove(&id_key);
+                }
             }
         }
         memory.earliest_until_ms = match self.by_expiry.first()? {
-            Some((key, _)) => parse_expiry_key(&key).map_or(i64::MIN, |(until, _)| until),
+            Some((key, _)) => read_key_until(&key).unwrap_or(i64::MIN),
             None => i64::MAX,
         };
         Ok(())
@@ -293,6 +399,96 @@ impl SeenIds {
     pub(super) fn len(&self) -> usize {
         self.lock().by_id.len()
     }
+}
+
+/// One entry of the expiry tree, read.
+enum Entry {
+    /// One id (schema version 2's only kind).
+    One(IdKey, Remembered),
+    /// A batch: the latest remembered-until (its key's) and its ids.
+    Batch(i64, Vec<BatchRecord>),
+}
+
+impl Entry {
+    /// Reads an entry by its key's length; `None` when it cannot be read (a key of
+    /// another length, a time missing, a batch's value not whole records).
+    fn parse(key: &[u8], value: &[u8]) -> Option<Self> {
+        match key.len() {
+            ONE_ID_KEY_LEN => {
+                let (until_ms, id_key) = parse_expiry_key(key)?;
+                let first_ms = read_i64(value)?;
+                Some(Self::One(id_key, Remembered { first_ms, until_ms }))
+            }
+            BATCH_KEY_LEN => Some(Self::Batch(read_key_until(key)?, batch_records(value)?)),
+            _ => None,
+        }
+    }
+
+    /// The remembered-until its key sorts by.
+    fn key_until_ms(&self) -> i64 {
+        match self {
+            Self::One(_, remembered) => remembered.until_ms,
+            Self::Batch(latest, _) => *latest,
+        }
+    }
+
+    /// Its ids and what is remembered of each.
+    fn ids(&self) -> Vec<(IdKey, Remembered)> {
+        match self {
+            Self::One(key, remembered) => vec![(*key, *remembered)],
+            Self::Batch(_, records) => records.iter().map(parse_batch_record).collect(),
+        }
+    }
+}
+
+/// One id as a batch holds it: `remembered until (i64 BE) ++ id key ++ first received
+/// (i64 BE)`.
+fn batch_record(until_ms: i64, key: &IdKey, first_ms: i64) -> BatchRecord {
+    let mut record = [0u8; BATCH_RECORD_LEN];
+    record[..8].copy_from_slice(&until_ms.to_be_bytes());
+    record[8..32].copy_from_slice(key);
+    record[32..].copy_from_slice(&first_ms.to_be_bytes());
+    record
+}
+
+/// The remembered-until of a batch record.
+fn record_until_ms(record: &BatchRecord) -> i64 {
+    let mut until = [0u8; 8];
+    until.copy_from_slice(&record[..8]);
+    i64::from_be_bytes(until)
+}
+
+/// The id key and times of a batch record.
+fn parse_batch_record(record: &BatchRecord) -> (IdKey, Remembered) {
+    let mut key = [0u8; 24];
+    key.copy_from_slice(&record[8..32]);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&record[32..]);
+    (
+        key,
+        Remembered {
+            first_ms: i64::from_be_bytes(first),
+            until_ms: record_until_ms(record),
+        },
+    )
+}
+
+/// A batch's value as records; `None` unless it is a whole, non-zero number of them.
+fn batch_records(value: &[u8]) -> Option<Vec<BatchRecord>> {
+    if value.is_empty() || !value.len().is_multiple_of(BATCH_RECORD_LEN) {
+        return None;
+    }
+    value
+        .chunks_exact(BATCH_RECORD_LEN)
+        .map(|chunk| chunk.try_into().ok())
+        .collect()
+}
+
+/// The remembered-until an entry's key starts with (either kind).
+fn read_key_until(key: &[u8]) -> Option<i64> {
+    Some(unordered(u64::from_be_bytes(
+        key.get(..8)?.try_into().ok()?,
+    )))
 }
 
 /// Moves a legacy store's tree by id into the expiry tree: each entry's first-received
@@ -391,6 +587,115 @@ mod tests {
         for t in times {
             assert_eq!(unordered(ordered(t)), t);
         }
+    }
+
+    /// A sled database in a new temporary directory (kept while the first is held).
+    fn temp_db() -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap_or_else(|error| panic!("{error}"));
+        let db = sled::open(dir.path().join("db")).unwrap_or_else(|error| panic!("{error}"));
+        (dir, db)
+    }
+
+    fn business() -> PhoneNumber {
+        PhoneNumber::from_u64(254_110_090_747).unwrap_or_else(|| unreachable!())
+    }
+
+    fn inbound(n: u32) -> InboundId {
+        InboundId::new(&format!("wamid.{n}")).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap_or_else(|| unreachable!())
+    }
+
+    fn remember(seen: &SeenIds, n: u32) {
+        let mut memory = seen.lock();
+        seen.remember(&mut memory, business(), &inbound(n), at(0), at(60_000))
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    fn forget(seen: &SeenIds, n: u32) {
+        let mut memory = seen.lock();
+        seen.forget(&mut memory, business(), &inbound(n))
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    fn is_seen(seen: &SeenIds, n: u32) -> bool {
+        let memory = seen.lock();
+        matches!(
+            seen.check(&memory, business(), &inbound(n), at(1)),
+            Sighting::Seen(_)
+        )
+    }
+
+    /// A forgotten id (its flush failed) leaves the list waiting for a batch, or the
+    /// batch it was written in, and is not remembered after a reopen; the others are.
+    #[test]
+    fn a_forgotten_id_leaves_its_batch_or_the_waiting_list() {
+        let (_dir, db) = temp_db();
+        let seen = SeenIds::open(&db, true).unwrap_or_else(|error| panic!("{error}"));
+        for n in 1..=3 {
+            remember(&seen, n);
+        }
+        assert!(
+            seen.by_expiry.is_empty(),
+            "nothing written before the flush"
+        );
+        seen.write_pending()
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(seen.by_expiry.len(), 1, "three ids, one entry");
+        remember(&seen, 4);
+        forget(&seen, 2);
+        forget(&seen, 4);
+        seen.write_pending()
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(seen.by_expiry.len(), 1, "id 4 was never written");
+        drop(seen);
+        let seen = SeenIds::open(&db, true).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            (1..=4).map(|n| is_seen(&seen, n)).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
+        forget(&seen, 1);
+        forget(&seen, 3);
+        assert!(seen.by_expiry.is_empty(), "an emptied batch is removed");
+    }
+
+    /// In periodic mode nothing would write a batch: each id is written at once.
+    #[test]
+    fn without_batches_an_id_is_written_at_once() {
+        let (_dir, db) = temp_db();
+        let seen = SeenIds::open(&db, false).unwrap_or_else(|error| panic!("{error}"));
+        remember(&seen, 1);
+        assert_eq!(seen.by_expiry.len(), 1);
+        assert!(seen.lock_pending().is_empty());
+        drop(seen);
+        let seen = SeenIds::open(&db, false).unwrap_or_else(|error| panic!("{error}"));
+        assert!(is_seen(&seen, 1));
+    }
+
+    /// A batch entry that cannot be read (not whole records, a key of another length) is
+    /// removed at open; its neighbours are kept.
+    #[test]
+    fn an_unreadable_batch_is_removed_at_open() {
+        let (_dir, db) = temp_db();
+        let seen = SeenIds::open(&db, true).unwrap_or_else(|error| panic!("{error}"));
+        remember(&seen, 1);
+        seen.write_pending()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let tree = seen.by_expiry.clone();
+        drop(seen);
+        let mut torn = [0u8; BATCH_KEY_LEN];
+        torn[..8].copy_from_slice(&ordered(at(60_000).timestamp_millis()).to_be_bytes());
+        torn[8..].copy_from_slice(&u64::MAX.to_be_bytes());
+        tree.insert(torn, &[1u8; 39][..])
+            .unwrap_or_else(|error| panic!("{error}"));
+        tree.insert(&[9u8; 20][..], &[0u8; 40][..])
+            .unwrap_or_else(|error| panic!("{error}"));
+        let seen = SeenIds::open(&db, true).unwrap_or_else(|error| panic!("{error}"));
+        assert!(is_seen(&seen, 1));
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen.by_expiry.len(), 1, "the unreadable entries are gone");
     }
 
     #[test]
