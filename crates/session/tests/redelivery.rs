@@ -340,7 +340,7 @@ async fn a_store_of_the_old_layout_keeps_its_memory_and_moves_to_the_new_one() {
         let db = raw_sled(&path);
         assert_eq!(
             db.get("schema_version").unwrap().as_deref(),
-            Some(&2u32.to_be_bytes()[..])
+            Some(&lipachat_session::SCHEMA_VERSION.to_be_bytes()[..])
         );
         assert!(db.open_tree("seen_inbound").unwrap().is_empty());
         let by_expiry = db.open_tree("seen_inbound_expiry").unwrap();
