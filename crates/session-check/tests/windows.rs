@@ -383,7 +383,9 @@ fn a_corrupt_record_is_reported_without_hiding_the_others() {
         let db = sled::open(cli.db()).unwrap();
         let windows = db.open_tree("windows").unwrap();
         let broken = Conversation::parse(BUSINESS, "254700000002").unwrap();
-        windows.insert(broken.to_key(), &b"bad"[..]).unwrap();
+        windows
+            .insert(lipachat_session::SledStore::window_key(broken), &b"bad"[..])
+            .unwrap();
         db.flush().unwrap();
     }
     // A value changed behind the store's back is damage: refused until accepted.

@@ -624,7 +624,7 @@ async fn accepting_damage_makes_what_is_left_the_new_reference() {
         };
         let windows = db.open_tree("windows").unwrap();
         for i in 0..5 {
-            windows.remove(chat(i).to_key()).unwrap();
+            windows.remove(SledStore::window_key(chat(i))).unwrap();
         }
         db.flush().unwrap();
     }

@@ -508,7 +508,7 @@ async fn a_store_of_version_2_keeps_its_memory_and_takes_batches() {
         let db = raw_sled(&path);
         assert_eq!(
             db.get("schema_version").unwrap().as_deref(),
-            Some(&3u32.to_be_bytes()[..])
+            Some(&lipachat_session::SCHEMA_VERSION.to_be_bytes()[..])
         );
     }
     // Two hours on, id 2 has expired: a new copy is recorded (in a batch) and the old

@@ -93,13 +93,13 @@ async fn corrupt_value_is_a_typed_error_for_that_pair_only() {
         let db = raw_sled(&path);
         let windows = db.open_tree("windows").unwrap();
         windows
-            .insert(chat(254700000001).to_key(), &b"garbage"[..])
+            .insert(SledStore::window_key(chat(254700000001)), &b"garbage"[..])
             .unwrap();
         windows
             .insert(b"not a conversation key", &b"x"[..])
             .unwrap();
         // A longer key that starts like a real one is not a conversation either.
-        let mut long = chat(254700000002).to_key().to_vec();
+        let mut long = SledStore::window_key(chat(254700000002)).to_vec();
         long.extend_from_slice(b"stray");
         windows.insert(long, &0i64.to_be_bytes()[..]).unwrap();
         db.flush().unwrap();

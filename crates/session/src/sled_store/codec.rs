@@ -1,10 +1,10 @@
-//! The on-disk encoding (schema version 2): fixed-width big-endian binary. Version 2
-//! changed only the redelivery memory's layout (see `seen`); a version 1 store is moved
-//! to it at open.
+//! The on-disk encoding (schema version 4): fixed-width big-endian binary. Versions 2
+//! and 3 changed only the redelivery memory's layout (see `seen`); version 4 only the
+//! `windows` tree's (a 13-byte key and 6-byte times). An older store is moved to it at open.
 //!
 //! | tree          | key                                   | value                                        |
 //! |---------------|---------------------------------------|----------------------------------------------|
-//! | `windows`     | business u64 ‖ customer u64 (16 B)    | last inbound ms i64 (8 B) [‖ closed ms i64]  |
+//! | `windows`     | business × 2^50 + customer key (13 B) | last inbound ms i48 (6 B) [‖ closed ms i48]; a time beyond i48 keeps i64s (8 or 16 B) |
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
 //! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| 0xFF ‖ expires ms u64 ‖ wa id length u16 ‖ wa id ‖ outcome JSON text (an outcome written before outcomes expired: the JSON text alone) |
@@ -18,7 +18,7 @@ use crate::window::to_millis;
 use crate::{Conversation, MessageId, WindowRecord};
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 /// The default tree's key holding the schema version.
 pub const SCHEMA_KEY: &[u8] = b"schema_version";
 /// The default tree's key the health check writes (the time of its last write, epoch
@@ -35,26 +35,100 @@ fn read_time(bytes: &[u8], what: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{what}: {millis} ms is out of range"))
 }
 
-/// Encodes a window record: 8 bytes, or 16 when a gateway closure is in force.
+/// The length of a `windows` key since schema version 4.
+pub const WINDOW_KEY_LEN: usize = 13;
+/// The length of a `windows` key before schema version 4 (`Conversation::to_key`).
+pub const OLD_WINDOW_KEY_LEN: usize = 16;
+/// Bits of a `windows` key below the business number: a customer key is below 2^50 (a
+/// phone has at most 15 digits; user and group handles are keyed below 2^50 too).
+const CUSTOMER_KEY_BITS: u32 = 50;
+
+/// The `windows` key of a conversation (schema version 4): business × 2^50 + the
+/// customer's key, the low 13 bytes of it big-endian. A business number is below 10^15,
+/// so the value is below 2^100 and fits; the order is still business, then customer.
+pub fn window_key(conversation: Conversation) -> [u8; WINDOW_KEY_LEN] {
+    let packed = (u128::from(conversation.business.as_u64()) << CUSTOMER_KEY_BITS)
+        | u128::from(conversation.customer.key());
+    let bytes = packed.to_be_bytes();
+    let mut key = [0u8; WINDOW_KEY_LEN];
+    key.copy_from_slice(&bytes[16 - WINDOW_KEY_LEN..]);
+    key
+}
+
+/// The conversation a `windows` key names, in this layout (13 bytes) or the one before
+/// schema version 4 (16 bytes, `Conversation::to_key`); `None` when it names none.
+pub fn parse_window_key(key: &[u8]) -> Option<Conversation> {
+    match key.len() {
+        WINDOW_KEY_LEN => {
+            let mut bytes = [0u8; 16];
+            bytes[16 - WINDOW_KEY_LEN..].copy_from_slice(key);
+            let packed = u128::from_be_bytes(bytes);
+            let business = u64::try_from(packed >> CUSTOMER_KEY_BITS).ok()?;
+            let customer = (packed & ((1 << CUSTOMER_KEY_BITS) - 1)) as u64;
+            let conversation = Conversation::with_customer(
+                crate::PhoneNumber::from_u64(business)?,
+                crate::Customer::from_key(customer)?,
+            );
+            // One spelling per conversation: a key that reads back as another is none.
+            (window_key(conversation) == key).then_some(conversation)
+        }
+        OLD_WINDOW_KEY_LEN => Conversation::from_key(key),
+        _ => None,
+    }
+}
+
+/// The smallest and one past the largest time a 6-byte (i48) field holds, in ms: about
+/// 4,459 years either side of 1970.
+const I48_MIN: i64 = -(1 << 47);
+const I48_END: i64 = 1 << 47;
+
+/// Encodes a window record: 6 bytes, or 12 when a gateway closure is in force; a time
+/// outside the 6-byte range (more than about 4,459 years from 1970, which chrono can
+/// hold) makes it 8 or 16 bytes, as before schema version 4.
 pub fn encode_window(record: &WindowRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    out.extend_from_slice(&to_millis(record.last_inbound).to_be_bytes());
-    if let Some(closed) = record.gateway_closed_at {
-        out.extend_from_slice(&to_millis(closed).to_be_bytes());
+    let last = to_millis(record.last_inbound);
+    let closed = record.gateway_closed_at.map(to_millis);
+    let fits = |ms: i64| (I48_MIN..I48_END).contains(&ms);
+    let width = if fits(last) && closed.is_none_or(fits) {
+        6
+    } else {
+        8
+    };
+    let mut out = Vec::with_capacity(2 * width);
+    for ms in std::iter::once(last).chain(closed) {
+        out.extend_from_slice(&ms.to_be_bytes()[8 - width..]);
     }
     out
 }
 
-/// Decodes a window record, naming what is wrong with a corrupt value.
+/// Reads a time of `bytes.len()` (6 or 8) bytes, big-endian, signed.
+fn read_time_of_width(bytes: &[u8], what: &str) -> Result<DateTime<Utc>, String> {
+    let millis = match bytes.len() {
+        6 => {
+            let mut wide = [if bytes[0] & 0x80 == 0 { 0 } else { 0xFF }; 8];
+            wide[2..].copy_from_slice(bytes);
+            i64::from_be_bytes(wide)
+        }
+        _ => read_i64(bytes).ok_or_else(|| format!("{what}: expected 8 bytes"))?,
+    };
+    DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| format!("{what}: {millis} ms is out of range"))
+}
+
+/// Decodes a window record (6 or 12 bytes; 8 or 16 as written before schema version 4
+/// or for a time beyond the 6-byte range), naming what is wrong with a corrupt value.
 pub fn decode_window(bytes: &[u8]) -> Result<WindowRecord, String> {
-    match bytes.len() {
-        8 => Ok(WindowRecord::inbound(read_time(bytes, "last inbound")?)),
-        16 => Ok(WindowRecord {
-            last_inbound: read_time(&bytes[..8], "last inbound")?,
-            gateway_closed_at: Some(read_time(&bytes[8..], "gateway closure")?),
-        }),
-        n => Err(format!("expected 8 or 16 bytes, found {n}")),
-    }
+    let width = match bytes.len() {
+        6 | 12 => 6,
+        8 | 16 => 8,
+        n => return Err(format!("expected 6, 8, 12 or 16 bytes, found {n}")),
+    };
+    Ok(WindowRecord {
+        last_inbound: read_time_of_width(&bytes[..width], "last inbound")?,
+        gateway_closed_at: (bytes.len() == 2 * width)
+            .then(|| read_time_of_width(&bytes[width..], "gateway closure"))
+            .transpose()?,
+    })
 }
 
 /// The outbox key of a queued message: conversation then a sequence number.
@@ -212,16 +286,74 @@ mod tests {
     fn window_round_trip_and_corruption() {
         let at: DateTime<Utc> = "2026-11-23T10:00:00.123Z".parse().unwrap();
         let plain = WindowRecord::inbound(at);
-        assert_eq!(encode_window(&plain).len(), 8);
+        assert_eq!(encode_window(&plain).len(), 6);
         assert_eq!(decode_window(&encode_window(&plain)).unwrap(), plain);
         let closed = plain.with_gateway_closure(at);
+        assert_eq!(encode_window(&closed).len(), 12);
         assert_eq!(decode_window(&encode_window(&closed)).unwrap(), closed);
+        // Times before the epoch, and at both ends of the 6-byte range.
+        for ms in [-1, -86_400_000, I48_MIN, I48_END - 1] {
+            let record = WindowRecord::inbound(crate::window::from_millis(ms));
+            assert_eq!(encode_window(&record).len(), 6, "{ms}");
+            assert_eq!(decode_window(&encode_window(&record)).unwrap(), record);
+        }
+        // Beyond it, 8-byte times, as before schema version 4.
+        for ms in [I48_MIN - 1, I48_END] {
+            let record = WindowRecord::inbound(crate::window::from_millis(ms));
+            assert_eq!(encode_window(&record).len(), 8, "{ms}");
+            assert_eq!(decode_window(&encode_window(&record)).unwrap(), record);
+            let closed = record.with_gateway_closure(at);
+            assert_eq!(encode_window(&closed).len(), 16);
+            assert_eq!(decode_window(&encode_window(&closed)).unwrap(), closed);
+        }
+        // The values written before schema version 4 read as they did.
+        let old: Vec<u8> = [at.timestamp_millis(), at.timestamp_millis() + 1]
+            .iter()
+            .flat_map(|ms| ms.to_be_bytes())
+            .collect();
+        assert_eq!(decode_window(&old[..8]).unwrap(), plain);
+        assert_eq!(
+            decode_window(&old).unwrap(),
+            plain.with_gateway_closure(at + chrono::TimeDelta::milliseconds(1))
+        );
         assert!(decode_window(b"abc").unwrap_err().contains("found 3"));
         assert!(
             decode_window(&i64::MAX.to_be_bytes())
                 .unwrap_err()
                 .contains("out of range")
         );
+    }
+
+    #[test]
+    fn window_keys_keep_conversation_order_and_read_both_layouts() {
+        use crate::{Customer, PhoneNumber};
+        let phone = |n| PhoneNumber::from_u64(n).unwrap();
+        let mut conversations = vec![
+            Conversation::new(phone(254_110_090_747), phone(254_712_345_678)),
+            Conversation::new(phone(254_110_090_747), phone(999_999_999_999_999)),
+            Conversation::new(phone(999_999_999_999_999), phone(10_000_000)),
+            Conversation::new(phone(10_000_000), phone(999_999_999_999_999)),
+        ];
+        for key in [1_000_000_000_000_000, (1 << 50) - 1] {
+            if let Some(customer) = Customer::from_key(key) {
+                conversations.push(Conversation::with_customer(
+                    phone(254_110_090_747),
+                    customer,
+                ));
+            }
+        }
+        assert!(conversations.len() > 4, "a user or group key is in range");
+        for c in &conversations {
+            assert_eq!(parse_window_key(&window_key(*c)), Some(*c), "{c}");
+            assert_eq!(parse_window_key(&c.to_key()), Some(*c), "{c}");
+        }
+        let mut by_key = conversations.clone();
+        by_key.sort_by_key(|c| window_key(*c));
+        conversations.sort();
+        assert_eq!(by_key, conversations);
+        for bad in [&[0u8; 12][..], &[0xFF; 13], &[0; 13], &[1; 14], &[0xFF; 16]] {
+            assert_eq!(parse_window_key(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

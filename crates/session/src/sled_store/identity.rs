@@ -325,11 +325,11 @@ impl SledStore {
         if let Some(merged) = merged {
             changes.push((
                 0,
-                target.to_key().to_vec(),
+                codec::window_key(target).to_vec(),
                 None,
                 Some(codec::encode_window(&merged)),
             ));
-            changes.push((0, source.to_key().to_vec(), None, None));
+            changes.push((0, codec::window_key(source).to_vec(), None, None));
             moved.window = true;
         }
 

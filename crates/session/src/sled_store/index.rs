@@ -17,7 +17,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
-use crate::window::{from_millis, to_millis};
+use crate::window::{to_millis, truncate_to_millis};
 use crate::{Conversation, Customer, PhoneNumber, WindowRecord};
 
 const SHARDS: usize = 64;
@@ -30,12 +30,17 @@ const SCAN_BUSINESSES: usize = 16;
 /// about as much as the rest of the check; foldhash is a few multiplies, seeded at
 /// random per process (so keys cannot be chosen to collide from outside), and the keys
 /// are fixed-width numbers, which it mixes well.
-type LookupMap<K> = HashMap<K, i64, foldhash::fast::RandomState>;
+///
+/// Times are kept as `DateTime<Utc>` (12 bytes), not milliseconds (8): turning
+/// milliseconds into a `DateTime` is a calendar computation that cost about a tenth of a
+/// check in a profile, for some 8 more bytes per conversation.
+type LookupMap<K> = HashMap<K, DateTime<Utc>, foldhash::fast::RandomState>;
 
 /// One table of records under some key type.
 struct Table<K> {
     last_inbound: LookupMap<K>,
     gateway_closed_at: LookupMap<K>,
+    /// By last inbound time, in milliseconds, for the closing-soon query.
     by_inbound: BTreeSet<(i64, K)>,
 }
 
@@ -53,26 +58,29 @@ impl<K: Copy + Eq + Hash + Ord> Table<K> {
     fn get(&self, key: K) -> Option<WindowRecord> {
         let last = *self.last_inbound.get(&key)?;
         Some(WindowRecord {
-            last_inbound: from_millis(last),
-            gateway_closed_at: self.gateway_closed_at.get(&key).map(|c| from_millis(*c)),
+            last_inbound: last,
+            gateway_closed_at: self.gateway_closed_at.get(&key).copied(),
         })
     }
 
     fn put(&mut self, key: K, record: &WindowRecord) {
-        let last = to_millis(record.last_inbound);
+        // Stored records are truncated to the millisecond, so the index holds exactly what
+        // sled does.
+        let last = truncate_to_millis(record.last_inbound);
         match self.last_inbound.insert(key, last) {
             Some(old) if old == last => {}
             Some(old) => {
-                self.by_inbound.remove(&(old, key));
-                self.by_inbound.insert((last, key));
+                self.by_inbound.remove(&(to_millis(old), key));
+                self.by_inbound.insert((to_millis(last), key));
             }
             None => {
-                self.by_inbound.insert((last, key));
+                self.by_inbound.insert((to_millis(last), key));
             }
         }
         match record.gateway_closed_at {
             Some(closed) => {
-                self.gateway_closed_at.insert(key, to_millis(closed));
+                self.gateway_closed_at
+                    .insert(key, truncate_to_millis(closed));
             }
             None => {
                 self.gateway_closed_at.remove(&key);
@@ -84,7 +92,7 @@ impl<K: Copy + Eq + Hash + Ord> Table<K> {
         self.gateway_closed_at.remove(&key);
         match self.last_inbound.remove(&key) {
             Some(old) => {
-                self.by_inbound.remove(&(old, key));
+                self.by_inbound.remove(&(to_millis(old), key));
                 true
             }
             None => false,
@@ -363,6 +371,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::window::from_millis;
 
     fn chat(business: u64, customer: u64) -> Conversation {
         Conversation::new(

@@ -399,18 +399,21 @@ impl SledStore {
         let index = Index::default();
         let mut skipped_keys = 0;
         let mut legacy_phone_keys = 0usize;
+        // Keys in the layout before schema version 4, moved to this one once the store is
+        // open (below).
+        let mut old_window_keys = Vec::new();
         let mut windows_tally = TreeTally::default();
         for entry in windows.iter() {
             let (key, value) = entry?;
             windows_tally.add(&key, &value);
-            let conversation = (key.len() == 16)
-                .then(|| Conversation::from_key(&key))
-                .flatten();
-            let Some(conversation) = conversation else {
+            let Some(conversation) = codec::parse_window_key(&key) else {
                 skipped_keys += 1;
                 tracing::warn!(key = ?key, "skipping a windows key that names no conversation");
                 continue;
             };
+            if key.len() == codec::OLD_WINDOW_KEY_LEN {
+                old_window_keys.push(key.clone());
+            }
             if !conversation.business.is_canonical()
                 || conversation.phone().is_some_and(|p| !p.is_canonical())
             {
@@ -418,7 +421,13 @@ impl SledStore {
             }
             let mut shard = index.write(&conversation);
             match codec::decode_window(&value) {
-                Ok(record) => shard.put(conversation, &record),
+                // Both layouts' keys for one conversation (a store an older build wrote
+                // to while a migration was unfinished): the two records merged.
+                Ok(record) => match shard.get(&conversation) {
+                    Ok(Some(other)) => shard.put(conversation, &other.merged_with(record)),
+                    _ => shard.put(conversation, &record),
+                },
+                Err(_) if matches!(shard.get(&conversation), Ok(Some(_))) => {}
                 Err(detail) => {
                     tracing::warn!(%conversation, %detail, "corrupt window value");
                     shard.put_corrupt(conversation, detail);
@@ -539,8 +548,14 @@ impl SledStore {
         if matches!(found, Found::Unmarked) {
             directory::write_marker(&path)?;
         }
-        // Moves an older layout's redelivery memory (see `seen`), then says the store is
-        // in this build's layout: a build that reads only the older one refuses it.
+        // Moves an older layout's window keys and redelivery memory (see `seen`), then
+        // says the store is in this build's layout: a build that reads only the older one
+        // refuses it. The integrity record says "open" by now, so a crash part-way is
+        // checked as unclean, and the next open moves what is left.
+        if !old_window_keys.is_empty() {
+            migrate_window_keys(&windows, &index, &old_window_keys, &path)?;
+            found_tallies[0] = integrity::scan(&windows)?;
+        }
         let seen = Arc::new(SeenIds::open(
             &db,
             matches!(config.durability, Durability::Durable),
@@ -608,6 +623,13 @@ impl SledStore {
         &self.inner.integrity
     }
 
+    /// The key a conversation's window is kept under in the `windows` tree (schema
+    /// version 4: 13 bytes, docs/store.md "Key layout"), for tools and tests that read or
+    /// damage the sled tree directly.
+    pub fn window_key(conversation: Conversation) -> [u8; 13] {
+        codec::window_key(conversation)
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -659,9 +681,10 @@ impl SledStore {
             return Ok((previous, None));
         };
         if previous != Some(current) {
-            self.inner
-                .windows
-                .insert(conversation.to_key(), codec::encode_window(&current))?;
+            self.inner.windows.insert(
+                codec::window_key(conversation),
+                codec::encode_window(&current),
+            )?;
             shard.put(conversation, &current);
         }
         Ok((previous, Some(current)))
@@ -816,6 +839,44 @@ fn open_sled(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError>
     }
 }
 
+/// How many old-layout window entries one sled batch moves: each batch is atomic, so a
+/// crash leaves every conversation under exactly one of its two keys.
+const MIGRATION_BATCH: usize = 10_000;
+
+/// Moves the `windows` entries keyed in the layout before schema version 4 (16-byte keys,
+/// 8-byte times) to this one's (13-byte keys, 6-byte times), in atomic batches (insert
+/// the new key, remove the old), then flushes. The value written is the index's record,
+/// which merged both keys' records when a conversation had both; an unreadable value is
+/// moved as it is (it stays reported as corrupt, naming its conversation).
+fn migrate_window_keys(
+    windows: &sled::Tree,
+    index: &Index,
+    old_keys: &[sled::IVec],
+    path: &Path,
+) -> Result<(), StoreError> {
+    tracing::info!(path = %path.display(), windows = old_keys.len(), "moving windows to the compact layout (schema version 4)");
+    for chunk in old_keys.chunks(MIGRATION_BATCH) {
+        let mut batch = sled::Batch::default();
+        for key in chunk {
+            let Some(conversation) = codec::parse_window_key(key) else {
+                continue;
+            };
+            let value = match index.read(&conversation).get(&conversation) {
+                Ok(Some(record)) => codec::encode_window(&record).into(),
+                _ => match windows.get(key)? {
+                    Some(value) => value,
+                    None => continue,
+                },
+            };
+            batch.insert(&codec::window_key(conversation)[..], value);
+            batch.remove(key);
+        }
+        windows.apply_batch(batch)?;
+    }
+    windows.flush()?;
+    Ok(())
+}
+
 /// Refuses a store of a newer schema; writes this build's version into a new one. Returns
 /// the version the store held (this build's, for a new one).
 fn check_schema(db: &sled::Db, path: &Path) -> Result<u32, StoreError> {
@@ -965,7 +1026,11 @@ impl WindowStore for SledStore {
     async fn forget(&self, conversation: Conversation) -> Result<bool, StoreError> {
         let mut found = {
             let mut shard = self.inner.index.write(&conversation);
-            let had = self.inner.windows.remove(conversation.to_key())?.is_some();
+            let had = self
+                .inner
+                .windows
+                .remove(codec::window_key(conversation))?
+                .is_some();
             shard.remove(&conversation) || had
         };
         {
