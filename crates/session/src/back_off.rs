@@ -13,7 +13,7 @@
 //! record ([`MarketingConsent::back_off_until`] as stored); such a back-off is still
 //! read and honoured for its conversation.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::{Customer, MarketingConsent, StoreError};
 
@@ -48,8 +48,7 @@ pub fn back_off_of(customer: Customer, text: &str) -> Result<DateTime<Utc>, Stor
 /// Checks a back-off a caller asks a store to keep ([`StoreError::InvalidBackOff`] when
 /// it is not one a store keeps): a person's (a group never gets a template, so it has no
 /// per-user marketing limit), ending at most [`MAX_IMPORTED_BACK_OFF`] after the system
-/// clock's now and not before the year 0 (an export writes RFC 3339 times, years 0000
-/// to 9999). The same bounds an import applies, so every back-off a store keeps
+/// clock's now. The same bound an import applies, so every back-off a store keeps
 /// survives its export and import.
 ///
 /// [`MAX_IMPORTED_BACK_OFF`]: crate::export::MAX_IMPORTED_BACK_OFF
@@ -57,11 +56,6 @@ pub fn check_back_off(customer: Customer, until: DateTime<Utc>) -> Result<(), St
     let refused = |detail: String| Err(StoreError::InvalidBackOff { customer, detail });
     if customer.group().is_some() {
         return refused("a group has no per-user marketing limit; a back-off is a person's".into());
-    }
-    if until.year() < 0 {
-        return refused(format!(
-            "it ends {until}, before the year 0, which an export (RFC 3339) cannot write"
-        ));
     }
     let bound = crate::export::MAX_IMPORTED_BACK_OFF;
     if until > Utc::now() + bound {

@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use lipachat_session::export::{MAX_IMPORTED_BACK_OFF, export, import};
 use lipachat_session::{
     ConsentStore, Conversation, Customer, GroupId, IdentityStore, PhoneNumber, SledStore,
-    StoreError,
+    StoreError, WindowStore,
 };
 
 fn business() -> PhoneNumber {
@@ -126,8 +126,9 @@ async fn a_group_back_off_is_refused_in_every_group_id_shape() {
 
 /// Ends at the edges: exactly 30 days ahead (kept, and the export imports), a second
 /// past it (refused), the last time there is (refused), and ended ones down to the first
-/// time there is and just before 1970 (a negative epoch; kept or refused with a typed
-/// error, and in every case the store's export imports with the ends it kept).
+/// time there is (year -262143, which RFC 3339 cannot write), the year 0 and just before
+/// 1970 (a negative epoch): kept or refused with a typed error, and in every case the
+/// store's export imports, running back-offs to the millisecond, ended ones ended.
 #[tokio::test]
 async fn back_off_ends_at_the_30_day_edge_and_the_ends_of_time() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,14 +171,93 @@ async fn back_off_ends_at_the_30_day_edge_and_the_ends_of_time() {
     let copy = reimport(&store, dir.path(), "copy").await;
     for (chat, until) in kept {
         let imported = copy.marketing_consent(chat).await.unwrap().back_off_until;
-        // An ended back-off may be left out of an export; a running one is kept.
+        // A running back-off is kept to the millisecond; an ended one stays ended.
         if until > Utc::now() {
             assert_eq!(imported, Some(until), "{chat}");
         } else {
             assert!(
-                imported.is_none() || imported == Some(until),
+                imported.is_none_or(|end| end <= Utc::now()),
                 "{chat}: {imported:?}"
             );
         }
     }
+}
+
+mod raw_sled;
+
+/// A store an older release wrote, whose conversation consent record keeps a back-off
+/// inside it (`<flag>:<changed ms>:<back-off ms>`) ending 45 days ahead (older releases
+/// took any configured `marketing_back_off`): still honoured after the upgrade, and the
+/// upgraded store's own export must import, as every other store's does.
+#[tokio::test]
+
+async fn a_legacy_back_off_longer_than_30_days_still_lets_the_export_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old");
+    let chat = person(1);
+    let until = Utc::now().trunc_subsecs(3) + TimeDelta::days(45);
+    {
+        let db = raw_sled::raw_sled(&path);
+        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.open_tree("consent")
+            .unwrap()
+            .insert(
+                chat.to_key(),
+                format!("0::{}", until.timestamp_millis()).as_bytes(),
+            )
+            .unwrap();
+        db.flush().unwrap();
+        std::fs::write(path.join("lipachat.lock"), b"").unwrap();
+    }
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(
+        store.marketing_consent(chat).await.unwrap().back_off_until,
+        Some(until),
+        "the older release's back-off is honoured"
+    );
+    let copy = reimport(&store, dir.path(), "copy").await;
+    let imported = copy.marketing_consent(chat).await.unwrap().back_off_until;
+    assert!(
+        imported.is_some_and(|end| end > Utc::now() + TimeDelta::days(28)),
+        "marketing stays withheld after the migration: {imported:?}"
+    );
+}
+
+/// A store the release before the 30-day bound wrote (that release kept any back-off it
+/// was given, in the customer's own record): a group's back-off and a person's ending 45
+/// days ahead. The store's own export must import, keeping the person's back-off.
+#[tokio::test]
+
+async fn back_offs_a_release_before_the_bound_kept_still_let_the_export_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let chat = person(2);
+    let until = Utc::now().trunc_subsecs(3) + TimeDelta::days(45);
+    let group = {
+        let store = SledStore::open(&path).unwrap();
+        store.record_inbound(chat, Utc::now()).await.unwrap();
+        store
+            .group_ref(&GroupId::parse("120363025246125486@g.us").unwrap())
+            .await
+            .unwrap()
+    };
+    {
+        let db = raw_sled::raw_sled(&path);
+        let tree = db.open_tree("back_off").unwrap();
+        for customer in [chat.customer, Customer::from(group)] {
+            tree.insert(
+                customer.key().to_be_bytes(),
+                until.timestamp_millis().to_string().as_bytes(),
+            )
+            .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(&path).unwrap();
+    let copy = reimport(&store, dir.path(), "copy").await;
+    let imported = copy.marketing_consent(chat).await.unwrap().back_off_until;
+    assert!(
+        imported.is_some_and(|end| end > Utc::now() + TimeDelta::days(28)),
+        "marketing stays withheld after the migration: {imported:?}"
+    );
 }
