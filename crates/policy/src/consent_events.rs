@@ -214,7 +214,8 @@ pub async fn record_consent_and_cost<S: Store>(
 /// to, whatever the status's user id resolves to or whether it resolves at all); else the
 /// one the event's identification settled (its phone, or the phone its user id's alias
 /// names), else the recipient's user id's handle, else the conversation of the send
-/// outcome stored under our `messageId`.
+/// outcome stored under our `messageId`; for a refusal that none of these ties back and
+/// that names a user id, the conversation under a handle allocated for that user id.
 async fn status_conversation<S: Store>(
     sessions: &Sessions<S>,
     status: &lipachat_api::StatusUpdate,
@@ -247,7 +248,7 @@ async fn status_conversation<S: Store>(
         }
         _ => None,
     };
-    Ok(match (named, status.message_id) {
+    let found = match (named, status.message_id) {
         (None, Some(message_id)) => sessions
             .store()
             .outcome_conversation(recipient.business, message_id)
@@ -255,7 +256,19 @@ async fn status_conversation<S: Store>(
             .map_err(SessionError::from)?
             .filter(|c| !matches!(c.customer, Customer::Group(_))),
         (named, _) => named,
-    })
+    };
+    // A refusal naming a user id this store never met (on no number, with no record of
+    // the message): kept under a handle allocated for the user, so it holds for the
+    // phones any number's alias ties the user id to, now or once one is learned.
+    Ok(
+        match (found, refused, recipient.business, &recipient.user_id) {
+            (None, true, Some(business), Some(user)) if recipient.group.is_none() => sessions
+                .sender_conversation(business, None, Some(user))
+                .await?
+                .map(|resolved| resolved.conversation),
+            (found, ..) => found,
+        },
+    )
 }
 
 /// After a refusal status's 131049 / 131050 was recorded for `conversation` (what

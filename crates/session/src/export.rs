@@ -15,6 +15,9 @@
 //! as one lasting [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] (29 days) from the export, with a
 //! warning, and counted in [`Transfer::unreadable_back_offs`]: marketing stays withheld
 //! from that customer after an import (fail closed), where skipping it would let it go.
+//! One ending later than an import takes (kept by a release before the 30-day bound) is
+//! exported the same way, a group's (likewise) is left out, and one that ended before
+//! the year 0 is written as ending at its start, so a store's own export always imports.
 //! Send outcomes (the idempotency cache), cost
 //! records and the messaging limit count are not exported.
 //!
@@ -27,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, RememberedInbound, Store};
@@ -442,18 +445,25 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
                 customer,
                 opted_out: consent.opted_out,
                 changed_at: consent.changed_at.map(rfc3339),
-                back_off_until: consent.back_off_until.map(rfc3339),
+                back_off_until: consent
+                    .back_off_until
+                    .map(|until| rfc3339(importable_back_off(conversation.customer, until))),
             },
         )?;
         transfer.consents += 1;
     }
     for (customer, until) in store.customer_back_offs().await? {
+        if customer.group().is_some() {
+            // Only a release before `check_back_off` kept one; a group gets no templates.
+            tracing::warn!(%customer, "not exporting a group's marketing back-off: a group has no per-user marketing limit");
+            continue;
+        }
         let Some(named) = names.party(customer) else {
             transfer.skipped_corrupt += 1;
             continue;
         };
         let until = match until {
-            Ok(until) => until,
+            Ok(until) => importable_back_off(customer, until),
             Err(error) => {
                 // Skipping it would let marketing reach the customer after an import:
                 // fail closed, with the longest back-off an import takes (less a margin).
@@ -545,6 +555,28 @@ pub const MAX_IMPORTED_BACK_OFF: chrono::TimeDelta = chrono::TimeDelta::days(30)
 /// export fails closed: skipping the record would let marketing templates reach the
 /// customer again once imported.
 pub const UNREADABLE_BACK_OFF_EXPORTED_FOR: chrono::TimeDelta = chrono::TimeDelta::days(29);
+
+/// A stored back-off end as an export writes it: one ending later than an import takes
+/// (more than [`MAX_IMPORTED_BACK_OFF`] ahead, kept by a release before
+/// [`crate::back_off::check_back_off`], which took any configured back-off) is written as
+/// ending [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] after the export, with a warning, so the
+/// export still imports and marketing stays withheld after it. One that ended before
+/// the year 0 (RFC 3339 has no earlier years) is written as ending at its start: it has
+/// ended either way.
+fn importable_back_off(customer: Customer, until: DateTime<Utc>) -> DateTime<Utc> {
+    /// 0000-01-01T00:00:00Z, the earliest time RFC 3339 writes, in epoch seconds.
+    const YEAR_0: i64 = -62_167_219_200;
+    let now = Utc::now();
+    if until.year() < 0 {
+        return DateTime::from_timestamp(YEAR_0, 0).unwrap_or(until);
+    }
+    if until <= now + MAX_IMPORTED_BACK_OFF {
+        return until;
+    }
+    let exported = now + UNREADABLE_BACK_OFF_EXPORTED_FOR;
+    tracing::warn!(%customer, %until, %exported, "exporting a marketing back-off longer than an import takes as one ending at the latest an import takes");
+    exported
+}
 
 /// The longest redelivery memory an imported `seen` line may carry (from its first receipt
 /// to the end of its memory): a year, far above any sensible horizon (the default is 7
