@@ -557,8 +557,8 @@ pub const MAX_IMPORTED_BACK_OFF: chrono::TimeDelta = chrono::TimeDelta::days(30)
 pub const UNREADABLE_BACK_OFF_EXPORTED_FOR: chrono::TimeDelta = chrono::TimeDelta::days(29);
 
 /// A stored back-off end as an export writes it: one ending later than an import takes
-/// (more than [`MAX_IMPORTED_BACK_OFF`] ahead, kept by a release before
-/// [`crate::back_off::check_back_off`], which took any configured back-off) is written as
+/// (more than [`MAX_IMPORTED_BACK_OFF`] ahead: recorded from a clock ahead of this
+/// host's, or kept by a release that took any configured back-off) is written as
 /// ending [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] after the export, with a warning, so the
 /// export still imports and marketing stays withheld after it. One that ended before
 /// the year 0 (RFC 3339 has no earlier years) is written as ending at its start: it has

@@ -93,8 +93,7 @@ pub enum StoreError {
         detail: String,
     },
     /// A back-off a store was asked to keep is not one it keeps
-    /// ([`crate::back_off::check_back_off`]): a group's, or one ending more than 30 days
-    /// ahead; nothing was written.
+    /// ([`crate::back_off::check_back_off`]): a group's; nothing was written.
     #[error("marketing back-off of customer {customer} refused: {detail}")]
     InvalidBackOff {
         /// The customer the back-off was for.
