@@ -301,6 +301,14 @@ impl KeyLayout {
         format!("{}:{{portfolio:{portfolio}}}:reached", self.prefix)
     }
 
+    /// STRING with an expiry (the count's span, set with each count written): the kind of
+    /// clock the portfolio's count is kept on, `1` the server's (counts read from a real
+    /// clock), `0` given times (a simulated clock); a count on the other kind is refused
+    /// while the count holds entries. Same hash tag as [`KeyLayout::reached`].
+    pub fn reached_clock(&self, portfolio: &str) -> String {
+        format!("{}:{{portfolio:{portfolio}}}:reached-clock", self.prefix)
+    }
+
     /// STRING with an expiry: a delivery claim on a message, valued
     /// `<lease end>:<holder>`, the lease end in epoch milliseconds by the server's clock;
     /// the key's expiry (`PX`, server time) is what ends the claim.

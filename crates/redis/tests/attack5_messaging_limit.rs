@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_redis::test_server::RedisServer;
-use lipachat_session::{Clock, ConsentStore, CountTime, ManualClock, Reach};
+use lipachat_session::{Clock, ConsentStore, CountTime, ManualClock, Reach, StoreError};
 
 const SPAN: TimeDelta = TimeDelta::hours(24);
 const TIER: u64 = 2;
@@ -59,23 +59,23 @@ async fn let_through(
 /// One replica on the real clock (the system clock: not simulated) and one whose clock
 /// says it is simulated (a manual clock, 25 hours ahead or behind real time) count on one
 /// portfolio, in both orders, within a second of real time. At most the tier (2) may be
-/// let through in all: each order lets 4 through, because the simulated replica's given
-/// times and the server's `TIME` prune each other's entries as older than the span.
+/// let through in all. Before the store refused mixed clocks, each order let 4 through,
+/// because the simulated replica's given times and the server's `TIME` pruned each
+/// other's entries as older than the span; now the second replica's counts are refused
+/// with `StoreError::MixedCountClocks` (nothing counted, so nothing sent) while the
+/// first's entries live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hole: a simulated-clock replica 25 h off real time sharing a portfolio with a real-clock one lets 2x the tier through (each prunes the other's count)"]
 async fn a_simulated_replica_and_a_real_one_on_one_portfolio_cannot_exceed_the_tier() {
     let Some(server) = RedisServer::start() else {
         return;
     };
     let real = common::store_at(&server.url(), "mixed").await;
     let simulated = common::store_at(&server.url(), "mixed").await;
-    let mut totals = Vec::new();
     for (n, offset) in [TimeDelta::hours(25), TimeDelta::hours(-25)]
         .into_iter()
         .enumerate()
     {
         let clock = ManualClock::at(Utc::now() + offset);
-        // The replica whose time comes later prunes the other's entries.
         let portfolio = format!("mixed-{n}");
         let (first, second): (&dyn Clock, &dyn Clock) = if offset > TimeDelta::zero() {
             (&lipachat_session::SystemClock, &clock)
@@ -87,14 +87,42 @@ async fn a_simulated_replica_and_a_real_one_on_one_portfolio_cannot_exceed_the_t
         } else {
             (&simulated, &real)
         };
-        let through = let_through(first_store, first, &portfolio, 1..=2).await
-            + let_through(second_store, second, &portfolio, 3..=4).await;
-        totals.push((offset, through));
+        let through = let_through(first_store, first, &portfolio, 1..=2).await;
+        assert_eq!(
+            through, TIER,
+            "offset {offset}: the first replica fills the tier"
+        );
+        for customer in 3..=4 {
+            let refused = second_store
+                .reach_customer(
+                    &portfolio,
+                    customer,
+                    CountTime::read_from(second, second.now()),
+                    TIER,
+                    SPAN,
+                )
+                .await;
+            match refused {
+                Err(StoreError::MixedCountClocks {
+                    portfolio: named,
+                    held,
+                    asked,
+                }) => {
+                    assert_eq!(named, portfolio);
+                    assert_ne!(held, asked);
+                }
+                other => panic!("offset {offset}, customer {customer}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            first_store
+                .reached(&portfolio, CountTime::read_from(first, first.now()), SPAN)
+                .await
+                .unwrap(),
+            TIER,
+            "offset {offset}: the first replica's count is intact"
+        );
     }
-    assert!(
-        totals.iter().all(|&(_, through)| through <= TIER),
-        "customers let through a tier of {TIER} (simulated replica's offset, count): {totals:?}"
-    );
 }
 
 /// A clock of the user's own that reads real time but switches what it says of itself

@@ -117,6 +117,7 @@ suite!($
     free_entry_point,
     cost_records,
     concurrent_reach,
+    mixed_count_clocks,
     opt_out_ties,
     free_entry_point_confirmation_bounds,
     move_customer_consent,
@@ -3385,6 +3386,79 @@ pub async fn concurrent_reach<S: Store + Clone>(store: &S) {
         matches!(bad, Err(StoreError::InvalidPortfolio { .. })),
         "store conformance: a bad portfolio name must be InvalidPortfolio, got {bad:?}"
     );
+}
+
+/// A messaging limit count keeps to one kind of clock: while a portfolio holds counts
+/// made on a simulated clock (given times), a count on a real clock is refused with
+/// [`StoreError::MixedCountClocks`] and counts nothing, and the reverse; the first kind
+/// keeps counting, and another portfolio may use the other kind. (A simulated clock's
+/// times and a real one's would prune each other's entries and let more than the tier
+/// through.)
+pub async fn mixed_count_clocks<S: Store>(store: &S) {
+    use crate::{CountTime, Reach};
+    let span = TimeDelta::hours(24);
+    let now = truncate_to_millis(Utc::now());
+    let limit = 2;
+    let first = |kind: bool, at: DateTime<Utc>| {
+        if kind {
+            CountTime::SystemNow(at)
+        } else {
+            CountTime::Given(at)
+        }
+    };
+    for (n, simulated_first) in [true, false].into_iter().enumerate() {
+        let portfolio = format!("conformance-mixed-{n}");
+        let (held, other) = (first(!simulated_first, now), first(simulated_first, now));
+        check_eq(
+            ok(
+                store
+                    .reach_customer(&portfolio, 254_700_000_001, held, limit, span)
+                    .await,
+                "first count",
+            ),
+            Reach::Counted { reached: 1 },
+            "a portfolio's first count is counted",
+        );
+        let refused = store
+            .reach_customer(&portfolio, 254_700_000_002, other, limit, span)
+            .await;
+        assert!(
+            matches!(
+                &refused,
+                Err(StoreError::MixedCountClocks { portfolio: named, held: h, asked: a })
+                    if *named == portfolio && *h == held.clock_kind() && *a == other.clock_kind()
+            ),
+            "store conformance: a count on a {} clock where {} counts live must be MixedCountClocks naming both, got {refused:?}",
+            other.clock_kind(),
+            held.clock_kind()
+        );
+        check_eq(
+            ok(
+                store
+                    .reach_customer(&portfolio, 254_700_000_003, held, limit, span)
+                    .await,
+                "same-kind count",
+            ),
+            Reach::Counted { reached: 2 },
+            "the refused count counted nothing; the first kind keeps counting",
+        );
+        check_eq(
+            ok(
+                store
+                    .reach_customer(
+                        &format!("conformance-mixed-other-{n}"),
+                        254_700_000_002,
+                        other,
+                        limit,
+                        span,
+                    )
+                    .await,
+                "other portfolio",
+            ),
+            Reach::Counted { reached: 1 },
+            "another portfolio may count on the other kind of clock",
+        );
+    }
 }
 
 /// Opt-outs and opt-ins carrying the same millisecond: whatever order they arrive in, the

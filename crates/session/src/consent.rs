@@ -453,6 +453,31 @@ impl CountTime {
             Self::SystemNow(at) | Self::Given(at) => at,
         }
     }
+
+    /// The kind of clock the time came from, as [`StoreError::MixedCountClocks`] names
+    /// it: `real` for [`CountTime::SystemNow`], `simulated` for [`CountTime::Given`].
+    ///
+    /// [`StoreError::MixedCountClocks`]: crate::StoreError::MixedCountClocks
+    pub fn clock_kind(self) -> &'static str {
+        match self {
+            Self::SystemNow(_) => "real",
+            Self::Given(_) => "simulated",
+        }
+    }
+
+    /// The error refusing this count on `portfolio`, whose live counts were made on the
+    /// other kind of clock ([`crate::StoreError::MixedCountClocks`]).
+    pub fn mixed_with_the_other_kind(self, portfolio: &str) -> crate::StoreError {
+        let other = match self {
+            Self::SystemNow(at) => Self::Given(at),
+            Self::Given(at) => Self::SystemNow(at),
+        };
+        crate::StoreError::MixedCountClocks {
+            portfolio: portfolio.to_owned(),
+            held: other.clock_kind(),
+            asked: self.clock_kind(),
+        }
+    }
 }
 
 impl From<DateTime<Utc>> for CountTime {

@@ -184,6 +184,21 @@ pub enum StoreError {
         /// What is wrong with the name.
         detail: String,
     },
+    /// A messaging limit count was asked on a clock of the other kind than the counts
+    /// its portfolio holds: one of a simulated clock (its times used as given) and one of
+    /// a real clock (stamped with the store's own clock) would prune each other's entries
+    /// and let more than the tier through; nothing was counted, and the send is not made.
+    #[error(
+        "messaging limit count of portfolio {portfolio} refused: it holds counts made on a {held} clock, and this one is on a {asked} clock; a simulated clock and a real one cannot share a portfolio"
+    )]
+    MixedCountClocks {
+        /// The portfolio counted.
+        portfolio: String,
+        /// The kind of clock the portfolio's live counts were made on (`simulated` or `real`).
+        held: &'static str,
+        /// The kind of clock of the refused count.
+        asked: &'static str,
+    },
     /// The store is closed (its background committer stopped).
     #[error("the store is closed")]
     Closed,

@@ -141,20 +141,30 @@ end"
     )
 }
 
-/// The messaging limit count. KEYS: reached ZSET. ARGV: customer, at ms, limit, span ms,
-/// `1` to count on the server's clock. A count read from a host's system clock is
+/// The messaging limit count. KEYS: reached ZSET, its clock-kind STRING. ARGV: customer,
+/// at ms, limit, span ms, `1` to count on the server's clock. A count read from a host's system clock is
 /// stamped with the server's `TIME` instead, so replicas whose clocks differ, or whose
 /// clock steps while a send is under way, stamp and prune on one clock; a given time (a
 /// simulation, a test) is used as it is. Customers last reached at or before a span
 /// before that time no longer count. Returns `{0 counted | 1 already counted | 2 limit
-/// reached, unique customers}`. A write also sets the key to expire a span after it
-/// (server time), so a count nobody touches again (a past month's service messages) does
-/// not stay.
+/// reached, unique customers}`, or `{3, unique customers}` when the count holds entries
+/// made on the other kind of clock (nothing written: a simulated clock's given times and
+/// the server's would prune each other's entries). A write also sets both keys to expire
+/// a span after it (server time), so a count nobody touches again (a past month's service
+/// messages) does not stay.
 static REACH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{}{}",
         count_time_lua(2, 5),
         r"
+local marked = redis.call('GET', KEYS[2])
+if marked and marked ~= ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
+  return {3, redis.call('ZCARD', KEYS[1])}
+end
+local function written()
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4])
+end
 local at_text = string.format('%d', at)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', at - tonumber(ARGV[4])))
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -162,13 +172,13 @@ local count = redis.call('ZCARD', KEYS[1])
 if score then
   if tonumber(score) < at then
     redis.call('ZADD', KEYS[1], at_text, ARGV[1])
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    written()
   end
   return {1, count}
 end
 if count >= tonumber(ARGV[3]) then return {2, count} end
 redis.call('ZADD', KEYS[1], at_text, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+written()
 return {0, count + 1}
 ",
     ))
@@ -526,7 +536,8 @@ impl ConsentStore for RedisStore {
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let key = portfolio_key(&self.inner.keys, portfolio)?;
-        let (at_ms, server_clock) = count_time_args(at.into());
+        let at = at.into();
+        let (at_ms, server_clock) = count_time_args(at);
         let (kind, reached): (u8, u64) = self
             .inner
             .connection
@@ -536,7 +547,7 @@ impl ConsentStore for RedisStore {
                 None,
                 Eval {
                     script: &REACH,
-                    keys: vec![key],
+                    keys: vec![key, self.inner.keys.reached_clock(portfolio)],
                     args: vec![
                         customer.to_string(),
                         at_ms,
@@ -550,6 +561,7 @@ impl ConsentStore for RedisStore {
         Ok(match kind {
             0 => Reach::Counted { reached },
             1 => Reach::AlreadyCounted { reached },
+            3 => return Err(at.mixed_with_the_other_kind(portfolio)),
             _ => Reach::LimitReached { reached },
         })
     }

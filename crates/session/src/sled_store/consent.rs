@@ -68,6 +68,9 @@ struct Counter {
     by_time: BTreeSet<(i64, u64)>,
     /// The span (ms) of the last count, to forget a counter whose entries all left it.
     span_ms: i64,
+    /// The kind of clock ([`CountTime::clock_kind`]) of the counts written since the
+    /// counter was loaded; a count on the other kind is refused while it holds entries.
+    clock: Option<&'static str>,
 }
 
 impl Counter {
@@ -482,8 +485,11 @@ impl ConsentStore for SledStore {
         span: TimeDelta,
     ) -> Result<Reach, StoreError> {
         let prefix = reached_prefix(portfolio)?;
-        // One process owns a sled store: the time is used as it was read or given.
-        let at_ms = at.into().time().timestamp_millis();
+        // One process owns a sled store: the time is used as it was read or given. Two
+        // messengers on one store, one on a simulated clock and one on a real one, would
+        // prune each other's entries: a count on the other kind is refused.
+        let at = at.into();
+        let at_ms = at.time().timestamp_millis();
         let span_ms = span.num_milliseconds();
         let (reach, wrote) = {
             let mut counters = self
@@ -504,6 +510,9 @@ impl ConsentStore for SledStore {
             }
             // Loaded above when it was not in memory.
             let counter = counters.entry(prefix.clone()).or_default();
+            if counter.clock.is_some_and(|held| held != at.clock_kind()) && !counter.at.is_empty() {
+                return Err(at.mixed_with_the_other_kind(portfolio));
+            }
             counter.span_ms = span_ms;
             let counted = self.count_reach(
                 counter,
@@ -513,6 +522,9 @@ impl ConsentStore for SledStore {
                 at_ms.saturating_sub(span_ms),
                 limit,
             );
+            if let Ok((_, true)) = counted {
+                counter.clock = Some(at.clock_kind());
+            }
             if counted.is_err() {
                 // The tree may hold part of what failed: load it again next time.
                 counters.remove(&prefix);
