@@ -15,10 +15,12 @@
 //! as one lasting [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] (29 days) from the export, with a
 //! warning, and counted in [`Transfer::unreadable_back_offs`]: marketing stays withheld
 //! from that customer after an import (fail closed), where skipping it would let it go.
-//! One ending later than an import takes (kept by a release before the 30-day bound) is
+//! One ending later than an import takes (recorded from a clock ahead of this host, or kept by an older release) is
 //! exported the same way, a group's (likewise) is left out, and one that ended before
 //! the year 0 is written as ending at its start, so a store's own export always imports.
-//! Send outcomes (the idempotency cache), cost
+//! An unreadable marketing consent record is exported, the same way, as an opt-out made
+//! at the export (counted in [`Transfer::unreadable_consents`]). Send outcomes (the
+//! idempotency cache), cost
 //! records and the messaging limit count are not exported.
 //!
 //! A line about a conversation names its customer by one of three fields: `customer` (a
@@ -35,8 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{DEFAULT_OUTBOX_LIMIT, Invitation, QueuedMessage, RememberedInbound, Store};
 use crate::{
-    Bsuid, Conversation, Customer, FreeEntryPoint, GroupId, InboundDigest, MessageId, PhoneNumber,
-    SkewLimit, StoreError, StoredTime, WindowRecord,
+    Bsuid, Conversation, Customer, FreeEntryPoint, GroupId, InboundDigest, MarketingConsent,
+    MessageId, PhoneNumber, SkewLimit, StoreError, StoredTime, WindowRecord,
 };
 
 /// The format name in the header line.
@@ -337,6 +339,10 @@ pub struct Transfer {
     /// [`UNREADABLE_BACK_OFF_EXPORTED_FOR`] from the export (export only; also counted in
     /// `back_offs`), so marketing stays withheld after an import.
     pub unreadable_back_offs: u64,
+    /// Unreadable marketing consent records exported as opt-outs made at the export
+    /// (export only; also counted in `consents`), so marketing stays withheld after an
+    /// import until the customer opts in again.
+    pub unreadable_consents: u64,
 }
 
 fn write_line(out: &mut impl Write, line: &ExportLine) -> Result<(), StoreError> {
@@ -434,9 +440,24 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
         transfer.invitations += 1;
     }
     for (conversation, consent) in store.marketing_consents().await? {
-        let (Ok(consent), Some(customer)) = (consent, names.party(conversation.customer)) else {
+        let Some(customer) = names.party(conversation.customer) else {
             transfer.skipped_corrupt += 1;
             continue;
+        };
+        let consent = match consent {
+            Ok(consent) => consent,
+            Err(error) => {
+                // Skipping it would let marketing templates reach a customer who may have
+                // opted out: fail closed, as an opt-out made at the export (a later
+                // opt-in, the customer's START, still takes it back).
+                tracing::warn!(%conversation, %error, "exporting an unreadable marketing consent record as an opt-out");
+                transfer.unreadable_consents += 1;
+                MarketingConsent {
+                    opted_out: true,
+                    changed_at: Some(crate::window::truncate_to_millis(Utc::now())),
+                    ..MarketingConsent::default()
+                }
+            }
         };
         write_line(
             &mut out,

@@ -356,3 +356,58 @@ async fn exports_of_version_3_and_4_import_and_bad_back_off_lines_are_refused() 
         );
     }
 }
+
+/// An unreadable marketing consent record (damage, or a value an older version wrote
+/// that this one cannot read) is exported as an opt-out made at the export, with a
+/// warning and counted, instead of being skipped: after the import marketing stays
+/// withheld from that customer (fail closed) until they opt in again, and readable
+/// records are exported as they are.
+#[tokio::test]
+async fn an_unreadable_consent_record_survives_export_and_import_as_an_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old");
+    let (damaged, _) = pair(1);
+    old_store(
+        &path,
+        "consent",
+        &damaged.to_key(),
+        b"\xff not a consent record",
+    );
+    let store = SledStore::open(&path).unwrap();
+    assert!(
+        store.marketing_consent(damaged).await.is_err(),
+        "the damaged record reads as an error"
+    );
+    let (readable, _) = pair(2);
+    let t0 = now();
+    store.record_opt_out(readable, false, t0).await.unwrap();
+
+    let before = Utc::now().trunc_subsecs(3);
+    let mut exported = Vec::new();
+    let written = export(&store, &mut exported).await.unwrap();
+    let after = Utc::now();
+    assert_eq!(written.skipped_corrupt, 0, "{written:?}");
+    assert_eq!(written.unreadable_consents, 1, "{written:?}");
+    assert_eq!(written.consents, 2, "{written:?}");
+
+    let copy = SledStore::open(dir.path().join("copy")).unwrap();
+    import(&copy, exported.as_slice()).await.unwrap();
+    let consent = copy.marketing_consent(damaged).await.unwrap();
+    assert!(
+        consent.opted_out,
+        "the damaged record came back as an opt-out"
+    );
+    let changed = consent.changed_at.unwrap();
+    assert!(changed >= before && changed <= after, "{changed}");
+    // The customer's later opt-in still takes it back.
+    let resumed = copy
+        .record_opt_out(damaged, false, after + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert!(!resumed.opted_out);
+    let kept = copy.marketing_consent(readable).await.unwrap();
+    assert_eq!(
+        (kept.opted_out, kept.changed_at),
+        (false, Some(t0.trunc_subsecs(3)))
+    );
+}

@@ -28,6 +28,12 @@ pub async fn export<S: Store>(context: &Context<S>) -> Result<Exit, CliError> {
             lipachat_session::export::UNREADABLE_BACK_OFF_EXPORTED_FOR.num_days()
         );
     }
+    if transfer.unreadable_consents > 0 {
+        eprintln!(
+            "warning: {} unreadable marketing consent record(s) were exported as opt-outs made now, so marketing stays withheld from those customers after an import until they opt in again (see the log for who)",
+            transfer.unreadable_consents
+        );
+    }
     if transfer.skipped_corrupt > 0 {
         return Err(CliError::Incomplete(format!(
             "{} corrupt record(s) could not be read and are missing from the export",
