@@ -81,7 +81,6 @@ async fn a_simulated_count_after_reopen_is_refused_too() {
 }
 
 #[tokio::test]
-#[ignore = "hole: sled forgets a counter (and its clock kind) when another portfolio is counted far ahead; the other kind then gets through"]
 async fn a_forgotten_counter_keeps_its_clock_kind() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path().join("store")).unwrap();

@@ -158,7 +158,12 @@ static REACH: LazyLock<Script> = LazyLock::new(|| {
         count_time_lua(2, 5),
         r"
 local marked = redis.call('GET', KEYS[2])
-if marked and marked ~= ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
+if not marked then
+  -- A count written before the marker existed: its counts were read from real clocks
+  -- (stamped with TIME), so it is taken as on the server's clock.
+  marked = '1'
+end
+if marked ~= ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
   return {3, redis.call('ZCARD', KEYS[1])}
 end
 local function written()

@@ -97,6 +97,10 @@ impl Counter {
 #[derive(Default)]
 pub(super) struct Counters {
     by_prefix: HashMap<Vec<u8>, Counter>,
+    /// The kind of clock each portfolio counted since the store opened was counted on,
+    /// kept when its counter is forgotten (one short entry per portfolio), so a counter
+    /// loaded again still refuses the other kind.
+    clock_of: HashMap<Vec<u8>, &'static str>,
 }
 
 impl ConsentTrees {
@@ -497,7 +501,10 @@ impl ConsentStore for SledStore {
                 .lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let counters = &mut counters.by_prefix;
+            let Counters {
+                by_prefix: counters,
+                clock_of,
+            } = &mut *counters;
             if !counters.contains_key(&prefix) {
                 let loaded = self.load_counter(&prefix)?;
                 // Forget the counters whose entries all left their span by now (reloaded
@@ -510,6 +517,7 @@ impl ConsentStore for SledStore {
             }
             // Loaded above when it was not in memory.
             let counter = counters.entry(prefix.clone()).or_default();
+            counter.clock = counter.clock.or_else(|| clock_of.get(&prefix).copied());
             if counter.clock.is_some_and(|held| held != at.clock_kind()) && !counter.at.is_empty() {
                 return Err(at.mixed_with_the_other_kind(portfolio));
             }
@@ -524,6 +532,7 @@ impl ConsentStore for SledStore {
             );
             if let Ok((_, true)) = counted {
                 counter.clock = Some(at.clock_kind());
+                clock_of.insert(prefix.clone(), at.clock_kind());
             }
             if counted.is_err() {
                 // The tree may hold part of what failed: load it again next time.
