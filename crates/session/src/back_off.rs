@@ -56,7 +56,7 @@ pub fn back_off_of(customer: Customer, text: &str) -> Result<DateTime<Utc>, Stor
 /// store keeps survives its export and import as a running one.
 ///
 /// [`MAX_IMPORTED_BACK_OFF`]: crate::export::MAX_IMPORTED_BACK_OFF
-pub fn check_back_off(customer: Customer, _until: DateTime<Utc>) -> Result<(), StoreError> {
+pub fn check_back_off(customer: Customer) -> Result<(), StoreError> {
     if customer.group().is_some() {
         return Err(StoreError::InvalidBackOff {
             customer,

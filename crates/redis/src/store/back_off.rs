@@ -141,7 +141,7 @@ impl RedisStore {
         customer: Customer,
         until: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
-        lipachat_session::back_off::check_back_off(customer, until)?;
+        lipachat_session::back_off::check_back_off(customer)?;
         let now: String = self
             .inner
             .connection

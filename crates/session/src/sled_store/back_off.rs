@@ -71,7 +71,7 @@ impl SledStore {
         customer: Customer,
         until: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, StoreError> {
-        crate::back_off::check_back_off(customer, until)?;
+        crate::back_off::check_back_off(customer)?;
         let (now, wrote) = {
             let tree = self.back_off_tree();
             let _guard = tree.lock.lock().unwrap_or_else(PoisonError::into_inner);
