@@ -16,6 +16,7 @@ use lipachat_session::{MarketingConsent, PhoneNumber, PricingCategory};
 use serde::{Deserialize, Serialize};
 
 use crate::cost::PriceTable;
+use crate::messaging_limit::SERVICE_TIER_COUNTER_PREFIX;
 
 /// The consent settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +299,8 @@ impl MessagingLimits {
     pub const SPAN: TimeDelta = TimeDelta::hours(24);
 
     /// Puts `numbers` in the portfolio `name` with `tier`. Refused, naming what is wrong:
-    /// a bad name, a name already configured with another tier (its numbers share one
+    /// a bad name (or one beginning `svc.`, kept for the store's monthly service
+    /// counters), a name already configured with another tier (its numbers share one
     /// count, so they must share one limit), or a number already in another portfolio
     /// (a number belongs to one portfolio; moving it silently would hide its sends from
     /// the first portfolio's count). Adding numbers to a portfolio again with the same
@@ -310,6 +312,11 @@ impl MessagingLimits {
         numbers: impl IntoIterator<Item = PhoneNumber>,
     ) -> Result<Self, PortfolioError> {
         lipachat_session::consent::check_portfolio_name(name).map_err(PortfolioError::Name)?;
+        if name.starts_with(SERVICE_TIER_COUNTER_PREFIX) {
+            return Err(PortfolioError::ReservedName {
+                name: name.to_owned(),
+            });
+        }
         if let Some(existing) = self.portfolios.values().find(|p| p.name == name)
             && existing.tier != tier
         {
@@ -356,6 +363,15 @@ pub enum PortfolioError {
     /// The portfolio's name is not usable (the reason says why).
     #[error("bad portfolio name: {0}")]
     Name(String),
+    /// The name begins like the store's monthly service counters (`svc.`), whose counts
+    /// it would share.
+    #[error(
+        "portfolio name {name:?} begins with \"svc.\", kept for the monthly service counters; choose another name"
+    )]
+    ReservedName {
+        /// The name given.
+        name: String,
+    },
     /// The portfolio is already configured with another tier.
     #[error("portfolio {name:?} is already configured with tier {configured:?}, not {given:?}")]
     TwoTiers {
@@ -733,6 +749,35 @@ mod tests {
             MessagingLimits::default().portfolio("a b", MessagingTier::Tier250, []),
             Err(PortfolioError::Name(_))
         ));
+    }
+
+    /// A portfolio named like a monthly service counter would share its count (and count
+    /// on the counter's given times): refused, naming the name.
+    #[test]
+    fn a_portfolio_named_like_a_service_counter_is_refused() {
+        let a = PhoneNumber::parse("254700000001").unwrap();
+        let refused = MessagingLimits::default().portfolio(
+            "svc.254110090747.2026-11",
+            MessagingTier::Tier250,
+            [a],
+        );
+        assert_eq!(
+            refused,
+            Err(PortfolioError::ReservedName {
+                name: "svc.254110090747.2026-11".to_owned()
+            })
+        );
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("svc.254110090747.2026-11")
+        );
+        assert!(
+            MessagingLimits::default()
+                .portfolio("svcs", MessagingTier::Tier250, [a])
+                .is_ok()
+        );
     }
 
     /// A number belongs to one portfolio, and a portfolio has one tier; adding more

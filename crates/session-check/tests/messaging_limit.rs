@@ -9,7 +9,7 @@ mod common;
 use chrono::{TimeDelta, Utc};
 use common::gateway::{Setup, phone};
 use common::{BUSINESS, CUSTOMER, Cli, QUEUE, T0, TEMPLATE, order_update, send_contact};
-use lipachat_session::{ConsentStore, Reach, SledStore};
+use lipachat_session::{ConsentStore, CountTime, Reach, SledStore};
 
 const LIMIT: [&str; 6] = [
     "--portfolio",
@@ -20,13 +20,20 @@ const LIMIT: [&str; 6] = [
     "250",
 ];
 
-/// Counts 250 other customers reached by the portfolio `acme` an hour ago.
+/// Counts 250 other customers reached by the portfolio `acme` an hour ago, on the real
+/// clock as the CLI counts (a store refuses a count on the other kind of clock).
 async fn fill_the_tier(cli: &Cli) {
     let store = SledStore::open(cli.db()).unwrap();
     let at = Utc::now() - TimeDelta::hours(1);
     for customer in 0..250_u64 {
         let reach = store
-            .reach_customer("acme", 9_000_000 + customer, at, 250, TimeDelta::hours(24))
+            .reach_customer(
+                "acme",
+                9_000_000 + customer,
+                CountTime::SystemNow(at),
+                250,
+                TimeDelta::hours(24),
+            )
             .await
             .unwrap();
         assert!(!matches!(reach, Reach::LimitReached { .. }));

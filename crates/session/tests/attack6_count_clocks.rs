@@ -1,8 +1,9 @@
-//! Sixth hostile review of 7ab1691 on sled: a portfolio's messaging limit count keeps to
-//! one kind of clock only while its counter stays in memory. The kind is not stored, so a
-//! counter loaded again from the tree (after a reopen, or after it was forgotten when
-//! another portfolio's count moved far ahead) takes a count on the other kind, whose
-//! times prune the first kind's entries and let twice the tier through.
+//! Sixth hostile review of 7ab1691 on sled: a portfolio's messaging limit count kept to
+//! one kind of clock only while its counter stayed in memory, so a counter loaded again
+//! from the tree (after a reopen, or after it was forgotten when another portfolio's count
+//! moved far ahead) took a count on the other kind, whose times pruned the first kind's
+//! entries and let twice the tier through. The kind is now kept on disk in the
+//! portfolio's clock mark (`sled_store/consent.rs`).
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -32,6 +33,23 @@ async fn fill_on_the_real_clock(store: &SledStore, portfolio: &str, now: chrono:
     }
 }
 
+/// Asserts that a simulated count of a third customer on `portfolio` at `at` is refused
+/// as mixing clocks (`what` says what the portfolio holds).
+async fn assert_a_simulated_count_is_refused(
+    store: &SledStore,
+    portfolio: &str,
+    at: chrono::DateTime<Utc>,
+    what: &str,
+) {
+    let third = store
+        .reach_customer(portfolio, 3, CountTime::Given(at), LIMIT, span())
+        .await;
+    assert!(
+        matches!(third, Err(StoreError::MixedCountClocks { .. })),
+        "a simulated count on {what} answered {third:?}"
+    );
+}
+
 /// Control: on one open handle, the simulated count 25 hours ahead is refused.
 #[tokio::test]
 async fn a_simulated_count_on_a_real_count_is_refused_on_one_handle() {
@@ -39,23 +57,16 @@ async fn a_simulated_count_on_a_real_count_is_refused_on_one_handle() {
     let store = SledStore::open(dir.path().join("store")).unwrap();
     let now = Utc::now();
     fill_on_the_real_clock(&store, "attack6.handle", now).await;
-    let third = store
-        .reach_customer(
-            "attack6.handle",
-            3,
-            CountTime::Given(now + TimeDelta::hours(25)),
-            LIMIT,
-            span(),
-        )
-        .await;
-    assert!(
-        matches!(third, Err(StoreError::MixedCountClocks { .. })),
-        "{third:?}"
-    );
+    assert_a_simulated_count_is_refused(
+        &store,
+        "attack6.handle",
+        now + TimeDelta::hours(25),
+        "a real-clock portfolio at its limit, on one handle",
+    )
+    .await;
 }
 
 #[tokio::test]
-#[ignore = "hole: sled forgets a count's clock kind on reopen; a simulated count then prunes the real count and passes the tier"]
 async fn a_simulated_count_after_reopen_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
@@ -65,19 +76,13 @@ async fn a_simulated_count_after_reopen_is_refused_too() {
         fill_on_the_real_clock(&store, "attack6.reopen", now).await;
     }
     let store = SledStore::open(&path).unwrap();
-    let third = store
-        .reach_customer(
-            "attack6.reopen",
-            3,
-            CountTime::Given(now + TimeDelta::hours(25)),
-            LIMIT,
-            span(),
-        )
-        .await;
-    assert!(
-        matches!(third, Err(StoreError::MixedCountClocks { .. })),
-        "after reopen a simulated count on a real-clock portfolio at its limit answered {third:?}"
-    );
+    assert_a_simulated_count_is_refused(
+        &store,
+        "attack6.reopen",
+        now + TimeDelta::hours(25),
+        "a real-clock portfolio at its limit, reopened",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -93,17 +98,93 @@ async fn a_forgotten_counter_keeps_its_clock_kind() {
         .reach_customer("attack6.other", 9, CountTime::Given(ahead), LIMIT, span())
         .await
         .unwrap();
+    assert_a_simulated_count_is_refused(
+        &store,
+        "attack6.forgotten",
+        ahead,
+        "a forgotten real-clock portfolio at its limit",
+    )
+    .await;
+}
+
+mod raw_sled;
+
+/// Removes the portfolio's clock mark (the key of its name and a zero byte alone), as a
+/// store written before the mark existed holds its counts.
+fn remove_the_clock_mark(path: &std::path::Path, portfolio: &str) {
+    let db = raw_sled::raw_sled(path);
+    let mut key = portfolio.as_bytes().to_vec();
+    key.push(0);
+    let removed = db.open_tree("reached").unwrap().remove(key).unwrap();
+    assert!(removed.is_some(), "the store kept a clock mark to remove");
+    db.flush().unwrap();
+}
+
+/// A count the release before the mark wrote (entries, no mark) is taken as on the real
+/// clock: a simulated count on it is refused while its newest entry is within the span.
+#[tokio::test]
+async fn a_count_written_before_the_mark_is_taken_as_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let now = Utc::now();
+    {
+        let store = SledStore::open(&path).unwrap();
+        fill_on_the_real_clock(&store, "attack6.legacy", now).await;
+    }
+    remove_the_clock_mark(&path, "attack6.legacy");
+    let store = SledStore::open(&path).unwrap();
+    assert_a_simulated_count_is_refused(
+        &store,
+        "attack6.legacy",
+        now + TimeDelta::hours(25),
+        "a legacy real-clock count at its limit",
+    )
+    .await;
+}
+
+/// A mark that kept the other kind stops refusing once a span has passed since the last
+/// count wrote (as the Redis key expires with the count): a portfolio is not held to one
+/// kind for ever by entries no count will prune.
+#[tokio::test]
+async fn an_old_count_no_longer_holds_the_portfolio_to_its_clock_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let long_ago = Utc::now() - TimeDelta::hours(30);
+    {
+        let store = SledStore::open(&path).unwrap();
+        fill_on_the_real_clock(&store, "attack6.stale", long_ago).await;
+    }
+    // The mark says "written now" (the host's clock at the count); without it the
+    // legacy rule dates the count at its newest entry, 30 hours ago.
+    remove_the_clock_mark(&path, "attack6.stale");
+    let store = SledStore::open(&path).unwrap();
     let third = store
         .reach_customer(
-            "attack6.forgotten",
+            "attack6.stale",
             3,
-            CountTime::Given(ahead),
+            CountTime::Given(Utc::now()),
+            LIMIT,
+            span(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        third,
+        Reach::Counted { reached: 1 },
+        "the old entries left the span"
+    );
+    // Now the portfolio counts on the simulated kind: a real count is refused.
+    let real = store
+        .reach_customer(
+            "attack6.stale",
+            4,
+            CountTime::SystemNow(Utc::now()),
             LIMIT,
             span(),
         )
         .await;
     assert!(
-        matches!(third, Err(StoreError::MixedCountClocks { .. })),
-        "a simulated count on a forgotten real-clock portfolio at its limit answered {third:?}"
+        matches!(real, Err(StoreError::MixedCountClocks { .. })),
+        "{real:?}"
     );
 }

@@ -8,7 +8,15 @@
 //! - `reported_pricing`: business (8 bytes) + `messageId` (16 bytes) → the JSON of a
 //!   [`ReportedPricing`];
 //! - `reached`: portfolio name, a zero byte, customer key (8 bytes) → when it was last
-//!   reached (epoch ms, 8 bytes big-endian).
+//!   reached (epoch ms, 8 bytes big-endian); and under the portfolio name and the zero
+//!   byte alone, the portfolio's clock mark: when (by this machine's clock, epoch ms,
+//!   8 bytes big-endian) a count last wrote an entry, then the kind of clock its counts
+//!   are made on ([`CountTime::clock_kind`]'s text), written before each entry. A count
+//!   on the other kind is refused while the portfolio holds entries and the mark is
+//!   younger than the span, like the Redis store's `reached-clock` key, which expires
+//!   with the count. A portfolio with entries and no mark (counted before the mark
+//!   existed) is taken as counted on the real clock at its newest entry, as the Redis
+//!   store takes it.
 //!
 //! The five trees are tracked by the integrity check (their entries are tallied like the
 //! window trees'). A move of a customer (`move_customer`) takes the consent and free
@@ -68,9 +76,10 @@ struct Counter {
     by_time: BTreeSet<(i64, u64)>,
     /// The span (ms) of the last count, to forget a counter whose entries all left it.
     span_ms: i64,
-    /// The kind of clock ([`CountTime::clock_kind`]) of the counts written since the
-    /// counter was loaded; a count on the other kind is refused while it holds entries.
-    clock: Option<&'static str>,
+    /// The portfolio's clock mark as kept in the tree (none: no count and no mark); a
+    /// count on the other kind is refused while the counter holds entries and the mark
+    /// is younger than the span.
+    clock: Option<ClockMark>,
 }
 
 impl Counter {
@@ -97,10 +106,45 @@ impl Counter {
 #[derive(Default)]
 pub(super) struct Counters {
     by_prefix: HashMap<Vec<u8>, Counter>,
-    /// The kind of clock each portfolio counted since the store opened was counted on,
-    /// kept when its counter is forgotten (one short entry per portfolio), so a counter
-    /// loaded again still refuses the other kind.
-    clock_of: HashMap<Vec<u8>, &'static str>,
+}
+
+/// A portfolio's clock mark: the kind of clock its counts are made on, and when (by this
+/// machine's clock) a count last wrote an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClockMark {
+    /// [`CountTime::clock_kind`] of its counts.
+    kind: &'static str,
+    /// When a count last wrote an entry, epoch ms on this machine's clock.
+    written_ms: i64,
+}
+
+impl ClockMark {
+    /// The mark's stored form: `written_ms` (8 bytes big-endian), then the kind's text.
+    fn encode(self) -> Vec<u8> {
+        let mut value = self.written_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(self.kind.as_bytes());
+        value
+    }
+
+    /// A stored mark (`None`: not one this build can read).
+    fn decode(value: &[u8]) -> Option<Self> {
+        let (written, kind) = value.split_first_chunk::<8>()?;
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let kind = [CountTime::SystemNow(epoch), CountTime::Given(epoch)]
+            .into_iter()
+            .map(CountTime::clock_kind)
+            .find(|known| known.as_bytes() == kind)?;
+        Some(Self {
+            kind,
+            written_ms: i64::from_be_bytes(*written),
+        })
+    }
+
+    /// Whether a count on `kind` at `now_ms` (this machine's clock) over `span_ms` must be
+    /// refused on a counter holding entries under this mark.
+    fn refuses(self, kind: &'static str, now_ms: i64, span_ms: i64) -> bool {
+        self.kind != kind && now_ms < self.written_ms.saturating_add(span_ms)
+    }
 }
 
 impl ConsentTrees {
@@ -265,12 +309,21 @@ impl SledStore {
         Ok(now)
     }
 
-    /// Loads the portfolio's `reached` entries into a [`Counter`], dropping (from the
-    /// tree) those unreadable. Under the lock.
+    /// Loads the portfolio's `reached` entries and its clock kind into a [`Counter`],
+    /// dropping (from the tree) the entries unreadable. A portfolio with entries and no
+    /// readable clock kind was counted before the kind was kept: taken as on the real
+    /// clock (the kind every such count on a shared store was read from). Under the lock.
     fn load_counter(&self, prefix: &[u8]) -> Result<Counter, StoreError> {
         let mut counter = Counter::default();
         for entry in self.consent_trees().reached.scan_prefix(prefix) {
             let (key, value) = entry?;
+            if key.len() == prefix.len() {
+                counter.clock = ClockMark::decode(&value);
+                if counter.clock.is_none() {
+                    tracing::warn!(key = ?key, "an unreadable clock mark of a messaging count, taken as the real clock's");
+                }
+                continue;
+            }
             let customer = key[prefix.len()..].try_into().map(u64::from_be_bytes);
             let at = <[u8; 8]>::try_from(value.as_ref()).map(i64::from_be_bytes);
             match (customer, at) {
@@ -280,14 +333,24 @@ impl SledStore {
                 }
             }
         }
+        if counter.clock.is_none()
+            && let Some(newest) = counter.newest()
+        {
+            counter.clock = Some(ClockMark {
+                kind: CountTime::SystemNow(DateTime::UNIX_EPOCH).clock_kind(),
+                written_ms: newest,
+            });
+        }
         Ok(counter)
     }
 
     /// Counts `customer` at `at_ms` in the portfolio of `prefix` ([`ConsentStore::reach_customer`])
     /// on its in-memory counter, writing the tree first: drops the customers last reached
     /// at or before `cutoff` (from the oldest, so only those leaving the span are
-    /// touched), then counts. Answers the reach and whether it wrote the customer's time.
+    /// touched), then counts, writing the portfolio's clock mark (`mark`) before the
+    /// customer's time. Answers the reach and whether it wrote the customer's time.
     /// Under the lock.
+    #[allow(clippy::too_many_arguments)] // One count's parts, under the caller's lock.
     fn count_reach(
         &self,
         counter: &mut Counter,
@@ -296,6 +359,7 @@ impl SledStore {
         at_ms: i64,
         cutoff: i64,
         limit: u64,
+        mark: ClockMark,
     ) -> Result<(Reach, bool), StoreError> {
         let tree = &self.consent_trees().reached;
         let key = |customer: u64| {
@@ -322,6 +386,11 @@ impl SledStore {
         let write =
             !matches!(reach, Reach::LimitReached { .. }) && at_ms > previous.unwrap_or(i64::MIN);
         if write {
+            // The mark first: an entry durable without its mark is impossible (sled
+            // recovers a prefix of its writes), so a crash never leaves a simulated
+            // count taken for a real one.
+            tree.insert(prefix, mark.encode())?;
+            counter.clock = Some(mark);
             tree.insert(key(customer), &at_ms.to_be_bytes())?;
             counter.set(customer, at_ms);
         }
@@ -501,10 +570,7 @@ impl ConsentStore for SledStore {
                 .lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let Counters {
-                by_prefix: counters,
-                clock_of,
-            } = &mut *counters;
+            let counters = &mut counters.by_prefix;
             if !counters.contains_key(&prefix) {
                 let loaded = self.load_counter(&prefix)?;
                 // Forget the counters whose entries all left their span by now (reloaded
@@ -517,8 +583,15 @@ impl ConsentStore for SledStore {
             }
             // Loaded above when it was not in memory.
             let counter = counters.entry(prefix.clone()).or_default();
-            counter.clock = counter.clock.or_else(|| clock_of.get(&prefix).copied());
-            if counter.clock.is_some_and(|held| held != at.clock_kind()) && !counter.at.is_empty() {
+            let mark = ClockMark {
+                kind: at.clock_kind(),
+                written_ms: Utc::now().timestamp_millis(),
+            };
+            if counter
+                .clock
+                .is_some_and(|held| held.refuses(mark.kind, mark.written_ms, span_ms))
+                && !counter.at.is_empty()
+            {
                 return Err(at.mixed_with_the_other_kind(portfolio));
             }
             counter.span_ms = span_ms;
@@ -529,11 +602,8 @@ impl ConsentStore for SledStore {
                 at_ms,
                 at_ms.saturating_sub(span_ms),
                 limit,
+                mark,
             );
-            if let Ok((_, true)) = counted {
-                counter.clock = Some(at.clock_kind());
-                clock_of.insert(prefix.clone(), at.clock_kind());
-            }
             if counted.is_err() {
                 // The tree may hold part of what failed: load it again next time.
                 counters.remove(&prefix);
@@ -561,14 +631,68 @@ impl ConsentStore for SledStore {
         let cutoff = at.into().time().timestamp_millis() - span.num_milliseconds();
         let mut count = 0;
         for entry in self.consent_trees().reached.scan_prefix(&prefix) {
-            let (_, value) = entry?;
-            if <[u8; 8]>::try_from(value.as_ref())
-                .map(i64::from_be_bytes)
-                .is_ok_and(|t| t > cutoff)
+            let (key, value) = entry?;
+            if key.len() > prefix.len()
+                && <[u8; 8]>::try_from(value.as_ref())
+                    .map(i64::from_be_bytes)
+                    .is_ok_and(|t| t > cutoff)
             {
                 count += 1;
             }
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REAL: &str = "real";
+    const SIMULATED: &str = "simulated";
+
+    #[test]
+    fn a_clock_mark_reads_back_as_written() {
+        for kind in [REAL, SIMULATED] {
+            let mark = ClockMark {
+                kind,
+                written_ms: 1_764_547_200_123,
+            };
+            assert_eq!(ClockMark::decode(&mark.encode()), Some(mark));
+        }
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        assert_eq!(CountTime::SystemNow(epoch).clock_kind(), REAL);
+        assert_eq!(CountTime::Given(epoch).clock_kind(), SIMULATED);
+    }
+
+    #[test]
+    fn an_unknown_or_short_clock_mark_is_unreadable() {
+        assert_eq!(ClockMark::decode(b""), None);
+        assert_eq!(ClockMark::decode(b"real"), None);
+        assert_eq!(ClockMark::decode(&[0, 0, 0, 0, 0, 0, 0, 1]), None);
+        let mut other = 5_i64.to_be_bytes().to_vec();
+        other.extend_from_slice(b"sundial");
+        assert_eq!(ClockMark::decode(&other), None);
+    }
+
+    #[test]
+    fn a_mark_refuses_the_other_kind_for_one_span_after_its_last_write() {
+        let span = TimeDelta::hours(24).num_milliseconds();
+        let mark = ClockMark {
+            kind: REAL,
+            written_ms: 1_000_000,
+        };
+        assert!(!mark.refuses(REAL, 1_000_000, span));
+        assert!(mark.refuses(SIMULATED, 1_000_000, span));
+        assert!(mark.refuses(SIMULATED, 1_000_000 + span - 1, span));
+        assert!(!mark.refuses(SIMULATED, 1_000_000 + span, span));
+        let far = ClockMark {
+            kind: SIMULATED,
+            written_ms: i64::MAX,
+        };
+        assert!(
+            far.refuses(REAL, i64::MAX - 1, span),
+            "no overflow at the extremes"
+        );
     }
 }
