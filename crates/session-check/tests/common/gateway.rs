@@ -33,6 +33,22 @@ impl Setup {
     pub fn customer_wrote(&self, customer: &str, ago: TimeDelta) -> DateTime<Utc> {
         customer_wrote(&self.gateway, &self.cli, customer, ago)
     }
+
+    /// The catalog of `business` holds the approved marketing template `contact_share`
+    /// (language `en`).
+    pub fn offer_contact_share(&self, business: &str) {
+        self.gateway.set_templates(
+            phone(business),
+            vec![lipachat_testkit::template_entry(
+                "contact_share",
+                "en",
+                "MARKETING",
+                "APPROVED",
+                None,
+                "Our offers",
+            )],
+        );
+    }
 }
 
 /// [`Setup::customer_wrote`] into any database.
