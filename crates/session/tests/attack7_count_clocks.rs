@@ -299,3 +299,127 @@ async fn a_mark_left_without_its_entry_holds_nothing_back() {
     )
     .await;
 }
+
+mod child_process;
+
+/// The child's store directory, set by the SIGKILL test for its child.
+const CRASH_DB_ENV: &str = "ATTACK7_COUNT_CLOCKS_DB";
+
+/// The portfolio the SIGKILL test counts.
+const CRASH_PORTFOLIO: &str = "attack7.sigkill";
+
+/// A store at `path` whose portfolio holds two simulated counts (customers 1 and 2, a
+/// day ahead) under a mark of the simulated kind written two days ago by this machine's
+/// clock: expired, so the next real count is taken and turns the mark to real.
+async fn store_with_an_expired_simulated_mark(path: &std::path::Path) {
+    let now = Utc::now();
+    {
+        let store = SledStore::open(path).unwrap();
+        for customer in [1_u64, 2] {
+            store
+                .reach_customer(
+                    CRASH_PORTFOLIO,
+                    customer,
+                    CountTime::Given(now + TimeDelta::days(1)),
+                    1_000_000,
+                    span(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let db = raw_sled::raw_sled(path);
+    let mut mark = (now - TimeDelta::days(2))
+        .timestamp_millis()
+        .to_be_bytes()
+        .to_vec();
+    mark.extend_from_slice(b"simulated");
+    db.open_tree("reached")
+        .unwrap()
+        .insert(mark_key(CRASH_PORTFOLIO), mark)
+        .unwrap();
+    db.flush().unwrap();
+}
+
+/// The child: opens the store at [`CRASH_DB_ENV`], says so, and counts customers from
+/// 1000 on the real clock until it is killed. Run only by the parent.
+#[tokio::test]
+#[ignore = "run as a child process by the SIGKILL test below"]
+async fn count_clocks_child() {
+    let Ok(path) = std::env::var(CRASH_DB_ENV) else {
+        return;
+    };
+    let store = SledStore::open(path).unwrap();
+    println!("opened");
+    for customer in 1000_u64.. {
+        store
+            .reach_customer(
+                CRASH_PORTFOLIO,
+                customer,
+                CountTime::SystemNow(Utc::now()),
+                1_000_000,
+                span(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// SIGKILL at scattered moments from the store's open through its first real counts:
+/// whatever the kill leaves, an entry of a real count (customer 1000 on) is never on
+/// disk under the old simulated mark, the store opens, and a simulated count is
+/// refused once a real entry is there.
+#[tokio::test]
+async fn sigkill_between_the_mark_and_the_entry_never_leaves_an_entry_under_the_old_kind() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut real_entries_seen = 0;
+    for round in 0..16_u64 {
+        let path = dir.path().join(format!("db{round}"));
+        store_with_an_expired_simulated_mark(&path).await;
+        let mut child = child_process::spawn_test_child("count_clocks_child", CRASH_DB_ENV, &path);
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let opened = lines
+            .by_ref()
+            .map(Result::unwrap)
+            .any(|l| l.contains("opened"));
+        assert!(opened, "round {round}: the child did not open the store");
+        std::thread::sleep(std::time::Duration::from_micros(700 * round));
+        child.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush.
+        child.wait().unwrap();
+        let (mark, real) = {
+            let db = raw_sled::raw_sled(&path);
+            let reached = db.open_tree("reached").unwrap();
+            let mark = reached.get(mark_key(CRASH_PORTFOLIO)).unwrap().unwrap();
+            let prefix = mark_key(CRASH_PORTFOLIO);
+            let real = reached
+                .scan_prefix(&prefix)
+                .map(Result::unwrap)
+                .filter(|(key, _)| {
+                    key.len() == prefix.len() + 8
+                        && u64::from_be_bytes(key[prefix.len()..].try_into().unwrap()) >= 1000
+                })
+                .count();
+            (mark, real)
+        };
+        if real > 0 {
+            real_entries_seen += 1;
+            assert!(
+                mark.ends_with(b"real"),
+                "round {round}: {real} real entries under the mark {mark:?}"
+            );
+            let store = SledStore::open(&path).unwrap();
+            assert_simulated_refused(
+                &store,
+                CRASH_PORTFOLIO,
+                3,
+                Utc::now() + TimeDelta::days(1),
+                &format!("round {round}, after the kill"),
+            )
+            .await;
+        } else {
+            drop(SledStore::open(&path).unwrap());
+        }
+    }
+    eprintln!("rounds with real entries on disk after the kill: {real_entries_seen} of 16");
+}
