@@ -16,7 +16,7 @@ use lipachat_session::{MarketingConsent, PhoneNumber, PricingCategory};
 use serde::{Deserialize, Serialize};
 
 use crate::cost::PriceTable;
-use crate::messaging_limit::SERVICE_TIER_COUNTER_PREFIX;
+use lipachat_session::consent::SERVICE_COUNTER_PREFIX;
 
 /// The consent settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,7 +312,7 @@ impl MessagingLimits {
         numbers: impl IntoIterator<Item = PhoneNumber>,
     ) -> Result<Self, PortfolioError> {
         lipachat_session::consent::check_portfolio_name(name).map_err(PortfolioError::Name)?;
-        if name.starts_with(SERVICE_TIER_COUNTER_PREFIX) {
+        if name.starts_with(SERVICE_COUNTER_PREFIX) {
             return Err(PortfolioError::ReservedName {
                 name: name.to_owned(),
             });

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use lipachat_api::MarketingRefusal;
 use lipachat_api::MessageId;
+use lipachat_session::consent::SERVICE_COUNTER_PREFIX;
 use lipachat_session::{
     Conversation, CountTime, FreeEntryPoint, PredictedCost, PricingCategory, Reach, Store,
 };
@@ -18,15 +19,11 @@ use crate::cost::{Pricing, PricingInput, SERVICE_BILLING_SINCE, predict};
 use crate::error::PolicyError;
 use crate::shared::Shared;
 
-/// How the names of the monthly service counters begin (kept from portfolio names: a
-/// portfolio so named would share its count, and the counters count on given times).
-pub(crate) const SERVICE_TIER_COUNTER_PREFIX: &str = "svc.";
-
 /// The counter of a business number's service messages in one UTC month: a portfolio
 /// name in the store's reach count, one member per message.
 fn service_tier_counter(conversation: Conversation, at: DateTime<Utc>) -> String {
     format!(
-        "{SERVICE_TIER_COUNTER_PREFIX}{}.{:04}-{:02}",
+        "{SERVICE_COUNTER_PREFIX}{}.{:04}-{:02}",
         conversation.business,
         at.year(),
         at.month()

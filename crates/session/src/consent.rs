@@ -512,6 +512,24 @@ pub enum Reach {
 /// The longest portfolio name a store accepts, in bytes.
 pub const MAX_PORTFOLIO_NAME_BYTES: usize = 64;
 
+/// How the names of the monthly service counters begin (`svc.<business>.<YYYY-MM>`, one
+/// member per message): counts a messenger makes on the times its messages were sent,
+/// always [`CountTime::Given`]. A portfolio may not be named so (the policy refuses it).
+pub const SERVICE_COUNTER_PREFIX: &str = "svc.";
+
+/// The kind of clock ([`CountTime::clock_kind`]) a store takes a count on `portfolio`
+/// as made on when the count holds entries but no kept kind (written by a release
+/// before stores kept it): a service counter's ([`SERVICE_COUNTER_PREFIX`]) were counted
+/// on given times, every other portfolio's on real clocks.
+pub fn kind_of_an_unmarked_count(portfolio: &str) -> &'static str {
+    let epoch = DateTime::<Utc>::UNIX_EPOCH;
+    if portfolio.starts_with(SERVICE_COUNTER_PREFIX) {
+        CountTime::Given(epoch).clock_kind()
+    } else {
+        CountTime::SystemNow(epoch).clock_kind()
+    }
+}
+
 /// Checks a portfolio name: 1 to [`MAX_PORTFOLIO_NAME_BYTES`] bytes of ASCII letters,
 /// digits, `-`, `_` and `.`, so it is safe in any store's keys.
 pub fn check_portfolio_name(name: &str) -> Result<(), String> {

@@ -142,7 +142,9 @@ end"
 }
 
 /// The messaging limit count. KEYS: reached ZSET, its clock-kind STRING. ARGV: customer,
-/// at ms, limit, span ms, `1` to count on the server's clock. A count read from a host's system clock is
+/// at ms, limit, span ms, `1` to count on the server's clock, the kind (`1` or `0`) a
+/// count without its clock-kind key is taken as made on
+/// ([`lipachat_session::consent::kind_of_an_unmarked_count`]). A count read from a host's system clock is
 /// stamped with the server's `TIME` instead, so replicas whose clocks differ, or whose
 /// clock steps while a send is under way, stamp and prune on one clock; a given time (a
 /// simulation, a test) is used as it is. Customers last reached at or before a span
@@ -159,9 +161,9 @@ static REACH: LazyLock<Script> = LazyLock::new(|| {
         r"
 local marked = redis.call('GET', KEYS[2])
 if not marked then
-  -- A count written before the marker existed: its counts were read from real clocks
-  -- (stamped with TIME), so it is taken as on the server's clock.
-  marked = '1'
+  -- A count written before the marker existed: taken as made on the kind its name
+  -- implies (a service counter's on given times, a portfolio's on the server's clock).
+  marked = ARGV[6]
 end
 if marked ~= ARGV[5] and redis.call('EXISTS', KEYS[1]) == 1 then
   return {3, redis.call('ZCARD', KEYS[1])}
@@ -209,6 +211,17 @@ fn count_time_args(at: CountTime) -> (String, String) {
         ms(at.time()),
         if server_clock { "1" } else { "0" }.to_owned(),
     )
+}
+
+/// [`REACH`]'s last argument: `1` when a count on `portfolio` without its clock-kind key
+/// is taken as on the server's clock (real), `0` as on given times.
+fn unmarked_kind_arg(portfolio: &str) -> &'static str {
+    let real = CountTime::SystemNow(DateTime::<Utc>::UNIX_EPOCH).clock_kind();
+    if lipachat_session::consent::kind_of_an_unmarked_count(portfolio) == real {
+        "1"
+    } else {
+        "0"
+    }
 }
 
 fn ms(at: DateTime<Utc>) -> String {
@@ -559,6 +572,7 @@ impl ConsentStore for RedisStore {
                         limit.to_string(),
                         span.num_milliseconds().max(1).to_string(),
                         server_clock,
+                        unmarked_kind_arg(portfolio).to_owned(),
                     ],
                 },
             )

@@ -15,8 +15,9 @@
 //!   on the other kind is refused while the portfolio holds entries and the mark is
 //!   younger than the span, like the Redis store's `reached-clock` key, which expires
 //!   with the count. A portfolio with entries and no mark (counted before the mark
-//!   existed) is taken as counted on the real clock at its newest entry, as the Redis
-//!   store takes it.
+//!   existed) is taken as counted at its newest entry on the kind its name implies
+//!   ([`kind_of_an_unmarked_count`]: given times for a service counter, else the real
+//!   clock), as the Redis store takes it.
 //!
 //! The five trees are tracked by the integrity check (their entries are tallied like the
 //! window trees'). A move of a customer (`move_customer`) takes the consent and free
@@ -47,8 +48,8 @@ use super::predicted_costs::PredictedCosts;
 use crate::back_off::BackOffEntry;
 use crate::consent::{
     ConsentEntry, ConsentStore, CostRecord, FreeEntryPoint, MarketingConsent, PredictedCost, Reach,
-    ReportedPricing, check_portfolio_name, corrupt_record, pair_cost_records,
-    warn_if_confirmation_refused,
+    ReportedPricing, check_portfolio_name, corrupt_record, kind_of_an_unmarked_count,
+    pair_cost_records, warn_if_confirmation_refused,
 };
 use crate::{Conversation, CountTime, Customer, MessageId, PhoneNumber, StoreError};
 
@@ -309,11 +310,11 @@ impl SledStore {
         Ok(now)
     }
 
-    /// Loads the portfolio's `reached` entries and its clock kind into a [`Counter`],
+    /// Loads the portfolio's `reached` entries and its clock mark into a [`Counter`],
     /// dropping (from the tree) the entries unreadable. A portfolio with entries and no
-    /// readable clock kind was counted before the kind was kept: taken as on the real
-    /// clock (the kind every such count on a shared store was read from). Under the lock.
-    fn load_counter(&self, prefix: &[u8]) -> Result<Counter, StoreError> {
+    /// readable mark was counted before the mark was kept: taken as counted at its newest
+    /// entry on the kind `unmarked` ([`kind_of_an_unmarked_count`]). Under the lock.
+    fn load_counter(&self, prefix: &[u8], unmarked: &'static str) -> Result<Counter, StoreError> {
         let mut counter = Counter::default();
         for entry in self.consent_trees().reached.scan_prefix(prefix) {
             let (key, value) = entry?;
@@ -337,7 +338,7 @@ impl SledStore {
             && let Some(newest) = counter.newest()
         {
             counter.clock = Some(ClockMark {
-                kind: CountTime::SystemNow(DateTime::UNIX_EPOCH).clock_kind(),
+                kind: unmarked,
                 written_ms: newest,
             });
         }
@@ -572,7 +573,7 @@ impl ConsentStore for SledStore {
                 .unwrap_or_else(PoisonError::into_inner);
             let counters = &mut counters.by_prefix;
             if !counters.contains_key(&prefix) {
-                let loaded = self.load_counter(&prefix)?;
+                let loaded = self.load_counter(&prefix, kind_of_an_unmarked_count(portfolio))?;
                 // Forget the counters whose entries all left their span by now (reloaded
                 // from the tree if counted again).
                 counters.retain(|_, c| {
