@@ -36,8 +36,12 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// The default cap on requests in flight to the gateway at once, per client (and its
 /// clones).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
-/// The default number of idle connections kept open to the gateway for reuse.
-pub const DEFAULT_POOL_MAX_IDLE: usize = 8;
+/// The default number of idle connections kept open to the gateway for reuse: as many as
+/// may be in flight ([`DEFAULT_MAX_IN_FLIGHT`]; a client built with another
+/// [`ClientBuilder::max_in_flight`] keeps that many unless [`ClientBuilder::pool_max_idle`]
+/// says otherwise). A pool keeping fewer closes the connections a burst returns beyond it,
+/// and the next burst opens them again: a TCP handshake on the send path each time.
+pub const DEFAULT_POOL_MAX_IDLE: usize = DEFAULT_MAX_IN_FLIGHT;
 /// The default time an idle connection to the gateway is kept before it is closed.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,14 +56,15 @@ pub struct ClientBuilder {
     max_response_bytes: usize,
     max_catalog_bytes: usize,
     max_in_flight: usize,
-    pool_max_idle: usize,
+    /// `None`: as many as `max_in_flight`.
+    pool_max_idle: Option<usize>,
     pool_idle_timeout: Duration,
 }
 
 impl ClientBuilder {
     /// A builder with the defaults: the production gateway, connect timeout 5 s, 15 s per
     /// attempt, [`RetryPolicy::default`], 64 KiB response limit, at most 32 requests in
-    /// flight, at most 8 idle connections kept for 30 s.
+    /// flight, as many idle connections kept for 30 s.
     pub fn new(key: ApiKey) -> Self {
         Self {
             key,
@@ -70,7 +75,7 @@ impl ClientBuilder {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             max_catalog_bytes: crate::catalog::DEFAULT_MAX_CATALOG_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            pool_max_idle: DEFAULT_POOL_MAX_IDLE,
+            pool_max_idle: None,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
@@ -145,10 +150,12 @@ impl ClientBuilder {
         self
     }
 
-    /// How many idle connections to the gateway are kept open for reuse (default 8).
-    /// Connections in use are bounded by [`ClientBuilder::max_in_flight`].
+    /// How many idle connections to the gateway are kept open for reuse (default: as
+    /// many as [`ClientBuilder::max_in_flight`], which bounds the connections in use).
+    /// Fewer saves idle sockets, at the cost of a new connection for each send of a
+    /// burst beyond them.
     pub fn pool_max_idle(mut self, connections: usize) -> Self {
-        self.pool_max_idle = connections;
+        self.pool_max_idle = Some(connections);
         self
     }
 
@@ -175,7 +182,7 @@ impl ClientBuilder {
         let mut http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(self.connect_timeout)
-            .pool_max_idle_per_host(self.pool_max_idle)
+            .pool_max_idle_per_host(self.pool_max_idle.unwrap_or(self.max_in_flight))
             .pool_idle_timeout(self.pool_idle_timeout)
             // A redirect could carry the apiKey header to another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())

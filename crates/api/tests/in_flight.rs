@@ -229,3 +229,85 @@ async fn a_retry_that_finds_no_free_slot_does_not_say_nothing_was_sent_after_a_r
     );
     assert!(error.retry_later_may_help(), "{error:?}");
 }
+
+/// The client addresses requests came from: one per TCP connection the client opened.
+type Peers = Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>;
+
+/// A gateway that accepts every text after `delay`, remembering its client address.
+async fn connection_counting_gateway(delay: Duration) -> (SocketAddr, Peers) {
+    use axum::extract::ConnectInfo;
+    let peers = Peers::default();
+    let app = Router::new()
+        .route(
+            TEXT_PATH,
+            post(
+                |State((peers, delay)): State<(Peers, Duration)>,
+                 ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                 Json(body): Json<Value>| async move {
+                    peers.lock().unwrap().insert(peer);
+                    tokio::time::sleep(delay).await;
+                    Json(json!({
+                        "data": {
+                            "messageId": body["messageId"],
+                            "waId": "wamid.pool",
+                            "status": "SENT",
+                            "statusDesc": "Message sent successfully"
+                        },
+                        "status": "success",
+                        "message": "",
+                        "errors": null
+                    }))
+                },
+            ),
+        )
+        .with_state((Arc::clone(&peers), delay));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    (addr, peers)
+}
+
+/// Sends `bursts` bursts of `cap` texts at once through a client capped at `cap` in flight
+/// (every slot in flight during a burst, since the gateway holds each request a while;
+/// every connection idle between bursts), and answers how many connections it opened.
+async fn connections_opened_by_bursts(cap: usize, bursts: usize) -> usize {
+    let (addr, peers) = connection_counting_gateway(Duration::from_millis(100)).await;
+    let client = builder(addr).max_in_flight(cap).build().unwrap();
+    for _ in 0..bursts {
+        let results = send_at_once(&client, cap).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+    }
+    peers.lock().unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_at_the_default_cap_reuse_their_connections_instead_of_opening_new_ones() {
+    // A pool keeping fewer idle connections than may be in flight closes the rest after
+    // each burst and opens them again for the next: a TCP handshake per send beyond the
+    // pool, on the send path.
+    const BURSTS: usize = 4;
+    let opened = connections_opened_by_bursts(DEFAULT_MAX_IN_FLIGHT, BURSTS).await;
+    assert!(
+        opened <= DEFAULT_MAX_IN_FLIGHT,
+        "{BURSTS} bursts of {DEFAULT_MAX_IN_FLIGHT} sends opened {opened} connections; \
+         at most {DEFAULT_MAX_IN_FLIGHT} are ever in use at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_cap_keeps_as_many_idle_connections_by_default() {
+    const CAP: usize = 48;
+    const BURSTS: usize = 3;
+    let opened = connections_opened_by_bursts(CAP, BURSTS).await;
+    assert!(
+        opened <= CAP,
+        "{BURSTS} bursts of {CAP} sends opened {opened} connections"
+    );
+}
