@@ -483,7 +483,7 @@ pub(super) fn bsuid(object: &Map<String, Value>, names: &[&str]) -> Option<Bsuid
 
 /// [`bsuid`] of one field's value.
 pub(super) fn bsuid_of(value: Leaf<'_>) -> Option<Bsuid> {
-    value.text().and_then(|raw| Bsuid::parse(&raw).ok())
+    value.trimmed().and_then(|raw| Bsuid::parse(&raw).ok())
 }
 
 /// The objects of an array field (non-objects skipped).

@@ -82,6 +82,7 @@ mod lipachat;
 mod whatsapp;
 mod whatsapp_typed;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -772,13 +773,23 @@ impl<'v> Leaf<'v> {
         Self::from(object.get(name))
     }
 
-    /// The text of a string (trimmed, non-empty) or number.
-    fn text(self) -> Option<String> {
+    /// The text of a string (trimmed, non-empty) or number, borrowed where it can be.
+    fn trimmed(self) -> Option<Cow<'v, str>> {
         match self {
-            Self::Text(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            Self::Number(n) => Some(n.to_string()),
+            Self::Text(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+            Self::Number(n) => Some(Cow::Owned(n.to_string())),
             _ => None,
         }
+    }
+
+    /// The text of a string (trimmed, non-empty) or number.
+    fn text(self) -> Option<String> {
+        self.trimmed().map(Cow::into_owned)
+    }
+
+    /// [`Leaf::text`] shortened for an event ([`shorten`]).
+    fn short_text(self) -> Option<String> {
+        self.trimmed().map(|text| shorten(&text))
     }
 }
 
@@ -827,7 +838,7 @@ fn phone_of(
 ) -> Result<Option<PhoneNumber>, WebhookError> {
     let raw = match value {
         Leaf::Number(n) => match n.as_u64() {
-            Some(whole) => whole.to_string(),
+            Some(whole) => Cow::Owned(whole.to_string()),
             None => {
                 return Err(WebhookError::InvalidField {
                     field,
@@ -837,7 +848,7 @@ fn phone_of(
                 });
             }
         },
-        _ => match value.text() {
+        _ => match value.trimmed() {
             Some(raw) if is_decimal_rendering(&raw) => {
                 return Err(WebhookError::InvalidField {
                     field,

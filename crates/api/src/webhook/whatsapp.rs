@@ -249,8 +249,8 @@ pub(super) struct InboundFields {
     pub(super) content: InboundContent,
     /// `group_id` as text.
     pub(super) group_id: Option<String>,
-    /// `id` as text.
-    pub(super) id: Option<String>,
+    /// `id` as text, shortened.
+    pub(super) message_id: Option<String>,
     pub(super) context: Option<content::MessageContext>,
     pub(super) referral: Option<content::Referral>,
     pub(super) sent_at: Option<DateTime<Utc>>,
@@ -271,7 +271,7 @@ impl InboundFields {
             kind,
             content,
             group_id,
-            id,
+            message_id,
             context,
             referral,
             sent_at,
@@ -296,7 +296,7 @@ impl InboundFields {
             business,
             sender,
             group,
-            message_id: id.map(|id| shorten(&id)),
+            message_id,
             kind,
             opens_window: parser.opens_window(kind),
             content,
@@ -363,7 +363,7 @@ impl Change<'_> {
             kind,
             content,
             group_id: text(message, &["group_id"]),
-            id: text(message, &["id"]),
+            message_id: text(message, &["id"]).map(|id| shorten(&id)),
             context: content::context(message),
             referral: content::referral(message),
             sent_at: timestamp(message.get("timestamp"), self.received_at),

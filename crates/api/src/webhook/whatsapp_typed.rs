@@ -28,7 +28,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::content::bsuid_of;
 use super::whatsapp::{ContactEntry, InboundFields, business_number, identify, ignored};
 use super::{
-    InboundContent, InboundKind, Leaf, WebhookEvent, WebhookParser, phone_of, shorten, timestamp_of,
+    InboundContent, InboundKind, Leaf, WebhookEvent, WebhookParser, phone_of, timestamp_of,
 };
 
 /// Reads `body` when it has the shape this reader covers; `None` otherwise (then the
@@ -245,7 +245,7 @@ impl ContactEntry for Contact<'_> {
             "username" => &profile.username,
             _ => return None,
         };
-        leaf(value).text().map(|value| shorten(&value))
+        leaf(value).short_text()
     }
 }
 
@@ -355,7 +355,7 @@ impl Message<'_> {
                 },
             },
             group_id: leaf(&self.group_id).text(),
-            id: leaf(&self.id).text(),
+            message_id: leaf(&self.id).short_text(),
             context: None,
             referral: None,
             sent_at: timestamp_of(leaf(&self.timestamp), received_at),
