@@ -289,8 +289,8 @@ impl<S: Store> WebhookService<S> {
         if self.shared.admin_token.is_some() {
             router = router.merge(admin::routes(Arc::clone(&self.shared)));
         }
-        // One middleware for the span and the head's length check: each `from_fn` layer
-        // costs every request a clone of the service below it and a boxed future.
+        // One layer for the span and the head's length check, a plain tower layer: each
+        // `from_fn` layer costs every request a clone of the routes below it and boxing.
         router
             .with_state(Arc::clone(&self.shared))
             .layer(DefaultBodyLimit::max(self.shared.body_limit))
