@@ -10,11 +10,12 @@
 //! not know, a duplicated key, a value of an unexpected JSON type, malformed JSON. So a
 //! body either reads here exactly as the walk reads it, or goes to the walk.
 //!
-//! Exactly as the walk: every struct refuses unknown fields, and every field the events
-//! do not use is still read as a [`Scalar`], which reads nested values whole and strings
-//! as strings, as `serde_json::Value` does (never skipped unchecked: an ignored value
-//! would let through a lone surrogate escape or a number out of range that the walk
-//! refuses). The fields go to the same readers as the walk's ([`Leaf`]: `phone_of`,
+//! Exactly as the walk: every struct is read only from a JSON object ([`Object`]: serde
+//! would take an array's items as the fields in order) and refuses unknown fields, and
+//! every field the events do not use is still read as a [`Scalar`], which reads nested
+//! values whole and strings as strings, as `serde_json::Value` does (never skipped
+//! unchecked: an ignored value would let through a lone surrogate escape or a number out
+//! of range that the walk refuses). The fields go to the same readers as the walk's ([`Leaf`]: `phone_of`,
 //! `timestamp_of`, `bsuid_of`, [`identify`], [`InboundFields::into_message`]).
 
 use std::borrow::Cow;
@@ -38,10 +39,10 @@ pub(super) fn parse(
     body: &[u8],
     received_at: DateTime<Utc>,
 ) -> Option<Vec<WebhookEvent>> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    let Object(envelope): Object<Envelope<'_>> = serde_json::from_slice(body).ok()?;
     let mut events = Vec::new();
-    for entry in &envelope.entry {
-        for change in &entry.changes {
+    for Object(entry) in &envelope.entry {
+        for Object(change) in &entry.changes {
             change.events(parser, received_at, &mut events)?;
         }
     }
@@ -74,6 +75,31 @@ impl Scalar<'_> {
 /// An optional field as the readers see it: absent (or `null`) is [`Leaf::Other`].
 fn leaf<'v>(field: &'v Option<Scalar<'_>>) -> Leaf<'v> {
     field.as_ref().map_or(Leaf::Other, Scalar::leaf)
+}
+
+/// A struct read only from a JSON object. (Serde reads a struct from an array too, its
+/// items taken as the fields in order; the walk takes an array where an object belongs
+/// for no object at all, so such a body must go to it.)
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object)
+    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
@@ -150,7 +176,7 @@ struct Envelope<'a> {
     #[serde(borrow, rename = "object")]
     _object: Option<Scalar<'a>>,
     #[serde(borrow)]
-    entry: Vec<Entry<'a>>,
+    entry: Vec<Object<Entry<'a>>>,
 }
 
 /// `{"id", "time", "changes": [...]}`.
@@ -162,7 +188,7 @@ struct Entry<'a> {
     #[serde(borrow, rename = "time")]
     _time: Option<Scalar<'a>>,
     #[serde(borrow)]
-    changes: Vec<Change<'a>>,
+    changes: Vec<Object<Change<'a>>>,
 }
 
 /// `{"field", "value"}`.
@@ -172,7 +198,7 @@ struct Change<'a> {
     #[serde(borrow)]
     field: Option<Scalar<'a>>,
     #[serde(borrow)]
-    value: ChangeValue<'a>,
+    value: Object<ChangeValue<'a>>,
 }
 
 /// A `messages` change's value holding messages (no statuses, calls or preferences).
@@ -182,11 +208,11 @@ struct ChangeValue<'a> {
     #[serde(borrow, rename = "messaging_product")]
     _messaging_product: Option<Scalar<'a>>,
     #[serde(borrow)]
-    metadata: Option<Metadata<'a>>,
+    metadata: Option<Object<Metadata<'a>>>,
     #[serde(borrow)]
-    contacts: Option<Vec<Contact<'a>>>,
+    contacts: Option<Vec<Object<Contact<'a>>>>,
     #[serde(borrow)]
-    messages: Vec<Message<'a>>,
+    messages: Vec<Object<Message<'a>>>,
 }
 
 /// `value.metadata`.
@@ -204,7 +230,7 @@ struct Metadata<'a> {
 #[serde(deny_unknown_fields)]
 struct Contact<'a> {
     #[serde(borrow)]
-    profile: Option<Profile<'a>>,
+    profile: Option<Object<Profile<'a>>>,
     #[serde(borrow)]
     wa_id: Option<Scalar<'a>>,
     #[serde(borrow)]
@@ -239,7 +265,7 @@ impl ContactEntry for Contact<'_> {
     }
 
     fn profile(&self, field: &str) -> Option<String> {
-        let profile = self.profile.as_ref()?;
+        let Object(profile) = self.profile.as_ref()?;
         let value = match field {
             "name" => &profile.name,
             "username" => &profile.username,
@@ -269,7 +295,7 @@ struct Message<'a> {
     #[serde(borrow, rename = "type")]
     wire_type: Scalar<'a>,
     #[serde(borrow)]
-    text: TextBody<'a>,
+    text: Object<TextBody<'a>>,
 }
 
 /// A text message's `text` object.
@@ -294,9 +320,9 @@ impl Change<'_> {
             Some(Scalar::Text(field)) if field == "messages" => {}
             Some(_) => return None,
         }
-        let value = &self.value;
+        let Object(value) = &self.value;
         // Every message is a text message, or the walk reads the body.
-        for message in &value.messages {
+        for Object(message) in &value.messages {
             let Scalar::Text(wire_type) = &message.wire_type else {
                 return None;
             };
@@ -309,10 +335,15 @@ impl Change<'_> {
             value
                 .metadata
                 .as_ref()
-                .map(|metadata| leaf(&metadata.display_phone_number)),
+                .map(|Object(metadata)| leaf(&metadata.display_phone_number)),
         );
-        let contacts: Vec<&Contact<'_>> = value.contacts.iter().flatten().collect();
-        for message in &value.messages {
+        let contacts: Vec<&Contact<'_>> = value
+            .contacts
+            .iter()
+            .flatten()
+            .map(|Object(contact)| contact)
+            .collect();
+        for Object(message) in &value.messages {
             let inbound = match &business {
                 Ok(Some(business)) => message.inbound(*business, &contacts, received_at),
                 Ok(None) => Err("a message without the business number (metadata)".to_owned()),
@@ -349,7 +380,7 @@ impl Message<'_> {
             kind: InboundKind::Text,
             // Kept as sent; a body that is not a string is an empty text, as in the walk.
             content: InboundContent::Text {
-                body: match &self.text.body {
+                body: match &self.text.0.body {
                     Some(Scalar::Text(body)) => body.clone().into_owned(),
                     _ => String::new(),
                 },
@@ -432,6 +463,13 @@ mod tests {
             // out of range.
             TEXT_WEBHOOK.replace(r#""id":"1""#, r#""id":"\ud800""#),
             TEXT_WEBHOOK.replace(r#""phone_number_id":"1""#, r#""phone_number_id":1e999"#),
+            // Arrays where objects belong (serde would read a struct from an array, by
+            // position): the top level as an array is a LipaChat batch to the walk, a
+            // `metadata` array is no metadata, a message array is no message.
+            format!(r#"["whatsapp_business_account",{}]"#, &TEXT_WEBHOOK[TEXT_WEBHOOK.find(r#"[{"id""#).unwrap()..TEXT_WEBHOOK.len() - 1]),
+            TEXT_WEBHOOK.replace(r#"{"display_phone_number":"254110090747","phone_number_id":"1"}"#, r#"["254110090747","1"]"#),
+            TEXT_WEBHOOK.replace(r#"{"profile":{"name":"Bench"},"wa_id":"254700000001"}"#, r#"[{"name":"Bench"},"254700000001"]"#),
+            TEXT_WEBHOOK.replace(r#"{"body":"hello"}"#, r#"["hello"]"#),
             // Not JSON; a LipaChat body.
             TEXT_WEBHOOK[..TEXT_WEBHOOK.len() - 1].to_owned(),
             r#"{"messageId":"m","from":"254700000001","to":"254110090747","type":"TEXT","text":"hi"}"#.to_owned(),
@@ -553,8 +591,13 @@ mod tests {
                 optional("username", 0.5, text_field()),
             )),
             mostly("", vec![r#""extra":1,"#]),
+            prop::bool::weighted(0.05),
         )
-            .prop_map(|(wa_id, user_id, parent, profile, extra)| {
+            .prop_map(|(wa_id, user_id, parent, profile, extra, as_array)| {
+                if as_array {
+                    // A contact's fields in order, as an array.
+                    return r#"[{"name":"Jane"},"254700000001"]"#.to_owned();
+                }
                 let profile = profile.map_or_else(String::new, |(name, username)| {
                     format!(
                         r#""profile":{{{}}},"#,
@@ -604,6 +647,7 @@ mod tests {
                     r#""text":{},"#,
                     r#""text":"plain","#,
                     r#""text":null,"#,
+                    r#""text":["hello"],"#,
                     "",
                     r#""body":"top","#,
                 ],
@@ -637,7 +681,7 @@ mod tests {
             ]),
             optional("display_phone_number", 0.9, phone_field()),
             prop::sample::select(vec!["", r#""phone_number_id":"1","#]),
-            prop::bool::weighted(0.8),
+            prop::option::weighted(0.8, prop::bool::weighted(0.95)),
             prop::option::of(prop::collection::vec(contact(), 0..3)),
             prop::option::weighted(0.9, prop::collection::vec(message(), 0..3)),
             mostly("", vec![
@@ -646,10 +690,14 @@ mod tests {
             ]),
         )
             .prop_map(|(field, display, phone_id, has_metadata, contacts, messages, extra)| {
-                let metadata = if has_metadata {
-                    format!(r#""metadata":{{{}}},"#, trim_comma(&format!("{display}{phone_id}")))
-                } else {
-                    String::new()
+                let metadata = match has_metadata {
+                    Some(true) => format!(
+                        r#""metadata":{{{}}},"#,
+                        trim_comma(&format!("{display}{phone_id}"))
+                    ),
+                    // The metadata's fields in order, as an array.
+                    Some(false) => r#""metadata":["254110090747","1"],"#.to_owned(),
+                    None => String::new(),
                 };
                 let list = |name: &str, items: Option<Vec<String>>| {
                     items.map_or_else(String::new, |items| {
@@ -678,13 +726,19 @@ mod tests {
                 ),
                 0..3,
             ),
+            prop::bool::weighted(0.05),
         )
-            .prop_map(|(object, entries)| {
+            .prop_map(|(object, entries, as_array)| {
                 let entries: Vec<String> = entries
                     .into_iter()
                     .map(|(id, changes)| format!(r#"{{{id}"changes":[{}]}}"#, changes.join(",")))
                     .collect();
-                format!(r#"{{{object}"entry":[{}]}}"#, entries.join(","))
+                if as_array {
+                    // The envelope's fields in order, as an array.
+                    format!(r#"["whatsapp_business_account",[{}]]"#, entries.join(","))
+                } else {
+                    format!(r#"{{{object}"entry":[{}]}}"#, entries.join(","))
+                }
             })
     }
 
