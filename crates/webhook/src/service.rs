@@ -1,7 +1,11 @@
 //! [`WebhookService`]: the router a bot mounts or serves, its configuration, and its
 //! shutdown.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -285,15 +289,14 @@ impl<S: Store> WebhookService<S> {
         if self.shared.admin_token.is_some() {
             router = router.merge(admin::routes(Arc::clone(&self.shared)));
         }
-        // One middleware for the span and the head's length check: each `from_fn` layer
-        // costs every request a clone of the service below it and a boxed future.
+        // One layer for the span and the head's length check, a plain tower layer: each
+        // `from_fn` layer costs every request a clone of the routes below it and boxing.
         router
             .with_state(Arc::clone(&self.shared))
             .layer(DefaultBodyLimit::max(self.shared.body_limit))
-            .layer(middleware::from_fn_with_state(
-                Arc::clone(&self.shared),
-                trace_request::<S>,
-            ))
+            .layer(TraceRequestLayer {
+                body_limit: self.shared.body_limit,
+            })
     }
 
     /// The metrics this service keeps (what `GET /metrics` shows).
@@ -322,26 +325,68 @@ impl<S: Store> WebhookService<S> {
 /// a request whose declared `Content-Length` is over the body limit is answered 413 from
 /// its head, closing the connection, whatever server the router runs in (under
 /// [`crate::serve`] this is already done before routing).
-async fn trace_request<S: Store>(
-    State(shared): State<Arc<Shared<S>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // The matched path is shared (an `Arc`): cloning it copies no text.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let span = info_span!(
-        "request",
-        method = %request.method(),
-        route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        status = field::Empty,
-    );
-    let response = match refuse_a_declared_length_over(request.headers(), shared.body_limit) {
-        Some(refused) => refused,
-        None => next.run(request).instrument(span.clone()).await,
-    };
-    span.record("status", response.status().as_u16());
-    span.in_scope(|| debug!("answered"));
-    response
+///
+/// A plain tower layer rather than `axum::middleware::from_fn`: that clones the whole
+/// stack of routes below it and boxes it again for every request.
+#[derive(Debug, Clone, Copy)]
+struct TraceRequestLayer {
+    body_limit: usize,
+}
+
+impl<I> tower_layer::Layer<I> for TraceRequestLayer {
+    type Service = TraceRequest<I>;
+
+    fn layer(&self, inner: I) -> TraceRequest<I> {
+        TraceRequest {
+            inner,
+            body_limit: self.body_limit,
+        }
+    }
+}
+
+/// The service of [`TraceRequestLayer`].
+#[derive(Debug, Clone)]
+struct TraceRequest<I> {
+    inner: I,
+    body_limit: usize,
+}
+
+impl<I> tower_service::Service<Request> for TraceRequest<I>
+where
+    I: tower_service::Service<Request, Response = Response, Error = Infallible>,
+    I::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The matched path is shared (an `Arc`): cloning it copies no text.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let span = info_span!(
+            "request",
+            method = %request.method(),
+            route = route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            status = field::Empty,
+        );
+        let answer = match refuse_a_declared_length_over(request.headers(), self.body_limit) {
+            Some(refused) => Err(refused),
+            None => Ok(self.inner.call(request).instrument(span.clone())),
+        };
+        Box::pin(async move {
+            let response = match answer {
+                Err(refused) => refused,
+                Ok(handled) => handled.await?,
+            };
+            span.record("status", response.status().as_u16());
+            span.in_scope(|| debug!("answered"));
+            Ok(response)
+        })
+    }
 }
 
 /// A plain-text answer.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use lipachat_session::{Bsuid, PhoneNumber};
 use serde_json::{Map, Value};
 
-use super::{InboundKind, phone, shorten, text, timestamp};
+use super::{InboundKind, Leaf, phone, shorten, text, timestamp};
 
 /// The kind of a media message: the same type a sent [`MediaMessage`](crate::MediaMessage)
 /// names its kind with.
@@ -478,7 +478,12 @@ fn count(object: &Map<String, Value>, name: &str) -> Option<u64> {
 pub(super) fn bsuid(object: &Map<String, Value>, names: &[&str]) -> Option<Bsuid> {
     names
         .iter()
-        .find_map(|name| text(object, &[name]).and_then(|raw| Bsuid::parse(&raw).ok()))
+        .find_map(|name| bsuid_of(Leaf::of(object, name)))
+}
+
+/// [`bsuid`] of one field's value.
+pub(super) fn bsuid_of(value: Leaf<'_>) -> Option<Bsuid> {
+    value.trimmed().and_then(|raw| Bsuid::parse(&raw).ok())
 }
 
 /// The objects of an array field (non-objects skipped).

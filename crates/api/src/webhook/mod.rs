@@ -80,7 +80,9 @@
 mod content;
 mod lipachat;
 mod whatsapp;
+mod whatsapp_typed;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
@@ -710,6 +712,11 @@ impl WebhookParser {
         if body.trim_ascii().is_empty() {
             return Err(WebhookError::Empty);
         }
+        // The common shape (WhatsApp text messages) straight into the events; any other
+        // body through the `serde_json::Value` walk, which reads it exactly as before.
+        if let Some(events) = whatsapp_typed::parse(self, body, received_at) {
+            return Ok(events);
+        }
         let value: Value = serde_json::from_slice(body).map_err(|e| WebhookError::NotJson {
             detail: e.to_string(),
         })?;
@@ -746,13 +753,59 @@ impl WebhookParser {
     }
 }
 
+/// One JSON value as the field readers see it: a string, a number, or anything else
+/// (`null`, a boolean, an array, an object), which no reader takes as text. Both the
+/// `serde_json::Value` walk and the typed WhatsApp reader ([`whatsapp_typed`]) hand their
+/// fields to the same readers through it, so a field reads the same either way.
+#[derive(Debug, Clone, Copy)]
+enum Leaf<'v> {
+    /// A JSON string, as sent (not trimmed).
+    Text(&'v str),
+    /// A JSON number.
+    Number(&'v serde_json::Number),
+    /// Anything else.
+    Other,
+}
+
+impl<'v> Leaf<'v> {
+    /// The field `name` of `object`; absent is [`Leaf::Other`].
+    fn of(object: &'v Map<String, Value>, name: &str) -> Self {
+        Self::from(object.get(name))
+    }
+
+    /// The text of a string (trimmed, non-empty) or number, borrowed where it can be.
+    fn trimmed(self) -> Option<Cow<'v, str>> {
+        match self {
+            Self::Text(s) if !s.trim().is_empty() => Some(Cow::Borrowed(s.trim())),
+            Self::Number(n) => Some(Cow::Owned(n.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The text of a string (trimmed, non-empty) or number.
+    fn text(self) -> Option<String> {
+        self.trimmed().map(Cow::into_owned)
+    }
+
+    /// [`Leaf::text`] shortened for an event ([`shorten`]).
+    fn short_text(self) -> Option<String> {
+        self.trimmed().map(|text| shorten(&text))
+    }
+}
+
+impl<'v> From<Option<&'v Value>> for Leaf<'v> {
+    fn from(value: Option<&'v Value>) -> Self {
+        match value {
+            Some(Value::String(s)) => Self::Text(s),
+            Some(Value::Number(n)) => Self::Number(n),
+            _ => Self::Other,
+        }
+    }
+}
+
 /// A string field among `names`, trimmed and non-empty. Numbers are accepted as text.
 fn text(object: &Map<String, Value>, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|name| match object.get(*name)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    })
+    names.iter().find_map(|name| Leaf::of(object, name).text())
 }
 
 /// A phone number field: `Ok(None)` when absent, an error when present but invalid.
@@ -774,9 +827,18 @@ fn phone_with(
     object: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<PhoneNumber>, WebhookError> {
-    let raw = match object.get(field) {
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(whole) => whole.to_string(),
+    phone_of(phones, Leaf::of(object, field), field)
+}
+
+/// [`phone_with`] of one field's value.
+fn phone_of(
+    phones: &PhoneParser,
+    value: Leaf<'_>,
+    field: &'static str,
+) -> Result<Option<PhoneNumber>, WebhookError> {
+    let raw = match value {
+        Leaf::Number(n) => match n.as_u64() {
+            Some(whole) => Cow::Owned(whole.to_string()),
             None => {
                 return Err(WebhookError::InvalidField {
                     field,
@@ -786,7 +848,7 @@ fn phone_with(
                 });
             }
         },
-        _ => match text(object, &[field]) {
+        _ => match value.trimmed() {
             Some(raw) if is_decimal_rendering(&raw) => {
                 return Err(WebhookError::InvalidField {
                     field,
@@ -834,6 +896,11 @@ const EARLIEST_EVENT_SECS: i64 = 1_230_768_000;
 /// a numeric string, or RFC 3339 with an offset. Capped at `received_at`; none before
 /// [`EARLIEST_EVENT_SECS`].
 fn timestamp(value: Option<&Value>, received_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    timestamp_of(Leaf::from(value), received_at)
+}
+
+/// [`timestamp`] of one field's value.
+fn timestamp_of(value: Leaf<'_>, received_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let from_number = |n: i64| {
         if n.unsigned_abs() >= 100_000_000_000 {
             DateTime::from_timestamp_millis(n)
@@ -841,12 +908,12 @@ fn timestamp(value: Option<&Value>, received_at: DateTime<Utc>) -> Option<DateTi
             DateTime::from_timestamp(n, 0)
         }
     };
-    let at = match value? {
-        Value::Number(n) => n
+    let at = match value {
+        Leaf::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
             .and_then(from_number),
-        Value::String(s) => {
+        Leaf::Text(s) => {
             let s = s.trim();
             match s.parse::<i64>() {
                 Ok(n) => from_number(n),
@@ -855,7 +922,7 @@ fn timestamp(value: Option<&Value>, received_at: DateTime<Utc>) -> Option<DateTi
                     .map(|t| t.with_timezone(&Utc)),
             }
         }
-        _ => None,
+        Leaf::Other => None,
     }?;
     (at.timestamp() >= EARLIEST_EVENT_SECS).then(|| at.min(received_at))
 }

@@ -1,13 +1,14 @@
 //! WhatsApp's own (nested) webhook payload.
 
 use chrono::{DateTime, Utc};
-use lipachat_session::{Bsuid, GroupId, PhoneNumber};
+use lipachat_session::{Bsuid, GroupId, PhoneNumber, PhoneParser};
 use serde_json::{Map, Value};
 
 use super::content::{self, CallDirection, CallEventKind, bsuid};
 use super::{
-    DeliveryStatus, InboundContent, InboundKind, InboundMessage, Recipient, Sender, StatusPricing,
-    StatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone, shorten, text, timestamp,
+    DeliveryStatus, InboundContent, InboundKind, InboundMessage, Leaf, Recipient, Sender,
+    StatusPricing, StatusUpdate, WebhookError, WebhookEvent, WebhookParser, phone, phone_of,
+    shorten, text, timestamp,
 };
 use crate::reengagement;
 
@@ -34,7 +35,7 @@ pub(super) fn parse(
     Ok(events)
 }
 
-fn ignored(reason: impl Into<String>) -> WebhookEvent {
+pub(super) fn ignored(reason: impl Into<String>) -> WebhookEvent {
     WebhookEvent::Ignored {
         reason: reason.into(),
     }
@@ -62,17 +63,13 @@ fn change_events(
         events.push(ignored("a change without a `value` object"));
         return;
     };
-    // A business number in the metadata that is not one (a float, say) is never read as
-    // some other number: the configured business number stands in for it, and without one
-    // the messages and calls are ignored with the reason.
-    let business = match value.get("metadata").and_then(Value::as_object) {
-        Some(metadata) => match phone(metadata, "display_phone_number") {
-            Ok(number) => Ok(number.or(parser.business)),
-            Err(_) if parser.business.is_some() => Ok(parser.business),
-            Err(error) => Err(error.to_string()),
-        },
-        None => Ok(parser.business),
-    };
+    let business = business_number(
+        parser,
+        value
+            .get("metadata")
+            .and_then(Value::as_object)
+            .map(|metadata| Leaf::of(metadata, "display_phone_number")),
+    );
     let change = Change {
         parser,
         value,
@@ -112,6 +109,26 @@ fn change_events(
     }
 }
 
+/// A change's business number from its metadata's `display_phone_number` (`None`: no
+/// metadata object), else the configured one. A business number in the metadata that is
+/// not one (a float, say) is never read as some other number: the configured business
+/// number stands in for it, and without one the messages and calls are ignored with the
+/// reason.
+pub(super) fn business_number(
+    parser: &WebhookParser,
+    display_phone_number: Option<Leaf<'_>>,
+) -> Result<Option<PhoneNumber>, String> {
+    match display_phone_number {
+        Some(field) => match phone_of(&PhoneParser::international(), field, "display_phone_number")
+        {
+            Ok(number) => Ok(number.or(parser.business)),
+            Err(_) if parser.business.is_some() => Ok(parser.business),
+            Err(error) => Err(error.to_string()),
+        },
+        None => Ok(parser.business),
+    }
+}
+
 /// One change's `value`, with what every item in it shares.
 struct Change<'a> {
     parser: &'a WebhookParser,
@@ -123,34 +140,172 @@ struct Change<'a> {
 }
 
 /// An entry of `value.contacts[]`: the profile of the user a message is from (or a
-/// status or call is about).
-struct Contact<'a> {
-    object: &'a Map<String, Value>,
+/// status or call is about). Read from a `serde_json` object here and from a typed entry
+/// by [`super::whatsapp_typed`], through the same matching ([`pick_contact`]).
+pub(super) trait ContactEntry {
+    /// The `wa_id`, when it is a phone number.
+    fn wa_id(&self) -> Option<PhoneNumber>;
+    /// The `user_id`, when it is a business-scoped user id.
+    fn user_id(&self) -> Option<Bsuid>;
+    /// The `parent_user_id`, when it is a business-scoped user id.
+    fn parent_user_id(&self) -> Option<Bsuid>;
+    /// A field of `profile` (`name`, `username`), shortened.
+    fn profile(&self, field: &str) -> Option<String>;
 }
 
-impl Contact<'_> {
+impl ContactEntry for Map<String, Value> {
+    fn wa_id(&self) -> Option<PhoneNumber> {
+        phone(self, "wa_id").ok().flatten()
+    }
+
+    fn user_id(&self) -> Option<Bsuid> {
+        bsuid(self, &["user_id"])
+    }
+
+    fn parent_user_id(&self) -> Option<Bsuid> {
+        bsuid(self, &["parent_user_id"])
+    }
+
     fn profile(&self, field: &str) -> Option<String> {
-        self.object
-            .get("profile")
+        self.get("profile")
             .and_then(Value::as_object)
             .and_then(|profile| text(profile, &[field]))
             .map(|value| shorten(&value))
     }
+}
 
-    /// Fills what the item itself did not say about the user.
-    fn complete(&self, sender: &mut Sender) {
-        if sender.phone.is_none() {
-            sender.phone = phone(self.object, "wa_id").ok().flatten();
+/// The entry of `contacts` for this user: the one whose `wa_id` is their phone or whose
+/// `user_id` is their id, else the only one (unless it names someone else).
+pub(super) fn pick_contact<'c, C: ContactEntry + ?Sized>(
+    contacts: &[&'c C],
+    phone_number: Option<PhoneNumber>,
+    user_id: Option<&Bsuid>,
+) -> Option<&'c C> {
+    let matches = |contact: &&C| {
+        phone_number.is_some_and(|p| contact.wa_id() == Some(p))
+            || user_id.is_some_and(|id| contact.user_id().as_ref() == Some(id))
+    };
+    // The only contact stands for the user unless it names someone else.
+    let consistent = |contact: &C| {
+        phone_number.is_none_or(|p| contact.wa_id().is_none_or(|w| w == p))
+            && user_id.is_none_or(|id| contact.user_id().is_none_or(|c| &c == id))
+    };
+    contacts.iter().copied().find(matches).or(match contacts {
+        [only] if consistent(only) => Some(*only),
+        _ => None,
+    })
+}
+
+/// A user's identity from an item's own fields (`phone_number`: its phone field as read),
+/// completed from its entry in `contacts`, with the profile name. A phone field that is
+/// not a phone number is an error only when no user id names the user instead.
+pub(super) fn identify<C: ContactEntry + ?Sized>(
+    phone_number: Result<Option<PhoneNumber>, WebhookError>,
+    user_id: Option<Bsuid>,
+    parent_user_id: Option<Bsuid>,
+    contacts: &[&C],
+) -> Result<(Sender, Option<String>), String> {
+    let phone_number = match phone_number {
+        Ok(number) => number,
+        Err(_) if user_id.is_some() => None,
+        Err(error) => return Err(error.to_string()),
+    };
+    let mut sender = Sender {
+        phone: phone_number,
+        user_id,
+        parent_user_id,
+        username: None,
+    };
+    let Some(contact) = pick_contact(contacts, sender.phone, sender.user_id.as_ref()) else {
+        return Ok((sender, None));
+    };
+    complete(contact, &mut sender);
+    Ok((sender, contact.profile("name")))
+}
+
+/// Fills from a user's contact entry what the item itself did not say about them.
+fn complete<C: ContactEntry + ?Sized>(contact: &C, sender: &mut Sender) {
+    if sender.phone.is_none() {
+        sender.phone = contact.wa_id();
+    }
+    if sender.user_id.is_none() {
+        sender.user_id = contact.user_id();
+    }
+    if sender.parent_user_id.is_none() {
+        sender.parent_user_id = contact.parent_user_id();
+    }
+    if sender.username.is_none() {
+        sender.username = contact.profile("username");
+    }
+}
+
+/// What an inbound message's fields say, read by either reader, before the checks that
+/// make it an [`InboundMessage`] ([`InboundFields::into_message`]).
+pub(super) struct InboundFields {
+    pub(super) business: PhoneNumber,
+    pub(super) sender: Sender,
+    pub(super) profile_name: Option<String>,
+    pub(super) kind: InboundKind,
+    pub(super) content: InboundContent,
+    /// `group_id` as text.
+    pub(super) group_id: Option<String>,
+    /// `id` as text, shortened.
+    pub(super) message_id: Option<String>,
+    pub(super) context: Option<content::MessageContext>,
+    pub(super) referral: Option<content::Referral>,
+    pub(super) sent_at: Option<DateTime<Utc>>,
+}
+
+impl InboundFields {
+    /// The message, or why it is not one: a sender known by nothing (but for a system
+    /// message), or a group id that is unusable.
+    pub(super) fn into_message(
+        self,
+        parser: &WebhookParser,
+        received_at: DateTime<Utc>,
+    ) -> Result<InboundMessage, String> {
+        let Self {
+            business,
+            mut sender,
+            profile_name,
+            kind,
+            content,
+            group_id,
+            message_id,
+            context,
+            referral,
+            sent_at,
+        } = self;
+        if let InboundContent::System(change) = &content
+            && sender.user_id.is_none()
+        {
+            sender.user_id = change.previous_user_id.clone();
         }
-        if sender.user_id.is_none() {
-            sender.user_id = bsuid(self.object, &["user_id"]);
+        if sender.is_unknown() && kind != InboundKind::System {
+            return Err("a message with neither `from` nor `from_user_id`".into());
         }
-        if sender.parent_user_id.is_none() {
-            sender.parent_user_id = bsuid(self.object, &["parent_user_id"]);
-        }
-        if sender.username.is_none() {
-            sender.username = self.profile("username");
-        }
+        let group = match group_id {
+            None => None,
+            // Never read as a 1:1 message: the group's id is what the window belongs to.
+            Some(raw) => Some(
+                GroupId::parse(&raw)
+                    .map_err(|e| format!("a group message whose group_id is unusable: {e}"))?,
+            ),
+        };
+        Ok(InboundMessage {
+            business,
+            sender,
+            group,
+            message_id,
+            kind,
+            opens_window: parser.opens_window(kind),
+            content,
+            context,
+            referral,
+            profile_name,
+            sent_at,
+            received_at,
+        })
     }
 }
 
@@ -165,45 +320,17 @@ impl Change<'_> {
         }
     }
 
-    /// The entry of `value.contacts[]` for this user: the one whose `wa_id` is their
-    /// phone or whose `user_id` is their id, else the only one.
-    fn contact(
-        &self,
-        phone_number: Option<PhoneNumber>,
-        user_id: Option<&Bsuid>,
-    ) -> Option<Contact<'_>> {
-        let contacts: Vec<&Map<String, Value>> = self
-            .value
-            .get("contacts")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_object)
-            .collect();
-        let wa_id = |contact: &Map<String, Value>| phone(contact, "wa_id").ok().flatten();
-        let contact_id = |contact: &Map<String, Value>| bsuid(contact, &["user_id"]);
-        let matches = |contact: &&Map<String, Value>| {
-            phone_number.is_some_and(|p| wa_id(contact) == Some(p))
-                || user_id.is_some_and(|id| contact_id(contact).as_ref() == Some(id))
-        };
-        // The only contact stands for the user unless it names someone else.
-        let consistent = |contact: &Map<String, Value>| {
-            phone_number.is_none_or(|p| wa_id(contact).is_none_or(|w| w == p))
-                && user_id.is_none_or(|id| contact_id(contact).is_none_or(|c| &c == id))
-        };
-        contacts
-            .iter()
-            .copied()
-            .find(matches)
-            .or(match contacts.as_slice() {
-                [only] if consistent(only) => Some(*only),
-                _ => None,
-            })
-            .map(|object| Contact { object })
+    /// The objects of `value.contacts[]`.
+    fn contacts(&self) -> Vec<&Map<String, Value>> {
+        self.value
+            .get("contacts")
+            .and_then(Value::as_array)
+            .map(|contacts| contacts.iter().filter_map(Value::as_object).collect())
+            .unwrap_or_default()
     }
 
     /// A user's identity from `phone_field` and the id fields of an item, completed from
-    /// `value.contacts[]`. A `phone_field` that is not a phone number is an error only
-    /// when no user id names the user instead.
+    /// `value.contacts[]` ([`identify`]).
     fn user(
         &self,
         item: &Map<String, Value>,
@@ -211,24 +338,12 @@ impl Change<'_> {
         user_id_fields: &[&str],
         parent_fields: &[&str],
     ) -> Result<(Sender, Option<String>), String> {
-        let user_id = bsuid(item, user_id_fields);
-        let phone_number = match phone(item, phone_field) {
-            Ok(number) => number,
-            Err(_) if user_id.is_some() => None,
-            Err(error) => return Err(error.to_string()),
-        };
-        let mut sender = Sender {
-            phone: phone_number,
-            user_id,
-            parent_user_id: bsuid(item, parent_fields),
-            username: None,
-        };
-        let contact = self.contact(sender.phone, sender.user_id.as_ref());
-        let profile_name = contact.as_ref().and_then(|c| c.profile("name"));
-        if let Some(contact) = contact {
-            contact.complete(&mut sender);
-        }
-        Ok((sender, profile_name))
+        identify(
+            phone(item, phone_field),
+            bsuid(item, user_id_fields),
+            bsuid(item, parent_fields),
+            &self.contacts(),
+        )
     }
 
     fn inbound(&self, message: &Value) -> Result<InboundMessage, String> {
@@ -239,38 +354,21 @@ impl Change<'_> {
         let wire_type = message.get("type").and_then(Value::as_str).unwrap_or("");
         let kind = InboundKind::from_wire(wire_type);
         let content = content::read(kind, wire_type, message);
-        let (mut sender, profile_name) =
+        let (sender, profile_name) =
             self.user(message, "from", &["from_user_id"], &["from_parent_user_id"])?;
-        if let InboundContent::System(change) = &content
-            && sender.user_id.is_none()
-        {
-            sender.user_id = change.previous_user_id.clone();
-        }
-        if sender.is_unknown() && kind != InboundKind::System {
-            return Err("a message with neither `from` nor `from_user_id`".into());
-        }
-        let group = match text(message, &["group_id"]) {
-            None => None,
-            // Never read as a 1:1 message: the group's id is what the window belongs to.
-            Some(raw) => Some(
-                GroupId::parse(&raw)
-                    .map_err(|e| format!("a group message whose group_id is unusable: {e}"))?,
-            ),
-        };
-        Ok(InboundMessage {
+        InboundFields {
             business,
             sender,
-            group,
-            message_id: text(message, &["id"]).map(|id| shorten(&id)),
+            profile_name,
             kind,
-            opens_window: self.parser.opens_window(kind),
             content,
+            group_id: text(message, &["group_id"]),
+            message_id: text(message, &["id"]).map(|id| shorten(&id)),
             context: content::context(message),
             referral: content::referral(message),
-            profile_name,
             sent_at: timestamp(message.get("timestamp"), self.received_at),
-            received_at: self.received_at,
-        })
+        }
+        .into_message(self.parser, self.received_at)
     }
 
     /// A `calls[]` item (`connect` or `terminate`) as an inbound event of kind call.
@@ -490,8 +588,10 @@ impl Change<'_> {
             ),
             username: None,
         };
-        if !to_group && let Some(contact) = self.contact(user.phone, user.user_id.as_ref()) {
-            contact.complete(&mut user);
+        if !to_group
+            && let Some(contact) = pick_contact(&self.contacts(), user.phone, user.user_id.as_ref())
+        {
+            complete(contact, &mut user);
         }
         Recipient {
             business: self.business.clone().ok().flatten(),
