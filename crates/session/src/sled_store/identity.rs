@@ -404,27 +404,21 @@ impl SledStore {
         if changes.is_empty() {
             return Ok(moved);
         }
-        // The outcomes tree (3) is not among these: it also counts the keys it may hold,
-        // the ones this move inserts before it runs (see `outcome_tree`).
         let trees = [
             &self.inner.windows,
             &self.inner.outbox,
             &self.inner.invitations,
+            &self.inner.outcomes,
             &self.inner.consent.consent,
             &self.inner.consent.entry,
         ];
-        let outcomes = &self.inner.outcomes;
-        let inserted_outcomes = changes
-            .iter()
-            .filter(|(tree, _, _, new)| *tree == 3 && new.is_some())
-            .map(|(_, key, _, _)| key.as_slice());
         let result = (
             trees[0].for_transaction(),
             trees[1].for_transaction(),
             trees[2].for_transaction(),
-            outcomes.for_transaction(inserted_outcomes),
             trees[3].for_transaction(),
             trees[4].for_transaction(),
+            trees[5].for_transaction(),
         )
             .transaction(|(windows, outbox, invitations, outcomes, consent, entry)| {
                 let tx = [windows, outbox, invitations, outcomes, consent, entry];
@@ -443,21 +437,15 @@ impl SledStore {
                 for tree in trees {
                     tree.failed();
                 }
-                outcomes.failed();
                 return Err(error.into());
             }
             Err(TransactionError::Abort(never)) => match never {},
         };
         for (tree, key, old, new) in &done {
-            let (old, new) = (old.as_deref(), new.as_deref());
-            match *tree {
-                // Outcomes are also indexed by WhatsApp id, in memory.
-                3 => {
-                    outcomes.committed(key, old, new);
-                    self.outcome_moved(key, old, new);
-                }
-                4.. => trees[*tree - 1].committed(key, old, new),
-                _ => trees[*tree].committed(key, old, new),
+            trees[*tree].committed(key, old.as_deref(), new.as_deref());
+            // Outcomes are also indexed by WhatsApp id, in memory.
+            if *tree == 3 {
+                self.outcome_moved(key, old.as_deref(), new.as_deref());
             }
         }
         if let Some(merged) = merged {

@@ -8,7 +8,6 @@ mod group_commit;
 mod identity;
 mod index;
 mod integrity;
-mod outcome_tree;
 mod outcomes;
 mod predicted_costs;
 mod seen;
@@ -184,7 +183,7 @@ struct Inner {
     windows: TrackedTree,
     outbox: TrackedTree,
     invitations: TrackedTree,
-    outcomes: outcome_tree::OutcomeTree,
+    outcomes: TrackedTree,
     identities: TrackedTree,
     aliases: TrackedTree,
     /// Held while a handle is allocated, so two callers never number one id twice.
@@ -593,7 +592,7 @@ impl SledStore {
                 windows: track(windows, 0),
                 outbox: track(outbox, 1),
                 invitations: track(invitations, 2),
-                outcomes: outcome_tree::OutcomeTree::new(track(outcomes, 3))?,
+                outcomes: track(outcomes, 3),
                 identities: track(identities, 4),
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
