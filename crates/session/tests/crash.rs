@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod child_process;
 mod raw_sled;
 use raw_sled::raw_sled;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{
@@ -60,34 +58,7 @@ fn crash_child() {
 /// Runs the ignored test `child` in a new process on the store at `path`, reads its
 /// `ack N` lines until `wanted` of them, then kills it with SIGKILL.
 fn acknowledged_until_killed(child: &str, path: &std::path::Path, wanted: usize) -> Vec<u64> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            child,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DB_ENV, path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut acknowledged = Vec::new();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(i) = line.strip_prefix("ack ") {
-            acknowledged.push(i.parse::<u64>().unwrap());
-            if acknowledged.len() == wanted {
-                break;
-            }
-        }
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    assert_eq!(acknowledged.len(), wanted, "the child stopped early");
-    acknowledged
+    child_process::acknowledged_until_killed(child, DB_ENV, path, wanted)
 }
 
 #[test]
