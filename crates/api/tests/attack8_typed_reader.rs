@@ -443,3 +443,50 @@ fn fixtures_as_published_and_compacted_read_alike() {
     }
     assert!(read > 30, "{read} fixtures");
 }
+
+/// Every single-byte change of two bodies the typed reader reads (one message; two
+/// messages with two contacts): each byte deleted, doubled, or replaced by one of the
+/// bytes that change JSON's structure or meaning. The parser never panics and agrees with
+/// the walk on every one.
+#[test]
+fn every_single_byte_change_of_a_typed_body_reads_alike() {
+    let two = format!(
+        "{},{}",
+        TEXT,
+        TEXT.replace("wamid.A", "wamid.B")
+            .replace("254700000001", "254700000002")
+    );
+    let bodies = [
+        with_message(TEXT),
+        with_message(&two).replace(
+            r#""contacts":["#,
+            r#""contacts":[{"wa_id":"254700000002","user_id":"KE.77"},"#,
+        ),
+    ];
+    let replacements = b"\"{}[],:\\ 0-.enu\x00\xff";
+    let mut read = 0;
+    for body in &bodies {
+        let body = body.as_bytes();
+        for at in 0..body.len() {
+            let mut variants = Vec::new();
+            let mut deleted = body.to_vec();
+            deleted.remove(at);
+            variants.push(deleted);
+            let mut doubled = body.to_vec();
+            doubled.insert(at, body[at]);
+            variants.push(doubled);
+            for &byte in replacements {
+                if byte != body[at] {
+                    let mut replaced = body.to_vec();
+                    replaced[at] = byte;
+                    variants.push(replaced);
+                }
+            }
+            for variant in variants {
+                agree_everywhere(&variant);
+                read += 1;
+            }
+        }
+    }
+    assert!(read > 10_000, "{read} variants");
+}
