@@ -661,7 +661,7 @@ pub struct SendRun {
     /// The business portfolio the business number belongs to, for WhatsApp's messaging
     /// limit (unique customers reached outside a customer service window in a moving 24
     /// hours, shared by the portfolio's numbers): a name of letters, digits, `.`, `_` or
-    /// `-`. With --messaging-tier, a template that would go outside the window to a
+    /// `-`, not beginning `svc.` (kept for the monthly service counters). With --messaging-tier, a template that would go outside the window to a
     /// customer the portfolio has not reached in the last 24 hours, when it already
     /// reached the tier's number, is not sent: under --on-closed queue the message is
     /// queued (exit 0), otherwise rejected with reason messaging_limit (exit 1). Every
