@@ -9,7 +9,7 @@ mod common;
 
 use common::gateway::{Setup, phone};
 use common::{BUSINESS, CUSTOMER, TEMPLATE, send_contact};
-use lipachat_testkit::{MarketingAnswer, template_entry};
+use lipachat_testkit::MarketingAnswer;
 use serde_json::Value;
 
 const OTHER: &str = "+254 712 345 679";
@@ -33,25 +33,10 @@ fn promo_from<'a>(business: &'a str, customer: &'a str, extra: &[&'a str]) -> Ve
     all
 }
 
-/// The stand-in's catalog of `business` holds the marketing template `contact_share`.
-fn offer_contact_share(s: &Setup, business: &str) {
-    s.gateway.set_templates(
-        phone(business),
-        vec![template_entry(
-            "contact_share",
-            "en",
-            "MARKETING",
-            "APPROVED",
-            None,
-            "Our offers",
-        )],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
     let s = Setup::start().await;
-    offer_contact_share(&s, BUSINESS);
+    s.offer_contact_share(BUSINESS);
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
     s.gateway
@@ -133,7 +118,7 @@ async fn gateway_131049_and_131050_exit_1_with_their_reasons_and_are_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
     let s = Setup::start().await;
-    offer_contact_share(&s, BUSINESS);
+    s.offer_contact_share(BUSINESS);
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));
     let limited = s.cli.run(&promo(CUSTOMER, &["--json"])).expect(1).json();
@@ -173,7 +158,7 @@ async fn a_dry_run_in_a_131049_back_off_carries_retry_at() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn queue_with_a_marketing_invitation_to_an_opted_out_customer() {
     let s = Setup::start().await;
-    offer_contact_share(&s, BUSINESS);
+    s.offer_contact_share(BUSINESS);
     s.cli.run(&["optout", BUSINESS, CUSTOMER]).expect(0);
     let mut queue = vec!["--json", "--dry-run"];
     queue.extend_from_slice(&common::QUEUE);
@@ -216,7 +201,7 @@ async fn a_131049_on_one_number_holds_for_the_customer_on_another() {
     const SECOND: &str = "+254 110 090 748";
     let s = Setup::start().await;
     for business in [BUSINESS, SECOND] {
-        offer_contact_share(&s, business);
+        s.offer_contact_share(business);
     }
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::PerUserLimit));

@@ -95,19 +95,9 @@ fn a_future_131049_status_cannot_pin_a_back_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_send_answer_under_a_future_now_cannot_pin_an_opt_out() {
     use common::gateway::{Setup, phone};
-    use lipachat_testkit::{MarketingAnswer, template_entry};
+    use lipachat_testkit::MarketingAnswer;
     let s = Setup::start().await;
-    s.gateway.set_templates(
-        phone(BUSINESS),
-        vec![template_entry(
-            "contact_share",
-            "en",
-            "MARKETING",
-            "APPROVED",
-            None,
-            "Our offers",
-        )],
-    );
+    s.offer_contact_share(BUSINESS);
     s.gateway
         .answer_templates_with(phone(CUSTOMER), Some(MarketingAnswer::OptedOut));
     let run = s.cli.run(&[
