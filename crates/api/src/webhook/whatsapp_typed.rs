@@ -164,10 +164,26 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<Scalar<'de>, Scalar<'de>>()?.is_some() {}
+        let mut first = true;
+        while let Some(key) = map.next_key::<Scalar<'de>>()? {
+            if first && matches!(&key, Scalar::Text(key) if key == ARBITRARY_PRECISION_NUMBER) {
+                return Err(de::Error::custom(
+                    "a number as serde_json's arbitrary_precision hands it over: left to the walk",
+                ));
+            }
+            first = false;
+            map.next_value::<Scalar<'de>>()?;
+        }
         Ok(Scalar::Other)
     }
 }
+
+/// The one key of the map serde_json hands a number over as when it is built with its
+/// `arbitrary_precision` feature (which any crate in a user's build may turn on, for the
+/// whole build). The walk's `serde_json::Value` reads such a number as a number; this
+/// reader would take the map for some other value, so a body holding one is left to the
+/// walk.
+const ARBITRARY_PRECISION_NUMBER: &str = "$serde_json::private::Number";
 
 /// `{"object", "entry": [...]}`.
 #[derive(Deserialize)]
@@ -420,6 +436,23 @@ mod tests {
     }
 
     /// The body the benchmark posts: one text message with its contact.
+    /// A number as serde_json hands it over under `arbitrary_precision` (a one-entry map)
+    /// is no value this reader reads: the read fails and the body goes to the walk,
+    /// which reads it as a number. Any other map is read whole as some other value.
+    #[test]
+    fn a_number_under_arbitrary_precision_is_left_to_the_walk() {
+        use serde::de::value::{Error, MapDeserializer};
+        let number = MapDeserializer::<_, Error>::new(std::iter::once((
+            ARBITRARY_PRECISION_NUMBER,
+            "1764583200",
+        )));
+        assert!(Scalar::deserialize(number).is_err());
+        let other = MapDeserializer::<_, Error>::new(
+            [("amount", "1764583200"), (ARBITRARY_PRECISION_NUMBER, "1")].into_iter(),
+        );
+        assert!(matches!(Scalar::deserialize(other), Ok(Scalar::Other)));
+    }
+
     const TEXT_WEBHOOK: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"254110090747","phone_number_id":"1"},"contacts":[{"profile":{"name":"Bench"},"wa_id":"254700000001"}],"messages":[{"from":"254700000001","id":"wamid.BENCH1","timestamp":"1764583200","type":"text","text":{"body":"hello"}}]}}]}]}"#;
 
     #[test]
