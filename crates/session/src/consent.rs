@@ -437,6 +437,11 @@ pub enum CountTime {
 }
 
 impl CountTime {
+    /// [`CountTime::clock_kind`] of a [`CountTime::SystemNow`].
+    pub const REAL_CLOCK: &'static str = "real";
+    /// [`CountTime::clock_kind`] of a [`CountTime::Given`].
+    pub const SIMULATED_CLOCK: &'static str = "simulated";
+
     /// `at`, read from `clock`: [`CountTime::Given`] when `clock` is simulated
     /// ([`crate::Clock::is_simulated`]), else [`CountTime::SystemNow`].
     pub fn read_from(clock: &dyn crate::Clock, at: DateTime<Utc>) -> Self {
@@ -460,8 +465,8 @@ impl CountTime {
     /// [`StoreError::MixedCountClocks`]: crate::StoreError::MixedCountClocks
     pub fn clock_kind(self) -> &'static str {
         match self {
-            Self::SystemNow(_) => "real",
-            Self::Given(_) => "simulated",
+            Self::SystemNow(_) => Self::REAL_CLOCK,
+            Self::Given(_) => Self::SIMULATED_CLOCK,
         }
     }
 
@@ -522,11 +527,10 @@ pub const SERVICE_COUNTER_PREFIX: &str = "svc.";
 /// before stores kept it): a service counter's ([`SERVICE_COUNTER_PREFIX`]) were counted
 /// on given times, every other portfolio's on real clocks.
 pub fn kind_of_an_unmarked_count(portfolio: &str) -> &'static str {
-    let epoch = DateTime::<Utc>::UNIX_EPOCH;
     if portfolio.starts_with(SERVICE_COUNTER_PREFIX) {
-        CountTime::Given(epoch).clock_kind()
+        CountTime::SIMULATED_CLOCK
     } else {
-        CountTime::SystemNow(epoch).clock_kind()
+        CountTime::REAL_CLOCK
     }
 }
 

@@ -216,8 +216,7 @@ fn count_time_args(at: CountTime) -> (String, String) {
 /// [`REACH`]'s last argument: `1` when a count on `portfolio` without its clock-kind key
 /// is taken as on the server's clock (real), `0` as on given times.
 fn unmarked_kind_arg(portfolio: &str) -> &'static str {
-    let real = CountTime::SystemNow(DateTime::<Utc>::UNIX_EPOCH).clock_kind();
-    if lipachat_session::consent::kind_of_an_unmarked_count(portfolio) == real {
+    if lipachat_session::consent::kind_of_an_unmarked_count(portfolio) == CountTime::REAL_CLOCK {
         "1"
     } else {
         "0"

@@ -130,10 +130,8 @@ impl ClockMark {
     /// A stored mark (`None`: not one this build can read).
     fn decode(value: &[u8]) -> Option<Self> {
         let (written, kind) = value.split_first_chunk::<8>()?;
-        let epoch = DateTime::<Utc>::UNIX_EPOCH;
-        let kind = [CountTime::SystemNow(epoch), CountTime::Given(epoch)]
+        let kind = [CountTime::REAL_CLOCK, CountTime::SIMULATED_CLOCK]
             .into_iter()
-            .map(CountTime::clock_kind)
             .find(|known| known.as_bytes() == kind)?;
         Some(Self {
             kind,
