@@ -186,15 +186,8 @@ pub async fn record_consent_and_cost<S: Store>(
                         status.at,
                     )
                     .await?;
-                    record_for_the_same_person(
-                        store,
-                        status,
-                        conversation,
-                        one_to_one,
-                        withheld,
-                        status.at,
-                    )
-                    .await?;
+                    record_for_the_same_person(store, status, conversation, one_to_one, withheld)
+                        .await?;
                     let consent = store.marketing_consent(conversation).await?;
                     Ok(Some(RecordedConsent {
                         conversation,
@@ -290,7 +283,6 @@ async fn record_for_the_same_person<S: Store>(
     conversation: Conversation,
     identified: Option<Conversation>,
     withheld: Withholding,
-    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), PolicyError> {
     match withheld {
         Withholding::MarketingLimit { retry_at } => {
@@ -328,7 +320,7 @@ async fn record_for_the_same_person<S: Store>(
                 other.business == conversation.business && other.customer != conversation.customer
             }) {
                 info!(%conversation, %other, "the 131050 opt-out holds for the same user's other conversation");
-                store.record_opt_out(other, true, at).await?;
+                store.record_opt_out(other, true, status.at).await?;
             }
         }
         _ => {}

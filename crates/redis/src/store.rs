@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use lipachat_session::store::{DEFAULT_OUTCOME_HORIZON, MAX_WA_ID_BYTES};
+use lipachat_session::store::{DEFAULT_OUTCOME_HORIZON, is_indexed_wa_id};
 use lipachat_session::{
     Alias, Bsuid, Conversation, Customer, GroupId, GroupRef, IdentityStore, InboundDigest,
     InboundId, InboundReceipt, InboundUpdate, Invitation, MAX_GROUP_REFS, MAX_USER_REFS, MessageId,
@@ -1288,7 +1288,7 @@ impl OutboxStore for RedisStore {
         business: Option<PhoneNumber>,
         wa_id: &str,
     ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
-        if wa_id.is_empty() || wa_id.len() > MAX_WA_ID_BYTES {
+        if !is_indexed_wa_id(wa_id) {
             return Ok(None);
         }
         let businesses = match business {

@@ -473,13 +473,13 @@ impl CountTime {
     /// The error refusing this count on `portfolio`, whose live counts were made on the
     /// other kind of clock ([`crate::StoreError::MixedCountClocks`]).
     pub fn mixed_with_the_other_kind(self, portfolio: &str) -> crate::StoreError {
-        let other = match self {
-            Self::SystemNow(at) => Self::Given(at),
-            Self::Given(at) => Self::SystemNow(at),
+        let held = match self {
+            Self::SystemNow(_) => Self::SIMULATED_CLOCK,
+            Self::Given(_) => Self::REAL_CLOCK,
         };
         crate::StoreError::MixedCountClocks {
             portfolio: portfolio.to_owned(),
-            held: other.clock_kind(),
+            held,
             asked: self.clock_kind(),
         }
     }

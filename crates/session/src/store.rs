@@ -314,6 +314,12 @@ pub const DEFAULT_OUTCOME_HORIZON: TimeDelta = TimeDelta::days(7);
 /// WhatsApp's own are under 100 bytes.
 pub const MAX_WA_ID_BYTES: usize = 512;
 
+/// Whether a store indexes an outcome under `wa_id`: not empty and at most
+/// [`MAX_WA_ID_BYTES`] (other ids find nothing by WhatsApp id).
+pub fn is_indexed_wa_id(wa_id: &str) -> bool {
+    !wa_id.is_empty() && wa_id.len() <= MAX_WA_ID_BYTES
+}
+
 /// The longest time an outcome is kept, whatever [`StoredOutcome::keep_for`] asks:
 /// 100 years (so every expiry stays a small, exact number of milliseconds).
 pub const MAX_OUTCOME_KEEP: TimeDelta = TimeDelta::days(36_525);
@@ -373,7 +379,7 @@ impl StoredOutcome {
     pub fn indexed_wa_id(&self) -> Option<&str> {
         self.wa_id
             .as_deref()
-            .filter(|wa_id| !wa_id.is_empty() && wa_id.len() <= MAX_WA_ID_BYTES)
+            .filter(|wa_id| is_indexed_wa_id(wa_id))
     }
 
     /// [`StoredOutcome::keep_for`] in milliseconds, within 1 ms and [`MAX_OUTCOME_KEEP`].

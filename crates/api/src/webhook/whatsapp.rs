@@ -70,11 +70,17 @@ fn change_events(
             .and_then(Value::as_object)
             .map(|metadata| Leaf::of(metadata, "display_phone_number")),
     );
+    let contacts = value
+        .get("contacts")
+        .and_then(Value::as_array)
+        .map(|contacts| contacts.iter().filter_map(Value::as_object).collect())
+        .unwrap_or_default();
     let change = Change {
         parser,
         value,
         business,
         received_at,
+        contacts,
     };
     let list = |name| value.get(name).and_then(Value::as_array);
     let (messages, statuses, calls) = (list("messages"), list("statuses"), list("calls"));
@@ -137,6 +143,8 @@ struct Change<'a> {
     /// metadata names one that is not a phone number.
     business: Result<Option<PhoneNumber>, String>,
     received_at: DateTime<Utc>,
+    /// The objects of `value.contacts[]`, collected once for every item.
+    contacts: Vec<&'a Map<String, Value>>,
 }
 
 /// An entry of `value.contacts[]`: the profile of the user a message is from (or a
@@ -320,15 +328,6 @@ impl Change<'_> {
         }
     }
 
-    /// The objects of `value.contacts[]`.
-    fn contacts(&self) -> Vec<&Map<String, Value>> {
-        self.value
-            .get("contacts")
-            .and_then(Value::as_array)
-            .map(|contacts| contacts.iter().filter_map(Value::as_object).collect())
-            .unwrap_or_default()
-    }
-
     /// A user's identity from `phone_field` and the id fields of an item, completed from
     /// `value.contacts[]` ([`identify`]).
     fn user(
@@ -342,7 +341,7 @@ impl Change<'_> {
             phone(item, phone_field),
             bsuid(item, user_id_fields),
             bsuid(item, parent_fields),
-            &self.contacts(),
+            &self.contacts,
         )
     }
 
@@ -589,7 +588,7 @@ impl Change<'_> {
             username: None,
         };
         if !to_group
-            && let Some(contact) = pick_contact(&self.contacts(), user.phone, user.user_id.as_ref())
+            && let Some(contact) = pick_contact(&self.contacts, user.phone, user.user_id.as_ref())
         {
             complete(contact, &mut user);
         }

@@ -115,10 +115,12 @@ impl<K: Copy + Eq + Hash + Ord> Table<K> {
             Some(old) if old == last => {}
             Some(old) => {
                 self.by_inbound.remove(&(to_millis(old.get()), key));
-                self.by_inbound.insert((to_millis(last.get()), key));
+                self.by_inbound
+                    .insert((to_millis(record.last_inbound), key));
             }
             None => {
-                self.by_inbound.insert((to_millis(last.get()), key));
+                self.by_inbound
+                    .insert((to_millis(record.last_inbound), key));
             }
         }
         match record.gateway_closed_at {

@@ -476,17 +476,19 @@ impl SledStore {
         message_id: MessageId,
     ) -> Result<Option<Conversation>, StoreError> {
         Ok(self
-            .find_live_outcome(business, |_, id, _| id == message_id)?
+            .find_live_outcome(business, |id| id == message_id, |_| true)?
             .map(|(conversation, _)| conversation))
     }
 
     /// The first live outcome of the business number (of every business number, without
-    /// one) that `wanted` picks by its conversation, `messageId` and value: a scan, in
-    /// key order. Unreadable outcomes are passed over.
+    /// one) that `wanted_id` picks by its `messageId` (asked before the value is decoded)
+    /// and `wanted_value` by its value: a scan, in key order. Unreadable outcomes are
+    /// passed over.
     fn find_live_outcome(
         &self,
         business: Option<PhoneNumber>,
-        wanted: impl Fn(Conversation, MessageId, &codec::OutcomeValue<'_>) -> bool,
+        wanted_id: impl Fn(MessageId) -> bool,
+        wanted_value: impl Fn(&codec::OutcomeValue<'_>) -> bool,
     ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
         let prefix = business
             .map(|business| business.as_u64().to_be_bytes().to_vec())
@@ -497,8 +499,11 @@ impl SledStore {
             let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
                 continue;
             };
+            if !wanted_id(id) {
+                continue;
+            }
             if let Ok(Some(live)) = Self::live(conversation, &value, now)
-                && wanted(conversation, id, &live)
+                && wanted_value(&live)
             {
                 return Ok(Some((conversation, id)));
             }
@@ -516,10 +521,10 @@ impl SledStore {
         business: Option<PhoneNumber>,
         wa_id: &str,
     ) -> Result<Option<(Conversation, MessageId)>, StoreError> {
-        if wa_id.is_empty() || wa_id.len() > crate::store::MAX_WA_ID_BYTES {
+        if !crate::store::is_indexed_wa_id(wa_id) {
             return Ok(None);
         }
-        self.find_live_outcome(business, |_, _, live| live.wa_id == Some(wa_id))
+        self.find_live_outcome(business, |_| true, |live| live.wa_id == Some(wa_id))
     }
 
     /// Every live outcome of the conversation.

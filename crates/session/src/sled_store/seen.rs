@@ -433,11 +433,12 @@ impl Entry {
     }
 
     /// Its ids and what is remembered of each.
-    fn ids(&self) -> Vec<(IdKey, Remembered)> {
-        match self {
-            Self::One(key, remembered) => vec![(*key, *remembered)],
-            Self::Batch(_, records) => records.iter().map(parse_batch_record).collect(),
-        }
+    fn ids(&self) -> impl Iterator<Item = (IdKey, Remembered)> + '_ {
+        let (one, batch) = match self {
+            Self::One(key, remembered) => (Some((*key, *remembered)), &[][..]),
+            Self::Batch(_, records) => (None, records.as_slice()),
+        };
+        one.into_iter().chain(batch.iter().map(parse_batch_record))
     }
 }
 
