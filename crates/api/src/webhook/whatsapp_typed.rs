@@ -166,9 +166,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut first = true;
         while let Some(key) = map.next_key::<Scalar<'de>>()? {
-            if first && matches!(&key, Scalar::Text(key) if key == ARBITRARY_PRECISION_NUMBER) {
+            if first
+                && matches!(&key, Scalar::Text(key) if SERDE_JSON_PRIVATE_KEYS.contains(&key.as_ref()))
+            {
                 return Err(de::Error::custom(
-                    "a number as serde_json's arbitrary_precision hands it over: left to the walk",
+                    "a map serde_json's Value reads as another value (a number or raw JSON): left to the walk",
                 ));
             }
             first = false;
@@ -180,10 +182,16 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 
 /// The one key of the map serde_json hands a number over as when it is built with its
 /// `arbitrary_precision` feature (which any crate in a user's build may turn on, for the
-/// whole build). The walk's `serde_json::Value` reads such a number as a number; this
-/// reader would take the map for some other value, so a body holding one is left to the
-/// walk.
+/// whole build). The walk's `serde_json::Value` reads such a number as a number.
 const ARBITRARY_PRECISION_NUMBER: &str = "$serde_json::private::Number";
+
+/// The first keys of a map serde_json's `Value` reads as something else: a number
+/// ([`ARBITRARY_PRECISION_NUMBER`]), and under its `raw_value` feature (which this crate
+/// turns on) the raw JSON held in the string after `$serde_json::private::RawValue`, even
+/// when the map is in the body as sent. This reader would take such a map for some other
+/// value, so a body holding one is left to the walk.
+const SERDE_JSON_PRIVATE_KEYS: [&str; 2] =
+    [ARBITRARY_PRECISION_NUMBER, "$serde_json::private::RawValue"];
 
 /// `{"object", "entry": [...]}`.
 #[derive(Deserialize)]
@@ -435,7 +443,6 @@ mod tests {
         parser.parse_value(&value, received())
     }
 
-    /// The body the benchmark posts: one text message with its contact.
     /// A number as serde_json hands it over under `arbitrary_precision` (a one-entry map)
     /// is no value this reader reads: the read fails and the body goes to the walk,
     /// which reads it as a number. Any other map is read whole as some other value.
@@ -453,6 +460,7 @@ mod tests {
         assert!(matches!(Scalar::deserialize(other), Ok(Scalar::Other)));
     }
 
+    /// The body the benchmark posts: one text message with its contact.
     const TEXT_WEBHOOK: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"254110090747","phone_number_id":"1"},"contacts":[{"profile":{"name":"Bench"},"wa_id":"254700000001"}],"messages":[{"from":"254700000001","id":"wamid.BENCH1","timestamp":"1764583200","type":"text","text":{"body":"hello"}}]}}]}]}"#;
 
     #[test]

@@ -319,7 +319,7 @@ impl SledStore {
             if key.len() == prefix.len() {
                 counter.clock = ClockMark::decode(&value);
                 if counter.clock.is_none() {
-                    tracing::warn!(key = ?key, "an unreadable clock mark of a messaging count, taken as the real clock's");
+                    tracing::warn!(key = ?key, "an unreadable clock mark of a messaging count, taken as missing");
                 }
                 continue;
             }
