@@ -245,7 +245,13 @@ impl SledStore {
         &self,
         conversation: Conversation,
     ) -> Result<Option<FreeEntryPoint>, StoreError> {
-        match self.consent_trees().entry.get(conversation.to_key())? {
+        // Most bots never see a referral: every send asks, and an empty tree answers
+        // without a lookup.
+        let tree = &self.consent_trees().entry;
+        if tree.holds_nothing() {
+            return Ok(None);
+        }
+        match tree.get(conversation.to_key())? {
             None => Ok(None),
             Some(bytes) => text(&bytes)
                 .and_then(FreeEntryPoint::decode)

@@ -412,6 +412,11 @@ impl SledStore {
             &self.inner.consent.consent,
             &self.inner.consent.entry,
         ];
+        for (tree, key, _, new) in &changes {
+            if new.is_some() {
+                trees[*tree].will_write(key);
+            }
+        }
         let result = (
             trees[0].for_transaction(),
             trees[1].for_transaction(),

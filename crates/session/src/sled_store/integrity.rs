@@ -36,6 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use super::presence::KeyPresence;
+
 /// The file holding the reference tallies and the shutdown state.
 pub const INTEGRITY_FILE: &str = "lipachat.integrity";
 /// The file holding the last checkpoint mark made durable.
@@ -184,6 +186,8 @@ pub struct TrackedTree {
     tree: sled::Tree,
     tally: Tally,
     uncertain: std::sync::Arc<AtomicBool>,
+    /// The keys it may hold, for a tree whose lookups mostly miss (the outcomes).
+    presence: Option<KeyPresence>,
 }
 
 impl TrackedTree {
@@ -194,6 +198,49 @@ impl TrackedTree {
             tree,
             tally: Tally::starting_at(found),
             uncertain,
+            presence: None,
+        }
+    }
+
+    /// Keeps the set of keys the tree may hold in memory, so [`TrackedTree::may_hold`]
+    /// answers most misses without sled.
+    pub fn with_presence(mut self) -> Self {
+        self.presence = Some(KeyPresence::default());
+        self
+    }
+
+    /// Whether the tree may hold `key`: `false` only when it does not (always `true`
+    /// without [`TrackedTree::with_presence`]). The first call scans the tree's keys.
+    pub fn may_hold(&self, key: &[u8]) -> bool {
+        let Some(presence) = &self.presence else {
+            return true;
+        };
+        presence.may_hold(key, |add| {
+            for entry in self.tree.iter().keys() {
+                add(&entry?);
+            }
+            Ok::<(), sled::Error>(())
+        })
+    }
+
+    /// Tells the key set that `key` is about to be written by a transaction or batch
+    /// (reported with [`TrackedTree::committed`] once it is done).
+    pub fn will_write(&self, key: &[u8]) {
+        if let Some(presence) = &self.presence {
+            presence.note(key);
+        }
+    }
+
+    /// After a write: the key set takes a key written, and is checked for size after a
+    /// removal.
+    fn written(&self, key: &[u8], new: Option<&[u8]>) {
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        if new.is_some() {
+            presence.note(key);
+        } else {
+            presence.shrink_to(self.tally.entries.load(Ordering::Relaxed));
         }
     }
 
@@ -212,9 +259,11 @@ impl TrackedTree {
     ) -> Result<Option<sled::IVec>, sled::Error> {
         let key = key.as_ref();
         let value = value.into();
+        self.will_write(key);
         let old = self.note(self.tree.insert(key, value.clone()))?;
         self.tally
             .changed(key, old.as_deref(), Some(value.as_ref()));
+        self.written(key, Some(value.as_ref()));
         Ok(old)
     }
 
@@ -224,6 +273,7 @@ impl TrackedTree {
         let old = self.note(self.tree.remove(key))?;
         if old.is_some() {
             self.tally.changed(key, old.as_deref(), None);
+            self.written(key, None);
         }
         Ok(old)
     }
@@ -252,9 +302,13 @@ impl TrackedTree {
         new: Option<&[u8]>,
     ) -> Result<Result<(), sled::CompareAndSwapError>, sled::Error> {
         let key = key.as_ref();
+        if new.is_some() {
+            self.will_write(key);
+        }
         let swapped = self.note(self.tree.compare_and_swap(key, old, new))?;
         if swapped.is_ok() && old != new {
             self.tally.changed(key, old, new);
+            self.written(key, new);
         }
         Ok(swapped)
     }
@@ -264,14 +318,21 @@ impl TrackedTree {
         self.tree.range(range)
     }
 
+    /// Whether the tree holds no entry, by its tally: no sled read. A write not yet
+    /// reported to the tally is missed, as a read made just before it would miss it.
+    pub fn holds_nothing(&self) -> bool {
+        self.tally.entries.load(Ordering::Relaxed) == 0
+    }
+
     /// How many entries the tree holds.
     pub fn entry_count(&self) -> usize {
         self.tree.len()
     }
 
     /// The sled tree, for a transaction over several trees (or a batch): the caller
-    /// reports each key the committed write changed with [`TrackedTree::committed`], and
-    /// a failed one with [`TrackedTree::failed`].
+    /// announces each key it will write with [`TrackedTree::will_write`], reports each
+    /// key the committed write changed with [`TrackedTree::committed`], and a failed one
+    /// with [`TrackedTree::failed`].
     pub fn for_transaction(&self) -> &sled::Tree {
         &self.tree
     }
@@ -280,6 +341,7 @@ impl TrackedTree {
     pub fn committed(&self, key: &[u8], old: Option<&[u8]>, new: Option<&[u8]>) {
         if old != new {
             self.tally.changed(key, old, new);
+            self.written(key, new);
         }
     }
 

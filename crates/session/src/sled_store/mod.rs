@@ -10,6 +10,7 @@ mod index;
 mod integrity;
 mod outcomes;
 mod predicted_costs;
+mod presence;
 mod seen;
 
 use std::collections::HashMap;
@@ -592,7 +593,7 @@ impl SledStore {
                 windows: track(windows, 0),
                 outbox: track(outbox, 1),
                 invitations: track(invitations, 2),
-                outcomes: track(outcomes, 3),
+                outcomes: track(outcomes, 3).with_presence(),
                 identities: track(identities, 4),
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),

@@ -21,6 +21,9 @@
 //! sled insert per send would cost far more disk than the outcome itself (sled's log
 //! writes a page fragment per insert; measured in the benchmark, about 1,200 bytes of
 //! disk per send for a persisted index entry against about 520 for the outcome).
+//!
+//! A lookup by `messageId` first asks the tree's in-memory key set ([`super::presence`]):
+//! a send under a fresh `messageId` finds no earlier outcome without walking sled.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -354,6 +357,7 @@ impl SledStore {
             let _outbox = self.lock_outbox();
             let change = plan()?;
             let (outbox_tree, outcome_tree) = (&self.inner.outbox, &self.inner.outcomes);
+            outcome_tree.will_write(&key);
             let committed = (
                 outbox_tree.for_transaction(),
                 outcome_tree.for_transaction(),
@@ -414,11 +418,12 @@ impl SledStore {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
-        let Some(value) = self
-            .inner
-            .outcomes
-            .get(codec::outcome_key(conversation, message_id))?
-        else {
+        let key = codec::outcome_key(conversation, message_id);
+        // A fresh messageId (the common case) is answered from memory.
+        if !self.inner.outcomes.may_hold(&key) {
+            return Ok(None);
+        }
+        let Some(value) = self.inner.outcomes.get(key)? else {
             return Ok(None);
         };
         Ok(Self::live(conversation, &value, now_ms())?.map(|v| v.text.to_owned()))
