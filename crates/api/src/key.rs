@@ -60,6 +60,11 @@ impl ApiKey {
     /// any of these ways, so a mix (a JSON string quoting a URL) is found too.
     pub(crate) fn redact(&self, text: &str) -> String {
         let bytes = text.as_bytes();
+        // Every encoded form starts an escape with `%`, `\` or `&`: in a text holding none
+        // (a WhatsApp id, a gateway's messageId), the key can only be there as it is.
+        if !bytes.iter().any(|b| matches!(b, b'%' | b'\\' | b'&')) && !text.contains(&*self.0) {
+            return text.to_owned();
+        }
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
         let mut at = 0;
@@ -245,5 +250,25 @@ mod tests {
         let key = ApiKey::new("k%41").unwrap();
         assert_eq!(key.redact("k%41 k%2541 k%2541"), "*** *** ***");
         assert_eq!(key.redact("kA"), "kA");
+    }
+
+    proptest::proptest! {
+        /// A text with no escape (`%`, `\`, `&`) can only hold the key as it is: it is
+        /// redacted as a plain replace would, the quick way a WhatsApp id takes.
+        #[test]
+        fn a_text_without_escapes_is_redacted_as_a_plain_replace(
+            key in "[a-z0-9]{1,6}",
+            text in "[a-z0-9 .:_-]{0,40}",
+            at in 0_usize..40,
+        ) {
+            let secret = ApiKey::new(&key).unwrap();
+            let cut = text.len().min(at);
+            let text = format!("{}{key}{}", &text[..cut], &text[cut..]);
+            proptest::prop_assert_eq!(secret.redact(&text), text.replace(&key, "***"));
+            let without = text.replace(&key, "");
+            if !without.contains(&key) {
+                proptest::prop_assert_eq!(secret.redact(&without), without.clone());
+            }
+        }
     }
 }

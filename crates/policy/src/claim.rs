@@ -7,7 +7,8 @@
 //! runtime to release it, so a retry need not wait for the lease to run out. Without a
 //! runtime (a future dropped outside one) the lease still ends it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{Conversation, MessageId, Store};
@@ -30,6 +31,25 @@ pub(crate) struct HeldClaim<S: Store> {
     holder: Uuid,
 }
 
+/// A token for one claim, unique to it among every claim of every process: 64 random
+/// bits drawn once per process, then a count. (A fresh random UUID per claim cost a
+/// system call on every send under a caller's `messageId`.)
+fn claim_holder() -> Uuid {
+    static PROCESS: OnceLock<[u8; 8]> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let process = PROCESS.get_or_init(|| {
+        let random = Uuid::new_v4();
+        let mut prefix = [0; 8];
+        prefix.copy_from_slice(&random.as_bytes()[..8]);
+        prefix
+    });
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(process);
+    // The version and variant bits the builder sets leave the count's low 62 bits.
+    bytes[8..].copy_from_slice(&COUNT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// Claims `id` for `lease` on `shared`'s store, or `None` when another live claim holds
 /// it.
 async fn try_claim<S: Store>(
@@ -38,7 +58,7 @@ async fn try_claim<S: Store>(
     now: DateTime<Utc>,
     lease: TimeDelta,
 ) -> Result<Option<HeldClaim<S>>, PolicyError> {
-    let holder = Uuid::new_v4();
+    let holder = claim_holder();
     let claimed = shared.store().claim(id, holder, now, lease).await?;
     Ok(claimed.then(|| HeldClaim {
         owner: Some(Arc::clone(shared)),
@@ -147,5 +167,23 @@ impl<S: Store> Drop for HeldClaim<S> {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_holders_are_distinct_random_uuids_of_one_process() {
+        let holders: Vec<Uuid> = (0..1000).map(|_| claim_holder()).collect();
+        let distinct: std::collections::HashSet<_> = holders.iter().collect();
+        assert_eq!(distinct.len(), holders.len());
+        assert!(holders.iter().all(|h| h.get_version_num() == 4));
+        assert!(
+            holders
+                .windows(2)
+                .all(|w| w[0].as_bytes()[..8] == w[1].as_bytes()[..8])
+        );
     }
 }
