@@ -194,6 +194,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let check = sled_f(|s| s.check_per_s);
     let raw_post = send_f(|s| s.raw_post_per_s);
     let figures = json!({
+        "allocator": ALLOCATOR_NAME,
         "conversations": if checks { json!(n) } else { Value::Null },
         "check_per_s": rounded(check, 0),
         "hashmap_check_per_s": rounded(sled_f(|s| s.hashmap_check_per_s), 0),
@@ -299,6 +300,18 @@ fn read_figures(path: &Path) -> Result<Value, Box<dyn std::error::Error>> {
         .into()),
     }
 }
+
+/// With the `mimalloc` feature, the benchmark runs on mimalloc (the figures say which).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator the figures were measured on.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system"
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
