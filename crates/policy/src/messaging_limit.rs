@@ -239,6 +239,7 @@ impl<S: Store> Shared<S> {
                 window_open,
                 at,
                 count,
+                spent: Some(&self.spent_tiers),
             },
             opened,
         )
@@ -305,25 +306,67 @@ pub async fn price_send<S: Store>(
         window_open,
         at,
         count,
+        spent: None,
     };
     price_with_entry(store, pricing_config, send, free_entry_point).await
 }
 
 /// The send [`price_send`] prices.
 #[derive(Clone, Copy)]
-struct PricedSend {
+struct PricedSend<'a> {
     conversation: Conversation,
     category: PricingCategory,
     window_open: bool,
     at: DateTime<Utc>,
     count: Option<MessageId>,
+    /// The messenger's memory of used-up tiers, when a messenger prices it.
+    spent: Option<&'a SpentTiers>,
+}
+
+/// A business number's month (UTC year and month) and the free tier it was counted
+/// against.
+type TierMonth = (u64, i32, u32, u64);
+
+/// The months whose free tier of service messages this messenger has seen used up.
+///
+/// A count that reached its tier stays reached for the rest of its month: its members are
+/// kept for [`SERVICE_TIER_SPAN`], longer than any month, and are never taken out. So once
+/// the store answers "limit reached", later sends that month are priced as billed without
+/// asking it again (at a high volume, every send after the first thousand of a month).
+#[derive(Debug, Default)]
+pub(crate) struct SpentTiers(std::sync::Mutex<std::collections::HashSet<TierMonth>>);
+
+impl SpentTiers {
+    /// Months remembered at most: past it the memory starts again (the store still
+    /// answers).
+    const MAX_MONTHS: usize = 4096;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<TierMonth>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `month`'s tier was seen used up.
+    fn holds(&self, month: TierMonth) -> bool {
+        self.lock().contains(&month)
+    }
+
+    /// Notes that `month`'s tier is used up.
+    fn note(&self, month: TierMonth) {
+        let mut months = self.lock();
+        if months.len() >= Self::MAX_MONTHS {
+            months.clear();
+        }
+        months.insert(month);
+    }
 }
 
 /// [`price_send`] with the conversation's free entry point record already known.
 async fn price_with_entry<S: Store>(
     store: &S,
     pricing_config: &PricingConfig,
-    send: PricedSend,
+    send: PricedSend<'_>,
     free_entry_point: Option<FreeEntryPoint>,
 ) -> Result<Pricing, PolicyError> {
     let PricedSend {
@@ -332,10 +375,11 @@ async fn price_with_entry<S: Store>(
         window_open,
         at,
         count,
+        spent,
     } = send;
     let within_service_free_tier =
         if category == PricingCategory::Service && at.date_naive() >= SERVICE_BILLING_SINCE {
-            within_free_tier(store, pricing_config, conversation, at, count).await?
+            within_free_tier(store, pricing_config, conversation, at, count, spent).await?
         } else {
             true
         };
@@ -353,17 +397,29 @@ async fn price_with_entry<S: Store>(
 }
 
 /// Whether the business number is within its monthly free tier of service messages at
-/// `at`, counting `count` in it when given.
+/// `at`, counting `count` in it when given. A month `spent` holds is used up without
+/// asking the store; one the store finds used up is noted there.
 async fn within_free_tier<S: Store>(
     store: &S,
     config: &PricingConfig,
     conversation: Conversation,
     at: DateTime<Utc>,
     count: Option<MessageId>,
+    spent: Option<&SpentTiers>,
 ) -> Result<bool, PolicyError> {
     let tier = config.service_free_per_month_value();
+    let date = at.date_naive();
+    let month = (
+        conversation.business.as_u64(),
+        date.year(),
+        date.month(),
+        tier,
+    );
+    if spent.is_some_and(|spent| spent.holds(month)) {
+        return Ok(false);
+    }
     let counter = service_tier_counter(conversation, at);
-    Ok(match count {
+    let within = match count {
         Some(message_id) => !matches!(
             store
                 .reach_customer(
@@ -377,13 +433,18 @@ async fn within_free_tier<S: Store>(
             Reach::LimitReached { .. }
         ),
         None => store.reached(&counter, at, SERVICE_TIER_SPAN).await? < tier,
-    })
+    };
+    if !within && let Some(spent) = spent {
+        spent.note(month);
+    }
+    Ok(within)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use lipachat_session::ConsentStore;
     use proptest::prelude::*;
 
     /// The name as it was first written: the store holds counts under it, so the digit by
@@ -406,6 +467,59 @@ mod tests {
         assert_eq!(
             service_tier_counter(chat, early),
             "svc.254110090747.0007-12"
+        );
+    }
+
+    /// The memory of used-up months answers as the store would: the same answers with it
+    /// and without, no count written once the tier is used up, and another month or
+    /// another tier asks the store again.
+    #[tokio::test]
+    async fn a_used_up_month_is_answered_from_memory_as_the_store_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lipachat_session::SledStore::open(dir.path().join("db")).unwrap();
+        let chat = Conversation::parse("254110090747", "254700000001").unwrap();
+        let config = |tier| PricingConfig {
+            service_free_per_month: Some(tier),
+            ..PricingConfig::default()
+        };
+        let december = Utc.with_ymd_and_hms(2026, 12, 2, 3, 0, 0).unwrap();
+        let spent = SpentTiers::default();
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            let id = Some(MessageId::new());
+            answers.push(
+                within_free_tier(&store, &config(2), chat, december, id, Some(&spent))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(answers, [true, true, false, false, false]);
+        let counter = service_tier_counter(chat, december);
+        assert_eq!(
+            store
+                .reached(&counter, december, SERVICE_TIER_SPAN)
+                .await
+                .unwrap(),
+            2
+        );
+        // Without the memory, the store gives the same answer.
+        let fresh = Some(MessageId::new());
+        assert!(
+            !within_free_tier(&store, &config(2), chat, december, fresh, None)
+                .await
+                .unwrap()
+        );
+        // A larger tier, and the next month, are asked of the store again.
+        assert!(
+            within_free_tier(&store, &config(5), chat, december, fresh, Some(&spent))
+                .await
+                .unwrap()
+        );
+        let january = Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap();
+        assert!(
+            within_free_tier(&store, &config(2), chat, january, fresh, Some(&spent))
+                .await
+                .unwrap()
         );
     }
 

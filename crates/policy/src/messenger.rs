@@ -82,6 +82,7 @@ impl<S: Store> Messenger<S> {
                 config,
                 catalogs,
                 observers: Observers::default(),
+                spent_tiers: crate::messaging_limit::SpentTiers::default(),
             }),
         }
     }

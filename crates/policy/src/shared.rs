@@ -28,6 +28,8 @@ pub(crate) struct Shared<S> {
     /// Told of every send, withheld template and predicted pricing
     /// ([`crate::SendObserver`]).
     pub observers: Observers,
+    /// The months whose service free tier this messenger has seen used up.
+    pub spent_tiers: crate::messaging_limit::SpentTiers,
 }
 
 /// The time one call works at, read once when it starts: the wall-clock instant it
