@@ -25,7 +25,8 @@ pub const SCHEMA_KEY: &[u8] = b"schema_version";
 /// milliseconds, big-endian); read by nothing.
 pub const HEALTH_KEY: &[u8] = b"health_check";
 
-fn read_i64(bytes: &[u8]) -> Option<i64> {
+/// An 8-byte big-endian `i64`; `None` for any other length.
+pub(super) fn read_i64(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(bytes.try_into().ok()?))
 }
 

@@ -190,26 +190,24 @@ fn run(shared: &Shared, db: &sled::Db, checkpoint: &Checkpoint, before_flush: &B
         let mut state = shared.lock();
         if let Some(Gather { until, enough }) = gather.take() {
             state.gathering_until = Some(enough);
-            while state.waiters.len() < enough && !state.shutdown {
-                let Some(left) = until.checked_duration_since(Instant::now()) else {
-                    break;
-                };
-                state = shared
-                    .wake
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-            state.gathering_until = None;
-        }
-        while state.waiters.is_empty() && !state.shutdown {
-            state.committer_idle = true;
+            let left = until.saturating_duration_since(Instant::now());
             state = shared
                 .wake
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout_while(state, left, |state| {
+                    state.waiters.len() < enough && !state.shutdown
+                })
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            state.gathering_until = None;
         }
-        state.committer_idle = false;
+        // Idle until a writer comes (it wakes an idle committer).
+        state = shared
+            .wake
+            .wait_while(state, |state| {
+                state.committer_idle = state.waiters.is_empty() && !state.shutdown;
+                state.committer_idle
+            })
+            .unwrap_or_else(PoisonError::into_inner);
         if state.waiters.is_empty() && state.shutdown {
             return;
         }

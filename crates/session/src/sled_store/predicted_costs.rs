@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::DateTime;
 
@@ -249,27 +249,20 @@ impl Shared {
     /// writes what is pending; ends at shutdown (the closing store writes the rest).
     fn run(&self) {
         loop {
-            let mut pending = lock(&self.pending);
-            while pending.value.is_empty() && !pending.shutdown {
-                pending.idle = true;
-                pending = self
-                    .wake
-                    .wait(pending)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            pending.idle = false;
-            let deadline = Instant::now() + WRITE_AFTER;
-            while !pending.shutdown {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                pending = self
-                    .wake
-                    .wait_timeout(pending, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
+            // Idle until a record comes (the recorder wakes an idle thread).
+            let mut pending = self
+                .wake
+                .wait_while(lock(&self.pending), |pending| {
+                    pending.idle = pending.value.is_empty() && !pending.shutdown;
+                    pending.idle
+                })
+                .unwrap_or_else(PoisonError::into_inner);
+            // Then gathers for WRITE_AFTER, unless shut down meanwhile.
+            pending = self
+                .wake
+                .wait_timeout_while(pending, WRITE_AFTER, |pending| !pending.shutdown)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
             if pending.shutdown {
                 return;
             }

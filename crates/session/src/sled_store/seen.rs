@@ -26,6 +26,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
+use super::codec::read_i64;
 use crate::store::RememberedInbound;
 use crate::{InboundDigest, InboundId, PhoneNumber, StoreError};
 
@@ -487,9 +488,7 @@ fn batch_records(value: &[u8]) -> Option<Vec<BatchRecord>> {
 
 /// The remembered-until an entry's key starts with (either kind).
 fn read_key_until(key: &[u8]) -> Option<i64> {
-    Some(unordered(u64::from_be_bytes(
-        key.get(..8)?.try_into().ok()?,
-    )))
+    read_i64(key.get(..8)?).map(|until| unordered(until as u64))
 }
 
 /// Moves a legacy store's tree by id into the expiry tree: each entry's first-received
@@ -555,9 +554,8 @@ fn expiry_key(until_ms: i64, id_key: &IdKey) -> [u8; 32] {
 
 /// The end of the memory and the id key of an expiry key.
 fn parse_expiry_key(key: &[u8]) -> Option<(i64, IdKey)> {
-    let until = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
     let id_key: IdKey = key.get(8..)?.try_into().ok()?;
-    Some((unordered(until), id_key))
+    Some((read_key_until(key)?, id_key))
 }
 
 /// Maps an `i64` to a `u64` that sorts the same way (big-endian bytes in key order).
@@ -568,10 +566,6 @@ fn ordered(ms: i64) -> u64 {
 /// The inverse of [`ordered`].
 fn unordered(value: u64) -> i64 {
     (value ^ (1 << 63)) as i64
-}
-
-fn read_i64(bytes: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 #[cfg(test)]
