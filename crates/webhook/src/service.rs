@@ -12,7 +12,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lipachat_api::{WebhookError, WebhookEvent, WebhookParser, WebhookToken};
@@ -272,12 +271,7 @@ impl<S: Store> WebhookService<S> {
         if self.shared.lipachat_token.is_some() {
             router = router.route(
                 "/webhooks/lipachat/{token}",
-                axum::routing::post(lipachat_webhook::<S>).route_layer(
-                    middleware::from_fn_with_state(
-                        Arc::clone(&self.shared),
-                        refuse_a_wrong_path_token::<S>,
-                    ),
-                ),
+                axum::routing::post(lipachat_webhook::<S>),
             );
         }
         if self.shared.whatsapp.is_some() {
@@ -418,14 +412,14 @@ async fn metrics<S: Store>(State(shared): State<Arc<Shared<S>>>) -> Response {
     response
 }
 
-/// The head check of `POST /webhooks/lipachat/{token}`: a wrong token is answered 401
-/// from the request head, before any of the body is read (an unauthenticated client
-/// cannot make the server read or hold its body), closing the connection.
-async fn refuse_a_wrong_path_token<S: Store>(
+/// `POST /webhooks/lipachat/{token}`. A wrong token is answered 401 from the request
+/// head, before any of the body is read (an unauthenticated client cannot make the
+/// server read or hold its body), closing the connection; the signature check of the
+/// WhatsApp route works the same way.
+async fn lipachat_webhook<S: Store>(
     State(shared): State<Arc<Shared<S>>>,
     Path(token): Path<String>,
     request: Request,
-    next: Next,
 ) -> Response {
     let verified = shared
         .lipachat_token
@@ -436,11 +430,10 @@ async fn refuse_a_wrong_path_token<S: Store>(
         warn!("LipaChat webhook refused: wrong token");
         return refused_on_head(StatusCode::UNAUTHORIZED, "unknown webhook token");
     }
-    next.run(request).await
-}
-
-/// Runs behind [`refuse_a_wrong_path_token`]: the token is the right one.
-async fn lipachat_webhook<S: Store>(State(shared): State<Arc<Shared<S>>>, body: Bytes) -> Response {
+    let body = match Bytes::from_request(request, &shared).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     apply(&shared, "lipachat", &body).await
 }
 
