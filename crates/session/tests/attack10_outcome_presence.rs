@@ -1,0 +1,398 @@
+//! attack10: attempts to make the outcomes tree's in-memory key set (sled_store/presence.rs)
+//! answer "absent" for an outcome sled holds, which would let a retry under the same
+//! `messageId` send again, and to make the free entry point read miss a stored record
+//! through its tree's tally. Every test runs on a real sled store in a temporary directory.
+
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use lipachat_session::{
+    ConsentStore, Conversation, Customer, IdentityStore, MessageId, OutboxStore, PhoneNumber,
+    QueuedMessage, SledConfig, SledStore, StoredOutcome, WindowStore,
+};
+
+/// A phone number of the tests: the business's (0) or a customer's (from 1).
+fn phone(i: u64) -> PhoneNumber {
+    PhoneNumber::from_u64(254_720_000_000 + i).unwrap()
+}
+
+fn business() -> PhoneNumber {
+    phone(0)
+}
+
+fn customer(i: u64) -> Customer {
+    Customer::Phone(phone(i))
+}
+
+fn conversation(i: u64) -> Conversation {
+    Conversation::new(business(), phone(i))
+}
+
+fn id(n: u64) -> MessageId {
+    MessageId::from_uuid(uuid::Uuid::from_u128(
+        0xa770_0000_0000_4000_8000_0000_0000_0000 | u128::from(n),
+    ))
+}
+
+fn outcome(n: u64, keep: TimeDelta) -> StoredOutcome {
+    StoredOutcome::new(id(n), format!("outcome {n}")).keep_for(keep)
+}
+
+/// The message `n`, queued now.
+fn queued(n: u64) -> QueuedMessage {
+    QueuedMessage {
+        message_id: id(n),
+        queued_at: Utc::now(),
+        payload: "{}".into(),
+    }
+}
+
+/// A store in `dir` flushed every 200 ms (its calls do not wait for the disk), and a
+/// runtime whose handle runs its calls from any thread.
+fn periodic_store(dir: &tempfile::TempDir) -> (SledStore, tokio::runtime::Runtime) {
+    let store = SledConfig::new(dir.path().join("db"))
+        .durability(lipachat_session::Durability::Periodic {
+            interval: Duration::from_millis(200),
+        })
+        .open()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    (store, runtime)
+}
+
+/// Conversations and ids of the outcomes that must always be found.
+const INDELIBLE: u64 = 1;
+const INDELIBLE_COUNT: u64 = 300;
+/// The conversation of the outcomes written to expire and be pruned, in bulk, so that the
+/// key set outgrows the tree and is dropped and rebuilt again and again.
+const CHURN: u64 = 2;
+const CHURN_PER_ROUND: u64 = 7_000;
+const ROUNDS: u64 = 6;
+
+/// Claims 1 and 3: the key set is dropped (pruning thousands of expired outcomes) and
+/// rebuilt by lookups, again and again, while other threads write outcomes (plainly, with
+/// the outbox in one transaction, and by moving customers) and hand each id to a reader
+/// once the writing call has returned. No lookup may then miss it, nor any long-lived
+/// outcome stored before.
+#[test]
+fn rebuilds_racing_writes_removals_and_moves_lose_no_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, runtime) = periodic_store(&dir);
+    let rt = runtime.handle().clone();
+    let long = TimeDelta::days(7);
+    for n in 0..INDELIBLE_COUNT {
+        rt.block_on(store.put_outcome(conversation(INDELIBLE), outcome(n, long)))
+            .unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let (written_tx, written_rx) = mpsc::channel::<(Conversation, MessageId)>();
+    let mut threads = Vec::new();
+
+    // Churn: thousands of brief outcomes, then a prune removes them all (each removal
+    // checks the set's size, and drops it once it holds > 2 x entries + 4096).
+    {
+        let (store, rt, done) = (store.clone(), rt.clone(), Arc::clone(&done));
+        threads.push(std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                for n in 0..CHURN_PER_ROUND {
+                    let n = 10_000_000 + round * CHURN_PER_ROUND + n;
+                    rt.block_on(
+                        store.put_outcome(
+                            conversation(CHURN),
+                            outcome(n, TimeDelta::milliseconds(1)),
+                        ),
+                    )
+                    .unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                store.prune_outcomes().unwrap();
+            }
+            done.store(true, Ordering::SeqCst);
+        }));
+    }
+
+    // What each writing thread takes.
+    let shared = || {
+        (
+            store.clone(),
+            rt.clone(),
+            Arc::clone(&done),
+            written_tx.clone(),
+        )
+    };
+
+    // Writers: each write, once its call returned, is looked up at once by the writer and
+    // handed to the reader.
+    for writer in 0..2_u64 {
+        let (store, rt, done, tx) = shared();
+        threads.push(std::thread::spawn(move || {
+            let chat = conversation(10 + writer);
+            let mut n = 20_000_000 + writer * 1_000_000;
+            while !done.load(Ordering::SeqCst) {
+                n += 1;
+                match n % 3 {
+                    0 => rt
+                        .block_on(store.put_outcome(chat, outcome(n, long)))
+                        .unwrap(),
+                    1 => {
+                        rt.block_on(store.enqueue_with_outcome(
+                            chat,
+                            queued(n),
+                            1_000_000,
+                            outcome(n, long),
+                        ))
+                        .unwrap();
+                    }
+                    _ => {
+                        // A message queued earlier leaves the outbox with its outcome.
+                        let queued_id = n - 1;
+                        rt.block_on(store.dequeue_with_outcome(
+                            chat,
+                            id(queued_id),
+                            outcome(queued_id, long),
+                        ))
+                        .unwrap();
+                        rt.block_on(store.put_outcome(chat, outcome(n, long)))
+                            .unwrap();
+                    }
+                }
+                assert!(
+                    rt.block_on(store.outcome(chat, id(n))).unwrap().is_some(),
+                    "{chat}: {n} written, then missed by its writer's lookup"
+                );
+                tx.send((chat, id(n))).unwrap();
+            }
+        }));
+    }
+
+    // A mover: an outcome written under one customer, the customer moved to another; once
+    // the move returned the outcome must be found under the new customer.
+    {
+        let (store, rt, done, tx) = shared();
+        threads.push(std::thread::spawn(move || {
+            let mut n = 40_000_000;
+            let mut from = 50;
+            while !done.load(Ordering::SeqCst) {
+                n += 1;
+                let to = from + 1;
+                rt.block_on(store.put_outcome(conversation(from), outcome(n, long)))
+                    .unwrap();
+                rt.block_on(store.move_customer(business(), customer(from), customer(to)))
+                    .unwrap();
+                assert!(
+                    rt.block_on(store.outcome(conversation(to), id(n)))
+                        .unwrap()
+                        .is_some(),
+                    "{n} moved to {to}, then missed by the mover's lookup"
+                );
+                tx.send((conversation(to), id(n))).unwrap();
+                from = to;
+            }
+        }));
+    }
+    drop(written_tx);
+
+    // The reader: misses (which build the set after each drop), the long-lived outcomes,
+    // and every write handed over (still present: nothing removes them but a move, whose
+    // target is what is handed over, and a later move of that customer).
+    let mut checked = 0_u64;
+    let mut misses_asked = 0_u64;
+    let mut handed: Vec<(Conversation, MessageId)> = Vec::new();
+    let started = Instant::now();
+    loop {
+        let mut got_any = false;
+        while let Ok(written) = written_rx.try_recv() {
+            handed.push(written);
+            got_any = true;
+        }
+        for (chat, message_id) in handed.iter().rev().take(64) {
+            // A moved customer's outcomes move on with the next move: only the latest
+            // target holds them, so those are checked by the mover itself.
+            if chat.customer == customer(10) || chat.customer == customer(11) {
+                assert!(
+                    rt.block_on(store.outcome(*chat, *message_id))
+                        .unwrap()
+                        .is_some(),
+                    "{chat}: {message_id} handed over after its write returned, then missed"
+                );
+                checked += 1;
+            }
+        }
+        for n in (misses_asked % INDELIBLE_COUNT..INDELIBLE_COUNT).step_by(37) {
+            assert!(
+                rt.block_on(store.outcome(conversation(INDELIBLE), id(n)))
+                    .unwrap()
+                    .is_some(),
+                "long-lived outcome {n} missed"
+            );
+        }
+        misses_asked += 1;
+        assert!(
+            rt.block_on(store.outcome(conversation(3), id(90_000_000 + misses_asked)))
+                .unwrap()
+                .is_none()
+        );
+        if !got_any && threads.iter().all(|t| t.is_finished()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the attack ran too long"
+        );
+    }
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    // Afterwards, every outcome on disk of the writers' conversations is found.
+    for chat in [conversation(10), conversation(11), conversation(INDELIBLE)] {
+        let scanned = rt.block_on(store.outcomes(chat)).unwrap();
+        for (message_id, _) in &scanned {
+            assert!(
+                rt.block_on(store.outcome(chat, *message_id))
+                    .unwrap()
+                    .is_some(),
+                "{chat}: {message_id} on disk, lookup missed it"
+            );
+        }
+    }
+    assert!(checked > 0, "the reader checked nothing");
+    eprintln!(
+        "attack10: {} writes handed over, {checked} reader checks, {misses_asked} reader rounds",
+        handed.len()
+    );
+}
+
+/// Claim 1: a lookup racing the very write of the same key from another thread. The
+/// reader starts asking before the writer writes; once the writer's call has returned
+/// (it then raises a flag), the reader's next lookup must find it. Repeated across set
+/// drops (a forget of many outcomes between rounds).
+#[test]
+fn a_lookup_racing_the_write_of_its_key_finds_it_once_the_write_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, runtime) = periodic_store(&dir);
+    let rt = runtime.handle().clone();
+    let chat = conversation(7);
+    for round in 0..8_u64 {
+        // Enough outcomes, then all erased: the set outgrows the tree and is dropped.
+        for n in 0..5_000 {
+            rt.block_on(
+                store.put_outcome(conversation(8), outcome(1_000_000 + n, TimeDelta::days(1))),
+            )
+            .unwrap();
+        }
+        assert!(
+            rt.block_on(store.outcome(conversation(8), id(1_000_000)))
+                .unwrap()
+                .is_some()
+        );
+        rt.block_on(store.forget(conversation(8))).unwrap();
+        for k in 0..200_u64 {
+            let n = round * 1_000 + k;
+            let returned = Arc::new(AtomicBool::new(false));
+            let writer = {
+                let (store, rt, returned) = (store.clone(), rt.clone(), Arc::clone(&returned));
+                std::thread::spawn(move || {
+                    let message = outcome(n, TimeDelta::days(1));
+                    if n % 2 == 0 {
+                        rt.block_on(store.put_outcome(chat, message)).unwrap();
+                    } else {
+                        rt.block_on(store.enqueue_with_outcome(
+                            chat,
+                            queued(n),
+                            1_000_000,
+                            message,
+                        ))
+                        .unwrap();
+                    }
+                    returned.store(true, Ordering::SeqCst);
+                })
+            };
+            loop {
+                let seen_returned = returned.load(Ordering::SeqCst);
+                let found = rt.block_on(store.outcome(chat, id(n))).unwrap().is_some();
+                if seen_returned {
+                    assert!(found, "round {round}: {n} missed after its write returned");
+                    break;
+                }
+            }
+            writer.join().unwrap();
+        }
+    }
+}
+
+/// Claim 4: the free entry point read answers an empty tree from its tally. A referral
+/// recorded after the first (empty) read, moved to another customer, reopened after a
+/// clean shutdown, reopened with a full check, and imported into a fresh store, is found
+/// every time.
+#[test]
+fn a_stored_free_entry_point_is_never_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let rt = runtime.handle().clone();
+    let (a, b) = (conversation(1), conversation(2));
+    let at = Utc::now() - TimeDelta::minutes(5);
+    let exported = {
+        let store = SledStore::open(&path).unwrap();
+        assert_eq!(rt.block_on(store.free_entry_point(a)).unwrap(), None);
+        rt.block_on(store.record_referral(a, at)).unwrap();
+        assert!(
+            rt.block_on(store.free_entry_point(a)).unwrap().is_some(),
+            "a referral recorded, then missed"
+        );
+        // Another thread reads it once the write returned.
+        let reader = store.clone();
+        assert!(
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+                    .block_on(reader.free_entry_point(a))
+                    .unwrap()
+                    .is_some()
+            })
+            .join()
+            .unwrap()
+        );
+        rt.block_on(store.move_customer(business(), customer(1), customer(2)))
+            .unwrap();
+        assert_eq!(rt.block_on(store.free_entry_point(a)).unwrap(), None);
+        assert!(
+            rt.block_on(store.free_entry_point(b)).unwrap().is_some(),
+            "moved, then missed"
+        );
+        // And back, with the target holding nothing.
+        rt.block_on(store.move_customer(business(), customer(2), customer(1)))
+            .unwrap();
+        assert!(rt.block_on(store.free_entry_point(a)).unwrap().is_some());
+        let mut exported = Vec::new();
+        rt.block_on(lipachat_session::export::export(&store, &mut exported))
+            .unwrap();
+        exported
+    };
+    for full in [false, true] {
+        let store = SledConfig::new(&path).full_check(full).open().unwrap();
+        assert!(
+            rt.block_on(store.free_entry_point(a)).unwrap().is_some(),
+            "reopened (full check {full}), then missed"
+        );
+    }
+    let fresh = SledStore::open(dir.path().join("fresh")).unwrap();
+    rt.block_on(lipachat_session::export::import(
+        &fresh,
+        exported.as_slice(),
+    ))
+    .unwrap();
+    assert!(
+        rt.block_on(fresh.free_entry_point(a)).unwrap().is_some(),
+        "imported, then missed"
+    );
+}
