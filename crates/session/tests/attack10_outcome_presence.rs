@@ -270,60 +270,66 @@ fn rebuilds_racing_writes_removals_and_moves_lose_no_outcome() {
 
 /// Claim 1: a lookup racing the very write of the same key from another thread. The
 /// reader starts asking before the writer writes; once the writer's call has returned
-/// (it then raises a flag), the reader's next lookup must find it. Repeated across set
-/// drops (a forget of many outcomes between rounds).
+/// (it then raises a flag), the reader's next lookup must find it. Meanwhile a third
+/// thread keeps making the set outgrow the tree (thousands of outcomes, built into the
+/// set by a lookup, then erased), so the set is dropped and rebuilt during the races.
 #[test]
 fn a_lookup_racing_the_write_of_its_key_finds_it_once_the_write_returned() {
     let dir = tempfile::tempdir().unwrap();
     let (store, runtime) = periodic_store(&dir);
     let rt = runtime.handle().clone();
     let chat = conversation(7);
-    for round in 0..8_u64 {
-        // Enough outcomes, then all erased: the set outgrows the tree and is dropped.
-        for n in 0..5_000 {
-            rt.block_on(
-                store.put_outcome(conversation(8), outcome(1_000_000 + n, TimeDelta::days(1))),
-            )
-            .unwrap();
-        }
-        assert!(
-            rt.block_on(store.outcome(conversation(8), id(1_000_000)))
-                .unwrap()
-                .is_some()
-        );
-        rt.block_on(store.forget(conversation(8))).unwrap();
-        for k in 0..200_u64 {
-            let n = round * 1_000 + k;
-            let returned = Arc::new(AtomicBool::new(false));
-            let writer = {
-                let (store, rt, returned) = (store.clone(), rt.clone(), Arc::clone(&returned));
-                std::thread::spawn(move || {
-                    let message = outcome(n, TimeDelta::days(1));
-                    if n % 2 == 0 {
-                        rt.block_on(store.put_outcome(chat, message)).unwrap();
-                    } else {
-                        rt.block_on(store.enqueue_with_outcome(
-                            chat,
-                            queued(n),
-                            1_000_000,
-                            message,
-                        ))
+    let done = Arc::new(AtomicBool::new(false));
+    let dropper = {
+        let (store, rt, done) = (store.clone(), rt.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut rounds = 0_u64;
+            while !done.load(Ordering::SeqCst) {
+                for n in 0..5_000 {
+                    let message = outcome(1_000_000 + n, TimeDelta::days(1));
+                    rt.block_on(store.put_outcome(conversation(8), message))
                         .unwrap();
-                    }
-                    returned.store(true, Ordering::SeqCst);
-                })
-            };
-            loop {
-                let seen_returned = returned.load(Ordering::SeqCst);
-                let found = rt.block_on(store.outcome(chat, id(n))).unwrap().is_some();
-                if seen_returned {
-                    assert!(found, "round {round}: {n} missed after its write returned");
-                    break;
                 }
+                assert!(
+                    rt.block_on(store.outcome(conversation(8), id(1_000_000)))
+                        .unwrap()
+                        .is_some()
+                );
+                rt.block_on(store.forget(conversation(8))).unwrap();
+                rounds += 1;
             }
-            writer.join().unwrap();
+            rounds
+        })
+    };
+    for n in 0..2_000_u64 {
+        let returned = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (store, rt, returned) = (store.clone(), rt.clone(), Arc::clone(&returned));
+            std::thread::spawn(move || {
+                let message = outcome(n, TimeDelta::days(1));
+                if n % 2 == 0 {
+                    rt.block_on(store.put_outcome(chat, message)).unwrap();
+                } else {
+                    rt.block_on(store.enqueue_with_outcome(chat, queued(n), 1_000_000, message))
+                        .unwrap();
+                }
+                returned.store(true, Ordering::SeqCst);
+            })
+        };
+        loop {
+            let seen_returned = returned.load(Ordering::SeqCst);
+            let found = rt.block_on(store.outcome(chat, id(n))).unwrap().is_some();
+            if seen_returned {
+                assert!(found, "{n} missed after its write returned");
+                break;
+            }
         }
+        writer.join().unwrap();
     }
+    done.store(true, Ordering::SeqCst);
+    let rounds = dropper.join().unwrap();
+    assert!(rounds > 0, "the set was never made to outgrow the tree");
+    eprintln!("attack10: {rounds} rounds of erasing 5,000 outcomes during the races");
 }
 
 /// Claim 4: the free entry point read answers an empty tree from its tally. A referral
@@ -395,4 +401,89 @@ fn a_stored_free_entry_point_is_never_missed() {
         rt.block_on(fresh.free_entry_point(a)).unwrap().is_some(),
         "imported, then missed"
     );
+}
+
+/// Claims 1 and 3 at sled's level: the set's rebuilding scan walks leaves that other
+/// threads split (inserting brief outcomes between the long-lived ones, in key order) and
+/// merge (pruning them) at the same time, as sled's own concurrent-iteration test does.
+/// Every long-lived outcome must be found by every lookup.
+#[test]
+fn rebuilds_amid_splits_and_merges_of_the_same_leaves_miss_no_outcome() {
+    /// Ids of the long-lived outcomes are multiples of this; the brief ones fill the gaps.
+    const GAP: u64 = 8;
+    const LONG_LIVED: u64 = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, runtime) = periodic_store(&dir);
+    let rt = runtime.handle().clone();
+    let chat = conversation(4);
+    for k in 0..LONG_LIVED {
+        rt.block_on(store.put_outcome(chat, outcome(k * GAP, TimeDelta::days(7))))
+            .unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let splitter = {
+        let (store, rt, done) = (store.clone(), rt.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for round in 0..5_u64 {
+                // Each round fills the gaps of a different part of the range, so that the
+                // leaves split while the pruner merges others.
+                for k in 0..LONG_LIVED {
+                    for offset in 1..GAP {
+                        if (k + offset + round) % 2 == 0 {
+                            let n = k * GAP + offset;
+                            rt.block_on(
+                                store.put_outcome(chat, outcome(n, TimeDelta::milliseconds(1))),
+                            )
+                            .unwrap();
+                        }
+                    }
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let pruner = {
+        let (store, done) = (store.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                store.prune_outcomes().unwrap();
+            }
+            store.prune_outcomes().unwrap();
+        })
+    };
+    let long_lived_found = |k: u64| {
+        rt.block_on(store.outcome(chat, id(k * GAP)))
+            .unwrap()
+            .is_some()
+    };
+    let mut lookups = 0_u64;
+    let mut round = 0_u64;
+    while !done.load(Ordering::SeqCst) {
+        round += 1;
+        // A miss (builds the set if it was dropped), then long-lived ones spread over the
+        // range.
+        assert!(
+            rt.block_on(store.outcome(conversation(5), id(round)))
+                .unwrap()
+                .is_none()
+        );
+        for k in (round % 7..LONG_LIVED).step_by(7) {
+            assert!(
+                long_lived_found(k),
+                "round {round}: long-lived outcome {} missed",
+                k * GAP
+            );
+            lookups += 1;
+        }
+    }
+    splitter.join().unwrap();
+    pruner.join().unwrap();
+    for k in 0..LONG_LIVED {
+        assert!(
+            long_lived_found(k),
+            "long-lived outcome {} missed at the end",
+            k * GAP
+        );
+    }
+    eprintln!("attack10: {lookups} lookups of long-lived outcomes in {round} rounds");
 }
