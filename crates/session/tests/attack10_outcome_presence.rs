@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod child_process;
+use child_process::acknowledged_until_killed;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -486,4 +489,65 @@ fn rebuilds_amid_splits_and_merges_of_the_same_leaves_miss_no_outcome() {
         );
     }
     eprintln!("attack10: {lookups} lookups of long-lived outcomes in {round} rounds");
+}
+
+/// The child's store directory (set only in the child).
+const ENTRY_DB_ENV: &str = "LIPACHAT_ATTACK10_ENTRY_DB";
+
+/// The child: records a referral for a new customer each round (every other one then
+/// moved to another customer), flushes, and acknowledges the round, until it is killed.
+/// Run only by the parent.
+#[test]
+#[ignore = "run as a child process by free_entry_points_acknowledged_before_a_sigkill_are_found"]
+fn free_entry_point_child() {
+    let Ok(path) = std::env::var(ENTRY_DB_ENV) else {
+        return;
+    };
+    let store = SledStore::open(path).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for i in 0_u64.. {
+            store
+                .record_referral(conversation(1_000 + i), Utc::now())
+                .await
+                .unwrap();
+            if i % 2 == 1 {
+                store
+                    .move_customer(business(), customer(1_000 + i), customer(5_000 + i))
+                    .await
+                    .unwrap();
+            }
+            WindowStore::flush(&store).await.unwrap();
+            println!("ack {i}");
+        }
+    });
+}
+
+/// Claim 4 after an unclean shutdown: the store's tallies then come from a scan at open,
+/// and every free entry point acknowledged before the SIGKILL (the first one included,
+/// written into an empty tree) is found, under the customer it was moved to if it was.
+#[test]
+fn free_entry_points_acknowledged_before_a_sigkill_are_found() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for wanted in [1, 2, 25] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let acknowledged =
+            acknowledged_until_killed("free_entry_point_child", ENTRY_DB_ENV, &path, wanted);
+        let store = SledStore::open(&path).expect("reopens after SIGKILL");
+        for i in acknowledged {
+            let holder = if i % 2 == 1 { 5_000 + i } else { 1_000 + i };
+            assert!(
+                runtime
+                    .block_on(store.free_entry_point(conversation(holder)))
+                    .unwrap()
+                    .is_some(),
+                "after {wanted} acks: the free entry point of round {i} is missed"
+            );
+        }
+    }
 }
