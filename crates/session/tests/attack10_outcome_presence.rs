@@ -54,6 +54,13 @@ fn queued(n: u64) -> QueuedMessage {
     }
 }
 
+/// A runtime to run the store's calls on, from any thread through its handle.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
 /// A store in `dir` flushed every 200 ms (its calls do not wait for the disk), and a
 /// runtime whose handle runs its calls from any thread.
 fn periodic_store(dir: &tempfile::TempDir) -> (SledStore, tokio::runtime::Runtime) {
@@ -63,9 +70,7 @@ fn periodic_store(dir: &tempfile::TempDir) -> (SledStore, tokio::runtime::Runtim
         })
         .open()
         .unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     (store, runtime)
 }
 
@@ -343,9 +348,7 @@ fn a_lookup_racing_the_write_of_its_key_finds_it_once_the_write_returned() {
 fn a_stored_free_entry_point_is_never_missed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     let rt = runtime.handle().clone();
     let (a, b) = (conversation(1), conversation(2));
     let at = Utc::now() - TimeDelta::minutes(5);
@@ -361,9 +364,7 @@ fn a_stored_free_entry_point_is_never_missed() {
         let reader = store.clone();
         assert!(
             std::thread::spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap()
+                current_thread_runtime()
                     .block_on(reader.free_entry_point(a))
                     .unwrap()
                     .is_some()
@@ -500,14 +501,11 @@ const ENTRY_DB_ENV: &str = "LIPACHAT_ATTACK10_ENTRY_DB";
 #[test]
 #[ignore = "run as a child process by free_entry_points_acknowledged_before_a_sigkill_are_found"]
 fn free_entry_point_child() {
-    let Ok(path) = std::env::var(ENTRY_DB_ENV) else {
+    let Some(store) = std::env::var_os(ENTRY_DB_ENV).map(|path| SledStore::open(path).unwrap())
+    else {
         return;
     };
-    let store = SledStore::open(path).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    current_thread_runtime().block_on(async {
         for i in 0_u64.. {
             store
                 .record_referral(conversation(1_000 + i), Utc::now())
@@ -530,9 +528,7 @@ fn free_entry_point_child() {
 /// written into an empty tree) is found, under the customer it was moved to if it was.
 #[test]
 fn free_entry_points_acknowledged_before_a_sigkill_are_found() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = current_thread_runtime();
     for wanted in [1, 2, 25] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
