@@ -547,3 +547,127 @@ fn free_entry_points_acknowledged_before_a_sigkill_are_found() {
         }
     }
 }
+
+/// A small deterministic generator (xorshift64*), so a failing sequence replays.
+struct Steps(u64);
+
+impl Steps {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Claim 1, whatever the order: random sequences of plain writes, writes with the outbox
+/// (enqueue and dequeue), moves of customers, erasures, brief outcomes pruned, bulk
+/// writes then erasures (which make the set outgrow the tree and be dropped), lookups and
+/// reopens, checked against a model of what is stored. An outcome the model holds (and
+/// that cannot have expired) must be found by its lookup; the model's misses must miss.
+#[test]
+fn random_orders_of_every_kind_of_write_agree_with_a_model() {
+    const CUSTOMERS: u64 = 5;
+    const IDS: u64 = 200;
+    let runtime = current_thread_runtime();
+    let rt = runtime.handle();
+    for seed in 1..=4_u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut store = SledStore::open(&path).unwrap();
+        let mut steps = Steps(0x9e37_79b9_7f4a_7c15 ^ seed);
+        // (customer, id) -> whether it may have expired (brief).
+        let mut model: std::collections::HashMap<(u64, u64), bool> = Default::default();
+        for step in 0..1_500_u64 {
+            let c = 1 + steps.below(CUSTOMERS);
+            let n = steps.below(IDS);
+            let chat = conversation(c);
+            match steps.below(100) {
+                0..=24 => {
+                    rt.block_on(store.put_outcome(chat, outcome(n, TimeDelta::days(1))))
+                        .unwrap();
+                    model.insert((c, n), false);
+                }
+                25..=29 => {
+                    let brief = outcome(n, TimeDelta::milliseconds(1));
+                    rt.block_on(store.put_outcome(chat, brief)).unwrap();
+                    model.insert((c, n), true);
+                }
+                30..=37 => {
+                    let message = outcome(n, TimeDelta::days(1));
+                    rt.block_on(store.enqueue_with_outcome(chat, queued(n), 1_000, message))
+                        .unwrap();
+                    model.insert((c, n), false);
+                }
+                38..=43 => {
+                    let message = outcome(n, TimeDelta::days(1));
+                    rt.block_on(store.dequeue_with_outcome(chat, id(n), message))
+                        .unwrap();
+                    model.insert((c, n), false);
+                }
+                44..=48 => {
+                    let to = 1 + steps.below(CUSTOMERS);
+                    rt.block_on(store.move_customer(business(), customer(c), customer(to)))
+                        .unwrap();
+                    if to != c {
+                        let moving: Vec<_> = model
+                            .keys()
+                            .filter(|(owner, _)| *owner == c)
+                            .copied()
+                            .collect();
+                        for key in moving {
+                            let brief = model.remove(&key).unwrap_or(false);
+                            // The target's own outcome wins for an id both hold.
+                            model.entry((to, key.1)).or_insert(brief);
+                        }
+                    }
+                }
+                49..=50 => {
+                    rt.block_on(store.forget(chat)).unwrap();
+                    model.retain(|(owner, _), _| *owner != c);
+                }
+                51..=52 => {
+                    store.prune_outcomes().unwrap();
+                }
+                53 => {
+                    // Bulk: the set grows by thousands of keys, then the tree loses them.
+                    let bulk = conversation(90);
+                    for k in 0..4_500 {
+                        let message = outcome(500_000 + k, TimeDelta::days(1));
+                        rt.block_on(store.put_outcome(bulk, message)).unwrap();
+                    }
+                    rt.block_on(store.forget(bulk)).unwrap();
+                }
+                54 => {
+                    drop(store);
+                    store = SledStore::open(&path).unwrap();
+                }
+                _ => {
+                    let found = rt.block_on(store.outcome(chat, id(n))).unwrap();
+                    match model.get(&(c, n)) {
+                        Some(false) => assert!(
+                            found.is_some(),
+                            "seed {seed}, step {step}: {chat} {n} is stored, its lookup missed it"
+                        ),
+                        None => assert!(
+                            found.is_none(),
+                            "seed {seed}, step {step}: {chat} {n} is not stored, yet found"
+                        ),
+                        Some(true) => {}
+                    }
+                }
+            }
+        }
+        // At the end, every outcome the model holds is looked up.
+        for (&(c, n), &brief) in &model {
+            if !brief {
+                assert!(
+                    rt.block_on(store.outcome(conversation(c), id(n)))
+                        .unwrap()
+                        .is_some(),
+                    "seed {seed}: {c} {n} is stored, its lookup missed it at the end"
+                );
+            }
+        }
+    }
+}
