@@ -6,9 +6,14 @@
 //! the outcome's write). The outcomes tree therefore keeps a set of 64-bit hashes of its
 //! keys: a key whose hash is not in the set is not in the tree, and a hash in the set
 //! (the key, or another sharing its hash) sends the lookup to sled as before. The set can
-//! only say "absent" wrongly if a write were missed, so every write notes its key twice:
-//! before it goes to sled, so that no reader finds the set behind sled, and after, so that
-//! a set built by a scan that started before the write still gets it.
+//! only say "absent" wrongly if a write were missed, so every write notes its key twice.
+//! After it is in sled: so a lookup that starts once the write's call has returned finds
+//! it, whatever the set went through meanwhile (a building scan that began before the
+//! write, a drop and a rebuild). Before it goes to sled: so a lookup racing the write
+//! mostly finds it too; a drop and rebuild between the two notes can lose the first,
+//! and the racing lookup then answers as a sled read made just before the write would.
+//! (The duplicate check of a send runs under the claim on its `messageId`, so no write
+//! of that outcome races it.)
 //!
 //! The set is built by one scan of the tree at the first lookup (as the WhatsApp id index
 //! is), grows with every key written, and keeps the keys removed since (a hash too many
