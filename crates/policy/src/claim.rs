@@ -31,9 +31,12 @@ pub(crate) struct HeldClaim<S: Store> {
     holder: Uuid,
 }
 
-/// A token for one claim, unique to it among every claim of every process: 64 random
-/// bits drawn once per process, then a count. (A fresh random UUID per claim cost a
-/// system call on every send under a caller's `messageId`.)
+/// A token for one claim, unique to it among every claim of every process: 60 random
+/// bits drawn once per process (a version-4 UUID's first 8 bytes), then a count. (A
+/// fresh random UUID per claim cost a system call on every send under a caller's
+/// `messageId`.) Two processes share tokens only if one is a copy of the other made
+/// after its first claim (a fork, a memory snapshot restored twice), which a tokio
+/// program does not do.
 fn claim_holder() -> Uuid {
     static PROCESS: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);

@@ -333,6 +333,13 @@ type TierMonth = (u64, i32, u32, u64);
 /// kept for [`SERVICE_TIER_SPAN`], longer than any month, and are never taken out. So once
 /// the store answers "limit reached", later sends that month are priced as billed without
 /// asking it again (at a high volume, every send after the first thousand of a month).
+///
+/// Where memory and store can differ (pricing only: no send waits on it): a message
+/// priced again after the tier was used up (a retry under the same `messageId` after its
+/// outcome could not be stored) is priced billed, where the store would find it already
+/// counted, free; a count the store lost (a Redis failover without persistence) is not
+/// seen until the messenger restarts or the month ends; and a count on the other kind of
+/// clock, which the store refuses, is not attempted, so not refused.
 #[derive(Debug, Default)]
 pub(crate) struct SpentTiers(std::sync::Mutex<std::collections::HashSet<TierMonth>>);
 

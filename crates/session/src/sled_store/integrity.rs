@@ -320,8 +320,10 @@ impl TrackedTree {
 
     /// Whether the tree holds no entry, by its tally: no sled read. A write not yet
     /// reported to the tally is missed, as a read made just before it would miss it.
+    /// After a failed write (which sled may have applied without the tally knowing), the
+    /// tally is not trusted: `false` until the store is opened again.
     pub fn holds_nothing(&self) -> bool {
-        self.tally.entries.load(Ordering::Relaxed) == 0
+        self.tally.entries.load(Ordering::Relaxed) == 0 && !self.uncertain.load(Ordering::Relaxed)
     }
 
     /// How many entries the tree holds.
@@ -680,6 +682,27 @@ impl DurableMark {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The empty-tree shortcut trusts the tally only while no write has failed: a failed
+    /// write may be in sled without the tally knowing.
+    #[test]
+    fn an_empty_tally_is_not_trusted_after_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let uncertain = std::sync::Arc::new(AtomicBool::new(false));
+        let tree = TrackedTree::new(
+            db.open_tree("t").unwrap(),
+            TreeTally::default(),
+            std::sync::Arc::clone(&uncertain),
+        );
+        assert!(tree.holds_nothing());
+        tree.insert(b"k", b"v".to_vec()).unwrap();
+        assert!(!tree.holds_nothing());
+        tree.remove(b"k").unwrap();
+        assert!(tree.holds_nothing());
+        tree.failed();
+        assert!(!tree.holds_nothing(), "a failed write may have landed");
+    }
 
     #[test]
     fn the_entry_hash_never_changes() {
