@@ -262,8 +262,11 @@ struct Attempt<T> {
     retry_after: Option<Duration>,
 }
 
-/// The `Content-Type` of a JSON body.
-const JSON: &str = "application/json";
+/// The `Content-Type` of a JSON body (a static header value: nothing is allocated or
+/// checked per request).
+pub(crate) fn json_content_type() -> HeaderValue {
+    HeaderValue::from_static("application/json")
+}
 
 /// One request the client makes: what it sends, and which failures its retries repeat.
 pub(crate) struct Call {
@@ -272,7 +275,7 @@ pub(crate) struct Call {
     /// The full URL.
     pub(crate) url: reqwest::Url,
     /// The body and its `Content-Type`, if any; every retry sends the same bytes.
-    pub(crate) body: Option<(bytes::Bytes, String)>,
+    pub(crate) body: Option<(bytes::Bytes, HeaderValue)>,
     /// What it is, for logs (`send`, `template catalog fetch`, ...).
     pub(crate) what: &'static str,
     /// Which failures are retried. A send is retried on every transient failure (the
@@ -449,7 +452,7 @@ impl Client {
             method: reqwest::Method::POST,
             url: self.inner.urls.get(endpoint).clone(),
             // Shared, so each retry re-sends the same bytes without copying them.
-            body: Some((body.into_bytes(), JSON.to_owned())),
+            body: Some((body.into_bytes(), json_content_type())),
             what: "send",
             retry_when: ApiError::is_transient,
             deadline,
@@ -608,7 +611,7 @@ impl Client {
                 .header(ACCEPT, "application/json");
             if let Some((body, content_type)) = &call.body {
                 request = request
-                    .header(CONTENT_TYPE, content_type.as_str())
+                    .header(CONTENT_TYPE, content_type.clone())
                     .body(body.clone());
             }
             let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;

@@ -572,7 +572,7 @@ impl Client {
         let call = Call {
             method,
             url,
-            body: Some((body.into_bytes(), "application/json".to_owned())),
+            body: Some((body.into_bytes(), crate::client::json_content_type())),
             what,
             retry_when: not_processed,
             deadline: None,
@@ -595,6 +595,13 @@ impl Client {
         file: &TemplateFile,
     ) -> Result<UploadedFile, ApiError> {
         let (body, content_type) = file.to_multipart();
+        // The boundary is made here of letters, digits and a dash: always a valid value.
+        let content_type = reqwest::header::HeaderValue::from_str(&content_type).map_err(|_| {
+            ApiError::Invalid(crate::ValidationError::InvalidField {
+                field: "multipart content type".to_owned(),
+                reason: "not a valid header value",
+            })
+        })?;
         let call = Call {
             method: reqwest::Method::POST,
             url: self.template_url(&["upload", "file"])?,

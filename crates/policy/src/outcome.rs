@@ -200,11 +200,20 @@ pub struct PreviousOutcome {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_message_id: Option<MessageId>,
     /// When this outcome was recorded.
+    #[serde(serialize_with = "rfc3339")]
     pub at: DateTime<Utc>,
     /// The message, kept (unless the policy rejects) so that a later gateway refusal can
     /// re-apply the policy to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<FreeFormMessage>,
+}
+
+/// Writes a time exactly as chrono's own `Serialize` does (RFC 3339, `Z`, as many digits
+/// of the second's fraction as it needs), but formatted once into a string: chrono hands
+/// serde_json a `Display` to collect, which it escapes character by character, and every
+/// send naming its `messageId` stores an outcome with its time.
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 impl PreviousOutcome {
@@ -418,4 +427,53 @@ pub struct InboundReport {
     pub recorded: Recorded,
     /// The delivery of queued messages it triggered.
     pub delivery: DeliveryReport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Serialises `at` with chrono's own `Serialize`, as outcomes were stored before.
+    fn by_chrono(at: DateTime<Utc>) -> String {
+        serde_json::to_string(&at).unwrap()
+    }
+
+    fn by_outcome(at: DateTime<Utc>) -> String {
+        let mut out = Vec::new();
+        rfc3339(&at, &mut serde_json::Serializer::new(&mut out)).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    proptest! {
+        /// Every time chrono can hold, with every kind of fraction (none, milli, micro,
+        /// nano, a leap second's), is written as chrono writes it.
+        #[test]
+        fn the_time_is_written_as_chrono_writes_it(
+            seconds in -8_000_000_000_000_i64..8_000_000_000_000,
+            nanos in prop_oneof![
+                Just(0_u32),
+                (0_u32..1_000).prop_map(|n| n * 1_000_000),
+                (0_u32..1_000_000).prop_map(|n| n * 1_000),
+                0_u32..2_000_000_000,
+            ],
+        ) {
+            if let Some(at) = DateTime::from_timestamp(seconds, nanos) {
+                prop_assert_eq!(by_outcome(at), by_chrono(at));
+            }
+        }
+    }
+
+    #[test]
+    fn a_stored_outcome_reads_back() {
+        let at = DateTime::from_timestamp(1_764_644_000, 123_000_000).unwrap();
+        let outcome = PreviousOutcome::bare(OutcomeKind::Sent, MessageId::new(), at);
+        let text = serde_json::to_string(&outcome).unwrap();
+        assert!(
+            text.contains(r#""at":"2025-12-02T02:53:20.123Z""#),
+            "{text}"
+        );
+        let back: PreviousOutcome = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, outcome);
+    }
 }
