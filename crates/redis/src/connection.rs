@@ -82,6 +82,11 @@ const CLUSTER_RETRIES: u32 = 24;
 /// few `TRYAGAIN`s).
 const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 250);
 
+/// How many times a script refused by the cluster (redirected or told to try again)
+/// inside a pipeline is sent again by the store itself; the operation timeout bounds
+/// them all.
+const SLOT_MOVE_RESENDS: u32 = 8;
+
 /// No Nagle delay (requests are small), and [`DEAD_PEER_TIMEOUT`] where supported.
 fn tcp_settings() -> redis::io::tcp::TcpSettings {
     let settings = redis::io::tcp::TcpSettings::default().set_nodelay(true);
@@ -720,16 +725,43 @@ impl Connection {
                     let sent = pipelines.iter().map(|pipeline| {
                         let mut link = link.clone();
                         async move {
-                            match self.send(&mut link, retry, pipeline).await {
-                                Err(error) if error.kind() == ErrorKind::NoScriptError => {
-                                    for eval in evals {
-                                        eval.script.prepare_invoke().load_async(&mut link).await?;
+                            let mut refused = 0;
+                            loop {
+                                let answer = match self.send(&mut link, retry, pipeline).await {
+                                    Err(error) if error.kind() == ErrorKind::NoScriptError => {
+                                        for eval in evals {
+                                            eval.script
+                                                .prepare_invoke()
+                                                .load_async(&mut link)
+                                                .await?;
+                                        }
+                                        // The scripts were not run (EVALSHA failed), and
+                                        // `before` is idempotent: sending again is safe.
+                                        self.send(&mut link, retry, pipeline).await
                                     }
-                                    // The scripts were not run (EVALSHA failed), and
-                                    // `before` is idempotent: sending again is safe.
-                                    self.send(&mut link, retry, pipeline).await
+                                    other => other,
+                                };
+                                match answer {
+                                    // A cluster pipeline holds one script: a server that
+                                    // redirected it (`ASK`, `MOVED`) or told it to try
+                                    // again ran nothing, so it is sent again whatever
+                                    // the call. redis-rs follows these for a command;
+                                    // inside a pipeline one can reach here (seen once
+                                    // while a slot migrated).
+                                    Err(error)
+                                        if self.is_cluster()
+                                            && error.is_cluster_error()
+                                            && refused < SLOT_MOVE_RESENDS =>
+                                    {
+                                        refused += 1;
+                                        tracing::debug!(%error, what, refused, "the cluster refused a script while a slot moves; sending it again");
+                                        tokio::time::sleep(Duration::from_millis(
+                                            CLUSTER_RETRY_WAIT_MS.0 * u64::from(refused),
+                                        ))
+                                        .await;
+                                    }
+                                    other => break other,
                                 }
-                                other => other,
                             }
                         }
                     });
