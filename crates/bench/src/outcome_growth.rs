@@ -130,10 +130,10 @@ async fn sled_sends(
         .await?
         .ok_or("the first send's outcome is missing")?;
     let sent = sends / SENDERS * SENDERS;
-    if store.stored_outcomes() != sent {
+    if store.stored_outcomes()? != sent {
         return Err(format!(
             "{} outcomes stored for {sent} sends",
-            store.stored_outcomes()
+            store.stored_outcomes()?
         )
         .into());
     }
@@ -167,13 +167,13 @@ async fn sled_waves(
         progress(&format!(
             "outcomes: wave {}: {bytes} disk bytes, {} outcomes stored",
             wave + 1,
-            store.stored_outcomes()
+            store.stored_outcomes()?
         ));
         if wave + 1 < WAVES {
             tokio::time::sleep(wait.saturating_sub(started.elapsed().min(wait))).await;
         }
     }
-    let live = store.stored_outcomes();
+    let live = store.stored_outcomes()?;
     let written = per_wave / SENDERS * SENDERS * WAVES;
     Ok(OutcomeFigures {
         wave_disk_bytes_per_written: bytes as f64 / written as f64,

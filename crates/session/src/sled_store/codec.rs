@@ -8,6 +8,7 @@
 //! | `outbox`      | conversation (16 B) ‖ sequence u64    | messageId (16 B) ‖ queued ms i64 ‖ payload   |
 //! | `invitations` | conversation (16 B)                   | messageId (16 B) ‖ sent ms i64               |
 //! | `outcomes`    | conversation (16 B) ‖ messageId (16 B)| 0xFF ‖ expires ms u64 ‖ wa id length u16 ‖ wa id ‖ outcome JSON text (an outcome written before outcomes expired: the JSON text alone) |
+//! | `outcomes`    | 0xFF ‖ batch number u64 (9 B)         | a journal batch (`outcome_journal`): 0x01 ‖ records of outcome key ‖ value length u32 ‖ value |
 //! | default tree  | `schema_version`                      | u32                                          |
 //! | default tree  | `integrity_mark`                      | u64, the checkpoint mark (`integrity`)       |
 
@@ -189,6 +190,26 @@ pub fn decode_invitation(bytes: &[u8]) -> Result<Invitation, String> {
         message_id: MessageId::from_slice(bytes).ok_or("invitation: no messageId")?,
         sent_at: read_time(&bytes[16..], "invitation sent at")?,
     })
+}
+
+/// The first byte of a batch entry's key, in the trees that keep records in batches
+/// (`predicted_costs`, and the outcome journal's batches in `outcomes`): above the first
+/// byte of any other key of those trees, which starts with a business number below 2^56.
+pub const BATCH_TAG: u8 = 0xFF;
+
+/// The key of batch `seq`: [`BATCH_TAG`] then the number, big-endian.
+pub fn batch_key(seq: u64) -> [u8; 9] {
+    let mut key = [BATCH_TAG; 9];
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The number of a batch key; `None` for any other key.
+pub fn batch_seq(key: &[u8]) -> Option<u64> {
+    match key {
+        [BATCH_TAG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// The outcome key: conversation then messageId, so erasure is a prefix removal.

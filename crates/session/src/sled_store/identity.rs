@@ -310,6 +310,9 @@ impl SledStore {
             .lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Every journaled outcome becomes a single entry, and none is journaled until the
+        // move committed.
+        let journal = self.inner.outcome_journal.unpacked()?;
 
         // The window: an unreadable source stops the move before anything changes.
         let source_window = shards
@@ -446,6 +449,10 @@ impl SledStore {
             }
             Err(TransactionError::Abort(never)) => match never {},
         };
+        // The WhatsApp id index and the sweep read outcomes through the journal.
+        let unpacked_expiry = journal.unpacked_expiry();
+        drop(journal);
+        self.note_written(unpacked_expiry);
         for (tree, key, old, new) in &done {
             trees[*tree].committed(key, old.as_deref(), new.as_deref());
             // Outcomes are also indexed by WhatsApp id, in memory.

@@ -8,6 +8,7 @@ mod group_commit;
 mod identity;
 mod index;
 mod integrity;
+mod outcome_journal;
 mod outcomes;
 mod predicted_costs;
 mod presence;
@@ -184,7 +185,8 @@ struct Inner {
     windows: TrackedTree,
     outbox: TrackedTree,
     invitations: TrackedTree,
-    outcomes: TrackedTree,
+    /// Shared with the outcome journal, whose batches it holds.
+    outcomes: Arc<TrackedTree>,
     identities: TrackedTree,
     aliases: TrackedTree,
     /// Held while a handle is allocated, so two callers never number one id twice.
@@ -194,6 +196,8 @@ struct Inner {
     /// The customer back-offs (131049), across business numbers.
     back_off: back_off::BackOffTree,
     outcome_book: outcomes::OutcomeBook,
+    /// Send outcomes written in batches.
+    outcome_journal: Arc<outcome_journal::OutcomeJournal>,
     index: Index,
     claims: Mutex<HashMap<MessageId, Claim>>,
     outbox_lock: Mutex<()>,
@@ -239,6 +243,9 @@ impl Drop for Inner {
         }
         if let Err(error) = self.seen.write_pending() {
             tracing::error!(path = %self.path.display(), %error, "writing the last remembered inbound ids failed");
+        }
+        if let Err(error) = self.outcome_journal.close() {
+            tracing::error!(path = %self.path.display(), %error, "writing the last send outcomes failed");
         }
         // Clean shutdown flushes everything, then seals what the store holds.
         if let Err(error) = self.db.flush() {
@@ -318,6 +325,17 @@ impl From<sled::Error> for StoreError {
     fn from(error: sled::Error) -> Self {
         StoreError::backend(SLED_BACKEND, error)
     }
+}
+
+/// Locks `mutex`, going on with what a holder that panicked left: every lock of the store
+/// guards state that is whole between any two of its steps.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Milliseconds since the epoch by this machine's clock (0 before 1970).
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 fn corrupt(conversation: Conversation, detail: String) -> StoreError {
@@ -569,20 +587,35 @@ impl SledStore {
             mark: AtomicU64::new(mark),
             durable,
         });
+        let uncertain = Arc::new(AtomicBool::new(false));
+        let track =
+            |tree, i: usize| TrackedTree::new(tree, found_tallies[i], Arc::clone(&uncertain));
+        let outcomes = Arc::new(track(outcomes, 3).with_presence());
+        let outcome_journal = Arc::new(outcome_journal::OutcomeJournal::start(
+            Arc::clone(&outcomes),
+            &path,
+        )?);
         let commit = match config.durability {
             Durability::Durable => Some(
                 GroupCommit::start(db.clone(), Arc::clone(&checkpoint), {
-                    // The ids remembered since the last flush go in with the next one.
+                    // The ids remembered and the outcomes journaled since the last flush
+                    // go in with the next one.
                     let seen = Arc::clone(&seen);
-                    Box::new(move || seen.write_pending())
+                    let journal = Arc::clone(&outcome_journal);
+                    Box::new(move || {
+                        // A failed batch stays pending (readable, and retried by the
+                        // journal's thread); the writers this flush covers are not failed
+                        // for it: none of them waits on an outcome.
+                        if let Err(error) = journal.write_pending() {
+                            tracing::warn!(%error, "writing a batch of send outcomes before a flush failed");
+                        }
+                        seen.write_pending()
+                    })
                 })
                 .map_err(io_error(&path))?,
             ),
             Durability::Periodic { .. } => None,
         };
-        let uncertain = Arc::new(AtomicBool::new(false));
-        let track =
-            |tree, i: usize| TrackedTree::new(tree, found_tallies[i], Arc::clone(&uncertain));
         let mut consent_index = 6;
         let consent_trees = consent_trees.map(|tree| {
             consent_index += 1;
@@ -593,7 +626,7 @@ impl SledStore {
                 windows: track(windows, 0),
                 outbox: track(outbox, 1),
                 invitations: track(invitations, 2),
-                outcomes: track(outcomes, 3).with_presence(),
+                outcomes,
                 identities: track(identities, 4),
                 aliases: track(aliases, 5),
                 registry_lock: Mutex::default(),
@@ -601,6 +634,7 @@ impl SledStore {
                 consent: consent::ConsentTrees::new(consent_trees, &path)?,
                 back_off: back_off::BackOffTree::new(track(back_off_tree, TREE_COUNT - 1)),
                 outcome_book: outcomes::OutcomeBook::default(),
+                outcome_journal,
                 db,
                 index,
                 claims: Mutex::default(),
@@ -1054,6 +1088,8 @@ impl WindowStore for SledStore {
         match &self.inner.commit {
             Some(commit) => commit.wait().await,
             None => {
+                // Journaled outcomes go in first (a group commit does this itself).
+                self.inner.outcome_journal.write_pending()?;
                 self.inner.db.flush_async().await?;
                 Ok(())
             }

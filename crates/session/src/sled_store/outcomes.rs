@@ -1,9 +1,11 @@
 //! Send outcomes: stored with their expiry, found by `messageId` or by WhatsApp id, and
 //! pruned once they expire.
 //!
-//! Each outcome is one entry of the `outcomes` tree, its expiry and WhatsApp id in front
-//! of its text, so writing one is one sled insert. Expiry is by this machine's clock: a
-//! read never returns an expired outcome. Expired outcomes are removed lazily: every
+//! An outcome's value is its expiry and WhatsApp id in front of its text. Most are
+//! journaled ([`super::outcome_journal`]: a batch of them per sled entry); the rest, and
+//! journaled ones once something walks the tree by key, are single entries of the
+//! `outcomes` tree. Expiry is by this machine's clock: a read never returns an expired
+//! outcome. Expired single entries are removed lazily: every
 //! [`SWEEP_EVERY`]th outcome written moves a cursor over [`SWEEP_PER_WRITE`] entries of
 //! the tree for each of those writes, removing those that expired, so a store that keeps
 //! sending sweeps the whole tree again and again and an idle one does not grow;
@@ -28,13 +30,13 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
-use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::{SledStore, codec, corrupt};
+use super::outcome_journal::Held;
+use super::{SledStore, codec, corrupt, lock, now_ms};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
 use crate::{Conversation, MessageId, PhoneNumber, StoreError};
 
@@ -53,15 +55,6 @@ fn tx_error(error: TransactionError<Infallible>) -> StoreError {
         TransactionError::Storage(error) => error.into(),
         TransactionError::Abort(never) => match never {},
     }
-}
-
-/// Milliseconds since the epoch by this machine's clock (0 before 1970).
-fn now_ms() -> u64 {
-    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the store keeps in memory about outcomes.
@@ -236,12 +229,7 @@ impl SledStore {
     /// from the tree under the index's lock, see [`WaIndex::update`]) is linked.
     fn index_change(&self, conversation: Conversation, id: MessageId, old: Option<&[u8]>) {
         self.wa_index().update(|| {
-            let current = self
-                .inner
-                .outcomes
-                .get(codec::outcome_key(conversation, id))
-                .ok()
-                .flatten();
+            let current = self.outcome_value(conversation, id).ok().flatten();
             let wa_of = |value: &[u8]| {
                 codec::decode_outcome(value)
                     .ok()
@@ -292,14 +280,51 @@ impl SledStore {
         outcome: &StoredOutcome,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let old = self.inner.outcomes.insert(
-            codec::outcome_key(conversation, outcome.message_id),
-            Self::encode(outcome, now),
-        )?;
-        self.note_written(Self::expiry_of(outcome, now));
+        let key = codec::outcome_key(conversation, outcome.message_id);
+        let value = Self::encode(outcome, now);
+        let outcomes = &self.inner.outcomes;
+        let journaled = self
+            .inner
+            .outcome_journal
+            .put(&key, &value, now, conversation, || {
+                Ok(outcomes.may_hold(&key) && outcomes.get(key)?.is_some())
+            })?;
+        let old = match journaled {
+            Some(old) => old,
+            None => {
+                let old = outcomes.insert(key, value)?;
+                self.note_written(Self::expiry_of(outcome, now));
+                old.map(|old| old.to_vec())
+            }
+        };
         self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
         Ok(())
+    }
+
+    /// Makes every journaled outcome a single entry, telling the sweep of them.
+    pub(super) fn unpack_journal(&self) -> Result<(), StoreError> {
+        let earliest = self.inner.outcome_journal.unpack()?;
+        self.note_written(earliest);
+        Ok(())
+    }
+
+    /// The value stored under (`conversation`, `id`): the journal's record, else the
+    /// single entry.
+    fn outcome_value(
+        &self,
+        conversation: Conversation,
+        id: MessageId,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = codec::outcome_key(conversation, id);
+        if let Held::Record(value) = self.inner.outcome_journal.get(&key, conversation)? {
+            return Ok(Some(value));
+        }
+        // A fresh messageId (the common case) is answered from memory.
+        if !self.inner.outcomes.may_hold(&key) {
+            return Ok(None);
+        }
+        Ok(self.inner.outcomes.get(key)?.map(|value| value.to_vec()))
     }
 
     fn encode(outcome: &StoredOutcome, now: u64) -> Vec<u8> {
@@ -353,8 +378,10 @@ impl SledStore {
         let now = now_ms();
         let key = codec::outcome_key(conversation, outcome.message_id);
         let value = Self::encode(outcome, now);
-        let (changed, old) = {
+        let (changed, old, unpacked_expiry) = {
             let _outbox = self.lock_outbox();
+            // The key's only record is the one this transaction writes.
+            let journal = self.inner.outcome_journal.evict(&key)?;
             let change = plan()?;
             let (outbox_tree, outcome_tree) = (&self.inner.outbox, &self.inner.outcomes);
             outcome_tree.will_write(&key);
@@ -391,8 +418,10 @@ impl SledStore {
                 None => {}
             }
             outcome_tree.committed(&key, old.as_deref(), Some(&value));
-            (change.is_some(), old)
+            (change.is_some(), old, journal.unpacked_expiry())
         };
+        // Told after the journal's lock is released: the sweep reads through the journal.
+        self.note_written(unpacked_expiry);
         self.note_written(Self::expiry_of(outcome, now));
         self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
@@ -418,12 +447,7 @@ impl SledStore {
         conversation: Conversation,
         message_id: MessageId,
     ) -> Result<Option<String>, StoreError> {
-        let key = codec::outcome_key(conversation, message_id);
-        // A fresh messageId (the common case) is answered from memory.
-        if !self.inner.outcomes.may_hold(&key) {
-            return Ok(None);
-        }
-        let Some(value) = self.inner.outcomes.get(key)? else {
+        let Some(value) = self.outcome_value(conversation, message_id)? else {
             return Ok(None);
         };
         Ok(Self::live(conversation, &value, now_ms())?.map(|v| v.text.to_owned()))
@@ -441,11 +465,7 @@ impl SledStore {
         else {
             return Ok(None);
         };
-        let Some(value) = self
-            .inner
-            .outcomes
-            .get(codec::outcome_key(conversation, id))?
-        else {
+        let Some(value) = self.outcome_value(conversation, id)? else {
             return Ok(None);
         };
         Ok(Self::live(conversation, &value, now_ms())?
@@ -455,6 +475,7 @@ impl SledStore {
 
     /// The WhatsApp id index, from the whole tree.
     fn scan_wa_ids(&self) -> Result<HashMap<u64, MessageId>, StoreError> {
+        self.unpack_journal()?;
         let mut map = HashMap::new();
         for entry in self.inner.outcomes.iter() {
             let (key, value) = entry?;
@@ -487,8 +508,8 @@ impl SledStore {
 
     /// The first live outcome of the business number (of every business number, without
     /// one) that `wanted_id` picks by its `messageId` (asked before the value is decoded)
-    /// and `wanted_value` by its value: a scan, in key order. Unreadable outcomes are
-    /// passed over.
+    /// and `wanted_value` by its value: a scan of the journal's records, then of the
+    /// tree in key order. Unreadable outcomes are passed over.
     fn find_live_outcome(
         &self,
         business: Option<PhoneNumber>,
@@ -499,18 +520,26 @@ impl SledStore {
             .map(|business| business.as_u64().to_be_bytes().to_vec())
             .unwrap_or_default();
         let now = now_ms();
-        for entry in self.inner.outcomes.scan_prefix(prefix) {
-            let (key, value) = entry?;
-            let Some((conversation, id)) = codec::parse_outcome_key(&key) else {
-                continue;
-            };
-            if !wanted_id(id) {
-                continue;
+        let found = |key: &[u8], value: &[u8]| {
+            let (conversation, id) = codec::parse_outcome_key(key)?;
+            if !key.starts_with(&prefix) || !wanted_id(id) {
+                return None;
             }
-            if let Ok(Some(live)) = Self::live(conversation, &value, now)
-                && wanted_value(&live)
-            {
-                return Ok(Some((conversation, id)));
+            let live = Self::live(conversation, value, now).ok()??;
+            wanted_value(&live).then_some((conversation, id))
+        };
+        // The journal first (its records are not single entries), then the tree.
+        if let Some(found) = self
+            .inner
+            .outcome_journal
+            .find(|key, value| found(key, value))?
+        {
+            return Ok(Some(found));
+        }
+        for entry in self.inner.outcomes.scan_prefix(&prefix) {
+            let (key, value) = entry?;
+            if let Some(found) = found(&key, &value) {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -537,6 +566,7 @@ impl SledStore {
         &self,
         conversation: Conversation,
     ) -> Result<Vec<(MessageId, String)>, StoreError> {
+        self.unpack_journal()?;
         let now = now_ms();
         let mut live = Vec::new();
         for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
@@ -552,6 +582,7 @@ impl SledStore {
 
     /// Erases the conversation's outcomes; whether there were any.
     pub(super) fn forget_outcomes(&self, conversation: Conversation) -> Result<bool, StoreError> {
+        self.unpack_journal()?;
         let mut found = false;
         for entry in self.inner.outcomes.scan_prefix(conversation.to_key()) {
             let (key, _) = entry?;
@@ -574,7 +605,7 @@ impl SledStore {
     pub fn prune_outcomes(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let mut from = Vec::new();
-        let mut removed = 0;
+        let mut removed = self.inner.outcome_journal.expire(now)?;
         loop {
             let (pruned, _, next) = self.sweep(&from, FULL_PASS_STEP, now)?;
             removed += pruned;
@@ -586,14 +617,15 @@ impl SledStore {
     }
 
     /// How many outcomes are on disk, expired ones not yet pruned included.
-    pub fn stored_outcomes(&self) -> usize {
-        self.inner.outcomes.entry_count()
+    pub fn stored_outcomes(&self) -> Result<usize, StoreError> {
+        let (journaled, batches) = self.inner.outcome_journal.counts()?;
+        Ok(self.inner.outcomes.entry_count() - batches + journaled)
     }
 
     /// Notes, once an outcome with expiry `expires` is in sled, that the sweep may find
     /// it expired from then on. (Noted after the write: a pass that began before the
     /// note counts it, and one that began after it finds the outcome in the tree.)
-    fn note_written(&self, expires: u64) {
+    pub(super) fn note_written(&self, expires: u64) {
         lock(&self.inner.outcome_book.sweep).written(expires);
     }
 
@@ -741,7 +773,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .is_some()
         );
-        assert_eq!(store.stored_outcomes(), 21);
+        assert_eq!(store.stored_outcomes().unwrap(), 21);
         std::thread::sleep(std::time::Duration::from_millis(80));
 
         // Writes short of a step sweep nothing...
@@ -755,10 +787,14 @@ mod tests {
         for _ in 0..writes_before_a_step(&store) - 1 {
             put_later().await;
         }
-        assert_eq!(store.stored_outcomes(), 22, "no step yet");
+        assert_eq!(store.stored_outcomes().unwrap(), 22, "no step yet");
         // ...and the write that completes them takes a step from where the last stopped.
         put_later().await;
-        assert_eq!(store.stored_outcomes(), 2, "one step looks at up to 512");
+        assert_eq!(
+            store.stored_outcomes().unwrap(),
+            2,
+            "one step looks at up to 512"
+        );
         assert_eq!(
             store
                 .outcome_by_wa_id(chat(), "wamid.L")
@@ -789,18 +825,20 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+        // As single entries, which the sweep walks (journaled ones leave by batch).
+        store.unpack_journal().unwrap_or_else(|e| panic!("{e}"));
         std::thread::sleep(std::time::Duration::from_millis(1_050));
         for _ in 0..writes_before_a_step(&store) {
             put_later().await;
         }
-        let after_step = store.stored_outcomes();
+        let after_step = store.stored_outcomes().unwrap();
         assert!(
             after_step >= 2 + many as usize - budget && after_step < 2 + many as usize,
             "one step removes at most {budget}: {after_step} left"
         );
         let removed = store.prune_outcomes().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(removed, after_step - 2);
-        assert_eq!(store.stored_outcomes(), 2);
+        assert_eq!(store.stored_outcomes().unwrap(), 2);
 
         // Writes alone go round the tree: enough of them remove every expired outcome.
         for n in 0..30 {
@@ -812,11 +850,12 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+        store.unpack_journal().unwrap_or_else(|e| panic!("{e}"));
         std::thread::sleep(std::time::Duration::from_millis(80));
         for _ in 0..2 * SWEEP_EVERY {
             put_later().await;
         }
-        assert_eq!(store.stored_outcomes(), 2, "the sweep went round");
+        assert_eq!(store.stored_outcomes().unwrap(), 2, "the sweep went round");
     }
 
     /// Once a pass has gone round the tree and found nothing that expires soon, writes
@@ -827,11 +866,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let store = store(&dir);
         let steps = |store: &SledStore| lock(&store.inner.outcome_book.sweep).steps;
+        // Each outcome is made a single entry at once, as the sweep finds them.
         let put = async |n: u128, keep: TimeDelta| {
             store
                 .put_outcome(chat(), StoredOutcome::new(id(n), "x").keep_for(keep))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
+            store.unpack_journal().unwrap_or_else(|e| panic!("{e}"));
         };
         let long = TimeDelta::hours(1);
         // The first step goes round the (small) tree: a pass.
@@ -844,7 +885,7 @@ mod tests {
             put(u128::from(1_000 + n), long).await;
         }
         assert_eq!(steps(&store), 1, "no step while nothing can have expired");
-        assert_eq!(store.stored_outcomes(), 5 * SWEEP_EVERY as usize);
+        assert_eq!(store.stored_outcomes().unwrap(), 5 * SWEEP_EVERY as usize);
 
         // A brief outcome written now tells the sweep when to wake.
         put(9_999, TimeDelta::milliseconds(50)).await;
@@ -864,7 +905,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}")),
             None
         );
-        let stored = store.stored_outcomes();
+        let stored = store.stored_outcomes().unwrap();
         assert!(
             store
                 .inner
@@ -972,10 +1013,11 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        assert_eq!(with_expiry(&store), budget + 1);
+        // (The new outcome is journaled, not a single entry.)
+        assert_eq!(with_expiry(&store), budget);
         // ...and a full pass the rest.
         assert_eq!(store.prune_outcomes().unwrap_or_else(|e| panic!("{e}")), 0);
-        assert_eq!(with_expiry(&store), old.len() + 1);
+        assert_eq!(with_expiry(&store), old.len());
         for id in &old {
             assert_eq!(
                 store

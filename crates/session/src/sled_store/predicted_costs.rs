@@ -27,19 +27,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::DateTime;
 
+use super::codec::{BATCH_TAG, batch_key, batch_seq};
 use super::consent::cost_key;
 use super::integrity::TrackedTree;
+use super::lock;
 use crate::consent::{PredictedCost, PricingCategory};
 use crate::{Conversation, MessageId, PhoneNumber, StoreError};
 
-/// The first byte of a batch's key.
-pub(super) const BATCH_TAG: u8 = 0xFF;
 /// The first byte of a batch's value: the record layout above.
 const BATCH_FORMAT: u8 = 1;
 /// A batch is written once its value reaches this size: about 40 costs. Small enough
@@ -53,25 +53,6 @@ pub(super) const WRITE_AFTER: Duration = Duration::from_millis(100);
 const FIXED_LEN: usize = 16 + 16 + 8 + 4 + 1 + 1 + 4;
 /// The WhatsApp id length that says there is none.
 const NO_WA_ID: u32 = u32::MAX;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The key of batch `seq`.
-fn batch_key(seq: u64) -> [u8; 9] {
-    let mut key = [BATCH_TAG; 9];
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// The sequence number of a batch key; `None` for an entry of the old form.
-fn batch_seq(key: &[u8]) -> Option<u64> {
-    match key {
-        [BATCH_TAG, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-        _ => None,
-    }
-}
 
 /// Appends `cost`'s batch record to `out`; `false` (nothing appended) when its WhatsApp
 /// id is too long for one.

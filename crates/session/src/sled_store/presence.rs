@@ -22,9 +22,10 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
 use super::integrity::entry_hash;
+use super::lock;
 
 /// Hashes kept beyond twice the tree's entries before the set is rebuilt, so a small tree
 /// is not scanned again and again.
@@ -57,10 +58,6 @@ impl Hasher for PassThrough {
 /// The hash a key is kept under.
 fn slot(key: &[u8]) -> u64 {
     entry_hash(key, b"presence")
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the set knows.

@@ -1,0 +1,729 @@
+//! The outcome journal: send outcomes written in batches, a sled entry per batch.
+//!
+//! A sled insert of a new key was most of what storing a send's outcome cost (a tree
+//! walk, a split of the leaf it lands in every few sends, page fragments for sled's
+//! threads to write), and every send naming its `messageId` stores one. So an outcome
+//! whose key the `outcomes` tree does not hold is appended, as a record, to a batch in
+//! memory; the batch becomes one entry of the same tree when it reaches [`BATCH_BYTES`]
+//! (written by the send that filled it), at the latest [`WRITE_AFTER`] after its first
+//! record (written by this module's thread), before every group-commit flush, and at a
+//! clean close. From there it reaches disk with sled's next flush, as the single insert
+//! it replaces did: a store's `put_outcome` was never waited on.
+//!
+//! A batch's key is [`BATCH_TAG`] then its number (8 bytes big-endian): 9 bytes, which no
+//! outcome key (32 bytes, starting with a business number below 2^56) can be, so every
+//! walk of the tree by outcome key passes batches over. Its value is [`BATCH_FORMAT`]
+//! then records, each the outcome's key (32 bytes), its value's length (4 bytes
+//! big-endian) and its value (as a single entry's: expiry, WhatsApp id, text).
+//!
+//! An in-memory index maps a 64-bit hash of each outcome key the journal holds to where
+//! its latest record is (the pending batch, or a written batch's number); it is built by
+//! one scan of the batches at the first use. A lookup reads the record there and checks
+//! its key, so two keys sharing a hash can only send the second to a single entry (the
+//! write sees the slot taken by another key), never return the wrong outcome.
+//!
+//! The rules that keep one answer per key:
+//! - a key the journal holds is read from the journal, whatever the tree holds under it;
+//! - an outcome is journaled only if its key is in the journal already or the tree does
+//!   not hold it (checked under the journal's lock): otherwise it is a single entry;
+//! - every other write of an outcome (the outbox transactions, a customer's move, an
+//!   erasure) and every walk of the tree by key (a conversation's outcomes, the scans by
+//!   business number, the WhatsApp id index's build) first *unpacks* the journal: every
+//!   record becomes a single entry, each batch's records in one transaction with the
+//!   batch's removal, in batch order, so the latest record of a key is the entry it ends
+//!   with, and a crash part way leaves the rest of the journal to answer for its keys.
+//!   The outbox transactions hold the journal's lock until they committed.
+//!
+//! A batch leaves the tree once its records and those of every earlier batch expired
+//! (each batch's latest expiry is kept in memory): oldest first, so no batch outlives a
+//! later one and a record a later one replaced cannot come back when the index is built
+//! again. A replaced record stays in its batch until then; a read never returns it.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sled::transaction::TransactionError;
+
+use super::codec::{BATCH_TAG, batch_key, batch_seq};
+use super::integrity::TrackedTree;
+use super::{codec, corrupt, lock, now_ms};
+use crate::StoreError;
+
+/// The first byte of a batch's value: the record layout above.
+const BATCH_FORMAT: u8 = 1;
+/// A batch is written once its value reaches this size: about eight outcomes of a sent
+/// contact card. Small enough that a sled leaf of batches stays well under the size
+/// sled moves to a separate blob file.
+const BATCH_BYTES: usize = 4096;
+/// The longest a record waits in memory before this module's thread writes its batch.
+pub(super) const WRITE_AFTER: Duration = Duration::from_millis(100);
+/// An outcome key's length.
+const KEY_LEN: usize = 32;
+
+/// The index slot of an outcome key.
+fn slot(key: &[u8; KEY_LEN]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Appends a record to `out`.
+fn encode_record(key: &[u8; KEY_LEN], value: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(key);
+    // A value longer than 4 GiB cannot come from one outcome (sled's own limit is lower).
+    out.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(value);
+}
+
+/// One record of a batch.
+#[derive(Debug)]
+struct Record<'a> {
+    key: &'a [u8; KEY_LEN],
+    value: &'a [u8],
+}
+
+/// The records of a batch's value (`FORMAT` then records), in the order written; the
+/// error says what is wrong with the first unreadable part.
+fn decode_batch(value: &[u8]) -> Result<Vec<Record<'_>>, String> {
+    let mut bytes = match value.split_first() {
+        Some((&BATCH_FORMAT, records)) => records,
+        Some((format, _)) => return Err(format!("unknown batch format {format}")),
+        None => return Err("an empty batch".into()),
+    };
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let short = || format!("a record is cut short ({} bytes left)", bytes.len());
+        let (key, rest) = bytes.split_first_chunk::<KEY_LEN>().ok_or_else(short)?;
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| short())?;
+        let (value, rest) = rest.split_at_checked(len).ok_or_else(short)?;
+        records.push(Record { key, value });
+        bytes = rest;
+    }
+    Ok(records)
+}
+
+/// The latest record of `key` among `records`.
+fn latest<'a>(records: &[Record<'a>], key: &[u8; KEY_LEN]) -> Option<&'a [u8]> {
+    records.iter().rev().find(|r| r.key == key).map(|r| r.value)
+}
+
+/// An outcome value's expiry (ms since the epoch; 0 for a value without one, which the
+/// journal never writes).
+fn expiry_of(value: &[u8]) -> u64 {
+    codec::decode_outcome(value)
+        .ok()
+        .and_then(|v| v.expires_ms)
+        .unwrap_or(0)
+}
+
+/// Removes from the index the keys whose latest record is the one in `batch` (a batch's
+/// value), found at `place`; how many.
+fn unindex(state: &mut State, batch: &[u8], place: Place) -> usize {
+    let mut removed = 0;
+    for record in decode_batch(batch).unwrap_or_default() {
+        if let Entry::Occupied(found) = state.index.entry(slot(record.key))
+            && *found.get() == place
+        {
+            found.remove();
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The records of `records` (a batch found at `place`) that are their key's latest:
+/// the last of their key in the batch, and the batch the index names for it.
+fn latest_records<'a>(records: Vec<Record<'a>>, state: &State, place: Place) -> Vec<Record<'a>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut latest: Vec<Record<'a>> = records
+        .into_iter()
+        .rev()
+        .filter(|record| {
+            seen.insert(record.key) && state.index.get(&slot(record.key)) == Some(&place)
+        })
+        .collect();
+    latest.reverse();
+    latest
+}
+
+/// The latest records of `records` (see [`latest_records`]) that have not expired by
+/// `now`.
+fn live_latest<'a>(
+    records: Vec<Record<'a>>,
+    state: &State,
+    place: Place,
+    now: u64,
+) -> Vec<Record<'a>> {
+    let mut kept = latest_records(records, state, place);
+    kept.retain(|record| expiry_of(record.value) > now);
+    kept
+}
+
+/// Where a key's latest record is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Place {
+    /// In the batch being filled.
+    Pending,
+    /// In the written batch of this number.
+    Batch(u64),
+}
+
+/// What the journal holds under a key.
+pub(super) enum Held {
+    /// This record (the outcome's value).
+    Record(Vec<u8>),
+    /// Nothing, and no other key shares its slot: a write may be journaled.
+    Nothing,
+    /// Nothing, but another key holds its slot: a write must be a single entry.
+    SlotTaken,
+}
+
+/// The journal's state, under one lock.
+#[derive(Default)]
+struct State {
+    /// The batches were scanned into the index.
+    built: bool,
+    /// [`BATCH_FORMAT`] then the pending records; empty when none waits.
+    pending: Vec<u8>,
+    /// The latest expiry among the pending records.
+    pending_expiry: u64,
+    /// Where each key's latest record is, by slot.
+    index: HashMap<u64, Place>,
+    /// Written batches by number: their latest expiry.
+    batches: BTreeMap<u64, u64>,
+    /// The next batch's number.
+    next_seq: u64,
+    /// The thread waits for a first record (so one must wake it).
+    idle: bool,
+    /// The store is closing: the thread ends.
+    shutdown: bool,
+}
+
+/// What the store and the thread share.
+struct Shared {
+    tree: Arc<TrackedTree>,
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+/// The journal with its pending batch and the thread that writes it.
+pub(super) struct OutcomeJournal {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The journal's lock, held by a writer of a single entry until it committed: no record
+/// of its key can be journaled meanwhile.
+pub(super) struct Evicted<'a> {
+    _state: MutexGuard<'a, State>,
+    unpacked_expiry: u64,
+}
+
+impl Evicted<'_> {
+    /// The earliest expiry among the records the journal unpacked into single entries
+    /// (`u64::MAX`: none), which the single entries' sweep must be told of.
+    pub(super) fn unpacked_expiry(&self) -> u64 {
+        self.unpacked_expiry
+    }
+}
+
+fn storage_error(error: TransactionError<std::convert::Infallible>) -> StoreError {
+    match error {
+        TransactionError::Storage(error) => error.into(),
+        TransactionError::Abort(never) => match never {},
+    }
+}
+
+impl Shared {
+    /// The state, with the index built.
+    fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        let mut state = lock(&self.state);
+        if !state.built {
+            self.build(&mut state)?;
+        }
+        Ok(state)
+    }
+
+    /// Scans the written batches into the index.
+    fn build(&self, state: &mut State) -> Result<(), StoreError> {
+        let mut index = HashMap::new();
+        let mut batches = BTreeMap::new();
+        let mut last = None;
+        for entry in self.tree.range(&[BATCH_TAG][..]..) {
+            let (key, value) = entry?;
+            let Some(seq) = batch_seq(&key) else {
+                continue;
+            };
+            last = Some(seq);
+            let records = decode_batch(&value).unwrap_or_else(|detail| {
+                tracing::warn!(
+                    batch = seq,
+                    detail,
+                    "an outcome batch is unreadable: its outcomes are not found"
+                );
+                Vec::new()
+            });
+            let mut expiry = 0;
+            for record in &records {
+                index.insert(slot(record.key), Place::Batch(seq));
+                expiry = expiry.max(expiry_of(record.value));
+            }
+            batches.insert(seq, expiry);
+        }
+        // Pending records (after a failed unpack, which rebuilds) stay where they are.
+        for (slot, place) in std::mem::take(&mut state.index) {
+            if place == Place::Pending {
+                index.insert(slot, place);
+            }
+        }
+        state.batches = batches;
+        state.index = index;
+        state.next_seq = last.map_or(0, |seq| seq.saturating_add(1));
+        state.built = true;
+        Ok(())
+    }
+
+    /// What the journal holds under `key`. `conversation` names the store's outcome in an
+    /// error.
+    fn find(
+        &self,
+        state: &State,
+        key: &[u8; KEY_LEN],
+        conversation: crate::Conversation,
+    ) -> Result<Held, StoreError> {
+        let Some(place) = state.index.get(&slot(key)).copied() else {
+            return Ok(Held::Nothing);
+        };
+        let found = match place {
+            Place::Pending => {
+                let records = decode_batch(&state.pending).map_err(|detail| {
+                    corrupt(conversation, format!("pending outcome batch: {detail}"))
+                })?;
+                latest(&records, key).map(<[u8]>::to_vec)
+            }
+            Place::Batch(seq) => {
+                let Some(value) = self.tree.get(batch_key(seq))? else {
+                    return Err(corrupt(
+                        conversation,
+                        format!("outcome batch {seq} is indexed but not in the tree"),
+                    ));
+                };
+                let records = decode_batch(&value).map_err(|detail| {
+                    corrupt(conversation, format!("outcome batch {seq}: {detail}"))
+                })?;
+                latest(&records, key).map(<[u8]>::to_vec)
+            }
+        };
+        Ok(found.map_or(Held::SlotTaken, Held::Record))
+    }
+
+    /// Writes the pending batch, if any, as the next batch entry. On failure the records
+    /// stay pending, for the next attempt.
+    fn write_pending(&self, state: &mut State) -> Result<(), StoreError> {
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        let seq = state.next_seq;
+        let next = seq.checked_add(1).ok_or_else(|| StoreError::Backend {
+            backend: "sled",
+            transient: false,
+            source: "no outcome batch number is left".into(),
+        })?;
+        self.tree.insert(batch_key(seq), state.pending.as_slice())?;
+        let records = decode_batch(&state.pending).unwrap_or_default();
+        for record in &records {
+            if let Some(place) = state.index.get_mut(&slot(record.key))
+                && *place == Place::Pending
+            {
+                *place = Place::Batch(seq);
+            }
+        }
+        state.batches.insert(seq, state.pending_expiry);
+        state.next_seq = next;
+        state.pending.clear();
+        state.pending_expiry = 0;
+        Ok(())
+    }
+
+    /// Removes, oldest first, every batch whose records all expired by `now`, stopping at
+    /// the first that holds a live one (so no batch outlives a later one, and a record
+    /// the removed batch replaced cannot come back at the next build); the pending batch
+    /// too, once it is the only one and its records all expired (it is never written).
+    /// How many outcomes left.
+    fn expire(&self, state: &mut State, now: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        while let Some((&seq, &expiry)) = state.batches.first_key_value() {
+            if expiry > now {
+                break;
+            }
+            if let Some(value) = self.tree.remove(batch_key(seq))? {
+                removed += unindex(state, &value, Place::Batch(seq));
+            }
+            state.batches.remove(&seq);
+        }
+        if state.batches.is_empty() && !state.pending.is_empty() && state.pending_expiry <= now {
+            let pending = std::mem::take(&mut state.pending);
+            removed += unindex(state, &pending, Place::Pending);
+            state.pending_expiry = 0;
+        }
+        Ok(removed)
+    }
+
+    /// Whether [`Shared::expire`] has anything to remove by `now`.
+    fn expiry_due(state: &State, now: u64) -> bool {
+        match state.batches.first_key_value() {
+            Some((_, &expiry)) => expiry <= now,
+            None => !state.pending.is_empty() && state.pending_expiry <= now,
+        }
+    }
+
+    /// Makes every record a single entry (see the module's rules); the journal is empty
+    /// after. The earliest expiry among them (`u64::MAX`: none). After a failure the
+    /// index is built again from the tree at the next use.
+    fn unpack(&self, state: &mut State) -> Result<u64, StoreError> {
+        let unpacked = self.unpack_all(state);
+        if unpacked.is_err() {
+            state.built = false;
+        }
+        unpacked
+    }
+
+    fn unpack_all(&self, state: &mut State) -> Result<u64, StoreError> {
+        // Only each key's latest record, unless it expired: the journal holds no key the
+        // tree holds, so an expired outcome left out reads as it would have (absent).
+        let now = now_ms();
+        let mut earliest = u64::MAX;
+        let mut wanted = |kept: &[Record<'_>]| {
+            earliest = kept
+                .iter()
+                .map(|r| expiry_of(r.value))
+                .fold(earliest, u64::min);
+        };
+        let seqs: Vec<u64> = state.batches.keys().copied().collect();
+        for seq in seqs {
+            let key = batch_key(seq);
+            if let Some(value) = self.tree.get(key)? {
+                let records = decode_batch(&value).unwrap_or_else(|detail| {
+                    tracing::warn!(
+                        batch = seq,
+                        detail,
+                        "an outcome batch is unreadable: its outcomes are dropped"
+                    );
+                    Vec::new()
+                });
+                let kept = live_latest(records, state, Place::Batch(seq), now);
+                wanted(&kept);
+                self.single_entries(&kept, Some((&key, &value)))?;
+            }
+            state.batches.remove(&seq);
+        }
+        if !state.pending.is_empty() {
+            let pending = std::mem::take(&mut state.pending);
+            let records = decode_batch(&pending).unwrap_or_default();
+            let kept = live_latest(records, state, Place::Pending, now);
+            wanted(&kept);
+            if let Err(error) = self.single_entries(&kept, None) {
+                state.pending = pending;
+                return Err(error);
+            }
+            state.pending_expiry = 0;
+        }
+        state.index.clear();
+        Ok(earliest)
+    }
+
+    /// Writes `records` as single entries, removing `batch` (its key and value) in the same
+    /// transaction.
+    fn single_entries(
+        &self,
+        records: &[Record<'_>],
+        batch: Option<(&[u8; 9], &[u8])>,
+    ) -> Result<(), StoreError> {
+        for record in records {
+            self.tree.will_write(record.key);
+        }
+        let committed = self.tree.for_transaction().transaction(|tx| {
+            let mut olds = Vec::with_capacity(records.len());
+            for record in records {
+                olds.push(tx.insert(&record.key[..], record.value)?);
+            }
+            if let Some((key, _)) = batch {
+                tx.remove(&key[..])?;
+            }
+            Ok(olds)
+        });
+        let olds = match committed {
+            Ok(olds) => olds,
+            Err(error) => {
+                self.tree.failed();
+                return Err(storage_error(error));
+            }
+        };
+        // The tallies follow each key's first old value and last new one.
+        let mut first_old: HashMap<&[u8; KEY_LEN], Option<sled::IVec>> = HashMap::new();
+        let mut last_new: HashMap<&[u8; KEY_LEN], &[u8]> = HashMap::new();
+        for (record, old) in records.iter().zip(olds) {
+            first_old.entry(record.key).or_insert(old);
+            last_new.insert(record.key, record.value);
+        }
+        for (key, old) in &first_old {
+            self.tree
+                .committed(&key[..], old.as_deref(), last_new.get(key).copied());
+        }
+        if let Some((key, value)) = batch {
+            self.tree.committed(key, Some(value), None);
+        }
+        Ok(())
+    }
+
+    /// The thread: once a record waits, gives the batch [`WRITE_AFTER`] to fill, then
+    /// writes what is pending; ends at shutdown (the closing store writes the rest).
+    fn run(&self) {
+        loop {
+            let state = self
+                .wake
+                .wait_while(lock(&self.state), |state| {
+                    state.idle = state.pending.is_empty() && !state.shutdown;
+                    state.idle
+                })
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut state = self
+                .wake
+                .wait_timeout_while(state, WRITE_AFTER, |state| !state.shutdown)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            if state.shutdown {
+                return;
+            }
+            if let Err(error) = self.write_pending(&mut state) {
+                tracing::warn!(%error, "writing a batch of send outcomes failed; the next batch retries it");
+            }
+        }
+    }
+}
+
+impl OutcomeJournal {
+    /// Takes over the journal kept in `tree` and starts the thread. `path` (the store's)
+    /// names the store in an error.
+    pub(super) fn start(tree: Arc<TrackedTree>, path: &Path) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            tree,
+            state: Mutex::default(),
+            wake: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("lipachat-outcomes".into())
+            .spawn(move || for_thread.run())
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// What the journal holds under `key`.
+    pub(super) fn get(
+        &self,
+        key: &[u8; KEY_LEN],
+        conversation: crate::Conversation,
+    ) -> Result<Held, StoreError> {
+        let state = self.shared.state()?;
+        self.shared.find(&state, key, conversation)
+    }
+
+    /// Journals `value` under `key` unless it must be a single entry: when another key
+    /// holds its slot, or the journal does not hold it and `stored_alone` (asked under the
+    /// journal's lock) says the tree does. `Ok(Some(old))` when journaled (`old`: the
+    /// record it replaced), `Ok(None)` when the caller must write a single entry. Expired
+    /// batches (by `now`) leave first.
+    pub(super) fn put(
+        &self,
+        key: &[u8; KEY_LEN],
+        value: &[u8],
+        now: u64,
+        conversation: crate::Conversation,
+        stored_alone: impl FnOnce() -> Result<bool, StoreError>,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let mut state = self.shared.state()?;
+        if Shared::expiry_due(&state, now) {
+            self.shared.expire(&mut state, now)?;
+        }
+        let old = match self.shared.find(&state, key, conversation)? {
+            Held::Record(old) => Some(old),
+            Held::SlotTaken => return Ok(None),
+            Held::Nothing if stored_alone()? => return Ok(None),
+            Held::Nothing => None,
+        };
+        let wake = state.idle && state.pending.is_empty();
+        if state.pending.is_empty() {
+            state.pending.reserve(BATCH_BYTES + 1024);
+            state.pending.push(BATCH_FORMAT);
+        }
+        encode_record(key, value, &mut state.pending);
+        state.pending_expiry = state.pending_expiry.max(expiry_of(value));
+        state.index.insert(slot(key), Place::Pending);
+        if state.pending.len() >= BATCH_BYTES {
+            // A failed write keeps the records pending (readable, retried by the thread).
+            if let Err(error) = self.shared.write_pending(&mut state) {
+                tracing::warn!(%error, "writing a batch of send outcomes failed; the thread retries it");
+            }
+        }
+        drop(state);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(Some(old))
+    }
+
+    /// The first of `wanted`'s answers over the latest record of each key the journal
+    /// holds (key, value), in no particular order: a scan of every batch, as a walk of the
+    /// tree would be, without unpacking them.
+    pub(super) fn find<T>(
+        &self,
+        wanted: impl Fn(&[u8; KEY_LEN], &[u8]) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let state = self.shared.state()?;
+        let found_in = |records: Vec<Record<'_>>, place: Place| {
+            latest_records(records, &state, place)
+                .into_iter()
+                .find_map(|record| wanted(record.key, record.value))
+        };
+        if let Ok(records) = decode_batch(&state.pending)
+            && let Some(found) = found_in(records, Place::Pending)
+        {
+            return Ok(Some(found));
+        }
+        for &seq in state.batches.keys() {
+            let Some(value) = self.shared.tree.get(batch_key(seq))? else {
+                continue;
+            };
+            if let Ok(records) = decode_batch(&value)
+                && let Some(found) = found_in(records, Place::Batch(seq))
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Makes every record a single entry (see the module's rules); the earliest expiry
+    /// among them (`u64::MAX`: none).
+    pub(super) fn unpack(&self) -> Result<u64, StoreError> {
+        let mut state = self.shared.state()?;
+        self.shared.unpack(&mut state)
+    }
+
+    /// Makes sure the journal does not hold `key` (unpacking it if it does), and holds the
+    /// journal's lock until the returned guard drops: a single entry written meanwhile is
+    /// the key's only record.
+    pub(super) fn evict(&self, key: &[u8; KEY_LEN]) -> Result<Evicted<'_>, StoreError> {
+        let mut state = self.shared.state()?;
+        let mut unpacked_expiry = u64::MAX;
+        if state.index.contains_key(&slot(key)) {
+            unpacked_expiry = self.shared.unpack(&mut state)?;
+        }
+        Ok(Evicted {
+            _state: state,
+            unpacked_expiry,
+        })
+    }
+
+    /// Makes every record a single entry, and holds the journal's lock until the returned
+    /// guard drops: nothing is journaled meanwhile.
+    pub(super) fn unpacked(&self) -> Result<Evicted<'_>, StoreError> {
+        let mut state = self.shared.state()?;
+        let unpacked_expiry = self.shared.unpack(&mut state)?;
+        Ok(Evicted {
+            _state: state,
+            unpacked_expiry,
+        })
+    }
+
+    /// Removes every written batch whose records all expired by `now`; how many outcomes
+    /// left.
+    pub(super) fn expire(&self, now: u64) -> Result<usize, StoreError> {
+        let mut state = self.shared.state()?;
+        self.shared.expire(&mut state, now)
+    }
+
+    /// How many outcomes the journal holds, and how many batch entries it has in the
+    /// tree.
+    pub(super) fn counts(&self) -> Result<(usize, usize), StoreError> {
+        let state = self.shared.state()?;
+        Ok((state.index.len(), state.batches.len()))
+    }
+
+    /// Writes the pending batch (before a flush).
+    pub(super) fn write_pending(&self) -> Result<(), StoreError> {
+        let mut state = lock(&self.shared.state);
+        self.shared.write_pending(&mut state)
+    }
+
+    /// Stops the thread and writes the pending batch (a clean close).
+    pub(super) fn close(&self) -> Result<(), StoreError> {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = lock(&self.thread).take() {
+            let _ = thread.join();
+        }
+        self.write_pending()
+    }
+}
+
+impl Drop for OutcomeJournal {
+    fn drop(&mut self) {
+        if lock(&self.thread).is_some()
+            && let Err(error) = self.close()
+        {
+            tracing::error!(%error, "writing the last send outcomes failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_in_order_and_the_latest_of_a_key_wins() {
+        let (a, b) = ([1u8; KEY_LEN], [2u8; KEY_LEN]);
+        let mut batch = vec![BATCH_FORMAT];
+        encode_record(&a, b"first", &mut batch);
+        encode_record(&b, b"", &mut batch);
+        encode_record(&a, b"second", &mut batch);
+        let records = decode_batch(&batch).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(latest(&records, &a), Some(&b"second"[..]));
+        assert_eq!(latest(&records, &b), Some(&b""[..]));
+        assert_eq!(latest(&records, &[3u8; KEY_LEN]), None);
+    }
+
+    #[test]
+    fn a_cut_or_unknown_batch_is_an_error_naming_it() {
+        let mut batch = vec![BATCH_FORMAT];
+        encode_record(&[1u8; KEY_LEN], b"value", &mut batch);
+        for cut in 2..batch.len() {
+            let error = decode_batch(&batch[..cut]).err().unwrap();
+            assert!(error.contains("cut short"), "{error}");
+        }
+        assert!(decode_batch(&[9]).unwrap_err().contains("format 9"));
+        assert!(decode_batch(&[]).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn batch_keys_are_never_outcome_keys() {
+        assert_eq!(batch_seq(&batch_key(7)), Some(7));
+        assert_eq!(batch_seq(&[BATCH_TAG; KEY_LEN]), None);
+        assert_eq!(batch_key(u64::MAX).len(), 9);
+    }
+}
