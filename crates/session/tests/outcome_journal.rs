@@ -314,3 +314,63 @@ proptest! {
         }
     }
 }
+
+/// Writers on several threads, each reading back every outcome as soon as its write
+/// returned, while another thread flushes again and again (holding the journal's writer,
+/// so full batches wait sealed in memory, and are read from there): every read finds its
+/// outcome, and after a reopen every outcome is there.
+#[test]
+fn outcomes_read_back_at_once_from_every_stage_of_a_batch_across_threads() {
+    const THREADS: u64 = 6;
+    const EACH: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledStore::open(&path).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let rt = runtime();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                rt.block_on(WindowStore::flush(&store)).unwrap();
+            }
+        });
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || {
+                    let rt = runtime();
+                    for k in 0..EACH {
+                        let n = t * EACH + k;
+                        let chat = conversation(t);
+                        rt.block_on(store.put_outcome(chat, sent(n, 1))).unwrap();
+                        assert_eq!(
+                            rt.block_on(store.outcome(chat, id(n))).unwrap(),
+                            Some(sent(n, 1).text),
+                            "thread {t}: outcome {n} read back at once"
+                        );
+                    }
+                })
+            })
+            .collect();
+        let joined: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
+        // The flusher stops even when a writer failed, so a failure is not a hang.
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for writer in joined {
+            if let Err(panic) = writer {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    assert_eq!(store.stored_outcomes().unwrap(), (THREADS * EACH) as usize);
+    drop(store);
+    let store = SledStore::open(&path).unwrap();
+    let rt = runtime();
+    for n in 0..THREADS * EACH {
+        assert_eq!(
+            rt.block_on(store.outcome(conversation(n / EACH), id(n)))
+                .unwrap(),
+            Some(sent(n, 1).text),
+            "outcome {n} after a reopen"
+        );
+    }
+}

@@ -250,6 +250,13 @@ pub fn encode_outcome(expires_ms: u64, wa_id: Option<&str>, text: &str) -> Vec<u
     out
 }
 
+/// An outcome value's expiry (ms since the epoch), read without decoding the rest;
+/// `None` for a value written before outcomes expired, or one cut short.
+pub fn outcome_expiry(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(&[OUTCOME_TAG])?;
+    Some(u64::from_be_bytes(*rest.first_chunk::<8>()?))
+}
+
 /// Decodes an outcome value, naming what is wrong with a corrupt one.
 pub fn decode_outcome(bytes: &[u8]) -> Result<OutcomeValue<'_>, String> {
     let text = |bytes| std::str::from_utf8(bytes).map_err(|e| format!("outcome text: {e}"));
@@ -407,6 +414,9 @@ mod tests {
                 text: "{\"kind\":\"sent\"}",
             }
         );
+        assert_eq!(outcome_expiry(&value), Some(1_800_000_000_000));
+        assert_eq!(outcome_expiry(b"{}"), None);
+        assert_eq!(outcome_expiry(&value[..8]), None);
         let bare = encode_outcome(7, None, "");
         assert_eq!(decode_outcome(&bare).unwrap().wa_id, None);
         assert_eq!(decode_outcome(&bare).unwrap().text, "");

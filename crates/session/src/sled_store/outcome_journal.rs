@@ -116,10 +116,7 @@ fn latest<'a>(records: &[Record<'a>], key: &[u8; KEY_LEN]) -> Option<&'a [u8]> {
 /// An outcome value's expiry (ms since the epoch; 0 for a value without one, which the
 /// journal never writes).
 fn expiry_of(value: &[u8]) -> u64 {
-    codec::decode_outcome(value)
-        .ok()
-        .and_then(|v| v.expires_ms)
-        .unwrap_or(0)
+    codec::outcome_expiry(value).unwrap_or(0)
 }
 
 /// Removes from the index the keys whose latest record is the one in `batch` (a batch's
@@ -170,8 +167,32 @@ fn live_latest<'a>(
 enum Place {
     /// In the batch being filled.
     Pending,
-    /// In the written batch of this number.
+    /// In the batch of this number: sealed (full, in memory until written) or written.
     Batch(u64),
+}
+
+/// A full batch, numbered, waiting in memory for its write.
+struct Sealed {
+    value: Arc<[u8]>,
+    /// The latest expiry among its records.
+    expiry: u64,
+}
+
+/// A batch's value: in memory (sealed) or read from the tree.
+enum BatchBytes {
+    Sealed(Arc<[u8]>),
+    Stored(sled::IVec),
+}
+
+impl std::ops::Deref for BatchBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Sealed(value) => value,
+            Self::Stored(value) => value,
+        }
+    }
 }
 
 /// What the journal holds under a key.
@@ -195,6 +216,8 @@ struct State {
     pending_expiry: u64,
     /// Where each key's latest record is, by slot.
     index: HashMap<u64, Place>,
+    /// Sealed batches by number, not yet written (numbered after every written one).
+    sealed: BTreeMap<u64, Sealed>,
     /// Written batches by number: their latest expiry.
     batches: BTreeMap<u64, u64>,
     /// The next batch's number.
@@ -210,6 +233,9 @@ struct Shared {
     tree: Arc<TrackedTree>,
     state: Mutex<State>,
     wake: Condvar,
+    /// Held by whoever writes sealed batches to the tree, or changes batches in ways a
+    /// write must not interleave with (an unpack); always taken before `state`.
+    writer: Mutex<()>,
 }
 
 /// The journal with its pending batch and the thread that writes it.
@@ -222,6 +248,7 @@ pub(super) struct OutcomeJournal {
 /// of its key can be journaled meanwhile.
 pub(super) struct Evicted<'a> {
     _state: MutexGuard<'a, State>,
+    _writer: MutexGuard<'a, ()>,
     unpacked_expiry: u64,
 }
 
@@ -276,15 +303,22 @@ impl Shared {
             }
             batches.insert(seq, expiry);
         }
-        // Pending records (after a failed unpack, which rebuilds) stay where they are.
+        // Pending and sealed records (after a failed unpack, which rebuilds) stay where
+        // they are.
         for (slot, place) in std::mem::take(&mut state.index) {
-            if place == Place::Pending {
+            let in_memory = match place {
+                Place::Pending => true,
+                Place::Batch(seq) => state.sealed.contains_key(&seq),
+            };
+            if in_memory {
                 index.insert(slot, place);
             }
         }
         state.batches = batches;
         state.index = index;
-        state.next_seq = last.map_or(0, |seq| seq.saturating_add(1));
+        state.next_seq = state
+            .next_seq
+            .max(last.map_or(0, |seq| seq.saturating_add(1)));
         state.built = true;
         Ok(())
     }
@@ -308,7 +342,7 @@ impl Shared {
                 latest(&records, key).map(<[u8]>::to_vec)
             }
             Place::Batch(seq) => {
-                let Some(value) = self.tree.get(batch_key(seq))? else {
+                let Some(value) = self.batch(state, seq)? else {
                     return Err(corrupt(
                         conversation,
                         format!("outcome batch {seq} is indexed but not in the tree"),
@@ -323,9 +357,16 @@ impl Shared {
         Ok(found.map_or(Held::SlotTaken, Held::Record))
     }
 
-    /// Writes the pending batch, if any, as the next batch entry. On failure the records
-    /// stay pending, for the next attempt.
-    fn write_pending(&self, state: &mut State) -> Result<(), StoreError> {
+    /// Batch `seq`'s value: sealed in memory, or from the tree.
+    fn batch(&self, state: &State, seq: u64) -> Result<Option<BatchBytes>, StoreError> {
+        if let Some(sealed) = state.sealed.get(&seq) {
+            return Ok(Some(BatchBytes::Sealed(Arc::clone(&sealed.value))));
+        }
+        Ok(self.tree.get(batch_key(seq))?.map(BatchBytes::Stored))
+    }
+
+    /// Seals the pending batch, if any: numbered, and kept in memory until written.
+    fn seal(state: &mut State) -> Result<(), StoreError> {
         if state.pending.is_empty() {
             return Ok(());
         }
@@ -335,20 +376,45 @@ impl Shared {
             transient: false,
             source: "no outcome batch number is left".into(),
         })?;
-        self.tree.insert(batch_key(seq), state.pending.as_slice())?;
-        let records = decode_batch(&state.pending).unwrap_or_default();
-        for record in &records {
+        let value: Arc<[u8]> = Arc::from(std::mem::take(&mut state.pending));
+        for record in decode_batch(&value).unwrap_or_default() {
             if let Some(place) = state.index.get_mut(&slot(record.key))
                 && *place == Place::Pending
             {
                 *place = Place::Batch(seq);
             }
         }
-        state.batches.insert(seq, state.pending_expiry);
+        let expiry = std::mem::take(&mut state.pending_expiry);
+        state.sealed.insert(seq, Sealed { value, expiry });
         state.next_seq = next;
-        state.pending.clear();
-        state.pending_expiry = 0;
         Ok(())
+    }
+
+    /// Writes the sealed batches to the tree, lowest number first, each outside the
+    /// state's lock (readers find it in memory until it is written). The caller holds
+    /// `writer`. On failure the batch stays sealed, for the next attempt.
+    fn write_sealed(&self) -> Result<(), StoreError> {
+        loop {
+            let Some((seq, value)) = lock(&self.state)
+                .sealed
+                .first_key_value()
+                .map(|(&seq, sealed)| (seq, Arc::clone(&sealed.value)))
+            else {
+                return Ok(());
+            };
+            self.tree.insert(batch_key(seq), &*value)?;
+            let mut state = lock(&self.state);
+            if let Some(sealed) = state.sealed.remove(&seq) {
+                state.batches.insert(seq, sealed.expiry);
+            }
+        }
+    }
+
+    /// Seals the pending batch and writes every sealed one.
+    fn write_pending(&self) -> Result<(), StoreError> {
+        let _writer = lock(&self.writer);
+        Self::seal(&mut *self.state()?)?;
+        self.write_sealed()
     }
 
     /// Removes, oldest first, every batch whose records all expired by `now`, stopping at
@@ -367,7 +433,11 @@ impl Shared {
             }
             state.batches.remove(&seq);
         }
-        if state.batches.is_empty() && !state.pending.is_empty() && state.pending_expiry <= now {
+        if state.batches.is_empty()
+            && state.sealed.is_empty()
+            && !state.pending.is_empty()
+            && state.pending_expiry <= now
+        {
             let pending = std::mem::take(&mut state.pending);
             removed += unindex(state, &pending, Place::Pending);
             state.pending_expiry = 0;
@@ -379,13 +449,15 @@ impl Shared {
     fn expiry_due(state: &State, now: u64) -> bool {
         match state.batches.first_key_value() {
             Some((_, &expiry)) => expiry <= now,
-            None => !state.pending.is_empty() && state.pending_expiry <= now,
+            None => {
+                state.sealed.is_empty() && !state.pending.is_empty() && state.pending_expiry <= now
+            }
         }
     }
 
     /// Makes every record a single entry (see the module's rules); the journal is empty
     /// after. The earliest expiry among them (`u64::MAX`: none). After a failure the
-    /// index is built again from the tree at the next use.
+    /// index is built again from the tree at the next use. The caller holds `writer`.
     fn unpack(&self, state: &mut State) -> Result<u64, StoreError> {
         let unpacked = self.unpack_all(state);
         if unpacked.is_err() {
@@ -422,6 +494,21 @@ impl Shared {
                 self.single_entries(&kept, Some((&key, &value)))?;
             }
             state.batches.remove(&seq);
+        }
+        let sealed: Vec<u64> = state.sealed.keys().copied().collect();
+        for seq in sealed {
+            let Some(value) = state
+                .sealed
+                .get(&seq)
+                .map(|sealed| Arc::clone(&sealed.value))
+            else {
+                continue;
+            };
+            let records = decode_batch(&value).unwrap_or_default();
+            let kept = live_latest(records, state, Place::Batch(seq), now);
+            wanted(&kept);
+            self.single_entries(&kept, None)?;
+            state.sealed.remove(&seq);
         }
         if !state.pending.is_empty() {
             let pending = std::mem::take(&mut state.pending);
@@ -489,11 +576,12 @@ impl Shared {
             let state = self
                 .wake
                 .wait_while(lock(&self.state), |state| {
-                    state.idle = state.pending.is_empty() && !state.shutdown;
+                    state.idle =
+                        state.pending.is_empty() && state.sealed.is_empty() && !state.shutdown;
                     state.idle
                 })
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut state = self
+            let state = self
                 .wake
                 .wait_timeout_while(state, WRITE_AFTER, |state| !state.shutdown)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -501,7 +589,9 @@ impl Shared {
             if state.shutdown {
                 return;
             }
-            if let Err(error) = self.write_pending(&mut state) {
+            // `writer` is taken before `state`.
+            drop(state);
+            if let Err(error) = self.write_pending() {
                 tracing::warn!(%error, "writing a batch of send outcomes failed; the next batch retries it");
             }
         }
@@ -516,6 +606,7 @@ impl OutcomeJournal {
             tree,
             state: Mutex::default(),
             wake: Condvar::new(),
+            writer: Mutex::default(),
         });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -564,7 +655,7 @@ impl OutcomeJournal {
             Held::Nothing if stored_alone()? => return Ok(None),
             Held::Nothing => None,
         };
-        let wake = state.idle && state.pending.is_empty();
+        let wake = state.idle;
         if state.pending.is_empty() {
             state.pending.reserve(BATCH_BYTES + 1024);
             state.pending.push(BATCH_FORMAT);
@@ -572,15 +663,29 @@ impl OutcomeJournal {
         encode_record(key, value, &mut state.pending);
         state.pending_expiry = state.pending_expiry.max(expiry_of(value));
         state.index.insert(slot(key), Place::Pending);
-        if state.pending.len() >= BATCH_BYTES {
-            // A failed write keeps the records pending (readable, retried by the thread).
-            if let Err(error) = self.shared.write_pending(&mut state) {
-                tracing::warn!(%error, "writing a batch of send outcomes failed; the thread retries it");
-            }
+        if state.pending.len() >= BATCH_BYTES
+            && let Err(error) = Shared::seal(&mut state)
+        {
+            tracing::warn!(%error, "sealing a batch of send outcomes failed; it stays pending");
         }
+        let sealed = !state.sealed.is_empty();
         drop(state);
         if wake {
             self.shared.wake.notify_one();
+        }
+        // The sealed batch is written now, outside the state's lock, unless another
+        // writer is at it (it writes every sealed batch it finds; the thread, any left).
+        if sealed {
+            let writer = match self.shared.writer.try_lock() {
+                Ok(writer) => Some(writer),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(_writer) = writer
+                && let Err(error) = self.shared.write_sealed()
+            {
+                tracing::warn!(%error, "writing a batch of send outcomes failed; the thread retries it");
+            }
         }
         Ok(Some(old))
     }
@@ -603,12 +708,12 @@ impl OutcomeJournal {
         {
             return Ok(Some(found));
         }
-        for &seq in state.batches.keys() {
-            let Some(value) = self.shared.tree.get(batch_key(seq))? else {
+        for seq in state.batches.keys().chain(state.sealed.keys()) {
+            let Some(value) = self.shared.batch(&state, *seq)? else {
                 continue;
             };
             if let Ok(records) = decode_batch(&value)
-                && let Some(found) = found_in(records, Place::Batch(seq))
+                && let Some(found) = found_in(records, Place::Batch(*seq))
             {
                 return Ok(Some(found));
             }
@@ -619,6 +724,7 @@ impl OutcomeJournal {
     /// Makes every record a single entry (see the module's rules); the earliest expiry
     /// among them (`u64::MAX`: none).
     pub(super) fn unpack(&self) -> Result<u64, StoreError> {
+        let _writer = lock(&self.shared.writer);
         let mut state = self.shared.state()?;
         self.shared.unpack(&mut state)
     }
@@ -627,6 +733,7 @@ impl OutcomeJournal {
     /// journal's lock until the returned guard drops: a single entry written meanwhile is
     /// the key's only record.
     pub(super) fn evict(&self, key: &[u8; KEY_LEN]) -> Result<Evicted<'_>, StoreError> {
+        let writer = lock(&self.shared.writer);
         let mut state = self.shared.state()?;
         let mut unpacked_expiry = u64::MAX;
         if state.index.contains_key(&slot(key)) {
@@ -634,6 +741,7 @@ impl OutcomeJournal {
         }
         Ok(Evicted {
             _state: state,
+            _writer: writer,
             unpacked_expiry,
         })
     }
@@ -641,10 +749,12 @@ impl OutcomeJournal {
     /// Makes every record a single entry, and holds the journal's lock until the returned
     /// guard drops: nothing is journaled meanwhile.
     pub(super) fn unpacked(&self) -> Result<Evicted<'_>, StoreError> {
+        let writer = lock(&self.shared.writer);
         let mut state = self.shared.state()?;
         let unpacked_expiry = self.shared.unpack(&mut state)?;
         Ok(Evicted {
             _state: state,
+            _writer: writer,
             unpacked_expiry,
         })
     }
@@ -665,8 +775,7 @@ impl OutcomeJournal {
 
     /// Writes the pending batch (before a flush).
     pub(super) fn write_pending(&self) -> Result<(), StoreError> {
-        let mut state = lock(&self.shared.state);
-        self.shared.write_pending(&mut state)
+        self.shared.write_pending()
     }
 
     /// Stops the thread and writes the pending batch (a clean close).

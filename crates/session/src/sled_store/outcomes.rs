@@ -670,10 +670,16 @@ impl SledStore {
         budget: usize,
         now: u64,
     ) -> Result<(usize, u64, Option<Vec<u8>>), StoreError> {
+        // Single entries only: the journal's batches (keys from `BATCH_TAG` on) expire
+        // by themselves, and walking their values would cost a read each.
+        let end: &[u8] = &[codec::BATCH_TAG];
+        if from >= end {
+            return Ok((0, u64::MAX, None));
+        }
         let entries = self
             .inner
             .outcomes
-            .range(from..)
+            .range(from..end)
             .take(budget)
             .collect::<Result<Vec<_>, _>>()?;
         let mut removed = 0;
