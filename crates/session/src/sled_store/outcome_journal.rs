@@ -260,15 +260,23 @@ impl Shared {
             let Some(seq) = batch_seq(&key) else {
                 continue;
             };
-            last = Some(seq);
-            let records = decode_batch(&value).unwrap_or_else(|detail| {
-                tracing::warn!(
-                    batch = seq,
-                    detail,
-                    "an outcome batch is unreadable: its outcomes are not found"
-                );
-                Vec::new()
-            });
+            // Only a readable batch numbers the next: an unreadable one (damage) could
+            // hold any number, the last included, and leave none for the batches to come.
+            // A batch written under its number later replaces it.
+            let records = match decode_batch(&value) {
+                Ok(records) => {
+                    last = Some(seq);
+                    records
+                }
+                Err(detail) => {
+                    tracing::warn!(
+                        batch = seq,
+                        detail,
+                        "an outcome batch is unreadable: its outcomes are not found"
+                    );
+                    Vec::new()
+                }
+            };
             let mut expiry = 0;
             for record in &records {
                 index.insert(slot(record.key), Place::Batch(seq));
@@ -656,11 +664,13 @@ impl OutcomeJournal {
         self.shared.expire(&mut state, now)
     }
 
-    /// How many outcomes the journal holds, and how many batch entries it has in the
-    /// tree.
-    pub(super) fn counts(&self) -> Result<(usize, usize), StoreError> {
+    /// How many outcomes the tree and the journal hold: the tree's entries less the
+    /// batch entries, plus the journal's outcomes. Counted under the journal's lock, so
+    /// no batch comes or goes between the counts.
+    pub(super) fn stored_outcomes(&self) -> Result<usize, StoreError> {
         let state = self.shared.state()?;
-        Ok((state.index.len(), state.batches.len()))
+        let entries = self.shared.tree.entry_count();
+        Ok(entries.saturating_sub(state.batches.len()) + state.index.len())
     }
 
     /// Writes the pending batch (before a flush).

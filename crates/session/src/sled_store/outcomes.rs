@@ -618,8 +618,7 @@ impl SledStore {
 
     /// How many outcomes are on disk, expired ones not yet pruned included.
     pub fn stored_outcomes(&self) -> Result<usize, StoreError> {
-        let (journaled, batches) = self.inner.outcome_journal.counts()?;
-        Ok(self.inner.outcomes.entry_count() - batches + journaled)
+        self.inner.outcome_journal.stored_outcomes()
     }
 
     /// Notes, once an outcome with expiry `expires` is in sled, that the sweep may find
