@@ -154,3 +154,50 @@ fn stored_outcomes_stays_sane_while_batches_expire() {
     assert!(counted.is_ok(), "stored_outcomes panicked");
     assert!(worst < 1_000_000, "stored_outcomes wrapped round: {worst}");
 }
+
+/// A move of a customer who has nothing unpacks the journal (every journaled outcome
+/// becomes a single entry, which only the sweep removes once expired) and then finds no
+/// change to make. The sweep must still be told when those single entries expire: before
+/// the fix that move returned early without telling it, so a store whose sweep had found
+/// nothing to wait for never swept them, and expired outcomes stayed on disk however many
+/// sends followed (the sweep's promise: a store that keeps sending keeps sweeping).
+#[test]
+fn a_move_with_nothing_to_move_still_tells_the_sweep_of_the_outcomes_it_unpacked() {
+    use lipachat_session::IdentityStore;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path().join("db")).unwrap();
+    let mut n = 0;
+    let mut put = |keep: TimeDelta| {
+        n += 1;
+        rt.block_on(store.put_outcome(conversation(n % 4), sent(n).keep_for(keep)))
+            .unwrap();
+    };
+    // A first sweep step goes round the tree, which holds only batches: nothing expires.
+    for _ in 0..64 {
+        put(TimeDelta::days(1));
+    }
+    const BRIEF: usize = 100;
+    for _ in 0..BRIEF {
+        put(TimeDelta::milliseconds(50));
+    }
+    let moved = rt
+        .block_on(store.move_customer(
+            business(),
+            Customer::Phone(PhoneNumber::from_u64(254_799_000_001).unwrap()),
+            Customer::Phone(PhoneNumber::from_u64(254_799_000_002).unwrap()),
+        ))
+        .unwrap();
+    assert_eq!(moved, Default::default(), "the customer had nothing");
+    std::thread::sleep(Duration::from_millis(150));
+    // Sends go on: four sweep steps of 512 entries each, far more than the tree holds.
+    const LATER: usize = 4 * 64;
+    for _ in 0..LATER {
+        put(TimeDelta::days(1));
+    }
+    assert_eq!(
+        store.stored_outcomes().unwrap(),
+        64 + LATER,
+        "the {BRIEF} expired outcomes the move unpacked were swept"
+    );
+}
