@@ -40,16 +40,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// An outcome the size of a sent contact card's: a batch holds a handful.
-fn sent(n: u64) -> StoredOutcome {
+/// Version `version` of outcome `n`, the size of a sent contact card's (a batch holds a
+/// handful), its WhatsApp id naming both.
+fn resent(n: u64, version: u64) -> StoredOutcome {
     StoredOutcome::new(
         id(n),
         format!(
-            "{{\"kind\":\"sent\",\"n\":{n},\"pad\":\"{}\"}}",
+            "{{\"kind\":\"sent\",\"n\":{n},\"pad\":\"{}\",\"v\":{version}}}",
             "x".repeat(300)
         ),
     )
-    .with_wa_id(format!("wamid.{n}"))
+    .with_wa_id(format!("wamid.{n}.v{version}"))
+}
+
+/// The first version of outcome `n`.
+fn sent(n: u64) -> StoredOutcome {
+    resent(n, 0)
 }
 
 /// Garbage written with raw sled, while the store is closed, under the batch key with
@@ -200,4 +206,304 @@ fn a_move_with_nothing_to_move_still_tells_the_sweep_of_the_outcomes_it_unpacked
         64 + LATER,
         "the {BRIEF} expired outcomes the move unpacked were swept"
     );
+}
+
+/// Claim 3: the scans by business number find journaled outcomes where they are (pending,
+/// in a written batch, after a reopen) and never a replaced record: not its WhatsApp id,
+/// and not an older live record of a key whose latest expired.
+#[test]
+fn scans_by_business_number_see_only_the_latest_journaled_record() {
+    use lipachat_session::WindowStore;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let chat = conversation(7);
+    let check =
+        |store: &SledStore, latest: u64, when: &str| {
+            for business in [Some(business()), None] {
+                for version in 0..3 {
+                    let found = rt
+                        .block_on(store.outcome_conversation_by_wa_id(
+                            business,
+                            &format!("wamid.1.v{version}"),
+                        ))
+                        .unwrap();
+                    let wanted = (version == latest).then_some((chat, id(1)));
+                    assert_eq!(found, wanted, "{when}: by WhatsApp id v{version}");
+                }
+                assert_eq!(
+                    rt.block_on(store.outcome_conversation(business, id(1)))
+                        .unwrap(),
+                    Some(chat),
+                    "{when}: by messageId"
+                );
+                // Outcome 2: long-lived, then replaced by one that expired at once.
+                assert_eq!(
+                    rt.block_on(store.outcome_conversation(business, id(2)))
+                        .unwrap(),
+                    None,
+                    "{when}: the latest record of outcome 2 expired"
+                );
+                assert_eq!(
+                    rt.block_on(store.outcome_conversation_by_wa_id(business, "wamid.2.v0"))
+                        .unwrap(),
+                    None,
+                    "{when}: outcome 2's replaced record"
+                );
+            }
+        };
+    {
+        let store = SledStore::open(&path).unwrap();
+        rt.block_on(store.put_outcome(chat, resent(1, 0))).unwrap();
+        rt.block_on(store.put_outcome(chat, resent(2, 0))).unwrap();
+        rt.block_on(store.flush()).unwrap(); // a written batch
+        rt.block_on(store.put_outcome(chat, resent(1, 1))).unwrap(); // pending
+        rt.block_on(store.put_outcome(chat, resent(2, 1).keep_for(TimeDelta::milliseconds(1))))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        check(&store, 1, "pending over a batch");
+        rt.block_on(store.flush()).unwrap();
+        check(&store, 1, "two batches");
+        rt.block_on(store.put_outcome(chat, resent(1, 2))).unwrap();
+        check(&store, 2, "pending over two batches");
+    }
+    let store = SledConfig::new(&path).full_check(true).open().unwrap();
+    assert!(store.integrity().is_intact(), "{:?}", store.integrity());
+    check(&store, 2, "reopened");
+}
+
+/// Erasure removes a conversation's outcomes from the disk, journaled ones included
+/// (pending, written, replaced records in older batches): after `forget` and a clean
+/// close, no entry of the `outcomes` tree, batch or single, holds the conversation's key.
+#[test]
+fn erasure_leaves_no_journaled_record_of_the_conversation_on_disk() {
+    use lipachat_session::WindowStore;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (erased, kept) = (conversation(11), conversation(12));
+    {
+        let store = SledStore::open(&path).unwrap();
+        for version in 0..3 {
+            for n in 0..20 {
+                let chat = if n % 2 == 0 { erased } else { kept };
+                rt.block_on(store.put_outcome(chat, resent(n, version)))
+                    .unwrap();
+            }
+            rt.block_on(store.flush()).unwrap();
+        }
+        rt.block_on(store.put_outcome(erased, resent(100, 0)))
+            .unwrap(); // pending
+        assert!(rt.block_on(store.forget(erased)).unwrap());
+        for n in 0..20 {
+            let (chat, gone) = if n % 2 == 0 {
+                (erased, true)
+            } else {
+                (kept, false)
+            };
+            assert_eq!(
+                rt.block_on(store.outcome(chat, id(n))).unwrap(),
+                (!gone).then(|| resent(n, 2).text),
+                "outcome {n}"
+            );
+        }
+    }
+    let key = erased.to_key();
+    let db = raw_sled(&path);
+    let tree = db.open_tree("outcomes").unwrap();
+    let mut entries = 0;
+    for entry in tree.iter() {
+        let (k, v) = entry.unwrap();
+        entries += 1;
+        let holds = |bytes: &[u8]| bytes.windows(key.len()).any(|w| w == key);
+        assert!(
+            !holds(&k) && !holds(&v),
+            "an entry of the outcomes tree still holds the erased conversation ({} bytes key)",
+            k.len()
+        );
+    }
+    assert!(entries >= 10, "the kept conversation's outcomes are there");
+}
+
+/// Where a writer thread is with one outcome: its last version whose call returned, and
+/// whether a later write of it is in flight.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Progress {
+    version: u64,
+    in_flight: bool,
+}
+
+/// The version a `versioned` outcome's text names.
+fn version_of(text: &str) -> u64 {
+    let tail = text.rsplit("\"v\":").next().unwrap();
+    tail.trim_end_matches('}').parse().unwrap()
+}
+
+/// Claim 1 across threads: once a writer's call returned (a journaled `put_outcome`, or
+/// an outbox transaction that unpacks the journal), every lookup by `messageId` that
+/// starts after finds that version or a later one, and a lookup by WhatsApp id finds the
+/// outcome by the WhatsApp id of its latest version, while other threads unpack the
+/// journal (a conversation's outcomes, moves, erasure), prune, flush and count. Then a
+/// clean close, and a reopen with a full check: intact, every latest version found.
+#[test]
+fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
+    use lipachat_session::{IdentityStore, QueuedMessage, WindowStore};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    const WRITERS: u64 = 2;
+    const KEYS: u64 = 24;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = SledStore::open(&path).unwrap();
+    let progress: Arc<Mutex<HashMap<u64, Progress>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let chat_of = |n: u64| conversation(20 + n % 3);
+    let mut threads = Vec::new();
+    for writer in 0..WRITERS {
+        let (store, progress, stop) = (store.clone(), Arc::clone(&progress), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            let rt = runtime();
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                round += 1;
+                for k in 0..KEYS {
+                    let n = writer * 1_000 + k;
+                    let version = round;
+                    progress
+                        .lock()
+                        .unwrap()
+                        .entry(n)
+                        .or_insert(Progress {
+                            version: 0,
+                            in_flight: true,
+                        })
+                        .in_flight = true;
+                    let outcome = resent(n, version);
+                    match (round + k) % 5 {
+                        0 => {
+                            let message = QueuedMessage {
+                                message_id: id(n),
+                                queued_at: chrono::Utc::now(),
+                                payload: "{}".into(),
+                            };
+                            rt.block_on(store.enqueue_with_outcome(
+                                chat_of(n),
+                                message,
+                                1_000,
+                                outcome,
+                            ))
+                            .unwrap();
+                        }
+                        1 => {
+                            rt.block_on(store.dequeue_with_outcome(chat_of(n), id(n), outcome))
+                                .unwrap();
+                        }
+                        _ => rt.block_on(store.put_outcome(chat_of(n), outcome)).unwrap(),
+                    }
+                    progress.lock().unwrap().insert(
+                        n,
+                        Progress {
+                            version,
+                            in_flight: false,
+                        },
+                    );
+                }
+            }
+        }));
+    }
+    // Unpacks, moves, erasure, pruning, flushes and counts, on other conversations.
+    {
+        let (store, stop) = (store.clone(), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            let rt = runtime();
+            let (a, b) = (
+                Customer::Phone(PhoneNumber::from_u64(254_700_000_050).unwrap()),
+                Customer::Phone(PhoneNumber::from_u64(254_700_000_051).unwrap()),
+            );
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                rt.block_on(store.put_outcome(conversation(50), resent(9_000 + i, 0)))
+                    .unwrap();
+                match i % 6 {
+                    0 => drop(rt.block_on(store.outcomes(conversation(21))).unwrap()),
+                    1 => drop(rt.block_on(store.move_customer(business(), a, b)).unwrap()),
+                    2 => drop(rt.block_on(store.move_customer(business(), b, a)).unwrap()),
+                    3 => drop(rt.block_on(store.forget(conversation(51))).unwrap()),
+                    4 => drop(store.prune_outcomes().unwrap()),
+                    _ => rt.block_on(store.flush()).unwrap(),
+                }
+                store.stored_outcomes().unwrap();
+            }
+        }));
+    }
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    for _ in 0..2 {
+        let (store, progress, stop, failures) = (
+            store.clone(),
+            Arc::clone(&progress),
+            Arc::clone(&stop),
+            Arc::clone(&failures),
+        );
+        threads.push(std::thread::spawn(move || {
+            let rt = runtime();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let n = (i % WRITERS) * 1_000 + (i / WRITERS) % KEYS;
+                let Some(before) = progress.lock().unwrap().get(&n).copied() else {
+                    continue;
+                };
+                if before.version == 0 {
+                    continue;
+                }
+                let found = rt.block_on(store.outcome(chat_of(n), id(n))).unwrap();
+                let found = found.as_deref().map(version_of);
+                if found.is_none_or(|v| v < before.version) {
+                    failures.lock().unwrap().push(format!(
+                        "outcome {n}: version {} returned before the lookup, found {found:?}",
+                        before.version
+                    ));
+                }
+                let wa = format!("wamid.{n}.v{}", before.version);
+                let by_wa = rt
+                    .block_on(store.outcome_by_wa_id(chat_of(n), &wa))
+                    .unwrap();
+                let after = progress.lock().unwrap().get(&n).copied();
+                if !before.in_flight
+                    && after == Some(before)
+                    && by_wa.map(|(m, _)| m) != Some(id(n))
+                {
+                    failures.lock().unwrap().push(format!(
+                        "outcome {n}: not found by the WhatsApp id {wa} of its latest version"
+                    ));
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} misses, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let latest = progress.lock().unwrap().clone();
+    drop(store);
+    let rt = runtime();
+    let store = SledConfig::new(&path).full_check(true).open().unwrap();
+    assert!(store.integrity().is_intact(), "{:?}", store.integrity());
+    for (n, progress) in latest {
+        let found = rt.block_on(store.outcome(chat_of(n), id(n))).unwrap();
+        assert_eq!(
+            found.as_deref().map(version_of),
+            Some(progress.version),
+            "outcome {n} after a clean close and reopen"
+        );
+    }
 }
