@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod child_process;
 mod raw_sled;
 
 use std::sync::Arc;
@@ -505,5 +506,104 @@ fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
             Some(progress.version),
             "outcome {n} after a clean close and reopen"
         );
+    }
+}
+
+/// The child's store directory, set by the parent.
+const CHILD_DB_ENV: &str = "LIPACHAT_ATTACK11_JOURNAL_TEST_DB";
+/// The outcomes the child writes a new version of each round.
+const CHILD_KEYS: u64 = 40;
+/// The conversation whose outcome the child writes, then erases, each round.
+const ERASED: u64 = 90;
+
+/// The child: each round writes a new version of every outcome (journaled: a few batches
+/// a round), flushes and prints `ack 2R` (every outcome's version R is acknowledged),
+/// then waits a moment in odd rounds (so a kill after that ack finds the batches the
+/// flush wrote, not what came later). Every third round it also writes an outcome of
+/// conversation `ERASED`, erases it, flushes and prints `ack 2R+1`; every fourth round it
+/// first unpacks the journal (a conversation's outcomes), which by then holds many
+/// batches, so a kill may land in an unpack. Run only by the parent.
+#[test]
+#[ignore = "run as a child process by sigkill_mid_unpack_keeps_every_acknowledged_outcome_at_its_latest"]
+fn attack11_journal_child() {
+    use lipachat_session::WindowStore;
+    let Ok(path) = std::env::var(CHILD_DB_ENV) else {
+        return;
+    };
+    let rt = runtime();
+    let store = SledStore::open(path).unwrap();
+    // The test harness's own "test ... " has no line end: the first ack starts a line.
+    println!();
+    for round in 1u64.. {
+        if round % 4 == 0 {
+            drop(rt.block_on(store.outcomes(conversation(0))).unwrap());
+        }
+        for n in 0..CHILD_KEYS {
+            rt.block_on(store.put_outcome(conversation(n % 4), resent(n, round)))
+                .unwrap();
+        }
+        rt.block_on(store.flush()).unwrap();
+        println!("ack {}", 2 * round);
+        if round % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        if round % 3 == 0 {
+            rt.block_on(store.put_outcome(conversation(ERASED), resent(10_000 + round, 0)))
+                .unwrap();
+            assert!(rt.block_on(store.forget(conversation(ERASED))).unwrap());
+            rt.block_on(store.flush()).unwrap();
+            println!("ack {}", 2 * round + 1);
+        }
+    }
+}
+
+/// Claim 2: after a SIGKILL (after an acknowledged flush of pending and written batches,
+/// or in the middle of an unpack of many batches; the counts of acks are picked for both,
+/// see the child), every outcome is found at a version no
+/// older than the last acknowledged one, and no erased outcome whose erasure was
+/// acknowledged comes back.
+#[test]
+fn sigkill_mid_unpack_keeps_every_acknowledged_outcome_at_its_latest() {
+    let rt = runtime();
+    for (attempt, acks) in [1usize, 6, 9, 11, 14, 16, 17].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let acked = child_process::acknowledged_until_killed(
+            "attack11_journal_child",
+            CHILD_DB_ENV,
+            &path,
+            acks,
+        );
+        let round = acked.iter().max().unwrap() / 2;
+        let store = SledStore::open(&path).expect("reopens after SIGKILL");
+        for n in 0..CHILD_KEYS {
+            let found = rt
+                .block_on(store.outcome(conversation(n % 4), id(n)))
+                .unwrap();
+            let version = found.as_deref().map(version_of);
+            assert!(
+                version.is_some_and(|v| v >= round),
+                "attempt {attempt}: outcome {n} found at {version:?}, version {round} acknowledged"
+            );
+            let by_wa = rt
+                .block_on(store.outcome_by_wa_id(
+                    conversation(n % 4),
+                    &format!("wamid.{n}.v{}", version.unwrap()),
+                ))
+                .unwrap();
+            assert_eq!(
+                by_wa.map(|(m, _)| m),
+                Some(id(n)),
+                "attempt {attempt}: by WhatsApp id"
+            );
+        }
+        for erased in acked.iter().filter(|ack| *ack % 2 == 1).map(|ack| ack / 2) {
+            assert_eq!(
+                rt.block_on(store.outcome(conversation(ERASED), id(10_000 + erased)))
+                    .unwrap(),
+                None,
+                "attempt {attempt}: erased outcome of round {erased} came back"
+            );
+        }
     }
 }
