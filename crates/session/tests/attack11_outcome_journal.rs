@@ -607,3 +607,121 @@ fn sigkill_mid_unpack_keeps_every_acknowledged_outcome_at_its_latest() {
         }
     }
 }
+
+/// Claim 5: damaged batch values (empty, an unknown format, a record cut short, a record
+/// whose value is not an outcome) under batch keys before, between and after the
+/// store's own batches: opening and using the store (lookups by id and WhatsApp id, the
+/// scans, a conversation's outcomes, writes, pruning, counting, erasure) never panics,
+/// answers every readable outcome rightly, and a clean close leaves a store whose full
+/// check is intact.
+#[test]
+fn damaged_batches_never_panic_nor_hide_a_readable_outcome() {
+    use lipachat_session::WindowStore;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    {
+        let store = SledStore::open(&path).unwrap();
+        for n in 0..30 {
+            rt.block_on(store.put_outcome(conversation(n % 3), sent(n)))
+                .unwrap();
+            if n % 10 == 9 {
+                rt.block_on(store.flush()).unwrap();
+            }
+        }
+    }
+    {
+        let db = raw_sled(&path);
+        let tree = db.open_tree("outcomes").unwrap();
+        let key = |seq: u64| {
+            let mut key = [0xFF_u8; 9];
+            key[1..].copy_from_slice(&seq.to_be_bytes());
+            key
+        };
+        let batches: Vec<u64> = tree
+            .iter()
+            .keys()
+            .filter_map(|k| {
+                let k = k.unwrap();
+                (k.len() == 9).then(|| u64::from_be_bytes(k[1..].try_into().unwrap()))
+            })
+            .collect();
+        assert!(batches.len() >= 3, "the store wrote batches: {batches:?}");
+        let last = *batches.iter().max().unwrap();
+        // A record for a new key (conversation 5, outcome 500) whose value is no outcome.
+        let mut bad_value = vec![1u8];
+        let mut outcome_key = conversation(5).to_key().to_vec();
+        outcome_key.extend_from_slice(id(500).as_bytes());
+        bad_value.extend_from_slice(&outcome_key);
+        bad_value.extend_from_slice(&3u32.to_be_bytes());
+        bad_value.extend_from_slice(b"bad");
+        for (seq, value) in [
+            (last + 1, vec![]),
+            (last + 3, vec![7, 1, 2, 3]),
+            (last + 5, vec![1, 0, 0, 0]),
+            (last + 7, bad_value),
+            (u64::MAX - 1, b"garbage".to_vec()),
+        ] {
+            tree.insert(key(seq), value).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let use_store = |store: &SledStore, when: &str| {
+        for n in 0..30 {
+            let chat = conversation(n % 3);
+            assert_eq!(
+                rt.block_on(store.outcome(chat, id(n))).unwrap(),
+                Some(sent(n).text),
+                "{when}: outcome {n}"
+            );
+            assert_eq!(
+                rt.block_on(store.outcome_by_wa_id(chat, &format!("wamid.{n}.v0")))
+                    .unwrap()
+                    .map(|(m, _)| m),
+                Some(id(n)),
+                "{when}: outcome {n} by WhatsApp id"
+            );
+            assert_eq!(
+                rt.block_on(store.outcome_conversation(Some(business()), id(n)))
+                    .unwrap(),
+                Some(chat),
+                "{when}: outcome {n}'s conversation"
+            );
+        }
+        // The record whose value is no outcome: a clear error (until erased), never a
+        // panic nor an outcome.
+        match rt.block_on(store.outcome(conversation(5), id(500))) {
+            Err(lipachat_session::StoreError::Corrupt { .. }) | Ok(None) => {}
+            other => panic!("{when}: the damaged record read as {other:?}"),
+        }
+        drop(rt.block_on(store.outcomes(conversation(5))));
+        store.stored_outcomes().unwrap();
+    };
+    {
+        let store = SledConfig::new(&path)
+            .accept_damage(true)
+            .full_check(true)
+            .open()
+            .unwrap();
+        use_store(&store, "opened with damage");
+        for n in 30..60 {
+            rt.block_on(store.put_outcome(conversation(n % 3), sent(n)))
+                .unwrap();
+        }
+        store.prune_outcomes().unwrap();
+        rt.block_on(store.forget(conversation(5))).unwrap();
+        rt.block_on(store.flush()).unwrap();
+        use_store(&store, "after writes, pruning and erasure");
+    }
+    let store = SledConfig::new(&path).full_check(true).open().unwrap();
+    assert!(store.integrity().is_intact(), "{:?}", store.integrity());
+    use_store(&store, "reopened");
+    for n in 30..60 {
+        assert_eq!(
+            rt.block_on(store.outcome(conversation(n % 3), id(n)))
+                .unwrap(),
+            Some(sent(n).text),
+            "reopened: outcome {n}"
+        );
+    }
+}
