@@ -344,7 +344,9 @@ fn version_of(text: &str) -> u64 {
 /// an outbox transaction that unpacks the journal), every lookup by `messageId` that
 /// starts after finds that version or a later one, and a lookup by WhatsApp id finds the
 /// outcome by the WhatsApp id of its latest version, while other threads unpack the
-/// journal (a conversation's outcomes, moves, erasure), prune, flush and count. Then a
+/// journal (a conversation's outcomes, moves, erasure), write brief outcomes (sweep
+/// steps), prune, flush and count, and a scan by business number finds the outcome's
+/// conversation. Nothing deadlocks (the test ends). Then a
 /// clean close, and a reopen with a full check: intact, every latest version found.
 #[test]
 fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
@@ -426,6 +428,10 @@ fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
                 i += 1;
                 rt.block_on(store.put_outcome(conversation(50), resent(9_000 + i, 0)))
                     .unwrap();
+                // Brief ones, which the sweep's steps (every 64th write) remove.
+                let brief = resent(50_000 + i, 0).keep_for(TimeDelta::milliseconds(1));
+                rt.block_on(store.put_outcome(conversation(52), brief))
+                    .unwrap();
                 match i % 6 {
                     0 => drop(rt.block_on(store.outcomes(conversation(21))).unwrap()),
                     1 => drop(rt.block_on(store.move_customer(business(), a, b)).unwrap()),
@@ -464,6 +470,14 @@ fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
                     failures.lock().unwrap().push(format!(
                         "outcome {n}: version {} returned before the lookup, found {found:?}",
                         before.version
+                    ));
+                }
+                let scanned = rt
+                    .block_on(store.outcome_conversation(Some(business()), id(n)))
+                    .unwrap();
+                if scanned != Some(chat_of(n)) {
+                    failures.lock().unwrap().push(format!(
+                        "outcome {n}: the scan by business number found {scanned:?}"
                     ));
                 }
                 let wa = format!("wamid.{n}.v{}", before.version);
