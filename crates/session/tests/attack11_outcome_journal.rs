@@ -739,3 +739,87 @@ fn damaged_batches_never_panic_nor_hide_a_readable_outcome() {
         );
     }
 }
+
+/// The child of the pending-records attack: its store's directory.
+const PENDING_DB_ENV: &str = "LIPACHAT_ATTACK11_PENDING_TEST_DB";
+/// Outcomes the pending-records child writes a round: a few hundred batches.
+const PENDING_ROUND_KEYS: u64 = 3_000;
+/// Of those, how many get a second version, pending when the unpack starts.
+const PENDING_REWRITTEN: u64 = 5;
+
+/// The child of `sigkill_in_an_unpack_loses_no_outcome_whose_latest_record_was_pending`:
+/// a periodic store (sled flushes every millisecond in the background). Each round writes
+/// version 1 of fresh outcomes (journaled, hundreds of batches), flushes and prints
+/// `ack R`; then writes version 2 of the round's first few outcomes (pending records whose
+/// version 1 is in the round's first batch) and unpacks the journal (a conversation's
+/// outcomes), which the parent's kill lands in. Run only by the parent.
+#[test]
+#[ignore = "run as a child process by sigkill_in_an_unpack_loses_no_outcome_whose_latest_record_was_pending"]
+fn attack11_pending_child() {
+    use lipachat_session::{Durability, WindowStore};
+    let Ok(path) = std::env::var(PENDING_DB_ENV) else {
+        return;
+    };
+    let rt = runtime();
+    let store = SledConfig::new(path)
+        .durability(Durability::Periodic {
+            interval: Duration::from_millis(1),
+        })
+        .open()
+        .unwrap();
+    println!();
+    for round in 1u64.. {
+        let first = round * 100_000;
+        for n in first..first + PENDING_ROUND_KEYS {
+            rt.block_on(store.put_outcome(conversation(n % 4), resent(n, 1)))
+                .unwrap();
+        }
+        rt.block_on(store.flush()).unwrap();
+        println!("ack {round}");
+        for n in first..first + PENDING_REWRITTEN {
+            rt.block_on(store.put_outcome(conversation(n % 4), resent(n, 2)))
+                .unwrap();
+        }
+        drop(rt.block_on(store.outcomes(conversation(0))).unwrap());
+    }
+}
+
+/// Claim 2, in an unpack: every outcome whose version 1 was acknowledged by a flush is
+/// found after a SIGKILL, at version 1 or 2. Before the fix, an unpack removed each batch
+/// with the records in it that were their key's latest, leaving the others (replaced by a
+/// later record) to that later record; for a key whose later record was still pending
+/// (in memory only, written last, in the unpack's final transaction), a kill after the
+/// first batch's transaction reached the disk and before that final one lost the key
+/// altogether: the acknowledged version 1 was removed with its batch, and version 2 was
+/// never written. A retry of that send would find no outcome, and send again.
+#[test]
+fn sigkill_in_an_unpack_loses_no_outcome_whose_latest_record_was_pending() {
+    let rt = runtime();
+    let mut lost = Vec::new();
+    for attempt in 0..4usize {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let acked = child_process::acknowledged_until_killed(
+            "attack11_pending_child",
+            PENDING_DB_ENV,
+            &path,
+            1 + attempt % 2,
+        );
+        let store = SledStore::open(&path).expect("reopens after SIGKILL");
+        for round in acked {
+            let first = round * 100_000;
+            for n in first..first + PENDING_ROUND_KEYS {
+                let found = rt
+                    .block_on(store.outcome(conversation(n % 4), id(n)))
+                    .unwrap();
+                if found.is_none() {
+                    lost.push((attempt, n));
+                }
+            }
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "acknowledged outcomes lost (attempt, outcome): {lost:?}"
+    );
+}
