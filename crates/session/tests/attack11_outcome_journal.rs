@@ -743,7 +743,7 @@ fn damaged_batches_never_panic_nor_hide_a_readable_outcome() {
 /// The child of the pending-records attack: its store's directory.
 const PENDING_DB_ENV: &str = "LIPACHAT_ATTACK11_PENDING_TEST_DB";
 /// Outcomes the pending-records child writes a round: a few hundred batches.
-const PENDING_ROUND_KEYS: u64 = 3_000;
+const PENDING_ROUND_KEYS: u64 = 6_000;
 /// Of those, how many get a second version, pending when the unpack starts.
 const PENDING_REWRITTEN: u64 = 5;
 
@@ -752,7 +752,8 @@ const PENDING_REWRITTEN: u64 = 5;
 /// version 1 of fresh outcomes (journaled, hundreds of batches), flushes and prints
 /// `ack R`; then writes version 2 of the round's first few outcomes (pending records whose
 /// version 1 is in the round's first batch) and unpacks the journal (a conversation's
-/// outcomes), which the parent's kill lands in. Run only by the parent.
+/// outcomes: hundreds of batches), which the parent's kill, a few milliseconds after the
+/// first ack, lands in. Run only by the parent.
 #[test]
 #[ignore = "run as a child process by sigkill_in_an_unpack_loses_no_outcome_whose_latest_record_was_pending"]
 fn attack11_pending_child() {
@@ -794,17 +795,28 @@ fn attack11_pending_child() {
 /// never written. A retry of that send would find no outcome, and send again.
 #[test]
 fn sigkill_in_an_unpack_loses_no_outcome_whose_latest_record_was_pending() {
+    use std::io::BufRead;
     let rt = runtime();
     let mut lost = Vec::new();
-    for attempt in 0..4usize {
+    // Killed a while after the first ack: the unpack is under way by then (its first
+    // batches' transactions on disk, flushed by sled every millisecond), not yet done.
+    for (attempt, delay_ms) in [2u64, 5, 10, 20, 30, 45].into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
-        let acked = child_process::acknowledged_until_killed(
-            "attack11_pending_child",
-            PENDING_DB_ENV,
-            &path,
-            1 + attempt % 2,
-        );
+        let mut child =
+            child_process::spawn_test_child("attack11_pending_child", PENDING_DB_ENV, &path);
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut acked = Vec::new();
+        for line in stdout.lines() {
+            if let Some(round) = line.unwrap().strip_prefix("ack ") {
+                acked.push(round.parse::<u64>().unwrap());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        assert_eq!(acked, [1], "the child acknowledged its first round");
         let store = SledStore::open(&path).expect("reopens after SIGKILL");
         for round in acked {
             let first = round * 100_000;

@@ -32,6 +32,9 @@
 //!   record becomes a single entry, each batch's records in one transaction with the
 //!   batch's removal, in batch order, so the latest record of a key is the entry it ends
 //!   with, and a crash part way leaves the rest of the journal to answer for its keys.
+//!   The pending records are written as the last batch first: a transaction keeps only
+//!   the records that are their key's latest, so a later record must already be in the
+//!   tree when the batch with the earlier one leaves, or a crash loses both.
 //!   The outbox transactions hold the journal's lock until they committed.
 //!
 //! A batch leaves the tree once its records and those of every earlier batch expired
@@ -403,6 +406,13 @@ impl Shared {
     }
 
     fn unpack_all(&self, state: &mut State) -> Result<u64, StoreError> {
+        // The pending records become a batch first, the last: every record is then in the
+        // tree, after the batches it replaces records of, before any batch leaves. A
+        // crash part way (some batches' transactions on disk, each taking with it the
+        // records a later batch replaced) finds those later records in the batches left,
+        // where a pending record, unpacked last from memory, would be lost with the
+        // record it replaced (an acknowledged outcome gone, and its send repeated).
+        self.write_pending(state)?;
         // Only each key's latest record, unless it expired: the journal holds no key the
         // tree holds, so an expired outcome left out reads as it would have (absent).
         let now = now_ms();
@@ -427,20 +437,9 @@ impl Shared {
                 });
                 let kept = live_latest(records, state, Place::Batch(seq), now);
                 wanted(&kept);
-                self.single_entries(&kept, Some((&key, &value)))?;
+                self.single_entries(&kept, (&key, &value))?;
             }
             state.batches.remove(&seq);
-        }
-        if !state.pending.is_empty() {
-            let pending = std::mem::take(&mut state.pending);
-            let records = decode_batch(&pending).unwrap_or_default();
-            let kept = live_latest(records, state, Place::Pending, now);
-            wanted(&kept);
-            if let Err(error) = self.single_entries(&kept, None) {
-                state.pending = pending;
-                return Err(error);
-            }
-            state.pending_expiry = 0;
         }
         state.index.clear();
         Ok(earliest)
@@ -451,7 +450,7 @@ impl Shared {
     fn single_entries(
         &self,
         records: &[Record<'_>],
-        batch: Option<(&[u8; 9], &[u8])>,
+        batch: (&[u8; 9], &[u8]),
     ) -> Result<(), StoreError> {
         for record in records {
             self.tree.will_write(record.key);
@@ -461,9 +460,7 @@ impl Shared {
             for record in records {
                 olds.push(tx.insert(&record.key[..], record.value)?);
             }
-            if let Some((key, _)) = batch {
-                tx.remove(&key[..])?;
-            }
+            tx.remove(&batch.0[..])?;
             Ok(olds)
         });
         let olds = match committed {
@@ -484,9 +481,7 @@ impl Shared {
             self.tree
                 .committed(&key[..], old.as_deref(), last_new.get(key).copied());
         }
-        if let Some((key, value)) = batch {
-            self.tree.committed(key, Some(value), None);
-        }
+        self.tree.committed(batch.0, Some(batch.1), None);
         Ok(())
     }
 
