@@ -311,8 +311,9 @@ impl SledStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Every journaled outcome becomes a single entry, and none is journaled until the
-        // move committed.
-        let journal = self.inner.outcome_journal.unpacked()?;
+        // move committed. Dropped first on every way out (with nothing to move too),
+        // which tells the sweep of the single entries the unpack wrote.
+        let journal = self.hold_unpacked_journal()?;
 
         // The window: an unreadable source stops the move before anything changes.
         let source_window = shards
@@ -450,9 +451,7 @@ impl SledStore {
             Err(TransactionError::Abort(never)) => match never {},
         };
         // The WhatsApp id index and the sweep read outcomes through the journal.
-        let unpacked_expiry = journal.unpacked_expiry();
         drop(journal);
-        self.note_written(unpacked_expiry);
         for (tree, key, old, new) in &done {
             trees[*tree].committed(key, old.as_deref(), new.as_deref());
             // Outcomes are also indexed by WhatsApp id, in memory.

@@ -603,12 +603,12 @@ impl SledStore {
                     let seen = Arc::clone(&seen);
                     let journal = Arc::clone(&outcome_journal);
                     Box::new(move || {
-                        // A failed batch stays pending (readable, and retried by the
-                        // journal's thread); the writers this flush covers are not failed
-                        // for it: none of them waits on an outcome.
-                        if let Err(error) = journal.write_pending() {
-                            tracing::warn!(%error, "writing a batch of send outcomes before a flush failed");
-                        }
+                        // A batch that could not be written fails the flush: its writers
+                        // learn that not everything written before it is on disk (the
+                        // batch stays in memory, readable, and is retried).
+                        journal.write_pending().map_err(|error| {
+                            sled::Error::Io(std::io::Error::other(error.to_string()))
+                        })?;
                         seen.write_pending()
                     })
                 })

@@ -32,6 +32,9 @@
 //!   record becomes a single entry, each batch's records in one transaction with the
 //!   batch's removal, in batch order, so the latest record of a key is the entry it ends
 //!   with, and a crash part way leaves the rest of the journal to answer for its keys.
+//!   The pending records are written as the last batch first: a transaction keeps only
+//!   the records that are their key's latest, so a later record must already be in the
+//!   tree when the batch with the earlier one leaves, or a crash loses both.
 //!   The outbox transactions hold the journal's lock until they committed.
 //!
 //! A batch leaves the tree once its records and those of every earlier batch expired
@@ -287,15 +290,23 @@ impl Shared {
             let Some(seq) = batch_seq(&key) else {
                 continue;
             };
-            last = Some(seq);
-            let records = decode_batch(&value).unwrap_or_else(|detail| {
-                tracing::warn!(
-                    batch = seq,
-                    detail,
-                    "an outcome batch is unreadable: its outcomes are not found"
-                );
-                Vec::new()
-            });
+            // Only a readable batch numbers the next: an unreadable one (damage) could
+            // hold any number, the last included, and leave none for the batches to come.
+            // A batch written under its number later replaces it.
+            let records = match decode_batch(&value) {
+                Ok(records) => {
+                    last = Some(seq);
+                    records
+                }
+                Err(detail) => {
+                    tracing::warn!(
+                        batch = seq,
+                        detail,
+                        "an outcome batch is unreadable: its outcomes are not found"
+                    );
+                    Vec::new()
+                }
+            };
             let mut expiry = 0;
             for record in &records {
                 index.insert(slot(record.key), Place::Batch(seq));
@@ -410,6 +421,22 @@ impl Shared {
         }
     }
 
+    /// Writes every sealed batch to the tree, lowest number first, under the state's
+    /// lock (for an unpack, which holds `writer` too).
+    fn write_sealed_locked(&self, state: &mut State) -> Result<(), StoreError> {
+        while let Some((seq, value)) = state
+            .sealed
+            .first_key_value()
+            .map(|(&seq, sealed)| (seq, Arc::clone(&sealed.value)))
+        {
+            self.tree.insert(batch_key(seq), &*value)?;
+            if let Some(sealed) = state.sealed.remove(&seq) {
+                state.batches.insert(seq, sealed.expiry);
+            }
+        }
+        Ok(())
+    }
+
     /// Seals the pending batch and writes every sealed one.
     fn write_pending(&self) -> Result<(), StoreError> {
         let _writer = lock(&self.writer);
@@ -467,6 +494,15 @@ impl Shared {
     }
 
     fn unpack_all(&self, state: &mut State) -> Result<u64, StoreError> {
+        // The pending records become a batch first, the last: every record is then in the
+        // tree, after the batches it replaces records of, before any batch leaves. A
+        // crash part way (some batches' transactions on disk, each taking with it the
+        // records a later batch replaced) finds those later records in the batches left,
+        // where a pending record, unpacked last from memory, would be lost with the
+        // record it replaced (an acknowledged outcome gone, and its send repeated). The
+        // sealed batches, numbered before it, are written before it for the same reason.
+        Self::seal(state)?;
+        self.write_sealed_locked(state)?;
         // Only each key's latest record, unless it expired: the journal holds no key the
         // tree holds, so an expired outcome left out reads as it would have (absent).
         let now = now_ms();
@@ -491,35 +527,9 @@ impl Shared {
                 });
                 let kept = live_latest(records, state, Place::Batch(seq), now);
                 wanted(&kept);
-                self.single_entries(&kept, Some((&key, &value)))?;
+                self.single_entries(&kept, (&key, &value))?;
             }
             state.batches.remove(&seq);
-        }
-        let sealed: Vec<u64> = state.sealed.keys().copied().collect();
-        for seq in sealed {
-            let Some(value) = state
-                .sealed
-                .get(&seq)
-                .map(|sealed| Arc::clone(&sealed.value))
-            else {
-                continue;
-            };
-            let records = decode_batch(&value).unwrap_or_default();
-            let kept = live_latest(records, state, Place::Batch(seq), now);
-            wanted(&kept);
-            self.single_entries(&kept, None)?;
-            state.sealed.remove(&seq);
-        }
-        if !state.pending.is_empty() {
-            let pending = std::mem::take(&mut state.pending);
-            let records = decode_batch(&pending).unwrap_or_default();
-            let kept = live_latest(records, state, Place::Pending, now);
-            wanted(&kept);
-            if let Err(error) = self.single_entries(&kept, None) {
-                state.pending = pending;
-                return Err(error);
-            }
-            state.pending_expiry = 0;
         }
         state.index.clear();
         Ok(earliest)
@@ -530,7 +540,7 @@ impl Shared {
     fn single_entries(
         &self,
         records: &[Record<'_>],
-        batch: Option<(&[u8; 9], &[u8])>,
+        batch: (&[u8; 9], &[u8]),
     ) -> Result<(), StoreError> {
         for record in records {
             self.tree.will_write(record.key);
@@ -540,9 +550,7 @@ impl Shared {
             for record in records {
                 olds.push(tx.insert(&record.key[..], record.value)?);
             }
-            if let Some((key, _)) = batch {
-                tx.remove(&key[..])?;
-            }
+            tx.remove(&batch.0[..])?;
             Ok(olds)
         });
         let olds = match committed {
@@ -563,9 +571,7 @@ impl Shared {
             self.tree
                 .committed(&key[..], old.as_deref(), last_new.get(key).copied());
         }
-        if let Some((key, value)) = batch {
-            self.tree.committed(key, Some(value), None);
-        }
+        self.tree.committed(batch.0, Some(batch.1), None);
         Ok(())
     }
 
@@ -766,11 +772,13 @@ impl OutcomeJournal {
         self.shared.expire(&mut state, now)
     }
 
-    /// How many outcomes the journal holds, and how many batch entries it has in the
-    /// tree.
-    pub(super) fn counts(&self) -> Result<(usize, usize), StoreError> {
+    /// How many outcomes the tree and the journal hold: the tree's entries less the
+    /// batch entries, plus the journal's outcomes. Counted under the journal's lock, so
+    /// no batch comes or goes between the counts.
+    pub(super) fn stored_outcomes(&self) -> Result<usize, StoreError> {
         let state = self.shared.state()?;
-        Ok((state.index.len(), state.batches.len()))
+        let entries = self.shared.tree.entry_count();
+        Ok(entries.saturating_sub(state.batches.len()) + state.index.len())
     }
 
     /// Writes the pending batch (before a flush).

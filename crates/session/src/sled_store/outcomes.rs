@@ -35,7 +35,7 @@ use std::sync::Mutex;
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::outcome_journal::Held;
+use super::outcome_journal::{Evicted, Held};
 use super::{SledStore, codec, corrupt, lock, now_ms};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
 use crate::{Conversation, MessageId, PhoneNumber, StoreError};
@@ -302,6 +302,31 @@ impl SledStore {
         Ok(())
     }
 
+    /// Makes every journaled outcome a single entry and holds the journal's lock (see
+    /// [`OutcomeJournal::unpacked`]) until the returned guard drops, which then tells the
+    /// sweep of the single entries written, however the holder's work ended.
+    ///
+    /// [`OutcomeJournal::unpacked`]: super::outcome_journal::OutcomeJournal::unpacked
+    pub(super) fn hold_unpacked_journal(&self) -> Result<HeldJournal<'_>, StoreError> {
+        let evicted = self.inner.outcome_journal.unpacked()?;
+        Ok(HeldJournal {
+            store: self,
+            evicted: Some(evicted),
+        })
+    }
+
+    /// As [`SledStore::hold_unpacked_journal`], unpacking only if the journal holds `key`
+    /// (see [`OutcomeJournal::evict`]).
+    ///
+    /// [`OutcomeJournal::evict`]: super::outcome_journal::OutcomeJournal::evict
+    fn hold_journal_without(&self, key: &[u8; 32]) -> Result<HeldJournal<'_>, StoreError> {
+        let evicted = self.inner.outcome_journal.evict(key)?;
+        Ok(HeldJournal {
+            store: self,
+            evicted: Some(evicted),
+        })
+    }
+
     /// Makes every journaled outcome a single entry, telling the sweep of them.
     pub(super) fn unpack_journal(&self) -> Result<(), StoreError> {
         let earliest = self.inner.outcome_journal.unpack()?;
@@ -378,10 +403,11 @@ impl SledStore {
         let now = now_ms();
         let key = codec::outcome_key(conversation, outcome.message_id);
         let value = Self::encode(outcome, now);
-        let (changed, old, unpacked_expiry) = {
+        let (changed, old) = {
             let _outbox = self.lock_outbox();
-            // The key's only record is the one this transaction writes.
-            let journal = self.inner.outcome_journal.evict(&key)?;
+            // The key's only record is the one this transaction writes. (Dropped first,
+            // at the end of this block: then the sweep is told of what was unpacked.)
+            let _journal = self.hold_journal_without(&key)?;
             let change = plan()?;
             let (outbox_tree, outcome_tree) = (&self.inner.outbox, &self.inner.outcomes);
             outcome_tree.will_write(&key);
@@ -418,10 +444,8 @@ impl SledStore {
                 None => {}
             }
             outcome_tree.committed(&key, old.as_deref(), Some(&value));
-            (change.is_some(), old, journal.unpacked_expiry())
+            (change.is_some(), old)
         };
-        // Told after the journal's lock is released: the sweep reads through the journal.
-        self.note_written(unpacked_expiry);
         self.note_written(Self::expiry_of(outcome, now));
         self.index_change(conversation, outcome.message_id, old.as_deref());
         self.sweep_after_write(now);
@@ -618,8 +642,7 @@ impl SledStore {
 
     /// How many outcomes are on disk, expired ones not yet pruned included.
     pub fn stored_outcomes(&self) -> Result<usize, StoreError> {
-        let (journaled, batches) = self.inner.outcome_journal.counts()?;
-        Ok(self.inner.outcomes.entry_count() - batches + journaled)
+        self.inner.outcome_journal.stored_outcomes()
     }
 
     /// Notes, once an outcome with expiry `expires` is in sled, that the sweep may find
@@ -719,6 +742,25 @@ impl SledStore {
             .then(|| entries.last().map(|(key, _)| [key.as_ref(), &[0]].concat()))
             .flatten();
         Ok((removed, kept_min, next))
+    }
+}
+
+/// The outcome journal's lock, held by a writer of single entries; dropping it releases
+/// the lock, then tells the sweep of the single entries the journal unpacked (the sweep
+/// reads through the journal, so not under its lock), whether the writer committed,
+/// found nothing to change, or failed.
+pub(super) struct HeldJournal<'a> {
+    store: &'a SledStore,
+    evicted: Option<Evicted<'a>>,
+}
+
+impl Drop for HeldJournal<'_> {
+    fn drop(&mut self) {
+        if let Some(evicted) = self.evicted.take() {
+            let unpacked_expiry = evicted.unpacked_expiry();
+            drop(evicted);
+            self.store.note_written(unpacked_expiry);
+        }
     }
 }
 
