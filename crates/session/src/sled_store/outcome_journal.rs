@@ -4,11 +4,17 @@
 //! walk, a split of the leaf it lands in every few sends, page fragments for sled's
 //! threads to write), and every send naming its `messageId` stores one. So an outcome
 //! whose key the `outcomes` tree does not hold is appended, as a record, to a batch in
-//! memory; the batch becomes one entry of the same tree when it reaches [`BATCH_BYTES`]
-//! (written by the send that filled it), at the latest [`WRITE_AFTER`] after its first
-//! record (written by this module's thread), before every group-commit flush, and at a
-//! clean close. From there it reaches disk with sled's next flush, as the single insert
-//! it replaces did: a store's `put_outcome` was never waited on.
+//! memory; the batch becomes one entry of the same tree when it reaches [`BATCH_BYTES`],
+//! at the latest [`WRITE_AFTER`] after its first record (written by this module's
+//! thread), before every flush, and at a clean close. From there it reaches disk with
+//! sled's next flush, as the single insert it replaces did: a store's `put_outcome` was
+//! never waited on.
+//!
+//! A full batch is *sealed*: numbered and kept in memory, where lookups read it, until it
+//! is written, after the state's lock is released (a sled insert under it stalled every
+//! sender), by the send that filled it unless another writer is at it. The `writer`
+//! lock, always taken before the state's, orders batch writes (one at a time, in number
+//! order) and keeps unpacks and the outbox transactions from interleaving with them.
 //!
 //! A batch's key is [`BATCH_TAG`] then its number (8 bytes big-endian): 9 bytes, which no
 //! outcome key (32 bytes, starting with a business number below 2^56) can be, so every
@@ -17,7 +23,7 @@
 //! big-endian) and its value (as a single entry's: expiry, WhatsApp id, text).
 //!
 //! An in-memory index maps a 64-bit hash of each outcome key the journal holds to where
-//! its latest record is (the pending batch, or a written batch's number); it is built by
+//! its latest record is (the pending batch, or a batch's number); it is built by
 //! one scan of the batches at the first use. A lookup reads the record there and checks
 //! its key, so two keys sharing a hash can only send the second to a single entry (the
 //! write sees the slot taken by another key), never return the wrong outcome.
@@ -32,10 +38,11 @@
 //!   record becomes a single entry, each batch's records in one transaction with the
 //!   batch's removal, in batch order, so the latest record of a key is the entry it ends
 //!   with, and a crash part way leaves the rest of the journal to answer for its keys.
-//!   The pending records are written as the last batch first: a transaction keeps only
+//!   The pending and sealed records are written as the last batches first: a
+//!   transaction keeps only
 //!   the records that are their key's latest, so a later record must already be in the
 //!   tree when the batch with the earlier one leaves, or a crash loses both.
-//!   The outbox transactions hold the journal's lock until they committed.
+//!   The outbox transactions and moves hold the journal's locks until they committed.
 //!
 //! A batch leaves the tree once its records and those of every earlier batch expired
 //! (each batch's latest expiry is kept in memory): oldest first, so no batch outlives a
