@@ -28,7 +28,7 @@
 //! returns, like the store's other writes; a call that wrote nothing does not wait. The
 //! one exception is a send's predicted cost ([`ConsentStore::record_predicted_cost`]):
 //! accounting, not safety, it joins a batch in memory that is written within
-//! `predicted_costs::WRITE_AFTER` (or sooner, once full), and reaches disk with the next
+//! `batch_thread::WRITE_AFTER` (or sooner, once full), and reaches disk with the next
 //! flush after that (another write's group commit, or sled's own flush every
 //! `flush_every_ms`) without waiting for it.
 //!

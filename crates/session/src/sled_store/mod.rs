@@ -1,6 +1,7 @@
 //! The embedded default store: sled on local disk.
 
 mod back_off;
+mod batch_thread;
 mod codec;
 mod consent;
 mod directory;

@@ -5,7 +5,7 @@
 //! threads to write), and every send naming its `messageId` stores one. So an outcome
 //! whose key the `outcomes` tree does not hold is appended, as a record, to a batch in
 //! memory; the batch becomes one entry of the same tree when it reaches [`BATCH_BYTES`],
-//! at the latest [`WRITE_AFTER`] after its first record (written by this module's
+//! at the latest [`WRITE_AFTER`](super::batch_thread::WRITE_AFTER) after its first record (written by this module's
 //! thread), before every flush, and at a clean close. From there it reaches disk with
 //! sled's next flush, as the single insert it replaces did: a store's `put_outcome` was
 //! never waited on.
@@ -53,12 +53,11 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sled::transaction::TransactionError;
 
+use super::batch_thread::{BatchThread, Batching, Lull};
 use super::codec::{BATCH_TAG, batch_key, batch_seq};
 use super::integrity::TrackedTree;
 use super::{codec, corrupt, lock, now_ms};
@@ -70,8 +69,6 @@ const BATCH_FORMAT: u8 = 1;
 /// contact card. Small enough that a sled leaf of batches stays well under the size
 /// sled moves to a separate blob file.
 const BATCH_BYTES: usize = 4096;
-/// The longest a record waits in memory before this module's thread writes its batch.
-pub(super) const WRITE_AFTER: Duration = Duration::from_millis(100);
 /// An outcome key's length.
 const KEY_LEN: usize = 32;
 
@@ -232,10 +229,8 @@ struct State {
     batches: BTreeMap<u64, u64>,
     /// The next batch's number.
     next_seq: u64,
-    /// The thread waits for a first record (so one must wake it).
-    idle: bool,
-    /// The store is closing: the thread ends.
-    shutdown: bool,
+    /// The thread's part.
+    lull: Lull,
 }
 
 /// What the store and the thread share.
@@ -251,7 +246,7 @@ struct Shared {
 /// The journal with its pending batch and the thread that writes it.
 pub(super) struct OutcomeJournal {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: BatchThread,
 }
 
 /// The journal's lock, held by a writer of a single entry until it committed: no record
@@ -445,7 +440,7 @@ impl Shared {
     }
 
     /// Seals the pending batch and writes every sealed one.
-    fn write_pending(&self) -> Result<(), StoreError> {
+    fn seal_and_write(&self) -> Result<(), StoreError> {
         let _writer = lock(&self.writer);
         Self::seal(&mut *self.state()?)?;
         self.write_sealed()
@@ -581,33 +576,30 @@ impl Shared {
         self.tree.committed(batch.0, Some(batch.1), None);
         Ok(())
     }
+}
 
-    /// The thread: once a record waits, gives the batch [`WRITE_AFTER`] to fill, then
-    /// writes what is pending; ends at shutdown (the closing store writes the rest).
-    fn run(&self) {
-        loop {
-            let state = self
-                .wake
-                .wait_while(lock(&self.state), |state| {
-                    state.idle =
-                        state.pending.is_empty() && state.sealed.is_empty() && !state.shutdown;
-                    state.idle
-                })
-                .unwrap_or_else(PoisonError::into_inner);
-            let state = self
-                .wake
-                .wait_timeout_while(state, WRITE_AFTER, |state| !state.shutdown)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if state.shutdown {
-                return;
-            }
-            // `writer` is taken before `state`.
-            drop(state);
-            if let Err(error) = self.write_pending() {
-                tracing::warn!(%error, "writing a batch of send outcomes failed; the next batch retries it");
-            }
-        }
+impl Batching for Shared {
+    type State = State;
+    const WHAT: &'static str = "send outcomes";
+
+    fn state(&self) -> &Mutex<State> {
+        &self.state
+    }
+
+    fn wake(&self) -> &Condvar {
+        &self.wake
+    }
+
+    fn lull(state: &mut State) -> &mut Lull {
+        &mut state.lull
+    }
+
+    fn waiting(state: &State) -> bool {
+        !state.pending.is_empty() || !state.sealed.is_empty()
+    }
+
+    fn write_pending(&self) -> Result<(), StoreError> {
+        self.seal_and_write()
     }
 }
 
@@ -621,18 +613,8 @@ impl OutcomeJournal {
             wake: Condvar::new(),
             writer: Mutex::default(),
         });
-        let for_thread = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("lipachat-outcomes".into())
-            .spawn(move || for_thread.run())
-            .map_err(|source| StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        })
+        let thread = BatchThread::start(Arc::clone(&shared), "lipachat-outcomes", path)?;
+        Ok(Self { shared, thread })
     }
 
     /// What the journal holds under `key`.
@@ -668,7 +650,7 @@ impl OutcomeJournal {
             Held::Nothing if stored_alone()? => return Ok(None),
             Held::Nothing => None,
         };
-        let wake = state.idle;
+        let wake = state.lull.idle;
         if state.pending.is_empty() {
             state.pending.reserve(BATCH_BYTES + 1024);
             state.pending.push(BATCH_FORMAT);
@@ -790,23 +772,19 @@ impl OutcomeJournal {
 
     /// Writes the pending batch (before a flush).
     pub(super) fn write_pending(&self) -> Result<(), StoreError> {
-        self.shared.write_pending()
+        self.shared.seal_and_write()
     }
 
     /// Stops the thread and writes the pending batch (a clean close).
     pub(super) fn close(&self) -> Result<(), StoreError> {
-        lock(&self.shared.state).shutdown = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = lock(&self.thread).take() {
-            let _ = thread.join();
-        }
+        self.thread.stop(&*self.shared);
         self.write_pending()
     }
 }
 
 impl Drop for OutcomeJournal {
     fn drop(&mut self) {
-        if lock(&self.thread).is_some()
+        if self.thread.running()
             && let Err(error) = self.close()
         {
             tracing::error!(%error, "writing the last send outcomes failed");

@@ -5,7 +5,7 @@
 //! lands in every few sends, a JSON encoding). So a cost is first appended, in a compact
 //! binary form, to a batch in memory; the batch becomes one entry of the tree when it
 //! reaches [`BATCH_BYTES`] (written by the send that filled it), at the latest
-//! [`WRITE_AFTER`] after its first cost (written by this module's thread), before a cost
+//! [`WRITE_AFTER`](super::batch_thread::WRITE_AFTER) after its first cost (written by this module's thread), before a cost
 //! report is read, and at a clean close. From there it reaches disk with sled's next flush
 //! (a group commit, or sled's own), like the single inserts it replaces.
 //!
@@ -27,12 +27,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
 
 use chrono::DateTime;
 
+use super::batch_thread::{BatchThread, Batching, Lull};
 use super::codec::{BATCH_TAG, batch_key, batch_seq};
 use super::consent::cost_key;
 use super::integrity::TrackedTree;
@@ -46,8 +45,6 @@ const BATCH_FORMAT: u8 = 1;
 /// that a sled leaf of batches (split at 17 entries) stays well under the size sled
 /// moves to a separate blob file.
 const BATCH_BYTES: usize = 4096;
-/// The longest a cost waits in memory before this module's thread writes its batch.
-pub(super) const WRITE_AFTER: Duration = Duration::from_millis(100);
 /// A record's fixed part: conversation, `messageId`, seconds, nanoseconds, category,
 /// free, WhatsApp id length.
 const FIXED_LEN: usize = 16 + 16 + 8 + 4 + 1 + 1 + 4;
@@ -165,10 +162,8 @@ fn decode_batch(value: &[u8]) -> Result<Vec<PredictedCost>, (Vec<PredictedCost>,
 struct Pending {
     /// [`BATCH_FORMAT`] then records; empty when no cost waits.
     value: Vec<u8>,
-    /// The thread waits for a first cost (so one must wake it).
-    idle: bool,
-    /// The store is closing: the thread ends.
-    shutdown: bool,
+    /// The thread's part.
+    lull: Lull,
 }
 
 /// What the store and the thread share.
@@ -186,7 +181,7 @@ impl Shared {
     /// Writes the pending batch, if any, as the next batch entry (never over a stored
     /// one: a number found taken is passed over). On failure the costs go back in front
     /// of the pending batch, to be written by the next attempt.
-    fn write_pending(&self) -> Result<(), StoreError> {
+    fn write_batch(&self) -> Result<(), StoreError> {
         let mut next = lock(&self.writer);
         let value = std::mem::take(&mut lock(&self.pending).value);
         if value.is_empty() {
@@ -225,40 +220,37 @@ impl Shared {
             .extend_from_slice(later.get(1..).unwrap_or_default());
         Err(failure)
     }
+}
 
-    /// The thread: once a cost waits, gives the batch [`WRITE_AFTER`] to fill, then
-    /// writes what is pending; ends at shutdown (the closing store writes the rest).
-    fn run(&self) {
-        loop {
-            // Idle until a record comes (the recorder wakes an idle thread).
-            let mut pending = self
-                .wake
-                .wait_while(lock(&self.pending), |pending| {
-                    pending.idle = pending.value.is_empty() && !pending.shutdown;
-                    pending.idle
-                })
-                .unwrap_or_else(PoisonError::into_inner);
-            // Then gathers for WRITE_AFTER, unless shut down meanwhile.
-            pending = self
-                .wake
-                .wait_timeout_while(pending, WRITE_AFTER, |pending| !pending.shutdown)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            if pending.shutdown {
-                return;
-            }
-            drop(pending);
-            if let Err(error) = self.write_pending() {
-                tracing::warn!(%error, "writing a batch of predicted costs failed; the next batch retries it");
-            }
-        }
+impl Batching for Shared {
+    type State = Pending;
+    const WHAT: &'static str = "predicted costs";
+
+    fn state(&self) -> &Mutex<Pending> {
+        &self.pending
+    }
+
+    fn wake(&self) -> &Condvar {
+        &self.wake
+    }
+
+    fn lull(state: &mut Pending) -> &mut Lull {
+        &mut state.lull
+    }
+
+    fn waiting(state: &Pending) -> bool {
+        !state.value.is_empty()
+    }
+
+    fn write_pending(&self) -> Result<(), StoreError> {
+        self.write_batch()
     }
 }
 
 /// The `predicted_costs` tree with its pending batch and the thread that writes it.
 pub(super) struct PredictedCosts {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: BatchThread,
 }
 
 impl PredictedCosts {
@@ -279,18 +271,8 @@ impl PredictedCosts {
             wake: Condvar::new(),
             writer: Mutex::new(last.map_or(0, |seq| seq.saturating_add(1))),
         });
-        let for_thread = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("lipachat-costs".into())
-            .spawn(move || for_thread.run())
-            .map_err(|source| StoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Self {
-            shared,
-            thread: Some(thread),
-        })
+        let thread = BatchThread::start(Arc::clone(&shared), "lipachat-costs", path)?;
+        Ok(Self { shared, thread })
     }
 
     /// The tree, for the integrity tallies.
@@ -316,13 +298,13 @@ impl PredictedCosts {
                 self.shared.tree.insert(key, cost.encode().as_bytes())?;
                 return Ok(());
             }
-            (pending.idle, pending.value.len() >= BATCH_BYTES)
+            (pending.lull.idle, pending.value.len() >= BATCH_BYTES)
         };
         if wake {
             self.shared.wake.notify_one();
         }
         if full {
-            self.shared.write_pending()?;
+            self.shared.write_batch()?;
         }
         Ok(())
     }
@@ -334,7 +316,7 @@ impl PredictedCosts {
         &self,
         business: Option<PhoneNumber>,
     ) -> Result<Vec<PredictedCost>, StoreError> {
-        self.shared.write_pending()?;
+        self.shared.write_batch()?;
         let tree = &self.shared.tree;
         let mut costs = Vec::new();
         let old = match business {
@@ -367,18 +349,14 @@ impl PredictedCosts {
 
     /// Stops the thread and writes the pending batch (a clean close).
     pub(super) fn close(&mut self) -> Result<(), StoreError> {
-        lock(&self.shared.pending).shutdown = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        self.shared.write_pending()
+        self.thread.stop(&*self.shared);
+        self.shared.write_batch()
     }
 }
 
 impl Drop for PredictedCosts {
     fn drop(&mut self) {
-        if self.thread.is_some()
+        if self.thread.running()
             && let Err(error) = self.close()
         {
             tracing::error!(%error, "writing the last predicted costs failed");
