@@ -687,28 +687,41 @@ impl OutcomeJournal {
 
     /// The first of `wanted`'s answers over the latest record of each key the journal
     /// holds (key, value), in no particular order: a scan of every batch, as a walk of the
-    /// tree would be, without unpacking them.
+    /// tree would be, without unpacking them. The journal's lock is held for one batch at
+    /// a time (sends wait for one batch's read, not for the scan), in the order records
+    /// move (pending, then sealed, then written; an unpack moves them to single entries,
+    /// which the caller scans after), so a record that moves during the scan is met
+    /// where it went.
     pub(super) fn find<T>(
         &self,
         wanted: impl Fn(&[u8; KEY_LEN], &[u8]) -> Option<T>,
     ) -> Result<Option<T>, StoreError> {
-        let state = self.shared.state()?;
-        let found_in = |records: Vec<Record<'_>>, place: Place| {
-            latest_records(records, &state, place)
+        let found_in = |records: Vec<Record<'_>>, place: Place, state: &State| {
+            latest_records(records, state, place)
                 .into_iter()
                 .find_map(|record| wanted(record.key, record.value))
         };
-        if let Ok(records) = decode_batch(&state.pending)
-            && let Some(found) = found_in(records, Place::Pending)
-        {
-            return Ok(Some(found));
-        }
-        for seq in state.batches.keys().chain(state.sealed.keys()) {
-            let Some(value) = self.shared.batch(&state, *seq)? else {
+        let numbers: Vec<u64> = {
+            let state = self.shared.state()?;
+            if let Ok(records) = decode_batch(&state.pending)
+                && let Some(found) = found_in(records, Place::Pending, &state)
+            {
+                return Ok(Some(found));
+            }
+            state
+                .sealed
+                .keys()
+                .chain(state.batches.keys())
+                .copied()
+                .collect()
+        };
+        for seq in numbers {
+            let state = self.shared.state()?;
+            let Some(value) = self.shared.batch(&state, seq)? else {
                 continue;
             };
             if let Ok(records) = decode_batch(&value)
-                && let Some(found) = found_in(records, Place::Batch(*seq))
+                && let Some(found) = found_in(records, Place::Batch(seq), &state)
             {
                 return Ok(Some(found));
             }
