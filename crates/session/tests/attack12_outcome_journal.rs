@@ -155,7 +155,6 @@ fn a_scan_by_business_number_finds_an_outcome_rewritten_while_it_scans() {
 /// not exist. One writer puts distinct outcomes (every one journaled, never a single
 /// entry) while another thread counts: the count must never exceed the puts begun.
 #[test]
-#[ignore = "attack12: stored_outcomes counts a sealed batch being written as an outcome"]
 fn the_count_of_stored_outcomes_never_exceeds_the_outcomes_written() {
     within(
         Duration::from_secs(60),

@@ -799,9 +799,12 @@ impl OutcomeJournal {
     }
 
     /// How many outcomes the tree and the journal hold: the tree's entries less the
-    /// batch entries, plus the journal's outcomes. Counted under the journal's lock, so
-    /// no batch comes or goes between the counts.
+    /// batch entries, plus the journal's outcomes. Counted under the journal's locks,
+    /// `writer` included (a sealed batch is written to the tree outside the state's
+    /// lock, and counted twice until it is moved to the written ones), so no batch comes
+    /// or goes between the counts.
     pub(super) fn stored_outcomes(&self) -> Result<usize, StoreError> {
+        let _writer = lock(&self.shared.writer);
         let state = self.shared.state()?;
         let entries = self.shared.tree.entry_count();
         Ok(entries.saturating_sub(state.batches.len()) + state.index.len())
