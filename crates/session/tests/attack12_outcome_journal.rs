@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
+mod child_process;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -199,4 +201,119 @@ fn the_count_of_stored_outcomes_never_exceeds_the_outcomes_written() {
             );
         },
     );
+}
+
+/// The child's store directory, set by the parent.
+const CHILD_DB_ENV: &str = "LIPACHAT_ATTACK12_JOURNAL_TEST_DB";
+/// The threads of the child that write outcomes, and the outcomes each owns.
+const CHILD_WRITERS: u64 = 3;
+const CHILD_KEYS: u64 = 20;
+/// An ack names a writer and a round: `writer * ACK_WRITER + round`.
+const ACK_WRITER: u64 = 1_000_000;
+
+/// The version in an outcome's text (`"v":N`).
+fn version_of(text: &str) -> u64 {
+    let tail = text.rsplit("\"v\":").next().unwrap();
+    tail.trim_end_matches('}').parse().unwrap()
+}
+
+/// The outcome `n` of writer `w`.
+fn child_key(w: u64, k: u64) -> u64 {
+    w * 100 + k
+}
+
+/// The child: `CHILD_WRITERS` threads, each writing round after round a new version of
+/// its own outcomes (journaled: full batches are sealed and written by whichever send or
+/// thread gets the writer lock, while the journal's thread writes the rest), then waiting
+/// for the group commit (`WindowStore::flush` of a durable store) and printing
+/// `ack w*ACK_WRITER+round`; another thread unpacks (a conversation's outcomes), prunes,
+/// counts and scans meanwhile. Run only by the parent.
+#[test]
+#[ignore = "run as a child process by sigkill_with_sealed_batches_in_flight_loses_no_acknowledged_outcome"]
+fn attack12_journal_child() {
+    let Ok(path) = std::env::var(CHILD_DB_ENV) else {
+        return;
+    };
+    let store = SledStore::open(path).unwrap();
+    // The test harness's own "test ... " has no line end: the first ack starts a line.
+    println!();
+    let print = Arc::new(std::sync::Mutex::new(()));
+    let mut threads = Vec::new();
+    for w in 0..CHILD_WRITERS {
+        let (store, print) = (store.clone(), Arc::clone(&print));
+        threads.push(std::thread::spawn(move || {
+            let rt = runtime();
+            for round in 1u64.. {
+                for k in 0..CHILD_KEYS {
+                    let n = child_key(w, k);
+                    rt.block_on(store.put_outcome(conversation(n % 4), outcome(n, round)))
+                        .unwrap();
+                }
+                rt.block_on(WindowStore::flush(&store)).unwrap();
+                let _line = print.lock().unwrap();
+                println!("ack {}", w * ACK_WRITER + round);
+            }
+        }));
+    }
+    let rt = runtime();
+    for i in 0u64.. {
+        match i % 4 {
+            0 => drop(rt.block_on(store.outcomes(conversation(0))).unwrap()),
+            1 => drop(store.prune_outcomes().unwrap()),
+            2 => drop(store.stored_outcomes().unwrap()),
+            _ => drop(
+                rt.block_on(store.outcome_conversation(Some(business()), id(child_key(1, 3))))
+                    .unwrap(),
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// Claim 4: a SIGKILL while writers race (sealed batches waiting in memory, written by a
+/// send, the journal's thread or a flush, unpacks in between) loses no outcome whose
+/// version a writer's acknowledged group commit covered, and none comes back older.
+#[test]
+fn sigkill_with_sealed_batches_in_flight_loses_no_acknowledged_outcome() {
+    let rt = runtime();
+    for (attempt, acks) in [2usize, 7, 13, 25, 40].into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let acked = within(Duration::from_secs(60), "the child's acks", {
+            let path = path.clone();
+            move || {
+                child_process::acknowledged_until_killed(
+                    "attack12_journal_child",
+                    CHILD_DB_ENV,
+                    &path,
+                    acks,
+                )
+            }
+        });
+        let store = SledStore::open(&path).expect("reopens after SIGKILL");
+        for w in 0..CHILD_WRITERS {
+            let round = acked
+                .iter()
+                .filter(|ack| *ack / ACK_WRITER == w)
+                .map(|ack| ack % ACK_WRITER)
+                .max()
+                .unwrap_or(0);
+            for k in 0..CHILD_KEYS {
+                let n = child_key(w, k);
+                let found = rt
+                    .block_on(store.outcome(conversation(n % 4), id(n)))
+                    .unwrap();
+                let version = found.as_deref().map(version_of);
+                assert!(
+                    round == 0 || version.is_some_and(|v| v >= round),
+                    "attempt {attempt}: outcome {n} found at {version:?}, version {round} acknowledged"
+                );
+            }
+        }
+        within(
+            Duration::from_secs(20),
+            "closing the reopened store",
+            move || drop(store),
+        );
+    }
 }
