@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 mod child_process;
+mod journal_churn;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -260,7 +261,9 @@ fn attack12_journal_child() {
         match i % 4 {
             0 => drop(rt.block_on(store.outcomes(conversation(0))).unwrap()),
             1 => drop(store.prune_outcomes().unwrap()),
-            2 => drop(store.stored_outcomes().unwrap()),
+            2 => {
+                store.stored_outcomes().unwrap();
+            }
             _ => drop(
                 rt.block_on(store.outcome_conversation(Some(business()), id(child_key(1, 3))))
                     .unwrap(),
@@ -316,4 +319,160 @@ fn sigkill_with_sealed_batches_in_flight_loses_no_acknowledged_outcome() {
             move || drop(store),
         );
     }
+}
+
+/// The cost recorded as number `i` (its `messageId` names it).
+fn cost(i: u64) -> lipachat_session::PredictedCost {
+    lipachat_session::PredictedCost {
+        conversation: conversation(i % 9),
+        message_id: MessageId::from_bytes((u128::from(i) + 1).to_be_bytes()),
+        wa_id: Some(format!("wamid.cost.{i}")),
+        sent_at: "2026-11-23T00:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        category: lipachat_session::PricingCategory::ALL[usize::try_from(i % 4).unwrap()],
+        free: i.is_multiple_of(2),
+    }
+}
+
+/// Claims 1, 2 and 5 together, every wait bounded (a deadlock fails): writers own
+/// outcomes and write version after version, each reading its own back at once (by id,
+/// by WhatsApp id, by the scan by business number) while two threads record predicted
+/// costs (the batch thread's other user) and another unpacks, moves customers, erases,
+/// prunes, flushes and counts; then every clone of the store is dropped (both batch
+/// threads joined), and a reopen with a full check finds the store intact, every
+/// outcome at its latest version and every predicted cost.
+#[test]
+fn writers_readers_and_unpacks_race_then_a_close_joins_both_threads() {
+    use lipachat_session::ConsentStore;
+    const WRITERS: u64 = 3;
+    const KEYS: u64 = 15;
+    const COSTS: u64 = 1_500;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let latest = within(Duration::from_secs(90), "the race and the close", {
+        let path = path.clone();
+        move || {
+            let store = SledStore::open(&path).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut writers = Vec::new();
+            for w in 0..WRITERS {
+                let (store, stop) = (store.clone(), Arc::clone(&stop));
+                writers.push(std::thread::spawn(move || {
+                    let rt = runtime();
+                    let mut failures = Vec::new();
+                    let mut version = 0;
+                    while !stop.load(Ordering::Relaxed) && failures.len() < 5 {
+                        version += 1;
+                        for k in 0..KEYS {
+                            let n = w * 100 + k;
+                            let chat = conversation(10 + n % 3);
+                            rt.block_on(store.put_outcome(chat, outcome(n, version)))
+                                .unwrap();
+                            let found = rt.block_on(store.outcome(chat, id(n))).unwrap();
+                            if found.as_deref().map(version_of) != Some(version) {
+                                failures.push(format!("{n} v{version}: by id {found:?}"));
+                            }
+                            let by_wa = rt
+                                .block_on(store.outcome_by_wa_id(chat, &format!("wamid.a12.{n}")))
+                                .unwrap();
+                            if by_wa.map(|(m, text)| (m, version_of(&text)))
+                                != Some((id(n), version))
+                            {
+                                failures.push(format!("{n} v{version}: by WhatsApp id"));
+                            }
+                            if k == w {
+                                let scanned = rt
+                                    .block_on(store.outcome_conversation(Some(business()), id(n)))
+                                    .unwrap();
+                                if scanned != Some(chat) {
+                                    failures.push(format!("{n} v{version}: scan {scanned:?}"));
+                                }
+                            }
+                        }
+                    }
+                    (version, failures)
+                }));
+            }
+            let mut others = Vec::new();
+            for c in 0..2 {
+                let store = store.clone();
+                others.push(std::thread::spawn(move || {
+                    let rt = runtime();
+                    for i in (c..COSTS).step_by(2) {
+                        rt.block_on(store.record_predicted_cost(cost(i))).unwrap();
+                        if i % 200 == 0 {
+                            drop(rt.block_on(store.cost_records(None)).unwrap());
+                        }
+                    }
+                }));
+            }
+            {
+                let (churned, stop) = (store.clone(), Arc::clone(&stop));
+                others.push(std::thread::spawn(move || {
+                    let (store, rt) = (churned, runtime());
+                    let (a, b) = journal_churn::customers(254_700_000_060);
+                    for i in 1u64.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        rt.block_on(store.put_outcome(conversation(60), outcome(5_000 + i, 0)))
+                            .unwrap();
+                        journal_churn::churn_step(
+                            &rt,
+                            &store,
+                            i,
+                            business(),
+                            (a, b),
+                            conversation(11),
+                            conversation(62),
+                        );
+                    }
+                }));
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            stop.store(true, Ordering::Relaxed);
+            for other in others {
+                other.join().unwrap();
+            }
+            let mut latest = Vec::new();
+            for (w, writer) in writers.into_iter().enumerate() {
+                let (version, failures) = writer.join().unwrap();
+                assert!(failures.is_empty(), "writer {w}: {failures:?}");
+                latest.push(version);
+            }
+            drop(store); // The last clone: both batch threads are joined here.
+            latest
+        }
+    });
+    let rt = runtime();
+    let store = lipachat_session::SledConfig::new(&path)
+        .full_check(true)
+        .open()
+        .unwrap();
+    assert!(store.integrity().is_intact(), "{:?}", store.integrity());
+    for (w, version) in (0..WRITERS).zip(latest) {
+        for k in 0..KEYS {
+            let n = w * 100 + k;
+            let found = rt
+                .block_on(store.outcome(conversation(10 + n % 3), id(n)))
+                .unwrap();
+            assert_eq!(
+                found.as_deref().map(version_of),
+                Some(version),
+                "outcome {n}"
+            );
+        }
+    }
+    let costs = rt.block_on(store.cost_records(None)).unwrap();
+    assert_eq!(
+        costs.len(),
+        usize::try_from(COSTS).unwrap(),
+        "predicted costs after reopen"
+    );
+    within(
+        Duration::from_secs(20),
+        "closing the reopened store",
+        move || drop(store),
+    );
 }
