@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 mod child_process;
+mod journal_churn;
 mod raw_sled;
 
 use std::sync::Arc;
@@ -350,7 +351,7 @@ fn version_of(text: &str) -> u64 {
 /// clean close, and a reopen with a full check: intact, every latest version found.
 #[test]
 fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
-    use lipachat_session::{IdentityStore, QueuedMessage, WindowStore};
+    use lipachat_session::QueuedMessage;
     use std::collections::HashMap;
     use std::sync::Mutex;
     const WRITERS: u64 = 2;
@@ -419,10 +420,7 @@ fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
         let (store, stop) = (store.clone(), Arc::clone(&stop));
         threads.push(std::thread::spawn(move || {
             let rt = runtime();
-            let (a, b) = (
-                Customer::Phone(PhoneNumber::from_u64(254_700_000_050).unwrap()),
-                Customer::Phone(PhoneNumber::from_u64(254_700_000_051).unwrap()),
-            );
+            let (a, b) = journal_churn::customers(254_700_000_050);
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -432,15 +430,15 @@ fn lookups_racing_writers_and_unpacks_never_miss_a_returned_write() {
                 let brief = resent(50_000 + i, 0).keep_for(TimeDelta::milliseconds(1));
                 rt.block_on(store.put_outcome(conversation(52), brief))
                     .unwrap();
-                match i % 6 {
-                    0 => drop(rt.block_on(store.outcomes(conversation(21))).unwrap()),
-                    1 => drop(rt.block_on(store.move_customer(business(), a, b)).unwrap()),
-                    2 => drop(rt.block_on(store.move_customer(business(), b, a)).unwrap()),
-                    3 => drop(rt.block_on(store.forget(conversation(51))).unwrap()),
-                    4 => drop(store.prune_outcomes().unwrap()),
-                    _ => rt.block_on(store.flush()).unwrap(),
-                }
-                store.stored_outcomes().unwrap();
+                journal_churn::churn_step(
+                    &rt,
+                    &store,
+                    i,
+                    business(),
+                    (a, b),
+                    conversation(21),
+                    conversation(51),
+                );
             }
         }));
     }

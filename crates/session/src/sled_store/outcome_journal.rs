@@ -691,20 +691,20 @@ impl OutcomeJournal {
     /// a time (sends wait for one batch's read, not for the scan), in the order records
     /// move (pending, then sealed, then written; an unpack moves them to single entries,
     /// which the caller scans after), so a record that moves during the scan is met
-    /// where it went.
+    /// where it went. A key rewritten during the scan moves its latest record to the
+    /// pending batch or to a batch numbered after the scan began, neither of which the
+    /// scan reads again: such a key, met in a batch it read, is answered from where its
+    /// latest record is now.
     pub(super) fn find<T>(
         &self,
         wanted: impl Fn(&[u8; KEY_LEN], &[u8]) -> Option<T>,
     ) -> Result<Option<T>, StoreError> {
-        let found_in = |records: Vec<Record<'_>>, place: Place, state: &State| {
-            latest_records(records, state, place)
-                .into_iter()
-                .find_map(|record| wanted(record.key, record.value))
-        };
         let numbers: Vec<u64> = {
             let state = self.shared.state()?;
             if let Ok(records) = decode_batch(&state.pending)
-                && let Some(found) = found_in(records, Place::Pending, &state)
+                && let Some(found) = latest_records(records, &state, Place::Pending)
+                    .into_iter()
+                    .find_map(|record| wanted(record.key, record.value))
             {
                 return Ok(Some(found));
             }
@@ -715,15 +715,39 @@ impl OutcomeJournal {
                 .copied()
                 .collect()
         };
+        let scanned: std::collections::HashSet<u64> = numbers.iter().copied().collect();
         for seq in numbers {
             let state = self.shared.state()?;
             let Some(value) = self.shared.batch(&state, seq)? else {
                 continue;
             };
-            if let Ok(records) = decode_batch(&value)
-                && let Some(found) = found_in(records, Place::Batch(seq), &state)
-            {
-                return Ok(Some(found));
+            let Ok(records) = decode_batch(&value) else {
+                continue;
+            };
+            let mut seen = std::collections::HashSet::new();
+            for record in records.iter().rev() {
+                if !seen.insert(record.key) {
+                    continue;
+                }
+                let moved_after_scan_began = match state.index.get(&slot(record.key)) {
+                    Some(&Place::Batch(at)) if at == seq => {
+                        if let Some(found) = wanted(record.key, record.value) {
+                            return Ok(Some(found));
+                        }
+                        continue;
+                    }
+                    Some(Place::Pending) => true,
+                    Some(Place::Batch(at)) => !scanned.contains(at),
+                    None => false,
+                };
+                if moved_after_scan_began
+                    && let Some((conversation, _)) = codec::parse_outcome_key(record.key)
+                    && let Held::Record(latest) =
+                        self.shared.find(&state, record.key, conversation)?
+                    && let Some(found) = wanted(record.key, &latest)
+                {
+                    return Ok(Some(found));
+                }
             }
         }
         Ok(None)
@@ -775,9 +799,12 @@ impl OutcomeJournal {
     }
 
     /// How many outcomes the tree and the journal hold: the tree's entries less the
-    /// batch entries, plus the journal's outcomes. Counted under the journal's lock, so
-    /// no batch comes or goes between the counts.
+    /// batch entries, plus the journal's outcomes. Counted under the journal's locks,
+    /// `writer` included (a sealed batch is written to the tree outside the state's
+    /// lock, and counted twice until it is moved to the written ones), so no batch comes
+    /// or goes between the counts.
     pub(super) fn stored_outcomes(&self) -> Result<usize, StoreError> {
+        let _writer = lock(&self.shared.writer);
         let state = self.shared.state()?;
         let entries = self.shared.tree.entry_count();
         Ok(entries.saturating_sub(state.batches.len()) + state.index.len())
