@@ -5,6 +5,7 @@
 
 mod child_process;
 mod journal_churn;
+mod journal_fixtures;
 mod raw_sled;
 
 use std::sync::Arc;
@@ -12,47 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use lipachat_session::{
-    Conversation, Customer, MessageId, OutboxStore, PhoneNumber, SledConfig, SledStore,
-    StoredOutcome,
-};
+use journal_fixtures::{business, conversation, id, runtime, version_of, versioned_text};
+use lipachat_session::{Customer, OutboxStore, PhoneNumber, SledConfig, SledStore, StoredOutcome};
 use raw_sled::raw_sled;
-
-fn business() -> PhoneNumber {
-    PhoneNumber::from_u64(254_110_090_747).unwrap()
-}
-
-fn conversation(i: u64) -> Conversation {
-    Conversation::with_customer(
-        business(),
-        Customer::Phone(PhoneNumber::from_u64(254_700_000_000 + i).unwrap()),
-    )
-}
-
-fn id(n: u64) -> MessageId {
-    MessageId::from_uuid(uuid::Uuid::from_u128(
-        0xa11a_0000_0000_4000_8000_0000_0000_0000 | u128::from(n),
-    ))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Version `version` of outcome `n`, the size of a sent contact card's (a batch holds a
 /// handful), its WhatsApp id naming both.
 fn resent(n: u64, version: u64) -> StoredOutcome {
-    StoredOutcome::new(
-        id(n),
-        format!(
-            "{{\"kind\":\"sent\",\"n\":{n},\"pad\":\"{}\",\"v\":{version}}}",
-            "x".repeat(300)
-        ),
-    )
-    .with_wa_id(format!("wamid.{n}.v{version}"))
+    StoredOutcome::new(id(n), versioned_text(n, version))
+        .with_wa_id(format!("wamid.{n}.v{version}"))
 }
 
 /// The first version of outcome `n`.
@@ -333,12 +302,6 @@ fn erasure_leaves_no_journaled_record_of_the_conversation_on_disk() {
 struct Progress {
     version: u64,
     in_flight: bool,
-}
-
-/// The version a `versioned` outcome's text names.
-fn version_of(text: &str) -> u64 {
-    let tail = text.rsplit("\"v\":").next().unwrap();
-    tail.trim_end_matches('}').parse().unwrap()
 }
 
 /// Claim 1 across threads: once a writer's call returned (a journaled `put_outcome`, or

@@ -5,53 +5,22 @@
 
 mod child_process;
 mod journal_churn;
+mod journal_fixtures;
+
+use journal_fixtures::{business, conversation, id, runtime, version_of, versioned_text};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lipachat_session::{
-    Conversation, Customer, MessageId, OutboxStore, PhoneNumber, SledStore, StoredOutcome,
-    WindowStore,
-};
-
-fn business() -> PhoneNumber {
-    PhoneNumber::from_u64(254_110_090_712).unwrap()
-}
-
-fn conversation(i: u64) -> Conversation {
-    Conversation::with_customer(
-        business(),
-        Customer::Phone(PhoneNumber::from_u64(254_700_000_000 + i).unwrap()),
-    )
-}
-
-fn id(n: u64) -> MessageId {
-    MessageId::from_uuid(uuid::Uuid::from_u128(
-        0xa12a_0000_0000_4000_8000_0000_0000_0000 | u128::from(n),
-    ))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use lipachat_session::{MessageId, OutboxStore, SledStore, StoredOutcome, WindowStore};
 
 /// Version `version` of outcome `n`, the size of a sent contact card's (a batch holds a
 /// handful). Its WhatsApp id is the same in every version, so a scan by WhatsApp id
 /// must find it whichever version it meets.
 fn outcome(n: u64, version: u64) -> StoredOutcome {
-    StoredOutcome::new(
-        id(n),
-        format!(
-            "{{\"kind\":\"sent\",\"n\":{n},\"pad\":\"{}\",\"v\":{version}}}",
-            "x".repeat(300)
-        ),
-    )
-    .with_wa_id(format!("wamid.a12.{n}"))
+    StoredOutcome::new(id(n), versioned_text(n, version)).with_wa_id(format!("wamid.a12.{n}"))
 }
 
 /// Runs `body` on its own thread and fails the test if it has not ended by `limit` (a
@@ -211,12 +180,6 @@ const CHILD_WRITERS: u64 = 3;
 const CHILD_KEYS: u64 = 20;
 /// An ack names a writer and a round: `writer * ACK_WRITER + round`.
 const ACK_WRITER: u64 = 1_000_000;
-
-/// The version in an outcome's text (`"v":N`).
-fn version_of(text: &str) -> u64 {
-    let tail = text.rsplit("\"v\":").next().unwrap();
-    tail.trim_end_matches('}').parse().unwrap()
-}
 
 /// The outcome `n` of writer `w`.
 fn child_key(w: u64, k: u64) -> u64 {

@@ -10,35 +10,12 @@ use std::collections::HashMap;
 
 use chrono::{TimeDelta, Utc};
 use lipachat_session::{
-    Conversation, Customer, IdentityStore, MessageId, OutboxStore, PhoneNumber, QueuedMessage,
-    SledStore, StoredOutcome, WindowStore,
+    IdentityStore, MessageId, OutboxStore, QueuedMessage, SledStore, StoredOutcome, WindowStore,
 };
 use proptest::prelude::*;
 
-fn business() -> PhoneNumber {
-    PhoneNumber::from_u64(254_110_090_747).unwrap()
-}
-
-fn customer(i: u64) -> Customer {
-    Customer::Phone(PhoneNumber::from_u64(254_700_000_000 + i).unwrap())
-}
-
-fn conversation(i: u64) -> Conversation {
-    Conversation::with_customer(business(), customer(i))
-}
-
-fn id(n: u64) -> MessageId {
-    MessageId::from_uuid(uuid::Uuid::from_u128(
-        0x10a7_0000_0000_4000_8000_0000_0000_0000 | u128::from(n),
-    ))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod journal_fixtures;
+use journal_fixtures::{business, conversation, customer, id, runtime, versioned_text};
 
 fn queued(n: u64) -> QueuedMessage {
     QueuedMessage {
@@ -51,14 +28,7 @@ fn queued(n: u64) -> QueuedMessage {
 /// An outcome as a send stores one: a contact card's JSON is a few hundred bytes, so a
 /// batch holds a handful.
 fn sent(n: u64, version: u64) -> StoredOutcome {
-    StoredOutcome::new(
-        id(n),
-        format!(
-            "{{\"kind\":\"sent\",\"version\":{version},\"message\":\"{}\"}}",
-            "x".repeat(300)
-        ),
-    )
-    .with_wa_id(format!("wamid.{n}.{version}"))
+    StoredOutcome::new(id(n), versioned_text(n, version)).with_wa_id(format!("wamid.{n}.{version}"))
 }
 
 #[test]
