@@ -128,6 +128,7 @@ mod reengagement;
 mod request;
 mod response;
 mod retry;
+mod success_answer;
 mod template;
 mod template_management;
 mod text;

@@ -26,6 +26,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::key::ApiKey;
 use crate::reengagement;
+use crate::success_answer::SuccessFields;
 use lipachat_session::MessageId;
 
 /// The longest excerpt of a body kept in an error, in characters.
@@ -79,7 +80,8 @@ fn accepted(data: &serde_json::Map<String, Value>, key: &ApiKey) -> Accepted {
     }
 }
 
-/// The success envelope, read without building a JSON tree (the common answer).
+/// The success envelope, read by serde where [`SuccessFields::read`] declines the body
+/// (an escape in a string, say), without building a JSON tree.
 #[derive(serde::Deserialize)]
 struct SuccessEnvelope<'a> {
     #[serde(borrow)]
@@ -98,6 +100,19 @@ struct SuccessData<'a> {
     status: Option<std::borrow::Cow<'a, str>>,
 }
 
+impl SuccessEnvelope<'_> {
+    /// The fields a receipt is made of, as [`SuccessFields::read`] answers them.
+    fn fields(&self) -> SuccessFields<'_> {
+        let data = self.data.as_ref();
+        SuccessFields {
+            status: self.status.as_deref(),
+            data_status: data.and_then(|d| d.status.as_deref()),
+            message_id: data.and_then(|d| d.message_id.as_deref()),
+            wa_id: data.and_then(|d| d.wa_id.as_deref()),
+        }
+    }
+}
+
 /// A clean success (2xx, `"status": "success"`, a data object whose status is SENT) is an
 /// acceptance whatever else the body says, so it needs no search for 131047. Anything
 /// else (or a body of another shape) goes the general way.
@@ -105,21 +120,28 @@ fn clean_success(raw: &RawResponse<'_>, key: &ApiKey) -> Option<Accepted> {
     if !(200..300).contains(&raw.status) || raw.truncated {
         return None;
     }
-    let envelope: SuccessEnvelope<'_> = serde_json::from_slice(raw.body).ok()?;
-    let data = envelope.data?;
-    let sent = data.status.as_deref()?;
-    if !envelope.status.as_deref()?.eq_ignore_ascii_case("success")
-        || !sent.eq_ignore_ascii_case("sent")
-    {
+    let envelope: SuccessEnvelope<'_>;
+    let fields = match SuccessFields::read(raw.body) {
+        Some(fields) => fields,
+        None => {
+            envelope = serde_json::from_slice(raw.body).ok()?;
+            envelope.fields()
+        }
+    };
+    let sent = fields.data_status?;
+    if !fields.status?.eq_ignore_ascii_case("success") || !sent.eq_ignore_ascii_case("sent") {
         return None;
     }
-    let text = |value: Option<std::borrow::Cow<'_, str>>| {
-        value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    let text = |value: Option<&str>| {
+        value
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| key.redact(v))
     };
     Some(Accepted {
-        wa_id: text(data.wa_id).map(|s| key.redact(&s)),
+        wa_id: text(fields.wa_id),
         status: sent.to_owned(),
-        echoed_id: text(data.message_id).map(|s| key.redact(&s)),
+        echoed_id: text(fields.message_id),
     })
 }
 
@@ -658,6 +680,116 @@ mod tests {
             } else if result.is_ok() {
                 proptest::prop_assert!((200..300).contains(&status) && top == "success");
             }
+        }
+    }
+
+    /// Bodies around the success envelope's shape, as JSON text: the four read fields
+    /// (sometimes twice, sometimes of another kind), other fields with any value, strings
+    /// with and without escapes, control or non-ASCII characters, random whitespace; then,
+    /// sometimes, one byte changed, cut or added, so broken JSON is tried too.
+    fn envelope_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let space = prop::sample::select(vec!["", "", " ", "\n\t ", "\r\n"]);
+        let string = prop_oneof![
+            4 => "[a-zA-Z0-9 .=:_-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            1 => prop::sample::select(vec![
+                r#""SENT""#, r#""success""#, r#""SuCCess""#, r#"" sent ""#, r#""a\"b""#,
+                r#""s\u0065nt""#, "\"é✓\"", "\"\u{1}\"", r#""""#,
+            ]).prop_map(str::to_owned),
+        ];
+        let scalar = prop_oneof![
+            3 => string.clone(),
+            1 => prop::sample::select(vec![
+                "null", "true", "false", "0", "-12", "1.5e3", "2E-2", "01", "1.", "-", "nul",
+            ]).prop_map(str::to_owned),
+        ];
+        let value = scalar.prop_recursive(3, 16, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+                prop::collection::vec(("[a-z]{1,3}", inner), 0..3).prop_map(|fields| {
+                    let fields: Vec<String> =
+                        fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                    format!("{{{}}}", fields.join(","))
+                }),
+            ]
+        });
+        let name = prop::sample::select(vec![
+            "status",
+            "data",
+            "messageId",
+            "waId",
+            "statusDesc",
+            "errors",
+            "st\\u0061tus",
+        ]);
+        let data_field = (name.clone(), value.clone(), space.clone())
+            .prop_map(|(n, v, w)| format!("{w}\"{n}\"{w}:{w}{v}{w}"));
+        let data = prop_oneof![
+            3 => prop::collection::vec(data_field, 0..5)
+                .prop_map(|fields| format!("{{{}}}", fields.join(","))),
+            1 => value.clone(),
+        ];
+        let top_field = prop_oneof![
+            (space.clone(), data).prop_map(|(w, d)| format!("{w}\"data\"{w}:{w}{d}{w}")),
+            (name, value, space.clone()).prop_map(|(n, v, w)| format!("{w}\"{n}\"{w}:{w}{v}{w}")),
+        ];
+        let body = (prop::collection::vec(top_field, 0..6), space)
+            .prop_map(|(fields, w)| format!("{w}{{{}}}{w}", fields.join(",")).into_bytes());
+        let edit = prop_oneof![
+            3 => Just(None),
+            1 => (any::<prop::sample::Index>(), any::<u8>(), 0..3_u8).prop_map(Some),
+        ];
+        (body, edit).prop_map(|(mut body, edit)| {
+            if let Some((at, byte, how)) = edit {
+                let at = at.index(body.len() + 1);
+                match how {
+                    0 if at < body.len() => body[at] = byte,
+                    1 if at < body.len() => drop(body.remove(at)),
+                    _ => body.insert(at, byte),
+                }
+            }
+            body
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2048))]
+
+        /// The one-pass reader never answers differently from serde: a body it reads,
+        /// serde reads to the same fields (a body it declines goes to serde anyway).
+        #[test]
+        fn the_one_pass_reader_agrees_with_serde(body in envelope_like()) {
+            if let Some(fields) = SuccessFields::read(&body) {
+                let envelope = serde_json::from_slice::<SuccessEnvelope<'_>>(&body);
+                proptest::prop_assert!(envelope.is_ok(), "serde refuses {:?}", String::from_utf8_lossy(&body));
+                let envelope = envelope.unwrap();
+                proptest::prop_assert_eq!(envelope.fields(), fields);
+            }
+        }
+
+        /// A success envelope as the gateway writes it, with any strings, ids and
+        /// whitespace, is read in one pass (the common answer does not fall back to serde).
+        #[test]
+        fn a_plain_success_envelope_is_read_in_one_pass(
+            wa_id in "[a-zA-Z0-9.=_-]{0,60}",
+            message_id in "[a-f0-9-]{0,36}",
+            extra in "[a-zA-Z0-9 ]{0,30}",
+            pretty in proptest::bool::ANY,
+        ) {
+            let body = serde_json::json!({
+                "timestamp": "2023-08-06T01:27:56.825898971",
+                "data": {"messageId": message_id, "waId": wa_id, "status": "SENT", "statusDesc": extra},
+                "status": "success", "message": "", "errors": null,
+            });
+            let text = if pretty { serde_json::to_vec_pretty(&body) } else { serde_json::to_vec(&body) }.unwrap();
+            let fields = SuccessFields::read(&text);
+            proptest::prop_assert_eq!(fields, Some(SuccessFields {
+                status: Some("success"),
+                data_status: Some("SENT"),
+                message_id: Some(message_id.as_str()),
+                wa_id: Some(wa_id.as_str()),
+            }));
         }
     }
 }
