@@ -167,10 +167,13 @@ impl<'a> Reader<'a> {
             return None;
         }
         let rest = &self.text.as_bytes()[self.at..];
-        let end = rest
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        // A control character is a syntax error in a JSON string. Checked over the whole
+        // string without stopping early, which the compiler vectorises.
+        let controls = rest[..end]
             .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        if rest[end] != b'"' {
+            .fold(false, |found, &b| found | (b < 0x20));
+        if rest[end] != b'"' || controls {
             return None;
         }
         // `end` is at an ASCII quote, so both ends are char boundaries.
