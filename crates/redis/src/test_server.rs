@@ -563,8 +563,17 @@ impl Drop for RedisServer {
 
 /// Waits until `done` holds, up to `within`; panics naming `what` otherwise.
 fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    wait_for(what, within, || done().then_some(()));
+}
+
+/// Waits until `find` finds something, up to `within`, and answers it; panics naming
+/// `what` otherwise.
+fn wait_for<T>(what: &str, within: Duration, mut find: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
-    while !done() {
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -858,16 +867,23 @@ impl RedisCluster {
         });
     }
 
-    /// The replicas of the primary at `primary`, by index.
-    pub fn replicas_of(&self, primary: usize) -> Vec<usize> {
+    /// A replica of the primary at `primary`, by index, once the primary lists one: its
+    /// view of the cluster may not yet name the replicas `--cluster-create` gave it (seen
+    /// on a loaded machine, where it listed none).
+    ///
+    /// # Panics
+    ///
+    /// When it lists none within 30 seconds.
+    pub fn replica_of(&self, primary: usize) -> usize {
         let id = self.node_id(primary);
-        let Ok(text) = self.nodes[primary].cli(&["CLUSTER", "REPLICAS", &id]) else {
-            return Vec::new();
-        };
-        cluster_nodes(&text)
-            .iter()
-            .filter_map(|node| self.index_of_port(node.port))
-            .collect()
+        wait_for("the primary to list a replica", CLUSTER_TIMEOUT, || {
+            let text = self.nodes[primary]
+                .cli(&["CLUSTER", "REPLICAS", &id])
+                .ok()?;
+            cluster_nodes(&text)
+                .iter()
+                .find_map(|node| self.index_of_port(node.port))
+        })
     }
 }
 

@@ -330,7 +330,7 @@ async fn a_killed_primary_fails_over_and_keeps_every_acknowledged_write() {
     let business = PhoneNumber::from_u64(254_110_090_747).unwrap();
     let slot = cluster.slot_of(&store.keys().window(business));
     let primary = cluster.owner_of(slot).unwrap();
-    let replica = cluster.replicas_of(primary)[0];
+    let replica = cluster.replica_of(primary);
     cluster.wait_for_replica(replica);
     let stop = Arc::new(AtomicBool::new(false));
     let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
