@@ -487,20 +487,11 @@ impl Client {
     /// under the retry policy (and the deadline, if any); `read` turns an answer into the
     /// result or the error it means. Returns the result and how many attempts it took.
     ///
-    /// The exchange is boxed: an HTTP exchange's future is large, and a caller's future
-    /// (a send path that nests a claim, a closed-window choice and an invitation, with a
-    /// catalog fetch before it) would otherwise hold it inline, on the stack of whatever
-    /// thread blocks on it.
+    /// The exchange is not boxed. Its future is about 1.3 KiB, and a heap block that size
+    /// per send took glibc's large-allocation path (`malloc_consolidate`) on every send;
+    /// the callers whose futures nest several exchanges (the closed-window choice, the
+    /// template sends) box their own.
     pub(crate) async fn call<T>(
-        &self,
-        call: Call,
-        read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,
-    ) -> Result<(T, u32), ApiError> {
-        Box::pin(self.call_inline(call, read)).await
-    }
-
-    /// [`Client::call`], unboxed.
-    async fn call_inline<T>(
         &self,
         call: Call,
         read: impl Fn(&RawResponse<'_>) -> Result<T, ApiError>,

@@ -70,21 +70,28 @@ async fn try_claim<S: Store>(
     }))
 }
 
-/// Claims `id` for `lease`, runs `work` under the claim and releases it, whatever `work`
-/// returned. `Ok(None)` when another live claim holds `id`: `work` is then dropped
-/// without running. Cancelled mid-way, the claim is released as [`HeldClaim`]'s drop
+/// Claims `id` for `lease`, runs the work `work` makes under the claim and releases it,
+/// whatever the work returned. `Ok(None)` when another live claim holds `id`: the work
+/// is then never made. Cancelled mid-way, the claim is released as [`HeldClaim`]'s drop
 /// says.
-pub(crate) async fn under_claim<S: Store, T>(
+///
+/// `work` makes the future only once claimed: a future passed down by value is stored
+/// once more by every `async fn` it passes through (each keeps its arguments apart from
+/// what it awaits), which made a send naming its `messageId` a 13.5 KiB future.
+pub(crate) async fn under_claim<S: Store, T, W>(
     shared: &Arc<Shared<S>>,
     id: MessageId,
     now: DateTime<Utc>,
     lease: TimeDelta,
-    work: impl Future<Output = Result<T, PolicyError>>,
-) -> Result<Option<T>, PolicyError> {
+    work: impl FnOnce() -> W,
+) -> Result<Option<T>, PolicyError>
+where
+    W: Future<Output = Result<T, PolicyError>>,
+{
     let Some(claim) = try_claim(shared, id, now, lease).await? else {
         return Ok(None);
     };
-    let result = work.await;
+    let result = work().await;
     claim.release().await;
     result.map(Some)
 }
@@ -97,17 +104,23 @@ pub(crate) enum Claimed<T> {
     Ran(T),
 }
 
-/// Runs `run` under the claim on a caller's own `message_id` (a send, a template send),
-/// unless an outcome is already stored for it: that earlier outcome is returned and
-/// nothing runs. While another call holds the claim, [`PolicyError::SendInProgress`]
-/// (unless that call has just stored its outcome, which is then returned).
-pub(crate) async fn once_per_message_id<S: Store, T>(
+/// Runs the work `run` makes under the claim on a caller's own `message_id` (a send, a
+/// template send), unless an outcome is already stored for it: that earlier outcome is
+/// returned and nothing runs. While another call holds the claim,
+/// [`PolicyError::SendInProgress`] (unless that call has just stored its outcome, which
+/// is then returned).
+///
+/// `run` makes the work's future only when it runs, as [`under_claim`]'s `work` does.
+pub(crate) async fn once_per_message_id<S: Store, T, W>(
     shared: &Arc<Shared<S>>,
     conversation: Conversation,
     message_id: MessageId,
     now: CallTime,
-    run: impl Future<Output = Result<T, PolicyError>>,
-) -> Result<Claimed<T>, PolicyError> {
+    run: impl FnOnce() -> W,
+) -> Result<Claimed<T>, PolicyError>
+where
+    W: Future<Output = Result<T, PolicyError>>,
+{
     let earlier = || async {
         let previous = shared.previous_outcome(conversation, message_id).await?;
         if let Some(previous) = &previous {
@@ -115,11 +128,11 @@ pub(crate) async fn once_per_message_id<S: Store, T>(
         }
         Ok::<_, PolicyError>(previous)
     };
-    let claimed = async {
+    let claimed = || async {
         // Under the claim no other call can be writing this id's outcome.
         match earlier().await? {
             Some(previous) => Ok(Claimed::Earlier(previous)),
-            None => run.await.map(Claimed::Ran),
+            None => run().await.map(Claimed::Ran),
         }
     };
     let lease = shared.config.send_lease;

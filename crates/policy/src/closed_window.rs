@@ -333,7 +333,7 @@ impl<'a, S: Store> ClosedWindow<'a, S> {
         }
         // One invitation at a time per conversation, across replicas. Read again under the
         // claim: another sender may have invited between our first read and the claim.
-        let invited = async {
+        let invited = || async {
             if self.invited_for_this_window(conversation, now).await? {
                 return Ok(None);
             }

@@ -148,7 +148,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                 return Ok(Step::Stop);
             }
         };
-        let sent = self.send_one(conversation, entry, payload, expires_at, now, report);
+        let sent = || self.send_one(conversation, entry, payload, expires_at, now, report);
         let lease = self.shared.config.delivery_lease;
         match under_claim(self.shared, entry.message_id, now.at, lease, sent).await? {
             Some(step) => Ok(step),
@@ -307,7 +307,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         now: CallTime,
     ) -> Result<Expiry, PolicyError> {
         let lease = self.shared.config.delivery_lease;
-        let work = self.expire_claimed(conversation, entry, payload, now);
+        let work = || self.expire_claimed(conversation, entry, payload, now);
         Ok(
             under_claim(self.shared, entry.message_id, now.at, lease, work)
                 .await?

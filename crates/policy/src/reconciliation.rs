@@ -68,7 +68,7 @@ impl<'a, S: Store> Reconciler<'a, S> {
         }
         // The same claim as a send naming this id: two copies of one report (a redelivered
         // webhook, two replicas) must not both requeue the message under fresh ids.
-        let work = self.handle_claimed(conversation, key, previous.message_id, state, now);
+        let work = || self.handle_claimed(conversation, key, previous.message_id, state, now);
         let lease = self.shared.config.send_lease;
         match under_claim(self.shared, send_claim_id(key), now.at, lease, work).await? {
             Some(reconciled) => Ok(reconciled),

@@ -164,7 +164,7 @@ impl<S: Store> Messenger<S> {
                 .map(|sent| TemplateOutcome::from_invited(message_id, sent));
         };
         // Boxed, as `Messenger::send` boxes its send: a large future kept off the caller's.
-        let send = Box::pin(self.send_template_as(&request, message_id, true, now));
+        let send = || Box::pin(self.send_template_as(&request, message_id, true, now));
         Ok(
             match once_per_message_id(&self.shared, conversation, message_id, now, send).await? {
                 Claimed::Earlier(previous) => TemplateOutcome::Duplicate(previous),
