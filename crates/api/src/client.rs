@@ -519,7 +519,9 @@ impl Client {
             }
             debug!(attempt, "sending to the gateway");
             let outcome = self.attempt(&call, timeout, &read).await;
-            let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            // Read in the log events only: a macro evaluates its fields only when its
+            // event is enabled, and a clock read per send is not free.
+            let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             if !matches!(outcome.result, Err(ApiError::Busy { .. })) {
                 requests += 1;
             }
@@ -528,7 +530,7 @@ impl Client {
                     debug!(
                         attempt,
                         http_status = outcome.http_status,
-                        elapsed_ms,
+                        elapsed_ms = elapsed_ms(),
                         "the gateway answered"
                     );
                     return Ok((value, attempt));
@@ -548,7 +550,7 @@ impl Client {
                     warn!(
                         attempt,
                         http_status = outcome.http_status,
-                        elapsed_ms,
+                        elapsed_ms = elapsed_ms(),
                         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         %error,
                         "attempt failed; retrying with the same body"
@@ -561,7 +563,7 @@ impl Client {
                     info!(
                         attempt,
                         http_status = outcome.http_status,
-                        elapsed_ms,
+                        elapsed_ms = elapsed_ms(),
                         %error,
                         "{what} failed"
                     );
