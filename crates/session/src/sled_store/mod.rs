@@ -2,6 +2,7 @@
 
 mod back_off;
 mod batch_thread;
+mod claims;
 mod codec;
 mod consent;
 mod directory;
@@ -15,7 +16,6 @@ mod predicted_costs;
 mod presence;
 mod seen;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,16 +146,6 @@ impl SledConfig {
     }
 }
 
-/// A live claim: until when (on this process's monotonic clock, so a caller's clock,
-/// manual or skewed, neither shortens nor stretches it; `None`: a lease too long to
-/// represent, which never ends), and the token of the caller that holds it. Kept in
-/// memory: only this process can open the database, so no other process can hold a
-/// claim.
-struct Claim {
-    until: Option<std::time::Instant>,
-    holder: Uuid,
-}
-
 /// The checkpoint mark: written into sled before each group-commit flush, and into
 /// `lipachat.durable` once that flush is done (see `integrity`).
 pub(crate) struct Checkpoint {
@@ -200,7 +190,7 @@ struct Inner {
     /// Send outcomes written in batches.
     outcome_journal: Arc<outcome_journal::OutcomeJournal>,
     index: Index,
-    claims: Mutex<HashMap<MessageId, Claim>>,
+    claims: claims::Claims,
     outbox_lock: Mutex<()>,
     commit: Option<GroupCommit>,
     checkpoint: Arc<Checkpoint>,
@@ -638,7 +628,7 @@ impl SledStore {
                 outcome_journal,
                 db,
                 index,
-                claims: Mutex::default(),
+                claims: claims::Claims::default(),
                 outbox_lock: Mutex::default(),
                 commit,
                 checkpoint,
@@ -1199,43 +1189,12 @@ impl OutboxStore for SledStore {
         lease: TimeDelta,
     ) -> Result<bool, StoreError> {
         crate::store::check_claim_time(now)?;
-        let mut claims = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let taken_at = std::time::Instant::now();
-        claims.retain(|_, claim| claim.until.is_none_or(|until| until > taken_at));
-        if claims.contains_key(&message_id) {
-            return Ok(false);
-        }
         let lease = lease.to_std().unwrap_or(Duration::ZERO);
-        if lease.is_zero() {
-            // A lease of zero ends as it starts: it holds nothing.
-            return Ok(true);
-        }
-        claims.insert(
-            message_id,
-            Claim {
-                until: taken_at.checked_add(lease),
-                holder,
-            },
-        );
-        Ok(true)
+        Ok(self.inner.claims.take(message_id, holder, lease))
     }
 
     async fn release(&self, message_id: MessageId, holder: Uuid) -> Result<(), StoreError> {
-        let mut claims = self
-            .inner
-            .claims
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if claims
-            .get(&message_id)
-            .is_some_and(|claim| claim.holder == holder)
-        {
-            claims.remove(&message_id);
-        }
+        self.inner.claims.release(message_id, holder);
         Ok(())
     }
 
