@@ -282,22 +282,22 @@ impl PredictedCosts {
 
     /// Records `cost` in the pending batch, writing the batch when this fills it.
     pub(super) fn record(&self, cost: &PredictedCost) -> Result<(), StoreError> {
-        // Encoded before the lock is taken: every send records a cost, from whichever
-        // worker thread it runs on, and the lock's cache line moving between cores while
-        // one held it to encode was most of this call's time (perf).
-        let mut record = Vec::with_capacity(FIXED_LEN + cost.wa_id.as_ref().map_or(0, String::len));
-        if !encode_record(cost, &mut record) {
-            let key = cost_key(cost.conversation.business, cost.message_id);
-            self.shared.tree.insert(key, cost.encode().as_bytes())?;
-            return Ok(());
-        }
         let (wake, full) = {
             let mut pending = lock(&self.shared.pending);
             if pending.value.is_empty() {
                 pending.value.reserve(BATCH_BYTES + 256);
                 pending.value.push(BATCH_FORMAT);
             }
-            pending.value.extend_from_slice(&record);
+            if !encode_record(cost, &mut pending.value) {
+                // Nothing appended: the format byte pushed above goes if it is alone.
+                if pending.value.len() == 1 {
+                    pending.value.clear();
+                }
+                drop(pending);
+                let key = cost_key(cost.conversation.business, cost.message_id);
+                self.shared.tree.insert(key, cost.encode().as_bytes())?;
+                return Ok(());
+            }
             (pending.lull.idle, pending.value.len() >= BATCH_BYTES)
         };
         if wake {
