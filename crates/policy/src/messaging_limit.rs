@@ -347,8 +347,33 @@ type TierMonth = (u64, i32, u32, u64);
 /// counted, free; a count the store lost (a Redis failover without persistence) is not
 /// seen until the messenger restarts or the month ends; and a count on the other kind of
 /// clock, which the store refuses, is not attempted, so not refused.
-#[derive(Debug, Default)]
-pub(crate) struct SpentTiers(std::sync::Mutex<std::collections::HashSet<TierMonth>>);
+///
+/// Each thread also remembers the last month it found used up (a month used up stays
+/// used up, so the memory is never wrong): a busy month is then answered without the
+/// lock, whose cache line otherwise moved between the worker threads on every send
+/// (perf: about 0.3 % of a guarded send's time).
+#[derive(Debug)]
+pub(crate) struct SpentTiers {
+    /// This memory's number, naming it in the threads' memories (no two are the same
+    /// in one process).
+    id: u64,
+    months: std::sync::Mutex<std::collections::HashSet<TierMonth>>,
+}
+
+thread_local! {
+    /// The last month this thread found used up, and in which [`SpentTiers`] (its id).
+    static LAST_SPENT: std::cell::Cell<Option<(u64, TierMonth)>> = const { std::cell::Cell::new(None) };
+}
+
+impl Default for SpentTiers {
+    fn default() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            months: std::sync::Mutex::default(),
+        }
+    }
+}
 
 impl SpentTiers {
     /// Months remembered at most: past it the memory starts again (the store still
@@ -356,14 +381,21 @@ impl SpentTiers {
     const MAX_MONTHS: usize = 4096;
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<TierMonth>> {
-        self.0
+        self.months
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether `month`'s tier was seen used up.
     fn holds(&self, month: TierMonth) -> bool {
-        self.lock().contains(&month)
+        if LAST_SPENT.get() == Some((self.id, month)) {
+            return true;
+        }
+        let spent = self.lock().contains(&month);
+        if spent {
+            LAST_SPENT.set(Some((self.id, month)));
+        }
+        spent
     }
 
     /// Notes that `month`'s tier is used up.
@@ -460,6 +492,32 @@ mod tests {
     use chrono::TimeZone;
     use lipachat_session::ConsentStore;
     use proptest::prelude::*;
+
+    /// A thread's memory of the last used-up month answers only for the memory that
+    /// found it: another messenger's (another store's) months are its own.
+    #[test]
+    fn a_used_up_month_is_remembered_per_memory_not_per_thread() {
+        let (first, second) = (SpentTiers::default(), SpentTiers::default());
+        let march = (254_110_090_747, 2026, 3, 1000);
+        let april = (254_110_090_747, 2026, 4, 1000);
+        assert!(!first.holds(march));
+        first.note(march);
+        assert!(first.holds(march));
+        assert!(first.holds(march), "answered from the thread's memory");
+        assert!(!second.holds(march));
+        assert!(!first.holds(april));
+        second.note(april);
+        assert!(second.holds(april));
+        assert!(first.holds(march));
+        assert!(!first.holds(april));
+        // Another thread asks the lock, and finds the same.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(first.holds(march));
+                assert!(!second.holds(march));
+            });
+        });
+    }
 
     #[test]
     fn the_counter_name_pads_the_year_and_month() {
