@@ -388,16 +388,7 @@ mod tests {
 
     #[test]
     fn documented_success() {
-        let body = json!({
-            "timestamp": "2023-08-06T01:27:56.825898971",
-            "data": {
-                "messageId": "7addc006-07db-4fae-aac5-b285903b41d4",
-                "waId": "wamid.HBgMMjU0NzE3NzQ2NTY1FQIAEnRgSRjJGRkMzNkQ0QUVENTIxQ0NBAA==",
-                "status": "SENT",
-                "statusDesc": "Message sent successfully"
-            },
-            "status": "success", "message": "", "errors": null
-        });
+        let body: Value = serde_json::from_str(crate::success_answer::tests::DOCUMENTED).unwrap();
         let accepted = run(200, &body).unwrap();
         assert_eq!(accepted.status, "SENT");
         assert_eq!(
