@@ -3,8 +3,9 @@
 //! an overflow) on a current-thread runtime, so the whole path's poll frames sit on that
 //! stack: a closed window's invitation with a catalog fetch, a queued copy delivered on
 //! the customer's reply, a send naming its `messageId` and its duplicate, a template send,
-//! and a window-closed report's reconciliation. The stand-in gateway is on loopback and
-//! the store is sled on disk. An overflow aborts the test binary.
+//! and a window-closed report's reconciliation. The stand-in gateway is on loopback; each
+//! path runs on sled on disk and on a throwaway `redis-server` (skipped without one unless
+//! `REQUIRE_REDIS=1`). An overflow aborts the test binary.
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -17,7 +18,9 @@ use lipachat_policy::{
     CatalogSettings, Messenger, OnClosed, PolicyConfig, Reconciliation, SendOutcome, SendRequest,
     TemplateRequest,
 };
-use lipachat_session::{Conversation, ManualClock, Sessions, SledStore};
+use lipachat_redis::RedisStore;
+use lipachat_redis::test_server::RedisServer;
+use lipachat_session::{Conversation, ManualClock, Sessions, SledStore, Store};
 use lipachat_testkit::{StandInGateway, template_entry};
 
 /// The stack a test thread has by default.
@@ -59,9 +62,7 @@ fn shipped() -> TemplateMessage {
         .unwrap()
 }
 
-async fn messenger(
-    on_closed: OnClosed,
-) -> (StandInGateway, Messenger<SledStore>, tempfile::TempDir) {
+async fn messenger<S: Store>(on_closed: OnClosed, store: S) -> (StandInGateway, Messenger<S>) {
     let clock = ManualClock::at("2026-11-23T10:00:00Z".parse().unwrap());
     let gateway = common::clocked_gateway(&clock).await;
     gateway.set_templates(
@@ -75,68 +76,99 @@ async fn messenger(
             "Order {{1}} has shipped",
         )],
     );
-    let dir = tempfile::tempdir().unwrap();
-    let sessions = Sessions::new(SledStore::open(dir.path().join("db")).unwrap()).with_clock(clock);
+    let sessions = Sessions::new(store).with_clock(clock);
     let config = PolicyConfig::default()
         .on_closed(on_closed)
         .catalog(CatalogSettings::default());
     let messenger = Messenger::new(sessions, common::quick_client(&gateway), config);
-    (gateway, messenger, dir)
+    (gateway, messenger)
 }
 
-#[test]
-fn a_closed_windows_invitation_with_a_catalog_fetch_fits_a_test_threads_stack() {
-    on_a_test_threads_stack(|| async {
-        let (gateway, messenger, _dir) = messenger(OnClosed::Template(shipped())).await;
-        let outcome = messenger
-            .send(SendRequest::contact(chat(), card()).message_id(MessageId::new()))
-            .await
-            .unwrap();
-        assert!(!matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
-        assert_eq!(
-            gateway.template_requests().len(),
-            1,
-            "the catalog was fetched"
-        );
-        assert_eq!(gateway.delivered_count(), 1, "the invitation went out");
-    });
+/// A closed window's invitation, after a catalog fetch.
+async fn invitation<S: Store>(store: S) {
+    let (gateway, messenger) = messenger(OnClosed::Template(shipped()), store).await;
+    let outcome = messenger
+        .send(SendRequest::contact(chat(), card()).message_id(MessageId::new()))
+        .await
+        .unwrap();
+    assert!(!matches!(outcome, SendOutcome::Sent { .. }), "{outcome:?}");
+    assert_eq!(
+        gateway.template_requests().len(),
+        1,
+        "the catalog was fetched"
+    );
+    assert_eq!(gateway.delivered_count(), 1, "the invitation went out");
 }
 
-#[test]
-fn a_queued_copy_delivered_and_reconciled_fits_a_test_threads_stack() {
-    on_a_test_threads_stack(|| async {
-        let (gateway, messenger, _dir) = messenger(OnClosed::Queue(shipped())).await;
-        let queued = messenger.send_contact(chat(), card()).await.unwrap();
-        assert!(matches!(queued, SendOutcome::Queued { .. }), "{queued:?}");
-        gateway.customer_writes(chat().business, chat().phone().unwrap());
-        messenger
-            .on_inbound(chat(), messenger.sessions().now())
-            .await
-            .unwrap();
-        messenger.deliver(chat()).await.unwrap();
-        let id = MessageId::new();
-        let request = SendRequest::contact(chat(), card()).message_id(id);
-        let first = messenger.send(request.clone()).await.unwrap();
-        assert!(matches!(first, SendOutcome::Sent { .. }), "{first:?}");
-        let again = messenger.send(request).await.unwrap();
-        let SendOutcome::Duplicate(previous) = again else {
-            panic!("a duplicate returns the earlier outcome, got {again:?}")
-        };
-        assert_eq!(previous.message_id, id);
-        assert_eq!(gateway.free_form_delivered_to(chat().phone().unwrap()), 2);
-        let template = messenger
-            .send_template(TemplateRequest::new(chat(), shipped()).message_id(MessageId::new()))
-            .await
-            .unwrap();
-        drop(template);
-        let now = messenger.sessions().now();
-        let reconciled = messenger
-            .on_window_closed_report(chat(), Some(id), None, now)
-            .await
-            .unwrap();
-        assert!(
-            matches!(reconciled, Reconciliation::Handled { .. }),
-            "{reconciled:?}"
-        );
-    });
+/// A queued copy delivered on the reply, a send naming its `messageId` and its
+/// duplicate, a template send, and a window-closed report reconciled.
+async fn queued_delivered_and_reconciled<S: Store>(store: S) {
+    let (gateway, messenger) = messenger(OnClosed::Queue(shipped()), store).await;
+    let queued = messenger.send_contact(chat(), card()).await.unwrap();
+    assert!(matches!(queued, SendOutcome::Queued { .. }), "{queued:?}");
+    gateway.customer_writes(chat().business, chat().phone().unwrap());
+    messenger
+        .on_inbound(chat(), messenger.sessions().now())
+        .await
+        .unwrap();
+    messenger.deliver(chat()).await.unwrap();
+    let id = MessageId::new();
+    let request = SendRequest::contact(chat(), card()).message_id(id);
+    let first = messenger.send(request.clone()).await.unwrap();
+    assert!(matches!(first, SendOutcome::Sent { .. }), "{first:?}");
+    let again = messenger.send(request).await.unwrap();
+    let SendOutcome::Duplicate(previous) = again else {
+        panic!("a duplicate returns the earlier outcome, got {again:?}")
+    };
+    assert_eq!(previous.message_id, id);
+    assert_eq!(gateway.free_form_delivered_to(chat().phone().unwrap()), 2);
+    messenger
+        .send_template(TemplateRequest::new(chat(), shipped()).message_id(MessageId::new()))
+        .await
+        .unwrap();
+    let now = messenger.sessions().now();
+    let reconciled = messenger
+        .on_window_closed_report(chat(), Some(id), None, now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(reconciled, Reconciliation::Handled { .. }),
+        "{reconciled:?}"
+    );
 }
+
+/// Tests of `scenario` on sled and on Redis, each on a 2 MiB thread.
+macro_rules! on_both_stores {
+    ($sled:ident, $redis:ident, $scenario:ident) => {
+        #[test]
+        fn $sled() {
+            on_a_test_threads_stack(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                $scenario(SledStore::open(dir.path().join("db")).unwrap()).await;
+            });
+        }
+
+        #[test]
+        fn $redis() {
+            let Some(server) = RedisServer::start() else {
+                return;
+            };
+            let url = server.url();
+            on_a_test_threads_stack(move || async move {
+                $scenario(RedisStore::connect(&url).await.unwrap()).await;
+            });
+        }
+    };
+}
+
+on_both_stores!(
+    sled_invitation_with_a_catalog_fetch_fits_a_test_threads_stack,
+    redis_invitation_with_a_catalog_fetch_fits_a_test_threads_stack,
+    invitation
+);
+
+on_both_stores!(
+    sled_queued_delivered_and_reconciled_fits_a_test_threads_stack,
+    redis_queued_delivered_and_reconciled_fits_a_test_threads_stack,
+    queued_delivered_and_reconciled
+);
