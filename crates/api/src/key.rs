@@ -190,6 +190,10 @@ impl fmt::Display for ApiKey {
 }
 
 #[cfg(test)]
+#[path = "attack13_redaction.rs"]
+mod attack13_redaction;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

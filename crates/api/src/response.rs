@@ -338,6 +338,10 @@ fn shorten(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[path = "attack13_success_answer.rs"]
+mod attack13_success_answer;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

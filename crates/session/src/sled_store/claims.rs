@@ -122,6 +122,10 @@ impl Claims {
 }
 
 #[cfg(test)]
+#[path = "attack13_claims.rs"]
+mod attack13_claims;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
