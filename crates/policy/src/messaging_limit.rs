@@ -377,7 +377,7 @@ impl Default for SpentTiers {
 
 impl SpentTiers {
     /// Months remembered at most: past it the memory starts again (the store still
-    /// answers).
+    /// answers), but for the one month each thread remembers as its last used up.
     const MAX_MONTHS: usize = 4096;
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<TierMonth>> {
