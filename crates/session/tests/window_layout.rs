@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 mod child_process;
+mod raw_sled;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -188,8 +189,9 @@ async fn a_conversation_under_both_layouts_keys_reads_merged_and_keeps_one() {
     old_layout_store(&path, 20);
     {
         // An older build wrote conversation 5 again under its old key after a newer one
-        // had moved it (or a move was cut short): both keys hold a record.
-        let db = sled::open(&path).unwrap();
+        // had moved it (or a move was cut short): both keys hold a record. The handle
+        // `old_layout_store` dropped may still hold sled's lock for a moment.
+        let db = raw_sled::raw_sled(&path);
         let windows = db.open_tree("windows").unwrap();
         let later = record(5).with_inbound(record(5).last_inbound + chrono::TimeDelta::hours(2));
         let mut compact = later.last_inbound.timestamp_millis().to_be_bytes()[2..].to_vec();
