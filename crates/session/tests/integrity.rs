@@ -785,13 +785,50 @@ async fn an_old_store_whose_first_open_failed_after_the_copy_still_opens() {
     );
 }
 
+/// The copy after a clean shutdown is made only when sled's files changed since: a store
+/// closed and opened again and again keeps no copies, and a restore of older files that
+/// keeps their modification times (as `cp -p` and `rsync -t` do) is copied before sled
+/// opens it.
 #[tokio::test]
-#[ignore = "finding: after a clean shutdown no copy is made before sled opens, and sled's recovery \
-            zeroes its log from a damaged byte to the end even when the open is then refused \
-            (sled error or Damaged), so the first open of a store damaged on disk (even a read-only \
-            `session-check status`) destroys the bytes an investigation or salvage would need; \
-            copying before every open costs the store's size, so a cheap test of whether sled's \
-            files changed since the clean shutdown is needed first"]
+async fn a_clean_store_is_copied_only_when_its_files_changed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    filled_store(&path, 50).await;
+    for _ in 0..3 {
+        let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+        assert_eq!(store.integrity().backup, None, "{}", store.integrity());
+        fill(&store, 60).await;
+    }
+    assert!(
+        !path.join(RECOVERY_DIR).exists(),
+        "no copy of a clean store"
+    );
+    // Put back an older log with the modification time it has now.
+    let log = path.join("db");
+    let modified = std::fs::metadata(&log).unwrap().modified().unwrap();
+    let older = std::fs::read(&log).unwrap();
+    drop(open(|| SledConfig::new(&path)).unwrap());
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    fill(&store, 61).await;
+    drop(store);
+    std::fs::write(&log, &older).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let restored = open(|| SledConfig::new(&path).mode(OpenMode::Existing))
+        .map(|store| store.integrity().backup.clone());
+    let copies: Vec<_> = std::fs::read_dir(path.join(RECOVERY_DIR))
+        .unwrap()
+        .map(|copy| copy.unwrap().path())
+        .collect();
+    assert_eq!(copies.len(), 1, "{restored:?}");
+    assert_eq!(std::fs::read(copies[0].join("db")).unwrap(), older);
+}
+
+#[tokio::test]
 async fn damage_after_a_clean_shutdown_keeps_the_damaged_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");

@@ -29,7 +29,7 @@ pub const LAYOUT_FORMAT: u32 = 1;
 const MARKER_FIRST_LINE: &str = "lipachat session store";
 
 /// The files sled 0.34 keeps in its directory.
-fn is_sled_file(name: &str) -> bool {
+pub fn is_sled_file(name: &str) -> bool {
     matches!(name, "conf" | "db" | "blobs") || name.starts_with("snap.")
 }
 

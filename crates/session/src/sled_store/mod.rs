@@ -3,6 +3,7 @@
 mod back_off;
 mod batch_thread;
 mod claims;
+mod closed_files;
 mod codec;
 mod consent;
 mod directory;
@@ -16,7 +17,6 @@ mod predicted_costs;
 mod presence;
 mod seen;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -210,8 +210,9 @@ struct Inner {
     integrity: IntegrityReport,
     skipped_keys: usize,
     legacy_phone_keys: usize,
-    // Held for the store's lifetime: the advisory lock on the directory.
-    _lock: File,
+    /// Last, so dropped after every sled handle above: holds the directory lock until the
+    /// closed files are recorded.
+    closing: closed_files::Closing,
 }
 
 impl Inner {
@@ -276,7 +277,9 @@ impl Drop for Inner {
         }
         if let Err(error) = record.write(&self.path) {
             tracing::error!(path = %self.path.display(), %error, "could not seal the store as cleanly closed");
+            return;
         }
+        self.closing.sealed();
     }
 }
 
@@ -401,8 +404,15 @@ impl SledStore {
             .flatten();
         // After an unclean shutdown (or on a store made before the integrity check, whose
         // last shutdown is unknown), sled's recovery may rewrite its files: copy them first.
+        // After a clean one, they are copied only if they changed since that close
+        // recorded them (damage, a restore): sled's recovery would rewrite a damaged log.
         let backup = match (&found, last_shutdown) {
             (_, LastShutdown::Unclean) | (Found::Unmarked, _) => Some(directory::back_up(&path)?),
+            (_, LastShutdown::Clean) if !closed_files::unchanged(&path) => {
+                let copy = directory::back_up(&path)?;
+                tracing::warn!(path = %path.display(), copy = %copy.display(), "sled's files changed since the store was closed cleanly; copied before opening");
+                Some(copy)
+            }
             _ => None,
         };
         let mut sled_config = sled::Config::new()
@@ -556,6 +566,7 @@ impl SledStore {
             tracing::warn!(%report, "opening a damaged store as asked; what it holds is the new reference");
         }
         // From here on the store is open: a crash leaves the record saying so.
+        closed_files::forget(&path).map_err(io_error(&path))?;
         let durable = DurableMark::create(&path, mark).map_err(io_error(&path))?;
         IntegrityRecord {
             clean: false,
@@ -647,8 +658,8 @@ impl SledStore {
                 integrity: report,
                 skipped_keys,
                 legacy_phone_keys,
+                closing: closed_files::Closing::new(path.clone(), lock),
                 path,
-                _lock: lock,
             }),
         })
     }
