@@ -13,6 +13,7 @@ use crate::ids::requeue_message_id;
 use crate::outcome::{
     Delivered, DeliveryReport, DeliveryStop, ExpiredMessage, FailedMessage, PreviousOutcome,
 };
+use crate::reconciliation::Reconciler;
 use crate::request::QueuedPayload;
 use crate::shared::{CallTime, Shared};
 
@@ -206,6 +207,28 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                 store
                     .dequeue_with_outcome(conversation, entry.message_id, outcome)
                     .await?;
+                // A failed status naming this delivery may have come before its outcome
+                // was stored (a slow link, or a write that failed and this is the
+                // redelivery the gateway answered as a duplicate): it was kept, and is
+                // handled now, as that report would have been.
+                if let Some(wa_id) = receipt.wa_id.as_deref()
+                    && let Some(at) = self.shared.early_report(conversation, wa_id).await?
+                {
+                    let reconciler = Reconciler::new(self.shared);
+                    let handled = reconciler.handle_early_report(
+                        conversation,
+                        payload.origin,
+                        message_id,
+                        wa_id,
+                        at,
+                        now,
+                        false,
+                    );
+                    if Box::pin(handled).await?.is_some() {
+                        report.stopped = Some(DeliveryStop::GatewayClosedWindow);
+                        return Ok(Step::Stop);
+                    }
+                }
                 info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
                 let pricing = self
                     .shared

@@ -35,6 +35,13 @@ pub(crate) fn requeue_message_id(refused: MessageId) -> MessageId {
     derived(b"requeue", refused.as_bytes())
 }
 
+/// The key a window-closed report is kept under when it came before the send it names was
+/// stored (by the WhatsApp id `wa_id` it names): the send whose answer carries that id
+/// looks for it once its own outcome is stored.
+pub(crate) fn early_report_id(wa_id: &str) -> MessageId {
+    derived(b"early-report", wa_id.as_bytes())
+}
+
 fn derived(purpose: &[u8], from: &[u8]) -> MessageId {
     let mut name = Vec::with_capacity(purpose.len() + 1 + from.len());
     name.extend_from_slice(purpose);

@@ -383,6 +383,26 @@ impl<S: Store> Messenger<S> {
                     self.shared
                         .remember(conversation, message_id, &outcome)
                         .await?;
+                    // A failed status naming this send may have come before this answer
+                    // was handled (a slow link): it was kept, and is handled now.
+                    if let Some(wa_id) = receipt.wa_id.as_deref()
+                        && let Some(at) = self.shared.early_report(conversation, wa_id).await?
+                    {
+                        let reconciler = Reconciler::new(&self.shared);
+                        let handled = reconciler.handle_early_report(
+                            conversation,
+                            message_id,
+                            message_id,
+                            wa_id,
+                            at,
+                            now,
+                            request.id().is_some(),
+                        );
+                        // Boxed: rare and large, as the closed-window choice below.
+                        if let Some(outcome) = Box::pin(handled).await? {
+                            return Ok(outcome);
+                        }
+                    }
                 }
                 let pricing = self
                     .shared

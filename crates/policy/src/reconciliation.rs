@@ -60,7 +60,25 @@ impl<'a, S: Store> Reconciler<'a, S> {
             .record_gateway_closure_at(conversation, at.min(now.at))
             .await?;
         warn!(%conversation, message_id = ?message_id, wa_id = wa_id.unwrap_or(""), %at, "gateway reported a send as outside the window: closure recorded");
-        let Some((key, previous)) = self.named_send(conversation, message_id, wa_id).await? else {
+        let named = match (
+            self.named_send(conversation, message_id, wa_id).await?,
+            wa_id,
+        ) {
+            (Some(named), _) => Some(named),
+            // The send's answer may not be handled yet (a slow link): the report is kept
+            // for the send to find once it stores its outcome, then looked for once more,
+            // in case that send stored it meanwhile (each side writes, then reads the
+            // other's, so at least one of them sees both).
+            (None, Some(wa_id)) => {
+                self.shared
+                    .keep_early_report(conversation, wa_id, at.min(now.at))
+                    .await?;
+                self.named_send(conversation, message_id, Some(wa_id))
+                    .await?
+            }
+            (None, None) => None,
+        };
+        let Some((key, previous)) = named else {
             return Ok(Reconciliation::ClosureRecorded);
         };
         if !previous.reached_the_gateway() {
@@ -77,6 +95,47 @@ impl<'a, S: Store> Reconciler<'a, S> {
                 Err(PolicyError::SendInProgress { message_id: key })
             }
         }
+    }
+
+    /// After a send (or a delivery) stored its outcome under `key` (`sent_as` its own
+    /// `messageId`) with WhatsApp's id `wa_id`, and found a window-closed report for that
+    /// id kept from before (by [`Reconciler::on_window_closed_report`], through
+    /// [`Shared::early_report`]; `at` when it says the failure happened): handles the
+    /// send as that report would have, once. Returns the new outcome when it handled the
+    /// send; `None` when the send was already handled, or another call holds its claim
+    /// (and handles it). `holds_claim`: whether the caller holds the send claim on `key`.
+    #[allow(clippy::too_many_arguments)] // The send's ids, the report's, and the call's.
+    pub async fn handle_early_report(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        sent_as: MessageId,
+        wa_id: &str,
+        at: DateTime<Utc>,
+        now: CallTime,
+        holds_claim: bool,
+    ) -> Result<Option<SendOutcome>, PolicyError> {
+        warn!(%conversation, message_id = %sent_as, wa_id, %at, "the gateway reported this send as outside the window before its answer was handled: handling it as refused");
+        let state = self
+            .shared
+            .sessions
+            .record_gateway_closure_at(conversation, at.min(now.at))
+            .await?;
+        let handled = if holds_claim {
+            self.handle_claimed(conversation, key, sent_as, state, now)
+                .await?
+        } else {
+            let work = || self.handle_claimed(conversation, key, sent_as, state, now);
+            let lease = self.shared.config.send_lease;
+            match under_claim(self.shared, send_claim_id(key), now.at, lease, work).await? {
+                Some(handled) => handled,
+                None => return Ok(None),
+            }
+        };
+        Ok(match handled {
+            Reconciliation::Handled { outcome } => Some(*outcome),
+            Reconciliation::ClosureRecorded => None,
+        })
     }
 
     /// The send the report names, with the caller's `messageId` its outcome is stored

@@ -11,8 +11,9 @@ use serde::Serialize;
 use crate::catalog::TemplateCatalogs;
 use crate::config::PolicyConfig;
 use crate::error::PolicyError;
+use crate::ids::early_report_id;
 use crate::observer::Observers;
-use crate::outcome::PreviousOutcome;
+use crate::outcome::{OutcomeKind, PreviousOutcome};
 
 /// The messenger's state, shared by its clones and by the parts of the send path (the
 /// closed-window choice, the outbox delivery, the reconciliation of late reports).
@@ -124,6 +125,45 @@ impl<S: Store> Shared<S> {
     /// An outcome stored under `key` for the outcome horizon.
     pub fn stored_for_horizon(&self, key: MessageId, outcome: &PreviousOutcome) -> StoredOutcome {
         Self::stored_outcome(key, outcome, self.config.outcome_horizon)
+    }
+
+    /// Keeps a window-closed report naming WhatsApp's id `wa_id` that found no send
+    /// stored with it (the send's answer may still be on its way), for the outcome
+    /// horizon: stored as a refused outcome under [`early_report_id`], not indexed by the
+    /// WhatsApp id, so only [`Shared::early_report`] finds it.
+    pub async fn keep_early_report(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PolicyError> {
+        let key = early_report_id(wa_id);
+        let report = PreviousOutcome::refused(key, Some(wa_id.to_owned()), at);
+        let stored = StoredOutcome {
+            message_id: key,
+            text: to_json(&report),
+            wa_id: None,
+            keep_for: self.config.outcome_horizon,
+        };
+        self.store().put_outcome(conversation, stored).await?;
+        Ok(())
+    }
+
+    /// When the window-closed report kept by [`Shared::keep_early_report`] for `wa_id`
+    /// says the failure happened, if one is kept.
+    pub async fn early_report(
+        &self,
+        conversation: Conversation,
+        wa_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, PolicyError> {
+        let key = early_report_id(wa_id);
+        Ok(self
+            .previous_outcome(conversation, key)
+            .await?
+            .filter(|report| {
+                report.kind == OutcomeKind::Refused && report.wa_id.as_deref() == Some(wa_id)
+            })
+            .map(|report| report.at))
     }
 
     /// Stores an outcome under the caller's `messageId`, kept for the outcome horizon.
