@@ -15,7 +15,11 @@
 //! then have rewritten the damaged part.
 //!
 //! The record is never a reason to skip a check, only to skip the copy: a missing, torn
-//! or stale record reads as "changed", and the files are copied.
+//! or stale record reads as "changed", and the files are copied. Also unseen: a write
+//! through a shared memory mapping of sled's log to a page already dirty before the
+//! close (the kernel updates the times when a clean page is first written through a
+//! mapping, not on later writes to it), which only a process that mapped the log while the
+//! store was open could make.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -43,10 +47,13 @@ fn render(dir: &Path) -> std::io::Result<String> {
     lines.sort();
     let mut text = String::from(FIRST_LINE);
     text.push('\n');
-    for line in lines {
-        text.push_str(&line);
+    for line in &lines {
+        text.push_str(line);
         text.push('\n');
     }
+    // The count last: a record cut short at a line's end (a torn write) never reads as
+    // the record of a directory that lost its last files.
+    let _ = writeln!(text, "end {}", lines.len());
     Ok(text)
 }
 
@@ -62,7 +69,8 @@ fn collect(dir: &Path, prefix: &str, lines: &mut Vec<String>) -> std::io::Result
             continue;
         }
         let named = format!("{prefix}{name}");
-        let metadata = std::fs::symlink_metadata(entry.path())?;
+        // Through a symbolic link: what sled reads and writes is the file it points to.
+        let metadata = std::fs::metadata(entry.path())?;
         if metadata.is_dir() {
             collect(&entry.path(), &format!("{named}/"), lines)?;
         } else {
