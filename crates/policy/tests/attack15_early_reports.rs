@@ -350,3 +350,61 @@ on_both_stores!(
     redis_a_delivery_whose_look_for_the_kept_report_fails_still_gets_through,
     delivery_whose_look_for_the_report_fails
 );
+
+// ---------------------------------------------------------------------------------------
+// Claim 5: hostile reports. Held: nothing panics, and a send afterwards is unaffected.
+// ---------------------------------------------------------------------------------------
+
+/// Reports naming a WhatsApp id that no send has: empty, one byte, 1 MiB, control and
+/// non-ASCII characters, JSON and Redis syntax; and one naming only a `messageId` of
+/// ours. Each records the closure only (nothing panics, nothing is stored that a later
+/// send in the conversation mistakes for its own report): the next send is sent once.
+async fn hostile_reports_then_a_send<S: Store + Clone>(store: S) {
+    let gateway = Arc::new(StandInGateway::start().await.unwrap());
+    let messenger = Messenger::new(Sessions::new(store), client(&gateway), queue_config());
+    let huge = "w".repeat(1 << 20);
+    let hostile = [
+        "",
+        "x",
+        huge.as_str(),
+        "\0\u{1b}[2J\r\n",
+        "wamid.\u{202e}é\u{1F600}",
+        "\"}],\"kind\":\"sent\"",
+        "*\r\n$3\r\nDEL\r\n",
+    ];
+    let id = MessageId::new();
+    for wa_id in hostile {
+        let handled = messenger
+            .on_window_closed_report(chat(), None, Some(wa_id), Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(format!("{handled:?}"), "ClosureRecorded");
+    }
+    let handled = messenger
+        .on_window_closed_report(chat(), Some(id), None, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(format!("{handled:?}"), "ClosureRecorded");
+    gateway.customer_writes(chat().business, customer());
+    messenger
+        .on_inbound(chat(), messenger.sessions().now())
+        .await
+        .unwrap();
+    let sent = messenger
+        .send(SendRequest::contact(chat(), card()).message_id(id))
+        .await
+        .unwrap();
+    assert_eq!(sent.name(), "sent", "{sent:?}");
+    let fresh = messenger
+        .send(SendRequest::contact(chat(), card()))
+        .await
+        .unwrap();
+    assert_eq!(fresh.name(), "sent", "{fresh:?}");
+    assert_eq!(gateway.free_form_delivered_to(customer()), 2);
+}
+
+on_both_stores!(
+    sled_hostile_reports_change_nothing_but_the_closure,
+    redis_hostile_reports_change_nothing_but_the_closure,
+    hostile_reports_then_a_send
+);
