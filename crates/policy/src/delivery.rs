@@ -160,6 +160,29 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
         }
     }
 
+    /// The gateway refused the message as outside the window (answering 131047, or in a
+    /// kept report), the window closed at `closed_at`: the closure is recorded, the
+    /// message stays queued under a fresh `messageId` derived from `message_id` (the
+    /// gateway may remember the refused one), and delivery stops.
+    async fn refused(
+        &self,
+        conversation: Conversation,
+        message_id: MessageId,
+        closed_at: chrono::DateTime<chrono::Utc>,
+        report: &mut DeliveryReport,
+    ) -> Result<Step, PolicyError> {
+        self.shared
+            .sessions
+            .record_gateway_closure_at(conversation, closed_at)
+            .await?;
+        self.shared
+            .store()
+            .reassign(conversation, message_id, requeue_message_id(message_id))
+            .await?;
+        report.stopped = Some(DeliveryStop::GatewayClosedWindow);
+        Ok(Step::Stop)
+    }
+
     /// Whether the message has waited past the outbox's time to live.
     fn has_expired(&self, entry: &QueuedMessage, now: CallTime) -> bool {
         entry.has_expired(self.shared.config.outbox_ttl, now.at)
@@ -194,6 +217,19 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
             .await
         {
             Ok(receipt) => {
+                // The gateway may already have reported this delivery as outside the
+                // window, its status callback overtaking this answer (or this is the
+                // redelivery, answered as a duplicate, of one whose outcome write failed):
+                // the report was kept, and the message is refused as that report says,
+                // before it leaves the outbox (a failed look leaves it queued).
+                if let Some(wa_id) = receipt.wa_id.as_deref()
+                    && let Some(at) = self.shared.early_report(conversation, wa_id).await?
+                {
+                    warn!(%conversation, %message_id, wa_id, "the gateway reported this delivery as outside the window before its answer: it stays queued with a fresh messageId");
+                    return self
+                        .refused(conversation, message_id, at.min(now.at), report)
+                        .await;
+                }
                 // The message leaves the outbox in the same durable step as the outcome
                 // saying it was delivered: a retry of the send then finds that outcome,
                 // never an empty outbox and no outcome (and sends it again).
@@ -207,9 +243,8 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                 store
                     .dequeue_with_outcome(conversation, entry.message_id, outcome)
                     .await?;
-                // A failed status naming this delivery may have come before its outcome
-                // was stored (a slow link, or a write that failed and this is the
-                // redelivery the gateway answered as a duplicate): it was kept, and is
+                // A failed status naming this delivery that came after the look above
+                // but before its outcome was stored found nothing: it was kept, and is
                 // handled now, as that report would have been.
                 if let Some(wa_id) = receipt.wa_id.as_deref()
                     && let Some(at) = self.shared.early_report(conversation, wa_id).await?
@@ -246,19 +281,7 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                 warn!(%conversation, %message_id, "gateway refused queued message as outside the window: it stays queued with a fresh messageId");
                 // A refusal closes the window from the moment the request went out: a
                 // reply recorded while it was in flight came after what the gateway judged.
-                self.shared
-                    .sessions
-                    .record_gateway_closure_at(conversation, now.at)
-                    .await?;
-                store
-                    .reassign(
-                        conversation,
-                        entry.message_id,
-                        requeue_message_id(message_id),
-                    )
-                    .await?;
-                report.stopped = Some(DeliveryStop::GatewayClosedWindow);
-                Ok(Step::Stop)
+                self.refused(conversation, message_id, now.at, report).await
             }
             // Only a message the gateway finds invalid can never be sent; any other failure
             // (a wrong or rotated key, an outage, an unexplained refusal) leaves it queued:

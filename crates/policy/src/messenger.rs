@@ -310,10 +310,45 @@ impl<S: Store> Messenger<S> {
             match once_per_message_id(&self.shared, request.conversation(), message_id, now, send)
                 .await?
             {
-                Claimed::Earlier(previous) => SendOutcome::Duplicate(previous),
+                Claimed::Earlier(previous) => {
+                    self.duplicate(request.conversation(), message_id, previous, now)
+                        .await?
+                }
                 Claimed::Ran(outcome) => outcome,
             },
         )
+    }
+
+    /// A retried send finds the outcome an earlier call stored: that outcome, unless it
+    /// says the message went to the gateway and a window-closed report for it is kept
+    /// (the earlier call met it but could not handle it: a store failure, a claim held
+    /// too long), in which case the message is handled now as the report says.
+    async fn duplicate(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        previous: PreviousOutcome,
+        now: CallTime,
+    ) -> Result<SendOutcome, PolicyError> {
+        if previous.reached_the_gateway()
+            && let Some(wa_id) = previous.wa_id.as_deref()
+            && let Some(at) = self.shared.early_report(conversation, wa_id).await?
+        {
+            let reconciler = Reconciler::new(&self.shared);
+            let handled = reconciler.handle_early_report(
+                conversation,
+                key,
+                previous.message_id,
+                wa_id,
+                at,
+                now,
+                false,
+            );
+            if let Some(outcome) = Box::pin(handled).await? {
+                return Ok(outcome);
+            }
+        }
+        Ok(SendOutcome::Duplicate(previous))
     }
 
     /// [`Messenger::send`] with the `messageId` settled (and, for a caller's own,

@@ -2,6 +2,7 @@
 //! gateway accepted a send) with the send it names.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lipachat_api::MessageId;
@@ -31,6 +32,10 @@ pub enum Reconciliation {
     /// have been sent by other software, or its record was erased).
     ClosureRecorded,
 }
+
+/// How long a send or a delivery that found a kept report waits for the claim another
+/// call holds on the message before it reports [`PolicyError::SendInProgress`].
+const CLAIM_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Handles late window-closed reports: records the closure and re-applies the
 /// closed-window choice to the send the report names, once.
@@ -84,17 +89,10 @@ impl<'a, S: Store> Reconciler<'a, S> {
         if !previous.reached_the_gateway() {
             return Ok(Reconciliation::ClosureRecorded);
         }
-        // The same claim as a send naming this id: two copies of one report (a redelivered
-        // webhook, two replicas) must not both requeue the message under fresh ids.
-        let work = || self.handle_claimed(conversation, key, previous.message_id, state, now);
-        let lease = self.shared.config.send_lease;
-        match under_claim(self.shared, send_claim_id(key), now.at, lease, work).await? {
-            Some(reconciled) => Ok(reconciled),
-            None => {
-                info!(%conversation, message_id = %key, "another call is handling this message; retry the report later");
-                Err(PolicyError::SendInProgress { message_id: key })
-            }
-        }
+        // A claim held by another call is not waited for: the report's sender retries it.
+        let sent_as = previous.message_id;
+        self.handle_once_claimed(conversation, key, sent_as, state, now, Duration::ZERO)
+            .await
     }
 
     /// After a send (or a delivery) stored its outcome under `key` (`sent_as` its own
@@ -102,8 +100,9 @@ impl<'a, S: Store> Reconciler<'a, S> {
     /// id kept from before (by [`Reconciler::on_window_closed_report`], through
     /// [`Shared::early_report`]; `at` when it says the failure happened): handles the
     /// send as that report would have, once. Returns the new outcome when it handled the
-    /// send; `None` when the send was already handled, or another call holds its claim
-    /// (and handles it). `holds_claim`: whether the caller holds the send claim on `key`.
+    /// send; `None` when the send was already handled. `holds_claim`: whether the caller
+    /// holds the send claim on `key` (if not, it is taken, waiting a little for another
+    /// holder).
     #[allow(clippy::too_many_arguments)] // The send's ids, the report's, and the call's.
     pub async fn handle_early_report(
         &self,
@@ -125,17 +124,46 @@ impl<'a, S: Store> Reconciler<'a, S> {
             self.handle_claimed(conversation, key, sent_as, state, now)
                 .await?
         } else {
-            let work = || self.handle_claimed(conversation, key, sent_as, state, now);
-            let lease = self.shared.config.send_lease;
-            match under_claim(self.shared, send_claim_id(key), now.at, lease, work).await? {
-                Some(handled) => handled,
-                None => return Ok(None),
-            }
+            self.handle_once_claimed(conversation, key, sent_as, state, now, CLAIM_PATIENCE)
+                .await?
         };
         Ok(match handled {
             Reconciliation::Handled { outcome } => Some(*outcome),
             Reconciliation::ClosureRecorded => None,
         })
+    }
+
+    /// [`Reconciler::handle_claimed`] under the send claim on `key` (the same claim as a
+    /// send naming it: two copies of one report, a redelivered webhook or two replicas,
+    /// must not both requeue the message), waiting up to `patience` for a call that holds
+    /// it (a retry looking up the outcome lets go at once); still held after that,
+    /// [`PolicyError::SendInProgress`], so the caller hears that the message was not
+    /// handled rather than that it was sent.
+    #[allow(clippy::too_many_arguments)] // The send's ids, the window, the call's, the wait.
+    async fn handle_once_claimed(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        sent_as: MessageId,
+        state: WindowState,
+        now: CallTime,
+        patience: Duration,
+    ) -> Result<Reconciliation, PolicyError> {
+        let lease = self.shared.config.send_lease;
+        let started = std::time::Instant::now();
+        loop {
+            let work = || self.handle_claimed(conversation, key, sent_as, state, now);
+            if let Some(handled) =
+                under_claim(self.shared, send_claim_id(key), now.at, lease, work).await?
+            {
+                return Ok(handled);
+            }
+            if started.elapsed() >= patience {
+                info!(%conversation, message_id = %key, "another call is handling this message; retry later");
+                return Err(PolicyError::SendInProgress { message_id: key });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The send the report names, with the caller's `messageId` its outcome is stored
