@@ -159,3 +159,51 @@ async fn changed_through_a_mapping() {
         "the log changed while the store was closed and no copy of it was kept (open: {backup:?})"
     );
 }
+
+/// A store whose log was moved to another disk and linked back (`db` a symbolic link, which
+/// sled, the lock and the copy all follow): the record describes the link, not the log, so
+/// a byte flipped in the log while the store is closed (a rewrite in place that changes its
+/// modification and change times) is not seen, and the next open copies nothing.
+#[tokio::test]
+#[ignore = "hole: lipachat.closed records symlink_metadata, so when sled's db (or blobs/) is a \
+            symbolic link it records the link and a change to the file behind it (new times, \
+            same inode) still matches: no copy before sled's recovery"]
+async fn a_changed_log_behind_a_symbolic_link_is_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = SledStore::open(&path).unwrap();
+    for i in 0..300 {
+        fill(&store, i).await;
+    }
+    drop(store);
+    let elsewhere = dir.path().join("other-disk");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::rename(path.join("db"), elsewhere.join("db")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("db"), path.join("db")).unwrap();
+    // The move is a change: copied once. Then closed cleanly again, with the link in place.
+    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    fill(&store, 300).await;
+    drop(store);
+    assert!(
+        path.join("lipachat.closed").is_file(),
+        "the close was recorded"
+    );
+    let copies_before = copied_logs(&path).len();
+
+    let mut log = std::fs::read(elsewhere.join("db")).unwrap();
+    let target = middle_of_log(&log);
+    log[target] ^= 0xff;
+    std::fs::write(elsewhere.join("db"), &log).unwrap();
+
+    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let backup = opened
+        .as_ref()
+        .map(|store| store.integrity().backup.clone())
+        .map_err(ToString::to_string);
+    drop(opened);
+    let copies = copied_logs(&path);
+    assert!(
+        copies.len() > copies_before && copies.contains(&log),
+        "the log changed while the store was closed and no copy of it was kept (open: {backup:?})"
+    );
+}
