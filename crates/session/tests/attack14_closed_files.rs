@@ -207,3 +207,44 @@ async fn a_changed_log_behind_a_symbolic_link_is_copied() {
         "the log changed while the store was closed and no copy of it was kept (open: {backup:?})"
     );
 }
+
+/// The record has no end mark: one cut at the end of a line (a torn write) lists fewer
+/// files, and reads as a record of a store without them. The snapshot's line sorts last,
+/// so a record that lost it matches the store once the snapshot is deleted.
+#[tokio::test]
+#[ignore = "hole: lipachat.closed has no end mark or count, so a record torn at a line end \
+            is read as a whole record of fewer files; with sled's snapshot (its line sorts \
+            last) deleted the files match it and the next open copies nothing"]
+async fn a_record_torn_at_a_line_end_never_skips_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = SledStore::open(&path).unwrap();
+    for i in 0..300 {
+        fill(&store, i).await;
+    }
+    drop(store);
+    let store = open(|| SledConfig::new(&path)).unwrap();
+    drop(store);
+    let record = std::fs::read_to_string(path.join("lipachat.closed")).unwrap();
+    let last = record.lines().last().unwrap();
+    assert!(last.starts_with("snap."), "{record}");
+    let snapshot = last.split(' ').next().unwrap();
+    // Torn after the line before the snapshot's; and the snapshot is deleted.
+    std::fs::write(
+        path.join("lipachat.closed"),
+        &record[..record.len() - last.len() - 1],
+    )
+    .unwrap();
+    std::fs::remove_file(path.join(snapshot)).unwrap();
+
+    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let backup = opened
+        .as_ref()
+        .map(|store| store.integrity().backup.clone())
+        .map_err(ToString::to_string);
+    drop(opened);
+    assert!(
+        path.join(RECOVERY_DIR).is_dir(),
+        "a torn record and a deleted snapshot, and no copy (open: {backup:?})"
+    );
+}
