@@ -154,9 +154,11 @@ async fn changed_through_a_mapping() {
         .map(|store| store.integrity().backup.clone())
         .map_err(ToString::to_string);
     drop(opened);
+    let kept = std::fs::read(path.join("db")).unwrap() == damaged;
     assert!(
         copied_logs(&path).contains(&damaged),
-        "the log changed while the store was closed and no copy of it was kept (open: {backup:?})"
+        "the log changed while the store was closed and no copy of it was kept (open: \
+         {backup:?}; the damaged log still as it was: {kept})"
     );
 }
 
@@ -201,10 +203,12 @@ async fn a_changed_log_behind_a_symbolic_link_is_copied() {
         .map(|store| store.integrity().backup.clone())
         .map_err(ToString::to_string);
     drop(opened);
+    let kept = std::fs::read(elsewhere.join("db")).unwrap() == log;
     let copies = copied_logs(&path);
     assert!(
         copies.len() > copies_before && copies.contains(&log),
-        "the log changed while the store was closed and no copy of it was kept (open: {backup:?})"
+        "the log changed while the store was closed and no copy of it was kept (open: \
+         {backup:?}; the damaged log still as it was: {kept})"
     );
 }
 
