@@ -178,6 +178,16 @@ pub fn lock(path: &Path) -> Result<File, StoreError> {
 /// [`RECOVERY_COPIES_KEPT`]. Returns the copy's directory.
 pub fn back_up(path: &Path) -> Result<PathBuf, StoreError> {
     let recovery = path.join(RECOVERY_DIR);
+    // A service restarting in a loop on a store whose open is refused would otherwise
+    // copy the same files at every start, and the pruning below would then remove the
+    // first copy, the only one holding the files as they were before sled's recovery
+    // first rewrote them.
+    if let Some(newest) = newest_copy(&recovery)
+        && holds_the_same(path, &newest)
+    {
+        tracing::info!(copy = %newest.display(), "the store's files are as the newest copy holds them; no new copy");
+        return Ok(newest);
+    }
     let stamp = Utc::now().format("%Y%m%dT%H%M%S%.6fZ").to_string();
     let target = recovery.join(&stamp);
     std::fs::create_dir_all(&target).map_err(|e| io(&target, e))?;
@@ -221,9 +231,10 @@ fn copy(from: &Path, to: &Path) -> Result<(), StoreError> {
 
 /// Removes the oldest copies (their names sort by time) beyond the number kept. A copy
 /// that cannot be removed is left and logged: it only costs disk.
-fn prune(recovery: &Path) {
+/// The copies in `recovery`, oldest first (named by their UTC time).
+fn copies(recovery: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(recovery) else {
-        return;
+        return Vec::new();
     };
     let mut copies: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok())
@@ -237,6 +248,79 @@ fn prune(recovery: &Path) {
         })
         .collect();
     copies.sort();
+    copies
+}
+
+fn newest_copy(recovery: &Path) -> Option<PathBuf> {
+    copies(recovery).pop()
+}
+
+/// Whether the copy at `copy` holds exactly the files [`back_up`] would copy from the
+/// store at `path`, byte for byte. Any doubt (an unreadable file) is "no".
+fn holds_the_same(path: &Path, copy: &Path) -> bool {
+    fn files(dir: &Path, prefix: &Path, top: bool, found: &mut Vec<PathBuf>) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { return false };
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if top && !(is_sled_file(&text) || text == INTEGRITY_FILE || text == DURABLE_FILE) {
+                continue;
+            }
+            let relative = prefix.join(&name);
+            if entry.path().is_dir() {
+                if !files(&entry.path(), &relative, false, found) {
+                    return false;
+                }
+            } else {
+                found.push(relative);
+            }
+        }
+        true
+    }
+    let (mut ours, mut kept) = (Vec::new(), Vec::new());
+    if !files(path, Path::new(""), true, &mut ours) || !files(copy, Path::new(""), false, &mut kept)
+    {
+        return false;
+    }
+    ours.sort();
+    kept.sort();
+    ours == kept
+        && ours
+            .iter()
+            .all(|file| same_bytes(&path.join(file), &copy.join(file)))
+}
+
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(a), Ok(b)) = (File::open(a), File::open(b)) else {
+        return false;
+    };
+    if a.metadata().map(|m| m.len()).ok() != b.metadata().map(|m| m.len()).ok() {
+        return false;
+    }
+    let (mut a, mut b) = (
+        std::io::BufReader::with_capacity(1 << 16, a),
+        std::io::BufReader::with_capacity(1 << 16, b),
+    );
+    let (mut left, mut right) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let Ok(read) = a.read(&mut left) else {
+            return false;
+        };
+        if read == 0 {
+            return b.read(&mut right[..1]).is_ok_and(|more| more == 0);
+        }
+        if b.read_exact(&mut right[..read]).is_err() || left[..read] != right[..read] {
+            return false;
+        }
+    }
+}
+
+fn prune(recovery: &Path) {
+    let copies = copies(recovery);
     let excess = copies.len().saturating_sub(RECOVERY_COPIES_KEPT);
     for old in &copies[..excess] {
         if let Err(error) = std::fs::remove_dir_all(old) {
