@@ -7,6 +7,10 @@
 //! claim another call holds (then answers `SendInProgress` rather than success), a retry
 //! that finds a sent or delivered outcome looks for a kept report too, and a delivery
 //! looks for one before the message leaves the outbox (a failed look leaves it queued).
+//! The last tests (two copies of a report on two replicas racing the send's answer at
+//! three moments) were added after: they fail when the report is not kept (seen), and
+//! held against two planted double-making changes (a requeue under a random id, and the
+//! re-handling filter loosened), which the report's lookup by identity still stopped.
 
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
@@ -418,4 +422,97 @@ on_both_stores!(
     sled_hostile_reports_change_nothing_but_the_closure,
     redis_hostile_reports_change_nothing_but_the_closure,
     hostile_reports_then_a_send
+);
+
+// ---------------------------------------------------------------------------------------
+// Claim 2: no double. Two copies of the report, handled at once on two replicas, race the
+// send's answer at three moments: well before it, just before it (racing the send's
+// store-then-look), and after it.
+// ---------------------------------------------------------------------------------------
+
+/// A send under the caller's `messageId` whose answer the gateway holds back for
+/// [`IN_FLIGHT`]; `report_after` into it, the gateway's failed status (131047) is handled
+/// by two replicas at once. Whatever the order, the send's call ends without error and
+/// the message reaches the customer exactly once after the reply.
+async fn two_reports_racing_the_answer<S: Store + Clone>(store: S, report_after: Duration) {
+    let gateway = Arc::new(
+        StandInGateway::builder()
+            .refusal(WindowRefusal::StatusCallback)
+            .start()
+            .await
+            .unwrap(),
+    );
+    let a = Messenger::new(
+        Sessions::new(store.clone()),
+        client(&gateway),
+        queue_config(),
+    );
+    let b = Messenger::new(Sessions::new(store), client(&gateway), queue_config());
+    believed_open(&a).await;
+    let id = MessageId::new();
+    gateway.stall_next(1, IN_FLIGHT);
+    let sending = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.send(SendRequest::contact(chat(), card()).message_id(id))
+                .await
+        }
+    });
+    tokio::time::sleep(report_after).await;
+    let callbacks = gateway.take_status_callbacks();
+    assert_eq!(
+        callbacks.len(),
+        1,
+        "the gateway failed the send by callback"
+    );
+    let events = WebhookParser::new()
+        .parse(callbacks[0].to_string().as_bytes(), Utc::now())
+        .unwrap();
+    let on = |messenger: &Messenger<S>| {
+        let messenger = messenger.clone();
+        let events = events.clone();
+        async move {
+            for event in &events {
+                until_ok("a copy of the report", || messenger.on_webhook_event(event)).await;
+            }
+        }
+    };
+    tokio::join!(on(&a), on(&b));
+    let sent = sending.await.unwrap();
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(
+        after_the_reply(&a, &gateway).await,
+        1,
+        "the failed send reaches the customer once after the reply ({sent:?})"
+    );
+}
+
+async fn two_reports_well_before_the_answer<S: Store + Clone>(store: S) {
+    two_reports_racing_the_answer(store, IN_FLIGHT / 4).await;
+}
+
+async fn two_reports_just_before_the_answer<S: Store + Clone>(store: S) {
+    two_reports_racing_the_answer(store, IN_FLIGHT - Duration::from_millis(3)).await;
+}
+
+async fn two_reports_after_the_answer<S: Store + Clone>(store: S) {
+    two_reports_racing_the_answer(store, IN_FLIGHT + Duration::from_millis(60)).await;
+}
+
+on_both_stores!(
+    sled_two_reports_well_before_the_answer_deliver_once,
+    redis_two_reports_well_before_the_answer_deliver_once,
+    two_reports_well_before_the_answer
+);
+
+on_both_stores!(
+    sled_two_reports_just_before_the_answer_deliver_once,
+    redis_two_reports_just_before_the_answer_deliver_once,
+    two_reports_just_before_the_answer
+);
+
+on_both_stores!(
+    sled_two_reports_after_the_answer_deliver_once,
+    redis_two_reports_after_the_answer_deliver_once,
+    two_reports_after_the_answer
 );
