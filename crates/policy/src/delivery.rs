@@ -246,23 +246,19 @@ impl<'a, S: Store> OutboxDelivery<'a, S> {
                 // A failed status naming this delivery that came after the look above
                 // but before its outcome was stored found nothing: it was kept, and is
                 // handled now, as that report would have been.
-                if let Some(wa_id) = receipt.wa_id.as_deref()
-                    && let Some(at) = self.shared.early_report(conversation, wa_id).await?
-                {
-                    let reconciler = Reconciler::new(self.shared);
-                    let handled = reconciler.handle_early_report(
-                        conversation,
-                        payload.origin,
-                        message_id,
-                        wa_id,
-                        at,
-                        now,
-                        false,
-                    );
-                    if Box::pin(handled).await?.is_some() {
-                        report.stopped = Some(DeliveryStop::GatewayClosedWindow);
-                        return Ok(Step::Stop);
-                    }
+                let reconciler = Reconciler::new(self.shared);
+                let wa_id = receipt.wa_id.as_deref();
+                let handled = reconciler.after_outcome_stored(
+                    conversation,
+                    payload.origin,
+                    message_id,
+                    wa_id,
+                    now,
+                    false,
+                );
+                if handled.await?.is_some() {
+                    report.stopped = Some(DeliveryStop::GatewayClosedWindow);
+                    return Ok(Step::Stop);
                 }
                 info!(%conversation, %message_id, wa_id = receipt.wa_id.as_deref().unwrap_or(""), "delivered queued message");
                 let pricing = self

@@ -331,22 +331,18 @@ impl<S: Store> Messenger<S> {
         now: CallTime,
     ) -> Result<SendOutcome, PolicyError> {
         if previous.reached_the_gateway()
-            && let Some(wa_id) = previous.wa_id.as_deref()
-            && let Some(at) = self.shared.early_report(conversation, wa_id).await?
+            && let Some(outcome) = Reconciler::new(&self.shared)
+                .after_outcome_stored(
+                    conversation,
+                    key,
+                    previous.message_id,
+                    previous.wa_id.as_deref(),
+                    now,
+                    false,
+                )
+                .await?
         {
-            let reconciler = Reconciler::new(&self.shared);
-            let handled = reconciler.handle_early_report(
-                conversation,
-                key,
-                previous.message_id,
-                wa_id,
-                at,
-                now,
-                false,
-            );
-            if let Some(outcome) = Box::pin(handled).await? {
-                return Ok(outcome);
-            }
+            return Ok(outcome);
         }
         Ok(SendOutcome::Duplicate(previous))
     }
@@ -420,23 +416,18 @@ impl<S: Store> Messenger<S> {
                         .await?;
                     // A failed status naming this send may have come before this answer
                     // was handled (a slow link): it was kept, and is handled now.
-                    if let Some(wa_id) = receipt.wa_id.as_deref()
-                        && let Some(at) = self.shared.early_report(conversation, wa_id).await?
-                    {
-                        let reconciler = Reconciler::new(&self.shared);
-                        let handled = reconciler.handle_early_report(
+                    if let Some(outcome) = Reconciler::new(&self.shared)
+                        .after_outcome_stored(
                             conversation,
                             message_id,
                             message_id,
-                            wa_id,
-                            at,
+                            receipt.wa_id.as_deref(),
                             now,
                             request.id().is_some(),
-                        );
-                        // Boxed: rare and large, as the closed-window choice below.
-                        if let Some(outcome) = Box::pin(handled).await? {
-                            return Ok(outcome);
-                        }
+                        )
+                        .await?
+                    {
+                        return Ok(outcome);
                     }
                 }
                 let pricing = self

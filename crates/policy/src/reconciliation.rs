@@ -95,16 +95,40 @@ impl<'a, S: Store> Reconciler<'a, S> {
             .await
     }
 
-    /// After a send (or a delivery) stored its outcome under `key` (`sent_as` its own
-    /// `messageId`) with WhatsApp's id `wa_id`, and found a window-closed report for that
-    /// id kept from before (by [`Reconciler::on_window_closed_report`], through
-    /// [`Shared::early_report`]; `at` when it says the failure happened): handles the
-    /// send as that report would have, once. Returns the new outcome when it handled the
-    /// send; `None` when the send was already handled. `holds_claim`: whether the caller
-    /// holds the send claim on `key` (if not, it is taken, waiting a little for another
-    /// holder).
+    /// After a send (or a delivery, or a retry finding either) stored its outcome under
+    /// `key` (`sent_as` its own `messageId`) with WhatsApp's id `wa_id`: looks for a
+    /// window-closed report for that id kept from before the outcome was stored (by
+    /// [`Reconciler::on_window_closed_report`]) and, if one is kept, handles the send as
+    /// that report would have, once. Returns the new outcome when it handled the send;
+    /// `None` when no report is kept or the send was already handled. `holds_claim`:
+    /// whether the caller holds the send claim on `key` (if not, it is taken, waiting a
+    /// little for another holder).
+    pub async fn after_outcome_stored(
+        &self,
+        conversation: Conversation,
+        key: MessageId,
+        sent_as: MessageId,
+        wa_id: Option<&str>,
+        now: CallTime,
+        holds_claim: bool,
+    ) -> Result<Option<SendOutcome>, PolicyError> {
+        let Some(wa_id) = wa_id else {
+            return Ok(None);
+        };
+        let Some(at) = self.shared.early_report(conversation, wa_id).await? else {
+            return Ok(None);
+        };
+        // Boxed: rare and large (the closed-window choice), and the look above is on
+        // the path of every send that stores its outcome.
+        let handled =
+            self.handle_early_report(conversation, key, sent_as, wa_id, at, now, holds_claim);
+        Box::pin(handled).await
+    }
+
+    /// [`Reconciler::after_outcome_stored`] once a kept report was found (`at` when it
+    /// says the failure happened).
     #[allow(clippy::too_many_arguments)] // The send's ids, the report's, and the call's.
-    pub async fn handle_early_report(
+    async fn handle_early_report(
         &self,
         conversation: Conversation,
         key: MessageId,

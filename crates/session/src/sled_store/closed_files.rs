@@ -27,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::directory::is_sled_file;
-use super::integrity::{DURABLE_FILE, INTEGRITY_FILE};
+use super::directory::is_kept_file;
 
 /// The file holding the record, in the store's directory.
 pub const CLOSED_FILES: &str = "lipachat.closed";
@@ -61,10 +60,7 @@ fn collect(dir: &Path, prefix: &str, lines: &mut Vec<String>) -> std::io::Result
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours = !prefix.is_empty()
-            || is_sled_file(&name)
-            || name == INTEGRITY_FILE
-            || name == DURABLE_FILE;
+        let ours = !prefix.is_empty() || is_kept_file(&name);
         if !ours {
             continue;
         }
@@ -200,6 +196,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
     use super::*;
+    use crate::sled_store::integrity::INTEGRITY_FILE;
 
     fn store_files(dir: &Path) {
         std::fs::write(dir.join("conf"), b"segment_size: 524288\n").unwrap();

@@ -28,8 +28,14 @@ pub const RECOVERY_COPIES_KEPT: usize = 3;
 pub const LAYOUT_FORMAT: u32 = 1;
 const MARKER_FIRST_LINE: &str = "lipachat session store";
 
+/// The files a copy before recovery holds, and the record of a clean close describes:
+/// sled's and our integrity files.
+pub fn is_kept_file(name: &str) -> bool {
+    is_sled_file(name) || name == INTEGRITY_FILE || name == DURABLE_FILE
+}
+
 /// The files sled 0.34 keeps in its directory.
-pub fn is_sled_file(name: &str) -> bool {
+fn is_sled_file(name: &str) -> bool {
     matches!(name, "conf" | "db" | "blobs") || name.starts_with("snap.")
 }
 
@@ -196,7 +202,7 @@ pub fn back_up(path: &Path) -> Result<PathBuf, StoreError> {
             let entry = entry.map_err(|e| io(path, e))?;
             let name = entry.file_name();
             let text = name.to_string_lossy();
-            if is_sled_file(&text) || text == INTEGRITY_FILE || text == DURABLE_FILE {
+            if is_kept_file(&text) {
                 copy(&entry.path(), &target.join(&name))?;
             }
         }
@@ -266,7 +272,7 @@ fn holds_the_same(path: &Path, copy: &Path) -> bool {
             let Ok(entry) = entry else { return false };
             let name = entry.file_name();
             let text = name.to_string_lossy();
-            if top && !(is_sled_file(&text) || text == INTEGRITY_FILE || text == DURABLE_FILE) {
+            if top && !is_kept_file(&text) {
                 continue;
             }
             let relative = prefix.join(&name);
