@@ -219,6 +219,37 @@ pub fn back_up(path: &Path) -> Result<PathBuf, StoreError> {
     Ok(target)
 }
 
+/// Removes the snapshots sled 0.34 began to write and never finished, and says how many.
+///
+/// sled writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
+/// `snap.<lsn>`; a process killed before the rename leaves the `.generating` file, part of
+/// a snapshot. sled's next open takes the snapshot file that sorts last as the latest one,
+/// and does not leave those out: the part-written one sorts after the complete snapshot of
+/// the same or an earlier position, so the open failed its checksum and reported the whole
+/// store corrupt. Removing it is safe: the complete snapshot it would have replaced is
+/// still there (sled removes old snapshots only after the rename), and sled replays its log
+/// from that one. Called after the copy before recovery, which holds the file.
+pub fn drop_interrupted_snapshots(path: &Path) -> Result<usize, StoreError> {
+    let mut dropped = 0;
+    for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
+        let entry = entry.map_err(|e| io(path, e))?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if is_interrupted_snapshot(&text) && entry.file_type().map_err(|e| io(path, e))?.is_file() {
+            let file = entry.path();
+            std::fs::remove_file(&file).map_err(|e| io(&file, e))?;
+            tracing::warn!(file = %file.display(), "removed a snapshot sled began and never finished (the process was stopped while writing it)");
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// Whether `name` is a snapshot sled began to write and has not renamed yet.
+fn is_interrupted_snapshot(name: &str) -> bool {
+    name.starts_with("snap.") && name.ends_with(".generating")
+}
+
 fn copy(from: &Path, to: &Path) -> Result<(), StoreError> {
     if from.is_dir() {
         std::fs::create_dir_all(to).map_err(|e| io(to, e))?;

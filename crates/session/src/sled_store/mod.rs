@@ -415,6 +415,7 @@ impl SledStore {
             }
             _ => None,
         };
+        directory::drop_interrupted_snapshots(&path)?;
         let mut sled_config = sled::Config::new()
             .path(&path)
             .cache_capacity(config.cache_capacity);
