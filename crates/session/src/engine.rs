@@ -250,9 +250,9 @@ impl<S: WindowStore> Sessions<S> {
         at: DateTime<Utc>,
     ) -> Result<Recorded, SessionError> {
         self.check_stored_time(StoredTime::Inbound, at)?;
-        let now = self.now();
         let update = self.store.record_inbound(conversation, at).await?;
-        Ok(self.recorded(update, now))
+        // The state is told as of after the store answered, as `state` does.
+        Ok(self.recorded(update, self.now()))
     }
 
     /// Records an inbound message sent (or received) at `at`, unless a message with the
@@ -272,16 +272,18 @@ impl<S: WindowStore> Sessions<S> {
         self.check_stored_time(StoredTime::Inbound, at)?;
         let received_at = self.clock.now();
         let until = saturating_add(received_at, self.redelivery_horizon);
-        let now = self.now();
+        // The states are told as of after the store answered, as `state` does.
         match self
             .store
             .record_inbound_once(conversation, at, id, received_at, until)
             .await?
         {
-            InboundReceipt::Recorded(update) => Ok(RecordedOnce::First(self.recorded(update, now))),
+            InboundReceipt::Recorded(update) => {
+                Ok(RecordedOnce::First(self.recorded(update, self.now())))
+            }
             InboundReceipt::Duplicate { first_received_at } => Ok(RecordedOnce::Duplicate {
                 first_received_at,
-                state: self.state_at(conversation, now).await?,
+                state: self.state(conversation).await?,
             }),
         }
     }

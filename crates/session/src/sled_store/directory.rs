@@ -219,35 +219,50 @@ pub fn back_up(path: &Path) -> Result<PathBuf, StoreError> {
     Ok(target)
 }
 
-/// Removes the snapshots sled 0.34 began to write and never finished, and says how many.
+/// The snapshots sled 0.34 began to write and never finished, in `path`.
 ///
 /// sled writes a snapshot to `snap.<lsn>.generating`, syncs it, then renames it to
 /// `snap.<lsn>`; a process killed before the rename leaves the `.generating` file, part of
 /// a snapshot. sled's next open takes the snapshot file that sorts last as the latest one,
 /// and does not leave those out: the part-written one sorts after the complete snapshot of
 /// the same or an earlier position, so the open failed its checksum and reported the whole
-/// store corrupt. Removing it is safe: the complete snapshot it would have replaced is
-/// still there (sled removes old snapshots only after the rename), and sled replays its log
-/// from that one. Called after the copy before recovery, which holds the file.
-pub fn drop_interrupted_snapshots(path: &Path) -> Result<usize, StoreError> {
-    let mut dropped = 0;
+/// store corrupt. Only regular files named exactly as sled names them (16 upper-case hex
+/// digits of the position) are listed; anything else is left to sled.
+pub fn interrupted_snapshots(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| io(path, e))? {
         let entry = entry.map_err(|e| io(path, e))?;
-        let name = entry.file_name();
-        let text = name.to_string_lossy();
-        if is_interrupted_snapshot(&text) && entry.file_type().map_err(|e| io(path, e))?.is_file() {
-            let file = entry.path();
-            std::fs::remove_file(&file).map_err(|e| io(&file, e))?;
-            tracing::warn!(file = %file.display(), "removed a snapshot sled began and never finished (the process was stopped while writing it)");
-            dropped += 1;
+        if is_interrupted_snapshot(&entry.file_name().to_string_lossy())
+            && entry.file_type().map_err(|e| io(path, e))?.is_file()
+        {
+            found.push(entry.path());
         }
     }
-    Ok(dropped)
+    Ok(found)
 }
 
-/// Whether `name` is a snapshot sled began to write and has not renamed yet.
+/// Removes `files` (from [`interrupted_snapshots`]). Safe once a copy holds them: the
+/// complete snapshot each would have replaced is still there (sled removes old snapshots
+/// only after the rename), and sled replays its log from that one.
+pub fn drop_interrupted_snapshots(files: &[PathBuf]) -> Result<(), StoreError> {
+    for file in files {
+        std::fs::remove_file(file).map_err(|e| io(file, e))?;
+        tracing::warn!(file = %file.display(), "removed a snapshot sled began and never finished (the process was stopped while writing it)");
+    }
+    Ok(())
+}
+
+/// Whether `name` is sled 0.34's name for a snapshot it has not renamed yet:
+/// `snap.<16 upper-case hex digits>.generating`.
 fn is_interrupted_snapshot(name: &str) -> bool {
-    name.starts_with("snap.") && name.ends_with(".generating")
+    name.strip_prefix("snap.")
+        .and_then(|rest| rest.strip_suffix(".generating"))
+        .is_some_and(|position| {
+            position.len() == 16
+                && position
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+        })
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), StoreError> {
@@ -370,5 +385,27 @@ fn io(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sleds_own_part_snapshot_names_are_taken() {
+        assert!(is_interrupted_snapshot("snap.0000000000A1F000.generating"));
+        for other in [
+            "snap.generating",
+            "snap.0000000000A1F000",
+            "snap.0000000000a1f000.generating",
+            "snap.000000000A1F000.generating",
+            "snap.00000000000A1F000.generating",
+            "snap.0000000000A1F00G.generating",
+            "snap.0000000000A1F000.generating.bak",
+            "xsnap.0000000000A1F000.generating",
+        ] {
+            assert!(!is_interrupted_snapshot(other), "{other}");
+        }
     }
 }

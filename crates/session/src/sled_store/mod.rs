@@ -406,7 +406,7 @@ impl SledStore {
         // last shutdown is unknown), sled's recovery may rewrite its files: copy them first.
         // After a clean one, they are copied only if they changed since that close
         // recorded them (damage, a restore): sled's recovery would rewrite a damaged log.
-        let backup = match (&found, last_shutdown) {
+        let mut backup = match (&found, last_shutdown) {
             (_, LastShutdown::Unclean) | (Found::Unmarked, _) => Some(directory::back_up(&path)?),
             (_, LastShutdown::Clean) if !closed_files::unchanged(&path) => {
                 let copy = directory::back_up(&path)?;
@@ -415,7 +415,15 @@ impl SledStore {
             }
             _ => None,
         };
-        directory::drop_interrupted_snapshots(&path)?;
+        // A snapshot sled began and never finished would make sled refuse the store
+        // (`directory::interrupted_snapshots`): removed, once a copy holds it.
+        let interrupted = directory::interrupted_snapshots(&path)?;
+        if !interrupted.is_empty() {
+            if backup.is_none() {
+                backup = Some(directory::back_up(&path)?);
+            }
+            directory::drop_interrupted_snapshots(&interrupted)?;
+        }
         let mut sled_config = sled::Config::new()
             .path(&path)
             .cache_capacity(config.cache_capacity);
