@@ -94,8 +94,8 @@ impl RecordedOnce {
 /// holds one) it starts two cache lines after the reference counts. Each clone of the
 /// `Arc` (a web framework clones its state for every request) writes those counts;
 /// sharing a cache line with them, the engine's own fields were pulled from core to core
-/// on every check, which cost about a fifth of a window check's throughput on two cores
-/// (`docs/performance.md`). 128 rather than 64: Intel cores fetch lines in pairs.
+/// on every check, which cost about a quarter of a window check's throughput on two
+/// cores (`docs/performance.md`). 128 rather than 64: Intel cores fetch lines in pairs.
 #[derive(Debug, Clone)]
 #[repr(align(128))]
 pub struct Sessions<S> {
@@ -351,9 +351,8 @@ impl<S: WindowStore> Sessions<S> {
     /// Whether a free-form message may be sent now, keeping the safety margin.
     ///
     /// "Now" is read after the store answers, never before: the later instant is the
-    /// stricter one (a window only gets closer to closing), and it is the cheaper order.
-    /// Reading the clock first stalls the lookup's memory reads behind the clock's
-    /// ordered timestamp read; in the benchmark that cost a sixth of a check (see
+    /// stricter one (a window only gets closer to closing), and it is the cheaper order:
+    /// with the clock read first, the benchmark's checks ran about a fifth slower (see
     /// `docs/performance.md`).
     pub async fn decide(&self, conversation: Conversation) -> Result<SendDecision, SessionError> {
         let record = self.store.window(conversation).await?;
