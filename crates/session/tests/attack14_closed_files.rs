@@ -15,9 +15,11 @@ use std::process::{Command, Stdio};
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::{
     Conversation, MessageId, OpenMode, OutboxStore, PhoneNumber, QueuedMessage, RECOVERY_DIR,
-    SledConfig, SledStore, StoreError, WindowStore,
+    SledConfig, SledStore, WindowStore,
 };
 use uuid::Uuid;
+
+mod reopen;
 
 fn chat(i: u64) -> Conversation {
     Conversation::new(
@@ -38,19 +40,6 @@ async fn fill(store: &SledStore, i: u64) {
         payload: "{\"type\":\"text\",\"text\":\"hello\"}".into(),
     };
     store.enqueue(chat(i), queued, 10).await.unwrap();
-}
-
-/// Opens, retrying while the previous handle's close still holds the directory lock.
-fn open(config: impl Fn() -> SledConfig) -> Result<SledStore, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match config().open() {
-            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The `db` of every copy made before recovery.
@@ -117,7 +106,7 @@ async fn changed_through_a_mapping() {
         fill(&store, i).await;
     }
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert_eq!(
         store.integrity().backup,
         None,
@@ -153,7 +142,7 @@ async fn changed_through_a_mapping() {
     let damaged = std::fs::read(path.join("db")).unwrap();
     assert_ne!(damaged, before, "the byte changed in the file");
 
-    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let opened = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing));
     let backup = opened
         .as_ref()
         .map(|store| store.integrity().backup.clone())
@@ -185,7 +174,7 @@ async fn a_changed_log_behind_a_symbolic_link_is_copied() {
     std::fs::rename(path.join("db"), elsewhere.join("db")).unwrap();
     std::os::unix::fs::symlink(elsewhere.join("db"), path.join("db")).unwrap();
     // The move is a change: copied once. Then closed cleanly again, with the link in place.
-    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
     fill(&store, 300).await;
     drop(store);
     assert!(
@@ -199,7 +188,7 @@ async fn a_changed_log_behind_a_symbolic_link_is_copied() {
     log[target] ^= 0xff;
     std::fs::write(elsewhere.join("db"), &log).unwrap();
 
-    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let opened = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing));
     let backup = opened
         .as_ref()
         .map(|store| store.integrity().backup.clone())
@@ -226,7 +215,7 @@ async fn a_record_torn_at_a_line_end_never_skips_a_copy() {
         fill(&store, i).await;
     }
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     drop(store);
     let record = std::fs::read_to_string(path.join("lipachat.closed")).unwrap();
     // The snapshot's line is the last file's (a count follows it since the fix).
@@ -240,7 +229,7 @@ async fn a_record_torn_at_a_line_end_never_skips_a_copy() {
     std::fs::write(path.join("lipachat.closed"), &record[..cut]).unwrap();
     std::fs::remove_file(path.join(snapshot)).unwrap();
 
-    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let opened = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing));
     let backup = opened
         .as_ref()
         .map(|store| store.integrity().backup.clone())
@@ -266,14 +255,14 @@ async fn refused_opens_in_a_loop_keep_the_copy_of_the_damaged_log() {
         fill(&store, i).await;
     }
     drop(store);
-    drop(open(|| SledConfig::new(&path)).unwrap());
+    drop(reopen::when_free(|| SledConfig::new(&path)).unwrap());
     let mut log = std::fs::read(path.join("db")).unwrap();
     let target = middle_of_log(&log);
     log[target] ^= 0xff;
     std::fs::write(path.join("db"), &log).unwrap();
     let mut outcomes = Vec::new();
     for _ in 0..5 {
-        let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+        let opened = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing));
         outcomes.push(opened.as_ref().err().map(ToString::to_string));
         drop(opened);
         // Copies are named by the time to the microsecond.

@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected errors.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use lipachat_session::instrumented::InstrumentedStore;
-use lipachat_session::{Conversation, InboundId, ManualClock, RecordedOnce, SledStore};
+use lipachat_session::{Conversation, InboundId, ManualClock, RecordedOnce, SledConfig, SledStore};
 use lipachat_session::{Sessions, WindowState, WindowStore};
+
+mod reopen;
 
 fn chat(i: u64) -> Conversation {
     Conversation::parse("254110090747", &(254_700_000_000 + i).to_string()).unwrap()
@@ -18,22 +19,6 @@ fn chat(i: u64) -> Conversation {
 
 fn at(i: u64) -> DateTime<Utc> {
     "2026-11-23T10:00:00Z".parse::<DateTime<Utc>>().unwrap() + TimeDelta::seconds(i as i64)
-}
-
-/// Opens the store at `path`, waiting out sled's lock of a handle just dropped.
-fn reopen(path: &Path) -> Result<SledStore, lipachat_session::StoreError> {
-    let started = Instant::now();
-    loop {
-        match SledStore::open(path) {
-            Ok(store) => return Ok(store),
-            Err(lipachat_session::StoreError::InUse { .. })
-                if started.elapsed() < Duration::from_secs(5) =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }
 
 /// Every file under `dir` whose name is `name`, at any depth.
@@ -66,7 +51,7 @@ async fn a_file_merely_named_like_a_part_snapshot_is_left_alone_or_refused() {
     }
     let stranger = path.join("snap.generating");
     std::fs::write(&stranger, b"not sled's").unwrap();
-    match reopen(&path) {
+    match reopen::when_free(|| SledConfig::new(&path)) {
         // A clear refusal is acceptable.
         Err(_) => {}
         Ok(_store) => assert!(
@@ -90,7 +75,7 @@ async fn a_removed_file_is_kept_in_a_copy_even_after_an_unchanged_clean_close() 
         // Placed while the store is open: the clean close records it with sled's files.
         std::fs::write(path.join(name), b"kept by someone").unwrap();
     }
-    let opened = reopen(&path);
+    let opened = reopen::when_free(|| SledConfig::new(&path));
     if opened.is_err() {
         return; // Refused: nothing removed.
     }

@@ -19,6 +19,8 @@ use lipachat_session::{
 };
 use uuid::Uuid;
 
+mod reopen;
+
 const CHILD_DB_ENV: &str = "LIPACHAT_INTEGRITY_TEST_DB";
 
 fn chat(i: u64) -> Conversation {
@@ -59,19 +61,6 @@ fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// Opens, retrying while a store this process just dropped still holds sled's lock.
-fn open(config: impl Fn() -> SledConfig) -> Result<SledStore, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match config().open() {
-            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
         }
     }
 }
@@ -146,7 +135,7 @@ async fn opening_an_existing_store_creates_nothing() {
     assert!(empty.join(MARKER_FILE).is_file());
     store.record_inbound(chat(1), time(1)).await.unwrap();
     drop(store);
-    let store = open(|| SledConfig::new(&empty).mode(OpenMode::Existing)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&empty).mode(OpenMode::Existing)).unwrap();
     assert_eq!(store.count().await.unwrap(), 1);
     assert_eq!(store.integrity().last_shutdown, LastShutdown::Clean);
     assert!(store.integrity().is_intact());
@@ -172,7 +161,7 @@ async fn a_store_made_before_the_marker_opens_and_is_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old");
     old_store(&path);
-    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
     assert_eq!(
         store.window(chat(7)).await.unwrap().unwrap().last_inbound,
         time(7)
@@ -186,7 +175,7 @@ async fn a_store_made_before_the_marker_opens_and_is_upgraded() {
     assert!(path.join(MARKER_FILE).is_file());
     store.record_inbound(chat(8), time(8)).await.unwrap();
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert_eq!(store.integrity().last_shutdown, LastShutdown::Clean);
     assert!(store.integrity().is_intact());
     assert_eq!(store.count().await.unwrap(), 2);
@@ -344,7 +333,7 @@ async fn every_write_keeps_the_integrity_record_exact() {
         .unwrap();
     assert!(moved.window && moved.queued == 1 && moved.outcomes == 1);
     drop(store);
-    let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).full_check(true)).unwrap();
     let report = store.integrity();
     assert_eq!(report.last_shutdown, LastShutdown::Clean);
     assert!(report.full_scan);
@@ -396,14 +385,14 @@ enum Verdict {
 
 /// Opens a damaged copy. Opening with fewer or changed records is the one failure.
 async fn judge(path: &Path, n: u64, what: &str) -> Verdict {
-    match open(|| SledConfig::new(path).mode(OpenMode::Existing)) {
+    match reopen::when_free(|| SledConfig::new(path).mode(OpenMode::Existing)) {
         Err(StoreError::Damaged { report }) => {
             assert!(!report.is_intact());
             assert!(!report.problems().is_empty(), "{what}: {report}");
             // Reported again at the next open: nothing was overwritten.
             assert!(
                 matches!(
-                    open(|| SledConfig::new(path).mode(OpenMode::Existing)),
+                    reopen::when_free(|| SledConfig::new(path).mode(OpenMode::Existing)),
                     Err(StoreError::Damaged { .. })
                 ),
                 "{what}: the second open did not report the damage"
@@ -490,7 +479,7 @@ async fn damage_after_a_clean_shutdown_is_reported_not_opened_with_fewer_records
     let n = 300;
     filled_store(&original, n).await;
     // Let sled's threads of the dropped store let go before copying its files.
-    drop(open(|| SledConfig::new(&original)).unwrap());
+    drop(reopen::when_free(|| SledConfig::new(&original)).unwrap());
     let mut verdicts = BTreeMap::<Verdict, usize>::new();
     let copies = damaged_copies(&original, dir.path());
     let total = copies.len();
@@ -561,7 +550,7 @@ async fn damage_after_an_unclean_shutdown_is_reported_and_the_files_are_kept() {
     let total = copies.len();
     for (what, copy) in copies {
         let before = std::fs::read(copy.join("db")).unwrap();
-        match open(|| SledConfig::new(&copy).mode(OpenMode::Existing)) {
+        match reopen::when_free(|| SledConfig::new(&copy).mode(OpenMode::Existing)) {
             Err(StoreError::Damaged { report }) => {
                 assert_eq!(report.last_shutdown, LastShutdown::Unclean, "{what}");
                 let problems = report.problems().join("; ");
@@ -601,7 +590,7 @@ async fn damage_after_an_unclean_shutdown_is_reported_and_the_files_are_kept() {
     );
     // The undamaged original opens after the crash, with every acknowledged record, and
     // its files were kept too.
-    let store = open(|| SledConfig::new(&original)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&original)).unwrap();
     assert_eq!(store.integrity().last_shutdown, LastShutdown::Unclean);
     assert!(store.integrity().is_intact(), "{}", store.integrity());
     assert!(store.integrity().full_scan);
@@ -628,18 +617,18 @@ async fn accepting_damage_makes_what_is_left_the_new_reference() {
         }
         db.flush().unwrap();
     }
-    match open(|| SledConfig::new(&path)) {
+    match reopen::when_free(|| SledConfig::new(&path)) {
         Err(StoreError::Damaged { report }) => assert_eq!(
             report.problems(),
             vec!["windows: expected 50 entries, found 45 (5 missing), checksum differs"]
         ),
         other => panic!("expected Damaged, got {other:?}"),
     }
-    let store = open(|| SledConfig::new(&path).accept_damage(true)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).accept_damage(true)).unwrap();
     assert!(!store.integrity().is_intact());
     assert_eq!(store.count().await.unwrap(), 45);
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert!(store.integrity().is_intact());
 }
 
@@ -655,7 +644,7 @@ async fn copies_kept_before_recovery_are_bounded() {
     drop(store);
     for round in 1..=RECOVERY_COPIES_KEPT + 2 {
         std::fs::write(path.join("lipachat.integrity"), &open_record).unwrap();
-        let store = open(|| SledConfig::new(&path)).unwrap();
+        let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
         assert_eq!(store.integrity().last_shutdown, LastShutdown::Unclean);
         assert!(store.integrity().is_intact(), "{}", store.integrity());
         // A write, so the next copy differs (one the same as the newest is not made).
@@ -697,7 +686,7 @@ async fn losing_the_integrity_files_does_not_hide_a_cut_log() {
     let n = 300;
     filled_store(&original, n).await;
     // Let sled's threads of the dropped store let go before copying its files.
-    drop(open(|| SledConfig::new(&original)).unwrap());
+    drop(reopen::when_free(|| SledConfig::new(&original)).unwrap());
     let log = std::fs::read(original.join("db")).unwrap();
     let used = log.iter().rposition(|b| *b != 0).unwrap() + 1;
     for (variant, damage_files) in [
@@ -735,16 +724,16 @@ async fn a_store_that_lost_its_integrity_files_but_is_whole_opens_once_accepted(
     std::fs::remove_file(path.join("lipachat.integrity")).unwrap();
     std::fs::remove_file(path.join("lipachat.durable")).unwrap();
     // What it must hold is unknown: reported, then accepted as found.
-    let refused = open(|| SledConfig::new(&path));
+    let refused = reopen::when_free(|| SledConfig::new(&path));
     assert!(
         matches!(&refused, Err(StoreError::Damaged { report }) if report.problems().iter().any(|p| p.contains("lipachat.integrity"))),
         "{refused:?}"
     );
-    let store = open(|| SledConfig::new(&path).accept_damage(true)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).accept_damage(true)).unwrap();
     assert_eq!(store.count().await.unwrap(), 20);
     assert_eq!(store.invitations().await.unwrap().len(), 20);
     drop(store);
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert!(store.integrity().is_intact());
 }
 
@@ -755,10 +744,10 @@ async fn a_new_store_that_crashed_before_its_first_record_still_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     drop(SledStore::open(&path).unwrap());
-    drop(open(|| SledConfig::new(&path)).unwrap());
+    drop(reopen::when_free(|| SledConfig::new(&path)).unwrap());
     std::fs::remove_file(path.join("lipachat.integrity")).unwrap();
     std::fs::remove_file(path.join("lipachat.durable")).unwrap();
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert!(store.integrity().is_intact());
 }
 
@@ -783,7 +772,7 @@ async fn an_old_store_whose_first_open_failed_after_the_copy_still_opens() {
     log.unlock().unwrap();
     drop(log);
     // Once that process is gone, the store opens: the copy is ours, not a foreign file.
-    let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
     assert_eq!(
         store.window(chat(7)).await.unwrap().unwrap().last_inbound,
         time(7)
@@ -800,7 +789,7 @@ async fn a_clean_store_is_copied_only_when_its_files_changed_since() {
     let path = dir.path().join("store");
     filled_store(&path, 50).await;
     for _ in 0..3 {
-        let store = open(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
+        let store = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing)).unwrap();
         assert_eq!(store.integrity().backup, None, "{}", store.integrity());
         fill(&store, 60).await;
     }
@@ -812,8 +801,8 @@ async fn a_clean_store_is_copied_only_when_its_files_changed_since() {
     let log = path.join("db");
     let modified = std::fs::metadata(&log).unwrap().modified().unwrap();
     let older = std::fs::read(&log).unwrap();
-    drop(open(|| SledConfig::new(&path)).unwrap());
-    let store = open(|| SledConfig::new(&path)).unwrap();
+    drop(reopen::when_free(|| SledConfig::new(&path)).unwrap());
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     fill(&store, 61).await;
     drop(store);
     std::fs::write(&log, &older).unwrap();
@@ -823,7 +812,7 @@ async fn a_clean_store_is_copied_only_when_its_files_changed_since() {
         .unwrap()
         .set_modified(modified)
         .unwrap();
-    let restored = open(|| SledConfig::new(&path).mode(OpenMode::Existing))
+    let restored = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing))
         .map(|store| store.integrity().backup.clone());
     let copies: Vec<_> = std::fs::read_dir(path.join(RECOVERY_DIR))
         .unwrap()
@@ -838,12 +827,12 @@ async fn damage_after_a_clean_shutdown_keeps_the_damaged_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     filled_store(&path, 300).await;
-    drop(open(|| SledConfig::new(&path)).unwrap());
+    drop(reopen::when_free(|| SledConfig::new(&path)).unwrap());
     let mut log = std::fs::read(path.join("db")).unwrap();
     let used = log.iter().rposition(|b| *b != 0).unwrap() + 1;
     log[used / 2] ^= 0xff;
     std::fs::write(path.join("db"), &log).unwrap();
-    let opened = open(|| SledConfig::new(&path).mode(OpenMode::Existing));
+    let opened = reopen::when_free(|| SledConfig::new(&path).mode(OpenMode::Existing));
     assert!(
         opened.is_err(),
         "a flipped byte mid-log must not open as whole"
@@ -933,7 +922,7 @@ async fn consent_records_are_in_the_integrity_tally() {
         .unwrap();
     drop(store);
 
-    let store = open(|| SledConfig::new(&path).full_check(true)).unwrap();
+    let store = reopen::when_free(|| SledConfig::new(&path).full_check(true)).unwrap();
     assert!(store.integrity().is_intact(), "{}", store.integrity());
     let tallied = |name: &str| {
         store
@@ -982,7 +971,7 @@ async fn consent_records_are_in_the_integrity_tally() {
     }
     // The seal still matches (the removal came after it), so only a full check reads
     // the consent tree.
-    match open(|| SledConfig::new(&path).full_check(true)) {
+    match reopen::when_free(|| SledConfig::new(&path).full_check(true)) {
         Err(StoreError::Damaged { report }) => assert_eq!(
             report.problems(),
             vec![

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use lipachat_session::{Conversation, SledStore, WindowStore};
+use lipachat_session::{Conversation, SledConfig, SledStore, WindowStore};
+
+mod reopen;
 
 fn chat(i: u64) -> Conversation {
     Conversation::parse("254110090747", &(254_700_000_000 + i).to_string()).unwrap()
@@ -115,20 +117,6 @@ async fn a_part_written_snapshot_is_dropped_and_every_record_is_there() {
     // Writes go on, and survive a reopen.
     store.record_inbound(chat(n), at(n)).await.unwrap();
     drop(store);
-    let store = reopen(&path);
+    let store = reopen::when_free(|| SledConfig::new(&path)).unwrap();
     assert_eq!(store.count().await.unwrap(), n + 1);
-}
-
-/// Opens the store at `path`, waiting out sled's lock of a handle just dropped.
-fn reopen(path: &Path) -> SledStore {
-    let started = std::time::Instant::now();
-    loop {
-        match SledStore::open(path) {
-            Ok(store) => return store,
-            Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(error) => panic!("reopen: {error}"),
-        }
-    }
 }

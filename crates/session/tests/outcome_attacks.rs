@@ -9,26 +9,14 @@ use std::sync::Arc;
 use chrono::{TimeDelta, Utc};
 use lipachat_session::MessageId;
 use lipachat_session::{
-    Conversation, OutboxStore, QueuedMessage, SledConfig, SledStore, StoreError, StoredOutcome,
-    WindowStore,
+    Conversation, OutboxStore, QueuedMessage, SledConfig, SledStore, StoredOutcome, WindowStore,
 };
 use uuid::Uuid;
 
+mod reopen;
+
 fn chat(n: u64) -> Conversation {
     Conversation::parse("254110090747", &format!("2547{:08}", 12_345_000 + n)).unwrap()
-}
-
-/// Opens a store just closed by this process (sled lets go of its files a moment later).
-fn reopen(config: impl Fn() -> SledConfig) -> SledStore {
-    let started = std::time::Instant::now();
-    loop {
-        match config().open() {
-            Err(StoreError::InUse { .. }) if started.elapsed().as_secs() < 10 => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            opened => return opened.unwrap(),
-        }
-    }
 }
 
 /// An outcome whose text names its WhatsApp id, so a check can tie the two back.
@@ -192,7 +180,7 @@ async fn concurrent_outcome_writes_keep_the_integrity_check_exact_and_the_index_
     }
     drop(store);
 
-    let store = reopen(|| SledConfig::new(&path).full_check(true));
+    let store = reopen::when_free(|| SledConfig::new(&path).full_check(true)).unwrap();
     let report = store.integrity();
     assert!(report.full_scan);
     assert!(report.is_intact(), "{report}");
@@ -208,6 +196,6 @@ async fn concurrent_outcome_writes_keep_the_integrity_check_exact_and_the_index_
     std::thread::sleep(std::time::Duration::from_millis(5));
     store.prune_outcomes().unwrap();
     drop(store);
-    let store = reopen(|| SledConfig::new(&path).full_check(true));
+    let store = reopen::when_free(|| SledConfig::new(&path).full_check(true)).unwrap();
     assert!(store.integrity().is_intact(), "{}", store.integrity());
 }
