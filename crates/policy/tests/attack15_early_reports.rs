@@ -19,36 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use lipachat_api::{
-    ApiKey, Client, ContactMessage, ContactPhone, MessageId, RetryPolicy, TemplateMessage,
-    WebhookParser,
-};
+use lipachat_api::{ApiKey, Client, MessageId, RetryPolicy, WebhookParser};
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig, PolicyError, SendOutcome, SendRequest};
 use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
 use lipachat_session::instrumented::{Fault, InstrumentedStore};
-use lipachat_session::{Conversation, PhoneNumber, Sessions, SledStore, Store};
+use lipachat_session::{Sessions, SledStore, Store};
 use lipachat_testkit::{StandInGateway, WindowRefusal};
 
-fn chat() -> Conversation {
-    Conversation::parse("254110090747", "254712345678").unwrap()
-}
-
-fn customer() -> PhoneNumber {
-    chat().phone().unwrap()
-}
-
-fn card() -> ContactMessage {
-    ContactMessage::new(
-        "Support desk",
-        vec![ContactPhone::new("254700000001".parse().unwrap(), "Work")],
-    )
-    .unwrap()
-}
-
-fn invite() -> TemplateMessage {
-    TemplateMessage::new("contact_share", "en").unwrap()
-}
+mod common;
+use common::{card, chat, customer, invite};
 
 /// Leases long enough that a claim held by one call outlives the race below.
 const LEASE: TimeDelta = TimeDelta::seconds(5);
@@ -74,6 +54,42 @@ fn queue_config() -> PolicyConfig {
         .on_closed(OnClosed::Queue(invite()))
         .send_lease(LEASE)
         .delivery_lease(LEASE)
+}
+
+/// A stand-in gateway that accepts a send the customer's window does not allow and fails
+/// it by status callback (131047), as WhatsApp does.
+async fn callback_gateway() -> Arc<StandInGateway> {
+    Arc::new(
+        StandInGateway::builder()
+            .refusal(WindowRefusal::StatusCallback)
+            .start()
+            .await
+            .unwrap(),
+    )
+}
+
+/// Two replicas on `store`: one that handles the status callbacks (the reporter), and one
+/// whose store calls a test can make fail (through the returned `InstrumentedStore`).
+fn reporter_and_flaky<S: Store + Clone>(
+    store: S,
+    gateway: &StandInGateway,
+) -> (
+    Messenger<S>,
+    InstrumentedStore<S>,
+    Messenger<InstrumentedStore<S>>,
+) {
+    let reporter = Messenger::new(
+        Sessions::new(store.clone()),
+        client(gateway),
+        queue_config(),
+    );
+    let flaky = InstrumentedStore::new(store);
+    let messenger = Messenger::new(
+        Sessions::new(flaky.clone()),
+        client(gateway),
+        queue_config(),
+    );
+    (reporter, flaky, messenger)
 }
 
 /// Retries `attempt` until it succeeds (at most 40 times).
@@ -172,13 +188,7 @@ macro_rules! on_both_stores {
 /// delivered; the retry only returns the duplicate, and the report was acknowledged:
 /// nothing handles it any more, and the message never reaches the customer.
 async fn kept_report_while_a_retry_holds_the_claim<S: Store + Clone>(store: S) {
-    let gateway = Arc::new(
-        StandInGateway::builder()
-            .refusal(WindowRefusal::StatusCallback)
-            .start()
-            .await
-            .unwrap(),
-    );
+    let gateway = callback_gateway().await;
     let messenger = Messenger::new(
         Sessions::new(store.clone()),
         client(&gateway),
@@ -247,24 +257,8 @@ on_both_stores!(
 /// The caller retries with the same `messageId` and gets the stored "sent" back as a
 /// duplicate; the report was acknowledged; the message never reaches the customer.
 async fn send_whose_look_for_the_report_fails<S: Store + Clone>(store: S) {
-    let gateway = Arc::new(
-        StandInGateway::builder()
-            .refusal(WindowRefusal::StatusCallback)
-            .start()
-            .await
-            .unwrap(),
-    );
-    let reporter = Messenger::new(
-        Sessions::new(store.clone()),
-        client(&gateway),
-        queue_config(),
-    );
-    let flaky = InstrumentedStore::new(store);
-    let messenger = Messenger::new(
-        Sessions::new(flaky.clone()),
-        client(&gateway),
-        queue_config(),
-    );
+    let gateway = callback_gateway().await;
+    let (reporter, flaky, messenger) = reporter_and_flaky(store, &gateway);
     believed_open(&messenger).await;
     let id = MessageId::new();
     let send = SendRequest::contact(chat(), card()).message_id(id);
@@ -309,24 +303,8 @@ on_both_stores!(
 /// look for the kept report fails: the delivery answers an error, the next finds an
 /// empty outbox, and the message never reaches the customer.
 async fn delivery_whose_look_for_the_report_fails<S: Store + Clone>(store: S) {
-    let gateway = Arc::new(
-        StandInGateway::builder()
-            .refusal(WindowRefusal::StatusCallback)
-            .start()
-            .await
-            .unwrap(),
-    );
-    let reporter = Messenger::new(
-        Sessions::new(store.clone()),
-        client(&gateway),
-        queue_config(),
-    );
-    let flaky = InstrumentedStore::new(store);
-    let messenger = Messenger::new(
-        Sessions::new(flaky.clone()),
-        client(&gateway),
-        queue_config(),
-    );
+    let gateway = callback_gateway().await;
+    let (reporter, flaky, messenger) = reporter_and_flaky(store, &gateway);
     let queued = messenger
         .send(SendRequest::contact(chat(), card()).message_id(MessageId::new()))
         .await
@@ -435,13 +413,7 @@ on_both_stores!(
 /// by two replicas at once. Whatever the order, the send's call ends without error and
 /// the message reaches the customer exactly once after the reply.
 async fn two_reports_racing_the_answer<S: Store + Clone>(store: S, report_after: Duration) {
-    let gateway = Arc::new(
-        StandInGateway::builder()
-            .refusal(WindowRefusal::StatusCallback)
-            .start()
-            .await
-            .unwrap(),
-    );
+    let gateway = callback_gateway().await;
     let a = Messenger::new(
         Sessions::new(store.clone()),
         client(&gateway),

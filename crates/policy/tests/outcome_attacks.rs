@@ -14,40 +14,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use lipachat_api::{
-    ApiKey, Client, ContactMessage, ContactPhone, MessageId, RetryPolicy, TemplateMessage,
-    WebhookParser,
-};
+use lipachat_api::{ApiKey, Client, MessageId, RetryPolicy, WebhookParser};
 use lipachat_policy::{Messenger, OnClosed, PolicyConfig, PolicyError, SendOutcome, SendRequest};
 use lipachat_redis::test_server::RedisServer;
 use lipachat_redis::{RedisConfig, RedisStore};
 use lipachat_session::instrumented::{Fault, InstrumentedStore};
 use lipachat_session::{
-    Clock, Conversation, Durability, ManualClock, PhoneNumber, Sessions, SledConfig, SledStore,
-    Store, StoreError,
+    Clock, Durability, ManualClock, Sessions, SledConfig, SledStore, Store, StoreError,
 };
 use lipachat_testkit::{StandInGateway, WindowRefusal};
 
-fn chat() -> Conversation {
-    Conversation::parse("254110090747", "254712345678").unwrap()
-}
-
-/// The customer's number (the stand-in gateway knows customers by number).
-fn customer() -> PhoneNumber {
-    chat().phone().unwrap()
-}
-
-fn card() -> ContactMessage {
-    ContactMessage::new(
-        "Support desk",
-        vec![ContactPhone::new("254700000001".parse().unwrap(), "Work")],
-    )
-    .unwrap()
-}
-
-fn invite() -> TemplateMessage {
-    TemplateMessage::new("contact_share", "en").unwrap()
-}
+mod common;
+use common::{card, chat, customer, invite};
 
 /// Leases short enough that a claim left behind by a failed release ends within a test.
 const LEASE: TimeDelta = TimeDelta::milliseconds(150);

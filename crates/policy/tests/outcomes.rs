@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use lipachat_api::{ApiKey, Client, ContactMessage, ContactPhone, MessageId, TemplateMessage};
+use lipachat_api::{ApiKey, Client, MessageId, TemplateMessage};
 use lipachat_policy::{
     Messenger, OnClosed, PolicyConfig, Reconciliation, SendOutcome, SendRequest,
 };
@@ -33,9 +33,12 @@ use lipachat_redis::RedisStore;
 use lipachat_redis::test_server::RedisServer;
 use lipachat_session::instrumented::InstrumentedStore;
 use lipachat_session::{
-    Conversation, Durability, Sessions, SledConfig, SledStore, Store, StoredOutcome, WindowStore,
+    Durability, Sessions, SledConfig, SledStore, Store, StoredOutcome, WindowStore,
 };
 use lipachat_testkit::{StandInGateway, WindowRefusal};
+
+mod common;
+use common::{card, chat};
 
 /// Set in the child's environment: what store to open (see [`Target`]).
 const CHILD_TARGET: &str = "LIPACHAT_OUTCOME_FAULT_TARGET";
@@ -45,18 +48,6 @@ const CHILD_KEY: &str = "LIPACHAT_OUTCOME_FAULT_KEY";
 const CHILD_MESSAGE_ID: &str = "LIPACHAT_OUTCOME_FAULT_MESSAGE_ID";
 /// What the child prints once the send has returned.
 const SENT_LINE: &str = "OUTCOME-FAULT-SEND-RETURNED";
-
-fn chat() -> Conversation {
-    Conversation::parse("254110090747", "254712345678").unwrap()
-}
-
-fn card() -> ContactMessage {
-    ContactMessage::new(
-        "Support desk",
-        vec![ContactPhone::new("254700000001".parse().unwrap(), "Work")],
-    )
-    .unwrap()
-}
 
 fn config() -> PolicyConfig {
     PolicyConfig::default().on_closed(OnClosed::Queue(
