@@ -241,7 +241,11 @@ async fn sigkill_during_the_move_leaves_a_store_the_next_open_finishes() {
     old_layout_store(&path, n);
     let mut cut_part_way = false;
     // Killed sooner or later after it starts opening, until one kill lands in the move
-    // (both key lengths on disk); each kill leaves every conversation under one key.
+    // (both key lengths on disk); each kill leaves every conversation under one key. The
+    // kill's delay follows where the last one landed (later after a kill before the move
+    // began, sooner after one that came when it was done), so it finds the move on a
+    // loaded machine too, where the open before the move takes longer.
+    let mut delay = Duration::from_millis(100);
     for round in 0..40u64 {
         let mut child = child_process::spawn_test_child("layout_child", DB_ENV, &path);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -250,7 +254,7 @@ async fn sigkill_during_the_move_leaves_a_store_the_next_open_finishes() {
             .map(Result::unwrap)
             .any(|l| l.contains("opening"));
         assert!(started, "the child did not start");
-        std::thread::sleep(Duration::from_millis(100 + 60 * (round % 20)));
+        std::thread::sleep(delay);
         child.kill().unwrap(); // SIGKILL on Unix: no destructor, no flush.
         child.wait().unwrap();
         let lengths = key_lengths(&path);
@@ -264,9 +268,14 @@ async fn sigkill_during_the_move_leaves_a_store_the_next_open_finishes() {
             break;
         }
         if lengths.keys().eq([&13]) {
-            // Moved whole before the kill: start again from the old layout.
+            // Moved whole before the kill: start again from the old layout, and kill
+            // sooner.
             std::fs::remove_dir_all(&path).unwrap();
             old_layout_store(&path, n);
+            delay = delay.mul_f64(0.7);
+        } else {
+            // Killed before the move began: kill later (at most ten seconds in).
+            delay = delay.mul_f64(1.5).min(Duration::from_secs(10));
         }
     }
     assert!(cut_part_way, "no kill landed part-way through the move");
