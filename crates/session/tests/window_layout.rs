@@ -274,7 +274,8 @@ async fn sigkill_during_the_move_leaves_a_store_the_next_open_finishes() {
             old_layout_store(&path, n);
             delay = delay.mul_f64(0.7);
         } else {
-            // Killed before the move began: kill later (at most ten seconds in).
+            // No key moved on disk yet (killed before the move began, or before its first
+            // batch was written): kill later (at most ten seconds in).
             delay = delay.mul_f64(1.5).min(Duration::from_secs(10));
         }
     }

@@ -489,7 +489,9 @@ impl ConsentStore for SledStore {
         // the tree a reply changes nothing, so it is answered without the consent lock,
         // whose cache line would otherwise move between the worker threads on every send.
         // A referral recorded concurrently is ordered after this reply, as it would be had
-        // the reply taken the lock first.
+        // the reply taken the lock first. (Its record counts from just after sled's insert
+        // returns: a lock-free read such as `free_entry_points` may list it a moment
+        // before, and a reply then still orders before it, as `free_entry_point` does.)
         if self.consent_trees().entry.holds_nothing() {
             return Ok(None);
         }
