@@ -8,13 +8,13 @@
 //! shard is swept only when it has doubled since its last sweep, so a shard holds at most
 //! about twice its live claims (and [`MIN_SWEEP`]).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use super::lock;
+use super::memory_map::MemoryMap;
 use crate::MessageId;
 
 /// Shards: enough that two workers rarely take the same one.
@@ -39,7 +39,7 @@ impl Claim {
 
 /// One shard's claims.
 struct Shard {
-    held: HashMap<MessageId, Claim>,
+    held: MemoryMap<MessageId, Claim>,
     /// The size at which the next sweep of expired claims runs.
     sweep_at: usize,
 }
@@ -47,7 +47,7 @@ struct Shard {
 impl Default for Shard {
     fn default() -> Self {
         Self {
-            held: HashMap::new(),
+            held: MemoryMap::default(),
             sweep_at: MIN_SWEEP,
         }
     }

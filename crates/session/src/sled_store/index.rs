@@ -17,6 +17,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc};
 
+use super::memory_map::MemoryMap;
 use crate::window::{to_millis, truncate_to_millis};
 use crate::{Conversation, Customer, PhoneNumber, WindowRecord};
 
@@ -26,9 +27,8 @@ const BUSINESS_IDS: usize = 1 << (64 - CUSTOMER_BITS);
 /// Up to this many business numbers per shard, an id is found by scanning.
 const SCAN_BUSINESSES: usize = 16;
 
-/// The tables' hash map. A window check is one lookup in it, and std's SipHash cost
-/// about as much as the rest of the check; foldhash is a few multiplies, seeded at
-/// random per process (so keys cannot be chosen to collide from outside), and the keys
+/// The tables' hash map. A window check is one lookup in it: [`MemoryMap`] hashes with
+/// foldhash (std's SipHash cost about as much as the rest of the check), and the keys
 /// are fixed-width numbers, which it mixes well.
 ///
 /// Times are kept as [`IndexTime`] (8 bytes: an entry is 16 bytes, four to a cache line),
@@ -36,7 +36,7 @@ const SCAN_BUSINESSES: usize = 16;
 /// lines, and a third more memory for a check to miss in) nor as milliseconds (turning
 /// those into a `DateTime` is a calendar computation that cost about a tenth of a check
 /// in a profile).
-type LookupMap<K> = HashMap<K, IndexTime, foldhash::fast::RandomState>;
+type LookupMap<K> = MemoryMap<K, IndexTime>;
 
 /// A stored time (whole milliseconds) as the index keeps it: its calendar fields packed
 /// into one `u64`, so reading it back is a few shifts and a table lookup, with no

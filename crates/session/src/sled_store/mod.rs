@@ -11,6 +11,7 @@ mod group_commit;
 mod identity;
 mod index;
 mod integrity;
+mod memory_map;
 mod outcome_journal;
 mod outcomes;
 mod predicted_costs;

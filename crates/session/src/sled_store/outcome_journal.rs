@@ -51,7 +51,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -60,6 +59,7 @@ use sled::transaction::TransactionError;
 use super::batch_thread::{BatchThread, Batching, Lull};
 use super::codec::{BATCH_TAG, batch_key, batch_seq};
 use super::integrity::TrackedTree;
+use super::memory_map::{MemoryMap, slot_of};
 use super::{codec, corrupt, lock, now_ms};
 use crate::StoreError;
 
@@ -74,9 +74,7 @@ const KEY_LEN: usize = 32;
 
 /// The index slot of an outcome key.
 fn slot(key: &[u8; KEY_LEN]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
+    slot_of(key)
 }
 
 /// Appends a record to `out`.
@@ -222,7 +220,7 @@ struct State {
     /// The latest expiry among the pending records.
     pending_expiry: u64,
     /// Where each key's latest record is, by slot.
-    index: HashMap<u64, Place>,
+    index: MemoryMap<u64, Place>,
     /// Sealed batches by number, not yet written (numbered after every written one).
     sealed: BTreeMap<u64, Sealed>,
     /// Written batches by number: their latest expiry.
@@ -284,7 +282,7 @@ impl Shared {
 
     /// Scans the written batches into the index.
     fn build(&self, state: &mut State) -> Result<(), StoreError> {
-        let mut index = HashMap::new();
+        let mut index = MemoryMap::default();
         let mut batches = BTreeMap::new();
         let mut last = None;
         for entry in self.tree.range(&[BATCH_TAG][..]..) {

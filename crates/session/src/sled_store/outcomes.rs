@@ -27,14 +27,13 @@
 //! A lookup by `messageId` first asks the tree's in-memory key set ([`super::presence`]):
 //! a send under a fresh `messageId` finds no earlier outcome without walking sled.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
+use super::memory_map::{MemoryMap, slot_of};
 use super::outcome_journal::{Evicted, Held};
 use super::{SledStore, codec, corrupt, lock, now_ms};
 use crate::store::{DEFAULT_OUTCOME_HORIZON, QueuedMessage, StoredOutcome};
@@ -106,10 +105,7 @@ impl SweepState {
 /// finds and checks its WhatsApp id, so two pairs sharing a slot (about one chance in
 /// 10^19 per pair) can only make one of them not found, never the wrong one found.
 fn wa_slot(conversation: Conversation, wa_id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    conversation.hash(&mut hasher);
-    wa_id.hash(&mut hasher);
-    hasher.finish()
+    slot_of(&(conversation, wa_id))
 }
 
 /// The in-memory index of outcomes by WhatsApp id.
@@ -128,7 +124,7 @@ enum WaState {
     /// A lookup is scanning the tree: writes are logged, and applied after the scan.
     Building(Vec<WaChange>),
     /// Built: writes change it at once.
-    Built(HashMap<u64, MessageId>),
+    Built(MemoryMap<u64, MessageId>),
 }
 
 /// A change a write makes to the index.
@@ -142,7 +138,7 @@ struct WaChange {
 }
 
 impl WaChange {
-    fn apply(self, map: &mut HashMap<u64, MessageId>) {
+    fn apply(self, map: &mut MemoryMap<u64, MessageId>) {
         if self.linked {
             map.insert(self.slot, self.id);
         } else if map.get(&self.slot) == Some(&self.id) {
@@ -180,7 +176,7 @@ impl WaIndex {
     fn lookup(
         &self,
         slot: u64,
-        scan: impl FnOnce() -> Result<HashMap<u64, MessageId>, StoreError>,
+        scan: impl FnOnce() -> Result<MemoryMap<u64, MessageId>, StoreError>,
     ) -> Result<Option<MessageId>, StoreError> {
         if let WaState::Built(map) = &*lock(&self.state) {
             return Ok(map.get(&slot).copied());
@@ -498,9 +494,9 @@ impl SledStore {
     }
 
     /// The WhatsApp id index, from the whole tree.
-    fn scan_wa_ids(&self) -> Result<HashMap<u64, MessageId>, StoreError> {
+    fn scan_wa_ids(&self) -> Result<MemoryMap<u64, MessageId>, StoreError> {
         self.unpack_journal()?;
-        let mut map = HashMap::new();
+        let mut map = MemoryMap::default();
         for entry in self.inner.outcomes.iter() {
             let (key, value) = entry?;
             let Some((conversation, id)) = codec::parse_outcome_key(&key) else {

@@ -21,12 +21,12 @@
 //! an empty value in the expiry tree; opening one moves each of its entries into the
 //! expiry tree's value and empties it (see [`SeenIds::open`]).
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
 use super::codec::read_i64;
+use super::memory_map::MemoryMap;
 use crate::store::RememberedInbound;
 use crate::{InboundDigest, InboundId, PhoneNumber, StoreError};
 
@@ -65,7 +65,7 @@ struct Remembered {
 /// from [`SeenIds::check`] to [`SeenIds::remember`] so concurrent callers with one id see
 /// each other.
 pub(super) struct Memory {
-    by_id: HashMap<IdKey, Remembered>,
+    by_id: MemoryMap<IdKey, Remembered>,
     /// No entry of the expiry tree ends before this (ms; `i64::MAX` when it is empty):
     /// until then a prune has nothing to do and reads nothing.
     earliest_until_ms: i64,
@@ -113,7 +113,7 @@ impl SeenIds {
         {
             migrate_legacy(db, &by_expiry)?;
         }
-        let mut by_id: HashMap<IdKey, Remembered> = HashMap::new();
+        let mut by_id: MemoryMap<IdKey, Remembered> = MemoryMap::default();
         let mut unreadable = Vec::new();
         let mut earliest_until_ms = i64::MAX;
         for item in by_expiry.iter() {
