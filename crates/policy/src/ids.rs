@@ -43,9 +43,5 @@ pub(crate) fn early_report_id(wa_id: &str) -> MessageId {
 }
 
 fn derived(purpose: &[u8], from: &[u8]) -> MessageId {
-    let mut name = Vec::with_capacity(purpose.len() + 1 + from.len());
-    name.extend_from_slice(purpose);
-    name.push(b':');
-    name.extend_from_slice(from);
-    MessageId::from_uuid(Uuid::new_v5(&DERIVED_ID_NAMESPACE, &name))
+    MessageId::derived(DERIVED_ID_NAMESPACE, &[purpose, b":", from])
 }

@@ -723,7 +723,7 @@ pub trait ConsentStore: Send + Sync + 'static {
 pub fn wa_id_key(wa_id: &str) -> MessageId {
     const WA_ID_NAMESPACE: uuid::Uuid =
         uuid::Uuid::from_u128(0x6c69_7061_6368_6174_0000_7761_6964_0001);
-    MessageId::from_uuid(uuid::Uuid::new_v5(&WA_ID_NAMESPACE, wa_id.as_bytes()))
+    MessageId::derived(WA_ID_NAMESPACE, &[wa_id.as_bytes()])
 }
 
 /// Pairs predictions with reports (by business number and `messageId`, else by the

@@ -1,5 +1,6 @@
 //! The platform's id of an inbound message, by which a redelivered webhook is recognised.
 
+use crate::uuid_v5::uuid_v5;
 use std::fmt;
 
 /// The id the platform gave an inbound message: WhatsApp's `wamid.…`, or LipaChat's
@@ -84,7 +85,7 @@ impl InboundId {
             Err(InboundIdError::Empty) => None,
             Err(_) => Some(Self(format!(
                 "digest:{}",
-                uuid::Uuid::new_v5(&DIGEST_NAMESPACE, id.trim().as_bytes()).simple()
+                uuid_v5(&DIGEST_NAMESPACE, &[id.trim().as_bytes()]).simple()
             ))),
         }
     }
@@ -99,7 +100,7 @@ impl InboundId {
     /// bytes under a fixed namespace (SHA-1, truncated). Stored, so it never changes;
     /// two ids sharing one digest is as likely as a SHA-1 collision.
     pub fn digest(&self) -> InboundDigest {
-        InboundDigest(*uuid::Uuid::new_v5(&DIGEST_NAMESPACE, self.0.as_bytes()).as_bytes())
+        InboundDigest(*uuid_v5(&DIGEST_NAMESPACE, &[self.0.as_bytes()]).as_bytes())
     }
 }
 

@@ -72,6 +72,7 @@ mod skew;
 #[cfg(feature = "sled")]
 mod sled_store;
 pub mod store;
+mod uuid_v5;
 pub mod view;
 mod window;
 

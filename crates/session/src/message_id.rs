@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::InboundId;
+use crate::uuid_v5::uuid_v5;
 
 /// The UUID namespace of reply ids ([`MessageId::reply_to`]); fixed, so ids are the same
 /// across processes and releases.
@@ -61,6 +62,28 @@ impl MessageId {
         Self(uuid)
     }
 
+    /// The `messageId` derived from the name made of `parts` joined end to end, under
+    /// `namespace`: a version 5 UUID (RFC 9562), the same as `Uuid::new_v5(namespace,
+    /// name)`, so the same every time, in every process and release.
+    ///
+    /// For a sender that keys its messages by its own ids (an order number, a ticket)
+    /// and wants every retry of one message to carry one `messageId`, which the gateway
+    /// deduplicates by. Pick one namespace of your own (any fixed UUID) for them.
+    ///
+    /// ```
+    /// use lipachat_session::MessageId;
+    /// use uuid::Uuid;
+    ///
+    /// const ORDERS: Uuid = Uuid::from_u128(0x0b5e_55ed_0000_4000_8000_0000_0000_0001);
+    /// let shipped = MessageId::derived(ORDERS, &[b"order:", b"A-1042", b":shipped"]);
+    /// assert_eq!(shipped, MessageId::derived(ORDERS, &[b"order:A-1042:shipped"]));
+    /// assert_ne!(shipped, MessageId::derived(ORDERS, &[b"order:A-1043:shipped"]));
+    /// assert_eq!(shipped.as_uuid().get_version_num(), 5);
+    /// ```
+    pub fn derived(namespace: Uuid, parts: &[&[u8]]) -> Self {
+        Self(uuid_v5(&namespace, parts))
+    }
+
     /// The `messageId` of the bot's reply to the inbound message `inbound`: a v5 UUID
     /// derived from the id, the same every time, so a reply made again (a webhook
     /// redelivered after the redelivery memory forgot it, a handler retried after a
@@ -86,12 +109,11 @@ impl MessageId {
     /// The `messageId` of the bot's `n`th reply (from 0) to the inbound message `inbound`;
     /// see [`MessageId::reply_to`].
     pub fn reply_to_nth(inbound: &InboundId, n: u32) -> Self {
-        let mut name = Vec::with_capacity(inbound.as_str().len() + 16);
-        name.extend_from_slice(b"reply:");
-        name.extend_from_slice(n.to_string().as_bytes());
-        name.push(b':');
-        name.extend_from_slice(inbound.as_str().as_bytes());
-        Self(Uuid::new_v5(&REPLY_NAMESPACE, &name))
+        let n = n.to_string();
+        Self::derived(
+            REPLY_NAMESPACE,
+            &[b"reply:", n.as_bytes(), b":", inbound.as_str().as_bytes()],
+        )
     }
 
     /// The UUID.
