@@ -92,30 +92,63 @@ struct Record<'a> {
     value: &'a [u8],
 }
 
-/// The records of a batch's value (`FORMAT` then records), in the order written; the
-/// error says what is wrong with the first unreadable part.
-fn decode_batch(value: &[u8]) -> Result<Vec<Record<'_>>, String> {
-    let mut bytes = match value.split_first() {
-        Some((&BATCH_FORMAT, records)) => records,
-        Some((format, _)) => return Err(format!("unknown batch format {format}")),
-        None => return Err("an empty batch".into()),
-    };
-    let mut records = Vec::new();
-    while !bytes.is_empty() {
-        let short = || format!("a record is cut short ({} bytes left)", bytes.len());
-        let (key, rest) = bytes.split_first_chunk::<KEY_LEN>().ok_or_else(short)?;
-        let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| short())?;
-        let (value, rest) = rest.split_at_checked(len).ok_or_else(short)?;
-        records.push(Record { key, value });
-        bytes = rest;
+/// The records of a batch's value (`FORMAT` then records), read in place in the order
+/// written: each an error once a part is unreadable (the error says what is wrong), and
+/// nothing after it.
+fn records(value: &[u8]) -> Result<Records<'_>, String> {
+    match value.split_first() {
+        Some((&BATCH_FORMAT, bytes)) => Ok(Records { bytes }),
+        Some((format, _)) => Err(format!("unknown batch format {format}")),
+        None => Err("an empty batch".into()),
     }
-    Ok(records)
 }
 
-/// The latest record of `key` among `records`.
-fn latest<'a>(records: &[Record<'a>], key: &[u8; KEY_LEN]) -> Option<&'a [u8]> {
-    records.iter().rev().find(|r| r.key == key).map(|r| r.value)
+/// The iterator [`records`] makes: the bytes not read yet.
+struct Records<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<Record<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.bytes);
+        let short = || format!("a record is cut short ({} bytes left)", bytes.len());
+        let read = || {
+            let (key, rest) = bytes.split_first_chunk::<KEY_LEN>().ok_or_else(short)?;
+            let (len, rest) = rest.split_first_chunk::<4>().ok_or_else(short)?;
+            let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| short())?;
+            let (value, rest) = rest.split_at_checked(len).ok_or_else(short)?;
+            Ok((Record { key, value }, rest))
+        };
+        // After an unreadable part `bytes` stays empty: the iterator ends.
+        Some(read().map(|(record, rest)| {
+            self.bytes = rest;
+            record
+        }))
+    }
+}
+
+/// The records of a batch's value, in the order written; the error says what is wrong
+/// with the first unreadable part.
+fn decode_batch(value: &[u8]) -> Result<Vec<Record<'_>>, String> {
+    records(value)?.collect()
+}
+
+/// The latest record of `key` in a batch's value, read in place (a lookup allocates
+/// nothing); an error as [`decode_batch`]'s when any part of the batch is unreadable.
+fn latest<'a>(value: &'a [u8], key: &[u8; KEY_LEN]) -> Result<Option<&'a [u8]>, String> {
+    let mut found = None;
+    for record in records(value)? {
+        let record = record?;
+        if record.key == key {
+            found = Some(record.value);
+        }
+    }
+    Ok(found)
 }
 
 /// An outcome value's expiry (ms since the epoch; 0 for a value without one, which the
@@ -346,12 +379,11 @@ impl Shared {
             return Ok(Held::Nothing);
         };
         let found = match place {
-            Place::Pending => {
-                let records = decode_batch(&state.pending).map_err(|detail| {
+            Place::Pending => latest(&state.pending, key)
+                .map_err(|detail| {
                     corrupt(conversation, format!("pending outcome batch: {detail}"))
-                })?;
-                latest(&records, key).map(<[u8]>::to_vec)
-            }
+                })?
+                .map(<[u8]>::to_vec),
             Place::Batch(seq) => {
                 let Some(value) = self.batch(state, seq)? else {
                     return Err(corrupt(
@@ -359,10 +391,11 @@ impl Shared {
                         format!("outcome batch {seq} is indexed but not in the tree"),
                     ));
                 };
-                let records = decode_batch(&value).map_err(|detail| {
-                    corrupt(conversation, format!("outcome batch {seq}: {detail}"))
-                })?;
-                latest(&records, key).map(<[u8]>::to_vec)
+                latest(&value, key)
+                    .map_err(|detail| {
+                        corrupt(conversation, format!("outcome batch {seq}: {detail}"))
+                    })?
+                    .map(<[u8]>::to_vec)
             }
         };
         Ok(found.map_or(Held::SlotTaken, Held::Record))
@@ -843,21 +876,55 @@ mod tests {
         encode_record(&a, b"second", &mut batch);
         let records = decode_batch(&batch).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(latest(&records, &a), Some(&b"second"[..]));
-        assert_eq!(latest(&records, &b), Some(&b""[..]));
-        assert_eq!(latest(&records, &[3u8; KEY_LEN]), None);
+        assert_eq!(latest(&batch, &a), Ok(Some(&b"second"[..])));
+        assert_eq!(latest(&batch, &b), Ok(Some(&b""[..])));
+        assert_eq!(latest(&batch, &[3u8; KEY_LEN]), Ok(None));
     }
 
     #[test]
     fn a_cut_or_unknown_batch_is_an_error_naming_it() {
+        let key = [1u8; KEY_LEN];
         let mut batch = vec![BATCH_FORMAT];
-        encode_record(&[1u8; KEY_LEN], b"value", &mut batch);
-        for cut in 2..batch.len() {
+        encode_record(&key, b"value", &mut batch);
+        let whole = batch.len();
+        encode_record(&key, b"later", &mut batch);
+        for cut in (2..whole).chain(whole + 1..batch.len()) {
             let error = decode_batch(&batch[..cut]).err().unwrap();
+            assert!(error.contains("cut short"), "{error}");
+            // A lookup reads the whole batch: a record found before the cut is not
+            // answered from a batch that is damaged after it.
+            let error = latest(&batch[..cut], &key).unwrap_err();
             assert!(error.contains("cut short"), "{error}");
         }
         assert!(decode_batch(&[9]).unwrap_err().contains("format 9"));
         assert!(decode_batch(&[]).unwrap_err().contains("empty"));
+        assert!(latest(&[9], &key).unwrap_err().contains("format 9"));
+        assert!(latest(&[], &key).unwrap_err().contains("empty"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, a lookup in place answers as decoding the whole batch and
+        /// taking the key's last record: the same record, or the same error.
+        #[test]
+        fn a_lookup_in_place_answers_as_the_decoded_batch(
+            records in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(proptest::num::u8::ANY, 0..12)),
+                0..6,
+            ),
+            cut in proptest::option::of(0usize..200),
+            wanted in 0u8..3,
+        ) {
+            let mut batch = vec![BATCH_FORMAT];
+            for (key, value) in &records {
+                encode_record(&[*key; KEY_LEN], value, &mut batch);
+            }
+            let batch = &batch[..cut.map_or(batch.len(), |cut| cut.min(batch.len()))];
+            let key = [wanted; KEY_LEN];
+            let decoded = decode_batch(batch).map(|records| {
+                records.iter().rev().find(|r| *r.key == key).map(|r| r.value)
+            });
+            proptest::prop_assert_eq!(latest(batch, &key), decoded);
+        }
     }
 
     #[test]
