@@ -5,9 +5,15 @@
 //! They hash with foldhash, seeded at random once per process, in place of std's
 //! SipHash: SipHash cost about as much as the rest of a window check, and about 2,000
 //! instructions of a send naming its `messageId` (of about 159,000, counted with
-//! callgrind). A random seed keeps keys from being chosen from outside to collide. No
-//! slot or map order is ever written to disk: each is built again when the store opens,
-//! so the seed may differ from one process to the next.
+//! callgrind). foldhash is seeded at random and is, in its authors' words, minimally
+//! DoS-resistant: keys chosen blindly do not collide more than chance, but unlike
+//! SipHash it does not hold against someone who studies a long-running process's timing
+//! to recover its seed. The keys here are hard to choose from outside: packed phone
+//! numbers, ids WhatsApp and the gateway make (read from signed webhooks), UUIDs derived
+//! with SHA-1, and a caller's own `messageId`s; and a slot two keys share costs a lookup,
+//! never an answer (each index says how it tells them apart). No slot or map order is
+//! ever written to disk: each is built again when the store opens, so the seed may differ
+//! from one process to the next.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
