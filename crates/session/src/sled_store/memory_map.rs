@@ -3,17 +3,17 @@
 //! inbound ids seen), and the 64-bit slots two of them are keyed by.
 //!
 //! The maps hash with foldhash, seeded at random for each map, in place of std's SipHash:
-//! SipHash cost about as much as the rest of a window check, and about 2,000 instructions
-//! of a send naming its `messageId` (of about 159,000, counted with callgrind). foldhash
-//! is, in its authors' words, minimally DoS-resistant: keys chosen blindly do not collide
-//! more than chance, but unlike SipHash it does not hold against someone who studies a
-//! long-running process's timing to recover its seed. The keys here are hard to choose
+//! SipHash cost about as much as the rest of a window check. foldhash is, in its authors'
+//! words, minimally DoS-resistant: keys chosen blindly do not collide more than chance,
+//! but unlike SipHash it does not hold against someone who studies a long-running
+//! process's timing to recover its seed. The keys here are hard to choose
 //! from outside: packed phone numbers, ids WhatsApp and the gateway make (read from signed
 //! webhooks), UUIDs derived with SHA-1, and a caller's own `messageId`s. No map order is
 //! ever written to disk or relied on: each map is built again when the store opens.
 //!
-//! The slots are not foldhash's: they must be the same in every process (see
-//! [`slot_of`]).
+//! The slots are not foldhash's: the outcome journal's must be the same in every process
+//! (see [`slot_of`]), and the WhatsApp-id index, which is rebuilt by a scan at each open,
+//! shares the function.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
