@@ -6,10 +6,10 @@
 //! SipHash cost about as much as the rest of a window check. foldhash is, in its authors'
 //! words, minimally DoS-resistant: keys chosen blindly do not collide more than chance,
 //! but unlike SipHash it does not hold against someone who studies a long-running
-//! process's timing to recover its seed. The keys here are hard to choose
-//! from outside: packed phone numbers, ids WhatsApp and the gateway make (read from signed
-//! webhooks), UUIDs derived with SHA-1, and a caller's own `messageId`s. No map order is
-//! ever written to disk or relied on: each map is built again when the store opens.
+//! process's timing to recover its seed. The keys here are hard to choose from outside:
+//! packed phone numbers, ids WhatsApp and the gateway make (read from signed webhooks),
+//! UUIDs derived with SHA-1, and a caller's own `messageId`s. No map order is ever written
+//! to disk or relied on: each map is built again when the store opens.
 //!
 //! The slots are not foldhash's: the outcome journal's must be the same in every process
 //! (see [`slot_of`]), and the WhatsApp-id index, which is rebuilt by a scan at each open,
@@ -29,7 +29,7 @@ pub(super) type MemoryMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Not foldhash, whose seed is random per process: the outcome journal journals a key only
 /// while no other journaled key holds its slot, and builds its index again from the
 /// batches at every open, so a slot that moved between two processes could put two
-/// journaled keys on one slot, and one of them would read as absent (found by review; see
+/// journaled keys on one slot, and one of them would read as absent (see
 /// `outcome_journal`). Two keys sharing a slot are told apart as each index says.
 pub(super) fn slot_of(key: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();

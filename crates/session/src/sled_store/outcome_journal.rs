@@ -29,9 +29,8 @@
 //! write sees the slot taken by another key), never return the wrong outcome. That holds
 //! across opens only because the hash is the same in every process (`slot_of`, std's
 //! SipHash under fixed keys, as in every earlier release): the index built at an open
-//! then never finds two journaled keys on one slot. A hash seeded per process (foldhash,
-//! tried in stop 30 and reverted after review) could put two on one after a restart, and
-//! the one whose batch came first would read as absent.
+//! then never finds two journaled keys on one slot. A hash seeded per process could put
+//! two on one after a restart, and the one whose batch came first would read as absent.
 //!
 //! The rules that keep one answer per key:
 //! - a key the journal holds is read from the journal, whatever the tree holds under it;
