@@ -27,8 +27,9 @@
 //! one scan of the batches at the first use. A lookup reads the record there and checks
 //! its key, so two keys sharing a hash can only send the second to a single entry (the
 //! write sees the slot taken by another key), never return the wrong outcome. That holds
-//! across opens only because the hash is the same in every process (`slot_of`, std's
-//! SipHash under fixed keys, as in every earlier release): the index built at an open
+//! across opens only because the hash is the same in every process (`slot_of`: SipHash
+//! under fixed keys from a crate whose algorithm is fixed, the same slots as every earlier
+//! release computed with std's `DefaultHasher`): the index built at an open
 //! then never finds two journaled keys on one slot. A hash seeded per process could put
 //! two on one after a restart, and the one whose batch came first would read as absent.
 //!
@@ -78,7 +79,7 @@ const KEY_LEN: usize = 32;
 
 /// The index slot of an outcome key.
 fn slot(key: &[u8; KEY_LEN]) -> u64 {
-    slot_of(key)
+    slot_of(&[key.as_slice()])
 }
 
 /// Appends a record to `out`.

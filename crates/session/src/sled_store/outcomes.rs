@@ -105,7 +105,7 @@ impl SweepState {
 /// finds and checks its WhatsApp id, so two pairs sharing a slot (about one chance in
 /// 10^19 per pair) can only make one of them not found, never the wrong one found.
 fn wa_slot(conversation: Conversation, wa_id: &str) -> u64 {
-    slot_of(&(conversation, wa_id))
+    slot_of(&[&conversation.to_key(), wa_id.as_bytes()])
 }
 
 /// The in-memory index of outcomes by WhatsApp id.
