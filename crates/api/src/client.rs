@@ -601,7 +601,7 @@ impl Client {
                 .http
                 .request(call.method.clone(), call.url.clone())
                 .header("apiKey", inner.key_header.clone())
-                .header(ACCEPT, "application/json");
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
             if let Some((body, content_type)) = &call.body {
                 request = request
                     .header(CONTENT_TYPE, content_type.clone())

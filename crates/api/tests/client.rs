@@ -101,7 +101,7 @@ async fn always(server: &MockServer, at: &str, response: ResponseTemplate) {
 }
 
 #[tokio::test]
-async fn contact_send_posts_the_seed_body_with_both_headers() {
+async fn contact_send_posts_the_seed_body_with_its_headers() {
     let server = MockServer::start().await;
     let expected = json!({
         "messageId": "ca739107-4b0d-4581-acb1-4c4af70555de",
@@ -114,6 +114,7 @@ async fn contact_send_posts_the_seed_body_with_both_headers() {
         .and(path(CONTACT_PATH))
         .and(header("apiKey", KEY))
         .and(header("content-type", "application/json"))
+        .and(header("accept", "application/json"))
         .and(body_json(&expected))
         .respond_with(success("ca739107-4b0d-4581-acb1-4c4af70555de"))
         .expect(1)
