@@ -29,7 +29,8 @@ pub(super) type MemoryMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// bytes.
 ///
 /// For one 32-byte part (an outcome key) this is, bit for bit, the slot every earlier
-/// release computed with std's `DefaultHasher::new()` on a 64-bit target. It is written
+/// release computed with std's `DefaultHasher::new()` on a 64-bit little-endian target
+/// (x86-64, aarch64). It is written
 /// out here, over a crate whose algorithm is fixed, because std does not promise that its
 /// hasher stays the same from one toolchain to the next, and the outcome journal needs a
 /// key's slot to be the same in every process: it journals a key only while no other
@@ -38,8 +39,10 @@ pub(super) type MemoryMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// slot, and one of them would read as absent (see `outcome_journal`). Not foldhash,
 /// whose seed is random per process, for the same reason.
 ///
-/// Parts of which all but the last have a fixed length cannot be confused with another
-/// cut of the same bytes. Two keys sharing a slot are told apart as each index says.
+/// How the bytes are cut into parts does not count, only the bytes: a key made of parts
+/// of which all but the last have a fixed length (the WhatsApp-id index's conversation
+/// key, then the id) gives different bytes for different keys. Two keys sharing a slot
+/// are told apart as each index says.
 pub(super) fn slot_of(parts: &[&[u8]]) -> u64 {
     let mut hasher = SipHasher13::new_with_keys(0, 0);
     let len: usize = parts.iter().map(|part| part.len()).sum();
