@@ -30,14 +30,14 @@ pub(super) type MemoryMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 ///
 /// For one 32-byte part (an outcome key) this is, bit for bit, the slot every earlier
 /// release computed with std's `DefaultHasher::new()` on a 64-bit little-endian target
-/// (x86-64, aarch64). It is written
-/// out here, over a crate whose algorithm is fixed, because std does not promise that its
-/// hasher stays the same from one toolchain to the next, and the outcome journal needs a
-/// key's slot to be the same in every process: it journals a key only while no other
-/// journaled key holds its slot, and builds its index again from the batches at every
-/// open, so a slot that moved between two processes could put two journaled keys on one
-/// slot, and one of them would read as absent (see `outcome_journal`). Not foldhash,
-/// whose seed is random per process, for the same reason.
+/// (x86-64, aarch64). It is written out here, over a crate whose algorithm is fixed,
+/// because std does not promise that its hasher stays the same from one toolchain to the
+/// next, and the outcome journal needs a key's slot to be the same in every process: it
+/// journals a key only while no other journaled key holds its slot, and builds its index
+/// again from the batches at every open, so a slot that moved between two processes could
+/// put two journaled keys on one slot, and one of them would read as absent (see
+/// `outcome_journal`). Not foldhash, whose seed is random per process, for the same
+/// reason.
 ///
 /// How the bytes are cut into parts does not count, only the bytes: a key made of parts
 /// of which all but the last have a fixed length (the WhatsApp-id index's conversation
