@@ -1,5 +1,6 @@
-//! `import` and `export`: a failed import leaves no new database behind, and both show a
-//! progress bar on a terminal only (none when stderr is not a terminal, or with `--json`).
+//! `import` and `export`: a failed import leaves no new database behind, a time RFC 3339
+//! cannot write survives the round trip, and both show a progress bar on a terminal only
+//! (none when stderr is not a terminal, or with `--json`).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -137,4 +138,33 @@ fn import_and_export_show_a_progress_bar_on_a_terminal_but_not_with_json() {
     assert!(shown.trim_end().ends_with('}'), "{shown}");
     let shown = run("export --json > exported.jsonl").unwrap();
     assert_eq!(shown, "", "{shown}");
+}
+
+/// A `--at` with a large offset stores a time in the year -1, which RFC 3339 cannot write:
+/// the export writes it in ISO 8601's signed form, and the export imports into a new store
+/// with the same window (before, the import refused the whole file).
+#[test]
+fn a_time_before_the_year_0_survives_export_and_import() {
+    let source = Cli::new();
+    source
+        .run(&[
+            "record",
+            BUSINESS,
+            CUSTOMER,
+            "--at",
+            "0000-01-01T00:00:00+23:59",
+        ])
+        .expect(0);
+    let exported = source.run(&["export"]).expect(0).stdout;
+    assert!(
+        exported.contains("\"last_inbound\":\"-0001-12-31T00:01:00.000Z\""),
+        "{exported}"
+    );
+    let target = Cli::new();
+    target.run_with_stdin(&["import"], &exported).expect(0);
+    let status = |cli: &Cli| cli.run(&["status", BUSINESS, CUSTOMER, "--json"]).json();
+    let (before, after) = (status(&source), status(&target));
+    assert_eq!(after["last_inbound"], before["last_inbound"]);
+    assert_eq!(after["last_inbound"], "-0001-12-31T00:01:00Z");
+    assert_eq!(target.run(&["export"]).expect(0).stdout, exported);
 }

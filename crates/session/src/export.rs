@@ -157,18 +157,30 @@ impl Names {
 }
 
 mod rfc3339_millis {
-    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+        s.serialize_str(&super::rfc3339(*at))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        super::read_time(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads a time as an export writes it ([`rfc3339`]): RFC 3339, or, for a year before 0
+/// or after 9999 (which RFC 3339 cannot write), the same with a signed year of four or more
+/// digits (ISO 8601's expanded form, as chrono writes it: `-0001-12-31T00:01:00.000Z`).
+/// Every time the store can hold reads back as it was written, to the millisecond: a
+/// stored time in such a year (a `--at` given with a large offset) would otherwise make
+/// the whole export refused by its own import.
+fn read_time(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(at) => Ok(at.with_timezone(&Utc)),
+        Err(error) if text.starts_with(['-', '+']) => text.parse().map_err(|_| error),
+        Err(error) => Err(error),
     }
 }
 
@@ -303,7 +315,8 @@ pub enum ExportLine {
 }
 
 /// The RFC 3339 text (milliseconds) of a time, as the export's optional times are
-/// written.
+/// written (a year outside 0 to 9999 gets a sign and as many digits as it needs; see
+/// [`read_time`]).
 fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -541,12 +554,10 @@ pub async fn export<S: Store>(store: &S, mut out: impl Write) -> Result<Transfer
 }
 
 fn parse_time(text: &str, line: usize) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Import {
-            line,
-            detail: format!("time {text:?}: {e}"),
-        })
+    read_time(text).map_err(|e| StoreError::Import {
+        line,
+        detail: format!("time {text:?}: {e}"),
+    })
 }
 
 /// Reads the digest of a `seen` line.
@@ -1093,5 +1104,47 @@ async fn check_outbox_limit<S: Store>(
             ),
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::{read_time, rfc3339};
+
+    proptest! {
+        /// Every time the store can hold reads back as the export wrote it, to the
+        /// millisecond, in the years RFC 3339 writes and in those it cannot.
+        #[test]
+        fn every_time_an_export_writes_reads_back(
+            millis in DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        ) {
+            let at = DateTime::from_timestamp_millis(millis).unwrap_or_default();
+            prop_assert_eq!(read_time(&rfc3339(at)), Ok(at), "{}", rfc3339(at));
+        }
+    }
+
+    #[test]
+    fn years_rfc_3339_cannot_write_are_signed_and_read_back() {
+        for (text, written) in [
+            ("-0001-12-31T00:01:00Z", "-0001-12-31T00:01:00.000Z"),
+            ("+10000-01-01T00:00:00.5Z", "+10000-01-01T00:00:00.500Z"),
+        ] {
+            let at: DateTime<Utc> = text.parse().unwrap_or_default();
+            assert_eq!(rfc3339(at), written);
+            assert_eq!(read_time(written), Ok(at));
+        }
+        // A sign is taken only before a year: anything else stays an RFC 3339 error.
+        for bad in [
+            "-",
+            "+2026",
+            "-2026-13-01T00:00:00Z",
+            "2026-12-03T09:00:00",
+            "",
+        ] {
+            assert!(read_time(bad).is_err(), "{bad:?} was read");
+        }
     }
 }

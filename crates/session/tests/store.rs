@@ -522,6 +522,53 @@ async fn export_import_round_trip_and_bad_input() {
     ));
 }
 
+/// A time RFC 3339 cannot write (a year before 0, as a `--at` with a large offset gives)
+/// is exported in ISO 8601's signed form and imported back as it was: one such time made
+/// the whole export refused by its own import.
+#[tokio::test]
+async fn times_outside_rfc_3339s_years_survive_export_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = SledStore::open(dir.path().join("a")).unwrap();
+    let year_minus_1 = t("-0001-12-31T00:01:00Z");
+    source
+        .record_inbound(chat(254700000001), year_minus_1)
+        .await
+        .unwrap();
+    source
+        .record_gateway_closure(chat(254700000001), year_minus_1 + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    source
+        .set_invitation(
+            chat(254700000002),
+            Some(Invitation {
+                message_id: MessageId::new(),
+                sent_at: year_minus_1,
+            }),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let written = export(&source, &mut out).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out).contains("\"-0001-12-31T00:01:00.000Z\""),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    let target = SledStore::open(dir.path().join("b")).unwrap();
+    assert_eq!(import(&target, out.as_slice()).await.unwrap(), written);
+    let window = target.window(chat(254700000001)).await.unwrap().unwrap();
+    assert_eq!(
+        window,
+        source.window(chat(254700000001)).await.unwrap().unwrap()
+    );
+    assert_eq!(window.last_inbound, year_minus_1);
+    let mut again = Vec::new();
+    export(&target, &mut again).await.unwrap();
+    assert_eq!(again, out);
+}
+
 #[tokio::test]
 async fn periodic_mode_writes_reach_disk_by_the_interval() {
     let dir = tempfile::tempdir().unwrap();
